@@ -1,0 +1,1 @@
+"""Contracts shared by every tickpipe stage: names, schema, settings, errors, logging."""

@@ -1,0 +1,149 @@
+"""Command line entry point: ``tickpipe up|streams|mock|ingest|process|trade``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.errors import ConfigError
+from common.logs import setup_logging
+from common.redis_io import REDIS_DOWN, connect_redis
+from common.settings import Settings, load_settings
+from common.status import read_streams, render_streams
+
+__all__ = ["main"]
+
+STAGE_MODULES = {"mock": "mock_ws", "ingest": "ingestor", "process": "processor", "trade": "trader"}
+
+EPILOG = """\
+stages (each also runs alone as `python -m <module>`; pass --help after the stage for its flags):
+  tickpipe mock      the mock exchange (python -m mock_ws)
+  tickpipe ingest    the ingestor (python -m ingestor)
+  tickpipe process   a processor member (python -m processor)
+  tickpipe trade     the trader (python -m trader)
+
+configuration comes from the environment and .env; see .env.example for every setting.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tickpipe",
+        description="Real-time market data and trading pipeline over WebSockets and Redis Streams.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = sub.add_parser(
+        "up",
+        help="run the whole pipeline locally (own redis-server and mock exchange by default)",
+        description="Start redis-server (when REDIS_URL is unset), the mock exchange (when no "
+        "venue URL is configured), the ingestor, processor member(s) and the trader, each its own "
+        "process; restart crashed stages; show a live status line. Ctrl-C stops everything.",
+    )
+    up.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    up.add_argument("--processors", type=int, default=1, help="processor members (default 1)")
+    up.add_argument("--data-dir", type=Path, help="state, logs, embedded Redis data")
+    up.add_argument("--no-mock", action="store_true", help="never start the mock exchange")
+    up.add_argument("--rate", type=float, default=20.0, help="mock trades per second per symbol")
+    up.add_argument("--seed", type=int, default=1, help="mock market seed (default 1)")
+
+    sub.add_parser(
+        "streams",
+        help="print every stream's length, consumer groups, pending count and lag",
+        description="Print every stream of the namespace with its length, last id, and per "
+        "consumer group the pending count and lag. Needs REDIS_URL (or the embedded default "
+        "started by `tickpipe up`, found through .tickpipe/redis.url).",
+    )
+    for name, module in STAGE_MODULES.items():
+        sub.add_parser(name, help=f"run the {module} stage alone", add_help=False)
+    return parser
+
+
+def _resolve_redis_url(settings: Settings, data_dir: Path) -> str:
+    if settings.redis_url_set:
+        return settings.redis_url
+    marker = data_dir / "redis.url"
+    if marker.exists():
+        return marker.read_text().strip()
+    return settings.redis_url
+
+
+async def _streams(settings: Settings, url: str) -> int:
+    redis = connect_redis(url)
+    try:
+        streams = await read_streams(redis, settings)
+    except REDIS_DOWN as exc:
+        print(f"tickpipe streams: Redis unreachable at {url}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await redis.aclose()
+    if not streams:
+        print(f"no streams under namespace {settings.namespace!r} at {url}")
+        return 0
+    print("\n".join(render_streams(streams)))
+    return 0
+
+
+async def _up(settings: Settings, args: argparse.Namespace) -> int:
+    from common.supervisor import UpOptions, run_up
+
+    data_dir = args.data_dir or Path(settings.data_dir)
+    options = UpOptions(
+        duration_s=args.duration,
+        processors=args.processors,
+        mock=False if args.no_mock else None,
+        mock_rate=args.rate,
+        mock_seed=args.seed,
+        data_dir=data_dir,
+        env_file=args.env_file,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return await run_up(settings, options, stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    # Stage commands hand everything after the command to the stage's own parser.
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] == "--env-file" else 1
+    if i < len(argv) and argv[i] in STAGE_MODULES:
+        module = STAGE_MODULES[argv[i]]
+        os.execv(sys.executable, [sys.executable, "-m", module, *argv[:i], *argv[i + 1 :]])
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings(dotenv_path=args.env_file)
+    except ConfigError as exc:
+        print(f"tickpipe: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging("tickpipe", settings.instance, level="WARNING", secrets=settings.secrets())
+    try:
+        if args.command == "streams":
+            url = _resolve_redis_url(settings, Path(settings.data_dir))
+            return asyncio.run(_streams(settings, url))
+        if args.command == "up":
+            return asyncio.run(_up(settings, args))
+    except ConfigError as exc:
+        print(f"tickpipe {args.command}: {exc}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Define the one error tree every tickpipe stage raises.
+
+    TickpipeError
+    ├── ConfigError            bad or unknown configuration; exit code 2
+    ├── DecodeError            a frame or stream entry that cannot be parsed
+    ├── RedisUnavailable       Redis cannot be reached (translated from redis-py)
+    └── VenueError             the venue refused or failed a request
+        ├── AuthError          bad API key or signature; fatal, never retried
+        ├── RateLimited        429/418 or a WebSocket rate-limit answer; carries retry_after_s
+        └── AmbiguousOutcome   it may or may not have taken effect (timeout, 5xx, lost link)
+
+Outside exceptions (redis-py, websockets, aiohttp) are translated into these at one boundary per
+dependency, so callers only ever catch ``TickpipeError`` subclasses.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousOutcome",
+    "AuthError",
+    "ConfigError",
+    "DecodeError",
+    "RateLimited",
+    "RedisUnavailable",
+    "TickpipeError",
+    "VenueError",
+]
+
+
+class TickpipeError(Exception):
+    """Root of every error tickpipe raises on purpose."""
+
+
+class ConfigError(TickpipeError):
+    """The configuration is wrong; the message names what to fix."""
+
+
+class DecodeError(TickpipeError):
+    """A frame or stream entry could not be parsed or failed validation."""
+
+
+class RedisUnavailable(TickpipeError):
+    """Redis could not be reached or dropped the connection."""
+
+
+class VenueError(TickpipeError):
+    """The venue refused a request or answered with an error."""
+
+    def __init__(self, message: str, *, code: int | None = None, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class AuthError(VenueError):
+    """The venue rejected the API key or the signature."""
+
+
+class RateLimited(VenueError):
+    """The venue asked us to slow down; wait ``retry_after_s`` before the next request."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float,
+        code: int | None = None,
+        status: int | None = None,
+    ):
+        super().__init__(message, code=code, status=status)
+        self.retry_after_s = retry_after_s
+
+
+class AmbiguousOutcome(VenueError):
+    """The request may have taken effect; resolve by querying, never by resending."""

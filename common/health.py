@@ -1,0 +1,89 @@
+"""Publish a stage's health to Redis and read it back for ``--check``, ``streams`` and the UI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from common.names import Keys
+from common.redis_io import REDIS_DOWN
+
+__all__ = ["HealthReporter", "read_health"]
+
+log = logging.getLogger("tickpipe.health")
+
+
+class HealthReporter:
+    """Write ``{ns}:health:{service}:{instance}`` every interval with a TTL of three intervals."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        service: str,
+        instance: str,
+        *,
+        interval_s: float = 1.0,
+        stats: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.key = keys.health(service, instance)
+        self.service = service
+        self.instance = instance
+        self.interval_s = interval_s
+        self.stats = stats or dict
+        self.started_ns = time.time_ns()
+        self.status = "starting"
+
+    def payload(self) -> bytes:
+        return orjson.dumps(
+            {
+                "service": self.service,
+                "instance": self.instance,
+                "pid": os.getpid(),
+                "status": self.status,
+                "started_ns": self.started_ns,
+                "updated_ns": time.time_ns(),
+                **self.stats(),
+            },
+            default=str,
+        )
+
+    async def publish(self) -> None:
+        ttl_ms = max(3000, int(self.interval_s * 3000))
+        try:
+            await self.redis.set(self.key, self.payload(), px=ttl_ms)
+        except REDIS_DOWN as exc:
+            log.debug("health not published: %s", exc)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until ``stop`` is set, then remove the key."""
+        while not stop.is_set():
+            await self.publish()
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+            except TimeoutError:
+                pass
+        try:
+            await self.redis.delete(self.key)
+        except REDIS_DOWN:
+            pass
+
+
+async def read_health(
+    redis: aioredis.Redis, keys: Keys, service: str = "*"
+) -> list[dict[str, Any]]:
+    """Return the live health records of ``service`` (every service by default)."""
+    out = []
+    async for key in redis.scan_iter(match=keys.health_pattern(service), count=200):
+        raw = await redis.get(key)
+        if raw:
+            out.append(orjson.loads(raw))
+    return sorted(out, key=lambda h: (h.get("service", ""), h.get("instance", "")))

@@ -1,0 +1,148 @@
+"""Build every Redis key and stream name tickpipe uses; nothing else spells one.
+
+A partition is ``venue:shard``. Every key of a partition carries the Redis Cluster hash tag
+``{venue:shard}`` and every venue-wide key the tag ``{venue}``, so multi-key commands on one
+partition (MULTI, Lua) stay legal on Redis Cluster. The namespace prefix lets several deployments
+and every test share one server.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "BAR_INTERVALS",
+    "GROUP_PROCESSOR",
+    "GROUP_TRADER",
+    "Keys",
+    "Partition",
+    "partitions_for",
+    "shard_for",
+]
+
+GROUP_PROCESSOR = "processor"
+GROUP_TRADER = "trader"
+
+#: Bar intervals the processor builds, name -> length in nanoseconds.
+BAR_INTERVALS: dict[str, int] = {"1s": 1_000_000_000, "1m": 60_000_000_000}
+
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+@dataclass(frozen=True, order=True)
+class Partition:
+    """One ordered slice of a venue's symbols: ``venue:shard``."""
+
+    venue: str
+    shard: int
+
+    def __str__(self) -> str:
+        return f"{self.venue}:{self.shard}"
+
+    @classmethod
+    def parse(cls, text: str) -> Partition:
+        venue, _, shard = text.rpartition(":")
+        if not venue or not shard.isdigit():
+            raise ValueError(f"partition must look like 'venue:shard', got {text!r}")
+        return cls(venue, int(shard))
+
+
+def shard_for(symbol: str, shards: int) -> int:
+    """Map a symbol to its shard by a hash that is stable across processes and versions."""
+    return zlib.crc32(symbol.upper().encode()) % shards
+
+
+def partitions_for(venue: str, symbols: Iterable[str], shards: int) -> dict[Partition, list[str]]:
+    """Group symbols by partition, keeping the caller's symbol order inside each partition."""
+    out: dict[Partition, list[str]] = {}
+    for symbol in symbols:
+        out.setdefault(Partition(venue, shard_for(symbol, shards)), []).append(symbol)
+    return dict(sorted(out.items()))
+
+
+class Keys:
+    """Names of every stream and key under one namespace."""
+
+    def __init__(self, namespace: str = "tp") -> None:
+        if not _NAMESPACE_RE.match(namespace):
+            raise ValueError(f"namespace must match {_NAMESPACE_RE.pattern}, got {namespace!r}")
+        self.namespace = namespace
+
+    def _p(self, partition: Partition, suffix: str) -> str:
+        return f"{self.namespace}:{{{partition}}}:{suffix}"
+
+    def _v(self, venue: str, suffix: str) -> str:
+        return f"{self.namespace}:{{{venue}}}:{suffix}"
+
+    # -- partition streams ---------------------------------------------------------------------
+    def raw(self, partition: Partition) -> str:
+        return self._p(partition, "raw")
+
+    def trades(self, partition: Partition) -> str:
+        return self._p(partition, "trades")
+
+    def quotes(self, partition: Partition) -> str:
+        return self._p(partition, "quotes")
+
+    def book(self, partition: Partition) -> str:
+        return self._p(partition, "book")
+
+    def bars(self, partition: Partition, interval: str) -> str:
+        if interval not in BAR_INTERVALS:
+            raise ValueError(f"unknown bar interval {interval!r}; known: {sorted(BAR_INTERVALS)}")
+        return self._p(partition, f"bars:{interval}")
+
+    def signals(self, partition: Partition) -> str:
+        return self._p(partition, "signals")
+
+    def control(self, partition: Partition) -> str:
+        return self._p(partition, "control")
+
+    def dead_letters(self, partition: Partition) -> str:
+        return self._p(partition, "dead-letters")
+
+    # -- partition state -----------------------------------------------------------------------
+    def checkpoint(self, partition: Partition) -> str:
+        return self._p(partition, "checkpoint")
+
+    def lease(self, partition: Partition) -> str:
+        return self._p(partition, "lease")
+
+    # -- venue streams and state ---------------------------------------------------------------
+    def private_raw(self, venue: str) -> str:
+        return self._v(venue, "private-raw")
+
+    def order_updates(self, venue: str) -> str:
+        return self._v(venue, "order-updates")
+
+    def orders(self, venue: str) -> str:
+        return self._v(venue, "orders")
+
+    def positions(self, venue: str) -> str:
+        return self._v(venue, "positions")
+
+    def venue_dead_letters(self, venue: str) -> str:
+        return self._v(venue, "dead-letters")
+
+    def venue_checkpoint(self, venue: str) -> str:
+        return self._v(venue, "checkpoint")
+
+    def venue_lease(self, venue: str) -> str:
+        return self._v(venue, "lease")
+
+    def intent(self, venue: str, client_order_id: str) -> str:
+        return self._v(venue, f"intent:{client_order_id}")
+
+    # -- operations ----------------------------------------------------------------------------
+    def health(self, service: str, instance: str) -> str:
+        return f"{self.namespace}:health:{service}:{instance}"
+
+    def health_pattern(self, service: str = "*") -> str:
+        return f"{self.namespace}:health:{service}:*"
+
+    def pattern(self) -> str:
+        """Match every key of this namespace (for ``SCAN``)."""
+        return f"{self.namespace}:*"

@@ -1,0 +1,90 @@
+"""Start and stop local helper processes: a private redis-server, free loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from common.errors import ConfigError
+from common.redis_io import REDIS_DOWN
+
+__all__ = ["REDIS_INSTALL_HINT", "free_port", "start_redis_server", "wait_for_redis"]
+
+REDIS_INSTALL_HINT = "install it with: sudo apt-get install -y redis-server"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ConfigError(f"redis-server was not found on PATH; {REDIS_INSTALL_HINT}")
+    return binary
+
+
+async def start_redis_server(
+    data_dir: Path, *, port: int | None = None, appendonly: bool = True
+) -> tuple[asyncio.subprocess.Process, str]:
+    """Start ``redis-server`` on loopback with its data in ``data_dir``; return (process, url)."""
+    binary = redis_server_binary()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    args = [
+        binary,
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(data_dir.resolve()),
+        "--appendonly", "yes" if appendonly else "no",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--maxmemory-policy", "noeviction",
+        "--daemonize", "no",
+        "--logfile", "redis.log",
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        await wait_for_redis(url, timeout_s=15, proc=proc)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        raise
+    return proc, url
+
+
+async def wait_for_redis(
+    url: str, *, timeout_s: float = 15.0, proc: asyncio.subprocess.Process | None = None
+) -> None:
+    """Wait until Redis at ``url`` answers PING (and has finished loading its data)."""
+    deadline = time.monotonic() + timeout_s
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        while True:
+            if proc is not None and proc.returncode is not None:
+                raise ConfigError(f"redis-server exited with code {proc.returncode} at start")
+            try:
+                if await client.ping():
+                    return
+            except REDIS_DOWN:
+                pass
+            except Exception as exc:  # LOADING and friends: keep waiting
+                if "loading" not in str(exc).lower():
+                    raise
+            if time.monotonic() > deadline:
+                raise ConfigError(f"Redis at {url} did not answer within {timeout_s:.0f} s")
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()

@@ -1,0 +1,263 @@
+"""Define the normalised events and their redis-cli-readable stream encoding.
+
+Every event is a frozen dataclass. ``to_fields`` turns it into one stream field per attribute with
+a readable value (decimal strings stay as the venue sent them, timestamps are integer nanoseconds,
+booleans are ``1``/``0``, absent values are empty strings); ``from_fields`` reverses it. Every
+entry also carries ``v``, the schema version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from common.errors import DecodeError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Bar",
+    "Event",
+    "OrderIntent",
+    "OrderUpdate",
+    "Quote",
+    "RawFrame",
+    "Signal",
+    "Trade",
+    "decode_fields",
+]
+
+SCHEMA_VERSION = "1"
+
+E = TypeVar("E", bound="Event")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def decode_fields(fields: Mapping[Any, Any]) -> dict[str, str]:
+    """Turn a redis-py field mapping (bytes or str) into ``str -> str``."""
+    return {_text(k): _text(v) for k, v in fields.items()}
+
+
+class Event:
+    """Base of the normalised events: generic field encoding driven by the dataclass fields."""
+
+    kind: ClassVar[str] = ""
+
+    @classmethod
+    def _field_types(cls) -> dict[str, Any]:
+        cached = cls.__dict__.get("_types_cache")
+        if cached is None:
+            hints = typing.get_type_hints(cls)
+            cached = {f.name: hints[f.name] for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+            cls._types_cache = cached  # type: ignore[attr-defined]
+        return cached
+
+    def to_fields(self) -> dict[str, str]:
+        out = {"v": SCHEMA_VERSION}
+        for name in self._field_types():
+            value = getattr(self, name)
+            if value is None:
+                out[name] = ""
+            elif isinstance(value, bool):
+                out[name] = "1" if value else "0"
+            else:
+                out[name] = str(value)
+        return out
+
+    @classmethod
+    def from_fields(cls: type[E], fields: Mapping[Any, Any]) -> E:
+        data = decode_fields(fields)
+        kwargs: dict[str, Any] = {}
+        try:
+            for name, typ in cls._field_types().items():
+                if name not in data:
+                    field = next(f for f in dataclasses.fields(cls) if f.name == name)  # type: ignore[arg-type]
+                    if field.default is dataclasses.MISSING:
+                        raise DecodeError(f"{cls.__name__}: missing field {name!r}")
+                    continue
+                kwargs[name] = _parse(data[name], typ)
+        except ValueError as exc:
+            raise DecodeError(f"{cls.__name__}: {exc}") from exc
+        return cls(**kwargs)
+
+
+def _parse(text: str, typ: Any) -> Any:
+    optional = typing.get_origin(typ) in (typing.Union, types.UnionType)
+    if optional:
+        if text == "":
+            return None
+        typ = next(t for t in typing.get_args(typ) if t is not type(None))
+    if typ is bool:
+        return text == "1"
+    if typ is int:
+        return int(text)
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    """One entry of a ``raw`` stream: a venue frame as received, or a marker the ingestor wrote.
+
+    ``kind`` is ``ws`` (a WebSocket frame), ``rest`` (a REST response such as a depth snapshot or
+    trade backfill) or ``marker`` (connect, disconnect, gap). ``data`` is the frame text.
+    """
+
+    kind: str
+    venue: str
+    conn: str
+    seq: int
+    ts_recv: int
+    data: str
+    channel: str = ""
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "v": SCHEMA_VERSION,
+            "kind": self.kind,
+            "venue": self.venue,
+            "conn": self.conn,
+            "seq": str(self.seq),
+            "ts_recv": str(self.ts_recv),
+            "channel": self.channel,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[Any, Any]) -> RawFrame:
+        try:
+            d = decode_fields(fields)
+            return cls(
+                kind=d["kind"],
+                venue=d["venue"],
+                conn=d["conn"],
+                seq=int(d["seq"]),
+                ts_recv=int(d["ts_recv"]),
+                data=d["data"],
+                channel=d.get("channel", ""),
+            )
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            raise DecodeError(f"raw entry is malformed: {exc!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Trade(Event):
+    """One trade print. ``side`` is the aggressor side: ``buy`` or ``sell``."""
+
+    kind: ClassVar[str] = "trade"
+    venue: str
+    symbol: str
+    trade_id: str
+    price: str
+    qty: str
+    side: str
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0
+    src: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Quote(Event):
+    """Best bid and offer."""
+
+    kind: ClassVar[str] = "quote"
+    venue: str
+    symbol: str
+    bid_price: str
+    bid_qty: str
+    ask_price: str
+    ask_qty: str
+    update_id: str
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Bar(Event):
+    """An OHLCV bar on exchange time; ``final`` is 0 while the bar may still change."""
+
+    kind: ClassVar[str] = "bar"
+    venue: str
+    symbol: str
+    interval: str
+    ts_open: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    trades: int
+    first_trade_id: str
+    last_trade_id: str
+    final: bool
+    revision: int = 0
+    ts_event: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Signal(Event):
+    """A trading decision. ``action`` is ``place`` or ``cancel``; ``cause`` lists event ids."""
+
+    kind: ClassVar[str] = "signal"
+    signal_id: str
+    venue: str
+    symbol: str
+    strategy: str
+    action: str
+    side: str
+    qty: str
+    price: str
+    reason: str
+    cause: str
+    ts_event: int
+    ts_recv: int
+    ts_signal: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent(Event):
+    """The trader's decision to send one order, recorded before it is sent."""
+
+    kind: ClassVar[str] = "intent"
+    client_order_id: str
+    signal_id: str
+    venue: str
+    symbol: str
+    side: str
+    order_type: str
+    qty: str
+    price: str | None
+    ts_signal: int
+    ts_intent: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate(Event):
+    """A change in an order's life as the venue reported it."""
+
+    kind: ClassVar[str] = "order_update"
+    venue: str
+    symbol: str
+    client_order_id: str
+    order_id: str
+    side: str
+    order_type: str
+    status: str
+    exec_type: str
+    qty: str
+    price: str
+    filled_qty: str
+    last_qty: str
+    last_price: str
+    cum_quote: str
+    trade_id: str
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0

@@ -1,0 +1,253 @@
+"""Load tickpipe's settings from the environment and ``.env``, rejecting what it does not know.
+
+Only ``__main__`` modules call :func:`load_settings`; everything else receives a frozen
+:class:`Settings`. Every variable that starts with ``TICKPIPE_``, and every key written in ``.env``,
+must be a known setting: a typo is an error that names the key and the closest known one.
+Secrets are wrapped in :class:`Secret`, whose ``repr`` and ``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from common.errors import ConfigError
+from common.names import Keys, Partition, partitions_for
+
+__all__ = ["KNOWN_KEYS", "Secret", "Settings", "load_settings"]
+
+PREFIX = "TICKPIPE_"
+
+
+class Secret:
+    """A secret string: masked in ``repr``, ``str`` and f-strings; ``reveal()`` returns it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of every stage, with defaults that run against the local mock exchange."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url_set: bool = False
+    namespace: str = "tp"
+    venue: str = "binance"
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+    shards: int = 1
+    instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    log_level: str = "INFO"
+    binance_ws_url: str = "ws://127.0.0.1:9443"
+    binance_ws_api_url: str = "ws://127.0.0.1:9443/ws-api/v3"
+    binance_rest_url: str = "http://127.0.0.1:9443"
+    binance_api_key: Secret = field(default_factory=lambda: Secret(""))
+    binance_api_secret: Secret = field(default_factory=lambda: Secret(""))
+    thresholds: tuple[tuple[str, str], ...] = ()
+    hysteresis_bps: str = "5"
+    order_qty: str = "0.001"
+    batch_size: int = 500
+    health_interval_s: float = 1.0
+    data_dir: str = ".tickpipe"
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.namespace)
+
+    def partitions(self) -> dict[Partition, list[str]]:
+        return partitions_for(self.venue, self.symbols, self.shards)
+
+    def threshold_for(self, symbol: str) -> str | None:
+        return dict(self.thresholds).get(symbol)
+
+    def secrets(self) -> list[str]:
+        """Secret values to mask in every log line."""
+        return [s.reveal() for s in (self.binance_api_key, self.binance_api_secret) if s]
+
+
+# Environment key -> (Settings field, parser). Parsers raise ValueError with a readable reason.
+def _symbols(text: str) -> tuple[str, ...]:
+    out = tuple(s.strip().upper() for s in text.split(",") if s.strip())
+    if not out:
+        raise ValueError("give at least one symbol, e.g. BTCUSDT,ETHUSDT")
+    for s in out:
+        if not s.replace("/", "").isalnum():
+            raise ValueError(f"{s!r} is not a symbol (letters and digits only)")
+    return out
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _decimal(text: str) -> str:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"{text!r} must be a finite, non-negative number")
+    return text.strip()
+
+
+def _thresholds(text: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
+        symbol, sep, level = part.partition("=")
+        if not sep:
+            raise ValueError(f"{part!r} should look like SYMBOL=PRICE, e.g. BTCUSDT=61800")
+        out.append((symbol.strip().upper(), _decimal(level)))
+    return tuple(out)
+
+
+def _url(*schemes: str):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> str:
+        if not text.startswith(tuple(f"{s}://" for s in schemes)):
+            raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)}")
+        return text.rstrip("/")
+
+    return parse
+
+
+def _level(text: str) -> str:
+    level = text.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+def _namespace(text: str) -> str:
+    Keys(text)  # validates
+    return text
+
+
+def _str(text: str) -> str:
+    return text
+
+
+KNOWN_KEYS: dict[str, tuple[str, object]] = {
+    "REDIS_URL": ("redis_url", _url("redis", "rediss", "unix")),
+    "TICKPIPE_NAMESPACE": ("namespace", _namespace),
+    "TICKPIPE_VENUE": ("venue", _str),
+    "TICKPIPE_SYMBOLS": ("symbols", _symbols),
+    "TICKPIPE_SHARDS": ("shards", _positive_int),
+    "TICKPIPE_INSTANCE": ("instance", _str),
+    "TICKPIPE_LOG_LEVEL": ("log_level", _level),
+    "TICKPIPE_BINANCE_WS_URL": ("binance_ws_url", _url("ws", "wss")),
+    "TICKPIPE_BINANCE_WS_API_URL": ("binance_ws_api_url", _url("ws", "wss")),
+    "TICKPIPE_BINANCE_REST_URL": ("binance_rest_url", _url("http", "https")),
+    "BINANCE_API_KEY": ("binance_api_key", Secret),
+    "BINANCE_API_SECRET": ("binance_api_secret", Secret),
+    "TICKPIPE_THRESHOLDS": ("thresholds", _thresholds),
+    "TICKPIPE_HYSTERESIS_BPS": ("hysteresis_bps", _decimal),
+    "TICKPIPE_ORDER_QTY": ("order_qty", _decimal),
+    "TICKPIPE_BATCH_SIZE": ("batch_size", _positive_int),
+    "TICKPIPE_HEALTH_INTERVAL_S": ("health_interval_s", _positive_float),
+    "TICKPIPE_DATA_DIR": ("data_dir", _str),
+}
+
+_SUPPORTED_VENUES = {"binance"}
+
+
+def _unknown(keys: list[str]) -> str:
+    parts = []
+    for key in sorted(keys):
+        close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+        parts.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    return ", ".join(parts)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    dotenv_path: str | Path | None = ".env",
+    overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build settings from ``.env`` (lowest), the environment, then ``overrides`` (highest)."""
+    env = dict(os.environ if environ is None else environ)
+    merged: dict[str, str] = {}
+    if dotenv_path is not None and Path(dotenv_path).is_file():
+        path = Path(dotenv_path)
+        file_values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+        unknown = [k for k in file_values if k not in KNOWN_KEYS]
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting(s) {_unknown(unknown)}")
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRGRP | stat.S_IROTH) and any(k in file_values for k in _secret_keys()):
+            import logging
+
+            logging.getLogger("tickpipe.settings").warning(
+                "%s holds secrets and is readable by other users; run: chmod 600 %s", path, path
+            )
+        merged.update(file_values)
+    unknown = [k for k in env if k.startswith(PREFIX) and k not in KNOWN_KEYS]
+    if unknown:
+        raise ConfigError(f"unknown environment setting(s) {_unknown(unknown)}")
+    merged.update({k: v for k, v in env.items() if k in KNOWN_KEYS})
+    merged.update(overrides or {})
+
+    values: dict[str, object] = {}
+    for key, text in merged.items():
+        name, parse = KNOWN_KEYS[key]
+        try:
+            values[name] = parse(text)  # type: ignore[operator]
+        except ValueError as exc:
+            raise ConfigError(f"{key}={_shown(key, text)}: {exc}") from None
+    if "redis_url" in values:
+        values["redis_url_set"] = True
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.venue not in _SUPPORTED_VENUES:
+        raise ConfigError(
+            f"TICKPIPE_VENUE={settings.venue}: supported venues are {sorted(_SUPPORTED_VENUES)}"
+        )
+    unknown_levels = [s for s, _ in settings.thresholds if s not in settings.symbols]
+    if unknown_levels:
+        raise ConfigError(
+            f"TICKPIPE_THRESHOLDS names {unknown_levels} which are not in TICKPIPE_SYMBOLS"
+        )
+    return settings
+
+
+def _secret_keys() -> list[str]:
+    return [k for k, (_, parse) in KNOWN_KEYS.items() if parse is Secret]
+
+
+def _shown(key: str, text: str) -> str:
+    return "***" if key in _secret_keys() else repr(text)

@@ -1,0 +1,124 @@
+"""Run a stage the same way everywhere: settings, logging, signals, ``--check``, exit codes.
+
+Each stage's ``__main__`` calls :func:`stage_main` with its ``run(settings, stop)`` coroutine.
+SIGTERM or SIGINT sets ``stop`` (finish the current batch, then return); a second signal cancels the
+run at once. Exit codes: 0 clean stop, 1 failure, 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from common.errors import ConfigError, TickpipeError
+from common.health import read_health
+from common.logs import setup_logging
+from common.redis_io import REDIS_DOWN, connect_redis
+from common.settings import Settings, load_settings
+
+__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "base_parser", "stage_main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+RunFn = Callable[[Settings, asyncio.Event], Awaitable[None]]
+
+
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 0 if a live instance of this stage reports healthy in Redis, else 1",
+    )
+    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
+    return parser
+
+
+async def _check(settings: Settings, service: str) -> int:
+    redis = connect_redis(settings.redis_url)
+    try:
+        records = await read_health(redis, settings.keys, service)
+    except REDIS_DOWN as exc:
+        print(f"{service}: Redis unreachable at {settings.redis_url}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        await redis.aclose()
+    healthy = [r for r in records if r.get("status") == "ok"]
+    for r in records:
+        print(f"{service} {r.get('instance')}: {r.get('status')}")
+    if not records:
+        print(f"{service}: no running instance reports health", file=sys.stderr)
+    return EXIT_OK if healthy else EXIT_FAILURE
+
+
+def _install_event_loop() -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        pass
+
+
+async def _run_with_signals(run: RunFn, settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def on_signal() -> None:
+        if stop.is_set():
+            logging.getLogger("tickpipe").warning("second signal: stopping now")
+            task.cancel()
+        else:
+            logging.getLogger("tickpipe").info("signal received: finishing current work")
+            stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await run(settings, stop)
+
+
+def stage_main(
+    service: str,
+    run: RunFn,
+    *,
+    argv: Sequence[str] | None = None,
+    parser: argparse.ArgumentParser | None = None,
+    overrides: Callable[[argparse.Namespace], dict[str, str]] | None = None,
+) -> int:
+    """Parse arguments, load settings, and run ``run`` until stopped; return the exit code."""
+    parser = parser or base_parser(f"python -m {service}", f"tickpipe {service} stage")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(
+            dotenv_path=args.env_file, overrides=overrides(args) if overrides else None
+        )
+    except ConfigError as exc:
+        print(f"tickpipe {service}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(service, settings.instance, level=settings.log_level, secrets=settings.secrets())
+    if args.check:
+        return asyncio.run(_check(settings, service))
+    _install_event_loop()
+    log = logging.getLogger(f"tickpipe.{service}")
+    try:
+        asyncio.run(_run_with_signals(run, settings))
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return EXIT_CONFIG
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return EXIT_OK
+    except TickpipeError as exc:
+        log.error("stopped: %s", exc)
+        return EXIT_FAILURE
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    return EXIT_OK

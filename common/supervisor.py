@@ -1,0 +1,294 @@
+"""Run the whole pipeline locally: redis-server, mock exchange and every stage as processes.
+
+``tickpipe up`` starts a private ``redis-server`` under ``.tickpipe/`` when ``REDIS_URL`` is unset,
+the mock exchange when no venue URL is configured, then the ingestor, processor member(s) and
+trader. A stage that crashes is restarted with backoff; a stage that exits with code 2 (bad
+configuration) stops everything with its message. A status line per stage shows what moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from common.backoff import Backoff
+from common.errors import ConfigError
+from common.procs import start_redis_server, wait_for_redis
+from common.redis_io import REDIS_DOWN, connect_redis
+from common.settings import Settings
+from common.status import StatusSnapshot, read_status, render_status
+
+__all__ = ["StageSpec", "Supervisor", "UpOptions", "run_up"]
+
+log = logging.getLogger("tickpipe.up")
+
+EXIT_CONFIG = 2
+
+
+@dataclass
+class UpOptions:
+    """What ``tickpipe up`` starts and for how long."""
+
+    duration_s: float | None = None
+    processors: int = 1
+    mock: bool | None = None  # None: start the mock when no venue URL is configured
+    mock_rate: float = 20.0
+    mock_seed: int = 1
+    status_interval_s: float = 1.0
+    data_dir: Path = Path(".tickpipe")
+    env_file: str = ".env"
+
+
+@dataclass
+class StageSpec:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    restarts: int = 0
+    exit_codes: list[int] = field(default_factory=list)
+    proc: asyncio.subprocess.Process | None = None
+    backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.5, cap_s=10.0))
+    started_at: float = 0.0
+
+
+class Supervisor:
+    """Keep a set of stage processes running until stopped."""
+
+    def __init__(self, stages: list[StageSpec], log_dir: Path) -> None:
+        self.stages = stages
+        self.log_dir = log_dir
+        self.fatal: str | None = None
+        self.stopping = False
+
+    async def start(self, stage: StageSpec) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / f"{stage.name}.log", "ab") as logfile:
+            stage.proc = await asyncio.create_subprocess_exec(
+                *stage.argv, env=stage.env, stdout=logfile, stderr=logfile,
+                start_new_session=True,
+            )  # fmt: skip
+        stage.started_at = time.monotonic()
+        log.info("started %s", stage.name, extra={"pid": stage.proc.pid})
+
+    async def watch(self, stage: StageSpec, stop: asyncio.Event) -> None:
+        """Restart ``stage`` whenever it exits, until ``stop`` is set."""
+        while not stop.is_set():
+            await self.start(stage)
+            assert stage.proc is not None
+            code = await stage.proc.wait()
+            stage.exit_codes.append(code)
+            if stop.is_set() or self.stopping:
+                return
+            if code == EXIT_CONFIG:
+                self.fatal = (
+                    f"{stage.name} stopped with a configuration error; "
+                    f"see {self.log_dir / (stage.name + '.log')}"
+                )
+                stop.set()
+                return
+            stage.backoff.connection_ended(time.monotonic() - stage.started_at)
+            delay = stage.backoff.next_delay_s()
+            stage.restarts += 1
+            log.warning("%s exited with code %s; restarting in %.1f s", stage.name, code, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+    async def terminate(self, grace_s: float = 10.0) -> None:
+        """SIGTERM every stage, wait up to ``grace_s``, then SIGKILL what is left."""
+        self.stopping = True
+        running = [s.proc for s in self.stages if s.proc and s.proc.returncode is None]
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in running)), grace_s)
+        except TimeoutError:
+            for proc in running:
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+            await asyncio.gather(*(p.wait() for p in running))
+
+
+def _stage_env(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    env = dict(base)
+    env.update(extra)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+async def _start_mock(
+    options: UpOptions, settings: Settings, env: dict[str, str], log_dir: Path
+) -> tuple[asyncio.subprocess.Process, int]:
+    ready = options.data_dir / "mock.ready.json"
+    ready.unlink(missing_ok=True)
+    argv = [
+        sys.executable, "-m", "mock_ws",
+        "--binance-port", "0",
+        "--seed", str(options.mock_seed),
+        "--symbols", ",".join(settings.symbols),
+        "--rate", str(options.mock_rate),
+        "--ground-truth", str(options.data_dir / "ground-truth.jsonl"),
+        "--ready-file", str(ready),
+        "--env-file", options.env_file,
+    ]  # fmt: skip
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "mock_ws.log", "ab") as logfile:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdout=logfile, stderr=logfile, start_new_session=True
+        )
+    deadline = time.monotonic() + 15
+    while not ready.exists():
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise ConfigError(f"the mock exchange did not start; see {log_dir / 'mock_ws.log'}")
+        await asyncio.sleep(0.05)
+    port = int(json.loads(ready.read_text())["binance_port"])
+    return proc, port
+
+
+async def run_up(
+    settings: Settings,
+    options: UpOptions,
+    stop: asyncio.Event,
+    *,
+    out: TextIO | None = None,
+    on_status: Callable[[StatusSnapshot], None] | None = None,
+) -> int:
+    """Bring the pipeline up and keep it up until ``stop`` or ``options.duration_s``."""
+    out = out or sys.stdout
+    data_dir = options.data_dir
+    log_dir = data_dir / "logs"
+    env = dict(os.environ)
+    helpers: list[asyncio.subprocess.Process] = []
+    redis_url = settings.redis_url
+    try:
+        if not settings.redis_url_set:
+            redis_proc, redis_url = await start_redis_server(data_dir / "redis")
+            helpers.append(redis_proc)
+            (data_dir / "redis.url").write_text(redis_url + "\n")
+            print(f"redis-server: {redis_url} (data in {data_dir / 'redis'})", file=out)
+        else:
+            await wait_for_redis(redis_url, timeout_s=10)
+        extra = {"REDIS_URL": redis_url, "TICKPIPE_NAMESPACE": settings.namespace}
+        start_mock = options.mock
+        if start_mock is None:
+            start_mock = not any(
+                k in env for k in ("TICKPIPE_BINANCE_WS_URL", "TICKPIPE_BINANCE_WS_API_URL")
+            )
+        if start_mock:
+            if not settings.binance_api_key:
+                extra["BINANCE_API_KEY"] = "mock-" + secrets.token_hex(16)
+                extra["BINANCE_API_SECRET"] = secrets.token_hex(32)
+            mock_proc, port = await _start_mock(options, settings, _stage_env(env, extra), log_dir)
+            helpers.append(mock_proc)
+            extra.update(
+                TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
+                TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
+                TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
+            )
+            print(f"mock exchange: ws://127.0.0.1:{port} (seed {options.mock_seed})", file=out)
+        stages = [StageSpec("ingestor", [sys.executable, "-m", "ingestor"], {})]
+        for n in range(options.processors):
+            stages.append(StageSpec(f"processor-{n + 1}", [sys.executable, "-m", "processor"], {}))
+        stages.append(StageSpec("trader", [sys.executable, "-m", "trader"], {}))
+        for stage in stages:
+            stage.argv += ["--env-file", options.env_file]
+            stage.env = _stage_env(env, {**extra, "TICKPIPE_INSTANCE": f"up-{stage.name}"})
+        print(f"logs: {log_dir}/  (Ctrl-C stops everything)", file=out)
+        supervisor = Supervisor(stages, log_dir)
+        watchers = [asyncio.create_task(supervisor.watch(s, stop)) for s in stages]
+        status_task = asyncio.create_task(
+            _status_loop(settings, redis_url, supervisor, options, stop, out, on_status)
+        )
+        if options.duration_s is not None:
+            asyncio.get_running_loop().call_later(options.duration_s, stop.set)
+        await stop.wait()
+        status_task.cancel()
+        await asyncio.gather(status_task, return_exceptions=True)
+        await _print_final_status(settings, redis_url, supervisor, out)
+        await supervisor.terminate()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        if supervisor.fatal:
+            print(f"tickpipe up: {supervisor.fatal}", file=sys.stderr)
+            return EXIT_CONFIG
+        return 0
+    finally:
+        if not settings.redis_url_set:
+            (data_dir / "redis.url").unlink(missing_ok=True)
+        for proc in reversed(helpers):
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
+async def _print_final_status(
+    settings: Settings, redis_url: str, supervisor: Supervisor, out: TextIO
+) -> None:
+    redis = connect_redis(redis_url)
+    try:
+        snapshot = await read_status(redis, settings)
+    except REDIS_DOWN as exc:
+        print(f"final status: Redis unreachable: {exc}", file=out)
+        return
+    finally:
+        await redis.aclose()
+    lines = render_status(snapshot, {s.name: s.restarts for s in supervisor.stages})
+    out.write("final status:\n" + "\n".join(lines) + "\n")
+    out.flush()
+
+
+async def _status_loop(
+    settings: Settings,
+    redis_url: str,
+    supervisor: Supervisor,
+    options: UpOptions,
+    stop: asyncio.Event,
+    out: TextIO,
+    on_status: Callable[[StatusSnapshot], None] | None,
+) -> None:
+    redis = connect_redis(redis_url)
+    tty = out.isatty()
+    last_lines = 0
+    last_print = 0.0
+    try:
+        while not stop.is_set():
+            try:
+                snapshot = await read_status(redis, settings)
+            except REDIS_DOWN as exc:
+                lines = [f"Redis unreachable at {redis_url}: {exc}"]
+            else:
+                restarts: dict[str, Any] = {s.name: s.restarts for s in supervisor.stages}
+                lines = render_status(snapshot, restarts)
+                if on_status:
+                    on_status(snapshot)
+            if tty:
+                if last_lines:
+                    out.write(f"\x1b[{last_lines}F\x1b[J")
+                out.write("\n".join(lines) + "\n")
+                last_lines = len(lines)
+            elif time.monotonic() - last_print >= 5 * options.status_interval_s:
+                out.write("\n".join(lines) + "\n")
+                last_print = time.monotonic()
+            out.flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), options.status_interval_s)
+    finally:
+        await redis.aclose()
