@@ -1,0 +1,210 @@
+"""Simulate a seeded market per symbol: trades on a mean-reverting random walk (pure, no I/O).
+
+Each symbol has its own random generator derived from ``(seed, symbol)``, so adding a symbol never
+changes another symbol's trades. Trades arrive as a Poisson process at ``trades_per_s`` per
+symbol; the price follows a discrete Ornstein-Uhlenbeck walk around the start price
+(``p += theta * (p0 - p) + sigma * p0 * N(0, 1)`` per trade) on a 0.01 tick, so a demo keeps
+crossing the start price. Time only comes in as ``now_ns`` arguments: for a given seed and the
+same sequence of ``now_ns`` values the trades are identical.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "DEFAULT_START_PRICE",
+    "START_PRICES",
+    "MarketSim",
+    "SimTrade",
+    "format_units",
+]
+
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+#: Start price of a symbol not listed in START_PRICES.
+DEFAULT_START_PRICE = "100"
+START_PRICES: dict[str, str] = {"BTCUSDT": "61800", "ETHUSDT": "2680"}
+TICKS_PER_UNIT = 100  # price tick 0.01
+QTY_UNITS = 100_000  # quantity step 0.00001
+#: Mean notional of a generated trade, in quote currency.
+MEAN_NOTIONAL = 500.0
+
+
+def format_units(units: int, scale: int) -> str:
+    """Format ``units / scale`` (scale a power of ten <= 1e8) as an 8-decimal string."""
+    digits = len(str(scale)) - 1
+    whole, frac = divmod(units, scale)
+    return f"{whole}.{frac:0{digits}d}" + "0" * (8 - digits)
+
+
+@dataclass(frozen=True)
+class SimTrade:
+    """One public trade, with price and quantity as Binance-style 8-decimal strings."""
+
+    symbol: str
+    trade_id: int
+    price: str
+    qty: str
+    trade_time_ms: int
+    buyer_is_maker: bool
+
+    def payload(self, event_time_ms: int | None = None) -> dict[str, Any]:
+        """Return the ``<symbol>@trade`` payload exactly as Binance sends it."""
+        return {
+            "e": "trade",
+            "E": self.trade_time_ms if event_time_ms is None else event_time_ms,
+            "s": self.symbol,
+            "t": self.trade_id,
+            "p": self.price,
+            "q": self.qty,
+            "T": self.trade_time_ms,
+            "m": self.buyer_is_maker,
+            "M": True,
+        }
+
+
+class _SymbolState:
+    """Price walk and trade schedule of one symbol."""
+
+    def __init__(self, symbol: str, seed: int, start_price: str) -> None:
+        self.symbol = symbol
+        self.rng = random.Random(f"{seed}:{symbol}")
+        self.start = float(Decimal(start_price))
+        self.price = self.start
+        self.ticks = round(self.start * TICKS_PER_UNIT)
+        self.next_trade_id = 1
+        self.next_due_ns: int | None = None
+        self.generated = 0
+
+
+class MarketSim:
+    """Generate trades for several symbols from one seed; see the module docstring."""
+
+    def __init__(
+        self,
+        symbols: Iterable[str],
+        seed: int,
+        trades_per_s: float,
+        *,
+        start_prices: Mapping[str, str] | None = None,
+        sigma_bps: float = 1.0,
+        reversion: float = 0.02,
+        max_backlog_s: float = 5.0,
+    ) -> None:
+        if not trades_per_s > 0:
+            raise ValueError("trades_per_s must be positive")
+        prices = {**START_PRICES, **(start_prices or {})}
+        self.seed = seed
+        self.trades_per_s = trades_per_s
+        self.sigma = sigma_bps / 10_000
+        self.reversion = reversion
+        self._max_backlog = max(100, int(trades_per_s * max_backlog_s))
+        self._states = {
+            s.upper(): _SymbolState(s.upper(), seed, prices.get(s.upper(), DEFAULT_START_PRICE))
+            for s in symbols
+        }
+        if not self._states:
+            raise ValueError("give at least one symbol")
+        self._pending: list[SimTrade] = []
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self._states)
+
+    def has_symbol(self, symbol: str) -> bool:
+        return symbol.upper() in self._states
+
+    def start_price(self, symbol: str) -> str:
+        return format_units(round(self._state(symbol).start * TICKS_PER_UNIT), TICKS_PER_UNIT)
+
+    def last_price(self, symbol: str) -> str:
+        """Return the symbol's current price as an 8-decimal string."""
+        return format_units(self._state(symbol).ticks, TICKS_PER_UNIT)
+
+    def trades_generated(self) -> dict[str, int]:
+        """Return how many trades each symbol has produced so far."""
+        return {s: st.generated for s, st in self._states.items()}
+
+    def trades_due(self, now_ns: int) -> list[SimTrade]:
+        """Return every trade due since the last call, in trade-time order per symbol."""
+        self._advance(now_ns)
+        out, self._pending = self._pending, []
+        return out
+
+    def record_fill(self, symbol: str, qty: str, buyer_is_maker: bool, now_ns: int) -> SimTrade:
+        """Book a trade against the simulated book at the current price (an order's fill).
+
+        The trade takes the symbol's next trade id and is returned by the next ``trades_due``,
+        after every scheduled trade due before ``now_ns``, so trade ids stay contiguous and in
+        trade-time order.
+        """
+        state = self._state(symbol)
+        self._advance(now_ns)
+        units = round(Decimal(qty) * QTY_UNITS)
+        trade = SimTrade(
+            symbol=state.symbol,
+            trade_id=state.next_trade_id,
+            price=format_units(state.ticks, TICKS_PER_UNIT),
+            qty=format_units(units, QTY_UNITS),
+            trade_time_ms=now_ns // NS_PER_MS,
+            buyer_is_maker=buyer_is_maker,
+        )
+        state.next_trade_id += 1
+        state.generated += 1
+        self._pending.append(trade)
+        return trade
+
+    def _state(self, symbol: str) -> _SymbolState:
+        try:
+            return self._states[symbol.upper()]
+        except KeyError:
+            raise KeyError(f"unknown symbol {symbol!r}") from None
+
+    def _gap_ns(self, state: _SymbolState) -> int:
+        return max(1, int(state.rng.expovariate(self.trades_per_s) * NS_PER_S))
+
+    def _advance(self, now_ns: int) -> None:
+        for state in self._states.values():
+            if state.next_due_ns is None:
+                state.next_due_ns = now_ns + self._gap_ns(state)
+                continue
+            made = 0
+            while state.next_due_ns <= now_ns:
+                if made >= self._max_backlog:
+                    # Asleep for too long: drop the rest of the backlog, keep ids contiguous.
+                    state.next_due_ns = now_ns + self._gap_ns(state)
+                    break
+                self._pending.append(self._step(state, state.next_due_ns))
+                state.next_due_ns += self._gap_ns(state)
+                made += 1
+
+    def _step(self, state: _SymbolState, due_ns: int) -> SimTrade:
+        rng = state.rng
+        state.price += self.reversion * (state.start - state.price)
+        state.price += self.sigma * state.start * rng.gauss(0.0, 1.0)
+        state.price = max(state.price, 1.0 / TICKS_PER_UNIT)
+        ticks = max(1, round(state.price * TICKS_PER_UNIT))
+        if ticks == state.ticks:
+            buyer_is_maker = rng.random() < 0.5
+        else:
+            # A falling price means sellers took the bids: the buyer was the maker.
+            buyer_is_maker = ticks < state.ticks
+        state.ticks = ticks
+        notional = rng.expovariate(1.0 / MEAN_NOTIONAL)
+        units = max(1, round(notional / (ticks / TICKS_PER_UNIT) * QTY_UNITS))
+        trade = SimTrade(
+            symbol=state.symbol,
+            trade_id=state.next_trade_id,
+            price=format_units(ticks, TICKS_PER_UNIT),
+            qty=format_units(units, QTY_UNITS),
+            trade_time_ms=due_ns // NS_PER_MS,
+            buyer_is_maker=buyer_is_maker,
+        )
+        state.next_trade_id += 1
+        state.generated += 1
+        return trade

@@ -1,0 +1,90 @@
+"""Unit tests of the mock exchange's signed-request checks (Binance's documented test vector)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from common.binance import hmac_signature, ws_api_payload
+from mock_ws.auth import check_signed
+from mock_ws.matching import OrderRejected
+
+# Binance's WS-API signing example (protocols.md section 2.1).
+SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
+KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+DOC_PARAMS: dict[str, Any] = {
+    "symbol": "BTCUSDT",
+    "side": "SELL",
+    "type": "LIMIT",
+    "timeInForce": "GTC",
+    "quantity": "0.01000000",
+    "price": "52000.00",
+    "recvWindow": 100,
+    "timestamp": 1645423376532,
+    "apiKey": KEY,
+    "signature": "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24",
+}
+DOC_NOW_NS = (1645423376532 + 50) * 1_000_000
+
+
+def check(params: dict[str, Any], now_ns: int = DOC_NOW_NS, key: str = KEY) -> None:
+    check_signed(params, api_key=key, api_secret=SECRET, now_ns=now_ns)
+
+
+def error(params: dict[str, Any], now_ns: int = DOC_NOW_NS, key: str = KEY) -> tuple[int, int]:
+    with pytest.raises(OrderRejected) as info:
+        check(params, now_ns, key)
+    return info.value.code, info.value.status
+
+
+def test_doc_vector_payload_and_signature() -> None:
+    payload = ws_api_payload(DOC_PARAMS)
+    assert payload == (
+        f"apiKey={KEY}&price=52000.00&quantity=0.01000000&recvWindow=100&side=SELL"
+        "&symbol=BTCUSDT&timeInForce=GTC&timestamp=1645423376532&type=LIMIT"
+    )
+    assert hmac_signature(SECRET, payload) == DOC_PARAMS["signature"]
+
+
+def test_doc_vector_is_accepted_inside_its_recv_window() -> None:
+    check(DOC_PARAMS)
+    check({**DOC_PARAMS, "signature": DOC_PARAMS["signature"].upper()})  # HMAC: case-insensitive
+
+
+def test_changed_parameter_breaks_the_signature() -> None:
+    assert error({**DOC_PARAMS, "quantity": "0.02000000"}) == (-1022, 400)
+    assert error({**DOC_PARAMS, "signature": "0" * 64}) == (-1022, 400)
+    assert error({k: v for k, v in DOC_PARAMS.items() if k != "signature"}) == (-1102, 400)
+
+
+def test_wrong_or_missing_key() -> None:
+    assert error(DOC_PARAMS, key="another-key") == (-2015, 401)
+    assert error({k: v for k, v in DOC_PARAMS.items() if k != "apiKey"}) == (-1102, 400)
+
+
+def test_timestamp_window() -> None:
+    assert error(DOC_PARAMS, now_ns=(1645423376532 + 101) * 1_000_000) == (-1021, 400)
+    assert error(DOC_PARAMS, now_ns=(1645423376532 - 1000) * 1_000_000) == (-1021, 400)
+    check(DOC_PARAMS, now_ns=(1645423376532 - 999) * 1_000_000)  # < 1000 ms ahead is fine
+    assert error({k: v for k, v in DOC_PARAMS.items() if k != "timestamp"}) == (-1102, 400)
+
+
+def test_recv_window_default_and_maximum() -> None:
+    params: dict[str, Any] = {"apiKey": "k", "timestamp": 1_000_000}
+    params["signature"] = hmac_signature(SECRET, ws_api_payload(params))
+    check_signed(params, api_key="k", api_secret=SECRET, now_ns=(1_000_000 + 5000) * 10**6)
+    with pytest.raises(OrderRejected) as info:
+        check_signed(params, api_key="k", api_secret=SECRET, now_ns=(1_000_000 + 5001) * 10**6)
+    assert info.value.code == -1021
+    params = {"apiKey": "k", "timestamp": 1_000_000, "recvWindow": 60001}
+    params["signature"] = hmac_signature(SECRET, ws_api_payload(params))
+    with pytest.raises(OrderRejected) as info:
+        check_signed(params, api_key="k", api_secret=SECRET, now_ns=1_000_000 * 10**6)
+    assert info.value.code == -1131
+
+
+def test_microsecond_timestamps() -> None:
+    params: dict[str, Any] = {"apiKey": "k", "timestamp": 1645423376532000}
+    params["signature"] = hmac_signature(SECRET, ws_api_payload(params))
+    check_signed(params, api_key="k", api_secret=SECRET, now_ns=DOC_NOW_NS)
