@@ -1,0 +1,1 @@
+"""Turn raw venue frames into trades, bars, signals and order updates (the processor stage)."""

@@ -1,0 +1,23 @@
+"""Run the processor stage: ``python -m processor`` (``--check`` reads its health from Redis)."""
+
+from __future__ import annotations
+
+import sys
+
+from common.stage import base_parser, stage_main
+from processor.shell import SERVICE, run
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    """Parse the command line and run the stage until it is stopped."""
+    parser = base_parser(
+        "python -m processor",
+        "tickpipe processor: raw frames -> trades, bars, signals and order updates",
+    )
+    sys.exit(stage_main(SERVICE, run, parser=parser))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Turn a venue's private user-data frames into order updates (pure, no I/O).
+
+:func:`process_private_batch` is to ``{V}:private-raw`` what :func:`processor.core.process_batch`
+is to a partition's ``raw``: ``executionReport`` events become
+:class:`common.schema.OrderUpdate`; markers, request replies and other account events
+(``outboundAccountPosition``, ``balanceUpdate``, ``listStatus``, ``eventStreamTerminated``...) are
+passed over and counted; anything unparseable becomes a dead letter. Entries at or before the
+checkpoint's last entry id are acknowledged without output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from common import binance
+from common.errors import DecodeError
+from common.schema import OrderUpdate, RawFrame
+from processor.core import BadEntry, DeadLetter, entry_key, is_reply
+
+__all__ = ["PRIVATE_COUNTERS", "PrivateOutput", "VenueState", "process_private_batch"]
+
+CHECKPOINT_VERSION = 1
+
+PRIVATE_COUNTERS = (
+    "frames",
+    "order_updates",
+    "markers",
+    "replies",
+    "ignored",
+    "dead_letters",
+    "replayed",
+)
+
+
+@dataclass
+class PrivateOutput:
+    """What one private batch produced; ``acked`` lists every input entry id, in order."""
+
+    order_updates: list[OrderUpdate] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    acked: list[str] = field(default_factory=list)
+    frames: int = 0
+
+
+class VenueState:
+    """The private stream's checkpoint: last entry id and counters."""
+
+    def __init__(self, venue: str) -> None:
+        self.venue = venue
+        self.last_entry_id = ""
+        self.counters = dict.fromkeys(PRIVATE_COUNTERS, 0)
+
+    def to_bytes(self) -> bytes:
+        """Serialise the state with msgpack (the checkpoint)."""
+        data = {
+            "v": CHECKPOINT_VERSION,
+            "venue": self.venue,
+            "last_entry_id": self.last_entry_id,
+            "counters": self.counters,
+        }
+        out: bytes = msgpack.packb(data, use_bin_type=True)
+        return out
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, venue: str) -> VenueState:
+        """Rebuild a state saved by :meth:`to_bytes`."""
+        try:
+            data = msgpack.unpackb(blob, raw=False)
+            if not isinstance(data, dict) or data.get("v") != CHECKPOINT_VERSION:
+                raise DecodeError("private checkpoint has an unknown version")
+            if data["venue"] != venue:
+                raise DecodeError(f"checkpoint belongs to {data['venue']!r}, not {venue!r}")
+            state = cls(venue)
+            state.last_entry_id = str(data["last_entry_id"])
+            state.counters.update({str(k): int(v) for k, v in data["counters"].items()})
+        except DecodeError:
+            raise
+        except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+            raise DecodeError(f"private checkpoint is malformed: {exc!r}") from exc
+        return state
+
+
+def _classify(frame: RawFrame) -> OrderUpdate | str:
+    if frame.kind == "marker":
+        return "markers"
+    if frame.venue != "binance":
+        raise DecodeError(f"no parser for venue {frame.venue!r}")
+    if frame.kind != "ws":
+        raise DecodeError(f"unexpected raw frame kind {frame.kind!r} on the private stream")
+    _, payload = binance.unwrap(frame.data)
+    if is_reply(payload):
+        return "replies"
+    if not isinstance(payload, Mapping) or "e" not in payload:
+        raise DecodeError("unrecognised private frame: neither an event nor a reply")
+    if payload["e"] != "executionReport":
+        return "ignored"
+    try:
+        return binance.parse_execution_report(payload, ts_recv=frame.ts_recv)
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(f"executionReport is invalid: {exc!r}") from exc
+
+
+def process_private_batch(
+    state: VenueState,
+    entries: Sequence[tuple[str, RawFrame | BadEntry]],
+    ts_now: int,
+) -> PrivateOutput:
+    """Fold ``entries`` (in stream order) into ``state``; return the order updates to write."""
+    out = PrivateOutput()
+    counters = state.counters
+    last_key = entry_key(state.last_entry_id) if state.last_entry_id else (-1, -1)
+    for entry_id, frame in entries:
+        out.acked.append(entry_id)
+        key = entry_key(entry_id)
+        if key <= last_key:
+            counters["replayed"] += 1
+            continue
+        last_key = key
+        state.last_entry_id = entry_id
+        counters["frames"] += 1
+        out.frames += 1
+        if isinstance(frame, BadEntry):
+            out.dead_letters.append(DeadLetter(entry_id, frame.reason, frame.data))
+            continue
+        result: Any
+        try:
+            result = _classify(frame)
+        except DecodeError as exc:
+            out.dead_letters.append(DeadLetter(entry_id, str(exc), frame.data))
+            continue
+        if isinstance(result, str):
+            counters[result] += 1
+            continue
+        out.order_updates.append(dataclasses.replace(result, ts_proc=ts_now))
+        counters["order_updates"] += 1
+    counters["dead_letters"] += len(out.dead_letters)
+    return out

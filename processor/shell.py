@@ -1,0 +1,356 @@
+"""Run the processor: own partitions through leases, read raw entries, write outputs atomically.
+
+For every partition (and the venue's private stream) one lane loop runs:
+
+1. **Stand by** until the lease key is free, then take it with ``SET NX PX`` (value = instance).
+2. **Take over**: load the checkpoint, ``XAUTOCLAIM`` every pending entry of the consumer group to
+   this member, process this member's pending entries (``XREADGROUP`` id ``0``), then new ones
+   (``>``) with a short ``BLOCK``.
+3. **Commit** each batch in one ``MULTI``: XADD the outputs, SET the checkpoint, XACK the inputs,
+   PEXPIRE the lease. The transaction WATCHes the lease key and runs only while this member still
+   holds it, so a member that lost its lease can never write.
+4. Renew the lease every ``renew_s`` while idle; a member that could not renew in time stops
+   reading on its own (self-fencing) before anyone else can take the lease.
+
+``stop`` finishes the current batch, releases the leases and removes the health key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+
+from common.backoff import Backoff
+from common.errors import DecodeError, RedisUnavailable
+from common.health import HealthReporter
+from common.names import GROUP_PROCESSOR
+from common.redis_io import REDIS_DOWN, connect_redis, ensure_group
+from common.settings import Settings
+from processor.lanes import Lane, PartitionLane, PrivateLane, decode_entries
+
+__all__ = ["SERVICE", "run"]
+
+SERVICE = "processor"
+log = logging.getLogger("tickpipe.processor")
+
+
+class LeaseLost(Exception):
+    """This member no longer holds the lease of a lane."""
+
+
+class _Stats:
+    """Counters shown in the health record."""
+
+    def __init__(self) -> None:
+        self.totals = dict.fromkeys(
+            ("frames", "trades", "bars", "signals", "order_updates", "dead_letters"), 0
+        )
+        self.owned: set[str] = set()
+        self.partition_names: set[str] = set()
+        self.last_batch_size = 0
+        self._rate_at = (time.monotonic(), 0)
+        self.frames_per_s = 0.0
+
+    def add(self, frames: int, stats: dict[str, int]) -> None:
+        self.totals["frames"] += frames
+        for name, value in stats.items():
+            self.totals[name] = self.totals.get(name, 0) + value
+        self.last_batch_size = frames
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        then, frames_then = self._rate_at
+        if now - then >= 0.5:
+            self.frames_per_s = round((self.totals["frames"] - frames_then) / (now - then), 1)
+            self._rate_at = (now, self.totals["frames"])
+        return {
+            **self.totals,
+            "frames_per_s": self.frames_per_s,
+            "partitions_owned": len(self.owned & self.partition_names),
+            "owned": sorted(self.owned),
+            "last_batch_size": self.last_batch_size,
+        }
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds`` or until ``stop`` is set."""
+    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+
+
+def _raise_if_cancelled() -> None:
+    """Re-raise a cancellation that a library swallowed.
+
+    redis-py can lose a ``CancelledError`` that arrives mid-command (redis/redis-py#2028; seen
+    with 8.1 and fakeredis), which would leave a "killed" lane running. Every lane loop calls this
+    once per iteration.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stream_entries(reply: Any) -> list[Any]:
+    """Return the entries of a one-stream XREADGROUP reply (RESP2 list or RESP3 map)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):  # RESP3: {stream: [entries]} or {stream: entries}
+        value = next(iter(reply.values()))
+        return list(value[0] if value and isinstance(value[0], list) else value)
+    return list(reply[0][1])
+
+
+class _Runner:
+    """Run the lane loops of one member."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: aioredis.Redis,
+        stop: asyncio.Event,
+        clock: Callable[[], int],
+        *,
+        lease_ms: int,
+        renew_s: float,
+        retry_s: float,
+        block_ms: int,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.stop = stop
+        self.clock = clock
+        self.instance = settings.instance
+        self.instance_b = settings.instance.encode()
+        self.lease_ms = lease_ms
+        self.renew_s = renew_s
+        self.retry_s = retry_s
+        self.block_ms = block_ms
+        self.stats = _Stats()
+
+    # -- lease -----------------------------------------------------------------------------------
+    async def _acquire(self, lane: Lane) -> bool:
+        if await self.redis.set(lane.lease_key, self.instance, nx=True, px=self.lease_ms):
+            return True
+        # A lease under our own name is a previous life of this member (crash, then restart).
+        return await self._renew(lane)
+
+    async def _renew(self, lane: Lane) -> bool:
+        """Extend the lease if this member holds it; return whether it does."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(lane.lease_key)
+                if await pipe.get(lane.lease_key) != self.instance_b:
+                    return False
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.pexpire(lane.lease_key, self.lease_ms)
+                await pipe.execute()
+            except rexc.WatchError:
+                return False
+        return True
+
+    async def _release(self, lane: Lane) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(lane.lease_key)
+                if await pipe.get(lane.lease_key) == self.instance_b:
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.delete(lane.lease_key)
+                    await pipe.execute()
+                    log.info("lease released", extra={"lane": lane.name})
+            except (rexc.WatchError, *REDIS_DOWN) as exc:
+                log.warning("lease not released: %s", exc, extra={"lane": lane.name})
+
+    # -- lane loop -------------------------------------------------------------------------------
+    async def run_lane(self, lane: Lane) -> None:
+        """Stand by, own, process and hand over ``lane`` until ``stop`` is set."""
+        backoff = Backoff(base_s=0.1, cap_s=5.0, healthy_after_s=5.0)
+        while not self.stop.is_set():
+            _raise_if_cancelled()
+            started = time.monotonic()
+            try:
+                if not await self._acquire(lane):
+                    await _wait(self.stop, self.retry_s)
+                    continue
+                await self._own(lane)
+            except LeaseLost:
+                log.warning("lease lost; standing by", extra={"lane": lane.name})
+            except (RedisUnavailable, rexc.RedisError, *REDIS_DOWN) as exc:
+                backoff.connection_ended(time.monotonic() - started)
+                delay = backoff.next_delay_s()
+                log.warning(
+                    "redis error: %s; retrying in %.2f s",
+                    exc,
+                    delay,
+                    extra={"lane": lane.name},
+                )
+                await _wait(self.stop, delay)
+            finally:
+                self.stats.owned.discard(lane.name)
+
+    async def _own(self, lane: Lane) -> None:
+        loop = asyncio.get_running_loop()
+        renewed_at = loop.time()
+        self.stats.owned.add(lane.name)
+        await ensure_group(self.redis, lane.stream, GROUP_PROCESSOR)
+        blob: Any = await self.redis.get(lane.checkpoint_key)
+        try:
+            lane.load(blob)
+        except DecodeError as exc:
+            log.error("checkpoint unreadable, starting afresh: %s", exc, extra={"lane": lane.name})
+            lane.load(None)
+        claimed = await self._claim(lane)
+        log.info(
+            "lease taken",
+            extra={"lane": lane.name, "claimed": claimed, "consumer": self.instance},
+        )
+        cursor = "0"  # this member's pending entries first, then new ones
+        while not self.stop.is_set():
+            _raise_if_cancelled()
+            now = loop.time()
+            if now - renewed_at >= self.renew_s:
+                if not await self._renew(lane):
+                    raise LeaseLost
+                renewed_at = now
+            if loop.time() - renewed_at > self.lease_ms / 1000 * 0.6:
+                raise LeaseLost  # could not renew in time: someone else may own it soon
+            block = None if cursor == "0" else self.block_ms
+            began = loop.time()
+            reply: Any = await self.redis.xreadgroup(
+                GROUP_PROCESSOR,
+                self.instance,
+                {lane.stream: cursor},
+                count=self.settings.batch_size,
+                block=block,
+            )
+            entries = _stream_entries(reply)
+            if not entries:
+                if cursor == "0":
+                    cursor = ">"
+                elif loop.time() - began < self.block_ms / 2000:
+                    await _wait(self.stop, self.block_ms / 1000)  # server did not block
+                continue
+            sent_at = loop.time()
+            await self._commit(lane, entries)
+            renewed_at = sent_at
+        await self._release(lane)
+
+    async def _claim(self, lane: Lane) -> int:
+        """Move every pending entry of the group to this member; return how many moved."""
+        start: bytes | str = "0-0"
+        claimed = 0
+        while True:
+            _raise_if_cancelled()
+            reply = await self.redis.xautoclaim(
+                lane.stream,
+                GROUP_PROCESSOR,
+                self.instance,
+                min_idle_time=0,
+                start_id=start,
+                count=self.settings.batch_size,
+            )
+            cursor, entries = reply[0], reply[1]
+            deleted = reply[2] if len(reply) > 2 else []
+            claimed += len(entries)
+            if deleted:
+                log.error(
+                    "pending entries were deleted before processing",
+                    extra={"lane": lane.name, "count": len(deleted)},
+                )
+            if _text(cursor) == "0-0":
+                return claimed
+            start = cursor
+
+    async def _commit(self, lane: Lane, entries: list[Any]) -> None:
+        commit = lane.process(decode_entries(entries), self.clock())
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(lane.lease_key)
+                if await pipe.get(lane.lease_key) != self.instance_b:
+                    raise LeaseLost
+                pipe.multi()  # type: ignore[no-untyped-call]
+                for stream, fields in commit.outputs:
+                    pipe.xadd(stream, fields)  # type: ignore[arg-type]
+                pipe.set(lane.checkpoint_key, commit.checkpoint)
+                pipe.xack(lane.stream, GROUP_PROCESSOR, *commit.acked)
+                pipe.pexpire(lane.lease_key, self.lease_ms)
+                await pipe.execute()
+            except rexc.WatchError as exc:
+                raise LeaseLost from exc
+        self.stats.add(commit.frames, commit.stats)
+        if commit.stats.get("dead_letters"):
+            log.warning(
+                "frames sent to dead letters",
+                extra={"lane": lane.name, "count": commit.stats["dead_letters"]},
+            )
+
+
+async def run(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    redis: aioredis.Redis | None = None,
+    clock: Callable[[], int] | None = None,
+    lease_ms: int = 5000,
+    renew_s: float | None = None,
+    retry_s: float | None = None,
+    block_ms: int = 150,
+) -> None:
+    """Process every partition of ``settings`` and the venue's private stream until ``stop``.
+
+    ``lease_ms`` is the lease period; the lease is renewed every ``renew_s`` (default 30 % of it)
+    and a member standing by retries every ``retry_s`` (default 20 % of it).
+    """
+    own_redis = redis is None
+    client = connect_redis(settings.redis_url) if redis is None else redis
+    runner = _Runner(
+        settings,
+        client,
+        stop,
+        clock or time.time_ns,
+        lease_ms=lease_ms,
+        renew_s=lease_ms * 0.3 / 1000 if renew_s is None else renew_s,
+        retry_s=lease_ms * 0.2 / 1000 if retry_s is None else retry_s,
+        block_ms=block_ms,
+    )
+    lanes: list[Lane] = [PartitionLane(settings, p) for p in settings.partitions()]
+    runner.stats.partition_names = {lane.name for lane in lanes}
+    lanes.append(PrivateLane(settings, settings.venue))
+    health = HealthReporter(
+        client,
+        settings.keys,
+        SERVICE,
+        settings.instance,
+        interval_s=settings.health_interval_s,
+        stats=runner.stats.snapshot,
+    )
+    health.status = "ok"
+    health_stop = asyncio.Event()
+    health_task = asyncio.create_task(health.run(health_stop))
+    log.info("processor started", extra={"lanes": [lane.name for lane in lanes]})
+    try:
+        async with asyncio.TaskGroup() as group:
+            for lane in lanes:
+                group.create_task(runner.run_lane(lane))
+    except BaseException:
+        health_task.cancel()  # killed or failed: leave the health key to expire
+        raise
+    else:
+        health_stop.set()
+        await health_task
+    finally:
+        if own_redis:
+            await client.aclose()
+    log.info("processor stopped", extra=runner.stats.snapshot())

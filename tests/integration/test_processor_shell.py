@@ -1,0 +1,270 @@
+"""The processor shell against fakeredis: outputs, acks, leases, crashes and takeovers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gzip
+from collections.abc import Awaitable, Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import orjson
+
+from common.names import GROUP_PROCESSOR, Partition
+from common.schema import OrderUpdate, RawFrame, Signal, Trade, decode_fields
+from common.settings import Settings
+from processor.core import PartitionState, build_strategies, process_batch
+from processor.lanes import decode_entries, private_lease_key
+from processor.shell import run
+
+REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
+BTC_FILE = REALDATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz"
+REAL_REPORT = REALDATA / "nautilus_trader" / "ws_spot_execution_report_binance_us.json"
+P = Partition("binance", 0)
+FRAMES = 2500
+
+
+@cache
+def real_frames() -> tuple[RawFrame, ...]:
+    out = []
+    with gzip.open(BTC_FILE, "rt") as lines:
+        for seq, line in enumerate(lines):
+            if seq == FRAMES:
+                break
+            recv, _, frame = line.rstrip("\n").partition(" ")
+            kind = "ws" if frame.startswith('{"stream"') else "rest"
+            out.append(RawFrame(kind, "binance", "c1", seq, int(recv), frame))
+    return tuple(out)
+
+
+def make_settings(instance: str = "m1", batch_size: int = 40) -> Settings:
+    return Settings(
+        namespace="pt",
+        symbols=("BTCUSDT",),
+        instance=instance,
+        thresholds=(("BTCUSDT", "61835"),),
+        hysteresis_bps="1",
+        batch_size=batch_size,
+        health_interval_s=0.05,
+    )
+
+
+async def write_raw(redis: Any, settings: Settings, frames: tuple[RawFrame, ...]) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        for frame in frames:
+            pipe.xadd(settings.keys.raw(P), frame.to_fields())
+        await pipe.execute()
+
+
+async def expected_outputs(redis: Any, settings: Settings) -> tuple[list[Trade], list[Signal]]:
+    """Run the pure core once over the whole raw stream, as the shell should have."""
+    entries = decode_entries(await redis.xrange(settings.keys.raw(P)))
+    state = PartitionState(str(P), "binance", build_strategies(settings))
+    out = process_batch(state, entries, 0)
+    return out.trades, out.signals
+
+
+async def read_stream(redis: Any, key: str) -> list[dict[str, str]]:
+    return [decode_fields(fields) for _, fields in await redis.xrange(key)]
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], deadline_s: float = 8.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while not await condition():
+        assert loop.time() < end, "condition not met before the deadline"
+        await asyncio.sleep(0.01)
+
+
+def start(settings: Settings, redis: Any, **kw: Any) -> tuple[asyncio.Task[None], asyncio.Event]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(settings, stop, redis=redis, clock=lambda: 42, **kw))
+    return task, stop
+
+
+def without_stamps(trades: list[Trade]) -> list[Trade]:
+    return [dataclasses.replace(t, ts_proc=0) for t in trades]
+
+
+async def assert_all_processed(redis: Any, settings: Settings) -> None:
+    keys = settings.keys
+    trades, signals = await expected_outputs(redis, settings)
+    got = [Trade.from_fields(f) for f in await read_stream(redis, keys.trades(P))]
+    assert without_stamps(got) == without_stamps(trades)  # no duplicate, no loss, same order
+    assert [Signal.from_fields(f) for f in await read_stream(redis, keys.signals(P))] == [
+        dataclasses.replace(s, ts_signal=42) for s in signals
+    ]
+    for interval in ("1s", "1m"):
+        bars = await read_stream(redis, keys.bars(P, interval))
+        finals = [(b["ts_open"], b["final"]) for b in bars if b["final"] == "1"]
+        assert len(finals) == len(set(finals))
+    pending = await redis.xpending(keys.raw(P), GROUP_PROCESSOR)
+    assert pending["pending"] == 0
+
+
+def test_processes_raw_into_outputs_acks_and_stops_cleanly() -> None:
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        settings = make_settings(batch_size=300)
+        keys = settings.keys
+        await write_raw(redis, settings, real_frames())
+        await redis.xadd(keys.raw(P), RawFrame("ws", "binance", "c1", 1, 1, "garbage").to_fields())
+        await redis.xadd(keys.raw(P), {"only": "junk"})
+        report = REAL_REPORT.read_text()
+        await redis.xadd(
+            keys.private_raw("binance"),
+            RawFrame("ws", "binance", "p1", 1, 5, report).to_fields(),
+        )
+        trades, _ = await expected_outputs(redis, settings)
+        assert len(trades) > 400
+
+        task, stop = start(settings, redis)
+
+        async def done() -> bool:
+            return await redis.xlen(keys.trades(P)) == len(trades) and bool(
+                await redis.xlen(keys.order_updates("binance"))
+            )
+
+        await wait_until(done)
+
+        async def healthy() -> bool:
+            raw = await redis.get(keys.health("processor", "m1"))
+            return bool(raw) and orjson.loads(raw)["frames"] == FRAMES + 3
+
+        await wait_until(healthy)
+        health = orjson.loads(await redis.get(keys.health("processor", "m1")))
+        assert health["status"] == "ok" and health["partitions_owned"] == 1
+        assert health["owned"] == ["binance:0", "binance:private"]
+        assert health["trades"] == len(trades) and health["dead_letters"] == 2
+        assert await redis.get(keys.lease(P)) == b"m1"
+
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        await assert_all_processed(redis, settings)
+        letters = await read_stream(redis, keys.dead_letters(P))
+        assert [set(d) for d in letters] == [{"reason", "entry_id", "data"}] * 2
+        assert letters[0]["data"] == "garbage" and "not JSON" in letters[0]["reason"]
+        assert "malformed" in letters[1]["reason"]
+        (update,) = await read_stream(redis, keys.order_updates("binance"))
+        assert OrderUpdate.from_fields(update).client_order_id == "T0ESHzso0banw0QiPFZYgj"
+        assert await redis.get(keys.checkpoint(P)) is not None
+        assert await redis.get(keys.venue_checkpoint("binance")) is not None
+        # Clean stop: leases released, health key removed.
+        assert await redis.get(keys.lease(P)) is None
+        assert await redis.get(private_lease_key(settings, "binance")) is None
+        assert await redis.get(keys.health("processor", "m1")) is None
+
+    asyncio.run(scenario())
+
+
+def test_pending_entries_of_a_dead_consumer_are_claimed_and_processed() -> None:
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        settings = make_settings()
+        keys = settings.keys
+        await write_raw(redis, settings, real_frames()[:600])
+        await redis.xgroup_create(keys.raw(P), GROUP_PROCESSOR, id="0")
+        # A member that read 100 entries and died before processing them.
+        await redis.xreadgroup(GROUP_PROCESSOR, "ghost", {keys.raw(P): ">"}, count=100)
+        task, stop = start(settings, redis)
+        trades, _ = await expected_outputs(redis, settings)
+
+        async def done() -> bool:
+            return await redis.xlen(keys.trades(P)) >= len(trades)
+
+        await wait_until(done)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        await assert_all_processed(redis, settings)
+
+    asyncio.run(scenario())
+
+
+def _kill_and_restart(second_instance: str) -> None:
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        settings = make_settings(batch_size=20)
+        keys = settings.keys
+        await write_raw(redis, settings, real_frames())
+        trades, _ = await expected_outputs(redis, settings)
+
+        task, _ = start(settings, redis, lease_ms=400)
+
+        async def some() -> bool:
+            return await redis.xlen(keys.trades(P)) > 0
+
+        await wait_until(some)
+        task.cancel()  # a crash: no lease release, no final batch
+        await asyncio.gather(task, return_exceptions=True)
+        assert 0 < await redis.xlen(keys.trades(P)) < len(trades)
+
+        second = dataclasses.replace(settings, instance=second_instance)
+        task, stop = start(second, redis, lease_ms=400)
+
+        async def done() -> bool:
+            return await redis.xlen(keys.trades(P)) >= len(trades)
+
+        await wait_until(done)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        await assert_all_processed(redis, settings)
+
+    asyncio.run(scenario())
+
+
+def test_killed_member_restarted_under_its_name_resumes_without_duplicates() -> None:
+    _kill_and_restart("m1")
+
+
+def test_another_member_takes_over_a_killed_one_without_duplicates() -> None:
+    _kill_and_restart("m2")
+
+
+def test_a_second_member_stands_by_then_takes_over() -> None:
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        first, second = make_settings("m1"), make_settings("m2")
+        keys = first.keys
+        frames = real_frames()
+        await write_raw(redis, first, frames[:800])
+        task1, stop1 = start(first, redis, lease_ms=600)
+
+        async def owned_by_m1() -> bool:
+            return await redis.get(keys.lease(P)) == b"m1"
+
+        await wait_until(owned_by_m1)
+        task2, stop2 = start(second, redis, lease_ms=600)
+
+        async def m2_reports_standby() -> bool:
+            raw = await redis.get(keys.health("processor", "m2"))
+            return bool(raw) and orjson.loads(raw)["partitions_owned"] == 0
+
+        await wait_until(m2_reports_standby)
+        trades, _ = await expected_outputs(redis, first)
+
+        async def all_done() -> bool:
+            return await redis.xlen(keys.trades(P)) >= len(trades)
+
+        await wait_until(all_done)
+        assert await redis.get(keys.lease(P)) == b"m1"
+        m2 = orjson.loads(await redis.get(keys.health("processor", "m2")))
+        assert (m2["partitions_owned"], m2["frames"]) == (0, 0)
+
+        stop1.set()
+        await asyncio.wait_for(task1, 5)
+        await write_raw(redis, first, frames[800:])
+
+        async def owned_by_m2() -> bool:
+            return await redis.get(keys.lease(P)) == b"m2"
+
+        await wait_until(owned_by_m2)
+        trades, _ = await expected_outputs(redis, first)
+        await wait_until(all_done)
+        stop2.set()
+        await asyncio.wait_for(task2, 5)
+        await assert_all_processed(redis, first)
+
+    asyncio.run(scenario())
