@@ -1,0 +1,96 @@
+"""Integration test of the trader against the in-process mock exchange: one signal, one order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+
+from common.binance import client_order_id_for
+from common.schema import Signal, decode_fields
+from common.settings import Secret, Settings
+from mock_ws import start_mock
+from mock_ws.ground_truth import read_ground_truth
+from trader.shell import run
+
+
+def make_signal() -> Signal:
+    now = time.time_ns()
+    return Signal(
+        signal_id="threshold:ETHUSDT:mock-test",
+        venue="binance",
+        symbol="ETHUSDT",
+        strategy="threshold",
+        action="place",
+        side="buy",
+        qty="0.01",
+        price="",
+        reason="test",
+        cause="1-0",
+        ts_event=now,
+        ts_recv=now,
+        ts_signal=now,
+    )
+
+
+async def wait_for_events(redis: Any, stream: str, event: str, n: int) -> list[dict[str, str]]:
+    deadline = time.monotonic() + 8
+    while True:
+        events = [decode_fields(f) for _, f in await redis.xrange(stream)]
+        if sum(e["event"] == event for e in events) >= n:
+            return events
+        assert time.monotonic() < deadline, f"no {event!r} in {events}"
+        await asyncio.sleep(0.02)
+
+
+def test_signal_places_exactly_one_order_at_the_mock_even_when_replayed(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        truth = tmp_path / "ground-truth.jsonl"
+        mock = await start_mock(seed=1, ground_truth_path=str(truth))
+        try:
+            settings = Settings(
+                namespace="tm",
+                instance="trader-mock-test",
+                binance_ws_api_url=mock.ws_api_url,
+                binance_api_key=Secret("mock-key"),
+                binance_api_secret=Secret("mock-secret"),
+            )
+            redis = fakeredis.FakeAsyncRedis()
+            signals = settings.keys.signals(
+                next(p for p, symbols in settings.partitions().items() if "ETHUSDT" in symbols)
+            )
+            orders = settings.keys.orders("binance")
+            signal = make_signal()
+            await redis.xadd(signals, signal.to_fields())
+
+            stop = asyncio.Event()
+            task = asyncio.create_task(run(settings, stop, redis=redis))
+            events = await wait_for_events(redis, orders, "ack", 1)
+            stop.set()
+            await asyncio.wait_for(task, 5)
+            ack = next(e for e in events if e["event"] == "ack")
+            assert ack["source"] == "place" and ack["order_id"] and ack["status"]
+
+            # The same signal again, read by a fresh trader: looked up, never resent.
+            await redis.xadd(signals, signal.to_fields())
+            stop = asyncio.Event()
+            task = asyncio.create_task(run(settings, stop, redis=redis))
+            events = await wait_for_events(redis, orders, "ack", 2)
+            stop.set()
+            await asyncio.wait_for(task, 5)
+            second = [e for e in events if e["event"] == "ack"][1]
+            assert second["source"] == "status:restart"
+            assert second["order_id"] == ack["order_id"]
+        finally:
+            await mock.close()
+
+        cid = client_order_id_for(signal.signal_id)
+        placed = [o for o in read_ground_truth(truth).orders() if o["client_order_id"] == cid]
+        assert len(placed) == 1, placed
+        assert placed[0]["symbol"] == "ETHUSDT" and placed[0]["side"] == "BUY"
+        assert placed[0]["status"] != "REJECTED", placed[0]
+
+    asyncio.run(scenario())

@@ -1,0 +1,422 @@
+"""Integration tests of the trader loop on fakeredis with a fake venue: one order per signal."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import fakeredis
+import orjson
+import pytest
+
+from common.binance import client_order_id_for, hmac_signature, ws_api_payload
+from common.errors import AmbiguousOutcome, ConfigError
+from common.names import GROUP_TRADER
+from common.schema import OrderUpdate, Signal, decode_fields
+from common.settings import Secret, Settings
+from trader.core import RiskLimits
+from trader.shell import run
+
+KEY, SECRET = "test-key", "test-secret"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "namespace": "tt",
+        "instance": "trader-test",
+        "binance_api_key": Secret(KEY),
+        "binance_api_secret": Secret(SECRET),
+        "health_interval_s": 0.05,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def make_signal(n: int = 1, **overrides: Any) -> Signal:
+    now = time.time_ns()
+    fields: dict[str, Any] = {
+        "signal_id": f"threshold:BTCUSDT:{n}",
+        "venue": "binance",
+        "symbol": "BTCUSDT",
+        "strategy": "threshold",
+        "action": "place",
+        "side": "buy",
+        "qty": "0.001",
+        "price": "61800.5",
+        "reason": "test",
+        "cause": "1-0",
+        "ts_event": now - 5_000_000,
+        "ts_recv": now - 4_000_000,
+        "ts_signal": now - 3_000_000,
+    }
+    fields.update(overrides)
+    return Signal(**fields)
+
+
+class FakeVenue:
+    """A venue that checks signatures, keeps the orders it accepted, and can misbehave."""
+
+    def __init__(self, *, status: str = "FILLED") -> None:
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.place_calls: list[dict[str, Any]] = []
+        self.status_calls: list[dict[str, Any]] = []
+        self.fill_status = status
+        self.timeouts_after_accept = 0  # next N places: accept, then "time out"
+        self.hang_after_accept = False  # accept, then never answer (until cancelled)
+        self.hang_before_accept = False  # never answer and never accept
+        self.place_error: dict[str, Any] | None = None
+        self.closed = False
+
+    def _check(self, params: dict[str, Any]) -> None:
+        assert params["apiKey"] == KEY
+        assert params["signature"] == hmac_signature(SECRET, ws_api_payload(params))
+
+    async def place(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._check(params)
+        self.place_calls.append(params)
+        if self.hang_before_accept:
+            await asyncio.Event().wait()
+        if self.place_error is not None:
+            return {"id": "1", "status": 400, "error": self.place_error}
+        cid = params["newClientOrderId"]
+        if cid in self.orders and self.orders[cid]["status"] in ("NEW", "PARTIALLY_FILLED"):
+            return {
+                "id": "1",
+                "status": 400,
+                "error": {"code": -2010, "msg": "Duplicate order sent."},
+            }
+        filled = params["quantity"] if self.fill_status == "FILLED" else "0"
+        self.orders[cid] = {
+            "symbol": params["symbol"],
+            "orderId": len(self.orders) + 1,
+            "clientOrderId": cid,
+            "transactTime": 1_700_000_000_000,
+            "origQty": params["quantity"],
+            "executedQty": filled,
+            "cummulativeQuoteQty": "61.8",
+            "status": self.fill_status,
+            "type": "MARKET",
+            "side": params["side"],
+        }
+        if self.hang_after_accept:
+            await asyncio.Event().wait()
+        if self.timeouts_after_accept:
+            self.timeouts_after_accept -= 1
+            raise AmbiguousOutcome("order.place: no answer within 10 s")
+        return {"id": "1", "status": 200, "result": dict(self.orders[cid])}
+
+    async def status(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._check(params)
+        self.status_calls.append(params)
+        order = self.orders.get(params["origClientOrderId"])
+        if order is None:
+            return {
+                "id": "2",
+                "status": 400,
+                "error": {"code": -2013, "msg": "Order does not exist."},
+            }
+        return {"id": "2", "status": 200, "result": dict(order)}
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def order_events(redis: Any, settings: Settings) -> list[dict[str, str]]:
+    entries = await redis.xrange(settings.keys.orders("binance"))
+    return [decode_fields(fields) for _, fields in entries]
+
+
+def signal_stream(settings: Settings) -> str:
+    return settings.keys.signals(next(iter(settings.partitions())))
+
+
+async def pending(redis: Any, stream: str) -> int:
+    info = await redis.xpending(stream, GROUP_TRADER)
+    return int(info["pending"])
+
+
+class Harness:
+    """Run the trader in a task against shared fakeredis and venue; stop or crash it."""
+
+    def __init__(self, venue: FakeVenue, **run_kw: Any) -> None:
+        self.redis = fakeredis.FakeAsyncRedis()
+        self.settings = make_settings()
+        self.venue = venue
+        self.run_kw = {"status_attempts": 3, "retry_base_s": 0.01, **run_kw}
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(
+            run(self.settings, self.stop, redis=self.redis, venue=self.venue, **self.run_kw)
+        )
+
+    async def finish(self) -> None:
+        assert self.task is not None
+        self.stop.set()
+        await asyncio.wait_for(self.task, 5)
+
+    async def crash(self) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+    async def add_signal(self, signal: Signal) -> None:
+        await self.redis.xadd(signal_stream(self.settings), signal.to_fields())
+
+    async def events(self) -> list[dict[str, str]]:
+        return await order_events(self.redis, self.settings)
+
+    async def has_event(self, name: str) -> bool:
+        return any(e["event"] == name for e in await self.events())
+
+
+def test_one_signal_becomes_one_order_then_ack_position_and_health() -> None:
+    async def scenario() -> None:
+        venue = FakeVenue()
+        h = Harness(venue)
+        signal = make_signal()
+        await h.add_signal(signal)
+        h.start()
+        await wait_for(lambda: h.has_event("ack"))
+        health_key = h.settings.keys.health("trader", "trader-test")
+
+        async def health_shows_the_ack() -> bool:
+            raw = await h.redis.get(health_key)
+            return raw is not None and orjson.loads(raw)["acks"] == 1
+
+        await wait_for(health_shows_the_ack)
+        health = orjson.loads(await h.redis.get(health_key))
+        assert health["status"] == "ok" and health["orders_sent"] == 1
+        assert health["signals_seen"] == 1 and health["positions"] == {"BTCUSDT": "0.001"}
+        assert health["last_order_latency_ms"] >= 5.0
+        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await h.finish()
+
+        cid = client_order_id_for(signal.signal_id)
+        assert [p["newClientOrderId"] for p in venue.place_calls] == [cid]
+        events = await h.events()
+        assert [e["event"] for e in events] == ["intent", "ack"]
+        assert events[1]["status"] == "FILLED" and events[1]["order_id"] == "1"
+        assert events[1]["source"] == "place"
+        assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
+        intent = orjson.loads(await h.redis.get(h.settings.keys.intent("binance", cid)))
+        assert intent["signal_id"] == signal.signal_id and intent["state"]["status"] == "FILLED"
+        assert not await h.redis.exists(health_key)  # removed on a clean stop
+        assert KEY not in str(events) and SECRET not in str(events)
+
+    asyncio.run(scenario())
+
+
+async def _zero(count: Awaitable[int]) -> bool:
+    return await count == 0
+
+
+def test_timeout_on_place_is_resolved_by_status_never_by_resending() -> None:
+    async def scenario() -> None:
+        venue = FakeVenue()
+        venue.timeouts_after_accept = 1
+        h = Harness(venue)
+        await h.add_signal(make_signal())
+        h.start()
+        await wait_for(lambda: h.has_event("ack"))
+        await h.finish()
+        assert len(venue.place_calls) == 1 and len(venue.orders) == 1
+        assert len(venue.status_calls) >= 1
+        ack = [e for e in await h.events() if e["event"] == "ack"]
+        assert len(ack) == 1 and ack[0]["source"] == "status:ambiguous"
+        assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
+
+    asyncio.run(scenario())
+
+
+def test_crash_after_send_then_restart_places_no_second_order() -> None:
+    async def scenario() -> None:
+        venue = FakeVenue()
+        venue.hang_after_accept = True
+        h = Harness(venue)
+        signal = make_signal()
+        await h.add_signal(signal)
+        h.start()
+        await wait_for(lambda: _true(len(venue.place_calls) == 1))
+        await h.crash()  # the intent is recorded, the order exists, no ack was written
+        assert [e["event"] for e in await h.events()] == ["intent"]
+        assert await pending(h.redis, signal_stream(h.settings)) == 1
+
+        venue.hang_after_accept = False
+        h.start()
+        await wait_for(lambda: h.has_event("ack"))
+        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await h.finish()
+        assert len(venue.place_calls) == 1 and len(venue.orders) == 1
+        events = await h.events()
+        assert [e["event"] for e in events] == ["intent", "ack"]
+        assert events[1]["source"] == "status:restart"
+        assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
+
+    asyncio.run(scenario())
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def test_crash_before_the_venue_got_it_records_not_found_and_never_sends() -> None:
+    async def scenario() -> None:
+        venue = FakeVenue()
+        venue.hang_before_accept = True
+        h = Harness(venue)
+        await h.add_signal(make_signal())
+        h.start()
+        await wait_for(lambda: _true(len(venue.place_calls) == 1))
+        await h.crash()
+        venue.hang_before_accept = False
+        h.start()
+        await wait_for(lambda: h.has_event("not_found"))
+        await h.finish()
+        assert len(venue.place_calls) == 1 and venue.orders == {}
+        assert [e["event"] for e in await h.events()] == ["intent", "not_found"]
+        assert await pending(h.redis, signal_stream(h.settings)) == 0
+
+    asyncio.run(scenario())
+
+
+def test_duplicate_answer_is_resolved_by_status() -> None:
+    async def scenario() -> None:
+        venue = FakeVenue(status="NEW")
+        h = Harness(venue)
+        cid = client_order_id_for(make_signal().signal_id)
+        venue.orders[cid] = {"orderId": 77, "status": "NEW", "executedQty": "0", "origQty": "0.001"}
+        await h.add_signal(make_signal())
+        h.start()
+        await wait_for(lambda: h.has_event("ack"))
+        await h.finish()
+        assert len(venue.place_calls) == 1 and len(venue.status_calls) == 1
+        ack = next(e for e in await h.events() if e["event"] == "ack")
+        assert ack["order_id"] == "77" and ack["source"] == "status:ambiguous"
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("limits", "error", "stage"),
+    [
+        (RiskLimits(kill_switch=True), None, "risk"),
+        (None, {"code": -2010, "msg": "Account has insufficient balance."}, "venue"),
+    ],
+)
+def test_refused_signals_are_recorded_and_acknowledged(
+    limits: RiskLimits | None, error: dict[str, Any] | None, stage: str
+) -> None:
+    async def scenario() -> None:
+        venue = FakeVenue()
+        venue.place_error = error
+        h = Harness(venue, limits=limits)
+        await h.add_signal(make_signal())
+        h.start()
+        await wait_for(lambda: h.has_event("rejected"))
+        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await h.finish()
+        rejected = [e for e in await h.events() if e["event"] == "rejected"]
+        assert len(rejected) == 1 and rejected[0]["stage"] == stage and rejected[0]["reason"]
+        assert len(venue.place_calls) == (1 if stage == "venue" else 0)
+
+    asyncio.run(scenario())
+
+
+def update_for(cid: str, status: str, filled: str, seq: int) -> OrderUpdate:
+    return OrderUpdate(
+        venue="binance",
+        symbol="BTCUSDT",
+        client_order_id=cid,
+        order_id="1",
+        side="buy",
+        order_type="MARKET",
+        status=status,
+        exec_type="TRADE" if filled != "0" else "NEW",
+        qty="0.001",
+        price="0",
+        filled_qty=filled,
+        last_qty=filled,
+        last_price="61800",
+        cum_quote="0",
+        trade_id=str(seq),
+        ts_event=1_700_000_000_000_000_000 + seq,
+        ts_recv=1_700_000_000_000_000_000 + seq,
+    )
+
+
+def test_order_updates_move_state_and_position_once() -> None:
+    async def scenario() -> None:
+        venue = FakeVenue(status="NEW")  # the ack reports nothing filled yet
+        h = Harness(venue)
+        signal = make_signal()
+        cid = client_order_id_for(signal.signal_id)
+        await h.add_signal(signal)
+        h.start()
+        await wait_for(lambda: h.has_event("ack"))
+        updates = h.settings.keys.order_updates("binance")
+        for n, (status, filled) in enumerate(
+            [("PARTIALLY_FILLED", "0.0004"), ("FILLED", "0.001"), ("FILLED", "0.001")]
+        ):
+            await h.redis.xadd(updates, update_for(cid, status, filled, n).to_fields())
+        await h.redis.xadd(updates, update_for("someone-else", "FILLED", "5", 9).to_fields())
+        await wait_for(lambda: _count(h, "update", 4))
+        await wait_for(lambda: _zero(pending(h.redis, updates)))
+        await h.finish()
+        assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
+        intent = orjson.loads(await h.redis.get(h.settings.keys.intent("binance", cid)))
+        assert intent["state"]["status"] == "FILLED" and intent["state"]["filled_qty"] == "0.001"
+
+        # A restart loads positions and order state: a replayed update counts nothing twice.
+        await h.redis.xadd(updates, update_for(cid, "FILLED", "0.001", 10).to_fields())
+        h.start()
+        await wait_for(lambda: _count(h, "update", 5))
+        await h.finish()
+        assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
+
+    asyncio.run(scenario())
+
+
+async def _count(h: Harness, event: str, n: int) -> bool:
+    return sum(e["event"] == event for e in await h.events()) >= n
+
+
+def test_two_signals_across_a_restart_make_two_orders_and_add_up() -> None:
+    async def scenario() -> None:
+        venue = FakeVenue()
+        h = Harness(venue)
+        await h.add_signal(make_signal(1))
+        h.start()
+        await wait_for(lambda: _count(h, "ack", 1))
+        await h.finish()
+        await h.add_signal(make_signal(2, side="sell", qty="0.0004"))
+        await h.add_signal(make_signal(1))  # a duplicate signal entry: no second order
+        h.start()
+        await wait_for(lambda: _count(h, "ack", 3))
+        await h.finish()
+        assert len(venue.place_calls) == 2
+        position = await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT")
+        assert Decimal(position.decode()) == Decimal("0.0006")
+
+    asyncio.run(scenario())
+
+
+def test_missing_credentials_name_both_settings() -> None:
+    settings = make_settings(binance_api_key=Secret(""), binance_api_secret=Secret(""))
+    with pytest.raises(ConfigError) as caught:
+        asyncio.run(run(settings, asyncio.Event(), redis=fakeredis.FakeAsyncRedis()))
+    assert "BINANCE_API_KEY" in str(caught.value) and "BINANCE_API_SECRET" in str(caught.value)

@@ -1,0 +1,110 @@
+"""Integration tests of the trader's WebSocket API client against an in-process server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import orjson
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from common.backoff import Backoff
+from common.errors import AmbiguousOutcome
+from trader.binance_ws_api import BinanceWsApi, VenueUnavailable
+
+
+class Server:
+    """Answer by what ``params["do"]`` says: echo, stay silent, drop, or answer late."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.held: list[tuple[ServerConnection, dict[str, Any]]] = []
+        self.got_one = asyncio.Event()
+
+    async def handler(self, ws: ServerConnection) -> None:
+        async for message in ws:
+            request = orjson.loads(message)
+            self.received.append(request)
+            self.got_one.set()
+            do = request["params"].get("do", "echo")
+            answer = {"id": request["id"], "status": 200, "result": request["params"]}
+            if do == "drop":
+                await ws.close()
+                return
+            if do == "hold":  # answered after the next request
+                self.held.append((ws, answer))
+                continue
+            if do == "echo":
+                await ws.send(orjson.dumps({"id": "not-ours", "status": 200, "result": {}}))
+                await ws.send(orjson.dumps(answer))
+                for held_ws, held in self.held:
+                    await held_ws.send(orjson.dumps(held))
+                self.held.clear()
+            # "silent": never answer
+
+
+def client(url: str, **kw: Any) -> BinanceWsApi:
+    return BinanceWsApi(url, backoff=Backoff(base_s=0.01, cap_s=0.05), **kw)
+
+
+def test_answers_are_matched_to_requests_by_id_on_one_connection() -> None:
+    async def scenario() -> None:
+        server = Server()
+        async with serve(server.handler, "127.0.0.1", 0) as srv:
+            port = srv.sockets[0].getsockname()[1]
+            api = client(f"ws://127.0.0.1:{port}/ws-api/v3")
+            held = asyncio.create_task(api.status({"do": "hold", "n": 1}))
+            await asyncio.wait_for(server.got_one.wait(), 5)
+            first = await api.place({"do": "echo", "n": 2})
+            assert first["result"] == {"do": "echo", "n": 2}
+            assert (await held)["result"] == {"do": "hold", "n": 1}
+            assert [r["method"] for r in server.received] == ["order.status", "order.place"]
+            assert len({r["id"] for r in server.received}) == 2
+            assert api.connects == 1
+            await api.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_no_answer_in_time_is_ambiguous() -> None:
+    async def scenario() -> None:
+        server = Server()
+        async with serve(server.handler, "127.0.0.1", 0) as srv:
+            port = srv.sockets[0].getsockname()[1]
+            api = client(f"ws://127.0.0.1:{port}", request_timeout_s=0.2)
+            with pytest.raises(AmbiguousOutcome, match="no answer"):
+                await api.place({"do": "silent"})
+            assert (await api.place({"do": "echo"}))["status"] == 200  # still usable
+            await api.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_dropped_connection_is_ambiguous_and_the_next_request_reconnects() -> None:
+    async def scenario() -> None:
+        server = Server()
+        async with serve(server.handler, "127.0.0.1", 0) as srv:
+            port = srv.sockets[0].getsockname()[1]
+            api = client(f"ws://127.0.0.1:{port}", request_timeout_s=5)
+            with pytest.raises(AmbiguousOutcome):
+                await api.place({"do": "drop"})
+            assert (await api.status({"do": "echo"}))["status"] == 200
+            assert api.connects == 2
+            await api.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_unreachable_venue_means_not_sent() -> None:
+    async def scenario() -> None:
+        with socket.socket() as sock:  # a port with nothing listening
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        api = client(f"ws://127.0.0.1:{port}", connect_timeout_s=0.3)
+        with pytest.raises(VenueUnavailable, match="cannot connect"):
+            await api.place({"do": "echo"})
+        await api.aclose()
+
+    asyncio.run(scenario())

@@ -1,0 +1,243 @@
+"""Unit tests of the trader's pure core: intents, risk, signing, answers, order life, positions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from common.binance import client_order_id_for, hmac_signature, ws_api_payload
+from common.errors import AmbiguousOutcome, AuthError, RateLimited
+from common.schema import Signal
+from trader.core import (
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRejected,
+    OrderState,
+    OrderTracker,
+    RiskLimits,
+    advance,
+    build_intent,
+    check_signal,
+    place_params,
+    result_of,
+    sign_params,
+    status_params,
+)
+
+# protocols.md §2.1, WebSocket API test vector.
+DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
+DOC_API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+DOC_SIGNATURE = "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"
+
+
+def make_signal(**overrides: Any) -> Signal:
+    fields: dict[str, Any] = {
+        "signal_id": "threshold:BTCUSDT:1700000000000000000:up",
+        "venue": "binance",
+        "symbol": "BTCUSDT",
+        "strategy": "threshold",
+        "action": "place",
+        "side": "buy",
+        "qty": "0.001",
+        "price": "61800.5",
+        "reason": "crossed 61800 upwards",
+        "cause": "1-0",
+        "ts_event": 1_700_000_000_000_000_000,
+        "ts_recv": 1_700_000_000_001_000_000,
+        "ts_signal": 1_700_000_000_002_000_000,
+    }
+    fields.update(overrides)
+    return Signal(**fields)
+
+
+# -- intents and risk ------------------------------------------------------------------------------
+def test_intent_is_a_market_order_whose_id_derives_from_the_signal() -> None:
+    signal = make_signal()
+    intent = build_intent(signal, ts_intent=42)
+    assert intent.client_order_id == client_order_id_for(signal.signal_id)
+    assert (intent.symbol, intent.side, intent.order_type, intent.qty, intent.price) == (
+        "BTCUSDT",
+        "buy",
+        "MARKET",
+        "0.001",
+        None,
+    )
+    assert (intent.signal_id, intent.ts_signal, intent.ts_intent) == (
+        signal.signal_id,
+        signal.ts_signal,
+        42,
+    )
+    # Same signal, same id (idempotency across restarts); another signal, another id.
+    assert build_intent(signal, ts_intent=99).client_order_id == intent.client_order_id
+    other = build_intent(make_signal(signal_id="x"), ts_intent=42)
+    assert other.client_order_id != intent.client_order_id
+
+
+def test_risk_accepts_a_normal_signal() -> None:
+    limits = RiskLimits(max_order_qty=Decimal("0.01"), symbols=frozenset({"BTCUSDT"}))
+    assert check_signal(make_signal(), limits) is None
+
+
+@pytest.mark.parametrize(
+    ("signal", "limits", "words"),
+    [
+        (make_signal(), RiskLimits(kill_switch=True), "kill switch"),
+        (make_signal(qty="0.02"), RiskLimits(max_order_qty=Decimal("0.01")), "exceeds"),
+        (make_signal(qty="0"), RiskLimits(), "positive"),
+        (make_signal(qty="abc"), RiskLimits(), "positive"),
+        (make_signal(side="hold"), RiskLimits(), "side"),
+        (make_signal(action="cancel"), RiskLimits(), "not supported"),
+        (make_signal(symbol="DOGEUSDT"), RiskLimits(symbols=frozenset({"BTCUSDT"})), "symbol"),
+    ],
+)
+def test_risk_refuses_with_a_reason(signal: Signal, limits: RiskLimits, words: str) -> None:
+    reason = check_signal(signal, limits)
+    assert reason is not None and words in reason
+
+
+# -- signing ---------------------------------------------------------------------------------------
+def test_signing_matches_the_binance_doc_vector() -> None:
+    params = {
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "type": "LIMIT",
+        "timeInForce": "GTC",
+        "quantity": "0.01000000",
+        "price": "52000.00",
+    }
+    signed = sign_params(
+        params,
+        api_key=DOC_API_KEY,
+        api_secret=DOC_SECRET,
+        timestamp_ms=1645423376532,
+        recv_window_ms=100,
+    )
+    assert signed["signature"] == DOC_SIGNATURE
+    assert "signature" not in params  # the caller's params are not modified
+
+
+def test_place_params_are_a_signed_market_order() -> None:
+    intent = build_intent(make_signal(side="sell", qty="0.5"), ts_intent=1)
+    params = place_params(intent, api_key="k", api_secret="s", timestamp_ms=1700000000123)
+    assert {k: v for k, v in params.items() if k != "signature"} == {
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "type": "MARKET",
+        "quantity": "0.5",
+        "newClientOrderId": intent.client_order_id,
+        "newOrderRespType": "RESULT",
+        "apiKey": "k",
+        "timestamp": 1700000000123,
+        "recvWindow": 5000,
+    }
+    assert params["signature"] == hmac_signature("s", ws_api_payload(params))
+    assert len(params["newClientOrderId"]) <= 36
+
+
+def test_status_params_look_up_by_client_order_id() -> None:
+    params = status_params("ETHUSDT", "tp-abc", api_key="k", api_secret="s", timestamp_ms=5)
+    assert params["symbol"] == "ETHUSDT" and params["origClientOrderId"] == "tp-abc"
+    assert params["signature"] == hmac_signature("s", ws_api_payload(params))
+
+
+# -- answers ---------------------------------------------------------------------------------------
+def answer(status: int, code: int, msg: str, **data: Any) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "msg": msg}
+    if data:
+        error["data"] = data
+    return {"id": "tp-1", "status": status, "error": error}
+
+
+def test_accepted_answer_returns_the_result() -> None:
+    result = {"symbol": "BTCUSDT", "orderId": 28, "status": "FILLED", "executedQty": "0.001"}
+    assert result_of({"id": "tp-1", "status": 200, "result": result}) == result
+
+
+@pytest.mark.parametrize(
+    ("response", "error"),
+    [
+        (answer(400, -2010, "Duplicate order sent."), DuplicateOrder),
+        (
+            answer(400, -2010, "Account has insufficient balance for requested action."),
+            OrderRejected,
+        ),
+        (answer(400, -2013, "Order does not exist."), OrderNotFound),
+        (answer(401, -2015, "Invalid API-key, IP, or permissions for action."), AuthError),
+        (answer(400, -1022, "Signature for this request is not valid."), AuthError),
+        (answer(429, -1003, "Too much request weight used"), RateLimited),
+        (answer(418, -1003, "Way too much request weight used; IP banned"), RateLimited),
+        (answer(503, -1008, "Server is currently overloaded"), AmbiguousOutcome),
+        (answer(400, -1007, "Timeout waiting for response from backend server."), AmbiguousOutcome),
+        (
+            answer(400, -1021, "Timestamp for this request is outside of the recvWindow."),
+            OrderRejected,
+        ),
+        (answer(400, -1121, "Invalid symbol."), OrderRejected),
+        ({"id": "tp-1", "status": 500}, AmbiguousOutcome),
+    ],
+)
+def test_error_answers_are_classified(response: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error) as caught:
+        result_of(response)
+    assert type(caught.value) is error
+
+
+def test_rate_limit_carries_the_wait_until_retry_after() -> None:
+    response = answer(429, -1003, "Too much request weight used", retryAfter=1_700_000_005_000)
+    with pytest.raises(RateLimited) as caught:
+        result_of(response, now_ms=1_700_000_002_500)
+    assert caught.value.retry_after_s == pytest.approx(2.5)
+    assert caught.value.code == -1003 and caught.value.status == 429
+
+
+# -- order life and positions ----------------------------------------------------------------------
+def order(side: str = "buy", **kw: Any) -> OrderState:
+    return OrderState("tp-1", "BTCUSDT", side, qty="1", **kw)
+
+
+def test_order_moves_new_partially_filled_filled_and_stays_filled() -> None:
+    tracker = OrderTracker()
+    state, delta = tracker.apply(order(), status="NEW", filled_qty="0", order_id="7")
+    assert (state.status, state.order_id, delta) == ("NEW", "7", 0)
+    state, delta = tracker.apply(state, status="PARTIALLY_FILLED", filled_qty="0.4")
+    assert (state.status, delta) == ("PARTIALLY_FILLED", Decimal("0.4"))
+    state, delta = tracker.apply(state, status="FILLED", filled_qty="1.0")
+    assert (state.status, delta) == ("FILLED", Decimal("0.6"))
+    # A late or replayed report changes nothing.
+    state, delta = tracker.apply(state, status="PARTIALLY_FILLED", filled_qty="0.4")
+    assert (state.status, state.filled_qty, delta) == ("FILLED", "1.0", 0)
+    assert tracker.position("BTCUSDT") == Decimal("1")
+    assert tracker.orders["tp-1"] == state
+
+
+@pytest.mark.parametrize("final", ["CANCELED", "REJECTED", "EXPIRED"])
+def test_terminal_states_are_final(final: str) -> None:
+    state, _ = advance(order(), status=final, filled_qty="0")
+    assert state.status == final
+    for later in ("NEW", "PARTIALLY_FILLED", "FILLED"):
+        assert advance(state, status=later, filled_qty="0")[0].status == final
+
+
+def test_partially_filled_does_not_go_back_to_new() -> None:
+    state, _ = advance(order(), status="PARTIALLY_FILLED", filled_qty="0.5")
+    assert advance(state, status="NEW", filled_qty="0")[0].status == "PARTIALLY_FILLED"
+
+
+def test_unknown_status_is_ignored() -> None:
+    assert advance(order(), status="SOMETHING", filled_qty="0")[0].status == "NEW"
+
+
+def test_sells_reduce_the_position_and_fills_count_once() -> None:
+    tracker = OrderTracker({"BTCUSDT": Decimal("2")})
+    sell = OrderState("tp-2", "BTCUSDT", "sell", qty="0.5")
+    state, _ = tracker.apply(sell, status="FILLED", filled_qty="0.50000000")  # the ack
+    tracker.apply(state, status="FILLED", filled_qty="0.50000000")  # the order update
+    assert tracker.position("BTCUSDT") == Decimal("1.5")
+    assert tracker.position("ETHUSDT") == 0
+
+
+def test_state_round_trips_through_a_dict() -> None:
+    state = order(status="PARTIALLY_FILLED", filled_qty="0.3", order_id="9", ts_event=5)
+    assert OrderState.from_dict(state.to_dict()) == state
