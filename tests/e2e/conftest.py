@@ -1,0 +1,164 @@
+"""Real processes for end-to-end tests: a redis-server, the mock exchange, each stage."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], object], *, timeout_s: float, what: str) -> object:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class RedisServer:
+    url: str
+    port: int
+    data_dir: Path
+    proc: subprocess.Popen[bytes]
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+def start_redis(data_dir: Path, port: int | None = None) -> RedisServer:
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is missing: ./dev test installs it"
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
+         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+         "--logfile", "redis.log"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    server = RedisServer(f"redis://127.0.0.1:{port}/0", port, data_dir, proc)
+    client = server.client()
+
+    def up() -> bool:
+        with contextlib.suppress(
+            redis.exceptions.ConnectionError, redis.exceptions.BusyLoadingError
+        ):
+            return bool(client.ping())
+        return False
+
+    wait_for(up, timeout_s=15, what="redis-server to answer PING")
+    client.close()
+    return server
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path / "redis")
+    yield server
+    server.proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.proc.wait(10)
+    if server.proc.poll() is None:
+        server.proc.kill()
+
+
+@dataclass
+class Stage:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"{self.name} did not stop within {timeout_s} s") from None
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Processes:
+    tmp: Path
+    env: dict[str, str]
+    stages: list[Stage] = field(default_factory=list)
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Stage:
+        log = self.tmp / f"{name}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, *args],
+                env={**self.env, **(env or {})}, cwd=self.tmp,
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        stage = Stage(name, proc, log)
+        self.stages.append(stage)
+        return stage
+
+    def start_mock(self, *args: str) -> tuple[Stage, int]:
+        ready = self.tmp / "mock.ready.json"
+        stage = self.start(
+            "mock_ws", "-m", "mock_ws", "--binance-port", "0", "--ready-file", str(ready), *args
+        )
+        wait_for(lambda: ready.exists() or stage.proc.poll() is not None, timeout_s=15,
+                 what="the mock exchange to listen")  # fmt: skip
+        assert stage.proc.poll() is None, stage.tail()
+        return stage, int(json.loads(ready.read_text())["binance_port"])
+
+    def dump_logs(self) -> str:
+        return "\n".join(f"--- {s.name} (exit {s.proc.poll()})\n{s.tail()}" for s in self.stages)
+
+
+@pytest.fixture
+def processes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Processes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TICKPIPE_", "BINANCE_"))}
+    env.pop("REDIS_URL", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = str(REPO)
+    procs = Processes(tmp_path, env)
+    yield procs
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        print(procs.dump_logs())
+    for stage in procs.stages:
+        if stage.proc.poll() is None:
+            stage.proc.kill()
+            stage.proc.wait()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -1,0 +1,153 @@
+"""End to end: real redis-server, every stage a real process, against the mock exchange.
+
+Compared with the mock's ground truth: every trade it sent is in the trades stream exactly once,
+the 1-minute bars equal bars computed independently with pandas, and each signal produced exactly
+one order at the mock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from common.binance import client_order_id_for
+from common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
+from common.schema import Bar, Signal, Trade, decode_fields
+from mock_ws.ground_truth import read_ground_truth
+from tests.e2e.conftest import Processes, RedisServer, wait_for
+
+pytestmark = pytest.mark.e2e
+
+NS = "e2e"
+KEYS = Keys(NS)
+P = Partition("binance", 0)
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+
+
+def _entries(client, stream: str) -> list[tuple[str, dict[str, str]]]:  # type: ignore[no-untyped-def]
+    return [(i.decode(), decode_fields(f)) for i, f in client.xrange(stream)]
+
+
+def _group_idle(client, stream: str, group: str) -> bool:  # type: ignore[no-untyped-def]
+    for g in client.xinfo_groups(stream):
+        name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+        if name == group:
+            return (
+                int(g["pending"]) == 0
+                and (g.get("lag") in (0, None))
+                and (g["last-delivered-id"] == client.xinfo_stream(stream)["last-generated-id"])
+            )
+    return False
+
+
+def _pandas_bars(trades: list[dict]) -> pd.DataFrame:  # type: ignore[type-arg]
+    df = pd.DataFrame(trades)
+    df["trade_id"] = df["trade_id"].astype(int)
+    df = df.sort_values(["symbol", "trade_id"])
+    df["minute"] = (df["T"].astype("int64") // 60_000) * 60_000 * 1_000_000
+    df["price_d"] = df["price"].map(Decimal)
+    df["qty_d"] = df["qty"].map(Decimal)
+    grouped = df.groupby(["symbol", "minute"], sort=True)
+    return pd.DataFrame(
+        {
+            "open": grouped["price"].first(),
+            "high": grouped["price_d"].max().map(str),
+            "low": grouped["price_d"].min().map(str),
+            "close": grouped["price"].last(),
+            "volume": grouped["qty_d"].sum(),
+            "trades": grouped["trade_id"].count(),
+        }
+    )
+
+
+def test_pipeline_end_to_end_against_ground_truth(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    truth_path = tmp_path / "ground-truth.jsonl"
+    key, secret = "e2e-key-123", "e2e-secret-456"
+    processes.env.update(BINANCE_API_KEY=key, BINANCE_API_SECRET=secret)
+    _, port = processes.start_mock(
+        "--seed", "7", "--rate", "40", "--symbols", ",".join(SYMBOLS),
+        "--ground-truth", str(truth_path),
+    )  # fmt: skip
+    processes.env.update(
+        REDIS_URL=redis_server.url,
+        TICKPIPE_NAMESPACE=NS,
+        TICKPIPE_SYMBOLS=",".join(SYMBOLS),
+        TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
+        TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
+        TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
+        TICKPIPE_HYSTERESIS_BPS="1",
+        TICKPIPE_ORDER_QTY="0.01",
+    )
+    ingestor = processes.start("ingestor", "-m", "ingestor", env={"TICKPIPE_INSTANCE": "ing"})
+    processor = processes.start("processor", "-m", "processor", env={"TICKPIPE_INSTANCE": "proc"})
+    trader = processes.start("trader", "-m", "trader", env={"TICKPIPE_INSTANCE": "trd"})
+    client = redis_server.client()
+    try:
+        wait_for(lambda: client.xlen(KEYS.trades(P)) >= 300, timeout_s=40,
+                 what="300 trades in the trades stream")  # fmt: skip
+        wait_for(lambda: client.xlen(KEYS.signals(P)) >= 2, timeout_s=40, what="two signals")
+        wait_for(lambda: client.xlen(KEYS.order_updates("binance")) >= 2, timeout_s=30,
+                 what="order updates from the private stream")  # fmt: skip
+        # Stop the input, then let the processor and the trader drain what is buffered.
+        assert ingestor.stop() == 0, ingestor.tail()
+        wait_for(lambda: _group_idle(client, KEYS.raw(P), GROUP_PROCESSOR), timeout_s=30,
+                 what="the processor to drain raw")  # fmt: skip
+        wait_for(lambda: _group_idle(client, KEYS.signals(P), GROUP_TRADER), timeout_s=30,
+                 what="the trader to handle every signal")  # fmt: skip
+        wait_for(
+            lambda: _group_idle(client, KEYS.private_raw("binance"), GROUP_PROCESSOR),
+            timeout_s=30, what="the processor to drain the private stream",
+        )  # fmt: skip
+        assert processor.stop() == 0, processor.tail()
+        assert trader.stop() == 0, trader.tail()
+    except AssertionError:
+        print(processes.dump_logs())
+        raise
+
+    truth = read_ground_truth(truth_path)
+
+    # 1. Every trade the mock sent is in the trades stream exactly once.
+    trades = [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(P))]
+    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
+    assert [k for k, n in seen.items() if n > 1] == []
+    sent = truth.trades_sent()
+    sent_ids = {(t["symbol"], int(t["trade_id"])) for t in sent}
+    assert len(sent_ids) >= 300
+    assert sent_ids == set(seen)
+    by_id = {(t["symbol"], int(t["trade_id"])): t for t in sent}
+    for t in trades:
+        expected = by_id[(t.symbol, int(t.trade_id))]
+        assert (t.price, t.qty, t.ts_event) == (expected["price"], expected["qty"],
+                                                expected["T"] * 1_000_000)  # fmt: skip
+
+    # 2. The 1-minute bars (latest revision of each) equal bars computed with pandas.
+    latest: dict[tuple[str, int], Bar] = {}
+    for _, fields in _entries(client, KEYS.bars(P, "1m")):
+        bar = Bar.from_fields(fields)
+        latest[(bar.symbol, bar.ts_open)] = bar
+    expected_bars = _pandas_bars(sent)
+    assert set(latest) == set(expected_bars.index)
+    for (symbol, ts_open), row in expected_bars.iterrows():
+        bar = latest[(symbol, ts_open)]
+        assert (bar.open, bar.high, bar.low, bar.close) == (
+            row["open"],
+            row["high"],
+            row["low"],
+            row["close"],
+        ), (symbol, ts_open)
+        assert Decimal(bar.volume) == row["volume"] and bar.trades == row["trades"]
+
+    # 3. Each signal produced exactly one order at the mock, and nothing else was ordered.
+    signals = [Signal.from_fields(f) for _, f in _entries(client, KEYS.signals(P))]
+    assert len(signals) >= 2
+    orders = Counter(o["client_order_id"] for o in truth.orders())
+    expected_ids = {client_order_id_for(s.signal_id) for s in signals if s.action == "place"}
+    assert dict(orders) == dict.fromkeys(expected_ids, 1)
+    recorded = {f.get("client_order_id") for _, f in _entries(client, KEYS.orders("binance"))}
+    assert expected_ids <= recorded

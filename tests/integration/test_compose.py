@@ -1,0 +1,59 @@
+"""The compose file is valid against the Compose specification and matches the stages."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+# Shipped by Debian's docker-compose package (./dev test installs it).
+SPEC = Path("/usr/lib/python3/dist-packages/compose/config/compose_spec.json")
+
+
+def _compose() -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())  # type: ignore[no-any-return]
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose is missing: ./dev test installs Debian's docker-compose package"
+    result = subprocess.run(
+        [binary, "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_file_validates_against_the_compose_spec_schema() -> None:
+    import json
+
+    assert SPEC.exists(), f"{SPEC} is missing: install Debian's docker-compose package"
+    schema = json.loads(SPEC.read_text())
+    # The spec names its meta-schema by a URL jsonschema does not resolve offline; name it here.
+    validator = jsonschema.Draft201909Validator(schema)
+    errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(_compose())]
+    assert errors == []
+    # ... and the same validator does reject a wrong file.
+    broken = {"services": {"x": {"image": "a", "restart_policy_typo": "always"}}}
+    assert list(validator.iter_errors(broken))
+
+
+def test_every_stage_runs_with_a_health_check_and_redis_keeps_an_aof() -> None:
+    services = _compose()["services"]
+    assert {"redis", "mock", "ingestor", "processor", "trader"} <= set(services)
+    for stage in ("ingestor", "processor", "trader"):
+        assert services[stage]["healthcheck"]["test"][-1] == "--check"
+    redis_cmd = services["redis"]["command"]
+    assert "--appendonly" in redis_cmd and "noeviction" in redis_cmd
+    assert services["processor"]["deploy"]["replicas"] >= 2
+
+
+def test_dockerfile_installs_the_way_the_readme_does() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert "./dev install" in text
+    for package in ("common", "mock_ws", "ingestor", "processor", "trader"):
+        assert f"COPY {package} " in text
