@@ -100,9 +100,16 @@ def parse_trade(data: Mapping[str, Any], *, ts_recv: int, src: str = "") -> Trad
     trade_id = _req(data, "t", "trade")
     if not isinstance(trade_time, int) or not isinstance(trade_id, int):
         raise DecodeError("trade time and id must be integers")
+    if isinstance(trade_time, bool) or isinstance(trade_id, bool) or min(trade_time, trade_id) < 0:
+        raise DecodeError(
+            f"trade time and id must be non-negative integers: {trade_time!r}, {trade_id!r}"
+        )
+    symbol = _req(data, "s", "trade")
+    if not isinstance(symbol, str) or not (symbol.isascii() and symbol.isalnum()):
+        raise DecodeError(f"trade symbol must be letters and digits: {symbol!r}")
     return Trade(
         venue="binance",
-        symbol=str(_req(data, "s", "trade")),
+        symbol=symbol,
         trade_id=str(trade_id),
         price=price,
         qty=qty,

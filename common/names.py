@@ -67,7 +67,7 @@ class Keys:
     """Names of every stream and key under one namespace."""
 
     def __init__(self, namespace: str = "tp") -> None:
-        if not _NAMESPACE_RE.match(namespace):
+        if not _NAMESPACE_RE.fullmatch(namespace):
             raise ValueError(f"namespace must match {_NAMESPACE_RE.pattern}, got {namespace!r}")
         self.namespace = namespace
 
@@ -104,6 +104,9 @@ class Keys:
     def dead_letters(self, partition: Partition) -> str:
         return self._p(partition, "dead-letters")
 
+    def gaps(self, partition: Partition) -> str:
+        return self._p(partition, "gaps")
+
     # -- partition state -----------------------------------------------------------------------
     def checkpoint(self, partition: Partition) -> str:
         return self._p(partition, "checkpoint")
@@ -135,6 +138,14 @@ class Keys:
 
     def intent(self, venue: str, client_order_id: str) -> str:
         return self._v(venue, f"intent:{client_order_id}")
+
+    def working_orders(self, venue: str) -> str:
+        """Set of the client order ids whose order may still be open at the venue."""
+        return self._v(venue, "working-orders")
+
+    def kill_switch(self, venue: str) -> str:
+        """While this key exists the trader sends no order and cancels every working one."""
+        return self._v(venue, "kill-switch")
 
     # -- operations ----------------------------------------------------------------------------
     def health(self, service: str, instance: str) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
@@ -76,6 +77,25 @@ class Settings:
     batch_size: int = 500
     health_interval_s: float = 1.0
     data_dir: str = ".tickpipe"
+    bar_lateness_ms: int = 2000
+    bar_revision_horizon_ms: int = 60_000
+    empty_bars: str = "skip"
+    strategies: tuple[str, ...] = ("threshold_cross",)
+    rapid_move_pct: str = "0.5"
+    rapid_move_window_ms: int = 1000
+    retention_maxlen: tuple[tuple[str, int], ...] = (("*", 1_000_000),)
+    max_position: str = "1"
+    max_notional: str = "100000"
+    max_orders_per_s: float = 5.0
+    order_type: str = "MARKET"
+    binance_key_type: str = "hmac"
+    dashboard_port: int = 8050
+    dashboard_token: Secret = field(default_factory=lambda: Secret(""))
+    metrics_port: int = 0
+    binance_conn_lifetime_s: float = 82_800.0
+    ingestor_stale_max_s: float = 60.0
+    ingestor_journal_max_mb: int = 1024
+    channels: tuple[str, ...] = ("trade", "bookTicker", "depth@100ms")
 
     @property
     def keys(self) -> Keys:
@@ -89,7 +109,11 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Secret values to mask in every log line."""
-        return [s.reveal() for s in (self.binance_api_key, self.binance_api_secret) if s]
+        out = [s.reveal() for s in (self.binance_api_key, self.binance_api_secret) if s]
+        redis_password = urlsplit(self.redis_url).password
+        if redis_password:
+            out.append(unquote(redis_password))
+        return out
 
 
 # Environment key -> (Settings field, parser). Parsers raise ValueError with a readable reason.
@@ -146,6 +170,16 @@ def _url(*schemes: str):  # type: ignore[no-untyped-def]
     return parse
 
 
+def _redis_url(text: str) -> str:
+    from common.redis_io import check_redis_url
+
+    try:
+        check_redis_url(text)  # scheme, TLS and cluster parameters
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix("REDIS_URL: ")) from None
+    return text.rstrip("/")
+
+
 def _level(text: str) -> str:
     level = text.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -162,8 +196,70 @@ def _str(text: str) -> str:
     return text
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be a non-negative integer")
+    return value
+
+
+def _empty_bars(text: str) -> str:
+    policy = text.strip().lower()
+    if policy not in {"skip", "carry"}:
+        raise ValueError("must be skip or carry")
+    return policy
+
+
+def _retention(text: str) -> tuple[tuple[str, int], ...]:
+    """Parse ``N`` (every stream kind) or ``kind=N,...`` with ``*=N`` as the default."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, sep, value = part.rpartition("=")
+        out[kind.strip().lower() if sep else "*"] = _positive_int(value.strip())
+    if not out:
+        raise ValueError("give N or kind=N pairs, e.g. 1000000 or raw=5000000,*=1000000")
+    out.setdefault("*", 1_000_000)
+    return tuple(sorted(out.items()))
+
+
+STRATEGY_NAMES = ("threshold_cross", "rapid_move")
+
+
+def _strategy_names(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(s.strip().lower() for s in text.split(",") if s.strip()))
+    unknown = [n for n in names if n not in STRATEGY_NAMES]
+    if unknown:
+        raise ValueError(f"unknown strategies {unknown}; known: {', '.join(STRATEGY_NAMES)}")
+    return names
+
+
+def _key_type(text: str) -> str:
+    value = text.strip().lower()
+    if value not in {"hmac", "ed25519"}:
+        raise ValueError("must be hmac or ed25519")
+    return value
+
+
+def _order_type(text: str) -> str:
+    value = text.strip().upper()
+    if value not in {"MARKET", "LIMIT"}:
+        raise ValueError("must be MARKET or LIMIT")
+    return value
+
+
+CHANNEL_NAMES = ("trade", "aggTrade", "bookTicker", "depth@100ms", "kline_1m", "ticker")
+
+
+def _channels(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(c.strip() for c in text.split(",") if c.strip()))
+    unknown = [n for n in names if n not in CHANNEL_NAMES]
+    if unknown or not names:
+        raise ValueError(f"unknown channels {unknown}; known: {', '.join(CHANNEL_NAMES)}")
+    return names
+
+
 KNOWN_KEYS: dict[str, tuple[str, object]] = {
-    "REDIS_URL": ("redis_url", _url("redis", "rediss", "unix")),
+    "REDIS_URL": ("redis_url", _redis_url),
     "TICKPIPE_NAMESPACE": ("namespace", _namespace),
     "TICKPIPE_VENUE": ("venue", _str),
     "TICKPIPE_SYMBOLS": ("symbols", _symbols),
@@ -181,6 +277,25 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_BATCH_SIZE": ("batch_size", _positive_int),
     "TICKPIPE_HEALTH_INTERVAL_S": ("health_interval_s", _positive_float),
     "TICKPIPE_DATA_DIR": ("data_dir", _str),
+    "TICKPIPE_BAR_LATENESS_MS": ("bar_lateness_ms", _non_negative_int),
+    "TICKPIPE_BAR_REVISION_HORIZON_MS": ("bar_revision_horizon_ms", _non_negative_int),
+    "TICKPIPE_EMPTY_BARS": ("empty_bars", _empty_bars),
+    "TICKPIPE_STRATEGIES": ("strategies", _strategy_names),
+    "TICKPIPE_RAPID_MOVE_PCT": ("rapid_move_pct", _decimal),
+    "TICKPIPE_RAPID_MOVE_WINDOW_MS": ("rapid_move_window_ms", _positive_int),
+    "TICKPIPE_RETENTION_MAXLEN": ("retention_maxlen", _retention),
+    "TICKPIPE_MAX_POSITION": ("max_position", _decimal),
+    "TICKPIPE_MAX_NOTIONAL": ("max_notional", _decimal),
+    "TICKPIPE_MAX_ORDERS_PER_S": ("max_orders_per_s", _positive_float),
+    "TICKPIPE_ORDER_TYPE": ("order_type", _order_type),
+    "TICKPIPE_BINANCE_KEY_TYPE": ("binance_key_type", _key_type),
+    "TICKPIPE_DASHBOARD_PORT": ("dashboard_port", _positive_int),
+    "TICKPIPE_DASHBOARD_TOKEN": ("dashboard_token", Secret),
+    "TICKPIPE_METRICS_PORT": ("metrics_port", _non_negative_int),
+    "TICKPIPE_BINANCE_CONN_LIFETIME_S": ("binance_conn_lifetime_s", _positive_float),
+    "TICKPIPE_INGESTOR_STALE_MAX_S": ("ingestor_stale_max_s", _positive_float),
+    "TICKPIPE_INGESTOR_JOURNAL_MAX_MB": ("ingestor_journal_max_mb", _non_negative_int),
+    "TICKPIPE_CHANNELS": ("channels", _channels),
 }
 
 _SUPPORTED_VENUES = {"binance"}
@@ -250,4 +365,8 @@ def _secret_keys() -> list[str]:
 
 
 def _shown(key: str, text: str) -> str:
+    if key == "REDIS_URL":  # may hold user:password@
+        from common.redis_io import redacted
+
+        return repr(redacted(text))
     return "***" if key in _secret_keys() else repr(text)

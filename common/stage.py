@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from common.errors import ConfigError, TickpipeError
 from common.health import read_health
 from common.logs import setup_logging
-from common.redis_io import REDIS_DOWN, connect_redis
+from common.redis_io import REDIS_DOWN, connect_redis, redacted
 from common.settings import Settings, load_settings
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "base_parser", "stage_main"]
@@ -46,7 +46,8 @@ async def _check(settings: Settings, service: str) -> int:
     try:
         records = await read_health(redis, settings.keys, service)
     except REDIS_DOWN as exc:
-        print(f"{service}: Redis unreachable at {settings.redis_url}: {exc}", file=sys.stderr)
+        where = redacted(settings.redis_url)
+        print(f"{service}: Redis unreachable at {where}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         await redis.aclose()
