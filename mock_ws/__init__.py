@@ -7,16 +7,29 @@ Start it in-process with :func:`start_mock` (tests use port 0) or as a process w
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+from mock_ws.alpaca import AlpacaMock, build_alpaca
+from mock_ws.auth import load_ed25519_key
 from mock_ws.binance import BinanceMock
+from mock_ws.faults import FaultError, FaultPlan, fault_list
 from mock_ws.ground_truth import GroundTruth, GroundTruthWriter, read_ground_truth
 from mock_ws.market import MarketSim
 from mock_ws.matching import MatchingEngine
+from mock_ws.replay import load_recording
+from mock_ws.replay_shell import Replayer, replay_symbols
+from mock_ws.scenarios import ScenarioError
 
-__all__ = ["GroundTruth", "MockExchange", "read_ground_truth", "start_mock"]
+__all__ = [
+    "FaultError",
+    "GroundTruth",
+    "MockExchange",
+    "ScenarioError",
+    "read_ground_truth",
+    "start_mock",
+]
 
 
 class MockExchange:
@@ -31,6 +44,20 @@ class MockExchange:
         self.ws_url = f"ws://{netloc}"
         self.ws_api_url = f"{self.ws_url}/ws-api/v3"
         self.rest_url = f"http://{netloc}"
+        self.alpaca: AlpacaMock | None = None
+        self.alpaca_port: int | None = None
+        self.alpaca_data_url: str | None = None  # + /v2/test, /v2/iex, /v1beta3/crypto/us
+        self.alpaca_trading_url: str | None = None  # the trading stream, .../stream
+        self.alpaca_rest_url: str | None = None  # base for /v2/orders and /v2/stocks/...
+
+    async def attach_alpaca(self, alpaca: AlpacaMock, port: int) -> None:
+        """Start the Alpaca venue on ``port`` (0 = a free port) and record its URLs."""
+        self.alpaca_port = await alpaca.start(self.host, port)
+        self.alpaca = alpaca
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.alpaca_data_url = f"ws://{host}:{self.alpaca_port}"
+        self.alpaca_trading_url = f"{self.alpaca_data_url}/stream"
+        self.alpaca_rest_url = f"http://{host}:{self.alpaca_port}"
 
     @property
     def market(self) -> MarketSim:
@@ -40,12 +67,35 @@ class MockExchange:
     def engine(self) -> MatchingEngine:
         return self._server.engine
 
+    async def inject(self, fault: Mapping[str, Any] | list[Mapping[str, Any]]) -> list[int]:
+        """Add a fault (or a list) as ``POST /_mock/faults`` does; return the fault ids.
+
+        Faults due now fire before this returns; raise :class:`FaultError` if one is invalid.
+        """
+        return [f.fault_id for f in self._server.faults.add(fault_list(fault))]
+
+    def adjust_balance(self, asset: str, delta: str) -> None:
+        """Deposit (negative: withdraw) ``delta`` of ``asset``; subscribers get balanceUpdate."""
+        events = self._server.engine.adjust_balance(asset.upper(), delta, self._server.clock())
+        self._server.publish_user_events(events)
+
+    def schedule(self, scenario: Mapping[str, Any] | list[Mapping[str, Any]]) -> None:
+        """Schedule market scenarios as ``POST /_mock/scenario`` does (see mock_ws.scenarios)."""
+        specs = [scenario] if isinstance(scenario, Mapping) else list(scenario)
+        self._server.faults.schedule(specs)
+
+    def faults(self) -> list[dict[str, Any]]:
+        """Return the pending and active faults, as ``GET /_mock/faults`` lists them."""
+        return self._server.faults.plan.listing(self._server.clock())
+
     def status(self) -> dict[str, Any]:
         """Return what ``GET /_mock/status`` returns."""
         return self._server.status()
 
     async def close(self) -> None:
         """Close every connection and stop listening."""
+        if self.alpaca is not None:
+            await self.alpaca.close()
         await self._server.close()
 
     async def __aenter__(self) -> MockExchange:
@@ -72,12 +122,45 @@ async def start_mock(
     ground_truth_path: str | None = None,
     ping_interval_s: float = 20.0,
     clock: Callable[[], int] | None = None,
+    faults: Iterable[Mapping[str, Any]] = (),
+    lifetime_s: float | None = None,
+    alpaca_port: int | None = None,
+    rest_weight_limit: int = 6000,
+    ed25519_keys: Mapping[str, str | bytes] | None = None,
+    max_incoming_per_s: int | None = 5,
+    scenarios: Iterable[Mapping[str, Any]] = (),
+    blast: bool = False,
+    blast_rate: float = 0.0,
+    replay: str | None = None,
+    replay_speed: float = 1.0,
 ) -> MockExchange:
     """Start the mock on ``host:binance_port`` (0 = a free port) and return it running.
 
     ``trades_per_s`` is the mean trade rate of each symbol; ``clock`` returns integer
-    nanoseconds (default ``time.time_ns``).
+    nanoseconds (default ``time.time_ns``). ``faults`` is a fault plan (see
+    :mod:`mock_ws.faults`; each fault's ``at`` counts from the start); ``lifetime_s`` closes
+    every connection that old (Binance: 24 h). ``rest_weight_limit`` is the Binance REST
+    request-weight budget per IP and minute (6000 at the venue). ``ed25519_keys`` maps more API
+    keys to Ed25519 public keys (PEM or 32 raw bytes): requests signed with them are accepted,
+    and they can ``session.logon``. ``max_incoming_per_s`` is the market-stream incoming
+    message limit (Binance: 5; None = off). ``scenarios`` schedules market scenarios from the
+    start (:mod:`mock_ws.scenarios`). ``blast`` serves ``<symbol>@trade`` streams named in
+    the connection URL from pre-encoded frames as fast as the client reads (or ``blast_rate``
+    frames/s), for benchmarks (:mod:`mock_ws.blast`). ``replay`` (a recording file or
+    directory) serves a recorded session instead of the simulated market, at the recorded pace
+    divided by ``replay_speed`` (0 = as fast as possible); its symbols replace ``symbols``.
+    ``alpaca_port`` (0 = a free port) also starts the Alpaca venue (:mod:`mock_ws.alpaca`)
+    with the same key, seed, rate and ground truth.
     """
+    clock = clock or time.time_ns
+    plan = FaultPlan(seed)
+    for spec in faults:
+        plan.add(spec, clock())
+    replayer = None
+    if replay is not None:
+        events, snapshots = load_recording(replay)
+        replayer = Replayer(events, snapshots, speed=replay_speed)
+        symbols = replay_symbols(events)
     market = MarketSim([s.upper() for s in symbols], seed, trades_per_s)
     server = BinanceMock(
         market,
@@ -85,11 +168,35 @@ async def start_mock(
         api_secret=api_secret,
         ground_truth=GroundTruthWriter(ground_truth_path),
         ping_interval_s=ping_interval_s,
-        clock=clock or time.time_ns,
+        clock=clock,
+        faults=plan,
+        lifetime_s=lifetime_s,
+        weight_limit=rest_weight_limit,
+        ed25519_keys={k: load_ed25519_key(v) for k, v in (ed25519_keys or {}).items()},
+        max_incoming_per_s=max_incoming_per_s,
+        blast=blast,
+        blast_rate=blast_rate,
     )
+    server.replayer = replayer
     try:
+        server.faults.schedule(scenarios)
         port = await server.start(host, binance_port)
     except BaseException:
         server.ground_truth.close()
         raise
-    return MockExchange(server, host, port, ground_truth_path)
+    exchange = MockExchange(server, host, port, ground_truth_path)
+    if alpaca_port is not None:
+        alpaca = build_alpaca(
+            seed=seed,
+            trades_per_s=trades_per_s,
+            api_key=api_key,
+            api_secret=api_secret,
+            ground_truth=server.ground_truth,
+            clock=clock,
+        )
+        try:
+            await exchange.attach_alpaca(alpaca, alpaca_port)
+        except BaseException:
+            await exchange.close()
+            raise
+    return exchange

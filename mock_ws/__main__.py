@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -18,6 +19,9 @@ from common.errors import ConfigError
 from common.logs import setup_logging
 from common.settings import load_settings
 from mock_ws import start_mock
+from mock_ws.auth import load_ed25519_key
+from mock_ws.faults import FaultError, FaultPlan, load_fault_file
+from mock_ws.scenarios import ScenarioError, parse_scenarios, regime_from
 
 log = logging.getLogger("tickpipe.mock_ws")
 
@@ -26,15 +30,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mock_ws",
         description=(
-            "Run a local Binance-Spot-compatible exchange on loopback: market streams "
-            "(/ws, /stream), the WebSocket API (/ws-api/v3), REST (/api/v3/ping|time|"
-            "exchangeInfo) and /_mock/status, all on one port. The API key and secret come "
-            "from BINANCE_API_KEY / BINANCE_API_SECRET (environment or .env), else "
-            "mock-key / mock-secret."
+            "Run a local Binance-Spot-compatible exchange on loopback, all on one port: "
+            "market streams (/ws, /ws/<streams>, /stream?streams=: trade, aggTrade, "
+            "bookTicker, depth diffs, partial depth), the WebSocket API (/ws-api/v3), REST "
+            "/api/v3 (ping, time, exchangeInfo, depth, trades, historicalTrades, aggTrades, "
+            "order, openOrders, account, userDataStream), and the control endpoints "
+            "/_mock/status and /_mock/faults (GET lists, POST adds, DELETE clears faults). "
+            "The API key and secret come from BINANCE_API_KEY / BINANCE_API_SECRET "
+            "(environment or .env), else mock-key / mock-secret."
         ),
     )
     parser.add_argument(
         "--binance-port", type=int, default=9443, help="port to listen on; 0 = any free port"
+    )
+    parser.add_argument(
+        "--alpaca-port",
+        type=int,
+        default=None,
+        metavar="P",
+        help=(
+            "also run the Alpaca venue on port P (0 = any free port): data streams /v2/iex, "
+            "/v2/sip, /v2/test, /v1beta3/crypto/us, trading stream /stream, REST /v2/...; "
+            "same key and secret; default off"
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--seed", type=int, default=1, help="market simulation seed (default 1)")
@@ -60,11 +78,94 @@ def build_parser() -> argparse.ArgumentParser:
         default=20.0,
         help="seconds between server pings; no pong within 3 intervals disconnects (default 20)",
     )
+    parser.add_argument(
+        "--faults",
+        default=None,
+        metavar="FILE",
+        help=(
+            'fault plan to run: a JSON or YAML list of faults (or {"faults": [...]}), each '
+            "firing 'at' seconds after start; more can be POSTed to /_mock/faults mid-run"
+        ),
+    )
+    parser.add_argument(
+        "--lifetime",
+        type=float,
+        default=None,
+        metavar="S",
+        help="close every connection S seconds after it opened (Binance: 86400); default never",
+    )
+    parser.add_argument(
+        "--scenario",
+        default=None,
+        metavar="SPEC",
+        help=(
+            "market scenarios: comma-separated NAME[:SYMBOL][@AT][+DURATION] (NAME: calm, "
+            "trend, crash, spike, halt, burst; AT and DURATION in seconds), e.g. "
+            "crash:BTCUSDT@10+30,burst@0+5; or a JSON list of {name, symbol, at, duration, "
+            "pct, factor}; more can be POSTed to /_mock/scenario"
+        ),
+    )
+    parser.add_argument(
+        "--replay",
+        default=None,
+        metavar="PATH",
+        help=(
+            "serve a recorded Binance session (a file or directory of hftbacktest .gz or "
+            "cryptofeed BINANCE.ws.*/BINANCE.http.* recordings) instead of the simulated "
+            "market; its symbols replace --symbols; REST depth follows the replay position"
+        ),
+    )
+    parser.add_argument(
+        "--replay-speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="with --replay: play X times faster than recorded (default 1; 0 = no pauses)",
+    )
+    parser.add_argument(
+        "--blast",
+        action="store_true",
+        help=(
+            "benchmark mode: <symbol>@trade streams named in the URL get pre-encoded trade "
+            "frames (contiguous ids from 1 per connection) as fast as the client reads"
+        ),
+    )
+    parser.add_argument(
+        "--blast-rate",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="with --blast: send N frames per second per stream (default 0 = unlimited)",
+    )
+    parser.add_argument(
+        "--weight-limit",
+        type=int,
+        default=6000,
+        metavar="N",
+        help="REST request-weight budget per IP and minute; over it: 429 (default 6000)",
+    )
+    parser.add_argument(
+        "--ed25519-key",
+        action="append",
+        default=[],
+        metavar="KEY=PEMFILE",
+        help=(
+            "accept API key KEY signed with the Ed25519 private key whose public key is in "
+            "PEMFILE (REST, WS-API, session.logon); repeatable"
+        ),
+    )
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
     return parser
 
 
-async def _serve(args: argparse.Namespace, api_key: str, api_secret: str) -> None:
+async def _serve(
+    args: argparse.Namespace,
+    api_key: str,
+    api_secret: str,
+    faults: list[dict[str, Any]],
+    ed_keys: dict[str, bytes],
+    scenarios: list[dict[str, Any]],
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -72,6 +173,7 @@ async def _serve(args: argparse.Namespace, api_key: str, api_secret: str) -> Non
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
     mock = await start_mock(
         binance_port=args.binance_port,
+        alpaca_port=args.alpaca_port,
         host=args.host,
         seed=args.seed,
         symbols=symbols,
@@ -80,6 +182,15 @@ async def _serve(args: argparse.Namespace, api_key: str, api_secret: str) -> Non
         api_secret=api_secret,
         ground_truth_path=args.ground_truth,
         ping_interval_s=args.ping_interval,
+        faults=faults,
+        lifetime_s=args.lifetime,
+        rest_weight_limit=args.weight_limit,
+        ed25519_keys=ed_keys,
+        scenarios=scenarios,
+        blast=args.blast,
+        blast_rate=args.blast_rate,
+        replay=args.replay,
+        replay_speed=args.replay_speed,
     )
     try:
         log.info(
@@ -89,12 +200,58 @@ async def _serve(args: argparse.Namespace, api_key: str, api_secret: str) -> Non
         if args.ready_file:
             ready = Path(args.ready_file)
             tmp = ready.with_name(ready.name + ".tmp")
-            tmp.write_bytes(orjson.dumps({"binance_port": mock.binance_port}))
+            ports = {"binance_port": mock.binance_port}
+            if mock.alpaca_port is not None:
+                ports["alpaca_port"] = mock.alpaca_port
+            tmp.write_bytes(orjson.dumps(ports))
             os.replace(tmp, ready)
         await stop.wait()
         log.info("stopping")
     finally:
         await mock.close()
+
+
+def _load_faults(path: str | None) -> list[dict[str, Any]]:
+    if path is None:
+        return []
+    try:
+        faults = load_fault_file(path)
+        plan = FaultPlan()
+        for spec in faults:
+            plan.add(spec, 0)
+    except OSError as exc:
+        raise ConfigError(f"--faults {path}: cannot read: {exc}") from None
+    except FaultError as exc:
+        raise ConfigError(f"--faults {path}: {exc}") from None
+    return faults
+
+
+def _load_scenarios(text: str | None, symbols: str) -> list[dict[str, Any]]:
+    if not text:
+        return []
+    listed = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+    try:
+        specs = parse_scenarios(text)
+        for spec in specs:
+            regime_from(spec, 0, listed)
+    except ScenarioError as exc:
+        raise ConfigError(f"--scenario {text}: {exc}") from None
+    return specs
+
+
+def _load_ed_keys(specs: list[str]) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for spec in specs:
+        key, sep, path = spec.partition("=")
+        if not sep or not key or not path:
+            raise ConfigError(f"--ed25519-key {spec}: give KEY=PEMFILE")
+        try:
+            pem = Path(path).read_bytes()
+            load_ed25519_key(pem)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--ed25519-key {spec}: {exc}") from None
+        out[key] = pem
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,12 +261,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(dotenv_path=args.env_file)
         if args.binance_port < 0 or args.binance_port > 65535:
             raise ConfigError(f"--binance-port {args.binance_port}: give a port 0..65535")
+        if args.alpaca_port is not None and not 0 <= args.alpaca_port <= 65535:
+            raise ConfigError(f"--alpaca-port {args.alpaca_port}: give a port 0..65535")
         if not args.rate > 0:
             raise ConfigError(f"--rate {args.rate}: give a positive trade rate")
         if not args.ping_interval > 0:
             raise ConfigError(f"--ping-interval {args.ping_interval}: give a positive number")
         if not any(s.strip() for s in args.symbols.split(",")):
             raise ConfigError("--symbols: give at least one symbol, e.g. BTCUSDT,ETHUSDT")
+        if args.replay is not None and not Path(args.replay).exists():
+            raise ConfigError(f"--replay {args.replay}: no such file or directory")
+        if args.replay_speed < 0:
+            raise ConfigError(f"--replay-speed {args.replay_speed}: give 0 or a positive factor")
+        if args.blast_rate < 0:
+            raise ConfigError(f"--blast-rate {args.blast_rate}: give 0 or a positive rate")
+        if args.weight_limit < 1:
+            raise ConfigError(f"--weight-limit {args.weight_limit}: give a positive number")
+        if args.lifetime is not None and not args.lifetime > 0:
+            raise ConfigError(f"--lifetime {args.lifetime}: give a positive number of seconds")
+        faults = _load_faults(args.faults)
+        ed_keys = _load_ed_keys(args.ed25519_key)
+        scenarios = _load_scenarios(args.scenario, args.symbols)
     except ConfigError as exc:
         print(f"tickpipe mock_ws: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -119,10 +291,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mock_ws", settings.instance, level=settings.log_level, secrets=[api_key, api_secret]
     )
     try:
-        asyncio.run(_serve(args, api_key, api_secret))
+        asyncio.run(_serve(args, api_key, api_secret, faults, ed_keys, scenarios))
     except OSError as exc:
         log.error("cannot listen: %s", exc)
         return 1
+    except ValueError as exc:  # an unreadable --replay recording
+        print(f"tickpipe mock_ws: configuration error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
     with contextlib.suppress(Exception):

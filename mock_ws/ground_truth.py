@@ -13,7 +13,49 @@ from typing import IO, Any
 
 import orjson
 
-__all__ = ["GroundTruth", "GroundTruthWriter", "read_ground_truth"]
+__all__ = [
+    "GroundTruth",
+    "GroundTruthWriter",
+    "read_ground_truth",
+    "trade_record",
+    "user_event_record",
+]
+
+
+def trade_record(stream: str, trade: Any) -> dict[str, Any]:
+    """Return the ``trade_sent`` record of a trade frame (``trade``: a market SimTrade)."""
+    return {
+        "ev": "trade_sent",
+        "stream": stream,
+        "symbol": trade.symbol,
+        "trade_id": trade.trade_id,
+        "price": trade.price,
+        "qty": trade.qty,
+        "T": trade.trade_time_ms,
+        "m": trade.buyer_is_maker,
+    }
+
+
+def user_event_record(conn_id: int, message: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the ``execution_report`` record of a user-data message (None for other events)."""
+    event = message.get("event", message)
+    if event.get("e") != "executionReport":
+        return None
+    return {
+        "ev": "execution_report",
+        "conn": conn_id,
+        "subscription_id": message.get("subscriptionId"),
+        "client_order_id": event["c"],
+        "order_id": event["i"],
+        "symbol": event["s"],
+        "x": event["x"],
+        "X": event["X"],
+        "l": event["l"],
+        "L": event["L"],
+        "z": event["z"],
+        "t": event["t"],
+        "E": event["E"],
+    }
 
 
 class GroundTruthWriter:

@@ -5,7 +5,8 @@ changes another symbol's trades. Trades arrive as a Poisson process at ``trades_
 symbol; the price follows a discrete Ornstein-Uhlenbeck walk around the start price
 (``p += theta * (p0 - p) + sigma * p0 * N(0, 1)`` per trade) on a 0.01 tick, so a demo keeps
 crossing the start price. Time only comes in as ``now_ns`` arguments: for a given seed and the
-same sequence of ``now_ns`` values the trades are identical.
+same sequence of ``now_ns`` values the trades are identical. Scheduled scenarios
+(:mod:`mock_ws.scenarios`) move the anchor price, halt trading or multiply the trade rate.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from mock_ws.scenarios import FOLLOW_REVERSION, Regime, regime_from
 
 __all__ = [
     "DEFAULT_START_PRICE",
@@ -111,6 +114,13 @@ class MarketSim:
         if not self._states:
             raise ValueError("give at least one symbol")
         self._pending: list[SimTrade] = []
+        self.regimes: list[Regime] = []
+
+    def schedule(self, spec: Mapping[str, Any], now_ns: int) -> Regime:
+        """Add a scenario (see :func:`mock_ws.scenarios.regime_from`); return its regime."""
+        regime = regime_from(spec, now_ns, self._states)
+        self.regimes.append(regime)
+        return regime
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -136,8 +146,12 @@ class MarketSim:
         out, self._pending = self._pending, []
         return out
 
-    def record_fill(self, symbol: str, qty: str, buyer_is_maker: bool, now_ns: int) -> SimTrade:
-        """Book a trade against the simulated book at the current price (an order's fill).
+    def record_fill(
+        self, symbol: str, qty: str, buyer_is_maker: bool, now_ns: int, price: str | None = None
+    ) -> SimTrade:
+        """Book a trade at ``price`` (default: the current price), e.g. an order's fill.
+
+        A trade at another price moves the symbol's price there.
 
         The trade takes the symbol's next trade id and is returned by the next ``trades_due``,
         after every scheduled trade due before ``now_ns``, so trade ids stay contiguous and in
@@ -146,6 +160,9 @@ class MarketSim:
         state = self._state(symbol)
         self._advance(now_ns)
         units = round(Decimal(qty) * QTY_UNITS)
+        if price is not None:
+            state.ticks = round(Decimal(price) * TICKS_PER_UNIT)
+            state.price = state.ticks / TICKS_PER_UNIT
         trade = SimTrade(
             symbol=state.symbol,
             trade_id=state.next_trade_id,
@@ -165,8 +182,17 @@ class MarketSim:
         except KeyError:
             raise KeyError(f"unknown symbol {symbol!r}") from None
 
-    def _gap_ns(self, state: _SymbolState) -> int:
-        return max(1, int(state.rng.expovariate(self.trades_per_s) * NS_PER_S))
+    def _gap_ns(self, state: _SymbolState, at_ns: int | None = None) -> int:
+        rate = self.trades_per_s
+        if at_ns is not None:
+            for regime in self.regimes:
+                if regime.applies(state.symbol):
+                    rate *= regime.rate_factor(at_ns)
+        return max(1, int(state.rng.expovariate(rate) * NS_PER_S))
+
+    def _halt_end(self, state: _SymbolState, t_ns: int) -> int | None:
+        ends = [r.end_ns for r in self.regimes if r.applies(state.symbol) and r.halts(t_ns)]
+        return max(ends) if ends else None
 
     def _advance(self, now_ns: int) -> None:
         for state in self._states.values():
@@ -175,17 +201,27 @@ class MarketSim:
                 continue
             made = 0
             while state.next_due_ns <= now_ns:
+                halt_end = self._halt_end(state, state.next_due_ns) if self.regimes else None
+                if halt_end is not None:  # no trades while halted
+                    state.next_due_ns = halt_end + self._gap_ns(state, halt_end)
+                    continue
                 if made >= self._max_backlog:
                     # Asleep for too long: drop the rest of the backlog, keep ids contiguous.
                     state.next_due_ns = now_ns + self._gap_ns(state)
                     break
                 self._pending.append(self._step(state, state.next_due_ns))
-                state.next_due_ns += self._gap_ns(state)
+                state.next_due_ns += self._gap_ns(state, state.next_due_ns)
                 made += 1
 
     def _step(self, state: _SymbolState, due_ns: int) -> SimTrade:
         rng = state.rng
-        state.price += self.reversion * (state.start - state.price)
+        anchor, reversion = state.start, self.reversion
+        for regime in self.regimes:
+            if regime.applies(state.symbol):
+                anchor *= regime.anchor_multiplier(due_ns)
+                if regime.steers(due_ns):
+                    reversion = FOLLOW_REVERSION
+        state.price += reversion * (anchor - state.price)
         state.price += self.sigma * state.start * rng.gauss(0.0, 1.0)
         state.price = max(state.price, 1.0 / TICKS_PER_UNIT)
         ticks = max(1, round(state.price * TICKS_PER_UNIT))

@@ -32,7 +32,7 @@ def symbol_info(symbol: str) -> dict[str, Any]:
         "quoteAssetPrecision": 8,
         "baseCommissionPrecision": 8,
         "quoteCommissionPrecision": 8,
-        "orderTypes": ["MARKET"],
+        "orderTypes": ["LIMIT", "MARKET"],
         "icebergAllowed": False,
         "ocoAllowed": False,
         "otoAllowed": False,

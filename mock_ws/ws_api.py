@@ -1,7 +1,10 @@
 """Answer Binance WebSocket API requests (``/ws-api/v3``) against the matching engine (pure).
 
 A request ``{"id", "method", "params"}`` gets ``{"id", "status", "result" | "error",
-"rateLimits"}``. Methods: ``ping``, ``time``, ``order.place`` (MARKET), ``order.status``,
+"rateLimits"}``. Methods: ``ping``, ``time``, ``order.place`` (MARKET, LIMIT), ``order.status``,
+``order.cancel``, ``openOrders.status``, ``account.status``, ``session.logon`` (Ed25519 keys
+only; afterwards signed methods need only ``timestamp``), ``session.status``,
+``session.logout``, ``userDataStream.subscribe`` (after logon),
 ``userDataStream.subscribe.signature``, ``userDataStream.unsubscribe``, ``session.subscriptions``
 (an optional ``v3/`` prefix is accepted). Signed methods are checked by :mod:`mock_ws.auth`.
 User-data events go to every session with an active subscription as
@@ -15,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from mock_ws.auth import check_signed
+from mock_ws.auth import check_signed, check_time
 from mock_ws.matching import MatchingEngine, OrderRejected
 
 __all__ = ["ApiReply", "ApiSession", "WsApi"]
@@ -27,9 +31,16 @@ _WEIGHTS = {
     "time": 1,
     "order.place": 1,
     "order.status": 4,
+    "order.cancel": 1,
+    "openOrders.status": 6,
+    "account.status": 20,
     "userDataStream.subscribe.signature": 2,
     "userDataStream.unsubscribe": 2,
     "session.subscriptions": 2,
+    "session.logon": 2,
+    "session.status": 2,
+    "session.logout": 2,
+    "userDataStream.subscribe": 2,
 }
 
 
@@ -45,6 +56,9 @@ class ApiSession:
     weight_minute: int = -1
     weight_used: int = 2  # connecting costs 2
     order_windows: dict[str, tuple[int, int]] = field(default_factory=dict)
+    connected_ms: int = 0
+    logon_key: str | None = None  # session.logon done with this Ed25519 key
+    authorized_since: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,19 +68,32 @@ class ApiReply:
     response: dict[str, Any]
     deliveries: list[tuple[ApiSession, dict[str, Any]]]
     order_record: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)  # account events, unaddressed
 
 
 class WsApi:
     """Dispatch WebSocket API requests for one account (one API key)."""
 
-    def __init__(self, engine: MatchingEngine, *, api_key: str, api_secret: str) -> None:
+    def __init__(
+        self,
+        engine: MatchingEngine,
+        *,
+        api_key: str,
+        api_secret: str,
+        ed25519_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    ) -> None:
         self.engine = engine
+        self.ed25519_keys = dict(ed25519_keys or {})
         self._api_key = api_key
         self._api_secret = api_secret
         self.sessions: dict[int, ApiSession] = {}
 
-    def open(self, conn_id: int, *, return_rate_limits: bool = True) -> ApiSession:
-        session = ApiSession(conn_id, return_rate_limits=return_rate_limits)
+    def open(
+        self, conn_id: int, *, return_rate_limits: bool = True, connected_ms: int = 0
+    ) -> ApiSession:
+        session = ApiSession(
+            conn_id, return_rate_limits=return_rate_limits, connected_ms=connected_ms
+        )
         self.sessions[conn_id] = session
         return session
 
@@ -108,6 +135,7 @@ class WsApi:
         self._count(session, _WEIGHTS[method], now_ns, order=method == "order.place")
         session.hide_rate_limits = params.get("returnRateLimits") is False
         deliveries: list[tuple[ApiSession, dict[str, Any]]] = []
+        events: list[dict[str, Any]] = []
         try:
             if method == "order.place":
                 return self._order_place(session, request_id, params, now_ns)
@@ -116,7 +144,7 @@ class WsApi:
             elif method == "time":
                 result = {"serverTime": now_ns // NS_PER_MS}
             elif method == "order.status":
-                self._check(params, now_ns)
+                self._check(session, params, now_ns)
                 if not params.get("symbol"):
                     raise OrderRejected(
                         -1102,
@@ -130,8 +158,28 @@ class WsApi:
                 if order.symbol != str(params["symbol"]).upper():
                     raise OrderRejected(-2013, "Order does not exist.")
                 result = order.query_result()
-            elif method == "userDataStream.subscribe.signature":
-                self._check(params, now_ns)
+            elif method == "order.cancel":
+                self._check(session, params, now_ns)
+                result, events = self.engine.cancel(params, now_ns)
+                deliveries = self.fanout(events)
+            elif method == "openOrders.status":
+                self._check(session, params, now_ns)
+                symbol = str(params.get("symbol") or "").upper() or None
+                if symbol is not None and not self.engine.market.has_symbol(symbol):
+                    raise OrderRejected(-1121, "Invalid symbol.")
+                result = [o.query_result() for o in self.engine.open_orders(symbol)]
+            elif method == "account.status":
+                self._check(session, params, now_ns)
+                result = self.engine.account(now_ns)
+            elif method in ("session.logon", "session.status", "session.logout"):
+                result = self._session(session, method, params, now_ns)
+            elif method.startswith("userDataStream.subscribe"):
+                if method.endswith(".signature"):
+                    self._check(session, params, now_ns)
+                elif session.logon_key is None:
+                    raise OrderRejected(
+                        -2015, "Invalid API-key, IP, or permissions for action.", 401
+                    )
                 if session.subscription_id is not None:
                     raise OrderRejected(-2035, "User Data Stream subscription already active.")
                 session.subscription_id = session.next_subscription_id
@@ -152,10 +200,56 @@ class WsApi:
                 result = [] if sub is None else [{"subscriptionId": sub}]
         except OrderRejected as exc:
             return self._error(session, request_id, exc, None)
-        return ApiReply(self._ok(session, request_id, result), deliveries)
+        return ApiReply(self._ok(session, request_id, result), deliveries, None, events)
 
-    def _check(self, params: Mapping[str, Any], now_ns: int) -> None:
-        check_signed(params, api_key=self._api_key, api_secret=self._api_secret, now_ns=now_ns)
+    def fanout(self, events: list[dict[str, Any]]) -> list[tuple[ApiSession, dict[str, Any]]]:
+        """Address user-data events to every session with an active subscription."""
+        return [
+            (s, {"subscriptionId": s.subscription_id, "event": event})
+            for event in events
+            for s in self.subscribed()
+        ]
+
+    def _check(self, session: ApiSession, params: Mapping[str, Any], now_ns: int) -> None:
+        """Check a signed request; after session.logon, only ``timestamp`` is needed."""
+        if session.logon_key is not None and not params.get("signature"):
+            check_time(params, now_ns)
+            return
+        check_signed(
+            params,
+            api_key=self._api_key,
+            api_secret=self._api_secret,
+            now_ns=now_ns,
+            ed25519_keys=self.ed25519_keys,
+        )
+
+    def _session(
+        self, session: ApiSession, method: str, params: Mapping[str, Any], now_ns: int
+    ) -> dict[str, Any]:
+        """Apply session.logon / session.logout; return the session status result."""
+        if method == "session.logon":
+            key = params.get("apiKey")
+            if key == self._api_key and key not in self.ed25519_keys:
+                raise OrderRejected(-4056, "HMAC_SHA256 API key is not supported.")
+            check_signed(
+                params,
+                api_key=self._api_key,
+                api_secret=self._api_secret,
+                now_ns=now_ns,
+                ed25519_keys=self.ed25519_keys,
+            )
+            session.logon_key = str(key)
+            session.authorized_since = now_ns // NS_PER_MS
+        elif method == "session.logout":
+            session.logon_key = session.authorized_since = None
+        return {
+            "apiKey": session.logon_key,
+            "authorizedSince": session.authorized_since,
+            "connectedSince": session.connected_ms,
+            "returnRateLimits": session.return_rate_limits,
+            "serverTime": now_ns // NS_PER_MS,
+            "userDataStream": session.subscription_id is not None,
+        }
 
     def _order_place(
         self, session: ApiSession, request_id: Any, params: Mapping[str, Any], now_ns: int
@@ -173,7 +267,7 @@ class WsApi:
             "conn": session.conn_id,
         }
         try:
-            self._check(params, now_ns)
+            self._check(session, params, now_ns)
             outcome = self.engine.place(params, now_ns)
         except OrderRejected as exc:
             record.update(code=exc.code, msg=exc.msg)
@@ -190,12 +284,9 @@ class WsApi:
             price=f"{order.fills[-1].price:f}" if order.fills else None,
             trade_ids=[f.trade_id for f in order.fills],
         )
-        deliveries = [
-            (s, {"subscriptionId": s.subscription_id, "event": event})
-            for event in outcome.events
-            for s in self.subscribed()
-        ]
-        return ApiReply(self._ok(session, request_id, outcome.result), deliveries, record)
+        deliveries = self.fanout(outcome.events)
+        reply = self._ok(session, request_id, outcome.result)
+        return ApiReply(reply, deliveries, record, outcome.events)
 
     def _count(self, session: ApiSession, weight: int, now_ns: int, *, order: bool) -> None:
         minute = now_ns // 60_000_000_000
