@@ -1,7 +1,11 @@
 """Connect to the venue and record every frame it sends, as received, into Redis Streams.
 
-``ingestor.session`` is the pure session core (no I/O); ``ingestor.shell.run`` is the stage's
-entry point and ``python -m ingestor`` runs it.
+``ingestor.shell.run`` is the stage's entry point and ``python -m ingestor`` runs it. Pure cores:
+``session`` (wire protocol), ``liveness`` (cadence), ``subscriptions`` (stream planning, pacing),
+``gaps`` (trade-id holes, REST weight), ``events`` (normalisation). Shells: ``connection``,
+``outbox``, ``slot``, ``control``, ``rest``, ``writer``, ``journal``. ``ingestor.client`` is the
+venue connection embeddable without Redis; ``ingestor.control.request_subscription_change``
+asks a running ingestor to change its symbols.
 """
 
 __all__: list[str] = []

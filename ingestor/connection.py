@@ -1,4 +1,11 @@
-"""Keep one venue WebSocket connection alive and put every frame it receives on the write queue."""
+"""Keep one venue connection slot alive and put every frame it receives on the write queue.
+
+A slot runs one WebSocket session at a time, except while it rotates: before the venue's lifetime
+limit (jittered) or on ``serverShutdown`` it opens and subscribes a second session, waits until
+that one delivers, and only then closes the first (make-before-break). Both write into raw while
+they overlap; downstream de-duplicates by trade id. A session whose every stream has gone quiet
+far past its learned cadence (:mod:`ingestor.liveness`) is written as ``stale`` and replaced.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,20 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+from websockets.exceptions import ConnectionClosed
 
 from common.backoff import Backoff
 from common.binance import MS
-from common.errors import AuthError, ConfigError, RateLimited, VenueError
+from common.errors import AuthError, RateLimited, VenueError
 from common.schema import RawFrame
+from ingestor.liveness import Cadence, stream_of
+from ingestor.outbox import StreamRequests, send_paced
 from ingestor.session import (
     ConnectionTape,
     Link,
@@ -24,11 +34,11 @@ from ingestor.session import (
     classify_reply,
     connection_id,
     is_data_frame,
-    retry_after_from_header,
 )
+from ingestor.slot import Attempt, Run, StaleConnection, WsOptions, is_shutdown, session_outcome
 from ingestor.writer import IngestorStats, WriteQueue
 
-__all__ = ["MAX_FRAME_BYTES", "Connection", "WsOptions"]
+__all__ = ["MAX_FRAME_BYTES", "Connection", "StaleConnection", "WsOptions"]
 
 log = logging.getLogger("tickpipe.ingestor")
 
@@ -36,33 +46,15 @@ log = logging.getLogger("tickpipe.ingestor")
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 #: Messages websockets buffers per connection before it stops reading the socket.
 _WS_MAX_QUEUE = 256
-#: Spacing of our own control messages (Binance allows 5 incoming messages/s, pings included).
-_SEND_INTERVAL_S = 0.25
-
-
-@dataclass(frozen=True, slots=True)
-class WsOptions:
-    """Keepalive and size limits of every connection."""
-
-    ping_interval_s: float = 20.0
-    ping_timeout_s: float = 20.0
-    close_timeout_s: float = 2.0
-
-
-@dataclass(slots=True)
-class _Attempt:
-    conn: str
-    connected_at: float | None = None
-    request_id: int | None = None
 
 
 class Connection:
-    """One connection slot: connect, read until it ends, back off, reconnect, until halted.
+    """One connection slot: connect, read, rotate, back off, reconnect, until halted.
 
     Every frame is stamped by a :class:`ConnectionTape` and put on the shared bounded queue; a
     full queue makes the reader await (back-pressure on the socket), counted in
-    ``queue_full_waits``. Connect and disconnect markers go through the same queue, so they stay
-    in order with the frames. A rejected key raises :class:`ConfigError`; nothing else ends it.
+    ``queue_full_waits``. Connect, disconnect, stale and rotate markers go through the same
+    queue, so they stay in order with the frames. A rejected key raises :class:`ConfigError`.
     """
 
     def __init__(
@@ -78,6 +70,12 @@ class Connection:
         backoff: Backoff,
         options: WsOptions,
         user_data_request: Callable[[int, int], str] | None = None,
+        rng: random.Random | None = None,
+        streams: list[str] | None = None,
+        ws_base: str = "",
+        on_refused: Callable[[str, str], None] | None = None,
+        on_frame: Callable[[Connection, str, str | bytes], None] | None = None,
+        on_delivered: Callable[[Connection], None] | None = None,
     ) -> None:
         self.link = link
         self.venue = venue
@@ -89,58 +87,136 @@ class Connection:
         self.backoff = backoff
         self.options = options
         self.user_data_request = user_data_request
+        self.rng = rng or random.Random()
         self._request_ids = itertools.count(1)
+        self._numbers = itertools.count(1)
+        #: The streams this slot carries (market slots) and their control messages.
+        self.requests = None if streams is None else StreamRequests(streams, ws_base)
+        self.on_refused = on_refused
+        self.on_frame = on_frame
+        self.on_delivered = on_delivered
+
+    @property
+    def streams(self) -> list[str] | None:
+        """Return the streams of a market slot (``None`` for the private one)."""
+        return None if self.requests is None else self.requests.streams
+
+    def change(self, method: str, streams: list[str]) -> None:
+        """Subscribe or unsubscribe ``streams`` now on every live session, and on future ones."""
+        assert self.requests is not None
+        self.requests.change(method, streams)
 
     async def keep_connected(self) -> None:
         """Run until halted; log one line per failed attempt (warning first, then info)."""
-        link, backoff, streak = self.link, self.backoff, 0
-        for number in itertools.count(1):
-            if self.halt.is_set():
-                return
-            if number > 1:
-                self.stats.reconnects += 1
-            attempt = _Attempt(connection_id(link.label, self.token, number))
-            reason = "closed by the venue"
-            try:
-                await self._session(attempt)
-            except AuthError as exc:
-                raise ConfigError(str(exc)) from None
-            except InvalidURI as exc:
-                raise ConfigError(f"{link.url} is not a WebSocket URL: {exc}") from None
-            except RateLimited as exc:
-                backoff.wait_at_least(exc.retry_after_s)
-                reason = str(exc)
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                if status in (418, 429):
-                    header = exc.response.headers.get("Retry-After")
-                    backoff.wait_at_least(retry_after_from_header(header) or 0.0)
-                reason = f"handshake refused with HTTP {status}"
-            except (OSError, TimeoutError, WebSocketException, VenueError) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            if attempt.connected_at is not None:
-                streak = 0
-                backoff.connection_ended(time.monotonic() - attempt.connected_at)
-            if self.halt.is_set():
-                return
-            streak += 1
-            delay = backoff.next_delay_s()
-            self.stats.last_error = f"{link.label}: {reason}"
-            log.log(
-                logging.WARNING if streak == 1 else logging.INFO,
-                "connection %s lost or refused: %s; reconnecting in %.2f s",
-                link.label,
-                reason,
-                delay,
-                extra={"conn": attempt.conn, "url": link.url, "failures_in_row": streak},
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.halt.wait(), delay)
+        streak = 0
+        current: Run | None = None
+        halted = asyncio.create_task(self.halt.wait())
+        try:
+            while not self.halt.is_set():
+                if current is None:
+                    current = self._start()
+                assert current.task is not None
+                rotate = asyncio.create_task(current.rotate.wait())
+                await asyncio.wait(
+                    {current.task, rotate, halted}, return_when=asyncio.FIRST_COMPLETED
+                )
+                rotate.cancel()
+                if self.halt.is_set():
+                    break
+                if not current.task.done():
+                    current = await self._rotate(current)
+                    continue
+                reason, uptime_s = self._outcome(current)
+                current = None
+                if uptime_s is not None:
+                    streak = 0
+                    self.backoff.connection_ended(uptime_s)
+                streak += 1
+                delay = self.backoff.next_delay_s()
+                self.stats.last_error = f"{self.link.label}: {reason}"
+                log.log(
+                    logging.WARNING if streak == 1 else logging.INFO,
+                    "connection %s lost or refused: %s; reconnecting in %.2f s",
+                    self.link.label,
+                    reason,
+                    delay,
+                    extra={"url": self.link.url, "failures_in_row": streak},
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.halt.wait(), delay)
+        finally:
+            halted.cancel()
+            if current is not None and current.task is not None:
+                await asyncio.wait([current.task])
 
-    async def _session(self, attempt: _Attempt) -> None:
-        link, opts = self.link, self.options
+    def _start(self) -> Run:
+        number = next(self._numbers)
+        if number > 1:
+            self.stats.reconnects += 1
+        run = Run(Attempt(connection_id(self.link.label, self.token, number)))
+        run.task = asyncio.create_task(self._session(run), name=f"conn-{run.attempt.conn}")
+        return run
+
+    def _outcome(self, run: Run) -> tuple[str, float | None]:
+        """Return why a finished session ended and how long it was up; raise if fatal."""
+        return session_outcome(run, self.link.url, self.backoff)
+
+    async def _rotate(self, old: Run) -> Run | None:
+        """Open a new session, wait until it delivers, then retire ``old`` (make-before-break)."""
+        new = self._start()
+        assert new.task is not None and old.task is not None
+        log.info(
+            "rotating connection %s: %s",
+            self.link.label,
+            old.rotate_reason,
+            extra={"conn": old.attempt.conn, "to": new.attempt.conn},
+        )
+        delivered = asyncio.create_task(new.delivered.wait())
+        halted = asyncio.create_task(self.halt.wait())
+        await asyncio.wait(
+            {delivered, new.task, halted},
+            timeout=self.options.rotate_timeout_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        delivered.cancel()
+        halted.cancel()
+        if new.delivered.is_set():
+            marker = {
+                "event": "rotate",
+                "from": old.attempt.conn,
+                "to": new.attempt.conn,
+                "reason": old.rotate_reason,
+            }
+            await self._put(self._marker(old.attempt.conn, marker))
+            old.retire.set()
+            await asyncio.wait([old.task])
+            if not old.task.cancelled() and old.task.exception() is not None:
+                self._outcome(old)  # raises only if fatal
+            self.stats.rotations += 1
+            return new
+        # The new session did not deliver: keep the old one and try again later.
+        new.retire.set()
+        await asyncio.wait([new.task])
+        if self.halt.is_set():
+            return old
+        reason, _ = self._outcome(new)
+        self.stats.last_error = f"{self.link.label}: rotation failed: {reason}"
+        log.warning("rotation of %s failed: %s", self.link.label, reason)
+        if old.task.done():
+            return None
+        old.rotate.clear()
+        delay = self.backoff.next_delay_s()
+        asyncio.get_running_loop().call_later(delay, old.rotate.set)
+        return old
+
+    # -- one session ---------------------------------------------------------------------------
+    async def _session(self, run: Run) -> None:
+        link, opts, attempt = self.link, self.options, run.attempt
+        url, messages = link.url, list(link.messages)
+        if self.requests is not None:
+            url, messages = self.requests.plan()
         async with connect(
-            link.url,
+            url,
             ping_interval=opts.ping_interval_s,
             ping_timeout=opts.ping_timeout_s,
             close_timeout=opts.close_timeout_s,
@@ -149,29 +225,51 @@ class Connection:
             compression=None,
         ) as ws:
             attempt.connected_at = time.monotonic()
-            tape = ConnectionTape(attempt.conn, self.venue, link.channel, link.url)
+            tape = ConnectionTape(attempt.conn, self.venue, link.channel, url)
             await self._put(tape.connect_marker(self.clock()))
             self.stats.connections_up += 1
-            messages = list(link.messages)
             if link.private and self.user_data_request is not None:
                 attempt.request_id = next(self._request_ids)
                 messages = [self.user_data_request(attempt.request_id, self.clock() // MS)]
-            closer = asyncio.create_task(self._close_when_halted(ws))
-            sender = asyncio.create_task(_send_spaced(ws, messages))
+            lifetime = opts.lifetime_s * (1.0 - 0.05 * self.rng.random())
+            timer = asyncio.get_running_loop().call_later(
+                lifetime, self._want_rotation, run, f"lifetime {lifetime:.0f} s reached"
+            )
+            requests = self.requests or StreamRequests([], "")
+            outbox = requests.open_outbox(messages)
+            helpers = [
+                asyncio.create_task(self._close_when_retired(ws, run)),
+                asyncio.create_task(send_paced(ws, outbox)),
+            ]
+            cadence = Cadence(
+                time.monotonic_ns(),
+                max_silence_ns=int(opts.stale_max_s * 1e9),
+                factor=opts.stale_factor,
+                floor_ns=int(opts.stale_floor_s * 1e9),
+            )
+            if not link.private:
+                helpers.append(asyncio.create_task(self._watch(ws, tape, run, cadence)))
             reason = "cancelled"
             try:
-                await self._read(ws, tape, attempt)
-                who = "us" if self.halt.is_set() else "the venue"
+                await self._read(ws, tape, run, cadence)
+                if run.stale_reason:
+                    raise StaleConnection(run.stale_reason)
+                who = "us" if self.halt.is_set() or run.retire.is_set() else "the venue"
                 reason = f"closed by {who}: code {ws.close_code} {ws.close_reason}".rstrip()
             except ConnectionClosed as exc:
+                if run.stale_reason:
+                    reason = run.stale_reason
+                    raise StaleConnection(run.stale_reason) from None
                 reason = f"connection lost: {exc}"
                 raise
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 raise
             finally:
-                closer.cancel()
-                sender.cancel()
+                timer.cancel()
+                requests.close_outbox(outbox)
+                for helper in helpers:
+                    helper.cancel()
                 self.stats.connections_up -= 1
                 if link.private:
                     self.stats.private_subscribed = False
@@ -182,11 +280,47 @@ class Connection:
                 else:
                     await self._put(marker)
 
-    async def _close_when_halted(self, ws: ClientConnection) -> None:
-        await self.halt.wait()
+    def _want_rotation(self, run: Run, reason: str) -> None:
+        if not run.rotate.is_set():
+            run.rotate_reason = reason
+            run.rotate.set()
+
+    async def _close_when_retired(self, ws: ClientConnection, run: Run) -> None:
+        halted = asyncio.create_task(self.halt.wait())
+        retired = asyncio.create_task(run.retire.wait())
+        try:
+            await asyncio.wait({halted, retired}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halted.cancel()
+            retired.cancel()
         await ws.close()
 
-    async def _read(self, ws: ClientConnection, tape: ConnectionTape, attempt: _Attempt) -> None:
+    async def _watch(
+        self, ws: ClientConnection, tape: ConnectionTape, run: Run, cadence: Cadence
+    ) -> None:
+        """Check liveness a few times per floor period; close a stale connection with 1011."""
+        interval = max(0.05, min(1.0, self.options.stale_floor_s / 4))
+        while True:
+            await asyncio.sleep(interval)
+            why = cadence.stale(time.monotonic_ns())
+            if why is None:
+                continue
+            self.stats.stale_detected += 1
+            run.stale_reason = f"stale: {why}"
+            log.warning(
+                "connection %s is stale (%s); replacing it",
+                self.link.label,
+                why,
+                extra={"conn": tape.conn, "streams": len(cadence.streams)},
+            )
+            event = {"event": "stale", "conn": tape.conn, "reason": why, "frames": tape.seq}
+            await self._put(self._marker(tape.conn, event, tape.seq))
+            await ws.close(1011, f"stale: {why}"[:120])
+            return
+
+    async def _read(
+        self, ws: ClientConnection, tape: ConnectionTape, run: Run, cadence: Cadence
+    ) -> None:
         queue, stats, clock, stream = self.queue, self.stats, self.clock, self.link.stream
         async for message in ws:
             ts_recv = clock()
@@ -197,17 +331,38 @@ class Connection:
                 await queue.put(item)
             else:
                 queue.put_nowait(item)
+            name = stream_of(message)
+            cadence.seen(name, time.monotonic_ns())
+            if name is not None and not name.startswith("!"):
+                if not run.delivered.is_set():
+                    run.delivered.set()
+                    if self.on_delivered is not None:
+                        self.on_delivered(self)
+                if self.on_frame is not None:
+                    self.on_frame(self, name, message)
+                continue
+            if is_shutdown(message):
+                self._want_rotation(run, "serverShutdown")
+                continue
             if not is_data_frame(message):
                 reply = classify_reply(message, now_ms=ts_recv // MS)
                 if reply is not None:
-                    self._on_reply(attempt, reply)
+                    self._on_reply(run, reply)
+            elif self.link.private and not run.delivered.is_set():
+                run.delivered.set()
 
-    def _on_reply(self, attempt: _Attempt, reply: Reply) -> None:
-        link = self.link
+    def _on_reply(self, run: Run, reply: Reply) -> None:
+        link, attempt = self.link, run.attempt
+        if self.requests is not None and self.requests.owns(reply):
+            refused = self.requests.answer(reply)
+            if refused is not None:
+                self._refused(*refused)
+            return
         ours = link.private and (reply.id == attempt.request_id or reply.id is None)
         if reply.error is None:
             if ours and isinstance(reply.result, dict) and "subscriptionId" in reply.result:
                 self.stats.private_subscribed = True
+                run.delivered.set()
                 log.info("user-data stream subscribed", extra={"conn": attempt.conn})
             return
         if isinstance(reply.error, AuthError | RateLimited) or ours:
@@ -217,15 +372,28 @@ class Connection:
         self.stats.last_error = f"{link.label}: {reply.error}"
         log.error("venue refused a request: %s", reply.error, extra={"conn": attempt.conn})
 
+    def _refused(self, method: str, stream: str, error: VenueError) -> None:
+        log.error(
+            "the venue refused %s %s: %s (the other streams carry on)",
+            method,
+            stream,
+            error,
+            extra={"stream": stream},
+        )
+        self.stats.subscriptions_refused += 1
+        self.stats.last_error = f"{self.link.label}: {method} {stream} refused: {error}"
+        if self.on_refused is not None:
+            self.on_refused(method, stream)
+        event = {"event": "subscription_refused", "method": method, "stream": stream}
+        marker = self._marker("", {**event, "error": str(error)})
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait((self.link.stream, marker))
+
+    def _marker(self, conn: str, event: Mapping[str, object], seq: int = 0) -> RawFrame:
+        data = orjson.dumps(event).decode()
+        return RawFrame("marker", self.venue, conn, seq, self.clock(), data, self.link.channel)
+
     async def _put(self, frame: RawFrame) -> None:
         if self.queue.full():
             self.stats.queue_full_waits += 1
         await self.queue.put((self.link.stream, frame))
-
-
-async def _send_spaced(ws: ClientConnection, messages: list[str]) -> None:
-    for n, message in enumerate(messages):
-        if n:
-            await asyncio.sleep(_SEND_INTERVAL_S)
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send(message)

@@ -1,18 +1,23 @@
 """Run the ingestor: keep the venue connections open and record every frame into Redis Streams.
 
-One market-data connection per partition and, when an API key is configured, one private
-WS-API connection subscribed to the user-data stream (:class:`ingestor.connection.Connection`).
-Each connection's reader stamps frames ``(conn, seq, ts_recv)`` and puts them on one bounded
-queue; one writer drains it in natural batches (:class:`ingestor.writer.BatchWriter`).
+Each partition's wanted streams (symbols x ``TICKPIPE_CHANNELS``) are spread over market-data
+connection slots of at most 1024 streams (:class:`ingestor.control.Subscriptions`, which also
+follows the partition's control stream); with an API key one private WS-API slot subscribes the
+user-data stream. Each slot (:class:`ingestor.connection.Connection`) stamps frames
+``(conn, seq, ts_recv)`` and puts them on one bounded queue; one writer drains it in natural
+batches (:class:`ingestor.writer.BatchWriter`). REST snapshots and trade backfills
+(:class:`ingestor.rest.RestFetcher`) go through the same queue.
 
-Queue policy: the queue holds at most ``queue_max`` entries. When it is full a reader *awaits*
-room, which stops it reading its socket: back-pressure reaches the venue through TCP, nothing is
-dropped in-process, and every wait is counted (``queue_full_waits``). If the wait lasts long the
-venue drops the connection, which the disconnect marker records.
+Queue policy: the queue holds at most ``queue_max`` entries. While Redis is unreachable and the
+queue is half full, the writer spills to the journal under ``TICKPIPE_DATA_DIR`` (disk cap
+``TICKPIPE_INGESTOR_JOURNAL_MAX_MB``) and drains it in order once Redis is back. Without a
+journal a full queue makes a reader *await* room, which stops it reading its socket: back-pressure
+reaches the venue through TCP, nothing is dropped in-process, and every wait is counted
+(``queue_full_waits``).
 
 Stop: close the sockets (their disconnect markers are queued behind their frames), flush the
-queue to Redis within ``flush_timeout_s`` (what cannot be written by then is counted and logged),
-remove the health key, return.
+queue to Redis within ``flush_timeout_s`` (with Redis down, into the journal for the next run;
+without a journal what cannot be written is counted and logged), remove the health key, return.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -29,10 +35,15 @@ import redis.asyncio as aioredis
 from common.backoff import Backoff
 from common.errors import ConfigError
 from common.health import HealthReporter
+from common.names import Partition
 from common.redis_io import connect_redis
 from common.settings import Settings
 from ingestor.connection import Connection, WsOptions
-from ingestor.session import plan_links, run_token, user_data_subscribe_request
+from ingestor.control import Subscriptions
+from ingestor.journal import Journal, JournalLocked
+from ingestor.rest import GapWatch, RestFetcher
+from ingestor.session import Link, plan_links, run_token, user_data_subscribe_request
+from ingestor.subscriptions import MAX_STREAMS_PER_CONN
 from ingestor.writer import BatchWriter, IngestorStats, WriteQueue
 
 __all__ = ["Ingestor", "run"]
@@ -54,6 +65,7 @@ class Ingestor:
         flush_timeout_s: float = 5.0,
         backoff_factory: Callable[[], Backoff] | None = None,
         options: WsOptions | None = None,
+        streams_per_conn: int = MAX_STREAMS_PER_CONN,
     ) -> None:
         if queue_max <= 0:
             raise ValueError("queue_max must be positive")
@@ -63,7 +75,9 @@ class Ingestor:
         self.queue_max = queue_max
         self.batch_max = batch_max
         self.flush_timeout_s = flush_timeout_s
-        self.options = options or WsOptions()
+        self.options = options or WsOptions(
+            stale_max_s=settings.ingestor_stale_max_s, lifetime_s=settings.binance_conn_lifetime_s
+        )
         self.stats = IngestorStats()
         self.queue: WriteQueue = asyncio.Queue(maxsize=queue_max)
         self.links = plan_links(settings)
@@ -73,23 +87,49 @@ class Ingestor:
         self._rate_at = time.monotonic()
         self._rate_frames = 0
         self._frames_per_s = 0.0
-        token = run_token(self.clock())
-        make_backoff = backoff_factory or Backoff
-        self.connections = [
-            Connection(
-                link,
-                venue=settings.venue,
-                queue=self.queue,
-                stats=self.stats,
-                clock=self.clock,
-                halt=self._halt,
-                token=token,
-                backoff=make_backoff(),
-                options=self.options,
-                user_data_request=self._user_data_request if link.private else None,
-            )
-            for link in self.links
-        ]
+        self._token = run_token(self.clock())
+        self._make_backoff = backoff_factory or Backoff
+        self.rest = RestFetcher(
+            settings.binance_rest_url,
+            venue=settings.venue,
+            queue=self.queue,
+            stats=self.stats,
+            clock=self.clock,
+            api_key=settings.binance_api_key.reveal(),
+        )
+        self.gaps = GapWatch(self.rest, self.queue, self.stats, settings.venue, self.clock)
+        self.subscriptions = Subscriptions(
+            settings, self._market_slot, cap=streams_per_conn, on_snapshot=self._on_snapshot
+        )
+        self.connections = [self._connection(link) for link in self.links if link.private]
+
+    def _connection(self, link: Link, streams: list[str] | None = None) -> Connection:
+        return Connection(
+            link,
+            venue=self.settings.venue,
+            queue=self.queue,
+            stats=self.stats,
+            clock=self.clock,
+            halt=self._halt,
+            token=self._token,
+            backoff=self._make_backoff(),
+            options=self.options,
+            user_data_request=self._user_data_request if link.private else None,
+            streams=streams,
+            ws_base=self.settings.binance_ws_url,
+            on_frame=self.gaps.on_frame,
+            on_delivered=self.gaps.on_delivered,
+        )
+
+    def _on_snapshot(self, partition: Partition, symbol: str, reason: str) -> None:
+        self.rest.snapshot(self.settings.keys.raw(partition), symbol, reason)
+
+    def _market_slot(self, partition: Partition, n: int, streams: list[str]) -> Connection:
+        label = str(partition) if n == 0 else f"{partition}#{n + 1}"
+        link = Link(
+            label, self.settings.binance_ws_url, self.settings.keys.raw(partition), "market"
+        )
+        return self._connection(link, list(streams))
 
     def _user_data_request(self, request_id: int, timestamp_ms: int) -> str:
         s = self.settings
@@ -104,7 +144,15 @@ class Ingestor:
         """Ingest until ``stop`` is set (or the venue rejects the key), then flush and return."""
         owns_redis = self.redis is None
         redis = self.redis if self.redis is not None else connect_redis(self.settings.redis_url)
-        writer = self.writer = BatchWriter(redis, self.queue, self.stats, batch_max=self.batch_max)
+        journal = self._open_journal()
+        writer = self.writer = BatchWriter(
+            redis,
+            self.queue,
+            self.stats,
+            batch_max=self.batch_max,
+            journal=journal,
+            clock=self.clock,
+        )
         health = HealthReporter(
             redis,
             self.settings.keys,
@@ -115,31 +163,43 @@ class Ingestor:
         )
         health_stop = asyncio.Event()
         writer_task = asyncio.create_task(writer.run(), name="ingestor-writer")
-        conn_tasks = [
-            asyncio.create_task(self._guard(c), name=f"ingestor-{c.link.label}")
-            for c in self.connections
-        ]
+        subs = self.subscriptions
+        try:
+            last = await asyncio.wait_for(subs.replay(redis), self.flush_timeout_s)
+        except TimeoutError:
+            last = {self.settings.keys.control(p): "0-0" for p in subs.subs}
+        self.connections = [*subs.initial_slots(), *self.connections]
+        conn_tasks = [self._start(c) for c in self.connections]
+        follow_task = asyncio.create_task(subs.follow(redis, last, self._halt))
+        opened_task = asyncio.create_task(self._open_new_slots(conn_tasks))
+        rest_task = asyncio.create_task(self.rest.run(), name="ingestor-rest")
         stop_task = asyncio.create_task(self._halt_on(stop))
         halt_task = asyncio.create_task(self._halt.wait())
         health.status = "ok"
         health_task = asyncio.create_task(health.run(health_stop), name="ingestor-health")
         log.info(
             "ingestor running",
-            extra={"connections": [link.url for link in self.links], "queue_max": self.queue_max},
+            extra={
+                "connections": [c.link.label for c in self.connections],
+                "queue_max": self.queue_max,
+            },
         )
         try:
-            await asyncio.wait(
-                [halt_task, writer_task, *conn_tasks], return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait([halt_task, writer_task], return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._halt.set()
             stop_task.cancel()
             halt_task.cancel()
+            opened_task.cancel()
+            rest_task.cancel()
+            follow_task.cancel()
             await self._close_connections(conn_tasks)
             await self._finish_writer(writer_task)
             health_stop.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(health_task, self.flush_timeout_s)
+            if journal is not None:
+                journal.close()
             if owns_redis:
                 await redis.aclose()
         for task in [*conn_tasks, writer_task]:
@@ -148,6 +208,31 @@ class Ingestor:
         if self._fatal is not None:
             raise self._fatal
         log.info("ingestor stopped", extra=self.health_stats())
+
+    def journal_dir(self) -> Path:
+        """Return where this namespace's spill journal lives (under ``TICKPIPE_DATA_DIR``)."""
+        return Path(self.settings.data_dir) / "ingestor-journal" / self.settings.namespace
+
+    def _open_journal(self) -> Journal | None:
+        max_mb = self.settings.ingestor_journal_max_mb
+        if max_mb <= 0:
+            return None
+        try:
+            return Journal(self.journal_dir(), max_bytes=max_mb * 1024 * 1024)
+        except (JournalLocked, OSError) as exc:
+            log.warning("running without a spill journal: %s", exc)
+            return None
+
+    def _start(self, connection: Connection) -> asyncio.Task[None]:
+        return asyncio.create_task(
+            self._guard(connection), name=f"ingestor-{connection.link.label}"
+        )
+
+    async def _open_new_slots(self, tasks: list[asyncio.Task[None]]) -> None:
+        while True:
+            connection = await self.subscriptions.opened.get()
+            self.connections.append(connection)
+            tasks.append(self._start(connection))
 
     async def _guard(self, connection: Connection) -> None:
         try:
@@ -158,6 +243,9 @@ class Ingestor:
             if self._fatal is None:
                 self._fatal = exc
             self._halt.set()
+        except Exception:
+            self._halt.set()
+            raise
 
     async def _halt_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -175,6 +263,8 @@ class Ingestor:
 
     async def _finish_writer(self, writer_task: asyncio.Task[None]) -> None:
         async def finish() -> None:
+            if self.writer is not None:
+                self.writer.stopping = True
             await self.queue.put(None)
             await writer_task
 
@@ -212,13 +302,25 @@ class Ingestor:
             "queue_depth": self.queue.qsize() + pending,
             "queue_max": self.queue_max,
             "queue_full_waits": s.queue_full_waits,
-            "connections": len(self.links),
+            "connections": len(self.connections),
+            "streams": sum(len(c.streams or ()) for c in self.connections),
+            "subscriptions_refused": s.subscriptions_refused,
+            "trade_gaps": s.trade_gaps,
+            "depth_gaps": s.depth_gaps,
+            "rest_snapshots": s.rest_snapshots,
+            "rest_backfilled": s.rest_backfilled,
             "connections_up": s.connections_up,
             "reconnects": s.reconnects,
             "redis_up": s.redis_up,
             "redis_outages": s.redis_outages,
             "private_subscribed": s.private_subscribed,
             "dropped_at_stop": s.dropped_at_stop,
+            "rotations": s.rotations,
+            "stale_detected": s.stale_detected,
+            "journal_spilled": s.journal_spilled,
+            "journal_drained": s.journal_drained,
+            "journal_dropped": s.journal_dropped,
+            "journal_bytes": s.journal_bytes,
             "last_error": s.last_error,
         }
 

@@ -32,6 +32,8 @@ def settings_for(mock: Any, api_key: str, shards: int = 2) -> Settings:
         binance_api_secret=Secret("mock-secret"),
         instance="mock-test",
         health_interval_s=0.1,
+        ingestor_journal_max_mb=0,
+        channels=("trade",),
     )
 
 

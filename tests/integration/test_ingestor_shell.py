@@ -57,6 +57,8 @@ def settings_for(url: str, **extra: Any) -> Settings:
         "binance_ws_api_url": f"{url}/ws-api/v3",
         "instance": "test-1",
         "health_interval_s": 0.05,
+        "ingestor_journal_max_mb": 0,
+        "channels": ("trade",),
     }
     values.update(extra)
     return Settings(**values)

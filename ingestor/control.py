@@ -1,0 +1,180 @@
+"""Change a partition's subscriptions at runtime through its control stream.
+
+Writers (the CLI ``tickpipe subscribe|unsubscribe``, the processor's snapshot requests) append to
+``keys.control(partition)``; :class:`Subscriptions` in the ingestor replays that stream at start
+(so runtime additions survive a restart) and then follows it. Entries:
+
+* ``{"action": "subscribe" | "unsubscribe", "symbols": "A,B"}``: every configured channel of
+  those symbols (``TICKPIPE_CHANNELS``) is added or removed;
+* ``{"action": "snapshot", "symbol": "A", "reason": ...}``: a fresh REST depth snapshot.
+
+Streams are spread over connection slots within the per-connection cap; a new slot opens its own
+connection. A stream the venue refuses is logged, written as a marker and dropped; the others
+carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from common.errors import DecodeError
+from common.names import Partition, partitions_for
+from common.redis_io import REDIS_DOWN
+from common.settings import Settings
+from ingestor.connection import Connection
+from ingestor.subscriptions import (
+    MAX_STREAMS_PER_CONN,
+    ControlRequest,
+    PartitionSubs,
+    parse_control,
+    parse_symbols,
+    streams_for,
+)
+
+__all__ = ["Subscriptions", "request_subscription_change"]
+
+log = logging.getLogger("tickpipe.ingestor")
+
+#: Control entries replayed at most at start.
+_REPLAY_MAX = 100_000
+
+
+async def request_subscription_change(
+    redis: aioredis.Redis, settings: Settings, action: str, symbols: Iterable[str] | str
+) -> None:
+    """Ask the running ingestor(s) to subscribe or unsubscribe ``symbols`` (``"A,B"`` or a list).
+
+    Each symbol goes to the control stream of the partition it hashes to. Raises
+    :class:`ValueError` for an unknown action or a malformed symbol.
+    """
+    if action not in ("subscribe", "unsubscribe"):
+        raise ValueError(f"action must be subscribe or unsubscribe, got {action!r}")
+    text = symbols if isinstance(symbols, str) else ",".join(symbols)
+    try:
+        names = parse_symbols(text)
+    except DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    keys = settings.keys
+    for partition, group in partitions_for(settings.venue, names, settings.shards).items():
+        fields = {"action": action, "symbols": ",".join(group)}
+        await redis.xadd(keys.control(partition), fields)  # type: ignore[arg-type]
+
+
+SlotFactory = Callable[[Partition, int, list[str]], Connection]
+
+
+class Subscriptions:
+    """Own every partition's wanted streams and the connection slots that carry them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        make_slot: SlotFactory,
+        *,
+        cap: int = MAX_STREAMS_PER_CONN,
+        on_snapshot: Callable[[Partition, str, str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.make_slot = make_slot
+        self.on_snapshot = on_snapshot
+        self.subs: dict[Partition, PartitionSubs] = {}
+        self.slots: dict[tuple[Partition, int], Connection] = {}
+        #: Slots opened after start; the shell starts a task for each.
+        self.opened: asyncio.Queue[Connection] = asyncio.Queue()
+        for partition, symbols in settings.partitions().items():
+            subs = self.subs[partition] = PartitionSubs(cap=cap)
+            subs.add(streams_for(symbols, settings.channels))
+
+    def initial_slots(self) -> list[Connection]:
+        """Create the connection slots for the configured symbols (and any replayed changes)."""
+        out = []
+        for partition, subs in self.subs.items():
+            for n in range(len(subs.slots)):
+                out.append(self._slot(partition, n))
+        return out
+
+    def _slot(self, partition: Partition, n: int) -> Connection:
+        conn = self.make_slot(partition, n, self.subs[partition].streams(n))
+        conn.on_refused = lambda method, stream: self._refused(partition, method, stream)
+        self.slots[(partition, n)] = conn
+        return conn
+
+    def _refused(self, partition: Partition, method: str, stream: str) -> None:
+        if method == "SUBSCRIBE":
+            self.subs[partition].remove([stream])
+
+    def apply(self, partition: Partition, request: ControlRequest, *, live: bool = True) -> None:
+        """Carry out one control request (``live`` False while replaying before any slot runs)."""
+        subs = self.subs.setdefault(partition, PartitionSubs())
+        if request.action == "snapshot":
+            if live and self.on_snapshot is not None:
+                for symbol in request.symbols:
+                    self.on_snapshot(partition, symbol, request.reason or "requested")
+            return
+        streams = streams_for(request.symbols, self.settings.channels)
+        changes = subs.add(streams) if request.action == "subscribe" else subs.remove(streams)
+        method = "SUBSCRIBE" if request.action == "subscribe" else "UNSUBSCRIBE"
+        log.info(
+            "%s %s on %s",
+            request.action,
+            ",".join(request.symbols),
+            partition,
+            extra={"streams": sum(len(v) for v in changes.values())},
+        )
+        if not live:
+            return
+        for n, changed in changes.items():
+            conn = self.slots.get((partition, n))
+            if conn is not None:
+                conn.change(method, changed)
+            elif method == "SUBSCRIBE":
+                self.opened.put_nowait(self._slot(partition, n))
+
+    def _handle(self, partition: Partition, fields: Any, *, live: bool) -> None:
+        try:
+            request = parse_control(fields)
+        except DecodeError as exc:
+            log.warning("ignoring a control entry on %s: %s", partition, exc)
+            return
+        if not live and request.action == "snapshot":
+            return
+        self.apply(partition, request, live=live)
+
+    async def replay(self, redis: aioredis.Redis) -> dict[str, bytes | str]:
+        """Apply the subscribe/unsubscribe history; return the ids to follow from."""
+        keys = self.settings.keys
+        last: dict[str, bytes | str] = {}
+        for partition in self.subs:
+            key = keys.control(partition)
+            last[key] = "0-0"
+            try:
+                entries: Any = await redis.xrange(key, count=_REPLAY_MAX)
+            except REDIS_DOWN as exc:
+                log.warning("control history of %s not replayed yet: %s", partition, exc)
+                continue
+            for entry_id, fields in entries:
+                self._handle(partition, fields, live=False)
+                last[key] = entry_id
+        return last
+
+    async def follow(
+        self, redis: aioredis.Redis, last: dict[str, bytes | str], halt: asyncio.Event
+    ) -> None:
+        """Apply new control entries until ``halt`` is set."""
+        by_key = {self.settings.keys.control(p): p for p in self.subs}
+        while not halt.is_set():
+            try:
+                reply: Any = await redis.xread(last, count=100, block=200)  # type: ignore[arg-type]
+            except REDIS_DOWN:
+                await asyncio.sleep(0.5)
+                continue
+            for key, entries in reply or []:
+                name = key.decode() if isinstance(key, bytes) else key
+                for entry_id, fields in entries:
+                    last[name] = entry_id
+                    self._handle(by_key[name], fields, live=True)

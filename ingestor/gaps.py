@@ -1,0 +1,104 @@
+"""Find holes in trade ids and budget REST weight (pure: no I/O, no clock).
+
+:class:`TradeIds` remembers the last trade id seen per symbol across every connection of the
+ingestor; a live trade whose id jumps past ``last + 1`` (after a reconnect, or a venue-side gap)
+reveals a hole to backfill over REST. Ids at or below the last one (the overlap of a rotation, a
+duplicate) reveal nothing. :class:`WeightBudget` spends Binance's per-minute REST weight evenly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import orjson
+
+__all__ = ["DepthIds", "TradeIds", "WeightBudget", "depth_ids_of", "depth_weight", "trade_of"]
+
+
+def trade_of(frame: str | bytes) -> tuple[str, int] | None:
+    """Return ``(symbol, trade id)`` of a combined ``@trade`` frame, else ``None``."""
+    try:
+        obj = orjson.loads(frame)
+        data = obj["data"]
+        if data.get("e") != "trade":
+            return None
+        return str(data["s"]).upper(), int(data["t"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def depth_ids_of(frame: str | bytes) -> tuple[str, int, int] | None:
+    """Return ``(symbol, U, u)`` of a combined ``depthUpdate`` frame, else ``None``."""
+    try:
+        data = orjson.loads(frame)["data"]
+        if data.get("e") != "depthUpdate":
+            return None
+        return str(data["s"]).upper(), int(data["U"]), int(data["u"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+@dataclass(slots=True)
+class DepthIds:
+    """The last depth update id ``u`` seen per symbol; a diff must start at ``u + 1``."""
+
+    last: dict[str, int] = field(default_factory=dict)
+
+    def seen(self, symbol: str, first: int, last: int) -> tuple[int, int] | None:
+        """Record a diff ``U..u``; return the skipped update ids if it does not follow on."""
+        before = self.last.get(symbol)
+        if before is not None and last <= before:
+            return None  # an overlap or a duplicate
+        self.last[symbol] = last
+        if before is not None and first > before + 1:
+            return before + 1, first - 1
+        return None
+
+
+@dataclass(slots=True)
+class TradeIds:
+    """The last trade id seen per symbol."""
+
+    last: dict[str, int] = field(default_factory=dict)
+
+    def seen(self, symbol: str, trade_id: int) -> tuple[int, int] | None:
+        """Record a live trade; return the missing id range ``(first, last)`` if it skipped any."""
+        before = self.last.get(symbol)
+        if before is not None and trade_id <= before:
+            return None
+        self.last[symbol] = trade_id
+        if before is not None and trade_id > before + 1:
+            return before + 1, trade_id - 1
+        return None
+
+
+def depth_weight(limit: int) -> int:
+    """Return the REST weight of ``GET /api/v3/depth`` with ``limit``."""
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+@dataclass(slots=True)
+class WeightBudget:
+    """A token bucket of REST weight: ``per_minute`` refilled continuously, in ns time."""
+
+    per_minute: float = 3000.0
+    tokens: float = 3000.0
+    updated_ns: int | None = None
+    blocked_until_ns: int = 0
+
+    def wait_ns(self, weight: int, now_ns: int) -> int:
+        """Spend ``weight`` if available (return 0), else return how long to wait for it."""
+        if now_ns < self.blocked_until_ns:
+            return self.blocked_until_ns - now_ns
+        if self.updated_ns is not None:
+            elapsed_min = max(0, now_ns - self.updated_ns) / 60e9
+            self.tokens = min(self.per_minute, self.tokens + elapsed_min * self.per_minute)
+        self.updated_ns = now_ns
+        if self.tokens >= weight:
+            self.tokens -= weight
+            return 0
+        return int((weight - self.tokens) / self.per_minute * 60e9) + 1
+
+    def block(self, now_ns: int, seconds: float) -> None:
+        """Send nothing for ``seconds`` (the venue's ``Retry-After``, a 418 ban)."""
+        self.blocked_until_ns = max(self.blocked_until_ns, now_ns + int(seconds * 1e9))

@@ -1,0 +1,104 @@
+"""Tell a mute connection from a quiet one by each stream's learned cadence (pure, no clock).
+
+Every data frame names its stream (``{"stream":"btcusdt@trade",...}``). :class:`Cadence` keeps, per
+stream, the time of its last frame and an exponentially weighted moving average of the gaps
+between frames. A connection is stale when either
+
+* no frame at all arrived for ``max_silence_ns`` (the hard limit), or
+* every stream that has a learned cadence is far past its expected gap: ``now - last >
+  max(factor * ewma, floor_ns)``.
+
+One quiet symbol on a busy connection is therefore never a failure: the busy streams keep it
+alive. Streams still learning (fewer than ``warmup`` gaps seen) only count through the hard limit.
+Times are integer nanoseconds from a monotonic clock, passed in by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Cadence", "StreamCadence", "stream_of"]
+
+_PREFIX = '{"stream":"'
+_PREFIX_B = _PREFIX.encode()
+
+
+def stream_of(frame: str | bytes) -> str | None:
+    """Return the stream name of a combined-stream frame without decoding it, else ``None``."""
+    if isinstance(frame, bytes):
+        if not frame.startswith(_PREFIX_B):
+            return None
+        end = frame.find(b'"', len(_PREFIX_B))
+        return frame[len(_PREFIX_B) : end].decode(errors="replace") if end > 0 else None
+    if not frame.startswith(_PREFIX):
+        return None
+    end = frame.find('"', len(_PREFIX))
+    return frame[len(_PREFIX) : end] if end > 0 else None
+
+
+@dataclass(slots=True)
+class StreamCadence:
+    """The last arrival and the smoothed gap of one stream."""
+
+    last_ns: int
+    ewma_ns: float = 0.0
+    gaps: int = 0
+
+
+@dataclass(slots=True)
+class Cadence:
+    """Learn each stream's inter-arrival time and judge the connection's liveness."""
+
+    started_ns: int
+    max_silence_ns: int
+    factor: float = 10.0
+    floor_ns: int = 2_000_000_000
+    alpha: float = 0.2
+    warmup: int = 3
+    last_any_ns: int = 0
+    streams: dict[str, StreamCadence] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.last_any_ns = self.started_ns
+
+    def seen(self, stream: str | None, now_ns: int) -> None:
+        """Record one frame (``stream`` ``None`` for replies and other non-data frames)."""
+        self.last_any_ns = now_ns
+        if stream is None:
+            return
+        state = self.streams.get(stream)
+        if state is None:
+            self.streams[stream] = StreamCadence(now_ns)
+            return
+        gap = now_ns - state.last_ns
+        state.ewma_ns = (
+            gap if state.gaps == 0 else state.ewma_ns + self.alpha * (gap - state.ewma_ns)
+        )
+        state.gaps += 1
+        state.last_ns = now_ns
+
+    def expected_gap_ns(self, stream: str) -> float | None:
+        """Return how long ``stream`` may stay silent before it counts as overdue, if learned."""
+        state = self.streams.get(stream)
+        if state is None or state.gaps < self.warmup:
+            return None
+        return max(self.factor * state.ewma_ns, float(self.floor_ns))
+
+    def stale(self, now_ns: int) -> str | None:
+        """Return why the connection is stale, or ``None`` while it is alive."""
+        silent_ns = now_ns - self.last_any_ns
+        if silent_ns > self.max_silence_ns:
+            return f"no frame for {silent_ns / 1e9:.1f} s"
+        if silent_ns <= self.floor_ns:
+            return None
+        learned = 0
+        for name, state in self.streams.items():
+            allowed = self.expected_gap_ns(name)
+            if allowed is None:
+                continue
+            learned += 1
+            if now_ns - state.last_ns <= allowed:
+                return None
+        if learned == 0:
+            return None
+        return f"all {learned} streams past their expected gap (silent {silent_ns / 1e9:.1f} s)"

@@ -1,0 +1,130 @@
+"""Integration tests of the ingestor against the in-process mock exchange's fault plan."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import fakeredis
+
+from common.backoff import Backoff
+from common.schema import RawFrame
+from common.settings import Settings
+from ingestor.connection import WsOptions
+from ingestor.shell import Ingestor
+from mock_ws import MockExchange, start_mock
+from tests.integration.test_ingestor_shell import entries, until
+
+RAW = "itf:{binance:0}:raw"
+
+
+def settings_for(mock: MockExchange, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "namespace": "itf",
+        "symbols": ("BTCUSDT", "ETHUSDT"),
+        "binance_ws_url": mock.ws_url,
+        "binance_ws_api_url": mock.ws_api_url,
+        "binance_rest_url": mock.rest_url,
+        "instance": "faults",
+        "health_interval_s": 0.1,
+        "ingestor_journal_max_mb": 0,
+        "channels": ("trade",),
+    }
+    values.update(extra)
+    return Settings(**values)
+
+
+def ingestor_for(settings: Settings, **kw: Any) -> Ingestor:
+    return Ingestor(
+        settings,
+        redis=fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()),
+        backoff_factory=lambda: Backoff(base_s=0.01, cap_s=0.05),
+        **kw,
+    )
+
+
+def events(got: list[RawFrame], event: str) -> list[dict[str, Any]]:
+    out = [json.loads(f.data) for f in got if f.kind == "marker"]
+    return [m for m in out if m["event"] == event]
+
+
+def trade_ids(got: list[RawFrame], symbol: str) -> list[int]:
+    ids = []
+    for f in got:
+        if f.kind == "ws":
+            data = json.loads(f.data).get("data", {})
+            if data.get("e") == "trade" and data["s"] == symbol:
+                ids.append(data["t"])
+        elif f.kind == "rest" and f.channel == "trades_backfill":
+            body = json.loads(f.data)
+            if body["symbol"] == symbol:
+                ids.extend(t["id"] for t in body["response"])
+    return ids
+
+
+def test_server_shutdown_rotates_without_losing_a_trade() -> None:
+    async def scenario() -> list[RawFrame]:
+        mock = await start_mock(binance_port=0, trades_per_s=50)
+        async with mock:
+            ingestor = ingestor_for(settings_for(mock))
+            stop = asyncio.Event()
+            task = asyncio.create_task(ingestor.run(stop))
+            await until(lambda: ingestor.stats.frames_received >= 20)
+            await mock.inject({"type": "server_shutdown", "kind": "stream", "grace": 1.0})
+            await until(lambda: ingestor.stats.rotations == 1)
+            after = ingestor.stats.frames_received + 20
+            await until(lambda: ingestor.stats.frames_received >= after)
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            assert ingestor.stats.trade_gaps == 0
+            return await entries(ingestor.redis, RAW)
+
+    got = asyncio.run(scenario())
+    rotate = events(got, "rotate")
+    assert len(rotate) == 1 and rotate[0]["reason"] == "serverShutdown"
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        ids = sorted(set(trade_ids(got, symbol)))
+        assert ids == list(range(ids[0], ids[-1] + 1)), f"{symbol}: a hole"
+
+
+def test_a_trade_gap_is_backfilled_from_the_mock_rest_api() -> None:
+    async def scenario() -> list[RawFrame]:
+        mock = await start_mock(binance_port=0, trades_per_s=50)
+        async with mock:
+            ingestor = ingestor_for(settings_for(mock))
+            stop = asyncio.Event()
+            task = asyncio.create_task(ingestor.run(stop))
+            await until(lambda: ingestor.stats.frames_received >= 10)
+            await mock.inject({"type": "trade_gap", "symbol": "ETHUSDT", "count": 4})
+            await until(lambda: ingestor.stats.rest_backfilled >= 4)
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            return await entries(ingestor.redis, RAW)
+
+    got = asyncio.run(scenario())
+    ids = trade_ids(got, "ETHUSDT")
+    assert len(ids) == len(set(ids))
+    assert sorted(ids) == list(range(min(ids), max(ids) + 1))
+    gap = events(got, "gap")
+    assert gap and gap[0]["last_id"] - gap[0]["first_id"] == 3
+
+
+def test_a_stalled_mock_connection_is_replaced() -> None:
+    async def scenario() -> Ingestor:
+        mock = await start_mock(binance_port=0, trades_per_s=50)
+        async with mock:
+            options = WsOptions(stale_floor_s=0.5, stale_max_s=10.0)
+            ingestor = ingestor_for(settings_for(mock), options=options)
+            stop = asyncio.Event()
+            task = asyncio.create_task(ingestor.run(stop))
+            await until(lambda: ingestor.stats.frames_received >= 50)
+            await mock.inject({"type": "stall", "kind": "stream", "duration": 1.5})
+            await until(lambda: ingestor.stats.stale_detected >= 1)
+            await until(lambda: ingestor.stats.reconnects >= 1)
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            return ingestor
+
+    ingestor = asyncio.run(scenario())
+    assert ingestor.stats.stale_detected >= 1

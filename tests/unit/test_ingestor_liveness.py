@@ -1,0 +1,89 @@
+"""Unit tests of the ingestor's cadence-based liveness judgement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ingestor.liveness import Cadence, stream_of
+
+S = 1_000_000_000
+REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
+
+
+def cadence(**extra: int) -> Cadence:
+    return Cadence(0, max_silence_ns=extra.pop("max_silence_ns", 60 * S), floor_ns=2 * S, **extra)
+
+
+def test_stream_of_reads_the_stream_name_without_decoding() -> None:
+    assert stream_of('{"stream":"btcusdt@trade","data":{}}') == "btcusdt@trade"
+    assert stream_of(b'{"stream":"!serverShutdown","data":{}}') == "!serverShutdown"
+    assert stream_of('{"result":null,"id":1}') is None
+    assert stream_of(b"\x00\x01") is None
+
+
+def captured() -> list[tuple[int, str]]:
+    path = REALDATA / "cryptofeed" / "20210814_4fe0297" / "BINANCE.ws.1.0"
+    out = []
+    for line in path.read_text().splitlines():
+        stamp, sep, frame = line.partition(": ")
+        if sep and frame.startswith("{"):
+            out.append((int(float(stamp) * S), frame))
+    return out
+
+
+def test_stream_of_reads_real_combined_frames_and_a_real_session_is_never_stale() -> None:
+    frames = captured()
+    assert len(frames) > 100
+    c = Cadence(frames[0][0], max_silence_ns=60 * S, floor_ns=2 * S)
+    for ts, frame in frames:
+        name = stream_of(frame)
+        assert name == json.loads(frame)["stream"]
+        assert c.stale(ts) is None
+        c.seen(name, ts)
+    assert len(c.streams) > 4
+    last = frames[-1][0]
+    assert c.stale(last + 120 * S) is not None  # the same session gone mute
+
+
+def test_a_quiet_symbol_on_a_busy_connection_is_not_stale() -> None:
+    c = cadence()
+    now = 0
+    for _ in range(5):  # the quiet stream learns a 0.1 s cadence, then stops
+        now += S // 10
+        c.seen("ethusdt@trade", now)
+    for _ in range(600):  # the busy stream keeps going for 60 s
+        now += S // 10
+        c.seen("btcusdt@trade", now)
+        assert c.stale(now) is None
+
+
+def test_all_streams_far_past_their_cadence_is_stale() -> None:
+    c = cadence()
+    now = 0
+    for _ in range(10):
+        now += S // 10
+        c.seen("btcusdt@trade", now)
+        c.seen("ethusdt@trade", now)
+    assert c.stale(now + S) is None  # within the 2 s floor
+    why = c.stale(now + 3 * S)
+    assert why is not None and "all 2 streams" in why
+
+
+def test_slow_streams_get_proportionally_more_room() -> None:
+    c = cadence()
+    now = 0
+    for _ in range(5):
+        now += 5 * S  # one frame every 5 s
+        c.seen("btcusdt@kline_1m", now)
+    assert c.stale(now + 40 * S) is None  # 10 x 5 s = 50 s allowed
+    assert c.stale(now + 55 * S) is not None
+
+
+def test_no_frame_at_all_for_the_maximum_is_stale_even_while_learning() -> None:
+    c = cadence(max_silence_ns=10 * S)
+    assert c.stale(9 * S) is None
+    why = c.stale(11 * S)
+    assert why is not None and "no frame" in why
+    c.seen(None, 11 * S)  # a reply counts as a frame of the connection
+    assert c.stale(12 * S) is None
