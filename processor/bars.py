@@ -1,16 +1,22 @@
-"""Build OHLCV bars on exchange time from trades (pure, no I/O).
+"""Build OHLCV bars on exchange time from trades, finalised on a watermark (pure, no I/O).
 
-One :class:`OpenBar` per ``(symbol, interval)``. A trade in a later bucket finalises the open bar
-(emitted with ``final=True``) and opens the next one; a trade in an earlier bucket is *late*: it is
-counted and dropped in this version (late-data revisions come later). At the end of every batch,
-:meth:`BarBuilder.flush` emits each bar the batch touched that is still open, with ``final=False``,
-so live charts can draw the forming candle.
+The *watermark* is the greatest event time seen across the partition (trades and depth diffs)
+minus an allowed lateness. A bar is final once the watermark passes its end, so a quiet symbol's
+bar finalises on the other symbols' events, deterministically from the raw stream. Bars are
+finalised as each event arrives (not at batch ends), so batch boundaries never change what is
+final.
 
-Revisions are deterministic: a bar's ``revision`` is the number of trades folded into it, so the
-revisions of one bar grow strictly from one partial emission to the next, and its final emission
-carries the same revision as the last partial one or a higher one. Consumers upsert by
-``(symbol, interval, ts_open)`` and keep the greatest ``(revision, final)``. Prices stay the venue's
-decimal strings (compared as ``Decimal``); volume is a ``Decimal`` sum rendered as a string.
+A trade whose bar is already final is *late*: within the revision horizon (the bar's end is less
+than ``horizon`` behind the watermark) the bar is revised and emitted again, ``final=True`` with a
+higher revision; older ones are counted and reported as too late (the processor dead-letters
+them). Empty buckets follow a policy: ``skip`` emits nothing, ``carry`` emits a final bar with
+open = high = low = close = the previous close and volume 0.
+
+A bar's ``revision`` is the number of trades folded into it, so the emissions of one bar grow
+strictly. At the end of every batch :meth:`BarBuilder.flush` emits each still-open bar that the
+batch changed, once, with ``final=False``. Consumers upsert by ``(symbol, interval, ts_open)`` and
+keep the greatest ``(revision, final)``. Prices stay the venue's decimal strings (compared as
+``Decimal``); volume is a ``Decimal`` sum rendered as a string.
 """
 
 from __future__ import annotations
@@ -23,7 +29,11 @@ from typing import Any
 from common.names import BAR_INTERVALS
 from common.schema import Bar, Trade
 
-__all__ = ["BarBuilder", "OpenBar", "bucket_start"]
+__all__ = ["EMPTY_POLICIES", "BarBuilder", "OpenBar", "bucket_start"]
+
+EMPTY_POLICIES = ("skip", "carry")
+#: At most this many empty bars are carried per symbol and interval in one step.
+MAX_CARRIED = 3600
 
 # Volumes are exact sums: far more digits than any venue quantity can need.
 _SUM = decimal.Context(prec=60)
@@ -71,17 +81,29 @@ class OpenBar:
             ts_event=trade.ts_event,
         )
 
+    @classmethod
+    def empty(cls, ts_open: int, close: str) -> OpenBar:
+        """Return a bar without trades: every price the previous close, volume 0."""
+        return cls(ts_open, close, close, close, close, Decimal(0), 0, "", "", ts_open)
+
     def add(self, trade: Trade) -> None:
-        """Fold one more trade of the same bucket into the bar."""
+        """Fold one more trade of the same bucket into the bar.
+
+        Open and close follow trade ids (the venue's time order), not arrival order, so a late
+        trade revises a bar to what it would have been had the trade come on time.
+        """
         price = Decimal(trade.price)
         if price > self._high:
             self.high, self._high = trade.price, price
         if price < self._low:
             self.low, self._low = trade.price, price
-        self.close = trade.price
+        trade_id = int(trade.trade_id)
+        if trade_id < int(self.first_trade_id):
+            self.open, self.first_trade_id = trade.price, trade.trade_id
+        if trade_id >= int(self.last_trade_id):
+            self.close, self.last_trade_id = trade.price, trade.trade_id
         self.volume = _SUM.add(self.volume, Decimal(trade.qty))
         self.trades += 1
-        self.last_trade_id = trade.trade_id
         self.ts_event = max(self.ts_event, trade.ts_event)
 
     def to_bar(self, venue: str, symbol: str, interval: str, *, final: bool) -> Bar:
@@ -129,50 +151,180 @@ class OpenBar:
 
 
 class BarBuilder:
-    """Keep the open bar of every ``(symbol, interval)`` and emit bars as trades arrive."""
+    """Keep the open and recently final bars of every ``(symbol, interval)``; emit bars.
 
-    def __init__(self, venue: str, intervals: dict[str, int] | None = None) -> None:
+    ``lateness_ns`` is how far the watermark trails the latest event time; ``horizon_ns`` how far
+    behind the watermark a final bar may still be revised; ``empty`` is ``skip`` or ``carry``.
+    """
+
+    def __init__(
+        self,
+        venue: str,
+        intervals: dict[str, int] | None = None,
+        *,
+        lateness_ns: int = 0,
+        horizon_ns: int = 0,
+        empty: str = "skip",
+    ) -> None:
+        if empty not in EMPTY_POLICIES:
+            raise ValueError(f"empty bar policy must be one of {EMPTY_POLICIES}, got {empty!r}")
         self.venue = venue
         self.intervals = dict(BAR_INTERVALS if intervals is None else intervals)
-        self.open: dict[tuple[str, str], OpenBar] = {}
-        self.late_trades = 0
-        self._touched: dict[tuple[str, str], None] = {}
+        self.lateness_ns = lateness_ns
+        self.horizon_ns = horizon_ns
+        self.empty = empty
+        self.max_ts_event = 0
+        # (symbol, interval) -> ts_open -> bar; open = not final yet, final = within the horizon.
+        self.open: dict[tuple[str, str], dict[int, OpenBar]] = {}
+        self.final: dict[tuple[str, str], dict[int, OpenBar]] = {}
+        # (symbol, interval) -> [ts_open, close] of the latest final bar.
+        self.last_final: dict[tuple[str, str], list[Any]] = {}
+        self.late_trades = 0  # too late for some interval's revision horizon
+        self.revisions = 0
+        self._touched: dict[tuple[str, str, int], None] = {}
+        self._next_due: int | None = None
 
-    def on_trade(self, trade: Trade) -> list[Bar]:
-        """Fold ``trade`` into its bars; return the bars it finalised (``final=True``)."""
-        finished: list[Bar] = []
+    @property
+    def watermark(self) -> int:
+        """Return the current watermark (ns); bars ending at or before it are final."""
+        return self.max_ts_event - self.lateness_ns
+
+    # -- events --------------------------------------------------------------------------------
+    def advance(self, ts_event: int) -> list[Bar]:
+        """Move the watermark with an event time; return the bars that became final."""
+        if ts_event <= self.max_ts_event:
+            return []
+        self.max_ts_event = ts_event
+        if self._next_due is None or self.watermark < self._next_due:
+            return []
+        return self._finalise()
+
+    def on_trade(self, trade: Trade) -> tuple[list[Bar], list[str]]:
+        """Fold ``trade`` in; return the bars it made final or revised and the intervals it was
+        too late for."""
+        out = self.advance(trade.ts_event)
+        too_late: list[str] = []
+        watermark = self.watermark
         for interval, length_ns in self.intervals.items():
             key = (trade.symbol, interval)
             ts_open = bucket_start(trade.ts_event, length_ns)
-            bar = self.open.get(key)
-            if bar is None:
-                self.open[key] = OpenBar.first(ts_open, trade)
-            elif ts_open == bar.ts_open:
-                bar.add(trade)
-            elif ts_open > bar.ts_open:
-                finished.append(bar.to_bar(self.venue, trade.symbol, interval, final=True))
-                self.open[key] = OpenBar.first(ts_open, trade)
+            end = ts_open + length_ns
+            if end > watermark:
+                bars = self.open.setdefault(key, {})
+                bar = bars.get(ts_open)
+                if bar is None:
+                    bars[ts_open] = OpenBar.first(ts_open, trade)
+                    if self._next_due is None or end < self._next_due:
+                        self._next_due = end
+                else:
+                    bar.add(trade)
+                self._touched[(trade.symbol, interval, ts_open)] = None
+            elif end > watermark - self.horizon_ns:
+                finals = self.final.setdefault(key, {})
+                bar = finals.get(ts_open)
+                if bar is None or bar.trades == 0:
+                    bar = finals[ts_open] = OpenBar.first(ts_open, trade)
+                else:
+                    bar.add(trade)
+                self.revisions += 1
+                out.append(bar.to_bar(self.venue, trade.symbol, interval, final=True))
             else:
-                self.late_trades += 1
-                continue
-            self._touched[key] = None
-        return finished
+                too_late.append(interval)
+        if too_late:
+            self.late_trades += 1
+        return out, too_late
 
     def flush(self) -> list[Bar]:
-        """Return every bar touched since the last flush that is still open (``final=False``)."""
-        out = [
-            self.open[key].to_bar(self.venue, key[0], key[1], final=False) for key in self._touched
-        ]
+        """Return every still-open bar changed since the last flush, once (``final=False``)."""
+        out = []
+        for symbol, interval, ts_open in self._touched:
+            bar = self.open.get((symbol, interval), {}).get(ts_open)
+            if bar is not None:
+                out.append(bar.to_bar(self.venue, symbol, interval, final=False))
         self._touched.clear()
         return out
 
+    # -- finalisation --------------------------------------------------------------------------
+    def _finalise(self) -> list[Bar]:
+        watermark = self.watermark
+        out: list[Bar] = []
+        keys = sorted(set(self.open) | (set(self.last_final) if self.empty == "carry" else set()))
+        for key in keys:
+            symbol, interval = key
+            length_ns = self.intervals[interval]
+            bars = self.open.get(key, {})
+            for ts_open in sorted(t for t in bars if t + length_ns <= watermark):
+                out += self._carry(key, ts_open)
+                bar = bars.pop(ts_open)
+                self._store_final(key, bar)
+                out.append(bar.to_bar(self.venue, symbol, interval, final=True))
+            if not bars:
+                self.open.pop(key, None)
+            out += self._carry(key, bucket_start(watermark, length_ns))
+            finals = self.final.get(key, {})
+            for ts_open in [t for t in finals if t + length_ns <= watermark - self.horizon_ns]:
+                del finals[ts_open]
+            if not finals:
+                self.final.pop(key, None)
+        self._next_due = self._due()
+        return out
+
+    def _carry(self, key: tuple[str, str], until: int) -> list[Bar]:
+        """Emit carried empty bars for the buckets after the last final one and before ``until``."""
+        if self.empty != "carry" or key not in self.last_final:
+            return []
+        length_ns = self.intervals[key[1]]
+        last_open, close = self.last_final[key]
+        start = max(last_open + length_ns, until - MAX_CARRIED * length_ns)
+        out = []
+        for ts_open in range(start, until, length_ns):
+            bar = OpenBar.empty(ts_open, close)
+            self._store_final(key, bar)
+            out.append(bar.to_bar(self.venue, key[0], key[1], final=True))
+        return out
+
+    def _store_final(self, key: tuple[str, str], bar: OpenBar) -> None:
+        self.final.setdefault(key, {})[bar.ts_open] = bar
+        last = self.last_final.get(key)
+        if last is None or bar.ts_open > last[0]:
+            self.last_final[key] = [bar.ts_open, bar.close]
+
+    def _due(self) -> int | None:
+        ends = [t + self.intervals[key[1]] for key, bars in self.open.items() for t in bars]
+        if self.empty == "carry":
+            ends += [t + 2 * self.intervals[key[1]] for key, (t, _) in self.last_final.items()]
+        return min(ends) if ends else None
+
+    # -- checkpoint ----------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
-        """Return the open bars and the late count as msgpack-friendly values (checkpoint)."""
-        bars = [[symbol, interval, bar.to_state()] for (symbol, interval), bar in self.open.items()]
-        return {"open": bars, "late": self.late_trades}
+        """Return the bars, the watermark and the counts as msgpack-friendly values."""
+
+        def rows(table: dict[tuple[str, str], dict[int, OpenBar]]) -> list[Any]:
+            return [
+                [symbol, interval, bar.to_state()]
+                for (symbol, interval), bars in sorted(table.items())
+                for _, bar in sorted(bars.items())
+            ]
+
+        return {
+            "open": rows(self.open),
+            "final": rows(self.final),
+            "last_final": [[s, i, t, c] for (s, i), (t, c) in sorted(self.last_final.items())],
+            "max_ts_event": self.max_ts_event,
+            "late": self.late_trades,
+            "revisions": self.revisions,
+        }
 
     def load_state(self, data: dict[str, Any]) -> None:
-        """Replace the open bars and the late count with the ones saved by :meth:`to_state`."""
-        self.open = {(s, i): OpenBar.from_state(b) for s, i, b in data["open"]}
+        """Replace everything with what :meth:`to_state` saved."""
+        self.open, self.final = {}, {}
+        for table, name in ((self.open, "open"), (self.final, "final")):
+            for symbol, interval, saved in data.get(name, []):
+                bar = OpenBar.from_state(saved)
+                table.setdefault((symbol, interval), {})[bar.ts_open] = bar
+        self.last_final = {(s, i): [int(t), c] for s, i, t, c in data.get("last_final", [])}
+        self.max_ts_event = int(data.get("max_ts_event", 0))
         self.late_trades = int(data["late"])
+        self.revisions = int(data.get("revisions", 0))
         self._touched.clear()
+        self._next_due = self._due()

@@ -9,27 +9,33 @@ batches differently gives the same trades, signals and final bars (partial bars 
 forming candle, one per touched bar per batch).
 
 Entries at or before the checkpoint's last entry id are acknowledged without output (replays).
-Markers, request replies and market-data channels not handled yet (depth, bookTicker, REST
-snapshots) are passed over and counted; a frame that cannot be parsed or fails validation becomes
-a :class:`DeadLetter`.
+Quotes are de-duplicated by update id, trades by trade id per symbol: a trade id jump is a gap
+(recorded, with the missing range remembered so a later backfill fills it in). Order books
+(:mod:`processor.books`) are not checkpointed: after a takeover each symbol's next diff asks for
+a fresh snapshot. Markers, request replies and channels not handled are passed over and counted;
+a frame that cannot be parsed or fails validation becomes a :class:`DeadLetter`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import msgpack
+import orjson
 
-from common import binance
 from common.errors import DecodeError
-from common.schema import Bar, RawFrame, Signal, Trade
+from common.schema import Bar, Quote, RawFrame, Signal, Trade
 from common.settings import Settings
 from processor.bars import BarBuilder
-from processor.strategies import Strategy, ThresholdCross
+from processor.books import BOOK_COUNTERS, BookKeeper, BookOutput, DepthDiff, DepthSnapshot
+from processor.frames import classify, is_reply
+from processor.marketdata import Trades
+from processor.records import BookTop, GapRecord, SnapshotRequest
+from processor.strategies import Strategy, build_strategies
+from processor.tradeids import TradeIds
 
 __all__ = [
     "COUNTERS",
@@ -43,7 +49,8 @@ __all__ = [
     "process_batch",
 ]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+MS_NS = 1_000_000
 
 #: Counters every partition keeps (in its checkpoint, so they survive takeovers).
 COUNTERS = (
@@ -51,16 +58,22 @@ COUNTERS = (
     "trades",  # trades emitted
     "duplicate_trades",  # trades dropped because their id was already seen
     "trade_id_gaps",  # times a symbol's trade id jumped by more than one
+    "trades_backfilled",  # trades that filled a recorded gap
+    "late_trades",  # trades too late for a bar's revision horizon (dead-lettered)
+    "bar_revisions",  # final bars revised by a late trade
+    "quotes",
+    "duplicate_quotes",  # quotes dropped because their update id was not newer
+    "book_tops",
+    "gaps",  # gap records written (depth and trades)
     "markers",  # connect / disconnect / gap markers passed over
     "replies",  # request replies passed over
-    "ignored",  # frames of channels not handled yet
+    "ignored",  # frames of channels not handled
     "dead_letters",
     "signals",
     "final_bars",
     "replayed",  # entries at or before the checkpoint, acknowledged without output
+    *BOOK_COUNTERS,
 )
-
-_VENUE_PARSERS = {"binance"}
 
 
 def entry_key(entry_id: str) -> tuple[int, int]:
@@ -98,32 +111,63 @@ class BatchOutput:
     bars: list[Bar] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    quotes: list[Quote] = field(default_factory=list)
+    book_tops: list[BookTop] = field(default_factory=list)
+    gaps: list[GapRecord] = field(default_factory=list)
+    snapshot_requests: list[SnapshotRequest] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
     frames: int = 0
 
 
-def build_strategies(settings: Settings) -> list[Strategy]:
-    """Return the strategies configured in ``settings``."""
-    return [
-        ThresholdCross(
-            dict(settings.thresholds),
-            hysteresis_bps=settings.hysteresis_bps,
-            order_qty=settings.order_qty,
-        )
-    ]
-
-
 class PartitionState:
-    """Everything a partition needs to resume: open bars, strategies, last ids, counters."""
+    """Everything a partition needs to resume: bars, strategies, last ids, counters.
 
-    def __init__(self, partition: str, venue: str, strategies: Iterable[Strategy] = ()) -> None:
+    The order books live here too but are not saved: a restored state starts without books.
+    """
+
+    def __init__(
+        self,
+        partition: str,
+        venue: str,
+        strategies: Iterable[Strategy] = (),
+        *,
+        lateness_ms: int = 2000,
+        horizon_ms: int = 60_000,
+        empty_bars: str = "skip",
+    ) -> None:
         self.partition = partition
         self.venue = venue
-        self.bars = BarBuilder(venue)
+        self.bars = BarBuilder(
+            venue,
+            lateness_ns=lateness_ms * MS_NS,
+            horizon_ns=horizon_ms * MS_NS,
+            empty=empty_bars,
+        )
         self.strategies = list(strategies)
-        self.last_trade_id: dict[str, int] = {}
+        self.trade_ids = TradeIds()
+        self.last_quote_id: dict[str, int] = {}
         self.last_entry_id = ""
         self.counters = dict.fromkeys(COUNTERS, 0)
+        self.books = BookKeeper(venue, counters=self.counters)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, partition: str, venue: str, blob: bytes | None = None
+    ) -> PartitionState:
+        """Build a fresh state, or one restored from ``blob``, configured by ``settings``."""
+        kwargs: dict[str, Any] = {
+            "lateness_ms": settings.bar_lateness_ms,
+            "horizon_ms": settings.bar_revision_horizon_ms,
+            "empty_bars": settings.empty_bars,
+        }
+        strategies = build_strategies(settings)
+        if blob is None:
+            return cls(partition, venue, strategies, **kwargs)
+        return cls.from_bytes(blob, partition, venue, strategies, **kwargs)
+
+    @property
+    def last_trade_id(self) -> dict[str, int]:
+        return self.trade_ids.last
 
     @property
     def late_trades(self) -> int:
@@ -136,7 +180,8 @@ class PartitionState:
             "partition": self.partition,
             "venue": self.venue,
             "last_entry_id": self.last_entry_id,
-            "last_trade_id": self.last_trade_id,
+            "trade_ids": self.trade_ids.to_state(),
+            "last_quote_id": self.last_quote_id,
             "bars": self.bars.to_state(),
             "strategies": {s.name: s.to_state() for s in self.strategies},
             "counters": self.counters,
@@ -146,18 +191,28 @@ class PartitionState:
 
     @classmethod
     def from_bytes(
-        cls, blob: bytes, partition: str, venue: str, strategies: Iterable[Strategy] = ()
+        cls,
+        blob: bytes,
+        partition: str,
+        venue: str,
+        strategies: Iterable[Strategy] = (),
+        **kwargs: Any,
     ) -> PartitionState:
         """Rebuild a state saved by :meth:`to_bytes`; strategies get their saved state back."""
         try:
             data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
-            if not isinstance(data, dict) or data.get("v") != CHECKPOINT_VERSION:
+            if not isinstance(data, dict) or data.get("v") not in (1, CHECKPOINT_VERSION):
                 raise DecodeError("checkpoint has an unknown version")
             if data["partition"] != partition:
                 raise DecodeError(f"checkpoint belongs to {data['partition']!r}, not {partition!r}")
-            state = cls(partition, venue, strategies)
+            state = cls(partition, venue, strategies, **kwargs)
             state.last_entry_id = str(data["last_entry_id"])
-            state.last_trade_id = {str(k): int(v) for k, v in data["last_trade_id"].items()}
+            if data["v"] == 1:  # before quotes and backfills: only the highest trade ids
+                state.trade_ids.load_state({"last": data["last_trade_id"], "missing": {}})
+            else:
+                state.trade_ids.load_state(data["trade_ids"])
+            quote_ids = data.get("last_quote_id", {})
+            state.last_quote_id = {str(k): int(v) for k, v in quote_ids.items()}
             state.bars.load_state(data["bars"])
             saved = data["strategies"]
             for strategy in state.strategies:
@@ -171,47 +226,6 @@ class PartitionState:
         return state
 
 
-def is_reply(obj: Any) -> bool:
-    """Tell whether a decoded frame is a reply to a request (``{"id":..,"result"|"error":..}``)."""
-    return isinstance(obj, Mapping) and "id" in obj and "e" not in obj
-
-
-def _parse_trade(entry_id: str, frame: RawFrame, stream: str | None, payload: Any) -> Trade:
-    """Parse and validate one trade payload; raise :class:`DecodeError` with the reason."""
-    try:
-        trade = binance.parse_trade(payload, ts_recv=frame.ts_recv, src=entry_id)
-        _ = (Decimal(trade.price), Decimal(trade.qty), int(trade.trade_id))
-    except (InvalidOperation, ValueError, TypeError) as exc:
-        raise DecodeError(f"trade is invalid: {exc!r}") from exc
-    if stream is not None and stream.partition("@")[0] != trade.symbol.lower():
-        raise DecodeError(f"trade of {trade.symbol} arrived on stream {stream}")
-    return trade
-
-
-def _classify(entry_id: str, frame: RawFrame) -> Trade | str:
-    """Return the trade a frame holds, or the counter name under which it is passed over."""
-    if frame.kind == "marker":
-        return "markers"
-    if frame.venue not in _VENUE_PARSERS:
-        raise DecodeError(f"no parser for venue {frame.venue!r}")
-    if frame.kind == "rest":
-        return "ignored"  # depth snapshots and trade backfills: handled in a later version
-    if frame.kind != "ws":
-        raise DecodeError(f"unknown raw frame kind {frame.kind!r}")
-    stream, payload = binance.unwrap(frame.data)
-    if stream is not None:
-        if stream.endswith("@trade"):
-            return _parse_trade(entry_id, frame, stream, payload)
-        return "ignored"
-    if is_reply(payload):
-        return "replies"
-    if isinstance(payload, Mapping) and payload.get("e") == "trade":
-        return _parse_trade(entry_id, frame, None, payload)
-    if isinstance(payload, Mapping) and ("e" in payload or "lastUpdateId" in payload):
-        return "ignored"
-    raise DecodeError("unrecognised frame: neither a stream event nor a reply")
-
-
 def process_batch(
     state: PartitionState,
     entries: Sequence[tuple[str, RawFrame | BadEntry]],
@@ -219,6 +233,7 @@ def process_batch(
 ) -> BatchOutput:
     """Fold ``entries`` (in stream order) into ``state``; return the outputs to write."""
     out = BatchOutput()
+    books = BookOutput()
     counters = state.counters
     last_key = entry_key(state.last_entry_id) if state.last_entry_id else (-1, -1)
     for entry_id, frame in entries:
@@ -235,34 +250,89 @@ def process_batch(
             out.dead_letters.append(DeadLetter(entry_id, frame.reason, frame.data))
             continue
         try:
-            result = _classify(entry_id, frame)
+            result = classify(entry_id, frame)
         except DecodeError as exc:
             out.dead_letters.append(DeadLetter(entry_id, str(exc), frame.data))
             continue
         if isinstance(result, str):
             counters[result] += 1
-            continue
-        _on_trade(state, out, dataclasses.replace(result, ts_proc=ts_now), ts_now)
+        elif isinstance(result, Trades):
+            for trade in result.items:
+                trade = dataclasses.replace(trade, ts_proc=ts_now)
+                _on_trade(state, out, trade, ts_now, aggregate=result.aggregate)
+        elif isinstance(result, Quote):
+            _on_quote(state, out, dataclasses.replace(result, ts_proc=ts_now))
+        elif isinstance(result, DepthDiff):
+            _add_finals(state, out, state.bars.advance(result.ts_event))
+            state.books.on_diff(result, ts_now, books)
+        elif isinstance(result, DepthSnapshot):
+            state.books.on_snapshot(result, ts_now, books)
     out.bars.extend(state.bars.flush())
+    out.book_tops = books.tops
+    out.gaps.extend(books.gaps)
+    out.snapshot_requests = books.requests
+    counters["book_tops"] += len(out.book_tops)
+    counters["gaps"] += len(out.gaps)
     counters["dead_letters"] += len(out.dead_letters)
     return out
 
 
-def _on_trade(state: PartitionState, out: BatchOutput, trade: Trade, ts_now: int) -> None:
+def _on_quote(state: PartitionState, out: BatchOutput, quote: Quote) -> None:
+    update_id = int(quote.update_id)
+    last = state.last_quote_id.get(quote.symbol)
+    if last is not None and update_id <= last:
+        state.counters["duplicate_quotes"] += 1
+        return
+    state.last_quote_id[quote.symbol] = update_id
+    out.quotes.append(quote)
+    state.counters["quotes"] += 1
+
+
+def _add_finals(state: PartitionState, out: BatchOutput, bars: list[Bar]) -> None:
+    out.bars.extend(bars)
+    state.counters["final_bars"] += len(bars)
+
+
+def _on_trade(
+    state: PartitionState, out: BatchOutput, trade: Trade, ts_now: int, *, aggregate: bool
+) -> None:
     counters = state.counters
-    trade_id = int(trade.trade_id)
-    last = state.last_trade_id.get(trade.symbol)
-    if last is not None and trade_id <= last:
+    id_space = f"{trade.symbol}@agg" if aggregate else trade.symbol
+    verdict, expected = state.trade_ids.see(id_space, int(trade.trade_id))
+    if verdict == "duplicate":
         counters["duplicate_trades"] += 1
         return
-    if last is not None and trade_id > last + 1:
+    if verdict == "backfill":
+        counters["trades_backfilled"] += 1
+    if expected is not None:
         counters["trade_id_gaps"] += 1
-    state.last_trade_id[trade.symbol] = trade_id
+        out.gaps.append(
+            GapRecord(
+                venue=trade.venue,
+                symbol=trade.symbol,
+                stream="aggTrades" if aggregate else "trades",
+                expected=str(expected),
+                received=trade.trade_id,
+                entry_id=trade.src,
+                ts_event=trade.ts_event,
+                ts_recv=trade.ts_recv,
+                ts_proc=ts_now,
+            )
+        )
     out.trades.append(trade)
     counters["trades"] += 1
-    finals = state.bars.on_trade(trade)
-    out.bars.extend(finals)
-    counters["final_bars"] += len(finals)
+    revisions = state.bars.revisions
+    bars, too_late = state.bars.on_trade(trade)
+    counters["bar_revisions"] += state.bars.revisions - revisions
+    _add_finals(state, out, bars)
+    if too_late:
+        counters["late_trades"] += 1
+        reason = (
+            f"trade {trade.trade_id} too late for the {','.join(too_late)} bars: "
+            f"watermark {state.bars.watermark}, revision horizon passed"
+        )
+        data = orjson.dumps(trade.to_fields()).decode()
+        out.dead_letters.append(DeadLetter(trade.src, reason, data))
     for strategy in state.strategies:
         for n, spec in enumerate(strategy.on_trade(trade, ts_now)):
             signal_id = f"{state.partition}|{trade.src}|{strategy.name}"
@@ -277,7 +347,7 @@ def _on_trade(state: PartitionState, out: BatchOutput, trade: Trade, ts_now: int
                     qty=spec.qty,
                     price=spec.price,
                     reason=spec.reason,
-                    cause=trade.src,
+                    cause=spec.cause or trade.src,
                     ts_event=trade.ts_event,
                     ts_recv=trade.ts_recv,
                     ts_signal=ts_now,

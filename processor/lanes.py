@@ -14,10 +14,10 @@ from typing import Any, Protocol
 import orjson
 
 from common.errors import DecodeError
-from common.names import Partition
+from common.names import BAR_INTERVALS, GROUP_PROCESSOR, Partition
 from common.schema import RawFrame, decode_fields
 from common.settings import Settings
-from processor.core import BadEntry, PartitionState, build_strategies, process_batch
+from processor.core import BadEntry, PartitionState, process_batch
 from processor.private import VenueState, process_private_batch
 
 __all__ = ["Commit", "Lane", "PartitionLane", "PrivateLane", "decode_entries", "private_lease_key"]
@@ -42,6 +42,8 @@ class Lane(Protocol):
     lease_key: str
     checkpoint_key: str
     dead_letter_key: str
+    #: Streams the lane's owner trims: ``(kind, key, groups that must exist first)``.
+    retained: list[tuple[str, str, tuple[str, ...]]]
 
     def load(self, blob: bytes | None) -> None: ...
 
@@ -81,7 +83,10 @@ def decode_entries(
 
 
 class PartitionLane:
-    """A partition's ``raw`` stream -> trades, bars, signals, dead letters."""
+    """A partition's ``raw`` stream -> trades, quotes, books, bars, signals, gaps, dead letters.
+
+    Snapshot requests go to the partition's ``control`` stream in the same ``MULTI``.
+    """
 
     def __init__(self, settings: Settings, partition: Partition) -> None:
         keys = settings.keys
@@ -94,17 +99,30 @@ class PartitionLane:
         self.dead_letter_key = keys.dead_letters(partition)
         self.trades_key = keys.trades(partition)
         self.signals_key = keys.signals(partition)
+        self.quotes_key = keys.quotes(partition)
+        self.book_key = keys.book(partition)
+        self.gaps_key = keys.gaps(partition)
+        self.control_key = keys.control(partition)
+        self.retained = [
+            ("raw", self.stream, (GROUP_PROCESSOR,)),
+            ("trades", self.trades_key, ()),
+            ("quotes", self.quotes_key, ()),
+            ("book", self.book_key, ()),
+            *(("bars", keys.bars(partition, i), ()) for i in BAR_INTERVALS),
+            ("signals", self.signals_key, ()),
+            ("gaps", self.gaps_key, ()),
+            ("control", self.control_key, ()),
+            ("dead-letters", self.dead_letter_key, ()),
+        ]
         self.state = self._fresh()
 
     def _fresh(self) -> PartitionState:
-        return PartitionState(self.name, self.partition.venue, build_strategies(self.settings))
+        return PartitionState.from_settings(self.settings, self.name, self.partition.venue)
 
     def load(self, blob: bytes | None) -> None:
-        if blob is None:
-            self.state = self._fresh()
-            return
-        self.state = PartitionState.from_bytes(
-            blob, self.name, self.partition.venue, build_strategies(self.settings)
+        """Restore the checkpoint (or start afresh); books start missing either way."""
+        self.state = PartitionState.from_settings(
+            self.settings, self.name, self.partition.venue, blob
         )
 
     def process(self, entries: Sequence[tuple[str, RawFrame | BadEntry]], ts_now: int) -> Commit:
@@ -114,6 +132,10 @@ class PartitionLane:
         outputs += [(self.trades_key, t.to_fields()) for t in out.trades]
         outputs += [(keys.bars(self.partition, b.interval), b.to_fields()) for b in out.bars]
         outputs += [(self.signals_key, s.to_fields()) for s in out.signals]
+        outputs += [(self.quotes_key, q.to_fields()) for q in out.quotes]
+        outputs += [(self.book_key, b.to_fields()) for b in out.book_tops]
+        outputs += [(self.gaps_key, g.to_fields()) for g in out.gaps]
+        outputs += [(self.control_key, r.to_fields()) for r in out.snapshot_requests]
         outputs += [(self.dead_letter_key, d.to_fields()) for d in out.dead_letters]
         return Commit(
             outputs=outputs,
@@ -124,6 +146,10 @@ class PartitionLane:
                 "trades": len(out.trades),
                 "bars": len(out.bars),
                 "signals": len(out.signals),
+                "quotes": len(out.quotes),
+                "book_tops": len(out.book_tops),
+                "gaps": len(out.gaps),
+                "snapshot_requests": len(out.snapshot_requests),
                 "dead_letters": len(out.dead_letters),
             },
         )
@@ -141,6 +167,11 @@ class PrivateLane:
         self.checkpoint_key = keys.venue_checkpoint(venue)
         self.dead_letter_key = keys.venue_dead_letters(venue)
         self.updates_key = keys.order_updates(venue)
+        self.retained = [
+            ("private-raw", self.stream, (GROUP_PROCESSOR,)),
+            ("order-updates", self.updates_key, ()),
+            ("dead-letters", self.dead_letter_key, ()),
+        ]
         self.state = VenueState(venue)
 
     def load(self, blob: bytes | None) -> None:

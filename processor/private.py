@@ -5,12 +5,15 @@ is to a partition's ``raw``: ``executionReport`` events become
 :class:`common.schema.OrderUpdate`; markers, request replies and other account events
 (``outboundAccountPosition``, ``balanceUpdate``, ``listStatus``, ``eventStreamTerminated``...) are
 passed over and counted; anything unparseable becomes a dead letter. Entries at or before the
-checkpoint's last entry id are acknowledged without output.
+checkpoint's last entry id are acknowledged without output. An ``executionReport`` whose
+execution id ``I`` was already seen (the same event over a second connection, or replayed by the
+venue after a reconnect) is dropped; the last :data:`SEEN_EXECUTIONS` ids are checkpointed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +27,9 @@ from processor.core import BadEntry, DeadLetter, entry_key, is_reply
 
 __all__ = ["PRIVATE_COUNTERS", "PrivateOutput", "VenueState", "process_private_batch"]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+#: How many recent execution ids the private lane remembers to drop repeats.
+SEEN_EXECUTIONS = 4096
 
 PRIVATE_COUNTERS = (
     "frames",
@@ -34,6 +39,7 @@ PRIVATE_COUNTERS = (
     "ignored",
     "dead_letters",
     "replayed",
+    "duplicate_executions",
 )
 
 
@@ -54,6 +60,18 @@ class VenueState:
         self.venue = venue
         self.last_entry_id = ""
         self.counters = dict.fromkeys(PRIVATE_COUNTERS, 0)
+        self.executions: deque[int] = deque()  # recent execution ids, oldest first
+        self._executions: set[int] = set()
+
+    def seen(self, execution_id: int) -> bool:
+        """Tell whether ``execution_id`` came before; remember it if not."""
+        if execution_id in self._executions:
+            return True
+        self.executions.append(execution_id)
+        self._executions.add(execution_id)
+        if len(self.executions) > SEEN_EXECUTIONS:
+            self._executions.discard(self.executions.popleft())
+        return False
 
     def to_bytes(self) -> bytes:
         """Serialise the state with msgpack (the checkpoint)."""
@@ -62,6 +80,7 @@ class VenueState:
             "venue": self.venue,
             "last_entry_id": self.last_entry_id,
             "counters": self.counters,
+            "executions": list(self.executions),
         }
         out: bytes = msgpack.packb(data, use_bin_type=True)
         return out
@@ -78,6 +97,8 @@ class VenueState:
             state = cls(venue)
             state.last_entry_id = str(data["last_entry_id"])
             state.counters.update({str(k): int(v) for k, v in data["counters"].items()})
+            state.executions = deque(int(i) for i in data["executions"])
+            state._executions = set(state.executions)
         except DecodeError:
             raise
         except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
@@ -85,7 +106,7 @@ class VenueState:
         return state
 
 
-def _classify(frame: RawFrame) -> OrderUpdate | str:
+def _classify(frame: RawFrame) -> tuple[OrderUpdate, int | None] | str:
     if frame.kind == "marker":
         return "markers"
     if frame.venue != "binance":
@@ -99,8 +120,13 @@ def _classify(frame: RawFrame) -> OrderUpdate | str:
         raise DecodeError("unrecognised private frame: neither an event nor a reply")
     if payload["e"] != "executionReport":
         return "ignored"
+    execution_id = payload.get("I")
+    if execution_id is not None and (
+        not isinstance(execution_id, int) or isinstance(execution_id, bool)
+    ):
+        raise DecodeError(f"executionReport execution id must be an integer: {execution_id!r}")
     try:
-        return binance.parse_execution_report(payload, ts_recv=frame.ts_recv)
+        return binance.parse_execution_report(payload, ts_recv=frame.ts_recv), execution_id
     except (ValueError, TypeError) as exc:
         raise DecodeError(f"executionReport is invalid: {exc!r}") from exc
 
@@ -136,7 +162,11 @@ def process_private_batch(
         if isinstance(result, str):
             counters[result] += 1
             continue
-        out.order_updates.append(dataclasses.replace(result, ts_proc=ts_now))
+        update, execution_id = result
+        if execution_id is not None and state.seen(execution_id):
+            counters["duplicate_executions"] += 1
+            continue
+        out.order_updates.append(dataclasses.replace(update, ts_proc=ts_now))
         counters["order_updates"] += 1
     counters["dead_letters"] += len(out.dead_letters)
     return out

@@ -12,6 +12,9 @@ For every partition (and the venue's private stream) one lane loop runs:
 4. Renew the lease every ``renew_s`` while idle; a member that could not renew in time stops
    reading on its own (self-fencing) before anyone else can take the lease.
 
+The owner of a lane also trims the lane's streams every ``retention_s`` by the retention
+policy (:mod:`processor.retention`), never past what a consumer group has not read.
+
 ``stop`` finishes the current batch, releases the leases and removes the health key.
 """
 
@@ -34,6 +37,7 @@ from common.names import GROUP_PROCESSOR
 from common.redis_io import REDIS_DOWN, connect_redis, ensure_group
 from common.settings import Settings
 from processor.lanes import Lane, PartitionLane, PrivateLane, decode_entries
+from processor.trimmer import Retention, trim_streams
 
 __all__ = ["SERVICE", "run"]
 
@@ -57,6 +61,7 @@ class _Stats:
         self.last_batch_size = 0
         self._rate_at = (time.monotonic(), 0)
         self.frames_per_s = 0.0
+        self.retention = Retention()
 
     def add(self, frames: int, stats: dict[str, int]) -> None:
         self.totals["frames"] += frames
@@ -76,6 +81,9 @@ class _Stats:
             "partitions_owned": len(self.owned & self.partition_names),
             "owned": sorted(self.owned),
             "last_batch_size": self.last_batch_size,
+            "retention_trimmed": self.retention.trimmed,
+            "retention_blocked": self.retention.blocked,
+            "retention_alarms": sorted(self.retention.alarms),
         }
 
 
@@ -127,8 +135,10 @@ class _Runner:
         renew_s: float,
         retry_s: float,
         block_ms: int,
+        retention_s: float,
     ) -> None:
         self.settings = settings
+        self.retention_s = retention_s
         self.redis = redis
         self.stop = stop
         self.clock = clock
@@ -217,9 +227,15 @@ class _Runner:
             extra={"lane": lane.name, "claimed": claimed, "consumer": self.instance},
         )
         cursor = "0"  # this member's pending entries first, then new ones
+        trimmed_at = loop.time()
         while not self.stop.is_set():
             _raise_if_cancelled()
             now = loop.time()
+            if now - trimmed_at >= self.retention_s:
+                trimmed_at = now
+                await trim_streams(
+                    self.redis, lane.retained, self.settings.retention_maxlen, self.stats.retention
+                )
             if now - renewed_at >= self.renew_s:
                 if not await self._renew(lane):
                     raise LeaseLost
@@ -307,11 +323,13 @@ async def run(
     renew_s: float | None = None,
     retry_s: float | None = None,
     block_ms: int = 150,
+    retention_s: float = 5.0,
 ) -> None:
     """Process every partition of ``settings`` and the venue's private stream until ``stop``.
 
     ``lease_ms`` is the lease period; the lease is renewed every ``renew_s`` (default 30 % of it)
-    and a member standing by retries every ``retry_s`` (default 20 % of it).
+    and a member standing by retries every ``retry_s`` (default 20 % of it). The streams of each
+    owned lane are trimmed every ``retention_s``.
     """
     own_redis = redis is None
     client = connect_redis(settings.redis_url) if redis is None else redis
@@ -324,6 +342,7 @@ async def run(
         renew_s=lease_ms * 0.3 / 1000 if renew_s is None else renew_s,
         retry_s=lease_ms * 0.2 / 1000 if retry_s is None else retry_s,
         block_ms=block_ms,
+        retention_s=retention_s,
     )
     lanes: list[Lane] = [PartitionLane(settings, p) for p in settings.partitions()]
     runner.stats.partition_names = {lane.name for lane in lanes}

@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import decimal
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from common.schema import Trade
+from common.settings import Settings
 
-__all__ = ["SignalSpec", "Strategy", "ThresholdCross"]
+__all__ = [
+    "STRATEGIES",
+    "RapidMove",
+    "SignalSpec",
+    "Strategy",
+    "ThresholdCross",
+    "build_strategies",
+]
 
 _CTX = decimal.Context(prec=40)
 _BPS = Decimal(10_000)
@@ -37,6 +46,8 @@ class SignalSpec:
     price: str
     reason: str
     action: str = "place"
+    #: Comma-separated raw entry ids of the events behind the decision; empty = the trade's own.
+    cause: str = ""
 
 
 class Strategy(ABC):
@@ -135,3 +146,115 @@ class ThresholdCross(Strategy):
     def load_state(self, data: Any) -> None:
         self.symbols = {str(symbol): [str(e[0]), str(e[1])] for symbol, e in dict(data).items()}
         self._bands.clear()
+
+
+class RapidMove(Strategy):
+    """Cancel a symbol's working orders when its price moves ``pct`` % within ``window_ms``.
+
+    Per symbol it keeps the trades of the last ``window_ms`` of exchange time (monotonic queues
+    of their highs and lows). When the newest price is ``pct`` % or more above the window's low
+    (or below its high) it emits one ``cancel`` signal whose cause names the two trades' raw
+    entries, then starts a fresh window at the newest trade so one move signals once.
+    """
+
+    name: ClassVar[str] = "rapid_move"
+
+    def __init__(self, *, pct: str, window_ms: int) -> None:
+        self.pct = pct
+        self.window_ns = window_ms * 1_000_000
+        self._ratio = _CTX.divide(Decimal(pct), Decimal(100))
+        # symbol -> (highs, lows): deques of [ts_event, price, src], prices monotonic.
+        self.windows: dict[str, tuple[deque[list[Any]], deque[list[Any]]]] = {}
+
+    def on_trade(self, trade: Trade, ts_now: int) -> list[SignalSpec]:
+        if self._ratio <= 0:
+            return []  # a 0 % move would fire on every trade: treated as switched off
+        highs, lows = self.windows.setdefault(trade.symbol, (deque(), deque()))
+        price = Decimal(trade.price)
+        item = [trade.ts_event, trade.price, trade.src]
+        while highs and Decimal(highs[-1][1]) <= price:
+            highs.pop()
+        while lows and Decimal(lows[-1][1]) >= price:
+            lows.pop()
+        highs.append(item)
+        lows.append(item)
+        oldest = trade.ts_event - self.window_ns
+        for queue in (highs, lows):
+            while queue[0][0] < oldest:
+                queue.popleft()
+        low, high = lows[0], highs[0]
+        low_price, high_price = Decimal(low[1]), Decimal(high[1])
+        if low_price > 0 and price - low_price >= _CTX.multiply(low_price, self._ratio):
+            return self._fire(trade, "up", low, highs, lows)
+        if high_price > 0 and high_price - price >= _CTX.multiply(high_price, self._ratio):
+            return self._fire(trade, "down", high, highs, lows)
+        return []
+
+    def _fire(
+        self,
+        trade: Trade,
+        direction: str,
+        start: list[Any],
+        highs: deque[list[Any]],
+        lows: deque[list[Any]],
+    ) -> list[SignalSpec]:
+        window_ms = self.window_ns // 1_000_000
+        reason = (
+            f"price moved {direction} from {start[1]} to {trade.price} "
+            f"(>= {self.pct} % within {window_ms} ms): cancel working orders"
+        )
+        item = [trade.ts_event, trade.price, trade.src]
+        highs.clear()
+        lows.clear()
+        highs.append(item)
+        lows.append(list(item))
+        return [
+            SignalSpec(
+                symbol=trade.symbol,
+                side="sell" if direction == "down" else "buy",
+                qty="0",
+                price=trade.price,
+                reason=reason,
+                action="cancel",
+                cause=f"{start[2]},{trade.src}",
+            )
+        ]
+
+    def to_state(self) -> dict[str, list[list[list[Any]]]]:
+        return {
+            symbol: [[list(i) for i in highs], [list(i) for i in lows]]
+            for symbol, (highs, lows) in self.windows.items()
+        }
+
+    def load_state(self, data: Any) -> None:
+        self.windows = {
+            str(symbol): (
+                deque([int(t), str(p), str(s)] for t, p, s in queues[0]),
+                deque([int(t), str(p), str(s)] for t, p, s in queues[1]),
+            )
+            for symbol, queues in dict(data).items()
+        }
+
+
+def _threshold_cross(settings: Settings) -> Strategy:
+    return ThresholdCross(
+        dict(settings.thresholds),
+        hysteresis_bps=settings.hysteresis_bps,
+        order_qty=settings.order_qty,
+    )
+
+
+def _rapid_move(settings: Settings) -> Strategy:
+    return RapidMove(pct=settings.rapid_move_pct, window_ms=settings.rapid_move_window_ms)
+
+
+#: Strategy name -> factory from settings; ``TICKPIPE_STRATEGIES`` picks from these names.
+STRATEGIES: dict[str, Callable[[Settings], Strategy]] = {
+    ThresholdCross.name: _threshold_cross,
+    RapidMove.name: _rapid_move,
+}
+
+
+def build_strategies(settings: Settings) -> list[Strategy]:
+    """Return the strategies ``settings.strategies`` names, in that order."""
+    return [STRATEGIES[name](settings) for name in settings.strategies]

@@ -29,6 +29,7 @@ CANCELED = (
     NEW_ORDER.replace('"x":"NEW","X":"NEW"', '"x":"CANCELED","X":"CANCELED"')
     .replace('"c":"mUvoqJxFIILMdfAW5iGSOW"', '"c":"cancel-req-1"')
     .replace('"C":""', '"C":"mUvoqJxFIILMdfAW5iGSOW"')
+    .replace('"I":8641984', '"I":8641990')  # every execution has its own id
 )
 
 
@@ -95,3 +96,31 @@ def test_checkpoint_round_trip_and_replays_are_acked_without_output() -> None:
     assert restored.counters["replayed"] == 1
     with pytest.raises(DecodeError):
         VenueState.from_bytes(state.to_bytes(), "alpaca")
+
+
+def test_a_repeated_execution_id_is_dropped_even_after_a_checkpoint() -> None:
+    state = VenueState("binance")
+    out = process_private_batch(
+        state, [("6-0", raw(NEW_ORDER)), ("6-1", raw(NEW_ORDER.replace("0,", "0 ,", 1)))], 1
+    )
+    assert len(out.order_updates) == 1 and state.counters["duplicate_executions"] == 1
+    restored = VenueState.from_bytes(state.to_bytes(), "binance")
+    again = process_private_batch(restored, [("6-2", raw(NEW_ORDER)), ("6-3", raw(CANCELED))], 1)
+    assert [u.exec_type for u in again.order_updates] == ["CANCELED"]
+    assert restored.counters["duplicate_executions"] == 2
+
+
+def test_execution_ids_are_remembered_within_a_bound() -> None:
+    from processor.private import SEEN_EXECUTIONS
+
+    state = VenueState("binance")
+    for n in range(SEEN_EXECUTIONS + 1):
+        assert not state.seen(n)
+    assert state.seen(SEEN_EXECUTIONS) and not state.seen(0)  # the oldest was forgotten
+    assert len(state.executions) == SEEN_EXECUTIONS
+
+
+def test_a_malformed_execution_id_is_a_dead_letter() -> None:
+    state = VenueState("binance")
+    out = process_private_batch(state, [("7-0", raw(NEW_ORDER.replace("8641984", '"x"')))], 1)
+    assert out.order_updates == [] and "execution id" in out.dead_letters[0].reason

@@ -1,0 +1,99 @@
+"""Classify one raw frame of a partition into the value it carries (pure, no I/O).
+
+:func:`classify` answers with :class:`Trades` (live or backfilled), a :class:`Quote`, a
+:class:`DepthDiff`, a :class:`DepthSnapshot`, or the name of the counter under which the frame is
+passed over (markers, request replies, channels not handled). A frame that cannot be parsed or
+fails validation raises :class:`DecodeError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from common import binance
+from common.errors import DecodeError
+from common.schema import Quote, RawFrame, Trade
+from processor.books import DepthDiff, DepthSnapshot
+from processor.marketdata import (
+    REST_DEPTH,
+    REST_TRADES,
+    Trades,
+    parse_agg_trade,
+    parse_book_ticker,
+    parse_depth_diff,
+    parse_rest,
+)
+
+__all__ = ["Classified", "classify", "is_reply"]
+
+Classified = Trades | Quote | DepthDiff | DepthSnapshot | str
+
+_VENUE_PARSERS = {"binance"}
+
+
+def is_reply(obj: Any) -> bool:
+    """Tell whether a decoded frame is a reply to a request (``{"id":..,"result"|"error":..}``)."""
+    return isinstance(obj, Mapping) and "id" in obj and "e" not in obj
+
+
+def _parse_trade(entry_id: str, frame: RawFrame, stream: str | None, payload: Any) -> Trade:
+    """Parse and validate one trade payload; raise :class:`DecodeError` with the reason."""
+    try:
+        trade = binance.parse_trade(payload, ts_recv=frame.ts_recv, src=entry_id)
+        _ = (Decimal(trade.price), Decimal(trade.qty), int(trade.trade_id))
+    except (InvalidOperation, ValueError, TypeError) as exc:
+        raise DecodeError(f"trade is invalid: {exc!r}") from exc
+    _check_stream(stream, trade.symbol)
+    return trade
+
+
+def _check_stream(stream: str | None, symbol: str) -> None:
+    if stream is not None and stream.partition("@")[0] != symbol.lower():
+        raise DecodeError(f"event of {symbol} arrived on stream {stream}")
+
+
+def _event(entry_id: str, frame: RawFrame, stream: str | None, payload: Any) -> Classified:
+    """Parse one market-data event, chosen by its stream name or, in raw form, by ``e``."""
+    channel = stream.partition("@")[2] if stream is not None else None
+    kind = payload.get("e") if isinstance(payload, Mapping) else None
+    if channel == "trade" or (channel is None and kind == "trade"):
+        return Trades((_parse_trade(entry_id, frame, stream, payload),))
+    if channel == "aggTrade" or (channel is None and kind == "aggTrade"):
+        trade = parse_agg_trade(payload, ts_recv=frame.ts_recv, src=entry_id)
+        _check_stream(stream, trade.symbol)
+        return Trades((trade,), aggregate=True)
+    is_depth = channel is not None and channel in ("depth", "depth@100ms", "depth@1000ms")
+    if is_depth or (channel is None and kind == "depthUpdate"):
+        diff = parse_depth_diff(payload, ts_recv=frame.ts_recv, entry_id=entry_id)
+        _check_stream(stream, diff.symbol)
+        return diff
+    raw_ticker = channel is None and kind is None and isinstance(payload, Mapping)
+    if channel == "bookTicker" or (raw_ticker and "u" in payload and "b" in payload):
+        quote = parse_book_ticker(payload, ts_recv=frame.ts_recv)
+        _check_stream(stream, quote.symbol)
+        return quote
+    return "ignored"
+
+
+def classify(entry_id: str, frame: RawFrame) -> Classified:
+    """Return what a raw frame carries, or the counter name under which it is passed over."""
+    if frame.kind == "marker":
+        return "markers"
+    if frame.venue not in _VENUE_PARSERS:
+        raise DecodeError(f"no parser for venue {frame.venue!r}")
+    if frame.kind == "rest":
+        if frame.channel not in (REST_DEPTH, REST_TRADES):
+            return "ignored"  # other REST replies the ingestor keeps: not used here
+        return parse_rest(frame.channel, frame.data, ts_recv=frame.ts_recv, entry_id=entry_id)
+    if frame.kind != "ws":
+        raise DecodeError(f"unknown raw frame kind {frame.kind!r}")
+    stream, payload = binance.unwrap(frame.data)
+    if stream is None and is_reply(payload):
+        return "replies"
+    if stream is None and not (isinstance(payload, Mapping) and ("e" in payload or "u" in payload)):
+        if isinstance(payload, Mapping) and "lastUpdateId" in payload:
+            return "ignored"  # a partial-depth snapshot: not used
+        raise DecodeError("unrecognised frame: neither a stream event nor a reply")
+    return _event(entry_id, frame, stream, payload)

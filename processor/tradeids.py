@@ -1,0 +1,61 @@
+"""Track the trade ids seen per symbol: duplicates, gaps and the backfills that fill them (pure).
+
+Per symbol the tracker keeps the highest id seen and the ranges skipped below it (at most
+:data:`MAX_MISSING_RANGES`, oldest forgotten). A new id above the highest is accepted (a jump
+records the skipped range and reports the gap); an id inside a skipped range is a backfill: it is
+accepted and the range shrinks; any other id at or below the highest is a duplicate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["MAX_MISSING_RANGES", "TradeIds"]
+
+MAX_MISSING_RANGES = 64
+
+
+class TradeIds:
+    """Highest trade id and missing ranges per symbol; checkpointable."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+        self.missing: dict[str, list[list[int]]] = {}  # symbol -> [[first, last], ...] inclusive
+
+    def see(self, symbol: str, trade_id: int) -> tuple[str, int | None]:
+        """Classify ``trade_id``: ``new``, ``backfill`` or ``duplicate``.
+
+        The second value is the id that was expected when this one opened a gap, else ``None``.
+        """
+        last = self.last.get(symbol)
+        if last is None:
+            self.last[symbol] = trade_id
+            return "new", None
+        if trade_id > last:
+            self.last[symbol] = trade_id
+            if trade_id == last + 1:
+                return "new", None
+            ranges = self.missing.setdefault(symbol, [])
+            ranges.append([last + 1, trade_id - 1])
+            del ranges[:-MAX_MISSING_RANGES]
+            return "new", last + 1
+        ranges = self.missing.get(symbol, [])
+        for n, (first, end) in enumerate(ranges):
+            if first <= trade_id <= end:
+                parts = [[first, trade_id - 1], [trade_id + 1, end]]
+                ranges[n : n + 1] = [p for p in parts if p[0] <= p[1]]
+                if not ranges:
+                    del self.missing[symbol]
+                return "backfill", None
+        return "duplicate", None
+
+    def to_state(self) -> dict[str, Any]:
+        """Return msgpack-friendly values (checkpoint)."""
+        return {"last": self.last, "missing": self.missing}
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        """Replace the state with one saved by :meth:`to_state`."""
+        self.last = {str(k): int(v) for k, v in data["last"].items()}
+        self.missing = {
+            str(k): [[int(a), int(b)] for a, b in v] for k, v in data["missing"].items()
+        }

@@ -1,0 +1,124 @@
+"""The processor trims its streams by the retention policy, never past unread entries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import fakeredis
+import orjson
+
+from common.names import Partition
+from common.schema import RawFrame
+from common.settings import Settings
+from processor.shell import run
+from tests.unit.test_processor_books import hftbacktest
+
+P = Partition("binance", 0)
+KEEP = 50
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], deadline_s: float = 8.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while not await condition():
+        assert loop.time() < end, "condition not met before the deadline"
+        await asyncio.sleep(0.01)
+
+
+def test_streams_are_trimmed_but_unread_entries_are_kept_with_an_alarm() -> None:
+    frames = [f for _, f in hftbacktest("btcusdt_20240808.gz") if '@trade"' in f.data][:300]
+
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        settings = Settings(
+            namespace="pr",
+            symbols=("BTCUSDT",),
+            instance="m1",
+            batch_size=100,
+            health_interval_s=0.05,
+            retention_maxlen=(("*", KEEP),),
+        )
+        keys = settings.keys
+        # A slow reader of trades that has read nothing yet.
+        await redis.xgroup_create(keys.trades(P), "slow", id="0", mkstream=True)
+        async with redis.pipeline(transaction=False) as pipe:
+            for frame in frames:
+                pipe.xadd(keys.raw(P), frame.to_fields())
+            await pipe.execute()
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            run(settings, stop, redis=redis, clock=lambda: 1, retention_s=0.05)
+        )
+
+        async def health() -> dict[str, Any]:
+            raw: Any = await redis.get(keys.health("processor", "m1"))
+            return orjson.loads(raw) if raw else {}
+
+        async def raw_trimmed() -> bool:
+            return await redis.xlen(keys.raw(P)) == KEEP
+
+        async def alarmed() -> bool:
+            return keys.trades(P) in (await health()).get("retention_alarms", [])
+
+        await wait_until(raw_trimmed)  # read and acknowledged by the processor group
+        await wait_until(alarmed)
+        assert await redis.xlen(keys.trades(P)) == 300  # nothing read by "slow": all kept
+        assert (await health())["retention_blocked"] > 0
+
+        # The slow reader catches up to entry 200: entries up to it may go, not the rest.
+        entries: Any = await redis.xrange(keys.trades(P), count=200)
+        await redis.xreadgroup("slow", "c", {keys.trades(P): ">"}, count=200)
+        await redis.xack(keys.trades(P), "slow", *[eid for eid, _ in entries])
+
+        async def trimmed_to_read_point() -> bool:
+            return await redis.xlen(keys.trades(P)) == 100
+
+        await wait_until(trimmed_to_read_point)
+        first: Any = await redis.xrange(keys.trades(P), count=1)
+        assert first[0][0] > entries[-1][0]
+
+        await redis.xreadgroup("slow", "c", {keys.trades(P): ">"})
+        rest: Any = await redis.xrange(keys.trades(P))
+        await redis.xack(keys.trades(P), "slow", *[eid for eid, _ in rest])
+
+        async def cleared() -> bool:
+            return not await alarmed() and await redis.xlen(keys.trades(P)) == KEEP
+
+        await wait_until(cleared)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+
+
+def test_raw_is_not_trimmed_past_unacknowledged_entries() -> None:
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        settings = Settings(namespace="pr2", symbols=("BTCUSDT",), instance="m1")
+        keys = settings.keys
+        for n in range(20):
+            await redis.xadd(
+                keys.raw(P), RawFrame("marker", "binance", "c", n, 1, "{}").to_fields()
+            )
+        from processor.lanes import PartitionLane
+        from processor.trimmer import Retention, trim_streams
+
+        lane = PartitionLane(settings, P)
+        retention = Retention()
+        raw_only = [r for r in lane.retained if r[0] == "raw"]
+        await trim_streams(redis, raw_only, (("*", 5),), retention)
+        assert await redis.xlen(keys.raw(P)) == 20  # no processor group yet
+        assert "processor" in retention.alarms[keys.raw(P)]
+        await redis.xgroup_create(keys.raw(P), "processor", id="0")
+        await redis.xreadgroup("processor", "m1", {keys.raw(P): ">"}, count=10)  # 10 pending
+        await trim_streams(redis, raw_only, (("*", 5),), retention)
+        assert await redis.xlen(keys.raw(P)) == 20  # delivered but not acknowledged: kept
+        ids: Any = [eid for eid, _ in await redis.xrange(keys.raw(P), count=8)]
+        await redis.xack(keys.raw(P), "processor", *ids)
+        await trim_streams(redis, raw_only, (("*", 5),), retention)
+        assert await redis.xlen(keys.raw(P)) == 12 and keys.raw(P) in retention.alarms
+        assert retention.trimmed == 8
+
+    asyncio.run(scenario())
