@@ -4,25 +4,28 @@ Everything here takes its inputs as values (time as integer nanoseconds or milli
 values, so the shell in :mod:`trader.shell` only moves data between Redis, the venue and this
 module.
 
-* :func:`check_signal` / :class:`RiskLimits` say whether a signal may become an order.
+* :func:`check_signal` / :class:`RiskLimits` (from :mod:`trader.risk`) say whether a signal may
+  become an order.
 * :func:`build_intent` turns a signal into the :class:`~common.schema.OrderIntent` that is recorded
   before anything is sent; its client order id is derived from the signal id, so the same signal
   always maps to the same venue order.
-* :func:`place_params` / :func:`status_params` build the signed WebSocket API requests.
-* :func:`result_of` classifies a WebSocket API answer: the result, or one of the errors below.
-* :class:`OrderTracker` applies order updates to an order state machine and keeps positions.
+* :func:`place_params`, :func:`status_params`, :func:`cancel_params` and
+  :func:`open_orders_params` build the signed WebSocket API requests.
+* :func:`result_of` classifies a WebSocket API answer: the result, or one of the errors below;
+  :func:`order_wait_s` reads the venue's order counts and says how long to hold the next order.
+* :class:`OrderTracker` applies order reports to an order state machine and keeps positions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from common.binance import client_order_id_for, hmac_signature, ws_api_payload
 from common.errors import AmbiguousOutcome, AuthError, RateLimited, VenueError
 from common.schema import OrderIntent, Signal
+from trader.orders import ACTIVE, TERMINAL, OrderState, OrderTracker, advance
+from trader.risk import RiskLimits, check_signal
 
 __all__ = [
     "ACTIVE",
@@ -35,7 +38,12 @@ __all__ = [
     "RiskLimits",
     "advance",
     "build_intent",
+    "cancel_params",
     "check_signal",
+    "list_result_of",
+    "logon_params",
+    "open_orders_params",
+    "order_wait_s",
     "place_params",
     "result_of",
     "sign_params",
@@ -44,11 +52,6 @@ __all__ = [
 
 DEFAULT_RECV_WINDOW_MS = 5000
 
-#: Order statuses after which nothing changes any more.
-TERMINAL = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH"})
-#: Order statuses of a live order.
-ACTIVE = frozenset({"NEW", "PENDING_NEW", "PARTIALLY_FILLED", "PENDING_CANCEL"})
-_KNOWN = TERMINAL | ACTIVE
 
 # Binance error codes (protocols.md §2.3, §2.5).
 _AUTH_CODES = frozenset({-2014, -2015, -1022})
@@ -56,6 +59,7 @@ _RATE_CODES = frozenset({-1003, -1015})
 _UNKNOWN_OUTCOME_CODES = frozenset({-1007, -1006})
 _DUPLICATE_CODE = -2010
 _NO_SUCH_ORDER_CODE = -2013
+_UNKNOWN_ORDER_CODE = -2011  # cancel of an order the venue does not have (open)
 
 
 class OrderRejected(VenueError):
@@ -67,56 +71,24 @@ class DuplicateOrder(VenueError):
 
 
 class OrderNotFound(VenueError):
-    """The venue has no order with this client order id (``-2013``)."""
+    """The venue has no (open) order with this client order id (``-2013``, ``-2011``)."""
 
 
-# -- risk ---------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class RiskLimits:
-    """Limits every order must pass; ``kill_switch`` refuses every new order."""
+def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") -> OrderIntent:
+    """Build the intent for ``signal``; its id is derived from the signal id.
 
-    max_order_qty: Decimal | None = None
-    kill_switch: bool = False
-    symbols: frozenset[str] | None = None
-
-
-def _decimal(text: str) -> Decimal | None:
-    try:
-        value = Decimal(text)
-    except (InvalidOperation, ValueError):
-        return None
-    return value if value.is_finite() else None
-
-
-def check_signal(signal: Signal, limits: RiskLimits) -> str | None:
-    """Return why ``signal`` must not become an order, or ``None`` if it may."""
-    if signal.action != "place":
-        return f"action {signal.action!r} is not supported (only 'place')"
-    if signal.side not in ("buy", "sell"):
-        return f"side must be 'buy' or 'sell', got {signal.side!r}"
-    if limits.symbols is not None and signal.symbol not in limits.symbols:
-        return f"symbol {signal.symbol!r} is not configured"
-    qty = _decimal(signal.qty)
-    if qty is None or qty <= 0:
-        return f"quantity must be a positive number, got {signal.qty!r}"
-    if limits.kill_switch:
-        return "kill switch is on"
-    if limits.max_order_qty is not None and qty > limits.max_order_qty:
-        return f"quantity {signal.qty} exceeds the limit {limits.max_order_qty}"
-    return None
-
-
-def build_intent(signal: Signal, *, ts_intent: int) -> OrderIntent:
-    """Build the market-order intent for ``signal``; its id is derived from the signal id."""
+    A ``LIMIT`` intent is priced at the signal's price (good till cancelled).
+    """
+    limit = order_type == "LIMIT"
     return OrderIntent(
         client_order_id=client_order_id_for(signal.signal_id),
         signal_id=signal.signal_id,
         venue=signal.venue,
         symbol=signal.symbol,
         side=signal.side,
-        order_type="MARKET",
+        order_type="LIMIT" if limit else "MARKET",
         qty=signal.qty,
-        price=None,
+        price=signal.price if limit and signal.price else None,
         ts_signal=signal.ts_signal,
         ts_intent=ts_intent,
     )
@@ -130,11 +102,30 @@ def sign_params(
     api_secret: str,
     timestamp_ms: int,
     recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
+    signer: Callable[[str], str] | None = None,
+    session: bool = False,
 ) -> dict[str, Any]:
-    """Add ``apiKey``, ``timestamp``, ``recvWindow`` and the HMAC ``signature`` to ``params``."""
-    signed = {**params, "apiKey": api_key, "timestamp": timestamp_ms, "recvWindow": recv_window_ms}
-    signed["signature"] = hmac_signature(api_secret, ws_api_payload(signed))
+    """Add ``apiKey``, ``timestamp``, ``recvWindow`` and the ``signature`` to ``params``.
+
+    ``signer`` signs the payload (default: HMAC with ``api_secret``). On a logged-on session
+    (``session``) only ``timestamp`` and ``recvWindow`` are added.
+    """
+    signed = {**params, "timestamp": timestamp_ms, "recvWindow": recv_window_ms}
+    if session:
+        return signed
+    signed["apiKey"] = api_key
+    payload = ws_api_payload(signed)
+    signed["signature"] = signer(payload) if signer else hmac_signature(api_secret, payload)
     return signed
+
+
+def logon_params(
+    *, api_key: str, timestamp_ms: int, signer: Callable[[str], str]
+) -> dict[str, Any]:
+    """Build the ``session.logon`` params, signed with the (Ed25519) ``signer``."""
+    params: dict[str, Any] = {"apiKey": api_key, "timestamp": timestamp_ms}
+    params["signature"] = signer(ws_api_payload(params))
+    return params
 
 
 def place_params(
@@ -144,8 +135,10 @@ def place_params(
     api_secret: str,
     timestamp_ms: int,
     recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
+    signer: Callable[[str], str] | None = None,
+    session: bool = False,
 ) -> dict[str, Any]:
-    """Build the signed ``order.place`` params for a MARKET ``intent``."""
+    """Build the signed ``order.place`` params for a MARKET or LIMIT (GTC) ``intent``."""
     params: dict[str, Any] = {
         "symbol": intent.symbol,
         "side": intent.side.upper(),
@@ -154,12 +147,17 @@ def place_params(
         "newClientOrderId": intent.client_order_id,
         "newOrderRespType": "RESULT",
     }
+    if intent.order_type == "LIMIT":
+        params["timeInForce"] = "GTC"
+        params["price"] = intent.price
     return sign_params(
         params,
         api_key=api_key,
         api_secret=api_secret,
         timestamp_ms=timestamp_ms,
         recv_window_ms=recv_window_ms,
+        signer=signer,
+        session=session,
     )
 
 
@@ -171,6 +169,8 @@ def status_params(
     api_secret: str,
     timestamp_ms: int,
     recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
+    signer: Callable[[str], str] | None = None,
+    session: bool = False,
 ) -> dict[str, Any]:
     """Build the signed ``order.status`` params that look an order up by its client id."""
     return sign_params(
@@ -179,6 +179,53 @@ def status_params(
         api_secret=api_secret,
         timestamp_ms=timestamp_ms,
         recv_window_ms=recv_window_ms,
+        signer=signer,
+        session=session,
+    )
+
+
+def cancel_params(
+    symbol: str,
+    client_order_id: str,
+    *,
+    api_key: str,
+    api_secret: str,
+    timestamp_ms: int,
+    recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
+    signer: Callable[[str], str] | None = None,
+    session: bool = False,
+) -> dict[str, Any]:
+    """Build the signed ``order.cancel`` params for the order with ``client_order_id``."""
+    return sign_params(
+        {"symbol": symbol, "origClientOrderId": client_order_id},
+        api_key=api_key,
+        api_secret=api_secret,
+        timestamp_ms=timestamp_ms,
+        recv_window_ms=recv_window_ms,
+        signer=signer,
+        session=session,
+    )
+
+
+def open_orders_params(
+    *,
+    api_key: str,
+    api_secret: str,
+    timestamp_ms: int,
+    symbol: str | None = None,
+    recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
+    signer: Callable[[str], str] | None = None,
+    session: bool = False,
+) -> dict[str, Any]:
+    """Build the signed ``openOrders.status`` params (every symbol unless ``symbol``)."""
+    return sign_params(
+        {"symbol": symbol} if symbol else {},
+        api_key=api_key,
+        api_secret=api_secret,
+        timestamp_ms=timestamp_ms,
+        recv_window_ms=recv_window_ms,
+        signer=signer,
+        session=session,
     )
 
 
@@ -224,118 +271,41 @@ def result_of(response: Mapping[str, Any], *, now_ms: int | None = None) -> dict
         raise AmbiguousOutcome(text, code=code, status=status)
     if code == _DUPLICATE_CODE and "duplicate" in msg.lower():
         raise DuplicateOrder(text, code=code, status=status)
-    if code == _NO_SUCH_ORDER_CODE:
+    if code in (_NO_SUCH_ORDER_CODE, _UNKNOWN_ORDER_CODE):
         raise OrderNotFound(text, code=code, status=status)
     raise OrderRejected(text, code=code, status=status)
 
 
-# -- order life and positions -------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class OrderState:
-    """What we know of one order; ``filled_qty`` is cumulative and never goes down."""
-
-    client_order_id: str
-    symbol: str
-    side: str
-    status: str = "NEW"
-    order_id: str = ""
-    qty: str = "0"
-    filled_qty: str = "0"
-    ts_event: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> OrderState:
-        return cls(
-            client_order_id=str(data["client_order_id"]),
-            symbol=str(data["symbol"]),
-            side=str(data["side"]).lower(),
-            status=str(data.get("status", "NEW")),
-            order_id=str(data.get("order_id", "")),
-            qty=str(data.get("qty", "0")),
-            filled_qty=str(data.get("filled_qty", "0")),
-            ts_event=int(data.get("ts_event", 0)),
-        )
+def list_result_of(response: Mapping[str, Any], *, now_ms: int | None = None) -> list[Any]:
+    """Return the list ``result`` of an answer (``openOrders.status``), or raise as result_of."""
+    status = response.get("status")
+    if isinstance(status, int) and 200 <= status < 300 and isinstance(response.get("result"), list):
+        return list(response["result"])
+    if isinstance(status, int) and 200 <= status < 300:
+        raise OrderRejected("venue answered without a list result", status=status)
+    result_of(response, now_ms=now_ms)  # raises what the error means
+    raise OrderRejected("venue answered without a list result", status=status)  # pragma: no cover
 
 
-def _next_status(current: str, reported: str) -> str:
-    """Apply the state machine: terminal states stay; a live state never moves backwards."""
-    if current in TERMINAL or reported not in _KNOWN:
-        return current
-    if reported in TERMINAL:
-        return reported
-    if current == "PARTIALLY_FILLED" and reported in ("NEW", "PENDING_NEW"):
-        return current
-    return reported
+_INTERVAL_MS = {"SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
 
 
-class OrderTracker:
-    """Follow orders through NEW → PARTIALLY_FILLED → FILLED / CANCELED / REJECTED / EXPIRED.
+def order_wait_s(rate_limits: Any, now_ms: int) -> float:
+    """Return how long to hold the next order given an answer's ``rateLimits`` (0 = go).
 
-    Positions (signed base quantity per symbol) move by the growth of each order's cumulative
-    filled quantity, so an acknowledgement and the order updates describing the same fills, or a
-    replayed update, never count a fill twice.
+    An ``ORDERS`` window whose count has reached its limit holds orders until the window ends
+    (windows are aligned to whole intervals since the epoch).
     """
-
-    def __init__(self, positions: Mapping[str, Decimal] | None = None) -> None:
-        self.orders: dict[str, OrderState] = {}
-        self.positions: dict[str, Decimal] = dict(positions or {})
-
-    def position(self, symbol: str) -> Decimal:
-        return self.positions.get(symbol, Decimal(0))
-
-    def apply(
-        self,
-        previous: OrderState,
-        *,
-        status: str,
-        filled_qty: str,
-        order_id: str = "",
-        qty: str = "",
-        ts_event: int = 0,
-    ) -> tuple[OrderState, Decimal]:
-        """Apply one report on an order and keep the result; return it and the position change."""
-        state, delta = advance(
-            previous,
-            status=status,
-            filled_qty=filled_qty,
-            order_id=order_id,
-            qty=qty,
-            ts_event=ts_event,
-        )
-        self.commit(state, delta)
-        return state, delta
-
-    def commit(self, state: OrderState, delta: Decimal) -> None:
-        """Keep ``state`` and move its symbol's position by ``delta``."""
-        self.orders[state.client_order_id] = state
-        if delta:
-            self.positions[state.symbol] = self.position(state.symbol) + delta
-
-
-def advance(
-    previous: OrderState,
-    *,
-    status: str,
-    filled_qty: str,
-    order_id: str = "",
-    qty: str = "",
-    ts_event: int = 0,
-) -> tuple[OrderState, Decimal]:
-    """Return the order's state after one report and the signed position change it implies."""
-    old_filled = _decimal(previous.filled_qty) or Decimal(0)
-    new_filled = _decimal(filled_qty)
-    if new_filled is None or new_filled < old_filled:
-        new_filled = old_filled
-    grown = new_filled - old_filled
-    state = replace(
-        previous,
-        status=_next_status(previous.status, status.upper()),
-        order_id=order_id or previous.order_id,
-        qty=qty or previous.qty,
-        filled_qty=str(new_filled) if grown else previous.filled_qty,
-        ts_event=max(ts_event, previous.ts_event),
-    )
-    return state, grown if previous.side == "buy" else -grown
+    wait_ms = 0
+    for limit in rate_limits if isinstance(rate_limits, list) else []:
+        if not isinstance(limit, Mapping) or limit.get("rateLimitType") != "ORDERS":
+            continue
+        count, cap = limit.get("count"), limit.get("limit")
+        unit = _INTERVAL_MS.get(str(limit.get("interval")))
+        num = limit.get("intervalNum", 1)
+        if not isinstance(count, int) or not isinstance(cap, int) or unit is None:
+            continue
+        if count >= cap:
+            span = unit * (num if isinstance(num, int) and num > 0 else 1)
+            wait_ms = max(wait_ms, span - now_ms % span)
+    return wait_ms / 1000

@@ -1,14 +1,18 @@
 """Run the trader: signals in, at most one venue order per signal, order life and positions out.
 
-Per signal: risk check, then the intent is recorded (``SET NX`` on its idempotency key plus an
-``intent`` entry in ``{V}:orders``, in one transaction) *before* anything is sent. If the key
-already exists the order may have been sent by an earlier run: it is never sent again, only looked
-up with ``order.status``. An ambiguous answer (timeout, lost connection, 5xx) is also resolved by
-``order.status``. The signal is acknowledged only once its outcome is in ``{V}:orders``.
+Per ``place`` signal: if its intent already exists (an earlier run may have sent it) the order is
+only looked up, never sent again; otherwise the risk limits are checked (kill switch, symbols,
+order size, position, notional, order rate), the intent is recorded (``SET NX`` on its idempotency
+key plus an ``intent`` entry in ``{V}:orders``, in one transaction) *before* anything is sent, and
+the order goes out (:mod:`trader.router`). A ``cancel`` signal cancels the symbol's working orders.
+The signal is acknowledged only once its outcome is in ``{V}:orders``.
 
 Order updates (written by the processor) move each order through the state machine of
-:class:`trader.core.OrderTracker`; the order's state lives in its intent key and the positions in
+:class:`trader.orders.OrderTracker`; the order's state lives in its intent key and the positions in
 ``{V}:positions``, written together with the ``update`` record and the XACK in one transaction.
+Background tasks (:mod:`trader.tasks`) watch the kill switch and the position limits, reconcile with
+the venue at start and after every private-stream or WebSocket API reconnect, and mark positions to
+the last trade price.
 """
 
 from __future__ import annotations
@@ -25,56 +29,42 @@ import redis.asyncio as aioredis
 
 from common.backoff import Backoff
 from common.binance import MS
-from common.errors import (
-    AmbiguousOutcome,
-    AuthError,
-    ConfigError,
-    DecodeError,
-    RateLimited,
-    RedisUnavailable,
-)
+from common.errors import ConfigError, DecodeError, RedisUnavailable
 from common.health import HealthReporter
 from common.names import GROUP_TRADER
-from common.redis_io import connect_redis, ensure_group, redis_errors
-from common.schema import OrderIntent, Signal
+from common.redis_io import connect_redis, ensure_group, redis_errors, xreadgroup_streams
+from common.schema import Signal
 from common.settings import Settings
 from trader.binance_ws_api import BinanceWsApi, Venue, VenueUnavailable
-from trader.core import (
-    DuplicateOrder,
-    OrderNotFound,
-    OrderRejected,
-    RiskLimits,
-    build_intent,
-    check_signal,
-    place_params,
-    result_of,
-    status_params,
-)
+from trader.control import kill_switch_on
+from trader.core import build_intent, logon_params
 from trader.ledger import Ledger
+from trader.risk import RiskLimits, TokenBucket, breach_cancels, check_signal, to_decimal
+from trader.router import Router
+from trader.signing import Signer, load_signer
+from trader.tasks import background_tasks, first_failure
 
 __all__ = ["SERVICE", "Trader", "default_limits", "run"]
 
 SERVICE = "trader"
 log = logging.getLogger("tickpipe.trader")
 
-COUNTERS = (
-    "signals_seen",
-    "bad_signals",
-    "orders_sent",
-    "acks",
-    "rejects",
-    "ambiguous",
-    "unresolved",
-    "updates",
-    "foreign_updates",
-    "rate_limited",
+COUNTERS = tuple(
+    "signals_seen bad_signals orders_sent acks rejects ambiguous unresolved updates "
+    "foreign_updates rate_limited cancel_signals cancels_sent cancels reconciles "
+    "discrepancies".split()
 )
+
+Handler = Callable[[str, str, dict[bytes, bytes]], Coroutine[Any, Any, None]]
 
 
 def default_limits(settings: Settings) -> RiskLimits:
-    """Refuse orders over ten times the configured order size or for unconfigured symbols."""
+    """Build the limits from settings: position, notional, ten times the order size, symbols."""
     return RiskLimits(
-        max_order_qty=Decimal(settings.order_qty) * 10, symbols=frozenset(settings.symbols)
+        max_order_qty=Decimal(settings.order_qty) * 10,
+        max_position=Decimal(settings.max_position),
+        max_notional=Decimal(settings.max_notional),
+        symbols=frozenset(settings.symbols),
     )
 
 
@@ -91,7 +81,10 @@ class Trader:
         limits: RiskLimits,
         status_attempts: int = 8,
         retry_base_s: float = 0.2,
+        recv_window_ms: int = 5000,
         idle_s: float = 0.2,
+        signer: Signer | None = None,
+        session: bool = False,
     ) -> None:
         self.settings = settings
         self.keys = settings.keys
@@ -100,18 +93,36 @@ class Trader:
         self.venue = venue
         self.clock = clock
         self.limits = limits
-        self.status_attempts = status_attempts
-        self.retry_base_s = retry_base_s
         self.idle_s = idle_s
         self.counts = dict.fromkeys(COUNTERS, 0)
+        self.bucket = TokenBucket(settings.max_orders_per_s)
         self.ledger = Ledger(redis, self.keys, self.venue_name, clock=clock, counts=self.counts)
-        self.last_order_latency_ms: float | None = None
+        self.router = Router(
+            settings,
+            venue,
+            self.ledger,
+            clock=clock,
+            counts=self.counts,
+            status_attempts=status_attempts,
+            retry_base_s=retry_base_s,
+            recv_window_ms=recv_window_ms,
+            signer=signer,
+            session=session,
+        )
+        self.kill_switch = False
+
+    @property
+    def last_order_latency_ms(self) -> float | None:
+        return self.router.last_order_latency_ms
 
     def stats(self) -> dict[str, Any]:
         return {
             **self.counts,
             "last_order_latency_ms": self.last_order_latency_ms,
             "positions": self.ledger.positions(),
+            "pnl": self.ledger.tracker.book.summary(),
+            "working_orders": len(self.ledger.tracker.working()),
+            "kill_switch": self.kill_switch,
         }
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -119,19 +130,14 @@ class Trader:
         return [self.keys.signals(p) for p in self.settings.partitions()]
 
     async def prepare(self) -> None:
-        """Create the consumer groups and load the positions."""
+        """Create the consumer groups and load the positions and working orders."""
         for stream in [*self.signal_streams(), self.keys.order_updates(self.venue_name)]:
             await ensure_group(self.redis, stream, GROUP_TRADER)
-        await self.ledger.load_positions()
+        await self.ledger.load()
 
     # -- consuming ------------------------------------------------------------------------------
     async def consume(
-        self,
-        streams: list[str],
-        handle: Callable[[str, str, dict[bytes, bytes]], Coroutine[Any, Any, None]],
-        stop: asyncio.Event,
-        *,
-        count: int,
+        self, streams: list[str], handle: Handler, stop: asyncio.Event, *, count: int
     ) -> None:
         """Handle this consumer's pending entries, then new ones, until ``stop`` is set."""
         backoff = Backoff(base_s=0.1, cap_s=5.0)
@@ -146,19 +152,16 @@ class Trader:
                     await asyncio.wait_for(stop.wait(), backoff.next_delay_s())
 
     async def _consume_once(
-        self,
-        cursors: dict[str, str],
-        handle: Callable[[str, str, dict[bytes, bytes]], Coroutine[Any, Any, None]],
-        stop: asyncio.Event,
-        count: int,
+        self, cursors: dict[str, str], handle: Handler, stop: asyncio.Event, count: int
     ) -> None:
         idle = all(c == ">" for c in cursors.values())
         started = time.monotonic()
         async with redis_errors():
-            reply: Any = await self.redis.xreadgroup(
+            reply: Any = await xreadgroup_streams(  # one call per stream on a Redis Cluster
+                self.redis,
                 GROUP_TRADER,
                 self.settings.instance,
-                cursors,  # type: ignore[arg-type]
+                cursors,
                 count=count,
                 block=int(self.idle_s * 1000) if idle else None,
             )
@@ -175,10 +178,10 @@ class Trader:
                 got += 1
                 if cursors[stream] != ">":
                     cursors[stream] = entry_id
-                if not fields:  # trimmed while pending: nothing to do
-                    await self.redis.xack(stream, GROUP_TRADER, entry_id)
-                    continue
                 async with redis_errors():
+                    if not fields:  # trimmed while pending: nothing to do
+                        await self.redis.xack(stream, GROUP_TRADER, entry_id)
+                        continue
                     await handle(stream, entry_id, fields)
         waited = time.monotonic() - started
         if not got and idle and waited < self.idle_s / 2:  # a client that does not block
@@ -187,7 +190,7 @@ class Trader:
 
     # -- signals --------------------------------------------------------------------------------
     async def handle_signal(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
-        """Turn one signal into at most one order and record the outcome, then XACK it."""
+        """Turn one signal into at most one order (or cancels) and record it, then XACK it."""
         self.counts["signals_seen"] += 1
         try:
             signal = Signal.from_fields(fields)
@@ -196,122 +199,86 @@ class Trader:
             log.warning("bad signal skipped", extra={"entry_id": entry_id, "error": str(exc)})
             await self.redis.xack(stream, GROUP_TRADER, entry_id)
             return
-        intent = build_intent(signal, ts_intent=self.clock())
-        reason = check_signal(signal, self.limits)
-        if reason is not None:
-            await self.ledger.record(intent, "rejected", {"reason": reason, "stage": "risk"})
+        if signal.action == "cancel":
+            await self.cancel_symbol(signal)
         else:
-            stored = await self.ledger.record_intent(intent)
-            if stored is None:
-                await self.send(signal, intent)
-            else:
-                log.info(
-                    "intent exists: resolving, never resending",
-                    extra={"client_order_id": intent.client_order_id},
-                )
-                await self.resolve(stored, source="restart")
+            await self.place(signal)
         await self.redis.xack(stream, GROUP_TRADER, entry_id)
 
-    def _params(self, intent: OrderIntent, *, place: bool) -> dict[str, Any]:
-        key = self.settings.binance_api_key.reveal()
-        secret = self.settings.binance_api_secret.reveal()
-        now_ms = self.clock() // MS
-        if place:
-            return place_params(intent, api_key=key, api_secret=secret, timestamp_ms=now_ms)
-        return status_params(
-            intent.symbol,
-            intent.client_order_id,
-            api_key=key,
-            api_secret=secret,
-            timestamp_ms=now_ms,
+    async def cancel_symbol(self, signal: Signal) -> None:
+        """Cancel every working order of the signal's symbol."""
+        self.counts["cancel_signals"] += 1
+        working = [o.client_order_id for o in self.ledger.tracker.working(signal.symbol)]
+        await self.ledger.record_event(
+            "cancel_signal",
+            {
+                "signal_id": signal.signal_id,
+                "symbol": signal.symbol,
+                "reason": signal.reason,
+                "orders": ",".join(working),
+            },
         )
+        await self.router.cancel_all(working, reason=f"signal {signal.signal_id}")
 
-    async def send(self, signal: Signal, intent: OrderIntent) -> None:
-        """Send ``order.place`` once; resolve anything ambiguous by ``order.status``."""
-        backoff = Backoff(base_s=self.retry_base_s, cap_s=5.0)
-        while True:
-            params = self._params(intent, place=True)
-            sent_ns = self.clock()
-            try:
-                response = await self.venue.place(params)
-                result = result_of(response, now_ms=self.clock() // MS)
-            except VenueUnavailable as exc:  # certainly not sent: try again
-                log.warning("venue unavailable", extra={"error": str(exc)})
-                await asyncio.sleep(backoff.next_delay_s())
-                continue
-            except RateLimited as exc:  # the venue refused the request: no order, try again
-                self.counts["rate_limited"] += 1
-                await asyncio.sleep(min(max(exc.retry_after_s, backoff.next_delay_s()), 60.0))
-                continue
-            except AuthError as exc:
-                await self.ledger.record(intent, "rejected", {"reason": str(exc), "stage": "venue"})
-                raise
-            except (AmbiguousOutcome, DuplicateOrder) as exc:
-                self._count_sent(signal, sent_ns)
-                self.counts["ambiguous"] += isinstance(exc, AmbiguousOutcome)
-                log.warning(
-                    "order outcome unknown, querying",
-                    extra={"client_order_id": intent.client_order_id, "error": str(exc)},
-                )
-                await self.resolve(intent, source="ambiguous")
-                return
-            except (OrderRejected, OrderNotFound) as exc:
-                self._count_sent(signal, sent_ns)
-                await self.ledger.record(
-                    intent,
-                    "rejected",
-                    {"reason": str(exc), "stage": "venue", "code": str(exc.code or "")},
-                )
-                return
-            self._count_sent(signal, sent_ns)
-            await self.ledger.record_result(intent, result, source="place")
+    async def place(self, signal: Signal) -> None:
+        """Send one order for ``signal`` unless its intent exists or a limit refuses it."""
+        intent = build_intent(signal, ts_intent=self.clock(), order_type=self.settings.order_type)
+        cid = intent.client_order_id
+        stored = await self.ledger.stored_intent(cid)
+        if stored is not None:
+            log.info("intent exists: resolving, never resending", extra={"client_order_id": cid})
+            await self.router.resolve(stored, source="restart")
             return
+        reason = await self.refusal(signal, intent.order_type)
+        if reason is not None:
+            await self.ledger.record(intent, "rejected", {"reason": reason, "stage": "risk"})
+            if reason.startswith(("position limit", "kill switch")):
+                await self.cancel_breaches(signal.symbol)
+            return
+        self.router.inflight.add(cid)  # reconciliation leaves it alone from here on
+        try:
+            stored = await self.ledger.record_intent(intent)
+        finally:
+            self.router.inflight.discard(cid)
+        if stored is None:
+            await self.router.send(signal, intent)
+        else:
+            await self.router.resolve(stored, source="restart")
 
-    def _count_sent(self, signal: Signal, sent_ns: int) -> None:
-        self.counts["orders_sent"] += 1
-        self.last_order_latency_ms = round((sent_ns - signal.ts_event) / MS, 3)
+    async def refusal(self, signal: Signal, order_type: str) -> str | None:
+        """Return why ``signal`` may not become an order now, or ``None``."""
+        if order_type == "LIMIT" and not (to_decimal(signal.price) or 0) > 0:
+            return f"a LIMIT order needs the signal's price, got {signal.price!r}"
+        self.kill_switch = await kill_switch_on(self.redis, self.settings)
+        book = self.ledger.tracker.book
+        reason = check_signal(
+            signal,
+            self.limits,
+            position=book.qty(signal.symbol),
+            working=[o.working() for o in self.ledger.tracker.working(signal.symbol)],
+            price=to_decimal(signal.price) or book.get(signal.symbol).mark_price,
+            kill_switch=self.kill_switch,
+        )
+        if reason is None and not self.bucket.take(self.clock()):
+            reason = f"order rate limit: more than {self.settings.max_orders_per_s:g} per second"
+        return reason
 
-    async def resolve(self, intent: OrderIntent, *, source: str) -> None:
-        """Look the order up until the venue says what happened; never send it again.
-
-        After a restart one "does not exist" answer settles it (the earlier run's connection is
-        gone, so nothing is in flight); after an ambiguous send the venue may still be working on
-        the request, so it is asked ``status_attempts`` times before the order is given up.
-        """
-        backoff = Backoff(base_s=self.retry_base_s, cap_s=2.0)
-        event, last = "unknown", "no answer"
-        for _ in range(self.status_attempts):
-            try:
-                response = await self.venue.status(self._params(intent, place=False))
-                result = result_of(response, now_ms=self.clock() // MS)
-            except OrderNotFound as exc:
-                event, last = "not_found", f"the venue has no such order: {exc}"
-                if source == "restart":
-                    break
-            except (AmbiguousOutcome, VenueUnavailable, OrderRejected, DuplicateOrder) as exc:
-                event, last = "unknown", str(exc)
-            except RateLimited as exc:
-                event, last = "unknown", str(exc)
-                await asyncio.sleep(min(exc.retry_after_s, 60.0))
-            else:
-                await self.ledger.record_result(intent, result, source=f"status:{source}")
-                return
-            await asyncio.sleep(backoff.next_delay_s())
-        self.counts["unresolved"] += event == "unknown"
-        await self.ledger.record(intent, event, {"reason": last, "source": source})
-
-
-async def _first_failure(tasks: list[asyncio.Task[None]]) -> None:
-    """Wait for every task; if one fails, cancel the others and raise its error."""
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def cancel_breaches(self, symbol: str | None = None) -> None:
+        """Cancel the working orders the kill switch or a position limit no longer allows."""
+        tracker = self.ledger.tracker
+        if self.kill_switch:
+            cids = [o.client_order_id for o in tracker.working()]
+            reason = "kill switch"
+        else:
+            symbols = [symbol] if symbol else sorted({o.symbol for o in tracker.working()})
+            cids = []
+            for s in symbols:
+                working = [o.working() for o in tracker.working(s)]
+                cids += breach_cancels(s, tracker.position(s), working, self.limits)
+            reason = "position limit"
+        cids = [c for c in cids if c not in self.router.inflight]
+        if cids:
+            await self.router.cancel_all(cids, reason=reason)
 
 
 async def run(
@@ -324,15 +291,26 @@ async def run(
     limits: RiskLimits | None = None,
     status_attempts: int = 8,
     retry_base_s: float = 0.2,
+    recv_window_ms: int = 5000,
+    guard_interval_s: float = 0.25,
+    unresolved_every_s: float = 30.0,
 ) -> None:
     """Trade until ``stop`` is set; every dependency can be injected by tests."""
     if not settings.binance_api_key or not settings.binance_api_secret:
         raise ConfigError(
             "the trader needs API credentials: set BINANCE_API_KEY and BINANCE_API_SECRET"
         )
+    signer = load_signer(settings.binance_key_type, settings.binance_api_secret.reveal())
+    session = settings.binance_key_type == "ed25519"  # log on once, then send unsigned
     own_redis, own_venue = redis is None, venue is None
     redis = redis if redis is not None else connect_redis(settings.redis_url)
-    venue = venue if venue is not None else BinanceWsApi(settings.binance_ws_api_url)
+    if venue is None:
+        key = settings.binance_api_key.reveal()
+
+        def logon() -> dict[str, Any]:
+            return logon_params(api_key=key, timestamp_ms=time.time_ns() // MS, signer=signer)
+
+        venue = BinanceWsApi(settings.binance_ws_api_url, logon=logon if session else None)
     trader = Trader(
         settings,
         redis,
@@ -341,6 +319,9 @@ async def run(
         limits=limits if limits is not None else default_limits(settings),
         status_attempts=status_attempts,
         retry_base_s=retry_base_s,
+        recv_window_ms=recv_window_ms,
+        signer=signer,
+        session=session,
     )
     health = HealthReporter(
         redis,
@@ -353,8 +334,18 @@ async def run(
     health_stop = asyncio.Event()
     health_task: asyncio.Task[None] | None = None
     try:
-        async with redis_errors():
-            await trader.prepare()
+        backoff = Backoff(base_s=0.1, cap_s=5.0)
+        while True:  # Redis may still be starting (or restarting)
+            try:
+                async with redis_errors():
+                    await trader.prepare()
+                break
+            except RedisUnavailable as exc:
+                log.warning("Redis unavailable at start, retrying", extra={"error": str(exc)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff.next_delay_s())
+                if stop.is_set():
+                    return
         if isinstance(venue, BinanceWsApi):
             try:  # connect up front, so the first order does not pay for the handshake
                 await venue.connect()
@@ -366,7 +357,7 @@ async def run(
         health_task = asyncio.create_task(health.run(health_stop), name="trader-health")
         log.info("trader running", extra={"streams": trader.signal_streams()})
         updates = [settings.keys.order_updates(settings.venue)]
-        await _first_failure(
+        await first_failure(
             [
                 asyncio.create_task(
                     trader.consume(trader.signal_streams(), trader.handle_signal, stop, count=16),
@@ -377,6 +368,12 @@ async def run(
                         updates, trader.ledger.record_update, stop, count=settings.batch_size
                     ),
                     name="trader-updates",
+                ),
+                *background_tasks(
+                    trader,
+                    stop,
+                    guard_interval_s=guard_interval_s,
+                    unresolved_every_s=unresolved_every_s,
                 ),
             ]
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def make_signal() -> Signal:
         action="place",
         side="buy",
         qty="0.01",
-        price="",
+        price="3000",
         reason="test",
         cause="1-0",
         ts_event=now,
@@ -92,5 +93,50 @@ def test_signal_places_exactly_one_order_at_the_mock_even_when_replayed(tmp_path
         assert len(placed) == 1, placed
         assert placed[0]["symbol"] == "ETHUSDT" and placed[0]["side"] == "BUY"
         assert placed[0]["status"] != "REJECTED", placed[0]
+
+    asyncio.run(scenario())
+
+
+def test_limit_order_rests_at_the_mock_until_a_cancel_signal_and_restarts_reconcile(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        mock = await start_mock(seed=2, ground_truth_path=str(tmp_path / "truth.jsonl"))
+        try:
+            settings = Settings(
+                namespace="tl",
+                instance="trader-limit-test",
+                order_type="LIMIT",
+                binance_ws_api_url=mock.ws_api_url,
+                binance_api_key=Secret("mock-key"),
+                binance_api_secret=Secret("mock-secret"),
+            )
+            redis = fakeredis.FakeAsyncRedis()
+            partition = next(p for p, s in settings.partitions().items() if "ETHUSDT" in s)
+            signals, orders = settings.keys.signals(partition), settings.keys.orders("binance")
+            resting = replace(make_signal(), price="1.00", signal_id="threshold:ETHUSDT:limit")
+            await redis.xadd(signals, resting.to_fields())
+            stop = asyncio.Event()
+            task = asyncio.create_task(run(settings, stop, redis=redis))
+            events = await wait_for_events(redis, orders, "ack", 1)
+            ack = next(e for e in events if e["event"] == "ack")
+            assert ack["status"] == "NEW"  # resting far below the market
+            stop.set()
+            await asyncio.wait_for(task, 5)
+
+            # A restart reconciles against openOrders.status: the open order matches, no news.
+            stop = asyncio.Event()
+            task = asyncio.create_task(run(settings, stop, redis=redis))
+            cancel = replace(make_signal(), action="cancel", qty="0", signal_id="rapid:ETHUSDT:1")
+            await redis.xadd(signals, cancel.to_fields())
+            events = await wait_for_events(redis, orders, "canceled", 1)
+            stop.set()
+            await asyncio.wait_for(task, 5)
+        finally:
+            await mock.close()
+        canceled = next(e for e in events if e["event"] == "canceled")
+        assert canceled["status"] == "CANCELED" and canceled["source"] == "cancel"
+        assert not any(e["event"] == "discrepancy" for e in events), events
+        assert await redis.scard(settings.keys.working_orders("binance")) == 0
 
     asyncio.run(scenario())

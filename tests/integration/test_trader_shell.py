@@ -68,6 +68,11 @@ class FakeVenue:
         self.hang_after_accept = False  # accept, then never answer (until cancelled)
         self.hang_before_accept = False  # never answer and never accept
         self.place_error: dict[str, Any] | None = None
+        self.cancel_calls: list[dict[str, Any]] = []
+        self.cancel_times_out = False
+        self.open_orders_calls = 0
+        self.lists_open_orders = True
+        self.connects = 1
         self.closed = False
 
     def _check(self, params: dict[str, Any]) -> None:
@@ -88,17 +93,20 @@ class FakeVenue:
                 "status": 400,
                 "error": {"code": -2010, "msg": "Duplicate order sent."},
             }
-        filled = params["quantity"] if self.fill_status == "FILLED" else "0"
+        limit = params["type"] == "LIMIT"
+        status = "NEW" if limit else self.fill_status
+        filled = params["quantity"] if status == "FILLED" else "0"
         self.orders[cid] = {
             "symbol": params["symbol"],
             "orderId": len(self.orders) + 1,
             "clientOrderId": cid,
             "transactTime": 1_700_000_000_000,
+            "price": params.get("price", "0"),
             "origQty": params["quantity"],
             "executedQty": filled,
-            "cummulativeQuoteQty": "61.8",
-            "status": self.fill_status,
-            "type": "MARKET",
+            "cummulativeQuoteQty": "61.8" if filled != "0" else "0",
+            "status": status,
+            "type": params["type"],
             "side": params["side"],
         }
         if self.hang_after_accept:
@@ -119,6 +127,44 @@ class FakeVenue:
                 "error": {"code": -2013, "msg": "Order does not exist."},
             }
         return {"id": "2", "status": 200, "result": dict(order)}
+
+    async def cancel(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._check(params)
+        self.cancel_calls.append(params)
+        order = self.orders.get(params["origClientOrderId"])
+        if order is None or order["status"] not in ("NEW", "PARTIALLY_FILLED"):
+            return {
+                "id": "3",
+                "status": 400,
+                "error": {"code": -2011, "msg": "Unknown order sent."},
+            }
+        if self.cancel_times_out:
+            order["status"] = "CANCELED"
+            raise AmbiguousOutcome("order.cancel: no answer within 10 s")
+        order["status"] = "CANCELED"
+        return {
+            "id": "3",
+            "status": 200,
+            "result": {**order, "origClientOrderId": order["clientOrderId"]},
+        }
+
+    async def open_orders(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._check(params)
+        self.open_orders_calls += 1
+        if not self.lists_open_orders:
+            return {"id": "4", "status": 400, "error": {"code": -1100, "msg": "Illegal method."}}
+        result = [
+            dict(o) for o in self.orders.values() if o["status"] in ("NEW", "PARTIALLY_FILLED")
+        ]
+        return {"id": "4", "status": 200, "result": result}
+
+    def fill(self, cid: str, qty: str, quote: str) -> None:
+        """Fill an open order at the venue (no update reaches the trader)."""
+        order = self.orders[cid]
+        order["executedQty"] = str(Decimal(order["executedQty"]) + Decimal(qty))
+        order["cummulativeQuoteQty"] = str(Decimal(order["cummulativeQuoteQty"]) + Decimal(quote))
+        full = Decimal(order["executedQty"]) >= Decimal(order["origQty"])
+        order["status"] = "FILLED" if full else "PARTIALLY_FILLED"
 
     async def aclose(self) -> None:
         self.closed = True
@@ -149,11 +195,17 @@ async def pending(redis: Any, stream: str) -> int:
 class Harness:
     """Run the trader in a task against shared fakeredis and venue; stop or crash it."""
 
-    def __init__(self, venue: FakeVenue, **run_kw: Any) -> None:
+    def __init__(self, venue: FakeVenue, settings: Settings | None = None, **run_kw: Any) -> None:
         self.redis = fakeredis.FakeAsyncRedis()
-        self.settings = make_settings()
+        self.settings = settings or make_settings()
         self.venue = venue
-        self.run_kw = {"status_attempts": 3, "retry_base_s": 0.01, **run_kw}
+        self.run_kw = {
+            "status_attempts": 3,
+            "retry_base_s": 0.01,
+            "recv_window_ms": 100,
+            "guard_interval_s": 0.02,
+            **run_kw,
+        }
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 

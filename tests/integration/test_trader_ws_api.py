@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import Any
 
 import orjson
@@ -30,13 +31,16 @@ class Server:
             self.got_one.set()
             do = request["params"].get("do", "echo")
             answer = {"id": request["id"], "status": 200, "result": request["params"]}
+            if do == "limits":  # answer with the rate limits the request asks for
+                answer["rateLimits"] = request["params"]["limits"]
+                answer.update(request["params"].get("answer", {}))
             if do == "drop":
                 await ws.close()
                 return
             if do == "hold":  # answered after the next request
                 self.held.append((ws, answer))
                 continue
-            if do == "echo":
+            if do in ("echo", "limits"):
                 await ws.send(orjson.dumps({"id": "not-ours", "status": 200, "result": {}}))
                 await ws.send(orjson.dumps(answer))
                 for held_ws, held in self.held:
@@ -106,5 +110,28 @@ def test_unreachable_venue_means_not_sent() -> None:
         with pytest.raises(VenueUnavailable, match="cannot connect"):
             await api.place({"do": "echo"})
         await api.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_full_order_window_holds_orders_and_a_429_holds_every_request() -> None:
+    async def scenario() -> None:
+        server = Server()
+        async with serve(server.handler, "127.0.0.1", 0) as srv:
+            port = srv.sockets[0].getsockname()[1]
+            api = client(f"ws://127.0.0.1:{port}")
+            orders = {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
+                      "limit": 50, "count": 50}  # fmt: skip
+            await api.place({"do": "limits", "limits": [orders]})
+            assert 0 < api.hold_s("order.place") <= 10 and api.hold_s("order.status") == 0
+            retry_at = time.time_ns() // 1_000_000 + 300
+            banned = {"status": 429, "error": {"code": -1003, "msg": "Too many requests.",
+                                                "data": {"retryAfter": retry_at}}}  # fmt: skip
+            await api.status({"do": "limits", "limits": [], "answer": banned})
+            assert 0.1 < api.hold_s("order.status") <= 0.3
+            started = time.monotonic()
+            assert (await api.status({"do": "echo"}))["status"] == 200
+            assert time.monotonic() - started >= 0.2  # waited before sending
+            await api.aclose()
 
     asyncio.run(scenario())

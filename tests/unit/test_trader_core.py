@@ -9,7 +9,7 @@ import pytest
 
 from common.binance import client_order_id_for, hmac_signature, ws_api_payload
 from common.errors import AmbiguousOutcome, AuthError, RateLimited
-from common.schema import Signal
+from common.schema import RawFrame, Signal
 from trader.core import (
     DuplicateOrder,
     OrderNotFound,
@@ -19,12 +19,18 @@ from trader.core import (
     RiskLimits,
     advance,
     build_intent,
+    cancel_params,
     check_signal,
+    list_result_of,
+    open_orders_params,
+    order_wait_s,
     place_params,
     result_of,
     sign_params,
     status_params,
 )
+from trader.positions import Position, PositionBook
+from trader.tasks import connect_markers
 
 # protocols.md §2.1, WebSocket API test vector.
 DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
@@ -88,7 +94,7 @@ def test_risk_accepts_a_normal_signal() -> None:
         (make_signal(qty="0"), RiskLimits(), "positive"),
         (make_signal(qty="abc"), RiskLimits(), "positive"),
         (make_signal(side="hold"), RiskLimits(), "side"),
-        (make_signal(action="cancel"), RiskLimits(), "not supported"),
+        (make_signal(action="cancel"), RiskLimits(), "not an order"),
         (make_signal(symbol="DOGEUSDT"), RiskLimits(symbols=frozenset({"BTCUSDT"})), "symbol"),
     ],
 )
@@ -199,15 +205,15 @@ def order(side: str = "buy", **kw: Any) -> OrderState:
 
 def test_order_moves_new_partially_filled_filled_and_stays_filled() -> None:
     tracker = OrderTracker()
-    state, delta = tracker.apply(order(), status="NEW", filled_qty="0", order_id="7")
-    assert (state.status, state.order_id, delta) == ("NEW", "7", 0)
-    state, delta = tracker.apply(state, status="PARTIALLY_FILLED", filled_qty="0.4")
-    assert (state.status, delta) == ("PARTIALLY_FILLED", Decimal("0.4"))
-    state, delta = tracker.apply(state, status="FILLED", filled_qty="1.0")
-    assert (state.status, delta) == ("FILLED", Decimal("0.6"))
+    state, fill = tracker.apply(order(), status="NEW", filled_qty="0", order_id="7")
+    assert (state.status, state.order_id, fill.qty) == ("NEW", "7", 0)
+    state, fill = tracker.apply(state, status="PARTIALLY_FILLED", filled_qty="0.4")
+    assert (state.status, fill.qty) == ("PARTIALLY_FILLED", Decimal("0.4"))
+    state, fill = tracker.apply(state, status="FILLED", filled_qty="1.0")
+    assert (state.status, fill.qty) == ("FILLED", Decimal("0.6"))
     # A late or replayed report changes nothing.
-    state, delta = tracker.apply(state, status="PARTIALLY_FILLED", filled_qty="0.4")
-    assert (state.status, state.filled_qty, delta) == ("FILLED", "1.0", 0)
+    state, fill = tracker.apply(state, status="PARTIALLY_FILLED", filled_qty="0.4")
+    assert (state.status, state.filled_qty, fill.qty) == ("FILLED", "1.0", 0)
     assert tracker.position("BTCUSDT") == Decimal("1")
     assert tracker.orders["tp-1"] == state
 
@@ -230,7 +236,7 @@ def test_unknown_status_is_ignored() -> None:
 
 
 def test_sells_reduce_the_position_and_fills_count_once() -> None:
-    tracker = OrderTracker({"BTCUSDT": Decimal("2")})
+    tracker = OrderTracker(PositionBook({"BTCUSDT": Position(qty=Decimal("2"))}))
     sell = OrderState("tp-2", "BTCUSDT", "sell", qty="0.5")
     state, _ = tracker.apply(sell, status="FILLED", filled_qty="0.50000000")  # the ack
     tracker.apply(state, status="FILLED", filled_qty="0.50000000")  # the order update
@@ -241,3 +247,73 @@ def test_sells_reduce_the_position_and_fills_count_once() -> None:
 def test_state_round_trips_through_a_dict() -> None:
     state = order(status="PARTIALLY_FILLED", filled_qty="0.3", order_id="9", ts_event=5)
     assert OrderState.from_dict(state.to_dict()) == state
+
+
+# -- limit orders, cancels, open orders, venue order counts -----------------------------------
+def test_limit_intent_is_priced_at_the_signal_and_good_till_cancelled() -> None:
+    intent = build_intent(make_signal(), ts_intent=42, order_type="LIMIT")
+    assert (intent.order_type, intent.price) == ("LIMIT", "61800.5")
+    params = place_params(intent, api_key="k", api_secret="s", timestamp_ms=1)
+    assert (params["type"], params["timeInForce"], params["price"]) == ("LIMIT", "GTC", "61800.5")
+    assert params["signature"] == hmac_signature("s", ws_api_payload(params))
+    market = place_params(build_intent(make_signal(), ts_intent=42), api_key="k", api_secret="s",
+                          timestamp_ms=1)  # fmt: skip
+    assert "price" not in market and "timeInForce" not in market
+
+
+def test_cancel_and_open_orders_params_are_signed() -> None:
+    cancel = cancel_params("BTCUSDT", "tp-1", api_key="k", api_secret="s", timestamp_ms=5)
+    assert (cancel["symbol"], cancel["origClientOrderId"]) == ("BTCUSDT", "tp-1")
+    assert cancel["signature"] == hmac_signature("s", ws_api_payload(cancel))
+    every = open_orders_params(api_key="k", api_secret="s", timestamp_ms=5)
+    assert "symbol" not in every and every["signature"] == hmac_signature(
+        "s", ws_api_payload(every)
+    )
+    assert (
+        open_orders_params(api_key="k", api_secret="s", timestamp_ms=5, symbol="X")["symbol"] == "X"
+    )
+
+
+def test_cancel_of_an_order_that_is_not_open_means_not_found() -> None:
+    with pytest.raises(OrderNotFound):
+        result_of({"status": 400, "error": {"code": -2011, "msg": "Unknown order sent."}})
+
+
+def test_list_answers() -> None:
+    assert list_result_of({"status": 200, "result": [{"a": 1}]}) == [{"a": 1}]
+    with pytest.raises(OrderRejected):
+        list_result_of({"status": 400, "error": {"code": -1100, "msg": "Illegal method"}})
+    with pytest.raises(OrderRejected):
+        list_result_of({"status": 200, "result": {}})
+    with pytest.raises(AmbiguousOutcome):
+        list_result_of({"status": 503, "error": {"code": -1007, "msg": "Timeout"}})
+
+
+def _orders(count: int, limit: int, interval: str = "SECOND", num: int = 10) -> dict[str, Any]:
+    return {"rateLimitType": "ORDERS", "interval": interval, "intervalNum": num,
+            "limit": limit, "count": count}  # fmt: skip
+
+
+def test_order_counts_at_their_limit_hold_orders_until_the_window_ends() -> None:
+    weight = {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+              "limit": 6000, "count": 6000}  # fmt: skip
+    assert order_wait_s([_orders(12, 50), weight], 1_000) == 0
+    assert order_wait_s([_orders(50, 50)], 1_657_000) == pytest.approx(3.0)
+    assert order_wait_s([_orders(9, 10, "DAY", 1)], 0) == 0
+    assert order_wait_s([_orders(10, 10, "DAY", 1)], 86_399_000) == pytest.approx(1.0)
+    assert order_wait_s(None, 0) == 0 and order_wait_s([{"rateLimitType": "ORDERS"}], 0) == 0
+
+
+def test_connect_markers_are_found_among_raw_entries() -> None:
+    def raw(kind: str, data: str) -> tuple[bytes, dict[bytes, bytes]]:
+        frame = RawFrame(kind, "binance", "user/a.1", 0, 1, data, "user")
+        return b"1-0", {k.encode(): v.encode() for k, v in frame.to_fields().items()}
+
+    entries = [
+        raw("marker", '{"event":"connect","conn":"user/a.1"}'),
+        raw("marker", '{"event":"disconnect","conn":"user/a.1"}'),
+        raw("ws", '{"event":"connect"}'),
+        raw("marker", "not json"),
+        (b"2-0", {b"kind": b"marker"}),
+    ]
+    assert connect_markers(entries) == ["user/a.1"]
