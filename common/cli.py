@@ -1,4 +1,4 @@
-"""Command line entry point: ``tickpipe up|streams|mock|ingest|process|trade``."""
+"""Command line entry point: ``tickpipe up|streams|tail|export|replay|...`` and the stages."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.cli_ops import OPERATOR_COMMANDS, add_operator_commands, run_operator_command
 from common.errors import ConfigError
 from common.logs import setup_logging
 from common.redis_io import REDIS_DOWN, connect_redis
@@ -18,7 +19,13 @@ from common.status import read_streams, render_streams
 
 __all__ = ["main"]
 
-STAGE_MODULES = {"mock": "mock_ws", "ingest": "ingestor", "process": "processor", "trade": "trader"}
+STAGE_MODULES = {
+    "mock": "mock_ws", "ingest": "ingestor", "process": "processor", "trade": "trader",
+    "dashboard": "dashboard",
+}  # fmt: skip
+#: Tools that, like the stages, run as their own module with their own flags.
+TOOL_MODULES = {"bench": "bench", "acl": "deploy.acl"}
+EXEC_MODULES = {**STAGE_MODULES, **TOOL_MODULES}
 
 EPILOG = """\
 stages (each also runs alone as `python -m <module>`; pass --help after the stage for its flags):
@@ -26,6 +33,11 @@ stages (each also runs alone as `python -m <module>`; pass --help after the stag
   tickpipe ingest    the ingestor (python -m ingestor)
   tickpipe process   a processor member (python -m processor)
   tickpipe trade     the trader (python -m trader)
+  tickpipe dashboard the live dashboard (python -m dashboard; TICKPIPE_DASHBOARD_PORT, default 8050)
+
+tools:
+  tickpipe bench     the benchmarks (python -m bench; --quick for a short run)
+  tickpipe acl       Redis ACL users per stage (python -m deploy.acl; see docs/deploying.md)
 
 configuration comes from the environment and .env; see .env.example for every setting.
 """
@@ -54,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-mock", action="store_true", help="never start the mock exchange")
     up.add_argument("--rate", type=float, default=20.0, help="mock trades per second per symbol")
     up.add_argument("--seed", type=int, default=1, help="mock market seed (default 1)")
+    up.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
 
     sub.add_parser(
         "streams",
@@ -64,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     for name, module in STAGE_MODULES.items():
         sub.add_parser(name, help=f"run the {module} stage alone", add_help=False)
+    for name, module in TOOL_MODULES.items():
+        sub.add_parser(name, help=f"run {module} (see its --help)", add_help=False)
+    add_operator_commands(sub)
     return parser
 
 
@@ -102,6 +118,7 @@ async def _up(settings: Settings, args: argparse.Namespace) -> int:
         mock=False if args.no_mock else None,
         mock_rate=args.rate,
         mock_seed=args.seed,
+        dashboard=not args.no_dashboard,
         data_dir=data_dir,
         env_file=args.env_file,
     )
@@ -119,8 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         i += 2 if argv[i] == "--env-file" else 1
-    if i < len(argv) and argv[i] in STAGE_MODULES:
-        module = STAGE_MODULES[argv[i]]
+    if i < len(argv) and argv[i] in EXEC_MODULES:
+        module = EXEC_MODULES[argv[i]]
         os.execv(sys.executable, [sys.executable, "-m", module, *argv[:i], *argv[i + 1 :]])
     args = parser.parse_args(argv)
     if args.command is None:
@@ -138,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_streams(settings, url))
         if args.command == "up":
             return asyncio.run(_up(settings, args))
+        if args.command in OPERATOR_COMMANDS:
+            url = _resolve_redis_url(settings, Path(settings.data_dir))
+            return run_operator_command(settings, url, args)
     except ConfigError as exc:
         print(f"tickpipe {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from common.metrics import MetricsServer, StatsCollector
 from common.names import Keys
 from common.redis_io import REDIS_DOWN
 
@@ -32,6 +33,7 @@ class HealthReporter:
         *,
         interval_s: float = 1.0,
         stats: Callable[[], dict[str, Any]] | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.redis = redis
         self.key = keys.health(service, instance)
@@ -41,6 +43,30 @@ class HealthReporter:
         self.stats = stats or dict
         self.started_ns = time.time_ns()
         self.status = "starting"
+        if metrics_port is None:
+            metrics_port = _metrics_port_from_env()
+        self.metrics_port = metrics_port
+        self.metrics: MetricsServer | None = None
+
+    def start_metrics(self) -> int | None:
+        """Serve ``/metrics`` from the stats when ``metrics_port`` is set; return the port."""
+        if not self.metrics_port or self.metrics is not None:
+            return None
+        collector = StatsCollector(self.service, self.instance, self.stats, lambda: self.status)
+        server = MetricsServer(collector, self.metrics_port)
+        try:
+            port = server.start()
+        except OSError as exc:
+            log.warning("metrics not served on port %s: %s", self.metrics_port, exc)
+            return None
+        self.metrics = server
+        return port
+
+    def stop_metrics(self) -> None:
+        """Stop serving ``/metrics``."""
+        if self.metrics is not None:
+            self.metrics.stop()
+            self.metrics = None
 
     def payload(self) -> bytes:
         return orjson.dumps(
@@ -64,7 +90,14 @@ class HealthReporter:
             log.debug("health not published: %s", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop`` is set, then remove the key."""
+        """Publish (and serve ``/metrics`` when enabled) until ``stop`` is set; remove the key."""
+        self.start_metrics()
+        try:
+            await self._publish_until(stop)
+        finally:
+            self.stop_metrics()
+
+    async def _publish_until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.publish()
             try:
@@ -75,6 +108,16 @@ class HealthReporter:
             await self.redis.delete(self.key)
         except REDIS_DOWN:
             pass
+
+
+def _metrics_port_from_env() -> int:
+    """Read ``TICKPIPE_METRICS_PORT`` (0 or unset: off); a bad value turns metrics off."""
+    text = os.environ.get("TICKPIPE_METRICS_PORT", "0").strip() or "0"
+    try:
+        return max(0, int(text))
+    except ValueError:
+        log.warning("TICKPIPE_METRICS_PORT=%r is not a port; metrics off", text)
+        return 0
 
 
 async def read_health(

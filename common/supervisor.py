@@ -1,8 +1,9 @@
 """Run the whole pipeline locally: redis-server, mock exchange and every stage as processes.
 
 ``tickpipe up`` starts a private ``redis-server`` under ``.tickpipe/`` when ``REDIS_URL`` is unset,
-the mock exchange when no venue URL is configured, then the ingestor, processor member(s) and
-trader. A stage that crashes is restarted with backoff; a stage that exits with code 2 (bad
+the mock exchange when no venue URL is configured, then the ingestor, processor member(s),
+trader and dashboard. With ``TICKPIPE_METRICS_PORT`` set, stage N serves ``/metrics`` on that
+port plus N. A stage that crashes is restarted with backoff; a stage that exits with code 2 (bad
 configuration) stops everything with its message. A status line per stage shows what moves.
 """
 
@@ -25,7 +26,7 @@ from typing import Any, TextIO
 from common.backoff import Backoff
 from common.errors import ConfigError
 from common.procs import start_redis_server, wait_for_redis
-from common.redis_io import REDIS_DOWN, connect_redis
+from common.redis_io import REDIS_DOWN, connect_redis, redacted
 from common.settings import Settings
 from common.status import StatusSnapshot, read_status, render_status
 
@@ -45,6 +46,7 @@ class UpOptions:
     mock: bool | None = None  # None: start the mock when no venue URL is configured
     mock_rate: float = 20.0
     mock_seed: int = 1
+    dashboard: bool = True
     status_interval_s: float = 1.0
     data_dir: Path = Path(".tickpipe")
     env_file: str = ".env"
@@ -204,9 +206,19 @@ async def run_up(
         for n in range(options.processors):
             stages.append(StageSpec(f"processor-{n + 1}", [sys.executable, "-m", "processor"], {}))
         stages.append(StageSpec("trader", [sys.executable, "-m", "trader"], {}))
-        for stage in stages:
+        if options.dashboard:
+            stages.append(StageSpec("dashboard", [sys.executable, "-m", "dashboard"], {}))
+        for n, stage in enumerate(stages):
             stage.argv += ["--env-file", options.env_file]
-            stage.env = _stage_env(env, {**extra, "TICKPIPE_INSTANCE": f"up-{stage.name}"})
+            own = {**extra, "TICKPIPE_INSTANCE": f"up-{stage.name}"}
+            if settings.metrics_port:
+                own["TICKPIPE_METRICS_PORT"] = str(settings.metrics_port + n)
+                print(f"metrics: {stage.name} http://127.0.0.1:{settings.metrics_port + n}/metrics",
+                      file=out)  # fmt: skip
+            stage.env = _stage_env(env, own)
+        if options.dashboard:
+            token = "?token=..." if settings.dashboard_token else ""
+            print(f"dashboard: http://127.0.0.1:{settings.dashboard_port}/{token}", file=out)
         print(f"logs: {log_dir}/  (Ctrl-C stops everything)", file=out)
         supervisor = Supervisor(stages, log_dir)
         watchers = [asyncio.create_task(supervisor.watch(s, stop)) for s in stages]
@@ -273,7 +285,7 @@ async def _status_loop(
             try:
                 snapshot = await read_status(redis, settings)
             except REDIS_DOWN as exc:
-                lines = [f"Redis unreachable at {redis_url}: {exc}"]
+                lines = [f"Redis unreachable at {redacted(redis_url)}: {exc}"]
             else:
                 restarts: dict[str, Any] = {s.name: s.restarts for s in supervisor.stages}
                 lines = render_status(snapshot, restarts)

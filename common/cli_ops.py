@@ -1,0 +1,153 @@
+"""The operator's subcommands of ``tickpipe``: tail, subscribe, unsubscribe, kill-switch,
+replay and export. :func:`add_operator_commands` declares them; :func:`run_operator_command`
+runs one against Redis and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from common.errors import ConfigError
+from common.frames import KINDS, read_kind
+from common.ops import (
+    PARTITION_KINDS,
+    VENUE_KINDS,
+    change_subscription,
+    read_recording,
+    replay_file,
+    resolve_streams,
+    set_kill_switch,
+    tail,
+)
+from common.redis_io import REDIS_DOWN, connect_redis, redacted
+from common.settings import Settings
+
+__all__ = ["OPERATOR_COMMANDS", "add_operator_commands", "run_operator_command"]
+
+OPERATOR_COMMANDS = ("tail", "subscribe", "unsubscribe", "kill-switch", "replay", "export")
+
+
+def _symbols(values: list[str]) -> list[str]:
+    return [s.strip().upper() for v in values for s in v.split(",") if s.strip()]
+
+
+def add_operator_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Declare the operator subcommands on ``sub``."""
+    raw = argparse.RawDescriptionHelpFormatter
+    t = sub.add_parser(
+        "tail", help="print a stream's new entries as they arrive (Ctrl-C stops)",
+        formatter_class=raw,
+        description="Follow STREAM and print each entry decoded as `id kind field=value ...`.\n"
+        f"STREAM is a full name or one of: {', '.join((*PARTITION_KINDS, *VENUE_KINDS))}\n"
+        "(a partition kind follows that stream of every partition).",
+    )  # fmt: skip
+    t.add_argument("stream", metavar="STREAM")
+    t.add_argument("--from-start", action="store_true", help="print existing entries first")
+    t.add_argument("--count", type=int, help="stop after this many entries")
+    for action in ("subscribe", "unsubscribe"):
+        p = sub.add_parser(
+            action, help=f"ask the running ingestor to {action} symbols",
+            description=f"Write a {action} request for SYMBOLS (comma or space separated) to the "
+            "control stream of each symbol's partition; the ingestor applies it live.",
+        )  # fmt: skip
+        p.add_argument("symbols", nargs="+", metavar="SYMBOLS")
+    k = sub.add_parser(
+        "kill-switch", help="stop all trading (on), resume (off), or show it (status)",
+        description="While the kill switch is on, the trader sends no order and cancels every "
+        "working one.",
+    )  # fmt: skip
+    k.add_argument("state", choices=("on", "off", "status"))
+    r = sub.add_parser(
+        "replay", help="feed a recorded session into the raw streams",
+        description="Read FILE (gzip or text; one `<time ns or us> <frame>` line per WebSocket "
+        "frame, as in shared/realdata) and write each frame as a raw entry of its symbol's "
+        "partition, so a running processor turns it into trades, bars and signals.",
+    )  # fmt: skip
+    r.add_argument("file", type=Path, metavar="FILE")
+    r.add_argument("--limit", type=int, help="replay at most this many frames")
+    r.add_argument("--conn", help="connection id written with the frames (default replay-FILE)")
+    e = sub.add_parser(
+        "export", help="write trades, quotes, bars, orders or positions to parquet or CSV",
+        description="Read KIND for a symbol and time range (ISO times or ns; end exclusive) "
+        "into a DataFrame and write it. bars1s/bars1m keep the latest revision of each bar.",
+    )  # fmt: skip
+    e.add_argument("kind", choices=KINDS, metavar="KIND", help=" | ".join(KINDS))
+    e.add_argument("--symbol", help="symbol (all symbols for orders and positions)")
+    e.add_argument("--start", help="first time, e.g. 2024-08-09T00:00:00 (UTC)")
+    e.add_argument("--end", help="end time (exclusive)")
+    e.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    e.add_argument("--out", type=Path, required=True, metavar="FILE")
+
+
+def _time(text: str | None) -> int | str | None:
+    if text is None:
+        return None
+    return int(text) if text.isdigit() else text
+
+
+async def _run(settings: Settings, url: str, args: argparse.Namespace) -> int:
+    redis = connect_redis(url)
+    try:
+        if args.command == "tail":
+            streams = resolve_streams(settings, args.stream)
+            print(f"following {', '.join(streams)} (Ctrl-C stops)", file=sys.stderr)
+            await tail(redis, streams, sys.stdout, from_start=args.from_start, count=args.count)
+        elif args.command in ("subscribe", "unsubscribe"):
+            symbols = _symbols(args.symbols)
+            for line in await change_subscription(redis, settings, args.command, symbols):
+                print(line)
+        elif args.command == "kill-switch":
+            on = await set_kill_switch(redis, settings, args.state)
+            print(f"kill switch for {settings.venue}: {'ON' if on else 'off'}")
+        elif args.command == "replay":
+            if not args.file.is_file():
+                raise ConfigError(f"{args.file} is not a file")
+            print(f"replaying {args.file} into {redacted(url)}", file=sys.stderr)
+            await replay_file(
+                redis, settings, read_recording(args.file), limit=args.limit,
+                conn=args.conn or f"replay-{args.file.name}",
+            )  # fmt: skip
+        elif args.command == "export":
+            symbol = args.symbol.upper() if args.symbol else None
+            print(f"reading {args.kind} ...", file=sys.stderr)
+            frame = await read_kind(
+                redis, settings, args.kind, symbol, _time(args.start), _time(args.end)
+            )
+            if args.format == "parquet":
+                frame.to_parquet(args.out)
+            else:
+                frame.to_csv(args.out)
+            print(f"wrote {len(frame):,} rows to {args.out}", file=sys.stderr)
+    except REDIS_DOWN as exc:
+        print(
+            f"tickpipe {args.command}: Redis unreachable at {redacted(url)}: {exc}", file=sys.stderr
+        )
+        return 1
+    except ValueError as exc:
+        print(f"tickpipe {args.command}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await redis.aclose()
+    return 0
+
+
+def run_operator_command(settings: Settings, url: str, args: argparse.Namespace) -> int:
+    """Run one operator command; Ctrl-C or SIGTERM ends it cleanly (exit 0)."""
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        return await _run(settings, url, args)
+
+    try:
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("stopped", file=sys.stderr)
+        return 0

@@ -1,0 +1,209 @@
+"""Carry out the operator's commands: tail a stream, change subscriptions, kill switch, replay.
+
+Each function takes a redis.asyncio client and the settings, writes only what its command is
+about, and reports progress on ``out`` (stderr by default) so long work shows it is moving.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+import redis.asyncio as aioredis
+
+from common.names import BAR_INTERVALS, Partition, shard_for
+from common.schema import RawFrame, decode_fields
+from common.settings import Settings
+
+__all__ = [
+    "PARTITION_KINDS",
+    "VENUE_KINDS",
+    "change_subscription",
+    "format_entry",
+    "read_recording",
+    "replay_file",
+    "resolve_streams",
+    "set_kill_switch",
+    "tail",
+]
+
+PARTITION_KINDS = (
+    "raw", "trades", "quotes", "book", "signals", "control", "dead-letters", "gaps",
+    *(f"bars:{i}" for i in BAR_INTERVALS),
+)  # fmt: skip
+VENUE_KINDS = ("orders", "order-updates", "private-raw", "venue-dead-letters")
+
+
+def resolve_streams(settings: Settings, name: str) -> list[str]:
+    """Turn ``trades`` / ``bars:1m`` / ``orders`` or a full stream name into stream names."""
+    keys = settings.keys
+    if name.startswith(keys.namespace + ":"):
+        return [name]
+    parts = list(settings.partitions())
+    if name in PARTITION_KINDS:
+        if name.startswith("bars:"):
+            return [keys.bars(p, name[5:]) for p in parts]
+        method = getattr(keys, name.replace("-", "_"))
+        return [str(method(p)) for p in parts]
+    if name in VENUE_KINDS:
+        method = getattr(keys, name.replace("-", "_"))
+        return [str(method(settings.venue))]
+    known = ", ".join((*PARTITION_KINDS, *VENUE_KINDS))
+    raise ValueError(f"unknown stream {name!r}: give a full stream name or one of {known}")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def format_entry(stream: str, entry_id: str, fields: dict[str, str]) -> str:
+    """One readable line: id, stream, then ``field=value`` pairs (``v`` left out)."""
+    body = " ".join(f"{k}={v}" for k, v in fields.items() if k != "v")
+    return f"{entry_id} {stream.split('}:', 1)[-1]:<12} {body}"
+
+
+async def tail(
+    redis: aioredis.Redis, streams: list[str], out: TextIO, *, from_start: bool = False,
+    count: int | None = None, block_ms: int = 1000,
+) -> int:  # fmt: skip
+    """Print new entries of ``streams`` as they arrive; stop after ``count`` entries if given."""
+    last: dict[Any, Any] = dict.fromkeys(streams, "0-0" if from_start else "$")
+    if not from_start:
+        for stream in streams:
+            newest = await redis.xrevrange(stream, count=1)
+            last[stream] = _text(newest[0][0]) if newest else "0-0"
+    shown = 0
+    while count is None or shown < count:
+        answer: list[Any] = list(await redis.xread(last, block=block_ms, count=500) or [])
+        for stream_name, entries in answer:
+            stream = _text(stream_name)
+            for entry_id, fields in entries:
+                last[stream] = _text(entry_id)
+                out.write(format_entry(stream, _text(entry_id), decode_fields(fields)) + "\n")
+                shown += 1
+                if count is not None and shown >= count:
+                    break
+        out.flush()
+    return shown
+
+
+async def change_subscription(
+    redis: aioredis.Redis, settings: Settings, action: str, symbols: list[str]
+) -> list[str]:
+    """Ask the ingestor to ``subscribe``/``unsubscribe`` ``symbols``; return what was written."""
+    if action not in ("subscribe", "unsubscribe"):
+        raise ValueError(f"action must be subscribe or unsubscribe, got {action!r}")
+    symbols = [s.strip().upper() for s in symbols if s.strip()]
+    by_partition: dict[Partition, list[str]] = {}
+    for symbol in symbols:
+        part = Partition(settings.venue, shard_for(symbol, settings.shards))
+        by_partition.setdefault(part, []).append(symbol)
+    try:
+        request = importlib.import_module("ingestor.control").request_subscription_change
+    except (ImportError, AttributeError):
+        request = None
+    if request is not None:
+        await request(redis, settings, action, symbols)
+    written = []
+    for part, names in sorted(by_partition.items()):
+        stream = settings.keys.control(part)
+        if request is None:
+            await redis.xadd(stream, {"action": action, "symbols": ",".join(names)})
+        written.append(f"{stream} {action} {','.join(names)}")
+    return written
+
+
+async def set_kill_switch(redis: aioredis.Redis, settings: Settings, state: str) -> bool:
+    """Turn the venue's kill switch ``on``/``off`` (``status`` only reads); return whether on."""
+    key = settings.keys.kill_switch(settings.venue)
+    if state == "on":
+        await redis.set(key, orjson.dumps({"ts": time.time_ns(), "by": "tickpipe kill-switch"}))
+    elif state == "off":
+        await redis.delete(key)
+    elif state != "status":
+        raise ValueError(f"kill switch state must be on, off or status, got {state!r}")
+    return bool(await redis.exists(key))
+
+
+def read_recording(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(receive time ns, frame text)`` from a ``"<time> <frame>"`` line file (gz or not).
+
+    Times with fewer than 17 digits are microseconds and are scaled to nanoseconds.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            stamp, _, frame = line.rstrip("\n").partition(" ")
+            if not stamp.isdigit() or not frame:
+                continue
+            ts = int(stamp)
+            yield (ts * 1000 if ts < 10**17 else ts), frame
+
+
+def _symbol_of(frame: str) -> str | None:
+    try:
+        data = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict):
+        stream = data.get("stream")
+        if isinstance(stream, str):
+            return stream.partition("@")[0].upper()
+        inner = data.get("s")
+        if isinstance(inner, str):
+            return inner.upper()
+    return None
+
+
+async def replay_file(
+    redis: aioredis.Redis, settings: Settings, lines: Iterable[tuple[int, str]], *,
+    conn: str, out: TextIO | None = None, limit: int | None = None, batch: int = 1000,
+    progress_every: int = 20_000,
+) -> int:  # fmt: skip
+    """Write recorded frames into their partitions' ``raw`` streams as ``ws`` RawFrames."""
+    out = out or sys.stderr
+    seqs: dict[Partition, int] = {}
+    pending: list[tuple[str, dict[str, str]]] = []
+    written = 0
+    started = time.monotonic()
+
+    async def flush() -> None:
+        async with redis.pipeline(transaction=False) as pipe:
+            for stream, fields in pending:
+                pipe.xadd(stream, fields)  # type: ignore[arg-type]
+            await pipe.execute()
+        pending.clear()
+
+    for ts_recv, frame in lines:
+        if limit is not None and written >= limit:
+            break
+        symbol = _symbol_of(frame)
+        if symbol is None:
+            continue
+        part = Partition(settings.venue, shard_for(symbol, settings.shards))
+        if part not in seqs:
+            seqs[part] = 1
+            marker = orjson.dumps({"event": "connect", "conn": conn, "url": "replay"}).decode()
+            raw = RawFrame("marker", settings.venue, conn, 0, ts_recv, marker, "market")
+            pending.append((settings.keys.raw(part), raw.to_fields()))
+        raw = RawFrame("ws", settings.venue, conn, seqs[part], ts_recv, frame, "market")
+        seqs[part] += 1
+        pending.append((settings.keys.raw(part), raw.to_fields()))
+        written += 1
+        if len(pending) >= batch:
+            await flush()
+        if written % progress_every == 0:
+            rate = written / max(time.monotonic() - started, 1e-9)
+            out.write(f"replayed {written:,} frames ({rate:,.0f}/s)\n")
+            out.flush()
+    if pending:
+        await flush()
+    out.write(f"replayed {written:,} frames into {len(seqs)} partition(s)\n")
+    out.flush()
+    return written

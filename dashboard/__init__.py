@@ -1,0 +1,3 @@
+"""Show the pipeline live in a browser: candles, book, orders, positions, health and latency."""
+
+__all__: list[str] = []
