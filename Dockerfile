@@ -9,6 +9,13 @@ COPY mock_ws ./mock_ws
 COPY ingestor ./ingestor
 COPY processor ./processor
 COPY trader ./trader
+COPY dashboard ./dashboard
+COPY deploy ./deploy
 RUN ./dev install
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1
+# Stages run as an unprivileged user; SIGTERM finishes the current batch (see docs/deploying.md).
+RUN useradd --system --no-create-home --home-dir /app tickpipe && mkdir -p /data \
+    && chown tickpipe /data
+USER tickpipe
+STOPSIGNAL SIGTERM
 CMD ["tickpipe", "--help"]

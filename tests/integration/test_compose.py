@@ -57,3 +57,53 @@ def test_dockerfile_installs_the_way_the_readme_does() -> None:
     assert "./dev install" in text
     for package in ("common", "mock_ws", "ingestor", "processor", "trader"):
         assert f"COPY {package} " in text
+
+
+def test_dashboard_service_serves_on_8050_from_the_same_image() -> None:
+    services = _compose()["services"]
+    dashboard = services["dashboard"]
+    assert dashboard["command"][:3] == ["python", "-m", "dashboard"]
+    assert any(str(p).endswith("8050:8050") for p in dashboard["ports"])
+    assert dashboard["image"] == services["processor"]["image"] == "tickpipe:latest"
+    assert dashboard["healthcheck"]["test"][-1] == "--check"
+    text = (REPO / "Dockerfile").read_text()
+    assert "COPY dashboard " in text and "COPY deploy " in text
+
+
+def test_stages_get_time_to_finish_their_batch_and_redis_is_durable() -> None:
+    services = _compose()["services"]
+    for stage in ("ingestor", "processor", "trader", "dashboard"):
+        assert services[stage]["stop_grace_period"] == "30s"
+        assert services[stage]["stop_signal"] == "SIGTERM"
+    command = services["redis"]["command"]
+    assert command[command.index("--appendfsync") + 1] == "everysec"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+
+
+def test_acl_override_gives_each_stage_its_own_redis_user(tmp_path: Path) -> None:
+    import os
+
+    from deploy.acl import main as acl_main
+
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose is missing: ./dev test installs Debian's docker-compose package"
+    assert acl_main(["--out", str(tmp_path / "users.acl"), "--env-dir", str(tmp_path)]) == 0
+    result = subprocess.run(
+        [binary, "--env-file", str(tmp_path / "compose.env"),
+         "-f", str(REPO / "docker-compose.yml"), "-f", str(REPO / "deploy" / "compose.acl.yml"),
+         "config"],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        env={**os.environ, "TICKPIPE_ACL_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)["services"]
+    assert "--aclfile" in merged["redis"]["command"]
+    for stage in ("ingestor", "processor", "trader", "dashboard"):
+        assert merged[stage]["environment"]["REDIS_URL"].startswith(f"redis://{stage}:")
+    # Without the generated URLs the override refuses to start, naming what to run.
+    bare = subprocess.run(
+        [binary, "-f", str(REPO / "docker-compose.yml"), "-f",
+         str(REPO / "deploy" / "compose.acl.yml"), "config", "-q"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    assert bare.returncode != 0 and "deploy.acl" in bare.stderr

@@ -1,0 +1,179 @@
+"""Generate a Redis ACL file with one least-privilege user per stage, from the key namespace.
+
+Every user may only run the commands its stage sends, on the keys its stage owns (Redis 7 ACL
+selectors give a stage different commands on different key patterns):
+
+* ``ingestor``: XADD to ``{P}:raw`` and ``{V}:private-raw``; read ``{P}:control``; its health key.
+* ``processor``: consume ``raw`` / ``private-raw`` through its consumer group (no XADD there);
+  XADD to trades, quotes, book, bars, signals, dead letters, order updates and control; its
+  checkpoints, leases and health key.
+* ``trader``: consume ``signals`` and ``order-updates``; XADD to ``{V}:orders``; its intents,
+  positions, working orders and health key.
+* ``processor`` and ``trader`` may also *read* (never write) any key of the namespace: the trader
+  reads trades for mark prices and the private stream to notice reconnects.
+* ``dashboard``: read-only on the whole namespace (``tickpipe streams`` works under it too).
+* ``default`` is switched off.
+
+Passwords are stored as SHA-256 hashes (``#...``), so the ACL file holds no secret. Usage::
+
+    python -m deploy.acl --namespace tp --out deploy/users.acl --env-dir deploy/env \\
+        --redis-host redis:6379
+
+writes ``users.acl`` and, per stage, ``<stage>.env`` (mode 600) holding ``REDIS_URL`` with that
+stage's user and a fresh random password, plus ``compose.env`` (``INGESTOR_REDIS_URL=``... for
+``deploy/compose.acl.yml``). Start Redis with ``--aclfile users.acl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+from common.names import Keys
+
+__all__ = ["STAGE_USERS", "acl_rules", "main", "render_acl", "stage_url"]
+
+#: Redis users, one per stage, in the order they are written.
+STAGE_USERS = ("ingestor", "processor", "trader", "dashboard")
+
+#: Commands every user needs to connect, fence transactions and find cluster nodes.
+_BASE = (
+    "+ping +hello +auth +select +echo +quit +reset +readonly +readwrite +asking "
+    "+client|setname +client|getname +client|id +command +scan "
+    "+cluster|slots +cluster|shards +cluster|nodes +cluster|info +cluster|myid "
+    "+multi +exec +discard +unwatch"
+)
+#: Stream commands of a consumer-group reader (XREADGROUP updates the group, so it writes).
+_CONSUME = (
+    "+xreadgroup +xack +xautoclaim +xclaim +xpending +xgroup|create +xgroup|createconsumer "
+    "+xinfo|groups +xinfo|stream +xinfo|consumers +xlen"
+)
+#: Commands on a stage's own plain keys (health, checkpoints, leases, intents, positions...).
+_STATE = "+@string +@hash +@set +@keyspace +watch -@dangerous"
+#: Commands that append to a stream the stage owns.
+_APPEND = "+xadd +xtrim +xlen +xrange +xrevrange +xinfo|stream"
+
+
+def _health(keys: Keys, service: str) -> str:
+    return keys.health(service, "*")
+
+
+def acl_rules(namespace: str = "tp") -> dict[str, str]:
+    """Return each stage user's ACL rules (everything but ``on`` and the password)."""
+    keys = Keys(namespace)
+    ns = keys.namespace
+
+    def p(*suffixes: str, prefix: str = "~") -> str:  # partition and venue keys alike
+        return " ".join(f"{prefix}{ns}:{{*}}:{suffix}" for suffix in suffixes)
+
+    head = f"resetkeys resetchannels -@all {_STATE} {_BASE}"
+    read_all = f"(%R~{ns}:* +@read -@dangerous)"  # read-only selector over the namespace
+    ingestor = (
+        f"{head} ~{_health(keys, 'ingestor')} "
+        f"({p('raw', 'private-raw', 'gaps')} +xadd) "
+        f"({p('control', prefix='%R~')} +xread +xrange +xrevrange +xlen +xinfo|stream)"
+    )
+    outputs = p(
+        "trades", "quotes", "book", "bars:*", "signals", "dead-letters", "gaps",
+        "order-updates", "control",
+    )  # fmt: skip
+    processor = (
+        f"{head} ~{_health(keys, 'processor')} {p('checkpoint', 'lease')} "
+        f"({outputs} {_APPEND}) "
+        f"({p('raw', 'private-raw')} {_CONSUME}) {read_all}"
+    )
+    trader = (
+        f"{head} ~{_health(keys, 'trader')} "
+        f"{p('intent:*', 'positions', 'working-orders')} {p('kill-switch', prefix='%R~')} "
+        f"({p('orders')} {_APPEND}) "
+        f"({p('signals', 'order-updates')} {_CONSUME}) {read_all}"
+    )
+    dashboard = (
+        f"resetkeys resetchannels -@all +@read -@dangerous {_BASE} +xinfo +type +ttl +pttl "
+        f"%R~{ns}:* "
+        f"(~{_health(keys, 'dashboard')} {_STATE})"
+    )
+    return {"ingestor": ingestor, "processor": processor, "trader": trader, "dashboard": dashboard}
+
+
+def _password_hash(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def render_acl(namespace: str, passwords: Mapping[str, str]) -> str:
+    """Return an ACL file (``aclfile`` format) with a user per stage and ``default`` off."""
+    rules = acl_rules(namespace)
+    missing = [u for u in STAGE_USERS if not passwords.get(u)]
+    if missing:
+        raise ValueError(f"no password for user(s) {missing}")
+    lines = ["user default off resetkeys resetchannels -@all nopass"]
+    for user in STAGE_USERS:
+        lines.append(f"user {user} on #{_password_hash(passwords[user])} {rules[user]}")
+    return "\n".join(lines) + "\n"
+
+
+def stage_url(user: str, password: str, host: str = "127.0.0.1:6379", *, scheme: str = "redis",
+              db: int = 0) -> str:  # fmt: skip
+    """Return the ``REDIS_URL`` a stage uses to log in as ``user``."""
+    tail = "" if scheme.endswith("+cluster") else f"/{db}"
+    return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}{tail}"
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the ACL file (and per-stage env files with fresh passwords); return an exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.acl", description="Generate tickpipe's Redis ACL users."
+    )
+    parser.add_argument("--namespace", default=os.environ.get("TICKPIPE_NAMESPACE", "tp"))
+    parser.add_argument("--out", type=Path, help="ACL file to write (default: print it)")
+    parser.add_argument("--env-dir", type=Path, help="write <stage>.env with REDIS_URL here")
+    parser.add_argument("--redis-host", default="redis:6379", help="host:port in REDIS_URL")
+    parser.add_argument("--scheme", default="redis", choices=["redis", "rediss",
+                        "redis+cluster", "rediss+cluster"])  # fmt: skip
+    args = parser.parse_args(argv)
+    try:
+        Keys(args.namespace)
+    except ValueError as exc:
+        print(f"deploy.acl: {exc}", file=sys.stderr)
+        return 2
+    passwords = {user: secrets.token_urlsafe(24) for user in STAGE_USERS}
+    text = render_acl(args.namespace, passwords)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    if args.env_dir is not None:
+        args.env_dir.mkdir(parents=True, exist_ok=True)
+        urls = {
+            u: stage_url(u, pw, args.redis_host, scheme=args.scheme) for u, pw in passwords.items()
+        }
+        for user, url in urls.items():
+            _write_private(args.env_dir / f"{user}.env", f"REDIS_URL={url}\n")
+        # For `docker compose --env-file` with deploy/compose.acl.yml.
+        _write_private(
+            args.env_dir / "compose.env",
+            "".join(f"{user.upper()}_REDIS_URL={url}\n" for user, url in urls.items()),
+        )
+        print(f"wrote {len(passwords)} env files (mode 600) in {args.env_dir}", file=sys.stderr)
+    elif args.out is not None:
+        print("passwords were not saved: pass --env-dir to keep them", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The generated ACL file on a real redis-server: each stage may write only what it owns."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from common.names import Keys, Partition
+from deploy.acl import STAGE_USERS, main
+from tests.e2e.acl_support import acl_redis, stage_passwords
+
+pytestmark = pytest.mark.e2e
+
+NS = "acl"
+K = Keys(NS)
+P = Partition("binance", 0)
+V = "binance"
+ENTRY = {"f": "v"}
+
+
+def _refused(call) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        call()
+    except redis.exceptions.NoPermissionError:
+        return True
+    return False
+
+
+def test_each_user_writes_only_its_own_streams(tmp_path: Path) -> None:
+    with acl_redis(tmp_path / "redis", NS, stage_passwords()) as server:
+        ing, proc, trd, dash = (server.client(u) for u in STAGE_USERS)
+        admin = server.client()
+        # The ingestor appends raw frames, and nothing downstream.
+        ing.xadd(K.raw(P), ENTRY)
+        ing.xadd(K.private_raw(V), ENTRY)
+        ing.set(K.health("ingestor", "i1"), b"{}", px=3000)
+        assert _refused(lambda: ing.xadd(K.trades(P), ENTRY))
+        assert _refused(lambda: ing.xadd(K.orders(V), ENTRY))
+        assert _refused(lambda: ing.delete(K.raw(P)))
+        assert _refused(lambda: ing.set(K.health("trader", "t1"), b"{}"))
+        assert _refused(lambda: ing.xadd(K.control(P), ENTRY))
+        admin.xadd(K.control(P), ENTRY)
+        assert len(ing.xrange(K.control(P))) == 1
+        # The processor consumes raw through its group and writes the normalised streams.
+        proc.xgroup_create(K.raw(P), "processor", id="0", mkstream=True)
+        [[_, entries]] = proc.xreadgroup("processor", "p1", {K.raw(P): ">"})
+        proc.xack(K.raw(P), "processor", entries[0][0])
+        with proc.pipeline(transaction=True) as pipe:
+            pipe.watch(K.lease(P))
+            pipe.multi()
+            pipe.xadd(K.trades(P), ENTRY)
+            pipe.xadd(K.bars(P, "1m"), ENTRY)
+            pipe.set(K.checkpoint(P), b"state")
+            pipe.set(K.lease(P), b"p1", px=5000)
+            pipe.execute()
+        proc.xadd(K.order_updates(V), ENTRY)
+        assert _refused(lambda: proc.xadd(K.raw(P), ENTRY))
+        assert _refused(lambda: proc.xadd(K.orders(V), ENTRY))
+        assert _refused(lambda: proc.delete(K.raw(P)))
+        assert _refused(lambda: proc.set(K.intent(V, "x"), b"1"))
+        # The trader consumes signals and order updates, and records orders and positions.
+        admin.xadd(K.signals(P), ENTRY)
+        trd.xgroup_create(K.signals(P), "trader", id="0", mkstream=True)
+        assert trd.xreadgroup("trader", "t1", {K.signals(P): ">"})
+        trd.xadd(K.orders(V), ENTRY)
+        trd.set(K.intent(V, "tp-1"), b"{}", nx=True)
+        trd.hset(K.positions(V), "BTCUSDT", "0.01")
+        assert _refused(lambda: trd.xadd(K.signals(P), ENTRY))
+        assert _refused(lambda: trd.xadd(K.raw(P), ENTRY))
+        assert _refused(lambda: trd.set(K.checkpoint(P), b"x"))
+        assert _refused(lambda: trd.set(K.kill_switch(V), b"1"))
+        # The dashboard reads everything and writes nothing but its own health.
+        assert dash.xlen(K.trades(P)) == 1 and dash.hgetall(K.positions(V))
+        assert list(dash.scan_iter(match=f"{NS}:*"))
+        dash.set(K.health("dashboard", "d1"), b"{}", px=3000)
+        assert _refused(lambda: dash.xadd(K.trades(P), ENTRY))
+        assert _refused(lambda: dash.delete(K.positions(V)))
+        assert _refused(lambda: dash.flushall())
+        # Another namespace is out of every stage's reach; the default user is off.
+        assert _refused(lambda: ing.xadd(Keys("other").raw(P), ENTRY))
+        assert _refused(lambda: dash.xlen(Keys("other").trades(P)))
+        once = Retry(NoBackoff(), 0)
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=server.port, retry=once).ping()
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=server.port, username="processor", password="no", retry=once).ping()
+        for client in (ing, proc, trd, dash, admin):
+            client.close()
+
+
+def test_generator_writes_hashes_and_private_env_files(tmp_path: Path) -> None:
+    acl, env_dir = tmp_path / "users.acl", tmp_path / "env"
+    assert main(["--namespace", NS, "--out", str(acl), "--env-dir", str(env_dir)]) == 0
+    text = acl.read_text()
+    assert "user default off" in text
+    for user in STAGE_USERS:
+        env = env_dir / f"{user}.env"
+        assert stat.S_IMODE(env.stat().st_mode) == 0o600
+        url = env.read_text().strip().removeprefix("REDIS_URL=")
+        assert url.startswith(f"redis://{user}:")
+        password = url.split("@")[0].rsplit(":", 1)[1]
+        assert len(password) >= 24 and password not in text
+    assert main(["--namespace", "bad namespace!"]) == 2

@@ -1,0 +1,84 @@
+"""The ACL rules generated from the namespace give every key exactly the writers it should have."""
+
+from __future__ import annotations
+
+import re
+from fnmatch import fnmatchcase
+
+import pytest
+
+from common.names import BAR_INTERVALS, Keys, Partition
+from deploy.acl import STAGE_USERS, acl_rules, render_acl
+
+NS = "tp"
+K = Keys(NS)
+P = Partition("binance", 3)
+V = "binance"
+
+#: Every key a stage writes, and who writes it (the dashboard writes only its health).
+WRITERS: dict[str, set[str]] = {
+    K.raw(P): {"ingestor", "processor"},  # the processor only acks through its group
+    K.private_raw(V): {"ingestor", "processor"},
+    K.gaps(P): {"ingestor", "processor"},
+    K.trades(P): {"processor"},
+    K.quotes(P): {"processor"},
+    K.book(P): {"processor"},
+    K.signals(P): {"processor", "trader"},  # the trader only acks through its group
+    K.dead_letters(P): {"processor"},
+    K.venue_dead_letters(V): {"processor"},
+    K.control(P): {"processor"},
+    K.checkpoint(P): {"processor"},
+    K.venue_checkpoint(V): {"processor"},
+    K.lease(P): {"processor"},
+    K.venue_lease(V): {"processor"},
+    K.order_updates(V): {"processor", "trader"},  # the trader only acks through its group
+    K.orders(V): {"trader"},
+    K.positions(V): {"trader"},
+    K.intent(V, "tp-0123"): {"trader"},
+    K.working_orders(V): {"trader"},
+    K.kill_switch(V): set(),  # set by an operator
+    **{K.bars(P, i): {"processor"} for i in BAR_INTERVALS},
+    **{K.health(s, "host-1"): {s} for s in STAGE_USERS},
+}
+
+
+def _write_patterns(rules: str) -> list[str]:
+    """Return the key patterns (root and selectors) that allow writing."""
+    out = []
+    for token in re.findall(r"(?:%[RW]{1,2})?~\S+", rules.replace("(", " ").replace(")", " ")):
+        perms, _, pattern = token.partition("~")
+        if perms in ("", "%W", "%RW", "%WR"):
+            out.append(pattern)
+    return out
+
+
+@pytest.mark.parametrize("key", sorted(WRITERS))
+def test_each_key_is_writable_by_exactly_its_writers(key: str) -> None:
+    rules = acl_rules(NS)
+    writers = {
+        u for u in STAGE_USERS if any(fnmatchcase(key, p) for p in _write_patterns(rules[u]))
+    }
+    assert writers == WRITERS[key]
+
+
+def test_no_user_reaches_another_namespace() -> None:
+    other = Keys("tp2")
+    for user, rules in acl_rules(NS).items():
+        for pattern in _write_patterns(rules) + re.findall(r"%R~(\S+?)\)?(?:\s|$)", rules):
+            assert not fnmatchcase(other.trades(P), pattern), (user, pattern)
+            assert pattern.startswith(f"{NS}:"), (user, pattern)
+
+
+def test_stream_appends_are_confined_to_selectors() -> None:
+    """XADD is granted only inside a selector, never with the root (state) key patterns."""
+    for user, rules in acl_rules(NS).items():
+        root = re.sub(r"\([^)]*\)", "", rules)
+        assert "+xadd" not in root and "+@stream" not in root, user
+        assert "-@dangerous" in root, user
+
+
+def test_rendered_file_has_no_plain_password() -> None:
+    text = render_acl(NS, {u: f"plain-{u}-pw" for u in STAGE_USERS})
+    assert "plain-" not in text and text.count(" on #") == len(STAGE_USERS)
+    with pytest.raises(ValueError, match="password"):
+        render_acl(NS, {"ingestor": "x"})
