@@ -35,6 +35,7 @@ __all__ = [
     "connect_redis",
     "ensure_group",
     "is_cluster_url",
+    "preflight_redis",
     "redacted",
     "redis_errors",
     "xreadgroup_streams",
@@ -158,6 +159,21 @@ async def redis_errors() -> AsyncIterator[None]:
         raise RedisUnavailable(f"Redis is loading its data: {exc}") from exc
     except REDIS_DOWN as exc:
         raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
+
+
+async def preflight_redis(url: str) -> None:
+    """Check at start that Redis accepts our login: a refused login is a ConfigError (exit 2).
+
+    Redis being down is not an error here: the stage starts and waits for it as usual.
+    """
+    client = connect_redis(url)
+    try:
+        async with redis_errors():
+            await client.ping()
+    except RedisUnavailable:
+        pass
+    finally:
+        await client.aclose()
 
 
 async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:

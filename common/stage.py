@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from common.errors import ConfigError, TickpipeError
 from common.health import read_health
 from common.logs import setup_logging
-from common.redis_io import REDIS_DOWN, connect_redis, redacted
+from common.redis_io import REDIS_DOWN, connect_redis, preflight_redis, redacted
 from common.settings import Settings, load_settings
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "base_parser", "stage_main"]
@@ -69,6 +69,8 @@ def _install_event_loop() -> None:
 
 
 async def _run_with_signals(run: RunFn, settings: Settings) -> None:
+    # A wrong password is the user's mistake: say so once, instead of retrying forever.
+    await preflight_redis(settings.redis_url)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     task = asyncio.current_task()
