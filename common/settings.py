@@ -71,6 +71,13 @@ class Settings:
     binance_rest_url: str = "http://127.0.0.1:9443"
     binance_api_key: Secret = field(default_factory=lambda: Secret(""))
     binance_api_secret: Secret = field(default_factory=lambda: Secret(""))
+    alpaca_data_url: str = "ws://127.0.0.1:9444"
+    alpaca_feed: str = "iex"
+    alpaca_trading_url: str = "ws://127.0.0.1:9444/stream"
+    alpaca_rest_url: str = "http://127.0.0.1:9444"
+    alpaca_encoding: str = "msgpack"
+    alpaca_api_key: Secret = field(default_factory=lambda: Secret(""))
+    alpaca_api_secret: Secret = field(default_factory=lambda: Secret(""))
     thresholds: tuple[tuple[str, str], ...] = ()
     hysteresis_bps: str = "5"
     order_qty: str = "0.001"
@@ -101,6 +108,10 @@ class Settings:
     def keys(self) -> Keys:
         return Keys(self.namespace)
 
+    def alpaca_data_stream_url(self) -> str:
+        """The Alpaca market-data WebSocket URL of the configured feed."""
+        return self.alpaca_data_url + ALPACA_FEEDS[self.alpaca_feed]
+
     def partitions(self) -> dict[Partition, list[str]]:
         return partitions_for(self.venue, self.symbols, self.shards)
 
@@ -109,7 +120,14 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Secret values to mask in every log line."""
-        out = [s.reveal() for s in (self.binance_api_key, self.binance_api_secret) if s]
+        out = [
+            s.reveal()
+            for s in (
+                self.binance_api_key, self.binance_api_secret,
+                self.alpaca_api_key, self.alpaca_api_secret,
+            )
+            if s
+        ]  # fmt: skip
         redis_password = urlsplit(self.redis_url).password
         if redis_password:
             out.append(unquote(redis_password))
@@ -258,6 +276,24 @@ def _channels(text: str) -> tuple[str, ...]:
     return names
 
 
+#: Alpaca market-data feeds and their stream paths.
+ALPACA_FEEDS = {
+    "iex": "/v2/iex", "sip": "/v2/sip", "test": "/v2/test", "crypto": "/v1beta3/crypto/us",
+}  # fmt: skip
+
+
+def _alpaca_feed(text: str) -> str:
+    if text not in ALPACA_FEEDS:
+        raise ValueError(f"must be one of {', '.join(ALPACA_FEEDS)}")
+    return text
+
+
+def _alpaca_encoding(text: str) -> str:
+    if text not in ("json", "msgpack"):
+        raise ValueError("must be json or msgpack")
+    return text
+
+
 KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "REDIS_URL": ("redis_url", _redis_url),
     "TICKPIPE_NAMESPACE": ("namespace", _namespace),
@@ -271,6 +307,13 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_BINANCE_REST_URL": ("binance_rest_url", _url("http", "https")),
     "BINANCE_API_KEY": ("binance_api_key", Secret),
     "BINANCE_API_SECRET": ("binance_api_secret", Secret),
+    "ALPACA_API_KEY": ("alpaca_api_key", Secret),
+    "ALPACA_API_SECRET": ("alpaca_api_secret", Secret),
+    "TICKPIPE_ALPACA_DATA_URL": ("alpaca_data_url", _url("ws", "wss")),
+    "TICKPIPE_ALPACA_FEED": ("alpaca_feed", _alpaca_feed),
+    "TICKPIPE_ALPACA_TRADING_URL": ("alpaca_trading_url", _url("ws", "wss")),
+    "TICKPIPE_ALPACA_REST_URL": ("alpaca_rest_url", _url("http", "https")),
+    "TICKPIPE_ALPACA_ENCODING": ("alpaca_encoding", _alpaca_encoding),
     "TICKPIPE_THRESHOLDS": ("thresholds", _thresholds),
     "TICKPIPE_HYSTERESIS_BPS": ("hysteresis_bps", _decimal),
     "TICKPIPE_ORDER_QTY": ("order_qty", _decimal),
@@ -298,7 +341,8 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_CHANNELS": ("channels", _channels),
 }
 
-_SUPPORTED_VENUES = {"binance"}
+_SUPPORTED_VENUES = {"binance", "alpaca"}
+_DEFAULT_SYMBOLS = {"binance": ("BTCUSDT", "ETHUSDT"), "alpaca": ("FAKEPACA",)}
 
 
 def _unknown(keys: list[str]) -> str:
@@ -347,6 +391,9 @@ def load_settings(
             raise ConfigError(f"{key}={_shown(key, text)}: {exc}") from None
     if "redis_url" in values:
         values["redis_url_set"] = True
+    venue = values.get("venue", "binance")
+    if "symbols" not in values and venue in _DEFAULT_SYMBOLS:
+        values["symbols"] = _DEFAULT_SYMBOLS[str(venue)]
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.venue not in _SUPPORTED_VENUES:
         raise ConfigError(
