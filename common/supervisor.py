@@ -134,19 +134,22 @@ def _stage_env(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
 
 async def _start_mock(
     options: UpOptions, settings: Settings, env: dict[str, str], log_dir: Path
-) -> tuple[asyncio.subprocess.Process, int]:
+) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
     ready = options.data_dir / "mock.ready.json"
     ready.unlink(missing_ok=True)
     argv = [
         sys.executable, "-m", "mock_ws",
         "--binance-port", "0",
         "--seed", str(options.mock_seed),
-        "--symbols", ",".join(settings.symbols),
         "--rate", str(options.mock_rate),
         "--ground-truth", str(options.data_dir / "ground-truth.jsonl"),
         "--ready-file", str(ready),
         "--env-file", options.env_file,
     ]  # fmt: skip
+    if settings.venue == "binance":
+        argv += ["--symbols", ",".join(settings.symbols)]
+    else:  # the Alpaca venue serves FAKEPACA, AAPL and BTC/USD beside a default Binance market
+        argv += ["--alpaca-port", "0"]
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "mock_ws.log", "ab") as logfile:
         proc = await asyncio.create_subprocess_exec(
@@ -157,8 +160,63 @@ async def _start_mock(
         if proc.returncode is not None or time.monotonic() > deadline:
             raise ConfigError(f"the mock exchange did not start; see {log_dir / 'mock_ws.log'}")
         await asyncio.sleep(0.05)
-    port = int(json.loads(ready.read_text())["binance_port"])
-    return proc, port
+    ports = {k: int(v) for k, v in json.loads(ready.read_text()).items() if k.endswith("_port")}
+    return proc, ports
+
+
+_VENUE_URL_KEYS = {
+    "binance": ("TICKPIPE_BINANCE_WS_URL", "TICKPIPE_BINANCE_WS_API_URL"),
+    "alpaca": ("TICKPIPE_ALPACA_DATA_URL", "TICKPIPE_ALPACA_TRADING_URL"),
+}
+
+
+async def _mock_extra(
+    options: UpOptions,
+    settings: Settings,
+    env: dict[str, str],
+    extra: dict[str, str],
+    log_dir: Path,
+    helpers: list[asyncio.subprocess.Process],
+    out: TextIO,
+) -> dict[str, str]:
+    """Start the mock exchange with a throwaway key; return the settings pointing at it."""
+    mock_env = dict(extra)
+    key = settings.binance_api_key if settings.venue == "binance" else settings.alpaca_api_key
+    secret = (
+        settings.binance_api_secret if settings.venue == "binance" else settings.alpaca_api_secret
+    )
+    if key and secret:
+        mock_env.update(BINANCE_API_KEY=key.reveal(), BINANCE_API_SECRET=secret.reveal())
+    else:
+        mock_env.update(
+            BINANCE_API_KEY="mock-" + secrets.token_hex(16),
+            BINANCE_API_SECRET=secrets.token_hex(32),
+        )
+    proc, ports = await _start_mock(options, settings, _stage_env(env, mock_env), log_dir)
+    helpers.append(proc)
+    port = ports["binance_port"]
+    urls = {
+        "BINANCE_API_KEY": mock_env["BINANCE_API_KEY"],
+        "BINANCE_API_SECRET": mock_env["BINANCE_API_SECRET"],
+        "TICKPIPE_BINANCE_WS_URL": f"ws://127.0.0.1:{port}",
+        "TICKPIPE_BINANCE_WS_API_URL": f"ws://127.0.0.1:{port}/ws-api/v3",
+        "TICKPIPE_BINANCE_REST_URL": f"http://127.0.0.1:{port}",
+    }
+    shown = f"ws://127.0.0.1:{port}"
+    if "alpaca_port" in ports:
+        alpaca = ports["alpaca_port"]
+        urls.update(
+            ALPACA_API_KEY=mock_env["BINANCE_API_KEY"],
+            ALPACA_API_SECRET=mock_env["BINANCE_API_SECRET"],
+            TICKPIPE_ALPACA_DATA_URL=f"ws://127.0.0.1:{alpaca}",
+            TICKPIPE_ALPACA_TRADING_URL=f"ws://127.0.0.1:{alpaca}/stream",
+            TICKPIPE_ALPACA_REST_URL=f"http://127.0.0.1:{alpaca}",
+        )
+        if "TICKPIPE_ALPACA_FEED" not in env:
+            urls["TICKPIPE_ALPACA_FEED"] = "test"
+        shown = f"Alpaca ws://127.0.0.1:{alpaca}, Binance {shown}"
+    print(f"mock exchange: {shown} (seed {options.mock_seed})", file=out)
+    return urls
 
 
 async def run_up(
@@ -187,21 +245,9 @@ async def run_up(
         extra = {"REDIS_URL": redis_url, "TICKPIPE_NAMESPACE": settings.namespace}
         start_mock = options.mock
         if start_mock is None:
-            start_mock = not any(
-                k in env for k in ("TICKPIPE_BINANCE_WS_URL", "TICKPIPE_BINANCE_WS_API_URL")
-            )
+            start_mock = not any(k in env for k in _VENUE_URL_KEYS[settings.venue])
         if start_mock:
-            if not settings.binance_api_key:
-                extra["BINANCE_API_KEY"] = "mock-" + secrets.token_hex(16)
-                extra["BINANCE_API_SECRET"] = secrets.token_hex(32)
-            mock_proc, port = await _start_mock(options, settings, _stage_env(env, extra), log_dir)
-            helpers.append(mock_proc)
-            extra.update(
-                TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
-                TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
-                TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
-            )
-            print(f"mock exchange: ws://127.0.0.1:{port} (seed {options.mock_seed})", file=out)
+            extra.update(await _mock_extra(options, settings, env, extra, log_dir, helpers, out))
         stages = [StageSpec("ingestor", [sys.executable, "-m", "ingestor"], {})]
         for n in range(options.processors):
             stages.append(StageSpec(f"processor-{n + 1}", [sys.executable, "-m", "processor"], {}))
