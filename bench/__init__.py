@@ -1,0 +1,7 @@
+"""Measure tickpipe's speed: throughput, tick-to-order latency, recovery and memory.
+
+Run ``python -m bench [--quick] [NAMES...]``. Every figure is a ratio or a distribution measured
+in the same run as its reference (the bare limit, the in-process floor, the warm-up level).
+"""
+
+__all__: list[str] = []

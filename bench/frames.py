@@ -1,0 +1,65 @@
+"""Build the benchmark's trade frames: combined-stream ``<symbol>@trade`` text (pure)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import orjson
+
+from common.schema import RawFrame
+
+__all__ = ["PRICES", "raw_entries", "trade_frames", "ws_text_frame"]
+
+#: Start prices of the benchmark symbols (the mock's start prices).
+PRICES: dict[str, int] = {"BTCUSDT": 6_180_000, "ETHUSDT": 268_000}  # in 0.01 ticks
+
+
+def trade_frames(
+    symbols: Sequence[str], count: int, *, start_ms: int, first_id: int = 1
+) -> list[str]:
+    """Return ``count`` combined trade frames, round-robin over ``symbols``, ids rising per symbol.
+
+    The price steps one tick up and down around the symbol's start price (``PRICES``, else 100),
+    so frames are realistic in size and every trade is valid.
+    """
+    out: list[str] = []
+    for n in range(count):
+        symbol = symbols[n % len(symbols)]
+        trade_id = first_id + n // len(symbols)
+        ticks = PRICES.get(symbol, 10_000) + (1 if trade_id % 2 else -1)
+        ms = start_ms + n // 100
+        payload = {
+            "e": "trade",
+            "E": ms,
+            "s": symbol,
+            "t": trade_id,
+            "p": f"{ticks // 100}.{ticks % 100:02d}000000",
+            "q": "0.00100000",
+            "T": ms,
+            "m": bool(n % 3),
+            "M": True,
+        }
+        out.append(orjson.dumps({"stream": f"{symbol.lower()}@trade", "data": payload}).decode())
+    return out
+
+
+def ws_text_frame(text: str) -> bytes:
+    """Encode one unmasked (server-to-client) WebSocket text frame, FIN set (RFC 6455 5.2)."""
+    data = text.encode()
+    size = len(data)
+    if size < 126:
+        head = struct.pack("!BB", 0x81, size)
+    elif size < 1 << 16:
+        head = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, size)
+    return head + data
+
+
+def raw_entries(frames: Sequence[str], *, conn: str, ts_recv: int) -> list[dict[str, str]]:
+    """Return the raw-stream fields the ingestor writes for ``frames`` received on ``conn``."""
+    return [
+        RawFrame("ws", "binance", conn, seq, ts_recv + seq, text, "market").to_fields()
+        for seq, text in enumerate(frames, start=1)
+    ]

@@ -1,0 +1,258 @@
+"""Measure ingest throughput against the bare limit, and reconnect time after a dropped venue link.
+
+Both clients read the same blast server (a child process sending pre-encoded trade frames) and
+append to a real redis-server in this process's event loop:
+
+* **bare**: a minimal websockets client whose reader appends to a deque and whose writer takes
+  everything queued (up to ``batch_max``) and sends one pipelined batch of XADDs of the same
+  raw-stream fields, the ingestor's batch policy with nothing else;
+* **ingestor**: :func:`ingestor.shell.run` unchanged.
+
+Throughput is frames / (time all of them are in Redis - time the connection opened); the count
+in Redis must equal the frames sent (zero loss).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import statistics
+import time
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from websockets.asyncio.client import connect
+
+from bench.rig import Rig, temp_dir, wait_until
+from bench.stats import Row, rate, ratio
+from common.settings import Settings
+from ingestor.shell import Ingestor
+from ingestor.shell import run as run_ingestor
+
+__all__ = ["bare_client", "count_kind", "run_ingest", "run_reconnect"]
+
+BATCH_MAX = 5000
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+
+
+async def bare_client(
+    url: str, redis: aioredis.Redis, stream: str, *, count: int, batch_max: int = BATCH_MAX
+) -> int:
+    """Read ``count`` frames from ``url`` and XADD them in natural batches; return the open time."""
+    queue: collections.deque[Any] = collections.deque()
+    wake = asyncio.Event()
+    done = asyncio.Event()
+    base = {"v": "1", "kind": "ws", "venue": "binance", "conn": "bare", "channel": "market"}
+
+    async def writer() -> None:
+        written = 0
+        while written < count:
+            if not queue:
+                wake.clear()
+                await wake.wait()
+            pipe = redis.pipeline(transaction=False)
+            n = 0
+            while queue and n < batch_max:
+                pipe.xadd(stream, queue.popleft())
+                n += 1
+            await pipe.execute()
+            written += n
+        done.set()
+
+    async with connect(url, max_size=4 << 20, max_queue=256, compression=None) as ws:
+        opened = time.time_ns()
+        task = asyncio.create_task(writer())
+        seq = 0
+        async for message in ws:
+            seq += 1
+            queue.append({**base, "seq": str(seq), "ts_recv": str(time.time_ns()), "data": message})
+            wake.set()
+            if seq >= count:
+                break
+        await task
+    return opened
+
+
+async def count_kind(redis: aioredis.Redis, stream: str, kind: bytes) -> int:
+    """Count the entries of ``stream`` whose ``kind`` field is ``kind`` (reads it in chunks)."""
+    start, total = "-", 0
+    while True:
+        chunk: Any = await redis.xrange(stream, start, "+", count=20_000)
+        total += sum(1 for _, fields in chunk if fields.get(b"kind") == kind)
+        if len(chunk) < 20_000:
+            return total
+        start = "(" + chunk[-1][0].decode()
+
+
+async def _bare_run(rig: Rig, redis: aioredis.Redis, port: int, count: int, tag: str) -> float:
+    stream = f"bench:{tag}:raw"
+    url = f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade/ethusdt@trade"
+    opened = await bare_client(url, redis, stream, count=count)
+    finished = time.time_ns()
+    length = await redis.xlen(stream)
+    if length != count:
+        raise RuntimeError(f"bare client lost frames: {length} of {count} in Redis")
+    await redis.delete(stream)
+    return rate(count, (finished - opened) / 1e9)
+
+
+async def _ingestor_run(
+    redis: aioredis.Redis, redis_url: str, port: int, count: int, ns: str
+) -> tuple[float, str]:
+    """Return the ingestor's frames/s and, when the count in Redis is off, why."""
+    settings = Settings(
+        redis_url=redis_url,
+        namespace=ns,
+        symbols=SYMBOLS,
+        binance_ws_url=f"ws://127.0.0.1:{port}",
+        binance_rest_url=f"http://127.0.0.1:{port}",
+        instance=f"bench-{ns}",
+        health_interval_s=1.0,
+    )
+    stream = settings.keys.raw(next(iter(settings.partitions())))
+    stop = asyncio.Event()
+    ingestor = Ingestor(settings)
+    task = asyncio.create_task(ingestor.run(stop))
+
+    async def all_in() -> bool:
+        if task.done():
+            task.result()
+            raise RuntimeError("ingestor stopped early")
+        return int(await redis.xlen(stream)) >= count + 1
+
+    # Every frame and the connect marker; other entries (e.g. REST snapshot markers) may add more.
+    await wait_until(all_in, timeout_s=300, what="the ingestor to write every frame")
+    finished = time.time_ns()
+    length = int(await redis.xlen(stream))
+    first: Any = await redis.xrange(stream, count=1)
+    opened = int(first[0][1][b"ts_recv"])
+    stop.set()
+    await task
+    frames = await count_kind(redis, stream, b"ws")
+    if frames != count:  # a marker may have overtaken the last frames: look once more
+        await asyncio.sleep(0.5)
+        frames = await count_kind(redis, stream, b"ws")
+    await redis.delete(stream)
+    problem = ""
+    if frames != count:
+        s = ingestor.stats
+        problem = (
+            f"{frames:,} frames of {count:,} ({length:,} entries): reconnects {s.reconnects}, "
+            f"stale {s.stale_detected}, rotations {s.rotations}, last error {s.last_error!r}"
+        )
+    return rate(count, (finished - opened) / 1e9), problem
+
+
+async def run_ingest(quick: bool) -> list[Row]:
+    """Compare the ingestor's sustained frames/s with the bare client's, alternating runs."""
+    count = 150_000 if quick else 600_000
+    reps = 1 if quick else 3
+    with temp_dir("tp-bench-ingest-") as tmp:
+        rig = Rig(tmp)
+        try:
+            redis = await rig.start_redis()
+            port = await rig.start_ready(
+                "blast", ["-m", "bench.blast", "--count", str(count)], "port"
+            )
+            bare: list[float] = []
+            real: list[float] = []
+            problems: list[str] = []
+            for n in range(reps):
+                bare.append(await _bare_run(rig, redis, port, count, f"b{n}"))
+                value, problem = await _ingestor_run(redis, rig.redis_url, port, count, f"bi{n}")
+                real.append(value)
+                problems += [problem] if problem else []
+            await redis.aclose()
+        finally:
+            await rig.close()
+    b, r = statistics.median(bare), statistics.median(real)
+    q = ratio(r, b)
+    checked = "zero loss" if not problems else f"count off in {len(problems)} of {reps} runs"
+    rows = [
+        Row(
+            "ingest",
+            f"ingestor frames/s ({count:,} frames, {checked})",
+            f"{r:,.0f}",
+            f"bare client {b:,.0f}",
+            ">= 50,000",
+            r >= 50_000,
+        ),
+        Row("ingest", "ingestor / bare", f"{q:.2f}x", f"median of {reps}", ">= 0.80x", q >= 0.8),
+    ]
+    rows += [
+        Row("ingest", "exact count in Redis", "NO", p, "every frame once", False)
+        for p in sorted(set(problems))
+    ]
+    return rows
+
+
+async def run_reconnect(quick: bool) -> list[Row]:
+    """Time from an aborted venue connection to the first frame of the new one, in Redis."""
+    del quick
+    with temp_dir("tp-bench-reconnect-") as tmp:
+        rig = Rig(tmp)
+        events = tmp / "blast-events.jsonl"
+        try:
+            redis = await rig.start_redis()
+            port = await rig.start_ready(
+                "blast",
+                [
+                    "-m",
+                    "bench.blast",
+                    "--count",
+                    "20000",
+                    "--drop-after",
+                    "5000",
+                    "--events",
+                    str(events),
+                ],
+                "port",
+            )
+            settings = Settings(
+                redis_url=rig.redis_url,
+                namespace="rc",
+                symbols=SYMBOLS,
+                binance_ws_url=f"ws://127.0.0.1:{port}",
+                instance="bench-rc",
+            )
+            stream = settings.keys.raw(next(iter(settings.partitions())))
+            stop = asyncio.Event()
+            task = asyncio.create_task(run_ingestor(settings, stop))
+
+            async def second_conn_frame() -> Any:
+                if task.done():
+                    task.result()
+                entries: Any = await redis.xrange(stream)
+                conns: list[bytes] = []
+                for _, fields in entries:
+                    if fields[b"conn"] not in conns:
+                        conns.append(fields[b"conn"])
+                    if fields[b"kind"] == b"ws" and fields[b"conn"] != conns[0]:
+                        return int(fields[b"ts_recv"])
+                return None
+
+            first_frame = await wait_until(
+                second_conn_frame, timeout_s=60, what="frames on the new connection", every_s=0.05
+            )
+            stop.set()
+            await task
+            await redis.aclose()
+        finally:
+            await rig.close()
+        drop_ts = next(
+            e["ts"]
+            for e in map(orjson.loads, events.read_bytes().splitlines())
+            if e["ev"] == "drop"
+        )
+    gap_s = (first_frame - drop_ts) / 1e9
+    return [
+        Row(
+            "recovery",
+            "venue drop -> first frame of new connection in Redis",
+            f"{gap_s * 1000:.0f} ms",
+            "backoff base 250 ms (jittered)",
+            "",
+            None,
+        ),
+    ]

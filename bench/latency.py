@@ -1,0 +1,333 @@
+"""Measure tick-to-order latency: the mock sends the trade crossing a level -> it gets the order.
+
+Both ends are the mock exchange's own ground truth on one clock: ``trade_sent.ts`` of the trade
+that caused the signal and ``order.ts`` when the order arrived. Per background rate (the mock's
+total trade rate over two symbols) two runs against a fresh mock:
+
+* **floor**: one in-process client reads the ingestor's market stream URL and calls the same
+  :class:`processor.strategies.ThresholdCross` on every trade, sending ``order.place`` on the
+  WebSocket API at once (no Redis, no other process);
+* **pipeline**: ingestor, processor and trader as real processes with a real redis-server.
+
+Orders are matched to their trade through the order's client id: the floor encodes
+``symbol-trade_id`` in it; the pipeline's id is derived from the signal id, whose cause is the raw
+entry holding the trade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from bench.rig import Rig, temp_dir, wait_until
+from bench.stats import Row, summarize_ms
+from common import binance
+from common.names import Keys
+from mock_ws.market import MarketSim
+from processor.strategies import ThresholdCross
+from trader.core import sign_params
+
+__all__ = ["calibrate_hysteresis", "floor_client", "run_latency"]
+
+KEY, SECRET = "bench-key", "bench-secret"
+LEVELS = {"BTCUSDT": "61800", "ETHUSDT": "2680"}
+HYSTERESIS_BPS = "10"
+CANDIDATE_BPS = ("5", "10", "15", "20", "30", "50", "80")
+QTY = "0.001"
+
+
+def _gt(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    lines = path.read_bytes().splitlines()
+    out = []
+    for line in lines:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            out.append(orjson.loads(line))
+    return out
+
+
+def _latencies(
+    events: list[dict[str, Any]], trade_of: dict[str, tuple[str, int]], window: tuple[int, int]
+) -> tuple[list[int], float]:
+    """Return the latencies (ns) of orders received in ``window`` and the trades/s sent in it."""
+    after, until = window
+    sent: dict[tuple[str, int], int] = {}
+    count = 0
+    for e in events:
+        if e["ev"] == "trade_sent":
+            sent.setdefault((e["symbol"], e["trade_id"]), e["ts"])
+            count += after <= e["ts"] < until
+    out = []
+    for e in events:
+        if e["ev"] != "order" or not after <= e["ts"] < until:
+            continue
+        key = trade_of.get(e.get("client_order_id") or "")
+        if key is not None and key in sent:
+            out.append(e["ts"] - sent[key])
+    return out, count / ((until - after) / 1e9)
+
+
+def calibrate_hysteresis(
+    rate: float, seed: int, *, seconds: float = 3.0, max_signals_per_s: float = 2.5
+) -> str:
+    """Return the smallest hysteresis (bps) whose signals stay under the venue's order limit.
+
+    The mock, like Binance, allows 50 orders per 10 s; a signal rate above it makes the trader
+    hold orders (correctly), which would measure the venue's limit instead of the pipeline. The
+    mock's market is simulated here with the same seed and rate (pure, no I/O).
+    """
+    for bps in CANDIDATE_BPS:
+        market = MarketSim(list(LEVELS), seed, rate / 2)
+        strategy = ThresholdCross(LEVELS, hysteresis_bps=bps, order_qty=QTY)
+        signals = 0
+        for step in range(1, int(seconds * 100) + 1):
+            for trade in market.trades_due(step * 10_000_000):
+                parsed = binance.parse_trade(trade.payload(), ts_recv=0)
+                signals += len(strategy.on_trade(parsed, 0))
+        if signals / seconds <= max_signals_per_s:
+            return bps
+    return CANDIDATE_BPS[-1]
+
+
+async def floor_client(
+    ws_url: str,
+    ws_api_url: str,
+    stop: asyncio.Event,
+    dropped: list[str] | None = None,
+    hysteresis_bps: str = HYSTERESIS_BPS,
+) -> dict[str, tuple[str, int]]:
+    """Run the strategy on the market stream and send each order at once; return coid -> trade.
+
+    When the mock closes the stream (a floor too slow for the rate) the reason goes to ``dropped``.
+    """
+    dropped = [] if dropped is None else dropped
+    strategy = ThresholdCross(LEVELS, hysteresis_bps=hysteresis_bps, order_qty=QTY)
+    url = f"{ws_url}/stream?streams=btcusdt@trade/ethusdt@trade"
+    placed: dict[str, tuple[str, int]] = {}
+    ids = itertools.count(1)
+    async with connect(ws_api_url, compression=None) as api, connect(url, compression=None) as ws:
+
+        async def drain() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for _ in api:
+                    pass
+
+        drainer = asyncio.create_task(drain())
+        closer = asyncio.create_task(stop.wait())
+        while not stop.is_set():
+            recv = asyncio.create_task(ws.recv())
+            await asyncio.wait([recv, closer], return_when=asyncio.FIRST_COMPLETED)
+            if not recv.done():
+                recv.cancel()
+                break
+            if recv.exception() is not None:  # e.g. the mock dropped it as too slow
+                dropped.append(str(recv.exception()))
+                break
+            now = time.time_ns()
+            _, payload = binance.unwrap(recv.result())
+            if not isinstance(payload, dict) or payload.get("e") != "trade":
+                continue
+            trade = binance.parse_trade(payload, ts_recv=now)
+            for spec in strategy.on_trade(trade, now):
+                coid = f"fl-{trade.symbol}-{trade.trade_id}"
+                params = sign_params(
+                    {
+                        "symbol": spec.symbol,
+                        "side": spec.side.upper(),
+                        "type": "MARKET",
+                        "quantity": spec.qty,
+                        "newClientOrderId": coid,
+                        "newOrderRespType": "RESULT",
+                    },
+                    api_key=KEY,
+                    api_secret=SECRET,
+                    timestamp_ms=now // 1_000_000,
+                )
+                placed[coid] = (trade.symbol, int(trade.trade_id))
+                await api.send(
+                    orjson.dumps(
+                        {"id": next(ids), "method": "order.place", "params": params}
+                    ).decode()
+                )
+        drainer.cancel()
+        closer.cancel()
+        await asyncio.gather(drainer, closer, return_exceptions=True)
+    return placed
+
+
+async def _pipeline_trades(
+    redis: aioredis.Redis, keys: Keys
+) -> tuple[dict[str, tuple[str, int]], dict[str, tuple[int, int, int]]]:
+    """Map each signal's client order id to its (symbol, trade id) and to its stamps.
+
+    The stamps are ``(ts_recv, ts_signal, ts_intent)``: the ingestor's receive time of the
+    trade, the processor's batch time, the trader's intent time (0 when not found).
+    """
+    trade_of: dict[str, tuple[str, int]] = {}
+    stamps: dict[str, tuple[int, int]] = {}
+    async for key in redis.scan_iter(match=f"{keys.namespace}:*:signals"):
+        raw_key = key.decode().rsplit(":", 1)[0] + ":raw"
+        signals: Any = await redis.xrange(key)
+        for _, fields in signals:
+            cause = fields[b"cause"].decode()
+            entry: Any = await redis.xrange(raw_key, cause, cause)
+            if not entry:
+                continue
+            _, payload = binance.unwrap(entry[0][1][b"data"])
+            coid = binance.client_order_id_for(fields[b"signal_id"].decode())
+            trade_of[coid] = (payload["s"], int(payload["t"]))
+            stamps[coid] = (int(fields[b"ts_recv"]), int(fields[b"ts_signal"]))
+    intents: dict[str, int] = {}
+    async for key in redis.scan_iter(match=f"{keys.namespace}:*:orders"):
+        orders: Any = await redis.xrange(key)
+        for _, fields in orders:
+            if b"ts_intent" in fields and b"client_order_id" in fields:
+                intents.setdefault(fields[b"client_order_id"].decode(), int(fields[b"ts_intent"]))
+    return trade_of, {c: (*s, intents.get(c, 0)) for c, s in stamps.items()}
+
+
+def _hops(
+    events: list[dict[str, Any]],
+    trade_of: dict[str, tuple[str, int]],
+    stamps: dict[str, tuple[int, int, int]],
+    window: tuple[int, int],
+) -> str:
+    """Return the median of each hop of the orders in ``window``, in ms."""
+    sent: dict[tuple[str, int], int] = {}
+    for e in events:
+        if e["ev"] == "trade_sent":
+            sent.setdefault((e["symbol"], e["trade_id"]), e["ts"])
+    hops: list[list[int]] = [[], [], [], []]
+    for e in events:
+        coid = e.get("client_order_id") or ""
+        if e["ev"] != "order" or not window[0] <= e["ts"] < window[1] or coid not in stamps:
+            continue
+        t_sent = sent.get(trade_of[coid])
+        recv, sig, intent = stamps[coid]
+        if t_sent is None or not intent:
+            continue
+        for n, value in enumerate((recv - t_sent, sig - recv, intent - sig, e["ts"] - intent)):
+            hops[n].append(value)
+    if not hops[0]:
+        return "no orders"
+    names = ("mock->ingestor", "->processor batch", "->trader intent", "->order at mock")
+    return ", ".join(
+        f"{name} {summarize_ms(h)['p50']:.2f}" for name, h in zip(names, hops, strict=True)
+    )
+
+
+async def _one_rate(
+    rig: Rig, redis: aioredis.Redis, rate: int, seconds: float, n: int, notes: list[str]
+) -> tuple[list[int], float, list[int], float, str]:
+    mock_env = {"BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET}
+    args = ["-m", "mock_ws", "--binance-port", "0", "--rate", str(rate / 2), "--seed", str(n)]
+    warm_s = 1.0 if seconds < 10 else 2.0
+    # Floor.
+    gt_floor = rig.tmp / f"gt-floor-{rate}.jsonl"
+    port = await rig.start_ready(
+        f"mock-floor-{rate}", [*args, "--ground-truth", str(gt_floor)], "binance_port", env=mock_env
+    )
+    stop = asyncio.Event()
+    url = f"ws://127.0.0.1:{port}"
+    dropped: list[str] = []
+    bps = calibrate_hysteresis(rate, n)
+    notes.append(f"hysteresis {bps} bps (signals under the venue's 5 orders/s)")
+    task = asyncio.create_task(floor_client(url, f"{url}/ws-api/v3", stop, dropped, bps))
+    window = (time.time_ns() + int(warm_s * 1e9), time.time_ns() + int((warm_s + seconds) * 1e9))
+    await asyncio.sleep(seconds + warm_s)
+    stop.set()
+    placed = await task
+    rig.stop_all([f"mock-floor-{rate}"])
+    floor, floor_rate = _latencies(_gt(gt_floor), placed, window)
+    notes += [f"the mock closed the floor's stream: {d}" for d in dropped]
+    # Pipeline.
+    gt = rig.tmp / f"gt-pipe-{rate}.jsonl"
+    port = await rig.start_ready(
+        f"mock-{rate}", [*args, "--ground-truth", str(gt)], "binance_port", env=mock_env
+    )
+    ns = f"lat{rate}"
+    env = {
+        **mock_env,
+        "TICKPIPE_NAMESPACE": ns,
+        "TICKPIPE_BINANCE_WS_URL": f"ws://127.0.0.1:{port}",
+        "TICKPIPE_BINANCE_WS_API_URL": f"ws://127.0.0.1:{port}/ws-api/v3",
+        "TICKPIPE_BINANCE_REST_URL": f"http://127.0.0.1:{port}",
+        "TICKPIPE_THRESHOLDS": ",".join(f"{s}={v}" for s, v in LEVELS.items()),
+        "TICKPIPE_HYSTERESIS_BPS": bps,
+        "TICKPIPE_ORDER_QTY": QTY,
+        "TICKPIPE_MAX_ORDERS_PER_S": "10000",  # the default throttle would queue the signals
+    }
+    stages = [f"{s}-{rate}" for s in ("ingestor", "processor", "trader")]
+    for name in stages:
+        rig.start(name, ["-m", name.split("-")[0]], env)
+
+    async def healthy() -> bool:
+        for name in stages:
+            if rig.children[name].poll() is not None:
+                raise RuntimeError(f"{name} exited: {rig.tail(name)}")
+        return len([k async for k in redis.scan_iter(match=f"{ns}:health:*")]) >= 3
+
+    await wait_until(healthy, timeout_s=30, what="the stages to report health", every_s=0.05)
+    window = (time.time_ns() + int(warm_s * 1e9), time.time_ns() + int((warm_s + seconds) * 1e9))
+    await asyncio.sleep(seconds + warm_s)
+    rig.stop_all([*stages, f"mock-{rate}"])
+    trade_of, stamps = await _pipeline_trades(redis, Keys(ns))
+    events = _gt(gt)
+    pipe, pipe_rate = _latencies(events, trade_of, window)
+    return floor, floor_rate, pipe, pipe_rate, _hops(events, trade_of, stamps, window)
+
+
+def _fmt(summary: dict[str, float]) -> str:
+    if not summary.get("n"):
+        return "no orders"
+    s = summary
+    return f"p50 {s['p50']:.2f} / p99 {s['p99']:.2f} / p99.9 {s['p99.9']:.2f} ms (n={s['n']:.0f})"
+
+
+async def run_latency(quick: bool) -> list[Row]:
+    """Return tick-to-order latency of the pipeline and of the floor at 1k, 5k, 20k frames/s."""
+    seconds = 3.0 if quick else 30.0
+    rows: list[Row] = []
+    with temp_dir("tp-bench-latency-") as tmp:
+        rig = Rig(tmp)
+        try:
+            redis = await rig.start_redis()
+            for n, rate in enumerate((1000, 5000, 20000), start=1):
+                notes: list[str] = []
+                floor, floor_rate, pipe, pipe_rate, hops = await _one_rate(
+                    rig, redis, rate, seconds, n, notes
+                )
+                f, p = summarize_ms(floor), summarize_ms(pipe)
+                met = None
+                target = ""
+                if rate == 5000:
+                    target = "p50 <= 2 ms, p99 <= 10 ms"
+                    met = bool(p.get("n")) and p["p50"] <= 2 and p["p99"] <= 10
+                rows.append(
+                    Row(
+                        "tick-to-order",
+                        f"pipeline @ {rate:,}/s (sent {pipe_rate:,.0f}/s)",
+                        _fmt(p),
+                        f"floor {_fmt(f)} (sent {floor_rate:,.0f}/s)",
+                        target,
+                        met,
+                    )
+                )
+                rows.append(
+                    Row("tick-to-order", f"pipeline @ {rate:,}/s: p50 of each hop (ms)", hops)
+                )
+                rows += [Row("tick-to-order", f"@ {rate:,}/s", note[:120]) for note in notes]
+            await redis.aclose()
+        finally:
+            await rig.close()
+    return rows

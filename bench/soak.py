@@ -1,0 +1,95 @@
+"""Watch memory over a run: RSS of every stage and Redis ``used_memory``, sampled at fixed times.
+
+The mock sends a steady trade rate with a level the price keeps crossing, so every stage works
+(ingest, trades, bars, signals, orders). A stage is flat when its RSS after warm-up (the first
+20 % of samples) stays within 10 % of its first post-warm-up sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench.latency import HYSTERESIS_BPS, KEY, LEVELS, QTY, SECRET
+from bench.rig import Rig, rss_bytes, temp_dir, wait_until
+from bench.stats import Row, drift
+
+__all__ = ["run_soak"]
+
+STAGES = ("ingestor", "processor", "trader")
+
+
+async def run_soak(quick: bool, minutes: float, rate: int = 2000) -> list[Row]:
+    """Run the whole pipeline for ``minutes`` at ``rate`` trades/s and report memory drift."""
+    seconds = 60.0 if quick else minutes * 60
+    every = max(1.0, seconds / 60)
+    samples: dict[str, list[float]] = {name: [] for name in (*STAGES, "mock", "redis")}
+    with temp_dir("tp-bench-soak-") as tmp:
+        rig = Rig(tmp)
+        try:
+            redis = await rig.start_redis()
+            venue_env = {"BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET}
+            port = await rig.start_ready(
+                "mock",
+                ["-m", "mock_ws", "--binance-port", "0", "--rate", str(rate / 2)],
+                "binance_port",
+                env=venue_env,
+            )
+            env = {
+                **venue_env,
+                "TICKPIPE_NAMESPACE": "soak",
+                "TICKPIPE_BINANCE_WS_URL": f"ws://127.0.0.1:{port}",
+                "TICKPIPE_BINANCE_WS_API_URL": f"ws://127.0.0.1:{port}/ws-api/v3",
+                "TICKPIPE_BINANCE_REST_URL": f"http://127.0.0.1:{port}",
+                "TICKPIPE_THRESHOLDS": ",".join(f"{s}={v}" for s, v in LEVELS.items()),
+                "TICKPIPE_HYSTERESIS_BPS": HYSTERESIS_BPS,
+                "TICKPIPE_ORDER_QTY": QTY,
+                "TICKPIPE_MAX_ORDERS_PER_S": "10000",
+            }
+            pids = {name: rig.start(name, ["-m", name], env) for name in STAGES}
+            pids["mock"] = rig.children["mock"].pid
+
+            async def healthy() -> bool:
+                for name in STAGES:
+                    if rig.children[name].poll() is not None:
+                        raise RuntimeError(f"{name} exited: {rig.tail(name)}")
+                return len([k async for k in redis.scan_iter(match="soak:health:*")]) >= 3
+
+            await wait_until(
+                healthy, timeout_s=30, what="the stages to report health", every_s=0.05
+            )
+            began = time.monotonic()
+            while time.monotonic() - began < seconds:
+                for name, pid in pids.items():
+                    samples[name].append(rss_bytes(pid) / 2**20)
+                info: Any = await redis.info("memory")
+                samples["redis"].append(int(info["used_memory"]) / 2**20)
+                for name in STAGES:
+                    if rig.children[name].poll() is not None:
+                        raise RuntimeError(f"{name} exited during the soak: {rig.tail(name)}")
+                await asyncio.sleep(every)
+            raw = 0
+            async for key in redis.scan_iter(match="soak:*:raw"):
+                raw += int(await redis.xlen(key))
+            await redis.aclose()
+        finally:
+            await rig.close()
+    rows = []
+    label = f"{seconds / 60:.0f} min @ {rate:,}/s, {raw:,} frames"
+    for name, values in samples.items():
+        d = drift(values)
+        rest = values[int(len(values) * 0.2) :]
+        what = "used_memory" if name == "redis" else "RSS"
+        flat = None if name in ("redis", "mock") else d <= 0.10
+        rows.append(
+            Row(
+                "soak",
+                f"{name} {what} ({label})",
+                f"{rest[0]:.1f} -> {values[-1]:.1f} MiB",
+                f"drift after warm-up {d * 100:.1f} %",
+                "" if flat is None else "<= 10 %",
+                flat,
+            )
+        )
+    return rows
