@@ -3,7 +3,10 @@
 ``ingestor.shell.run`` is the stage's entry point and ``python -m ingestor`` runs it. Pure cores:
 ``session`` (wire protocol), ``liveness`` (cadence), ``subscriptions`` (stream planning, pacing),
 ``gaps`` (trade-id holes, REST weight), ``events`` (normalisation). Shells: ``connection``,
-``outbox``, ``slot``, ``control``, ``rest``, ``writer``, ``journal``. ``ingestor.client`` is the
+``outbox``, ``slot``, ``control``, ``rest``, ``writer``, ``journal``. Alpaca
+(``TICKPIPE_VENUE=alpaca``): pure core ``alpaca_session``; shells ``alpaca`` (market-data and
+trading slots) and ``alpaca_control``, run by ``adapter.AdapterConnection``, the venue-adapter
+form of a connection slot. ``ingestor.client`` is the
 venue connection embeddable without Redis; ``ingestor.control.request_subscription_change``
 asks a running ingestor to change its symbols.
 """

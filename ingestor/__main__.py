@@ -15,7 +15,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the ingestor until SIGTERM/SIGINT, and return the exit code."""
     parser = base_parser(
         "python -m ingestor",
-        "Record every Binance WebSocket frame, as received, into Redis Streams.",
+        "Record every venue WebSocket frame (Binance or Alpaca), as received, into Redis Streams.",
     )
     return stage_main("ingestor", run, argv=argv, parser=parser)
 

@@ -56,7 +56,7 @@ async def request_subscription_change(
         raise ValueError(f"action must be subscribe or unsubscribe, got {action!r}")
     text = symbols if isinstance(symbols, str) else ",".join(symbols)
     try:
-        names = parse_symbols(text)
+        names = parse_symbols(text, pairs=settings.venue == "alpaca")
     except DecodeError as exc:
         raise ValueError(str(exc)) from None
     keys = settings.keys

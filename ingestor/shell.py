@@ -6,7 +6,9 @@ follows the partition's control stream); with an API key one private WS-API slot
 user-data stream. Each slot (:class:`ingestor.connection.Connection`) stamps frames
 ``(conn, seq, ts_recv)`` and puts them on one bounded queue; one writer drains it in natural
 batches (:class:`ingestor.writer.BatchWriter`). REST snapshots and trade backfills
-(:class:`ingestor.rest.RestFetcher`) go through the same queue.
+(:class:`ingestor.rest.RestFetcher`) go through the same queue. With ``TICKPIPE_VENUE=alpaca``
+the slots are one market-data connection for the feed and the trading stream
+(:mod:`ingestor.alpaca`), and control entries go to :class:`ingestor.alpaca_control.AlpacaControl`.
 
 Queue policy: the queue holds at most ``queue_max`` entries. While Redis is unreachable and the
 queue is half full, the writer spills to the journal under ``TICKPIPE_DATA_DIR`` (disk cap
@@ -38,6 +40,8 @@ from common.health import HealthReporter
 from common.names import Partition
 from common.redis_io import connect_redis
 from common.settings import Settings
+from ingestor.alpaca import alpaca_links, alpaca_slots, check_alpaca_keys
+from ingestor.alpaca_control import AlpacaControl
 from ingestor.connection import Connection, WsOptions
 from ingestor.control import Subscriptions
 from ingestor.journal import Journal, JournalLocked
@@ -80,7 +84,10 @@ class Ingestor:
         )
         self.stats = IngestorStats()
         self.queue: WriteQueue = asyncio.Queue(maxsize=queue_max)
-        self.links = plan_links(settings)
+        self.alpaca = settings.venue == "alpaca"
+        if self.alpaca:
+            check_alpaca_keys(settings)
+        self.links = list(alpaca_links(settings)) if self.alpaca else plan_links(settings)
         self._halt = asyncio.Event()
         self._fatal: ConfigError | None = None
         self.writer: BatchWriter | None = None
@@ -102,6 +109,14 @@ class Ingestor:
             settings, self._market_slot, cap=streams_per_conn, on_snapshot=self._on_snapshot
         )
         self.connections = [self._connection(link) for link in self.links if link.private]
+        self.alpaca_control: AlpacaControl | None = None
+        if self.alpaca:
+            self.connections, data = alpaca_slots(
+                settings, self.links, backoff_factory=self._make_backoff, venue=settings.venue,
+                queue=self.queue, stats=self.stats, clock=self.clock, halt=self._halt,
+                token=self._token, options=self.options,
+            )  # fmt: skip
+            self.alpaca_control = AlpacaControl(settings, data)
 
     def _connection(self, link: Link, streams: list[str] | None = None) -> Connection:
         return Connection(
@@ -164,13 +179,16 @@ class Ingestor:
         health_stop = asyncio.Event()
         writer_task = asyncio.create_task(writer.run(), name="ingestor-writer")
         subs = self.subscriptions
-        try:
-            last = await asyncio.wait_for(subs.replay(redis), self.flush_timeout_s)
-        except TimeoutError:
-            last = {self.settings.keys.control(p): "0-0" for p in subs.subs}
-        self.connections = [*subs.initial_slots(), *self.connections]
+        if self.alpaca_control is not None:
+            follow_task = asyncio.create_task(self.alpaca_control.run(redis, self._halt))
+        else:
+            try:
+                last = await asyncio.wait_for(subs.replay(redis), self.flush_timeout_s)
+            except TimeoutError:
+                last = {self.settings.keys.control(p): "0-0" for p in subs.subs}
+            self.connections = [*subs.initial_slots(), *self.connections]
+            follow_task = asyncio.create_task(subs.follow(redis, last, self._halt))
         conn_tasks = [self._start(c) for c in self.connections]
-        follow_task = asyncio.create_task(subs.follow(redis, last, self._halt))
         opened_task = asyncio.create_task(self._open_new_slots(conn_tasks))
         rest_task = asyncio.create_task(self.rest.run(), name="ingestor-rest")
         stop_task = asyncio.create_task(self._halt_on(stop))

@@ -116,11 +116,15 @@ class TokenBucket:
         return int((1.0 - self.tokens) / self.rate_per_s * 1e9) + 1
 
 
-def parse_symbols(text: str) -> list[str]:
-    """Split ``"A,B"`` into upper-case symbols; raise :class:`DecodeError` for anything else."""
+def parse_symbols(text: str, *, pairs: bool = False) -> list[str]:
+    """Split ``"A,B"`` into upper-case symbols; raise :class:`DecodeError` for anything else.
+
+    ``pairs`` also allows Alpaca's ``BTC/USD`` pairs and share classes such as ``BRK.B``.
+    """
     out = [s.strip().upper() for s in text.split(",") if s.strip()]
     for s in out:
-        if not s.isalnum() or len(s) > 20:
+        bare = s.replace("/", "").replace(".", "") if pairs else s
+        if not bare.isalnum() or len(s) > 20:
             raise DecodeError(f"{s!r} is not a symbol")
     if not out:
         raise DecodeError("no symbol given")
@@ -136,11 +140,11 @@ class ControlRequest:
     reason: str = ""
 
 
-def parse_control(fields: Mapping[Any, Any]) -> ControlRequest:
+def parse_control(fields: Mapping[Any, Any], *, pairs: bool = False) -> ControlRequest:
     """Decode a control entry: ``action`` plus ``symbols`` (``"A,B"``) or ``symbol``."""
     data = decode_fields(fields)
     action = data.get("action", "")
     if action not in CONTROL_ACTIONS:
         raise DecodeError(f"unknown control action {action!r}; known: {CONTROL_ACTIONS}")
     text = data.get("symbols") or data.get("symbol") or ""
-    return ControlRequest(action, tuple(parse_symbols(text)), data.get("reason", ""))
+    return ControlRequest(action, tuple(parse_symbols(text, pairs=pairs)), data.get("reason", ""))

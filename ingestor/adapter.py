@@ -1,0 +1,189 @@
+"""Run a connection slot whose wire protocol a venue adapter supplies (Alpaca and later venues).
+
+:class:`~ingestor.connection.Connection` speaks Binance. :class:`AdapterConnection` keeps its
+reconnect loop, backoff, outcome rules (a rejected key is fatal, a rate limit waits), markers and
+the shared write queue, and replaces the one session with a loop driven by a
+:class:`VenueAdapter`: the adapter names the URL and upgrade headers and, per session, a
+:class:`SessionAdapter` that turns each received frame into a :class:`Step` (raw entries to queue,
+messages to send, the liveness key, delivered, an error that ends the session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from common.errors import VenueError
+from ingestor.connection import MAX_FRAME_BYTES, Connection
+from ingestor.liveness import Cadence
+from ingestor.session import ConnectionTape
+from ingestor.slot import Run, StaleConnection
+from ingestor.writer import Item
+
+__all__ = ["AdapterConnection", "SessionAdapter", "Step", "VenueAdapter"]
+
+_WS_MAX_QUEUE = 256
+
+
+@dataclass(slots=True)
+class Step:
+    """What one received frame calls for."""
+
+    items: list[Item] = field(default_factory=list)
+    send: list[str | bytes] = field(default_factory=list)
+    #: Liveness key of the frame's data (``None`` for control frames).
+    stream: str | None = None
+    delivered: bool = False
+    #: Marker events (``{"event": ...}``) to write on the slot's own stream.
+    markers: list[dict[str, object]] = field(default_factory=list)
+    error: VenueError | None = None
+
+
+class SessionAdapter(Protocol):
+    """One WebSocket session of an adapter-driven slot."""
+
+    @property
+    def tape(self) -> ConnectionTape:
+        """Return the tape of the slot's own stream (markers of stale/rotate go there)."""
+
+    def connect_markers(self, ts_recv: int) -> list[Item]: ...
+
+    def opening(self) -> list[str | bytes]: ...
+
+    def receive(self, message: str | bytes, ts_recv: int) -> Step: ...
+
+    def disconnect_markers(self, ts_recv: int, reason: str) -> list[Item]: ...
+
+
+class VenueAdapter(Protocol):
+    """One slot's venue protocol: where to connect and how to run a session."""
+
+    url: str
+    #: Watch the learned cadence of data and replace a mute session.
+    watch_liveness: bool
+    #: Total silence that makes a session stale (``None``: the slot's ``stale_max_s``).
+    max_silence_s: float | None
+
+    def headers(self) -> dict[str, str]: ...
+
+    def new_session(self, conn: str) -> SessionAdapter: ...
+
+    def outboxes(self) -> set[asyncio.Queue[str | bytes]]: ...
+
+
+class AdapterConnection(Connection):
+    """A :class:`Connection` whose sessions follow a :class:`VenueAdapter`; never rotates."""
+
+    adapter: VenueAdapter
+
+    def bind(self, adapter: VenueAdapter) -> AdapterConnection:
+        """Attach the adapter (call once, before :meth:`keep_connected`)."""
+        self.adapter = adapter
+        return self
+
+    async def _session(self, run: Run) -> None:
+        adapter, opts, attempt = self.adapter, self.options, run.attempt
+        session = adapter.new_session(attempt.conn)
+        async with connect(
+            adapter.url,
+            additional_headers=adapter.headers() or None,
+            ping_interval=opts.ping_interval_s,
+            ping_timeout=opts.ping_timeout_s,
+            close_timeout=opts.close_timeout_s,
+            max_size=MAX_FRAME_BYTES,
+            max_queue=_WS_MAX_QUEUE,
+            compression=None,
+        ) as ws:
+            attempt.connected_at = time.monotonic()
+            for item in session.connect_markers(self.clock()):
+                await self._put_item(item)
+            self.stats.connections_up += 1
+            outbox: asyncio.Queue[str | bytes] = asyncio.Queue()
+            for message in session.opening():
+                outbox.put_nowait(message)
+            adapter.outboxes().add(outbox)
+            helpers = [
+                asyncio.create_task(self._close_when_retired(ws, run)),
+                asyncio.create_task(_send_all(ws, outbox)),
+            ]
+            cadence = Cadence(
+                time.monotonic_ns(),
+                max_silence_ns=int((adapter.max_silence_s or opts.stale_max_s) * 1e9),
+                factor=opts.stale_factor,
+                floor_ns=int(opts.stale_floor_s * 1e9),
+            )
+            if adapter.watch_liveness:
+                helpers.append(asyncio.create_task(self._watch(ws, session.tape, run, cadence)))
+            reason = "cancelled"
+            try:
+                await self._read_steps(ws, session, run, cadence, outbox)
+                if run.stale_reason:
+                    raise StaleConnection(run.stale_reason)
+                who = "us" if self.halt.is_set() or run.retire.is_set() else "the venue"
+                reason = f"closed by {who}: code {ws.close_code} {ws.close_reason}".rstrip()
+            except ConnectionClosed as exc:
+                if run.stale_reason:
+                    reason = run.stale_reason
+                    raise StaleConnection(run.stale_reason) from None
+                reason = f"connection lost: {exc}"
+                raise
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                adapter.outboxes().discard(outbox)
+                for helper in helpers:
+                    helper.cancel()
+                self.stats.connections_up -= 1
+                if self.link.private:
+                    self.stats.private_subscribed = False
+                for item in session.disconnect_markers(self.clock(), reason):
+                    if reason == "cancelled":
+                        with contextlib.suppress(asyncio.QueueFull):
+                            self.queue.put_nowait(item)
+                    else:
+                        await self._put_item(item)
+
+    async def _read_steps(
+        self,
+        ws: ClientConnection,
+        session: SessionAdapter,
+        run: Run,
+        cadence: Cadence,
+        outbox: asyncio.Queue[str | bytes],
+    ) -> None:
+        stats = self.stats
+        async for message in ws:
+            stats.frames_received += 1
+            step = session.receive(message, self.clock())
+            for item in step.items:
+                await self._put_item(item)
+            cadence.seen(step.stream, time.monotonic_ns())
+            for out in step.send:
+                outbox.put_nowait(out)
+            for event in step.markers:
+                await self._put(self._marker(session.tape.conn, event, session.tape.seq))
+            if step.delivered and not run.delivered.is_set():
+                run.delivered.set()
+                if self.link.private:
+                    stats.private_subscribed = True
+            if step.error is not None:
+                raise step.error
+
+    async def _put_item(self, item: Item) -> None:
+        if self.queue.full():
+            self.stats.queue_full_waits += 1
+        await self.queue.put(item)
+
+
+async def _send_all(ws: ClientConnection, outbox: asyncio.Queue[str | bytes]) -> None:
+    while True:
+        message = await outbox.get()
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(message)
