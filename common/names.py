@@ -107,6 +107,18 @@ class Keys:
     def gaps(self, partition: Partition) -> str:
         return self._p(partition, "gaps")
 
+    def venue_bars(self, partition: Partition) -> str:
+        """Bars the venue itself publishes (Alpaca ``b``/``u``/``d``), not tickpipe's own."""
+        return self._p(partition, "venue-bars")
+
+    def trade_corrections(self, partition: Partition) -> str:
+        """Trade corrections and cancel/errors the venue reported (Alpaca ``c``/``x``)."""
+        return self._p(partition, "trade-corrections")
+
+    def venue_status(self, partition: Partition) -> str:
+        """Trading status messages of the venue (Alpaca ``s``: halts, resumes)."""
+        return self._p(partition, "venue-status")
+
     # -- partition state -----------------------------------------------------------------------
     def checkpoint(self, partition: Partition) -> str:
         return self._p(partition, "checkpoint")

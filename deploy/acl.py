@@ -81,7 +81,7 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
     )
     outputs = p(
         "trades", "quotes", "book", "bars:*", "signals", "dead-letters", "gaps",
-        "order-updates", "control",
+        "order-updates", "control", "venue-bars", "trade-corrections", "venue-status",
     )  # fmt: skip
     processor = (
         f"{head} ~{_health(keys, 'processor')} {p('checkpoint', 'lease')} "

@@ -14,6 +14,11 @@ Quotes are de-duplicated by update id, trades by trade id per symbol: a trade id
 (:mod:`processor.books`) are not checkpointed: after a takeover each symbol's next diff asks for
 a fresh snapshot. Markers, request replies and channels not handled are passed over and counted;
 a frame that cannot be parsed or fails validation becomes a :class:`DeadLetter`.
+
+Alpaca frames (chosen by ``RawFrame.venue``) go through :mod:`processor.alpaca`: trades are
+de-duplicated by (symbol, id) among the recent ids (Alpaca ids skip values, so no gaps are
+recorded) and feed the same bars and strategies; venue bars, corrections and statuses are passed
+through; each message that fails validation is one dead letter.
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ import orjson
 from common.errors import DecodeError
 from common.schema import Bar, Quote, RawFrame, Signal, Trade
 from common.settings import Settings
+from processor.alpaca import BadMessage, VenueBar, classify_alpaca, revise_bar
 from processor.bars import BarBuilder
 from processor.books import BOOK_COUNTERS, BookKeeper, BookOutput, DepthDiff, DepthSnapshot
 from processor.frames import classify, is_reply
 from processor.marketdata import Trades
-from processor.records import BookTop, GapRecord, SnapshotRequest
+from processor.records import BookTop, GapRecord, SnapshotRequest, TradeCorrection, VenueStatus
 from processor.strategies import Strategy, build_strategies
-from processor.tradeids import TradeIds
+from processor.tradeids import RecentIds, TradeIds
 
 __all__ = [
     "COUNTERS",
@@ -72,6 +78,10 @@ COUNTERS = (
     "signals",
     "final_bars",
     "replayed",  # entries at or before the checkpoint, acknowledged without output
+    "venue_bars",  # bars the venue published (Alpaca b/u/d)
+    "corrections",  # trade corrections and cancel/errors the venue reported
+    "statuses",  # trading status messages
+    "venue_errors",  # error messages the venue sent on the data stream
     *BOOK_COUNTERS,
 )
 
@@ -115,6 +125,9 @@ class BatchOutput:
     book_tops: list[BookTop] = field(default_factory=list)
     gaps: list[GapRecord] = field(default_factory=list)
     snapshot_requests: list[SnapshotRequest] = field(default_factory=list)
+    venue_bars: list[Bar] = field(default_factory=list)
+    corrections: list[TradeCorrection] = field(default_factory=list)
+    statuses: list[VenueStatus] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
     frames: int = 0
 
@@ -145,6 +158,8 @@ class PartitionState:
         )
         self.strategies = list(strategies)
         self.trade_ids = TradeIds()
+        self.recent_ids = RecentIds()  # venues with non-contiguous trade ids (Alpaca)
+        self.venue_bar_revisions: dict[str, int] = {}  # "symbol|interval|ts_open" -> revision
         self.last_quote_id: dict[str, int] = {}
         self.last_entry_id = ""
         self.counters = dict.fromkeys(COUNTERS, 0)
@@ -181,6 +196,8 @@ class PartitionState:
             "venue": self.venue,
             "last_entry_id": self.last_entry_id,
             "trade_ids": self.trade_ids.to_state(),
+            "recent_ids": self.recent_ids.to_state(),
+            "venue_bar_revisions": self.venue_bar_revisions,
             "last_quote_id": self.last_quote_id,
             "bars": self.bars.to_state(),
             "strategies": {s.name: s.to_state() for s in self.strategies},
@@ -213,6 +230,9 @@ class PartitionState:
                 state.trade_ids.load_state(data["trade_ids"])
             quote_ids = data.get("last_quote_id", {})
             state.last_quote_id = {str(k): int(v) for k, v in quote_ids.items()}
+            state.recent_ids.load_state(data.get("recent_ids", {}))
+            revisions = data.get("venue_bar_revisions", {})
+            state.venue_bar_revisions = {str(k): int(v) for k, v in revisions.items()}
             state.bars.load_state(data["bars"])
             saved = data["strategies"]
             for strategy in state.strategies:
@@ -249,6 +269,9 @@ def process_batch(
         if isinstance(frame, BadEntry):
             out.dead_letters.append(DeadLetter(entry_id, frame.reason, frame.data))
             continue
+        if frame.venue == "alpaca" and frame.kind != "marker":
+            _on_alpaca(state, out, entry_id, frame, ts_now)
+            continue
         try:
             result = classify(entry_id, frame)
         except DecodeError as exc:
@@ -278,6 +301,10 @@ def process_batch(
 
 
 def _on_quote(state: PartitionState, out: BatchOutput, quote: Quote) -> None:
+    if not quote.update_id:  # a venue without quote sequence numbers (Alpaca)
+        out.quotes.append(quote)
+        state.counters["quotes"] += 1
+        return
     update_id = int(quote.update_id)
     last = state.last_quote_id.get(quote.symbol)
     if last is not None and update_id <= last:
@@ -297,8 +324,12 @@ def _on_trade(
     state: PartitionState, out: BatchOutput, trade: Trade, ts_now: int, *, aggregate: bool
 ) -> None:
     counters = state.counters
-    id_space = f"{trade.symbol}@agg" if aggregate else trade.symbol
-    verdict, expected = state.trade_ids.see(id_space, int(trade.trade_id))
+    if trade.venue == "alpaca":  # ids unique per symbol but not contiguous: no gaps
+        seen = state.recent_ids.seen(trade.symbol, int(trade.trade_id))
+        verdict, expected = ("duplicate" if seen else "new"), None
+    else:
+        id_space = f"{trade.symbol}@agg" if aggregate else trade.symbol
+        verdict, expected = state.trade_ids.see(id_space, int(trade.trade_id))
     if verdict == "duplicate":
         counters["duplicate_trades"] += 1
         return
@@ -354,3 +385,35 @@ def _on_trade(
                 )
             )
             counters["signals"] += 1
+
+
+def _on_alpaca(
+    state: PartitionState, out: BatchOutput, entry_id: str, frame: RawFrame, ts_now: int
+) -> None:
+    """Fold the messages of one Alpaca frame in, in order."""
+    counters = state.counters
+    try:
+        items = classify_alpaca(entry_id, frame)
+    except DecodeError as exc:
+        out.dead_letters.append(DeadLetter(entry_id, str(exc), frame.data))
+        return
+    for item in items:
+        if isinstance(item, str):
+            counters[item] += 1
+        elif isinstance(item, Trade):
+            _on_trade(
+                state, out, dataclasses.replace(item, ts_proc=ts_now), ts_now, aggregate=False
+            )
+        elif isinstance(item, Quote):
+            _on_quote(state, out, dataclasses.replace(item, ts_proc=ts_now))
+        elif isinstance(item, VenueBar):
+            out.venue_bars.append(revise_bar(state.venue_bar_revisions, item))
+            counters["venue_bars"] += 1
+        elif isinstance(item, TradeCorrection):
+            out.corrections.append(dataclasses.replace(item, ts_proc=ts_now))
+            counters["corrections"] += 1
+        elif isinstance(item, VenueStatus):
+            out.statuses.append(dataclasses.replace(item, ts_proc=ts_now))
+            counters["statuses"] += 1
+        elif isinstance(item, BadMessage):
+            out.dead_letters.append(DeadLetter(entry_id, item.reason, frame.data))

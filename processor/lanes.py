@@ -103,6 +103,9 @@ class PartitionLane:
         self.book_key = keys.book(partition)
         self.gaps_key = keys.gaps(partition)
         self.control_key = keys.control(partition)
+        self.venue_bars_key = keys.venue_bars(partition)
+        self.corrections_key = keys.trade_corrections(partition)
+        self.status_key = keys.venue_status(partition)
         self.retained = [
             ("raw", self.stream, (GROUP_PROCESSOR,)),
             ("trades", self.trades_key, ()),
@@ -112,6 +115,9 @@ class PartitionLane:
             ("signals", self.signals_key, ()),
             ("gaps", self.gaps_key, ()),
             ("control", self.control_key, ()),
+            ("venue-bars", self.venue_bars_key, ()),
+            ("trade-corrections", self.corrections_key, ()),
+            ("venue-status", self.status_key, ()),
             ("dead-letters", self.dead_letter_key, ()),
         ]
         self.state = self._fresh()
@@ -136,6 +142,9 @@ class PartitionLane:
         outputs += [(self.book_key, b.to_fields()) for b in out.book_tops]
         outputs += [(self.gaps_key, g.to_fields()) for g in out.gaps]
         outputs += [(self.control_key, r.to_fields()) for r in out.snapshot_requests]
+        outputs += [(self.venue_bars_key, b.to_fields()) for b in out.venue_bars]
+        outputs += [(self.corrections_key, c.to_fields()) for c in out.corrections]
+        outputs += [(self.status_key, s.to_fields()) for s in out.statuses]
         outputs += [(self.dead_letter_key, d.to_fields()) for d in out.dead_letters]
         return Commit(
             outputs=outputs,
@@ -150,6 +159,9 @@ class PartitionLane:
                 "book_tops": len(out.book_tops),
                 "gaps": len(out.gaps),
                 "snapshot_requests": len(out.snapshot_requests),
+                "venue_bars": len(out.venue_bars),
+                "corrections": len(out.corrections),
+                "statuses": len(out.statuses),
                 "dead_letters": len(out.dead_letters),
             },
         )

@@ -8,6 +8,11 @@ passed over and counted; anything unparseable becomes a dead letter. Entries at 
 checkpoint's last entry id are acknowledged without output. An ``executionReport`` whose
 execution id ``I`` was already seen (the same event over a second connection, or replayed by the
 venue after a reconnect) is dropped; the last :data:`SEEN_EXECUTIONS` ids are checkpointed.
+
+Alpaca's trading stream (``{"stream":"trade_updates","data":..}``, JSON or base64 msgpack) maps
+to order updates the same way (:func:`common.alpaca.parse_trade_update`); an update is identified
+by its ``execution_id``, else by order id, event and timestamp. ``authorization`` and
+``listening`` frames count as replies.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 import msgpack
 
-from common import binance
+from common import alpaca, binance
 from common.errors import DecodeError
 from common.schema import OrderUpdate, RawFrame
 from processor.core import BadEntry, DeadLetter, entry_key, is_reply
@@ -60,10 +65,10 @@ class VenueState:
         self.venue = venue
         self.last_entry_id = ""
         self.counters = dict.fromkeys(PRIVATE_COUNTERS, 0)
-        self.executions: deque[int] = deque()  # recent execution ids, oldest first
-        self._executions: set[int] = set()
+        self.executions: deque[int | str] = deque()  # recent execution ids, oldest first
+        self._executions: set[int | str] = set()
 
-    def seen(self, execution_id: int) -> bool:
+    def seen(self, execution_id: int | str) -> bool:
         """Tell whether ``execution_id`` came before; remember it if not."""
         if execution_id in self._executions:
             return True
@@ -97,7 +102,9 @@ class VenueState:
             state = cls(venue)
             state.last_entry_id = str(data["last_entry_id"])
             state.counters.update({str(k): int(v) for k, v in data["counters"].items()})
-            state.executions = deque(int(i) for i in data["executions"])
+            state.executions = deque(
+                i if isinstance(i, str) else int(i) for i in data["executions"]
+            )
             state._executions = set(state.executions)
         except DecodeError:
             raise
@@ -106,9 +113,30 @@ class VenueState:
         return state
 
 
-def _classify(frame: RawFrame) -> tuple[OrderUpdate, int | None] | str:
+def _classify_alpaca(frame: RawFrame) -> tuple[OrderUpdate, str | None] | str:
+    """Classify a trading-stream frame: ``trade_updates`` -> update and its identity."""
+    payload = alpaca.decode_payload(frame.kind, frame.data)
+    if not isinstance(payload, Mapping):
+        raise DecodeError("Alpaca trading frame must be an object")
+    stream = payload.get("stream")
+    if stream in ("authorization", "listening") or payload.get("action") == "error":
+        return "replies"
+    if stream != "trade_updates":
+        if stream is None:
+            raise DecodeError("unrecognised Alpaca trading frame: no stream")
+        return "ignored"
+    data = payload.get("data")
+    if not isinstance(data, Mapping):
+        raise DecodeError("trade update data must be an object")
+    update = alpaca.parse_trade_update(data, ts_recv=frame.ts_recv)
+    return update, "alpaca|" + alpaca.trade_update_key(data)
+
+
+def _classify(frame: RawFrame) -> tuple[OrderUpdate, int | str | None] | str:
     if frame.kind == "marker":
         return "markers"
+    if frame.venue == "alpaca":
+        return _classify_alpaca(frame)
     if frame.venue != "binance":
         raise DecodeError(f"no parser for venue {frame.venue!r}")
     if frame.kind != "ws":

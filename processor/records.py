@@ -7,12 +7,20 @@ best first.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
 from common.schema import SCHEMA_VERSION, Event
 
-__all__ = ["BookTop", "GapRecord", "SnapshotRequest", "format_levels"]
+__all__ = [
+    "BookTop",
+    "GapRecord",
+    "SnapshotRequest",
+    "TradeCorrection",
+    "VenueStatus",
+    "format_levels",
+]
 
 
 def format_levels(levels: list[tuple[str, str]]) -> str:
@@ -83,3 +91,56 @@ class SnapshotRequest:
             "reason": self.reason,
             "entry_id": self.entry_id,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class TradeCorrection:
+    """A trade the venue corrected (``kind`` ``correction``) or cancelled (``cancel``).
+
+    ``original_*`` describe the trade as first printed; ``corrected_*`` its new values (empty for
+    a cancel). ``action`` is the venue's ``C`` (cancel) or ``E`` (error) for a cancel.
+    """
+
+    kind: str
+    venue: str
+    symbol: str
+    exchange: str
+    original_id: str
+    original_price: str
+    original_size: str
+    original_conditions: str
+    corrected_id: str
+    corrected_price: str
+    corrected_size: str
+    corrected_conditions: str
+    action: str
+    tape: str
+    entry_id: str
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0
+
+    def to_fields(self) -> dict[str, str]:
+        """Return one readable field per attribute plus ``v``."""
+        out = {"v": SCHEMA_VERSION}
+        for item in dataclasses.fields(self):
+            out[item.name] = str(getattr(self, item.name))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class VenueStatus(Event):
+    """A symbol's trading status as the venue announced it (halt, resume...)."""
+
+    kind: ClassVar[str] = "venue_status"
+    venue: str
+    symbol: str
+    status_code: str
+    status_message: str
+    reason_code: str
+    reason_message: str
+    tape: str
+    entry_id: str
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0

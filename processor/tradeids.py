@@ -8,11 +8,14 @@ accepted and the range shrinks; any other id at or below the highest is a duplic
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
-__all__ = ["MAX_MISSING_RANGES", "TradeIds"]
+__all__ = ["MAX_MISSING_RANGES", "RECENT_IDS", "RecentIds", "TradeIds"]
 
 MAX_MISSING_RANGES = 64
+#: How many recent trade ids per symbol :class:`RecentIds` remembers.
+RECENT_IDS = 1024
 
 
 class TradeIds:
@@ -59,3 +62,37 @@ class TradeIds:
         self.missing = {
             str(k): [[int(a), int(b)] for a, b in v] for k, v in data["missing"].items()
         }
+
+
+class RecentIds:
+    """The last ``window`` trade ids seen per symbol, for venues whose ids are not contiguous.
+
+    Alpaca trade ids are unique per symbol but skip values, so a jump says nothing about a missing
+    trade: an id is a duplicate exactly when it is among the recent ones. Checkpointable.
+    """
+
+    def __init__(self, window: int = RECENT_IDS) -> None:
+        self.window = window
+        self.recent: dict[str, deque[int]] = {}
+        self._sets: dict[str, set[int]] = {}
+
+    def seen(self, symbol: str, trade_id: int) -> bool:
+        """Tell whether ``trade_id`` of ``symbol`` came before; remember it if not."""
+        ids = self._sets.setdefault(symbol, set())
+        if trade_id in ids:
+            return True
+        queue = self.recent.setdefault(symbol, deque())
+        queue.append(trade_id)
+        ids.add(trade_id)
+        if len(queue) > self.window:
+            ids.discard(queue.popleft())
+        return False
+
+    def to_state(self) -> dict[str, list[int]]:
+        """Return msgpack-friendly values (checkpoint), oldest id first."""
+        return {symbol: list(queue) for symbol, queue in self.recent.items()}
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        """Replace the state with one saved by :meth:`to_state`."""
+        self.recent = {str(k): deque(int(i) for i in v) for k, v in data.items()}
+        self._sets = {k: set(v) for k, v in self.recent.items()}

@@ -25,6 +25,9 @@ WRITERS: dict[str, set[str]] = {
     K.book(P): {"processor"},
     K.signals(P): {"processor", "trader"},  # the trader only acks through its group
     K.dead_letters(P): {"processor"},
+    K.venue_bars(P): {"processor"},
+    K.trade_corrections(P): {"processor"},
+    K.venue_status(P): {"processor"},
     K.venue_dead_letters(V): {"processor"},
     K.control(P): {"processor"},
     K.checkpoint(P): {"processor"},
