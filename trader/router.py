@@ -1,4 +1,7 @@
-"""Send, look up, cancel and reconcile orders at the venue; record every outcome in the ledger.
+"""Send, look up and cancel orders over Binance's WebSocket API; record every outcome.
+
+The shared parts (in-flight bookkeeping, cancel pacing, reconciliation) are in
+:mod:`trader.venue_router`; Alpaca's REST counterpart is :mod:`trader.alpaca_router`.
 
 At most one order per intent: ``order.place`` requests of one intent are all signed with the
 intent's own timestamp, so the venue refuses any of them that arrives later than the receive
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,25 +35,18 @@ from trader.core import (
     status_params,
 )
 from trader.ledger import Ledger
-from trader.orders import TERMINAL, OrderState
-from trader.risk import to_decimal
+from trader.orders import OrderState
 from trader.signing import Signer
+from trader.venue_router import VenueRouter
 
 __all__ = ["Router"]
 
 log = logging.getLogger("tickpipe.trader")
 
 SKEW_MARGIN_MS = 1000
-CANCEL_RETRY_S = 2.0
 
 
-def _same(state: OrderState, order: dict[str, Any]) -> bool:
-    """Whether the venue's order says what ``state`` already knows (status and fills)."""
-    filled = to_decimal(str(order.get("executedQty", "")))
-    return state.status == order.get("status") and filled == to_decimal(state.filled_qty)
-
-
-class Router:
+class Router(VenueRouter):
     """The trader's requests to the venue, one method per kind of request."""
 
     def __init__(
@@ -68,19 +63,18 @@ class Router:
         signer: Signer | None = None,
         session: bool = False,
     ) -> None:
-        self.settings = settings
+        super().__init__(
+            settings,
+            ledger,
+            clock=clock,
+            counts=counts,
+            status_attempts=status_attempts,
+            retry_base_s=retry_base_s,
+            recv_window_ms=recv_window_ms,
+        )
         self.signer = signer  # None: HMAC with the API secret
         self.session = session  # the connection is logged on: requests carry no signature
         self.venue = venue
-        self.ledger = ledger
-        self.clock = clock
-        self.counts = counts
-        self.status_attempts = status_attempts
-        self.retry_base_s = retry_base_s
-        self.recv_window_ms = recv_window_ms
-        self.inflight: set[str] = set()  # client order ids with a request under way here
-        self.last_order_latency_ms: float | None = None
-        self._cancel_tried: dict[str, float] = {}
 
     def _auth(self) -> dict[str, Any]:
         return {
@@ -91,18 +85,7 @@ class Router:
             "session": self.session,
         }
 
-    def _now_ms(self) -> int:
-        return self.clock() // MS
-
     # -- place -----------------------------------------------------------------------------------
-    async def send(self, signal: Signal, intent: OrderIntent) -> None:
-        """Send ``order.place`` for ``intent``; resolve anything ambiguous by ``order.status``."""
-        self.inflight.add(intent.client_order_id)
-        try:
-            await self._send(signal, intent)
-        finally:
-            self.inflight.discard(intent.client_order_id)
-
     async def _send(self, signal: Signal, intent: OrderIntent) -> None:
         backoff = Backoff(base_s=self.retry_base_s, cap_s=5.0)
         # Every copy carries the intent's time: the venue refuses one that arrives too late.
@@ -143,19 +126,7 @@ class Router:
             await self.ledger.record_result(intent, result, source="place")
             return
 
-    def _count_sent(self, signal: Signal, sent_ns: int) -> None:
-        self.counts["orders_sent"] += 1
-        self.last_order_latency_ms = round((sent_ns - signal.ts_event) / MS, 3)
-
     # -- status ----------------------------------------------------------------------------------
-    async def resolve(self, intent: OrderIntent, *, source: str) -> OrderState | None:
-        """Look the order up until the venue says what happened; never send it again."""
-        self.inflight.add(intent.client_order_id)
-        try:
-            return await self._resolve(intent, source=source)
-        finally:
-            self.inflight.discard(intent.client_order_id)
-
     async def _resolve(self, intent: OrderIntent, *, source: str) -> OrderState | None:
         """Query ``order.status``; "no such order" settles it once no copy can be accepted.
 
@@ -201,132 +172,45 @@ class Router:
             await asyncio.sleep(backoff.next_delay_s())
 
     # -- cancel ----------------------------------------------------------------------------------
-    async def cancel(self, client_order_id: str, *, reason: str) -> None:
-        """Cancel one working order; an unclear answer is settled by ``order.status``."""
-        intent = await self.ledger.stored_intent(client_order_id)
-        if intent is None or client_order_id in self.inflight:
-            return
-        now = time.monotonic()
-        if now - self._cancel_tried.get(client_order_id, -1e9) < CANCEL_RETRY_S:
-            return  # tried a moment ago; the next guard round tries again
-        self._cancel_tried[client_order_id] = now
-        if len(self._cancel_tried) > 10_000:
-            self._cancel_tried.clear()
-        self.inflight.add(client_order_id)
-        try:
-            await self.ledger.record(intent, "cancel_requested", {"reason": reason})
-            self.counts["cancels_sent"] += 1
-            for _ in range(self.status_attempts):
-                params = cancel_params(
-                    intent.symbol, client_order_id, timestamp_ms=self._now_ms(), **self._auth()
+    async def _cancel(self, intent: OrderIntent) -> None:
+        """Send ``order.cancel``; an unclear answer is settled by ``order.status``."""
+        client_order_id = intent.client_order_id
+        for _ in range(self.status_attempts):
+            params = cancel_params(
+                intent.symbol, client_order_id, timestamp_ms=self._now_ms(), **self._auth()
+            )
+            try:
+                response = await self.venue.cancel(params)
+                result = result_of(response, now_ms=self._now_ms())
+            except RateLimited as exc:
+                self.counts["rate_limited"] += 1
+                await asyncio.sleep(min(max(exc.retry_after_s, 0.1), 60.0))
+                continue
+            except VenueUnavailable:
+                await asyncio.sleep(self.retry_base_s)
+                continue
+            except (OrderNotFound, AmbiguousOutcome, DuplicateOrder) as exc:
+                # Not open any more (filled first?) or unclear: ask what it is now.
+                log.info(
+                    "cancel unclear, querying",
+                    extra={"client_order_id": client_order_id, "error": str(exc)},
                 )
-                try:
-                    response = await self.venue.cancel(params)
-                    result = result_of(response, now_ms=self._now_ms())
-                except RateLimited as exc:
-                    self.counts["rate_limited"] += 1
-                    await asyncio.sleep(min(max(exc.retry_after_s, 0.1), 60.0))
-                    continue
-                except VenueUnavailable:
-                    await asyncio.sleep(self.retry_base_s)
-                    continue
-                except (OrderNotFound, AmbiguousOutcome, DuplicateOrder) as exc:
-                    # Not open any more (filled first?) or unclear: ask what it is now.
-                    log.info(
-                        "cancel unclear, querying",
-                        extra={"client_order_id": client_order_id, "error": str(exc)},
-                    )
-                    await self._resolve(intent, source="cancel")
-                    return
-                except OrderRejected as exc:
-                    await self.ledger.record(intent, "cancel_rejected", {"reason": str(exc)})
-                    return
-                await self.ledger.record_result(intent, result, source="cancel", event="canceled")
-                self.counts["cancels"] += 1
+                await self._resolve(intent, source="cancel")
                 return
-        finally:
-            self.inflight.discard(client_order_id)
-
-    async def cancel_all(self, client_order_ids: list[str], *, reason: str) -> None:
-        """Cancel several working orders, one after the other."""
-        for cid in client_order_ids:
-            await self.cancel(cid, reason=reason)
+            except OrderRejected as exc:
+                await self.ledger.record(intent, "cancel_rejected", {"reason": str(exc)})
+                return
+            await self.ledger.record_result(intent, result, source="cancel", event="canceled")
+            self.counts["cancels"] += 1
+            return
 
     # -- reconcile -------------------------------------------------------------------------------
-    async def reconcile(self, *, reason: str) -> int:
-        """Compare every working order with the venue's view; return the discrepancies found.
-
-        ``openOrders.status`` lists what is open at the venue; each working intent that is not in
-        that list (or every one, if the venue cannot list) is looked up with ``order.status``.
-        Intents the venue never got are settled ``not_found`` (orphans); open venue orders this
-        trader has no record of are reported.
-        """
-        self.counts["reconciles"] += 1
-        open_at_venue: dict[str, dict[str, Any]] | None = None
+    async def _open_at_venue(self) -> dict[str, dict[str, Any]] | None:
+        """List the open orders with ``openOrders.status`` (``None`` if that fails)."""
         try:
             params = open_orders_params(timestamp_ms=self._now_ms(), **self._auth())
             listed = list_result_of(await self.venue.open_orders(params), now_ms=self._now_ms())
-            open_at_venue = {str(o.get("clientOrderId")): o for o in listed if isinstance(o, dict)}
         except (OrderRejected, AmbiguousOutcome, VenueUnavailable, RateLimited) as exc:
             log.warning("open orders not listed; querying each", extra={"error": str(exc)})
-        found = 0
-        working = await self.ledger.working_ids()
-        for cid in working:
-            if cid in self.inflight:
-                continue
-            intent = await self.ledger.stored_intent(cid)
-            if intent is None:
-                continue
-            before = await self.ledger.order_state(cid)
-            if open_at_venue is not None and cid in open_at_venue:
-                listed_order = open_at_venue[cid]
-                if before is not None and _same(before, listed_order):
-                    continue
-                after: OrderState | None = await self.ledger.record_result(
-                    intent, listed_order, source=f"reconcile:{reason}", event="reconciled"
-                )
-            else:
-                after = await self.resolve(intent, source=f"reconcile:{reason}")
-            found += await self._compare(cid, before, after, reason)
-        for cid, order in (open_at_venue or {}).items():
-            if cid in working or cid in self.inflight:
-                continue
-            known = await self.ledger.stored_intent(cid) is not None
-            found += 1  # open at the venue, but unknown here or settled here
-            await self.ledger.record_event(
-                "discrepancy",
-                {
-                    "client_order_id": cid,
-                    "symbol": str(order.get("symbol", "")),
-                    "kind": "settled_here_open_at_venue" if known else "unknown_open_order",
-                    "reason": reason,
-                },
-            )
-        self.counts["discrepancies"] += found
-        log.info("reconciled", extra={"reason": reason, "discrepancies": found})
-        return found
-
-    async def _compare(
-        self, cid: str, before: OrderState | None, after: OrderState | None, reason: str
-    ) -> int:
-        if before is None or (after is None and cid in self.ledger.tracker.orders):
-            return 0  # unknown before, or still unresolved: nothing to compare yet
-        if after is not None and (after.status, after.filled_qty) == (
-            before.status,
-            before.filled_qty,
-        ):
-            return 0
-        kind = "orphan_intent" if after is None else "state_changed"
-        await self.ledger.record_event(
-            "discrepancy",
-            {
-                "client_order_id": cid,
-                "symbol": before.symbol,
-                "kind": kind,
-                "reason": reason,
-                "was": f"{before.status} {before.filled_qty}",
-                "venue": "none" if after is None else f"{after.status} {after.filled_qty}",
-                "terminal": "1" if after is None or after.status in TERMINAL else "0",
-            },
-        )
-        return 1
+            return None
+        return {str(o.get("clientOrderId")): o for o in listed if isinstance(o, dict)}

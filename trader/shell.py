@@ -4,8 +4,9 @@ Per ``place`` signal: if its intent already exists (an earlier run may have sent
 only looked up, never sent again; otherwise the risk limits are checked (kill switch, symbols,
 order size, position, notional, order rate), the intent is recorded (``SET NX`` on its idempotency
 key plus an ``intent`` entry in ``{V}:orders``, in one transaction) *before* anything is sent, and
-the order goes out (:mod:`trader.router`). A ``cancel`` signal cancels the symbol's working orders.
-The signal is acknowledged only once its outcome is in ``{V}:orders``.
+the order goes out (:mod:`trader.router` for Binance's WebSocket API, :mod:`trader.alpaca_router`
+for Alpaca's REST API when ``settings.venue`` is ``alpaca``). A ``cancel`` signal cancels the
+symbol's working orders. The signal is acknowledged only once its outcome is in ``{V}:orders``.
 
 Order updates (written by the processor) move each order through the state machine of
 :class:`trader.orders.OrderTracker`; the order's state lives in its intent key and the positions in
@@ -29,12 +30,14 @@ import redis.asyncio as aioredis
 
 from common.backoff import Backoff
 from common.binance import MS
-from common.errors import ConfigError, DecodeError, RedisUnavailable
+from common.errors import AuthError, ConfigError, DecodeError, RedisUnavailable
 from common.health import HealthReporter
 from common.names import GROUP_TRADER
 from common.redis_io import connect_redis, ensure_group, redis_errors, xreadgroup_streams
 from common.schema import Signal
 from common.settings import Settings
+from trader.alpaca_rest import AlpacaRest, rest_from_settings
+from trader.alpaca_router import AlpacaRouter
 from trader.binance_ws_api import BinanceWsApi, Venue, VenueUnavailable
 from trader.control import kill_switch_on
 from trader.core import build_intent, logon_params
@@ -43,6 +46,7 @@ from trader.risk import RiskLimits, TokenBucket, breach_cancels, check_signal, t
 from trader.router import Router
 from trader.signing import Signer, load_signer
 from trader.tasks import background_tasks, first_failure
+from trader.venue_router import VenueRouter
 
 __all__ = ["SERVICE", "Trader", "default_limits", "run"]
 
@@ -75,7 +79,7 @@ class Trader:
         self,
         settings: Settings,
         redis: aioredis.Redis,
-        venue: Venue,
+        venue: Venue | AlpacaRest,
         *,
         clock: Callable[[], int],
         limits: RiskLimits,
@@ -97,18 +101,20 @@ class Trader:
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.bucket = TokenBucket(settings.max_orders_per_s)
         self.ledger = Ledger(redis, self.keys, self.venue_name, clock=clock, counts=self.counts)
-        self.router = Router(
-            settings,
-            venue,
-            self.ledger,
-            clock=clock,
-            counts=self.counts,
-            status_attempts=status_attempts,
-            retry_base_s=retry_base_s,
-            recv_window_ms=recv_window_ms,
-            signer=signer,
-            session=session,
-        )
+        shared: dict[str, Any] = {
+            "clock": clock,
+            "counts": self.counts,
+            "status_attempts": status_attempts,
+            "retry_base_s": retry_base_s,
+            "recv_window_ms": recv_window_ms,
+        }
+        self.router: VenueRouter
+        if isinstance(venue, AlpacaRest):  # Alpaca's REST API
+            self.router = AlpacaRouter(settings, venue, self.ledger, **shared)
+        else:  # Binance's WebSocket API
+            self.router = Router(
+                settings, venue, self.ledger, signer=signer, session=session, **shared
+            )
         self.kill_switch = False
 
     @property
@@ -287,7 +293,7 @@ async def run(
     *,
     redis: aioredis.Redis | None = None,
     clock: Callable[[], int] | None = None,
-    venue: Venue | None = None,
+    venue: Venue | AlpacaRest | None = None,
     limits: RiskLimits | None = None,
     status_attempts: int = 8,
     retry_base_s: float = 0.2,
@@ -295,16 +301,27 @@ async def run(
     guard_interval_s: float = 0.25,
     unresolved_every_s: float = 30.0,
 ) -> None:
-    """Trade until ``stop`` is set; every dependency can be injected by tests."""
-    if not settings.binance_api_key or not settings.binance_api_secret:
+    """Trade until ``stop`` is set; every dependency can be injected by tests.
+
+    With ``settings.venue == "alpaca"`` orders go over Alpaca's REST API (an injected ``venue``
+    is then an :class:`AlpacaRest`); a refused Alpaca key stops the stage as a ConfigError.
+    """
+    alpaca = settings.venue == "alpaca"
+    own_redis, own_venue = redis is None, venue is None
+    signer: Signer | None = None
+    if alpaca:
+        configured = rest_from_settings(settings)  # checks the credentials
+        venue = venue if venue is not None else configured
+    elif not settings.binance_api_key or not settings.binance_api_secret:
         raise ConfigError(
             "the trader needs API credentials: set BINANCE_API_KEY and BINANCE_API_SECRET"
         )
-    signer = load_signer(settings.binance_key_type, settings.binance_api_secret.reveal())
+    else:
+        signer = load_signer(settings.binance_key_type, settings.binance_api_secret.reveal())
     session = settings.binance_key_type == "ed25519"  # log on once, then send unsigned
-    own_redis, own_venue = redis is None, venue is None
     redis = redis if redis is not None else connect_redis(settings.redis_url)
     if venue is None:
+        assert signer is not None
         key = settings.binance_api_key.reveal()
 
         def logon() -> dict[str, Any]:
@@ -377,6 +394,12 @@ async def run(
                 ),
             ]
         )
+    except AuthError as exc:
+        if not alpaca:
+            raise
+        raise ConfigError(
+            f"Alpaca refused the API key ({exc}): check ALPACA_API_KEY and ALPACA_API_SECRET"
+        ) from exc
     finally:
         health_stop.set()
         if health_task is not None:

@@ -186,15 +186,22 @@ class _Background:
 
 
 async def first_failure(tasks: list[asyncio.Task[None]]) -> None:
-    """Wait for every task; if one fails, cancel the others and raise its error."""
+    """Wait for every task; if one fails, cancel the others and raise its error.
+
+    A cancellation can be lost inside a client library (turned into a connection error that a
+    loop survives), so the tasks still running are cancelled again until they end.
+    """
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
             if task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
-        for task in tasks:
-            task.cancel()
+        pending = {t for t in tasks if not t.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
         await asyncio.gather(*tasks, return_exceptions=True)
 
 

@@ -1,0 +1,330 @@
+"""Integration tests of the trader routing to the mock's Alpaca venue over REST."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import fakeredis
+import pytest
+from aiohttp import web
+
+from common.binance import client_order_id_for
+from common.errors import ConfigError
+from common.names import Partition
+from common.schema import OrderUpdate, Signal, decode_fields
+from common.settings import Secret, Settings
+from mock_ws import MockExchange, start_mock
+from mock_ws.ground_truth import read_ground_truth
+from trader.alpaca_rest import AlpacaRest
+from trader.shell import run
+
+KEY, SECRET = "alpaca-key", "alpaca-secret"
+PARTITION = Partition("alpaca", 0)
+
+
+def make_settings(mock: MockExchange, **changes: Any) -> Settings:
+    assert mock.alpaca_rest_url is not None
+    base = Settings(
+        namespace="ta",
+        instance="trader-alpaca-test",
+        venue="alpaca",
+        symbols=("FAKEPACA",),
+        order_qty="1",
+        max_position="5",
+        alpaca_rest_url=mock.alpaca_rest_url,
+        alpaca_api_key=Secret(KEY),
+        alpaca_api_secret=Secret(SECRET),
+    )
+    return replace(base, **changes)
+
+
+def make_signal(signal_id: str = "threshold:FAKEPACA:1", **changes: Any) -> Signal:
+    now = time.time_ns()
+    signal = Signal(
+        signal_id=signal_id,
+        venue="alpaca",
+        symbol="FAKEPACA",
+        strategy="threshold",
+        action="place",
+        side="buy",
+        qty="1",
+        price="100",  # values the order for the risk limits
+        reason="test",
+        cause="1-0",
+        ts_event=now,
+        ts_recv=now,
+        ts_signal=now,
+    )
+    return replace(signal, **changes)
+
+
+async def wait_until(check: Callable[[], Awaitable[Any]], what: str, timeout_s: float = 8) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = await check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def order_events(redis: Any, settings: Settings) -> list[dict[str, str]]:
+    return [decode_fields(f) for _, f in await redis.xrange(settings.keys.orders("alpaca"))]
+
+
+async def wait_event(redis: Any, settings: Settings, event: str, n: int = 1) -> dict[str, str]:
+    async def found() -> list[dict[str, str]]:
+        hits = [e for e in await order_events(redis, settings) if e["event"] == event]
+        return hits if len(hits) >= n else []
+
+    hits = await wait_until(found, f"{n} {event!r} entries")
+    return dict(hits[n - 1])
+
+
+def filled_update(cid: str, order_id: str) -> OrderUpdate:
+    now = time.time_ns()
+    return OrderUpdate(
+        venue="alpaca",
+        symbol="FAKEPACA",
+        client_order_id=cid,
+        order_id=order_id,
+        side="buy",
+        order_type="MARKET",
+        status="FILLED",
+        exec_type="TRADE",
+        qty="1",
+        price="0",
+        filled_qty="1",
+        last_qty="1",
+        last_price="100",
+        cum_quote="100",
+        trade_id="e-1",
+        ts_event=now,
+        ts_recv=now,
+    )
+
+
+def placed(truth: Path, cid: str) -> list[dict[str, Any]]:
+    return [
+        o for o in read_ground_truth(truth).events("alpaca_order") if o["client_order_id"] == cid
+    ]
+
+
+class HoldingProxy:
+    """Forward requests to the mock; forward the first ``hold`` order POSTs but never answer."""
+
+    def __init__(self, target: str, hold: int = 1) -> None:
+        self.target = target.rstrip("/")
+        self.hold = hold
+        self.held = 0
+        self.release = asyncio.Event()
+        self.runner: web.AppRunner | None = None
+        self.http: aiohttp.ClientSession | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.forward)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        self.http = aiohttp.ClientSession()
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        assert self.http is not None
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower().startswith("apca-")}
+        if body:
+            headers["Content-Type"] = "application/json"
+        async with self.http.request(
+            request.method, self.target + request.path_qs, data=body or None, headers=headers
+        ) as answer:
+            raw = await answer.read()
+            status = answer.status
+        if request.method == "POST" and request.path == "/v2/orders" and self.held < self.hold:
+            self.held += 1
+            await self.release.wait()  # the order is placed; its answer never arrives in time
+        return web.Response(status=status, body=raw, content_type="application/json")
+
+    async def close(self) -> None:
+        self.release.set()
+        if self.http is not None:
+            await self.http.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def test_signal_places_exactly_one_order_and_records_the_ack(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        truth = tmp_path / "truth.jsonl"
+        mock = await start_mock(
+            alpaca_port=0, api_key=KEY, api_secret=SECRET, ground_truth_path=str(truth)
+        )
+        try:
+            settings = make_settings(mock)
+            redis = fakeredis.FakeAsyncRedis()
+            signal = make_signal()
+            await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
+            stop = asyncio.Event()
+            task = asyncio.create_task(run(settings, stop, redis=redis))
+            ack = await wait_event(redis, settings, "ack")
+            cid = client_order_id_for(signal.signal_id)
+            # The fill arrives as the processor writes it: an OrderUpdate with Binance statuses.
+            fill = filled_update(cid, ack["order_id"])
+            await redis.xadd(settings.keys.order_updates("alpaca"), fill.to_fields())
+            positions = settings.keys.positions("alpaca")
+
+            async def position() -> bool:
+                return decode_fields(await redis.hgetall(positions)).get("FAKEPACA") == "1"
+
+            await wait_until(position, "the position")
+            stop.set()
+            await asyncio.wait_for(task, 5)
+        finally:
+            await mock.close()
+        assert ack["client_order_id"] == cid and ack["source"] == "place"
+        assert ack["status"] == "NEW" and ack["order_id"]  # the POST answers "accepted"
+        orders = placed(truth, cid)
+        assert len(orders) == 1, orders
+        assert orders[0]["accepted"] and orders[0]["id"] == ack["order_id"]
+        assert orders[0]["side"] == "buy" and orders[0]["time_in_force"] == "day"
+        assert not await redis.smembers(settings.keys.working_orders("alpaca"))
+
+    asyncio.run(scenario())
+
+
+def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        truth = tmp_path / "truth.jsonl"
+        mock = await start_mock(
+            alpaca_port=0, api_key=KEY, api_secret=SECRET, ground_truth_path=str(truth)
+        )
+        assert mock.alpaca_rest_url is not None
+        proxy = HoldingProxy(mock.alpaca_rest_url)
+        await proxy.start()
+        signal = make_signal("threshold:FAKEPACA:crash")
+        cid = client_order_id_for(signal.signal_id)
+        try:
+            settings = make_settings(mock)
+            redis = fakeredis.FakeAsyncRedis()
+            await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
+            rest = AlpacaRest(proxy.url, api_key=KEY, api_secret=SECRET, request_timeout_s=60)
+            task = asyncio.create_task(run(settings, asyncio.Event(), redis=redis, venue=rest))
+
+            async def sent() -> bool:
+                return proxy.held == 1 and bool(placed(truth, cid))
+
+            await wait_until(sent, "the order at the venue")
+            task.cancel()  # the crash: intent recorded, order sent, no answer recorded
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await rest.aclose()
+            assert [e["event"] for e in await order_events(redis, settings)] == ["intent"]
+
+            stop = asyncio.Event()  # the restart reads the unacknowledged signal again
+            task = asyncio.create_task(run(settings, stop, redis=redis))
+            ack = await wait_event(redis, settings, "ack")
+            stop.set()
+            await asyncio.wait_for(task, 5)
+        finally:
+            await proxy.close()
+            await mock.close()
+        assert ack["source"] == "status:restart" and ack["status"] == "FILLED"  # by the query
+        assert len(placed(truth, cid)) == 1
+
+    asyncio.run(scenario())
+
+
+def test_first_post_times_out_and_is_resolved_by_query(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        truth = tmp_path / "truth.jsonl"
+        mock = await start_mock(
+            alpaca_port=0, api_key=KEY, api_secret=SECRET, ground_truth_path=str(truth)
+        )
+        assert mock.alpaca_rest_url is not None
+        proxy = HoldingProxy(mock.alpaca_rest_url)
+        await proxy.start()
+        signal = make_signal("threshold:FAKEPACA:timeout")
+        rest = AlpacaRest(proxy.url, api_key=KEY, api_secret=SECRET, request_timeout_s=0.5)
+        try:
+            settings = make_settings(mock)
+            redis = fakeredis.FakeAsyncRedis()
+            await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
+            stop = asyncio.Event()
+            task = asyncio.create_task(run(settings, stop, redis=redis, venue=rest))
+            ack = await wait_event(redis, settings, "ack")
+            stop.set()
+            await asyncio.wait_for(task, 5)
+        finally:
+            await rest.aclose()
+            await proxy.close()
+            await mock.close()
+        assert proxy.held == 1
+        assert ack["source"] == "status:ambiguous" and ack["status"] == "FILLED"
+        assert len(placed(truth, client_order_id_for(signal.signal_id))) == 1
+
+    asyncio.run(scenario())
+
+
+def test_cancel_signal_cancels_a_resting_limit_order(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        mock = await start_mock(
+            alpaca_port=0,
+            api_key=KEY,
+            api_secret=SECRET,
+            ground_truth_path=str(tmp_path / "truth.jsonl"),
+        )
+        try:
+            settings = make_settings(mock, order_type="LIMIT")
+            redis = fakeredis.FakeAsyncRedis()
+            signals = settings.keys.signals(PARTITION)
+            resting = make_signal("threshold:FAKEPACA:limit", price="1.00")
+            await redis.xadd(signals, resting.to_fields())
+            stop = asyncio.Event()
+            task = asyncio.create_task(run(settings, stop, redis=redis))
+            ack = await wait_event(redis, settings, "ack")
+            assert ack["status"] == "NEW"
+            cancel = make_signal("threshold:FAKEPACA:cancel", action="cancel")
+            await redis.xadd(signals, cancel.to_fields())
+            canceled = await wait_event(redis, settings, "canceled")
+            stop.set()
+            await asyncio.wait_for(task, 5)
+            assert mock.alpaca is not None
+            cid = client_order_id_for(resting.signal_id)
+            assert mock.alpaca.broker.by_client_order_id(cid).status == "canceled"
+        finally:
+            await mock.close()
+        assert canceled["client_order_id"] == cid and canceled["status"] == "CANCELED"
+        working = await redis.smembers(settings.keys.working_orders("alpaca"))
+        assert not working
+
+    asyncio.run(scenario())
+
+
+def test_refused_or_missing_credentials_stop_with_a_config_error(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        mock = await start_mock(alpaca_port=0, api_key=KEY, api_secret=SECRET)
+        try:
+            redis = fakeredis.FakeAsyncRedis()
+            missing = make_settings(mock, alpaca_api_secret=Secret(""))
+            with pytest.raises(ConfigError, match="ALPACA_API_SECRET"):
+                await run(missing, asyncio.Event(), redis=redis)
+            wrong = make_settings(mock, alpaca_api_secret=Secret("wrong"))
+            await redis.xadd(wrong.keys.signals(PARTITION), make_signal().to_fields())
+            with pytest.raises(ConfigError, match="ALPACA_API_KEY"):
+                await asyncio.wait_for(run(wrong, asyncio.Event(), redis=redis), 8)
+            rejected = await wait_event(redis, wrong, "rejected")
+            assert "not authorized" in rejected["reason"]
+        finally:
+            await mock.close()
+
+    asyncio.run(scenario())
