@@ -1,0 +1,96 @@
+"""End to end on Alpaca: real redis-server, every stage a real process, the mock's Alpaca venue.
+
+Market data over msgpack, orders over REST, order updates over the trading stream. Compared with
+the mock's ground truth: every trade it sent is in the trades stream exactly once, with its price
+and size, and each signal produced exactly one order at the venue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from common.binance import client_order_id_for
+from common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
+from common.schema import Signal, Trade
+from mock_ws.ground_truth import read_ground_truth
+from tests.e2e.conftest import Processes, RedisServer, wait_for
+from tests.e2e.test_pipeline import _entries, _group_idle
+
+pytestmark = pytest.mark.e2e
+
+NS = "e2e-alpaca"
+KEYS = Keys(NS)
+P = Partition("alpaca", 0)
+
+
+def test_alpaca_pipeline_end_to_end_against_ground_truth(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    truth_path = tmp_path / "ground-truth.jsonl"
+    key, secret = "e2e-alpaca-key", "e2e-alpaca-secret"
+    processes.env.update(BINANCE_API_KEY=key, BINANCE_API_SECRET=secret)
+    processes.start_mock("--alpaca-port", "0", "--seed", "3", "--rate", "30",
+                                "--ground-truth", str(truth_path))  # fmt: skip
+    alpaca_port = json.loads((tmp_path / "mock.ready.json").read_text())["alpaca_port"]
+    processes.env.update(
+        REDIS_URL=redis_server.url,
+        TICKPIPE_NAMESPACE=NS,
+        TICKPIPE_VENUE="alpaca",
+        TICKPIPE_SYMBOLS="FAKEPACA",
+        ALPACA_API_KEY=key,
+        ALPACA_API_SECRET=secret,
+        TICKPIPE_ALPACA_DATA_URL=f"ws://127.0.0.1:{alpaca_port}",
+        TICKPIPE_ALPACA_FEED="test",
+        TICKPIPE_ALPACA_TRADING_URL=f"ws://127.0.0.1:{alpaca_port}/stream",
+        TICKPIPE_ALPACA_REST_URL=f"http://127.0.0.1:{alpaca_port}",
+        TICKPIPE_HYSTERESIS_BPS="1",
+        TICKPIPE_ORDER_QTY="1",
+    )
+    ingestor = processes.start("ingestor", "-m", "ingestor", env={"TICKPIPE_INSTANCE": "ing"})
+    processor = processes.start("processor", "-m", "processor", env={"TICKPIPE_INSTANCE": "proc"})
+    trader = processes.start("trader", "-m", "trader", env={"TICKPIPE_INSTANCE": "trd"})
+    client = redis_server.client()
+    try:
+        wait_for(lambda: client.xlen(KEYS.trades(P)) >= 150, timeout_s=40,
+                 what="150 trades in the trades stream")  # fmt: skip
+        wait_for(lambda: client.xlen(KEYS.signals(P)) >= 2, timeout_s=40, what="two signals")
+        wait_for(lambda: client.xlen(KEYS.order_updates("alpaca")) >= 2, timeout_s=30,
+                 what="order updates from the trading stream")  # fmt: skip
+        assert ingestor.stop() == 0, ingestor.tail()
+        for stream, what in (
+            (KEYS.raw(P), "the processor to drain raw"),
+            (KEYS.private_raw("alpaca"), "the processor to drain the trading stream"),
+        ):
+            wait_for(lambda s=stream: _group_idle(client, s, GROUP_PROCESSOR), timeout_s=30,
+                     what=what)  # fmt: skip
+        wait_for(lambda: _group_idle(client, KEYS.signals(P), GROUP_TRADER), timeout_s=30,
+                 what="the trader to handle every signal")  # fmt: skip
+        assert processor.stop() == 0, processor.tail()
+        assert trader.stop() == 0, trader.tail()
+    except AssertionError:
+        print(processes.dump_logs())
+        raise
+
+    truth = read_ground_truth(truth_path)
+    trades = [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(P))]
+    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
+    assert [k for k, n in seen.items() if n > 1] == []
+    sent = {(e["symbol"], int(e["trade_id"])): e for e in truth.events("alpaca_trade_sent")}
+    assert len(sent) >= 150
+    assert set(sent) == set(seen)
+    for t in trades:
+        expected = sent[(t.symbol, int(t.trade_id))]
+        assert Decimal(t.price) == Decimal(str(expected["price"]))
+        assert Decimal(t.qty) == Decimal(str(expected["size"]))
+        assert t.ts_event == expected["t"]
+
+    signals = [Signal.from_fields(f) for _, f in _entries(client, KEYS.signals(P))]
+    orders = Counter(o["client_order_id"] for o in truth.events("alpaca_order"))
+    expected_ids = {client_order_id_for(s.signal_id) for s in signals if s.action == "place"}
+    assert len(expected_ids) >= 2
+    assert dict(orders) == dict.fromkeys(expected_ids, 1)
