@@ -1,0 +1,66 @@
+"""End to end: lifetime rotation and ``serverShutdown`` leave no gap and no duplicate downstream.
+
+The real ingestor rotates its connections make-before-break (a short configured lifetime, then a
+``serverShutdown`` fired by the mock's fault plan); the real processor de-duplicates the overlap
+by venue trade id. Every trade the mock sent is in the trades stream exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from common.schema import RawFrame, Trade
+from mock_ws.ground_truth import read_ground_truth
+from tests.e2e.conftest import Processes, RedisServer, wait_for
+from tests.e2e.test_ingestor_faults import (
+    KEYS,
+    P,
+    add_fault,
+    health,
+    markers,
+    processor_idle,
+    start,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def test_lifetime_rotation_and_server_shutdown_leave_no_gap_and_no_duplicate(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    truth_path = tmp_path / "ground-truth.jsonl"
+    ingestor, port = start(
+        processes, redis_server.url, "--ground-truth", str(truth_path),
+        TICKPIPE_BINANCE_CONN_LIFETIME_S="4",
+    )  # fmt: skip
+    processor = processes.start("processor", "-m", "processor", env={"TICKPIPE_INSTANCE": "proc"})
+    client = redis_server.client()
+    wait_for(lambda: health(client).get("rotations", 0) >= 2, timeout_s=30,
+             what="two lifetime rotations")  # fmt: skip
+    before = health(client)["rotations"]
+    add_fault(port, {"type": "server_shutdown", "kind": "stream"})
+    wait_for(lambda: health(client).get("rotations", 0) > before, timeout_s=15,
+             what="a rotation on serverShutdown")  # fmt: skip
+    after = client.xlen(KEYS.trades(P)) + 40
+    wait_for(lambda: client.xlen(KEYS.trades(P)) >= after, timeout_s=15, what="more trades")
+    assert ingestor.stop() == 0, ingestor.tail()
+    wait_for(lambda: processor_idle(client), timeout_s=15, what="the processor to drain raw")
+    assert processor.stop() == 0, processor.tail()
+
+    frames = [RawFrame.from_fields(f) for _, f in client.xrange(KEYS.raw(P))]
+    reasons = Counter(json.loads(m.data).get("reason") for m in markers(frames, "rotate"))
+    assert reasons["serverShutdown"] >= 1 and sum(reasons.values()) >= 3, reasons
+    assert markers(frames, "gap") == []
+
+    trades = [Trade.from_fields(f) for _, f in client.xrange(KEYS.trades(P))]
+    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
+    assert [k for k, n in seen.items() if n > 1] == []
+    sent = {(t["symbol"], int(t["trade_id"])) for t in read_ground_truth(truth_path).trades_sent()}
+    assert sent == set(seen)
+    for symbol in {s for s, _ in sent}:
+        ids = sorted(i for s, i in sent if s == symbol)
+        assert ids == list(range(ids[0], ids[-1] + 1)), f"{symbol}: the mock skipped trades"
