@@ -34,10 +34,11 @@ import orjson
 from common.errors import DecodeError
 from common.schema import Bar, Quote, RawFrame, Signal, Trade
 from common.settings import Settings
-from processor.alpaca import BadMessage, VenueBar, classify_alpaca, revise_bar
+from processor.alpaca import AlpacaItem, BadMessage, VenueBar, classify_alpaca, revise_bar
 from processor.bars import BarBuilder
 from processor.books import BOOK_COUNTERS, BookKeeper, BookOutput, DepthDiff, DepthSnapshot
-from processor.frames import classify, is_reply
+from processor.entries import BadEntry, DeadLetter, entry_key, fold_entries
+from processor.frames import Classified, classify, is_reply
 from processor.marketdata import Trades
 from processor.records import BookTop, GapRecord, SnapshotRequest, TradeCorrection, VenueStatus
 from processor.strategies import Strategy, build_strategies
@@ -84,33 +85,6 @@ COUNTERS = (
     "venue_errors",  # error messages the venue sent on the data stream
     *BOOK_COUNTERS,
 )
-
-
-def entry_key(entry_id: str) -> tuple[int, int]:
-    """Return a stream entry id ``ms-seq`` as a comparable pair."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-@dataclass(frozen=True, slots=True)
-class BadEntry:
-    """A stream entry that is not a valid :class:`RawFrame` (malformed or deleted)."""
-
-    reason: str
-    data: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An entry that could not be processed, with the reason and the raw data."""
-
-    entry_id: str
-    reason: str
-    data: str
-
-    def to_fields(self) -> dict[str, str]:
-        """Return the stream fields: ``reason``, ``entry_id``, ``data``."""
-        return {"reason": self.reason, "entry_id": self.entry_id, "data": self.data}
 
 
 @dataclass
@@ -255,30 +229,9 @@ def process_batch(
     out = BatchOutput()
     books = BookOutput()
     counters = state.counters
-    last_key = entry_key(state.last_entry_id) if state.last_entry_id else (-1, -1)
-    for entry_id, frame in entries:
-        out.acked.append(entry_id)
-        key = entry_key(entry_id)
-        if key <= last_key:
-            counters["replayed"] += 1
-            continue
-        last_key = key
-        state.last_entry_id = entry_id
-        counters["frames"] += 1
-        out.frames += 1
-        if isinstance(frame, BadEntry):
-            out.dead_letters.append(DeadLetter(entry_id, frame.reason, frame.data))
-            continue
-        if frame.venue == "alpaca" and frame.kind != "marker":
-            _on_alpaca(state, out, entry_id, frame, ts_now)
-            continue
-        try:
-            result = classify(entry_id, frame)
-        except DecodeError as exc:
-            out.dead_letters.append(DeadLetter(entry_id, str(exc), frame.data))
-            continue
-        if isinstance(result, str):
-            counters[result] += 1
+    for entry_id, frame, result in fold_entries(state, out, entries, _classify):
+        if isinstance(result, list):
+            _on_alpaca(state, out, entry_id, frame, result, ts_now)
         elif isinstance(result, Trades):
             for trade in result.items:
                 trade = dataclasses.replace(trade, ts_proc=ts_now)
@@ -298,6 +251,13 @@ def process_batch(
     counters["gaps"] += len(out.gaps)
     counters["dead_letters"] += len(out.dead_letters)
     return out
+
+
+def _classify(entry_id: str, frame: RawFrame) -> Classified | list[AlpacaItem]:
+    """Classify a frame: an Alpaca market-data frame message by message, others whole."""
+    if frame.venue == "alpaca" and frame.kind != "marker":
+        return classify_alpaca(entry_id, frame)
+    return classify(entry_id, frame)
 
 
 def _on_quote(state: PartitionState, out: BatchOutput, quote: Quote) -> None:
@@ -388,15 +348,15 @@ def _on_trade(
 
 
 def _on_alpaca(
-    state: PartitionState, out: BatchOutput, entry_id: str, frame: RawFrame, ts_now: int
+    state: PartitionState,
+    out: BatchOutput,
+    entry_id: str,
+    frame: RawFrame,
+    items: list[AlpacaItem],
+    ts_now: int,
 ) -> None:
     """Fold the messages of one Alpaca frame in, in order."""
     counters = state.counters
-    try:
-        items = classify_alpaca(entry_id, frame)
-    except DecodeError as exc:
-        out.dead_letters.append(DeadLetter(entry_id, str(exc), frame.data))
-        return
     for item in items:
         if isinstance(item, str):
             counters[item] += 1

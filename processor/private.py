@@ -21,14 +21,14 @@ import dataclasses
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgpack
 
 from common import alpaca, binance
 from common.errors import DecodeError
 from common.schema import OrderUpdate, RawFrame
-from processor.core import BadEntry, DeadLetter, entry_key, is_reply
+from processor.entries import BadEntry, DeadLetter, fold_entries
+from processor.frames import is_reply
 
 __all__ = ["PRIVATE_COUNTERS", "PrivateOutput", "VenueState", "process_private_batch"]
 
@@ -132,7 +132,8 @@ def _classify_alpaca(frame: RawFrame) -> tuple[OrderUpdate, str | None] | str:
     return update, "alpaca|" + alpaca.trade_update_key(data)
 
 
-def _classify(frame: RawFrame) -> tuple[OrderUpdate, int | str | None] | str:
+def _classify(entry_id: str, frame: RawFrame) -> tuple[OrderUpdate, int | str | None] | str:
+    """Classify a private frame: an order update and its identity, or a counter's name."""
     if frame.kind == "marker":
         return "markers"
     if frame.venue == "alpaca":
@@ -167,30 +168,7 @@ def process_private_batch(
     """Fold ``entries`` (in stream order) into ``state``; return the order updates to write."""
     out = PrivateOutput()
     counters = state.counters
-    last_key = entry_key(state.last_entry_id) if state.last_entry_id else (-1, -1)
-    for entry_id, frame in entries:
-        out.acked.append(entry_id)
-        key = entry_key(entry_id)
-        if key <= last_key:
-            counters["replayed"] += 1
-            continue
-        last_key = key
-        state.last_entry_id = entry_id
-        counters["frames"] += 1
-        out.frames += 1
-        if isinstance(frame, BadEntry):
-            out.dead_letters.append(DeadLetter(entry_id, frame.reason, frame.data))
-            continue
-        result: Any
-        try:
-            result = _classify(frame)
-        except DecodeError as exc:
-            out.dead_letters.append(DeadLetter(entry_id, str(exc), frame.data))
-            continue
-        if isinstance(result, str):
-            counters[result] += 1
-            continue
-        update, execution_id = result
+    for _, _, (update, execution_id) in fold_entries(state, out, entries, _classify):
         if execution_id is not None and state.seen(execution_id):
             counters["duplicate_executions"] += 1
             continue

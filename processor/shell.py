@@ -157,14 +157,20 @@ class _Runner:
         # A lease under our own name is a previous life of this member (crash, then restart).
         return await self._renew(lane)
 
+    async def _hold(self, pipe: aioredis.client.Pipeline, lane: Lane) -> bool:
+        """Watch the lane's lease in ``pipe``; start its ``MULTI`` if this member holds it."""
+        await pipe.watch(lane.lease_key)
+        if await pipe.get(lane.lease_key) != self.instance_b:
+            return False
+        pipe.multi()  # type: ignore[no-untyped-call]
+        return True
+
     async def _renew(self, lane: Lane) -> bool:
         """Extend the lease if this member holds it; return whether it does."""
         async with self.redis.pipeline(transaction=True) as pipe:
             try:
-                await pipe.watch(lane.lease_key)
-                if await pipe.get(lane.lease_key) != self.instance_b:
+                if not await self._hold(pipe, lane):
                     return False
-                pipe.multi()  # type: ignore[no-untyped-call]
                 pipe.pexpire(lane.lease_key, self.lease_ms)
                 await pipe.execute()
             except rexc.WatchError:
@@ -174,9 +180,7 @@ class _Runner:
     async def _release(self, lane: Lane) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             try:
-                await pipe.watch(lane.lease_key)
-                if await pipe.get(lane.lease_key) == self.instance_b:
-                    pipe.multi()  # type: ignore[no-untyped-call]
+                if await self._hold(pipe, lane):
                     pipe.delete(lane.lease_key)
                     await pipe.execute()
                     log.info("lease released", extra={"lane": lane.name})
@@ -293,10 +297,8 @@ class _Runner:
         commit = lane.process(decode_entries(entries), self.clock())
         async with self.redis.pipeline(transaction=True) as pipe:
             try:
-                await pipe.watch(lane.lease_key)
-                if await pipe.get(lane.lease_key) != self.instance_b:
+                if not await self._hold(pipe, lane):
                     raise LeaseLost
-                pipe.multi()  # type: ignore[no-untyped-call]
                 for stream, fields in commit.outputs:
                     pipe.xadd(stream, fields)  # type: ignore[arg-type]
                 pipe.set(lane.checkpoint_key, commit.checkpoint)

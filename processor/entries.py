@@ -1,0 +1,105 @@
+"""Fold a batch of stream entries: replays, counters, bad entries, classification (pure, no I/O).
+
+Both lanes read a stream of raw entries the same way (:func:`processor.core.process_batch` for a
+partition's ``raw``, :func:`processor.private.process_private_batch` for ``{V}:private-raw``).
+:func:`fold_entries` does that shared part and hands each remaining entry, classified, to the
+caller: every entry id is acknowledged; an entry at or before the state's last entry id is a
+replay (counted, no output); a :class:`BadEntry`, or a frame whose classification raises
+:class:`DecodeError`, becomes a :class:`DeadLetter`; a classification that names a counter is
+counted and passed over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from common.errors import DecodeError
+from common.schema import RawFrame
+
+__all__ = ["BadEntry", "DeadLetter", "EntryBatch", "EntryState", "entry_key", "fold_entries"]
+
+T = TypeVar("T")
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """Return a stream entry id ``ms-seq`` as a comparable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class BadEntry:
+    """A stream entry that is not a valid :class:`RawFrame` (malformed or deleted)."""
+
+    reason: str
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An entry that could not be processed, with the reason and the raw data."""
+
+    entry_id: str
+    reason: str
+    data: str
+
+    def to_fields(self) -> dict[str, str]:
+        """Return the stream fields: ``reason``, ``entry_id``, ``data``."""
+        return {"reason": self.reason, "entry_id": self.entry_id, "data": self.data}
+
+
+class EntryState(Protocol):
+    """The part of a lane's checkpointed state a fold keeps up to date."""
+
+    last_entry_id: str
+    counters: dict[str, int]
+
+
+class EntryBatch(Protocol):
+    """The part of a batch's output a fold fills in."""
+
+    acked: list[str]
+    dead_letters: list[DeadLetter]
+    frames: int
+
+
+def fold_entries(
+    state: EntryState,
+    out: EntryBatch,
+    entries: Iterable[tuple[str, RawFrame | BadEntry]],
+    classify: Callable[[str, RawFrame], T | str],
+) -> Iterator[tuple[str, RawFrame, T]]:
+    """Yield ``(entry_id, frame, value)`` for each new entry that ``classify`` turns into a value.
+
+    Everything else is accounted for here, in stream order: ids go to ``out.acked``, replays to
+    the ``replayed`` counter, new entries to ``frames`` and ``state.last_entry_id`` (before the
+    caller sees them), bad entries and :class:`DecodeError` to ``out.dead_letters``, and a counter
+    name returned by ``classify`` to that counter. The ``dead_letters`` counter is the caller's
+    to add to once the batch is done.
+    """
+    counters = state.counters
+    last_key = entry_key(state.last_entry_id) if state.last_entry_id else (-1, -1)
+    for entry_id, frame in entries:
+        out.acked.append(entry_id)
+        key = entry_key(entry_id)
+        if key <= last_key:
+            counters["replayed"] += 1
+            continue
+        last_key = key
+        state.last_entry_id = entry_id
+        counters["frames"] += 1
+        out.frames += 1
+        if isinstance(frame, BadEntry):
+            out.dead_letters.append(DeadLetter(entry_id, frame.reason, frame.data))
+            continue
+        try:
+            value = classify(entry_id, frame)
+        except DecodeError as exc:
+            out.dead_letters.append(DeadLetter(entry_id, str(exc), frame.data))
+            continue
+        if isinstance(value, str):
+            counters[value] += 1
+            continue
+        yield entry_id, frame, value
