@@ -19,7 +19,7 @@ module.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from common.binance import client_order_id_for, hmac_signature, ws_api_payload
 from common.errors import AmbiguousOutcome, AuthError, RateLimited, VenueError
@@ -36,6 +36,7 @@ __all__ = [
     "OrderState",
     "OrderTracker",
     "RiskLimits",
+    "SignOptions",
     "advance",
     "build_intent",
     "cancel_params",
@@ -95,6 +96,16 @@ def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") 
 
 
 # -- requests -----------------------------------------------------------------------------------
+class SignOptions(TypedDict, total=False):
+    """Name the keywords a request builder passes on to :func:`sign_params`."""
+
+    api_key: Required[str]
+    api_secret: Required[str]
+    recv_window_ms: int
+    signer: Callable[[str], str] | None
+    session: bool
+
+
 def sign_params(
     params: Mapping[str, Any],
     *,
@@ -129,14 +140,7 @@ def logon_params(
 
 
 def place_params(
-    intent: OrderIntent,
-    *,
-    api_key: str,
-    api_secret: str,
-    timestamp_ms: int,
-    recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
-    signer: Callable[[str], str] | None = None,
-    session: bool = False,
+    intent: OrderIntent, *, timestamp_ms: int, **sign: Unpack[SignOptions]
 ) -> dict[str, Any]:
     """Build the signed ``order.place`` params for a MARKET or LIMIT (GTC) ``intent``."""
     params: dict[str, Any] = {
@@ -150,83 +154,30 @@ def place_params(
     if intent.order_type == "LIMIT":
         params["timeInForce"] = "GTC"
         params["price"] = intent.price
-    return sign_params(
-        params,
-        api_key=api_key,
-        api_secret=api_secret,
-        timestamp_ms=timestamp_ms,
-        recv_window_ms=recv_window_ms,
-        signer=signer,
-        session=session,
-    )
+    return sign_params(params, timestamp_ms=timestamp_ms, **sign)
 
 
 def status_params(
-    symbol: str,
-    client_order_id: str,
-    *,
-    api_key: str,
-    api_secret: str,
-    timestamp_ms: int,
-    recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
-    signer: Callable[[str], str] | None = None,
-    session: bool = False,
+    symbol: str, client_order_id: str, *, timestamp_ms: int, **sign: Unpack[SignOptions]
 ) -> dict[str, Any]:
-    """Build the signed ``order.status`` params that look an order up by its client id."""
+    """Build the signed params that name an order by its client id.
+
+    ``order.status`` (look it up) and ``order.cancel`` (cancel it, :func:`cancel_params`) take
+    the same params.
+    """
     return sign_params(
-        {"symbol": symbol, "origClientOrderId": client_order_id},
-        api_key=api_key,
-        api_secret=api_secret,
-        timestamp_ms=timestamp_ms,
-        recv_window_ms=recv_window_ms,
-        signer=signer,
-        session=session,
+        {"symbol": symbol, "origClientOrderId": client_order_id}, timestamp_ms=timestamp_ms, **sign
     )
 
 
-def cancel_params(
-    symbol: str,
-    client_order_id: str,
-    *,
-    api_key: str,
-    api_secret: str,
-    timestamp_ms: int,
-    recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
-    signer: Callable[[str], str] | None = None,
-    session: bool = False,
-) -> dict[str, Any]:
-    """Build the signed ``order.cancel`` params for the order with ``client_order_id``."""
-    return sign_params(
-        {"symbol": symbol, "origClientOrderId": client_order_id},
-        api_key=api_key,
-        api_secret=api_secret,
-        timestamp_ms=timestamp_ms,
-        recv_window_ms=recv_window_ms,
-        signer=signer,
-        session=session,
-    )
+cancel_params = status_params  # ``order.cancel`` names the order as ``order.status`` does
 
 
 def open_orders_params(
-    *,
-    api_key: str,
-    api_secret: str,
-    timestamp_ms: int,
-    symbol: str | None = None,
-    recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
-    signer: Callable[[str], str] | None = None,
-    session: bool = False,
+    *, timestamp_ms: int, symbol: str | None = None, **sign: Unpack[SignOptions]
 ) -> dict[str, Any]:
     """Build the signed ``openOrders.status`` params (every symbol unless ``symbol``)."""
-    return sign_params(
-        {"symbol": symbol} if symbol else {},
-        api_key=api_key,
-        api_secret=api_secret,
-        timestamp_ms=timestamp_ms,
-        recv_window_ms=recv_window_ms,
-        signer=signer,
-        session=session,
-    )
+    return sign_params({"symbol": symbol} if symbol else {}, timestamp_ms=timestamp_ms, **sign)
 
 
 # -- answers ------------------------------------------------------------------------------------

@@ -1,32 +1,53 @@
-"""Share what every venue's router does: in-flight bookkeeping, cancel pacing, reconciliation.
+"""Share what every venue's router does: retries, settling unclear outcomes, reconciliation.
 
 A venue router (:class:`trader.router.Router` for Binance's WebSocket API,
-:class:`trader.alpaca_router.AlpacaRouter` for Alpaca's REST API) implements four requests:
-``_send`` (place one order, resolving an unclear outcome by a query), ``_resolve`` (look an order
-up by its client order id, never sending it again), ``_cancel`` (cancel one working order) and
-``_open_at_venue`` (the venue's open orders by client order id, as Binance-shaped order dicts:
-``status``, ``executedQty``, ``orderId``...). Everything else is here, written once.
+:class:`trader.alpaca_router.AlpacaRouter` for Alpaca's REST API) implements four small requests,
+each answering a Binance-shaped order dict (``status``, ``executedQty``, ``orderId``...) or
+raising the common errors (:class:`~common.errors.AmbiguousOutcome`,
+:class:`~common.errors.RateLimited`, :class:`~trader.core.OrderRejected`...): ``_placer`` (the
+request that places one order, the same on every try), ``_lookup`` (look an order up by its client
+order id), ``_canceller`` (the request that cancels one working order) and ``_list_open`` (the
+venue's open orders). The retries, the resolution of unclear outcomes, in-flight bookkeeping,
+cancel pacing and reconciliation are here, written once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Required, TypedDict
 
+from common.backoff import Backoff
 from common.binance import MS
+from common.errors import AmbiguousOutcome, AuthError, RateLimited
 from common.schema import OrderIntent, Signal
 from common.settings import Settings
+from trader.binance_ws_api import VenueUnavailable
+from trader.core import DuplicateOrder, OrderNotFound, OrderRejected
 from trader.ledger import Ledger
 from trader.orders import TERMINAL, OrderState
 from trader.risk import to_decimal
 
-__all__ = ["CANCEL_RETRY_S", "VenueRouter"]
+__all__ = ["CANCEL_RETRY_S", "SKEW_MARGIN_MS", "Request", "RouterOptions", "VenueRouter"]
 
 log = logging.getLogger("tickpipe.trader")
 
 CANCEL_RETRY_S = 2.0
+SKEW_MARGIN_MS = 1000
+
+Request = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class RouterOptions(TypedDict, total=False):
+    """Name the keyword options every venue router passes on to :class:`VenueRouter`."""
+
+    clock: Required[Callable[[], int]]
+    counts: Required[dict[str, int]]
+    status_attempts: int
+    retry_base_s: float
+    recv_window_ms: int
 
 
 def _same(state: OrderState, order: dict[str, Any]) -> bool:
@@ -64,17 +85,30 @@ class VenueRouter:
         return self.clock() // MS
 
     # -- the venue's requests (subclasses) -------------------------------------------------------
-    async def _send(self, signal: Signal, intent: OrderIntent) -> None:
+    # Errors that make a cancel unclear (settled by a query); any other OrderRejected is final.
+    cancel_unclear: tuple[type[Exception], ...] = (OrderNotFound, AmbiguousOutcome, DuplicateOrder)
+    # Errors on listing the open orders after which each working order is queried instead.
+    list_failed: tuple[type[Exception], ...] = (
+        OrderRejected,
+        AmbiguousOutcome,
+        VenueUnavailable,
+        RateLimited,
+    )
+
+    def _placer(self, intent: OrderIntent) -> Request:
+        """Return the request that places ``intent``; every try sends the same one."""
         raise NotImplementedError
 
-    async def _resolve(self, intent: OrderIntent, *, source: str) -> OrderState | None:
+    async def _lookup(self, intent: OrderIntent) -> dict[str, Any]:
+        """Look the order up by its client order id; return it as the venue shows it."""
         raise NotImplementedError
 
-    async def _cancel(self, intent: OrderIntent) -> None:
+    async def _canceller(self, intent: OrderIntent) -> Request:
+        """Return the request that cancels ``intent`` and answers the order as it is then."""
         raise NotImplementedError
 
-    async def _open_at_venue(self) -> dict[str, dict[str, Any]] | None:
-        """Return the venue's open orders by client order id, or ``None`` if it cannot list."""
+    async def _list_open(self) -> list[dict[str, Any]] | None:
+        """Return the venue's open orders, or ``None`` if the answer holds no list."""
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------------------
@@ -90,6 +124,44 @@ class VenueRouter:
         self.counts["orders_sent"] += 1
         self.last_order_latency_ms = round((sent_ns - signal.ts_event) / MS, 3)
 
+    async def _send(self, signal: Signal, intent: OrderIntent) -> None:
+        backoff = Backoff(base_s=self.retry_base_s, cap_s=5.0)
+        place = self._placer(intent)
+        while True:
+            sent_ns = self.clock()
+            try:
+                result = await place()
+            except VenueUnavailable as exc:  # never connected: certainly not sent, try again
+                log.warning("venue unavailable", extra={"error": str(exc)})
+                await asyncio.sleep(backoff.next_delay_s())
+                continue
+            except RateLimited as exc:  # refused before it was placed: no order, try again
+                self.counts["rate_limited"] += 1
+                await asyncio.sleep(min(max(exc.retry_after_s, backoff.next_delay_s()), 60.0))
+                continue
+            except AuthError as exc:
+                await self.ledger.record(
+                    intent, "rejected", {"reason": str(exc), "stage": "venue"}, settle=True
+                )
+                raise
+            except (AmbiguousOutcome, DuplicateOrder) as exc:
+                self._count_sent(signal, sent_ns)
+                self.counts["ambiguous"] += isinstance(exc, AmbiguousOutcome)
+                log.warning(
+                    "order outcome unknown, querying",
+                    extra={"client_order_id": intent.client_order_id, "error": str(exc)},
+                )
+                await self._resolve(intent, source="ambiguous")
+                return
+            except (OrderRejected, OrderNotFound) as exc:
+                self._count_sent(signal, sent_ns)
+                extra = {"reason": str(exc), "stage": "venue", "code": str(exc.code or "")}
+                await self.ledger.record(intent, "rejected", extra, settle=True)
+                return
+            self._count_sent(signal, sent_ns)
+            await self.ledger.record_result(intent, result, source="place")
+            return
+
     async def resolve(self, intent: OrderIntent, *, source: str) -> OrderState | None:
         """Look the order up until the venue says what happened; never send it again."""
         self.inflight.add(intent.client_order_id)
@@ -97,6 +169,44 @@ class VenueRouter:
             return await self._resolve(intent, source=source)
         finally:
             self.inflight.discard(intent.client_order_id)
+
+    async def _resolve(self, intent: OrderIntent, *, source: str) -> OrderState | None:
+        """Look the order up; "no such order" settles it once no copy can be accepted.
+
+        That is once the receive window (plus a margin for clock skew) has passed since the
+        intent. Answers that say nothing (timeouts, 5xx) are retried ``status_attempts`` times;
+        then the intent stays working (an ``unknown`` entry) for the next reconciliation.
+        """
+        backoff = Backoff(base_s=self.retry_base_s, cap_s=2.0)
+        unknown = 0
+        last = "no answer"
+        while True:
+            try:
+                result = await self._lookup(intent)
+            except OrderNotFound as exc:
+                late_ms = intent.ts_intent // MS + self.recv_window_ms + SKEW_MARGIN_MS
+                if self._now_ms() >= late_ms:
+                    await self.ledger.record(
+                        intent,
+                        "not_found",
+                        {"reason": f"the venue has no such order: {exc}", "source": source},
+                        settle=True,
+                    )
+                    return None
+                await asyncio.sleep(min(2.0, (late_ms - self._now_ms()) / 1000 + 0.01))
+                continue
+            except (AmbiguousOutcome, VenueUnavailable, OrderRejected, DuplicateOrder) as exc:
+                unknown, last = unknown + 1, str(exc)
+            except RateLimited as exc:
+                unknown, last = unknown + 1, str(exc)
+                await asyncio.sleep(min(exc.retry_after_s, 60.0))
+            else:
+                return await self.ledger.record_result(intent, result, source=f"status:{source}")
+            if unknown >= self.status_attempts:
+                self.counts["unresolved"] += 1
+                await self.ledger.record(intent, "unknown", {"reason": last, "source": source})
+                return None
+            await asyncio.sleep(backoff.next_delay_s())
 
     async def cancel(self, client_order_id: str, *, reason: str) -> None:
         """Cancel one working order; an unclear answer is settled by a query."""
@@ -116,6 +226,46 @@ class VenueRouter:
             await self._cancel(intent)
         finally:
             self.inflight.discard(client_order_id)
+
+    async def _cancel(self, intent: OrderIntent) -> None:
+        """Send the cancel; an unclear answer is settled by a query."""
+        client_order_id = intent.client_order_id
+        request = await self._canceller(intent)
+        for _ in range(self.status_attempts):
+            try:
+                result = await request()
+            except RateLimited as exc:
+                self.counts["rate_limited"] += 1
+                await asyncio.sleep(min(max(exc.retry_after_s, 0.1), 60.0))
+                continue
+            except VenueUnavailable:
+                await asyncio.sleep(self.retry_base_s)
+                continue
+            except self.cancel_unclear as exc:
+                # Not open any more (filled first?) or unclear: ask what it is now.
+                log.info(
+                    "cancel unclear, querying",
+                    extra={"client_order_id": client_order_id, "error": str(exc)},
+                )
+                await self._resolve(intent, source="cancel")
+                return
+            except OrderRejected as exc:
+                await self.ledger.record(intent, "cancel_rejected", {"reason": str(exc)})
+                return
+            await self.ledger.record_result(intent, result, source="cancel", event="canceled")
+            self.counts["cancels"] += 1
+            return
+
+    async def _open_at_venue(self) -> dict[str, dict[str, Any]] | None:
+        """Return the venue's open orders by client order id, or ``None`` if it cannot list."""
+        try:
+            listed = await self._list_open()
+        except self.list_failed as exc:
+            log.warning("open orders not listed; querying each", extra={"error": str(exc)})
+            return None
+        if listed is None:
+            return None
+        return {str(o.get("clientOrderId")): o for o in listed}
 
     async def cancel_all(self, client_order_ids: list[str], *, reason: str) -> None:
         """Cancel several working orders, one after the other."""
