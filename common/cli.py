@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--rate", type=float, default=20.0, help="mock trades per second per symbol")
     up.add_argument("--seed", type=int, default=1, help="mock market seed (default 1)")
     up.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
+    up.add_argument(
+        "--ground-truth", type=Path, metavar="FILE",
+        help="have the mock log every frame it sends and every order it gets (JSON lines)",
+    )  # fmt: skip
 
     sub.add_parser(
         "streams",
@@ -118,6 +122,7 @@ async def _up(settings: Settings, args: argparse.Namespace) -> int:
         mock=False if args.no_mock else None,
         mock_rate=args.rate,
         mock_seed=args.seed,
+        ground_truth=args.ground_truth,
         dashboard=not args.no_dashboard,
         data_dir=data_dir,
         env_file=args.env_file,

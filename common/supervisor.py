@@ -46,6 +46,8 @@ class UpOptions:
     mock: bool | None = None  # None: start the mock when no venue URL is configured
     mock_rate: float = 20.0
     mock_seed: int = 1
+    #: the mock's log of every frame it sent (grows with the run: off unless asked for)
+    ground_truth: Path | None = None
     dashboard: bool = True
     status_interval_s: float = 1.0
     data_dir: Path = Path(".tickpipe")
@@ -142,10 +144,11 @@ async def _start_mock(
         "--binance-port", "0",
         "--seed", str(options.mock_seed),
         "--rate", str(options.mock_rate),
-        "--ground-truth", str(options.data_dir / "ground-truth.jsonl"),
         "--ready-file", str(ready),
         "--env-file", options.env_file,
     ]  # fmt: skip
+    if options.ground_truth is not None:
+        argv += ["--ground-truth", str(options.ground_truth)]
     if settings.venue == "binance":
         argv += ["--symbols", ",".join(settings.symbols)]
     else:  # the Alpaca venue serves FAKEPACA, AAPL and BTC/USD beside a default Binance market
