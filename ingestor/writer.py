@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions as rexc
 
 from common.backoff import Backoff
+from common.errors import DecodeError
 from common.redis_io import REDIS_DOWN
+from common.resp import encode_xadd
 from common.schema import RawFrame
 from ingestor.journal import Journal
 
@@ -129,10 +132,22 @@ class BatchWriter:
                 await self._write(batch)
 
     async def _write(self, batch: list[Item]) -> None:
+        interrupted = False
         while True:
             try:
+                if interrupted:
+                    # The link dropped mid-batch: Redis may have appended a prefix of it.
+                    written_before = len(batch)
+                    batch[:] = await _not_yet_written(self.redis, batch)
+                    self.stats.entries_written += written_before - len(batch)
+                    interrupted = False
+                    if not batch:
+                        self.pending = []
+                        self._recovered()
+                        return
                 failed = await self._send(batch)
             except REDIS_DOWN as exc:
+                interrupted = True
                 self._outage(f"Redis unreachable: {exc}")
             else:
                 written = len(batch) - len(failed)
@@ -229,6 +244,10 @@ class BatchWriter:
             )
 
     async def _send(self, batch: list[Item]) -> list[tuple[Item, Any]]:
+        """Append ``batch`` in one round trip; return the items Redis refused, with the error."""
+        pool = _direct_pool(self.redis)
+        if pool is not None:
+            return await _send_direct(pool, batch)
         pipe = self.redis.pipeline(transaction=False)
         for stream, frame in batch:
             pipe.xadd(stream, frame.to_fields())  # type: ignore[arg-type]
@@ -262,3 +281,63 @@ class BatchWriter:
 
 def _is_error(result: Any) -> bool:
     return isinstance(result, Exception)
+
+
+def _direct_pool(redis: Any) -> Any:
+    """The connection pool of a plain redis-py client talking to a real server, else None.
+
+    Cluster clients (no single pool) and test doubles (their own connection classes) go through
+    redis-py's pipeline instead.
+    """
+    pool = getattr(redis, "connection_pool", None)
+    cls = getattr(pool, "connection_class", None)
+    if cls is None or not cls.__module__.startswith("redis."):
+        return None
+    return pool
+
+
+async def _send_direct(pool: Any, batch: list[Item]) -> list[tuple[Item, Any]]:
+    """Send the batch's XADDs as pre-encoded RESP on one connection and read every reply.
+
+    Same semantics as a non-transactional pipeline: one write, one reply per entry, refused
+    entries returned with their error. A connection that fails mid-way is discarded.
+    """
+    payload = b"".join(encode_xadd(stream, frame.to_fields()) for stream, frame in batch)
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(payload, check_health=False)
+        failed: list[tuple[Item, Any]] = []
+        for item in batch:
+            try:
+                await conn.read_response()
+            except rexc.ResponseError as exc:
+                failed.append((item, exc))
+        return failed
+    except BaseException:
+        await conn.disconnect()
+        raise
+    finally:
+        await pool.release(conn)
+
+
+async def _not_yet_written(redis: Any, batch: list[Item]) -> list[Item]:
+    """Drop the prefix of ``batch`` that an interrupted write already appended.
+
+    One writer appends each stream's entries in batch order, so if a stream's newest entry is one
+    of this batch's frames, that frame and every earlier frame of the batch for the same stream
+    are in Redis already; retrying them would duplicate them.
+    """
+    done: set[int] = set()
+    for stream in dict.fromkeys(s for s, _ in batch):
+        newest = await redis.xrevrange(stream, count=1)
+        if not newest:
+            continue
+        try:
+            last = RawFrame.from_fields(newest[0][1])
+        except DecodeError:
+            continue
+        positions = [i for i, (s, frame) in enumerate(batch) if s == stream]
+        hit = next((i for i in positions if batch[i][1] == last), None)
+        if hit is not None:
+            done.update(i for i in positions if i <= hit)
+    return [item for i, item in enumerate(batch) if i not in done]
