@@ -5,7 +5,8 @@ append to a real redis-server in this process's event loop:
 
 * **bare**: a minimal websockets client whose reader appends to a deque and whose writer takes
   everything queued (up to ``batch_max``) and sends one pipelined batch of XADDs of the same
-  raw-stream fields, the ingestor's batch policy with nothing else;
+  raw-stream fields, pre-encoded in RESP as the ingestor does (``common.resp``), the ingestor's
+  batch policy with nothing else;
 * **ingestor**: :func:`ingestor.shell.run` unchanged.
 
 Throughput is frames / (time all of them are in Redis - time the connection opened); the count
@@ -26,6 +27,7 @@ from websockets.asyncio.client import connect
 
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, rate, ratio
+from common.resp import encode_xadd
 from common.settings import Settings
 from ingestor.shell import Ingestor
 from ingestor.shell import run as run_ingestor
@@ -51,13 +53,18 @@ async def bare_client(
             if not queue:
                 wake.clear()
                 await wake.wait()
-            pipe = redis.pipeline(transaction=False)
-            n = 0
-            while queue and n < batch_max:
-                pipe.xadd(stream, queue.popleft())
-                n += 1
-            await pipe.execute()
-            written += n
+            parts: list[bytes] = []
+            while queue and len(parts) < batch_max:
+                parts.append(encode_xadd(stream, queue.popleft()))
+            # The same direct RESP write the ingestor uses: one send, one reply per entry.
+            conn = await redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await conn.send_packed_command(b"".join(parts), check_health=False)
+                for _ in parts:
+                    await conn.read_response()
+            finally:
+                await redis.connection_pool.release(conn)
+            written += len(parts)
         done.set()
 
     async with connect(url, max_size=4 << 20, max_queue=256, compression=None) as ws:
