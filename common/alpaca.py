@@ -31,6 +31,7 @@ __all__ = [
     "map_status",
     "parse_bar",
     "parse_quote",
+    "parse_rfc3339",
     "parse_time",
     "parse_trade",
     "parse_trade_update",
@@ -120,7 +121,8 @@ def _int_text(value: Any, what: str) -> str:
     return str(int(text))
 
 
-def _parse_rfc3339(text: str) -> int:
+def parse_rfc3339(text: str) -> int:
+    """Parse an RFC 3339 time with a zone (up to nanoseconds) into nanoseconds since the epoch."""
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
@@ -148,7 +150,7 @@ def parse_time(value: Any, what: str = "time") -> int:
         return ns
     if isinstance(value, str):
         try:
-            return _parse_rfc3339(value)
+            return parse_rfc3339(value)
         except ValueError as exc:
             raise DecodeError(f"{what} is not an RFC 3339 time: {value!r}") from exc
     raise DecodeError(f"{what} must be an RFC 3339 string or a Timestamp, got {value!r}")

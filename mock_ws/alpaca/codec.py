@@ -15,6 +15,8 @@ from typing import Any
 import msgpack
 import orjson
 
+from common.alpaca import parse_rfc3339 as parse_rfc3339_time
+
 __all__ = [
     "Ts",
     "decode_client",
@@ -65,23 +67,7 @@ def parse_rfc3339(text: str) -> int:
     if len(value) == 10:
         day = dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.UTC)
         return int((day - _EPOCH).total_seconds()) * NS_PER_S
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    frac_ns = 0
-    if "." in value:
-        head, rest = value.split(".", 1)
-        digits = ""
-        while rest and rest[0].isdigit():
-            digits, rest = digits + rest[0], rest[1:]
-        if not digits or len(digits) > 9:
-            raise ValueError(f"bad fraction in {text!r}")
-        frac_ns = int(digits.ljust(9, "0"))
-        value = head + rest
-    moment = dt.datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise ValueError(f"time {text!r} has no zone")
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * NS_PER_S + frac_ns
+    return parse_rfc3339_time(value)
 
 
 def _json_default(value: Any) -> Any:
