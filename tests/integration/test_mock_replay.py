@@ -52,7 +52,7 @@ def test_cryptofeed_replay_streams_and_consistent_depth(tmp_path: Path) -> None:
             diffs: list[dict[str, Any]] = []
             async with connect(url) as ws:
                 while len(diffs) < 40:
-                    message = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+                    message = orjson.loads(await asyncio.wait_for(ws.recv(), 15))
                     if message["stream"] == "ftmusdt@depth@100ms":
                         diffs.append(message["data"])
                 snap = await get(mock, "/api/v3/depth?symbol=FTMUSDT&limit=5")
@@ -64,7 +64,7 @@ def test_cryptofeed_replay_streams_and_consistent_depth(tmp_path: Path) -> None:
         finally:
             await mock.close()
 
-    asyncio.run(asyncio.wait_for(main(), 9))
+    asyncio.run(asyncio.wait_for(main(), 30))
     states = [e["state"] for e in read_ground_truth(gt).events("replay")]
     assert states == ["start", "done"]
 
@@ -77,7 +77,7 @@ def test_hftbacktest_replay_trades_reach_rest_history() -> None:
         )
         try:
             async with connect(f"{mock.ws_url}/ws/ethusdt@trade") as ws:
-                trades = [orjson.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(5)]
+                trades = [orjson.loads(await asyncio.wait_for(ws.recv(), 15)) for _ in range(5)]
             ids = [t["t"] for t in trades]
             assert ids == list(range(ids[0], ids[0] + 5)) and ids[0] >= 1520538925
             history = await get(
@@ -88,4 +88,4 @@ def test_hftbacktest_replay_trades_reach_rest_history() -> None:
         finally:
             await mock.close()
 
-    asyncio.run(asyncio.wait_for(main(), 9))
+    asyncio.run(asyncio.wait_for(main(), 30))
