@@ -38,12 +38,13 @@ from common.backoff import Backoff
 from common.errors import ConfigError
 from common.health import HealthReporter
 from common.names import Partition
-from common.redis_io import connect_redis
+from common.redis_io import REDIS_DOWN, connect_redis
 from common.settings import Settings
 from ingestor.alpaca import alpaca_links, alpaca_slots, check_alpaca_keys
 from ingestor.alpaca_control import AlpacaControl
 from ingestor.connection import Connection, WsOptions
 from ingestor.control import Subscriptions
+from ingestor.gaps import trade_of
 from ingestor.journal import Journal, JournalLocked
 from ingestor.rest import GapWatch, RestFetcher
 from ingestor.session import Link, plan_links, run_token, user_data_subscribe_request
@@ -155,6 +156,22 @@ class Ingestor:
             request_id=request_id,
         )
 
+    async def _seed_trade_ids(self, redis: aioredis.Redis, scan: int = 20_000) -> None:
+        """Learn each symbol's last recorded trade id from raw, so that trades sent before a
+        crash but never written are backfilled when the first live trade shows the hole."""
+        keys = self.settings.keys
+        try:
+            for partition in self.settings.partitions():
+                entries: Any = await redis.xrevrange(keys.raw(partition), count=scan)
+                for _, fields in entries or ():
+                    if not fields or fields.get(b"kind") != b"ws":
+                        continue
+                    trade = trade_of(fields.get(b"data", b""))
+                    if trade is not None and trade[1] > self.gaps.trade_ids.last.get(trade[0], -1):
+                        self.gaps.trade_ids.last[trade[0]] = trade[1]
+        except REDIS_DOWN as exc:
+            log.warning("could not read the last trade ids from raw: %s", exc)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Ingest until ``stop`` is set (or the venue rejects the key), then flush and return."""
         owns_redis = self.redis is None
@@ -177,6 +194,8 @@ class Ingestor:
             stats=self.health_stats,
         )
         health_stop = asyncio.Event()
+        if self.alpaca_control is None:
+            await self._seed_trade_ids(redis)
         writer_task = asyncio.create_task(writer.run(), name="ingestor-writer")
         subs = self.subscriptions
         if self.alpaca_control is not None:

@@ -43,3 +43,29 @@ def test_nothing_is_dropped_when_nothing_of_the_batch_landed() -> None:
         return await _not_yet_written(redis, [*batch, (B, frame(1))])
 
     assert asyncio.run(main()) == [*batch, (B, frame(1))]
+
+
+def test_a_restarted_ingestor_learns_the_last_trade_ids_from_raw() -> None:
+    """Trades sent before a crash but never written are then backfilled: the hole is visible."""
+    from common.settings import load_settings
+    from ingestor.shell import Ingestor
+
+    settings = load_settings({"TICKPIPE_SYMBOLS": "BTCUSDT,ETHUSDT"}, dotenv_path=None)
+
+    def trade(symbol: str, trade_id: int) -> str:
+        return (f'{{"stream":"{symbol.lower()}@trade","data":{{"e":"trade","s":"{symbol}",'
+                f'"t":{trade_id},"p":"1","q":"1","T":1,"m":true}}}}')  # fmt: skip
+
+    async def main() -> dict[str, int]:
+        redis = fakeredis.FakeAsyncRedis()
+        raw = settings.keys.raw(next(iter(settings.partitions())))
+        for n, (symbol, tid) in enumerate([("BTCUSDT", 41), ("ETHUSDT", 7), ("BTCUSDT", 42)]):
+            await redis.xadd(
+                raw, RawFrame("ws", "binance", "c", n + 1, n, trade(symbol, tid)).to_fields()
+            )
+        await redis.xadd(raw, RawFrame("marker", "binance", "c", 3, 9, '{"event":"x"}').to_fields())
+        ingestor = Ingestor(settings, redis=redis)
+        await ingestor._seed_trade_ids(redis)
+        return dict(ingestor.gaps.trade_ids.last)
+
+    assert asyncio.run(main()) == {"BTCUSDT": 42, "ETHUSDT": 7}
