@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions as rexc
 
 from common.backoff import Backoff
 from common.errors import ConfigError
@@ -169,7 +170,7 @@ class Ingestor:
                     trade = trade_of(fields.get(b"data", b""))
                     if trade is not None and trade[1] > self.gaps.trade_ids.last.get(trade[0], -1):
                         self.gaps.trade_ids.last[trade[0]] = trade[1]
-        except REDIS_DOWN as exc:
+        except (*REDIS_DOWN, rexc.ResponseError) as exc:  # down, or an ACL without read on raw
             log.warning("could not read the last trade ids from raw: %s", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
