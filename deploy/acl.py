@@ -76,7 +76,7 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
     read_all = f"(%R~{ns}:* +@read -@dangerous)"  # read-only selector over the namespace
     ingestor = (
         f"{head} ~{_health(keys, 'ingestor')} "
-        f"({p('raw', 'private-raw', 'gaps')} +xadd) "
+        f"({p('raw', 'private-raw', 'gaps')} +xadd +eval) "  # eval: the append script
         f"({p('control', prefix='%R~')} +xread +xrange +xrevrange +xlen +xinfo|stream)"
     )
     outputs = p(

@@ -15,11 +15,19 @@ import redis.exceptions as rexc
 from common.backoff import Backoff
 from common.errors import DecodeError
 from common.redis_io import REDIS_DOWN
-from common.resp import encode_xadd
-from common.schema import RawFrame
+from common.resp import encode_command
+from common.schema import SCHEMA_VERSION, RawFrame
 from ingestor.journal import Journal
 
-__all__ = ["BatchWriter", "IngestorStats", "Item", "WriteQueue"]
+__all__ = [
+    "APPEND_SCRIPT",
+    "BatchWriter",
+    "IngestorStats",
+    "Item",
+    "WriteQueue",
+    "encode_append",
+    "encode_raw_xadd",
+]
 
 log = logging.getLogger("tickpipe.ingestor")
 
@@ -279,6 +287,101 @@ class BatchWriter:
             )
 
 
+#: Pre-encoded RESP around the per-frame values, by (stream, kind, venue, conn, channel).
+_TEMPLATES: dict[tuple[str, str, str, str, str], tuple[bytes, bytes]] = {}
+_TEMPLATES_MAX = 1024
+
+
+def _template(stream: str, frame: RawFrame) -> tuple[bytes, bytes]:
+    """Return the bytes before ``seq``'s value and between ``ts_recv``'s and ``data``'s values."""
+    constant = ["v", SCHEMA_VERSION, "kind", frame.kind, "venue", frame.venue, "conn", frame.conn]
+    head = encode_command(["XADD", stream, "*", *constant, "seq"])
+    head = b"*19" + head[head.index(b"\r\n") :]  # the whole command has 19 arguments
+    middle = b"$7\r\nchannel\r\n$%d\r\n%s\r\n$4\r\ndata\r\n" % (
+        len(frame.channel.encode()),
+        frame.channel.encode(),
+    )
+    return head, middle
+
+
+def encode_raw_xadd(stream: str, frame: RawFrame) -> bytes:
+    """Encode ``XADD stream * <frame.to_fields()>`` in RESP, fields in the same order.
+
+    The same bytes as :func:`common.resp.encode_xadd` of ``frame.to_fields()``; the arguments
+    that stay the same for a whole connection are encoded once and reused, so each frame costs
+    one formatting of its sequence number, receive time and data.
+    """
+    key = (stream, frame.kind, frame.venue, frame.conn, frame.channel)
+    parts = _TEMPLATES.get(key)
+    if parts is None:
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()  # connections come and go: keep only recent ones
+        parts = _TEMPLATES[key] = _template(stream, frame)
+    data = frame.data.encode()
+    seq = b"%d" % frame.seq
+    ts = b"%d" % frame.ts_recv
+    return b"%s$%d\r\n%s\r\n$7\r\nts_recv\r\n$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (
+        parts[0],
+        len(seq),
+        seq,
+        len(ts),
+        ts,
+        parts[1],
+        len(data),
+        data,
+    )
+
+
+#: Append one stream's frames in one call (atomic, one reply). ``ARGV`` is a run of records:
+#: ``h v kind venue conn channel`` sets the fields of the entries that follow, and each
+#: ``seq ts_recv data`` appends one entry with the fields in ``RawFrame.to_fields`` order. The
+#: reply lists ``position, error`` of every entry Redis refused (e.g. OOM).
+APPEND_SCRIPT = b"""local key, refused = KEYS[1], {}
+local v, kind, venue, conn, channel
+local i, n, k = 1, #ARGV, 0
+while i <= n do
+  if ARGV[i] == 'h' then
+    v, kind, venue, conn, channel = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    i = i + 6
+  else
+    local r = redis.pcall('XADD', key, '*', 'v', v, 'kind', kind, 'venue', venue, 'conn', conn,
+      'seq', ARGV[i], 'ts_recv', ARGV[i + 1], 'channel', channel, 'data', ARGV[i + 2])
+    if type(r) == 'table' and r.err then
+      refused[#refused + 1] = k
+      refused[#refused + 1] = r.err
+    end
+    k = k + 1
+    i = i + 3
+  end
+end
+return refused
+"""
+_EVAL_HEAD = b"$4\r\nEVAL\r\n$%d\r\n%s\r\n$1\r\n1\r\n" % (len(APPEND_SCRIPT), APPEND_SCRIPT)
+
+
+def encode_append(stream: str, frames: list[RawFrame]) -> bytes:
+    """Encode one ``EVAL`` of :data:`APPEND_SCRIPT` appending ``frames`` to ``stream`` in order."""
+    parts: list[bytes] = []
+    count = 4  # EVAL, the script, numkeys, the stream
+    head: tuple[str, str, str, str] | None = None
+    for frame in frames:
+        now = (frame.kind, frame.venue, frame.conn, frame.channel)
+        if now != head:
+            head = now
+            parts.append(encode_command(["h", SCHEMA_VERSION, *now])[4:])  # no array header
+            count += 6
+        data = frame.data.encode()
+        seq = b"%d" % frame.seq
+        ts = b"%d" % frame.ts_recv
+        parts.append(
+            b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+            % (len(seq), seq, len(ts), ts, len(data), data)
+        )
+        count += 3
+    key = stream.encode()
+    return b"*%d\r\n%s$%d\r\n%s\r\n%s" % (count, _EVAL_HEAD, len(key), key, b"".join(parts))
+
+
 def _is_error(result: Any) -> bool:
     return isinstance(result, Exception)
 
@@ -297,27 +400,41 @@ def _direct_pool(redis: Any) -> Any:
 
 
 async def _send_direct(pool: Any, batch: list[Item]) -> list[tuple[Item, Any]]:
-    """Send the batch's XADDs as pre-encoded RESP on one connection and read every reply.
+    """Append the batch with one script call per stream, all in one write on one connection.
 
-    Same semantics as a non-transactional pipeline: one write, one reply per entry, refused
-    entries returned with their error. A connection that fails mid-way is discarded.
+    Each stream's frames go in one atomic ``EVAL`` of :data:`APPEND_SCRIPT` (order kept), so a
+    write cut off mid-way leaves whole streams appended or not, never part of one. Returns the
+    items Redis refused, with the error; a connection that fails mid-way is discarded.
     """
-    payload = b"".join(encode_xadd(stream, frame.to_fields()) for stream, frame in batch)
+    by_stream: dict[str, list[int]] = {}
+    for i, (stream, _) in enumerate(batch):
+        by_stream.setdefault(stream, []).append(i)
+    payload = b"".join(
+        [encode_append(s, [batch[i][1] for i in positions]) for s, positions in by_stream.items()]
+    )
     conn = await pool.get_connection()
     try:
         await conn.send_packed_command(payload, check_health=False)
-        failed: list[tuple[Item, Any]] = []
-        for item in batch:
+        failed: list[tuple[int, Exception]] = []
+        for positions in by_stream.values():
             try:
-                await conn.read_response()
-            except rexc.ResponseError as exc:
-                failed.append((item, exc))
-        return failed
+                refused = await conn.read_response()
+            except rexc.ResponseError as exc:  # the whole call was refused (e.g. NOPERM)
+                failed += [(i, exc) for i in positions]
+                continue
+            for k in range(0, len(refused), 2):
+                error = rexc.ResponseError(_text(refused[k + 1]))
+                failed.append((positions[int(refused[k])], error))
+        return [(batch[i], error) for i, error in sorted(failed, key=lambda pair: pair[0])]
     except BaseException:
         await conn.disconnect()
         raise
     finally:
         await pool.release(conn)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 async def _not_yet_written(redis: Any, batch: list[Item]) -> list[Item]:

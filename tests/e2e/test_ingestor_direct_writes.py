@@ -44,3 +44,56 @@ def test_test_doubles_use_the_pipeline_path() -> None:
     import fakeredis
 
     assert _direct_pool(fakeredis.FakeAsyncRedis()) is None
+
+
+def test_script_writes_store_exactly_the_frames_fields_per_stream_in_order(
+    redis_server: RedisServer,
+) -> None:
+    streams = ["tp:{binance:0}:raw", "tp:{binance:1}:raw"]
+    batch: list[tuple[str, RawFrame]] = []
+    for n in range(1, 601):
+        conn = "c1" if n < 300 else "c2"  # the fields that stay the same change mid-batch
+        kind, channel = ("marker", "") if n % 97 == 0 else ("ws", "market")
+        data = f'{{"n":{n},"s":"é"}}'
+        batch.append(
+            (streams[n % 2], RawFrame(kind, "binance", conn, n, 10**18 + n, data, channel))
+        )
+
+    async def main() -> tuple[list[tuple[str, RawFrame]], dict[str, list[dict[bytes, bytes]]]]:
+        client = aioredis.Redis.from_url(redis_server.url)
+        failed = await _send_direct(_direct_pool(client), batch)
+        stored = {s: [f for _, f in await client.xrange(s)] for s in streams}
+        await client.aclose()
+        return [item for item, _ in failed], stored
+
+    failed, stored = asyncio.run(main())
+    assert failed == []
+    for stream in streams:
+        expected = [
+            {k.encode(): v.encode() for k, v in frame.to_fields().items()}
+            for s, frame in batch
+            if s == stream
+        ]
+        assert stored[stream] == expected
+        assert [list(f) for f in stored[stream]][0] == [b"v", b"kind", b"venue", b"conn",
+                                                         b"seq", b"ts_recv", b"channel", b"data"]  # fmt: skip
+
+
+def test_entries_redis_refuses_for_memory_come_back_to_be_retried(
+    redis_server: RedisServer,
+) -> None:
+    async def main() -> tuple[int, str, int]:
+        client = aioredis.Redis.from_url(redis_server.url)
+        await client.config_set("maxmemory", "1")  # every write is now refused with OOM
+        batch = [
+            ("tp:{binance:0}:raw", RawFrame("ws", "binance", "c1", n, n, "{}")) for n in range(5)
+        ]
+        failed = await _send_direct(_direct_pool(client), batch)
+        await client.config_set("maxmemory", "0")
+        length = await client.xlen("tp:{binance:0}:raw")
+        await client.aclose()
+        return len(failed), str(failed[0][1]) if failed else "", length
+
+    refused, error, length = asyncio.run(main())
+    assert (refused, length) == (5, 0)
+    assert "OOM" in error
