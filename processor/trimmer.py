@@ -1,9 +1,18 @@
 """Apply the retention policy to a lane's streams in Redis (the I/O half of retention).
 
-:func:`trim_streams` reads each stream's length, the id the length policy would keep from, and
-its consumer groups (``XINFO GROUPS`` and ``XPENDING``), asks :func:`processor.retention.
-decide_trim`, and runs ``XTRIM MINID`` (exact). Alarms are collected in a :class:`Retention`
-the health record shows.
+:func:`trim_streams` reads each stream's ``XINFO STREAM`` (length, entries ever added, first and
+last id) and its consumer groups (``XINFO GROUPS`` and ``XPENDING``), asks
+:func:`processor.retention.decide_trim`, and runs ``XTRIM MINID`` (exact). Alarms are collected
+in a :class:`Retention` the health record shows.
+
+Finding the id of the entry ``length - maxlen`` from the start would mean reading every entry
+before it. Instead each round remembers *marks*: the stream's last id together with how many
+entries had been added by then, and its first id with its position. The trim keeps from the
+newest mark at or before the first entry the policy keeps, so a stream holds between ``maxlen``
+and ``maxlen`` plus one round's appends, and a round costs a few small replies whatever the rate.
+A stream with no usable mark yet (one that stopped growing, or the first round after taking a
+lane over) falls back to reading up to :data:`TRIM_STEP` entries from its start, which finds the
+exact id.
 """
 
 from __future__ import annotations
@@ -14,13 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions as rexc
 
 from processor.retention import GroupView, decide_trim, maxlen_for
 
 __all__ = ["TRIM_STEP", "Retention", "trim_streams"]
 
-#: At most this many entries are removed from one stream per trim round.
+#: Without a usable mark, at most this many entries are read (and removed) per round.
 TRIM_STEP = 10_000
+#: Marks kept per stream (older ones are dropped once a newer one is usable).
+MAX_MARKS = 64
 log = logging.getLogger("tickpipe.processor")
 
 
@@ -35,6 +47,34 @@ class Retention:
     trimmed: int = 0
     blocked: int = 0  # times a trim was held back by unread entries
     alarms: dict[str, str] = field(default_factory=dict)  # stream -> reason
+    #: stream -> ``(position, id)`` pairs seen in earlier rounds, oldest first; the position
+    #: counts entries ever added to the stream (1 = the first).
+    marks: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+
+    def first_kept(self, key: str, info: dict[str, Any], maxlen: int) -> str | None:
+        """Record this round's marks; return the id to keep from, or ``None`` for no trim."""
+        length, added = int(info["length"]), int(info["entries-added"])
+        marks = self.marks.setdefault(key, [])
+        if marks and marks[-1][0] > added:
+            marks.clear()  # the stream was deleted and created again
+        first, last = info.get("first-entry"), info.get("last-generated-id")
+        if first:
+            _add_mark(marks, (added - length + 1, _text(first[0])))
+        if last:
+            _add_mark(marks, (added, _text(last)))
+        keep_from = added - maxlen + 1  # position of the oldest entry the policy keeps
+        usable = [m for m in marks if m[0] <= keep_from]
+        if length <= maxlen or not usable or usable[-1][0] <= added - length + 1:
+            return None  # no mark past the first entry: nothing to gain from the marks
+        chosen = usable[-1]
+        marks[:] = [m for m in marks if m[0] >= chosen[0]][-MAX_MARKS:]
+        return chosen[1]
+
+
+def _add_mark(marks: list[tuple[int, str]], mark: tuple[int, str]) -> None:
+    if mark not in marks:
+        marks.append(mark)
+        marks.sort()
 
 
 async def _groups(redis: aioredis.Redis, key: str) -> list[GroupView]:
@@ -61,14 +101,22 @@ async def trim_streams(
     table = dict(policy)
     for kind, key, required in streams:
         maxlen = maxlen_for(kind, table)
-        length = int(await redis.xlen(key))
+        try:
+            raw: Any = await redis.xinfo_stream(key)
+        except rexc.ResponseError:  # no such stream (yet)
+            retention.alarms.pop(key, None)
+            continue
+        info = {_text(k): v for k, v in raw.items()}
+        length = int(info["length"])
+        first_kept = retention.first_kept(key, info, maxlen)
         if length <= maxlen:
             retention.alarms.pop(key, None)
             continue
-        excess = min(length - maxlen, TRIM_STEP)
-        head: Any = await redis.xrange(key, "-", "+", count=excess + 1)
-        first_kept = _text(head[excess][0]) if len(head) > excess else None
-        groups = await _groups(redis, key) if await redis.exists(key) else []
+        if first_kept is None:
+            step = min(length - maxlen, TRIM_STEP)
+            head: Any = await redis.xrange(key, "-", "+", count=step + 1)
+            first_kept = _text(head[step][0]) if len(head) > step else None
+        groups = await _groups(redis, key)
         decision = decide_trim(
             length=length, maxlen=maxlen, first_kept=first_kept, groups=groups, required=required
         )

@@ -122,3 +122,34 @@ def test_raw_is_not_trimmed_past_unacknowledged_entries() -> None:
         assert retention.trimmed == 8
 
     asyncio.run(scenario())
+
+
+def test_a_growing_stream_is_trimmed_from_marks_without_reading_it() -> None:
+    from processor.trimmer import Retention, trim_streams
+
+    async def scenario() -> tuple[list[int], int, int]:
+        redis = fakeredis.FakeAsyncRedis()
+        reads = 0
+        xrange = redis.xrange
+
+        async def counting_xrange(*args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await xrange(*args, **kwargs)
+
+        redis.xrange = counting_xrange  # type: ignore[method-assign]
+        retention = Retention()
+        lengths = []
+        for round_ in range(12):
+            for n in range(30):  # 30 appends per trim round, keep 50
+                await redis.xadd("s", {"n": str(round_ * 30 + n)})
+            await trim_streams(redis, [("trades", "s", ())], (("*", 50),), retention)
+            lengths.append(int(await redis.xlen("s")))
+        first: Any = await xrange("s", count=1)
+        return lengths, reads, int(first[0][1][b"n"])
+
+    lengths, reads, first_n = asyncio.run(scenario())
+    assert lengths[:2] == [30, 50]  # the second round has no usable mark yet: reads its head
+    assert reads == 1
+    assert all(50 <= n <= 80 for n in lengths[2:])  # maxlen plus at most one round's appends
+    assert first_n == 360 - lengths[-1]  # the oldest entries went, in order
