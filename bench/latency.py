@@ -12,6 +12,12 @@ total trade rate over two symbols) two runs against a fresh mock:
 Orders are matched to their trade through the order's client id: the floor encodes
 ``symbol-trade_id`` in it; the pipeline's id is derived from the signal id, whose cause is the raw
 entry holding the trade.
+
+Above :data:`MARKET_MAX` frames/s the mock's simulated market (one ground-truth line per trade)
+cannot keep the pace on a small machine, so the rate is made of :data:`BACKGROUND_MARKET`
+trades/s on the two measured symbols plus the rest as blasted trades (pre-encoded, paced) on two
+more symbols, :data:`BACKGROUND_SYMBOLS`, which every client subscribes to and every stage
+handles like any other symbol.
 """
 
 from __future__ import annotations
@@ -43,6 +49,12 @@ LEVELS = {"BTCUSDT": "61800", "ETHUSDT": "2680"}
 HYSTERESIS_BPS = "10"
 CANDIDATE_BPS = ("5", "10", "15", "20", "30", "50", "80")
 QTY = "0.001"
+#: The highest trade rate asked of the mock's simulated market alone.
+MARKET_MAX = 5000
+#: Above MARKET_MAX: the simulated market's rate on the measured symbols...
+BACKGROUND_MARKET = 2000
+#: ... and the symbols that carry the rest as blasted trades.
+BACKGROUND_SYMBOLS = ("BNBUSDT", "SOLUSDT")
 
 
 def _gt(path: Path) -> list[dict[str, Any]]:
@@ -57,10 +69,19 @@ def _gt(path: Path) -> list[dict[str, Any]]:
 
 
 def _latencies(
-    events: list[dict[str, Any]], trade_of: dict[str, tuple[str, int]], window: tuple[int, int]
+    events: list[dict[str, Any]],
+    trade_of: dict[str, tuple[str, int]],
+    window: tuple[int, int],
+    *,
+    blasted: bool = False,
 ) -> tuple[list[int], float]:
-    """Return the latencies (ns) of orders received in ``window`` and the trades/s sent in it."""
+    """Return the latencies (ns) of orders received in ``window`` and the trades/s sent in it.
+
+    With ``blasted`` the rate adds the blasted trades' mean rate (the mock records one summary
+    per connection for them, not each trade).
+    """
     after, until = window
+    extra = sum(e.get("frames_per_s", 0) for e in events if e["ev"] == "blast") if blasted else 0
     sent: dict[tuple[str, int], int] = {}
     count = 0
     for e in events:
@@ -74,7 +95,7 @@ def _latencies(
         key = trade_of.get(e.get("client_order_id") or "")
         if key is not None and key in sent:
             out.append(e["ts"] - sent[key])
-    return out, count / ((until - after) / 1e9)
+    return out, count / ((until - after) / 1e9) + extra
 
 
 def calibrate_hysteresis(
@@ -105,6 +126,7 @@ async def floor_client(
     stop: asyncio.Event,
     dropped: list[str] | None = None,
     hysteresis_bps: str = HYSTERESIS_BPS,
+    background: tuple[str, ...] = (),
 ) -> dict[str, tuple[str, int]]:
     """Run the strategy on the market stream and send each order at once; return coid -> trade.
 
@@ -112,7 +134,8 @@ async def floor_client(
     """
     dropped = [] if dropped is None else dropped
     strategy = ThresholdCross(LEVELS, hysteresis_bps=hysteresis_bps, order_qty=QTY)
-    url = f"{ws_url}/stream?streams=btcusdt@trade/ethusdt@trade"
+    names = [f"{s.lower()}@trade" for s in (*LEVELS, *background)]
+    url = f"{ws_url}/stream?streams={'/'.join(names)}"
     placed: dict[str, tuple[str, int]] = {}
     ids = itertools.count(1)
     async with connect(ws_api_url, compression=None) as api, connect(url, compression=None) as ws:
@@ -123,45 +146,41 @@ async def floor_client(
                     pass
 
         drainer = asyncio.create_task(drain())
-        closer = asyncio.create_task(stop.wait())
-        while not stop.is_set():
-            recv = asyncio.create_task(ws.recv())
-            await asyncio.wait([recv, closer], return_when=asyncio.FIRST_COMPLETED)
-            if not recv.done():
-                recv.cancel()
-                break
-            if recv.exception() is not None:  # e.g. the mock dropped it as too slow
-                dropped.append(str(recv.exception()))
-                break
-            now = time.time_ns()
-            _, payload = binance.unwrap(recv.result())
-            if not isinstance(payload, dict) or payload.get("e") != "trade":
-                continue
-            trade = binance.parse_trade(payload, ts_recv=now)
-            for spec in strategy.on_trade(trade, now):
-                coid = f"fl-{trade.symbol}-{trade.trade_id}"
-                params = sign_params(
-                    {
-                        "symbol": spec.symbol,
-                        "side": spec.side.upper(),
-                        "type": "MARKET",
-                        "quantity": spec.qty,
-                        "newClientOrderId": coid,
-                        "newOrderRespType": "RESULT",
-                    },
-                    api_key=KEY,
-                    api_secret=SECRET,
-                    timestamp_ms=now // 1_000_000,
-                )
-                placed[coid] = (trade.symbol, int(trade.trade_id))
-                await api.send(
-                    orjson.dumps(
-                        {"id": next(ids), "method": "order.place", "params": params}
-                    ).decode()
-                )
+        wanted = tuple(f'{{"stream":"{s.lower()}@trade"'.encode() for s in LEVELS)
+        try:
+            async for message in ws:  # frames flow all the time: stop is seen at the next one
+                if stop.is_set():
+                    break
+                now = time.time_ns()
+                data = message if isinstance(message, bytes) else message.encode()
+                if not data.startswith(wanted):
+                    continue  # background symbols: no strategy for them
+                _, payload = binance.unwrap(data)
+                if not isinstance(payload, dict) or payload.get("e") != "trade":
+                    continue
+                trade = binance.parse_trade(payload, ts_recv=now)
+                for spec in strategy.on_trade(trade, now):
+                    coid = f"fl-{trade.symbol}-{trade.trade_id}"
+                    params = sign_params(
+                        {
+                            "symbol": spec.symbol,
+                            "side": spec.side.upper(),
+                            "type": "MARKET",
+                            "quantity": spec.qty,
+                            "newClientOrderId": coid,
+                            "newOrderRespType": "RESULT",
+                        },
+                        api_key=KEY,
+                        api_secret=SECRET,
+                        timestamp_ms=now // 1_000_000,
+                    )
+                    placed[coid] = (trade.symbol, int(trade.trade_id))
+                    request = {"id": next(ids), "method": "order.place", "params": params}
+                    await api.send(orjson.dumps(request).decode())
+        except ConnectionClosed as exc:  # e.g. the mock dropped it as too slow
+            dropped.append(str(exc))
         drainer.cancel()
-        closer.cancel()
-        await asyncio.gather(drainer, closer, return_exceptions=True)
+        await asyncio.gather(drainer, return_exceptions=True)
     return placed
 
 
@@ -230,7 +249,27 @@ async def _one_rate(
     rig: Rig, redis: aioredis.Redis, rate: int, seconds: float, n: int, notes: list[str]
 ) -> tuple[list[int], float, list[int], float, str]:
     mock_env = {"BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET}
-    args = ["-m", "mock_ws", "--binance-port", "0", "--rate", str(rate / 2), "--seed", str(n)]
+    market_rate = rate
+    background: tuple[str, ...] = ()
+    symbols = list(LEVELS)
+    if rate > MARKET_MAX:
+        market_rate, background = BACKGROUND_MARKET, BACKGROUND_SYMBOLS
+        symbols += background
+    args = ["-m", "mock_ws", "--binance-port", "0", "--rate", str(market_rate / 2)]
+    args += ["--seed", str(n), "--symbols", ",".join(symbols)]
+    if background:
+        per_symbol = (rate - market_rate) / len(background)
+        args += [
+            "--blast",
+            "--blast-rate",
+            str(per_symbol),
+            "--blast-symbols",
+            ",".join(background),
+        ]
+        notes.append(
+            f"{market_rate:,}/s simulated trades on {'/'.join(LEVELS)} plus "
+            f"{rate - market_rate:,}/s blasted trades on {'/'.join(background)}"
+        )
     warm_s = 1.0 if seconds < 10 else 2.0
     # Floor.
     gt_floor = rig.tmp / f"gt-floor-{rate}.jsonl"
@@ -240,15 +279,17 @@ async def _one_rate(
     stop = asyncio.Event()
     url = f"ws://127.0.0.1:{port}"
     dropped: list[str] = []
-    bps = calibrate_hysteresis(rate, n)
+    bps = calibrate_hysteresis(market_rate, n)
     notes.append(f"hysteresis {bps} bps (signals under the venue's 5 orders/s)")
-    task = asyncio.create_task(floor_client(url, f"{url}/ws-api/v3", stop, dropped, bps))
+    task = asyncio.create_task(
+        floor_client(url, f"{url}/ws-api/v3", stop, dropped, bps, background)
+    )
     window = (time.time_ns() + int(warm_s * 1e9), time.time_ns() + int((warm_s + seconds) * 1e9))
     await asyncio.sleep(seconds + warm_s)
     stop.set()
     placed = await task
     rig.stop_all([f"mock-floor-{rate}"])
-    floor, floor_rate = _latencies(_gt(gt_floor), placed, window)
+    floor, floor_rate = _latencies(_gt(gt_floor), placed, window, blasted=bool(background))
     notes += [f"the mock closed the floor's stream: {d}" for d in dropped]
     # Pipeline.
     gt = rig.tmp / f"gt-pipe-{rate}.jsonl"
@@ -266,6 +307,7 @@ async def _one_rate(
         "TICKPIPE_HYSTERESIS_BPS": bps,
         "TICKPIPE_ORDER_QTY": QTY,
         "TICKPIPE_MAX_ORDERS_PER_S": "10000",  # the default throttle would queue the signals
+        "TICKPIPE_SYMBOLS": ",".join(symbols),
     }
     stages = [f"{s}-{rate}" for s in ("ingestor", "processor", "trader")]
     for name in stages:
@@ -283,7 +325,7 @@ async def _one_rate(
     rig.stop_all([*stages, f"mock-{rate}"])
     trade_of, stamps = await _pipeline_trades(redis, Keys(ns))
     events = _gt(gt)
-    pipe, pipe_rate = _latencies(events, trade_of, window)
+    pipe, pipe_rate = _latencies(events, trade_of, window, blasted=bool(background))
     return floor, floor_rate, pipe, pipe_rate, _hops(events, trade_of, stamps, window)
 
 

@@ -131,6 +131,7 @@ async def start_mock(
     scenarios: Iterable[Mapping[str, Any]] = (),
     blast: bool = False,
     blast_rate: float = 0.0,
+    blast_symbols: Iterable[str] = (),
     replay: str | None = None,
     replay_speed: float = 1.0,
 ) -> MockExchange:
@@ -146,9 +147,11 @@ async def start_mock(
     message limit (Binance: 5; None = off). ``scenarios`` schedules market scenarios from the
     start (:mod:`mock_ws.scenarios`). ``blast`` serves ``<symbol>@trade`` streams named in
     the connection URL from pre-encoded frames as fast as the client reads (or ``blast_rate``
-    frames/s), for benchmarks (:mod:`mock_ws.blast`). ``replay`` (a recording file or
-    directory) serves a recorded session instead of the simulated market, at the recorded pace
-    divided by ``replay_speed`` (0 = as fast as possible); its symbols replace ``symbols``.
+    frames/s), for benchmarks (:mod:`mock_ws.blast`); with ``blast_symbols`` only those
+    symbols' trades are blasted and the others trade in the simulated market as usual.
+    ``replay`` (a recording file or directory) serves a recorded session instead of the
+    simulated market, at the recorded pace divided by ``replay_speed`` (0 = as fast as
+    possible); its symbols replace ``symbols``.
     ``alpaca_port`` (0 = a free port) also starts the Alpaca venue (:mod:`mock_ws.alpaca`)
     with the same key, seed, rate and ground truth.
     """
@@ -176,6 +179,7 @@ async def start_mock(
         max_incoming_per_s=max_incoming_per_s,
         blast=blast,
         blast_rate=blast_rate,
+        blast_symbols=blast_symbols,
     )
     server.replayer = replayer
     try:

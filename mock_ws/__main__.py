@@ -138,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --blast: send N frames per second per stream (default 0 = unlimited)",
     )
     parser.add_argument(
+        "--blast-symbols",
+        default="",
+        metavar="SYMS",
+        help=(
+            "with --blast: comma-separated symbols whose trades are blasted; the others trade "
+            "in the simulated market (default: every symbol is blasted)"
+        ),
+    )
+    parser.add_argument(
         "--weight-limit",
         type=int,
         default=6000,
@@ -189,6 +198,7 @@ async def _serve(
         scenarios=scenarios,
         blast=args.blast,
         blast_rate=args.blast_rate,
+        blast_symbols=[s.strip().upper() for s in args.blast_symbols.split(",") if s.strip()],
         replay=args.replay,
         replay_speed=args.replay_speed,
     )
@@ -275,6 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--replay-speed {args.replay_speed}: give 0 or a positive factor")
         if args.blast_rate < 0:
             raise ConfigError(f"--blast-rate {args.blast_rate}: give 0 or a positive rate")
+        if args.blast_symbols and not args.blast:
+            raise ConfigError("--blast-symbols needs --blast")
+        listed = {s.strip().upper() for s in args.symbols.split(",") if s.strip()}
+        unknown = sorted({s.strip().upper() for s in args.blast_symbols.split(",")} - listed - {""})
+        if unknown and not args.replay:
+            raise ConfigError(f"--blast-symbols {','.join(unknown)}: not in --symbols")
         if args.weight_limit < 1:
             raise ConfigError(f"--weight-limit {args.weight_limit}: give a positive number")
         if args.lifetime is not None and not args.lifetime > 0:

@@ -18,7 +18,7 @@ import contextlib
 import itertools
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -75,6 +75,7 @@ class BinanceMock:
         ed25519_keys: Mapping[str, Ed25519PublicKey] | None = None,
         blast: bool = False,
         blast_rate: float = 0.0,
+        blast_symbols: Iterable[str] = (),
     ) -> None:
         self.market = market
         self.engine = MatchingEngine(market)
@@ -85,6 +86,8 @@ class BinanceMock:
         self.ping_interval_s = ping_interval_s
         self.max_incoming_per_s = max_incoming_per_s
         self.blast, self.blast_rate = blast, blast_rate
+        #: Symbols whose trades are blasted; empty: every symbol's.
+        self.blast_symbols = frozenset(s.upper() for s in blast_symbols)
         self.clock = clock
         self.started_ns = clock()
         self.connections: dict[int, Connection] = {}
@@ -186,12 +189,19 @@ class BinanceMock:
             if events:
                 self.publish_user_events(events)
 
+    def _blasted(self, stream: str) -> bool:
+        """Tell whether ``stream`` (named in a connection URL) comes from blast mode."""
+        if not self.blast or not stream.endswith("@trade"):
+            return False
+        symbol = stream.partition("@")[0].upper()
+        return not self.blast_symbols or symbol in self.blast_symbols
+
     def publish(self, stream: str, payload: Any, record: Record) -> None:
         """Send a market event to every connection subscribed to ``stream``."""
         for conn in list(self.connections.values()):
             if conn.stream is None or stream not in conn.stream:
                 continue
-            if conn.blasting and stream.endswith("@trade"):
+            if stream in conn.blasting:
                 continue
             body = payload
             if conn.micro and "E" in payload:
@@ -259,7 +269,7 @@ class BinanceMock:
             ),
         ]
         if conn.blasting and conn.stream is not None:
-            encoders = blast_encoders(conn.stream, self.market)
+            encoders = blast_encoders(conn.stream, self.market, conn.blasting)
             blaster = blast_loop(conn, encoders, self.blast_rate, self.clock, self.ground_truth)
             tasks.append(asyncio.create_task(blaster, name=f"mock-blast-{conn.conn_id}"))
         try:
@@ -365,7 +375,7 @@ class BinanceMock:
             conn.micro = micro
             if not combined and tail in self.trading.listen_keys:
                 conn.listen_key = tail
-            conn.blasting = self.blast and any(n.endswith("@trade") for n in names)
+            conn.blasting = frozenset(n for n in names if self._blasted(n))
 
         return await self._serve(request, "stream", setup)
 

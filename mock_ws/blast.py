@@ -76,11 +76,13 @@ class BlastEncoder:
         return b"".join(parts)
 
 
-def blast_encoders(session: StreamSession, market: MarketSim) -> list[BlastEncoder]:
-    """Return one encoder per ``<symbol>@trade`` stream of a connection."""
+def blast_encoders(
+    session: StreamSession, market: MarketSim, streams: frozenset[str]
+) -> list[BlastEncoder]:
+    """Return one encoder per blasted ``<symbol>@trade`` stream (``streams``) of a connection."""
     out = []
     for name in session.streams:
-        if name.endswith("@trade"):
+        if name in streams:
             symbol = name.partition("@")[0].upper()
             start = float(market.start_price(symbol))
             out.append(BlastEncoder(symbol, market.seed, start, combined=session.combined))

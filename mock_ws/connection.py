@@ -56,7 +56,7 @@ class Connection:
     api: ApiSession | None = None
     micro: bool = False  # timeUnit=MICROSECOND
     listen_key: str | None = None  # a legacy /ws/<listenKey> user-data stream
-    blasting: bool = False  # trade streams come from blast_loop
+    blasting: frozenset[str] = frozenset()  # trade streams that come from blast_loop
     outbox: asyncio.Queue[_Item] = field(default_factory=lambda: asyncio.Queue(OUTBOX_LIMIT))
     last_pong_ns: int = 0
     msg_second: int = -1  # incoming-message limit window

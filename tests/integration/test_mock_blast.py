@@ -90,3 +90,59 @@ def test_blast_rate_paces_and_combined_frames_are_wrapped() -> None:
         assert last["stream"] == "ethusdt@trade" and last["data"]["s"] == "ETHUSDT"
 
     asyncio.run(main())
+
+
+def test_only_the_named_symbols_are_blasted_the_others_trade_in_the_market(
+    tmp_path: Path,
+) -> None:
+    from websockets.asyncio.client import connect
+
+    gt = tmp_path / "truth.jsonl"
+
+    async def main() -> dict[str, list[int]]:
+        mock = await start_mock(
+            blast=True,
+            blast_rate=3000.0,
+            blast_symbols=["BTCUSDT"],
+            trades_per_s=50.0,
+            ground_truth_path=str(gt),
+        )
+        ids: dict[str, list[int]] = {"BTCUSDT": [], "ETHUSDT": []}
+        url = f"{mock.ws_url}/stream?streams=btcusdt@trade/ethusdt@trade/ethusdt@bookTicker"
+        try:
+            async with connect(url, max_queue=None) as ws:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 10
+                while len(ids["ETHUSDT"]) < 5 or len(ids["BTCUSDT"]) < 3000:
+                    assert loop.time() < deadline, {k: len(v) for k, v in ids.items()}
+                    frame = orjson.loads(await ws.recv())
+                    if frame["stream"].endswith("@trade"):
+                        ids[frame["data"]["s"]].append(frame["data"]["t"])
+        finally:
+            await mock.close()
+        return ids
+
+    ids = asyncio.run(main())
+    assert ids["BTCUSDT"][:3000] == list(range(1, 3001))  # blast: contiguous from 1
+    truth = read_ground_truth(gt)
+    sent = [e for e in truth.events("trade_sent")]
+    assert sent and {e["symbol"] for e in sent} == {"ETHUSDT"}  # the market's trades
+    assert set(ids["ETHUSDT"]) <= {e["trade_id"] for e in sent}
+
+
+def test_blast_symbols_need_blast_and_must_be_listed() -> None:
+    import subprocess
+    import sys
+
+    for args, message in (
+        (["--blast-symbols", "BTCUSDT"], "--blast-symbols needs --blast"),
+        (["--blast", "--blast-symbols", "DOGEUSDT"], "DOGEUSDT: not in --symbols"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "mock_ws", "--binance-port", "0", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr
