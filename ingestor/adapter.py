@@ -20,10 +20,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from common.errors import VenueError
-from ingestor.connection import MAX_FRAME_BYTES, Connection
+from ingestor.connection import MAX_FRAME_BYTES, Connection, Ended
 from ingestor.liveness import Cadence
 from ingestor.session import ConnectionTape
-from ingestor.slot import Run, StaleConnection
+from ingestor.slot import Run
 from ingestor.writer import Item
 
 __all__ = ["AdapterConnection", "SessionAdapter", "Step", "VenueAdapter"]
@@ -120,23 +120,12 @@ class AdapterConnection(Connection):
             )
             if adapter.watch_liveness:
                 helpers.append(asyncio.create_task(self._watch(ws, session.tape, run, cadence)))
-            reason = "cancelled"
+            ended = Ended()
             try:
-                await self._read_steps(ws, session, run, cadence, outbox)
-                if run.stale_reason:
-                    raise StaleConnection(run.stale_reason)
-                who = "us" if self.halt.is_set() or run.retire.is_set() else "the venue"
-                reason = f"closed by {who}: code {ws.close_code} {ws.close_reason}".rstrip()
-            except ConnectionClosed as exc:
-                if run.stale_reason:
-                    reason = run.stale_reason
-                    raise StaleConnection(run.stale_reason) from None
-                reason = f"connection lost: {exc}"
-                raise
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                raise
+                reading = self._read_steps(ws, session, run, cadence, outbox)
+                await self._read_to_end(ws, run, reading, ended)
             finally:
+                reason = ended.reason
                 adapter.outboxes().discard(outbox)
                 for helper in helpers:
                     helper.cancel()

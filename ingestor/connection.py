@@ -15,7 +15,8 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -38,7 +39,7 @@ from ingestor.session import (
 from ingestor.slot import Attempt, Run, StaleConnection, WsOptions, is_shutdown, session_outcome
 from ingestor.writer import IngestorStats, WriteQueue
 
-__all__ = ["MAX_FRAME_BYTES", "Connection", "StaleConnection", "WsOptions"]
+__all__ = ["MAX_FRAME_BYTES", "Connection", "Ended", "StaleConnection", "WsOptions"]
 
 log = logging.getLogger("tickpipe.ingestor")
 
@@ -46,6 +47,13 @@ log = logging.getLogger("tickpipe.ingestor")
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 #: Messages websockets buffers per connection before it stops reading the socket.
 _WS_MAX_QUEUE = 256
+
+
+@dataclass(slots=True)
+class Ended:
+    """Why a session's connection ended (``cancelled`` until known)."""
+
+    reason: str = "cancelled"
 
 
 class Connection:
@@ -249,23 +257,11 @@ class Connection:
             )
             if not link.private:
                 helpers.append(asyncio.create_task(self._watch(ws, tape, run, cadence)))
-            reason = "cancelled"
+            ended = Ended()
             try:
-                await self._read(ws, tape, run, cadence)
-                if run.stale_reason:
-                    raise StaleConnection(run.stale_reason)
-                who = "us" if self.halt.is_set() or run.retire.is_set() else "the venue"
-                reason = f"closed by {who}: code {ws.close_code} {ws.close_reason}".rstrip()
-            except ConnectionClosed as exc:
-                if run.stale_reason:
-                    reason = run.stale_reason
-                    raise StaleConnection(run.stale_reason) from None
-                reason = f"connection lost: {exc}"
-                raise
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                raise
+                await self._read_to_end(ws, run, self._read(ws, tape, run, cadence), ended)
             finally:
+                reason = ended.reason
                 timer.cancel()
                 requests.close_outbox(outbox)
                 for helper in helpers:
@@ -279,6 +275,30 @@ class Connection:
                         self.queue.put_nowait((link.stream, marker))
                 else:
                     await self._put(marker)
+
+    async def _read_to_end(
+        self, ws: ClientConnection, run: Run, reading: Awaitable[None], ended: Ended
+    ) -> None:
+        """Await ``reading`` (a session's read loop) and record in ``ended`` why it stopped.
+
+        A stale connection (closed by the liveness watch) raises :class:`StaleConnection`;
+        other errors propagate. ``ended.reason`` stays ``cancelled`` when the task is cancelled.
+        """
+        try:
+            await reading
+            if run.stale_reason:
+                raise StaleConnection(run.stale_reason)
+            who = "us" if self.halt.is_set() or run.retire.is_set() else "the venue"
+            ended.reason = f"closed by {who}: code {ws.close_code} {ws.close_reason}".rstrip()
+        except ConnectionClosed as exc:
+            if run.stale_reason:
+                ended.reason = run.stale_reason
+                raise StaleConnection(run.stale_reason) from None
+            ended.reason = f"connection lost: {exc}"
+            raise
+        except Exception as exc:
+            ended.reason = f"{type(exc).__name__}: {exc}"
+            raise
 
     def _want_rotation(self, run: Run, reason: str) -> None:
         if not run.rotate.is_set():
