@@ -16,6 +16,7 @@ from bench.latency import run_latency
 from bench.process import run_process, run_takeover
 from bench.soak import run_soak
 from bench.stats import Row, format_table
+from common.stage import install_event_loop
 
 __all__ = ["BENCHES", "machine", "main"]
 
@@ -101,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("tickpipe").setLevel(logging.CRITICAL)
     names = args.names or list(BENCHES)
     started = time.monotonic()
+    # The in-process clients (the ingestor, the bare client, the floor) run on the event loop
+    # the stages use (uvloop), like the stage processes the other benchmarks start.
+    install_event_loop()
     rows = asyncio.run(_run(names, args))
     print(f"machine: {machine()}")
     print(f"mode: {'quick' if args.quick else 'full'}; took {time.monotonic() - started:.0f} s\n")

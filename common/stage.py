@@ -21,7 +21,14 @@ from common.logs import setup_logging
 from common.redis_io import REDIS_DOWN, connect_redis, preflight_redis, redacted
 from common.settings import Settings, load_settings
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "base_parser", "stage_main"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "base_parser",
+    "install_event_loop",
+    "stage_main",
+]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -59,7 +66,8 @@ async def _check(settings: Settings, service: str) -> int:
     return EXIT_OK if healthy else EXIT_FAILURE
 
 
-def _install_event_loop() -> None:
+def install_event_loop() -> None:
+    """Use uvloop's event loop from here on, when it is installed."""
     try:
         import uvloop
 
@@ -110,7 +118,7 @@ def stage_main(
     setup_logging(service, settings.instance, level=settings.log_level, secrets=settings.secrets())
     if args.check:
         return asyncio.run(_check(settings, service))
-    _install_event_loop()
+    install_event_loop()
     log = logging.getLogger(f"tickpipe.{service}")
     try:
         asyncio.run(_run_with_signals(run, settings))
