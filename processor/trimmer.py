@@ -99,13 +99,18 @@ async def trim_streams(
 ) -> None:
     """Trim each ``(kind, key, required groups)`` stream by ``policy`` (kind -> maxlen)."""
     table = dict(policy)
-    for kind, key, required in streams:
+    streams = list(streams)
+    async with redis.pipeline(transaction=False) as pipe:  # one round trip for every stream
+        for _, key, _ in streams:
+            pipe.xinfo_stream(key)
+        infos: list[Any] = await pipe.execute(raise_on_error=False)
+    for (kind, key, required), raw in zip(streams, infos, strict=True):
         maxlen = maxlen_for(kind, table)
-        try:
-            raw: Any = await redis.xinfo_stream(key)
-        except rexc.ResponseError:  # no such stream (yet)
+        if isinstance(raw, rexc.ResponseError):  # no such stream (yet)
             retention.alarms.pop(key, None)
             continue
+        if isinstance(raw, Exception):
+            raise raw
         info = {_text(k): v for k, v in raw.items()}
         length = int(info["length"])
         first_kept = retention.first_kept(key, info, maxlen)
