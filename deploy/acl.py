@@ -76,7 +76,9 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
     read_all = f"(%R~{ns}:* +@read -@dangerous)"  # read-only selector over the namespace
     ingestor = (
         f"{head} ~{_health(keys, 'ingestor')} "
-        f"({p('raw', 'private-raw', 'gaps')} +xadd +eval) "  # eval: the append script
+        # eval: the append script; reading its own raw streams back: the last trade ids at start
+        # and, after a write cut off mid-way, what Redis already appended.
+        f"({p('raw', 'private-raw', 'gaps')} +xadd +eval +xrange +xrevrange +xlen) "
         f"({p('control', prefix='%R~')} +xread +xrange +xrevrange +xlen +xinfo|stream)"
     )
     outputs = p(

@@ -46,6 +46,11 @@ def test_each_user_writes_only_its_own_streams(tmp_path: Path) -> None:
         assert _refused(lambda: ing.xadd(K.control(P), ENTRY))
         admin.xadd(K.control(P), ENTRY)
         assert len(ing.xrange(K.control(P))) == 1
+        # It reads back its own raw streams (last trade ids at start, retries), nothing else.
+        assert len(ing.xrevrange(K.raw(P), count=1)) == 1
+        assert ing.eval("return redis.call('XLEN', KEYS[1])", 1, K.raw(P)) == 1
+        assert _refused(lambda: ing.xrange(K.trades(P)))
+        assert _refused(lambda: ing.eval("return 1", 1, K.trades(P)))
         # The processor consumes raw through its group and writes the normalised streams.
         proc.xgroup_create(K.raw(P), "processor", id="0", mkstream=True)
         [[_, entries]] = proc.xreadgroup("processor", "p1", {K.raw(P): ">"})

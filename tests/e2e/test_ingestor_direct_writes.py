@@ -75,8 +75,8 @@ def test_script_writes_store_exactly_the_frames_fields_per_stream_in_order(
             if s == stream
         ]
         assert stored[stream] == expected
-        assert [list(f) for f in stored[stream]][0] == [b"v", b"kind", b"venue", b"conn",
-                                                         b"seq", b"ts_recv", b"channel", b"data"]  # fmt: skip
+        order = [b"v", b"kind", b"venue", b"conn", b"seq", b"ts_recv", b"channel", b"data"]
+        assert list(stored[stream][0]) == order
 
 
 def test_entries_redis_refuses_for_memory_come_back_to_be_retried(
