@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -138,6 +140,48 @@ class Processes:
 
     def dump_logs(self) -> str:
         return "\n".join(f"--- {s.name} (exit {s.proc.poll()})\n{s.tail()}" for s in self.stages)
+
+    def start_pipeline(self) -> tuple[Stage, Stage, Stage]:
+        """Start the ingestor, processor and trader (instances ``ing``, ``proc``, ``trd``)."""
+        return (
+            self.start("ingestor", "-m", "ingestor", env={"TICKPIPE_INSTANCE": "ing"}),
+            self.start("processor", "-m", "processor", env={"TICKPIPE_INSTANCE": "proc"}),
+            self.start("trader", "-m", "trader", env={"TICKPIPE_INSTANCE": "trd"}),
+        )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def group_idle(client: redis.Redis, stream: str, group: str) -> bool:
+    """Tell whether ``group`` has read and acknowledged everything in ``stream`` (or it is gone)."""
+    if not client.exists(stream):
+        return True
+    last = _text(client.xinfo_stream(stream)["last-generated-id"])
+    for g in client.xinfo_groups(stream):
+        if _text(g["name"]) == group:
+            return int(g["pending"]) == 0 and _text(g["last-delivered-id"]) == last
+    return False
+
+
+def drain_and_stop(
+    client: redis.Redis,
+    keys: Keys,
+    partition: Partition,
+    stages: tuple[Stage, Stage, Stage],
+) -> None:
+    """Stop the ingestor, let the processor and trader handle what is buffered, stop them."""
+    ingestor, processor, trader = stages
+    assert ingestor.stop() == 0, ingestor.tail()
+    for stream, group, what in (
+        (keys.raw(partition), GROUP_PROCESSOR, "the processor to drain raw"),
+        (keys.private_raw(partition.venue), GROUP_PROCESSOR, "the processor to drain private raw"),
+        (keys.signals(partition), GROUP_TRADER, "the trader to handle every signal"),
+    ):
+        wait_for(lambda s=stream, g=group: group_idle(client, s, g), timeout_s=30, what=what)
+    assert processor.stop() == 0, processor.tail()
+    assert trader.stop() == 0, trader.tail()
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ from common.settings import load_settings
 from mock_ws.ground_truth import read_ground_truth
 from processor.core import PartitionState, process_batch
 from processor.lanes import decode_entries
-from tests.e2e.conftest import Processes, RedisServer, Stage, start_redis, wait_for
+from tests.e2e.conftest import Processes, RedisServer, Stage, group_idle, start_redis, wait_for
 from trader.binance_ws_api import BinanceWsApi
 from trader.control import set_kill_switch
 from trader.core import TERMINAL, result_of, status_params
@@ -69,16 +69,6 @@ def _text(value: Any) -> str:
 
 def _entries(client: redis.Redis, stream: str) -> list[tuple[str, dict[str, str]]]:
     return [(_text(i), decode_fields(f)) for i, f in client.xrange(stream)]
-
-
-def _group_idle(client: redis.Redis, stream: str, group: str) -> bool:
-    if not client.exists(stream):
-        return True
-    last = _text(client.xinfo_stream(stream)["last-generated-id"])
-    for g in client.xinfo_groups(stream):
-        if _text(g["name"]) == group:
-            return int(g["pending"]) == 0 and _text(g["last-delivered-id"]) == last
-    return False
 
 
 def _safely(fn: Any) -> Any:
@@ -289,7 +279,7 @@ def test_chaos_kills_and_a_redis_restart_keep_every_guarantee(
         streams += [(KEYS.signals(p), GROUP_TRADER) for p in PARTITIONS]
         streams += [(KEYS.order_updates(VENUE), GROUP_TRADER)]
         for stream, group in streams:
-            wait_for(lambda s=stream, g=group: _safely(lambda: _group_idle(client, s, g)),
+            wait_for(lambda s=stream, g=group: _safely(lambda: group_idle(client, s, g)),
                      timeout_s=60, what=f"{group} to drain {stream}")  # fmt: skip
         for name in ("proc-1", "proc-2", "trader"):
             assert chaos.stages[name].stop() == 0, chaos.stages[name].tail()

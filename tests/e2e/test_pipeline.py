@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from common.binance import client_order_id_for
-from common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
+from common.names import Keys, Partition
 from common.schema import Bar, Signal, Trade, decode_fields
 from mock_ws.ground_truth import read_ground_truth
-from tests.e2e.conftest import Processes, RedisServer, wait_for
+from tests.e2e.conftest import Processes, RedisServer, drain_and_stop, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -30,18 +30,6 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 def _entries(client, stream: str) -> list[tuple[str, dict[str, str]]]:  # type: ignore[no-untyped-def]
     return [(i.decode(), decode_fields(f)) for i, f in client.xrange(stream)]
-
-
-def _group_idle(client, stream: str, group: str) -> bool:  # type: ignore[no-untyped-def]
-    for g in client.xinfo_groups(stream):
-        name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
-        if name == group:
-            return (
-                int(g["pending"]) == 0
-                and (g.get("lag") in (0, None))
-                and (g["last-delivered-id"] == client.xinfo_stream(stream)["last-generated-id"])
-            )
-    return False
 
 
 def _pandas_bars(trades: list[dict]) -> pd.DataFrame:  # type: ignore[type-arg]
@@ -84,9 +72,7 @@ def test_pipeline_end_to_end_against_ground_truth(
         TICKPIPE_HYSTERESIS_BPS="1",
         TICKPIPE_ORDER_QTY="0.01",
     )
-    ingestor = processes.start("ingestor", "-m", "ingestor", env={"TICKPIPE_INSTANCE": "ing"})
-    processor = processes.start("processor", "-m", "processor", env={"TICKPIPE_INSTANCE": "proc"})
-    trader = processes.start("trader", "-m", "trader", env={"TICKPIPE_INSTANCE": "trd"})
+    stages = processes.start_pipeline()
     client = redis_server.client()
     try:
         wait_for(lambda: client.xlen(KEYS.trades(P)) >= 300, timeout_s=40,
@@ -95,17 +81,7 @@ def test_pipeline_end_to_end_against_ground_truth(
         wait_for(lambda: client.xlen(KEYS.order_updates("binance")) >= 2, timeout_s=30,
                  what="order updates from the private stream")  # fmt: skip
         # Stop the input, then let the processor and the trader drain what is buffered.
-        assert ingestor.stop() == 0, ingestor.tail()
-        wait_for(lambda: _group_idle(client, KEYS.raw(P), GROUP_PROCESSOR), timeout_s=30,
-                 what="the processor to drain raw")  # fmt: skip
-        wait_for(lambda: _group_idle(client, KEYS.signals(P), GROUP_TRADER), timeout_s=30,
-                 what="the trader to handle every signal")  # fmt: skip
-        wait_for(
-            lambda: _group_idle(client, KEYS.private_raw("binance"), GROUP_PROCESSOR),
-            timeout_s=30, what="the processor to drain the private stream",
-        )  # fmt: skip
-        assert processor.stop() == 0, processor.tail()
-        assert trader.stop() == 0, trader.tail()
+        drain_and_stop(client, KEYS, P, stages)
     except AssertionError:
         print(processes.dump_logs())
         raise

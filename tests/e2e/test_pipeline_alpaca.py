@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from common.binance import client_order_id_for
-from common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
+from common.names import Keys, Partition
 from common.schema import Signal, Trade
 from mock_ws.ground_truth import read_ground_truth
-from tests.e2e.conftest import Processes, RedisServer, wait_for
-from tests.e2e.test_pipeline import _entries, _group_idle
+from tests.e2e.conftest import Processes, RedisServer, drain_and_stop, wait_for
+from tests.e2e.test_pipeline import _entries
 
 pytestmark = pytest.mark.e2e
 
@@ -51,9 +51,7 @@ def test_alpaca_pipeline_end_to_end_against_ground_truth(
         TICKPIPE_HYSTERESIS_BPS="1",
         TICKPIPE_ORDER_QTY="1",
     )
-    ingestor = processes.start("ingestor", "-m", "ingestor", env={"TICKPIPE_INSTANCE": "ing"})
-    processor = processes.start("processor", "-m", "processor", env={"TICKPIPE_INSTANCE": "proc"})
-    trader = processes.start("trader", "-m", "trader", env={"TICKPIPE_INSTANCE": "trd"})
+    stages = processes.start_pipeline()
     client = redis_server.client()
     try:
         wait_for(lambda: client.xlen(KEYS.trades(P)) >= 150, timeout_s=40,
@@ -61,17 +59,7 @@ def test_alpaca_pipeline_end_to_end_against_ground_truth(
         wait_for(lambda: client.xlen(KEYS.signals(P)) >= 2, timeout_s=40, what="two signals")
         wait_for(lambda: client.xlen(KEYS.order_updates("alpaca")) >= 2, timeout_s=30,
                  what="order updates from the trading stream")  # fmt: skip
-        assert ingestor.stop() == 0, ingestor.tail()
-        for stream, what in (
-            (KEYS.raw(P), "the processor to drain raw"),
-            (KEYS.private_raw("alpaca"), "the processor to drain the trading stream"),
-        ):
-            wait_for(lambda s=stream: _group_idle(client, s, GROUP_PROCESSOR), timeout_s=30,
-                     what=what)  # fmt: skip
-        wait_for(lambda: _group_idle(client, KEYS.signals(P), GROUP_TRADER), timeout_s=30,
-                 what="the trader to handle every signal")  # fmt: skip
-        assert processor.stop() == 0, processor.tail()
-        assert trader.stop() == 0, trader.tail()
+        drain_and_stop(client, KEYS, P, stages)
     except AssertionError:
         print(processes.dump_logs())
         raise
