@@ -131,18 +131,12 @@ def test_only_the_named_symbols_are_blasted_the_others_trade_in_the_market(
 
 
 def test_blast_symbols_need_blast_and_must_be_listed() -> None:
-    import subprocess
-    import sys
+    from tests.mock_cli import run_mock
 
     for args, message in (
         (["--blast-symbols", "BTCUSDT"], "--blast-symbols needs --blast"),
         (["--blast", "--blast-symbols", "DOGEUSDT"], "DOGEUSDT: not in --symbols"),
     ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "mock_ws", "--binance-port", "0", *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert proc.returncode == 2, proc.stderr
-        assert message in proc.stderr
+        done = run_mock("--binance-port", "0", *args)
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr
