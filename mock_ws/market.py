@@ -38,11 +38,18 @@ QTY_UNITS = 100_000  # quantity step 0.00001
 MEAN_NOTIONAL = 500.0
 
 
+#: scale -> (the fraction's format, the zeros that pad it to 8 decimals)
+_FORMATS: dict[int, tuple[str, str]] = {}
+
+
 def format_units(units: int, scale: int) -> str:
     """Format ``units / scale`` (scale a power of ten <= 1e8) as an 8-decimal string."""
-    digits = len(str(scale)) - 1
+    spec = _FORMATS.get(scale)
+    if spec is None:
+        digits = len(str(scale)) - 1
+        spec = _FORMATS[scale] = (f"0{digits}d", "0" * (8 - digits))
     whole, frac = divmod(units, scale)
-    return f"{whole}.{frac:0{digits}d}" + "0" * (8 - digits)
+    return f"{whole}.{frac:{spec[0]}}{spec[1]}"
 
 
 @dataclass(frozen=True)
