@@ -58,7 +58,7 @@ def add_operator_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     k = sub.add_parser(
         "kill-switch", help="stop all trading (on), resume (off), or show it (status)",
         description="While the kill switch is on, the trader sends no order and cancels every "
-        "working one.",
+        "working one. A running trader sees a change within 0.1 s.",
     )  # fmt: skip
     k.add_argument("state", choices=("on", "off", "status"))
     r = sub.add_parser(

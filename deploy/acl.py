@@ -94,7 +94,9 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
         f"{head} ~{_health(keys, 'trader')} "
         f"{p('intent:*', 'positions', 'working-orders')} {p('kill-switch', prefix='%R~')} "
         f"({p('orders')} {_APPEND}) "
-        f"({p('signals', 'order-updates')} {_CONSUME}) {read_all}"
+        f"({p('signals', 'order-updates')} {_CONSUME}) "
+        # the intent script: its declared keys must sit in the selector that allows it
+        f"({p('intent:*', 'orders', 'working-orders')} +evalsha +eval +script|load) {read_all}"
     )
     dashboard = (
         f"resetkeys resetchannels -@all +@read -@dangerous {_BASE} +xinfo +type +ttl +pttl "

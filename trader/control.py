@@ -1,7 +1,9 @@
 """Turn the trader's kill switch on or off (used by the ``tickpipe`` CLI and tests).
 
 While ``{V}:kill-switch`` exists the trader sends no order and cancels every working one. The
-key holds a small readable record of who set it and when.
+trader reads the key into memory every 0.1 s (:data:`trader.tasks.KILL_SWITCH_EVERY_S`), so a
+kill switch set now stops new orders within that period plus one Redis round trip. The key holds
+a small readable record of who set it and when.
 """
 
 from __future__ import annotations

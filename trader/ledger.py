@@ -1,10 +1,12 @@
 """Keep the trader's records in Redis: intents, the ``{V}:orders`` log, order state, positions.
 
-Every key written here is venue-wide (hash tag ``{venue}``), so each change is one ``MULTI`` that
-stays legal on Redis Cluster: the ``{V}:orders`` entry, the order's state (kept in its intent key),
-the working-orders set, the position fields, and for order updates the XACK of
+Every key written here is venue-wide (hash tag ``{venue}``), so each change is one ``MULTI`` (or
+one Lua script) that stays legal on Redis Cluster: the ``{V}:orders`` entry, the order's state (kept
+in its intent key), the working-orders set, the position fields, and for order updates the XACK of
 ``{V}:order-updates``. A crash leaves all of a change or none of it. The in-memory
 :class:`~trader.orders.OrderTracker` adopts a change only once Redis has it.
+
+A new intent is recorded in one round trip by :class:`trader.intents.IntentRecorder`.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-import redis.exceptions as rexc
 
 from common.binance import MS
 from common.errors import DecodeError
 from common.names import GROUP_TRADER, Keys
 from common.schema import OrderIntent, OrderUpdate, decode_fields
+from trader.intents import IntentRecorder
 from trader.orders import Fill, OrderState, OrderTracker, advance
 from trader.positions import PositionBook, qty_text
 from trader.risk import to_decimal
@@ -64,6 +66,7 @@ class Ledger:
         self.counts = counts
         self.tracker = OrderTracker()
         self.lock = asyncio.Lock()  # serialises each order-state read-modify-write
+        self.intents = IntentRecorder(redis, keys, venue)
 
     # -- loading ---------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -90,31 +93,22 @@ class Ledger:
         return {s: qty_text(p.qty) for s, p in sorted(self.tracker.book.positions.items())}
 
     # -- intents ---------------------------------------------------------------------------------
-    async def record_intent(self, intent: OrderIntent) -> OrderIntent | None:
+    async def record_intent(
+        self, intent: OrderIntent, *, meanwhile: Callable[[], object] | None = None
+    ) -> OrderIntent | None:
         """Record ``intent`` if it is new and return ``None``; else return the stored intent.
 
-        ``SET NX`` of the intent key, the ``intent`` entry and the working-orders membership go
-        in one transaction, so an intent key never exists without its ``{V}:orders`` entry.
+        ``SET NX`` of the intent key, the ``intent`` entry and the working-orders membership are
+        one atomic step (:class:`~trader.intents.IntentRecorder`: a script, else a transaction),
+        so an intent key never exists without its ``{V}:orders`` entry, and a recorded intent is
+        durable before anything is sent. ``meanwhile`` (pure work, e.g. signing the order) is
+        called once, while Redis answers when it can be.
         """
-        key = self.keys.intent(self.venue, intent.client_order_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(key)
-                existing = await pipe.get(key)
-                if existing is None:
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(key, orjson.dumps(intent.to_fields()), nx=True)
-                    entry: Entry = {**intent.to_fields(), "event": "intent"}
-                    pipe.xadd(self.keys.orders(self.venue), entry)
-                    pipe.sadd(self.keys.working_orders(self.venue), intent.client_order_id)
-                    created, _, _ = await pipe.execute()
-                    if created:
-                        self.tracker.orders[intent.client_order_id] = self._fresh(intent)
-                        return None
-            except rexc.WatchError:
-                pass
-        existing = await self.redis.get(key)
-        return _intent_of(orjson.loads(existing)) if existing else intent
+        stored = await self.intents.record(intent, meanwhile=meanwhile)
+        if stored is None:
+            self.tracker.orders[intent.client_order_id] = self._fresh(intent)
+            return None
+        return _intent_of(stored)
 
     @staticmethod
     def _fresh(intent: OrderIntent) -> OrderState:

@@ -1,12 +1,18 @@
 """Run the trader: signals in, at most one venue order per signal, order life and positions out.
 
-Per ``place`` signal: if its intent already exists (an earlier run may have sent it) the order is
-only looked up, never sent again; otherwise the risk limits are checked (kill switch, symbols,
-order size, position, notional, order rate), the intent is recorded (``SET NX`` on its idempotency
-key plus an ``intent`` entry in ``{V}:orders``, in one transaction) *before* anything is sent, and
-the order goes out (:mod:`trader.router` for Binance's WebSocket API, :mod:`trader.alpaca_router`
-for Alpaca's REST API when ``settings.venue`` is ``alpaca``). A ``cancel`` signal cancels the
-symbol's working orders. The signal is acknowledged only once its outcome is in ``{V}:orders``.
+Per ``place`` signal: the risk limits are checked from memory (kill switch, symbols, order size,
+position, notional, order rate), the intent is recorded (``SET NX`` on its idempotency key, an
+``intent`` entry in ``{V}:orders`` and the working-orders membership, in one Lua script: one round
+trip) *before* anything is sent, and the order goes out (:mod:`trader.router` for Binance's
+WebSocket API, :mod:`trader.alpaca_router` for Alpaca's REST API when ``settings.venue`` is
+``alpaca``). If the intent already exists (an earlier run may have sent it) the order is only
+looked up, never sent again. A ``cancel`` signal cancels the symbol's working orders. The signal is
+acknowledged only once its outcome is in ``{V}:orders``.
+
+The kill switch is read into memory at start and then every ``kill_switch_every_s`` (0.1 s) by a
+background task: a kill switch set now refuses every signal handled after the next refresh, so
+at most that period (plus one Redis round trip) after it is set, and working orders are cancelled
+by the guard within ``guard_interval_s`` after that.
 
 Order updates (written by the processor) move each order through the state machine of
 :class:`trader.orders.OrderTracker`; the order's state lives in its intent key and the positions in
@@ -45,8 +51,8 @@ from trader.ledger import Ledger
 from trader.risk import RiskLimits, TokenBucket, breach_cancels, check_signal, to_decimal
 from trader.router import Router
 from trader.signing import Signer, load_signer
-from trader.tasks import background_tasks, first_failure
-from trader.venue_router import VenueRouter
+from trader.tasks import KILL_SWITCH_EVERY_S, background_tasks, first_failure
+from trader.venue_router import Request, VenueRouter
 
 __all__ = ["SERVICE", "Trader", "default_limits", "run"]
 
@@ -136,10 +142,12 @@ class Trader:
         return [self.keys.signals(p) for p in self.settings.partitions()]
 
     async def prepare(self) -> None:
-        """Create the consumer groups and load the positions and working orders."""
+        """Create the consumer groups, load the positions and working orders and the kill switch."""
         for stream in [*self.signal_streams(), self.keys.order_updates(self.venue_name)]:
             await ensure_group(self.redis, stream, GROUP_TRADER)
         await self.ledger.load()
+        await self.ledger.intents.load_script()
+        await self.refresh_kill_switch()
 
     # -- consuming ------------------------------------------------------------------------------
     async def consume(
@@ -227,35 +235,44 @@ class Trader:
         await self.router.cancel_all(working, reason=f"signal {signal.signal_id}")
 
     async def place(self, signal: Signal) -> None:
-        """Send one order for ``signal`` unless its intent exists or a limit refuses it."""
+        """Send one order for ``signal`` unless its intent exists or a limit refuses it.
+
+        The risk checks read memory only (the kill switch is refreshed in the background), so
+        the one Redis round trip before the order leaves is the script recording the intent.
+        """
         intent = build_intent(signal, ts_intent=self.clock(), order_type=self.settings.order_type)
         cid = intent.client_order_id
-        stored = await self.ledger.stored_intent(cid)
-        if stored is not None:
-            log.info("intent exists: resolving, never resending", extra={"client_order_id": cid})
-            await self.router.resolve(stored, source="restart")
-            return
         reason = await self.refusal(signal, intent.order_type)
         if reason is not None:
+            stored = await self.ledger.stored_intent(cid)
+            if stored is not None:  # recorded (and maybe sent) by an earlier run: look it up
+                log.info(
+                    "intent exists: resolving, never resending", extra={"client_order_id": cid}
+                )
+                await self.router.resolve(stored, source="restart")
+                return
             await self.ledger.record(intent, "rejected", {"reason": reason, "stage": "risk"})
             if reason.startswith(("position limit", "kill switch")):
                 await self.cancel_breaches(signal.symbol)
             return
+        requests: list[Request] = []  # signed while Redis records the intent
         self.router.inflight.add(cid)  # reconciliation leaves it alone from here on
         try:
-            stored = await self.ledger.record_intent(intent)
+            stored = await self.ledger.record_intent(
+                intent, meanwhile=lambda: requests.append(self.router.prepare(intent))
+            )
         finally:
             self.router.inflight.discard(cid)
         if stored is None:
-            await self.router.send(signal, intent)
+            await self.router.send(signal, intent, request=requests[0] if requests else None)
         else:
+            log.info("intent exists: resolving, never resending", extra={"client_order_id": cid})
             await self.router.resolve(stored, source="restart")
 
     async def refusal(self, signal: Signal, order_type: str) -> str | None:
-        """Return why ``signal`` may not become an order now, or ``None``."""
+        """Return why ``signal`` may not become an order now, or ``None`` (memory only)."""
         if order_type == "LIMIT" and not (to_decimal(signal.price) or 0) > 0:
             return f"a LIMIT order needs the signal's price, got {signal.price!r}"
-        self.kill_switch = await kill_switch_on(self.redis, self.settings)
         book = self.ledger.tracker.book
         reason = check_signal(
             signal,
@@ -268,6 +285,15 @@ class Trader:
         if reason is None and not self.bucket.take(self.clock()):
             reason = f"order rate limit: more than {self.settings.max_orders_per_s:g} per second"
         return reason
+
+    async def refresh_kill_switch(self) -> bool:
+        """Read the kill switch into memory; record and log a change; return whether it is on."""
+        on = await kill_switch_on(self.redis, self.settings)
+        if on != self.kill_switch:
+            self.kill_switch = on
+            log.warning("kill switch %s", "on" if on else "off")
+            await self.ledger.record_event("kill_switch", {"on": "1" if on else "0"})
+        return on
 
     async def cancel_breaches(self, symbol: str | None = None) -> None:
         """Cancel the working orders the kill switch or a position limit no longer allows."""
@@ -300,6 +326,7 @@ async def run(
     recv_window_ms: int = 5000,
     guard_interval_s: float = 0.25,
     unresolved_every_s: float = 30.0,
+    kill_switch_every_s: float = KILL_SWITCH_EVERY_S,
 ) -> None:
     """Trade until ``stop`` is set; every dependency can be injected by tests.
 
@@ -391,6 +418,7 @@ async def run(
                     stop,
                     guard_interval_s=guard_interval_s,
                     unresolved_every_s=unresolved_every_s,
+                    kill_switch_every_s=kill_switch_every_s,
                 ),
             ]
         )
@@ -407,6 +435,7 @@ async def run(
                 await health_task
         if own_venue:
             await venue.aclose()
+        await trader.ledger.intents.close()
         if own_redis:
             await redis.aclose()
         log.info("trader stopped", extra=trader.counts)

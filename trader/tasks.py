@@ -1,7 +1,10 @@
 """Run the trader's background work: kill switch and limits, reconciliation, marks to market.
 
-* **guard** — reads the kill switch every interval; while it is on every working order is
-  cancelled; otherwise working orders that would grow a position past its limit are cancelled.
+* **kill switch** — reads ``{V}:kill-switch`` into memory every ``kill_switch_every_s``
+  (default 0.1 s), so the per-signal risk check needs no round trip: a kill switch set now
+  refuses new orders within that period (plus one Redis round trip).
+* **guard** — every interval: while the kill switch is on every working order is cancelled;
+  otherwise working orders that would grow a position past its limit are cancelled.
 * **reconcile** — compares the working orders with the venue at start, after every connect marker
   the ingestor writes into ``{V}:private-raw`` (a private-stream reconnect, so order updates may
   have been missed), after every reconnect of the trader's own WebSocket API connection, and
@@ -28,15 +31,17 @@ from common.errors import DecodeError, RedisUnavailable
 from common.redis_io import redis_errors
 from common.schema import RawFrame, decode_fields
 from trader.binance_ws_api import VenueUnavailable
-from trader.control import kill_switch_on
 from trader.risk import to_decimal
 
 if TYPE_CHECKING:
     from trader.shell import Trader
 
-__all__ = ["background_tasks", "connect_markers", "first_failure"]
+__all__ = ["KILL_SWITCH_EVERY_S", "background_tasks", "connect_markers", "first_failure"]
 
 log = logging.getLogger("tickpipe.trader")
+
+#: How often the kill switch is read into memory: the longest a set kill switch can go unseen.
+KILL_SWITCH_EVERY_S = 0.1
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
@@ -109,14 +114,11 @@ class _Background:
         self.reasons.append(reason)
         self.wanted.set()
 
+    async def kill_switch(self) -> None:
+        await self.trader.refresh_kill_switch()
+
     async def guard(self) -> None:
-        trader = self.trader
-        on = await kill_switch_on(trader.redis, trader.settings)
-        if on != trader.kill_switch:
-            trader.kill_switch = on
-            log.warning("kill switch %s", "on" if on else "off")
-            await trader.ledger.record_event("kill_switch", {"on": "1" if on else "0"})
-        await trader.cancel_breaches()
+        await self.trader.cancel_breaches()
 
     async def reconcile(self) -> None:
         while not self.stop.is_set():
@@ -211,10 +213,15 @@ def background_tasks(
     *,
     guard_interval_s: float = 0.25,
     unresolved_every_s: float = 30.0,
+    kill_switch_every_s: float = KILL_SWITCH_EVERY_S,
 ) -> list[asyncio.Task[None]]:
     """Start the trader's background loops; each ends when ``stop`` is set."""
     bg = _Background(trader, stop, unresolved_every_s=unresolved_every_s)
     return [
+        asyncio.create_task(
+            _loop("kill switch", stop, kill_switch_every_s, bg.kill_switch),
+            name="trader-kill-switch",
+        ),
         asyncio.create_task(_loop("guard", stop, guard_interval_s, bg.guard), name="trader-guard"),
         asyncio.create_task(bg.reconcile(), name="trader-reconcile"),
         asyncio.create_task(_loop("watch", stop, 0.25, bg.watch), name="trader-watch"),

@@ -112,11 +112,20 @@ class VenueRouter:
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------------------
-    async def send(self, signal: Signal, intent: OrderIntent) -> None:
-        """Send the order for ``intent`` once; resolve anything ambiguous by a query."""
+    def prepare(self, intent: OrderIntent) -> Request:
+        """Return the request that places ``intent`` (signed, pure work: no I/O)."""
+        return self._placer(intent)
+
+    async def send(
+        self, signal: Signal, intent: OrderIntent, *, request: Request | None = None
+    ) -> None:
+        """Send the order for ``intent`` once; resolve anything ambiguous by a query.
+
+        ``request`` is what :meth:`prepare` returned for ``intent``, if it was called already.
+        """
         self.inflight.add(intent.client_order_id)
         try:
-            await self._send(signal, intent)
+            await self._send(signal, intent, request)
         finally:
             self.inflight.discard(intent.client_order_id)
 
@@ -124,9 +133,9 @@ class VenueRouter:
         self.counts["orders_sent"] += 1
         self.last_order_latency_ms = round((sent_ns - signal.ts_event) / MS, 3)
 
-    async def _send(self, signal: Signal, intent: OrderIntent) -> None:
+    async def _send(self, signal: Signal, intent: OrderIntent, request: Request | None) -> None:
         backoff = Backoff(base_s=self.retry_base_s, cap_s=5.0)
-        place = self._placer(intent)
+        place = request if request is not None else self._placer(intent)
         while True:
             sent_ns = self.clock()
             try:

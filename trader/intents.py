@@ -1,0 +1,188 @@
+"""Record order intents in Redis in one round trip, before the order is sent.
+
+:data:`INTENT_SCRIPT` does what the ``WATCH``/``MULTI`` transaction did, atomically: ``SET NX`` of
+the intent key; if it was new, the ``intent`` entry in ``{V}:orders`` and the client order id in
+the working-orders set; if it existed, the stored intent comes back (an earlier run recorded it,
+and may have sent it: the order is then looked up, never sent again). Its three keys are
+venue-wide (hash tag ``{venue}``), so the script is legal on Redis Cluster.
+
+The script goes out as ``EVALSHA`` (``EVAL`` when the server does not have it cached, e.g. after a
+restart). On a plain redis-py client it is written on a connection held for it, and the caller's
+pure work for the order (signing it) runs while Redis answers. A Redis user whose ACL refuses
+scripts gets the same writes through ``WATCH``/``MULTI`` (three round trips), with one warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+
+from common.names import Keys
+from common.resp import encode_command
+from common.schema import OrderIntent
+
+__all__ = ["INTENT_SCRIPT", "INTENT_SHA", "IntentRecorder"]
+
+log = logging.getLogger("tickpipe.trader")
+
+#: Record a new intent: ``KEYS`` = intent key, ``{V}:orders``, working-orders set; ``ARGV`` = the
+#: intent as JSON, its client order id, then the ``intent`` entry's field/value pairs. Answers 1
+#: when recorded, else the stored intent.
+INTENT_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+  redis.call('SADD', KEYS[3], ARGV[2])
+  return 1
+end
+return redis.call('GET', KEYS[1])
+"""
+INTENT_SHA = hashlib.sha1(INTENT_SCRIPT.encode()).hexdigest()
+
+
+def _direct_pool(redis: Any) -> Any:
+    """Return the connection pool of a plain redis-py client, else ``None`` (cluster, fakes)."""
+    pool = getattr(redis, "connection_pool", None)
+    cls = getattr(pool, "connection_class", None)
+    if cls is None or not cls.__module__.startswith("redis."):
+        return None
+    return pool
+
+
+class IntentRecorder:
+    """Record the intents of one venue: the script, or the transaction when scripts are refused."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, venue: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.venue = venue
+        self.scripted = True  # off once the ACL refuses scripts
+        self._pool = _direct_pool(redis)
+        self._conn: Any = None  # the pool connection held for the script
+
+    async def load_script(self) -> None:
+        """Cache :data:`INTENT_SCRIPT` on the server, so the first order needs no ``EVAL``."""
+        try:
+            await self.redis.script_load(INTENT_SCRIPT)
+        except rexc.ResponseError as exc:  # e.g. an ACL without SCRIPT LOAD: EVAL will do it
+            log.info("intent script not preloaded", extra={"error": str(exc)})
+
+    async def record(
+        self, intent: OrderIntent, *, meanwhile: Callable[[], object] | None = None
+    ) -> dict[str, Any] | None:
+        """Record ``intent`` and return ``None``, or return the stored intent's fields.
+
+        ``meanwhile`` is called exactly once, while Redis answers when it can be.
+        """
+        called = False
+
+        def once() -> None:
+            nonlocal called
+            if meanwhile is not None and not called:
+                called = True
+                meanwhile()
+
+        if self.scripted:
+            try:
+                return await self._scripted(intent, once)
+            except rexc.NoPermissionError as exc:
+                self.scripted = False
+                log.warning(
+                    "the Redis ACL refuses scripts: recording intents with WATCH/MULTI "
+                    "(three round trips instead of one); allow +evalsha +eval for the trader",
+                    extra={"error": str(exc)},
+                )
+        once()
+        return await self._transaction(intent)
+
+    def _args(self, intent: OrderIntent) -> tuple[list[str], list[Any]]:
+        fields = intent.to_fields()
+        keys = [
+            self.keys.intent(self.venue, intent.client_order_id),
+            self.keys.orders(self.venue),
+            self.keys.working_orders(self.venue),
+        ]
+        args: list[Any] = [orjson.dumps(fields), intent.client_order_id]
+        for name, value in {**fields, "event": "intent"}.items():
+            args += (name, value)
+        return keys, args
+
+    async def _scripted(
+        self, intent: OrderIntent, meanwhile: Callable[[], None]
+    ) -> dict[str, Any] | None:
+        keys, args = self._args(intent)
+        reply: Any = None
+        try:
+            if self._pool is not None:
+                reply = await self._evalsha_direct(keys, args, meanwhile)
+            else:
+                meanwhile()
+                reply = await self.redis.evalsha(INTENT_SHA, len(keys), *keys, *args)
+        except rexc.NoScriptError:  # a restarted or other server: EVAL caches it again
+            reply = await self.redis.eval(INTENT_SCRIPT, len(keys), *keys, *args)
+        if reply == 1:
+            return None
+        stored: dict[str, Any] = orjson.loads(reply)
+        return stored
+
+    async def _evalsha_direct(
+        self, keys: list[str], args: list[Any], meanwhile: Callable[[], None]
+    ) -> Any:
+        """Send ``EVALSHA`` on the held connection, call ``meanwhile``, then read the answer.
+
+        A connection found dead (Redis restarted while it was held) is replaced and the script
+        sent once more, as redis-py's own retry would: the script is idempotent (a second run
+        that finds the intent returns it, and the order is then looked up, never sent again).
+        """
+        payload = encode_command(["EVALSHA", INTENT_SHA, str(len(keys)), *keys, *args])
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = await self._pool.get_connection()
+            conn = self._conn
+            try:
+                await conn.send_packed_command(payload, check_health=False)
+                meanwhile()
+                return await conn.read_response()
+            except rexc.ResponseError:  # an error answer (NOSCRIPT, NOPERM): the link is fine
+                raise
+            except BaseException as exc:  # lost, or cancelled with the answer unread
+                self._conn = None
+                await conn.disconnect()
+                await self._pool.release(conn)
+                if attempt == 1 and isinstance(exc, rexc.ConnectionError):
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _transaction(self, intent: OrderIntent) -> dict[str, Any] | None:
+        """Record ``intent`` with ``WATCH``/``GET``/``MULTI`` (for users without scripts)."""
+        key = self.keys.intent(self.venue, intent.client_order_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                existing = await pipe.get(key)
+                if existing is None:
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(key, orjson.dumps(intent.to_fields()), nx=True)
+                    entry: dict[Any, Any] = {**intent.to_fields(), "event": "intent"}
+                    pipe.xadd(self.keys.orders(self.venue), entry)
+                    pipe.sadd(self.keys.working_orders(self.venue), intent.client_order_id)
+                    created, _, _ = await pipe.execute()
+                    if created:
+                        return None
+            except rexc.WatchError:
+                pass
+        existing = await self.redis.get(key)
+        stored: dict[str, Any] = orjson.loads(existing) if existing else intent.to_fields()
+        return stored
+
+    async def close(self) -> None:
+        """Give the held connection back to the pool."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
