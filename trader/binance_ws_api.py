@@ -150,7 +150,11 @@ class BinanceWsApi:
             while True:
                 try:
                     ws = await connect(
-                        self.url, open_timeout=self.connect_timeout_s, max_size=2**22
+                        self.url,
+                        open_timeout=self.connect_timeout_s,
+                        max_size=2**22,
+                        # Orders and answers are small: deflating them only adds latency.
+                        compression=None,
                     )
                 except (WebSocketException, OSError, TimeoutError) as exc:
                     delay = self.backoff.next_delay_s()
