@@ -161,6 +161,22 @@ class Trade(Event):
     ts_proc: int = 0
     src: str = ""
 
+    def to_fields(self) -> dict[str, str]:
+        # Same fields and values as Event.to_fields, without its per-field type dispatch.
+        return {
+            "v": SCHEMA_VERSION,
+            "venue": self.venue,
+            "symbol": self.symbol,
+            "trade_id": self.trade_id,
+            "price": self.price,
+            "qty": self.qty,
+            "side": self.side,
+            "ts_event": str(self.ts_event),
+            "ts_recv": str(self.ts_recv),
+            "ts_proc": str(self.ts_proc),
+            "src": self.src,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Quote(Event):
@@ -177,6 +193,22 @@ class Quote(Event):
     ts_event: int
     ts_recv: int
     ts_proc: int = 0
+
+    def to_fields(self) -> dict[str, str]:
+        # Same fields and values as Event.to_fields, without its per-field type dispatch.
+        return {
+            "v": SCHEMA_VERSION,
+            "venue": self.venue,
+            "symbol": self.symbol,
+            "bid_price": self.bid_price,
+            "bid_qty": self.bid_qty,
+            "ask_price": self.ask_price,
+            "ask_qty": self.ask_qty,
+            "update_id": self.update_id,
+            "ts_event": str(self.ts_event),
+            "ts_recv": str(self.ts_recv),
+            "ts_proc": str(self.ts_proc),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +232,27 @@ class Bar(Event):
     revision: int = 0
     ts_event: int = 0
 
+    def to_fields(self) -> dict[str, str]:
+        # Same fields and values as Event.to_fields, without its per-field type dispatch.
+        return {
+            "v": SCHEMA_VERSION,
+            "venue": self.venue,
+            "symbol": self.symbol,
+            "interval": self.interval,
+            "ts_open": str(self.ts_open),
+            "open": self.open,
+            "high": self.high,
+            "low": self.low,
+            "close": self.close,
+            "volume": self.volume,
+            "trades": str(self.trades),
+            "first_trade_id": self.first_trade_id,
+            "last_trade_id": self.last_trade_id,
+            "final": "1" if self.final else "0",
+            "revision": str(self.revision),
+            "ts_event": str(self.ts_event),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Signal(Event):
@@ -219,6 +272,25 @@ class Signal(Event):
     ts_event: int
     ts_recv: int
     ts_signal: int
+
+    def to_fields(self) -> dict[str, str]:
+        # Same fields and values as Event.to_fields, without its per-field type dispatch.
+        return {
+            "v": SCHEMA_VERSION,
+            "signal_id": self.signal_id,
+            "venue": self.venue,
+            "symbol": self.symbol,
+            "strategy": self.strategy,
+            "action": self.action,
+            "side": self.side,
+            "qty": self.qty,
+            "price": self.price,
+            "reason": self.reason,
+            "cause": self.cause,
+            "ts_event": str(self.ts_event),
+            "ts_recv": str(self.ts_recv),
+            "ts_signal": str(self.ts_signal),
+        }
 
 
 @dataclass(frozen=True, slots=True)

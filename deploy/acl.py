@@ -88,7 +88,9 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
     processor = (
         f"{head} ~{_health(keys, 'processor')} {p('checkpoint', 'lease')} "
         f"({outputs} {_APPEND}) "
-        f"({p('raw', 'private-raw')} {_CONSUME}) {read_all}"
+        f"({p('raw', 'private-raw')} {_CONSUME}) "
+        # the commit script: every key it declares must sit in the selector that allows it
+        f"({p('checkpoint', 'lease', 'raw', 'private-raw')} {outputs} +eval) {read_all}"
     )
     trader = (
         f"{head} ~{_health(keys, 'trader')} "

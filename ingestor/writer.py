@@ -14,7 +14,7 @@ import redis.exceptions as rexc
 
 from common.backoff import Backoff
 from common.errors import DecodeError
-from common.redis_io import REDIS_DOWN
+from common.redis_io import REDIS_DOWN, direct_pool
 from common.resp import encode_command
 from common.schema import SCHEMA_VERSION, RawFrame
 from ingestor.journal import Journal
@@ -253,7 +253,7 @@ class BatchWriter:
 
     async def _send(self, batch: list[Item]) -> list[tuple[Item, Any]]:
         """Append ``batch`` in one round trip; return the items Redis refused, with the error."""
-        pool = _direct_pool(self.redis)
+        pool = direct_pool(self.redis)
         if pool is not None:
             return await _send_direct(pool, batch)
         pipe = self.redis.pipeline(transaction=False)
@@ -384,19 +384,6 @@ def encode_append(stream: str, frames: list[RawFrame]) -> bytes:
 
 def _is_error(result: Any) -> bool:
     return isinstance(result, Exception)
-
-
-def _direct_pool(redis: Any) -> Any:
-    """The connection pool of a plain redis-py client talking to a real server, else None.
-
-    Cluster clients (no single pool) and test doubles (their own connection classes) go through
-    redis-py's pipeline instead.
-    """
-    pool = getattr(redis, "connection_pool", None)
-    cls = getattr(pool, "connection_class", None)
-    if cls is None or not cls.__module__.startswith("redis."):
-        return None
-    return pool
 
 
 async def _send_direct(pool: Any, batch: list[Item]) -> list[tuple[Item, Any]]:

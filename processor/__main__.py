@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from common.stage import base_parser, stage_main
@@ -12,6 +13,11 @@ __all__ = ["main"]
 
 def main() -> None:
     """Parse the command line and run the stage until it is stopped."""
+    # Nearly everything the processor allocates per frame is acyclic and freed by reference
+    # counting: collect the young generation less often and never rescan the objects made at
+    # import (about 7 % of the CPU per frame at full speed).
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     parser = base_parser(
         "python -m processor",
         "tickpipe processor: raw frames -> trades, bars, signals and order updates",

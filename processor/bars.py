@@ -28,6 +28,7 @@ from typing import Any
 
 from common.names import BAR_INTERVALS
 from common.schema import Bar, Trade
+from processor.decimals import decimal_of
 
 __all__ = ["EMPTY_POLICIES", "BarBuilder", "OpenBar", "bucket_start"]
 
@@ -60,25 +61,28 @@ class OpenBar:
     ts_event: int
     _high: Decimal = field(init=False, repr=False, compare=False)
     _low: Decimal = field(init=False, repr=False, compare=False)
+    # The trade ids as integers, once known (None: parse the string when needed).
+    _first_id: int | None = field(init=False, repr=False, compare=False, default=None)
+    _last_id: int | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        self._high = Decimal(self.high)
-        self._low = Decimal(self.low)
+        self._high = decimal_of(self.high)
+        self._low = decimal_of(self.low)
 
     @classmethod
     def first(cls, ts_open: int, trade: Trade) -> OpenBar:
         """Open a bar with ``trade`` as its first trade."""
         return cls(
-            ts_open=ts_open,
-            open=trade.price,
-            high=trade.price,
-            low=trade.price,
-            close=trade.price,
-            volume=Decimal(trade.qty),
-            trades=1,
-            first_trade_id=trade.trade_id,
-            last_trade_id=trade.trade_id,
-            ts_event=trade.ts_event,
+            ts_open,
+            trade.price,
+            trade.price,
+            trade.price,
+            trade.price,
+            decimal_of(trade.qty),
+            1,
+            trade.trade_id,
+            trade.trade_id,
+            trade.ts_event,
         )
 
     @classmethod
@@ -92,19 +96,28 @@ class OpenBar:
         Open and close follow trade ids (the venue's time order), not arrival order, so a late
         trade revises a bar to what it would have been had the trade come on time.
         """
-        price = Decimal(trade.price)
+        self.fold(trade, decimal_of(trade.price), int(trade.trade_id))
+
+    def fold(self, trade: Trade, price: Decimal, trade_id: int) -> None:
+        """Do :meth:`add` with the trade's price and id already parsed."""
         if price > self._high:
             self.high, self._high = trade.price, price
         if price < self._low:
             self.low, self._low = trade.price, price
-        trade_id = int(trade.trade_id)
-        if trade_id < int(self.first_trade_id):
-            self.open, self.first_trade_id = trade.price, trade.trade_id
-        if trade_id >= int(self.last_trade_id):
-            self.close, self.last_trade_id = trade.price, trade.trade_id
-        self.volume = _SUM.add(self.volume, Decimal(trade.qty))
+        first_id = self._first_id
+        if first_id is None:
+            first_id = self._first_id = int(self.first_trade_id)
+        if trade_id < first_id:
+            self.open, self.first_trade_id, self._first_id = trade.price, trade.trade_id, trade_id
+        last_id = self._last_id
+        if last_id is None:
+            last_id = self._last_id = int(self.last_trade_id)
+        if trade_id >= last_id:
+            self.close, self.last_trade_id, self._last_id = trade.price, trade.trade_id, trade_id
+        self.volume = _SUM.add(self.volume, decimal_of(trade.qty))
         self.trades += 1
-        self.ts_event = max(self.ts_event, trade.ts_event)
+        if trade.ts_event > self.ts_event:
+            self.ts_event = trade.ts_event
 
     def to_bar(self, venue: str, symbol: str, interval: str, *, final: bool) -> Bar:
         """Render the bar as a :class:`common.schema.Bar`."""
@@ -182,6 +195,9 @@ class BarBuilder:
         self.late_trades = 0  # too late for some interval's revision horizon
         self.revisions = 0
         self._touched: dict[tuple[str, str, int], None] = {}
+        # symbol -> its open bar of every interval, while no bar of that symbol changes bucket:
+        # [(interval length, ts_open, end, bar, touched key)]. Emptied whenever bars finalise.
+        self._hot: dict[str, list[tuple[int, int, int, OpenBar, tuple[str, str, int]]]] = {}
         self._next_due: int | None = None
 
     @property
@@ -202,23 +218,42 @@ class BarBuilder:
     def on_trade(self, trade: Trade) -> tuple[list[Bar], list[str]]:
         """Fold ``trade`` in; return the bars it made final or revised and the intervals it was
         too late for."""
-        out = self.advance(trade.ts_event)
+        ts_event, symbol = trade.ts_event, trade.symbol
+        out = self.advance(ts_event) if ts_event > self.max_ts_event else []
+        watermark = self.max_ts_event - self.lateness_ns
+        hot = self._hot.get(symbol)
+        if hot is not None and all(
+            ts_event - ts_event % length_ns == ts_open and end > watermark
+            for length_ns, ts_open, end, _, _ in hot
+        ):  # the same buckets as this symbol's last trade: fold into its open bars
+            price, trade_id = decimal_of(trade.price), int(trade.trade_id)
+            for _, _, _, hot_bar, hot_key in hot:
+                hot_bar.fold(trade, price, trade_id)
+                self._touched[hot_key] = None
+            return out, []
         too_late: list[str] = []
-        watermark = self.watermark
+        parsed: tuple[Decimal, int] | None = None
+        warm: list[tuple[int, int, int, OpenBar, tuple[str, str, int]]] = []
         for interval, length_ns in self.intervals.items():
-            key = (trade.symbol, interval)
-            ts_open = bucket_start(trade.ts_event, length_ns)
+            key = (symbol, interval)
+            ts_open = ts_event - ts_event % length_ns
             end = ts_open + length_ns
             if end > watermark:
-                bars = self.open.setdefault(key, {})
+                bars = self.open.get(key)
+                if bars is None:
+                    bars = self.open[key] = {}
                 bar = bars.get(ts_open)
                 if bar is None:
-                    bars[ts_open] = OpenBar.first(ts_open, trade)
+                    bar = bars[ts_open] = OpenBar.first(ts_open, trade)
                     if self._next_due is None or end < self._next_due:
                         self._next_due = end
                 else:
-                    bar.add(trade)
-                self._touched[(trade.symbol, interval, ts_open)] = None
+                    if parsed is None:
+                        parsed = (decimal_of(trade.price), int(trade.trade_id))
+                    bar.fold(trade, *parsed)
+                touched = (symbol, interval, ts_open)
+                self._touched[touched] = None
+                warm.append((length_ns, ts_open, end, bar, touched))
             elif end > watermark - self.horizon_ns:
                 finals = self.final.setdefault(key, {})
                 bar = finals.get(ts_open)
@@ -230,6 +265,10 @@ class BarBuilder:
                 out.append(bar.to_bar(self.venue, trade.symbol, interval, final=True))
             else:
                 too_late.append(interval)
+        if len(warm) == len(self.intervals):
+            self._hot[symbol] = warm
+        else:
+            self._hot.pop(symbol, None)
         if too_late:
             self.late_trades += 1
         return out, too_late
@@ -246,6 +285,7 @@ class BarBuilder:
 
     # -- finalisation --------------------------------------------------------------------------
     def _finalise(self) -> list[Bar]:
+        self._hot.clear()
         watermark = self.watermark
         out: list[Bar] = []
         keys = sorted(set(self.open) | (set(self.last_final) if self.empty == "carry" else set()))
@@ -327,4 +367,5 @@ class BarBuilder:
         self.late_trades = int(data["late"])
         self.revisions = int(data.get("revisions", 0))
         self._touched.clear()
+        self._hot.clear()
         self._next_due = self._due()

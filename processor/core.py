@@ -229,13 +229,18 @@ def process_batch(
     out = BatchOutput()
     books = BookOutput()
     counters = state.counters
-    for entry_id, frame, result in fold_entries(state, out, entries, _classify):
-        if isinstance(result, list):
-            _on_alpaca(state, out, entry_id, frame, result, ts_now)
-        elif isinstance(result, Trades):
+
+    def classify_now(entry_id: str, frame: RawFrame) -> Classified | list[AlpacaItem]:
+        return _classify(entry_id, frame, ts_now)
+
+    for entry_id, frame, result in fold_entries(state, out, entries, classify_now):
+        if type(result) is Trades:
             for trade in result.items:
-                trade = dataclasses.replace(trade, ts_proc=ts_now)
+                if trade.ts_proc != ts_now:
+                    trade = dataclasses.replace(trade, ts_proc=ts_now)
                 _on_trade(state, out, trade, ts_now, aggregate=result.aggregate)
+        elif isinstance(result, list):
+            _on_alpaca(state, out, entry_id, frame, result, ts_now)
         elif isinstance(result, Quote):
             _on_quote(state, out, dataclasses.replace(result, ts_proc=ts_now))
         elif isinstance(result, DepthDiff):
@@ -253,11 +258,11 @@ def process_batch(
     return out
 
 
-def _classify(entry_id: str, frame: RawFrame) -> Classified | list[AlpacaItem]:
+def _classify(entry_id: str, frame: RawFrame, ts_now: int) -> Classified | list[AlpacaItem]:
     """Classify a frame: an Alpaca market-data frame message by message, others whole."""
     if frame.venue == "alpaca" and frame.kind != "marker":
         return classify_alpaca(entry_id, frame)
-    return classify(entry_id, frame)
+    return classify(entry_id, frame, ts_proc=ts_now)
 
 
 def _on_quote(state: PartitionState, out: BatchOutput, quote: Quote) -> None:
@@ -314,8 +319,10 @@ def _on_trade(
     counters["trades"] += 1
     revisions = state.bars.revisions
     bars, too_late = state.bars.on_trade(trade)
-    counters["bar_revisions"] += state.bars.revisions - revisions
-    _add_finals(state, out, bars)
+    if state.bars.revisions != revisions:
+        counters["bar_revisions"] += state.bars.revisions - revisions
+    if bars:
+        _add_finals(state, out, bars)
     if too_late:
         counters["late_trades"] += 1
         reason = (

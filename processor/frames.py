@@ -16,6 +16,8 @@ from common import binance
 from common.errors import DecodeError
 from common.schema import Quote, RawFrame, Trade
 from processor.books import DepthDiff, DepthSnapshot
+from processor.builders import new_trade
+from processor.decimals import decimal_of
 from processor.marketdata import (
     REST_DEPTH,
     REST_TRADES,
@@ -31,11 +33,79 @@ __all__ = ["Classified", "classify", "is_reply"]
 Classified = Trades | Quote | DepthDiff | DepthSnapshot | str
 
 _VENUE_PARSERS = {"binance"}
+_INF = float("inf")
+# (stream, symbol) pairs, prices and quantities already found valid in a trade: checked once each.
+_GOOD_SOURCES: set[tuple[Any, Any]] = set()
+_GOOD_PRICES: set[str] = set()
+_GOOD_QTYS: set[str] = set()
 
 
 def is_reply(obj: Any) -> bool:
     """Tell whether a decoded frame is a reply to a request (``{"id":..,"result"|"error":..}``)."""
     return isinstance(obj, Mapping) and "id" in obj and "e" not in obj
+
+
+def _amount_ok(text: str, *, positive: bool) -> bool:
+    """Tell whether ``text`` is a finite, non-negative (or positive) decimal Decimal reads."""
+    try:
+        number = float(text)
+        decimal_of(text)
+    except (ValueError, InvalidOperation):
+        return False
+    return (number > 0 if positive else number >= 0) and number < _INF
+
+
+def _remember(good: set[Any], value: Any) -> None:
+    if len(good) >= 4096:
+        good.clear()
+    good.add(value)
+
+
+def _fast_trade(
+    entry_id: str, frame: RawFrame, stream: str | None, payload: Any, ts_proc: int
+) -> Trade | None:
+    """Return the trade of a well-formed payload, or ``None`` to let the full parser decide.
+
+    Accepts exactly what :func:`_parse_trade` accepts when every field has its usual type,
+    and builds the same trade (stamped ``ts_proc``) without the generic checks' overhead.
+    """
+    if type(payload) is not dict or payload.get("e") != "trade":
+        return None
+    try:
+        price, qty, symbol = payload["p"], payload["q"], payload["s"]
+        trade_time, trade_id, maker = payload["T"], payload["t"], payload["m"]
+    except KeyError:
+        return None
+    if type(trade_time) is not int or type(trade_id) is not int or trade_time < 0 or trade_id < 0:
+        return None
+    if type(symbol) is not str or type(price) is not str or type(qty) is not str:
+        return None
+    if (stream, symbol) not in _GOOD_SOURCES:
+        if not (symbol.isascii() and symbol.isalnum()):
+            return None
+        if stream is not None and stream.partition("@")[0] != symbol.lower():
+            return None
+        _remember(_GOOD_SOURCES, (stream, symbol))
+    if price not in _GOOD_PRICES:
+        if not _amount_ok(price, positive=True):
+            return None
+        _remember(_GOOD_PRICES, price)
+    if qty not in _GOOD_QTYS:
+        if not _amount_ok(qty, positive=False):
+            return None
+        _remember(_GOOD_QTYS, qty)
+    return new_trade(
+        "binance",
+        symbol,
+        str(trade_id),
+        price,
+        qty,
+        "sell" if maker else "buy",
+        trade_time * binance.MS,
+        frame.ts_recv,
+        ts_proc,
+        entry_id,
+    )
 
 
 def _parse_trade(entry_id: str, frame: RawFrame, stream: str | None, payload: Any) -> Trade:
@@ -54,12 +124,15 @@ def _check_stream(stream: str | None, symbol: str) -> None:
         raise DecodeError(f"event of {symbol} arrived on stream {stream}")
 
 
-def _event(entry_id: str, frame: RawFrame, stream: str | None, payload: Any) -> Classified:
+def _event(
+    entry_id: str, frame: RawFrame, stream: str | None, payload: Any, ts_proc: int = 0
+) -> Classified:
     """Parse one market-data event, chosen by its stream name or, in raw form, by ``e``."""
     channel = stream.partition("@")[2] if stream is not None else None
     kind = payload.get("e") if isinstance(payload, Mapping) else None
     if channel == "trade" or (channel is None and kind == "trade"):
-        return Trades((_parse_trade(entry_id, frame, stream, payload),))
+        trade = _fast_trade(entry_id, frame, stream, payload, ts_proc)
+        return Trades((trade or _parse_trade(entry_id, frame, stream, payload),))
     if channel == "aggTrade" or (channel is None and kind == "aggTrade"):
         trade = parse_agg_trade(payload, ts_recv=frame.ts_recv, src=entry_id)
         _check_stream(stream, trade.symbol)
@@ -77,8 +150,11 @@ def _event(entry_id: str, frame: RawFrame, stream: str | None, payload: Any) -> 
     return "ignored"
 
 
-def classify(entry_id: str, frame: RawFrame) -> Classified:
-    """Return what a raw frame carries, or the counter name under which it is passed over."""
+def classify(entry_id: str, frame: RawFrame, *, ts_proc: int = 0) -> Classified:
+    """Return what a raw frame carries, or the counter name under which it is passed over.
+
+    Trades may come stamped with ``ts_proc`` already (or with 0: the caller stamps them).
+    """
     if frame.kind == "marker":
         return "markers"
     if frame.venue not in _VENUE_PARSERS:
@@ -96,4 +172,4 @@ def classify(entry_id: str, frame: RawFrame) -> Classified:
         if isinstance(payload, Mapping) and "lastUpdateId" in payload:
             return "ignored"  # a partial-depth snapshot: not used
         raise DecodeError("unrecognised frame: neither a stream event nor a reply")
-    return _event(entry_id, frame, stream, payload)
+    return _event(entry_id, frame, stream, payload, ts_proc)

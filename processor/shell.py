@@ -6,9 +6,12 @@ For every partition (and the venue's private stream) one lane loop runs:
 2. **Take over**: load the checkpoint, ``XAUTOCLAIM`` every pending entry of the consumer group to
    this member, process this member's pending entries (``XREADGROUP`` id ``0``), then new ones
    (``>``) with a short ``BLOCK``.
-3. **Commit** each batch in one ``MULTI``: XADD the outputs, SET the checkpoint, XACK the inputs,
-   PEXPIRE the lease. The transaction WATCHes the lease key and runs only while this member still
-   holds it, so a member that lost its lease can never write.
+3. **Commit** each batch atomically in one fenced Lua call (:mod:`processor.wire`): it checks that
+   the lease still names this member, then XADDs the outputs, SETs the checkpoint, XACKs the
+   inputs and PEXPIREs the lease; a member that lost its lease writes nothing. The next batch
+   is read before this one is processed and a commit is written without waiting for its reply,
+   so Redis works while the member computes (:mod:`processor.link`); a commit is only sent once
+   the one before it is confirmed.
 4. Renew the lease every ``renew_s`` while idle; a member that could not renew in time stops
    reading on its own (self-fencing) before anyone else can take the lease.
 
@@ -36,17 +39,14 @@ from common.health import HealthReporter
 from common.names import GROUP_PROCESSOR
 from common.redis_io import REDIS_DOWN, connect_redis, ensure_group
 from common.settings import Settings
-from processor.lanes import Lane, PartitionLane, PrivateLane, decode_entries
+from processor.lanes import Lane, PartitionLane, PrivateLane
+from processor.link import Entries, LeaseLost, Link, Pipe
 from processor.trimmer import Retention, trim_streams
 
 __all__ = ["SERVICE", "run"]
 
 SERVICE = "processor"
 log = logging.getLogger("tickpipe.processor")
-
-
-class LeaseLost(Exception):
-    """This member no longer holds the lease of a lane."""
 
 
 class _Stats:
@@ -111,16 +111,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _stream_entries(reply: Any) -> list[Any]:
-    """Return the entries of a one-stream XREADGROUP reply (RESP2 list or RESP3 map)."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):  # RESP3: {stream: [entries]} or {stream: entries}
-        value = next(iter(reply.values()))
-        return list(value[0] if value and isinstance(value[0], list) else value)
-    return list(reply[0][1])
-
-
 class _Runner:
     """Run the lane loops of one member."""
 
@@ -136,6 +126,7 @@ class _Runner:
         retry_s: float,
         block_ms: int,
         retention_s: float,
+        direct: bool = True,
     ) -> None:
         self.settings = settings
         self.retention_s = retention_s
@@ -143,49 +134,19 @@ class _Runner:
         self.stop = stop
         self.clock = clock
         self.instance = settings.instance
-        self.instance_b = settings.instance.encode()
         self.lease_ms = lease_ms
         self.renew_s = renew_s
         self.retry_s = retry_s
         self.block_ms = block_ms
         self.stats = _Stats()
+        self.link = Link(redis, settings.instance, lease_ms, direct=direct)
 
     # -- lease -----------------------------------------------------------------------------------
     async def _acquire(self, lane: Lane) -> bool:
         if await self.redis.set(lane.lease_key, self.instance, nx=True, px=self.lease_ms):
             return True
         # A lease under our own name is a previous life of this member (crash, then restart).
-        return await self._renew(lane)
-
-    async def _hold(self, pipe: aioredis.client.Pipeline, lane: Lane) -> bool:
-        """Watch the lane's lease in ``pipe``; start its ``MULTI`` if this member holds it."""
-        await pipe.watch(lane.lease_key)
-        if await pipe.get(lane.lease_key) != self.instance_b:
-            return False
-        pipe.multi()  # type: ignore[no-untyped-call]
-        return True
-
-    async def _renew(self, lane: Lane) -> bool:
-        """Extend the lease if this member holds it; return whether it does."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                if not await self._hold(pipe, lane):
-                    return False
-                pipe.pexpire(lane.lease_key, self.lease_ms)
-                await pipe.execute()
-            except rexc.WatchError:
-                return False
-        return True
-
-    async def _release(self, lane: Lane) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                if await self._hold(pipe, lane):
-                    pipe.delete(lane.lease_key)
-                    await pipe.execute()
-                    log.info("lease released", extra={"lane": lane.name})
-            except (rexc.WatchError, *REDIS_DOWN) as exc:
-                log.warning("lease not released: %s", exc, extra={"lane": lane.name})
+        return await self.link.renew(lane)
 
     # -- lane loop -------------------------------------------------------------------------------
     async def run_lane(self, lane: Lane) -> None:
@@ -230,42 +191,67 @@ class _Runner:
             "lease taken",
             extra={"lane": lane.name, "claimed": claimed, "consumer": self.instance},
         )
-        cursor = "0"  # this member's pending entries first, then new ones
+        cursor = "0"  # this member's pending entries (after the cursor id), then new ones: ">"
+        count = self.settings.batch_size
+        hand: Entries | None = None  # a batch read and not yet processed
         trimmed_at = loop.time()
-        while not self.stop.is_set():
-            _raise_if_cancelled()
-            now = loop.time()
-            if now - trimmed_at >= self.retention_s:
-                trimmed_at = now
-                await trim_streams(
-                    self.redis, lane.retained, self.settings.retention_maxlen, self.stats.retention
-                )
-            if now - renewed_at >= self.renew_s:
-                if not await self._renew(lane):
-                    raise LeaseLost
-                renewed_at = now
-            if loop.time() - renewed_at > self.lease_ms / 1000 * 0.6:
-                raise LeaseLost  # could not renew in time: someone else may own it soon
-            block = None if cursor == "0" else self.block_ms
-            began = loop.time()
-            reply: Any = await self.redis.xreadgroup(
-                GROUP_PROCESSOR,
-                self.instance,
-                {lane.stream: cursor},
-                count=self.settings.batch_size,
-                block=block,
-            )
-            entries = _stream_entries(reply)
-            if not entries:
-                if cursor == "0":
+        async with self.link.pipe(lane) as pipe:
+            while not (self.stop.is_set() and not hand):
+                _raise_if_cancelled()
+                now = loop.time()
+                if now - trimmed_at >= self.retention_s:
+                    trimmed_at = now
+                    await trim_streams(
+                        self.redis,
+                        lane.retained,
+                        self.settings.retention_maxlen,
+                        self.stats.retention,
+                    )
+                # A commit in flight renews the lease itself (and a WATCH would race with it).
+                if now - renewed_at >= self.renew_s and not pipe.busy:
+                    if not await self.link.renew(lane):
+                        raise LeaseLost
+                    renewed_at = now
+                if loop.time() - renewed_at > self.lease_ms / 1000 * 0.6:
+                    raise LeaseLost  # could not renew in time: someone else may own it soon
+                if not hand:
+                    began = loop.time()
+                    await pipe.send_read(cursor, count, self.block_ms if cursor == ">" else None)
+                    hand, renewed_at = await self._collect(lane, pipe, renewed_at)
+                    if not hand:
+                        if cursor != ">":
+                            cursor = ">"
+                        elif loop.time() - began < self.block_ms / 2000:
+                            await _wait(self.stop, self.block_ms / 1000)  # server did not block
+                        continue
+                batch, hand = hand, None
+                if cursor != ">":
+                    cursor = batch[-1][0]
+                ahead = not self.stop.is_set()
+                if ahead:  # Redis reads the next batch while this one is processed
+                    await pipe.send_read(cursor, count, None)
+                commit = lane.process(batch, self.clock())
+                hand, renewed_at = await self._collect(lane, pipe, renewed_at)
+                if ahead and not hand and cursor != ">":
                     cursor = ">"
-                elif loop.time() - began < self.block_ms / 2000:
-                    await _wait(self.stop, self.block_ms / 1000)  # server did not block
-                continue
-            sent_at = loop.time()
-            await self._commit(lane, entries)
-            renewed_at = sent_at
-        await self._release(lane)
+                await pipe.send_commit(commit, loop.time())
+            _, renewed_at = await self._collect(lane, pipe, renewed_at)
+        await self.link.release(lane, REDIS_DOWN)
+
+    async def _collect(
+        self, lane: Lane, pipe: Pipe, renewed_at: float
+    ) -> tuple[Entries | None, float]:
+        """Collect the pipe's replies; count confirmed commits; return entries and renewal time."""
+        entries, confirmed = await pipe.collect()
+        for commit, sent_at in confirmed:
+            renewed_at = sent_at  # the commit's PEXPIRE ran after it was sent
+            self.stats.add(commit.frames, commit.stats)
+            if commit.stats.get("dead_letters"):
+                log.warning(
+                    "frames sent to dead letters",
+                    extra={"lane": lane.name, "count": commit.stats["dead_letters"]},
+                )
+        return entries, renewed_at
 
     async def _claim(self, lane: Lane) -> int:
         """Move every pending entry of the group to this member; return how many moved."""
@@ -293,27 +279,6 @@ class _Runner:
                 return claimed
             start = cursor
 
-    async def _commit(self, lane: Lane, entries: list[Any]) -> None:
-        commit = lane.process(decode_entries(entries), self.clock())
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                if not await self._hold(pipe, lane):
-                    raise LeaseLost
-                for stream, fields in commit.outputs:
-                    pipe.xadd(stream, fields)  # type: ignore[arg-type]
-                pipe.set(lane.checkpoint_key, commit.checkpoint)
-                pipe.xack(lane.stream, GROUP_PROCESSOR, *commit.acked)
-                pipe.pexpire(lane.lease_key, self.lease_ms)
-                await pipe.execute()
-            except rexc.WatchError as exc:
-                raise LeaseLost from exc
-        self.stats.add(commit.frames, commit.stats)
-        if commit.stats.get("dead_letters"):
-            log.warning(
-                "frames sent to dead letters",
-                extra={"lane": lane.name, "count": commit.stats["dead_letters"]},
-            )
-
 
 async def run(
     settings: Settings,
@@ -326,12 +291,14 @@ async def run(
     retry_s: float | None = None,
     block_ms: int = 150,
     retention_s: float = 5.0,
+    direct: bool = True,
 ) -> None:
     """Process every partition of ``settings`` and the venue's private stream until ``stop``.
 
     ``lease_ms`` is the lease period; the lease is renewed every ``renew_s`` (default 30 % of it)
     and a member standing by retries every ``retry_s`` (default 20 % of it). The streams of each
-    owned lane are trimmed every ``retention_s``.
+    owned lane are trimmed every ``retention_s``. ``direct=False`` sends every command through
+    redis-py even on a single-server client (the path a cluster client always takes).
     """
     own_redis = redis is None
     client = connect_redis(settings.redis_url) if redis is None else redis
@@ -345,6 +312,7 @@ async def run(
         retry_s=lease_ms * 0.2 / 1000 if retry_s is None else retry_s,
         block_ms=block_ms,
         retention_s=retention_s,
+        direct=direct,
     )
     lanes: list[Lane] = [PartitionLane(settings, p) for p in settings.partitions()]
     runner.stats.partition_names = {lane.name for lane in lanes}

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from common.schema import Trade
 from common.settings import Settings
+from processor.decimals import decimal_of
 
 __all__ = [
     "STRATEGIES",
@@ -115,7 +116,7 @@ class ThresholdCross(Strategy):
             self._bands.pop(trade.symbol, None)
         level, state = entry
         upper, lower = self._band(trade.symbol, level)
-        price = Decimal(trade.price)
+        price = decimal_of(trade.price)
         if price >= upper:
             new_state = ABOVE
         elif price <= lower:
@@ -170,11 +171,11 @@ class RapidMove(Strategy):
         if self._ratio <= 0:
             return []  # a 0 % move would fire on every trade: treated as switched off
         highs, lows = self.windows.setdefault(trade.symbol, (deque(), deque()))
-        price = Decimal(trade.price)
+        price = decimal_of(trade.price)
         item = [trade.ts_event, trade.price, trade.src]
-        while highs and Decimal(highs[-1][1]) <= price:
+        while highs and decimal_of(highs[-1][1]) <= price:
             highs.pop()
-        while lows and Decimal(lows[-1][1]) >= price:
+        while lows and decimal_of(lows[-1][1]) >= price:
             lows.pop()
         highs.append(item)
         lows.append(item)
@@ -183,7 +184,7 @@ class RapidMove(Strategy):
             while queue[0][0] < oldest:
                 queue.popleft()
         low, high = lows[0], highs[0]
-        low_price, high_price = Decimal(low[1]), Decimal(high[1])
+        low_price, high_price = decimal_of(low[1]), decimal_of(high[1])
         if low_price > 0 and price - low_price >= _CTX.multiply(low_price, self._ratio):
             return self._fire(trade, "up", low, highs, lows)
         if high_price > 0 and high_price - price >= _CTX.multiply(high_price, self._ratio):

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from common.names import Keys
+from common.redis_io import direct_pool
 from common.resp import encode_command
 from common.schema import OrderIntent
 
@@ -45,15 +46,6 @@ return redis.call('GET', KEYS[1])
 INTENT_SHA = hashlib.sha1(INTENT_SCRIPT.encode()).hexdigest()
 
 
-def _direct_pool(redis: Any) -> Any:
-    """Return the connection pool of a plain redis-py client, else ``None`` (cluster, fakes)."""
-    pool = getattr(redis, "connection_pool", None)
-    cls = getattr(pool, "connection_class", None)
-    if cls is None or not cls.__module__.startswith("redis."):
-        return None
-    return pool
-
-
 class IntentRecorder:
     """Record the intents of one venue: the script, or the transaction when scripts are refused."""
 
@@ -62,7 +54,9 @@ class IntentRecorder:
         self.keys = keys
         self.venue = venue
         self.scripted = True  # off once the ACL refuses scripts
-        self._pool = _direct_pool(redis)
+        #: The pool the script's connection is held from; ``None`` sends it through redis-py's
+        #: commands (a cluster client, or a test that watches every command).
+        self.pool = direct_pool(redis)
         self._conn: Any = None  # the pool connection held for the script
 
     async def load_script(self) -> None:
@@ -118,7 +112,7 @@ class IntentRecorder:
         keys, args = self._args(intent)
         reply: Any = None
         try:
-            if self._pool is not None:
+            if self.pool is not None:
                 reply = await self._evalsha_direct(keys, args, meanwhile)
             else:
                 meanwhile()
@@ -142,7 +136,7 @@ class IntentRecorder:
         payload = encode_command(["EVALSHA", INTENT_SHA, str(len(keys)), *keys, *args])
         for attempt in (1, 2):
             if self._conn is None:
-                self._conn = await self._pool.get_connection()
+                self._conn = await self.pool.get_connection()
             conn = self._conn
             try:
                 await conn.send_packed_command(payload, check_health=False)
@@ -153,7 +147,7 @@ class IntentRecorder:
             except BaseException as exc:  # lost, or cancelled with the answer unread
                 self._conn = None
                 await conn.disconnect()
-                await self._pool.release(conn)
+                await self.pool.release(conn)
                 if attempt == 1 and isinstance(exc, rexc.ConnectionError):
                     continue
                 raise
@@ -185,4 +179,4 @@ class IntentRecorder:
         """Give the held connection back to the pool."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            await self._pool.release(conn)
+            await self.pool.release(conn)

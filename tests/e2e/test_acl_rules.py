@@ -28,6 +28,8 @@ def _refused(call) -> bool:  # type: ignore[no-untyped-def]
         call()
     except redis.exceptions.NoPermissionError:
         return True
+    except redis.exceptions.ResponseError as exc:  # a command inside a script was refused
+        return "can't access" in str(exc) or "no permissions" in str(exc).lower()
     return False
 
 
@@ -64,6 +66,12 @@ def test_each_user_writes_only_its_own_streams(tmp_path: Path) -> None:
             pipe.set(K.lease(P), b"p1", px=5000)
             pipe.execute()
         proc.xadd(K.order_updates(V), ENTRY)
+        # Its commit script may declare the lane's keys, and inside it the same rules hold.
+        lane = (K.lease(P), K.checkpoint(P), K.raw(P), K.trades(P), K.bars(P, "1s"))
+        assert proc.eval("return #KEYS", len(lane), *lane) == len(lane)
+        assert _refused(lambda: proc.eval("return redis.call('XADD', KEYS[1], '*', 'a', 'b')",
+                                          1, K.raw(P)))  # fmt: skip
+        assert _refused(lambda: proc.eval("return 1", 1, K.intent(V, "x")))
         assert _refused(lambda: proc.xadd(K.raw(P), ENTRY))
         assert _refused(lambda: proc.xadd(K.orders(V), ENTRY))
         assert _refused(lambda: proc.delete(K.raw(P)))
@@ -75,6 +83,9 @@ def test_each_user_writes_only_its_own_streams(tmp_path: Path) -> None:
         trd.xadd(K.orders(V), ENTRY)
         trd.set(K.intent(V, "tp-1"), b"{}", nx=True)
         trd.hset(K.positions(V), "BTCUSDT", "0.01")
+        intent_keys = (K.intent(V, "tp-2"), K.orders(V), K.working_orders(V))
+        assert trd.eval("return #KEYS", 3, *intent_keys) == 3
+        assert _refused(lambda: trd.eval("return 1", 1, K.checkpoint(P)))
         assert _refused(lambda: trd.xadd(K.signals(P), ENTRY))
         assert _refused(lambda: trd.xadd(K.raw(P), ENTRY))
         assert _refused(lambda: trd.set(K.checkpoint(P), b"x"))

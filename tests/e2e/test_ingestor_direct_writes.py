@@ -7,8 +7,9 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
+from common.redis_io import direct_pool
 from common.schema import RawFrame
-from ingestor.writer import _direct_pool, _send_direct
+from ingestor.writer import _send_direct
 from tests.e2e.conftest import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -19,7 +20,7 @@ def test_direct_writes_append_in_order_and_return_only_refused_entries(
 ) -> None:
     async def main() -> tuple[list[int], list[dict[bytes, bytes]], bool]:
         client = aioredis.Redis.from_url(redis_server.url)
-        pool = _direct_pool(client)
+        pool = direct_pool(client)
         assert pool is not None
         await client.set("not-a-stream", "x")
         batch = [
@@ -40,10 +41,11 @@ def test_direct_writes_append_in_order_and_return_only_refused_entries(
     assert fields[0][b"data"] == b'{"n":1}' and still_ok
 
 
-def test_test_doubles_use_the_pipeline_path() -> None:
+def test_only_single_server_clients_get_the_direct_path() -> None:
     import fakeredis
 
-    assert _direct_pool(fakeredis.FakeAsyncRedis()) is None
+    assert direct_pool(fakeredis.FakeAsyncRedis()) is not None  # a redis-py pool: scripts run
+    assert direct_pool(object()) is None  # e.g. a cluster client: redis-py's commands
 
 
 def test_script_writes_store_exactly_the_frames_fields_per_stream_in_order(
@@ -61,7 +63,7 @@ def test_script_writes_store_exactly_the_frames_fields_per_stream_in_order(
 
     async def main() -> tuple[list[tuple[str, RawFrame]], dict[str, list[dict[bytes, bytes]]]]:
         client = aioredis.Redis.from_url(redis_server.url)
-        failed = await _send_direct(_direct_pool(client), batch)
+        failed = await _send_direct(direct_pool(client), batch)
         stored = {s: [f for _, f in await client.xrange(s)] for s in streams}
         await client.aclose()
         return [item for item, _ in failed], stored
@@ -88,7 +90,7 @@ def test_entries_redis_refuses_for_memory_come_back_to_be_retried(
         batch = [
             ("tp:{binance:0}:raw", RawFrame("ws", "binance", "c1", n, n, "{}")) for n in range(5)
         ]
-        failed = await _send_direct(_direct_pool(client), batch)
+        failed = await _send_direct(direct_pool(client), batch)
         await client.config_set("maxmemory", "0")
         length = await client.xlen("tp:{binance:0}:raw")
         await client.aclose()

@@ -91,6 +91,8 @@ def test_stages_run_under_their_acl_users_and_leak_no_secret(
         logs = {p.name: p.read_bytes() for p in tmp_path.glob("*.log")}
         for name in stages:
             assert b"NOPERM" not in logs[f"{name}.log"], logs[f"{name}.log"][-2000:]
+            # The scripted paths (ingestor append, processor commit, trader intent) were allowed.
+            assert b"WATCH/MULTI" not in logs[f"{name}.log"], logs[f"{name}.log"][-2000:]
 
         secrets = [API_KEY, API_SECRET, *passwords.values()]
         assert _leaks(list(logs.values()), secrets) == []

@@ -153,6 +153,7 @@ def test_the_only_redis_command_before_an_order_leaves_is_the_script() -> None:
         settings = make_settings()
         venue = SnapshotVenue(redis)
         trader = Trader(settings, redis, venue, clock=time.time_ns, limits=default_limits(settings))
+        trader.ledger.intents.pool = None  # through execute_command, where it is recorded
         await trader.prepare()
         for n in (1, 2):
             redis.sent = []
