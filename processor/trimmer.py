@@ -27,7 +27,7 @@ import redis.exceptions as rexc
 
 from processor.retention import GroupView, decide_trim, maxlen_for
 
-__all__ = ["TRIM_STEP", "Retention", "trim_streams"]
+__all__ = ["MAX_MARKS", "TRIM_STEP", "Retention", "trim_streams"]
 
 #: Without a usable mark, at most this many entries are read (and removed) per round.
 TRIM_STEP = 10_000
@@ -75,6 +75,7 @@ def _add_mark(marks: list[tuple[int, str]], mark: tuple[int, str]) -> None:
     if mark not in marks:
         marks.append(mark)
         marks.sort()
+        del marks[:-MAX_MARKS]  # a stream under its cap gains marks every round: keep the newest
 
 
 async def _groups(redis: aioredis.Redis, key: str) -> list[GroupView]:

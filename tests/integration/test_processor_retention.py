@@ -158,3 +158,18 @@ def test_a_growing_stream_is_trimmed_from_marks_without_reading_it() -> None:
     assert reads == 1
     assert all(50 <= n <= 80 for n in lengths[2:])  # maxlen plus at most one round's appends
     assert first_n == 360 - lengths[-1]  # the oldest entries went, in order
+
+
+def test_marks_of_a_stream_under_its_cap_stay_bounded() -> None:
+    from processor.trimmer import MAX_MARKS, Retention, trim_streams
+
+    async def scenario() -> int:
+        redis = fakeredis.FakeAsyncRedis()
+        retention = Retention()
+        for n in range(3 * MAX_MARKS):
+            await redis.xadd("s", {"n": str(n)})
+            await trim_streams(redis, [("trades", "s", ())], (("*", 10_000),), retention)
+        assert await redis.xlen("s") == 3 * MAX_MARKS  # under the cap: nothing trimmed
+        return len(retention.marks["s"])
+
+    assert asyncio.run(scenario()) <= MAX_MARKS
