@@ -113,4 +113,13 @@ async def run_soak(quick: bool, minutes: float, rate: int = 2000) -> list[Row]:
                 flat,
             )
         )
+        if name in STAGES:  # the shape of the curve: growth, a plateau, or a one-off step
+            tenths = [values[min(len(values) - 1, len(values) * k // 10)] for k in range(11)]
+            rows.append(
+                Row(
+                    "soak",
+                    f"{name} RSS every 10 % of the run (MiB)",
+                    " ".join(f"{v:.1f}" for v in tenths),
+                )
+            )
     return rows
