@@ -56,6 +56,10 @@ async def _records(redis: aioredis.Redis) -> tuple[dict[str, Any], list[dict[str
     return stored, entries, working
 
 
+# The test kills and cancels connections on purpose; a socket redis-py drops on the way may be
+# finalised later by the garbage collector, which pytest reports as an unraisable warning at
+# whatever moment it happens (seen once in CI, never when run alone). Only that is ignored here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_the_held_connection_records_once_survives_noscript_and_a_cancel(
     redis_server: RedisServer,
 ) -> None:
