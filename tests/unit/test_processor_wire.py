@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 from decimal import Decimal
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,23 +19,13 @@ from processor.bars import BarBuilder
 from processor.builders import new_raw_frame, new_trade
 from processor.lanes import Commit, decode_entries
 from processor.wire import commit_call, decode_flat_entries, stream_entries, xreadgroup_args
+from tests.integration.test_processor_shell import real_frames
 
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
-BTC_FILE = REALDATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz"
 MS = 1_000_000
 
 
-@cache
 def real_raw(count: int = 300) -> tuple[RawFrame, ...]:
-    out = []
-    with gzip.open(BTC_FILE, "rt") as lines:
-        for seq, line in enumerate(lines):
-            if seq == count:
-                break
-            recv, _, text = line.rstrip("\n").partition(" ")
-            kind = "ws" if text.startswith('{"stream"') else "rest"
-            out.append(RawFrame(kind, "binance", "c1", seq, int(recv), text))
-    return tuple(out)
+    return real_frames()[:count]
 
 
 def _wire(fields: list[tuple[bytes, bytes]] | None) -> list[bytes] | None:
