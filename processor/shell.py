@@ -83,6 +83,7 @@ class _Stats:
             "last_batch_size": self.last_batch_size,
             "retention_trimmed": self.retention.trimmed,
             "retention_blocked": self.retention.blocked,
+            "retention_lookups": self.retention.lookups,
             "retention_alarms": sorted(self.retention.alarms),
         }
 

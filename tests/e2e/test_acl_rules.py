@@ -12,6 +12,7 @@ from redis.retry import Retry
 
 from common.names import Keys, Partition
 from deploy.acl import STAGE_USERS, main
+from processor.trimmer import NTH_ID_SCRIPT
 from tests.e2e.acl_support import acl_redis, stage_passwords
 
 pytestmark = pytest.mark.e2e
@@ -72,6 +73,11 @@ def test_each_user_writes_only_its_own_streams(tmp_path: Path) -> None:
         assert _refused(lambda: proc.eval("return redis.call('XADD', KEYS[1], '*', 'a', 'b')",
                                           1, K.raw(P)))  # fmt: skip
         assert _refused(lambda: proc.eval("return 1", 1, K.intent(V, "x")))
+        # The trimmer's id lookup reads any stream it trims, inside its script.
+        first_trade = proc.xrange(K.trades(P), count=1)[0][0]
+        assert proc.eval(NTH_ID_SCRIPT, 1, K.trades(P), 1) == first_trade
+        assert proc.eval(NTH_ID_SCRIPT, 1, K.raw(P), 1) == entries[0][0]
+        assert _refused(lambda: proc.eval(NTH_ID_SCRIPT, 1, Keys("other").trades(P), 1))
         assert _refused(lambda: proc.xadd(K.raw(P), ENTRY))
         assert _refused(lambda: proc.xadd(K.orders(V), ENTRY))
         assert _refused(lambda: proc.delete(K.raw(P)))

@@ -129,20 +129,26 @@ def test_raw_is_not_trimmed_past_unacknowledged_entries() -> None:
     asyncio.run(scenario())
 
 
+def _counting(redis: Any) -> list[str]:
+    """Record the commands that read entries (XRANGE from the client, EVAL of the lookup)."""
+    calls: list[str] = []
+    for name in ("xrange", "eval"):
+        real = getattr(redis, name)
+
+        async def counted(*args: Any, _name: str = name, _real: Any = real, **kw: Any) -> Any:
+            calls.append(_name)
+            return await _real(*args, **kw)
+
+        setattr(redis, name, counted)
+    return calls
+
+
 def test_a_growing_stream_is_trimmed_from_marks_without_reading_it() -> None:
     from processor.trimmer import Retention, trim_streams
 
-    async def scenario() -> tuple[list[int], int, int]:
+    async def scenario() -> tuple[list[int], list[str], int, int]:
         redis = fakeredis.FakeAsyncRedis()
-        reads = 0
-        xrange = redis.xrange
-
-        async def counting_xrange(*args: Any, **kwargs: Any) -> Any:
-            nonlocal reads
-            reads += 1
-            return await xrange(*args, **kwargs)
-
-        redis.xrange = counting_xrange  # type: ignore[method-assign]
+        calls = _counting(redis)
         retention = Retention()
         lengths = []
         for round_ in range(12):
@@ -150,14 +156,73 @@ def test_a_growing_stream_is_trimmed_from_marks_without_reading_it() -> None:
                 await redis.xadd("s", {"n": str(round_ * 30 + n)})
             await trim_streams(redis, [("trades", "s", ())], (("*", 50),), retention)
             lengths.append(int(await redis.xlen("s")))
-        first: Any = await xrange("s", count=1)
-        return lengths, reads, int(first[0][1][b"n"])
+        first: Any = await fakeredis.FakeAsyncRedis.xrange(redis, "s", count=1)
+        return lengths, calls, retention.lookups, int(first[0][1][b"n"])
 
-    lengths, reads, first_n = asyncio.run(scenario())
-    assert lengths[:2] == [30, 50]  # the second round has no usable mark yet: reads its head
-    assert reads == 1
+    lengths, calls, lookups, first_n = asyncio.run(scenario())
+    # The second round has no usable mark, and the one after the first entry is too far
+    # (29 entries > half the cap): the id is looked up, inside Redis.
+    assert lengths[:2] == [30, 50]
+    assert calls == ["eval"] and lookups == 1
     assert all(50 <= n <= 80 for n in lengths[2:])  # maxlen plus at most one round's appends
     assert first_n == 360 - lengths[-1]  # the oldest entries went, in order
+
+
+def test_uneven_rounds_wait_for_the_next_mark_instead_of_reading() -> None:
+    """Appends vary from round to round, so the next mark is often just short of the cut."""
+    from processor.trimmer import Retention, trim_streams
+
+    appends = [37, 23, 41, 19, 30, 44, 21, 35, 26, 39, 18, 42, 33, 22, 40, 27] * 3
+
+    async def scenario() -> tuple[list[int], int, list[str]]:
+        redis = fakeredis.FakeAsyncRedis()
+        retention = Retention()
+        lengths = []
+        for count in appends:
+            for n in range(count):
+                await redis.xadd("s", {"n": str(n)})
+            calls = _counting(redis)
+            await trim_streams(redis, [("trades", "s", ())], (("*", 200),), retention)
+            lengths.append(int(await redis.xlen("s")))
+        return lengths, retention.lookups, calls
+
+    lengths, lookups, calls = asyncio.run(scenario())
+    assert lookups == 0 and calls == []  # every trim came from a mark
+    full = lengths[next(n for n, v in enumerate(lengths) if v >= 200) :]
+    assert all(200 <= n <= 300 for n in full)  # never under the cap, at most half over it
+    assert max(full) > 200  # some rounds waited for their mark
+
+
+def test_a_stream_filling_over_many_rounds_keeps_marks_spread_over_its_history() -> None:
+    from processor.trimmer import MAX_MARKS, Retention, trim_streams
+
+    rounds = 4 * MAX_MARKS
+
+    async def scenario() -> tuple[int, int, int]:
+        redis = fakeredis.FakeAsyncRedis()
+        retention = Retention()
+        for n in range(rounds + 4):  # one entry per round: the cap is reached after many
+            await redis.xadd("s", {"n": str(n)})
+            await trim_streams(redis, [("trades", "s", ())], (("*", rounds),), retention)
+        return int(await redis.xlen("s")), retention.lookups, len(retention.marks["s"])
+
+    length, lookups, marks = asyncio.run(scenario())
+    assert marks <= MAX_MARKS
+    assert lookups == 0  # an old mark was still there when the stream passed its cap
+    assert rounds <= length <= rounds + rounds // MAX_MARKS * 3
+
+
+def test_the_lookup_finds_the_nth_id_inside_redis() -> None:
+    from processor.trimmer import nth_id
+
+    async def scenario() -> tuple[list[str | None], list[str]]:
+        redis = fakeredis.FakeAsyncRedis()
+        ids = [(await redis.xadd("s", {"n": str(n)})).decode() for n in range(5)]
+        found = [await nth_id(redis, "s", n) for n in (1, 3, 5, 6)]
+        return [*found, await nth_id(redis, "missing", 1)], ids
+
+    found, ids = asyncio.run(scenario())
+    assert found == [ids[0], ids[2], ids[4], None, None]
 
 
 def test_marks_of_a_stream_under_its_cap_stay_bounded() -> None:
