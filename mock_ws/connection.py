@@ -38,6 +38,8 @@ log = logging.getLogger("tickpipe.mock_ws")
 
 OUTBOX_LIMIT = 10_000
 REORDER_WAIT_S = 1.0
+#: What a fault's ``stream`` filter is compared with for an answer (none names it: any matches).
+ANSWER_TAG = "answer"
 Record = dict[str, Any] | None
 _Item = tuple[str, Record, str | None]
 
@@ -203,7 +205,9 @@ async def write_loop(
                 held = None
                 continue
         before = sender.sent
-        if tag is None:
+        if tag is None:  # an answer to a request
+            if plan.faults and conn.kind == "api":
+                await _delay_answer(sender, plan)
             await sender.send(text, record)
         elif plan.faults:
             held = await _faulty_send(sender, plan, text, record, tag, held)
@@ -213,6 +217,16 @@ async def write_loop(
                 await sender.send(*held)
                 held = None
         on_sent(sender.sent - before)
+
+
+async def _delay_answer(sender: _Sender, plan: FaultPlan) -> None:
+    """Hold a WS-API answer for a ``delay`` fault that names ``kind: "api"`` (a slow venue)."""
+    conn = sender.conn
+    for fault in plan.frame_faults(conn.path, conn.kind, ANSWER_TAG, sender.clock()):
+        if fault.type == "delay" and fault.spec.get("kind") == "api":
+            fault.hits += 1
+            await asyncio.sleep(plan.jitter_s(fault))
+            return
 
 
 async def _faulty_send(

@@ -212,6 +212,28 @@ def test_rate_limit_rest_and_ws_api() -> None:
     run(scenario)
 
 
+def test_an_api_delay_holds_each_ws_api_answer_in_turn() -> None:
+    async def scenario(mock: MockExchange) -> None:
+        def hits(kind: str | None) -> int:
+            listing = mock.faults()
+            return sum(f["hits"] for f in listing if f["type"] == "delay" and f.get("kind") == kind)
+
+        async with connect(mock.ws_api_url) as ws:
+            await mock.inject({"type": "delay", "ms": 150})  # data frames only
+            assert (await request(ws, 1, "ping"))["status"] == 200
+            assert hits(None) == 0
+            await mock.inject({"type": "delay", "ms": 150, "kind": "api"})
+            began = time.monotonic()
+            for rid in (2, 3):
+                await ws.send(orjson.dumps({"id": rid, "method": "ping"}).decode())
+            answers = [await recv_json(ws) for _ in range(2)]
+            assert [a["id"] for a in answers] == [2, 3]
+            assert time.monotonic() - began >= 0.3  # 150 ms each, one after the other
+            assert hits("api") == 2 and hits(None) == 0
+
+    run(scenario)
+
+
 def test_lifetime_closes_connections() -> None:
     async def scenario(mock: MockExchange) -> None:
         async with connect(f"{mock.ws_url}/ws/btcusdt@trade") as ws:
