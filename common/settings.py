@@ -94,6 +94,7 @@ class Settings:
     max_position: str = "1"
     max_notional: str = "100000"
     max_orders_per_s: float = 5.0
+    max_orders_in_flight: int = 32
     order_type: str = "MARKET"
     binance_key_type: str = "hmac"
     dashboard_port: int = 8050
@@ -330,6 +331,7 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_MAX_POSITION": ("max_position", _decimal),
     "TICKPIPE_MAX_NOTIONAL": ("max_notional", _decimal),
     "TICKPIPE_MAX_ORDERS_PER_S": ("max_orders_per_s", _positive_float),
+    "TICKPIPE_MAX_ORDERS_IN_FLIGHT": ("max_orders_in_flight", _positive_int),
     "TICKPIPE_ORDER_TYPE": ("order_type", _order_type),
     "TICKPIPE_BINANCE_KEY_TYPE": ("binance_key_type", _key_type),
     "TICKPIPE_DASHBOARD_PORT": ("dashboard_port", _positive_int),

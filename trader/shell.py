@@ -9,6 +9,13 @@ WebSocket API, :mod:`trader.alpaca_router` for Alpaca's REST API when ``settings
 looked up, never sent again. A ``cancel`` signal cancels the symbol's working orders. The signal is
 acknowledged only once its outcome is in ``{V}:orders``.
 
+Orders are pipelined: once a signal's intent is recorded and its order written to the venue, the
+next signal is handled without waiting for the venue's answer. At most
+``TICKPIPE_MAX_ORDERS_IN_FLIGHT`` (default 32) orders await theirs; each is followed, recorded and
+acknowledged on its own. An order in flight counts in the risk limits from the moment its intent
+is recorded. A ``cancel`` signal first waits for the answers of its symbol's orders in flight, so
+it cancels them too. On stop, no new order leaves and the ones in flight are followed to the end.
+
 The kill switch is read into memory at start and then every ``kill_switch_every_s`` (0.1 s) by a
 background task: a kill switch set now refuses every signal handled after the next refresh, so
 at most that period (plus one Redis round trip) after it is set, and working orders are cancelled
@@ -40,7 +47,7 @@ from common.errors import AuthError, ConfigError, DecodeError, RedisUnavailable
 from common.health import HealthReporter
 from common.names import GROUP_TRADER
 from common.redis_io import connect_redis, ensure_group, redis_errors, xreadgroup_streams
-from common.schema import Signal
+from common.schema import OrderIntent, Signal
 from common.settings import Settings
 from trader.alpaca_rest import AlpacaRest, rest_from_settings
 from trader.alpaca_router import AlpacaRouter
@@ -54,7 +61,7 @@ from trader.signing import Signer, load_signer
 from trader.tasks import KILL_SWITCH_EVERY_S, background_tasks, first_failure
 from trader.venue_router import Request, VenueRouter
 
-__all__ = ["SERVICE", "Trader", "default_limits", "run"]
+__all__ = ["MAX_INFLIGHT", "SERVICE", "Trader", "default_limits", "run"]
 
 SERVICE = "trader"
 log = logging.getLogger("tickpipe.trader")
@@ -66,6 +73,9 @@ COUNTERS = tuple(
 )
 
 Handler = Callable[[str, str, dict[bytes, bytes]], Coroutine[Any, Any, None]]
+#: Orders that may await the venue's answer at once (the next signal waits for a free slot);
+#: ``TICKPIPE_MAX_ORDERS_IN_FLIGHT`` sets it for the stage.
+MAX_INFLIGHT = 32
 
 
 def default_limits(settings: Settings) -> RiskLimits:
@@ -95,6 +105,7 @@ class Trader:
         idle_s: float = 0.2,
         signer: Signer | None = None,
         session: bool = False,
+        max_inflight: int = MAX_INFLIGHT,
     ) -> None:
         self.settings = settings
         self.keys = settings.keys
@@ -122,6 +133,11 @@ class Trader:
                 settings, venue, self.ledger, signer=signer, session=session, **shared
             )
         self.kill_switch = False
+        self.slots = asyncio.Semaphore(max_inflight)
+        self.sends: dict[str, tuple[str, asyncio.Task[None]]] = {}  # entry id -> (symbol, task)
+        self.send_failure: BaseException | None = None
+        self.reread_signals = False
+        self.stopping = asyncio.Event()  # consume_signals' stop
 
     @property
     def last_order_latency_ms(self) -> float | None:
@@ -134,6 +150,7 @@ class Trader:
             "positions": self.ledger.positions(),
             "pnl": self.ledger.tracker.book.summary(),
             "working_orders": len(self.ledger.tracker.working()),
+            "orders_in_flight": len(self.sends),
             "kill_switch": self.kill_switch,
         }
 
@@ -157,6 +174,11 @@ class Trader:
         backoff = Backoff(base_s=0.1, cap_s=5.0)
         cursors = dict.fromkeys(streams, "0")
         while not stop.is_set():
+            if self.send_failure is not None:
+                raise self.send_failure
+            if handle == self.dispatch_signal and self.reread_signals:
+                self.reread_signals = False  # a pipelined order met Redis trouble: its signal
+                cursors = dict.fromkeys(streams, "0")  # is still pending, read it again
             try:
                 await self._consume_once(cursors, handle, stop, count)
             except RedisUnavailable as exc:
@@ -203,15 +225,85 @@ class Trader:
                 await asyncio.wait_for(stop.wait(), self.idle_s - waited)
 
     # -- signals --------------------------------------------------------------------------------
-    async def handle_signal(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
-        """Turn one signal into at most one order (or cancels) and record it, then XACK it."""
+    async def consume_signals(self, stop: asyncio.Event) -> None:
+        """Pipeline the signals until ``stop`` is set, then wait for the orders in flight."""
+        self.stopping = stop
+        try:
+            await self.consume(self.signal_streams(), self.dispatch_signal, stop, count=16)
+        finally:
+            try:
+                await self.settle_sends()
+            except asyncio.CancelledError:  # the stage is being torn down: do not leave them
+                tasks = [t for _, t in self.sends.values()]
+                for task in tasks:
+                    task.cancel()
+                if tasks:
+                    await asyncio.wait(tasks)
+                raise
+
+    async def dispatch_signal(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
+        """Handle one signal up to its order leaving; follow the answer in a task of its own."""
+        if entry_id in self.sends:  # read again while its order is in flight
+            return
+        signal = await self._decode(stream, entry_id, fields)
+        if signal is None:
+            return
+        if signal.action == "cancel":
+            await self.settle_sends(signal.symbol)  # so their orders are cancelled too
+            await self.cancel_symbol(signal)
+            await self.redis.xack(stream, GROUP_TRADER, entry_id)
+            return
+        await self.slots.acquire()
+        if self.stopping.is_set():  # stopped while waiting for a slot: left for the next run
+            self.slots.release()
+            return
+        try:
+            follow = await self.start_place(signal)
+        except BaseException:
+            self.slots.release()
+            raise
+        task = asyncio.create_task(self._follow(stream, entry_id, follow))
+        self.sends[entry_id] = (signal.symbol, task)
+
+    async def _follow(
+        self, stream: str, entry_id: str, follow: Coroutine[Any, Any, None] | None
+    ) -> None:
+        try:
+            async with redis_errors():
+                if follow is not None:
+                    await follow
+                await self.redis.xack(stream, GROUP_TRADER, entry_id)
+        except RedisUnavailable as exc:  # the signal stays pending; the consumer reads it again
+            log.warning("Redis unavailable after an order left", extra={"error": str(exc)})
+            self.reread_signals = True
+        except Exception as exc:  # the consumer raises it: the stage stops
+            self.send_failure = exc
+        finally:
+            self.sends.pop(entry_id, None)
+            self.slots.release()
+
+    async def settle_sends(self, symbol: str | None = None) -> None:
+        """Wait for the answers of the orders in flight (of ``symbol``, or all)."""
+        tasks = [t for s, t in self.sends.values() if symbol is None or s == symbol]
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _decode(
+        self, stream: str, entry_id: str, fields: dict[bytes, bytes]
+    ) -> Signal | None:
         self.counts["signals_seen"] += 1
         try:
-            signal = Signal.from_fields(fields)
+            return Signal.from_fields(fields)
         except DecodeError as exc:
             self.counts["bad_signals"] += 1
             log.warning("bad signal skipped", extra={"entry_id": entry_id, "error": str(exc)})
             await self.redis.xack(stream, GROUP_TRADER, entry_id)
+            return None
+
+    async def handle_signal(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
+        """Turn one signal into at most one order (or cancels) and record it, then XACK it."""
+        signal = await self._decode(stream, entry_id, fields)
+        if signal is None:
             return
         if signal.action == "cancel":
             await self.cancel_symbol(signal)
@@ -235,10 +327,17 @@ class Trader:
         await self.router.cancel_all(working, reason=f"signal {signal.signal_id}")
 
     async def place(self, signal: Signal) -> None:
-        """Send one order for ``signal`` unless its intent exists or a limit refuses it.
+        """Send one order for ``signal`` unless its intent exists or a limit refuses it."""
+        follow = await self.start_place(signal)
+        if follow is not None:
+            await follow
+
+    async def start_place(self, signal: Signal) -> Coroutine[Any, Any, None] | None:
+        """Record the intent and write the order to the venue; return what follows its answer.
 
         The risk checks read memory only (the kill switch is refreshed in the background), so
         the one Redis round trip before the order leaves is the script recording the intent.
+        ``None`` means nothing is left to wait for (refused, or recorded as such).
         """
         intent = build_intent(signal, ts_intent=self.clock(), order_type=self.settings.order_type)
         cid = intent.client_order_id
@@ -249,25 +348,35 @@ class Trader:
                 log.info(
                     "intent exists: resolving, never resending", extra={"client_order_id": cid}
                 )
-                await self.router.resolve(stored, source="restart")
-                return
+                return self._resolved(stored)
             await self.ledger.record(intent, "rejected", {"reason": reason, "stage": "risk"})
             if reason.startswith(("position limit", "kill switch")):
                 await self.cancel_breaches(signal.symbol)
-            return
+            return None
         requests: list[Request] = []  # signed while Redis records the intent
         self.router.inflight.add(cid)  # reconciliation leaves it alone from here on
+        sending = False
         try:
             stored = await self.ledger.record_intent(
                 intent, meanwhile=lambda: requests.append(self.router.prepare(intent))
             )
+            if stored is None:  # the send keeps it in flight until the venue answers
+                sending = True
+                return self.router.send(signal, intent, request=requests[0] if requests else None)
         finally:
-            self.router.inflight.discard(cid)
-        if stored is None:
-            await self.router.send(signal, intent, request=requests[0] if requests else None)
-        else:
-            log.info("intent exists: resolving, never resending", extra={"client_order_id": cid})
+            if not sending:
+                self.router.inflight.discard(cid)
+        log.info("intent exists: resolving, never resending", extra={"client_order_id": cid})
+        return self._resolved(stored)  # after the discard: it stays in flight
+
+    def _resolved(self, stored: OrderIntent) -> Coroutine[Any, Any, None]:
+        """Return the lookup of an intent an earlier run recorded; in flight from now on."""
+        self.router.inflight.add(stored.client_order_id)  # resolve() takes it off at the end
+
+        async def resolve() -> None:
             await self.router.resolve(stored, source="restart")
+
+        return resolve()
 
     async def refusal(self, signal: Signal, order_type: str) -> str | None:
         """Return why ``signal`` may not become an order now, or ``None`` (memory only)."""
@@ -327,6 +436,7 @@ async def run(
     guard_interval_s: float = 0.25,
     unresolved_every_s: float = 30.0,
     kill_switch_every_s: float = KILL_SWITCH_EVERY_S,
+    max_inflight: int | None = None,
 ) -> None:
     """Trade until ``stop`` is set; every dependency can be injected by tests.
 
@@ -366,6 +476,7 @@ async def run(
         recv_window_ms=recv_window_ms,
         signer=signer,
         session=session,
+        max_inflight=max_inflight or settings.max_orders_in_flight,
     )
     health = HealthReporter(
         redis,
@@ -403,10 +514,7 @@ async def run(
         updates = [settings.keys.order_updates(settings.venue)]
         await first_failure(
             [
-                asyncio.create_task(
-                    trader.consume(trader.signal_streams(), trader.handle_signal, stop, count=16),
-                    name="trader-signals",
-                ),
+                asyncio.create_task(trader.consume_signals(stop), name="trader-signals"),
                 asyncio.create_task(
                     trader.consume(
                         updates, trader.ledger.record_update, stop, count=settings.batch_size

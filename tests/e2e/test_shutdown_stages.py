@@ -148,10 +148,14 @@ def test_trader_sigterm_records_every_acknowledged_signal(
     redis_server: RedisServer, processes: Processes, tmp_path: Path
 ) -> None:
     truth_path = tmp_path / "truth.jsonl"
+    # A slow venue (each WS-API answer held 40 ms) keeps orders in flight when the stop comes.
+    slow = tmp_path / "slow-venue.json"
+    slow.write_text(json.dumps([{"type": "delay", "ms": 40, "kind": "api"}]))
     _env(processes, redis_server)
     _, port = processes.start_mock(
-        "--seed", "4", "--rate", "20", "--symbols", "BTCUSDT", "--ground-truth", str(truth_path)
-    )
+        "--seed", "4", "--rate", "20", "--symbols", "BTCUSDT", "--ground-truth", str(truth_path),
+        "--faults", str(slow),
+    )  # fmt: skip
     _venue(processes, port)
     client = redis_server.client()
     signals = [_signal(n) for n in range(50)]
