@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -119,6 +120,10 @@ def stage_main(
     if args.check:
         return asyncio.run(_check(settings, service))
     install_event_loop()
+    # What import and set-up made lives as long as the process: keep it out of the collector's
+    # scans, or each full collection stalls the event loop (15-25 ms in the ingestor and the
+    # trader, measured with gc.callbacks during the latency bench).
+    gc.freeze()
     log = logging.getLogger(f"tickpipe.{service}")
     try:
         asyncio.run(_run_with_signals(run, settings))

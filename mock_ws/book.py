@@ -24,6 +24,7 @@ __all__ = ["DEFAULT_LEVELS", "DepthDiff", "SimBook"]
 
 DEFAULT_LEVELS = 200
 LOG_LIMIT = 50_000
+Changes = tuple[tuple[tuple[str, int], int], ...]
 MEAN_LEVEL_NOTIONAL = 20_000.0
 _Level = list[str]
 
@@ -61,7 +62,9 @@ class SimBook:
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
         self.update_id = 0
-        self.log: deque[tuple[int, dict[tuple[str, int], int]]] = deque(maxlen=LOG_LIMIT)
+        # (update id, ((side, price), qty) pairs): plain tuples, which the collector stops
+        # tracking, so a full collection skips the log.
+        self.log: deque[tuple[int, Changes]] = deque(maxlen=LOG_LIMIT)
         self._changes: dict[tuple[str, int], int] = {}
         self._holes: set[tuple[str, int]] = set()  # levels emptied by takers, refilled later
         self._rebuild(mid_ticks, mid_ticks + 1)
@@ -174,7 +177,7 @@ class SimBook:
 
     def _commit(self) -> int:
         self.update_id += 1
-        self.log.append((self.update_id, self._changes))
+        self.log.append((self.update_id, tuple(self._changes.items())))
         self._changes = {}
         return self.update_id
 
@@ -243,7 +246,7 @@ class SimBook:
         """Merge the updates after ``after_id`` into one diff (None if there are none)."""
         if after_id >= self.update_id:
             return None
-        newer: list[tuple[int, dict[tuple[str, int], int]]] = []
+        newer: list[tuple[int, Changes]] = []
         for entry in reversed(self.log):
             if entry[0] <= after_id:
                 break

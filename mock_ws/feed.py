@@ -12,7 +12,7 @@ and rolling 24-hour tickers are built by :mod:`mock_ws.candles` and sent by
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,9 +20,38 @@ from mock_ws.book import SimBook
 from mock_ws.candles import INTERVALS, Candle, CandleSeries, RollingTicker
 from mock_ws.market import QTY_UNITS, TICKS_PER_UNIT, MarketSim, SimTrade
 
-__all__ = ["FeedEvent", "MarketFeed"]
+__all__ = ["FeedEvent", "MarketFeed", "TradeHistory"]
 
 HISTORY = 100_000
+
+
+class TradeHistory:
+    """The last ``maxlen`` trades of a symbol with their aggregate ids, for the REST endpoints.
+
+    Rows are kept as plain tuples of plain values, which the garbage collector stops tracking:
+    a full collection then skips the history (with SimTrade objects it took 400 ms at 100,000
+    trades per symbol, and held the event loop that long).
+    """
+
+    def __init__(self, maxlen: int) -> None:
+        self._rows: deque[tuple[Any, ...]] = deque(maxlen=maxlen)
+
+    def append(self, item: tuple[int, SimTrade]) -> None:
+        agg_id, trade = item
+        self._rows.append((agg_id, *trade))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: int) -> tuple[int, SimTrade]:
+        row = self._rows[index]
+        return row[0], SimTrade(*row[1:])
+
+    def __iter__(self) -> Iterator[tuple[int, SimTrade]]:
+        for row in self._rows:
+            yield row[0], SimTrade(*row[1:])
+
+
 PARTIAL_LEVELS = (5, 10, 20)
 #: (stream, payload, the trade it reports or None)
 FeedEvent = tuple[str, Any, SimTrade | None]
@@ -42,9 +71,7 @@ class MarketFeed:
             s: SimBook(s, _units(market.start_price(s), TICKS_PER_UNIT), seed)
             for s in market.symbols
         }
-        self.trades: dict[str, deque[tuple[int, SimTrade]]] = {
-            s: deque(maxlen=history) for s in market.symbols
-        }
+        self.trades: dict[str, TradeHistory] = {s: TradeHistory(history) for s in market.symbols}
         self._next_agg = dict.fromkeys(market.symbols, 1)
         self.candles: dict[tuple[str, str], CandleSeries] = {
             (s, name): CandleSeries(name) for s in market.symbols for name in INTERVALS

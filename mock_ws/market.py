@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from mock_ws.scenarios import FOLLOW_REVERSION, Regime, regime_from
 
@@ -52,9 +51,12 @@ def format_units(units: int, scale: int) -> str:
     return f"{whole}.{frac:{spec[0]}}{spec[1]}"
 
 
-@dataclass(frozen=True)
-class SimTrade:
-    """One public trade, with price and quantity as Binance-style 8-decimal strings."""
+class SimTrade(NamedTuple):
+    """One public trade, with price and quantity as Binance-style 8-decimal strings.
+
+    A named tuple of plain values: the collector stops tracking it, so the trade history (up to
+    100,000 per symbol) costs nothing in a full collection.
+    """
 
     symbol: str
     trade_id: int

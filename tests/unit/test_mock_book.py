@@ -142,3 +142,30 @@ def test_incremental_moves_keep_the_level_layout() -> None:
         last = diff.last_id
     final = book.snapshot(10_000)
     assert bids == as_dict(final["bids"]) and asks == as_dict(final["asks"])
+
+
+def test_the_history_and_the_book_log_leave_the_collectors_scans() -> None:
+    """A full collection must not walk the mock's history: its rows become untracked."""
+    import gc
+
+    from mock_ws.feed import TradeHistory
+    from mock_ws.market import SimTrade
+
+    history = TradeHistory(3)
+    trades = [
+        SimTrade("BTCUSDT", n, "61000.01000000", "0.1", 1_723_000_000_000 + n, True)
+        for n in range(5)
+    ]
+    for n, trade in enumerate(trades):
+        history.append((100 + n, trade))
+    assert list(history) == [(102, trades[2]), (103, trades[3]), (104, trades[4])]
+    assert history[0] == (102, trades[2]) and history[-1] == (104, trades[4]) and len(history) == 3
+    book = SimBook("BTCUSDT", 6_100_000, seed=1)
+    for n in range(5):
+        book.apply_trade(6_100_000 + n, 1000, n % 2 == 0)
+    for _ in range(4):  # nested tuples are untracked one level per collection
+        gc.collect()
+    assert not any(gc.is_tracked(row) for row in history._rows)
+    assert not any(gc.is_tracked(entry) for entry in book.log)
+    diff = book.diff_since(book.update_id - 3)
+    assert diff is not None and diff.first_id == book.update_id - 2
