@@ -134,7 +134,8 @@ class Trader:
             )
         self.kill_switch = False
         self.slots = asyncio.Semaphore(max_inflight)
-        self.sends: dict[str, tuple[str, asyncio.Task[None]]] = {}  # entry id -> (symbol, task)
+        # (signal stream, entry id) -> (symbol, task): ids repeat across the partitions' streams
+        self.sends: dict[tuple[str, str], tuple[str, asyncio.Task[None]]] = {}
         self.send_failure: BaseException | None = None
         self.reread_signals = False
         self.stopping = asyncio.Event()  # consume_signals' stop
@@ -243,7 +244,7 @@ class Trader:
 
     async def dispatch_signal(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
         """Handle one signal up to its order leaving; follow the answer in a task of its own."""
-        if entry_id in self.sends:  # read again while its order is in flight
+        if (stream, entry_id) in self.sends:  # read again while its order is in flight
             return
         signal = await self._decode(stream, entry_id, fields)
         if signal is None:
@@ -263,7 +264,7 @@ class Trader:
             self.slots.release()
             raise
         task = asyncio.create_task(self._follow(stream, entry_id, follow))
-        self.sends[entry_id] = (signal.symbol, task)
+        self.sends[(stream, entry_id)] = (signal.symbol, task)
 
     async def _follow(
         self, stream: str, entry_id: str, follow: Coroutine[Any, Any, None] | None
@@ -279,7 +280,7 @@ class Trader:
         except Exception as exc:  # the consumer raises it: the stage stops
             self.send_failure = exc
         finally:
-            self.sends.pop(entry_id, None)
+            self.sends.pop((stream, entry_id), None)
             self.slots.release()
 
     async def settle_sends(self, symbol: str | None = None) -> None:

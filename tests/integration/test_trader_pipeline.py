@@ -139,3 +139,26 @@ def test_a_stop_waits_for_the_orders_in_flight_and_acknowledges_each() -> None:
         assert await pending(h.redis, signal_stream(h.settings)) == 2
 
     asyncio.run(scenario())
+
+
+def test_signals_with_the_same_entry_id_in_two_partitions_are_both_placed() -> None:
+    """Entry ids repeat across the partitions' signal streams; each signal is its own."""
+
+    async def scenario() -> None:
+        venue = HeldVenue()
+        settings = make_settings(shards=2)
+        h = Harness(venue, settings=settings)
+        streams = [settings.keys.signals(p) for p in settings.partitions()]
+        assert len(streams) == 2
+        for n, stream in enumerate(streams, start=1):
+            await h.redis.xadd(stream, make_signal(n).to_fields(), id="1700000000000-0")
+        h.start()
+        await wait_for(lambda: _placed(venue, 2))  # both in flight at once
+        venue.release.set()
+        for stream in streams:
+            await wait_for(lambda s=stream: _zero(pending(h.redis, s)))
+        await h.finish()
+        acks = [e for e in await h.events() if e["event"] == "ack"]
+        assert len(acks) == 2
+
+    asyncio.run(scenario())
