@@ -94,8 +94,12 @@ async def _run(settings: Settings, url: str, args: argparse.Namespace) -> int:
     try:
         if args.command == "tail":
             streams = resolve_streams(settings, args.stream)
-            print(f"following {', '.join(streams)} (Ctrl-C stops)", file=sys.stderr)
-            await tail(redis, streams, sys.stdout, from_start=args.from_start, count=args.count)
+            await tail(
+                redis, streams, sys.stdout, from_start=args.from_start, count=args.count,
+                on_ready=lambda: print(
+                    f"following {', '.join(streams)} (Ctrl-C stops)", file=sys.stderr, flush=True
+                ),
+            )  # fmt: skip
         elif args.command in ("subscribe", "unsubscribe"):
             symbols = _symbols(args.symbols)
             for line in await change_subscription(redis, settings, args.command, symbols):

@@ -10,7 +10,7 @@ import gzip
 import importlib
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -70,14 +70,19 @@ def format_entry(stream: str, entry_id: str, fields: dict[str, str]) -> str:
 
 async def tail(
     redis: aioredis.Redis, streams: list[str], out: TextIO, *, from_start: bool = False,
-    count: int | None = None, block_ms: int = 1000,
+    count: int | None = None, block_ms: int = 1000, on_ready: Callable[[], object] | None = None,
 ) -> int:  # fmt: skip
-    """Print new entries of ``streams`` as they arrive; stop after ``count`` entries if given."""
+    """Print new entries of ``streams`` as they arrive; stop after ``count`` entries if given.
+
+    ``on_ready`` is called once the starting point is fixed: an entry added after it is shown.
+    """
     last: dict[Any, Any] = dict.fromkeys(streams, "0-0" if from_start else "$")
     if not from_start:
         for stream in streams:
             newest = await redis.xrevrange(stream, count=1)
             last[stream] = _text(newest[0][0]) if newest else "0-0"
+    if on_ready is not None:
+        on_ready()
     shown = 0
     while count is None or shown < count:
         answer: list[Any] = list(await redis.xread(last, block=block_ms, count=500) or [])

@@ -46,8 +46,9 @@ def test_tail_prints_new_entries_decoded() -> None:
         stream = K.orders("binance")
         await r.xadd(stream, {"event": "old"})
         out = io.StringIO()
-        task = asyncio.create_task(tail(r, [stream], out, count=2, block_ms=50))
-        await asyncio.sleep(0.05)
+        ready = asyncio.Event()  # the starting point is fixed: what comes next is shown
+        task = asyncio.create_task(tail(r, [stream], out, count=2, block_ms=50, on_ready=ready.set))
+        await asyncio.wait_for(ready.wait(), 5)
         await r.xadd(stream, {"v": "1", "event": "intent", "symbol": "BTCUSDT"})
         await r.xadd(stream, {"event": "ack"})
         assert await asyncio.wait_for(task, 5) == 2
