@@ -54,8 +54,7 @@ def format_units(units: int, scale: int) -> str:
 class SimTrade(NamedTuple):
     """One public trade, with price and quantity as Binance-style 8-decimal strings.
 
-    A named tuple of plain values: the collector stops tracking it, so the trade history (up to
-    100,000 per symbol) costs nothing in a full collection.
+    A named tuple, so it unpacks into the plain tuple :class:`mock_ws.feed.TradeHistory` keeps.
     """
 
     symbol: str

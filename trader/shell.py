@@ -169,17 +169,26 @@ class Trader:
 
     # -- consuming ------------------------------------------------------------------------------
     async def consume(
-        self, streams: list[str], handle: Handler, stop: asyncio.Event, *, count: int
+        self,
+        streams: list[str],
+        handle: Handler,
+        stop: asyncio.Event,
+        *,
+        count: int,
+        reread: Callable[[], bool] | None = None,
     ) -> None:
-        """Handle this consumer's pending entries, then new ones, until ``stop`` is set."""
+        """Handle this consumer's pending entries, then new ones, until ``stop`` is set.
+
+        ``reread`` is asked before each read: ``True`` goes back to this consumer's pending
+        entries, as after a Redis outage.
+        """
         backoff = Backoff(base_s=0.1, cap_s=5.0)
         cursors = dict.fromkeys(streams, "0")
         while not stop.is_set():
-            if self.send_failure is not None:
+            if self.send_failure is not None:  # an order's follow-up failed: the stage stops
                 raise self.send_failure
-            if handle == self.dispatch_signal and self.reread_signals:
-                self.reread_signals = False  # a pipelined order met Redis trouble: its signal
-                cursors = dict.fromkeys(streams, "0")  # is still pending, read it again
+            if reread is not None and reread():
+                cursors = dict.fromkeys(streams, "0")
             try:
                 await self._consume_once(cursors, handle, stop, count)
             except RedisUnavailable as exc:
@@ -230,7 +239,9 @@ class Trader:
         """Pipeline the signals until ``stop`` is set, then wait for the orders in flight."""
         self.stopping = stop
         try:
-            await self.consume(self.signal_streams(), self.dispatch_signal, stop, count=16)
+            await self.consume(
+                self.signal_streams(), self.dispatch_signal, stop, count=16, reread=self._reread
+            )
         finally:
             try:
                 await self.settle_sends()
@@ -282,6 +293,11 @@ class Trader:
         finally:
             self.sends.pop((stream, entry_id), None)
             self.slots.release()
+
+    def _reread(self) -> bool:
+        """Tell (once) that a pipelined order met Redis trouble: its signal is still pending."""
+        wanted, self.reread_signals = self.reread_signals, False
+        return wanted
 
     async def settle_sends(self, symbol: str | None = None) -> None:
         """Wait for the answers of the orders in flight (of ``symbol``, or all)."""

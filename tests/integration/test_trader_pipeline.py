@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 
 from common.binance import client_order_id_for
@@ -34,8 +35,18 @@ class HeldVenue(FakeVenue):
         return answer
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
 async def _placed(venue: FakeVenue, n: int) -> bool:
     return len(venue.place_calls) == n
+
+
+async def _health_shows(h: Harness, **wanted: int) -> bool:
+    raw = await h.redis.get(h.settings.keys.health("trader", h.settings.instance))
+    record = orjson.loads(raw) if raw else {}
+    return all(record.get(name) == value for name, value in wanted.items())
 
 
 def test_orders_leave_before_the_previous_answers_and_each_is_acknowledged_once() -> None:
@@ -70,8 +81,9 @@ def test_at_most_max_inflight_orders_await_their_answers() -> None:
             await h.add_signal(make_signal(n))
         h.start()
         await wait_for(lambda: _placed(venue, 2))
-        for _ in range(20):  # the third waits for a free slot, however long this takes
-            await asyncio.sleep(0.005)
+        # The health record counts a signal once decoded, just before it waits for a slot: once it
+        # shows the third, that signal is waiting, and it stays waiting until an answer comes.
+        await wait_for(lambda: _health_shows(h, signals_seen=3, orders_in_flight=2))
         assert len(venue.place_calls) == 2
         venue.release.set()
         await wait_for(lambda: _placed(venue, 3))
@@ -127,9 +139,7 @@ def test_a_stop_waits_for_the_orders_in_flight_and_acknowledges_each() -> None:
             await h.add_signal(make_signal(n))
         h.start()
         await wait_for(lambda: _placed(venue, 2))
-        h.stop.set()
-        await asyncio.sleep(0.05)
-        assert h.task is not None and not h.task.done()  # still waiting for the two answers
+        h.stop.set()  # before any answer: the third signal waits for a slot, then sees the stop
         venue.release.set()
         await asyncio.wait_for(h.task, 5)
         acks = [e["client_order_id"] for e in await h.events() if e["event"] == "ack"]
@@ -160,5 +170,36 @@ def test_signals_with_the_same_entry_id_in_two_partitions_are_both_placed() -> N
         await h.finish()
         acks = [e for e in await h.events() if e["event"] == "ack"]
         assert len(acks) == 2
+
+    asyncio.run(scenario())
+
+
+def test_redis_trouble_after_an_order_left_rereads_the_signal_and_never_resends() -> None:
+    import redis.exceptions as rexc
+
+    async def scenario() -> None:
+        venue = FakeVenue()
+        h = Harness(venue)
+        stream = signal_stream(h.settings)
+        xack = h.redis.xack
+        failed: list[str] = []
+
+        async def xack_failing_once(name: Any, *args: Any) -> Any:
+            if name == stream and not failed:  # the acknowledgement after the order left
+                failed.append(name)
+                raise rexc.ConnectionError("connection reset")
+            return await xack(name, *args)
+
+        h.redis.xack = xack_failing_once  # type: ignore[method-assign]
+        await h.add_signal(make_signal(1))
+        h.start()
+        await wait_for(lambda: _placed(venue, 1))
+        await wait_for(lambda: _true(bool(failed)))
+        await wait_for(lambda: _zero(pending(h.redis, stream)))
+        await h.finish()
+        assert failed and len(venue.place_calls) == 1  # read again, looked up, not sent again
+        events = [e["event"] for e in await h.events()]
+        assert events.count("intent") == 1 and events.count("ack") == 2
+        assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
 
     asyncio.run(scenario())
