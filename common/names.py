@@ -126,6 +126,10 @@ class Keys:
     def lease(self, partition: Partition) -> str:
         return self._p(partition, "lease")
 
+    def read_fence(self, partition: Partition, instance: str) -> str:
+        """A processor member's own short-lived key that aborts its read when the lease is gone."""
+        return self._p(partition, f"fence:{instance}")
+
     # -- venue streams and state ---------------------------------------------------------------
     def private_raw(self, venue: str) -> str:
         return self._v(venue, "private-raw")
@@ -147,6 +151,10 @@ class Keys:
 
     def venue_lease(self, venue: str) -> str:
         return self._v(venue, "lease")
+
+    def venue_read_fence(self, venue: str, instance: str) -> str:
+        """The private lane's :meth:`read_fence`."""
+        return self._v(venue, f"fence:{instance}")
 
     def intent(self, venue: str, client_order_id: str) -> str:
         return self._v(venue, f"intent:{client_order_id}")

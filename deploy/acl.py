@@ -86,11 +86,13 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
         "order-updates", "control", "venue-bars", "trade-corrections", "venue-status",
     )  # fmt: skip
     processor = (
-        f"{head} ~{_health(keys, 'processor')} {p('checkpoint', 'lease')} "
+        f"{head} ~{_health(keys, 'processor')} {p('checkpoint', 'lease', 'fence:*')} "
         f"({outputs} {_APPEND}) "
         f"({p('raw', 'private-raw')} {_CONSUME}) "
-        # the commit script: every key it declares must sit in the selector that allows it
-        f"({p('checkpoint', 'lease', 'raw', 'private-raw')} {outputs} +eval) {read_all}"
+        # the commit and read scripts: every key they declare must sit in the selector that
+        # allows them (the read's gate declares the lease and the member's fence key)
+        f"({p('checkpoint', 'lease', 'fence:*', 'raw', 'private-raw')} {outputs} +eval) "
+        f"{read_all}"
     )
     trader = (
         f"{head} ~{_health(keys, 'trader')} "

@@ -40,6 +40,8 @@ class Lane(Protocol):
     name: str
     stream: str
     lease_key: str
+    #: This member's own key that aborts its reads once the lease is not its own.
+    fence_key: str
     checkpoint_key: str
     dead_letter_key: str
     #: Streams the lane's owner trims: ``(kind, key, groups that must exist first)``.
@@ -95,6 +97,7 @@ class PartitionLane:
         self.name = str(partition)
         self.stream = keys.raw(partition)
         self.lease_key = keys.lease(partition)
+        self.fence_key = keys.read_fence(partition, settings.instance)
         self.checkpoint_key = keys.checkpoint(partition)
         self.dead_letter_key = keys.dead_letters(partition)
         self.trades_key = keys.trades(partition)
@@ -176,6 +179,7 @@ class PrivateLane:
         self.name = f"{venue}:private"
         self.stream = keys.private_raw(venue)
         self.lease_key = private_lease_key(settings, venue)
+        self.fence_key = keys.venue_read_fence(venue, settings.instance)
         self.checkpoint_key = keys.venue_checkpoint(venue)
         self.dead_letter_key = keys.venue_dead_letters(venue)
         self.updates_key = keys.order_updates(venue)

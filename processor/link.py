@@ -1,17 +1,23 @@
 """Read a lane's raw entries and commit its batches with as few Redis round trips as possible.
 
-A commit is one fenced ``EVAL`` (:mod:`processor.wire`). On a plain client (one connection pool:
-TCP, TLS or unix socket) a lane's commands are written as pre-encoded RESP on one connection it
-holds while it owns the lane, without waiting for replies: the read of the next batch goes out
-before the member processes the current one, and the commit goes out right after, so Redis works
-while the member computes (:class:`Pipe`). A cluster client (no single pool) goes through
-redis-py with the same script, one command at a time. Where the server refuses ``EVAL`` (an ACL
-without scripting), the commit falls back to ``WATCH`` lease, ``GET`` lease, ``MULTI`` ...
-``EXEC``: the same writes and the same fencing in three round trips.
+Reads and commits are fenced (:mod:`processor.wire`): each checks that the lease still names this
+member at the moment Redis runs it. A read only takes entries into this member's pending list
+when the lease is its own, so a member that was frozen (SIGSTOP, a long GC pause, a socket
+timeout) and thaws after another member took the lane over receives nothing; a commit only
+writes under the same condition. An idle member waits for new entries with a plain
+``XREAD BLOCK`` after the newest id (it claims nothing), then reads them with a fenced read.
 
-Reads are fenced like before: the shell sends one only while this member's lease is fresh (it
-stops reading when it could not renew in time). Entries read but never committed stay pending
-for this member and are claimed again by whoever owns the lane next.
+On a plain client (one connection pool: TCP, TLS or unix socket) a lane's commands are written
+as pre-encoded RESP on one connection it holds while it owns the lane, without waiting for
+replies: the read of the next batch goes out before the member processes the current one, and
+the commit goes out right after, so Redis works while the member computes (:class:`Pipe`). A
+cluster client (no single pool) goes through redis-py with the same scripts, one command at a
+time. Where the server refuses ``EVAL`` (an ACL without scripting), reads and commits fall back
+to ``WATCH`` lease, ``GET`` lease, ``MULTI`` ... ``EXEC``: the same commands and the same fence
+in three round trips.
+
+Entries read but never committed stay pending for this member and are claimed again by whoever
+owns the lane next.
 """
 
 from __future__ import annotations
@@ -33,10 +39,13 @@ from processor.lanes import Commit, Lane, decode_entries
 from processor.wire import (
     COMMIT_SCRIPT,
     LEASE_LOST,
+    READ_SCRIPT,
     commit_call,
     decode_flat_entries,
+    fenced_read_commands,
+    read_call,
     stream_entries,
-    xreadgroup_args,
+    xread_args,
 )
 
 __all__ = ["Entries", "LeaseLost", "Link", "Pipe"]
@@ -45,6 +54,20 @@ log = logging.getLogger("tickpipe.processor")
 
 Entries = list[tuple[str, RawFrame | BadEntry]]
 _UNREAD = object()
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """The entries of a read that ran through redis-py's WATCH/MULTI path, decoded."""
+
+    entries: Entries
+
+
+@dataclass(frozen=True)
+class _Fenced:
+    """The six replies of a pipelined fenced read (:func:`processor.wire.fenced_read_commands`)."""
+
+    replies: list[Any]
 
 
 class LeaseLost(Exception):
@@ -92,6 +115,28 @@ class Link:
             except rexc.WatchError as exc:
                 raise LeaseLost from exc
 
+    async def holds(self, lane: Lane) -> bool:
+        """Tell whether the lease of ``lane`` names this member now."""
+        value: Any = await self.redis.get(lane.lease_key)
+        return bool(value == self.instance_b)
+
+    async def read_transaction(self, lane: Lane, cursor: str, count: int) -> tuple[Entries, str]:
+        """Read with WATCH lease, GET lease, MULTI XREADGROUP XREVRANGE EXEC.
+
+        Return the entries and the newest entry id; raise :class:`LeaseLost`.
+        """
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                if not await self._hold(pipe, lane):
+                    raise LeaseLost
+                pipe.xreadgroup(GROUP_PROCESSOR, self.instance, {lane.stream: cursor}, count=count)
+                pipe.xrevrange(lane.stream, count=1)
+                reply, newest = await pipe.execute()
+            except rexc.WatchError as exc:
+                raise LeaseLost from exc
+        newest_id = _text(newest[0][0]) if newest else "0-0"
+        return decode_entries(stream_entries(reply)), newest_id
+
     async def renew(self, lane: Lane) -> bool:
         """Extend the lease if this member holds it; return whether it does."""
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -118,13 +163,19 @@ class Link:
                 log.warning("lease not released: %s", exc, extra={"lane": lane.name})
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 @dataclass
 class _Sent:
-    """A command whose reply is still to be collected: a read, or a commit."""
+    """A command whose reply is still to be collected: a read, a wait, or a commit."""
 
-    commit: Commit | None
-    sent_at: float
+    kind: str  # "read" | "wait" | "commit"
+    commit: Commit | None = None
+    sent_at: float = 0.0
     reply: Any = _UNREAD  # set at once where the command ran through redis-py
+    read: tuple[str, int] = ("", 0)  # a read's cursor and count
 
 
 class Pipe:
@@ -135,6 +186,9 @@ class Pipe:
     through redis-py each command runs when it is sent. A commit is only ever sent once the
     previous one is confirmed (:meth:`collect`), so a failed commit stops the lane before any
     later batch is written. Leaving the context with replies unread closes the connection.
+
+    After :meth:`collect`, :attr:`newest` is the stream's newest entry id when the last read
+    found nothing (the id to wait after), and :attr:`woken` tells whether a wait saw a new entry.
     """
 
     def __init__(self, link: Link, lane: Lane) -> None:
@@ -142,6 +196,8 @@ class Pipe:
         self.lane = lane
         self._conn: Any = None
         self._sent: deque[_Sent] = deque()
+        self.newest = "0-0"
+        self.woken = False
 
     @property
     def busy(self) -> bool:
@@ -167,18 +223,47 @@ class Pipe:
             self._conn = await self.link.pool.get_connection()
         await self._conn.send_packed_command(payload, check_health=False)
 
-    async def send_read(self, cursor: str, count: int, block_ms: int | None) -> None:
-        """Read up to ``count`` entries after ``cursor`` (``>``: new ones) for this member."""
+    async def send_read(self, cursor: str, count: int) -> None:
+        """Read up to ``count`` entries after ``cursor`` (``>``: new ones), fenced by the lease."""
+        link, lane = self.link, self.lane
+        sent = _Sent("read", read=(cursor, count))
+        if not link.scripted:
+            sent.reply = _Decoded(await self._read_transaction(cursor, count))
+        elif link.pool is not None:
+            commands = fenced_read_commands(
+                lease_key=lane.lease_key,
+                fence_key=lane.fence_key,
+                stream=lane.stream,
+                group=GROUP_PROCESSOR,
+                instance=link.instance,
+                cursor=cursor,
+                count=count,
+            )
+            await self._send(b"".join(encode_command(c) for c in commands))
+        else:
+            keys, args = read_call(
+                lease_key=lane.lease_key,
+                stream=lane.stream,
+                group=GROUP_PROCESSOR,
+                instance=link.instance,
+                cursor=cursor,
+                count=count,
+            )
+            try:
+                sent.reply = await link.redis.eval(READ_SCRIPT, 2, *keys, *args)
+            except rexc.ResponseError as exc:
+                sent.reply = exc
+        self._sent.append(sent)
+
+    async def send_wait(self, after_id: str, block_ms: int) -> None:
+        """Wait up to ``block_ms`` for an entry after ``after_id`` (``XREAD BLOCK``, no claim)."""
         link, stream = self.link, self.lane.stream
-        sent = _Sent(None, 0.0)
+        sent = _Sent("wait")
         if link.pool is not None:
-            args = xreadgroup_args(GROUP_PROCESSOR, link.instance, stream, cursor, count, block_ms)
-            await self._send(encode_command(args))
+            await self._send(encode_command(xread_args(stream, after_id, block_ms)))
         else:
             try:
-                sent.reply = await link.redis.xreadgroup(
-                    GROUP_PROCESSOR, link.instance, {stream: cursor}, count=count, block=block_ms
-                )
+                sent.reply = await link.redis.xread({stream: after_id}, count=1, block=block_ms)
             except rexc.ResponseError as exc:
                 sent.reply = exc
         self._sent.append(sent)
@@ -186,7 +271,7 @@ class Pipe:
     async def send_commit(self, commit: Commit, sent_at: float) -> None:
         """Write ``commit`` fenced by the lease (confirmed by a later :meth:`collect`)."""
         link, lane = self.link, self.lane
-        sent = _Sent(commit, sent_at)
+        sent = _Sent("commit", commit, sent_at)
         if not link.scripted:
             await link.commit_transaction(lane, commit)
             sent.reply = 1
@@ -213,8 +298,9 @@ class Pipe:
     async def collect(self) -> tuple[Entries | None, list[tuple[Commit, float]]]:
         """Collect every reply sent for; return the entries read and the commits confirmed.
 
-        Raises :class:`LeaseLost` for a commit refused by the fence, and the error of a command
-        Redis refused.
+        The entries are ``None`` when no read was collected, and empty when a read found
+        nothing. Raises :class:`LeaseLost` for a read or commit refused by the fence, and the
+        error of a command Redis refused.
         """
         entries: Entries | None = None
         confirmed: list[tuple[Commit, float]] = []
@@ -222,36 +308,99 @@ class Pipe:
             sent = self._sent[0]
             reply = sent.reply
             if reply is _UNREAD:
-                try:
-                    reply = await self._conn.read_response()
-                except rexc.ResponseError as exc:
-                    reply = exc
+                reply = await self._read_replies(6 if sent.kind == "read" else 1)
             self._sent.popleft()
-            if sent.commit is None:
+            if sent.kind == "read":
+                entries = await self._settle_read(sent, reply)
+            elif sent.kind == "wait":
                 if isinstance(reply, Exception):
                     raise reply
-                entries = self._decode(reply)
-                continue
-            await self._settle(sent.commit, reply)
-            confirmed.append((sent.commit, sent.sent_at))
+                self.woken = bool(reply)
+            else:
+                assert sent.commit is not None
+                await self._settle(sent.commit, reply)
+                confirmed.append((sent.commit, sent.sent_at))
         return entries, confirmed
 
-    def _decode(self, reply: Any) -> Entries:
-        entries = stream_entries(reply)
-        if self.link.pool is not None:
-            return decode_flat_entries(entries)
-        return decode_entries(entries)
+    async def _read_replies(self, count: int) -> Any:
+        """Read ``count`` replies off the held connection; one is returned as it is."""
+        replies: list[Any] = []
+        for _ in range(count):
+            try:
+                replies.append(await self._conn.read_response())
+            except rexc.ResponseError as exc:
+                replies.append(exc)
+        return replies[0] if count == 1 else _Fenced(replies)
+
+    async def _read_transaction(self, cursor: str, count: int) -> Entries:
+        entries, self.newest = await self.link.read_transaction(self.lane, cursor, count)
+        return entries
+
+    async def _settle_read(self, sent: _Sent, reply: Any) -> Entries:
+        if isinstance(reply, _Decoded):
+            return reply.entries
+        if isinstance(reply, _Fenced):
+            return await self._settle_fenced(reply.replies)
+        if isinstance(reply, rexc.NoPermissionError):
+            self._refused(reply)
+            return await self._read_transaction(*sent.read)
+        if isinstance(reply, Exception):
+            raise reply
+        if reply == LEASE_LOST:
+            raise LeaseLost
+        if isinstance(reply, bytes | str):
+            self.newest = _text(reply)
+            return []
+        return decode_flat_entries(reply)
+
+    async def _settle_fenced(self, replies: list[Any]) -> Entries:
+        """Make sense of a pipelined read's six replies (:func:`fenced_read_commands`)."""
+        gate, executed = replies[1], replies[5]
+        if isinstance(gate, rexc.NoPermissionError):
+            # Without the gate nothing fenced the EXEC: check the lease now. If it is still this
+            # member's, nobody else held it when the read ran; if not, the entries stay pending
+            # here and the next owner claims them and checks them by content.
+            self._refused(gate)
+            if not await self.link.holds(self.lane):
+                log.error(
+                    "a read ran without its lease check (EVAL refused) and the lease is gone; "
+                    "its entries are left to the next owner",
+                    extra={"lane": self.lane.name},
+                )
+                raise LeaseLost
+        elif isinstance(gate, Exception):
+            raise gate
+        elif gate == LEASE_LOST:
+            raise LeaseLost
+        if executed is None:
+            raise LeaseLost  # the lease changed between the gate and the read
+        for reply in (replies[0], replies[2], replies[3], replies[4], executed):
+            if isinstance(reply, Exception):
+                raise reply
+        for reply in executed:
+            if isinstance(reply, Exception):
+                raise reply
+        found, newest = executed
+        entries = decode_flat_entries(stream_entries(found))
+        if not entries:
+            self.newest = _text(newest[0][0]) if newest else "0-0"
+        return entries
+
+    def _refused(self, reply: Exception) -> None:
+        link = self.link
+        if link.scripted:
+            log.warning(
+                "Redis refused EVAL (%s); reading and committing with WATCH/MULTI from now on "
+                "(allow +eval for the processor user to do each in one round trip)",
+                reply,
+                extra={"lane": self.lane.name},
+            )
+        link.scripted = False
 
     async def _settle(self, commit: Commit, reply: Any) -> None:
         link, lane = self.link, self.lane
         if isinstance(reply, rexc.NoPermissionError):
-            log.warning(
-                "Redis refused EVAL (%s); committing with WATCH/MULTI from now on "
-                "(allow +eval for the processor user to commit in one round trip)",
-                reply,
-                extra={"lane": lane.name},
-            )
-            link.scripted = False
+            self._refused(reply)
             await link.commit_transaction(lane, commit)
             return
         if isinstance(reply, Exception):

@@ -5,7 +5,10 @@ For every partition (and the venue's private stream) one lane loop runs:
 1. **Stand by** until the lease key is free, then take it with ``SET NX PX`` (value = instance).
 2. **Take over**: load the checkpoint, ``XAUTOCLAIM`` every pending entry of the consumer group to
    this member, process this member's pending entries (``XREADGROUP`` id ``0``), then new ones
-   (``>``) with a short ``BLOCK``.
+   (``>``). Every read is fenced: the lease is checked in the same atomic step that reads,
+   without blocking (:mod:`processor.wire`), so a member receives nothing once its lease is
+   gone, even if it was frozen while the read was on its way. An idle member waits with a plain
+   ``XREAD BLOCK`` (which claims nothing) and then reads.
 3. **Commit** each batch atomically in one fenced Lua call (:mod:`processor.wire`): it checks that
    the lease still names this member, then XADDs the outputs, SETs the checkpoint, XACKs the
    inputs and PEXPIREs the lease; a member that lost its lease writes nothing. The next batch
@@ -216,21 +219,20 @@ class _Runner:
                 if loop.time() - renewed_at > self.lease_ms / 1000 * 0.6:
                     raise LeaseLost  # could not renew in time: someone else may own it soon
                 if not hand:
-                    began = loop.time()
-                    await pipe.send_read(cursor, count, self.block_ms if cursor == ">" else None)
+                    await pipe.send_read(cursor, count)
                     hand, renewed_at = await self._collect(lane, pipe, renewed_at)
                     if not hand:
                         if cursor != ">":
                             cursor = ">"
-                        elif loop.time() - began < self.block_ms / 2000:
-                            await _wait(self.stop, self.block_ms / 1000)  # server did not block
+                        elif not self.stop.is_set():
+                            renewed_at = await self._idle(lane, pipe, renewed_at)
                         continue
                 batch, hand = hand, None
                 if cursor != ">":
                     cursor = batch[-1][0]
                 ahead = not self.stop.is_set()
                 if ahead:  # Redis reads the next batch while this one is processed
-                    await pipe.send_read(cursor, count, None)
+                    await pipe.send_read(cursor, count)
                 commit = lane.process(batch, self.clock())
                 hand, renewed_at = await self._collect(lane, pipe, renewed_at)
                 if ahead and not hand and cursor != ">":
@@ -238,6 +240,16 @@ class _Runner:
                 await pipe.send_commit(commit, loop.time())
             _, renewed_at = await self._collect(lane, pipe, renewed_at)
         await self.link.release(lane, REDIS_DOWN)
+
+    async def _idle(self, lane: Lane, pipe: Pipe, renewed_at: float) -> float:
+        """Wait up to ``block_ms`` for a new entry without claiming it; return the renewal time."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await pipe.send_wait(pipe.newest, self.block_ms)
+        _, renewed_at = await self._collect(lane, pipe, renewed_at)
+        if not pipe.woken and loop.time() - began < self.block_ms / 2000:
+            await _wait(self.stop, self.block_ms / 1000)  # the server did not block
+        return renewed_at
 
     async def _collect(
         self, lane: Lane, pipe: Pipe, renewed_at: float

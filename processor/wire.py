@@ -1,4 +1,4 @@
-"""Encode a lane's batch as one fenced Lua call and decode raw stream replies (pure, no I/O).
+"""Encode a lane's fenced reads and commits as Lua calls and decode raw stream replies (pure).
 
 A batch commit is one ``EVAL`` of :data:`COMMIT_SCRIPT`: the script checks that the lease key
 still holds this member's name (else it writes nothing and answers ``0``), then XADDs every
@@ -8,6 +8,21 @@ call is legal on Redis Cluster. The acknowledged ids and the outputs travel as o
 ``[[ids...], [[field names...], ...], [[key index, names index, values...], ...]]``: each distinct
 list of field names (in ``to_fields`` order) is sent once, each output as its values. The
 checkpoint travels as its own binary argument.
+
+Reads are fenced by the lease too, in one of two forms with the same effect: a member whose lease
+is gone when Redis serves the read receives nothing.
+
+* On a member's own connection the read is one write of six pipelined commands
+  (:func:`fenced_read_commands`): ``WATCH`` the lease and the member's fence key, ``EVAL``
+  :data:`GATE_SCRIPT` (answers 1 when the lease is this member's, else touches the fence key),
+  then ``MULTI XREADGROUP ... COUNT n XREVRANGE ... COUNT 1 EXEC``. A gate that said no, or any
+  change of the lease after the ``WATCH`` (a takeover), makes ``EXEC`` run nothing. The entries
+  travel natively, never through Lua, which keeps Redis' cost of a read what it was.
+* Through redis-py (a cluster client) it is one ``EVAL`` of :data:`READ_SCRIPT`, which checks
+  the lease and then runs ``XREADGROUP`` inside the script.
+
+Both never block and both also give the newest entry id, after which an idle member waits with a
+plain ``XREAD BLOCK`` (:func:`xread_args`), which claims nothing.
 
 :func:`stream_entries` and :func:`decode_flat_entries` turn an ``XREADGROUP`` reply read off the
 wire (RESP2 ``[[stream, [[id, [field, value, ...]], ...]]]``) into the same
@@ -29,15 +44,52 @@ from processor.lanes import Commit, decode_entries
 
 __all__ = [
     "COMMIT_SCRIPT",
+    "GATE_SCRIPT",
     "LEASE_LOST",
+    "READ_SCRIPT",
     "commit_call",
     "decode_flat_entries",
+    "fenced_read_commands",
+    "read_call",
     "stream_entries",
-    "xreadgroup_args",
+    "xread_args",
 ]
 
-#: What :data:`COMMIT_SCRIPT` answers when the lease is not this member's.
+#: What :data:`COMMIT_SCRIPT` and :data:`READ_SCRIPT` answer when the lease is not this member's.
 LEASE_LOST = 0
+
+GATE_SCRIPT = """\
+-- KEYS: lease, this member's fence key; ARGV: instance
+-- Answers 1 when the lease is this member's. Otherwise touches the fence key, which the member
+-- WATCHes, so that the EXEC of its read that follows runs nothing, and answers 0.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return 1
+end
+redis.call('SET', KEYS[2], '1', 'PX', 1000)
+return 0
+"""
+
+READ_SCRIPT = """\
+-- KEYS: lease, input stream; ARGV: instance (also the consumer), group, count, cursor
+-- Answers 0 (lease lost), the entries read, or the newest entry id when there were none.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+local reply = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[1], 'COUNT', ARGV[3],
+  'STREAMS', KEYS[2], ARGV[4])
+local entries = nil
+if reply then  -- {{stream, entries}}; some servers flatten the one stream to {stream, entries}
+  if type(reply[1]) == 'table' then entries = reply[1][2] else entries = reply[2] end
+end
+if entries and #entries > 0 then
+  return entries
+end
+local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #newest == 0 then
+  return '0-0'
+end
+return newest[1][1]
+"""
 
 COMMIT_SCRIPT = """\
 -- KEYS: lease, checkpoint, input stream, output streams...
@@ -107,14 +159,42 @@ def commit_call(
     return keys, [instance, str(lease_ms), group, commit.checkpoint, payload]
 
 
-def xreadgroup_args(
-    group: str, consumer: str, stream: str, cursor: str, count: int, block_ms: int | None
-) -> list[str]:
-    """Return ``XREADGROUP GROUP g c COUNT n [BLOCK ms] STREAMS stream cursor``."""
-    args = ["XREADGROUP", "GROUP", group, consumer, "COUNT", str(count)]
-    if block_ms is not None:
-        args += ["BLOCK", str(block_ms)]
-    return [*args, "STREAMS", stream, cursor]
+def read_call(
+    *, lease_key: str, stream: str, group: str, instance: str, cursor: str, count: int
+) -> tuple[list[str], list[str]]:
+    """Return the ``KEYS`` and ``ARGV`` of :data:`READ_SCRIPT`."""
+    return [lease_key, stream], [instance, group, str(count), cursor]
+
+
+def fenced_read_commands(
+    *,
+    lease_key: str,
+    fence_key: str,
+    stream: str,
+    group: str,
+    instance: str,
+    cursor: str,
+    count: int,
+) -> list[list[str]]:
+    """Return the six commands of a fenced read on a member's own connection (see above).
+
+    Their replies: ``OK``, the gate's 1 or 0, ``OK``, ``QUEUED``, ``QUEUED``, and ``EXEC``'s
+    ``[XREADGROUP reply, XREVRANGE reply]``, or nil when the fence stopped it.
+    """
+    read = ["XREADGROUP", "GROUP", group, instance, "COUNT", str(count), "STREAMS", stream, cursor]
+    return [
+        ["WATCH", lease_key, fence_key],
+        ["EVAL", GATE_SCRIPT, "2", lease_key, fence_key, instance],
+        ["MULTI"],
+        read,
+        ["XREVRANGE", stream, "+", "-", "COUNT", "1"],
+        ["EXEC"],
+    ]
+
+
+def xread_args(stream: str, after_id: str, block_ms: int) -> list[str]:
+    """Return ``XREAD COUNT 1 BLOCK ms STREAMS stream after_id``: wait, claiming nothing."""
+    return ["XREAD", "COUNT", "1", "BLOCK", str(block_ms), "STREAMS", stream, after_id]
 
 
 def stream_entries(reply: Any) -> list[Any]:

@@ -13,6 +13,7 @@ from redis.retry import Retry
 from common.names import Keys, Partition
 from deploy.acl import STAGE_USERS, main
 from processor.trimmer import NTH_ID_SCRIPT
+from processor.wire import GATE_SCRIPT, READ_SCRIPT, read_call
 from tests.e2e.acl_support import acl_redis, stage_passwords
 
 pytestmark = pytest.mark.e2e
@@ -67,6 +68,26 @@ def test_each_user_writes_only_its_own_streams(tmp_path: Path) -> None:
             pipe.set(K.lease(P), b"p1", px=5000)
             pipe.execute()
         proc.xadd(K.order_updates(V), ENTRY)
+        # Its fenced reads (on its own connection: WATCH, the gate script, MULTI XREADGROUP
+        # XREVRANGE EXEC; through redis-py: one script) and its idle wait (XREAD BLOCK, which
+        # claims nothing).
+        newest = ing.xadd(K.raw(P), ENTRY)
+        fence = K.read_fence(P, "p1")
+        with proc.pipeline(transaction=True) as pipe:
+            pipe.watch(K.lease(P), fence)
+            assert pipe.eval(GATE_SCRIPT, 2, K.lease(P), fence, "p1") == 1
+            pipe.multi()
+            pipe.xreadgroup("processor", "p1", {K.raw(P): ">"}, count=10)
+            pipe.xrevrange(K.raw(P), count=1)
+            [[[_, got]], [[last, _]]] = pipe.execute()
+        assert [e[0] for e in got] == [newest] == [last]
+        assert proc.eval(GATE_SCRIPT, 2, K.lease(P), K.read_fence(P, "other"), "other") == 0
+        keys, args = read_call(lease_key=K.lease(P), stream=K.raw(P), group="processor",
+                               instance="p1", cursor=">", count=10)  # fmt: skip
+        assert proc.eval(READ_SCRIPT, 2, *keys, *args) == newest
+        newer = ing.xadd(K.raw(P), ENTRY)
+        assert [e[0] for e in proc.eval(READ_SCRIPT, 2, *keys, *args)] == [newer]
+        assert not proc.xread({K.raw(P): newer}, count=1, block=10)
         # Its commit script may declare the lane's keys, and inside it the same rules hold.
         lane = (K.lease(P), K.checkpoint(P), K.raw(P), K.trades(P), K.bars(P, "1s"))
         assert proc.eval("return #KEYS", len(lane), *lane) == len(lane)

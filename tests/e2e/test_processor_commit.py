@@ -47,10 +47,10 @@ def test_commit_on_a_real_server_writes_exact_bytes_and_refuses_a_stale_lease(
         link = Link(client, "m1", 5000)
         assert link.pool is not None
         async with link.pipe(lane) as pipe:
-            await pipe.send_read(">", 1000, None)
+            await pipe.send_read(">", 1000)
             first, _ = await pipe.collect()
             assert first is not None and len(first) == 1000
-            await pipe.send_read(">", 1000, None)  # read ahead, as the shell does
+            await pipe.send_read(">", 1000)  # read ahead, as the shell does
             commit = lane.process(first, 42)
             odd = (lane.dead_letter_key, {"reason": ODD, "entry_id": "1-1", "data": ODD[::-1]})
             commit = Commit([*commit.outputs, odd], commit.checkpoint, commit.acked, 1000)

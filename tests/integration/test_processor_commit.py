@@ -43,7 +43,7 @@ async def _prepared(redis: Any, settings: Settings, frames: int) -> tuple[Partit
 
 async def _read_batch(link: Link, lane: PartitionLane) -> Any:
     async with link.pipe(lane) as pipe:
-        await pipe.send_read(">", 1000, None)
+        await pipe.send_read(">", 1000)
         entries, confirmed = await pipe.collect()
     assert confirmed == []
     return entries
@@ -153,14 +153,14 @@ def test_a_read_then_a_commit_on_one_pipe_come_back_in_order() -> None:
         settings = make_settings()
         lane, link = await _prepared(redis, settings, 300)
         async with link.pipe(lane) as pipe:
-            await pipe.send_read(">", 100, None)
+            await pipe.send_read(">", 100)
             first, _ = await pipe.collect()
             assert first is not None and len(first) == 100
-            await pipe.send_read(">", 100, None)  # read ahead while the first is processed
+            await pipe.send_read(">", 100)  # read ahead while the first is processed
             commit = lane.process(first, 42)
             second, _ = await pipe.collect()
             await pipe.send_commit(commit, 2.0)
-            await pipe.send_read(first[-1][0], 1000, None)  # pending after the first batch
+            await pipe.send_read(first[-1][0], 1000)  # pending after the first batch
             pending, confirmed = await pipe.collect()
         assert confirmed == [(commit, 2.0)]
         assert second is not None and [e for e, _ in second] == [e for e, _ in pending or []]

@@ -18,7 +18,13 @@ from processor import decimals, frames
 from processor.bars import BarBuilder
 from processor.builders import new_raw_frame, new_trade
 from processor.lanes import Commit, decode_entries
-from processor.wire import commit_call, decode_flat_entries, stream_entries, xreadgroup_args
+from processor.wire import (
+    commit_call,
+    decode_flat_entries,
+    fenced_read_commands,
+    stream_entries,
+    xread_args,
+)
 from tests.integration.test_processor_shell import real_frames
 
 MS = 1_000_000
@@ -99,11 +105,18 @@ def test_stream_entries_takes_every_reply_shape() -> None:
     assert stream_entries({b"raw": [parsed]}) == [parsed]
 
 
-def test_xreadgroup_args_block_only_when_asked() -> None:
-    assert xreadgroup_args("g", "c", "s", ">", 10, 150) == [
-        "XREADGROUP", "GROUP", "g", "c", "COUNT", "10", "BLOCK", "150", "STREAMS", "s", ">",
+def test_a_fenced_read_never_blocks_and_only_the_idle_wait_does() -> None:
+    commands = fenced_read_commands(
+        lease_key="l", fence_key="f", stream="s", group="g", instance="m", cursor=">", count=10
+    )
+    assert [c[0] for c in commands] == ["WATCH", "EVAL", "MULTI", "XREADGROUP", "XREVRANGE", "EXEC"]
+    assert commands[0] == ["WATCH", "l", "f"] and commands[1][2:] == ["2", "l", "f", "m"]
+    assert commands[3] == [
+        "XREADGROUP", "GROUP", "g", "m", "COUNT", "10", "STREAMS", "s", ">",
     ]  # fmt: skip
-    assert "BLOCK" not in xreadgroup_args("g", "c", "s", "0", 10, None)
+    assert xread_args("s", "5-1", 150) == [
+        "XREAD", "COUNT", "1", "BLOCK", "150", "STREAMS", "s", "5-1",
+    ]  # fmt: skip
 
 
 def test_commit_call_names_every_key_once_and_keeps_field_order() -> None:

@@ -1,0 +1,181 @@
+"""A member that thaws after losing its lease reads nothing and loses nothing (fakeredis).
+
+The race of a frozen member: it stops between two reads, its lease expires, another member takes
+the partition over, and then it thaws and sends the read it was about to send. Each member here
+is a real lane loop; a gate in front of :meth:`processor.link.Pipe.send_read` holds one member
+exactly there, so the race happens the same way on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import orjson
+import pytest
+
+from common.names import GROUP_PROCESSOR
+from common.schema import RawFrame, Trade, decode_fields
+from common.settings import Settings
+from processor import link as link_module
+from tests.integration.test_processor_shell import P, start, wait_until
+
+LEASE_MS = 3000
+
+
+def _settings(instance: str) -> Settings:
+    return Settings(
+        namespace="fence", symbols=("BTCUSDT",), instance=instance, batch_size=10,
+        health_interval_s=0.05,
+    )  # fmt: skip
+
+
+def _trade_frames(first_id: int, count: int) -> list[RawFrame]:
+    now_ns = time.time_ns()
+    out = []
+    for trade_id in range(first_id, first_id + count):
+        payload = {
+            "e": "trade", "E": now_ns // 1_000_000, "s": "BTCUSDT", "t": trade_id,
+            "p": f"{60000 + trade_id % 7}.10", "q": "0.01", "T": now_ns // 1_000_000, "m": True,
+        }  # fmt: skip
+        data = orjson.dumps({"stream": "btcusdt@trade", "data": payload}).decode()
+        out.append(RawFrame("ws", "binance", "c1", trade_id, now_ns, data, "market"))
+    return out
+
+
+async def _write(redis: Any, settings: Settings, frames: list[RawFrame]) -> None:
+    for frame in frames:
+        await redis.xadd(settings.keys.raw(P), frame.to_fields())
+
+
+class _Gate:
+    """Hold one member in front of its next read until released."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.held = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def pass_through(self) -> None:
+        if not self.armed:
+            return
+        self.armed = False
+        self.held.set()
+        await self.released.wait()
+
+
+@pytest.fixture
+def gates(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, _Gate]]:
+    table: dict[str, _Gate] = {}
+    original = link_module.Pipe.send_read
+
+    async def gated(self: Any, *args: Any, **kwargs: Any) -> None:
+        gate = table.get(self.link.instance)
+        if gate is not None and self.lane.name == str(P):  # the partition's lane, not the private
+            await gate.pass_through()
+        await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(link_module.Pipe, "send_read", gated)
+    yield table
+
+
+class _LeaseLostLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("lease lost"):
+            self.count += 1
+
+
+@pytest.mark.parametrize(
+    "direct,scripted",
+    [(True, True), (False, True), (True, False)],
+    ids=["pipelined-script", "redis-py-script", "watch-multi"],
+)
+def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost(
+    gates: dict[str, _Gate], monkeypatch: pytest.MonkeyPatch, direct: bool, scripted: bool
+) -> None:
+    original = link_module.Link.__init__
+
+    def init(self: link_module.Link, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.scripted = scripted  # False: as on a server that refuses EVAL
+
+    monkeypatch.setattr(link_module.Link, "__init__", init)
+
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        first, second = _settings("a"), _settings("b")
+        keys = first.keys
+        lost = _LeaseLostLog()
+        logging.getLogger("tickpipe.processor").addHandler(lost)
+        kw = {
+            "lease_ms": LEASE_MS, "renew_s": 0.05, "retry_s": 0.05, "block_ms": 50,
+            "direct": direct,
+        }  # fmt: skip
+        try:
+            await _write(redis, first, _trade_frames(1, 30))
+            gate_a = gates["a"] = _Gate()
+            task_a, stop_a = start(first, redis, **kw)
+
+            async def a_done() -> bool:
+                return await redis.xlen(keys.trades(P)) == 30
+
+            await wait_until(a_done)
+            # A freezes in front of its next read; its lease runs out (deleted: expired).
+            gate_a.armed = True
+            await asyncio.wait_for(gate_a.held.wait(), 8)
+            await redis.delete(keys.lease(P))
+
+            gate_b = gates["b"] = _Gate()
+            gate_b.armed = True
+            task_b, stop_b = start(second, redis, **kw)
+            await asyncio.wait_for(gate_b.held.wait(), 8)  # B owns the lease, about to read
+            assert await redis.get(keys.lease(P)) == b"b"
+            await _write(redis, first, _trade_frames(31, 60))  # more than A's reads can take
+
+            # A thaws and sends the read it was about to send: it must not take anything.
+            gate_a.released.set()
+
+            async def a_fenced() -> bool:
+                return lost.count >= 1
+
+            await wait_until(a_fenced)
+            gate_b.released.set()
+            last_raw = (await redis.xrevrange(keys.raw(P), count=1))[0][0].decode()
+
+            async def everything_read_and_b_committed() -> bool:
+                (group,) = await redis.xinfo_groups(keys.raw(P))
+                consumers = await redis.xinfo_consumers(keys.raw(P), GROUP_PROCESSOR)
+                b_pending = sum(c["pending"] for c in consumers if c["name"] == b"b")
+                return group["last-delivered-id"].decode() == last_raw and b_pending == 0
+
+            await wait_until(everything_read_and_b_committed)
+            stop_b.set()
+            await asyncio.wait_for(task_b, 8)
+
+            # A takes the partition over again and claims whatever its thawed read took.
+            async def a_owns_and_idle() -> bool:
+                pending = await redis.xpending(keys.raw(P), GROUP_PROCESSOR)
+                return await redis.get(keys.lease(P)) == b"a" and pending["pending"] == 0
+
+            await wait_until(a_owns_and_idle)
+            await asyncio.sleep(0)  # let A finish the batch it may be committing
+            stop_a.set()
+            await asyncio.wait_for(task_a, 8)
+
+            trades = [Trade.from_fields(decode_fields(f)) for _, f in await redis.xrange(
+                keys.trades(P))]  # fmt: skip
+            ids = [int(t.trade_id) for t in trades]
+            assert sorted(ids) == list(range(1, 91)), f"missing {set(range(1, 91)) - set(ids)}"
+            assert len(ids) == len(set(ids))
+        finally:
+            logging.getLogger("tickpipe.processor").removeHandler(lost)
+
+    asyncio.run(scenario())
