@@ -8,7 +8,9 @@ partition over resumes exactly where the checkpoint left off, and splitting the 
 batches differently gives the same trades, signals and final bars (partial bars are views of the
 forming candle, one per touched bar per batch).
 
-Entries at or before the checkpoint's last entry id are acknowledged without output (replays).
+New entries at or before the checkpoint's last entry id are acknowledged without output (a
+rewound group); pending entries (claimed at a takeover) are processed whatever their id, and
+what was already committed is recognised by its content.
 Quotes are de-duplicated by update id, trades by trade id per symbol: a trade id jump is a gap
 (recorded, with the missing range remembered so a later backfill fills it in). Order books
 (:mod:`processor.books`) are not checkpointed: after a takeover each symbol's next diff asks for
@@ -78,7 +80,8 @@ COUNTERS = (
     "dead_letters",
     "signals",
     "final_bars",
-    "replayed",  # entries at or before the checkpoint, acknowledged without output
+    "replayed",  # new entries at or before the checkpoint (a rewound group): no output
+    "reprocessed",  # pending entries at or before the checkpoint, checked again by content
     "venue_bars",  # bars the venue published (Alpaca b/u/d)
     "corrections",  # trade corrections and cancel/errors the venue reported
     "statuses",  # trading status messages
@@ -224,8 +227,14 @@ def process_batch(
     state: PartitionState,
     entries: Sequence[tuple[str, RawFrame | BadEntry]],
     ts_now: int,
+    *,
+    pending: bool = False,
 ) -> BatchOutput:
-    """Fold ``entries`` (in stream order) into ``state``; return the outputs to write."""
+    """Fold ``entries`` (in stream order) into ``state``; return the outputs to write.
+
+    ``pending``: the entries were pending in the group (claimed at a takeover, or read before a
+    restart), so an entry id at or before the checkpoint does not prove they were committed.
+    """
     out = BatchOutput()
     books = BookOutput()
     counters = state.counters
@@ -233,7 +242,8 @@ def process_batch(
     def classify_now(entry_id: str, frame: RawFrame) -> Classified | list[AlpacaItem]:
         return _classify(entry_id, frame, ts_now)
 
-    for entry_id, frame, result in fold_entries(state, out, entries, classify_now):
+    folded = fold_entries(state, out, entries, classify_now, pending=pending)
+    for entry_id, frame, result in folded:
         if type(result) is Trades:
             for trade in result.items:
                 if trade.ts_proc != ts_now:

@@ -3,10 +3,17 @@
 Both lanes read a stream of raw entries the same way (:func:`processor.core.process_batch` for a
 partition's ``raw``, :func:`processor.private.process_private_batch` for ``{V}:private-raw``).
 :func:`fold_entries` does that shared part and hands each remaining entry, classified, to the
-caller: every entry id is acknowledged; an entry at or before the state's last entry id is a
-replay (counted, no output); a :class:`BadEntry`, or a frame whose classification raises
-:class:`DecodeError`, becomes a :class:`DeadLetter`; a classification that names a counter is
-counted and passed over.
+caller: every entry id is acknowledged; a :class:`BadEntry`, or a frame whose classification
+raises :class:`DecodeError`, becomes a :class:`DeadLetter`; a classification that names a counter
+is counted and passed over.
+
+An entry id at or before the state's last entry id means two different things. A *new* entry
+(``XREADGROUP >``) there can only come from a group rewound by hand: it was processed, and is a
+replay (counted, no output). A *pending* entry there (claimed from another consumer at a
+takeover, or left by this member's previous life) proves nothing: a member that lost its lease
+may have taken it into its pending list without ever committing it. Those are processed again
+and the lanes recognise what was already committed by its content (trade ids, quote update ids,
+execution ids), so nothing is acknowledged only because of where its id falls.
 """
 
 from __future__ import annotations
@@ -70,14 +77,17 @@ def fold_entries(
     out: EntryBatch,
     entries: Iterable[tuple[str, RawFrame | BadEntry]],
     classify: Callable[[str, RawFrame], T | str],
+    *,
+    pending: bool = False,
 ) -> Iterator[tuple[str, RawFrame, T]]:
-    """Yield ``(entry_id, frame, value)`` for each new entry that ``classify`` turns into a value.
+    """Yield ``(entry_id, frame, value)`` for each entry that ``classify`` turns into a value.
 
     Everything else is accounted for here, in stream order: ids go to ``out.acked``, replays to
-    the ``replayed`` counter, new entries to ``frames`` and ``state.last_entry_id`` (before the
-    caller sees them), bad entries and :class:`DecodeError` to ``out.dead_letters``, and a counter
-    name returned by ``classify`` to that counter. The ``dead_letters`` counter is the caller's
-    to add to once the batch is done.
+    the ``replayed`` counter, processed entries to ``frames`` and ``state.last_entry_id`` (before
+    the caller sees them), bad entries and :class:`DecodeError` to ``out.dead_letters``, and a
+    counter name returned by ``classify`` to that counter. ``pending``: the entries were pending
+    (see the module docstring); old ids are processed again, counted as ``reprocessed``. The
+    ``dead_letters`` counter is the caller's to add to once the batch is done.
     """
     counters = state.counters
     last_key = entry_key(state.last_entry_id) if state.last_entry_id else (-1, -1)
@@ -85,10 +95,13 @@ def fold_entries(
         out.acked.append(entry_id)
         key = entry_key(entry_id)
         if key <= last_key:
-            counters["replayed"] += 1
-            continue
-        last_key = key
-        state.last_entry_id = entry_id
+            if not pending:
+                counters["replayed"] += 1
+                continue
+            counters["reprocessed"] = counters.get("reprocessed", 0) + 1
+        else:
+            last_key = key
+            state.last_entry_id = entry_id
         counters["frames"] += 1
         out.frames += 1
         if isinstance(frame, BadEntry):

@@ -50,7 +50,11 @@ class Lane(Protocol):
     def load(self, blob: bytes | None) -> None: ...
 
     def process(
-        self, entries: Sequence[tuple[str, RawFrame | BadEntry]], ts_now: int
+        self,
+        entries: Sequence[tuple[str, RawFrame | BadEntry]],
+        ts_now: int,
+        *,
+        pending: bool = False,
     ) -> Commit: ...
 
 
@@ -134,8 +138,14 @@ class PartitionLane:
             self.settings, self.name, self.partition.venue, blob
         )
 
-    def process(self, entries: Sequence[tuple[str, RawFrame | BadEntry]], ts_now: int) -> Commit:
-        out = process_batch(self.state, entries, ts_now)
+    def process(
+        self,
+        entries: Sequence[tuple[str, RawFrame | BadEntry]],
+        ts_now: int,
+        *,
+        pending: bool = False,
+    ) -> Commit:
+        out = process_batch(self.state, entries, ts_now, pending=pending)
         keys = self.settings.keys
         outputs: list[tuple[str, dict[str, str]]] = []
         outputs += [(self.trades_key, t.to_fields()) for t in out.trades]
@@ -195,8 +205,14 @@ class PrivateLane:
             VenueState(self.venue) if blob is None else VenueState.from_bytes(blob, self.venue)
         )
 
-    def process(self, entries: Sequence[tuple[str, RawFrame | BadEntry]], ts_now: int) -> Commit:
-        out = process_private_batch(self.state, entries, ts_now)
+    def process(
+        self,
+        entries: Sequence[tuple[str, RawFrame | BadEntry]],
+        ts_now: int,
+        *,
+        pending: bool = False,
+    ) -> Commit:
+        out = process_private_batch(self.state, entries, ts_now, pending=pending)
         outputs = [(self.updates_key, u.to_fields()) for u in out.order_updates]
         outputs += [(self.dead_letter_key, d.to_fields()) for d in out.dead_letters]
         return Commit(

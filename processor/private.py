@@ -4,8 +4,9 @@
 is to a partition's ``raw``: ``executionReport`` events become
 :class:`common.schema.OrderUpdate`; markers, request replies and other account events
 (``outboundAccountPosition``, ``balanceUpdate``, ``listStatus``, ``eventStreamTerminated``...) are
-passed over and counted; anything unparseable becomes a dead letter. Entries at or before the
-checkpoint's last entry id are acknowledged without output. An ``executionReport`` whose
+passed over and counted; anything unparseable becomes a dead letter. New entries at or before the
+checkpoint's last entry id are acknowledged without output; pending ones (claimed at a takeover)
+are processed again and recognised by their execution ids. An ``executionReport`` whose
 execution id ``I`` was already seen (the same event over a second connection, or replayed by the
 venue after a reconnect) is dropped; the last :data:`SEEN_EXECUTIONS` ids are checkpointed.
 
@@ -44,6 +45,7 @@ PRIVATE_COUNTERS = (
     "ignored",
     "dead_letters",
     "replayed",
+    "reprocessed",
     "duplicate_executions",
 )
 
@@ -164,11 +166,14 @@ def process_private_batch(
     state: VenueState,
     entries: Sequence[tuple[str, RawFrame | BadEntry]],
     ts_now: int,
+    *,
+    pending: bool = False,
 ) -> PrivateOutput:
     """Fold ``entries`` (in stream order) into ``state``; return the order updates to write."""
     out = PrivateOutput()
     counters = state.counters
-    for _, _, (update, execution_id) in fold_entries(state, out, entries, _classify):
+    folded = fold_entries(state, out, entries, _classify, pending=pending)
+    for _, _, (update, execution_id) in folded:
         if execution_id is not None and state.seen(execution_id):
             counters["duplicate_executions"] += 1
             continue

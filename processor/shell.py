@@ -8,7 +8,9 @@ For every partition (and the venue's private stream) one lane loop runs:
    (``>``). Every read is fenced: the lease is checked in the same atomic step that reads,
    without blocking (:mod:`processor.wire`), so a member receives nothing once its lease is
    gone, even if it was frozen while the read was on its way. An idle member waits with a plain
-   ``XREAD BLOCK`` (which claims nothing) and then reads.
+   ``XREAD BLOCK`` (which claims nothing) and then reads. Pending entries are processed whatever
+   their id: what was already committed is recognised by its content (trade ids, quote update
+   ids), never by its entry id.
 3. **Commit** each batch atomically in one fenced Lua call (:mod:`processor.wire`): it checks that
    the lease still names this member, then XADDs the outputs, SETs the checkpoint, XACKs the
    inputs and PEXPIREs the lease; a member that lost its lease writes nothing. The next batch
@@ -228,12 +230,13 @@ class _Runner:
                             renewed_at = await self._idle(lane, pipe, renewed_at)
                         continue
                 batch, hand = hand, None
-                if cursor != ">":
+                pending = cursor != ">"  # claimed or left by an earlier life: check by content
+                if pending:
                     cursor = batch[-1][0]
                 ahead = not self.stop.is_set()
                 if ahead:  # Redis reads the next batch while this one is processed
                     await pipe.send_read(cursor, count)
-                commit = lane.process(batch, self.clock())
+                commit = lane.process(batch, self.clock(), pending=pending)
                 hand, renewed_at = await self._collect(lane, pipe, renewed_at)
                 if ahead and not hand and cursor != ">":
                     cursor = ">"

@@ -22,6 +22,7 @@ from common.names import GROUP_PROCESSOR
 from common.schema import RawFrame, Trade, decode_fields
 from common.settings import Settings
 from processor import link as link_module
+from processor.core import PartitionState
 from tests.integration.test_processor_shell import P, start, wait_until
 
 LEASE_MS = 3000
@@ -175,7 +176,63 @@ def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost
             ids = [int(t.trade_id) for t in trades]
             assert sorted(ids) == list(range(1, 91)), f"missing {set(range(1, 91)) - set(ids)}"
             assert len(ids) == len(set(ids))
+            blob = await redis.get(keys.checkpoint(P))
+            counters = PartitionState.from_bytes(blob, str(P), "binance").counters
+            assert counters["reprocessed"] == 0  # the fence alone: the thawed read took nothing
         finally:
             logging.getLogger("tickpipe.processor").removeHandler(lost)
+
+    asyncio.run(scenario())
+
+
+def test_entries_a_reader_took_past_the_checkpoint_are_processed_at_the_takeover(
+    gates: dict[str, _Gate],
+) -> None:
+    """A reader that bypassed the fence (an older member in a rolling upgrade, a script by
+    hand) leaves entries pending below the owner's checkpoint: the next owner processes them."""
+
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        first, second = _settings("a"), _settings("b")
+        keys = first.keys
+        kw = {"lease_ms": LEASE_MS, "renew_s": 0.05, "retry_s": 0.05, "block_ms": 50}
+        await _write(redis, first, _trade_frames(1, 10))
+        gate_a = gates["a"] = _Gate()
+        task_a, stop_a = start(first, redis, **kw)
+
+        async def a_done() -> bool:
+            return await redis.xlen(keys.trades(P)) == 10
+
+        await wait_until(a_done)
+        gate_a.armed = True
+        await asyncio.wait_for(gate_a.held.wait(), 8)
+        await _write(redis, first, _trade_frames(11, 10))
+        await redis.xreadgroup(GROUP_PROCESSOR, "ghost", {keys.raw(P): ">"}, count=5)
+        gate_a.released.set()
+        last_raw = (await redis.xrevrange(keys.raw(P), count=1))[0][0].decode()
+
+        async def a_committed_past_the_ghost() -> bool:
+            blob = await redis.get(keys.checkpoint(P))
+            return PartitionState.from_bytes(blob, str(P), "binance").last_entry_id == last_raw
+
+        await wait_until(a_committed_past_the_ghost)
+        stop_a.set()
+        await asyncio.wait_for(task_a, 8)
+        assert (await redis.xpending(keys.raw(P), GROUP_PROCESSOR))["pending"] == 5
+
+        task_b, stop_b = start(second, redis, **kw)
+
+        async def b_idle() -> bool:
+            pending = await redis.xpending(keys.raw(P), GROUP_PROCESSOR)
+            return await redis.get(keys.lease(P)) == b"b" and pending["pending"] == 0
+
+        await wait_until(b_idle)
+        stop_b.set()
+        await asyncio.wait_for(task_b, 8)
+        ids = [int(decode_fields(f)["trade_id"]) for _, f in await redis.xrange(keys.trades(P))]
+        assert sorted(ids) == list(range(1, 21)) and len(ids) == 20
+        blob = await redis.get(keys.checkpoint(P))
+        counters = PartitionState.from_bytes(blob, str(P), "binance").counters
+        assert (counters["reprocessed"], counters["duplicate_trades"]) == (5, 0)
 
     asyncio.run(scenario())
