@@ -21,6 +21,11 @@ Alpaca frames (chosen by ``RawFrame.venue``) go through :mod:`processor.alpaca`:
 de-duplicated by (symbol, id) among the recent ids (Alpaca ids skip values, so no gaps are
 recorded) and feed the same bars and strategies; venue bars, corrections and statuses are passed
 through; each message that fails validation is one dead letter.
+
+A signal's id names the decision: venue, symbol, the venue's id of the trade that caused it
+(``t`` trade ids, ``a`` aggregate ids), the strategy and the index of the strategy's answer.
+It is the same on every replay and differs for every decision, also for the trades of one
+REST backfill page, which share one raw entry.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ __all__ = [
     "entry_key",
     "is_reply",
     "process_batch",
+    "signal_id_for",
 ]
 
 CHECKPOINT_VERSION = 2
@@ -107,6 +113,16 @@ class BatchOutput:
     statuses: list[VenueStatus] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
     frames: int = 0
+
+
+def signal_id_for(trade: Trade, strategy: str, index: int, *, aggregate: bool = False) -> str:
+    """Return the id of a strategy's ``index``-th decision on ``trade``.
+
+    ``venue|symbol|t<trade id>|strategy|index`` (``a<id>`` for aggregate trade ids): the venue's
+    own identity of the causing event, so it survives replays and never repeats.
+    """
+    space = "a" if aggregate else "t"
+    return f"{trade.venue}|{trade.symbol}|{space}{trade.trade_id}|{strategy}|{index}"
 
 
 class PartitionState:
@@ -343,10 +359,9 @@ def _on_trade(
         out.dead_letters.append(DeadLetter(trade.src, reason, data))
     for strategy in state.strategies:
         for n, spec in enumerate(strategy.on_trade(trade, ts_now)):
-            signal_id = f"{state.partition}|{trade.src}|{strategy.name}"
             out.signals.append(
                 Signal(
-                    signal_id=signal_id if n == 0 else f"{signal_id}|{n}",
+                    signal_id=signal_id_for(trade, strategy.name, n, aggregate=aggregate),
                     venue=trade.venue,
                     symbol=spec.symbol,
                     strategy=strategy.name,

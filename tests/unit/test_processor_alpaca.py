@@ -247,9 +247,10 @@ def test_signals_from_alpaca_trades_have_distinct_ids() -> None:
     )
     out = run([raw(frame)], state(settings))
     assert [(s.side, s.signal_id, s.venue) for s in out.signals] == [
-        ("buy", "alpaca:0|1-0#1|threshold_cross", "alpaca"),
-        ("sell", "alpaca:0|1-0#2|threshold_cross", "alpaca"),
+        ("buy", "alpaca|FAKEPACA|t2|threshold_cross|0", "alpaca"),
+        ("sell", "alpaca|FAKEPACA|t3|threshold_cross|0", "alpaca"),
     ]
+    assert [s.cause for s in out.signals] == ["1-0#1", "1-0#2"]  # the raw entry, as before
 
 
 def test_control_messages_and_unhandled_types_are_counted() -> None:

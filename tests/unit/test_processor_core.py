@@ -178,7 +178,7 @@ def test_signals_follow_the_threshold_with_deterministic_ids() -> None:
     assert all(a != b for a, b in itertools.pairwise(sides))  # alternate
     for signal in out.signals:
         cause = by_src[signal.cause]
-        assert signal.signal_id == f"{PARTITION}|{signal.cause}|threshold_cross"
+        assert signal.signal_id == f"binance|BTCUSDT|t{cause.trade_id}|threshold_cross|0"
         assert (signal.ts_event, signal.ts_recv, signal.ts_signal) == (
             cause.ts_event,
             cause.ts_recv,

@@ -103,7 +103,8 @@ def test_real_frames_give_cancel_signals_with_raw_entry_causes() -> None:
     for signal in out.signals:
         assert signal.action == "cancel" and signal.strategy == "rapid_move"
         start, end = signal.cause.split(",")
-        assert {start, end} <= ids and signal.signal_id == f"binance:0|{end}|rapid_move"
+        assert {start, end} <= ids
+        assert signal.signal_id == f"binance|BTCUSDT|t{trades[end].trade_id}|rapid_move|0"
         move = abs(float(trades[end].price) / float(trades[start].price) - 1)
         assert move >= 0.0005
         assert trades[end].ts_event - trades[start].ts_event <= 500 * MS
