@@ -6,8 +6,9 @@ the message's index in the array, so every trade of a frame names itself), a :cl
 :class:`VenueBar`, a :class:`TradeCorrection`, a :class:`VenueStatus`, a :class:`BadMessage`
 (one message failed validation; the others still count), or the name of the counter under which
 the message is passed over (``replies`` for success/subscription, ``venue_errors`` for errors,
-``ignored`` for types not handled: order books, LULD bands, imbalances, news). A frame that does
-not decode at all raises :class:`DecodeError`.
+``ignored:<type>`` for types read but not normalised: order books, LULD bands, imbalances,
+news). A message of a type nobody knows is a :class:`BadMessage`. A frame that does not decode
+at all raises :class:`DecodeError`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ AlpacaItem = Trade | Quote | VenueBar | TradeCorrection | VenueStatus | BadMessa
 MAX_VENUE_BAR_KEYS = 512
 
 _CONTROL = {"success": "replies", "subscription": "replies", "error": "venue_errors"}
+#: Message types read but not normalised yet, and the counter of each.
+_UNNORMALISED = {
+    "o": "ignored:orderbooks", "l": "ignored:lulds", "i": "ignored:imbalances",
+    "n": "ignored:news",
+}  # fmt: skip
 
 
 def _text(msg: Mapping[str, Any], key: str) -> str:
@@ -148,13 +154,15 @@ def _message(n: int, msg: Any, entry_id: str, ts_recv: int) -> AlpacaItem:
         return _CONTROL[t]
     if not isinstance(t, str) or not t:
         raise DecodeError(f"message has no type T: {t!r}")
-    return "ignored"
+    if t in _UNNORMALISED:
+        return _UNNORMALISED[t]
+    raise DecodeError(f"unknown message type T={t!r}")
 
 
 def classify_alpaca(entry_id: str, frame: RawFrame) -> list[AlpacaItem]:
     """Return one item per message of an Alpaca market-data frame (see the module docstring)."""
     if frame.kind == "rest":
-        return ["ignored"]
+        raise DecodeError(f"unknown REST channel {frame.channel!r}")
     payload = alpaca.decode_payload(frame.kind, frame.data)
     if isinstance(payload, Mapping):
         payload = [payload]

@@ -14,8 +14,9 @@ what was already committed is recognised by its content.
 Quotes are de-duplicated by update id, trades by trade id per symbol: a trade id jump is a gap
 (recorded, with the missing range remembered so a later backfill fills it in). Order books
 (:mod:`processor.books`) are not checkpointed: after a takeover each symbol's next diff asks for
-a fresh snapshot. Markers, request replies and channels not handled are passed over and counted;
-a frame that cannot be parsed or fails validation becomes a :class:`DeadLetter`.
+a fresh snapshot. Markers, request replies and channels read but not normalised are passed over
+and counted (per channel); a frame that cannot be parsed, fails validation or belongs to an
+unknown channel becomes a :class:`DeadLetter`.
 
 Alpaca frames (chosen by ``RawFrame.venue``) go through :mod:`processor.alpaca`: trades are
 de-duplicated by (symbol, id) among the recent ids (Alpaca ids skip values, so no gaps are
@@ -44,7 +45,7 @@ from common.settings import Settings
 from processor.alpaca import AlpacaItem, BadMessage, VenueBar, classify_alpaca, revise_bar
 from processor.bars import BarBuilder
 from processor.books import BOOK_COUNTERS, BookKeeper, BookOutput, DepthDiff, DepthSnapshot
-from processor.entries import BadEntry, DeadLetter, entry_key, fold_entries
+from processor.entries import BadEntry, DeadLetter, count, entry_key, fold_entries
 from processor.frames import Classified, classify, is_reply
 from processor.marketdata import Trades
 from processor.records import BookTop, GapRecord, SnapshotRequest, TradeCorrection, VenueStatus
@@ -67,7 +68,8 @@ __all__ = [
 CHECKPOINT_VERSION = 2
 MS_NS = 1_000_000
 
-#: Counters every partition keeps (in its checkpoint, so they survive takeovers).
+#: Counters every partition keeps (in its checkpoint, so they survive takeovers). Frames of
+#: channels read but not normalised yet are also counted per channel, as ``ignored:<channel>``.
 COUNTERS = (
     "frames",  # entries processed (not counting replays)
     "trades",  # trades emitted
@@ -82,7 +84,7 @@ COUNTERS = (
     "gaps",  # gap records written (depth and trades)
     "markers",  # connect / disconnect / gap markers passed over
     "replies",  # request replies passed over
-    "ignored",  # frames of channels not handled
+    "ignored",  # frames of channels read but not normalised (klines, tickers, partial depth)
     "dead_letters",
     "signals",
     "final_bars",
@@ -391,7 +393,7 @@ def _on_alpaca(
     counters = state.counters
     for item in items:
         if isinstance(item, str):
-            counters[item] += 1
+            count(counters, item)
         elif isinstance(item, Trade):
             _on_trade(
                 state, out, dataclasses.replace(item, ts_proc=ts_now), ts_now, aggregate=False

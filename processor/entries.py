@@ -25,7 +25,15 @@ from typing import Protocol, TypeVar
 from common.errors import DecodeError
 from common.schema import RawFrame
 
-__all__ = ["BadEntry", "DeadLetter", "EntryBatch", "EntryState", "entry_key", "fold_entries"]
+__all__ = [
+    "BadEntry",
+    "DeadLetter",
+    "EntryBatch",
+    "EntryState",
+    "count",
+    "entry_key",
+    "fold_entries",
+]
 
 T = TypeVar("T")
 
@@ -72,6 +80,14 @@ class EntryBatch(Protocol):
     frames: int
 
 
+def count(counters: dict[str, int], name: str) -> None:
+    """Add one to ``name``; ``family:detail`` also adds one to ``family``."""
+    counters[name] = counters.get(name, 0) + 1
+    family, colon, _ = name.partition(":")
+    if colon:
+        counters[family] = counters.get(family, 0) + 1
+
+
 def fold_entries(
     state: EntryState,
     out: EntryBatch,
@@ -85,9 +101,10 @@ def fold_entries(
     Everything else is accounted for here, in stream order: ids go to ``out.acked``, replays to
     the ``replayed`` counter, processed entries to ``frames`` and ``state.last_entry_id`` (before
     the caller sees them), bad entries and :class:`DecodeError` to ``out.dead_letters``, and a
-    counter name returned by ``classify`` to that counter. ``pending``: the entries were pending
-    (see the module docstring); old ids are processed again, counted as ``reprocessed``. The
-    ``dead_letters`` counter is the caller's to add to once the batch is done.
+    counter name returned by ``classify`` to that counter (see :func:`count`). ``pending``: the
+    entries were pending (see the module docstring); old ids are processed again, counted as
+    ``reprocessed``. The ``dead_letters`` counter is the caller's to add to once the batch is
+    done.
     """
     counters = state.counters
     last_key = entry_key(state.last_entry_id) if state.last_entry_id else (-1, -1)
@@ -113,6 +130,6 @@ def fold_entries(
             out.dead_letters.append(DeadLetter(entry_id, str(exc), frame.data))
             continue
         if isinstance(value, str):
-            counters[value] += 1
+            count(counters, value)
             continue
         yield entry_id, frame, value

@@ -32,6 +32,14 @@ __all__ = ["Classified", "classify", "is_reply"]
 
 Classified = Trades | Quote | DepthDiff | DepthSnapshot | str
 
+#: Binance event types (``e``) and stream channels read but not normalised yet (and the
+#: connection notice ``serverShutdown``, which the ingestor acts on).
+_UNNORMALISED_EVENTS = {
+    "kline", "24hrTicker", "24hrMiniTicker", "avgPrice", "1hTicker", "4hTicker", "1dTicker",
+    "serverShutdown",
+}  # fmt: skip
+_UNNORMALISED_CHANNELS = {"ticker", "miniTicker", "avgPrice", "depth5", "depth10", "depth20"}
+
 _VENUE_PARSERS = {"binance"}
 _INF = float("inf")
 # (stream, symbol) pairs, prices and quantities already found valid in a trade: checked once each.
@@ -124,6 +132,14 @@ def _check_stream(stream: str | None, symbol: str) -> None:
         raise DecodeError(f"event of {symbol} arrived on stream {stream}")
 
 
+def _unnormalised(channel: str) -> str | None:
+    """Return the counter of a channel read but not normalised, ``None`` for unknown ones."""
+    name = channel.partition("@")[0]
+    if name.startswith(("kline_", "ticker_")) or name in _UNNORMALISED_CHANNELS:
+        return f"ignored:{name}"
+    return None
+
+
 def _event(
     entry_id: str, frame: RawFrame, stream: str | None, payload: Any, ts_proc: int = 0
 ) -> Classified:
@@ -147,7 +163,14 @@ def _event(
         quote = parse_book_ticker(payload, ts_recv=frame.ts_recv)
         _check_stream(stream, quote.symbol)
         return quote
-    return "ignored"
+    if channel is not None:
+        counter = _unnormalised(channel)
+        if counter is None:
+            raise DecodeError(f"unknown channel {channel!r} (stream {stream})")
+        return counter
+    if isinstance(kind, str) and kind in _UNNORMALISED_EVENTS:
+        return f"ignored:{kind}"
+    raise DecodeError(f"unknown event type {kind!r}")
 
 
 def classify(entry_id: str, frame: RawFrame, *, ts_proc: int = 0) -> Classified:
@@ -161,7 +184,7 @@ def classify(entry_id: str, frame: RawFrame, *, ts_proc: int = 0) -> Classified:
         raise DecodeError(f"no parser for venue {frame.venue!r}")
     if frame.kind == "rest":
         if frame.channel not in (REST_DEPTH, REST_TRADES):
-            return "ignored"  # other REST replies the ingestor keeps: not used here
+            raise DecodeError(f"unknown REST channel {frame.channel!r}")
         return parse_rest(frame.channel, frame.data, ts_recv=frame.ts_recv, entry_id=entry_id)
     if frame.kind != "ws":
         raise DecodeError(f"unknown raw frame kind {frame.kind!r}")
@@ -170,6 +193,6 @@ def classify(entry_id: str, frame: RawFrame, *, ts_proc: int = 0) -> Classified:
         return "replies"
     if stream is None and not (isinstance(payload, Mapping) and ("e" in payload or "u" in payload)):
         if isinstance(payload, Mapping) and "lastUpdateId" in payload:
-            return "ignored"  # a partial-depth snapshot: not used
+            return "ignored:partial_depth"  # a partial-depth snapshot: not used
         raise DecodeError("unrecognised frame: neither a stream event nor a reply")
     return _event(entry_id, frame, stream, payload, ts_proc)

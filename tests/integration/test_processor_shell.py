@@ -35,8 +35,13 @@ def real_frames() -> tuple[RawFrame, ...]:
             if seq == FRAMES:
                 break
             recv, _, frame = line.rstrip("\n").partition(" ")
-            kind = "ws" if frame.startswith('{"stream"') else "rest"
-            out.append(RawFrame(kind, "binance", "c1", seq, int(recv), frame))
+            if frame.startswith('{"stream"'):
+                out.append(RawFrame("ws", "binance", "c1", seq, int(recv), frame))
+            else:  # the REST depth snapshot, as the ingestor writes it
+                body = {"symbol": "BTCUSDT", "response": orjson.loads(frame)}
+                data = orjson.dumps(body).decode()
+                snapshot = RawFrame("rest", "binance", "c1", seq, int(recv), data, "depth_snapshot")
+                out.append(snapshot)
     return tuple(out)
 
 

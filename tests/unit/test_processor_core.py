@@ -315,7 +315,11 @@ def test_markers_replies_and_other_channels_are_passed_over_and_counted() -> Non
     out = process_batch(state, entries, TS_NOW)
     assert [t.src for t in out.trades] == ["1-7"]
     c = state.counters
-    assert (c["markers"], c["replies"], c["ignored"], c["dead_letters"]) == (1, 3, 3, 0)
+    assert (c["markers"], c["replies"], c["ignored"], c["dead_letters"]) == (1, 3, 2, 1)
+    assert (c["ignored:serverShutdown"], c["ignored:kline_1m"]) == (1, 1)
+    assert [(d.entry_id, d.reason) for d in out.dead_letters] == [
+        ("1-6", "unknown REST channel ''")
+    ]
 
 
 def test_checkpoint_round_trip_keeps_everything() -> None:

@@ -44,6 +44,7 @@ BAD = [
     (rest('{"symbol":"BTCUSDT","response":{"bids":[],"asks":[]}}'), "lastUpdateId"),
     (rest('{"symbol":"BTCUSDT","response":{}}', "trades_backfill"), "must be a list"),
     (rest('{"symbol":"BTCUSDT","response":[{"id":1}]}', "trades_backfill"), "trade price"),
+    (rest('{"serverTime":1}', "exchange_info"), "unknown REST channel 'exchange_info'"),
 ]
 
 
@@ -54,12 +55,6 @@ def test_malformed_market_data_is_dead_lettered(frame: RawFrame, reason: str) ->
     (letter,) = out.dead_letters
     assert reason in letter.reason and letter.data == frame.data
     assert [q.update_id for q in out.quotes] == ["5"]  # processing goes on
-
-
-def test_other_rest_channels_are_passed_over() -> None:
-    state = PartitionState("binance:0", "binance")
-    process_batch(state, [("1-0", rest('{"serverTime":1}', "exchange_info"))], 1)
-    assert state.counters["ignored"] == 1
 
 
 def test_a_response_given_as_text_is_decoded_too() -> None:
