@@ -86,6 +86,8 @@ class Settings:
     data_dir: str = ".tickpipe"
     bar_lateness_ms: int = 2000
     bar_revision_horizon_ms: int = 60_000
+    max_event_ahead_ms: int = 10_000
+    max_event_age_ms: int = 3_600_000
     empty_bars: str = "skip"
     strategies: tuple[str, ...] = ("threshold_cross",)
     rapid_move_pct: str = "0.5"
@@ -323,6 +325,8 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_DATA_DIR": ("data_dir", _str),
     "TICKPIPE_BAR_LATENESS_MS": ("bar_lateness_ms", _non_negative_int),
     "TICKPIPE_BAR_REVISION_HORIZON_MS": ("bar_revision_horizon_ms", _non_negative_int),
+    "TICKPIPE_MAX_EVENT_AHEAD_MS": ("max_event_ahead_ms", _positive_int),
+    "TICKPIPE_MAX_EVENT_AGE_MS": ("max_event_age_ms", _positive_int),
     "TICKPIPE_EMPTY_BARS": ("empty_bars", _empty_bars),
     "TICKPIPE_STRATEGIES": ("strategies", _strategy_names),
     "TICKPIPE_RAPID_MOVE_PCT": ("rapid_move_pct", _decimal),

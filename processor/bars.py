@@ -335,6 +335,53 @@ class BarBuilder:
             ends += [t + 2 * self.intervals[key[1]] for key, (t, _) in self.last_final.items()]
         return min(ends) if ends else None
 
+    # -- repair --------------------------------------------------------------------------------
+    def repair(self, limit_ns: int) -> int | None:
+        """Bring back a watermark that an event time after ``limit_ns`` pushed ahead.
+
+        Return ``None`` when the watermark is not beyond ``limit_ns``, else the number of bars
+        dropped: those that open after ``limit_ns``. The newest event time becomes the newest
+        one left (at most ``limit_ns``); bars that the poisoned watermark made final too early
+        are open again, so later trades complete them instead of revising them.
+        """
+        if self.max_ts_event <= limit_ns:
+            return None
+        dropped = 0
+        newest = 0
+        for table in (self.open, self.final):
+            for key in list(table):
+                bars = table[key]
+                for ts_open in list(bars):
+                    if ts_open > limit_ns:
+                        del bars[ts_open]
+                        dropped += 1
+                    else:
+                        newest = max(newest, min(bars[ts_open].ts_event, limit_ns))
+                if not bars:
+                    del table[key]
+        self.max_ts_event = newest
+        watermark = self.watermark
+        for key in list(self.final):
+            length_ns, finals = self.intervals[key[1]], self.final[key]
+            for ts_open in [t for t in finals if t + length_ns > watermark]:
+                bar = finals.pop(ts_open)
+                if bar.trades:
+                    self.open.setdefault(key, {})[ts_open] = bar
+            if not finals:
+                del self.final[key]
+        for key, (ts_open, _) in list(self.last_final.items()):
+            if ts_open + self.intervals[key[1]] > watermark:
+                left = self.final.get(key)
+                if left:
+                    newest_open = max(left)
+                    self.last_final[key] = [newest_open, left[newest_open].close]
+                else:
+                    del self.last_final[key]
+        self._touched.clear()
+        self._hot.clear()
+        self._next_due = self._due()
+        return dropped
+
     # -- checkpoint ----------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Return the bars, the watermark and the counts as msgpack-friendly values."""

@@ -25,13 +25,17 @@ __all__ = ["Commit", "Lane", "PartitionLane", "PrivateLane", "decode_entries", "
 
 @dataclass
 class Commit:
-    """What one batch writes: outputs ``(stream, fields)``, checkpoint, acks, stats."""
+    """What one batch writes: outputs ``(stream, fields)``, checkpoint, acks, stats.
+
+    ``warnings`` are the lines the shell logs once the commit is confirmed.
+    """
 
     outputs: list[tuple[str, dict[str, str]]]
     checkpoint: bytes
     acked: list[str]
     frames: int
     stats: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 class Lane(Protocol):
@@ -177,6 +181,7 @@ class PartitionLane:
                 "statuses": len(out.statuses),
                 "dead_letters": len(out.dead_letters),
             },
+            warnings=out.warnings,
         )
 
 

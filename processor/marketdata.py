@@ -39,10 +39,15 @@ _INF = float("inf")
 
 @dataclass(frozen=True, slots=True)
 class Trades:
-    """Trades from one frame; ``aggregate``: their ids are aggregate-trade ids."""
+    """Trades from one frame; ``aggregate``: their ids are aggregate-trade ids.
+
+    ``rejected`` holds ``(reason, item as JSON)`` for the items of a REST page that failed
+    validation: one bad trade does not take its thousand neighbours down with it.
+    """
 
     items: tuple[Trade, ...]
     aggregate: bool = False
+    rejected: tuple[tuple[str, str], ...] = ()
 
 
 def _decimal(value: Any, what: str) -> str:
@@ -156,28 +161,21 @@ def parse_backfill(symbol: str, body: Any, *, ts_recv: int, src: str) -> Trades:
     if not isinstance(body, list):
         raise DecodeError("trades backfill response must be a list")
     aggregate = bool(body) and isinstance(body[0], Mapping) and "a" in body[0]
+    keys = ("a", "p", "q", "T", "m")
+    if not aggregate:
+        keys = ("id", "price", "qty", "time", "isBuyerMaker")
     out = []
+    rejected = []
     for item in body:
         if not isinstance(item, Mapping):
             raise DecodeError(f"backfill item is not an object: {item!r}")
         if ("a" in item) != aggregate:
             raise DecodeError("backfill mixes aggregate trades and trades")
-        if aggregate:
-            trade = _trade(item, "a", "p", "q", "T", "m", ts_recv=ts_recv, src=src, symbol=symbol)
-        else:
-            trade = _trade(
-                item,
-                "id",
-                "price",
-                "qty",
-                "time",
-                "isBuyerMaker",
-                ts_recv=ts_recv,
-                src=src,
-                symbol=symbol,
-            )
-        out.append(trade)
-    return Trades(tuple(out), aggregate)
+        try:
+            out.append(_trade(item, *keys, ts_recv=ts_recv, src=src, symbol=symbol))
+        except DecodeError as exc:
+            rejected.append((f"backfilled {symbol} trade: {exc}", orjson.dumps(item).decode()))
+    return Trades(tuple(out), aggregate, tuple(rejected))
 
 
 def parse_rest(channel: str, text: str, *, ts_recv: int, entry_id: str) -> DepthSnapshot | Trades:

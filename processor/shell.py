@@ -52,6 +52,8 @@ __all__ = ["SERVICE", "run"]
 
 SERVICE = "processor"
 log = logging.getLogger("tickpipe.processor")
+#: Warning lines (repairs, ...) logged per batch; the rest are counted in one line.
+_WARNINGS_PER_BATCH = 20
 
 
 class _Stats:
@@ -262,6 +264,14 @@ class _Runner:
         for commit, sent_at in confirmed:
             renewed_at = sent_at  # the commit's PEXPIRE ran after it was sent
             self.stats.add(commit.frames, commit.stats)
+            for line in commit.warnings[:_WARNINGS_PER_BATCH]:
+                log.warning("%s", line, extra={"lane": lane.name})
+            if len(commit.warnings) > _WARNINGS_PER_BATCH:
+                log.warning(
+                    "%d more warnings in this batch",
+                    len(commit.warnings) - _WARNINGS_PER_BATCH,
+                    extra={"lane": lane.name},
+                )
             if commit.stats.get("dead_letters"):
                 log.warning(
                     "frames sent to dead letters",

@@ -73,6 +73,13 @@ class Strategy(ABC):
     def load_state(self, data: Any) -> None:
         """Replace the state with one returned by :meth:`to_state`."""
 
+    def forget_after(self, ts_event: int) -> None:
+        """Forget what events after ``ts_event`` left (a poisoned checkpoint being repaired).
+
+        Strategies that keep no event times have nothing to forget.
+        """
+        return None  # an optional hook: most strategies keep no event times
+
 
 class ThresholdCross(Strategy):
     """Buy when the price crosses up through a level, sell when it crosses down, with hysteresis.
@@ -220,6 +227,13 @@ class RapidMove(Strategy):
                 cause=f"{start[2]},{trade.src}",
             )
         ]
+
+    def forget_after(self, ts_event: int) -> None:
+        for highs, lows in self.windows.values():
+            for queue in (highs, lows):
+                kept = [item for item in queue if item[0] <= ts_event]
+                queue.clear()
+                queue.extend(kept)
 
     def to_state(self) -> dict[str, list[list[list[Any]]]]:
         return {

@@ -93,7 +93,8 @@ def test_quotes_books_and_snapshot_requests_reach_their_streams() -> None:
             '{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1723161600000,'
             f'"s":"BTCUSDT","U":{last_u + 1},"u":{last_u + 2},"b":[["1.5","3"]],"a":[]}}}}'
         )
-        await write(redis, settings, [RawFrame("ws", "binance", "c9", 1, 5, diff)])
+        recv = 1_723_161_600_100_000_000  # 100 ms after the diff's event time
+        await write(redis, settings, [RawFrame("ws", "binance", "c9", 1, recv, diff)])
         await run_until(make_settings("m2"), redis, keys.book(P), before + 3)
         last = BookTop.from_fields((await read(redis, keys.book(P)))[-1])
         assert (last.update_id, last.bid_price, last.ask_price) == (str(last_u + 2), "1.5", "2.0")

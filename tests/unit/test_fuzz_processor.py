@@ -28,6 +28,8 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example],
 )
 TS_NOW = 1_800_000_000_000_000_000
+#: When the capture's first frames were received (their trade times lie within seconds of it).
+RECV_NS = 1_723_161_256_000_000_000
 
 
 def _state() -> PartitionState:
@@ -39,7 +41,7 @@ def _entries(frames: list[str | bytes]) -> list[tuple[str, RawFrame | BadEntry]]
     out: list[tuple[str, RawFrame | BadEntry]] = []
     for seq, frame in enumerate(frames):
         data = frame.decode("utf-8", errors="replace") if isinstance(frame, bytes) else frame
-        out.append((f"1723161254000-{seq}", RawFrame("ws", "binance", "c1", seq, 1, data)))
+        out.append((f"1723161254000-{seq}", RawFrame("ws", "binance", "c1", seq, RECV_NS, data)))
     return out
 
 
@@ -64,7 +66,7 @@ def test_process_batch_never_raises_and_accounts_for_every_entry(frames: list[st
     for letter in out.dead_letters:
         assert letter.reason and letter.entry_id in ids
     for trade in out.trades:
-        assert _sound(trade.price, positive=True) and _sound(trade.qty, positive=False)
+        assert _sound(trade.price, positive=True) and _sound(trade.qty, positive=True)
         assert int(trade.trade_id) >= 0 and trade.symbol == "BTCUSDT"
     # The state still round-trips through its checkpoint.
     PartitionState.from_bytes(state.to_bytes(), "binance:0", "binance", _state().strategies)

@@ -21,6 +21,9 @@ from processor.core import PartitionState, build_strategies, process_batch
 
 P = "alpaca:0"
 TS_RECV = 1_700_000_000_000_000_000
+#: The protocol examples span 2021-2024 and are all "received" at TS_RECV: these tests are about
+#: parsing, so the event-time bounds are opened wide (test_processor_plausible checks them).
+WIDE_MS = 10 * 365 * 86_400_000
 
 # Frames in the exact shapes of protocols.md §3.3.
 STOCK_TRADE = (
@@ -83,7 +86,9 @@ def raw(data: str, kind: str = "ws", seq: int = 0) -> RawFrame:
 
 def state(settings: Settings | None = None) -> PartitionState:
     strategies = build_strategies(settings) if settings else ()
-    return PartitionState(P, "alpaca", strategies)
+    return PartitionState(
+        P, "alpaca", strategies, max_event_ahead_ms=WIDE_MS, max_event_age_ms=WIDE_MS
+    )
 
 
 def run(frames: list[RawFrame], st: PartitionState | None = None, first: int = 1) -> Any:
@@ -210,7 +215,9 @@ def test_duplicates_dropped_and_id_jumps_are_not_gaps() -> None:
 def test_checkpoint_resumes_dedup_and_venue_bar_revisions() -> None:
     first = state()
     run([raw(STOCK_TRADE), raw(MINUTE_BAR)], first)
-    restored = PartitionState.from_bytes(first.to_bytes(), P, "alpaca")
+    restored = PartitionState.from_bytes(
+        first.to_bytes(), P, "alpaca", max_event_ahead_ms=WIDE_MS, max_event_age_ms=WIDE_MS
+    )
     out = run([raw(STOCK_TRADE), raw(MINUTE_BAR.replace('"T":"b"', '"T":"u"'))], restored, 3)
     assert out.trades == [] and restored.counters["duplicate_trades"] == 1
     assert [b.revision for b in out.venue_bars] == [1]

@@ -43,7 +43,6 @@ BAD = [
     (rest('{"request":"x","response":{}}'), "with a symbol"),
     (rest('{"symbol":"BTCUSDT","response":{"bids":[],"asks":[]}}'), "lastUpdateId"),
     (rest('{"symbol":"BTCUSDT","response":{}}', "trades_backfill"), "must be a list"),
-    (rest('{"symbol":"BTCUSDT","response":[{"id":1}]}', "trades_backfill"), "trade price"),
     (rest('{"serverTime":1}', "exchange_info"), "unknown REST channel 'exchange_info'"),
 ]
 
@@ -55,6 +54,20 @@ def test_malformed_market_data_is_dead_lettered(frame: RawFrame, reason: str) ->
     (letter,) = out.dead_letters
     assert reason in letter.reason and letter.data == frame.data
     assert [q.update_id for q in out.quotes] == ["5"]  # processing goes on
+
+
+def test_a_bad_trade_of_a_backfill_page_is_one_dead_letter_and_the_others_stay() -> None:
+    page = [
+        {"id": 1, "price": "1.5", "qty": "2", "time": 1, "isBuyerMaker": True},
+        {"id": 2},
+        {"id": 3, "price": "1.6", "qty": "2", "time": 1, "isBuyerMaker": False},
+    ]
+    body = orjson.dumps({"symbol": "BTCUSDT", "response": page}).decode()
+    state = PartitionState("binance:0", "binance")
+    out = process_batch(state, [("1-0", rest(body, "trades_backfill"))], 1)
+    assert [t.trade_id for t in out.trades] == ["1", "3"]
+    (letter,) = out.dead_letters
+    assert "trade price" in letter.reason and orjson.loads(letter.data) == {"id": 2}
 
 
 def test_a_response_given_as_text_is_decoded_too() -> None:

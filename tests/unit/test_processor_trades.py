@@ -34,7 +34,12 @@ def as_rest_trade(frame: RawFrame) -> dict[str, object]:
     }
 
 
-def backfill(entry_id: str, frames: list[RawFrame], ts_recv: int = 9) -> tuple[str, RawFrame]:
+def backfill(
+    entry_id: str, frames: list[RawFrame], ts_recv: int | None = None
+) -> tuple[str, RawFrame]:
+    """A REST page of ``frames``' trades, fetched (by default) 2 s after the last was received."""
+    if ts_recv is None:
+        ts_recv = max(f.ts_recv for f in frames) + 2_000_000_000
     body = {
         "symbol": "BTCUSDT",
         "request": "GET /api/v3/trades?symbol=BTCUSDT&limit=1000",
