@@ -11,8 +11,9 @@ rewound group); pending entries (claimed at a takeover) are processed whatever t
 what was already committed is recognised by its content. Quotes are de-duplicated by update
 id, trades by trade id per symbol. Every trade, quote and depth diff must be plausible
 (:mod:`processor.plausible`): one that is not is a dead letter and never reaches the
-watermark, the bars or the strategies. A trade id jump is a gap (recorded, with the missing
-range remembered so a later backfill fills it in). Order books
+watermark, the bars or the strategies. A trade id jump is a gap: recorded, the missing range
+remembered, a REST backfill asked of the ingestor, and the hole kept open until backfilled
+trades fill it or the ingestor reports it cannot (:mod:`processor.holes`). Order books
 (:mod:`processor.books`) are not checkpointed: after a takeover each symbol's next diff asks for
 a fresh snapshot. Request replies and channels read but not normalised are passed over and
 counted; a frame that cannot be parsed, fails validation or belongs to an unknown channel
@@ -42,8 +43,17 @@ from processor.alpaca import AlpacaItem, BadMessage, VenueBar, classify_alpaca, 
 from processor.books import BookOutput, DepthDiff, DepthSnapshot
 from processor.entries import BadEntry, DeadLetter, count, entry_key, fold_entries
 from processor.frames import Classified, classify, is_reply
+from processor.markers import BackfillDone, Connect
 from processor.marketdata import Trades
-from processor.records import BookTop, GapRecord, SnapshotRequest, TradeCorrection, VenueStatus
+from processor.records import (
+    BackfillRequest,
+    BookTop,
+    GapRecord,
+    GapResolution,
+    SnapshotRequest,
+    TradeCorrection,
+    VenueStatus,
+)
 from processor.state import COUNTERS, PartitionState
 from processor.strategies import build_strategies
 
@@ -65,8 +75,8 @@ __all__ = [
 class BatchOutput:
     """What one batch produced; ``acked`` lists every input entry id, in order.
 
-    ``warnings`` are the lines the shell logs once the batch is committed (a repaired
-    watermark).
+    ``warnings`` are the lines the shell logs once the batch is committed: every new trade-id
+    gap, every hole resolution, a repaired watermark.
     """
 
     trades: list[Trade] = field(default_factory=list)
@@ -76,7 +86,9 @@ class BatchOutput:
     quotes: list[Quote] = field(default_factory=list)
     book_tops: list[BookTop] = field(default_factory=list)
     gaps: list[GapRecord] = field(default_factory=list)
+    resolutions: list[GapResolution] = field(default_factory=list)
     snapshot_requests: list[SnapshotRequest] = field(default_factory=list)
+    backfill_requests: list[BackfillRequest] = field(default_factory=list)
     venue_bars: list[Bar] = field(default_factory=list)
     corrections: list[TradeCorrection] = field(default_factory=list)
     statuses: list[VenueStatus] = field(default_factory=list)
@@ -139,6 +151,13 @@ def process_batch(
             state.books.on_diff(result, ts_now, books)
         elif isinstance(result, DepthSnapshot):
             state.books.on_snapshot(result, ts_now, books)
+        elif isinstance(result, Connect):
+            counters["markers"] += 1
+            _request_backfills(state, out, state.holes.on_connect(result.run, entry_id))
+        elif isinstance(result, BackfillDone):
+            counters["markers"] += 1
+            for resolution in state.holes.on_backfill_done(result, entry_id, ts_now):
+                _resolve(state, out, resolution)
     out.bars.extend(state.bars.flush())
     out.book_tops = books.tops
     out.gaps.extend(books.gaps)
@@ -199,6 +218,28 @@ def _add_finals(state: PartitionState, out: BatchOutput, bars: list[Bar]) -> Non
     state.counters["final_bars"] += len(bars)
 
 
+def _request_backfills(
+    state: PartitionState, out: BatchOutput, requests: list[BackfillRequest]
+) -> None:
+    out.backfill_requests += requests
+    state.counters["backfill_requests"] += len(requests)
+    for r in requests:
+        out.warnings.append(
+            f"trade ids {r.first_id}..{r.last_id} of {r.symbol} ({r.stream}) missing: "
+            f"backfill requested ({r.reason})"
+        )
+
+
+def _resolve(state: PartitionState, out: BatchOutput, resolution: GapResolution) -> None:
+    out.resolutions.append(resolution)
+    r = resolution
+    state.counters["holes_backfilled" if r.status == "backfilled" else "holes_unrecoverable"] += 1
+    out.warnings.append(
+        f"trade ids {r.first_id}..{r.last_id} of {r.symbol} ({r.stream}) {r.status}: "
+        f"{r.missing} still missing; {r.reason}"
+    )
+
+
 def _on_trade(
     state: PartitionState,
     out: BatchOutput,
@@ -210,7 +251,7 @@ def _on_trade(
 ) -> None:
     counters = state.counters
     problem = state.plausible.trade_problem(trade, live=live)
-    if problem is not None:  # not seen either: its id stays missing, a sound copy may fill it
+    if problem is not None:  # not seen either: its id stays missing, so it is asked for again
         _reject(state, out, trade.src, problem, orjson.dumps(trade.to_fields()).decode())
         return
     stream = "aggTrades" if aggregate else "trades"
@@ -225,6 +266,11 @@ def _on_trade(
         return
     if verdict == "backfill":
         counters["trades_backfilled"] += 1
+        filled = state.holes.on_backfilled(
+            trade.symbol, stream, int(trade.trade_id), trade.src, ts_now
+        )
+        if filled is not None:
+            _resolve(state, out, filled)
     if expected is not None:
         counters["trade_id_gaps"] += 1
         out.gaps.append(
@@ -240,6 +286,12 @@ def _on_trade(
                 ts_proc=ts_now,
             )
         )
+        request, given_up = state.holes.open_hole(
+            trade.symbol, stream, expected, int(trade.trade_id) - 1, trade.src, ts_now
+        )
+        for resolution in given_up:
+            _resolve(state, out, resolution)
+        _request_backfills(state, out, [request])
     out.trades.append(trade)
     counters["trades"] += 1
     revisions = state.bars.revisions

@@ -18,6 +18,7 @@ from common.schema import Quote, RawFrame, Trade
 from processor.books import DepthDiff, DepthSnapshot
 from processor.builders import new_trade
 from processor.decimals import decimal_of
+from processor.markers import BackfillDone, Connect, classify_marker
 from processor.marketdata import (
     REST_DEPTH,
     REST_TRADES,
@@ -30,7 +31,7 @@ from processor.marketdata import (
 
 __all__ = ["Classified", "classify", "is_reply"]
 
-Classified = Trades | Quote | DepthDiff | DepthSnapshot | str
+Classified = Trades | Quote | DepthDiff | DepthSnapshot | Connect | BackfillDone | str
 
 #: Binance event types (``e``) and stream channels read but not normalised yet (and the
 #: connection notice ``serverShutdown``, which the ingestor acts on).
@@ -179,7 +180,7 @@ def classify(entry_id: str, frame: RawFrame, *, ts_proc: int = 0) -> Classified:
     Trades may come stamped with ``ts_proc`` already (or with 0: the caller stamps them).
     """
     if frame.kind == "marker":
-        return "markers"
+        return classify_marker(frame)
     if frame.venue not in _VENUE_PARSERS:
         raise DecodeError(f"no parser for venue {frame.venue!r}")
     if frame.kind == "rest":

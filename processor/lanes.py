@@ -27,7 +27,8 @@ __all__ = ["Commit", "Lane", "PartitionLane", "PrivateLane", "decode_entries", "
 class Commit:
     """What one batch writes: outputs ``(stream, fields)``, checkpoint, acks, stats.
 
-    ``warnings`` are the lines the shell logs once the commit is confirmed.
+    ``gauges`` are the lane's levels after the batch (``open_gaps``); ``warnings`` the lines the
+    shell logs once the commit is confirmed.
     """
 
     outputs: list[tuple[str, dict[str, str]]]
@@ -35,6 +36,7 @@ class Commit:
     acked: list[str]
     frames: int
     stats: dict[str, int] = field(default_factory=dict)
+    gauges: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -95,7 +97,8 @@ def decode_entries(
 class PartitionLane:
     """A partition's ``raw`` stream -> trades, quotes, books, bars, signals, gaps, dead letters.
 
-    Snapshot requests go to the partition's ``control`` stream in the same ``MULTI``.
+    Gap records and their resolutions go to ``gaps``; snapshot and backfill requests to the
+    partition's ``control`` stream, in the same atomic commit.
     """
 
     def __init__(self, settings: Settings, partition: Partition) -> None:
@@ -158,7 +161,9 @@ class PartitionLane:
         outputs += [(self.quotes_key, q.to_fields()) for q in out.quotes]
         outputs += [(self.book_key, b.to_fields()) for b in out.book_tops]
         outputs += [(self.gaps_key, g.to_fields()) for g in out.gaps]
+        outputs += [(self.gaps_key, r.to_fields()) for r in out.resolutions]
         outputs += [(self.control_key, r.to_fields()) for r in out.snapshot_requests]
+        outputs += [(self.control_key, r.to_fields()) for r in out.backfill_requests]
         outputs += [(self.venue_bars_key, b.to_fields()) for b in out.venue_bars]
         outputs += [(self.corrections_key, c.to_fields()) for c in out.corrections]
         outputs += [(self.status_key, s.to_fields()) for s in out.statuses]
@@ -175,12 +180,15 @@ class PartitionLane:
                 "quotes": len(out.quotes),
                 "book_tops": len(out.book_tops),
                 "gaps": len(out.gaps),
+                "gap_resolutions": len(out.resolutions),
                 "snapshot_requests": len(out.snapshot_requests),
+                "backfill_requests": len(out.backfill_requests),
                 "venue_bars": len(out.venue_bars),
                 "corrections": len(out.corrections),
                 "statuses": len(out.statuses),
                 "dead_letters": len(out.dead_letters),
             },
+            gauges={"open_gaps": len(self.state.holes.open)},
             warnings=out.warnings,
         )
 

@@ -1,8 +1,10 @@
-"""Define the processor's own output records: book tops, gap records and snapshot requests.
+"""Define the processor's own output records: book tops, gaps and their resolutions, requests.
 
 They follow :class:`common.schema.Event`'s encoding (one readable field per attribute plus ``v``),
 so ``redis-cli XRANGE`` shows them as they are. Book levels are written ``price:qty,price:qty``,
-best first.
+best first. The ``gaps`` stream holds two kinds of entries, told apart by ``kind``: ``gap`` (a
+hole was seen) and ``resolution`` (a trade-id hole was backfilled, or given up with the reason).
+The ``control`` stream gets the ingestor's requests: ``snapshot`` and ``backfill``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,23 @@ from typing import ClassVar
 from common.schema import SCHEMA_VERSION, Event
 
 __all__ = [
+    "BackfillRequest",
     "BookTop",
     "GapRecord",
+    "GapResolution",
     "SnapshotRequest",
     "TradeCorrection",
     "VenueStatus",
     "format_levels",
 ]
+
+
+def _readable(record: object, head: dict[str, str]) -> dict[str, str]:
+    """Return ``head`` and then one readable field per attribute of the dataclass ``record``."""
+    out = dict(head)
+    for item in dataclasses.fields(record):  # type: ignore[arg-type]
+        out[item.name] = str(getattr(record, item.name))
+    return out
 
 
 def format_levels(levels: list[tuple[str, str]]) -> str:
@@ -73,6 +85,65 @@ class GapRecord(Event):
     ts_recv: int
     ts_proc: int = 0
 
+    def to_fields(self) -> dict[str, str]:
+        """Return ``v``, ``kind=gap`` and one readable field per attribute."""
+        fields = Event.to_fields(self)
+        return {"v": fields.pop("v"), "kind": "gap", **fields}
+
+
+@dataclass(frozen=True, slots=True)
+class GapResolution:
+    """What became of a trade-id hole: ``status`` ``backfilled``, or ``unrecoverable`` with the
+    ``reason``; ``missing`` counts the ids of ``first_id..last_id`` still missing.
+
+    ``entry_id`` is the raw entry that settled it (the last backfill page, or the ingestor's
+    ``backfill_done`` marker).
+    """
+
+    venue: str
+    symbol: str
+    stream: str
+    first_id: int
+    last_id: int
+    status: str
+    reason: str
+    missing: int
+    entry_id: str
+    ts_proc: int = 0
+
+    def to_fields(self) -> dict[str, str]:
+        """Return ``v``, ``kind=resolution`` and one readable field per attribute."""
+        return _readable(self, {"v": SCHEMA_VERSION, "kind": "resolution"})
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRequest:
+    """Ask the ingestor for a REST backfill of trade ids ``first_id..last_id`` (inclusive).
+
+    ``stream`` is ``trades`` or ``aggTrades`` (which id space); a ``control`` entry.
+    """
+
+    symbol: str
+    stream: str
+    first_id: int
+    last_id: int
+    reason: str
+    entry_id: str = ""
+
+    def to_fields(self) -> dict[str, str]:
+        """Return the control entry: ``action=backfill``, ``symbol``, ``first_id``, ``last_id``,
+        ``stream``, ``reason``, ``entry_id``."""
+        return {
+            "v": SCHEMA_VERSION,
+            "action": "backfill",
+            "symbol": self.symbol,
+            "first_id": str(self.first_id),
+            "last_id": str(self.last_id),
+            "stream": self.stream,
+            "reason": self.reason,
+            "entry_id": self.entry_id,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotRequest:
@@ -122,10 +193,7 @@ class TradeCorrection:
 
     def to_fields(self) -> dict[str, str]:
         """Return one readable field per attribute plus ``v``."""
-        out = {"v": SCHEMA_VERSION}
-        for item in dataclasses.fields(self):
-            out[item.name] = str(getattr(self, item.name))
-        return out
+        return _readable(self, {"v": SCHEMA_VERSION})
 
 
 @dataclass(frozen=True, slots=True)

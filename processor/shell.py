@@ -52,7 +52,7 @@ __all__ = ["SERVICE", "run"]
 
 SERVICE = "processor"
 log = logging.getLogger("tickpipe.processor")
-#: Warning lines (repairs, ...) logged per batch; the rest are counted in one line.
+#: Warning lines (gaps, resolutions, repairs) logged per batch; the rest are counted in one line.
 _WARNINGS_PER_BATCH = 20
 
 
@@ -64,6 +64,7 @@ class _Stats:
             ("frames", "trades", "bars", "signals", "order_updates", "dead_letters"), 0
         )
         self.owned: set[str] = set()
+        self.gauges: dict[str, dict[str, int]] = {}  # lane -> its levels after its last commit
         self.partition_names: set[str] = set()
         self.last_batch_size = 0
         self._rate_at = (time.monotonic(), 0)
@@ -84,6 +85,7 @@ class _Stats:
             self._rate_at = (now, self.totals["frames"])
         return {
             **self.totals,
+            "open_gaps": sum(g.get("open_gaps", 0) for g in self.gauges.values()),
             "frames_per_s": self.frames_per_s,
             "partitions_owned": len(self.owned & self.partition_names),
             "owned": sorted(self.owned),
@@ -182,6 +184,7 @@ class _Runner:
                 await _wait(self.stop, delay)
             finally:
                 self.stats.owned.discard(lane.name)
+                self.stats.gauges.pop(lane.name, None)
 
     async def _own(self, lane: Lane) -> None:
         loop = asyncio.get_running_loop()
@@ -264,6 +267,8 @@ class _Runner:
         for commit, sent_at in confirmed:
             renewed_at = sent_at  # the commit's PEXPIRE ran after it was sent
             self.stats.add(commit.frames, commit.stats)
+            if commit.gauges:
+                self.stats.gauges[lane.name] = commit.gauges
             for line in commit.warnings[:_WARNINGS_PER_BATCH]:
                 log.warning("%s", line, extra={"lane": lane.name})
             if len(commit.warnings) > _WARNINGS_PER_BATCH:

@@ -1,8 +1,8 @@
 """Hold a partition's resumable state and its checkpoint encoding (pure, no I/O).
 
 :class:`PartitionState` is everything a member needs to resume a partition where the last
-commit left it: open and recently final bars, strategy state, trade ids, the last quote ids,
-counters. It round-trips through msgpack (:meth:`to_bytes`); order
+commit left it: open and recently final bars, strategy state, trade ids and the open trade-id
+holes, the last quote ids, counters. It round-trips through msgpack (:meth:`to_bytes`); order
 books are not saved (a takeover rebuilds them from fresh snapshots).
 
 A checkpoint written before event times were checked may hold a watermark poisoned by one
@@ -23,6 +23,7 @@ from common.errors import DecodeError
 from common.settings import Settings
 from processor.bars import BarBuilder
 from processor.books import BOOK_COUNTERS, BookKeeper
+from processor.holes import Holes
 from processor.plausible import DEFAULT_MAX_AGE_MS, DEFAULT_MAX_AHEAD_MS, Plausibility
 from processor.strategies import Strategy, build_strategies
 from processor.tradeids import RecentIds, TradeIds
@@ -40,6 +41,9 @@ COUNTERS = (
     "duplicate_trades",  # trades dropped because their id was already seen
     "trade_id_gaps",  # times a symbol's trade id jumped by more than one
     "trades_backfilled",  # trades that filled a recorded gap
+    "backfill_requests",  # control entries asking the ingestor for missing trades
+    "holes_backfilled",  # trade-id holes filled completely
+    "holes_unrecoverable",  # trade-id holes given up (the venue had no more of them)
     "late_trades",  # trades too late for a bar's revision horizon (dead-lettered)
     "bar_revisions",  # final bars revised by a late trade
     "implausible",  # trades, quotes and depth diffs dead-lettered for their time or amounts
@@ -65,7 +69,7 @@ COUNTERS = (
 
 
 class PartitionState:
-    """Everything a partition needs to resume: bars, strategies, last ids, counters.
+    """Everything a partition needs to resume: bars, strategies, last ids, holes, counters.
 
     The order books live here too but are not saved: a restored state starts without books.
     """
@@ -93,6 +97,7 @@ class PartitionState:
         self.plausible = Plausibility.from_ms(max_event_ahead_ms, max_event_age_ms)
         self.strategies = list(strategies)
         self.trade_ids = TradeIds()
+        self.holes = Holes(venue, self.trade_ids)
         self.recent_ids = RecentIds()  # venues with non-contiguous trade ids (Alpaca)
         self.venue_bar_revisions: dict[str, int] = {}  # "symbol|interval|ts_open" -> revision
         self.last_quote_id: dict[str, int] = {}
@@ -155,6 +160,7 @@ class PartitionState:
             "venue": self.venue,
             "last_entry_id": self.last_entry_id,
             "trade_ids": self.trade_ids.to_state(),
+            "holes": self.holes.to_state(),
             "recent_ids": self.recent_ids.to_state(),
             "venue_bar_revisions": self.venue_bar_revisions,
             "last_quote_id": self.last_quote_id,
@@ -187,6 +193,7 @@ class PartitionState:
                 state.trade_ids.load_state({"last": data["last_trade_id"], "missing": {}})
             else:
                 state.trade_ids.load_state(data["trade_ids"])
+            state.holes.load_state(data.get("holes", {}))
             quote_ids = data.get("last_quote_id", {})
             state.last_quote_id = {str(k): int(v) for k, v in quote_ids.items()}
             state.recent_ids.load_state(data.get("recent_ids", {}))

@@ -1,9 +1,10 @@
 """Track the trade ids seen per symbol: duplicates, gaps and the backfills that fill them (pure).
 
 Per symbol the tracker keeps the highest id seen and the ranges skipped below it (at most
-:data:`MAX_MISSING_RANGES`, oldest forgotten). A new id above the highest is accepted (a jump
-records the skipped range and reports the gap); an id inside a skipped range is a backfill: it is
-accepted and the range shrinks; any other id at or below the highest is a duplicate.
+:data:`MAX_MISSING_RANGES`, oldest forgotten; :meth:`TradeIds.take_forgotten` tells which). A
+new id above the highest is accepted (a jump records the skipped range and reports the gap); an
+id inside a skipped range is a backfill: it is accepted and the range shrinks; any other id at
+or below the highest is a duplicate.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class TradeIds:
     def __init__(self) -> None:
         self.last: dict[str, int] = {}
         self.missing: dict[str, list[list[int]]] = {}  # symbol -> [[first, last], ...] inclusive
+        self._forgotten: list[tuple[str, int, int]] = []
 
     def see(self, symbol: str, trade_id: int) -> tuple[str, int | None]:
         """Classify ``trade_id``: ``new``, ``backfill`` or ``duplicate``.
@@ -40,7 +42,9 @@ class TradeIds:
                 return "new", None
             ranges = self.missing.setdefault(symbol, [])
             ranges.append([last + 1, trade_id - 1])
-            del ranges[:-MAX_MISSING_RANGES]
+            if len(ranges) > MAX_MISSING_RANGES:
+                self._forgotten += [(symbol, a, b) for a, b in ranges[:-MAX_MISSING_RANGES]]
+                del ranges[:-MAX_MISSING_RANGES]
             return "new", last + 1
         ranges = self.missing.get(symbol, [])
         for n, (first, end) in enumerate(ranges):
@@ -51,6 +55,11 @@ class TradeIds:
                     del self.missing[symbol]
                 return "backfill", None
         return "duplicate", None
+
+    def take_forgotten(self) -> list[tuple[str, int, int]]:
+        """Return (and clear) the ``(symbol, first, last)`` ranges forgotten since the last call."""
+        out, self._forgotten = self._forgotten, []
+        return out
 
     def to_state(self) -> dict[str, Any]:
         """Return msgpack-friendly values (checkpoint)."""

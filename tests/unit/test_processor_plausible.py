@@ -70,6 +70,14 @@ def test_one_poison_trade_is_a_dead_letter_and_bars_keep_becoming_final(name: st
     assert state.counters["late_trades"] == 0
 
 
+def test_the_poisons_id_is_asked_for_again_so_a_sound_copy_can_fill_it() -> None:
+    out = process_batch(PartitionState("binance:0", "binance"), stream(POISONS["1970"][0]), 1)
+    assert [(g.expected, g.received) for g in out.gaps] == [("20", "21")]
+    assert [(r.symbol, r.first_id, r.last_id) for r in out.backfill_requests] == [
+        ("BTCUSDT", 20, 20)
+    ]
+
+
 def test_a_backfill_keeps_its_old_times_but_not_times_ahead() -> None:
     fetched_ms = BASE_MS + 3 * 3_600_000  # three hours after the trades
     page = [
