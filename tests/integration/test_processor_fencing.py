@@ -97,7 +97,7 @@ class _LeaseLostLog(logging.Handler):
 @pytest.mark.parametrize(
     "direct,scripted",
     [(True, True), (False, True), (True, False)],
-    ids=["pipelined-script", "redis-py-script", "watch-multi"],
+    ids=["pipelined", "redis-py-script", "watch-get"],
 )
 def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost(
     gates: dict[str, _Gate], monkeypatch: pytest.MonkeyPatch, direct: bool, scripted: bool
