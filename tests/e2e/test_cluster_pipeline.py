@@ -102,7 +102,11 @@ def _traded_partitions(client: RedisCluster, partitions: list[Partition]) -> int
         for _, fields in client.xrange(KEYS.orders("binance"))
         if fields.get(b"event") == b"intent"
     }
-    return sum(any(s.startswith(f"{p}|") for s in intents) for p in partitions)
+    signals = {
+        p: {fields[b"signal_id"].decode() for _, fields in client.xrange(KEYS.signals(p))}
+        for p in partitions
+    }
+    return sum(bool(signals[p] & intents) for p in partitions)
 
 
 def _pings(client: redis.Redis) -> bool:
