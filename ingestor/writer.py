@@ -61,6 +61,11 @@ class IngestorStats:
     journal_drained: int = 0
     journal_dropped: int = 0
     journal_bytes: int = 0
+    backfill_requests: int = 0
+    backfills_merged: int = 0
+    backfills_complete: int = 0
+    backfills_partial: int = 0
+    backfills_failed: int = 0
     last_error: str = ""
 
 
