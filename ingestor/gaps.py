@@ -17,6 +17,7 @@ __all__ = [
     "DepthIds",
     "TradeIds",
     "WeightBudget",
+    "backfill_ids_of",
     "depth_ids_of",
     "depth_weight",
     "trade_id_of",
@@ -43,6 +44,17 @@ def trade_id_of(frame: str | bytes) -> tuple[str, str, int] | None:
         if kind == "aggTrade":
             return str(data["s"]).upper(), "aggTrades", int(data["a"])
         return None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def backfill_ids_of(text: str | bytes) -> tuple[str, str, list[int]] | None:
+    """Return ``(symbol, id space, ids)`` of a ``trades_backfill`` REST entry, else ``None``."""
+    try:
+        page = orjson.loads(text)
+        path = str(page["request"]["path"])
+        space, key = ("aggTrades", "a") if path.endswith("/aggTrades") else ("trades", "id")
+        return str(page["symbol"]), space, [int(t[key]) for t in page["response"]]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None
 

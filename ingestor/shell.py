@@ -215,6 +215,7 @@ class Ingestor:
             batch_max=self.batch_max,
             journal=journal,
             clock=self.clock,
+            on_lost=self.gaps.on_lost,
         )
         health = HealthReporter(
             redis,
@@ -383,6 +384,9 @@ class Ingestor:
             "backfills_complete": s.backfills_complete,
             "backfills_partial": s.backfills_partial,
             "backfills_failed": s.backfills_failed,
+            "redis_losses": s.redis_losses,
+            "frames_lost_by_redis": s.frames_lost_by_redis,
+            "oversized_frames": s.oversized_frames,
             "connections_up": s.connections_up,
             "reconnects": s.reconnects,
             "redis_up": s.redis_up,
