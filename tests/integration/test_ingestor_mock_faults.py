@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import fakeredis
+import pytest
 
 from common.backoff import Backoff
 from common.schema import RawFrame
@@ -128,3 +129,36 @@ def test_a_stalled_mock_connection_is_replaced() -> None:
 
     ingestor = asyncio.run(scenario())
     assert ingestor.stats.stale_detected >= 1
+
+
+@pytest.mark.parametrize("style", ["spaced", "pretty", "reordered"])
+def test_frames_a_proxy_re_encodes_still_feed_gap_detection_and_liveness(style: str) -> None:
+    """``{"stream": "`` with a space (or indented, or keys reordered) is still a data frame."""
+
+    async def scenario() -> list[RawFrame]:
+        mock = await start_mock(
+            binance_port=0, trades_per_s=50, faults=[{"type": "reformat", "style": style}]
+        )
+        async with mock:
+            options = WsOptions(stale_floor_s=0.5, stale_max_s=60.0)
+            ingestor = ingestor_for(settings_for(mock), options=options)
+            stop = asyncio.Event()
+            task = asyncio.create_task(ingestor.run(stop))
+            await until(lambda: ingestor.stats.frames_received >= 20)
+            await mock.inject({"type": "trade_gap", "symbol": "ETHUSDT", "count": 4})
+            await until(lambda: ingestor.stats.rest_backfilled >= 4, 10)
+            await mock.inject({"type": "stall", "kind": "stream", "duration": 3})
+            await until(lambda: ingestor.stats.stale_detected >= 1, 10)
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            return await entries(ingestor.redis, RAW)
+
+    got = asyncio.run(scenario())
+    trades = [f for f in got if f.kind == "ws" and '"trade"' in f.data]
+    assert trades and not any(f.data.startswith('{"stream":"') for f in trades)  # re-encoded
+    ids = trade_ids(got, "ETHUSDT")
+    assert sorted(set(ids)) == list(range(min(ids), max(ids) + 1))
+    gap = events(got, "gap")
+    assert len(gap) == 1 and gap[0]["last_id"] - gap[0]["first_id"] == 3
+    stale = events(got, "stale")
+    assert stale and "past their expected gap" in stale[0]["reason"]  # cadence was learned
