@@ -55,6 +55,7 @@ class GapWatch:
         self.trade_ids = TradeIds()
         self.agg_ids = TradeIds()
         self.depth_ids = DepthIds()
+        self._waiting: set[asyncio.Task[None]] = set()
 
     def on_frame(self, connection: Connection, stream: str, message: str | bytes) -> None:
         """Check one data frame of ``stream`` for a trade-id or depth-id hole."""
@@ -94,8 +95,14 @@ class GapWatch:
         return RawFrame("marker", self.venue, "", 0, self.clock(), data, "market")
 
     def _put(self, stream: str, marker: RawFrame) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
+        """Queue a marker; when the queue is full (Redis down, no journal), wait for room in a
+        task of its own rather than drop it (the reader calling this cannot wait)."""
+        try:
             self.queue.put_nowait((stream, marker))
+        except asyncio.QueueFull:
+            task = asyncio.get_running_loop().create_task(self.queue.put((stream, marker)))
+            self._waiting.add(task)
+            task.add_done_callback(self._waiting.discard)
 
     def on_delivered(self, connection: Connection) -> None:
         """Ask for a snapshot of every depth stream of a connection that started delivering."""

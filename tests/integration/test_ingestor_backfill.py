@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
@@ -18,7 +19,10 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection
 
 from common.schema import RawFrame
+from ingestor.gapwatch import GapWatch
+from ingestor.rest import RestFetcher
 from ingestor.shell import Ingestor
+from ingestor.writer import IngestorStats, WriteQueue
 from tests.integration.test_ingestor_rest import rest_frames, rest_server
 from tests.integration.test_ingestor_shell import (
     RAW,
@@ -223,3 +227,24 @@ def test_a_malformed_backfill_request_is_passed_over_and_the_next_one_served(
         r.getMessage() for r in caplog.records if "ignoring a control entry" in r.getMessage()
     ]
     assert len(ignored) == 2 and "after last_id" in ignored[0] and "stream" in ignored[1]
+
+
+def test_a_gap_marker_waits_for_room_in_a_full_queue_instead_of_being_dropped() -> None:
+    async def scenario() -> list[str]:
+        queue: WriteQueue = asyncio.Queue(maxsize=1)
+        stats = IngestorStats()
+        rest = RestFetcher("http://127.0.0.1:9", venue="binance", queue=queue, stats=stats,
+                           clock=lambda: 1)  # fmt: skip
+        gaps = GapWatch(rest, queue, stats, "binance", lambda: 1)
+        connection: Any = SimpleNamespace(link=SimpleNamespace(stream=RAW))
+        gaps.on_frame(connection, "btcusdt@trade", trade_frame(1))
+        queue.put_nowait((RAW, RawFrame("ws", "binance", "c", 1, 1, "{}", "market")))  # full
+        gaps.on_frame(connection, "btcusdt@trade", trade_frame(5))  # 2..4 missing
+        got = []
+        for _ in range(2):
+            item = await asyncio.wait_for(queue.get(), 5)
+            assert item is not None
+            got.append(item[1].kind)
+        return got
+
+    assert asyncio.run(scenario()) == ["ws", "marker"]
