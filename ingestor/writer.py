@@ -25,6 +25,7 @@ from ingestor.lost import WrittenTail
 __all__ = [
     "APPEND_SCRIPT",
     "WRITTEN_KEPT",
+    "WRITTEN_KEPT_BYTES",
     "BatchWriter",
     "IngestorStats",
     "Item",
@@ -43,8 +44,10 @@ WriteQueue = asyncio.Queue[Item | None]
 #: have lost even more); returns the markers to write about it.
 LostHandler = Callable[[str, list[RawFrame], bool], list[Item]]
 
-#: How many of the frames written last are kept to find what Redis lost after a reconnect.
+#: How many of the frames written last are kept to find what Redis lost after a reconnect...
 WRITTEN_KEPT = 20_000
+#: ... and at most how many bytes of frame data (REST backfill pages are large).
+WRITTEN_KEPT_BYTES = 64 * 1024 * 1024
 #: Entries read back per call while looking for the newest frame Redis still holds.
 _READ_BACK = 500
 
@@ -122,6 +125,7 @@ class BatchWriter:
         clock: Callable[[], int] = time.time_ns,
         on_lost: LostHandler | None = None,
         written_kept: int = WRITTEN_KEPT,
+        written_kept_bytes: int = WRITTEN_KEPT_BYTES,
     ) -> None:
         if batch_max <= 0:
             raise ValueError("batch_max must be positive")
@@ -142,7 +146,10 @@ class BatchWriter:
         self._done = False
         self.on_lost = on_lost
         #: The frames appended last, in order: what a read-back after a reconnect must find.
-        self.written: deque[Item] = deque(maxlen=written_kept)
+        self.written: deque[Item] = deque()
+        self.written_kept = written_kept
+        self.written_kept_bytes = written_kept_bytes
+        self._written_bytes = 0
         #: Set by an outage or a (re)made connection: read back before writing anything new.
         self.check_tail = False
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -316,8 +323,15 @@ class BatchWriter:
         return [(item, r) for item, r in zip(batch, results, strict=True) if _is_error(r)]
 
     def _appended(self, items: list[Item]) -> None:
-        if self.written.maxlen:
-            self.written.extend(items)
+        """Keep what was just appended; forget the oldest past the count or byte bound."""
+        if self.written_kept <= 0:
+            return
+        written = self.written
+        written.extend(items)
+        size = self._written_bytes + sum([len(frame.data) for _, frame in items])
+        while len(written) > self.written_kept or size > self.written_kept_bytes:
+            size -= len(written.popleft()[1].data)
+        self._written_bytes = size
 
     def _reconnected(self, conn: Any) -> bool:
         """Tell whether ``conn`` was connected since it was last handed to this writer.
@@ -374,7 +388,8 @@ class BatchWriter:
             gone = {id(frame) for _, frame in lost_items}
             kept = [item for item in self.written if id(item[1]) not in gone]
             self.written.clear()
-            self.written.extend(kept)
+            self._written_bytes = 0
+            self._appended(kept)
         self._appended(markers)
         self.check_tail = False
 

@@ -197,3 +197,15 @@ def test_nothing_is_reported_when_redis_kept_everything() -> None:
 
 async def entries_of(redis: Any) -> list[RawFrame]:
     return [RawFrame.from_fields(f) for _, f in await redis.xrange(STREAM)]
+
+
+def test_the_frames_kept_for_the_check_are_bounded_by_count_and_bytes() -> None:
+    writer = BatchWriter(
+        fakeredis.FakeAsyncRedis(), asyncio.Queue(), IngestorStats(), written_kept=5,
+        written_kept_bytes=100,
+    )  # fmt: skip
+    writer._appended([item(n) for n in range(1, 9)])  # 7 bytes of data each
+    assert [f.seq for _, f in writer.written] == [4, 5, 6, 7, 8]
+    page = (STREAM, RawFrame("rest", "binance", "rest/1", 1, 1, "x" * 90, "trades_backfill"))
+    writer._appended([page])  # 35 + 90 bytes: the oldest go until 100 or fewer are left
+    assert [f.seq for _, f in writer.written] == [8, 1] and writer._written_bytes == 97
