@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from common.errors import VenueError
-from ingestor.connection import MAX_FRAME_BYTES, Connection, Ended
+from ingestor.connection import Connection, Ended
 from ingestor.liveness import Cadence
 from ingestor.session import ConnectionTape
 from ingestor.slot import Run
@@ -96,7 +96,7 @@ class AdapterConnection(Connection):
             ping_interval=opts.ping_interval_s,
             ping_timeout=opts.ping_timeout_s,
             close_timeout=opts.close_timeout_s,
-            max_size=MAX_FRAME_BYTES,
+            max_size=opts.max_frame_bytes,
             max_queue=_WS_MAX_QUEUE,
             compression=None,
         ) as ws:

@@ -4,7 +4,8 @@ The entries are those of :mod:`ingestor.control` (``{"action": "subscribe" | "un
 "symbols": "BTC/USD,ETH/USD"}``); the whole history is replayed at start so runtime additions
 survive a restart, then new entries are applied as they come. Alpaca carries every partition on
 one market-data connection, so each change goes to that connection's live session (and to every
-later one). ``snapshot`` entries have no meaning on Alpaca and are ignored.
+later one). ``snapshot`` entries have no meaning on Alpaca and are ignored; a ``backfill``
+(Alpaca's trade ids are not contiguous, so no hole can be named by them) is logged and ignored.
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ class AlpacaControl:
         except DecodeError as exc:
             log.warning("ignoring a control entry on %s: %s", key, exc)
             return
-        if request.action == "snapshot":
+        if request.action == "backfill":
+            log.warning(
+                "ignoring a backfill request on %s: Alpaca trades cannot be fetched by id range",
+                key,
+                extra={"symbol": request.symbols[0], "reason": request.reason},
+            )
+            return
+        if request.action not in ("subscribe", "unsubscribe"):
             return
         log.info("%s %s on Alpaca", request.action, ",".join(request.symbols))
         self.adapter.change(request.action, list(request.symbols))

@@ -36,15 +36,21 @@ from ingestor.session import (
     connection_id,
     is_data_frame,
 )
-from ingestor.slot import Attempt, Run, StaleConnection, WsOptions, is_shutdown, session_outcome
+from ingestor.slot import (
+    MAX_FRAME_BYTES,
+    Attempt,
+    Run,
+    StaleConnection,
+    WsOptions,
+    is_shutdown,
+    session_outcome,
+)
 from ingestor.writer import IngestorStats, WriteQueue
 
 __all__ = ["MAX_FRAME_BYTES", "Connection", "Ended", "StaleConnection", "WsOptions"]
 
 log = logging.getLogger("tickpipe.ingestor")
 
-#: Largest WebSocket message accepted; Binance frames are far smaller.
-MAX_FRAME_BYTES = 4 * 1024 * 1024
 #: Messages websockets buffers per connection before it stops reading the socket.
 _WS_MAX_QUEUE = 256
 
@@ -228,7 +234,7 @@ class Connection:
             ping_interval=opts.ping_interval_s,
             ping_timeout=opts.ping_timeout_s,
             close_timeout=opts.close_timeout_s,
-            max_size=MAX_FRAME_BYTES,
+            max_size=opts.max_frame_bytes,
             max_queue=_WS_MAX_QUEUE,
             compression=None,
         ) as ws:
@@ -295,10 +301,41 @@ class Connection:
                 ended.reason = run.stale_reason
                 raise StaleConnection(run.stale_reason) from None
             ended.reason = f"connection lost: {exc}"
+            sent = exc.sent
+            if sent is not None and sent.code == 1009 and not exc.rcvd_then_sent:  # we refused
+                await self._oversized(run, sent.reason)
             raise
         except Exception as exc:
             ended.reason = f"{type(exc).__name__}: {exc}"
             raise
+
+    async def _oversized(self, run: Run, why: str) -> None:
+        """Record a message over the size limit: the connection closed itself with 1009.
+
+        Its content is never read, so which stream it belonged to is known only when the
+        connection carries one. Trades it held are backfilled once the reconnected session
+        shows the hole in the trade ids.
+        """
+        streams = list(self.streams or ())
+        self.stats.oversized_frames += 1
+        self.stats.last_error = f"{self.link.label}: message over {self.options.max_frame_bytes} B"
+        log.warning(
+            "connection %s received a message over its %d-byte limit and closed (1009): %s",
+            self.link.label,
+            self.options.max_frame_bytes,
+            why,
+            extra={"conn": run.attempt.conn, "streams": len(streams)},
+        )
+        event = {
+            "event": "oversized_frame",
+            "conn": run.attempt.conn,
+            "limit_bytes": self.options.max_frame_bytes,
+            "channel": self.link.channel,
+            "stream": streams[0] if len(streams) == 1 else None,
+            "streams": streams,
+            "reason": f"close code 1009: {why}",
+        }
+        await self._put(self._marker(run.attempt.conn, event))
 
     def _want_rotation(self, run: Run, reason: str) -> None:
         if not run.rotate.is_set():

@@ -1,12 +1,20 @@
 """Change a partition's subscriptions at runtime through its control stream.
 
-Writers (the CLI ``tickpipe subscribe|unsubscribe``, the processor's snapshot requests) append to
-``keys.control(partition)``; :class:`Subscriptions` in the ingestor replays that stream at start
-(so runtime additions survive a restart) and then follows it. Entries:
+Writers (the CLI ``tickpipe subscribe|unsubscribe``, the processor's snapshot and backfill
+requests) append to ``keys.control(partition)``; :class:`Subscriptions` in the ingestor replays
+that stream at start (so runtime additions survive a restart) and then follows it. Entries:
 
 * ``{"action": "subscribe" | "unsubscribe", "symbols": "A,B"}``: every configured channel of
   those symbols (``TICKPIPE_CHANNELS``) is added or removed;
-* ``{"action": "snapshot", "symbol": "A", "reason": ...}``: a fresh REST depth snapshot.
+* ``{"action": "snapshot", "symbol": "A", "reason": ...}``: a fresh REST depth snapshot;
+* ``{"action": "backfill", "symbol": "A", "first_id", "last_id", "stream": "trades" |
+  "aggTrades", "reason", "entry_id"}``: a REST backfill of those trade ids (inclusive), served
+  by :class:`ingestor.rest.RestFetcher` with ids already fetched or queued merged.
+
+Snapshot and backfill entries are acted on only live, never when the history is replayed at
+start: a replayed one was served by the previous run or is asked for again (the processor
+requests every hole still open once it sees this run's ``connect`` marker, and the ingestor's
+own gap tracking backfills from raw's last trade id to the first live one).
 
 Streams are spread over connection slots within the per-connection cap; a new slot opens its own
 connection. A stream the venue refuses is logged, written as a marker and dropped; the others
@@ -78,10 +86,14 @@ class Subscriptions:
         *,
         cap: int = MAX_STREAMS_PER_CONN,
         on_snapshot: Callable[[Partition, str, str], None] | None = None,
+        on_backfill: Callable[[Partition, ControlRequest], None] | None = None,
     ) -> None:
         self.settings = settings
         self.make_slot = make_slot
         self.on_snapshot = on_snapshot
+        self.on_backfill = on_backfill
+        #: Snapshot and backfill entries passed over while replaying the history.
+        self.replay_skipped = 0
         self.subs: dict[Partition, PartitionSubs] = {}
         self.slots: dict[tuple[Partition, int], Connection] = {}
         #: Slots opened after start; the shell starts a task for each.
@@ -116,6 +128,10 @@ class Subscriptions:
                 for symbol in request.symbols:
                     self.on_snapshot(partition, symbol, request.reason or "requested")
             return
+        if request.action == "backfill":
+            if live and self.on_backfill is not None:
+                self.on_backfill(partition, request)
+            return
         streams = streams_for(request.symbols, self.settings.channels)
         changes = subs.add(streams) if request.action == "subscribe" else subs.remove(streams)
         method = "SUBSCRIBE" if request.action == "subscribe" else "UNSUBSCRIBE"
@@ -141,7 +157,8 @@ class Subscriptions:
         except DecodeError as exc:
             log.warning("ignoring a control entry on %s: %s", partition, exc)
             return
-        if not live and request.action == "snapshot":
+        if not live and request.action in ("snapshot", "backfill"):
+            self.replay_skipped += 1
             return
         self.apply(partition, request, live=live)
 
@@ -160,6 +177,12 @@ class Subscriptions:
             for entry_id, fields in entries:
                 self._handle(partition, fields, live=False)
                 last[key] = entry_id
+        if self.replay_skipped:
+            log.info(
+                "replayed the control history without its %d snapshot and backfill requests",
+                self.replay_skipped,
+                extra={"skipped": self.replay_skipped},
+            )
         return last
 
     async def follow(

@@ -3,7 +3,8 @@
 :class:`TradeIds` remembers the last trade id seen per symbol across every connection of the
 ingestor; a live trade whose id jumps past ``last + 1`` (after a reconnect, or a venue-side gap)
 reveals a hole to backfill over REST. Ids at or below the last one (the overlap of a rotation, a
-duplicate) reveal nothing. :class:`WeightBudget` spends Binance's per-minute REST weight evenly.
+duplicate) reveal nothing; aggregate trade ids (``@aggTrade``) are an id space of their own.
+:class:`WeightBudget` spends Binance's per-minute REST weight evenly.
 """
 
 from __future__ import annotations
@@ -12,17 +13,48 @@ from dataclasses import dataclass, field
 
 import orjson
 
-__all__ = ["DepthIds", "TradeIds", "WeightBudget", "depth_ids_of", "depth_weight", "trade_of"]
+__all__ = [
+    "DepthIds",
+    "TradeIds",
+    "WeightBudget",
+    "backfill_ids_of",
+    "depth_ids_of",
+    "depth_weight",
+    "trade_id_of",
+    "trade_of",
+]
 
 
 def trade_of(frame: str | bytes) -> tuple[str, int] | None:
     """Return ``(symbol, trade id)`` of a combined ``@trade`` frame, else ``None``."""
+    found = trade_id_of(frame)
+    if found is None or found[1] != "trades":
+        return None
+    return found[0], found[2]
+
+
+def trade_id_of(frame: str | bytes) -> tuple[str, str, int] | None:
+    """Return ``(symbol, id space, id)`` of a combined ``@trade`` (id space ``trades``) or
+    ``@aggTrade`` (``aggTrades``) frame, else ``None``."""
     try:
-        obj = orjson.loads(frame)
-        data = obj["data"]
-        if data.get("e") != "trade":
-            return None
-        return str(data["s"]).upper(), int(data["t"])
+        data = orjson.loads(frame)["data"]
+        kind = data.get("e")
+        if kind == "trade":
+            return str(data["s"]).upper(), "trades", int(data["t"])
+        if kind == "aggTrade":
+            return str(data["s"]).upper(), "aggTrades", int(data["a"])
+        return None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def backfill_ids_of(text: str | bytes) -> tuple[str, str, list[int]] | None:
+    """Return ``(symbol, id space, ids)`` of a ``trades_backfill`` REST entry, else ``None``."""
+    try:
+        page = orjson.loads(text)
+        path = str(page["request"]["path"])
+        space, key = ("aggTrades", "a") if path.endswith("/aggTrades") else ("trades", "id")
+        return str(page["symbol"]), space, [int(t[key]) for t in page["response"]]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None
 

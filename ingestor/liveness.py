@@ -1,6 +1,8 @@
 """Tell a mute connection from a quiet one by each stream's learned cadence (pure, no clock).
 
-Every data frame names its stream (``{"stream":"btcusdt@trade",...}``). :class:`Cadence` keeps, per
+Every data frame names its stream (``{"stream":"btcusdt@trade",...}``; :func:`stream_of` reads
+the venue's exact form without decoding and decodes anything else, so a proxy that adds spaces,
+pretty-prints or reorders keys changes nothing). :class:`Cadence` keeps, per
 stream, the time of its last frame and an exponentially weighted moving average of the gaps
 between frames. A connection is stale when either
 
@@ -16,24 +18,59 @@ Times are integer nanoseconds from a monotonic clock, passed in by the caller.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Cadence", "StreamCadence", "stream_of"]
+import orjson
+
+__all__ = ["Cadence", "StreamCadence", "decoded_object", "stream_of"]
 
 _PREFIX = '{"stream":"'
 _PREFIX_B = _PREFIX.encode()
+#: The venue's exact form of a user-data event: never a combined-stream frame.
+_USER_DATA = '{"subscriptionId":'
+_USER_DATA_B = _USER_DATA.encode()
 
 
 def stream_of(frame: str | bytes) -> str | None:
-    """Return the stream name of a combined-stream frame without decoding it, else ``None``."""
+    """Return the stream name of a combined-stream frame, else ``None``.
+
+    The venue's exact form (``{"stream":"`` first, a name without escapes) is read without
+    decoding; any other frame that may be JSON is decoded, so whitespace and key order do not
+    matter.
+    """
     if isinstance(frame, bytes):
-        if not frame.startswith(_PREFIX_B):
+        if frame.startswith(_PREFIX_B):
+            end = frame.find(b'"', len(_PREFIX_B))
+            if end > 0 and frame.find(b"\\", len(_PREFIX_B), end) < 0:
+                return frame[len(_PREFIX_B) : end].decode(errors="replace")
+        elif frame.startswith(_USER_DATA_B):
             return None
-        end = frame.find(b'"', len(_PREFIX_B))
-        return frame[len(_PREFIX_B) : end].decode(errors="replace") if end > 0 else None
-    if not frame.startswith(_PREFIX):
+    elif frame.startswith(_PREFIX):
+        end = frame.find('"', len(_PREFIX))
+        if end > 0 and frame.find("\\", len(_PREFIX), end) < 0:
+            return frame[len(_PREFIX) : end]
+    elif frame.startswith(_USER_DATA):
         return None
-    end = frame.find('"', len(_PREFIX))
-    return frame[len(_PREFIX) : end] if end > 0 else None
+    obj = decoded_object(frame)
+    if obj is None or "data" not in obj:
+        return None
+    stream = obj.get("stream")
+    return stream if isinstance(stream, str) else None
+
+
+def decoded_object(frame: str | bytes) -> dict[str, Any] | None:
+    """Decode a frame that may be a JSON object (leading whitespace allowed), else ``None``."""
+    if isinstance(frame, bytes):
+        maybe = frame[:64].lstrip().startswith(b"{")
+    else:
+        maybe = frame[:64].lstrip().startswith("{")
+    if not maybe:
+        return None
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 @dataclass(slots=True)

@@ -1,59 +1,70 @@
 """Fetch REST depth snapshots and trade backfills off the read loop and write them into raw.
 
-One worker per ingestor takes requests from a queue, spends their weight from one
+One worker per ingestor serves the requests, spends their weight from one
 :class:`~ingestor.gaps.WeightBudget`, and honours ``Retry-After`` (429) and bans (418). Each
 answer becomes a raw entry of kind ``rest``, channel ``depth_snapshot`` or ``trades_backfill``,
-whose data is ``{"symbol", "request", "response"}``; a backfill pages through
-``/api/v3/historicalTrades?fromId`` until it has covered the hole. A request the venue refuses
-is written as a ``rest_error`` marker and not retried.
+whose data is ``{"symbol", "request", "reason", "response"}``. Snapshots go first: a waiting one
+is fetched between two pages of a long backfill.
+
+A trade backfill pages through ``/api/v3/historicalTrades?fromId`` (id space ``trades``) or
+``/api/v3/aggTrades?fromId`` (``aggTrades``) until it has covered its range. Requests for ids
+fetched recently, being fetched or queued are merged (:class:`~ingestor.backfills.BackfillPlan`):
+the ingestor's gap tracking and the processor's requests often name the same hole. After the
+pages of every backfill one ``marker`` entry, channel ``trades_backfill``, tells how it went::
+
+    {"event": "backfill_done", "symbol", "stream", "first_id", "last_id", "fetched",
+     "outcome": "complete" | "partial" | "failed", "error"}
+
+``partial``: the venue returned fewer of the ids than asked (history no longer served);
+``failed``: it refused the request or kept failing (``error`` says how; pages written before
+that stay). A refused depth snapshot is a ``rest_error`` marker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import orjson
 
 from common.schema import RawFrame
-from ingestor.gaps import DepthIds, TradeIds, WeightBudget, depth_ids_of, depth_weight, trade_of
+from ingestor.backfills import BackfillJob, BackfillPlan, Range
+from ingestor.gaps import WeightBudget, depth_weight
 from ingestor.session import retry_after_from_header
 from ingestor.writer import IngestorStats, WriteQueue
 
-if TYPE_CHECKING:
-    from ingestor.connection import Connection
-
-__all__ = ["DEPTH_LIMIT", "GapWatch", "RestFetcher", "RestRequest"]
+__all__ = ["DEPTH_LIMIT", "RestFetcher", "RestRequest"]
 
 log = logging.getLogger("tickpipe.ingestor")
 
 DEPTH_LIMIT = 1000
 _PAGE = 1000
-_HISTORICAL_WEIGHT = 25
 _ATTEMPTS = 5
+#: Per id space: the REST path, its weight, the id field of its items.
+_BACKFILL = {
+    "trades": ("/api/v3/historicalTrades", 25, "id"),
+    "aggTrades": ("/api/v3/aggTrades", 4, "a"),
+}
 
 
 @dataclass(frozen=True, slots=True)
 class RestRequest:
-    """A snapshot (``first_id`` unused) or a backfill of trade ids ``first_id..last_id``."""
+    """A depth snapshot of ``symbol``, to write into ``stream``."""
 
-    kind: str  # "depth_snapshot" | "trades_backfill"
+    kind: str  # "depth_snapshot"
     stream: str  # the raw stream to write into
     symbol: str
     reason: str
-    first_id: int = 0
-    last_id: int = 0
 
 
 class RestFetcher:
-    """Serve :class:`RestRequest` s one at a time under one weight budget."""
+    """Serve snapshots and backfills one at a time under one weight budget."""
 
     def __init__(
         self,
@@ -65,6 +76,7 @@ class RestFetcher:
         clock: Callable[[], int],
         api_key: str = "",
         budget: WeightBudget | None = None,
+        plan: BackfillPlan | None = None,
     ) -> None:
         self.rest_url = rest_url.rstrip("/")
         self.venue = venue
@@ -73,22 +85,55 @@ class RestFetcher:
         self.clock = clock
         self.api_key = api_key
         self.budget = budget or WeightBudget()
-        self.requests: asyncio.Queue[RestRequest] = asyncio.Queue()
+        self.plan = plan or BackfillPlan()
+        self._snapshots: dict[str, RestRequest] = {}
+        self._work = asyncio.Event()
         self._seq = itertools.count(1)
+        self._last_seq = 0
         self._conn = f"rest/{clock() // 1000:x}"
-        self._wanted: set[tuple[str, str]] = set()
 
     def snapshot(self, stream: str, symbol: str, reason: str) -> None:
         """Queue a depth snapshot of ``symbol`` (at most one waiting per symbol)."""
-        if ("depth_snapshot", symbol) in self._wanted:
-            return
-        self._wanted.add(("depth_snapshot", symbol))
-        self.requests.put_nowait(RestRequest("depth_snapshot", stream, symbol, reason))
+        if symbol not in self._snapshots:
+            self._snapshots[symbol] = RestRequest("depth_snapshot", stream, symbol, reason)
+            self._work.set()
 
-    def backfill(self, stream: str, symbol: str, first_id: int, last_id: int, reason: str) -> None:
-        """Queue a backfill of trade ids ``first_id..last_id`` of ``symbol``."""
-        request = RestRequest("trades_backfill", stream, symbol, reason, first_id, last_id)
-        self.requests.put_nowait(request)
+    def backfill(
+        self,
+        stream: str,
+        symbol: str,
+        first_id: int,
+        last_id: int,
+        reason: str,
+        *,
+        id_space: str = "trades",
+        force: bool = False,
+    ) -> list[Range]:
+        """Queue a backfill of ids ``first_id..last_id`` of ``symbol``; return the new ranges.
+
+        Ids fetched recently, being fetched or queued are not fetched again (``force``: the
+        pages that held them were lost, fetch them anyway).
+        """
+        fresh = self.plan.request(
+            stream, symbol, id_space, first_id, last_id, reason, self.clock(), force=force
+        )
+        if fresh:
+            self._work.set()
+        else:
+            self.stats.backfills_merged += 1
+            log.info(
+                "backfill of %s %s %d..%d merged: already fetched, being fetched or queued",
+                symbol,
+                id_space,
+                first_id,
+                last_id,
+                extra={"reason": reason},
+            )
+        return fresh
+
+    def pending(self) -> int:
+        """Return how many snapshots and backfills wait or run."""
+        return len(self._snapshots) + self.plan.pending()
 
     async def run(self) -> None:
         """Serve requests until cancelled."""
@@ -96,34 +141,94 @@ class RestFetcher:
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
             while True:
-                request = await self.requests.get()
-                self._wanted.discard((request.kind, request.symbol))
-                try:
-                    if request.kind == "depth_snapshot":
-                        await self._snapshot(http, request)
-                    else:
-                        await self._backfill(http, request)
-                except _Refused as exc:
-                    await self._error(request, str(exc))
+                await self._snapshots_due(http)
+                job = self.plan.next_job()
+                if job is not None:
+                    await self._backfill(http, job)
+                    continue
+                if not self._snapshots:
+                    self._work.clear()
+                    await self._work.wait()
+
+    async def _snapshots_due(self, http: aiohttp.ClientSession) -> None:
+        while self._snapshots:
+            symbol = next(iter(self._snapshots))
+            request = self._snapshots.pop(symbol)
+            try:
+                await self._snapshot(http, request)
+            except _Refused as exc:
+                await self._error(request, str(exc))
 
     async def _snapshot(self, http: aiohttp.ClientSession, request: RestRequest) -> None:
         params = {"symbol": request.symbol, "limit": str(DEPTH_LIMIT)}
         body = await self._get(http, "/api/v3/depth", params, depth_weight(DEPTH_LIMIT))
-        await self._write(request, "/api/v3/depth", params, body)
+        await self._write(request.stream, request.kind, request.symbol, request.reason, body, {
+            "path": "/api/v3/depth", "params": params,
+        })  # fmt: skip
         self.stats.rest_snapshots += 1
 
-    async def _backfill(self, http: aiohttp.ClientSession, request: RestRequest) -> None:
-        next_id = request.first_id
-        while next_id <= request.last_id:
-            limit = min(_PAGE, request.last_id - next_id + 1)
-            params = {"symbol": request.symbol, "fromId": str(next_id), "limit": str(limit)}
-            path = "/api/v3/historicalTrades"
-            body = await self._get(http, path, params, _HISTORICAL_WEIGHT)
-            if not isinstance(body, list) or not body:
-                break
-            await self._write(request, path, params, body)
-            self.stats.rest_backfilled += len(body)
-            next_id = max(int(t.get("id", next_id)) for t in body) + 1
+    async def _backfill(self, http: aiohttp.ClientSession, job: BackfillJob) -> None:
+        """Page through the job's range, then write its ``backfill_done`` marker."""
+        path, weight, key = _BACKFILL[job.stream]
+        next_id, error = job.first_id, ""
+        got: set[int] = set()
+        try:
+            while next_id <= job.last_id:
+                await self._snapshots_due(http)
+                limit = min(_PAGE, job.last_id - next_id + 1)
+                params = {"symbol": job.symbol, "fromId": str(next_id), "limit": str(limit)}
+                body = await self._get(http, path, params, weight)
+                ids = _ids(body, key)
+                if ids is None:
+                    raise _Refused(f"{path} answered something else than a list of trades")
+                if not ids:
+                    break  # nothing from next_id on: no longer served, or not traded yet
+                await self._write(job.raw, "trades_backfill", job.symbol, job.reason, body, {
+                    "path": path, "params": params,
+                })  # fmt: skip
+                self.stats.rest_backfilled += len(body)
+                got.update(n for n in ids if job.first_id <= n <= job.last_id)
+                next_id = max(max(ids) + 1, next_id + 1)
+        except _Refused as exc:
+            error = str(exc)
+        settled = next_id - 1 if error else job.last_id
+        self.plan.finished(job, settled, self.clock())
+        await self._done(job, len(got), error)
+
+    async def _done(self, job: BackfillJob, fetched: int, error: str) -> None:
+        if error:
+            outcome = "failed"
+            self.stats.backfills_failed += 1
+        elif fetched < job.size:
+            outcome = "partial"
+            error = f"the venue returned {fetched} of the {job.size} trades asked for"
+            self.stats.backfills_partial += 1
+        else:
+            outcome = "complete"
+            self.stats.backfills_complete += 1
+        if outcome != "complete":
+            self.stats.last_error = f"backfill {job.symbol} {job.first_id}..{job.last_id}: {error}"
+            log.warning(
+                "backfill of %s %s %d..%d %s: %s",
+                job.symbol,
+                job.stream,
+                job.first_id,
+                job.last_id,
+                outcome,
+                error,
+                extra={"fetched": fetched, "reason": job.reason},
+            )
+        event = {
+            "event": "backfill_done",
+            "symbol": job.symbol,
+            "stream": job.stream,
+            "first_id": job.first_id,
+            "last_id": job.last_id,
+            "fetched": fetched,
+            "outcome": outcome,
+            "error": error,
+        }
+        await self._marker(job.raw, event, "trades_backfill")
 
     async def _get(
         self, http: aiohttp.ClientSession, path: str, params: dict[str, str], weight: int
@@ -155,90 +260,43 @@ class RestFetcher:
         raise _Refused(f"{path} failed {_ATTEMPTS} times")
 
     async def _write(
-        self, request: RestRequest, path: str, params: dict[str, str], body: Any
+        self,
+        stream: str,
+        channel: str,
+        symbol: str,
+        reason: str,
+        body: Any,
+        request: dict[str, Any],
     ) -> None:
-        data = {"symbol": request.symbol, "request": {"path": path, "params": params}}
-        text = orjson.dumps({**data, "reason": request.reason, "response": body}).decode()
+        data = {"symbol": symbol, "request": request, "reason": reason, "response": body}
+        self._last_seq = next(self._seq)
         frame = RawFrame(
-            "rest", self.venue, self._conn, next(self._seq), self.clock(), text, request.kind
-        )
-        await self.queue.put((request.stream, frame))
+            "rest", self.venue, self._conn, self._last_seq, self.clock(),
+            orjson.dumps(data).decode(), channel,
+        )  # fmt: skip
+        await self.queue.put((stream, frame))
+
+    async def _marker(self, stream: str, event: dict[str, Any], channel: str) -> None:
+        text = orjson.dumps(event).decode()
+        frame = RawFrame("marker", self.venue, self._conn, self._last_seq, self.clock(), text,
+                         channel)  # fmt: skip
+        await self.queue.put((stream, frame))
 
     async def _error(self, request: RestRequest, why: str) -> None:
         self.stats.last_error = f"REST {request.kind} {request.symbol}: {why}"
         log.error("REST %s of %s refused: %s", request.kind, request.symbol, why)
         event = {"event": "rest_error", "kind": request.kind, "symbol": request.symbol}
-        text = orjson.dumps({**event, "error": why}).decode()
-        frame = RawFrame("marker", self.venue, self._conn, 0, self.clock(), text, request.kind)
-        await self.queue.put((request.stream, frame))
+        await self._marker(request.stream, {**event, "error": why}, request.kind)
 
 
-class GapWatch:
-    """Watch live trade and depth ids for holes; mark them and ask :class:`RestFetcher` to fill.
-
-    A trade id that skips ahead (after a reconnect, or a venue-side gap) is backfilled from
-    ``historicalTrades``; a depth diff that does not follow on, and every connection that starts
-    delivering depth, gets a fresh snapshot. Each hole is written as a ``gap`` marker.
-    """
-
-    def __init__(
-        self,
-        rest: RestFetcher,
-        queue: WriteQueue,
-        stats: IngestorStats,
-        venue: str,
-        clock: Callable[[], int],
-    ) -> None:
-        self.rest = rest
-        self.queue = queue
-        self.stats = stats
-        self.venue = venue
-        self.clock = clock
-        self.trade_ids = TradeIds()
-        self.depth_ids = DepthIds()
-
-    def on_frame(self, connection: Connection, stream: str, message: str | bytes) -> None:
-        """Check one data frame of ``stream`` for a trade-id or depth-id hole."""
-        if "@depth" in stream:
-            self._on_depth(connection, message)
-            return
-        if not stream.endswith("@trade"):
-            return
-        trade = trade_of(message)
-        if trade is None:
-            return
-        hole = self.trade_ids.seen(*trade)
-        if hole is None:
-            return
-        symbol, (first, last) = trade[0], hole
-        self.stats.trade_gaps += 1
-        self._gap_marker(connection, "trade_ids", symbol, first, last)
-        self.rest.backfill(connection.link.stream, symbol, first, last, "trade id gap")
-
-    def _on_depth(self, connection: Connection, message: str | bytes) -> None:
-        ids = depth_ids_of(message)
-        hole = None if ids is None else self.depth_ids.seen(*ids)
-        if ids is None or hole is None:
-            return
-        self.stats.depth_gaps += 1
-        self._gap_marker(connection, "depth_ids", ids[0], *hole)
-        self.rest.snapshot(connection.link.stream, ids[0], "depth gap")
-
-    def _gap_marker(
-        self, connection: Connection, kind: str, symbol: str, first: int, last: int
-    ) -> None:
-        event = {"event": "gap", "kind": kind, "symbol": symbol, "first_id": first}
-        data = orjson.dumps({**event, "last_id": last}).decode()
-        marker = RawFrame("marker", self.venue, "", 0, self.clock(), data, "market")
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait((connection.link.stream, marker))
-
-    def on_delivered(self, connection: Connection) -> None:
-        """Ask for a snapshot of every depth stream of a connection that started delivering."""
-        for stream in connection.streams or ():
-            symbol, _, channel = stream.partition("@")
-            if channel.startswith("depth"):
-                self.rest.snapshot(connection.link.stream, symbol.upper(), "connected")
+def _ids(body: Any, key: str) -> list[int] | None:
+    """Return the ids of a REST trades page, or ``None`` if it is not one."""
+    if not isinstance(body, list):
+        return None
+    try:
+        return [int(item[key]) for item in body]
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class _Refused(Exception):

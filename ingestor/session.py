@@ -20,6 +20,7 @@ from common.binance import hmac_signature, stream_name, ws_api_payload
 from common.errors import AuthError, ConfigError, RateLimited, VenueError
 from common.schema import RawFrame
 from common.settings import Settings
+from ingestor.liveness import decoded_object
 
 __all__ = [
     "AUTH_ERROR_CODES",
@@ -51,7 +52,8 @@ AUTH_ERROR_CODES = frozenset({-2014, -2015, -1022})
 AUTH_HINT = "check BINANCE_API_KEY and BINANCE_API_SECRET (a key pair valid for this venue)"
 
 # Binance always puts these keys first in a data frame, so a prefix test tells data from a reply
-# without decoding every frame on the hot path. Anything else is decoded by classify_reply.
+# without decoding every frame on the hot path. Anything else is decoded: a proxy may add
+# whitespace or reorder keys.
 _DATA_PREFIXES = ('{"stream":', '{"subscriptionId":')
 _DATA_PREFIXES_B = tuple(p.encode() for p in _DATA_PREFIXES)
 
@@ -139,10 +141,19 @@ def user_data_subscribe_request(
 
 
 def is_data_frame(frame: str | bytes) -> bool:
-    """Tell a combined-stream or user-data event frame from everything else, without decoding."""
-    if isinstance(frame, bytes):
-        return frame.startswith(_DATA_PREFIXES_B)
-    return frame.startswith(_DATA_PREFIXES)
+    """Tell a combined-stream or user-data event frame from everything else.
+
+    The venue's exact forms are told by their first key without decoding; any other frame is
+    decoded (``{"stream", "data"}`` or ``{"subscriptionId", "event"}``, in any order and layout).
+    """
+    if isinstance(frame, bytes) and frame.startswith(_DATA_PREFIXES_B):
+        return True
+    if isinstance(frame, str) and frame.startswith(_DATA_PREFIXES):
+        return True
+    obj = decoded_object(frame)
+    if obj is None:
+        return False
+    return ("stream" in obj and "data" in obj) or ("subscriptionId" in obj and "event" in obj)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,11 +45,12 @@ from ingestor.alpaca import alpaca_links, alpaca_slots, check_alpaca_keys
 from ingestor.alpaca_control import AlpacaControl
 from ingestor.connection import Connection, WsOptions
 from ingestor.control import Subscriptions
-from ingestor.gaps import trade_of
+from ingestor.gaps import trade_id_of
+from ingestor.gapwatch import GapWatch
 from ingestor.journal import Journal, JournalLocked
-from ingestor.rest import GapWatch, RestFetcher
+from ingestor.rest import RestFetcher
 from ingestor.session import Link, plan_links, run_token, user_data_subscribe_request
-from ingestor.subscriptions import MAX_STREAMS_PER_CONN
+from ingestor.subscriptions import MAX_STREAMS_PER_CONN, ControlRequest
 from ingestor.writer import BatchWriter, IngestorStats, WriteQueue
 
 __all__ = ["Ingestor", "run"]
@@ -108,7 +109,11 @@ class Ingestor:
         )
         self.gaps = GapWatch(self.rest, self.queue, self.stats, settings.venue, self.clock)
         self.subscriptions = Subscriptions(
-            settings, self._market_slot, cap=streams_per_conn, on_snapshot=self._on_snapshot
+            settings,
+            self._market_slot,
+            cap=streams_per_conn,
+            on_snapshot=self._on_snapshot,
+            on_backfill=self._on_backfill,
         )
         self.connections = [self._connection(link) for link in self.links if link.private]
         self.alpaca_control: AlpacaControl | None = None
@@ -141,6 +146,26 @@ class Ingestor:
     def _on_snapshot(self, partition: Partition, symbol: str, reason: str) -> None:
         self.rest.snapshot(self.settings.keys.raw(partition), symbol, reason)
 
+    def _on_backfill(self, partition: Partition, request: ControlRequest) -> None:
+        symbol = request.symbols[0]
+        self.stats.backfill_requests += 1
+        log.info(
+            "backfill of %s %s %d..%d requested",
+            symbol,
+            request.stream,
+            request.first_id,
+            request.last_id,
+            extra={"reason": request.reason, "entry_id": request.entry_id},
+        )
+        self.rest.backfill(
+            self.settings.keys.raw(partition),
+            symbol,
+            request.first_id,
+            request.last_id,
+            request.reason or "requested",
+            id_space=request.stream,
+        )
+
     def _market_slot(self, partition: Partition, n: int, streams: list[str]) -> Connection:
         label = str(partition) if n == 0 else f"{partition}#{n + 1}"
         link = Link(
@@ -158,8 +183,9 @@ class Ingestor:
         )
 
     async def _seed_trade_ids(self, redis: aioredis.Redis, scan: int = 20_000) -> None:
-        """Learn each symbol's last recorded trade id from raw, so that trades sent before a
-        crash but never written are backfilled when the first live trade shows the hole."""
+        """Learn each symbol's last recorded trade id (and aggregate trade id) from raw, so that
+        trades sent before a crash but never written are backfilled when the first live trade
+        shows the hole."""
         keys = self.settings.keys
         try:
             for partition in self.settings.partitions():
@@ -167,9 +193,13 @@ class Ingestor:
                 for _, fields in entries or ():
                     if not fields or fields.get(b"kind") != b"ws":
                         continue
-                    trade = trade_of(fields.get(b"data", b""))
-                    if trade is not None and trade[1] > self.gaps.trade_ids.last.get(trade[0], -1):
-                        self.gaps.trade_ids.last[trade[0]] = trade[1]
+                    trade = trade_id_of(fields.get(b"data", b""))
+                    if trade is None:
+                        continue
+                    symbol, space, trade_id = trade
+                    last = (self.gaps.trade_ids if space == "trades" else self.gaps.agg_ids).last
+                    if trade_id > last.get(symbol, -1):
+                        last[symbol] = trade_id
         except (*REDIS_DOWN, rexc.ResponseError) as exc:  # down, or an ACL without read on raw
             log.warning("could not read the last trade ids from raw: %s", exc)
 
@@ -185,6 +215,7 @@ class Ingestor:
             batch_max=self.batch_max,
             journal=journal,
             clock=self.clock,
+            on_lost=self.gaps.on_lost,
         )
         health = HealthReporter(
             redis,
@@ -347,6 +378,15 @@ class Ingestor:
             "depth_gaps": s.depth_gaps,
             "rest_snapshots": s.rest_snapshots,
             "rest_backfilled": s.rest_backfilled,
+            "rest_pending": self.rest.pending(),
+            "backfill_requests": s.backfill_requests,
+            "backfills_merged": s.backfills_merged,
+            "backfills_complete": s.backfills_complete,
+            "backfills_partial": s.backfills_partial,
+            "backfills_failed": s.backfills_failed,
+            "redis_losses": s.redis_losses,
+            "frames_lost_by_redis": s.frames_lost_by_redis,
+            "oversized_frames": s.oversized_frames,
             "connections_up": s.connections_up,
             "reconnects": s.reconnects,
             "redis_up": s.redis_up,

@@ -12,7 +12,18 @@ from common.backoff import Backoff
 from common.errors import AuthError, ConfigError, RateLimited, VenueError
 from ingestor.session import retry_after_from_header
 
-__all__ = ["Attempt", "Run", "StaleConnection", "WsOptions", "is_shutdown", "session_outcome"]
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "Attempt",
+    "Run",
+    "StaleConnection",
+    "WsOptions",
+    "is_shutdown",
+    "session_outcome",
+]
+
+#: Largest WebSocket message accepted; Binance frames are far smaller.
+MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +42,8 @@ class WsOptions:
     lifetime_s: float = 82_800.0
     #: How long a rotation waits for the new connection's first frame before giving up.
     rotate_timeout_s: float = 30.0
+    #: Largest message accepted; a larger one closes the connection (1009) and is recorded.
+    max_frame_bytes: int = MAX_FRAME_BYTES
 
 
 class StaleConnection(WebSocketException):

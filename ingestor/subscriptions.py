@@ -4,7 +4,7 @@ A partition wants a set of ``(symbol, channel)`` streams. :class:`PartitionSubs`
 connection slots, at most :data:`MAX_STREAMS_PER_CONN` each, keeping a stream on its slot for as
 long as it is wanted (a change never reshuffles live connections). :class:`TokenBucket` keeps
 outgoing control messages under the venue's 5 messages/s per connection. :func:`parse_control`
-reads an entry of the partition's control stream.
+reads an entry of the partition's control stream (see :mod:`ingestor.control` for the actions).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from common.errors import DecodeError
 from common.schema import decode_fields
 
 __all__ = [
+    "BACKFILL_STREAMS",
     "CONTROL_ACTIONS",
     "MAX_STREAMS_PER_CONN",
     "ControlRequest",
@@ -31,7 +32,9 @@ __all__ = [
 
 #: Binance's cap of streams on one connection.
 MAX_STREAMS_PER_CONN = 1024
-CONTROL_ACTIONS = ("subscribe", "unsubscribe", "snapshot")
+CONTROL_ACTIONS = ("subscribe", "unsubscribe", "snapshot", "backfill")
+#: The id spaces a ``backfill`` entry may name (``stream``).
+BACKFILL_STREAMS = ("trades", "aggTrades")
 
 
 def streams_for(symbols: Iterable[str], channels: Iterable[str]) -> list[str]:
@@ -133,18 +136,47 @@ def parse_symbols(text: str, *, pairs: bool = False) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class ControlRequest:
-    """One decoded control entry."""
+    """One decoded control entry; the ids, ``stream`` and ``entry_id`` belong to a backfill."""
 
     action: str
     symbols: tuple[str, ...]
     reason: str = ""
+    first_id: int = 0
+    last_id: int = 0
+    stream: str = ""
+    entry_id: str = ""
 
 
 def parse_control(fields: Mapping[Any, Any], *, pairs: bool = False) -> ControlRequest:
-    """Decode a control entry: ``action`` plus ``symbols`` (``"A,B"``) or ``symbol``."""
+    """Decode a control entry: ``action`` plus ``symbols`` (``"A,B"``) or ``symbol``.
+
+    A ``backfill`` names one ``symbol``, the inclusive trade ids ``first_id`` and ``last_id``
+    and the id space ``stream`` (``trades`` or ``aggTrades``); ``entry_id`` (the raw entry that
+    showed the hole) is optional. Raises :class:`DecodeError` naming the bad field.
+    """
     data = decode_fields(fields)
     action = data.get("action", "")
     if action not in CONTROL_ACTIONS:
         raise DecodeError(f"unknown control action {action!r}; known: {CONTROL_ACTIONS}")
     text = data.get("symbols") or data.get("symbol") or ""
-    return ControlRequest(action, tuple(parse_symbols(text, pairs=pairs)), data.get("reason", ""))
+    symbols = tuple(parse_symbols(text, pairs=pairs))
+    reason = data.get("reason", "")
+    if action != "backfill":
+        return ControlRequest(action, symbols, reason)
+    if len(symbols) != 1:
+        raise DecodeError(f"a backfill names one symbol, got {text!r}")
+    first, last = _trade_id(data, "first_id"), _trade_id(data, "last_id")
+    if first > last:
+        raise DecodeError(f"backfill first_id {first} is after last_id {last}")
+    stream = data.get("stream", "")
+    if stream not in BACKFILL_STREAMS:
+        raise DecodeError(f"backfill stream must be one of {BACKFILL_STREAMS}, got {stream!r}")
+    entry_id = data.get("entry_id", "")
+    return ControlRequest(action, symbols, reason, first, last, stream, entry_id)
+
+
+def _trade_id(data: Mapping[str, str], name: str) -> int:
+    text = data.get(name, "")
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise DecodeError(f"backfill {name} must be a trade id (digits), got {text!r}")
+    return int(text)

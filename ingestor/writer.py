@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +20,16 @@ from common.redis_io import REDIS_DOWN, direct_pool
 from common.resp import encode_command
 from common.schema import SCHEMA_VERSION, RawFrame
 from ingestor.journal import Journal
+from ingestor.lost import WrittenTail
 
 __all__ = [
     "APPEND_SCRIPT",
+    "WRITTEN_KEPT",
+    "WRITTEN_KEPT_BYTES",
     "BatchWriter",
     "IngestorStats",
     "Item",
+    "LostHandler",
     "WriteQueue",
     "encode_append",
     "encode_raw_xadd",
@@ -34,6 +40,16 @@ log = logging.getLogger("tickpipe.ingestor")
 #: One queued entry: the stream to append to and the frame or marker. ``None`` ends the writer.
 Item = tuple[str, RawFrame]
 WriteQueue = asyncio.Queue[Item | None]
+#: Told which frames of a stream Redis lost (and whether none written is left, so that it may
+#: have lost even more); returns the markers to write about it.
+LostHandler = Callable[[str, list[RawFrame], bool], list[Item]]
+
+#: How many of the frames written last are kept to find what Redis lost after a reconnect...
+WRITTEN_KEPT = 20_000
+#: ... and at most how many bytes of frame data (REST backfill pages are large).
+WRITTEN_KEPT_BYTES = 64 * 1024 * 1024
+#: Entries read back per call while looking for the newest frame Redis still holds.
+_READ_BACK = 500
 
 
 @dataclass(slots=True)
@@ -61,6 +77,14 @@ class IngestorStats:
     journal_drained: int = 0
     journal_dropped: int = 0
     journal_bytes: int = 0
+    frames_lost_by_redis: int = 0
+    redis_losses: int = 0
+    oversized_frames: int = 0
+    backfill_requests: int = 0
+    backfills_merged: int = 0
+    backfills_complete: int = 0
+    backfills_partial: int = 0
+    backfills_failed: int = 0
     last_error: str = ""
 
 
@@ -80,6 +104,13 @@ class BatchWriter:
     answers, the journal is drained oldest first (still taking new frames into the journal
     meanwhile, so order is kept) and the writer returns to the queue. A journal left over from an
     earlier run is drained before anything new.
+
+    Redis may lose the tail of what it acknowledged (an AOF not yet on disk when the machine
+    stopped, a failover to a replica that lagged). The writer keeps the last ``written_kept``
+    frames it appended; after every outage, and whenever its connection to Redis was made again
+    (a restart between two writes), it reads each stream back before writing anything new and
+    hands the frames written after the newest one Redis still holds to ``on_lost``
+    (:mod:`ingestor.lost`), then writes the markers that returns.
     """
 
     def __init__(
@@ -92,6 +123,9 @@ class BatchWriter:
         retry_backoff: Backoff | None = None,
         journal: Journal | None = None,
         clock: Callable[[], int] = time.time_ns,
+        on_lost: LostHandler | None = None,
+        written_kept: int = WRITTEN_KEPT,
+        written_kept_bytes: int = WRITTEN_KEPT_BYTES,
     ) -> None:
         if batch_max <= 0:
             raise ValueError("batch_max must be positive")
@@ -110,6 +144,15 @@ class BatchWriter:
         self._spill_at = max(1, queue.maxsize // 2) if queue.maxsize > 0 else 1 << 62
         self._outage_started: float | None = None
         self._done = False
+        self.on_lost = on_lost
+        #: The frames appended last, in order: what a read-back after a reconnect must find.
+        self.written: deque[Item] = deque()
+        self.written_kept = written_kept
+        self.written_kept_bytes = written_kept_bytes
+        self._written_bytes = 0
+        #: Set by an outage or a (re)made connection: read back before writing anything new.
+        self.check_tail = False
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def run(self) -> None:
         """Write batches until the ``None`` sentinel has been taken, then return."""
@@ -144,10 +187,12 @@ class BatchWriter:
         while True:
             try:
                 if interrupted:
-                    # The link dropped mid-batch: Redis may have appended a prefix of it.
-                    written_before = len(batch)
+                    # The link dropped mid-batch: Redis may have appended a prefix of it. (What
+                    # Redis lost of earlier batches is found by _send, after this.)
+                    before = list(batch)
                     batch[:] = await _not_yet_written(self.redis, batch)
-                    self.stats.entries_written += written_before - len(batch)
+                    self._appended(_without(before, batch))
+                    self.stats.entries_written += len(before) - len(batch)
                     interrupted = False
                     if not batch:
                         self.pending = []
@@ -160,6 +205,7 @@ class BatchWriter:
             else:
                 written = len(batch) - len(failed)
                 self.stats.entries_written += written
+                self._appended(_without(batch, [item for item, _ in failed]) if failed else batch)
                 if not failed:
                     self.stats.batches_written += 1
                     self.pending = []
@@ -229,6 +275,7 @@ class BatchWriter:
                     failed = await self._send(chunk)
                     if failed:
                         raise ConnectionError(f"Redis refused {len(failed)} journal entries")
+                    self._appended(chunk)
                     journal.consumed(segment, offset)
                     self.stats.entries_written += len(chunk)
                     self.stats.batches_written += 1
@@ -244,6 +291,7 @@ class BatchWriter:
             failed = await self._send(gaps)
             if failed:
                 raise ConnectionError("Redis refused the journal gap markers")
+            self._appended(gaps)
             self.stats.entries_written += len(gaps)
             log.error(
                 "the spill journal was full: %d frames dropped, recorded as gap markers",
@@ -252,18 +300,125 @@ class BatchWriter:
             )
 
     async def _send(self, batch: list[Item]) -> list[tuple[Item, Any]]:
-        """Append ``batch`` in one round trip; return the items Redis refused, with the error."""
+        """Append ``batch`` in one round trip; return the items Redis refused, with the error.
+
+        After an outage or a connection made again, what Redis lost is found first.
+        """
+        while True:
+            if self.check_tail:
+                await self._check_tail()
+            try:
+                return await self._append(batch, watch=True)
+            except _Reconnected:
+                continue
+
+    async def _append(self, batch: list[Item], *, watch: bool) -> list[tuple[Item, Any]]:
         pool = direct_pool(self.redis)
         if pool is not None:
-            return await _send_direct(pool, batch)
+            return await _send_direct(pool, batch, self._reconnected if watch else None)
         pipe = self.redis.pipeline(transaction=False)
         for stream, frame in batch:
             pipe.xadd(stream, frame.to_fields())  # type: ignore[arg-type]
         results = await pipe.execute(raise_on_error=False)
         return [(item, r) for item, r in zip(batch, results, strict=True) if _is_error(r)]
 
+    def _appended(self, items: list[Item]) -> None:
+        """Keep what was just appended; forget the oldest past the count or byte bound."""
+        if self.written_kept <= 0:
+            return
+        written = self.written
+        written.extend(items)
+        size = self._written_bytes + sum([len(frame.data) for _, frame in items])
+        while len(written) > self.written_kept or size > self.written_kept_bytes:
+            size -= len(written.popleft()[1].data)
+        self._written_bytes = size
+
+    def _reconnected(self, conn: Any) -> bool:
+        """Tell whether ``conn`` was connected since it was last handed to this writer.
+
+        Redis may have restarted between two writes without any write failing; a connection
+        made again (or a new one) is the sign. Watches each connection it is handed.
+        """
+        if conn not in self._connections:
+            if self._connections:
+                self.check_tail = True  # a new connection: the others may have been dropped
+            self._connections.add(conn)
+            conn.register_connect_callback(self._on_connect)
+        return self.check_tail and bool(self.written)
+
+    def _on_connect(self, conn: Any) -> None:
+        self.check_tail = True
+
+    async def _check_tail(self) -> None:
+        """Find what Redis lost of the frames written last; report it, write its markers."""
+        by_stream: dict[str, list[RawFrame]] = {}
+        for stream, frame in self.written:
+            by_stream.setdefault(stream, []).append(frame)
+        lost_items: list[Item] = []
+        markers: list[Item] = []
+        for stream, frames in by_stream.items():
+            tail = WrittenTail(frames)
+            try:
+                found = await self._read_back(stream, tail, len(frames) + 1000)
+            except rexc.ResponseError as exc:  # e.g. an ACL without read on raw
+                log.warning("cannot read %s back to check what Redis kept: %s", stream, exc)
+                continue
+            lost = tail.lost()
+            if not lost:
+                continue
+            lost_items += [(stream, frame) for frame in lost]
+            self.stats.last_error = f"Redis lost {len(lost)} frames of {stream}"
+            log.warning(
+                "Redis lost %d frames of %s that it had acknowledged%s; recovering them",
+                len(lost),
+                stream,
+                "" if found else " (none of the last ones written is left: maybe more)",
+                extra={"stream": stream, "frames": len(lost), "whole": not found},
+            )
+            if self.on_lost is not None:
+                markers += self.on_lost(stream, lost, not found)
+        if markers:
+            failed = await self._append(markers, watch=False)
+            if failed:
+                raise ConnectionError(f"Redis refused the markers of lost frames: {failed[0][1]}")
+            self.stats.entries_written += len(markers)
+        if lost_items:
+            self.stats.frames_lost_by_redis += len(lost_items)
+            self.stats.redis_losses += 1
+            gone = {id(frame) for _, frame in lost_items}
+            kept = [item for item in self.written if id(item[1]) not in gone]
+            self.written.clear()
+            self._written_bytes = 0
+            self._appended(kept)
+        self._appended(markers)
+        self.check_tail = False
+
+    async def _read_back(self, stream: str, tail: WrittenTail, bound: int) -> bool:
+        """Read ``stream`` newest first until ``tail`` finds a frame it wrote (or ``bound``)."""
+        upper: bytes | str = "+"
+        read = 0
+        count = 64
+        while read < bound:
+            entries: Any = await self.redis.xrevrange(stream, max=upper, min="-", count=count)
+            if not entries:
+                return False
+            frames = []
+            for _, fields in entries:
+                try:
+                    frames.append(RawFrame.from_fields(fields))
+                except DecodeError:
+                    continue
+            if tail.find(frames):
+                return True
+            read += len(entries)
+            last_id = entries[-1][0]
+            upper = b"(" + last_id if isinstance(last_id, bytes) else "(" + last_id
+            count = _READ_BACK
+        return False
+
     def _outage(self, reason: str) -> None:
         self.stats.last_error = reason
+        self.check_tail = True
         if self._outage_started is None:
             self._outage_started = time.monotonic()
             self.stats.redis_up = False
@@ -386,12 +541,28 @@ def _is_error(result: Any) -> bool:
     return isinstance(result, Exception)
 
 
-async def _send_direct(pool: Any, batch: list[Item]) -> list[tuple[Item, Any]]:
+class _Reconnected(Exception):
+    """The connection for a write was made again: check what Redis kept before writing."""
+
+
+def _without(items: list[Item], drop: list[Item]) -> list[Item]:
+    """Return ``items`` without the very objects in ``drop`` (kept in order)."""
+    if not drop:
+        return list(items)
+    gone = {id(item) for item in drop}
+    return [item for item in items if id(item) not in gone]
+
+
+async def _send_direct(
+    pool: Any, batch: list[Item], reconnected: Callable[[Any], bool] | None = None
+) -> list[tuple[Item, Any]]:
     """Append the batch with one script call per stream, all in one write on one connection.
 
     Each stream's frames go in one atomic ``EVAL`` of :data:`APPEND_SCRIPT` (order kept), so a
     write cut off mid-way leaves whole streams appended or not, never part of one. Returns the
-    items Redis refused, with the error; a connection that fails mid-way is discarded.
+    items Redis refused, with the error; a connection that fails mid-way is discarded. When
+    ``reconnected`` says the connection was made again, nothing is sent and
+    :class:`_Reconnected` is raised.
     """
     by_stream: dict[str, list[int]] = {}
     for i, (stream, _) in enumerate(batch):
@@ -400,6 +571,9 @@ async def _send_direct(pool: Any, batch: list[Item]) -> list[tuple[Item, Any]]:
         [encode_append(s, [batch[i][1] for i in positions]) for s, positions in by_stream.items()]
     )
     conn = await pool.get_connection()
+    if reconnected is not None and reconnected(conn):
+        await pool.release(conn)
+        raise _Reconnected
     try:
         await conn.send_packed_command(payload, check_health=False)
         failed: list[tuple[int, Exception]] = []

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from mock_ws.blast import BlastEncoder
-from mock_ws.faults import FaultPlan
+from mock_ws.faults import FaultPlan, padded, restyle
 from mock_ws.ground_truth import GroundTruthWriter
 from mock_ws.streams import StreamSession
 from mock_ws.ws_api import ApiSession
@@ -247,6 +247,14 @@ async def _faulty_send(
     if delay is not None:
         delay.hits += 1
         await asyncio.sleep(plan.jitter_s(delay))
+    layout = by_type.get("reformat")
+    if layout is not None:
+        plan.take(layout)
+        text = restyle(text, str(layout.spec["style"]))
+    big = by_type.get("oversized")
+    if big is not None:
+        plan.take(big)
+        text = padded(text, int(big.spec["bytes"]))
     bad = by_type.get("malformed")
     if bad is not None:
         plan.take(bad)

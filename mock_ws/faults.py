@@ -14,6 +14,13 @@ stream name of the affected frames; ``"user"`` = user-data events). Types:
 * ``duplicate`` / ``reorder`` / ``malformed``: the next ``count`` (default 1) data frames are
   sent twice / swapped with the frame after them / preceded by a truncated copy
   (``replace: true`` sends only the truncated copy).
+* ``reformat``: data frames are re-encoded as a proxy might, same JSON, other layout: ``style``
+  ``spaced`` (default: ``{"stream": "...", "data": {...}}``), ``pretty`` (indented, one key per
+  line) or ``reordered`` (``data`` before ``stream``); for ``duration`` s, or ``count`` frames,
+  or until cleared.
+* ``oversized``: the next ``count`` (default 1) data frames are padded (a top-level ``pad``
+  string) to ``bytes`` (default 4 MiB + 1, one byte over the ingestor's limit) so that the
+  client refuses them; the trade a padded frame carries is sent, and stays in REST history.
 * ``trade_gap``: the next ``count`` (default 1) trades of ``symbol`` are not sent to anyone;
   they exist in the market and in REST. ``depth_gap``: the next ``count`` depth diff events of
   ``symbol`` are not sent (the next one's ``U`` is not the previous ``u`` + 1).
@@ -34,6 +41,7 @@ stream name of the affected frames; ``"user"`` = user-data events). Types:
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -45,15 +53,18 @@ import orjson
 __all__ = [
     "FAULT_TYPES",
     "FRAME_TYPES",
+    "OVERSIZED_BYTES",
     "Fault",
     "FaultError",
     "FaultPlan",
     "fault_list",
     "load_fault_file",
+    "padded",
+    "restyle",
 ]
 
 NS_PER_S = 1_000_000_000
-FRAME_TYPES = ("stall", "delay", "duplicate", "reorder", "malformed")
+FRAME_TYPES = ("stall", "delay", "duplicate", "reorder", "malformed", "reformat", "oversized")
 ACTION_TYPES = ("drop", "server_shutdown", "lifetime")
 FAULT_TYPES = (
     *FRAME_TYPES,
@@ -64,8 +75,13 @@ FAULT_TYPES = (
     "rate_limit",
     "order_error",
 )
-_COUNTED = ("duplicate", "reorder", "malformed", "trade_gap", "depth_gap", "order_error")
+_COUNTED = (
+    "duplicate", "reorder", "malformed", "oversized", "trade_gap", "depth_gap", "order_error",
+)  # fmt: skip
 _ORDER_MODES = ("error", "timeout", "lost")
+_STYLES = ("spaced", "pretty", "reordered")
+#: One byte over the ingestor's WebSocket message limit (4 MiB).
+OVERSIZED_BYTES = 4 * 1024 * 1024 + 1
 
 
 class FaultError(ValueError):
@@ -161,6 +177,10 @@ class FaultPlan:
             spec["max_queue"] = int(_number(spec, "max_queue", 100.0) or 0)
         if kind == "order_error" and spec.setdefault("mode", "error") not in _ORDER_MODES:
             raise FaultError(f"mode: give one of {', '.join(_ORDER_MODES)}")
+        if kind == "reformat" and spec.setdefault("style", "spaced") not in _STYLES:
+            raise FaultError(f"style: give one of {', '.join(_STYLES)}")
+        if kind == "oversized":
+            spec["bytes"] = int(_number(spec, "bytes", float(OVERSIZED_BYTES)) or 0)
         remaining: int | None = None
         if kind in _COUNTED or "count" in spec:
             count = _number(spec, "count", 1.0)
@@ -276,3 +296,30 @@ def fault_list(data: Any) -> list[dict[str, Any]]:
     if not isinstance(data, list) or not all(isinstance(f, Mapping) for f in data):
         raise FaultError('give a fault object, a list of them, or {"faults": [...]}')
     return [dict(f) for f in data]
+
+
+def restyle(text: str, style: str) -> str:
+    """Re-encode a JSON frame in another layout: ``spaced``, ``pretty`` or ``reordered``."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return text
+    if style == "pretty":
+        return json.dumps(obj, indent=2)
+    if style == "reordered" and isinstance(obj, dict):
+        obj = dict(reversed(list(obj.items())))
+        return json.dumps(obj, separators=(",", ":"))
+    return json.dumps(obj)
+
+
+def padded(text: str, size: int) -> str:
+    """Pad a JSON object frame with a top-level ``pad`` string to at least ``size`` bytes."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return text + " " * max(0, size - len(text.encode()))
+    if not isinstance(obj, dict):
+        obj = {"frame": obj}
+    base = len(json.dumps(obj, separators=(",", ":")).encode())
+    obj["pad"] = "x" * max(0, size - base - len(',"pad":""'))
+    return json.dumps(obj, separators=(",", ":"))

@@ -3,7 +3,9 @@
 * a dropped connection comes back within its backoff, and the trades it missed are backfilled
   over REST: downstream every trade id appears exactly once, without a hole;
 * a stalled connection (pings still answered) is marked stale and replaced within its threshold;
-* Redis stopped for ~10 s mid-run: no frame is lost (every connection's sequence stays whole).
+* Redis stopped for ~10 s mid-run: no frame is lost (every connection's sequence stays whole);
+* Redis killed and restarted without the tail of its AOF: the trades it lost are found, marked
+  and fetched again over REST, so every trade the mock sent is in raw.
 """
 
 from __future__ import annotations
@@ -157,3 +159,80 @@ def test_redis_stopped_for_ten_seconds_loses_no_frame(
     finally:
         restarted.proc.terminate()
         restarted.proc.wait(10)
+
+
+def newest_aof(data_dir: Path) -> Path:
+    """Return the AOF file redis-server appends to now (the newest incremental one)."""
+    manifest = next((data_dir / "appendonlydir").glob("*.manifest"))
+    files = []
+    for line in manifest.read_text().splitlines():
+        words = line.split()
+        fields = dict(zip(words[::2], words[1::2], strict=False))
+        if fields.get("type") == "i":
+            files.append((int(fields["seq"]), fields["file"]))
+    return data_dir / "appendonlydir" / max(files)[1]
+
+
+def test_redis_restarted_without_its_aof_tail_gets_the_lost_trades_back(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    """An OS crash loses what ``appendfsync everysec`` had not yet put on disk: simulated by
+    cutting the AOF back to its length of a moment before, then restarting redis-server."""
+    truth_file = tmp_path / "truth.jsonl"
+    ingestor, _ = start(processes, redis_server.url, "--ground-truth", str(truth_file))
+    client = redis_server.client()
+    wait_for(lambda: client.xlen(KEYS.raw(P)) >= 100, timeout_s=20, what="100 raw entries")
+    aof = newest_aof(redis_server.data_dir)
+    cut_at = aof.stat().st_size
+    held = client.xlen(KEYS.raw(P))
+    wait_for(lambda: client.xlen(KEYS.raw(P)) >= held + 60, timeout_s=20,
+             what="60 more raw entries after the cut point")  # fmt: skip
+    redis_server.proc.send_signal(signal.SIGKILL)
+    redis_server.proc.wait(10)
+    with aof.open("r+b") as file:
+        file.truncate(cut_at)
+    restarted = start_redis(redis_server.data_dir, redis_server.port)
+    try:
+        client = restarted.client()
+        assert client.xlen(KEYS.raw(P)) < held + 60, "the AOF cut lost nothing"
+        wait_for(lambda: health(client).get("redis_losses", 0) >= 1, timeout_s=20,
+                 what="the ingestor to find what Redis lost")  # fmt: skip
+        wait_for(lambda: markers(raw(client), "backfill_done"), timeout_s=20,
+                 what="the lost trades backfilled")  # fmt: skip
+        more = client.xlen(KEYS.raw(P)) + 40
+        wait_for(lambda: client.xlen(KEYS.raw(P)) >= more, timeout_s=20, what="live frames again")
+        assert ingestor.stop() == 0, ingestor.tail()
+        frames = raw(client)
+    finally:
+        restarted.proc.terminate()
+        restarted.proc.wait(10)
+    live: dict[str, set[int]] = defaultdict(set)
+    fetched: dict[str, set[int]] = defaultdict(set)
+    for f in frames:
+        body = json.loads(f.data)
+        if f.kind == "ws" and body.get("data", {}).get("e") == "trade":
+            live[body["data"]["s"]].add(body["data"]["t"])
+        elif f.kind == "rest" and f.channel == "trades_backfill":
+            fetched[body["symbol"]].update(t["id"] for t in body["response"])
+    sent: dict[str, set[int]] = defaultdict(set)
+    for line in truth_file.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("ev") == "trade_sent" and event["stream"].endswith("@trade"):
+            sent[event["symbol"]].add(event["trade_id"])
+    for symbol in SYMBOLS:
+        have = live[symbol] | fetched[symbol]
+        first, last = min(live[symbol]), max(live[symbol])
+        missing = {n for n in sent[symbol] if first <= n <= last} - have
+        assert not missing, f"{symbol}: {len(missing)} trades the mock sent are not in raw"
+    gaps = [json.loads(f.data) for f in markers(frames, "gap")]
+    lost_gaps = [g for g in gaps if g.get("reason") == "lost by Redis"]
+    assert lost_gaps, "no gap marker for what Redis lost"
+    done = [json.loads(f.data) for f in markers(frames, "backfill_done")]
+    for gap in lost_gaps:
+        hole = set(range(gap["first_id"], gap["last_id"] + 1))
+        assert hole <= fetched[gap["symbol"]] and not hole & live[gap["symbol"]]
+        assert any(
+            d["symbol"] == gap["symbol"] and d["first_id"] <= gap["first_id"]
+            and gap["last_id"] <= d["last_id"] and d["outcome"] == "complete"
+            for d in done
+        ), f"no complete backfill_done marker for {gap}"  # fmt: skip

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import fakeredis
+import pytest
 
 from common.backoff import Backoff
 from common.schema import RawFrame
 from common.settings import Settings
 from ingestor.connection import WsOptions
 from ingestor.shell import Ingestor
-from mock_ws import MockExchange, start_mock
+from mock_ws import MockExchange, read_ground_truth, start_mock
 from tests.integration.test_ingestor_shell import entries, until
 
 RAW = "itf:{binance:0}:raw"
@@ -128,3 +130,80 @@ def test_a_stalled_mock_connection_is_replaced() -> None:
 
     ingestor = asyncio.run(scenario())
     assert ingestor.stats.stale_detected >= 1
+
+
+@pytest.mark.parametrize("style", ["spaced", "pretty", "reordered"])
+def test_frames_a_proxy_re_encodes_still_feed_gap_detection_and_liveness(style: str) -> None:
+    """``{"stream": "`` with a space (or indented, or keys reordered) is still a data frame."""
+
+    async def scenario() -> list[RawFrame]:
+        mock = await start_mock(
+            binance_port=0, trades_per_s=50, faults=[{"type": "reformat", "style": style}]
+        )
+        async with mock:
+            options = WsOptions(stale_floor_s=0.5, stale_max_s=60.0)
+            ingestor = ingestor_for(settings_for(mock), options=options)
+            stop = asyncio.Event()
+            task = asyncio.create_task(ingestor.run(stop))
+            await until(lambda: ingestor.stats.frames_received >= 20)
+            await mock.inject({"type": "trade_gap", "symbol": "ETHUSDT", "count": 4})
+            await until(lambda: ingestor.stats.rest_backfilled >= 4, 10)
+            await mock.inject({"type": "stall", "kind": "stream", "duration": 3})
+            await until(lambda: ingestor.stats.stale_detected >= 1, 10)
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            return await entries(ingestor.redis, RAW)
+
+    got = asyncio.run(scenario())
+    trades = [f for f in got if f.kind == "ws" and '"trade"' in f.data]
+    assert trades and not any(f.data.startswith('{"stream":"') for f in trades)  # re-encoded
+    ids = trade_ids(got, "ETHUSDT")
+    assert sorted(set(ids)) == list(range(min(ids), max(ids) + 1))
+    gap = events(got, "gap")
+    assert len(gap) == 1 and gap[0]["last_id"] - gap[0]["first_id"] == 3
+    stale = events(got, "stale")
+    assert stale and "past their expected gap" in stale[0]["reason"]  # cadence was learned
+
+
+@pytest.mark.parametrize("symbols", [("ETHUSDT",), ("BTCUSDT", "ETHUSDT")])
+def test_a_frame_over_the_size_limit_is_recorded_and_its_trade_backfilled(
+    symbols: tuple[str, ...], tmp_path: Path
+) -> None:
+    truth_file = tmp_path / "truth.jsonl"
+
+    async def scenario() -> tuple[list[RawFrame], Ingestor]:
+        mock = await start_mock(
+            binance_port=0, trades_per_s=50, symbols=symbols, ground_truth_path=str(truth_file)
+        )
+        async with mock:
+            options = WsOptions(max_frame_bytes=64 * 1024)
+            ingestor = ingestor_for(settings_for(mock, symbols=symbols), options=options)
+            stop = asyncio.Event()
+            task = asyncio.create_task(ingestor.run(stop))
+            await until(lambda: ingestor.stats.frames_received >= 20)
+            await mock.inject({"type": "oversized", "stream": "ethusdt@trade", "bytes": 100_000})
+            await until(lambda: ingestor.stats.oversized_frames == 1, 10)
+            await until(lambda: ingestor.stats.backfills_complete >= 1, 10)
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            return await entries(ingestor.redis, RAW), ingestor
+
+    got, ingestor = asyncio.run(scenario())
+    [marker] = events(got, "oversized_frame")
+    connects = [e["conn"] for e in events(got, "connect")]
+    assert marker["conn"] == connects[0] and len(connects) == 2  # the first one, then again
+    streams = [f"{s.lower()}@trade" for s in symbols]
+    assert marker["limit_bytes"] == 64 * 1024 and marker["streams"] == streams
+    assert marker["stream"] == (streams[0] if len(streams) == 1 else None)
+    assert marker["channel"] == "market" and marker["reason"].startswith("close code 1009")
+    sent = read_ground_truth(truth_file).trades_sent()
+    for symbol in symbols:
+        ids = set(trade_ids(got, symbol))
+        truth = {t["trade_id"] for t in sent if t["symbol"] == symbol}
+        assert truth & set(range(min(ids), max(ids) + 1)) <= ids, f"{symbol}: trades missing"
+    live = [json.loads(f.data)["data"] for f in got if f.kind == "ws"]
+    eth_live = {d["t"] for d in live if d.get("e") == "trade" and d["s"] == "ETHUSDT"}
+    only_backfilled = set(trade_ids(got, "ETHUSDT")) - eth_live
+    [gap] = [g for g in events(got, "gap") if g["symbol"] == "ETHUSDT"]
+    assert only_backfilled and only_backfilled <= set(range(gap["first_id"], gap["last_id"] + 1))
+    assert ingestor.health_stats()["oversized_frames"] == 1

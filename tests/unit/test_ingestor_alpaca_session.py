@@ -12,6 +12,7 @@ from common.errors import AuthError, ConfigError, DecodeError, RateLimited, Venu
 from common.names import Partition
 from common.settings import Secret, Settings
 from ingestor.alpaca import alpaca_links, check_alpaca_keys
+from ingestor.alpaca_control import AlpacaControl
 from ingestor.alpaca_session import (
     CRYPTO_CHANNELS,
     STOCK_CHANNELS,
@@ -273,3 +274,30 @@ def test_control_entries_accept_pairs_only_when_asked() -> None:
         parse_control({"action": "subscribe", "symbols": "BTC/USD"})
     with pytest.raises(DecodeError):
         parse_symbols("BTC-USD", pairs=True)
+
+
+def test_alpaca_control_applies_subscriptions_and_never_a_backfill(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A backfill entry used to reach the adapter as a change, which unsubscribed the symbol."""
+
+    class Adapter:
+        def __init__(self) -> None:
+            self.changes: list[tuple[str, list[str]]] = []
+
+        def change(self, action: str, symbols: list[str]) -> None:
+            self.changes.append((action, symbols))
+
+    adapter = Adapter()
+    control = AlpacaControl(Settings(venue="alpaca"), adapter)  # type: ignore[arg-type]
+    backfill = {"action": "backfill", "symbol": "AAPL", "first_id": "1", "last_id": "9",
+                "stream": "trades"}  # fmt: skip
+    for fields in (
+        {"action": "subscribe", "symbols": "AAPL,BTC/USD"},
+        backfill,
+        {"action": "snapshot", "symbol": "AAPL"},
+        {"action": "unsubscribe", "symbols": "BTC/USD"},
+    ):
+        control._handle("tp:{alpaca:0}:control", fields)
+    assert adapter.changes == [("subscribe", ["AAPL", "BTC/USD"]), ("unsubscribe", ["BTC/USD"])]
+    assert any("ignoring a backfill request" in r.getMessage() for r in caplog.records)

@@ -22,6 +22,27 @@ def test_stream_of_reads_the_stream_name_without_decoding() -> None:
     assert stream_of(b"\x00\x01") is None
 
 
+def test_stream_of_does_not_depend_on_whitespace_or_key_order() -> None:
+    """A proxy that re-encodes frames must not blind liveness and gap detection."""
+    frames = captured()[:200]
+    assert len(frames) == 200
+    for _, frame in frames:
+        obj = json.loads(frame)
+        name = obj["stream"]
+        spaced = json.dumps(obj)  # '{"stream": "...", "data": {...}}'
+        pretty = json.dumps(obj, indent=2)
+        reordered = json.dumps({"data": obj["data"], "stream": name}, separators=(",", ":"))
+        for text in (spaced, pretty, " " + spaced, reordered):
+            assert stream_of(text) == name, text[:60]
+            assert stream_of(text.encode()) == name
+    escaped = '{"stream":"btcusdt\\u0040trade","data":{}}'
+    assert stream_of(escaped) == "btcusdt@trade"
+    assert stream_of('{ "result": null, "id": 1 }') is None
+    assert stream_of('{"stream": "x@trade"}') is None  # no data: not a combined frame
+    assert stream_of('{"subscriptionId":0,"event":{"e":"balanceUpdate"}}') is None
+    assert stream_of('{"stream": "btcusdt@trade", "data": {"e": "tra') is None  # truncated
+
+
 def captured() -> list[tuple[int, str]]:
     path = REALDATA / "cryptofeed" / "20210814_4fe0297" / "BINANCE.ws.1.0"
     out = []

@@ -105,6 +105,18 @@ def test_real_binance_frames_are_data_not_replies() -> None:
     assert [classify_reply(f, now_ms=NOW_MS) for f in frames] == [None] * len(frames)
 
 
+def test_data_frames_are_told_from_replies_whatever_their_whitespace() -> None:
+    spaced = [json.dumps(json.loads(f)) for f in real_frames() if f.startswith('{"stream"')]
+    assert len(spaced) > 200 and spaced[0].startswith('{"stream": "')
+    assert all(is_data_frame(f) for f in spaced)
+    assert all(is_data_frame(json.dumps(json.loads(f), indent=2).encode()) for f in spaced[:20])
+    event = {"subscriptionId": 0, "event": {"e": "balanceUpdate", "E": 1}}
+    assert is_data_frame(json.dumps(event)) and is_data_frame(json.dumps(event, indent=1))
+    for reply in ('{ "result": null, "id": 3 }', '{"id": 3, "status": 200, "result": {}}', "[]"):
+        assert not is_data_frame(reply)
+        assert not is_data_frame(reply.encode())
+
+
 def test_user_data_events_are_data_frames() -> None:
     event = '{"subscriptionId":0,"event":{"e":"outboundAccountPosition","E":1,"u":1,"B":[]}}'
     assert is_data_frame(event)

@@ -69,6 +69,47 @@ def test_parse_control_reads_subscribe_and_snapshot_entries() -> None:
         parse_symbols("BTC/USDT")
 
 
+def test_parse_control_reads_a_backfill_request_of_the_processor() -> None:
+    fields = {
+        b"v": b"1", b"action": b"backfill", b"symbol": b"BTCUSDT", b"first_id": b"150",
+        b"last_id": b"200", b"stream": b"aggTrades", b"reason": b"trade id gap",
+        b"entry_id": b"1700000000000-3",
+    }  # fmt: skip
+    req = parse_control(fields)
+    assert req.action == "backfill" and req.symbols == ("BTCUSDT",)
+    assert (req.first_id, req.last_id, req.stream) == (150, 200, "aggTrades")
+    assert req.reason == "trade id gap" and req.entry_id == "1700000000000-3"
+    single = parse_control(
+        {"action": "backfill", "symbol": "ETHUSDT", "first_id": "7", "last_id": "7",
+         "stream": "trades"}
+    )  # fmt: skip
+    assert (single.first_id, single.last_id, single.entry_id) == (7, 7, "")
+
+
+@pytest.mark.parametrize(
+    ("change", "names"),
+    [
+        ({"first_id": ""}, "first_id"),
+        ({"last_id": "-3"}, "last_id"),
+        ({"first_id": "1e3"}, "first_id"),
+        ({"first_id": "\u00b2"}, "first_id"),
+        ({"first_id": "9" * 30}, "first_id"),
+        ({"first_id": "300"}, "after last_id"),
+        ({"stream": "depth"}, "stream"),
+        ({"stream": ""}, "stream"),
+        ({"symbol": "BTCUSDT,ETHUSDT"}, "one symbol"),
+        ({"symbol": ""}, "no symbol"),
+    ],
+)
+def test_parse_control_names_what_is_wrong_with_a_backfill(
+    change: dict[str, str], names: str
+) -> None:
+    fields = {"action": "backfill", "symbol": "BTCUSDT", "first_id": "150", "last_id": "200",
+              "stream": "trades", **change}  # fmt: skip
+    with pytest.raises(DecodeError, match=names):
+        parse_control(fields)
+
+
 def test_ingestor_settings_parse_and_reject_what_they_should() -> None:
     env = {
         "TICKPIPE_CHANNELS": "trade, aggTrade,kline_1m",

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
-from mock_ws.faults import FaultError, FaultPlan, fault_list, load_fault_file
+from mock_ws.faults import (
+    OVERSIZED_BYTES,
+    FaultError,
+    FaultPlan,
+    fault_list,
+    load_fault_file,
+    padded,
+    restyle,
+)
 
 S = 1_000_000_000
 
@@ -35,6 +44,8 @@ def test_add_fills_defaults_and_fires_once_when_due() -> None:
         {"type": "trade_gap"},
         {"type": "delay", "ms": -1},
         {"type": "stall", "duration": "long"},
+        {"type": "reformat", "style": "yaml"},
+        {"type": "oversized", "bytes": -5},
     ],
 )
 def test_invalid_faults_are_refused(spec: dict[str, object]) -> None:
@@ -112,3 +123,31 @@ def test_fault_list_and_files(tmp_path: Path) -> None:
     bad.write_text("{nope")
     with pytest.raises(FaultError):
         load_fault_file(bad)
+
+
+FRAME = '{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","t":7,"p":"1.5"}}'
+
+
+def test_reformat_keeps_the_json_and_changes_the_layout() -> None:
+    plan = FaultPlan()
+    fault = plan.add({"type": "reformat"}, 0)
+    assert fault.spec["style"] == "spaced" and fault.remaining is None  # until cleared
+    spaced, pretty = restyle(FRAME, "spaced"), restyle(FRAME, "pretty")
+    reordered = restyle(FRAME, "reordered")
+    assert spaced.startswith('{"stream": "btcusdt@trade", "data": {')
+    assert pretty.startswith('{\n  "stream": "btcusdt@trade",\n')
+    assert reordered.startswith('{"data":{') and reordered.endswith('"stream":"btcusdt@trade"}')
+    for text in (spaced, pretty, reordered):
+        assert orjson.loads(text) == orjson.loads(FRAME)
+    assert restyle("not json", "pretty") == "not json"
+
+
+def test_oversized_pads_a_frame_just_past_the_limit_and_keeps_its_content() -> None:
+    fault = FaultPlan().add({"type": "oversized"}, 0)
+    assert fault.spec["bytes"] == OVERSIZED_BYTES == 4 * 1024 * 1024 + 1
+    assert fault.remaining == 1
+    big = padded(FRAME, 5000)
+    assert len(big.encode()) == 5000
+    body = orjson.loads(big)
+    assert body["stream"] == "btcusdt@trade" and body["data"]["t"] == 7
+    assert len(padded("[1,2]", 100).encode()) == 100
