@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     for name, module in TOOL_MODULES.items():
         sub.add_parser(name, help=f"run {module} (see its --help)", add_help=False)
     add_operator_commands(sub)
+    for name, command in sub.choices.items():  # `tickpipe up --env-file F` works too
+        if name not in EXEC_MODULES:
+            command.add_argument(
+                "--env-file", default=argparse.SUPPRESS, help="dotenv file to read (default: .env)"
+            )
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import shutil
 import socket
 import time
@@ -14,7 +15,14 @@ import redis.asyncio as aioredis
 from common.errors import ConfigError
 from common.redis_io import REDIS_DOWN
 
-__all__ = ["REDIS_INSTALL_HINT", "free_port", "start_redis_server", "wait_for_redis"]
+__all__ = [
+    "REDIS_INSTALL_HINT",
+    "check_port",
+    "free_port",
+    "listen_socket",
+    "start_redis_server",
+    "wait_for_redis",
+]
 
 REDIS_INSTALL_HINT = "install it with: sudo apt-get install -y redis-server"
 
@@ -24,6 +32,37 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def listen_socket(host: str, port: int, label: str) -> socket.socket:
+    """Bind and listen on ``host:port``; a taken port is a :class:`ConfigError` naming ``label``.
+
+    ``label`` is what the user set, e.g. ``TICKPIPE_DASHBOARD_PORT=8050`` or ``--port 8050``.
+    """
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{label}: not a port number (0 to 65535)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            problem = "is already in use by another program; choose another port"
+        elif exc.errno == errno.EACCES:
+            problem = "is not allowed (ports below 1024 need privileges); choose another port"
+        else:
+            problem = f"cannot be listened on: {exc.strerror or exc}"
+        raise ConfigError(f"{label}: {host}:{port} {problem}") from None
+    return sock
+
+
+def check_port(host: str, port: int, label: str) -> None:
+    """Raise :class:`ConfigError` naming ``label`` if ``host:port`` cannot be listened on now."""
+    if port:
+        listen_socket(host, port, label).close()
 
 
 def redis_server_binary() -> str:

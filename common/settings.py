@@ -231,6 +231,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _port(minimum: int):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> int:
+        value = int(text)
+        if not minimum <= value <= 65535:
+            raise ValueError(f"must be a port number from {minimum} to 65535")
+        return value
+
+    return parse
+
+
 def _empty_bars(text: str) -> str:
     policy = text.strip().lower()
     if policy not in {"skip", "carry"}:
@@ -343,9 +353,9 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_MAX_ORDERS_IN_FLIGHT": ("max_orders_in_flight", _positive_int),
     "TICKPIPE_ORDER_TYPE": ("order_type", _order_type),
     "TICKPIPE_BINANCE_KEY_TYPE": ("binance_key_type", _key_type),
-    "TICKPIPE_DASHBOARD_PORT": ("dashboard_port", _positive_int),
+    "TICKPIPE_DASHBOARD_PORT": ("dashboard_port", _port(1)),
     "TICKPIPE_DASHBOARD_TOKEN": ("dashboard_token", Secret),
-    "TICKPIPE_METRICS_PORT": ("metrics_port", _non_negative_int),
+    "TICKPIPE_METRICS_PORT": ("metrics_port", _port(0)),
     "TICKPIPE_BINANCE_CONN_LIFETIME_S": ("binance_conn_lifetime_s", _positive_float),
     "TICKPIPE_INGESTOR_STALE_MAX_S": ("ingestor_stale_max_s", _positive_float),
     "TICKPIPE_INGESTOR_JOURNAL_MAX_MB": ("ingestor_journal_max_mb", _non_negative_int),

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from common.errors import ConfigError, TickpipeError
 from common.health import read_health
 from common.logs import setup_logging
+from common.procs import check_port
 from common.redis_io import REDIS_DOWN, connect_redis, preflight_redis, redacted
 from common.settings import Settings, load_settings
 
@@ -78,7 +79,10 @@ def install_event_loop() -> None:
 
 
 async def _run_with_signals(run: RunFn, settings: Settings) -> None:
-    # A wrong password is the user's mistake: say so once, instead of retrying forever.
+    # A taken metrics port or a wrong password is the user's mistake: say so once (exit 2),
+    # instead of running without metrics or retrying forever.
+    port = settings.metrics_port
+    check_port("127.0.0.1", port, f"TICKPIPE_METRICS_PORT={port}")
     await preflight_redis(settings.redis_url)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -30,7 +30,7 @@ from common.redis_io import REDIS_DOWN, connect_redis, redacted
 from common.settings import Settings
 from common.status import StatusSnapshot, read_status, render_status
 
-__all__ = ["StageSpec", "Supervisor", "UpOptions", "run_up"]
+__all__ = ["StageSpec", "Supervisor", "UpOptions", "config_error_in", "run_up"]
 
 log = logging.getLogger("tickpipe.up")
 
@@ -96,11 +96,9 @@ class Supervisor:
             stage.exit_codes.append(code)
             if stop.is_set() or self.stopping:
                 return
-            if code == EXIT_CONFIG:
-                self.fatal = (
-                    f"{stage.name} stopped with a configuration error; "
-                    f"see {self.log_dir / (stage.name + '.log')}"
-                )
+            if code == EXIT_CONFIG:  # the user's to fix: restarting cannot help
+                logfile = self.log_dir / f"{stage.name}.log"
+                self.fatal = f"{stage.name}: {config_error_in(logfile)} (log: {logfile})"
                 stop.set()
                 return
             stage.backoff.connection_ended(time.monotonic() - stage.started_at)
@@ -125,6 +123,27 @@ class Supervisor:
                     with contextlib.suppress(ProcessLookupError):
                         proc.kill()
             await asyncio.gather(*(p.wait() for p in running))
+
+
+def config_error_in(logfile: Path) -> str:
+    """Return the last configuration error a stage wrote to ``logfile`` (plain or JSON line)."""
+    try:
+        with open(logfile, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        if "configuration error" not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        text = str(record.get("msg", "")) if isinstance(record, dict) else line
+        if "configuration error" in text:
+            return text[text.index("configuration error") :]
+    return "configuration error (no message in its log)"
 
 
 def _stage_env(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
@@ -161,7 +180,14 @@ async def _start_mock(
     deadline = time.monotonic() + 15
     while not ready.exists():
         if proc.returncode is not None or time.monotonic() > deadline:
-            raise ConfigError(f"the mock exchange did not start; see {log_dir / 'mock_ws.log'}")
+            mock_log = log_dir / "mock_ws.log"
+            if proc.returncode == EXIT_CONFIG:
+                reason = config_error_in(mock_log)
+            elif proc.returncode is not None:
+                reason = f"it exited with code {proc.returncode}"
+            else:
+                reason = "it did not report its ports within 15 s"
+            raise ConfigError(f"the mock exchange did not start: {reason} (log: {mock_log})")
         await asyncio.sleep(0.05)
     ports = {k: int(v) for k, v in json.loads(ready.read_text()).items() if k.endswith("_port")}
     return proc, ports
