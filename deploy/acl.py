@@ -12,7 +12,12 @@ selectors give a stage different commands on different key patterns):
 * ``processor`` and ``trader`` may also *read* (never write) any key of the namespace: the trader
   reads trades for mark prices and the private stream to notice reconnects.
 * ``dashboard``: read-only on the whole namespace (``tickpipe streams`` works under it too).
-* ``default`` is switched off.
+* ``default``: nobody can log in as it. It gets a random password that is never written down
+  (only its hash is in the file), so an anonymous connection gets ``NOAUTH`` and ``AUTH default``
+  always fails. It is not switched ``off`` because Redis (7.0 to 7.4 at least) replays the AOF
+  as ``default`` and re-checks the ACL at every ``EXEC``: with ``default off`` each transaction
+  in the AOF (every processor commit, every trader intent: Lua scripts are logged as
+  ``MULTI``/``EXEC``) is dropped at the next start without an error (redis/redis#14541).
 
 Passwords are stored as SHA-256 hashes (``#...``), so the ACL file holds no secret. Usage::
 
@@ -113,12 +118,14 @@ def _password_hash(password: str) -> str:
 
 
 def render_acl(namespace: str, passwords: Mapping[str, str]) -> str:
-    """Return an ACL file (``aclfile`` format) with a user per stage and ``default`` off."""
+    """Return an ACL file (``aclfile`` format): a user per stage, and a ``default`` user nobody
+    can log in as (see the module docstring for why it is not ``off``)."""
     rules = acl_rules(namespace)
     missing = [u for u in STAGE_USERS if not passwords.get(u)]
     if missing:
         raise ValueError(f"no password for user(s) {missing}")
-    lines = ["user default off resetkeys resetchannels -@all nopass"]
+    unknowable = _password_hash(secrets.token_urlsafe(32))  # never stored, never shown
+    lines = [f"user default on #{unknowable} ~* &* +@all"]
     for user in STAGE_USERS:
         lines.append(f"user {user} on #{_password_hash(passwords[user])} {rules[user]}")
     return "\n".join(lines) + "\n"

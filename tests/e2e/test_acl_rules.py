@@ -119,7 +119,7 @@ def test_generator_writes_hashes_and_private_env_files(tmp_path: Path) -> None:
     acl, env_dir = tmp_path / "users.acl", tmp_path / "env"
     assert main(["--namespace", NS, "--out", str(acl), "--env-dir", str(env_dir)]) == 0
     text = acl.read_text()
-    assert "user default off" in text
+    assert text.startswith("user default on #") and "nopass" not in text
     for user in STAGE_USERS:
         env = env_dir / f"{user}.env"
         assert stat.S_IMODE(env.stat().st_mode) == 0o600
@@ -128,3 +128,26 @@ def test_generator_writes_hashes_and_private_env_files(tmp_path: Path) -> None:
         password = url.split("@")[0].rsplit(":", 1)[1]
         assert len(password) >= 24 and password not in text
     assert main(["--namespace", "bad namespace!"]) == 2
+
+
+def test_transactions_survive_a_restart_under_the_generated_users(tmp_path: Path) -> None:
+    """Redis replays the AOF as `default` and re-checks the ACL at each EXEC: the generated
+    file must let it, or every transaction (each commit, each multi-write script) is dropped
+    at the next start without an error."""
+    passwords = stage_passwords()
+    with acl_redis(tmp_path / "redis", NS, passwords) as server:
+        proc = server.client("processor")
+        with proc.pipeline(transaction=True) as pipe:
+            pipe.xadd(K.trades(P), ENTRY)
+            pipe.set(K.checkpoint(P), b"state-1")
+            pipe.execute()
+        script = (
+            "redis.call('XADD', KEYS[1], '*', 'a', 'b') "
+            "return redis.call('SET', KEYS[2], 'state-2')"
+        )
+        proc.eval(script, 2, K.trades(P), K.checkpoint(P))
+        proc.close()
+    with acl_redis(tmp_path / "redis", NS, passwords) as server:
+        proc = server.client("processor")
+        assert (proc.xlen(K.trades(P)), proc.get(K.checkpoint(P))) == (2, b"state-2")
+        proc.close()

@@ -82,6 +82,12 @@ def test_stream_appends_are_confined_to_selectors() -> None:
 
 def test_rendered_file_has_no_plain_password() -> None:
     text = render_acl(NS, {u: f"plain-{u}-pw" for u in STAGE_USERS})
-    assert "plain-" not in text and text.count(" on #") == len(STAGE_USERS)
+    assert "plain-" not in text and text.count(" on #") == len(STAGE_USERS) + 1
+    # Nobody can log in as `default` (a password no one knows), yet the AOF loader, which
+    # runs as `default`, may replay every transaction.
+    default = text.splitlines()[0]
+    assert re.fullmatch(r"user default on #[0-9a-f]{64} ~\* &\* \+@all", default), default
+    assert default != render_acl(NS, {u: f"plain-{u}-pw" for u in STAGE_USERS}).splitlines()[0]
+    assert "nopass" not in text
     with pytest.raises(ValueError, match="password"):
         render_acl(NS, {"ingestor": "x"})
