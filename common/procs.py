@@ -9,11 +9,13 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import redis.asyncio as aioredis
 
 from common.errors import ConfigError
-from common.redis_io import REDIS_DOWN
+from common.privacy import PRIVATE_UMASK
+from common.redis_io import REDIS_DOWN, redacted
 
 __all__ = [
     "REDIS_INSTALL_HINT",
@@ -73,11 +75,17 @@ def redis_server_binary() -> str:
 
 
 async def start_redis_server(
-    data_dir: Path, *, port: int | None = None, appendonly: bool = True
-) -> tuple[asyncio.subprocess.Process, str]:
-    """Start ``redis-server`` on loopback with its data in ``data_dir``; return (process, url)."""
+    data_dir: Path, *, port: int | None = None, appendonly: bool = True,
+    aclfile: Path | None = None, login: tuple[str, str] | None = None,
+) -> tuple[asyncio.subprocess.Process, str]:  # fmt: skip
+    """Start ``redis-server`` on loopback with its data in ``data_dir``; return (process, url).
+
+    With ``aclfile`` the server loads its users from that file, and ``login`` (user, password)
+    is who checks that it answers. Passwords never go on the command line (``ps`` shows it to
+    every user). The server runs under umask 077: its AOF, RDB and log are private.
+    """
     binary = redis_server_binary()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     port = port or free_port()
     args = [
         binary,
@@ -91,12 +99,19 @@ async def start_redis_server(
         "--daemonize", "no",
         "--logfile", "redis.log",
     ]  # fmt: skip
+    if aclfile is not None:
+        args += ["--aclfile", str(aclfile.resolve())]
     proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-    )
+        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        umask=PRIVATE_UMASK,
+    )  # fmt: skip
     url = f"redis://127.0.0.1:{port}/0"
+    check = url
+    if login is not None:
+        user, password = (quote(part, safe="") for part in login)
+        check = f"redis://{user}:{password}@127.0.0.1:{port}/0"
     try:
-        await wait_for_redis(url, timeout_s=15, proc=proc)
+        await wait_for_redis(check, timeout_s=15, proc=proc)
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
@@ -123,7 +138,9 @@ async def wait_for_redis(
                 if "loading" not in str(exc).lower():
                     raise
             if time.monotonic() > deadline:
-                raise ConfigError(f"Redis at {url} did not answer within {timeout_s:.0f} s")
+                raise ConfigError(
+                    f"Redis at {redacted(url)} did not answer within {timeout_s:.0f} s"
+                )
             await asyncio.sleep(0.05)
     finally:
         await client.aclose()

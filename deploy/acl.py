@@ -47,6 +47,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from common.names import Keys
+from common.privacy import write_private
 
 __all__ = ["OPERATOR", "STAGE_USERS", "USERS", "acl_rules", "main", "render_acl", "stage_url"]
 
@@ -159,13 +160,6 @@ def stage_url(user: str, password: str, host: str = "127.0.0.1:6379", *, scheme:
     return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}{tail}"
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    path.chmod(0o600)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the ACL file (and per-stage env files with fresh passwords); return an exit code."""
     parser = argparse.ArgumentParser(
@@ -197,9 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             u: stage_url(u, pw, args.redis_host, scheme=args.scheme) for u, pw in passwords.items()
         }
         for user, url in urls.items():
-            _write_private(args.env_dir / f"{user}.env", f"REDIS_URL={url}\n")
+            write_private(args.env_dir / f"{user}.env", f"REDIS_URL={url}\n")
         # For `docker compose --env-file` with deploy/compose.acl.yml.
-        _write_private(
+        write_private(
             args.env_dir / "compose.env",
             "".join(f"{user.upper()}_REDIS_URL={urls[user]}\n" for user in STAGE_USERS),
         )
