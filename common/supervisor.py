@@ -285,7 +285,10 @@ async def _start_embedded_redis(
     data does not depend on them: the AOF holds no login).
     """
     if exposed:
-        (data_dir / PASSWORDS_FILE).unlink()
+        try:
+            (data_dir / PASSWORDS_FILE).unlink()
+        except OSError as exc:
+            raise ConfigError(f"{data_dir / PASSWORDS_FILE}: cannot replace it: {exc}") from None
         log.warning("%s was open to other users: made new passwords", data_dir / PASSWORDS_FILE)
         print("redis-server: the old passwords may have been read: new ones made", file=out)
     passwords = ensure_passwords(data_dir / PASSWORDS_FILE)
