@@ -116,10 +116,14 @@ def _start_up(cwd: Path, *args: str, **env: str) -> UpRun:
 def up_runs() -> Iterator[list[UpRun]]:
     runs: list[UpRun] = []
     yield runs
-    for run in runs:
+    for run in runs:  # SIGTERM first: tickpipe up then stops its redis-server and the mock too
         if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
+            run.proc.send_signal(signal.SIGTERM)
+            try:
+                run.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                run.proc.kill()
+                run.proc.wait()
 
 
 def _refused(call: Callable[[], object]) -> bool:
