@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.cli_ops import OPERATOR_COMMANDS, add_operator_commands, run_operator_command
-from common.errors import ConfigError
+from common.embedded import discover_redis_url, url_password
+from common.errors import ConfigError, RedisUnavailable
 from common.logs import setup_logging
-from common.redis_io import REDIS_DOWN, connect_redis
+from common.redis_io import connect_redis, redacted, redis_errors
 from common.settings import Settings, load_settings
 from common.status import read_streams, render_streams
 
@@ -84,29 +85,27 @@ def _parser() -> argparse.ArgumentParser:
     for name, module in TOOL_MODULES.items():
         sub.add_parser(name, help=f"run {module} (see its --help)", add_help=False)
     add_operator_commands(sub)
+    for name, command in sub.choices.items():  # `tickpipe up --env-file F` works too
+        if name not in EXEC_MODULES:
+            command.add_argument(
+                "--env-file", default=argparse.SUPPRESS, help="dotenv file to read (default: .env)"
+            )
     return parser
-
-
-def _resolve_redis_url(settings: Settings, data_dir: Path) -> str:
-    if settings.redis_url_set:
-        return settings.redis_url
-    marker = data_dir / "redis.url"
-    if marker.exists():
-        return marker.read_text().strip()
-    return settings.redis_url
 
 
 async def _streams(settings: Settings, url: str) -> int:
     redis = connect_redis(url)
     try:
-        streams = await read_streams(redis, settings)
-    except REDIS_DOWN as exc:
-        print(f"tickpipe streams: Redis unreachable at {url}: {exc}", file=sys.stderr)
+        async with redis_errors():
+            streams = await read_streams(redis, settings)
+    except RedisUnavailable as exc:
+        reason = exc.__cause__ or exc
+        print(f"tickpipe streams: Redis unreachable at {redacted(url)}: {reason}", file=sys.stderr)
         return 1
     finally:
         await redis.aclose()
     if not streams:
-        print(f"no streams under namespace {settings.namespace!r} at {url}")
+        print(f"no streams under namespace {settings.namespace!r} at {redacted(url)}")
         return 0
     print("\n".join(render_streams(streams)))
     return 0
@@ -153,15 +152,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tickpipe: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging("tickpipe", settings.instance, level="WARNING", secrets=settings.secrets())
+    try:
+        # The operator commands log in to a running embedded default as its operator user.
+        url = settings.redis_url if args.command == "up" else discover_redis_url(settings)
+    except ConfigError as exc:
+        print(f"tickpipe {args.command}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    secrets = [*settings.secrets(), *filter(None, [url_password(url)])]
+    setup_logging("tickpipe", settings.instance, level="WARNING", secrets=secrets)
     try:
         if args.command == "streams":
-            url = _resolve_redis_url(settings, Path(settings.data_dir))
             return asyncio.run(_streams(settings, url))
         if args.command == "up":
             return asyncio.run(_up(settings, args))
         if args.command in OPERATOR_COMMANDS:
-            url = _resolve_redis_url(settings, Path(settings.data_dir))
             return run_operator_command(settings, url, args)
     except ConfigError as exc:
         print(f"tickpipe {args.command}: {exc}", file=sys.stderr)

@@ -11,7 +11,9 @@ import signal
 import sys
 from pathlib import Path
 
-from common.errors import ConfigError
+import redis.asyncio as aioredis
+
+from common.errors import ConfigError, RedisUnavailable
 from common.frames import KINDS, read_kind
 from common.ops import (
     PARTITION_KINDS,
@@ -23,7 +25,7 @@ from common.ops import (
     set_kill_switch,
     tail,
 )
-from common.redis_io import REDIS_DOWN, connect_redis, redacted
+from common.redis_io import connect_redis, redacted, redis_errors
 from common.settings import Settings
 
 __all__ = ["OPERATOR_COMMANDS", "add_operator_commands", "run_operator_command"]
@@ -92,44 +94,11 @@ def _time(text: str | None) -> int | str | None:
 async def _run(settings: Settings, url: str, args: argparse.Namespace) -> int:
     redis = connect_redis(url)
     try:
-        if args.command == "tail":
-            streams = resolve_streams(settings, args.stream)
-            await tail(
-                redis, streams, sys.stdout, from_start=args.from_start, count=args.count,
-                on_ready=lambda: print(
-                    f"following {', '.join(streams)} (Ctrl-C stops)", file=sys.stderr, flush=True
-                ),
-            )  # fmt: skip
-        elif args.command in ("subscribe", "unsubscribe"):
-            symbols = _symbols(args.symbols)
-            for line in await change_subscription(redis, settings, args.command, symbols):
-                print(line)
-        elif args.command == "kill-switch":
-            on = await set_kill_switch(redis, settings, args.state)
-            print(f"kill switch for {settings.venue}: {'ON' if on else 'off'}")
-        elif args.command == "replay":
-            if not args.file.is_file():
-                raise ConfigError(f"{args.file} is not a file")
-            print(f"replaying {args.file} into {redacted(url)}", file=sys.stderr)
-            await replay_file(
-                redis, settings, read_recording(args.file), limit=args.limit,
-                conn=args.conn or f"replay-{args.file.name}",
-            )  # fmt: skip
-        elif args.command == "export":
-            symbol = args.symbol.upper() if args.symbol else None
-            print(f"reading {args.kind} ...", file=sys.stderr)
-            frame = await read_kind(
-                redis, settings, args.kind, symbol, _time(args.start), _time(args.end)
-            )
-            if args.format == "parquet":
-                frame.to_parquet(args.out)
-            else:
-                frame.to_csv(args.out)
-            print(f"wrote {len(frame):,} rows to {args.out}", file=sys.stderr)
-    except REDIS_DOWN as exc:
-        print(
-            f"tickpipe {args.command}: Redis unreachable at {redacted(url)}: {exc}", file=sys.stderr
-        )
+        async with redis_errors():  # a refused login or command: exit 2 with Redis' reason
+            await _command(settings, url, args, redis)
+    except RedisUnavailable as exc:
+        where, reason = redacted(url), exc.__cause__ or exc
+        print(f"tickpipe {args.command}: Redis unreachable at {where}: {reason}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"tickpipe {args.command}: {exc}", file=sys.stderr)
@@ -137,6 +106,46 @@ async def _run(settings: Settings, url: str, args: argparse.Namespace) -> int:
     finally:
         await redis.aclose()
     return 0
+
+
+async def _command(
+    settings: Settings, url: str, args: argparse.Namespace, redis: aioredis.Redis
+) -> None:
+    """Run one operator command on ``redis``."""
+    if args.command == "tail":
+        streams = resolve_streams(settings, args.stream)
+        await tail(
+            redis, streams, sys.stdout, from_start=args.from_start, count=args.count,
+            on_ready=lambda: print(
+                f"following {', '.join(streams)} (Ctrl-C stops)", file=sys.stderr, flush=True
+            ),
+        )  # fmt: skip
+    elif args.command in ("subscribe", "unsubscribe"):
+        symbols = _symbols(args.symbols)
+        for line in await change_subscription(redis, settings, args.command, symbols):
+            print(line)
+    elif args.command == "kill-switch":
+        on = await set_kill_switch(redis, settings, args.state)
+        print(f"kill switch for {settings.venue}: {'ON' if on else 'off'}")
+    elif args.command == "replay":
+        if not args.file.is_file():
+            raise ConfigError(f"{args.file} is not a file")
+        print(f"replaying {args.file} into {redacted(url)}", file=sys.stderr)
+        await replay_file(
+            redis, settings, read_recording(args.file), limit=args.limit,
+            conn=args.conn or f"replay-{args.file.name}",
+        )  # fmt: skip
+    elif args.command == "export":
+        symbol = args.symbol.upper() if args.symbol else None
+        print(f"reading {args.kind} ...", file=sys.stderr)
+        frame = await read_kind(
+            redis, settings, args.kind, symbol, _time(args.start), _time(args.end)
+        )
+        if args.format == "parquet":
+            frame.to_parquet(args.out)
+        else:
+            frame.to_csv(args.out)
+        print(f"wrote {len(frame):,} rows to {args.out}", file=sys.stderr)
 
 
 def run_operator_command(settings: Settings, url: str, args: argparse.Namespace) -> int:

@@ -1,18 +1,39 @@
-"""Set up JSON-lines logging with ``service`` and ``instance`` on every line and secrets masked."""
+"""Set up JSON-lines logging with ``service`` and ``instance`` on every line and secrets masked.
+
+Masking replaces each whole secret value with ``***``: every form it can take in a line (as is,
+escaped inside a JSON string, percent-encoded in a URL) is matched in one pass, longest first, so
+a secret that contains another is never left half shown. Matching is by value, not by word: a
+secret glued to other text (``%3DKEY``) is still masked. Settings refuse a secret shorter than
+``common.settings.MIN_SECRET_CHARS``, which could not be told from ordinary text.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import orjson
 
-__all__ = ["JsonFormatter", "setup_logging"]
+__all__ = ["JsonFormatter", "secret_pattern", "setup_logging"]
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    """Return a regex matching every form of every secret, longest first (``None``: no secret)."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if secret:
+            json_form = orjson.dumps(secret).decode()[1:-1]
+            forms.update((secret, json_form, quote(secret, safe=""), quote(secret)))
+    if not forms:
+        return None
+    return re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,7 +43,7 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.service = service
         self.instance = instance
-        self.secrets = [s for s in secrets if s]
+        self.secrets = secret_pattern(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -40,9 +61,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         line = orjson.dumps(out, default=str).decode()
-        for secret in self.secrets:
-            line = line.replace(secret, "***")
-        return line
+        return line if self.secrets is None else self.secrets.sub("***", line)
 
 
 def setup_logging(

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import shutil
 import socket
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import redis.asyncio as aioredis
 
 from common.errors import ConfigError
-from common.redis_io import REDIS_DOWN
+from common.privacy import PRIVATE_UMASK
+from common.redis_io import REDIS_DOWN, redacted
 
-__all__ = ["REDIS_INSTALL_HINT", "free_port", "start_redis_server", "wait_for_redis"]
+__all__ = [
+    "REDIS_INSTALL_HINT",
+    "check_port",
+    "free_port",
+    "listen_socket",
+    "start_redis_server",
+    "wait_for_redis",
+]
 
 REDIS_INSTALL_HINT = "install it with: sudo apt-get install -y redis-server"
 
@@ -26,6 +36,37 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def listen_socket(host: str, port: int, label: str) -> socket.socket:
+    """Bind and listen on ``host:port``; a taken port is a :class:`ConfigError` naming ``label``.
+
+    ``label`` is what the user set, e.g. ``TICKPIPE_DASHBOARD_PORT=8050`` or ``--port 8050``.
+    """
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{label}: not a port number (0 to 65535)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            problem = "is already in use by another program; choose another port"
+        elif exc.errno == errno.EACCES:
+            problem = "is not allowed (ports below 1024 need privileges); choose another port"
+        else:
+            problem = f"cannot be listened on: {exc.strerror or exc}"
+        raise ConfigError(f"{label}: {host}:{port} {problem}") from None
+    return sock
+
+
+def check_port(host: str, port: int, label: str) -> None:
+    """Raise :class:`ConfigError` naming ``label`` if ``host:port`` cannot be listened on now."""
+    if port:
+        listen_socket(host, port, label).close()
+
+
 def redis_server_binary() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -34,11 +75,17 @@ def redis_server_binary() -> str:
 
 
 async def start_redis_server(
-    data_dir: Path, *, port: int | None = None, appendonly: bool = True
-) -> tuple[asyncio.subprocess.Process, str]:
-    """Start ``redis-server`` on loopback with its data in ``data_dir``; return (process, url)."""
+    data_dir: Path, *, port: int | None = None, appendonly: bool = True,
+    aclfile: Path | None = None, login: tuple[str, str] | None = None,
+) -> tuple[asyncio.subprocess.Process, str]:  # fmt: skip
+    """Start ``redis-server`` on loopback with its data in ``data_dir``; return (process, url).
+
+    With ``aclfile`` the server loads its users from that file, and ``login`` (user, password)
+    is who checks that it answers. Passwords never go on the command line (``ps`` shows it to
+    every user). The server runs under umask 077: its AOF, RDB and log are private.
+    """
     binary = redis_server_binary()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     port = port or free_port()
     args = [
         binary,
@@ -52,12 +99,19 @@ async def start_redis_server(
         "--daemonize", "no",
         "--logfile", "redis.log",
     ]  # fmt: skip
+    if aclfile is not None:
+        args += ["--aclfile", str(aclfile.resolve())]
     proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-    )
+        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        umask=PRIVATE_UMASK,
+    )  # fmt: skip
     url = f"redis://127.0.0.1:{port}/0"
+    check = url
+    if login is not None:
+        user, password = (quote(part, safe="") for part in login)
+        check = f"redis://{user}:{password}@127.0.0.1:{port}/0"
     try:
-        await wait_for_redis(url, timeout_s=15, proc=proc)
+        await wait_for_redis(check, timeout_s=15, proc=proc)
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
@@ -84,7 +138,9 @@ async def wait_for_redis(
                 if "loading" not in str(exc).lower():
                     raise
             if time.monotonic() > deadline:
-                raise ConfigError(f"Redis at {url} did not answer within {timeout_s:.0f} s")
+                raise ConfigError(
+                    f"Redis at {redacted(url)} did not answer within {timeout_s:.0f} s"
+                )
             await asyncio.sleep(0.05)
     finally:
         await client.aclose()

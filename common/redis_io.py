@@ -12,15 +12,18 @@
   stage's transactions stay on one slot.
 
 User and password (Redis ACL) go in the URL's user-info part; :func:`redacted` shows a URL with
-the password replaced by ``***``.
+the password replaced by ``***``. :func:`check_redis_url` checks every part (scheme, host, port
+1-65535, the ``/db`` number, each query parameter and its value, no parameter twice) and raises
+:class:`ConfigError` naming the part, so a typo never falls back to a default silently.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, TypeVar, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
@@ -56,6 +59,8 @@ _PASS_THROUGH = {"db", "socket_timeout", "socket_connect_timeout", "health_check
 _CERT_REQS = {"none", "optional", "required"}
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
+#: A host name or an IP address (IPv6 without its brackets, maybe with a %zone).
+_HOST = re.compile(r"[A-Za-z0-9._%:-]+")
 
 
 def redacted(url: str) -> str:
@@ -75,41 +80,104 @@ def is_cluster_url(url: str) -> bool:
     return parts.scheme.endswith("+cluster") or query.get("cluster", "").lower() in _TRUE
 
 
+def _fail(problem: str) -> ConfigError:
+    return ConfigError(f"REDIS_URL: {problem}")
+
+
+def _number(key: str, value: str, *, minimum: float, integer: bool = False) -> float:
+    """Parse a query parameter's number, or raise naming the parameter."""
+    try:
+        number = int(value) if integer else float(value)
+    except ValueError:
+        number = float("nan")
+    if not number >= minimum or number == float("inf"):
+        kind = "whole number" if integer else "number"
+        raise _fail(f"{key}={value!r} must be a {kind} >= {minimum:g}")
+    return number
+
+
+def _check_address(parts: SplitResult, base_scheme: str, cluster: bool) -> int | None:
+    """Check host, port and the ``/db`` path; return the db the path names (or ``None``)."""
+    if base_scheme == "unix":
+        if not parts.path or parts.path == "/":
+            raise _fail("give the socket path, e.g. unix:///run/redis/redis.sock")
+        return None
+    host = parts.hostname
+    if not host or not _HOST.fullmatch(host):
+        shown = parts.netloc.rpartition("@")[2]
+        raise _fail(f"no usable host in {shown!r}, e.g. redis://127.0.0.1:6379/0")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        text = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+        raise _fail(f"port {text!r} must be a number from 1 to 65535")
+    path = parts.path.removeprefix("/")
+    if not path:
+        return None
+    if not (path.isascii() and path.isdigit()):
+        raise _fail(f"database {path!r} after the port must be a whole number, e.g. /0")
+    if cluster and int(path) != 0:
+        raise _fail(f"a Redis Cluster has only database 0, not /{path}")
+    return int(path)
+
+
 def _options(url: str) -> tuple[str, dict[str, Any], bool]:
-    """Split ``url`` into a plain redis-py URL, TLS keyword arguments and the cluster flag."""
+    """Split ``url`` into a plain redis-py URL, TLS keyword arguments and the cluster flag.
+
+    Every part is checked here, so a typo is one clear :class:`ConfigError` naming the part
+    instead of a silent default (``/abc`` read as database 0) or a traceback later.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme
-    if scheme not in SCHEMES:
-        raise ConfigError(
-            f"REDIS_URL {redacted(url)!r}: scheme must be one of "
-            + ", ".join(f"{s}://" for s in SCHEMES)
-        )
+    if scheme not in SCHEMES or not url.startswith(f"{scheme}://"):
+        raise _fail("scheme must be one of " + ", ".join(f"{s}://" for s in SCHEMES))
+    if parts.fragment or url.endswith("#"):
+        raise _fail("a #fragment has no meaning in a Redis URL; remove it")
     cluster = scheme.endswith("+cluster")
     base_scheme = scheme.removesuffix("+cluster")
     kwargs: dict[str, Any] = {}
     keep: list[tuple[str, str]] = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    repeated = sorted({k for k, _ in pairs if [k2 for k2, _ in pairs].count(k) > 1})
+    if repeated:
+        raise _fail(f"parameter {repeated[0]!r} is given more than once")
+    query = dict(pairs)
+    if query.get("cluster", "").lower() in _TRUE:
+        cluster = True
+    path_db = _check_address(parts, base_scheme, cluster)
+    for key, value in pairs:
         if key in _BOOL_PARAMS:
             if value.lower() not in _TRUE | _FALSE:
-                raise ConfigError(f"REDIS_URL: {key}={value!r} must be yes or no")
-            flag = value.lower() in _TRUE
-            if key == "cluster":
-                cluster = cluster or flag
-            else:
-                kwargs[key] = flag
+                raise _fail(f"{key}={value!r} must be yes or no")
+            if key != "cluster":
+                kwargs[key] = value.lower() in _TRUE
         elif key in _TLS_PARAMS:
             if key == "ssl_cert_reqs" and value not in _CERT_REQS:
-                raise ConfigError(f"REDIS_URL: ssl_cert_reqs must be one of {sorted(_CERT_REQS)}")
+                raise _fail(f"ssl_cert_reqs must be one of {sorted(_CERT_REQS)}")
+            if not value:
+                raise _fail(f"{key} is empty; give a file path")
             kwargs[key] = value
         elif key in _PASS_THROUGH:
+            if key == "db":
+                db = _number(key, value, minimum=0, integer=True)
+                if path_db is not None and path_db != db:
+                    raise _fail(f"db={value} disagrees with the database /{path_db} in the path")
+                if cluster and db != 0:
+                    raise _fail(f"a Redis Cluster has only database 0, not db={value}")
+            elif key == "health_check_interval":
+                _number(key, value, minimum=0)
+            else:  # socket timeouts: a positive number of seconds
+                _number(key, value, minimum=1e-9)
             keep.append((key, value))
         else:
             known = sorted(_TLS_PARAMS | _BOOL_PARAMS | _PASS_THROUGH)
-            raise ConfigError(f"REDIS_URL: unknown parameter {key!r}; known: {', '.join(known)}")
+            raise _fail(f"unknown parameter {key!r}; known: {', '.join(known)}")
     if (set(kwargs) & (_TLS_PARAMS | {"ssl_check_hostname"})) and base_scheme != "rediss":
-        raise ConfigError("REDIS_URL: ssl_* parameters need the rediss:// scheme (TLS)")
+        raise _fail("ssl_* parameters need the rediss:// scheme (TLS)")
     if cluster and base_scheme == "unix":
-        raise ConfigError("REDIS_URL: a Redis Cluster is reached over TCP, not a unix socket")
+        raise _fail("a Redis Cluster is reached over TCP, not a unix socket")
     plain = urlunsplit(parts._replace(scheme=base_scheme, query=urlencode(keep)))
     return plain, kwargs, cluster
 

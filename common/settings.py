@@ -2,14 +2,19 @@
 
 Only ``__main__`` modules call :func:`load_settings`; everything else receives a frozen
 :class:`Settings`. Every variable that starts with ``TICKPIPE_``, and every key written in ``.env``,
-must be a known setting: a typo is an error that names the key and the closest known one.
-Secrets are wrapped in :class:`Secret`, whose ``repr`` and ``str`` never show the value.
+must be a known setting: a typo is an error that names the key and the closest known one. A line of
+``.env`` that does not parse (an unterminated quote, no ``=``) or a file that is not UTF-8 is an
+error naming the file and the line. Secrets are wrapped in :class:`Secret`, whose ``repr`` and
+``str`` never show the value; one shorter than :data:`MIN_SECRET_CHARS` is refused, since masking
+it in logs would either miss it or mangle ordinary text.
 """
 
 from __future__ import annotations
 
 import difflib
+import io
 import os
+import re
 import socket
 import stat
 from collections.abc import Mapping
@@ -19,13 +24,17 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import Binding, parse_stream
 
 from common.errors import ConfigError
 from common.names import Keys, Partition, partitions_for
 
-__all__ = ["KNOWN_KEYS", "Secret", "Settings", "load_settings"]
+__all__ = ["KNOWN_KEYS", "MIN_SECRET_CHARS", "Secret", "Settings", "load_settings"]
 
 PREFIX = "TICKPIPE_"
+
+#: Shortest secret accepted: anything shorter cannot be masked in logs without false matches.
+MIN_SECRET_CHARS = 8
 
 
 class Secret:
@@ -224,6 +233,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _port(minimum: int):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> int:
+        value = int(text)
+        if not minimum <= value <= 65535:
+            raise ValueError(f"must be a port number from {minimum} to 65535")
+        return value
+
+    return parse
+
+
 def _empty_bars(text: str) -> str:
     policy = text.strip().lower()
     if policy not in {"skip", "carry"}:
@@ -338,9 +357,9 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_MAX_ORDERS_IN_FLIGHT": ("max_orders_in_flight", _positive_int),
     "TICKPIPE_ORDER_TYPE": ("order_type", _order_type),
     "TICKPIPE_BINANCE_KEY_TYPE": ("binance_key_type", _key_type),
-    "TICKPIPE_DASHBOARD_PORT": ("dashboard_port", _positive_int),
+    "TICKPIPE_DASHBOARD_PORT": ("dashboard_port", _port(1)),
     "TICKPIPE_DASHBOARD_TOKEN": ("dashboard_token", Secret),
-    "TICKPIPE_METRICS_PORT": ("metrics_port", _non_negative_int),
+    "TICKPIPE_METRICS_PORT": ("metrics_port", _port(0)),
     "TICKPIPE_BINANCE_CONN_LIFETIME_S": ("binance_conn_lifetime_s", _positive_float),
     "TICKPIPE_INGESTOR_STALE_MAX_S": ("ingestor_stale_max_s", _positive_float),
     "TICKPIPE_INGESTOR_JOURNAL_MAX_MB": ("ingestor_journal_max_mb", _non_negative_int),
@@ -370,7 +389,7 @@ def load_settings(
     merged: dict[str, str] = {}
     if dotenv_path is not None and Path(dotenv_path).is_file():
         path = Path(dotenv_path)
-        file_values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+        file_values = read_dotenv(path)
         unknown = [k for k in file_values if k not in KNOWN_KEYS]
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {_unknown(unknown)}")
@@ -395,6 +414,7 @@ def load_settings(
             values[name] = parse(text)  # type: ignore[operator]
         except ValueError as exc:
             raise ConfigError(f"{key}={_shown(key, text)}: {exc}") from None
+    _check_secret_lengths(merged)
     if "redis_url" in values:
         values["redis_url_set"] = True
     venue = values.get("venue", "binance")
@@ -411,6 +431,70 @@ def load_settings(
             f"TICKPIPE_THRESHOLDS names {unknown_levels} which are not in TICKPIPE_SYMBOLS"
         )
     return settings
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Return the settings written in the dotenv file ``path``.
+
+    Raises :class:`ConfigError` naming the file and line for text that is not UTF-8 and for a
+    line python-dotenv would skip with only a warning (an unterminated quote, no ``=``, no name).
+    Values are never shown in the message: the line may hold a secret.
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8"
+        ) from None
+    for binding in parse_stream(io.StringIO(text)):
+        problem = _dotenv_problem(binding)
+        if problem is not None:
+            original = binding.original.string
+            blank = original[: len(original) - len(original.lstrip())].count("\n")
+            raise ConfigError(f"{path}:{binding.original.line + blank}: {problem}")
+    values = dotenv_values(stream=io.StringIO(text))
+    return {k: v for k, v in values.items() if v is not None}
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _dotenv_problem(binding: Binding) -> str | None:
+    """Say what is wrong with one parsed dotenv line, or ``None`` when it is fine."""
+    if not binding.error:
+        if binding.key is not None and binding.value is None:
+            return f"{binding.key} has no '=' (write {binding.key}=VALUE)"
+        return None
+    line = binding.original.string.strip().split("\n", 1)[0].removeprefix("export ").strip()
+    name, sep, value = line.partition("=")
+    name = name.strip()
+    if not sep:
+        return "no '=' on this line (write NAME=VALUE)"
+    if not name:
+        return "no name before '=' (write NAME=VALUE)"
+    if not _NAME.fullmatch(name):
+        return f"{name[:40]!r} is not a valid name (letters, digits and _)"
+    if value.strip()[:1] in ("'", '"'):
+        return f"unterminated quote in the value of {name} (close it on the same line)"
+    return f"cannot parse the value of {name} (write {name}=VALUE, quoted if it has spaces)"
+
+
+def _check_secret_lengths(merged: Mapping[str, str]) -> None:
+    """Refuse a secret too short to mask in logs (the value is never shown)."""
+    for key in _secret_keys():
+        if 0 < len(merged.get(key, "")) < MIN_SECRET_CHARS:
+            raise ConfigError(
+                f"{key}: too short to keep out of logs; a secret needs at least "
+                f"{MIN_SECRET_CHARS} characters"
+            )
+    password = urlsplit(merged.get("REDIS_URL", "")).password
+    if password and len(unquote(password)) < MIN_SECRET_CHARS:
+        raise ConfigError(
+            f"REDIS_URL: the password is too short to keep out of logs; use at least "
+            f"{MIN_SECRET_CHARS} characters"
+        )
 
 
 def _secret_keys() -> list[str]:

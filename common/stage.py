@@ -2,7 +2,10 @@
 
 Each stage's ``__main__`` calls :func:`stage_main` with its ``run(settings, stop)`` coroutine.
 SIGTERM or SIGINT sets ``stop`` (finish the current batch, then return); a second signal cancels the
-run at once. Exit codes: 0 clean stop, 1 failure, 2 bad configuration.
+run at once. Exit codes: 0 clean stop, 1 failure, 2 bad configuration. Every stage runs under
+umask 077: the files it writes (the ingestor's spill journal) are private to its user.
+``--check`` without ``REDIS_URL`` reads a running embedded default (``tickpipe up``) as its
+operator user.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
+from common.embedded import discover_redis_url
 from common.errors import ConfigError, TickpipeError
 from common.health import read_health
 from common.logs import setup_logging
+from common.privacy import PRIVATE_UMASK
+from common.procs import check_port
 from common.redis_io import REDIS_DOWN, connect_redis, preflight_redis, redacted
 from common.settings import Settings, load_settings
 
@@ -50,11 +57,12 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 async def _check(settings: Settings, service: str) -> int:
-    redis = connect_redis(settings.redis_url)
+    url = discover_redis_url(settings)
+    redis = connect_redis(url)
     try:
         records = await read_health(redis, settings.keys, service)
     except REDIS_DOWN as exc:
-        where = redacted(settings.redis_url)
+        where = redacted(url)
         print(f"{service}: Redis unreachable at {where}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
@@ -78,7 +86,10 @@ def install_event_loop() -> None:
 
 
 async def _run_with_signals(run: RunFn, settings: Settings) -> None:
-    # A wrong password is the user's mistake: say so once, instead of retrying forever.
+    # A taken metrics port or a wrong password is the user's mistake: say so once (exit 2),
+    # instead of running without metrics or retrying forever.
+    port = settings.metrics_port
+    check_port("127.0.0.1", port, f"TICKPIPE_METRICS_PORT={port}")
     await preflight_redis(settings.redis_url)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -116,9 +127,14 @@ def stage_main(
     except ConfigError as exc:
         print(f"tickpipe {service}: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    os.umask(PRIVATE_UMASK)
     setup_logging(service, settings.instance, level=settings.log_level, secrets=settings.secrets())
     if args.check:
-        return asyncio.run(_check(settings, service))
+        try:
+            return asyncio.run(_check(settings, service))
+        except ConfigError as exc:
+            print(f"tickpipe {service}: configuration error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     install_event_loop()
     # What import and set-up made lives as long as the process: keep it out of the collector's
     # scans, or each full collection stalls the event loop (15-25 ms in the ingestor and the

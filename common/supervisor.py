@@ -1,10 +1,14 @@
 """Run the whole pipeline locally: redis-server, mock exchange and every stage as processes.
 
-``tickpipe up`` starts a private ``redis-server`` under ``.tickpipe/`` when ``REDIS_URL`` is unset,
-the mock exchange when no venue URL is configured, then the ingestor, processor member(s),
-trader and dashboard. With ``TICKPIPE_METRICS_PORT`` set, stage N serves ``/metrics`` on that
-port plus N. A stage that crashes is restarted with backoff; a stage that exits with code 2 (bad
-configuration) stops everything with its message. A status line per stage shows what moves.
+``tickpipe up`` starts a private ``redis-server`` under ``.tickpipe/`` when ``REDIS_URL`` is unset
+(the embedded default: one ACL user per stage plus ``operator``, no anonymous access, passwords
+kept in the data directory; see :mod:`common.embedded`), the mock exchange when no venue URL is
+configured, then the ingestor, processor member(s), trader and dashboard, each logged in as its
+own user. Everything runs under umask 077 and the data directory is checked at start: what is
+open to other users is made private, with a warning. With ``TICKPIPE_METRICS_PORT`` set, stage N
+serves ``/metrics`` on that port plus N. A stage that crashes is restarted with backoff; a stage
+that exits with code 2 (bad configuration) is never restarted: everything stops and its own
+message is printed. A status line per stage shows what moves.
 """
 
 from __future__ import annotations
@@ -24,13 +28,23 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from common.backoff import Backoff
+from common.embedded import (
+    ACL_FILE,
+    PASSWORDS_FILE,
+    URL_FILE,
+    ensure_passwords,
+    user_url,
+    write_acl,
+)
 from common.errors import ConfigError
+from common.privacy import PRIVATE_UMASK, make_private, write_private
 from common.procs import start_redis_server, wait_for_redis
 from common.redis_io import REDIS_DOWN, connect_redis, redacted
 from common.settings import Settings
 from common.status import StatusSnapshot, read_status, render_status
+from deploy.acl import OPERATOR
 
-__all__ = ["StageSpec", "Supervisor", "UpOptions", "run_up"]
+__all__ = ["StageSpec", "Supervisor", "UpOptions", "config_error_in", "run_up"]
 
 log = logging.getLogger("tickpipe.up")
 
@@ -61,6 +75,8 @@ class StageSpec:
     name: str
     argv: list[str]
     env: dict[str, str]
+    #: the embedded Redis user it logs in as
+    user: str = ""
     restarts: int = 0
     exit_codes: list[int] = field(default_factory=list)
     proc: asyncio.subprocess.Process | None = None
@@ -96,11 +112,9 @@ class Supervisor:
             stage.exit_codes.append(code)
             if stop.is_set() or self.stopping:
                 return
-            if code == EXIT_CONFIG:
-                self.fatal = (
-                    f"{stage.name} stopped with a configuration error; "
-                    f"see {self.log_dir / (stage.name + '.log')}"
-                )
+            if code == EXIT_CONFIG:  # the user's to fix: restarting cannot help
+                logfile = self.log_dir / f"{stage.name}.log"
+                self.fatal = f"{stage.name}: {config_error_in(logfile)} (log: {logfile})"
                 stop.set()
                 return
             stage.backoff.connection_ended(time.monotonic() - stage.started_at)
@@ -125,6 +139,27 @@ class Supervisor:
                     with contextlib.suppress(ProcessLookupError):
                         proc.kill()
             await asyncio.gather(*(p.wait() for p in running))
+
+
+def config_error_in(logfile: Path) -> str:
+    """Return the last configuration error a stage wrote to ``logfile`` (plain or JSON line)."""
+    try:
+        with open(logfile, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        if "configuration error" not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        text = str(record.get("msg", "")) if isinstance(record, dict) else line
+        if "configuration error" in text:
+            return text[text.index("configuration error") :]
+    return "configuration error (no message in its log)"
 
 
 def _stage_env(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
@@ -161,7 +196,14 @@ async def _start_mock(
     deadline = time.monotonic() + 15
     while not ready.exists():
         if proc.returncode is not None or time.monotonic() > deadline:
-            raise ConfigError(f"the mock exchange did not start; see {log_dir / 'mock_ws.log'}")
+            mock_log = log_dir / "mock_ws.log"
+            if proc.returncode == EXIT_CONFIG:
+                reason = config_error_in(mock_log)
+            elif proc.returncode is not None:
+                reason = f"it exited with code {proc.returncode}"
+            else:
+                reason = "it did not report its ports within 15 s"
+            raise ConfigError(f"the mock exchange did not start: {reason} (log: {mock_log})")
         await asyncio.sleep(0.05)
     ports = {k: int(v) for k, v in json.loads(ready.read_text()).items() if k.endswith("_port")}
     return proc, ports
@@ -222,6 +264,48 @@ async def _mock_extra(
     return urls
 
 
+def _open_to_others(path: Path) -> bool:
+    try:
+        return bool(path.lstat().st_mode & 0o077)
+    except FileNotFoundError:
+        return False
+
+
+def _spec(name: str, stage: str) -> StageSpec:
+    """A stage's process: ``python -m <stage>``, logged in as the stage's own Redis user."""
+    return StageSpec(name, [sys.executable, "-m", stage], {}, user=stage)
+
+
+async def _start_embedded_redis(
+    settings: Settings, data_dir: Path, out: TextIO, *, exposed: bool
+) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    """Start redis-server with a user per stage and the operator; return (process, their URLs).
+
+    ``exposed``: the passwords file was readable by other users, so new passwords are made (the
+    data does not depend on them: the AOF holds no login).
+    """
+    if exposed:
+        try:
+            (data_dir / PASSWORDS_FILE).unlink()
+        except OSError as exc:
+            raise ConfigError(f"{data_dir / PASSWORDS_FILE}: cannot replace it: {exc}") from None
+        log.warning("%s was open to other users: made new passwords", data_dir / PASSWORDS_FILE)
+        print("redis-server: the old passwords may have been read: new ones made", file=out)
+    passwords = ensure_passwords(data_dir / PASSWORDS_FILE)
+    aclfile = data_dir / ACL_FILE
+    write_acl(aclfile, settings.namespace, passwords)
+    proc, url = await start_redis_server(
+        data_dir / "redis", aclfile=aclfile, login=(OPERATOR, passwords[OPERATOR])
+    )
+    write_private(data_dir / URL_FILE, url + "\n")
+    print(
+        f"redis-server: {url} (a user per stage, no anonymous access; passwords in "
+        f"{data_dir / PASSWORDS_FILE}; data in {data_dir / 'redis'})",
+        file=out,
+    )
+    return proc, {user: user_url(url, user, pw) for user, pw in passwords.items()}
+
+
 async def run_up(
     settings: Settings,
     options: UpOptions,
@@ -231,35 +315,62 @@ async def run_up(
     on_status: Callable[[StatusSnapshot], None] | None = None,
 ) -> int:
     """Bring the pipeline up and keep it up until ``stop`` or ``options.duration_s``."""
-    out = out or sys.stdout
+    old_umask = os.umask(PRIVATE_UMASK)  # for this process and every process it starts
+    try:
+        return await _run_up(settings, options, stop, out or sys.stdout, on_status)
+    finally:
+        os.umask(old_umask)
+
+
+async def _run_up(
+    settings: Settings,
+    options: UpOptions,
+    stop: asyncio.Event,
+    out: TextIO,
+    on_status: Callable[[StatusSnapshot], None] | None,
+) -> int:
     data_dir = options.data_dir
     log_dir = data_dir / "logs"
     env = dict(os.environ)
     helpers: list[asyncio.subprocess.Process] = []
     redis_url = settings.redis_url
+    user_urls: dict[str, str] = {}
+    exposed = _open_to_others(data_dir / PASSWORDS_FILE)
+    try:
+        fixed = make_private(data_dir)
+    except OSError as exc:
+        raise ConfigError(f"data directory {data_dir}: {exc.strerror or exc}") from None
+    for warning in fixed:
+        log.warning(warning)
+    if fixed:
+        print(f"data directory: made {len(fixed)} path(s) private (see the warnings)", file=out)
     try:
         if not settings.redis_url_set:
-            redis_proc, redis_url = await start_redis_server(data_dir / "redis")
+            redis_proc, user_urls = await _start_embedded_redis(
+                settings, data_dir, out, exposed=exposed
+            )
             helpers.append(redis_proc)
-            (data_dir / "redis.url").write_text(redis_url + "\n")
-            print(f"redis-server: {redis_url} (data in {data_dir / 'redis'})", file=out)
+            redis_url = user_urls[OPERATOR]  # what the status lines read with
         else:
             await wait_for_redis(redis_url, timeout_s=10)
-        extra = {"REDIS_URL": redis_url, "TICKPIPE_NAMESPACE": settings.namespace}
+        extra = {"TICKPIPE_NAMESPACE": settings.namespace, "TICKPIPE_DATA_DIR": str(data_dir)}
         start_mock = options.mock
         if start_mock is None:
             start_mock = not any(k in env for k in _VENUE_URL_KEYS[settings.venue])
         if start_mock:
             extra.update(await _mock_extra(options, settings, env, extra, log_dir, helpers, out))
-        stages = [StageSpec("ingestor", [sys.executable, "-m", "ingestor"], {})]
-        for n in range(options.processors):
-            stages.append(StageSpec(f"processor-{n + 1}", [sys.executable, "-m", "processor"], {}))
-        stages.append(StageSpec("trader", [sys.executable, "-m", "trader"], {}))
+        stages = [_spec("ingestor", "ingestor")]
+        stages += [_spec(f"processor-{n + 1}", "processor") for n in range(options.processors)]
+        stages.append(_spec("trader", "trader"))
         if options.dashboard:
-            stages.append(StageSpec("dashboard", [sys.executable, "-m", "dashboard"], {}))
+            stages.append(_spec("dashboard", "dashboard"))
         for n, stage in enumerate(stages):
             stage.argv += ["--env-file", options.env_file]
-            own = {**extra, "TICKPIPE_INSTANCE": f"up-{stage.name}"}
+            own = {
+                **extra,
+                "REDIS_URL": user_urls.get(stage.user, redis_url),
+                "TICKPIPE_INSTANCE": f"up-{stage.name}",
+            }
             if settings.metrics_port:
                 own["TICKPIPE_METRICS_PORT"] = str(settings.metrics_port + n)
                 print(f"metrics: {stage.name} http://127.0.0.1:{settings.metrics_port + n}/metrics",
@@ -288,7 +399,7 @@ async def run_up(
         return 0
     finally:
         if not settings.redis_url_set:
-            (data_dir / "redis.url").unlink(missing_ok=True)
+            (data_dir / URL_FILE).unlink(missing_ok=True)
         for proc in reversed(helpers):
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):

@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 from dash.exceptions import PreventUpdate
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from common.errors import TickpipeError
 from common.health import HealthReporter
+from common.procs import listen_socket
 from common.redis_io import REDIS_DOWN, connect_redis
 from common.settings import Settings
 from dashboard.app import build_app
@@ -30,7 +30,7 @@ class DashboardServer:
 
     def __init__(
         self, settings: Settings, redis: aioredis.Redis, loop: asyncio.AbstractEventLoop,
-        *, host: str, port: int, refresh_ms: int = 1000,
+        *, host: str, port: int, refresh_ms: int = 1000, port_label: str | None = None,
     ) -> None:  # fmt: skip
         self.redis = redis
         self.loop = loop
@@ -38,12 +38,14 @@ class DashboardServer:
         self.read_errors = 0
         token = settings.dashboard_token.reveal()
         self.app = build_app(settings, self.call, token=token, refresh_ms=refresh_ms)
-        try:
-            self.server: BaseWSGIServer = make_server(host, port, self.app.server, threaded=True)
-        except (OSError, SystemExit) as exc:  # werkzeug exits when the port is taken
-            raise TickpipeError(f"dashboard cannot listen on {host}:{port}") from exc
+        # Bind here: werkzeug prints to stderr and exits when the port is taken. A taken port is
+        # the user's to fix (exit code 2), never a crash to restart.
+        with listen_socket(host, port, port_label or f"--port {port}") as sock:
+            self.server: BaseWSGIServer = make_server(
+                host, port, self.app.server, threaded=True, fd=sock.fileno()
+            )
         self.host = host
-        self.port = int(self.server.server_port)
+        self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, name="dashboard-http")
 
     @property
@@ -87,10 +89,13 @@ async def run(
     own = redis is None
     redis = redis or connect_redis(settings.redis_url)
     loop = asyncio.get_running_loop()
+    if port is None:
+        port, label = settings.dashboard_port, f"TICKPIPE_DASHBOARD_PORT={settings.dashboard_port}"
+    else:
+        label = f"--port {port}"
     server = DashboardServer(
-        settings, redis, loop, host=host,
-        port=settings.dashboard_port if port is None else port, refresh_ms=refresh_ms,
-    )  # fmt: skip
+        settings, redis, loop, host=host, port=port, refresh_ms=refresh_ms, port_label=label
+    )
     health = HealthReporter(
         redis, settings.keys, SERVICE, settings.instance,
         interval_s=settings.health_interval_s, stats=server.stats,

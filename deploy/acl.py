@@ -12,15 +12,26 @@ selectors give a stage different commands on different key patterns):
 * ``processor`` and ``trader`` may also *read* (never write) any key of the namespace: the trader
   reads trades for mark prices and the private stream to notice reconnects.
 * ``dashboard``: read-only on the whole namespace (``tickpipe streams`` works under it too).
-* ``default`` is switched off.
+* ``operator`` (the ``tickpipe`` operator commands, not a stage): reads the whole namespace, sets
+  and clears the kill switch, appends control entries (subscribe / unsubscribe) and raw frames
+  (``tickpipe replay``); it cannot write signals, intents, orders or positions.
+* ``default``: nobody can log in as it. It gets a random password that is never written down
+  (only its hash is in the file), so an anonymous connection gets ``NOAUTH`` and ``AUTH default``
+  always fails. It is not switched ``off`` because Redis (7.0 to 7.4 at least) replays the AOF
+  as ``default`` and re-checks the ACL at every ``EXEC``: with ``default off`` each transaction
+  in the AOF (every processor commit, every trader intent: Lua scripts are logged as
+  ``MULTI``/``EXEC``) is dropped at the next start without an error (redis/redis#14541).
+
+``tickpipe up`` loads the same rules into the redis-server it starts (the embedded default), so
+the embedded default, compose and a Redis Cluster all run under one set of users.
 
 Passwords are stored as SHA-256 hashes (``#...``), so the ACL file holds no secret. Usage::
 
     python -m deploy.acl --namespace tp --out deploy/users.acl --env-dir deploy/env \\
         --redis-host redis:6379
 
-writes ``users.acl`` and, per stage, ``<stage>.env`` (mode 600) holding ``REDIS_URL`` with that
-stage's user and a fresh random password, plus ``compose.env`` (``INGESTOR_REDIS_URL=``... for
+writes ``users.acl`` and, per user, ``<user>.env`` (mode 600) holding ``REDIS_URL`` with that
+user and a fresh random password, plus ``compose.env`` (``INGESTOR_REDIS_URL=``... for
 ``deploy/compose.acl.yml``). Start Redis with ``--aclfile users.acl``.
 """
 
@@ -36,11 +47,16 @@ from pathlib import Path
 from urllib.parse import quote
 
 from common.names import Keys
+from common.privacy import write_private
 
-__all__ = ["STAGE_USERS", "acl_rules", "main", "render_acl", "stage_url"]
+__all__ = ["OPERATOR", "STAGE_USERS", "USERS", "acl_rules", "main", "render_acl", "stage_url"]
 
 #: Redis users, one per stage, in the order they are written.
 STAGE_USERS = ("ingestor", "processor", "trader", "dashboard")
+#: The user of the operator commands (kill switch, subscribe, replay, streams, tail, export).
+OPERATOR = "operator"
+#: Every user the ACL file holds.
+USERS = (*STAGE_USERS, OPERATOR)
 
 #: Commands every user needs to connect, fence transactions and find cluster nodes.
 _BASE = (
@@ -97,17 +113,28 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
     trader = (
         f"{head} ~{_health(keys, 'trader')} "
         f"{p('intent:*', 'positions', 'working-orders')} {p('kill-switch', prefix='%R~')} "
+        f"{p('trader-lease')} "  # its fenced lease, like the processor's
         f"({p('orders')} {_APPEND}) "
         f"({p('signals', 'order-updates')} {_CONSUME}) "
         # the intent script: its declared keys must sit in the selector that allows it
-        f"({p('intent:*', 'orders', 'working-orders')} +evalsha +eval +script|load) {read_all}"
+        f"({p('intent:*', 'orders', 'working-orders', 'positions', 'trader-lease')} "
+        f"+evalsha +eval +script|load) {read_all}"
     )
     dashboard = (
         f"resetkeys resetchannels -@all +@read -@dangerous {_BASE} +xinfo +type +ttl +pttl "
         f"%R~{ns}:* "
         f"(~{_health(keys, 'dashboard')} {_STATE})"
     )
-    return {"ingestor": ingestor, "processor": processor, "trader": trader, "dashboard": dashboard}
+    operator = (
+        f"resetkeys resetchannels -@all +@read -@dangerous {_BASE} +xinfo +type +ttl +pttl "
+        f"%R~{ns}:* "
+        f"({p('kill-switch')} +set +del +exists +get) "
+        f"({p('control', 'raw')} +xadd)"
+    )
+    return {
+        "ingestor": ingestor, "processor": processor, "trader": trader, "dashboard": dashboard,
+        OPERATOR: operator,
+    }  # fmt: skip
 
 
 def _password_hash(password: str) -> str:
@@ -115,13 +142,15 @@ def _password_hash(password: str) -> str:
 
 
 def render_acl(namespace: str, passwords: Mapping[str, str]) -> str:
-    """Return an ACL file (``aclfile`` format) with a user per stage and ``default`` off."""
+    """Return an ACL file (``aclfile`` format): a user per stage, ``operator``, and a ``default``
+    user nobody can log in as (see the module docstring for why it is not ``off``)."""
     rules = acl_rules(namespace)
-    missing = [u for u in STAGE_USERS if not passwords.get(u)]
+    missing = [u for u in USERS if not passwords.get(u)]
     if missing:
         raise ValueError(f"no password for user(s) {missing}")
-    lines = ["user default off resetkeys resetchannels -@all nopass"]
-    for user in STAGE_USERS:
+    unknowable = _password_hash(secrets.token_urlsafe(32))  # never stored, never shown
+    lines = [f"user default on #{unknowable} ~* &* +@all"]
+    for user in USERS:
         lines.append(f"user {user} on #{_password_hash(passwords[user])} {rules[user]}")
     return "\n".join(lines) + "\n"
 
@@ -131,13 +160,6 @@ def stage_url(user: str, password: str, host: str = "127.0.0.1:6379", *, scheme:
     """Return the ``REDIS_URL`` a stage uses to log in as ``user``."""
     tail = "" if scheme.endswith("+cluster") else f"/{db}"
     return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}{tail}"
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    path.chmod(0o600)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"deploy.acl: {exc}", file=sys.stderr)
         return 2
-    passwords = {user: secrets.token_urlsafe(24) for user in STAGE_USERS}
+    passwords = {user: secrets.token_urlsafe(24) for user in USERS}
     text = render_acl(args.namespace, passwords)
     if args.out is None:
         sys.stdout.write(text)
@@ -171,11 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             u: stage_url(u, pw, args.redis_host, scheme=args.scheme) for u, pw in passwords.items()
         }
         for user, url in urls.items():
-            _write_private(args.env_dir / f"{user}.env", f"REDIS_URL={url}\n")
+            write_private(args.env_dir / f"{user}.env", f"REDIS_URL={url}\n")
         # For `docker compose --env-file` with deploy/compose.acl.yml.
-        _write_private(
+        write_private(
             args.env_dir / "compose.env",
-            "".join(f"{user.upper()}_REDIS_URL={url}\n" for user, url in urls.items()),
+            "".join(f"{user.upper()}_REDIS_URL={urls[user]}\n" for user in STAGE_USERS),
         )
         print(f"wrote {len(passwords)} env files (mode 600) in {args.env_dir}", file=sys.stderr)
     elif args.out is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
@@ -18,6 +19,7 @@ import orjson
 
 from common.errors import ConfigError
 from common.logs import setup_logging
+from common.procs import check_port
 from common.settings import load_settings
 from mock_ws import start_mock
 from mock_ws.auth import load_ed25519_key
@@ -299,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--weight-limit {args.weight_limit}: give a positive number")
         if args.lifetime is not None and not args.lifetime > 0:
             raise ConfigError(f"--lifetime {args.lifetime}: give a positive number of seconds")
+        check_port(args.host, args.binance_port, f"--binance-port {args.binance_port}")
+        if args.alpaca_port:
+            check_port(args.host, args.alpaca_port, f"--alpaca-port {args.alpaca_port}")
         faults = _load_faults(args.faults)
         ed_keys = _load_ed_keys(args.ed25519_key)
         scenarios = _load_scenarios(args.scenario, args.symbols)
@@ -313,6 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(_serve(args, api_key, api_secret, faults, ed_keys, scenarios))
     except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):  # taken since
+            print(f"tickpipe mock_ws: configuration error: cannot listen: {exc}", file=sys.stderr)
+            return 2
         log.error("cannot listen: %s", exc)
         return 1
     except ValueError as exc:  # an unreadable --replay recording

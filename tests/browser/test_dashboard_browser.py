@@ -20,6 +20,7 @@ import pytest
 import redis
 from playwright.sync_api import ConsoleMessage, Page, sync_playwright
 
+from common.embedded import PASSWORDS_FILE, read_passwords, user_url
 from common.names import Keys
 from common.schema import decode_fields
 from tests.e2e.conftest import free_port, wait_for
@@ -75,7 +76,10 @@ def pipeline(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 def _placed_orders(data: Path) -> set[str]:
-    client = redis.Redis.from_url((data / "redis.url").read_text().strip())
+    # The embedded default admits only its users: read as the operator, as `tickpipe` does.
+    password = read_passwords(data / PASSWORDS_FILE)["operator"]
+    url = user_url((data / "redis.url").read_text().strip(), "operator", password)
+    client = redis.Redis.from_url(url)
     try:
         entries = client.xrange(Keys("tp").orders("binance"))
     finally:

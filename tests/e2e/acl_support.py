@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from deploy.acl import STAGE_USERS, render_acl, stage_url
+from deploy.acl import USERS, render_acl, stage_url
 from tests.e2e.conftest import free_port, wait_for
 
 ADMIN_PASSWORD = "admin-Adm1nPass-Q7"
@@ -70,8 +70,8 @@ def acl_redis(data_dir: Path, namespace: str, passwords: dict[str, str]) -> Iter
 
 
 def stage_passwords(tag: str = "") -> dict[str, str]:
-    """Return a distinct, recognisable password per stage user."""
-    return {user: f"pw-{user}-{tag}Zq9x7Lm2" for user in STAGE_USERS}
+    """Return a distinct, recognisable password per user (every stage's and the operator's)."""
+    return {user: f"pw-{user}-{tag}Zq9x7Lm2" for user in USERS}
 
 
 def forms(secret: str) -> set[str]:

@@ -11,7 +11,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from common.names import Keys, Partition
-from deploy.acl import STAGE_USERS, main
+from deploy.acl import OPERATOR, STAGE_USERS, USERS, main
 from processor.trimmer import NTH_ID_SCRIPT
 from processor.wire import GATE_SCRIPT, READ_SCRIPT, read_call
 from tests.e2e.acl_support import acl_redis, stage_passwords
@@ -124,6 +124,39 @@ def test_each_user_writes_only_its_own_streams(tmp_path: Path) -> None:
         assert _refused(lambda: dash.xadd(K.trades(P), ENTRY))
         assert _refused(lambda: dash.delete(K.positions(V)))
         assert _refused(lambda: dash.flushall())
+        # The trader's lease is a plain key of the trader's own, also inside its scripts.
+        lease = f"{NS}:{{{V}}}:trader-lease"
+        assert trd.set(lease, b"t1", nx=True, px=3000)
+        assert trd.eval("return #KEYS", 3, lease, K.intent(V, "tp-3"), K.positions(V)) == 3
+        for other in (ing, proc, dash):
+            assert _refused(lambda c=other: c.set(lease, b"x"))  # type: ignore[misc]
+        # The operator flips the kill switch, writes control entries and raw replays, reads
+        # everything, and cannot touch signals, intents, orders, positions or leases.
+        op = server.client(OPERATOR)
+        op.set(K.kill_switch(V), b"{}")
+        assert op.exists(K.kill_switch(V)) and trd.get(K.kill_switch(V)) == b"{}"
+        op.delete(K.kill_switch(V))
+        op.xadd(K.control(P), ENTRY)
+        op.xadd(K.raw(P), ENTRY)
+        assert op.xlen(K.trades(P)) == 1 and op.hgetall(K.positions(V))
+        assert op.get(K.health("dashboard", "d1")) == b"{}"
+        for forged in (
+            lambda: op.xadd(K.signals(P), ENTRY),
+            lambda: op.set(K.intent(V, "tp-9"), b"{}"),
+            lambda: op.xadd(K.orders(V), ENTRY),
+            lambda: op.hset(K.positions(V), "BTCUSDT", "9"),
+            lambda: op.sadd(K.working_orders(V), "tp-9"),
+            lambda: op.set(lease, b"op"),
+            lambda: op.set(K.lease(P), b"op"),
+            lambda: op.xadd(K.order_updates(V), ENTRY),
+            lambda: op.delete(K.raw(P)),
+            lambda: op.xtrim(K.raw(P), maxlen=0),
+            lambda: op.eval("return redis.call('XADD', KEYS[1], '*', 'a', 'b')", 1, K.raw(P)),
+            lambda: op.xgroup_setid(K.signals(P), "trader", "$"),
+            lambda: op.set(K.health("trader", "t1"), b"{}"),
+            lambda: op.flushall(),
+        ):
+            assert _refused(forged)
         # Another namespace is out of every stage's reach; the default user is off.
         assert _refused(lambda: ing.xadd(Keys("other").raw(P), ENTRY))
         assert _refused(lambda: dash.xlen(Keys("other").trades(P)))
@@ -132,7 +165,7 @@ def test_each_user_writes_only_its_own_streams(tmp_path: Path) -> None:
             redis.Redis(port=server.port, retry=once).ping()
         with pytest.raises(redis.exceptions.AuthenticationError):
             redis.Redis(port=server.port, username="processor", password="no", retry=once).ping()
-        for client in (ing, proc, trd, dash, admin):
+        for client in (ing, proc, trd, dash, op, admin):
             client.close()
 
 
@@ -140,8 +173,8 @@ def test_generator_writes_hashes_and_private_env_files(tmp_path: Path) -> None:
     acl, env_dir = tmp_path / "users.acl", tmp_path / "env"
     assert main(["--namespace", NS, "--out", str(acl), "--env-dir", str(env_dir)]) == 0
     text = acl.read_text()
-    assert "user default off" in text
-    for user in STAGE_USERS:
+    assert text.startswith("user default on #") and "nopass" not in text
+    for user in USERS:
         env = env_dir / f"{user}.env"
         assert stat.S_IMODE(env.stat().st_mode) == 0o600
         url = env.read_text().strip().removeprefix("REDIS_URL=")
@@ -149,3 +182,26 @@ def test_generator_writes_hashes_and_private_env_files(tmp_path: Path) -> None:
         password = url.split("@")[0].rsplit(":", 1)[1]
         assert len(password) >= 24 and password not in text
     assert main(["--namespace", "bad namespace!"]) == 2
+
+
+def test_transactions_survive_a_restart_under_the_generated_users(tmp_path: Path) -> None:
+    """Redis replays the AOF as `default` and re-checks the ACL at each EXEC: the generated
+    file must let it, or every transaction (each commit, each multi-write script) is dropped
+    at the next start without an error."""
+    passwords = stage_passwords()
+    with acl_redis(tmp_path / "redis", NS, passwords) as server:
+        proc = server.client("processor")
+        with proc.pipeline(transaction=True) as pipe:
+            pipe.xadd(K.trades(P), ENTRY)
+            pipe.set(K.checkpoint(P), b"state-1")
+            pipe.execute()
+        script = (
+            "redis.call('XADD', KEYS[1], '*', 'a', 'b') "
+            "return redis.call('SET', KEYS[2], 'state-2')"
+        )
+        proc.eval(script, 2, K.trades(P), K.checkpoint(P))
+        proc.close()
+    with acl_redis(tmp_path / "redis", NS, passwords) as server:
+        proc = server.client("processor")
+        assert (proc.xlen(K.trades(P)), proc.get(K.checkpoint(P))) == (2, b"state-2")
+        proc.close()

@@ -125,7 +125,7 @@ def test_pipeline_runs_on_a_three_master_cluster(processes: Processes, tmp_path:
         nodes = {client.get_node_from_key(KEYS.raw(p)).port for p in partitions}
         assert len(nodes) == 2, nodes
 
-        processes.env.update(BINANCE_API_KEY="clu-key", BINANCE_API_SECRET="clu-secret")
+        processes.env.update(BINANCE_API_KEY="clu-key-1", BINANCE_API_SECRET="clu-secret")
         _, port = processes.start_mock(
             "--seed", "3", "--rate", "60", "--symbols", ",".join(SYMBOLS)
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,9 @@ def test_up_runs_every_stage_and_shows_data_moving(tmp_path: Path) -> None:
     assert int(totals["trades"].replace(",", "")) > 100, final
     assert int(totals["bars1s"].replace(",", "")) > 0, final
     assert int(totals["orders"].replace(",", "")) > 0, final
+    # Every stage logged in as its own user; the passwords stay private for the next start.
+    assert "a user per stage, no anonymous access" in out, out
+    assert stat.S_IMODE((data / "redis.passwords").stat().st_mode) == 0o600
     # Everything it started is gone and the embedded Redis kept its data on disk.
     assert not (data / "redis.url").exists()
     assert (data / "redis" / "appendonlydir").is_dir()

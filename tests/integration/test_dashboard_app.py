@@ -147,10 +147,10 @@ def test_the_stage_serves_http_publishes_health_and_stops() -> None:
     assert not [t for t in threading.enumerate() if t.name == "dashboard-http"]
 
 
-def test_a_busy_port_is_a_clear_error() -> None:
+def test_a_busy_port_is_a_configuration_error() -> None:
     import socket
 
-    from common.errors import TickpipeError
+    from common.errors import ConfigError
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -160,5 +160,5 @@ def test_a_busy_port_is_a_clear_error() -> None:
         async def go() -> None:
             await run(SETTINGS, asyncio.Event(), redis=fakeredis.FakeAsyncRedis(), port=port)
 
-        with pytest.raises(TickpipeError, match="cannot listen"):
+        with pytest.raises(ConfigError, match=f"--port {port}: 127.0.0.1:{port} is already in use"):
             asyncio.run(go())

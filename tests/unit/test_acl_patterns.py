@@ -8,16 +8,17 @@ from fnmatch import fnmatchcase
 import pytest
 
 from common.names import BAR_INTERVALS, Keys, Partition
-from deploy.acl import STAGE_USERS, acl_rules, render_acl
+from deploy.acl import OPERATOR, STAGE_USERS, USERS, acl_rules, render_acl
 
 NS = "tp"
 K = Keys(NS)
 P = Partition("binance", 3)
 V = "binance"
 
-#: Every key a stage writes, and who writes it (the dashboard writes only its health).
+#: Every key a stage writes, and who writes it (the dashboard writes only its health; the
+#: operator the kill switch, control entries and raw replays).
 WRITERS: dict[str, set[str]] = {
-    K.raw(P): {"ingestor", "processor"},  # the processor only acks through its group
+    K.raw(P): {"ingestor", "processor", OPERATOR},  # the processor only acks through its group
     K.private_raw(V): {"ingestor", "processor"},
     K.gaps(P): {"ingestor", "processor"},
     K.trades(P): {"processor"},
@@ -29,7 +30,7 @@ WRITERS: dict[str, set[str]] = {
     K.trade_corrections(P): {"processor"},
     K.venue_status(P): {"processor"},
     K.venue_dead_letters(V): {"processor"},
-    K.control(P): {"processor"},
+    K.control(P): {"processor", OPERATOR},
     K.checkpoint(P): {"processor"},
     K.venue_checkpoint(V): {"processor"},
     K.lease(P): {"processor"},
@@ -39,7 +40,8 @@ WRITERS: dict[str, set[str]] = {
     K.positions(V): {"trader"},
     K.intent(V, "tp-0123"): {"trader"},
     K.working_orders(V): {"trader"},
-    K.kill_switch(V): set(),  # set by an operator
+    K.kill_switch(V): {OPERATOR},
+    f"{NS}:{{{V}}}:trader-lease": {"trader"},
     **{K.bars(P, i): {"processor"} for i in BAR_INTERVALS},
     **{K.health(s, "host-1"): {s} for s in STAGE_USERS},
 }
@@ -58,9 +60,7 @@ def _write_patterns(rules: str) -> list[str]:
 @pytest.mark.parametrize("key", sorted(WRITERS))
 def test_each_key_is_writable_by_exactly_its_writers(key: str) -> None:
     rules = acl_rules(NS)
-    writers = {
-        u for u in STAGE_USERS if any(fnmatchcase(key, p) for p in _write_patterns(rules[u]))
-    }
+    writers = {u for u in USERS if any(fnmatchcase(key, p) for p in _write_patterns(rules[u]))}
     assert writers == WRITERS[key]
 
 
@@ -81,7 +81,22 @@ def test_stream_appends_are_confined_to_selectors() -> None:
 
 
 def test_rendered_file_has_no_plain_password() -> None:
-    text = render_acl(NS, {u: f"plain-{u}-pw" for u in STAGE_USERS})
-    assert "plain-" not in text and text.count(" on #") == len(STAGE_USERS)
+    text = render_acl(NS, {u: f"plain-{u}-pw" for u in USERS})
+    assert "plain-" not in text and text.count(" on #") == len(USERS) + 1 == len(STAGE_USERS) + 2
+    # Nobody can log in as `default` (a password no one knows), yet the AOF loader, which
+    # runs as `default`, may replay every transaction.
+    default = text.splitlines()[0]
+    assert re.fullmatch(r"user default on #[0-9a-f]{64} ~\* &\* \+@all", default), default
+    assert default != render_acl(NS, {u: f"plain-{u}-pw" for u in USERS}).splitlines()[0]
+    assert "nopass" not in text
     with pytest.raises(ValueError, match="password"):
         render_acl(NS, {"ingestor": "x"})
+    with pytest.raises(ValueError, match="operator"):
+        render_acl(NS, {u: f"plain-{u}-pw" for u in STAGE_USERS})
+
+
+def test_the_operator_has_no_script_and_no_consumer_group() -> None:
+    """Only plain commands on its keys: no EVAL to reach another key, no group to ack away."""
+    rules = acl_rules(NS)[OPERATOR].split()
+    assert not {"+eval", "+evalsha", "+xreadgroup", "+xack", "+xgroup|create"} & set(rules)
+    assert "+@all" not in rules and "-@dangerous" in rules

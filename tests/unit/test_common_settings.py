@@ -93,11 +93,11 @@ def test_world_readable_dotenv_with_secrets_warns(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     env = tmp_path / ".env"
-    env.write_text("BINANCE_API_SECRET=abc\n")
+    env.write_text("BINANCE_API_SECRET=abc-secret-1\n")
     os.chmod(env, 0o644)
     with caplog.at_level(logging.WARNING):
         load_settings({}, dotenv_path=env)
-    assert "chmod 600" in caplog.text and "abc" not in caplog.text
+    assert "chmod 600" in caplog.text and "abc-secret-1" not in caplog.text
 
 
 def test_env_example_documents_every_setting() -> None:

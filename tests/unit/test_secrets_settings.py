@@ -54,17 +54,17 @@ def test_dotenv_with_secrets_readable_by_others_warns(
     tmp_path: Path, mode: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     env = tmp_path / ".env"
-    env.write_text(f"REDIS_URL={URL}\nBINANCE_API_SECRET=abc\n")
+    env.write_text(f"REDIS_URL={URL}\nBINANCE_API_SECRET=abc-secret-1\n")
     env.chmod(mode)
     with caplog.at_level(logging.WARNING, logger="tickpipe.settings"):
         load_settings({}, dotenv_path=env)
     assert "chmod 600" in caplog.text
-    assert "abc" not in caplog.text and PASSWORD not in caplog.text
+    assert "abc-secret-1" not in caplog.text and PASSWORD not in caplog.text
 
 
 def test_private_dotenv_does_not_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     env = tmp_path / ".env"
-    env.write_text("BINANCE_API_SECRET=abc\n")
+    env.write_text("BINANCE_API_SECRET=abc-secret-1\n")
     env.chmod(0o600)
     with caplog.at_level(logging.WARNING, logger="tickpipe.settings"):
         load_settings({}, dotenv_path=env)
@@ -109,8 +109,10 @@ def test_cluster_urls() -> None:
     assert is_cluster_url("redis+cluster://h:7000") and is_cluster_url("rediss+cluster://h:7000")
     assert is_cluster_url("redis://h:7000?cluster=yes")
     assert not is_cluster_url("redis://h:7000/0?cluster=no")
-    settings = load_settings({"REDIS_URL": "rediss+cluster://u:pw@h:7000"}, dotenv_path=None)
-    assert settings.redis_url.startswith("rediss+cluster://") and "pw" in settings.secrets()
+    url = "rediss+cluster://u:cluster-pw-1@h:7000"
+    settings = load_settings({"REDIS_URL": url}, dotenv_path=None)
+    assert settings.redis_url.startswith("rediss+cluster://")
+    assert "cluster-pw-1" in settings.secrets()
 
 
 @pytest.mark.parametrize("symbols", ["BTC USDT", "BTC}USDT", "*", "../x", "BTC{x}", ","])
