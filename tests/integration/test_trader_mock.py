@@ -15,6 +15,7 @@ from common.schema import Signal, decode_fields
 from common.settings import Secret, Settings
 from mock_ws import start_mock
 from mock_ws.ground_truth import read_ground_truth
+from tests.integration.test_trader_shell import seed_market
 from trader.shell import run
 
 
@@ -65,6 +66,7 @@ def test_signal_places_exactly_one_order_at_the_mock_even_when_replayed(tmp_path
             )
             orders = settings.keys.orders("binance")
             signal = make_signal()
+            await seed_market(redis, settings, "ETHUSDT", signal.price)
             await redis.xadd(signals, signal.to_fields())
 
             stop = asyncio.Event()
@@ -76,6 +78,7 @@ def test_signal_places_exactly_one_order_at_the_mock_even_when_replayed(tmp_path
             assert ack["source"] == "place" and ack["order_id"] and ack["status"]
 
             # The same signal again, read by a fresh trader: looked up, never resent.
+            await seed_market(redis, settings, "ETHUSDT", signal.price)
             await redis.xadd(signals, signal.to_fields())
             stop = asyncio.Event()
             task = asyncio.create_task(run(settings, stop, redis=redis))
@@ -107,6 +110,7 @@ def test_limit_order_rests_at_the_mock_until_a_cancel_signal_and_restarts_reconc
                 namespace="tl",
                 instance="trader-limit-test",
                 order_type="LIMIT",
+                price_band_bps="10000",  # a buy far below the market, so it rests
                 binance_ws_api_url=mock.ws_api_url,
                 binance_api_key=Secret("mock-key"),
                 binance_api_secret=Secret("mock-secret"),
@@ -115,6 +119,7 @@ def test_limit_order_rests_at_the_mock_until_a_cancel_signal_and_restarts_reconc
             partition = next(p for p, s in settings.partitions().items() if "ETHUSDT" in s)
             signals, orders = settings.keys.signals(partition), settings.keys.orders("binance")
             resting = replace(make_signal(), price="1.00", signal_id="threshold:ETHUSDT:limit")
+            await seed_market(redis, settings, "ETHUSDT", "3000")
             await redis.xadd(signals, resting.to_fields())
             stop = asyncio.Event()
             task = asyncio.create_task(run(settings, stop, redis=redis))
