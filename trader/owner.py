@@ -30,10 +30,8 @@ it cancels them too. On stop, no new order leaves and the ones in flight are fol
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Any
@@ -41,21 +39,21 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from common.backoff import Backoff
 from common.errors import DecodeError, RedisUnavailable
 from common.names import GROUP_TRADER, Partition
-from common.redis_io import ensure_group, redis_errors, xreadgroup_streams
-from common.schema import OrderIntent, Signal, decode_fields
+from common.redis_io import ensure_group, redis_errors
+from common.schema import OrderIntent, Signal
 from common.settings import Settings
 from trader.alpaca_rest import AlpacaRest
 from trader.alpaca_router import AlpacaRouter
 from trader.binance_ws_api import Venue
+from trader.consumer import GroupConsumer
 from trader.control import kill_switch_on
 from trader.core import build_intent, intent_mismatch
-from trader.fence import Change
 from trader.lease import Lease, new_token
 from trader.ledger import Ledger
 from trader.market import MarketView, market_refusal, order_value_price
+from trader.market_feed import MarketFeed
 from trader.risk import RiskLimits, TokenBucket, breach_cancels, check_signal, to_decimal
 from trader.router import Router
 from trader.signing import Signer
@@ -72,12 +70,9 @@ COUNTERS = tuple(
     "leases_lost".split()
 )
 
-Handler = Callable[[str, str, dict[bytes, bytes]], Coroutine[Any, Any, None]]
 #: Orders that may await the venue's answer at once (the next signal waits for a free slot);
 #: ``TICKPIPE_MAX_ORDERS_IN_FLIGHT`` sets it for the stage.
 MAX_INFLIGHT = 32
-#: Entries read from the end of each market stream when the view is (re)loaded.
-MARKET_DEPTH = 500
 #: How long a cancel signal waits for a request under way about an order it cancels.
 CANCEL_WAIT_S = 30.0
 #: The alarms kept in the health record (the newest ones).
@@ -92,16 +87,6 @@ def default_limits(settings: Settings) -> RiskLimits:
         max_notional=Decimal(settings.max_notional),
         symbols=frozenset(settings.symbols),
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    """Order stream entry ids (``ms-seq``) as numbers."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms or 0), int(seq or 0)
 
 
 class Trader:
@@ -145,7 +130,7 @@ class Trader:
             lease_ms=settings.trader_lease_ms,
         )
         self.market = market if market is not None else MarketView()
-        self.market_ids: dict[str, str] = {}  # market stream -> newest entry id read
+        self.feed = MarketFeed(redis, settings, self.market)
         self.counts = counts if counts is not None else dict.fromkeys(COUNTERS, 0)
         for name in COUNTERS:
             self.counts.setdefault(name, 0)
@@ -179,7 +164,15 @@ class Trader:
         self.stopping = asyncio.Event()  # consume_signals' stop
         #: Asked to reconcile (the background tasks set it): after a Redis outage, for one.
         self.request_reconcile: Callable[[str], None] = lambda reason: None
-        self.signals_lease = {self.keys.signals(p): k for p, k in self.lease.signals_keys.items()}
+        self.consumer = GroupConsumer(
+            redis,
+            settings,
+            self.lease,
+            self.counts,
+            idle_s=idle_s,
+            failure=lambda: self.send_failure,
+            on_outage=lambda reason: self.request_reconcile(reason),
+        )
 
     async def _confirm_lease(self) -> None:
         async with redis_errors():
@@ -215,7 +208,7 @@ class Trader:
         await self.ledger.load()
         await self.ledger.intents.load_script()
         await self.refresh_kill_switch()
-        await self.load_market()
+        await self.feed.load()
         claimed = await self.claim(min_idle_ms=0)
         log.info("account taken", extra={"lease": self.lease.token, "claimed": claimed})
 
@@ -226,158 +219,21 @@ class Trader:
         entries idle for longer than a lease period (read by a trader that lost its lease as it
         read them) are. Claimed entries are read again as this consumer's pending ones.
         """
-        claimed = {}
-        for stream in [*self.signal_streams(), *self.update_streams()]:
-            start: bytes | str = "0-0"
-            count = 0
-            while True:
-                reply = await self.redis.xautoclaim(
-                    stream,
-                    GROUP_TRADER,
-                    self.settings.instance,
-                    min_idle_time=min_idle_ms,
-                    start_id=start,
-                    count=self.settings.batch_size,
-                )
-                count += len(reply[1])
-                if _text(reply[0]) == "0-0":
-                    break
-                start = reply[0]
-            claimed[stream] = count
-        total = sum(claimed.values())
+        streams = [*self.signal_streams(), *self.update_streams()]
+        total = await self.consumer.claim(streams, min_idle_ms=min_idle_ms)
         if total:
             self.counts["claimed"] += total
             self.reread_signals = True
             self.reread_updates = True
         return total
 
-    # -- the market -------------------------------------------------------------------------------
-    def market_streams(self, symbol: str | None = None) -> list[tuple[str, str]]:
-        """``(kind, stream)`` of the trades and quotes streams (of ``symbol``'s partition)."""
-        out = []
-        for partition, symbols in self.settings.partitions().items():
-            if symbol is None or symbol in symbols:
-                out += [("trade", self.keys.trades(partition))]
-                out += [("quote", self.keys.quotes(partition))]
-        return out
-
-    def _see(self, kind: str, entries: Any) -> None:
-        for _, fields in reversed(entries or []):  # oldest first: the newest stays
-            data = decode_fields(fields)
-            symbol, ts_recv = data.get("symbol", ""), int(data.get("ts_recv") or 0)
-            if kind == "trade":
-                self.market.see_trade(symbol, data.get("price", ""), ts_recv)
-            else:
-                self.market.see_quote(
-                    symbol, data.get("bid_price", ""), data.get("ask_price", ""), ts_recv
-                )
-
-    async def load_market(self, symbol: str | None = None) -> None:
-        """Read the newest trades and quotes (of ``symbol``'s partition) into the view."""
-        for kind, stream in self.market_streams(symbol):
-            entries: Any = await self.redis.xrevrange(stream, count=MARKET_DEPTH)
-            if entries:
-                last = _text(entries[0][0])
-                if _id_key(last) > _id_key(self.market_ids.get(stream, "0-0")):
-                    self.market_ids[stream] = last
-            self._see(kind, entries)
-
-    async def read_market(self) -> None:
-        """Read the trades and quotes written since the last read (the newest ones at most)."""
-        for kind, stream in self.market_streams():
-            last = self.market_ids.get(stream)
-            if last is None:
-                entries: Any = await self.redis.xrevrange(stream, count=MARKET_DEPTH)
-            else:
-                entries = await self.redis.xrevrange(stream, min=f"({last}", count=MARKET_DEPTH)
-            if entries:
-                self.market_ids[stream] = _text(entries[0][0])
-            self._see(kind, entries)
-
-    # -- consuming ------------------------------------------------------------------------------
-    async def consume(
-        self,
-        streams: list[str],
-        handle: Handler,
-        stop: asyncio.Event,
-        *,
-        count: int,
-        reread: Callable[[], bool] | None = None,
-    ) -> None:
-        """Handle this consumer's pending entries, then new ones, until ``stop`` is set.
-
-        ``reread`` is asked before each read: ``True`` goes back to this consumer's pending
-        entries, as after a Redis outage. Nothing is read while the lease is not fresh.
-        """
-        backoff = Backoff(base_s=0.1, cap_s=5.0)
-        cursors = dict.fromkeys(streams, "0")
-        while not stop.is_set():
-            if self.send_failure is not None:  # an order's follow-up failed: the term ends
-                raise self.send_failure
-            if reread is not None and reread():
-                cursors = dict.fromkeys(streams, "0")
-            if not self.lease.fresh():  # renewing (or lost): read nothing meanwhile
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(0.05, self.idle_s))
-                continue
-            try:
-                await self._consume_once(cursors, handle, stop, count)
-                backoff.attempt = 0
-            except RedisUnavailable as exc:
-                log.warning("Redis unavailable, retrying", extra={"error": str(exc)})
-                self.counts["redis_outages"] += 1
-                self.request_reconcile("redis-reconnect")
-                cursors = dict.fromkeys(streams, "0")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff.next_delay_s())
-
-    async def _consume_once(
-        self, cursors: dict[str, str], handle: Handler, stop: asyncio.Event, count: int
-    ) -> None:
-        idle = all(c == ">" for c in cursors.values())
-        started = time.monotonic()
-        async with redis_errors():
-            reply: Any = await xreadgroup_streams(  # one call per stream on a Redis Cluster
-                self.redis,
-                GROUP_TRADER,
-                self.settings.instance,
-                cursors,
-                count=count,
-                block=int(self.idle_s * 1000) if idle else None,
-            )
-        got = 0
-        # RESP2 reply: [(stream, [(entry id, fields, or None if trimmed while pending), ...]), ...]
-        for raw_stream, entries in reply or []:
-            stream = _text(raw_stream)
-            if not entries and cursors[stream] != ">":
-                cursors[stream] = ">"  # pending entries done
-            for raw_id, fields in entries:
-                if stop.is_set():
-                    return
-                entry_id = _text(raw_id)
-                got += 1
-                if cursors[stream] != ">":
-                    cursors[stream] = entry_id
-                async with redis_errors():
-                    if not fields:  # trimmed while pending: nothing to do
-                        await self.ack(stream, entry_id)
-                        continue
-                    await handle(stream, entry_id, fields)
-        waited = time.monotonic() - started
-        if not got and idle and waited < self.idle_s / 2:  # a client that does not block
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.idle_s - waited)
-
     async def ack(self, stream: str, entry_id: str) -> None:
         """Acknowledge an entry of ``stream``, fenced by the lease of its hash slot."""
-        lease_key = self.signals_lease.get(stream, self.lease.account_key)
-        await self.lease.fence.apply(
-            Change(lease_key).write("XACK", stream, GROUP_TRADER, entry_id)
-        )
+        await self.consumer.ack(stream, entry_id)
 
     async def consume_updates(self, stop: asyncio.Event) -> None:
         """Record the order updates until ``stop`` is set."""
-        await self.consume(
+        await self.consumer.consume(
             self.update_streams(),
             self.ledger.record_update,
             stop,
@@ -394,7 +250,7 @@ class Trader:
         """Pipeline the signals until ``stop`` is set, then wait for the orders in flight."""
         self.stopping = stop
         try:
-            await self.consume(
+            await self.consumer.consume(
                 self.signal_streams(), self.dispatch_signal, stop, count=16, reread=self._reread
             )
         finally:
@@ -600,7 +456,7 @@ class Trader:
         market = self.market.price(signal.symbol, signal.side)
         reason = self._market_refusal(signal, market)
         if reason is not None and reason.startswith("no market price"):
-            await self.load_market(signal.symbol)  # the view may lag the signal's own trade
+            await self.feed.load(signal.symbol)  # the view may lag the signal's own trade
             market = self.market.price(signal.symbol, signal.side)
             reason = self._market_refusal(signal, market)
         if reason is not None or market is None:

@@ -219,7 +219,7 @@ class _Background:
                 self.request_reconcile("private-reconnect")
 
     async def market(self) -> None:
-        await self.trader.read_market()
+        await self.trader.feed.read()
 
     async def claim(self) -> None:
         await self.trader.claim(min_idle_ms=self.trader.lease.lease_ms)
