@@ -70,12 +70,13 @@ class GroupConsumer:
         *,
         count: int,
         reread: Callable[[], bool] | None = None,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         """Handle this consumer's pending entries, then new ones, until ``stop`` is set.
 
         ``reread`` is asked before each read: ``True`` goes back to this consumer's pending
         entries, as after a Redis outage or a claim. Nothing is read while the lease is not
-        fresh; a Redis outage asks for a reconciliation (``on_outage``).
+        fresh, nor while ``ready`` says no; a Redis outage is reported to ``on_outage``.
         """
         backoff = Backoff(base_s=0.1, cap_s=5.0)
         cursors = dict.fromkeys(streams, "0")
@@ -85,7 +86,7 @@ class GroupConsumer:
                 raise failure
             if reread is not None and reread():
                 cursors = dict.fromkeys(streams, "0")
-            if not self.lease.fresh():  # renewing (or lost): read nothing meanwhile
+            if not self.lease.fresh() or (ready is not None and not ready()):  # wait a moment
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), min(0.05, self.idle_s))
                 continue

@@ -255,6 +255,13 @@ class Ledger:
             raw,
         )
 
+    async def outcome_known(self, client_order_id: str) -> bool:
+        """Whether the order's outcome is recorded: the venue's id for it, or a settlement."""
+        raw = await self.redis.get(self.keys.intent(self.venue, client_order_id))
+        stored: dict[str, Any] = orjson.loads(raw) if raw else {}
+        state = stored.get("state") or {}
+        return bool(stored.get("resolution") or state.get("order_id"))
+
     async def order_state(self, client_order_id: str) -> OrderState | None:
         """Return what is known of the order with ``client_order_id``."""
         state, _ = await self._read(client_order_id)

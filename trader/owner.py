@@ -5,7 +5,9 @@ stop). It reads everything it needs from Redis when the term starts (positions, 
 the kill switch, the market), claims the entries the previous owner left pending
 (``XAUTOCLAIM``), and from then on every write it makes is fenced by the lease
 (:mod:`trader.fence`), every read of new entries waits until the lease is fresh, and no order
-leaves unless the lease is fresh.
+leaves unless the lease is fresh. Signals wait until a reconciliation has run since the term
+began or Redis was last unavailable: an order whose intent Redis lost is adopted before its
+signal, read again, could send it a second time.
 
 Per ``place`` signal: the risk limits are checked from memory (kill switch, symbols, order size,
 position, the market price and the signal's distance from it, notional valued at the market,
@@ -13,7 +15,8 @@ order rate), the intent is recorded (one fenced Lua script: ``SET NX`` on its id
 ``intent`` entry in ``{V}:orders``, the working-orders membership) *before* anything is sent,
 and the order goes out (:mod:`trader.router` for Binance's WebSocket API,
 :mod:`trader.alpaca_router` for Alpaca's REST API). If the intent already exists (an earlier run
-may have sent it) the order is only looked up, never sent again; if the existing intent says
+may have sent it) the order is never sent again: it is looked up unless its outcome is already
+recorded; if the existing intent says
 something else than the signal (side, quantity, price, symbol), the signal is a dead letter
 (``{V}:trader-dead-letters``), an error line and an alarm in the health record. A ``cancel``
 signal cancels the symbol's working orders. The signal is acknowledged only once its outcome is
@@ -162,8 +165,13 @@ class Trader:
         self.reread_signals = False
         self.reread_updates = False
         self.stopping = asyncio.Event()  # consume_signals' stop
-        #: Asked to reconcile (the background tasks set it): after a Redis outage, for one.
+        #: Asked to reconcile (the background tasks set it).
         self.request_reconcile: Callable[[str], None] = lambda reason: None
+        #: Set once a reconciliation has run since the term started or Redis was last found
+        #: unavailable: signals wait for it (an intent Redis lost must be adopted first, or a
+        #: signal read again would send its order twice). ``outages`` counts the clears.
+        self.reconciled = asyncio.Event()
+        self.outages = 0
         self.consumer = GroupConsumer(
             redis,
             settings,
@@ -171,8 +179,14 @@ class Trader:
             self.counts,
             idle_s=idle_s,
             failure=lambda: self.send_failure,
-            on_outage=lambda reason: self.request_reconcile(reason),
+            on_outage=self.redis_outage,
         )
+
+    def redis_outage(self, reason: str = "redis-reconnect") -> None:
+        """Redis was unavailable: hold the signals until a reconciliation has run after it."""
+        self.outages += 1
+        self.reconciled.clear()
+        self.request_reconcile(reason)
 
     async def _confirm_lease(self) -> None:
         async with redis_errors():
@@ -251,7 +265,12 @@ class Trader:
         self.stopping = stop
         try:
             await self.consumer.consume(
-                self.signal_streams(), self.dispatch_signal, stop, count=16, reread=self._reread
+                self.signal_streams(),
+                self.dispatch_signal,
+                stop,
+                count=16,
+                reread=self._reread,
+                ready=self.reconciled.is_set,
             )
         finally:
             try:
@@ -394,10 +413,20 @@ class Trader:
         stored: OrderIntent,
         entry: tuple[str, str] | None,
     ) -> Coroutine[Any, Any, None] | None:
-        """Look up an intent an earlier run recorded, unless it is another decision's."""
+        """Look up an intent an earlier run recorded, unless it is another decision's.
+
+        An intent whose outcome is already recorded (the venue's answer, a lookup by a
+        reconciliation, a settlement) needs no lookup: the signal is only acknowledged.
+        """
         what = intent_mismatch(stored, intent)
         if what is not None:
             await self.mismatched(signal, stored, what, entry)
+            return None
+        if await self.ledger.outcome_known(stored.client_order_id):
+            log.info(
+                "intent exists with its outcome recorded: nothing to send or look up",
+                extra={"client_order_id": intent.client_order_id},
+            )
             return None
         log.info(
             "intent exists: resolving, never resending",

@@ -102,7 +102,7 @@ async def keep_lease(trader: Trader, done: asyncio.Event) -> None:
                 await lease.renew()
         except RedisUnavailable as exc:  # not fresh for long: reads and orders pause
             log.warning("lease not renewed: Redis unavailable", extra={"error": str(exc)})
-            trader.request_reconcile("redis-reconnect")
+            trader.redis_outage()
 
 
 def _text(value: bytes | str) -> str:
@@ -181,9 +181,12 @@ class _Background:
             self.reconciled_at = time.monotonic()
             reason = ",".join(dict.fromkeys(self.reasons)) or "requested"
             self.reasons = []
+            outages = self.trader.outages
             try:
                 async with redis_errors():
                     await self.trader.router.reconcile(reason=reason)
+                if self.trader.outages == outages:  # no outage since it began: signals go on
+                    self.trader.reconciled.set()
             except (RedisUnavailable, VenueUnavailable) as exc:
                 log.warning("reconcile postponed", extra={"error": str(exc)})
                 self.request_reconcile(reason)
@@ -273,7 +276,10 @@ def background_tasks(
 ) -> list[asyncio.Task[None]]:
     """Start the trader's background loops; each ends when ``stop`` is set."""
     bg = _Background(trader, stop, unresolved_every_s=unresolved_every_s)
-    outage = bg.request_reconcile
+
+    def outage(reason: str) -> None:
+        trader.redis_outage(reason)
+
     loops: list[tuple[str, float, Callable[[], Awaitable[None]]]] = [
         ("kill switch", kill_switch_every_s, bg.kill_switch),
         ("guard", guard_interval_s, bg.guard),

@@ -22,8 +22,11 @@ from common.schema import decode_fields
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
+    _zero,
     make_settings,
     make_signal,
+    pending,
+    signal_stream,
     wait_for,
 )
 
@@ -147,3 +150,42 @@ def test_a_lost_working_order_is_adopted_by_the_periodic_reconciliation() -> Non
         assert len(venue.place_calls) == 1
 
     asyncio.run(scenario())
+
+
+def test_a_pending_signal_whose_intent_was_lost_is_not_sent_again() -> None:
+    """Redis lost the intent and the XACK of a signal whose order the venue filled.
+
+    The signal is read again at the next start; reconciliation must have adopted the order
+    before it is handled, or it would be sent a second time (a filled order's client order id
+    may be used again at the venue).
+    """
+
+    async def scenario() -> None:
+        venue = FakeVenue()
+        venue.hang_after_accept = True  # at the venue and filled; the answer never comes
+        h = Harness(venue)
+        signal = make_signal(1)
+        cid = client_order_id_for(signal.signal_id)
+        await h.add_signal(signal)
+        h.start()
+        await wait_for(lambda: _true(len(venue.place_calls) == 1))
+        await h.crash()  # the signal stays pending
+        venue.hang_after_accept = False
+        await _lose_the_tail(h, [cid], {})  # and Redis lost the intent
+        await h.add_signal(make_signal(2))  # the market, and a signal after it
+        h.start()
+        await wait_for(lambda: _has(h, "adopted"))
+        await wait_for(lambda: _has(h, "ack"))
+        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await h.finish()
+        assert [p["newClientOrderId"] for p in venue.place_calls] == [
+            cid,
+            client_order_id_for(make_signal(2).signal_id),
+        ]
+        assert (await _positions(h))["BTCUSDT"] == "0.002"
+
+    asyncio.run(scenario())
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -103,7 +103,7 @@ def test_a_second_trader_stands_by_then_takes_over_and_claims_the_pending_signal
         cids = [p["newClientOrderId"] for p in venue.place_calls]
         assert cids == [client_order_id_for(make_signal(n).signal_id) for n in (1, 2)]
         acks = await _events(redis, settings, "ack")
-        assert [a["source"] for a in acks] == ["status:restart", "place"]
+        assert [a["source"] for a in acks] == ["status:reconcile:start", "place"]
         positions = decode_fields(await redis.hgetall(settings.keys.positions("binance")))
         assert Decimal(positions["BTCUSDT"]) == Decimal("0.0006")  # the venue's fills
         assert not await redis.exists(settings.keys.trader_lease("binance"))  # released on stop
