@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from common.backoff import Backoff
@@ -54,7 +55,8 @@ class TraderHealth(HealthReporter):
     """Publish ``ok`` under ``<instance>`` while owning the account, else ``standby``.
 
     Two traders may share an instance name (the documented failover), so the standby publishes
-    under ``<instance>.standby``; a switch removes the other key.
+    under ``<instance>.standby``. A switch removes the other key if it still holds this trader's
+    own record (``token``): never another trader's.
     """
 
     def __init__(
@@ -63,11 +65,13 @@ class TraderHealth(HealthReporter):
         keys: Keys,
         instance: str,
         *,
+        token: str,
         owner: Callable[[], bool],
         interval_s: float,
         stats: Callable[[], dict[str, Any]],
     ) -> None:
         super().__init__(redis, keys, SERVICE, instance, interval_s=interval_s, stats=stats)
+        self.token = token
         self.owner = owner
         self.owner_key = keys.health(SERVICE, instance)
         self.standby_key = keys.health(SERVICE, f"{instance}.standby")
@@ -81,7 +85,9 @@ class TraderHealth(HealthReporter):
         if key != self.key:
             old, self.key = self.key, key
             try:
-                await self.redis.delete(old)
+                raw = await self.redis.get(old)
+                if raw and orjson.loads(raw).get("lease") == self.token:
+                    await self.redis.delete(old)
             except REDIS_DOWN as exc:
                 log.debug("old health key not removed: %s", exc)
         await super().publish()
@@ -212,6 +218,7 @@ async def run(
         redis,
         settings.keys,
         settings.instance,
+        token=lease.token,
         owner=process.owner,
         interval_s=settings.health_interval_s,
         stats=process.stats,
