@@ -130,6 +130,10 @@ class Keys:
         """A processor member's own short-lived key that aborts its read when the lease is gone."""
         return self._p(partition, f"fence:{instance}")
 
+    def trader_signals_lease(self, partition: Partition) -> str:
+        """The trader's lease on a partition's signals: fences its acknowledgements there."""
+        return self._p(partition, "trader-lease")
+
     # -- venue streams and state ---------------------------------------------------------------
     def private_raw(self, venue: str) -> str:
         return self._v(venue, "private-raw")
@@ -155,6 +159,14 @@ class Keys:
     def venue_read_fence(self, venue: str, instance: str) -> str:
         """The private lane's :meth:`read_fence`."""
         return self._v(venue, f"fence:{instance}")
+
+    def trader_lease(self, venue: str) -> str:
+        """The lease of the one trader that owns the venue account (``SET NX PX``, renewed)."""
+        return self._v(venue, "trader-lease")
+
+    def trader_dead_letters(self, venue: str) -> str:
+        """Signals the trader refused as inconsistent (an intent that differs), with the reason."""
+        return self._v(venue, "trader-dead-letters")
 
     def intent(self, venue: str, client_order_id: str) -> str:
         return self._v(venue, f"intent:{client_order_id}")

@@ -115,6 +115,11 @@ class Settings:
     ingestor_stale_max_s: float = 60.0
     ingestor_journal_max_mb: int = 1024
     channels: tuple[str, ...] = ("trade", "bookTicker", "depth@100ms")
+    trader_lease_ms: int = 5000
+    reconcile_every_s: float = 60.0
+    reconcile_lookback_s: float = 86_400.0
+    price_band_bps: str = "100"
+    max_price_age_s: float = 10.0
 
     @property
     def keys(self) -> Keys:
@@ -298,6 +303,13 @@ def _channels(text: str) -> tuple[str, ...]:
     return names
 
 
+def _lease_ms(text: str) -> int:
+    value = int(text)
+    if value < 300:
+        raise ValueError("must be at least 300 (milliseconds)")
+    return value
+
+
 #: Alpaca market-data feeds and their stream paths.
 ALPACA_FEEDS = {
     "iex": "/v2/iex", "sip": "/v2/sip", "test": "/v2/test", "crypto": "/v1beta3/crypto/us",
@@ -364,6 +376,11 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_INGESTOR_STALE_MAX_S": ("ingestor_stale_max_s", _positive_float),
     "TICKPIPE_INGESTOR_JOURNAL_MAX_MB": ("ingestor_journal_max_mb", _non_negative_int),
     "TICKPIPE_CHANNELS": ("channels", _channels),
+    "TICKPIPE_TRADER_LEASE_MS": ("trader_lease_ms", _lease_ms),
+    "TICKPIPE_RECONCILE_EVERY_S": ("reconcile_every_s", _positive_float),
+    "TICKPIPE_RECONCILE_LOOKBACK_S": ("reconcile_lookback_s", _positive_float),
+    "TICKPIPE_PRICE_BAND_BPS": ("price_band_bps", _decimal),
+    "TICKPIPE_MAX_PRICE_AGE_S": ("max_price_age_s", _positive_float),
 }
 
 _SUPPORTED_VENUES = {"binance", "alpaca"}

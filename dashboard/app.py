@@ -35,6 +35,7 @@ table.grid td, table.grid th { border-bottom: 1px solid #ddd; padding: 2px 6px; 
 .status-ok { color: #1a9850; font-weight: bold; } .empty { color: #888; font-style: italic; }
 td.coid { max-width: 150px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 #pipeline-summary { margin: 6px 0; font-size: 13px; }
+.alarm { color: #b2182b; font-weight: bold; margin: 2px 0; } .status-standby { color: #666; }
 """
 
 

@@ -230,13 +230,14 @@ def positions_view(positions: dict[str, dict[str, str]]) -> html.Table | html.Di
 
 
 _STATS = ("frames_per_s", "reconnects", "connections_up", "dead_letters", "partitions_owned",
-          "orders_sent", "rejects", "last_order_latency_ms")  # fmt: skip
+          "orders_sent", "rejects", "last_order_latency_ms", "adopted",
+          "intent_mismatches")  # fmt: skip
 
 
 def health_view(
     view: dict[str, Any], previous: dict[str, Any] | None, now_s: float | None = None
 ) -> tuple[html.Div, dict[str, Any]]:
-    """Stage status table, streams with rates, lag and pending, and gap/dead-letter totals."""
+    """Stage status table, gap/dead-letter totals, alarms, streams with rates, lag, pending."""
     now_s = time.time() if now_s is None else now_s
     stages = []
     for h in view["health"]:
@@ -265,13 +266,19 @@ def health_view(
                            f"pending {g['pending']}" for g in s["groups"]) or "-"  # fmt: skip
         rows.append([s["name"], s["length"], rate, groups])
     totals = {k: sum(s["length"] for s in view["streams"] if s["kind"] == k)
-              for k in ("gaps", "dead-letters")}  # fmt: skip
+              for k in ("gaps", "dead-letters", "trader-dead-letters")}  # fmt: skip
+    dead = totals["dead-letters"] + totals["trader-dead-letters"]
     reconnects = sum(int(h.get("reconnects") or 0) for h in view["health"])
     summary = html.Div(
-        f"reconnects {reconnects} · gaps {totals['gaps']} · dead letters {totals['dead-letters']}",
+        f"reconnects {reconnects} · gaps {totals['gaps']} · dead letters {dead}",
         id="pipeline-summary",
     )
+    # A stage's alarms (the trader's intent mismatches): one red line each, above the streams.
+    alarms = [html.Div(f"{h.get('service', '?')} {h.get('instance', '?')}: {alarm}",
+                       className="alarm")
+              for h in view["health"] for alarm in h.get("alarms") or []]  # fmt: skip
     streams = table(
         ["stream", "length", "msgs/s", "consumer groups"], rows, table_id="streams-table"
     )
-    return html.Div([stage_table, summary, streams]), {"lengths": lengths, "at": now_s}
+    alarm_box = html.Div(alarms, id="alarms")
+    return html.Div([stage_table, summary, alarm_box, streams]), {"lengths": lengths, "at": now_s}

@@ -7,8 +7,9 @@ selectors give a stage different commands on different key patterns):
 * ``processor``: consume ``raw`` / ``private-raw`` through its consumer group (no XADD there);
   XADD to trades, quotes, book, bars, signals, dead letters, order updates and control; its
   checkpoints, leases and health key.
-* ``trader``: consume ``signals`` and ``order-updates``; XADD to ``{V}:orders``; its intents,
-  positions, working orders and health key.
+* ``trader``: consume ``signals`` and ``order-updates``; XADD to ``{V}:orders`` and its dead
+  letters; its lease, intents, positions, working orders and health key; its fenced scripts
+  (every write checks the lease in the same script).
 * ``processor`` and ``trader`` may also *read* (never write) any key of the namespace: the trader
   reads trades for mark prices and the private stream to notice reconnects.
 * ``dashboard``: read-only on the whole namespace (``tickpipe streams`` works under it too).
@@ -110,6 +111,10 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
         f"({p('checkpoint', 'lease', 'fence:*', 'raw', 'private-raw')} {outputs} +eval) "
         f"{read_all}"
     )
+    fenced = p(
+        "trader-lease", "intent:*", "orders", "working-orders", "positions", "signals",
+        "order-updates", "trader-dead-letters",
+    )  # fmt: skip
     trader = (
         f"{head} ~{_health(keys, 'trader')} "
         f"{p('intent:*', 'positions', 'working-orders')} {p('kill-switch', prefix='%R~')} "
@@ -119,6 +124,8 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
         # the intent script: its declared keys must sit in the selector that allows it
         f"({p('intent:*', 'orders', 'working-orders', 'positions', 'trader-lease')} "
         f"+evalsha +eval +script|load) {read_all}"
+        # its dead letters, and every key its fenced scripts declare (trader/fence.py)
+        f" ({p('trader-dead-letters')} {_APPEND}) ({fenced} +evalsha +eval)"
     )
     dashboard = (
         f"resetkeys resetchannels -@all +@read -@dangerous {_BASE} +xinfo +type +ttl +pttl "

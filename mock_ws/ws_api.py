@@ -2,8 +2,8 @@
 
 A request ``{"id", "method", "params"}`` gets ``{"id", "status", "result" | "error",
 "rateLimits"}``. Methods: ``ping``, ``time``, ``order.place`` (MARKET, LIMIT), ``order.status``,
-``order.cancel``, ``openOrders.status``, ``account.status``, ``session.logon`` (Ed25519 keys
-only; afterwards signed methods need only ``timestamp``), ``session.status``,
+``order.cancel``, ``openOrders.status``, ``allOrders``, ``account.status``, ``session.logon``
+(Ed25519 keys only; afterwards signed methods need only ``timestamp``), ``session.status``,
 ``session.logout``, ``userDataStream.subscribe`` (after logon),
 ``userDataStream.subscribe.signature``, ``userDataStream.unsubscribe``, ``session.subscriptions``
 (an optional ``v3/`` prefix is accepted). Signed methods are checked by :mod:`mock_ws.auth`.
@@ -33,6 +33,7 @@ _WEIGHTS = {
     "order.status": 4,
     "order.cancel": 1,
     "openOrders.status": 6,
+    "allOrders": 20,
     "account.status": 20,
     "userDataStream.subscribe.signature": 2,
     "userDataStream.unsubscribe": 2,
@@ -168,6 +169,9 @@ class WsApi:
                 if symbol is not None and not self.engine.market.has_symbol(symbol):
                     raise OrderRejected(-1121, "Invalid symbol.")
                 result = [o.query_result() for o in self.engine.open_orders(symbol)]
+            elif method == "allOrders":
+                self._check(session, params, now_ns)
+                result = self._all_orders(params)
             elif method == "account.status":
                 self._check(session, params, now_ns)
                 result = self.engine.account(now_ns)
@@ -287,6 +291,33 @@ class WsApi:
         deliveries = self.fanout(outcome.events)
         reply = self._ok(session, request_id, outcome.result)
         return ApiReply(reply, deliveries, record, outcome.events)
+
+    def _all_orders(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``allOrders``: a symbol's orders from ``orderId``, else from ``startTime``, else the
+        newest, oldest first, at most ``limit`` (default 500, at most 1000)."""
+        symbol = str(params.get("symbol") or "").upper()
+        if not symbol:
+            raise OrderRejected(
+                -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
+            )
+        if not self.engine.market.has_symbol(symbol):
+            raise OrderRejected(-1121, "Invalid symbol.")
+        try:
+            limit = min(int(params.get("limit") or 500), 1000)
+            from_id = int(params["orderId"]) if params.get("orderId") not in (None, "") else None
+            start = int(params["startTime"]) if params.get("startTime") not in (None, "") else None
+        except (TypeError, ValueError):
+            raise OrderRejected(-1100, "Illegal characters found in a parameter.") from None
+        orders = sorted(
+            (o for o in self.engine.orders if o.symbol == symbol), key=lambda o: o.order_id
+        )
+        if from_id is not None:
+            chosen = [o for o in orders if o.order_id >= from_id][:limit]
+        elif start is not None:
+            chosen = [o for o in orders if o.time_ms >= start][:limit]
+        else:
+            chosen = orders[-limit:]
+        return [o.query_result() for o in chosen]
 
     def _count(self, session: ApiSession, weight: int, now_ns: int, *, order: bool) -> None:
         minute = now_ns // 60_000_000_000

@@ -7,11 +7,13 @@ resolved by ``GET /v2/orders:by_client_order_id`` only, never by sending again. 
 final once ``recv_window_ms`` (plus a margin) has passed since the intent, time enough for any
 copy of the request still on its way; a later copy would show up at reconciliation as an open
 order settled here. Cancel is ``DELETE /v2/orders/{id}``; reconciliation lists
-``GET /v2/orders?status=open``.
+``GET /v2/orders?status=open``, and ``GET /v2/orders?status=all&after=...`` for the orders to
+adopt.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Unpack
 
 from common.errors import AmbiguousOutcome, RateLimited
@@ -28,6 +30,15 @@ __all__ = ["AlpacaRouter"]
 
 ORDERS = "/v2/orders"
 BY_CLIENT_ID = "/v2/orders:by_client_order_id"
+#: ``GET /v2/orders`` answers at most this many orders; a full page asks for older ones.
+PAGE = 500
+MAX_PAGES = 50
+
+
+def rfc3339(epoch_ms: int) -> str:
+    """Write epoch milliseconds as an RFC 3339 UTC time (``2024-05-01T14:00:00.123Z``)."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
 class AlpacaRouter(VenueRouter):
@@ -99,3 +110,25 @@ class AlpacaRouter(VenueRouter):
         if not isinstance(listed, list):
             return None
         return [order_result(o) for o in listed if isinstance(o, dict)]
+
+    async def _list_recent(self, since_ms: int) -> list[dict[str, Any]] | None:
+        """List ``GET /v2/orders?status=all&after=...``, newest first, page by page."""
+        out: dict[str, dict[str, Any]] = {}
+        until = ""
+        for _ in range(MAX_PAGES):
+            query = {"status": "all", "limit": str(PAGE), "direction": "desc",
+                     "after": rfc3339(since_ms)}  # fmt: skip
+            if until:
+                query["until"] = until
+            listed = await self._call("GET", ORDERS, query=query)
+            if not isinstance(listed, list):
+                return None if not out else list(out.values())
+            page = [o for o in listed if isinstance(o, dict)]
+            fresh = [o for o in page if str(o.get("id")) not in out]
+            for order in fresh:
+                out[str(order.get("id"))] = order_result(order)
+            oldest = min((str(o.get("submitted_at") or "") for o in page), default="")
+            if len(page) < PAGE or not fresh or not oldest:
+                break
+            until = oldest
+        return list(out.values())

@@ -46,6 +46,8 @@ class Venue(Protocol):
 
     async def open_orders(self, params: dict[str, Any]) -> dict[str, Any]: ...
 
+    async def all_orders(self, params: dict[str, Any]) -> dict[str, Any]: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -95,6 +97,10 @@ class BinanceWsApi:
     async def open_orders(self, params: dict[str, Any]) -> dict[str, Any]:
         """Send ``openOrders.status``; return the venue's answer."""
         return await self.request("openOrders.status", params)
+
+    async def all_orders(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Send ``allOrders`` (a symbol's orders, open or closed); return the venue's answer."""
+        return await self.request("allOrders", params)
 
     def hold_s(self, method: str) -> float:
         """Seconds to wait before sending ``method``: a 429/418 ban, or a full order window."""

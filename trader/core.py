@@ -9,23 +9,31 @@ module.
 * :func:`build_intent` turns a signal into the :class:`~common.schema.OrderIntent` that is recorded
   before anything is sent; its client order id is derived from the signal id, so the same signal
   always maps to the same venue order.
-* :func:`place_params`, :func:`status_params`, :func:`cancel_params` and
-  :func:`open_orders_params` build the signed WebSocket API requests.
+* :func:`place_params`, :func:`status_params`, :func:`cancel_params`,
+  :func:`open_orders_params` and :func:`all_orders_params` build the signed WebSocket API
+  requests.
 * :func:`result_of` classifies a WebSocket API answer: the result, or one of the errors below;
   :func:`order_wait_s` reads the venue's order counts and says how long to hold the next order.
 * :class:`OrderTracker` applies order reports to an order state machine and keeps positions.
+* :func:`intent_mismatch` says how a signal's intent differs from one already recorded under
+  the same client order id (a loud error, never "already sent").
+* :func:`is_own_client_order_id` tells this pipeline's client order ids from anyone else's;
+  :func:`adopted_intent` rebuilds the intent of such an order found at the venue with no record.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any, Required, TypedDict, Unpack
 
 from common.binance import client_order_id_for, hmac_signature, ws_api_payload
 from common.errors import AmbiguousOutcome, AuthError, RateLimited, VenueError
 from common.schema import OrderIntent, Signal
 from trader.orders import ACTIVE, TERMINAL, OrderState, OrderTracker, advance
-from trader.risk import RiskLimits, check_signal
+from trader.positions import qty_text
+from trader.risk import RiskLimits, check_signal, to_decimal
 
 __all__ = [
     "ACTIVE",
@@ -37,10 +45,14 @@ __all__ = [
     "OrderTracker",
     "RiskLimits",
     "SignOptions",
+    "adopted_intent",
     "advance",
+    "all_orders_params",
     "build_intent",
     "cancel_params",
     "check_signal",
+    "intent_mismatch",
+    "is_own_client_order_id",
     "list_result_of",
     "logon_params",
     "open_orders_params",
@@ -91,6 +103,60 @@ def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") 
         qty=signal.qty,
         price=signal.price if limit and signal.price else None,
         ts_signal=signal.ts_signal,
+        ts_intent=ts_intent,
+    )
+
+
+#: The client order ids :func:`common.binance.client_order_id_for` makes: ``tp-`` + 32 hex digits.
+_OWN_ID = re.compile(r"tp-[0-9a-f]{32}")
+
+
+def is_own_client_order_id(client_order_id: str) -> bool:
+    """Tell whether ``client_order_id`` is one this pipeline derives from a signal id."""
+    return _OWN_ID.fullmatch(client_order_id) is not None
+
+
+def _same_number(a: str | None, b: str | None) -> bool:
+    x, y = to_decimal(a), to_decimal(b)
+    return x == y if x is not None and y is not None else a == b
+
+
+def intent_mismatch(stored: OrderIntent, wanted: OrderIntent) -> str | None:
+    """Return how ``wanted`` differs from the ``stored`` intent of its client order id, or None.
+
+    Symbol, side and quantity must agree, and the price where both intents have one (a LIMIT
+    order); numbers are compared as decimals (``0.0010`` is ``0.001``).
+    """
+    differences = []
+    if stored.symbol != wanted.symbol:
+        differences.append(f"symbol {stored.symbol} != {wanted.symbol}")
+    if stored.side.lower() != wanted.side.lower():
+        differences.append(f"side {stored.side} != {wanted.side}")
+    if not _same_number(stored.qty, wanted.qty):
+        differences.append(f"qty {stored.qty} != {wanted.qty}")
+    if stored.price and wanted.price and not _same_number(stored.price, wanted.price):
+        differences.append(f"price {stored.price} != {wanted.price}")
+    return ", ".join(differences) or None
+
+
+def adopted_intent(order: Mapping[str, Any], *, venue: str, ts_intent: int) -> OrderIntent:
+    """Rebuild the intent of a venue order (Binance-shaped dict) that has no record here.
+
+    The signal id is unknown (empty): only the client order id, derived from it, survived.
+    """
+    order_type = str(order.get("type") or "MARKET").upper()
+    qty = to_decimal(str(order.get("origQty", "")))
+    price = to_decimal(str(order.get("price", "")))
+    return OrderIntent(
+        client_order_id=str(order.get("clientOrderId", "")),
+        signal_id="",
+        venue=venue,
+        symbol=str(order.get("symbol", "")),
+        side=str(order.get("side", "")).lower(),
+        order_type=order_type,
+        qty=qty_text(qty) if qty is not None else str(order.get("origQty", "")),
+        price=qty_text(price) if order_type == "LIMIT" and price and price > Decimal(0) else None,
+        ts_signal=0,
         ts_intent=ts_intent,
     )
 
@@ -178,6 +244,24 @@ def open_orders_params(
 ) -> dict[str, Any]:
     """Build the signed ``openOrders.status`` params (every symbol unless ``symbol``)."""
     return sign_params({"symbol": symbol} if symbol else {}, timestamp_ms=timestamp_ms, **sign)
+
+
+def all_orders_params(
+    symbol: str,
+    *,
+    timestamp_ms: int,
+    start_ms: int | None = None,
+    from_order_id: int | None = None,
+    limit: int = 1000,
+    **sign: Unpack[SignOptions],
+) -> dict[str, Any]:
+    """Build the signed ``allOrders`` params: ``symbol``'s orders since a time or from an id."""
+    params: dict[str, Any] = {"symbol": symbol, "limit": limit}
+    if from_order_id is not None:
+        params["orderId"] = from_order_id
+    elif start_ms is not None:
+        params["startTime"] = start_ms
+    return sign_params(params, timestamp_ms=timestamp_ms, **sign)
 
 
 # -- answers ------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Record order intents in Redis in one round trip, before the order is sent.
 
-:data:`INTENT_SCRIPT` does what the ``WATCH``/``MULTI`` transaction did, atomically: ``SET NX`` of
-the intent key; if it was new, the ``intent`` entry in ``{V}:orders`` and the client order id in
-the working-orders set; if it existed, the stored intent comes back (an earlier run recorded it,
-and may have sent it: the order is then looked up, never sent again). Its three keys are
-venue-wide (hash tag ``{venue}``), so the script is legal on Redis Cluster.
+:data:`INTENT_SCRIPT` does what the ``WATCH``/``MULTI`` transaction did, atomically: it checks that
+this trader holds the account's lease (``{V}:trader-lease`` holds its token; else it writes
+nothing and :class:`~trader.fence.LeaseLost` is raised), then ``SET NX`` of the intent key; if it
+was new, the ``intent`` entry in ``{V}:orders`` and the client order id in the working-orders set;
+if it existed, the stored intent comes back (an earlier run recorded it, and may have sent it: the
+order is then looked up, never sent again). Its four keys are venue-wide (hash tag ``{venue}``),
+so the script is legal on Redis Cluster.
 
 The script goes out as ``EVALSHA`` (``EVAL`` when the server does not have it cached, e.g. after a
 restart). On a plain redis-py client it is written on a connection held for it, and the caller's
@@ -23,21 +25,27 @@ import orjson
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
+from common.errors import RedisUnavailable
 from common.names import Keys
 from common.redis_io import direct_pool
 from common.resp import encode_command
 from common.schema import OrderIntent
+from trader.fence import LeaseLost, warn_scripts_refused
 
 __all__ = ["INTENT_SCRIPT", "INTENT_SHA", "IntentRecorder"]
 
 log = logging.getLogger("tickpipe.trader")
 
-#: Record a new intent: ``KEYS`` = intent key, ``{V}:orders``, working-orders set; ``ARGV`` = the
-#: intent as JSON, its client order id, then the ``intent`` entry's field/value pairs. Answers 1
-#: when recorded, else the stored intent.
+#: Record a new intent: ``KEYS`` = intent key, ``{V}:orders``, working-orders set, the account's
+#: lease; ``ARGV`` = the intent as JSON, its client order id, this trader's lease token, then the
+#: ``intent`` entry's field/value pairs. Answers 1 when recorded, 0 when the lease is not this
+#: trader's (nothing written), else the stored intent.
 INTENT_SCRIPT = """
+if redis.call('GET', KEYS[4]) ~= ARGV[3] then
+  return 0
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
   redis.call('SADD', KEYS[3], ARGV[2])
   return 1
 end
@@ -49,10 +57,14 @@ INTENT_SHA = hashlib.sha1(INTENT_SCRIPT.encode()).hexdigest()
 class IntentRecorder:
     """Record the intents of one venue: the script, or the transaction when scripts are refused."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, venue: str) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, venue: str, *, token: str, lease_key: str
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.venue = venue
+        self.token = token
+        self.lease_key = lease_key
         self.scripted = True  # off once the ACL refuses scripts
         #: The pool the script's connection is held from; ``None`` sends it through redis-py's
         #: commands (a cluster client, or a test that watches every command).
@@ -71,7 +83,8 @@ class IntentRecorder:
     ) -> dict[str, Any] | None:
         """Record ``intent`` and return ``None``, or return the stored intent's fields.
 
-        ``meanwhile`` is called exactly once, while Redis answers when it can be.
+        ``meanwhile`` is called exactly once, while Redis answers when it can be. Raises
+        :class:`~trader.fence.LeaseLost` (nothing written) if this trader lost its lease.
         """
         called = False
 
@@ -86,11 +99,7 @@ class IntentRecorder:
                 return await self._scripted(intent, once)
             except rexc.NoPermissionError as exc:
                 self.scripted = False
-                log.warning(
-                    "the Redis ACL refuses scripts: recording intents with WATCH/MULTI "
-                    "(three round trips instead of one); allow +evalsha +eval for the trader",
-                    extra={"error": str(exc)},
-                )
+                warn_scripts_refused("recording intents", exc)
         once()
         return await self._transaction(intent)
 
@@ -100,8 +109,9 @@ class IntentRecorder:
             self.keys.intent(self.venue, intent.client_order_id),
             self.keys.orders(self.venue),
             self.keys.working_orders(self.venue),
+            self.lease_key,
         ]
-        args: list[Any] = [orjson.dumps(fields), intent.client_order_id]
+        args: list[Any] = [orjson.dumps(fields), intent.client_order_id, self.token]
         for name, value in {**fields, "event": "intent"}.items():
             args += (name, value)
         return keys, args
@@ -121,6 +131,8 @@ class IntentRecorder:
             reply = await self.redis.eval(INTENT_SCRIPT, len(keys), *keys, *args)
         if reply == 1:
             return None
+        if reply == 0:
+            raise LeaseLost(f"{self.lease_key} is not held by {self.token}")
         stored: dict[str, Any] = orjson.loads(reply)
         return stored
 
@@ -154,26 +166,33 @@ class IntentRecorder:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _transaction(self, intent: OrderIntent) -> dict[str, Any] | None:
-        """Record ``intent`` with ``WATCH``/``GET``/``MULTI`` (for users without scripts)."""
+        """Record ``intent`` with ``WATCH``/``GET``/``MULTI`` (for users without scripts).
+
+        A transaction cut short by a change of a watched key (the lease's own renewal, for one)
+        is tried again from the start.
+        """
         key = self.keys.intent(self.venue, intent.client_order_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(key)
-                existing = await pipe.get(key)
-                if existing is None:
+        for _ in range(10):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(self.lease_key, key)
+                    holder: Any = await pipe.get(self.lease_key)
+                    if holder is None or bytes(holder).decode() != self.token:
+                        raise LeaseLost(f"{self.lease_key} is not held by {self.token}")
+                    existing = await pipe.get(key)
+                    if existing is not None:
+                        stored: dict[str, Any] = orjson.loads(existing)
+                        return stored
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(key, orjson.dumps(intent.to_fields()), nx=True)
                     entry: dict[Any, Any] = {**intent.to_fields(), "event": "intent"}
                     pipe.xadd(self.keys.orders(self.venue), entry)
                     pipe.sadd(self.keys.working_orders(self.venue), intent.client_order_id)
-                    created, _, _ = await pipe.execute()
-                    if created:
-                        return None
-            except rexc.WatchError:
-                pass
-        existing = await self.redis.get(key)
-        stored: dict[str, Any] = orjson.loads(existing) if existing else intent.to_fields()
-        return stored
+                    await pipe.execute()
+                    return None
+                except rexc.WatchError:
+                    continue
+        raise RedisUnavailable(f"intent {intent.client_order_id}: its keys kept changing")
 
     async def close(self) -> None:
         """Give the held connection back to the pool."""

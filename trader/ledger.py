@@ -1,17 +1,26 @@
 """Keep the trader's records in Redis: intents, the ``{V}:orders`` log, order state, positions.
 
-Every key written here is venue-wide (hash tag ``{venue}``), so each change is one ``MULTI`` (or
-one Lua script) that stays legal on Redis Cluster: the ``{V}:orders`` entry, the order's state (kept
-in its intent key), the working-orders set, the position fields, and for order updates the XACK of
-``{V}:order-updates``. A crash leaves all of a change or none of it. The in-memory
-:class:`~trader.orders.OrderTracker` adopts a change only once Redis has it.
+Every write is fenced by the account's lease (:mod:`trader.fence`): a trader that lost its lease
+writes nothing. Every key written here is venue-wide (hash tag ``{venue}``), so each change is one
+script call (or one ``MULTI``) that stays legal on Redis Cluster: the ``{V}:orders`` entry, the
+order's state (kept in its intent key), the working-orders set, the position fields, and for
+order updates the XACK of ``{V}:order-updates``. A crash leaves all of a change or none of it.
 
-A new intent is recorded in one round trip by :class:`trader.intents.IntentRecorder`.
+Positions are derived from fills, never written from memory: a change that moves a position
+carries the order's stored state and the position's stored fields as preconditions; the
+position after the fill is computed from exactly those values, and if Redis holds anything else
+by the time the change arrives (an earlier owner, an operator, a lost write), the change is
+refused, both are read again and the fill is applied to what Redis holds. A fill is applied once
+per order (:func:`trader.orders.advance`: cumulative quantities and venue fill ids).
+
+A new intent is recorded in one round trip by :class:`trader.intents.IntentRecorder`; an order
+the venue has and Redis lost is adopted by :meth:`Ledger.adopt`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -21,12 +30,14 @@ import orjson
 import redis.asyncio as aioredis
 
 from common.binance import MS
-from common.errors import DecodeError
+from common.errors import DecodeError, RedisUnavailable
 from common.names import GROUP_TRADER, Keys
 from common.schema import OrderIntent, OrderUpdate, decode_fields
+from trader.fence import Change, Fence, Stale
 from trader.intents import IntentRecorder
+from trader.lease import Lease
 from trader.orders import Fill, OrderState, OrderTracker, advance
-from trader.positions import PositionBook, qty_text
+from trader.positions import Position, PositionBook, qty_text
 from trader.risk import to_decimal
 
 __all__ = ["Ledger"]
@@ -35,20 +46,38 @@ log = logging.getLogger("tickpipe.trader")
 
 #: A stream entry (``str`` to ``str``; typed loosely because redis-py's XADD is invariant).
 Entry = dict[Any, Any]
+#: A report applied to an order's state: the state after it and the position change.
+Step = Callable[[OrderState], tuple[OrderState, Fill]]
+
+_INTENT_FIELDS = frozenset(f.name for f in dataclasses.fields(OrderIntent))
+#: Position fields a fill changes, checked before each change: ``SYMBOL``, ``SYMBOL:avg_cost``...
+_CHECKED = ("", "avg_cost", "realized_pnl")
+_ATTEMPTS = 5
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
     return value.decode() if isinstance(value, bytes) else value
 
 
 def _intent_of(data: Mapping[str, Any]) -> OrderIntent:
-    return OrderIntent.from_fields(
-        {k: v for k, v in data.items() if k not in ("state", "resolution")}
-    )
+    return OrderIntent.from_fields({k: v for k, v in data.items() if k in _INTENT_FIELDS})
+
+
+def _flat(fields: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    for name, value in fields.items():
+        out += (str(name), str(value))
+    return out
+
+
+def _field(symbol: str, part: str) -> str:
+    return f"{symbol}:{part}" if part else symbol
 
 
 class Ledger:
-    """Write and read the trader's records for one venue."""
+    """Write and read the trader's records for one venue, fenced by ``lease``."""
 
     def __init__(
         self,
@@ -58,36 +87,60 @@ class Ledger:
         *,
         clock: Callable[[], int],
         counts: dict[str, int],
+        lease: Lease,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.venue = venue
         self.clock = clock
         self.counts = counts
+        self.lease = lease
+        self.fence: Fence = lease.fence
+        self.lease_key = lease.account_key
         self.tracker = OrderTracker()
+        #: Each symbol's checked position fields as Redis holds them (``None``: absent).
+        self.stored: dict[str, dict[str, str | None]] = {}
         self.lock = asyncio.Lock()  # serialises each order-state read-modify-write
-        self.intents = IntentRecorder(redis, keys, venue)
+        self.intents = IntentRecorder(
+            redis, keys, venue, token=lease.token, lease_key=lease.account_key
+        )
 
     # -- loading ---------------------------------------------------------------------------------
     async def load(self) -> None:
         """Read the positions and the state of every working order into memory."""
-        stored = decode_fields(await self.redis.hgetall(self.keys.positions(self.venue)))
-        self.tracker.book = PositionBook.from_fields(stored)
+        await self.reload_positions()
         self.tracker.orders = {}
         for cid in await self.working_ids():
-            state, _ = await self._state(cid)
+            state, _ = await self._read(cid)
             if state is not None:
                 self.tracker.orders[cid] = state
+
+    async def reload_positions(self) -> None:
+        """Read the positions hash again (it is the truth; memory follows it)."""
+        fields = decode_fields(await self.redis.hgetall(self.keys.positions(self.venue)))
+        self.tracker.book = PositionBook.from_fields(fields)
+        symbols = {name.partition(":")[0] for name in fields}
+        self.stored = {s: {p: fields.get(_field(s, p)) for p in _CHECKED} for s in symbols}
 
     async def working_ids(self) -> list[str]:
         """Return the client order ids in the working-orders set."""
         members = await self.redis.smembers(self.keys.working_orders(self.venue))
-        return sorted(_text(m) for m in members)
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
 
     async def stored_intent(self, client_order_id: str) -> OrderIntent | None:
         """Return the recorded intent of ``client_order_id``, if there is one."""
         raw = await self.redis.get(self.keys.intent(self.venue, client_order_id))
         return _intent_of(orjson.loads(raw)) if raw else None
+
+    async def unknown_intents(self, client_order_ids: list[str]) -> list[str]:
+        """Return the ids among ``client_order_ids`` that have no intent key (one round trip)."""
+        if not client_order_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid in client_order_ids:
+                pipe.exists(self.keys.intent(self.venue, cid))
+            found = await pipe.execute()
+        return [cid for cid, n in zip(client_order_ids, found, strict=True) if not n]
 
     def positions(self) -> dict[str, str]:
         return {s: qty_text(p.qty) for s, p in sorted(self.tracker.book.positions.items())}
@@ -99,10 +152,10 @@ class Ledger:
         """Record ``intent`` if it is new and return ``None``; else return the stored intent.
 
         ``SET NX`` of the intent key, the ``intent`` entry and the working-orders membership are
-        one atomic step (:class:`~trader.intents.IntentRecorder`: a script, else a transaction),
-        so an intent key never exists without its ``{V}:orders`` entry, and a recorded intent is
-        durable before anything is sent. ``meanwhile`` (pure work, e.g. signing the order) is
-        called once, while Redis answers when it can be.
+        one atomic step, fenced by the lease (:class:`~trader.intents.IntentRecorder`: a script,
+        else a transaction), so an intent key never exists without its ``{V}:orders`` entry, and
+        a recorded intent is durable before anything is sent. ``meanwhile`` (pure work, e.g.
+        signing the order) is called once, while Redis answers when it can be.
         """
         stored = await self.intents.record(intent, meanwhile=meanwhile)
         if stored is None:
@@ -142,44 +195,76 @@ class Ledger:
         """
         self.counts["rejects"] += event == "rejected"
         log.info("order %s", event, extra={"client_order_id": intent.client_order_id, **extra})
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.keys.orders(self.venue), self.fields(intent, event, extra))
+        key = self.keys.intent(self.venue, intent.client_order_id)
+        for _ in range(_ATTEMPTS):
+            change = Change(self.lease_key)
+            change.write(
+                "XADD", self.keys.orders(self.venue), "*", *_flat(self.fields(intent, event, extra))
+            )
             if settle:
-                pipe.srem(self.keys.working_orders(self.venue), intent.client_order_id)
-                key = self.keys.intent(self.venue, intent.client_order_id)
-                raw = await self.redis.get(key)
+                change.write("SREM", self.keys.working_orders(self.venue), intent.client_order_id)
+                raw = _text(await self.redis.get(key))
+                change.check(key, raw)
                 if raw:
-                    pipe.set(key, orjson.dumps({**orjson.loads(raw), "resolution": event}))
-            await pipe.execute()
+                    change.write(
+                        "SET",
+                        key,
+                        orjson.dumps({**orjson.loads(raw), "resolution": event}).decode(),
+                    )
+            try:
+                await self.fence.apply(change)
+                break
+            except Stale:
+                continue
+        else:
+            raise RedisUnavailable(f"order {intent.client_order_id}: its record kept changing")
         if settle:
             self.tracker.orders.pop(intent.client_order_id, None)
 
     async def record_event(self, event: str, fields: Mapping[str, str]) -> None:
         """Append a free-form ``{V}:orders`` entry (``discrepancy``, ``kill_switch``...)."""
         entry: Entry = {"event": event, "ts": str(self.clock()), **fields}
-        await self.redis.xadd(self.keys.orders(self.venue), entry)
+        change = Change(self.lease_key).write(
+            "XADD", self.keys.orders(self.venue), "*", *_flat(entry)
+        )
+        await self.fence.apply(change)
+
+    async def dead_letter(self, fields: Mapping[str, str]) -> None:
+        """Append an entry to the trader's dead letters (``{V}:trader-dead-letters``)."""
+        entry: Entry = {"ts": str(self.clock()), **fields}
+        stream = self.keys.trader_dead_letters(self.venue)
+        await self.fence.apply(Change(self.lease_key).write("XADD", stream, "*", *_flat(entry)))
 
     # -- order state -----------------------------------------------------------------------------
-    async def _state(self, client_order_id: str) -> tuple[OrderState | None, dict[str, Any]]:
-        """Return the order's state (memory, else its intent key) and the stored intent."""
-        raw = await self.redis.get(self.keys.intent(self.venue, client_order_id))
-        stored: dict[str, Any] = orjson.loads(raw) if raw else {}
-        state = self.tracker.orders.get(client_order_id)
-        if state is None and "state" in stored:
-            state = OrderState.from_dict(stored["state"])
-        elif state is None and stored:
-            state = OrderState(
+    async def _read(self, client_order_id: str) -> tuple[OrderState | None, str | None]:
+        """Return the order's state as Redis holds it (its intent key) and the raw value."""
+        raw = _text(await self.redis.get(self.keys.intent(self.venue, client_order_id)))
+        if raw is None:
+            return None, None
+        stored: dict[str, Any] = orjson.loads(raw)
+        if "state" in stored:
+            return OrderState.from_dict(stored["state"]), raw
+        return (
+            OrderState(
                 client_order_id,
                 str(stored["symbol"]),
                 str(stored["side"]),
                 qty=str(stored.get("qty", "0")),
                 price=str(stored.get("price", "") or ""),
-            )
-        return state, stored
+            ),
+            raw,
+        )
+
+    async def outcome_known(self, client_order_id: str) -> bool:
+        """Whether the order's outcome is recorded: the venue's id for it, or a settlement."""
+        raw = await self.redis.get(self.keys.intent(self.venue, client_order_id))
+        stored: dict[str, Any] = orjson.loads(raw) if raw else {}
+        state = stored.get("state") or {}
+        return bool(stored.get("resolution") or state.get("order_id"))
 
     async def order_state(self, client_order_id: str) -> OrderState | None:
         """Return what is known of the order with ``client_order_id``."""
-        state, _ = await self._state(client_order_id)
+        state, _ = await self._read(client_order_id)
         return state
 
     def _fallback_price(self, state: OrderState, reported: str = "") -> Decimal | None:
@@ -189,46 +274,80 @@ class Ledger:
                 return price
         return self.tracker.book.get(state.symbol).mark_price
 
+    def _move(self, change: Change, symbol: str, fill: Fill) -> Position:
+        """Add the position write of ``fill`` to ``change``, checked against what Redis holds."""
+        key = self.keys.positions(self.venue)
+        stored = self.stored.get(symbol, dict.fromkeys(_CHECKED))
+        for part in _CHECKED:
+            change.check(key, stored.get(part), field=_field(symbol, part))
+        position = self.tracker.book.get(symbol).fill(fill.qty, fill.quote)
+        change.write("HSET", key, *_flat(PositionBook.fields(symbol, position)))
+        return position
+
+    def _moved(self, symbol: str, position: Position) -> None:
+        self.tracker.book.positions[symbol] = position
+        written = PositionBook.fields(symbol, position)
+        self.stored[symbol] = {p: written[_field(symbol, p)] for p in _CHECKED}
+
     async def _commit(
         self,
-        state: OrderState,
-        stored: dict[str, Any],
-        fill: Fill,
-        fields: Entry,
+        client_order_id: str,
+        step: Step,
+        entry: Callable[[OrderState], Entry],
+        *,
+        fallback: OrderIntent | None = None,
         ack: tuple[str, str] | None = None,
-    ) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.keys.orders(self.venue), fields)
-            pipe.set(
-                self.keys.intent(self.venue, state.client_order_id),
-                orjson.dumps({**stored, "state": state.to_dict()}),
-            )
-            if state.terminal:
-                pipe.srem(self.keys.working_orders(self.venue), state.client_order_id)
-            if fill:
-                position = self.tracker.book.get(state.symbol).fill(fill.qty, fill.quote)
-                mapping: Entry = PositionBook.fields(state.symbol, position)
-                pipe.hset(self.keys.positions(self.venue), mapping=mapping)
+    ) -> OrderState | None:
+        """Apply ``step`` to the order's stored state and write the result, fenced, at once.
+
+        The change holds the ``{V}:orders`` entry, the order's state, its working-set
+        membership, the position change and the XACK of ``ack``; it is written only if the
+        order's state and the position are still what the step started from (else both are read
+        again). ``fallback`` is the intent to start from when Redis has none; without it an
+        unknown order gives ``None`` and nothing is written.
+        """
+        key = self.keys.intent(self.venue, client_order_id)
+        for _ in range(_ATTEMPTS):
+            state, raw = await self._read(client_order_id)
+            if state is None and fallback is None:
+                return None
+            if state is None:
+                assert fallback is not None
+                state = self._fresh(fallback)
+            state, fill = step(state)
+            base = orjson.loads(raw) if raw else fallback.to_fields() if fallback else {}
+            change = Change(self.lease_key).check(key, raw)
+            change.write("XADD", self.keys.orders(self.venue), "*", *_flat(entry(state)))
+            change.write("SET", key, orjson.dumps({**base, "state": state.to_dict()}).decode())
+            working = self.keys.working_orders(self.venue)
+            change.write("SREM" if state.terminal else "SADD", working, client_order_id)
+            position = self._move(change, state.symbol, fill) if fill else None
             if ack is not None:
-                pipe.xack(ack[0], GROUP_TRADER, ack[1])
-            await pipe.execute()
-        self.tracker.commit(state, fill)
+                change.write("XACK", ack[0], GROUP_TRADER, ack[1])
+            try:
+                await self.fence.apply(change)
+            except Stale:
+                await self.reload_positions()
+                continue
+            self.tracker.orders[client_order_id] = state
+            if position is not None:
+                self._moved(state.symbol, position)
+            return state
+        raise RedisUnavailable(f"order {client_order_id}: its state kept changing")
 
     async def record_result(
         self, intent: OrderIntent, result: dict[str, Any], *, source: str, event: str = "ack"
     ) -> OrderState:
         """Record the venue's order (an ``ack`` entry) and apply its fills to the position."""
-        async with self.lock:
-            state, stored = await self._state(intent.client_order_id)
-            if state is None:
-                state = self._fresh(intent)
-            status = str(result.get("status", ""))
-            fills = result.get("fills")
-            last_price = ""
-            if isinstance(fills, list) and fills and isinstance(fills[-1], Mapping):
-                last_price = str(fills[-1].get("price", ""))
-            ts_ms = result.get("transactTime") or result.get("updateTime") or 0
-            state, fill = advance(
+        status = str(result.get("status", ""))
+        fills = result.get("fills")
+        last_price = ""
+        if isinstance(fills, list) and fills and isinstance(fills[-1], Mapping):
+            last_price = str(fills[-1].get("price", ""))
+        ts_ms = result.get("transactTime") or result.get("updateTime") or 0
+
+        def step(state: OrderState) -> tuple[OrderState, Fill]:
+            return advance(
                 state,
                 status=status,
                 filled_qty=str(result.get("executedQty", "0")),
@@ -238,6 +357,8 @@ class Ledger:
                 cum_quote=str(result.get("cummulativeQuoteQty", "")),
                 fallback_price=self._fallback_price(state, last_price),
             )
+
+        def entry(state: OrderState) -> Entry:
             extra = {
                 "source": source,
                 "order_id": state.order_id,
@@ -246,8 +367,11 @@ class Ledger:
                 "cum_quote": str(result.get("cummulativeQuoteQty", "")),
                 "fills": orjson.dumps(fills).decode() if fills else "",
             }
-            fields = self.fields(intent, event, extra)
-            await self._commit(state, stored or intent.to_fields(), fill, fields)
+            return self.fields(intent, event, extra)
+
+        async with self.lock:
+            state = await self._commit(intent.client_order_id, step, entry, fallback=intent)
+        assert state is not None
         self.counts["acks"] += event == "ack"
         log.info(
             "order %s", event, extra={"client_order_id": intent.client_order_id, "status": status}
@@ -267,38 +391,100 @@ class Ledger:
             log.warning("bad order update recorded as is", extra={"error": str(exc)})
             update = None
         async with self.lock:
-            state: OrderState | None = None
-            stored: dict[str, Any] = {}
+            state = None
             if update is not None:
-                state, stored = await self._state(update.client_order_id)
-            if update is None or state is None:
+                found = update
+
+                def step(state: OrderState) -> tuple[OrderState, Fill]:
+                    return advance(
+                        state,
+                        status=found.status,
+                        filled_qty=found.filled_qty,
+                        order_id=found.order_id,
+                        qty=found.qty,
+                        ts_event=found.ts_event,
+                        cum_quote=found.cum_quote,
+                        fallback_price=self._fallback_price(state, found.last_price),
+                        fill_id=found.trade_id,
+                        last_qty=found.last_qty,
+                    )
+
+                state = await self._commit(
+                    update.client_order_id, step, lambda _: record, ack=(stream, entry_id)
+                )
+            if state is None:
                 self.counts["foreign_updates"] += update is not None
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.xadd(self.keys.orders(self.venue), record)
-                    pipe.xack(stream, GROUP_TRADER, entry_id)
-                    await pipe.execute()
-                return
-            state, fill = advance(
-                state,
-                status=update.status,
-                filled_qty=update.filled_qty,
-                order_id=update.order_id,
-                qty=update.qty,
-                ts_event=update.ts_event,
-                cum_quote=update.cum_quote,
-                fallback_price=self._fallback_price(state, update.last_price),
-            )
-            await self._commit(state, stored, fill, record, ack=(stream, entry_id))
+                change = Change(self.lease_key)
+                change.write("XADD", self.keys.orders(self.venue), "*", *_flat(record))
+                change.write("XACK", stream, GROUP_TRADER, entry_id)
+                await self.fence.apply(change)
+
+    # -- adoption --------------------------------------------------------------------------------
+    async def adopt(self, intent: OrderIntent, order: Mapping[str, Any], *, reason: str) -> bool:
+        """Record an order the venue has and Redis does not, with its fills; never send it.
+
+        Written only if its intent key is still absent (an intent recorded meanwhile means it
+        was no orphan); returns whether the order was adopted.
+        """
+        key = self.keys.intent(self.venue, intent.client_order_id)
+        status = str(order.get("status", ""))
+        extra = {
+            "source": "reconcile",
+            "reason": reason,
+            "order_id": str(order.get("orderId", "")),
+            "status": status,
+            "executed_qty": str(order.get("executedQty", "")),
+            "cum_quote": str(order.get("cummulativeQuoteQty", "")),
+        }
+        async with self.lock:
+            for _ in range(_ATTEMPTS):
+                fresh = self._fresh(intent)
+                state, fill = advance(
+                    fresh,
+                    status=status,
+                    filled_qty=extra["executed_qty"],
+                    order_id=extra["order_id"],
+                    qty=str(order.get("origQty", "")),
+                    cum_quote=extra["cum_quote"],
+                    fallback_price=self._fallback_price(fresh),
+                )
+                stored = {**intent.to_fields(), "adopted": reason, "state": state.to_dict()}
+                change = Change(self.lease_key).check(key, None)
+                change.write("SET", key, orjson.dumps(stored).decode())
+                entry = self.fields(intent, "adopted", extra)
+                change.write("XADD", self.keys.orders(self.venue), "*", *_flat(entry))
+                working = self.keys.working_orders(self.venue)
+                change.write("SREM" if state.terminal else "SADD", working, intent.client_order_id)
+                position = self._move(change, state.symbol, fill) if fill else None
+                try:
+                    await self.fence.apply(change)
+                except Stale:
+                    if await self.redis.exists(key):
+                        return False
+                    await self.reload_positions()
+                    continue
+                if not state.terminal:
+                    self.tracker.orders[intent.client_order_id] = state
+                if position is not None:
+                    self._moved(state.symbol, position)
+                return True
+        raise RedisUnavailable(f"order {intent.client_order_id}: the positions kept changing")
 
     # -- marks -----------------------------------------------------------------------------------
     async def mark(self, prices: Mapping[str, Decimal]) -> None:
         """Set each symbol's mark price (last trade) and write its unrealised profit."""
-        async with self.lock:  # never write a position older than a concurrent commit's
+        async with self.lock:  # never write a mark older than a concurrent commit's
             changed: Entry = {}
+            marked: dict[str, Position] = {}
             for symbol, price in prices.items():
-                if self.tracker.book.get(symbol).mark_price == price:
+                position = self.tracker.book.get(symbol)
+                if position.mark_price == price:
                     continue
-                position = self.tracker.book.mark(symbol, price)
-                changed.update(PositionBook.fields(symbol, position))
+                marked[symbol] = dataclasses.replace(position, mark_price=price)
+                fields = PositionBook.fields(symbol, marked[symbol])
+                for part in ("unrealized_pnl", "mark_price"):
+                    changed[_field(symbol, part)] = fields[_field(symbol, part)]
             if changed:
-                await self.redis.hset(self.keys.positions(self.venue), mapping=changed)
+                key = self.keys.positions(self.venue)
+                await self.fence.apply(Change(self.lease_key).write("HSET", key, *_flat(changed)))
+                self.tracker.book.positions.update(marked)

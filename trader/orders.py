@@ -2,7 +2,10 @@
 
 Positions move by the growth of each order's cumulative filled quantity (and cumulative quote
 quantity for the price), so an acknowledgement, a status query and the order updates describing
-the same fills, or a replayed update, never count a fill twice.
+the same fills, or a replayed update, never count a fill twice. Each venue fill id an order
+update carries (Binance's trade id ``t``, Alpaca's ``execution_id``) is kept in the order's state:
+a report of a fill already applied changes nothing, and a fill reported without a cumulative
+quantity moves the order by its own quantity exactly once.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class OrderState:
     ts_event: int = 0
     cum_quote: str = "0"
     price: str = ""
+    fill_ids: tuple[str, ...] = ()
 
     @property
     def terminal(self) -> bool:
@@ -78,7 +82,12 @@ class OrderState:
             ts_event=int(data.get("ts_event", 0)),
             cum_quote=str(data.get("cum_quote", "0")),
             price=str(data.get("price", "") or ""),
+            fill_ids=tuple(str(f) for f in data.get("fill_ids", ())),
         )
+
+
+#: Fill ids that name no fill (Binance's ``t`` is -1 on reports without a trade).
+_NO_FILL_IDS = frozenset({"", "-1"})
 
 
 def _next_status(current: str, reported: str) -> str:
@@ -102,14 +111,23 @@ def advance(
     ts_event: int = 0,
     cum_quote: str = "",
     fallback_price: Decimal | None = None,
+    fill_id: str = "",
+    last_qty: str = "",
 ) -> tuple[OrderState, Fill]:
     """Return the order's state after one report and the position change it implies.
 
     The change's quote amount is the growth of the cumulative quote quantity; when the report has
     none, the grown quantity is valued at ``fallback_price`` (the fill's price, else the order's).
+    A report of fill ``fill_id`` already applied changes nothing; a report with a new fill id and
+    no cumulative quantity grows the order by ``last_qty``.
     """
+    fill_id = "" if fill_id in _NO_FILL_IDS else fill_id
+    if fill_id and fill_id in previous.fill_ids:
+        return previous, Fill()
     old_filled = to_decimal(previous.filled_qty) or ZERO
     new_filled = to_decimal(filled_qty)
+    if new_filled is None and fill_id:
+        new_filled = old_filled + max(ZERO, to_decimal(last_qty) or ZERO)
     if new_filled is None or new_filled < old_filled:
         new_filled = old_filled
     grown = new_filled - old_filled
@@ -130,6 +148,7 @@ def advance(
         filled_qty=str(new_filled) if grown else previous.filled_qty,
         cum_quote=str(new_quote) if new_quote != old_quote else previous.cum_quote,
         ts_event=max(ts_event, previous.ts_event),
+        fill_ids=(*previous.fill_ids, fill_id) if fill_id else previous.fill_ids,
     )
     return state, Fill(grown if previous.side == "buy" else -grown, quote)
 

@@ -21,6 +21,7 @@ from common.settings import Settings
 from trader.binance_ws_api import Venue
 from trader.core import (
     SignOptions,
+    all_orders_params,
     cancel_params,
     list_result_of,
     open_orders_params,
@@ -33,6 +34,10 @@ from trader.signing import Signer
 from trader.venue_router import Request, RouterOptions, VenueRouter
 
 __all__ = ["Router"]
+
+#: ``allOrders`` answers at most this many orders; a full page asks for the next one.
+PAGE = 1000
+MAX_PAGES = 50
 
 
 class Router(VenueRouter):
@@ -98,3 +103,28 @@ class Router(VenueRouter):
         params = open_orders_params(timestamp_ms=self._now_ms(), **self._auth())
         listed = list_result_of(await self.venue.open_orders(params), now_ms=self._now_ms())
         return [o for o in listed if isinstance(o, dict)]
+
+    async def _list_recent(self, since_ms: int) -> list[dict[str, Any]] | None:
+        """List each symbol's orders since ``since_ms`` with ``allOrders``, page by page."""
+        out: list[dict[str, Any]] = []
+        for symbol in self.settings.symbols:
+            from_id: int | None = None
+            for _ in range(MAX_PAGES):
+                params = all_orders_params(
+                    symbol,
+                    timestamp_ms=self._now_ms(),
+                    start_ms=since_ms,
+                    from_order_id=from_id,
+                    limit=PAGE,
+                    **self._auth(),
+                )
+                answer = await self.venue.all_orders(params)
+                page = [
+                    o for o in list_result_of(answer, now_ms=self._now_ms()) if isinstance(o, dict)
+                ]
+                out += page
+                ids = [o["orderId"] for o in page if isinstance(o.get("orderId"), int)]
+                if len(page) < PAGE or not ids:
+                    break
+                from_id = max(ids) + 1
+        return out

@@ -1,18 +1,27 @@
-"""Run the trader's background work: kill switch and limits, reconciliation, marks to market.
+"""Run the trader's background work: lease, kill switch and limits, market, reconciliation.
 
+* **lease** — renews the account's leases every quarter lease period
+  (:class:`trader.lease.Lease`); a renewal refused ends the term (:class:`LeaseLost`). It runs
+  until every other task of the term has ended, so orders in flight at stop are recorded.
 * **kill switch** — reads ``{V}:kill-switch`` into memory every ``kill_switch_every_s``
   (default 0.1 s), so the per-signal risk check needs no round trip: a kill switch set now
   refuses new orders within that period (plus one Redis round trip).
 * **guard** — every interval: while the kill switch is on every working order is cancelled;
   otherwise working orders that would grow a position past its limit are cancelled.
-* **reconcile** — compares the working orders with the venue at start, after every connect marker
-  the ingestor writes into ``{V}:private-raw`` (a private-stream reconnect, so order updates may
-  have been missed), after every reconnect of the trader's own WebSocket API connection, and
-  every 30 s while an order's outcome is still unknown.
-* **mark** — reads the last trade price of each symbol from its partition's trades stream and
-  writes each position's unrealised profit.
+* **market** — every 0.1 s reads the trades and quotes written since its last read into the
+  trader's market view (the risk check's prices, and the positions' mark prices).
+* **reconcile** — compares the working orders with the venue, and adopts the venue's orders
+  Redis has no intent of: at start, after every Redis outage, after every connect marker the
+  ingestor writes into ``{V}:private-raw`` (a private-stream reconnect, so order updates may
+  have been missed), after every reconnect of the trader's own WebSocket API connection, every
+  ``TICKPIPE_RECONCILE_EVERY_S`` (default 60 s), and every 30 s while an order's outcome is
+  still unknown.
+* **claim** — every lease period, claims signals and order updates left pending for longer than
+  a lease period (delivered to a trader that had lost its lease as it read them).
+* **mark** — writes each position's mark price and unrealised profit from the market view.
 
-Each loop survives Redis outages (it waits and goes on) and ends when ``stop`` is set.
+Each loop survives Redis outages (it waits and goes on, and asks for a reconciliation once
+Redis answers again) and ends when ``stop`` is set.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -29,19 +39,27 @@ import orjson
 from common.backoff import Backoff
 from common.errors import DecodeError, RedisUnavailable
 from common.redis_io import redis_errors
-from common.schema import RawFrame, decode_fields
+from common.schema import RawFrame
 from trader.binance_ws_api import VenueUnavailable
-from trader.risk import to_decimal
 
 if TYPE_CHECKING:
-    from trader.shell import Trader
+    from trader.owner import Trader
 
-__all__ = ["KILL_SWITCH_EVERY_S", "background_tasks", "connect_markers", "first_failure"]
+__all__ = [
+    "KILL_SWITCH_EVERY_S",
+    "MARKET_EVERY_S",
+    "background_tasks",
+    "connect_markers",
+    "first_failure",
+    "keep_lease",
+]
 
 log = logging.getLogger("tickpipe.trader")
 
 #: How often the kill switch is read into memory: the longest a set kill switch can go unseen.
 KILL_SWITCH_EVERY_S = 0.1
+#: How often the trades and quotes written since the last read are read into the market view.
+MARKET_EVERY_S = 0.1
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
@@ -51,7 +69,11 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def _loop(
-    name: str, stop: asyncio.Event, interval_s: float, step: Callable[[], Awaitable[None]]
+    name: str,
+    stop: asyncio.Event,
+    interval_s: float,
+    step: Callable[[], Awaitable[None]],
+    on_outage: Callable[[str], None] = lambda reason: None,
 ) -> None:
     """Call ``step`` every ``interval_s`` until ``stop``; wait out Redis and venue outages."""
     backoff = Backoff(base_s=0.1, cap_s=5.0)
@@ -63,7 +85,24 @@ async def _loop(
             await _wait(stop, interval_s)
         except (RedisUnavailable, VenueUnavailable) as exc:
             log.warning("%s: waiting for an outage to end", name, extra={"error": str(exc)})
+            if isinstance(exc, RedisUnavailable):
+                on_outage("redis-reconnect")
             await _wait(stop, backoff.next_delay_s())
+
+
+async def keep_lease(trader: Trader, done: asyncio.Event) -> None:
+    """Renew the term's lease every quarter period until ``done``; raise LeaseLost if lost."""
+    lease = trader.lease
+    while not done.is_set():
+        await _wait(done, lease.renew_s)
+        if done.is_set():
+            return
+        try:
+            async with redis_errors():
+                await lease.renew()
+        except RedisUnavailable as exc:  # not fresh for long: reads and orders pause
+            log.warning("lease not renewed: Redis unavailable", extra={"error": str(exc)})
+            trader.redis_outage()
 
 
 def _text(value: bytes | str) -> str:
@@ -101,6 +140,9 @@ class _Background:
         self.private_last_id: str | None = None
         self.venue_connects: int | None = None
         self.unresolved_every_s = unresolved_every_s
+        self.every_s = trader.settings.reconcile_every_s
+        self.reconciled_at = time.monotonic()
+        trader.request_reconcile = self.request_reconcile
 
     def _unresolved(self) -> bool:
         """Whether a working order has no venue answer yet (its outcome is unknown)."""
@@ -122,21 +164,29 @@ class _Background:
 
     async def reconcile(self) -> None:
         while not self.stop.is_set():
+            due_s = self.reconciled_at + self.every_s - time.monotonic()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.unresolved_every_s):
+                async with asyncio.timeout(max(0.0, min(self.unresolved_every_s, due_s))):
                     await self._wait_wanted()
             if self.stop.is_set():
                 return
-            if not self.wanted.is_set():  # nothing asked for: settle what is still unknown
-                if not self._unresolved():
+            if not self.wanted.is_set():
+                if time.monotonic() >= self.reconciled_at + self.every_s:
+                    self.request_reconcile("periodic")
+                elif self._unresolved():  # settle what is still unknown
+                    self.request_reconcile("unresolved")
+                else:
                     continue
-                self.request_reconcile("unresolved")
             self.wanted.clear()
+            self.reconciled_at = time.monotonic()
             reason = ",".join(dict.fromkeys(self.reasons)) or "requested"
             self.reasons = []
+            outages = self.trader.outages
             try:
                 async with redis_errors():
                     await self.trader.router.reconcile(reason=reason)
+                if self.trader.outages == outages:  # no outage since it began: signals go on
+                    self.trader.reconciled.set()
             except (RedisUnavailable, VenueUnavailable) as exc:
                 log.warning("reconcile postponed", extra={"error": str(exc)})
                 self.request_reconcile(reason)
@@ -171,18 +221,18 @@ class _Background:
             if connect_markers(entries):
                 self.request_reconcile("private-reconnect")
 
+    async def market(self) -> None:
+        await self.trader.feed.read()
+
+    async def claim(self) -> None:
+        await self.trader.claim(min_idle_ms=self.trader.lease.lease_ms)
+
     async def mark(self) -> None:
         trader = self.trader
-        prices: dict[str, Decimal] = {}
         symbols = set(trader.settings.symbols)
-        for partition in trader.settings.partitions():
-            entries: Any = await trader.redis.xrevrange(trader.keys.trades(partition), count=200)
-            for _, fields in entries or []:
-                data = decode_fields(fields)
-                symbol = data.get("symbol", "")
-                price = to_decimal(data.get("price"))
-                if symbol in symbols and symbol not in prices and price is not None:
-                    prices[symbol] = price
+        prices: dict[str, Decimal] = {
+            s: p for s, p in trader.market.last_trades().items() if s in symbols
+        }
         if prices:
             await trader.ledger.mark(prices)
 
@@ -191,7 +241,9 @@ async def first_failure(tasks: list[asyncio.Task[None]]) -> None:
     """Wait for every task; if one fails, cancel the others and raise its error.
 
     A cancellation can be lost inside a client library (turned into a connection error that a
-    loop survives), so the tasks still running are cancelled again until they end.
+    loop survives), so the tasks still running are cancelled again until they end. A caller
+    that is itself cancelled again meanwhile (nested uses do that) does not cut this short: no
+    task is left running behind it.
     """
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -199,12 +251,19 @@ async def first_failure(tasks: list[asyncio.Task[None]]) -> None:
             if task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
+        cancelled = False
         pending = {t for t in tasks if not t.done()}
         while pending:
             for task in pending:
                 task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=0.5)
+            try:
+                _, pending = await asyncio.wait(pending, timeout=0.5)
+            except asyncio.CancelledError:
+                cancelled = True
+                pending = {t for t in pending if not t.done()}
         await asyncio.gather(*tasks, return_exceptions=True)
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 def background_tasks(
@@ -217,13 +276,22 @@ def background_tasks(
 ) -> list[asyncio.Task[None]]:
     """Start the trader's background loops; each ends when ``stop`` is set."""
     bg = _Background(trader, stop, unresolved_every_s=unresolved_every_s)
-    return [
-        asyncio.create_task(
-            _loop("kill switch", stop, kill_switch_every_s, bg.kill_switch),
-            name="trader-kill-switch",
-        ),
-        asyncio.create_task(_loop("guard", stop, guard_interval_s, bg.guard), name="trader-guard"),
-        asyncio.create_task(bg.reconcile(), name="trader-reconcile"),
-        asyncio.create_task(_loop("watch", stop, 0.25, bg.watch), name="trader-watch"),
-        asyncio.create_task(_loop("mark", stop, 1.0, bg.mark), name="trader-mark"),
+
+    def outage(reason: str) -> None:
+        trader.redis_outage(reason)
+
+    loops: list[tuple[str, float, Callable[[], Awaitable[None]]]] = [
+        ("kill switch", kill_switch_every_s, bg.kill_switch),
+        ("guard", guard_interval_s, bg.guard),
+        ("watch", 0.25, bg.watch),
+        ("market", MARKET_EVERY_S, bg.market),
+        ("mark", 1.0, bg.mark),
+        ("claim", trader.lease.lease_ms / 1000, bg.claim),
     ]
+    tasks = [
+        asyncio.create_task(
+            _loop(name, stop, every_s, step, outage), name=f"trader-{name.replace(' ', '-')}"
+        )
+        for name, every_s, step in loops
+    ]
+    return [*tasks, asyncio.create_task(bg.reconcile(), name="trader-reconcile")]

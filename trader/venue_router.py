@@ -6,14 +6,27 @@ each answering a Binance-shaped order dict (``status``, ``executedQty``, ``order
 raising the common errors (:class:`~common.errors.AmbiguousOutcome`,
 :class:`~common.errors.RateLimited`, :class:`~trader.core.OrderRejected`...): ``_placer`` (the
 request that places one order, the same on every try), ``_lookup`` (look an order up by its client
-order id), ``_canceller`` (the request that cancels one working order) and ``_list_open`` (the
-venue's open orders). The retries, the resolution of unclear outcomes, in-flight bookkeeping,
-cancel pacing and reconciliation are here, written once.
+order id), ``_canceller`` (the request that cancels one working order), ``_list_open`` (the
+venue's open orders) and ``_list_recent`` (every order, open or closed, placed since a time).
+The retries, the resolution of unclear outcomes, in-flight bookkeeping, cancel pacing,
+reconciliation and adoption are here, written once.
+
+Nothing goes to the venue unless ``confirm_lease()`` confirms that the trader still holds its
+lease (right before each order and each cancel leaves; a renewal when the last one is not
+recent): an owner that was frozen and thawed after losing the lease sends nothing
+(:class:`~trader.fence.LeaseLost`).
+
+Adoption: reconciliation also lists the venue's recent orders (since
+``TICKPIPE_RECONCILE_LOOKBACK_S`` at start and after a Redis reconnect, else since the last
+scan) and records each one that carries this pipeline's client order id but has no intent in
+Redis (Redis lost it: an AOF tail cut by a crash), with its fills, a warning and the
+``adopted`` counter. It is never sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,17 +38,35 @@ from common.errors import AmbiguousOutcome, AuthError, RateLimited
 from common.schema import OrderIntent, Signal
 from common.settings import Settings
 from trader.binance_ws_api import VenueUnavailable
-from trader.core import DuplicateOrder, OrderNotFound, OrderRejected
+from trader.core import (
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRejected,
+    adopted_intent,
+    is_own_client_order_id,
+)
+from trader.fence import LeaseLost
 from trader.ledger import Ledger
 from trader.orders import TERMINAL, OrderState
 from trader.risk import to_decimal
 
-__all__ = ["CANCEL_RETRY_S", "SKEW_MARGIN_MS", "Request", "RouterOptions", "VenueRouter"]
+__all__ = [
+    "CANCEL_RETRY_S",
+    "SKEW_MARGIN_MS",
+    "InFlight",
+    "Request",
+    "RouterOptions",
+    "VenueRouter",
+]
 
 log = logging.getLogger("tickpipe.trader")
 
 CANCEL_RETRY_S = 2.0
 SKEW_MARGIN_MS = 1000
+#: A later scan for orders to adopt starts this long before the previous one ended.
+RESCAN_OVERLAP_MS = 60_000
+#: Reconciliation reasons after which the whole lookback is scanned for orders to adopt.
+FULL_SCAN_REASONS = frozenset({"start", "redis-reconnect"})
 
 Request = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -48,12 +79,48 @@ class RouterOptions(TypedDict, total=False):
     status_attempts: int
     retry_base_s: float
     recv_window_ms: int
+    confirm_lease: Callable[[], Awaitable[None]]
+
+
+async def _no_lease() -> None:
+    return None
 
 
 def _same(state: OrderState, order: dict[str, Any]) -> bool:
     """Whether the venue's order says what ``state`` already knows (status and fills)."""
     filled = to_decimal(str(order.get("executedQty", "")))
     return state.status == order.get("status") and filled == to_decimal(state.filled_qty)
+
+
+class InFlight:
+    """The client order ids with a request under way; a caller may wait for one to finish."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+        self._changed = asyncio.Event()
+
+    def __contains__(self, client_order_id: object) -> bool:
+        return client_order_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, client_order_id: str) -> None:
+        self._ids.add(client_order_id)
+
+    def discard(self, client_order_id: str) -> None:
+        if client_order_id in self._ids:
+            self._ids.discard(client_order_id)
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def wait_free(self, client_order_id: str, timeout_s: float) -> bool:
+        """Wait until ``client_order_id`` has no request under way; return whether it has none."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while client_order_id in self._ids:
+                    await self._changed.wait()
+        return client_order_id not in self._ids
 
 
 class VenueRouter:
@@ -69,6 +136,7 @@ class VenueRouter:
         status_attempts: int = 8,
         retry_base_s: float = 0.2,
         recv_window_ms: int = 5000,
+        confirm_lease: Callable[[], Awaitable[None]] = _no_lease,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -77,7 +145,9 @@ class VenueRouter:
         self.status_attempts = status_attempts
         self.retry_base_s = retry_base_s
         self.recv_window_ms = recv_window_ms
-        self.inflight: set[str] = set()  # client order ids with a request under way here
+        self.confirm_lease = confirm_lease
+        self.scanned_to_ms: int | None = None  # the venue's orders are adopted up to here
+        self.inflight = InFlight()  # client order ids with a request under way here
         self.last_order_latency_ms: float | None = None
         self._cancel_tried: dict[str, float] = {}
 
@@ -111,6 +181,17 @@ class VenueRouter:
         """Return the venue's open orders, or ``None`` if the answer holds no list."""
         raise NotImplementedError
 
+    async def _list_recent(self, since_ms: int) -> list[dict[str, Any]] | None:
+        """Return the venue's orders (open or closed) placed since ``since_ms``, or ``None``."""
+        raise NotImplementedError
+
+    async def _leave(self, what: str) -> None:
+        """Raise :class:`LeaseLost` unless the lease allows sending ``what`` now."""
+        try:
+            await self.confirm_lease()
+        except LeaseLost as exc:
+            raise LeaseLost(f"{what} not sent: {exc}") from exc
+
     # -- shared ----------------------------------------------------------------------------------
     def prepare(self, intent: OrderIntent) -> Request:
         """Return the request that places ``intent`` (signed, pure work: no I/O)."""
@@ -137,6 +218,7 @@ class VenueRouter:
         backoff = Backoff(base_s=self.retry_base_s, cap_s=5.0)
         place = request if request is not None else self._placer(intent)
         while True:
+            await self._leave(f"order {intent.client_order_id}")
             sent_ns = self.clock()
             try:
                 result = await place()
@@ -217,8 +299,14 @@ class VenueRouter:
                 return None
             await asyncio.sleep(backoff.next_delay_s())
 
-    async def cancel(self, client_order_id: str, *, reason: str) -> None:
-        """Cancel one working order; an unclear answer is settled by a query."""
+    async def cancel(self, client_order_id: str, *, reason: str, wait_s: float = 0.0) -> None:
+        """Cancel one working order; an unclear answer is settled by a query.
+
+        An order with a request under way (a lookup by a reconciliation, say) is left alone, or
+        waited for up to ``wait_s`` first (a cancel signal must not be lost to that race).
+        """
+        if wait_s > 0:
+            await self.inflight.wait_free(client_order_id, wait_s)
         intent = await self.ledger.stored_intent(client_order_id)
         if intent is None or client_order_id in self.inflight:
             return
@@ -241,6 +329,7 @@ class VenueRouter:
         client_order_id = intent.client_order_id
         request = await self._canceller(intent)
         for _ in range(self.status_attempts):
+            await self._leave(f"cancel of {client_order_id}")
             try:
                 result = await request()
             except RateLimited as exc:
@@ -276,10 +365,12 @@ class VenueRouter:
             return None
         return {str(o.get("clientOrderId")): o for o in listed}
 
-    async def cancel_all(self, client_order_ids: list[str], *, reason: str) -> None:
+    async def cancel_all(
+        self, client_order_ids: list[str], *, reason: str, wait_s: float = 0.0
+    ) -> None:
         """Cancel several working orders, one after the other."""
         for cid in client_order_ids:
-            await self.cancel(cid, reason=reason)
+            await self.cancel(cid, reason=reason, wait_s=wait_s)
 
     async def reconcile(self, *, reason: str) -> int:
         """Compare every working order with the venue's view; return the discrepancies found.
@@ -324,9 +415,50 @@ class VenueRouter:
                     "reason": reason,
                 },
             )
+        found += await self._adopt(reason)
         self.counts["discrepancies"] += found
         log.info("reconciled", extra={"reason": reason, "discrepancies": found})
         return found
+
+    async def _adopt(self, reason: str) -> int:
+        """Adopt the venue's recent orders of this pipeline that Redis has no intent of."""
+        now_ms = self._now_ms()
+        since_ms = now_ms - int(self.settings.reconcile_lookback_s * 1000)
+        if self.scanned_to_ms is not None and not FULL_SCAN_REASONS & set(reason.split(",")):
+            since_ms = max(since_ms, self.scanned_to_ms - RESCAN_OVERLAP_MS)
+        try:
+            listed = await self._list_recent(since_ms)
+        except self.list_failed as exc:
+            log.warning("recent orders not listed; adoption postponed", extra={"error": str(exc)})
+            return 0
+        if listed is None:
+            return 0
+        own = {
+            str(o.get("clientOrderId")): o
+            for o in listed
+            if is_own_client_order_id(str(o.get("clientOrderId", "")))
+        }
+        unknown = await self.ledger.unknown_intents([c for c in own if c not in self.inflight])
+        adopted = 0
+        for cid in unknown:
+            order = own[cid]
+            intent = adopted_intent(order, venue=self.ledger.venue, ts_intent=self.clock())
+            if not await self.ledger.adopt(intent, order, reason=reason):
+                continue  # its intent was recorded meanwhile: not an orphan
+            adopted += 1
+            self.counts["adopted"] += 1
+            log.warning(
+                "order adopted: the venue has it, Redis had no intent (lost writes?)",
+                extra={
+                    "client_order_id": cid,
+                    "symbol": intent.symbol,
+                    "status": str(order.get("status", "")),
+                    "executed_qty": str(order.get("executedQty", "")),
+                    "reason": reason,
+                },
+            )
+        self.scanned_to_ms = now_ms
+        return adopted
 
     async def _compare(
         self, cid: str, before: OrderState | None, after: OrderState | None, reason: str

@@ -15,6 +15,7 @@ from deploy.acl import OPERATOR, STAGE_USERS, USERS, main
 from processor.trimmer import NTH_ID_SCRIPT
 from processor.wire import GATE_SCRIPT, READ_SCRIPT, read_call
 from tests.e2e.acl_support import acl_redis, stage_passwords
+from trader.fence import FENCE_SCRIPT, Change, encode_change
 
 pytestmark = pytest.mark.e2e
 
@@ -113,6 +114,28 @@ def test_each_user_writes_only_its_own_streams(tmp_path: Path) -> None:
         intent_keys = (K.intent(V, "tp-2"), K.orders(V), K.working_orders(V))
         assert trd.eval("return #KEYS", 3, *intent_keys) == 3
         assert _refused(lambda: trd.eval("return 1", 1, K.checkpoint(P)))
+        # Its lease, and every write of its fenced scripts (the lease checked in the script).
+        assert trd.set(K.trader_lease(V), "t1", nx=True, px=5000)
+        assert trd.set(K.trader_signals_lease(P), "t1", nx=True, px=5000)
+        trd.xgroup_create(K.order_updates(V), "trader", id="0", mkstream=True)
+        account = Change(K.trader_lease(V)).check(K.intent(V, "tp-3"), None)
+        account.write("SET", K.intent(V, "tp-3"), "{}").write("SADD", K.working_orders(V), "x")
+        account.write("HSET", K.positions(V), "BTCUSDT", "0.02")
+        account.write("XADD", K.orders(V), "*", "event", "ack")
+        account.write("XADD", K.trader_dead_letters(V), "*", "reason", "test")
+        account.write("XACK", K.order_updates(V), "trader", "0-1")
+        account.write("PEXPIRE", K.trader_lease(V), "5000")
+        signals = Change(K.trader_signals_lease(P)).write("XACK", K.signals(P), "trader", "0-1")
+        for change in (account, signals):
+            keys, args = encode_change(change, "t1")
+            assert trd.eval(FENCE_SCRIPT, len(keys), *keys, *args) == 1
+        assert trd.hget(K.positions(V), "BTCUSDT") == b"0.02"
+        keys, args = encode_change(
+            Change(K.trader_lease(V)).write("SET", K.checkpoint(P), "x"), "t1"
+        )
+        assert _refused(lambda: trd.eval(FENCE_SCRIPT, len(keys), *keys, *args))
+        assert _refused(lambda: proc.set(K.trader_lease(V), "p1"))
+        assert _refused(lambda: dash.set(K.trader_lease(V), "d1"))
         assert _refused(lambda: trd.xadd(K.signals(P), ENTRY))
         assert _refused(lambda: trd.xadd(K.raw(P), ENTRY))
         assert _refused(lambda: trd.set(K.checkpoint(P), b"x"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 from common.binance import client_order_id_for
 from common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
-from common.schema import RawFrame, Signal, decode_fields
+from common.schema import RawFrame, Signal, Trade, decode_fields
 from common.settings import KNOWN_KEYS
 from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import Processes, RedisServer, Stage, wait_for
@@ -158,6 +159,11 @@ def test_trader_sigterm_records_every_acknowledged_signal(
     )  # fmt: skip
     _venue(processes, port)
     client = redis_server.client()
+    # The market the trader prices the orders at: one trade, fresh for the whole test.
+    processes.env["TICKPIPE_MAX_PRICE_AGE_S"] = "600"
+    now = time.time_ns()
+    trade = Trade("binance", "BTCUSDT", "1", "60000", "0.1", "buy", now, now)
+    client.xadd(KEYS.trades(P), trade.to_fields())  # type: ignore[arg-type]
     signals = [_signal(n) for n in range(50)]
     for signal in signals:
         client.xadd(KEYS.signals(P), signal.to_fields())  # type: ignore[arg-type]

@@ -11,12 +11,13 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from common.names import Keys
+from common.names import Keys, Partition
 from common.schema import OrderIntent, decode_fields
 from deploy.acl import acl_rules
 from tests.e2e.acl_support import ADMIN_PASSWORD, acl_redis, stage_passwords
 from tests.e2e.conftest import RedisServer
 from trader.intents import INTENT_SHA
+from trader.lease import Lease
 from trader.ledger import Ledger
 
 pytestmark = pytest.mark.e2e
@@ -41,8 +42,11 @@ def _intent(n: int) -> OrderIntent:
     )
 
 
-def _ledger(redis: aioredis.Redis) -> Ledger:
-    return Ledger(redis, KEYS, V, clock=time.time_ns, counts={"rejects": 0})
+async def _ledger(redis: aioredis.Redis) -> Ledger:
+    """A ledger whose trader holds the account's lease (its writes are fenced by it)."""
+    lease = Lease(redis, KEYS, V, [Partition(V, 0)], token="e2e:1:ab", lease_ms=60_000)
+    assert await lease.acquire()
+    return Ledger(redis, KEYS, V, clock=time.time_ns, counts={"rejects": 0}, lease=lease)
 
 
 async def _records(redis: aioredis.Redis) -> tuple[dict[str, Any], list[dict[str, str]], set[str]]:
@@ -65,7 +69,7 @@ def test_the_held_connection_records_once_survives_noscript_and_a_cancel(
 ) -> None:
     async def scenario() -> None:
         redis = aioredis.Redis.from_url(redis_server.url)
-        ledger = _ledger(redis)
+        ledger = await _ledger(redis)
         await ledger.intents.load_script()
         signed: list[int] = []
         assert await ledger.record_intent(_intent(1), meanwhile=lambda: signed.append(1)) is None
@@ -112,7 +116,7 @@ def test_the_held_connection_records_once_survives_noscript_and_a_cancel(
 def test_the_trader_acl_user_records_intents(tmp_path: Path) -> None:
     async def scenario(url: str, admin: aioredis.Redis) -> bool:
         redis = aioredis.Redis.from_url(url)
-        ledger = _ledger(redis)
+        ledger = await _ledger(redis)
         await ledger.intents.load_script()
         assert await ledger.record_intent(_intent(1)) is None
         assert await ledger.record_intent(_intent(1)) == _intent(1)

@@ -21,6 +21,7 @@ from common.schema import OrderUpdate, Signal, decode_fields
 from common.settings import Secret, Settings
 from mock_ws import MockExchange, start_mock
 from mock_ws.ground_truth import read_ground_truth
+from tests.integration.test_trader_shell import seed_market
 from trader.alpaca_rest import AlpacaRest
 from trader.shell import run
 
@@ -37,6 +38,7 @@ def make_settings(mock: MockExchange, **changes: Any) -> Settings:
         symbols=("FAKEPACA",),
         order_qty="1",
         max_position="5",
+        trader_lease_ms=1000,  # a crashed run's lease runs out in a second
         alpaca_rest_url=mock.alpaca_rest_url,
         alpaca_api_key=Secret(KEY),
         alpaca_api_secret=Secret(SECRET),
@@ -173,6 +175,7 @@ def test_signal_places_exactly_one_order_and_records_the_ack(tmp_path: Path) -> 
             settings = make_settings(mock)
             redis = fakeredis.FakeAsyncRedis()
             signal = make_signal()
+            await seed_market(redis, settings, "FAKEPACA", "100")
             await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
             stop = asyncio.Event()
             task = asyncio.create_task(run(settings, stop, redis=redis))
@@ -216,6 +219,7 @@ def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> Non
         try:
             settings = make_settings(mock)
             redis = fakeredis.FakeAsyncRedis()
+            await seed_market(redis, settings, "FAKEPACA", "100")
             await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
             rest = AlpacaRest(proxy.url, api_key=KEY, api_secret=SECRET, request_timeout_s=60)
             task = asyncio.create_task(run(settings, asyncio.Event(), redis=redis, venue=rest))
@@ -238,7 +242,8 @@ def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> Non
         finally:
             await proxy.close()
             await mock.close()
-        assert ack["source"] == "status:restart" and ack["status"] == "FILLED"  # by the query
+        # Looked up by the reconciliation at start, before the signal is read again.
+        assert ack["source"] == "status:reconcile:start" and ack["status"] == "FILLED"
         assert len(placed(truth, cid)) == 1
 
     asyncio.run(scenario())
@@ -258,6 +263,7 @@ def test_first_post_times_out_and_is_resolved_by_query(tmp_path: Path) -> None:
         try:
             settings = make_settings(mock)
             redis = fakeredis.FakeAsyncRedis()
+            await seed_market(redis, settings, "FAKEPACA", "100")
             await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
             stop = asyncio.Event()
             task = asyncio.create_task(run(settings, stop, redis=redis, venue=rest))
@@ -284,10 +290,12 @@ def test_cancel_signal_cancels_a_resting_limit_order(tmp_path: Path) -> None:
             ground_truth_path=str(tmp_path / "truth.jsonl"),
         )
         try:
-            settings = make_settings(mock, order_type="LIMIT")
+            # Far below the market, so it rests: a band wide enough to let it through.
+            settings = make_settings(mock, order_type="LIMIT", price_band_bps="10000")
             redis = fakeredis.FakeAsyncRedis()
             signals = settings.keys.signals(PARTITION)
             resting = make_signal("threshold:FAKEPACA:limit", price="1.00")
+            await seed_market(redis, settings, "FAKEPACA", "100")
             await redis.xadd(signals, resting.to_fields())
             stop = asyncio.Event()
             task = asyncio.create_task(run(settings, stop, redis=redis))
@@ -319,11 +327,12 @@ def test_refused_or_missing_credentials_stop_with_a_config_error(tmp_path: Path)
             with pytest.raises(ConfigError, match="ALPACA_API_SECRET"):
                 await run(missing, asyncio.Event(), redis=redis)
             wrong = make_settings(mock, alpaca_api_secret=Secret("wrong"))
+            await seed_market(redis, wrong, "FAKEPACA", "100")
             await redis.xadd(wrong.keys.signals(PARTITION), make_signal().to_fields())
             with pytest.raises(ConfigError, match="ALPACA_API_KEY"):
                 await asyncio.wait_for(run(wrong, asyncio.Event(), redis=redis), 8)
-            rejected = await wait_event(redis, wrong, "rejected")
-            assert "not authorized" in rejected["reason"]
+            # The reconciliation at start, before any signal, is what the venue refused.
+            assert not any(e["event"] == "intent" for e in await order_events(redis, wrong))
         finally:
             await mock.close()
 

@@ -19,11 +19,11 @@ from common.schema import decode_fields
 from common.settings import Settings
 from mock_ws import start_mock
 from tests.integration.test_trader_alpaca import KEY, SECRET, make_settings, make_signal, wait_event
+from tests.integration.test_trader_shell import owned_ledger
 from trader.alpaca_rest import AlpacaRest, Answer
 from trader.alpaca_router import AlpacaRouter
 from trader.binance_ws_api import VenueUnavailable
 from trader.core import build_intent
-from trader.ledger import Ledger
 from trader.shell import run
 
 ORDER = {
@@ -60,9 +60,9 @@ class ScriptedRest(AlpacaRest):
         return self.script[(method, path)].pop(0)
 
 
-def make_router(rest: AlpacaRest, redis: Any, settings: Settings) -> AlpacaRouter:
+async def make_router(rest: AlpacaRest, redis: Any, settings: Settings) -> AlpacaRouter:
     counts: dict[str, int] = defaultdict(int)
-    ledger = Ledger(redis, settings.keys, "alpaca", clock=time.time_ns, counts=counts)
+    ledger = await owned_ledger(redis, settings, counts=counts)
     return AlpacaRouter(
         settings, rest, ledger, clock=time.time_ns, counts=counts, retry_base_s=0.01
     )
@@ -90,7 +90,7 @@ def test_duplicate_answer_is_resolved_by_query_and_rate_limit_waits_then_sends()
                 ],
             }
         )
-        router = make_router(rest, redis, settings)
+        router = await make_router(rest, redis, settings)
         intent = build_intent(signal, ts_intent=time.time_ns())
         assert await router.ledger.record_intent(intent) is None
         await router.send(signal, intent)
@@ -124,7 +124,7 @@ def test_server_errors_never_resend_and_not_found_settles_after_the_window() -> 
                 ],
             }
         )
-        router = make_router(rest, redis, settings)
+        router = await make_router(rest, redis, settings)
         router.recv_window_ms = 0  # no copy of the request can arrive any more
         intent = build_intent(signal, ts_intent=time.time_ns() - 2_000_000_000)
         assert await router.ledger.record_intent(intent) is None
@@ -149,8 +149,7 @@ def test_start_reconciles_open_orders_and_orphan_intents_at_the_mock(tmp_path: P
         try:
             settings = make_settings(mock, order_type="LIMIT")
             redis = fakeredis.FakeAsyncRedis()
-            counts: dict[str, int] = defaultdict(int)
-            ledger = Ledger(redis, settings.keys, "alpaca", clock=time.time_ns, counts=counts)
+            ledger = await owned_ledger(redis, settings)
             old = time.time_ns() - 10_000_000_000
             orphan = build_intent(make_signal("orphan"), ts_intent=old, order_type="LIMIT")
             resting_signal = make_signal("resting", price="1.00")
@@ -165,6 +164,7 @@ def test_start_reconciles_open_orders_and_orphan_intents_at_the_mock(tmp_path: P
                     url = f"{mock.alpaca_rest_url}/v2/orders"
                     async with http.post(url, json={**body, "client_order_id": cid}) as answer:
                         assert answer.status == 200, await answer.text()
+            await ledger.lease.release()  # the trader started now takes the account
             stop = asyncio.Event()
             task = asyncio.create_task(run(settings, stop, redis=redis))
             not_found = await wait_event(redis, settings, "not_found")

@@ -23,6 +23,8 @@ from tests.integration.test_trader_shell import (
     Harness,
     make_settings,
     make_signal,
+    owned_ledger,
+    seed_market,
     wait_for,
 )
 from trader.control import set_kill_switch
@@ -54,8 +56,8 @@ class NoScripts(fakeredis.FakeAsyncRedis):
         return await super().execute_command(*args, **options)
 
 
-def _ledger(redis: Any) -> Ledger:
-    return Ledger(redis, KEYS, V, clock=time.time_ns, counts={"rejects": 0})
+async def _ledger(redis: Any) -> Ledger:
+    return await owned_ledger(redis, make_settings(namespace="ti"))
 
 
 def _intent(n: int, *, price: str | None = None) -> OrderIntent:
@@ -76,7 +78,7 @@ async def _written(redis: Any, cid: str) -> tuple[dict[str, Any], list[dict[str,
 def test_the_script_writes_what_the_transaction_wrote_and_never_twice() -> None:
     async def scenario() -> None:
         scripted, multi = fakeredis.FakeAsyncRedis(), fakeredis.FakeAsyncRedis()
-        by_script, by_multi = _ledger(scripted), _ledger(multi)
+        by_script, by_multi = await _ledger(scripted), await _ledger(multi)
         by_multi.intents.scripted = False
         intent = _intent(1)
         assert await by_script.record_intent(intent) is None
@@ -102,7 +104,7 @@ def test_the_script_writes_what_the_transaction_wrote_and_never_twice() -> None:
 def test_a_server_without_the_cached_script_gets_it_again_by_eval() -> None:
     async def scenario() -> None:
         redis = fakeredis.FakeAsyncRedis()
-        ledger = _ledger(redis)
+        ledger = await _ledger(redis)
         assert await ledger.record_intent(_intent(1)) is None
         await redis.script_flush()  # a restarted or failed-over server
         assert await redis.script_exists(INTENT_SHA) == [False]
@@ -118,7 +120,7 @@ def test_a_server_without_the_cached_script_gets_it_again_by_eval() -> None:
 def test_an_acl_that_refuses_scripts_falls_back_to_the_transaction_once() -> None:
     async def scenario() -> None:
         redis = NoScripts()
-        ledger = _ledger(redis)
+        ledger = await _ledger(redis)
         first, second = _intent(1), _intent(2)
         signed: list[int] = []
         assert await ledger.record_intent(first, meanwhile=lambda: signed.append(1)) is None
@@ -154,6 +156,8 @@ def test_the_only_redis_command_before_an_order_leaves_is_the_script() -> None:
         venue = SnapshotVenue(redis)
         trader = Trader(settings, redis, venue, clock=time.time_ns, limits=default_limits(settings))
         trader.ledger.intents.pool = None  # through execute_command, where it is recorded
+        await seed_market(redis, settings, "BTCUSDT", "61800.5")
+        assert await trader.lease.acquire()
         await trader.prepare()
         for n in (1, 2):
             redis.sent = []
@@ -163,7 +167,8 @@ def test_the_only_redis_command_before_an_order_leaves_is_the_script() -> None:
         # A signal read again after a crash: its intent exists, so it is looked up, not sent.
         redis.sent = []
         await trader.place(make_signal(1))
-        assert len(venue.place_calls) == 2 and len(venue.status_calls) == 1
+        # Its outcome is recorded (the venue's order id): neither sent nor looked up again.
+        assert len(venue.place_calls) == 2 and venue.status_calls == []
         assert redis.sent[0] == "EVALSHA"
 
     asyncio.run(scenario())
@@ -175,6 +180,8 @@ def test_a_refused_signal_whose_intent_exists_is_looked_up_not_rejected() -> Non
         settings = make_settings()
         venue = FakeVenue()
         trader = Trader(settings, redis, venue, clock=time.time_ns, limits=default_limits(settings))
+        await seed_market(redis, settings, "BTCUSDT", "61800.5")
+        assert await trader.lease.acquire()
         await trader.prepare()
         await trader.place(make_signal(1))
         await set_kill_switch(redis, settings, True)
@@ -186,7 +193,7 @@ def test_a_refused_signal_whose_intent_exists_is_looked_up_not_rejected() -> Non
         assert [e["client_order_id"] for e in rejected] == [
             client_order_id_for(make_signal(2).signal_id)
         ]
-        assert len(venue.place_calls) == 1 and len(venue.status_calls) == 1
+        assert len(venue.place_calls) == 1 and venue.status_calls == []  # outcome recorded
 
     asyncio.run(scenario())
 

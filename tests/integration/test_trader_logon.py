@@ -19,6 +19,7 @@ from tests.integration.test_trader_shell import (
     Harness,
     make_settings,
     make_signal,
+    seed_market,
     wait_for,
 )
 from trader.shell import run
@@ -112,6 +113,7 @@ def test_a_key_the_venue_refuses_stops_the_trader_with_a_clear_error() -> None:
                 binance_ws_api_url=f"ws://127.0.0.1:{port}/ws-api/v3",
             )
             redis = fakeredis.FakeAsyncRedis()
+            await seed_market(redis, settings, "BTCUSDT", make_signal(1).price)
             await redis.xadd(
                 settings.keys.signals(next(iter(settings.partitions()))), make_signal(1).to_fields()
             )

@@ -15,6 +15,7 @@ from common.schema import Signal, decode_fields
 from common.settings import Secret, Settings
 from mock_ws import start_mock
 from mock_ws.ground_truth import read_ground_truth
+from tests.integration.test_trader_shell import seed_market
 from trader.shell import run
 
 
@@ -47,6 +48,18 @@ async def wait_for_events(redis: Any, stream: str, event: str, n: int) -> list[d
         await asyncio.sleep(0.02)
 
 
+async def wait_idle(redis: Any, stream: str) -> None:
+    """Wait until the trader group has read and acknowledged every entry of ``stream``."""
+    deadline = time.monotonic() + 8
+    while True:
+        groups = await redis.xinfo_groups(stream)
+        last = (await redis.xrevrange(stream, count=1))[0][0]
+        if groups and groups[0]["pending"] == 0 and groups[0]["last-delivered-id"] == last:
+            return
+        assert time.monotonic() < deadline, f"{stream} not handled: {groups}"
+        await asyncio.sleep(0.02)
+
+
 def test_signal_places_exactly_one_order_at_the_mock_even_when_replayed(tmp_path: Path) -> None:
     async def scenario() -> None:
         truth = tmp_path / "ground-truth.jsonl"
@@ -65,6 +78,7 @@ def test_signal_places_exactly_one_order_at_the_mock_even_when_replayed(tmp_path
             )
             orders = settings.keys.orders("binance")
             signal = make_signal()
+            await seed_market(redis, settings, "ETHUSDT", signal.price)
             await redis.xadd(signals, signal.to_fields())
 
             stop = asyncio.Event()
@@ -75,16 +89,16 @@ def test_signal_places_exactly_one_order_at_the_mock_even_when_replayed(tmp_path
             ack = next(e for e in events if e["event"] == "ack")
             assert ack["source"] == "place" and ack["order_id"] and ack["status"]
 
-            # The same signal again, read by a fresh trader: looked up, never resent.
+            # The same signal again, read by a fresh trader: its outcome is known, never resent.
+            await seed_market(redis, settings, "ETHUSDT", signal.price)
             await redis.xadd(signals, signal.to_fields())
             stop = asyncio.Event()
             task = asyncio.create_task(run(settings, stop, redis=redis))
-            events = await wait_for_events(redis, orders, "ack", 2)
+            await wait_idle(redis, signals)
             stop.set()
             await asyncio.wait_for(task, 5)
-            second = [e for e in events if e["event"] == "ack"][1]
-            assert second["source"] == "status:restart"
-            assert second["order_id"] == ack["order_id"]
+            events = [decode_fields(f) for _, f in await redis.xrange(orders)]
+            assert [e["event"] for e in events] == ["intent", "ack"]
         finally:
             await mock.close()
 
@@ -107,6 +121,7 @@ def test_limit_order_rests_at_the_mock_until_a_cancel_signal_and_restarts_reconc
                 namespace="tl",
                 instance="trader-limit-test",
                 order_type="LIMIT",
+                price_band_bps="10000",  # a buy far below the market, so it rests
                 binance_ws_api_url=mock.ws_api_url,
                 binance_api_key=Secret("mock-key"),
                 binance_api_secret=Secret("mock-secret"),
@@ -115,6 +130,7 @@ def test_limit_order_rests_at_the_mock_until_a_cancel_signal_and_restarts_reconc
             partition = next(p for p, s in settings.partitions().items() if "ETHUSDT" in s)
             signals, orders = settings.keys.signals(partition), settings.keys.orders("binance")
             resting = replace(make_signal(), price="1.00", signal_id="threshold:ETHUSDT:limit")
+            await seed_market(redis, settings, "ETHUSDT", "3000")
             await redis.xadd(signals, resting.to_fields())
             stop = asyncio.Event()
             task = asyncio.create_task(run(settings, stop, redis=redis))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from decimal import Decimal
 from typing import Any
 
@@ -16,9 +15,9 @@ from tests.integration.test_trader_shell import (
     Harness,
     make_settings,
     make_signal,
+    owned_ledger,
     wait_for,
 )
-from trader.ledger import Ledger
 
 
 async def _events(h: Harness, name: str) -> list[dict[str, str]]:
@@ -44,7 +43,7 @@ def test_start_reconciles_fills_missed_while_down_orphans_and_unknown_orders() -
         cid = client_order_id_for(make_signal(1).signal_id)
         venue.fill(cid, "0.001", "61.8")  # filled while the trader was down
         # An intent recorded by a run that died before sending it: the venue never got it.
-        ledger = Ledger(h.redis, h.settings.keys, "binance", clock=time.time_ns, counts=Counter())
+        ledger = await owned_ledger(h.redis, h.settings)
         orphan = OrderIntent("tp-orphan", "sig-x", "binance", "BTCUSDT", "buy", "MARKET",
                              "0.001", None, 1, time.time_ns() - 10**9)  # fmt: skip
         assert await ledger.record_intent(orphan) is None
@@ -59,6 +58,7 @@ def test_start_reconciles_fills_missed_while_down_orphans_and_unknown_orders() -
             **venue.orders["someone-elses"],
             "clientOrderId": "tp-settled",
         }
+        await ledger.lease.release()  # the trader started now takes the account
 
         h.start()
         await wait_for(lambda: _has(h, "discrepancy", 4))

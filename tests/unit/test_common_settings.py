@@ -58,6 +58,10 @@ def test_unknown_key_in_dotenv_is_rejected(tmp_path: Path) -> None:
         ("TICKPIPE_ORDER_QTY", "NaN", "finite"),
         ("TICKPIPE_VENUE", "kraken", "supported venues"),
         ("TICKPIPE_NAMESPACE", "a b", "namespace"),
+        ("TICKPIPE_TRADER_LEASE_MS", "100", "TICKPIPE_TRADER_LEASE_MS=.*at least 300"),
+        ("TICKPIPE_PRICE_BAND_BPS", "-5", "TICKPIPE_PRICE_BAND_BPS=.*non-negative"),
+        ("TICKPIPE_MAX_PRICE_AGE_S", "0", "TICKPIPE_MAX_PRICE_AGE_S=.*positive"),
+        ("TICKPIPE_RECONCILE_EVERY_S", "soon", "TICKPIPE_RECONCILE_EVERY_S"),
     ],
 )
 def test_bad_values_give_one_clear_message(key: str, value: str, fragment: str) -> None:

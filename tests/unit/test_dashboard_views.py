@@ -137,6 +137,30 @@ def test_health_view_marks_each_stage_and_computes_rates() -> None:
     text = _text(div)
     assert "reconnects 2" in text and "gaps 1" in text and "10.0" in text  # 20 entries in 2 s
     assert state == {"lengths": {"tp:{b:0}:trades": 30, "tp:{b:0}:gaps": 1}, "at": 100.0}
+    assert div.children[2].children == []  # no alarm
+
+
+def test_health_view_shows_the_traders_alarms_and_its_dead_letters() -> None:
+    alarm = "intent mismatch: tp-1: side buy != sell"
+    view = {
+        "health": [
+            {"service": "trader", "instance": "trd", "status": "ok", "updated_ns": 99 * S,
+             "intent_mismatches": 1, "alarms": [alarm]},
+            {"service": "trader", "instance": "trd.standby", "status": "standby",
+             "updated_ns": 99 * S, "alarms": []},
+        ],
+        "streams": [
+            {"name": "tp:{b}:trader-dead-letters", "kind": "trader-dead-letters", "length": 1,
+             "groups": []},
+            {"name": "tp:{b:0}:dead-letters", "kind": "dead-letters", "length": 2, "groups": []},
+        ],
+    }  # fmt: skip
+    div, _ = health_view(view, None, now_s=100.0)
+    alarms = div.children[2]
+    assert alarms.id == "alarms" and _text(alarms) == f"trader trd: {alarm}"
+    assert alarms.children[0].className == "alarm"
+    text = _text(div)
+    assert "dead letters 3" in text and "intent_mismatches=1" in text and "standby" in text
 
 
 def test_tables_show_no_data_gracefully() -> None:

@@ -145,3 +145,23 @@ def test_order_status_and_unsubscribe() -> None:
     assert s.subscription_id is None
     again = call(api, s, "userDataStream.subscribe.signature", signed({})).response
     assert again["result"] == {"subscriptionId": 1}
+
+
+def test_all_orders_lists_a_symbols_orders_open_and_closed_by_time_or_id() -> None:
+    api = make_api()
+    s = api.open(1)
+    for n in range(3):
+        params = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001",
+                  "newClientOrderId": f"c{n}"}  # fmt: skip
+        assert call(api, s, "order.place", signed(params)).response["status"] == 200
+    everything = call(api, s, "allOrders", signed({"symbol": "BTCUSDT"})).response["result"]
+    assert [o["clientOrderId"] for o in everything] == ["c0", "c1", "c2"]
+    assert {o["status"] for o in everything} == {"FILLED"}
+    paged = signed({"symbol": "BTCUSDT", "orderId": everything[1]["orderId"], "limit": 1})
+    assert [o["clientOrderId"] for o in call(api, s, "allOrders", paged).response["result"]] == [
+        "c1"
+    ]
+    later = signed({"symbol": "BTCUSDT", "startTime": NOW // 1_000_000 + 1})
+    assert call(api, s, "allOrders", later).response["result"] == []
+    missing = call(api, s, "allOrders", signed({})).response
+    assert missing["status"] == 400 and missing["error"]["code"] == -1102
