@@ -149,7 +149,8 @@ def test_each_user_writes_only_its_own_streams(tmp_path: Path) -> None:
         assert _refused(lambda: dash.flushall())
         # The trader's lease is a plain key of the trader's own, also inside its scripts.
         lease = f"{NS}:{{{V}}}:trader-lease"
-        assert trd.set(lease, b"t1", nx=True, px=3000)
+        assert lease == K.trader_lease(V)
+        assert trd.set(lease, b"t2", px=3000)
         assert trd.eval("return #KEYS", 3, lease, K.intent(V, "tp-3"), K.positions(V)) == 3
         for other in (ing, proc, dash):
             assert _refused(lambda c=other: c.set(lease, b"x"))  # type: ignore[misc]
