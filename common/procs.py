@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import shutil
 import socket
 import time
@@ -101,10 +102,15 @@ async def start_redis_server(
     ]  # fmt: skip
     if aclfile is not None:
         args += ["--aclfile", str(aclfile.resolve())]
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        umask=PRIVATE_UMASK,
-    )  # fmt: skip
+    # The umask is set around the spawn rather than passed as ``umask=``: uvloop's loop (the
+    # benchmarks run under it) refuses that argument. The child inherits it at fork.
+    old_umask = os.umask(PRIVATE_UMASK)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+    finally:
+        os.umask(old_umask)
     url = f"redis://127.0.0.1:{port}/0"
     check = url
     if login is not None:

@@ -134,7 +134,9 @@ def _refused(call: Callable[[], object]) -> bool:
         return True
     except redis.exceptions.ResponseError as exc:
         text = str(exc).lower()
-        return any(w in text for w in ("noauth", "noperm", "no permissions", "wrongpass"))
+        # (a command inside a script is refused with "the user executing the script can't ...")
+        refusals = ("noauth", "noperm", "no permissions", "wrongpass", "executing the script can't")
+        return any(w in text for w in refusals)
     return False
 
 
