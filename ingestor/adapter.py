@@ -20,9 +20,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from common.errors import VenueError
+from common.links import ConnectionTape
 from ingestor.connection import Connection, Ended
 from ingestor.liveness import Cadence
-from ingestor.session import ConnectionTape
 from ingestor.slot import Run
 from ingestor.writer import Item
 

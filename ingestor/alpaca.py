@@ -18,12 +18,16 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from common.errors import ConfigError, DecodeError
+from common.errors import DecodeError
+from common.links import ConnectionTape, Link
 from common.names import Partition
 from common.settings import Settings
 from ingestor.adapter import AdapterConnection, Step
-from ingestor.alpaca_session import (
+from ingestor.connection import Connection
+from ingestor.writer import Item
+from venues.alpaca.session import (
     CONTROL_TYPES,
+    VENUE,
     Action,
     DataSession,
     Fail,
@@ -39,45 +43,14 @@ from ingestor.alpaca_session import (
     route_frame,
     upgrade_headers,
 )
-from ingestor.connection import Connection
-from ingestor.session import ConnectionTape, Link
-from ingestor.writer import Item
 
 __all__ = [
     "AlpacaDataAdapter",
     "AlpacaTradingAdapter",
-    "alpaca_links",
     "alpaca_slots",
-    "check_alpaca_keys",
 ]
 
 log = logging.getLogger("tickpipe.ingestor")
-
-VENUE = "alpaca"
-
-
-def check_alpaca_keys(settings: Settings) -> None:
-    """Raise :class:`ConfigError` unless both ALPACA_API_KEY and ALPACA_API_SECRET are set."""
-    if not (settings.alpaca_api_key and settings.alpaca_api_secret):
-        raise ConfigError(
-            "TICKPIPE_VENUE=alpaca needs ALPACA_API_KEY and ALPACA_API_SECRET "
-            "(Alpaca's market-data streams require a key pair)"
-        )
-
-
-def alpaca_links(settings: Settings) -> tuple[Link, Link]:
-    """Return the market-data link (first partition's raw) and the trading-stream link."""
-    keys = settings.keys
-    first = next(iter(settings.partitions()), Partition(VENUE, 0))
-    data = Link(str(first), settings.alpaca_data_stream_url(), keys.raw(first), "market")
-    trading = Link(
-        f"{VENUE}:private",
-        settings.alpaca_trading_url,
-        keys.private_raw(VENUE),
-        "private",
-        private=True,
-    )
-    return data, trading
 
 
 def _auth(settings: Settings, use_msgpack: bool) -> str | bytes:

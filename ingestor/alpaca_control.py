@@ -20,7 +20,7 @@ from common.errors import DecodeError
 from common.names import Partition
 from common.redis_io import REDIS_DOWN
 from common.settings import Settings
-from ingestor.alpaca import VENUE, AlpacaDataAdapter
+from ingestor.alpaca import AlpacaDataAdapter
 from ingestor.subscriptions import parse_control
 
 __all__ = ["AlpacaControl"]
@@ -37,7 +37,7 @@ class AlpacaControl:
         self.settings = settings
         self.adapter = adapter
         keys = settings.keys
-        self.keys = [keys.control(Partition(VENUE, n)) for n in range(settings.shards)]
+        self.keys = [keys.control(Partition(settings.venue, n)) for n in range(settings.shards)]
 
     def _handle(self, key: str, fields: Any) -> None:
         try:

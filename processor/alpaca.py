@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from common import alpaca
 from common.errors import DecodeError
 from common.schema import Bar, Quote, RawFrame, Trade
 from processor.records import TradeCorrection, VenueStatus
+from venues.alpaca import wire as alpaca
 
 __all__ = [
     "MAX_VENUE_BAR_KEYS",

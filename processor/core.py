@@ -56,6 +56,7 @@ from processor.records import (
 )
 from processor.state import COUNTERS, PartitionState
 from processor.strategies import build_strategies
+from venues.registry import VENUES
 
 __all__ = [
     "COUNTERS",
@@ -182,8 +183,10 @@ def _check_watermark(
 
 
 def _classify(entry_id: str, frame: RawFrame, ts_now: int) -> Classified | list[AlpacaItem]:
-    """Classify a frame: an Alpaca market-data frame message by message, others whole."""
-    if frame.venue == "alpaca" and frame.kind != "marker":
+    """Classify a frame: one whose venue packs many messages a frame (Alpaca) message by
+    message, others whole."""
+    rules = VENUES.get(frame.venue)
+    if rules is not None and rules.frames_hold_messages and frame.kind != "marker":
         return classify_alpaca(entry_id, frame)
     return classify(entry_id, frame, ts_proc=ts_now)
 
@@ -255,7 +258,8 @@ def _on_trade(
         _reject(state, out, trade.src, problem, orjson.dumps(trade.to_fields()).decode())
         return
     stream = "aggTrades" if aggregate else "trades"
-    if trade.venue == "alpaca":  # ids unique per symbol but not contiguous: no gaps
+    rules = VENUES.get(trade.venue)
+    if rules is not None and not rules.contiguous_trade_ids:  # ids unique, not contiguous: no gaps
         seen = state.recent_ids.seen(trade.symbol, int(trade.trade_id))
         verdict, expected = ("duplicate" if seen else "new"), None
     else:

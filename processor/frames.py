@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from common import binance
 from common.errors import DecodeError
 from common.schema import Quote, RawFrame, Trade
+from common.units import MS
 from processor.books import DepthDiff, DepthSnapshot
 from processor.builders import new_trade
 from processor.decimals import decimal_of
@@ -28,6 +28,8 @@ from processor.marketdata import (
     parse_depth_diff,
     parse_rest,
 )
+from venues.binance import wire as binance
+from venues.binance.wire import is_reply
 
 __all__ = ["Classified", "classify", "is_reply"]
 
@@ -47,11 +49,6 @@ _INF = float("inf")
 _GOOD_SOURCES: set[tuple[Any, Any]] = set()
 _GOOD_PRICES: set[str] = set()
 _GOOD_QTYS: set[str] = set()
-
-
-def is_reply(obj: Any) -> bool:
-    """Tell whether a decoded frame is a reply to a request (``{"id":..,"result"|"error":..}``)."""
-    return isinstance(obj, Mapping) and "id" in obj and "e" not in obj
 
 
 def _amount_ok(text: str, *, positive: bool) -> bool:
@@ -110,7 +107,7 @@ def _fast_trade(
         price,
         qty,
         "sell" if maker else "buy",
-        trade_time * binance.MS,
+        trade_time * MS,
         frame.ts_recv,
         ts_proc,
         entry_id,

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from common.binance import MS
 from common.errors import DecodeError
 from common.schema import Quote, Trade
+from common.units import MS
 from processor.books import DepthDiff, DepthSnapshot
 
 __all__ = [

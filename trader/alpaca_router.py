@@ -16,15 +16,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Unpack
 
-from common.errors import AmbiguousOutcome, RateLimited
+from common.errors import (
+    AmbiguousOutcome,
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    VenueUnavailable,
+)
 from common.schema import OrderIntent
 from common.settings import Settings
-from trader.alpaca_core import classify, order_body, order_result
-from trader.alpaca_rest import AlpacaRest
-from trader.binance_ws_api import VenueUnavailable
-from trader.core import DuplicateOrder, OrderNotFound, OrderRejected
 from trader.ledger import Ledger
 from trader.venue_router import Request, RouterOptions, VenueRouter
+from venues.alpaca.orders import classify, order_body, order_result
+from venues.alpaca.rest import AlpacaRest
 
 __all__ = ["AlpacaRouter"]
 

@@ -47,9 +47,7 @@ from common.names import GROUP_TRADER, Partition
 from common.redis_io import ensure_group, redis_errors
 from common.schema import OrderIntent, Signal
 from common.settings import Settings
-from trader.alpaca_rest import AlpacaRest
 from trader.alpaca_router import AlpacaRouter
-from trader.binance_ws_api import Venue
 from trader.consumer import GroupConsumer
 from trader.control import kill_switch_on
 from trader.core import build_intent, intent_mismatch
@@ -59,8 +57,9 @@ from trader.market import MarketView, market_refusal, order_value_price
 from trader.market_feed import MarketFeed
 from trader.risk import RiskLimits, TokenBucket, breach_cancels, check_signal, to_decimal
 from trader.router import Router
-from trader.signing import Signer
 from trader.venue_router import Request, VenueRouter
+from venues.binance.signing import Signer
+from venues.registry import venue as venue_of
 
 __all__ = ["COUNTERS", "MAX_INFLIGHT", "Trader", "default_limits"]
 
@@ -99,7 +98,7 @@ class Trader:
         self,
         settings: Settings,
         redis: aioredis.Redis,
-        venue: Venue | AlpacaRest,
+        venue: Any,  # the order connection the venue description opened (or a test fake)
         *,
         clock: Callable[[], int],
         limits: RiskLimits,
@@ -151,7 +150,7 @@ class Trader:
             "confirm_lease": self._confirm_lease,
         }
         self.router: VenueRouter
-        if isinstance(venue, AlpacaRest):  # Alpaca's REST API
+        if venue_of(settings.venue).rest_orders:  # Alpaca's REST API
             self.router = AlpacaRouter(settings, venue, self.ledger, **shared)
         else:  # Binance's WebSocket API
             self.router = Router(

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any, Unpack
 
-from common.binance import MS
 from common.schema import OrderIntent
 from common.settings import Settings
-from trader.binance_ws_api import Venue
-from trader.core import (
+from common.units import MS
+from trader.ledger import Ledger
+from trader.venue_router import Request, RouterOptions, VenueRouter
+from venues.binance.orders import (
     SignOptions,
     all_orders_params,
     cancel_params,
@@ -29,9 +30,8 @@ from trader.core import (
     result_of,
     status_params,
 )
-from trader.ledger import Ledger
-from trader.signing import Signer
-from trader.venue_router import Request, RouterOptions, VenueRouter
+from venues.binance.signing import Signer
+from venues.binance.ws_api import Venue
 
 __all__ = ["Router"]
 

@@ -33,18 +33,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Required, TypedDict
 
 from common.backoff import Backoff
-from common.binance import MS
-from common.errors import AmbiguousOutcome, AuthError, RateLimited
-from common.schema import OrderIntent, Signal
-from common.settings import Settings
-from trader.binance_ws_api import VenueUnavailable
-from trader.core import (
+from common.errors import (
+    AmbiguousOutcome,
+    AuthError,
     DuplicateOrder,
     OrderNotFound,
     OrderRejected,
-    adopted_intent,
-    is_own_client_order_id,
+    RateLimited,
+    VenueUnavailable,
 )
+from common.schema import OrderIntent, Signal
+from common.settings import Settings
+from common.units import MS
+from trader.core import adopted_intent, is_own_client_order_id
 from trader.fence import LeaseLost
 from trader.ledger import Ledger
 from trader.orders import TERMINAL, OrderState

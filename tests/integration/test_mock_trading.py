@@ -13,8 +13,8 @@ import aiohttp
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from common.binance import hmac_signature, ws_api_payload
 from mock_ws import MockExchange, start_mock
+from venues.binance.wire import hmac_signature, ws_api_payload
 
 Scenario = Callable[[MockExchange], Awaitable[None]]
 KEY, SECRET = "mock-key", "mock-secret"

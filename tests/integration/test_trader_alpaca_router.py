@@ -13,18 +13,17 @@ import fakeredis
 import pytest
 from aiohttp import web
 
-from common.binance import client_order_id_for
-from common.errors import AmbiguousOutcome
+from common.errors import AmbiguousOutcome, VenueUnavailable
 from common.schema import decode_fields
 from common.settings import Settings
+from common.units import client_order_id_for
 from mock_ws import start_mock
 from tests.integration.test_trader_alpaca import KEY, SECRET, make_settings, make_signal, wait_event
 from tests.integration.test_trader_shell import owned_ledger
-from trader.alpaca_rest import AlpacaRest, Answer
 from trader.alpaca_router import AlpacaRouter
-from trader.binance_ws_api import VenueUnavailable
 from trader.core import build_intent
 from trader.shell import run
+from venues.alpaca.rest import AlpacaRest, Answer
 
 ORDER = {
     "id": "0e7b2f7c-0000-4000-8000-000000000001",

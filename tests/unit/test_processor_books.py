@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from common.binance import MS
 from common.schema import RawFrame
+from common.units import MS
 from processor.books import (
     MAX_BUFFERED,
     SNAPSHOT_RETRY_NS,

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common import binance
 from common.errors import DecodeError
 from common.schema import Bar, Event, Quote, RawFrame, Signal, Trade
 from processor import decimals, frames
@@ -26,6 +25,7 @@ from processor.wire import (
     xread_args,
 )
 from tests.integration.test_processor_shell import real_frames
+from venues.binance import wire as binance
 
 MS = 1_000_000
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from common.binance import MS, parse_execution_report, parse_trade, unwrap
 from common.errors import DecodeError
 from common.schema import Event, Quote
+from common.units import MS
+from venues.binance.wire import parse_execution_report, parse_trade, unwrap
 
 __all__ = ["normalise", "parse_book_ticker"]
 

@@ -1,7 +1,7 @@
 """Mirror Binance Spot's wire shapes and convert them once into tickpipe events (pure, no I/O).
 
-Shared by the ingestor (stream names, signing), the processor (parsing), the trader (signing,
-order requests) and the mock exchange (signature checks, payload shapes).
+Used by the rest of :mod:`venues.binance` (stream names, signing, parsing) and by the mock
+exchange's Binance twin (signature checks, payload shapes).
 """
 
 from __future__ import annotations
@@ -15,19 +15,17 @@ import orjson
 
 from common.errors import DecodeError
 from common.schema import OrderUpdate, Trade
+from common.units import MS
 
 __all__ = [
-    "MS",
-    "client_order_id_for",
     "hmac_signature",
+    "is_reply",
     "parse_execution_report",
     "parse_trade",
     "stream_name",
     "unwrap",
     "ws_api_payload",
 ]
-
-MS = 1_000_000  # nanoseconds per millisecond
 
 
 def stream_name(symbol: str, channel: str) -> str:
@@ -51,9 +49,9 @@ def hmac_signature(secret: str, payload: str) -> str:
     return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
 
 
-def client_order_id_for(signal_id: str) -> str:
-    """Derive Binance's ``newClientOrderId`` (<= 36 chars, ``[A-Za-z0-9_-]``) from a signal id."""
-    return "tp-" + hashlib.sha256(signal_id.encode()).hexdigest()[:32]
+def is_reply(obj: Any) -> bool:
+    """Tell whether a decoded frame is a reply to a request (``{"id":..,"result"|"error":..}``)."""
+    return isinstance(obj, Mapping) and "id" in obj and "e" not in obj
 
 
 def unwrap(frame: str | bytes) -> tuple[str | None, Any]:

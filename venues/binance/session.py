@@ -3,42 +3,34 @@
 Everything the shell needs to know about the venue's session protocol lives here: which streams a
 partition subscribes, the combined-stream URL or the ``SUBSCRIBE`` messages, the signed
 ``userDataStream.subscribe.signature`` request, how a reply is classified (success, error, bad key,
-rate limit) and how frames of one connection are numbered and turned into raw entries and markers.
+rate limit) (frames are numbered into raw entries by :class:`common.links.ConnectionTape`).
 Time always comes in as an integer argument.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from common.binance import hmac_signature, stream_name, ws_api_payload
 from common.errors import AuthError, ConfigError, RateLimited, VenueError
-from common.schema import RawFrame
+from common.links import Link, Reply, decoded_object
 from common.settings import Settings
-from ingestor.liveness import decoded_object
+from venues.binance.wire import hmac_signature, stream_name, ws_api_payload
 
 __all__ = [
     "AUTH_ERROR_CODES",
     "AUTH_HINT",
     "MAX_URL_CHARS",
     "SUBSCRIBE_CHUNK",
-    "ConnectionTape",
-    "Link",
     "MarketPlan",
-    "Reply",
     "classify_reply",
-    "connection_id",
     "is_data_frame",
     "market_plan",
     "market_streams",
     "plan_links",
-    "retry_after_from_header",
-    "run_token",
     "subscribe_message",
     "user_data_subscribe_request",
 ]
@@ -96,18 +88,6 @@ def market_plan(ws_url: str, symbols: Iterable[str], *, first_request_id: int = 
     return MarketPlan(f"{base}/stream", streams, messages)
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
-    """One connection slot: where it connects, what it sends, and the stream its frames go to."""
-
-    label: str
-    url: str
-    stream: str
-    channel: str
-    messages: tuple[str, ...] = ()
-    private: bool = False
-
-
 def plan_links(settings: Settings) -> list[Link]:
     """Return one market link per partition, plus the private link when a key is configured."""
     keys, venue = settings.keys, settings.venue
@@ -154,20 +134,6 @@ def is_data_frame(frame: str | bytes) -> bool:
     if obj is None:
         return False
     return ("stream" in obj and "data" in obj) or ("subscriptionId" in obj and "event" in obj)
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A venue's answer to one of our requests; ``error`` is set when it refused."""
-
-    id: Any
-    status: int | None
-    result: Any = None
-    error: VenueError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 def classify_reply(frame: str | bytes, *, now_ms: int) -> Reply | None:
@@ -218,73 +184,3 @@ def _venue_error(error: Any, status: int | None, now_ms: int) -> VenueError:
             f"Binance rate limit ({described})", retry_after_s=wait_s, code=code, status=status
         )
     return VenueError(f"Binance refused the request ({described})", code=code, status=status)
-
-
-def retry_after_from_header(value: str | None) -> float | None:
-    """Parse an HTTP ``Retry-After`` header given in seconds (the handshake's 429/418)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
-def run_token(ts_ns: int) -> str:
-    """Return a short token, unique per ingestor start, that prefixes its connection ids."""
-    return _base36(ts_ns // 1000)
-
-
-def connection_id(label: str, token: str, attempt: int) -> str:
-    """Name one connection: ``<label>/<run token>.<attempt>``, unique across restarts."""
-    return f"{label}/{token}.{attempt}"
-
-
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        number, rest = divmod(number, 36)
-        out = digits[rest] + out
-        if number == 0:
-            return out
-
-
-@dataclass(slots=True)
-class ConnectionTape:
-    """Number the frames of one connection from 1 and build its raw entries and markers.
-
-    A marker's ``seq`` is the sequence of the last frame before it (0 for ``connect``), so
-    ``(conn, seq)`` of frames stays a contiguous run 1..n that a reader can check for holes.
-    """
-
-    conn: str
-    venue: str
-    channel: str
-    url: str
-    seq: int = field(default=0)
-
-    def frame(self, data: str | bytes, ts_recv: int) -> RawFrame:
-        """Stamp one received frame; binary frames that are not UTF-8 are kept as base64."""
-        self.seq += 1
-        kind = "ws"
-        if isinstance(data, str):
-            text = data
-        else:
-            try:
-                text = data.decode()
-            except UnicodeDecodeError:
-                kind, text = "ws-binary", base64.b64encode(data).decode()
-        return RawFrame(kind, self.venue, self.conn, self.seq, ts_recv, text, self.channel)
-
-    def connect_marker(self, ts_recv: int) -> RawFrame:
-        return self._marker({"event": "connect", "conn": self.conn, "url": self.url}, ts_recv)
-
-    def disconnect_marker(self, ts_recv: int, reason: str) -> RawFrame:
-        event = {"event": "disconnect", "conn": self.conn, "reason": reason, "frames": self.seq}
-        return self._marker(event, ts_recv)
-
-    def _marker(self, event: dict[str, Any], ts_recv: int) -> RawFrame:
-        data = orjson.dumps(event).decode()
-        return RawFrame("marker", self.venue, self.conn, self.seq, ts_recv, data, self.channel)

@@ -28,11 +28,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from common.backoff import Backoff
-from common.binance import MS, stream_name
 from common.errors import AuthError, ConfigError, DecodeError, RateLimited, VenueError
+from common.links import retry_after_from_header
 from common.schema import Event
-from ingestor.events import normalise
-from ingestor.session import classify_reply, retry_after_from_header, user_data_subscribe_request
+from common.units import MS
+from venues.binance.events import normalise
+from venues.binance.session import classify_reply, user_data_subscribe_request
+from venues.binance.wire import stream_name
 
 __all__ = ["BinanceClient"]
 

@@ -4,7 +4,7 @@ Each request carries the ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers a
 timeout. A request that could not even connect raises :class:`VenueUnavailable` (it certainly did
 not reach the venue); one that was written but got no full answer (timeout, dropped connection)
 raises :class:`~common.errors.AmbiguousOutcome`. Answers come back whole as :class:`Answer` for
-:func:`trader.alpaca_core.classify` to read.
+:func:`venues.alpaca.orders.classify` to read.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from common.errors import AmbiguousOutcome, ConfigError
+from common.errors import AmbiguousOutcome, ConfigError, VenueUnavailable
 from common.settings import Settings
-from trader.alpaca_core import auth_headers
-from trader.binance_ws_api import VenueUnavailable
+from venues.alpaca.orders import auth_headers
 
 __all__ = ["AlpacaRest", "Answer", "rest_from_settings"]
 

@@ -13,8 +13,8 @@ import binascii
 from collections.abc import Callable
 from typing import Any
 
-from common.binance import hmac_signature
 from common.errors import ConfigError
+from venues.binance.wire import hmac_signature
 
 __all__ = ["Signer", "hmac_signer", "load_signer"]
 

@@ -28,8 +28,10 @@ from typing import Any
 import msgpack
 import orjson
 
-from common.errors import AuthError, DecodeError, RateLimited, VenueError
+from common.errors import AuthError, ConfigError, DecodeError, RateLimited, VenueError
+from common.links import Link
 from common.names import Partition, shard_for
+from common.settings import Settings
 
 __all__ = [
     "CONNECTION_LIMIT_WAIT_S",
@@ -38,6 +40,7 @@ __all__ = [
     "FEED_HINT",
     "KEY_HINT",
     "STOCK_CHANNELS",
+    "VENUE",
     "Action",
     "DataSession",
     "Fail",
@@ -49,14 +52,18 @@ __all__ = [
     "TradingSession",
     "auth_message",
     "channels_for",
+    "check_keys",
     "decode_frame",
     "element_spans",
     "encode_client",
     "listen_message",
+    "plan_links",
     "route_frame",
     "subscription_message",
     "upgrade_headers",
 ]
+
+VENUE = "alpaca"
 
 STOCK_CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses")
 CRYPTO_CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "orderbooks")
@@ -383,3 +390,27 @@ def _array_header(count: int) -> bytes:
     if count < 1 << 16:
         return b"\xdc" + count.to_bytes(2, "big")
     return b"\xdd" + count.to_bytes(4, "big")
+
+
+def check_keys(settings: Settings) -> None:
+    """Raise :class:`ConfigError` unless both ALPACA_API_KEY and ALPACA_API_SECRET are set."""
+    if not (settings.alpaca_api_key and settings.alpaca_api_secret):
+        raise ConfigError(
+            "TICKPIPE_VENUE=alpaca needs ALPACA_API_KEY and ALPACA_API_SECRET "
+            "(Alpaca's market-data streams require a key pair)"
+        )
+
+
+def plan_links(settings: Settings) -> list[Link]:
+    """Return the market-data link (first partition's raw) and the trading-stream link."""
+    keys = settings.keys
+    first = next(iter(settings.partitions()), Partition(VENUE, 0))
+    data = Link(str(first), settings.alpaca_data_stream_url(), keys.raw(first), "market")
+    trading = Link(
+        f"{VENUE}:private",
+        settings.alpaca_trading_url,
+        keys.private_raw(VENUE),
+        "private",
+        private=True,
+    )
+    return [data, trading]

@@ -18,9 +18,15 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from common.errors import AmbiguousOutcome, AuthError, RateLimited
+from common.errors import (
+    AmbiguousOutcome,
+    AuthError,
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+)
 from common.schema import OrderIntent
-from trader.core import DuplicateOrder, OrderNotFound, OrderRejected
 
 __all__ = [
     "DUPLICATE_MESSAGE",

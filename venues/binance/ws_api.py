@@ -23,16 +23,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from common.backoff import Backoff
-from common.errors import AmbiguousOutcome, AuthError, VenueError
-from trader.core import order_wait_s
+from common.errors import AmbiguousOutcome, AuthError, VenueUnavailable
+from venues.binance.orders import order_wait_s
 
-__all__ = ["BinanceWsApi", "Venue", "VenueUnavailable"]
+__all__ = ["BinanceWsApi", "Venue"]
 
 log = logging.getLogger("tickpipe.trader")
-
-
-class VenueUnavailable(VenueError):
-    """The venue could not be reached; the request was not sent."""
 
 
 class Venue(Protocol):
