@@ -28,7 +28,7 @@ from venues.binance.session import plan_links as binance_links
 from venues.binance.session import user_data_subscribe_request
 from venues.binance.signing import Signer
 
-__all__ = ["VENUES", "OrderLink", "Venue", "venue"]
+__all__ = ["VENUES", "OrderLink", "OrderOptions", "Venue", "venue"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,18 @@ class OrderLink:
     open: Callable[[], Any]
     signer: Signer | None = None  # None: HMAC with the API secret (Binance)
     session: bool = False  # the connection logs on once; requests then go unsigned
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOptions:
+    """What the trader hands a venue's order adapter besides settings and the connection."""
+
+    clock: Callable[[], int]  # ns
+    recv_window_ms: int
+    #: The venue's order id recorded for a client order id ("" when none is known yet).
+    order_id_of: Callable[[str], Awaitable[str]]
+    signer: Signer | None = None
+    session: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +81,8 @@ class Venue:
     parse_private: Callable[[RawFrame], tuple[OrderUpdate, int | str | None] | str]
     #: The trader's order connection; raises :class:`ConfigError` for missing credentials.
     order_link: Callable[[Settings], OrderLink]
+    #: The trader's order adapter over the connection (``trader.venue_router.OrderAdapter``).
+    order_adapter: Callable[[Settings, Any, OrderOptions], Any]
     #: Open the order connection ahead of the first order (a no-op where there is none to open).
     connect_orders: Callable[[Any], Awaitable[None]]
     #: Say what to fix when the venue refuses the trader's key (``None``: raise it as it is).
@@ -110,6 +124,19 @@ def _binance_user_data(settings: Settings, request_id: int, timestamp_ms: int) -
     )
 
 
+def _binance_orders(settings: Settings, connection: Any, options: OrderOptions) -> Any:
+    from venues.binance.order_adapter import BinanceOrders
+
+    return BinanceOrders(
+        settings,
+        connection,
+        clock=options.clock,
+        recv_window_ms=options.recv_window_ms,
+        signer=options.signer,
+        session=options.session,
+    )
+
+
 async def _binance_connect(connection: Any) -> None:
     from venues.binance.ws_api import BinanceWsApi
 
@@ -123,6 +150,12 @@ def _alpaca_order_link(settings: Settings) -> OrderLink:
 
     rest = rest_from_settings(settings)  # checks the credentials
     return OrderLink(lambda: rest)
+
+
+def _alpaca_orders(settings: Settings, connection: Any, options: OrderOptions) -> Any:
+    from venues.alpaca.order_adapter import AlpacaOrders
+
+    return AlpacaOrders(connection, clock=options.clock, order_id_of=options.order_id_of)
 
 
 async def _no_connect(connection: Any) -> None:
@@ -149,6 +182,7 @@ VENUES: Mapping[str, Venue] = {
         user_data_request=_binance_user_data,
         parse_private=binance_private.parse_private,
         order_link=_binance_order_link,
+        order_adapter=_binance_orders,
         connect_orders=_binance_connect,
     ),
     "alpaca": Venue(
@@ -164,6 +198,7 @@ VENUES: Mapping[str, Venue] = {
         user_data_request=None,
         parse_private=alpaca_private.parse_private,
         order_link=_alpaca_order_link,
+        order_adapter=_alpaca_orders,
         connect_orders=_no_connect,
         refused_key=_alpaca_refused,
     ),

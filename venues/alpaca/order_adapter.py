@@ -1,4 +1,4 @@
-"""Send, look up, cancel and reconcile Alpaca orders over REST; record every outcome.
+"""Send, look up, cancel and list Alpaca orders over REST: the trader's adapter.
 
 At most one order per intent: the order is ``POST /v2/orders`` once, with the intent's client
 order id, which Alpaca keeps unique for ever. A 422 "client_order_id must be unique" therefore
@@ -13,8 +13,9 @@ adopt.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Unpack
+from typing import Any
 
 from common.errors import (
     AmbiguousOutcome,
@@ -25,13 +26,12 @@ from common.errors import (
     VenueUnavailable,
 )
 from common.schema import OrderIntent
-from common.settings import Settings
-from trader.ledger import Ledger
-from trader.venue_router import Request, RouterOptions, VenueRouter
 from venues.alpaca.orders import classify, order_body, order_result
 from venues.alpaca.rest import AlpacaRest
 
-__all__ = ["AlpacaRouter"]
+__all__ = ["AlpacaOrders"]
+
+Request = Callable[[], Awaitable[dict[str, Any]]]
 
 ORDERS = "/v2/orders"
 BY_CLIENT_ID = "/v2/orders:by_client_order_id"
@@ -46,7 +46,7 @@ def rfc3339(epoch_ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
-class AlpacaRouter(VenueRouter):
+class AlpacaOrders:
     """The trader's requests to Alpaca's Trading API (see the module docstring)."""
 
     # 404/422 on cancel: not open any more (filled first?); else unclear: ask what it is now.
@@ -54,10 +54,15 @@ class AlpacaRouter(VenueRouter):
     list_failed = (OrderRejected, OrderNotFound, AmbiguousOutcome, VenueUnavailable, RateLimited)
 
     def __init__(
-        self, settings: Settings, rest: AlpacaRest, ledger: Ledger, **options: Unpack[RouterOptions]
+        self,
+        rest: AlpacaRest,
+        *,
+        clock: Callable[[], int],
+        order_id_of: Callable[[str], Awaitable[str]],
     ) -> None:
-        super().__init__(settings, ledger, **options)
         self.rest = rest
+        self.clock = clock
+        self.order_id_of = order_id_of  # the venue's order id recorded for a client order id
 
     async def _call(
         self,
@@ -78,7 +83,7 @@ class AlpacaRouter(VenueRouter):
         return order_result(found)
 
     # -- place -----------------------------------------------------------------------------------
-    def _placer(self, intent: OrderIntent) -> Request:
+    def placer(self, intent: OrderIntent) -> Request:
         body = order_body(intent)
 
         async def place() -> dict[str, Any]:
@@ -87,27 +92,26 @@ class AlpacaRouter(VenueRouter):
         return place
 
     # -- status ----------------------------------------------------------------------------------
-    async def _lookup(self, intent: OrderIntent) -> dict[str, Any]:
+    async def lookup(self, intent: OrderIntent) -> dict[str, Any]:
         query = {"client_order_id": intent.client_order_id}
         return await self._order("GET", BY_CLIENT_ID, query=query)
 
     # -- cancel ----------------------------------------------------------------------------------
-    async def _canceller(self, intent: OrderIntent) -> Request:
+    async def canceller(self, intent: OrderIntent) -> Request:
         """``DELETE /v2/orders/{id}``, then look the order up to record it as the venue shows it."""
-        state = await self.ledger.order_state(intent.client_order_id)
-        order_id = state.order_id if state is not None else ""
+        order_id = await self.order_id_of(intent.client_order_id)
 
         async def cancel() -> dict[str, Any]:
             nonlocal order_id
             if not order_id:  # never acknowledged here: learn the venue's id first
-                order_id = str((await self._lookup(intent)).get("orderId", ""))
+                order_id = str((await self.lookup(intent)).get("orderId", ""))
             await self._call("DELETE", f"{ORDERS}/{order_id}")
-            return await self._lookup(intent)
+            return await self.lookup(intent)
 
         return cancel
 
     # -- reconcile -------------------------------------------------------------------------------
-    async def _list_open(self) -> list[dict[str, Any]] | None:
+    async def list_open(self) -> list[dict[str, Any]] | None:
         """List ``GET /v2/orders?status=open``."""
         listed = await self._call(
             "GET", ORDERS, query={"status": "open", "limit": "500", "direction": "asc"}
@@ -116,7 +120,7 @@ class AlpacaRouter(VenueRouter):
             return None
         return [order_result(o) for o in listed if isinstance(o, dict)]
 
-    async def _list_recent(self, since_ms: int) -> list[dict[str, Any]] | None:
+    async def list_recent(self, since_ms: int) -> list[dict[str, Any]] | None:
         """List ``GET /v2/orders?status=all&after=...``, newest first, page by page."""
         out: dict[str, dict[str, Any]] = {}
         until = ""

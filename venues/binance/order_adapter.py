@@ -1,8 +1,9 @@
-"""Send, look up and cancel orders over Binance's WebSocket API; record every outcome.
+"""Send, look up, cancel and list orders over Binance's WebSocket API: the trader's adapter.
 
-The shared parts (retries, resolving unclear outcomes, in-flight bookkeeping, cancel pacing,
-reconciliation) are in :mod:`trader.venue_router`; Alpaca's REST counterpart is
-:mod:`trader.alpaca_router`.
+The trader's one router (:class:`trader.venue_router.VenueRouter`) does the retries, the
+resolution of unclear outcomes, in-flight bookkeeping, cancel pacing, reconciliation and
+recording; this adapter only speaks the venue's requests. Alpaca's REST counterpart is
+:mod:`venues.alpaca.order_adapter`.
 
 At most one order per intent: ``order.place`` requests of one intent are all signed with the
 intent's own timestamp, so the venue refuses any of them that arrives later than the receive
@@ -13,13 +14,20 @@ has passed, since no copy of the request can be accepted any more.
 
 from __future__ import annotations
 
-from typing import Any, Unpack
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from common.errors import (
+    AmbiguousOutcome,
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    VenueUnavailable,
+)
 from common.schema import OrderIntent
 from common.settings import Settings
 from common.units import MS
-from trader.ledger import Ledger
-from trader.venue_router import Request, RouterOptions, VenueRouter
 from venues.binance.orders import (
     SignOptions,
     all_orders_params,
@@ -33,30 +41,47 @@ from venues.binance.orders import (
 from venues.binance.signing import Signer
 from venues.binance.ws_api import Venue
 
-__all__ = ["Router"]
+__all__ = ["BinanceOrders"]
+
+Request = Callable[[], Awaitable[dict[str, Any]]]
 
 #: ``allOrders`` answers at most this many orders; a full page asks for the next one.
 PAGE = 1000
 MAX_PAGES = 50
 
 
-class Router(VenueRouter):
+class BinanceOrders:
     """The trader's requests to the venue, one method per kind of request."""
+
+    # Errors that make a cancel unclear (settled by a query); any other OrderRejected is final.
+    cancel_unclear: tuple[type[Exception], ...] = (OrderNotFound, AmbiguousOutcome, DuplicateOrder)
+    # Errors on listing the open orders after which each working order is queried instead.
+    list_failed: tuple[type[Exception], ...] = (
+        OrderRejected,
+        AmbiguousOutcome,
+        VenueUnavailable,
+        RateLimited,
+    )
 
     def __init__(
         self,
         settings: Settings,
         venue: Venue,
-        ledger: Ledger,
         *,
+        clock: Callable[[], int],
+        recv_window_ms: int,
         signer: Signer | None = None,
         session: bool = False,
-        **options: Unpack[RouterOptions],
     ) -> None:
-        super().__init__(settings, ledger, **options)
+        self.settings = settings
+        self.clock = clock
+        self.recv_window_ms = recv_window_ms
         self.signer = signer  # None: HMAC with the API secret
         self.session = session  # the connection is logged on: requests carry no signature
         self.venue = venue
+
+    def _now_ms(self) -> int:
+        return self.clock() // MS
 
     def _auth(self) -> SignOptions:
         return {
@@ -68,7 +93,7 @@ class Router(VenueRouter):
         }
 
     # -- place -----------------------------------------------------------------------------------
-    def _placer(self, intent: OrderIntent) -> Request:
+    def placer(self, intent: OrderIntent) -> Request:
         # Every copy carries the intent's time: the venue refuses one that arrives too late.
         params = place_params(intent, timestamp_ms=intent.ts_intent // MS, **self._auth())
 
@@ -78,7 +103,7 @@ class Router(VenueRouter):
         return place
 
     # -- status ----------------------------------------------------------------------------------
-    async def _lookup(self, intent: OrderIntent) -> dict[str, Any]:
+    async def lookup(self, intent: OrderIntent) -> dict[str, Any]:
         """Query ``order.status`` by the client order id."""
         params = status_params(
             intent.symbol, intent.client_order_id, timestamp_ms=self._now_ms(), **self._auth()
@@ -86,7 +111,7 @@ class Router(VenueRouter):
         return result_of(await self.venue.status(params), now_ms=self._now_ms())
 
     # -- cancel ----------------------------------------------------------------------------------
-    async def _canceller(self, intent: OrderIntent) -> Request:
+    async def canceller(self, intent: OrderIntent) -> Request:
         """Return the ``order.cancel`` request, signed afresh on every try."""
 
         async def cancel() -> dict[str, Any]:
@@ -98,13 +123,13 @@ class Router(VenueRouter):
         return cancel
 
     # -- reconcile -------------------------------------------------------------------------------
-    async def _list_open(self) -> list[dict[str, Any]] | None:
+    async def list_open(self) -> list[dict[str, Any]] | None:
         """List the open orders with ``openOrders.status``."""
         params = open_orders_params(timestamp_ms=self._now_ms(), **self._auth())
         listed = list_result_of(await self.venue.open_orders(params), now_ms=self._now_ms())
         return [o for o in listed if isinstance(o, dict)]
 
-    async def _list_recent(self, since_ms: int) -> list[dict[str, Any]] | None:
+    async def list_recent(self, since_ms: int) -> list[dict[str, Any]] | None:
         """List each symbol's orders since ``since_ms`` with ``allOrders``, page by page."""
         out: list[dict[str, Any]] = []
         for symbol in self.settings.symbols:
