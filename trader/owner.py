@@ -57,7 +57,6 @@ from trader.market import MarketView, market_refusal, order_value_price
 from trader.market_feed import MarketFeed
 from trader.risk import RiskLimits, TokenBucket, breach_cancels, check_signal, to_decimal
 from trader.venue_router import Request, VenueRouter
-from venues.binance.signing import Signer
 from venues.registry import OrderOptions
 from venues.registry import venue as venue_of
 
@@ -110,7 +109,7 @@ class Trader:
         retry_base_s: float = 0.2,
         recv_window_ms: int = 5000,
         idle_s: float = 0.2,
-        signer: Signer | None = None,
+        signer: Callable[[str], str] | None = None,  # signs a request payload (Binance)
         session: bool = False,
         max_inflight: int = MAX_INFLIGHT,
     ) -> None:
