@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mock_ws.auth import check_signed
+from mock_ws.binance.auth import check_signed
 from mock_ws.matching import OrderRejected
 from venues.binance.wire import hmac_signature, ws_api_payload
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from mock_ws.connection import Connection, close
+from mock_ws.binance.connection import Connection, close
 from mock_ws.faults import Fault, FaultError, FaultPlan, fault_list
 from mock_ws.ground_truth import GroundTruthWriter
 from mock_ws.market import MarketSim, SimTrade
