@@ -70,7 +70,7 @@ def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") 
     )
 
 
-#: The client order ids :func:`common.binance.client_order_id_for` makes: ``tp-`` + 32 hex digits.
+#: The client order ids :func:`common.units.client_order_id_for` makes: ``tp-`` + 32 hex digits.
 _OWN_ID = re.compile(r"tp-[0-9a-f]{32}")
 
 

@@ -5,7 +5,7 @@ One :class:`~mock_ws.book.SimBook` per symbol moves with each trade; each trade 
 diffs (``@depth`` every 1000 ms, ``@depth@100ms``) and partial depth (``@depth5/10/20``) are
 built per interval by :meth:`MarketFeed.depth_events`. The last ``history`` trades per symbol are
 kept for ``/api/v3/trades``, ``historicalTrades`` and ``aggTrades``. Klines of every interval
-and rolling 24-hour tickers are built by :mod:`mock_ws.candles` and sent by
+and rolling 24-hour tickers are built by :mod:`mock_ws.binance.candles` and sent by
 :meth:`MarketFeed.second_events` once a second (klines of intervals above 1s every 2 s).
 """
 

@@ -3,7 +3,8 @@
 Replaces the simulated trade and depth loops. Each recorded frame goes to the connections
 subscribed to its stream (raw or combined, as clients ask) with its recorded payload; the pace
 is the recording's receive times divided by ``speed`` (0 = as fast as possible). The first
-recorded snapshot of each symbol seeds its :class:`~mock_ws.replay.ReplayBook` before the first
+recorded snapshot of each symbol seeds its
+:class:`~mock_ws.binance.replay.ReplayBook` before the first
 frame; each replayed diff is applied as it is sent, so ``GET /api/v3/depth`` is consistent with
 the diff stream at the replay position. Replayed trades join the REST trade history.
 """

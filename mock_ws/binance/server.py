@@ -2,10 +2,11 @@
 
 Paths: ``/ws``, ``/ws/<stream>`` and ``/ws/<anything>`` (raw frames), ``/stream?streams=a/b``
 (combined frames), ``/ws-api/v3`` (requests, orders, user data), REST ``/api/v3/...``
-(:mod:`mock_ws.rest_market`, :mod:`mock_ws.rest_trade`) and the control endpoints
-``/_mock/status``, ``/_mock/faults``, ``/_mock/scenario`` (:mod:`mock_ws.control`) and
-``/_mock/balance``. Market data comes from the simulation (:mod:`mock_ws.feed`) or a recording
-(:mod:`mock_ws.replay_shell`). Every connection has a bounded outbox drained by its
+(:mod:`mock_ws.binance.rest_market`, :mod:`mock_ws.binance.rest_trade`) and the control endpoints
+``/_mock/status``, ``/_mock/faults``, ``/_mock/scenario`` (:mod:`mock_ws.binance.control`) and
+``/_mock/balance``. Market data comes from the simulation (:mod:`mock_ws.binance.feed`) or a
+recording
+(:mod:`mock_ws.binance.replay_shell`). Every connection has a bounded outbox drained by its
 own writer task, so a slow client never blocks the others; a client whose outbox overflows is
 disconnected. The server pings every ``ping_interval_s`` and drops a connection that has not
 answered a ping within three intervals (Binance: 20 s and 1 minute).

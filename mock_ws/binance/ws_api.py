@@ -6,7 +6,7 @@ A request ``{"id", "method", "params"}`` gets ``{"id", "status", "result" | "err
 (Ed25519 keys only; afterwards signed methods need only ``timestamp``), ``session.status``,
 ``session.logout``, ``userDataStream.subscribe`` (after logon),
 ``userDataStream.subscribe.signature``, ``userDataStream.unsubscribe``, ``session.subscriptions``
-(an optional ``v3/`` prefix is accepted). Signed methods are checked by :mod:`mock_ws.auth`.
+(an optional ``v3/`` prefix is accepted). Signed methods are checked by :mod:`mock_ws.binance.auth`.
 User-data events go to every session with an active subscription as
 ``{"subscriptionId": N, "event": {...}}``.
 """

@@ -5,7 +5,7 @@ A request that was written but whose answer does not arrive in time, or whose co
 before the answer, raises :class:`~common.errors.AmbiguousOutcome` (the order may exist). A request
 that could not be written at all (no connection) raises :class:`VenueUnavailable`: it certainly
 did not reach the venue. Answers are returned whole (``{"id","status","result"|"error"}``) for
-:func:`trader.core.result_of` to classify.
+:func:`venues.binance.orders.result_of` to classify.
 """
 
 from __future__ import annotations
