@@ -2,7 +2,8 @@
 
 Every venue package plans its connections as :class:`Link` values, numbers the frames of one
 connection with a :class:`ConnectionTape` and answers its own requests as :class:`Reply` values;
-the ingestor's connection slots run them without knowing which venue they talk to.
+a venue whose sessions an adapter runs turns each received frame into a :class:`Step`; the
+ingestor's connection slots run them without knowing which venue they talk to.
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ from common.schema import RawFrame
 
 __all__ = [
     "ConnectionTape",
+    "Item",
     "Link",
     "Reply",
+    "Step",
     "connection_id",
     "decoded_object",
     "retry_after_from_header",
     "run_token",
 ]
+
+
+#: One raw entry for the write queue: (stream key, frame).
+Item = tuple[str, RawFrame]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +143,17 @@ def decoded_object(frame: str | bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return obj if isinstance(obj, dict) else None
+
+
+@dataclass(slots=True)
+class Step:
+    """What one received frame calls for."""
+
+    items: list[Item] = field(default_factory=list)
+    send: list[str | bytes] = field(default_factory=list)
+    #: Liveness key of the frame's data (``None`` for control frames).
+    stream: str | None = None
+    delivered: bool = False
+    #: Marker events (``{"event": ...}``) to write on the slot's own stream.
+    markers: list[dict[str, object]] = field(default_factory=list)
+    error: VenueError | None = None

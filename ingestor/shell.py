@@ -7,9 +7,10 @@ user-data stream. Each slot (:class:`ingestor.connection.Connection`) stamps fra
 ``(conn, seq, ts_recv)`` and puts them on one bounded queue; one writer drains it in natural
 batches (:class:`ingestor.writer.BatchWriter`). REST snapshots and trade backfills
 (:class:`ingestor.rest.RestFetcher`) go through the same queue. The venue's description
-(:func:`venues.registry.venue`) plans the slots and says how they run: a venue with adapter slots
-(Alpaca: one market-data connection for the feed and the trading stream, :mod:`ingestor.alpaca`)
-has its control entries followed by :class:`ingestor.alpaca_control.AlpacaControl`.
+(:func:`venues.registry.venue`) plans the slots and says how they run: a venue whose package
+supplies adapters (Alpaca: one market-data connection for the feed and the trading stream,
+:mod:`venues.alpaca.ingest`) runs them as :func:`ingestor.adapter.adapter_slots` and has its
+control entries followed by :class:`ingestor.adapter_control.AdapterControl`.
 
 Queue policy: the queue holds at most ``queue_max`` entries. While Redis is unreachable and the
 queue is half full, the writer spills to the journal under ``TICKPIPE_DATA_DIR`` (disk cap
@@ -43,8 +44,8 @@ from common.links import Link, run_token
 from common.names import Partition
 from common.redis_io import REDIS_DOWN, connect_redis
 from common.settings import Settings
-from ingestor.alpaca import alpaca_slots
-from ingestor.alpaca_control import AlpacaControl
+from ingestor.adapter import adapter_slots
+from ingestor.adapter_control import AdapterControl
 from ingestor.connection import Connection, WsOptions
 from ingestor.control import Subscriptions
 from ingestor.gaps import trade_id_of
@@ -117,14 +118,15 @@ class Ingestor:
             on_backfill=self._on_backfill,
         )
         self.connections = [self._connection(link) for link in self.links if link.private]
-        self.alpaca_control: AlpacaControl | None = None
-        if self.venue.adapter_slots:
-            self.connections, data = alpaca_slots(
-                settings, self.links, backoff_factory=self._make_backoff, venue=settings.venue,
+        self.adapter_control: AdapterControl | None = None
+        if self.venue.ingest_adapters is not None:
+            adapters = self.venue.ingest_adapters(settings, self.links)
+            self.connections = adapter_slots(
+                self.links, adapters, backoff_factory=self._make_backoff, venue=settings.venue,
                 queue=self.queue, stats=self.stats, clock=self.clock, halt=self._halt,
                 token=self._token, options=self.options,
             )  # fmt: skip
-            self.alpaca_control = AlpacaControl(settings, data)
+            self.adapter_control = AdapterControl(settings, adapters[0])
 
     def _connection(self, link: Link, streams: list[str] | None = None) -> Connection:
         return Connection(
@@ -223,12 +225,12 @@ class Ingestor:
             stats=self.health_stats,
         )
         health_stop = asyncio.Event()
-        if self.alpaca_control is None:
+        if self.adapter_control is None:
             await self._seed_trade_ids(redis)
         writer_task = asyncio.create_task(writer.run(), name="ingestor-writer")
         subs = self.subscriptions
-        if self.alpaca_control is not None:
-            follow_task = asyncio.create_task(self.alpaca_control.run(redis, self._halt))
+        if self.adapter_control is not None:
+            follow_task = asyncio.create_task(self.adapter_control.run(redis, self._halt))
         else:
             try:
                 last = await asyncio.wait_for(subs.replay(redis), self.flush_timeout_s)

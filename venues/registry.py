@@ -11,7 +11,7 @@ Adding a venue is one package under :mod:`venues` and one entry in :data:`VENUES
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from common.links import Link
 from common.schema import OrderUpdate, RawFrame
 from common.settings import Settings
 from common.units import MS
+from venues.alpaca import ingest as alpaca_ingest
 from venues.alpaca import private as alpaca_private
 from venues.alpaca import session as alpaca_session
 from venues.binance import private as binance_private
@@ -64,15 +65,15 @@ class Venue:
     contiguous_trade_ids: bool
     #: A market-data frame carries many messages, classified one by one (else one event a frame).
     frames_hold_messages: bool
-    #: The ingestor runs this venue's connections through a venue adapter
-    #: (:class:`ingestor.adapter.AdapterConnection`), not the combined-stream slot.
-    adapter_slots: bool
     #: The trader places orders over REST (else over the venue's WebSocket API).
     rest_orders: bool
     #: Raise :class:`ConfigError` when the ingestor's keys for this venue are missing.
     check_keys: Callable[[Settings], None]
     #: The ingestor's connection slots, one :class:`common.links.Link` each.
     plan_links: Callable[[Settings], list[Link]]
+    #: The adapters that run this venue's ingestor links, one per link, market data first
+    #: (``ingestor.adapter.VenueAdapter``); ``None``: the combined-stream slot runs them.
+    ingest_adapters: Callable[[Settings, Sequence[Link]], list[Any]] | None
     #: The combined-stream URL of a market-data slot (``None``: the venue plans its own slots).
     market_url: Callable[[Settings], str] | None
     #: The signed request that subscribes a private slot to user data (``None``: none needed).
@@ -174,10 +175,10 @@ VENUES: Mapping[str, Venue] = {
         symbol_pairs=False,
         contiguous_trade_ids=True,
         frames_hold_messages=False,
-        adapter_slots=False,
         rest_orders=False,
         check_keys=_binance_keys,
         plan_links=binance_links,
+        ingest_adapters=None,
         market_url=lambda settings: settings.binance_ws_url,
         user_data_request=_binance_user_data,
         parse_private=binance_private.parse_private,
@@ -190,10 +191,10 @@ VENUES: Mapping[str, Venue] = {
         symbol_pairs=True,
         contiguous_trade_ids=False,  # unique per symbol but not contiguous: no gaps
         frames_hold_messages=True,
-        adapter_slots=True,
         rest_orders=True,
         check_keys=alpaca_session.check_keys,
         plan_links=alpaca_session.plan_links,
+        ingest_adapters=alpaca_ingest.ingest_adapters,
         market_url=None,
         user_data_request=None,
         parse_private=alpaca_private.parse_private,

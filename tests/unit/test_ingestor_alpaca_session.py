@@ -12,7 +12,7 @@ from common.errors import AuthError, ConfigError, DecodeError, RateLimited, Venu
 from common.links import ConnectionTape
 from common.names import Partition
 from common.settings import Secret, Settings
-from ingestor.alpaca_control import AlpacaControl
+from ingestor.adapter_control import AdapterControl
 from ingestor.subscriptions import parse_control, parse_symbols
 from venues.alpaca.session import (
     CRYPTO_CHANNELS,
@@ -290,7 +290,7 @@ def test_alpaca_control_applies_subscriptions_and_never_a_backfill(
             self.changes.append((action, symbols))
 
     adapter = Adapter()
-    control = AlpacaControl(Settings(venue="alpaca"), adapter)  # type: ignore[arg-type]
+    control = AdapterControl(Settings(venue="alpaca"), adapter)
     backfill = {"action": "backfill", "symbol": "AAPL", "first_id": "1", "last_id": "9",
                 "stream": "trades"}  # fmt: skip
     for fields in (

@@ -28,11 +28,10 @@ VENUE_NEUTRAL = frozenset({"registry"})
 
 #: (importing module, imported venue module) pairs still to move behind the registry. The
 #: combined-stream slot (``connection``, ``outbox``, ``subscriptions``) runs Binance's stream
-#: protocol; Alpaca's ingestor adapters and both market-data classifiers still build the stages'
-#: own types (adapter steps, book diffs, trade corrections).
+#: protocol; both market-data classifiers still build the processor's own types (book diffs,
+#: trade corrections).
 KNOWN: frozenset[tuple[str, str]] = frozenset(
     {
-        ("ingestor.alpaca", "venues.alpaca.session"),
         ("ingestor.connection", "venues.binance.session"),
         ("ingestor.outbox", "venues.binance.session"),
         ("ingestor.subscriptions", "venues.binance.wire"),

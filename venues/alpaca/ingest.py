@@ -1,4 +1,4 @@
-"""Connect the ingestor to Alpaca: one market-data connection per feed, plus the trading stream.
+"""Adapt Alpaca's streams to the ingestor: one market-data connection per feed, plus trading.
 
 The market-data slot writes into the raw streams of every partition of the venue: a frame whose
 data messages all belong to one partition goes there whole (channel ``market``), a frame mixing
@@ -19,12 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from common.errors import DecodeError
-from common.links import ConnectionTape, Link
+from common.links import ConnectionTape, Item, Link, Step
 from common.names import Partition
 from common.settings import Settings
-from ingestor.adapter import AdapterConnection, Step
-from ingestor.connection import Connection
-from ingestor.writer import Item
 from venues.alpaca.session import (
     CONTROL_TYPES,
     VENUE,
@@ -47,7 +44,7 @@ from venues.alpaca.session import (
 __all__ = [
     "AlpacaDataAdapter",
     "AlpacaTradingAdapter",
-    "alpaca_slots",
+    "ingest_adapters",
 ]
 
 log = logging.getLogger("tickpipe.ingestor")
@@ -254,17 +251,8 @@ class _TradingSessionShell:
         return step
 
 
-def alpaca_slots(
-    settings: Settings, links: Sequence[Link], **kwargs: Any
-) -> tuple[list[Connection], AlpacaDataAdapter]:
-    """Build the market-data and trading slots (``kwargs`` as for :class:`Connection`, but a
-    fresh backoff per slot from ``backoff_factory``); return them and the market-data adapter."""
+def ingest_adapters(settings: Settings, links: Sequence[Link]) -> list[Any]:
+    """Return the market-data and trading adapters for the links of :func:`plan_links`; the
+    first (market data) is the one runtime subscription changes go to."""
     data_link, trading_link = links
-    make_backoff = kwargs.pop("backoff_factory")
-    data = AlpacaDataAdapter(settings, data_link)
-    trading = AlpacaTradingAdapter(settings, trading_link)
-    slots: list[Connection] = [
-        AdapterConnection(link, backoff=make_backoff(), **kwargs).bind(adapter)
-        for link, adapter in ((data_link, data), (trading_link, trading))
-    ]
-    return slots, data
+    return [AlpacaDataAdapter(settings, data_link), AlpacaTradingAdapter(settings, trading_link)]
