@@ -24,7 +24,8 @@ A signal's id names the decision: venue, symbol, the venue's id of the trade tha
 It is the same on every replay and differs for every decision, also for the trades of one
 REST backfill page, which share one raw entry.
 
-Alpaca frames (chosen by ``RawFrame.venue``) go through :mod:`processor.alpaca`: trades are
+Frames of a venue that packs many messages a frame (Alpaca: its description's
+``classify_messages``, :mod:`venues.alpaca.market`) are classified message by message: trades are
 de-duplicated by (symbol, id) among the recent ids (Alpaca ids skip values, so no gaps are
 recorded) and feed the same bars and strategies; venue bars, corrections and statuses are passed
 through; each message that fails validation is one dead letter.
@@ -38,8 +39,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from common.messages import BadMessage, MessageItem, VenueBar
 from common.schema import Bar, Quote, RawFrame, Signal, Trade
-from processor.alpaca import AlpacaItem, BadMessage, VenueBar, classify_alpaca, revise_bar
 from processor.books import BookOutput, DepthDiff, DepthSnapshot
 from processor.entries import BadEntry, DeadLetter, count, entry_key, fold_entries
 from processor.frames import Classified, classify, is_reply
@@ -56,6 +57,7 @@ from processor.records import (
 )
 from processor.state import COUNTERS, PartitionState
 from processor.strategies import build_strategies
+from processor.venue_bars import revise_bar
 from venues.registry import VENUES
 
 __all__ = [
@@ -126,7 +128,7 @@ def process_batch(
     if state.check_watermark:
         _check_watermark(state, out, entries)
 
-    def classify_now(entry_id: str, frame: RawFrame) -> Classified | list[AlpacaItem]:
+    def classify_now(entry_id: str, frame: RawFrame) -> Classified | list[MessageItem]:
         return _classify(entry_id, frame, ts_now)
 
     for entry_id, frame, result in fold_entries(state, out, entries, classify_now, pending=pending):
@@ -182,12 +184,12 @@ def _check_watermark(
             return
 
 
-def _classify(entry_id: str, frame: RawFrame, ts_now: int) -> Classified | list[AlpacaItem]:
+def _classify(entry_id: str, frame: RawFrame, ts_now: int) -> Classified | list[MessageItem]:
     """Classify a frame: one whose venue packs many messages a frame (Alpaca) message by
     message, others whole."""
     rules = VENUES.get(frame.venue)
-    if rules is not None and rules.frames_hold_messages and frame.kind != "marker":
-        return classify_alpaca(entry_id, frame)
+    if rules is not None and rules.classify_messages is not None and frame.kind != "marker":
+        return rules.classify_messages(entry_id, frame)
     return classify(entry_id, frame, ts_proc=ts_now)
 
 
@@ -339,7 +341,7 @@ def _on_alpaca(
     out: BatchOutput,
     entry_id: str,
     frame: RawFrame,
-    items: list[AlpacaItem],
+    items: list[MessageItem],
     ts_now: int,
 ) -> None:
     """Fold the messages of one Alpaca frame in, in order."""

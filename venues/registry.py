@@ -17,10 +17,12 @@ from typing import Any
 
 from common.errors import AuthError, ConfigError
 from common.links import Link
+from common.messages import MessageItem
 from common.schema import OrderUpdate, RawFrame
 from common.settings import Settings
 from common.units import MS
 from venues.alpaca import ingest as alpaca_ingest
+from venues.alpaca import market as alpaca_market
 from venues.alpaca import private as alpaca_private
 from venues.alpaca import session as alpaca_session
 from venues.binance import private as binance_private
@@ -63,14 +65,15 @@ class Venue:
     symbol_pairs: bool
     #: Trade ids of a symbol are contiguous, so a hole in them is a lost trade (a gap to fill).
     contiguous_trade_ids: bool
-    #: A market-data frame carries many messages, classified one by one (else one event a frame).
-    frames_hold_messages: bool
     #: The trader places orders over REST (else over the venue's WebSocket API).
     rest_orders: bool
     #: Raise :class:`ConfigError` when the ingestor's keys for this venue are missing.
     check_keys: Callable[[Settings], None]
     #: The ingestor's connection slots, one :class:`common.links.Link` each.
     plan_links: Callable[[Settings], list[Link]]
+    #: Classify a market-data frame that carries many messages, one item per message
+    #: (``None``: one event a frame, classified by the processor's own reader).
+    classify_messages: Callable[[str, RawFrame], list[MessageItem]] | None
     #: The adapters that run this venue's ingestor links, one per link, market data first
     #: (``ingestor.adapter.VenueAdapter``); ``None``: the combined-stream slot runs them.
     ingest_adapters: Callable[[Settings, Sequence[Link]], list[Any]] | None
@@ -174,7 +177,7 @@ VENUES: Mapping[str, Venue] = {
         name="binance",
         symbol_pairs=False,
         contiguous_trade_ids=True,
-        frames_hold_messages=False,
+        classify_messages=None,
         rest_orders=False,
         check_keys=_binance_keys,
         plan_links=binance_links,
@@ -190,7 +193,7 @@ VENUES: Mapping[str, Venue] = {
         name="alpaca",
         symbol_pairs=True,
         contiguous_trade_ids=False,  # unique per symbol but not contiguous: no gaps
-        frames_hold_messages=True,
+        classify_messages=alpaca_market.classify_messages,
         rest_orders=True,
         check_keys=alpaca_session.check_keys,
         plan_links=alpaca_session.plan_links,

@@ -1,57 +1,27 @@
-"""Classify one Alpaca raw frame into the values its messages carry (pure, no I/O).
+"""Classify one Alpaca market-data frame into the values its messages carry (pure, no I/O).
 
-An Alpaca frame is an array of messages, possibly mixing types and symbols. :func:`classify_alpaca`
-answers with one item per message, in order: a :class:`Trade` (``src`` = ``entry_id#n``, ``n``
-the message's index in the array, so every trade of a frame names itself), a :class:`Quote`, a
-:class:`VenueBar`, a :class:`TradeCorrection`, a :class:`VenueStatus`, a :class:`BadMessage`
-(one message failed validation; the others still count), or the name of the counter under which
-the message is passed over (``replies`` for success/subscription, ``venue_errors`` for errors,
-``ignored:<type>`` for types read but not normalised: order books, LULD bands, imbalances,
-news). A message of a type nobody knows is a :class:`BadMessage`. A frame that does not decode
-at all raises :class:`DecodeError`.
+An Alpaca frame is an array of messages, possibly mixing types and symbols.
+:func:`classify_messages` answers with one item per message, in order: a :class:`Trade`
+(``src`` = ``entry_id#n``, ``n`` the message's index in the array, so every trade of a frame
+names itself), a :class:`Quote`, a :class:`VenueBar`, a :class:`TradeCorrection`, a
+:class:`VenueStatus`, a :class:`BadMessage` (one message failed validation; the others still
+count), or the name of the counter under which the message is passed over (``replies`` for
+success/subscription, ``venue_errors`` for errors, ``ignored:<type>`` for types read but not
+normalised: order books, LULD bands, imbalances, news). A message of a type nobody knows is a
+:class:`BadMessage`. A frame that does not decode at all raises :class:`DecodeError`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from common.errors import DecodeError
-from common.schema import Bar, Quote, RawFrame, Trade
-from processor.records import TradeCorrection, VenueStatus
+from common.messages import BadMessage, MessageItem, TradeCorrection, VenueBar, VenueStatus
+from common.schema import RawFrame
 from venues.alpaca import wire as alpaca
 
-__all__ = [
-    "MAX_VENUE_BAR_KEYS",
-    "AlpacaItem",
-    "BadMessage",
-    "VenueBar",
-    "classify_alpaca",
-    "revise_bar",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class VenueBar:
-    """A bar the venue published; ``updated``: an ``u`` message revising a closed minute bar."""
-
-    bar: Bar
-    updated: bool
-
-
-@dataclass(frozen=True, slots=True)
-class BadMessage:
-    """One message of a frame that could not be parsed, with the reason."""
-
-    reason: str
-
-
-AlpacaItem = Trade | Quote | VenueBar | TradeCorrection | VenueStatus | BadMessage | str
-
-#: How many venue bars' revisions a partition remembers (oldest forgotten first).
-MAX_VENUE_BAR_KEYS = 512
+__all__ = ["classify_messages"]
 
 _CONTROL = {"success": "replies", "subscription": "replies", "error": "venue_errors"}
 #: Message types read but not normalised yet, and the counter of each.
@@ -136,7 +106,7 @@ def _status(msg: Mapping[str, Any], *, ts_recv: int, entry_id: str) -> VenueStat
     )
 
 
-def _message(n: int, msg: Any, entry_id: str, ts_recv: int) -> AlpacaItem:
+def _message(n: int, msg: Any, entry_id: str, ts_recv: int) -> MessageItem:
     if not isinstance(msg, Mapping):
         raise DecodeError("message is not an object")
     t = msg.get("T")
@@ -159,7 +129,7 @@ def _message(n: int, msg: Any, entry_id: str, ts_recv: int) -> AlpacaItem:
     raise DecodeError(f"unknown message type T={t!r}")
 
 
-def classify_alpaca(entry_id: str, frame: RawFrame) -> list[AlpacaItem]:
+def classify_messages(entry_id: str, frame: RawFrame) -> list[MessageItem]:
     """Return one item per message of an Alpaca market-data frame (see the module docstring)."""
     if frame.kind == "rest":
         raise DecodeError(f"unknown REST channel {frame.channel!r}")
@@ -168,7 +138,7 @@ def classify_alpaca(entry_id: str, frame: RawFrame) -> list[AlpacaItem]:
         payload = [payload]
     if not isinstance(payload, list) or not payload:
         raise DecodeError("Alpaca frame must be a non-empty array of messages")
-    out: list[AlpacaItem] = []
+    out: list[MessageItem] = []
     for n, msg in enumerate(payload):
         try:
             out.append(_message(n, msg, entry_id, frame.ts_recv))
@@ -176,19 +146,3 @@ def classify_alpaca(entry_id: str, frame: RawFrame) -> list[AlpacaItem]:
             kind = msg.get("T") if isinstance(msg, Mapping) else None
             out.append(BadMessage(f"message {n} (T={kind!r}): {exc}"))
     return out
-
-
-def revise_bar(revisions: dict[str, int], item: VenueBar) -> Bar:
-    """Number a venue bar's revision: 0 when first seen (``u``: 1), then one more each time.
-
-    ``revisions`` maps ``symbol|interval|ts_open`` to the last revision; it is updated in place
-    and keeps the :data:`MAX_VENUE_BAR_KEYS` most recently seen bars.
-    """
-    bar = item.bar
-    key = f"{bar.symbol}|{bar.interval}|{bar.ts_open}"
-    previous = revisions.pop(key, None)
-    revision = (1 if item.updated else 0) if previous is None else previous + 1
-    revisions[key] = revision
-    while len(revisions) > MAX_VENUE_BAR_KEYS:
-        del revisions[next(iter(revisions))]
-    return dataclasses.replace(bar, revision=revision)

@@ -1,0 +1,99 @@
+"""Name what a venue announces besides trades and quotes: its own bars, corrections, statuses.
+
+A venue package's market-data classifier (:mod:`venues.alpaca.market`) answers these values, one
+per message; the processor publishes them. Pure, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+from common.schema import SCHEMA_VERSION, Bar, Event, Quote, Trade
+
+__all__ = [
+    "BadMessage",
+    "MessageItem",
+    "TradeCorrection",
+    "VenueBar",
+    "VenueStatus",
+    "readable",
+]
+
+
+def readable(record: object, head: dict[str, str]) -> dict[str, str]:
+    """Return ``head`` and then one readable field per attribute of the dataclass ``record``."""
+    out = dict(head)
+    for item in dataclasses.fields(record):  # type: ignore[arg-type]
+        out[item.name] = str(getattr(record, item.name))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class VenueBar:
+    """A bar the venue published; ``updated``: an ``u`` message revising a closed minute bar."""
+
+    bar: Bar
+    updated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BadMessage:
+    """One message of a frame that could not be parsed, with the reason."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TradeCorrection:
+    """A trade the venue corrected (``kind`` ``correction``) or cancelled (``cancel``).
+
+    ``original_*`` describe the trade as first printed; ``corrected_*`` its new values (empty for
+    a cancel). ``action`` is the venue's ``C`` (cancel) or ``E`` (error) for a cancel.
+    """
+
+    kind: str
+    venue: str
+    symbol: str
+    exchange: str
+    original_id: str
+    original_price: str
+    original_size: str
+    original_conditions: str
+    corrected_id: str
+    corrected_price: str
+    corrected_size: str
+    corrected_conditions: str
+    action: str
+    tape: str
+    entry_id: str
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0
+
+    def to_fields(self) -> dict[str, str]:
+        """Return one readable field per attribute plus ``v``."""
+        return readable(self, {"v": SCHEMA_VERSION})
+
+
+@dataclass(frozen=True, slots=True)
+class VenueStatus(Event):
+    """A symbol's trading status as the venue announced it (halt, resume...)."""
+
+    kind: ClassVar[str] = "venue_status"
+    venue: str
+    symbol: str
+    status_code: str
+    status_message: str
+    reason_code: str
+    reason_message: str
+    tape: str
+    entry_id: str
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0
+
+
+#: One message of a many-message frame: a value, or the name of the counter it is passed over by.
+MessageItem = Trade | Quote | VenueBar | TradeCorrection | VenueStatus | BadMessage | str
