@@ -6,7 +6,9 @@ The rules (docs/architecture.md, "Layout"):
   through ``venues.registry`` (or the neutral ``venues`` package itself), never a venue package
   such as ``venues.binance`` directly;
 * ``common`` imports no stage and nothing under ``venues``;
-* nothing under ``venues`` imports a stage.
+* nothing under ``venues`` imports a stage;
+* a venue module whose docstring says it is pure imports no I/O (asyncio, redis, websockets,
+  aiohttp, time, os, socket), not even inside a function.
 
 Imports are read with :mod:`ast` (function-level imports included), so the check needs no
 import of the modules. :data:`KNOWN` lists the stage modules that still import a venue package
@@ -64,6 +66,21 @@ def imports_of(root: Path, path: Path) -> set[str]:
     return found
 
 
+IO_MODULES = frozenset({"asyncio", "redis", "websockets", "aiohttp", "time", "os", "socket"})
+
+
+def impure_imports(root: Path) -> set[tuple[str, str]]:
+    """Return (module, I/O module) for every venue module that says it is pure but imports I/O."""
+    out: set[tuple[str, str]] = set()
+    for path in sorted((root / "venues").rglob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text(), str(path))) or ""
+        if "pure" not in doc.partition("\n\n")[0].lower():
+            continue
+        name = module_name(root, path)
+        out.update((name, i) for i in imports_of(root, path) if i.partition(".")[0] in IO_MODULES)
+    return out
+
+
 def _top(module: str) -> str:
     return module.partition(".")[0]
 
@@ -107,6 +124,16 @@ def test_stages_reach_venues_only_through_the_registry() -> None:
     )
     gone = sorted(KNOWN - found)
     assert not gone, "fixed: delete from KNOWN:\n" + "\n".join(f"  {pair}" for pair in gone)
+
+
+def test_pure_venue_modules_import_no_io() -> None:
+    assert impure_imports(ROOT) == set()
+
+
+def test_an_impure_pure_module_is_caught(tmp_path: Path) -> None:
+    text = '"""Parse frames (pure, no I/O)."""\n\ndef f():\n    import time\n    return time\n'
+    root = _tree(tmp_path, {"venues/ibkr/wire.py": text, "venues/ibkr/rest.py": "import aiohttp\n"})
+    assert impure_imports(root) == {("venues.ibkr.wire", "time")}
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
