@@ -1,7 +1,9 @@
-"""Name what a venue announces besides trades and quotes: its own bars, corrections, statuses.
+"""Name the values a venue's market-data classifier answers besides single trades and quotes.
 
-A venue package's market-data classifier (:mod:`venues.alpaca.market`) answers these values, one
-per message; the processor publishes them. Pure, no I/O.
+Trades of one frame (:class:`Trades`), order-book diffs and snapshots (:class:`DepthDiff`,
+:class:`DepthSnapshot`), the venue's own bars, corrections and statuses. A venue package's
+classifier (:mod:`venues.binance.market`, :mod:`venues.alpaca.market`) builds them; the processor
+keeps books, bars and ids from them and publishes them. Pure, no I/O.
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ from common.schema import SCHEMA_VERSION, Bar, Event, Quote, Trade
 
 __all__ = [
     "BadMessage",
+    "DepthDiff",
+    "DepthSnapshot",
+    "Level",
+    "MarketItem",
     "MessageItem",
     "TradeCorrection",
+    "Trades",
     "VenueBar",
     "VenueStatus",
     "readable",
@@ -28,6 +35,49 @@ def readable(record: object, head: dict[str, str]) -> dict[str, str]:
     for item in dataclasses.fields(record):  # type: ignore[arg-type]
         out[item.name] = str(getattr(record, item.name))
     return out
+
+
+#: One price level: (price, quantity) as the venue wrote them.
+Level = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Trades:
+    """Trades from one frame; ``aggregate``: their ids are aggregate-trade ids.
+
+    ``rejected`` holds ``(reason, item as JSON)`` for the items of a REST page that failed
+    validation: one bad trade does not take its thousand neighbours down with it.
+    """
+
+    items: tuple[Trade, ...]
+    aggregate: bool = False
+    rejected: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DepthDiff:
+    """One ``depthUpdate``: update ids ``first_id`` (U) to ``last_id`` (u), absolute levels."""
+
+    symbol: str
+    first_id: int
+    last_id: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    ts_event: int
+    ts_recv: int
+    entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DepthSnapshot:
+    """A REST depth snapshot of ``symbol`` as of ``last_update_id``."""
+
+    symbol: str
+    last_update_id: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    ts_recv: int
+    entry_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +147,7 @@ class VenueStatus(Event):
 
 #: One message of a many-message frame: a value, or the name of the counter it is passed over by.
 MessageItem = Trade | Quote | VenueBar | TradeCorrection | VenueStatus | BadMessage | str
+
+#: What a frame of a one-value-a-frame venue carries, or the name of the counter it is passed
+#: over by.
+MarketItem = Trades | Quote | DepthDiff | DepthSnapshot | str

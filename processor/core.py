@@ -39,13 +39,20 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from common.messages import BadMessage, MessageItem, VenueBar
+from common.errors import DecodeError
+from common.messages import (
+    BadMessage,
+    DepthDiff,
+    DepthSnapshot,
+    MarketItem,
+    MessageItem,
+    Trades,
+    VenueBar,
+)
 from common.schema import Bar, Quote, RawFrame, Signal, Trade
-from processor.books import BookOutput, DepthDiff, DepthSnapshot
+from processor.books import BookOutput
 from processor.entries import BadEntry, DeadLetter, count, entry_key, fold_entries
-from processor.frames import Classified, classify, is_reply
-from processor.markers import BackfillDone, Connect
-from processor.marketdata import Trades
+from processor.markers import BackfillDone, Connect, classify_marker
 from processor.records import (
     BackfillRequest,
     BookTop,
@@ -60,6 +67,9 @@ from processor.strategies import build_strategies
 from processor.venue_bars import revise_bar
 from venues.registry import VENUES
 
+#: What a raw frame carries: a marker, one market item, or one item per message.
+Classified = MarketItem | Connect | BackfillDone | list[MessageItem]
+
 __all__ = [
     "COUNTERS",
     "BadEntry",
@@ -68,7 +78,6 @@ __all__ = [
     "PartitionState",
     "build_strategies",
     "entry_key",
-    "is_reply",
     "process_batch",
     "signal_id_for",
 ]
@@ -128,7 +137,7 @@ def process_batch(
     if state.check_watermark:
         _check_watermark(state, out, entries)
 
-    def classify_now(entry_id: str, frame: RawFrame) -> Classified | list[MessageItem]:
+    def classify_now(entry_id: str, frame: RawFrame) -> Classified:
         return _classify(entry_id, frame, ts_now)
 
     for entry_id, frame, result in fold_entries(state, out, entries, classify_now, pending=pending):
@@ -184,13 +193,18 @@ def _check_watermark(
             return
 
 
-def _classify(entry_id: str, frame: RawFrame, ts_now: int) -> Classified | list[MessageItem]:
-    """Classify a frame: one whose venue packs many messages a frame (Alpaca) message by
-    message, others whole."""
+def _classify(entry_id: str, frame: RawFrame, ts_now: int) -> Classified:
+    """Classify a frame: markers here; market data by its venue's classifier, whole frames or
+    (a venue that packs many messages a frame, Alpaca) message by message."""
+    if frame.kind == "marker":
+        return classify_marker(frame)
     rules = VENUES.get(frame.venue)
-    if rules is not None and rules.classify_messages is not None and frame.kind != "marker":
+    if rules is None:
+        raise DecodeError(f"no parser for venue {frame.venue!r}")
+    if rules.classify_messages is not None:
         return rules.classify_messages(entry_id, frame)
-    return classify(entry_id, frame, ts_proc=ts_now)
+    assert rules.classify_frame is not None  # a description sets one of the two
+    return rules.classify_frame(entry_id, frame, ts_now)
 
 
 def _reject(state: PartitionState, out: BatchOutput, entry_id: str, reason: str, data: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from common.errors import AuthError, ConfigError
 from common.links import Link
-from common.messages import MessageItem
+from common.messages import MarketItem, MessageItem
 from common.schema import OrderUpdate, RawFrame
 from common.settings import Settings
 from common.units import MS
@@ -25,6 +25,7 @@ from venues.alpaca import ingest as alpaca_ingest
 from venues.alpaca import market as alpaca_market
 from venues.alpaca import private as alpaca_private
 from venues.alpaca import session as alpaca_session
+from venues.binance import market as binance_market
 from venues.binance import private as binance_private
 from venues.binance.orders import logon_params
 from venues.binance.session import plan_links as binance_links
@@ -71,8 +72,10 @@ class Venue:
     check_keys: Callable[[Settings], None]
     #: The ingestor's connection slots, one :class:`common.links.Link` each.
     plan_links: Callable[[Settings], list[Link]]
+    #: Classify a market-data frame that carries one value (``None``: ``classify_messages``).
+    classify_frame: Callable[[str, RawFrame, int], MarketItem] | None
     #: Classify a market-data frame that carries many messages, one item per message
-    #: (``None``: one event a frame, classified by the processor's own reader).
+    #: (``None``: one value a frame, ``classify_frame``).
     classify_messages: Callable[[str, RawFrame], list[MessageItem]] | None
     #: The adapters that run this venue's ingestor links, one per link, market data first
     #: (``ingestor.adapter.VenueAdapter``); ``None``: the combined-stream slot runs them.
@@ -177,6 +180,7 @@ VENUES: Mapping[str, Venue] = {
         name="binance",
         symbol_pairs=False,
         contiguous_trade_ids=True,
+        classify_frame=binance_market.classify,
         classify_messages=None,
         rest_orders=False,
         check_keys=_binance_keys,
@@ -193,6 +197,7 @@ VENUES: Mapping[str, Venue] = {
         name="alpaca",
         symbol_pairs=True,
         contiguous_trade_ids=False,  # unique per symbol but not contiguous: no gaps
+        classify_frame=None,
         classify_messages=alpaca_market.classify_messages,
         rest_orders=True,
         check_keys=alpaca_session.check_keys,

@@ -30,13 +30,12 @@ VENUE_NEUTRAL = frozenset({"registry"})
 
 #: (importing module, imported venue module) pairs still to move behind the registry. The
 #: combined-stream slot (``connection``, ``outbox``, ``subscriptions``) runs Binance's stream
-#: protocol; Binance's market-data classifier still builds the processor's book diffs.
+#: protocol.
 KNOWN: frozenset[tuple[str, str]] = frozenset(
     {
         ("ingestor.connection", "venues.binance.session"),
         ("ingestor.outbox", "venues.binance.session"),
         ("ingestor.subscriptions", "venues.binance.wire"),
-        ("processor.frames", "venues.binance"),
     }
 )
 

@@ -1,9 +1,9 @@
-"""Classify one raw frame of a partition into the value it carries (pure, no I/O).
+"""Classify one Binance market-data frame into the value it carries (pure, no I/O).
 
 :func:`classify` answers with :class:`Trades` (live or backfilled), a :class:`Quote`, a
 :class:`DepthDiff`, a :class:`DepthSnapshot`, or the name of the counter under which the frame is
-passed over (markers, request replies, channels not handled). A frame that cannot be parsed or
-fails validation raises :class:`DecodeError`.
+passed over (request replies, channels not handled; the processor reads markers itself). A frame
+that cannot be parsed or fails validation raises :class:`DecodeError`.
 """
 
 from __future__ import annotations
@@ -12,28 +12,25 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from common.builders import new_trade
+from common.decimals import decimal_of
 from common.errors import DecodeError
-from common.schema import Quote, RawFrame, Trade
+from common.messages import MarketItem, Trades
+from common.schema import RawFrame, Trade
 from common.units import MS
-from processor.books import DepthDiff, DepthSnapshot
-from processor.builders import new_trade
-from processor.decimals import decimal_of
-from processor.markers import BackfillDone, Connect, classify_marker
-from processor.marketdata import (
+from venues.binance import wire as binance
+from venues.binance.marketdata import (
     REST_DEPTH,
     REST_TRADES,
-    Trades,
     parse_agg_trade,
     parse_book_ticker,
     parse_depth_diff,
     parse_rest,
 )
-from venues.binance import wire as binance
 from venues.binance.wire import is_reply
 
-__all__ = ["Classified", "classify", "is_reply"]
+__all__ = ["classify"]
 
-Classified = Trades | Quote | DepthDiff | DepthSnapshot | Connect | BackfillDone | str
 
 #: Binance event types (``e``) and stream channels read but not normalised yet (and the
 #: connection notice ``serverShutdown``, which the ingestor acts on).
@@ -43,7 +40,6 @@ _UNNORMALISED_EVENTS = {
 }  # fmt: skip
 _UNNORMALISED_CHANNELS = {"ticker", "miniTicker", "avgPrice", "depth5", "depth10", "depth20"}
 
-_VENUE_PARSERS = {"binance"}
 _INF = float("inf")
 # (stream, symbol) pairs, prices and quantities already found valid in a trade: checked once each.
 _GOOD_SOURCES: set[tuple[Any, Any]] = set()
@@ -140,7 +136,7 @@ def _unnormalised(channel: str) -> str | None:
 
 def _event(
     entry_id: str, frame: RawFrame, stream: str | None, payload: Any, ts_proc: int = 0
-) -> Classified:
+) -> MarketItem:
     """Parse one market-data event, chosen by its stream name or, in raw form, by ``e``."""
     channel = stream.partition("@")[2] if stream is not None else None
     kind = payload.get("e") if isinstance(payload, Mapping) else None
@@ -171,15 +167,11 @@ def _event(
     raise DecodeError(f"unknown event type {kind!r}")
 
 
-def classify(entry_id: str, frame: RawFrame, *, ts_proc: int = 0) -> Classified:
+def classify(entry_id: str, frame: RawFrame, ts_proc: int = 0) -> MarketItem:
     """Return what a raw frame carries, or the counter name under which it is passed over.
 
     Trades may come stamped with ``ts_proc`` already (or with 0: the caller stamps them).
     """
-    if frame.kind == "marker":
-        return classify_marker(frame)
-    if frame.venue not in _VENUE_PARSERS:
-        raise DecodeError(f"no parser for venue {frame.venue!r}")
     if frame.kind == "rest":
         if frame.channel not in (REST_DEPTH, REST_TRADES):
             raise DecodeError(f"unknown REST channel {frame.channel!r}")

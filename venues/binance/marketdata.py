@@ -11,15 +11,14 @@ not both, or its bars would count every print twice.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from common.errors import DecodeError
+from common.messages import DepthDiff, DepthSnapshot, Trades
 from common.schema import Quote, Trade
 from common.units import MS
-from processor.books import DepthDiff, DepthSnapshot
 
 __all__ = [
     "REST_DEPTH",
@@ -35,19 +34,6 @@ __all__ = [
 REST_DEPTH = "depth_snapshot"
 REST_TRADES = "trades_backfill"
 _INF = float("inf")
-
-
-@dataclass(frozen=True, slots=True)
-class Trades:
-    """Trades from one frame; ``aggregate``: their ids are aggregate-trade ids.
-
-    ``rejected`` holds ``(reason, item as JSON)`` for the items of a REST page that failed
-    validation: one bad trade does not take its thousand neighbours down with it.
-    """
-
-    items: tuple[Trade, ...]
-    aggregate: bool = False
-    rejected: tuple[tuple[str, str], ...] = ()
 
 
 def _decimal(value: Any, what: str) -> str:
