@@ -150,7 +150,7 @@ def process_batch(
             for reason, data in result.rejected:
                 _reject(state, out, entry_id, reason, data)
         elif isinstance(result, list):
-            _on_alpaca(state, out, entry_id, frame, result, ts_now)
+            _on_messages(state, out, entry_id, frame, result, ts_now)
         elif isinstance(result, Quote):
             _on_quote(state, out, entry_id, dataclasses.replace(result, ts_proc=ts_now))
         elif isinstance(result, DepthDiff):
@@ -350,7 +350,7 @@ def _on_trade(
             counters["signals"] += 1
 
 
-def _on_alpaca(
+def _on_messages(
     state: PartitionState,
     out: BatchOutput,
     entry_id: str,
@@ -358,7 +358,7 @@ def _on_alpaca(
     items: list[MessageItem],
     ts_now: int,
 ) -> None:
-    """Fold the messages of one Alpaca frame in, in order."""
+    """Fold the messages of one many-message frame (Alpaca) in, in order."""
     counters = state.counters
     for item in items:
         if isinstance(item, str):
