@@ -7,7 +7,11 @@
     └── VenueError             the venue refused or failed a request
         ├── AuthError          bad API key or signature; fatal, never retried
         ├── RateLimited        429/418 or a WebSocket rate-limit answer; carries retry_after_s
-        └── AmbiguousOutcome   it may or may not have taken effect (timeout, 5xx, lost link)
+        ├── AmbiguousOutcome   it may or may not have taken effect (timeout, 5xx, lost link)
+        ├── VenueUnavailable   the venue could not be reached; the request was not sent
+        ├── OrderRejected      the venue refused an order request for good
+        ├── DuplicateOrder     an order with this client order id exists: query it, never resend
+        └── OrderNotFound      the venue has no (open) order with this client order id
 
 Outside exceptions (redis-py, websockets, aiohttp) are translated into these at one boundary per
 dependency, so callers only ever catch ``TickpipeError`` subclasses.
@@ -20,10 +24,14 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "DecodeError",
+    "DuplicateOrder",
+    "OrderNotFound",
+    "OrderRejected",
     "RateLimited",
     "RedisUnavailable",
     "TickpipeError",
     "VenueError",
+    "VenueUnavailable",
 ]
 
 
@@ -73,3 +81,19 @@ class RateLimited(VenueError):
 
 class AmbiguousOutcome(VenueError):
     """The request may have taken effect; resolve by querying, never by resending."""
+
+
+class VenueUnavailable(VenueError):
+    """The venue could not be reached; the request was not sent."""
+
+
+class OrderRejected(VenueError):
+    """The venue refused the request for good: no order exists because of it."""
+
+
+class DuplicateOrder(VenueError):
+    """The venue already has an open order with this client order id: query it, never resend."""
+
+
+class OrderNotFound(VenueError):
+    """The venue has no (open) order with this client order id (``-2013``, 404)."""

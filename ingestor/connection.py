@@ -23,19 +23,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from common.backoff import Backoff
-from common.binance import MS
 from common.errors import AuthError, RateLimited, VenueError
+from common.links import ConnectionTape, Link, Reply, connection_id
 from common.schema import RawFrame
+from common.units import MS
 from ingestor.liveness import Cadence, stream_of
 from ingestor.outbox import StreamRequests, send_paced
-from ingestor.session import (
-    ConnectionTape,
-    Link,
-    Reply,
-    classify_reply,
-    connection_id,
-    is_data_frame,
-)
 from ingestor.slot import (
     MAX_FRAME_BYTES,
     Attempt,
@@ -46,6 +39,7 @@ from ingestor.slot import (
     session_outcome,
 )
 from ingestor.writer import IngestorStats, WriteQueue
+from venues.binance.session import classify_reply, is_data_frame
 
 __all__ = ["MAX_FRAME_BYTES", "Connection", "Ended", "StaleConnection", "WsOptions"]
 

@@ -43,6 +43,7 @@ from ingestor.subscriptions import (
     parse_symbols,
     streams_for,
 )
+from venues.registry import venue
 
 __all__ = ["Subscriptions", "request_subscription_change"]
 
@@ -64,7 +65,7 @@ async def request_subscription_change(
         raise ValueError(f"action must be subscribe or unsubscribe, got {action!r}")
     text = symbols if isinstance(symbols, str) else ",".join(symbols)
     try:
-        names = parse_symbols(text, pairs=settings.venue == "alpaca")
+        names = parse_symbols(text, pairs=venue(settings.venue).symbol_pairs)
     except DecodeError as exc:
         raise ValueError(str(exc)) from None
     keys = settings.keys

@@ -33,10 +33,10 @@ from typing import Any
 import aiohttp
 import orjson
 
+from common.links import retry_after_from_header
 from common.schema import RawFrame
 from ingestor.backfills import BackfillJob, BackfillPlan, Range
 from ingestor.gaps import WeightBudget, depth_weight
-from ingestor.session import retry_after_from_header
 from ingestor.writer import IngestorStats, WriteQueue
 
 __all__ = ["DEPTH_LIMIT", "RestFetcher", "RestRequest"]

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.binance import stream_name
 from common.errors import DecodeError
 from common.schema import decode_fields
+from venues.binance.wire import stream_name
 
 __all__ = [
     "BACKFILL_STREAMS",

@@ -9,10 +9,10 @@ The ``control`` stream gets the ingestor's requests: ``snapshot`` and ``backfill
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
+from common.messages import TradeCorrection, VenueStatus, readable
 from common.schema import SCHEMA_VERSION, Event
 
 __all__ = [
@@ -25,14 +25,6 @@ __all__ = [
     "VenueStatus",
     "format_levels",
 ]
-
-
-def _readable(record: object, head: dict[str, str]) -> dict[str, str]:
-    """Return ``head`` and then one readable field per attribute of the dataclass ``record``."""
-    out = dict(head)
-    for item in dataclasses.fields(record):  # type: ignore[arg-type]
-        out[item.name] = str(getattr(record, item.name))
-    return out
 
 
 def format_levels(levels: list[tuple[str, str]]) -> str:
@@ -113,7 +105,7 @@ class GapResolution:
 
     def to_fields(self) -> dict[str, str]:
         """Return ``v``, ``kind=resolution`` and one readable field per attribute."""
-        return _readable(self, {"v": SCHEMA_VERSION, "kind": "resolution"})
+        return readable(self, {"v": SCHEMA_VERSION, "kind": "resolution"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,53 +154,3 @@ class SnapshotRequest:
             "reason": self.reason,
             "entry_id": self.entry_id,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class TradeCorrection:
-    """A trade the venue corrected (``kind`` ``correction``) or cancelled (``cancel``).
-
-    ``original_*`` describe the trade as first printed; ``corrected_*`` its new values (empty for
-    a cancel). ``action`` is the venue's ``C`` (cancel) or ``E`` (error) for a cancel.
-    """
-
-    kind: str
-    venue: str
-    symbol: str
-    exchange: str
-    original_id: str
-    original_price: str
-    original_size: str
-    original_conditions: str
-    corrected_id: str
-    corrected_price: str
-    corrected_size: str
-    corrected_conditions: str
-    action: str
-    tape: str
-    entry_id: str
-    ts_event: int
-    ts_recv: int
-    ts_proc: int = 0
-
-    def to_fields(self) -> dict[str, str]:
-        """Return one readable field per attribute plus ``v``."""
-        return _readable(self, {"v": SCHEMA_VERSION})
-
-
-@dataclass(frozen=True, slots=True)
-class VenueStatus(Event):
-    """A symbol's trading status as the venue announced it (halt, resume...)."""
-
-    kind: ClassVar[str] = "venue_status"
-    venue: str
-    symbol: str
-    status_code: str
-    status_message: str
-    reason_code: str
-    reason_message: str
-    tape: str
-    entry_id: str
-    ts_event: int
-    ts_recv: int
-    ts_proc: int = 0

@@ -37,8 +37,8 @@ from typing import Any
 
 import orjson
 
+from common.builders import new_raw_frame
 from common.schema import RawFrame
-from processor.builders import new_raw_frame
 from processor.entries import BadEntry
 from processor.lanes import Commit, decode_entries
 

@@ -29,10 +29,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from common.binance import MS
 from common.errors import DecodeError, RedisUnavailable
 from common.names import GROUP_TRADER, Keys
 from common.schema import OrderIntent, OrderUpdate, decode_fields
+from common.units import MS
 from trader.fence import Change, Fence, Stale
 from trader.intents import IntentRecorder
 from trader.lease import Lease

@@ -13,8 +13,9 @@ Per ``place`` signal: the risk limits are checked from memory (kill switch, symb
 position, the market price and the signal's distance from it, notional valued at the market,
 order rate), the intent is recorded (one fenced Lua script: ``SET NX`` on its idempotency key, an
 ``intent`` entry in ``{V}:orders``, the working-orders membership) *before* anything is sent,
-and the order goes out (:mod:`trader.router` for Binance's WebSocket API,
-:mod:`trader.alpaca_router` for Alpaca's REST API). If the intent already exists (an earlier run
+and the order goes out through the one router (:mod:`trader.venue_router`) and the venue's order
+adapter (:mod:`venues.binance.order_adapter` over the WebSocket API,
+:mod:`venues.alpaca.order_adapter` over REST). If the intent already exists (an earlier run
 may have sent it) the order is never sent again: it is looked up unless its outcome is already
 recorded; if the existing intent says
 something else than the signal (side, quantity, price, symbol), the signal is a dead letter
@@ -47,9 +48,6 @@ from common.names import GROUP_TRADER, Partition
 from common.redis_io import ensure_group, redis_errors
 from common.schema import OrderIntent, Signal
 from common.settings import Settings
-from trader.alpaca_rest import AlpacaRest
-from trader.alpaca_router import AlpacaRouter
-from trader.binance_ws_api import Venue
 from trader.consumer import GroupConsumer
 from trader.control import kill_switch_on
 from trader.core import build_intent, intent_mismatch
@@ -58,9 +56,9 @@ from trader.ledger import Ledger
 from trader.market import MarketView, market_refusal, order_value_price
 from trader.market_feed import MarketFeed
 from trader.risk import RiskLimits, TokenBucket, breach_cancels, check_signal, to_decimal
-from trader.router import Router
-from trader.signing import Signer
 from trader.venue_router import Request, VenueRouter
+from venues.registry import OrderOptions
+from venues.registry import venue as venue_of
 
 __all__ = ["COUNTERS", "MAX_INFLIGHT", "Trader", "default_limits"]
 
@@ -99,7 +97,7 @@ class Trader:
         self,
         settings: Settings,
         redis: aioredis.Redis,
-        venue: Venue | AlpacaRest,
+        venue: Any,  # the order connection the venue description opened (or a test fake)
         *,
         clock: Callable[[], int],
         limits: RiskLimits,
@@ -111,7 +109,7 @@ class Trader:
         retry_base_s: float = 0.2,
         recv_window_ms: int = 5000,
         idle_s: float = 0.2,
-        signer: Signer | None = None,
+        signer: Callable[[str], str] | None = None,  # signs a request payload (Binance)
         session: bool = False,
         max_inflight: int = MAX_INFLIGHT,
     ) -> None:
@@ -150,13 +148,18 @@ class Trader:
             "recv_window_ms": recv_window_ms,
             "confirm_lease": self._confirm_lease,
         }
-        self.router: VenueRouter
-        if isinstance(venue, AlpacaRest):  # Alpaca's REST API
-            self.router = AlpacaRouter(settings, venue, self.ledger, **shared)
-        else:  # Binance's WebSocket API
-            self.router = Router(
-                settings, venue, self.ledger, signer=signer, session=session, **shared
-            )
+        orders = venue_of(settings.venue).order_adapter(
+            settings,
+            venue,
+            OrderOptions(
+                clock=clock,
+                recv_window_ms=recv_window_ms,
+                order_id_of=self._order_id_of,
+                signer=signer,
+                session=session,
+            ),
+        )
+        self.router = VenueRouter(settings, self.ledger, orders=orders, **shared)
         self.kill_switch = False
         self.slots = asyncio.Semaphore(max_inflight)
         # (signal stream, entry id) -> (symbol, task): ids repeat across the partitions' streams
@@ -187,6 +190,11 @@ class Trader:
         self.outages += 1
         self.reconciled.clear()
         self.request_reconcile(reason)
+
+    async def _order_id_of(self, client_order_id: str) -> str:
+        """The venue's order id recorded for ``client_order_id`` ("" when none is known yet)."""
+        state = await self.ledger.order_state(client_order_id)
+        return state.order_id if state is not None else ""
 
     async def _confirm_lease(self) -> None:
         async with redis_errors():

@@ -28,22 +28,18 @@ import orjson
 import redis.asyncio as aioredis
 
 from common.backoff import Backoff
-from common.binance import MS
-from common.errors import AuthError, ConfigError, RedisUnavailable
+from common.errors import AuthError, RedisUnavailable, VenueUnavailable
 from common.health import HealthReporter
 from common.names import Keys
 from common.redis_io import REDIS_DOWN, connect_redis, redis_errors
 from common.settings import Settings
-from trader.alpaca_rest import AlpacaRest, rest_from_settings
-from trader.binance_ws_api import BinanceWsApi, Venue, VenueUnavailable
-from trader.core import logon_params
 from trader.fence import LeaseLost
 from trader.lease import Lease, new_token
 from trader.market import MarketView
 from trader.owner import COUNTERS, MAX_INFLIGHT, Trader, default_limits
 from trader.risk import RiskLimits
-from trader.signing import Signer, load_signer
 from trader.tasks import KILL_SWITCH_EVERY_S, background_tasks, first_failure, keep_lease
+from venues.registry import venue as venue_of
 
 __all__ = ["MAX_INFLIGHT", "SERVICE", "Trader", "TraderHealth", "default_limits", "run"]
 
@@ -165,7 +161,7 @@ async def run(
     *,
     redis: aioredis.Redis | None = None,
     clock: Callable[[], int] | None = None,
-    venue: Venue | AlpacaRest | None = None,
+    venue: Any = None,  # the order connection; None: the venue description opens it
     limits: RiskLimits | None = None,
     status_attempts: int = 8,
     retry_base_s: float = 0.2,
@@ -178,32 +174,17 @@ async def run(
 ) -> None:
     """Stand by, own the account, trade, until ``stop`` is set; every dependency can be injected.
 
-    With ``settings.venue == "alpaca"`` orders go over Alpaca's REST API (an injected ``venue``
-    is then an :class:`AlpacaRest`); a refused Alpaca key stops the stage as a ConfigError.
+    The venue's description (:func:`venues.registry.venue`) opens the order connection (Binance's
+    WebSocket API, Alpaca's REST API; an injected ``venue`` replaces it) and says what a refused
+    key means (Alpaca: a ConfigError that stops the stage).
     ``monotonic`` is the clock the lease's freshness is measured with.
     """
-    alpaca = settings.venue == "alpaca"
+    spec = venue_of(settings.venue)
     own_redis, own_venue = redis is None, venue is None
-    signer: Signer | None = None
-    if alpaca:
-        configured = rest_from_settings(settings)  # checks the credentials
-        venue = venue if venue is not None else configured
-    elif not settings.binance_api_key or not settings.binance_api_secret:
-        raise ConfigError(
-            "the trader needs API credentials: set BINANCE_API_KEY and BINANCE_API_SECRET"
-        )
-    else:
-        signer = load_signer(settings.binance_key_type, settings.binance_api_secret.reveal())
-    session = settings.binance_key_type == "ed25519"  # log on once, then send unsigned
+    link = spec.order_link(settings)  # checks the credentials
+    signer, session = link.signer, link.session
+    venue = venue if venue is not None else link.open()
     redis = redis if redis is not None else connect_redis(settings.redis_url)
-    if venue is None:
-        assert signer is not None
-        key = settings.binance_api_key.reveal()
-
-        def logon() -> dict[str, Any]:
-            return logon_params(api_key=key, timestamp_ms=time.time_ns() // MS, signer=signer)
-
-        venue = BinanceWsApi(settings.binance_ws_api_url, logon=logon if session else None)
     lease = Lease(
         redis,
         settings.keys,
@@ -231,13 +212,10 @@ async def run(
         "kill_switch_every_s": kill_switch_every_s,
     }
     try:
-        if isinstance(venue, BinanceWsApi):
-            try:  # connect up front, so the first order does not pay for the handshake
-                await venue.connect()
-            except VenueUnavailable as exc:
-                log.warning(
-                    "venue not reachable yet; will retry per order", extra={"error": str(exc)}
-                )
+        try:  # connect up front, so the first order does not pay for the handshake
+            await spec.connect_orders(venue)
+        except VenueUnavailable as exc:
+            log.warning("venue not reachable yet; will retry per order", extra={"error": str(exc)})
         log.info("trader running", extra={"lease": lease.token})
         while await _stand_by(lease, stop):
             trader = Trader(
@@ -272,11 +250,9 @@ async def run(
             async with redis_errors():
                 await lease.release()
     except AuthError as exc:
-        if not alpaca:
+        if spec.refused_key is None:
             raise
-        raise ConfigError(
-            f"Alpaca refused the API key ({exc}): check ALPACA_API_KEY and ALPACA_API_SECRET"
-        ) from exc
+        raise spec.refused_key(exc) from exc
     finally:
         health_stop.set()
         with contextlib.suppress(Exception, asyncio.CancelledError):

@@ -37,10 +37,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from common.backoff import Backoff
-from common.errors import DecodeError, RedisUnavailable
+from common.errors import DecodeError, RedisUnavailable, VenueUnavailable
 from common.redis_io import redis_errors
 from common.schema import RawFrame
-from trader.binance_ws_api import VenueUnavailable
 
 if TYPE_CHECKING:
     from trader.owner import Trader

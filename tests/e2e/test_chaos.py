@@ -36,17 +36,18 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from common.binance import client_order_id_for
 from common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
 from common.schema import Bar, Signal, Trade, decode_fields
 from common.settings import load_settings
+from common.units import client_order_id_for
 from mock_ws.ground_truth import read_ground_truth
 from processor.core import PartitionState, process_batch
 from processor.lanes import decode_entries
 from tests.e2e.conftest import Processes, RedisServer, Stage, group_idle, start_redis, wait_for
-from trader.binance_ws_api import BinanceWsApi
 from trader.control import set_kill_switch
-from trader.core import TERMINAL, result_of, status_params
+from trader.core import TERMINAL
+from venues.binance.orders import result_of, status_params
+from venues.binance.ws_api import BinanceWsApi
 
 pytestmark = pytest.mark.e2e
 

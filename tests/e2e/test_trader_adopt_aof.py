@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.binance import client_order_id_for
 from common.schema import decode_fields
+from common.units import client_order_id_for
 from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import Processes, RedisServer, start_redis, wait_for
 from tests.e2e.test_trader_failover import KEY, KEYS, PRICE, SECRET, P, V, _market, _signal

@@ -15,9 +15,9 @@ import fakeredis
 import orjson
 import redis.exceptions as rexc
 
-from common.binance import client_order_id_for
 from common.names import Keys
 from common.schema import OrderIntent, decode_fields
+from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,

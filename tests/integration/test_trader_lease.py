@@ -17,9 +17,9 @@ import orjson
 import pytest
 import redis.exceptions as rexc
 
-from common.binance import client_order_id_for
 from common.schema import decode_fields
 from common.settings import Settings
+from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
