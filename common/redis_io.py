@@ -36,7 +36,6 @@ __all__ = [
     "SCHEMES",
     "check_redis_url",
     "connect_redis",
-    "direct_pool",
     "ensure_group",
     "is_cluster_url",
     "preflight_redis",
@@ -180,19 +179,6 @@ def _options(url: str) -> tuple[str, dict[str, Any], bool]:
         raise _fail("a Redis Cluster is reached over TCP, not a unix socket")
     plain = urlunsplit(parts._replace(scheme=base_scheme, query=urlencode(keep)))
     return plain, kwargs, cluster
-
-
-def direct_pool(redis: Any) -> Any:
-    """Return the connection pool of a single-server redis-py client, else ``None``.
-
-    The hot write paths send pre-encoded RESP on a connection of this pool; a cluster client
-    (no single pool) goes through redis-py's commands instead.
-    """
-    pool = getattr(redis, "connection_pool", None)
-    cls = getattr(pool, "connection_class", None)
-    if isinstance(cls, type) and issubclass(cls, aioredis.connection.AbstractConnection):
-        return pool
-    return None
 
 
 def check_redis_url(url: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ import redis.exceptions as rexc
 
 from common.backoff import Backoff
 from common.errors import DecodeError
-from common.redis_io import REDIS_DOWN, direct_pool
+from common.redis_io import REDIS_DOWN
+from common.redis_link import Channel, RedisLink
 from common.resp import encode_command
 from common.schema import SCHEMA_VERSION, RawFrame
 from ingestor.journal import Journal
@@ -152,7 +152,10 @@ class BatchWriter:
         self._written_bytes = 0
         #: Set by an outage or a (re)made connection: read back before writing anything new.
         self.check_tail = False
-        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: The one seam to Redis; its channel (a single-server client) carries the appends.
+        self.link = RedisLink(redis, role="ingestor")
+        self._channel = self.link.channel() if self.link.direct else None
+        self._reconnects_seen = 0
 
     async def run(self) -> None:
         """Write batches until the ``None`` sentinel has been taken, then return."""
@@ -313,9 +316,8 @@ class BatchWriter:
                 continue
 
     async def _append(self, batch: list[Item], *, watch: bool) -> list[tuple[Item, Any]]:
-        pool = direct_pool(self.redis)
-        if pool is not None:
-            return await _send_direct(pool, batch, self._reconnected if watch else None)
+        if self._channel is not None:
+            return await _send_direct(self._channel, batch, self._reconnected if watch else None)
         pipe = self.redis.pipeline(transaction=False)
         for stream, frame in batch:
             pipe.xadd(stream, frame.to_fields())  # type: ignore[arg-type]
@@ -333,21 +335,16 @@ class BatchWriter:
             size -= len(written.popleft()[1].data)
         self._written_bytes = size
 
-    def _reconnected(self, conn: Any) -> bool:
-        """Tell whether ``conn`` was connected since it was last handed to this writer.
+    def _reconnected(self, channel: Channel) -> bool:
+        """Tell whether ``channel``'s connection was made again since the last write.
 
         Redis may have restarted between two writes without any write failing; a connection
-        made again (or a new one) is the sign. Watches each connection it is handed.
+        made again (or a new one) is the sign (:attr:`~common.redis_link.Channel.reconnects`).
         """
-        if conn not in self._connections:
-            if self._connections:
-                self.check_tail = True  # a new connection: the others may have been dropped
-            self._connections.add(conn)
-            conn.register_connect_callback(self._on_connect)
+        if channel.reconnects != self._reconnects_seen:
+            self._reconnects_seen = channel.reconnects
+            self.check_tail = True
         return self.check_tail and bool(self.written)
-
-    def _on_connect(self, conn: Any) -> None:
-        self.check_tail = True
 
     async def _check_tail(self) -> None:
         """Find what Redis lost of the frames written last; report it, write its markers."""
@@ -554,15 +551,15 @@ def _without(items: list[Item], drop: list[Item]) -> list[Item]:
 
 
 async def _send_direct(
-    pool: Any, batch: list[Item], reconnected: Callable[[Any], bool] | None = None
+    channel: Channel, batch: list[Item], reconnected: Callable[[Channel], bool] | None = None
 ) -> list[tuple[Item, Any]]:
     """Append the batch with one script call per stream, all in one write on one connection.
 
     Each stream's frames go in one atomic ``EVAL`` of :data:`APPEND_SCRIPT` (order kept), so a
     write cut off mid-way leaves whole streams appended or not, never part of one. Returns the
-    items Redis refused, with the error; a connection that fails mid-way is discarded. When
-    ``reconnected`` says the connection was made again, nothing is sent and
-    :class:`_Reconnected` is raised.
+    items Redis refused, with the error; a connection lost mid-way is discarded by the channel
+    (:class:`~common.redis_link.RedisLost`). When ``reconnected`` says the connection was made
+    again, nothing is sent and :class:`_Reconnected` is raised.
     """
     by_stream: dict[str, list[int]] = {}
     for i, (stream, _) in enumerate(batch):
@@ -570,28 +567,22 @@ async def _send_direct(
     payload = b"".join(
         [encode_append(s, [batch[i][1] for i in positions]) for s, positions in by_stream.items()]
     )
-    conn = await pool.get_connection()
-    if reconnected is not None and reconnected(conn):
-        await pool.release(conn)
-        raise _Reconnected
+    await channel.open()
     try:
-        await conn.send_packed_command(payload, check_health=False)
-        failed: list[tuple[int, Exception]] = []
-        for positions in by_stream.values():
-            try:
-                refused = await conn.read_response()
-            except rexc.ResponseError as exc:  # the whole call was refused (e.g. NOPERM)
-                failed += [(i, exc) for i in positions]
-                continue
-            for k in range(0, len(refused), 2):
-                error = rexc.ResponseError(_text(refused[k + 1]))
-                failed.append((positions[int(refused[k])], error))
-        return [(batch[i], error) for i, error in sorted(failed, key=lambda pair: pair[0])]
-    except BaseException:
-        await conn.disconnect()
-        raise
+        if reconnected is not None and reconnected(channel):
+            raise _Reconnected
+        replies = await channel.request(payload, len(by_stream))
     finally:
-        await pool.release(conn)
+        await channel.release()
+    failed: list[tuple[int, Exception]] = []
+    for positions, refused in zip(by_stream.values(), replies, strict=True):
+        if isinstance(refused, rexc.ResponseError):  # the whole call was refused (e.g. NOPERM)
+            failed += [(i, refused) for i in positions]
+            continue
+        for k in range(0, len(refused), 2):
+            error = rexc.ResponseError(_text(refused[k + 1]))
+            failed.append((positions[int(refused[k])], error))
+    return [(batch[i], error) for i, error in sorted(failed, key=lambda pair: pair[0])]
 
 
 def _text(value: bytes | str) -> str:

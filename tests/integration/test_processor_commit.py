@@ -62,7 +62,7 @@ def test_commit_writes_outputs_checkpoint_acks_and_renews_the_lease(direct: bool
         settings = make_settings()
         lane, _ = await _prepared(redis, settings, 400)
         link = Link(redis, settings.instance, 5000, direct=direct)
-        assert (link.pool is not None) is direct
+        assert link.direct is direct
         entries = await _read_batch(link, lane)
         assert len(entries) == 400
         commit = _with_odd_output(lane.process(entries, 42), lane)
@@ -128,7 +128,7 @@ def test_a_refused_eval_falls_back_to_the_watched_transaction() -> None:
         async with link.pipe(lane) as pipe:
             # What a server whose ACL lacks +eval answers.
             await pipe._settle(commit, rexc.NoPermissionError("NOPERM no permission to run eval"))
-        assert link.scripted is False
+        assert link.seam.scripted is False
         assert await redis.xlen(lane.trades_key) == len(
             [key for key, _ in commit.outputs if key == lane.trades_key]
         )
@@ -175,7 +175,7 @@ def _outputs_of(direct: bool, scripted: bool, monkeypatch: pytest.MonkeyPatch) -
 
     def init(self: Link, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        self.scripted = scripted
+        self.seam.scripted = scripted
 
     monkeypatch.setattr(link_module.Link, "__init__", init)
 

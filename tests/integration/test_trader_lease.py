@@ -174,7 +174,7 @@ def test_an_owner_frozen_after_its_intent_thaws_without_sending_or_writing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """SIGSTOP right after a signal's intent, a standby takes over, SIGCONT: nothing twice."""
-    monkeypatch.setattr("trader.intents.direct_pool", lambda redis: None)  # every command seen
+    monkeypatch.setattr("common.redis_link.direct_pool", lambda redis: None)  # every command seen
 
     async def scenario() -> None:
         server = fakeredis.FakeServer()
