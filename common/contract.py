@@ -24,6 +24,8 @@ kind or an event is spelled in one place (pure: no I/O).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -39,10 +41,12 @@ __all__ = [
     "ControlAction",
     "MarkerEvent",
     "OrderEvent",
+    "OrderRecord",
     "RawKind",
     "marker_data",
     "order_entry",
     "raw_constants",
+    "subscription_entry",
 ]
 
 #: The fields of a raw entry, in the order they are written.
@@ -110,10 +114,61 @@ class OrderEvent(StrEnum):
 ORDER_FIELDS = ("client_order_id", "signal_id", "symbol", "side", "qty", "ts")
 
 
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """One ``{V}:orders`` entry about an order after its intent: ``event``, the order's
+    :data:`ORDER_FIELDS`, then what the event adds (``reason``, ``status``, ...)."""
+
+    event: OrderEvent
+    client_order_id: str
+    signal_id: str
+    symbol: str
+    side: str
+    qty: str
+    ts: int
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def about(
+        cls, intent: OrderIntent, event: str, ts: int, extra: Mapping[str, str]
+    ) -> OrderRecord:
+        """Return the ``event`` entry about ``intent`` at ``ts`` (ns); ValueError if unknown."""
+        return cls(
+            OrderEvent(event),
+            intent.client_order_id,
+            intent.signal_id,
+            intent.symbol,
+            intent.side,
+            intent.qty,
+            ts,
+            extra,
+        )
+
+    def to_fields(self) -> dict[str, str]:
+        """Return the entry's fields in order: ``event``, :data:`ORDER_FIELDS`, the extras."""
+        return {
+            "event": self.event.value,
+            "client_order_id": self.client_order_id,
+            "signal_id": self.signal_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "qty": self.qty,
+            "ts": str(self.ts),
+            **self.extra,
+        }
+
+
 def raw_constants(frame: RawFrame) -> dict[str, str]:
     """Return the fields of ``frame``'s entry that stay the same for its connection's channel."""
     fields = frame.to_fields()
     return {name: fields[name] for name in RAW_FIELDS if name not in RAW_PER_FRAME}
+
+
+def subscription_entry(action: str, symbols: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Return a ``subscribe``/``unsubscribe`` control entry; raise ValueError for another action."""
+    if action not in (ControlAction.SUBSCRIBE, ControlAction.UNSUBSCRIBE):
+        raise ValueError(f"action must be subscribe or unsubscribe, got {action!r}")
+    return {"action": str(action), "symbols": ",".join(symbols)}
 
 
 def marker_data(event: MarkerEvent, **fields: Any) -> str:

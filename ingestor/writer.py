@@ -14,9 +14,10 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from common.backoff import Backoff
+from common.contract import RAW_FIELDS, RAW_PER_FRAME
 from common.errors import DecodeError
 from common.redis_io import REDIS_DOWN
-from common.redis_link import Channel, RedisLink
+from common.redis_link import Channel, RedisLink, Script
 from common.resp import encode_command
 from common.schema import SCHEMA_VERSION, RawFrame
 from ingestor.journal import Journal
@@ -439,21 +440,40 @@ class BatchWriter:
             )
 
 
+#: The raw entry's fields that stay the same for a connection's channel, and those that change
+#: with every frame, in entry order (:mod:`common.contract`). The encoders below take the frame's
+#: values in these orders; the checks under them fail at import if the contract moves a field.
+_CONSTANT = tuple(name for name in RAW_FIELDS if name not in RAW_PER_FRAME)
+_VARYING = tuple(name for name in RAW_FIELDS if name in RAW_PER_FRAME)
+if _CONSTANT != ("v", "kind", "venue", "conn", "channel") or _VARYING != ("seq", "ts_recv", "data"):
+    raise TypeError(f"the raw entry layout changed: {RAW_FIELDS}; update the writer's encoders")
+
+
+def _constants(frame: RawFrame) -> tuple[str, str, str, str, str]:
+    """Return the values of :data:`_CONSTANT` for ``frame``."""
+    return (SCHEMA_VERSION, frame.kind, frame.venue, frame.conn, frame.channel)
+
+
 #: Pre-encoded RESP around the per-frame values, by (stream, kind, venue, conn, channel).
-_TEMPLATES: dict[tuple[str, str, str, str, str], tuple[bytes, bytes]] = {}
+_TEMPLATES: dict[tuple[str, str, str, str, str], tuple[bytes, bytes, bytes, bytes]] = {}
 _TEMPLATES_MAX = 1024
 
 
-def _template(stream: str, frame: RawFrame) -> tuple[bytes, bytes]:
-    """Return the bytes before ``seq``'s value and between ``ts_recv``'s and ``data``'s values."""
-    constant = ["v", SCHEMA_VERSION, "kind", frame.kind, "venue", frame.venue, "conn", frame.conn]
-    head = encode_command(["XADD", stream, "*", *constant, "seq"])
-    head = b"*19" + head[head.index(b"\r\n") :]  # the whole command has 19 arguments
-    middle = b"$7\r\nchannel\r\n$%d\r\n%s\r\n$4\r\ndata\r\n" % (
-        len(frame.channel.encode()),
-        frame.channel.encode(),
-    )
-    return head, middle
+def _template(stream: str, frame: RawFrame) -> tuple[bytes, bytes, bytes, bytes]:
+    """Return the bytes before, between and after the per-frame values, walking the layout."""
+    constant = dict(zip(_CONSTANT, _constants(frame), strict=True))
+    chunks: list[bytes] = []
+    current = b"*%d\r\n" % (3 + 2 * len(RAW_FIELDS)) + encode_command(["XADD", stream, "*"])[4:]
+    for name in RAW_FIELDS:
+        current += encode_command([name])[4:]
+        if name in constant:
+            current += encode_command([constant[name]])[4:]
+        else:
+            chunks.append(current)
+            current = b""
+    chunks.append(current)
+    c0, c1, c2, c3 = chunks
+    return c0, c1, c2, c3
 
 
 def encode_raw_xadd(stream: str, frame: RawFrame) -> bytes:
@@ -472,56 +492,68 @@ def encode_raw_xadd(stream: str, frame: RawFrame) -> bytes:
     data = frame.data.encode()
     seq = b"%d" % frame.seq
     ts = b"%d" % frame.ts_recv
-    return b"%s$%d\r\n%s\r\n$7\r\nts_recv\r\n$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (
+    return b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s" % (
         parts[0],
         len(seq),
         seq,
+        parts[1],
         len(ts),
         ts,
-        parts[1],
+        parts[2],
         len(data),
         data,
+        parts[3],
     )
 
 
-#: Append one stream's frames in one call (atomic, one reply). ``ARGV`` is a run of records:
-#: ``h v kind venue conn channel`` sets the fields of the entries that follow, and each
-#: ``seq ts_recv data`` appends one entry with the fields in ``RawFrame.to_fields`` order. The
-#: reply lists ``position, error`` of every entry Redis refused (e.g. OOM).
-APPEND_SCRIPT = b"""local key, refused = KEYS[1], {}
-local v, kind, venue, conn, channel
+def _append_script() -> bytes:
+    """Build :data:`APPEND_SCRIPT`'s Lua from the raw entry layout."""
+    names = ", ".join(f"c_{name}" for name in _CONSTANT)
+    header = ", ".join(f"ARGV[i + {k + 1}]" for k in range(len(_CONSTANT)))
+    value = {name: f"c_{name}" for name in _CONSTANT}
+    value.update({name: f"ARGV[i + {k}]" for k, name in enumerate(_VARYING)})
+    fields = ", ".join(f"'{name}', {value[name]}" for name in RAW_FIELDS)
+    return f"""local key, refused = KEYS[1], {{}}
+local {names}
 local i, n, k = 1, #ARGV, 0
 while i <= n do
   if ARGV[i] == 'h' then
-    v, kind, venue, conn, channel = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-    i = i + 6
+    {names} = {header}
+    i = i + {len(_CONSTANT) + 1}
   else
-    local r = redis.pcall('XADD', key, '*', 'v', v, 'kind', kind, 'venue', venue, 'conn', conn,
-      'seq', ARGV[i], 'ts_recv', ARGV[i + 1], 'channel', channel, 'data', ARGV[i + 2])
+    local r = redis.pcall('XADD', key, '*', {fields})
     if type(r) == 'table' and r.err then
       refused[#refused + 1] = k
       refused[#refused + 1] = r.err
     end
     k = k + 1
-    i = i + 3
+    i = i + {len(_VARYING)}
   end
 end
 return refused
-"""
-_EVAL_HEAD = b"$4\r\nEVAL\r\n$%d\r\n%s\r\n$1\r\n1\r\n" % (len(APPEND_SCRIPT), APPEND_SCRIPT)
+""".encode()
+
+
+#: Append one stream's frames in one call (atomic, one reply). ``ARGV`` is a run of records:
+#: ``h`` and the constant fields' values (``v kind venue conn channel``) set the fields of the
+#: entries that follow, and each ``seq ts_recv data`` appends one entry with the fields in
+#: :data:`common.contract.RAW_FIELDS` order. The reply lists ``position, error`` of every entry
+#: Redis refused (e.g. OOM).
+APPEND_SCRIPT = _append_script()
+_EVAL_HEAD = Script(APPEND_SCRIPT).eval_head + b"$1\r\n1\r\n"
 
 
 def encode_append(stream: str, frames: list[RawFrame]) -> bytes:
     """Encode one ``EVAL`` of :data:`APPEND_SCRIPT` appending ``frames`` to ``stream`` in order."""
     parts: list[bytes] = []
     count = 4  # EVAL, the script, numkeys, the stream
-    head: tuple[str, str, str, str] | None = None
+    head: tuple[str, str, str, str, str] | None = None
     for frame in frames:
-        now = (frame.kind, frame.venue, frame.conn, frame.channel)
+        now = _constants(frame)
         if now != head:
             head = now
-            parts.append(encode_command(["h", SCHEMA_VERSION, *now])[4:])  # no array header
-            count += 6
+            parts.append(encode_command(["h", *now])[4:])  # no array header
+            count += 1 + len(now)
         data = frame.data.encode()
         seq = b"%d" % frame.seq
         ts = b"%d" % frame.ts_recv

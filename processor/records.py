@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
+from common.contract import ControlAction
 from common.schema import SCHEMA_VERSION, Event
 
 __all__ = [
@@ -135,7 +136,7 @@ class BackfillRequest:
         ``stream``, ``reason``, ``entry_id``."""
         return {
             "v": SCHEMA_VERSION,
-            "action": "backfill",
+            "action": ControlAction.BACKFILL.value,
             "symbol": self.symbol,
             "first_id": str(self.first_id),
             "last_id": str(self.last_id),
@@ -157,7 +158,7 @@ class SnapshotRequest:
         """Return the control entry: ``action=snapshot``, ``symbol``, ``reason``, ``entry_id``."""
         return {
             "v": SCHEMA_VERSION,
-            "action": "snapshot",
+            "action": ControlAction.SNAPSHOT.value,
             "symbol": self.symbol,
             "reason": self.reason,
             "entry_id": self.entry_id,
