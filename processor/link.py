@@ -11,10 +11,11 @@ On a plain client (one connection pool: TCP, TLS or unix socket) a lane's comman
 as pre-encoded RESP on one connection it holds while it owns the lane, without waiting for
 replies: the read of the next batch goes out before the member processes the current one, and
 the commit goes out right after, so Redis works while the member computes (:class:`Pipe`). A
-cluster client (no single pool) goes through redis-py with the same scripts, one command at a
-time. Where the server refuses ``EVAL`` (an ACL without scripting), reads and commits fall back
-to ``WATCH`` lease, ``GET`` lease, ``MULTI`` ... ``EXEC``: the same commands and the same fence
-in three round trips.
+cluster client (no single pool) goes through redis-py with the same scripts (``EVALSHA``, by
+the seam :class:`common.redis_link.RedisLink`), one command at a time. Where the server refuses
+``EVAL`` (an ACL without scripting), the seam says so once and reads and commits fall back to
+``WATCH`` lease, ``GET`` lease, ``MULTI`` ... ``EXEC``: the same commands and the same fence in
+three round trips.
 
 Entries read but never committed stay pending for this member and are claimed again by whoever
 owns the lane next.
@@ -31,7 +32,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from common.names import GROUP_PROCESSOR
-from common.redis_link import Channel, Contended, RedisLink
+from common.redis_link import Channel, Contended, RedisLink, Script, ScriptsRefused
 from common.resp import encode_command
 from common.schema import RawFrame
 from processor.entries import BadEntry
@@ -53,6 +54,9 @@ __all__ = ["Entries", "LeaseLost", "Link", "Pipe"]
 log = logging.getLogger("tickpipe.processor")
 
 Entries = list[tuple[str, RawFrame | BadEntry]]
+_READ, _COMMIT = Script(READ_SCRIPT), Script(COMMIT_SCRIPT)
+#: What falls back to WATCH/MULTI when the ACL refuses scripts (for the seam's one warning).
+_DOING = "reading and committing"
 _UNREAD = object()
 
 
@@ -252,7 +256,9 @@ class Pipe:
                 count=count,
             )
             try:
-                sent.reply = await link.redis.eval(READ_SCRIPT, 2, *keys, *args)
+                sent.reply = await link.seam.call_script(_READ, keys, args, doing=_DOING)
+            except ScriptsRefused:
+                sent.reply = _Decoded(await self._read_transaction(cursor, count))
             except rexc.ResponseError as exc:
                 sent.reply = exc
         self._sent.append(sent)
@@ -289,10 +295,13 @@ class Pipe:
             commit=commit,
         )
         if link.direct:
-            await self._send(encode_command(["EVAL", COMMIT_SCRIPT, str(len(keys)), *keys, *args]))
+            await self._send(_COMMIT.eval(keys, args))
         else:
             try:
-                sent.reply = await link.redis.eval(COMMIT_SCRIPT, len(keys), *keys, *args)
+                sent.reply = await link.seam.call_script(_COMMIT, keys, args, doing=_DOING)
+            except ScriptsRefused:
+                await link.commit_transaction(lane, commit)
+                sent.reply = 1
             except rexc.ResponseError as exc:
                 sent.reply = exc
         self._sent.append(sent)
@@ -385,7 +394,7 @@ class Pipe:
         return entries
 
     def _refused(self, reply: Exception) -> None:
-        self.link.seam.refuse_scripts(reply, "reading and committing")
+        self.link.seam.refuse_scripts(reply, _DOING)
 
     async def _settle(self, commit: Commit, reply: Any) -> None:
         link, lane = self.link, self.lane

@@ -16,6 +16,7 @@ from common.settings import Settings
 from processor import link as link_module
 from processor.lanes import Commit, PartitionLane
 from processor.link import LeaseLost, Link
+from tests.integration.test_common_redis_link import NoScripts
 from tests.integration.test_processor_shell import (
     P,
     assert_all_processed,
@@ -235,3 +236,29 @@ async def _drained(redis: Any, settings: Settings) -> bool:
         return False
     newest = await redis.xrevrange(raw, count=1)
     return bool(newest) and groups[0]["last-delivered-id"] == newest[0][0]
+
+
+def test_through_redis_py_a_refused_script_reads_and_commits_by_transaction() -> None:
+    """The redis-py path (a cluster client): the seam's refusal moves both to WATCH/MULTI."""
+
+    async def scenario() -> None:
+        redis = NoScripts()
+        settings = make_settings()
+        lane, _ = await _prepared(redis, settings, 150)
+        link = Link(redis, settings.instance, 5000, direct=False)
+        entries = await _read_batch(link, lane)
+        assert len(entries) == 150 and link.seam.scripts_refused == 1
+        commit = lane.process(entries, 42)
+        async with link.pipe(lane) as pipe:
+            await pipe.send_commit(commit, 0.0)
+            _, confirmed = await pipe.collect()
+        assert confirmed == [(commit, 0.0)] and link.seam.scripts_refused == 1
+        expected: dict[str, list[dict[str, str]]] = {}
+        for key, fields in commit.outputs:
+            expected.setdefault(key, []).append(fields)
+        for key, rows in expected.items():
+            assert await _read_stream(redis, key) == rows
+        assert await redis.get(settings.keys.checkpoint(P)) == commit.checkpoint
+        assert (await redis.xpending(settings.keys.raw(P), GROUP_PROCESSOR))["pending"] == 0
+
+    asyncio.run(scenario())
