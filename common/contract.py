@@ -58,7 +58,8 @@ RAW_PER_FRAME = ("seq", "ts_recv", "data")
 class RawKind(StrEnum):
     """What a raw entry holds."""
 
-    WS = "ws"  #: a WebSocket frame as received
+    WS = "ws"  #: a WebSocket text frame as received
+    WS_BINARY = "ws-binary"  #: a binary WebSocket frame (Alpaca msgpack), base64 in ``data``
     REST = "rest"  #: a REST response (depth snapshot, trade backfill page)
     MARKER = "marker"  #: an event the ingestor recorded (:class:`MarkerEvent`)
 

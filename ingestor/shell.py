@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from common.backoff import Backoff
+from common.contract import RawKind
 from common.errors import ConfigError
 from common.health import HealthReporter
 from common.names import Partition
@@ -191,7 +192,7 @@ class Ingestor:
             for partition in self.settings.partitions():
                 entries: Any = await redis.xrevrange(keys.raw(partition), count=scan)
                 for _, fields in entries or ():
-                    if not fields or fields.get(b"kind") != b"ws":
+                    if not fields or fields.get(b"kind") != RawKind.WS.encode():
                         continue
                     trade = trade_id_of(fields.get(b"data", b""))
                     if trade is None:

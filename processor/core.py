@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from common.contract import RawKind
 from common.schema import Bar, Quote, RawFrame, Signal, Trade
 from processor.alpaca import AlpacaItem, BadMessage, VenueBar, classify_alpaca, revise_bar
 from processor.books import BookOutput, DepthDiff, DepthSnapshot
@@ -130,7 +131,7 @@ def process_batch(
 
     for entry_id, frame, result in fold_entries(state, out, entries, classify_now, pending=pending):
         if type(result) is Trades:
-            live = frame.kind != "rest"
+            live = frame.kind != RawKind.REST
             for trade in result.items:
                 if trade.ts_proc != ts_now:
                     trade = dataclasses.replace(trade, ts_proc=ts_now)
@@ -183,7 +184,7 @@ def _check_watermark(
 
 def _classify(entry_id: str, frame: RawFrame, ts_now: int) -> Classified | list[AlpacaItem]:
     """Classify a frame: an Alpaca market-data frame message by message, others whole."""
-    if frame.venue == "alpaca" and frame.kind != "marker":
+    if frame.venue == "alpaca" and frame.kind != RawKind.MARKER:
         return classify_alpaca(entry_id, frame)
     return classify(entry_id, frame, ts_proc=ts_now)
 
@@ -345,7 +346,7 @@ def _on_alpaca(
             count(counters, item)
         elif isinstance(item, Trade):
             trade = dataclasses.replace(item, ts_proc=ts_now)
-            _on_trade(state, out, trade, ts_now, aggregate=False, live=frame.kind != "rest")
+            _on_trade(state, out, trade, ts_now, aggregate=False, live=frame.kind != RawKind.REST)
         elif isinstance(item, Quote):
             _on_quote(state, out, entry_id, dataclasses.replace(item, ts_proc=ts_now))
         elif isinstance(item, VenueBar):

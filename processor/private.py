@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import msgpack
 
 from common import alpaca, binance
+from common.contract import RawKind
 from common.errors import DecodeError
 from common.schema import OrderUpdate, RawFrame
 from processor.entries import BadEntry, DeadLetter, fold_entries
@@ -136,13 +137,13 @@ def _classify_alpaca(frame: RawFrame) -> tuple[OrderUpdate, str | None] | str:
 
 def _classify(entry_id: str, frame: RawFrame) -> tuple[OrderUpdate, int | str | None] | str:
     """Classify a private frame: an order update and its identity, or a counter's name."""
-    if frame.kind == "marker":
+    if frame.kind == RawKind.MARKER:
         return "markers"
     if frame.venue == "alpaca":
         return _classify_alpaca(frame)
     if frame.venue != "binance":
         raise DecodeError(f"no parser for venue {frame.venue!r}")
-    if frame.kind != "ws":
+    if frame.kind != RawKind.WS:
         raise DecodeError(f"unexpected raw frame kind {frame.kind!r} on the private stream")
     _, payload = binance.unwrap(frame.data)
     if is_reply(payload):
