@@ -585,36 +585,72 @@ def _without(items: list[Item], drop: list[Item]) -> list[Item]:
 async def _send_direct(
     channel: Channel, batch: list[Item], reconnected: Callable[[Channel], bool] | None = None
 ) -> list[tuple[Item, Any]]:
-    """Append the batch with one script call per stream, all in one write on one connection.
+    """Append the batch with one atomic call per stream, all in one write on one connection.
 
     Each stream's frames go in one atomic ``EVAL`` of :data:`APPEND_SCRIPT` (order kept), so a
-    write cut off mid-way leaves whole streams appended or not, never part of one. Returns the
-    items Redis refused, with the error; a connection lost mid-way is discarded by the channel
+    write cut off mid-way leaves whole streams appended or not, never part of one. Where the
+    ACL refuses scripts the seam notes it once and each stream's frames go as ``MULTI``, its
+    XADDs, ``EXEC`` instead: as atomic, two more replies per stream. Returns the items Redis
+    refused, with the error; a connection lost mid-way is discarded by the channel
     (:class:`~common.redis_link.RedisLost`). When ``reconnected`` says the connection was made
     again, nothing is sent and :class:`_Reconnected` is raised.
     """
     by_stream: dict[str, list[int]] = {}
     for i, (stream, _) in enumerate(batch):
         by_stream.setdefault(stream, []).append(i)
-    payload = b"".join(
-        [encode_append(s, [batch[i][1] for i in positions]) for s, positions in by_stream.items()]
-    )
+    link = channel.link
+    failed: list[tuple[int, Exception]] = []
     await channel.open()
     try:
         if reconnected is not None and reconnected(channel):
             raise _Reconnected
-        replies = await channel.request(payload, len(by_stream))
+        todo = list(by_stream.items())
+        if link.scripted:
+            payload = b"".join([encode_append(s, [batch[i][1] for i in p]) for s, p in todo])
+            replies = await channel.request(payload, len(todo))
+            refused = [r for r in replies if isinstance(r, rexc.NoPermissionError)]
+            if refused:  # EVAL is not allowed: those streams go by MULTI/EXEC at once
+                link.refuse_scripts(refused[0], "appending frames")
+            later: list[tuple[str, list[int]]] = []
+            for (stream, positions), reply in zip(todo, replies, strict=True):
+                if isinstance(reply, rexc.NoPermissionError):
+                    later.append((stream, positions))
+                elif isinstance(reply, rexc.ResponseError):  # the whole call was refused
+                    failed += [(i, reply) for i in positions]
+                else:
+                    for k in range(0, len(reply), 2):
+                        error = rexc.ResponseError(_text(reply[k + 1]))
+                        failed.append((positions[int(reply[k])], error))
+            todo = later
+        if todo:
+            failed += await _send_transactions(channel, batch, todo)
     finally:
         await channel.release()
-    failed: list[tuple[int, Exception]] = []
-    for positions, refused in zip(by_stream.values(), replies, strict=True):
-        if isinstance(refused, rexc.ResponseError):  # the whole call was refused (e.g. NOPERM)
-            failed += [(i, refused) for i in positions]
-            continue
-        for k in range(0, len(refused), 2):
-            error = rexc.ResponseError(_text(refused[k + 1]))
-            failed.append((positions[int(refused[k])], error))
     return [(batch[i], error) for i, error in sorted(failed, key=lambda pair: pair[0])]
+
+
+_MULTI, _EXEC = encode_command(["MULTI"]), encode_command(["EXEC"])
+
+
+async def _send_transactions(
+    channel: Channel, batch: list[Item], todo: list[tuple[str, list[int]]]
+) -> list[tuple[int, Exception]]:
+    """Append each stream's frames as ``MULTI``, XADDs, ``EXEC``; return the refused ones."""
+    payload = b"".join(
+        [_MULTI + b"".join([encode_raw_xadd(s, batch[i][1]) for i in p]) + _EXEC for s, p in todo]
+    )
+    await channel.send(payload)
+    failed: list[tuple[int, Exception]] = []
+    for _, positions in todo:
+        replies = await channel.replies(len(positions) + 2)  # OK, QUEUED..., the EXEC answer
+        executed = replies[-1]
+        if isinstance(executed, Exception) or not isinstance(executed, list):
+            error = executed if isinstance(executed, Exception) else rexc.ResponseError("EXEC")
+            queued = [r for r in replies[:-1] if isinstance(r, Exception)]
+            failed += [(i, queued[0] if queued else error) for i in positions]
+            continue
+        failed += [(i, r) for i, r in zip(positions, executed, strict=True) if _is_error(r)]
+    return failed
 
 
 def _text(value: bytes | str) -> str:

@@ -14,7 +14,7 @@ from common.errors import RedisUnavailable
 from common.names import Keys
 from common.redis_link import RedisLink, Script, ScriptsRefused
 from common.schema import OrderIntent, RawFrame, decode_fields
-from ingestor.writer import BatchWriter, IngestorStats, WriteQueue
+from ingestor.writer import BatchWriter, IngestorStats, WriteQueue, _send_direct
 from tests.e2e.conftest import RedisServer
 from trader.intents import IntentRecorder
 
@@ -160,3 +160,47 @@ def test_an_acl_without_eval_switches_the_seam_to_transactions(
     with caplog.at_level(logging.WARNING, logger="tickpipe.redis"):
         asyncio.run(main())
     assert sum("refused a script" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_an_ingestor_without_eval_appends_every_frame_once_by_multi_exec(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL without ``+eval`` (an old ACL file): the writer's batches still land, atomically."""
+    url = _acl_user(redis_server)
+    streams = ["tp:{binance:0}:raw", "tp:{binance:1}:raw"]
+    frames = [
+        (streams[n % 2], RawFrame("ws", "binance", "c1", n, 10 + n, f'{{"n":{n},"s":"é"}}', "m"))
+        for n in range(1, 1201)
+    ]
+
+    async def main() -> tuple[IngestorStats, int, list[tuple[int, str]]]:
+        client = aioredis.Redis.from_url(url)
+        await client.set("not-a-stream", "x")
+        queue: WriteQueue = asyncio.Queue()
+        stats = IngestorStats()
+        writer = BatchWriter(client, queue, stats, batch_max=500)
+        for item in frames:
+            await queue.put(item)
+        await queue.put(None)
+        await asyncio.wait_for(writer.run(), 60)
+        # One refused entry in a batch is reported alone; its stream's others are appended.
+        odd = [("not-a-stream", RawFrame("ws", "binance", "c2", 1, 1, "{}", "m")), frames[0]]
+        channel = RedisLink(client).channel()
+        channel.link.scripted = False
+        failed = await _send_direct(channel, odd)
+        await client.aclose()
+        return stats, writer.link.scripts_refused, [(odd.index(i), str(e)) for i, e in failed]
+
+    with caplog.at_level(logging.WARNING, logger="tickpipe.redis"):
+        stats, refused, failed = asyncio.run(main())
+    plain = redis_server.client()
+    for k, stream in enumerate(streams):
+        entries = plain.xrange(stream)  # type: ignore[union-attr]
+        want = [f.to_fields() for s, f in frames if s == stream]
+        if k == 1:
+            want.append(frames[0][1].to_fields())  # written again by the odd batch above
+        assert [decode_fields(f) for _, f in entries] == want
+    plain.close()
+    assert refused == 1 and stats.redis_outages == 0
+    assert [i for i, _ in failed] == [0] and "WRONGTYPE" in failed[0][1]
+    assert sum("refused a script" in r.getMessage() for r in caplog.records) == 1
