@@ -400,6 +400,7 @@ class Ingestor:
             "journal_drained": s.journal_drained,
             "journal_dropped": s.journal_dropped,
             "journal_bytes": s.journal_bytes,
+            "scripts_refused": self.writer.link.scripts_refused if self.writer else 0,
             "last_error": s.last_error,
         }
 

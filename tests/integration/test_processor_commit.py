@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 import fakeredis
+import orjson
 import pytest
 import redis.exceptions as rexc
 
@@ -170,18 +171,24 @@ def test_a_read_then_a_commit_on_one_pipe_come_back_in_order() -> None:
     asyncio.run(scenario())
 
 
-def _outputs_of(direct: bool, scripted: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Run the shell over the same raw stream; return every output stream and the checkpoint."""
+def _outputs_of(
+    direct: bool, scripted: bool, monkeypatch: pytest.MonkeyPatch, *, refusing: bool = False
+) -> dict[str, Any]:
+    """Run the shell over the same raw stream; return every output stream and the checkpoint.
+
+    ``refusing`` runs it on a client whose ACL refuses scripts (instead of telling the seam).
+    """
     original = link_module.Link.__init__
 
     def init(self: Link, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        self.seam.scripted = scripted
+        if not refusing:
+            self.seam.scripted = scripted
 
     monkeypatch.setattr(link_module.Link, "__init__", init)
 
     async def scenario() -> dict[str, Any]:
-        redis = fakeredis.FakeAsyncRedis()
+        redis = NoScripts() if refusing else fakeredis.FakeAsyncRedis()
         settings = make_settings(batch_size=70)
         keys = settings.keys
         fields = [f.to_fields() for f in real_frames()]
@@ -191,6 +198,14 @@ def _outputs_of(direct: bool, scripted: bool, monkeypatch: pytest.MonkeyPatch) -
         task, stop = start(settings, redis, direct=direct)
 
         await wait_until(lambda: _drained(redis, settings))
+        health: dict[str, Any] = {}
+
+        async def reported() -> bool:
+            raw = await redis.get(keys.health("processor", settings.instance))
+            health.update(orjson.loads(raw) if raw else {})
+            return "scripts_refused" in health and health.get("frames", 0) > 0
+
+        await wait_until(reported)
         stop.set()
         await asyncio.wait_for(task, 5)
         await assert_all_processed(redis, settings)
@@ -198,6 +213,8 @@ def _outputs_of(direct: bool, scripted: bool, monkeypatch: pytest.MonkeyPatch) -
         streams += [keys.dead_letters(P), keys.book(P), keys.control(P), keys.gaps(P)]
         out: dict[str, Any] = {s: await _read_stream(redis, s) for s in streams}
         out["checkpoint"] = await redis.get(keys.checkpoint(P))
+        if refusing:
+            out["scripts_refused"] = health["scripts_refused"]
         return out
 
     try:
@@ -213,6 +230,9 @@ def test_script_pipe_and_transaction_paths_write_identical_outputs(
     assert reference[make_settings().keys.trades(P)]
     for direct, scripted in ((True, True), (False, True), (True, False)):
         assert _outputs_of(direct, scripted, monkeypatch) == reference, (direct, scripted)
+    refused = _outputs_of(False, True, monkeypatch, refusing=True)
+    assert refused.pop("scripts_refused") == 1  # noted once, in the health record
+    assert refused == reference
 
 
 def test_a_partition_lane_gives_its_connection_back_to_the_pool() -> None:
