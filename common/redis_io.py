@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -43,8 +43,6 @@ __all__ = [
     "redis_errors",
     "xreadgroup_streams",
 ]
-
-T = TypeVar("T")
 
 #: redis-py exceptions that mean "Redis is not reachable right now" (retry later).
 REDIS_DOWN = (rexc.ConnectionError, rexc.TimeoutError, ConnectionError, OSError)
@@ -275,8 +273,3 @@ async def xreadgroup_streams(
         reply = await redis.xreadgroup(group, consumer, {stream: cursor}, count=count)
         out.extend(reply or [])
     return out
-
-
-async def call(awaitable: Awaitable[T]) -> T:
-    async with redis_errors():
-        return await awaitable
