@@ -251,18 +251,21 @@ class RedisLink:
         doing: str,
         meanwhile: Callable[[], object] | None = None,
         retry_lost: bool = False,
+        held: bool = True,
     ) -> Any:
         """Run ``script`` (``EVALSHA``, ``EVAL`` if not cached) and return its answer.
 
-        On the direct path the script goes out on a channel held for scripts and ``meanwhile``
-        runs while Redis answers; otherwise ``meanwhile`` runs first. ``retry_lost`` sends it
-        once more on a fresh connection when the held one was found dead (for scripts that are
-        idempotent). Raises :class:`ScriptsRefused` when the ACL refuses scripts (and from then
-        on without asking), :class:`RedisLost`, or the ``ResponseError`` Redis answered.
+        On the direct path (and ``held``) the script goes out on a channel held for scripts and
+        ``meanwhile`` runs while Redis answers; otherwise (a cluster client, or ``held=False``
+        for calls off the hot path) it goes through redis-py and ``meanwhile`` runs first.
+        ``retry_lost`` sends it once more on a fresh connection when the held one was found dead
+        (for scripts that are idempotent). Raises :class:`ScriptsRefused` when the ACL refuses
+        scripts (and from then on without asking), :class:`RedisLost`, or the ``ResponseError``
+        Redis answered.
         """
         if not self.scripted:
             raise ScriptsRefused(f"scripts are refused: {doing} uses WATCH/MULTI")
-        if self.pool is not None:
+        if self.pool is not None and held:
             reply = await self._script_direct(script, keys, args, meanwhile, retry_lost)
         else:
             if meanwhile is not None:

@@ -136,8 +136,9 @@ class Fence:
     def __init__(self, redis: aioredis.Redis, token: str) -> None:
         self.redis = redis
         self.token = token
-        #: The seam decides script or WATCH/MULTI; these small writes use redis-py's commands.
-        self.link = RedisLink(redis, direct=False, role="trader")
+        #: The trader's one seam to Redis: it decides script or WATCH/MULTI for the fence and
+        #: for the intent record (:class:`~trader.intents.IntentRecorder` shares it).
+        self.link = RedisLink(redis, role="trader")
 
     async def apply(self, change: Change) -> None:
         """Write ``change``; raise :class:`LeaseLost` or :class:`Stale` if it was not written."""
@@ -145,7 +146,7 @@ class Fence:
             keys, args = encode_change(change, self.token)
             try:
                 reply = await self.link.call_script(
-                    _FENCE, keys, args, doing="fencing trader writes"
+                    _FENCE, keys, args, doing="fencing trader writes", held=False
                 )
             except ScriptsRefused:
                 pass

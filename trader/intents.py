@@ -58,16 +58,24 @@ class IntentRecorder:
     """Record the intents of one venue: the script, or the transaction when scripts are refused."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, venue: str, *, token: str, lease_key: str
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        venue: str,
+        *,
+        token: str,
+        lease_key: str,
+        link: RedisLink | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.venue = venue
         self.token = token
         self.lease_key = lease_key
-        #: The one seam to Redis: the script's held connection (on a single-server client) and
-        #: the decision to fall back to WATCH/MULTI when the ACL refuses scripts.
-        self.link = RedisLink(redis, role="trader")
+        #: The one seam to Redis (the trader's, shared with its fence): the script's held
+        #: connection on a single-server client, and the fallback to WATCH/MULTI when the ACL
+        #: refuses scripts.
+        self.link = link or RedisLink(redis, role="trader")
 
     async def load_script(self) -> None:
         """Cache :data:`INTENT_SCRIPT` on the server, so the first order needs no ``EVAL``."""

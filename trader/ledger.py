@@ -103,7 +103,12 @@ class Ledger:
         self.stored: dict[str, dict[str, str | None]] = {}
         self.lock = asyncio.Lock()  # serialises each order-state read-modify-write
         self.intents = IntentRecorder(
-            redis, keys, venue, token=lease.token, lease_key=lease.account_key
+            redis,
+            keys,
+            venue,
+            token=lease.token,
+            lease_key=lease.account_key,
+            link=lease.fence.link,
         )
 
     # -- loading ---------------------------------------------------------------------------------

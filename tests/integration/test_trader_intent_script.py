@@ -237,3 +237,28 @@ def test_a_kill_switch_set_while_running_stops_orders_within_the_refresh_period(
         assert venue.place_calls == []
 
     asyncio.run(scenario())
+
+
+def test_the_fence_and_the_intent_record_share_one_decision_about_scripts() -> None:
+    """One refusal switches the trader's every write to WATCH/MULTI: no second EVALSHA."""
+
+    class CountingNoScripts(NoScripts):
+        refused = 0
+
+        async def execute_command(self, *args: Any, **options: Any) -> Any:
+            if str(args[0]).upper() in ("EVAL", "EVALSHA"):
+                CountingNoScripts.refused += 1
+            return await super().execute_command(*args, **options)
+
+    async def scenario() -> None:
+        redis = CountingNoScripts()
+        ledger = await _ledger(redis)
+        ledger.intents.link.pool = None  # through execute_command, where it is counted
+        assert ledger.fence.link is ledger.intents.link
+        assert await ledger.record_intent(_intent(1)) is None
+        await ledger.record_event("kill_switch", {"on": "1"})
+        assert CountingNoScripts.refused == 1 and ledger.fence.link.scripts_refused == 1
+        entries = [decode_fields(f) for _, f in await redis.xrange(KEYS.orders(V))]
+        assert [e["event"] for e in entries] == ["intent", "kill_switch"]
+
+    asyncio.run(scenario())
