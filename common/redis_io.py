@@ -15,6 +15,9 @@ User and password (Redis ACL) go in the URL's user-info part; :func:`redacted` s
 the password replaced by ``***``. :func:`check_redis_url` checks every part (scheme, host, port
 1-65535, the ``/db`` number, each query parameter and its value, no parameter twice) and raises
 :class:`ConfigError` naming the part, so a typo never falls back to a default silently.
+
+Pre-encoded commands on held connections, and the choice between a script and its
+``WATCH``/``MULTI`` form, go through the one seam :mod:`common.redis_link`.
 """
 
 from __future__ import annotations
