@@ -36,7 +36,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
-from common.errors import RedisUnavailable
+from common.errors import RedisUnavailable, TickpipeError
 from common.redis_io import REDIS_DOWN
 from common.resp import encode_command
 
@@ -57,7 +57,7 @@ class RedisLost(RedisUnavailable, ConnectionError):
     """The connection to Redis dropped (or timed out) with a request on it; retry later."""
 
 
-class ScriptsRefused(RedisUnavailable):
+class ScriptsRefused(TickpipeError):
     """The server's ACL refuses scripts; the caller uses its ``WATCH``/``MULTI`` form."""
 
 

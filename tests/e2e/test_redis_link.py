@@ -10,7 +10,7 @@ import random
 import pytest
 import redis.asyncio as aioredis
 
-from common.errors import RedisUnavailable
+from common.errors import TickpipeError
 from common.names import Keys
 from common.redis_link import RedisLink, Script, ScriptsRefused
 from common.schema import OrderIntent, RawFrame, decode_fields
@@ -142,7 +142,7 @@ def test_an_acl_without_eval_switches_the_seam_to_transactions(
         link = RedisLink(client, role="trader")
         with pytest.raises(ScriptsRefused) as refused:
             await link.call_script(Script("return 1"), [], [], doing="testing")
-        assert isinstance(refused.value, RedisUnavailable)
+        assert isinstance(refused.value, TickpipeError)
         assert not link.scripted and link.scripts_refused == 1
         await link.close()
         # The trader's intent record, through the same seam: recorded once by WATCH/MULTI.
