@@ -20,7 +20,6 @@ from common.schema import decode_fields
 
 __all__ = [
     "BACKFILL_STREAMS",
-    "CONTROL_ACTIONS",
     "MAX_STREAMS_PER_CONN",
     "ControlRequest",
     "PartitionSubs",
