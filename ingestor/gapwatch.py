@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["GapWatch"]
 
+#: Raw kinds as plain strings: compared per frame, where an enum lookup costs.
+_WS, _REST = RawKind.WS.value, RawKind.REST.value
+
 
 class GapWatch:
     """Watch live trade and depth ids for holes; mark them and ask :class:`RestFetcher` to fill.
@@ -127,18 +130,18 @@ class GapWatch:
         for frame in frames:
             name = _lost_name(frame)
             names[name] += 1
-            if frame.kind == RawKind.WS:
+            if frame.kind == _WS:
                 trade = trade_id_of(frame.data)
                 depth = None if trade is not None else depth_ids_of(frame.data)
                 if trade is not None:
                     ids.setdefault((trade[0], trade[1]), set()).add(trade[2])
                 elif depth is not None:
                     snapshots.add(depth[0])
-            elif frame.channel == "trades_backfill" and frame.kind == RawKind.REST:
+            elif frame.channel == "trades_backfill" and frame.kind == _REST:
                 page = backfill_ids_of(frame.data)
                 if page is not None:
                     ids.setdefault((page[0], page[1]), set()).update(page[2])
-            elif frame.channel == "depth_snapshot" and frame.kind == RawKind.REST:
+            elif frame.channel == "depth_snapshot" and frame.kind == _REST:
                 with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
                     snapshots.add(str(orjson.loads(frame.data)["symbol"]))
         channel = "private" if any(f.channel == "private" for f in frames) else "market"
@@ -175,8 +178,8 @@ _GAP_KINDS = {"trades": "trade_ids", "aggTrades": "agg_trade_ids"}
 
 def _lost_name(frame: RawFrame) -> str:
     """Name what a lost frame carried: its stream, REST channel, or kind."""
-    if frame.kind == RawKind.WS:
+    if frame.kind == _WS:
         return stream_of(frame.data) or f"{frame.channel or 'ws'} other"
-    if frame.kind == RawKind.REST:
+    if frame.kind == _REST:
         return frame.channel or "rest"
     return frame.kind

@@ -71,6 +71,9 @@ __all__ = [
     "signal_id_for",
 ]
 
+#: Raw kinds as plain strings: compared per frame, where an enum lookup costs.
+_REST, _MARKER = RawKind.REST.value, RawKind.MARKER.value
+
 
 @dataclass
 class BatchOutput:
@@ -131,7 +134,7 @@ def process_batch(
 
     for entry_id, frame, result in fold_entries(state, out, entries, classify_now, pending=pending):
         if type(result) is Trades:
-            live = frame.kind != RawKind.REST
+            live = frame.kind != _REST
             for trade in result.items:
                 if trade.ts_proc != ts_now:
                     trade = dataclasses.replace(trade, ts_proc=ts_now)
@@ -184,7 +187,7 @@ def _check_watermark(
 
 def _classify(entry_id: str, frame: RawFrame, ts_now: int) -> Classified | list[AlpacaItem]:
     """Classify a frame: an Alpaca market-data frame message by message, others whole."""
-    if frame.venue == "alpaca" and frame.kind != RawKind.MARKER:
+    if frame.venue == "alpaca" and frame.kind != _MARKER:
         return classify_alpaca(entry_id, frame)
     return classify(entry_id, frame, ts_proc=ts_now)
 
@@ -346,7 +349,7 @@ def _on_alpaca(
             count(counters, item)
         elif isinstance(item, Trade):
             trade = dataclasses.replace(item, ts_proc=ts_now)
-            _on_trade(state, out, trade, ts_now, aggregate=False, live=frame.kind != RawKind.REST)
+            _on_trade(state, out, trade, ts_now, aggregate=False, live=frame.kind != _REST)
         elif isinstance(item, Quote):
             _on_quote(state, out, entry_id, dataclasses.replace(item, ts_proc=ts_now))
         elif isinstance(item, VenueBar):
