@@ -30,6 +30,7 @@ from websockets.asyncio.client import connect
 
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, rate, ratio
+from common.redis_link import RedisLink
 from common.schema import RawFrame
 from common.settings import Settings
 from ingestor.shell import Ingestor
@@ -60,6 +61,8 @@ async def bare_client(
     wake = asyncio.Event()
     done = asyncio.Event()
 
+    channel = RedisLink(redis).channel()
+
     async def writer() -> None:
         written = 0
         while written < count:
@@ -72,13 +75,8 @@ async def bare_client(
             else:  # pipelined XADDs: one send, one reply per entry
                 payload = b"".join([encode_raw_xadd(stream, f) for f in frames])
                 replies = len(frames)
-            conn = await redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-            try:
-                await conn.send_packed_command(payload, check_health=False)
-                for _ in range(replies):
-                    await conn.read_response()
-            finally:
-                await redis.connection_pool.release(conn)
+            await channel.request(payload, replies)
+            await channel.release()
             written += len(frames)
         done.set()
 

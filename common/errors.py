@@ -4,6 +4,8 @@
     ├── ConfigError            bad or unknown configuration; exit code 2
     ├── DecodeError            a frame or stream entry that cannot be parsed
     ├── RedisUnavailable       Redis cannot be reached (translated from redis-py)
+    │   └── RedisLost          a held connection dropped mid-request (common.redis_link)
+    ├── ScriptsRefused         the ACL refuses scripts: use WATCH/MULTI (common.redis_link)
     └── VenueError             the venue refused or failed a request
         ├── AuthError          bad API key or signature; fatal, never retried
         ├── RateLimited        429/418 or a WebSocket rate-limit answer; carries retry_after_s

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from common.contract import MarkerEvent, RawKind
 from common.errors import VenueError
 from common.schema import RawFrame
 
@@ -119,15 +120,24 @@ class ConnectionTape:
         return RawFrame(kind, self.venue, self.conn, self.seq, ts_recv, text, self.channel)
 
     def connect_marker(self, ts_recv: int) -> RawFrame:
-        return self._marker({"event": "connect", "conn": self.conn, "url": self.url}, ts_recv)
+        return self._marker(
+            {"event": MarkerEvent.CONNECT, "conn": self.conn, "url": self.url}, ts_recv
+        )
 
     def disconnect_marker(self, ts_recv: int, reason: str) -> RawFrame:
-        event = {"event": "disconnect", "conn": self.conn, "reason": reason, "frames": self.seq}
+        event = {
+            "event": MarkerEvent.DISCONNECT,
+            "conn": self.conn,
+            "reason": reason,
+            "frames": self.seq,
+        }
         return self._marker(event, ts_recv)
 
     def _marker(self, event: dict[str, Any], ts_recv: int) -> RawFrame:
         data = orjson.dumps(event).decode()
-        return RawFrame("marker", self.venue, self.conn, self.seq, ts_recv, data, self.channel)
+        return RawFrame(
+            RawKind.MARKER, self.venue, self.conn, self.seq, ts_recv, data, self.channel
+        )
 
 
 def decoded_object(frame: str | bytes) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import orjson
 import redis.asyncio as aioredis
 
+from common.contract import MarkerEvent, RawKind, marker_data, subscription_entry
 from common.names import BAR_INTERVALS, Partition, shard_for
 from common.schema import RawFrame, decode_fields
 from common.settings import Settings
@@ -102,8 +103,7 @@ async def change_subscription(
     redis: aioredis.Redis, settings: Settings, action: str, symbols: list[str]
 ) -> list[str]:
     """Ask the ingestor to ``subscribe``/``unsubscribe`` ``symbols``; return what was written."""
-    if action not in ("subscribe", "unsubscribe"):
-        raise ValueError(f"action must be subscribe or unsubscribe, got {action!r}")
+    subscription_entry(action, [])  # a wrong action is a ValueError before anything is written
     symbols = [s.strip().upper() for s in symbols if s.strip()]
     by_partition: dict[Partition, list[str]] = {}
     for symbol in symbols:
@@ -119,7 +119,7 @@ async def change_subscription(
     for part, names in sorted(by_partition.items()):
         stream = settings.keys.control(part)
         if request is None:
-            await redis.xadd(stream, {"action": action, "symbols": ",".join(names)})
+            await redis.xadd(stream, subscription_entry(action, names))  # type: ignore[arg-type]
         written.append(f"{stream} {action} {','.join(names)}")
     return written
 
@@ -194,10 +194,10 @@ async def replay_file(
         part = Partition(settings.venue, shard_for(symbol, settings.shards))
         if part not in seqs:
             seqs[part] = 1
-            marker = orjson.dumps({"event": "connect", "conn": conn, "url": "replay"}).decode()
-            raw = RawFrame("marker", settings.venue, conn, 0, ts_recv, marker, "market")
+            marker = marker_data(MarkerEvent.CONNECT, conn=conn, url="replay")
+            raw = RawFrame(RawKind.MARKER, settings.venue, conn, 0, ts_recv, marker, "market")
             pending.append((settings.keys.raw(part), raw.to_fields()))
-        raw = RawFrame("ws", settings.venue, conn, seqs[part], ts_recv, frame, "market")
+        raw = RawFrame(RawKind.WS, settings.venue, conn, seqs[part], ts_recv, frame, "market")
         seqs[part] += 1
         pending.append((settings.keys.raw(part), raw.to_fields()))
         written += 1

@@ -15,14 +15,17 @@ User and password (Redis ACL) go in the URL's user-info part; :func:`redacted` s
 the password replaced by ``***``. :func:`check_redis_url` checks every part (scheme, host, port
 1-65535, the ``/db`` number, each query parameter and its value, no parameter twice) and raises
 :class:`ConfigError` naming the part, so a typo never falls back to a default silently.
+
+Pre-encoded commands on held connections, and the choice between a script and its
+``WATCH``/``MULTI`` form, go through the one seam :mod:`common.redis_link`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -36,7 +39,6 @@ __all__ = [
     "SCHEMES",
     "check_redis_url",
     "connect_redis",
-    "direct_pool",
     "ensure_group",
     "is_cluster_url",
     "preflight_redis",
@@ -44,8 +46,6 @@ __all__ = [
     "redis_errors",
     "xreadgroup_streams",
 ]
-
-T = TypeVar("T")
 
 #: redis-py exceptions that mean "Redis is not reachable right now" (retry later).
 REDIS_DOWN = (rexc.ConnectionError, rexc.TimeoutError, ConnectionError, OSError)
@@ -182,19 +182,6 @@ def _options(url: str) -> tuple[str, dict[str, Any], bool]:
     return plain, kwargs, cluster
 
 
-def direct_pool(redis: Any) -> Any:
-    """Return the connection pool of a single-server redis-py client, else ``None``.
-
-    The hot write paths send pre-encoded RESP on a connection of this pool; a cluster client
-    (no single pool) goes through redis-py's commands instead.
-    """
-    pool = getattr(redis, "connection_pool", None)
-    cls = getattr(pool, "connection_class", None)
-    if isinstance(cls, type) and issubclass(cls, aioredis.connection.AbstractConnection):
-        return pool
-    return None
-
-
 def check_redis_url(url: str) -> None:
     """Raise :class:`ConfigError` naming the problem if :func:`connect_redis` cannot use ``url``."""
     _options(url)
@@ -289,8 +276,3 @@ async def xreadgroup_streams(
         reply = await redis.xreadgroup(group, consumer, {stream: cursor}, count=count)
         out.extend(reply or [])
     return out
-
-
-async def call(awaitable: Awaitable[T]) -> T:
-    async with redis_errors():
-        return await awaitable

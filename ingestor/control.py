@@ -30,6 +30,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from common.contract import ControlAction, subscription_entry
 from common.errors import DecodeError
 from common.names import Partition, partitions_for
 from common.redis_io import REDIS_DOWN
@@ -61,8 +62,7 @@ async def request_subscription_change(
     Each symbol goes to the control stream of the partition it hashes to. Raises
     :class:`ValueError` for an unknown action or a malformed symbol.
     """
-    if action not in ("subscribe", "unsubscribe"):
-        raise ValueError(f"action must be subscribe or unsubscribe, got {action!r}")
+    subscription_entry(action, [])  # a wrong action is a ValueError before anything is written
     text = symbols if isinstance(symbols, str) else ",".join(symbols)
     try:
         names = parse_symbols(text, pairs=venue(settings.venue).symbol_pairs)
@@ -70,8 +70,7 @@ async def request_subscription_change(
         raise ValueError(str(exc)) from None
     keys = settings.keys
     for partition, group in partitions_for(settings.venue, names, settings.shards).items():
-        fields = {"action": action, "symbols": ",".join(group)}
-        await redis.xadd(keys.control(partition), fields)  # type: ignore[arg-type]
+        await redis.xadd(keys.control(partition), subscription_entry(action, group))  # type: ignore[arg-type]
 
 
 SlotFactory = Callable[[Partition, int, list[str]], Connection]
@@ -124,18 +123,19 @@ class Subscriptions:
     def apply(self, partition: Partition, request: ControlRequest, *, live: bool = True) -> None:
         """Carry out one control request (``live`` False while replaying before any slot runs)."""
         subs = self.subs.setdefault(partition, PartitionSubs())
-        if request.action == "snapshot":
+        if request.action == ControlAction.SNAPSHOT:
             if live and self.on_snapshot is not None:
                 for symbol in request.symbols:
                     self.on_snapshot(partition, symbol, request.reason or "requested")
             return
-        if request.action == "backfill":
+        if request.action == ControlAction.BACKFILL:
             if live and self.on_backfill is not None:
                 self.on_backfill(partition, request)
             return
         streams = streams_for(request.symbols, self.settings.channels)
-        changes = subs.add(streams) if request.action == "subscribe" else subs.remove(streams)
-        method = "SUBSCRIBE" if request.action == "subscribe" else "UNSUBSCRIBE"
+        subscribe = request.action == ControlAction.SUBSCRIBE
+        changes = subs.add(streams) if subscribe else subs.remove(streams)
+        method = "SUBSCRIBE" if subscribe else "UNSUBSCRIBE"
         log.info(
             "%s %s on %s",
             request.action,
@@ -158,7 +158,7 @@ class Subscriptions:
         except DecodeError as exc:
             log.warning("ignoring a control entry on %s: %s", partition, exc)
             return
-        if not live and request.action in ("snapshot", "backfill"):
+        if not live and request.action in (ControlAction.SNAPSHOT, ControlAction.BACKFILL):
             self.replay_skipped += 1
             return
         self.apply(partition, request, live=live)

@@ -38,6 +38,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from common.backoff import Backoff
+from common.contract import RawKind
 from common.errors import ConfigError
 from common.health import HealthReporter
 from common.links import Link, run_token
@@ -190,7 +191,7 @@ class Ingestor:
             for partition in self.settings.partitions():
                 entries: Any = await redis.xrevrange(keys.raw(partition), count=scan)
                 for _, fields in entries or ():
-                    if not fields or fields.get(b"kind") != b"ws":
+                    if not fields or fields.get(b"kind") != RawKind.WS.encode():
                         continue
                     trade = trade_id_of(fields.get(b"data", b""))
                     if trade is None:
@@ -398,6 +399,7 @@ class Ingestor:
             "journal_drained": s.journal_drained,
             "journal_dropped": s.journal_dropped,
             "journal_bytes": s.journal_bytes,
+            "scripts_refused": self.writer.link.scripts_refused if self.writer else 0,
             "last_error": s.last_error,
         }
 

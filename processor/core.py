@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from common.contract import RawKind
 from common.errors import DecodeError
 from common.messages import (
     BadMessage,
@@ -81,6 +82,9 @@ __all__ = [
     "process_batch",
     "signal_id_for",
 ]
+
+#: Raw kinds as plain strings: compared per frame, where an enum lookup costs.
+_REST, _MARKER = RawKind.REST.value, RawKind.MARKER.value
 
 
 @dataclass
@@ -142,7 +146,7 @@ def process_batch(
 
     for entry_id, frame, result in fold_entries(state, out, entries, classify_now, pending=pending):
         if type(result) is Trades:
-            live = frame.kind != "rest"
+            live = frame.kind != _REST
             for trade in result.items:
                 if trade.ts_proc != ts_now:
                     trade = dataclasses.replace(trade, ts_proc=ts_now)
@@ -365,7 +369,7 @@ def _on_messages(
             count(counters, item)
         elif isinstance(item, Trade):
             trade = dataclasses.replace(item, ts_proc=ts_now)
-            _on_trade(state, out, trade, ts_now, aggregate=False, live=frame.kind != "rest")
+            _on_trade(state, out, trade, ts_now, aggregate=False, live=frame.kind != _REST)
         elif isinstance(item, Quote):
             _on_quote(state, out, entry_id, dataclasses.replace(item, ts_proc=ts_now))
         elif isinstance(item, VenueBar):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
+from common.contract import RawKind
 from common.errors import ConfigError, DecodeError
 from common.schema import OrderUpdate, RawFrame
 from processor.entries import BadEntry, DeadLetter, fold_entries
@@ -116,7 +117,7 @@ class VenueState:
 
 def _classify(entry_id: str, frame: RawFrame) -> tuple[OrderUpdate, int | str | None] | str:
     """Classify a private frame: an order update and its identity, or a counter's name."""
-    if frame.kind == "marker":
+    if frame.kind == RawKind.MARKER:
         return "markers"
     try:
         spec = venue(frame.venue)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from common.contract import ControlAction
 from common.messages import TradeCorrection, VenueStatus, readable
 from common.schema import SCHEMA_VERSION, Event
 
@@ -127,7 +128,7 @@ class BackfillRequest:
         ``stream``, ``reason``, ``entry_id``."""
         return {
             "v": SCHEMA_VERSION,
-            "action": "backfill",
+            "action": ControlAction.BACKFILL.value,
             "symbol": self.symbol,
             "first_id": str(self.first_id),
             "last_id": str(self.last_id),
@@ -149,7 +150,7 @@ class SnapshotRequest:
         """Return the control entry: ``action=snapshot``, ``symbol``, ``reason``, ``entry_id``."""
         return {
             "v": SCHEMA_VERSION,
-            "action": "snapshot",
+            "action": ControlAction.SNAPSHOT.value,
             "symbol": self.symbol,
             "reason": self.reason,
             "entry_id": self.entry_id,

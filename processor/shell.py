@@ -43,6 +43,7 @@ from common.errors import DecodeError, RedisUnavailable
 from common.health import HealthReporter
 from common.names import GROUP_PROCESSOR
 from common.redis_io import REDIS_DOWN, connect_redis, ensure_group
+from common.redis_link import RedisLink
 from common.settings import Settings
 from processor.lanes import Lane, PartitionLane, PrivateLane
 from processor.link import Entries, LeaseLost, Link, Pipe
@@ -70,6 +71,8 @@ class _Stats:
         self._rate_at = (time.monotonic(), 0)
         self.frames_per_s = 0.0
         self.retention = Retention()
+        #: The member's seam to Redis (its ``scripts_refused`` is a health figure).
+        self.seam: RedisLink | None = None
 
     def add(self, frames: int, stats: dict[str, int]) -> None:
         self.totals["frames"] += frames
@@ -94,6 +97,7 @@ class _Stats:
             "retention_blocked": self.retention.blocked,
             "retention_lookups": self.retention.lookups,
             "retention_alarms": sorted(self.retention.alarms),
+            "scripts_refused": self.seam.scripts_refused if self.seam else 0,
         }
 
 
@@ -150,6 +154,7 @@ class _Runner:
         self.block_ms = block_ms
         self.stats = _Stats()
         self.link = Link(redis, settings.instance, lease_ms, direct=direct)
+        self.stats.seam = self.link.seam
 
     # -- lease -----------------------------------------------------------------------------------
     async def _acquire(self, lane: Lane) -> bool:

@@ -43,6 +43,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from common.contract import OrderEvent
 from common.errors import DecodeError, RedisUnavailable
 from common.names import GROUP_TRADER, Partition
 from common.redis_io import ensure_group, redis_errors
@@ -395,7 +396,8 @@ class Trader:
             stored = await self.ledger.stored_intent(cid)
             if stored is not None:  # recorded (and maybe sent) by an earlier run
                 return await self._existing(signal, intent, stored, entry)
-            await self.ledger.record(intent, "rejected", {"reason": reason, "stage": "risk"})
+            extra = {"reason": reason, "stage": "risk"}
+            await self.ledger.record(intent, OrderEvent.REJECTED, extra)
             if reason.startswith(("position limit", "kill switch")):
                 await self.cancel_breaches(signal.symbol)
             return None

@@ -104,7 +104,13 @@ class _Process:
 
     def stats(self) -> dict[str, Any]:
         stats = self.term.stats() if self.term is not None else {**self.counts}
-        return {**stats, "lease": self.lease.token, "alarms": list(self.alarms)}
+        refused = self.lease.fence.link.scripts_refused  # the trader's one seam to Redis
+        return {
+            **stats,
+            "scripts_refused": refused,
+            "lease": self.lease.token,
+            "alarms": list(self.alarms),
+        }
 
 
 async def _stand_by(lease: Lease, stop: asyncio.Event) -> bool:

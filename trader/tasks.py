@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from common.backoff import Backoff
+from common.contract import MarkerEvent, RawKind
 from common.errors import DecodeError, RedisUnavailable, VenueUnavailable
 from common.redis_io import redis_errors
 from common.schema import RawFrame
@@ -116,13 +117,13 @@ def connect_markers(entries: Any) -> list[str]:
             frame = RawFrame.from_fields(fields)
         except DecodeError:
             continue
-        if frame.kind != "marker":
+        if frame.kind != RawKind.MARKER:
             continue
         try:
             data = orjson.loads(frame.data)
         except orjson.JSONDecodeError:
             continue
-        if isinstance(data, dict) and data.get("event") == "connect":
+        if isinstance(data, dict) and data.get("event") == MarkerEvent.CONNECT:
             out.append(frame.conn)
     return out
 

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from common.contract import MarkerEvent
 from common.errors import DecodeError
 from common.links import ConnectionTape, Item, Link, Step
 from common.names import Partition
@@ -194,7 +195,7 @@ class _DataSessionShell:
 
 
 def _refused_marker(action: Refused) -> dict[str, object]:
-    event = "subscription_refused" if action.code == 405 else "venue_error"
+    event = MarkerEvent.SUBSCRIPTION_REFUSED if action.code == 405 else "venue_error"
     return {"event": event, "code": action.code, "error": f"{action.code} {action.text}"}
 
 
