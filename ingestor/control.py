@@ -30,9 +30,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from common.backpressure import RedisOutage
 from common.errors import DecodeError
 from common.names import Partition, partitions_for
-from common.redis_io import REDIS_DOWN
+from common.redis_io import REDIS_ERRORS
 from common.settings import Settings
 from ingestor.connection import Connection
 from ingestor.subscriptions import (
@@ -171,7 +172,7 @@ class Subscriptions:
             last[key] = "0-0"
             try:
                 entries: Any = await redis.xrange(key, count=_REPLAY_MAX)
-            except REDIS_DOWN as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("control history of %s not replayed yet: %s", partition, exc)
                 continue
             for entry_id, fields in entries:
@@ -190,12 +191,15 @@ class Subscriptions:
     ) -> None:
         """Apply new control entries until ``halt`` is set."""
         by_key = {self.settings.keys.control(p): p for p in self.subs}
+        outage = RedisOutage(log, "ingestor following control requests")
         while not halt.is_set():
             try:
                 reply: Any = await redis.xread(last, count=100, block=200)  # type: ignore[arg-type]
-            except REDIS_DOWN:
+            except REDIS_ERRORS as exc:  # unreachable, BUSY, LOADING...: read again later
+                outage.failed(exc)
                 await asyncio.sleep(0.5)
                 continue
+            outage.recovered()
             for key, entries in reply or []:
                 name = key.decode() if isinstance(key, bytes) else key
                 for entry_id, fields in entries:

@@ -28,11 +28,12 @@ import orjson
 import redis.asyncio as aioredis
 
 from common.backoff import Backoff
+from common.backpressure import RedisOutage
 from common.binance import MS
 from common.errors import AuthError, ConfigError, RedisUnavailable
 from common.health import HealthReporter
 from common.names import Keys
-from common.redis_io import REDIS_DOWN, connect_redis, redis_errors
+from common.redis_io import REDIS_ERRORS, connect_redis, redis_errors
 from common.settings import Settings
 from trader.alpaca_rest import AlpacaRest, rest_from_settings
 from trader.binance_ws_api import BinanceWsApi, Venue, VenueUnavailable
@@ -88,7 +89,7 @@ class TraderHealth(HealthReporter):
                 raw = await self.redis.get(old)
                 if raw and orjson.loads(raw).get("lease") == self.token:
                     await self.redis.delete(old)
-            except REDIS_DOWN as exc:
+            except REDIS_ERRORS as exc:
                 log.debug("old health key not removed: %s", exc)
         await super().publish()
 
@@ -115,21 +116,24 @@ async def _stand_by(lease: Lease, stop: asyncio.Event) -> bool:
     """Try to take the lease until it is taken (True) or ``stop`` is set (False)."""
     backoff = Backoff(base_s=0.1, cap_s=5.0)
     waiting_logged = False
-    while not stop.is_set():
-        try:
-            async with redis_errors():
-                if await lease.acquire():
-                    return True
-            backoff.attempt = 0
-            if not waiting_logged:
-                log.info("standing by: another trader owns the account")
-                waiting_logged = True
-            delay = lease.retry_s
-        except RedisUnavailable as exc:
-            log.warning("Redis unavailable while standing by", extra={"error": str(exc)})
-            delay = backoff.next_delay_s()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+    with RedisOutage(log, "trader standing by") as outage:
+        while not stop.is_set():
+            try:
+                async with redis_errors():
+                    if await lease.acquire():
+                        outage.recovered()
+                        return True
+                backoff.attempt = 0
+                outage.recovered()
+                if not waiting_logged:
+                    log.info("standing by: another trader owns the account")
+                    waiting_logged = True
+                delay = lease.retry_s
+            except RedisUnavailable as exc:
+                outage.failed(exc)
+                delay = backoff.next_delay_s()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
     return False
 
 
@@ -268,7 +272,7 @@ async def run(
             finally:
                 process.term = None
                 await trader.ledger.intents.close()
-        with contextlib.suppress(RedisUnavailable, *REDIS_DOWN):
+        with contextlib.suppress(*REDIS_ERRORS):  # not released: it expires by itself
             async with redis_errors():
                 await lease.release()
     except AuthError as exc:
