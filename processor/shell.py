@@ -23,6 +23,10 @@ For every partition (and the venue's private stream) one lane loop runs:
 The owner of a lane also trims the lane's streams every ``retention_s`` by the retention
 policy (:mod:`processor.retention`), never past what a consumer group has not read.
 
+Redis unreachable or refusing commands (``OOM`` at maxmemory, ``BUSY``...) is back-pressure: a
+refused commit acknowledges nothing, and the lane waits and reads the same entries again; each
+lane logs the outage rate-limited with the server's text (:mod:`common.backpressure`).
+
 ``stop`` finishes the current batch, releases the leases and removes the health key.
 """
 

@@ -12,7 +12,10 @@ A dead or frozen owner is thus replaced within two lease periods
 sends nothing and writes nothing.
 
 On stop, the owner finishes the orders in flight, then releases the lease so a standby takes
-over at once. Background tasks of a term are in :mod:`trader.tasks`.
+over at once. Background tasks of a term are in :mod:`trader.tasks`. Redis unreachable or
+refusing commands (``OOM`` at maxmemory, ``BUSY``...) pauses a loop, never the process: a signal
+whose intent Redis refused stays pending and no order leaves for it; each loop logs the outage
+rate-limited with the server's text (:mod:`common.backpressure`).
 """
 
 from __future__ import annotations
