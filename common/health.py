@@ -116,13 +116,13 @@ class HealthReporter:
             self.stop_metrics()
 
     async def _publish_until(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self.publish()
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval_s)
-            except TimeoutError:
-                pass
-        self.outage.forget()
+        with self.outage:
+            while not stop.is_set():
+                await self.publish()
+                try:
+                    await asyncio.wait_for(stop.wait(), self.interval_s)
+                except TimeoutError:
+                    pass
         try:
             await self.redis.delete(self.key)
         except REDIS_ERRORS as exc:  # it expires by itself

@@ -191,17 +191,17 @@ class Subscriptions:
     ) -> None:
         """Apply new control entries until ``halt`` is set."""
         by_key = {self.settings.keys.control(p): p for p in self.subs}
-        outage = RedisOutage(log, "ingestor following control requests")
-        while not halt.is_set():
-            try:
-                reply: Any = await redis.xread(last, count=100, block=200)  # type: ignore[arg-type]
-            except REDIS_ERRORS as exc:  # unreachable, BUSY, LOADING...: read again later
-                outage.failed(exc)
-                await asyncio.sleep(0.5)
-                continue
-            outage.recovered()
-            for key, entries in reply or []:
-                name = key.decode() if isinstance(key, bytes) else key
-                for entry_id, fields in entries:
-                    last[name] = entry_id
-                    self._handle(by_key[name], fields, live=True)
+        with RedisOutage(log, "ingestor following control requests") as outage:
+            while not halt.is_set():
+                try:
+                    reply: Any = await redis.xread(last, count=100, block=200)  # type: ignore[arg-type]
+                except REDIS_ERRORS as exc:  # unreachable, BUSY, LOADING...: read again later
+                    outage.failed(exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                outage.recovered()
+                for key, entries in reply or []:
+                    name = key.decode() if isinstance(key, bytes) else key
+                    for entry_id, fields in entries:
+                        last[name] = entry_id
+                        self._handle(by_key[name], fields, live=True)

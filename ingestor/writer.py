@@ -160,6 +160,10 @@ class BatchWriter:
 
     async def run(self) -> None:
         """Write batches until the ``None`` sentinel has been taken, then return."""
+        with self.outage:
+            await self._run()
+
+    async def _run(self) -> None:
         while True:
             if self.spilling:
                 await self._spill()
