@@ -60,6 +60,7 @@ __all__ = [
     "redis_errors",
     "redis_reason",
     "refusal_error",
+    "unavailable_line",
     "xreadgroup_streams",
 ]
 
@@ -322,6 +323,15 @@ def redis_condition(exc: BaseException) -> str:
     if isinstance(exc, RedisUnavailable):
         return exc.condition
     return "UNREACHABLE"
+
+
+def unavailable_line(url: str, exc: BaseException) -> str:
+    """Say in one line for a person why Redis at ``url`` did not do it (password hidden)."""
+    cause = exc.__cause__ if isinstance(exc, RedisUnavailable) and exc.__cause__ else exc
+    where, reason = redacted(url), redis_reason(cause)
+    if redis_condition(exc) == "UNREACHABLE":
+        return f"Redis unreachable at {where}: {reason}"
+    return f"Redis at {where} refused the command for now: {reason}"
 
 
 def refusal_error(text: str) -> rexc.ResponseError:

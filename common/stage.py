@@ -31,9 +31,7 @@ from common.redis_io import (
     connect_redis,
     is_redis_down,
     preflight_redis,
-    redacted,
-    redis_condition,
-    redis_reason,
+    unavailable_line,
 )
 from common.settings import Settings, load_settings
 
@@ -72,11 +70,7 @@ async def _check(settings: Settings, service: str) -> int:
     except REDIS_ERRORS as exc:
         if not is_redis_down(exc):
             raise
-        where, reason = redacted(url), redis_reason(exc)
-        if redis_condition(exc) == "UNREACHABLE":
-            print(f"{service}: Redis unreachable at {where}: {reason}", file=sys.stderr)
-        else:
-            print(f"{service}: Redis at {where} cannot answer now: {reason}", file=sys.stderr)
+        print(f"{service}: {unavailable_line(url, exc)}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         await redis.aclose()

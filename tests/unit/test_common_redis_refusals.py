@@ -16,6 +16,7 @@ from common.redis_io import (
     redis_errors,
     redis_reason,
     refusal_error,
+    unavailable_line,
 )
 
 #: What redis-server answers when it refuses a command for now, one per refusal code.
@@ -111,3 +112,16 @@ def test_a_refused_login_or_acl_rule_is_a_config_error_not_back_pressure() -> No
         exc = BaseParser.parse_error(reply)
         assert not is_redis_down(exc)
         assert isinstance(_raise_in_redis_errors(exc), ConfigError)
+
+
+def test_a_person_reads_the_servers_reason_and_no_password() -> None:
+    url = "redis://trader:s3cret-pass@127.0.0.1:6379/0"
+    oom = _raise_in_redis_errors(BaseParser.parse_error(REFUSALS[0]))
+    line = unavailable_line(url, oom)
+    assert line == (
+        "Redis at redis://trader:***@127.0.0.1:6379/0 refused the command for now: " + REFUSALS[0]
+    )
+    lost = _raise_in_redis_errors(rexc.ConnectionError("Connection refused."))
+    assert unavailable_line(url, lost) == (
+        "Redis unreachable at redis://trader:***@127.0.0.1:6379/0: Connection refused."
+    )
