@@ -15,12 +15,16 @@ from typing import Any
 
 import orjson
 import pytest
+from dash.exceptions import PreventUpdate
 
 from common.backpressure import RedisFigures
 from common.binance import client_order_id_for
 from common.health import HealthReporter
 from common.names import Keys, Partition
 from common.schema import RawFrame
+from common.settings import Settings
+from dashboard.shell import DashboardServer
+from dashboard.shell import run as dashboard_run
 from ingestor.writer import BatchWriter, IngestorStats, WriteQueue
 from tests.integration.refusals import OOM_REPLY, Refusals, refusing_redis
 from tests.integration.test_processor_shell import (
@@ -243,3 +247,41 @@ async def _acked_signal(h: Harness) -> bool:
 async def _trader_ok(redis: Any, key: str) -> bool:
     record = await _record(redis, key)
     return record.get("status") == "ok" and record.get("redis_condition") == ""
+
+
+def test_dashboard_skips_updates_and_keeps_its_health_through_busy() -> None:
+    settings = Settings(namespace="rr", symbols=("BTCUSDT",), instance="d1", health_interval_s=0.05)
+    busy = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or FUNCTION KILL."
+
+    async def scenario() -> None:
+        redis, refusals = refusing_redis(busy, commands=None)
+        health = settings.keys.health("dashboard", "d1")
+        stop = asyncio.Event()
+        ready: list[DashboardServer] = []
+        task = asyncio.create_task(
+            dashboard_run(settings, stop, redis=redis, port=0, on_ready=ready.append)
+        )
+        await wait_until(lambda: _dashboard_up(ready, redis, health))
+        server = ready[0]
+
+        def read_streams() -> object:
+            return server.call(lambda r: r.xlen(settings.keys.trades(P)))
+
+        refusals.on = True
+        with pytest.raises(PreventUpdate):  # this update is skipped, the page stays up
+            await asyncio.to_thread(read_streams)
+        assert server.read_errors == 1
+        await wait_until(lambda: _refused_at_least(refusals, 10))
+        assert not task.done()
+        refusals.on = False
+        assert await asyncio.to_thread(read_streams) == 0
+        back_ns = time.time_ns()
+        await wait_until(lambda: _written_after(redis, health, back_ns))
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+
+
+async def _dashboard_up(ready: list[Any], redis: Any, key: str) -> bool:
+    return bool(ready) and bool(await redis.exists(key))
