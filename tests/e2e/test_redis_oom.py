@@ -1,14 +1,17 @@
 """End to end: Redis at ``maxmemory`` (``noeviction``) for a while, then raised.
 
 A real redis-server (AOF on), the mock exchange, the ingestor, the processor and the trader run
-until trades and signals flow; then ``maxmemory`` is set just above ``used_memory``, so every
-write is refused with ``OOM command not allowed ...`` for ``TICKPIPE_OOM_S`` seconds (default
-60), and raised again. Checked against the mock's ground truth:
+until trades and signals flow; then ``maxmemory`` is set just above ``used_memory``; once the
+pipeline's writes have filled that room and Redis refuses one with ``OOM command not allowed
+...``, it is pinned 1 MiB below what Redis holds (so that what an XACK or an expiring key frees
+lets no write through), for ``TICKPIPE_OOM_S`` seconds (default 60), and raised again.
+Checked against the mock's ground truth:
 
 * no stage exited during the outage, and each one logged the server's own OOM text;
 * halfway through the outage each stage is stopped with SIGTERM (exit 0) and started again;
-* each stage's health key (``--check``, compose, ``tickpipe up`` and the dashboard read it) is
-  back with status ``ok`` within a deadline after Redis accepts writes again;
+* each stage's health key (``--check``, compose, ``tickpipe up`` and the dashboard read it)
+  expires during the outage and is back with status ``ok`` within a deadline after Redis
+  accepts writes again;
 * every trade the mock sent is in the trades stream exactly once, and the trade ids have no
   hole (those made while the ingestor restarted are backfilled over REST);
 * every signal that places an order produced exactly one order at the mock and has an outcome
@@ -65,10 +68,12 @@ def _alive(stages: tuple[Stage, ...]) -> None:
         assert stage.proc.poll() is None, f"{stage.name} exited:\n{stage.tail(60)}"
 
 
-def _hold(stages: tuple[Stage, ...], until: float) -> None:
-    """Watch the stages until the ``until`` (monotonic) time; fail if one exits."""
+def _hold(client: redis.Redis, stages: tuple[Stage, ...], until: float, gone: set[str]) -> None:
+    """Watch until ``until`` (monotonic); fail if a stage exits; add to ``gone`` the services
+    whose health key has expired meanwhile."""
     while time.monotonic() < until:
         _alive(stages)
+        gone.update(s for s, i in HEALTH if not client.exists(KEYS.health(s, i)))
         time.sleep(0.5)
 
 
@@ -121,20 +126,27 @@ def test_pipeline_waits_out_redis_oom_and_loses_nothing(
         client.config_set("maxmemory", str(used + 64 * 1024))
         wait_for(lambda: _oom_refusals(client) > 0, timeout_s=30,
                  what="redis-server to refuse a write with OOM")  # fmt: skip
+        # Then kept full: what an XACK or an expired key frees must not let writes through.
+        used = int(client.info("memory")["used_memory"])  # type: ignore[index]
+        client.config_set("maxmemory", str(max(used // 2, used - 1024 * 1024)))
         full_until = time.monotonic() + OOM_S
-        _hold(stages, time.monotonic() + OOM_S / 2)
+        gone: set[str] = set()
+        _hold(client, stages, time.monotonic() + OOM_S / 2, gone)
         # Halfway through, each stage is stopped (SIGTERM: exit 0) and started again, still
         # under OOM: what the ingestor could not write waits in its journal meanwhile.
         stages = tuple(_restart(processes, stage) for stage in stages)
-        _hold(stages, full_until)
+        _hold(client, stages, full_until, gone)
+        assert gone == {s for s, _ in HEALTH}, "a health key stayed through the outage"
         refused = _oom_refusals(client)
         client.config_set("maxmemory", "0")
         print(f"redis-server refused {refused} commands with OOM")
         _alive(stages)
 
+        raised = time.monotonic()
         for service, instance in HEALTH:
             wait_for(lambda s=service, i=instance: _healthy(client, s, i), timeout_s=30,
                      what=f"{service}'s health key back after Redis recovered")  # fmt: skip
+            print(f"{service} healthy {time.monotonic() - raised:.1f} s after maxmemory was raised")
         for stage in stages:
             assert OOM_TEXT in stage.log.read_text(errors="replace"), (
                 f"{stage.name} did not log the server's OOM text:\n{stage.tail(40)}"
