@@ -140,10 +140,11 @@ async def _stand_by(lease: Lease, stop: asyncio.Event) -> bool:
     return False
 
 
-async def _own(trader: Trader, stop: asyncio.Event, **tasks_kw: Any) -> None:
+async def _own(trader: Trader, stop: asyncio.Event, starting: RedisOutage, **tasks_kw: Any) -> None:
     """Run one term until ``stop`` (then return) or until the lease is lost (LeaseLost)."""
     async with redis_errors():
         await trader.prepare()
+    starting.recovered()
     done = asyncio.Event()
 
     async def work() -> None:
@@ -232,6 +233,8 @@ async def run(
     )
     health_stop = asyncio.Event()
     health_task = asyncio.create_task(health.run(health_stop), name="trader-health")
+    starting = RedisOutage(log, "trader starting a term")
+    start_backoff = Backoff(base_s=0.1, cap_s=5.0)
     tasks_kw = {
         "guard_interval_s": guard_interval_s,
         "unresolved_every_s": unresolved_every_s,
@@ -266,12 +269,16 @@ async def run(
             )
             process.term = trader
             try:
-                await _own(trader, stop, **tasks_kw)
+                await _own(trader, stop, starting, **tasks_kw)
+                start_backoff.attempt = 0
             except LeaseLost as exc:
+                start_backoff.attempt = 0
                 process.counts["leases_lost"] += 1
                 log.warning("lease lost; standing by", extra={"error": str(exc)})
-            except RedisUnavailable as exc:
-                log.warning("Redis unavailable at the start of a term", extra={"error": str(exc)})
+            except RedisUnavailable as exc:  # refused or lost while the term was starting:
+                starting.failed(exc)  # wait a little, then take the lease again
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), start_backoff.next_delay_s())
             finally:
                 process.term = None
                 await trader.ledger.intents.close()
@@ -285,6 +292,7 @@ async def run(
             f"Alpaca refused the API key ({exc}): check ALPACA_API_KEY and ALPACA_API_SECRET"
         ) from exc
     finally:
+        starting.forget()
         health_stop.set()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await health_task

@@ -241,7 +241,7 @@ def test_trader_sends_nothing_whose_intent_redis_refused_then_exactly_once(
 
 
 async def _acked_signal(h: Harness) -> bool:
-    return await pending(h.redis, signal_stream(h.settings)) == 0 and await h.has_event("ack")
+    return await h.has_event("ack") and await pending(h.redis, signal_stream(h.settings)) == 0
 
 
 async def _trader_ok(redis: Any, key: str) -> bool:
@@ -285,3 +285,33 @@ def test_dashboard_skips_updates_and_keeps_its_health_through_busy() -> None:
 
 async def _dashboard_up(ready: list[Any], redis: Any, key: str) -> bool:
     return bool(ready) and bool(await redis.exists(key))
+
+
+def test_trader_waits_while_its_term_cannot_start_then_trades(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reply = "MISCONF Errors writing to the AOF file: No space left on device"
+
+    async def scenario() -> None:
+        redis, refusals = refusing_redis(reply, commands=frozenset({"xgroup"}))
+        refusals.on = True  # the lease is taken, the consumer groups cannot be made
+        venue = FakeVenue()
+        h = Harness(venue, redis=redis)
+        signal = make_signal(3)
+        await h.add_signal(signal)
+        h.start()
+        await wait_until(lambda: _refused_at_least(refusals, 3))
+        assert h.task is not None and not h.task.done() and venue.place_calls == []
+        refusals.on = False
+        await wait_until(lambda: _acked_signal(h))
+        await wait_until(lambda: _trader_ok(redis, h.settings.keys.health("trader", "trader-test")))
+        await h.finish()
+        assert [p["newClientOrderId"] for p in venue.place_calls] == [
+            client_order_id_for(signal.signal_id)
+        ]
+
+    with caplog.at_level(logging.WARNING, logger="tickpipe.trader"):
+        asyncio.run(scenario())
+    starting = _lines(caplog, "trader starting a term")
+    assert len(starting) == 2  # one warning quoting the server, one when it is over
+    assert reply in starting[0] and "takes commands again" in starting[1]
