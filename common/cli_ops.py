@@ -25,7 +25,7 @@ from common.ops import (
     set_kill_switch,
     tail,
 )
-from common.redis_io import connect_redis, redacted, redis_errors
+from common.redis_io import connect_redis, redacted, redis_errors, unavailable_line
 from common.settings import Settings
 
 __all__ = ["OPERATOR_COMMANDS", "add_operator_commands", "run_operator_command"]
@@ -97,8 +97,7 @@ async def _run(settings: Settings, url: str, args: argparse.Namespace) -> int:
         async with redis_errors():  # a refused login or command: exit 2 with Redis' reason
             await _command(settings, url, args, redis)
     except RedisUnavailable as exc:
-        where, reason = redacted(url), exc.__cause__ or exc
-        print(f"tickpipe {args.command}: Redis unreachable at {where}: {reason}", file=sys.stderr)
+        print(f"tickpipe {args.command}: {unavailable_line(url, exc)}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"tickpipe {args.command}: {exc}", file=sys.stderr)

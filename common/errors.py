@@ -3,7 +3,8 @@
     TickpipeError
     ├── ConfigError            bad or unknown configuration; exit code 2
     ├── DecodeError            a frame or stream entry that cannot be parsed
-    ├── RedisUnavailable       Redis cannot be reached (translated from redis-py)
+    ├── RedisUnavailable       Redis cannot take it now: unreachable, or a refusal such as OOM
+    │                          (translated from redis-py; ``condition`` names which)
     │   └── RedisLost          a held connection dropped mid-request (common.redis_link)
     ├── ScriptsRefused         the ACL refuses scripts: use WATCH/MULTI (common.redis_link)
     └── VenueError             the venue refused or failed a request
@@ -50,7 +51,12 @@ class DecodeError(TickpipeError):
 
 
 class RedisUnavailable(TickpipeError):
-    """Redis could not be reached or dropped the connection."""
+    """Redis could not be reached, or refused the command for now (``condition``: ``OOM``,
+    ``BUSY``, ``LOADING``... or ``UNREACHABLE``); wait and retry."""
+
+    def __init__(self, message: str, *, condition: str = "UNREACHABLE") -> None:
+        super().__init__(message)
+        self.condition = condition
 
 
 class VenueError(TickpipeError):

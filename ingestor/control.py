@@ -30,10 +30,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from common.backpressure import RedisOutage
 from common.contract import ControlAction, subscription_entry
 from common.errors import DecodeError
 from common.names import Partition, partitions_for
-from common.redis_io import REDIS_DOWN
+from common.redis_io import REDIS_ERRORS
 from common.settings import Settings
 from ingestor.connection import Connection
 from ingestor.subscriptions import (
@@ -172,7 +173,7 @@ class Subscriptions:
             last[key] = "0-0"
             try:
                 entries: Any = await redis.xrange(key, count=_REPLAY_MAX)
-            except REDIS_DOWN as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("control history of %s not replayed yet: %s", partition, exc)
                 continue
             for entry_id, fields in entries:
@@ -191,14 +192,17 @@ class Subscriptions:
     ) -> None:
         """Apply new control entries until ``halt`` is set."""
         by_key = {self.settings.keys.control(p): p for p in self.subs}
-        while not halt.is_set():
-            try:
-                reply: Any = await redis.xread(last, count=100, block=200)  # type: ignore[arg-type]
-            except REDIS_DOWN:
-                await asyncio.sleep(0.5)
-                continue
-            for key, entries in reply or []:
-                name = key.decode() if isinstance(key, bytes) else key
-                for entry_id, fields in entries:
-                    last[name] = entry_id
-                    self._handle(by_key[name], fields, live=True)
+        with RedisOutage(log, "ingestor following control requests") as outage:
+            while not halt.is_set():
+                try:
+                    reply: Any = await redis.xread(last, count=100, block=200)  # type: ignore[arg-type]
+                except REDIS_ERRORS as exc:  # unreachable, BUSY, LOADING...: read again later
+                    outage.failed(exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                outage.recovered()
+                for key, entries in reply or []:
+                    name = key.decode() if isinstance(key, bytes) else key
+                    for entry_id, fields in entries:
+                        last[name] = entry_id
+                        self._handle(by_key[name], fields, live=True)

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-import redis.exceptions as rexc
 
 from common.backoff import Backoff
 from common.contract import RawKind
@@ -43,7 +42,7 @@ from common.errors import ConfigError
 from common.health import HealthReporter
 from common.links import Link, run_token
 from common.names import Partition
-from common.redis_io import REDIS_DOWN, connect_redis
+from common.redis_io import REDIS_ERRORS, connect_redis
 from common.settings import Settings
 from ingestor.adapter import adapter_slots
 from ingestor.adapter_control import AdapterControl
@@ -200,7 +199,7 @@ class Ingestor:
                     last = (self.gaps.trade_ids if space == "trades" else self.gaps.agg_ids).last
                     if trade_id > last.get(symbol, -1):
                         last[symbol] = trade_id
-        except (*REDIS_DOWN, rexc.ResponseError) as exc:  # down, or an ACL without read on raw
+        except REDIS_ERRORS as exc:  # down, refused, or an ACL without read on raw
             log.warning("could not read the last trade ids from raw: %s", exc)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -14,9 +14,10 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from common.backoff import Backoff
+from common.backpressure import RedisOutage
 from common.contract import RAW_FIELDS, RAW_PER_FRAME
 from common.errors import DecodeError
-from common.redis_io import REDIS_DOWN
+from common.redis_io import REDIS_ERRORS, refusal_error
 from common.redis_link import Channel, RedisLink, Script
 from common.resp import encode_command
 from common.schema import SCHEMA_VERSION, RawFrame
@@ -94,9 +95,11 @@ class BatchWriter:
 
     The writer awaits one item, then takes everything already queued (up to ``batch_max``) and
     sends one ``pipeline(transaction=False)`` of XADDs. There is no timer: under light load every
-    frame goes out at once, under heavy load batches grow by themselves. While Redis is down the
-    batch is kept and retried with capped backoff (logged once per outage); the readers keep
-    filling the bounded queue meanwhile. A retry after a connection lost mid-pipeline can append
+    frame goes out at once, under heavy load batches grow by themselves. While Redis is down or
+    refuses the entries (``OOM`` at ``maxmemory``, ``BUSY``, ``READONLY``...: any error) the
+    batch is kept and retried with capped backoff, logged rate-limited with the server's own
+    text (:class:`~common.backpressure.RedisOutage`); the readers keep filling the bounded queue
+    meanwhile. A retry after a connection lost mid-pipeline can append
     an entry twice; ``(conn, seq)`` identifies such duplicates downstream.
 
     With a :class:`~ingestor.journal.Journal`, an outage that fills half the queue (or a stop
@@ -143,7 +146,8 @@ class BatchWriter:
         self.stopping = False
         self.spilling = journal is not None and not journal.empty()
         self._spill_at = max(1, queue.maxsize // 2) if queue.maxsize > 0 else 1 << 62
-        self._outage_started: float | None = None
+        #: Logs the outages rate-limited, quoting the server (``OOM command not allowed ...``).
+        self.outage = RedisOutage(log, "ingestor writing frames (kept in the queue or journal)")
         self._done = False
         self.on_lost = on_lost
         #: The frames appended last, in order: what a read-back after a reconnect must find.
@@ -160,6 +164,10 @@ class BatchWriter:
 
     async def run(self) -> None:
         """Write batches until the ``None`` sentinel has been taken, then return."""
+        with self.outage:
+            await self._run()
+
+    async def _run(self) -> None:
         while True:
             if self.spilling:
                 await self._spill()
@@ -203,9 +211,9 @@ class BatchWriter:
                         self._recovered()
                         return
                 failed = await self._send(batch)
-            except REDIS_DOWN as exc:
+            except REDIS_ERRORS as exc:  # unreachable, or refused (OOM...): keep the batch
                 interrupted = True
-                self._outage(f"Redis unreachable: {exc}")
+                self._outage(exc)
             else:
                 written = len(batch) - len(failed)
                 self.stats.entries_written += written
@@ -216,7 +224,7 @@ class BatchWriter:
                     self._recovered()
                     return
                 # Keep only what Redis refused (e.g. OOM); the rest is already appended.
-                self._outage(f"Redis refused {len(failed)} entries: {failed[0][1]!r}")
+                self._outage(failed[0][1], refused=len(failed))
                 batch[:] = [item for item, _ in failed]
             if self.journal is not None and (self.stopping or self.queue.qsize() >= self._spill_at):
                 self._to_journal(batch)
@@ -258,8 +266,8 @@ class BatchWriter:
             if time.monotonic() >= next_probe:
                 try:
                     await self._drain_journal()
-                except REDIS_DOWN as exc:
-                    self._outage(f"Redis unreachable: {exc}")
+                except REDIS_ERRORS as exc:
+                    self._outage(exc)
                     next_probe = time.monotonic() + self.backoff.next_delay_s()
                 else:
                     self.spilling = False
@@ -278,7 +286,7 @@ class BatchWriter:
                 for chunk, offset in journal.read(segment, self.batch_max):
                     failed = await self._send(chunk)
                     if failed:
-                        raise ConnectionError(f"Redis refused {len(failed)} journal entries")
+                        raise failed[0][1]  # refused (OOM...): the segment stays for the next try
                     self._appended(chunk)
                     journal.consumed(segment, offset)
                     self.stats.entries_written += len(chunk)
@@ -294,7 +302,7 @@ class BatchWriter:
         if gaps:
             failed = await self._send(gaps)
             if failed:
-                raise ConnectionError("Redis refused the journal gap markers")
+                raise failed[0][1]
             self._appended(gaps)
             self.stats.entries_written += len(gaps)
             log.error(
@@ -378,7 +386,7 @@ class BatchWriter:
         if markers:
             failed = await self._append(markers, watch=False)
             if failed:
-                raise ConnectionError(f"Redis refused the markers of lost frames: {failed[0][1]}")
+                raise failed[0][1]  # refused (OOM...): the read-back is done again next time
             self.stats.entries_written += len(markers)
         if lost_items:
             self.stats.frames_lost_by_redis += len(lost_items)
@@ -414,30 +422,20 @@ class BatchWriter:
             count = _READ_BACK
         return False
 
-    def _outage(self, reason: str) -> None:
-        self.stats.last_error = reason
+    def _outage(self, exc: BaseException, *, refused: int = 0) -> None:
+        """Note a failed write: the frames stay queued (or journalled) and are written later."""
+        reason = self.outage.failed(exc)
+        self.stats.last_error = f"Redis refused {refused} entries: {reason}" if refused else reason
         self.check_tail = True
-        if self._outage_started is None:
-            self._outage_started = time.monotonic()
+        if self.stats.redis_up:
             self.stats.redis_up = False
             self.stats.redis_outages += 1
-            log.warning(
-                "cannot write to Redis, buffering frames and retrying: %s",
-                reason,
-                extra={"queued": self.queue.qsize() + len(self.pending)},
-            )
 
     def _recovered(self) -> None:
-        if self._outage_started is not None:
-            outage_s = time.monotonic() - self._outage_started
-            self._outage_started = None
+        if not self.stats.redis_up:
+            self.outage.recovered()
             self.stats.redis_up = True
             self.backoff.attempt = 0
-            log.warning(
-                "Redis writable again after %.1f s",
-                outage_s,
-                extra={"outage_s": round(outage_s, 3)},
-            )
 
 
 #: The raw entry's fields that stay the same for a connection's channel, and those that change
@@ -619,7 +617,7 @@ async def _send_direct(
                     failed += [(i, reply) for i in positions]
                 else:
                     for k in range(0, len(reply), 2):
-                        error = rexc.ResponseError(_text(reply[k + 1]))
+                        error = refusal_error(_text(reply[k + 1]))  # OOM ... -> OutOfMemoryError
                         failed.append((positions[int(reply[k])], error))
             todo = later
         if todo:

@@ -12,7 +12,10 @@ A dead or frozen owner is thus replaced within two lease periods
 sends nothing and writes nothing.
 
 On stop, the owner finishes the orders in flight, then releases the lease so a standby takes
-over at once. Background tasks of a term are in :mod:`trader.tasks`.
+over at once. Background tasks of a term are in :mod:`trader.tasks`. Redis unreachable or
+refusing commands (``OOM`` at maxmemory, ``BUSY``...) pauses a loop, never the process: a signal
+whose intent Redis refused stays pending and no order leaves for it; each loop logs the outage
+rate-limited with the server's text (:mod:`common.backpressure`).
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ import orjson
 import redis.asyncio as aioredis
 
 from common.backoff import Backoff
+from common.backpressure import RedisOutage
 from common.errors import AuthError, RedisUnavailable, VenueUnavailable
 from common.health import HealthReporter
 from common.names import Keys
-from common.redis_io import REDIS_DOWN, connect_redis, redis_errors
+from common.redis_io import REDIS_ERRORS, connect_redis, redis_errors
 from common.settings import Settings
 from trader.fence import LeaseLost
 from trader.lease import Lease, new_token
@@ -84,7 +88,7 @@ class TraderHealth(HealthReporter):
                 raw = await self.redis.get(old)
                 if raw and orjson.loads(raw).get("lease") == self.token:
                     await self.redis.delete(old)
-            except REDIS_DOWN as exc:
+            except REDIS_ERRORS as exc:
                 log.debug("old health key not removed: %s", exc)
         await super().publish()
 
@@ -117,28 +121,32 @@ async def _stand_by(lease: Lease, stop: asyncio.Event) -> bool:
     """Try to take the lease until it is taken (True) or ``stop`` is set (False)."""
     backoff = Backoff(base_s=0.1, cap_s=5.0)
     waiting_logged = False
-    while not stop.is_set():
-        try:
-            async with redis_errors():
-                if await lease.acquire():
-                    return True
-            backoff.attempt = 0
-            if not waiting_logged:
-                log.info("standing by: another trader owns the account")
-                waiting_logged = True
-            delay = lease.retry_s
-        except RedisUnavailable as exc:
-            log.warning("Redis unavailable while standing by", extra={"error": str(exc)})
-            delay = backoff.next_delay_s()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+    with RedisOutage(log, "trader standing by") as outage:
+        while not stop.is_set():
+            try:
+                async with redis_errors():
+                    if await lease.acquire():
+                        outage.recovered()
+                        return True
+                backoff.attempt = 0
+                outage.recovered()
+                if not waiting_logged:
+                    log.info("standing by: another trader owns the account")
+                    waiting_logged = True
+                delay = lease.retry_s
+            except RedisUnavailable as exc:
+                outage.failed(exc)
+                delay = backoff.next_delay_s()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
     return False
 
 
-async def _own(trader: Trader, stop: asyncio.Event, **tasks_kw: Any) -> None:
+async def _own(trader: Trader, stop: asyncio.Event, starting: RedisOutage, **tasks_kw: Any) -> None:
     """Run one term until ``stop`` (then return) or until the lease is lost (LeaseLost)."""
     async with redis_errors():
         await trader.prepare()
+    starting.recovered()
     done = asyncio.Event()
 
     async def work() -> None:
@@ -212,6 +220,8 @@ async def run(
     )
     health_stop = asyncio.Event()
     health_task = asyncio.create_task(health.run(health_stop), name="trader-health")
+    starting = RedisOutage(log, "trader starting a term")
+    start_backoff = Backoff(base_s=0.1, cap_s=5.0)
     tasks_kw = {
         "guard_interval_s": guard_interval_s,
         "unresolved_every_s": unresolved_every_s,
@@ -243,16 +253,20 @@ async def run(
             )
             process.term = trader
             try:
-                await _own(trader, stop, **tasks_kw)
+                await _own(trader, stop, starting, **tasks_kw)
+                start_backoff.attempt = 0
             except LeaseLost as exc:
+                start_backoff.attempt = 0
                 process.counts["leases_lost"] += 1
                 log.warning("lease lost; standing by", extra={"error": str(exc)})
-            except RedisUnavailable as exc:
-                log.warning("Redis unavailable at the start of a term", extra={"error": str(exc)})
+            except RedisUnavailable as exc:  # refused or lost while the term was starting:
+                starting.failed(exc)  # wait a little, then take the lease again
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), start_backoff.next_delay_s())
             finally:
                 process.term = None
                 await trader.ledger.intents.close()
-        with contextlib.suppress(RedisUnavailable, *REDIS_DOWN):
+        with contextlib.suppress(*REDIS_ERRORS):  # not released: it expires by itself
             async with redis_errors():
                 await lease.release()
     except AuthError as exc:
@@ -260,6 +274,7 @@ async def run(
             raise
         raise spec.refused_key(exc) from exc
     finally:
+        starting.forget()
         health_stop.set()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await health_task

@@ -115,7 +115,7 @@ def test_an_order_lost_while_running_is_adopted_after_a_redis_reconnect(
             server.connected = False
 
             async def noticed() -> bool:
-                return any("Redis unavailable" in r.getMessage() for r in caplog.records)
+                return any("Redis cannot take it now" in r.getMessage() for r in caplog.records)
 
             await wait_for(noticed)
             server.connected = True
