@@ -70,7 +70,7 @@ COUNTERS = tuple(
     "signals_seen bad_signals orders_sent acks rejects ambiguous unresolved updates "
     "foreign_updates rate_limited cancel_signals cancels_sent cancels reconciles "
     "discrepancies adopted intent_mismatches market_refusals claimed redis_outages "
-    "leases_lost".split()
+    "leases_lost intents_restored".split()
 )
 
 #: Orders that may await the venue's answer at once (the next signal waits for a free slot);
