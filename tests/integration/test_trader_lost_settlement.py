@@ -5,13 +5,17 @@ looks the order up until the venue's receive window has passed. Meanwhile Redis 
 writes (an AOF tail cut): the intent is gone. The lookup then settles the decision as
 ``not_found``; the signal, whose acknowledgement Redis lost too (or which the processor derives
 again from ``raw``), is read again. The settlement must have put the intent back, so the signal
-meets it and is only acknowledged: the client order id reaches the venue once.
+meets it and is only acknowledged; a copy read while the lookup still runs waits for it. Either
+way the client order id reaches the venue once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+import pytest
 
 from common.binance import client_order_id_for
 from common.errors import AmbiguousOutcome
@@ -73,6 +77,37 @@ def test_a_decision_settled_after_its_intent_was_lost_is_not_sent_again() -> Non
         await wait_for(lambda: h.has_event("not_found"))
         await h.add_signal(signal)  # the same decision, read again
         await wait_for(lambda: _consumed(h))
+        await h.finish()
+        assert [p["newClientOrderId"] for p in venue.place_calls] == [cid]
+
+    asyncio.run(scenario())
+
+
+def test_the_same_decision_read_while_its_lost_request_is_looked_up_waits_for_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The processor derives the signal again (a new entry) while the lookup still runs."""
+
+    async def scenario() -> None:
+        venue = LostRequestVenue()
+        h = Harness(venue)
+        signal = make_signal(1)
+        cid = client_order_id_for(signal.signal_id)
+        await h.add_signal(signal)
+        with caplog.at_level(logging.INFO, logger="tickpipe.trader"):
+            h.start()
+            await asyncio.wait_for(venue.asked.wait(), 5)
+            await _lose_the_tail(h, [cid], {})
+            await h.add_signal(signal)
+
+            async def handled() -> bool:  # sent again, or held back until the lookup ends
+                waiting = any("under way" in r.getMessage() for r in caplog.records)
+                return waiting or len(venue.place_calls) > 1
+
+            await wait_for(handled)
+            venue.answer.set()
+            await wait_for(lambda: h.has_event("not_found"))
+            await wait_for(lambda: _consumed(h))
         await h.finish()
         assert [p["newClientOrderId"] for p in venue.place_calls] == [cid]
 
