@@ -63,19 +63,25 @@ async def _consumed(h: Harness) -> bool:
     return False
 
 
+async def _lose_the_intent_during_the_lookup(venue: LostRequestVenue) -> tuple[Harness, str]:
+    """Start a trader on one signal; once its lost request is being looked up, lose the intent."""
+    h = Harness(venue)
+    signal = make_signal(1)
+    cid = client_order_id_for(signal.signal_id)
+    await h.add_signal(signal)
+    h.start()
+    await asyncio.wait_for(venue.asked.wait(), 5)  # the lookup of the lost request
+    await _lose_the_tail(h, [cid], {})  # Redis lost the intent while the lookup runs
+    return h, cid
+
+
 def test_a_decision_settled_after_its_intent_was_lost_is_not_sent_again() -> None:
     async def scenario() -> None:
         venue = LostRequestVenue()
-        h = Harness(venue)
-        signal = make_signal(1)
-        cid = client_order_id_for(signal.signal_id)
-        await h.add_signal(signal)
-        h.start()
-        await asyncio.wait_for(venue.asked.wait(), 5)  # the lookup of the lost request
-        await _lose_the_tail(h, [cid], {})  # Redis lost the intent while the lookup runs
+        h, cid = await _lose_the_intent_during_the_lookup(venue)
         venue.answer.set()
         await wait_for(lambda: h.has_event("not_found"))
-        await h.add_signal(signal)  # the same decision, read again
+        await h.add_signal(make_signal(1))  # the same decision, read again
         await wait_for(lambda: _consumed(h))
         await h.finish()
         assert [p["newClientOrderId"] for p in venue.place_calls] == [cid]
@@ -90,15 +96,9 @@ def test_the_same_decision_read_while_its_lost_request_is_looked_up_waits_for_it
 
     async def scenario() -> None:
         venue = LostRequestVenue()
-        h = Harness(venue)
-        signal = make_signal(1)
-        cid = client_order_id_for(signal.signal_id)
-        await h.add_signal(signal)
         with caplog.at_level(logging.INFO, logger="tickpipe.trader"):
-            h.start()
-            await asyncio.wait_for(venue.asked.wait(), 5)
-            await _lose_the_tail(h, [cid], {})
-            await h.add_signal(signal)
+            h, cid = await _lose_the_intent_during_the_lookup(venue)
+            await h.add_signal(make_signal(1))
 
             async def handled() -> bool:  # sent again, or held back until the lookup ends
                 waiting = any("under way" in r.getMessage() for r in caplog.records)
