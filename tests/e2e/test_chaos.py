@@ -106,7 +106,7 @@ ONLY = (
     else None
 )
 # Low enough that the position limit refuses a signal now and then: each refusal is accounted for.
-MAX_POSITION = os.environ.get("TICKPIPE_CHAOS_MAX_POSITION", "0.03")
+MAX_POSITION = os.environ.get("TICKPIPE_CHAOS_MAX_POSITION", "0.05")
 ORDER_TYPE = os.environ.get("TICKPIPE_CHAOS_ORDER_TYPE", "LIMIT")
 KEY, SECRET = "chaos-key-123", "chaos-secret-456"
 
@@ -394,18 +394,18 @@ def test_chaos_kills_a_freeze_and_redis_crashes_keep_every_guarantee(
         TICKPIPE_RAPID_MOVE_PCT="0.05",
     )
     chaos = Chaos(redis_server, processes)
+    plan = [(what, rng.uniform(low, high)) for what, low, high in PHASES]
+    plan = [(what, at) for what, at in plan if ONLY is None or what in ONLY]
+    chaos.note(
+        f"TICKPIPE_CHAOS_SEED={SEED} TICKPIPE_CHAOS_S={DURATION_S:g}: "
+        + ", ".join(f"{what} at {at * DURATION_S:.1f} s" for what, at in plan)
+    )
     for name in ("ingestor", "proc-1", "proc-2", "trader"):
         chaos.start(name)
     began = time.monotonic()
     try:
         wait_for(lambda: len(chaos.leases()) == SHARDS + 1, timeout_s=30,
                  what="every lane to be leased")  # fmt: skip
-        plan = [(what, rng.uniform(low, high)) for what, low, high in PHASES]
-        plan = [(what, at) for what, at in plan if ONLY is None or what in ONLY]
-        chaos.note(
-            f"TICKPIPE_CHAOS_SEED={SEED} TICKPIPE_CHAOS_S={DURATION_S:g}: "
-            + ", ".join(f"{what} at {at * DURATION_S:.1f} s" for what, at in plan)
-        )
         for what, at in plan:
             delay = began + at * DURATION_S - time.monotonic()
             if delay > 0:
