@@ -106,7 +106,7 @@ ONLY = (
     else None
 )
 # Low enough that the position limit refuses a signal now and then: each refusal is accounted for.
-MAX_POSITION = os.environ.get("TICKPIPE_CHAOS_MAX_POSITION", "0.05")
+MAX_POSITION = os.environ.get("TICKPIPE_CHAOS_MAX_POSITION", "0.03")
 ORDER_TYPE = os.environ.get("TICKPIPE_CHAOS_ORDER_TYPE", "LIMIT")
 KEY, SECRET = "chaos-key-123", "chaos-secret-456"
 
