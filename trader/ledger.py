@@ -188,7 +188,10 @@ class Ledger:
     ) -> None:
         """Append one ``{V}:orders`` entry (``rejected``, ``not_found``, ``unknown``...).
 
-        ``settle`` also takes the order off the working set (it certainly does not exist).
+        ``settle`` also takes the order off the working set (it certainly does not exist) and
+        marks the intent with the outcome. An intent Redis no longer holds (lost with a cut AOF
+        tail while the order was being looked up) is written back from memory, with a warning:
+        the same decision read again must meet it, not be sent a second time.
         """
         self.counts["rejects"] += event == OrderEvent.REJECTED
         log.info("order %s", event, extra={"client_order_id": intent.client_order_id, **extra})
@@ -202,12 +205,8 @@ class Ledger:
                 change.write("SREM", self.keys.working_orders(self.venue), intent.client_order_id)
                 raw = _text(await self.redis.get(key))
                 change.check(key, raw)
-                if raw:
-                    change.write(
-                        "SET",
-                        key,
-                        orjson.dumps({**orjson.loads(raw), "resolution": event}).decode(),
-                    )
+                base = orjson.loads(raw) if raw else intent.to_fields()
+                change.write("SET", key, orjson.dumps({**base, "resolution": event}).decode())
             try:
                 await self.fence.apply(change)
                 break
@@ -217,6 +216,12 @@ class Ledger:
             raise RedisUnavailable(f"order {intent.client_order_id}: its record kept changing")
         if settle:
             self.tracker.orders.pop(intent.client_order_id, None)
+            if not raw:
+                self.counts["intents_restored"] += 1
+                log.warning(
+                    "intent lost by Redis written back with its outcome",
+                    extra={"client_order_id": intent.client_order_id, "outcome": event},
+                )
 
     async def record_event(self, event: str, fields: Mapping[str, str]) -> None:
         """Append a free-form ``{V}:orders`` entry (``discrepancy``, ``kill_switch``...)."""

@@ -69,7 +69,7 @@ COUNTERS = tuple(
     "signals_seen bad_signals orders_sent acks rejects ambiguous unresolved updates "
     "foreign_updates rate_limited cancel_signals cancels_sent cancels reconciles "
     "discrepancies adopted intent_mismatches market_refusals claimed redis_outages "
-    "leases_lost".split()
+    "leases_lost intents_restored".split()
 )
 
 #: Orders that may await the venue's answer at once (the next signal waits for a free slot);
@@ -391,6 +391,8 @@ class Trader:
         """
         intent = build_intent(signal, ts_intent=self.clock(), order_type=self.settings.order_type)
         cid = intent.client_order_id
+        if cid in self.router.inflight:  # this decision's request is under way here
+            return self._after_inflight(signal, cid, entry)
         reason = await self.refusal(signal, intent)
         if reason is not None:
             stored = await self.ledger.stored_intent(cid)
@@ -415,6 +417,22 @@ class Trader:
             if not sending:
                 self.router.inflight.discard(cid)
         return await self._existing(signal, intent, stored, entry)  # after the discard
+
+    async def _after_inflight(
+        self, signal: Signal, cid: str, entry: tuple[str, str] | None
+    ) -> None:
+        """Handle ``signal`` once the request under way for its order has ended.
+
+        The same decision read again (derived again after Redis lost its entry, say) while its
+        order is being sent or looked up: Redis may have lost the intent too, so recording one
+        now would send the order a second time. The request's outcome puts the intent back.
+        """
+        log.info("the same decision is under way here: waiting for it",
+                 extra={"client_order_id": cid, "signal_id": signal.signal_id})  # fmt: skip
+        await self.router.inflight.wait_free(cid, CANCEL_WAIT_S)
+        follow = await self.start_place(signal, entry=entry)
+        if follow is not None:
+            await follow
 
     async def _existing(
         self,

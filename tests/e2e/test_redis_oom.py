@@ -33,10 +33,10 @@ from typing import Any
 
 import pytest
 import redis
-from common.units import client_order_id_for
 
 from common.names import Keys, Partition
 from common.schema import Signal, Trade, decode_fields
+from common.units import client_order_id_for
 from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import Processes, RedisServer, Stage, drain_and_stop, wait_for
 

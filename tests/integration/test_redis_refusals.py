@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 import pytest
-from common.units import client_order_id_for
 from dash.exceptions import PreventUpdate
 
 from common.backpressure import RedisFigures
@@ -23,6 +22,7 @@ from common.health import HealthReporter
 from common.names import Keys, Partition
 from common.schema import RawFrame
 from common.settings import Settings
+from common.units import client_order_id_for
 from dashboard.shell import DashboardServer
 from dashboard.shell import run as dashboard_run
 from ingestor.writer import BatchWriter, IngestorStats, WriteQueue
