@@ -17,6 +17,7 @@ batch is encoded while Redis works on the previous one. ``speed`` paces by recor
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -60,6 +61,9 @@ class ReplayStats:
             line += f"; {self.no_symbol:,} frames of no symbol went with the frame before them"
         return line
 
+
+#: How long Redis may take to answer one batch before the replay gives up.
+REPLY_TIMEOUT_S = 60.0
 
 _TEMPLATES: dict[tuple[str, str, str, str, str], tuple[bytes, bytes]] = {}
 
@@ -119,12 +123,13 @@ class _Sender:
         if not self.inflight:
             return
         error: Exception | None = None
-        try:
-            for _ in range(self.inflight):
-                try:
-                    await self.conn.read_response()
-                except aioredis.ResponseError as exc:
-                    error = error or exc
+        try:  # one deadline for the whole batch, not a timer per reply
+            async with asyncio.timeout(REPLY_TIMEOUT_S):
+                for _ in range(self.inflight):
+                    try:
+                        await self.conn.read_response(timeout=math.inf)
+                    except aioredis.ResponseError as exc:
+                        error = error or exc
         except BaseException:
             await self._drop()
             raise
