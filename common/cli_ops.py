@@ -83,12 +83,16 @@ def add_operator_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     )  # fmt: skip
     r.add_argument("--conn", help="connection id written with the frames (default replay-FILE)")
     e = sub.add_parser(
-        "export", help="write trades, quotes, bars, orders or positions to parquet or CSV",
+        "export", help="write a stream's time range (trades, bars, book, raw...) to parquet or CSV",
         description="Read KIND for a symbol and time range (ISO times or ns; end exclusive) "
-        "into a DataFrame and write it. bars1s/bars1m keep the latest revision of each bar.",
+        "into a DataFrame and write it; only the range is read from Redis. bars1s/bars1m keep "
+        "the latest revision of each bar. `raw` writes the raw entries of the symbol's partition "
+        "(every partition without --symbol) in the format `tickpipe replay` reads back.",
     )  # fmt: skip
     e.add_argument("kind", choices=KINDS, metavar="KIND", help=" | ".join(KINDS))
-    e.add_argument("--symbol", help="symbol (all symbols for orders and positions)")
+    e.add_argument(
+        "--symbol", help="symbol (optional for signals, gaps, orders, raw and positions: all)"
+    )
     e.add_argument("--start", help="first time, e.g. 2024-08-09T00:00:00 (UTC)")
     e.add_argument("--end", help="end time (exclusive)")
     e.add_argument("--format", choices=("parquet", "csv"), default="parquet")
