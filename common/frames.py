@@ -35,7 +35,8 @@ million entries fetches that minute and at most about one page more.
 
 Prices and quantities stay decimal strings in Redis; they become floats here and nowhere
 earlier. The ``read_*`` coroutines take a redis.asyncio client; :func:`trades`, :func:`quotes`,
-:func:`bars`, :func:`orders` and :func:`positions` are synchronous wrappers that connect with
+:func:`bars`, :func:`orders`, :func:`positions` and :func:`read` (any kind, e.g.
+``read(settings, "book", "BTCUSDT", start, end)``) are synchronous wrappers that connect with
 ``settings.redis_url``.
 """
 
@@ -63,6 +64,7 @@ __all__ = [
     "orders",
     "positions",
     "quotes",
+    "read",
     "read_bars",
     "read_book",
     "read_gaps",
@@ -387,6 +389,14 @@ def orders(
 ) -> Any:
     """Return :func:`read_orders` synchronously."""
     return _sync(settings, lambda r: read_orders(r, settings, symbol, start, end))
+
+
+def read(
+    settings: Settings, kind: str, symbol: str | None = None, start: TimeLike = None,
+    end: TimeLike = None,
+) -> Any:  # fmt: skip
+    """Return :func:`read_kind` synchronously: any of :data:`KINDS` (``book``, ``raw``...)."""
+    return _sync(settings, lambda r: read_kind(r, settings, kind, symbol, start, end))
 
 
 def positions(settings: Settings) -> Any:

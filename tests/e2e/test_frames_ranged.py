@@ -92,3 +92,6 @@ def test_one_minute_of_a_large_stream_fetches_only_that_minute(
     print(f"page {page}: fetched {counting.fetched:,} entries in {counting.calls} XRANGE calls")
     assert counting.fetched <= stored_in_window + page
     assert counting.fetched < COUNT // 30
+    # the synchronous wrapper gives the same frame
+    settings = Settings(redis_url=redis_server.url, namespace="rng", symbols=SETTINGS.symbols)
+    pd.testing.assert_frame_equal(frames.read(settings, "trades", "BTCUSDT", start, end), df)
