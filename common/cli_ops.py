@@ -148,7 +148,7 @@ async def _command(
         print(f"replaying {names} into {redacted(url)}", file=sys.stderr)
         await replay_file(
             redis, settings, records, limit=args.limit, speed=args.speed,
-            conn=args.conn or f"replay-{args.files[0].name}",
+            conn=args.conn or f"replay-{args.files[0].name}", fraction=stats.fraction,
         )  # fmt: skip
         if stats.skipped_rest or stats.skipped_lines:
             print(

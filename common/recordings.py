@@ -62,11 +62,24 @@ class Recorded(NamedTuple):
 
 
 class RecordingStats:
-    """What the readers passed over: REST answers that are not depth snapshots, blank lines."""
+    """What the readers passed over (REST answers that are not depth snapshots, unreadable
+    lines) and how far they are through their files (:meth:`fraction`)."""
 
     def __init__(self) -> None:
         self.skipped_rest = 0
         self.skipped_lines = 0
+        self._files: list[tuple[IO[bytes], int]] = []  # each file as stored, and its size
+
+    def track(self, raw: IO[bytes], size: int) -> None:
+        self._files.append((raw, size))
+
+    def fraction(self) -> float | None:
+        """Share of the bytes of the files opened so far that has been read (None: no file)."""
+        total = done = 0
+        for raw, size in self._files:
+            total += size
+            done += size if raw.closed else min(raw.tell(), size)
+        return done / total if total else None
 
 
 def symbol_of(kind: str, data: str) -> str | None:
@@ -92,12 +105,29 @@ def symbol_of(kind: str, data: str) -> str | None:
     return symbol.upper() if isinstance(symbol, str) and symbol else None
 
 
-def _open(path: Path) -> IO[bytes]:
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
+def _open(path: Path, stats: RecordingStats | None = None) -> IO[bytes]:
+    raw = open(path, "rb")  # closed by the reader that wraps it
+    magic = raw.read(2)
+    raw.seek(0)
+    if stats is not None:
+        stats.track(raw, path.stat().st_size)
     if magic == b"\x1f\x8b":
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    return open(path, "rb")
+        return cast(IO[bytes], _Gzip(raw))
+    return raw
+
+
+class _Gzip(gzip.GzipFile):
+    """A gzip reader that closes the file it reads (whose position measures progress)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
 
 
 def detect_format(path: Path) -> str | None:
@@ -155,7 +185,7 @@ def _with_file_symbol(records: Iterable[Recorded]) -> Iterator[Recorded]:
 
 
 def _hftbacktest(path: Path, stats: RecordingStats) -> Iterator[Recorded]:
-    with _open(path) as lines:
+    with _open(path, stats) as lines:
         for line in lines:
             stamp, _, body = line.rstrip(b"\r\n").partition(b" ")
             if not stamp.isdigit() or not body:
@@ -171,7 +201,7 @@ def _hftbacktest(path: Path, stats: RecordingStats) -> Iterator[Recorded]:
 
 
 def _cryptofeed_ws(path: Path, stats: RecordingStats) -> Iterator[Recorded]:
-    with _open(path) as lines:
+    with _open(path, stats) as lines:
         for line in lines:
             text = line.rstrip(b"\r\n").decode()
             stamp, sep, frame = text.partition(": ")
@@ -182,7 +212,7 @@ def _cryptofeed_ws(path: Path, stats: RecordingStats) -> Iterator[Recorded]:
 
 
 def _cryptofeed_http(path: Path, stats: RecordingStats) -> Iterator[Recorded]:
-    with _open(path) as lines:
+    with _open(path, stats) as lines:
         for line in lines:
             text = line.rstrip(b"\r\n").decode()
             url, sep, rest = text.partition(" -> ")

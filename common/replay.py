@@ -99,6 +99,17 @@ def _wrap_rest(symbol: str, body: str) -> str:
     return head[:-1].decode() + ',"response":' + body + "}"
 
 
+def _progress(stats: ReplayStats, done: float | None) -> str:
+    where = ""
+    if done:
+        left = stats.seconds * (1 - done) / done
+        where = f"{done:.1%} of the input, about {left:,.0f} s left, "
+    return (
+        f"replayed {stats.frames:,} frames ({where}{stats.rate():,.0f}/s, "
+        f"{stats.recorded_ns / 1e9:,.1f} s recorded)"
+    )
+
+
 class _Sender:
     """One pipelined batch in flight on one redis-py connection."""
 
@@ -156,13 +167,16 @@ async def replay_file(
     redis: aioredis.Redis, settings: Settings, records: Iterable[Recorded | tuple[int, str]], *,
     conn: str, out: TextIO | None = None, limit: int | None = None, batch: int = 2000,
     speed: float = 0.0, progress_s: float = 2.0,
+    fraction: Callable[[], float | None] | None = None,
     clock: Callable[[], int] = time.monotonic_ns,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> ReplayStats:  # fmt: skip
     """Write ``records`` into their partitions' ``raw`` streams; return what was written.
 
     ``records`` are :class:`Recorded` (or bare ``(ts, frame)`` WebSocket frames). ``limit``
-    stops after that many frames; ``clock`` (ns) and ``sleep`` pace and time the replay.
+    stops after that many frames; ``clock`` (ns) and ``sleep`` pace and time the replay;
+    ``fraction`` (0..1, e.g. ``RecordingStats.fraction``) adds how far the input is read, and
+    the time left, to the progress lines.
     """
     if speed < 0:
         raise ValueError(f"speed must be 0 (as fast as possible) or positive, got {speed}")
@@ -236,10 +250,7 @@ async def replay_file(
             if clock() >= next_report:
                 next_report = clock() + int(progress_s * 1e9)
                 stats.seconds = (clock() - started) / 1e9
-                out.write(
-                    f"replayed {stats.frames:,} frames ({stats.rate():,.0f}/s, "
-                    f"{stats.recorded_ns / 1e9:,.1f} s recorded)\n"
-                )
+                out.write(_progress(stats, fraction() if fraction else None) + "\n")
                 out.flush()
         await flush()
         await sender.close()

@@ -192,13 +192,17 @@ def test_speed_paces_by_recorded_time_on_an_injected_clock() -> None:
         slept.append(seconds)
         now[0] += int(seconds * 1e9)
 
+    out = io.StringIO()
+
     async def go(speed: float) -> Any:
         r = fakeredis.FakeAsyncRedis()
-        return await replay_file(r, SETTINGS, recorded, conn="p", out=io.StringIO(),
-                                 speed=speed, clock=lambda: now[0], sleep=sleep)  # fmt: skip
+        return await replay_file(r, SETTINGS, recorded, conn="p", out=out, speed=speed,
+                                 clock=lambda: now[0], sleep=sleep, progress_s=0.5,
+                                 fraction=lambda: 0.25)  # fmt: skip
 
     stats = run(go(4.0))
     assert stats.frames == 400 and span_ns > 10**9
+    assert "(25.0% of the input, about " in out.getvalue().splitlines()[0]
     assert now[0] == pytest.approx(span_ns / 4, abs=1e6)
     assert len(slept) > 10
     slept.clear()

@@ -75,3 +75,14 @@ def test_the_replay_encoding_is_the_raw_frame_xadd() -> None:
     expected = encode_xadd("p:raw", frame.to_fields())
     got = encode_raw("p:raw", "ws", "binance", "rep", "market", 12, frame.ts_recv, frame.data)
     assert got == expected
+
+
+def test_progress_is_the_share_of_the_stored_bytes_read() -> None:
+    stats = RecordingStats()
+    assert stats.fraction() is None
+    records = read_recordings([REALDATA / "hftbacktest/spot/ethusdt_20240808.gz"], stats)
+    next(records)
+    early = stats.fraction()
+    assert early is not None and 0 < early < 0.2
+    assert sum(1 for _ in records) == 33_618 - 1  # every line of the file, the snapshot too
+    assert stats.fraction() == 1.0
