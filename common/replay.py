@@ -10,7 +10,8 @@ subscription reply) goes to the partition of the frame before it. Each partition
 Writes are pre-encoded XADDs (:func:`common.resp.encode_command` templates, the bytes
 :meth:`RawFrame.to_fields` gives) sent as one pipelined batch on one redis-py connection; the next
 batch is encoded while Redis works on the previous one. ``speed`` paces by recorded receive time:
-0 is as fast as possible, 1 the recorded speed, N N times faster. Progress goes to ``out`` every
+0 is as fast as possible, 1 the recorded speed, N N times faster; a recorded
+silence over a minute is skipped (and said). Progress goes to ``out`` every
 ``progress_s`` seconds.
 """
 
@@ -61,6 +62,10 @@ class ReplayStats:
             line += f"; {self.no_symbol:,} frames of no symbol went with the frame before them"
         return line
 
+
+#: When pacing, a stretch of the recording this long without a frame is not waited through
+#: (two captures a day apart, say).
+MAX_SILENCE_NS = 60_000_000_000
 
 #: How long Redis may take to answer one batch before the replay gives up.
 REPLY_TIMEOUT_S = 60.0
@@ -190,6 +195,8 @@ async def replay_file(
     started = clock()
     next_report = started + int(progress_s * 1e9)
     first_ts: int | None = None
+    prev_ts: int | None = None
+    cut_ns = 0  # recorded silences left out of the pacing
     last_stream: str | None = None
 
     async def flush() -> None:
@@ -239,7 +246,12 @@ async def replay_file(
             first_ts = ts if first_ts is None else first_ts
             stats.recorded_ns = ts - first_ts
             if speed > 0:
-                due = started + int(stats.recorded_ns / speed)
+                if prev_ts is not None and ts - prev_ts > MAX_SILENCE_NS:
+                    cut_ns += ts - prev_ts
+                    out.write(f"replay: skipping {(ts - prev_ts) / 1e9:,.0f} s of recorded "
+                              "silence (no frame) instead of waiting through it\n")  # fmt: skip
+                prev_ts = ts
+                due = started + int((stats.recorded_ns - cut_ns) / speed)
                 now = clock()
                 if due > now:
                     await flush()

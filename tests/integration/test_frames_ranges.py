@@ -220,3 +220,19 @@ def test_a_redis_error_reply_stops_the_replay_loudly() -> None:
 
     with pytest.raises(Exception, match="WRONGTYPE"):
         run(go())
+
+
+def test_pacing_skips_a_long_recorded_silence_and_says_so() -> None:
+    trade = '{"stream":"btcusdt@trade","data":{}}'
+    hour = 3600 * 10**9
+    recorded = [(10**18, trade), (10**18 + 10**9, trade), (10**18 + hour, trade)]
+    now = [0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += int(seconds * 1e9)
+
+    out = io.StringIO()
+    run(replay_file(fakeredis.FakeAsyncRedis(), SETTINGS, recorded, conn="s", out=out,
+                    speed=1.0, clock=lambda: now[0], sleep=sleep))  # fmt: skip
+    assert now[0] == 10**9  # the first second is waited through, the hour is not
+    assert "skipping 3,599 s of recorded silence" in out.getvalue()
