@@ -37,7 +37,7 @@ from ingestor.shell import Ingestor
 from ingestor.shell import run as run_ingestor
 from ingestor.writer import encode_append, encode_raw_xadd
 
-__all__ = ["bare_client", "count_kind", "run_ingest", "run_reconnect"]
+__all__ = ["bare_client", "count_kind", "ingestor_rate", "run_ingest", "run_reconnect"]
 
 BATCH_MAX = 5000
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -165,6 +165,16 @@ async def _ingestor_run(
             f"stale {s.stale_detected}, rotations {s.rotations}, last error {s.last_error!r}"
         )
     return rate(count, (finished - opened) / 1e9), problem
+
+
+async def ingestor_rate(
+    redis: aioredis.Redis, redis_url: str, port: int, count: int, ns: str
+) -> float:
+    """Return the ingestor's frames/s on the blast server at ``port``; a count off raises."""
+    value, problem = await _ingestor_run(redis, redis_url, port, count, ns)
+    if problem:
+        raise RuntimeError(f"ingestor reference run: {problem}")
+    return value
 
 
 async def run_ingest(quick: bool) -> list[Row]:

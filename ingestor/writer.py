@@ -15,12 +15,13 @@ import redis.exceptions as rexc
 
 from common.backoff import Backoff
 from common.backpressure import RedisOutage
-from common.contract import RAW_FIELDS, RAW_PER_FRAME
+from common.contract import RAW_FIELDS
 from common.errors import DecodeError
+from common.raw_resp import CHANNEL_FIELDS, FRAME_FIELDS, channel_values, encode_raw_xadd
 from common.redis_io import REDIS_ERRORS, refusal_error
 from common.redis_link import Channel, RedisLink, Script
 from common.resp import encode_command
-from common.schema import SCHEMA_VERSION, RawFrame
+from common.schema import RawFrame
 from ingestor.journal import Journal
 from ingestor.lost import WrittenTail
 
@@ -438,78 +439,12 @@ class BatchWriter:
             self.backoff.attempt = 0
 
 
-#: The raw entry's fields that stay the same for a connection's channel, and those that change
-#: with every frame, in entry order (:mod:`common.contract`). The encoders below take the frame's
-#: values in these orders; the checks under them fail at import if the contract moves a field.
-_CONSTANT = tuple(name for name in RAW_FIELDS if name not in RAW_PER_FRAME)
-_VARYING = tuple(name for name in RAW_FIELDS if name in RAW_PER_FRAME)
-if _CONSTANT != ("v", "kind", "venue", "conn", "channel") or _VARYING != ("seq", "ts_recv", "data"):
-    raise TypeError(f"the raw entry layout changed: {RAW_FIELDS}; update the writer's encoders")
-
-
-def _constants(frame: RawFrame) -> tuple[str, str, str, str, str]:
-    """Return the values of :data:`_CONSTANT` for ``frame``."""
-    return (SCHEMA_VERSION, frame.kind, frame.venue, frame.conn, frame.channel)
-
-
-#: Pre-encoded RESP around the per-frame values, by (stream, kind, venue, conn, channel).
-_TEMPLATES: dict[tuple[str, str, str, str, str], tuple[bytes, bytes, bytes, bytes]] = {}
-_TEMPLATES_MAX = 1024
-
-
-def _template(stream: str, frame: RawFrame) -> tuple[bytes, bytes, bytes, bytes]:
-    """Return the bytes before, between and after the per-frame values, walking the layout."""
-    constant = dict(zip(_CONSTANT, _constants(frame), strict=True))
-    chunks: list[bytes] = []
-    current = b"*%d\r\n" % (3 + 2 * len(RAW_FIELDS)) + encode_command(["XADD", stream, "*"])[4:]
-    for name in RAW_FIELDS:
-        current += encode_command([name])[4:]
-        if name in constant:
-            current += encode_command([constant[name]])[4:]
-        else:
-            chunks.append(current)
-            current = b""
-    chunks.append(current)
-    c0, c1, c2, c3 = chunks
-    return c0, c1, c2, c3
-
-
-def encode_raw_xadd(stream: str, frame: RawFrame) -> bytes:
-    """Encode ``XADD stream * <frame.to_fields()>`` in RESP, fields in the same order.
-
-    The same bytes as :func:`common.resp.encode_xadd` of ``frame.to_fields()``; the arguments
-    that stay the same for a whole connection are encoded once and reused, so each frame costs
-    one formatting of its sequence number, receive time and data.
-    """
-    key = (stream, frame.kind, frame.venue, frame.conn, frame.channel)
-    parts = _TEMPLATES.get(key)
-    if parts is None:
-        if len(_TEMPLATES) >= _TEMPLATES_MAX:
-            _TEMPLATES.clear()  # connections come and go: keep only recent ones
-        parts = _TEMPLATES[key] = _template(stream, frame)
-    data = frame.data.encode()
-    seq = b"%d" % frame.seq
-    ts = b"%d" % frame.ts_recv
-    return b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s" % (
-        parts[0],
-        len(seq),
-        seq,
-        parts[1],
-        len(ts),
-        ts,
-        parts[2],
-        len(data),
-        data,
-        parts[3],
-    )
-
-
 def _append_script() -> bytes:
     """Build :data:`APPEND_SCRIPT`'s Lua from the raw entry layout."""
-    names = ", ".join(f"c_{name}" for name in _CONSTANT)
-    header = ", ".join(f"ARGV[i + {k + 1}]" for k in range(len(_CONSTANT)))
-    value = {name: f"c_{name}" for name in _CONSTANT}
-    value.update({name: f"ARGV[i + {k}]" for k, name in enumerate(_VARYING)})
+    names = ", ".join(f"c_{name}" for name in CHANNEL_FIELDS)
+    header = ", ".join(f"ARGV[i + {k + 1}]" for k in range(len(CHANNEL_FIELDS)))
+    value = {name: f"c_{name}" for name in CHANNEL_FIELDS}
+    value.update({name: f"ARGV[i + {k}]" for k, name in enumerate(FRAME_FIELDS)})
     fields = ", ".join(f"'{name}', {value[name]}" for name in RAW_FIELDS)
     return f"""local key, refused = KEYS[1], {{}}
 local {names}
@@ -517,7 +452,7 @@ local i, n, k = 1, #ARGV, 0
 while i <= n do
   if ARGV[i] == 'h' then
     {names} = {header}
-    i = i + {len(_CONSTANT) + 1}
+    i = i + {len(CHANNEL_FIELDS) + 1}
   else
     local r = redis.pcall('XADD', key, '*', {fields})
     if type(r) == 'table' and r.err then
@@ -525,7 +460,7 @@ while i <= n do
       refused[#refused + 1] = r.err
     end
     k = k + 1
-    i = i + {len(_VARYING)}
+    i = i + {len(FRAME_FIELDS)}
   end
 end
 return refused
@@ -547,7 +482,7 @@ def encode_append(stream: str, frames: list[RawFrame]) -> bytes:
     count = 4  # EVAL, the script, numkeys, the stream
     head: tuple[str, str, str, str, str] | None = None
     for frame in frames:
-        now = _constants(frame)
+        now = channel_values(frame)
         if now != head:
             head = now
             parts.append(encode_command(["h", *now])[4:])  # no array header

@@ -16,10 +16,10 @@ import logging
 from typing import Any
 
 import pytest
-from common.units import client_order_id_for
 
 from common.errors import AmbiguousOutcome
 from common.names import GROUP_TRADER
+from common.units import client_order_id_for
 from tests.integration.test_trader_adopt import _lose_the_tail
 from tests.integration.test_trader_shell import (
     FakeVenue,
