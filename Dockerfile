@@ -11,6 +11,10 @@ COPY processor ./processor
 COPY trader ./trader
 COPY dashboard ./dashboard
 COPY deploy ./deploy
+COPY venues ./venues
+COPY tools ./tools
+# the one import root: links to the folders above (python -m tickpipe.<stage>)
+COPY tickpipe ./tickpipe
 RUN ./dev install
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1
 # Stages run as an unprivileged user; SIGTERM finishes the current batch (see docs/deploying.md).

@@ -17,7 +17,7 @@ from bench.process import run_process, run_takeover
 from bench.replay import run_replay
 from bench.soak import run_soak
 from bench.stats import Row, format_table
-from common.stage import install_event_loop
+from tickpipe.common.stage import install_event_loop
 
 __all__ = ["BENCHES", "machine", "main"]
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from common.schema import RawFrame
+from tickpipe.common.schema import RawFrame
 
 __all__ = ["PRICES", "raw_entries", "trade_frames", "ws_text_frame"]
 

@@ -30,12 +30,12 @@ from websockets.asyncio.client import connect
 
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, rate, ratio
-from common.redis_link import RedisLink
-from common.schema import RawFrame
-from common.settings import Settings
-from ingestor.shell import Ingestor
-from ingestor.shell import run as run_ingestor
-from ingestor.writer import encode_append, encode_raw_xadd
+from tickpipe.common.redis_link import RedisLink
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Settings
+from tickpipe.ingestor.shell import Ingestor
+from tickpipe.ingestor.shell import run as run_ingestor
+from tickpipe.ingestor.writer import encode_append, encode_raw_xadd
 
 __all__ = ["bare_client", "count_kind", "ingestor_rate", "run_ingest", "run_reconnect"]
 

@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 
 import fakeredis  # noqa: E402
 
-from common.settings import Settings  # noqa: E402
-from ingestor.shell import Ingestor  # noqa: E402
+from tickpipe.common.settings import Settings  # noqa: E402
+from tickpipe.ingestor.shell import Ingestor  # noqa: E402
 
 
 def drop_connections(base: str) -> None:
@@ -106,7 +106,8 @@ def start_mock(symbols: tuple[str, ...], rate: float) -> tuple[subprocess.Popen[
     """Start the mock exchange as its own process; return it and its ``host:port``."""
     ready = Path(tempfile.mkdtemp()) / "ready.json"
     mock = subprocess.Popen(
-        [sys.executable, "-m", "mock_ws", "--binance-port", "0", "--ready-file", str(ready),
+        [sys.executable, "-m", "tickpipe.mock_ws", "--binance-port", "0",
+         "--ready-file", str(ready),
          "--symbols", ",".join(symbols), "--rate", str(rate)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -38,12 +38,12 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, summarize_ms
-from common.names import Keys
-from common.units import client_order_id_for
-from mock_ws.market import MarketSim
-from processor.strategies import ThresholdCross
-from venues.binance import wire as binance
-from venues.binance.orders import sign_params
+from tickpipe.common.names import Keys
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws.market import MarketSim
+from tickpipe.processor.strategies import ThresholdCross
+from tickpipe.venues.binance import wire as binance
+from tickpipe.venues.binance.orders import sign_params
 
 __all__ = ["calibrate_hysteresis", "floor_client", "run_latency"]
 
@@ -266,7 +266,7 @@ async def _one_rate(
     if rate > MARKET_MAX:
         market_rate, background = BACKGROUND_MARKET, BACKGROUND_SYMBOLS
         symbols += background
-    args = ["-m", "mock_ws", "--binance-port", "0", "--rate", str(market_rate / 2)]
+    args = ["-m", "tickpipe.mock_ws", "--binance-port", "0", "--rate", str(market_rate / 2)]
     args += ["--seed", str(n), "--symbols", ",".join(symbols)]
     if background:
         per_symbol = (rate - market_rate) / len(background)
@@ -328,7 +328,7 @@ async def _one_rate(
     }
     stages = [f"{s}-{rate}" for s in ("ingestor", "processor", "trader")]
     for name in stages:
-        rig.start(name, ["-m", name.split("-")[0]], env)
+        rig.start(name, ["-m", f"tickpipe.{name}".split("-")[0]], env)
 
     async def healthy() -> bool:
         for name in stages:

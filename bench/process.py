@@ -1,7 +1,8 @@
 """Measure processor throughput (one member; two members on two partitions) and takeover time.
 
 The raw streams are filled before the processor starts, with the frames the ingestor would have
-written; each processor member is a real ``python -m processor`` process. A partition's rate is
+written; each processor member is a real ``python -m tickpipe.processor`` process. A partition's
+rate is
 its frames / (time its trades stream holds them all - ``ts_proc`` of its first trade).
 """
 
@@ -17,7 +18,7 @@ import redis.asyncio as aioredis
 from bench.frames import raw_entries, trade_frames
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, rate
-from common.names import Keys, Partition
+from tickpipe.common.names import Keys, Partition
 
 __all__ = ["fill_raw", "run_process", "run_takeover"]
 
@@ -82,7 +83,7 @@ async def run_process(quick: bool) -> list[Row]:
             keys, p0 = Keys("pr1"), Partition("binance", 0)
             frames = trade_frames(("BTCUSDT", "ETHUSDT"), count, start_ms=_start_ms(count))
             await fill_raw(redis, keys.raw(p0), frames, conn="bench-1")
-            rig.start("proc-1", ["-m", "processor"], _member_env("pr1", 1, "m1"))
+            rig.start("proc-1", ["-m", "tickpipe.processor"], _member_env("pr1", 1, "m1"))
             one = await _drain_time(redis, rig, keys.trades(p0), count)
             rig.stop("proc-1")
             # Two members, two partitions; each member's lease is set beforehand.
@@ -93,7 +94,11 @@ async def run_process(quick: bool) -> list[Row]:
                 await fill_raw(redis, keys2.raw(part), frames, conn=f"bench-{n}")
                 await redis.set(keys2.lease(part), f"m{n + 1}", px=30_000)
             for n in range(2):
-                rig.start(f"proc2-{n + 1}", ["-m", "processor"], _member_env("pr2", 2, f"m{n + 1}"))
+                rig.start(
+                    f"proc2-{n + 1}",
+                    ["-m", "tickpipe.processor"],
+                    _member_env("pr2", 2, f"m{n + 1}"),
+                )
             rates = await asyncio.gather(
                 *(_drain_time(redis, rig, keys2.trades(p), count) for p in parts)
             )
@@ -162,7 +167,9 @@ async def run_takeover(quick: bool) -> list[Row]:
             for n, part in enumerate(parts):
                 await redis.set(keys.lease(part), f"m{n + 1}", px=LEASE_MS)
             for n in range(2):
-                rig.start(f"proc-{n + 1}", ["-m", "processor"], _member_env("tk", 2, f"m{n + 1}"))
+                rig.start(
+                    f"proc-{n + 1}", ["-m", "tickpipe.processor"], _member_env("tk", 2, f"m{n + 1}")
+                )
             stop = asyncio.Event()
             feed = asyncio.create_task(
                 _feed(redis, {keys.raw(p): s for p, s in parts.items()}, 1000, stop)

@@ -2,7 +2,7 @@
 
 The replay reads the real captures in ``shared/realdata/hftbacktest/spot`` (BTCUSDT and ETHUSDT,
 about 10.8 minutes and 180,000 frames, REST snapshots included), decompresses and routes them and
-writes them into a real redis-server as fast as it can (:func:`common.replay.replay_file`, speed
+writes them into a real redis-server as fast as it can (:func:`tools.replay.replay_file`, speed
 0). Its rate is frames / seconds from the first read to the last reply, and the count in Redis
 must equal the frames the captures hold (zero loss). The reference is the ingestor's sustained
 frames/s on the blast server (:func:`bench.ingest.ingestor_rate`), measured by the same process
@@ -21,9 +21,9 @@ import redis.asyncio as aioredis
 from bench.ingest import ingestor_rate
 from bench.rig import REPO, Rig, temp_dir
 from bench.stats import Row, rate, ratio
-from common.recordings import read_recordings
-from common.replay import replay_file
-from common.settings import Settings
+from tickpipe.common.settings import Settings
+from tickpipe.tools.recordings import read_recordings
+from tickpipe.tools.replay import replay_file
 
 __all__ = ["CAPTURES", "run_replay"]
 

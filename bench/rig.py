@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from common.procs import start_redis_server
+from tickpipe.common.procs import start_redis_server
 
 __all__ = ["Rig", "rss_bytes", "temp_dir", "wait_until"]
 

@@ -39,7 +39,7 @@ async def run_soak(quick: bool, minutes: float, rate: int = 2000) -> list[Row]:
             venue_env = {"BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET}
             port = await rig.start_ready(
                 "mock",
-                ["-m", "mock_ws", "--binance-port", "0", "--rate", str(rate / 2)],
+                ["-m", "tickpipe.mock_ws", "--binance-port", "0", "--rate", str(rate / 2)],
                 "binance_port",
                 env=venue_env,
             )
@@ -55,7 +55,7 @@ async def run_soak(quick: bool, minutes: float, rate: int = 2000) -> list[Row]:
                 "TICKPIPE_MAX_ORDERS_PER_S": "10000",
                 "TICKPIPE_RETENTION_MAXLEN": str(maxlen),
             }
-            pids = {name: rig.start(name, ["-m", name], env) for name in STAGES}
+            pids = {name: rig.start(name, ["-m", f"tickpipe.{name}"], env) for name in STAGES}
             pids["mock"] = rig.children["mock"].pid
 
             async def healthy() -> bool:

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from common.redis_io import redis_condition, redis_reason
+from tickpipe.common.redis_io import redis_condition, redis_reason
 
 __all__ = ["PROCESS_FIGURES", "RedisFigures", "RedisOutage"]
 

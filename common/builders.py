@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from common.schema import RawFrame, Trade
+from tickpipe.common.schema import RawFrame, Trade
 
 __all__ = ["new_raw_frame", "new_trade"]
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from common.schema import SCHEMA_VERSION, OrderIntent, RawFrame
+from tickpipe.common.schema import SCHEMA_VERSION, OrderIntent, RawFrame
 
 __all__ = [
     "CONTROL_ACTIONS",

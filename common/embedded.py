@@ -19,10 +19,10 @@ import secrets
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from common.errors import ConfigError
-from common.privacy import write_private
-from common.settings import Settings
-from deploy.acl import OPERATOR, USERS, render_acl, stage_url
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.privacy import write_private
+from tickpipe.common.settings import Settings
+from tickpipe.deploy.acl import OPERATOR, USERS, render_acl, stage_url
 
 __all__ = [
     "ACL_FILE",

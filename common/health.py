@@ -14,15 +14,18 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis.asyncio as aioredis
 
-from common.backpressure import PROCESS_FIGURES, RedisFigures, RedisOutage
-from common.metrics import MetricsServer, StatsCollector
-from common.names import Keys
-from common.redis_io import REDIS_ERRORS
+from tickpipe.common.backpressure import PROCESS_FIGURES, RedisFigures, RedisOutage
+from tickpipe.common.extras import need
+from tickpipe.common.names import Keys
+from tickpipe.common.redis_io import REDIS_ERRORS
+
+if TYPE_CHECKING:
+    from tickpipe.common.metrics import MetricsServer
 
 __all__ = ["HealthReporter", "read_health"]
 
@@ -63,6 +66,9 @@ class HealthReporter:
         """Serve ``/metrics`` from the stats when ``metrics_port`` is set; return the port."""
         if not self.metrics_port or self.metrics is not None:
             return None
+        need("metrics", "TICKPIPE_METRICS_PORT (Prometheus /metrics)")
+        from tickpipe.common.metrics import MetricsServer, StatsCollector
+
         collector = StatsCollector(self.service, self.instance, self.stats, lambda: self.status)
         server = MetricsServer(collector, self.metrics_port)
         try:

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from common.contract import MarkerEvent, RawKind
-from common.errors import VenueError
-from common.schema import RawFrame
+from tickpipe.common.contract import MarkerEvent, RawKind
+from tickpipe.common.errors import VenueError
+from tickpipe.common.schema import RawFrame
 
 __all__ = [
     "ConnectionTape",

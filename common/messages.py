@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from common.schema import SCHEMA_VERSION, Bar, Event, Quote, Trade
+from tickpipe.common.schema import SCHEMA_VERSION, Bar, Event, Quote, Trade
 
 __all__ = [
     "BadMessage",

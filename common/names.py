@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BAR_INTERVALS",
+    "EXPORT_KINDS",
     "GROUP_PROCESSOR",
     "GROUP_TRADER",
     "Keys",
@@ -189,3 +190,10 @@ class Keys:
     def pattern(self) -> str:
         """Match every key of this namespace (for ``SCAN``)."""
         return f"{self.namespace}:*"
+
+
+#: ``tickpipe export`` kinds (read by :func:`tickpipe.tools.frames.read_kind`).
+EXPORT_KINDS = (
+    "trades", "quotes", *(f"bars{i}" for i in BAR_INTERVALS), "book", "signals", "gaps",
+    "orders", "positions", "raw",
+)  # fmt: skip

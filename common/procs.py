@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 import redis.asyncio as aioredis
 
-from common.errors import ConfigError
-from common.privacy import PRIVATE_UMASK
-from common.redis_io import REDIS_DOWN, redacted
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.privacy import PRIVATE_UMASK
+from tickpipe.common.redis_io import REDIS_DOWN, redacted
 
 __all__ = [
     "REDIS_INSTALL_HINT",

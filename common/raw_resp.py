@@ -8,9 +8,9 @@ ingestor's writer and ``tickpipe replay`` both append through :func:`encode_raw_
 
 from __future__ import annotations
 
-from common.contract import RAW_FIELDS, RAW_PER_FRAME
-from common.resp import encode_command
-from common.schema import SCHEMA_VERSION, RawFrame
+from tickpipe.common.contract import RAW_FIELDS, RAW_PER_FRAME
+from tickpipe.common.resp import encode_command
+from tickpipe.common.schema import SCHEMA_VERSION, RawFrame
 
 __all__ = ["CHANNEL_FIELDS", "FRAME_FIELDS", "channel_values", "encode_raw_xadd"]
 

@@ -44,7 +44,7 @@ import redis.asyncio.cluster as aiocluster
 import redis.exceptions as rexc
 from redis._parsers.base import BaseParser
 
-from common.errors import ConfigError, RedisUnavailable
+from tickpipe.common.errors import ConfigError, RedisUnavailable
 
 __all__ = [
     "REDIS_DOWN",

@@ -38,9 +38,9 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
-from common.errors import RedisUnavailable, TickpipeError
-from common.redis_io import REDIS_DOWN
-from common.resp import encode_command
+from tickpipe.common.errors import RedisUnavailable, TickpipeError
+from tickpipe.common.redis_io import REDIS_DOWN
+from tickpipe.common.resp import encode_command
 
 __all__ = [
     "Channel",

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from common.errors import DecodeError
+from tickpipe.common.errors import DecodeError
 
 __all__ = [
     "SCHEMA_VERSION",

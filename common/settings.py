@@ -26,8 +26,8 @@ from urllib.parse import unquote, urlsplit
 from dotenv import dotenv_values
 from dotenv.parser import Binding, parse_stream
 
-from common.errors import ConfigError
-from common.names import Keys, Partition, partitions_for
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.names import Keys, Partition, partitions_for
 
 __all__ = ["KNOWN_KEYS", "MIN_SECRET_CHARS", "Secret", "Settings", "load_settings"]
 
@@ -206,7 +206,7 @@ def _url(*schemes: str):  # type: ignore[no-untyped-def]
 
 
 def _redis_url(text: str) -> str:
-    from common.redis_io import check_redis_url
+    from tickpipe.common.redis_io import check_redis_url
 
     try:
         check_redis_url(text)  # scheme, TLS and cluster parameters
@@ -520,7 +520,7 @@ def _secret_keys() -> list[str]:
 
 def _shown(key: str, text: str) -> str:
     if key == "REDIS_URL":  # may hold user:password@
-        from common.redis_io import redacted
+        from tickpipe.common.redis_io import redacted
 
         return repr(redacted(text))
     return "***" if key in _secret_keys() else repr(text)

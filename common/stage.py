@@ -20,20 +20,20 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from common.embedded import discover_redis_url
-from common.errors import ConfigError, TickpipeError
-from common.health import read_health
-from common.logs import setup_logging
-from common.privacy import PRIVATE_UMASK
-from common.procs import check_port
-from common.redis_io import (
+from tickpipe.common.embedded import discover_redis_url
+from tickpipe.common.errors import ConfigError, TickpipeError
+from tickpipe.common.health import read_health
+from tickpipe.common.logs import setup_logging
+from tickpipe.common.privacy import PRIVATE_UMASK
+from tickpipe.common.procs import check_port
+from tickpipe.common.redis_io import (
     REDIS_ERRORS,
     connect_redis,
     is_redis_down,
     preflight_redis,
     unavailable_line,
 )
-from common.settings import Settings, load_settings
+from tickpipe.common.settings import Settings, load_settings
 
 __all__ = [
     "EXIT_CONFIG",

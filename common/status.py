@@ -8,8 +8,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from common.health import read_health
-from common.settings import Settings
+from tickpipe.common.health import read_health
+from tickpipe.common.settings import Settings
 
 __all__ = [
     "GroupInfo",

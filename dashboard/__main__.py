@@ -1,20 +1,28 @@
-"""Run the dashboard: ``python -m dashboard`` (``tickpipe dashboard``)."""
+"""Run the dashboard: ``python -m tickpipe.dashboard`` (``tickpipe dashboard``)."""
 
 from __future__ import annotations
 
 import functools
 import sys
 
-from common.stage import base_parser, stage_main
-from dashboard.shell import SERVICE, run
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.extras import need
+from tickpipe.common.stage import base_parser, stage_main
 
 __all__ = ["main"]
 
 
 def main() -> None:
     """Parse the command line and serve the dashboard until stopped."""
+    try:
+        need("dashboard", "the dashboard")
+    except ConfigError as exc:
+        print(f"tickpipe dashboard: {exc}", file=sys.stderr)
+        sys.exit(2)
+    from tickpipe.dashboard.shell import SERVICE, run  # Dash: only once it is known to be there
+
     parser = base_parser(
-        "python -m dashboard",
+        "python -m tickpipe.dashboard",
         "tickpipe dashboard: live candles, book, orders, positions and pipeline health in a "
         "browser (read-only on Redis). Port: TICKPIPE_DASHBOARD_PORT (default 8050); access "
         "token: TICKPIPE_DASHBOARD_TOKEN (open /?token=TOKEN once).",

@@ -8,14 +8,15 @@ first is a :class:`dash.Patch` built from entries newer than the ids the browser
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from dash import Dash, Input, Output, State, ctx, dcc, html
 from flask import Response, request
 
-from common.settings import Settings
-from dashboard import reader, views
+from tickpipe.common.settings import Settings
+from tickpipe.dashboard import reader, views
 
 __all__ = ["TOKEN_COOKIE", "build_app"]
 
@@ -148,7 +149,7 @@ def build_app(settings: Settings, call: Call, *, token: str = "", refresh_ms: in
     )
     def health(_: int | None, previous: dict[str, Any] | None) -> Any:
         view, state = views.health_view(
-            call(lambda r: reader.read_health_view(r, settings)), previous
+            call(lambda r: reader.read_health_view(r, settings)), previous, time.time()
         )
         rows = call(lambda r: reader.read_latency(r, settings))
         latency = views.table(

@@ -14,12 +14,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from common.contract import OrderEvent
-from common.health import read_health
-from common.names import Partition, shard_for
-from common.schema import decode_fields
-from common.settings import Settings
-from common.status import read_streams
+from tickpipe.common.contract import OrderEvent
+from tickpipe.common.health import read_health
+from tickpipe.common.names import Partition, shard_for
+from tickpipe.common.schema import decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.common.status import read_streams
 
 __all__ = [
     "MAX_BARS",

@@ -13,11 +13,11 @@ import redis.asyncio as aioredis
 from dash.exceptions import PreventUpdate
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from common.health import HealthReporter
-from common.procs import listen_socket
-from common.redis_io import REDIS_ERRORS, connect_redis, is_redis_down
-from common.settings import Settings
-from dashboard.app import build_app
+from tickpipe.common.health import HealthReporter
+from tickpipe.common.procs import listen_socket
+from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis, is_redis_down
+from tickpipe.common.settings import Settings
+from tickpipe.dashboard.app import build_app
 
 __all__ = ["SERVICE", "DashboardServer", "run"]
 

@@ -9,14 +9,13 @@ the window to :data:`~dashboard.reader.MAX_BARS` candles and
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from dash import Patch, html
 
-from dashboard.reader import MAX_BARS, MAX_MARKS, ChartUpdate
+from tickpipe.dashboard.reader import MAX_BARS, MAX_MARKS, ChartUpdate
 
 __all__ = [
     "book_view",
@@ -235,10 +234,11 @@ _STATS = ("frames_per_s", "reconnects", "connections_up", "dead_letters", "parti
 
 
 def health_view(
-    view: dict[str, Any], previous: dict[str, Any] | None, now_s: float | None = None
+    view: dict[str, Any], previous: dict[str, Any] | None, now_s: float
 ) -> tuple[html.Div, dict[str, Any]]:
-    """Stage status table, gap/dead-letter totals, alarms, streams with rates, lag, pending."""
-    now_s = time.time() if now_s is None else now_s
+    """Stage status table, gap/dead-letter totals, alarms, streams with rates, lag, pending.
+
+    ``now_s`` is the wall clock the caller read (this module reads no clock)."""
     stages = []
     for h in view["health"]:
         age = now_s - h.get("updated_ns", 0) / 1e9

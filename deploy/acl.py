@@ -28,7 +28,7 @@ the embedded default, compose and a Redis Cluster all run under one set of users
 
 Passwords are stored as SHA-256 hashes (``#...``), so the ACL file holds no secret. Usage::
 
-    python -m deploy.acl --namespace tp --out deploy/users.acl --env-dir deploy/env \\
+    python -m tickpipe.deploy.acl --namespace tp --out deploy/users.acl --env-dir deploy/env \\
         --redis-host redis:6379
 
 writes ``users.acl`` and, per user, ``<user>.env`` (mode 600) holding ``REDIS_URL`` with that
@@ -47,8 +47,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from common.names import Keys
-from common.privacy import write_private
+from tickpipe.common.names import Keys
+from tickpipe.common.privacy import write_private
 
 __all__ = ["OPERATOR", "STAGE_USERS", "USERS", "acl_rules", "main", "render_acl", "stage_url"]
 
@@ -172,7 +172,7 @@ def stage_url(user: str, password: str, host: str = "127.0.0.1:6379", *, scheme:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the ACL file (and per-stage env files with fresh passwords); return an exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m deploy.acl", description="Generate tickpipe's Redis ACL users."
+        prog="python -m tickpipe.deploy.acl", description="Generate tickpipe's Redis ACL users."
     )
     parser.add_argument("--namespace", default=os.environ.get("TICKPIPE_NAMESPACE", "tp"))
     parser.add_argument("--out", type=Path, help="ACL file to write (default: print it)")
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         Keys(args.namespace)
     except ValueError as exc:
-        print(f"deploy.acl: {exc}", file=sys.stderr)
+        print(f"tickpipe.deploy.acl: {exc}", file=sys.stderr)
         return 2
     passwords = {user: secrets.token_urlsafe(24) for user in USERS}
     text = render_acl(args.namespace, passwords)

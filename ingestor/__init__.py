@@ -1,6 +1,7 @@
 """Connect to the venue and record every frame it sends, as received, into Redis Streams.
 
-``ingestor.shell.run`` is the stage's entry point and ``python -m ingestor`` runs it. Pure cores:
+``ingestor.shell.run`` is the stage's entry point and ``python -m tickpipe.ingestor`` runs it.
+Pure cores:
 ``liveness`` (cadence), ``subscriptions`` (stream planning, pacing, control entries), ``gaps``
 (trade-id holes, REST weight), ``backfills`` (merging backfill requests), ``lost`` (what Redis
 lost of what was written). Shells: ``connection``, ``outbox``, ``slot``, ``control``, ``rest``,

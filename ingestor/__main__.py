@@ -1,12 +1,12 @@
-"""Run the ingestor stage: ``python -m ingestor`` (``--check`` reads its health from Redis)."""
+"""Run the ingestor stage: ``python -m tickpipe.ingestor`` (``--check``: its health in Redis)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-from common.stage import base_parser, stage_main
-from ingestor.shell import run
+from tickpipe.common.stage import base_parser, stage_main
+from tickpipe.ingestor.shell import run
 
 __all__ = ["main"]
 
@@ -14,7 +14,7 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the ingestor until SIGTERM/SIGINT, and return the exit code."""
     parser = base_parser(
-        "python -m ingestor",
+        "python -m tickpipe.ingestor",
         "Record every venue WebSocket frame (Binance or Alpaca), as received, into Redis Streams.",
     )
     return stage_main("ingestor", run, argv=argv, parser=parser)

@@ -21,11 +21,11 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from common.links import ConnectionTape, Link, Step
-from ingestor.connection import Connection, Ended
-from ingestor.liveness import Cadence
-from ingestor.slot import Run
-from ingestor.writer import Item
+from tickpipe.common.links import ConnectionTape, Link, Step
+from tickpipe.ingestor.connection import Connection, Ended
+from tickpipe.ingestor.liveness import Cadence
+from tickpipe.ingestor.slot import Run
+from tickpipe.ingestor.writer import Item
 
 __all__ = ["AdapterConnection", "SessionAdapter", "Step", "VenueAdapter", "adapter_slots"]
 

@@ -17,12 +17,12 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from common.errors import DecodeError
-from common.names import Partition
-from common.redis_io import REDIS_DOWN
-from common.settings import Settings
-from ingestor.subscriptions import parse_control
-from venues.registry import venue
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.names import Partition
+from tickpipe.common.redis_io import REDIS_DOWN
+from tickpipe.common.settings import Settings
+from tickpipe.ingestor.subscriptions import parse_control
+from tickpipe.venues.registry import venue
 
 __all__ = ["AdapterControl", "Changes"]
 

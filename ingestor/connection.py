@@ -22,15 +22,15 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from common.backoff import Backoff
-from common.contract import MarkerEvent, RawKind
-from common.errors import AuthError, RateLimited, VenueError
-from common.links import ConnectionTape, Link, Reply, connection_id
-from common.schema import RawFrame
-from common.units import MS
-from ingestor.liveness import Cadence, stream_of
-from ingestor.outbox import StreamRequests, send_paced
-from ingestor.slot import (
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.contract import MarkerEvent, RawKind
+from tickpipe.common.errors import AuthError, RateLimited, VenueError
+from tickpipe.common.links import ConnectionTape, Link, Reply, connection_id
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.units import MS
+from tickpipe.ingestor.liveness import Cadence, stream_of
+from tickpipe.ingestor.outbox import StreamRequests, send_paced
+from tickpipe.ingestor.slot import (
     MAX_FRAME_BYTES,
     Attempt,
     Run,
@@ -39,8 +39,8 @@ from ingestor.slot import (
     is_shutdown,
     session_outcome,
 )
-from ingestor.writer import IngestorStats, WriteQueue
-from venues.binance.session import classify_reply, is_data_frame
+from tickpipe.ingestor.writer import IngestorStats, WriteQueue
+from tickpipe.venues.binance.session import classify_reply, is_data_frame
 
 __all__ = ["MAX_FRAME_BYTES", "Connection", "Ended", "StaleConnection", "WsOptions"]
 

@@ -30,14 +30,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from common.backpressure import RedisOutage
-from common.contract import ControlAction, subscription_entry
-from common.errors import DecodeError
-from common.names import Partition, partitions_for
-from common.redis_io import REDIS_ERRORS
-from common.settings import Settings
-from ingestor.connection import Connection
-from ingestor.subscriptions import (
+from tickpipe.common.backpressure import RedisOutage
+from tickpipe.common.contract import ControlAction, subscription_entry
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.names import Partition, partitions_for
+from tickpipe.common.redis_io import REDIS_ERRORS
+from tickpipe.common.settings import Settings
+from tickpipe.ingestor.connection import Connection
+from tickpipe.ingestor.subscriptions import (
     MAX_STREAMS_PER_CONN,
     ControlRequest,
     PartitionSubs,
@@ -45,7 +45,7 @@ from ingestor.subscriptions import (
     parse_symbols,
     streams_for,
 )
-from venues.registry import venue
+from tickpipe.venues.registry import venue
 
 __all__ = ["Subscriptions", "request_subscription_change"]
 

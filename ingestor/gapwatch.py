@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from common.contract import MarkerEvent, RawKind
-from common.schema import RawFrame
-from ingestor.backfills import ranges_of
-from ingestor.gaps import DepthIds, TradeIds, backfill_ids_of, depth_ids_of, trade_id_of
-from ingestor.liveness import stream_of
-from ingestor.rest import RestFetcher
-from ingestor.writer import IngestorStats, Item, WriteQueue
+from tickpipe.common.contract import MarkerEvent, RawKind
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.backfills import ranges_of
+from tickpipe.ingestor.gaps import DepthIds, TradeIds, backfill_ids_of, depth_ids_of, trade_id_of
+from tickpipe.ingestor.liveness import stream_of
+from tickpipe.ingestor.rest import RestFetcher
+from tickpipe.ingestor.writer import IngestorStats, Item, WriteQueue
 
 if TYPE_CHECKING:
-    from ingestor.connection import Connection
+    from tickpipe.ingestor.connection import Connection
 
 __all__ = ["GapWatch"]
 

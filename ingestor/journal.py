@@ -32,8 +32,8 @@ from typing import IO, Any
 import msgpack
 import orjson
 
-from common.contract import MarkerEvent, RawKind
-from common.schema import RawFrame
+from tickpipe.common.contract import MarkerEvent, RawKind
+from tickpipe.common.schema import RawFrame
 
 __all__ = ["Journal", "JournalLocked"]
 

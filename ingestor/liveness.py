@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.links import decoded_object
+from tickpipe.common.links import decoded_object
 
 __all__ = ["Cadence", "StreamCadence", "decoded_object", "stream_of"]
 

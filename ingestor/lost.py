@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from common.schema import RawFrame
+from tickpipe.common.schema import RawFrame
 
 __all__ = ["WrittenTail"]
 

@@ -17,10 +17,10 @@ import orjson
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from common.errors import VenueError
-from common.links import Reply
-from ingestor.subscriptions import TokenBucket, chunked
-from venues.binance.session import MAX_URL_CHARS, SUBSCRIBE_CHUNK
+from tickpipe.common.errors import VenueError
+from tickpipe.common.links import Reply
+from tickpipe.ingestor.subscriptions import TokenBucket, chunked
+from tickpipe.venues.binance.session import MAX_URL_CHARS, SUBSCRIBE_CHUNK
 
 __all__ = ["StreamRequests", "send_paced"]
 

@@ -33,12 +33,12 @@ from typing import Any
 import aiohttp
 import orjson
 
-from common.contract import MarkerEvent, RawKind
-from common.links import retry_after_from_header
-from common.schema import RawFrame
-from ingestor.backfills import BackfillJob, BackfillPlan, Range
-from ingestor.gaps import WeightBudget, depth_weight
-from ingestor.writer import IngestorStats, WriteQueue
+from tickpipe.common.contract import MarkerEvent, RawKind
+from tickpipe.common.links import retry_after_from_header
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.backfills import BackfillJob, BackfillPlan, Range
+from tickpipe.ingestor.gaps import WeightBudget, depth_weight
+from tickpipe.ingestor.writer import IngestorStats, WriteQueue
 
 __all__ = ["DEPTH_LIMIT", "RestFetcher", "RestRequest"]
 

@@ -36,25 +36,25 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from common.backoff import Backoff
-from common.contract import RawKind
-from common.errors import ConfigError
-from common.health import HealthReporter
-from common.links import Link, run_token
-from common.names import Partition
-from common.redis_io import REDIS_ERRORS, connect_redis
-from common.settings import Settings
-from ingestor.adapter import adapter_slots
-from ingestor.adapter_control import AdapterControl
-from ingestor.connection import Connection, WsOptions
-from ingestor.control import Subscriptions
-from ingestor.gaps import trade_id_of
-from ingestor.gapwatch import GapWatch
-from ingestor.journal import Journal, JournalLocked
-from ingestor.rest import RestFetcher
-from ingestor.subscriptions import MAX_STREAMS_PER_CONN, ControlRequest
-from ingestor.writer import BatchWriter, IngestorStats, WriteQueue
-from venues.registry import venue
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.contract import RawKind
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.health import HealthReporter
+from tickpipe.common.links import Link, run_token
+from tickpipe.common.names import Partition
+from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis
+from tickpipe.common.settings import Settings
+from tickpipe.ingestor.adapter import adapter_slots
+from tickpipe.ingestor.adapter_control import AdapterControl
+from tickpipe.ingestor.connection import Connection, WsOptions
+from tickpipe.ingestor.control import Subscriptions
+from tickpipe.ingestor.gaps import trade_id_of
+from tickpipe.ingestor.gapwatch import GapWatch
+from tickpipe.ingestor.journal import Journal, JournalLocked
+from tickpipe.ingestor.rest import RestFetcher
+from tickpipe.ingestor.subscriptions import MAX_STREAMS_PER_CONN, ControlRequest
+from tickpipe.ingestor.writer import BatchWriter, IngestorStats, WriteQueue
+from tickpipe.venues.registry import venue
 
 __all__ = ["Ingestor", "run"]
 

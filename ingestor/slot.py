@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 
-from common.backoff import Backoff
-from common.errors import AuthError, ConfigError, RateLimited, VenueError
-from common.links import retry_after_from_header
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.errors import AuthError, ConfigError, RateLimited, VenueError
+from tickpipe.common.links import retry_after_from_header
 
 __all__ = [
     "MAX_FRAME_BYTES",

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.contract import CONTROL_ACTIONS, ControlAction
-from common.errors import DecodeError
-from common.schema import decode_fields
-from venues.binance.wire import stream_name
+from tickpipe.common.contract import CONTROL_ACTIONS, ControlAction
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.schema import decode_fields
+from tickpipe.venues.binance.wire import stream_name
 
 __all__ = [
     "BACKFILL_STREAMS",

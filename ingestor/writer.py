@@ -13,17 +13,17 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
-from common.backoff import Backoff
-from common.backpressure import RedisOutage
-from common.contract import RAW_FIELDS
-from common.errors import DecodeError
-from common.raw_resp import CHANNEL_FIELDS, FRAME_FIELDS, channel_values, encode_raw_xadd
-from common.redis_io import REDIS_ERRORS, refusal_error
-from common.redis_link import Channel, RedisLink, Script
-from common.resp import encode_command
-from common.schema import RawFrame
-from ingestor.journal import Journal
-from ingestor.lost import WrittenTail
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.backpressure import RedisOutage
+from tickpipe.common.contract import RAW_FIELDS
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.raw_resp import CHANNEL_FIELDS, FRAME_FIELDS, channel_values, encode_raw_xadd
+from tickpipe.common.redis_io import REDIS_ERRORS, refusal_error
+from tickpipe.common.redis_link import Channel, RedisLink, Script
+from tickpipe.common.resp import encode_command
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.journal import Journal
+from tickpipe.ingestor.lost import WrittenTail
 
 __all__ = [
     "APPEND_SCRIPT",

@@ -1,4 +1,4 @@
-"""Run the mock exchange as a process: ``python -m mock_ws --binance-port 9443``."""
+"""Run the mock exchange as a process: ``python -m tickpipe.mock_ws --binance-port 9443``."""
 
 from __future__ import annotations
 
@@ -17,21 +17,21 @@ from typing import Any
 
 import orjson
 
-from common.errors import ConfigError
-from common.logs import setup_logging
-from common.procs import check_port
-from common.settings import load_settings
-from mock_ws import start_mock
-from mock_ws.binance.auth import load_ed25519_key
-from mock_ws.faults import FaultError, FaultPlan, load_fault_file
-from mock_ws.scenarios import ScenarioError, parse_scenarios, regime_from
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.logs import setup_logging
+from tickpipe.common.procs import check_port
+from tickpipe.common.settings import load_settings
+from tickpipe.mock_ws import start_mock
+from tickpipe.mock_ws.binance.auth import load_ed25519_key
+from tickpipe.mock_ws.faults import FaultError, FaultPlan, load_fault_file
+from tickpipe.mock_ws.scenarios import ScenarioError, parse_scenarios, regime_from
 
 log = logging.getLogger("tickpipe.mock_ws")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mock_ws",
+        prog="python -m tickpipe.mock_ws",
         description=(
             "Run a local Binance-Spot-compatible exchange on loopback, all on one port: "
             "market streams (/ws, /ws/<streams>, /stream?streams=: trade, aggTrade, "

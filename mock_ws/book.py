@@ -18,7 +18,7 @@ import random
 from collections import deque
 from typing import Any
 
-from mock_ws.market import QTY_UNITS, TICKS_PER_UNIT, format_units
+from tickpipe.mock_ws.market import QTY_UNITS, TICKS_PER_UNIT, format_units
 
 __all__ = ["DEFAULT_LEVELS", "DepthDiff", "SimBook"]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from mock_ws.scenarios import FOLLOW_REVERSION, Regime, regime_from
+from tickpipe.mock_ws.scenarios import FOLLOW_REVERSION, Regime, regime_from
 
 __all__ = [
     "DEFAULT_START_PRICE",

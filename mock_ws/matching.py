@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from mock_ws.book import SimBook
-from mock_ws.market import QTY_UNITS, TICKS_PER_UNIT, MarketSim, SimTrade
-from mock_ws.order_model import (
+from tickpipe.mock_ws.book import SimBook
+from tickpipe.mock_ws.market import QTY_UNITS, TICKS_PER_UNIT, MarketSim, SimTrade
+from tickpipe.mock_ws.order_model import (
     EIGHT,
     Fill,
     Order,

@@ -1,12 +1,12 @@
-"""Run the processor stage: ``python -m processor`` (``--check`` reads its health from Redis)."""
+"""Run the processor stage: ``python -m tickpipe.processor`` (``--check``: its health in Redis)."""
 
 from __future__ import annotations
 
 import gc
 import sys
 
-from common.stage import base_parser, stage_main
-from processor.shell import SERVICE, run
+from tickpipe.common.stage import base_parser, stage_main
+from tickpipe.processor.shell import SERVICE, run
 
 __all__ = ["main"]
 
@@ -18,7 +18,7 @@ def main() -> None:
     # made; together about 7 % of the CPU per frame at full speed).
     gc.set_threshold(10_000, 10, 10)
     parser = base_parser(
-        "python -m processor",
+        "python -m tickpipe.processor",
         "tickpipe processor: raw frames -> trades, bars, signals and order updates",
     )
     sys.exit(stage_main(SERVICE, run, parser=parser))

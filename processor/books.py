@@ -25,8 +25,8 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from common.messages import DepthDiff, DepthSnapshot, Level
-from processor.records import BookTop, GapRecord, SnapshotRequest, format_levels
+from tickpipe.common.messages import DepthDiff, DepthSnapshot, Level
+from tickpipe.processor.records import BookTop, GapRecord, SnapshotRequest, format_levels
 
 __all__ = [
     "BOOK_COUNTERS",

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from common.contract import RawKind
-from common.errors import DecodeError
-from common.messages import (
+from tickpipe.common.contract import RawKind
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.messages import (
     BadMessage,
     DepthDiff,
     DepthSnapshot,
@@ -50,11 +50,11 @@ from common.messages import (
     Trades,
     VenueBar,
 )
-from common.schema import Bar, Quote, RawFrame, Signal, Trade
-from processor.books import BookOutput
-from processor.entries import BadEntry, DeadLetter, count, entry_key, fold_entries
-from processor.markers import BackfillDone, Connect, classify_marker
-from processor.records import (
+from tickpipe.common.schema import Bar, Quote, RawFrame, Signal, Trade
+from tickpipe.processor.books import BookOutput
+from tickpipe.processor.entries import BadEntry, DeadLetter, count, entry_key, fold_entries
+from tickpipe.processor.markers import BackfillDone, Connect, classify_marker
+from tickpipe.processor.records import (
     BackfillRequest,
     BookTop,
     GapRecord,
@@ -63,10 +63,10 @@ from processor.records import (
     TradeCorrection,
     VenueStatus,
 )
-from processor.state import COUNTERS, PartitionState
-from processor.strategies import build_strategies
-from processor.venue_bars import revise_bar
-from venues.registry import VENUES
+from tickpipe.processor.state import COUNTERS, PartitionState
+from tickpipe.processor.strategies import build_strategies
+from tickpipe.processor.venue_bars import revise_bar
+from tickpipe.venues.registry import VENUES
 
 #: What a raw frame carries: a marker, one market item, or one item per message.
 Classified = MarketItem | Connect | BackfillDone | list[MessageItem]

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from common.errors import DecodeError
-from common.schema import RawFrame
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.schema import RawFrame
 
 __all__ = [
     "BadEntry",

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from processor.markers import BackfillDone
-from processor.records import BackfillRequest, GapResolution
-from processor.tradeids import MAX_MISSING_RANGES, TradeIds
+from tickpipe.processor.markers import BackfillDone
+from tickpipe.processor.records import BackfillRequest, GapResolution
+from tickpipe.processor.tradeids import MAX_MISSING_RANGES, TradeIds
 
 __all__ = ["Holes", "id_space"]
 

@@ -13,12 +13,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from common.errors import DecodeError
-from common.names import BAR_INTERVALS, GROUP_PROCESSOR, Partition
-from common.schema import RawFrame, decode_fields
-from common.settings import Settings
-from processor.core import BadEntry, PartitionState, process_batch
-from processor.private import VenueState, process_private_batch
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.names import BAR_INTERVALS, GROUP_PROCESSOR, Partition
+from tickpipe.common.schema import RawFrame, decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.processor.core import BadEntry, PartitionState, process_batch
+from tickpipe.processor.private import VenueState, process_private_batch
 
 __all__ = ["Commit", "Lane", "PartitionLane", "PrivateLane", "decode_entries", "private_lease_key"]
 

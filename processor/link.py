@@ -31,13 +31,13 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
-from common.names import GROUP_PROCESSOR
-from common.redis_link import Channel, Contended, RedisLink, Script, ScriptsRefused
-from common.resp import encode_command
-from common.schema import RawFrame
-from processor.entries import BadEntry
-from processor.lanes import Commit, Lane, decode_entries
-from processor.wire import (
+from tickpipe.common.names import GROUP_PROCESSOR
+from tickpipe.common.redis_link import Channel, Contended, RedisLink, Script, ScriptsRefused
+from tickpipe.common.resp import encode_command
+from tickpipe.common.schema import RawFrame
+from tickpipe.processor.entries import BadEntry
+from tickpipe.processor.lanes import Commit, Lane, decode_entries
+from tickpipe.processor.wire import (
     COMMIT_SCRIPT,
     LEASE_LOST,
     READ_SCRIPT,

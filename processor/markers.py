@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
-from common.contract import MarkerEvent
-from common.errors import DecodeError
-from common.schema import RawFrame
+from tickpipe.common.contract import MarkerEvent
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.schema import RawFrame
 
 __all__ = ["BACKFILL_OUTCOMES", "BackfillDone", "Connect", "classify_marker", "run_of"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.schema import Quote, Trade
+from tickpipe.common.schema import Quote, Trade
 
 __all__ = ["DEFAULT_MAX_AGE_MS", "DEFAULT_MAX_AHEAD_MS", "Plausibility"]
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from common.contract import RawKind
-from common.errors import ConfigError, DecodeError
-from common.schema import OrderUpdate, RawFrame
-from processor.entries import BadEntry, DeadLetter, fold_entries
-from venues.registry import venue
+from tickpipe.common.contract import RawKind
+from tickpipe.common.errors import ConfigError, DecodeError
+from tickpipe.common.schema import OrderUpdate, RawFrame
+from tickpipe.processor.entries import BadEntry, DeadLetter, fold_entries
+from tickpipe.venues.registry import venue
 
 __all__ = ["PRIVATE_COUNTERS", "PrivateOutput", "VenueState", "process_private_batch"]
 

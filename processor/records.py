@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from common.contract import ControlAction
-from common.messages import TradeCorrection, VenueStatus, readable
-from common.schema import SCHEMA_VERSION, Event
+from tickpipe.common.contract import ControlAction
+from tickpipe.common.messages import TradeCorrection, VenueStatus, readable
+from tickpipe.common.schema import SCHEMA_VERSION, Event
 
 __all__ = [
     "BackfillRequest",

@@ -41,17 +41,17 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from common.backoff import Backoff
-from common.backpressure import RedisOutage
-from common.errors import DecodeError
-from common.health import HealthReporter
-from common.names import GROUP_PROCESSOR
-from common.redis_io import REDIS_ERRORS, connect_redis, ensure_group
-from common.redis_link import RedisLink
-from common.settings import Settings
-from processor.lanes import Lane, PartitionLane, PrivateLane
-from processor.link import Entries, LeaseLost, Link, Pipe
-from processor.trimmer import Retention, trim_streams
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.backpressure import RedisOutage
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.health import HealthReporter
+from tickpipe.common.names import GROUP_PROCESSOR
+from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis, ensure_group
+from tickpipe.common.redis_link import RedisLink
+from tickpipe.common.settings import Settings
+from tickpipe.processor.lanes import Lane, PartitionLane, PrivateLane
+from tickpipe.processor.link import Entries, LeaseLost, Link, Pipe
+from tickpipe.processor.trimmer import Retention, trim_streams
 
 __all__ = ["SERVICE", "run"]
 

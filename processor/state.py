@@ -19,14 +19,14 @@ from typing import Any
 
 import msgpack
 
-from common.errors import DecodeError
-from common.settings import Settings
-from processor.bars import BarBuilder
-from processor.books import BOOK_COUNTERS, BookKeeper
-from processor.holes import Holes
-from processor.plausible import DEFAULT_MAX_AGE_MS, DEFAULT_MAX_AHEAD_MS, Plausibility
-from processor.strategies import Strategy, build_strategies
-from processor.tradeids import RecentIds, TradeIds
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.settings import Settings
+from tickpipe.processor.bars import BarBuilder
+from tickpipe.processor.books import BOOK_COUNTERS, BookKeeper
+from tickpipe.processor.holes import Holes
+from tickpipe.processor.plausible import DEFAULT_MAX_AGE_MS, DEFAULT_MAX_AHEAD_MS, Plausibility
+from tickpipe.processor.strategies import Strategy, build_strategies
+from tickpipe.processor.tradeids import RecentIds, TradeIds
 
 __all__ = ["CHECKPOINT_VERSION", "COUNTERS", "PartitionState"]
 

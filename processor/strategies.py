@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from common.decimals import decimal_of
-from common.schema import Trade
-from common.settings import Settings
+from tickpipe.common.decimals import decimal_of
+from tickpipe.common.schema import Trade
+from tickpipe.common.settings import Settings
 
 __all__ = [
     "STRATEGIES",

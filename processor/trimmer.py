@@ -31,7 +31,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
-from processor.retention import GroupView, decide_trim, maxlen_for
+from tickpipe.processor.retention import GroupView, decide_trim, maxlen_for
 
 __all__ = ["MAX_MARKS", "NTH_ID_SCRIPT", "TRIM_STEP", "Retention", "nth_id", "trim_streams"]
 

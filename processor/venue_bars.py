@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from common.messages import VenueBar
-from common.schema import Bar
+from tickpipe.common.messages import VenueBar
+from tickpipe.common.schema import Bar
 
 __all__ = ["MAX_VENUE_BAR_KEYS", "revise_bar"]
 

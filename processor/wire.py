@@ -37,11 +37,11 @@ from typing import Any
 
 import orjson
 
-from common.builders import new_raw_frame
-from common.contract import RAW_FIELDS
-from common.schema import RawFrame
-from processor.entries import BadEntry
-from processor.lanes import Commit, decode_entries
+from tickpipe.common.builders import new_raw_frame
+from tickpipe.common.contract import RAW_FIELDS
+from tickpipe.common.schema import RawFrame
+from tickpipe.processor.entries import BadEntry
+from tickpipe.processor.lanes import Commit, decode_entries
 
 __all__ = [
     "COMMIT_SCRIPT",

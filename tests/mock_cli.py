@@ -1,4 +1,4 @@
-"""Run ``python -m mock_ws`` as a real process for the tests of its command line."""
+"""Run ``python -m tickpipe.mock_ws`` as a real process for the tests of its command line."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def mock_env() -> dict[str, str]:
 def run_mock(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the mock with ``args`` to completion (for flags that make it exit at once)."""
     return subprocess.run(
-        [sys.executable, "-m", "mock_ws", *args],
+        [sys.executable, "-m", "tickpipe.mock_ws", *args],
         cwd=REPO,
         env=mock_env(),
         capture_output=True,
@@ -55,14 +55,14 @@ class MockProcess:
 
 @contextmanager
 def mock_process(tmp_path: Path, *args: str, timeout_s: float = 15) -> Iterator[MockProcess]:
-    """Start ``python -m mock_ws --ready-file ... ARGS`` and yield it once it listens.
+    """Start ``python -m tickpipe.mock_ws --ready-file ... ARGS`` and yield it once it listens.
 
     No ``.env`` file is read (``--env-file`` points nowhere). The process is killed on the way
     out if it still runs.
     """
     ready = tmp_path / "mock.ready.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mock_ws", "--ready-file", str(ready),
+        [sys.executable, "-m", "tickpipe.mock_ws", "--ready-file", str(ready),
          "--env-file", str(tmp_path / "none.env"), *args],
         cwd=REPO, env=mock_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip

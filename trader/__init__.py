@@ -1,5 +1,5 @@
 """Place at most one venue order per signal and follow the orders' life and positions."""
 
-from trader.shell import run
+from tickpipe.trader.shell import run
 
 __all__ = ["run"]

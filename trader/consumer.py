@@ -19,14 +19,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from common.backoff import Backoff
-from common.backpressure import RedisOutage
-from common.errors import RedisUnavailable
-from common.names import GROUP_TRADER
-from common.redis_io import redis_errors, xreadgroup_streams
-from common.settings import Settings
-from trader.fence import Change
-from trader.lease import Lease
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.backpressure import RedisOutage
+from tickpipe.common.errors import RedisUnavailable
+from tickpipe.common.names import GROUP_TRADER
+from tickpipe.common.redis_io import redis_errors, xreadgroup_streams
+from tickpipe.common.settings import Settings
+from tickpipe.trader.fence import Change
+from tickpipe.trader.lease import Lease
 
 __all__ = ["GroupConsumer", "Handler"]
 

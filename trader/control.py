@@ -15,7 +15,7 @@ import time
 import orjson
 import redis.asyncio as aioredis
 
-from common.settings import Settings
+from tickpipe.common.settings import Settings
 
 __all__ = ["kill_switch_on", "set_kill_switch"]
 

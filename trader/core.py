@@ -25,12 +25,12 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from common.errors import DuplicateOrder, OrderNotFound, OrderRejected
-from common.schema import OrderIntent, Signal
-from common.units import client_order_id_for
-from trader.orders import ACTIVE, TERMINAL, OrderState, OrderTracker, advance
-from trader.positions import qty_text
-from trader.risk import RiskLimits, check_signal, to_decimal
+from tickpipe.common.errors import DuplicateOrder, OrderNotFound, OrderRejected
+from tickpipe.common.schema import OrderIntent, Signal
+from tickpipe.common.units import client_order_id_for
+from tickpipe.trader.orders import ACTIVE, TERMINAL, OrderState, OrderTracker, advance
+from tickpipe.trader.positions import qty_text
+from tickpipe.trader.risk import RiskLimits, check_signal, to_decimal
 
 __all__ = [
     "ACTIVE",

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from common.redis_link import Contended, RedisLink, Script, ScriptsRefused
+from tickpipe.common.redis_link import Contended, RedisLink, Script, ScriptsRefused
 
 __all__ = [
     "FENCE_SCRIPT",

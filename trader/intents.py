@@ -24,12 +24,12 @@ import orjson
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
-from common.contract import order_entry
-from common.errors import RedisUnavailable
-from common.names import Keys
-from common.redis_link import Contended, RedisLink, Script, ScriptsRefused
-from common.schema import OrderIntent
-from trader.fence import LeaseLost
+from tickpipe.common.contract import order_entry
+from tickpipe.common.errors import RedisUnavailable
+from tickpipe.common.names import Keys
+from tickpipe.common.redis_link import Contended, RedisLink, Script, ScriptsRefused
+from tickpipe.common.schema import OrderIntent
+from tickpipe.trader.fence import LeaseLost
 
 __all__ = ["INTENT_SCRIPT", "INTENT_SHA", "IntentRecorder"]
 

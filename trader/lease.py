@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
 
-from common.names import Keys, Partition
-from trader.fence import Change, Fence, LeaseLost
+from tickpipe.common.names import Keys, Partition
+from tickpipe.trader.fence import Change, Fence, LeaseLost
 
 __all__ = ["FRESH_SHARE", "Lease", "LeaseLost", "new_token"]
 

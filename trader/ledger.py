@@ -29,17 +29,17 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from common.contract import OrderEvent, OrderRecord
-from common.errors import DecodeError, RedisUnavailable
-from common.names import GROUP_TRADER, Keys
-from common.schema import OrderIntent, OrderUpdate, decode_fields
-from common.units import MS
-from trader.fence import Change, Fence, Stale
-from trader.intents import IntentRecorder
-from trader.lease import Lease
-from trader.orders import Fill, OrderState, OrderTracker, advance
-from trader.positions import Position, PositionBook, qty_text
-from trader.risk import to_decimal
+from tickpipe.common.contract import OrderEvent, OrderRecord
+from tickpipe.common.errors import DecodeError, RedisUnavailable
+from tickpipe.common.names import GROUP_TRADER, Keys
+from tickpipe.common.schema import OrderIntent, OrderUpdate, decode_fields
+from tickpipe.common.units import MS
+from tickpipe.trader.fence import Change, Fence, Stale
+from tickpipe.trader.intents import IntentRecorder
+from tickpipe.trader.lease import Lease
+from tickpipe.trader.orders import Fill, OrderState, OrderTracker, advance
+from tickpipe.trader.positions import Position, PositionBook, qty_text
+from tickpipe.trader.risk import to_decimal
 
 __all__ = ["Ledger"]
 

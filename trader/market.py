@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from trader.risk import to_decimal
+from tickpipe.trader.risk import to_decimal
 
 __all__ = ["MarketPrice", "MarketView", "market_refusal", "order_value_price"]
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from common.schema import decode_fields
-from common.settings import Settings
-from trader.market import MarketView
+from tickpipe.common.schema import decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.trader.market import MarketView
 
 __all__ = ["DEPTH", "MarketFeed"]
 

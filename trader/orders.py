@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from trader.positions import PositionBook
-from trader.risk import WorkingOrder, to_decimal
+from tickpipe.trader.positions import PositionBook
+from tickpipe.trader.risk import WorkingOrder, to_decimal
 
 __all__ = ["ACTIVE", "TERMINAL", "Fill", "OrderState", "OrderTracker", "advance"]
 

@@ -43,23 +43,23 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from common.contract import OrderEvent
-from common.errors import DecodeError, RedisUnavailable
-from common.names import GROUP_TRADER, Partition
-from common.redis_io import ensure_group, redis_errors
-from common.schema import OrderIntent, Signal
-from common.settings import Settings
-from trader.consumer import GroupConsumer
-from trader.control import kill_switch_on
-from trader.core import build_intent, intent_mismatch
-from trader.lease import Lease, new_token
-from trader.ledger import Ledger
-from trader.market import MarketView, market_refusal, order_value_price
-from trader.market_feed import MarketFeed
-from trader.risk import RiskLimits, TokenBucket, breach_cancels, check_signal, to_decimal
-from trader.venue_router import Request, VenueRouter
-from venues.registry import OrderOptions
-from venues.registry import venue as venue_of
+from tickpipe.common.contract import OrderEvent
+from tickpipe.common.errors import DecodeError, RedisUnavailable
+from tickpipe.common.names import GROUP_TRADER, Partition
+from tickpipe.common.redis_io import ensure_group, redis_errors
+from tickpipe.common.schema import OrderIntent, Signal
+from tickpipe.common.settings import Settings
+from tickpipe.trader.consumer import GroupConsumer
+from tickpipe.trader.control import kill_switch_on
+from tickpipe.trader.core import build_intent, intent_mismatch
+from tickpipe.trader.lease import Lease, new_token
+from tickpipe.trader.ledger import Ledger
+from tickpipe.trader.market import MarketView, market_refusal, order_value_price
+from tickpipe.trader.market_feed import MarketFeed
+from tickpipe.trader.risk import RiskLimits, TokenBucket, breach_cancels, check_signal, to_decimal
+from tickpipe.trader.venue_router import Request, VenueRouter
+from tickpipe.venues.registry import OrderOptions
+from tickpipe.venues.registry import venue as venue_of
 
 __all__ = ["COUNTERS", "MAX_INFLIGHT", "Trader", "default_limits"]
 

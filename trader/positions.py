@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from trader.risk import to_decimal
+from tickpipe.trader.risk import to_decimal
 
 __all__ = ["Position", "PositionBook", "qty_text"]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from common.schema import Signal
+from tickpipe.common.schema import Signal
 
 __all__ = [
     "RiskLimits",

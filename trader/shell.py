@@ -30,20 +30,20 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from common.backoff import Backoff
-from common.backpressure import RedisOutage
-from common.errors import AuthError, RedisUnavailable, VenueUnavailable
-from common.health import HealthReporter
-from common.names import Keys
-from common.redis_io import REDIS_ERRORS, connect_redis, redis_errors
-from common.settings import Settings
-from trader.fence import LeaseLost
-from trader.lease import Lease, new_token
-from trader.market import MarketView
-from trader.owner import COUNTERS, MAX_INFLIGHT, Trader, default_limits
-from trader.risk import RiskLimits
-from trader.tasks import KILL_SWITCH_EVERY_S, background_tasks, first_failure, keep_lease
-from venues.registry import venue as venue_of
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.backpressure import RedisOutage
+from tickpipe.common.errors import AuthError, RedisUnavailable, VenueUnavailable
+from tickpipe.common.health import HealthReporter
+from tickpipe.common.names import Keys
+from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis, redis_errors
+from tickpipe.common.settings import Settings
+from tickpipe.trader.fence import LeaseLost
+from tickpipe.trader.lease import Lease, new_token
+from tickpipe.trader.market import MarketView
+from tickpipe.trader.owner import COUNTERS, MAX_INFLIGHT, Trader, default_limits
+from tickpipe.trader.risk import RiskLimits
+from tickpipe.trader.tasks import KILL_SWITCH_EVERY_S, background_tasks, first_failure, keep_lease
+from tickpipe.venues.registry import venue as venue_of
 
 __all__ = ["MAX_INFLIGHT", "SERVICE", "Trader", "TraderHealth", "default_limits", "run"]
 

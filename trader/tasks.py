@@ -36,15 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from common.backoff import Backoff
-from common.backpressure import RedisOutage
-from common.contract import MarkerEvent, RawKind
-from common.errors import DecodeError, RedisUnavailable, VenueUnavailable
-from common.redis_io import redis_errors
-from common.schema import RawFrame
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.backpressure import RedisOutage
+from tickpipe.common.contract import MarkerEvent, RawKind
+from tickpipe.common.errors import DecodeError, RedisUnavailable, VenueUnavailable
+from tickpipe.common.redis_io import redis_errors
+from tickpipe.common.schema import RawFrame
 
 if TYPE_CHECKING:
-    from trader.owner import Trader
+    from tickpipe.trader.owner import Trader
 
 __all__ = [
     "KILL_SWITCH_EVERY_S",

@@ -32,8 +32,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, Required, TypedDict
 
-from common.backoff import Backoff
-from common.errors import (
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
     DuplicateOrder,
@@ -42,14 +42,14 @@ from common.errors import (
     RateLimited,
     VenueUnavailable,
 )
-from common.schema import OrderIntent, Signal
-from common.settings import Settings
-from common.units import MS
-from trader.core import adopted_intent, is_own_client_order_id
-from trader.fence import LeaseLost
-from trader.ledger import Ledger
-from trader.orders import TERMINAL, OrderState
-from trader.risk import to_decimal
+from tickpipe.common.schema import OrderIntent, Signal
+from tickpipe.common.settings import Settings
+from tickpipe.common.units import MS
+from tickpipe.trader.core import adopted_intent, is_own_client_order_id
+from tickpipe.trader.fence import LeaseLost
+from tickpipe.trader.ledger import Ledger
+from tickpipe.trader.orders import TERMINAL, OrderState
+from tickpipe.trader.risk import to_decimal
 
 __all__ = [
     "CANCEL_RETRY_S",

@@ -15,22 +15,22 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import AuthError, ConfigError
-from common.links import Link
-from common.messages import MarketItem, MessageItem
-from common.schema import OrderUpdate, RawFrame
-from common.settings import Settings
-from common.units import MS
-from venues.alpaca import ingest as alpaca_ingest
-from venues.alpaca import market as alpaca_market
-from venues.alpaca import private as alpaca_private
-from venues.alpaca import session as alpaca_session
-from venues.binance import market as binance_market
-from venues.binance import private as binance_private
-from venues.binance.orders import logon_params
-from venues.binance.session import plan_links as binance_links
-from venues.binance.session import user_data_subscribe_request
-from venues.binance.signing import Signer
+from tickpipe.common.errors import AuthError, ConfigError
+from tickpipe.common.links import Link
+from tickpipe.common.messages import MarketItem, MessageItem
+from tickpipe.common.schema import OrderUpdate, RawFrame
+from tickpipe.common.settings import Settings
+from tickpipe.common.units import MS
+from tickpipe.venues.alpaca import ingest as alpaca_ingest
+from tickpipe.venues.alpaca import market as alpaca_market
+from tickpipe.venues.alpaca import private as alpaca_private
+from tickpipe.venues.alpaca import session as alpaca_session
+from tickpipe.venues.binance import market as binance_market
+from tickpipe.venues.binance import private as binance_private
+from tickpipe.venues.binance.orders import logon_params
+from tickpipe.venues.binance.session import plan_links as binance_links
+from tickpipe.venues.binance.session import user_data_subscribe_request
+from tickpipe.venues.binance.signing import Signer
 
 __all__ = ["VENUES", "OrderLink", "OrderOptions", "Venue", "venue"]
 
@@ -102,8 +102,8 @@ def _binance_keys(settings: Settings) -> None:
 
 
 def _binance_order_link(settings: Settings) -> OrderLink:
-    from venues.binance.signing import load_signer
-    from venues.binance.ws_api import BinanceWsApi  # I/O: imported on demand
+    from tickpipe.venues.binance.signing import load_signer
+    from tickpipe.venues.binance.ws_api import BinanceWsApi  # I/O: imported on demand
 
     if not settings.binance_api_key or not settings.binance_api_secret:
         raise ConfigError(
@@ -132,7 +132,7 @@ def _binance_user_data(settings: Settings, request_id: int, timestamp_ms: int) -
 
 
 def _binance_orders(settings: Settings, connection: Any, options: OrderOptions) -> Any:
-    from venues.binance.order_adapter import BinanceOrders
+    from tickpipe.venues.binance.order_adapter import BinanceOrders
 
     return BinanceOrders(
         settings,
@@ -145,7 +145,7 @@ def _binance_orders(settings: Settings, connection: Any, options: OrderOptions) 
 
 
 async def _binance_connect(connection: Any) -> None:
-    from venues.binance.ws_api import BinanceWsApi
+    from tickpipe.venues.binance.ws_api import BinanceWsApi
 
     if isinstance(connection, BinanceWsApi):
         await connection.connect()
@@ -153,14 +153,14 @@ async def _binance_connect(connection: Any) -> None:
 
 # -- Alpaca ---------------------------------------------------------------------------------------
 def _alpaca_order_link(settings: Settings) -> OrderLink:
-    from venues.alpaca.rest import rest_from_settings  # I/O: imported on demand
+    from tickpipe.venues.alpaca.rest import rest_from_settings  # I/O: imported on demand
 
     rest = rest_from_settings(settings)  # checks the credentials
     return OrderLink(lambda: rest)
 
 
 def _alpaca_orders(settings: Settings, connection: Any, options: OrderOptions) -> Any:
-    from venues.alpaca.order_adapter import AlpacaOrders
+    from tickpipe.venues.alpaca.order_adapter import AlpacaOrders
 
     return AlpacaOrders(connection, clock=options.clock, order_id_of=options.order_id_of)
 

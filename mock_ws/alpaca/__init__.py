@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mock_ws.alpaca.server import TEST_SYMBOL, AlpacaMock
-from mock_ws.ground_truth import GroundTruthWriter
-from mock_ws.market import MarketSim
+from tickpipe.mock_ws.alpaca.server import TEST_SYMBOL, AlpacaMock
+from tickpipe.mock_ws.ground_truth import GroundTruthWriter
+from tickpipe.mock_ws.market import MarketSim
 
 __all__ = ["ALPACA_START_PRICES", "ALPACA_SYMBOLS", "TEST_SYMBOL", "AlpacaMock", "build_alpaca"]
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from mock_ws.alpaca.marketdata import is_crypto
-from mock_ws.alpaca.orders import decimal_text
-from mock_ws.market import MarketSim
+from tickpipe.mock_ws.alpaca.marketdata import is_crypto
+from tickpipe.mock_ws.alpaca.orders import decimal_text
+from tickpipe.mock_ws.market import MarketSim
 
 __all__ = ["Position", "account_json", "asset_id", "positions_json"]
 

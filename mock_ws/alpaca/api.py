@@ -17,10 +17,10 @@ from typing import Any
 
 import orjson
 
-from mock_ws.alpaca.broker import AlpacaBroker
-from mock_ws.alpaca.codec import Ts, parse_rfc3339, rfc3339
-from mock_ws.alpaca.marketdata import AlpacaMarket
-from mock_ws.alpaca.orders import TradingError
+from tickpipe.mock_ws.alpaca.broker import AlpacaBroker
+from tickpipe.mock_ws.alpaca.codec import Ts, parse_rfc3339, rfc3339
+from tickpipe.mock_ws.alpaca.marketdata import AlpacaMarket
+from tickpipe.mock_ws.alpaca.orders import TradingError
 
 __all__ = ["AlpacaApi", "ApiResult"]
 

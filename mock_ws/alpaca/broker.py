@@ -17,11 +17,16 @@ from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from mock_ws.alpaca.account import Position, account_json, asset_id, positions_json
-from mock_ws.alpaca.codec import rfc3339
-from mock_ws.alpaca.marketdata import is_crypto
-from mock_ws.alpaca.orders import AlpacaOrder, TradingError, decimal_text, parse_order_request
-from mock_ws.market import MarketSim, SimTrade
+from tickpipe.mock_ws.alpaca.account import Position, account_json, asset_id, positions_json
+from tickpipe.mock_ws.alpaca.codec import rfc3339
+from tickpipe.mock_ws.alpaca.marketdata import is_crypto
+from tickpipe.mock_ws.alpaca.orders import (
+    AlpacaOrder,
+    TradingError,
+    decimal_text,
+    parse_order_request,
+)
+from tickpipe.mock_ws.market import MarketSim, SimTrade
 
 __all__ = ["AlpacaBroker"]
 

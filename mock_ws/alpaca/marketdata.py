@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from mock_ws.alpaca.codec import Ts
-from mock_ws.market import SimTrade
+from tickpipe.mock_ws.alpaca.codec import Ts
+from tickpipe.mock_ws.market import SimTrade
 
 __all__ = ["CHANNEL_OF", "AlpacaMarket", "Outgoing", "is_crypto"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from mock_ws.alpaca.codec import rfc3339
+from tickpipe.mock_ws.alpaca.codec import rfc3339
 
 __all__ = [
     "OPEN_STATUSES",

@@ -25,14 +25,14 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from mock_ws.alpaca.api import AlpacaApi
-from mock_ws.alpaca.broker import AlpacaBroker
-from mock_ws.alpaca.codec import encode_data_frame, encode_trading_frame
-from mock_ws.alpaca.marketdata import AlpacaMarket, Outgoing, is_crypto
-from mock_ws.alpaca.session import FEEDS, ConnectionRegistry, DataSession, Reply
-from mock_ws.alpaca.trading_stream import TradingSession
-from mock_ws.ground_truth import GroundTruthWriter
-from mock_ws.market import MarketSim
+from tickpipe.mock_ws.alpaca.api import AlpacaApi
+from tickpipe.mock_ws.alpaca.broker import AlpacaBroker
+from tickpipe.mock_ws.alpaca.codec import encode_data_frame, encode_trading_frame
+from tickpipe.mock_ws.alpaca.marketdata import AlpacaMarket, Outgoing, is_crypto
+from tickpipe.mock_ws.alpaca.session import FEEDS, ConnectionRegistry, DataSession, Reply
+from tickpipe.mock_ws.alpaca.trading_stream import TradingSession
+from tickpipe.mock_ws.ground_truth import GroundTruthWriter
+from tickpipe.mock_ws.market import MarketSim
 
 __all__ = ["TEST_SYMBOL", "AlpacaMock"]
 

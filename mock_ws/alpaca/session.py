@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mock_ws.alpaca.codec import decode_client
+from tickpipe.mock_ws.alpaca.codec import decode_client
 
 __all__ = [
     "CRYPTO_CHANNELS",

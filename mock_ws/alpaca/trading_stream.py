@@ -14,7 +14,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from mock_ws.alpaca.codec import decode_client
+from tickpipe.mock_ws.alpaca.codec import decode_client
 
 __all__ = ["STREAMS", "TradingSession"]
 

@@ -14,6 +14,6 @@ matching engine and fault plan they share stay at :mod:`mock_ws`. Start it throu
 
 from __future__ import annotations
 
-from mock_ws.binance.server import BinanceMock
+from tickpipe.mock_ws.binance.server import BinanceMock
 
 __all__ = ["BinanceMock"]

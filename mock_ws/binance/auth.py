@@ -18,8 +18,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from mock_ws.matching import OrderRejected
-from venues.binance.wire import hmac_signature, ws_api_payload
+from tickpipe.mock_ws.matching import OrderRejected
+from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
 __all__ = [
     "DEFAULT_RECV_WINDOW_MS",

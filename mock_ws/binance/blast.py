@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 import struct
 
-from mock_ws.binance.streams import StreamSession
-from mock_ws.market import MarketSim
+from tickpipe.mock_ws.binance.streams import StreamSession
+from tickpipe.mock_ws.market import MarketSim
 
 __all__ = ["BlastEncoder", "blast_encoders", "ws_frame_header"]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from aiohttp import web
 
-from mock_ws.binance.blast import BlastEncoder
-from mock_ws.binance.streams import StreamSession
-from mock_ws.binance.ws_api import ApiSession
-from mock_ws.faults import FaultPlan, padded, restyle
-from mock_ws.ground_truth import GroundTruthWriter
+from tickpipe.mock_ws.binance.blast import BlastEncoder
+from tickpipe.mock_ws.binance.streams import StreamSession
+from tickpipe.mock_ws.binance.ws_api import ApiSession
+from tickpipe.mock_ws.faults import FaultPlan, padded, restyle
+from tickpipe.mock_ws.ground_truth import GroundTruthWriter
 
 __all__ = [
     "OUTBOX_LIMIT",

@@ -19,12 +19,12 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from mock_ws.binance.connection import Connection, close
-from mock_ws.faults import Fault, FaultError, FaultPlan, fault_list
-from mock_ws.ground_truth import GroundTruthWriter
-from mock_ws.market import MarketSim, SimTrade
-from mock_ws.scenarios import ScenarioError
-from mock_ws.scenarios import regime_from as regime_from_check
+from tickpipe.mock_ws.binance.connection import Connection, close
+from tickpipe.mock_ws.faults import Fault, FaultError, FaultPlan, fault_list
+from tickpipe.mock_ws.ground_truth import GroundTruthWriter
+from tickpipe.mock_ws.market import MarketSim, SimTrade
+from tickpipe.mock_ws.scenarios import ScenarioError
+from tickpipe.mock_ws.scenarios import regime_from as regime_from_check
 
 __all__ = ["FaultRunner"]
 

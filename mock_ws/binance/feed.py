@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from mock_ws.binance.candles import INTERVALS, Candle, CandleSeries, RollingTicker
-from mock_ws.book import SimBook
-from mock_ws.market import QTY_UNITS, TICKS_PER_UNIT, MarketSim, SimTrade
+from tickpipe.mock_ws.binance.candles import INTERVALS, Candle, CandleSeries, RollingTicker
+from tickpipe.mock_ws.book import SimBook
+from tickpipe.mock_ws.market import QTY_UNITS, TICKS_PER_UNIT, MarketSim, SimTrade
 
 __all__ = ["FeedEvent", "MarketFeed", "TradeHistory"]
 

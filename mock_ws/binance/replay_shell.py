@@ -15,11 +15,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from mock_ws.binance.connection import Record
-from mock_ws.binance.feed import MarketFeed
-from mock_ws.binance.replay import ReplayBook, ReplayEvent, Snapshot
-from mock_ws.ground_truth import GroundTruthWriter, trade_record
-from mock_ws.market import SimTrade
+from tickpipe.mock_ws.binance.connection import Record
+from tickpipe.mock_ws.binance.feed import MarketFeed
+from tickpipe.mock_ws.binance.replay import ReplayBook, ReplayEvent, Snapshot
+from tickpipe.mock_ws.ground_truth import GroundTruthWriter, trade_record
+from tickpipe.mock_ws.market import SimTrade
 
 __all__ = ["Replayer", "replay_symbols"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from mock_ws.matching import split_symbol
+from tickpipe.mock_ws.matching import split_symbol
 
 __all__ = ["RATE_LIMITS", "exchange_info", "symbol_info"]
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from mock_ws.binance.candles import INTERVALS
-from mock_ws.binance.feed import MarketFeed
-from mock_ws.binance.rest import exchange_info
+from tickpipe.mock_ws.binance.candles import INTERVALS
+from tickpipe.mock_ws.binance.feed import MarketFeed
+from tickpipe.mock_ws.binance.rest import exchange_info
 
 __all__ = ["RestMarket", "request_weight"]
 

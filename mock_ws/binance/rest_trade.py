@@ -17,10 +17,10 @@ from typing import Any, Protocol
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from mock_ws.binance.auth import check_rest_signed
-from mock_ws.faults import FaultPlan
-from mock_ws.ground_truth import GroundTruthWriter
-from mock_ws.matching import MatchingEngine, OrderRejected
+from tickpipe.mock_ws.binance.auth import check_rest_signed
+from tickpipe.mock_ws.faults import FaultPlan
+from tickpipe.mock_ws.ground_truth import GroundTruthWriter
+from tickpipe.mock_ws.matching import MatchingEngine, OrderRejected
 
 __all__ = ["RestTrading"]
 

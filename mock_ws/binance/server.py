@@ -26,8 +26,8 @@ import orjson
 from aiohttp import WSMsgType, web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from mock_ws.binance.blast import blast_encoders
-from mock_ws.binance.connection import (
+from tickpipe.mock_ws.binance.blast import blast_encoders
+from tickpipe.mock_ws.binance.connection import (
     Connection,
     Record,
     blast_loop,
@@ -37,18 +37,23 @@ from mock_ws.binance.connection import (
     ping_loop,
     write_loop,
 )
-from mock_ws.binance.control import FaultRunner
-from mock_ws.binance.feed import MarketFeed
-from mock_ws.binance.replay_shell import Replayer
-from mock_ws.binance.rest_market import RestMarket
-from mock_ws.binance.rest_trade import RestTrading
-from mock_ws.binance.status import server_status
-from mock_ws.binance.streams import StreamSession, frame, is_valid_stream, streams_from_path
-from mock_ws.binance.ws_api import ApiSession, WsApi
-from mock_ws.faults import FaultPlan
-from mock_ws.ground_truth import GroundTruthWriter, trade_record, user_event_record
-from mock_ws.market import MarketSim, SimTrade
-from mock_ws.matching import MatchingEngine
+from tickpipe.mock_ws.binance.control import FaultRunner
+from tickpipe.mock_ws.binance.feed import MarketFeed
+from tickpipe.mock_ws.binance.replay_shell import Replayer
+from tickpipe.mock_ws.binance.rest_market import RestMarket
+from tickpipe.mock_ws.binance.rest_trade import RestTrading
+from tickpipe.mock_ws.binance.status import server_status
+from tickpipe.mock_ws.binance.streams import (
+    StreamSession,
+    frame,
+    is_valid_stream,
+    streams_from_path,
+)
+from tickpipe.mock_ws.binance.ws_api import ApiSession, WsApi
+from tickpipe.mock_ws.faults import FaultPlan
+from tickpipe.mock_ws.ground_truth import GroundTruthWriter, trade_record, user_event_record
+from tickpipe.mock_ws.market import MarketSim, SimTrade
+from tickpipe.mock_ws.matching import MatchingEngine
 
 __all__ = ["BinanceMock"]
 

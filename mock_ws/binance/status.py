@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mock_ws.binance.server import BinanceMock
+    from tickpipe.mock_ws.binance.server import BinanceMock
 
 __all__ = ["server_status"]
 

@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from mock_ws.binance.auth import check_signed, check_time
-from mock_ws.matching import MatchingEngine, OrderRejected
+from tickpipe.mock_ws.binance.auth import check_signed, check_time
+from tickpipe.mock_ws.matching import MatchingEngine, OrderRejected
 
 __all__ = ["ApiReply", "ApiSession", "WsApi"]
 

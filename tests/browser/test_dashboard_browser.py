@@ -20,10 +20,10 @@ import pytest
 import redis
 from playwright.sync_api import ConsoleMessage, Page, sync_playwright
 
-from common.embedded import PASSWORDS_FILE, read_passwords, user_url
-from common.names import Keys
-from common.schema import decode_fields
 from tests.e2e.conftest import free_port, wait_for
+from tickpipe.common.embedded import PASSWORDS_FILE, read_passwords, user_url
+from tickpipe.common.names import Keys
+from tickpipe.common.schema import decode_fields
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ def pipeline(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     data = tmp_path / "state"
     out = (tmp_path / "up.out").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "common.cli", "up", "--duration", "100", "--data-dir", str(data),
+        [sys.executable, "-m", "tickpipe", "up", "--duration", "100", "--data-dir", str(data),
          "--rate", "40"],
         env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
     )  # fmt: skip

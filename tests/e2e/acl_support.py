@@ -12,8 +12,8 @@ from pathlib import Path
 
 import redis
 
-from deploy.acl import USERS, render_acl, stage_url
 from tests.e2e.conftest import free_port, wait_for
+from tickpipe.deploy.acl import USERS, render_acl, stage_url
 
 ADMIN_PASSWORD = "admin-Adm1nPass-Q7"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
+from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,7 +133,14 @@ class Processes:
     def start_mock(self, *args: str) -> tuple[Stage, int]:
         ready = self.tmp / "mock.ready.json"
         stage = self.start(
-            "mock_ws", "-m", "mock_ws", "--binance-port", "0", "--ready-file", str(ready), *args
+            "mock_ws",
+            "-m",
+            "tickpipe.mock_ws",
+            "--binance-port",
+            "0",
+            "--ready-file",
+            str(ready),
+            *args,
         )
         wait_for(lambda: ready.exists() or stage.proc.poll() is not None, timeout_s=15,
                  what="the mock exchange to listen")  # fmt: skip
@@ -146,9 +153,9 @@ class Processes:
     def start_pipeline(self) -> tuple[Stage, Stage, Stage]:
         """Start the ingestor, processor and trader (instances ``ing``, ``proc``, ``trd``)."""
         return (
-            self.start("ingestor", "-m", "ingestor", env={"TICKPIPE_INSTANCE": "ing"}),
-            self.start("processor", "-m", "processor", env={"TICKPIPE_INSTANCE": "proc"}),
-            self.start("trader", "-m", "trader", env={"TICKPIPE_INSTANCE": "trd"}),
+            self.start("ingestor", "-m", "tickpipe.ingestor", env={"TICKPIPE_INSTANCE": "ing"}),
+            self.start("processor", "-m", "tickpipe.processor", env={"TICKPIPE_INSTANCE": "proc"}),
+            self.start("trader", "-m", "tickpipe.trader", env={"TICKPIPE_INSTANCE": "trd"}),
         )
 
 

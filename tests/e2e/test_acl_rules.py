@@ -10,12 +10,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from common.names import Keys, Partition
-from deploy.acl import OPERATOR, STAGE_USERS, USERS, main
-from processor.trimmer import NTH_ID_SCRIPT
-from processor.wire import GATE_SCRIPT, READ_SCRIPT, read_call
 from tests.e2e.acl_support import acl_redis, stage_passwords
-from trader.fence import FENCE_SCRIPT, Change, encode_change
+from tickpipe.common.names import Keys, Partition
+from tickpipe.deploy.acl import OPERATOR, STAGE_USERS, USERS, main
+from tickpipe.processor.trimmer import NTH_ID_SCRIPT
+from tickpipe.processor.wire import GATE_SCRIPT, READ_SCRIPT, read_call
+from tickpipe.trader.fence import FENCE_SCRIPT, Change, encode_change
 
 pytestmark = pytest.mark.e2e
 

@@ -59,13 +59,6 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
-from common.schema import Bar, Signal, Trade, decode_fields
-from common.settings import load_settings
-from common.units import client_order_id_for
-from mock_ws.ground_truth import read_ground_truth
-from processor.core import PartitionState, process_batch
-from processor.lanes import decode_entries
 from tests.e2e.chaos_support import (
     blocked_reader,
     crash_with_aof_cut,
@@ -73,10 +66,17 @@ from tests.e2e.chaos_support import (
     mark_aof,
 )
 from tests.e2e.conftest import Processes, RedisServer, Stage, group_idle, start_redis, wait_for
-from trader.control import set_kill_switch
-from trader.core import TERMINAL
-from venues.binance.orders import result_of, status_params
-from venues.binance.ws_api import BinanceWsApi
+from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
+from tickpipe.common.schema import Bar, Signal, Trade, decode_fields
+from tickpipe.common.settings import load_settings
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws.ground_truth import read_ground_truth
+from tickpipe.processor.core import PartitionState, process_batch
+from tickpipe.processor.lanes import decode_entries
+from tickpipe.trader.control import set_kill_switch
+from tickpipe.trader.core import TERMINAL
+from tickpipe.venues.binance.orders import result_of, status_params
+from tickpipe.venues.binance.ws_api import BinanceWsApi
 
 pytestmark = pytest.mark.e2e
 
@@ -144,7 +144,7 @@ class Chaos:
         env = {"TICKPIPE_INSTANCE": name}
         if module == "processor":  # a frozen member's connection outlives its freeze
             env["REDIS_URL"] = self.server.url + "?socket_timeout=30"
-        self.stages[name] = self.procs.start(name, "-m", module, env=env)
+        self.stages[name] = self.procs.start(name, "-m", f"tickpipe.{module}", env=env)
 
     def note(self, line: str) -> None:
         """Log one thing done (or drawn), with the moment, for the replay of a failure."""

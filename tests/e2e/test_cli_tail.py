@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from common.names import Keys
 from tests.e2e.conftest import REPO, RedisServer, wait_for
+from tickpipe.common.names import Keys
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,7 @@ def test_tail_prints_new_entries_and_stops_on_ctrl_c(
     out = tmp_path / "tail.out"
     with out.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "common.cli", "--env-file", "/dev/null", "tail", "orders"],
+            [sys.executable, "-m", "tickpipe", "--env-file", "/dev/null", "tail", "orders"],
             env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

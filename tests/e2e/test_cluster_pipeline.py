@@ -20,9 +20,9 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from common.names import Keys, Partition
-from common.redis_io import connect_redis, is_cluster_url
 from tests.e2e.conftest import Processes, free_port, wait_for
+from tickpipe.common.names import Keys, Partition
+from tickpipe.common.redis_io import connect_redis, is_cluster_url
 
 pytestmark = pytest.mark.e2e
 
@@ -141,7 +141,7 @@ def test_pipeline_runs_on_a_three_master_cluster(processes: Processes, tmp_path:
             TICKPIPE_ORDER_QTY="0.01",
         )
         stages = [
-            processes.start(name, "-m", name, env={"TICKPIPE_INSTANCE": name[:3]})
+            processes.start(name, "-m", f"tickpipe.{name}", env={"TICKPIPE_INSTANCE": name[:3]})
             for name in ("ingestor", "processor", "trader")
         ]
         try:
@@ -159,11 +159,11 @@ def test_pipeline_runs_on_a_three_master_cluster(processes: Processes, tmp_path:
                      what="signals in both partitions")  # fmt: skip
             wait_for(lambda: _traded_partitions(client, partitions) == 2, timeout_s=40,
                      what="orders for signals of both partitions")  # fmt: skip
-            check = processes.start("processor-check", "-m", "processor", "--check")
+            check = processes.start("processor-check", "-m", "tickpipe.processor", "--check")
             assert check.proc.wait(30) == 0, check.tail()
             # `tickpipe streams` finds the streams of every node.
             streams = processes.start(
-                "streams", "-c", "import sys; from common.cli import main; sys.exit(main())",
+                "streams", "-c", "import sys; from tools.cli import main; sys.exit(main())",
                 "streams",
             )  # fmt: skip
             assert streams.proc.wait(30) == 0, streams.tail()

@@ -66,10 +66,10 @@ DOTENV_CASES = {
 
 # One loader serves every command: each command gets one case, two commands get every case.
 DOTENV_RUNS = [
-    *((["-m", stage], "unterminated quote") for stage in STAGES),
-    *((["-m", "common.cli", "up"], case) for case in DOTENV_CASES),
-    *((["-m", "ingestor"], case) for case in DOTENV_CASES if case != "unterminated quote"),
-    (["-m", "common.cli", "streams"], "no equals sign"),
+    *((["-m", f"tickpipe.{stage}"], "unterminated quote") for stage in STAGES),
+    *((["-m", "tickpipe", "up"], case) for case in DOTENV_CASES),
+    *((["-m", "tickpipe.ingestor"], case) for case in DOTENV_CASES if case != "unterminated quote"),
+    (["-m", "tickpipe", "streams"], "no equals sign"),
 ]
 
 
@@ -102,7 +102,7 @@ URL_RUNS = [
 
 @pytest.mark.parametrize(("stage", "url"), URL_RUNS)
 def test_a_bad_redis_url_part_is_named(stage: str, url: str, tmp_path: Path) -> None:
-    code, output = _run(["-m", stage], _env(REDIS_URL=url), tmp_path)
+    code, output = _run(["-m", f"tickpipe.{stage}"], _env(REDIS_URL=url), tmp_path)
     assert code == 2, output
     message = _one_line(output)
     assert "REDIS_URL" in message and BAD_URLS[url] in message, message
@@ -111,7 +111,7 @@ def test_a_bad_redis_url_part_is_named(stage: str, url: str, tmp_path: Path) -> 
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_secret_too_short_to_mask_is_refused(stage: str, tmp_path: Path) -> None:
     env = _env(BINANCE_API_KEY="a-long-enough-key", BINANCE_API_SECRET="abc1")
-    code, output = _run(["-m", stage], env, tmp_path)
+    code, output = _run(["-m", f"tickpipe.{stage}"], env, tmp_path)
     assert code == 2, output
     message = _one_line(output)
     assert "BINANCE_API_SECRET" in message and "abc1" not in message, message
@@ -128,7 +128,7 @@ def taken_port() -> Iterator[int]:
 
 def test_a_taken_dashboard_port_is_named(taken_port: int, tmp_path: Path) -> None:
     env = _env(TICKPIPE_DASHBOARD_PORT=str(taken_port))
-    code, output = _run(["-m", "dashboard"], env, tmp_path)
+    code, output = _run(["-m", "tickpipe.dashboard"], env, tmp_path)
     assert code == 2, output
     message = _one_line(output)
     assert f"TICKPIPE_DASHBOARD_PORT={taken_port}" in message and "in use" in message, message
@@ -136,14 +136,18 @@ def test_a_taken_dashboard_port_is_named(taken_port: int, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("stage", ["ingestor", "processor", "trader", "dashboard"])
 def test_a_taken_metrics_port_is_named(stage: str, taken_port: int, tmp_path: Path) -> None:
-    code, output = _run(["-m", stage], _env(TICKPIPE_METRICS_PORT=str(taken_port)), tmp_path)
+    code, output = _run(
+        ["-m", f"tickpipe.{stage}"], _env(TICKPIPE_METRICS_PORT=str(taken_port)), tmp_path
+    )
     assert code == 2, output
     message = _one_line(output)
     assert f"TICKPIPE_METRICS_PORT={taken_port}" in message and "in use" in message, message
 
 
 def test_a_taken_mock_port_is_named(taken_port: int, tmp_path: Path) -> None:
-    code, output = _run(["-m", "mock_ws", "--binance-port", str(taken_port)], _env(), tmp_path)
+    code, output = _run(
+        ["-m", "tickpipe.mock_ws", "--binance-port", str(taken_port)], _env(), tmp_path
+    )
     assert code == 2, output
     message = _one_line(output)
     assert f"--binance-port {taken_port}" in message and "in use" in message, message
@@ -182,7 +186,7 @@ def test_up_stops_with_the_reason_when_a_stage_exits_2(stage: str, tmp_path: Pat
         sock.bind(("127.0.0.1", taken))
         sock.listen()
         result = subprocess.run(
-            [sys.executable, "-m", "common.cli", "up", "--duration", "45", "--data-dir",
+            [sys.executable, "-m", "tickpipe", "up", "--duration", "45", "--data-dir",
              str(data)],
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip

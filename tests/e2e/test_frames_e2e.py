@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from common import frames
-from common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
-from common.schema import decode_fields
-from common.settings import Settings
 from tests.e2e.conftest import Processes, RedisServer, wait_for
+from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
+from tickpipe.common.schema import decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.tools import frames
 
 pytestmark = pytest.mark.e2e
 
@@ -47,9 +47,9 @@ def test_frames_read_a_real_run(
         TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
         TICKPIPE_HYSTERESIS_BPS="1",
     )  # fmt: skip
-    ingestor = processes.start("ingestor", "-m", "ingestor")
-    processor = processes.start("processor", "-m", "processor")
-    trader = processes.start("trader", "-m", "trader")
+    ingestor = processes.start("ingestor", "-m", "tickpipe.ingestor")
+    processor = processes.start("processor", "-m", "tickpipe.processor")
+    trader = processes.start("trader", "-m", "tickpipe.trader")
     client = redis_server.client()
     wait_for(lambda: client.xlen(KEYS.trades(P)) >= 200, timeout_s=40, what="200 trades")
     orders_stream = KEYS.orders("binance")

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import redis.asyncio as aioredis
 
-from common import frames
-from common.names import Partition
-from common.settings import Settings
 from tests.e2e.conftest import RedisServer
+from tickpipe.common.names import Partition
+from tickpipe.common.settings import Settings
+from tickpipe.tools import frames
 
 pytestmark = pytest.mark.e2e
 

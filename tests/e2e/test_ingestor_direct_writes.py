@@ -7,10 +7,10 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from common.redis_link import RedisLink, direct_pool
-from common.schema import RawFrame
-from ingestor.writer import _send_direct
 from tests.e2e.conftest import RedisServer
+from tickpipe.common.redis_link import RedisLink, direct_pool
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.writer import _send_direct
 
 pytestmark = pytest.mark.e2e
 

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import redis
 
-from common.names import Keys, Partition
-from common.schema import RawFrame, Trade
 from tests.e2e.chaos_support import crash_with_aof_cut, mark_aof
 from tests.e2e.conftest import Processes, RedisServer, start_redis, wait_for
+from tickpipe.common.names import Keys, Partition
+from tickpipe.common.schema import RawFrame, Trade
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +47,9 @@ def start(processes: Processes, redis_url: str, *extra: str, **env: str) -> tupl
         TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
         **env,
     )
-    ingestor = processes.start("ingestor", "-m", "ingestor", env={"TICKPIPE_INSTANCE": "ing"})
+    ingestor = processes.start(
+        "ingestor", "-m", "tickpipe.ingestor", env={"TICKPIPE_INSTANCE": "ing"}
+    )
     return ingestor, port
 
 
@@ -87,7 +89,9 @@ def test_dropped_connection_is_back_and_missed_trades_are_backfilled_exactly_onc
     redis_server: RedisServer, processes: Processes
 ) -> None:
     ingestor, port = start(processes, redis_server.url)
-    processor = processes.start("processor", "-m", "processor", env={"TICKPIPE_INSTANCE": "proc"})
+    processor = processes.start(
+        "processor", "-m", "tickpipe.processor", env={"TICKPIPE_INSTANCE": "proc"}
+    )
     client = redis_server.client()
     wait_for(lambda: client.xlen(KEYS.trades(P)) >= 40, timeout_s=20, what="40 trades")
     add_fault(port, {"type": "trade_gap", "symbol": "BTCUSDT", "count": 5})

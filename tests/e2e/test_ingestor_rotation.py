@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from common.schema import RawFrame, Trade
-from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import Processes, RedisServer, wait_for
 from tests.e2e.test_ingestor_faults import (
     KEYS,
@@ -25,6 +23,8 @@ from tests.e2e.test_ingestor_faults import (
     processor_idle,
     start,
 )
+from tickpipe.common.schema import RawFrame, Trade
+from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,9 @@ def test_lifetime_rotation_and_server_shutdown_leave_no_gap_and_no_duplicate(
         processes, redis_server.url, "--ground-truth", str(truth_path),
         TICKPIPE_BINANCE_CONN_LIFETIME_S="4",
     )  # fmt: skip
-    processor = processes.start("processor", "-m", "processor", env={"TICKPIPE_INSTANCE": "proc"})
+    processor = processes.start(
+        "processor", "-m", "tickpipe.processor", env={"TICKPIPE_INSTANCE": "proc"}
+    )
     client = redis_server.client()
     wait_for(lambda: health(client).get("rotations", 0) >= 2, timeout_s=30,
              what="two lifetime rotations")  # fmt: skip

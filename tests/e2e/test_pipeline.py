@@ -14,11 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from common.names import Keys, Partition
-from common.schema import Bar, Signal, Trade, decode_fields
-from common.units import client_order_id_for
-from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import Processes, RedisServer, drain_and_stop, wait_for
+from tickpipe.common.names import Keys, Partition
+from tickpipe.common.schema import Bar, Signal, Trade, decode_fields
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
 

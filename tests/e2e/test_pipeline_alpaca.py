@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from common.names import Keys, Partition
-from common.schema import Signal, Trade
-from common.units import client_order_id_for
-from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import Processes, RedisServer, drain_and_stop, wait_for
 from tests.e2e.test_pipeline import _entries
+from tickpipe.common.names import Keys, Partition
+from tickpipe.common.schema import Signal, Trade
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
 

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from common.names import GROUP_PROCESSOR, Keys, Partition
-from common.schema import RawFrame
-from common.settings import Settings
-from processor.lanes import Commit, PartitionLane
-from processor.link import LeaseLost, Link
 from tests.e2e.conftest import RedisServer
+from tickpipe.common.names import GROUP_PROCESSOR, Keys, Partition
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Settings
+from tickpipe.processor.lanes import Commit, PartitionLane
+from tickpipe.processor.link import LeaseLost, Link
 
 pytestmark = pytest.mark.e2e
 

@@ -1,6 +1,7 @@
 """A processor member frozen with SIGSTOP and thawed right after a takeover loses no trade.
 
-A real ``redis-server`` and two real ``python -m processor`` members whose ``REDIS_URL`` sets
+A real ``redis-server`` and two real ``python -m tickpipe.processor`` members whose
+``REDIS_URL`` sets
 ``socket_timeout=30``, so a frozen member's connection survives the freeze and its commands go
 out the moment it thaws. A feeder appends live trades to ``raw`` all along. The lease holder is
 stopped with SIGSTOP at a random moment while it reads and processes, the other member takes the
@@ -22,10 +23,10 @@ import orjson
 import pytest
 import redis
 
-from common.names import GROUP_PROCESSOR, Keys, Partition
-from common.schema import RawFrame
 from tests.e2e.chaos_support import freeze_through_takeover
 from tests.e2e.conftest import Processes, RedisServer, group_idle, wait_for
+from tickpipe.common.names import GROUP_PROCESSOR, Keys, Partition
+from tickpipe.common.schema import RawFrame
 
 pytestmark = pytest.mark.e2e
 
@@ -102,9 +103,13 @@ def test_a_member_thawed_right_after_a_takeover_loses_and_repeats_no_trade(
     feeder = Feeder(redis_server.url)
     feeder.start()
     try:
-        first = processes.start("proc-a", "-m", "processor", env={**env, "TICKPIPE_INSTANCE": "a"})
+        first = processes.start(
+            "proc-a", "-m", "tickpipe.processor", env={**env, "TICKPIPE_INSTANCE": "a"}
+        )
         wait_for(lambda: _lease(client) == "a", timeout_s=30, what="member a to own the lease")
-        second = processes.start("proc-b", "-m", "processor", env={**env, "TICKPIPE_INSTANCE": "b"})
+        second = processes.start(
+            "proc-b", "-m", "tickpipe.processor", env={**env, "TICKPIPE_INSTANCE": "b"}
+        )
         time.sleep(freeze_after_s)  # the moment to freeze is the drawn timing itself
         freeze_through_takeover(
             first.proc, lambda: _lease(client) == "b", thaw_after_s=thaw_after_ms / 1000,

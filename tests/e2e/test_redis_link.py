@@ -10,13 +10,13 @@ import random
 import pytest
 import redis.asyncio as aioredis
 
-from common.errors import TickpipeError
-from common.names import Keys
-from common.redis_link import RedisLink, Script, ScriptsRefused
-from common.schema import OrderIntent, RawFrame, decode_fields
-from ingestor.writer import BatchWriter, IngestorStats, WriteQueue, _send_direct
 from tests.e2e.conftest import RedisServer
-from trader.intents import IntentRecorder
+from tickpipe.common.errors import TickpipeError
+from tickpipe.common.names import Keys
+from tickpipe.common.redis_link import RedisLink, Script, ScriptsRefused
+from tickpipe.common.schema import OrderIntent, RawFrame, decode_fields
+from tickpipe.ingestor.writer import BatchWriter, IngestorStats, WriteQueue, _send_direct
+from tickpipe.trader.intents import IntentRecorder
 
 pytestmark = pytest.mark.e2e
 

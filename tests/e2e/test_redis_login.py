@@ -48,7 +48,7 @@ def test_stage_with_a_wrong_redis_password_exits_2_naming_redis_url(
             "TICKPIPE_BINANCE_WS_API_URL": "ws://127.0.0.1:9/ws-api/v3",
         }
         result = subprocess.run(
-            [sys.executable, "-m", stage], env=env, cwd=tmp_path,
+            [sys.executable, "-m", f"tickpipe.{stage}"], env=env, cwd=tmp_path,
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     finally:

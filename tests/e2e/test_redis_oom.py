@@ -34,11 +34,11 @@ from typing import Any
 import pytest
 import redis
 
-from common.names import Keys, Partition
-from common.schema import Signal, Trade, decode_fields
-from common.units import client_order_id_for
-from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import Processes, RedisServer, Stage, drain_and_stop, wait_for
+from tickpipe.common.names import Keys, Partition
+from tickpipe.common.schema import Signal, Trade, decode_fields
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +83,9 @@ def _restart(processes: Processes, stage: Stage) -> Stage:
     assert code == 0, f"{stage.name} exited {code} on SIGTERM during the outage:\n{stage.tail(40)}"
     instance = dict(HEALTH)[stage.name]
     module = stage.name
-    return processes.start(stage.name, "-m", module, env={"TICKPIPE_INSTANCE": instance})
+    return processes.start(
+        stage.name, "-m", f"tickpipe.{module}", env={"TICKPIPE_INSTANCE": instance}
+    )
 
 
 def _entries(client: redis.Redis, stream: str) -> list[dict[str, str]]:

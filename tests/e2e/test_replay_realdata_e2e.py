@@ -15,13 +15,13 @@ from decimal import Decimal
 
 import pytest
 
-from common import frames
-from common.names import GROUP_PROCESSOR, Keys, Partition
-from common.recordings import read_recording
-from common.schema import decode_fields
-from common.settings import Settings
 from tests.e2e.conftest import Processes, RedisServer, group_idle, wait_for
 from tests.integration.test_replay_realdata import HFT, Truth
+from tickpipe.common.names import GROUP_PROCESSOR, Keys, Partition
+from tickpipe.common.schema import decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.tools import frames
+from tickpipe.tools.recordings import read_recording
 
 pytestmark = pytest.mark.e2e
 
@@ -40,8 +40,8 @@ def test_replayed_captures_through_the_processor_equal_the_captures(
     processes.env.update(
         REDIS_URL=redis_server.url, TICKPIPE_NAMESPACE=NS, TICKPIPE_SYMBOLS=",".join(SYMBOLS)
     )
-    processor = processes.start("processor", "-m", "processor")
-    replay = processes.start("replay", "-m", "common.cli", "replay", *map(str, HFT))
+    processor = processes.start("processor", "-m", "tickpipe.processor")
+    replay = processes.start("replay", "-m", "tickpipe", "replay", *map(str, HFT))
     assert replay.proc.wait(300) == 0, replay.tail()
     assert "replayed 179,318 frames (2 rest, 179,316 ws)" in replay.log.read_text()
     client = redis_server.client()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from common.names import Keys, Partition
 from tests.e2e.acl_support import acl_redis, dump_redis, forms, stage_passwords
 from tests.e2e.conftest import Processes, free_port, wait_for
+from tickpipe.common.names import Keys, Partition
 
 pytestmark = pytest.mark.e2e
 
@@ -54,12 +54,13 @@ def test_stages_run_under_their_acl_users_and_leak_no_secret(
             TICKPIPE_LOG_LEVEL="DEBUG",
         )
         stages = {
-            name: processes.start(name, "-m", name, env={"REDIS_URL": server.url(name),
+            name: processes.start(name, "-m", f"tickpipe.{name}",
+                                  env={"REDIS_URL": server.url(name),
                                                         "TICKPIPE_INSTANCE": name[:3]})
             for name in ("ingestor", "processor", "trader")
         }  # fmt: skip
         dashboard = processes.start(
-            "dashboard", "-m", "dashboard", "--port", str(free_port()),
+            "dashboard", "-m", "tickpipe.dashboard", "--port", str(free_port()),
             env={"REDIS_URL": server.url("dashboard"), "TICKPIPE_INSTANCE": "dsh"},
         )  # fmt: skip
         stages["dashboard"] = dashboard
@@ -76,7 +77,7 @@ def test_stages_run_under_their_acl_users_and_leak_no_secret(
                      what="the dashboard, read-only, to report health")  # fmt: skip
             # --check works under each stage's own user (SCAN + GET of its health key).
             for name in stages:
-                check = processes.start(f"{name}-check", "-m", name, "--check",
+                check = processes.start(f"{name}-check", "-m", f"tickpipe.{name}", "--check",
                                         env={"REDIS_URL": server.url(name)})  # fmt: skip
                 assert check.proc.wait(30) == 0, check.tail()
             for name, stage in stages.items():

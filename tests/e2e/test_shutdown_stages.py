@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
-from common.schema import RawFrame, Signal, Trade, decode_fields
-from common.settings import KNOWN_KEYS
-from common.units import client_order_id_for
-from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import Processes, RedisServer, Stage, wait_for
+from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
+from tickpipe.common.schema import RawFrame, Signal, Trade, decode_fields
+from tickpipe.common.settings import KNOWN_KEYS
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +74,7 @@ def test_ingestor_sigterm_flushes_every_frame(
     _env(processes, redis_server)
     _, port = processes.start_mock("--seed", "2", "--rate", "2000", "--symbols", "BTCUSDT")
     _venue(processes, port)
-    ingestor = processes.start("ingestor", "-m", "ingestor")
+    ingestor = processes.start("ingestor", "-m", "tickpipe.ingestor")
     client = redis_server.client()
     _until(ingestor, lambda: client.xlen(KEYS.raw(P)) >= 1500, "1500 raw frames")
     assert ingestor.stop() == 0, ingestor.tail()
@@ -122,14 +122,14 @@ def test_processor_sigterm_leaves_nothing_pending(
     pipe.execute()
     trade_ids = [json.loads(f.data)["data"]["t"] for f in frames if '@trade"' in f.data]
     env = {"TICKPIPE_INSTANCE": "p1", "TICKPIPE_BATCH_SIZE": "200"}
-    processor = processes.start("processor", "-m", "processor", env=env)
+    processor = processes.start("processor", "-m", "tickpipe.processor", env=env)
     _until(processor, lambda: client.xlen(KEYS.trades(P)) >= 200, "the first trades")
     assert processor.stop() == 0, processor.tail()
     assert _pending(client, KEYS.raw(P), GROUP_PROCESSOR) == 0
     assert not client.get(KEYS.lease(P)), "the lease is released on a clean stop"
     partial = client.xlen(KEYS.trades(P))
     assert partial < len(trade_ids), "stopped before the backlog was done (else: no load)"
-    again = processes.start("processor-2", "-m", "processor", env=env)
+    again = processes.start("processor-2", "-m", "tickpipe.processor", env=env)
     wait_for(lambda: _group_done(client, KEYS.raw(P), GROUP_PROCESSOR), timeout_s=60,
              what="the restarted processor to finish the backlog")  # fmt: skip
     assert again.stop() == 0, again.tail()
@@ -167,7 +167,7 @@ def test_trader_sigterm_records_every_acknowledged_signal(
     signals = [_signal(n) for n in range(50)]
     for signal in signals:
         client.xadd(KEYS.signals(P), signal.to_fields())  # type: ignore[arg-type]
-    trader = processes.start("trader", "-m", "trader", env={"TICKPIPE_INSTANCE": "t1"})
+    trader = processes.start("trader", "-m", "tickpipe.trader", env={"TICKPIPE_INSTANCE": "t1"})
     _until(trader, lambda: client.xlen(KEYS.orders("binance")) >= 12, "orders")
     assert trader.stop() == 0, trader.tail()
     # Every signal acknowledged has its outcome recorded; one delivered but not handled yet stays
@@ -190,7 +190,7 @@ def test_trader_sigterm_records_every_acknowledged_signal(
     for signal_id in acked:
         assert [e for e in events[signal_id] if e != "intent"], (signal_id, events[signal_id])
     assert len(acked) < len(signals), "stopped before every signal was handled"
-    again = processes.start("trader-2", "-m", "trader", env={"TICKPIPE_INSTANCE": "t1"})
+    again = processes.start("trader-2", "-m", "tickpipe.trader", env={"TICKPIPE_INSTANCE": "t1"})
     wait_for(lambda: _group_done(client, KEYS.signals(P), GROUP_TRADER), timeout_s=60,
              what="the restarted trader to handle every signal")  # fmt: skip
     assert again.stop() == 0, again.tail()

@@ -15,12 +15,12 @@ from urllib.parse import quote
 import pytest
 import redis.exceptions as rexc
 
-from common.errors import ConfigError
-from common.health import HealthReporter, read_health
-from common.names import Keys
-from common.redis_io import connect_redis
-from common.settings import load_settings
 from tests.e2e.conftest import REPO, free_port, wait_for
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.health import HealthReporter, read_health
+from tickpipe.common.names import Keys
+from tickpipe.common.redis_io import connect_redis
+from tickpipe.common.settings import load_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +108,8 @@ def test_rediss_url_with_ca_connects_and_runs_commands(tmp_path: Path) -> None:
         env = {**os.environ, "REDIS_URL": url, "TICKPIPE_NAMESPACE": "tls", "PYTHONPATH": str(REPO)}
         env = {k: v for k, v in env.items() if not k.startswith("BINANCE_")}
         check = subprocess.run(
-            [sys.executable, "-m", "processor", "--check", "--env-file", str(d / "none.env")],
+            [sys.executable, "-m", "tickpipe.processor", "--check",
+             "--env-file", str(d / "none.env")],
             env=env, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert check.returncode == 0, check.stderr

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.schema import decode_fields
-from common.units import client_order_id_for
-from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.chaos_support import crash_with_aof_cut, mark_aof
 from tests.e2e.conftest import Processes, RedisServer, start_redis, wait_for
 from tests.e2e.test_trader_failover import KEY, KEYS, PRICE, SECRET, P, V, _market, _signal
 from tests.e2e.test_trader_failover import _venue_orders as venue_orders
+from tickpipe.common.schema import decode_fields
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def test_an_order_whose_intent_redis_lost_is_adopted_and_not_sent_again(
     market.start()
     first, lost = (client_order_id_for(_signal(n).signal_id) for n in (1, 2))
     try:
-        trader = processes.start("trader", "-m", "trader")
+        trader = processes.start("trader", "-m", "tickpipe.trader")
         client.xadd(KEYS.signals(P), _signal(1).to_fields())
         wait_for(lambda: _has(client, "ack", first), timeout_s=30, what="the first order")
         market_stop.set()  # nothing else writes while the cut point is taken

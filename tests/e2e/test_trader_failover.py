@@ -27,13 +27,13 @@ import orjson
 import pytest
 import redis
 
-from common.names import Keys, Partition
-from common.schema import Quote, Signal, Trade, decode_fields
-from common.units import client_order_id_for
-from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import Processes, RedisServer, Stage, wait_for
-from venues.binance.orders import all_orders_params, list_result_of
-from venues.binance.ws_api import BinanceWsApi
+from tickpipe.common.names import Keys, Partition
+from tickpipe.common.schema import Quote, Signal, Trade, decode_fields
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws.ground_truth import read_ground_truth
+from tickpipe.venues.binance.orders import all_orders_params, list_result_of
+from tickpipe.venues.binance.ws_api import BinanceWsApi
 
 pytestmark = pytest.mark.e2e
 
@@ -123,10 +123,10 @@ def test_a_frozen_owner_and_a_standby_place_each_order_once_within_the_limits(
     market.start()
     first: Stage | None = None
     try:
-        first = processes.start("trader-1", "-m", "trader")
+        first = processes.start("trader-1", "-m", "tickpipe.trader")
         wait_for(lambda: _health(client, "trd").get("pid") == first.proc.pid, timeout_s=30,
                  what="the first trader to own the account")  # fmt: skip
-        second = processes.start("trader-2", "-m", "trader")
+        second = processes.start("trader-2", "-m", "tickpipe.trader")
         wait_for(lambda: _health(client, "trd.standby").get("pid") == second.proc.pid,
                  timeout_s=30, what="the second trader to stand by")  # fmt: skip
         for n in range(1, 4):  # three buys, one after the other

@@ -11,14 +11,14 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from common.names import Keys, Partition
-from common.schema import OrderIntent, decode_fields
-from deploy.acl import acl_rules
 from tests.e2e.acl_support import ADMIN_PASSWORD, acl_redis, stage_passwords
 from tests.e2e.conftest import RedisServer
-from trader.intents import INTENT_SHA
-from trader.lease import Lease
-from trader.ledger import Ledger
+from tickpipe.common.names import Keys, Partition
+from tickpipe.common.schema import OrderIntent, decode_fields
+from tickpipe.deploy.acl import acl_rules
+from tickpipe.trader.intents import INTENT_SHA
+from tickpipe.trader.lease import Lease
+from tickpipe.trader.ledger import Ledger
 
 pytestmark = pytest.mark.e2e
 

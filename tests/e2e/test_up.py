@@ -26,7 +26,7 @@ def _env(**extra: str) -> dict[str, str]:
 def test_up_runs_every_stage_and_shows_data_moving(tmp_path: Path) -> None:
     data = tmp_path / "state"
     result = subprocess.run(
-        [sys.executable, "-m", "common.cli", "up", "--duration", "12", "--data-dir", str(data),
+        [sys.executable, "-m", "tickpipe", "up", "--duration", "12", "--data-dir", str(data),
          "--rate", "50"],
         env=_env(TICKPIPE_HYSTERESIS_BPS="1"), cwd=tmp_path,
         capture_output=True, text=True, timeout=90, check=False,
@@ -53,7 +53,7 @@ def test_up_runs_every_stage_and_shows_data_moving(tmp_path: Path) -> None:
 
 def test_up_reports_a_missing_redis_server_clearly(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "common.cli", "up", "--duration", "1", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "tickpipe", "up", "--duration", "1", "--data-dir", str(tmp_path)],
         env=_env(PATH="/nonexistent"), cwd=tmp_path,
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -64,7 +64,7 @@ def test_up_reports_a_missing_redis_server_clearly(tmp_path: Path) -> None:
 
 def test_up_rejects_a_misspelt_setting(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "common.cli", "up", "--duration", "1"],
+        [sys.executable, "-m", "tickpipe", "up", "--duration", "1"],
         env=_env(TICKPIPE_SYMBOL="BTCUSDT"), cwd=tmp_path,
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

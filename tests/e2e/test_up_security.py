@@ -19,11 +19,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from common.names import Keys, Partition
-from common.schema import Signal, decode_fields
-from common.units import client_order_id_for
-from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import REPO, free_port, wait_for
+from tickpipe.common.names import Keys, Partition
+from tickpipe.common.schema import Signal, decode_fields
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
 
@@ -87,7 +87,7 @@ class UpRun:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "common.cli", *args], env=self.env, cwd=self.cwd,
+            [sys.executable, "-m", "tickpipe", *args], env=self.env, cwd=self.cwd,
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
 
@@ -106,7 +106,7 @@ def _start_up(cwd: Path, *args: str, **env: str) -> UpRun:
     full_env = _env(TICKPIPE_DASHBOARD_PORT=str(free_port()), **env)
     with open(cwd / "up.out", "ab") as out, open(cwd / "up.err", "ab") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "common.cli", "up", *args], env=full_env, cwd=cwd,
+            [sys.executable, "-m", "tickpipe", "up", *args], env=full_env, cwd=cwd,
             stdout=out, stderr=err,
         )  # fmt: skip
     return UpRun(cwd, proc, full_env)
@@ -241,13 +241,14 @@ def test_embedded_redis_admits_only_its_users_each_to_its_own_keys(
         for stage, user in (("ingestor", "ingestor"), ("processor", "processor"),
                             ("trader", "trader"), ("dashboard", "dashboard")):  # fmt: skip
             check = subprocess.run(
-                [sys.executable, "-m", stage, "--check"], env=run.env, cwd=tmp_path,
+                [sys.executable, "-m", f"tickpipe.{stage}", "--check"], env=run.env, cwd=tmp_path,
                 capture_output=True, text=True, timeout=60, check=False,
             )  # fmt: skip
             assert check.returncode == 0, (stage, check.stdout + check.stderr)
             url = f"redis://{user}:{passwords[user]}@127.0.0.1:{run.port}/0"
             check = subprocess.run(
-                [sys.executable, "-m", stage, "--check"], env={**run.env, "REDIS_URL": url},
+                [sys.executable, "-m", f"tickpipe.{stage}", "--check"],
+                env={**run.env, "REDIS_URL": url},
                 cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
             )  # fmt: skip
             assert check.returncode == 0, (stage, check.stdout + check.stderr)

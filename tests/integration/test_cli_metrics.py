@@ -8,9 +8,9 @@ import urllib.request
 import fakeredis
 import pytest
 
-from common.health import HealthReporter
-from common.metrics import MetricsServer, StatsCollector, metric_name
-from common.names import Keys
+from tickpipe.common.health import HealthReporter
+from tickpipe.common.metrics import MetricsServer, StatsCollector, metric_name
+from tickpipe.common.names import Keys
 
 
 def _scrape(port: int) -> str:

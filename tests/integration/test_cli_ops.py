@@ -10,10 +10,12 @@ import fakeredis
 import pandas as pd
 import pytest
 
-from common import cli
-from common.cli_ops import run_operator_command
-from common.names import Partition, shard_for
-from common.ops import (
+from tickpipe.common.names import Partition, shard_for
+from tickpipe.common.schema import RawFrame, decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.tools import cli
+from tickpipe.tools.cli_ops import run_operator_command
+from tickpipe.tools.ops import (
     change_subscription,
     read_recording,
     replay_file,
@@ -21,8 +23,6 @@ from common.ops import (
     set_kill_switch,
     tail,
 )
-from common.schema import RawFrame, decode_fields
-from common.settings import Settings
 
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 RECORDING = REALDATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz"
@@ -69,7 +69,7 @@ def test_subscribe_writes_one_control_entry_per_partition(
         def missing(name: str) -> object:
             raise ImportError(name)
 
-        monkeypatch.setattr("common.ops.importlib.import_module", missing)
+        monkeypatch.setattr("tickpipe.tools.ops.importlib.import_module", missing)
 
     async def go() -> tuple[list[str], list[dict[str, str]]]:
         r = fakeredis.FakeAsyncRedis()
@@ -173,7 +173,7 @@ def test_export_writes_parquet_and_csv(tmp_path: Path, monkeypatch: pytest.Monke
                                           "ts_recv": str(i), "ts_proc": "0"})  # fmt: skip
 
     asyncio.run(seed())
-    monkeypatch.setattr("common.cli_ops.connect_redis",
+    monkeypatch.setattr("tickpipe.tools.cli_ops.connect_redis",
                         lambda url: fakeredis.FakeAsyncRedis(server=server))  # fmt: skip
     for fmt in ("parquet", "csv"):
         out = tmp_path / f"t.{fmt}"

@@ -10,9 +10,9 @@ import fakeredis
 import pytest
 import redis.exceptions as rexc
 
-from common.errors import RedisUnavailable
-from common.redis_link import Contended, RedisLink, RedisLost, Script, ScriptsRefused
-from common.resp import encode_command
+from tickpipe.common.errors import RedisUnavailable
+from tickpipe.common.redis_link import Contended, RedisLink, RedisLost, Script, ScriptsRefused
+from tickpipe.common.resp import encode_command
 
 ECHO = Script("return {KEYS[1], ARGV[1]}")
 

@@ -6,10 +6,10 @@ import asyncio
 
 import fakeredis
 
-from common.health import HealthReporter
-from common.names import Partition
-from common.settings import load_settings
-from common.status import read_status, render_status, render_streams
+from tickpipe.common.health import HealthReporter
+from tickpipe.common.names import Partition
+from tickpipe.common.settings import load_settings
+from tickpipe.common.status import read_status, render_status, render_streams
 
 
 def test_status_shows_streams_groups_lag_and_health() -> None:

@@ -62,7 +62,7 @@ def test_dockerfile_installs_the_way_the_readme_does() -> None:
 def test_dashboard_service_serves_on_8050_from_the_same_image() -> None:
     services = _compose()["services"]
     dashboard = services["dashboard"]
-    assert dashboard["command"][:3] == ["python", "-m", "dashboard"]
+    assert dashboard["command"][:3] == ["python", "-m", "tickpipe.dashboard"]
     assert any(str(p).endswith("8050:8050") for p in dashboard["ports"])
     assert dashboard["image"] == services["processor"]["image"] == "tickpipe:latest"
     assert dashboard["healthcheck"]["test"][-1] == "--check"
@@ -83,7 +83,7 @@ def test_stages_get_time_to_finish_their_batch_and_redis_is_durable() -> None:
 def test_acl_override_gives_each_stage_its_own_redis_user(tmp_path: Path) -> None:
     import os
 
-    from deploy.acl import main as acl_main
+    from tickpipe.deploy.acl import main as acl_main
 
     binary = shutil.which("docker-compose")
     assert binary, "docker-compose is missing: ./dev test installs Debian's docker-compose package"
@@ -106,4 +106,4 @@ def test_acl_override_gives_each_stage_its_own_redis_user(tmp_path: Path) -> Non
          str(REPO / "deploy" / "compose.acl.yml"), "config", "-q"],
         capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
     )  # fmt: skip
-    assert bare.returncode != 0 and "deploy.acl" in bare.stderr
+    assert bare.returncode != 0 and "tickpipe.deploy.acl" in bare.stderr

@@ -11,11 +11,11 @@ from typing import Any
 import fakeredis
 import pytest
 
-from common.names import Partition
-from common.settings import Secret, Settings
-from dashboard import reader
-from dashboard.app import TOKEN_COOKIE, build_app
-from dashboard.shell import DashboardServer, run
+from tickpipe.common.names import Partition
+from tickpipe.common.settings import Secret, Settings
+from tickpipe.dashboard import reader
+from tickpipe.dashboard.app import TOKEN_COOKIE, build_app
+from tickpipe.dashboard.shell import DashboardServer, run
 
 SETTINGS = Settings(namespace="dsh", symbols=("BTCUSDT",), instance="t")
 P = Partition("binance", 0)
@@ -150,7 +150,7 @@ def test_the_stage_serves_http_publishes_health_and_stops() -> None:
 def test_a_busy_port_is_a_configuration_error() -> None:
     import socket
 
-    from common.errors import ConfigError
+    from tickpipe.common.errors import ConfigError
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -8,9 +8,9 @@ import fakeredis
 import pandas as pd
 import pytest
 
-from common import frames
-from common.names import Partition
-from common.settings import Settings
+from tickpipe.common.names import Partition
+from tickpipe.common.settings import Settings
+from tickpipe.tools import frames
 
 SETTINGS = Settings(namespace="frm", symbols=("BTCUSDT", "ETHUSDT"), instance="t")
 K = SETTINGS.keys

@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 import redis.asyncio as aioredis
 
-from common import cli, frames
-from common.cli_ops import run_operator_command
-from common.names import Partition, shard_for
-from common.ops import read_recording, replay_file
-from common.schema import RawFrame
-from common.settings import Settings
+from tickpipe.common.names import Partition, shard_for
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Settings
+from tickpipe.tools import cli, frames
+from tickpipe.tools.cli_ops import run_operator_command
+from tickpipe.tools.ops import read_recording, replay_file
 
 SETTINGS = Settings(namespace="fr", symbols=("BTCUSDT", "ETHUSDT"), instance="t")
 K = SETTINGS.keys
@@ -132,7 +132,7 @@ def test_export_raw_then_replay_gives_the_same_raw_entries(
     settings = Settings(namespace="ex", symbols=("FTMUSDT", "XMRBTC", "SXPBTC", "BADGERBTC"),
                         shards=2, instance="t")  # fmt: skip
     server = fakeredis.FakeServer()
-    monkeypatch.setattr("common.cli_ops.connect_redis",
+    monkeypatch.setattr("tickpipe.tools.cli_ops.connect_redis",
                         lambda url: fakeredis.FakeAsyncRedis(server=server))  # fmt: skip
 
     def raw_entries(ns: Settings) -> list[tuple[str, str, str, int, str]]:

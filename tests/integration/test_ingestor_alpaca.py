@@ -16,14 +16,14 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from common.backoff import Backoff
-from common.errors import ConfigError
-from common.names import Partition, shard_for
-from common.schema import RawFrame
-from common.settings import Secret, Settings
-from ingestor.control import request_subscription_change
-from ingestor.shell import Ingestor
-from mock_ws import MockExchange, read_ground_truth, start_mock
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.names import Partition, shard_for
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Secret, Settings
+from tickpipe.ingestor.control import request_subscription_change
+from tickpipe.ingestor.shell import Ingestor
+from tickpipe.mock_ws import MockExchange, read_ground_truth, start_mock
 
 KEY, SECRET = "alpaca-key", "alpaca-secret"
 HEADERS = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}

@@ -18,11 +18,6 @@ import pytest
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection
 
-from common.schema import RawFrame
-from ingestor.gapwatch import GapWatch
-from ingestor.rest import RestFetcher
-from ingestor.shell import Ingestor
-from ingestor.writer import IngestorStats, WriteQueue
 from tests.integration.test_ingestor_rest import rest_frames, rest_server
 from tests.integration.test_ingestor_shell import (
     RAW,
@@ -34,6 +29,11 @@ from tests.integration.test_ingestor_shell import (
     until,
     venue,
 )
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.gapwatch import GapWatch
+from tickpipe.ingestor.rest import RestFetcher
+from tickpipe.ingestor.shell import Ingestor
+from tickpipe.ingestor.writer import IngestorStats, WriteQueue
 
 CONTROL = "it:{binance:0}:control"
 

@@ -9,12 +9,12 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from common.backoff import Backoff
-from common.errors import AuthError, RateLimited
-from common.schema import Event, OrderUpdate, Quote, Trade
-from mock_ws import MockExchange, start_mock
-from venues.binance.client import BinanceClient
-from venues.binance.wire import hmac_signature, ws_api_payload
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.errors import AuthError, RateLimited
+from tickpipe.common.schema import Event, OrderUpdate, Quote, Trade
+from tickpipe.mock_ws import MockExchange, start_mock
+from tickpipe.venues.binance.client import BinanceClient
+from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
 KEY, SECRET = "client-key", "client-secret"
 

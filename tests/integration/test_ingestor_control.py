@@ -13,10 +13,6 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from common.names import Partition, shard_for
-from common.schema import RawFrame
-from ingestor.control import request_subscription_change
-from ingestor.shell import Ingestor
 from tests.integration.test_ingestor_shell import (
     RAW,
     entries,
@@ -25,6 +21,10 @@ from tests.integration.test_ingestor_shell import (
     until,
     venue,
 )
+from tickpipe.common.names import Partition, shard_for
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.control import request_subscription_change
+from tickpipe.ingestor.shell import Ingestor
 
 
 class FakeVenue:

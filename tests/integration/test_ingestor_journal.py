@@ -11,11 +11,6 @@ import fakeredis
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from common.backoff import Backoff
-from common.schema import RawFrame
-from ingestor.journal import Journal, JournalLocked
-from ingestor.shell import Ingestor
-from ingestor.writer import BatchWriter, IngestorStats, Item, WriteQueue
 from tests.integration.test_ingestor_shell import (
     RAW,
     entries,
@@ -26,6 +21,11 @@ from tests.integration.test_ingestor_shell import (
     until,
     venue,
 )
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.journal import Journal, JournalLocked
+from tickpipe.ingestor.shell import Ingestor
+from tickpipe.ingestor.writer import BatchWriter, IngestorStats, Item, WriteQueue
 
 STREAM = "j:{binance:0}:raw"
 

@@ -15,10 +15,6 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from common.backoff import Backoff
-from common.schema import RawFrame
-from ingestor.connection import WsOptions
-from ingestor.shell import Ingestor
 from tests.integration.test_ingestor_shell import (
     RAW,
     entries,
@@ -29,6 +25,10 @@ from tests.integration.test_ingestor_shell import (
     until,
     venue,
 )
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.connection import WsOptions
+from tickpipe.ingestor.shell import Ingestor
 
 FAST = WsOptions(stale_floor_s=0.3, stale_max_s=5.0, rotate_timeout_s=3.0)
 

@@ -12,11 +12,11 @@ import fakeredis
 import orjson
 import pytest
 
-from common.errors import ConfigError
-from common.schema import RawFrame
-from common.settings import Secret, Settings
-from ingestor.shell import Ingestor, run
-from mock_ws import start_mock
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Secret, Settings
+from tickpipe.ingestor.shell import Ingestor, run
+from tickpipe.mock_ws import start_mock
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 

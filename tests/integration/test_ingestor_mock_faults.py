@@ -10,13 +10,13 @@ from typing import Any
 import fakeredis
 import pytest
 
-from common.backoff import Backoff
-from common.schema import RawFrame
-from common.settings import Settings
-from ingestor.connection import WsOptions
-from ingestor.shell import Ingestor
-from mock_ws import MockExchange, read_ground_truth, start_mock
 from tests.integration.test_ingestor_shell import entries, until
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Settings
+from tickpipe.ingestor.connection import WsOptions
+from tickpipe.ingestor.shell import Ingestor
+from tickpipe.mock_ws import MockExchange, read_ground_truth, start_mock
 
 RAW = "itf:{binance:0}:raw"
 

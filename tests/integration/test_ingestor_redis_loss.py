@@ -16,12 +16,12 @@ from typing import Any
 
 import fakeredis
 
-from common.backoff import Backoff
-from common.schema import RawFrame
-from ingestor.shell import Ingestor
-from mock_ws import read_ground_truth, start_mock
 from tests.integration.test_ingestor_mock_faults import RAW, events, settings_for, trade_ids
 from tests.integration.test_ingestor_shell import entries, until
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.shell import Ingestor
+from tickpipe.mock_ws import read_ground_truth, start_mock
 
 
 def live_trades(frames: list[RawFrame]) -> dict[str, list[int]]:

@@ -12,9 +12,6 @@ import fakeredis
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection
 
-from common.names import Partition
-from common.schema import RawFrame
-from ingestor.shell import Ingestor
 from tests.integration.test_ingestor_shell import (
     RAW,
     entries,
@@ -25,6 +22,9 @@ from tests.integration.test_ingestor_shell import (
     until,
     venue,
 )
+from tickpipe.common.names import Partition
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.shell import Ingestor
 
 
 class FakeRest:

@@ -6,8 +6,8 @@ import asyncio
 
 import fakeredis
 
-from common.schema import RawFrame
-from ingestor.writer import Item, _not_yet_written
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.writer import Item, _not_yet_written
 
 A, B = "tp:{binance:0}:raw", "tp:{binance:1}:raw"
 
@@ -47,8 +47,8 @@ def test_nothing_is_dropped_when_nothing_of_the_batch_landed() -> None:
 
 def test_a_restarted_ingestor_learns_the_last_trade_ids_from_raw() -> None:
     """Trades sent before a crash but never written are then backfilled: the hole is visible."""
-    from common.settings import load_settings
-    from ingestor.shell import Ingestor
+    from tickpipe.common.settings import load_settings
+    from tickpipe.ingestor.shell import Ingestor
 
     settings = load_settings({"TICKPIPE_SYMBOLS": "BTCUSDT,ETHUSDT"}, dotenv_path=None)
 

@@ -17,11 +17,11 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from common.backoff import Backoff
-from common.errors import ConfigError
-from common.schema import RawFrame
-from common.settings import Secret, Settings
-from ingestor.shell import Ingestor, run
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Secret, Settings
+from tickpipe.ingestor.shell import Ingestor, run
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 API_KEY, API_SECRET = "it-key-5f2c", "it-secret-9a7e"
@@ -448,7 +448,7 @@ def test_long_symbol_lists_are_subscribed_by_message_and_refusals_do_not_stop_it
 def test_check_reports_unreachable_redis(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ingestor.__main__ import main
+    from tickpipe.ingestor.__main__ import main
 
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     root = logging.getLogger()

@@ -10,9 +10,9 @@ from typing import Any
 import fakeredis
 import pytest
 
-from common.backoff import Backoff
-from common.schema import RawFrame
-from ingestor.writer import BatchWriter, IngestorStats, Item, WriteQueue
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.writer import BatchWriter, IngestorStats, Item, WriteQueue
 
 STREAM = "w:{binance:0}:raw"
 

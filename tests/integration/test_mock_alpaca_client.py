@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from mock_ws import MockExchange, start_mock
+from tickpipe.mock_ws import MockExchange, start_mock
 
 KEY, SECRET = "mock-key", "mock-secret"
 

@@ -1,4 +1,4 @@
-"""Integration test: ``python -m mock_ws --alpaca-port 0`` serves Alpaca REST next to Binance."""
+"""Integration test: ``python -m tickpipe.mock_ws --alpaca-port 0`` serves Alpaca too."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from mock_ws import MockExchange, read_ground_truth, start_mock
+from tickpipe.mock_ws import MockExchange, read_ground_truth, start_mock
 
 AUTH = {"action": "auth", "key": "mock-key", "secret": "mock-secret"}
 MSGPACK = {"Content-Type": "application/msgpack"}

@@ -13,7 +13,7 @@ import msgpack
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from mock_ws import MockExchange, read_ground_truth, start_mock
+from tickpipe.mock_ws import MockExchange, read_ground_truth, start_mock
 
 HEADERS = {"APCA-API-KEY-ID": "mock-key", "APCA-API-SECRET-KEY": "mock-secret"}
 LEGACY_AUTH = {

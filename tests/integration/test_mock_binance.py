@@ -14,8 +14,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from mock_ws import MockExchange, read_ground_truth, start_mock
-from venues.binance.wire import (
+from tickpipe.mock_ws import MockExchange, read_ground_truth, start_mock
+from tickpipe.venues.binance.wire import (
     hmac_signature,
     parse_execution_report,
     parse_trade,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from mock_ws import read_ground_truth, start_mock
+from tickpipe.mock_ws import read_ground_truth, start_mock
 
 
 def read_frames(port: int, path: str, seconds: float) -> tuple[list[bytes], float]:

@@ -1,4 +1,4 @@
-"""Integration test: ``python -m mock_ws`` as a real process with --ready-file and SIGTERM."""
+"""Integration test: ``python -m tickpipe.mock_ws`` as a process: --ready-file, SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import orjson
 
-from mock_ws import read_ground_truth
 from tests.mock_cli import mock_process, run_mock
+from tickpipe.mock_ws import read_ground_truth
 
 
 def test_help_documents_every_flag() -> None:

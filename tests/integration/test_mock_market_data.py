@@ -11,8 +11,8 @@ import aiohttp
 import orjson
 from websockets.asyncio.client import connect
 
-from mock_ws import MockExchange, start_mock
-from mock_ws.binance.candles import INTERVALS
+from tickpipe.mock_ws import MockExchange, start_mock
+from tickpipe.mock_ws.binance.candles import INTERVALS
 
 Scenario = Callable[[MockExchange], Awaitable[None]]
 

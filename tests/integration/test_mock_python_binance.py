@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mock_ws import start_mock
+from tickpipe.mock_ws import start_mock
 
 with warnings.catch_warnings():
     # python-binance imports names websockets deprecates; that is the library's business.

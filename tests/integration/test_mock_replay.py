@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 from websockets.asyncio.client import connect
 
-from mock_ws import MockExchange, read_ground_truth, start_mock
+from tickpipe.mock_ws import MockExchange, read_ground_truth, start_mock
 
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 

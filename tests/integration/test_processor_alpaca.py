@@ -14,11 +14,11 @@ import fakeredis
 import msgpack
 from websockets.asyncio.client import connect
 
-from common.names import Partition
-from common.schema import Bar, RawFrame, Trade, decode_fields
-from common.settings import Settings
-from mock_ws import read_ground_truth, start_mock
-from processor.shell import run
+from tickpipe.common.names import Partition
+from tickpipe.common.schema import Bar, RawFrame, Trade, decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.mock_ws import read_ground_truth, start_mock
+from tickpipe.processor.shell import run
 
 P = Partition("alpaca", 0)
 AUTH = {"action": "auth", "key": "mock-key", "secret": "mock-secret"}

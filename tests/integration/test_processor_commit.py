@@ -11,12 +11,6 @@ import orjson
 import pytest
 import redis.exceptions as rexc
 
-from common.names import GROUP_PROCESSOR
-from common.schema import RawFrame, decode_fields
-from common.settings import Settings
-from processor import link as link_module
-from processor.lanes import Commit, PartitionLane
-from processor.link import LeaseLost, Link
 from tests.integration.test_common_redis_link import NoScripts
 from tests.integration.test_processor_shell import (
     P,
@@ -27,6 +21,12 @@ from tests.integration.test_processor_shell import (
     wait_until,
     write_raw,
 )
+from tickpipe.common.names import GROUP_PROCESSOR
+from tickpipe.common.schema import RawFrame, decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.processor import link as link_module
+from tickpipe.processor.lanes import Commit, PartitionLane
+from tickpipe.processor.link import LeaseLost, Link
 
 ODD = 'quote " backslash \\ newline \n nul \x00 tab \t unicode é 日本 𝄞 \u2028'
 

@@ -18,12 +18,12 @@ import fakeredis
 import orjson
 import pytest
 
-from common.names import GROUP_PROCESSOR
-from common.schema import RawFrame, Trade, decode_fields
-from common.settings import Settings
-from processor import link as link_module
-from processor.core import PartitionState
 from tests.integration.test_processor_shell import P, start, wait_until
+from tickpipe.common.names import GROUP_PROCESSOR
+from tickpipe.common.schema import RawFrame, Trade, decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.processor import link as link_module
+from tickpipe.processor.core import PartitionState
 
 LEASE_MS = 3000
 

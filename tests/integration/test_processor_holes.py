@@ -13,10 +13,10 @@ import fakeredis
 import orjson
 import pytest
 
-from common.schema import RawFrame, decode_fields
-from common.settings import Settings
 from tests.integration.test_processor_shell import P, start, wait_until
 from tests.unit.test_processor_holes import Raw
+from tickpipe.common.schema import RawFrame, decode_fields
+from tickpipe.common.settings import Settings
 
 
 async def _read(redis: Any, key: str) -> list[dict[str, str]]:

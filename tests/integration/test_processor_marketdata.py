@@ -8,12 +8,12 @@ from typing import Any
 import fakeredis
 import orjson
 
-from common.names import Partition
-from common.schema import Quote, RawFrame, decode_fields
-from common.settings import Settings
-from processor.records import BookTop
-from processor.shell import run
 from tests.unit.test_processor_books import hftbacktest
+from tickpipe.common.names import Partition
+from tickpipe.common.schema import Quote, RawFrame, decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.processor.records import BookTop
+from tickpipe.processor.shell import run
 
 P = Partition("binance", 0)
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import fakeredis
 
-from common.names import Partition, shard_for
-from common.ops import read_recording, replay_file
-from common.schema import RawFrame
-from common.settings import Settings
-from processor.core import BadEntry, PartitionState, process_batch
-from processor.lanes import decode_entries
 from tests.integration.test_cli_ops import RECORDING
+from tickpipe.common.names import Partition, shard_for
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Settings
+from tickpipe.processor.core import BadEntry, PartitionState, process_batch
+from tickpipe.processor.lanes import decode_entries
+from tickpipe.tools.ops import read_recording, replay_file
 
 SETTINGS = Settings(namespace="rp", symbols=("BTCUSDT",), instance="t")
 

@@ -9,11 +9,11 @@ from typing import Any
 import fakeredis
 import orjson
 
-from common.names import Partition
-from common.schema import RawFrame
-from common.settings import Settings
-from processor.shell import run
 from tests.unit.test_processor_books import hftbacktest
+from tickpipe.common.names import Partition
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Settings
+from tickpipe.processor.shell import run
 
 P = Partition("binance", 0)
 KEEP = 50
@@ -107,8 +107,8 @@ def test_raw_is_not_trimmed_past_unacknowledged_entries() -> None:
             await redis.xadd(
                 keys.raw(P), RawFrame("marker", "binance", "c", n, 1, "{}").to_fields()
             )
-        from processor.lanes import PartitionLane
-        from processor.trimmer import Retention, trim_streams
+        from tickpipe.processor.lanes import PartitionLane
+        from tickpipe.processor.trimmer import Retention, trim_streams
 
         lane = PartitionLane(settings, P)
         retention = Retention()
@@ -144,7 +144,7 @@ def _counting(redis: Any) -> list[str]:
 
 
 def test_a_growing_stream_is_trimmed_from_marks_without_reading_it() -> None:
-    from processor.trimmer import Retention, trim_streams
+    from tickpipe.processor.trimmer import Retention, trim_streams
 
     async def scenario() -> tuple[list[int], list[str], int, int]:
         redis = fakeredis.FakeAsyncRedis()
@@ -170,7 +170,7 @@ def test_a_growing_stream_is_trimmed_from_marks_without_reading_it() -> None:
 
 def test_uneven_rounds_wait_for_the_next_mark_instead_of_reading() -> None:
     """Appends vary from round to round, so the next mark is often just short of the cut."""
-    from processor.trimmer import Retention, trim_streams
+    from tickpipe.processor.trimmer import Retention, trim_streams
 
     appends = [37, 23, 41, 19, 30, 44, 21, 35, 26, 39, 18, 42, 33, 22, 40, 27] * 3
 
@@ -194,7 +194,7 @@ def test_uneven_rounds_wait_for_the_next_mark_instead_of_reading() -> None:
 
 
 def test_a_stream_filling_over_many_rounds_keeps_marks_spread_over_its_history() -> None:
-    from processor.trimmer import MAX_MARKS, Retention, trim_streams
+    from tickpipe.processor.trimmer import MAX_MARKS, Retention, trim_streams
 
     rounds = 4 * MAX_MARKS
 
@@ -213,7 +213,7 @@ def test_a_stream_filling_over_many_rounds_keeps_marks_spread_over_its_history()
 
 
 def test_the_lookup_finds_the_nth_id_inside_redis() -> None:
-    from processor.trimmer import nth_id
+    from tickpipe.processor.trimmer import nth_id
 
     async def scenario() -> tuple[list[str | None], list[str]]:
         redis = fakeredis.FakeAsyncRedis()
@@ -226,7 +226,7 @@ def test_the_lookup_finds_the_nth_id_inside_redis() -> None:
 
 
 def test_marks_of_a_stream_under_its_cap_stay_bounded() -> None:
-    from processor.trimmer import MAX_MARKS, Retention, trim_streams
+    from tickpipe.processor.trimmer import MAX_MARKS, Retention, trim_streams
 
     async def scenario() -> int:
         redis = fakeredis.FakeAsyncRedis()

@@ -13,12 +13,12 @@ from typing import Any
 import fakeredis
 import orjson
 
-from common.names import GROUP_PROCESSOR, Partition
-from common.schema import OrderUpdate, RawFrame, Signal, Trade, decode_fields
-from common.settings import Settings
-from processor.core import PartitionState, build_strategies, process_batch
-from processor.lanes import decode_entries, private_lease_key
-from processor.shell import run
+from tickpipe.common.names import GROUP_PROCESSOR, Partition
+from tickpipe.common.schema import OrderUpdate, RawFrame, Signal, Trade, decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.processor.core import PartitionState, build_strategies, process_batch
+from tickpipe.processor.lanes import decode_entries, private_lease_key
+from tickpipe.processor.shell import run
 
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 BTC_FILE = REALDATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz"

@@ -17,15 +17,6 @@ import orjson
 import pytest
 from dash.exceptions import PreventUpdate
 
-from common.backpressure import RedisFigures
-from common.health import HealthReporter
-from common.names import Keys, Partition
-from common.schema import RawFrame
-from common.settings import Settings
-from common.units import client_order_id_for
-from dashboard.shell import DashboardServer
-from dashboard.shell import run as dashboard_run
-from ingestor.writer import BatchWriter, IngestorStats, WriteQueue
 from tests.integration.refusals import OOM_REPLY, Refusals, refusing_redis
 from tests.integration.test_processor_shell import (
     assert_all_processed,
@@ -43,6 +34,15 @@ from tests.integration.test_trader_shell import (
     pending,
     signal_stream,
 )
+from tickpipe.common.backpressure import RedisFigures
+from tickpipe.common.health import HealthReporter
+from tickpipe.common.names import Keys, Partition
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Settings
+from tickpipe.common.units import client_order_id_for
+from tickpipe.dashboard.shell import DashboardServer
+from tickpipe.dashboard.shell import run as dashboard_run
+from tickpipe.ingestor.writer import BatchWriter, IngestorStats, WriteQueue
 
 KEYS = Keys("rr")
 P = Partition("binance", 0)

@@ -25,11 +25,11 @@ import fakeredis
 import orjson
 import pytest
 
-from common.names import Partition
-from common.ops import read_recording, read_recordings, replay_file
-from common.settings import Settings
-from processor.core import PartitionState, process_batch
-from processor.lanes import decode_entries
+from tickpipe.common.names import Partition
+from tickpipe.common.settings import Settings
+from tickpipe.processor.core import PartitionState, process_batch
+from tickpipe.processor.lanes import decode_entries
+from tickpipe.tools.ops import read_recording, read_recordings, replay_file
 
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 SPOT = REALDATA / "hftbacktest" / "spot"

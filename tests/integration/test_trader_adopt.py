@@ -17,8 +17,6 @@ import fakeredis
 import orjson
 import pytest
 
-from common.schema import decode_fields
-from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
@@ -29,6 +27,8 @@ from tests.integration.test_trader_shell import (
     signal_stream,
     wait_for,
 )
+from tickpipe.common.schema import decode_fields
+from tickpipe.common.units import client_order_id_for
 
 
 async def _events(h: Harness, name: str) -> list[dict[str, str]]:

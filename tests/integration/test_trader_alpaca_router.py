@@ -13,18 +13,18 @@ import fakeredis
 import pytest
 from aiohttp import web
 
-from common.errors import AmbiguousOutcome, VenueUnavailable
-from common.schema import decode_fields
-from common.settings import Settings
-from common.units import client_order_id_for
-from mock_ws import start_mock
 from tests.integration.test_trader_alpaca import KEY, SECRET, make_settings, make_signal, wait_event
 from tests.integration.test_trader_shell import owned_ledger
-from trader.core import build_intent
-from trader.shell import run
-from trader.venue_router import VenueRouter
-from venues.alpaca.rest import AlpacaRest, Answer
-from venues.registry import OrderOptions, venue
+from tickpipe.common.errors import AmbiguousOutcome, VenueUnavailable
+from tickpipe.common.schema import decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws import start_mock
+from tickpipe.trader.core import build_intent
+from tickpipe.trader.shell import run
+from tickpipe.trader.venue_router import VenueRouter
+from tickpipe.venues.alpaca.rest import AlpacaRest, Answer
+from tickpipe.venues.registry import OrderOptions, venue
 
 ORDER = {
     "id": "0e7b2f7c-0000-4000-8000-000000000001",

@@ -15,9 +15,6 @@ import fakeredis
 import orjson
 import redis.exceptions as rexc
 
-from common.names import Keys
-from common.schema import OrderIntent, decode_fields
-from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
@@ -27,11 +24,14 @@ from tests.integration.test_trader_shell import (
     seed_market,
     wait_for,
 )
-from trader.control import set_kill_switch
-from trader.core import build_intent
-from trader.intents import INTENT_SHA
-from trader.ledger import Ledger
-from trader.shell import Trader, default_limits
+from tickpipe.common.names import Keys
+from tickpipe.common.schema import OrderIntent, decode_fields
+from tickpipe.common.units import client_order_id_for
+from tickpipe.trader.control import set_kill_switch
+from tickpipe.trader.core import build_intent
+from tickpipe.trader.intents import INTENT_SHA
+from tickpipe.trader.ledger import Ledger
+from tickpipe.trader.shell import Trader, default_limits
 
 KEYS = Keys("ti")
 V = "binance"

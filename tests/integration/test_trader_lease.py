@@ -17,9 +17,6 @@ import orjson
 import pytest
 import redis.exceptions as rexc
 
-from common.schema import decode_fields
-from common.settings import Settings
-from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
@@ -32,8 +29,11 @@ from tests.integration.test_trader_shell import (
     update_for,
     wait_for,
 )
-from trader.control import set_kill_switch
-from trader.shell import run
+from tickpipe.common.schema import decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.common.units import client_order_id_for
+from tickpipe.trader.control import set_kill_switch
+from tickpipe.trader.shell import run
 
 LEASE_MS = 800
 RUN_KW: dict[str, Any] = {
@@ -174,7 +174,9 @@ def test_an_owner_frozen_after_its_intent_thaws_without_sending_or_writing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """SIGSTOP right after a signal's intent, a standby takes over, SIGCONT: nothing twice."""
-    monkeypatch.setattr("common.redis_link.direct_pool", lambda redis: None)  # every command seen
+    monkeypatch.setattr(
+        "tickpipe.common.redis_link.direct_pool", lambda redis: None
+    )  # every command seen
 
     async def scenario() -> None:
         server = fakeredis.FakeServer()

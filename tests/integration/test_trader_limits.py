@@ -6,7 +6,6 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
@@ -16,7 +15,8 @@ from tests.integration.test_trader_shell import (
     signal_stream,
     wait_for,
 )
-from trader.control import kill_switch_on, set_kill_switch
+from tickpipe.common.units import client_order_id_for
+from tickpipe.trader.control import kill_switch_on, set_kill_switch
 
 
 def limit_harness(venue: FakeVenue, **settings: Any) -> Harness:

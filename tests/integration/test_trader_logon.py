@@ -12,8 +12,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.server import ServerConnection, serve
 
-from common.errors import AuthError
-from common.settings import Secret
 from tests.integration.test_trader_shell import (
     Harness,
     make_settings,
@@ -21,8 +19,10 @@ from tests.integration.test_trader_shell import (
     seed_market,
     wait_for,
 )
-from trader.shell import run
-from venues.binance.wire import ws_api_payload
+from tickpipe.common.errors import AuthError
+from tickpipe.common.settings import Secret
+from tickpipe.trader.shell import run
+from tickpipe.venues.binance.wire import ws_api_payload
 
 PRIVATE = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 SEED_B64 = base64.b64encode(bytes(range(1, 33))).decode()

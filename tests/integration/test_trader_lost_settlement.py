@@ -17,9 +17,6 @@ from typing import Any
 
 import pytest
 
-from common.errors import AmbiguousOutcome
-from common.names import GROUP_TRADER
-from common.units import client_order_id_for
 from tests.integration.test_trader_adopt import _lose_the_tail
 from tests.integration.test_trader_shell import (
     FakeVenue,
@@ -28,6 +25,9 @@ from tests.integration.test_trader_shell import (
     signal_stream,
     wait_for,
 )
+from tickpipe.common.errors import AmbiguousOutcome
+from tickpipe.common.names import GROUP_TRADER
+from tickpipe.common.units import client_order_id_for
 
 
 class LostRequestVenue(FakeVenue):

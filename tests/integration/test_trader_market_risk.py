@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from common.schema import Quote
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
@@ -23,6 +22,7 @@ from tests.integration.test_trader_shell import (
     signal_stream,
     wait_for,
 )
+from tickpipe.common.schema import Quote
 
 
 async def _events(h: Harness, name: str) -> list[dict[str, str]]:

@@ -15,8 +15,6 @@ from typing import Any
 import orjson
 import pytest
 
-from common.schema import decode_fields
-from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
@@ -26,7 +24,9 @@ from tests.integration.test_trader_shell import (
     signal_stream,
     wait_for,
 )
-from trader.control import set_kill_switch
+from tickpipe.common.schema import decode_fields
+from tickpipe.common.units import client_order_id_for
+from tickpipe.trader.control import set_kill_switch
 
 
 async def _dead_letters(h: Harness) -> list[dict[str, str]]:

@@ -10,13 +10,13 @@ from typing import Any
 
 import fakeredis
 
-from common.schema import Signal, decode_fields
-from common.settings import Secret, Settings
-from common.units import client_order_id_for
-from mock_ws import start_mock
-from mock_ws.ground_truth import read_ground_truth
 from tests.integration.test_trader_shell import seed_market
-from trader.shell import run
+from tickpipe.common.schema import Signal, decode_fields
+from tickpipe.common.settings import Secret, Settings
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws import start_mock
+from tickpipe.mock_ws.ground_truth import read_ground_truth
+from tickpipe.trader.shell import run
 
 
 def make_signal() -> Signal:

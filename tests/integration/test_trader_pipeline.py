@@ -8,8 +8,6 @@ from typing import Any
 import orjson
 import pytest
 
-from common.errors import AuthError
-from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
@@ -21,6 +19,8 @@ from tests.integration.test_trader_shell import (
     signal_stream,
     wait_for,
 )
+from tickpipe.common.errors import AuthError
+from tickpipe.common.units import client_order_id_for
 
 
 class HeldVenue(FakeVenue):

@@ -7,9 +7,6 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from common.errors import AmbiguousOutcome
-from common.schema import OrderIntent, RawFrame, Trade, decode_fields
-from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
@@ -18,6 +15,9 @@ from tests.integration.test_trader_shell import (
     owned_ledger,
     wait_for,
 )
+from tickpipe.common.errors import AmbiguousOutcome
+from tickpipe.common.schema import OrderIntent, RawFrame, Trade, decode_fields
+from tickpipe.common.units import client_order_id_for
 
 
 async def _events(h: Harness, name: str) -> list[dict[str, str]]:

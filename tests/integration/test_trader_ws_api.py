@@ -11,9 +11,9 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from common.backoff import Backoff
-from common.errors import AmbiguousOutcome, VenueUnavailable
-from venues.binance.ws_api import BinanceWsApi
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.errors import AmbiguousOutcome, VenueUnavailable
+from tickpipe.venues.binance.ws_api import BinanceWsApi
 
 
 class Server:

@@ -7,8 +7,8 @@ from fnmatch import fnmatchcase
 
 import pytest
 
-from common.names import BAR_INTERVALS, Keys, Partition
-from deploy.acl import OPERATOR, STAGE_USERS, USERS, acl_rules, render_acl
+from tickpipe.common.names import BAR_INTERVALS, Keys, Partition
+from tickpipe.deploy.acl import OPERATOR, STAGE_USERS, USERS, acl_rules, render_acl
 
 NS = "tp"
 K = Keys(NS)

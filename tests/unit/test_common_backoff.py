@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from common.backoff import Backoff
+from tickpipe.common.backoff import Backoff
 
 
 def test_delays_grow_to_the_cap_and_stay_within_it() -> None:

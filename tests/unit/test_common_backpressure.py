@@ -8,7 +8,7 @@ import pytest
 import redis.exceptions as rexc
 from redis._parsers.base import BaseParser
 
-from common.backpressure import RedisFigures, RedisOutage
+from tickpipe.common.backpressure import RedisFigures, RedisOutage
 
 OOM = "OOM command not allowed when used memory > 'maxmemory'."
 BUSY = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or FUNCTION KILL."

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import DecodeError
-from common.units import client_order_id_for
-from venues.binance.wire import (
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.units import client_order_id_for
+from tickpipe.venues.binance.wire import (
     hmac_signature,
     parse_execution_report,
     parse_trade,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from common.contract import (
+from tickpipe.common.contract import (
     CONTROL_ACTIONS,
     RAW_FIELDS,
     RAW_PER_FRAME,
@@ -22,12 +22,12 @@ from common.contract import (
     raw_constants,
     subscription_entry,
 )
-from common.resp import encode_xadd
-from common.schema import OrderIntent, RawFrame
-from ingestor.subscriptions import parse_control
-from ingestor.writer import APPEND_SCRIPT, encode_append, encode_raw_xadd
-from processor.records import BackfillRequest, SnapshotRequest
-from processor.wire import decode_flat_entries
+from tickpipe.common.resp import encode_xadd
+from tickpipe.common.schema import OrderIntent, RawFrame
+from tickpipe.ingestor.subscriptions import parse_control
+from tickpipe.ingestor.writer import APPEND_SCRIPT, encode_append, encode_raw_xadd
+from tickpipe.processor.records import BackfillRequest, SnapshotRequest
+from tickpipe.processor.wire import decode_flat_entries
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,7 +113,7 @@ def test_stages_spell_markers_and_control_actions_only_through_the_contract() ->
         "processor/markers.py": markers,
         "processor/records.py": actions,  # its "gap" is the gaps stream's kind
         "trader/tasks.py": markers,
-        "common/ops.py": markers,
+        "tools/ops.py": markers,
     }
     found = {f: sorted(_literals(REPO / f) & words) for f, words in files.items()}
     assert {f: names for f, names in found.items() if names} == {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.names import Keys, Partition, partitions_for, shard_for
+from tickpipe.common.names import Keys, Partition, partitions_for, shard_for
 
 
 def test_partition_keys_carry_the_cluster_hash_tag() -> None:

@@ -8,8 +8,8 @@ import pytest
 import redis.exceptions as rexc
 from redis._parsers.base import BaseParser
 
-from common.errors import ConfigError, RedisUnavailable
-from common.redis_io import (
+from tickpipe.common.errors import ConfigError, RedisUnavailable
+from tickpipe.common.redis_io import (
     REDIS_DOWN,
     is_redis_down,
     redis_condition,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis.connection import PythonRespSerializer
 
-from common.resp import encode_command, encode_xadd
+from tickpipe.common.resp import encode_command, encode_xadd
 
 
 def _redis_py(*args: str) -> bytes:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import DecodeError
-from common.schema import SCHEMA_VERSION, Bar, OrderIntent, RawFrame, Signal, Trade
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.schema import SCHEMA_VERSION, Bar, OrderIntent, RawFrame, Signal, Trade
 
 
 def test_trade_fields_are_readable_and_round_trip_from_bytes() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConfigError
-from common.settings import KNOWN_KEYS, Secret, load_settings
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.settings import KNOWN_KEYS, Secret, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConfigError
-from common.logs import JsonFormatter
-from common.redis_io import check_redis_url
-from common.settings import MIN_SECRET_CHARS, load_settings
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.logs import JsonFormatter
+from tickpipe.common.redis_io import check_redis_url
+from tickpipe.common.settings import MIN_SECRET_CHARS, load_settings
 
 
 def _dotenv(tmp_path: Path, content: bytes) -> Path:

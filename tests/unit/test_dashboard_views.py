@@ -6,8 +6,8 @@ from typing import Any
 
 from dash import html
 
-from dashboard.reader import MAX_BARS, BarUpdate, ChartUpdate, fold_bars, latency_summary
-from dashboard.views import (
+from tickpipe.dashboard.reader import MAX_BARS, BarUpdate, ChartUpdate, fold_bars, latency_summary
+from tickpipe.dashboard.views import (
     CANDLES,
     ORDERS,
     TRADES,

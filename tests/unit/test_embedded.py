@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from common.embedded import discover_redis_url, ensure_passwords, read_passwords, user_url
-from common.errors import ConfigError
-from common.settings import load_settings
-from deploy.acl import USERS
+from tickpipe.common.embedded import discover_redis_url, ensure_passwords, read_passwords, user_url
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.settings import load_settings
+from tickpipe.deploy.acl import USERS
 
 
 def test_passwords_are_made_once_private_and_reused(tmp_path: Path) -> None:

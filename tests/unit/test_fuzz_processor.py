@@ -14,12 +14,12 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.schema import RawFrame
-from processor.core import BadEntry, PartitionState, process_batch
-from processor.lanes import decode_entries
-from processor.private import VenueState, process_private_batch
-from processor.strategies import ThresholdCross
 from tests.unit.fuzz_frames import BAD_NUMBERS, damaged_frames, execution_report, real_frames
+from tickpipe.common.schema import RawFrame
+from tickpipe.processor.core import BadEntry, PartitionState, process_batch
+from tickpipe.processor.lanes import decode_entries
+from tickpipe.processor.private import VenueState, process_private_batch
+from tickpipe.processor.strategies import ThresholdCross
 
 FUZZ = settings(
     max_examples=150,

@@ -13,9 +13,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.errors import AmbiguousOutcome, TickpipeError
-from venues.binance.orders import list_result_of, result_of
-from venues.binance.ws_api import BinanceWsApi
+from tickpipe.common.errors import AmbiguousOutcome, TickpipeError
+from tickpipe.venues.binance.orders import list_result_of, result_of
+from tickpipe.venues.binance.ws_api import BinanceWsApi
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats() | st.text(max_size=20),

@@ -8,13 +8,13 @@ import msgpack
 import orjson
 import pytest
 
-from common.errors import AuthError, ConfigError, DecodeError, RateLimited, VenueError
-from common.links import ConnectionTape
-from common.names import Partition
-from common.settings import Secret, Settings
-from ingestor.adapter_control import AdapterControl
-from ingestor.subscriptions import parse_control, parse_symbols
-from venues.alpaca.session import (
+from tickpipe.common.errors import AuthError, ConfigError, DecodeError, RateLimited, VenueError
+from tickpipe.common.links import ConnectionTape
+from tickpipe.common.names import Partition
+from tickpipe.common.settings import Secret, Settings
+from tickpipe.ingestor.adapter_control import AdapterControl
+from tickpipe.ingestor.subscriptions import parse_control, parse_symbols
+from tickpipe.venues.alpaca.session import (
     CRYPTO_CHANNELS,
     STOCK_CHANNELS,
     DataSession,
@@ -33,8 +33,8 @@ from venues.alpaca.session import (
     subscription_message,
     upgrade_headers,
 )
-from venues.alpaca.session import check_keys as check_alpaca_keys
-from venues.alpaca.session import plan_links as alpaca_links
+from tickpipe.venues.alpaca.session import check_keys as check_alpaca_keys
+from tickpipe.venues.alpaca.session import plan_links as alpaca_links
 
 FIRST = Partition("alpaca", 0)
 CONNECTED = [{"T": "success", "msg": "connected"}]

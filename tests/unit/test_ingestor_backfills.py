@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingestor.backfills import BackfillPlan, ranges_of, subtract
+from tickpipe.ingestor.backfills import BackfillPlan, ranges_of, subtract
 
 RAW = "tp:{binance:0}:raw"
 S = 1_000_000_000

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.resp import encode_xadd
-from common.schema import RawFrame
-from ingestor.writer import encode_raw_xadd
+from tickpipe.common.resp import encode_xadd
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.writer import encode_raw_xadd
 
 _text = st.text(max_size=40)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ingestor.liveness import Cadence, stream_of
+from tickpipe.ingestor.liveness import Cadence, stream_of
 
 S = 1_000_000_000
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from common.schema import RawFrame
-from ingestor.lost import WrittenTail
+from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.lost import WrittenTail
 
 
 def frame(seq: int, conn: str = "c1", kind: str = "ws") -> RawFrame:

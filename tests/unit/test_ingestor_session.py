@@ -12,11 +12,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from common.errors import AuthError, ConfigError, RateLimited, VenueError
-from common.links import ConnectionTape, connection_id, retry_after_from_header, run_token
-from common.schema import RawFrame
-from common.settings import Secret, Settings
-from venues.binance.session import (
+from tickpipe.common.errors import AuthError, ConfigError, RateLimited, VenueError
+from tickpipe.common.links import ConnectionTape, connection_id, retry_after_from_header, run_token
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Secret, Settings
+from tickpipe.venues.binance.session import (
     MAX_URL_CHARS,
     SUBSCRIBE_CHUNK,
     classify_reply,

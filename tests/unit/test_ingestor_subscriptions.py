@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import ConfigError, DecodeError
-from common.settings import load_settings
-from ingestor.subscriptions import (
+from tickpipe.common.errors import ConfigError, DecodeError
+from tickpipe.common.settings import load_settings
+from tickpipe.ingestor.subscriptions import (
     MAX_STREAMS_PER_CONN,
     PartitionSubs,
     TokenBucket,

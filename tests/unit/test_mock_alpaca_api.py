@@ -7,11 +7,11 @@ from typing import Any
 import msgpack
 import orjson
 
-from mock_ws.alpaca.api import AlpacaApi, ApiResult
-from mock_ws.alpaca.broker import AlpacaBroker
-from mock_ws.alpaca.marketdata import AlpacaMarket
-from mock_ws.alpaca.trading_stream import TradingSession
-from mock_ws.market import MarketSim, SimTrade
+from tickpipe.mock_ws.alpaca.api import AlpacaApi, ApiResult
+from tickpipe.mock_ws.alpaca.broker import AlpacaBroker
+from tickpipe.mock_ws.alpaca.marketdata import AlpacaMarket
+from tickpipe.mock_ws.alpaca.trading_stream import TradingSession
+from tickpipe.mock_ws.market import MarketSim, SimTrade
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000

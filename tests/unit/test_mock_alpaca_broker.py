@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from mock_ws.alpaca.broker import AlpacaBroker
-from mock_ws.alpaca.orders import TradingError
-from mock_ws.market import MarketSim, SimTrade
+from tickpipe.mock_ws.alpaca.broker import AlpacaBroker
+from tickpipe.mock_ws.alpaca.orders import TradingError
+from tickpipe.mock_ws.market import MarketSim, SimTrade
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000

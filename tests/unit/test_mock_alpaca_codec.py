@@ -8,7 +8,7 @@ import msgpack
 import orjson
 import pytest
 
-from mock_ws.alpaca.codec import (
+from tickpipe.mock_ws.alpaca.codec import (
     Ts,
     decode_client,
     encode_data_frame,

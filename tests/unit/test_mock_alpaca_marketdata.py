@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mock_ws.alpaca.codec import Ts
-from mock_ws.alpaca.marketdata import AlpacaMarket
-from mock_ws.market import SimTrade
+from tickpipe.mock_ws.alpaca.codec import Ts
+from tickpipe.mock_ws.alpaca.marketdata import AlpacaMarket
+from tickpipe.mock_ws.market import SimTrade
 
 MIN = 60_000_000_000
 T0 = 1_700_000_040_000_000_000  # 40 s past a whole minute

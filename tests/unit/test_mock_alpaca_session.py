@@ -7,7 +7,7 @@ from typing import Any
 import msgpack
 import orjson
 
-from mock_ws.alpaca.session import FEEDS, ConnectionRegistry, DataSession, Feed, Reply
+from tickpipe.mock_ws.alpaca.session import FEEDS, ConnectionRegistry, DataSession, Feed, Reply
 
 NS = 1_000_000_000
 CREDENTIALS = {"key": "secret"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from mock_ws.binance.feed import MarketFeed
-from mock_ws.book import SimBook
-from mock_ws.market import MarketSim
+from tickpipe.mock_ws.binance.feed import MarketFeed
+from tickpipe.mock_ws.book import SimBook
+from tickpipe.mock_ws.market import MarketSim
 
 S = 1_000_000_000
 
@@ -148,8 +148,8 @@ def test_the_history_and_the_book_log_leave_the_collectors_scans() -> None:
     """A full collection must not walk the mock's history: its rows become untracked."""
     import gc
 
-    from mock_ws.binance.feed import TradeHistory
-    from mock_ws.market import SimTrade
+    from tickpipe.mock_ws.binance.feed import TradeHistory
+    from tickpipe.mock_ws.market import SimTrade
 
     history = TradeHistory(3)
     trades = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from mock_ws.binance.candles import CandleSeries, RollingTicker, period_start
-from mock_ws.binance.feed import MarketFeed
-from mock_ws.market import MarketSim
+from tickpipe.mock_ws.binance.candles import CandleSeries, RollingTicker, period_start
+from tickpipe.mock_ws.binance.feed import MarketFeed
+from tickpipe.mock_ws.market import MarketSim
 
 D = Decimal
 T0 = int(dt.datetime(2026, 11, 25, 13, 37, 12, tzinfo=dt.UTC).timestamp() * 1000)  # Wed

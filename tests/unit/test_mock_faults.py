@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mock_ws.faults import (
+from tickpipe.mock_ws.faults import (
     OVERSIZED_BYTES,
     FaultError,
     FaultPlan,

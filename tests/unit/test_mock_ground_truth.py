@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mock_ws.ground_truth import GroundTruthWriter, read_ground_truth
+from tickpipe.mock_ws.ground_truth import GroundTruthWriter, read_ground_truth
 
 
 def test_write_then_read(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from mock_ws.market import MarketSim, SimTrade
-from mock_ws.scenarios import ScenarioError, parse_scenarios, regime_from
+from tickpipe.mock_ws.market import MarketSim, SimTrade
+from tickpipe.mock_ws.scenarios import ScenarioError, parse_scenarios, regime_from
 
 S = 1_000_000_000
 

@@ -9,9 +9,14 @@ from typing import Any
 import orjson
 import pytest
 
-from mock_ws.binance.streams import StreamSession, frame, is_valid_stream, streams_from_path
-from mock_ws.market import SimTrade
-from venues.binance.wire import parse_trade, unwrap
+from tickpipe.mock_ws.binance.streams import (
+    StreamSession,
+    frame,
+    is_valid_stream,
+    streams_from_path,
+)
+from tickpipe.mock_ws.market import SimTrade
+from tickpipe.venues.binance.wire import parse_trade, unwrap
 
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 SYMBOLS = ("BTCUSDT", "ETHUSDT")

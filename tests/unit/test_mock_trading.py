@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from mock_ws.book import SimBook
-from mock_ws.market import MarketSim, SimTrade
-from mock_ws.matching import MatchingEngine, OrderRejected
+from tickpipe.mock_ws.book import SimBook
+from tickpipe.mock_ws.market import MarketSim, SimTrade
+from tickpipe.mock_ws.matching import MatchingEngine, OrderRejected
 
 NOW = 1_700_000_000_000_000_000
 

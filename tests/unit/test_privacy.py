@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from common.privacy import make_private, write_private
+from tickpipe.common.privacy import make_private, write_private
 
 
 def _mode(path: Path) -> int:

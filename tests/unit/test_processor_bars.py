@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import msgpack
 
-from common.schema import Bar, Trade
-from common.units import MS
-from processor.bars import BarBuilder, bucket_start
+from tickpipe.common.schema import Bar, Trade
+from tickpipe.common.units import MS
+from tickpipe.processor.bars import BarBuilder, bucket_start
 
 S = 1000  # milliseconds per second
 

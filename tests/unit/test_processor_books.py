@@ -9,12 +9,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from common.messages import DepthDiff, DepthSnapshot
-from common.schema import RawFrame
-from common.units import MS
-from processor.books import MAX_BUFFERED, SNAPSHOT_RETRY_NS, BookKeeper, BookOutput
-from processor.core import BatchOutput, PartitionState, process_batch
-from processor.records import BookTop, GapRecord
+from tickpipe.common.messages import DepthDiff, DepthSnapshot
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.units import MS
+from tickpipe.processor.books import MAX_BUFFERED, SNAPSHOT_RETRY_NS, BookKeeper, BookOutput
+from tickpipe.processor.core import BatchOutput, PartitionState, process_batch
+from tickpipe.processor.records import BookTop, GapRecord
 
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 HFT = REALDATA / "hftbacktest" / "spot"

@@ -11,8 +11,8 @@ import json
 import orjson
 import pytest
 
-from common.schema import RawFrame
-from processor.core import BadEntry, PartitionState, process_batch
+from tickpipe.common.schema import RawFrame
+from tickpipe.processor.core import BadEntry, PartitionState, process_batch
 
 RECV_NS = 1_723_161_255_000_000_000
 Entries = list[tuple[str, RawFrame | BadEntry]]

@@ -13,16 +13,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from common.schema import Bar, RawFrame
-from common.units import MS
-from processor.core import (
+from tickpipe.common.schema import Bar, RawFrame
+from tickpipe.common.units import MS
+from tickpipe.processor.core import (
     BadEntry,
     BatchOutput,
     PartitionState,
     entry_key,
     process_batch,
 )
-from processor.strategies import ThresholdCross
+from tickpipe.processor.strategies import ThresholdCross
 
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 BTC_FILE = REALDATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz"
@@ -333,7 +333,7 @@ def test_checkpoint_round_trip_keeps_everything() -> None:
 
 
 def test_a_checkpoint_of_another_partition_is_refused() -> None:
-    from common.errors import DecodeError
+    from tickpipe.common.errors import DecodeError
 
     blob = new_state().to_bytes()
     with pytest.raises(DecodeError, match="belongs to"):

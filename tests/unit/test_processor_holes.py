@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from common.schema import RawFrame
-from processor.core import BadEntry, BatchOutput, PartitionState, process_batch
-from processor.holes import Holes
-from processor.tradeids import MAX_MISSING_RANGES, TradeIds
+from tickpipe.common.schema import RawFrame
+from tickpipe.processor.core import BadEntry, BatchOutput, PartitionState, process_batch
+from tickpipe.processor.holes import Holes
+from tickpipe.processor.tradeids import MAX_MISSING_RANGES, TradeIds
 
 BASE_MS = 1_723_161_254_000
 MS = 1_000_000

@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from common.schema import RawFrame
-from processor.core import PartitionState, process_batch
-from processor.records import SnapshotRequest
+from tickpipe.common.schema import RawFrame
+from tickpipe.processor.core import PartitionState, process_batch
+from tickpipe.processor.records import SnapshotRequest
 
 TICKER = (
     '{"stream":"btcusdt@bookTicker","data":{"u":5,"s":"BTCUSDT","b":"1.5","B":"2","a":"1.6",'

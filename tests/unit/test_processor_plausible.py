@@ -10,8 +10,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from common.schema import RawFrame, Trade
-from processor.core import BadEntry, PartitionState, process_batch
+from tickpipe.common.schema import RawFrame, Trade
+from tickpipe.processor.core import BadEntry, PartitionState, process_batch
 
 BASE_MS = 1_723_161_254_000
 MS = 1_000_000

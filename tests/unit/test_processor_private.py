@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import DecodeError
-from common.schema import RawFrame
-from common.units import MS
-from processor.core import BadEntry
-from processor.private import VenueState, process_private_batch
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.units import MS
+from tickpipe.processor.core import BadEntry
+from tickpipe.processor.private import VenueState, process_private_batch
 
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 REAL_REPORT = REALDATA / "nautilus_trader" / "ws_spot_execution_report_binance_us.json"
@@ -111,7 +111,7 @@ def test_a_repeated_execution_id_is_dropped_even_after_a_checkpoint() -> None:
 
 
 def test_execution_ids_are_remembered_within_a_bound() -> None:
-    from processor.private import SEEN_EXECUTIONS
+    from tickpipe.processor.private import SEEN_EXECUTIONS
 
     state = VenueState("binance")
     for n in range(SEEN_EXECUTIONS + 1):

@@ -9,13 +9,13 @@ from functools import cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.schema import Bar, RawFrame, Signal, Trade
-from common.settings import Settings
-from processor.books import BOOK_DEPTH, OrderBook
-from processor.core import BadEntry, PartitionState, process_batch
-from processor.tradeids import TradeIds
 from tests.unit.test_processor_books import hftbacktest
 from tests.unit.test_processor_trades import backfill
+from tickpipe.common.schema import Bar, RawFrame, Signal, Trade
+from tickpipe.common.settings import Settings
+from tickpipe.processor.books import BOOK_DEPTH, OrderBook
+from tickpipe.processor.core import BadEntry, PartitionState, process_batch
+from tickpipe.processor.tradeids import TradeIds
 
 PARTITION = "binance:0"
 CONFIG = Settings(

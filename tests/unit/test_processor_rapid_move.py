@@ -5,13 +5,13 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from common.errors import ConfigError
-from common.schema import Trade
-from common.settings import Settings, load_settings
-from common.units import MS
-from processor.core import PartitionState, process_batch
-from processor.strategies import RapidMove, SignalSpec, ThresholdCross, build_strategies
 from tests.unit.test_processor_books import hftbacktest
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.schema import Trade
+from tickpipe.common.settings import Settings, load_settings
+from tickpipe.common.units import MS
+from tickpipe.processor.core import PartitionState, process_batch
+from tickpipe.processor.strategies import RapidMove, SignalSpec, ThresholdCross, build_strategies
 
 
 def trade(price: str, ts_ms: int, src: str, symbol: str = "BTCUSDT") -> Trade:
@@ -115,7 +115,7 @@ def test_the_documented_example_strategy_runs() -> None:
     from pathlib import Path
     from typing import Any, ClassVar
 
-    from processor.strategies import Strategy
+    from tickpipe.processor.strategies import Strategy
 
     doc = (Path(__file__).parents[2] / "docs" / "strategies.md").read_text()
     code = doc.split("## Writing one")[1].split("```python\n")[1].split("```")[0]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import ConfigError
-from common.settings import load_settings
-from processor.retention import (
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.settings import load_settings
+from tickpipe.processor.retention import (
     GroupView,
     TrimDecision,
     decide_trim,

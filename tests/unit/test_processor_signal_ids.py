@@ -15,9 +15,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.schema import RawFrame, Signal
-from processor.core import BadEntry, PartitionState, process_batch
-from processor.strategies import ThresholdCross
+from tickpipe.common.schema import RawFrame, Signal
+from tickpipe.processor.core import BadEntry, PartitionState, process_batch
+from tickpipe.processor.strategies import ThresholdCross
 
 LEVEL = Decimal(100)
 BAND = Decimal("0.001")  # 10 bps of hysteresis

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgpack
 
-from common.schema import Trade
-from processor.strategies import SignalSpec, Strategy, ThresholdCross
+from tickpipe.common.schema import Trade
+from tickpipe.processor.strategies import SignalSpec, Strategy, ThresholdCross
 
 
 def trade(price: str, symbol: str = "BTCUSDT", tid: int = 1) -> Trade:

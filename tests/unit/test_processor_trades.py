@@ -6,11 +6,11 @@ import dataclasses
 
 import orjson
 
-from common.schema import RawFrame, Trade
-from common.units import MS
-from processor.core import BatchOutput, PartitionState, process_batch
-from processor.tradeids import MAX_MISSING_RANGES, TradeIds
 from tests.unit.test_processor_books import cryptofeed, hftbacktest
+from tickpipe.common.schema import RawFrame, Trade
+from tickpipe.common.units import MS
+from tickpipe.processor.core import BatchOutput, PartitionState, process_batch
+from tickpipe.processor.tradeids import MAX_MISSING_RANGES, TradeIds
 
 PARTITION = "binance:0"
 Entries = list[tuple[str, RawFrame]]

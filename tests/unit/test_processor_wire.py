@@ -11,22 +11,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common import decimals
-from common.builders import new_raw_frame, new_trade
-from common.errors import DecodeError
-from common.schema import Bar, Event, Quote, RawFrame, Signal, Trade
-from processor.bars import BarBuilder
-from processor.lanes import Commit, decode_entries
-from processor.wire import (
+from tests.integration.test_processor_shell import real_frames
+from tickpipe.common import decimals
+from tickpipe.common.builders import new_raw_frame, new_trade
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.schema import Bar, Event, Quote, RawFrame, Signal, Trade
+from tickpipe.processor.bars import BarBuilder
+from tickpipe.processor.lanes import Commit, decode_entries
+from tickpipe.processor.wire import (
     commit_call,
     decode_flat_entries,
     fenced_read_commands,
     stream_entries,
     xread_args,
 )
-from tests.integration.test_processor_shell import real_frames
-from venues.binance import market as frames
-from venues.binance import wire as binance
+from tickpipe.venues.binance import market as frames
+from tickpipe.venues.binance import wire as binance
 
 MS = 1_000_000
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from common.recordings import (
+from tickpipe.common.resp import encode_xadd
+from tickpipe.common.schema import RawFrame
+from tickpipe.tools.recordings import (
     REST_BODY,
     Recorded,
     RecordingStats,
@@ -15,9 +17,7 @@ from common.recordings import (
     read_recording,
     read_recordings,
 )
-from common.replay import encode_raw
-from common.resp import encode_xadd
-from common.schema import RawFrame
+from tickpipe.tools.replay import encode_raw
 
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 TRADE = '{"stream":"ethusdt@trade","data":{"e":"trade","s":"ETHUSDT","t":1}}'

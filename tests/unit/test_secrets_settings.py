@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConfigError
-from common.logs import setup_logging
-from common.redis_io import connect_redis, is_cluster_url, redacted
-from common.settings import load_settings
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.logs import setup_logging
+from tickpipe.common.redis_io import connect_redis, is_cluster_url, redacted
+from tickpipe.common.settings import load_settings
 
 PASSWORD = "s3cr3t-Redis-pw"
 URL = f"redis://processor:{PASSWORD}@10.0.0.5:6379/0"
@@ -138,7 +138,7 @@ def test_misspelt_redis_key_in_dotenv_names_the_right_one(tmp_path: Path) -> Non
 def test_a_refused_login_or_command_is_a_configuration_error() -> None:
     import redis.exceptions as rexc
 
-    from common.redis_io import redis_errors
+    from tickpipe.common.redis_io import redis_errors
 
     async def fail(exc: Exception) -> None:
         async with redis_errors():

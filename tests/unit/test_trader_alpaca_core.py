@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from common.errors import (
+from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
     DuplicateOrder,
@@ -14,10 +14,10 @@ from common.errors import (
     OrderRejected,
     RateLimited,
 )
-from common.schema import OrderIntent, Signal
-from common.units import client_order_id_for
-from trader.core import build_intent
-from venues.alpaca.orders import (
+from tickpipe.common.schema import OrderIntent, Signal
+from tickpipe.common.units import client_order_id_for
+from tickpipe.trader.core import build_intent
+from tickpipe.venues.alpaca.orders import (
     auth_headers,
     classify,
     map_status,

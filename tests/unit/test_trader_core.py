@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from common.errors import (
+from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
     DuplicateOrder,
@@ -15,12 +15,19 @@ from common.errors import (
     OrderRejected,
     RateLimited,
 )
-from common.schema import RawFrame, Signal
-from common.units import client_order_id_for
-from trader.core import OrderState, OrderTracker, RiskLimits, advance, build_intent, check_signal
-from trader.positions import Position, PositionBook
-from trader.tasks import connect_markers
-from venues.binance.orders import (
+from tickpipe.common.schema import RawFrame, Signal
+from tickpipe.common.units import client_order_id_for
+from tickpipe.trader.core import (
+    OrderState,
+    OrderTracker,
+    RiskLimits,
+    advance,
+    build_intent,
+    check_signal,
+)
+from tickpipe.trader.positions import Position, PositionBook
+from tickpipe.trader.tasks import connect_markers
+from tickpipe.venues.binance.orders import (
     cancel_params,
     list_result_of,
     open_orders_params,
@@ -30,7 +37,7 @@ from venues.binance.orders import (
     sign_params,
     status_params,
 )
-from venues.binance.wire import hmac_signature, ws_api_payload
+from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
 # protocols.md §2.1, WebSocket API test vector.
 DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"

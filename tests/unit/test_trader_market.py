@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from trader.market import MarketPrice, MarketView, market_refusal, order_value_price
+from tickpipe.trader.market import MarketPrice, MarketView, market_refusal, order_value_price
 
 S = 1_000_000_000
 NOW = 1_700_000_000 * S

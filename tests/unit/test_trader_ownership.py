@@ -11,13 +11,19 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from common.names import Keys, Partition
-from common.schema import OrderIntent
-from common.units import client_order_id_for
-from trader.core import OrderState, adopted_intent, advance, intent_mismatch, is_own_client_order_id
-from trader.fence import Change, encode_change
-from trader.lease import FRESH_SHARE, Lease
-from venues.binance.orders import all_orders_params
+from tickpipe.common.names import Keys, Partition
+from tickpipe.common.schema import OrderIntent
+from tickpipe.common.units import client_order_id_for
+from tickpipe.trader.core import (
+    OrderState,
+    adopted_intent,
+    advance,
+    intent_mismatch,
+    is_own_client_order_id,
+)
+from tickpipe.trader.fence import Change, encode_change
+from tickpipe.trader.lease import FRESH_SHARE, Lease
+from tickpipe.venues.binance.orders import all_orders_params
 
 
 def _buy() -> OrderState:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-from trader.positions import Position, PositionBook, qty_text
+from tickpipe.trader.positions import Position, PositionBook, qty_text
 
 
 def test_buys_average_their_cost() -> None:

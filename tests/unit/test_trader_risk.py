@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from common.schema import Signal
-from trader.risk import RiskLimits, TokenBucket, WorkingOrder, breach_cancels, check_signal
+from tickpipe.common.schema import Signal
+from tickpipe.trader.risk import RiskLimits, TokenBucket, WorkingOrder, breach_cancels, check_signal
 
 S = 1_000_000_000
 

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from common.errors import AuthError, ConfigError
-from common.schema import RawFrame
-from common.settings import Secret, Settings, load_settings
-from venues.registry import VENUES, venue
+from tickpipe.common.errors import AuthError, ConfigError
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Secret, Settings, load_settings
+from tickpipe.venues.registry import VENUES, venue
 
 
 def test_an_unknown_venue_is_a_config_error_naming_the_known_ones() -> None:

@@ -18,12 +18,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from common.contract import MarkerEvent
-from common.errors import DecodeError
-from common.links import ConnectionTape, Item, Link, Step
-from common.names import Partition
-from common.settings import Settings
-from venues.alpaca.session import (
+from tickpipe.common.contract import MarkerEvent
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.links import ConnectionTape, Item, Link, Step
+from tickpipe.common.names import Partition
+from tickpipe.common.settings import Settings
+from tickpipe.venues.alpaca.session import (
     CONTROL_TYPES,
     VENUE,
     Action,

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from common.errors import DecodeError
-from common.messages import BadMessage, MessageItem, TradeCorrection, VenueBar, VenueStatus
-from common.schema import RawFrame
-from venues.alpaca import wire as alpaca
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.messages import BadMessage, MessageItem, TradeCorrection, VenueBar, VenueStatus
+from tickpipe.common.schema import RawFrame
+from tickpipe.venues.alpaca import wire as alpaca
 
 __all__ = ["classify_messages"]
 

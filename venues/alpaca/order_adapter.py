@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from common.errors import (
+from tickpipe.common.errors import (
     AmbiguousOutcome,
     DuplicateOrder,
     OrderNotFound,
@@ -25,9 +25,9 @@ from common.errors import (
     RateLimited,
     VenueUnavailable,
 )
-from common.schema import OrderIntent
-from venues.alpaca.orders import classify, order_body, order_result
-from venues.alpaca.rest import AlpacaRest
+from tickpipe.common.schema import OrderIntent
+from tickpipe.venues.alpaca.orders import classify, order_body, order_result
+from tickpipe.venues.alpaca.rest import AlpacaRest
 
 __all__ = ["AlpacaOrders"]
 

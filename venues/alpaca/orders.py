@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from common.errors import (
+from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
     DuplicateOrder,
@@ -26,7 +26,7 @@ from common.errors import (
     OrderRejected,
     RateLimited,
 )
-from common.schema import OrderIntent
+from tickpipe.common.schema import OrderIntent
 
 __all__ = [
     "DUPLICATE_MESSAGE",

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from common.errors import DecodeError
-from common.schema import OrderUpdate, RawFrame
-from venues.alpaca import wire as alpaca
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.schema import OrderUpdate, RawFrame
+from tickpipe.venues.alpaca import wire as alpaca
 
 __all__ = ["parse_private"]
 

@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from common.errors import AmbiguousOutcome, ConfigError, VenueUnavailable
-from common.settings import Settings
-from venues.alpaca.orders import auth_headers
+from tickpipe.common.errors import AmbiguousOutcome, ConfigError, VenueUnavailable
+from tickpipe.common.settings import Settings
+from tickpipe.venues.alpaca.orders import auth_headers
 
 __all__ = ["AlpacaRest", "Answer", "rest_from_settings"]
 

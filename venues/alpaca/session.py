@@ -28,10 +28,10 @@ from typing import Any
 import msgpack
 import orjson
 
-from common.errors import AuthError, ConfigError, DecodeError, RateLimited, VenueError
-from common.links import Link
-from common.names import Partition, shard_for
-from common.settings import Settings
+from tickpipe.common.errors import AuthError, ConfigError, DecodeError, RateLimited, VenueError
+from tickpipe.common.links import Link
+from tickpipe.common.names import Partition, shard_for
+from tickpipe.common.settings import Settings
 
 __all__ = [
     "CONNECTION_LIMIT_WAIT_S",

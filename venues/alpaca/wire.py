@@ -21,8 +21,8 @@ from typing import Any
 
 import msgpack
 
-from common.errors import DecodeError
-from common.schema import Bar, OrderUpdate, Quote, Trade
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.schema import Bar, OrderUpdate, Quote, Trade
 
 __all__ = [
     "BAR_INTERVAL",

@@ -27,14 +27,14 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from common.backoff import Backoff
-from common.errors import AuthError, ConfigError, DecodeError, RateLimited, VenueError
-from common.links import retry_after_from_header
-from common.schema import Event
-from common.units import MS
-from venues.binance.events import normalise
-from venues.binance.session import classify_reply, user_data_subscribe_request
-from venues.binance.wire import stream_name
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.errors import AuthError, ConfigError, DecodeError, RateLimited, VenueError
+from tickpipe.common.links import retry_after_from_header
+from tickpipe.common.schema import Event
+from tickpipe.common.units import MS
+from tickpipe.venues.binance.events import normalise
+from tickpipe.venues.binance.session import classify_reply, user_data_subscribe_request
+from tickpipe.venues.binance.wire import stream_name
 
 __all__ = ["BinanceClient"]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from common.errors import DecodeError
-from common.schema import Event, Quote
-from common.units import MS
-from venues.binance.wire import parse_execution_report, parse_trade, unwrap
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.schema import Event, Quote
+from tickpipe.common.units import MS
+from tickpipe.venues.binance.wire import parse_execution_report, parse_trade, unwrap
 
 __all__ = ["normalise", "parse_book_ticker"]
 

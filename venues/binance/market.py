@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from common.builders import new_trade
-from common.decimals import decimal_of
-from common.errors import DecodeError
-from common.messages import MarketItem, Trades
-from common.schema import RawFrame, Trade
-from common.units import MS
-from venues.binance import wire as binance
-from venues.binance.marketdata import (
+from tickpipe.common.builders import new_trade
+from tickpipe.common.decimals import decimal_of
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.messages import MarketItem, Trades
+from tickpipe.common.schema import RawFrame, Trade
+from tickpipe.common.units import MS
+from tickpipe.venues.binance import wire as binance
+from tickpipe.venues.binance.marketdata import (
     REST_DEPTH,
     REST_TRADES,
     parse_agg_trade,
@@ -27,7 +27,7 @@ from venues.binance.marketdata import (
     parse_depth_diff,
     parse_rest,
 )
-from venues.binance.wire import is_reply
+from tickpipe.venues.binance.wire import is_reply
 
 __all__ = ["classify"]
 

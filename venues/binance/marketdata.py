@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from common.errors import DecodeError
-from common.messages import DepthDiff, DepthSnapshot, Trades
-from common.schema import Quote, Trade
-from common.units import MS
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.messages import DepthDiff, DepthSnapshot, Trades
+from tickpipe.common.schema import Quote, Trade
+from tickpipe.common.units import MS
 
 __all__ = [
     "REST_DEPTH",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from common.errors import (
+from tickpipe.common.errors import (
     AmbiguousOutcome,
     DuplicateOrder,
     OrderNotFound,
@@ -25,10 +25,10 @@ from common.errors import (
     RateLimited,
     VenueUnavailable,
 )
-from common.schema import OrderIntent
-from common.settings import Settings
-from common.units import MS
-from venues.binance.orders import (
+from tickpipe.common.schema import OrderIntent
+from tickpipe.common.settings import Settings
+from tickpipe.common.units import MS
+from tickpipe.venues.binance.orders import (
     SignOptions,
     all_orders_params,
     cancel_params,
@@ -38,8 +38,8 @@ from venues.binance.orders import (
     result_of,
     status_params,
 )
-from venues.binance.signing import Signer
-from venues.binance.ws_api import Venue
+from tickpipe.venues.binance.signing import Signer
+from tickpipe.venues.binance.ws_api import Venue
 
 __all__ = ["BinanceOrders"]
 

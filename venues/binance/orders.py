@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Required, TypedDict, Unpack
 
-from common.errors import (
+from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
     DuplicateOrder,
@@ -22,8 +22,8 @@ from common.errors import (
     OrderRejected,
     RateLimited,
 )
-from common.schema import OrderIntent
-from venues.binance.wire import hmac_signature, ws_api_payload
+from tickpipe.common.schema import OrderIntent
+from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
 __all__ = [
     "DEFAULT_RECV_WINDOW_MS",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from common.errors import DecodeError
-from common.schema import OrderUpdate, RawFrame
-from venues.binance import wire as binance
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.schema import OrderUpdate, RawFrame
+from tickpipe.venues.binance import wire as binance
 
 __all__ = ["parse_private"]
 

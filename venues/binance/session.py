@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from common.errors import AuthError, ConfigError, RateLimited, VenueError
-from common.links import Link, Reply, decoded_object
-from common.settings import Settings
-from venues.binance.wire import hmac_signature, stream_name, ws_api_payload
+from tickpipe.common.errors import AuthError, ConfigError, RateLimited, VenueError
+from tickpipe.common.links import Link, Reply, decoded_object
+from tickpipe.common.settings import Settings
+from tickpipe.venues.binance.wire import hmac_signature, stream_name, ws_api_payload
 
 __all__ = [
     "AUTH_ERROR_CODES",

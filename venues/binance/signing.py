@@ -13,8 +13,8 @@ import binascii
 from collections.abc import Callable
 from typing import Any
 
-from common.errors import ConfigError
-from venues.binance.wire import hmac_signature
+from tickpipe.common.errors import ConfigError
+from tickpipe.venues.binance.wire import hmac_signature
 
 __all__ = ["Signer", "hmac_signer", "load_signer"]
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from common.errors import DecodeError
-from common.schema import OrderUpdate, Trade
-from common.units import MS
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.schema import OrderUpdate, Trade
+from tickpipe.common.units import MS
 
 __all__ = [
     "hmac_signature",

@@ -22,9 +22,9 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from common.backoff import Backoff
-from common.errors import AmbiguousOutcome, AuthError, VenueUnavailable
-from venues.binance.orders import order_wait_s
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.errors import AmbiguousOutcome, AuthError, VenueUnavailable
+from tickpipe.venues.binance.orders import order_wait_s
 
 __all__ = ["BinanceWsApi", "Venue"]
 

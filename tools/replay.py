@@ -27,13 +27,13 @@ from typing import Any, TextIO
 import orjson
 import redis.asyncio as aioredis
 
-from common.contract import MarkerEvent, RawKind, marker_data
-from common.names import Partition, shard_for
-from common.raw_resp import encode_raw_xadd
-from common.recordings import REST_BODY, Recorded, symbol_of
-from common.redis_link import RedisLink
-from common.schema import RawFrame
-from common.settings import Settings
+from tickpipe.common.contract import MarkerEvent, RawKind, marker_data
+from tickpipe.common.names import Partition, shard_for
+from tickpipe.common.raw_resp import encode_raw_xadd
+from tickpipe.common.redis_link import RedisLink
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Settings
+from tickpipe.tools.recordings import REST_BODY, Recorded, symbol_of
 
 __all__ = ["ReplayStats", "encode_raw", "replay_file"]
 

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from common.errors import RedisUnavailable
-from common.frames import KINDS, read_kind
-from common.ops import (
+from tickpipe.common.errors import RedisUnavailable
+from tickpipe.common.extras import need
+from tickpipe.common.names import EXPORT_KINDS
+from tickpipe.common.redis_io import connect_redis, redacted, redis_errors, unavailable_line
+from tickpipe.common.settings import Settings
+from tickpipe.tools.ops import (
     PARTITION_KINDS,
     VENUE_KINDS,
     change_subscription,
@@ -25,9 +28,7 @@ from common.ops import (
     set_kill_switch,
     tail,
 )
-from common.recordings import RecordingStats
-from common.redis_io import connect_redis, redacted, redis_errors, unavailable_line
-from common.settings import Settings
+from tickpipe.tools.recordings import RecordingStats
 
 __all__ = ["OPERATOR_COMMANDS", "add_operator_commands", "run_operator_command"]
 
@@ -89,7 +90,7 @@ def add_operator_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
         "the latest revision of each bar. `raw` writes the raw entries of the symbol's partition "
         "(every partition without --symbol) in the format `tickpipe replay` reads back.",
     )  # fmt: skip
-    e.add_argument("kind", choices=KINDS, metavar="KIND", help=" | ".join(KINDS))
+    e.add_argument("kind", choices=EXPORT_KINDS, metavar="KIND", help=" | ".join(EXPORT_KINDS))
     e.add_argument(
         "--symbol", help="symbol (optional for signals, gaps, orders, raw and positions: all)"
     )
@@ -157,11 +158,15 @@ async def _command(
             )
     elif args.command == "export":
         symbol = args.symbol.upper() if args.symbol else None
+        parquet = args.format == "parquet"
+        need("parquet" if parquet else "pandas", f"tickpipe export --format {args.format}")
+        from tickpipe.tools.frames import read_kind  # pandas: only once it is known to be there
+
         print(f"reading {args.kind} ...", file=sys.stderr)
         frame = await read_kind(
             redis, settings, args.kind, symbol, _time(args.start), _time(args.end)
         )
-        if args.format == "parquet":
+        if parquet:
             frame.to_parquet(args.out)
         else:
             frame.to_csv(args.out)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from common.backoff import Backoff
-from common.embedded import (
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.embedded import (
     ACL_FILE,
     PASSWORDS_FILE,
     URL_FILE,
@@ -36,13 +36,14 @@ from common.embedded import (
     user_url,
     write_acl,
 )
-from common.errors import ConfigError
-from common.privacy import PRIVATE_UMASK, make_private, write_private
-from common.procs import start_redis_server, wait_for_redis
-from common.redis_io import REDIS_ERRORS, connect_redis, redacted, redis_reason
-from common.settings import Settings
-from common.status import StatusSnapshot, read_status, render_status
-from deploy.acl import OPERATOR
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.extras import has_extra
+from tickpipe.common.privacy import PRIVATE_UMASK, make_private, write_private
+from tickpipe.common.procs import start_redis_server, wait_for_redis
+from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis, redacted, redis_reason
+from tickpipe.common.settings import Settings
+from tickpipe.common.status import StatusSnapshot, read_status, render_status
+from tickpipe.deploy.acl import OPERATOR
 
 __all__ = ["StageSpec", "Supervisor", "UpOptions", "config_error_in", "run_up"]
 
@@ -175,7 +176,7 @@ async def _start_mock(
     ready = options.data_dir / "mock.ready.json"
     ready.unlink(missing_ok=True)
     argv = [
-        sys.executable, "-m", "mock_ws",
+        sys.executable, "-m", "tickpipe.mock_ws",
         "--binance-port", "0",
         "--seed", str(options.mock_seed),
         "--rate", str(options.mock_rate),
@@ -273,7 +274,7 @@ def _open_to_others(path: Path) -> bool:
 
 def _spec(name: str, stage: str) -> StageSpec:
     """A stage's process: ``python -m <stage>``, logged in as the stage's own Redis user."""
-    return StageSpec(name, [sys.executable, "-m", stage], {}, user=stage)
+    return StageSpec(name, [sys.executable, "-m", f"tickpipe.{stage}"], {}, user=stage)
 
 
 async def _start_embedded_redis(
@@ -362,7 +363,9 @@ async def _run_up(
         stages = [_spec("ingestor", "ingestor")]
         stages += [_spec(f"processor-{n + 1}", "processor") for n in range(options.processors)]
         stages.append(_spec("trader", "trader"))
-        if options.dashboard:
+        if options.dashboard and not has_extra("dashboard"):
+            print("dashboard: not started (pip install 'tickpipe[dashboard]')", file=out)
+        elif options.dashboard:
             stages.append(_spec("dashboard", "dashboard"))
         for n, stage in enumerate(stages):
             stage.argv += ["--env-file", options.env_file]
@@ -376,7 +379,7 @@ async def _run_up(
                 print(f"metrics: {stage.name} http://127.0.0.1:{settings.metrics_port + n}/metrics",
                       file=out)  # fmt: skip
             stage.env = _stage_env(env, own)
-        if options.dashboard:
+        if options.dashboard and has_extra("dashboard"):
             token = "?token=..." if settings.dashboard_token else ""
             print(f"dashboard: http://127.0.0.1:{settings.dashboard_port}/{token}", file=out)
         print(f"logs: {log_dir}/  (Ctrl-C stops everything)", file=out)

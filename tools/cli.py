@@ -10,22 +10,23 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.cli_ops import OPERATOR_COMMANDS, add_operator_commands, run_operator_command
-from common.embedded import discover_redis_url, url_password
-from common.errors import ConfigError, RedisUnavailable
-from common.logs import setup_logging
-from common.redis_io import connect_redis, redacted, redis_errors, unavailable_line
-from common.settings import Settings, load_settings
-from common.status import read_streams, render_streams
+from tickpipe.common.embedded import discover_redis_url, url_password
+from tickpipe.common.errors import ConfigError, RedisUnavailable
+from tickpipe.common.logs import setup_logging
+from tickpipe.common.redis_io import connect_redis, redacted, redis_errors, unavailable_line
+from tickpipe.common.settings import Settings, load_settings
+from tickpipe.common.status import read_streams, render_streams
+from tickpipe.tools.cli_ops import OPERATOR_COMMANDS, add_operator_commands, run_operator_command
 
 __all__ = ["main"]
 
 STAGE_MODULES = {
-    "mock": "mock_ws", "ingest": "ingestor", "process": "processor", "trade": "trader",
-    "dashboard": "dashboard",
+    "mock": "tickpipe.mock_ws", "ingest": "tickpipe.ingestor", "process": "tickpipe.processor",
+    "trade": "tickpipe.trader",
+    "dashboard": "tickpipe.dashboard",
 }  # fmt: skip
 #: Tools that, like the stages, run as their own module with their own flags.
-TOOL_MODULES = {"bench": "bench", "acl": "deploy.acl"}
+TOOL_MODULES = {"bench": "bench", "acl": "tickpipe.deploy.acl"}
 EXEC_MODULES = {**STAGE_MODULES, **TOOL_MODULES}
 
 EPILOG = """\
@@ -38,7 +39,7 @@ stages (each also runs alone as `python -m <module>`; pass --help after the stag
 
 tools:
   tickpipe bench     the benchmarks (python -m bench; --quick for a short run)
-  tickpipe acl       Redis ACL users per stage (python -m deploy.acl; see docs/deploying.md)
+  tickpipe acl       Redis ACL users per stage (python -m tickpipe.deploy.acl; docs/deploying.md)
 
 configuration comes from the environment and .env; see .env.example for every setting.
 """
@@ -111,7 +112,7 @@ async def _streams(settings: Settings, url: str) -> int:
 
 
 async def _up(settings: Settings, args: argparse.Namespace) -> int:
-    from common.supervisor import UpOptions, run_up
+    from tickpipe.tools.supervisor import UpOptions, run_up
 
     data_dir = args.data_dir or Path(settings.data_dir)
     options = UpOptions(

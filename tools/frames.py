@@ -50,10 +50,10 @@ from typing import Any, TypeAlias, TypeVar
 import pandas as pd
 import redis.asyncio as aioredis
 
-from common.names import BAR_INTERVALS, Partition, shard_for
-from common.redis_io import connect_redis
-from common.schema import decode_fields
-from common.settings import Settings
+from tickpipe.common.names import EXPORT_KINDS, Partition, shard_for
+from tickpipe.common.redis_io import connect_redis
+from tickpipe.common.schema import decode_fields
+from tickpipe.common.settings import Settings
 
 __all__ = [
     "KINDS",
@@ -328,10 +328,7 @@ async def read_positions(redis: aioredis.Redis, settings: Settings) -> pd.DataFr
 
 
 #: ``tickpipe export`` kinds → reader.
-KINDS = (
-    "trades", "quotes", *(f"bars{i}" for i in BAR_INTERVALS), "book", "signals", "gaps",
-    "orders", "positions", "raw",
-)  # fmt: skip
+KINDS = EXPORT_KINDS
 #: Kinds read from every partition when no symbol is given.
 _ANY_SYMBOL = {"signals": read_signals, "gaps": read_gaps, "raw": read_raw, "orders": read_orders}
 _ONE_SYMBOL = {"trades": read_trades, "quotes": read_quotes, "book": read_book}

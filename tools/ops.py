@@ -14,12 +14,12 @@ from typing import Any, TextIO
 import orjson
 import redis.asyncio as aioredis
 
-from common.contract import subscription_entry
-from common.names import BAR_INTERVALS, Partition, shard_for
-from common.recordings import read_recording, read_recordings
-from common.replay import replay_file
-from common.schema import decode_fields
-from common.settings import Settings
+from tickpipe.common.contract import subscription_entry
+from tickpipe.common.names import BAR_INTERVALS, Partition, shard_for
+from tickpipe.common.schema import decode_fields
+from tickpipe.common.settings import Settings
+from tickpipe.tools.recordings import read_recording, read_recordings
+from tickpipe.tools.replay import replay_file
 
 __all__ = [
     "PARTITION_KINDS",
@@ -110,7 +110,7 @@ async def change_subscription(
         part = Partition(settings.venue, shard_for(symbol, settings.shards))
         by_partition.setdefault(part, []).append(symbol)
     try:
-        request = importlib.import_module("ingestor.control").request_subscription_change
+        request = importlib.import_module("tickpipe.ingestor.control").request_subscription_change
     except (ImportError, AttributeError):
         request = None
     if request is not None:
