@@ -10,7 +10,8 @@ from common.errors import ConfigError
 from common.schema import Trade
 from common.settings import Settings, load_settings
 from processor.core import PartitionState, process_batch
-from processor.strategies import RapidMove, SignalSpec, ThresholdCross, build_strategies
+from processor.plugins import build_strategies
+from processor.strategies import RapidMove, SignalSpec, ThresholdCross
 from tests.unit.test_processor_books import hftbacktest
 
 
@@ -88,8 +89,9 @@ def test_strategies_are_chosen_by_settings() -> None:
     settings = load_settings(env, dotenv_path=None)
     (strategy,) = build_strategies(settings)
     assert isinstance(strategy, RapidMove) and strategy.window_ns == 250 * MS
-    with pytest.raises(ConfigError, match="unknown strategies"):
-        load_settings({"TICKPIPE_STRATEGIES": "rapid_move,moon"}, dotenv_path=None)
+    moon = load_settings({"TICKPIPE_STRATEGIES": "rapid_move,moon"}, dotenv_path=None)
+    with pytest.raises(ConfigError, match="unknown strategy moon"):
+        build_strategies(moon)
 
 
 def test_real_frames_give_cancel_signals_with_raw_entry_causes() -> None:
