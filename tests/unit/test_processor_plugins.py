@@ -146,13 +146,20 @@ def test_builtins_keep_their_settings() -> None:
     assert built[0].pct == "2"  # type: ignore[attr-defined]
 
 
-def test_the_processor_exits_2_on_a_strategy_mistake(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["processor"], ["common.cli", "up", "--duration", "1"]])
+def test_a_strategy_mistake_exits_2_before_anything_starts(
+    tmp_path: Path, command: list[str]
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKPIPE_")}
     env.pop("REDIS_URL", None)
-    env.update(TICKPIPE_STRATEGIES="threshold_cross,no_such_pkg.x:Y", TICKPIPE_NAMESPACE="pe2")
+    env.update(
+        TICKPIPE_STRATEGIES="threshold_cross,no_such_pkg.x:Y",
+        TICKPIPE_NAMESPACE="pe2",
+        PYTHONPATH=str(REPO),
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "processor", "--env-file", str(tmp_path / "none.env")],
-        cwd=REPO,
+        [sys.executable, "-m", *command],
+        cwd=tmp_path,  # no .env there
         env=env,
         capture_output=True,
         text=True,
