@@ -10,7 +10,8 @@ A strategy's own settings are the fields of the dataclass it names in ``params``
 ``TICKPIPE_STRATEGY_<NAME>_<FIELD>`` (upper case) and parsed by the field's type (``int``,
 ``float``, ``bool``, ``str`` or ``Decimal``); fields without a default are required. Every
 ``TICKPIPE_STRATEGY_*`` key must belong to a configured strategy. Every mistake (an unknown name,
-a path that does not import, a class that is not a strategy, an unknown or malformed key) is one
+a path that does not import, a class that is not a strategy, an unknown or malformed key, a
+constructor that raises) is one
 :class:`ConfigError` line naming what to fix, with the closest known key: the stage exits 2.
 """
 
@@ -49,7 +50,16 @@ def build_strategies(settings: Settings) -> list[Strategy]:
     if unknown:
         named = ", ".join(did_you_mean(k, known) for k in sorted(unknown))
         raise ConfigError(f"unknown strategy setting(s) {named}")
-    return [cls.create(settings, strategy_params(cls, given)) for cls in classes]
+    return [_create(cls, settings, strategy_params(cls, given)) for cls in classes]
+
+
+def _create(cls: type[Strategy], settings: Settings, params: Any) -> Strategy:
+    try:
+        return cls.create(settings, params)
+    except Exception as exc:  # the plug-in's constructor: a mistake the user must fix
+        raise ConfigError(
+            f"strategy {cls.name!r} could not be built ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def find_strategy(ref: str) -> type[Strategy]:

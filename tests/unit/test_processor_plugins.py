@@ -52,6 +52,19 @@ class Mine(Strategy):
 
 class NotOne:
     name = "not_one"
+
+
+class Grumpy(Strategy):
+    name: ClassVar[str] = "grumpy"
+
+    def __init__(self):
+        raise KeyError("no key")
+
+    def to_state(self):
+        return None
+
+    def load_state(self, data):
+        return None
 """
 
 
@@ -122,6 +135,7 @@ def test_strategy_settings_mistakes_are_one_line(
         ("my_plugins.broken:Mine", "cannot import 'my_plugins.broken' (ModuleNotFoundError"),
         ("my_plugins.mine:Yours", "module 'my_plugins.mine' has no 'Yours'"),
         ("my_plugins.mine:NotOne", "'my_plugins.mine:NotOne' is not a processor.strategies"),
+        ("my_plugins.mine:Grumpy", "strategy 'grumpy' could not be built (KeyError: 'no key')"),
     ],
 )
 def test_strategy_lookup_mistakes_are_one_line(
