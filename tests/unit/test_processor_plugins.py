@@ -233,3 +233,16 @@ def test_the_example_is_found_by_its_entry_point(
 def test_an_uninstalled_name_is_unknown() -> None:
     with pytest.raises(ConfigError, match="unknown strategy momentum"):
         build_strategies(settings_of({"TICKPIPE_STRATEGIES": "momentum"}))
+
+
+def test_strategy_settings_are_read_from_dotenv_too(plugin_dir: Path, tmp_path: Path) -> None:
+    dotenv = tmp_path / "strategies.env"
+    dotenv.write_text(
+        "TICKPIPE_STRATEGIES=my_plugins.mine:Mine\nTICKPIPE_STRATEGY_MINE_LEVEL=2.5\n"
+    )
+    settings = load_settings({"TICKPIPE_STRATEGY_MINE_WINDOW": "9"}, dotenv_path=dotenv)
+    (mine,) = build_strategies(settings)
+    assert (mine.knobs.level, mine.knobs.window) == (Decimal("2.5"), 9)  # type: ignore[attr-defined]
+    dotenv.write_text("TICKPIPE_STRATEGIS=my_plugins.mine:Mine\n")
+    with pytest.raises(ConfigError, match="did you mean TICKPIPE_STRATEGIES"):
+        load_settings({}, dotenv_path=dotenv)
