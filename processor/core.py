@@ -22,7 +22,10 @@ becomes a :class:`DeadLetter`.
 A signal's id names the decision: venue, symbol, the venue's id of the trade that caused it
 (``t`` trade ids, ``a`` aggregate ids), the strategy and the index of the strategy's answer.
 It is the same on every replay and differs for every decision, also for the trades of one
-REST backfill page, which share one raw entry.
+REST backfill page, which share one raw entry. Strategies get only the inputs they declared
+(trades, quotes, book changes, final and revised bars, an event-time timer) at the point of the
+raw stream where each event is made, through :mod:`processor.dispatch`, which also names the
+signals of the other inputs and isolates a strategy that raises.
 
 Alpaca frames (chosen by ``RawFrame.venue``) go through :mod:`processor.alpaca`: trades are
 de-duplicated by (symbol, id) among the recent ids (Alpaca ids skip values, so no gaps are
