@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from bench.ingest import run_ingest, run_reconnect
 from bench.latency import run_latency
 from bench.process import run_process, run_takeover
+from bench.replay import run_replay
 from bench.soak import run_soak
 from bench.stats import Row, format_table
 from common.stage import install_event_loop
@@ -33,6 +34,7 @@ BENCHES: dict[str, Bench] = {
     "latency": lambda a: run_latency(a.quick),
     "recovery": _recovery,
     "soak": lambda a: run_soak(a.quick, a.soak_minutes),
+    "replay": lambda a: run_replay(a.quick),
 }
 
 

@@ -30,13 +30,14 @@ from websockets.asyncio.client import connect
 
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, rate, ratio
+from common.redis_link import RedisLink
 from common.schema import RawFrame
 from common.settings import Settings
 from ingestor.shell import Ingestor
 from ingestor.shell import run as run_ingestor
 from ingestor.writer import encode_append, encode_raw_xadd
 
-__all__ = ["bare_client", "count_kind", "run_ingest", "run_reconnect"]
+__all__ = ["bare_client", "count_kind", "ingestor_rate", "run_ingest", "run_reconnect"]
 
 BATCH_MAX = 5000
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -60,6 +61,8 @@ async def bare_client(
     wake = asyncio.Event()
     done = asyncio.Event()
 
+    channel = RedisLink(redis).channel()
+
     async def writer() -> None:
         written = 0
         while written < count:
@@ -72,13 +75,8 @@ async def bare_client(
             else:  # pipelined XADDs: one send, one reply per entry
                 payload = b"".join([encode_raw_xadd(stream, f) for f in frames])
                 replies = len(frames)
-            conn = await redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-            try:
-                await conn.send_packed_command(payload, check_health=False)
-                for _ in range(replies):
-                    await conn.read_response()
-            finally:
-                await redis.connection_pool.release(conn)
+            await channel.request(payload, replies)
+            await channel.release()
             written += len(frames)
         done.set()
 
@@ -167,6 +165,16 @@ async def _ingestor_run(
             f"stale {s.stale_detected}, rotations {s.rotations}, last error {s.last_error!r}"
         )
     return rate(count, (finished - opened) / 1e9), problem
+
+
+async def ingestor_rate(
+    redis: aioredis.Redis, redis_url: str, port: int, count: int, ns: str
+) -> float:
+    """Return the ingestor's frames/s on the blast server at ``port``; a count off raises."""
+    value, problem = await _ingestor_run(redis, redis_url, port, count, ns)
+    if problem:
+        raise RuntimeError(f"ingestor reference run: {problem}")
+    return value
 
 
 async def run_ingest(quick: bool) -> list[Row]:

@@ -38,11 +38,12 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, summarize_ms
-from common import binance
 from common.names import Keys
+from common.units import client_order_id_for
 from mock_ws.market import MarketSim
 from processor.strategies import ThresholdCross
-from trader.core import sign_params
+from venues.binance import wire as binance
+from venues.binance.orders import sign_params
 
 __all__ = ["calibrate_hysteresis", "floor_client", "run_latency"]
 
@@ -211,7 +212,7 @@ async def _pipeline_trades(
             if not entry:
                 continue
             _, payload = binance.unwrap(entry[0][1][b"data"])
-            coid = binance.client_order_id_for(fields[b"signal_id"].decode())
+            coid = client_order_id_for(fields[b"signal_id"].decode())
             trade_of[coid] = (payload["s"], int(payload["t"]))
             stamps[coid] = (int(fields[b"ts_recv"]), int(fields[b"ts_signal"]))
     intents: dict[str, int] = {}

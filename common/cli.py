@@ -14,7 +14,7 @@ from common.cli_ops import OPERATOR_COMMANDS, add_operator_commands, run_operato
 from common.embedded import discover_redis_url, url_password
 from common.errors import ConfigError, RedisUnavailable
 from common.logs import setup_logging
-from common.redis_io import connect_redis, redacted, redis_errors
+from common.redis_io import connect_redis, redacted, redis_errors, unavailable_line
 from common.settings import Settings, load_settings
 from common.status import read_streams, render_streams
 
@@ -99,8 +99,7 @@ async def _streams(settings: Settings, url: str) -> int:
         async with redis_errors():
             streams = await read_streams(redis, settings)
     except RedisUnavailable as exc:
-        reason = exc.__cause__ or exc
-        print(f"tickpipe streams: Redis unreachable at {redacted(url)}: {reason}", file=sys.stderr)
+        print(f"tickpipe streams: {unavailable_line(url, exc)}", file=sys.stderr)
         return 1
     finally:
         await redis.aclose()

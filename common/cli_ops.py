@@ -13,19 +13,20 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from common.errors import ConfigError, RedisUnavailable
+from common.errors import RedisUnavailable
 from common.frames import KINDS, read_kind
 from common.ops import (
     PARTITION_KINDS,
     VENUE_KINDS,
     change_subscription,
-    read_recording,
+    read_recordings,
     replay_file,
     resolve_streams,
     set_kill_switch,
     tail,
 )
-from common.redis_io import connect_redis, redacted, redis_errors
+from common.recordings import RecordingStats
+from common.redis_io import connect_redis, redacted, redis_errors, unavailable_line
 from common.settings import Settings
 
 __all__ = ["OPERATOR_COMMANDS", "add_operator_commands", "run_operator_command"]
@@ -64,21 +65,34 @@ def add_operator_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     )  # fmt: skip
     k.add_argument("state", choices=("on", "off", "status"))
     r = sub.add_parser(
-        "replay", help="feed a recorded session into the raw streams",
-        description="Read FILE (gzip or text; one `<time ns or us> <frame>` line per WebSocket "
-        "frame, as in shared/realdata) and write each frame as a raw entry of its symbol's "
-        "partition, so a running processor turns it into trades, bars and signals.",
+        "replay", help="feed recorded sessions into the raw streams",
+        formatter_class=raw,
+        description="Write every frame of the recordings FILE... (files or directories, merged "
+        "by receive time) as raw entries of\ntheir symbols' partitions, REST depth snapshots "
+        "included, so a running processor builds trades, bars, books\nand signals as from a "
+        "live ingestor. Formats (recognised from the content):\n"
+        "  hftbacktest  `<time ns or us> <frame>` lines, gzip or text (shared/realdata)\n"
+        "  cryptofeed   `<exchange>.ws.N.M` and `<exchange>.http.N.M` raw data collection files\n"
+        "  tickpipe     `tickpipe export raw` Parquet or CSV files",
     )  # fmt: skip
-    r.add_argument("file", type=Path, metavar="FILE")
+    r.add_argument("files", type=Path, nargs="+", metavar="FILE")
     r.add_argument("--limit", type=int, help="replay at most this many frames")
+    r.add_argument(
+        "--speed", type=float, default=0.0, metavar="X",
+        help="0 (default): as fast as possible; 1: at recorded speed; X: X times faster",
+    )  # fmt: skip
     r.add_argument("--conn", help="connection id written with the frames (default replay-FILE)")
     e = sub.add_parser(
-        "export", help="write trades, quotes, bars, orders or positions to parquet or CSV",
+        "export", help="write a stream's time range (trades, bars, book, raw...) to parquet or CSV",
         description="Read KIND for a symbol and time range (ISO times or ns; end exclusive) "
-        "into a DataFrame and write it. bars1s/bars1m keep the latest revision of each bar.",
+        "into a DataFrame and write it; only the range is read from Redis. bars1s/bars1m keep "
+        "the latest revision of each bar. `raw` writes the raw entries of the symbol's partition "
+        "(every partition without --symbol) in the format `tickpipe replay` reads back.",
     )  # fmt: skip
     e.add_argument("kind", choices=KINDS, metavar="KIND", help=" | ".join(KINDS))
-    e.add_argument("--symbol", help="symbol (all symbols for orders and positions)")
+    e.add_argument(
+        "--symbol", help="symbol (optional for signals, gaps, orders, raw and positions: all)"
+    )
     e.add_argument("--start", help="first time, e.g. 2024-08-09T00:00:00 (UTC)")
     e.add_argument("--end", help="end time (exclusive)")
     e.add_argument("--format", choices=("parquet", "csv"), default="parquet")
@@ -97,8 +111,7 @@ async def _run(settings: Settings, url: str, args: argparse.Namespace) -> int:
         async with redis_errors():  # a refused login or command: exit 2 with Redis' reason
             await _command(settings, url, args, redis)
     except RedisUnavailable as exc:
-        where, reason = redacted(url), exc.__cause__ or exc
-        print(f"tickpipe {args.command}: Redis unreachable at {where}: {reason}", file=sys.stderr)
+        print(f"tickpipe {args.command}: {unavailable_line(url, exc)}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"tickpipe {args.command}: {exc}", file=sys.stderr)
@@ -128,13 +141,20 @@ async def _command(
         on = await set_kill_switch(redis, settings, args.state)
         print(f"kill switch for {settings.venue}: {'ON' if on else 'off'}")
     elif args.command == "replay":
-        if not args.file.is_file():
-            raise ConfigError(f"{args.file} is not a file")
-        print(f"replaying {args.file} into {redacted(url)}", file=sys.stderr)
+        stats = RecordingStats()
+        records = read_recordings(args.files, stats)  # an unreadable FILE: exit 2
+        names = ", ".join(str(f) for f in args.files)
+        print(f"replaying {names} into {redacted(url)}", file=sys.stderr)
         await replay_file(
-            redis, settings, read_recording(args.file), limit=args.limit,
-            conn=args.conn or f"replay-{args.file.name}",
+            redis, settings, records, limit=args.limit, speed=args.speed,
+            conn=args.conn or f"replay-{args.files[0].name}", fraction=stats.fraction,
         )  # fmt: skip
+        if stats.skipped_rest or stats.skipped_lines:
+            print(
+                f"tickpipe replay: left out {stats.skipped_rest:,} REST answers that are not "
+                f"depth snapshots and {stats.skipped_lines:,} unreadable lines",
+                file=sys.stderr,
+            )
     elif args.command == "export":
         symbol = args.symbol.upper() if args.symbol else None
         print(f"reading {args.kind} ...", file=sys.stderr)

@@ -3,11 +3,18 @@
     TickpipeError
     ├── ConfigError            bad or unknown configuration; exit code 2
     ├── DecodeError            a frame or stream entry that cannot be parsed
-    ├── RedisUnavailable       Redis cannot be reached (translated from redis-py)
+    ├── RedisUnavailable       Redis cannot take it now: unreachable, or a refusal such as OOM
+    │                          (translated from redis-py; ``condition`` names which)
+    │   └── RedisLost          a held connection dropped mid-request (common.redis_link)
+    ├── ScriptsRefused         the ACL refuses scripts: use WATCH/MULTI (common.redis_link)
     └── VenueError             the venue refused or failed a request
         ├── AuthError          bad API key or signature; fatal, never retried
         ├── RateLimited        429/418 or a WebSocket rate-limit answer; carries retry_after_s
-        └── AmbiguousOutcome   it may or may not have taken effect (timeout, 5xx, lost link)
+        ├── AmbiguousOutcome   it may or may not have taken effect (timeout, 5xx, lost link)
+        ├── VenueUnavailable   the venue could not be reached; the request was not sent
+        ├── OrderRejected      the venue refused an order request for good
+        ├── DuplicateOrder     an order with this client order id exists: query it, never resend
+        └── OrderNotFound      the venue has no (open) order with this client order id
 
 Outside exceptions (redis-py, websockets, aiohttp) are translated into these at one boundary per
 dependency, so callers only ever catch ``TickpipeError`` subclasses.
@@ -20,10 +27,14 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "DecodeError",
+    "DuplicateOrder",
+    "OrderNotFound",
+    "OrderRejected",
     "RateLimited",
     "RedisUnavailable",
     "TickpipeError",
     "VenueError",
+    "VenueUnavailable",
 ]
 
 
@@ -40,7 +51,12 @@ class DecodeError(TickpipeError):
 
 
 class RedisUnavailable(TickpipeError):
-    """Redis could not be reached or dropped the connection."""
+    """Redis could not be reached, or refused the command for now (``condition``: ``OOM``,
+    ``BUSY``, ``LOADING``... or ``UNREACHABLE``); wait and retry."""
+
+    def __init__(self, message: str, *, condition: str = "UNREACHABLE") -> None:
+        super().__init__(message)
+        self.condition = condition
 
 
 class VenueError(TickpipeError):
@@ -73,3 +89,19 @@ class RateLimited(VenueError):
 
 class AmbiguousOutcome(VenueError):
     """The request may have taken effect; resolve by querying, never by resending."""
+
+
+class VenueUnavailable(VenueError):
+    """The venue could not be reached; the request was not sent."""
+
+
+class OrderRejected(VenueError):
+    """The venue refused the request for good: no order exists because of it."""
+
+
+class DuplicateOrder(VenueError):
+    """The venue already has an open order with this client order id: query it, never resend."""
+
+
+class OrderNotFound(VenueError):
+    """The venue has no (open) order with this client order id (``-2013``, 404)."""

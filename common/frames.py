@@ -1,4 +1,4 @@
-"""Read tickpipe's streams into pandas DataFrames for analysis and export.
+"""Read tickpipe's streams into pandas DataFrames for analysis and export, one time range at a time.
 
 Every reader takes a symbol and an optional time range (``start`` inclusive, ``end`` exclusive;
 each may be ``None``, integer nanoseconds, a :class:`datetime`, a :class:`pandas.Timestamp` or an
@@ -10,14 +10,33 @@ named after the time it is ordered by:
 * :func:`read_quotes` — index ``ts_event``; ``bid_price``, ``bid_qty``, ``ask_price``, ``ask_qty``.
 * :func:`read_bars` — index ``ts_open``; ``open high low close volume`` (float), ``trades``,
   ``revision`` (int), ``final`` (bool): only the latest revision of each bar.
+* :func:`read_book` — index ``ts_event``; the book tops: ``update_id``, ``status`` (``live`` or
+  ``stale``), best ``bid_price``/``bid_qty``/``ask_price``/``ask_qty`` and ``bids``/``asks``
+  (the ten best levels as written).
+* :func:`read_signals` — index ``ts_event`` (the causing trade); ``signal_id``, ``strategy``,
+  ``action``, ``side``, ``qty``, ``price``, ``reason``, ``ts_signal``...
+* :func:`read_gaps` — index ``ts_event``; the ``gaps`` stream: gap records and their
+  resolutions (``kind=resolution``; they have no event time: their write time stands in).
 * :func:`read_orders` — index ``ts`` (when the trader wrote the entry); ``event``,
   ``client_order_id``, ``status``, ``side``, ``qty``, ``price``, ``filled_qty``, ``last_price``...
+* :func:`read_raw` — index ``ts_recv``; raw entries as stored (``kind``, ``conn``, ``seq``,
+  ``channel``, ``data``): the ``tickpipe export raw`` format that ``tickpipe replay`` reads back.
 * :func:`read_positions` — one row per symbol: ``position``, ``avg_cost``, ``realized_pnl``,
   ``unrealized_pnl``, ``mark_price``.
 
+**Only the range is read.** Entry ids are the times Redis stored the entries, and an entry is
+stored after the time it carries, so a reader starts its ``XRANGE`` at ``<start ms - 5 s>-0``
+(:data:`SKEW_MS` allows for clocks that disagree) and reads :data:`PAGE` entries at a time. Past
+``end`` it keeps reading while the entries still carry times inside the range (a late write, a
+bar that closes after ``end``, a replay of old data whose ids are all recent), and stops at the
+end of the first page in which the symbol's entries reach ``end``, or which was written more than
+:data:`LAG_MS` after ``end`` and holds nothing in the range. Reading one minute of a stream of a
+million entries fetches that minute and at most about one page more.
+
 Prices and quantities stay decimal strings in Redis; they become floats here and nowhere
 earlier. The ``read_*`` coroutines take a redis.asyncio client; :func:`trades`, :func:`quotes`,
-:func:`bars`, :func:`orders` and :func:`positions` are synchronous wrappers that connect with
+:func:`bars`, :func:`orders`, :func:`positions` and :func:`read` (any kind, e.g.
+``read(settings, "book", "BTCUSDT", start, end)``) are synchronous wrappers that connect with
 ``settings.redis_url``.
 """
 
@@ -31,22 +50,30 @@ from typing import Any, TypeAlias, TypeVar
 import pandas as pd
 import redis.asyncio as aioredis
 
-from common.names import Partition, shard_for
+from common.names import BAR_INTERVALS, Partition, shard_for
 from common.redis_io import connect_redis
 from common.schema import decode_fields
 from common.settings import Settings
 
 __all__ = [
     "KINDS",
+    "LAG_MS",
+    "PAGE",
+    "SKEW_MS",
     "bars",
     "orders",
     "positions",
     "quotes",
+    "read",
     "read_bars",
+    "read_book",
+    "read_gaps",
     "read_kind",
     "read_orders",
     "read_positions",
     "read_quotes",
+    "read_raw",
+    "read_signals",
     "read_trades",
     "to_ns",
     "trades",
@@ -54,14 +81,20 @@ __all__ = [
 
 T = TypeVar("T")
 TimeLike: TypeAlias = int | str | datetime | None  # pandas.Timestamp is a datetime
+#: Entries fetched per ``XRANGE``.
 PAGE = 5000
+#: An entry may be stored this much before the time it carries (clocks that disagree).
+SKEW_MS = 5_000
+#: Past ``end``, a page written this long after it with nothing in the range ends the read.
+LAG_MS = 60_000
 
 _FLOATS = {
     "price", "qty", "bid_price", "bid_qty", "ask_price", "ask_qty", "open", "high", "low",
     "close", "volume", "filled_qty", "last_qty", "last_price", "cum_quote",
 }  # fmt: skip
-_INTS = {"trades", "revision"}
+_INTS = {"trades", "revision", "seq", "depth"}
 _TIMES = {"ts_event", "ts_recv", "ts_proc", "ts_signal", "ts_intent", "ts_open", "ts"}
+Row: TypeAlias = dict[str, str]
 
 
 def to_ns(value: TimeLike) -> int | None:
@@ -80,23 +113,61 @@ def _partition(settings: Settings, symbol: str) -> Partition:
     return Partition(settings.venue, shard_for(symbol, settings.shards))
 
 
-async def _entries(redis: aioredis.Redis, stream: str) -> list[dict[str, str]]:
-    """Every entry of ``stream`` in order, read page by page, with its id as ``_id``."""
-    out: list[dict[str, str]] = []
-    start = "-"
+def _id_ms(row: Row) -> int:
+    return int(row["_id"].partition("-")[0])
+
+
+def _time(row: Row, index: str) -> int | None:
+    """The row's time on ``index``; an entry without one is placed at its write time."""
+    value = row.get(index)
+    if not value:
+        return _id_ms(row) * 1_000_000
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+async def _entries(
+    redis: aioredis.Redis, stream: str, index: str, start: TimeLike, end: TimeLike,
+    symbol: str | None = None,
+) -> list[Row]:  # fmt: skip
+    """The entries of ``stream`` that may fall in ``[start, end)`` on ``index``, page by page.
+
+    Each row carries its entry id as ``_id``; rows of other symbols are dropped. See the module
+    docstring for where reading starts and stops.
+    """
+    lo, hi = to_ns(start), to_ns(end)
+    first = "-" if lo is None else f"{max(lo // 1_000_000 - SKEW_MS, 0)}-0"
+    hi_ms = None if hi is None else hi // 1_000_000
+    out: list[Row] = []
     while True:
-        page: list[Any] = list(await redis.xrange(stream, min=start, max="+", count=PAGE) or [])
+        page: list[Any] = list(await redis.xrange(stream, min=first, max="+", count=PAGE) or [])
+        rows: list[Row] = []
         for entry_id, fields in page:
             row = decode_fields(fields or {})
             row["_id"] = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            out.append(row)
+            rows.append(row)
+        mine = [r for r in rows if symbol is None or r.get("symbol") == symbol]
+        out += mine
         if len(page) < PAGE:
             return out
-        start = "(" + out[-1]["_id"]
+        first = "(" + rows[-1]["_id"]
+        if hi is None or hi_ms is None or _id_ms(rows[-1]) < hi_ms:
+            continue
+        times = [_time(r, index) for r in mine]
+        reached = any(t is not None and t >= hi for r, t in zip(mine, times, strict=True)
+                      if _id_ms(r) >= hi_ms)  # fmt: skip
+        inside = any(t is not None and t < hi and (lo is None or t >= lo) for t in times)
+        if reached or (_id_ms(rows[-1]) >= hi_ms + LAG_MS and not inside):
+            return out
 
 
-def _frame(rows: list[dict[str, str]], index: str, start: TimeLike, end: TimeLike) -> pd.DataFrame:
+def _frame(rows: list[Row], index: str, start: TimeLike, end: TimeLike) -> pd.DataFrame:
     """Type the columns, filter ``[start, end)`` on ``index`` and index by it (UTC)."""
+    for row in rows:
+        if not row.get(index):
+            row[index] = str(_id_ms(row) * 1_000_000)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name=index))
@@ -121,13 +192,40 @@ def _frame(rows: list[dict[str, str]], index: str, start: TimeLike, end: TimeLik
     return frame.set_index(index).sort_index(kind="stable")
 
 
+async def _read(
+    redis: aioredis.Redis, streams: list[str], index: str, start: TimeLike, end: TimeLike,
+    symbol: str | None,
+) -> list[Row]:  # fmt: skip
+    rows: list[Row] = []
+    for stream in streams:
+        rows += await _entries(redis, stream, index, start, end, symbol)
+    return rows
+
+
+def _streams(
+    settings: Settings, symbol: str | None, stream: Callable[[Partition], str]
+) -> list[str]:
+    """The stream of ``symbol``'s partition, or of every partition when ``symbol`` is None."""
+    if symbol is not None:
+        return [stream(_partition(settings, symbol))]
+    return [stream(p) for p in settings.partitions()]
+
+
+async def _by_event(
+    redis: aioredis.Redis, stream: str, symbol: str, start: TimeLike, end: TimeLike
+) -> pd.DataFrame:
+    rows = await _entries(redis, stream, "ts_event", start, end, symbol)
+    return _frame(rows, "ts_event", start, end)
+
+
 async def read_trades(
     redis: aioredis.Redis, settings: Settings, symbol: str, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the trades of ``symbol`` with ``start <= ts_event < end``."""
-    rows = await _entries(redis, settings.keys.trades(_partition(settings, symbol)))
-    return _frame([r for r in rows if r.get("symbol") == symbol], "ts_event", start, end)
+    return await _by_event(
+        redis, settings.keys.trades(_partition(settings, symbol)), symbol, start, end
+    )
 
 
 async def read_quotes(
@@ -135,8 +233,51 @@ async def read_quotes(
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the best bid/offer updates of ``symbol`` with ``start <= ts_event < end``."""
-    rows = await _entries(redis, settings.keys.quotes(_partition(settings, symbol)))
-    return _frame([r for r in rows if r.get("symbol") == symbol], "ts_event", start, end)
+    return await _by_event(
+        redis, settings.keys.quotes(_partition(settings, symbol)), symbol, start, end
+    )
+
+
+async def read_book(
+    redis: aioredis.Redis, settings: Settings, symbol: str, start: TimeLike = None,
+    end: TimeLike = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the book tops of ``symbol`` with ``start <= ts_event < end``."""
+    return await _by_event(
+        redis, settings.keys.book(_partition(settings, symbol)), symbol, start, end
+    )
+
+
+async def read_signals(
+    redis: aioredis.Redis, settings: Settings, symbol: str | None = None, start: TimeLike = None,
+    end: TimeLike = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the signals (of every symbol when ``symbol`` is None) caused in ``[start, end)``."""
+    streams = _streams(settings, symbol, settings.keys.signals)
+    rows = await _read(redis, streams, "ts_event", start, end, symbol)
+    return _frame(rows, "ts_event", start, end)
+
+
+async def read_gaps(
+    redis: aioredis.Redis, settings: Settings, symbol: str | None = None, start: TimeLike = None,
+    end: TimeLike = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the gap records and resolutions (every symbol when ``symbol`` is None)."""
+    streams = _streams(settings, symbol, settings.keys.gaps)
+    rows = await _read(redis, streams, "ts_event", start, end, symbol)
+    return _frame(rows, "ts_event", start, end)
+
+
+async def read_raw(
+    redis: aioredis.Redis, settings: Settings, symbol: str | None = None, start: TimeLike = None,
+    end: TimeLike = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the raw entries received in ``[start, end)``: of ``symbol``'s partition (all its
+    symbols, markers and REST answers included), or of every partition when ``symbol`` is None.
+    """
+    streams = _streams(settings, symbol, settings.keys.raw)
+    rows = await _read(redis, streams, "ts_recv", start, end, None)
+    return _frame(rows, "ts_recv", start, end)
 
 
 async def read_bars(
@@ -144,11 +285,10 @@ async def read_bars(
     end: TimeLike = None, *, interval: str = "1m",
 ) -> pd.DataFrame:  # fmt: skip
     """Return the bars of ``symbol`` opening in ``[start, end)``, latest revision of each."""
-    rows = await _entries(redis, settings.keys.bars(_partition(settings, symbol), interval))
-    latest: dict[str, dict[str, str]] = {}
+    stream = settings.keys.bars(_partition(settings, symbol), interval)
+    rows = await _entries(redis, stream, "ts_open", start, end, symbol)
+    latest: dict[str, Row] = {}
     for row in rows:
-        if row.get("symbol") != symbol:
-            continue
         rank = (int(row.get("revision") or 0), row.get("final") == "1")
         held = latest.get(row["ts_open"])
         if held is None or rank >= (int(held.get("revision") or 0), held.get("final") == "1"):
@@ -164,12 +304,11 @@ async def read_orders(
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the ``orders`` log (every symbol when ``symbol`` is None), indexed by ``ts``."""
-    rows = await _entries(redis, settings.keys.orders(settings.venue))
+    rows = await _entries(redis, settings.keys.orders(settings.venue), "ts", start, end, symbol)
     for row in rows:
         if not row.get("ts"):
-            row["ts"] = row.get("ts_intent") or str(int(row["_id"].split("-")[0]) * 1_000_000)
-    chosen = [r for r in rows if symbol is None or r.get("symbol") == symbol]
-    return _frame(chosen, "ts", start, end)
+            row["ts"] = row.get("ts_intent") or str(_id_ms(row) * 1_000_000)
+    return _frame(rows, "ts", start, end)
 
 
 async def read_positions(redis: aioredis.Redis, settings: Settings) -> pd.DataFrame:
@@ -189,7 +328,13 @@ async def read_positions(redis: aioredis.Redis, settings: Settings) -> pd.DataFr
 
 
 #: ``tickpipe export`` kinds → reader.
-KINDS = ("trades", "quotes", "bars1s", "bars1m", "orders", "positions")
+KINDS = (
+    "trades", "quotes", *(f"bars{i}" for i in BAR_INTERVALS), "book", "signals", "gaps",
+    "orders", "positions", "raw",
+)  # fmt: skip
+#: Kinds read from every partition when no symbol is given.
+_ANY_SYMBOL = {"signals": read_signals, "gaps": read_gaps, "raw": read_raw, "orders": read_orders}
+_ONE_SYMBOL = {"trades": read_trades, "quotes": read_quotes, "book": read_book}
 
 
 async def read_kind(
@@ -199,17 +344,15 @@ async def read_kind(
     """Dispatch on one of :data:`KINDS`."""
     if kind == "positions":
         return await read_positions(redis, settings)
-    if kind == "orders":
-        return await read_orders(redis, settings, symbol, start, end)
+    if kind in _ANY_SYMBOL:
+        return await _ANY_SYMBOL[kind](redis, settings, symbol, start, end)
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
     if symbol is None:
         raise ValueError(f"{kind} needs a symbol")
-    if kind == "trades":
-        return await read_trades(redis, settings, symbol, start, end)
-    if kind == "quotes":
-        return await read_quotes(redis, settings, symbol, start, end)
-    if kind in ("bars1s", "bars1m"):
-        return await read_bars(redis, settings, symbol, start, end, interval=kind[4:])
-    raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    if kind in _ONE_SYMBOL:
+        return await _ONE_SYMBOL[kind](redis, settings, symbol, start, end)
+    return await read_bars(redis, settings, symbol, start, end, interval=kind[4:])
 
 
 def _sync(settings: Settings, read: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
@@ -246,6 +389,14 @@ def orders(
 ) -> Any:
     """Return :func:`read_orders` synchronously."""
     return _sync(settings, lambda r: read_orders(r, settings, symbol, start, end))
+
+
+def read(
+    settings: Settings, kind: str, symbol: str | None = None, start: TimeLike = None,
+    end: TimeLike = None,
+) -> Any:  # fmt: skip
+    """Return :func:`read_kind` synchronously: any of :data:`KINDS` (``book``, ``raw``...)."""
+    return _sync(settings, lambda r: read_kind(r, settings, kind, symbol, start, end))
 
 
 def positions(settings: Settings) -> Any:

@@ -1,4 +1,11 @@
-"""Publish a stage's health to Redis and read it back for ``--check``, ``streams`` and the UI."""
+"""Publish a stage's health to Redis and read it back for ``--check``, ``streams`` and the UI.
+
+The reporter outlives every Redis error: while Redis refuses the write (``OOM`` at
+``maxmemory``, ``BUSY``, ``READONLY``...) or cannot be reached, the key expires (TTL three
+intervals) and the reporter logs that once, quoting the server, then keeps trying every interval;
+the first write Redis accepts brings the key back. Each record carries the process's Redis
+figures (:mod:`common.backpressure`): ``redis_condition`` and ``redis_retries``.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +19,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from common.backpressure import PROCESS_FIGURES, RedisFigures, RedisOutage
 from common.metrics import MetricsServer, StatsCollector
 from common.names import Keys
-from common.redis_io import REDIS_DOWN
+from common.redis_io import REDIS_ERRORS
 
 __all__ = ["HealthReporter", "read_health"]
 
@@ -34,13 +42,16 @@ class HealthReporter:
         interval_s: float = 1.0,
         stats: Callable[[], dict[str, Any]] | None = None,
         metrics_port: int | None = None,
+        figures: RedisFigures | None = None,
     ) -> None:
         self.redis = redis
         self.key = keys.health(service, instance)
         self.service = service
         self.instance = instance
         self.interval_s = interval_s
-        self.stats = stats or dict
+        self.stage_stats = stats or dict
+        self.figures = figures if figures is not None else PROCESS_FIGURES
+        self.outage = RedisOutage(log, f"health of {service}", figures=self.figures)
         self.started_ns = time.time_ns()
         self.status = "starting"
         if metrics_port is None:
@@ -68,6 +79,10 @@ class HealthReporter:
             self.metrics.stop()
             self.metrics = None
 
+    def stats(self) -> dict[str, Any]:
+        """The stage's figures and the process's Redis figures."""
+        return {**self.stage_stats(), **self.figures.snapshot()}
+
     def payload(self) -> bytes:
         return orjson.dumps(
             {
@@ -83,11 +98,14 @@ class HealthReporter:
         )
 
     async def publish(self) -> None:
+        """Write the record; on any Redis error note it (logged rate-limited) and go on."""
         ttl_ms = max(3000, int(self.interval_s * 3000))
         try:
             await self.redis.set(self.key, self.payload(), px=ttl_ms)
-        except REDIS_DOWN as exc:
-            log.debug("health not published: %s", exc)
+        except REDIS_ERRORS as exc:
+            self.outage.failed(exc)
+        else:
+            self.outage.recovered()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish (and serve ``/metrics`` when enabled) until ``stop`` is set; remove the key."""
@@ -98,16 +116,17 @@ class HealthReporter:
             self.stop_metrics()
 
     async def _publish_until(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self.publish()
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval_s)
-            except TimeoutError:
-                pass
+        with self.outage:
+            while not stop.is_set():
+                await self.publish()
+                try:
+                    await asyncio.wait_for(stop.wait(), self.interval_s)
+                except TimeoutError:
+                    pass
         try:
             await self.redis.delete(self.key)
-        except REDIS_DOWN:
-            pass
+        except REDIS_ERRORS as exc:  # it expires by itself
+            log.debug("health key not removed: %s", exc)
 
 
 def _metrics_port_from_env() -> int:

@@ -6,19 +6,19 @@ about, and reports progress on ``out`` (stderr by default) so long work shows it
 
 from __future__ import annotations
 
-import gzip
 import importlib
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import orjson
 import redis.asyncio as aioredis
 
+from common.contract import subscription_entry
 from common.names import BAR_INTERVALS, Partition, shard_for
-from common.schema import RawFrame, decode_fields
+from common.recordings import read_recording, read_recordings
+from common.replay import replay_file
+from common.schema import decode_fields
 from common.settings import Settings
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "change_subscription",
     "format_entry",
     "read_recording",
+    "read_recordings",
     "replay_file",
     "resolve_streams",
     "set_kill_switch",
@@ -102,8 +103,7 @@ async def change_subscription(
     redis: aioredis.Redis, settings: Settings, action: str, symbols: list[str]
 ) -> list[str]:
     """Ask the ingestor to ``subscribe``/``unsubscribe`` ``symbols``; return what was written."""
-    if action not in ("subscribe", "unsubscribe"):
-        raise ValueError(f"action must be subscribe or unsubscribe, got {action!r}")
+    subscription_entry(action, [])  # a wrong action is a ValueError before anything is written
     symbols = [s.strip().upper() for s in symbols if s.strip()]
     by_partition: dict[Partition, list[str]] = {}
     for symbol in symbols:
@@ -119,7 +119,7 @@ async def change_subscription(
     for part, names in sorted(by_partition.items()):
         stream = settings.keys.control(part)
         if request is None:
-            await redis.xadd(stream, {"action": action, "symbols": ",".join(names)})
+            await redis.xadd(stream, subscription_entry(action, names))  # type: ignore[arg-type]
         written.append(f"{stream} {action} {','.join(names)}")
     return written
 
@@ -134,81 +134,3 @@ async def set_kill_switch(redis: aioredis.Redis, settings: Settings, state: str)
     elif state != "status":
         raise ValueError(f"kill switch state must be on, off or status, got {state!r}")
     return bool(await redis.exists(key))
-
-
-def read_recording(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(receive time ns, frame text)`` from a ``"<time> <frame>"`` line file (gz or not).
-
-    Times with fewer than 17 digits are microseconds and are scaled to nanoseconds.
-    """
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            stamp, _, frame = line.rstrip("\n").partition(" ")
-            if not stamp.isdigit() or not frame:
-                continue
-            ts = int(stamp)
-            yield (ts * 1000 if ts < 10**17 else ts), frame
-
-
-def _symbol_of(frame: str) -> str | None:
-    try:
-        data = orjson.loads(frame)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(data, dict):
-        stream = data.get("stream")
-        if isinstance(stream, str):
-            return stream.partition("@")[0].upper()
-        inner = data.get("s")
-        if isinstance(inner, str):
-            return inner.upper()
-    return None
-
-
-async def replay_file(
-    redis: aioredis.Redis, settings: Settings, lines: Iterable[tuple[int, str]], *,
-    conn: str, out: TextIO | None = None, limit: int | None = None, batch: int = 1000,
-    progress_every: int = 20_000,
-) -> int:  # fmt: skip
-    """Write recorded frames into their partitions' ``raw`` streams as ``ws`` RawFrames."""
-    out = out or sys.stderr
-    seqs: dict[Partition, int] = {}
-    pending: list[tuple[str, dict[str, str]]] = []
-    written = 0
-    started = time.monotonic()
-
-    async def flush() -> None:
-        async with redis.pipeline(transaction=False) as pipe:
-            for stream, fields in pending:
-                pipe.xadd(stream, fields)  # type: ignore[arg-type]
-            await pipe.execute()
-        pending.clear()
-
-    for ts_recv, frame in lines:
-        if limit is not None and written >= limit:
-            break
-        symbol = _symbol_of(frame)
-        if symbol is None:
-            continue
-        part = Partition(settings.venue, shard_for(symbol, settings.shards))
-        if part not in seqs:
-            seqs[part] = 1
-            marker = orjson.dumps({"event": "connect", "conn": conn, "url": "replay"}).decode()
-            raw = RawFrame("marker", settings.venue, conn, 0, ts_recv, marker, "market")
-            pending.append((settings.keys.raw(part), raw.to_fields()))
-        raw = RawFrame("ws", settings.venue, conn, seqs[part], ts_recv, frame, "market")
-        seqs[part] += 1
-        pending.append((settings.keys.raw(part), raw.to_fields()))
-        written += 1
-        if len(pending) >= batch:
-            await flush()
-        if written % progress_every == 0:
-            rate = written / max(time.monotonic() - started, 1e-9)
-            out.write(f"replayed {written:,} frames ({rate:,.0f}/s)\n")
-            out.flush()
-    if pending:
-        await flush()
-    out.write(f"replayed {written:,} frames into {len(seqs)} partition(s)\n")
-    out.flush()
-    return written

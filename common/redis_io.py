@@ -15,40 +15,83 @@ User and password (Redis ACL) go in the URL's user-info part; :func:`redacted` s
 the password replaced by ``***``. :func:`check_redis_url` checks every part (scheme, host, port
 1-65535, the ``/db`` number, each query parameter and its value, no parameter twice) and raises
 :class:`ConfigError` naming the part, so a typo never falls back to a default silently.
+
+Pre-encoded commands on held connections, and the choice between a script and its
+``WATCH``/``MULTI`` form, go through the one seam :mod:`common.redis_link`.
+
+Which errors mean "wait and retry" is decided here, once. Redis is *down* for a stage
+(:func:`is_redis_down`) when it cannot be reached (connection lost, timeout), and also when the
+server refuses a command for now with one of :data:`REFUSAL_CODES` (``OOM`` at ``maxmemory``,
+``BUSY`` script, ``LOADING``, ``MISCONF`` persistence failing, ``READONLY`` replica,
+``MASTERDOWN``, ``TRYAGAIN``, ``CLUSTERDOWN``) or the cluster client loses its topology
+(:class:`redis.exceptions.RedisClusterException` and its subclasses). Such a refusal is
+back-pressure, never a failure: the caller keeps what it holds and tries again.
+:func:`redis_errors` turns all of these into :class:`RedisUnavailable` whose message is the
+server's own text (:func:`redis_reason`); a refused login or a command the ACL refuses is a
+:class:`ConfigError` instead, since retrying cannot help.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
 import redis.exceptions as rexc
+from redis._parsers.base import BaseParser
 
 from common.errors import ConfigError, RedisUnavailable
 
 __all__ = [
     "REDIS_DOWN",
+    "REDIS_ERRORS",
+    "REFUSAL_CODES",
     "SCHEMES",
     "check_redis_url",
     "connect_redis",
-    "direct_pool",
     "ensure_group",
     "is_cluster_url",
+    "is_redis_down",
     "preflight_redis",
     "redacted",
+    "redis_condition",
     "redis_errors",
+    "redis_reason",
+    "refusal_error",
+    "unavailable_line",
     "xreadgroup_streams",
 ]
 
-T = TypeVar("T")
+#: Error codes with which a server refuses a command for now: it may succeed later.
+REFUSAL_CODES = frozenset(
+    ("OOM", "BUSY", "LOADING", "MISCONF", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+)
 
-#: redis-py exceptions that mean "Redis is not reachable right now" (retry later).
-REDIS_DOWN = (rexc.ConnectionError, rexc.TimeoutError, ConnectionError, OSError)
+#: Exceptions that mean "Redis cannot take this right now" (wait, then retry): unreachable, a
+#: refusal redis-py gives a type of its own (OOM, READONLY, TRYAGAIN, LOADING, CLUSTERDOWN,
+#: MASTERDOWN), or a cluster client that lost its topology (RedisClusterUnreachableError,
+#: SlotNotCoveredError and the rest of RedisClusterException). ``BUSY`` and ``MISCONF`` have no
+#: type of their own: :func:`is_redis_down` recognises them by their code.
+REDIS_DOWN = (
+    rexc.ConnectionError,
+    rexc.TimeoutError,
+    ConnectionError,
+    OSError,
+    rexc.OutOfMemoryError,
+    rexc.ReadOnlyError,
+    rexc.TryAgainError,
+    rexc.ClusterError,
+    rexc.RedisClusterException,
+    RedisUnavailable,
+)
+#: Every error a Redis call may raise: catch these, then ask :func:`is_redis_down`.
+REDIS_ERRORS = (*REDIS_DOWN, rexc.RedisError)
+_ANNOTATION = " of pipeline caused error: "
+_AUTH_ERRORS = (rexc.AuthenticationError, rexc.AuthorizationError)
 
 #: URL schemes :func:`connect_redis` understands.
 SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
@@ -182,19 +225,6 @@ def _options(url: str) -> tuple[str, dict[str, Any], bool]:
     return plain, kwargs, cluster
 
 
-def direct_pool(redis: Any) -> Any:
-    """Return the connection pool of a single-server redis-py client, else ``None``.
-
-    The hot write paths send pre-encoded RESP on a connection of this pool; a cluster client
-    (no single pool) goes through redis-py's commands instead.
-    """
-    pool = getattr(redis, "connection_pool", None)
-    cls = getattr(pool, "connection_class", None)
-    if isinstance(cls, type) and issubclass(cls, aioredis.connection.AbstractConnection):
-        return pool
-    return None
-
-
 def check_redis_url(url: str) -> None:
     """Raise :class:`ConfigError` naming the problem if :func:`connect_redis` cannot use ``url``."""
     _options(url)
@@ -223,13 +253,89 @@ def connect_redis(url: str) -> aioredis.Redis:
         raise ConfigError(f"REDIS_URL {redacted(url)!r}: {exc}") from exc
 
 
+def _code(exc: BaseException) -> str:
+    """Return the error code Redis answered with (``OOM``, ``BUSY``...), or ``""``."""
+    code = getattr(exc, "status_code", None)
+    if isinstance(code, str) and code:
+        return code
+    text = _server_text(exc)
+    word = text.split(" ", 1)[0]
+    return word if word.isupper() and word.isalpha() else ""
+
+
+def _server_text(exc: BaseException) -> str:
+    """Return the error's text without redis-py's pipeline annotation (it quotes arguments)."""
+    text = str(exc.args[0]) if exc.args else str(exc)
+    return text.rpartition(_ANNOTATION)[2]
+
+
+def is_redis_down(exc: BaseException) -> bool:
+    """Tell whether ``exc`` means "Redis cannot take this now": wait, keep everything, retry.
+
+    True for a lost or refused connection, a server refusal (:data:`REFUSAL_CODES`) and a cluster
+    client without a usable topology; false for a refused login or ACL rule, a wrong command or
+    argument, and anything that is not a Redis error.
+    """
+    if isinstance(exc, (*_AUTH_ERRORS, rexc.NoPermissionError)):
+        return False
+    if isinstance(exc, REDIS_DOWN):
+        return True
+    return isinstance(exc, rexc.ResponseError) and _code(exc) in REFUSAL_CODES
+
+
+def redis_reason(exc: BaseException) -> str:
+    """Return what Redis said, code first, for a log line: ``OOM command not allowed ...``.
+
+    redis-py drops the code of the refusals it has a type for and prefixes the error of a
+    pipelined command with that command and its arguments; both are undone here. An error that is
+    not the server's (a lost connection) is its own text, or its type when it has none.
+    """
+    if isinstance(exc, RedisUnavailable):
+        return str(exc)
+    text = _server_text(exc).strip()
+    code = _code(exc)
+    if code and not text.startswith(code):
+        text = f"{code} {text}"
+    return text or type(exc).__name__
+
+
+def redis_condition(exc: BaseException) -> str:
+    """Name the condition for a health record: a refusal's code (``OOM``...), ``CLUSTERDOWN``
+    for a cluster client without a topology, else ``UNREACHABLE``."""
+    code = _code(exc)
+    if code in REFUSAL_CODES:
+        return code
+    if isinstance(exc, rexc.ClusterError | rexc.RedisClusterException):
+        return "CLUSTERDOWN"
+    if isinstance(exc, RedisUnavailable):
+        return exc.condition
+    return "UNREACHABLE"
+
+
+def unavailable_line(url: str, exc: BaseException) -> str:
+    """Say in one line for a person why Redis at ``url`` did not do it (password hidden)."""
+    cause = exc.__cause__ if isinstance(exc, RedisUnavailable) and exc.__cause__ else exc
+    where, reason = redacted(url), redis_reason(cause)
+    if redis_condition(exc) == "UNREACHABLE":
+        return f"Redis unreachable at {where}: {reason}"
+    return f"Redis at {where} refused the command for now: {reason}"
+
+
+def refusal_error(text: str) -> rexc.ResponseError:
+    """Return the exception redis-py raises for the error reply ``text`` (as a script's
+    ``redis.pcall`` returns it): ``OOM ...`` gives an OutOfMemoryError, and so on."""
+    error = BaseParser.parse_error(text)  # type: ignore[no-untyped-call]
+    return error if isinstance(error, rexc.ResponseError) else rexc.ResponseError(text)
+
+
 @contextlib.asynccontextmanager
 async def redis_errors() -> AsyncIterator[None]:
-    """Translate a lost Redis connection into :class:`RedisUnavailable`, a refused login or
-    command into :class:`ConfigError` (exit code 2: retrying cannot help)."""
+    """Translate "Redis cannot take this now" (:func:`is_redis_down`) into
+    :class:`RedisUnavailable` naming the server's reason, a refused login or command into
+    :class:`ConfigError` (exit code 2: retrying cannot help)."""
     try:
         yield
-    except rexc.AuthenticationError as exc:  # a ConnectionError to redis-py; not one to retry
+    except _AUTH_ERRORS as exc:  # a ConnectionError to redis-py; not one to retry
         raise ConfigError(
             f"Redis refused the login ({exc}); check the user and password in REDIS_URL"
         ) from exc
@@ -237,10 +343,24 @@ async def redis_errors() -> AsyncIterator[None]:
         raise ConfigError(
             f"Redis ACL refused a command ({exc}); regenerate the ACL file (deploy/acl.py)"
         ) from exc
-    except rexc.BusyLoadingError as exc:
-        raise RedisUnavailable(f"Redis is loading its data: {exc}") from exc
-    except REDIS_DOWN as exc:
-        raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
+    except RedisUnavailable:
+        raise
+    except REDIS_ERRORS as exc:
+        if not is_redis_down(exc):
+            raise
+        raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: BaseException) -> RedisUnavailable:
+    condition = redis_condition(exc)
+    reason = redis_reason(exc)
+    if condition == "UNREACHABLE":
+        message = f"Redis is unreachable: {reason}"
+    elif condition == "LOADING":
+        message = f"Redis is loading its data: {reason}"
+    else:
+        message = f"Redis refused the command: {reason}"
+    return RedisUnavailable(message, condition=condition)
 
 
 async def preflight_redis(url: str) -> None:
@@ -289,8 +409,3 @@ async def xreadgroup_streams(
         reply = await redis.xreadgroup(group, consumer, {stream: cursor}, count=count)
         out.extend(reply or [])
     return out
-
-
-async def call(awaitable: Awaitable[T]) -> T:
-    async with redis_errors():
-        return await awaitable

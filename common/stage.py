@@ -26,7 +26,13 @@ from common.health import read_health
 from common.logs import setup_logging
 from common.privacy import PRIVATE_UMASK
 from common.procs import check_port
-from common.redis_io import REDIS_DOWN, connect_redis, preflight_redis, redacted
+from common.redis_io import (
+    REDIS_ERRORS,
+    connect_redis,
+    is_redis_down,
+    preflight_redis,
+    unavailable_line,
+)
 from common.settings import Settings, load_settings
 
 __all__ = [
@@ -61,9 +67,10 @@ async def _check(settings: Settings, service: str) -> int:
     redis = connect_redis(url)
     try:
         records = await read_health(redis, settings.keys, service)
-    except REDIS_DOWN as exc:
-        where = redacted(url)
-        print(f"{service}: Redis unreachable at {where}: {exc}", file=sys.stderr)
+    except REDIS_ERRORS as exc:
+        if not is_redis_down(exc):
+            raise
+        print(f"{service}: {unavailable_line(url, exc)}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         await redis.aclose()

@@ -39,7 +39,7 @@ from common.embedded import (
 from common.errors import ConfigError
 from common.privacy import PRIVATE_UMASK, make_private, write_private
 from common.procs import start_redis_server, wait_for_redis
-from common.redis_io import REDIS_DOWN, connect_redis, redacted
+from common.redis_io import REDIS_ERRORS, connect_redis, redacted, redis_reason
 from common.settings import Settings
 from common.status import StatusSnapshot, read_status, render_status
 from deploy.acl import OPERATOR
@@ -417,8 +417,8 @@ async def _print_final_status(
     redis = connect_redis(redis_url)
     try:
         snapshot = await read_status(redis, settings)
-    except REDIS_DOWN as exc:
-        print(f"final status: Redis unreachable: {exc}", file=out)
+    except REDIS_ERRORS as exc:  # unreachable, BUSY, LOADING...: no status to show
+        print(f"final status: Redis did not answer: {redis_reason(exc)}", file=out)
         return
     finally:
         await redis.aclose()
@@ -444,8 +444,8 @@ async def _status_loop(
         while not stop.is_set():
             try:
                 snapshot = await read_status(redis, settings)
-            except REDIS_DOWN as exc:
-                lines = [f"Redis unreachable at {redacted(redis_url)}: {exc}"]
+            except REDIS_ERRORS as exc:  # the status loop outlives every Redis error
+                lines = [f"Redis at {redacted(redis_url)} did not answer: {redis_reason(exc)}"]
             else:
                 restarts: dict[str, Any] = {s.name: s.restarts for s in supervisor.stages}
                 lines = render_status(snapshot, restarts)

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from common.contract import OrderEvent
 from common.health import read_health
 from common.names import Partition, shard_for
 from common.schema import decode_fields
@@ -48,6 +49,13 @@ Entries = list[tuple[str, dict[str, str]]]
 _ORDER_FIELDS = {
     "symbol", "side", "qty", "price", "status", "filled_qty", "reason", "order_type", "cum_quote",
 }  # fmt: skip
+
+#: What the orders table shows for an order whose last event is one of these.
+_ORDER_STATES: dict[str, str] = {
+    OrderEvent.INTENT: "SENT",
+    OrderEvent.ACK: "ACKED",
+    OrderEvent.REJECTED: "REJECTED",
+}
 
 
 def _text(value: Any) -> str:
@@ -130,10 +138,10 @@ async def read_chart(
         if f.get("symbol") != symbol:
             continue
         event = f.get("event")
-        if event == "intent":
+        if event == OrderEvent.INTENT:
             stamp = f.get("ts_intent") or f.get("ts") or "0"
             out.intents.append((int(stamp), f.get("side", "")))
-        elif event == "update":
+        elif event == OrderEvent.UPDATE:
             try:
                 qty, price = float(f.get("last_qty") or 0), float(f.get("last_price") or 0)
                 when = int(f.get("ts_event") or f.get("ts") or 0)
@@ -163,9 +171,7 @@ async def read_orders(
         event = f.get("event", "")
         row.update({k: v for k, v in f.items() if v and k in _ORDER_FIELDS})
         row["event"] = event
-        row["state"] = {"intent": "SENT", "ack": "ACKED", "rejected": "REJECTED"}.get(
-            event, f.get("status") or event.upper()
-        )
+        row["state"] = _ORDER_STATES.get(event, f.get("status") or event.upper())
     rows = sorted(orders.values(), key=lambda r: r["first_id"], reverse=True)
     return rows[:limit]
 
@@ -250,7 +256,7 @@ async def read_latency(redis: aioredis.Redis, settings: Settings) -> list[dict[s
     page = list(await redis.xrevrange(settings.keys.orders(settings.venue), count=500) or [])
     for _, fields in page:
         f = decode_fields(fields or {})
-        if f.get("event") != "intent":
+        if f.get("event") != OrderEvent.INTENT:
             continue
         with contextlib.suppress(KeyError, ValueError):
             hops[3].append((int(f["ts_intent"]) - int(f["ts_signal"])) / ms)

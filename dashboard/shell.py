@@ -15,7 +15,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from common.health import HealthReporter
 from common.procs import listen_socket
-from common.redis_io import REDIS_DOWN, connect_redis
+from common.redis_io import REDIS_ERRORS, connect_redis, is_redis_down
 from common.settings import Settings
 from dashboard.app import build_app
 
@@ -62,7 +62,9 @@ class DashboardServer:
         future = asyncio.run_coroutine_threadsafe(go(), self.loop)
         try:
             return future.result(timeout=10)
-        except (*REDIS_DOWN, concurrent.futures.TimeoutError) as exc:
+        except (*REDIS_ERRORS, concurrent.futures.TimeoutError) as exc:
+            if isinstance(exc, REDIS_ERRORS) and not is_redis_down(exc):
+                raise
             self.read_errors += 1
             log.warning("dashboard read failed: %s", exc)
             raise PreventUpdate from exc

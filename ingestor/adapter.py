@@ -1,11 +1,13 @@
-"""Run a connection slot whose wire protocol a venue adapter supplies (Alpaca and later venues).
+"""Run connection slots whose wire protocol a venue adapter supplies (Alpaca and later venues).
 
 :class:`~ingestor.connection.Connection` speaks Binance. :class:`AdapterConnection` keeps its
 reconnect loop, backoff, outcome rules (a rejected key is fatal, a rate limit waits), markers and
 the shared write queue, and replaces the one session with a loop driven by a
 :class:`VenueAdapter`: the adapter names the URL and upgrade headers and, per session, a
 :class:`SessionAdapter` that turns each received frame into a :class:`Step` (raw entries to queue,
-messages to send, the liveness key, delivered, an error that ends the session).
+messages to send, the liveness key, delivered, an error that ends the session). The venue's
+package builds the adapters (``ingest_adapters`` of :func:`venues.registry.venue`);
+:func:`adapter_slots` binds one slot to each.
 """
 
 from __future__ import annotations
@@ -13,36 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from common.errors import VenueError
+from common.links import ConnectionTape, Link, Step
 from ingestor.connection import Connection, Ended
 from ingestor.liveness import Cadence
-from ingestor.session import ConnectionTape
 from ingestor.slot import Run
 from ingestor.writer import Item
 
-__all__ = ["AdapterConnection", "SessionAdapter", "Step", "VenueAdapter"]
+__all__ = ["AdapterConnection", "SessionAdapter", "Step", "VenueAdapter", "adapter_slots"]
 
 _WS_MAX_QUEUE = 256
-
-
-@dataclass(slots=True)
-class Step:
-    """What one received frame calls for."""
-
-    items: list[Item] = field(default_factory=list)
-    send: list[str | bytes] = field(default_factory=list)
-    #: Liveness key of the frame's data (``None`` for control frames).
-    stream: str | None = None
-    delivered: bool = False
-    #: Marker events (``{"event": ...}``) to write on the slot's own stream.
-    markers: list[dict[str, object]] = field(default_factory=list)
-    error: VenueError | None = None
 
 
 class SessionAdapter(Protocol):
@@ -176,3 +163,15 @@ async def _send_all(ws: ClientConnection, outbox: asyncio.Queue[str | bytes]) ->
         message = await outbox.get()
         with contextlib.suppress(ConnectionClosed):
             await ws.send(message)
+
+
+def adapter_slots(
+    links: Sequence[Link], adapters: Sequence[VenueAdapter], **kwargs: Any
+) -> list[Connection]:
+    """Build one slot per link, driven by its adapter (``kwargs`` as for :class:`Connection`,
+    but a fresh backoff per slot from ``backoff_factory``)."""
+    make_backoff = kwargs.pop("backoff_factory")
+    return [
+        AdapterConnection(link, backoff=make_backoff(), **kwargs).bind(adapter)
+        for link, adapter in zip(links, adapters, strict=True)
+    ]

@@ -23,19 +23,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from common.backoff import Backoff
-from common.binance import MS
+from common.contract import MarkerEvent, RawKind
 from common.errors import AuthError, RateLimited, VenueError
+from common.links import ConnectionTape, Link, Reply, connection_id
 from common.schema import RawFrame
+from common.units import MS
 from ingestor.liveness import Cadence, stream_of
 from ingestor.outbox import StreamRequests, send_paced
-from ingestor.session import (
-    ConnectionTape,
-    Link,
-    Reply,
-    classify_reply,
-    connection_id,
-    is_data_frame,
-)
 from ingestor.slot import (
     MAX_FRAME_BYTES,
     Attempt,
@@ -46,6 +40,7 @@ from ingestor.slot import (
     session_outcome,
 )
 from ingestor.writer import IngestorStats, WriteQueue
+from venues.binance.session import classify_reply, is_data_frame
 
 __all__ = ["MAX_FRAME_BYTES", "Connection", "Ended", "StaleConnection", "WsOptions"]
 
@@ -196,7 +191,7 @@ class Connection:
         halted.cancel()
         if new.delivered.is_set():
             marker = {
-                "event": "rotate",
+                "event": MarkerEvent.ROTATE,
                 "from": old.attempt.conn,
                 "to": new.attempt.conn,
                 "reason": old.rotate_reason,
@@ -327,7 +322,7 @@ class Connection:
             extra={"conn": run.attempt.conn, "streams": len(streams)},
         )
         event = {
-            "event": "oversized_frame",
+            "event": MarkerEvent.OVERSIZED_FRAME,
             "conn": run.attempt.conn,
             "limit_bytes": self.options.max_frame_bytes,
             "channel": self.link.channel,
@@ -370,7 +365,12 @@ class Connection:
                 why,
                 extra={"conn": tape.conn, "streams": len(cadence.streams)},
             )
-            event = {"event": "stale", "conn": tape.conn, "reason": why, "frames": tape.seq}
+            event = {
+                "event": MarkerEvent.STALE,
+                "conn": tape.conn,
+                "reason": why,
+                "frames": tape.seq,
+            }
             await self._put(self._marker(tape.conn, event, tape.seq))
             await ws.close(1011, f"stale: {why}"[:120])
             return
@@ -441,14 +441,16 @@ class Connection:
         self.stats.last_error = f"{self.link.label}: {method} {stream} refused: {error}"
         if self.on_refused is not None:
             self.on_refused(method, stream)
-        event = {"event": "subscription_refused", "method": method, "stream": stream}
+        event = {"event": MarkerEvent.SUBSCRIPTION_REFUSED, "method": method, "stream": stream}
         marker = self._marker("", {**event, "error": str(error)})
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait((self.link.stream, marker))
 
     def _marker(self, conn: str, event: Mapping[str, object], seq: int = 0) -> RawFrame:
         data = orjson.dumps(event).decode()
-        return RawFrame("marker", self.venue, conn, seq, self.clock(), data, self.link.channel)
+        return RawFrame(
+            RawKind.MARKER, self.venue, conn, seq, self.clock(), data, self.link.channel
+        )
 
     async def _put(self, frame: RawFrame) -> None:
         if self.queue.full():

@@ -30,9 +30,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from common.backpressure import RedisOutage
+from common.contract import ControlAction, subscription_entry
 from common.errors import DecodeError
 from common.names import Partition, partitions_for
-from common.redis_io import REDIS_DOWN
+from common.redis_io import REDIS_ERRORS
 from common.settings import Settings
 from ingestor.connection import Connection
 from ingestor.subscriptions import (
@@ -43,6 +45,7 @@ from ingestor.subscriptions import (
     parse_symbols,
     streams_for,
 )
+from venues.registry import venue
 
 __all__ = ["Subscriptions", "request_subscription_change"]
 
@@ -60,17 +63,15 @@ async def request_subscription_change(
     Each symbol goes to the control stream of the partition it hashes to. Raises
     :class:`ValueError` for an unknown action or a malformed symbol.
     """
-    if action not in ("subscribe", "unsubscribe"):
-        raise ValueError(f"action must be subscribe or unsubscribe, got {action!r}")
+    subscription_entry(action, [])  # a wrong action is a ValueError before anything is written
     text = symbols if isinstance(symbols, str) else ",".join(symbols)
     try:
-        names = parse_symbols(text, pairs=settings.venue == "alpaca")
+        names = parse_symbols(text, pairs=venue(settings.venue).symbol_pairs)
     except DecodeError as exc:
         raise ValueError(str(exc)) from None
     keys = settings.keys
     for partition, group in partitions_for(settings.venue, names, settings.shards).items():
-        fields = {"action": action, "symbols": ",".join(group)}
-        await redis.xadd(keys.control(partition), fields)  # type: ignore[arg-type]
+        await redis.xadd(keys.control(partition), subscription_entry(action, group))  # type: ignore[arg-type]
 
 
 SlotFactory = Callable[[Partition, int, list[str]], Connection]
@@ -123,18 +124,19 @@ class Subscriptions:
     def apply(self, partition: Partition, request: ControlRequest, *, live: bool = True) -> None:
         """Carry out one control request (``live`` False while replaying before any slot runs)."""
         subs = self.subs.setdefault(partition, PartitionSubs())
-        if request.action == "snapshot":
+        if request.action == ControlAction.SNAPSHOT:
             if live and self.on_snapshot is not None:
                 for symbol in request.symbols:
                     self.on_snapshot(partition, symbol, request.reason or "requested")
             return
-        if request.action == "backfill":
+        if request.action == ControlAction.BACKFILL:
             if live and self.on_backfill is not None:
                 self.on_backfill(partition, request)
             return
         streams = streams_for(request.symbols, self.settings.channels)
-        changes = subs.add(streams) if request.action == "subscribe" else subs.remove(streams)
-        method = "SUBSCRIBE" if request.action == "subscribe" else "UNSUBSCRIBE"
+        subscribe = request.action == ControlAction.SUBSCRIBE
+        changes = subs.add(streams) if subscribe else subs.remove(streams)
+        method = "SUBSCRIBE" if subscribe else "UNSUBSCRIBE"
         log.info(
             "%s %s on %s",
             request.action,
@@ -157,7 +159,7 @@ class Subscriptions:
         except DecodeError as exc:
             log.warning("ignoring a control entry on %s: %s", partition, exc)
             return
-        if not live and request.action in ("snapshot", "backfill"):
+        if not live and request.action in (ControlAction.SNAPSHOT, ControlAction.BACKFILL):
             self.replay_skipped += 1
             return
         self.apply(partition, request, live=live)
@@ -171,7 +173,7 @@ class Subscriptions:
             last[key] = "0-0"
             try:
                 entries: Any = await redis.xrange(key, count=_REPLAY_MAX)
-            except REDIS_DOWN as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("control history of %s not replayed yet: %s", partition, exc)
                 continue
             for entry_id, fields in entries:
@@ -190,14 +192,17 @@ class Subscriptions:
     ) -> None:
         """Apply new control entries until ``halt`` is set."""
         by_key = {self.settings.keys.control(p): p for p in self.subs}
-        while not halt.is_set():
-            try:
-                reply: Any = await redis.xread(last, count=100, block=200)  # type: ignore[arg-type]
-            except REDIS_DOWN:
-                await asyncio.sleep(0.5)
-                continue
-            for key, entries in reply or []:
-                name = key.decode() if isinstance(key, bytes) else key
-                for entry_id, fields in entries:
-                    last[name] = entry_id
-                    self._handle(by_key[name], fields, live=True)
+        with RedisOutage(log, "ingestor following control requests") as outage:
+            while not halt.is_set():
+                try:
+                    reply: Any = await redis.xread(last, count=100, block=200)  # type: ignore[arg-type]
+                except REDIS_ERRORS as exc:  # unreachable, BUSY, LOADING...: read again later
+                    outage.failed(exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                outage.recovered()
+                for key, entries in reply or []:
+                    name = key.decode() if isinstance(key, bytes) else key
+                    for entry_id, fields in entries:
+                        last[name] = entry_id
+                        self._handle(by_key[name], fields, live=True)

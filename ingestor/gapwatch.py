@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from common.contract import MarkerEvent, RawKind
 from common.schema import RawFrame
 from ingestor.backfills import ranges_of
 from ingestor.gaps import DepthIds, TradeIds, backfill_ids_of, depth_ids_of, trade_id_of
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from ingestor.connection import Connection
 
 __all__ = ["GapWatch"]
+
+#: Raw kinds as plain strings: compared per frame, where an enum lookup costs.
+_WS, _REST = RawKind.WS.value, RawKind.REST.value
 
 
 class GapWatch:
@@ -90,9 +94,9 @@ class GapWatch:
     def _gap_marker(
         self, kind: str, symbol: str, first: int, last: int, **more: object
     ) -> RawFrame:
-        event = {"event": "gap", "kind": kind, "symbol": symbol, "first_id": first}
+        event = {"event": MarkerEvent.GAP, "kind": kind, "symbol": symbol, "first_id": first}
         data = orjson.dumps({**event, "last_id": last, **more}).decode()
-        return RawFrame("marker", self.venue, "", 0, self.clock(), data, "market")
+        return RawFrame(RawKind.MARKER, self.venue, "", 0, self.clock(), data, "market")
 
     def _put(self, stream: str, marker: RawFrame) -> None:
         """Queue a marker; when the queue is full (Redis down, no journal), wait for room in a
@@ -126,23 +130,23 @@ class GapWatch:
         for frame in frames:
             name = _lost_name(frame)
             names[name] += 1
-            if frame.kind == "ws":
+            if frame.kind == _WS:
                 trade = trade_id_of(frame.data)
                 depth = None if trade is not None else depth_ids_of(frame.data)
                 if trade is not None:
                     ids.setdefault((trade[0], trade[1]), set()).add(trade[2])
                 elif depth is not None:
                     snapshots.add(depth[0])
-            elif frame.channel == "trades_backfill" and frame.kind == "rest":
+            elif frame.channel == "trades_backfill" and frame.kind == _REST:
                 page = backfill_ids_of(frame.data)
                 if page is not None:
                     ids.setdefault((page[0], page[1]), set()).update(page[2])
-            elif frame.channel == "depth_snapshot" and frame.kind == "rest":
+            elif frame.channel == "depth_snapshot" and frame.kind == _REST:
                 with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
                     snapshots.add(str(orjson.loads(frame.data)["symbol"]))
         channel = "private" if any(f.channel == "private" for f in frames) else "market"
         summary = {
-            "event": "redis_lost",
+            "event": MarkerEvent.REDIS_LOST,
             "frames": len(frames),
             "streams": dict(names),
             "whole": whole,
@@ -151,7 +155,7 @@ class GapWatch:
         }
         text = orjson.dumps(summary).decode()
         out: list[Item] = [
-            (stream, RawFrame("marker", self.venue, "", 0, self.clock(), text, channel))
+            (stream, RawFrame(RawKind.MARKER, self.venue, "", 0, self.clock(), text, channel))
         ]
         for (symbol, space), lost_ids in sorted(ids.items()):
             for first, last in ranges_of(lost_ids):
@@ -174,8 +178,8 @@ _GAP_KINDS = {"trades": "trade_ids", "aggTrades": "agg_trade_ids"}
 
 def _lost_name(frame: RawFrame) -> str:
     """Name what a lost frame carried: its stream, REST channel, or kind."""
-    if frame.kind == "ws":
+    if frame.kind == _WS:
         return stream_of(frame.data) or f"{frame.channel or 'ws'} other"
-    if frame.kind == "rest":
+    if frame.kind == _REST:
         return frame.channel or "rest"
     return frame.kind

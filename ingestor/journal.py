@@ -32,6 +32,7 @@ from typing import IO, Any
 import msgpack
 import orjson
 
+from common.contract import MarkerEvent, RawKind
 from common.schema import RawFrame
 
 __all__ = ["Journal", "JournalLocked"]
@@ -203,11 +204,11 @@ def _unpack(record: Any) -> Item:
 
 def _gap_frame(owed: _Dropped, now_ns: int | None = None) -> RawFrame:
     event = {
-        "event": "gap",
+        "event": MarkerEvent.GAP,
         "reason": "spill journal full (disk cap); frames dropped while Redis was unreachable",
         "frames_dropped": owed.count,
         "first_ts_recv": owed.first_ts,
         "last_ts_recv": owed.last_ts,
     }
     ts = owed.last_ts if now_ns is None else now_ns
-    return RawFrame("marker", owed.venue, "journal", 0, ts, orjson.dumps(event).decode(), "")
+    return RawFrame(RawKind.MARKER, owed.venue, "journal", 0, ts, orjson.dumps(event).decode(), "")

@@ -18,9 +18,8 @@ Times are integer nanoseconds from a monotonic clock, passed in by the caller.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-import orjson
+from common.links import decoded_object
 
 __all__ = ["Cadence", "StreamCadence", "decoded_object", "stream_of"]
 
@@ -56,21 +55,6 @@ def stream_of(frame: str | bytes) -> str | None:
         return None
     stream = obj.get("stream")
     return stream if isinstance(stream, str) else None
-
-
-def decoded_object(frame: str | bytes) -> dict[str, Any] | None:
-    """Decode a frame that may be a JSON object (leading whitespace allowed), else ``None``."""
-    if isinstance(frame, bytes):
-        maybe = frame[:64].lstrip().startswith(b"{")
-    else:
-        maybe = frame[:64].lstrip().startswith("{")
-    if not maybe:
-        return None
-    try:
-        obj = orjson.loads(frame)
-    except orjson.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 @dataclass(slots=True)

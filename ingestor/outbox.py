@@ -18,8 +18,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from common.errors import VenueError
-from ingestor.session import MAX_URL_CHARS, SUBSCRIBE_CHUNK, Reply
+from common.links import Reply
 from ingestor.subscriptions import TokenBucket, chunked
+from venues.binance.session import MAX_URL_CHARS, SUBSCRIBE_CHUNK
 
 __all__ = ["StreamRequests", "send_paced"]
 

@@ -12,7 +12,7 @@ fetched recently, being fetched or queued are merged (:class:`~ingestor.backfill
 the ingestor's gap tracking and the processor's requests often name the same hole. After the
 pages of every backfill one ``marker`` entry, channel ``trades_backfill``, tells how it went::
 
-    {"event": "backfill_done", "symbol", "stream", "first_id", "last_id", "fetched",
+    {"event": MarkerEvent.BACKFILL_DONE, "symbol", "stream", "first_id", "last_id", "fetched",
      "outcome": "complete" | "partial" | "failed", "error"}
 
 ``partial``: the venue returned fewer of the ids than asked (history no longer served);
@@ -33,10 +33,11 @@ from typing import Any
 import aiohttp
 import orjson
 
+from common.contract import MarkerEvent, RawKind
+from common.links import retry_after_from_header
 from common.schema import RawFrame
 from ingestor.backfills import BackfillJob, BackfillPlan, Range
 from ingestor.gaps import WeightBudget, depth_weight
-from ingestor.session import retry_after_from_header
 from ingestor.writer import IngestorStats, WriteQueue
 
 __all__ = ["DEPTH_LIMIT", "RestFetcher", "RestRequest"]
@@ -219,7 +220,7 @@ class RestFetcher:
                 extra={"fetched": fetched, "reason": job.reason},
             )
         event = {
-            "event": "backfill_done",
+            "event": MarkerEvent.BACKFILL_DONE,
             "symbol": job.symbol,
             "stream": job.stream,
             "first_id": job.first_id,
@@ -271,21 +272,21 @@ class RestFetcher:
         data = {"symbol": symbol, "request": request, "reason": reason, "response": body}
         self._last_seq = next(self._seq)
         frame = RawFrame(
-            "rest", self.venue, self._conn, self._last_seq, self.clock(),
+            RawKind.REST, self.venue, self._conn, self._last_seq, self.clock(),
             orjson.dumps(data).decode(), channel,
         )  # fmt: skip
         await self.queue.put((stream, frame))
 
     async def _marker(self, stream: str, event: dict[str, Any], channel: str) -> None:
         text = orjson.dumps(event).decode()
-        frame = RawFrame("marker", self.venue, self._conn, self._last_seq, self.clock(), text,
+        frame = RawFrame(RawKind.MARKER, self.venue, self._conn, self._last_seq, self.clock(), text,
                          channel)  # fmt: skip
         await self.queue.put((stream, frame))
 
     async def _error(self, request: RestRequest, why: str) -> None:
         self.stats.last_error = f"REST {request.kind} {request.symbol}: {why}"
         log.error("REST %s of %s refused: %s", request.kind, request.symbol, why)
-        event = {"event": "rest_error", "kind": request.kind, "symbol": request.symbol}
+        event = {"event": MarkerEvent.REST_ERROR, "kind": request.kind, "symbol": request.symbol}
         await self._marker(request.stream, {**event, "error": why}, request.kind)
 
 

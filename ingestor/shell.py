@@ -6,9 +6,11 @@ follows the partition's control stream); with an API key one private WS-API slot
 user-data stream. Each slot (:class:`ingestor.connection.Connection`) stamps frames
 ``(conn, seq, ts_recv)`` and puts them on one bounded queue; one writer drains it in natural
 batches (:class:`ingestor.writer.BatchWriter`). REST snapshots and trade backfills
-(:class:`ingestor.rest.RestFetcher`) go through the same queue. With ``TICKPIPE_VENUE=alpaca``
-the slots are one market-data connection for the feed and the trading stream
-(:mod:`ingestor.alpaca`), and control entries go to :class:`ingestor.alpaca_control.AlpacaControl`.
+(:class:`ingestor.rest.RestFetcher`) go through the same queue. The venue's description
+(:func:`venues.registry.venue`) plans the slots and says how they run: a venue whose package
+supplies adapters (Alpaca: one market-data connection for the feed and the trading stream,
+:mod:`venues.alpaca.ingest`) runs them as :func:`ingestor.adapter.adapter_slots` and has its
+control entries followed by :class:`ingestor.adapter_control.AdapterControl`.
 
 Queue policy: the queue holds at most ``queue_max`` entries. While Redis is unreachable and the
 queue is half full, the writer spills to the journal under ``TICKPIPE_DATA_DIR`` (disk cap
@@ -33,25 +35,26 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-import redis.exceptions as rexc
 
 from common.backoff import Backoff
+from common.contract import RawKind
 from common.errors import ConfigError
 from common.health import HealthReporter
+from common.links import Link, run_token
 from common.names import Partition
-from common.redis_io import REDIS_DOWN, connect_redis
+from common.redis_io import REDIS_ERRORS, connect_redis
 from common.settings import Settings
-from ingestor.alpaca import alpaca_links, alpaca_slots, check_alpaca_keys
-from ingestor.alpaca_control import AlpacaControl
+from ingestor.adapter import adapter_slots
+from ingestor.adapter_control import AdapterControl
 from ingestor.connection import Connection, WsOptions
 from ingestor.control import Subscriptions
 from ingestor.gaps import trade_id_of
 from ingestor.gapwatch import GapWatch
 from ingestor.journal import Journal, JournalLocked
 from ingestor.rest import RestFetcher
-from ingestor.session import Link, plan_links, run_token, user_data_subscribe_request
 from ingestor.subscriptions import MAX_STREAMS_PER_CONN, ControlRequest
 from ingestor.writer import BatchWriter, IngestorStats, WriteQueue
+from venues.registry import venue
 
 __all__ = ["Ingestor", "run"]
 
@@ -87,10 +90,9 @@ class Ingestor:
         )
         self.stats = IngestorStats()
         self.queue: WriteQueue = asyncio.Queue(maxsize=queue_max)
-        self.alpaca = settings.venue == "alpaca"
-        if self.alpaca:
-            check_alpaca_keys(settings)
-        self.links = list(alpaca_links(settings)) if self.alpaca else plan_links(settings)
+        self.venue = venue(settings.venue)
+        self.venue.check_keys(settings)
+        self.links = self.venue.plan_links(settings)
         self._halt = asyncio.Event()
         self._fatal: ConfigError | None = None
         self.writer: BatchWriter | None = None
@@ -116,14 +118,15 @@ class Ingestor:
             on_backfill=self._on_backfill,
         )
         self.connections = [self._connection(link) for link in self.links if link.private]
-        self.alpaca_control: AlpacaControl | None = None
-        if self.alpaca:
-            self.connections, data = alpaca_slots(
-                settings, self.links, backoff_factory=self._make_backoff, venue=settings.venue,
+        self.adapter_control: AdapterControl | None = None
+        if self.venue.ingest_adapters is not None:
+            adapters = self.venue.ingest_adapters(settings, self.links)
+            self.connections = adapter_slots(
+                self.links, adapters, backoff_factory=self._make_backoff, venue=settings.venue,
                 queue=self.queue, stats=self.stats, clock=self.clock, halt=self._halt,
                 token=self._token, options=self.options,
             )  # fmt: skip
-            self.alpaca_control = AlpacaControl(settings, data)
+            self.adapter_control = AdapterControl(settings, adapters[0])
 
     def _connection(self, link: Link, streams: list[str] | None = None) -> Connection:
         return Connection(
@@ -168,19 +171,15 @@ class Ingestor:
 
     def _market_slot(self, partition: Partition, n: int, streams: list[str]) -> Connection:
         label = str(partition) if n == 0 else f"{partition}#{n + 1}"
+        assert self.venue.market_url is not None  # venues with adapter slots plan their own
         link = Link(
-            label, self.settings.binance_ws_url, self.settings.keys.raw(partition), "market"
+            label, self.venue.market_url(self.settings), self.settings.keys.raw(partition), "market"
         )
         return self._connection(link, list(streams))
 
     def _user_data_request(self, request_id: int, timestamp_ms: int) -> str:
-        s = self.settings
-        return user_data_subscribe_request(
-            s.binance_api_key.reveal(),
-            s.binance_api_secret.reveal(),
-            timestamp_ms=timestamp_ms,
-            request_id=request_id,
-        )
+        assert self.venue.user_data_request is not None  # only planned for venues that have one
+        return self.venue.user_data_request(self.settings, request_id, timestamp_ms)
 
     async def _seed_trade_ids(self, redis: aioredis.Redis, scan: int = 20_000) -> None:
         """Learn each symbol's last recorded trade id (and aggregate trade id) from raw, so that
@@ -191,7 +190,7 @@ class Ingestor:
             for partition in self.settings.partitions():
                 entries: Any = await redis.xrevrange(keys.raw(partition), count=scan)
                 for _, fields in entries or ():
-                    if not fields or fields.get(b"kind") != b"ws":
+                    if not fields or fields.get(b"kind") != RawKind.WS.encode():
                         continue
                     trade = trade_id_of(fields.get(b"data", b""))
                     if trade is None:
@@ -200,7 +199,7 @@ class Ingestor:
                     last = (self.gaps.trade_ids if space == "trades" else self.gaps.agg_ids).last
                     if trade_id > last.get(symbol, -1):
                         last[symbol] = trade_id
-        except (*REDIS_DOWN, rexc.ResponseError) as exc:  # down, or an ACL without read on raw
+        except REDIS_ERRORS as exc:  # down, refused, or an ACL without read on raw
             log.warning("could not read the last trade ids from raw: %s", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -226,12 +225,12 @@ class Ingestor:
             stats=self.health_stats,
         )
         health_stop = asyncio.Event()
-        if self.alpaca_control is None:
+        if self.adapter_control is None:
             await self._seed_trade_ids(redis)
         writer_task = asyncio.create_task(writer.run(), name="ingestor-writer")
         subs = self.subscriptions
-        if self.alpaca_control is not None:
-            follow_task = asyncio.create_task(self.alpaca_control.run(redis, self._halt))
+        if self.adapter_control is not None:
+            follow_task = asyncio.create_task(self.adapter_control.run(redis, self._halt))
         else:
             try:
                 last = await asyncio.wait_for(subs.replay(redis), self.flush_timeout_s)
@@ -399,6 +398,7 @@ class Ingestor:
             "journal_drained": s.journal_drained,
             "journal_dropped": s.journal_dropped,
             "journal_bytes": s.journal_bytes,
+            "scripts_refused": self.writer.link.scripts_refused if self.writer else 0,
             "last_error": s.last_error,
         }
 

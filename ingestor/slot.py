@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 
 from common.backoff import Backoff
 from common.errors import AuthError, ConfigError, RateLimited, VenueError
-from ingestor.session import retry_after_from_header
+from common.links import retry_after_from_header
 
 __all__ = [
     "MAX_FRAME_BYTES",

@@ -13,13 +13,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.binance import stream_name
+from common.contract import CONTROL_ACTIONS, ControlAction
 from common.errors import DecodeError
 from common.schema import decode_fields
+from venues.binance.wire import stream_name
 
 __all__ = [
     "BACKFILL_STREAMS",
-    "CONTROL_ACTIONS",
     "MAX_STREAMS_PER_CONN",
     "ControlRequest",
     "PartitionSubs",
@@ -32,7 +32,6 @@ __all__ = [
 
 #: Binance's cap of streams on one connection.
 MAX_STREAMS_PER_CONN = 1024
-CONTROL_ACTIONS = ("subscribe", "unsubscribe", "snapshot", "backfill")
 #: The id spaces a ``backfill`` entry may name (``stream``).
 BACKFILL_STREAMS = ("trades", "aggTrades")
 
@@ -161,7 +160,7 @@ def parse_control(fields: Mapping[Any, Any], *, pairs: bool = False) -> ControlR
     text = data.get("symbols") or data.get("symbol") or ""
     symbols = tuple(parse_symbols(text, pairs=pairs))
     reason = data.get("reason", "")
-    if action != "backfill":
+    if action != ControlAction.BACKFILL:
         return ControlRequest(action, symbols, reason)
     if len(symbols) != 1:
         raise DecodeError(f"a backfill names one symbol, got {text!r}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,10 +14,14 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from common.backoff import Backoff
+from common.backpressure import RedisOutage
+from common.contract import RAW_FIELDS
 from common.errors import DecodeError
-from common.redis_io import REDIS_DOWN, direct_pool
+from common.raw_resp import CHANNEL_FIELDS, FRAME_FIELDS, channel_values, encode_raw_xadd
+from common.redis_io import REDIS_ERRORS, refusal_error
+from common.redis_link import Channel, RedisLink, Script
 from common.resp import encode_command
-from common.schema import SCHEMA_VERSION, RawFrame
+from common.schema import RawFrame
 from ingestor.journal import Journal
 from ingestor.lost import WrittenTail
 
@@ -93,9 +96,11 @@ class BatchWriter:
 
     The writer awaits one item, then takes everything already queued (up to ``batch_max``) and
     sends one ``pipeline(transaction=False)`` of XADDs. There is no timer: under light load every
-    frame goes out at once, under heavy load batches grow by themselves. While Redis is down the
-    batch is kept and retried with capped backoff (logged once per outage); the readers keep
-    filling the bounded queue meanwhile. A retry after a connection lost mid-pipeline can append
+    frame goes out at once, under heavy load batches grow by themselves. While Redis is down or
+    refuses the entries (``OOM`` at ``maxmemory``, ``BUSY``, ``READONLY``...: any error) the
+    batch is kept and retried with capped backoff, logged rate-limited with the server's own
+    text (:class:`~common.backpressure.RedisOutage`); the readers keep filling the bounded queue
+    meanwhile. A retry after a connection lost mid-pipeline can append
     an entry twice; ``(conn, seq)`` identifies such duplicates downstream.
 
     With a :class:`~ingestor.journal.Journal`, an outage that fills half the queue (or a stop
@@ -142,7 +147,8 @@ class BatchWriter:
         self.stopping = False
         self.spilling = journal is not None and not journal.empty()
         self._spill_at = max(1, queue.maxsize // 2) if queue.maxsize > 0 else 1 << 62
-        self._outage_started: float | None = None
+        #: Logs the outages rate-limited, quoting the server (``OOM command not allowed ...``).
+        self.outage = RedisOutage(log, "ingestor writing frames (kept in the queue or journal)")
         self._done = False
         self.on_lost = on_lost
         #: The frames appended last, in order: what a read-back after a reconnect must find.
@@ -152,10 +158,17 @@ class BatchWriter:
         self._written_bytes = 0
         #: Set by an outage or a (re)made connection: read back before writing anything new.
         self.check_tail = False
-        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: The one seam to Redis; its channel (a single-server client) carries the appends.
+        self.link = RedisLink(redis, role="ingestor")
+        self._channel = self.link.channel() if self.link.direct else None
+        self._reconnects_seen = 0
 
     async def run(self) -> None:
         """Write batches until the ``None`` sentinel has been taken, then return."""
+        with self.outage:
+            await self._run()
+
+    async def _run(self) -> None:
         while True:
             if self.spilling:
                 await self._spill()
@@ -199,9 +212,9 @@ class BatchWriter:
                         self._recovered()
                         return
                 failed = await self._send(batch)
-            except REDIS_DOWN as exc:
+            except REDIS_ERRORS as exc:  # unreachable, or refused (OOM...): keep the batch
                 interrupted = True
-                self._outage(f"Redis unreachable: {exc}")
+                self._outage(exc)
             else:
                 written = len(batch) - len(failed)
                 self.stats.entries_written += written
@@ -212,7 +225,7 @@ class BatchWriter:
                     self._recovered()
                     return
                 # Keep only what Redis refused (e.g. OOM); the rest is already appended.
-                self._outage(f"Redis refused {len(failed)} entries: {failed[0][1]!r}")
+                self._outage(failed[0][1], refused=len(failed))
                 batch[:] = [item for item, _ in failed]
             if self.journal is not None and (self.stopping or self.queue.qsize() >= self._spill_at):
                 self._to_journal(batch)
@@ -254,8 +267,8 @@ class BatchWriter:
             if time.monotonic() >= next_probe:
                 try:
                     await self._drain_journal()
-                except REDIS_DOWN as exc:
-                    self._outage(f"Redis unreachable: {exc}")
+                except REDIS_ERRORS as exc:
+                    self._outage(exc)
                     next_probe = time.monotonic() + self.backoff.next_delay_s()
                 else:
                     self.spilling = False
@@ -274,7 +287,7 @@ class BatchWriter:
                 for chunk, offset in journal.read(segment, self.batch_max):
                     failed = await self._send(chunk)
                     if failed:
-                        raise ConnectionError(f"Redis refused {len(failed)} journal entries")
+                        raise failed[0][1]  # refused (OOM...): the segment stays for the next try
                     self._appended(chunk)
                     journal.consumed(segment, offset)
                     self.stats.entries_written += len(chunk)
@@ -290,7 +303,7 @@ class BatchWriter:
         if gaps:
             failed = await self._send(gaps)
             if failed:
-                raise ConnectionError("Redis refused the journal gap markers")
+                raise failed[0][1]
             self._appended(gaps)
             self.stats.entries_written += len(gaps)
             log.error(
@@ -313,9 +326,8 @@ class BatchWriter:
                 continue
 
     async def _append(self, batch: list[Item], *, watch: bool) -> list[tuple[Item, Any]]:
-        pool = direct_pool(self.redis)
-        if pool is not None:
-            return await _send_direct(pool, batch, self._reconnected if watch else None)
+        if self._channel is not None:
+            return await _send_direct(self._channel, batch, self._reconnected if watch else None)
         pipe = self.redis.pipeline(transaction=False)
         for stream, frame in batch:
             pipe.xadd(stream, frame.to_fields())  # type: ignore[arg-type]
@@ -333,21 +345,16 @@ class BatchWriter:
             size -= len(written.popleft()[1].data)
         self._written_bytes = size
 
-    def _reconnected(self, conn: Any) -> bool:
-        """Tell whether ``conn`` was connected since it was last handed to this writer.
+    def _reconnected(self, channel: Channel) -> bool:
+        """Tell whether ``channel``'s connection was made again since the last write.
 
         Redis may have restarted between two writes without any write failing; a connection
-        made again (or a new one) is the sign. Watches each connection it is handed.
+        made again (or a new one) is the sign (:attr:`~common.redis_link.Channel.reconnects`).
         """
-        if conn not in self._connections:
-            if self._connections:
-                self.check_tail = True  # a new connection: the others may have been dropped
-            self._connections.add(conn)
-            conn.register_connect_callback(self._on_connect)
+        if channel.reconnects != self._reconnects_seen:
+            self._reconnects_seen = channel.reconnects
+            self.check_tail = True
         return self.check_tail and bool(self.written)
-
-    def _on_connect(self, conn: Any) -> None:
-        self.check_tail = True
 
     async def _check_tail(self) -> None:
         """Find what Redis lost of the frames written last; report it, write its markers."""
@@ -380,7 +387,7 @@ class BatchWriter:
         if markers:
             failed = await self._append(markers, watch=False)
             if failed:
-                raise ConnectionError(f"Redis refused the markers of lost frames: {failed[0][1]}")
+                raise failed[0][1]  # refused (OOM...): the read-back is done again next time
             self.stats.entries_written += len(markers)
         if lost_items:
             self.stats.frames_lost_by_redis += len(lost_items)
@@ -416,115 +423,70 @@ class BatchWriter:
             count = _READ_BACK
         return False
 
-    def _outage(self, reason: str) -> None:
-        self.stats.last_error = reason
+    def _outage(self, exc: BaseException, *, refused: int = 0) -> None:
+        """Note a failed write: the frames stay queued (or journalled) and are written later."""
+        reason = self.outage.failed(exc)
+        self.stats.last_error = f"Redis refused {refused} entries: {reason}" if refused else reason
         self.check_tail = True
-        if self._outage_started is None:
-            self._outage_started = time.monotonic()
+        if self.stats.redis_up:
             self.stats.redis_up = False
             self.stats.redis_outages += 1
-            log.warning(
-                "cannot write to Redis, buffering frames and retrying: %s",
-                reason,
-                extra={"queued": self.queue.qsize() + len(self.pending)},
-            )
 
     def _recovered(self) -> None:
-        if self._outage_started is not None:
-            outage_s = time.monotonic() - self._outage_started
-            self._outage_started = None
+        if not self.stats.redis_up:
+            self.outage.recovered()
             self.stats.redis_up = True
             self.backoff.attempt = 0
-            log.warning(
-                "Redis writable again after %.1f s",
-                outage_s,
-                extra={"outage_s": round(outage_s, 3)},
-            )
 
 
-#: Pre-encoded RESP around the per-frame values, by (stream, kind, venue, conn, channel).
-_TEMPLATES: dict[tuple[str, str, str, str, str], tuple[bytes, bytes]] = {}
-_TEMPLATES_MAX = 1024
-
-
-def _template(stream: str, frame: RawFrame) -> tuple[bytes, bytes]:
-    """Return the bytes before ``seq``'s value and between ``ts_recv``'s and ``data``'s values."""
-    constant = ["v", SCHEMA_VERSION, "kind", frame.kind, "venue", frame.venue, "conn", frame.conn]
-    head = encode_command(["XADD", stream, "*", *constant, "seq"])
-    head = b"*19" + head[head.index(b"\r\n") :]  # the whole command has 19 arguments
-    middle = b"$7\r\nchannel\r\n$%d\r\n%s\r\n$4\r\ndata\r\n" % (
-        len(frame.channel.encode()),
-        frame.channel.encode(),
-    )
-    return head, middle
-
-
-def encode_raw_xadd(stream: str, frame: RawFrame) -> bytes:
-    """Encode ``XADD stream * <frame.to_fields()>`` in RESP, fields in the same order.
-
-    The same bytes as :func:`common.resp.encode_xadd` of ``frame.to_fields()``; the arguments
-    that stay the same for a whole connection are encoded once and reused, so each frame costs
-    one formatting of its sequence number, receive time and data.
-    """
-    key = (stream, frame.kind, frame.venue, frame.conn, frame.channel)
-    parts = _TEMPLATES.get(key)
-    if parts is None:
-        if len(_TEMPLATES) >= _TEMPLATES_MAX:
-            _TEMPLATES.clear()  # connections come and go: keep only recent ones
-        parts = _TEMPLATES[key] = _template(stream, frame)
-    data = frame.data.encode()
-    seq = b"%d" % frame.seq
-    ts = b"%d" % frame.ts_recv
-    return b"%s$%d\r\n%s\r\n$7\r\nts_recv\r\n$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (
-        parts[0],
-        len(seq),
-        seq,
-        len(ts),
-        ts,
-        parts[1],
-        len(data),
-        data,
-    )
-
-
-#: Append one stream's frames in one call (atomic, one reply). ``ARGV`` is a run of records:
-#: ``h v kind venue conn channel`` sets the fields of the entries that follow, and each
-#: ``seq ts_recv data`` appends one entry with the fields in ``RawFrame.to_fields`` order. The
-#: reply lists ``position, error`` of every entry Redis refused (e.g. OOM).
-APPEND_SCRIPT = b"""local key, refused = KEYS[1], {}
-local v, kind, venue, conn, channel
+def _append_script() -> bytes:
+    """Build :data:`APPEND_SCRIPT`'s Lua from the raw entry layout."""
+    names = ", ".join(f"c_{name}" for name in CHANNEL_FIELDS)
+    header = ", ".join(f"ARGV[i + {k + 1}]" for k in range(len(CHANNEL_FIELDS)))
+    value = {name: f"c_{name}" for name in CHANNEL_FIELDS}
+    value.update({name: f"ARGV[i + {k}]" for k, name in enumerate(FRAME_FIELDS)})
+    fields = ", ".join(f"'{name}', {value[name]}" for name in RAW_FIELDS)
+    return f"""local key, refused = KEYS[1], {{}}
+local {names}
 local i, n, k = 1, #ARGV, 0
 while i <= n do
   if ARGV[i] == 'h' then
-    v, kind, venue, conn, channel = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-    i = i + 6
+    {names} = {header}
+    i = i + {len(CHANNEL_FIELDS) + 1}
   else
-    local r = redis.pcall('XADD', key, '*', 'v', v, 'kind', kind, 'venue', venue, 'conn', conn,
-      'seq', ARGV[i], 'ts_recv', ARGV[i + 1], 'channel', channel, 'data', ARGV[i + 2])
+    local r = redis.pcall('XADD', key, '*', {fields})
     if type(r) == 'table' and r.err then
       refused[#refused + 1] = k
       refused[#refused + 1] = r.err
     end
     k = k + 1
-    i = i + 3
+    i = i + {len(FRAME_FIELDS)}
   end
 end
 return refused
-"""
-_EVAL_HEAD = b"$4\r\nEVAL\r\n$%d\r\n%s\r\n$1\r\n1\r\n" % (len(APPEND_SCRIPT), APPEND_SCRIPT)
+""".encode()
+
+
+#: Append one stream's frames in one call (atomic, one reply). ``ARGV`` is a run of records:
+#: ``h`` and the constant fields' values (``v kind venue conn channel``) set the fields of the
+#: entries that follow, and each ``seq ts_recv data`` appends one entry with the fields in
+#: :data:`common.contract.RAW_FIELDS` order. The reply lists ``position, error`` of every entry
+#: Redis refused (e.g. OOM).
+APPEND_SCRIPT = _append_script()
+_EVAL_HEAD = Script(APPEND_SCRIPT).eval_head + b"$1\r\n1\r\n"
 
 
 def encode_append(stream: str, frames: list[RawFrame]) -> bytes:
     """Encode one ``EVAL`` of :data:`APPEND_SCRIPT` appending ``frames`` to ``stream`` in order."""
     parts: list[bytes] = []
     count = 4  # EVAL, the script, numkeys, the stream
-    head: tuple[str, str, str, str] | None = None
+    head: tuple[str, str, str, str, str] | None = None
     for frame in frames:
-        now = (frame.kind, frame.venue, frame.conn, frame.channel)
+        now = channel_values(frame)
         if now != head:
             head = now
-            parts.append(encode_command(["h", SCHEMA_VERSION, *now])[4:])  # no array header
-            count += 6
+            parts.append(encode_command(["h", *now])[4:])  # no array header
+            count += 1 + len(now)
         data = frame.data.encode()
         seq = b"%d" % frame.seq
         ts = b"%d" % frame.ts_recv
@@ -554,44 +516,74 @@ def _without(items: list[Item], drop: list[Item]) -> list[Item]:
 
 
 async def _send_direct(
-    pool: Any, batch: list[Item], reconnected: Callable[[Any], bool] | None = None
+    channel: Channel, batch: list[Item], reconnected: Callable[[Channel], bool] | None = None
 ) -> list[tuple[Item, Any]]:
-    """Append the batch with one script call per stream, all in one write on one connection.
+    """Append the batch with one atomic call per stream, all in one write on one connection.
 
     Each stream's frames go in one atomic ``EVAL`` of :data:`APPEND_SCRIPT` (order kept), so a
-    write cut off mid-way leaves whole streams appended or not, never part of one. Returns the
-    items Redis refused, with the error; a connection that fails mid-way is discarded. When
-    ``reconnected`` says the connection was made again, nothing is sent and
-    :class:`_Reconnected` is raised.
+    write cut off mid-way leaves whole streams appended or not, never part of one. Where the
+    ACL refuses scripts the seam notes it once and each stream's frames go as ``MULTI``, its
+    XADDs, ``EXEC`` instead: as atomic, two more replies per stream. Returns the items Redis
+    refused, with the error; a connection lost mid-way is discarded by the channel
+    (:class:`~common.redis_link.RedisLost`). When ``reconnected`` says the connection was made
+    again, nothing is sent and :class:`_Reconnected` is raised.
     """
     by_stream: dict[str, list[int]] = {}
     for i, (stream, _) in enumerate(batch):
         by_stream.setdefault(stream, []).append(i)
-    payload = b"".join(
-        [encode_append(s, [batch[i][1] for i in positions]) for s, positions in by_stream.items()]
-    )
-    conn = await pool.get_connection()
-    if reconnected is not None and reconnected(conn):
-        await pool.release(conn)
-        raise _Reconnected
+    link = channel.link
+    failed: list[tuple[int, Exception]] = []
+    await channel.open()
     try:
-        await conn.send_packed_command(payload, check_health=False)
-        failed: list[tuple[int, Exception]] = []
-        for positions in by_stream.values():
-            try:
-                refused = await conn.read_response()
-            except rexc.ResponseError as exc:  # the whole call was refused (e.g. NOPERM)
-                failed += [(i, exc) for i in positions]
-                continue
-            for k in range(0, len(refused), 2):
-                error = rexc.ResponseError(_text(refused[k + 1]))
-                failed.append((positions[int(refused[k])], error))
-        return [(batch[i], error) for i, error in sorted(failed, key=lambda pair: pair[0])]
-    except BaseException:
-        await conn.disconnect()
-        raise
+        if reconnected is not None and reconnected(channel):
+            raise _Reconnected
+        todo = list(by_stream.items())
+        if link.scripted:
+            payload = b"".join([encode_append(s, [batch[i][1] for i in p]) for s, p in todo])
+            replies = await channel.request(payload, len(todo))
+            refused = [r for r in replies if isinstance(r, rexc.NoPermissionError)]
+            if refused:  # EVAL is not allowed: those streams go by MULTI/EXEC at once
+                link.refuse_scripts(refused[0], "appending frames")
+            later: list[tuple[str, list[int]]] = []
+            for (stream, positions), reply in zip(todo, replies, strict=True):
+                if isinstance(reply, rexc.NoPermissionError):
+                    later.append((stream, positions))
+                elif isinstance(reply, rexc.ResponseError):  # the whole call was refused
+                    failed += [(i, reply) for i in positions]
+                else:
+                    for k in range(0, len(reply), 2):
+                        error = refusal_error(_text(reply[k + 1]))  # OOM ... -> OutOfMemoryError
+                        failed.append((positions[int(reply[k])], error))
+            todo = later
+        if todo:
+            failed += await _send_transactions(channel, batch, todo)
     finally:
-        await pool.release(conn)
+        await channel.release()
+    return [(batch[i], error) for i, error in sorted(failed, key=lambda pair: pair[0])]
+
+
+_MULTI, _EXEC = encode_command(["MULTI"]), encode_command(["EXEC"])
+
+
+async def _send_transactions(
+    channel: Channel, batch: list[Item], todo: list[tuple[str, list[int]]]
+) -> list[tuple[int, Exception]]:
+    """Append each stream's frames as ``MULTI``, XADDs, ``EXEC``; return the refused ones."""
+    payload = b"".join(
+        [_MULTI + b"".join([encode_raw_xadd(s, batch[i][1]) for i in p]) + _EXEC for s, p in todo]
+    )
+    await channel.send(payload)
+    failed: list[tuple[int, Exception]] = []
+    for _, positions in todo:
+        replies = await channel.replies(len(positions) + 2)  # OK, QUEUED..., the EXEC answer
+        executed = replies[-1]
+        if isinstance(executed, Exception) or not isinstance(executed, list):
+            error = executed if isinstance(executed, Exception) else rexc.ResponseError("EXEC")
+            queued = [r for r in replies[:-1] if isinstance(r, Exception)]
+            failed += [(i, queued[0] if queued else error) for i in positions]
+            continue
+        failed += [(i, r) for i, r in zip(positions, executed, strict=True) if _is_error(r)]
+    return failed
 
 
 def _text(value: bytes | str) -> str:

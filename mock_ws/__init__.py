@@ -1,6 +1,9 @@
-"""Run a local Binance-Spot-compatible exchange on loopback: seeded market, matching, user data.
+"""Run a local exchange on loopback: seeded market, matching, user data, fault plans.
 
-Start it in-process with :func:`start_mock` (tests use port 0) or as a process with
+One package per venue it speaks (:mod:`mock_ws.binance`, :mod:`mock_ws.alpaca`) over the
+venue-neutral market simulation (``market``, ``scenarios``, ``book``), matching engine
+(``matching``, ``order_model``), fault plan (``faults``) and ground-truth log. Start it
+in-process with :func:`start_mock` (tests use port 0) or as a process with
 ``python -m mock_ws --binance-port 9443``.
 """
 
@@ -12,14 +15,14 @@ from types import TracebackType
 from typing import Any
 
 from mock_ws.alpaca import AlpacaMock, build_alpaca
-from mock_ws.auth import load_ed25519_key
-from mock_ws.binance import BinanceMock
+from mock_ws.binance.auth import load_ed25519_key
+from mock_ws.binance.replay import load_recording
+from mock_ws.binance.replay_shell import Replayer, replay_symbols
+from mock_ws.binance.server import BinanceMock
 from mock_ws.faults import FaultError, FaultPlan, fault_list
 from mock_ws.ground_truth import GroundTruth, GroundTruthWriter, read_ground_truth
 from mock_ws.market import MarketSim
 from mock_ws.matching import MatchingEngine
-from mock_ws.replay import load_recording
-from mock_ws.replay_shell import Replayer, replay_symbols
 from mock_ws.scenarios import ScenarioError
 
 __all__ = [

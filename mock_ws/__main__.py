@@ -22,7 +22,7 @@ from common.logs import setup_logging
 from common.procs import check_port
 from common.settings import load_settings
 from mock_ws import start_mock
-from mock_ws.auth import load_ed25519_key
+from mock_ws.binance.auth import load_ed25519_key
 from mock_ws.faults import FaultError, FaultPlan, load_fault_file
 from mock_ws.scenarios import ScenarioError, parse_scenarios, regime_from
 

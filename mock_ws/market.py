@@ -54,7 +54,8 @@ def format_units(units: int, scale: int) -> str:
 class SimTrade(NamedTuple):
     """One public trade, with price and quantity as Binance-style 8-decimal strings.
 
-    A named tuple, so it unpacks into the plain tuple :class:`mock_ws.feed.TradeHistory` keeps.
+    A named tuple, so it unpacks into the plain tuple
+    :class:`mock_ws.binance.feed.TradeHistory` keeps.
     """
 
     symbol: str

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from common.decimals import decimal_of
 from common.names import BAR_INTERVALS
 from common.schema import Bar, Trade
-from processor.decimals import decimal_of
 
 __all__ = ["EMPTY_POLICIES", "BarBuilder", "OpenBar", "bucket_start"]
 

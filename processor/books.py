@@ -25,6 +25,7 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from common.messages import DepthDiff, DepthSnapshot, Level
 from processor.records import BookTop, GapRecord, SnapshotRequest, format_levels
 
 __all__ = [
@@ -44,7 +45,6 @@ MAX_BUFFERED = 3000
 #: Ask again when a requested snapshot has not come within this much exchange time.
 SNAPSHOT_RETRY_NS = 10_000_000_000
 
-Level = tuple[str, str]
 
 #: Counters the keeper adds to (in the caller's dict when one is given).
 BOOK_COUNTERS = (
@@ -57,32 +57,6 @@ BOOK_COUNTERS = (
     "snapshots_ignored",  # snapshots that came while the book was live
     "snapshot_requests",  # control entries asking for a snapshot
 )
-
-
-@dataclass(frozen=True, slots=True)
-class DepthDiff:
-    """One ``depthUpdate``: update ids ``first_id`` (U) to ``last_id`` (u), absolute levels."""
-
-    symbol: str
-    first_id: int
-    last_id: int
-    bids: tuple[Level, ...]
-    asks: tuple[Level, ...]
-    ts_event: int
-    ts_recv: int
-    entry_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class DepthSnapshot:
-    """A REST depth snapshot of ``symbol`` as of ``last_update_id``."""
-
-    symbol: str
-    last_update_id: int
-    bids: tuple[Level, ...]
-    asks: tuple[Level, ...]
-    ts_recv: int
-    entry_id: str
 
 
 @dataclass

@@ -27,7 +27,8 @@ REST backfill page, which share one raw entry. Strategies get only the inputs th
 raw stream where each event is made, through :mod:`processor.dispatch`, which also names the
 signals of the other inputs and isolates a strategy that raises.
 
-Alpaca frames (chosen by ``RawFrame.venue``) go through :mod:`processor.alpaca`: trades are
+Frames of a venue that packs many messages a frame (Alpaca: its description's
+``classify_messages``, :mod:`venues.alpaca.market`) are classified message by message: trades are
 de-duplicated by (symbol, id) among the recent ids (Alpaca ids skip values, so no gaps are
 recorded) and feed the same bars and strategies; venue bars, corrections and statuses are passed
 through; each message that fails validation is one dead letter.
@@ -41,14 +42,22 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from common.contract import RawKind
+from common.errors import DecodeError
+from common.messages import (
+    BadMessage,
+    DepthDiff,
+    DepthSnapshot,
+    MarketItem,
+    MessageItem,
+    Trades,
+    VenueBar,
+)
 from common.schema import Bar, Quote, RawFrame, Signal, Trade
-from processor.alpaca import AlpacaItem, BadMessage, VenueBar, classify_alpaca, revise_bar
-from processor.books import BookOutput, DepthDiff, DepthSnapshot
+from processor.books import BookOutput
 from processor.dispatch import advance_timers, route
 from processor.entries import BadEntry, DeadLetter, count, entry_key, fold_entries
-from processor.frames import Classified, classify, is_reply
-from processor.markers import BackfillDone, Connect
-from processor.marketdata import Trades
+from processor.markers import BackfillDone, Connect, classify_marker
 from processor.plugins import build_strategies
 from processor.records import (
     BackfillRequest,
@@ -61,6 +70,11 @@ from processor.records import (
 )
 from processor.state import COUNTERS, PartitionState
 from processor.strategies import BAR_REVISIONS, BARS, BOOK, QUOTES, TIMER, TRADES
+from processor.venue_bars import revise_bar
+from venues.registry import VENUES
+
+#: What a raw frame carries: a marker, one market item, or one item per message.
+Classified = MarketItem | Connect | BackfillDone | list[MessageItem]
 
 __all__ = [
     "COUNTERS",
@@ -70,10 +84,12 @@ __all__ = [
     "PartitionState",
     "build_strategies",
     "entry_key",
-    "is_reply",
     "process_batch",
     "signal_id_for",
 ]
+
+#: Raw kinds as plain strings: compared per frame, where an enum lookup costs.
+_REST, _MARKER = RawKind.REST.value, RawKind.MARKER.value
 
 
 @dataclass
@@ -130,12 +146,12 @@ def process_batch(
     if state.check_watermark:
         _check_watermark(state, out, entries)
 
-    def classify_now(entry_id: str, frame: RawFrame) -> Classified | list[AlpacaItem]:
+    def classify_now(entry_id: str, frame: RawFrame) -> Classified:
         return _classify(entry_id, frame, ts_now)
 
     for entry_id, frame, result in fold_entries(state, out, entries, classify_now, pending=pending):
         if type(result) is Trades:
-            live = frame.kind != "rest"
+            live = frame.kind != _REST
             for trade in result.items:
                 if trade.ts_proc != ts_now:
                     trade = dataclasses.replace(trade, ts_proc=ts_now)
@@ -143,7 +159,7 @@ def process_batch(
             for reason, data in result.rejected:
                 _reject(state, out, entry_id, reason, data)
         elif isinstance(result, list):
-            _on_alpaca(state, out, entry_id, frame, result, ts_now)
+            _on_messages(state, out, entry_id, frame, result, ts_now)
         elif isinstance(result, Quote):
             _on_quote(state, out, entry_id, dataclasses.replace(result, ts_proc=ts_now))
         elif isinstance(result, DepthDiff):
@@ -215,11 +231,18 @@ def _check_watermark(
             return
 
 
-def _classify(entry_id: str, frame: RawFrame, ts_now: int) -> Classified | list[AlpacaItem]:
-    """Classify a frame: an Alpaca market-data frame message by message, others whole."""
-    if frame.venue == "alpaca" and frame.kind != "marker":
-        return classify_alpaca(entry_id, frame)
-    return classify(entry_id, frame, ts_proc=ts_now)
+def _classify(entry_id: str, frame: RawFrame, ts_now: int) -> Classified:
+    """Classify a frame: markers here; market data by its venue's classifier, whole frames or
+    (a venue that packs many messages a frame, Alpaca) message by message."""
+    if frame.kind == "marker":
+        return classify_marker(frame)
+    rules = VENUES.get(frame.venue)
+    if rules is None:
+        raise DecodeError(f"no parser for venue {frame.venue!r}")
+    if rules.classify_messages is not None:
+        return rules.classify_messages(entry_id, frame)
+    assert rules.classify_frame is not None  # a description sets one of the two
+    return rules.classify_frame(entry_id, frame, ts_now)
 
 
 def _reject(state: PartitionState, out: BatchOutput, entry_id: str, reason: str, data: str) -> None:
@@ -337,7 +360,8 @@ def _on_trade(
         _reject(state, out, trade.src, problem, orjson.dumps(trade.to_fields()).decode())
         return
     stream = "aggTrades" if aggregate else "trades"
-    if trade.venue == "alpaca":  # ids unique per symbol but not contiguous: no gaps
+    rules = VENUES.get(trade.venue)
+    if rules is not None and not rules.contiguous_trade_ids:  # ids unique, not contiguous: no gaps
         seen = state.recent_ids.seen(trade.symbol, int(trade.trade_id))
         verdict, expected = ("duplicate" if seen else "new"), None
     else:
@@ -412,22 +436,22 @@ def _on_trade(
         )
 
 
-def _on_alpaca(
+def _on_messages(
     state: PartitionState,
     out: BatchOutput,
     entry_id: str,
     frame: RawFrame,
-    items: list[AlpacaItem],
+    items: list[MessageItem],
     ts_now: int,
 ) -> None:
-    """Fold the messages of one Alpaca frame in, in order."""
+    """Fold the messages of one many-message frame (Alpaca) in, in order."""
     counters = state.counters
     for item in items:
         if isinstance(item, str):
             count(counters, item)
         elif isinstance(item, Trade):
             trade = dataclasses.replace(item, ts_proc=ts_now)
-            _on_trade(state, out, trade, ts_now, aggregate=False, live=frame.kind != "rest")
+            _on_trade(state, out, trade, ts_now, aggregate=False, live=frame.kind != _REST)
         elif isinstance(item, Quote):
             _on_quote(state, out, entry_id, dataclasses.replace(item, ts_proc=ts_now))
         elif isinstance(item, VenueBar):

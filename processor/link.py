@@ -11,10 +11,11 @@ On a plain client (one connection pool: TCP, TLS or unix socket) a lane's comman
 as pre-encoded RESP on one connection it holds while it owns the lane, without waiting for
 replies: the read of the next batch goes out before the member processes the current one, and
 the commit goes out right after, so Redis works while the member computes (:class:`Pipe`). A
-cluster client (no single pool) goes through redis-py with the same scripts, one command at a
-time. Where the server refuses ``EVAL`` (an ACL without scripting), reads and commits fall back
-to ``WATCH`` lease, ``GET`` lease, ``MULTI`` ... ``EXEC``: the same commands and the same fence
-in three round trips.
+cluster client (no single pool) goes through redis-py with the same scripts (``EVALSHA``, by
+the seam :class:`common.redis_link.RedisLink`), one command at a time. Where the server refuses
+``EVAL`` (an ACL without scripting), the seam says so once and reads and commits fall back to
+``WATCH`` lease, ``GET`` lease, ``MULTI`` ... ``EXEC``: the same commands and the same fence in
+three round trips.
 
 Entries read but never committed stay pending for this member and are claimed again by whoever
 owns the lane next.
@@ -31,7 +32,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from common.names import GROUP_PROCESSOR
-from common.redis_io import direct_pool
+from common.redis_link import Channel, Contended, RedisLink, Script, ScriptsRefused
 from common.resp import encode_command
 from common.schema import RawFrame
 from processor.entries import BadEntry
@@ -53,6 +54,9 @@ __all__ = ["Entries", "LeaseLost", "Link", "Pipe"]
 log = logging.getLogger("tickpipe.processor")
 
 Entries = list[tuple[str, RawFrame | BadEntry]]
+_READ, _COMMIT = Script(READ_SCRIPT), Script(COMMIT_SCRIPT)
+#: What falls back to WATCH/MULTI when the ACL refuses scripts (for the seam's one warning).
+_DOING = "reading and committing"
 _UNREAD = object()
 
 
@@ -84,8 +88,13 @@ class Link:
         self.instance = instance
         self.instance_b = instance.encode()
         self.lease_ms = lease_ms
-        self.pool: Any = direct_pool(redis) if direct else None
-        self.scripted = True  # False once the server refused EVAL
+        #: The one seam to Redis: whether the direct path exists and whether scripts run.
+        self.seam = RedisLink(redis, direct=direct, role="processor")
+
+    @property
+    def direct(self) -> bool:
+        """Tell whether lanes send pre-encoded commands on held connections."""
+        return self.seam.direct
 
     def pipe(self, lane: Lane) -> Pipe:
         """Return the ordered command pipe of ``lane`` (an async context manager)."""
@@ -93,8 +102,7 @@ class Link:
 
     # -- WATCH/MULTI (servers that refuse EVAL), renew and release -------------------------------
     async def _hold(self, pipe: aioredis.client.Pipeline, lane: Lane) -> bool:
-        """Watch the lane's lease in ``pipe``; start its ``MULTI`` if this member holds it."""
-        await pipe.watch(lane.lease_key)
+        """Start ``pipe``'s ``MULTI`` if this member holds the (watched) lease of ``lane``."""
         if await pipe.get(lane.lease_key) != self.instance_b:
             return False
         pipe.multi()  # type: ignore[no-untyped-call]
@@ -102,18 +110,18 @@ class Link:
 
     async def commit_transaction(self, lane: Lane, commit: Commit) -> None:
         """Commit with WATCH lease, GET lease, MULTI ... EXEC; raise :class:`LeaseLost`."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
+        try:
+            async with self.seam.watch(lane.lease_key) as pipe:
                 if not await self._hold(pipe, lane):
                     raise LeaseLost
                 for stream, fields in commit.outputs:
-                    pipe.xadd(stream, fields)  # type: ignore[arg-type]
+                    pipe.xadd(stream, fields)
                 pipe.set(lane.checkpoint_key, commit.checkpoint)
                 pipe.xack(lane.stream, GROUP_PROCESSOR, *commit.acked)
                 pipe.pexpire(lane.lease_key, self.lease_ms)
                 await pipe.execute()
-            except rexc.WatchError as exc:
-                raise LeaseLost from exc
+        except Contended as exc:
+            raise LeaseLost from exc
 
     async def holds(self, lane: Lane) -> bool:
         """Tell whether the lease of ``lane`` names this member now."""
@@ -125,42 +133,42 @@ class Link:
 
         Return the entries and the newest entry id; raise :class:`LeaseLost`.
         """
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
+        try:
+            async with self.seam.watch(lane.lease_key) as pipe:
                 if not await self._hold(pipe, lane):
                     raise LeaseLost
                 pipe.xreadgroup(GROUP_PROCESSOR, self.instance, {lane.stream: cursor}, count=count)
                 pipe.xrevrange(lane.stream, count=1)
                 reply, newest = await pipe.execute()
-            except rexc.WatchError as exc:
-                raise LeaseLost from exc
+        except Contended as exc:
+            raise LeaseLost from exc
         newest_id = _text(newest[0][0]) if newest else "0-0"
         return decode_entries(stream_entries(reply)), newest_id
 
     async def renew(self, lane: Lane) -> bool:
         """Extend the lease if this member holds it; return whether it does."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
+        try:
+            async with self.seam.watch(lane.lease_key) as pipe:
                 if not await self._hold(pipe, lane):
                     return False
                 pipe.pexpire(lane.lease_key, self.lease_ms)
                 await pipe.execute()
-            except rexc.WatchError:
-                return False
+        except Contended:
+            return False
         return True
 
     async def release(self, lane: Lane, errors: tuple[type[BaseException], ...]) -> None:
         """Delete the lease if this member holds it; log (not raise) ``errors``."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
+        try:
+            async with self.seam.watch(lane.lease_key) as pipe:
                 if await self._hold(pipe, lane):
                     pipe.delete(lane.lease_key)
                     await pipe.execute()
                     log.info("lease released", extra={"lane": lane.name})
-            except rexc.WatchError as exc:
-                log.warning("lease not released: %s", exc, extra={"lane": lane.name})
-            except errors as exc:
-                log.warning("lease not released: %s", exc, extra={"lane": lane.name})
+        except Contended as exc:
+            log.warning("lease not released: %s", exc, extra={"lane": lane.name})
+        except errors as exc:
+            log.warning("lease not released: %s", exc, extra={"lane": lane.name})
 
 
 def _text(value: bytes | str) -> str:
@@ -194,7 +202,7 @@ class Pipe:
     def __init__(self, link: Link, lane: Lane) -> None:
         self.link = link
         self.lane = lane
-        self._conn: Any = None
+        self._channel: Channel | None = link.seam.channel() if link.direct else None
         self._sent: deque[_Sent] = deque()
         self.newest = "0-0"
         self.woken = False
@@ -208,28 +216,26 @@ class Pipe:
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        conn, self._conn = self._conn, None
         unread = bool(self._sent)
         self._sent.clear()
-        if conn is not None:
-            try:
-                if exc_type is not None or unread:
-                    await conn.disconnect()
-            finally:
-                await self.link.pool.release(conn)
+        channel = self._channel
+        if channel is not None:
+            if exc_type is not None or unread:
+                await channel.discard()
+            else:
+                await channel.release()
 
     async def _send(self, payload: bytes) -> None:
-        if self._conn is None:
-            self._conn = await self.link.pool.get_connection()
-        await self._conn.send_packed_command(payload, check_health=False)
+        assert self._channel is not None
+        await self._channel.send(payload)
 
     async def send_read(self, cursor: str, count: int) -> None:
         """Read up to ``count`` entries after ``cursor`` (``>``: new ones), fenced by the lease."""
         link, lane = self.link, self.lane
         sent = _Sent("read", read=(cursor, count))
-        if not link.scripted:
+        if not link.seam.scripted:
             sent.reply = _Decoded(await self._read_transaction(cursor, count))
-        elif link.pool is not None:
+        elif link.direct:
             commands = fenced_read_commands(
                 lease_key=lane.lease_key,
                 fence_key=lane.fence_key,
@@ -250,7 +256,9 @@ class Pipe:
                 count=count,
             )
             try:
-                sent.reply = await link.redis.eval(READ_SCRIPT, 2, *keys, *args)
+                sent.reply = await link.seam.call_script(_READ, keys, args, doing=_DOING)
+            except ScriptsRefused:
+                sent.reply = _Decoded(await self._read_transaction(cursor, count))
             except rexc.ResponseError as exc:
                 sent.reply = exc
         self._sent.append(sent)
@@ -259,7 +267,7 @@ class Pipe:
         """Wait up to ``block_ms`` for an entry after ``after_id`` (``XREAD BLOCK``, no claim)."""
         link, stream = self.link, self.lane.stream
         sent = _Sent("wait")
-        if link.pool is not None:
+        if link.direct:
             await self._send(encode_command(xread_args(stream, after_id, block_ms)))
         else:
             try:
@@ -272,7 +280,7 @@ class Pipe:
         """Write ``commit`` fenced by the lease (confirmed by a later :meth:`collect`)."""
         link, lane = self.link, self.lane
         sent = _Sent("commit", commit, sent_at)
-        if not link.scripted:
+        if not link.seam.scripted:
             await link.commit_transaction(lane, commit)
             sent.reply = 1
             self._sent.append(sent)
@@ -286,11 +294,14 @@ class Pipe:
             lease_ms=link.lease_ms,
             commit=commit,
         )
-        if link.pool is not None:
-            await self._send(encode_command(["EVAL", COMMIT_SCRIPT, str(len(keys)), *keys, *args]))
+        if link.direct:
+            await self._send(_COMMIT.eval(keys, args))
         else:
             try:
-                sent.reply = await link.redis.eval(COMMIT_SCRIPT, len(keys), *keys, *args)
+                sent.reply = await link.seam.call_script(_COMMIT, keys, args, doing=_DOING)
+            except ScriptsRefused:
+                await link.commit_transaction(lane, commit)
+                sent.reply = 1
             except rexc.ResponseError as exc:
                 sent.reply = exc
         self._sent.append(sent)
@@ -324,12 +335,8 @@ class Pipe:
 
     async def _read_replies(self, count: int) -> Any:
         """Read ``count`` replies off the held connection; one is returned as it is."""
-        replies: list[Any] = []
-        for _ in range(count):
-            try:
-                replies.append(await self._conn.read_response())
-            except rexc.ResponseError as exc:
-                replies.append(exc)
+        assert self._channel is not None
+        replies = await self._channel.replies(count)
         return replies[0] if count == 1 else _Fenced(replies)
 
     async def _read_transaction(self, cursor: str, count: int) -> Entries:
@@ -387,15 +394,7 @@ class Pipe:
         return entries
 
     def _refused(self, reply: Exception) -> None:
-        link = self.link
-        if link.scripted:
-            log.warning(
-                "Redis refused EVAL (%s); reading and committing with WATCH/MULTI from now on "
-                "(allow +eval for the processor user to do each in one round trip)",
-                reply,
-                extra={"lane": self.lane.name},
-            )
-        link.scripted = False
+        self.link.seam.refuse_scripts(reply, _DOING)
 
     async def _settle(self, commit: Commit, reply: Any) -> None:
         link, lane = self.link, self.lane

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from common.contract import MarkerEvent
 from common.errors import DecodeError
 from common.schema import RawFrame
 
@@ -95,9 +96,9 @@ def classify_marker(frame: RawFrame) -> Connect | BackfillDone | str:
     except orjson.JSONDecodeError:
         return "markers"  # markers are the ingestor's notes; only the two below are read
     event = data.get("event") if isinstance(data, dict) else None
-    if event == "connect":
+    if event == MarkerEvent.CONNECT:
         conn = frame.conn or str(data.get("conn", ""))
         return Connect(run_of(conn), conn)
-    if event == "backfill_done":
+    if event == MarkerEvent.BACKFILL_DONE:
         return _backfill_done(data)
     return "markers"

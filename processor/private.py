@@ -10,26 +10,26 @@ are processed again and recognised by their execution ids. An ``executionReport`
 execution id ``I`` was already seen (the same event over a second connection, or replayed by the
 venue after a reconnect) is dropped; the last :data:`SEEN_EXECUTIONS` ids are checkpointed.
 
-Alpaca's trading stream (``{"stream":"trade_updates","data":..}``, JSON or base64 msgpack) maps
-to order updates the same way (:func:`common.alpaca.parse_trade_update`); an update is identified
-by its ``execution_id``, else by order id, event and timestamp. ``authorization`` and
-``listening`` frames count as replies.
+Each venue's parser (``parse_private`` of its :mod:`venues` package, found through
+:func:`venues.registry.venue`) turns a frame into an update and its identity: Alpaca's
+``trade_updates`` map to order updates the same way, identified by ``execution_id``, else by
+order id, event and timestamp; ``authorization`` and ``listening`` frames count as replies.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgpack
 
-from common import alpaca, binance
-from common.errors import DecodeError
+from common.contract import RawKind
+from common.errors import ConfigError, DecodeError
 from common.schema import OrderUpdate, RawFrame
 from processor.entries import BadEntry, DeadLetter, fold_entries
-from processor.frames import is_reply
+from venues.registry import venue
 
 __all__ = ["PRIVATE_COUNTERS", "PrivateOutput", "VenueState", "process_private_batch"]
 
@@ -115,51 +115,15 @@ class VenueState:
         return state
 
 
-def _classify_alpaca(frame: RawFrame) -> tuple[OrderUpdate, str | None] | str:
-    """Classify a trading-stream frame: ``trade_updates`` -> update and its identity."""
-    payload = alpaca.decode_payload(frame.kind, frame.data)
-    if not isinstance(payload, Mapping):
-        raise DecodeError("Alpaca trading frame must be an object")
-    stream = payload.get("stream")
-    if stream in ("authorization", "listening") or payload.get("action") == "error":
-        return "replies"
-    if stream != "trade_updates":
-        if stream is None:
-            raise DecodeError("unrecognised Alpaca trading frame: no stream")
-        return "ignored"
-    data = payload.get("data")
-    if not isinstance(data, Mapping):
-        raise DecodeError("trade update data must be an object")
-    update = alpaca.parse_trade_update(data, ts_recv=frame.ts_recv)
-    return update, "alpaca|" + alpaca.trade_update_key(data)
-
-
 def _classify(entry_id: str, frame: RawFrame) -> tuple[OrderUpdate, int | str | None] | str:
     """Classify a private frame: an order update and its identity, or a counter's name."""
-    if frame.kind == "marker":
+    if frame.kind == RawKind.MARKER:
         return "markers"
-    if frame.venue == "alpaca":
-        return _classify_alpaca(frame)
-    if frame.venue != "binance":
-        raise DecodeError(f"no parser for venue {frame.venue!r}")
-    if frame.kind != "ws":
-        raise DecodeError(f"unexpected raw frame kind {frame.kind!r} on the private stream")
-    _, payload = binance.unwrap(frame.data)
-    if is_reply(payload):
-        return "replies"
-    if not isinstance(payload, Mapping) or "e" not in payload:
-        raise DecodeError("unrecognised private frame: neither an event nor a reply")
-    if payload["e"] != "executionReport":
-        return "ignored"
-    execution_id = payload.get("I")
-    if execution_id is not None and (
-        not isinstance(execution_id, int) or isinstance(execution_id, bool)
-    ):
-        raise DecodeError(f"executionReport execution id must be an integer: {execution_id!r}")
     try:
-        return binance.parse_execution_report(payload, ts_recv=frame.ts_recv), execution_id
-    except (ValueError, TypeError) as exc:
-        raise DecodeError(f"executionReport is invalid: {exc!r}") from exc
+        spec = venue(frame.venue)
+    except ConfigError:
+        raise DecodeError(f"no parser for venue {frame.venue!r}") from None
+    return spec.parse_private(frame)
 
 
 def process_private_batch(

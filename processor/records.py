@@ -9,10 +9,11 @@ The ``control`` stream gets the ingestor's requests: ``snapshot`` and ``backfill
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
+from common.contract import ControlAction
+from common.messages import TradeCorrection, VenueStatus, readable
 from common.schema import SCHEMA_VERSION, Event
 
 __all__ = [
@@ -25,14 +26,6 @@ __all__ = [
     "VenueStatus",
     "format_levels",
 ]
-
-
-def _readable(record: object, head: dict[str, str]) -> dict[str, str]:
-    """Return ``head`` and then one readable field per attribute of the dataclass ``record``."""
-    out = dict(head)
-    for item in dataclasses.fields(record):  # type: ignore[arg-type]
-        out[item.name] = str(getattr(record, item.name))
-    return out
 
 
 def format_levels(levels: list[tuple[str, str]]) -> str:
@@ -113,7 +106,7 @@ class GapResolution:
 
     def to_fields(self) -> dict[str, str]:
         """Return ``v``, ``kind=resolution`` and one readable field per attribute."""
-        return _readable(self, {"v": SCHEMA_VERSION, "kind": "resolution"})
+        return readable(self, {"v": SCHEMA_VERSION, "kind": "resolution"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +128,7 @@ class BackfillRequest:
         ``stream``, ``reason``, ``entry_id``."""
         return {
             "v": SCHEMA_VERSION,
-            "action": "backfill",
+            "action": ControlAction.BACKFILL.value,
             "symbol": self.symbol,
             "first_id": str(self.first_id),
             "last_id": str(self.last_id),
@@ -157,58 +150,8 @@ class SnapshotRequest:
         """Return the control entry: ``action=snapshot``, ``symbol``, ``reason``, ``entry_id``."""
         return {
             "v": SCHEMA_VERSION,
-            "action": "snapshot",
+            "action": ControlAction.SNAPSHOT.value,
             "symbol": self.symbol,
             "reason": self.reason,
             "entry_id": self.entry_id,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class TradeCorrection:
-    """A trade the venue corrected (``kind`` ``correction``) or cancelled (``cancel``).
-
-    ``original_*`` describe the trade as first printed; ``corrected_*`` its new values (empty for
-    a cancel). ``action`` is the venue's ``C`` (cancel) or ``E`` (error) for a cancel.
-    """
-
-    kind: str
-    venue: str
-    symbol: str
-    exchange: str
-    original_id: str
-    original_price: str
-    original_size: str
-    original_conditions: str
-    corrected_id: str
-    corrected_price: str
-    corrected_size: str
-    corrected_conditions: str
-    action: str
-    tape: str
-    entry_id: str
-    ts_event: int
-    ts_recv: int
-    ts_proc: int = 0
-
-    def to_fields(self) -> dict[str, str]:
-        """Return one readable field per attribute plus ``v``."""
-        return _readable(self, {"v": SCHEMA_VERSION})
-
-
-@dataclass(frozen=True, slots=True)
-class VenueStatus(Event):
-    """A symbol's trading status as the venue announced it (halt, resume...)."""
-
-    kind: ClassVar[str] = "venue_status"
-    venue: str
-    symbol: str
-    status_code: str
-    status_message: str
-    reason_code: str
-    reason_message: str
-    tape: str
-    entry_id: str
-    ts_event: int
-    ts_recv: int
-    ts_proc: int = 0

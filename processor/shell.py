@@ -23,6 +23,10 @@ For every partition (and the venue's private stream) one lane loop runs:
 The owner of a lane also trims the lane's streams every ``retention_s`` by the retention
 policy (:mod:`processor.retention`), never past what a consumer group has not read.
 
+Redis unreachable or refusing commands (``OOM`` at maxmemory, ``BUSY``...) is back-pressure: a
+refused commit acknowledges nothing, and the lane waits and reads the same entries again; each
+lane logs the outage rate-limited with the server's text (:mod:`common.backpressure`).
+
 ``stop`` finishes the current batch, releases the leases and removes the health key.
 """
 
@@ -36,13 +40,14 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-import redis.exceptions as rexc
 
 from common.backoff import Backoff
-from common.errors import DecodeError, RedisUnavailable
+from common.backpressure import RedisOutage
+from common.errors import DecodeError
 from common.health import HealthReporter
 from common.names import GROUP_PROCESSOR
-from common.redis_io import REDIS_DOWN, connect_redis, ensure_group
+from common.redis_io import REDIS_ERRORS, connect_redis, ensure_group
+from common.redis_link import RedisLink
 from common.settings import Settings
 from processor.lanes import Lane, PartitionLane, PrivateLane
 from processor.link import Entries, LeaseLost, Link, Pipe
@@ -71,6 +76,8 @@ class _Stats:
         self._rate_at = (time.monotonic(), 0)
         self.frames_per_s = 0.0
         self.retention = Retention()
+        #: The member's seam to Redis (its ``scripts_refused`` is a health figure).
+        self.seam: RedisLink | None = None
 
     def add(self, frames: int, stats: dict[str, int]) -> None:
         self.totals["frames"] += frames
@@ -99,6 +106,7 @@ class _Stats:
             "retention_blocked": self.retention.blocked,
             "retention_lookups": self.retention.lookups,
             "retention_alarms": sorted(self.retention.alarms),
+            "scripts_refused": self.seam.scripts_refused if self.seam else 0,
         }
 
 
@@ -155,6 +163,7 @@ class _Runner:
         self.block_ms = block_ms
         self.stats = _Stats()
         self.link = Link(redis, settings.instance, lease_ms, direct=direct)
+        self.stats.seam = self.link.seam
 
     # -- lease -----------------------------------------------------------------------------------
     async def _acquire(self, lane: Lane) -> bool:
@@ -167,31 +176,27 @@ class _Runner:
     async def run_lane(self, lane: Lane) -> None:
         """Stand by, own, process and hand over ``lane`` until ``stop`` is set."""
         backoff = Backoff(base_s=0.1, cap_s=5.0, healthy_after_s=5.0)
-        while not self.stop.is_set():
-            _raise_if_cancelled()
-            started = time.monotonic()
-            try:
-                if not await self._acquire(lane):
-                    await _wait(self.stop, self.retry_s)
-                    continue
-                await self._own(lane)
-            except LeaseLost:
-                log.warning("lease lost; standing by", extra={"lane": lane.name})
-            except (RedisUnavailable, rexc.RedisError, *REDIS_DOWN) as exc:
-                backoff.connection_ended(time.monotonic() - started)
-                delay = backoff.next_delay_s()
-                log.warning(
-                    "redis error: %s; retrying in %.2f s",
-                    exc,
-                    delay,
-                    extra={"lane": lane.name},
-                )
-                await _wait(self.stop, delay)
-            finally:
-                self.stats.owned.discard(lane.name)
-                self.stats.gauges.pop(lane.name, None)
+        with RedisOutage(log, f"processor lane {lane.name}") as outage:
+            while not self.stop.is_set():
+                _raise_if_cancelled()
+                started = time.monotonic()
+                try:
+                    if not await self._acquire(lane):
+                        outage.recovered()
+                        await _wait(self.stop, self.retry_s)
+                        continue
+                    await self._own(lane, outage)
+                except LeaseLost:
+                    log.warning("lease lost; standing by", extra={"lane": lane.name})
+                except REDIS_ERRORS as exc:  # OOM, BUSY, unreachable...: nothing was acked
+                    backoff.connection_ended(time.monotonic() - started)
+                    outage.failed(exc)
+                    await _wait(self.stop, backoff.next_delay_s())
+                finally:
+                    self.stats.owned.discard(lane.name)
+                    self.stats.gauges.pop(lane.name, None)
 
-    async def _own(self, lane: Lane) -> None:
+    async def _own(self, lane: Lane, outage: RedisOutage) -> None:
         loop = asyncio.get_running_loop()
         renewed_at = loop.time()
         self.stats.owned.add(lane.name)
@@ -207,6 +212,7 @@ class _Runner:
             "lease taken",
             extra={"lane": lane.name, "claimed": claimed, "consumer": self.instance},
         )
+        outage.recovered()
         cursor = "0"  # this member's pending entries (after the cursor id), then new ones: ">"
         count = self.settings.batch_size
         hand: Entries | None = None  # a batch read and not yet processed
@@ -252,7 +258,7 @@ class _Runner:
                     cursor = ">"
                 await pipe.send_commit(commit, loop.time())
             _, renewed_at = await self._collect(lane, pipe, renewed_at)
-        await self.link.release(lane, REDIS_DOWN)
+        await self.link.release(lane, REDIS_ERRORS)
 
     async def _idle(self, lane: Lane, pipe: Pipe, renewed_at: float) -> float:
         """Wait up to ``block_ms`` for a new entry without claiming it; return the renewal time."""

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from common.decimals import decimal_of
 from common.schema import Bar, Quote, Trade
 from common.settings import Settings
-from processor.decimals import decimal_of
 from processor.records import BookTop
 
 __all__ = [

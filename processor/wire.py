@@ -37,8 +37,9 @@ from typing import Any
 
 import orjson
 
+from common.builders import new_raw_frame
+from common.contract import RAW_FIELDS
 from common.schema import RawFrame
-from processor.builders import new_raw_frame
 from processor.entries import BadEntry
 from processor.lanes import Commit, decode_entries
 
@@ -125,7 +126,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-_RAW_ORDER = [b"v", b"kind", b"venue", b"conn", b"seq", b"ts_recv", b"channel", b"data"]
+#: The field names of a raw entry as they come off the wire, in the order they are written.
+_RAW_ORDER = [name.encode() for name in RAW_FIELDS]
+#: Where each field's value sits in a flat ``[field, value, ...]`` entry.
+_AT = {name: 2 * i + 1 for i, name in enumerate(RAW_FIELDS)}
+_V, _KIND, _VENUE, _CONN = _AT["v"], _AT["kind"], _AT["venue"], _AT["conn"]
+_SEQ, _TS_RECV, _CHANNEL, _DATA = _AT["seq"], _AT["ts_recv"], _AT["channel"], _AT["data"]
+_FLAT_LEN = 2 * len(RAW_FIELDS)
 
 
 def commit_call(
@@ -219,19 +226,23 @@ def decode_flat_entries(entries: Sequence[Any]) -> list[tuple[str, RawFrame | Ba
     """
     out: list[tuple[str, RawFrame | BadEntry]] = []
     append = out.append
+    order, size = _RAW_ORDER, _FLAT_LEN
+    v, kind, venue, conn, seq, ts_recv, channel, data = (
+        _V, _KIND, _VENUE, _CONN, _SEQ, _TS_RECV, _CHANNEL, _DATA
+    )  # fmt: skip
     for raw_id, flat in entries:
-        if flat and len(flat) == 16 and flat[::2] == _RAW_ORDER and type(raw_id) is bytes:
-            # v kind venue conn seq ts_recv channel data: RawFrame.to_fields' order
+        if flat and len(flat) == size and flat[::2] == order and type(raw_id) is bytes:
+            # exactly the fields of common.contract.RAW_FIELDS, in that order
             try:
-                flat[1].decode()
+                flat[v].decode()
                 frame = new_raw_frame(
-                    flat[3].decode(),
-                    flat[5].decode(),
-                    flat[7].decode(),
-                    int(flat[9].decode()),
-                    int(flat[11].decode()),
-                    flat[15].decode(),
-                    flat[13].decode(),
+                    flat[kind].decode(),
+                    flat[venue].decode(),
+                    flat[conn].decode(),
+                    int(flat[seq].decode()),
+                    int(flat[ts_recv].decode()),
+                    flat[data].decode(),
+                    flat[channel].decode(),
                 )
             except (ValueError, AttributeError):
                 pass  # the general path below gives the exact reason

@@ -20,6 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from common.backoff import Backoff
+from common.backpressure import RedisOutage
 from common.errors import RedisUnavailable
 from common.names import GROUP_TRADER
 from common.redis_io import redis_errors, xreadgroup_streams
@@ -79,27 +80,29 @@ class GroupConsumer:
         fresh, nor while ``ready`` says no; a Redis outage is reported to ``on_outage``.
         """
         backoff = Backoff(base_s=0.1, cap_s=5.0)
-        cursors = dict.fromkeys(streams, "0")
-        while not stop.is_set():
-            failure = self.failure()
-            if failure is not None:  # an order's follow-up failed: the term ends
-                raise failure
-            if reread is not None and reread():
-                cursors = dict.fromkeys(streams, "0")
-            if not self.lease.fresh() or (ready is not None and not ready()):  # wait a moment
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(0.05, self.idle_s))
-                continue
-            try:
-                await self._consume_once(cursors, handle, stop, count)
-                backoff.attempt = 0
-            except RedisUnavailable as exc:
-                log.warning("Redis unavailable, retrying", extra={"error": str(exc)})
-                self.counts["redis_outages"] += 1
-                self.on_outage("redis-reconnect")
-                cursors = dict.fromkeys(streams, "0")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff.next_delay_s())
+        with RedisOutage(log, "trader reading " + ", ".join(streams)) as outage:
+            cursors = dict.fromkeys(streams, "0")
+            while not stop.is_set():
+                failure = self.failure()
+                if failure is not None:  # an order's follow-up failed: the term ends
+                    raise failure
+                if reread is not None and reread():
+                    cursors = dict.fromkeys(streams, "0")
+                if not self.lease.fresh() or (ready is not None and not ready()):  # wait a moment
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), min(0.05, self.idle_s))
+                    continue
+                try:
+                    await self._consume_once(cursors, handle, stop, count)
+                    backoff.attempt = 0
+                    outage.recovered()
+                except RedisUnavailable as exc:  # what was read and not done stays pending
+                    outage.failed(exc)
+                    self.counts["redis_outages"] += 1
+                    self.on_outage("redis-reconnect")
+                    cursors = dict.fromkeys(streams, "0")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff.next_delay_s())
 
     async def _consume_once(
         self, cursors: dict[str, str], handle: Handler, stop: asyncio.Event, count: int

@@ -1,4 +1,4 @@
-"""Decide, sign and follow orders: the trader's pure core (no I/O, no clock, no asyncio).
+"""Decide and follow orders: the trader's pure core (no I/O, no clock, no asyncio).
 
 Everything here takes its inputs as values (time as integer nanoseconds or milliseconds) and returns
 values, so the shell in :mod:`trader.shell` only moves data between Redis, the venue and this
@@ -9,11 +9,8 @@ module.
 * :func:`build_intent` turns a signal into the :class:`~common.schema.OrderIntent` that is recorded
   before anything is sent; its client order id is derived from the signal id, so the same signal
   always maps to the same venue order.
-* :func:`place_params`, :func:`status_params`, :func:`cancel_params`,
-  :func:`open_orders_params` and :func:`all_orders_params` build the signed WebSocket API
-  requests.
-* :func:`result_of` classifies a WebSocket API answer: the result, or one of the errors below;
-  :func:`order_wait_s` reads the venue's order counts and says how long to hold the next order.
+* A venue's own requests and answers (signing, request params, classifying answers into the
+  errors of :mod:`common.errors`) live in its package under :mod:`venues`.
 * :class:`OrderTracker` applies order reports to an order state machine and keeps positions.
 * :func:`intent_mismatch` says how a signal's intent differs from one already recorded under
   the same client order id (a loud error, never "already sent").
@@ -24,13 +21,13 @@ module.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Required, TypedDict, Unpack
+from typing import Any
 
-from common.binance import client_order_id_for, hmac_signature, ws_api_payload
-from common.errors import AmbiguousOutcome, AuthError, RateLimited, VenueError
+from common.errors import DuplicateOrder, OrderNotFound, OrderRejected
 from common.schema import OrderIntent, Signal
+from common.units import client_order_id_for
 from trader.orders import ACTIVE, TERMINAL, OrderState, OrderTracker, advance
 from trader.positions import qty_text
 from trader.risk import RiskLimits, check_signal, to_decimal
@@ -44,47 +41,13 @@ __all__ = [
     "OrderState",
     "OrderTracker",
     "RiskLimits",
-    "SignOptions",
     "adopted_intent",
     "advance",
-    "all_orders_params",
     "build_intent",
-    "cancel_params",
     "check_signal",
     "intent_mismatch",
     "is_own_client_order_id",
-    "list_result_of",
-    "logon_params",
-    "open_orders_params",
-    "order_wait_s",
-    "place_params",
-    "result_of",
-    "sign_params",
-    "status_params",
 ]
-
-DEFAULT_RECV_WINDOW_MS = 5000
-
-
-# Binance error codes (protocols.md §2.3, §2.5).
-_AUTH_CODES = frozenset({-2014, -2015, -1022})
-_RATE_CODES = frozenset({-1003, -1015})
-_UNKNOWN_OUTCOME_CODES = frozenset({-1007, -1006})
-_DUPLICATE_CODE = -2010
-_NO_SUCH_ORDER_CODE = -2013
-_UNKNOWN_ORDER_CODE = -2011  # cancel of an order the venue does not have (open)
-
-
-class OrderRejected(VenueError):
-    """The venue refused the request for good: no order exists because of it."""
-
-
-class DuplicateOrder(VenueError):
-    """The venue already has an open order with this client order id: query it, never resend."""
-
-
-class OrderNotFound(VenueError):
-    """The venue has no (open) order with this client order id (``-2013``, ``-2011``)."""
 
 
 def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") -> OrderIntent:
@@ -107,7 +70,7 @@ def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") 
     )
 
 
-#: The client order ids :func:`common.binance.client_order_id_for` makes: ``tp-`` + 32 hex digits.
+#: The client order ids :func:`common.units.client_order_id_for` makes: ``tp-`` + 32 hex digits.
 _OWN_ID = re.compile(r"tp-[0-9a-f]{32}")
 
 
@@ -159,188 +122,3 @@ def adopted_intent(order: Mapping[str, Any], *, venue: str, ts_intent: int) -> O
         ts_signal=0,
         ts_intent=ts_intent,
     )
-
-
-# -- requests -----------------------------------------------------------------------------------
-class SignOptions(TypedDict, total=False):
-    """Name the keywords a request builder passes on to :func:`sign_params`."""
-
-    api_key: Required[str]
-    api_secret: Required[str]
-    recv_window_ms: int
-    signer: Callable[[str], str] | None
-    session: bool
-
-
-def sign_params(
-    params: Mapping[str, Any],
-    *,
-    api_key: str,
-    api_secret: str,
-    timestamp_ms: int,
-    recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
-    signer: Callable[[str], str] | None = None,
-    session: bool = False,
-) -> dict[str, Any]:
-    """Add ``apiKey``, ``timestamp``, ``recvWindow`` and the ``signature`` to ``params``.
-
-    ``signer`` signs the payload (default: HMAC with ``api_secret``). On a logged-on session
-    (``session``) only ``timestamp`` and ``recvWindow`` are added.
-    """
-    signed = {**params, "timestamp": timestamp_ms, "recvWindow": recv_window_ms}
-    if session:
-        return signed
-    signed["apiKey"] = api_key
-    payload = ws_api_payload(signed)
-    signed["signature"] = signer(payload) if signer else hmac_signature(api_secret, payload)
-    return signed
-
-
-def logon_params(
-    *, api_key: str, timestamp_ms: int, signer: Callable[[str], str]
-) -> dict[str, Any]:
-    """Build the ``session.logon`` params, signed with the (Ed25519) ``signer``."""
-    params: dict[str, Any] = {"apiKey": api_key, "timestamp": timestamp_ms}
-    params["signature"] = signer(ws_api_payload(params))
-    return params
-
-
-def place_params(
-    intent: OrderIntent, *, timestamp_ms: int, **sign: Unpack[SignOptions]
-) -> dict[str, Any]:
-    """Build the signed ``order.place`` params for a MARKET or LIMIT (GTC) ``intent``."""
-    params: dict[str, Any] = {
-        "symbol": intent.symbol,
-        "side": intent.side.upper(),
-        "type": intent.order_type,
-        "quantity": intent.qty,
-        "newClientOrderId": intent.client_order_id,
-        "newOrderRespType": "RESULT",
-    }
-    if intent.order_type == "LIMIT":
-        params["timeInForce"] = "GTC"
-        params["price"] = intent.price
-    return sign_params(params, timestamp_ms=timestamp_ms, **sign)
-
-
-def status_params(
-    symbol: str, client_order_id: str, *, timestamp_ms: int, **sign: Unpack[SignOptions]
-) -> dict[str, Any]:
-    """Build the signed params that name an order by its client id.
-
-    ``order.status`` (look it up) and ``order.cancel`` (cancel it, :func:`cancel_params`) take
-    the same params.
-    """
-    return sign_params(
-        {"symbol": symbol, "origClientOrderId": client_order_id}, timestamp_ms=timestamp_ms, **sign
-    )
-
-
-cancel_params = status_params  # ``order.cancel`` names the order as ``order.status`` does
-
-
-def open_orders_params(
-    *, timestamp_ms: int, symbol: str | None = None, **sign: Unpack[SignOptions]
-) -> dict[str, Any]:
-    """Build the signed ``openOrders.status`` params (every symbol unless ``symbol``)."""
-    return sign_params({"symbol": symbol} if symbol else {}, timestamp_ms=timestamp_ms, **sign)
-
-
-def all_orders_params(
-    symbol: str,
-    *,
-    timestamp_ms: int,
-    start_ms: int | None = None,
-    from_order_id: int | None = None,
-    limit: int = 1000,
-    **sign: Unpack[SignOptions],
-) -> dict[str, Any]:
-    """Build the signed ``allOrders`` params: ``symbol``'s orders since a time or from an id."""
-    params: dict[str, Any] = {"symbol": symbol, "limit": limit}
-    if from_order_id is not None:
-        params["orderId"] = from_order_id
-    elif start_ms is not None:
-        params["startTime"] = start_ms
-    return sign_params(params, timestamp_ms=timestamp_ms, **sign)
-
-
-# -- answers ------------------------------------------------------------------------------------
-def _retry_after_s(error: Mapping[str, Any], now_ms: int | None) -> float:
-    data = error.get("data")
-    retry_at = data.get("retryAfter") if isinstance(data, Mapping) else None
-    if isinstance(retry_at, int) and now_ms is not None:
-        return max(0.0, (retry_at - now_ms) / 1000)
-    return 1.0
-
-
-def result_of(response: Mapping[str, Any], *, now_ms: int | None = None) -> dict[str, Any]:
-    """Return the ``result`` of a WebSocket API answer, or raise what the answer means.
-
-    Raises :class:`AuthError` (bad key or signature), :class:`RateLimited` (429/418),
-    :class:`AmbiguousOutcome` (5xx, ``-1007``: it may have happened), :class:`DuplicateOrder`
-    (``-2010`` "Duplicate order sent."), :class:`OrderNotFound` (``-2013``) or
-    :class:`OrderRejected` (any other refusal).
-    """
-    status = response.get("status")
-    status = status if isinstance(status, int) else 0
-    error = response.get("error")
-    if 200 <= status < 300 and isinstance(response.get("result"), Mapping):
-        return dict(response["result"])
-    if not isinstance(error, Mapping):
-        if status >= 500 or status == 0:
-            raise AmbiguousOutcome(
-                f"venue answered status {status} without a result", status=status
-            )
-        raise OrderRejected(f"venue answered status {status} without a result", status=status)
-    code = error.get("code")
-    code = code if isinstance(code, int) else None
-    msg = str(error.get("msg", ""))
-    text = f"{msg} (code {code}, status {status})"
-    if status == 401 or code in _AUTH_CODES:
-        raise AuthError(text, code=code, status=status)
-    if status in (429, 418) or code in _RATE_CODES:
-        raise RateLimited(
-            text, retry_after_s=_retry_after_s(error, now_ms), code=code, status=status
-        )
-    if status >= 500 or code in _UNKNOWN_OUTCOME_CODES:
-        raise AmbiguousOutcome(text, code=code, status=status)
-    if code == _DUPLICATE_CODE and "duplicate" in msg.lower():
-        raise DuplicateOrder(text, code=code, status=status)
-    if code in (_NO_SUCH_ORDER_CODE, _UNKNOWN_ORDER_CODE):
-        raise OrderNotFound(text, code=code, status=status)
-    raise OrderRejected(text, code=code, status=status)
-
-
-def list_result_of(response: Mapping[str, Any], *, now_ms: int | None = None) -> list[Any]:
-    """Return the list ``result`` of an answer (``openOrders.status``), or raise as result_of."""
-    status = response.get("status")
-    if isinstance(status, int) and 200 <= status < 300 and isinstance(response.get("result"), list):
-        return list(response["result"])
-    if isinstance(status, int) and 200 <= status < 300:
-        raise OrderRejected("venue answered without a list result", status=status)
-    result_of(response, now_ms=now_ms)  # raises what the error means
-    raise OrderRejected("venue answered without a list result", status=status)  # pragma: no cover
-
-
-_INTERVAL_MS = {"SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
-
-
-def order_wait_s(rate_limits: Any, now_ms: int) -> float:
-    """Return how long to hold the next order given an answer's ``rateLimits`` (0 = go).
-
-    An ``ORDERS`` window whose count has reached its limit holds orders until the window ends
-    (windows are aligned to whole intervals since the epoch).
-    """
-    wait_ms = 0
-    for limit in rate_limits if isinstance(rate_limits, list) else []:
-        if not isinstance(limit, Mapping) or limit.get("rateLimitType") != "ORDERS":
-            continue
-        count, cap = limit.get("count"), limit.get("limit")
-        unit = _INTERVAL_MS.get(str(limit.get("interval")))
-        num = limit.get("intervalNum", 1)
-        if not isinstance(count, int) or not isinstance(cap, int) or unit is None:
-            continue
-        if count >= cap:
-            span = unit * (num if isinstance(num, int) and num > 0 else 1)
-            wait_ms = max(wait_ms, span - now_ms % span)
-    return wait_ms / 1000

@@ -16,7 +16,6 @@ Where the ACL refuses scripts, the same change runs as ``WATCH`` (lease and chec
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-import redis.exceptions as rexc
+
+from common.redis_link import Contended, RedisLink, Script, ScriptsRefused
 
 __all__ = [
     "FENCE_SCRIPT",
@@ -33,7 +33,6 @@ __all__ = [
     "LeaseLost",
     "Stale",
     "encode_change",
-    "warn_scripts_refused",
 ]
 
 log = logging.getLogger("tickpipe.trader")
@@ -63,7 +62,8 @@ for _, write in ipairs(change[2]) do
 end
 return 1
 """
-FENCE_SHA = hashlib.sha1(FENCE_SCRIPT.encode()).hexdigest()
+_FENCE = Script(FENCE_SCRIPT)
+FENCE_SHA = _FENCE.sha
 
 
 class LeaseLost(Exception):
@@ -124,16 +124,6 @@ def encode_change(change: Change, token: str) -> tuple[list[str], list[str]]:
     return keys, [token, orjson.dumps([checks, writes]).decode()]
 
 
-def warn_scripts_refused(what: str, exc: Exception) -> None:
-    """Log (once per caller) that the ACL refuses scripts and ``what`` falls back."""
-    log.warning(
-        "the Redis ACL refuses scripts: %s with WATCH/MULTI (three round trips instead of "
-        "one); allow +evalsha +eval for the trader",
-        what,
-        extra={"error": str(exc)},
-    )
-
-
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -146,16 +136,20 @@ class Fence:
     def __init__(self, redis: aioredis.Redis, token: str) -> None:
         self.redis = redis
         self.token = token
-        self.scripted = True  # off once the ACL refuses scripts
+        #: The trader's one seam to Redis: it decides script or WATCH/MULTI for the fence and
+        #: for the intent record (:class:`~trader.intents.IntentRecorder` shares it).
+        self.link = RedisLink(redis, role="trader")
 
     async def apply(self, change: Change) -> None:
         """Write ``change``; raise :class:`LeaseLost` or :class:`Stale` if it was not written."""
-        if self.scripted:
+        if self.link.scripted:
+            keys, args = encode_change(change, self.token)
             try:
-                reply = await self._scripted(change)
-            except rexc.NoPermissionError as exc:
-                self.scripted = False
-                warn_scripts_refused("fencing trader writes", exc)
+                reply = await self.link.call_script(
+                    _FENCE, keys, args, doing="fencing trader writes", held=False
+                )
+            except ScriptsRefused:
+                pass
             else:
                 if reply == 0:
                     raise LeaseLost(f"{change.lease} is not held by {self.token}")
@@ -164,21 +158,13 @@ class Fence:
                 return
         await self._transaction(change)
 
-    async def _scripted(self, change: Change) -> Any:
-        keys, args = encode_change(change, self.token)
-        try:
-            return await self.redis.evalsha(FENCE_SHA, len(keys), *keys, *args)
-        except rexc.NoScriptError:  # a restarted or other server: EVAL caches it again
-            return await self.redis.eval(FENCE_SCRIPT, len(keys), *keys, *args)
-
     async def _transaction(self, change: Change, attempts: int = 3) -> None:
         watched: Sequence[str] = list(
             dict.fromkeys([change.lease, *(c.key for c in change.checks)])
         )
         for _ in range(attempts):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(*watched)
+            try:
+                async with self.link.watch(*watched) as pipe:
                     if _text(await pipe.get(change.lease)) != self.token:
                         raise LeaseLost(f"{change.lease} is not held by {self.token}")
                     for n, check in enumerate(change.checks, 1):
@@ -188,11 +174,11 @@ class Fence:
                             now = await pipe.get(check.key)
                         if _text(now) != check.expected:
                             raise Stale(f"precondition {n} of the change no longer holds")
-                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.multi()
                     for command, key, *args in change.writes:
                         pipe.execute_command(command, key, *args)
                     await pipe.execute()
                     return
-                except rexc.WatchError:
-                    continue
+            except Contended:
+                continue
         raise Stale("the watched keys kept changing")

@@ -16,7 +16,6 @@ scripts gets the same writes through ``WATCH``/``MULTI`` (three round trips), wi
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -25,12 +24,12 @@ import orjson
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
+from common.contract import order_entry
 from common.errors import RedisUnavailable
 from common.names import Keys
-from common.redis_io import direct_pool
-from common.resp import encode_command
+from common.redis_link import Contended, RedisLink, Script, ScriptsRefused
 from common.schema import OrderIntent
-from trader.fence import LeaseLost, warn_scripts_refused
+from trader.fence import LeaseLost
 
 __all__ = ["INTENT_SCRIPT", "INTENT_SHA", "IntentRecorder"]
 
@@ -51,25 +50,32 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
 end
 return redis.call('GET', KEYS[1])
 """
-INTENT_SHA = hashlib.sha1(INTENT_SCRIPT.encode()).hexdigest()
+_INTENT = Script(INTENT_SCRIPT)
+INTENT_SHA = _INTENT.sha
 
 
 class IntentRecorder:
     """Record the intents of one venue: the script, or the transaction when scripts are refused."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, venue: str, *, token: str, lease_key: str
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        venue: str,
+        *,
+        token: str,
+        lease_key: str,
+        link: RedisLink | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.venue = venue
         self.token = token
         self.lease_key = lease_key
-        self.scripted = True  # off once the ACL refuses scripts
-        #: The pool the script's connection is held from; ``None`` sends it through redis-py's
-        #: commands (a cluster client, or a test that watches every command).
-        self.pool = direct_pool(redis)
-        self._conn: Any = None  # the pool connection held for the script
+        #: The one seam to Redis (the trader's, shared with its fence): the script's held
+        #: connection on a single-server client, and the fallback to WATCH/MULTI when the ACL
+        #: refuses scripts.
+        self.link = link or RedisLink(redis, role="trader")
 
     async def load_script(self) -> None:
         """Cache :data:`INTENT_SCRIPT` on the server, so the first order needs no ``EVAL``."""
@@ -94,12 +100,11 @@ class IntentRecorder:
                 called = True
                 meanwhile()
 
-        if self.scripted:
+        if self.link.scripted:
             try:
                 return await self._scripted(intent, once)
-            except rexc.NoPermissionError as exc:
-                self.scripted = False
-                warn_scripts_refused("recording intents", exc)
+            except ScriptsRefused:
+                pass
         once()
         return await self._transaction(intent)
 
@@ -112,58 +117,26 @@ class IntentRecorder:
             self.lease_key,
         ]
         args: list[Any] = [orjson.dumps(fields), intent.client_order_id, self.token]
-        for name, value in {**fields, "event": "intent"}.items():
+        for name, value in order_entry(intent).items():
             args += (name, value)
         return keys, args
 
     async def _scripted(
         self, intent: OrderIntent, meanwhile: Callable[[], None]
     ) -> dict[str, Any] | None:
+        """Run the script; a connection found dead is replaced and the script sent once more,
+        as redis-py's own retry would: the script is idempotent (a second run that finds the
+        intent returns it, and the order is then looked up, never sent again)."""
         keys, args = self._args(intent)
-        reply: Any = None
-        try:
-            if self.pool is not None:
-                reply = await self._evalsha_direct(keys, args, meanwhile)
-            else:
-                meanwhile()
-                reply = await self.redis.evalsha(INTENT_SHA, len(keys), *keys, *args)
-        except rexc.NoScriptError:  # a restarted or other server: EVAL caches it again
-            reply = await self.redis.eval(INTENT_SCRIPT, len(keys), *keys, *args)
+        reply = await self.link.call_script(
+            _INTENT, keys, args, doing="recording intents", meanwhile=meanwhile, retry_lost=True
+        )
         if reply == 1:
             return None
         if reply == 0:
             raise LeaseLost(f"{self.lease_key} is not held by {self.token}")
         stored: dict[str, Any] = orjson.loads(reply)
         return stored
-
-    async def _evalsha_direct(
-        self, keys: list[str], args: list[Any], meanwhile: Callable[[], None]
-    ) -> Any:
-        """Send ``EVALSHA`` on the held connection, call ``meanwhile``, then read the answer.
-
-        A connection found dead (Redis restarted while it was held) is replaced and the script
-        sent once more, as redis-py's own retry would: the script is idempotent (a second run
-        that finds the intent returns it, and the order is then looked up, never sent again).
-        """
-        payload = encode_command(["EVALSHA", INTENT_SHA, str(len(keys)), *keys, *args])
-        for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = await self.pool.get_connection()
-            conn = self._conn
-            try:
-                await conn.send_packed_command(payload, check_health=False)
-                meanwhile()
-                return await conn.read_response()
-            except rexc.ResponseError:  # an error answer (NOSCRIPT, NOPERM): the link is fine
-                raise
-            except BaseException as exc:  # lost, or cancelled with the answer unread
-                self._conn = None
-                await conn.disconnect()
-                await self.pool.release(conn)
-                if attempt == 1 and isinstance(exc, rexc.ConnectionError):
-                    continue
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _transaction(self, intent: OrderIntent) -> dict[str, Any] | None:
         """Record ``intent`` with ``WATCH``/``GET``/``MULTI`` (for users without scripts).
@@ -173,9 +146,8 @@ class IntentRecorder:
         """
         key = self.keys.intent(self.venue, intent.client_order_id)
         for _ in range(10):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(self.lease_key, key)
+            try:
+                async with self.link.watch(self.lease_key, key) as pipe:
                     holder: Any = await pipe.get(self.lease_key)
                     if holder is None or bytes(holder).decode() != self.token:
                         raise LeaseLost(f"{self.lease_key} is not held by {self.token}")
@@ -183,19 +155,16 @@ class IntentRecorder:
                     if existing is not None:
                         stored: dict[str, Any] = orjson.loads(existing)
                         return stored
-                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.multi()
                     pipe.set(key, orjson.dumps(intent.to_fields()), nx=True)
-                    entry: dict[Any, Any] = {**intent.to_fields(), "event": "intent"}
-                    pipe.xadd(self.keys.orders(self.venue), entry)
+                    pipe.xadd(self.keys.orders(self.venue), order_entry(intent))
                     pipe.sadd(self.keys.working_orders(self.venue), intent.client_order_id)
                     await pipe.execute()
                     return None
-                except rexc.WatchError:
-                    continue
+            except Contended:
+                continue
         raise RedisUnavailable(f"intent {intent.client_order_id}: its keys kept changing")
 
     async def close(self) -> None:
         """Give the held connection back to the pool."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await self.pool.release(conn)
+        await self.link.close()

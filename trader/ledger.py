@@ -29,10 +29,11 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from common.binance import MS
+from common.contract import OrderEvent, OrderRecord
 from common.errors import DecodeError, RedisUnavailable
 from common.names import GROUP_TRADER, Keys
 from common.schema import OrderIntent, OrderUpdate, decode_fields
+from common.units import MS
 from trader.fence import Change, Fence, Stale
 from trader.intents import IntentRecorder
 from trader.lease import Lease
@@ -102,7 +103,12 @@ class Ledger:
         self.stored: dict[str, dict[str, str | None]] = {}
         self.lock = asyncio.Lock()  # serialises each order-state read-modify-write
         self.intents = IntentRecorder(
-            redis, keys, venue, token=lease.token, lease_key=lease.account_key
+            redis,
+            keys,
+            venue,
+            token=lease.token,
+            lease_key=lease.account_key,
+            link=lease.fence.link,
         )
 
     # -- loading ---------------------------------------------------------------------------------
@@ -174,26 +180,20 @@ class Ledger:
         )
 
     def fields(self, intent: OrderIntent, event: str, extra: Mapping[str, str]) -> Entry:
-        """Build one ``{V}:orders`` entry about ``intent``."""
-        return {
-            "event": event,
-            "client_order_id": intent.client_order_id,
-            "signal_id": intent.signal_id,
-            "symbol": intent.symbol,
-            "side": intent.side,
-            "qty": intent.qty,
-            "ts": str(self.clock()),
-            **extra,
-        }
+        """Build one ``{V}:orders`` entry about ``intent`` (an ``OrderRecord``)."""
+        return OrderRecord.about(intent, event, self.clock(), extra).to_fields()
 
     async def record(
         self, intent: OrderIntent, event: str, extra: Mapping[str, str], *, settle: bool = False
     ) -> None:
         """Append one ``{V}:orders`` entry (``rejected``, ``not_found``, ``unknown``...).
 
-        ``settle`` also takes the order off the working set (it certainly does not exist).
+        ``settle`` also takes the order off the working set (it certainly does not exist) and
+        marks the intent with the outcome. An intent Redis no longer holds (lost with a cut AOF
+        tail while the order was being looked up) is written back from memory, with a warning:
+        the same decision read again must meet it, not be sent a second time.
         """
-        self.counts["rejects"] += event == "rejected"
+        self.counts["rejects"] += event == OrderEvent.REJECTED
         log.info("order %s", event, extra={"client_order_id": intent.client_order_id, **extra})
         key = self.keys.intent(self.venue, intent.client_order_id)
         for _ in range(_ATTEMPTS):
@@ -205,12 +205,8 @@ class Ledger:
                 change.write("SREM", self.keys.working_orders(self.venue), intent.client_order_id)
                 raw = _text(await self.redis.get(key))
                 change.check(key, raw)
-                if raw:
-                    change.write(
-                        "SET",
-                        key,
-                        orjson.dumps({**orjson.loads(raw), "resolution": event}).decode(),
-                    )
+                base = orjson.loads(raw) if raw else intent.to_fields()
+                change.write("SET", key, orjson.dumps({**base, "resolution": event}).decode())
             try:
                 await self.fence.apply(change)
                 break
@@ -220,6 +216,12 @@ class Ledger:
             raise RedisUnavailable(f"order {intent.client_order_id}: its record kept changing")
         if settle:
             self.tracker.orders.pop(intent.client_order_id, None)
+            if not raw:
+                self.counts["intents_restored"] += 1
+                log.warning(
+                    "intent lost by Redis written back with its outcome",
+                    extra={"client_order_id": intent.client_order_id, "outcome": event},
+                )
 
     async def record_event(self, event: str, fields: Mapping[str, str]) -> None:
         """Append a free-form ``{V}:orders`` entry (``discrepancy``, ``kill_switch``...)."""
@@ -336,7 +338,12 @@ class Ledger:
         raise RedisUnavailable(f"order {client_order_id}: its state kept changing")
 
     async def record_result(
-        self, intent: OrderIntent, result: dict[str, Any], *, source: str, event: str = "ack"
+        self,
+        intent: OrderIntent,
+        result: dict[str, Any],
+        *,
+        source: str,
+        event: str = OrderEvent.ACK,
     ) -> OrderState:
         """Record the venue's order (an ``ack`` entry) and apply its fills to the position."""
         status = str(result.get("status", ""))
@@ -372,7 +379,7 @@ class Ledger:
         async with self.lock:
             state = await self._commit(intent.client_order_id, step, entry, fallback=intent)
         assert state is not None
-        self.counts["acks"] += event == "ack"
+        self.counts["acks"] += event == OrderEvent.ACK
         log.info(
             "order %s", event, extra={"client_order_id": intent.client_order_id, "status": status}
         )
@@ -384,7 +391,7 @@ class Ledger:
         Updates for orders this trader did not place are recorded but move no position.
         """
         self.counts["updates"] += 1
-        record: Entry = {**decode_fields(fields), "event": "update"}
+        record: Entry = {**decode_fields(fields), "event": OrderEvent.UPDATE.value}
         try:
             update: OrderUpdate | None = OrderUpdate.from_fields(fields)
         except DecodeError as exc:
@@ -451,7 +458,7 @@ class Ledger:
                 stored = {**intent.to_fields(), "adopted": reason, "state": state.to_dict()}
                 change = Change(self.lease_key).check(key, None)
                 change.write("SET", key, orjson.dumps(stored).decode())
-                entry = self.fields(intent, "adopted", extra)
+                entry = self.fields(intent, OrderEvent.ADOPTED, extra)
                 change.write("XADD", self.keys.orders(self.venue), "*", *_flat(entry))
                 working = self.keys.working_orders(self.venue)
                 change.write("SREM" if state.terminal else "SADD", working, intent.client_order_id)

@@ -13,8 +13,9 @@ Per ``place`` signal: the risk limits are checked from memory (kill switch, symb
 position, the market price and the signal's distance from it, notional valued at the market,
 order rate), the intent is recorded (one fenced Lua script: ``SET NX`` on its idempotency key, an
 ``intent`` entry in ``{V}:orders``, the working-orders membership) *before* anything is sent,
-and the order goes out (:mod:`trader.router` for Binance's WebSocket API,
-:mod:`trader.alpaca_router` for Alpaca's REST API). If the intent already exists (an earlier run
+and the order goes out through the one router (:mod:`trader.venue_router`) and the venue's order
+adapter (:mod:`venues.binance.order_adapter` over the WebSocket API,
+:mod:`venues.alpaca.order_adapter` over REST). If the intent already exists (an earlier run
 may have sent it) the order is never sent again: it is looked up unless its outcome is already
 recorded; if the existing intent says
 something else than the signal (side, quantity, price, symbol), the signal is a dead letter
@@ -42,14 +43,12 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from common.contract import OrderEvent
 from common.errors import DecodeError, RedisUnavailable
 from common.names import GROUP_TRADER, Partition
 from common.redis_io import ensure_group, redis_errors
 from common.schema import OrderIntent, Signal
 from common.settings import Settings
-from trader.alpaca_rest import AlpacaRest
-from trader.alpaca_router import AlpacaRouter
-from trader.binance_ws_api import Venue
 from trader.consumer import GroupConsumer
 from trader.control import kill_switch_on
 from trader.core import build_intent, intent_mismatch
@@ -58,9 +57,9 @@ from trader.ledger import Ledger
 from trader.market import MarketView, market_refusal, order_value_price
 from trader.market_feed import MarketFeed
 from trader.risk import RiskLimits, TokenBucket, breach_cancels, check_signal, to_decimal
-from trader.router import Router
-from trader.signing import Signer
 from trader.venue_router import Request, VenueRouter
+from venues.registry import OrderOptions
+from venues.registry import venue as venue_of
 
 __all__ = ["COUNTERS", "MAX_INFLIGHT", "Trader", "default_limits"]
 
@@ -70,7 +69,7 @@ COUNTERS = tuple(
     "signals_seen bad_signals orders_sent acks rejects ambiguous unresolved updates "
     "foreign_updates rate_limited cancel_signals cancels_sent cancels reconciles "
     "discrepancies adopted intent_mismatches market_refusals claimed redis_outages "
-    "leases_lost".split()
+    "leases_lost intents_restored".split()
 )
 
 #: Orders that may await the venue's answer at once (the next signal waits for a free slot);
@@ -99,7 +98,7 @@ class Trader:
         self,
         settings: Settings,
         redis: aioredis.Redis,
-        venue: Venue | AlpacaRest,
+        venue: Any,  # the order connection the venue description opened (or a test fake)
         *,
         clock: Callable[[], int],
         limits: RiskLimits,
@@ -111,7 +110,7 @@ class Trader:
         retry_base_s: float = 0.2,
         recv_window_ms: int = 5000,
         idle_s: float = 0.2,
-        signer: Signer | None = None,
+        signer: Callable[[str], str] | None = None,  # signs a request payload (Binance)
         session: bool = False,
         max_inflight: int = MAX_INFLIGHT,
     ) -> None:
@@ -150,13 +149,18 @@ class Trader:
             "recv_window_ms": recv_window_ms,
             "confirm_lease": self._confirm_lease,
         }
-        self.router: VenueRouter
-        if isinstance(venue, AlpacaRest):  # Alpaca's REST API
-            self.router = AlpacaRouter(settings, venue, self.ledger, **shared)
-        else:  # Binance's WebSocket API
-            self.router = Router(
-                settings, venue, self.ledger, signer=signer, session=session, **shared
-            )
+        orders = venue_of(settings.venue).order_adapter(
+            settings,
+            venue,
+            OrderOptions(
+                clock=clock,
+                recv_window_ms=recv_window_ms,
+                order_id_of=self._order_id_of,
+                signer=signer,
+                session=session,
+            ),
+        )
+        self.router = VenueRouter(settings, self.ledger, orders=orders, **shared)
         self.kill_switch = False
         self.slots = asyncio.Semaphore(max_inflight)
         # (signal stream, entry id) -> (symbol, task): ids repeat across the partitions' streams
@@ -187,6 +191,11 @@ class Trader:
         self.outages += 1
         self.reconciled.clear()
         self.request_reconcile(reason)
+
+    async def _order_id_of(self, client_order_id: str) -> str:
+        """The venue's order id recorded for ``client_order_id`` ("" when none is known yet)."""
+        state = await self.ledger.order_state(client_order_id)
+        return state.order_id if state is not None else ""
 
     async def _confirm_lease(self) -> None:
         async with redis_errors():
@@ -382,12 +391,15 @@ class Trader:
         """
         intent = build_intent(signal, ts_intent=self.clock(), order_type=self.settings.order_type)
         cid = intent.client_order_id
+        if cid in self.router.inflight:  # this decision's request is under way here
+            return self._after_inflight(signal, cid, entry)
         reason = await self.refusal(signal, intent)
         if reason is not None:
             stored = await self.ledger.stored_intent(cid)
             if stored is not None:  # recorded (and maybe sent) by an earlier run
                 return await self._existing(signal, intent, stored, entry)
-            await self.ledger.record(intent, "rejected", {"reason": reason, "stage": "risk"})
+            extra = {"reason": reason, "stage": "risk"}
+            await self.ledger.record(intent, OrderEvent.REJECTED, extra)
             if reason.startswith(("position limit", "kill switch")):
                 await self.cancel_breaches(signal.symbol)
             return None
@@ -405,6 +417,22 @@ class Trader:
             if not sending:
                 self.router.inflight.discard(cid)
         return await self._existing(signal, intent, stored, entry)  # after the discard
+
+    async def _after_inflight(
+        self, signal: Signal, cid: str, entry: tuple[str, str] | None
+    ) -> None:
+        """Handle ``signal`` once the request under way for its order has ended.
+
+        The same decision read again (derived again after Redis lost its entry, say) while its
+        order is being sent or looked up: Redis may have lost the intent too, so recording one
+        now would send the order a second time. The request's outcome puts the intent back.
+        """
+        log.info("the same decision is under way here: waiting for it",
+                 extra={"client_order_id": cid, "signal_id": signal.signal_id})  # fmt: skip
+        await self.router.inflight.wait_free(cid, CANCEL_WAIT_S)
+        follow = await self.start_place(signal, entry=entry)
+        if follow is not None:
+            await follow
 
     async def _existing(
         self,

@@ -12,7 +12,10 @@ A dead or frozen owner is thus replaced within two lease periods
 sends nothing and writes nothing.
 
 On stop, the owner finishes the orders in flight, then releases the lease so a standby takes
-over at once. Background tasks of a term are in :mod:`trader.tasks`.
+over at once. Background tasks of a term are in :mod:`trader.tasks`. Redis unreachable or
+refusing commands (``OOM`` at maxmemory, ``BUSY``...) pauses a loop, never the process: a signal
+whose intent Redis refused stays pending and no order leaves for it; each loop logs the outage
+rate-limited with the server's text (:mod:`common.backpressure`).
 """
 
 from __future__ import annotations
@@ -28,22 +31,19 @@ import orjson
 import redis.asyncio as aioredis
 
 from common.backoff import Backoff
-from common.binance import MS
-from common.errors import AuthError, ConfigError, RedisUnavailable
+from common.backpressure import RedisOutage
+from common.errors import AuthError, RedisUnavailable, VenueUnavailable
 from common.health import HealthReporter
 from common.names import Keys
-from common.redis_io import REDIS_DOWN, connect_redis, redis_errors
+from common.redis_io import REDIS_ERRORS, connect_redis, redis_errors
 from common.settings import Settings
-from trader.alpaca_rest import AlpacaRest, rest_from_settings
-from trader.binance_ws_api import BinanceWsApi, Venue, VenueUnavailable
-from trader.core import logon_params
 from trader.fence import LeaseLost
 from trader.lease import Lease, new_token
 from trader.market import MarketView
 from trader.owner import COUNTERS, MAX_INFLIGHT, Trader, default_limits
 from trader.risk import RiskLimits
-from trader.signing import Signer, load_signer
 from trader.tasks import KILL_SWITCH_EVERY_S, background_tasks, first_failure, keep_lease
+from venues.registry import venue as venue_of
 
 __all__ = ["MAX_INFLIGHT", "SERVICE", "Trader", "TraderHealth", "default_limits", "run"]
 
@@ -88,7 +88,7 @@ class TraderHealth(HealthReporter):
                 raw = await self.redis.get(old)
                 if raw and orjson.loads(raw).get("lease") == self.token:
                     await self.redis.delete(old)
-            except REDIS_DOWN as exc:
+            except REDIS_ERRORS as exc:
                 log.debug("old health key not removed: %s", exc)
         await super().publish()
 
@@ -108,35 +108,45 @@ class _Process:
 
     def stats(self) -> dict[str, Any]:
         stats = self.term.stats() if self.term is not None else {**self.counts}
-        return {**stats, "lease": self.lease.token, "alarms": list(self.alarms)}
+        refused = self.lease.fence.link.scripts_refused  # the trader's one seam to Redis
+        return {
+            **stats,
+            "scripts_refused": refused,
+            "lease": self.lease.token,
+            "alarms": list(self.alarms),
+        }
 
 
 async def _stand_by(lease: Lease, stop: asyncio.Event) -> bool:
     """Try to take the lease until it is taken (True) or ``stop`` is set (False)."""
     backoff = Backoff(base_s=0.1, cap_s=5.0)
     waiting_logged = False
-    while not stop.is_set():
-        try:
-            async with redis_errors():
-                if await lease.acquire():
-                    return True
-            backoff.attempt = 0
-            if not waiting_logged:
-                log.info("standing by: another trader owns the account")
-                waiting_logged = True
-            delay = lease.retry_s
-        except RedisUnavailable as exc:
-            log.warning("Redis unavailable while standing by", extra={"error": str(exc)})
-            delay = backoff.next_delay_s()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+    with RedisOutage(log, "trader standing by") as outage:
+        while not stop.is_set():
+            try:
+                async with redis_errors():
+                    if await lease.acquire():
+                        outage.recovered()
+                        return True
+                backoff.attempt = 0
+                outage.recovered()
+                if not waiting_logged:
+                    log.info("standing by: another trader owns the account")
+                    waiting_logged = True
+                delay = lease.retry_s
+            except RedisUnavailable as exc:
+                outage.failed(exc)
+                delay = backoff.next_delay_s()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
     return False
 
 
-async def _own(trader: Trader, stop: asyncio.Event, **tasks_kw: Any) -> None:
+async def _own(trader: Trader, stop: asyncio.Event, starting: RedisOutage, **tasks_kw: Any) -> None:
     """Run one term until ``stop`` (then return) or until the lease is lost (LeaseLost)."""
     async with redis_errors():
         await trader.prepare()
+    starting.recovered()
     done = asyncio.Event()
 
     async def work() -> None:
@@ -165,7 +175,7 @@ async def run(
     *,
     redis: aioredis.Redis | None = None,
     clock: Callable[[], int] | None = None,
-    venue: Venue | AlpacaRest | None = None,
+    venue: Any = None,  # the order connection; None: the venue description opens it
     limits: RiskLimits | None = None,
     status_attempts: int = 8,
     retry_base_s: float = 0.2,
@@ -178,32 +188,17 @@ async def run(
 ) -> None:
     """Stand by, own the account, trade, until ``stop`` is set; every dependency can be injected.
 
-    With ``settings.venue == "alpaca"`` orders go over Alpaca's REST API (an injected ``venue``
-    is then an :class:`AlpacaRest`); a refused Alpaca key stops the stage as a ConfigError.
+    The venue's description (:func:`venues.registry.venue`) opens the order connection (Binance's
+    WebSocket API, Alpaca's REST API; an injected ``venue`` replaces it) and says what a refused
+    key means (Alpaca: a ConfigError that stops the stage).
     ``monotonic`` is the clock the lease's freshness is measured with.
     """
-    alpaca = settings.venue == "alpaca"
+    spec = venue_of(settings.venue)
     own_redis, own_venue = redis is None, venue is None
-    signer: Signer | None = None
-    if alpaca:
-        configured = rest_from_settings(settings)  # checks the credentials
-        venue = venue if venue is not None else configured
-    elif not settings.binance_api_key or not settings.binance_api_secret:
-        raise ConfigError(
-            "the trader needs API credentials: set BINANCE_API_KEY and BINANCE_API_SECRET"
-        )
-    else:
-        signer = load_signer(settings.binance_key_type, settings.binance_api_secret.reveal())
-    session = settings.binance_key_type == "ed25519"  # log on once, then send unsigned
+    link = spec.order_link(settings)  # checks the credentials
+    signer, session = link.signer, link.session
+    venue = venue if venue is not None else link.open()
     redis = redis if redis is not None else connect_redis(settings.redis_url)
-    if venue is None:
-        assert signer is not None
-        key = settings.binance_api_key.reveal()
-
-        def logon() -> dict[str, Any]:
-            return logon_params(api_key=key, timestamp_ms=time.time_ns() // MS, signer=signer)
-
-        venue = BinanceWsApi(settings.binance_ws_api_url, logon=logon if session else None)
     lease = Lease(
         redis,
         settings.keys,
@@ -225,19 +220,18 @@ async def run(
     )
     health_stop = asyncio.Event()
     health_task = asyncio.create_task(health.run(health_stop), name="trader-health")
+    starting = RedisOutage(log, "trader starting a term")
+    start_backoff = Backoff(base_s=0.1, cap_s=5.0)
     tasks_kw = {
         "guard_interval_s": guard_interval_s,
         "unresolved_every_s": unresolved_every_s,
         "kill_switch_every_s": kill_switch_every_s,
     }
     try:
-        if isinstance(venue, BinanceWsApi):
-            try:  # connect up front, so the first order does not pay for the handshake
-                await venue.connect()
-            except VenueUnavailable as exc:
-                log.warning(
-                    "venue not reachable yet; will retry per order", extra={"error": str(exc)}
-                )
+        try:  # connect up front, so the first order does not pay for the handshake
+            await spec.connect_orders(venue)
+        except VenueUnavailable as exc:
+            log.warning("venue not reachable yet; will retry per order", extra={"error": str(exc)})
         log.info("trader running", extra={"lease": lease.token})
         while await _stand_by(lease, stop):
             trader = Trader(
@@ -259,25 +253,28 @@ async def run(
             )
             process.term = trader
             try:
-                await _own(trader, stop, **tasks_kw)
+                await _own(trader, stop, starting, **tasks_kw)
+                start_backoff.attempt = 0
             except LeaseLost as exc:
+                start_backoff.attempt = 0
                 process.counts["leases_lost"] += 1
                 log.warning("lease lost; standing by", extra={"error": str(exc)})
-            except RedisUnavailable as exc:
-                log.warning("Redis unavailable at the start of a term", extra={"error": str(exc)})
+            except RedisUnavailable as exc:  # refused or lost while the term was starting:
+                starting.failed(exc)  # wait a little, then take the lease again
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), start_backoff.next_delay_s())
             finally:
                 process.term = None
                 await trader.ledger.intents.close()
-        with contextlib.suppress(RedisUnavailable, *REDIS_DOWN):
+        with contextlib.suppress(*REDIS_ERRORS):  # not released: it expires by itself
             async with redis_errors():
                 await lease.release()
     except AuthError as exc:
-        if not alpaca:
+        if spec.refused_key is None:
             raise
-        raise ConfigError(
-            f"Alpaca refused the API key ({exc}): check ALPACA_API_KEY and ALPACA_API_SECRET"
-        ) from exc
+        raise spec.refused_key(exc) from exc
     finally:
+        starting.forget()
         health_stop.set()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await health_task

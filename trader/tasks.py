@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from common.backoff import Backoff
-from common.errors import DecodeError, RedisUnavailable
+from common.backpressure import RedisOutage
+from common.contract import MarkerEvent, RawKind
+from common.errors import DecodeError, RedisUnavailable, VenueUnavailable
 from common.redis_io import redis_errors
 from common.schema import RawFrame
-from trader.binance_ws_api import VenueUnavailable
 
 if TYPE_CHECKING:
     from trader.owner import Trader
@@ -77,32 +78,38 @@ async def _loop(
 ) -> None:
     """Call ``step`` every ``interval_s`` until ``stop``; wait out Redis and venue outages."""
     backoff = Backoff(base_s=0.1, cap_s=5.0)
-    while not stop.is_set():
-        try:
-            async with redis_errors():
-                await step()
-            backoff.attempt = 0
-            await _wait(stop, interval_s)
-        except (RedisUnavailable, VenueUnavailable) as exc:
-            log.warning("%s: waiting for an outage to end", name, extra={"error": str(exc)})
-            if isinstance(exc, RedisUnavailable):
+    with RedisOutage(log, f"trader {name}") as outage:
+        while not stop.is_set():
+            try:
+                async with redis_errors():
+                    await step()
+                backoff.attempt = 0
+                outage.recovered()
+                await _wait(stop, interval_s)
+            except RedisUnavailable as exc:
+                outage.failed(exc)
                 on_outage("redis-reconnect")
-            await _wait(stop, backoff.next_delay_s())
+                await _wait(stop, backoff.next_delay_s())
+            except VenueUnavailable as exc:
+                log.warning("%s: waiting for an outage to end", name, extra={"error": str(exc)})
+                await _wait(stop, backoff.next_delay_s())
 
 
 async def keep_lease(trader: Trader, done: asyncio.Event) -> None:
     """Renew the term's lease every quarter period until ``done``; raise LeaseLost if lost."""
     lease = trader.lease
-    while not done.is_set():
-        await _wait(done, lease.renew_s)
-        if done.is_set():
-            return
-        try:
-            async with redis_errors():
-                await lease.renew()
-        except RedisUnavailable as exc:  # not fresh for long: reads and orders pause
-            log.warning("lease not renewed: Redis unavailable", extra={"error": str(exc)})
-            trader.redis_outage()
+    with RedisOutage(log, "trader lease renewal") as outage:
+        while not done.is_set():
+            await _wait(done, lease.renew_s)
+            if done.is_set():
+                return
+            try:
+                async with redis_errors():
+                    await lease.renew()
+                outage.recovered()
+            except RedisUnavailable as exc:  # not fresh for long: reads and orders pause
+                outage.failed(exc)
+                trader.redis_outage()
 
 
 def _text(value: bytes | str) -> str:
@@ -117,13 +124,13 @@ def connect_markers(entries: Any) -> list[str]:
             frame = RawFrame.from_fields(fields)
         except DecodeError:
             continue
-        if frame.kind != "marker":
+        if frame.kind != RawKind.MARKER:
             continue
         try:
             data = orjson.loads(frame.data)
         except orjson.JSONDecodeError:
             continue
-        if isinstance(data, dict) and data.get("event") == "connect":
+        if isinstance(data, dict) and data.get("event") == MarkerEvent.CONNECT:
             out.append(frame.conn)
     return out
 
@@ -142,6 +149,7 @@ class _Background:
         self.unresolved_every_s = unresolved_every_s
         self.every_s = trader.settings.reconcile_every_s
         self.reconciled_at = time.monotonic()
+        self.outage = RedisOutage(log, "trader reconciliation")
         trader.request_reconcile = self.request_reconcile
 
     def _unresolved(self) -> bool:
@@ -163,6 +171,10 @@ class _Background:
         await self.trader.cancel_breaches()
 
     async def reconcile(self) -> None:
+        with self.outage:
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
         while not self.stop.is_set():
             due_s = self.reconciled_at + self.every_s - time.monotonic()
             with contextlib.suppress(TimeoutError):
@@ -185,10 +197,14 @@ class _Background:
             try:
                 async with redis_errors():
                     await self.trader.router.reconcile(reason=reason)
+                self.outage.recovered()
                 if self.trader.outages == outages:  # no outage since it began: signals go on
                     self.trader.reconciled.set()
             except (RedisUnavailable, VenueUnavailable) as exc:
-                log.warning("reconcile postponed", extra={"error": str(exc)})
+                if isinstance(exc, RedisUnavailable):
+                    self.outage.failed(exc)
+                else:
+                    log.warning("reconcile postponed", extra={"error": str(exc)})
                 self.request_reconcile(reason)
                 await _wait(self.stop, 1.0)
 

@@ -1,13 +1,13 @@
 """Share what every venue's router does: retries, settling unclear outcomes, reconciliation.
 
-A venue router (:class:`trader.router.Router` for Binance's WebSocket API,
-:class:`trader.alpaca_router.AlpacaRouter` for Alpaca's REST API) implements four small requests,
-each answering a Binance-shaped order dict (``status``, ``executedQty``, ``orderId``...) or
-raising the common errors (:class:`~common.errors.AmbiguousOutcome`,
-:class:`~common.errors.RateLimited`, :class:`~trader.core.OrderRejected`...): ``_placer`` (the
-request that places one order, the same on every try), ``_lookup`` (look an order up by its client
-order id), ``_canceller`` (the request that cancels one working order), ``_list_open`` (the
-venue's open orders) and ``_list_recent`` (every order, open or closed, placed since a time).
+One router serves every venue; the venue's order adapter (its package's ``order_adapter``, built
+by :func:`venues.registry.venue`) speaks its requests (:class:`OrderAdapter`), each answering a
+Binance-shaped order dict (``status``, ``executedQty``, ``orderId``...) or raising the common
+errors (:class:`~common.errors.AmbiguousOutcome`, :class:`~common.errors.RateLimited`,
+:class:`~common.errors.OrderRejected`...): ``placer`` (the request that places one order, the
+same on every try), ``lookup`` (look an order up by its client order id), ``canceller`` (the
+request that cancels one working order), ``list_open`` (the venue's open orders) and
+``list_recent`` (every order, open or closed, placed since a time).
 The retries, the resolution of unclear outcomes, in-flight bookkeeping, cancel pacing,
 reconciliation and adoption are here, written once.
 
@@ -30,21 +30,22 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Required, TypedDict
+from typing import Any, Protocol, Required, TypedDict
 
 from common.backoff import Backoff
-from common.binance import MS
-from common.errors import AmbiguousOutcome, AuthError, RateLimited
-from common.schema import OrderIntent, Signal
-from common.settings import Settings
-from trader.binance_ws_api import VenueUnavailable
-from trader.core import (
+from common.errors import (
+    AmbiguousOutcome,
+    AuthError,
     DuplicateOrder,
     OrderNotFound,
     OrderRejected,
-    adopted_intent,
-    is_own_client_order_id,
+    RateLimited,
+    VenueUnavailable,
 )
+from common.schema import OrderIntent, Signal
+from common.settings import Settings
+from common.units import MS
+from trader.core import adopted_intent, is_own_client_order_id
 from trader.fence import LeaseLost
 from trader.ledger import Ledger
 from trader.orders import TERMINAL, OrderState
@@ -54,6 +55,7 @@ __all__ = [
     "CANCEL_RETRY_S",
     "SKEW_MARGIN_MS",
     "InFlight",
+    "OrderAdapter",
     "Request",
     "RouterOptions",
     "VenueRouter",
@@ -69,6 +71,34 @@ RESCAN_OVERLAP_MS = 60_000
 FULL_SCAN_REASONS = frozenset({"start", "redis-reconnect"})
 
 Request = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class OrderAdapter(Protocol):
+    """What a venue's order adapter answers (:mod:`venues.binance.order_adapter`, ...).
+
+    Every request answers a Binance-shaped order dict (``status``, ``executedQty``,
+    ``orderId``...) or raises the errors of :mod:`common.errors`.
+    """
+
+    #: Errors that make a cancel unclear (settled by a query); any other OrderRejected is final.
+    cancel_unclear: tuple[type[Exception], ...]
+    #: Errors on listing the open orders after which each working order is queried instead.
+    list_failed: tuple[type[Exception], ...]
+
+    def placer(self, intent: OrderIntent) -> Request:
+        """Return the request that places ``intent``; every try sends the same one."""
+
+    async def lookup(self, intent: OrderIntent) -> dict[str, Any]:
+        """Look the order up by its client order id; return it as the venue shows it."""
+
+    async def canceller(self, intent: OrderIntent) -> Request:
+        """Return the request that cancels ``intent`` and answers the order as it is then."""
+
+    async def list_open(self) -> list[dict[str, Any]] | None:
+        """Return the venue's open orders, or ``None`` if the answer holds no list."""
+
+    async def list_recent(self, since_ms: int) -> list[dict[str, Any]] | None:
+        """Return the venue's orders (open or closed) placed since ``since_ms``, or ``None``."""
 
 
 class RouterOptions(TypedDict, total=False):
@@ -124,7 +154,7 @@ class InFlight:
 
 
 class VenueRouter:
-    """The trader's requests to one venue; subclasses implement the four venue requests."""
+    """The trader's requests to one venue; its :class:`OrderAdapter` speaks the venue's requests."""
 
     def __init__(
         self,
@@ -137,8 +167,10 @@ class VenueRouter:
         retry_base_s: float = 0.2,
         recv_window_ms: int = 5000,
         confirm_lease: Callable[[], Awaitable[None]] = _no_lease,
+        orders: OrderAdapter,
     ) -> None:
         self.settings = settings
+        self.orders = orders
         self.ledger = ledger
         self.clock = clock
         self.counts = counts
@@ -154,37 +186,6 @@ class VenueRouter:
     def _now_ms(self) -> int:
         return self.clock() // MS
 
-    # -- the venue's requests (subclasses) -------------------------------------------------------
-    # Errors that make a cancel unclear (settled by a query); any other OrderRejected is final.
-    cancel_unclear: tuple[type[Exception], ...] = (OrderNotFound, AmbiguousOutcome, DuplicateOrder)
-    # Errors on listing the open orders after which each working order is queried instead.
-    list_failed: tuple[type[Exception], ...] = (
-        OrderRejected,
-        AmbiguousOutcome,
-        VenueUnavailable,
-        RateLimited,
-    )
-
-    def _placer(self, intent: OrderIntent) -> Request:
-        """Return the request that places ``intent``; every try sends the same one."""
-        raise NotImplementedError
-
-    async def _lookup(self, intent: OrderIntent) -> dict[str, Any]:
-        """Look the order up by its client order id; return it as the venue shows it."""
-        raise NotImplementedError
-
-    async def _canceller(self, intent: OrderIntent) -> Request:
-        """Return the request that cancels ``intent`` and answers the order as it is then."""
-        raise NotImplementedError
-
-    async def _list_open(self) -> list[dict[str, Any]] | None:
-        """Return the venue's open orders, or ``None`` if the answer holds no list."""
-        raise NotImplementedError
-
-    async def _list_recent(self, since_ms: int) -> list[dict[str, Any]] | None:
-        """Return the venue's orders (open or closed) placed since ``since_ms``, or ``None``."""
-        raise NotImplementedError
-
     async def _leave(self, what: str) -> None:
         """Raise :class:`LeaseLost` unless the lease allows sending ``what`` now."""
         try:
@@ -195,7 +196,7 @@ class VenueRouter:
     # -- shared ----------------------------------------------------------------------------------
     def prepare(self, intent: OrderIntent) -> Request:
         """Return the request that places ``intent`` (signed, pure work: no I/O)."""
-        return self._placer(intent)
+        return self.orders.placer(intent)
 
     async def send(
         self, signal: Signal, intent: OrderIntent, *, request: Request | None = None
@@ -216,7 +217,7 @@ class VenueRouter:
 
     async def _send(self, signal: Signal, intent: OrderIntent, request: Request | None) -> None:
         backoff = Backoff(base_s=self.retry_base_s, cap_s=5.0)
-        place = request if request is not None else self._placer(intent)
+        place = request if request is not None else self.orders.placer(intent)
         while True:
             await self._leave(f"order {intent.client_order_id}")
             sent_ns = self.clock()
@@ -273,7 +274,7 @@ class VenueRouter:
         last = "no answer"
         while True:
             try:
-                result = await self._lookup(intent)
+                result = await self.orders.lookup(intent)
             except OrderNotFound as exc:
                 late_ms = intent.ts_intent // MS + self.recv_window_ms + SKEW_MARGIN_MS
                 if self._now_ms() >= late_ms:
@@ -327,7 +328,7 @@ class VenueRouter:
     async def _cancel(self, intent: OrderIntent) -> None:
         """Send the cancel; an unclear answer is settled by a query."""
         client_order_id = intent.client_order_id
-        request = await self._canceller(intent)
+        request = await self.orders.canceller(intent)
         for _ in range(self.status_attempts):
             await self._leave(f"cancel of {client_order_id}")
             try:
@@ -339,7 +340,7 @@ class VenueRouter:
             except VenueUnavailable:
                 await asyncio.sleep(self.retry_base_s)
                 continue
-            except self.cancel_unclear as exc:
+            except self.orders.cancel_unclear as exc:
                 # Not open any more (filled first?) or unclear: ask what it is now.
                 log.info(
                     "cancel unclear, querying",
@@ -357,8 +358,8 @@ class VenueRouter:
     async def _open_at_venue(self) -> dict[str, dict[str, Any]] | None:
         """Return the venue's open orders by client order id, or ``None`` if it cannot list."""
         try:
-            listed = await self._list_open()
-        except self.list_failed as exc:
+            listed = await self.orders.list_open()
+        except self.orders.list_failed as exc:
             log.warning("open orders not listed; querying each", extra={"error": str(exc)})
             return None
         if listed is None:
@@ -427,8 +428,8 @@ class VenueRouter:
         if self.scanned_to_ms is not None and not FULL_SCAN_REASONS & set(reason.split(",")):
             since_ms = max(since_ms, self.scanned_to_ms - RESCAN_OVERLAP_MS)
         try:
-            listed = await self._list_recent(since_ms)
-        except self.list_failed as exc:
+            listed = await self.orders.list_recent(since_ms)
+        except self.orders.list_failed as exc:
             log.warning("recent orders not listed; adoption postponed", extra={"error": str(exc)})
             return 0
         if listed is None:

@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 import orjson
 
-from common.alpaca import parse_rfc3339 as parse_rfc3339_time
+from venues.alpaca.wire import parse_rfc3339 as parse_rfc3339_time
 
 __all__ = [
     "Ts",

@@ -29,7 +29,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], object], *, timeout_s: float, what: str) -> object:
+def wait_for(
+    condition: Callable[[], object], *, timeout_s: float, what: str, poll_s: float = 0.05
+) -> object:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` on timeout."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -38,7 +40,7 @@ def wait_for(condition: Callable[[], object], *, timeout_s: float, what: str) ->
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(poll_s)
 
 
 @dataclass

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from common.redis_io import direct_pool
+from common.redis_link import RedisLink, direct_pool
 from common.schema import RawFrame
 from ingestor.writer import _send_direct
 from tests.e2e.conftest import RedisServer
@@ -20,15 +20,15 @@ def test_direct_writes_append_in_order_and_return_only_refused_entries(
 ) -> None:
     async def main() -> tuple[list[int], list[dict[bytes, bytes]], bool]:
         client = aioredis.Redis.from_url(redis_server.url)
-        pool = direct_pool(client)
-        assert pool is not None
+        link = RedisLink(client)
+        assert link.direct
         await client.set("not-a-stream", "x")
         batch = [
             ("tp:{binance:0}:raw", RawFrame("ws", "binance", "c1", n, 10 + n, f'{{"n":{n}}}'))
             for n in range(1, 2001)
         ]
         batch.insert(700, ("not-a-stream", RawFrame("ws", "binance", "c1", 0, 0, "{}")))
-        failed = await _send_direct(pool, batch)
+        failed = await _send_direct(link.channel(), batch)
         entries = await client.xrange("tp:{binance:0}:raw")
         # the connection goes back to the pool in a clean state
         still_ok = bool(await client.ping())
@@ -63,7 +63,7 @@ def test_script_writes_store_exactly_the_frames_fields_per_stream_in_order(
 
     async def main() -> tuple[list[tuple[str, RawFrame]], dict[str, list[dict[bytes, bytes]]]]:
         client = aioredis.Redis.from_url(redis_server.url)
-        failed = await _send_direct(direct_pool(client), batch)
+        failed = await _send_direct(RedisLink(client).channel(), batch)
         stored = {s: [f for _, f in await client.xrange(s)] for s in streams}
         await client.aclose()
         return [item for item, _ in failed], stored
@@ -90,12 +90,13 @@ def test_entries_redis_refuses_for_memory_come_back_to_be_retried(
         batch = [
             ("tp:{binance:0}:raw", RawFrame("ws", "binance", "c1", n, n, "{}")) for n in range(5)
         ]
-        failed = await _send_direct(direct_pool(client), batch)
+        failed = await _send_direct(RedisLink(client).channel(), batch)
         await client.config_set("maxmemory", "0")
         length = await client.xlen("tp:{binance:0}:raw")
         await client.aclose()
-        return len(failed), str(failed[0][1]) if failed else "", length
+        error = failed[0][1] if failed else None
+        return len(failed), f"{type(error).__name__}: {error}", length
 
     refused, error, length = asyncio.run(main())
     assert (refused, length) == (5, 0)
-    assert "OOM" in error
+    assert "OutOfMemoryError" in error and "maxmemory" in error  # the server's OOM, typed

@@ -23,6 +23,7 @@ import redis
 
 from common.names import Keys, Partition
 from common.schema import RawFrame, Trade
+from tests.e2e.chaos_support import crash_with_aof_cut, mark_aof
 from tests.e2e.conftest import Processes, RedisServer, start_redis, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -161,18 +162,6 @@ def test_redis_stopped_for_ten_seconds_loses_no_frame(
         restarted.proc.wait(10)
 
 
-def newest_aof(data_dir: Path) -> Path:
-    """Return the AOF file redis-server appends to now (the newest incremental one)."""
-    manifest = next((data_dir / "appendonlydir").glob("*.manifest"))
-    files = []
-    for line in manifest.read_text().splitlines():
-        words = line.split()
-        fields = dict(zip(words[::2], words[1::2], strict=False))
-        if fields.get("type") == "i":
-            files.append((int(fields["seq"]), fields["file"]))
-    return data_dir / "appendonlydir" / max(files)[1]
-
-
 def test_redis_restarted_without_its_aof_tail_gets_the_lost_trades_back(
     redis_server: RedisServer, processes: Processes, tmp_path: Path
 ) -> None:
@@ -182,15 +171,11 @@ def test_redis_restarted_without_its_aof_tail_gets_the_lost_trades_back(
     ingestor, _ = start(processes, redis_server.url, "--ground-truth", str(truth_file))
     client = redis_server.client()
     wait_for(lambda: client.xlen(KEYS.raw(P)) >= 100, timeout_s=20, what="100 raw entries")
-    aof = newest_aof(redis_server.data_dir)
-    cut_at = aof.stat().st_size
+    mark = mark_aof(redis_server)
     held = client.xlen(KEYS.raw(P))
     wait_for(lambda: client.xlen(KEYS.raw(P)) >= held + 60, timeout_s=20,
              what="60 more raw entries after the cut point")  # fmt: skip
-    redis_server.proc.send_signal(signal.SIGKILL)
-    redis_server.proc.wait(10)
-    with aof.open("r+b") as file:
-        file.truncate(cut_at)
+    crash_with_aof_cut(redis_server, mark)
     restarted = start_redis(redis_server.data_dir, redis_server.port)
     try:
         client = restarted.client()

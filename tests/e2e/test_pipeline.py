@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from common.binance import client_order_id_for
 from common.names import Keys, Partition
 from common.schema import Bar, Signal, Trade, decode_fields
+from common.units import client_order_id_for
 from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import Processes, RedisServer, drain_and_stop, wait_for
 

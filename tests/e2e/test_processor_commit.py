@@ -45,7 +45,7 @@ def test_commit_on_a_real_server_writes_exact_bytes_and_refuses_a_stale_lease(
         await client.set(keys.lease(P), "m1", px=5000)
         lane = PartitionLane(settings, P)
         link = Link(client, "m1", 5000)
-        assert link.pool is not None
+        assert link.direct
         async with link.pipe(lane) as pipe:
             await pipe.send_read(">", 1000)
             first, _ = await pipe.collect()

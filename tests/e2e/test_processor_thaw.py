@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import threading
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ import redis
 
 from common.names import GROUP_PROCESSOR, Keys, Partition
 from common.schema import RawFrame
+from tests.e2e.chaos_support import freeze_through_takeover
 from tests.e2e.conftest import Processes, RedisServer, group_idle, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -106,12 +106,10 @@ def test_a_member_thawed_right_after_a_takeover_loses_and_repeats_no_trade(
         wait_for(lambda: _lease(client) == "a", timeout_s=30, what="member a to own the lease")
         second = processes.start("proc-b", "-m", "processor", env={**env, "TICKPIPE_INSTANCE": "b"})
         time.sleep(freeze_after_s)  # the moment to freeze is the drawn timing itself
-        first.proc.send_signal(signal.SIGSTOP)
-        try:
-            wait_for(lambda: _lease(client) == "b", timeout_s=4 * LEASE_S, what="b to take over")
-            time.sleep(thaw_after_ms / 1000)
-        finally:
-            first.proc.send_signal(signal.SIGCONT)
+        freeze_through_takeover(
+            first.proc, lambda: _lease(client) == "b", thaw_after_s=thaw_after_ms / 1000,
+            timeout_s=4 * LEASE_S, what="b to take over",
+        )  # fmt: skip
         time.sleep(1.0)  # the thawed member finds out it lost the lease; b keeps processing
         # b leaves: a takes the partition back and claims whatever its thawed reads took.
         assert second.stop() == 0, second.tail()

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from common.binance import client_order_id_for
 from common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
 from common.schema import RawFrame, Signal, Trade, decode_fields
 from common.settings import KNOWN_KEYS
+from common.units import client_order_id_for
 from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import Processes, RedisServer, Stage, wait_for
 

@@ -11,7 +11,6 @@ so that the positions in Redis equal the venue's fills, and must not send it aga
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 from collections import Counter
 from decimal import Decimal
@@ -20,20 +19,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.binance import client_order_id_for
 from common.schema import decode_fields
+from common.units import client_order_id_for
 from mock_ws.ground_truth import read_ground_truth
+from tests.e2e.chaos_support import crash_with_aof_cut, mark_aof
 from tests.e2e.conftest import Processes, RedisServer, start_redis, wait_for
 from tests.e2e.test_trader_failover import KEY, KEYS, PRICE, SECRET, P, V, _market, _signal
 from tests.e2e.test_trader_failover import _venue_orders as venue_orders
 
 pytestmark = pytest.mark.e2e
-
-
-def _incr_aof(data_dir: Path) -> Path:
-    """The AOF file Redis appends to (multi-part AOF: ``appendonlydir/*.incr.aof``)."""
-    [path] = sorted((data_dir / "appendonlydir").glob("*.incr.aof"))
-    return path
 
 
 def _events(client: redis.Redis) -> list[dict[str, str]]:
@@ -75,14 +69,10 @@ def test_an_order_whose_intent_redis_lost_is_adopted_and_not_sent_again(
         wait_for(lambda: _has(client, "ack", first), timeout_s=30, what="the first order")
         market_stop.set()  # nothing else writes while the cut point is taken
         market.join(5)
-        aof = _incr_aof(redis_server.data_dir)
-        cut = aof.stat().st_size
+        mark = mark_aof(redis_server)
         client.xadd(KEYS.signals(P), _signal(2).to_fields())
         wait_for(lambda: _has(client, "ack", lost), timeout_s=30, what="the second order")
-        redis_server.proc.send_signal(signal.SIGKILL)  # an OS crash: the last writes are lost
-        redis_server.proc.wait(10)
-        with aof.open("r+b") as file:
-            file.truncate(cut)
+        crash_with_aof_cut(redis_server, mark)  # an OS crash: the last writes are lost
         fresh = start_redis(redis_server.data_dir, redis_server.port)
         redis_server.proc = fresh.proc
         client = redis_server.client()

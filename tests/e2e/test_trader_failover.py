@@ -27,13 +27,13 @@ import orjson
 import pytest
 import redis
 
-from common.binance import client_order_id_for
 from common.names import Keys, Partition
 from common.schema import Quote, Signal, Trade, decode_fields
+from common.units import client_order_id_for
 from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import Processes, RedisServer, Stage, wait_for
-from trader.binance_ws_api import BinanceWsApi
-from trader.core import all_orders_params, list_result_of
+from venues.binance.orders import all_orders_params, list_result_of
+from venues.binance.ws_api import BinanceWsApi
 
 pytestmark = pytest.mark.e2e
 

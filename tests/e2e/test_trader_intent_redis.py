@@ -73,12 +73,14 @@ def test_the_held_connection_records_once_survives_noscript_and_a_cancel(
         await ledger.intents.load_script()
         signed: list[int] = []
         assert await ledger.record_intent(_intent(1), meanwhile=lambda: signed.append(1)) is None
-        assert signed == [1] and ledger.intents._conn is not None  # the script went on the held one
-        held = ledger.intents._conn
+        assert (
+            signed == [1] and ledger.intents.link.script_connection is not None
+        )  # the script went on the held one
+        held = ledger.intents.link.script_connection
         assert await ledger.record_intent(_intent(1)) == _intent(1)  # never twice
         await redis.script_flush()
         assert await ledger.record_intent(_intent(2), meanwhile=lambda: signed.append(2)) is None
-        assert signed == [1, 2] and ledger.intents._conn is held
+        assert signed == [1, 2] and ledger.intents.link.script_connection is held
         assert await redis.script_exists(INTENT_SHA) == [True]
 
         # Cancelled while the answer is unread (the server holds writes a moment, so the answer
@@ -92,11 +94,11 @@ def test_the_held_connection_records_once_survives_noscript_and_a_cancel(
 
         with pytest.raises(asyncio.CancelledError):
             await asyncio.create_task(cancelled())
-        assert ledger.intents._conn is None
+        assert ledger.intents.link.script_connection is None
         # Redis ran the dropped call or not; either way the intent is recorded exactly once.
         assert await ledger.record_intent(_intent(3)) in (None, _intent(3))
         assert await ledger.record_intent(_intent(4)) is None
-        assert ledger.intents._conn is not None
+        assert ledger.intents.link.script_connection is not None
         # The held connection dies (as after a Redis restart): replaced, and the script sent again.
         await redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         assert await ledger.record_intent(_intent(5)) is None
@@ -126,7 +128,7 @@ def test_the_trader_acl_user_records_intents(tmp_path: Path) -> None:
         assert stored["tp-e2e-2"] == _intent(2).to_fields()
         await ledger.intents.close()
         await redis.aclose()
-        return ledger.intents.scripted
+        return ledger.intents.link.scripted
 
     with acl_redis(tmp_path / "redis", NS, stage_passwords()) as server:
 

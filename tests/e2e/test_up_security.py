@@ -19,9 +19,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from common.binance import client_order_id_for
 from common.names import Keys, Partition
 from common.schema import Signal, decode_fields
+from common.units import client_order_id_for
 from mock_ws.ground_truth import read_ground_truth
 from tests.e2e.conftest import REPO, free_port, wait_for
 

@@ -104,27 +104,36 @@ def test_kill_switch_turns_on_off_and_reports() -> None:
 def test_replay_writes_real_frames_as_raw_entries_per_partition() -> None:
     frames = list(read_recording(RECORDING))[:3000]
     assert frames[0][0] > 10**18  # nanoseconds
+    ticks = iter(range(0, 10**15, 250_000_000))  # an injected clock: 0.25 s per reading
 
     async def go() -> tuple[int, list[RawFrame], str]:
         r = fakeredis.FakeAsyncRedis()
         out = io.StringIO()
-        n = await replay_file(r, SETTINGS, iter(frames), conn="rep", out=out, limit=2500,
-                              progress_every=1000)  # fmt: skip
+        stats = await replay_file(r, SETTINGS, iter(frames), conn="rep", out=out, limit=2500,
+                                  batch=300, clock=lambda: next(ticks))  # fmt: skip
         part = Partition("binance", shard_for("BTCUSDT", 2))
         raw = [RawFrame.from_fields(f) for _, f in await r.xrange(K.raw(part))]
-        return n, raw, out.getvalue()
+        return stats.frames, raw, out.getvalue()
 
     n, raw, progress = asyncio.run(go())
     assert n == 2500 and len(raw) == 2501
     assert raw[0].kind == "marker" and [f.seq for f in raw[1:4]] == [1, 2, 3]
     assert raw[1].data == frames[0][1] and raw[1].ts_recv == frames[0][0]
-    assert "replayed 1,000 frames" in progress and "replayed 2,500 frames" in progress
+    assert [f.seq for f in raw[1:]] == list(range(1, 2501))
+    # the recorder's REST depth snapshot (line 8, no symbol in it) is kept, in place, as the
+    # ingestor writes one
+    snap = raw[8]
+    assert (snap.kind, snap.channel) == ("rest", "depth_snapshot")
+    assert '"symbol":"BTCUSDT"' in snap.data and '"lastUpdateId":50093239218' in snap.data
+    lines = progress.splitlines()
+    assert len(lines) > 3 and lines[0].startswith("replayed ")
+    assert lines[-1].startswith("replayed 2,500 frames (1 rest, 2,499 ws) into 1 partition(s)")
 
 
 def test_microsecond_recordings_are_scaled(tmp_path: Path) -> None:
     path = tmp_path / "s.txt"
     path.write_text('1680652800004107 {"stream":"btcusdt@trade","data":{}}\nbad line\n')
-    assert list(read_recording(path)) == [
+    assert [r[:2] for r in read_recording(path)] == [
         (1680652800004107000, '{"stream":"btcusdt@trade","data":{}}')
     ]
 

@@ -10,11 +10,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from common.backoff import Backoff
-from common.binance import hmac_signature, ws_api_payload
 from common.errors import AuthError, RateLimited
 from common.schema import Event, OrderUpdate, Quote, Trade
-from ingestor.client import BinanceClient
 from mock_ws import MockExchange, start_mock
+from venues.binance.client import BinanceClient
+from venues.binance.wire import hmac_signature, ws_api_payload
 
 KEY, SECRET = "client-key", "client-secret"
 

@@ -239,8 +239,9 @@ def test_redis_outage_applies_back_pressure_and_loses_nothing(
     frames = [f for f in got if f.kind == "ws"]
     assert [f.seq for f in frames] == list(range(1, total + 1))
     assert [json.loads(f.data)["data"]["t"] for f in frames] == list(range(1, total + 1))
-    down = [r for r in caplog.records if "cannot write to Redis" in r.getMessage()]
-    back = [r for r in caplog.records if "Redis writable again" in r.getMessage()]
+    writer = [r for r in caplog.records if "ingestor writing frames" in r.getMessage()]
+    down = [r for r in writer if "Redis cannot take it now" in r.getMessage()]
+    back = [r for r in writer if "Redis takes commands again" in r.getMessage()]
     assert len(down) == 1 and len(back) == 1
     assert ingestor.stats.redis_outages == 1 and ingestor.stats.redis_up
 

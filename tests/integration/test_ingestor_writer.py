@@ -71,7 +71,7 @@ def test_entries_redis_refuses_are_retried_until_accepted(
     assert ok == [1, 2, 3]  # written once, not again with each retry
     assert late == [4]
     assert stats.entries_written == 4 and stats.redis_up
-    assert sum("cannot write to Redis" in r.getMessage() for r in caplog.records) == 1
+    assert sum("Redis cannot take it now" in r.getMessage() for r in caplog.records) == 1
 
 
 Calls = list[tuple[str, list[int], bool]]

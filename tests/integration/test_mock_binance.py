@@ -14,14 +14,14 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from common.binance import (
+from mock_ws import MockExchange, read_ground_truth, start_mock
+from venues.binance.wire import (
     hmac_signature,
     parse_execution_report,
     parse_trade,
     unwrap,
     ws_api_payload,
 )
-from mock_ws import MockExchange, read_ground_truth, start_mock
 
 Scenario = Callable[[MockExchange], Awaitable[None]]
 

@@ -15,8 +15,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from common.binance import hmac_signature, ws_api_payload
 from mock_ws import FaultError, MockExchange, read_ground_truth, start_mock
+from venues.binance.wire import hmac_signature, ws_api_payload
 
 Scenario = Callable[[MockExchange], Awaitable[None]]
 

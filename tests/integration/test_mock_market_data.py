@@ -12,7 +12,7 @@ import orjson
 from websockets.asyncio.client import connect
 
 from mock_ws import MockExchange, start_mock
-from mock_ws.candles import INTERVALS
+from mock_ws.binance.candles import INTERVALS
 
 Scenario = Callable[[MockExchange], Awaitable[None]]
 

@@ -13,8 +13,8 @@ import aiohttp
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from common.binance import hmac_signature, ws_api_payload
 from mock_ws import MockExchange, start_mock
+from venues.binance.wire import hmac_signature, ws_api_payload
 
 Scenario = Callable[[MockExchange], Awaitable[None]]
 KEY, SECRET = "mock-key", "mock-secret"
@@ -240,7 +240,7 @@ def test_ed25519_rest_signature_and_ws_api_session_logon() -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from mock_ws.auth import ed25519_signature
+    from mock_ws.binance.auth import ed25519_signature
 
     private = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
     pem = private.public_key().public_bytes(

@@ -16,11 +16,11 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from common.alpaca import map_status
 from common.schema import OrderUpdate, RawFrame
 from common.settings import Settings
 from mock_ws import read_ground_truth, start_mock
 from processor.shell import run
+from venues.alpaca.wire import map_status
 
 HEADERS = {"APCA-API-KEY-ID": "mock-key", "APCA-API-SECRET-KEY": "mock-secret"}
 AUTH = {"action": "auth", "key": "mock-key", "secret": "mock-secret"}

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 import fakeredis
+import orjson
 import pytest
 import redis.exceptions as rexc
 
@@ -16,6 +17,7 @@ from common.settings import Settings
 from processor import link as link_module
 from processor.lanes import Commit, PartitionLane
 from processor.link import LeaseLost, Link
+from tests.integration.test_common_redis_link import NoScripts
 from tests.integration.test_processor_shell import (
     P,
     assert_all_processed,
@@ -62,7 +64,7 @@ def test_commit_writes_outputs_checkpoint_acks_and_renews_the_lease(direct: bool
         settings = make_settings()
         lane, _ = await _prepared(redis, settings, 400)
         link = Link(redis, settings.instance, 5000, direct=direct)
-        assert (link.pool is not None) is direct
+        assert link.direct is direct
         entries = await _read_batch(link, lane)
         assert len(entries) == 400
         commit = _with_odd_output(lane.process(entries, 42), lane)
@@ -128,7 +130,7 @@ def test_a_refused_eval_falls_back_to_the_watched_transaction() -> None:
         async with link.pipe(lane) as pipe:
             # What a server whose ACL lacks +eval answers.
             await pipe._settle(commit, rexc.NoPermissionError("NOPERM no permission to run eval"))
-        assert link.scripted is False
+        assert link.seam.scripted is False
         assert await redis.xlen(lane.trades_key) == len(
             [key for key, _ in commit.outputs if key == lane.trades_key]
         )
@@ -169,18 +171,24 @@ def test_a_read_then_a_commit_on_one_pipe_come_back_in_order() -> None:
     asyncio.run(scenario())
 
 
-def _outputs_of(direct: bool, scripted: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Run the shell over the same raw stream; return every output stream and the checkpoint."""
+def _outputs_of(
+    direct: bool, scripted: bool, monkeypatch: pytest.MonkeyPatch, *, refusing: bool = False
+) -> dict[str, Any]:
+    """Run the shell over the same raw stream; return every output stream and the checkpoint.
+
+    ``refusing`` runs it on a client whose ACL refuses scripts (instead of telling the seam).
+    """
     original = link_module.Link.__init__
 
     def init(self: Link, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        self.scripted = scripted
+        if not refusing:
+            self.seam.scripted = scripted
 
     monkeypatch.setattr(link_module.Link, "__init__", init)
 
     async def scenario() -> dict[str, Any]:
-        redis = fakeredis.FakeAsyncRedis()
+        redis = NoScripts() if refusing else fakeredis.FakeAsyncRedis()
         settings = make_settings(batch_size=70)
         keys = settings.keys
         fields = [f.to_fields() for f in real_frames()]
@@ -190,6 +198,14 @@ def _outputs_of(direct: bool, scripted: bool, monkeypatch: pytest.MonkeyPatch) -
         task, stop = start(settings, redis, direct=direct)
 
         await wait_until(lambda: _drained(redis, settings))
+        health: dict[str, Any] = {}
+
+        async def reported() -> bool:
+            raw = await redis.get(keys.health("processor", settings.instance))
+            health.update(orjson.loads(raw) if raw else {})
+            return "scripts_refused" in health and health.get("frames", 0) > 0
+
+        await wait_until(reported)
         stop.set()
         await asyncio.wait_for(task, 5)
         await assert_all_processed(redis, settings)
@@ -197,6 +213,8 @@ def _outputs_of(direct: bool, scripted: bool, monkeypatch: pytest.MonkeyPatch) -
         streams += [keys.dead_letters(P), keys.book(P), keys.control(P), keys.gaps(P)]
         out: dict[str, Any] = {s: await _read_stream(redis, s) for s in streams}
         out["checkpoint"] = await redis.get(keys.checkpoint(P))
+        if refusing:
+            out["scripts_refused"] = health["scripts_refused"]
         return out
 
     try:
@@ -212,6 +230,9 @@ def test_script_pipe_and_transaction_paths_write_identical_outputs(
     assert reference[make_settings().keys.trades(P)]
     for direct, scripted in ((True, True), (False, True), (True, False)):
         assert _outputs_of(direct, scripted, monkeypatch) == reference, (direct, scripted)
+    refused = _outputs_of(False, True, monkeypatch, refusing=True)
+    assert refused.pop("scripts_refused") == 1  # noted once, in the health record
+    assert refused == reference
 
 
 def test_a_partition_lane_gives_its_connection_back_to_the_pool() -> None:
@@ -235,3 +256,29 @@ async def _drained(redis: Any, settings: Settings) -> bool:
         return False
     newest = await redis.xrevrange(raw, count=1)
     return bool(newest) and groups[0]["last-delivered-id"] == newest[0][0]
+
+
+def test_through_redis_py_a_refused_script_reads_and_commits_by_transaction() -> None:
+    """The redis-py path (a cluster client): the seam's refusal moves both to WATCH/MULTI."""
+
+    async def scenario() -> None:
+        redis = NoScripts()
+        settings = make_settings()
+        lane, _ = await _prepared(redis, settings, 150)
+        link = Link(redis, settings.instance, 5000, direct=False)
+        entries = await _read_batch(link, lane)
+        assert len(entries) == 150 and link.seam.scripts_refused == 1
+        commit = lane.process(entries, 42)
+        async with link.pipe(lane) as pipe:
+            await pipe.send_commit(commit, 0.0)
+            _, confirmed = await pipe.collect()
+        assert confirmed == [(commit, 0.0)] and link.seam.scripts_refused == 1
+        expected: dict[str, list[dict[str, str]]] = {}
+        for key, fields in commit.outputs:
+            expected.setdefault(key, []).append(fields)
+        for key, rows in expected.items():
+            assert await _read_stream(redis, key) == rows
+        assert await redis.get(settings.keys.checkpoint(P)) == commit.checkpoint
+        assert (await redis.xpending(settings.keys.raw(P), GROUP_PROCESSOR))["pending"] == 0
+
+    asyncio.run(scenario())

@@ -106,7 +106,7 @@ def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost
 
     def init(self: link_module.Link, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        self.scripted = scripted  # False: as on a server that refuses EVAL
+        self.seam.scripted = scripted  # False: as on a server that refuses EVAL
 
     monkeypatch.setattr(link_module.Link, "__init__", init)
 

@@ -17,8 +17,8 @@ import fakeredis
 import orjson
 import pytest
 
-from common.binance import client_order_id_for
 from common.schema import decode_fields
+from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
@@ -115,7 +115,7 @@ def test_an_order_lost_while_running_is_adopted_after_a_redis_reconnect(
             server.connected = False
 
             async def noticed() -> bool:
-                return any("Redis unavailable" in r.getMessage() for r in caplog.records)
+                return any("Redis cannot take it now" in r.getMessage() for r in caplog.records)
 
             await wait_for(noticed)
             server.connected = True

@@ -14,16 +14,16 @@ import fakeredis
 import pytest
 from aiohttp import web
 
-from common.binance import client_order_id_for
 from common.errors import ConfigError
 from common.names import Partition
 from common.schema import OrderUpdate, Signal, decode_fields
 from common.settings import Secret, Settings
+from common.units import client_order_id_for
 from mock_ws import MockExchange, start_mock
 from mock_ws.ground_truth import read_ground_truth
 from tests.integration.test_trader_shell import seed_market
-from trader.alpaca_rest import AlpacaRest
 from trader.shell import run
+from venues.alpaca.rest import AlpacaRest
 
 KEY, SECRET = "alpaca-key", "alpaca-secret"
 PARTITION = Partition("alpaca", 0)

@@ -13,18 +13,18 @@ import fakeredis
 import pytest
 from aiohttp import web
 
-from common.binance import client_order_id_for
-from common.errors import AmbiguousOutcome
+from common.errors import AmbiguousOutcome, VenueUnavailable
 from common.schema import decode_fields
 from common.settings import Settings
+from common.units import client_order_id_for
 from mock_ws import start_mock
 from tests.integration.test_trader_alpaca import KEY, SECRET, make_settings, make_signal, wait_event
 from tests.integration.test_trader_shell import owned_ledger
-from trader.alpaca_rest import AlpacaRest, Answer
-from trader.alpaca_router import AlpacaRouter
-from trader.binance_ws_api import VenueUnavailable
 from trader.core import build_intent
 from trader.shell import run
+from trader.venue_router import VenueRouter
+from venues.alpaca.rest import AlpacaRest, Answer
+from venues.registry import OrderOptions, venue
 
 ORDER = {
     "id": "0e7b2f7c-0000-4000-8000-000000000001",
@@ -60,11 +60,18 @@ class ScriptedRest(AlpacaRest):
         return self.script[(method, path)].pop(0)
 
 
-async def make_router(rest: AlpacaRest, redis: Any, settings: Settings) -> AlpacaRouter:
+async def make_router(rest: AlpacaRest, redis: Any, settings: Settings) -> VenueRouter:
     counts: dict[str, int] = defaultdict(int)
     ledger = await owned_ledger(redis, settings, counts=counts)
-    return AlpacaRouter(
-        settings, rest, ledger, clock=time.time_ns, counts=counts, retry_base_s=0.01
+
+    async def order_id_of(client_order_id: str) -> str:
+        state = await ledger.order_state(client_order_id)
+        return state.order_id if state is not None else ""
+
+    options = OrderOptions(clock=time.time_ns, recv_window_ms=5000, order_id_of=order_id_of)
+    orders = venue("alpaca").order_adapter(settings, rest, options)
+    return VenueRouter(
+        settings, ledger, orders=orders, clock=time.time_ns, counts=counts, retry_base_s=0.01
     )
 
 

@@ -15,9 +15,9 @@ import fakeredis
 import orjson
 import redis.exceptions as rexc
 
-from common.binance import client_order_id_for
 from common.names import Keys
 from common.schema import OrderIntent, decode_fields
+from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
@@ -79,11 +79,11 @@ def test_the_script_writes_what_the_transaction_wrote_and_never_twice() -> None:
     async def scenario() -> None:
         scripted, multi = fakeredis.FakeAsyncRedis(), fakeredis.FakeAsyncRedis()
         by_script, by_multi = await _ledger(scripted), await _ledger(multi)
-        by_multi.intents.scripted = False
+        by_multi.intents.link.scripted = False
         intent = _intent(1)
         assert await by_script.record_intent(intent) is None
         assert await by_multi.record_intent(intent) is None
-        assert by_script.intents.scripted and not by_multi.intents.scripted
+        assert by_script.intents.link.scripted and not by_multi.intents.link.scripted
         assert await scripted.script_exists(INTENT_SHA) == [True]
         assert await multi.script_exists(INTENT_SHA) == [False]
         cid = intent.client_order_id
@@ -124,7 +124,7 @@ def test_an_acl_that_refuses_scripts_falls_back_to_the_transaction_once() -> Non
         first, second = _intent(1), _intent(2)
         signed: list[int] = []
         assert await ledger.record_intent(first, meanwhile=lambda: signed.append(1)) is None
-        assert not ledger.intents.scripted
+        assert not ledger.intents.link.scripted
         assert signed == [1]  # the order is signed once, whichever path recorded it
         assert await ledger.record_intent(second) is None
         assert await ledger.record_intent(_intent(1)) == first
@@ -155,7 +155,7 @@ def test_the_only_redis_command_before_an_order_leaves_is_the_script() -> None:
         settings = make_settings()
         venue = SnapshotVenue(redis)
         trader = Trader(settings, redis, venue, clock=time.time_ns, limits=default_limits(settings))
-        trader.ledger.intents.pool = None  # through execute_command, where it is recorded
+        trader.ledger.intents.link.pool = None  # through execute_command, where it is recorded
         await seed_market(redis, settings, "BTCUSDT", "61800.5")
         assert await trader.lease.acquire()
         await trader.prepare()
@@ -235,5 +235,30 @@ def test_a_kill_switch_set_while_running_stops_orders_within_the_refresh_period(
         await wait_for(lambda: h.has_event("rejected"))
         await h.finish()
         assert venue.place_calls == []
+
+    asyncio.run(scenario())
+
+
+def test_the_fence_and_the_intent_record_share_one_decision_about_scripts() -> None:
+    """One refusal switches the trader's every write to WATCH/MULTI: no second EVALSHA."""
+
+    class CountingNoScripts(NoScripts):
+        refused = 0
+
+        async def execute_command(self, *args: Any, **options: Any) -> Any:
+            if str(args[0]).upper() in ("EVAL", "EVALSHA"):
+                CountingNoScripts.refused += 1
+            return await super().execute_command(*args, **options)
+
+    async def scenario() -> None:
+        redis = CountingNoScripts()
+        ledger = await _ledger(redis)
+        ledger.intents.link.pool = None  # through execute_command, where it is counted
+        assert ledger.fence.link is ledger.intents.link
+        assert await ledger.record_intent(_intent(1)) is None
+        await ledger.record_event("kill_switch", {"on": "1"})
+        assert CountingNoScripts.refused == 1 and ledger.fence.link.scripts_refused == 1
+        entries = [decode_fields(f) for _, f in await redis.xrange(KEYS.orders(V))]
+        assert [e["event"] for e in entries] == ["intent", "kill_switch"]
 
     asyncio.run(scenario())

@@ -17,9 +17,9 @@ import orjson
 import pytest
 import redis.exceptions as rexc
 
-from common.binance import client_order_id_for
 from common.schema import decode_fields
 from common.settings import Settings
+from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,
@@ -174,7 +174,7 @@ def test_an_owner_frozen_after_its_intent_thaws_without_sending_or_writing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """SIGSTOP right after a signal's intent, a standby takes over, SIGCONT: nothing twice."""
-    monkeypatch.setattr("trader.intents.direct_pool", lambda redis: None)  # every command seen
+    monkeypatch.setattr("common.redis_link.direct_pool", lambda redis: None)  # every command seen
 
     async def scenario() -> None:
         server = fakeredis.FakeServer()
@@ -254,6 +254,11 @@ async def _field_is(redis: Any, key: str, field: str, value: str) -> bool:
     return await redis.hget(key, field) == value.encode()
 
 
+async def _scripts_refused_is(redis: Any, settings: Settings, count: int) -> bool:
+    health = await _health(redis, settings, settings.instance)
+    return health is not None and health.get("scripts_refused") == count
+
+
 class NoScripts(fakeredis.FakeAsyncRedis):
     """A fakeredis client whose ACL (pretend) refuses scripts: writes go through WATCH/MULTI."""
 
@@ -279,6 +284,8 @@ def test_a_trader_whose_lease_was_taken_writes_nothing(path: str, scripts: bool)
         h.start()
         await wait_for(lambda: _has(redis, settings, "ack"))
         await wait_for(lambda: _zero(pending(redis, signal_stream(settings))))
+        # One refusal of the trader's scripts, noted once, in its health record.
+        await wait_for(lambda: _scripts_refused_is(redis, settings, 0 if scripts else 1))
         # Someone else holds the account now (as after a takeover while this one was frozen);
         # this trader renewed a moment ago, so it still believes it owns the account.
         keys = settings.keys

@@ -6,7 +6,7 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from common.binance import client_order_id_for
+from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,

@@ -12,7 +12,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.server import ServerConnection, serve
 
-from common.binance import ws_api_payload
 from common.errors import AuthError
 from common.settings import Secret
 from tests.integration.test_trader_shell import (
@@ -23,6 +22,7 @@ from tests.integration.test_trader_shell import (
     wait_for,
 )
 from trader.shell import run
+from venues.binance.wire import ws_api_payload
 
 PRIVATE = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 SEED_B64 = base64.b64encode(bytes(range(1, 33))).decode()

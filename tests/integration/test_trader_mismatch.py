@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
-from common.binance import client_order_id_for
 from common.schema import decode_fields
+from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,

@@ -10,9 +10,9 @@ from typing import Any
 
 import fakeredis
 
-from common.binance import client_order_id_for
 from common.schema import Signal, decode_fields
 from common.settings import Secret, Settings
+from common.units import client_order_id_for
 from mock_ws import start_mock
 from mock_ws.ground_truth import read_ground_truth
 from tests.integration.test_trader_shell import seed_market

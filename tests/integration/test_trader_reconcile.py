@@ -7,9 +7,9 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from common.binance import client_order_id_for
 from common.errors import AmbiguousOutcome
 from common.schema import OrderIntent, RawFrame, Trade, decode_fields
+from common.units import client_order_id_for
 from tests.integration.test_trader_shell import (
     FakeVenue,
     Harness,

@@ -13,15 +13,16 @@ import fakeredis
 import orjson
 import pytest
 
-from common.binance import client_order_id_for, hmac_signature, ws_api_payload
 from common.errors import AmbiguousOutcome, ConfigError
 from common.names import GROUP_TRADER
 from common.schema import OrderUpdate, Signal, Trade, decode_fields
 from common.settings import Secret, Settings
+from common.units import client_order_id_for
 from trader.core import RiskLimits
 from trader.lease import Lease, new_token
 from trader.ledger import Ledger
 from trader.shell import run
+from venues.binance.wire import hmac_signature, ws_api_payload
 
 KEY, SECRET = "test-key", "test-secret"
 

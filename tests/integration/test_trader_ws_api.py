@@ -12,8 +12,8 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from common.backoff import Backoff
-from common.errors import AmbiguousOutcome
-from trader.binance_ws_api import BinanceWsApi, VenueUnavailable
+from common.errors import AmbiguousOutcome, VenueUnavailable
+from venues.binance.ws_api import BinanceWsApi
 
 
 class Server:

@@ -7,8 +7,8 @@ import struct
 import orjson
 
 from bench.frames import raw_entries, trade_frames, ws_text_frame
-from common import binance
 from common.schema import RawFrame
+from venues.binance import wire as binance
 
 
 def test_trade_frames_parse_as_binance_trades_with_rising_ids() -> None:

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from common.binance import (
-    client_order_id_for,
+from common.errors import DecodeError
+from common.units import client_order_id_for
+from venues.binance.wire import (
     hmac_signature,
     parse_execution_report,
     parse_trade,
     unwrap,
     ws_api_payload,
 )
-from common.errors import DecodeError
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"

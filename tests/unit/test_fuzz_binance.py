@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common import binance
 from common.errors import DecodeError
 from tests.unit.fuzz_frames import (
     ANY_VALUES,
@@ -20,6 +19,7 @@ from tests.unit.fuzz_frames import (
     execution_report,
     real_trade_frames,
 )
+from venues.binance import wire as binance
 
 FUZZ = settings(
     max_examples=300,

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.errors import AmbiguousOutcome, TickpipeError
-from trader.binance_ws_api import BinanceWsApi
-from trader.core import list_result_of, result_of
+from venues.binance.orders import list_result_of, result_of
+from venues.binance.ws_api import BinanceWsApi
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats() | st.text(max_size=20),

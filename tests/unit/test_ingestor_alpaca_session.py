@@ -9,11 +9,12 @@ import orjson
 import pytest
 
 from common.errors import AuthError, ConfigError, DecodeError, RateLimited, VenueError
+from common.links import ConnectionTape
 from common.names import Partition
 from common.settings import Secret, Settings
-from ingestor.alpaca import alpaca_links, check_alpaca_keys
-from ingestor.alpaca_control import AlpacaControl
-from ingestor.alpaca_session import (
+from ingestor.adapter_control import AdapterControl
+from ingestor.subscriptions import parse_control, parse_symbols
+from venues.alpaca.session import (
     CRYPTO_CHANNELS,
     STOCK_CHANNELS,
     DataSession,
@@ -32,8 +33,8 @@ from ingestor.alpaca_session import (
     subscription_message,
     upgrade_headers,
 )
-from ingestor.session import ConnectionTape
-from ingestor.subscriptions import parse_control, parse_symbols
+from venues.alpaca.session import check_keys as check_alpaca_keys
+from venues.alpaca.session import plan_links as alpaca_links
 
 FIRST = Partition("alpaca", 0)
 CONNECTED = [{"T": "success", "msg": "connected"}]
@@ -289,7 +290,7 @@ def test_alpaca_control_applies_subscriptions_and_never_a_backfill(
             self.changes.append((action, symbols))
 
     adapter = Adapter()
-    control = AlpacaControl(Settings(venue="alpaca"), adapter)  # type: ignore[arg-type]
+    control = AdapterControl(Settings(venue="alpaca"), adapter)
     backfill = {"action": "backfill", "symbol": "AAPL", "first_id": "1", "last_id": "9",
                 "stream": "trades"}  # fmt: skip
     for fields in (

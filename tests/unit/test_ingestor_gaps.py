@@ -8,8 +8,8 @@ from itertools import islice
 from pathlib import Path
 
 from common.schema import OrderUpdate, Quote, Trade
-from ingestor.events import normalise
 from ingestor.gaps import DepthIds, TradeIds, WeightBudget, depth_ids_of, depth_weight, trade_of
+from venues.binance.events import normalise
 
 S = 1_000_000_000
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"

@@ -13,20 +13,17 @@ import orjson
 import pytest
 
 from common.errors import AuthError, ConfigError, RateLimited, VenueError
+from common.links import ConnectionTape, connection_id, retry_after_from_header, run_token
 from common.schema import RawFrame
 from common.settings import Secret, Settings
-from ingestor.session import (
+from venues.binance.session import (
     MAX_URL_CHARS,
     SUBSCRIBE_CHUNK,
-    ConnectionTape,
     classify_reply,
-    connection_id,
     is_data_frame,
     market_plan,
     market_streams,
     plan_links,
-    retry_after_from_header,
-    run_token,
     subscribe_message,
     user_data_subscribe_request,
 )

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from common.binance import hmac_signature, ws_api_payload
-from mock_ws.auth import check_signed
+from mock_ws.binance.auth import check_signed
 from mock_ws.matching import OrderRejected
+from venues.binance.wire import hmac_signature, ws_api_payload
 
 # Binance's WS-API signing example (protocols.md section 2.1).
 SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from mock_ws.binance.feed import MarketFeed
 from mock_ws.book import SimBook
-from mock_ws.feed import MarketFeed
 from mock_ws.market import MarketSim
 
 S = 1_000_000_000
@@ -148,7 +148,7 @@ def test_the_history_and_the_book_log_leave_the_collectors_scans() -> None:
     """A full collection must not walk the mock's history: its rows become untracked."""
     import gc
 
-    from mock_ws.feed import TradeHistory
+    from mock_ws.binance.feed import TradeHistory
     from mock_ws.market import SimTrade
 
     history = TradeHistory(3)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from mock_ws.candles import CandleSeries, RollingTicker, period_start
-from mock_ws.feed import MarketFeed
+from mock_ws.binance.candles import CandleSeries, RollingTicker, period_start
+from mock_ws.binance.feed import MarketFeed
 from mock_ws.market import MarketSim
 
 D = Decimal

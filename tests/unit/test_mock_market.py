@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from common.binance import parse_trade
 from mock_ws.market import MarketSim, SimTrade, format_units
+from venues.binance.wire import parse_trade
 
 S = 1_000_000_000
 DECIMAL_8 = re.compile(r"^\d+\.\d{8}$")

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from common.binance import parse_execution_report
 from mock_ws.market import MarketSim
 from mock_ws.matching import MatchingEngine, OrderRejected, split_symbol
+from venues.binance.wire import parse_execution_report
 
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 NOW = 1_700_000_000_000_000_000

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mock_ws.replay import ReplayBook, load_recording
-from mock_ws.replay_shell import Replayer, replay_symbols
+from mock_ws.binance.replay import ReplayBook, load_recording
+from mock_ws.binance.replay_shell import Replayer, replay_symbols
 
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 

@@ -10,11 +10,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from common.binance import ws_api_payload
-from mock_ws.auth import check_rest_signed, check_signed, ed25519_signature, load_ed25519_key
+from mock_ws.binance.auth import (
+    check_rest_signed,
+    check_signed,
+    ed25519_signature,
+    load_ed25519_key,
+)
+from mock_ws.binance.ws_api import ApiSession, WsApi
 from mock_ws.market import MarketSim
 from mock_ws.matching import MatchingEngine, OrderRejected
-from mock_ws.ws_api import ApiSession, WsApi
+from venues.binance.wire import ws_api_payload
 
 DOC_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
 DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from common.binance import parse_trade, unwrap
+from mock_ws.binance.streams import StreamSession, frame, is_valid_stream, streams_from_path
 from mock_ws.market import SimTrade
-from mock_ws.streams import StreamSession, frame, is_valid_stream, streams_from_path
+from venues.binance.wire import parse_trade, unwrap
 
 REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 SYMBOLS = ("BTCUSDT", "ETHUSDT")

@@ -6,10 +6,10 @@ from typing import Any
 
 import orjson
 
-from common.binance import hmac_signature, ws_api_payload
+from mock_ws.binance.ws_api import ApiReply, ApiSession, WsApi
 from mock_ws.market import MarketSim
 from mock_ws.matching import MatchingEngine
-from mock_ws.ws_api import ApiReply, ApiSession, WsApi
+from venues.binance.wire import hmac_signature, ws_api_payload
 
 NOW = 1_700_000_000_000_000_000
 KEY, SECRET = "mock-key", "mock-secret"

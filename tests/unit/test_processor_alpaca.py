@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common import alpaca
 from common.errors import DecodeError
 from common.schema import RawFrame, Trade
 from common.settings import Settings
 from processor.core import PartitionState, build_strategies, process_batch
+from venues.alpaca import wire as alpaca
 
 P = "alpaca:0"
 TS_RECV = 1_700_000_000_000_000_000

@@ -9,10 +9,10 @@ import msgpack
 import orjson
 import pytest
 
-from common import alpaca
 from common.errors import DecodeError
 from common.schema import RawFrame
 from processor.private import VenueState, process_private_batch
+from venues.alpaca import wire as alpaca
 
 TS_RECV = 1_700_000_000_000_000_000
 STAMP = "2022-04-19T17:45:05.024916716Z"

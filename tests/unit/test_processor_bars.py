@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import msgpack
 
-from common.binance import MS
 from common.schema import Bar, Trade
+from common.units import MS
 from processor.bars import BarBuilder, bucket_start
 
 S = 1000  # milliseconds per second

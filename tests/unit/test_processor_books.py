@@ -9,16 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from common.binance import MS
+from common.messages import DepthDiff, DepthSnapshot
 from common.schema import RawFrame
-from processor.books import (
-    MAX_BUFFERED,
-    SNAPSHOT_RETRY_NS,
-    BookKeeper,
-    BookOutput,
-    DepthDiff,
-    DepthSnapshot,
-)
+from common.units import MS
+from processor.books import MAX_BUFFERED, SNAPSHOT_RETRY_NS, BookKeeper, BookOutput
 from processor.core import BatchOutput, PartitionState, process_batch
 from processor.records import BookTop, GapRecord
 

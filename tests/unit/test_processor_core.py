@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from common.binance import MS
 from common.schema import Bar, RawFrame
+from common.units import MS
 from processor.core import (
     BadEntry,
     BatchOutput,

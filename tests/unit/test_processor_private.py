@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from common.binance import MS
 from common.errors import DecodeError
 from common.schema import RawFrame
+from common.units import MS
 from processor.core import BadEntry
 from processor.private import VenueState, process_private_batch
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from common.binance import MS
 from common.errors import ConfigError
 from common.schema import Trade
 from common.settings import Settings, load_settings
+from common.units import MS
 from processor.core import PartitionState, process_batch
 from processor.plugins import build_strategies
 from processor.strategies import RapidMove, SignalSpec, ThresholdCross

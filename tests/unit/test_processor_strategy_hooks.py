@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import orjson
 import pytest
 
-from common.binance import MS
 from common.schema import Bar, Quote, RawFrame, Signal, Trade
+from common.units import MS
 from processor.core import BatchOutput, PartitionState, process_batch
 from processor.records import BookTop
 from processor.strategies import (

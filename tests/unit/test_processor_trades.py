@@ -6,8 +6,8 @@ import dataclasses
 
 import orjson
 
-from common.binance import MS
 from common.schema import RawFrame, Trade
+from common.units import MS
 from processor.core import BatchOutput, PartitionState, process_batch
 from processor.tradeids import MAX_MISSING_RANGES, TradeIds
 from tests.unit.test_processor_books import cryptofeed, hftbacktest

@@ -11,12 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common import binance
+from common import decimals
+from common.builders import new_raw_frame, new_trade
 from common.errors import DecodeError
 from common.schema import Bar, Event, Quote, RawFrame, Signal, Trade
-from processor import decimals, frames
 from processor.bars import BarBuilder
-from processor.builders import new_raw_frame, new_trade
 from processor.lanes import Commit, decode_entries
 from processor.wire import (
     commit_call,
@@ -26,6 +25,8 @@ from processor.wire import (
     xread_args,
 )
 from tests.integration.test_processor_shell import real_frames
+from venues.binance import market as frames
+from venues.binance import wire as binance
 
 MS = 1_000_000
 

@@ -6,10 +6,18 @@ from typing import Any
 
 import pytest
 
-from common.binance import client_order_id_for
-from common.errors import AmbiguousOutcome, AuthError, RateLimited
+from common.errors import (
+    AmbiguousOutcome,
+    AuthError,
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+)
 from common.schema import OrderIntent, Signal
-from trader.alpaca_core import (
+from common.units import client_order_id_for
+from trader.core import build_intent
+from venues.alpaca.orders import (
     auth_headers,
     classify,
     map_status,
@@ -18,7 +26,6 @@ from trader.alpaca_core import (
     rfc3339_ms,
     time_in_force_for,
 )
-from trader.core import DuplicateOrder, OrderNotFound, OrderRejected, build_intent
 
 
 def intent(symbol: str = "FAKEPACA", order_type: str = "MARKET", price: str = "") -> OrderIntent:

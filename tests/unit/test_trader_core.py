@@ -7,20 +7,21 @@ from typing import Any
 
 import pytest
 
-from common.binance import client_order_id_for, hmac_signature, ws_api_payload
-from common.errors import AmbiguousOutcome, AuthError, RateLimited
-from common.schema import RawFrame, Signal
-from trader.core import (
+from common.errors import (
+    AmbiguousOutcome,
+    AuthError,
     DuplicateOrder,
     OrderNotFound,
     OrderRejected,
-    OrderState,
-    OrderTracker,
-    RiskLimits,
-    advance,
-    build_intent,
+    RateLimited,
+)
+from common.schema import RawFrame, Signal
+from common.units import client_order_id_for
+from trader.core import OrderState, OrderTracker, RiskLimits, advance, build_intent, check_signal
+from trader.positions import Position, PositionBook
+from trader.tasks import connect_markers
+from venues.binance.orders import (
     cancel_params,
-    check_signal,
     list_result_of,
     open_orders_params,
     order_wait_s,
@@ -29,8 +30,7 @@ from trader.core import (
     sign_params,
     status_params,
 )
-from trader.positions import Position, PositionBook
-from trader.tasks import connect_markers
+from venues.binance.wire import hmac_signature, ws_api_payload
 
 # protocols.md §2.1, WebSocket API test vector.
 DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"

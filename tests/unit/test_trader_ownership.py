@@ -11,19 +11,13 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from common.binance import client_order_id_for
 from common.names import Keys, Partition
 from common.schema import OrderIntent
-from trader.core import (
-    OrderState,
-    adopted_intent,
-    advance,
-    all_orders_params,
-    intent_mismatch,
-    is_own_client_order_id,
-)
+from common.units import client_order_id_for
+from trader.core import OrderState, adopted_intent, advance, intent_mismatch, is_own_client_order_id
 from trader.fence import Change, encode_change
 from trader.lease import FRESH_SHARE, Lease
+from venues.binance.orders import all_orders_params
 
 
 def _buy() -> OrderState:

@@ -8,10 +8,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from common.binance import hmac_signature, ws_api_payload
 from common.errors import ConfigError
-from trader.core import logon_params, sign_params
-from trader.signing import load_signer
+from venues.binance.orders import logon_params, sign_params
+from venues.binance.signing import load_signer
+from venues.binance.wire import hmac_signature, ws_api_payload
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 PUBLIC = KEY.public_key()

@@ -1,0 +1,153 @@
+"""Name the values a venue's market-data classifier answers besides single trades and quotes.
+
+Trades of one frame (:class:`Trades`), order-book diffs and snapshots (:class:`DepthDiff`,
+:class:`DepthSnapshot`), the venue's own bars, corrections and statuses. A venue package's
+classifier (:mod:`venues.binance.market`, :mod:`venues.alpaca.market`) builds them; the processor
+keeps books, bars and ids from them and publishes them. Pure, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+from common.schema import SCHEMA_VERSION, Bar, Event, Quote, Trade
+
+__all__ = [
+    "BadMessage",
+    "DepthDiff",
+    "DepthSnapshot",
+    "Level",
+    "MarketItem",
+    "MessageItem",
+    "TradeCorrection",
+    "Trades",
+    "VenueBar",
+    "VenueStatus",
+    "readable",
+]
+
+
+def readable(record: object, head: dict[str, str]) -> dict[str, str]:
+    """Return ``head`` and then one readable field per attribute of the dataclass ``record``."""
+    out = dict(head)
+    for item in dataclasses.fields(record):  # type: ignore[arg-type]
+        out[item.name] = str(getattr(record, item.name))
+    return out
+
+
+#: One price level: (price, quantity) as the venue wrote them.
+Level = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Trades:
+    """Trades from one frame; ``aggregate``: their ids are aggregate-trade ids.
+
+    ``rejected`` holds ``(reason, item as JSON)`` for the items of a REST page that failed
+    validation: one bad trade does not take its thousand neighbours down with it.
+    """
+
+    items: tuple[Trade, ...]
+    aggregate: bool = False
+    rejected: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DepthDiff:
+    """One ``depthUpdate``: update ids ``first_id`` (U) to ``last_id`` (u), absolute levels."""
+
+    symbol: str
+    first_id: int
+    last_id: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    ts_event: int
+    ts_recv: int
+    entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DepthSnapshot:
+    """A REST depth snapshot of ``symbol`` as of ``last_update_id``."""
+
+    symbol: str
+    last_update_id: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    ts_recv: int
+    entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueBar:
+    """A bar the venue published; ``updated``: an ``u`` message revising a closed minute bar."""
+
+    bar: Bar
+    updated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BadMessage:
+    """One message of a frame that could not be parsed, with the reason."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TradeCorrection:
+    """A trade the venue corrected (``kind`` ``correction``) or cancelled (``cancel``).
+
+    ``original_*`` describe the trade as first printed; ``corrected_*`` its new values (empty for
+    a cancel). ``action`` is the venue's ``C`` (cancel) or ``E`` (error) for a cancel.
+    """
+
+    kind: str
+    venue: str
+    symbol: str
+    exchange: str
+    original_id: str
+    original_price: str
+    original_size: str
+    original_conditions: str
+    corrected_id: str
+    corrected_price: str
+    corrected_size: str
+    corrected_conditions: str
+    action: str
+    tape: str
+    entry_id: str
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0
+
+    def to_fields(self) -> dict[str, str]:
+        """Return one readable field per attribute plus ``v``."""
+        return readable(self, {"v": SCHEMA_VERSION})
+
+
+@dataclass(frozen=True, slots=True)
+class VenueStatus(Event):
+    """A symbol's trading status as the venue announced it (halt, resume...)."""
+
+    kind: ClassVar[str] = "venue_status"
+    venue: str
+    symbol: str
+    status_code: str
+    status_message: str
+    reason_code: str
+    reason_message: str
+    tape: str
+    entry_id: str
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0
+
+
+#: One message of a many-message frame: a value, or the name of the counter it is passed over by.
+MessageItem = Trade | Quote | VenueBar | TradeCorrection | VenueStatus | BadMessage | str
+
+#: What a frame of a one-value-a-frame venue carries, or the name of the counter it is passed
+#: over by.
+MarketItem = Trades | Quote | DepthDiff | DepthSnapshot | str

@@ -1,0 +1,114 @@
+"""A decision settled after Redis lost its intent is not sent again when its signal comes back.
+
+An order request is lost on the way (the venue never executed it and never answered); the trader
+looks the order up until the venue's receive window has passed. Meanwhile Redis loses its last
+writes (an AOF tail cut): the intent is gone. The lookup then settles the decision as
+``not_found``; the signal, whose acknowledgement Redis lost too (or which the processor derives
+again from ``raw``), is read again. The settlement must have put the intent back, so the signal
+meets it and is only acknowledged; a copy read while the lookup still runs waits for it. Either
+way the client order id reaches the venue once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from common.errors import AmbiguousOutcome
+from common.names import GROUP_TRADER
+from common.units import client_order_id_for
+from tests.integration.test_trader_adopt import _lose_the_tail
+from tests.integration.test_trader_shell import (
+    FakeVenue,
+    Harness,
+    make_signal,
+    signal_stream,
+    wait_for,
+)
+
+
+class LostRequestVenue(FakeVenue):
+    """The first order request is lost (not executed, no answer); lookups wait for ``answer``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose_next = True
+        self.asked = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def place(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not self.lose_next:
+            return await super().place(params)
+        self.lose_next = False
+        self._check(params)
+        self.place_calls.append(params)
+        raise AmbiguousOutcome("order.place: no answer within 10 s")
+
+    async def status(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.asked.set()
+        await self.answer.wait()
+        return await super().status(params)
+
+
+async def _consumed(h: Harness) -> bool:
+    """Whether the trader has read and acknowledged every signal."""
+    stream = signal_stream(h.settings)
+    last = (await h.redis.xinfo_stream(stream))["last-generated-id"]
+    for group in await h.redis.xinfo_groups(stream):
+        if group["name"] in (GROUP_TRADER, GROUP_TRADER.encode()):
+            return bool(group["pending"] == 0 and group["last-delivered-id"] == last)
+    return False
+
+
+async def _lose_the_intent_during_the_lookup(venue: LostRequestVenue) -> tuple[Harness, str]:
+    """Start a trader on one signal; once its lost request is being looked up, lose the intent."""
+    h = Harness(venue)
+    signal = make_signal(1)
+    cid = client_order_id_for(signal.signal_id)
+    await h.add_signal(signal)
+    h.start()
+    await asyncio.wait_for(venue.asked.wait(), 5)  # the lookup of the lost request
+    await _lose_the_tail(h, [cid], {})  # Redis lost the intent while the lookup runs
+    return h, cid
+
+
+def test_a_decision_settled_after_its_intent_was_lost_is_not_sent_again() -> None:
+    async def scenario() -> None:
+        venue = LostRequestVenue()
+        h, cid = await _lose_the_intent_during_the_lookup(venue)
+        venue.answer.set()
+        await wait_for(lambda: h.has_event("not_found"))
+        await h.add_signal(make_signal(1))  # the same decision, read again
+        await wait_for(lambda: _consumed(h))
+        await h.finish()
+        assert [p["newClientOrderId"] for p in venue.place_calls] == [cid]
+
+    asyncio.run(scenario())
+
+
+def test_the_same_decision_read_while_its_lost_request_is_looked_up_waits_for_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The processor derives the signal again (a new entry) while the lookup still runs."""
+
+    async def scenario() -> None:
+        venue = LostRequestVenue()
+        with caplog.at_level(logging.INFO, logger="tickpipe.trader"):
+            h, cid = await _lose_the_intent_during_the_lookup(venue)
+            await h.add_signal(make_signal(1))
+
+            async def handled() -> bool:  # sent again, or held back until the lookup ends
+                waiting = any("under way" in r.getMessage() for r in caplog.records)
+                return waiting or len(venue.place_calls) > 1
+
+            await wait_for(handled)
+            venue.answer.set()
+            await wait_for(lambda: h.has_event("not_found"))
+            await wait_for(lambda: _consumed(h))
+        await h.finish()
+        assert [p["newClientOrderId"] for p in venue.place_calls] == [cid]
+
+    asyncio.run(scenario())

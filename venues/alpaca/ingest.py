@@ -1,0 +1,259 @@
+"""Adapt Alpaca's streams to the ingestor: one market-data connection per feed, plus trading.
+
+The market-data slot writes into the raw streams of every partition of the venue: a frame whose
+data messages all belong to one partition goes there whole (channel ``market``), a frame mixing
+partitions is split into one array per partition (channel ``market-split``), and control messages
+go to the first partition. Each raw stream gets its own frame numbering for the connection, so
+``(conn, seq)`` stays a contiguous run per stream; connect and disconnect markers go to every one.
+The trading slot writes ``trade_updates`` (and the auth/listen replies) into
+``keys.private_raw("alpaca")``. Frames keep the ingestor's encoding rule: text and UTF-8 binary as
+``ws``, other binary (msgpack) as ``ws-binary`` base64 of the exact bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from common.contract import MarkerEvent
+from common.errors import DecodeError
+from common.links import ConnectionTape, Item, Link, Step
+from common.names import Partition
+from common.settings import Settings
+from venues.alpaca.session import (
+    CONTROL_TYPES,
+    VENUE,
+    Action,
+    DataSession,
+    Fail,
+    Ready,
+    Refused,
+    Send,
+    SendAuth,
+    TradingSession,
+    auth_message,
+    channels_for,
+    decode_frame,
+    encode_client,
+    route_frame,
+    upgrade_headers,
+)
+
+__all__ = [
+    "AlpacaDataAdapter",
+    "AlpacaTradingAdapter",
+    "ingest_adapters",
+]
+
+log = logging.getLogger("tickpipe.ingestor")
+
+
+def _auth(settings: Settings, use_msgpack: bool) -> str | bytes:
+    message = auth_message(settings.alpaca_api_key.reveal(), settings.alpaca_api_secret.reveal())
+    return encode_client(message, use_msgpack=use_msgpack)
+
+
+class _Outboxes:
+    def __init__(self) -> None:
+        self._outboxes: set[asyncio.Queue[str | bytes]] = set()
+
+    def outboxes(self) -> set[asyncio.Queue[str | bytes]]:
+        return self._outboxes
+
+    def broadcast(self, messages: list[str | bytes]) -> None:
+        for outbox in self._outboxes:
+            for message in messages:
+                outbox.put_nowait(message)
+
+
+class AlpacaDataAdapter(_Outboxes):
+    """The market-data slot: one connection for the whole feed."""
+
+    watch_liveness = True
+    #: Stock feeds go quiet outside market hours (WebSocket pings still prove the link), so
+    #: total silence only counts as stale after this long; learned cadences judge sooner.
+    max_silence_s: float | None = 900.0
+
+    def __init__(self, settings: Settings, link: Link) -> None:
+        super().__init__()
+        self.settings = settings
+        self.link = link
+        self.url = link.url
+        self.use_msgpack = settings.alpaca_encoding == "msgpack"
+        self.channels = channels_for(settings.alpaca_feed)
+        self.symbols = list(settings.symbols)
+        self.partitions = list(settings.partitions()) or [Partition(VENUE, 0)]
+        self.current: _DataSessionShell | None = None
+
+    def headers(self) -> dict[str, str]:
+        return upgrade_headers(self.settings.alpaca_encoding)
+
+    def new_session(self, conn: str) -> _DataSessionShell:
+        self.current = _DataSessionShell(self, conn)
+        return self.current
+
+    def change(self, action: str, symbols: list[str]) -> None:
+        """Subscribe or unsubscribe ``symbols`` now and on every later session."""
+        if action == "subscribe":
+            self.symbols.extend(s for s in symbols if s not in self.symbols)
+        else:
+            self.symbols = [s for s in self.symbols if s not in symbols]
+        if self.current is not None:
+            sends = _sends(
+                self.current.core.change(action, symbols), self.settings, self.use_msgpack
+            )
+            self.broadcast(sends)
+
+
+def _sends(actions: list[Action], settings: Settings, use_msgpack: bool) -> list[str | bytes]:
+    """Encode the messages ``actions`` ask for (the key pair is revealed only here)."""
+    out: list[str | bytes] = []
+    for action in actions:
+        if isinstance(action, SendAuth):
+            out.append(_auth(settings, use_msgpack))
+        elif isinstance(action, Send):
+            out.append(encode_client(action.message, use_msgpack=use_msgpack))
+    return out
+
+
+class _DataSessionShell:
+    """One market-data session: the pure core plus one tape per partition raw stream."""
+
+    def __init__(self, adapter: AlpacaDataAdapter, conn: str) -> None:
+        self.adapter = adapter
+        self.core = DataSession(adapter.symbols, adapter.channels)
+        keys, url = adapter.settings.keys, adapter.url
+        self.streams = {p: keys.raw(p) for p in adapter.partitions}
+        self.tapes: dict[str, ConnectionTape] = {
+            s: ConnectionTape(conn, VENUE, "market", url) for s in self.streams.values()
+        }
+        self.first = adapter.partitions[0]
+
+    @property
+    def tape(self) -> ConnectionTape:
+        return self.tapes[self.streams[self.first]]
+
+    def _tape(self, stream: str, step: Step, ts_recv: int) -> ConnectionTape:
+        tape = self.tapes.get(stream)
+        if tape is None:  # a symbol added at runtime on a partition without configured ones
+            first = self.tape
+            tape = self.tapes[stream] = ConnectionTape(first.conn, VENUE, "market", first.url)
+            step.items.append((stream, tape.connect_marker(ts_recv)))
+        return tape
+
+    def connect_markers(self, ts_recv: int) -> list[Item]:
+        return [(s, t.connect_marker(ts_recv)) for s, t in self.tapes.items()]
+
+    def disconnect_markers(self, ts_recv: int, reason: str) -> list[Item]:
+        return [(s, t.disconnect_marker(ts_recv, reason)) for s, t in self.tapes.items()]
+
+    def opening(self) -> list[str | bytes]:
+        return []
+
+    def receive(self, message: str | bytes, ts_recv: int) -> Step:
+        step = Step()
+        settings = self.adapter.settings
+        try:
+            decoded = decode_frame(message)
+            routed = route_frame(
+                message, decoded, venue=VENUE, shards=settings.shards, first=self.first
+            )
+        except DecodeError as exc:
+            log.warning("Alpaca frame not understood, kept as received: %s", exc)
+            stream = self.streams[self.first]
+            step.items.append((stream, self.tape.frame(message, ts_recv)))
+            return step
+        for part in routed:
+            stream = settings.keys.raw(part.partition)
+            frame = self._tape(stream, step, ts_recv).frame(part.data, ts_recv)
+            if part.split:
+                frame = dataclasses.replace(frame, channel="market-split")
+            step.items.append((stream, frame))
+        if isinstance(decoded, list):
+            for m in decoded:
+                if isinstance(m, dict) and m.get("T") not in CONTROL_TYPES:
+                    step.stream = f"{m.get('T')}:{m.get('S')}"
+                    step.delivered = True
+                    break
+        actions = self.core.receive(decoded)
+        for action in actions:
+            if isinstance(action, Fail):
+                step.error = action.error
+            elif isinstance(action, Ready):
+                step.delivered = True
+                log.info("Alpaca market data subscribed", extra={"subscription": action.detail})
+            elif isinstance(action, Refused):
+                step.markers.append(_refused_marker(action))
+                log.error(
+                    "Alpaca reported error %s %s (the stream carries on)", action.code, action.text
+                )
+        step.send.extend(_sends(actions, settings, self.adapter.use_msgpack))
+        return step
+
+
+def _refused_marker(action: Refused) -> dict[str, object]:
+    event = MarkerEvent.SUBSCRIPTION_REFUSED if action.code == 405 else "venue_error"
+    return {"event": event, "code": action.code, "error": f"{action.code} {action.text}"}
+
+
+class AlpacaTradingAdapter(_Outboxes):
+    """The trading-stream slot: auth, listen to ``trade_updates``, record into private raw."""
+
+    watch_liveness = False
+    max_silence_s: float | None = None
+
+    def __init__(self, settings: Settings, link: Link) -> None:
+        super().__init__()
+        self.settings = settings
+        self.link = link
+        self.url = link.url
+        self.use_msgpack = settings.alpaca_encoding == "msgpack"
+
+    def headers(self) -> dict[str, str]:
+        return upgrade_headers(self.settings.alpaca_encoding)
+
+    def new_session(self, conn: str) -> _TradingSessionShell:
+        return _TradingSessionShell(self, conn)
+
+
+class _TradingSessionShell:
+    def __init__(self, adapter: AlpacaTradingAdapter, conn: str) -> None:
+        self.adapter = adapter
+        self.core = TradingSession()
+        self.tape = ConnectionTape(conn, VENUE, "private", adapter.url)
+
+    def connect_markers(self, ts_recv: int) -> list[Item]:
+        return [(self.adapter.link.stream, self.tape.connect_marker(ts_recv))]
+
+    def disconnect_markers(self, ts_recv: int, reason: str) -> list[Item]:
+        return [(self.adapter.link.stream, self.tape.disconnect_marker(ts_recv, reason))]
+
+    def opening(self) -> list[str | bytes]:
+        return _sends(self.core.opening(), self.adapter.settings, self.adapter.use_msgpack)
+
+    def receive(self, message: str | bytes, ts_recv: int) -> Step:
+        step = Step(items=[(self.adapter.link.stream, self.tape.frame(message, ts_recv))])
+        try:
+            decoded = decode_frame(message)
+        except DecodeError as exc:
+            log.warning("Alpaca trading frame not understood, kept as received: %s", exc)
+            return step
+        actions = self.core.receive(decoded)
+        step.send = _sends(actions, self.adapter.settings, self.adapter.use_msgpack)
+        for action in actions:
+            if isinstance(action, Fail):
+                step.error = action.error
+            elif isinstance(action, Ready):
+                step.delivered = True
+                log.info("Alpaca trade_updates subscribed", extra=action.detail)
+        return step
+
+
+def ingest_adapters(settings: Settings, links: Sequence[Link]) -> list[Any]:
+    """Return the market-data and trading adapters for the links of :func:`plan_links`; the
+    first (market data) is the one runtime subscription changes go to."""
+    data_link, trading_link = links
+    return [AlpacaDataAdapter(settings, data_link), AlpacaTradingAdapter(settings, trading_link)]

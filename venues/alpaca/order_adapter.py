@@ -1,0 +1,143 @@
+"""Send, look up, cancel and list Alpaca orders over REST: the trader's adapter.
+
+At most one order per intent: the order is ``POST /v2/orders`` once, with the intent's client
+order id, which Alpaca keeps unique for ever. A 422 "client_order_id must be unique" therefore
+means the order exists, and a timeout, a dropped connection or a 5xx means it may exist: both are
+resolved by ``GET /v2/orders:by_client_order_id`` only, never by sending again. "No such order" is
+final once ``recv_window_ms`` (plus a margin) has passed since the intent, time enough for any
+copy of the request still on its way; a later copy would show up at reconciliation as an open
+order settled here. Cancel is ``DELETE /v2/orders/{id}``; reconciliation lists
+``GET /v2/orders?status=open``, and ``GET /v2/orders?status=all&after=...`` for the orders to
+adopt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from common.errors import (
+    AmbiguousOutcome,
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    VenueUnavailable,
+)
+from common.schema import OrderIntent
+from venues.alpaca.orders import classify, order_body, order_result
+from venues.alpaca.rest import AlpacaRest
+
+__all__ = ["AlpacaOrders"]
+
+Request = Callable[[], Awaitable[dict[str, Any]]]
+
+ORDERS = "/v2/orders"
+BY_CLIENT_ID = "/v2/orders:by_client_order_id"
+#: ``GET /v2/orders`` answers at most this many orders; a full page asks for older ones.
+PAGE = 500
+MAX_PAGES = 50
+
+
+def rfc3339(epoch_ms: int) -> str:
+    """Write epoch milliseconds as an RFC 3339 UTC time (``2024-05-01T14:00:00.123Z``)."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+class AlpacaOrders:
+    """The trader's requests to Alpaca's Trading API (see the module docstring)."""
+
+    # 404/422 on cancel: not open any more (filled first?); else unclear: ask what it is now.
+    cancel_unclear = (OrderNotFound, AmbiguousOutcome, DuplicateOrder, OrderRejected)
+    list_failed = (OrderRejected, OrderNotFound, AmbiguousOutcome, VenueUnavailable, RateLimited)
+
+    def __init__(
+        self,
+        rest: AlpacaRest,
+        *,
+        clock: Callable[[], int],
+        order_id_of: Callable[[str], Awaitable[str]],
+    ) -> None:
+        self.rest = rest
+        self.clock = clock
+        self.order_id_of = order_id_of  # the venue's order id recorded for a client order id
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | list[Any] | None:
+        answer = await self.rest.request(method, path, query=query, body=body)
+        return classify(answer.status, answer.body, answer.headers, now_s=self.clock() / 1e9)
+
+    async def _order(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Call an endpoint that answers one order object; return it Binance-shaped."""
+        found = await self._call(method, path, **kwargs)
+        if not isinstance(found, dict):
+            raise AmbiguousOutcome(f"{method} {path}: the answer holds no order")
+        return order_result(found)
+
+    # -- place -----------------------------------------------------------------------------------
+    def placer(self, intent: OrderIntent) -> Request:
+        body = order_body(intent)
+
+        async def place() -> dict[str, Any]:
+            return await self._order("POST", ORDERS, body=body)
+
+        return place
+
+    # -- status ----------------------------------------------------------------------------------
+    async def lookup(self, intent: OrderIntent) -> dict[str, Any]:
+        query = {"client_order_id": intent.client_order_id}
+        return await self._order("GET", BY_CLIENT_ID, query=query)
+
+    # -- cancel ----------------------------------------------------------------------------------
+    async def canceller(self, intent: OrderIntent) -> Request:
+        """``DELETE /v2/orders/{id}``, then look the order up to record it as the venue shows it."""
+        order_id = await self.order_id_of(intent.client_order_id)
+
+        async def cancel() -> dict[str, Any]:
+            nonlocal order_id
+            if not order_id:  # never acknowledged here: learn the venue's id first
+                order_id = str((await self.lookup(intent)).get("orderId", ""))
+            await self._call("DELETE", f"{ORDERS}/{order_id}")
+            return await self.lookup(intent)
+
+        return cancel
+
+    # -- reconcile -------------------------------------------------------------------------------
+    async def list_open(self) -> list[dict[str, Any]] | None:
+        """List ``GET /v2/orders?status=open``."""
+        listed = await self._call(
+            "GET", ORDERS, query={"status": "open", "limit": "500", "direction": "asc"}
+        )
+        if not isinstance(listed, list):
+            return None
+        return [order_result(o) for o in listed if isinstance(o, dict)]
+
+    async def list_recent(self, since_ms: int) -> list[dict[str, Any]] | None:
+        """List ``GET /v2/orders?status=all&after=...``, newest first, page by page."""
+        out: dict[str, dict[str, Any]] = {}
+        until = ""
+        for _ in range(MAX_PAGES):
+            query = {"status": "all", "limit": str(PAGE), "direction": "desc",
+                     "after": rfc3339(since_ms)}  # fmt: skip
+            if until:
+                query["until"] = until
+            listed = await self._call("GET", ORDERS, query=query)
+            if not isinstance(listed, list):
+                return None if not out else list(out.values())
+            page = [o for o in listed if isinstance(o, dict)]
+            fresh = [o for o in page if str(o.get("id")) not in out]
+            for order in fresh:
+                out[str(order.get("id"))] = order_result(order)
+            oldest = min((str(o.get("submitted_at") or "") for o in page), default="")
+            if len(page) < PAGE or not fresh or not oldest:
+                break
+            until = oldest
+        return list(out.values())

@@ -1,0 +1,183 @@
+"""Build Alpaca Trading API requests and classify its answers (pure: no I/O, no clock).
+
+* :func:`order_body` is the ``POST /v2/orders`` body of an intent (``time_in_force`` ``gtc`` for
+  crypto symbols, which contain ``/``, else ``day``); the client order id is the intent's.
+* :func:`classify` turns an HTTP answer into its body or the error it means: 401 (or a 403 that
+  is not about funds) :class:`AuthError`, 429 :class:`RateLimited` (``Retry-After`` seconds or the
+  ``X-RateLimit-Reset`` epoch), 5xx :class:`AmbiguousOutcome`, 422 "client_order_id must be
+  unique" :class:`DuplicateOrder` (the order exists: query it), 404 :class:`OrderNotFound`, any
+  other refusal :class:`OrderRejected`.
+* :func:`order_result` converts an Alpaca order object once into the Binance-shaped order dict
+  the ledger records (``status`` mapped to the Binance-style enum, ``executedQty``...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from common.errors import (
+    AmbiguousOutcome,
+    AuthError,
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+)
+from common.schema import OrderIntent
+
+__all__ = [
+    "DUPLICATE_MESSAGE",
+    "auth_headers",
+    "classify",
+    "map_status",
+    "order_body",
+    "order_result",
+    "rfc3339_ms",
+    "time_in_force_for",
+]
+
+DUPLICATE_MESSAGE = "client_order_id must be unique"
+_STATUS = {
+    "new": "NEW",
+    "accepted": "NEW",
+    "pending_new": "NEW",
+    "accepted_for_bidding": "NEW",
+    "partially_filled": "PARTIALLY_FILLED",
+    "filled": "FILLED",
+    "canceled": "CANCELED",
+    "done_for_day": "CANCELED",
+    "replaced": "CANCELED",
+    "expired": "EXPIRED",
+    "rejected": "REJECTED",
+    "pending_cancel": "PENDING_CANCEL",
+}
+_FUNDS_CODE = 40310000
+
+
+def auth_headers(api_key: str, api_secret: str) -> dict[str, str]:
+    """Return the ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers."""
+    return {"APCA-API-KEY-ID": api_key, "APCA-API-SECRET-KEY": api_secret}
+
+
+def time_in_force_for(symbol: str) -> str:
+    """Return ``gtc`` for a crypto pair (``BTC/USD``), ``day`` for a stock."""
+    return "gtc" if "/" in symbol else "day"
+
+
+def order_body(intent: OrderIntent) -> dict[str, Any]:
+    """Build the ``POST /v2/orders`` body of a MARKET or LIMIT ``intent``."""
+    limit = intent.order_type == "LIMIT"
+    body: dict[str, Any] = {
+        "symbol": intent.symbol,
+        "qty": intent.qty,
+        "side": intent.side.lower(),
+        "type": "limit" if limit else "market",
+        "time_in_force": time_in_force_for(intent.symbol),
+        "client_order_id": intent.client_order_id,
+    }
+    if limit:
+        body["limit_price"] = intent.price
+    return body
+
+
+def map_status(status: str) -> str:
+    """Map an Alpaca order status to the Binance-style status the state machine uses."""
+    return _STATUS.get(status, status.upper())
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _retry_after_s(headers: Mapping[str, str], now_s: float) -> float:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    after = _number(lowered.get("retry-after"))
+    if after is not None:
+        return max(0.0, after)
+    reset = _number(lowered.get("x-ratelimit-reset"))
+    if reset is not None:
+        return max(0.0, reset - now_s)
+    return 1.0
+
+
+def classify(
+    status: int, body: Any, headers: Mapping[str, str], *, now_s: float
+) -> dict[str, Any] | list[Any] | None:
+    """Return the body of a successful answer, or raise what the answer means (module doc)."""
+    if 200 <= status < 300:
+        return body if isinstance(body, dict | list) else None
+    fields = body if isinstance(body, Mapping) else {}
+    code = fields.get("code")
+    code = code if isinstance(code, int) else None
+    message = str(fields.get("message", "")) or f"HTTP {status}"
+    text = f"{message} (code {code}, status {status})"
+    if status == 401 or (status == 403 and code != _FUNDS_CODE and "insufficient" not in message):
+        raise AuthError(text, code=code, status=status)
+    if status == 429:
+        raise RateLimited(
+            text, retry_after_s=_retry_after_s(headers, now_s), code=code, status=status
+        )
+    if status >= 500:
+        raise AmbiguousOutcome(text, code=code, status=status)
+    if status == 422 and DUPLICATE_MESSAGE in message:
+        raise DuplicateOrder(text, code=code, status=status)
+    if status == 404:
+        raise OrderNotFound(text, code=code, status=status)
+    raise OrderRejected(text, code=code, status=status)
+
+
+def rfc3339_ms(text: Any) -> int:
+    """Return epoch milliseconds of an RFC 3339 time (up to ns digits); 0 if unreadable."""
+    if not isinstance(text, str) or "T" not in text:
+        return 0
+    zone = "+00:00"
+    main = text
+    if main.endswith(("Z", "z")):
+        main = main[:-1]
+    elif len(main) > 6 and main[-6] in "+-" and main[-3] == ":":
+        main, zone = main[:-6], main[-6:]
+    fraction = ""
+    if "." in main:
+        main, fraction = main.split(".", 1)
+    try:
+        moment = datetime.fromisoformat(main + zone)
+    except ValueError:
+        return 0
+    millis = int((fraction + "000")[:3]) if fraction.isdigit() else 0
+    return int(moment.timestamp()) * 1000 + millis
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def order_result(order: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert an Alpaca order object into the Binance-shaped order dict the ledger records."""
+    filled = _decimal(order.get("filled_qty")) or Decimal(0)
+    average = _decimal(order.get("filled_avg_price"))
+    quote = filled * average if average is not None else Decimal(0)
+    return {
+        "symbol": str(order.get("symbol", "")),
+        "clientOrderId": str(order.get("client_order_id", "")),
+        "orderId": str(order.get("id", "")),
+        "status": map_status(str(order.get("status", ""))),
+        "origQty": str(order.get("qty") or ""),
+        "executedQty": f"{filled:f}",
+        "cummulativeQuoteQty": f"{quote:f}",
+        "price": str(order.get("limit_price") or "0"),
+        "side": str(order.get("side", "")).upper(),
+        "type": str(order.get("type") or order.get("order_type") or "").upper(),
+        "updateTime": rfc3339_ms(order.get("updated_at")),
+    }

@@ -1,0 +1,112 @@
+"""Talk to Alpaca's Trading API over HTTP: the trader's one boundary with ``aiohttp``.
+
+Each request carries the ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers and has a total
+timeout. A request that could not even connect raises :class:`VenueUnavailable` (it certainly did
+not reach the venue); one that was written but got no full answer (timeout, dropped connection)
+raises :class:`~common.errors.AmbiguousOutcome`. Answers come back whole as :class:`Answer` for
+:func:`venues.alpaca.orders.classify` to read.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from common.errors import AmbiguousOutcome, ConfigError, VenueUnavailable
+from common.settings import Settings
+from venues.alpaca.orders import auth_headers
+
+__all__ = ["AlpacaRest", "Answer", "rest_from_settings"]
+
+log = logging.getLogger("tickpipe.trader")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HTTP answer: status, decoded JSON body (``None`` if empty or not JSON), headers."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class AlpacaRest:
+    """A pooled HTTP client for the Trading API, opened lazily by the first request."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str,
+        api_secret: str,
+        request_timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = auth_headers(api_key, api_secret)
+        self.timeout = aiohttp.ClientTimeout(
+            total=request_timeout_s, sock_connect=connect_timeout_s
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self.requests = 0
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self.timeout)
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Answer:
+        """Send one request; return the answer or raise as the module docstring says."""
+        url = self.base_url + path
+        data = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        self.requests += 1
+        try:
+            async with self._client().request(
+                method, url, params=query, data=data, headers=headers
+            ) as response:
+                raw = await response.read()
+                answer_headers = dict(response.headers)
+                status = response.status
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise VenueUnavailable(f"cannot connect to {self.base_url}: {exc}") from exc
+        except TimeoutError as exc:
+            raise AmbiguousOutcome(f"{method} {path}: no answer in time") from exc
+        except aiohttp.ClientError as exc:
+            raise AmbiguousOutcome(f"{method} {path}: connection failed: {exc}") from exc
+        try:
+            decoded = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            log.warning("venue answer is not JSON", extra={"status": status, "size": len(raw)})
+            decoded = None
+        return Answer(status, decoded, answer_headers)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def rest_from_settings(settings: Settings) -> AlpacaRest:
+    """Build the client from settings; raise ConfigError naming the missing credentials."""
+    if not settings.alpaca_api_key or not settings.alpaca_api_secret:
+        raise ConfigError(
+            "the trader needs API credentials: set ALPACA_API_KEY and ALPACA_API_SECRET"
+        )
+    return AlpacaRest(
+        settings.alpaca_rest_url,
+        api_key=settings.alpaca_api_key.reveal(),
+        api_secret=settings.alpaca_api_secret.reveal(),
+    )

@@ -1,0 +1,155 @@
+"""Send, look up, cancel and list orders over Binance's WebSocket API: the trader's adapter.
+
+The trader's one router (:class:`trader.venue_router.VenueRouter`) does the retries, the
+resolution of unclear outcomes, in-flight bookkeeping, cancel pacing, reconciliation and
+recording; this adapter only speaks the venue's requests. Alpaca's REST counterpart is
+:mod:`venues.alpaca.order_adapter`.
+
+At most one order per intent: ``order.place`` requests of one intent are all signed with the
+intent's own timestamp, so the venue refuses any of them that arrives later than the receive
+window (``recvWindow``) after the intent was made. An ambiguous outcome is resolved by
+``order.status`` only; "no such order" is final once that window (plus a margin for clock skew)
+has passed, since no copy of the request can be accepted any more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from common.errors import (
+    AmbiguousOutcome,
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    VenueUnavailable,
+)
+from common.schema import OrderIntent
+from common.settings import Settings
+from common.units import MS
+from venues.binance.orders import (
+    SignOptions,
+    all_orders_params,
+    cancel_params,
+    list_result_of,
+    open_orders_params,
+    place_params,
+    result_of,
+    status_params,
+)
+from venues.binance.signing import Signer
+from venues.binance.ws_api import Venue
+
+__all__ = ["BinanceOrders"]
+
+Request = Callable[[], Awaitable[dict[str, Any]]]
+
+#: ``allOrders`` answers at most this many orders; a full page asks for the next one.
+PAGE = 1000
+MAX_PAGES = 50
+
+
+class BinanceOrders:
+    """The trader's requests to the venue, one method per kind of request."""
+
+    # Errors that make a cancel unclear (settled by a query); any other OrderRejected is final.
+    cancel_unclear: tuple[type[Exception], ...] = (OrderNotFound, AmbiguousOutcome, DuplicateOrder)
+    # Errors on listing the open orders after which each working order is queried instead.
+    list_failed: tuple[type[Exception], ...] = (
+        OrderRejected,
+        AmbiguousOutcome,
+        VenueUnavailable,
+        RateLimited,
+    )
+
+    def __init__(
+        self,
+        settings: Settings,
+        venue: Venue,
+        *,
+        clock: Callable[[], int],
+        recv_window_ms: int,
+        signer: Signer | None = None,
+        session: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.recv_window_ms = recv_window_ms
+        self.signer = signer  # None: HMAC with the API secret
+        self.session = session  # the connection is logged on: requests carry no signature
+        self.venue = venue
+
+    def _now_ms(self) -> int:
+        return self.clock() // MS
+
+    def _auth(self) -> SignOptions:
+        return {
+            "api_key": self.settings.binance_api_key.reveal(),
+            "api_secret": self.settings.binance_api_secret.reveal(),
+            "recv_window_ms": self.recv_window_ms,
+            "signer": self.signer,
+            "session": self.session,
+        }
+
+    # -- place -----------------------------------------------------------------------------------
+    def placer(self, intent: OrderIntent) -> Request:
+        # Every copy carries the intent's time: the venue refuses one that arrives too late.
+        params = place_params(intent, timestamp_ms=intent.ts_intent // MS, **self._auth())
+
+        async def place() -> dict[str, Any]:
+            return result_of(await self.venue.place(params), now_ms=self._now_ms())
+
+        return place
+
+    # -- status ----------------------------------------------------------------------------------
+    async def lookup(self, intent: OrderIntent) -> dict[str, Any]:
+        """Query ``order.status`` by the client order id."""
+        params = status_params(
+            intent.symbol, intent.client_order_id, timestamp_ms=self._now_ms(), **self._auth()
+        )
+        return result_of(await self.venue.status(params), now_ms=self._now_ms())
+
+    # -- cancel ----------------------------------------------------------------------------------
+    async def canceller(self, intent: OrderIntent) -> Request:
+        """Return the ``order.cancel`` request, signed afresh on every try."""
+
+        async def cancel() -> dict[str, Any]:
+            params = cancel_params(
+                intent.symbol, intent.client_order_id, timestamp_ms=self._now_ms(), **self._auth()
+            )
+            return result_of(await self.venue.cancel(params), now_ms=self._now_ms())
+
+        return cancel
+
+    # -- reconcile -------------------------------------------------------------------------------
+    async def list_open(self) -> list[dict[str, Any]] | None:
+        """List the open orders with ``openOrders.status``."""
+        params = open_orders_params(timestamp_ms=self._now_ms(), **self._auth())
+        listed = list_result_of(await self.venue.open_orders(params), now_ms=self._now_ms())
+        return [o for o in listed if isinstance(o, dict)]
+
+    async def list_recent(self, since_ms: int) -> list[dict[str, Any]] | None:
+        """List each symbol's orders since ``since_ms`` with ``allOrders``, page by page."""
+        out: list[dict[str, Any]] = []
+        for symbol in self.settings.symbols:
+            from_id: int | None = None
+            for _ in range(MAX_PAGES):
+                params = all_orders_params(
+                    symbol,
+                    timestamp_ms=self._now_ms(),
+                    start_ms=since_ms,
+                    from_order_id=from_id,
+                    limit=PAGE,
+                    **self._auth(),
+                )
+                answer = await self.venue.all_orders(params)
+                page = [
+                    o for o in list_result_of(answer, now_ms=self._now_ms()) if isinstance(o, dict)
+                ]
+                out += page
+                ids = [o["orderId"] for o in page if isinstance(o.get("orderId"), int)]
+                if len(page) < PAGE or not ids:
+                    break
+                from_id = max(ids) + 1
+        return out
