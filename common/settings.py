@@ -2,7 +2,10 @@
 
 Only ``__main__`` modules call :func:`load_settings`; everything else receives a frozen
 :class:`Settings`. Every variable that starts with ``TICKPIPE_``, and every key written in ``.env``,
-must be a known setting: a typo is an error that names the key and the closest known one. A line of
+must be a known setting: a typo is an error that names the key and the closest known one. Keys
+``TICKPIPE_STRATEGY_<NAME>_<KEY>`` are a strategy's own settings: kept as text in
+``Settings.strategy_settings`` and checked, with the same errors, by the strategy that declares them
+(:mod:`processor.plugins`) when the processor builds its strategies. A line of
 ``.env`` that does not parse (an unterminated quote, no ``=``) or a file that is not UTF-8 is an
 error naming the file and the line. Secrets are wrapped in :class:`Secret`, whose ``repr`` and
 ``str`` never show the value; one shorter than :data:`MIN_SECRET_CHARS` is refused, since masking
@@ -17,7 +20,7 @@ import os
 import re
 import socket
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -29,7 +32,15 @@ from dotenv.parser import Binding, parse_stream
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.names import Keys, Partition, partitions_for
 
-__all__ = ["KNOWN_KEYS", "MIN_SECRET_CHARS", "Secret", "Settings", "load_settings"]
+__all__ = [
+    "KNOWN_KEYS",
+    "MIN_SECRET_CHARS",
+    "STRATEGY_PREFIX",
+    "Secret",
+    "Settings",
+    "did_you_mean",
+    "load_settings",
+]
 
 PREFIX = "TICKPIPE_"
 
@@ -99,6 +110,9 @@ class Settings:
     max_event_age_ms: int = 3_600_000
     empty_bars: str = "skip"
     strategies: tuple[str, ...] = ("threshold_cross",)
+    strategy_max_failures: int = 10
+    #: ``TICKPIPE_STRATEGY_<NAME>_<KEY>`` -> text, checked by the strategies that declare them.
+    strategy_settings: tuple[tuple[str, str], ...] = ()
     rapid_move_pct: str = "0.5"
     rapid_move_window_ms: int = 1000
     retention_maxlen: tuple[tuple[str, int], ...] = (("*", 1_000_000),)
@@ -267,15 +281,21 @@ def _retention(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(out.items()))
 
 
-STRATEGY_NAMES = ("threshold_cross", "rapid_move")
+#: Prefix of the strategies' own settings, ``TICKPIPE_STRATEGY_<NAME>_<KEY>``.
+STRATEGY_PREFIX = "TICKPIPE_STRATEGY_"
+_STRATEGY_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_STRATEGY_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 def _strategy_names(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(s.strip().lower() for s in text.split(",") if s.strip()))
-    unknown = [n for n in names if n not in STRATEGY_NAMES]
-    if unknown:
-        raise ValueError(f"unknown strategies {unknown}; known: {', '.join(STRATEGY_NAMES)}")
-    return names
+    """Names (``threshold_cross``) or ``module:Class`` paths; which exist is checked on load."""
+    names: list[str] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name = part if ":" in part else part.lower()
+        if not (_STRATEGY_PATH.fullmatch(name) or _STRATEGY_NAME.fullmatch(name)):
+            raise ValueError(f"{part!r} is neither a strategy name nor a module:Class path")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
 
 
 def _key_type(text: str) -> str:
@@ -360,6 +380,7 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_MAX_EVENT_AGE_MS": ("max_event_age_ms", _positive_int),
     "TICKPIPE_EMPTY_BARS": ("empty_bars", _empty_bars),
     "TICKPIPE_STRATEGIES": ("strategies", _strategy_names),
+    "TICKPIPE_STRATEGY_MAX_FAILURES": ("strategy_max_failures", _positive_int),
     "TICKPIPE_RAPID_MOVE_PCT": ("rapid_move_pct", _decimal),
     "TICKPIPE_RAPID_MOVE_WINDOW_MS": ("rapid_move_window_ms", _positive_int),
     "TICKPIPE_RETENTION_MAXLEN": ("retention_maxlen", _retention),
@@ -387,12 +408,22 @@ _SUPPORTED_VENUES = {"binance", "alpaca"}
 _DEFAULT_SYMBOLS = {"binance": ("BTCUSDT", "ETHUSDT"), "alpaca": ("FAKEPACA",)}
 
 
+def _namespaced(key: str) -> bool:
+    """Tell whether ``key`` is a strategy's own setting (checked when strategies are built)."""
+    return key.startswith(STRATEGY_PREFIX) and key not in KNOWN_KEYS
+
+
 def _unknown(keys: list[str]) -> str:
     parts = []
     for key in sorted(keys):
-        close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
-        parts.append(f"{key} (did you mean {close[0]}?)" if close else key)
+        parts.append(did_you_mean(key, KNOWN_KEYS))
     return ", ".join(parts)
+
+
+def did_you_mean(key: str, known: Iterable[str]) -> str:
+    """Return ``key``, followed by ``(did you mean X?)`` for the closest of ``known``."""
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"{key} (did you mean {close[0]}?)" if close else key
 
 
 def load_settings(
@@ -407,7 +438,7 @@ def load_settings(
     if dotenv_path is not None and Path(dotenv_path).is_file():
         path = Path(dotenv_path)
         file_values = read_dotenv(path)
-        unknown = [k for k in file_values if k not in KNOWN_KEYS]
+        unknown = [k for k in file_values if k not in KNOWN_KEYS and not _namespaced(k)]
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {_unknown(unknown)}")
         mode = path.stat().st_mode
@@ -418,11 +449,14 @@ def load_settings(
                 "%s holds secrets and is readable by other users; run: chmod 600 %s", path, path
             )
         merged.update(file_values)
-    unknown = [k for k in env if k.startswith(PREFIX) and k not in KNOWN_KEYS]
+    unknown = [
+        k for k in env if k.startswith(PREFIX) and k not in KNOWN_KEYS and not _namespaced(k)
+    ]
     if unknown:
         raise ConfigError(f"unknown environment setting(s) {_unknown(unknown)}")
-    merged.update({k: v for k, v in env.items() if k in KNOWN_KEYS})
+    merged.update({k: v for k, v in env.items() if k in KNOWN_KEYS or _namespaced(k)})
     merged.update(overrides or {})
+    namespaced = {k: merged.pop(k) for k in list(merged) if _namespaced(k)}
 
     values: dict[str, object] = {}
     for key, text in merged.items():
@@ -434,6 +468,7 @@ def load_settings(
     _check_secret_lengths(merged)
     if "redis_url" in values:
         values["redis_url_set"] = True
+    values["strategy_settings"] = tuple(sorted(namespaced.items()))
     venue = values.get("venue", "binance")
     if "symbols" not in values and venue in _DEFAULT_SYMBOLS:
         values["symbols"] = _DEFAULT_SYMBOLS[str(venue)]

@@ -22,7 +22,10 @@ becomes a :class:`DeadLetter`.
 A signal's id names the decision: venue, symbol, the venue's id of the trade that caused it
 (``t`` trade ids, ``a`` aggregate ids), the strategy and the index of the strategy's answer.
 It is the same on every replay and differs for every decision, also for the trades of one
-REST backfill page, which share one raw entry.
+REST backfill page, which share one raw entry. Strategies get only the inputs they declared
+(trades, quotes, book changes, final and revised bars, an event-time timer) at the point of the
+raw stream where each event is made, through :mod:`processor.dispatch`, which also names the
+signals of the other inputs and isolates a strategy that raises.
 
 Frames of a venue that packs many messages a frame (Alpaca: its description's
 ``classify_messages``, :mod:`venues.alpaca.market`) are classified message by message: trades are
@@ -52,8 +55,10 @@ from tickpipe.common.messages import (
 )
 from tickpipe.common.schema import Bar, Quote, RawFrame, Signal, Trade
 from tickpipe.processor.books import BookOutput
+from tickpipe.processor.dispatch import advance_timers, route
 from tickpipe.processor.entries import BadEntry, DeadLetter, count, entry_key, fold_entries
 from tickpipe.processor.markers import BackfillDone, Connect, classify_marker
+from tickpipe.processor.plugins import build_strategies
 from tickpipe.processor.records import (
     BackfillRequest,
     BookTop,
@@ -64,7 +69,7 @@ from tickpipe.processor.records import (
     VenueStatus,
 )
 from tickpipe.processor.state import COUNTERS, PartitionState
-from tickpipe.processor.strategies import build_strategies
+from tickpipe.processor.strategies import BAR_REVISIONS, BARS, BOOK, QUOTES, TIMER, TRADES
 from tickpipe.processor.venue_bars import revise_bar
 from tickpipe.venues.registry import VENUES
 
@@ -163,10 +168,14 @@ def process_batch(
                 what = f"depth update {result.last_id} of {result.symbol}"
                 _reject(state, out, entry_id, f"{what}: {problem}", frame.data)
                 continue
-            _add_finals(state, out, state.bars.advance(result.ts_event))
+            _add_finals(state, out, state.bars.advance(result.ts_event), ts_now)
+            tops = len(books.tops)
             state.books.on_diff(result, ts_now, books)
+            _tops_to_strategies(state, out, books.tops[tops:], ts_now)
         elif isinstance(result, DepthSnapshot):
+            tops = len(books.tops)
             state.books.on_snapshot(result, ts_now, books)
+            _tops_to_strategies(state, out, books.tops[tops:], ts_now)
         elif isinstance(result, Connect):
             counters["markers"] += 1
             _request_backfills(state, out, state.holes.on_connect(result.run, entry_id))
@@ -182,6 +191,31 @@ def process_batch(
     counters["gaps"] += len(out.gaps)
     counters["dead_letters"] += len(out.dead_letters)
     return out
+
+
+def _tops_to_strategies(
+    state: PartitionState, out: BatchOutput, tops: list[BookTop], ts_now: int
+) -> None:
+    """Route book changes at once, so strategies see them in raw order with the trades."""
+    for top in tops:
+        if state.routes[TIMER]:
+            advance_timers(state, out.signals, out.warnings, top.ts_event, ts_now)
+        if state.routes[BOOK]:
+            route(
+                state,
+                out.signals,
+                out.warnings,
+                state.routes[BOOK],
+                BOOK,
+                "on_book",
+                top,
+                ident=f"{top.venue}|{top.symbol}|d{top.update_id}",
+                venue=top.venue,
+                cause="",
+                ts_event=top.ts_event,
+                ts_recv=top.ts_recv,
+                ts_now=ts_now,
+            )
 
 
 def _check_watermark(
@@ -225,6 +259,7 @@ def _on_quote(state: PartitionState, out: BatchOutput, entry_id: str, quote: Quo
     if not quote.update_id:  # a venue without quote sequence numbers (Alpaca)
         out.quotes.append(quote)
         state.counters["quotes"] += 1
+        _quote_to_strategies(state, out, entry_id, quote)
         return
     update_id = int(quote.update_id)
     last = state.last_quote_id.get(quote.symbol)
@@ -234,11 +269,58 @@ def _on_quote(state: PartitionState, out: BatchOutput, entry_id: str, quote: Quo
     state.last_quote_id[quote.symbol] = update_id
     out.quotes.append(quote)
     state.counters["quotes"] += 1
+    _quote_to_strategies(state, out, entry_id, quote)
 
 
-def _add_finals(state: PartitionState, out: BatchOutput, bars: list[Bar]) -> None:
+def _quote_to_strategies(state: PartitionState, out: BatchOutput, entry_id: str, q: Quote) -> None:
+    if state.routes[TIMER]:
+        advance_timers(state, out.signals, out.warnings, q.ts_event, q.ts_proc)
+    if state.routes[QUOTES]:
+        ident = f"{q.venue}|{q.symbol}|q{q.update_id or entry_id}"
+        route(
+            state,
+            out.signals,
+            out.warnings,
+            state.routes[QUOTES],
+            QUOTES,
+            "on_quote",
+            q,
+            ident=ident,
+            venue=q.venue,
+            cause=entry_id,
+            ts_event=q.ts_event,
+            ts_recv=q.ts_recv,
+            ts_now=q.ts_proc,
+        )
+
+
+def _add_finals(
+    state: PartitionState, out: BatchOutput, bars: list[Bar], ts_now: int, revised: int = 0
+) -> None:
+    """Emit final bars; the last ``revised`` of them are revisions of bars already final."""
     out.bars.extend(bars)
     state.counters["final_bars"] += len(bars)
+    if not (state.routes[BARS] or state.routes[BAR_REVISIONS]):
+        return
+    first_revision = len(bars) - revised
+    for i, bar in enumerate(bars):
+        kind, hook = (BARS, "on_bar") if i < first_revision else (BAR_REVISIONS, "on_bar_revision")
+        if state.routes[kind]:
+            route(
+                state,
+                out.signals,
+                out.warnings,
+                state.routes[kind],
+                kind,
+                hook,
+                bar,
+                ident=f"{bar.venue}|{bar.symbol}|b{bar.interval}@{bar.ts_open}r{bar.revision}",
+                venue=bar.venue,
+                cause="",
+                ts_event=bar.ts_event,
+                ts_recv=bar.ts_event,
+                ts_now=ts_now,
+            )
 
 
 def _request_backfills(
@@ -320,10 +402,11 @@ def _on_trade(
     counters["trades"] += 1
     revisions = state.bars.revisions
     bars, too_late = state.bars.on_trade(trade)
-    if state.bars.revisions != revisions:
-        counters["bar_revisions"] += state.bars.revisions - revisions
+    revised = state.bars.revisions - revisions
+    if revised:
+        counters["bar_revisions"] += revised
     if bars:
-        _add_finals(state, out, bars)
+        _add_finals(state, out, bars, ts_now, revised)
     if too_late:
         counters["late_trades"] += 1
         reason = (
@@ -332,26 +415,25 @@ def _on_trade(
         )
         data = orjson.dumps(trade.to_fields()).decode()
         out.dead_letters.append(DeadLetter(trade.src, reason, data))
-    for strategy in state.strategies:
-        for n, spec in enumerate(strategy.on_trade(trade, ts_now)):
-            out.signals.append(
-                Signal(
-                    signal_id=signal_id_for(trade, strategy.name, n, aggregate=aggregate),
-                    venue=trade.venue,
-                    symbol=spec.symbol,
-                    strategy=strategy.name,
-                    action=spec.action,
-                    side=spec.side,
-                    qty=spec.qty,
-                    price=spec.price,
-                    reason=spec.reason,
-                    cause=spec.cause or trade.src,
-                    ts_event=trade.ts_event,
-                    ts_recv=trade.ts_recv,
-                    ts_signal=ts_now,
-                )
-            )
-            counters["signals"] += 1
+    if state.routes[TIMER]:
+        advance_timers(state, out.signals, out.warnings, trade.ts_event, ts_now)
+    if state.routes[TRADES]:
+        space = "a" if aggregate else "t"
+        route(
+            state,
+            out.signals,
+            out.warnings,
+            state.routes[TRADES],
+            TRADES,
+            "on_trade",
+            trade,
+            ident=f"{trade.venue}|{trade.symbol}|{space}{trade.trade_id}",
+            venue=trade.venue,
+            cause=trade.src,
+            ts_event=trade.ts_event,
+            ts_recv=trade.ts_recv,
+            ts_now=ts_now,
+        )
 
 
 def _on_messages(

@@ -188,7 +188,12 @@ class PartitionLane:
                 "statuses": len(out.statuses),
                 "dead_letters": len(out.dead_letters),
             },
-            gauges={"open_gaps": len(self.state.holes.open)},
+            gauges={
+                "open_gaps": len(self.state.holes.open),
+                # since the partition began (checkpointed): a strategy's errors and disabling
+                "strategy_errors": self.state.counters["strategy_errors"],
+                "strategies_disabled": self.state.counters["strategies_disabled"],
+            },
             warnings=out.warnings,
         )
 

@@ -51,6 +51,7 @@ from tickpipe.common.redis_link import RedisLink
 from tickpipe.common.settings import Settings
 from tickpipe.processor.lanes import Lane, PartitionLane, PrivateLane
 from tickpipe.processor.link import Entries, LeaseLost, Link, Pipe
+from tickpipe.processor.plugins import build_strategies
 from tickpipe.processor.trimmer import Retention, trim_streams
 
 __all__ = ["SERVICE", "run"]
@@ -93,6 +94,10 @@ class _Stats:
         return {
             **self.totals,
             "open_gaps": sum(g.get("open_gaps", 0) for g in self.gauges.values()),
+            "strategy_errors": sum(g.get("strategy_errors", 0) for g in self.gauges.values()),
+            "strategies_disabled": sum(
+                g.get("strategies_disabled", 0) for g in self.gauges.values()
+            ),
             "frames_per_s": self.frames_per_s,
             "partitions_owned": len(self.owned & self.partition_names),
             "owned": sorted(self.owned),
@@ -337,6 +342,7 @@ async def run(
     owned lane are trimmed every ``retention_s``. ``direct=False`` sends every command through
     redis-py even on a single-server client (the path a cluster client always takes).
     """
+    build_strategies(settings)  # a strategy mistake stops the stage before Redis (exit 2)
     own_redis = redis is None
     client = connect_redis(settings.redis_url) if redis is None else redis
     runner = _Runner(

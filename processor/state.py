@@ -25,7 +25,8 @@ from tickpipe.processor.bars import BarBuilder
 from tickpipe.processor.books import BOOK_COUNTERS, BookKeeper
 from tickpipe.processor.holes import Holes
 from tickpipe.processor.plausible import DEFAULT_MAX_AGE_MS, DEFAULT_MAX_AHEAD_MS, Plausibility
-from tickpipe.processor.strategies import Strategy, build_strategies
+from tickpipe.processor.plugins import build_strategies
+from tickpipe.processor.strategies import INPUTS, Strategy
 from tickpipe.processor.tradeids import RecentIds, TradeIds
 
 __all__ = ["CHECKPOINT_VERSION", "COUNTERS", "PartitionState"]
@@ -37,6 +38,8 @@ MS_NS = 1_000_000
 #: channels read but not normalised yet are also counted per channel, as ``ignored:<channel>``.
 COUNTERS = (
     "frames",  # entries processed (not counting replays)
+    "strategy_errors",  # strategy hook calls that raised (the strategy is skipped for that event)
+    "strategies_disabled",  # strategies disabled after TICKPIPE_STRATEGY_MAX_FAILURES errors
     "trades",  # trades emitted
     "duplicate_trades",  # trades dropped because their id was already seen
     "trade_id_gaps",  # times a symbol's trade id jumped by more than one
@@ -85,6 +88,7 @@ class PartitionState:
         empty_bars: str = "skip",
         max_event_ahead_ms: int = DEFAULT_MAX_AHEAD_MS,
         max_event_age_ms: int = DEFAULT_MAX_AGE_MS,
+        strategy_max_failures: int = 10,
     ) -> None:
         self.partition = partition
         self.venue = venue
@@ -96,6 +100,17 @@ class PartitionState:
         )
         self.plausible = Plausibility.from_ms(max_event_ahead_ms, max_event_age_ms)
         self.strategies = list(strategies)
+        #: input -> the strategies that declared it, in configuration order.
+        self.routes: dict[str, list[Strategy]] = {
+            kind: [s for s in self.strategies if kind in s.inputs] for kind in INPUTS
+        }
+        self.strategy_max_failures = strategy_max_failures
+        #: strategy name -> hook calls that raised; at the maximum the strategy is disabled.
+        self.strategy_failures: dict[str, int] = {}
+        #: strategy name -> event time of its last timer call.
+        self.strategy_timers: dict[str, int] = {}
+        #: greatest event time routed to strategies: the timer's clock.
+        self.strategy_clock = 0
         self.trade_ids = TradeIds()
         self.holes = Holes(venue, self.trade_ids)
         self.recent_ids = RecentIds()  # venues with non-contiguous trade ids (Alpaca)
@@ -118,6 +133,7 @@ class PartitionState:
             "empty_bars": settings.empty_bars,
             "max_event_ahead_ms": settings.max_event_ahead_ms,
             "max_event_age_ms": settings.max_event_age_ms,
+            "strategy_max_failures": settings.strategy_max_failures,
         }
         strategies = build_strategies(settings)
         if blob is None:
@@ -167,6 +183,9 @@ class PartitionState:
             "bars": self.bars.to_state(),
             "strategies": {s.name: s.to_state() for s in self.strategies},
             "counters": self.counters,
+            "strategy_failures": self.strategy_failures,
+            "strategy_timers": self.strategy_timers,
+            "strategy_clock": self.strategy_clock,
         }
         out: bytes = msgpack.packb(data, use_bin_type=True)
         return out
@@ -205,6 +224,11 @@ class PartitionState:
                 if strategy.name in saved:
                     strategy.load_state(saved[strategy.name])
             state.counters.update({str(k): int(v) for k, v in data["counters"].items()})
+            failures = data.get("strategy_failures", {})
+            state.strategy_failures = {str(k): int(v) for k, v in failures.items()}
+            timers = data.get("strategy_timers", {})
+            state.strategy_timers = {str(k): int(v) for k, v in timers.items()}
+            state.strategy_clock = int(data.get("strategy_clock", 0))
         except DecodeError:
             raise
         except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:

@@ -1,11 +1,15 @@
-"""Turn trades into trading decisions with small, checkpointable strategy rules (pure, no I/O).
+"""Turn market events into trading decisions with checkpointable strategy rules (pure, no I/O).
 
-A strategy sees every new trade of its partition, in order, once (duplicates are removed before
-it), and answers with a list of :class:`SignalSpec`. It must be deterministic: the same trades in
-the same order give the same specs, whatever the batch boundaries, and its whole state must
-survive :meth:`Strategy.to_state` / :meth:`Strategy.load_state` (msgpack-friendly values), because
-the processor saves it in the partition checkpoint and a takeover resumes from there. The processor
-turns specs into :class:`common.schema.Signal` events with deterministic ids.
+A strategy declares the inputs it needs in :attr:`Strategy.inputs` (:data:`INPUTS`) and sees
+those events of its partition, in raw-stream order, once (duplicates are removed before it):
+trades, quotes, top-of-book changes, final bars, revised bars, and a timer on event time. Each
+hook answers with a list of :class:`SignalSpec`. A strategy must be deterministic: the same
+events in the same order give the same specs, whatever the batch boundaries, and its whole
+state must survive :meth:`Strategy.to_state` / :meth:`Strategy.load_state` (msgpack-friendly
+values), because the processor saves it in the partition checkpoint and a takeover resumes
+from there. The processor turns specs into :class:`common.schema.Signal` events with
+deterministic ids. A strategy's own settings are a dataclass named by :attr:`Strategy.params`
+(see :mod:`processor.plugins`).
 """
 
 from __future__ import annotations
@@ -13,26 +17,42 @@ from __future__ import annotations
 import decimal
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from tickpipe.common.decimals import decimal_of
-from tickpipe.common.schema import Trade
+from tickpipe.common.schema import Bar, Quote, Trade
 from tickpipe.common.settings import Settings
+from tickpipe.processor.records import BookTop
 
 __all__ = [
+    "BARS",
+    "BAR_REVISIONS",
+    "BOOK",
+    "INPUTS",
+    "QUOTES",
     "STRATEGIES",
+    "TIMER",
+    "TRADES",
     "RapidMove",
     "SignalSpec",
     "Strategy",
     "ThresholdCross",
-    "build_strategies",
 ]
 
 _CTX = decimal.Context(prec=40)
 _BPS = Decimal(10_000)
+TRADES = "trades"
+QUOTES = "quotes"
+BOOK = "book"
+BARS = "bars"
+BAR_REVISIONS = "bar_revisions"
+TIMER = "timer"
+#: The inputs a strategy may declare; the processor routes only the declared ones to it.
+INPUTS = frozenset({TRADES, QUOTES, BOOK, BARS, BAR_REVISIONS, TIMER})
+
 ABOVE = "above"
 BELOW = "below"
 
@@ -52,18 +72,56 @@ class SignalSpec:
 
 
 class Strategy(ABC):
-    """A deterministic rule from trades to signal specs, with checkpointable state."""
+    """A deterministic rule from market events to signal specs, with checkpointable state.
 
-    #: Stable name; part of every signal id, so never rename a strategy that is in use.
+    Every hook gets ``ts_now``, the processing time, for stamps only: a decision that depended
+    on it would make the outputs differ between a first run and a replay. Hooks of inputs not
+    declared in :attr:`inputs` are never called.
+    """
+
+    #: Stable name (lower case letters, digits, ``_``); part of every signal id and of the
+    #: settings namespace ``TICKPIPE_STRATEGY_<NAME>_<KEY>``: never rename one in use.
     name: ClassVar[str]
+    #: The inputs routed to this strategy (a subset of :data:`INPUTS`).
+    inputs: ClassVar[frozenset[str]] = frozenset({TRADES})
+    #: A dataclass of this strategy's own settings, or ``None`` when it has none.
+    params: ClassVar[type[Any] | None] = None
+    #: With ``timer`` declared: :meth:`on_timer` runs once per interval of event time.
+    timer_interval_ms: ClassVar[int] = 0
 
-    @abstractmethod
-    def on_trade(self, trade: Trade, ts_now: int) -> list[SignalSpec]:
-        """Return the signals this trade causes (usually none).
+    @classmethod
+    def create(cls, settings: Settings, params: Any) -> Strategy:
+        """Build the strategy from the deployment's settings and its own ``params``.
 
-        ``ts_now`` is the processing time, for stamps only: a decision that depended on it would
-        make the outputs differ between a first run and a replay.
+        The default calls ``cls(params)`` when the strategy declares :attr:`params`, else ``cls()``.
         """
+        factory: Any = cls  # a subclass's own constructor takes the params
+        built: Strategy = factory(params) if cls.params is not None else factory()
+        return built
+
+    def on_trade(self, trade: Trade, ts_now: int) -> list[SignalSpec]:
+        """Return the signals this trade causes (usually none)."""
+        return []
+
+    def on_quote(self, quote: Quote, ts_now: int) -> list[SignalSpec]:
+        """Return the signals this best bid/ask update causes."""
+        return []
+
+    def on_book(self, top: BookTop, ts_now: int) -> list[SignalSpec]:
+        """Return the signals this order-book change (top levels after the update) causes."""
+        return []
+
+    def on_bar(self, bar: Bar, ts_now: int) -> list[SignalSpec]:
+        """Return the signals this newly final bar causes."""
+        return []
+
+    def on_bar_revision(self, bar: Bar, ts_now: int) -> list[SignalSpec]:
+        """Return the signals a revision of an already final bar (late trade) causes."""
+        return []
+
+    def on_timer(self, ts_event: int, ts_now: int) -> list[SignalSpec]:
+        """Return the signals due at ``ts_event``, a multiple of :attr:`timer_interval_ms`."""
+        return []
 
     @abstractmethod
     def to_state(self) -> Any:
@@ -92,6 +150,14 @@ class ThresholdCross(Strategy):
     """
 
     name: ClassVar[str] = "threshold_cross"
+
+    @classmethod
+    def create(cls, settings: Settings, params: Any) -> Strategy:
+        return cls(
+            dict(settings.thresholds),
+            hysteresis_bps=settings.hysteresis_bps,
+            order_qty=settings.order_qty,
+        )
 
     def __init__(self, levels: Mapping[str, str], *, hysteresis_bps: str, order_qty: str) -> None:
         self.levels = dict(levels)
@@ -166,6 +232,10 @@ class RapidMove(Strategy):
     """
 
     name: ClassVar[str] = "rapid_move"
+
+    @classmethod
+    def create(cls, settings: Settings, params: Any) -> Strategy:
+        return cls(pct=settings.rapid_move_pct, window_ms=settings.rapid_move_window_ms)
 
     def __init__(self, *, pct: str, window_ms: int) -> None:
         self.pct = pct
@@ -251,25 +321,8 @@ class RapidMove(Strategy):
         }
 
 
-def _threshold_cross(settings: Settings) -> Strategy:
-    return ThresholdCross(
-        dict(settings.thresholds),
-        hysteresis_bps=settings.hysteresis_bps,
-        order_qty=settings.order_qty,
-    )
-
-
-def _rapid_move(settings: Settings) -> Strategy:
-    return RapidMove(pct=settings.rapid_move_pct, window_ms=settings.rapid_move_window_ms)
-
-
-#: Strategy name -> factory from settings; ``TICKPIPE_STRATEGIES`` picks from these names.
-STRATEGIES: dict[str, Callable[[Settings], Strategy]] = {
-    ThresholdCross.name: _threshold_cross,
-    RapidMove.name: _rapid_move,
+#: The built-in strategies by name; entry points and ``module:Class`` paths extend this table.
+STRATEGIES: dict[str, type[Strategy]] = {
+    ThresholdCross.name: ThresholdCross,
+    RapidMove.name: RapidMove,
 }
-
-
-def build_strategies(settings: Settings) -> list[Strategy]:
-    """Return the strategies ``settings.strategies`` names, in that order."""
-    return [STRATEGIES[name](settings) for name in settings.strategies]

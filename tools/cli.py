@@ -164,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "streams":
             return asyncio.run(_streams(settings, url))
         if args.command == "up":
+            from tickpipe.processor.plugins import build_strategies
+
+            build_strategies(settings)  # a strategy mistake is reported before anything starts
             return asyncio.run(_up(settings, args))
         if args.command in OPERATOR_COMMANDS:
             return run_operator_command(settings, url, args)

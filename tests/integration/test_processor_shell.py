@@ -273,3 +273,64 @@ def test_a_second_member_stands_by_then_takes_over() -> None:
         await assert_all_processed(redis, first)
 
     asyncio.run(scenario())
+
+
+FLAKY_PLUGIN = '''
+from typing import ClassVar
+
+from tickpipe.processor.strategies import QUOTES, TRADES, SignalSpec, Strategy
+
+
+class Flaky(Strategy):
+    """Signal on every quote; raise on every trade."""
+
+    name: ClassVar[str] = "flaky"
+    inputs: ClassVar[frozenset[str]] = frozenset({QUOTES, TRADES})
+
+    def on_quote(self, quote, ts_now):
+        return [SignalSpec(quote.symbol, "buy", "1", quote.ask_price, "quote")]
+
+    def on_trade(self, trade, ts_now):
+        raise RuntimeError(f"no trades please ({trade.trade_id})")
+
+    def to_state(self):
+        return None
+
+    def load_state(self, data):
+        return None
+'''
+
+
+def test_a_plugin_by_path_runs_in_the_shell_and_its_failures_show_in_health(
+    tmp_path: Path, monkeypatch: Any, caplog: Any
+) -> None:
+    (tmp_path / "flaky_plugin.py").write_text(FLAKY_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        settings = dataclasses.replace(
+            make_settings(batch_size=200),
+            strategies=("threshold_cross", "flaky_plugin:Flaky"),
+            strategy_max_failures=4,
+        )
+        keys = settings.keys
+        await write_raw(redis, settings, real_frames())
+        _, expected = await expected_outputs(redis, settings)
+        assert any(s.strategy == "flaky" for s in expected)
+        task, stop = start(settings, redis)
+
+        async def healthy() -> bool:
+            raw = await redis.get(keys.health("processor", "m1"))
+            return bool(raw) and orjson.loads(raw)["frames"] == FRAMES
+
+        await wait_until(healthy)
+        health = orjson.loads(await redis.get(keys.health("processor", "m1")))
+        assert (health["strategy_errors"], health["strategies_disabled"]) == (4, 1)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        await assert_all_processed(redis, settings)
+        logged = [r.getMessage() for r in caplog.records if "strategy flaky raised" in r.message]
+        assert len(logged) == 4 and "disabled after 4 failures" in logged[-1]
+
+    asyncio.run(scenario())

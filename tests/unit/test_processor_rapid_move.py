@@ -11,7 +11,8 @@ from tickpipe.common.schema import Trade
 from tickpipe.common.settings import Settings, load_settings
 from tickpipe.common.units import MS
 from tickpipe.processor.core import PartitionState, process_batch
-from tickpipe.processor.strategies import RapidMove, SignalSpec, ThresholdCross, build_strategies
+from tickpipe.processor.plugins import build_strategies
+from tickpipe.processor.strategies import RapidMove, SignalSpec, ThresholdCross
 
 
 def trade(price: str, ts_ms: int, src: str, symbol: str = "BTCUSDT") -> Trade:
@@ -88,8 +89,9 @@ def test_strategies_are_chosen_by_settings() -> None:
     settings = load_settings(env, dotenv_path=None)
     (strategy,) = build_strategies(settings)
     assert isinstance(strategy, RapidMove) and strategy.window_ns == 250 * MS
-    with pytest.raises(ConfigError, match="unknown strategies"):
-        load_settings({"TICKPIPE_STRATEGIES": "rapid_move,moon"}, dotenv_path=None)
+    moon = load_settings({"TICKPIPE_STRATEGIES": "rapid_move,moon"}, dotenv_path=None)
+    with pytest.raises(ConfigError, match="unknown strategy moon"):
+        build_strategies(moon)
 
 
 def test_real_frames_give_cancel_signals_with_raw_entry_causes() -> None:
@@ -111,24 +113,25 @@ def test_real_frames_give_cancel_signals_with_raw_entry_causes() -> None:
 
 
 def test_the_documented_example_strategy_runs() -> None:
-    from decimal import Decimal
     from pathlib import Path
-    from typing import Any, ClassVar
+    from typing import Any
 
-    from tickpipe.processor.strategies import Strategy
+    from tickpipe.common.schema import Bar, Quote
 
     doc = (Path(__file__).parents[2] / "docs" / "strategies.md").read_text()
-    code = doc.split("## Writing one")[1].split("```python\n")[1].split("```")[0]
-    namespace: dict[str, Any] = {
-        "Strategy": Strategy,
-        "SignalSpec": SignalSpec,
-        "Trade": Trade,
-        "Decimal": Decimal,
-        "Any": Any,
-        "ClassVar": ClassVar,
-    }
-    exec(code, namespace)  # the example in our own docs
-    rule = namespace["BigPrint"]("5")
-    assert rule.on_trade(Trade("binance", "BTCUSDT", "1", "10", "1", "buy", 0, 0), 0) == []
-    (spec,) = rule.on_trade(Trade("binance", "BTCUSDT", "2", "10", "6", "sell", 0, 0), 0)
-    assert (spec.action, spec.symbol) == ("cancel", "BTCUSDT")
+    code = doc.split("## 2. The class")[1].split("```python\n")[1].split("```")[0]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # the tutorial's code, as a user would paste it
+    cls = namespace["Momentum"]
+    rule = cls(namespace["MomentumSettings"](lookback=2))
+    for ts_open, close in ((0, "100"), (1, "102")):
+        bar = Bar("binance", "BTCUSDT", "1s", ts_open, close, close, close, close, "1", 1, "1",
+                  "1", True)  # fmt: skip
+        assert rule.on_bar(bar, 0) == []
+    quote = Quote("binance", "BTCUSDT", "103", "1", "103.2", "1", "7", 0, 0)
+    (spec,) = rule.on_quote(quote, 0)
+    assert (spec.side, spec.price, spec.qty) == ("buy", "103.2", "0.001")
+    assert rule.on_quote(quote, 0) == []  # once per crossing
+    again = cls(namespace["MomentumSettings"](lookback=2))
+    again.load_state(rule.to_state())
+    assert again.on_quote(quote, 0) == []

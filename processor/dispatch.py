@@ -1,0 +1,138 @@
+"""Route market events to the strategies that declared them, isolating their failures (pure).
+
+Each hook call is guarded: a strategy that raises is skipped for that event, the error is
+counted (``strategy_errors``) and reported in the batch's warnings with the event that caused
+it (the first three, then at the 4th, 8th, 16th... failure), and once it has failed
+``strategy_max_failures`` times it is disabled (``strategies_disabled``) and never called again.
+The failure counts live in the checkpoint, so a replay or a takeover disables it at the same
+event. The timer's clock is the greatest event time of the trades, quotes and book changes
+seen; a strategy's ``on_timer`` runs once each time the clock enters a new interval (a long
+silence gives one call, for the latest interval, not one per interval missed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tickpipe.common.schema import Signal
+from tickpipe.processor.state import PartitionState
+from tickpipe.processor.strategies import TIMER, SignalSpec, Strategy
+
+__all__ = ["advance_timers", "route"]
+
+_SHOWN_CHARS = 300
+
+
+def route(
+    state: PartitionState,
+    signals: list[Signal],
+    warnings: list[str],
+    strategies: list[Strategy],
+    kind: str,
+    hook: str,
+    event: Any,
+    *,
+    ident: str,
+    venue: str,
+    cause: str,
+    ts_event: int,
+    ts_recv: int,
+    ts_now: int,
+) -> None:
+    """Call ``hook`` of every live one of ``strategies`` (routed ``kind``); append their signals.
+
+    ``ident`` names the causing event (``venue|symbol|t<trade id>`` ...): a signal's id is
+    ``ident|strategy|index``, the same on every replay.
+    """
+    for strategy in strategies:
+        name = strategy.name
+        if state.strategy_failures.get(name, 0) >= state.strategy_max_failures:
+            continue
+        try:
+            specs: list[SignalSpec] = getattr(strategy, hook)(event, ts_now)
+        except Exception as exc:  # a plug-in's bug must not stop the partition
+            _failed(state, warnings, strategy, exc, kind, event)
+            continue
+        for n, spec in enumerate(specs):
+            signals.append(
+                Signal(
+                    signal_id=f"{ident}|{name}|{n}",
+                    venue=venue,
+                    symbol=spec.symbol,
+                    strategy=name,
+                    action=spec.action,
+                    side=spec.side,
+                    qty=spec.qty,
+                    price=spec.price,
+                    reason=spec.reason,
+                    cause=spec.cause or cause,
+                    ts_event=ts_event,
+                    ts_recv=ts_recv,
+                    ts_signal=ts_now,
+                )
+            )
+            state.counters["signals"] += 1
+
+
+def advance_timers(
+    state: PartitionState,
+    signals: list[Signal],
+    warnings: list[str],
+    ts_event: int,
+    ts_now: int,
+) -> None:
+    """Move the strategies' event-time clock to ``ts_event``; call the timers that fall due."""
+    if ts_event <= state.strategy_clock:
+        return
+    state.strategy_clock = ts_event
+    for strategy in state.routes[TIMER]:
+        interval_ns = strategy.timer_interval_ms * 1_000_000
+        due = ts_event - ts_event % interval_ns
+        last = state.strategy_timers.get(strategy.name)
+        state.strategy_timers[strategy.name] = due
+        if last is None or due <= last:
+            continue  # the first event only sets the phase
+        route(
+            state,
+            signals,
+            warnings,
+            [strategy],
+            TIMER,
+            "on_timer",
+            due,
+            ident=f"{state.venue}|{state.partition}|timer{due}",
+            venue=state.venue,
+            cause="",
+            ts_event=due,
+            ts_recv=due,
+            ts_now=ts_now,
+        )
+
+
+def _failed(
+    state: PartitionState,
+    warnings: list[str],
+    strategy: Strategy,
+    exc: Exception,
+    kind: str,
+    event: Any,
+) -> None:
+    name = strategy.name
+    failures = state.strategy_failures.get(name, 0) + 1
+    state.strategy_failures[name] = failures
+    state.counters["strategy_errors"] += 1
+    limit = state.strategy_max_failures
+    disabled = failures >= limit
+    if disabled:
+        state.counters["strategies_disabled"] += 1
+    if disabled or failures <= 3 or failures & (failures - 1) == 0:
+        shown = repr(event)[:_SHOWN_CHARS]
+        tail = (
+            f"; disabled after {failures} failures (TICKPIPE_STRATEGY_MAX_FAILURES={limit})"
+            if disabled
+            else f" (failure {failures} of {limit})"
+        )
+        warnings.append(
+            f"strategy {name} raised {type(exc).__name__}: {str(exc)[:_SHOWN_CHARS]} "
+            f"on {kind} {shown}{tail}"
+        )
