@@ -150,6 +150,23 @@ class Processes:
     def dump_logs(self) -> str:
         return "\n".join(f"--- {s.name} (exit {s.proc.poll()})\n{s.tail()}" for s in self.stages)
 
+    def start_binance_pipeline(
+        self, redis_url: str, namespace: str, symbols: tuple[str, ...], *mock_args: str
+    ) -> tuple[Stage, Stage, Stage]:
+        """Start the mock (Binance, ``mock_args`` added) and the three stages wired to it."""
+        _, port = self.start_mock("--symbols", ",".join(symbols), *mock_args)
+        self.env.update(
+            REDIS_URL=redis_url,
+            TICKPIPE_NAMESPACE=namespace,
+            TICKPIPE_SYMBOLS=",".join(symbols),
+            TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
+            TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
+            TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
+            TICKPIPE_HYSTERESIS_BPS="1",
+            TICKPIPE_ORDER_QTY="0.01",
+        )
+        return self.start_pipeline()
+
     def start_pipeline(self) -> tuple[Stage, Stage, Stage]:
         """Start the ingestor, processor and trader (instances ``ing``, ``proc``, ``trd``)."""
         return (

@@ -58,21 +58,10 @@ def test_pipeline_end_to_end_against_ground_truth(
     truth_path = tmp_path / "ground-truth.jsonl"
     key, secret = "e2e-key-123", "e2e-secret-456"
     processes.env.update(BINANCE_API_KEY=key, BINANCE_API_SECRET=secret)
-    _, port = processes.start_mock(
-        "--seed", "7", "--rate", "40", "--symbols", ",".join(SYMBOLS),
+    stages = processes.start_binance_pipeline(
+        redis_server.url, NS, SYMBOLS, "--seed", "7", "--rate", "40",
         "--ground-truth", str(truth_path),
     )  # fmt: skip
-    processes.env.update(
-        REDIS_URL=redis_server.url,
-        TICKPIPE_NAMESPACE=NS,
-        TICKPIPE_SYMBOLS=",".join(SYMBOLS),
-        TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
-        TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
-        TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
-        TICKPIPE_HYSTERESIS_BPS="1",
-        TICKPIPE_ORDER_QTY="0.01",
-    )
-    stages = processes.start_pipeline()
     client = redis_server.client()
     try:
         wait_for(lambda: client.xlen(KEYS.trades(P)) >= 300, timeout_s=40,

@@ -97,21 +97,10 @@ def test_pipeline_waits_out_redis_oom_and_loses_nothing(
 ) -> None:
     truth_path = processes.tmp / "ground-truth.jsonl"
     processes.env.update(BINANCE_API_KEY="oom-key-123", BINANCE_API_SECRET="oom-secret-456")
-    _, port = processes.start_mock(
-        "--seed", "11", "--rate", "30", "--symbols", ",".join(SYMBOLS),
+    stages = processes.start_binance_pipeline(
+        redis_server.url, NS, SYMBOLS, "--seed", "11", "--rate", "30",
         "--ground-truth", str(truth_path),
     )  # fmt: skip
-    processes.env.update(
-        REDIS_URL=redis_server.url,
-        TICKPIPE_NAMESPACE=NS,
-        TICKPIPE_SYMBOLS=",".join(SYMBOLS),
-        TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
-        TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
-        TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
-        TICKPIPE_HYSTERESIS_BPS="1",
-        TICKPIPE_ORDER_QTY="0.01",
-    )
-    stages = processes.start_pipeline()
     client = redis_server.client()
     client.config_set("maxmemory-policy", "noeviction")
     print(f"OOM for {OOM_S:.0f} s (TICKPIPE_OOM_S)")
