@@ -115,7 +115,9 @@ def test_a_member_thawed_right_after_a_takeover_loses_and_repeats_no_trade(
             first.proc, lambda: _lease(client) == "b", thaw_after_s=thaw_after_ms / 1000,
             timeout_s=4 * LEASE_S, what="b to take over",
         )  # fmt: skip
-        time.sleep(1.0)  # the thawed member finds out it lost the lease; b keeps processing
+        # the thawed member finds out it lost the lease (b keeps processing meanwhile)
+        wait_for(lambda: "lease lost" in first.log.read_text(errors="replace"),
+                 timeout_s=4 * LEASE_S, what="the thawed member to see its lease lost")  # fmt: skip
         # b leaves: a takes the partition back and claims whatever its thawed reads took.
         assert second.stop() == 0, second.tail()
         wait_for(lambda: _lease(client) == "a", timeout_s=4 * LEASE_S, what="a to take over")
