@@ -6,31 +6,68 @@ module.
 
 * :func:`check_signal` / :class:`RiskLimits` (from :mod:`trader.risk`) say whether a signal may
   become an order.
-* :func:`build_intent` turns a signal into the :class:`~common.schema.OrderIntent` that is recorded
-  before anything is sent; its client order id is derived from the signal id, so the same signal
-  always maps to the same venue order.
+* :func:`build_intent`, :func:`intent_mismatch`, :func:`is_own_client_order_id` and
+  :func:`adopted_intent` (from :mod:`trader.intent_rules`) derive and compare intents.
 * A venue's own requests and answers (signing, request params, classifying answers into the
   errors of :mod:`common.errors`) live in its package under :mod:`venues`.
 * :class:`OrderTracker` applies order reports to an order state machine and keeps positions.
-* :func:`intent_mismatch` says how a signal's intent differs from one already recorded under
-  the same client order id (a loud error, never "already sent").
-* :func:`is_own_client_order_id` tells this pipeline's client order ids from anyone else's;
-  :func:`adopted_intent` rebuilds the intent of such an order found at the venue with no record.
+* :class:`TraderCore` owns the order states and positions (its :class:`OrderTracker`), the
+  client order ids with a request under way, the kill switch and the risk limits, and makes
+  every decision of a term: ``on_signal``, ``on_recorded``/``on_stored`` (what Redis answered
+  to an intent), ``on_answer`` (what the venue answered to a place, lookup or cancel),
+  ``on_update``, ``on_kill_switch`` and ``on_tick`` return the actions of
+  :mod:`trader.actions`, which the async shell executes in order.
 """
 
 from __future__ import annotations
 
-import re
+import dataclasses
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from tickpipe.common.errors import DuplicateOrder, OrderNotFound, OrderRejected
-from tickpipe.common.schema import OrderIntent, Signal
-from tickpipe.common.units import client_order_id_for
+import orjson
+
+from tickpipe.common.contract import OrderEvent
+from tickpipe.common.errors import (
+    AmbiguousOutcome,
+    AuthError,
+    DecodeError,
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    VenueUnavailable,
+)
+from tickpipe.common.schema import OrderIntent, OrderUpdate, Signal, decode_fields
+from tickpipe.common.units import MS
+from tickpipe.trader.actions import (
+    Action,
+    Alarm,
+    ApplyUpdate,
+    Await,
+    Cancel,
+    DeadLetter,
+    Fail,
+    LoadMarket,
+    Record,
+    RecordEvent,
+    RecordIntent,
+    RecordResult,
+    Reject,
+    Resolve,
+    Retry,
+    Send,
+)
+from tickpipe.trader.intent_rules import (
+    adopted_intent,
+    build_intent,
+    intent_mismatch,
+    is_own_client_order_id,
+)
+from tickpipe.trader.market import MarketView, market_refusal, order_value_price
 from tickpipe.trader.orders import ACTIVE, TERMINAL, OrderState, OrderTracker, advance
-from tickpipe.trader.positions import qty_text
-from tickpipe.trader.risk import RiskLimits, check_signal, to_decimal
+from tickpipe.trader.risk import RiskLimits, TokenBucket, breach_cancels, check_signal, to_decimal
 
 __all__ = [
     "ACTIVE",
@@ -41,84 +78,365 @@ __all__ = [
     "OrderState",
     "OrderTracker",
     "RiskLimits",
+    "TraderCore",
     "adopted_intent",
     "advance",
     "build_intent",
     "check_signal",
+    "discrepancy",
     "intent_mismatch",
     "is_own_client_order_id",
 ]
 
 
-def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") -> OrderIntent:
-    """Build the intent for ``signal``; its id is derived from the signal id.
+#: A venue's answer after which a request certainly did nothing: try again.
+_NOT_SENT = (VenueUnavailable, RateLimited)
+#: Lookup answers that say nothing about the order (counted against ``status_attempts``).
+_SAYS_NOTHING = (AmbiguousOutcome, VenueUnavailable, OrderRejected, DuplicateOrder, RateLimited)
+#: A cancel of the same order is not sent again within this long (the guard repeats itself).
+CANCEL_RETRY_NS = 2_000_000_000
+#: The margin for clock skew after the receive window before "no such order" settles one.
+SKEW_MARGIN_MS = 1000
+#: The alarms kept in the health record (the newest ones).
+MAX_ALARMS = 10
 
-    A ``LIMIT`` intent is priced at the signal's price (good till cancelled).
+
+def same_order(state: OrderState, order: Mapping[str, Any]) -> bool:
+    """Whether the venue's order says what ``state`` already knows (status and fills)."""
+    filled = to_decimal(str(order.get("executedQty", "")))
+    return state.status == order.get("status") and filled == to_decimal(state.filled_qty)
+
+
+def discrepancy(
+    cid: str,
+    before: OrderState | None,
+    after: OrderState | None,
+    *,
+    reason: str,
+    tracked: bool,
+) -> dict[str, str] | None:
+    """Return the ``discrepancy`` entry a reconciliation found for one order, or None.
+
+    ``before`` is what was recorded, ``after`` what the venue said (None: no such order, or
+    still unresolved when ``tracked``).
     """
-    limit = order_type == "LIMIT"
-    return OrderIntent(
-        client_order_id=client_order_id_for(signal.signal_id),
-        signal_id=signal.signal_id,
-        venue=signal.venue,
-        symbol=signal.symbol,
-        side=signal.side,
-        order_type="LIMIT" if limit else "MARKET",
-        qty=signal.qty,
-        price=signal.price if limit and signal.price else None,
-        ts_signal=signal.ts_signal,
-        ts_intent=ts_intent,
-    )
+    if before is None or (after is None and tracked):
+        return None  # unknown before, or still unresolved: nothing to compare yet
+    if after is not None and (after.status, after.filled_qty) == (before.status, before.filled_qty):
+        return None
+    return {
+        "client_order_id": cid,
+        "symbol": before.symbol,
+        "kind": "orphan_intent" if after is None else "state_changed",
+        "reason": reason,
+        "was": f"{before.status} {before.filled_qty}",
+        "venue": "none" if after is None else f"{after.status} {after.filled_qty}",
+        "terminal": "1" if after is None or after.status in TERMINAL else "0",
+    }
 
 
-#: The client order ids :func:`common.units.client_order_id_for` makes: ``tp-`` + 32 hex digits.
-_OWN_ID = re.compile(r"tp-[0-9a-f]{32}")
+class TraderCore:
+    """Decide a term's orders: state in, actions out; no I/O, no clock (time comes as ns)."""
 
+    def __init__(
+        self,
+        *,
+        limits: RiskLimits,
+        tracker: OrderTracker | None = None,
+        market: MarketView | None = None,
+        counts: dict[str, int] | None = None,
+        alarms: list[str] | None = None,
+        order_type: str = "MARKET",
+        max_orders_per_s: float = 5.0,
+        max_price_age_s: float = 10.0,
+        price_band_bps: str = "100",
+        status_attempts: int = 8,
+        recv_window_ms: int = 5000,
+    ) -> None:
+        self.limits = limits
+        self.tracker = tracker if tracker is not None else OrderTracker()
+        self.market = market if market is not None else MarketView()
+        self.counts: dict[str, int] = counts if counts is not None else {}
+        self.alarms = alarms if alarms is not None else []
+        self.order_type = order_type
+        self.max_orders_per_s = max_orders_per_s
+        self.bucket = TokenBucket(max_orders_per_s)
+        self.max_price_age_ns = int(max_price_age_s * 1e9)
+        self.band_bps = Decimal(price_band_bps)
+        self.status_attempts = status_attempts
+        self.recv_window_ms = recv_window_ms
+        #: Client order ids with a request under way here (reconciliation leaves them alone).
+        self.inflight: set[str] = set()
+        self.kill_switch = False
+        self.last_order_latency_ms: float | None = None
+        self._cancel_tried: dict[str, int] = {}
 
-def is_own_client_order_id(client_order_id: str) -> bool:
-    """Tell whether ``client_order_id`` is one this pipeline derives from a signal id."""
-    return _OWN_ID.fullmatch(client_order_id) is not None
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
 
+    # -- signals ---------------------------------------------------------------------------------
+    def on_signal(
+        self, signal: Signal, now_ns: int, *, market_loaded: bool = False
+    ) -> list[Action]:
+        """Decide what ``signal`` becomes: record its intent, refuse it, cancel, or wait.
 
-def _same_number(a: str | None, b: str | None) -> bool:
-    x, y = to_decimal(a), to_decimal(b)
-    return x == y if x is not None and y is not None else a == b
+        ``market_loaded``: the symbol's newest market was just read on a :class:`LoadMarket`.
+        """
+        if signal.action == "cancel":
+            self._count("cancel_signals")
+            working = [o.client_order_id for o in self.tracker.working(signal.symbol)]
+            event = RecordEvent(
+                "cancel_signal",
+                {
+                    "signal_id": signal.signal_id,
+                    "symbol": signal.symbol,
+                    "reason": signal.reason,
+                    "orders": ",".join(working),
+                },
+            )
+            why = f"signal {signal.signal_id}"
+            return [event, *(Cancel(cid, why, wait=True) for cid in working)]
+        intent = build_intent(signal, ts_intent=now_ns, order_type=self.order_type)
+        cid = intent.client_order_id
+        if cid in self.inflight:  # this decision's request is under way here
+            return [Await(cid)]
+        reason, load = self._refusal(signal, intent, now_ns, market_loaded=market_loaded)
+        if load:
+            return [LoadMarket(signal.symbol)]
+        if reason is not None:
+            cancels: list[Action] = []
+            if reason.startswith(("position limit", "kill switch")):
+                cancels = [*self.breach_cancels(signal.symbol)]
+            return [Reject(intent, reason), *cancels]
+        self.inflight.add(cid)
+        return [RecordIntent(intent)]
 
+    def _refusal(
+        self, signal: Signal, intent: OrderIntent, now_ns: int, *, market_loaded: bool
+    ) -> tuple[str | None, bool]:
+        """Return why ``signal`` may not become an order (or None) and whether to load prices."""
+        if intent.order_type == "LIMIT" and not (to_decimal(signal.price) or 0) > 0:
+            return f"a LIMIT order needs the signal's price, got {signal.price!r}", False
+        position = self.tracker.position(signal.symbol)
+        working = [o.working() for o in self.tracker.working(signal.symbol)]
+        unpriced = dataclasses.replace(self.limits, max_notional=None)
+        reason = check_signal(
+            signal, unpriced, position=position, working=working, kill_switch=self.kill_switch
+        )
+        if reason is not None:
+            return reason, False
+        market = self.market.price(signal.symbol, signal.side)
+        reason = market_refusal(
+            signal.symbol,
+            signal.price,
+            market,
+            now_ns=now_ns,
+            max_age_ns=self.max_price_age_ns,
+            band_bps=self.band_bps,
+        )
+        if reason is not None and reason.startswith("no market price") and not market_loaded:
+            return None, True  # the view may lag the signal's own trade: read it once first
+        if reason is not None or market is None:
+            self._count("market_refusals")
+            return reason, False
+        value = order_value_price(market, intent.order_type, intent.price)
+        reason = check_signal(signal, self.limits, position=position, working=working, price=value)
+        if reason is None and not self.bucket.take(now_ns):
+            reason = f"order rate limit: more than {self.max_orders_per_s:g} per second"
+        return reason, False
 
-def intent_mismatch(stored: OrderIntent, wanted: OrderIntent) -> str | None:
-    """Return how ``wanted`` differs from the ``stored`` intent of its client order id, or None.
+    def on_recorded(self, intent: OrderIntent, stored: OrderIntent | None) -> list[Action]:
+        """Redis answered the intent's record: ``None`` if it was new, else the stored intent."""
+        if stored is None:
+            return [Send(intent)]  # in flight until the venue answers
+        self.inflight.discard(intent.client_order_id)
+        return []  # the shell hands ``stored`` to on_stored
 
-    Symbol, side and quantity must agree, and the price where both intents have one (a LIMIT
-    order); numbers are compared as decimals (``0.0010`` is ``0.001``).
-    """
-    differences = []
-    if stored.symbol != wanted.symbol:
-        differences.append(f"symbol {stored.symbol} != {wanted.symbol}")
-    if stored.side.lower() != wanted.side.lower():
-        differences.append(f"side {stored.side} != {wanted.side}")
-    if not _same_number(stored.qty, wanted.qty):
-        differences.append(f"qty {stored.qty} != {wanted.qty}")
-    if stored.price and wanted.price and not _same_number(stored.price, wanted.price):
-        differences.append(f"price {stored.price} != {wanted.price}")
-    return ", ".join(differences) or None
+    def on_stored(
+        self,
+        signal: Signal,
+        intent: OrderIntent,
+        stored: OrderIntent,
+        *,
+        outcome_known: bool,
+        entry: tuple[str, str] | None = None,
+    ) -> list[Action]:
+        """Decide about an intent an earlier run recorded under the signal's client order id.
 
+        Another decision's intent makes the signal a dead letter and an alarm; one whose outcome
+        is recorded needs nothing; else the order is looked up, never sent again.
+        """
+        cid = stored.client_order_id
+        what = intent_mismatch(stored, intent)
+        if what is not None:
+            self._count("intent_mismatches")
+            alarm = f"intent mismatch: {cid}: {what}"
+            self.alarms.append(alarm)
+            del self.alarms[:-MAX_ALARMS]
+            stream, entry_id = entry if entry is not None else ("", "")
+            letter = {
+                "reason": f"intent mismatch: {what}",
+                "client_order_id": cid,
+                "signal_id": signal.signal_id,
+                "stream": stream,
+                "entry_id": entry_id,
+                "signal": orjson.dumps(signal.to_fields()).decode(),
+                "intent": orjson.dumps(stored.to_fields()).decode(),
+            }
+            return [Alarm(alarm), DeadLetter(letter)]
+        if outcome_known:
+            return []
+        self.inflight.add(cid)  # the lookup takes it off at its end
+        return [Resolve(stored, source="restart")]
 
-def adopted_intent(order: Mapping[str, Any], *, venue: str, ts_intent: int) -> OrderIntent:
-    """Rebuild the intent of a venue order (Binance-shaped dict) that has no record here.
+    # -- the venue's answers ---------------------------------------------------------------------
+    def on_answer(
+        self,
+        intent: OrderIntent,
+        answer: Mapping[str, Any] | Exception,
+        *,
+        sent_ns: int,
+        ts_event: int,
+    ) -> list[Action]:
+        """Decide what the venue's answer to placing ``intent`` (an order, or an error) means."""
+        if isinstance(answer, _NOT_SENT):  # refused before it was placed: no order, try again
+            if isinstance(answer, RateLimited):
+                self._count("rate_limited")
+                return [Retry(at_least_s=answer.retry_after_s)]
+            return [Retry()]
+        if isinstance(answer, AuthError):
+            extra = {"reason": str(answer), "stage": "venue"}
+            return [Record(intent, OrderEvent.REJECTED, extra, settle=True), Fail(answer)]
+        if isinstance(answer, Exception) and not isinstance(
+            answer, (AmbiguousOutcome, DuplicateOrder, OrderRejected, OrderNotFound)
+        ):
+            return [Fail(answer)]
+        self._count("orders_sent")
+        self.last_order_latency_ms = round((sent_ns - ts_event) / MS, 3)
+        if isinstance(answer, (AmbiguousOutcome, DuplicateOrder)):
+            self._count("ambiguous", isinstance(answer, AmbiguousOutcome))
+            return [Resolve(intent, source="ambiguous")]
+        if isinstance(answer, (OrderRejected, OrderNotFound)):
+            extra = {"reason": str(answer), "stage": "venue", "code": str(answer.code or "")}
+            return [Record(intent, OrderEvent.REJECTED, extra, settle=True)]
+        return [RecordResult(intent, answer, source="place")]
 
-    The signal id is unknown (empty): only the client order id, derived from it, survived.
-    """
-    order_type = str(order.get("type") or "MARKET").upper()
-    qty = to_decimal(str(order.get("origQty", "")))
-    price = to_decimal(str(order.get("price", "")))
-    return OrderIntent(
-        client_order_id=str(order.get("clientOrderId", "")),
-        signal_id="",
-        venue=venue,
-        symbol=str(order.get("symbol", "")),
-        side=str(order.get("side", "")).lower(),
-        order_type=order_type,
-        qty=qty_text(qty) if qty is not None else str(order.get("origQty", "")),
-        price=qty_text(price) if order_type == "LIMIT" and price and price > Decimal(0) else None,
-        ts_signal=0,
-        ts_intent=ts_intent,
-    )
+    def on_lookup(
+        self,
+        intent: OrderIntent,
+        answer: Mapping[str, Any] | Exception,
+        *,
+        now_ns: int,
+        source: str,
+        failures: int,
+    ) -> list[Action]:
+        """Decide what the venue's answer to looking ``intent`` up means.
+
+        "No such order" settles it once no copy can be accepted any more: the receive window
+        (plus a margin for clock skew) after the intent. Answers that say nothing are tried
+        ``status_attempts`` times (``failures`` so far); then the intent stays working (an
+        ``unknown`` entry) for the next reconciliation.
+        """
+        if isinstance(answer, OrderNotFound):
+            late_ms = intent.ts_intent // MS + self.recv_window_ms + SKEW_MARGIN_MS
+            now_ms = now_ns // MS
+            if now_ms >= late_ms:
+                extra = {"reason": f"the venue has no such order: {answer}", "source": source}
+                return [Record(intent, OrderEvent.NOT_FOUND, extra, settle=True)]
+            wait_s = min(2.0, (late_ms - now_ms) / 1000 + 0.01)
+            return [Retry(at_least_s=wait_s, backoff=False)]
+        if isinstance(answer, _SAYS_NOTHING):
+            if failures + 1 >= self.status_attempts:
+                self._count("unresolved")
+                extra = {"reason": str(answer), "source": source}
+                return [Record(intent, OrderEvent.UNKNOWN, extra)]
+            at_least = answer.retry_after_s if isinstance(answer, RateLimited) else 0.0
+            return [Retry(at_least_s=at_least, failed=True)]
+        if isinstance(answer, Exception):
+            return [Fail(answer)]
+        return [RecordResult(intent, answer, source=f"status:{source}")]
+
+    def may_cancel(self, client_order_id: str, now_ns: int) -> bool:
+        """Whether a cancel of ``client_order_id`` may leave now (not under way, not just tried)."""
+        if client_order_id in self.inflight:
+            return False
+        if now_ns - self._cancel_tried.get(client_order_id, now_ns - CANCEL_RETRY_NS) < (
+            CANCEL_RETRY_NS
+        ):
+            return False  # tried a moment ago; the next guard round tries again
+        if len(self._cancel_tried) >= 10_000:
+            self._cancel_tried.clear()
+        self._cancel_tried[client_order_id] = now_ns
+        self._count("cancels_sent")
+        return True
+
+    def on_cancel_answer(
+        self,
+        intent: OrderIntent,
+        answer: Mapping[str, Any] | Exception,
+        *,
+        unclear: tuple[type[Exception], ...],
+    ) -> list[Action]:
+        """Decide what the venue's answer to cancelling ``intent`` means.
+
+        ``unclear`` are the venue's errors after which the order's state is looked up (not open
+        any more: filled first?); any other rejection is final.
+        """
+        if isinstance(answer, RateLimited):
+            self._count("rate_limited")
+            return [Retry(at_least_s=max(answer.retry_after_s, 0.1), backoff=False)]
+        if isinstance(answer, VenueUnavailable):
+            return [Retry()]
+        if isinstance(answer, unclear):
+            return [Resolve(intent, source="cancel")]
+        if isinstance(answer, OrderRejected):
+            return [Record(intent, OrderEvent.CANCEL_REJECTED, {"reason": str(answer)})]
+        if isinstance(answer, Exception):
+            return [Fail(answer)]
+        self._count("cancels")
+        return [RecordResult(intent, answer, source="cancel", event="canceled")]
+
+    # -- order updates, the kill switch, ticks ---------------------------------------------------
+    def on_update(self, fields: Mapping[bytes, bytes]) -> list[Action]:
+        """Decide how one ``{V}:order-updates`` entry is recorded (undecodable: as is)."""
+        self._count("updates")
+        record = {**decode_fields(fields), "event": OrderEvent.UPDATE.value}
+        try:
+            update: OrderUpdate | None = OrderUpdate.from_fields(fields)
+        except DecodeError:
+            update = None
+        return [ApplyUpdate(update, record)]
+
+    def on_kill_switch(self, on: bool) -> list[Action]:
+        """The kill switch as Redis holds it now; a change is recorded."""
+        if on == self.kill_switch:
+            return []
+        self.kill_switch = on
+        return [RecordEvent("kill_switch", {"on": "1" if on else "0"})]
+
+    def on_tick(self, now_ns: int) -> list[Action]:
+        """The guard's round: cancel what the kill switch or a position limit no longer allows."""
+        del now_ns  # the guard's decisions do not depend on time; cancels are paced on leaving
+        return [*self.breach_cancels()]
+
+    def breach_cancels(self, symbol: str | None = None) -> list[Cancel]:
+        """The working orders the kill switch or a position limit no longer allows."""
+        tracker = self.tracker
+        if self.kill_switch:
+            cids = [o.client_order_id for o in tracker.working()]
+            reason = "kill switch"
+        else:
+            symbols = [symbol] if symbol else sorted({o.symbol for o in tracker.working()})
+            cids = []
+            for s in symbols:
+                working = [o.working() for o in tracker.working(s)]
+                cids += breach_cancels(s, tracker.position(s), working, self.limits)
+            reason = "position limit"
+        return [Cancel(c, reason) for c in cids if c not in self.inflight]
+
+    def unresolved(self) -> bool:
+        """Whether a working order has no venue answer yet (its outcome is unknown)."""
+        return any(
+            not o.order_id and o.client_order_id not in self.inflight
+            for o in self.tracker.working()
+        )

@@ -30,10 +30,11 @@ import orjson
 import redis.asyncio as aioredis
 
 from tickpipe.common.contract import OrderEvent, OrderRecord
-from tickpipe.common.errors import DecodeError, RedisUnavailable
+from tickpipe.common.errors import RedisUnavailable
 from tickpipe.common.names import GROUP_TRADER, Keys
 from tickpipe.common.schema import OrderIntent, OrderUpdate, decode_fields
 from tickpipe.common.units import MS
+from tickpipe.trader.actions import ApplyUpdate
 from tickpipe.trader.fence import Change, Fence, Stale
 from tickpipe.trader.intents import IntentRecorder
 from tickpipe.trader.lease import Lease
@@ -89,6 +90,7 @@ class Ledger:
         clock: Callable[[], int],
         counts: dict[str, int],
         lease: Lease,
+        tracker: OrderTracker | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -98,7 +100,7 @@ class Ledger:
         self.lease = lease
         self.fence: Fence = lease.fence
         self.lease_key = lease.account_key
-        self.tracker = OrderTracker()
+        self.tracker = tracker if tracker is not None else OrderTracker()  # the core's
         #: Each symbol's checked position fields as Redis holds them (``None``: absent).
         self.stored: dict[str, dict[str, str | None]] = {}
         self.lock = asyncio.Lock()  # serialises each order-state read-modify-write
@@ -385,18 +387,16 @@ class Ledger:
         )
         return state
 
-    async def record_update(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
+    async def apply_update(self, stream: str, entry_id: str, action: ApplyUpdate) -> None:
         """Record one order update, move its order's state and position, and XACK it, at once.
 
-        Updates for orders this trader did not place are recorded but move no position.
+        The core decided how (:meth:`trader.core.TraderCore.on_update`); updates for orders
+        this trader did not place, or that did not decode, are recorded but move no position.
         """
-        self.counts["updates"] += 1
-        record: Entry = {**decode_fields(fields), "event": OrderEvent.UPDATE.value}
-        try:
-            update: OrderUpdate | None = OrderUpdate.from_fields(fields)
-        except DecodeError as exc:
-            log.warning("bad order update recorded as is", extra={"error": str(exc)})
-            update = None
+        update: OrderUpdate | None = action.update
+        record: Entry = dict(action.record)
+        if update is None:
+            log.warning("bad order update recorded as is", extra={"entry_id": entry_id})
         async with self.lock:
             state = None
             if update is not None:

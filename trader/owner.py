@@ -9,6 +9,8 @@ leaves unless the lease is fresh. Signals wait until a reconciliation has run si
 began or Redis was last unavailable: an order whose intent Redis lost is adopted before its
 signal, read again, could send it a second time.
 
+Every decision is the pure core's (:class:`trader.core.TraderCore`); this module feeds it
+signals and what Redis answered, and executes the actions it returns (:mod:`trader.actions`).
 Per ``place`` signal: the risk limits are checked from memory (kill switch, symbols, order size,
 position, the market price and the signal's distance from it, notional valued at the market,
 order rate), the intent is recorded (one fenced Lua script: ``SET NX`` on its idempotency key, an
@@ -34,13 +36,11 @@ it cancels them too. On stop, no new order leaves and the ones in flight are fol
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 
 from tickpipe.common.contract import OrderEvent
@@ -49,14 +49,28 @@ from tickpipe.common.names import GROUP_TRADER, Partition
 from tickpipe.common.redis_io import ensure_group, redis_errors
 from tickpipe.common.schema import OrderIntent, Signal
 from tickpipe.common.settings import Settings
+from tickpipe.trader.actions import (
+    Action,
+    Alarm,
+    ApplyUpdate,
+    Await,
+    Cancel,
+    DeadLetter,
+    LoadMarket,
+    RecordEvent,
+    RecordIntent,
+    Reject,
+    Resolve,
+    Send,
+)
 from tickpipe.trader.consumer import GroupConsumer
 from tickpipe.trader.control import kill_switch_on
-from tickpipe.trader.core import build_intent, intent_mismatch
+from tickpipe.trader.core import TraderCore
 from tickpipe.trader.lease import Lease, new_token
 from tickpipe.trader.ledger import Ledger
-from tickpipe.trader.market import MarketView, market_refusal, order_value_price
+from tickpipe.trader.market import MarketView
 from tickpipe.trader.market_feed import MarketFeed
-from tickpipe.trader.risk import RiskLimits, TokenBucket, breach_cancels, check_signal, to_decimal
+from tickpipe.trader.risk import RiskLimits
 from tickpipe.trader.venue_router import Request, VenueRouter
 from tickpipe.venues.registry import OrderOptions
 from tickpipe.venues.registry import venue as venue_of
@@ -77,8 +91,6 @@ COUNTERS = tuple(
 MAX_INFLIGHT = 32
 #: How long a cancel signal waits for a request under way about an order it cancels.
 CANCEL_WAIT_S = 30.0
-#: The alarms kept in the health record (the newest ones).
-MAX_ALARMS = 10
 
 
 def default_limits(settings: Settings) -> RiskLimits:
@@ -137,18 +149,27 @@ class Trader:
         for name in COUNTERS:
             self.counts.setdefault(name, 0)
         self.alarms = alarms if alarms is not None else []
-        self.bucket = TokenBucket(settings.max_orders_per_s)
-        self.ledger = Ledger(
-            redis, self.keys, self.venue_name, clock=clock, counts=self.counts, lease=self.lease
+        self.core = TraderCore(
+            limits=limits,
+            market=self.market,
+            counts=self.counts,
+            alarms=self.alarms,
+            order_type=settings.order_type,
+            max_orders_per_s=settings.max_orders_per_s,
+            max_price_age_s=settings.max_price_age_s,
+            price_band_bps=settings.price_band_bps,
+            status_attempts=status_attempts,
+            recv_window_ms=recv_window_ms,
         )
-        shared: dict[str, Any] = {
-            "clock": clock,
-            "counts": self.counts,
-            "status_attempts": status_attempts,
-            "retry_base_s": retry_base_s,
-            "recv_window_ms": recv_window_ms,
-            "confirm_lease": self._confirm_lease,
-        }
+        self.ledger = Ledger(
+            redis,
+            self.keys,
+            self.venue_name,
+            clock=clock,
+            counts=self.counts,
+            lease=self.lease,
+            tracker=self.core.tracker,
+        )
         orders = venue_of(settings.venue).order_adapter(
             settings,
             venue,
@@ -160,8 +181,16 @@ class Trader:
                 session=session,
             ),
         )
-        self.router = VenueRouter(settings, self.ledger, orders=orders, **shared)
-        self.kill_switch = False
+        self.router = VenueRouter(
+            settings,
+            self.ledger,
+            orders=orders,
+            clock=clock,
+            counts=self.counts,
+            retry_base_s=retry_base_s,
+            confirm_lease=self._confirm_lease,
+            core=self.core,
+        )
         self.slots = asyncio.Semaphore(max_inflight)
         # (signal stream, entry id) -> (symbol, task): ids repeat across the partitions' streams
         self.sends: dict[tuple[str, str], tuple[str, asyncio.Task[None]]] = {}
@@ -203,7 +232,11 @@ class Trader:
 
     @property
     def last_order_latency_ms(self) -> float | None:
-        return self.router.last_order_latency_ms
+        return self.core.last_order_latency_ms
+
+    @property
+    def kill_switch(self) -> bool:
+        return self.core.kill_switch
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -213,7 +246,7 @@ class Trader:
             "pnl": self.ledger.tracker.book.summary(),
             "working_orders": len(self.ledger.tracker.working()),
             "orders_in_flight": len(self.sends),
-            "kill_switch": self.kill_switch,
+            "kill_switch": self.core.kill_switch,
             "alarms": list(self.alarms),
         }
 
@@ -258,7 +291,7 @@ class Trader:
         """Record the order updates until ``stop`` is set."""
         await self.consumer.consume(
             self.update_streams(),
-            self.ledger.record_update,
+            self.record_update,
             stop,
             count=self.settings.batch_size,
             reread=self._reread_updates,
@@ -358,20 +391,33 @@ class Trader:
 
     async def cancel_symbol(self, signal: Signal) -> None:
         """Cancel every working order of the signal's symbol."""
-        self.counts["cancel_signals"] += 1
-        working = [o.client_order_id for o in self.ledger.tracker.working(signal.symbol)]
-        await self.ledger.record_event(
-            "cancel_signal",
-            {
-                "signal_id": signal.signal_id,
-                "symbol": signal.symbol,
-                "reason": signal.reason,
-                "orders": ",".join(working),
-            },
-        )
-        await self.router.cancel_all(
-            working, reason=f"signal {signal.signal_id}", wait_s=CANCEL_WAIT_S
-        )
+        await self.execute(self.core.on_signal(signal, self.clock()))
+
+    async def execute(self, actions: list[Action]) -> None:
+        """Execute the core's bookkeeping and cancel actions in order."""
+        for action in actions:
+            if isinstance(action, RecordEvent):
+                if action.event == "kill_switch":
+                    log.warning("kill switch %s", "on" if action.fields["on"] == "1" else "off")
+                await self.ledger.record_event(action.event, action.fields)
+            elif isinstance(action, Cancel):
+                await self.router.cancel(
+                    action.client_order_id,
+                    reason=action.reason,
+                    wait_s=CANCEL_WAIT_S if action.wait else 0.0,
+                )
+            elif isinstance(action, Alarm):
+                log.error(
+                    "%s: the signal's client order id has another decision's intent; "
+                    "nothing sent for this signal",
+                    action.text,
+                )
+            elif isinstance(action, DeadLetter):
+                await self.ledger.dead_letter(action.fields)
+            elif isinstance(action, Resolve):
+                await self.router.resolve(action.intent, source=action.source)
+            else:
+                raise TypeError(f"not an action to execute here: {action!r}")
 
     async def place(self, signal: Signal) -> None:
         """Send one order for ``signal`` unless its intent exists or a limit refuses it."""
@@ -382,40 +428,49 @@ class Trader:
     async def start_place(
         self, signal: Signal, *, entry: tuple[str, str] | None = None
     ) -> Coroutine[Any, Any, None] | None:
-        """Record the intent and write the order to the venue; return what follows its answer.
+        """Execute the core's decision on ``signal`` up to its order leaving; return the rest.
 
         The risk checks read memory only (the kill switch and the market are refreshed in the
         background), so the one Redis round trip before the order leaves is the script recording
         the intent. ``None`` means nothing is left to wait for (refused, or recorded as such).
         ``entry`` (signal stream, entry id) names the signal in a dead letter.
         """
-        intent = build_intent(signal, ts_intent=self.clock(), order_type=self.settings.order_type)
-        cid = intent.client_order_id
-        if cid in self.router.inflight:  # this decision's request is under way here
-            return self._after_inflight(signal, cid, entry)
-        reason = await self.refusal(signal, intent)
-        if reason is not None:
-            stored = await self.ledger.stored_intent(cid)
+        loaded = False
+        while True:
+            actions = self.core.on_signal(signal, self.clock(), market_loaded=loaded)
+            first = actions[0]
+            if not isinstance(first, LoadMarket):
+                break
+            await self.feed.load(first.symbol)  # the view may lag the signal's own trade
+            loaded = True
+        if isinstance(first, Await):
+            return self._after_inflight(signal, first.client_order_id, entry)
+        if isinstance(first, Reject):
+            intent = first.intent
+            stored = await self.ledger.stored_intent(intent.client_order_id)
             if stored is not None:  # recorded (and maybe sent) by an earlier run
                 return await self._existing(signal, intent, stored, entry)
-            extra = {"reason": reason, "stage": "risk"}
+            extra = {"reason": first.reason, "stage": "risk"}
             await self.ledger.record(intent, OrderEvent.REJECTED, extra)
-            if reason.startswith(("position limit", "kill switch")):
-                await self.cancel_breaches(signal.symbol)
+            await self.execute(actions[1:])
             return None
+        assert isinstance(first, RecordIntent)
+        intent = first.intent
+        cid = intent.client_order_id
         requests: list[Request] = []  # signed while Redis records the intent
-        self.router.inflight.add(cid)  # reconciliation leaves it alone from here on
         sending = False
         try:
             stored = await self.ledger.record_intent(
                 intent, meanwhile=lambda: requests.append(self.router.prepare(intent))
             )
-            if stored is None:  # the send keeps it in flight until the venue answers
-                sending = True
+            decided = self.core.on_recorded(intent, stored)
+            if decided and isinstance(decided[0], Send):
+                sending = True  # the send keeps it in flight until the venue answers
                 return self.router.send(signal, intent, request=requests[0] if requests else None)
         finally:
             if not sending:
                 self.router.inflight.discard(cid)
+        assert stored is not None
         return await self._existing(signal, intent, stored, entry)  # after the discard
 
     async def _after_inflight(
@@ -441,122 +496,41 @@ class Trader:
         stored: OrderIntent,
         entry: tuple[str, str] | None,
     ) -> Coroutine[Any, Any, None] | None:
-        """Look up an intent an earlier run recorded, unless it is another decision's.
-
-        An intent whose outcome is already recorded (the venue's answer, a lookup by a
-        reconciliation, a settlement) needs no lookup: the signal is only acknowledged.
-        """
-        what = intent_mismatch(stored, intent)
-        if what is not None:
-            await self.mismatched(signal, stored, what, entry)
-            return None
-        if await self.ledger.outcome_known(stored.client_order_id):
-            log.info(
-                "intent exists with its outcome recorded: nothing to send or look up",
-                extra={"client_order_id": intent.client_order_id},
-            )
+        """Let the core decide about an intent an earlier run recorded; return its lookup."""
+        known = await self.ledger.outcome_known(stored.client_order_id)
+        actions = self.core.on_stored(signal, intent, stored, outcome_known=known, entry=entry)
+        resolve = [a for a in actions if isinstance(a, Resolve)]
+        await self.execute([a for a in actions if not isinstance(a, Resolve)])
+        if not resolve:
+            if not actions:
+                log.info(
+                    "intent exists with its outcome recorded: nothing to send or look up",
+                    extra={"client_order_id": intent.client_order_id},
+                )
             return None
         log.info(
             "intent exists: resolving, never resending",
             extra={"client_order_id": intent.client_order_id},
         )
-        self.router.inflight.add(stored.client_order_id)  # resolve() takes it off at the end
+        lookup = resolve[0]
 
-        async def resolve() -> None:
-            await self.router.resolve(stored, source="restart")
+        async def follow() -> None:  # the core put it in flight; the lookup takes it off
+            await self.router.resolve(lookup.intent, source=lookup.source)
 
-        return resolve()
-
-    async def mismatched(
-        self, signal: Signal, stored: OrderIntent, what: str, entry: tuple[str, str] | None
-    ) -> None:
-        """Dead-letter a signal whose client order id has another decision's intent; alarm."""
-        cid = stored.client_order_id
-        self.counts["intent_mismatches"] += 1
-        self.alarms.append(f"intent mismatch: {cid}: {what}")
-        del self.alarms[:-MAX_ALARMS]
-        log.error(
-            "intent mismatch: the signal's client order id has another decision's intent; "
-            "nothing sent for this signal",
-            extra={"client_order_id": cid, "signal_id": signal.signal_id, "differences": what},
-        )
-        stream, entry_id = entry if entry is not None else ("", "")
-        await self.ledger.dead_letter(
-            {
-                "reason": f"intent mismatch: {what}",
-                "client_order_id": cid,
-                "signal_id": signal.signal_id,
-                "stream": stream,
-                "entry_id": entry_id,
-                "signal": orjson.dumps(signal.to_fields()).decode(),
-                "intent": orjson.dumps(stored.to_fields()).decode(),
-            }
-        )
-
-    async def refusal(self, signal: Signal, intent: OrderIntent) -> str | None:
-        """Return why ``signal`` may not become an order now, or ``None``.
-
-        Memory only, except when the market view has no fresh price for the symbol: then its
-        partition's newest trades and quotes are read once before refusing.
-        """
-        if intent.order_type == "LIMIT" and not (to_decimal(signal.price) or 0) > 0:
-            return f"a LIMIT order needs the signal's price, got {signal.price!r}"
-        tracker = self.ledger.tracker
-        position = tracker.position(signal.symbol)
-        working = [o.working() for o in tracker.working(signal.symbol)]
-        unpriced = dataclasses.replace(self.limits, max_notional=None)
-        reason = check_signal(
-            signal, unpriced, position=position, working=working, kill_switch=self.kill_switch
-        )
-        if reason is not None:
-            return reason
-        market = self.market.price(signal.symbol, signal.side)
-        reason = self._market_refusal(signal, market)
-        if reason is not None and reason.startswith("no market price"):
-            await self.feed.load(signal.symbol)  # the view may lag the signal's own trade
-            market = self.market.price(signal.symbol, signal.side)
-            reason = self._market_refusal(signal, market)
-        if reason is not None or market is None:
-            self.counts["market_refusals"] += 1
-            return reason
-        value = order_value_price(market, intent.order_type, intent.price)
-        reason = check_signal(signal, self.limits, position=position, working=working, price=value)
-        if reason is None and not self.bucket.take(self.clock()):
-            reason = f"order rate limit: more than {self.settings.max_orders_per_s:g} per second"
-        return reason
-
-    def _market_refusal(self, signal: Signal, market: Any) -> str | None:
-        return market_refusal(
-            signal.symbol,
-            signal.price,
-            market,
-            now_ns=self.clock(),
-            max_age_ns=int(self.settings.max_price_age_s * 1e9),
-            band_bps=Decimal(self.settings.price_band_bps),
-        )
+        return follow()
 
     async def refresh_kill_switch(self) -> bool:
         """Read the kill switch into memory; record and log a change; return whether it is on."""
         on = await kill_switch_on(self.redis, self.settings)
-        if on != self.kill_switch:
-            self.kill_switch = on
-            log.warning("kill switch %s", "on" if on else "off")
-            await self.ledger.record_event("kill_switch", {"on": "1" if on else "0"})
+        await self.execute(self.core.on_kill_switch(on))
         return on
 
-    async def cancel_breaches(self, symbol: str | None = None) -> None:
+    async def cancel_breaches(self) -> None:
         """Cancel the working orders the kill switch or a position limit no longer allows."""
-        tracker = self.ledger.tracker
-        if self.kill_switch:
-            cids = [o.client_order_id for o in tracker.working()]
-            reason = "kill switch"
-        else:
-            symbols = [symbol] if symbol else sorted({o.symbol for o in tracker.working()})
-            cids = []
-            for s in symbols:
-                working = [o.working() for o in tracker.working(s)]
-                cids += breach_cancels(s, tracker.position(s), working, self.limits)
-            reason = "position limit"
-        cids = [c for c in cids if c not in self.router.inflight]
-        if cids:
-            await self.router.cancel_all(cids, reason=reason)
+        await self.execute(self.core.on_tick(self.clock()))
+
+    async def record_update(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
+        """Record one order update as the core decides."""
+        for action in self.core.on_update(fields):
+            assert isinstance(action, ApplyUpdate)
+            await self.ledger.apply_update(stream, entry_id, action)

@@ -152,14 +152,6 @@ class _Background:
         self.outage = RedisOutage(log, "trader reconciliation")
         trader.request_reconcile = self.request_reconcile
 
-    def _unresolved(self) -> bool:
-        """Whether a working order has no venue answer yet (its outcome is unknown)."""
-        inflight = self.trader.router.inflight
-        return any(
-            not o.order_id and o.client_order_id not in inflight
-            for o in self.trader.ledger.tracker.working()
-        )
-
     def request_reconcile(self, reason: str) -> None:
         self.reasons.append(reason)
         self.wanted.set()
@@ -185,7 +177,7 @@ class _Background:
             if not self.wanted.is_set():
                 if time.monotonic() >= self.reconciled_at + self.every_s:
                     self.request_reconcile("periodic")
-                elif self._unresolved():  # settle what is still unknown
+                elif self.trader.core.unresolved():  # settle what is still unknown
                     self.request_reconcile("unresolved")
                 else:
                     continue

@@ -1,4 +1,4 @@
-"""Share what every venue's router does: retries, settling unclear outcomes, reconciliation.
+"""Carry the core's orders to the venue: send, look up, cancel, reconcile (the I/O side).
 
 One router serves every venue; the venue's order adapter (its package's ``order_adapter``, built
 by :func:`venues.registry.venue`) speaks its requests (:class:`OrderAdapter`), each answering a
@@ -8,8 +8,11 @@ errors (:class:`~common.errors.AmbiguousOutcome`, :class:`~common.errors.RateLim
 same on every try), ``lookup`` (look an order up by its client order id), ``canceller`` (the
 request that cancels one working order), ``list_open`` (the venue's open orders) and
 ``list_recent`` (every order, open or closed, placed since a time).
-The retries, the resolution of unclear outcomes, in-flight bookkeeping, cancel pacing,
-reconciliation and adoption are here, written once.
+What each answer means (retry, record, settle by a lookup, give up) is decided by the pure
+:class:`trader.core.TraderCore` (``on_answer``, ``on_lookup``, ``on_cancel_answer``,
+``may_cancel``); this module sends, waits, and executes the actions it returns. The in-flight
+set is the core's; :class:`InFlight` lets a caller wait for one of its ids. Reconciliation and
+adoption (listing, looking up, recording) are here, written once for every venue.
 
 Nothing goes to the venue unless ``confirm_lease()`` confirms that the trader still holds its
 lease (right before each order and each cancel leaves; a renewal when the last one is not
@@ -28,43 +31,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, Required, TypedDict
+from typing import Any, Protocol
 
 from tickpipe.common.backoff import Backoff
-from tickpipe.common.errors import (
-    AmbiguousOutcome,
-    AuthError,
-    DuplicateOrder,
-    OrderNotFound,
-    OrderRejected,
-    RateLimited,
-    VenueUnavailable,
-)
 from tickpipe.common.schema import OrderIntent, Signal
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import MS
-from tickpipe.trader.core import adopted_intent, is_own_client_order_id
+from tickpipe.trader.actions import Action, Fail, Record, RecordResult, Resolve, Retry
+from tickpipe.trader.core import (
+    TraderCore,
+    adopted_intent,
+    discrepancy,
+    is_own_client_order_id,
+    same_order,
+)
 from tickpipe.trader.fence import LeaseLost
 from tickpipe.trader.ledger import Ledger
-from tickpipe.trader.orders import TERMINAL, OrderState
-from tickpipe.trader.risk import to_decimal
+from tickpipe.trader.orders import OrderState
+from tickpipe.trader.risk import RiskLimits
 
 __all__ = [
-    "CANCEL_RETRY_S",
-    "SKEW_MARGIN_MS",
     "InFlight",
     "OrderAdapter",
     "Request",
-    "RouterOptions",
     "VenueRouter",
 ]
 
 log = logging.getLogger("tickpipe.trader")
 
-CANCEL_RETRY_S = 2.0
-SKEW_MARGIN_MS = 1000
 #: A later scan for orders to adopt starts this long before the previous one ended.
 RESCAN_OVERLAP_MS = 60_000
 #: Reconciliation reasons after which the whole lookback is scanned for orders to adopt.
@@ -101,32 +96,15 @@ class OrderAdapter(Protocol):
         """Return the venue's orders (open or closed) placed since ``since_ms``, or ``None``."""
 
 
-class RouterOptions(TypedDict, total=False):
-    """Name the keyword options every venue router passes on to :class:`VenueRouter`."""
-
-    clock: Required[Callable[[], int]]
-    counts: Required[dict[str, int]]
-    status_attempts: int
-    retry_base_s: float
-    recv_window_ms: int
-    confirm_lease: Callable[[], Awaitable[None]]
-
-
 async def _no_lease() -> None:
     return None
 
 
-def _same(state: OrderState, order: dict[str, Any]) -> bool:
-    """Whether the venue's order says what ``state`` already knows (status and fills)."""
-    filled = to_decimal(str(order.get("executedQty", "")))
-    return state.status == order.get("status") and filled == to_decimal(state.filled_qty)
-
-
 class InFlight:
-    """The client order ids with a request under way; a caller may wait for one to finish."""
+    """The core's client order ids with a request under way; a caller may wait for one to end."""
 
-    def __init__(self) -> None:
-        self._ids: set[str] = set()
+    def __init__(self, ids: set[str] | None = None) -> None:
+        self._ids: set[str] = ids if ids is not None else set()
         self._changed = asyncio.Event()
 
     def __contains__(self, client_order_id: object) -> bool:
@@ -139,10 +117,10 @@ class InFlight:
         self._ids.add(client_order_id)
 
     def discard(self, client_order_id: str) -> None:
-        if client_order_id in self._ids:
-            self._ids.discard(client_order_id)
-            self._changed.set()
-            self._changed = asyncio.Event()
+        """Take ``client_order_id`` off (the core may have done so) and wake the waiters."""
+        self._ids.discard(client_order_id)
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def wait_free(self, client_order_id: str, timeout_s: float) -> bool:
         """Wait until ``client_order_id`` has no request under way; return whether it has none."""
@@ -154,7 +132,7 @@ class InFlight:
 
 
 class VenueRouter:
-    """The trader's requests to one venue; its :class:`OrderAdapter` speaks the venue's requests."""
+    """Execute the core's requests to one venue; its :class:`OrderAdapter` speaks the venue's."""
 
     def __init__(
         self,
@@ -168,20 +146,36 @@ class VenueRouter:
         recv_window_ms: int = 5000,
         confirm_lease: Callable[[], Awaitable[None]] = _no_lease,
         orders: OrderAdapter,
+        core: TraderCore | None = None,
     ) -> None:
         self.settings = settings
         self.orders = orders
         self.ledger = ledger
         self.clock = clock
         self.counts = counts
-        self.status_attempts = status_attempts
+        self.core = core or TraderCore(
+            limits=RiskLimits(),
+            tracker=ledger.tracker,
+            counts=counts,
+            status_attempts=status_attempts,
+            recv_window_ms=recv_window_ms,
+        )
         self.retry_base_s = retry_base_s
-        self.recv_window_ms = recv_window_ms
         self.confirm_lease = confirm_lease
         self.scanned_to_ms: int | None = None  # the venue's orders are adopted up to here
-        self.inflight = InFlight()  # client order ids with a request under way here
-        self.last_order_latency_ms: float | None = None
-        self._cancel_tried: dict[str, float] = {}
+        self.inflight = InFlight(self.core.inflight)  # waits on the core's in-flight set
+
+    @property
+    def recv_window_ms(self) -> int:
+        return self.core.recv_window_ms
+
+    @recv_window_ms.setter
+    def recv_window_ms(self, value: int) -> None:
+        self.core.recv_window_ms = value
+
+    @property
+    def last_order_latency_ms(self) -> float | None:
+        return self.core.last_order_latency_ms
 
     def _now_ms(self) -> int:
         return self.clock() // MS
@@ -192,6 +186,33 @@ class VenueRouter:
             await self.confirm_lease()
         except LeaseLost as exc:
             raise LeaseLost(f"{what} not sent: {exc}") from exc
+
+    async def _pause(self, retry: Retry, backoff: Backoff) -> None:
+        """Wait as a :class:`Retry` asks: at least its delay, the backoff's if it says so."""
+        delay = max(retry.at_least_s, backoff.next_delay_s()) if retry.backoff else retry.at_least_s
+        await asyncio.sleep(min(delay, retry.cap_s))
+
+    async def _settle(self, intent: OrderIntent, actions: list[Action]) -> OrderState | None:
+        """Execute the core's verdict on an answer (anything but a retry); return the state."""
+        state: OrderState | None = None
+        for action in actions:
+            if isinstance(action, RecordResult):
+                state = await self.ledger.record_result(
+                    action.intent, dict(action.result), source=action.source, event=action.event
+                )
+            elif isinstance(action, Record):
+                await self.ledger.record(
+                    action.intent, action.event, action.extra, settle=action.settle
+                )
+            elif isinstance(action, Resolve):
+                log.warning(
+                    "outcome unclear, querying",
+                    extra={"client_order_id": intent.client_order_id, "source": action.source},
+                )
+                state = await self._resolve(action.intent, source=action.source)
+            elif isinstance(action, Fail):
+                raise action.error
+        return state
 
     # -- shared ----------------------------------------------------------------------------------
     def prepare(self, intent: OrderIntent) -> Request:
@@ -211,47 +232,23 @@ class VenueRouter:
         finally:
             self.inflight.discard(intent.client_order_id)
 
-    def _count_sent(self, signal: Signal, sent_ns: int) -> None:
-        self.counts["orders_sent"] += 1
-        self.last_order_latency_ms = round((sent_ns - signal.ts_event) / MS, 3)
-
     async def _send(self, signal: Signal, intent: OrderIntent, request: Request | None) -> None:
         backoff = Backoff(base_s=self.retry_base_s, cap_s=5.0)
         place = request if request is not None else self.orders.placer(intent)
         while True:
             await self._leave(f"order {intent.client_order_id}")
             sent_ns = self.clock()
+            answer: dict[str, Any] | Exception
             try:
-                result = await place()
-            except VenueUnavailable as exc:  # never connected: certainly not sent, try again
-                log.warning("venue unavailable", extra={"error": str(exc)})
-                await asyncio.sleep(backoff.next_delay_s())
+                answer = await place()
+            except Exception as exc:  # the core decides what each error means
+                answer = exc
+            actions = self.core.on_answer(intent, answer, sent_ns=sent_ns, ts_event=signal.ts_event)
+            if isinstance(actions[0], Retry):
+                log.warning("order not placed; trying again", extra={"error": str(answer)})
+                await self._pause(actions[0], backoff)
                 continue
-            except RateLimited as exc:  # refused before it was placed: no order, try again
-                self.counts["rate_limited"] += 1
-                await asyncio.sleep(min(max(exc.retry_after_s, backoff.next_delay_s()), 60.0))
-                continue
-            except AuthError as exc:
-                await self.ledger.record(
-                    intent, "rejected", {"reason": str(exc), "stage": "venue"}, settle=True
-                )
-                raise
-            except (AmbiguousOutcome, DuplicateOrder) as exc:
-                self._count_sent(signal, sent_ns)
-                self.counts["ambiguous"] += isinstance(exc, AmbiguousOutcome)
-                log.warning(
-                    "order outcome unknown, querying",
-                    extra={"client_order_id": intent.client_order_id, "error": str(exc)},
-                )
-                await self._resolve(intent, source="ambiguous")
-                return
-            except (OrderRejected, OrderNotFound) as exc:
-                self._count_sent(signal, sent_ns)
-                extra = {"reason": str(exc), "stage": "venue", "code": str(exc.code or "")}
-                await self.ledger.record(intent, "rejected", extra, settle=True)
-                return
-            self._count_sent(signal, sent_ns)
-            await self.ledger.record_result(intent, result, source="place")
+            await self._settle(intent, actions)
             return
 
     async def resolve(self, intent: OrderIntent, *, source: str) -> OrderState | None:
@@ -263,42 +260,23 @@ class VenueRouter:
             self.inflight.discard(intent.client_order_id)
 
     async def _resolve(self, intent: OrderIntent, *, source: str) -> OrderState | None:
-        """Look the order up; "no such order" settles it once no copy can be accepted.
-
-        That is once the receive window (plus a margin for clock skew) has passed since the
-        intent. Answers that say nothing (timeouts, 5xx) are retried ``status_attempts`` times;
-        then the intent stays working (an ``unknown`` entry) for the next reconciliation.
-        """
+        """Look the order up until the core settles it (see ``TraderCore.on_lookup``)."""
         backoff = Backoff(base_s=self.retry_base_s, cap_s=2.0)
-        unknown = 0
-        last = "no answer"
+        failures = 0
         while True:
+            answer: dict[str, Any] | Exception
             try:
-                result = await self.orders.lookup(intent)
-            except OrderNotFound as exc:
-                late_ms = intent.ts_intent // MS + self.recv_window_ms + SKEW_MARGIN_MS
-                if self._now_ms() >= late_ms:
-                    await self.ledger.record(
-                        intent,
-                        "not_found",
-                        {"reason": f"the venue has no such order: {exc}", "source": source},
-                        settle=True,
-                    )
-                    return None
-                await asyncio.sleep(min(2.0, (late_ms - self._now_ms()) / 1000 + 0.01))
+                answer = await self.orders.lookup(intent)
+            except Exception as exc:  # the core decides what each error means
+                answer = exc
+            actions = self.core.on_lookup(
+                intent, answer, now_ns=self.clock(), source=source, failures=failures
+            )
+            if isinstance(actions[0], Retry):
+                failures += actions[0].failed
+                await self._pause(actions[0], backoff)
                 continue
-            except (AmbiguousOutcome, VenueUnavailable, OrderRejected, DuplicateOrder) as exc:
-                unknown, last = unknown + 1, str(exc)
-            except RateLimited as exc:
-                unknown, last = unknown + 1, str(exc)
-                await asyncio.sleep(min(exc.retry_after_s, 60.0))
-            else:
-                return await self.ledger.record_result(intent, result, source=f"status:{source}")
-            if unknown >= self.status_attempts:
-                self.counts["unresolved"] += 1
-                await self.ledger.record(intent, "unknown", {"reason": last, "source": source})
-                return None
-            await asyncio.sleep(backoff.next_delay_s())
+            return await self._settle(intent, actions)
 
     async def cancel(self, client_order_id: str, *, reason: str, wait_s: float = 0.0) -> None:
         """Cancel one working order; an unclear answer is settled by a query.
@@ -309,50 +287,31 @@ class VenueRouter:
         if wait_s > 0:
             await self.inflight.wait_free(client_order_id, wait_s)
         intent = await self.ledger.stored_intent(client_order_id)
-        if intent is None or client_order_id in self.inflight:
+        if intent is None or not self.core.may_cancel(client_order_id, self.clock()):
             return
-        now = time.monotonic()
-        if now - self._cancel_tried.get(client_order_id, -1e9) < CANCEL_RETRY_S:
-            return  # tried a moment ago; the next guard round tries again
-        self._cancel_tried[client_order_id] = now
-        if len(self._cancel_tried) > 10_000:
-            self._cancel_tried.clear()
         self.inflight.add(client_order_id)
         try:
             await self.ledger.record(intent, "cancel_requested", {"reason": reason})
-            self.counts["cancels_sent"] += 1
             await self._cancel(intent)
         finally:
             self.inflight.discard(client_order_id)
 
     async def _cancel(self, intent: OrderIntent) -> None:
-        """Send the cancel; an unclear answer is settled by a query."""
-        client_order_id = intent.client_order_id
+        """Send the cancel; the core decides what its answer means."""
         request = await self.orders.canceller(intent)
-        for _ in range(self.status_attempts):
-            await self._leave(f"cancel of {client_order_id}")
+        backoff = Backoff(base_s=self.retry_base_s, cap_s=5.0)
+        for _ in range(self.core.status_attempts):
+            await self._leave(f"cancel of {intent.client_order_id}")
+            answer: dict[str, Any] | Exception
             try:
-                result = await request()
-            except RateLimited as exc:
-                self.counts["rate_limited"] += 1
-                await asyncio.sleep(min(max(exc.retry_after_s, 0.1), 60.0))
+                answer = await request()
+            except Exception as exc:  # the core decides what each error means
+                answer = exc
+            actions = self.core.on_cancel_answer(intent, answer, unclear=self.orders.cancel_unclear)
+            if isinstance(actions[0], Retry):
+                await self._pause(actions[0], backoff)
                 continue
-            except VenueUnavailable:
-                await asyncio.sleep(self.retry_base_s)
-                continue
-            except self.orders.cancel_unclear as exc:
-                # Not open any more (filled first?) or unclear: ask what it is now.
-                log.info(
-                    "cancel unclear, querying",
-                    extra={"client_order_id": client_order_id, "error": str(exc)},
-                )
-                await self._resolve(intent, source="cancel")
-                return
-            except OrderRejected as exc:
-                await self.ledger.record(intent, "cancel_rejected", {"reason": str(exc)})
-                return
-            await self.ledger.record_result(intent, result, source="cancel", event="canceled")
-            self.counts["cancels"] += 1
+            await self._settle(intent, actions)
             return
 
     async def _open_at_venue(self) -> dict[str, dict[str, Any]] | None:
@@ -394,14 +353,18 @@ class VenueRouter:
             before = await self.ledger.order_state(cid)
             if open_at_venue is not None and cid in open_at_venue:
                 listed_order = open_at_venue[cid]
-                if before is not None and before.order_id and _same(before, listed_order):
+                if before is not None and before.order_id and same_order(before, listed_order):
                     continue  # nothing new (an order never acknowledged learns its id here)
                 after: OrderState | None = await self.ledger.record_result(
                     intent, listed_order, source=f"reconcile:{reason}", event="reconciled"
                 )
             else:
                 after = await self.resolve(intent, source=f"reconcile:{reason}")
-            found += await self._compare(cid, before, after, reason)
+            tracked = cid in self.ledger.tracker.orders
+            entry = discrepancy(cid, before, after, reason=reason, tracked=tracked)
+            if entry is not None:
+                found += 1
+                await self.ledger.record_event("discrepancy", entry)
         for cid, order in (open_at_venue or {}).items():
             if cid in working or cid in self.inflight:
                 continue
@@ -460,28 +423,3 @@ class VenueRouter:
             )
         self.scanned_to_ms = now_ms
         return adopted
-
-    async def _compare(
-        self, cid: str, before: OrderState | None, after: OrderState | None, reason: str
-    ) -> int:
-        if before is None or (after is None and cid in self.ledger.tracker.orders):
-            return 0  # unknown before, or still unresolved: nothing to compare yet
-        if after is not None and (after.status, after.filled_qty) == (
-            before.status,
-            before.filled_qty,
-        ):
-            return 0
-        kind = "orphan_intent" if after is None else "state_changed"
-        await self.ledger.record_event(
-            "discrepancy",
-            {
-                "client_order_id": cid,
-                "symbol": before.symbol,
-                "kind": kind,
-                "reason": reason,
-                "was": f"{before.status} {before.filled_qty}",
-                "venue": "none" if after is None else f"{after.status} {after.filled_qty}",
-                "terminal": "1" if after is None or after.status in TERMINAL else "0",
-            },
-        )
-        return 1
