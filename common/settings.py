@@ -21,7 +21,7 @@ import re
 import socket
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -83,6 +83,10 @@ class Settings:
     namespace: str = "tp"
     venue: str = "binance"
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+    #: Every venue of the deployment (``TICKPIPE_VENUES``); empty: ``venue`` alone.
+    venues: tuple[str, ...] = ()
+    #: Each venue's symbols when several venues run (``symbols`` is ``venue``'s).
+    venue_symbols: tuple[tuple[str, tuple[str, ...]], ...] = ()
     shards: int = 1
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     log_level: str = "INFO"
@@ -146,6 +150,25 @@ class Settings:
     def partitions(self) -> dict[Partition, list[str]]:
         return partitions_for(self.venue, self.symbols, self.shards)
 
+    def all_venues(self) -> tuple[str, ...]:
+        """Every venue of the deployment, ``venue`` first when it is one of them."""
+        return self.venues or (self.venue,)
+
+    def for_venue(self, name: str) -> Settings:
+        """These settings for one venue of the deployment: its symbols and thresholds only."""
+        symbols = dict(self.venue_symbols).get(name)
+        if symbols is None:
+            symbols = self.symbols if name == self.venue else _DEFAULT_SYMBOLS.get(name, ())
+        thresholds = tuple((s, level) for s, level in self.thresholds if s in symbols)
+        return replace(
+            self,
+            venue=name,
+            venues=(name,),
+            symbols=symbols,
+            venue_symbols=(),
+            thresholds=thresholds,
+        )
+
     def threshold_for(self, symbol: str) -> str | None:
         return dict(self.thresholds).get(symbol)
 
@@ -167,12 +190,25 @@ class Settings:
 
 # Environment key -> (Settings field, parser). Parsers raise ValueError with a readable reason.
 def _symbols(text: str) -> tuple[str, ...]:
-    out = tuple(s.strip().upper() for s in text.split(",") if s.strip())
+    """Symbols, each as ``SYMBOL`` or ``venue:SYMBOL`` (needed when several venues run)."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        venue, sep, symbol = part.rpartition(":")
+        symbol = symbol.strip().upper()
+        if not symbol.replace("/", "").isalnum():
+            raise ValueError(f"{symbol!r} is not a symbol (letters and digits only)")
+        out.append(f"{venue.strip().lower()}:{symbol}" if sep else symbol)
     if not out:
         raise ValueError("give at least one symbol, e.g. BTCUSDT,ETHUSDT")
-    for s in out:
-        if not s.replace("/", "").isalnum():
-            raise ValueError(f"{s!r} is not a symbol (letters and digits only)")
+    return tuple(out)
+
+
+def _venues(text: str) -> tuple[str, ...]:
+    out = tuple(v.strip().lower() for v in text.split(",") if v.strip())
+    if not out:
+        raise ValueError("give at least one venue, e.g. binance,alpaca")
+    if len(set(out)) != len(out):
+        raise ValueError("a venue is named twice")
     return out
 
 
@@ -352,6 +388,7 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "REDIS_URL": ("redis_url", _redis_url),
     "TICKPIPE_NAMESPACE": ("namespace", _namespace),
     "TICKPIPE_VENUE": ("venue", _str),
+    "TICKPIPE_VENUES": ("venues", _venues),
     "TICKPIPE_SYMBOLS": ("symbols", _symbols),
     "TICKPIPE_SHARDS": ("shards", _positive_int),
     "TICKPIPE_INSTANCE": ("instance", _str),
@@ -469,20 +506,59 @@ def load_settings(
     if "redis_url" in values:
         values["redis_url_set"] = True
     values["strategy_settings"] = tuple(sorted(namespaced.items()))
-    venue = values.get("venue", "binance")
-    if "symbols" not in values and venue in _DEFAULT_SYMBOLS:
-        values["symbols"] = _DEFAULT_SYMBOLS[str(venue)]
+    _venues_and_symbols(values)
     settings = Settings(**values)  # type: ignore[arg-type]
-    if settings.venue not in _SUPPORTED_VENUES:
-        raise ConfigError(
-            f"TICKPIPE_VENUE={settings.venue}: supported venues are {sorted(_SUPPORTED_VENUES)}"
-        )
-    unknown_levels = [s for s, _ in settings.thresholds if s not in settings.symbols]
+    every_symbol = {s for _, symbols in settings.venue_symbols for s in symbols}
+    unknown_levels = [s for s, _ in settings.thresholds if s not in every_symbol]
     if unknown_levels:
         raise ConfigError(
             f"TICKPIPE_THRESHOLDS names {unknown_levels} which are not in TICKPIPE_SYMBOLS"
         )
     return settings
+
+
+def _venues_and_symbols(values: dict[str, object]) -> None:
+    """Settle ``venue``, ``venues``, ``symbols`` and ``venue_symbols`` in ``values``.
+
+    ``TICKPIPE_VENUES`` names every venue of the deployment (``TICKPIPE_VENUE``, if given, must be
+    one of them and comes first; else the first one is the primary venue). A symbol of
+    ``TICKPIPE_SYMBOLS`` may name its venue (``alpaca:FAKEPACA``); one that does not is the
+    primary venue's. A venue given no symbol trades its default symbols.
+    """
+    given = values.get("venues")
+    venue = str(values.get("venue") or (given[0] if isinstance(given, tuple) else "binance"))
+    venues: tuple[str, ...] = given if isinstance(given, tuple) else (venue,)
+    for name in (venue, *venues):
+        if name not in _SUPPORTED_VENUES:
+            key = "TICKPIPE_VENUES" if name in venues and given else "TICKPIPE_VENUE"
+            raise ConfigError(f"{key}={name}: supported venues are {sorted(_SUPPORTED_VENUES)}")
+    if venue not in venues:
+        raise ConfigError(
+            f"TICKPIPE_VENUE={venue} is not one of TICKPIPE_VENUES={','.join(venues)}"
+        )
+    venues = (venue, *(v for v in venues if v != venue))
+    per: dict[str, list[str]] = {}
+    plain: list[str] = []
+    for entry in values.get("symbols") or ():  # type: ignore[attr-defined]
+        name, sep, symbol = str(entry).rpartition(":")
+        if not sep:
+            plain.append(symbol)
+        elif name not in venues:
+            raise ConfigError(
+                f"TICKPIPE_SYMBOLS: {entry}: {name} is not a venue of this deployment "
+                f"({','.join(venues)})"
+            )
+        else:
+            per.setdefault(name, []).append(symbol)
+    if plain:  # a symbol that names no venue is the primary venue's
+        per.setdefault(venue, []).extend(plain)
+    symbols = {v: tuple(per.get(v) or _DEFAULT_SYMBOLS[v]) for v in venues}
+    values.update(
+        venue=venue,
+        venues=venues,
+        symbols=symbols[venue],
+        venue_symbols=tuple(symbols.items()),
+    )
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

@@ -66,12 +66,13 @@ def _protect(app: Dash, token: str) -> None:
 
 
 def _layout(settings: Settings, refresh_ms: int) -> html.Div:
-    symbols = list(settings.symbols)
+    choices = [{"label": label, "value": value} for label, value in reader.symbol_choices(settings)]
+    venues = ", ".join(settings.all_venues())
     return html.Div([
-        html.H1(f"tickpipe · {settings.venue} · namespace {settings.namespace}"),
+        html.H1(f"tickpipe · {venues} · namespace {settings.namespace}"),
         html.Div(className="row", children=[
-            dcc.Dropdown(symbols, symbols[0], id="symbol", clearable=False,
-                         style={"width": "180px"}),
+            dcc.Dropdown(choices, choices[0]["value"], id="symbol", clearable=False,
+                         style={"width": "220px"}),
             dcc.RadioItems(["1s", "1m"], "1s", id="interval", inline=True),
         ]),
         html.Div(className="row", children=[
@@ -112,23 +113,25 @@ def build_app(settings: Settings, call: Call, *, token: str = "", refresh_ms: in
         State("chart-state", "data"),
     )
     def chart(_: int | None, symbol: str, interval: str, state: dict[str, Any] | None) -> Any:
+        one, name = reader.settings_of(settings, symbol)
         fresh = (
             state is None
             or ctx.triggered_id in ("symbol", "interval")
-            or state.get("symbol") != symbol
+            or state.get("symbol") != name
             or state.get("interval") != interval
         )
         ids = None if fresh or state is None else state["ids"]
-        update = call(lambda r: reader.read_chart(r, settings, symbol, interval, ids))
+        update = call(lambda r: reader.read_chart(r, one, name, interval, ids))
         if fresh or state is None:
-            return views.chart_figure(symbol, interval, update)
+            return views.chart_figure(name, interval, update)
         return views.chart_patch(update, state)
 
     @app.callback(
         Output("book", "children"), Input("tick", "n_intervals"), Input("symbol", "value")
     )
     def book(_: int | None, symbol: str) -> Any:
-        return views.book_view(call(lambda r: reader.read_book(r, settings, symbol)))
+        one, name = reader.settings_of(settings, symbol)
+        return views.book_view(call(lambda r: reader.read_book(r, one, name)))
 
     @app.callback(
         Output("orders", "children"),
@@ -136,8 +139,7 @@ def build_app(settings: Settings, call: Call, *, token: str = "", refresh_ms: in
         Input("tick", "n_intervals"),
     )
     def trading(_: int | None) -> Any:
-        orders = call(lambda r: reader.read_orders(r, settings))
-        positions = call(lambda r: reader.read_positions(r, settings))
+        orders, positions = call(lambda r: reader.read_trading(r, settings))
         return views.orders_view(orders), views.positions_view(positions)
 
     @app.callback(

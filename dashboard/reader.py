@@ -66,6 +66,46 @@ def partition_of(settings: Settings, symbol: str) -> Partition:
     return Partition(settings.venue, shard_for(symbol, settings.shards))
 
 
+def symbol_choices(settings: Settings) -> list[tuple[str, str]]:
+    """The symbols to pick from as (label, value): ``venue:SYMBOL`` values, every venue's."""
+    venues = settings.all_venues()
+    return [
+        (f"{v} · {s}" if len(venues) > 1 else s, f"{v}:{s}")
+        for v in venues
+        for s in settings.for_venue(v).symbols
+    ]
+
+
+def settings_of(settings: Settings, choice: str) -> tuple[Settings, str]:
+    """The settings of a chosen ``venue:SYMBOL`` (a bare symbol: the primary venue's) and it."""
+    name, _, symbol = choice.rpartition(":")
+    name = name if name in settings.all_venues() else settings.venue
+    return settings.for_venue(name), symbol
+
+
+async def read_trading(
+    redis: aioredis.Redis, settings: Settings
+) -> tuple[list[dict[str, str]], dict[str, dict[str, str]]]:
+    """Every venue's latest orders (newest first) and positions; symbols name their venue
+    (``binance:BTCUSDT``) when several venues run."""
+    venues = settings.all_venues()
+    orders: list[dict[str, str]] = []
+    positions: dict[str, dict[str, str]] = {}
+    for name in venues:
+        one = settings.for_venue(name)
+        tag = f"{name}:" if len(venues) > 1 else ""
+        orders += [
+            {**o, "symbol": tag + o.get("symbol", "")} for o in await read_orders(redis, one)
+        ]
+        positions.update({tag + s: p for s, p in (await read_positions(redis, one)).items()})
+
+    def newest(row: dict[str, str]) -> tuple[int, ...]:
+        return tuple(int(x) for x in row["first_id"].split("-"))
+
+    orders.sort(key=newest, reverse=True)
+    return orders[:30], positions
+
+
 async def _after(redis: aioredis.Redis, stream: str, last_id: str | None, window: int) -> Entries:
     """Entries newer than ``last_id``; without one, the newest ``window`` entries in order."""
     if last_id is None:

@@ -46,7 +46,8 @@ def resolve_streams(settings: Settings, name: str) -> list[str]:
     keys = settings.keys
     if name.startswith(keys.namespace + ":"):
         return [name]
-    parts = list(settings.partitions())
+    venues = settings.all_venues()  # every venue of the deployment
+    parts = [p for v in venues for p in settings.for_venue(v).partitions()]
     if name in PARTITION_KINDS:
         if name.startswith("bars:"):
             return [keys.bars(p, name[5:]) for p in parts]
@@ -54,7 +55,7 @@ def resolve_streams(settings: Settings, name: str) -> list[str]:
         return [str(method(p)) for p in parts]
     if name in VENUE_KINDS:
         method = getattr(keys, name.replace("-", "_"))
-        return [str(method(settings.venue))]
+        return [str(method(v)) for v in venues]
     known = ", ".join((*PARTITION_KINDS, *VENUE_KINDS))
     raise ValueError(f"unknown stream {name!r}: give a full stream name or one of {known}")
 
@@ -104,17 +105,22 @@ async def change_subscription(
 ) -> list[str]:
     """Ask the ingestor to ``subscribe``/``unsubscribe`` ``symbols``; return what was written."""
     subscription_entry(action, [])  # a wrong action is a ValueError before anything is written
-    symbols = [s.strip().upper() for s in symbols if s.strip()]
     by_partition: dict[Partition, list[str]] = {}
-    for symbol in symbols:
-        part = Partition(settings.venue, shard_for(symbol, settings.shards))
-        by_partition.setdefault(part, []).append(symbol)
+    for entry in filter(None, (s.strip() for s in symbols)):
+        name, _, symbol = entry.rpartition(":")  # ``venue:SYMBOL``; else the primary venue's
+        name = name.lower() or settings.venue
+        if name not in settings.all_venues():
+            raise ValueError(f"{entry}: {name} is not a venue of this deployment")
+        part = Partition(name, shard_for(symbol.upper(), settings.shards))
+        by_partition.setdefault(part, []).append(symbol.upper())
     try:
         request = importlib.import_module("tickpipe.ingestor.control").request_subscription_change
     except (ImportError, AttributeError):
         request = None
     if request is not None:
-        await request(redis, settings, action, symbols)
+        for name in sorted({p.venue for p in by_partition}):
+            mine = [s for p, names in by_partition.items() if p.venue == name for s in names]
+            await request(redis, settings.for_venue(name), action, mine)
     written = []
     for part, names in sorted(by_partition.items()):
         stream = settings.keys.control(part)
@@ -125,12 +131,17 @@ async def change_subscription(
 
 
 async def set_kill_switch(redis: aioredis.Redis, settings: Settings, state: str) -> bool:
-    """Turn the venue's kill switch ``on``/``off`` (``status`` only reads); return whether on."""
-    key = settings.keys.kill_switch(settings.venue)
-    if state == "on":
-        await redis.set(key, orjson.dumps({"ts": time.time_ns(), "by": "tickpipe kill-switch"}))
-    elif state == "off":
-        await redis.delete(key)
-    elif state != "status":
+    """Turn every venue's kill switch ``on``/``off`` (``status`` only reads); return whether on.
+
+    With several venues, ``status`` is on when any venue's switch is.
+    """
+    if state not in ("on", "off", "status"):
         raise ValueError(f"kill switch state must be on, off or status, got {state!r}")
-    return bool(await redis.exists(key))
+    keys = [settings.keys.kill_switch(v) for v in settings.all_venues()]
+    for key in keys:
+        if state == "on":
+            value = orjson.dumps({"ts": time.time_ns(), "by": "tickpipe kill-switch"})
+            await redis.set(key, value)
+        elif state == "off":
+            await redis.delete(key)
+    return bool(await redis.exists(*keys))

@@ -44,6 +44,7 @@ from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis, redacted, redi
 from tickpipe.common.settings import Settings
 from tickpipe.common.status import StatusSnapshot, read_status, render_status
 from tickpipe.deploy.acl import OPERATOR
+from tickpipe.venues.registry import venue
 
 __all__ = ["StageSpec", "Supervisor", "UpOptions", "config_error_in", "run_up"]
 
@@ -185,10 +186,8 @@ async def _start_mock(
     ]  # fmt: skip
     if options.ground_truth is not None:
         argv += ["--ground-truth", str(options.ground_truth)]
-    if settings.venue == "binance":
-        argv += ["--symbols", ",".join(settings.symbols)]
-    else:  # the Alpaca venue serves FAKEPACA, AAPL and BTC/USD beside a default Binance market
-        argv += ["--alpaca-port", "0"]
+    for name in settings.all_venues():  # a Binance market always runs beside the others
+        argv += venue(name).mock_args(settings.for_venue(name))
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "mock_ws.log", "ab") as logfile:
         proc = await asyncio.create_subprocess_exec(
@@ -210,12 +209,6 @@ async def _start_mock(
     return proc, ports
 
 
-_VENUE_URL_KEYS = {
-    "binance": ("TICKPIPE_BINANCE_WS_URL", "TICKPIPE_BINANCE_WS_API_URL"),
-    "alpaca": ("TICKPIPE_ALPACA_DATA_URL", "TICKPIPE_ALPACA_TRADING_URL"),
-}
-
-
 async def _mock_extra(
     options: UpOptions,
     settings: Settings,
@@ -225,12 +218,12 @@ async def _mock_extra(
     helpers: list[asyncio.subprocess.Process],
     out: TextIO,
 ) -> dict[str, str]:
-    """Start the mock exchange with a throwaway key; return the settings pointing at it."""
+    """Start the mock exchange with a throwaway key; return the settings pointing at it.
+
+    The primary venue's key, when set, is the mock's (every venue the mock serves accepts it).
+    """
     mock_env = dict(extra)
-    key = settings.binance_api_key if settings.venue == "binance" else settings.alpaca_api_key
-    secret = (
-        settings.binance_api_secret if settings.venue == "binance" else settings.alpaca_api_secret
-    )
+    key, secret = venue(settings.venue).credentials(settings)
     if key and secret:
         mock_env.update(BINANCE_API_KEY=key.reveal(), BINANCE_API_SECRET=secret.reveal())
     else:
@@ -240,28 +233,16 @@ async def _mock_extra(
         )
     proc, ports = await _start_mock(options, settings, _stage_env(env, mock_env), log_dir)
     helpers.append(proc)
-    port = ports["binance_port"]
-    urls = {
-        "BINANCE_API_KEY": mock_env["BINANCE_API_KEY"],
-        "BINANCE_API_SECRET": mock_env["BINANCE_API_SECRET"],
-        "TICKPIPE_BINANCE_WS_URL": f"ws://127.0.0.1:{port}",
-        "TICKPIPE_BINANCE_WS_API_URL": f"ws://127.0.0.1:{port}/ws-api/v3",
-        "TICKPIPE_BINANCE_REST_URL": f"http://127.0.0.1:{port}",
-    }
-    shown = f"ws://127.0.0.1:{port}"
-    if "alpaca_port" in ports:
-        alpaca = ports["alpaca_port"]
-        urls.update(
-            ALPACA_API_KEY=mock_env["BINANCE_API_KEY"],
-            ALPACA_API_SECRET=mock_env["BINANCE_API_SECRET"],
-            TICKPIPE_ALPACA_DATA_URL=f"ws://127.0.0.1:{alpaca}",
-            TICKPIPE_ALPACA_TRADING_URL=f"ws://127.0.0.1:{alpaca}/stream",
-            TICKPIPE_ALPACA_REST_URL=f"http://127.0.0.1:{alpaca}",
+    urls: dict[str, str] = {}
+    shown = []
+    for name in settings.all_venues():
+        found = venue(name).mock_env(
+            ports, mock_env["BINANCE_API_KEY"], mock_env["BINANCE_API_SECRET"], env
         )
-        if "TICKPIPE_ALPACA_FEED" not in env:
-            urls["TICKPIPE_ALPACA_FEED"] = "test"
-        shown = f"Alpaca ws://127.0.0.1:{alpaca}, Binance {shown}"
-    print(f"mock exchange: {shown} (seed {options.mock_seed})", file=out)
+        urls.update(found)
+        port = ports.get(f"{name}_port")
+        shown.append(f"{name} ws://127.0.0.1:{port}")
+    print(f"mock exchange: {', '.join(shown)} (seed {options.mock_seed})", file=out)
     return urls
 
 
@@ -272,9 +253,37 @@ def _open_to_others(path: Path) -> bool:
         return False
 
 
-def _spec(name: str, stage: str) -> StageSpec:
+def _spec(name: str, stage: str, env: dict[str, str] | None = None) -> StageSpec:
     """A stage's process: ``python -m <stage>``, logged in as the stage's own Redis user."""
-    return StageSpec(name, [sys.executable, "-m", f"tickpipe.{stage}"], {}, user=stage)
+    return StageSpec(name, [sys.executable, "-m", f"tickpipe.{stage}"], env or {}, user=stage)
+
+
+def _venue_env(settings: Settings) -> dict[str, str]:
+    """The settings that pin a stage process to one venue of the deployment."""
+    thresholds = ",".join(f"{s}={level}" for s, level in settings.thresholds)
+    return {
+        "TICKPIPE_VENUE": settings.venue,
+        "TICKPIPE_VENUES": settings.venue,
+        "TICKPIPE_SYMBOLS": ",".join(settings.symbols),
+        "TICKPIPE_THRESHOLDS": thresholds,
+    }
+
+
+def _venue_stages(settings: Settings, options: UpOptions) -> list[StageSpec]:
+    """An ingestor, the processor members and a trader per venue (named after it if several)."""
+    names = settings.all_venues()
+    stages = []
+    for name in names:
+        one = settings.for_venue(name)
+        env = _venue_env(one) if len(names) > 1 else {}
+        tag = f"-{name}" if len(names) > 1 else ""
+        stages.append(_spec(f"ingestor{tag}", "ingestor", dict(env)))
+        stages += [
+            _spec(f"processor{tag}-{n + 1}", "processor", dict(env))
+            for n in range(options.processors)
+        ]
+        stages.append(_spec(f"trader{tag}", "trader", dict(env)))
+    return stages
 
 
 async def _start_embedded_redis(
@@ -357,12 +366,12 @@ async def _run_up(
         extra = {"TICKPIPE_NAMESPACE": settings.namespace, "TICKPIPE_DATA_DIR": str(data_dir)}
         start_mock = options.mock
         if start_mock is None:
-            start_mock = not any(k in env for k in _VENUE_URL_KEYS[settings.venue])
+            start_mock = not any(
+                k in env for name in settings.all_venues() for k in venue(name).endpoint_keys
+            )
         if start_mock:
             extra.update(await _mock_extra(options, settings, env, extra, log_dir, helpers, out))
-        stages = [_spec("ingestor", "ingestor")]
-        stages += [_spec(f"processor-{n + 1}", "processor") for n in range(options.processors)]
-        stages.append(_spec("trader", "trader"))
+        stages = _venue_stages(settings, options)
         if options.dashboard and not has_extra("dashboard"):
             print("dashboard: not started (pip install 'tickpipe[dashboard]')", file=out)
         elif options.dashboard:
@@ -371,6 +380,7 @@ async def _run_up(
             stage.argv += ["--env-file", options.env_file]
             own = {
                 **extra,
+                **stage.env,
                 "REDIS_URL": user_urls.get(stage.user, redis_url),
                 "TICKPIPE_INSTANCE": f"up-{stage.name}",
             }

@@ -19,7 +19,7 @@ from tickpipe.common.errors import AuthError, ConfigError
 from tickpipe.common.links import Link
 from tickpipe.common.messages import MarketItem, MessageItem
 from tickpipe.common.schema import OrderUpdate, RawFrame
-from tickpipe.common.settings import Settings
+from tickpipe.common.settings import Secret, Settings
 from tickpipe.common.units import MS
 from tickpipe.venues.alpaca import ingest as alpaca_ingest
 from tickpipe.venues.alpaca import market as alpaca_market
@@ -94,6 +94,18 @@ class Venue:
     connect_orders: Callable[[Any], Awaitable[None]]
     #: Say what to fix when the venue refuses the trader's key (``None``: raise it as it is).
     refused_key: Callable[[AuthError], ConfigError] | None = None
+    #: Environment keys that point the venue at a real endpoint (none set: ``tickpipe up``
+    #: starts the mock exchange for it).
+    endpoint_keys: tuple[str, ...] = ()
+    #: The venue's API key and secret in settings (the mock is started with them when set).
+    credentials: Callable[[Settings], tuple[Secret | None, Secret | None]] = lambda _: (None, None)
+    #: The mock exchange's arguments that serve this venue (``tickpipe up``).
+    mock_args: Callable[[Settings], list[str]] = lambda _: []
+    #: The settings that point the stages at the mock: (the mock's ports, key, secret, the
+    #: environment) -> environment entries.
+    mock_env: Callable[[Mapping[str, int], str, str, Mapping[str, str]], dict[str, str]] = (
+        lambda ports, key, secret, env: {}
+    )
 
 
 # -- Binance --------------------------------------------------------------------------------------
@@ -151,7 +163,36 @@ async def _binance_connect(connection: Any) -> None:
         await connection.connect()
 
 
+def _binance_mock_env(
+    ports: Mapping[str, int], key: str, secret: str, env: Mapping[str, str]
+) -> dict[str, str]:
+    port = ports["binance_port"]
+    return {
+        "BINANCE_API_KEY": key,
+        "BINANCE_API_SECRET": secret,
+        "TICKPIPE_BINANCE_WS_URL": f"ws://127.0.0.1:{port}",
+        "TICKPIPE_BINANCE_WS_API_URL": f"ws://127.0.0.1:{port}/ws-api/v3",
+        "TICKPIPE_BINANCE_REST_URL": f"http://127.0.0.1:{port}",
+    }
+
+
 # -- Alpaca ---------------------------------------------------------------------------------------
+def _alpaca_mock_env(
+    ports: Mapping[str, int], key: str, secret: str, env: Mapping[str, str]
+) -> dict[str, str]:
+    port = ports["alpaca_port"]
+    out = {
+        "ALPACA_API_KEY": key,
+        "ALPACA_API_SECRET": secret,
+        "TICKPIPE_ALPACA_DATA_URL": f"ws://127.0.0.1:{port}",
+        "TICKPIPE_ALPACA_TRADING_URL": f"ws://127.0.0.1:{port}/stream",
+        "TICKPIPE_ALPACA_REST_URL": f"http://127.0.0.1:{port}",
+    }
+    if "TICKPIPE_ALPACA_FEED" not in env:
+        out["TICKPIPE_ALPACA_FEED"] = "test"  # the mock serves its test symbols on it
+    return out
+
+
 def _alpaca_order_link(settings: Settings) -> OrderLink:
     from tickpipe.venues.alpaca.rest import rest_from_settings  # I/O: imported on demand
 
@@ -192,6 +233,10 @@ VENUES: Mapping[str, Venue] = {
         order_link=_binance_order_link,
         order_adapter=_binance_orders,
         connect_orders=_binance_connect,
+        endpoint_keys=("TICKPIPE_BINANCE_WS_URL", "TICKPIPE_BINANCE_WS_API_URL"),
+        credentials=lambda s: (s.binance_api_key, s.binance_api_secret),
+        mock_args=lambda s: ["--symbols", ",".join(s.symbols)],
+        mock_env=_binance_mock_env,
     ),
     "alpaca": Venue(
         name="alpaca",
@@ -210,6 +255,10 @@ VENUES: Mapping[str, Venue] = {
         order_adapter=_alpaca_orders,
         connect_orders=_no_connect,
         refused_key=_alpaca_refused,
+        endpoint_keys=("TICKPIPE_ALPACA_DATA_URL", "TICKPIPE_ALPACA_TRADING_URL"),
+        credentials=lambda s: (s.alpaca_api_key, s.alpaca_api_secret),
+        mock_args=lambda s: ["--alpaca-port", "0"],
+        mock_env=_alpaca_mock_env,
     ),
 }
 

@@ -52,6 +52,20 @@ def test_every_stage_runs_with_a_health_check_and_redis_keeps_an_aof() -> None:
     assert services["processor"]["deploy"]["replicas"] >= 2
 
 
+def test_the_alpaca_profile_runs_a_set_of_stages_pinned_to_alpaca() -> None:
+    services = _compose()["services"]
+    for stage in ("ingestor", "processor", "trader"):
+        binance, alpaca = services[stage], services[f"{stage}-alpaca"]
+        assert binance["environment"]["TICKPIPE_VENUE"] == "binance"
+        assert "profiles" not in binance
+        assert alpaca["profiles"] == ["alpaca"]
+        assert alpaca["environment"]["TICKPIPE_VENUE"] == "alpaca"
+        assert alpaca["environment"]["TICKPIPE_VENUES"] == "alpaca"
+        assert alpaca["healthcheck"]["test"][-1] == "--check"
+    assert "--alpaca-port" in services["mock"]["command"]
+    assert services["dashboard"]["environment"]["TICKPIPE_VENUES"].startswith("${TICKPIPE_VENUES")
+
+
 def test_dockerfile_installs_the_way_the_readme_does() -> None:
     text = (REPO / "Dockerfile").read_text()
     assert "./dev install" in text
@@ -100,6 +114,9 @@ def test_acl_override_gives_each_stage_its_own_redis_user(tmp_path: Path) -> Non
     assert "--aclfile" in merged["redis"]["command"]
     for stage in ("ingestor", "processor", "trader", "dashboard"):
         assert merged[stage]["environment"]["REDIS_URL"].startswith(f"redis://{stage}:")
+    for stage in ("ingestor", "processor", "trader"):  # the Alpaca profile's, as the same users
+        url = merged[f"{stage}-alpaca"]["environment"]["REDIS_URL"]
+        assert url.startswith(f"redis://{stage}:")
     # Without the generated URLs the override refuses to start, naming what to run.
     bare = subprocess.run(
         [binary, "-f", str(REPO / "docker-compose.yml"), "-f",

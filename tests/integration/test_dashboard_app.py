@@ -12,7 +12,7 @@ import fakeredis
 import pytest
 
 from tickpipe.common.names import Partition
-from tickpipe.common.settings import Secret, Settings
+from tickpipe.common.settings import Secret, Settings, load_settings
 from tickpipe.dashboard import reader
 from tickpipe.dashboard.app import TOKEN_COOKIE, build_app
 from tickpipe.dashboard.shell import DashboardServer, run
@@ -162,3 +162,41 @@ def test_a_busy_port_is_a_configuration_error() -> None:
 
         with pytest.raises(ConfigError, match=f"--port {port}: 127.0.0.1:{port} is already in use"):
             asyncio.run(go())
+
+
+def test_two_venues_show_every_venues_symbols_orders_and_positions() -> None:
+    both = load_settings(
+        {
+            "TICKPIPE_NAMESPACE": "dsh2",
+            "TICKPIPE_VENUES": "binance,alpaca",
+            "TICKPIPE_SYMBOLS": "binance:BTCUSDT,alpaca:FAKEPACA",
+        },
+        dotenv_path=None,
+    )
+    keys = both.keys
+    assert reader.symbol_choices(both) == [
+        ("binance · BTCUSDT", "binance:BTCUSDT"),
+        ("alpaca · FAKEPACA", "alpaca:FAKEPACA"),
+    ]
+    one, symbol = reader.settings_of(both, "alpaca:FAKEPACA")
+    assert (one.venue, one.symbols, symbol) == ("alpaca", ("FAKEPACA",), "FAKEPACA")
+
+    async def go() -> None:
+        r = fakeredis.FakeAsyncRedis()
+        binance = {"event": "intent", "client_order_id": "b1", "symbol": "BTCUSDT"}
+        alpaca = {"event": "intent", "client_order_id": "a1", "symbol": "FAKEPACA"}
+        await r.xadd(keys.orders("binance"), binance, id="1-0")  # type: ignore[arg-type]
+        await r.xadd(keys.orders("alpaca"), alpaca, id="2-0")  # type: ignore[arg-type]
+        await r.hset(keys.positions("binance"), "BTCUSDT:position", "0.001")
+        await r.hset(keys.positions("alpaca"), "FAKEPACA:position", "-1")
+        orders, positions = await reader.read_trading(r, both)
+        assert [(o["client_order_id"], o["symbol"]) for o in orders] == [
+            ("a1", "alpaca:FAKEPACA"),
+            ("b1", "binance:BTCUSDT"),
+        ]
+        assert positions == {
+            "binance:BTCUSDT": {"position": "0.001"},
+            "alpaca:FAKEPACA": {"position": "-1"},
+        }
+
+    asyncio.run(go())

@@ -108,3 +108,60 @@ def test_env_example_documents_every_setting() -> None:
     text = (REPO / ".env.example").read_text()
     missing = [key for key in KNOWN_KEYS if key not in text]
     assert missing == []
+
+
+def test_several_venues_each_with_its_symbols_and_thresholds() -> None:
+    settings = load_settings(
+        {
+            "TICKPIPE_VENUES": "binance,alpaca",
+            "TICKPIPE_SYMBOLS": "binance:BTCUSDT,alpaca:FAKEPACA",
+            "TICKPIPE_THRESHOLDS": "BTCUSDT=61800,FAKEPACA=100",
+        },
+        dotenv_path=None,
+    )
+    assert settings.all_venues() == ("binance", "alpaca")
+    assert (settings.venue, settings.symbols) == ("binance", ("BTCUSDT",))
+    alpaca = settings.for_venue("alpaca")
+    assert (alpaca.venue, alpaca.all_venues(), alpaca.symbols) == (
+        "alpaca",
+        ("alpaca",),
+        ("FAKEPACA",),
+    )
+    assert alpaca.thresholds == (("FAKEPACA", "100"),)
+    assert [p.venue for p in alpaca.partitions()] == ["alpaca"]
+    # A venue given no symbol trades its defaults; TICKPIPE_VENUE picks the primary venue.
+    primary = load_settings(
+        {"TICKPIPE_VENUES": "binance,alpaca", "TICKPIPE_VENUE": "alpaca"}, dotenv_path=None
+    )
+    assert primary.all_venues() == ("alpaca", "binance")
+    assert primary.for_venue("binance").symbols == ("BTCUSDT", "ETHUSDT")
+    # A symbol that names no venue is the primary venue's.
+    mixed = load_settings(
+        {"TICKPIPE_VENUES": "binance,alpaca", "TICKPIPE_SYMBOLS": "BTCUSDT,alpaca:AAPL"},
+        dotenv_path=None,
+    )
+    assert mixed.symbols == ("BTCUSDT",) and mixed.for_venue("alpaca").symbols == ("AAPL",)
+
+
+def test_one_venue_keeps_working_as_before() -> None:
+    settings = load_settings({"TICKPIPE_VENUE": "alpaca"}, dotenv_path=None)
+    assert (settings.all_venues(), settings.symbols) == (("alpaca",), ("FAKEPACA",))
+    assert settings.for_venue("alpaca").symbols == ("FAKEPACA",)
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"TICKPIPE_VENUES": "binance,kraken"}, "TICKPIPE_VENUES=kraken: supported venues"),
+        ({"TICKPIPE_VENUES": "binance,binance"}, "named twice"),
+        ({"TICKPIPE_VENUES": "binance", "TICKPIPE_VENUE": "alpaca"}, "not one of TICKPIPE_VENUES"),
+        (
+            {"TICKPIPE_VENUES": "binance", "TICKPIPE_SYMBOLS": "alpaca:AAPL"},
+            "not a venue of this deployment",
+        ),
+    ],
+)
+def test_venue_mistakes_are_one_line_config_errors(env: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env, dotenv_path=None)
+    assert words in str(info.value) and "\n" not in str(info.value)
