@@ -40,7 +40,7 @@ from tickpipe.ingestor.slot import (
     session_outcome,
 )
 from tickpipe.ingestor.writer import IngestorStats, WriteQueue
-from tickpipe.venues.binance.session import classify_reply, is_data_frame
+from tickpipe.venues.registry import CombinedStreams
 
 __all__ = ["MAX_FRAME_BYTES", "Connection", "Ended", "StaleConnection", "WsOptions"]
 
@@ -85,8 +85,11 @@ class Connection:
         on_refused: Callable[[str, str], None] | None = None,
         on_frame: Callable[[Connection, str, str | bytes], None] | None = None,
         on_delivered: Callable[[Connection], None] | None = None,
+        protocol: CombinedStreams | None = None,
     ) -> None:
         self.link = link
+        #: The venue's combined-stream protocol (``None``: a subclass runs the sessions).
+        self.protocol = protocol
         self.venue = venue
         self.queue = queue
         self.stats = stats
@@ -100,7 +103,14 @@ class Connection:
         self._request_ids = itertools.count(1)
         self._numbers = itertools.count(1)
         #: The streams this slot carries (market slots) and their control messages.
-        self.requests = None if streams is None else StreamRequests(streams, ws_base)
+        self.requests = None
+        if streams is not None and protocol is not None:
+            self.requests = StreamRequests(
+                streams,
+                ws_base,
+                max_url_chars=protocol.max_url_chars,
+                subscribe_chunk=protocol.subscribe_chunk,
+            )
         self.on_refused = on_refused
         self.on_frame = on_frame
         self.on_delivered = on_delivered
@@ -401,8 +411,9 @@ class Connection:
             if is_shutdown(message):
                 self._want_rotation(run, "serverShutdown")
                 continue
-            if not is_data_frame(message):
-                reply = classify_reply(message, now_ms=ts_recv // MS)
+            protocol = self.protocol
+            if protocol is not None and not protocol.is_data_frame(message):
+                reply = protocol.classify_reply(message, now_ms=ts_recv // MS)
                 if reply is not None:
                     self._on_reply(run, reply)
             elif self.link.private and not run.delivered.is_set():

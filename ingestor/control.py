@@ -32,7 +32,7 @@ import redis.asyncio as aioredis
 
 from tickpipe.common.backpressure import RedisOutage
 from tickpipe.common.contract import ControlAction, subscription_entry
-from tickpipe.common.errors import DecodeError
+from tickpipe.common.errors import ConfigError, DecodeError
 from tickpipe.common.names import Partition, partitions_for
 from tickpipe.common.redis_io import REDIS_ERRORS
 from tickpipe.common.settings import Settings
@@ -90,6 +90,10 @@ class Subscriptions:
         on_backfill: Callable[[Partition, ControlRequest], None] | None = None,
     ) -> None:
         self.settings = settings
+        protocol = venue(settings.venue).combined_streams
+        if protocol is None:
+            raise ConfigError(f"venue {settings.venue} has no combined-stream slots")
+        self.stream_name = protocol.stream_name
         self.make_slot = make_slot
         self.on_snapshot = on_snapshot
         self.on_backfill = on_backfill
@@ -101,7 +105,7 @@ class Subscriptions:
         self.opened: asyncio.Queue[Connection] = asyncio.Queue()
         for partition, symbols in settings.partitions().items():
             subs = self.subs[partition] = PartitionSubs(cap=cap)
-            subs.add(streams_for(symbols, settings.channels))
+            subs.add(streams_for(symbols, settings.channels, self.stream_name))
 
     def initial_slots(self) -> list[Connection]:
         """Create the connection slots for the configured symbols (and any replayed changes)."""
@@ -133,7 +137,7 @@ class Subscriptions:
             if live and self.on_backfill is not None:
                 self.on_backfill(partition, request)
             return
-        streams = streams_for(request.symbols, self.settings.channels)
+        streams = streams_for(request.symbols, self.settings.channels, self.stream_name)
         subscribe = request.action == ControlAction.SUBSCRIBE
         changes = subs.add(streams) if subscribe else subs.remove(streams)
         method = "SUBSCRIBE" if subscribe else "UNSUBSCRIBE"

@@ -20,7 +20,6 @@ from websockets.exceptions import ConnectionClosed
 from tickpipe.common.errors import VenueError
 from tickpipe.common.links import Reply
 from tickpipe.ingestor.subscriptions import TokenBucket, chunked
-from tickpipe.venues.binance.session import MAX_URL_CHARS, SUBSCRIBE_CHUNK
 
 __all__ = ["StreamRequests", "send_paced"]
 
@@ -28,9 +27,13 @@ __all__ = ["StreamRequests", "send_paced"]
 class StreamRequests:
     """The streams of one slot and the control messages in flight on its live sessions."""
 
-    def __init__(self, streams: list[str], ws_base: str) -> None:
+    def __init__(
+        self, streams: list[str], ws_base: str, *, max_url_chars: int = 0, subscribe_chunk: int = 1
+    ) -> None:
         self.streams = streams
         self.ws_base = ws_base.rstrip("/")
+        self.max_url_chars = max_url_chars  # the venue's (``CombinedStreams``)
+        self.subscribe_chunk = subscribe_chunk
         self._sent: dict[int, tuple[str, list[str]]] = {}
         self._outboxes: set[asyncio.Queue[str]] = set()
         self._ids = itertools.count(1)
@@ -38,14 +41,14 @@ class StreamRequests:
     def plan(self) -> tuple[str, list[str]]:
         """Return the URL and the SUBSCRIBE messages that open a session with every stream."""
         url = f"{self.ws_base}/stream?streams={'/'.join(self.streams)}"
-        if self.streams and len(url) <= MAX_URL_CHARS:
+        if self.streams and len(url) <= self.max_url_chars:
             return url, []
         return f"{self.ws_base}/stream", self.messages("SUBSCRIBE", list(self.streams))
 
     def messages(self, method: str, streams: list[str]) -> list[str]:
         """Build (and remember) the messages for ``streams``, one per chunk."""
         out = []
-        for chunk in chunked(streams, SUBSCRIBE_CHUNK):
+        for chunk in chunked(streams, self.subscribe_chunk):
             request_id = next(self._ids)
             self._sent[request_id] = (method, chunk)
             out.append(orjson.dumps({"method": method, "params": chunk, "id": request_id}).decode())

@@ -110,13 +110,15 @@ class Ingestor:
             api_key=settings.binance_api_key.reveal(),
         )
         self.gaps = GapWatch(self.rest, self.queue, self.stats, settings.venue, self.clock)
-        self.subscriptions = Subscriptions(
-            settings,
-            self._market_slot,
-            cap=streams_per_conn,
-            on_snapshot=self._on_snapshot,
-            on_backfill=self._on_backfill,
-        )
+        self.subscriptions: Subscriptions | None = None  # venues with combined-stream slots
+        if self.venue.combined_streams is not None:
+            self.subscriptions = Subscriptions(
+                settings,
+                self._market_slot,
+                cap=streams_per_conn,
+                on_snapshot=self._on_snapshot,
+                on_backfill=self._on_backfill,
+            )
         self.connections = [self._connection(link) for link in self.links if link.private]
         self.adapter_control: AdapterControl | None = None
         if self.venue.ingest_adapters is not None:
@@ -142,6 +144,7 @@ class Ingestor:
             user_data_request=self._user_data_request if link.private else None,
             streams=streams,
             ws_base=self.settings.binance_ws_url,
+            protocol=self.venue.combined_streams,
             on_frame=self.gaps.on_frame,
             on_delivered=self.gaps.on_delivered,
         )
@@ -232,6 +235,7 @@ class Ingestor:
         if self.adapter_control is not None:
             follow_task = asyncio.create_task(self.adapter_control.run(redis, self._halt))
         else:
+            assert subs is not None  # a venue without adapters has combined-stream slots
             try:
                 last = await asyncio.wait_for(subs.replay(redis), self.flush_timeout_s)
             except TimeoutError:
@@ -298,6 +302,7 @@ class Ingestor:
 
     async def _open_new_slots(self, tasks: list[asyncio.Task[None]]) -> None:
         while True:
+            assert self.subscriptions is not None  # only started for combined-stream slots
             connection = await self.subscriptions.opened.get()
             self.connections.append(connection)
             tasks.append(self._start(connection))

@@ -9,14 +9,13 @@ reads an entry of the partition's control stream (see :mod:`ingestor.control` fo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tickpipe.common.contract import CONTROL_ACTIONS, ControlAction
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.schema import decode_fields
-from tickpipe.venues.binance.wire import stream_name
 
 __all__ = [
     "BACKFILL_STREAMS",
@@ -36,10 +35,13 @@ MAX_STREAMS_PER_CONN = 1024
 BACKFILL_STREAMS = ("trades", "aggTrades")
 
 
-def streams_for(symbols: Iterable[str], channels: Iterable[str]) -> list[str]:
-    """Return every ``symbol@channel`` stream, symbol-major, without repeats."""
+def streams_for(
+    symbols: Iterable[str], channels: Iterable[str], name: Callable[[str, str], str]
+) -> list[str]:
+    """Return every stream of ``symbols`` and ``channels`` (named by the venue's ``name``),
+    symbol-major, without repeats."""
     chans = list(channels)
-    return list(dict.fromkeys(stream_name(s, c) for s in symbols for c in chans))
+    return list(dict.fromkeys(name(s, c) for s in symbols for c in chans))
 
 
 def chunked(items: Sequence[str], size: int) -> list[list[str]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tickpipe.common.errors import AuthError, ConfigError
-from tickpipe.common.links import Link
+from tickpipe.common.links import Link, Reply
 from tickpipe.common.messages import MarketItem, MessageItem
 from tickpipe.common.schema import OrderUpdate, RawFrame
 from tickpipe.common.settings import Secret, Settings
@@ -27,12 +27,35 @@ from tickpipe.venues.alpaca import private as alpaca_private
 from tickpipe.venues.alpaca import session as alpaca_session
 from tickpipe.venues.binance import market as binance_market
 from tickpipe.venues.binance import private as binance_private
+from tickpipe.venues.binance import session as binance_session
 from tickpipe.venues.binance.orders import logon_params
 from tickpipe.venues.binance.session import plan_links as binance_links
 from tickpipe.venues.binance.session import user_data_subscribe_request
 from tickpipe.venues.binance.signing import Signer
+from tickpipe.venues.binance.wire import stream_name as binance_stream_name
 
-__all__ = ["VENUES", "OrderLink", "OrderOptions", "Venue", "venue"]
+__all__ = ["VENUES", "CombinedStreams", "OrderLink", "OrderOptions", "Venue", "venue"]
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedStreams:
+    """A venue's combined-stream protocol, which the ingestor's connection slot speaks.
+
+    Streams are named per symbol and channel, carried in the connection URL while it is short
+    enough, else subscribed by control messages; the venue answers each control message.
+    """
+
+    #: ``(symbol, channel)`` -> the stream's name (``btcusdt@trade``).
+    stream_name: Callable[[str, str], str]
+    #: Whether a frame carries a stream's data (else a reply or a control message).
+    is_data_frame: Callable[[str | bytes], bool]
+    #: A frame that answers a control message, as a :class:`Reply` (``None``: not an answer);
+    #: called as ``classify_reply(frame, now_ms=...)``.
+    classify_reply: Callable[..., Reply | None]
+    #: The longest URL that carries the streams itself (longer: subscribe by messages).
+    max_url_chars: int
+    #: Streams per subscribe message.
+    subscribe_chunk: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +117,9 @@ class Venue:
     connect_orders: Callable[[Any], Awaitable[None]]
     #: Say what to fix when the venue refuses the trader's key (``None``: raise it as it is).
     refused_key: Callable[[AuthError], ConfigError] | None = None
+    #: The combined-stream protocol of the ingestor's connection slots (``None``: the venue
+    #: runs its own sessions, ``ingest_adapters``).
+    combined_streams: CombinedStreams | None = None
     #: Environment keys that point the venue at a real endpoint (none set: ``tickpipe up``
     #: starts the mock exchange for it).
     endpoint_keys: tuple[str, ...] = ()
@@ -233,6 +259,13 @@ VENUES: Mapping[str, Venue] = {
         order_link=_binance_order_link,
         order_adapter=_binance_orders,
         connect_orders=_binance_connect,
+        combined_streams=CombinedStreams(
+            stream_name=binance_stream_name,
+            is_data_frame=binance_session.is_data_frame,
+            classify_reply=binance_session.classify_reply,
+            max_url_chars=binance_session.MAX_URL_CHARS,
+            subscribe_chunk=binance_session.SUBSCRIBE_CHUNK,
+        ),
         endpoint_keys=("TICKPIPE_BINANCE_WS_URL", "TICKPIPE_BINANCE_WS_API_URL"),
         credentials=lambda s: (s.binance_api_key, s.binance_api_secret),
         mock_args=lambda s: ["--symbols", ",".join(s.symbols)],

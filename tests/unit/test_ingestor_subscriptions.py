@@ -15,12 +15,17 @@ from tickpipe.ingestor.subscriptions import (
     parse_symbols,
     streams_for,
 )
+from tickpipe.venues.registry import venue
 
 S = 1_000_000_000
+BINANCE = venue("binance").combined_streams
+assert BINANCE is not None
 
 
 def test_streams_for_is_symbol_major_lower_case_and_without_repeats() -> None:
-    got = streams_for(["BTCUSDT", "EthUsdt", "BTCUSDT"], ["trade", "depth@100ms"])
+    got = streams_for(
+        ["BTCUSDT", "EthUsdt", "BTCUSDT"], ["trade", "depth@100ms"], BINANCE.stream_name
+    )
     assert got == ["btcusdt@trade", "btcusdt@depth@100ms", "ethusdt@trade", "ethusdt@depth@100ms"]
 
 
