@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tickpipe.common.links import ConnectionTape, Link, Step
@@ -28,8 +28,6 @@ from tickpipe.ingestor.slot import Run
 from tickpipe.ingestor.writer import Item
 
 __all__ = ["AdapterConnection", "SessionAdapter", "Step", "VenueAdapter", "adapter_slots"]
-
-_WS_MAX_QUEUE = 256
 
 
 class SessionAdapter(Protocol):
@@ -77,16 +75,7 @@ class AdapterConnection(Connection):
     async def _session(self, run: Run) -> None:
         adapter, opts, attempt = self.adapter, self.options, run.attempt
         session = adapter.new_session(attempt.conn)
-        async with connect(
-            adapter.url,
-            additional_headers=adapter.headers() or None,
-            ping_interval=opts.ping_interval_s,
-            ping_timeout=opts.ping_timeout_s,
-            close_timeout=opts.close_timeout_s,
-            max_size=opts.max_frame_bytes,
-            max_queue=_WS_MAX_QUEUE,
-            compression=None,
-        ) as ws:
+        async with opts.connect(adapter.url, adapter.headers()) as ws:
             attempt.connected_at = time.monotonic()
             for item in session.connect_markers(self.clock()):
                 await self._put_item(item)

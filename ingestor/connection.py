@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tickpipe.common.backoff import Backoff
@@ -45,9 +45,6 @@ from tickpipe.venues.registry import CombinedStreams
 __all__ = ["MAX_FRAME_BYTES", "Connection", "Ended", "StaleConnection", "WsOptions"]
 
 log = logging.getLogger("tickpipe.ingestor")
-
-#: Messages websockets buffers per connection before it stops reading the socket.
-_WS_MAX_QUEUE = 256
 
 
 @dataclass(slots=True)
@@ -234,15 +231,7 @@ class Connection:
         url, messages = link.url, list(link.messages)
         if self.requests is not None:
             url, messages = self.requests.plan()
-        async with connect(
-            url,
-            ping_interval=opts.ping_interval_s,
-            ping_timeout=opts.ping_timeout_s,
-            close_timeout=opts.close_timeout_s,
-            max_size=opts.max_frame_bytes,
-            max_queue=_WS_MAX_QUEUE,
-            compression=None,
-        ) as ws:
+        async with opts.connect(url) as ws:
             attempt.connected_at = time.monotonic()
             tape = ConnectionTape(attempt.conn, self.venue, link.channel, url)
             await self._put(tape.connect_marker(self.clock()))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 
 from tickpipe.common.backoff import Backoff
@@ -14,6 +16,7 @@ from tickpipe.common.links import retry_after_from_header
 
 __all__ = [
     "MAX_FRAME_BYTES",
+    "WS_MAX_QUEUE",
     "Attempt",
     "Run",
     "StaleConnection",
@@ -24,6 +27,10 @@ __all__ = [
 
 #: Largest WebSocket message accepted; Binance frames are far smaller.
 MAX_FRAME_BYTES = 4 * 1024 * 1024
+
+
+#: Messages websockets buffers per connection before it stops reading the socket.
+WS_MAX_QUEUE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,22 @@ class WsOptions:
     rotate_timeout_s: float = 30.0
     #: Largest message accepted; a larger one closes the connection (1009) and is recorded.
     max_frame_bytes: int = MAX_FRAME_BYTES
+
+    def connect(self, url: str, headers: Mapping[str, str] | None = None) -> connect:
+        """Open ``url`` with these options: pings, close timeout, frame cap, no compression.
+
+        websockets buffers at most ``WS_MAX_QUEUE`` messages before it stops reading the socket.
+        """
+        return connect(
+            url,
+            additional_headers=headers or None,
+            ping_interval=self.ping_interval_s,
+            ping_timeout=self.ping_timeout_s,
+            close_timeout=self.close_timeout_s,
+            max_size=self.max_frame_bytes,
+            max_queue=WS_MAX_QUEUE,
+            compression=None,
+        )
 
 
 class StaleConnection(WebSocketException):

@@ -5,26 +5,6 @@ a tick) with a list of these actions; the async shell (:mod:`trader.owner`,
 :mod:`trader.venue_router`, :mod:`trader.tasks`) executes them in order and feeds what Redis or
 the venue answered back into the core. Tests assert on them the way websockets' tests assert on
 the frames its protocol wants to send.
-
-* :class:`RecordIntent` — record the intent (``SET NX``, its ``intent`` entry, the working set)
-  before anything leaves; the shell hands what Redis answered to ``TraderCore.on_recorded``.
-* :class:`Send` — send the order once (its answer goes to ``TraderCore.on_answer``).
-* :class:`Resolve` — look an order up until the venue says what became of it; never resend.
-* :class:`Cancel` — cancel one working order (``wait``: wait for a request under way first).
-* :class:`Reject` — refuse the signal: record ``rejected`` unless an intent is already recorded
-  for its client order id (an earlier run's: then ``TraderCore.on_stored`` decides).
-* :class:`Record` — append an ``{V}:orders`` entry about an intent (``settle``: the order
-  certainly does not exist; take it off the working set).
-* :class:`RecordResult` — apply a venue's answer (an order as the venue shows it) to the order.
-* :class:`RecordEvent` — append a free-form ``{V}:orders`` entry (``cancel_signal``...).
-* :class:`DeadLetter` — append to ``{V}:trader-dead-letters``.
-* :class:`Alarm` — an error line and an alarm in the health record.
-* :class:`Retry` — ask the venue again after a delay (``at_least_s``, the shell's backoff, at most
-  ``cap_s``); ``failed``: the try counts as an answer that said nothing.
-* :class:`Await` — a request about this order is under way here: wait for it, then ask again.
-* :class:`LoadMarket` — read the symbol's newest trades and quotes, then ask again.
-* :class:`Fail` — raise ``error`` (after the actions before it ran).
-* :class:`ApplyUpdate` — record an order update, move its order and position, XACK it.
 """
 
 from __future__ import annotations
@@ -57,22 +37,32 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class RecordIntent:
+    """Record the intent (``SET NX``, its ``intent`` entry, the working set) before it leaves.
+
+    What Redis answered goes to ``TraderCore.on_recorded``."""
+
     intent: OrderIntent
 
 
 @dataclass(frozen=True, slots=True)
 class Send:
+    """Send the order once; each answer goes to ``TraderCore.on_answer``."""
+
     intent: OrderIntent
 
 
 @dataclass(frozen=True, slots=True)
 class Resolve:
+    """Look the order up until the venue says what became of it; never send it again."""
+
     intent: OrderIntent
     source: str
 
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
+    """Cancel one working order (``wait``: first wait for a request under way about it)."""
+
     client_order_id: str
     reason: str
     wait: bool = False
@@ -80,12 +70,19 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
+    """Refuse the signal: record ``rejected`` unless an intent of its id is recorded already.
+
+    An earlier run's intent goes to ``TraderCore.on_stored`` instead, and the actions after
+    this one are dropped."""
+
     intent: OrderIntent
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
+    """Append an ``{V}:orders`` entry about an intent (``settle``: no such order exists)."""
+
     intent: OrderIntent
     event: str
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -94,6 +91,8 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class RecordResult:
+    """Apply the venue's answer (an order as the venue shows it) to the order and position."""
+
     intent: OrderIntent
     result: Mapping[str, Any]
     source: str
@@ -102,22 +101,31 @@ class RecordResult:
 
 @dataclass(frozen=True, slots=True)
 class RecordEvent:
+    """Append a free-form ``{V}:orders`` entry (``cancel_signal``, ``kill_switch``...)."""
+
     event: str
     fields: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """Append an entry to ``{V}:trader-dead-letters``."""
+
     fields: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class Alarm:
+    """Log an error line; the core keeps the alarm for the health record."""
+
     text: str
 
 
 @dataclass(frozen=True, slots=True)
 class Retry:
+    """Ask the venue again after ``at_least_s`` (or the shell's backoff, if longer and
+    ``backoff``), at most ``cap_s``; ``failed``: the answer said nothing about the order."""
+
     at_least_s: float = 0.0
     cap_s: float = 60.0
     backoff: bool = True
@@ -126,16 +134,22 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class Await:
+    """A request about this order is under way here: wait until it ends, then ask again."""
+
     client_order_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class LoadMarket:
+    """Read the symbol's newest trades and quotes into the market view, then ask again."""
+
     symbol: str
 
 
 @dataclass(frozen=True, slots=True)
 class Fail:
+    """Raise ``error``, after the actions before this one ran."""
+
     error: BaseException
 
 

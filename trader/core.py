@@ -40,25 +40,9 @@ from tickpipe.common.errors import (
     VenueUnavailable,
 )
 from tickpipe.common.schema import OrderIntent, OrderUpdate, Signal, decode_fields
+from tickpipe.common.settings import Settings
 from tickpipe.common.units import MS
-from tickpipe.trader.actions import (
-    Action,
-    Alarm,
-    ApplyUpdate,
-    Await,
-    Cancel,
-    DeadLetter,
-    Fail,
-    LoadMarket,
-    Record,
-    RecordEvent,
-    RecordIntent,
-    RecordResult,
-    Reject,
-    Resolve,
-    Retry,
-    Send,
-)
+from tickpipe.trader import actions as act
 from tickpipe.trader.intent_rules import (
     adopted_intent,
     build_intent,
@@ -140,29 +124,27 @@ class TraderCore:
 
     def __init__(
         self,
-        *,
         limits: RiskLimits,
-        tracker: OrderTracker | None = None,
+        settings: Settings | None = None,
+        *,
         market: MarketView | None = None,
         counts: dict[str, int] | None = None,
         alarms: list[str] | None = None,
-        order_type: str = "MARKET",
-        max_orders_per_s: float = 5.0,
-        max_price_age_s: float = 10.0,
-        price_band_bps: str = "100",
         status_attempts: int = 8,
         recv_window_ms: int = 5000,
     ) -> None:
+        """``settings`` give the order type, the order rate and the market's age and band."""
+        settings = settings if settings is not None else Settings()
         self.limits = limits
-        self.tracker = tracker if tracker is not None else OrderTracker()
+        self.tracker = OrderTracker()
         self.market = market if market is not None else MarketView()
         self.counts: dict[str, int] = counts if counts is not None else {}
         self.alarms = alarms if alarms is not None else []
-        self.order_type = order_type
-        self.max_orders_per_s = max_orders_per_s
-        self.bucket = TokenBucket(max_orders_per_s)
-        self.max_price_age_ns = int(max_price_age_s * 1e9)
-        self.band_bps = Decimal(price_band_bps)
+        self.order_type = settings.order_type
+        self.max_orders_per_s = settings.max_orders_per_s
+        self.bucket = TokenBucket(settings.max_orders_per_s)
+        self.max_price_age_ns = int(settings.max_price_age_s * 1e9)
+        self.band_bps = Decimal(settings.price_band_bps)
         self.status_attempts = status_attempts
         self.recv_window_ms = recv_window_ms
         #: Client order ids with a request under way here (reconciliation leaves them alone).
@@ -177,7 +159,7 @@ class TraderCore:
     # -- signals ---------------------------------------------------------------------------------
     def on_signal(
         self, signal: Signal, now_ns: int, *, market_loaded: bool = False
-    ) -> list[Action]:
+    ) -> list[act.Action]:
         """Decide what ``signal`` becomes: record its intent, refuse it, cancel, or wait.
 
         ``market_loaded``: the symbol's newest market was just read on a :class:`LoadMarket`.
@@ -185,7 +167,7 @@ class TraderCore:
         if signal.action == "cancel":
             self._count("cancel_signals")
             working = [o.client_order_id for o in self.tracker.working(signal.symbol)]
-            event = RecordEvent(
+            event = act.RecordEvent(
                 "cancel_signal",
                 {
                     "signal_id": signal.signal_id,
@@ -195,21 +177,21 @@ class TraderCore:
                 },
             )
             why = f"signal {signal.signal_id}"
-            return [event, *(Cancel(cid, why, wait=True) for cid in working)]
+            return [event, *(act.Cancel(cid, why, wait=True) for cid in working)]
         intent = build_intent(signal, ts_intent=now_ns, order_type=self.order_type)
         cid = intent.client_order_id
         if cid in self.inflight:  # this decision's request is under way here
-            return [Await(cid)]
+            return [act.Await(cid)]
         reason, load = self._refusal(signal, intent, now_ns, market_loaded=market_loaded)
         if load:
-            return [LoadMarket(signal.symbol)]
+            return [act.LoadMarket(signal.symbol)]
         if reason is not None:
-            cancels: list[Action] = []
+            cancels: list[act.Action] = []
             if reason.startswith(("position limit", "kill switch")):
                 cancels = [*self.breach_cancels(signal.symbol)]
-            return [Reject(intent, reason), *cancels]
+            return [act.Reject(intent, reason), *cancels]
         self.inflight.add(cid)
-        return [RecordIntent(intent)]
+        return [act.RecordIntent(intent)]
 
     def _refusal(
         self, signal: Signal, intent: OrderIntent, now_ns: int, *, market_loaded: bool
@@ -245,10 +227,10 @@ class TraderCore:
             reason = f"order rate limit: more than {self.max_orders_per_s:g} per second"
         return reason, False
 
-    def on_recorded(self, intent: OrderIntent, stored: OrderIntent | None) -> list[Action]:
+    def on_recorded(self, intent: OrderIntent, stored: OrderIntent | None) -> list[act.Action]:
         """Redis answered the intent's record: ``None`` if it was new, else the stored intent."""
         if stored is None:
-            return [Send(intent)]  # in flight until the venue answers
+            return [act.Send(intent)]  # in flight until the venue answers
         self.inflight.discard(intent.client_order_id)
         return []  # the shell hands ``stored`` to on_stored
 
@@ -260,7 +242,7 @@ class TraderCore:
         *,
         outcome_known: bool,
         entry: tuple[str, str] | None = None,
-    ) -> list[Action]:
+    ) -> list[act.Action]:
         """Decide about an intent an earlier run recorded under the signal's client order id.
 
         Another decision's intent makes the signal a dead letter and an alarm; one whose outcome
@@ -283,11 +265,11 @@ class TraderCore:
                 "signal": orjson.dumps(signal.to_fields()).decode(),
                 "intent": orjson.dumps(stored.to_fields()).decode(),
             }
-            return [Alarm(alarm), DeadLetter(letter)]
+            return [act.Alarm(alarm), act.DeadLetter(letter)]
         if outcome_known:
             return []
         self.inflight.add(cid)  # the lookup takes it off at its end
-        return [Resolve(stored, source="restart")]
+        return [act.Resolve(stored, source="restart")]
 
     # -- the venue's answers ---------------------------------------------------------------------
     def on_answer(
@@ -297,29 +279,29 @@ class TraderCore:
         *,
         sent_ns: int,
         ts_event: int,
-    ) -> list[Action]:
+    ) -> list[act.Action]:
         """Decide what the venue's answer to placing ``intent`` (an order, or an error) means."""
         if isinstance(answer, _NOT_SENT):  # refused before it was placed: no order, try again
             if isinstance(answer, RateLimited):
                 self._count("rate_limited")
-                return [Retry(at_least_s=answer.retry_after_s)]
-            return [Retry()]
+                return [act.Retry(at_least_s=answer.retry_after_s)]
+            return [act.Retry()]
         if isinstance(answer, AuthError):
             extra = {"reason": str(answer), "stage": "venue"}
-            return [Record(intent, OrderEvent.REJECTED, extra, settle=True), Fail(answer)]
+            return [act.Record(intent, OrderEvent.REJECTED, extra, settle=True), act.Fail(answer)]
         if isinstance(answer, Exception) and not isinstance(
             answer, (AmbiguousOutcome, DuplicateOrder, OrderRejected, OrderNotFound)
         ):
-            return [Fail(answer)]
+            return [act.Fail(answer)]
         self._count("orders_sent")
         self.last_order_latency_ms = round((sent_ns - ts_event) / MS, 3)
         if isinstance(answer, (AmbiguousOutcome, DuplicateOrder)):
             self._count("ambiguous", isinstance(answer, AmbiguousOutcome))
-            return [Resolve(intent, source="ambiguous")]
+            return [act.Resolve(intent, source="ambiguous")]
         if isinstance(answer, (OrderRejected, OrderNotFound)):
             extra = {"reason": str(answer), "stage": "venue", "code": str(answer.code or "")}
-            return [Record(intent, OrderEvent.REJECTED, extra, settle=True)]
-        return [RecordResult(intent, answer, source="place")]
+            return [act.Record(intent, OrderEvent.REJECTED, extra, settle=True)]
+        return [act.RecordResult(intent, answer, source="place")]
 
     def on_lookup(
         self,
@@ -329,7 +311,7 @@ class TraderCore:
         now_ns: int,
         source: str,
         failures: int,
-    ) -> list[Action]:
+    ) -> list[act.Action]:
         """Decide what the venue's answer to looking ``intent`` up means.
 
         "No such order" settles it once no copy can be accepted any more: the receive window
@@ -342,19 +324,19 @@ class TraderCore:
             now_ms = now_ns // MS
             if now_ms >= late_ms:
                 extra = {"reason": f"the venue has no such order: {answer}", "source": source}
-                return [Record(intent, OrderEvent.NOT_FOUND, extra, settle=True)]
+                return [act.Record(intent, OrderEvent.NOT_FOUND, extra, settle=True)]
             wait_s = min(2.0, (late_ms - now_ms) / 1000 + 0.01)
-            return [Retry(at_least_s=wait_s, backoff=False)]
+            return [act.Retry(at_least_s=wait_s, backoff=False)]
         if isinstance(answer, _SAYS_NOTHING):
             if failures + 1 >= self.status_attempts:
                 self._count("unresolved")
                 extra = {"reason": str(answer), "source": source}
-                return [Record(intent, OrderEvent.UNKNOWN, extra)]
+                return [act.Record(intent, OrderEvent.UNKNOWN, extra)]
             at_least = answer.retry_after_s if isinstance(answer, RateLimited) else 0.0
-            return [Retry(at_least_s=at_least, failed=True)]
+            return [act.Retry(at_least_s=at_least, failed=True)]
         if isinstance(answer, Exception):
-            return [Fail(answer)]
-        return [RecordResult(intent, answer, source=f"status:{source}")]
+            return [act.Fail(answer)]
+        return [act.RecordResult(intent, answer, source=f"status:{source}")]
 
     def may_cancel(self, client_order_id: str, now_ns: int) -> bool:
         """Whether a cancel of ``client_order_id`` may leave now (not under way, not just tried)."""
@@ -376,7 +358,7 @@ class TraderCore:
         answer: Mapping[str, Any] | Exception,
         *,
         unclear: tuple[type[Exception], ...],
-    ) -> list[Action]:
+    ) -> list[act.Action]:
         """Decide what the venue's answer to cancelling ``intent`` means.
 
         ``unclear`` are the venue's errors after which the order's state is looked up (not open
@@ -384,20 +366,20 @@ class TraderCore:
         """
         if isinstance(answer, RateLimited):
             self._count("rate_limited")
-            return [Retry(at_least_s=max(answer.retry_after_s, 0.1), backoff=False)]
+            return [act.Retry(at_least_s=max(answer.retry_after_s, 0.1), backoff=False)]
         if isinstance(answer, VenueUnavailable):
-            return [Retry()]
+            return [act.Retry()]
         if isinstance(answer, unclear):
-            return [Resolve(intent, source="cancel")]
+            return [act.Resolve(intent, source="cancel")]
         if isinstance(answer, OrderRejected):
-            return [Record(intent, OrderEvent.CANCEL_REJECTED, {"reason": str(answer)})]
+            return [act.Record(intent, OrderEvent.CANCEL_REJECTED, {"reason": str(answer)})]
         if isinstance(answer, Exception):
-            return [Fail(answer)]
+            return [act.Fail(answer)]
         self._count("cancels")
-        return [RecordResult(intent, answer, source="cancel", event="canceled")]
+        return [act.RecordResult(intent, answer, source="cancel", event="canceled")]
 
     # -- order updates, the kill switch, ticks ---------------------------------------------------
-    def on_update(self, fields: Mapping[bytes, bytes]) -> list[Action]:
+    def on_update(self, fields: Mapping[bytes, bytes]) -> list[act.Action]:
         """Decide how one ``{V}:order-updates`` entry is recorded (undecodable: as is)."""
         self._count("updates")
         record = {**decode_fields(fields), "event": OrderEvent.UPDATE.value}
@@ -405,21 +387,21 @@ class TraderCore:
             update: OrderUpdate | None = OrderUpdate.from_fields(fields)
         except DecodeError:
             update = None
-        return [ApplyUpdate(update, record)]
+        return [act.ApplyUpdate(update, record)]
 
-    def on_kill_switch(self, on: bool) -> list[Action]:
+    def on_kill_switch(self, on: bool) -> list[act.Action]:
         """The kill switch as Redis holds it now; a change is recorded."""
         if on == self.kill_switch:
             return []
         self.kill_switch = on
-        return [RecordEvent("kill_switch", {"on": "1" if on else "0"})]
+        return [act.RecordEvent("kill_switch", {"on": "1" if on else "0"})]
 
-    def on_tick(self, now_ns: int) -> list[Action]:
+    def on_tick(self, now_ns: int) -> list[act.Action]:
         """The guard's round: cancel what the kill switch or a position limit no longer allows."""
         del now_ns  # the guard's decisions do not depend on time; cancels are paced on leaving
         return [*self.breach_cancels()]
 
-    def breach_cancels(self, symbol: str | None = None) -> list[Cancel]:
+    def breach_cancels(self, symbol: str | None = None) -> list[act.Cancel]:
         """The working orders the kill switch or a position limit no longer allows."""
         tracker = self.tracker
         if self.kill_switch:
@@ -432,7 +414,7 @@ class TraderCore:
                 working = [o.working() for o in tracker.working(s)]
                 cids += breach_cancels(s, tracker.position(s), working, self.limits)
             reason = "position limit"
-        return [Cancel(c, reason) for c in cids if c not in self.inflight]
+        return [act.Cancel(c, reason) for c in cids if c not in self.inflight]
 
     def unresolved(self) -> bool:
         """Whether a working order has no venue answer yet (its outcome is unknown)."""

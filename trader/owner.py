@@ -49,20 +49,7 @@ from tickpipe.common.names import GROUP_TRADER, Partition
 from tickpipe.common.redis_io import ensure_group, redis_errors
 from tickpipe.common.schema import OrderIntent, Signal
 from tickpipe.common.settings import Settings
-from tickpipe.trader.actions import (
-    Action,
-    Alarm,
-    ApplyUpdate,
-    Await,
-    Cancel,
-    DeadLetter,
-    LoadMarket,
-    RecordEvent,
-    RecordIntent,
-    Reject,
-    Resolve,
-    Send,
-)
+from tickpipe.trader import actions as act
 from tickpipe.trader.consumer import GroupConsumer
 from tickpipe.trader.control import kill_switch_on
 from tickpipe.trader.core import TraderCore
@@ -150,14 +137,11 @@ class Trader:
             self.counts.setdefault(name, 0)
         self.alarms = alarms if alarms is not None else []
         self.core = TraderCore(
-            limits=limits,
+            limits,
+            settings,
             market=self.market,
             counts=self.counts,
             alarms=self.alarms,
-            order_type=settings.order_type,
-            max_orders_per_s=settings.max_orders_per_s,
-            max_price_age_s=settings.max_price_age_s,
-            price_band_bps=settings.price_band_bps,
             status_attempts=status_attempts,
             recv_window_ms=recv_window_ms,
         )
@@ -186,7 +170,6 @@ class Trader:
             self.ledger,
             orders=orders,
             clock=clock,
-            counts=self.counts,
             retry_base_s=retry_base_s,
             confirm_lease=self._confirm_lease,
             core=self.core,
@@ -393,28 +376,28 @@ class Trader:
         """Cancel every working order of the signal's symbol."""
         await self.execute(self.core.on_signal(signal, self.clock()))
 
-    async def execute(self, actions: list[Action]) -> None:
+    async def execute(self, actions: list[act.Action]) -> None:
         """Execute the core's bookkeeping and cancel actions in order."""
         for action in actions:
-            if isinstance(action, RecordEvent):
+            if isinstance(action, act.RecordEvent):
                 if action.event == "kill_switch":
                     log.warning("kill switch %s", "on" if action.fields["on"] == "1" else "off")
                 await self.ledger.record_event(action.event, action.fields)
-            elif isinstance(action, Cancel):
+            elif isinstance(action, act.Cancel):
                 await self.router.cancel(
                     action.client_order_id,
                     reason=action.reason,
                     wait_s=CANCEL_WAIT_S if action.wait else 0.0,
                 )
-            elif isinstance(action, Alarm):
+            elif isinstance(action, act.Alarm):
                 log.error(
                     "%s: the signal's client order id has another decision's intent; "
                     "nothing sent for this signal",
                     action.text,
                 )
-            elif isinstance(action, DeadLetter):
+            elif isinstance(action, act.DeadLetter):
                 await self.ledger.dead_letter(action.fields)
-            elif isinstance(action, Resolve):
+            elif isinstance(action, act.Resolve):
                 await self.router.resolve(action.intent, source=action.source)
             else:
                 raise TypeError(f"not an action to execute here: {action!r}")
@@ -439,13 +422,13 @@ class Trader:
         while True:
             actions = self.core.on_signal(signal, self.clock(), market_loaded=loaded)
             first = actions[0]
-            if not isinstance(first, LoadMarket):
+            if not isinstance(first, act.LoadMarket):
                 break
             await self.feed.load(first.symbol)  # the view may lag the signal's own trade
             loaded = True
-        if isinstance(first, Await):
+        if isinstance(first, act.Await):
             return self._after_inflight(signal, first.client_order_id, entry)
-        if isinstance(first, Reject):
+        if isinstance(first, act.Reject):
             intent = first.intent
             stored = await self.ledger.stored_intent(intent.client_order_id)
             if stored is not None:  # recorded (and maybe sent) by an earlier run
@@ -454,7 +437,7 @@ class Trader:
             await self.ledger.record(intent, OrderEvent.REJECTED, extra)
             await self.execute(actions[1:])
             return None
-        assert isinstance(first, RecordIntent)
+        assert isinstance(first, act.RecordIntent)
         intent = first.intent
         cid = intent.client_order_id
         requests: list[Request] = []  # signed while Redis records the intent
@@ -464,7 +447,7 @@ class Trader:
                 intent, meanwhile=lambda: requests.append(self.router.prepare(intent))
             )
             decided = self.core.on_recorded(intent, stored)
-            if decided and isinstance(decided[0], Send):
+            if decided and isinstance(decided[0], act.Send):
                 sending = True  # the send keeps it in flight until the venue answers
                 return self.router.send(signal, intent, request=requests[0] if requests else None)
         finally:
@@ -499,8 +482,8 @@ class Trader:
         """Let the core decide about an intent an earlier run recorded; return its lookup."""
         known = await self.ledger.outcome_known(stored.client_order_id)
         actions = self.core.on_stored(signal, intent, stored, outcome_known=known, entry=entry)
-        resolve = [a for a in actions if isinstance(a, Resolve)]
-        await self.execute([a for a in actions if not isinstance(a, Resolve)])
+        resolve = [a for a in actions if isinstance(a, act.Resolve)]
+        await self.execute([a for a in actions if not isinstance(a, act.Resolve)])
         if not resolve:
             if not actions:
                 log.info(
@@ -532,5 +515,5 @@ class Trader:
     async def record_update(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
         """Record one order update as the core decides."""
         for action in self.core.on_update(fields):
-            assert isinstance(action, ApplyUpdate)
+            assert isinstance(action, act.ApplyUpdate)
             await self.ledger.apply_update(stream, entry_id, action)

@@ -38,7 +38,7 @@ from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import OrderIntent, Signal
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import MS
-from tickpipe.trader.actions import Action, Fail, Record, RecordResult, Resolve, Retry
+from tickpipe.trader import actions as act
 from tickpipe.trader.core import (
     TraderCore,
     adopted_intent,
@@ -140,7 +140,7 @@ class VenueRouter:
         ledger: Ledger,
         *,
         clock: Callable[[], int],
-        counts: dict[str, int],
+        counts: dict[str, int] | None = None,
         status_attempts: int = 8,
         retry_base_s: float = 0.2,
         recv_window_ms: int = 5000,
@@ -152,14 +152,14 @@ class VenueRouter:
         self.orders = orders
         self.ledger = ledger
         self.clock = clock
-        self.counts = counts
-        self.core = core or TraderCore(
-            limits=RiskLimits(),
-            tracker=ledger.tracker,
-            counts=counts,
-            status_attempts=status_attempts,
-            recv_window_ms=recv_window_ms,
-        )
+        if core is None:  # a router of its own (tests): the ledger's orders, no limits
+            core = TraderCore(
+                RiskLimits(), counts=counts, status_attempts=status_attempts,
+                recv_window_ms=recv_window_ms,
+            )  # fmt: skip
+            core.tracker = ledger.tracker
+        self.core = core
+        self.counts = core.counts  # one set of counters: the core's
         self.retry_base_s = retry_base_s
         self.confirm_lease = confirm_lease
         self.scanned_to_ms: int | None = None  # the venue's orders are adopted up to here
@@ -187,30 +187,30 @@ class VenueRouter:
         except LeaseLost as exc:
             raise LeaseLost(f"{what} not sent: {exc}") from exc
 
-    async def _pause(self, retry: Retry, backoff: Backoff) -> None:
+    async def _pause(self, retry: act.Retry, backoff: Backoff) -> None:
         """Wait as a :class:`Retry` asks: at least its delay, the backoff's if it says so."""
         delay = max(retry.at_least_s, backoff.next_delay_s()) if retry.backoff else retry.at_least_s
         await asyncio.sleep(min(delay, retry.cap_s))
 
-    async def _settle(self, intent: OrderIntent, actions: list[Action]) -> OrderState | None:
+    async def _settle(self, intent: OrderIntent, actions: list[act.Action]) -> OrderState | None:
         """Execute the core's verdict on an answer (anything but a retry); return the state."""
         state: OrderState | None = None
         for action in actions:
-            if isinstance(action, RecordResult):
+            if isinstance(action, act.RecordResult):
                 state = await self.ledger.record_result(
                     action.intent, dict(action.result), source=action.source, event=action.event
                 )
-            elif isinstance(action, Record):
+            elif isinstance(action, act.Record):
                 await self.ledger.record(
                     action.intent, action.event, action.extra, settle=action.settle
                 )
-            elif isinstance(action, Resolve):
+            elif isinstance(action, act.Resolve):
                 log.warning(
                     "outcome unclear, querying",
                     extra={"client_order_id": intent.client_order_id, "source": action.source},
                 )
                 state = await self._resolve(action.intent, source=action.source)
-            elif isinstance(action, Fail):
+            elif isinstance(action, act.Fail):
                 raise action.error
         return state
 
@@ -244,7 +244,7 @@ class VenueRouter:
             except Exception as exc:  # the core decides what each error means
                 answer = exc
             actions = self.core.on_answer(intent, answer, sent_ns=sent_ns, ts_event=signal.ts_event)
-            if isinstance(actions[0], Retry):
+            if isinstance(actions[0], act.Retry):
                 log.warning("order not placed; trying again", extra={"error": str(answer)})
                 await self._pause(actions[0], backoff)
                 continue
@@ -272,7 +272,7 @@ class VenueRouter:
             actions = self.core.on_lookup(
                 intent, answer, now_ns=self.clock(), source=source, failures=failures
             )
-            if isinstance(actions[0], Retry):
+            if isinstance(actions[0], act.Retry):
                 failures += actions[0].failed
                 await self._pause(actions[0], backoff)
                 continue
@@ -308,7 +308,7 @@ class VenueRouter:
             except Exception as exc:  # the core decides what each error means
                 answer = exc
             actions = self.core.on_cancel_answer(intent, answer, unclear=self.orders.cancel_unclear)
-            if isinstance(actions[0], Retry):
+            if isinstance(actions[0], act.Retry):
                 await self._pause(actions[0], backoff)
                 continue
             await self._settle(intent, actions)

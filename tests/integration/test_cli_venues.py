@@ -7,18 +7,11 @@ import asyncio
 import fakeredis
 import pytest
 
+from tests.venue_settings import two_venues
 from tickpipe.common.names import Partition
-from tickpipe.common.settings import load_settings
 from tickpipe.tools.ops import change_subscription, resolve_streams, set_kill_switch
 
-SETTINGS = load_settings(
-    {
-        "TICKPIPE_NAMESPACE": "ops2",
-        "TICKPIPE_VENUES": "binance,alpaca",
-        "TICKPIPE_SYMBOLS": "binance:BTCUSDT,alpaca:FAKEPACA",
-    },
-    dotenv_path=None,
-)
+SETTINGS = two_venues("ops2")
 K = SETTINGS.keys
 
 

@@ -11,8 +11,9 @@ from typing import Any
 import fakeredis
 import pytest
 
+from tests.venue_settings import two_venues
 from tickpipe.common.names import Partition
-from tickpipe.common.settings import Secret, Settings, load_settings
+from tickpipe.common.settings import Secret, Settings
 from tickpipe.dashboard import reader
 from tickpipe.dashboard.app import TOKEN_COOKIE, build_app
 from tickpipe.dashboard.shell import DashboardServer, run
@@ -165,14 +166,7 @@ def test_a_busy_port_is_a_configuration_error() -> None:
 
 
 def test_two_venues_show_every_venues_symbols_orders_and_positions() -> None:
-    both = load_settings(
-        {
-            "TICKPIPE_NAMESPACE": "dsh2",
-            "TICKPIPE_VENUES": "binance,alpaca",
-            "TICKPIPE_SYMBOLS": "binance:BTCUSDT,alpaca:FAKEPACA",
-        },
-        dotenv_path=None,
-    )
+    both = two_venues("dsh2")
     keys = both.keys
     assert reader.symbol_choices(both) == [
         ("binance · BTCUSDT", "binance:BTCUSDT"),

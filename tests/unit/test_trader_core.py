@@ -21,24 +21,9 @@ from tickpipe.common.errors import (
     VenueUnavailable,
 )
 from tickpipe.common.schema import OrderIntent, OrderUpdate, RawFrame, Signal
+from tickpipe.common.settings import Settings
 from tickpipe.common.units import client_order_id_for
-from tickpipe.trader.actions import (
-    Alarm,
-    ApplyUpdate,
-    Await,
-    Cancel,
-    DeadLetter,
-    Fail,
-    LoadMarket,
-    Record,
-    RecordEvent,
-    RecordIntent,
-    RecordResult,
-    Reject,
-    Resolve,
-    Retry,
-    Send,
-)
+from tickpipe.trader import actions as act
 from tickpipe.trader.core import (
     OrderState,
     OrderTracker,
@@ -355,19 +340,17 @@ T0 = 1_700_000_000_000_000_000  # a signal's time; the core is fed time as ns
 S = 1_000_000_000
 
 
-def fresh_core(**overrides: Any) -> TraderCore:
-    """A core with BTCUSDT traded at 61800 a moment before ``T0``."""
-    options: dict[str, Any] = {
-        "limits": RiskLimits(
-            max_order_qty=Decimal("0.01"),
-            max_position=Decimal("0.002"),
-            max_notional=Decimal("1000"),
-            symbols=frozenset({"BTCUSDT", "ETHUSDT"}),
-        ),
-        "max_orders_per_s": 100.0,
-        **overrides,
-    }
-    core = TraderCore(**options)
+LIMITS = RiskLimits(
+    max_order_qty=Decimal("0.01"),
+    max_position=Decimal("0.002"),
+    max_notional=Decimal("1000"),
+    symbols=frozenset({"BTCUSDT", "ETHUSDT"}),
+)
+
+
+def fresh_core(*, settings: Settings | None = None, **options: Any) -> TraderCore:
+    """A core with BTCUSDT traded at 61800 a moment before ``T0`` (100 orders/s allowed)."""
+    core = TraderCore(LIMITS, settings or Settings(max_orders_per_s=100.0), **options)
     core.market.see_trade("BTCUSDT", "61800", T0 - S)
     return core
 
@@ -386,11 +369,11 @@ def test_a_place_signal_records_its_intent_then_sends_it_once() -> None:
     core = fresh_core()
     signal = make_signal()
     intent = build_intent(signal, ts_intent=T0)
-    assert core.on_signal(signal, T0) == [RecordIntent(intent)]
+    assert core.on_signal(signal, T0) == [act.RecordIntent(intent)]
     assert intent.client_order_id in core.inflight  # reconciliation leaves it alone from here
-    assert core.on_recorded(intent, None) == [Send(intent)]
+    assert core.on_recorded(intent, None) == [act.Send(intent)]
     # The same decision read again while its request is under way: wait, never record again.
-    assert core.on_signal(signal, T0 + 1) == [Await(intent.client_order_id)]
+    assert core.on_signal(signal, T0 + 1) == [act.Await(intent.client_order_id)]
 
 
 def test_an_intent_recorded_by_an_earlier_run_is_looked_up_never_sent() -> None:
@@ -402,7 +385,7 @@ def test_an_intent_recorded_by_an_earlier_run_is_looked_up_never_sent() -> None:
     assert core.on_recorded(intent, stored) == []
     assert intent.client_order_id not in core.inflight
     assert core.on_stored(signal, intent, stored, outcome_known=False) == [
-        Resolve(stored, source="restart")
+        act.Resolve(stored, source="restart")
     ]
     assert stored.client_order_id in core.inflight
     # Its outcome already recorded: nothing to send and nothing to look up.
@@ -417,9 +400,9 @@ def test_another_decisions_intent_is_a_dead_letter_and_an_alarm() -> None:
     actions = core.on_stored(
         signal, intent, stored, outcome_known=False, entry=("tp:{binance:0}:signals", "7-0")
     )
-    assert [type(a) for a in actions] == [Alarm, DeadLetter]
+    assert [type(a) for a in actions] == [act.Alarm, act.DeadLetter]
     alarm, letter = actions
-    assert isinstance(alarm, Alarm) and isinstance(letter, DeadLetter)
+    assert isinstance(alarm, act.Alarm) and isinstance(letter, act.DeadLetter)
     assert alarm.text == f"intent mismatch: {intent.client_order_id}: side sell != buy"
     assert letter.fields["reason"] == "intent mismatch: side sell != buy"
     assert (letter.fields["stream"], letter.fields["entry_id"]) == ("tp:{binance:0}:signals", "7-0")
@@ -433,35 +416,37 @@ def test_another_decisions_intent_is_a_dead_letter_and_an_alarm() -> None:
 def test_no_market_price_reads_the_market_once_then_refuses() -> None:
     core = fresh_core(counts={})
     signal = make_signal(symbol="ETHUSDT", price="")
-    assert core.on_signal(signal, T0) == [LoadMarket("ETHUSDT")]
+    assert core.on_signal(signal, T0) == [act.LoadMarket("ETHUSDT")]
     assert core.counts.get("market_refusals", 0) == 0
     [reject] = core.on_signal(signal, T0, market_loaded=True)
-    assert isinstance(reject, Reject) and reject.reason.startswith("no market price for ETHUSDT")
+    assert isinstance(reject, act.Reject) and reject.reason.startswith(
+        "no market price for ETHUSDT"
+    )
     assert core.counts["market_refusals"] == 1
     assert core.inflight == set()
     # Read in time, the market lets it through.
     core.market.see_trade("ETHUSDT", "3000", T0)
     assert core.on_signal(signal, T0, market_loaded=True) == [
-        RecordIntent(build_intent(signal, ts_intent=T0))
+        act.RecordIntent(build_intent(signal, ts_intent=T0))
     ]
 
 
 def test_a_stale_market_or_a_price_off_the_band_is_refused() -> None:
-    core = fresh_core(max_price_age_s=10.0, price_band_bps="100")
+    core = fresh_core(settings=Settings(max_price_age_s=10.0, price_band_bps="100"))
     [reject] = core.on_signal(make_signal(price="70000"), T0, market_loaded=True)
-    assert isinstance(reject, Reject) and reject.reason.startswith("price band")
+    assert isinstance(reject, act.Reject) and reject.reason.startswith("price band")
     [reject] = core.on_signal(make_signal(), T0 + 30 * S, market_loaded=True)
-    assert isinstance(reject, Reject) and "31.0 s old" in reject.reason
+    assert isinstance(reject, act.Reject) and "31.0 s old" in reject.reason
 
 
 def test_the_order_rate_is_limited_on_the_time_fed_in() -> None:
-    core = fresh_core(max_orders_per_s=1.0)
+    core = fresh_core(settings=Settings(max_orders_per_s=1.0))
     first = core.on_signal(make_signal(signal_id="a"), T0)
-    assert [type(a) for a in first] == [RecordIntent]
+    assert [type(a) for a in first] == [act.RecordIntent]
     [reject] = core.on_signal(make_signal(signal_id="b"), T0)
-    assert isinstance(reject, Reject) and reject.reason.startswith("order rate limit")
+    assert isinstance(reject, act.Reject) and reject.reason.startswith("order rate limit")
     assert [type(a) for a in core.on_signal(make_signal(signal_id="c"), T0 + 2 * S)] == [
-        RecordIntent
+        act.RecordIntent
     ]
 
 
@@ -471,19 +456,19 @@ def test_the_kill_switch_refuses_and_cancels_every_working_order() -> None:
     eth = working(core, make_signal(signal_id="w2", symbol="ETHUSDT"), order_id="2")
     busy = working(core, make_signal(signal_id="w3"), order_id="3")
     core.inflight.add(busy.client_order_id)  # a request under way: left alone
-    assert core.on_kill_switch(True) == [RecordEvent("kill_switch", {"on": "1"})]
+    assert core.on_kill_switch(True) == [act.RecordEvent("kill_switch", {"on": "1"})]
     assert core.on_kill_switch(True) == []  # no change, nothing recorded
     signal = make_signal(signal_id="new")
     assert core.on_signal(signal, T0) == [
-        Reject(build_intent(signal, ts_intent=T0), "kill switch is on"),
-        Cancel(btc.client_order_id, "kill switch"),
-        Cancel(eth.client_order_id, "kill switch"),
+        act.Reject(build_intent(signal, ts_intent=T0), "kill switch is on"),
+        act.Cancel(btc.client_order_id, "kill switch"),
+        act.Cancel(eth.client_order_id, "kill switch"),
     ]
     assert core.on_tick(T0) == [
-        Cancel(btc.client_order_id, "kill switch"),
-        Cancel(eth.client_order_id, "kill switch"),
+        act.Cancel(btc.client_order_id, "kill switch"),
+        act.Cancel(eth.client_order_id, "kill switch"),
     ]
-    assert core.on_kill_switch(False) == [RecordEvent("kill_switch", {"on": "0"})]
+    assert core.on_kill_switch(False) == [act.RecordEvent("kill_switch", {"on": "0"})]
     assert core.on_tick(T0) == []
 
 
@@ -492,11 +477,11 @@ def test_a_position_at_its_limit_cancels_the_orders_that_would_grow_it() -> None
     core.tracker.book.fill("BTCUSDT", Decimal("0.002"), Decimal("123.6"))
     grow = working(core, make_signal(signal_id="g"), order_id="1")
     shrink = working(core, make_signal(signal_id="s", side="sell"), order_id="2")
-    assert core.on_tick(T0) == [Cancel(grow.client_order_id, "position limit")]
+    assert core.on_tick(T0) == [act.Cancel(grow.client_order_id, "position limit")]
     signal = make_signal(signal_id="more")
     [reject, cancel] = core.on_signal(signal, T0)
-    assert isinstance(reject, Reject) and reject.reason.startswith("position limit")
-    assert cancel == Cancel(grow.client_order_id, "position limit")
+    assert isinstance(reject, act.Reject) and reject.reason.startswith("position limit")
+    assert cancel == act.Cancel(grow.client_order_id, "position limit")
     assert shrink.client_order_id not in {c.client_order_id for c in core.on_tick(T0)}
 
 
@@ -506,7 +491,7 @@ def test_a_cancel_signal_records_itself_and_cancels_the_symbols_working_orders()
     working(core, make_signal(signal_id="w2", symbol="ETHUSDT"), order_id="2")
     signal = make_signal(signal_id="c1", action="cancel", reason="rapid move")
     assert core.on_signal(signal, T0) == [
-        RecordEvent(
+        act.RecordEvent(
             "cancel_signal",
             {
                 "signal_id": "c1",
@@ -515,7 +500,7 @@ def test_a_cancel_signal_records_itself_and_cancels_the_symbols_working_orders()
                 "orders": mine.client_order_id,
             },
         ),
-        Cancel(mine.client_order_id, "signal c1", wait=True),
+        act.Cancel(mine.client_order_id, "signal c1", wait=True),
     ]
     assert core.counts["cancel_signals"] == 1
 
@@ -537,14 +522,14 @@ ORDER = {"symbol": "BTCUSDT", "orderId": 7, "status": "FILLED", "executedQty": "
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
-        (VenueUnavailable("down"), [Retry()]),
-        (RateLimited("slow", retry_after_s=3.0), [Retry(at_least_s=3.0)]),
-        (AmbiguousOutcome("timeout"), [Resolve(INTENT, source="ambiguous")]),
-        (DuplicateOrder("dup"), [Resolve(INTENT, source="ambiguous")]),
+        (VenueUnavailable("down"), [act.Retry()]),
+        (RateLimited("slow", retry_after_s=3.0), [act.Retry(at_least_s=3.0)]),
+        (AmbiguousOutcome("timeout"), [act.Resolve(INTENT, source="ambiguous")]),
+        (DuplicateOrder("dup"), [act.Resolve(INTENT, source="ambiguous")]),
         (
             OrderRejected("no money", code=-2010),
             [
-                Record(
+                act.Record(
                     INTENT,
                     "rejected",
                     {"reason": "no money", "stage": "venue", "code": "-2010"},
@@ -552,7 +537,7 @@ ORDER = {"symbol": "BTCUSDT", "orderId": 7, "status": "FILLED", "executedQty": "
                 )
             ],
         ),
-        (ORDER, [RecordResult(INTENT, ORDER, source="place")]),
+        (ORDER, [act.RecordResult(INTENT, ORDER, source="place")]),
     ],
 )
 def test_the_venues_answer_to_an_order_becomes_actions(answer: Any, expected: list[Any]) -> None:
@@ -567,8 +552,8 @@ def test_a_refused_key_settles_the_order_and_stops_the_stage() -> None:
     error = AuthError("bad key")
     actions = fresh_core().on_answer(INTENT, error, sent_ns=T0, ts_event=T0)
     assert actions == [
-        Record(INTENT, "rejected", {"reason": "bad key", "stage": "venue"}, settle=True),
-        Fail(error),
+        act.Record(INTENT, "rejected", {"reason": "bad key", "stage": "venue"}, settle=True),
+        act.Fail(error),
     ]
 
 
@@ -578,12 +563,12 @@ def test_no_such_order_settles_only_once_no_copy_can_arrive() -> None:
     early = core.on_lookup(
         INTENT, missing, now_ns=INTENT.ts_intent + S, source="ambiguous", failures=0
     )
-    assert early == [Retry(at_least_s=2.0, backoff=False)]
+    assert early == [act.Retry(at_least_s=2.0, backoff=False)]
     late = core.on_lookup(
         INTENT, missing, now_ns=INTENT.ts_intent + 6 * S, source="ambiguous", failures=0
     )
     assert late == [
-        Record(
+        act.Record(
             INTENT,
             "not_found",
             {"reason": "the venue has no such order: unknown order", "source": "ambiguous"},
@@ -597,14 +582,14 @@ def test_lookups_that_say_nothing_end_as_unknown_after_the_attempts() -> None:
     nothing = AmbiguousOutcome("timeout")
     for failures in range(2):
         assert core.on_lookup(INTENT, nothing, now_ns=T0, source="s", failures=failures) == [
-            Retry(failed=True)
+            act.Retry(failed=True)
         ]
     assert core.on_lookup(INTENT, nothing, now_ns=T0, source="s", failures=2) == [
-        Record(INTENT, "unknown", {"reason": "timeout", "source": "s"})
+        act.Record(INTENT, "unknown", {"reason": "timeout", "source": "s"})
     ]
     assert core.counts["unresolved"] == 1
     found = core.on_lookup(INTENT, ORDER, now_ns=T0, source="s", failures=0)
-    assert found == [RecordResult(INTENT, ORDER, source="status:s")]
+    assert found == [act.RecordResult(INTENT, ORDER, source="status:s")]
 
 
 def test_the_venues_answer_to_a_cancel_becomes_actions() -> None:
@@ -612,49 +597,36 @@ def test_the_venues_answer_to_a_cancel_becomes_actions() -> None:
     unclear = (OrderNotFound,)
     gone = OrderNotFound("not open")
     assert core.on_cancel_answer(INTENT, gone, unclear=unclear) == [
-        Resolve(INTENT, source="cancel")
+        act.Resolve(INTENT, source="cancel")
     ]
     refused = OrderRejected("too late")
     assert core.on_cancel_answer(INTENT, refused, unclear=unclear) == [
-        Record(INTENT, "cancel_rejected", {"reason": "too late"})
+        act.Record(INTENT, "cancel_rejected", {"reason": "too late"})
     ]
     assert core.on_cancel_answer(INTENT, ORDER, unclear=unclear) == [
-        RecordResult(INTENT, ORDER, source="cancel", event="canceled")
+        act.RecordResult(INTENT, ORDER, source="cancel", event="canceled")
     ]
     assert core.counts["cancels"] == 1
     slow = RateLimited("slow", retry_after_s=0.0)
     assert core.on_cancel_answer(INTENT, slow, unclear=unclear) == [
-        Retry(at_least_s=0.1, backoff=False)
+        act.Retry(at_least_s=0.1, backoff=False)
     ]
 
 
 def test_an_order_update_is_applied_or_recorded_as_is() -> None:
     core = fresh_core(counts={})
     update = OrderUpdate(
-        venue="binance",
-        symbol="BTCUSDT",
-        client_order_id=INTENT.client_order_id,
-        order_id="7",
-        side="buy",
-        order_type="MARKET",
-        status="FILLED",
-        exec_type="TRADE",
-        qty="0.001",
-        price="0",
-        filled_qty="0.001",
-        last_qty="0.001",
-        last_price="61800",
-        cum_quote="61.8",
-        trade_id="99",
-        ts_event=T0,
-        ts_recv=T0,
-    )
+        venue="binance", symbol="BTCUSDT", client_order_id=INTENT.client_order_id, order_id="7",
+        side="buy", order_type="MARKET", status="FILLED", exec_type="TRADE", qty="0.001",
+        price="0", filled_qty="0.001", last_qty="0.001", last_price="61800", cum_quote="61.8",
+        trade_id="99", ts_event=T0, ts_recv=T0,
+    )  # fmt: skip
     fields = {k.encode(): v.encode() for k, v in update.to_fields().items()}
     [apply] = core.on_update(fields)
-    assert isinstance(apply, ApplyUpdate) and apply.update == update
+    assert isinstance(apply, act.ApplyUpdate) and apply.update == update
     assert apply.record["event"] == "update"
     [apply] = core.on_update({b"client_order_id": b"x"})
-    assert isinstance(apply, ApplyUpdate) and apply.update is None
+    assert isinstance(apply, act.ApplyUpdate) and apply.update is None
     assert apply.record == {"client_order_id": "x", "event": "update"}
     assert core.counts["updates"] == 2
 
