@@ -3,12 +3,13 @@
 ``tickpipe up`` starts a private ``redis-server`` under ``.tickpipe/`` when ``REDIS_URL`` is unset
 (the embedded default: one ACL user per stage plus ``operator``, no anonymous access, passwords
 kept in the data directory; see :mod:`common.embedded`), the mock exchange when no venue URL is
-configured, then the ingestor, processor member(s), trader and dashboard, each logged in as its
-own user. Everything runs under umask 077 and the data directory is checked at start: what is
-open to other users is made private, with a warning. With ``TICKPIPE_METRICS_PORT`` set, stage N
-serves ``/metrics`` on that port plus N. A stage that crashes is restarted with backoff; a stage
-that exits with code 2 (bad configuration) is never restarted: everything stops and its own
-message is printed. A status line per stage shows what moves.
+configured, then the ingestor, processor member(s) and trader of every venue (``TICKPIPE_VENUES``:
+one set per venue, named after it and pinned to it) and the dashboard, each logged in as its own
+user. Everything runs under umask 077 and the data directory is checked at start: what is open to
+other users is made private, with a warning. With ``TICKPIPE_METRICS_PORT`` set, stage N serves
+``/metrics`` on that port plus N. A stage that crashes is restarted with backoff; a stage that
+exits with code 2 (bad configuration) is never restarted: everything stops and its own message is
+printed. A status line per stage shows what moves.
 """
 
 from __future__ import annotations
