@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tickpipe.common.links import ConnectionTape, Link, Step
+from tickpipe.common.tls import ws_ssl
 from tickpipe.ingestor.connection import Connection, Ended
 from tickpipe.ingestor.liveness import Cadence
 from tickpipe.ingestor.slot import Run
@@ -79,6 +80,7 @@ class AdapterConnection(Connection):
         session = adapter.new_session(attempt.conn)
         async with connect(
             adapter.url,
+            ssl=ws_ssl(adapter.url),
             additional_headers=adapter.headers() or None,
             ping_interval=opts.ping_interval_s,
             ping_timeout=opts.ping_timeout_s,

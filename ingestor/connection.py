@@ -27,6 +27,7 @@ from tickpipe.common.contract import MarkerEvent, RawKind
 from tickpipe.common.errors import AuthError, RateLimited, VenueError
 from tickpipe.common.links import ConnectionTape, Link, Reply, connection_id
 from tickpipe.common.schema import RawFrame
+from tickpipe.common.tls import ws_ssl
 from tickpipe.common.units import MS
 from tickpipe.ingestor.liveness import Cadence, stream_of
 from tickpipe.ingestor.outbox import StreamRequests, send_paced
@@ -226,6 +227,7 @@ class Connection:
             url, messages = self.requests.plan()
         async with connect(
             url,
+            ssl=ws_ssl(url),
             ping_interval=opts.ping_interval_s,
             ping_timeout=opts.ping_timeout_s,
             close_timeout=opts.close_timeout_s,

@@ -61,6 +61,8 @@ class UpOptions:
     mock: bool | None = None  # None: start the mock when no venue URL is configured
     mock_rate: float = 20.0
     mock_seed: int = 1
+    #: serve the mock over TLS (wss://, https://) with a generated CA, as the venues do
+    mock_tls: bool = True
     #: the mock's log of every frame it sent (grows with the run: off unless asked for)
     ground_truth: Path | None = None
     dashboard: bool = True
@@ -172,7 +174,7 @@ def _stage_env(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
 
 async def _start_mock(
     options: UpOptions, settings: Settings, env: dict[str, str], log_dir: Path
-) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
+) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
     ready = options.data_dir / "mock.ready.json"
     ready.unlink(missing_ok=True)
     argv = [
@@ -185,6 +187,8 @@ async def _start_mock(
     ]  # fmt: skip
     if options.ground_truth is not None:
         argv += ["--ground-truth", str(options.ground_truth)]
+    if options.mock_tls:
+        argv += ["--tls", "--tls-dir", str(options.data_dir / "mock-tls")]
     if settings.venue == "binance":
         argv += ["--symbols", ",".join(settings.symbols)]
     else:  # the Alpaca venue serves FAKEPACA, AAPL and BTC/USD beside a default Binance market
@@ -206,8 +210,7 @@ async def _start_mock(
                 reason = "it did not report its ports within 15 s"
             raise ConfigError(f"the mock exchange did not start: {reason} (log: {mock_log})")
         await asyncio.sleep(0.05)
-    ports = {k: int(v) for k, v in json.loads(ready.read_text()).items() if k.endswith("_port")}
-    return proc, ports
+    return proc, dict(json.loads(ready.read_text()))
 
 
 _VENUE_URL_KEYS = {
@@ -240,27 +243,32 @@ async def _mock_extra(
         )
     proc, ports = await _start_mock(options, settings, _stage_env(env, mock_env), log_dir)
     helpers.append(proc)
-    port = ports["binance_port"]
+    port = int(ports["binance_port"])
+    ws, http = ("wss", "https") if ports.get("ca_file") else ("ws", "http")
     urls = {
         "BINANCE_API_KEY": mock_env["BINANCE_API_KEY"],
         "BINANCE_API_SECRET": mock_env["BINANCE_API_SECRET"],
-        "TICKPIPE_BINANCE_WS_URL": f"ws://127.0.0.1:{port}",
-        "TICKPIPE_BINANCE_WS_API_URL": f"ws://127.0.0.1:{port}/ws-api/v3",
-        "TICKPIPE_BINANCE_REST_URL": f"http://127.0.0.1:{port}",
+        "TICKPIPE_BINANCE_WS_URL": f"{ws}://127.0.0.1:{port}",
+        "TICKPIPE_BINANCE_WS_API_URL": f"{ws}://127.0.0.1:{port}/ws-api/v3",
+        "TICKPIPE_BINANCE_REST_URL": f"{http}://127.0.0.1:{port}",
     }
-    shown = f"ws://127.0.0.1:{port}"
+    if ports.get("ca_file"):  # the stages trust the mock's CA on top of the system store
+        urls["TICKPIPE_CA_FILE"] = str(ports["ca_file"])
+    shown = f"{ws}://127.0.0.1:{port}"
     if "alpaca_port" in ports:
-        alpaca = ports["alpaca_port"]
+        alpaca = int(ports["alpaca_port"])
         urls.update(
             ALPACA_API_KEY=mock_env["BINANCE_API_KEY"],
             ALPACA_API_SECRET=mock_env["BINANCE_API_SECRET"],
-            TICKPIPE_ALPACA_DATA_URL=f"ws://127.0.0.1:{alpaca}",
-            TICKPIPE_ALPACA_TRADING_URL=f"ws://127.0.0.1:{alpaca}/stream",
-            TICKPIPE_ALPACA_REST_URL=f"http://127.0.0.1:{alpaca}",
+            TICKPIPE_ALPACA_DATA_URL=f"{ws}://127.0.0.1:{alpaca}",
+            TICKPIPE_ALPACA_TRADING_URL=f"{ws}://127.0.0.1:{alpaca}/stream",
+            TICKPIPE_ALPACA_REST_URL=f"{http}://127.0.0.1:{alpaca}",
         )
         if "TICKPIPE_ALPACA_FEED" not in env:
             urls["TICKPIPE_ALPACA_FEED"] = "test"
-        shown = f"Alpaca ws://127.0.0.1:{alpaca}, Binance {shown}"
+        shown = f"Alpaca {ws}://127.0.0.1:{alpaca}, Binance {shown}"
+    if ports.get("ca_file"):
+        shown += f"; CA file {ports['ca_file']}"
     print(f"mock exchange: {shown} (seed {options.mock_seed})", file=out)
     return urls
 

@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -128,7 +129,7 @@ class BinanceMock:
         self.app.router.add_get("/ws-api/v3", self._handle_api)
         self.app.router.add_get("/_mock/status", self._status)
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
         """Listen on ``host:port`` (0 = any free port), start the trade loop; return the port."""
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -142,7 +143,7 @@ class BinanceMock:
                 self.app, handle_signals=False, access_log=None, shutdown_timeout=1.0
             )
             await self._runner.setup()
-            await web.SockSite(self._runner, sock).start()
+            await web.SockSite(self._runner, sock, ssl_context=ssl_context).start()
         except BaseException:
             sock.close()
             raise
