@@ -16,6 +16,7 @@ from typing import Any
 
 from tickpipe.mock_ws.alpaca import AlpacaMock, build_alpaca
 from tickpipe.mock_ws.binance.auth import load_ed25519_key
+from tickpipe.mock_ws.binance.feed import MarketFeed
 from tickpipe.mock_ws.binance.replay import load_recording
 from tickpipe.mock_ws.binance.replay_shell import Replayer, replay_symbols
 from tickpipe.mock_ws.binance.server import BinanceMock
@@ -82,6 +83,11 @@ class MockExchange:
     @property
     def engine(self) -> MatchingEngine:
         return self._server.engine
+
+    @property
+    def feed(self) -> MarketFeed:
+        """The Binance market's books, trade history, candles and tickers (REST bodies)."""
+        return self._server.feed
 
     async def inject(self, fault: Mapping[str, Any] | list[Mapping[str, Any]]) -> list[int]:
         """Add a fault (or a list) as ``POST /_mock/faults`` does; return the fault ids.

@@ -88,7 +88,7 @@ class BinanceMock:
         self.engine = MatchingEngine(market)
         self.api = WsApi(
             self.engine, api_key=api_key, api_secret=api_secret, ed25519_keys=ed25519_keys
-        )
+        )  # its market-data methods read self.feed, attached below
         self.ground_truth = ground_truth
         self.ping_interval_s = ping_interval_s
         self.max_incoming_per_s = max_incoming_per_s
@@ -109,6 +109,7 @@ class BinanceMock:
         self.replayer: Replayer | None = None
         self.feed = MarketFeed(market, market.seed)
         self.engine.books = self.feed.books
+        self.api.feed = self.feed
         self.rest = RestMarket(self.feed, clock, weight_limit=weight_limit)
         self.app = web.Application(
             middlewares=[self.faults.rest_middleware, self.rest.weight_middleware]
