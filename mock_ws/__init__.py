@@ -157,6 +157,7 @@ async def start_mock(
     replay: str | None = None,
     replay_speed: float = 1.0,
     tls: TlsFiles | None = None,
+    alpaca_hours: str = "venue",
 ) -> MockExchange:
     """Start the mock on ``host:binance_port`` (0 = a free port) and return it running.
 
@@ -178,7 +179,8 @@ async def start_mock(
     ``alpaca_port`` (0 = a free port) also starts the Alpaca venue (:mod:`mock_ws.alpaca`)
     with the same key, seed, rate and ground truth. ``tls`` (see :mod:`mock_ws.tls`) serves
     every port over TLS: the URLs become ``wss://``/``https://`` and ``ca_file`` names the CA
-    file clients trust.
+    file clients trust. ``alpaca_hours`` "venue" (default) trades Alpaca stocks in the
+    NYSE regular session only, "always" around the clock (crypto and FAKEPACA always trade).
     """
     clock = clock or time.time_ns
     plan = FaultPlan(seed)
@@ -223,6 +225,7 @@ async def start_mock(
             api_secret=api_secret,
             ground_truth=server.ground_truth,
             clock=clock,
+            hours=alpaca_hours,
         )
         try:
             await exchange.attach_alpaca(alpaca, alpaca_port)

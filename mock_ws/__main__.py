@@ -60,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
             "same key and secret; default off"
         ),
     )
+    parser.add_argument(
+        "--alpaca-hours",
+        choices=("venue", "always"),
+        default="venue",
+        help=(
+            "with --alpaca-port: 'venue' trades stocks (AAPL) in NYSE's regular session only, "
+            "holding orders as accepted until the open and expiring DAY orders at the close; "
+            "'always' trades them around the clock for demos (default venue)"
+        ),
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--seed", type=int, default=1, help="market simulation seed (default 1)")
     parser.add_argument(
@@ -267,6 +277,7 @@ async def _serve(
         replay=args.replay,
         replay_speed=args.replay_speed,
         tls=tls,
+        alpaca_hours=args.alpaca_hours,
     )
     try:
         log.info(

@@ -11,19 +11,22 @@ The CA's private key is never written: nothing else can be signed with it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import os
 import ssl
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["TlsFiles", "generate", "server_context"]
+__all__ = ["TlsFiles", "Transports", "generate", "server_context"]
 
 _VALID_DAYS = 30
 
@@ -132,3 +135,27 @@ def server_context(files: TlsFiles) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise ValueError(f"cannot load the TLS certificate {files.cert}: {exc}") from None
     return context
+
+
+class Transports:
+    """Remember every connection a server answered, to abort what its shutdown leaves.
+
+    A TLS transport's ``close()`` waits for the peer's close_notify; if the event loop ends
+    first (a test's ``asyncio.run``), the socket is left open. After the server's cleanup,
+    :meth:`abort` drops them at once, as the venue does at a restart.
+    """
+
+    def __init__(self) -> None:
+        self._seen: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+
+    async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """An ``on_response_prepare`` signal handler."""
+        if request.transport is not None:
+            self._seen.add(request.transport)
+
+    async def abort(self) -> None:
+        """Abort every remembered transport and let the loop run their callbacks once."""
+        for transport in list(self._seen):
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+        await asyncio.sleep(0)

@@ -34,6 +34,7 @@ from tickpipe.mock_ws.alpaca.session import FEEDS, ConnectionRegistry, DataSessi
 from tickpipe.mock_ws.alpaca.trading_stream import TradingSession
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter
 from tickpipe.mock_ws.market import MarketSim
+from tickpipe.mock_ws.tls import Transports
 
 __all__ = ["TEST_SYMBOL", "AlpacaMock"]
 
@@ -74,10 +75,13 @@ class AlpacaMock:
         connection_limit: int = 1,
         entitled_feeds: tuple[str, ...] = tuple(FEEDS),
         outbox_limit: int = OUTBOX_LIMIT,
+        hours: str = "venue",
     ) -> None:
         self.sim = sim
         self.market = AlpacaMarket(sim.symbols)
-        self.broker = AlpacaBroker(sim, seed=seed)
+        self.broker = AlpacaBroker(
+            sim, seed=seed, hours=hours, around_the_clock=frozenset({TEST_SYMBOL})
+        )
         self.credentials = {api_key: api_secret}
         self.api = AlpacaApi(self.broker, self.market, self.credentials)
         self.registry = ConnectionRegistry(connection_limit)
@@ -93,6 +97,8 @@ class AlpacaMock:
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
         app = web.Application()
+        self.transports = Transports()
+        app.on_response_prepare.append(self.transports.on_prepare)
         for path in FEEDS:
             app.router.add_get(path, self._handle_data)
         app.router.add_get("/stream", self._handle_trading)
@@ -101,6 +107,7 @@ class AlpacaMock:
         app.router.add_post("/_mock/alpaca/expire", self._expire)
         app.router.add_post("/_mock/alpaca/reject_next", self._reject_next)
         app.router.add_route("*", "/v2/{tail:.*}", self._rest)
+        app.router.add_get("/v1beta3/crypto/us/{tail:.+}", self._rest)  # REST data
         self.app = app
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
@@ -132,6 +139,7 @@ class AlpacaMock:
                 await asyncio.wait_for(conn.ws.close(code=1001, message=b"server shutdown"), 2.0)
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.transports.abort()
 
     # ---- market loop ------------------------------------------------------------------------
 
@@ -143,7 +151,11 @@ class AlpacaMock:
 
     def step(self, now_ns: int) -> None:
         """Advance the market to ``now_ns``: route data, fill limits, enforce auth windows."""
-        trades = self.sim.trades_due(now_ns)
+        self._deliver_updates(self.broker.tick(now_ns))
+        # Stocks trade in the regular session only (IEX and SIP print nothing after hours).
+        trades = [
+            t for t in self.sim.trades_due(now_ns) if self.broker.trades_now(t.symbol, now_ns)
+        ]
         self._route_data(self.market.on_trades(trades, now_ns))
         self._deliver_updates(self.broker.on_trades(trades, now_ns))
         for conn in list(self.connections.values()):

@@ -55,6 +55,7 @@ from tickpipe.mock_ws.faults import FaultPlan
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter, trade_record, user_event_record
 from tickpipe.mock_ws.market import MarketSim, SimTrade
 from tickpipe.mock_ws.matching import MatchingEngine
+from tickpipe.mock_ws.tls import Transports
 
 __all__ = ["BinanceMock"]
 
@@ -114,6 +115,8 @@ class BinanceMock:
         self.app = web.Application(
             middlewares=[self.faults.rest_middleware, self.rest.weight_middleware]
         )
+        self.transports = Transports()
+        self.app.on_response_prepare.append(self.transports.on_prepare)
         self.trading = RestTrading(
             self,
             self.faults.plan,
@@ -165,6 +168,7 @@ class BinanceMock:
                 await asyncio.wait_for(conn.ws.close(code=1001, message=b"server shutdown"), 2.0)
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.transports.abort()
         self.ground_truth.close()
 
     # ---- trade loop -------------------------------------------------------------------------

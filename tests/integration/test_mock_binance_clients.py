@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ssl
-import time
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.mock_support import ManualClock, wait_for
 from tickpipe.mock_ws import MockExchange, start_mock
 from tickpipe.mock_ws.binance.tickers import avg_price, book_tickers, tickers_24hr
 from tickpipe.mock_ws.tls import generate
@@ -36,23 +36,6 @@ with warnings.catch_warnings():
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 NS_PER_MS = 1_000_000
-
-
-class ManualClock:
-    """The mock's clock: it moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.ns = time.time_ns()
-
-    def __call__(self) -> int:
-        return self.ns
-
-
-async def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 @asynccontextmanager
