@@ -158,6 +158,7 @@ async def start_mock(
     replay_speed: float = 1.0,
     tls: TlsFiles | None = None,
     alpaca_hours: str = "venue",
+    listen_key_retired_ns: int | None = None,
 ) -> MockExchange:
     """Start the mock on ``host:binance_port`` (0 = a free port) and return it running.
 
@@ -181,6 +182,8 @@ async def start_mock(
     every port over TLS: the URLs become ``wss://``/``https://`` and ``ca_file`` names the CA
     file clients trust. ``alpaca_hours`` "venue" (default) trades Alpaca stocks in the
     NYSE regular session only, "always" around the clock (crypto and FAKEPACA always trade).
+    From ``listen_key_retired_ns`` (mock clock) on, the legacy ``/api/v3/userDataStream``
+    listenKey endpoints answer 404 as a removed path does.
     """
     clock = clock or time.time_ns
     plan = FaultPlan(seed)
@@ -207,6 +210,7 @@ async def start_mock(
         blast=blast,
         blast_rate=blast_rate,
         blast_symbols=blast_symbols,
+        listen_key_retired_ns=listen_key_retired_ns,
     )
     server.replayer = replayer
     try:

@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
             "'always' trades them around the clock for demos (default venue)"
         ),
     )
+    parser.add_argument(
+        "--listen-key-retired-at",
+        default=None,
+        metavar="ISO8601",
+        help=(
+            "from this UTC time on (e.g. 2026-01-01T00:00:00), the legacy REST listenKey "
+            "endpoints are gone (404), as the venue's changelog retires them; default: they work"
+        ),
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--seed", type=int, default=1, help="market simulation seed (default 1)")
     parser.add_argument(
@@ -216,6 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _retired_ns(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--listen-key-retired-at {text}: give an ISO 8601 time, e.g. 2026-01-01T00:00:00"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1_000_000_000)
+
+
 def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
     """Return the certificate to serve (generating one for --tls); ConfigError if unusable."""
     if args.tls_cert or args.tls_key:
@@ -278,6 +301,7 @@ async def _serve(
         replay_speed=args.replay_speed,
         tls=tls,
         alpaca_hours=args.alpaca_hours,
+        listen_key_retired_ns=args.listen_key_retired_ns,
     )
     try:
         log.info(
@@ -385,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ed_keys = _load_ed_keys(args.ed25519_key)
         scenarios = _load_scenarios(args.scenario, args.symbols)
         tls = _tls_files(args)
+        args.listen_key_retired_ns = _retired_ns(args.listen_key_retired_at)
     except ConfigError as exc:
         print(f"tickpipe mock_ws: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ import itertools
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,17 @@ class _Conn:
     overflowed: bool = False
 
 
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Answer unknown paths and methods with Alpaca's JSON error shape, not text/plain."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        return web.json_response({"code": 40410000, "message": "endpoint not found"}, status=404)
+
+
 class AlpacaMock:
     """The Alpaca venue's aiohttp application and its market loop; see the module docstring."""
 
@@ -96,7 +107,7 @@ class AlpacaMock:
         self._runner: web.AppRunner | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
-        app = web.Application()
+        app = web.Application(middlewares=[_json_errors])
         self.transports = Transports()
         app.on_response_prepare.append(self.transports.on_prepare)
         for path in FEEDS:

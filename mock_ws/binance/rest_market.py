@@ -24,7 +24,7 @@ from tickpipe.mock_ws.binance.tickers import (
 )
 from tickpipe.mock_ws.order_model import OrderRejected
 
-__all__ = ["RestMarket", "int_param", "request_weight"]
+__all__ = ["RestMarket", "int_param", "json_errors", "request_weight", "unknown_path"]
 
 NS_PER_MINUTE = 60_000_000_000
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -87,6 +87,25 @@ def int_param(query: Any, name: str, default: int | None, low: int, high: int) -
     if not low <= value <= high:
         raise OrderRejected(-1100, f"Illegal characters found in parameter '{name}'.")
     return value
+
+
+def unknown_path(method: str, path: str) -> web.Response:
+    """Answer a path or method the venue does not serve: 404 with a JSON error body.
+
+    The venue answers JSON errors everywhere (Spot API, "General API Information": error
+    payloads are ``{"code", "msg"}``); the mock's code for this case is -1000.
+    """
+    body = {"code": -1000, "msg": f"Unknown endpoint: {method} {path}"}
+    return web.json_response(body, status=404)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Turn aiohttp's text/plain 404 and 405 answers into the venue's JSON error shape."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        return unknown_path(request.method, request.path)
 
 
 class RestMarket:

@@ -20,6 +20,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tickpipe.mock_ws.binance.auth import check_rest_signed
+from tickpipe.mock_ws.binance.rest_market import unknown_path
 from tickpipe.mock_ws.faults import FaultPlan
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter
 from tickpipe.mock_ws.history import all_orders, my_trades, test_order_result
@@ -54,8 +55,11 @@ class RestTrading:
         api_key: str,
         api_secret: str,
         ed25519_keys: Mapping[str, Ed25519PublicKey] | None = None,
+        listen_key_retired_ns: int | None = None,
     ) -> None:
         self.host = host
+        #: from this time on the legacy listenKey endpoints are gone (unknown path, 404)
+        self.listen_key_retired_ns = listen_key_retired_ns
         self.ed25519_keys = dict(ed25519_keys or {})
         self.plan = plan
         self._api_key = api_key
@@ -243,6 +247,11 @@ class RestTrading:
         return web.json_response({"asset": asset, "free": events[1]["B"][0]["f"]})
 
     async def _listen_key(self, request: web.Request) -> web.Response:
+        retired = self.listen_key_retired_ns
+        if retired is not None and self.host.clock() >= retired:
+            # The Spot changelog retires the REST listenKey in favour of the WebSocket API's
+            # userDataStream.subscribe: past the date the path is simply gone.
+            return unknown_path(request.method, request.path)
         key = request.headers.get("X-MBX-APIKEY")
         if not key or (key != self._api_key and key not in self.ed25519_keys):
             return _error(OrderRejected(-2015, "Invalid API-key, IP, or permissions for action."))

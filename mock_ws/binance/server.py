@@ -41,7 +41,7 @@ from tickpipe.mock_ws.binance.connection import (
 from tickpipe.mock_ws.binance.control import FaultRunner
 from tickpipe.mock_ws.binance.feed import MarketFeed
 from tickpipe.mock_ws.binance.replay_shell import Replayer
-from tickpipe.mock_ws.binance.rest_market import RestMarket
+from tickpipe.mock_ws.binance.rest_market import RestMarket, json_errors
 from tickpipe.mock_ws.binance.rest_trade import RestTrading
 from tickpipe.mock_ws.binance.status import server_status
 from tickpipe.mock_ws.binance.streams import (
@@ -84,6 +84,7 @@ class BinanceMock:
         blast: bool = False,
         blast_rate: float = 0.0,
         blast_symbols: Iterable[str] = (),
+        listen_key_retired_ns: int | None = None,
     ) -> None:
         self.market = market
         self.engine = MatchingEngine(market)
@@ -113,7 +114,7 @@ class BinanceMock:
         self.api.feed = self.feed
         self.rest = RestMarket(self.feed, clock, weight_limit=weight_limit)
         self.app = web.Application(
-            middlewares=[self.faults.rest_middleware, self.rest.weight_middleware]
+            middlewares=[json_errors, self.faults.rest_middleware, self.rest.weight_middleware]
         )
         self.transports = Transports()
         self.app.on_response_prepare.append(self.transports.on_prepare)
@@ -123,6 +124,7 @@ class BinanceMock:
             api_key=api_key,
             api_secret=api_secret,
             ed25519_keys=ed25519_keys,
+            listen_key_retired_ns=listen_key_retired_ns,
         )
         self.faults.add_routes(self.app)
         self.rest.add_routes(self.app)

@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.mock_support import ManualClock, wait_for
@@ -327,5 +328,41 @@ def test_python_binance_websocket_api_account_methods(
         assert [o["orderId"] for o in every] == [bought["orderId"], rest["orderId"]]
         assert [c["orderId"] for c in cancelled] == [rest["orderId"]]
         assert engine.find(order_id=rest["orderId"]).status == "CANCELED"
+
+    asyncio.run(scenario())
+
+
+def test_unknown_paths_and_the_retired_listen_key_answer_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        clock = ManualClock()
+        retired = clock.ns + 60_000_000_000
+        async with tls_mock(
+            tmp_path, clock=clock, alpaca_port=0, listen_key_retired_ns=retired
+        ) as mock:
+            client = binance_client(mock, monkeypatch)
+            context = ssl.create_default_context(cafile=mock.ca_file)
+            try:
+                key = await client.stream_get_listen_key()
+                assert key and key in mock._server.trading.listen_keys
+                clock.ns = retired  # the changelog's retirement date has come
+                with pytest.raises(BinanceAPIException) as gone:
+                    await client.stream_get_listen_key()
+                assert gone.value.status_code == 404 and gone.value.code == -1000
+                async with aiohttp.ClientSession() as http:
+                    for url in (
+                        f"{mock.rest_url}/api/v3/nope",
+                        f"{mock.rest_url}/api/v3/ping?x=1",  # only GET is served
+                        f"{mock.alpaca_rest_url}/v1/nope",
+                    ):
+                        method = "POST" if "ping" in url else "GET"
+                        async with http.request(method, url, ssl=context) as response:
+                            assert response.status == 404, url
+                            assert response.content_type == "application/json", url
+                            body = await response.json()
+                            assert set(body) in ({"code", "msg"}, {"code", "message"}), body
+            finally:
+                await client.close_connection()
 
     asyncio.run(scenario())
