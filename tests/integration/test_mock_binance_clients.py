@@ -366,3 +366,46 @@ def test_unknown_paths_and_the_retired_listen_key_answer_json(
                 await client.close_connection()
 
     asyncio.run(scenario())
+
+
+def test_ccxt_pro_streams_and_trades_over_wss(tmp_path: Path) -> None:
+    import ccxt.pro as ccxtpro
+
+    async def scenario() -> None:
+        async with tls_mock(tmp_path, trades_per_s=50.0) as mock:
+            exchange = ccxtpro.binance(
+                {
+                    "apiKey": "mock-key",
+                    "secret": "mock-secret",
+                    "cafile": mock.ca_file,
+                    "options": {
+                        "fetchMarkets": {"types": ["spot"]},
+                        "fetchCurrencies": False,
+                        "fetchMargins": False,
+                    },
+                }
+            )
+            for name in ("public", "private"):
+                exchange.urls["api"][name] = f"{mock.rest_url}/api/v3"
+            exchange.urls["api"]["ws"]["spot"] = f"{mock.ws_url}/ws"
+            exchange.urls["api"]["ws"]["ws-api"]["spot"] = mock.ws_api_url
+            try:
+                trades = await asyncio.wait_for(exchange.watch_trades("BTC/USDT"), 15)
+                book = await asyncio.wait_for(exchange.watch_order_book("BTC/USDT"), 15)
+                placed = await asyncio.wait_for(
+                    exchange.create_order_ws("BTC/USDT", "market", "buy", 0.001), 15
+                )
+                mine = await asyncio.wait_for(exchange.fetch_my_trades_ws("BTC/USDT"), 15)
+                orders = await asyncio.wait_for(exchange.fetch_orders_ws("BTC/USDT"), 15)
+            finally:
+                await exchange.close()
+            history = {t.trade_id: t for _, t in mock.feed.trades["BTCUSDT"]}
+            for trade in trades:  # what the stream said is what the market traded
+                assert Decimal(str(trade["price"])) == Decimal(history[int(trade["id"])].price)
+            assert book["bids"][0][0] < book["asks"][0][0] and len(book["bids"]) > 5
+            order = mock.engine.find(order_id=placed["id"])
+            assert order.status == "FILLED" and placed["status"] == "closed"
+            assert [int(t["id"]) for t in mine] == [f.trade_id for f in order.fills]
+            assert [int(o["id"]) for o in orders] == [order.order_id]
+
+    asyncio.run(scenario())
