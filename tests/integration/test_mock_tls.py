@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,59 @@ def test_alpaca_py_over_tls(tmp_path: Path) -> None:
             await mock.close()
         assert got["trade"] == "FAKEPACA"
         assert order.id == got["order"] and got["client"] == "tls-alpaca-1"
+
+    asyncio.run(scenario())
+
+
+CRYPTOFEED = """
+import asyncio, json, os
+from cryptofeed import FeedHandler
+from cryptofeed.connection import RestEndpoint, Routes, WebsocketEndpoint
+from cryptofeed.defines import L2_BOOK, TRADES
+from cryptofeed.exchanges import Binance
+
+# The feed's documented endpoint attributes point at the mock; cryptofeed takes only wss://.
+Binance.websocket_endpoints = [WebsocketEndpoint(os.environ["MOCK_WS"])]
+Binance.rest_endpoints = [RestEndpoint(os.environ["MOCK_REST"], routes=Routes(
+    "/api/v3/exchangeInfo", l2book="/api/v3/depth?symbol={}&limit={}",
+    authentication="/api/v3/userDataStream"))]
+trades, books = [], []
+
+async def main():
+    done = asyncio.Event()
+    async def on_trade(t, receipt):
+        trades.append({"id": int(t.id), "price": str(t.price), "amount": str(t.amount)})
+        if len(trades) >= 5 and books:
+            done.set()
+    async def on_book(b, receipt):
+        books.append([str(p) for p, _ in b.book.bids.to_list()[:5]])
+    handler = FeedHandler(config={"log": {"disabled": True}})
+    handler.add_feed(Binance(symbols=["BTC-USDT"], channels=[TRADES, L2_BOOK],
+                             callbacks={TRADES: on_trade, L2_BOOK: on_book}))
+    handler.run(start_loop=False, install_signal_handlers=False)
+    await asyncio.wait_for(done.wait(), 30)
+    print(json.dumps({"trades": trades, "bids": books[0]}))
+    os._exit(0)  # the feed handler has no awaitable stop for a borrowed loop
+
+asyncio.run(main())
+"""
+
+
+def test_cryptofeed_streams_from_the_mock_over_wss(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        mock = await start_mock(trades_per_s=50.0, tls=make_tls(tmp_path))
+        try:
+            got = await run_client(CRYPTOFEED, mock, rest=mock.rest_url, ws=mock.ws_url)
+            history = {agg_id: trade for agg_id, trade in mock.feed.trades["BTCUSDT"]}
+        finally:
+            await mock.close()
+        # cryptofeed reads aggTrade: each id is an aggregate id of the mock's trade history.
+        for trade in got["trades"]:
+            sim = history[trade["id"]]
+            assert Decimal(trade["price"]) == Decimal(sim.price)
+            assert Decimal(trade["amount"]) == Decimal(sim.qty)
+        bids = [Decimal(p) for p in got["bids"]]
+        assert len(bids) == 5 and bids == sorted(bids, reverse=True)
 
     asyncio.run(scenario())
 
