@@ -99,6 +99,8 @@ class Settings:
     alpaca_feed: str = "iex"
     alpaca_trading_url: str = "ws://127.0.0.1:9444/stream"
     alpaca_rest_url: str = "http://127.0.0.1:9444"
+    #: extra CA file trusted for wss:// and https:// venue URLs (the mock's ca.pem); see common.tls
+    ca_file: str | None = None
     alpaca_encoding: str = "msgpack"
     alpaca_api_key: Secret = field(default_factory=lambda: Secret(""))
     alpaca_api_secret: Secret = field(default_factory=lambda: Secret(""))
@@ -255,6 +257,12 @@ def _url(*schemes: str):  # type: ignore[no-untyped-def]
     return parse
 
 
+def _ca_file(text: str) -> str:
+    from tickpipe.common.tls import check_ca_file
+
+    return check_ca_file(text)
+
+
 def _redis_url(text: str) -> str:
     from tickpipe.common.redis_io import check_redis_url
 
@@ -405,6 +413,7 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_ALPACA_TRADING_URL": ("alpaca_trading_url", _url("ws", "wss")),
     "TICKPIPE_ALPACA_REST_URL": ("alpaca_rest_url", _url("http", "https")),
     "TICKPIPE_ALPACA_ENCODING": ("alpaca_encoding", _alpaca_encoding),
+    "TICKPIPE_CA_FILE": ("ca_file", _ca_file),
     "TICKPIPE_THRESHOLDS": ("thresholds", _thresholds),
     "TICKPIPE_HYSTERESIS_BPS": ("hysteresis_bps", _decimal),
     "TICKPIPE_ORDER_QTY": ("order_qty", _decimal),

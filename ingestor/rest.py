@@ -36,6 +36,7 @@ import orjson
 from tickpipe.common.contract import MarkerEvent, RawKind
 from tickpipe.common.links import retry_after_from_header
 from tickpipe.common.schema import RawFrame
+from tickpipe.common.tls import http_connector
 from tickpipe.ingestor.backfills import BackfillJob, BackfillPlan, Range
 from tickpipe.ingestor.gaps import WeightBudget, depth_weight
 from tickpipe.ingestor.writer import IngestorStats, WriteQueue
@@ -140,7 +141,9 @@ class RestFetcher:
         """Serve requests until cancelled."""
         headers = {"X-MBX-APIKEY": self.api_key} if self.api_key else {}
         timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
+        async with aiohttp.ClientSession(
+            headers=headers, timeout=timeout, connector=http_connector()
+        ) as http:
             while True:
                 await self._snapshots_due(http)
                 job = self.plan.next_job()

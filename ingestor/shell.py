@@ -44,6 +44,7 @@ from tickpipe.common.links import Link, run_token
 from tickpipe.common.names import Partition
 from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis
 from tickpipe.common.settings import Settings
+from tickpipe.common.tls import trust_ca_file
 from tickpipe.ingestor.adapter import adapter_slots
 from tickpipe.ingestor.adapter_control import AdapterControl
 from tickpipe.ingestor.connection import Connection, WsOptions
@@ -432,6 +433,7 @@ async def run(
 
     Raises :class:`common.errors.ConfigError` (exit code 2) when the venue rejects the API key.
     """
+    trust_ca_file(settings.ca_file)
     ingestor = Ingestor(
         settings,
         redis=redis,

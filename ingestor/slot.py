@@ -13,6 +13,7 @@ from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import AuthError, ConfigError, RateLimited, VenueError
 from tickpipe.common.links import retry_after_from_header
+from tickpipe.common.tls import ws_ssl
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -59,6 +60,7 @@ class WsOptions:
         """
         return connect(
             url,
+            ssl=ws_ssl(url),
             additional_headers=headers or None,
             ping_interval=self.ping_interval_s,
             ping_timeout=self.ping_timeout_s,

@@ -16,6 +16,7 @@ from typing import Any
 
 from tickpipe.mock_ws.alpaca import AlpacaMock, build_alpaca
 from tickpipe.mock_ws.binance.auth import load_ed25519_key
+from tickpipe.mock_ws.binance.feed import MarketFeed
 from tickpipe.mock_ws.binance.replay import load_recording
 from tickpipe.mock_ws.binance.replay_shell import Replayer, replay_symbols
 from tickpipe.mock_ws.binance.server import BinanceMock
@@ -24,12 +25,14 @@ from tickpipe.mock_ws.ground_truth import GroundTruth, GroundTruthWriter, read_g
 from tickpipe.mock_ws.market import MarketSim
 from tickpipe.mock_ws.matching import MatchingEngine
 from tickpipe.mock_ws.scenarios import ScenarioError
+from tickpipe.mock_ws.tls import TlsFiles, server_context
 
 __all__ = [
     "FaultError",
     "GroundTruth",
     "MockExchange",
     "ScenarioError",
+    "TlsFiles",
     "read_ground_truth",
     "start_mock",
 ]
@@ -38,15 +41,26 @@ __all__ = [
 class MockExchange:
     """A running mock exchange: its URLs, market, matching engine, and ``close()``."""
 
-    def __init__(self, server: BinanceMock, host: str, port: int, ground_truth_path: str | None):
+    def __init__(
+        self,
+        server: BinanceMock,
+        host: str,
+        port: int,
+        ground_truth_path: str | None,
+        tls: TlsFiles | None = None,
+    ):
         self._server = server
         self.host = host
         self.binance_port = port
         self.ground_truth_path = ground_truth_path
+        #: The CA file a client trusts to reach the mock over TLS (None: plain ws:// and http://).
+        self.ca_file: str | None = None if tls is None else str(tls.ca)
+        self._ssl_context = None if tls is None else server_context(tls)
+        self._ws, self._http = ("wss", "https") if tls is not None else ("ws", "http")
         netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.ws_url = f"ws://{netloc}"
+        self.ws_url = f"{self._ws}://{netloc}"
         self.ws_api_url = f"{self.ws_url}/ws-api/v3"
-        self.rest_url = f"http://{netloc}"
+        self.rest_url = f"{self._http}://{netloc}"
         self.alpaca: AlpacaMock | None = None
         self.alpaca_port: int | None = None
         self.alpaca_data_url: str | None = None  # + /v2/test, /v2/iex, /v1beta3/crypto/us
@@ -55,12 +69,12 @@ class MockExchange:
 
     async def attach_alpaca(self, alpaca: AlpacaMock, port: int) -> None:
         """Start the Alpaca venue on ``port`` (0 = a free port) and record its URLs."""
-        self.alpaca_port = await alpaca.start(self.host, port)
+        self.alpaca_port = await alpaca.start(self.host, port, self._ssl_context)
         self.alpaca = alpaca
         host = f"[{self.host}]" if ":" in self.host else self.host
-        self.alpaca_data_url = f"ws://{host}:{self.alpaca_port}"
+        self.alpaca_data_url = f"{self._ws}://{host}:{self.alpaca_port}"
         self.alpaca_trading_url = f"{self.alpaca_data_url}/stream"
-        self.alpaca_rest_url = f"http://{host}:{self.alpaca_port}"
+        self.alpaca_rest_url = f"{self._http}://{host}:{self.alpaca_port}"
 
     @property
     def market(self) -> MarketSim:
@@ -69,6 +83,11 @@ class MockExchange:
     @property
     def engine(self) -> MatchingEngine:
         return self._server.engine
+
+    @property
+    def feed(self) -> MarketFeed:
+        """The Binance market's books, trade history, candles and tickers (REST bodies)."""
+        return self._server.feed
 
     async def inject(self, fault: Mapping[str, Any] | list[Mapping[str, Any]]) -> list[int]:
         """Add a fault (or a list) as ``POST /_mock/faults`` does; return the fault ids.
@@ -137,6 +156,9 @@ async def start_mock(
     blast_symbols: Iterable[str] = (),
     replay: str | None = None,
     replay_speed: float = 1.0,
+    tls: TlsFiles | None = None,
+    alpaca_hours: str = "venue",
+    listen_key_retired_ns: int | None = None,
 ) -> MockExchange:
     """Start the mock on ``host:binance_port`` (0 = a free port) and return it running.
 
@@ -156,7 +178,12 @@ async def start_mock(
     simulated market, at the recorded pace divided by ``replay_speed`` (0 = as fast as
     possible); its symbols replace ``symbols``.
     ``alpaca_port`` (0 = a free port) also starts the Alpaca venue (:mod:`mock_ws.alpaca`)
-    with the same key, seed, rate and ground truth.
+    with the same key, seed, rate and ground truth. ``tls`` (see :mod:`mock_ws.tls`) serves
+    every port over TLS: the URLs become ``wss://``/``https://`` and ``ca_file`` names the CA
+    file clients trust. ``alpaca_hours`` "venue" (default) trades Alpaca stocks in the
+    NYSE regular session only, "always" around the clock (crypto and FAKEPACA always trade).
+    From ``listen_key_retired_ns`` (mock clock) on, the legacy ``/api/v3/userDataStream``
+    listenKey endpoints answer 404 as a removed path does.
     """
     clock = clock or time.time_ns
     plan = FaultPlan(seed)
@@ -183,15 +210,17 @@ async def start_mock(
         blast=blast,
         blast_rate=blast_rate,
         blast_symbols=blast_symbols,
+        listen_key_retired_ns=listen_key_retired_ns,
     )
     server.replayer = replayer
     try:
+        context = None if tls is None else server_context(tls)
         server.faults.schedule(scenarios)
-        port = await server.start(host, binance_port)
+        port = await server.start(host, binance_port, context)
     except BaseException:
         server.ground_truth.close()
         raise
-    exchange = MockExchange(server, host, port, ground_truth_path)
+    exchange = MockExchange(server, host, port, ground_truth_path, tls)
     if alpaca_port is not None:
         alpaca = build_alpaca(
             seed=seed,
@@ -200,6 +229,7 @@ async def start_mock(
             api_secret=api_secret,
             ground_truth=server.ground_truth,
             clock=clock,
+            hours=alpaca_hours,
         )
         try:
             await exchange.attach_alpaca(alpaca, alpaca_port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import errno
 import gc
 import logging
@@ -25,6 +26,8 @@ from tickpipe.mock_ws import start_mock
 from tickpipe.mock_ws.binance.auth import load_ed25519_key
 from tickpipe.mock_ws.faults import FaultError, FaultPlan, load_fault_file
 from tickpipe.mock_ws.scenarios import ScenarioError, parse_scenarios, regime_from
+from tickpipe.mock_ws.tls import TlsFiles, server_context
+from tickpipe.mock_ws.tls import generate as generate_tls
 
 log = logging.getLogger("tickpipe.mock_ws")
 
@@ -57,6 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
             "same key and secret; default off"
         ),
     )
+    parser.add_argument(
+        "--alpaca-hours",
+        choices=("venue", "always"),
+        default="venue",
+        help=(
+            "with --alpaca-port: 'venue' trades stocks (AAPL) in NYSE's regular session only, "
+            "holding orders as accepted until the open and expiring DAY orders at the close; "
+            "'always' trades them around the clock for demos (default venue)"
+        ),
+    )
+    parser.add_argument(
+        "--listen-key-retired-at",
+        default=None,
+        metavar="ISO8601",
+        help=(
+            "from this UTC time on (e.g. 2026-01-01T00:00:00), the legacy REST listenKey "
+            "endpoints are gone (404), as the venue's changelog retires them; default: they work"
+        ),
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--seed", type=int, default=1, help="market simulation seed (default 1)")
     parser.add_argument(
@@ -73,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ready-file",
         default=None,
-        help='file that gets {"binance_port": P} once the mock listens (useful with port 0)',
+        help=(
+            'file that gets {"binance_port": P, "tls": false} once the mock listens (useful '
+            'with port 0); with TLS also "ca_file"'
+        ),
     )
     parser.add_argument(
         "--ping-interval",
@@ -166,8 +191,77 @@ def build_parser() -> argparse.ArgumentParser:
             "PEMFILE (REST, WS-API, session.logon); repeatable"
         ),
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help=(
+            "serve wss:// and https:// (as the venues do) with a new certificate signed by a new "
+            "CA; the CA file is written next to --ready-file (or into --tls-dir) as ca.pem and "
+            "named in the ready file as ca_file: clients trust it with SSL_CERT_FILE (requests: "
+            "REQUESTS_CA_BUNDLE) or TICKPIPE_CA_FILE"
+        ),
+    )
+    parser.add_argument(
+        "--tls-dir",
+        default=None,
+        metavar="DIR",
+        help="with --tls: where to write ca.pem, cert.pem and key.pem (default: the ready "
+        "file's folder, else ./.tickpipe/mock-tls)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="PEM",
+        help="serve TLS with this certificate chain instead of a generated one (with --tls-key)",
+    )
+    parser.add_argument("--tls-key", default=None, metavar="PEM", help="the --tls-cert's key")
+    parser.add_argument(
+        "--tls-ca",
+        default=None,
+        metavar="PEM",
+        help="with --tls-cert: the CA file to name in the ready file (default: --tls-cert)",
+    )
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
     return parser
+
+
+def _retired_ns(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--listen-key-retired-at {text}: give an ISO 8601 time, e.g. 2026-01-01T00:00:00"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1_000_000_000)
+
+
+def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    """Return the certificate to serve (generating one for --tls); ConfigError if unusable."""
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together: give both PEM files")
+        files = TlsFiles(
+            Path(args.tls_cert), Path(args.tls_key), Path(args.tls_ca or args.tls_cert)
+        )
+    elif args.tls:
+        folder = args.tls_dir
+        if folder is None:
+            folder = Path(args.ready_file).parent if args.ready_file else ".tickpipe/mock-tls"
+        try:
+            files = generate_tls(folder, [args.host], datetime.datetime.now(datetime.UTC))
+        except OSError as exc:
+            raise ConfigError(f"--tls-dir {folder}: cannot write the certificate: {exc}") from None
+    else:
+        return None
+    try:
+        server_context(files)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return files
 
 
 async def _serve(
@@ -177,6 +271,7 @@ async def _serve(
     faults: list[dict[str, Any]],
     ed_keys: dict[str, bytes],
     scenarios: list[dict[str, Any]],
+    tls: TlsFiles | None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -204,6 +299,9 @@ async def _serve(
         blast_symbols=[s.strip().upper() for s in args.blast_symbols.split(",") if s.strip()],
         replay=args.replay,
         replay_speed=args.replay_speed,
+        tls=tls,
+        alpaca_hours=args.alpaca_hours,
+        listen_key_retired_ns=args.listen_key_retired_ns,
     )
     try:
         log.info(
@@ -213,10 +311,13 @@ async def _serve(
         if args.ready_file:
             ready = Path(args.ready_file)
             tmp = ready.with_name(ready.name + ".tmp")
-            ports = {"binance_port": mock.binance_port}
+            ready_info: dict[str, Any] = {"binance_port": mock.binance_port}
             if mock.alpaca_port is not None:
-                ports["alpaca_port"] = mock.alpaca_port
-            tmp.write_bytes(orjson.dumps(ports))
+                ready_info["alpaca_port"] = mock.alpaca_port
+            ready_info["tls"] = mock.ca_file is not None
+            if mock.ca_file is not None:
+                ready_info["ca_file"] = str(Path(mock.ca_file).resolve())
+            tmp.write_bytes(orjson.dumps(ready_info))
             os.replace(tmp, ready)
         # The market's start-up state lives all run: keep it out of full collections, which
         # otherwise held the loop for 250-350 ms at a time (its history is a large heap).
@@ -307,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults = _load_faults(args.faults)
         ed_keys = _load_ed_keys(args.ed25519_key)
         scenarios = _load_scenarios(args.scenario, args.symbols)
+        tls = _tls_files(args)
+        args.listen_key_retired_ns = _retired_ns(args.listen_key_retired_at)
     except ConfigError as exc:
         print(f"tickpipe mock_ws: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -316,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mock_ws", settings.instance, level=settings.log_level, secrets=[api_key, api_secret]
     )
     try:
-        asyncio.run(_serve(args, api_key, api_secret, faults, ed_keys, scenarios))
+        asyncio.run(_serve(args, api_key, api_secret, faults, ed_keys, scenarios, tls))
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):  # taken since
             print(f"tickpipe mock_ws: configuration error: cannot listen: {exc}", file=sys.stderr)

@@ -1,21 +1,25 @@
 """Match orders against the simulated books and market (pure, no I/O).
 
-MARKET orders fill fully at the symbol's current price. LIMIT orders (``timeInForce`` GTC, IOC,
-FOK) take the levels of the symbol's :class:`~mock_ws.book.SimBook` they cross (partial fills,
-one public trade per level); the rest of a GTC order rests, IOC expires, and a FOK that cannot
-fill completely expires untouched. A resting order fills as a maker once the market trades at
-or through its price (:meth:`MatchingEngine.on_market_trade`). Each order yields
-``executionReport`` events (NEW, TRADE, CANCELED, EXPIRED) and an ``outboundAccountPosition``
-for the changed assets; funds of resting orders are locked. Every fill is booked as a public
-trade in the market, so an executionReport's ``t`` appears on ``<symbol>@trade``.
+Requests are checked by :mod:`mock_ws.order_rules` (parameters and the symbol's filters) and
+then against the account (duplicate ids, balances, MAX_NUM_ORDERS). MARKET orders (by
+``quantity`` or ``quoteOrderQty``) fill fully at the symbol's current price. LIMIT_MAKER orders
+rest, or are refused (``-2010``) if they would take. STOP_LOSS, TAKE_PROFIT and their _LIMIT
+forms wait (``isWorking`` false) until a trade reaches ``stopPrice``, then execute as a MARKET
+or LIMIT order. LIMIT orders (``timeInForce`` GTC, IOC, FOK) take the levels of the symbol's
+:class:`~mock_ws.book.SimBook` they cross (partial fills, one public trade per level); the rest
+of a GTC order rests, IOC expires, and a FOK that cannot fill completely expires untouched. A
+resting order fills as a maker once the market trades at or through its price
+(:meth:`MatchingEngine.on_market_trade`). Each order yields ``executionReport`` events (NEW,
+TRADE, CANCELED, EXPIRED) and an ``outboundAccountPosition`` for the changed assets; funds of
+resting orders are locked. Every fill is booked as a public trade in the market, so an
+executionReport's ``t`` appears on ``<symbol>@trade``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from tickpipe.mock_ws.book import SimBook
@@ -29,6 +33,16 @@ from tickpipe.mock_ws.order_model import (
     account_result,
     execution_report,
 )
+from tickpipe.mock_ws.order_rules import (
+    MAX_NUM_ALGO_ORDERS,
+    MAX_NUM_ORDERS,
+    QTY_STEP,
+    STOP_TYPES,
+    check_notional,
+    check_percent_price,
+    market_qty,
+    parse_order,
+)
 
 __all__ = [
     "QTY_STEP",
@@ -41,17 +55,7 @@ __all__ = [
 ]
 
 NS_PER_MS = 1_000_000
-QTY_STEP = Decimal("0.00001")
-PRICE_TICK = Decimal("0.01")
-MAX_QTY = Decimal("9000")
-MAX_PRICE = Decimal("1000000")
 _QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY", "USD")
-_CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-_DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
-_KNOWN_TYPES = {"LIMIT", "MARKET", "LIMIT_MAKER"} | {
-    f"{kind}{suffix}" for kind in ("STOP_LOSS", "TAKE_PROFIT") for suffix in ("", "_LIMIT")
-}
-_TIFS = ("GTC", "IOC", "FOK")
 Event = dict[str, Any]
 
 
@@ -63,26 +67,20 @@ def split_symbol(symbol: str) -> tuple[str, str]:
     return symbol[:-4], symbol[-4:]
 
 
+def _triggers(order_type: str, side: str, stop_price: Decimal, price: Decimal) -> bool:
+    """Tell whether a trade at ``price`` triggers a stop order (Spot API, "Order types").
+
+    STOP_LOSS triggers when the price falls to the stop (SELL) or rises to it (BUY);
+    TAKE_PROFIT the other way round.
+    """
+    falling = (side == "SELL") == order_type.startswith("STOP_LOSS")
+    return price <= stop_price if falling else price >= stop_price
+
+
 def _mandatory(name: str) -> OrderRejected:
     return OrderRejected(
         -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
     )
-
-
-def _decimal(raw: Any, name: str) -> Decimal:
-    if raw is None or raw == "":
-        raise _mandatory(name)
-    text = raw if isinstance(raw, str) else repr(raw) if isinstance(raw, float) else str(raw)
-    if isinstance(raw, bool) or not _DECIMAL_RE.match(text):
-        raise OrderRejected(
-            -1100,
-            f"Illegal characters found in parameter '{name}'; "
-            "legal range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
-        )
-    try:
-        return Decimal(text)
-    except InvalidOperation:  # pragma: no cover - the regex admits only decimals
-        raise _mandatory(name) from None
 
 
 @dataclass(frozen=True)
@@ -143,52 +141,46 @@ class MatchingEngine:
 
     def accept(self, params: Mapping[str, Any], now_ns: int) -> Order:
         """Validate an order and register it as NEW (open) without executing it."""
-        symbol = str(params.get("symbol") or "").upper()
-        if not symbol:
-            raise _mandatory("symbol")
-        if not self.market.has_symbol(symbol):
-            raise OrderRejected(-1121, "Invalid symbol.")
-        side = str(params.get("side") or "").upper()
-        if not side:
-            raise _mandatory("side")
-        if side not in {"BUY", "SELL"}:
-            raise OrderRejected(-1117, "Invalid side.")
-        order_type = str(params.get("type") or "").upper()
-        if not order_type:
-            raise _mandatory("type")
-        if order_type not in _KNOWN_TYPES:
-            raise OrderRejected(-1116, "Invalid orderType.")
-        if order_type not in ("MARKET", "LIMIT"):
-            raise OrderRejected(
-                -1116, f"Invalid orderType: the mock accepts MARKET and LIMIT, not {order_type}."
-            )
-        qty = self._quantity(params.get("quantity"))
-        price, tif = Decimal(0), "GTC"
-        if order_type == "LIMIT":
-            price = _decimal(params.get("price"), "price")
-            if price <= 0 or price > MAX_PRICE or price % PRICE_TICK != 0:
-                raise OrderRejected(-1013, "Filter failure: PRICE_FILTER")
-            tif = str(params.get("timeInForce") or "").upper()
-            if not tif:
-                raise _mandatory("timeInForce")
-            if tif not in _TIFS:
-                raise OrderRejected(-1115, "Invalid timeInForce.")
-        client_id = str(params.get("newClientOrderId") or "")
+        order = self.check(params, now_ns)
+        if order.lock_price:
+            self._lock(order, order.orig_qty)
+        self._next_order_id += 1
+        self._by_id[order.order_id] = order
+        self._by_client_id[order.client_order_id] = order
+        return order
+
+    def check(self, params: Mapping[str, Any], now_ns: int) -> Order:
+        """Return the order ``params`` would place, or raise the venue's refusal (no effect).
+
+        This is all ``order.test`` does; :meth:`accept` registers the order it returns.
+        """
+        spec = parse_order(params, self.market.symbols)
+        symbol, side, order_type = spec.symbol, spec.side, spec.type
+        client_id = spec.client_order_id
         if client_id:
-            if not _CLIENT_ID_RE.match(client_id):
-                raise OrderRejected(
-                    -1100,
-                    "Illegal characters found in parameter 'newClientOrderId'; "
-                    "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
-                )
             previous = self._by_client_id.get(client_id)
             if previous is not None and previous.is_open:
                 raise OrderRejected(-2010, "Duplicate order sent.")
         else:
-            self._auto_ids += 1
-            client_id = f"mock{self._auto_ids:018d}"
+            client_id = f"mock{self._auto_ids + 1:018d}"
+        last = Decimal(self.market.last_price(symbol))
+        qty = spec.qty if spec.qty is not None else market_qty(spec.quote_qty, last)
+        priced = spec.price > 0
+        if priced:
+            check_percent_price(side, spec.price, last)
+        market_like = order_type in ("MARKET", "STOP_LOSS", "TAKE_PROFIT")
+        check_notional(qty, spec.price if priced else spec.stop_price or last, market_like)
+        open_orders = self.open_orders(symbol)
+        if len(open_orders) >= MAX_NUM_ORDERS:
+            raise OrderRejected(-1013, "Filter failure: MAX_NUM_ORDERS")
+        if order_type in STOP_TYPES:
+            if sum(o.type in STOP_TYPES for o in open_orders) >= MAX_NUM_ALGO_ORDERS:
+                raise OrderRejected(-1013, "Filter failure: MAX_NUM_ALGO_ORDERS")
+            if _triggers(order_type, side, spec.stop_price, last):
+                raise OrderRejected(-2010, "Stop price would trigger immediately.")
+        lock_price = spec.price if priced else spec.stop_price
         base, quote = split_symbol(symbol)
-        cost_price = price if order_type == "LIMIT" else Decimal(self.market.last_price(symbol))
+        cost_price = lock_price or last
         if side == "BUY" and self.balances.get(quote, Decimal(0)) < qty * cost_price:
             raise OrderRejected(-2010, "Account has insufficient balance for requested action.")
         if side == "SELL" and self.balances.get(base, Decimal(0)) < qty:
@@ -203,14 +195,18 @@ class MatchingEngine:
             orig_qty=qty,
             time_ms=now_ms,
             update_time_ms=now_ms,
-            price=price,
-            time_in_force=tif,
+            price=spec.price,
+            time_in_force=spec.time_in_force,
+            stop_price=spec.stop_price,
+            orig_quote_qty=spec.quote_qty,
+            working=order_type not in STOP_TYPES,
+            lock_price=lock_price,
         )
-        if order_type == "LIMIT":
-            self._lock(order, qty)
-        self._next_order_id += 1
-        self._by_id[order.order_id] = order
-        self._by_client_id[client_id] = order
+        if order_type == "LIMIT_MAKER" and self._crossing(order, dry_run=True):
+            # Spot API, "LIMIT_MAKER": rejected if it would immediately match and trade.
+            raise OrderRejected(-2010, "Order would immediately match and take.")
+        if not spec.client_order_id:
+            self._auto_ids += 1
         return order
 
     def execute(self, order: Order, now_ns: int) -> list[Event]:
@@ -218,14 +214,38 @@ class MatchingEngine:
         if order.type == "MARKET":
             price = Decimal(self.market.last_price(order.symbol))
             self._fill(order, price, order.remaining, now_ns, maker=False)
-        else:
-            fillable = sum(q for _, q in self._crossing(order, dry_run=True))
-            if order.time_in_force != "FOK" or fillable >= order.remaining:
-                for price, qty in self._crossing(order, dry_run=False):
-                    self._fill(order, price, qty, now_ns, maker=False)
-            if order.remaining > 0 and order.time_in_force != "GTC":
-                self._close(order, "EXPIRED", now_ns)
-        return self._flush(order, now_ns, force=order.type == "LIMIT")
+        elif order.working and order.type != "LIMIT_MAKER":
+            self._take(order, now_ns)
+        return self._flush(order, now_ns, force=order.type != "MARKET")
+
+    def _take(self, order: Order, now_ns: int) -> None:
+        """Take the book's levels a priced order crosses; expire what IOC/FOK leave."""
+        fillable = sum(q for _, q in self._crossing(order, dry_run=True))
+        if order.time_in_force != "FOK" or fillable >= order.remaining:
+            for price, qty in self._crossing(order, dry_run=False):
+                self._fill(order, price, qty, now_ns, maker=False)
+        if order.remaining > 0 and order.time_in_force != "GTC":
+            self._close(order, "EXPIRED", now_ns)
+
+    def cancel_all(
+        self, params: Mapping[str, Any], now_ns: int
+    ) -> tuple[list[dict[str, Any]], list[Event]]:
+        """Cancel every open order of a symbol (``DELETE /api/v3/openOrders``); -2011 if none."""
+        symbol = str(params.get("symbol") or "").upper()
+        if not symbol:
+            raise _mandatory("symbol")
+        if not self.market.has_symbol(symbol):
+            raise OrderRejected(-1121, "Invalid symbol.")
+        orders = self.open_orders(symbol)
+        if not orders:
+            raise OrderRejected(-2011, "Unknown order sent.")
+        results = []
+        for order in orders:
+            self._auto_ids += 1
+            order.cancel_client_id = f"cxl{self._auto_ids:018d}"
+            self._close(order, "CANCELED", now_ns)
+            results.append(order.cancel_result(order.cancel_client_id))
+        return results, self._flush(orders[-1], now_ns)
 
     def cancel(self, params: Mapping[str, Any], now_ns: int) -> tuple[dict[str, Any], list[Event]]:
         """Cancel an open order; return the cancel result and events (-2011 if not open)."""
@@ -258,7 +278,17 @@ class MatchingEngine:
         events: list[Event] = []
         price = Decimal(trade.price)
         for order in self.open_orders(trade.symbol):
-            if order.type != "LIMIT" or order.time_ms * NS_PER_MS > now_ns:
+            if order.type == "MARKET" or order.time_ms * NS_PER_MS > now_ns:
+                continue
+            if not order.working:
+                if not _triggers(order.type, order.side, order.stop_price, price):
+                    continue
+                order.working = True  # triggered: a market order, or a limit order that works
+                if order.type in ("STOP_LOSS", "TAKE_PROFIT"):
+                    self._fill(order, price, order.remaining, now_ns, maker=False)
+                else:
+                    self._take(order, now_ns)
+                events.extend(self._flush(order, now_ns, force=True))
                 continue
             if (order.side == "BUY" and price <= order.price) or (
                 order.side == "SELL" and price >= order.price
@@ -295,13 +325,13 @@ class MatchingEngine:
 
     def _lock(self, order: Order, qty: Decimal) -> None:
         base, quote = split_symbol(order.symbol)
-        asset, amount = (quote, qty * order.price) if order.side == "BUY" else (base, qty)
+        asset, amount = (quote, qty * order.lock_price) if order.side == "BUY" else (base, qty)
         self._credit(asset, -amount)
         self.locked[asset] = self.locked.get(asset, Decimal(0)) + amount
 
     def _unlock(self, order: Order, qty: Decimal) -> None:
         base, quote = split_symbol(order.symbol)
-        asset, amount = (quote, qty * order.price) if order.side == "BUY" else (base, qty)
+        asset, amount = (quote, qty * order.lock_price) if order.side == "BUY" else (base, qty)
         self.locked[asset] = self.locked.get(asset, Decimal(0)) - amount
         self._credit(asset, amount)
 
@@ -309,7 +339,7 @@ class MatchingEngine:
         self, order: Order, price: Decimal, qty: Decimal, now_ns: int, *, maker: bool
     ) -> None:
         base, quote = split_symbol(order.symbol)
-        if order.type == "LIMIT":
+        if order.lock_price:
             self._unlock(order, qty)
         # A buyer taker lifts asks (seller is maker); a maker buy order is the maker buyer.
         buyer_is_maker = (order.side == "BUY") == maker
@@ -328,7 +358,9 @@ class MatchingEngine:
             commission_asset = quote
             self._credit(base, -qty)
             self._credit(quote, quote_qty - commission)
-        fill = Fill(price, qty, commission, commission_asset, trade.trade_id)
+        fill = Fill(
+            price, qty, commission, commission_asset, trade.trade_id, now_ns // NS_PER_MS, maker
+        )
         order.fills.append(fill)
         order.executed_qty += qty
         order.cum_quote += quote_qty
@@ -337,7 +369,7 @@ class MatchingEngine:
         self._pending.append(self._report(order, "TRADE", now_ns, fill=fill, maker=maker))
 
     def _close(self, order: Order, status: str, now_ns: int) -> None:
-        if order.type == "LIMIT" and order.remaining > 0:
+        if order.lock_price and order.remaining > 0:
             self._unlock(order, order.remaining)
         order.status = status
         order.update_time_ms = now_ns // NS_PER_MS
@@ -388,9 +420,3 @@ class MatchingEngine:
         if order is None:
             raise OrderRejected(-2013, "Order does not exist.")
         return order
-
-    def _quantity(self, raw: Any) -> Decimal:
-        qty = _decimal(raw, "quantity")
-        if qty < QTY_STEP or qty > MAX_QTY or qty % QTY_STEP != 0:
-            raise OrderRejected(-1013, "Filter failure: LOT_SIZE")
-        return qty

@@ -44,6 +44,8 @@ class Fill:
     commission: Decimal
     commission_asset: str
     trade_id: int
+    time_ms: int = 0
+    maker: bool = False
 
 
 @dataclass
@@ -65,6 +67,12 @@ class Order:
     price: Decimal = Decimal(0)
     time_in_force: str = "GTC"
     cancel_client_id: str = ""
+    stop_price: Decimal = Decimal(0)
+    orig_quote_qty: Decimal = Decimal(0)
+    #: False while a stop order waits for its trigger (the venue's ``isWorking``)
+    working: bool = True
+    #: the price the order's funds are locked at (0: nothing locked, MARKET orders)
+    lock_price: Decimal = Decimal(0)
 
     @property
     def remaining(self) -> Decimal:
@@ -84,18 +92,18 @@ class Order:
             "price": d8(self.price),
             "origQty": d8(self.orig_qty),
             "executedQty": d8(self.executed_qty),
-            "origQuoteOrderQty": "0.00000000",
+            "origQuoteOrderQty": d8(self.orig_quote_qty),
             "cummulativeQuoteQty": d8(self.cum_quote),
             "status": self.status,
             "timeInForce": self.time_in_force,
             "type": self.type,
             "side": self.side,
-            "stopPrice": "0.00000000",
+            "stopPrice": d8(self.stop_price),
             "icebergQty": "0.00000000",
             "time": self.time_ms,
             "updateTime": self.update_time_ms or self.time_ms,
-            "isWorking": True,
-            "workingTime": self.time_ms,
+            "isWorking": self.working,
+            "workingTime": self.time_ms if self.working else -1,
             "selfTradePreventionMode": "NONE",
         }
 
@@ -114,7 +122,7 @@ class Order:
             price=d8(self.price),
             origQty=d8(self.orig_qty),
             executedQty=d8(self.executed_qty),
-            origQuoteOrderQty="0.00000000",
+            origQuoteOrderQty=d8(self.orig_quote_qty),
             cummulativeQuoteQty=d8(self.cum_quote),
             status=self.status,
             timeInForce=self.time_in_force,
@@ -148,7 +156,7 @@ class Order:
             "price": d8(self.price),
             "origQty": d8(self.orig_qty),
             "executedQty": d8(self.executed_qty),
-            "origQuoteOrderQty": "0.00000000",
+            "origQuoteOrderQty": d8(self.orig_quote_qty),
             "cummulativeQuoteQty": d8(self.cum_quote),
             "status": self.status,
             "timeInForce": self.time_in_force,
@@ -184,7 +192,7 @@ def execution_report(
         "f": order.time_in_force,
         "q": d8(order.orig_qty),
         "p": d8(order.price),
-        "P": "0.00000000",
+        "P": d8(order.stop_price),
         "F": "0.00000000",
         "g": -1,
         "C": order.client_order_id if exec_type == "CANCELED" else "",
@@ -200,13 +208,13 @@ def execution_report(
         "T": now_ms,
         "t": fill.trade_id if fill else -1,
         "I": execution_id,
-        "w": (order.is_open and order.type != "MARKET") or new,
+        "w": ((order.is_open and order.type != "MARKET") or new) and order.working,
         "m": maker,
         "M": fill is not None,
         "O": order.time_ms,
         "Z": d8(Decimal(0) if new else order.cum_quote),
         "Y": d8((last_price * last_qty).quantize(EIGHT)),
-        "Q": "0.00000000",
+        "Q": d8(order.orig_quote_qty),
         "W": order.time_ms,
         "V": "NONE",
     }

@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--seed", type=int, default=1, help="mock market seed (default 1)")
     up.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
     up.add_argument(
+        "--no-tls", action="store_true",
+        help="serve the mock over plain ws:// and http:// (default: wss:// and https:// with a "
+        "CA generated under the data directory, as the venues only speak TLS)",
+    )  # fmt: skip
+    up.add_argument(
         "--ground-truth", type=Path, metavar="FILE",
         help="have the mock log every frame it sends and every order it gets (JSON lines)",
     )  # fmt: skip
@@ -121,6 +126,7 @@ async def _up(settings: Settings, args: argparse.Namespace) -> int:
         mock=False if args.no_mock else None,
         mock_rate=args.rate,
         mock_seed=args.seed,
+        mock_tls=not args.no_tls,
         ground_truth=args.ground_truth,
         dashboard=not args.no_dashboard,
         data_dir=data_dir,

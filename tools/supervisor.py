@@ -63,6 +63,8 @@ class UpOptions:
     mock: bool | None = None  # None: start the mock when no venue URL is configured
     mock_rate: float = 20.0
     mock_seed: int = 1
+    #: serve the mock over TLS (wss://, https://) with a generated CA, as the venues do
+    mock_tls: bool = True
     #: the mock's log of every frame it sent (grows with the run: off unless asked for)
     ground_truth: Path | None = None
     dashboard: bool = True
@@ -174,7 +176,7 @@ def _stage_env(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
 
 async def _start_mock(
     options: UpOptions, settings: Settings, env: dict[str, str], log_dir: Path
-) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
+) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
     ready = options.data_dir / "mock.ready.json"
     ready.unlink(missing_ok=True)
     argv = [
@@ -187,6 +189,8 @@ async def _start_mock(
     ]  # fmt: skip
     if options.ground_truth is not None:
         argv += ["--ground-truth", str(options.ground_truth)]
+    if options.mock_tls:
+        argv += ["--tls", "--tls-dir", str(options.data_dir / "mock-tls")]
     for name in settings.all_venues():  # a Binance market always runs beside the others
         argv += venue(name).mock_args(settings.for_venue(name))
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -206,8 +210,15 @@ async def _start_mock(
                 reason = "it did not report its ports within 15 s"
             raise ConfigError(f"the mock exchange did not start: {reason} (log: {mock_log})")
         await asyncio.sleep(0.05)
-    ports = {k: int(v) for k, v in json.loads(ready.read_text()).items() if k.endswith("_port")}
-    return proc, ports
+    return proc, dict(json.loads(ready.read_text()))
+
+
+def _secure_url(value: str) -> str:
+    """``ws://``/``http://`` -> ``wss://``/``https://``; any other value unchanged."""
+    for plain, secure in (("ws://", "wss://"), ("http://", "https://")):
+        if value.startswith(plain):
+            return secure + value[len(plain) :]
+    return value
 
 
 async def _mock_extra(
@@ -234,15 +245,21 @@ async def _mock_extra(
         )
     proc, ports = await _start_mock(options, settings, _stage_env(env, mock_env), log_dir)
     helpers.append(proc)
+    ca_file = ports.get("ca_file")
     urls: dict[str, str] = {}
     shown = []
     for name in settings.all_venues():
         found = venue(name).mock_env(
             ports, mock_env["BINANCE_API_KEY"], mock_env["BINANCE_API_SECRET"], env
         )
+        if ca_file:  # the mock serves every venue over TLS: same addresses, secure schemes
+            found = {k: _secure_url(v) for k, v in found.items()}
         urls.update(found)
-        port = ports.get(f"{name}_port")
-        shown.append(f"{name} ws://127.0.0.1:{port}")
+        scheme = "wss" if ca_file else "ws"
+        shown.append(f"{name} {scheme}://127.0.0.1:{ports.get(f'{name}_port')}")
+    if ca_file:  # the stages trust the mock's CA on top of the system store
+        urls["TICKPIPE_CA_FILE"] = str(ca_file)
+        shown.append(f"CA file {ca_file}")
     print(f"mock exchange: {', '.join(shown)} (seed {options.mock_seed})", file=out)
     return urls
 

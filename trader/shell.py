@@ -37,6 +37,7 @@ from tickpipe.common.health import HealthReporter
 from tickpipe.common.names import Keys
 from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis, redis_errors
 from tickpipe.common.settings import Settings
+from tickpipe.common.tls import trust_ca_file
 from tickpipe.trader.fence import LeaseLost
 from tickpipe.trader.lease import Lease, new_token
 from tickpipe.trader.market import MarketView
@@ -193,6 +194,7 @@ async def run(
     key means (Alpaca: a ConfigError that stops the stage).
     ``monotonic`` is the clock the lease's freshness is measured with.
     """
+    trust_ca_file(settings.ca_file)
     spec = venue_of(settings.venue)
     own_redis, own_venue = redis is None, venue is None
     link = spec.order_link(settings)  # checks the credentials

@@ -31,8 +31,13 @@ def build_alpaca(
     ground_truth: GroundTruthWriter,
     clock: Callable[[], int],
     auth_timeout_s: float = 10.0,
+    hours: str = "venue",
 ) -> AlpacaMock:
-    """Build (not start) the Alpaca venue with its own seeded market."""
+    """Build (not start) the Alpaca venue with its own seeded market.
+
+    ``hours`` "venue" trades stocks in NYSE's regular session only (:mod:`.calendar`);
+    "always" trades them around the clock, for demos at any hour.
+    """
     sim = MarketSim(ALPACA_SYMBOLS, seed, trades_per_s, start_prices=ALPACA_START_PRICES)
     return AlpacaMock(
         sim,
@@ -42,4 +47,5 @@ def build_alpaca(
         clock=clock,
         seed=seed,
         auth_timeout_s=auth_timeout_s,
+        hours=hours,
     )

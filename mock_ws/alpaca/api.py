@@ -21,6 +21,7 @@ from tickpipe.mock_ws.alpaca.broker import AlpacaBroker
 from tickpipe.mock_ws.alpaca.codec import Ts, parse_rfc3339, rfc3339
 from tickpipe.mock_ws.alpaca.marketdata import AlpacaMarket
 from tickpipe.mock_ws.alpaca.orders import TradingError
+from tickpipe.mock_ws.alpaca.reference import reference_route
 
 __all__ = ["AlpacaApi", "ApiResult"]
 
@@ -95,6 +96,9 @@ class AlpacaApi:
         self, method: str, path: str, query: Mapping[str, str], body: bytes, now_ns: int
     ) -> ApiResult:
         broker = self.broker
+        answer = reference_route(broker, self.market, method, path, query, now_ns)
+        if answer is not None:
+            return ApiResult(*answer)
         if path == "/v2/orders":
             if method == "POST":
                 order, events = broker.submit(_json_body(body), now_ns)

@@ -17,6 +17,7 @@ from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from tickpipe.mock_ws.alpaca import calendar
 from tickpipe.mock_ws.alpaca.account import Position, account_json, asset_id, positions_json
 from tickpipe.mock_ws.alpaca.codec import rfc3339
 from tickpipe.mock_ws.alpaca.marketdata import is_crypto
@@ -43,15 +44,29 @@ Event = dict[str, Any]
 class AlpacaBroker:
     """One paper account trading against a :class:`~mock_ws.market.MarketSim`."""
 
-    def __init__(self, market: MarketSim, *, seed: int = 1, cash: str = "100000") -> None:
+    def __init__(
+        self,
+        market: MarketSim,
+        *,
+        seed: int = 1,
+        cash: str = "100000",
+        hours: str = "venue",
+        around_the_clock: frozenset[str] = frozenset(),
+    ) -> None:
         self.market = market
         self._rng = random.Random(f"alpaca-broker:{seed}")
-        self.account_id = self._uuid()
+        self.account_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        #: "venue": stocks trade in the regular session only; "always": around the clock
+        self.hours = hours
+        #: symbols that trade whatever the hours (the test stream's FAKEPACA)
+        self.around_the_clock = around_the_clock
         self.orders: dict[str, AlpacaOrder] = {}
         self._client_ids: dict[str, str] = {}
         self.positions: dict[str, Position] = {}
         self.cash = Decimal(cash)
         self.reject_next = 0
+        #: every fill as a ``GET /v2/account/activities`` FILL entry, oldest first
+        self.activities: list[dict[str, Any]] = []
 
     # ---- orders -----------------------------------------------------------------------------
 
@@ -93,8 +108,38 @@ class AlpacaBroker:
         )
         self.orders[order.id] = order
         self._client_ids[client_id] = order.id
+        if not self.trades_now(symbol, now_ns):
+            # Alpaca, "Orders submitted outside of eligible trading hours": held as accepted,
+            # queued for the next session's open.
+            return order.to_json(), []
         response = order.to_json()
         return response, self._start(order, now_ns)
+
+    def trades_now(self, symbol: str, now_ns: int) -> bool:
+        """Tell whether ``symbol`` trades at ``now_ns`` (crypto 24/7, stocks in session)."""
+        if self.hours == "always" or is_crypto(symbol) or symbol in self.around_the_clock:
+            return True
+        return calendar.is_open(now_ns)
+
+    def tick(self, now_ns: int) -> list[Event]:
+        """Release held orders at the open; expire DAY stock orders at the close."""
+        events: list[Event] = []
+        for order in list(self.orders.values()):
+            if not order.is_open or not self.trades_now(order.symbol, now_ns):
+                if (
+                    order.is_open
+                    and order.status != "accepted"
+                    and order.time_in_force == "day"
+                    and order.asset_class == "us_equity"
+                    and self.hours == "venue"
+                    and order.symbol not in self.around_the_clock
+                ):
+                    # "day": canceled automatically at the end of regular trading hours.
+                    events.append(self._finish(order, "expired", now_ns))
+                continue
+            if order.status == "accepted" and order.replaces is None:
+                events.extend(self._start(order, now_ns))
+        return events
 
     def replace_order(self, order_id: str, body: Any, now_ns: int) -> tuple[Any, list[Event]]:
         """Replace an open limit order (``PATCH``); return the new order and the updates."""
@@ -225,6 +270,54 @@ class AlpacaBroker:
 
     # ---- account ----------------------------------------------------------------------------
 
+    def position_json(self, symbol: str) -> dict[str, Any]:
+        """Return ``GET /v2/positions/{symbol}``; 404 "position does not exist" when flat."""
+        known = self.resolve_symbol(symbol)
+        position = self.positions.get(known) if known is not None else None
+        if position is None or position.qty == 0:
+            raise TradingError(404, CODE_NOT_FOUND, "position does not exist")
+        return positions_json([position], self.market)[0]
+
+    def close_position(
+        self, symbol: str, query: dict[str, str], now_ns: int
+    ) -> tuple[dict[str, Any], list[Event]]:
+        """Close (all, ``qty`` or ``percentage`` of) a position with a market order."""
+        self.position_json(symbol)  # 404 when flat
+        known = self.resolve_symbol(symbol)
+        assert known is not None
+        held = self.positions[known].qty
+        qty = abs(held)
+        try:
+            if query.get("qty"):
+                qty = Decimal(query["qty"])
+            elif query.get("percentage"):
+                qty = (abs(held) * Decimal(query["percentage"]) / 100).quantize(
+                    QTY_QUANTUM, ROUND_DOWN
+                )
+        except ArithmeticError:
+            raise TradingError(422, CODE_UNPROCESSABLE, "invalid qty or percentage") from None
+        if not 0 < qty <= abs(held):
+            raise TradingError(422, CODE_UNPROCESSABLE, "invalid qty or percentage")
+        body = {
+            "symbol": known,
+            "qty": decimal_text(qty),
+            "side": "sell" if held > 0 else "buy",
+            "type": "market",
+            "time_in_force": "gtc" if is_crypto(known) else "day",
+        }
+        return self.submit(body, now_ns)
+
+    def close_all_positions(self, now_ns: int) -> tuple[list[dict[str, Any]], list[Event]]:
+        """Close every position (``DELETE /v2/positions``): the 207 body and the updates."""
+        results, events = [], []
+        for symbol, position in list(self.positions.items()):
+            if position.qty == 0:
+                continue
+            order, updates = self.close_position(symbol, {}, now_ns)
+            events.extend(updates)
+            results.append({"symbol": symbol, "status": 200, "body": order})
+        return results, events
+
     def positions_json(self) -> list[dict[str, Any]]:
         """Return ``GET /v2/positions``: every non-flat position valued at the current price."""
         return positions_json(self.positions.values(), self.market)
@@ -250,7 +343,8 @@ class AlpacaBroker:
     # ---- internals --------------------------------------------------------------------------
 
     def _uuid(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        # Random, as the venue's: a journal that outlives the mock never sees an id again.
+        return str(uuid.uuid4())
 
     def _check_funds(
         self,
@@ -325,6 +419,27 @@ class AlpacaBroker:
             price=decimal_text(price),
             qty=decimal_text(qty),
             position_qty=decimal_text(position.qty),
+        )
+        # Alpaca, "Account activities": trade activities (activity_type FILL).
+        filled = order.filled_qty
+        leaves = (target - filled) if target is not None and not done else Decimal(0)
+        self.activities.append(
+            {
+                "id": f"{rfc3339(now_ns)}::{event['execution_id']}",
+                "activity_type": "FILL",
+                "transaction_time": rfc3339(now_ns),
+                "type": "fill" if done else "partial_fill",
+                "price": decimal_text(price),
+                "qty": decimal_text(qty),
+                "side": order.side,
+                "symbol": order.symbol.replace("/", "")
+                if order.asset_class == "crypto"
+                else order.symbol,
+                "leaves_qty": decimal_text(leaves),
+                "order_id": order.id,
+                "cum_qty": decimal_text(filled),
+                "order_status": order.status,
+            }
         )
         return event
 

@@ -99,6 +99,7 @@ class _SymbolFeed:
     trades: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_TRADES))
     bars: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_BARS))
     last_price: float | None = None
+    quote: dict[str, Any] | None = None
 
 
 class AlpacaMarket:
@@ -132,7 +133,8 @@ class AlpacaMarket:
             feed.trades.append(message)
             feed.last_price = price
             out.append(Outgoing("trades", trade.symbol, message, trade))
-            out.append(Outgoing("quotes", trade.symbol, self._quote(trade, price, trade_ns)))
+            feed.quote = self._quote(trade, price, trade_ns)
+            out.append(Outgoing("quotes", trade.symbol, feed.quote))
             if is_crypto(trade.symbol):
                 book = self._book(trade.symbol, price, trade.trade_id, trade_ns, reset=False)
                 out.append(Outgoing("orderbooks", trade.symbol, book))
@@ -208,6 +210,19 @@ class AlpacaMarket:
         else:
             raise ValueError(f"unknown kind {kind!r}")
         return Outgoing(CHANNEL_OF[message["T"]], symbol, message)
+
+    def latest(self, symbol: str, kind: str) -> dict[str, Any] | None:
+        """Return the latest ``trade``, ``quote``, minute ``bar`` or ``day`` bar (None: none)."""
+        feed = self._feeds.get(symbol)
+        if feed is None:
+            return None
+        if kind == "trade":
+            return feed.trades[-1] if feed.trades else None
+        if kind == "quote":
+            return feed.quote
+        if kind == "bar":
+            return feed.bars[-1] if feed.bars else (feed.minute.fields() if feed.minute else None)
+        return feed.day.fields() if feed.day is not None else None
 
     def history_trades(self, symbol: str) -> list[dict[str, Any]]:
         """Return the kept trade messages of ``symbol`` (oldest first)."""

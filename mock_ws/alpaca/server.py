@@ -18,7 +18,8 @@ import contextlib
 import itertools
 import logging
 import socket
-from collections.abc import Callable
+import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ from tickpipe.mock_ws.alpaca.session import FEEDS, ConnectionRegistry, DataSessi
 from tickpipe.mock_ws.alpaca.trading_stream import TradingSession
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter
 from tickpipe.mock_ws.market import MarketSim
+from tickpipe.mock_ws.tls import Transports
 
 __all__ = ["TEST_SYMBOL", "AlpacaMock"]
 
@@ -57,6 +59,17 @@ class _Conn:
     overflowed: bool = False
 
 
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Answer unknown paths and methods with Alpaca's JSON error shape, not text/plain."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        return web.json_response({"code": 40410000, "message": "endpoint not found"}, status=404)
+
+
 class AlpacaMock:
     """The Alpaca venue's aiohttp application and its market loop; see the module docstring."""
 
@@ -73,10 +86,13 @@ class AlpacaMock:
         connection_limit: int = 1,
         entitled_feeds: tuple[str, ...] = tuple(FEEDS),
         outbox_limit: int = OUTBOX_LIMIT,
+        hours: str = "venue",
     ) -> None:
         self.sim = sim
         self.market = AlpacaMarket(sim.symbols)
-        self.broker = AlpacaBroker(sim, seed=seed)
+        self.broker = AlpacaBroker(
+            sim, seed=seed, hours=hours, around_the_clock=frozenset({TEST_SYMBOL})
+        )
         self.credentials = {api_key: api_secret}
         self.api = AlpacaApi(self.broker, self.market, self.credentials)
         self.registry = ConnectionRegistry(connection_limit)
@@ -91,7 +107,9 @@ class AlpacaMock:
         self._runner: web.AppRunner | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
-        app = web.Application()
+        app = web.Application(middlewares=[_json_errors])
+        self.transports = Transports()
+        app.on_response_prepare.append(self.transports.on_prepare)
         for path in FEEDS:
             app.router.add_get(path, self._handle_data)
         app.router.add_get("/stream", self._handle_trading)
@@ -100,9 +118,10 @@ class AlpacaMock:
         app.router.add_post("/_mock/alpaca/expire", self._expire)
         app.router.add_post("/_mock/alpaca/reject_next", self._reject_next)
         app.router.add_route("*", "/v2/{tail:.*}", self._rest)
+        app.router.add_get("/v1beta3/crypto/us/{tail:.+}", self._rest)  # REST data
         self.app = app
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
         """Listen on ``host:port`` (0 = any free port), start the market loop; return the port."""
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -112,7 +131,7 @@ class AlpacaMock:
                 self.app, handle_signals=False, access_log=None, shutdown_timeout=1.0
             )
             await self._runner.setup()
-            await web.SockSite(self._runner, sock).start()
+            await web.SockSite(self._runner, sock, ssl_context=ssl_context).start()
         except BaseException:
             sock.close()
             raise
@@ -131,6 +150,7 @@ class AlpacaMock:
                 await asyncio.wait_for(conn.ws.close(code=1001, message=b"server shutdown"), 2.0)
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.transports.abort()
 
     # ---- market loop ------------------------------------------------------------------------
 
@@ -142,7 +162,11 @@ class AlpacaMock:
 
     def step(self, now_ns: int) -> None:
         """Advance the market to ``now_ns``: route data, fill limits, enforce auth windows."""
-        trades = self.sim.trades_due(now_ns)
+        self._deliver_updates(self.broker.tick(now_ns))
+        # Stocks trade in the regular session only (IEX and SIP print nothing after hours).
+        trades = [
+            t for t in self.sim.trades_due(now_ns) if self.broker.trades_now(t.symbol, now_ns)
+        ]
         self._route_data(self.market.on_trades(trades, now_ns))
         self._deliver_updates(self.broker.on_trades(trades, now_ns))
         for conn in list(self.connections.values()):

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from tickpipe.mock_ws.matching import split_symbol
+from tickpipe.mock_ws.order_rules import ORDER_TYPES, symbol_filters
 
 __all__ = ["RATE_LIMITS", "exchange_info", "symbol_info"]
 
@@ -32,32 +33,19 @@ def symbol_info(symbol: str) -> dict[str, Any]:
         "quoteAssetPrecision": 8,
         "baseCommissionPrecision": 8,
         "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "MARKET"],
+        "orderTypes": ORDER_TYPES,
         "icebergAllowed": False,
         "ocoAllowed": False,
         "otoAllowed": False,
         "opoAllowed": False,
-        "quoteOrderQtyMarketAllowed": False,
+        "quoteOrderQtyMarketAllowed": True,
         "allowTrailingStop": False,
         "cancelReplaceAllowed": False,
         "amendAllowed": False,
         "pegInstructionsAllowed": False,
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
-        "filters": [
-            {
-                "filterType": "PRICE_FILTER",
-                "minPrice": "0.01000000",
-                "maxPrice": "1000000.00000000",
-                "tickSize": "0.01000000",
-            },
-            {
-                "filterType": "LOT_SIZE",
-                "minQty": "0.00001000",
-                "maxQty": "9000.00000000",
-                "stepSize": "0.00001000",
-            },
-        ],
+        "filters": symbol_filters(),
         "permissions": [],
         "permissionSets": [["SPOT"]],
         "defaultSelfTradePreventionMode": "NONE",

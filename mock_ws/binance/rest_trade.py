@@ -1,9 +1,11 @@
 """Serve Binance's signed REST trading endpoints and the legacy listenKey endpoints.
 
-``POST/DELETE/GET /api/v3/order``, ``GET /api/v3/openOrders`` and ``GET /api/v3/account`` are
-SIGNED: ``X-MBX-APIKEY`` header, ``timestamp``/``recvWindow`` and an HMAC-SHA256 ``signature``
-over the query string concatenated with the form body, as sent. User-data events go to every
-WebSocket API session with a subscription and every ``/ws/<listenKey>`` connection.
+``POST/DELETE/GET /api/v3/order``, ``POST /api/v3/order/test``, ``GET/DELETE
+/api/v3/openOrders``, ``GET /api/v3/allOrders``, ``GET /api/v3/myTrades`` and ``GET
+/api/v3/account`` are SIGNED: ``X-MBX-APIKEY`` header, ``timestamp``/``recvWindow`` and an
+HMAC-SHA256 ``signature`` over the query string concatenated with the form body, as sent.
+User-data events go to every WebSocket API session with a subscription and every
+``/ws/<listenKey>`` connection.
 ``POST/PUT/DELETE /api/v3/userDataStream`` need only the API key header.
 """
 
@@ -18,8 +20,10 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tickpipe.mock_ws.binance.auth import check_rest_signed
+from tickpipe.mock_ws.binance.rest_market import unknown_path
 from tickpipe.mock_ws.faults import FaultPlan
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter
+from tickpipe.mock_ws.history import all_orders, my_trades, test_order_result
 from tickpipe.mock_ws.matching import MatchingEngine, OrderRejected
 
 __all__ = ["RestTrading"]
@@ -51,8 +55,11 @@ class RestTrading:
         api_key: str,
         api_secret: str,
         ed25519_keys: Mapping[str, Ed25519PublicKey] | None = None,
+        listen_key_retired_ns: int | None = None,
     ) -> None:
         self.host = host
+        #: from this time on the legacy listenKey endpoints are gone (unknown path, 404)
+        self.listen_key_retired_ns = listen_key_retired_ns
         self.ed25519_keys = dict(ed25519_keys or {})
         self.plan = plan
         self._api_key = api_key
@@ -64,6 +71,10 @@ class RestTrading:
         app.router.add_delete("/api/v3/order", self._cancel)
         app.router.add_get("/api/v3/order", self._query)
         app.router.add_get("/api/v3/openOrders", self._open_orders)
+        app.router.add_delete("/api/v3/openOrders", self._cancel_all)
+        app.router.add_get("/api/v3/allOrders", self._all_orders)
+        app.router.add_get("/api/v3/myTrades", self._my_trades)
+        app.router.add_post("/api/v3/order/test", self._test_order)
         app.router.add_get("/api/v3/account", self._account)
         app.router.add_post("/api/v3/userDataStream", self._listen_key)
         app.router.add_put("/api/v3/userDataStream", self._listen_key)
@@ -152,9 +163,18 @@ class RestTrading:
         return web.json_response(outcome.result)
 
     async def _cancel(self, request: web.Request) -> web.Response:
+        return await self._apply(request, self.host.engine.cancel)
+
+    async def _cancel_all(self, request: web.Request) -> web.Response:
+        return await self._apply(request, self.host.engine.cancel_all)
+
+    async def _apply(
+        self, request: web.Request, action: Callable[[dict[str, Any], int], tuple[Any, Events]]
+    ) -> web.Response:
+        """Run a signed engine action; publish its user-data events; answer its result."""
         try:
             params = await self._signed(request)
-            result, events = self.host.engine.cancel(params, self.host.clock())
+            result, events = action(params, self.host.clock())
         except OrderRejected as exc:
             return _error(exc)
         self.host.publish_user_events(events)
@@ -185,6 +205,29 @@ class RestTrading:
             return _error(exc)
         return web.json_response([o.query_result() for o in self.host.engine.open_orders(symbol)])
 
+    async def _all_orders(self, request: web.Request) -> web.Response:
+        return await self._history(request, all_orders)
+
+    async def _my_trades(self, request: web.Request) -> web.Response:
+        return await self._history(request, my_trades)
+
+    async def _history(self, request: web.Request, query: Callable[..., Any]) -> web.Response:
+        engine = self.host.engine
+        try:
+            params = await self._signed(request)
+            return web.json_response(query(engine.orders, params, engine.market.symbols))
+        except OrderRejected as exc:
+            return _error(exc)
+
+    async def _test_order(self, request: web.Request) -> web.Response:
+        """Check an order as ``POST /api/v3/order`` would, without placing it (Spot API)."""
+        try:
+            params = await self._signed(request)
+            result = test_order_result(self.host.engine, params, self.host.clock())
+        except OrderRejected as exc:
+            return _error(exc)
+        return web.json_response(result)
+
     async def _account(self, request: web.Request) -> web.Response:
         try:
             await self._signed(request)
@@ -204,6 +247,11 @@ class RestTrading:
         return web.json_response({"asset": asset, "free": events[1]["B"][0]["f"]})
 
     async def _listen_key(self, request: web.Request) -> web.Response:
+        retired = self.listen_key_retired_ns
+        if retired is not None and self.host.clock() >= retired:
+            # The Spot changelog retires the REST listenKey in favour of the WebSocket API's
+            # userDataStream.subscribe: past the date the path is simply gone.
+            return unknown_path(request.method, request.path)
         key = request.headers.get("X-MBX-APIKEY")
         if not key or (key != self._api_key and key not in self.ed25519_keys):
             return _error(OrderRejected(-2015, "Invalid API-key, IP, or permissions for action."))

@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -40,7 +41,7 @@ from tickpipe.mock_ws.binance.connection import (
 from tickpipe.mock_ws.binance.control import FaultRunner
 from tickpipe.mock_ws.binance.feed import MarketFeed
 from tickpipe.mock_ws.binance.replay_shell import Replayer
-from tickpipe.mock_ws.binance.rest_market import RestMarket
+from tickpipe.mock_ws.binance.rest_market import RestMarket, json_errors
 from tickpipe.mock_ws.binance.rest_trade import RestTrading
 from tickpipe.mock_ws.binance.status import server_status
 from tickpipe.mock_ws.binance.streams import (
@@ -54,6 +55,7 @@ from tickpipe.mock_ws.faults import FaultPlan
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter, trade_record, user_event_record
 from tickpipe.mock_ws.market import MarketSim, SimTrade
 from tickpipe.mock_ws.matching import MatchingEngine
+from tickpipe.mock_ws.tls import Transports
 
 __all__ = ["BinanceMock"]
 
@@ -82,12 +84,13 @@ class BinanceMock:
         blast: bool = False,
         blast_rate: float = 0.0,
         blast_symbols: Iterable[str] = (),
+        listen_key_retired_ns: int | None = None,
     ) -> None:
         self.market = market
         self.engine = MatchingEngine(market)
         self.api = WsApi(
             self.engine, api_key=api_key, api_secret=api_secret, ed25519_keys=ed25519_keys
-        )
+        )  # its market-data methods read self.feed, attached below
         self.ground_truth = ground_truth
         self.ping_interval_s = ping_interval_s
         self.max_incoming_per_s = max_incoming_per_s
@@ -108,16 +111,20 @@ class BinanceMock:
         self.replayer: Replayer | None = None
         self.feed = MarketFeed(market, market.seed)
         self.engine.books = self.feed.books
+        self.api.feed = self.feed
         self.rest = RestMarket(self.feed, clock, weight_limit=weight_limit)
         self.app = web.Application(
-            middlewares=[self.faults.rest_middleware, self.rest.weight_middleware]
+            middlewares=[json_errors, self.faults.rest_middleware, self.rest.weight_middleware]
         )
+        self.transports = Transports()
+        self.app.on_response_prepare.append(self.transports.on_prepare)
         self.trading = RestTrading(
             self,
             self.faults.plan,
             api_key=api_key,
             api_secret=api_secret,
             ed25519_keys=ed25519_keys,
+            listen_key_retired_ns=listen_key_retired_ns,
         )
         self.faults.add_routes(self.app)
         self.rest.add_routes(self.app)
@@ -128,7 +135,7 @@ class BinanceMock:
         self.app.router.add_get("/ws-api/v3", self._handle_api)
         self.app.router.add_get("/_mock/status", self._status)
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
         """Listen on ``host:port`` (0 = any free port), start the trade loop; return the port."""
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -142,7 +149,7 @@ class BinanceMock:
                 self.app, handle_signals=False, access_log=None, shutdown_timeout=1.0
             )
             await self._runner.setup()
-            await web.SockSite(self._runner, sock).start()
+            await web.SockSite(self._runner, sock, ssl_context=ssl_context).start()
         except BaseException:
             sock.close()
             raise
@@ -163,6 +170,7 @@ class BinanceMock:
                 await asyncio.wait_for(conn.ws.close(code=1001, message=b"server shutdown"), 2.0)
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.transports.abort()
         self.ground_truth.close()
 
     # ---- trade loop -------------------------------------------------------------------------

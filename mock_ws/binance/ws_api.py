@@ -1,8 +1,11 @@
 """Answer Binance WebSocket API requests (``/ws-api/v3``) against the matching engine (pure).
 
 A request ``{"id", "method", "params"}`` gets ``{"id", "status", "result" | "error",
-"rateLimits"}``. Methods: ``ping``, ``time``, ``order.place`` (MARKET, LIMIT), ``order.status``,
-``order.cancel``, ``openOrders.status``, ``allOrders``, ``account.status``, ``session.logon``
+"rateLimits"}``. Methods: ``ping``, ``time``, ``order.place`` (every Spot order type),
+``order.status``,
+``order.cancel``, ``order.test``, ``openOrders.status``, ``openOrders.cancelAll``, ``allOrders``,
+``myTrades``, ``account.status``, the market-data methods of :mod:`mock_ws.binance.ws_market`
+(``depth``, ``trades.*``, ``klines``, ``ticker.*``, ``exchangeInfo``...), ``session.logon``
 (Ed25519 keys only; afterwards signed methods need only ``timestamp``), ``session.status``,
 ``session.logout``, ``userDataStream.subscribe`` (after logon),
 ``userDataStream.subscribe.signature``, ``userDataStream.unsubscribe``, ``session.subscriptions``
@@ -21,6 +24,9 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tickpipe.mock_ws.binance.auth import check_signed, check_time
+from tickpipe.mock_ws.binance.feed import MarketFeed
+from tickpipe.mock_ws.binance.ws_market import MARKET_METHODS, market_result, market_weight
+from tickpipe.mock_ws.history import all_orders, my_trades, test_order_result
 from tickpipe.mock_ws.matching import MatchingEngine, OrderRejected
 
 __all__ = ["ApiReply", "ApiSession", "WsApi"]
@@ -34,6 +40,9 @@ _WEIGHTS = {
     "order.cancel": 1,
     "openOrders.status": 6,
     "allOrders": 20,
+    "myTrades": 20,
+    "order.test": 1,
+    "openOrders.cancelAll": 1,
     "account.status": 20,
     "userDataStream.subscribe.signature": 2,
     "userDataStream.unsubscribe": 2,
@@ -82,8 +91,10 @@ class WsApi:
         api_key: str,
         api_secret: str,
         ed25519_keys: Mapping[str, Ed25519PublicKey] | None = None,
+        feed: MarketFeed | None = None,
     ) -> None:
         self.engine = engine
+        self.feed = feed
         self.ed25519_keys = dict(ed25519_keys or {})
         self._api_key = api_key
         self._api_secret = api_secret
@@ -126,22 +137,26 @@ class WsApi:
             return self._error(
                 session, request_id, OrderRejected(-1100, "Parameter 'params' is malformed."), None
             )
-        if method not in _WEIGHTS:
+        market = self.feed is not None and method in MARKET_METHODS
+        if method not in _WEIGHTS and not market:
             legal = ", ".join(sorted(_WEIGHTS))
             error = OrderRejected(
                 -1100,
                 f"Illegal characters found in parameter 'method'; legal range is '{legal}'.",
             )
             return self._error(session, request_id, error, None)
-        self._count(session, _WEIGHTS[method], now_ns, order=method == "order.place")
+        self._count(session, self._weight(method, params), now_ns, order=method == "order.place")
         session.hide_rate_limits = params.get("returnRateLimits") is False
         deliveries: list[tuple[ApiSession, dict[str, Any]]] = []
         events: list[dict[str, Any]] = []
         try:
             if method == "order.place":
                 return self._order_place(session, request_id, params, now_ns)
-            if method == "ping":
-                result: Any = {}
+            if market:
+                assert self.feed is not None
+                result: Any = market_result(self.feed, method, params, now_ns // NS_PER_MS)
+            elif method == "ping":
+                result = {}
             elif method == "time":
                 result = {"serverTime": now_ns // NS_PER_MS}
             elif method == "order.status":
@@ -169,9 +184,17 @@ class WsApi:
                 if symbol is not None and not self.engine.market.has_symbol(symbol):
                     raise OrderRejected(-1121, "Invalid symbol.")
                 result = [o.query_result() for o in self.engine.open_orders(symbol)]
-            elif method == "allOrders":
+            elif method in ("allOrders", "myTrades"):
                 self._check(session, params, now_ns)
-                result = self._all_orders(params)
+                history = all_orders if method == "allOrders" else my_trades
+                result = history(self.engine.orders, params, self.engine.market.symbols)
+            elif method == "order.test":
+                self._check(session, params, now_ns)
+                result = test_order_result(self.engine, params, now_ns)
+            elif method == "openOrders.cancelAll":
+                self._check(session, params, now_ns)
+                result, events = self.engine.cancel_all(params, now_ns)
+                deliveries = self.fanout(events)
             elif method == "account.status":
                 self._check(session, params, now_ns)
                 result = self.engine.account(now_ns)
@@ -292,32 +315,12 @@ class WsApi:
         reply = self._ok(session, request_id, outcome.result)
         return ApiReply(reply, deliveries, record, outcome.events)
 
-    def _all_orders(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """``allOrders``: a symbol's orders from ``orderId``, else from ``startTime``, else the
-        newest, oldest first, at most ``limit`` (default 500, at most 1000)."""
-        symbol = str(params.get("symbol") or "").upper()
-        if not symbol:
-            raise OrderRejected(
-                -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
-            )
-        if not self.engine.market.has_symbol(symbol):
-            raise OrderRejected(-1121, "Invalid symbol.")
-        try:
-            limit = min(int(params.get("limit") or 500), 1000)
-            from_id = int(params["orderId"]) if params.get("orderId") not in (None, "") else None
-            start = int(params["startTime"]) if params.get("startTime") not in (None, "") else None
-        except (TypeError, ValueError):
-            raise OrderRejected(-1100, "Illegal characters found in a parameter.") from None
-        orders = sorted(
-            (o for o in self.engine.orders if o.symbol == symbol), key=lambda o: o.order_id
-        )
-        if from_id is not None:
-            chosen = [o for o in orders if o.order_id >= from_id][:limit]
-        elif start is not None:
-            chosen = [o for o in orders if o.time_ms >= start][:limit]
-        else:
-            chosen = orders[-limit:]
-        return [o.query_result() for o in chosen]
+    def _weight(self, method: str, params: Mapping[str, Any]) -> int:
+        if method in MARKET_METHODS and self.feed is not None:
+            return market_weight(method, params)
+        if method == "order.test" and params.get("computeCommissionRates") is True:
+            return 20
+        return _WEIGHTS[method]
 
     def _count(self, session: ApiSession, weight: int, now_ns: int, *, order: bool) -> None:
         minute = now_ns // 60_000_000_000

@@ -80,7 +80,12 @@ def run_ingestor(
     async def scenario() -> tuple[Ingestor, Settings, dict[str, list[RawFrame]]]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         mock = await start_mock(
-            alpaca_port=0, api_key=KEY, api_secret=SECRET, trades_per_s=40.0, **mock_kwargs
+            alpaca_hours="always",  # AAPL trades at any hour here (default: NYSE session)
+            alpaca_port=0,
+            api_key=KEY,
+            api_secret=SECRET,
+            trades_per_s=40.0,
+            **mock_kwargs,
         )
         try:
             settings = settings_for(mock, **settings_overrides)
@@ -187,7 +192,9 @@ def test_trade_updates_land_in_private_raw_after_a_rest_order(encoding: str) -> 
 def test_wrong_key_is_a_config_error_quickly() -> None:
     async def scenario() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        mock = await start_mock(alpaca_port=0, api_key="other-key", api_secret=SECRET)
+        mock = await start_mock(
+            alpaca_hours="always", alpaca_port=0, api_key="other-key", api_secret=SECRET
+        )
         try:
             ingestor = Ingestor(settings_for(mock), redis=redis)
             started = time.monotonic()
@@ -235,7 +242,9 @@ def test_two_shards_send_control_to_the_first_partition_and_data_to_its_own() ->
 def test_connection_limit_waits_until_the_other_session_closes() -> None:
     async def scenario() -> tuple[Ingestor, list[RawFrame]]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        mock = await start_mock(alpaca_port=0, api_key=KEY, api_secret=SECRET)
+        mock = await start_mock(
+            alpaca_hours="always", alpaca_port=0, api_key=KEY, api_secret=SECRET
+        )
         try:
             settings = settings_for(mock, alpaca_encoding="json")
             holder = await connect(settings.alpaca_data_stream_url(), additional_headers=HEADERS)

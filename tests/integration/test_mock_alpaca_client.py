@@ -76,7 +76,7 @@ def test_alpaca_py_streams_and_trading_client() -> None:
         return [_name(u.event) for u in updates if str(u.order.id) == order_id]
 
     async def scenario() -> None:
-        mock = await start_mock(alpaca_port=0, trades_per_s=20.0)
+        mock = await start_mock(alpaca_hours="always", alpaca_port=0, trades_per_s=20.0)
         assert mock.alpaca_data_url is not None and mock.alpaca_rest_url is not None
         data = StockDataStream(KEY, SECRET, url_override=f"{mock.alpaca_data_url}/v2/test")
         data.subscribe_trades(on_trade, "FAKEPACA")

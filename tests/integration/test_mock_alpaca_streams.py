@@ -23,7 +23,10 @@ Scenario = Callable[[MockExchange], Awaitable[None]]
 def run(scenario: Scenario, **kwargs: Any) -> None:
     async def main() -> None:
         mock = await start_mock(
-            alpaca_port=0, trades_per_s=kwargs.pop("trades_per_s", 40.0), **kwargs
+            alpaca_hours="always",  # AAPL trades at any hour here (default: NYSE session)
+            alpaca_port=0,
+            trades_per_s=kwargs.pop("trades_per_s", 40.0),
+            **kwargs,
         )
         try:
             await asyncio.wait_for(scenario(mock), 8)

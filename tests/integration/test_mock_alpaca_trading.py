@@ -26,7 +26,7 @@ Scenario = Callable[[MockExchange, aiohttp.ClientSession], Awaitable[None]]
 
 def run(scenario: Scenario, **kwargs: Any) -> None:
     async def main() -> None:
-        mock = await start_mock(alpaca_port=0, trades_per_s=40.0, **kwargs)
+        mock = await start_mock(alpaca_hours="always", alpaca_port=0, trades_per_s=40.0, **kwargs)
         try:
             async with aiohttp.ClientSession(
                 base_url=f"{mock.alpaca_rest_url}/", headers=HEADERS

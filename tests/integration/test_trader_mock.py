@@ -129,7 +129,9 @@ def test_limit_order_rests_at_the_mock_until_a_cancel_signal_and_restarts_reconc
             redis = fakeredis.FakeAsyncRedis()
             partition = next(p for p, s in settings.partitions().items() if "ETHUSDT" in s)
             signals, orders = settings.keys.signals(partition), settings.keys.orders("binance")
-            resting = replace(make_signal(), price="1.00", signal_id="threshold:ETHUSDT:limit")
+            # Far below the market, yet inside the venue's PERCENT_PRICE_BY_SIDE (0.2x) and
+            # NOTIONAL (5 USDT) filters, which refuse a 0.01 ETH buy at 1.00.
+            resting = replace(make_signal(), price="1000.00", signal_id="threshold:ETHUSDT:limit")
             await seed_market(redis, settings, "ETHUSDT", "3000")
             await redis.xadd(signals, resting.to_fields())
             stop = asyncio.Event()

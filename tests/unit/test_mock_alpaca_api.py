@@ -20,7 +20,9 @@ HEADERS = {"APCA-API-KEY-ID": "key", "APCA-API-SECRET-KEY": "secret"}
 
 def make_api() -> AlpacaApi:
     sim = MarketSim(("AAPL",), 1, 10.0, start_prices={"AAPL": "100"})
-    return AlpacaApi(AlpacaBroker(sim), AlpacaMarket(sim.symbols), {"key": "secret"})
+    return AlpacaApi(
+        AlpacaBroker(sim, hours="always"), AlpacaMarket(sim.symbols), {"key": "secret"}
+    )
 
 
 def call(

@@ -17,7 +17,7 @@ MS = 1_000_000
 
 def broker(cash: str = "100000") -> AlpacaBroker:
     sim = MarketSim(("AAPL", "BTC/USD"), 1, 10.0, start_prices={"AAPL": "100", "BTC/USD": "50000"})
-    return AlpacaBroker(sim, seed=1, cash=cash)
+    return AlpacaBroker(sim, seed=1, cash=cash, hours="always")  # matching, not the calendar
 
 
 def order(**fields: Any) -> dict[str, Any]:

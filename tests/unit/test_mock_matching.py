@@ -95,7 +95,7 @@ def test_duplicate_client_order_id_among_open_orders_is_rejected() -> None:
         (order(symbol=""), -1102),
         (order(side="HOLD"), -1117),
         (order(type="FOO"), -1116),
-        (order(type="STOP_LOSS"), -1116),
+        (order(type="STOP_LOSS"), -1102),  # stopPrice missing
         (order(type="LIMIT", price="100"), -1102),
         (order(type="LIMIT", price="100.001", timeInForce="GTC"), -1013),
         (order(type="LIMIT", price="100", timeInForce="GTD"), -1115),

@@ -18,6 +18,7 @@ import orjson
 
 from tickpipe.common.errors import AmbiguousOutcome, ConfigError, VenueUnavailable
 from tickpipe.common.settings import Settings
+from tickpipe.common.tls import http_connector
 from tickpipe.venues.alpaca.orders import auth_headers
 
 __all__ = ["AlpacaRest", "Answer", "rest_from_settings"]
@@ -56,7 +57,9 @@ class AlpacaRest:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self.timeout)
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, timeout=self.timeout, connector=http_connector()
+            )
         return self._session
 
     async def request(

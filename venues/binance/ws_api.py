@@ -24,6 +24,7 @@ from websockets.exceptions import WebSocketException
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import AmbiguousOutcome, AuthError, VenueUnavailable
+from tickpipe.common.tls import ws_ssl
 from tickpipe.venues.binance.orders import order_wait_s
 
 __all__ = ["BinanceWsApi", "Venue"]
@@ -153,6 +154,7 @@ class BinanceWsApi:
                 try:
                     ws = await connect(
                         self.url,
+                        ssl=ws_ssl(self.url),
                         open_timeout=self.connect_timeout_s,
                         max_size=2**22,
                         # Orders and answers are small: deflating them only adds latency.

@@ -1,0 +1,156 @@
+"""Answer Binance's account-history queries and test orders from the matching engine (pure).
+
+``allOrders`` and ``myTrades`` (REST ``GET /api/v3/allOrders``, ``GET /api/v3/myTrades`` and the
+WebSocket API methods of the same names) follow the Spot API's "Account endpoints" section:
+``symbol`` is mandatory; ``orderId`` (allOrders) or ``fromId`` (myTrades) pages forward from an
+id; otherwise the most recent entries are returned; ``startTime``/``endTime`` bound the time
+and may not span more than 24 hours (``-1127``); ``limit`` defaults to 500, at most 1000;
+entries come oldest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from tickpipe.mock_ws.matching import MatchingEngine
+from tickpipe.mock_ws.order_model import EIGHT, Order, OrderRejected, d8
+
+__all__ = ["all_orders", "my_trades", "test_order_result"]
+
+DAY_MS = 86_400_000
+
+
+def _mandatory(name: str) -> OrderRejected:
+    return OrderRejected(
+        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+    )
+
+
+def _int(params: Mapping[str, Any], name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise OrderRejected(
+            -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]+$'."
+        ) from None
+
+
+def _window(params: Mapping[str, Any]) -> tuple[int | None, int | None, int]:
+    start, end = _int(params, "startTime"), _int(params, "endTime")
+    if start is not None and end is not None and end - start > DAY_MS:
+        raise OrderRejected(-1127, "More than 24 hours between startTime and endTime.")
+    limit = _int(params, "limit")
+    if limit is None:
+        limit = 500
+    if not 1 <= limit <= 1000:
+        raise OrderRejected(-1100, "Illegal characters found in parameter 'limit'.")
+    return start, end, limit
+
+
+def _pick(
+    rows: list[tuple[int, int, Any]],
+    from_id: int | None,
+    start: int | None,
+    end: int | None,
+    limit: int,
+) -> list[Any]:
+    """Pick from ``(id, time_ms, row)`` sorted by id: from an id, a time window, or the newest."""
+    if from_id is not None:
+        return [r for i, t, r in rows if i >= from_id][:limit]
+    if start is not None:
+        return [r for _, t, r in rows if start <= t and (end is None or t <= end)][:limit]
+    if end is not None:
+        return [r for _, t, r in rows if t <= end][-limit:]
+    return [r for _, _, r in rows][-limit:]
+
+
+def _symbol(params: Mapping[str, Any], listed: Iterable[str]) -> str:
+    symbol = str(params.get("symbol") or "").upper()
+    if not symbol:
+        raise _mandatory("symbol")
+    if symbol not in set(listed):
+        raise OrderRejected(-1121, "Invalid symbol.")
+    return symbol
+
+
+def all_orders(
+    orders: Iterable[Order], params: Mapping[str, Any], listed: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Answer ``allOrders``: a symbol's orders, open or closed, in the order-query shape."""
+    symbol = _symbol(params, listed)
+    from_id = _int(params, "orderId")
+    start, end, limit = _window(params)
+    rows = sorted(
+        ((o.order_id, o.time_ms, o) for o in orders if o.symbol == symbol), key=lambda r: r[0]
+    )
+    return [o.query_result() for o in _pick(rows, from_id, start, end, limit)]
+
+
+def my_trades(
+    orders: Iterable[Order], params: Mapping[str, Any], listed: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Answer ``myTrades``: the account's fills of a symbol (of one ``orderId`` if given)."""
+    symbol = _symbol(params, listed)
+    order_id, from_id = _int(params, "orderId"), _int(params, "fromId")
+    start, end, limit = _window(params)
+    if from_id is not None and (start is not None or end is not None):
+        raise OrderRejected(-1128, "Combination of optional parameters invalid.")
+    if order_id is not None and (start is not None or end is not None):
+        raise OrderRejected(-1128, "Combination of optional parameters invalid.")
+    rows = []
+    for order in orders:
+        if order.symbol != symbol or order_id not in (None, order.order_id):
+            continue
+        for fill in order.fills:
+            rows.append((fill.trade_id, fill.time_ms, _trade(order, fill)))
+    rows.sort(key=lambda r: r[0])
+    return _pick(rows, from_id, start, end, limit)
+
+
+def _trade(order: Order, fill: Any) -> dict[str, Any]:
+    quote = (Decimal(fill.price) * Decimal(fill.qty)).quantize(EIGHT)
+    return {
+        "symbol": order.symbol,
+        "id": fill.trade_id,
+        "orderId": order.order_id,
+        "orderListId": -1,
+        "price": d8(fill.price),
+        "qty": d8(fill.qty),
+        "quoteQty": d8(quote),
+        "commission": d8(fill.commission),
+        "commissionAsset": fill.commission_asset,
+        "time": fill.time_ms,
+        "isBuyer": order.side == "BUY",
+        "isMaker": fill.maker,
+        "isBestMatch": True,
+    }
+
+
+def test_order_result(
+    engine: MatchingEngine, params: Mapping[str, Any], now_ns: int
+) -> dict[str, Any]:
+    """Answer ``order.test``: ``{}``, or the commission rates with ``computeCommissionRates``.
+
+    The order is checked as :meth:`MatchingEngine.place` would check it and never placed.
+    """
+    engine.check(params, now_ns)
+    if str(params.get("computeCommissionRates", "")).lower() != "true":
+        return {}
+    rate = d8(engine.commission_rate)
+    zero = "0.00000000"
+    return {
+        "standardCommissionForOrder": {"maker": rate, "taker": rate},
+        "specialCommissionForOrder": {"maker": zero, "taker": zero},
+        "taxCommissionForOrder": {"maker": zero, "taker": zero},
+        "discount": {
+            "enabledForAccount": False,
+            "enabledForSymbol": False,
+            "discountAsset": "BNB",
+            "discount": zero,
+        },
+    }

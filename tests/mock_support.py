@@ -1,0 +1,25 @@
+"""Helpers for tests that drive the mock exchange in-process: a manual clock and waits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+class ManualClock:
+    """The mock's clock (integer ns): it moves only when the test sets ``ns``."""
+
+    def __init__(self, ns: int | None = None) -> None:
+        self.ns = time.time_ns() if ns is None else ns
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+async def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
+    """Poll ``condition`` until true; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
