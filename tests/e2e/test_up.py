@@ -41,7 +41,7 @@ def test_up_runs_every_stage_and_shows_data_moving(tmp_path: Path) -> None:
     assert int(totals["bars1s"].replace(",", "")) > 0, final
     assert int(totals["orders"].replace(",", "")) > 0, final
     # The mock spoke TLS, as the venues do, and the stages trusted its generated CA.
-    assert re.search(r"mock exchange: wss://127\.0\.0\.1:\d+; CA file \S+ca\.pem", out), out
+    assert re.search(r"mock exchange: binance wss://127\.0\.0\.1:\d+, CA file \S+ca\.pem", out), out
     assert (data / "mock-tls" / "ca.pem").is_file()
     # Every stage logged in as its own user; the passwords stay private for the next start.
     assert "a user per stage, no anonymous access" in out, out
