@@ -24,16 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from tickpipe.common.errors import ConfigError
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.errors import AuthError, ConfigError, OrderNotFound, RateLimited, VenueError
+from tickpipe.common.links import retry_after_from_header
 from tickpipe.common.messages import Level
 from tickpipe.common.schema import Event
 
@@ -50,6 +53,9 @@ __all__ = [
 log = logging.getLogger("tickpipe.client")
 
 Policy = Literal["block", "drop"]
+T = TypeVar("T")
+#: Tries of a request the venue refused for its rate limit (each after its ``Retry-After``).
+RATE_LIMIT_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,12 +237,21 @@ class VenueClient:
     """The venue-neutral half of a client: buffer, iteration, callbacks, tasks and close."""
 
     venue: ClassVar[str] = ""
+    #: Errors of a cancel that mean the order is no longer open (``cancel_all`` skips it).
+    cancel_closed: ClassVar[tuple[type[Exception], ...]] = (OrderNotFound,)
 
-    def __init__(self, *, max_events: int = 10_000, policy: Policy = "block") -> None:
+    def __init__(
+        self, *, max_events: int = 10_000, policy: Policy = "block", backoff: Backoff | None = None
+    ) -> None:
         self._events = EventBuffer(self.venue, max_events, policy)
+        self.backoff = backoff or Backoff()
         self._tasks: list[asyncio.Task[None]] = []
+        #: The open connections by role (``None`` while one is being reopened).
+        self._conns: dict[str, ClientConnection | None] = {}
         self._closed = False
         self.errors = 0  # connection errors seen (each one logged)
+        self.reconnects = 0  # connections reopened after an error
+        self.rate_limit_waits = 0  # requests held for the venue's rate limit
 
     @property
     def dropped(self) -> int:
@@ -278,6 +293,119 @@ class VenueClient:
         async for _ in self.process_incoming_data(callback):
             pass
 
+    async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        raise NotImplementedError
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
+        raise NotImplementedError
+
+    async def cancel_all(self, symbol: str | None = None) -> list[OrderState]:
+        """Cancel every open order (of ``symbol``); return the cancelled orders.
+
+        An order that filled or was cancelled meanwhile is skipped (logged), not an error.
+        """
+        cancelled: list[OrderState] = []
+        for order in await self.open_orders(symbol):
+            try:
+                cancelled.append(await self.cancel_order(order.symbol, order.client_order_id))
+            except self.cancel_closed as exc:
+                log.info(
+                    "order closed before its cancel",
+                    extra={"client_order_id": order.client_order_id, "error": str(exc)},
+                )
+        return cancelled
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run a request; one the venue refused for its rate limit (nothing was done) is sent
+        again after the venue's ``Retry-After``, at most :data:`RATE_LIMIT_TRIES` times."""
+        for attempt in range(1, RATE_LIMIT_TRIES + 1):
+            try:
+                return await call()
+            except RateLimited as exc:
+                if attempt == RATE_LIMIT_TRIES:
+                    raise
+                self.rate_limit_waits += 1
+                log.warning(
+                    "request refused for the rate limit; waiting",
+                    extra={"venue": self.venue, "request": what, "wait_s": exc.retry_after_s},
+                )
+                await asyncio.sleep(exc.retry_after_s)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read(
+        self,
+        role: str,
+        ws: ClientConnection,
+        reopen: Callable[[], Awaitable[ClientConnection]],
+        take: Callable[[str | bytes], Awaitable[None]],
+        lost: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Read ``ws`` in the background; reopen it (``reopen``) after each error that is not
+        fatal, calling ``lost`` first (state to rebuild); ``take`` digests each frame."""
+        self._conns[role] = ws
+        self._spawn(self._read_forever(role, reopen, take, lost), f"{self.venue}-{role}")
+
+    async def _read_forever(
+        self,
+        role: str,
+        reopen: Callable[[], Awaitable[ClientConnection]],
+        take: Callable[[str | bytes], Awaitable[None]],
+        lost: Callable[[], None],
+    ) -> None:
+        while not self._closed:
+            ws = self._conns.get(role)
+            opened: float | None = None
+            try:
+                if ws is None:
+                    ws = self._conns[role] = await reopen()
+                    self.reconnects += 1
+                    log.info("venue connection reopened", extra={"connection": role})
+                opened = time.monotonic()
+                async for frame in ws:
+                    await take(frame)
+                raise ConnectionError(f"closed by the venue: code {ws.close_code}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._closed:
+                    return
+                try:
+                    delay = self.handle_websocket_error(exc)
+                except Exception as fatal:
+                    self._fail(fatal)
+                    return
+                if opened is not None:
+                    self.backoff.connection_ended(time.monotonic() - opened)
+                self._conns[role] = None
+                lost()
+                await asyncio.sleep(delay)
+
+    def handle_websocket_error(self, error: BaseException) -> float:
+        """Decide what an error means: return the delay before reconnecting, or raise if fatal.
+
+        A rejected key (:class:`AuthError`) is raised as is; a rate limit or a 418/429 handshake
+        waits at least the venue's ``Retry-After``; network and venue errors back off (capped,
+        jittered); anything else is raised. Override it for another policy.
+        """
+        self.errors += 1
+        if isinstance(error, AuthError):
+            raise error
+        if isinstance(error, RateLimited):
+            self.backoff.wait_at_least(error.retry_after_s)
+        elif isinstance(error, InvalidStatus) and error.response.status_code in (418, 429):
+            header = error.response.headers.get("Retry-After")
+            self.backoff.wait_at_least(retry_after_from_header(header) or 0.0)
+        elif not isinstance(
+            error, OSError | TimeoutError | WebSocketException | VenueError | ConnectionClosed
+        ):
+            raise error
+        delay = self.backoff.next_delay_s()
+        log.warning(
+            "venue connection lost; reconnecting",
+            extra={"venue": self.venue, "error": str(error), "delay_s": round(delay, 3)},
+        )
+        return delay
+
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
@@ -298,7 +426,10 @@ class VenueClient:
         self._events.fail(error)
 
     async def _close_connections(self) -> None:
-        """Close the venue's connections (each client its own)."""
+        """Close the venue's connections (a client with more to close extends this)."""
+        for ws in self._conns.values():
+            if ws is not None:
+                await close_quickly(ws)
 
     async def close(self) -> None:
         """Close every connection and end the iteration; always completes."""

@@ -37,12 +37,10 @@ from typing import Any
 import aiohttp
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import (
     AmbiguousOutcome,
-    AuthError,
     ConfigError,
     DecodeError,
     DuplicateOrder,
@@ -68,14 +66,11 @@ from tickpipe.venues.binance.session import classify_reply, user_data_subscribe_
 from tickpipe.venues.binance.wire import stream_name
 from tickpipe.venues.binance.ws_api import BinanceWsApi
 from tickpipe.venues.books import SequencedBook, Step
-from tickpipe.venues.clients import BookUpdate, OrderState, Policy, VenueClient, close_quickly
+from tickpipe.venues.clients import BookUpdate, OrderState, Policy, VenueClient
 
 __all__ = ["BinanceClient"]
 
 log = logging.getLogger("tickpipe.client")
-
-#: Tries of a request the venue refused for its rate limit (each after its ``retryAfter``).
-RATE_LIMIT_TRIES = 3
 
 
 class BinanceClient(VenueClient):
@@ -100,23 +95,18 @@ class BinanceClient(VenueClient):
         recv_window_ms: int = 5000,
         request_timeout_s: float = 10.0,
     ) -> None:
-        super().__init__(max_events=max_events, policy=policy)
+        super().__init__(max_events=max_events, policy=policy, backoff=backoff)
         self.ws_url = ws_url.rstrip("/")
         self.ws_api_url = ws_api_url
         self.rest_url = rest_url.rstrip("/")
         self.api_key = api_key or ""
         self.api_secret = api_secret or ""
         self.channels = channels
-        self.backoff = backoff or Backoff()
         self.clock = clock
         self.book_depth = book_depth
         self.recv_window_ms = recv_window_ms
         self.streams: list[str] = []
         self.books: dict[str, SequencedBook] = {}
-        self.reconnects = 0
-        self.rate_limit_waits = 0
-        self._market: ClientConnection | None = None
-        self._private: ClientConnection | None = None
         self._ids = itertools.count(1)
         self._api = BinanceWsApi(ws_api_url, request_timeout_s=request_timeout_s)
         self._http: aiohttp.ClientSession | None = None
@@ -128,8 +118,8 @@ class BinanceClient(VenueClient):
     # -- connecting ----------------------------------------------------------------------------
     async def connect_to_websocket(self) -> None:
         """Open the market-data connection (bare ``/stream``) and start reading it."""
-        self._market = await self._open_market()
-        self._spawn(self._read_forever("market"), "binance-market")
+        ws = await self._open_market()
+        self._read("market", ws, self._open_market, self._take, self._forget_books)
 
     async def _open_market(self) -> ClientConnection:
         ws = await connect(f"{self.ws_url}/stream", ping_interval=20, ping_timeout=20)
@@ -144,8 +134,8 @@ class BinanceClient(VenueClient):
         :class:`ConfigError` when no key pair was given.
         """
         self._need_keys("authenticate_websocket")
-        self._private = await self._open_private()
-        self._spawn(self._read_forever("private"), "binance-user-data")
+        ws = await self._open_private()
+        self._read("private", ws, self._open_private, self._take)
 
     def _need_keys(self, what: str) -> None:
         if not (self.api_key and self.api_secret):
@@ -178,12 +168,13 @@ class BinanceClient(VenueClient):
         new = [stream_name(symbol, c) for c in channels or self.channels]
         new = [s for s in new if s not in self.streams]
         self.streams.extend(new)
-        if self._market is not None and new:
-            await self._send_subscribe(self._market, new)
+        market = self._conns.get("market")
+        if market is not None and new:
+            await self._send_subscribe(market, new)
 
     async def subscribe_to_order_updates(self) -> None:
         """Receive this account's order updates (authenticates first if needed)."""
-        if self._private is None:
+        if "private" not in self._conns:
             await self.authenticate_websocket()
 
     async def _send_subscribe(self, ws: ClientConnection, streams: list[str]) -> None:
@@ -194,42 +185,6 @@ class BinanceClient(VenueClient):
             await asyncio.sleep(0.25)  # stays under 5 messages/s
 
     # -- reading -------------------------------------------------------------------------------
-    async def _read_forever(self, which: str) -> None:
-        while not self._closed:
-            ws = self._market if which == "market" else self._private
-            opened: float | None = None
-            try:
-                if ws is None:
-                    ws = await (self._open_market() if which == "market" else self._open_private())
-                    self.reconnects += 1
-                    log.info("venue connection reopened", extra={"connection": which})
-                    if which == "market":
-                        self._market = ws
-                    else:
-                        self._private = ws
-                opened = time.monotonic()
-                async for frame in ws:
-                    await self._take(frame)
-                raise ConnectionError(f"closed by the venue: code {ws.close_code}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._closed:
-                    return
-                try:
-                    delay = self.handle_websocket_error(exc)
-                except Exception as fatal:
-                    self._fail(fatal)
-                    return
-                if opened is not None:
-                    self.backoff.connection_ended(time.monotonic() - opened)
-                if which == "market":
-                    self._market = None
-                    self._forget_books()  # diffs are lost while away: rebuild every book
-                else:
-                    self._private = None
-                await asyncio.sleep(delay)
-
     async def _take(self, frame: str | bytes) -> None:
         ts_recv = self.clock()
         try:
@@ -306,31 +261,6 @@ class BinanceClient(VenueClient):
         for symbol in list(self.books):
             self.books[symbol] = SequencedBook()
 
-    def handle_websocket_error(self, error: BaseException) -> float:
-        """Decide what an error means: return the delay before reconnecting, or raise if fatal.
-
-        A rejected key (:class:`AuthError`) is raised as is; a rate limit or a 418/429 handshake
-        waits at least the venue's ``Retry-After``; anything else backs off (capped, jittered).
-        """
-        self.errors += 1
-        if isinstance(error, AuthError):
-            raise error
-        if isinstance(error, RateLimited):
-            self.backoff.wait_at_least(error.retry_after_s)
-        elif isinstance(error, InvalidStatus) and error.response.status_code in (418, 429):
-            header = error.response.headers.get("Retry-After")
-            self.backoff.wait_at_least(retry_after_from_header(header) or 0.0)
-        elif not isinstance(
-            error, OSError | TimeoutError | WebSocketException | VenueError | ConnectionClosed
-        ):
-            raise error
-        delay = self.backoff.next_delay_s()
-        log.warning(
-            "venue connection lost; reconnecting",
-            extra={"error": str(error), "delay_s": round(delay, 3), "errors": self.errors},
-        )
-        return delay
-
     # -- trading -------------------------------------------------------------------------------
     def _auth(self) -> SignOptions:
         self._need_keys("trading")
@@ -343,20 +273,12 @@ class BinanceClient(VenueClient):
     async def _request(
         self, send: Callable[[], Awaitable[dict[str, Any]]], what: str
     ) -> dict[str, Any]:
-        """Send a request; a rate-limit refusal (nothing done) waits ``retryAfter`` and resends."""
-        for attempt in range(1, RATE_LIMIT_TRIES + 1):
-            try:
-                return result_of(await send(), now_ms=self.clock() // MS)
-            except RateLimited as exc:
-                if attempt == RATE_LIMIT_TRIES:
-                    raise
-                self.rate_limit_waits += 1
-                log.warning(
-                    "request refused for the rate limit; waiting",
-                    extra={"request": what, "wait_s": round(exc.retry_after_s, 3)},
-                )
-                await asyncio.sleep(exc.retry_after_s)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Send a request and return its result (see ``_retrying`` for rate limits)."""
+
+        async def call() -> dict[str, Any]:
+            return result_of(await send(), now_ms=self.clock() // MS)
+
+        return await self._retrying(call, what)
 
     async def place_order(
         self,
@@ -444,24 +366,9 @@ class BinanceClient(VenueClient):
         listed = list_result_of(await self._api.open_orders(params), now_ms=self.clock() // MS)
         return [OrderState.from_result(self.venue, o) for o in listed if isinstance(o, dict)]
 
-    async def cancel_all(self, symbol: str | None = None) -> list[OrderState]:
-        """Cancel every open order (of ``symbol``); return the cancelled orders.
-
-        An order that filled or was cancelled meanwhile is skipped (logged), not an error.
-        """
-        cancelled: list[OrderState] = []
-        for order in await self.open_orders(symbol):
-            try:
-                cancelled.append(await self.cancel_order(order.symbol, order.client_order_id))
-            except OrderNotFound:
-                log.info("order closed before its cancel", extra={"id": order.client_order_id})
-        return cancelled
-
     # -- closing -------------------------------------------------------------------------------
     async def _close_connections(self) -> None:
-        for ws in (self._market, self._private):
-            if ws is not None:
-                await close_quickly(ws)
+        await super()._close_connections()
         with contextlib.suppress(Exception):
             await self._api.aclose()
         if self._http is not None:
