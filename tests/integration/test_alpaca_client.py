@@ -48,7 +48,7 @@ def run(
 
 
 async def next_event(client: AlpacaClient, cls: type[E], test: Callable[[E], bool]) -> E:
-    async for event in client.process_incoming_data():
+    async for event in client:  # the client iterates as process_incoming_data() does
         if isinstance(event, cls) and test(event):
             return event
     raise AssertionError("the client ended before the expected event")
