@@ -252,6 +252,7 @@ class VenueClient:
         self.errors = 0  # connection errors seen (each one logged)
         self.reconnects = 0  # connections reopened after an error
         self.rate_limit_waits = 0  # requests held for the venue's rate limit
+        self.malformed = 0  # frames or messages skipped because they did not parse (each logged)
 
     @property
     def dropped(self) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import OrderNotFound, OrderRejected
-from tickpipe.common.schema import Bar, Event, OrderUpdate
+from tickpipe.common.schema import Bar, Event, OrderUpdate, Trade
 from tickpipe.mock_ws import MockExchange, read_ground_truth, start_mock
 from tickpipe.venues.binance.client import BinanceClient
 from tickpipe.venues.clients import BookUpdate
@@ -173,5 +173,16 @@ def test_client_reconnects_and_rebuilds_its_book() -> None:
         await mock.inject({"type": "drop", "kind": "stream"})
         rebuilt = await next_event(client, BookUpdate, lambda b: b.resynced)
         assert rebuilt.symbol == "ETHUSDT" and client.reconnects == 1 and client.errors == 1
+
+    run(scenario)
+
+
+def test_a_malformed_frame_is_counted_and_skipped() -> None:
+    async def scenario(mock: MockExchange, client: BinanceClient) -> None:
+        await client.subscribe_to_ticker("BTCUSDT", channels=("trade",))
+        first = await next_event(client, Trade, lambda t: True)
+        await mock.inject({"type": "malformed", "replace": True, "kind": "stream"})
+        later = await next_event(client, Trade, lambda t: int(t.trade_id) > int(first.trade_id) + 3)
+        assert client.malformed == 1 and client.errors == 0 and later.symbol == "BTCUSDT"
 
     run(scenario)

@@ -228,6 +228,7 @@ class AlpacaClient(VenueClient):
         try:
             messages = decode_frame(frame)
         except DecodeError as exc:
+            self.malformed += 1
             log.warning("skipping a malformed frame", extra={"error": str(exc)})
             return
         if self._data is not None and self._conns.get("data") is not None:
@@ -238,6 +239,7 @@ class AlpacaClient(VenueClient):
             try:
                 event = self._event(message, ts_recv)
             except DecodeError as exc:
+                self.malformed += 1
                 log.warning("skipping a malformed message", extra={"error": str(exc)})
                 continue
             if event is not None:
@@ -282,6 +284,7 @@ class AlpacaClient(VenueClient):
             elif isinstance(message, Mapping) and message.get("action") == "error":
                 raise VenueError(f"Alpaca trading stream error: {message.get('data')}")
         except DecodeError as exc:
+            self.malformed += 1
             log.warning("skipping a malformed trade update", extra={"error": str(exc)})
 
     # -- trading -------------------------------------------------------------------------------

@@ -190,6 +190,7 @@ class BinanceClient(VenueClient):
         try:
             value = normalise(frame, ts_recv=ts_recv)
         except DecodeError as exc:
+            self.malformed += 1
             log.warning("skipping a malformed frame", extra={"error": str(exc)})
             return
         if isinstance(value, DepthDiff):
