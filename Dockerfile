@@ -1,9 +1,10 @@
-# One image for every stage; installed the way the README does (./dev install).
-FROM python:3.11-slim-bookworm
-WORKDIR /app
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server \
-    && rm -rf /var/lib/apt/lists/*
-COPY pyproject.toml README.md LICENSE dev ./
+# One slim runtime image for every stage, built in two steps: the first installs tickpipe and its
+# runtime extras into a virtualenv (no dev tools, no tests, no build cache), the second copies only
+# that virtualenv onto a fresh base. Build context: see .dockerignore (no .venv, .tickpipe, .env).
+FROM python:3.11-slim-bookworm AS build
+WORKDIR /src
+RUN python -m venv /opt/tickpipe && /opt/tickpipe/bin/pip install -q --no-cache-dir --upgrade pip
+COPY pyproject.toml README.md LICENSE ./
 COPY common ./common
 COPY mock_ws ./mock_ws
 COPY ingestor ./ingestor
@@ -15,11 +16,20 @@ COPY venues ./venues
 COPY tools ./tools
 # the one import root: links to the folders above (python -m tickpipe.<stage>)
 COPY tickpipe ./tickpipe
-RUN ./dev install
-ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1
-# Stages run as an unprivileged user; SIGTERM finishes the current batch (see docs/deploying.md).
-RUN useradd --system --no-create-home --home-dir /app tickpipe && mkdir -p /data \
-    && chown tickpipe /data
+# a regular (not editable) install: the runtime image needs none of /src
+RUN /opt/tickpipe/bin/pip install -q --no-cache-dir ".[fast,dashboard,metrics]" \
+    && /opt/tickpipe/bin/pip uninstall -q -y pip
+
+FROM python:3.11-slim-bookworm
+COPY --from=build /opt/tickpipe /opt/tickpipe
+# Stages run as an unprivileged user whose only writable place is /data (a volume in compose):
+# the ingestor's spill journal (TICKPIPE_DATA_DIR/ingestor-journal), the mock's ground truth.
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /data tickpipe \
+    && mkdir -p /data && chown tickpipe:tickpipe /data && chmod 0700 /data
+ENV PATH=/opt/tickpipe/bin:$PATH PYTHONUNBUFFERED=1 TICKPIPE_DATA_DIR=/data
+WORKDIR /data
 USER tickpipe
+VOLUME ["/data"]
+# SIGTERM finishes the current batch (see docs/deploying.md).
 STOPSIGNAL SIGTERM
 CMD ["tickpipe", "--help"]

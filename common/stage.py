@@ -4,8 +4,10 @@ Each stage's ``__main__`` calls :func:`stage_main` with its ``run(settings, stop
 SIGTERM or SIGINT sets ``stop`` (finish the current batch, then return); a second signal cancels the
 run at once. Exit codes: 0 clean stop, 1 failure, 2 bad configuration. Every stage runs under
 umask 077: the files it writes (the ingestor's spill journal) are private to its user.
-``--check`` without ``REDIS_URL`` reads a running embedded default (``tickpipe up``) as its
-operator user.
+``--check`` exits 0 only when every live instance of the stage reports itself well (``ok``, or a
+trader on ``standby``) and one is ``ok``: a container's health check fails while any replica is
+not. Without ``REDIS_URL`` it reads a running embedded default (``tickpipe up``) as its operator
+user.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 RunFn = Callable[[Settings, asyncio.Event], Awaitable[None]]
+#: Health statuses of a replica that is well (``standby``: a trader ready to take over).
+HEALTHY = frozenset({"ok", "standby"})
 
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -56,7 +60,7 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--check",
         action="store_true",
-        help="exit 0 if a live instance of this stage reports healthy in Redis, else 1",
+        help="exit 0 if every live instance of this stage reports healthy in Redis, else 1",
     )
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
     return parser
@@ -74,11 +78,13 @@ async def _check(settings: Settings, service: str) -> int:
         return EXIT_FAILURE
     finally:
         await redis.aclose()
-    healthy = [r for r in records if r.get("status") == "ok"]
     for r in records:
         print(f"{service} {r.get('instance')}: {r.get('status')}")
     if not records:
         print(f"{service}: no running instance reports health", file=sys.stderr)
+    # Every replica must be well (a standby is: it is ready to take over) and one must work.
+    statuses = [r.get("status") for r in records]
+    healthy = "ok" in statuses and all(s in HEALTHY for s in statuses)
     return EXIT_OK if healthy else EXIT_FAILURE
 
 

@@ -1,4 +1,4 @@
-"""Run the trader stage: ``python -m tickpipe.trader`` (``--check``: is one healthy)."""
+"""Run the trader stage: ``python -m tickpipe.trader`` (``--check``: all well, one trading)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,26 @@
-"""Embed the Binance venue connection in another program: no Redis, events in, events out.
+"""Embed a Binance connection in another program: typed events in, orders out, no Redis.
 
 :class:`BinanceClient` opens the combined market stream (and, with a key, the WebSocket API's
-user-data subscription), subscribes symbols, and yields normalised :mod:`common.schema` events
-(:class:`~common.schema.Trade`, :class:`~common.schema.Quote`,
-:class:`~common.schema.OrderUpdate`). A dropped connection is reopened with capped, jittered
-backoff and its subscriptions are sent again; a rejected key raises :class:`AuthError` once::
+user-data subscription), subscribes symbols, and yields typed events: :class:`~common.schema.Trade`,
+:class:`~common.schema.Quote` (``bookTicker``), :class:`~venues.clients.BookUpdate` (channel
+``depth@100ms``: a book kept from a REST snapshot plus diffs, rebuilt after a gap or a
+reconnect), :class:`~common.schema.Bar` (``kline_1m``...) and
+:class:`~common.schema.OrderUpdate`. Orders go over the WebSocket API (``order.place``,
+``order.cancel``, ``order.status``, ``openOrders.status``), signed with the key pair; the client
+order id is the idempotency key: an unclear outcome is settled by looking that id up, never by
+sending again. A dropped connection is reopened with capped, jittered backoff and its
+subscriptions are sent again; a rejected key raises :class:`AuthError` once::
 
     async with BinanceClient(ws_url, ws_api_url, rest_url, api_key, api_secret) as client:
         await client.subscribe_to_ticker("BTCUSDT")
         await client.subscribe_to_order_updates()
+        order = await client.place_order("BTCUSDT", "BUY", "0.001")
         async for event in client.process_incoming_data():
             print(event)
+
+The slow-consumer policy, ``close()`` and fatal errors are :mod:`venues.clients`'s. This module is
+glue: parsing is :mod:`venues.binance.events`, signing and answers :mod:`venues.binance.orders`,
+the request connection :class:`~venues.binance.ws_api.BinanceWsApi`.
 """
 
 from __future__ import annotations
@@ -20,31 +30,53 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import aiohttp
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from tickpipe.common.backoff import Backoff
-from tickpipe.common.errors import AuthError, ConfigError, DecodeError, RateLimited, VenueError
+from tickpipe.common.errors import (
+    AmbiguousOutcome,
+    ConfigError,
+    DecodeError,
+    DuplicateOrder,
+    OrderNotFound,
+    RateLimited,
+    VenueError,
+)
 from tickpipe.common.links import retry_after_from_header
-from tickpipe.common.schema import Event
+from tickpipe.common.messages import DepthDiff, DepthSnapshot
+from tickpipe.common.schema import Event, OrderIntent
 from tickpipe.common.units import MS
 from tickpipe.venues.binance.events import normalise
+from tickpipe.venues.binance.marketdata import REST_DEPTH, parse_rest
+from tickpipe.venues.binance.orders import (
+    SignOptions,
+    list_result_of,
+    open_orders_params,
+    place_params,
+    result_of,
+    status_params,
+)
 from tickpipe.venues.binance.session import classify_reply, user_data_subscribe_request
 from tickpipe.venues.binance.wire import stream_name
+from tickpipe.venues.binance.ws_api import BinanceWsApi
+from tickpipe.venues.books import SequencedBook, Step
+from tickpipe.venues.clients import BookUpdate, OrderState, Policy, VenueClient
 
 __all__ = ["BinanceClient"]
 
-log = logging.getLogger("tickpipe.ingestor.client")
-
-_CLOSED = object()
+log = logging.getLogger("tickpipe.client")
 
 
-class BinanceClient:
-    """A self-healing Binance market + user-data connection that yields normalised events."""
+class BinanceClient(VenueClient):
+    """A self-healing Binance market + user-data connection that yields typed events and trades."""
+
+    venue = "binance"
 
     def __init__(
         self,
@@ -57,40 +89,37 @@ class BinanceClient:
         channels: tuple[str, ...] = ("trade", "bookTicker"),
         backoff: Backoff | None = None,
         clock: Callable[[], int] = time.time_ns,
+        max_events: int = 10_000,
+        policy: Policy = "block",
+        book_depth: int = 10,
+        recv_window_ms: int = 5000,
+        request_timeout_s: float = 10.0,
     ) -> None:
+        super().__init__(max_events=max_events, policy=policy, backoff=backoff)
         self.ws_url = ws_url.rstrip("/")
         self.ws_api_url = ws_api_url
         self.rest_url = rest_url.rstrip("/")
         self.api_key = api_key or ""
         self.api_secret = api_secret or ""
         self.channels = channels
-        self.backoff = backoff or Backoff()
         self.clock = clock
+        self.book_depth = book_depth
+        self.recv_window_ms = recv_window_ms
         self.streams: list[str] = []
-        self.errors = 0
-        self._market: ClientConnection | None = None
-        self._private: ClientConnection | None = None
-        self._events: asyncio.Queue[object] = asyncio.Queue(maxsize=10_000)
-        self._readers: list[asyncio.Task[None]] = []
+        self.books: dict[str, SequencedBook] = {}
         self._ids = itertools.count(1)
-        self._closed = False
-        self._fatal: BaseException | None = None
-        self._order_updates = False
+        self._api = BinanceWsApi(ws_api_url, request_timeout_s=request_timeout_s)
+        self._http: aiohttp.ClientSession | None = None
+        self._snapshots: set[str] = set()  # symbols whose snapshot is being fetched
 
-    async def __aenter__(self) -> BinanceClient:
-        await self.connect_to_websocket()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
+    def __repr__(self) -> str:  # the key pair never shows
+        return f"BinanceClient({self.ws_url!r}, streams={len(self.streams)})"
 
     # -- connecting ----------------------------------------------------------------------------
     async def connect_to_websocket(self) -> None:
         """Open the market-data connection (bare ``/stream``) and start reading it."""
-        self._market = await self._open_market()
-        self._readers.append(asyncio.create_task(self._read_forever("market")))
+        ws = await self._open_market()
+        self._read("market", ws, self._open_market, self._take, self._forget_books)
 
     async def _open_market(self) -> ClientConnection:
         ws = await connect(f"{self.ws_url}/stream", ping_interval=20, ping_timeout=20)
@@ -104,10 +133,13 @@ class BinanceClient:
         Raises :class:`AuthError` when the venue rejects the key or signature, and
         :class:`ConfigError` when no key pair was given.
         """
+        self._need_keys("authenticate_websocket")
+        ws = await self._open_private()
+        self._read("private", ws, self._open_private, self._take)
+
+    def _need_keys(self, what: str) -> None:
         if not (self.api_key and self.api_secret):
-            raise ConfigError("authenticate_websocket needs api_key and api_secret")
-        self._private = await self._open_private()
-        self._readers.append(asyncio.create_task(self._read_forever("private")))
+            raise ConfigError(f"{what} needs api_key and api_secret")
 
     async def _open_private(self) -> ClientConnection:
         ws = await connect(self.ws_api_url, ping_interval=20, ping_timeout=20)
@@ -131,18 +163,18 @@ class BinanceClient:
         return ws
 
     # -- subscribing ---------------------------------------------------------------------------
-    async def subscribe_to_ticker(self, symbol: str) -> None:
-        """Subscribe the trades and best bid/offer (the configured channels) of ``symbol``."""
-        new = [stream_name(symbol, c) for c in self.channels]
+    async def subscribe_to_ticker(self, symbol: str, channels: tuple[str, ...] = ()) -> None:
+        """Subscribe ``symbol``'s channels (default: the client's ``channels``)."""
+        new = [stream_name(symbol, c) for c in channels or self.channels]
         new = [s for s in new if s not in self.streams]
         self.streams.extend(new)
-        if self._market is not None and new:
-            await self._send_subscribe(self._market, new)
+        market = self._conns.get("market")
+        if market is not None and new:
+            await self._send_subscribe(market, new)
 
     async def subscribe_to_order_updates(self) -> None:
         """Receive this account's order updates (authenticates first if needed)."""
-        self._order_updates = True
-        if self._private is None:
+        if "private" not in self._conns:
             await self.authenticate_websocket()
 
     async def _send_subscribe(self, ws: ClientConnection, streams: list[str]) -> None:
@@ -153,99 +185,192 @@ class BinanceClient:
             await asyncio.sleep(0.25)  # stays under 5 messages/s
 
     # -- reading -------------------------------------------------------------------------------
-    async def process_incoming_data(
-        self, callback: Callable[[Event], Awaitable[None] | None] | None = None
-    ) -> AsyncIterator[Event]:
-        """Yield normalised events until :meth:`close` (each also passed to ``callback``)."""
-        while True:
-            item = await self._events.get()
-            if item is _CLOSED:
-                if self._fatal is not None:
-                    raise self._fatal
-                return
-            assert isinstance(item, Event)
-            if callback is not None:
-                result = callback(item)
-                if result is not None:
-                    await result
-            yield item
-
-    async def _read_forever(self, which: str) -> None:
-        while not self._closed:
-            ws = self._market if which == "market" else self._private
-            opened: float | None = None
-            try:
-                if ws is None:
-                    ws = await (self._open_market() if which == "market" else self._open_private())
-                    if which == "market":
-                        self._market = ws
-                    else:
-                        self._private = ws
-                opened = time.monotonic()
-                async for frame in ws:
-                    self._take(frame)
-                raise ConnectionError(f"closed by the venue: code {ws.close_code}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._closed:
-                    return
-                try:
-                    delay = self.handle_websocket_error(exc)
-                except Exception as fatal:
-                    self._fatal = fatal
-                    self._events.put_nowait(_CLOSED)
-                    return
-                if opened is not None:
-                    self.backoff.connection_ended(time.monotonic() - opened)
-                if which == "market":
-                    self._market = None
-                else:
-                    self._private = None
-                await asyncio.sleep(delay)
-
-    def _take(self, frame: str | bytes) -> None:
+    async def _take(self, frame: str | bytes) -> None:
+        ts_recv = self.clock()
         try:
-            event = normalise(frame, ts_recv=self.clock())
+            value = normalise(frame, ts_recv=ts_recv)
         except DecodeError as exc:
-            log.warning("skipping a malformed frame: %s", exc)
+            self.malformed += 1
+            log.warning("skipping a malformed frame", extra={"error": str(exc)})
             return
-        if event is not None:
-            if self._events.full():
-                self._events.get_nowait()  # the consumer is behind: drop the oldest
-            self._events.put_nowait(event)
+        if isinstance(value, DepthDiff):
+            book = self.books.setdefault(value.symbol, SequencedBook())
+            await self._book_step(value.symbol, book.on_diff(value), value.ts_event, ts_recv)
+        elif isinstance(value, Event):
+            await self._events.put(value, ts_recv)
 
-    def handle_websocket_error(self, error: BaseException) -> float:
-        """Decide what an error means: return the delay before reconnecting, or raise if fatal.
+    async def _book_step(self, symbol: str, step: Step, ts_event: int, ts_recv: int) -> None:
+        book = self.books[symbol]
+        if step.gap:
+            log.warning("order book gap: resyncing from a snapshot", extra={"symbol": symbol})
+        if step.want_snapshot and symbol not in self._snapshots:
+            self._snapshots.add(symbol)
+            self._spawn(self._fetch_snapshot(symbol), f"binance-snapshot-{symbol}")
+        if step.changed and book.book is not None:
+            bids, asks = book.book.top(self.book_depth)
+            update = BookUpdate(
+                self.venue,
+                symbol,
+                bids,
+                asks,
+                str(book.update_id),
+                step.resynced,
+                ts_event,
+                ts_recv,
+            )
+            await self._events.put(update, ts_recv)
 
-        A rejected key (:class:`AuthError`) is raised as is; a rate limit or a 418/429 handshake
-        waits at least the venue's ``Retry-After``; anything else backs off (capped, jittered).
+    async def _fetch_snapshot(self, symbol: str) -> None:
+        """Fetch ``GET /api/v3/depth`` (retrying with backoff) and rebuild the book from it."""
+        backoff = Backoff(base_s=0.2, cap_s=10.0)
+        try:
+            while not self._closed:
+                try:
+                    body = await self._get("/api/v3/depth", {"symbol": symbol, "limit": "1000"})
+                    ts_recv = self.clock()
+                    text = orjson.dumps({"symbol": symbol, "response": body}).decode()
+                    snapshot = parse_rest(REST_DEPTH, text, ts_recv=ts_recv, entry_id="rest")
+                except (aiohttp.ClientError, TimeoutError, DecodeError, VenueError) as exc:
+                    log.warning(
+                        "depth snapshot failed", extra={"symbol": symbol, "error": str(exc)}
+                    )
+                    await asyncio.sleep(backoff.next_delay_s())
+                    continue
+                assert isinstance(snapshot, DepthSnapshot)
+                book = self.books.setdefault(symbol, SequencedBook())
+                step = book.on_snapshot(snapshot)
+                self._snapshots.discard(symbol)
+                await self._book_step(symbol, step, ts_recv, ts_recv)
+                return
+        finally:
+            self._snapshots.discard(symbol)
+
+    async def _get(self, path: str, query: dict[str, str]) -> Any:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        async with self._http.get(self.rest_url + path, params=query) as response:
+            body = await response.read()
+            if response.status in (418, 429):
+                header = response.headers.get("Retry-After")
+                wait_s = retry_after_from_header(header) or 1.0
+                raise RateLimited(f"REST {path}: status {response.status}", retry_after_s=wait_s)
+            if response.status != 200:
+                raise VenueError(f"REST {path}: status {response.status}")
+            return orjson.loads(body)
+
+    def _forget_books(self) -> None:
+        for symbol in list(self.books):
+            self.books[symbol] = SequencedBook()
+
+    # -- trading -------------------------------------------------------------------------------
+    def _auth(self) -> SignOptions:
+        self._need_keys("trading")
+        return {
+            "api_key": self.api_key,
+            "api_secret": self.api_secret,
+            "recv_window_ms": self.recv_window_ms,
+        }
+
+    async def _request(
+        self, send: Callable[[], Awaitable[dict[str, Any]]], what: str
+    ) -> dict[str, Any]:
+        """Send a request and return its result (see ``_retrying`` for rate limits)."""
+
+        async def call() -> dict[str, Any]:
+            return result_of(await send(), now_ms=self.clock() // MS)
+
+        return await self._retrying(call, what)
+
+    async def place_order(
+        self,
+        symbol: str,
+        side: str,
+        qty: str,
+        *,
+        order_type: str = "MARKET",
+        price: str | None = None,
+        time_in_force: str = "GTC",
+        client_order_id: str | None = None,
+    ) -> OrderState:
+        """Place a MARKET or LIMIT order; return it as the venue answered.
+
+        ``client_order_id`` (``newClientOrderId``; default: a fresh one) names the order: an
+        unclear outcome (timeout, dropped connection) is settled by looking the id up, never by
+        sending again, and placing the id of an order still open answers that order (Binance
+        keeps client ids unique among open orders only). Raises :class:`OrderRejected` when the
+        venue refuses the order, :class:`AmbiguousOutcome` when the lookup cannot settle it.
         """
-        self.errors += 1
-        if isinstance(error, AuthError):
-            raise error
-        if isinstance(error, RateLimited):
-            self.backoff.wait_at_least(error.retry_after_s)
-        elif isinstance(error, InvalidStatus) and error.response.status_code in (418, 429):
-            header = error.response.headers.get("Retry-After")
-            self.backoff.wait_at_least(retry_after_from_header(header) or 0.0)
-        elif not isinstance(
-            error, OSError | TimeoutError | WebSocketException | VenueError | ConnectionClosed
-        ):
-            raise error
-        delay = self.backoff.next_delay_s()
-        log.warning("venue connection lost (%s); reconnecting in %.2f s", error, delay)
-        return delay
+        order_type = order_type.upper()
+        if order_type == "LIMIT" and not price:
+            raise ConfigError("a LIMIT order needs a price")
+        client_id = client_order_id or f"tp-{uuid.uuid4().hex[:24]}"
+        now = self.clock()
+        intent = OrderIntent(
+            client_order_id=client_id,
+            signal_id=client_id,
+            venue=self.venue,
+            symbol=symbol,
+            side=side.lower(),
+            order_type=order_type,
+            qty=qty,
+            price=price,
+            ts_signal=now,
+            ts_intent=now,
+        )
 
-    async def close(self) -> None:
-        """Close both connections and end :meth:`process_incoming_data`."""
-        self._closed = True
-        for ws in (self._market, self._private):
-            if ws is not None:
-                with contextlib.suppress(Exception):
-                    await ws.close()
-        for task in self._readers:
-            task.cancel()
-        if self._readers:
-            await asyncio.wait(self._readers)
-        self._events.put_nowait(_CLOSED)
+        def send() -> Awaitable[dict[str, Any]]:
+            params = place_params(
+                intent,
+                timestamp_ms=self.clock() // MS,
+                time_in_force=time_in_force.upper(),
+                **self._auth(),
+            )
+            return self._api.place(params)
+
+        try:
+            return OrderState.from_result(self.venue, await self._request(send, "order.place"))
+        except DuplicateOrder:
+            log.info("order id already placed: answering it", extra={"client_order_id": client_id})
+            return await self.order_status(symbol, client_id)
+        except AmbiguousOutcome as unclear:
+            log.warning(
+                "order outcome unclear: looking it up", extra={"client_order_id": client_id}
+            )
+            try:
+                return await self.order_status(symbol, client_id)
+            except OrderNotFound:
+                raise unclear from None
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
+        """Cancel an open order by its client id; raise :class:`OrderNotFound` if not open."""
+        return await self._by_id("order.cancel", symbol, client_order_id)
+
+    async def order_status(self, symbol: str, client_order_id: str) -> OrderState:
+        """Look an order up by its client id; raise :class:`OrderNotFound` if the venue has none."""
+        return await self._by_id("order.status", symbol, client_order_id)
+
+    async def _by_id(self, method: str, symbol: str, client_order_id: str) -> OrderState:
+        """Send ``order.cancel`` or ``order.status`` (same params: the order's client id)."""
+
+        def send() -> Awaitable[dict[str, Any]]:
+            # cancel_params is status_params: both name the order by its client id
+            params = status_params(
+                symbol, client_order_id, timestamp_ms=self.clock() // MS, **self._auth()
+            )
+            return self._api.request(method, params)
+
+        return OrderState.from_result(self.venue, await self._request(send, method))
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        """List the open orders (of ``symbol``, or every symbol)."""
+        params = open_orders_params(timestamp_ms=self.clock() // MS, symbol=symbol, **self._auth())
+        listed = list_result_of(await self._api.open_orders(params), now_ms=self.clock() // MS)
+        return [OrderState.from_result(self.venue, o) for o in listed if isinstance(o, dict)]
+
+    # -- closing -------------------------------------------------------------------------------
+    async def _close_connections(self) -> None:
+        await super()._close_connections()
+        with contextlib.suppress(Exception):
+            await self._api.aclose()
+        if self._http is not None:
+            await self._http.close()

@@ -97,9 +97,16 @@ def logon_params(
 
 
 def place_params(
-    intent: OrderIntent, *, timestamp_ms: int, **sign: Unpack[SignOptions]
+    intent: OrderIntent,
+    *,
+    timestamp_ms: int,
+    time_in_force: str = "GTC",
+    **sign: Unpack[SignOptions],
 ) -> dict[str, Any]:
-    """Build the signed ``order.place`` params for a MARKET or LIMIT (GTC) ``intent``."""
+    """Build the signed ``order.place`` params for a MARKET or LIMIT ``intent``.
+
+    A LIMIT order rests as ``time_in_force`` says (``GTC``, ``IOC`` or ``FOK``).
+    """
     params: dict[str, Any] = {
         "symbol": intent.symbol,
         "side": intent.side.upper(),
@@ -109,7 +116,7 @@ def place_params(
         "newOrderRespType": "RESULT",
     }
     if intent.order_type == "LIMIT":
-        params["timeInForce"] = "GTC"
+        params["timeInForce"] = time_in_force
         params["price"] = intent.price
     return sign_params(params, timestamp_ms=timestamp_ms, **sign)
 

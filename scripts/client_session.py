@@ -1,0 +1,136 @@
+"""Run both embeddable venue clients through a real session against the mock; log JSON lines.
+
+Each client subscribes, trades (a market order, a limit order cancelled by its client id), meets
+a rate-limit refusal and waits, has an order rejected, loses its market-data connection and
+reconnects. Every step is a log line on stdout (``scripts/collect_logs.sh`` keeps them in
+``docs/logs/clients.log``); the key pairs never appear in them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from decimal import Decimal
+
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.errors import OrderRejected
+from tickpipe.common.logs import setup_logging
+from tickpipe.common.schema import Event, OrderUpdate, Trade
+from tickpipe.mock_ws import MockExchange, start_mock
+from tickpipe.venues.alpaca.client import AlpacaClient
+from tickpipe.venues.binance.client import BinanceClient
+from tickpipe.venues.clients import BookUpdate, OrderState, VenueClient
+
+KEY, SECRET = "session-key-0001", "session-secret-0001"
+log = logging.getLogger("tickpipe.client.session")
+
+
+async def until(client: VenueClient, test: Callable[[Event], bool]) -> Event:
+    async for event in client.process_incoming_data():
+        if test(event):
+            return event
+    raise RuntimeError("the client ended first")
+
+
+def answered(what: str, order: OrderState) -> None:
+    log.info(
+        what,
+        extra={
+            "venue": order.venue,
+            "client_order_id": order.client_order_id,
+            "status": order.status,
+            "filled_qty": order.filled_qty,
+        },
+    )
+
+
+async def binance(mock: MockExchange) -> None:
+    client = BinanceClient(
+        mock.ws_url, mock.ws_api_url, mock.rest_url, KEY, SECRET,
+        channels=("trade", "depth@100ms"), backoff=Backoff(base_s=0.2, cap_s=1.0),
+    )  # fmt: skip
+    async with client:
+        await client.subscribe_to_ticker("BTCUSDT")
+        await client.subscribe_to_order_updates()
+        log.info("subscribed", extra={"venue": "binance", "streams": client.streams})
+        trade = await until(client, lambda e: isinstance(e, Trade))
+        assert isinstance(trade, Trade)
+        book = await until(client, lambda e: isinstance(e, BookUpdate))
+        log.info("book ready", extra={"venue": "binance", "best_bid": book.bids[0][0]})  # type: ignore[attr-defined]
+        answered("market order", await client.place_order("BTCUSDT", "BUY", "0.001"))
+        low = str((Decimal(trade.price) * Decimal("0.9")).quantize(Decimal("0.01")))
+        answered(
+            "limit order",
+            await client.place_order(
+                "BTCUSDT", "BUY", "0.001", order_type="LIMIT", price=low, client_order_id="s-lim-1"
+            ),
+        )
+        answered("cancelled", await client.cancel_order("BTCUSDT", "s-lim-1"))
+        await until(client, lambda e: isinstance(e, OrderUpdate) and e.status == "CANCELED")
+        await mock.inject({"type": "rate_limit", "scope": "ws_api", "retry_after": 1})
+        answered(
+            "market order after a rate limit", await client.place_order("BTCUSDT", "SELL", "0.001")
+        )
+        try:
+            await client.place_order("BTCUSDT", "BUY", "0.001", order_type="LIMIT", price="-1")
+        except OrderRejected as exc:
+            log.warning("order rejected", extra={"venue": "binance", "error": str(exc)})
+        await mock.inject({"type": "drop", "kind": "stream"})
+        await until(client, lambda e: isinstance(e, BookUpdate) and e.resynced)
+        log.info(
+            "book rebuilt after the reconnect",
+            extra={"venue": "binance", "reconnects": client.reconnects},
+        )
+
+
+async def alpaca(mock: MockExchange) -> None:
+    assert mock.alpaca is not None and mock.alpaca_data_url and mock.alpaca_trading_url
+    assert mock.alpaca_rest_url
+    client = AlpacaClient(
+        mock.alpaca_data_url, mock.alpaca_trading_url, mock.alpaca_rest_url, KEY, SECRET,
+        backoff=Backoff(base_s=0.2, cap_s=1.0),
+    )  # fmt: skip
+    async with client:
+        await client.subscribe_to_ticker("AAPL")
+        await client.subscribe_to_order_updates()
+        log.info("subscribed", extra={"venue": "alpaca", "symbols": client.symbols})
+        await until(client, lambda e: isinstance(e, Trade))
+        answered("market order", await client.place_order("AAPL", "buy", "1"))
+        answered(
+            "limit order",
+            await client.place_order(
+                "AAPL", "buy", "1", order_type="LIMIT", price="1.00", client_order_id="s-lim-2"
+            ),
+        )
+        answered("cancelled", await client.cancel_order("AAPL", "s-lim-2"))
+        await until(client, lambda e: isinstance(e, OrderUpdate) and e.status == "CANCELED")
+        mock.alpaca.broker.reject_next += 1  # accepted, then rejected on the trading stream
+        answered("market order", await client.place_order("AAPL", "buy", "1"))
+        rejected = await until(
+            client, lambda e: isinstance(e, OrderUpdate) and e.status == "REJECTED"
+        )
+        log.warning("order rejected", extra={"venue": "alpaca", "update": str(rejected)})
+        for conn in list(mock.alpaca.connections.values()):
+            await conn.ws.close(code=1011, message=b"dropped")
+        await until(client, lambda e: isinstance(e, Trade) and client.reconnects > 0)
+        log.info(
+            "trading again after the reconnect",
+            extra={"venue": "alpaca", "reconnects": client.reconnects},
+        )
+
+
+async def main() -> None:
+    mock = await start_mock(
+        binance_port=0, alpaca_port=0, trades_per_s=20, api_key=KEY, api_secret=SECRET
+    )
+    async with mock:
+        await asyncio.wait_for(binance(mock), 120)
+        await asyncio.wait_for(alpaca(mock), 120)
+
+
+if __name__ == "__main__":
+    setup_logging("client", "session", secrets=[KEY, SECRET], stream=sys.stdout)
+    logging.getLogger("tickpipe.mock_ws").setLevel("WARNING")  # the mock's own view: its log
+    asyncio.run(main())

@@ -1,0 +1,376 @@
+"""Embed an Alpaca connection in another program: typed events in, orders out, no Redis.
+
+:class:`AlpacaClient` opens a market-data stream (a stock feed, ``/v2/iex`` by default, or
+``crypto``), authenticates, subscribes symbols, and yields typed events:
+:class:`~common.schema.Trade`, :class:`~common.schema.Quote`, :class:`~common.schema.Bar`
+(minute bars; ``updatedBars`` revisions with ``revision`` 1; daily bars),
+:class:`~venues.clients.BookUpdate` (crypto ``orderbooks``: the venue sends the whole book on
+subscription, ``resynced``, then changes) and, from the trading stream (``trade_updates``),
+:class:`~common.schema.OrderUpdate`.
+Orders go over the Trading API (REST): ``POST /v2/orders`` with the client order id as the
+idempotency key (Alpaca keeps it unique for ever: an unclear outcome or a repeated id is settled by
+``GET /v2/orders:by_client_order_id``, never by a second order)::
+
+    async with AlpacaClient(data_url, trading_url, rest_url, api_key, api_secret) as client:
+        await client.subscribe_to_ticker("AAPL")
+        await client.subscribe_to_order_updates()
+        order = await client.place_order("AAPL", "buy", "1")
+        async for event in client.process_incoming_data():
+            print(event)
+
+The sessions are :mod:`venues.alpaca.session`'s, the parsers :mod:`venues.alpaca.wire`'s, the order
+requests :mod:`venues.alpaca.orders`' and :class:`~venues.alpaca.order_adapter.AlpacaOrders`'; the
+slow-consumer policy, reconnects and ``close()`` are :mod:`venues.clients`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.errors import (
+    AmbiguousOutcome,
+    ConfigError,
+    DecodeError,
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRejected,
+    VenueError,
+)
+from tickpipe.common.messages import Level
+from tickpipe.common.schema import Event, OrderIntent
+from tickpipe.venues.alpaca import wire
+from tickpipe.venues.alpaca.order_adapter import ORDERS, AlpacaOrders
+from tickpipe.venues.alpaca.orders import classify, order_body, order_result
+from tickpipe.venues.alpaca.rest import AlpacaRest
+from tickpipe.venues.alpaca.session import (
+    Action,
+    DataSession,
+    Fail,
+    Ready,
+    Refused,
+    Send,
+    SendAuth,
+    TradingSession,
+    auth_message,
+    channels_for,
+    decode_frame,
+    encode_client,
+    upgrade_headers,
+)
+from tickpipe.venues.books import LocalBook
+from tickpipe.venues.clients import BookUpdate, OrderState, Policy, VenueClient
+
+__all__ = ["AlpacaClient", "feed_path"]
+
+log = logging.getLogger("tickpipe.client")
+
+#: Seconds the venue gets to greet, authenticate and subscribe a new connection.
+HANDSHAKE_S = 10.0
+
+
+def feed_path(feed: str) -> str:
+    """Return the stream path of ``feed``: ``iex``, ``sip``, ``test`` or ``crypto``."""
+    return "/v1beta3/crypto/us" if feed == "crypto" else f"/v2/{feed}"
+
+
+def _levels(value: Any, what: str) -> tuple[Level, ...]:
+    if not isinstance(value, list):
+        raise DecodeError(f"orderbook {what} must be a list")
+    out = []
+    for level in value:
+        if not isinstance(level, Mapping):
+            raise DecodeError(f"orderbook {what} level must be an object")
+        price = wire.decimal_text(level.get("p"), f"orderbook {what} price")
+        out.append((price, wire.decimal_text(level.get("s"), f"orderbook {what} size")))
+    return tuple(out)
+
+
+class AlpacaClient(VenueClient):
+    """A self-healing Alpaca market-data + trading-stream connection that trades over REST."""
+
+    venue = "alpaca"
+    # Alpaca answers 422 for an order no longer open, 404 for one it does not know.
+    cancel_closed = (OrderNotFound, OrderRejected)
+
+    def __init__(
+        self,
+        data_url: str,
+        trading_url: str,
+        rest_url: str,
+        api_key: str,
+        api_secret: str,
+        *,
+        feed: str = "iex",
+        channels: Sequence[str] = (),
+        use_msgpack: bool = False,
+        backoff: Backoff | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        max_events: int = 10_000,
+        policy: Policy = "block",
+        book_depth: int = 10,
+        request_timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(max_events=max_events, policy=policy, backoff=backoff)
+        if not (api_key and api_secret):
+            raise ConfigError("AlpacaClient needs api_key and api_secret (every stream needs them)")
+        self.data_url = data_url.rstrip("/") + feed_path(feed)
+        self.trading_url = trading_url
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.channels = tuple(channels) or tuple(
+            c for c in channels_for(feed) if c not in ("dailyBars", "statuses")
+        )
+        self.use_msgpack = use_msgpack
+        self.clock = clock
+        self.book_depth = book_depth
+        self.symbols: list[str] = []
+        self.books: dict[str, LocalBook] = {}
+        self.refusals = 0  # non-fatal errors the venue reported (each logged)
+        self.book_changes_skipped = 0  # orderbook changes that came before any whole book
+        self._data: DataSession | None = None
+        self._rest = AlpacaRest(
+            rest_url, api_key=api_key, api_secret=api_secret, request_timeout_s=request_timeout_s
+        )
+        self._orders = AlpacaOrders(self._rest, clock=clock, order_id_of=self._no_order_id)
+
+    def __repr__(self) -> str:  # the key pair never shows
+        return f"AlpacaClient({self.data_url!r}, symbols={len(self.symbols)})"
+
+    @staticmethod
+    async def _no_order_id(client_order_id: str) -> str:
+        return ""  # the adapter then learns the venue's id by the client id
+
+    # -- connecting ----------------------------------------------------------------------------
+    async def connect_to_websocket(self) -> None:
+        """Open the market-data stream, authenticate and subscribe; start reading it.
+
+        Raises :class:`AuthError` when the venue refuses the key or the feed.
+        """
+        ws = await self._open_data()
+        self._read("data", ws, self._open_data, self._take_data, self.books.clear)
+
+    async def _open_data(self) -> ClientConnection:
+        session = DataSession(self.symbols, self.channels)
+        headers = upgrade_headers("msgpack" if self.use_msgpack else "json")
+        ws = await connect(self.data_url, additional_headers=headers, ping_interval=20)
+        self._data = session
+        await self._handshake(ws, lambda frame: session.receive(decode_frame(frame)))
+        return ws
+
+    async def authenticate_websocket(self) -> None:
+        """Open the trading stream, authenticate and listen to ``trade_updates``."""
+        ws = await self._open_trading()
+        self._read("trading", ws, self._open_trading, self._take_trading)
+
+    async def _open_trading(self) -> ClientConnection:
+        session = TradingSession()
+        ws = await connect(self.trading_url, ping_interval=20)
+        await self._act(ws, session.opening())
+        await self._handshake(ws, lambda frame: session.receive(decode_frame(frame)))
+        return ws
+
+    async def _handshake(
+        self, ws: ClientConnection, receive: Callable[[str | bytes], list[Action]]
+    ) -> None:
+        """Answer the session's actions until it is ready; raise its error if it fails."""
+        try:
+            async with asyncio.timeout(HANDSHAKE_S):
+                while not await self._act(ws, receive(await ws.recv())):
+                    pass
+        except BaseException:
+            await ws.close()
+            raise
+
+    async def _act(self, ws: ClientConnection, actions: list[Action]) -> bool:
+        """Carry out a session's actions; return whether one said the session is ready."""
+        ready = False
+        for action in actions:
+            if isinstance(action, SendAuth):
+                message = auth_message(self.api_key, self.api_secret)
+                await ws.send(encode_client(message, use_msgpack=self.use_msgpack))
+            elif isinstance(action, Send):
+                await ws.send(encode_client(action.message, use_msgpack=self.use_msgpack))
+            elif isinstance(action, Ready):
+                ready = True
+            elif isinstance(action, Refused):
+                self.refusals += 1
+                refusal = {"code": action.code, "why": action.text}
+                log.warning("venue refused a request", extra=refusal)
+            elif isinstance(action, Fail):
+                raise action.error
+        return ready
+
+    # -- subscribing ---------------------------------------------------------------------------
+    async def subscribe_to_ticker(self, symbol: str) -> None:
+        """Subscribe ``symbol``'s channels, now and on every later connection."""
+        if symbol not in self.symbols:
+            self.symbols.append(symbol)
+        ws = self._conns.get("data")
+        if self._data is not None and ws is not None:
+            await self._act(ws, self._data.change("subscribe", [symbol]))
+
+    async def subscribe_to_order_updates(self) -> None:
+        """Receive this account's order updates (opens the trading stream if needed)."""
+        if "trading" not in self._conns:
+            await self.authenticate_websocket()
+
+    # -- reading -------------------------------------------------------------------------------
+    async def _take_data(self, frame: str | bytes) -> None:
+        ts_recv = self.clock()
+        try:
+            messages = decode_frame(frame)
+        except DecodeError as exc:
+            self.malformed += 1
+            log.warning("skipping a malformed frame", extra={"error": str(exc)})
+            return
+        if self._data is not None and self._conns.get("data") is not None:
+            ws = self._conns["data"]
+            assert ws is not None
+            await self._act(ws, self._data.receive(messages))
+        for message in messages if isinstance(messages, list) else []:
+            try:
+                event = self._event(message, ts_recv)
+            except DecodeError as exc:
+                self.malformed += 1
+                log.warning("skipping a malformed message", extra={"error": str(exc)})
+                continue
+            if event is not None:
+                await self._events.put(event, ts_recv)
+
+    def _event(self, message: Any, ts_recv: int) -> Event | None:
+        kind = message.get("T") if isinstance(message, Mapping) else None
+        if kind == "t":
+            return wire.parse_trade(message, ts_recv=ts_recv)
+        if kind == "q":
+            return wire.parse_quote(message, ts_recv=ts_recv)
+        if kind in wire.BAR_INTERVAL:
+            return wire.parse_bar(message, revision=1 if kind == "u" else 0)
+        if kind == "o":
+            return self._book(message, ts_recv)
+        return None
+
+    def _book(self, message: Mapping[str, Any], ts_recv: int) -> BookUpdate | None:
+        symbol = str(message.get("S", ""))
+        bids, asks = _levels(message.get("b"), "bid"), _levels(message.get("a"), "ask")
+        reset = bool(message.get("r"))
+        book = self.books.get(symbol)
+        if reset:
+            book = self.books[symbol] = LocalBook()
+            book.replace(bids, asks)
+        elif book is None:  # changes without the whole book first: no book to show yet
+            self.book_changes_skipped += 1
+            return None
+        else:
+            book.apply(bids, asks)
+        top_bids, top_asks = book.top(self.book_depth)
+        ts_event = wire.parse_time(message.get("t"), "orderbook time")
+        return BookUpdate(self.venue, symbol, top_bids, top_asks, "", reset, ts_event, ts_recv)
+
+    async def _take_trading(self, frame: str | bytes) -> None:
+        ts_recv = self.clock()
+        try:
+            message = decode_frame(frame)
+            if isinstance(message, Mapping) and message.get("stream") == "trade_updates":
+                update = wire.parse_trade_update(message.get("data"), ts_recv=ts_recv)
+                await self._events.put(update, ts_recv)
+            elif isinstance(message, Mapping) and message.get("action") == "error":
+                raise VenueError(f"Alpaca trading stream error: {message.get('data')}")
+        except DecodeError as exc:
+            self.malformed += 1
+            log.warning("skipping a malformed trade update", extra={"error": str(exc)})
+
+    # -- trading -------------------------------------------------------------------------------
+    def _intent(self, symbol: str, client_order_id: str, **fields: Any) -> OrderIntent:
+        now = self.clock()
+        return OrderIntent(
+            client_order_id=client_order_id,
+            signal_id=client_order_id,
+            venue=self.venue,
+            symbol=symbol,
+            side=fields.get("side", ""),
+            order_type=fields.get("order_type", "MARKET"),
+            qty=fields.get("qty", "0"),
+            price=fields.get("price"),
+            ts_signal=now,
+            ts_intent=now,
+        )
+
+    async def place_order(
+        self,
+        symbol: str,
+        side: str,
+        qty: str,
+        *,
+        order_type: str = "MARKET",
+        price: str | None = None,
+        time_in_force: str | None = None,
+        client_order_id: str | None = None,
+    ) -> OrderState:
+        """Place a MARKET or LIMIT order; return it as the venue answered.
+
+        ``time_in_force``: ``day``, ``gtc``, ``ioc``, ``fok``... (default: ``gtc`` for crypto,
+        ``day`` for stocks). ``client_order_id`` (default: a fresh one) is the idempotency key:
+        a timeout, a dropped connection or a repeated id is answered by looking that id up.
+        Raises :class:`OrderRejected` when the venue refuses the order.
+        """
+        order_type = order_type.upper()
+        if order_type == "LIMIT" and not price:
+            raise ConfigError("a LIMIT order needs a price")
+        client_id = client_order_id or f"tp-{uuid.uuid4().hex[:24]}"
+        intent = self._intent(
+            symbol, client_id, side=side.lower(), order_type=order_type, qty=qty, price=price
+        )
+        body = order_body(intent)
+        if time_in_force:
+            body["time_in_force"] = time_in_force.lower()
+
+        async def post() -> dict[str, Any]:
+            answer = await self._rest.request("POST", ORDERS, body=body)
+            found = classify(answer.status, answer.body, answer.headers, now_s=self.clock() / 1e9)
+            if not isinstance(found, dict):
+                raise AmbiguousOutcome("POST /v2/orders: the answer holds no order")
+            return order_result(found)
+
+        try:
+            return OrderState.from_result(self.venue, await self._retrying(post, "place"))
+        except (AmbiguousOutcome, DuplicateOrder) as unclear:
+            unclear_id = {"client_order_id": client_id}
+            log.warning("order outcome unclear: looking it up", extra=unclear_id)
+            try:
+                return await self.order_status(symbol, client_id)
+            except OrderNotFound:
+                raise unclear from None
+
+    async def order_status(self, symbol: str, client_order_id: str) -> OrderState:
+        """Look an order up by its client id; raise :class:`OrderNotFound` if the venue has none."""
+        intent = self._intent(symbol, client_order_id)
+        result = await self._retrying(lambda: self._orders.lookup(intent), "status")
+        return OrderState.from_result(self.venue, result)
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
+        """Cancel an open order by its client id; return it as the venue shows it afterwards.
+
+        Raises :class:`OrderNotFound` for an id the venue does not know, and
+        :class:`OrderRejected` for an order that is no longer open.
+        """
+        cancel = await self._orders.canceller(self._intent(symbol, client_order_id))
+        return OrderState.from_result(self.venue, await self._retrying(cancel, "cancel"))
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        """List the open orders (of ``symbol``, or every symbol)."""
+        listed = await self._retrying(self._orders.list_open, "open orders") or []
+        orders = [OrderState.from_result(self.venue, o) for o in listed]
+        return [o for o in orders if symbol is None or o.symbol == symbol]
+
+    # -- closing -------------------------------------------------------------------------------
+    async def _close_connections(self) -> None:
+        await super()._close_connections()
+        await self._rest.aclose()
