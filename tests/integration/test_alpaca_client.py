@@ -39,6 +39,8 @@ def run(
     feed: str = "iex",
     **mock: Any,
 ) -> None:
+    mock.setdefault("alpaca_hours", "always")  # AAPL trades whatever the hour the test runs at
+
     async def main() -> None:
         async with await start_mock(alpaca_port=0, trades_per_s=40, **mock) as exchange:
             async with client_for(exchange, feed) as client:

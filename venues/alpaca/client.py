@@ -46,6 +46,7 @@ from tickpipe.common.errors import (
 )
 from tickpipe.common.messages import Level
 from tickpipe.common.schema import Event, OrderIntent
+from tickpipe.common.tls import trust_ca_file, ws_ssl
 from tickpipe.venues.alpaca import wire
 from tickpipe.venues.alpaca.order_adapter import ORDERS, AlpacaOrders
 from tickpipe.venues.alpaca.orders import classify, order_body, order_result
@@ -117,8 +118,11 @@ class AlpacaClient(VenueClient):
         policy: Policy = "block",
         book_depth: int = 10,
         request_timeout_s: float = 10.0,
+        ca_file: str | None = None,
     ) -> None:
         super().__init__(max_events=max_events, policy=policy, backoff=backoff)
+        if ca_file is not None:  # e.g. the mock's ca.pem: trusted on top of the system store
+            trust_ca_file(ca_file)
         if not (api_key and api_secret):
             raise ConfigError("AlpacaClient needs api_key and api_secret (every stream needs them)")
         self.data_url = data_url.rstrip("/") + feed_path(feed)
@@ -160,7 +164,9 @@ class AlpacaClient(VenueClient):
     async def _open_data(self) -> ClientConnection:
         session = DataSession(self.symbols, self.channels)
         headers = upgrade_headers("msgpack" if self.use_msgpack else "json")
-        ws = await connect(self.data_url, additional_headers=headers, ping_interval=20)
+        ws = await connect(
+            self.data_url, ssl=ws_ssl(self.data_url), additional_headers=headers, ping_interval=20
+        )
         self._data = session
         await self._handshake(ws, lambda frame: session.receive(decode_frame(frame)))
         return ws
@@ -172,7 +178,7 @@ class AlpacaClient(VenueClient):
 
     async def _open_trading(self) -> ClientConnection:
         session = TradingSession()
-        ws = await connect(self.trading_url, ping_interval=20)
+        ws = await connect(self.trading_url, ssl=ws_ssl(self.trading_url), ping_interval=20)
         await self._act(ws, session.opening())
         await self._handshake(ws, lambda frame: session.receive(decode_frame(frame)))
         return ws

@@ -51,6 +51,7 @@ from tickpipe.common.errors import (
 from tickpipe.common.links import retry_after_from_header
 from tickpipe.common.messages import DepthDiff, DepthSnapshot
 from tickpipe.common.schema import Event, OrderIntent
+from tickpipe.common.tls import http_connector, trust_ca_file, ws_ssl
 from tickpipe.common.units import MS
 from tickpipe.venues.binance.events import normalise
 from tickpipe.venues.binance.marketdata import REST_DEPTH, parse_rest
@@ -94,8 +95,11 @@ class BinanceClient(VenueClient):
         book_depth: int = 10,
         recv_window_ms: int = 5000,
         request_timeout_s: float = 10.0,
+        ca_file: str | None = None,
     ) -> None:
         super().__init__(max_events=max_events, policy=policy, backoff=backoff)
+        if ca_file is not None:  # e.g. the mock's ca.pem: trusted on top of the system store
+            trust_ca_file(ca_file)
         self.ws_url = ws_url.rstrip("/")
         self.ws_api_url = ws_api_url
         self.rest_url = rest_url.rstrip("/")
@@ -122,7 +126,8 @@ class BinanceClient(VenueClient):
         self._read("market", ws, self._open_market, self._take, self._forget_books)
 
     async def _open_market(self) -> ClientConnection:
-        ws = await connect(f"{self.ws_url}/stream", ping_interval=20, ping_timeout=20)
+        url = f"{self.ws_url}/stream"
+        ws = await connect(url, ssl=ws_ssl(url), ping_interval=20, ping_timeout=20)
         if self.streams:
             await self._send_subscribe(ws, self.streams)
         return ws
@@ -142,7 +147,9 @@ class BinanceClient(VenueClient):
             raise ConfigError(f"{what} needs api_key and api_secret")
 
     async def _open_private(self) -> ClientConnection:
-        ws = await connect(self.ws_api_url, ping_interval=20, ping_timeout=20)
+        ws = await connect(
+            self.ws_api_url, ssl=ws_ssl(self.ws_api_url), ping_interval=20, ping_timeout=20
+        )
         request_id = next(self._ids)
         await ws.send(
             user_data_subscribe_request(
@@ -247,7 +254,9 @@ class BinanceClient(VenueClient):
 
     async def _get(self, path: str, query: dict[str, str]) -> Any:
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=10), connector=http_connector()
+            )
         async with self._http.get(self.rest_url + path, params=query) as response:
             body = await response.read()
             if response.status in (418, 429):
