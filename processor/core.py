@@ -48,12 +48,14 @@ from tickpipe.common.messages import (
     BadMessage,
     DepthDiff,
     DepthSnapshot,
+    L1Update,
     MarketItem,
     MessageItem,
     Trades,
     VenueBar,
 )
 from tickpipe.common.schema import Bar, Quote, RawFrame, Signal, Trade
+from tickpipe.common.units import MS
 from tickpipe.processor.books import BookOutput
 from tickpipe.processor.dispatch import advance_timers, route
 from tickpipe.processor.entries import BadEntry, DeadLetter, count, entry_key, fold_entries
@@ -436,6 +438,69 @@ def _on_trade(
         )
 
 
+_BOOK_FIELDS = ("bid_price", "bid_size", "ask_price", "ask_size")
+_LAST_FIELDS = ("last_price", "last_size")
+
+
+def _on_l1(
+    state: PartitionState,
+    out: BatchOutput,
+    entry_id: str,
+    frame: RawFrame,
+    update: L1Update,
+    ts_now: int,
+) -> None:
+    """Merge one changed-fields update into the symbol's level-1 view; emit what it changed.
+
+    A quote when a book field changed and all four are known; a trade (id = the update's time,
+    side unknown) when the last price or size changed and both are known. A venue that samples
+    (IBKR) shows two trades within one update as one, and a trade at the same price and size
+    as the one before as none: its trades are the venue's samples, not every print.
+    """
+    view = state.l1.setdefault(update.symbol, {})
+    changed = {
+        name: value
+        for name in (*_BOOK_FIELDS, *_LAST_FIELDS)
+        if (value := getattr(update, name)) is not None
+    }
+    view.update(changed)
+    ts_event = update.update_ms * MS
+    if any(name in changed for name in _BOOK_FIELDS):
+        if all(name in view for name in _BOOK_FIELDS):
+            quote = Quote(
+                venue=frame.venue,
+                symbol=update.symbol,
+                bid_price=view["bid_price"],
+                bid_qty=view["bid_size"],
+                ask_price=view["ask_price"],
+                ask_qty=view["ask_size"],
+                update_id=str(update.update_ms),
+                ts_event=ts_event,
+                ts_recv=update.ts_recv,
+                ts_proc=ts_now,
+            )
+            _on_quote(state, out, entry_id, quote)
+        else:
+            state.counters["l1_incomplete"] += 1
+    if any(name in changed for name in _LAST_FIELDS):
+        if all(name in view for name in _LAST_FIELDS):
+            trade = Trade(
+                venue=frame.venue,
+                symbol=update.symbol,
+                trade_id=str(update.update_ms),
+                price=view["last_price"],
+                qty=view["last_size"],
+                side="unknown",
+                ts_event=ts_event,
+                ts_recv=update.ts_recv,
+                ts_proc=ts_now,
+                src=f"{entry_id}#0",
+            )
+            _on_trade(state, out, trade, ts_now, aggregate=False, live=frame.kind != _REST)
+        else:
+            state.counters["l1_incomplete"] += 1
+
+
 def _on_messages(
     state: PartitionState,
     out: BatchOutput,
@@ -463,5 +528,7 @@ def _on_messages(
         elif isinstance(item, VenueStatus):
             out.statuses.append(dataclasses.replace(item, ts_proc=ts_now))
             counters["statuses"] += 1
+        elif isinstance(item, L1Update):
+            _on_l1(state, out, entry_id, frame, item, ts_now)
         elif isinstance(item, BadMessage):
             out.dead_letters.append(DeadLetter(entry_id, item.reason, frame.data))
