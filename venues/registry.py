@@ -31,6 +31,9 @@ from tickpipe.venues.binance.orders import logon_params
 from tickpipe.venues.binance.session import plan_links as binance_links
 from tickpipe.venues.binance.session import user_data_subscribe_request
 from tickpipe.venues.binance.signing import Signer
+from tickpipe.venues.ibkr import market as ibkr_market
+from tickpipe.venues.ibkr import private as ibkr_private
+from tickpipe.venues.ibkr import session as ibkr_session
 
 __all__ = ["VENUES", "OrderLink", "OrderOptions", "Venue", "venue"]
 
@@ -55,6 +58,8 @@ class OrderOptions:
     order_id_of: Callable[[str], Awaitable[str]]
     signer: Signer | None = None
     session: bool = False
+    #: Write one entry to the trader's dead letters (a venue's refusal worth a person's look).
+    dead_letter: Callable[[Mapping[str, str]], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +180,32 @@ def _alpaca_refused(exc: AuthError) -> ConfigError:
     )
 
 
+# -- Interactive Brokers (Client Portal gateway) ------------------------------------------------
+def _ibkr_ingest(settings: Settings, links: Sequence[Link]) -> list[Any]:
+    from tickpipe.venues.ibkr.ingest import ingest_adapters  # I/O: imported on demand
+
+    return ingest_adapters(settings, links)
+
+
+def _ibkr_order_link(settings: Settings) -> OrderLink:
+    from tickpipe.venues.ibkr.rest import rest_from_settings  # I/O: imported on demand
+
+    rest = rest_from_settings(settings)
+    return OrderLink(lambda: rest)
+
+
+def _ibkr_orders(settings: Settings, connection: Any, options: OrderOptions) -> Any:
+    from tickpipe.venues.ibkr.order_adapter import IbkrOrders
+
+    return IbkrOrders(
+        settings,
+        connection,
+        clock=options.clock,
+        order_id_of=options.order_id_of,
+        dead_letter=options.dead_letter,
+    )
+
+
 VENUES: Mapping[str, Venue] = {
     "binance": Venue(
         name="binance",
@@ -210,6 +241,23 @@ VENUES: Mapping[str, Venue] = {
         order_adapter=_alpaca_orders,
         connect_orders=_no_connect,
         refused_key=_alpaca_refused,
+    ),
+    "ibkr": Venue(
+        name="ibkr",
+        symbol_pairs=False,
+        contiguous_trade_ids=False,  # IBKR names no trade ids: its last-trade samples have none
+        classify_frame=None,
+        classify_messages=ibkr_market.classify_messages,
+        rest_orders=True,
+        check_keys=ibkr_session.check_keys,
+        plan_links=ibkr_session.plan_links,
+        ingest_adapters=_ibkr_ingest,
+        market_url=None,
+        user_data_request=None,
+        parse_private=ibkr_private.parse_private,
+        order_link=_ibkr_order_link,
+        order_adapter=_ibkr_orders,
+        connect_orders=_no_connect,
     ),
 }
 

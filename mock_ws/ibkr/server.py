@@ -466,7 +466,7 @@ class IbkrMock:
             "subscriptions_expired": self.feed.expired,
             "questions_asked": self.broker.questions_asked,
             "orders": len(self.broker.engine.orders),
-            "positions": {s: f"{q:f}" for s, q in self.broker.positions.items()},
+            "positions": {s: f"{q.normalize():f}" for s, q in self.broker.positions.items()},
             "last_price": {s: self.sim.last_price(s) for s in self.sim.symbols},
             "conids": self.contracts.by_symbol,
         }

@@ -87,8 +87,11 @@ def test_session_message_accounts_and_l1_updates_of_changed_fields() -> None:
         later = await until(ws, lambda m: m.get("topic") == f"smd+{conid}")
         assert later["_updated"] > full["_updated"]
         assert set(later) - {"conid", "_updated", "topic", "server_id", "6119"} <= {
-            "31", "7059", "84", "86"
-        }  # fmt: skip
+            "31",
+            "7059",
+            "84",
+            "86",
+        }
         await ws.close()
 
     run(scenario, md_interval_s=0.05)
@@ -130,8 +133,14 @@ def test_market_order_asks_a_question_and_fills_after_the_reply() -> None:
         await ws.send("sor+{}")
         await ws.send("str+{}")
         await call(http, "GET", "/iserver/accounts")
-        order = {"conid": 265598, "cOID": "tp-1", "orderType": "MKT", "side": "BUY",
-                 "quantity": 2, "tif": "DAY"}  # fmt: skip
+        order = {
+            "conid": 265598,
+            "cOID": "tp-1",
+            "orderType": "MKT",
+            "side": "BUY",
+            "quantity": 2,
+            "tif": "DAY",
+        }
         path = "/iserver/account/DU1234567/orders"
         status, asked = await call(http, "POST", path, json={"orders": [order]})
         assert status == 200 and asked[0]["messageIds"] == ["o10151"]

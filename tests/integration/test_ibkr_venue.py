@@ -1,0 +1,164 @@
+"""The IBKR venue package against the gateway mock: orders with questions, the ingest slot.
+
+Faults named here: a confirmation question answered blindly (only allow-listed message ids are
+confirmed; anything else is declined, dead-lettered and never reaches the market), and an
+``smd`` subscription that lapses after the gateway's expiry unless it is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tickpipe.common.errors import OrderRejected
+from tickpipe.common.links import Link
+from tickpipe.common.names import Partition
+from tickpipe.common.schema import OrderIntent
+from tickpipe.common.settings import load_settings
+from tickpipe.mock_ws import MockExchange, start_mock
+from tickpipe.venues.ibkr.ingest import IbkrAdapter
+from tickpipe.venues.ibkr.order_adapter import IbkrOrders
+from tickpipe.venues.ibkr.orders import QuestionDeclined
+from tickpipe.venues.ibkr.rest import IbkrRest
+from tickpipe.venues.ibkr.session import GatewaySession
+
+
+def run(scenario: Callable[[MockExchange], Awaitable[None]], **options: Any) -> None:
+    async def main() -> None:
+        mock = await start_mock(ibkr_port=0, trades_per_s=40.0, ibkr_options=options)
+        try:
+            await asyncio.wait_for(scenario(mock), 40)
+        finally:
+            await mock.close()
+
+    asyncio.run(main())
+
+
+def intent(cid: str, qty: str = "2") -> OrderIntent:
+    now = time.time_ns()
+    return OrderIntent(
+        client_order_id=cid,
+        signal_id=f"sig-{cid}",
+        venue="ibkr",
+        symbol="AAPL",
+        side="BUY",
+        order_type="MARKET",
+        qty=qty,
+        price=None,
+        ts_signal=now,
+        ts_intent=now,
+    )
+
+
+def orders(mock: MockExchange, allow: str) -> tuple[IbkrOrders, list[Mapping[str, str]]]:
+    assert mock.ibkr_rest_url is not None
+    settings = load_settings(
+        {},
+        dotenv_path=None,
+        overrides={
+            "TICKPIPE_VENUE": "ibkr",
+            "TICKPIPE_IBKR_ALLOW_QUESTIONS": allow,
+            "TICKPIPE_IBKR_REST_URL": mock.ibkr_rest_url,
+        },
+    )
+    letters: list[Mapping[str, str]] = []
+
+    async def dead_letter(fields: Mapping[str, str]) -> None:
+        letters.append(fields)
+
+    async def no_id(cid: str) -> str:
+        return ""
+
+    rest = IbkrRest(mock.ibkr_rest_url)
+    adapter = IbkrOrders(
+        settings, rest, clock=time.time_ns, order_id_of=no_id, dead_letter=dead_letter
+    )
+    return adapter, letters
+
+
+async def filled(adapter: IbkrOrders, order: OrderIntent) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = await adapter.lookup(order)
+        if found["status"] == "FILLED":
+            return found
+        await asyncio.sleep(0.5)
+    raise AssertionError("the order did not fill")
+
+
+def test_an_allow_listed_question_is_confirmed_and_the_order_fills_once() -> None:
+    async def scenario(mock: MockExchange) -> None:
+        adapter, letters = orders(mock, "o10151")
+        placed = await adapter.placer(intent("tp-ok"))()
+        assert placed["status"] == "NEW" and placed["orderId"]
+        found = await filled(adapter, intent("tp-ok"))
+        assert found["executedQty"] == "2" and found["clientOrderId"] == "tp-ok"
+        assert letters == [] and adapter.counts["questions_confirmed"] == 1
+        assert mock.ibkr is not None and mock.ibkr.status()["positions"] == {"AAPL": "2"}
+        await adapter.rest.aclose()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(("allow", "qty"), [("", "2"), ("o10151", "600")])
+def test_a_question_outside_the_allow_list_is_declined_and_dead_lettered(
+    allow: str, qty: str
+) -> None:
+    async def scenario(mock: MockExchange) -> None:
+        adapter, letters = orders(mock, allow)
+        with pytest.raises(QuestionDeclined) as caught:
+            await adapter.placer(intent("tp-no", qty))()
+        assert isinstance(caught.value, OrderRejected)
+        assert len(letters) == 1 and letters[0]["client_order_id"] == "tp-no"
+        assert letters[0]["message_ids"] and "TICKPIPE_IBKR_ALLOW_QUESTIONS" in letters[0]["reason"]
+        assert mock.ibkr is not None
+        assert mock.ibkr.status()["orders"] == 0 and mock.ibkr.status()["positions"] == {}
+        await adapter.rest.aclose()
+
+    run(scenario)
+
+
+def test_the_ingest_slot_keeps_market_data_flowing_past_the_subscription_expiry() -> None:
+    async def scenario(mock: MockExchange) -> None:
+        assert mock.ibkr_rest_url is not None and mock.ibkr_ws_url is not None
+        settings = load_settings(
+            {},
+            dotenv_path=None,
+            overrides={
+                "TICKPIPE_VENUE": "ibkr",
+                "TICKPIPE_SYMBOLS": "AAPL",
+                "TICKPIPE_IBKR_REST_URL": mock.ibkr_rest_url,
+                "TICKPIPE_IBKR_WS_URL": mock.ibkr_ws_url,
+            },
+        )
+        raw = settings.keys.raw(Partition("ibkr", 0))
+        link = Link("ibkr:0", mock.ibkr_ws_url, raw, "market")
+        adapter = IbkrAdapter(settings, link)
+        await adapter.prepare()
+        assert adapter.rest.conids == {"AAPL": 265598}
+        session = adapter.new_session("ibkr:0/t.1")
+        session.core = GatewaySession([265598], time.time_ns(), resubscribe_s=1.5)
+        last_data: list[float] = []
+        async with connect(mock.ibkr_ws_url) as ws:
+            for text in session.opening():
+                await ws.send(text)
+            started = time.monotonic()
+            while time.monotonic() - started < 5.0:
+                message = await asyncio.wait_for(ws.recv(), 3)
+                step = session.receive(message, time.time_ns())
+                for out in step.send:
+                    await ws.send(out)
+                for stream, frame in step.items:
+                    if frame.channel == "smd:AAPL" and '"31"' in frame.data:
+                        assert stream == raw
+                        last_data.append(time.monotonic() - started)
+        assert session.core.resubscriptions >= 2
+        assert last_data and last_data[-1] > 4.0, "data stopped at the gateway's expiry"
+        await adapter.rest.aclose()
+
+    run(scenario, md_interval_s=0.05, md_expiry_s=2.0, hb_interval_s=0.2)
