@@ -187,6 +187,8 @@ async def _start_mock(
         argv += ["--ground-truth", str(options.ground_truth)]
     if settings.venue == "binance":
         argv += ["--symbols", ",".join(settings.symbols)]
+    elif settings.venue == "ibkr":  # the gateway lists AAPL, MSFT and SPY
+        argv += ["--ibkr-port", "0"]
     else:  # the Alpaca venue serves FAKEPACA, AAPL and BTC/USD beside a default Binance market
         argv += ["--alpaca-port", "0"]
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -213,6 +215,7 @@ async def _start_mock(
 _VENUE_URL_KEYS = {
     "binance": ("TICKPIPE_BINANCE_WS_URL", "TICKPIPE_BINANCE_WS_API_URL"),
     "alpaca": ("TICKPIPE_ALPACA_DATA_URL", "TICKPIPE_ALPACA_TRADING_URL"),
+    "ibkr": ("TICKPIPE_IBKR_REST_URL", "TICKPIPE_IBKR_WS_URL"),
 }
 
 
@@ -261,6 +264,13 @@ async def _mock_extra(
         if "TICKPIPE_ALPACA_FEED" not in env:
             urls["TICKPIPE_ALPACA_FEED"] = "test"
         shown = f"Alpaca ws://127.0.0.1:{alpaca}, Binance {shown}"
+    if "ibkr_port" in ports:
+        gateway = f"127.0.0.1:{ports['ibkr_port']}"
+        urls.update(
+            TICKPIPE_IBKR_REST_URL=f"http://{gateway}/v1/api",
+            TICKPIPE_IBKR_WS_URL=f"ws://{gateway}/v1/api/ws",
+        )
+        shown = f"IBKR gateway http://{gateway}/v1/api, Binance {shown}"
     print(f"mock exchange: {shown} (seed {options.mock_seed})", file=out)
     return urls
 

@@ -63,6 +63,7 @@ def orders(mock: MockExchange, allow: str) -> tuple[IbkrOrders, list[Mapping[str
         overrides={
             "TICKPIPE_VENUE": "ibkr",
             "TICKPIPE_IBKR_ALLOW_QUESTIONS": allow,
+            "TICKPIPE_IBKR_ACCOUNT": "DU1234567",
             "TICKPIPE_IBKR_REST_URL": mock.ibkr_rest_url,
         },
     )
@@ -100,6 +101,26 @@ def test_an_allow_listed_question_is_confirmed_and_the_order_fills_once() -> Non
         assert found["executedQty"] == "2" and found["clientOrderId"] == "tp-ok"
         assert letters == [] and adapter.counts["questions_confirmed"] == 1
         assert mock.ibkr is not None and mock.ibkr.status()["positions"] == {"AAPL": "2"}
+        await adapter.rest.aclose()
+
+    run(scenario)
+
+
+def test_a_lookup_never_reads_an_order_list_older_than_the_order() -> None:
+    async def scenario(mock: MockExchange) -> None:
+        adapter, _ = orders(mock, "o10151")
+        order = intent("tp-race")
+        await adapter.rest.conids_of(["AAPL"])  # cached: the order leaves without a lookup
+        listing = asyncio.create_task(adapter._live())  # in flight as the order leaves
+        for _ in range(1000):  # until the list request holds the gateway's turn
+            if adapter.rest._turn.locked():
+                break
+            await asyncio.sleep(0)
+        assert adapter.rest._turn.locked()
+        await adapter.placer(order)()
+        assert [o for o in await listing if o.get("order_ref") == "tp-race"] == []
+        found = await adapter.lookup(order)  # not the list fetched while the order was sent
+        assert found["clientOrderId"] == "tp-race" and found["status"] == "FILLED"
         await adapter.rest.aclose()
 
     run(scenario)

@@ -11,7 +11,8 @@ rejected (:class:`~venues.ibkr.orders.QuestionDeclined`). A timeout, a dropped c
 ``cOID`` (``order_ref``) in ``/iserver/account/orders``, then in ``/iserver/account/trades``,
 never by sending again. Cancel is ``DELETE /iserver/account/{acct}/order/{orderId}``.
 ``/iserver/account/orders`` is paced by the gateway (1 request per 5 s): lookups share one
-answer while it is fresh.
+answer while it is fresh, but a lookup reads only an answer fetched after the order (or its
+last reply) was sent, never one that could predate the order at the gateway.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class IbkrOrders:
         self.allow = tuple(settings.ibkr_allow_questions)
         self.account = settings.ibkr_account
         self._listed: tuple[int, list[dict[str, Any]]] | None = None
+        #: client order id -> when its order request last left (a lookup must be newer).
+        self._sent_at: dict[str, int] = {}
         self.counts = {"questions_confirmed": 0, "questions_declined": 0}
 
     async def _call(self, method: str, path: str, *, body: Any = None) -> Any:
@@ -98,6 +101,7 @@ class IbkrOrders:
             body = order_body(intent, conid=conid, account=account)
             path = f"/iserver/account/{account}/orders"
             self._listed = None  # a lookup after this attempt must see the gateway anew
+            self._sent_at[intent.client_order_id] = self.clock()
             try:
                 answer = await self._call("POST", path, body=body)
             except AccountsFirst:  # nothing placed: call accounts as the gateway asks, once
@@ -118,6 +122,7 @@ class IbkrOrders:
                         "message_ids": list(read.message_ids),
                     },
                 )
+                self._sent_at[intent.client_order_id] = self.clock()
                 answer = await self._call(
                     "POST", f"/iserver/reply/{read.reply_id}", body={"confirmed": True}
                 )
@@ -172,14 +177,16 @@ class IbkrOrders:
             at, listed = self._listed
             if now - at < ORDERS_FRESH_NS and at > not_before_ns:
                 return listed
+        asked_at = self.clock()  # the answer is as old as the question, not as its arrival
         body = await self._call("GET", "/iserver/account/orders")
         orders = body.get("orders") if isinstance(body, dict) else None
         listed = [o for o in orders if isinstance(o, dict)] if isinstance(orders, list) else []
-        self._listed = (self.clock(), listed)
+        self._listed = (asked_at, listed)
         return listed
 
     async def lookup(self, intent: OrderIntent) -> dict[str, Any]:
-        for order in await self._live(not_before_ns=intent.ts_intent):
+        sent = self._sent_at.get(intent.client_order_id, 0)
+        for order in await self._live(not_before_ns=max(intent.ts_intent, sent)):
             if order.get("order_ref") == intent.client_order_id:
                 return order_result(order)
         raise OrderNotFound(f"no order with cOID {intent.client_order_id} at the gateway")
