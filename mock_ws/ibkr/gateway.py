@@ -33,6 +33,7 @@ ENDPOINT_LIMITS: dict[tuple[str, str], tuple[int, float]] = {
     ("GET", "/v1/api/iserver/account/orders"): (1, 5.0),
     ("GET", "/v1/api/iserver/account/trades"): (1, 5.0),
     ("GET", "/v1/api/iserver/accounts"): (1, 5.0),
+    ("GET", "/v1/api/portfolio/accounts"): (1, 5.0),
 }
 
 
@@ -172,6 +173,26 @@ class Gateway:
         self.accounts_queried = False
         self.session = self._new_session()
         return {"status": True}
+
+    def portfolio_accounts(self) -> list[dict[str, Any]]:
+        """Answer ``GET /portfolio/accounts``."""
+        acct = self.account_id
+        return [
+            {
+                "id": acct,
+                "accountId": acct,
+                "accountVan": acct,
+                "accountTitle": "Mock User",
+                "displayName": acct,
+                "accountAlias": None,
+                "currency": "USD",
+                "type": "DEMO",
+                "tradingType": "STKNOPT",
+                "covestor": False,
+                "parent": {},
+                "desc": acct,
+            }
+        ]
 
     def accounts(self) -> dict[str, Any]:
         """Answer ``GET /iserver/accounts`` (and note that it was called)."""

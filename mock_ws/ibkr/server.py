@@ -4,7 +4,7 @@ REST under ``/v1/api``: ``POST /tickle``, ``GET|POST /iserver/auth/status``, ``P
 /iserver/reauthenticate``, ``POST /logout``, ``GET /iserver/accounts``, ``GET
 /iserver/secdef/search``, ``GET /trsrv/stocks``, ``POST /iserver/account/{acct}/orders``,
 ``POST /iserver/reply/{id}``, ``DELETE /iserver/account/{acct}/order/{id}``, ``GET
-/iserver/account/orders``, ``GET /iserver/account/trades``, ``GET
+/iserver/account/orders``, ``GET /iserver/account/trades``, ``GET /portfolio/accounts``, ``GET
 /portfolio/{acct}/positions/{page}``; every request paced by :class:`~mock_ws.ibkr.gateway.Pacer`
 (429 ``{"error": "Too many requests"}``, the penalty box). ``/iserver`` answers 401 while the
 brokerage session is not authenticated; market data and orders need ``/iserver/accounts`` first.
@@ -388,6 +388,8 @@ class IbkrMock:
         if path == "/v1/api/logout" and method == "POST":
             self._logged_out({"authenticated": False})
             return 200, gw.logout()
+        if path == "/v1/api/portfolio/accounts" and method == "GET":
+            return 200, gw.portfolio_accounts()
         if path == "/v1/api/trsrv/stocks":
             return self.contracts.stocks(query)
         if path.startswith("/v1/api/iserver/") and not gw.authenticated:

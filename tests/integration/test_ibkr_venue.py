@@ -55,7 +55,9 @@ def intent(cid: str, qty: str = "2") -> OrderIntent:
     )
 
 
-def orders(mock: MockExchange, allow: str) -> tuple[IbkrOrders, list[Mapping[str, str]]]:
+def orders(
+    mock: MockExchange, allow: str, account: str = "DU1234567"
+) -> tuple[IbkrOrders, list[Mapping[str, str]]]:
     assert mock.ibkr_rest_url is not None
     settings = load_settings(
         {},
@@ -63,7 +65,7 @@ def orders(mock: MockExchange, allow: str) -> tuple[IbkrOrders, list[Mapping[str
         overrides={
             "TICKPIPE_VENUE": "ibkr",
             "TICKPIPE_IBKR_ALLOW_QUESTIONS": allow,
-            "TICKPIPE_IBKR_ACCOUNT": "DU1234567",
+            "TICKPIPE_IBKR_ACCOUNT": account,
             "TICKPIPE_IBKR_REST_URL": mock.ibkr_rest_url,
         },
     )
@@ -94,8 +96,9 @@ async def filled(adapter: IbkrOrders, order: OrderIntent) -> dict[str, Any]:
 
 def test_an_allow_listed_question_is_confirmed_and_the_order_fills_once() -> None:
     async def scenario(mock: MockExchange) -> None:
-        adapter, letters = orders(mock, "o10151")
+        adapter, letters = orders(mock, "o10151", account="")  # learnt from the gateway
         placed = await adapter.placer(intent("tp-ok"))()
+        assert adapter.account == "DU1234567"
         assert placed["status"] == "NEW" and placed["orderId"]
         found = await filled(adapter, intent("tp-ok"))
         assert found["executedQty"] == "2" and found["clientOrderId"] == "tp-ok"

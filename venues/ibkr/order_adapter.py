@@ -86,8 +86,8 @@ class IbkrOrders:
         return classify(answer.status, answer.body, retry_after_s=1.0)
 
     async def _account(self) -> str:
-        if not self.account:
-            accounts = await self.rest.accounts()
+        if not self.account:  # not /iserver/accounts: the ingestor calls that one at its start
+            accounts = await self.rest.portfolio_accounts()
             if not accounts:
                 raise OrderRejected("the gateway lists no account: set TICKPIPE_IBKR_ACCOUNT")
             self.account = accounts[0]

@@ -2,7 +2,8 @@
 
 The Client Portal docs limit every client to 10 requests a second across the gateway, and some
 endpoints further (``/tickle`` 1 a second; ``/iserver/account/orders``,
-``/iserver/account/trades`` and ``/iserver/accounts`` 1 per 5 seconds). Going over puts the
+``/iserver/account/trades``, ``/iserver/accounts`` and ``/portfolio/accounts`` 1 per 5
+seconds). Going over puts the
 client's address in a penalty box for 10 minutes, and repeat offenders are blocked. The budget
 keeps a lower global rate (``TICKPIPE_IBKR_REST_PER_S``, default 4) and a margin on each
 endpoint's interval, and after any 429 sends nothing at all until ``TICKPIPE_IBKR_PENALTY_S``
@@ -23,6 +24,7 @@ ENDPOINT_INTERVALS_S: dict[tuple[str, str], float] = {
     ("GET", "/iserver/account/orders"): 5.5,
     ("GET", "/iserver/account/trades"): 5.5,
     ("GET", "/iserver/accounts"): 5.5,
+    ("GET", "/portfolio/accounts"): 5.5,
 }
 
 

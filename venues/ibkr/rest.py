@@ -53,17 +53,10 @@ class IbkrRest:
         self.timeout = aiohttp.ClientTimeout(
             total=request_timeout_s, sock_connect=connect_timeout_s
         )
-        self._session: aiohttp.ClientSession | None = None
         self._turn = asyncio.Lock()
         self.conids: dict[str, int] = {}
         self.requests = 0
         self.refused = 0
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=self.verify_tls)
-            self._session = aiohttp.ClientSession(timeout=self.timeout, connector=connector)
-        return self._session
 
     async def request(
         self,
@@ -100,7 +93,11 @@ class IbkrRest:
 
     async def _send(self, method: str, path: str, query: Any, body: Any) -> Answer:
         self.requests += 1
-        return await send_json(self._client(), method, self.base_url, path, query=query, body=body)
+        # One connection a request: requests are few and paced, and nothing stays open for a
+        # stage to close when it stops.
+        connector = aiohttp.TCPConnector(ssl=self.verify_tls)
+        async with aiohttp.ClientSession(timeout=self.timeout, connector=connector) as client:
+            return await send_json(client, method, self.base_url, path, query=query, body=body)
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         answer = await self.request(method, path, **kwargs)
@@ -120,6 +117,12 @@ class IbkrRest:
 
     async def reauthenticate(self) -> None:
         await self._json("POST", "/iserver/reauthenticate")
+
+    async def portfolio_accounts(self) -> list[str]:
+        """``GET /portfolio/accounts``: the account ids, without ``/iserver/accounts``'s pace."""
+        body = await self._json("GET", "/portfolio/accounts")
+        items = body if isinstance(body, list) else []
+        return [str(a.get("accountId") or a.get("id")) for a in items if isinstance(a, dict)]
 
     async def accounts(self) -> list[str]:
         """``GET /iserver/accounts`` (needed before market data and orders): the account ids."""
@@ -153,9 +156,7 @@ class IbkrRest:
         return None
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Nothing stays open between requests (kept for the callers of the other clients)."""
 
 
 def _stock_conid(entries: Any) -> int | None:
