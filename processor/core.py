@@ -44,6 +44,7 @@ import orjson
 
 from tickpipe.common.contract import RawKind
 from tickpipe.common.errors import DecodeError
+from tickpipe.common.l1 import merge_l1
 from tickpipe.common.messages import (
     BadMessage,
     DepthDiff,
@@ -55,7 +56,6 @@ from tickpipe.common.messages import (
     VenueBar,
 )
 from tickpipe.common.schema import Bar, Quote, RawFrame, Signal, Trade
-from tickpipe.common.units import MS
 from tickpipe.processor.books import BookOutput
 from tickpipe.processor.dispatch import advance_timers, route
 from tickpipe.processor.entries import BadEntry, DeadLetter, count, entry_key, fold_entries
@@ -438,10 +438,6 @@ def _on_trade(
         )
 
 
-_BOOK_FIELDS = ("bid_price", "bid_size", "ask_price", "ask_size")
-_LAST_FIELDS = ("last_price", "last_size")
-
-
 def _on_l1(
     state: PartitionState,
     out: BatchOutput,
@@ -450,55 +446,20 @@ def _on_l1(
     update: L1Update,
     ts_now: int,
 ) -> None:
-    """Merge one changed-fields update into the symbol's level-1 view; emit what it changed.
+    """Merge one changed-fields update into the symbol's level-1 view (:mod:`common.l1`).
 
-    A quote when a book field changed and all four are known; a trade (id = the update's time,
-    side unknown) when the last price or size changed and both are known. A venue that samples
-    (IBKR) shows two trades within one update as one, and a trade at the same price and size
-    as the one before as none: its trades are the venue's samples, not every print.
+    A venue that samples (IBKR) shows two trades within one update as one, and a trade at the
+    same price and size as the one before as none: its trades are the venue's samples.
     """
     view = state.l1.setdefault(update.symbol, {})
-    changed = {
-        name: value
-        for name in (*_BOOK_FIELDS, *_LAST_FIELDS)
-        if (value := getattr(update, name)) is not None
-    }
-    view.update(changed)
-    ts_event = update.update_ms * MS
-    if any(name in changed for name in _BOOK_FIELDS):
-        if all(name in view for name in _BOOK_FIELDS):
-            quote = Quote(
-                venue=frame.venue,
-                symbol=update.symbol,
-                bid_price=view["bid_price"],
-                bid_qty=view["bid_size"],
-                ask_price=view["ask_price"],
-                ask_qty=view["ask_size"],
-                update_id=str(update.update_ms),
-                ts_event=ts_event,
-                ts_recv=update.ts_recv,
-                ts_proc=ts_now,
-            )
-            _on_quote(state, out, entry_id, quote)
-        else:
-            state.counters["l1_incomplete"] += 1
-    if any(name in changed for name in _LAST_FIELDS):
-        if all(name in view for name in _LAST_FIELDS):
-            trade = Trade(
-                venue=frame.venue,
-                symbol=update.symbol,
-                trade_id=str(update.update_ms),
-                price=view["last_price"],
-                qty=view["last_size"],
-                side="unknown",
-                ts_event=ts_event,
-                ts_recv=update.ts_recv,
-                ts_proc=ts_now,
-                src=f"{entry_id}#0",
-            )
-            _on_trade(state, out, trade, ts_now, aggregate=False, live=frame.kind != _REST)
-        else:
-            state.counters["l1_incomplete"] += 1
+    quote, trade, incomplete = merge_l1(
+        view, update, venue=frame.venue, src=f"{entry_id}#0", ts_proc=ts_now
+    )
+    state.counters["l1_incomplete"] += incomplete
+    if quote is not None:
+        _on_quote(state, out, entry_id, quote)
+    if trade is not None:
+        _on_trade(state, out, trade, ts_now, aggregate=False, live=frame.kind != _REST)
 
 
 def _on_messages(
