@@ -12,10 +12,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 
-from tickpipe.common.errors import OrderRejected
+from tickpipe.common.errors import OrderRejected, RateLimited
 from tickpipe.common.links import Link
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import OrderIntent
@@ -24,6 +25,7 @@ from tickpipe.mock_ws import MockExchange, start_mock
 from tickpipe.venues.ibkr.ingest import IbkrAdapter
 from tickpipe.venues.ibkr.order_adapter import IbkrOrders
 from tickpipe.venues.ibkr.orders import QuestionDeclined
+from tickpipe.venues.ibkr.pacing import RestBudget
 from tickpipe.venues.ibkr.rest import IbkrRest
 from tickpipe.venues.ibkr.session import GatewaySession
 
@@ -186,3 +188,65 @@ def test_the_ingest_slot_keeps_market_data_flowing_past_the_subscription_expiry(
         await adapter.rest.aclose()
 
     run(scenario, md_interval_s=0.05, md_expiry_s=2.0, hb_interval_s=0.2)
+
+
+def test_after_a_429_the_client_sends_nothing_until_the_penalty_is_over() -> None:
+    async def scenario(mock: MockExchange) -> None:
+        assert mock.ibkr_rest_url is not None and mock.ibkr is not None
+        # A budget over the gateway's global rate (3/s here) earns a 429 and the penalty box.
+        rest = IbkrRest(mock.ibkr_rest_url, budget=RestBudget(per_s=10, penalty_s=2.0))
+        with pytest.raises(RateLimited) as caught:
+            for _ in range(10):
+                await rest.auth_status()
+        assert caught.value.retry_after_s == pytest.approx(2.0, abs=0.1)
+        refused_at = time.monotonic()
+        status = await rest.auth_status()  # waits out the penalty, then goes once
+        assert status["authenticated"] is True
+        assert time.monotonic() - refused_at >= 1.9
+        pacing = mock.ibkr.status()["pacing"]
+        assert pacing["penalties"] == 1 and pacing["penalty_violations"] == 0
+
+    run(scenario, global_per_s=3, penalty_s=1.5)
+
+
+def test_a_competing_login_is_taken_back_and_market_data_resumes() -> None:
+    async def scenario(mock: MockExchange) -> None:
+        assert mock.ibkr_rest_url is not None and mock.ibkr_ws_url is not None
+        settings = load_settings(
+            {},
+            dotenv_path=None,
+            overrides={
+                "TICKPIPE_VENUE": "ibkr",
+                "TICKPIPE_SYMBOLS": "AAPL",
+                "TICKPIPE_IBKR_REST_URL": mock.ibkr_rest_url,
+                "TICKPIPE_IBKR_WS_URL": mock.ibkr_ws_url,
+            },
+        )
+        raw = settings.keys.raw(Partition("ibkr", 0))
+        adapter = IbkrAdapter(settings, Link("ibkr:0", mock.ibkr_ws_url, raw, "market"))
+        await adapter.prepare()
+        session = adapter.new_session("ibkr:0/t.1")
+        data_at: list[float] = []
+        competed = False
+        async with connect(mock.ibkr_ws_url) as ws:
+            for text in session.opening():
+                await ws.send(text)
+            started = time.monotonic()
+            while time.monotonic() - started < 8.0:
+                message = await asyncio.wait_for(ws.recv(), 3)
+                step = session.receive(message, time.time_ns())
+                for out in step.send:
+                    await ws.send(out)
+                if any(f.channel == "smd:AAPL" and '"31"' in f.data for _, f in step.items):
+                    data_at.append(time.monotonic() - started)
+                if not competed and len(data_at) >= 3:
+                    competed = True
+                    competed_at = time.monotonic() - started
+                    async with aiohttp.ClientSession() as http:
+                        await http.post(
+                            mock.ibkr_rest_url.replace("/v1/api", "/_mock/ibkr/compete")
+                        )
+        assert competed and adapter.counts["reauthentications"] == 1
+        assert [t for t in data_at if t > competed_at + 0.5], "no market data after the takeover"
+
+    run(scenario, md_interval_s=0.05, hb_interval_s=0.2)

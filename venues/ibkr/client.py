@@ -109,12 +109,14 @@ class IbkrClient:
         status = tickle.get("iserver", {}).get("authStatus", {})
         if not (isinstance(status, dict) and status.get("authenticated")):
             await self._reauthenticate()
-        await self.rest.accounts()
+        else:
+            await self.rest.accounts()
 
     async def _reauthenticate(self) -> None:
         await self.rest.reauthenticate()
         for _ in range(20):
             if (await self.rest.auth_status()).get("authenticated"):
+                await self.rest.accounts()  # the gateway wants it again before market data
                 return
             await asyncio.sleep(1.0)
         raise AuthError("the IBKR gateway session stays unauthenticated: log in in its web page")

@@ -97,7 +97,8 @@ class IbkrAdapter:
         status = tickle.get("iserver", {}).get("authStatus", {})
         if not (isinstance(status, dict) and status.get("authenticated")):
             await self._reauthenticate("the gateway session is not authenticated")
-        await self.rest.accounts()
+        else:
+            await self.rest.accounts()
         await self.rest.conids_of(self.symbols)
 
     async def _reauthenticate(self, why: str) -> None:
@@ -109,6 +110,7 @@ class IbkrAdapter:
             status = await self.rest.auth_status()
             if status.get("authenticated"):
                 log.info("IBKR: the gateway session is authenticated again")
+                await self.rest.accounts()  # the gateway wants it again before market data
                 return
             await asyncio.sleep(1.0)
         raise AuthError(
