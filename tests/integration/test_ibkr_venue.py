@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 
-from tickpipe.common.errors import OrderRejected, RateLimited
+from tickpipe.common.errors import AmbiguousOutcome, OrderRejected, RateLimited
 from tickpipe.common.links import Link
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import OrderIntent
@@ -250,3 +250,57 @@ def test_a_competing_login_is_taken_back_and_market_data_resumes() -> None:
         assert [t for t in data_at if t > competed_at + 0.5], "no market data after the takeover"
 
     run(scenario, md_interval_s=0.05, hb_interval_s=0.2)
+
+
+def test_a_lost_reply_is_settled_by_lookup_and_never_sent_again() -> None:
+    async def scenario(mock: MockExchange) -> None:
+        adapter, _ = orders(mock, "o10151")
+        await mock.inject(
+            {
+                "type": "order_error",
+                "kind": "rest",
+                "path": "/iserver/reply",
+                "mode": "lost",
+                "hang": 0.3,
+            }
+        )
+        order = intent("tp-lost")
+        with pytest.raises(AmbiguousOutcome):
+            await adapter.placer(order)()
+        found = await filled(adapter, order)  # what the router does with an ambiguous outcome
+        assert found["executedQty"] == "2"
+        assert mock.ibkr is not None and mock.ibkr.status()["orders"] == 1
+
+    run(scenario)
+
+
+def test_keepalive_holds_a_session_that_would_expire_without_tickle() -> None:
+    async def scenario(mock: MockExchange) -> None:
+        assert mock.ibkr_rest_url is not None and mock.ibkr_ws_url is not None and mock.ibkr
+        settings = load_settings(
+            {},
+            dotenv_path=None,
+            overrides={
+                "TICKPIPE_VENUE": "ibkr",
+                "TICKPIPE_SYMBOLS": "AAPL",
+                "TICKPIPE_IBKR_REST_URL": mock.ibkr_rest_url,
+                "TICKPIPE_IBKR_WS_URL": mock.ibkr_ws_url,
+            },
+        )
+        raw = settings.keys.raw(Partition("ibkr", 0))
+        adapter = IbkrAdapter(settings, Link("ibkr:0", mock.ibkr_ws_url, raw, "market"))
+        await adapter.prepare()
+        session = adapter.new_session("ibkr:0/t.1")
+        session.core = GatewaySession([265598], time.time_ns(), keepalive_s=1.0)
+        async with connect(mock.ibkr_ws_url) as ws:
+            for text in session.opening():
+                await ws.send(text)
+            started = time.monotonic()
+            while time.monotonic() - started < 6.0:
+                step = session.receive(await asyncio.wait_for(ws.recv(), 3), time.time_ns())
+                for out in step.send:
+                    await ws.send(out)
+        assert adapter.counts["tickles"] >= 4
+        assert mock.ibkr.status()["session"]["expirations"] == 0
+
+    run(scenario, session_timeout_s=2.5, hb_interval_s=0.2)
