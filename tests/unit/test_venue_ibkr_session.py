@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tickpipe.venues.ibkr.session import (
+    Bulletin,
     Fail,
     GatewaySession,
     Ready,
@@ -99,3 +100,12 @@ def test_subscribing_at_runtime_sends_smd_now_and_unsubscribing_sends_umd() -> N
     assert sends(session.change("subscribe", [8314], T0)) == [smd_message(8314)]
     assert sends(session.change("unsubscribe", [265598], T0)) == ["umd+265598+{}"]
     assert session.conids == [8314]
+
+
+def test_bulletins_and_notifications_are_reported_for_the_log() -> None:
+    session = streaming([265598])
+    bulletin = {"topic": "blt", "args": [{"id": "b1", "message": "Exchange halt"}]}
+    (action,) = [a for a in session.receive(bulletin, T0) if isinstance(a, Bulletin)]
+    assert action.topic == "blt" and "Exchange halt" in action.text
+    notice = {"topic": "ntf", "args": [{"id": "n1", "text": "Maintenance"}]}
+    assert [a.topic for a in session.receive(notice, T0) if isinstance(a, Bulletin)] == ["ntf"]
