@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from tickpipe.common.errors import AuthError
+from tickpipe.common.errors import VenueError
 from tickpipe.common.links import ConnectionTape, Item, Link, Step, decoded_object
 from tickpipe.common.names import Partition, shard_for
 from tickpipe.common.settings import Settings
@@ -113,10 +113,14 @@ class IbkrAdapter:
                 await self.rest.accounts()  # the gateway wants it again before market data
                 return
             await asyncio.sleep(1.0)
-        raise AuthError(
+        # Not fatal: gateways log out at their nightly reset too; the slot retries with backoff
+        # (the reconnects count) and says what to do on every attempt.
+        message = (
             "the IBKR gateway session stays unauthenticated: log in through the gateway's web "
-            "page (or end the competing session), then the ingestor reconnects"
+            "page (or end the competing session); retrying"
         )
+        log.error(message)
+        raise VenueError(message)
 
     def new_session(self, conn: str) -> _Session:
         if self.private:
