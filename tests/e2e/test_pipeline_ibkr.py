@@ -82,6 +82,11 @@ def test_ibkr_pipeline_end_to_end_against_ground_truth(
             timeout_s=30,
             what="a fill at the gateway",
         )
+        # The gateway session's figures are published with the ingestor's health.
+        blob = client.get(KEYS.health("ingestor", "ing"))
+        health = json.loads(blob) if blob else {}
+        assert health.get("venue_reauthentications") == 0, health
+        assert health.get("venue_rest_failures") == 0, health
         assert ingestor.stop() == 0, ingestor.tail()
         for stream, group, what in (
             (KEYS.raw(P), GROUP_PROCESSOR, "the processor to drain raw"),
