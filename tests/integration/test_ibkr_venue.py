@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tickpipe.common.errors import AmbiguousOutcome, OrderRejected, RateLimited
-from tickpipe.common.links import Link
+from tickpipe.common.links import Link, Step
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import OrderIntent
 from tickpipe.common.settings import load_settings
@@ -149,43 +149,67 @@ def test_a_question_outside_the_allow_list_is_declined_and_dead_lettered(
     run(scenario)
 
 
+async def market_slot(mock: MockExchange) -> tuple[IbkrAdapter, str]:
+    """The ingestor's market-data adapter for AAPL at the mock, prepared; and its raw stream."""
+    assert mock.ibkr_rest_url is not None and mock.ibkr_ws_url is not None
+    settings = load_settings(
+        {},
+        dotenv_path=None,
+        overrides={
+            "TICKPIPE_VENUE": "ibkr",
+            "TICKPIPE_SYMBOLS": "AAPL",
+            "TICKPIPE_IBKR_REST_URL": mock.ibkr_rest_url,
+            "TICKPIPE_IBKR_WS_URL": mock.ibkr_ws_url,
+        },
+    )
+    raw = settings.keys.raw(Partition("ibkr", 0))
+    adapter = IbkrAdapter(settings, Link("ibkr:0", mock.ibkr_ws_url, raw, "market"))
+    await adapter.prepare()
+    return adapter, raw
+
+
+async def drive(
+    mock: MockExchange,
+    adapter: IbkrAdapter,
+    seconds: float,
+    on_step: Callable[[float, Step], Awaitable[None]],
+    **session: float,
+) -> GatewaySession:
+    """Run one session of ``adapter`` (its core built with ``session`` options) for a while,
+    as the ingestor's slot does; ``on_step`` sees each step and the seconds since the start."""
+    assert mock.ibkr_ws_url is not None
+    shell = adapter.new_session("ibkr:0/t.1")
+    shell.core = GatewaySession(shell.core.conids, time.time_ns(), **session)
+    async with connect(mock.ibkr_ws_url) as ws:
+        for text in shell.opening():
+            await ws.send(text)
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            step = shell.receive(await asyncio.wait_for(ws.recv(), 3), time.time_ns())
+            for out in step.send:
+                await ws.send(out)
+            await on_step(time.monotonic() - started, step)
+    return shell.core
+
+
+def has_last_price(step: Step) -> bool:
+    return any(f.channel == "smd:AAPL" and '"31"' in f.data for _, f in step.items)
+
+
 def test_the_ingest_slot_keeps_market_data_flowing_past_the_subscription_expiry() -> None:
     async def scenario(mock: MockExchange) -> None:
-        assert mock.ibkr_rest_url is not None and mock.ibkr_ws_url is not None
-        settings = load_settings(
-            {},
-            dotenv_path=None,
-            overrides={
-                "TICKPIPE_VENUE": "ibkr",
-                "TICKPIPE_SYMBOLS": "AAPL",
-                "TICKPIPE_IBKR_REST_URL": mock.ibkr_rest_url,
-                "TICKPIPE_IBKR_WS_URL": mock.ibkr_ws_url,
-            },
-        )
-        raw = settings.keys.raw(Partition("ibkr", 0))
-        link = Link("ibkr:0", mock.ibkr_ws_url, raw, "market")
-        adapter = IbkrAdapter(settings, link)
-        await adapter.prepare()
+        adapter, raw = await market_slot(mock)
         assert adapter.rest.conids == {"AAPL": 265598}
-        session = adapter.new_session("ibkr:0/t.1")
-        session.core = GatewaySession([265598], time.time_ns(), resubscribe_s=1.5)
-        last_data: list[float] = []
-        async with connect(mock.ibkr_ws_url) as ws:
-            for text in session.opening():
-                await ws.send(text)
-            started = time.monotonic()
-            while time.monotonic() - started < 5.0:
-                message = await asyncio.wait_for(ws.recv(), 3)
-                step = session.receive(message, time.time_ns())
-                for out in step.send:
-                    await ws.send(out)
-                for stream, frame in step.items:
-                    if frame.channel == "smd:AAPL" and '"31"' in frame.data:
-                        assert stream == raw
-                        last_data.append(time.monotonic() - started)
-        assert session.core.resubscriptions >= 2
-        assert last_data and last_data[-1] > 4.0, "data stopped at the gateway's expiry"
-        await adapter.rest.aclose()
+        data_at: list[float] = []
+
+        async def seen(at: float, step: Step) -> None:
+            if has_last_price(step):
+                assert {stream for stream, _ in step.items} == {raw}
+                data_at.append(at)
+
+        core = await drive(mock, adapter, 5.0, seen, resubscribe_s=1.5)
+        assert core.resubscriptions >= 2
+        assert data_at and data_at[-1] > 4.0, "data stopped at the gateway's expiry"
 
     run(scenario, md_interval_s=0.05, md_expiry_s=2.0, hb_interval_s=0.2)
 
@@ -211,43 +235,22 @@ def test_after_a_429_the_client_sends_nothing_until_the_penalty_is_over() -> Non
 
 def test_a_competing_login_is_taken_back_and_market_data_resumes() -> None:
     async def scenario(mock: MockExchange) -> None:
-        assert mock.ibkr_rest_url is not None and mock.ibkr_ws_url is not None
-        settings = load_settings(
-            {},
-            dotenv_path=None,
-            overrides={
-                "TICKPIPE_VENUE": "ibkr",
-                "TICKPIPE_SYMBOLS": "AAPL",
-                "TICKPIPE_IBKR_REST_URL": mock.ibkr_rest_url,
-                "TICKPIPE_IBKR_WS_URL": mock.ibkr_ws_url,
-            },
-        )
-        raw = settings.keys.raw(Partition("ibkr", 0))
-        adapter = IbkrAdapter(settings, Link("ibkr:0", mock.ibkr_ws_url, raw, "market"))
-        await adapter.prepare()
-        session = adapter.new_session("ibkr:0/t.1")
+        adapter, _ = await market_slot(mock)
         data_at: list[float] = []
-        competed = False
-        async with connect(mock.ibkr_ws_url) as ws:
-            for text in session.opening():
-                await ws.send(text)
-            started = time.monotonic()
-            while time.monotonic() - started < 8.0:
-                message = await asyncio.wait_for(ws.recv(), 3)
-                step = session.receive(message, time.time_ns())
-                for out in step.send:
-                    await ws.send(out)
-                if any(f.channel == "smd:AAPL" and '"31"' in f.data for _, f in step.items):
-                    data_at.append(time.monotonic() - started)
-                if not competed and len(data_at) >= 3:
-                    competed = True
-                    competed_at = time.monotonic() - started
-                    async with aiohttp.ClientSession() as http:
-                        await http.post(
-                            mock.ibkr_rest_url.replace("/v1/api", "/_mock/ibkr/compete")
-                        )
-        assert competed and adapter.counts["reauthentications"] == 1
-        assert [t for t in data_at if t > competed_at + 0.5], "no market data after the takeover"
+        competed_at: list[float] = []
+
+        async def seen(at: float, step: Step) -> None:
+            if has_last_price(step):
+                data_at.append(at)
+            if not competed_at and len(data_at) >= 3:
+                competed_at.append(at)
+                assert mock.ibkr_rest_url is not None
+                async with aiohttp.ClientSession() as http:
+                    await http.post(mock.ibkr_rest_url.replace("/v1/api", "/_mock/ibkr/compete"))
+
+        await drive(mock, adapter, 8.0, seen)
+        assert competed_at and adapter.counts["reauthentications"] == 1
+        assert [t for t in data_at if t > competed_at[0] + 0.5], "no data after the takeover"
 
     run(scenario, md_interval_s=0.05, hb_interval_s=0.2)
 
@@ -276,31 +279,13 @@ def test_a_lost_reply_is_settled_by_lookup_and_never_sent_again() -> None:
 
 def test_keepalive_holds_a_session_that_would_expire_without_tickle() -> None:
     async def scenario(mock: MockExchange) -> None:
-        assert mock.ibkr_rest_url is not None and mock.ibkr_ws_url is not None and mock.ibkr
-        settings = load_settings(
-            {},
-            dotenv_path=None,
-            overrides={
-                "TICKPIPE_VENUE": "ibkr",
-                "TICKPIPE_SYMBOLS": "AAPL",
-                "TICKPIPE_IBKR_REST_URL": mock.ibkr_rest_url,
-                "TICKPIPE_IBKR_WS_URL": mock.ibkr_ws_url,
-            },
-        )
-        raw = settings.keys.raw(Partition("ibkr", 0))
-        adapter = IbkrAdapter(settings, Link("ibkr:0", mock.ibkr_ws_url, raw, "market"))
-        await adapter.prepare()
-        session = adapter.new_session("ibkr:0/t.1")
-        session.core = GatewaySession([265598], time.time_ns(), keepalive_s=1.0)
-        async with connect(mock.ibkr_ws_url) as ws:
-            for text in session.opening():
-                await ws.send(text)
-            started = time.monotonic()
-            while time.monotonic() - started < 6.0:
-                step = session.receive(await asyncio.wait_for(ws.recv(), 3), time.time_ns())
-                for out in step.send:
-                    await ws.send(out)
+        adapter, _ = await market_slot(mock)
+
+        async def nothing(at: float, step: Step) -> None:
+            return None
+
+        await drive(mock, adapter, 6.0, nothing, keepalive_s=1.0)
         assert adapter.counts["tickles"] >= 4
-        assert mock.ibkr.status()["session"]["expirations"] == 0
+        assert mock.ibkr is not None and mock.ibkr.status()["session"]["expirations"] == 0
 
     run(scenario, session_timeout_s=2.5, hb_interval_s=0.2)
