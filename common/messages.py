@@ -89,6 +89,27 @@ class VenueBar:
 
 
 @dataclass(frozen=True, slots=True)
+class L1Update:
+    """One level-1 update that names only the fields that changed (IBKR ``smd``).
+
+    Each field is ``None`` when the update leaves it as it was; the processor keeps the last
+    value of each per symbol and turns the merged view into a :class:`Quote` (when the book
+    changed) and a :class:`Trade` (when the last price or size changed). ``update_ms`` is the
+    venue's time of the update, increasing per symbol: it names the quote and the trade.
+    """
+
+    symbol: str
+    update_ms: int
+    last_price: str | None = None
+    last_size: str | None = None
+    bid_price: str | None = None
+    bid_size: str | None = None
+    ask_price: str | None = None
+    ask_size: str | None = None
+    ts_recv: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class BadMessage:
     """One message of a frame that could not be parsed, with the reason."""
 
@@ -146,7 +167,7 @@ class VenueStatus(Event):
 
 
 #: One message of a many-message frame: a value, or the name of the counter it is passed over by.
-MessageItem = Trade | Quote | VenueBar | TradeCorrection | VenueStatus | BadMessage | str
+MessageItem = Trade | Quote | VenueBar | TradeCorrection | VenueStatus | L1Update | BadMessage | str
 
 #: What a frame of a one-value-a-frame venue carries, or the name of the counter it is passed
 #: over by.

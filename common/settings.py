@@ -104,6 +104,13 @@ class Settings:
     alpaca_encoding: str = "msgpack"
     alpaca_api_key: Secret = field(default_factory=lambda: Secret(""))
     alpaca_api_secret: Secret = field(default_factory=lambda: Secret(""))
+    ibkr_rest_url: str = "http://127.0.0.1:9445/v1/api"
+    ibkr_ws_url: str = "ws://127.0.0.1:9445/v1/api/ws"
+    ibkr_account: str = ""
+    ibkr_verify_tls: bool = True
+    ibkr_allow_questions: tuple[str, ...] = ()
+    ibkr_rest_per_s: float = 4.0
+    ibkr_penalty_s: float = 600.0
     thresholds: tuple[tuple[str, str], ...] = ()
     hysteresis_bps: str = "5"
     order_qty: str = "0.001"
@@ -386,6 +393,23 @@ def _alpaca_feed(text: str) -> str:
     return text
 
 
+def _question_ids(text: str) -> tuple[str, ...]:
+    ids = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    for item in ids:
+        if not (item[:1].isalpha() and item[1:].isdigit()):
+            raise ValueError(f"{item!r} is not a question id (a letter and digits, e.g. o163)")
+    return ids
+
+
+def _yes_no(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1/0, true/false, yes/no or on/off")
+
+
 def _alpaca_encoding(text: str) -> str:
     if text not in ("json", "msgpack"):
         raise ValueError("must be json or msgpack")
@@ -414,6 +438,13 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_ALPACA_REST_URL": ("alpaca_rest_url", _url("http", "https")),
     "TICKPIPE_ALPACA_ENCODING": ("alpaca_encoding", _alpaca_encoding),
     "TICKPIPE_CA_FILE": ("ca_file", _ca_file),
+    "TICKPIPE_IBKR_REST_URL": ("ibkr_rest_url", _url("http", "https")),
+    "TICKPIPE_IBKR_WS_URL": ("ibkr_ws_url", _url("ws", "wss")),
+    "TICKPIPE_IBKR_ACCOUNT": ("ibkr_account", _str),
+    "TICKPIPE_IBKR_VERIFY_TLS": ("ibkr_verify_tls", _yes_no),
+    "TICKPIPE_IBKR_ALLOW_QUESTIONS": ("ibkr_allow_questions", _question_ids),
+    "TICKPIPE_IBKR_REST_PER_S": ("ibkr_rest_per_s", _positive_float),
+    "TICKPIPE_IBKR_PENALTY_S": ("ibkr_penalty_s", _positive_float),
     "TICKPIPE_THRESHOLDS": ("thresholds", _thresholds),
     "TICKPIPE_HYSTERESIS_BPS": ("hysteresis_bps", _decimal),
     "TICKPIPE_ORDER_QTY": ("order_qty", _decimal),
@@ -450,8 +481,10 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_MAX_PRICE_AGE_S": ("max_price_age_s", _positive_float),
 }
 
-_SUPPORTED_VENUES = {"binance", "alpaca"}
-_DEFAULT_SYMBOLS = {"binance": ("BTCUSDT", "ETHUSDT"), "alpaca": ("FAKEPACA",)}
+_SUPPORTED_VENUES = {"binance", "alpaca", "ibkr"}
+_DEFAULT_SYMBOLS = {
+    "binance": ("BTCUSDT", "ETHUSDT"), "alpaca": ("FAKEPACA",), "ibkr": ("AAPL",),
+}  # fmt: skip
 
 
 def _namespaced(key: str) -> bool:

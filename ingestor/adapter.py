@@ -47,7 +47,12 @@ class SessionAdapter(Protocol):
 
 
 class VenueAdapter(Protocol):
-    """One slot's venue protocol: where to connect and how to run a session."""
+    """One slot's venue protocol: where to connect and how to run a session.
+
+    An adapter may also define ``async def prepare(self) -> None``, awaited before each
+    connection attempt (IBKR: keep the gateway session alive, look contracts up); what it
+    raises ends the attempt as a failed session would.
+    """
 
     url: str
     #: Watch the learned cadence of data and replace a mute session.
@@ -74,6 +79,9 @@ class AdapterConnection(Connection):
 
     async def _session(self, run: Run) -> None:
         adapter, opts, attempt = self.adapter, self.options, run.attempt
+        prepare = getattr(adapter, "prepare", None)
+        if prepare is not None:
+            await prepare()
         session = adapter.new_session(attempt.conn)
         async with opts.connect(adapter.url, adapter.headers()) as ws:
             attempt.connected_at = time.monotonic()

@@ -122,8 +122,9 @@ class Ingestor:
             )
         self.connections = [self._connection(link) for link in self.links if link.private]
         self.adapter_control: AdapterControl | None = None
+        self.adapters: list[Any] = []
         if self.venue.ingest_adapters is not None:
-            adapters = self.venue.ingest_adapters(settings, self.links)
+            adapters = self.adapters = self.venue.ingest_adapters(settings, self.links)
             self.connections = adapter_slots(
                 self.links, adapters, backoff_factory=self._make_backoff, venue=settings.venue,
                 queue=self.queue, stats=self.stats, clock=self.clock, halt=self._halt,
@@ -406,7 +407,17 @@ class Ingestor:
             "journal_bytes": s.journal_bytes,
             "scripts_refused": self.writer.link.scripts_refused if self.writer else 0,
             "last_error": s.last_error,
+            **self._adapter_counts(),
         }
+
+    def _adapter_counts(self) -> dict[str, int]:
+        """An adapter's own counters (``counts``: IBKR's keep-alives, re-authentications...),
+        summed over the adapters and named ``venue_<counter>``."""
+        out: dict[str, int] = {}
+        for adapter in self.adapters:
+            for name, value in getattr(adapter, "counts", {}).items():
+                out[f"venue_{name}"] = out.get(f"venue_{name}", 0) + int(value)
+        return out
 
 
 def _drain(queue: WriteQueue) -> list[Any]:

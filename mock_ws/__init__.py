@@ -1,6 +1,7 @@
 """Run a local exchange on loopback: seeded market, matching, user data, fault plans.
 
-One package per venue it speaks (:mod:`mock_ws.binance`, :mod:`mock_ws.alpaca`) over the
+One package per venue it speaks (:mod:`mock_ws.binance`, :mod:`mock_ws.alpaca`,
+:mod:`mock_ws.ibkr`) over the
 venue-neutral market simulation (``market``, ``scenarios``, ``book``), matching engine
 (``matching``, ``order_model``), fault plan (``faults``) and ground-truth log. Start it
 in-process with :func:`start_mock` (tests use port 0) or as a process with
@@ -22,6 +23,7 @@ from tickpipe.mock_ws.binance.replay_shell import Replayer, replay_symbols
 from tickpipe.mock_ws.binance.server import BinanceMock
 from tickpipe.mock_ws.faults import FaultError, FaultPlan, fault_list
 from tickpipe.mock_ws.ground_truth import GroundTruth, GroundTruthWriter, read_ground_truth
+from tickpipe.mock_ws.ibkr import IbkrMock, build_ibkr
 from tickpipe.mock_ws.market import MarketSim
 from tickpipe.mock_ws.matching import MatchingEngine
 from tickpipe.mock_ws.scenarios import ScenarioError
@@ -66,6 +68,10 @@ class MockExchange:
         self.alpaca_data_url: str | None = None  # + /v2/test, /v2/iex, /v1beta3/crypto/us
         self.alpaca_trading_url: str | None = None  # the trading stream, .../stream
         self.alpaca_rest_url: str | None = None  # base for /v2/orders and /v2/stocks/...
+        self.ibkr: IbkrMock | None = None
+        self.ibkr_port: int | None = None
+        self.ibkr_rest_url: str | None = None  # the gateway's REST base, .../v1/api
+        self.ibkr_ws_url: str | None = None  # .../v1/api/ws
 
     async def attach_alpaca(self, alpaca: AlpacaMock, port: int) -> None:
         """Start the Alpaca venue on ``port`` (0 = a free port) and record its URLs."""
@@ -75,6 +81,14 @@ class MockExchange:
         self.alpaca_data_url = f"{self._ws}://{host}:{self.alpaca_port}"
         self.alpaca_trading_url = f"{self.alpaca_data_url}/stream"
         self.alpaca_rest_url = f"{self._http}://{host}:{self.alpaca_port}"
+
+    async def attach_ibkr(self, ibkr: IbkrMock, port: int) -> None:
+        """Start the IBKR gateway on ``port`` (0 = a free port) and record its URLs."""
+        self.ibkr_port = await ibkr.start(self.host, port, self._ssl_context)
+        self.ibkr = ibkr
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.ibkr_rest_url = f"{self._http}://{host}:{self.ibkr_port}/v1/api"
+        self.ibkr_ws_url = f"{self._ws}://{host}:{self.ibkr_port}/v1/api/ws"
 
     @property
     def market(self) -> MarketSim:
@@ -118,6 +132,8 @@ class MockExchange:
         """Close every connection and stop listening."""
         if self.alpaca is not None:
             await self.alpaca.close()
+        if self.ibkr is not None:
+            await self.ibkr.close()
         await self._server.close()
 
     async def __aenter__(self) -> MockExchange:
@@ -159,6 +175,8 @@ async def start_mock(
     tls: TlsFiles | None = None,
     alpaca_hours: str = "venue",
     listen_key_retired_ns: int | None = None,
+    ibkr_port: int | None = None,
+    ibkr_options: Mapping[str, Any] | None = None,
 ) -> MockExchange:
     """Start the mock on ``host:binance_port`` (0 = a free port) and return it running.
 
@@ -184,6 +202,10 @@ async def start_mock(
     NYSE regular session only, "always" around the clock (crypto and FAKEPACA always trade).
     From ``listen_key_retired_ns`` (mock clock) on, the legacy ``/api/v3/userDataStream``
     listenKey endpoints answer 404 as a removed path does.
+    with the same key, seed, rate and ground truth. ``ibkr_port`` (0 = a free port) also starts
+    the IBKR Client Portal gateway (:mod:`mock_ws.ibkr`) with the same seed, rate, ground truth
+    and fault plan; ``ibkr_options`` are :class:`~mock_ws.ibkr.IbkrMock` keywords
+    (``session_timeout_s``, ``penalty_s``, ``md_interval_s``, ``md_expiry_s``...).
     """
     clock = clock or time.time_ns
     plan = FaultPlan(seed)
@@ -233,6 +255,20 @@ async def start_mock(
         )
         try:
             await exchange.attach_alpaca(alpaca, alpaca_port)
+        except BaseException:
+            await exchange.close()
+            raise
+    if ibkr_port is not None:
+        ibkr = build_ibkr(
+            seed=seed,
+            trades_per_s=trades_per_s,
+            ground_truth=server.ground_truth,
+            clock=clock,
+            faults=plan,
+            **dict(ibkr_options or {}),
+        )
+        try:
+            await exchange.attach_ibkr(ibkr, ibkr_port)
         except BaseException:
             await exchange.close()
             raise

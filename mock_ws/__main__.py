@@ -79,6 +79,37 @@ def build_parser() -> argparse.ArgumentParser:
             "endpoints are gone (404), as the venue's changelog retires them; default: they work"
         ),
     )
+    parser.add_argument(
+        "--ibkr-port",
+        type=int,
+        default=None,
+        metavar="P",
+        help=(
+            "also run an IBKR Client Portal gateway on port P (0 = any free port): REST "
+            "/v1/api/... and the WebSocket /v1/api/ws (AAPL, MSFT, SPY); default off"
+        ),
+    )
+    parser.add_argument(
+        "--ibkr-session-timeout",
+        type=float,
+        default=360.0,
+        metavar="S",
+        help="IBKR: the session expires S seconds after the last tickle/tic (default 360)",
+    )
+    parser.add_argument(
+        "--ibkr-penalty",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="IBKR: seconds in the penalty box after the global rate limit (default 600)",
+    )
+    parser.add_argument(
+        "--ibkr-md-expiry",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="IBKR: smd subscriptions end S seconds after they were sent (default 600)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--seed", type=int, default=1, help="market simulation seed (default 1)")
     parser.add_argument(
@@ -302,6 +333,12 @@ async def _serve(
         tls=tls,
         alpaca_hours=args.alpaca_hours,
         listen_key_retired_ns=args.listen_key_retired_ns,
+        ibkr_port=args.ibkr_port,
+        ibkr_options={
+            "session_timeout_s": args.ibkr_session_timeout,
+            "penalty_s": args.ibkr_penalty,
+            "md_expiry_s": args.ibkr_md_expiry,
+        },
     )
     try:
         log.info(
@@ -314,6 +351,8 @@ async def _serve(
             ready_info: dict[str, Any] = {"binance_port": mock.binance_port}
             if mock.alpaca_port is not None:
                 ready_info["alpaca_port"] = mock.alpaca_port
+            if mock.ibkr_port is not None:
+                ready_info["ibkr_port"] = mock.ibkr_port
             ready_info["tls"] = mock.ca_file is not None
             if mock.ca_file is not None:
                 ready_info["ca_file"] = str(Path(mock.ca_file).resolve())
@@ -380,6 +419,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--binance-port {args.binance_port}: give a port 0..65535")
         if args.alpaca_port is not None and not 0 <= args.alpaca_port <= 65535:
             raise ConfigError(f"--alpaca-port {args.alpaca_port}: give a port 0..65535")
+        if args.ibkr_port is not None and not 0 <= args.ibkr_port <= 65535:
+            raise ConfigError(f"--ibkr-port {args.ibkr_port}: give a port 0..65535")
+        for name in ("ibkr_session_timeout", "ibkr_penalty", "ibkr_md_expiry"):
+            if not getattr(args, name) > 0:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} {getattr(args, name)}: give a positive number")
         if not args.rate > 0:
             raise ConfigError(f"--rate {args.rate}: give a positive trade rate")
         if not args.ping_interval > 0:
@@ -405,6 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_port(args.host, args.binance_port, f"--binance-port {args.binance_port}")
         if args.alpaca_port:
             check_port(args.host, args.alpaca_port, f"--alpaca-port {args.alpaca_port}")
+        if args.ibkr_port:
+            check_port(args.host, args.ibkr_port, f"--ibkr-port {args.ibkr_port}")
         faults = _load_faults(args.faults)
         ed_keys = _load_ed_keys(args.ed25519_key)
         scenarios = _load_scenarios(args.scenario, args.symbols)

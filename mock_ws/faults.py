@@ -43,7 +43,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,9 @@ class FaultPlan:
         self.faults: list[Fault] = []
         self.rng = random.Random(f"faults:{seed}")
         self._ids = itertools.count(1)
+        #: Called with each fault as it fires, so venues beside the one that polls the plan
+        #: (the IBKR gateway) act on its drops and shutdowns too.
+        self.listeners: list[Callable[[Fault, int], None]] = []
 
     def add(self, spec: Mapping[str, Any], now_ns: int) -> Fault:
         """Validate one fault description and add it; raise :class:`FaultError` if invalid."""
@@ -198,6 +201,8 @@ class FaultPlan:
             if not fault.fired and now_ns >= fault.start_ns:
                 fault.fired = True
                 out.append(fault)
+                for listener in self.listeners:
+                    listener(fault, now_ns)
         self.faults = [f for f in self.faults if not self._spent(f, now_ns)]
         return out
 

@@ -44,10 +44,12 @@ import orjson
 
 from tickpipe.common.contract import RawKind
 from tickpipe.common.errors import DecodeError
+from tickpipe.common.l1 import merge_l1
 from tickpipe.common.messages import (
     BadMessage,
     DepthDiff,
     DepthSnapshot,
+    L1Update,
     MarketItem,
     MessageItem,
     Trades,
@@ -436,6 +438,30 @@ def _on_trade(
         )
 
 
+def _on_l1(
+    state: PartitionState,
+    out: BatchOutput,
+    entry_id: str,
+    frame: RawFrame,
+    update: L1Update,
+    ts_now: int,
+) -> None:
+    """Merge one changed-fields update into the symbol's level-1 view (:mod:`common.l1`).
+
+    A venue that samples (IBKR) shows two trades within one update as one, and a trade at the
+    same price and size as the one before as none: its trades are the venue's samples.
+    """
+    view = state.l1.setdefault(update.symbol, {})
+    quote, trade, incomplete = merge_l1(
+        view, update, venue=frame.venue, src=f"{entry_id}#0", ts_proc=ts_now
+    )
+    state.counters["l1_incomplete"] += incomplete
+    if quote is not None:
+        _on_quote(state, out, entry_id, quote)
+    if trade is not None:
+        _on_trade(state, out, trade, ts_now, aggregate=False, live=frame.kind != _REST)
+
+
 def _on_messages(
     state: PartitionState,
     out: BatchOutput,
@@ -463,5 +489,7 @@ def _on_messages(
         elif isinstance(item, VenueStatus):
             out.statuses.append(dataclasses.replace(item, ts_proc=ts_now))
             counters["statuses"] += 1
+        elif isinstance(item, L1Update):
+            _on_l1(state, out, entry_id, frame, item, ts_now)
         elif isinstance(item, BadMessage):
             out.dead_letters.append(DeadLetter(entry_id, item.reason, frame.data))

@@ -67,6 +67,7 @@ COUNTERS = (
     "corrections",  # trade corrections and cancel/errors the venue reported
     "statuses",  # trading status messages
     "venue_errors",  # error messages the venue sent on the data stream
+    "l1_incomplete",  # level-1 updates before the view held every field of a quote or trade
     *BOOK_COUNTERS,
 )
 
@@ -116,6 +117,8 @@ class PartitionState:
         self.recent_ids = RecentIds()  # venues with non-contiguous trade ids (Alpaca)
         self.venue_bar_revisions: dict[str, int] = {}  # "symbol|interval|ts_open" -> revision
         self.last_quote_id: dict[str, int] = {}
+        #: symbol -> the last level-1 values of a venue that sends only changed fields (IBKR).
+        self.l1: dict[str, dict[str, str]] = {}
         self.last_entry_id = ""
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.books = BookKeeper(venue, counters=self.counters)
@@ -180,6 +183,7 @@ class PartitionState:
             "recent_ids": self.recent_ids.to_state(),
             "venue_bar_revisions": self.venue_bar_revisions,
             "last_quote_id": self.last_quote_id,
+            "l1": self.l1,
             "bars": self.bars.to_state(),
             "strategies": {s.name: s.to_state() for s in self.strategies},
             "counters": self.counters,
@@ -215,6 +219,8 @@ class PartitionState:
             state.holes.load_state(data.get("holes", {}))
             quote_ids = data.get("last_quote_id", {})
             state.last_quote_id = {str(k): int(v) for k, v in quote_ids.items()}
+            l1 = data.get("l1", {})
+            state.l1 = {str(k): {str(f): str(x) for f, x in v.items()} for k, v in l1.items()}
             state.recent_ids.load_state(data.get("recent_ids", {}))
             revisions = data.get("venue_bar_revisions", {})
             state.venue_bar_revisions = {str(k): int(v) for k, v in revisions.items()}

@@ -163,6 +163,7 @@ class Trader:
                 order_id_of=self._order_id_of,
                 signer=signer,
                 session=session,
+                dead_letter=self.ledger.dead_letter,
             ),
         )
         self.router = VenueRouter(

@@ -33,6 +33,9 @@ from tickpipe.venues.binance.session import plan_links as binance_links
 from tickpipe.venues.binance.session import user_data_subscribe_request
 from tickpipe.venues.binance.signing import Signer
 from tickpipe.venues.binance.wire import stream_name as binance_stream_name
+from tickpipe.venues.ibkr import market as ibkr_market
+from tickpipe.venues.ibkr import private as ibkr_private
+from tickpipe.venues.ibkr import session as ibkr_session
 
 __all__ = ["VENUES", "CombinedStreams", "OrderLink", "OrderOptions", "Venue", "venue"]
 
@@ -78,6 +81,8 @@ class OrderOptions:
     order_id_of: Callable[[str], Awaitable[str]]
     signer: Signer | None = None
     session: bool = False
+    #: Write one entry to the trader's dead letters (a venue's refusal worth a person's look).
+    dead_letter: Callable[[Mapping[str, str]], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +224,17 @@ def _alpaca_mock_env(
     return out
 
 
+# -- Interactive Brokers --------------------------------------------------------------------------
+def _ibkr_mock_env(
+    ports: Mapping[str, int], key: str, secret: str, env: Mapping[str, str]
+) -> dict[str, str]:
+    gateway = f"127.0.0.1:{ports['ibkr_port']}"  # a gateway session needs no key
+    return {
+        "TICKPIPE_IBKR_REST_URL": f"http://{gateway}/v1/api",
+        "TICKPIPE_IBKR_WS_URL": f"ws://{gateway}/v1/api/ws",
+    }
+
+
 def _alpaca_order_link(settings: Settings) -> OrderLink:
     from tickpipe.venues.alpaca.rest import rest_from_settings  # I/O: imported on demand
 
@@ -239,6 +255,32 @@ async def _no_connect(connection: Any) -> None:
 def _alpaca_refused(exc: AuthError) -> ConfigError:
     return ConfigError(
         f"Alpaca refused the API key ({exc}): check ALPACA_API_KEY and ALPACA_API_SECRET"
+    )
+
+
+# -- Interactive Brokers (Client Portal gateway) ------------------------------------------------
+def _ibkr_ingest(settings: Settings, links: Sequence[Link]) -> list[Any]:
+    from tickpipe.venues.ibkr.ingest import ingest_adapters  # I/O: imported on demand
+
+    return ingest_adapters(settings, links)
+
+
+def _ibkr_order_link(settings: Settings) -> OrderLink:
+    from tickpipe.venues.ibkr.rest import rest_from_settings  # I/O: imported on demand
+
+    rest = rest_from_settings(settings)
+    return OrderLink(lambda: rest)
+
+
+def _ibkr_orders(settings: Settings, connection: Any, options: OrderOptions) -> Any:
+    from tickpipe.venues.ibkr.order_adapter import IbkrOrders
+
+    return IbkrOrders(
+        settings,
+        connection,
+        clock=options.clock,
+        order_id_of=options.order_id_of,
+        dead_letter=options.dead_letter,
     )
 
 
@@ -292,6 +334,26 @@ VENUES: Mapping[str, Venue] = {
         credentials=lambda s: (s.alpaca_api_key, s.alpaca_api_secret),
         mock_args=lambda s: ["--alpaca-port", "0"],
         mock_env=_alpaca_mock_env,
+    ),
+    "ibkr": Venue(
+        name="ibkr",
+        symbol_pairs=False,
+        contiguous_trade_ids=False,  # IBKR names no trade ids: its last-trade samples have none
+        classify_frame=None,
+        classify_messages=ibkr_market.classify_messages,
+        rest_orders=True,
+        check_keys=ibkr_session.check_keys,
+        plan_links=ibkr_session.plan_links,
+        ingest_adapters=_ibkr_ingest,
+        market_url=None,
+        user_data_request=None,
+        parse_private=ibkr_private.parse_private,
+        order_link=_ibkr_order_link,
+        order_adapter=_ibkr_orders,
+        connect_orders=_no_connect,
+        endpoint_keys=("TICKPIPE_IBKR_REST_URL", "TICKPIPE_IBKR_WS_URL"),
+        mock_args=lambda s: ["--ibkr-port", "0"],  # the gateway lists AAPL, MSFT and SPY
+        mock_env=_ibkr_mock_env,
     ),
 }
 

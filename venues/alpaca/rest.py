@@ -10,13 +10,12 @@ raises :class:`~common.errors.AmbiguousOutcome`. Answers come back whole as :cla
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import orjson
 
-from tickpipe.common.errors import AmbiguousOutcome, ConfigError, VenueUnavailable
+from tickpipe.common.errors import ConfigError
+from tickpipe.common.http import Answer, send_json
 from tickpipe.common.settings import Settings
 from tickpipe.common.tls import http_connector
 from tickpipe.venues.alpaca.orders import auth_headers
@@ -24,15 +23,6 @@ from tickpipe.venues.alpaca.orders import auth_headers
 __all__ = ["AlpacaRest", "Answer", "rest_from_settings"]
 
 log = logging.getLogger("tickpipe.trader")
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One HTTP answer: status, decoded JSON body (``None`` if empty or not JSON), headers."""
-
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class AlpacaRest:
@@ -71,29 +61,8 @@ class AlpacaRest:
         body: dict[str, Any] | None = None,
     ) -> Answer:
         """Send one request; return the answer or raise as the module docstring says."""
-        url = self.base_url + path
-        data = orjson.dumps(body) if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else None
         self.requests += 1
-        try:
-            async with self._client().request(
-                method, url, params=query, data=data, headers=headers
-            ) as response:
-                raw = await response.read()
-                answer_headers = dict(response.headers)
-                status = response.status
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise VenueUnavailable(f"cannot connect to {self.base_url}: {exc}") from exc
-        except TimeoutError as exc:
-            raise AmbiguousOutcome(f"{method} {path}: no answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise AmbiguousOutcome(f"{method} {path}: connection failed: {exc}") from exc
-        try:
-            decoded = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            log.warning("venue answer is not JSON", extra={"status": status, "size": len(raw)})
-            decoded = None
-        return Answer(status, decoded, answer_headers)
+        return await send_json(self._client(), method, self.base_url, path, query=query, body=body)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

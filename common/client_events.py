@@ -1,0 +1,79 @@
+"""What every embeddable venue client shares: its event queue and its reconnect verdicts.
+
+:class:`EventQueue` holds normalised events for the consumer (the oldest dropped when the
+consumer falls 10 000 behind) and ends with :meth:`EventQueue.end`, raising the fatal error
+that ended it, if any. :func:`reconnect_delay` says what a connection error means: a rejected
+key (:class:`AuthError`) is raised, a rate limit waits at least its ``retry_after_s``, any error
+a connection can suffer backs off (capped, jittered), anything else is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.errors import AuthError, RateLimited, VenueError
+from tickpipe.common.schema import Event
+
+__all__ = ["EventQueue", "reconnect_delay"]
+
+log = logging.getLogger("tickpipe.ingestor.client")
+
+_END = object()
+
+
+class EventQueue:
+    """Events for one consumer, ended once (see the module docstring)."""
+
+    def __init__(self, maxsize: int = 10_000) -> None:
+        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=maxsize)
+        self.fatal: BaseException | None = None
+
+    def put(self, event: Event) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()  # the consumer is behind: drop the oldest
+        self._queue.put_nowait(event)
+
+    def end(self, fatal: BaseException | None = None) -> None:
+        """End the iteration (raising ``fatal`` there, if given)."""
+        if fatal is not None:
+            self.fatal = fatal
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(_END)
+
+    async def events(
+        self, callback: Callable[[Event], Awaitable[None] | None] | None = None
+    ) -> AsyncIterator[Event]:
+        """Yield events until :meth:`end` (each also passed to ``callback``)."""
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                if self.fatal is not None:
+                    raise self.fatal
+                return
+            assert isinstance(item, Event)
+            if callback is not None:
+                result = callback(item)
+                if result is not None:
+                    await result
+            yield item
+
+
+def reconnect_delay(error: BaseException, backoff: Backoff) -> float:
+    """Return the delay before reconnecting after ``error``, or raise it if it is fatal."""
+    if isinstance(error, AuthError):
+        raise error
+    if isinstance(error, RateLimited):
+        backoff.wait_at_least(error.retry_after_s)
+    elif not isinstance(
+        error, OSError | TimeoutError | WebSocketException | VenueError | ConnectionClosed
+    ):
+        raise error
+    delay = backoff.next_delay_s()
+    log.warning("venue connection lost (%s); reconnecting in %.2f s", error, delay)
+    return delay

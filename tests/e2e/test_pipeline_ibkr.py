@@ -1,0 +1,165 @@
+"""End to end on IBKR: real redis-server, every stage a real process, the mock's gateway.
+
+Level-1 updates over the gateway's WebSocket become quotes and last-trade samples, bars and
+signals; each signal becomes exactly one order at the gateway, its confirmation question
+(``o10151``, market order) answered because the allow-list names it; the fills come back over
+the ``sor`` topic and the trader's positions equal the gateway's account. Compared with the
+mock's ground truth: every last-trade update it sent is in the trades stream exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Processes, RedisServer, group_idle, wait_for
+from tests.e2e.test_pipeline import _entries
+from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
+from tickpipe.common.schema import Signal, Trade
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws.ground_truth import read_ground_truth
+
+pytestmark = pytest.mark.e2e
+
+NS = "e2e-ibkr"
+KEYS = Keys(NS)
+P = Partition("ibkr", 0)
+
+
+def _gateway_positions(port: int) -> dict[str, Decimal]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_mock/ibkr/status", timeout=5) as r:
+        status = json.loads(r.read())
+    return {s: Decimal(q) for s, q in status["positions"].items() if Decimal(q) != 0}
+
+
+def _trader_positions(client: object) -> dict[str, Decimal]:
+    fields = client.hgetall(KEYS.positions("ibkr"))  # type: ignore[attr-defined]
+    out = {}
+    for key, value in fields.items():
+        name = key.decode() if isinstance(key, bytes) else key
+        if ":" not in name:
+            out[name] = Decimal(value.decode() if isinstance(value, bytes) else value)
+    return {s: q for s, q in out.items() if q != 0}
+
+
+def test_ibkr_pipeline_end_to_end_against_ground_truth(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    truth_path = tmp_path / "ground-truth.jsonl"
+    processes.start_mock(
+        "--ibkr-port", "0", "--seed", "3", "--rate", "30", "--ground-truth", str(truth_path)
+    )
+    port = json.loads((tmp_path / "mock.ready.json").read_text())["ibkr_port"]
+    processes.env.update(
+        REDIS_URL=redis_server.url,
+        TICKPIPE_NAMESPACE=NS,
+        TICKPIPE_VENUE="ibkr",
+        TICKPIPE_SYMBOLS="AAPL",
+        TICKPIPE_IBKR_REST_URL=f"http://127.0.0.1:{port}/v1/api",
+        TICKPIPE_IBKR_WS_URL=f"ws://127.0.0.1:{port}/v1/api/ws",
+        TICKPIPE_IBKR_ACCOUNT="DU1234567",
+        TICKPIPE_IBKR_ALLOW_QUESTIONS="o10151",
+        TICKPIPE_HYSTERESIS_BPS="1",
+        TICKPIPE_ORDER_QTY="1",
+        TICKPIPE_RECONCILE_EVERY_S="2",
+    )
+    ingestor, processor, trader = processes.start_pipeline()
+    client = redis_server.client()
+    try:
+        wait_for(
+            lambda: client.xlen(KEYS.trades(P)) >= 40,
+            timeout_s=60,
+            what="40 last-trade samples in the trades stream",
+        )
+        wait_for(lambda: client.xlen(KEYS.signals(P)) >= 2, timeout_s=60, what="two signals")
+        wait_for(
+            lambda: bool(_gateway_positions(port)) or client.xlen(KEYS.signals(P)) >= 3,
+            timeout_s=30,
+            what="a fill at the gateway",
+        )
+        # The gateway session's figures are published with the ingestor's health.
+        blob = client.get(KEYS.health("ingestor", "ing"))
+        health = json.loads(blob) if blob else {}
+        assert health.get("venue_reauthentications") == 0, health
+        assert health.get("venue_rest_failures") == 0, health
+        assert ingestor.stop() == 0, ingestor.tail()
+        for stream, group, what in (
+            (KEYS.raw(P), GROUP_PROCESSOR, "the processor to drain raw"),
+            (KEYS.private_raw("ibkr"), GROUP_PROCESSOR, "the processor to drain private raw"),
+            (KEYS.signals(P), GROUP_TRADER, "the trader to handle every signal"),
+        ):
+            wait_for(lambda s=stream, g=group: group_idle(client, s, g), timeout_s=30, what=what)
+        wait_for(
+            lambda: _trader_positions(client) == _gateway_positions(port),
+            timeout_s=40,
+            what="the trader's positions to equal the gateway's account",
+        )
+        final = _gateway_positions(port)
+        assert processor.stop() == 0, processor.tail()
+        assert trader.stop() == 0, trader.tail()
+    except AssertionError:
+        print(processes.dump_logs())
+        print("trader:", _trader_positions(client), client.hgetall(KEYS.positions("ibkr")))
+        print("gateway:", _gateway_positions(port))
+        for _, f in client.xrange(KEYS.orders("ibkr")):
+            print(
+                "ORDER",
+                {
+                    k.decode(): v.decode()[:60]
+                    for k, v in f.items()
+                    if k
+                    in (
+                        b"client_order_id",
+                        b"event",
+                        b"status",
+                        b"executed_qty",
+                        b"filled_qty",
+                        b"source",
+                        b"side",
+                        b"exec_type",
+                    )
+                },
+            )
+        raise
+
+    truth = read_ground_truth(truth_path)
+    trades = [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(P))]
+    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
+    assert [k for k, n in seen.items() if n > 1] == []
+    sent = {
+        (e["symbol"], int(e["updated"])): e
+        for e in truth.events("ibkr_last_sent")
+        if not str(e["price"]).startswith("C")
+    }
+    assert len(sent) >= 40
+    assert set(sent) == set(seen)
+    for t in trades:
+        expected = sent[(t.symbol, int(t.trade_id))]
+        assert Decimal(t.price) == Decimal(expected["price"])
+        assert Decimal(t.qty) == Decimal(expected["size"])
+
+    signals = [Signal.from_fields(f) for _, f in _entries(client, KEYS.signals(P))]
+    orders = Counter(o["cOID"] for o in truth.events("ibkr_order"))
+    expected_ids = {client_order_id_for(s.signal_id) for s in signals if s.action == "place"}
+    assert len(expected_ids) >= 2
+    assert dict(orders) == dict.fromkeys(expected_ids, 1)
+    fills: dict[str, Decimal] = {}
+    for fill in truth.events("ibkr_fill"):
+        size = Decimal(str(fill["size"]))
+        fills[fill["symbol"]] = fills.get(fill["symbol"], Decimal(0)) + (
+            size if fill["side"] == "B" else -size
+        )
+    assert {s: q for s, q in fills.items() if q} == final == _trader_positions(client)
+    # Every order filled at the gateway (one share each), and the trader recorded each fill.
+    assert sorted(f["order_ref"] for f in truth.events("ibkr_fill")) == sorted(expected_ids)
+    recorded = {
+        f.get(b"client_order_id", b"").decode()
+        for _, f in client.xrange(KEYS.orders("ibkr"))
+        if f.get(b"status") == b"FILLED"
+    }
+    assert expected_ids <= recorded

@@ -1,0 +1,73 @@
+"""Pace the requests to an IBKR gateway so that it never answers 429 (pure: time is an argument).
+
+The Client Portal docs limit every client to 10 requests a second across the gateway, and some
+endpoints further (``/tickle`` 1 a second; ``/iserver/account/orders``,
+``/iserver/account/trades``, ``/iserver/accounts`` and ``/portfolio/accounts`` 1 per 5
+seconds). Going over puts the
+client's address in a penalty box for 10 minutes, and repeat offenders are blocked. The budget
+keeps a lower global rate (``TICKPIPE_IBKR_REST_PER_S``, default 4) and a margin on each
+endpoint's interval, and after any 429 sends nothing at all until ``TICKPIPE_IBKR_PENALTY_S``
+has passed: a request sent during the penalty only earns the client a longer one.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+__all__ = ["ENDPOINT_INTERVALS_S", "RestBudget"]
+
+NS_PER_S = 1_000_000_000
+
+#: (method or "*", path prefix under /v1/api) -> least seconds between two requests.
+ENDPOINT_INTERVALS_S: dict[tuple[str, str], float] = {
+    ("*", "/tickle"): 1.2,
+    ("GET", "/iserver/account/orders"): 5.5,
+    ("GET", "/iserver/account/trades"): 5.5,
+    ("GET", "/iserver/accounts"): 5.5,
+    ("GET", "/portfolio/accounts"): 5.5,
+}
+
+
+class RestBudget:
+    """When the next request may leave; see the module docstring."""
+
+    def __init__(self, per_s: float = 4.0, penalty_s: float = 600.0) -> None:
+        self.per_s = per_s
+        self.penalty_ns = int(penalty_s * NS_PER_S)
+        self.penalty_until_ns = 0
+        self.penalties = 0
+        self._recent: deque[int] = deque()
+        self._last: dict[tuple[str, str], int] = {}
+
+    def _endpoint(self, method: str, path: str) -> tuple[str, str] | None:
+        for key in ENDPOINT_INTERVALS_S:
+            verb, prefix = key
+            if verb in ("*", method) and path.startswith(prefix):
+                return key
+        return None
+
+    def delay_ns(self, method: str, path: str, now_ns: int) -> int:
+        """Return how long ``method path`` must wait before it may leave (0: now)."""
+        waits = [self.penalty_until_ns - now_ns]
+        window = NS_PER_S
+        while self._recent and self._recent[0] <= now_ns - window:
+            self._recent.popleft()
+        if len(self._recent) >= max(1, int(self.per_s)):
+            waits.append(self._recent[0] + window - now_ns)
+        key = self._endpoint(method, path)
+        if key is not None and key in self._last:
+            waits.append(self._last[key] + int(ENDPOINT_INTERVALS_S[key] * NS_PER_S) - now_ns)
+        return max(0, *waits)
+
+    def sent(self, method: str, path: str, now_ns: int) -> None:
+        """Count a request that leaves now."""
+        self._recent.append(now_ns)
+        key = self._endpoint(method, path)
+        if key is not None:
+            self._last[key] = now_ns
+
+    def refused(self, now_ns: int) -> float:
+        """The gateway answered 429: nothing leaves for the penalty; return its seconds."""
+        self.penalties += 1
+        self.penalty_until_ns = max(self.penalty_until_ns, now_ns + self.penalty_ns)
+        return (self.penalty_until_ns - now_ns) / NS_PER_S
