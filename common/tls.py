@@ -15,7 +15,15 @@ import aiohttp
 
 from tickpipe.common.errors import ConfigError
 
-__all__ = ["check_ca_file", "client_context", "http_connector", "trust_ca_file", "ws_ssl"]
+__all__ = [
+    "check_ca_file",
+    "client_context",
+    "http_connector",
+    "http_ssl",
+    "trust_ca_file",
+    "unverified_context",
+    "ws_ssl",
+]
 
 _state: dict[str, ssl.SSLContext | str | None] = {"ca_file": None, "context": None}
 
@@ -54,9 +62,28 @@ def client_context() -> ssl.SSLContext:
     return context
 
 
-def ws_ssl(url: str) -> ssl.SSLContext | None:
-    """Return the ``ssl`` argument for a WebSocket connection to ``url`` (None for ``ws://``)."""
-    return client_context() if url.startswith("wss://") else None
+def ws_ssl(url: str, verify: bool = True) -> ssl.SSLContext | None:
+    """Return the ``ssl`` argument for a WebSocket connection to ``url`` (None for ``ws://``).
+
+    ``verify=False`` accepts any certificate: only for a local gateway whose certificate is
+    self-signed by design (IBKR's Client Portal gateway), never for a venue on the internet.
+    """
+    if not url.startswith("wss://"):
+        return None
+    return client_context() if verify else unverified_context()
+
+
+def http_ssl(verify: bool = True) -> ssl.SSLContext | bool:
+    """Return aiohttp's ``ssl`` argument: the verifying context, or ``False`` (no checks)."""
+    return client_context() if verify else False
+
+
+def unverified_context() -> ssl.SSLContext:
+    """Return a client context that checks neither the chain nor the host name."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def http_connector() -> aiohttp.TCPConnector:

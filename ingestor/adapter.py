@@ -59,6 +59,8 @@ class VenueAdapter(Protocol):
     watch_liveness: bool
     #: Total silence that makes a session stale (``None``: the slot's ``stale_max_s``).
     max_silence_s: float | None
+    #: Check the ``wss://`` certificate (off only for a local, self-signed gateway).
+    verify_tls: bool
 
     def headers(self) -> dict[str, str]: ...
 
@@ -83,7 +85,7 @@ class AdapterConnection(Connection):
         if prepare is not None:
             await prepare()
         session = adapter.new_session(attempt.conn)
-        async with opts.connect(adapter.url, adapter.headers()) as ws:
+        async with opts.connect(adapter.url, adapter.headers(), adapter.verify_tls) as ws:
             attempt.connected_at = time.monotonic()
             for item in session.connect_markers(self.clock()):
                 await self._put_item(item)

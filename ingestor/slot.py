@@ -53,14 +53,16 @@ class WsOptions:
     #: Largest message accepted; a larger one closes the connection (1009) and is recorded.
     max_frame_bytes: int = MAX_FRAME_BYTES
 
-    def connect(self, url: str, headers: Mapping[str, str] | None = None) -> connect:
+    def connect(
+        self, url: str, headers: Mapping[str, str] | None = None, verify_tls: bool = True
+    ) -> connect:
         """Open ``url`` with these options: pings, close timeout, frame cap, no compression.
 
         websockets buffers at most ``WS_MAX_QUEUE`` messages before it stops reading the socket.
         """
         return connect(
             url,
-            ssl=ws_ssl(url),
+            ssl=ws_ssl(url, verify_tls),
             additional_headers=headers or None,
             ping_interval=self.ping_interval_s,
             ping_timeout=self.ping_timeout_s,

@@ -76,6 +76,7 @@ class AlpacaDataAdapter(_Outboxes):
     #: Stock feeds go quiet outside market hours (WebSocket pings still prove the link), so
     #: total silence only counts as stale after this long; learned cadences judge sooner.
     max_silence_s: float | None = 900.0
+    verify_tls = True
 
     def __init__(self, settings: Settings, link: Link) -> None:
         super().__init__()
@@ -204,6 +205,7 @@ class AlpacaTradingAdapter(_Outboxes):
 
     watch_liveness = False
     max_silence_s: float | None = None
+    verify_tls = True
 
     def __init__(self, settings: Settings, link: Link) -> None:
         super().__init__()

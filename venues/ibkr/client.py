@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
@@ -39,6 +38,7 @@ from tickpipe.common.errors import AuthError, DecodeError
 from tickpipe.common.l1 import merge_l1
 from tickpipe.common.links import decoded_object
 from tickpipe.common.schema import Event
+from tickpipe.common.tls import ws_ssl
 from tickpipe.venues.ibkr.pacing import RestBudget
 from tickpipe.venues.ibkr.rest import IbkrRest
 from tickpipe.venues.ibkr.session import (
@@ -127,11 +127,7 @@ class IbkrClient:
         topics = PRIVATE_TOPICS if self.order_updates else ()
         self.session = GatewaySession(conids, self.clock(), topics=topics)
         self._authenticated.clear()
-        context: ssl.SSLContext | None = None
-        if self.ws_url.startswith("wss:") and not self.verify_tls:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        context = ws_ssl(self.ws_url, self.verify_tls)
         ws = await connect(self.ws_url, ssl=context, ping_interval=20, ping_timeout=20)
         await ws.send(orjson.dumps({"session": self.token}).decode())
         return ws

@@ -72,6 +72,7 @@ class IbkrAdapter:
         self.settings = settings
         self.link = link
         self.url = link.url
+        self.verify_tls = settings.ibkr_verify_tls  # the gateway's certificate is self-signed
         self.rest = rest or rest_from_settings(settings)
         self.clock = clock
         self.symbols = list(settings.symbols)

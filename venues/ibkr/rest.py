@@ -26,6 +26,7 @@ import aiohttp
 from tickpipe.common.errors import ConfigError, RateLimited, VenueUnavailable
 from tickpipe.common.http import Answer, send_json
 from tickpipe.common.settings import Settings
+from tickpipe.common.tls import http_ssl
 from tickpipe.venues.ibkr.pacing import RestBudget
 
 __all__ = ["Answer", "IbkrRest", "rest_from_settings"]
@@ -95,7 +96,7 @@ class IbkrRest:
         self.requests += 1
         # One connection a request: requests are few and paced, and nothing stays open for a
         # stage to close when it stops.
-        connector = aiohttp.TCPConnector(ssl=self.verify_tls)
+        connector = aiohttp.TCPConnector(ssl=http_ssl(self.verify_tls))
         async with aiohttp.ClientSession(timeout=self.timeout, connector=connector) as client:
             return await send_json(client, method, self.base_url, path, query=query, body=body)
 
