@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from bench.ingest import run_ingest, run_reconnect
 from bench.latency import run_latency
+from bench.peer import run_peer
 from bench.process import run_process, run_takeover
 from bench.replay import run_replay
 from bench.soak import run_soak
@@ -35,6 +36,7 @@ BENCHES: dict[str, Bench] = {
     "recovery": _recovery,
     "soak": lambda a: run_soak(a.quick, a.soak_minutes),
     "replay": lambda a: run_replay(a.quick),
+    "peer": lambda a: run_peer(a.quick, count=a.peer_trades, reps=a.peer_reps),
 }
 
 
@@ -72,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="length of the memory soak (default 10; --quick: 1)",
     )
+    parser.add_argument(
+        "--peer-trades",
+        type=int,
+        default=None,
+        help="trades per run of the peer benchmark (default 300,000; --quick: 20,000)",
+    )
+    parser.add_argument(
+        "--peer-reps",
+        type=int,
+        default=None,
+        help="repetitions of the peer benchmark (default 5; --quick: 1)",
+    )
     return parser
 
 
@@ -97,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.soak_minutes <= 0:
         print("--soak-minutes must be positive", file=sys.stderr)
+        return 2
+    if any(n is not None and n <= 0 for n in (args.peer_trades, args.peer_reps)):
+        print("--peer-trades and --peer-reps must be positive", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.ERROR)
     # The in-process stages log what the blast server does not serve (REST snapshots); the table
