@@ -32,7 +32,7 @@ async def _recovery(args: argparse.Namespace) -> list[Row]:
 BENCHES: dict[str, Bench] = {
     "ingest": lambda a: run_ingest(a.quick),
     "processor": lambda a: run_process(a.quick),
-    "latency": lambda a: run_latency(a.quick),
+    "latency": lambda a: run_latency(a.quick, a.latency_seconds, gc_probe=a.gc_probe),
     "recovery": _recovery,
     "soak": lambda a: run_soak(a.quick, a.soak_minutes),
     "replay": lambda a: run_replay(a.quick),
@@ -75,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="length of the memory soak (default 10; --quick: 1)",
     )
     parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=None,
+        help="measured window per rate of the latency benchmark (default 30; --quick: 3)",
+    )
+    parser.add_argument(
+        "--gc-probe",
+        action="store_true",
+        help="latency: record every pipeline process's GC pauses (CPU time) and print them",
+    )
+    parser.add_argument(
         "--peer-trades",
         type=int,
         default=None,
@@ -112,8 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.soak_minutes <= 0:
         print("--soak-minutes must be positive", file=sys.stderr)
         return 2
-    if any(n is not None and n <= 0 for n in (args.peer_trades, args.peer_reps)):
-        print("--peer-trades and --peer-reps must be positive", file=sys.stderr)
+    sizes = (args.peer_trades, args.peer_reps, args.latency_seconds)
+    if any(n is not None and n <= 0 for n in sizes):
+        print("--peer-trades, --peer-reps and --latency-seconds must be positive", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.ERROR)
     # The in-process stages log what the blast server does not serve (REST snapshots); the table
