@@ -23,6 +23,7 @@ run is reported: the trades stream must hold each trade once.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import statistics
@@ -298,6 +299,19 @@ def _rows(runs: list[Run], count: int, reps: int) -> list[Row]:
             statistics.median(e2e_x) >= 2.0,
         ),
     ]
+    # CPU per trade over every process (Redis included): what a loaded machine changes least.
+    cpu = {s: [sum(r.cpu_s.values()) for r in by[s]] for s in SIDES}
+    for side in SIDES[1:]:
+        pairs = zip(cpu["cryptofeed"], cpu[side], strict=True)
+        x = [c / t if t > 0 else math.nan for c, t in pairs]
+        rows.append(
+            Row(
+                "peer",
+                f"CPU per trade, all processes: cryptofeed / {side}",
+                f"{statistics.median(x):.2f}x",
+                _spread(x, ".2f"),
+            )
+        )
     for side in SIDES:
         names = list(by[side][0].cpu_s)
         per_m = {n: statistics.median([r.cpu_s[n] for r in by[side]]) * 1e6 / count for n in names}
