@@ -78,23 +78,25 @@ class Feed:
     port: int
     events: Path
     count: int
-    seen: int = 0
 
     def _events(self) -> list[dict[str, Any]]:
         if not self.events.exists():
             return []
         return [orjson.loads(line) for line in self.events.read_bytes().splitlines() if line]
 
-    async def connected(self, procs: dict[str, int]) -> int:
-        """Wait for the next client connection; return its number."""
+    async def connected(self, procs: dict[str, int], since: int, path_has: str) -> int:
+        """Wait for the first connection opened after ``since`` (ns) whose request path has
+        ``path_has``; return its number. An earlier run's client reconnecting (its ingestor
+        seeing the feed fall silent, say) opens connections too: they are not this run's."""
 
         async def new() -> int | None:
             self.rig_alive(procs)
-            conns = [e["conn"] for e in self._events() if e["ev"] == "connected"]
-            return conns[-1] if len(conns) > self.seen else None
+            for e in self._events():
+                if e["ev"] == "connected" and e["ts"] >= since and path_has in e["path"]:
+                    return int(e["conn"])
+            return None
 
         conn: int = await wait_until(new, timeout_s=60, what="the client to connect")
-        self.seen += 1
         return conn
 
     def rig_alive(self, procs: dict[str, int]) -> None:
@@ -129,9 +131,10 @@ async def _measure(
     ready: Callable[[], Any],
     done: Callable[[], Any],
     side: str,
+    since: int,
 ) -> tuple[float, dict[str, float]]:
     """Release the held client, wait for ``done``; return (rate, CPU seconds per process)."""
-    conn = await feed.connected(started)
+    conn = await feed.connected(started, since, "@aggTrade" if side == "cryptofeed" else "@trade")
 
     async def is_ready() -> Any:
         feed.rig_alive(started)
@@ -161,6 +164,7 @@ async def _cryptofeed(feed: Feed, redis: aioredis.Redis, rep: int) -> Run:
     key = f"cf{rep}"
     streams = [f"{key}-BINANCE-{s[:-4]}-{s[-4:]}" for s in SYMBOLS]
     name = f"cryptofeed-{rep}"
+    since = time.time_ns()
     pid = feed.rig.start(
         name,
         [
@@ -185,7 +189,7 @@ async def _cryptofeed(feed: Feed, redis: aioredis.Redis, rep: int) -> Run:
     async def done() -> bool:
         return await _total_len(redis, streams) >= feed.count
 
-    value, cpu = await _measure(feed, redis, {name: pid}, ready, done, "cryptofeed")
+    value, cpu = await _measure(feed, redis, {name: pid}, ready, done, "cryptofeed", since)
     feed.rig.stop(name)
     stored = await _total_len(redis, streams)
     await redis.delete(*streams)
@@ -213,6 +217,7 @@ async def _tickpipe(feed: Feed, redis: aioredis.Redis, rep: int, *, end_to_end: 
     raws = [settings.keys.raw(p) for p in parts]
     trades = [settings.keys.trades(p) for p in parts]
     env = _stage_env(feed, ns)
+    since = time.time_ns()
     started = {f"ingestor-{ns}": feed.rig.start(f"ingestor-{ns}", ["-m", "tickpipe.ingestor"], env)}
     if end_to_end:
         started[f"processor-{ns}"] = feed.rig.start(
@@ -236,7 +241,7 @@ async def _tickpipe(feed: Feed, redis: aioredis.Redis, rep: int, *, end_to_end: 
         return await _total_len(redis, raws) >= feed.count + 1
 
     side = "tickpipe end to end" if end_to_end else "tickpipe raw"
-    value, cpu = await _measure(feed, redis, started, ready, done, side)
+    value, cpu = await _measure(feed, redis, started, ready, done, side, since)
     feed.rig.stop_all(list(started))
     frames = sum([await count_kind(redis, raw, b"ws") for raw in raws])
     stored = await _total_len(redis, trades) if end_to_end else frames
