@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from bench.ingest import run_ingest, run_reconnect
 from bench.latency import run_latency
+from bench.peer import run_peer
 from bench.process import run_process, run_takeover
 from bench.replay import run_replay
 from bench.soak import run_soak
@@ -31,10 +32,11 @@ async def _recovery(args: argparse.Namespace) -> list[Row]:
 BENCHES: dict[str, Bench] = {
     "ingest": lambda a: run_ingest(a.quick),
     "processor": lambda a: run_process(a.quick),
-    "latency": lambda a: run_latency(a.quick),
+    "latency": lambda a: run_latency(a.quick, a.latency_seconds, gc_probe=a.gc_probe),
     "recovery": _recovery,
     "soak": lambda a: run_soak(a.quick, a.soak_minutes),
     "replay": lambda a: run_replay(a.quick),
+    "peer": lambda a: run_peer(a.quick, count=a.peer_trades, reps=a.peer_reps),
 }
 
 
@@ -72,6 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="length of the memory soak (default 10; --quick: 1)",
     )
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=None,
+        help="measured window per rate of the latency benchmark (default 30; --quick: 3)",
+    )
+    parser.add_argument(
+        "--gc-probe",
+        action="store_true",
+        help="latency: record every pipeline process's GC pauses (CPU time) and print them",
+    )
+    parser.add_argument(
+        "--peer-trades",
+        type=int,
+        default=None,
+        help="trades per run of the peer benchmark (default 300,000; --quick: 20,000)",
+    )
+    parser.add_argument(
+        "--peer-reps",
+        type=int,
+        default=None,
+        help="repetitions of the peer benchmark (default 5; --quick: 1)",
+    )
     return parser
 
 
@@ -97,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.soak_minutes <= 0:
         print("--soak-minutes must be positive", file=sys.stderr)
+        return 2
+    sizes = (args.peer_trades, args.peer_reps, args.latency_seconds)
+    if any(n is not None and n <= 0 for n in sizes):
+        print("--peer-trades, --peer-reps and --latency-seconds must be positive", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.ERROR)
     # The in-process stages log what the blast server does not serve (REST snapshots); the table

@@ -16,31 +16,44 @@ PRICES: dict[str, int] = {"BTCUSDT": 6_180_000, "ETHUSDT": 268_000}  # in 0.01 t
 
 
 def trade_frames(
-    symbols: Sequence[str], count: int, *, start_ms: int, first_id: int = 1
+    symbols: Sequence[str],
+    count: int,
+    *,
+    start_ms: int,
+    first_id: int = 1,
+    event: str = "trade",
 ) -> list[str]:
     """Return ``count`` combined trade frames, round-robin over ``symbols``, ids rising per symbol.
 
     The price steps one tick up and down around the symbol's start price (``PRICES``, else 100),
-    so frames are realistic in size and every trade is valid.
+    so frames are realistic in size and every trade is valid. ``event="aggTrade"`` gives the
+    same trades as ``<symbol>@aggTrade`` frames (aggregate id ``a``, one trade each: ``f`` =
+    ``l``), the stream clients such as cryptofeed subscribe to for trades.
     """
+    if event not in ("trade", "aggTrade"):
+        raise ValueError(f"event must be trade or aggTrade, got {event!r}")
     out: list[str] = []
     for n in range(count):
         symbol = symbols[n % len(symbols)]
         trade_id = first_id + n // len(symbols)
         ticks = PRICES.get(symbol, 10_000) + (1 if trade_id % 2 else -1)
         ms = start_ms + n // 100
+        ids: dict[str, int] = (
+            {"t": trade_id} if event == "trade" else {"a": trade_id, "f": trade_id, "l": trade_id}
+        )
         payload = {
-            "e": "trade",
+            "e": event,
             "E": ms,
             "s": symbol,
-            "t": trade_id,
+            **ids,
             "p": f"{ticks // 100}.{ticks % 100:02d}000000",
             "q": "0.00100000",
             "T": ms,
             "m": bool(n % 3),
             "M": True,
         }
-        out.append(orjson.dumps({"stream": f"{symbol.lower()}@trade", "data": payload}).decode())
+        stream = f"{symbol.lower()}@{event}"
+        out.append(orjson.dumps({"stream": stream, "data": payload}).decode())
     return out
 
 

@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.rig import Rig, temp_dir, wait_until
+from bench.rig import GC_PROBE_ENV, Rig, gc_pauses, temp_dir, wait_until
 from bench.stats import Row, summarize_ms
 from tickpipe.common.names import Keys
 from tickpipe.common.units import client_order_id_for
@@ -249,17 +249,62 @@ def _hops(
     if not hops[0]:
         return "no orders"
     names = ("mock->ingestor", "->processor batch", "->trader intent", "->order at mock")
-    parts = []
-    for name, values in zip(names, hops, strict=True):
-        summary = summarize_ms(values)
-        parts.append(f"{name} {summary['p50']:.2f}/{summary['p99']:.2f}")
-    return ", ".join(parts)
+    return ", ".join(_hop(name, values) for name, values in zip(names, hops, strict=True))
+
+
+def _hop(name: str, values: list[int]) -> str:
+    s = summarize_ms(values)
+    return f"{name} {s['p50']:.2f}/{s['p99']:.2f}/{s['p99.9']:.2f}"
+
+
+async def _trade_hops(
+    redis: aioredis.Redis, keys: Keys, events: list[dict[str, Any]], window: tuple[int, int]
+) -> str:
+    """Return p50/p99/p99.9 of the first two hops over every trade received in ``window``.
+
+    Orders are few (the venue allows 5 per second), so their p99.9 is their maximum; every
+    trade passes the first two hops (the mock to the ingestor's receive stamp, that to the
+    processor's batch stamp), which gives their tails from thousands of samples.
+    """
+    sent: dict[tuple[str, int], int] = {}
+    for e in events:
+        if e["ev"] == "trade_sent":
+            sent.setdefault((e["symbol"], e["trade_id"]), e["ts"])
+    hops: list[list[int]] = [[], []]
+    async for key in redis.scan_iter(match=f"{keys.namespace}:*:trades"):
+        start = "-"
+        while True:
+            chunk: Any = await redis.xrange(key, start, "+", count=10_000)
+            for _, f in chunk:
+                recv = int(f[b"ts_recv"])
+                t_sent = sent.get((f[b"symbol"].decode(), int(f[b"trade_id"])))
+                if t_sent is not None and window[0] <= recv < window[1]:
+                    hops[0].append(recv - t_sent)
+                    hops[1].append(int(f[b"ts_proc"]) - recv)
+            if len(chunk) < 10_000:
+                break
+            start = "(" + chunk[-1][0].decode()
+    if not hops[0]:
+        return "no trades"
+    names = ("mock->ingestor", "->processor batch")
+    text = ", ".join(_hop(name, values) for name, values in zip(names, hops, strict=True))
+    return f"{text} (n={len(hops[0]):,})"
 
 
 async def _one_rate(
-    rig: Rig, redis: aioredis.Redis, rate: int, seconds: float, n: int, notes: list[str]
-) -> tuple[list[int], float, list[int], float, str]:
+    rig: Rig,
+    redis: aioredis.Redis,
+    rate: int,
+    seconds: float,
+    n: int,
+    notes: list[str],
+    gc_probe: bool = False,
+) -> tuple[list[int], float, list[int], float, str, str]:
     mock_env = {"BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET}
+    probe_dir = rig.tmp / f"gc-{rate}"
+    if gc_probe:
+        probe_dir.mkdir()
+        mock_env[GC_PROBE_ENV] = str(probe_dir)
     market_rate = rate
     background: tuple[str, ...] = ()
     symbols = list(LEVELS)
@@ -300,6 +345,8 @@ async def _one_rate(
     stop.set()
     placed = await task
     rig.stop_all([f"mock-floor-{rate}"])
+    for path in probe_dir.glob("gc-*.json"):  # the floor's mock: not part of the pipeline's run
+        path.unlink()
     floor, floor_rate = _latencies(_gt(gt_floor), placed, window, blasted=bool(background))
     notes += [f"the mock closed the floor's stream: {d}" for d in dropped]
     # Pipeline.
@@ -346,7 +393,10 @@ async def _one_rate(
     trade_of, stamps = await _pipeline_trades(redis, Keys(ns))
     events = _gt(gt)
     pipe, pipe_rate = _latencies(events, trade_of, window, blasted=bool(background))
-    return floor, floor_rate, pipe, pipe_rate, _hops(events, trade_of, stamps, window)
+    every = await _trade_hops(redis, Keys(ns), events, window)
+    if gc_probe:
+        notes.append(f"GC pauses, CPU ms: {gc_pauses(probe_dir)}")
+    return floor, floor_rate, pipe, pipe_rate, _hops(events, trade_of, stamps, window), every
 
 
 def _fmt(summary: dict[str, float]) -> str:
@@ -356,18 +406,23 @@ def _fmt(summary: dict[str, float]) -> str:
     return f"p50 {s['p50']:.2f} / p99 {s['p99']:.2f} / p99.9 {s['p99.9']:.2f} ms (n={s['n']:.0f})"
 
 
-async def run_latency(quick: bool) -> list[Row]:
-    """Return tick-to-order latency of the pipeline and of the floor at 1k, 5k, 20k frames/s."""
-    seconds = 3.0 if quick else 30.0
+RATES = (1000, 5000, 10000)
+
+
+async def run_latency(
+    quick: bool, seconds: float | None = None, *, gc_probe: bool = False
+) -> list[Row]:
+    """Return tick-to-order latency of the pipeline and of the floor at each of :data:`RATES`."""
+    seconds = seconds or (3.0 if quick else 30.0)
     rows: list[Row] = []
     with temp_dir("tp-bench-latency-") as tmp:
         rig = Rig(tmp)
         try:
             redis = await rig.start_redis()
-            for n, rate in enumerate((1000, 5000, 20000), start=1):
+            for n, rate in enumerate(RATES, start=1):
                 notes: list[str] = []
-                floor, floor_rate, pipe, pipe_rate, hops = await _one_rate(
-                    rig, redis, rate, seconds, n, notes
+                floor, floor_rate, pipe, pipe_rate, hops, every = await _one_rate(
+                    rig, redis, rate, seconds, n, notes, gc_probe
                 )
                 f, p = summarize_ms(floor), summarize_ms(pipe)
                 met = None
@@ -386,9 +441,20 @@ async def run_latency(quick: bool) -> list[Row]:
                     )
                 )
                 rows.append(
-                    Row("tick-to-order", f"pipeline @ {rate:,}/s: p50/p99 of each hop (ms)", hops)
+                    Row(
+                        "tick-to-order",
+                        f"pipeline @ {rate:,}/s: p50/p99/p99.9 of each hop of the orders (ms)",
+                        hops,
+                    )
                 )
-                rows += [Row("tick-to-order", f"@ {rate:,}/s", note[:120]) for note in notes]
+                rows.append(
+                    Row(
+                        "tick-to-order",
+                        f"pipeline @ {rate:,}/s: p50/p99/p99.9 of every trade's hops (ms)",
+                        every,
+                    )
+                )
+                rows += [Row("tick-to-order", f"@ {rate:,}/s", note[:400]) for note in notes]
             await redis.aclose()
         finally:
             await rig.close()

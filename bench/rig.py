@@ -20,9 +20,11 @@ import redis.asyncio as aioredis
 
 from tickpipe.common.procs import start_redis_server
 
-__all__ = ["Rig", "rss_bytes", "temp_dir", "wait_until"]
+__all__ = ["GC_PROBE_ENV", "Rig", "gc_pauses", "rss_bytes", "temp_dir", "wait_until"]
 
 REPO = Path(__file__).resolve().parents[1]
+#: Set in a child's environment (a directory): the child records its GC pauses there.
+GC_PROBE_ENV = "BENCH_GC_PROBE_DIR"
 
 
 def rss_bytes(pid: int) -> int:
@@ -78,6 +80,8 @@ class Rig:
             TICKPIPE_DATA_DIR=str(self.tmp / "data"),
         )
         env.update(extra or {})
+        if env.get(GC_PROBE_ENV):  # record the child's GC pauses (bench/gcprobe)
+            env["PYTHONPATH"] = os.pathsep.join([str(REPO / "bench" / "gcprobe"), str(REPO)])
         return env
 
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> int:
@@ -153,6 +157,21 @@ class Rig:
             if self.redis_proc.returncode is None:
                 self.redis_proc.kill()
                 await self.redis_proc.wait()
+
+
+def gc_pauses(directory: Path) -> str:
+    """Summarise the GC pauses the probed children wrote to ``directory`` (CPU ms)."""
+    parts = []
+    for path in sorted(directory.glob("gc-*.json")):
+        data = orjson.loads(path.read_bytes())
+        argv = data["argv"]
+        name = argv[1].rsplit(".", 1)[-1] if len(argv) > 1 and argv[0] == "-m" else path.stem
+        gens = " ".join(
+            f"g{n} {g['collections']}x max {g['max_ms']:.1f} (>1 ms: {g['over_1ms']})"
+            for n, g in enumerate(data["generations"])
+        )
+        parts.append(f"{name}: {gens}")
+    return "; ".join(parts) or "no probe output"
 
 
 @contextlib.contextmanager

@@ -55,3 +55,15 @@ def test_raw_entries_round_trip_as_raw_frames() -> None:
         ("ws", "c1", 2, 102),
     ]
     assert decoded[1].data == frames[1]
+
+
+def test_agg_trade_frames_carry_the_same_trades_as_aggregate_trades() -> None:
+    plain = trade_frames(("BTCUSDT", "ETHUSDT"), 4, start_ms=1_700_000_000_000)
+    agg = trade_frames(("BTCUSDT", "ETHUSDT"), 4, start_ms=1_700_000_000_000, event="aggTrade")
+    for p_text, a_text in zip(plain, agg, strict=True):
+        p, a = orjson.loads(p_text), orjson.loads(a_text)
+        assert a["stream"] == p["stream"].replace("@trade", "@aggTrade")
+        pd, ad = p["data"], a["data"]
+        assert ad["e"] == "aggTrade"
+        assert ad["a"] == ad["f"] == ad["l"] == pd["t"]
+        assert {k: ad[k] for k in "sEpqTmM"} == {k: pd[k] for k in "sEpqTmM"}
