@@ -4,7 +4,9 @@ A slot runs one WebSocket session at a time, except while it rotates: before the
 limit (jittered) or on ``serverShutdown`` it opens and subscribes a second session, waits until
 that one delivers, and only then closes the first (make-before-break). Both write into raw while
 they overlap; downstream de-duplicates by trade id. A session whose every stream has gone quiet
-far past its learned cadence (:mod:`ingestor.liveness`) is written as ``stale`` and replaced.
+far past its learned cadence (:mod:`ingestor.liveness`) is written as ``stale`` and replaced; one
+whose single subscription went silent while the others flow gets a ``gap`` marker of kind
+``silence`` naming the stream, and is rotated make-before-break.
 """
 
 from __future__ import annotations
@@ -354,8 +356,11 @@ class Connection:
         interval = max(0.05, min(1.0, self.options.stale_floor_s / 4))
         while True:
             await asyncio.sleep(interval)
-            why = cadence.stale(time.monotonic_ns())
+            now_ns = time.monotonic_ns()
+            why = cadence.stale(now_ns)
             if why is None:
+                if not run.rotate.is_set():
+                    await self._check_subscriptions(tape, run, cadence, now_ns)
                 continue
             self.stats.stale_detected += 1
             run.stale_reason = f"stale: {why}"
@@ -374,6 +379,41 @@ class Connection:
             await self._put(self._marker(tape.conn, event, tape.seq))
             await ws.close(1011, f"stale: {why}"[:120])
             return
+
+    async def _check_subscriptions(
+        self, tape: ConnectionTape, run: Run, cadence: Cadence, now_ns: int
+    ) -> None:
+        """Record each subscription silent while its siblings flow, then rotate the connection.
+
+        A ``gap`` marker of kind ``silence`` names the stream (the trades it missed are
+        backfilled once the new session shows the hole in the ids). Rotation is
+        make-before-break, so the streams that still flow lose nothing.
+        """
+        silent = cadence.silent_streams(now_ns)
+        if not silent:
+            return
+        for name, silent_ns in silent:
+            self.stats.streams_silent += 1
+            log.warning(
+                "stream %s on connection %s is silent for %.1f s while the others flow; "
+                "rotating the connection",
+                name,
+                self.link.label,
+                silent_ns / 1e9,
+                extra={"conn": tape.conn, "stream": name},
+            )
+            event = {
+                "event": MarkerEvent.GAP,
+                "kind": "silence",
+                "stream": name,
+                "conn": tape.conn,
+                "silent_s": round(silent_ns / 1e9, 3),
+                "reason": "subscription silent while its connection flows",
+            }
+            await self._put(self._marker(tape.conn, event, tape.seq))
+        self.stats.last_error = f"{self.link.label}: stream {silent[0][0]} silent"
+        names = ", ".join(name for name, _ in silent)
+        self._want_rotation(run, f"silent stream {names}")
 
     async def _read(
         self, ws: ClientConnection, tape: ConnectionTape, run: Run, cadence: Cadence

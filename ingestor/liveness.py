@@ -10,9 +10,21 @@ between frames. A connection is stale when either
 * every stream that has a learned cadence is far past its expected gap: ``now - last >
   max(factor * ewma, floor_ns)``.
 
-One quiet symbol on a busy connection is therefore never a failure: the busy streams keep it
-alive. Streams still learning (fewer than ``warmup`` gaps seen) only count through the hard limit.
-Times are integer nanoseconds from a monotonic clock, passed in by the caller.
+One quiet symbol on a busy connection is therefore never a failure of the *connection*: the busy
+streams keep it alive. Streams still learning (fewer than ``warmup`` gaps seen) only count through
+the hard limit. Times are integer nanoseconds from a monotonic clock, passed in by the caller.
+
+One *subscription* can still be lost while its connection flows (the venue stops one stream's
+fan-out). :meth:`Cadence.silent_streams` names it, by this rule:
+
+* the stream has a learned cadence (``warmup`` gaps seen: a symbol that never traded on this
+  connection is never judged);
+* it is silent past ``max(factor * ewma, 2 * its longest gap so far, floor_ns)``: a symbol that
+  trades in bursts with long pauses has shown those pauses, and gets twice the longest as room,
+  so quiet-by-nature streams raise no alarm;
+* another stream of the same connection is within its own bound (the venue's other signals,
+  depth and book-ticker cadence, prove the connection and the venue are alive). When every
+  stream is overdue the connection is stale instead (:meth:`Cadence.stale`).
 """
 
 from __future__ import annotations
@@ -64,6 +76,7 @@ class StreamCadence:
     last_ns: int
     ewma_ns: float = 0.0
     gaps: int = 0
+    longest_ns: int = 0
 
 
 @dataclass(slots=True)
@@ -96,6 +109,7 @@ class Cadence:
             gap if state.gaps == 0 else state.ewma_ns + self.alpha * (gap - state.ewma_ns)
         )
         state.gaps += 1
+        state.longest_ns = max(state.longest_ns, gap)
         state.last_ns = now_ns
 
     def expected_gap_ns(self, stream: str) -> float | None:
@@ -104,6 +118,33 @@ class Cadence:
         if state is None or state.gaps < self.warmup:
             return None
         return max(self.factor * state.ewma_ns, float(self.floor_ns))
+
+    def silent_bound_ns(self, stream: str) -> float | None:
+        """Return how long ``stream`` may stay silent while its siblings flow, if learned."""
+        state = self.streams.get(stream)
+        allowed = self.expected_gap_ns(stream)
+        if state is None or allowed is None:
+            return None
+        return max(allowed, 2.0 * state.longest_ns)
+
+    def silent_streams(self, now_ns: int) -> list[tuple[str, int]]:
+        """Return ``(stream, silent ns)`` of each learned stream silent past its bound.
+
+        Empty unless another stream of the connection is within its own bound (otherwise the
+        whole connection is in question: see :meth:`stale`).
+        """
+        overdue: list[tuple[str, int]] = []
+        flowing = False
+        for name, state in self.streams.items():
+            bound = self.silent_bound_ns(name)
+            if bound is None:
+                continue
+            silent_ns = now_ns - state.last_ns
+            if silent_ns > bound:
+                overdue.append((name, silent_ns))
+            else:
+                flowing = True
+        return overdue if flowing else []
 
     def stale(self, now_ns: int) -> str | None:
         """Return why the connection is stale, or ``None`` while it is alive."""

@@ -394,6 +394,7 @@ class Ingestor:
             "dropped_at_stop": s.dropped_at_stop,
             "rotations": s.rotations,
             "stale_detected": s.stale_detected,
+            "streams_silent": s.streams_silent,
             "journal_spilled": s.journal_spilled,
             "journal_drained": s.journal_drained,
             "journal_dropped": s.journal_dropped,

@@ -108,3 +108,53 @@ def test_no_frame_at_all_for_the_maximum_is_stale_even_while_learning() -> None:
     assert why is not None and "no frame" in why
     c.seen(None, 11 * S)  # a reply counts as a frame of the connection
     assert c.stale(12 * S) is None
+
+
+def test_one_silent_stream_among_flowing_ones_is_named() -> None:
+    """A subscription that stops while its siblings on the connection flow is lost, not quiet."""
+    c = cadence()
+    now = 0
+    for _ in range(20):  # both streams learn a 0.1 s cadence
+        now += S // 10
+        c.seen("btcusdt@trade", now)
+        c.seen("btcusdt@depth@100ms", now)
+    silent_at = now
+    for _ in range(100):  # the trade stream goes silent; depth keeps flowing for 10 s
+        now += S // 10
+        c.seen("btcusdt@depth@100ms", now)
+        assert c.stale(now) is None  # the connection as a whole is alive
+        lost = c.silent_streams(now)
+        if now - silent_at <= 2 * S:  # within the floor: no alarm yet
+            assert lost == []
+    assert [name for name, _ in c.silent_streams(now)] == ["btcusdt@trade"]
+    c.seen("btcusdt@trade", now + 1)  # it comes back: no longer silent
+    assert c.silent_streams(now + 1) == []
+
+
+def test_a_stream_that_was_always_irregular_gets_its_longest_gap_as_room() -> None:
+    """Quiet by nature: a symbol that trades in bursts with long pauses raises no false alarm."""
+    c = cadence()
+    now = 0
+    for burst in range(4):  # ten trades 10 ms apart, then a 20 s pause, four times
+        for _ in range(10):
+            now += S // 100
+            c.seen("ethusdt@trade", now)
+        if burst < 3:
+            now += 20 * S
+            c.seen("ethusdt@trade", now)
+    for _ in range(300):  # 30 s with depth flowing and no trade: within 2 x the longest gap
+        now += S // 10
+        c.seen("ethusdt@depth@100ms", now)
+        assert c.silent_streams(now) == []
+
+
+def test_silent_streams_wait_until_the_connection_itself_is_judged() -> None:
+    """When every stream stops, the connection is stale; no stream is singled out."""
+    c = cadence()
+    now = 0
+    for _ in range(20):
+        now += S // 10
+        c.seen("btcusdt@trade", now)
+        c.seen("ethusdt@trade", now)
+    assert c.silent_streams(now + 5 * S) == []
+    assert c.stale(now + 5 * S) is not None
