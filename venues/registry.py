@@ -10,7 +10,6 @@ Adding a venue is one package under :mod:`venues` and one entry in :data:`VENUES
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,6 @@ from tickpipe.common.links import Link
 from tickpipe.common.messages import MarketItem, MessageItem
 from tickpipe.common.schema import OrderUpdate, RawFrame
 from tickpipe.common.settings import Settings
-from tickpipe.common.units import MS
 from tickpipe.venues.alpaca import ingest as alpaca_ingest
 from tickpipe.venues.alpaca import market as alpaca_market
 from tickpipe.venues.alpaca import private as alpaca_private
@@ -113,8 +111,8 @@ def _binance_order_link(settings: Settings) -> OrderLink:
     session = settings.binance_key_type == "ed25519"  # log on once, then send unsigned
     key = settings.binance_api_key.reveal()
 
-    def logon() -> dict[str, Any]:
-        return logon_params(api_key=key, timestamp_ms=time.time_ns() // MS, signer=signer)
+    def logon(timestamp_ms: int) -> dict[str, Any]:
+        return logon_params(api_key=key, timestamp_ms=timestamp_ms, signer=signer)
 
     def open_ws_api() -> Any:
         return BinanceWsApi(settings.binance_ws_api_url, logon=logon if session else None)
