@@ -1,0 +1,219 @@
+"""Scenarios at pipeline level: real redis-server, every stage a real process, the mock exchange.
+
+One test per case of network trouble or market move. Each run draws its seed and timings
+(printed; ``TICKPIPE_SCENARIO_SEED`` replays a run) and asserts concrete outcomes against the
+mock's ground truth: the trades it sent, the prices it moved, the orders it received and what it
+did with them. Nothing here asserts a wall-clock duration.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.e2e.conftest import Processes, RedisServer, wait_for
+from tests.e2e.scenario_support import (
+    KEYS,
+    PARTITION,
+    assert_bars_equal_reference,
+    assert_trades_exactly_once,
+    draw_seed,
+    entries,
+    finish,
+    health,
+    markers,
+    start_scenario,
+)
+
+pytestmark = pytest.mark.e2e
+
+MS = 1_000_000
+
+
+def _fault_file(tmp_path: Path, faults: list[dict[str, object]]) -> str:
+    path = tmp_path / "faults.json"
+    path.write_text(json.dumps(faults))
+    return str(path)
+
+
+def test_delay_and_jitter_on_market_frames(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    """Every frame waits 50-100 ms plus up to 100 ms of jitter: nothing lost, nothing doubled."""
+    rng = draw_seed("delay")
+    delay_ms, jitter_ms = rng.randint(50, 100), rng.randint(20, 100)
+    print(f"delay {delay_ms} ms + uniform(0, {jitter_ms}) ms per market frame")
+    faults = [{"type": "delay", "kind": "stream", "ms": delay_ms, "jitter_ms": jitter_ms}]
+    stages = start_scenario(
+        processes, redis_server, tmp_path,
+        "--seed", str(rng.randrange(10**6)), "--rate", "1.5",
+        "--faults", _fault_file(tmp_path, faults),
+        env={"TICKPIPE_CHANNELS": "trade"},
+    )  # fmt: skip
+    client = redis_server.client()
+    wait_for(lambda: client.xlen(KEYS.trades(PARTITION)) >= 60, timeout_s=90,
+             what="60 trades through the delayed connection")  # fmt: skip
+    ingestor = health(client, "ingestor", "ing")
+    truth = finish(client, stages, tmp_path)
+
+    trades = assert_trades_exactly_once(client, truth)
+    bars = assert_bars_equal_reference(client, trades)
+    # Hop latency (venue event time to ingestor receive time) reflects the injected delay:
+    # every trade waited at least the fault's fixed part on the way.
+    hops_ms = [(t.ts_recv - t.ts_event) / MS for t in trades]
+    print(f"{len(trades)} trades, {bars} bars; hop latency min {min(hops_ms):.1f} ms, "
+          f"median {statistics.median(hops_ms):.1f} ms")  # fmt: skip
+    assert min(hops_ms) >= delay_ms
+    # No false mute alarm: delays far below the stale bound never look like a dead stream.
+    assert ingestor["stale_detected"] == 0 and ingestor["streams_silent"] == 0, ingestor
+    assert markers(client, "stale") == []
+    assert [g for g in markers(client, "gap") if g.get("kind") == "silence"] == []
+
+
+def _book_states(client: redis.Redis, symbol: str) -> list[str]:
+    book = entries(client, KEYS.book(PARTITION))
+    return [f["status"] for _, f in book if f.get("symbol") == symbol]
+
+
+def test_duplicated_reordered_and_malformed_frames(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    """Trades sent twice or swapped, truncated frames, a depth diff skipped."""
+    rng = draw_seed("duplicate-reorder-malformed")
+    dups, swaps, bad = rng.randint(5, 15), rng.randint(5, 15), rng.randint(2, 6)
+    print(f"{dups} trade frames sent twice, {swaps} swapped, {bad} malformed, one depth gap")
+    trade = "btcusdt@trade"
+    faults = [
+        {"type": "duplicate", "stream": trade, "count": dups, "at": rng.uniform(1, 3)},
+        {"type": "reorder", "stream": trade, "count": swaps, "at": rng.uniform(1, 3)},
+        {"type": "malformed", "kind": "stream", "count": bad, "at": rng.uniform(1, 3)},
+        {"type": "depth_gap", "symbol": "ETHUSDT", "count": 1, "at": rng.uniform(2, 4)},
+    ]
+    stages = start_scenario(
+        processes, redis_server, tmp_path,
+        "--seed", str(rng.randrange(10**6)), "--rate", "10",
+        "--faults", _fault_file(tmp_path, faults),
+    )  # fmt: skip
+    client = redis_server.client()
+    dead_letters = KEYS.dead_letters(PARTITION)
+    wait_for(lambda: client.xlen(dead_letters) >= bad, timeout_s=60,
+             what=f"{bad} malformed frames dead-lettered")  # fmt: skip
+
+    def resynced() -> bool:
+        states = _book_states(client, "ETHUSDT")
+        return "stale" in states and states[-1] == "live"
+
+    wait_for(resynced, timeout_s=60, what="the ETHUSDT book to go stale and resynchronise")
+    wait_for(lambda: client.xlen(KEYS.trades(PARTITION)) >= 300, timeout_s=60,
+             what="300 trades")  # fmt: skip
+    truth = finish(client, stages, tmp_path)
+
+    # Duplicates really were sent, and each trade is in the trades stream once.
+    sent = [(e["symbol"], e["trade_id"]) for e in truth.events("trade_sent")]
+    doubled = len(sent) - len(set(sent))
+    assert doubled >= dups
+    trades = assert_trades_exactly_once(client, truth)
+    # Reordering did not change the final bars.
+    bars = assert_bars_equal_reference(client, trades)
+    # Each truncated frame is one dead letter with its reason.
+    letters = [f for _, f in client.xrange(dead_letters)]
+    reasons = [f[b"reason"].decode() for f in letters]
+    print(f"{len(trades)} trades ({doubled} frames sent twice), {bars} bars; "
+          f"dead letters: {reasons}")  # fmt: skip
+    assert len(letters) == bad and all(reasons)
+    # The book was discarded at the gap and rebuilt from a fresh snapshot.
+    states = _book_states(client, "ETHUSDT")
+    assert states[-1] == "live" and "stale" in states
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _raw_lag(client: redis.Redis) -> int:
+    groups = client.xinfo_groups(KEYS.raw(PARTITION))
+    return max((int(g.get("lag") or 0) + int(g["pending"]) for g in groups), default=0)
+
+
+def test_a_connection_dropped_in_the_middle_of_a_burst(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    """The market connection is cut while trades come ten times faster: nothing lost."""
+    rng = draw_seed("drop-mid-burst")
+    burst_at, burst_s = 8.0, rng.uniform(4, 8)
+    drop_at = burst_at + rng.uniform(1, burst_s - 1)
+    print(f"burst x10 at {burst_at:.1f} s for {burst_s:.1f} s; connection dropped at "
+          f"{drop_at:.2f} s")  # fmt: skip
+    faults = [{"type": "drop", "kind": "stream", "at": drop_at}]
+    stages = start_scenario(
+        processes, redis_server, tmp_path,
+        "--seed", str(rng.randrange(10**6)), "--rate", "10",
+        "--scenario", json.dumps([{"name": "burst", "at": burst_at, "duration": burst_s,
+                                   "factor": 10}]),
+        "--faults", _fault_file(tmp_path, faults),
+        env={"TICKPIPE_CHANNELS": "trade"},
+    )  # fmt: skip
+    client = redis_server.client()
+    wait_for(lambda: health(client, "ingestor", "ing").get("reconnects", 0) >= 1, timeout_s=60,
+             what="the ingestor to reconnect after the drop")  # fmt: skip
+    wait_for(lambda: markers(client, "backfill_done"), timeout_s=60,
+             what="the trades missed while disconnected to be backfilled")  # fmt: skip
+    ingestor = health(client, "ingestor", "ing")
+    truth = finish(client, stages, tmp_path)
+
+    trades = assert_trades_exactly_once(client, truth)
+    sent = {(t["symbol"], int(t["trade_id"])) for t in truth.trades_sent()}
+    fetched = len(trades) - len(sent)
+    print(f"{len(trades)} trades, {fetched} of them fetched from REST after the drop; "
+          f"ingestor: reconnects {ingestor['reconnects']}, backfilled "
+          f"{ingestor['rest_backfilled']}")  # fmt: skip
+    assert fetched > 0 and ingestor["rest_backfilled"] >= fetched
+    assert_bars_equal_reference(client, trades)
+
+
+def test_a_burst_of_ten_times_the_rate(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    """Ten times the trade rate for a few seconds: the lag drains, nothing is lost, memory holds."""
+    rng = draw_seed("burst")
+    burst_at, burst_s = 6.0, rng.uniform(5, 8)
+    print(f"burst x10 at {burst_at:.1f} s for {burst_s:.1f} s (20 -> 200 trades/s per symbol)")
+    stages = start_scenario(
+        processes, redis_server, tmp_path,
+        "--seed", str(rng.randrange(10**6)), "--rate", "20",
+        "--scenario", f"burst@{burst_at}+{burst_s:.2f}",
+    )  # fmt: skip
+    ingestor_stage, processor_stage, _ = stages
+    client = redis_server.client()
+    wait_for(lambda: client.xlen(KEYS.trades(PARTITION)) >= 50, timeout_s=60, what="50 trades")
+    baseline = {s.name: _rss_mb(s.proc.pid) for s in (ingestor_stage, processor_stage)}
+    peak = dict(baseline)
+    max_lag = 0
+
+    def burst_over() -> bool:
+        nonlocal max_lag
+        max_lag = max(max_lag, _raw_lag(client))
+        for s in (ingestor_stage, processor_stage):
+            peak[s.name] = max(peak[s.name], _rss_mb(s.proc.pid))
+        return client.xlen(KEYS.trades(PARTITION)) >= 2 * 200 * (burst_s - 1)
+
+    wait_for(burst_over, timeout_s=120, what="the burst's trades")
+    # The lag drains while the input still flows at the normal rate.
+    wait_for(lambda: _raw_lag(client) == 0, timeout_s=60, what="the processor's lag to drain")
+    truth = finish(client, stages, tmp_path)
+
+    trades = assert_trades_exactly_once(client, truth)
+    growth = {name: peak[name] - baseline[name] for name in peak}
+    print(f"{len(trades)} trades; largest raw lag {max_lag}; RSS baseline {baseline} MB, "
+          f"growth {growth} MB")  # fmt: skip
+    # Bounded memory: a few seconds at ten times the rate add a few MB, not the whole burst's
+    # frames kept in memory per stage (the queues are bounded and drained).
+    assert all(g < 64 for g in growth.values()), growth
+    assert_bars_equal_reference(client, trades)
