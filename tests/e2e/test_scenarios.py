@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,11 @@ from tests.e2e.scenario_support import (
     health,
     markers,
     start_scenario,
+    threshold_reference,
 )
+from tickpipe.common.schema import Signal, Trade, decode_fields
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws.ground_truth import GroundTruth, read_ground_truth
 
 pytestmark = pytest.mark.e2e
 
@@ -217,3 +223,101 @@ def test_a_burst_of_ten_times_the_rate(
     # frames kept in memory per stage (the queues are bounded and drained).
     assert all(g < 64 for g in growth.values()), growth
     assert_bars_equal_reference(client, trades)
+
+
+def _fills(truth: GroundTruth) -> dict[str, Decimal]:
+    """Return the venue's net filled quantity per symbol (buys +, sells -) from its reports."""
+    sides = {o["client_order_id"]: o["side"] for o in truth.orders()}
+    net: dict[str, Decimal] = {}
+    for report in truth.events("execution_report"):
+        if report["x"] == "TRADE":
+            side = sides.get(report["client_order_id"], "BUY")
+            sign = Decimal(1) if side.upper() == "BUY" else Decimal(-1)
+            net[report["symbol"]] = net.get(report["symbol"], Decimal(0)) + sign * Decimal(
+                report["l"]
+            )
+    return net
+
+
+def test_crash_and_spike_place_and_cancel_limit_orders(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    """BTCUSDT crashes and ETHUSDT spikes: threshold orders as LIMIT, rapid moves cancel them."""
+    rng = draw_seed("crash-spike")
+    crash_at, crash_s = rng.uniform(8, 10), rng.uniform(5, 8)
+    crash_pct = rng.uniform(5, 8)
+    spike_at, spike_pct = rng.uniform(8, 12), rng.uniform(4, 6)
+    levels = {"BTCUSDT": "61200", "ETHUSDT": "2720"}  # 1 % below and 1.5 % above the start
+    max_position = "0.01"
+    print(f"crash BTCUSDT {crash_pct:.1f} % at {crash_at:.1f} s over {crash_s:.1f} s; spike "
+          f"ETHUSDT +{spike_pct:.1f} % at {spike_at:.1f} s; levels {levels}")  # fmt: skip
+    scenarios = [
+        {"name": "crash", "symbol": "BTCUSDT", "at": crash_at, "duration": crash_s,
+         "pct": crash_pct},
+        {"name": "spike", "symbol": "ETHUSDT", "at": spike_at, "duration": 10, "pct": spike_pct},
+    ]  # fmt: skip
+    stages = start_scenario(
+        processes, redis_server, tmp_path,
+        "--seed", str(rng.randrange(10**6)), "--rate", "20",
+        "--scenario", json.dumps(scenarios),
+        env={
+            "TICKPIPE_STRATEGIES": "threshold_cross,rapid_move",
+            "TICKPIPE_THRESHOLDS": ",".join(f"{s}={p}" for s, p in levels.items()),
+            "TICKPIPE_ORDER_TYPE": "LIMIT",
+            "TICKPIPE_RAPID_MOVE_PCT": "0.4",
+            "TICKPIPE_RAPID_MOVE_WINDOW_MS": "1000",
+            "TICKPIPE_MAX_POSITION": max_position,
+            "TICKPIPE_CHANNELS": "trade,bookTicker",
+        },
+    )  # fmt: skip
+    client = redis_server.client()
+    truth_path = tmp_path / "ground-truth.jsonl"
+
+    def cancelled_at_the_mock() -> bool:
+        reports = read_ground_truth(truth_path).events("execution_report")
+        return any(r["X"] == "CANCELED" for r in reports)
+
+    wait_for(cancelled_at_the_mock, timeout_s=90, what="a resting LIMIT order cancelled")
+    # Let the spike finish and its decay be traded through.
+    wait_for(lambda: len(read_ground_truth(truth_path).events("scenario")) >= 2, timeout_s=30,
+             what="both scenarios to start")  # fmt: skip
+    end_ms = (time.time() + 2 + max(0.0, spike_at + 10 - crash_at)) * 1000
+    wait_for(lambda: _last_trade_ms(client) >= end_ms, timeout_s=60, what="the spike to decay")
+    truth = finish(client, stages, tmp_path)
+
+    trades = assert_trades_exactly_once(client, truth)
+    signals = [Signal.from_fields(f) for _, f in entries(client, KEYS.signals(PARTITION))]
+    # 1. The threshold strategy's signals equal a reference computed from ground-truth prices.
+    crossings = [(s.symbol, s.side, s.price) for s in signals if s.strategy == "threshold_cross"]
+    records = [{"symbol": t.symbol, "trade_id": t.trade_id, "price": t.price} for t in trades]
+    expected = threshold_reference(records, levels, "1")
+    by_symbol = sorted(crossings, key=lambda c: c[0])  # stable: each symbol's own order kept
+    print(f"threshold signals {crossings}")
+    assert by_symbol == expected
+    assert {c[0] for c in crossings} == {"BTCUSDT", "ETHUSDT"}
+    # 2. The rapid-move strategy fired, and a resting LIMIT order was cancelled at the mock.
+    cancels = [s for s in signals if s.strategy == "rapid_move"]
+    assert cancels and all(s.action == "cancel" for s in cancels)
+    placed = {client_order_id_for(s.signal_id) for s in signals if s.action == "place"}
+    orders = {o["client_order_id"]: o for o in truth.orders()}
+    assert set(orders) <= placed and all(o["type"] == "LIMIT" for o in orders.values())
+    reports = truth.events("execution_report")
+    ours = {r["order_id"] for r in reports if r["client_order_id"] in placed}
+    cancelled = [r for r in reports if r["X"] == "CANCELED" and r["order_id"] in ours]
+    print(f"{len(cancels)} rapid-move cancels; {len(orders)} LIMIT orders at the mock, "
+          f"{len(cancelled)} cancelled there")  # fmt: skip
+    assert cancelled
+    # 3. The risk limits held: the venue's net fills never exceed the position limit, and every
+    # placing signal is an order at the mock or a refusal with its reason.
+    for symbol, net in _fills(truth).items():
+        assert abs(net) <= Decimal(max_position), (symbol, net)
+    outcomes = entries(client, KEYS.orders("binance"))
+    refused = {f["client_order_id"] for _, f in outcomes
+               if f.get("event") == "rejected" and f.get("stage") == "risk"}  # fmt: skip
+    assert placed == set(orders) | refused and not set(orders) & refused
+    assert all(f.get("reason") for _, f in outcomes if f.get("event") == "rejected")
+
+
+def _last_trade_ms(client: redis.Redis) -> int:
+    last = client.xrevrange(KEYS.trades(PARTITION), count=1)
+    return 0 if not last else Trade.from_fields(decode_fields(last[0][1])).ts_event // MS
