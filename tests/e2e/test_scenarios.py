@@ -321,3 +321,48 @@ def test_crash_and_spike_place_and_cancel_limit_orders(
 def _last_trade_ms(client: redis.Redis) -> int:
     last = client.xrevrange(KEYS.trades(PARTITION), count=1)
     return 0 if not last else Trade.from_fields(decode_fields(last[0][1])).ts_event // MS
+
+
+def test_a_venue_whose_clock_is_off(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    """The venue's clock runs behind ours by more than its 1000 ms tolerance for stamps ahead:
+    signed requests stamped with our clock are refused (-1021) unless corrected."""
+    rng = draw_seed("venue-clock")
+    skew_ms = -rng.randint(1500, 4000)
+    print(f"the venue's clock is off by {skew_ms} ms")
+    stages = start_scenario(
+        processes, redis_server, tmp_path,
+        "--seed", str(rng.randrange(10**6)), "--rate", "20",
+        "--clock-offset-ms", str(skew_ms),
+        env={"TICKPIPE_CHANNELS": "trade"},
+    )  # fmt: skip
+    client = redis_server.client()
+    wait_for(lambda: health(client, "ingestor", "ing").get("private_subscribed"), timeout_s=30,
+             what="the ingestor's user-data subscription")  # fmt: skip
+    wait_for(lambda: client.xlen(KEYS.signals(PARTITION)) >= 2, timeout_s=60, what="two signals")
+    wait_for(lambda: client.xlen(KEYS.order_updates("binance")) >= 2, timeout_s=30,
+             what="order updates from the private stream")  # fmt: skip
+    trader = health(client, "trader", "trd")
+    ingestor = health(client, "ingestor", "ing")
+    truth = finish(client, stages, tmp_path)
+
+    signals = [Signal.from_fields(f) for _, f in entries(client, KEYS.signals(PARTITION))]
+    placed = {client_order_id_for(s.signal_id) for s in signals if s.action == "place"}
+    accepted = {o["client_order_id"] for o in truth.orders() if o["status"] != "REJECTED"}
+    estimate = (trader.get("venue_clock_offset_ms"), trader.get("venue_clock_uncertainty_ms"))
+    print(f"trader's estimate {estimate[0]} ms ± {estimate[1]} ms; {len(placed)} orders placed")
+    assert placed and placed == accepted
+    offset_ms, uncertainty_ms = (
+        trader["venue_clock_offset_ms"],
+        trader["venue_clock_uncertainty_ms"],
+    )
+    assert abs(offset_ms - skew_ms) <= uncertainty_ms + 2
+    assert trader["venue_clock_state"] == "beyond"
+    # The ingestor measured the same offset on its private slot before signing its subscription.
+    offset_ms, uncertainty_ms = (
+        ingestor["venue_clock_offset_ms"],
+        ingestor["venue_clock_uncertainty_ms"],
+    )
+    assert abs(offset_ms - skew_ms) <= uncertainty_ms + 2
+    assert ingestor["venue_clock_state"] == "beyond"
