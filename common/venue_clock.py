@@ -27,10 +27,12 @@ from typing import Any
 
 from tickpipe.common.units import MS
 
-__all__ = ["AHEAD_LIMIT_MS", "ClockSample", "VenueClock"]
+__all__ = ["AHEAD_LIMIT_MS", "DEFAULT_RECV_WINDOW_MS", "ClockSample", "VenueClock"]
 
 #: The venue refuses a request stamped this far ahead of its own clock (Binance: 1000 ms).
 AHEAD_LIMIT_MS = 1000
+#: The receive window of a signed request that names none (Binance: 5000 ms).
+DEFAULT_RECV_WINDOW_MS = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,18 @@ class VenueClock:
         if worst_ms > limit_ms / 2:
             return "near"
         return "ok"
+
+    def warning(self, recv_window_ms: int) -> str | None:
+        """Return the operator's message for a ``near`` or ``beyond`` state, else ``None``."""
+        state = self.state(recv_window_ms)
+        if state not in ("near", "beyond"):
+            return None
+        where = "past" if state == "beyond" else "halfway to"
+        return (
+            f"the venue's clock is {self.offset_ns / MS:+.0f} ms from ours ({where} the venue's "
+            f"limits: recvWindow {recv_window_ms} ms, {AHEAD_LIMIT_MS} ms ahead); signed "
+            "requests carry corrected time, but fix the host clock (NTP)"
+        )
 
     def figures(self, recv_window_ms: int) -> dict[str, Any]:
         """Return the estimate as health figures (``venue_clock_*``)."""

@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,6 +31,7 @@ from tickpipe.common.errors import AuthError, RateLimited, VenueError
 from tickpipe.common.links import ConnectionTape, Link, Reply, connection_id
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.units import MS
+from tickpipe.common.venue_clock import DEFAULT_RECV_WINDOW_MS, ClockSample, VenueClock
 from tickpipe.ingestor.liveness import Cadence, stream_of
 from tickpipe.ingestor.outbox import StreamRequests, send_paced
 from tickpipe.ingestor.slot import (
@@ -44,12 +46,19 @@ from tickpipe.ingestor.slot import (
 from tickpipe.ingestor.writer import IngestorStats, WriteQueue
 from tickpipe.venues.binance.session import classify_reply, is_data_frame
 
+if TYPE_CHECKING:
+    from tickpipe.venues.registry import ServerTime
+
 __all__ = ["MAX_FRAME_BYTES", "Connection", "Ended", "StaleConnection", "WsOptions"]
 
 log = logging.getLogger("tickpipe.ingestor")
 
 #: Messages websockets buffers per connection before it stops reading the socket.
 _WS_MAX_QUEUE = 256
+#: Timed server-time requests before a private slot signs its subscription.
+CLOCK_SAMPLES = 4
+#: How long one server-time answer may take before the slot signs with what it knows.
+CLOCK_ANSWER_TIMEOUT_S = 5.0
 
 
 @dataclass(slots=True)
@@ -87,6 +96,8 @@ class Connection:
         on_refused: Callable[[str, str], None] | None = None,
         on_frame: Callable[[Connection, str, str | bytes], None] | None = None,
         on_delivered: Callable[[Connection], None] | None = None,
+        server_time: ServerTime | None = None,
+        venue_clock: VenueClock | None = None,
     ) -> None:
         self.link = link
         self.venue = venue
@@ -106,6 +117,10 @@ class Connection:
         self.on_refused = on_refused
         self.on_frame = on_frame
         self.on_delivered = on_delivered
+        #: A private slot asks the venue's time first and stamps its signed subscription with it.
+        self.server_time = server_time
+        self.venue_clock = venue_clock if venue_clock is not None else VenueClock()
+        self._clock_state = "unknown"
 
     @property
     def streams(self) -> list[str] | None:
@@ -241,7 +256,10 @@ class Connection:
             self.stats.connections_up += 1
             if link.private and self.user_data_request is not None:
                 attempt.request_id = next(self._request_ids)
-                messages = [self.user_data_request(attempt.request_id, self.clock() // MS)]
+                if self.server_time is not None:
+                    await self._sample_clock(ws, tape)
+                stamp_ms = self.venue_clock.corrected(self.clock()) // MS
+                messages = [self.user_data_request(attempt.request_id, stamp_ms)]
             lifetime = opts.lifetime_s * (1.0 - 0.05 * self.rng.random())
             timer = asyncio.get_running_loop().call_later(
                 lifetime, self._want_rotation, run, f"lifetime {lifetime:.0f} s reached"
@@ -278,6 +296,47 @@ class Connection:
                         self.queue.put_nowait((link.stream, marker))
                 else:
                     await self._put(marker)
+
+    async def _sample_clock(self, ws: ClientConnection, tape: ConnectionTape) -> None:
+        """Time :data:`CLOCK_SAMPLES` server-time requests into :attr:`venue_clock`.
+
+        Runs before the read loop; every message received meanwhile (the answers too) is
+        written to raw as usual. A missing answer ends the sampling: the subscription is then
+        signed with what is known.
+        """
+        assert self.server_time is not None
+        for n in range(CLOCK_SAMPLES):
+            request_id = f"clock-{tape.conn}-{n}"
+            sent_ns = self.clock()
+            await ws.send(self.server_time.request(request_id))
+            while True:
+                try:
+                    message = await asyncio.wait_for(ws.recv(), CLOCK_ANSWER_TIMEOUT_S)
+                except TimeoutError:
+                    log.warning("the venue did not tell its time", extra={"conn": tape.conn})
+                    return
+                received_ns = self.clock()
+                self.stats.frames_received += 1
+                await self.queue.put((self.link.stream, tape.frame(message, received_ns)))
+                venue_ms = self.server_time.answer(message, request_id)
+                if venue_ms is not None:
+                    self.venue_clock.add(ClockSample(sent_ns, venue_ms, received_ns))
+                    break
+        self._judge_clock(tape.conn)
+
+    def _judge_clock(self, conn: str) -> None:
+        """Log the venue clock offset when its state changes (a warning near or past limits)."""
+        state = self.venue_clock.state(DEFAULT_RECV_WINDOW_MS)
+        if state == self._clock_state:
+            return
+        self._clock_state = state
+        warning = self.venue_clock.warning(DEFAULT_RECV_WINDOW_MS)
+        extra = {"conn": conn, **self.venue_clock.figures(DEFAULT_RECV_WINDOW_MS)}
+        if warning is None:
+            log.info("venue clock offset %+.1f ms", self.venue_clock.offset_ns / MS, extra=extra)
+        else:
+            self.stats.last_error = f"{self.link.label}: {warning}"
+            log.warning(warning, extra=extra)
 
     async def _read_to_end(
         self, ws: ClientConnection, run: Run, reading: Awaitable[None], ended: Ended

@@ -27,10 +27,24 @@ from tickpipe.venues.binance import market as binance_market
 from tickpipe.venues.binance import private as binance_private
 from tickpipe.venues.binance.orders import logon_params
 from tickpipe.venues.binance.session import plan_links as binance_links
-from tickpipe.venues.binance.session import user_data_subscribe_request
+from tickpipe.venues.binance.session import (
+    server_time_of,
+    time_request,
+    user_data_subscribe_request,
+)
 from tickpipe.venues.binance.signing import Signer
 
-__all__ = ["VENUES", "OrderLink", "OrderOptions", "Venue", "venue"]
+__all__ = ["VENUES", "OrderLink", "OrderOptions", "ServerTime", "Venue", "venue"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTime:
+    """How a private slot asks the venue for its clock before a signed subscription."""
+
+    #: The request text for a request id.
+    request: Callable[[str], str]
+    #: The venue's time in ms if a frame answers the request with that id, else ``None``.
+    answer: Callable[[str | bytes, str], int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +106,8 @@ class Venue:
     connect_orders: Callable[[Any], Awaitable[None]]
     #: Say what to fix when the venue refuses the trader's key (``None``: raise it as it is).
     refused_key: Callable[[AuthError], ConfigError] | None = None
+    #: The venue's server-time request on a private slot (``None``: its subscription is unsigned).
+    server_time: ServerTime | None = None
 
 
 # -- Binance --------------------------------------------------------------------------------------
@@ -190,6 +206,7 @@ VENUES: Mapping[str, Venue] = {
         order_link=_binance_order_link,
         order_adapter=_binance_orders,
         connect_orders=_binance_connect,
+        server_time=ServerTime(time_request, server_time_of),
     ),
     "alpaca": Venue(
         name="alpaca",

@@ -296,6 +296,11 @@ def private_handler(replies: list[Callable[[dict[str, Any]], dict[str, Any]]]) -
             return
         seen.append(time.monotonic())
         request = json.loads(await ws.recv())
+        while request["method"] == "time":  # the ingestor asks the venue's clock first
+            now_ms = time.time_ns() // 1_000_000
+            answer = {"id": request["id"], "status": 200, "result": {"serverTime": now_ms}}
+            await ws.send(orjson.dumps(answer).decode())
+            request = json.loads(await ws.recv())
         assert request["method"] == "userDataStream.subscribe.signature"
         answer = replies[min(len(seen), len(replies)) - 1](request)
         await ws.send(orjson.dumps({"id": request["id"], **answer}).decode())
@@ -339,10 +344,12 @@ def test_private_connection_subscribes_and_records_user_data() -> None:
         return await entries(redis, PRIVATE), ingestor, dump
 
     got, ingestor, dump = asyncio.run(scenario())
-    assert [f.kind for f in got] == ["marker", "ws", "ws", "marker"]
+    # The venue's four time answers (the clock offset) come first, recorded like every frame.
+    assert [f.kind for f in got] == ["marker"] + ["ws"] * 6 + ["marker"]
     assert all(f.channel == "private" for f in got)
-    assert json.loads(got[1].data)["result"] == {"subscriptionId": 0}
-    assert json.loads(got[2].data)["event"]["e"] == "outboundAccountPosition"
+    assert all("serverTime" in json.loads(f.data)["result"] for f in got[1:5])
+    assert json.loads(got[5].data)["result"] == {"subscriptionId": 0}
+    assert json.loads(got[6].data)["event"]["e"] == "outboundAccountPosition"
     assert ingestor.stats.connections_up == 0
     assert not any(API_KEY.encode() in d or API_SECRET.encode() in d for d in dump)
 

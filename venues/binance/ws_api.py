@@ -136,18 +136,11 @@ class BinanceWsApi:
             "uncertainty_ms": round(self.venue_clock.uncertainty_ns / MS, 3),
             "recv_window_ms": self.recv_window_ms,
         }
-        if state == "ok":
+        warning = self.venue_clock.warning(self.recv_window_ms)
+        if warning is None:
             log.info("venue clock offset %+.1f ms", offset_ms, extra=extra)
             return
-        log.log(
-            logging.ERROR if state == "beyond" else logging.WARNING,
-            "the venue's clock is %+.0f ms from ours (%s the venue's limits: recvWindow %d ms, "
-            "1000 ms ahead); signed requests carry corrected time, but fix the host clock (NTP)",
-            offset_ms,
-            "past" if state == "beyond" else "halfway to",
-            self.recv_window_ms,
-            extra=extra,
-        )
+        log.log(logging.ERROR if state == "beyond" else logging.WARNING, warning, extra=extra)
 
     async def place(self, params: dict[str, Any]) -> dict[str, Any]:
         """Send ``order.place``; return the venue's answer."""
