@@ -366,3 +366,36 @@ def test_a_venue_whose_clock_is_off(
     )
     assert abs(offset_ms - skew_ms) <= uncertainty_ms + 2
     assert ingestor["venue_clock_state"] == "beyond"
+
+
+def test_one_subscription_silenced_while_its_connection_flows(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    """The venue stops one stream's frames on a live connection; the others keep flowing."""
+    rng = draw_seed("silent-subscription")
+    silent_at, silent_s = rng.uniform(4, 6), rng.uniform(4, 8)
+    print(f"btcusdt@trade silenced at {silent_at:.1f} s for {silent_s:.1f} s")
+    faults = [{"type": "stall", "stream": "btcusdt@trade", "at": silent_at, "duration": silent_s}]
+    stages = start_scenario(
+        processes, redis_server, tmp_path,
+        "--seed", str(rng.randrange(10**6)), "--rate", "20",
+        "--faults", _fault_file(tmp_path, faults),
+    )  # fmt: skip
+    client = redis_server.client()
+    wait_for(lambda: health(client, "ingestor", "ing").get("streams_silent", 0) >= 1,
+             timeout_s=60, what="the silent subscription to be detected")  # fmt: skip
+    wait_for(lambda: markers(client, "backfill_done"), timeout_s=60,
+             what="the silenced trades to be backfilled once the stream flows again")  # fmt: skip
+    ingestor = health(client, "ingestor", "ing")
+    truth = finish(client, stages, tmp_path)
+
+    silence = [g for g in markers(client, "gap") if g.get("kind") == "silence"]
+    print(f"silence markers {silence}; ingestor: streams_silent {ingestor['streams_silent']}, "
+          f"stale {ingestor['stale_detected']}, rotations {ingestor['rotations']}")  # fmt: skip
+    assert {g["stream"] for g in silence} == {"btcusdt@trade"}
+    # The connection itself was never mute: depth and book ticker kept it alive.
+    assert ingestor["stale_detected"] == 0 and ingestor["rotations"] >= 1
+    trades = assert_trades_exactly_once(client, truth)
+    sent = {(t["symbol"], int(t["trade_id"])) for t in truth.trades_sent()}
+    assert any(t.symbol == "BTCUSDT" and (t.symbol, int(t.trade_id)) not in sent for t in trades)
+    assert_bars_equal_reference(client, trades)
