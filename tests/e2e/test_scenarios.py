@@ -399,3 +399,79 @@ def test_one_subscription_silenced_while_its_connection_flows(
     sent = {(t["symbol"], int(t["trade_id"])) for t in truth.trades_sent()}
     assert any(t.symbol == "BTCUSDT" and (t.symbol, int(t.trade_id)) not in sent for t in trades)
     assert_bars_equal_reference(client, trades)
+
+
+def _signal_now(client: redis.Redis, name: str, symbol: str) -> str:
+    """Write a buy signal for ``symbol`` at its last traded price, stamped now; return its id."""
+    last = [Trade.from_fields(f) for _, f in entries(client, KEYS.trades(PARTITION))
+            if f["symbol"] == symbol][-1]  # fmt: skip
+    now = time.time_ns()
+    signal = Signal(
+        signal_id=f"scenario:{symbol}:{name}", venue="binance", symbol=symbol,
+        strategy="scenario", action="place", side="buy", qty="0.01", price=last.price,
+        reason=name, cause="", ts_event=now, ts_recv=now, ts_signal=now,
+    )  # fmt: skip
+    client.xadd(KEYS.signals(PARTITION), signal.to_fields())
+    return client_order_id_for(signal.signal_id)
+
+
+def _outcome(client: redis.Redis, client_order_id: str) -> dict[str, str] | None:
+    for _, fields in entries(client, KEYS.orders("binance")):
+        if fields.get("client_order_id") == client_order_id and fields["event"] in (
+            "ack",
+            "rejected",
+        ):
+            return fields
+    return None
+
+
+def test_a_halt_then_resume(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    """BTCUSDT stops trading for a while: stale data is visible, no order goes out, then it
+    recovers."""
+    rng = draw_seed("halt")
+    halt_at, halt_s = rng.uniform(6, 8), rng.uniform(8, 12)
+    print(f"BTCUSDT halted at {halt_at:.1f} s for {halt_s:.1f} s")
+    stages = start_scenario(
+        processes, redis_server, tmp_path,
+        "--seed", str(rng.randrange(10**6)), "--rate", "20",
+        "--scenario", f"halt:BTCUSDT@{halt_at:.2f}+{halt_s:.2f}",
+        env={"TICKPIPE_MAX_PRICE_AGE_S": "1.5"},
+    )  # fmt: skip
+    client = redis_server.client()
+    quiet = wait_for(lambda: health(client, "ingestor", "ing").get("quiet_symbols"),
+                     timeout_s=60, what="the halted symbol to show as quiet")  # fmt: skip
+    during = _signal_now(client, "during-halt", "BTCUSDT")
+    refused = wait_for(lambda: _outcome(client, during), timeout_s=30,
+                       what="the trader's answer to a signal during the halt")  # fmt: skip
+    assert isinstance(refused, dict)
+    wait_for(lambda: not health(client, "ingestor", "ing").get("quiet_symbols"), timeout_s=60,
+             what="trading to resume")  # fmt: skip
+    resumed_from = client.xlen(KEYS.trades(PARTITION))
+    wait_for(lambda: client.xlen(KEYS.trades(PARTITION)) >= resumed_from + 40, timeout_s=30,
+             what="trades after the halt")  # fmt: skip
+    after = _signal_now(client, "after-halt", "BTCUSDT")
+    accepted = wait_for(lambda: _outcome(client, after), timeout_s=30,
+                        what="the trader's answer to a signal after the halt")  # fmt: skip
+    ingestor = health(client, "ingestor", "ing")
+    truth = finish(client, stages, tmp_path)
+
+    print(f"quiet during the halt: {quiet}; during: {refused}; after: {accepted}")
+    # Stale data was visible in health (and so on the dashboard), without a false alarm.
+    assert quiet == ["BTCUSDT"]
+    assert ingestor["symbols_quiet"] >= 1 and ingestor["stale_detected"] == 0
+    assert [g for g in markers(client, "gap") if g.get("kind") == "silence"] == []
+    # No order during the halt: the risk check refused it for the stale market price.
+    assert refused["event"] == "rejected" and refused["stage"] == "risk"
+    assert "no market price for BTCUSDT" in refused["reason"]
+    (halt,) = [e for e in truth.events("scenario") if e["name"] == "halt"]
+    halt_end = halt["start_ns"] + int(halt["duration"] * 1e9)
+    btc_orders = [o for o in truth.orders() if o["symbol"] == "BTCUSDT"]
+    assert not [o for o in btc_orders if halt["start_ns"] + 1.5e9 <= o["ts"] < halt_end]
+    assert during not in {o["client_order_id"] for o in btc_orders}
+    # Recovery: after the halt the same kind of signal is placed and executed at the mock.
+    assert isinstance(accepted, dict) and accepted["event"] == "ack", accepted
+    assert after in {o["client_order_id"] for o in btc_orders}
+    trades = assert_trades_exactly_once(client, truth)
+    assert_bars_equal_reference(client, trades)
