@@ -230,7 +230,12 @@ def positions_view(positions: dict[str, dict[str, str]]) -> html.Table | html.Di
 
 _STATS = ("frames_per_s", "reconnects", "connections_up", "dead_letters", "partitions_owned",
           "orders_sent", "rejects", "last_order_latency_ms", "adopted",
-          "intent_mismatches", "stale_detected", "streams_silent")  # fmt: skip
+          "intent_mismatches", "stale_detected", "streams_silent", "quiet_symbols")  # fmt: skip
+
+
+def _figure(value: Any) -> str:
+    """A health figure as the table shows it (a list as its items, comma-separated)."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _venue_clock(health: list[dict[str, Any]]) -> html.Div:
@@ -261,7 +266,7 @@ def health_view(
     stages = []
     for h in view["health"]:
         age = now_s - h.get("updated_ns", 0) / 1e9
-        stats = " ".join(f"{k}={h[k]}" for k in _STATS if h.get(k) is not None)
+        stats = " ".join(f"{k}={_figure(h[k])}" for k in _STATS if h.get(k) not in (None, []))
         status = str(h.get("status", "?"))
         attrs: dict[str, Any] = {"data-service": str(h.get("service", "")), "data-status": status}
         cells = [html.Td(h.get("service", "?")), html.Td(h.get("instance", "?")),

@@ -121,6 +121,8 @@ class Connection:
         self.server_time = server_time
         self.venue_clock = venue_clock if venue_clock is not None else VenueClock()
         self._clock_state = "unknown"
+        #: Symbols (upper case) whose every stream went quiet while others flow (a halt).
+        self.quiet_symbols: set[str] = set()
 
     @property
     def streams(self) -> list[str] | None:
@@ -283,6 +285,7 @@ class Connection:
                 await self._read_to_end(ws, run, self._read(ws, tape, run, cadence), ended)
             finally:
                 reason = ended.reason
+                self.quiet_symbols = set()
                 timer.cancel()
                 requests.close_outbox(outbox)
                 for helper in helpers:
@@ -418,6 +421,7 @@ class Connection:
             now_ns = time.monotonic_ns()
             why = cadence.stale(now_ns)
             if why is None:
+                self._note_quiet(cadence.quiet_symbols(now_ns), tape)
                 if not run.rotate.is_set():
                     await self._check_subscriptions(tape, run, cadence, now_ns)
                 continue
@@ -438,6 +442,21 @@ class Connection:
             await self._put(self._marker(tape.conn, event, tape.seq))
             await ws.close(1011, f"stale: {why}"[:120])
             return
+
+    def _note_quiet(self, symbols: list[str], tape: ConnectionTape) -> None:
+        """Log each symbol that goes quiet (every stream of it) or flows again."""
+        now = {s.upper() for s in symbols}
+        for symbol in sorted(now - self.quiet_symbols):
+            self.stats.symbols_quiet += 1
+            log.warning(
+                "%s is quiet: its trade and book streams stopped while other symbols flow "
+                "(a halt?); its data is stale until they resume",
+                symbol,
+                extra={"conn": tape.conn, "symbol": symbol},
+            )
+        for symbol in sorted(self.quiet_symbols - now):
+            log.info("%s flows again", symbol, extra={"conn": tape.conn, "symbol": symbol})
+        self.quiet_symbols = now
 
     async def _check_subscriptions(
         self, tape: ConnectionTape, run: Run, cadence: Cadence, now_ns: int

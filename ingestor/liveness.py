@@ -22,9 +22,15 @@ fan-out). :meth:`Cadence.silent_streams` names it, by this rule:
 * it is silent past ``max(factor * ewma, 2 * its longest gap so far, floor_ns)``: a symbol that
   trades in bursts with long pauses has shown those pauses, and gets twice the longest as room,
   so quiet-by-nature streams raise no alarm;
-* another stream of the same connection is within its own bound (the venue's other signals,
-  depth and book-ticker cadence, prove the connection and the venue are alive). When every
-  stream is overdue the connection is stale instead (:meth:`Cadence.stale`).
+* another stream of the same connection delivered a frame after that bound ran out (the
+  venue's other signals, depth and book-ticker cadence, prove the connection and the venue are
+  alive). A whole connection that stalls stops every stream at once, so no stream is singled
+  out: the connection goes stale instead (:meth:`Cadence.stale`);
+* not every learned stream of its symbol (the name before ``@``) is overdue. A symbol whose
+  trades, depth and book ticker all stopped while other symbols flow is *quiet* (a halt, a
+  market with nothing happening), not lost: :meth:`Cadence.quiet_symbols` names it. A lost
+  subscription leaves the symbol's other streams flowing. With a single stream per symbol the
+  two cannot be told apart, and the stream counts as silent.
 """
 
 from __future__ import annotations
@@ -127,24 +133,58 @@ class Cadence:
             return None
         return max(allowed, 2.0 * state.longest_ns)
 
-    def silent_streams(self, now_ns: int) -> list[tuple[str, int]]:
-        """Return ``(stream, silent ns)`` of each learned stream silent past its bound.
-
-        Empty unless another stream of the connection is within its own bound (otherwise the
-        whole connection is in question: see :meth:`stale`).
-        """
-        overdue: list[tuple[str, int]] = []
-        flowing = False
+    def _overdue(self, now_ns: int) -> tuple[dict[str, int], dict[str, list[str]]]:
+        """Return each learned stream past its bound (as the time its bound ran out) and the
+        learned streams of each symbol."""
+        overdue: dict[str, int] = {}
+        by_symbol: dict[str, list[str]] = {}
         for name, state in self.streams.items():
             bound = self.silent_bound_ns(name)
             if bound is None:
                 continue
-            silent_ns = now_ns - state.last_ns
-            if silent_ns > bound:
-                overdue.append((name, silent_ns))
-            else:
-                flowing = True
-        return overdue if flowing else []
+            by_symbol.setdefault(name.partition("@")[0], []).append(name)
+            deadline = state.last_ns + int(bound)
+            if now_ns > deadline:
+                overdue[name] = deadline
+        return overdue, by_symbol
+
+    def _flowed_after(self, deadline_ns: int, besides: set[str]) -> bool:
+        """Tell whether a stream not in ``besides`` delivered after ``deadline_ns``.
+
+        That proves the connection still delivered once the silent streams were overdue; a
+        whole connection that stalls has every stream stop at once, so none qualifies.
+        """
+        return any(
+            state.last_ns > deadline_ns
+            for name, state in self.streams.items()
+            if name not in besides
+        )
+
+    def quiet_symbols(self, now_ns: int) -> list[str]:
+        """Return the symbols (as named in streams) whose every learned stream is overdue while
+        other streams of the connection still deliver."""
+        overdue, by_symbol = self._overdue(now_ns)
+        quiet = []
+        for symbol, names in by_symbol.items():
+            if len(names) > 1 and all(name in overdue for name in names):
+                if self._flowed_after(max(overdue[n] for n in names), set(names)):
+                    quiet.append(symbol)
+        return quiet
+
+    def silent_streams(self, now_ns: int) -> list[tuple[str, int]]:
+        """Return ``(stream, silent ns)`` of each learned stream silent past its bound while
+        another stream of the connection delivered after that bound ran out.
+
+        When the whole connection stops no stream is singled out (see :meth:`stale`); the
+        streams of a quiet symbol (:meth:`quiet_symbols`) are left out.
+        """
+        overdue, _ = self._overdue(now_ns)
+        quiet = set(self.quiet_symbols(now_ns))
+        return [
+            (name, now_ns - self.streams[name].last_ns)
+            for name, deadline in overdue.items()
+            if name.partition("@")[0] not in quiet and self._flowed_after(deadline, {name})
+        ]
 
     def stale(self, now_ns: int) -> str | None:
         """Return why the connection is stale, or ``None`` while it is alive."""

@@ -400,6 +400,8 @@ class Ingestor:
             "rotations": s.rotations,
             "stale_detected": s.stale_detected,
             "streams_silent": s.streams_silent,
+            "symbols_quiet": s.symbols_quiet,
+            "quiet_symbols": sorted({q for c in self.connections for q in c.quiet_symbols}),
             **self.venue_clock.figures(DEFAULT_RECV_WINDOW_MS),
             "journal_spilled": s.journal_spilled,
             "journal_drained": s.journal_drained,

@@ -158,3 +158,38 @@ def test_silent_streams_wait_until_the_connection_itself_is_judged() -> None:
         c.seen("ethusdt@trade", now)
     assert c.silent_streams(now + 5 * S) == []
     assert c.stale(now + 5 * S) is not None
+
+
+def test_every_stream_of_one_symbol_quiet_is_a_quiet_symbol_not_a_lost_one() -> None:
+    """A halted symbol stops trading and its book stops moving: that is the market, not a
+    lost subscription. A lost one leaves the symbol's other streams flowing."""
+    c = cadence()
+    now = 0
+    names = [f"{s}@{k}" for s in ("btcusdt", "ethusdt") for k in ("trade", "depth@100ms")]
+    for _ in range(20):
+        now += S // 10
+        for name in names:
+            c.seen(name, now)
+    for _ in range(100):  # BTCUSDT halts: both of its streams stop; ETHUSDT flows
+        now += S // 10
+        c.seen("ethusdt@trade", now)
+        c.seen("ethusdt@depth@100ms", now)
+    assert c.silent_streams(now) == []
+    assert c.quiet_symbols(now) == ["btcusdt"]
+    c.seen("btcusdt@trade", now + 1)  # trading resumes
+    assert c.quiet_symbols(now + 1) == []
+
+
+def test_a_whole_connection_stalling_singles_out_no_stream() -> None:
+    """Streams with different cadences run past their bounds at different times after a stall;
+    none of them is a lost subscription, since nothing flowed after the first bound ran out."""
+    c = Cadence(0, max_silence_ns=60 * S, floor_ns=S // 2)
+    now = 0
+    for n in range(200):
+        now += S // 50  # 20 ms
+        c.seen("btcusdt@trade", now)
+        if n % 5 == 0:
+            c.seen("ethusdt@trade", now)  # 100 ms
+    for step in range(1, 400):  # silence everywhere, checked every 10 ms
+        assert c.silent_streams(now + step * S // 100) == []
+        assert c.quiet_symbols(now + step * S // 100) == []
