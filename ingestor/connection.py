@@ -304,28 +304,40 @@ class Connection:
         """Time :data:`CLOCK_SAMPLES` server-time requests into :attr:`venue_clock`.
 
         Runs before the read loop; every message received meanwhile (the answers too) is
-        written to raw as usual. A missing answer ends the sampling: the subscription is then
-        signed with what is known.
+        written to raw as usual. A missing answer or a closed connection ends the sampling: the
+        subscription is then signed with what is known (a closed connection ends the session
+        the usual way as soon as the read loop meets it).
         """
-        assert self.server_time is not None
-        for n in range(CLOCK_SAMPLES):
-            request_id = f"clock-{tape.conn}-{n}"
-            sent_ns = self.clock()
-            await ws.send(self.server_time.request(request_id))
-            while True:
-                try:
-                    message = await asyncio.wait_for(ws.recv(), CLOCK_ANSWER_TIMEOUT_S)
-                except TimeoutError:
-                    log.warning("the venue did not tell its time", extra={"conn": tape.conn})
+        try:
+            for n in range(CLOCK_SAMPLES):
+                if self.halt.is_set():
                     return
-                received_ns = self.clock()
-                self.stats.frames_received += 1
-                await self.queue.put((self.link.stream, tape.frame(message, received_ns)))
-                venue_ms = self.server_time.answer(message, request_id)
-                if venue_ms is not None:
-                    self.venue_clock.add(ClockSample(sent_ns, venue_ms, received_ns))
-                    break
+                await self._clock_sample(ws, tape, f"clock-{tape.conn}-{n}")
+        except (TimeoutError, ConnectionClosed) as exc:
+            log.warning(
+                "the venue did not tell its time: %s",
+                type(exc).__name__,
+                extra={"conn": tape.conn},
+            )
+            return
         self._judge_clock(tape.conn)
+
+    async def _clock_sample(
+        self, ws: ClientConnection, tape: ConnectionTape, request_id: str
+    ) -> None:
+        """Send one server-time request and wait for its answer, recording what arrives."""
+        assert self.server_time is not None
+        sent_ns = self.clock()
+        await ws.send(self.server_time.request(request_id))
+        while True:
+            message = await asyncio.wait_for(ws.recv(), CLOCK_ANSWER_TIMEOUT_S)
+            received_ns = self.clock()
+            self.stats.frames_received += 1
+            await self.queue.put((self.link.stream, tape.frame(message, received_ns)))
+            venue_ms = self.server_time.answer(message, request_id)
+            if venue_ms is not None:
+                self.venue_clock.add(ClockSample(sent_ns, venue_ms, received_ns))
+                return
 
     def _judge_clock(self, conn: str) -> None:
         """Log the venue clock offset when its state changes (a warning near or past limits)."""
