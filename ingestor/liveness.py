@@ -22,10 +22,12 @@ fan-out). :meth:`Cadence.silent_streams` names it, by this rule:
 * it is silent past ``max(factor * ewma, 2 * its longest gap so far, floor_ns)``: a symbol that
   trades in bursts with long pauses has shown those pauses, and gets twice the longest as room,
   so quiet-by-nature streams raise no alarm;
-* another stream of the same connection delivered a frame after that bound ran out (the
-  venue's other signals, depth and book-ticker cadence, prove the connection and the venue are
-  alive). A whole connection that stalls stops every stream at once, so no stream is singled
-  out: the connection goes stale instead (:meth:`Cadence.stale`);
+* another stream delivered a frame after that bound ran out: one of the same symbol when the
+  symbol has other learned streams (its depth and book-ticker cadence prove the symbol still
+  moves on this connection, so a halt, whose streams stop together but run past their bounds
+  one by one, singles out none), else any stream of the connection. A whole connection that
+  stalls stops every stream at once, so no stream is singled out: the connection goes stale
+  instead (:meth:`Cadence.stale`);
 * not every learned stream of its symbol (the name before ``@``) is overdue. A symbol whose
   trades, depth and book ticker all stopped while other symbols flow is *quiet* (a halt, a
   market with nothing happening), not lost: :meth:`Cadence.quiet_symbols` names it. A lost
@@ -178,13 +180,21 @@ class Cadence:
         When the whole connection stops no stream is singled out (see :meth:`stale`); the
         streams of a quiet symbol (:meth:`quiet_symbols`) are left out.
         """
-        overdue, _ = self._overdue(now_ns)
+        overdue, by_symbol = self._overdue(now_ns)
         quiet = set(self.quiet_symbols(now_ns))
-        return [
-            (name, now_ns - self.streams[name].last_ns)
-            for name, deadline in overdue.items()
-            if name.partition("@")[0] not in quiet and self._flowed_after(deadline, {name})
-        ]
+        out = []
+        for name, deadline in overdue.items():
+            symbol = name.partition("@")[0]
+            if symbol in quiet:
+                continue
+            siblings = set(by_symbol[symbol]) - {name}
+            if siblings:  # the symbol's own book streams tell whether the symbol still moves
+                alive = any(self.streams[s].last_ns > deadline for s in siblings)
+            else:
+                alive = self._flowed_after(deadline, {name})
+            if alive:
+                out.append((name, now_ns - self.streams[name].last_ns))
+        return out
 
     def stale(self, now_ns: int) -> str | None:
         """Return why the connection is stale, or ``None`` while it is alive."""

@@ -193,3 +193,26 @@ def test_a_whole_connection_stalling_singles_out_no_stream() -> None:
     for step in range(1, 400):  # silence everywhere, checked every 10 ms
         assert c.silent_streams(now + step * S // 100) == []
         assert c.quiet_symbols(now + step * S // 100) == []
+
+
+def test_a_halt_flags_no_stream_while_its_streams_run_past_their_bounds_one_by_one() -> None:
+    """A halted symbol's streams have different bounds (a regular depth stream runs out first);
+    none is a lost subscription while its own siblings are silent too."""
+    c = Cadence(0, max_silence_ns=60 * S, floor_ns=S // 2)
+    now = 0
+    for n in range(300):
+        now += S // 100  # 10 ms
+        c.seen("ethusdt@depth@100ms", now)
+        if n % 10 == 0:
+            c.seen("btcusdt@depth@100ms", now)  # 100 ms, regular
+        if n % 7 == 0 or n in (100, 101, 102):
+            c.seen("btcusdt@trade", now)  # irregular: a 0.7 s longest gap
+        if n % 3 == 0:
+            c.seen("btcusdt@bookTicker", now)
+    quiet_seen = False
+    for step in range(1, 500):  # BTCUSDT halts; ETHUSDT flows
+        now += S // 100
+        c.seen("ethusdt@depth@100ms", now)
+        assert c.silent_streams(now) == [], step
+        quiet_seen = quiet_seen or c.quiet_symbols(now) == ["btcusdt"]
+    assert quiet_seen
