@@ -2,6 +2,8 @@
 
 * :func:`draw_seed` draws the run's seed (``TICKPIPE_SCENARIO_SEED`` replays one) and prints it;
 * :func:`start_scenario` starts the mock (ground truth on, the given flags) and the three stages;
+* :func:`inject` POSTs faults or market scenarios to the running mock once the pipeline flows, so
+  their timing is relative to a live pipeline, however slowly the processes started;
 * :func:`finish` stops the input, lets the processor and trader drain, stops them, and returns the
   mock's ground truth;
 * :func:`assert_trades_exactly_once`, :func:`assert_bars_equal_reference` compare the pipeline's
@@ -13,8 +15,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import urllib.request
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -38,6 +42,7 @@ __all__ = [
     "entries",
     "finish",
     "health",
+    "inject",
     "markers",
     "reference_bars",
     "start_scenario",
@@ -79,6 +84,19 @@ def start_scenario(
     return processes.start_binance_pipeline(
         redis_server.url, NAMESPACE, SYMBOLS, "--ground-truth", str(truth), *mock_args
     )
+
+
+def inject(tmp_path: Path, what: str, body: object) -> None:
+    """POST ``body`` to the running mock's ``/_mock/faults`` or ``/_mock/scenario`` (``what``)."""
+    port = json.loads((tmp_path / "mock.ready.json").read_text())["binance_port"]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/_mock/{what}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200, answer.read()
 
 
 def finish(client: redis.Redis, stages: tuple[Stage, Stage, Stage], tmp_path: Path) -> GroundTruth:

@@ -27,6 +27,7 @@ from tests.e2e.scenario_support import (
     entries,
     finish,
     health,
+    inject,
     markers,
     start_scenario,
     threshold_reference,
@@ -44,6 +45,13 @@ def _fault_file(tmp_path: Path, faults: list[dict[str, object]]) -> str:
     path = tmp_path / "faults.json"
     path.write_text(json.dumps(faults))
     return str(path)
+
+
+def _flowing(client: redis.Redis, trades: int = 100) -> int:
+    """Wait until the pipeline has written ``trades`` trades (the streams' cadence learned)."""
+    wait_for(lambda: client.xlen(KEYS.trades(PARTITION)) >= trades, timeout_s=60,
+             what=f"{trades} trades before the scenario starts")  # fmt: skip
+    return int(client.xlen(KEYS.trades(PARTITION)))
 
 
 def test_delay_and_jitter_on_market_frames(
@@ -94,17 +102,17 @@ def test_duplicated_reordered_and_malformed_frames(
     print(f"{dups} trade frames sent twice, {swaps} swapped, {bad} malformed, one depth gap")
     trade = "btcusdt@trade"
     faults = [
-        {"type": "duplicate", "stream": trade, "count": dups, "at": rng.uniform(1, 3)},
-        {"type": "reorder", "stream": trade, "count": swaps, "at": rng.uniform(1, 3)},
-        {"type": "malformed", "kind": "stream", "count": bad, "at": rng.uniform(1, 3)},
-        {"type": "depth_gap", "symbol": "ETHUSDT", "count": 1, "at": rng.uniform(2, 4)},
+        {"type": "duplicate", "stream": trade, "count": dups, "at": rng.uniform(0, 2)},
+        {"type": "reorder", "stream": trade, "count": swaps, "at": rng.uniform(0, 2)},
+        {"type": "malformed", "kind": "stream", "count": bad, "at": rng.uniform(0, 2)},
+        {"type": "depth_gap", "symbol": "ETHUSDT", "count": 1, "at": rng.uniform(1, 3)},
     ]
     stages = start_scenario(
-        processes, redis_server, tmp_path,
-        "--seed", str(rng.randrange(10**6)), "--rate", "10",
-        "--faults", _fault_file(tmp_path, faults),
-    )  # fmt: skip
+        processes, redis_server, tmp_path, "--seed", str(rng.randrange(10**6)), "--rate", "10"
+    )
     client = redis_server.client()
+    _flowing(client)
+    inject(tmp_path, "faults", faults)
     dead_letters = KEYS.dead_letters(PARTITION)
     wait_for(lambda: client.xlen(dead_letters) >= bad, timeout_s=60,
              what=f"{bad} malformed frames dead-lettered")  # fmt: skip
@@ -153,20 +161,19 @@ def test_a_connection_dropped_in_the_middle_of_a_burst(
 ) -> None:
     """The market connection is cut while trades come ten times faster: nothing lost."""
     rng = draw_seed("drop-mid-burst")
-    burst_at, burst_s = 8.0, rng.uniform(4, 8)
-    drop_at = burst_at + rng.uniform(1, burst_s - 1)
-    print(f"burst x10 at {burst_at:.1f} s for {burst_s:.1f} s; connection dropped at "
-          f"{drop_at:.2f} s")  # fmt: skip
-    faults = [{"type": "drop", "kind": "stream", "at": drop_at}]
+    burst_s = rng.uniform(4, 8)
+    drop_at = rng.uniform(1, burst_s - 1)
+    print(f"burst x10 for {burst_s:.1f} s once trades flow; the connection dropped "
+          f"{drop_at:.2f} s into it")  # fmt: skip
     stages = start_scenario(
         processes, redis_server, tmp_path,
         "--seed", str(rng.randrange(10**6)), "--rate", "10",
-        "--scenario", json.dumps([{"name": "burst", "at": burst_at, "duration": burst_s,
-                                   "factor": 10}]),
-        "--faults", _fault_file(tmp_path, faults),
         env={"TICKPIPE_CHANNELS": "trade"},
     )  # fmt: skip
     client = redis_server.client()
+    _flowing(client)
+    inject(tmp_path, "scenario", {"name": "burst", "duration": burst_s, "factor": 10})
+    inject(tmp_path, "faults", {"type": "drop", "kind": "stream", "at": drop_at})
     wait_for(lambda: health(client, "ingestor", "ing").get("reconnects", 0) >= 1, timeout_s=60,
              what="the ingestor to reconnect after the drop")  # fmt: skip
     wait_for(lambda: markers(client, "backfill_done"), timeout_s=60,
@@ -192,17 +199,16 @@ def test_a_burst_of_ten_times_the_rate(
 ) -> None:
     """Ten times the trade rate for a few seconds: the lag drains, nothing is lost, memory holds."""
     rng = draw_seed("burst")
-    burst_at, burst_s = 6.0, rng.uniform(5, 8)
-    print(f"burst x10 at {burst_at:.1f} s for {burst_s:.1f} s (20 -> 200 trades/s per symbol)")
+    burst_s = rng.uniform(5, 8)
+    print(f"burst x10 for {burst_s:.1f} s once trades flow (20 -> 200 trades/s per symbol)")
     stages = start_scenario(
-        processes, redis_server, tmp_path,
-        "--seed", str(rng.randrange(10**6)), "--rate", "20",
-        "--scenario", f"burst@{burst_at}+{burst_s:.2f}",
-    )  # fmt: skip
+        processes, redis_server, tmp_path, "--seed", str(rng.randrange(10**6)), "--rate", "20"
+    )
     ingestor_stage, processor_stage, _ = stages
     client = redis_server.client()
-    wait_for(lambda: client.xlen(KEYS.trades(PARTITION)) >= 50, timeout_s=60, what="50 trades")
+    before = _flowing(client, 50)
     baseline = {s.name: _rss_mb(s.proc.pid) for s in (ingestor_stage, processor_stage)}
+    inject(tmp_path, "scenario", {"name": "burst", "duration": burst_s, "factor": 10})
     peak = dict(baseline)
     max_lag = 0
 
@@ -211,7 +217,7 @@ def test_a_burst_of_ten_times_the_rate(
         max_lag = max(max_lag, _raw_lag(client))
         for s in (ingestor_stage, processor_stage):
             peak[s.name] = max(peak[s.name], _rss_mb(s.proc.pid))
-        return client.xlen(KEYS.trades(PARTITION)) >= 2 * 200 * (burst_s - 1)
+        return client.xlen(KEYS.trades(PARTITION)) >= before + 2 * 200 * (burst_s - 1)
 
     wait_for(burst_over, timeout_s=120, what="the burst's trades")
     # The lag drains while the input still flows at the normal rate.
@@ -247,13 +253,14 @@ def test_crash_and_spike_place_and_cancel_limit_orders(
 ) -> None:
     """BTCUSDT crashes and ETHUSDT spikes: threshold orders as LIMIT, rapid moves cancel them."""
     rng = draw_seed("crash-spike")
-    crash_at, crash_s = rng.uniform(8, 10), rng.uniform(5, 8)
+    crash_at, crash_s = rng.uniform(0.5, 2), rng.uniform(5, 8)
     crash_pct = rng.uniform(5, 8)
-    spike_at, spike_pct = rng.uniform(8, 12), rng.uniform(4, 6)
+    spike_at, spike_pct = rng.uniform(0.5, 4), rng.uniform(4, 6)
     levels = {"BTCUSDT": "61200", "ETHUSDT": "2720"}  # 1 % below and 1.5 % above the start
     max_position = "0.01"
-    print(f"crash BTCUSDT {crash_pct:.1f} % at {crash_at:.1f} s over {crash_s:.1f} s; spike "
-          f"ETHUSDT +{spike_pct:.1f} % at {spike_at:.1f} s; levels {levels}")  # fmt: skip
+    print(f"once trades flow: crash BTCUSDT {crash_pct:.1f} % at +{crash_at:.1f} s over "
+          f"{crash_s:.1f} s; spike ETHUSDT +{spike_pct:.1f} % at +{spike_at:.1f} s; "
+          f"levels {levels}")  # fmt: skip
     scenarios = [
         {"name": "crash", "symbol": "BTCUSDT", "at": crash_at, "duration": crash_s,
          "pct": crash_pct},
@@ -262,7 +269,6 @@ def test_crash_and_spike_place_and_cancel_limit_orders(
     stages = start_scenario(
         processes, redis_server, tmp_path,
         "--seed", str(rng.randrange(10**6)), "--rate", "20",
-        "--scenario", json.dumps(scenarios),
         env={
             "TICKPIPE_STRATEGIES": "threshold_cross,rapid_move",
             "TICKPIPE_THRESHOLDS": ",".join(f"{s}={p}" for s, p in levels.items()),
@@ -275,17 +281,18 @@ def test_crash_and_spike_place_and_cancel_limit_orders(
     )  # fmt: skip
     client = redis_server.client()
     truth_path = tmp_path / "ground-truth.jsonl"
+    _flowing(client)
+    inject(tmp_path, "scenario", scenarios)
 
     def cancelled_at_the_mock() -> bool:
         reports = read_ground_truth(truth_path).events("execution_report")
         return any(r["X"] == "CANCELED" for r in reports)
 
     wait_for(cancelled_at_the_mock, timeout_s=90, what="a resting LIMIT order cancelled")
-    # Let the spike finish and its decay be traded through.
-    wait_for(lambda: len(read_ground_truth(truth_path).events("scenario")) >= 2, timeout_s=30,
-             what="both scenarios to start")  # fmt: skip
-    end_ms = (time.time() + 2 + max(0.0, spike_at + 10 - crash_at)) * 1000
-    wait_for(lambda: _last_trade_ms(client) >= end_ms, timeout_s=60, what="the spike to decay")
+    # Let both moves finish and be traded through (event time of the trades, the mock's clock).
+    moves = read_ground_truth(truth_path).events("scenario")
+    end_ms = max(e["start_ns"] + int(e["duration"] * 1e9) for e in moves) // MS + 2000
+    wait_for(lambda: _last_trade_ms(client) >= end_ms, timeout_s=60, what="both moves to end")
     truth = finish(client, stages, tmp_path)
 
     trades = assert_trades_exactly_once(client, truth)
@@ -376,15 +383,14 @@ def test_one_subscription_silenced_while_its_connection_flows(
 ) -> None:
     """The venue stops one stream's frames on a live connection; the others keep flowing."""
     rng = draw_seed("silent-subscription")
-    silent_at, silent_s = rng.uniform(4, 6), rng.uniform(4, 8)
-    print(f"btcusdt@trade silenced at {silent_at:.1f} s for {silent_s:.1f} s")
-    faults = [{"type": "stall", "stream": "btcusdt@trade", "at": silent_at, "duration": silent_s}]
+    silent_s = rng.uniform(4, 8)
+    print(f"btcusdt@trade silenced for {silent_s:.1f} s once trades flow")
     stages = start_scenario(
-        processes, redis_server, tmp_path,
-        "--seed", str(rng.randrange(10**6)), "--rate", "20",
-        "--faults", _fault_file(tmp_path, faults),
-    )  # fmt: skip
+        processes, redis_server, tmp_path, "--seed", str(rng.randrange(10**6)), "--rate", "20"
+    )
     client = redis_server.client()
+    _flowing(client)
+    inject(tmp_path, "faults", {"type": "stall", "stream": "btcusdt@trade", "duration": silent_s})
     wait_for(lambda: health(client, "ingestor", "ing").get("streams_silent", 0) >= 1,
              timeout_s=60, what="the silent subscription to be detected")  # fmt: skip
     wait_for(lambda: markers(client, "backfill_done"), timeout_s=60,
@@ -434,15 +440,16 @@ def test_a_halt_then_resume(
     """BTCUSDT stops trading for a while: stale data is visible, no order goes out, then it
     recovers."""
     rng = draw_seed("halt")
-    halt_at, halt_s = rng.uniform(6, 8), rng.uniform(8, 12)
-    print(f"BTCUSDT halted at {halt_at:.1f} s for {halt_s:.1f} s")
+    halt_s = rng.uniform(8, 12)
+    print(f"BTCUSDT halted for {halt_s:.1f} s once trades flow")
     stages = start_scenario(
         processes, redis_server, tmp_path,
         "--seed", str(rng.randrange(10**6)), "--rate", "20",
-        "--scenario", f"halt:BTCUSDT@{halt_at:.2f}+{halt_s:.2f}",
         env={"TICKPIPE_MAX_PRICE_AGE_S": "1.5"},
     )  # fmt: skip
     client = redis_server.client()
+    _flowing(client)
+    inject(tmp_path, "scenario", {"name": "halt", "symbol": "BTCUSDT", "duration": halt_s})
     quiet = wait_for(lambda: health(client, "ingestor", "ing").get("quiet_symbols"),
                      timeout_s=60, what="the halted symbol to show as quiet")  # fmt: skip
     during = _signal_now(client, "during-halt", "BTCUSDT")
