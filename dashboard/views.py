@@ -230,7 +230,31 @@ def positions_view(positions: dict[str, dict[str, str]]) -> html.Table | html.Di
 
 _STATS = ("frames_per_s", "reconnects", "connections_up", "dead_letters", "partitions_owned",
           "orders_sent", "rejects", "last_order_latency_ms", "adopted",
-          "intent_mismatches")  # fmt: skip
+          "intent_mismatches", "stale_detected", "streams_silent", "quiet_symbols")  # fmt: skip
+
+
+def _figure(value: Any) -> str:
+    """A health figure as the table shows it (a list as its items, comma-separated)."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _venue_clock(health: list[dict[str, Any]]) -> html.Div:
+    """One line per stage that estimates the venue's clock: offset, uncertainty, state."""
+    lines = []
+    for h in health:
+        if h.get("venue_clock_offset_ms") is None:
+            continue
+        state = str(h.get("venue_clock_state", "?"))
+        text = (f"venue clock ({h.get('service', '?')} {h.get('instance', '?')}): "
+                f"{float(h['venue_clock_offset_ms']):+.1f} ms "
+                f"± {float(h.get('venue_clock_uncertainty_ms') or 0):.1f} ms, {state}")  # fmt: skip
+        lines.append(text)
+    worst = {str(h.get("venue_clock_state")) for h in health}
+    return html.Div(
+        "; ".join(lines) or "venue clock: not measured",
+        id="venue-clock",
+        className="alarm" if "beyond" in worst else "",
+    )
 
 
 def health_view(
@@ -242,7 +266,7 @@ def health_view(
     stages = []
     for h in view["health"]:
         age = now_s - h.get("updated_ns", 0) / 1e9
-        stats = " ".join(f"{k}={h[k]}" for k in _STATS if h.get(k) is not None)
+        stats = " ".join(f"{k}={_figure(h[k])}" for k in _STATS if h.get(k) not in (None, []))
         status = str(h.get("status", "?"))
         attrs: dict[str, Any] = {"data-service": str(h.get("service", "")), "data-status": status}
         cells = [html.Td(h.get("service", "?")), html.Td(h.get("instance", "?")),
@@ -281,4 +305,6 @@ def health_view(
         ["stream", "length", "msgs/s", "consumer groups"], rows, table_id="streams-table"
     )
     alarm_box = html.Div(alarms, id="alarms")
-    return html.Div([stage_table, summary, alarm_box, streams]), {"lengths": lengths, "at": now_s}
+    clock = _venue_clock(view["health"])
+    state = {"lengths": lengths, "at": now_s}
+    return html.Div([stage_table, summary, alarm_box, clock, streams]), state

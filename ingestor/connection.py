@@ -4,7 +4,9 @@ A slot runs one WebSocket session at a time, except while it rotates: before the
 limit (jittered) or on ``serverShutdown`` it opens and subscribes a second session, waits until
 that one delivers, and only then closes the first (make-before-break). Both write into raw while
 they overlap; downstream de-duplicates by trade id. A session whose every stream has gone quiet
-far past its learned cadence (:mod:`ingestor.liveness`) is written as ``stale`` and replaced.
+far past its learned cadence (:mod:`ingestor.liveness`) is written as ``stale`` and replaced; one
+whose single subscription went silent while the others flow gets a ``gap`` marker of kind
+``silence`` naming the stream, and is rotated make-before-break.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 from websockets.asyncio.client import ClientConnection
@@ -28,6 +31,7 @@ from tickpipe.common.errors import AuthError, RateLimited, VenueError
 from tickpipe.common.links import ConnectionTape, Link, Reply, connection_id
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.units import MS
+from tickpipe.common.venue_clock import DEFAULT_RECV_WINDOW_MS, ClockSample, VenueClock
 from tickpipe.ingestor.liveness import Cadence, stream_of
 from tickpipe.ingestor.outbox import StreamRequests, send_paced
 from tickpipe.ingestor.slot import (
@@ -42,9 +46,17 @@ from tickpipe.ingestor.slot import (
 from tickpipe.ingestor.writer import IngestorStats, WriteQueue
 from tickpipe.venues.registry import CombinedStreams
 
+if TYPE_CHECKING:
+    from tickpipe.venues.registry import ServerTime
+
 __all__ = ["MAX_FRAME_BYTES", "Connection", "Ended", "StaleConnection", "WsOptions"]
 
 log = logging.getLogger("tickpipe.ingestor")
+
+#: Timed server-time requests before a private slot signs its subscription.
+CLOCK_SAMPLES = 4
+#: How long one server-time answer may take before the slot signs with what it knows.
+CLOCK_ANSWER_TIMEOUT_S = 5.0
 
 
 @dataclass(slots=True)
@@ -83,6 +95,8 @@ class Connection:
         on_frame: Callable[[Connection, str, str | bytes], None] | None = None,
         on_delivered: Callable[[Connection], None] | None = None,
         protocol: CombinedStreams | None = None,
+        server_time: ServerTime | None = None,
+        venue_clock: VenueClock | None = None,
     ) -> None:
         self.link = link
         #: The venue's combined-stream protocol (``None``: a subclass runs the sessions).
@@ -111,6 +125,12 @@ class Connection:
         self.on_refused = on_refused
         self.on_frame = on_frame
         self.on_delivered = on_delivered
+        #: A private slot asks the venue's time first and stamps its signed subscription with it.
+        self.server_time = server_time
+        self.venue_clock = venue_clock if venue_clock is not None else VenueClock()
+        self._clock_state = "unknown"
+        #: Symbols (upper case) whose every stream went quiet while others flow (a halt).
+        self.quiet_symbols: set[str] = set()
 
     @property
     def streams(self) -> list[str] | None:
@@ -238,7 +258,10 @@ class Connection:
             self.stats.connections_up += 1
             if link.private and self.user_data_request is not None:
                 attempt.request_id = next(self._request_ids)
-                messages = [self.user_data_request(attempt.request_id, self.clock() // MS)]
+                if self.server_time is not None:
+                    await self._sample_clock(ws, tape)
+                stamp_ms = self.venue_clock.corrected(self.clock()) // MS
+                messages = [self.user_data_request(attempt.request_id, stamp_ms)]
             lifetime = opts.lifetime_s * (1.0 - 0.05 * self.rng.random())
             timer = asyncio.get_running_loop().call_later(
                 lifetime, self._want_rotation, run, f"lifetime {lifetime:.0f} s reached"
@@ -262,6 +285,7 @@ class Connection:
                 await self._read_to_end(ws, run, self._read(ws, tape, run, cadence), ended)
             finally:
                 reason = ended.reason
+                self.quiet_symbols = set()
                 timer.cancel()
                 requests.close_outbox(outbox)
                 for helper in helpers:
@@ -275,6 +299,59 @@ class Connection:
                         self.queue.put_nowait((link.stream, marker))
                 else:
                     await self._put(marker)
+
+    async def _sample_clock(self, ws: ClientConnection, tape: ConnectionTape) -> None:
+        """Time :data:`CLOCK_SAMPLES` server-time requests into :attr:`venue_clock`.
+
+        Runs before the read loop; every message received meanwhile (the answers too) is
+        written to raw as usual. A missing answer or a closed connection ends the sampling: the
+        subscription is then signed with what is known (a closed connection ends the session
+        the usual way as soon as the read loop meets it).
+        """
+        try:
+            for n in range(CLOCK_SAMPLES):
+                if self.halt.is_set():
+                    return
+                await self._clock_sample(ws, tape, f"clock-{tape.conn}-{n}")
+        except (TimeoutError, ConnectionClosed) as exc:
+            log.warning(
+                "the venue did not tell its time: %s",
+                type(exc).__name__,
+                extra={"conn": tape.conn},
+            )
+            return
+        self._judge_clock(tape.conn)
+
+    async def _clock_sample(
+        self, ws: ClientConnection, tape: ConnectionTape, request_id: str
+    ) -> None:
+        """Send one server-time request and wait for its answer, recording what arrives."""
+        assert self.server_time is not None
+        sent_ns = self.clock()
+        await ws.send(self.server_time.request(request_id))
+        while True:
+            message = await asyncio.wait_for(ws.recv(), CLOCK_ANSWER_TIMEOUT_S)
+            received_ns = self.clock()
+            self.stats.frames_received += 1
+            await self.queue.put((self.link.stream, tape.frame(message, received_ns)))
+            venue_ms = self.server_time.answer(message, request_id)
+            if venue_ms is not None:
+                self.venue_clock.add(ClockSample(sent_ns, venue_ms, received_ns))
+                return
+
+    def _judge_clock(self, conn: str) -> None:
+        """Log the venue clock offset when its state changes (a warning near or past limits)."""
+        state = self.venue_clock.state(DEFAULT_RECV_WINDOW_MS)
+        if state == self._clock_state:
+            return
+        self._clock_state = state
+        warning = self.venue_clock.warning(DEFAULT_RECV_WINDOW_MS)
+        extra = {"conn": conn, **self.venue_clock.figures(DEFAULT_RECV_WINDOW_MS)}
+        if warning is None:
+            log.info("venue clock offset %+.1f ms", self.venue_clock.offset_ns / MS, extra=extra)
+        else:
+            self.stats.last_error = f"{self.link.label}: {warning}"
+            log.warning(warning, extra=extra)
 
     async def _read_to_end(
         self, ws: ClientConnection, run: Run, reading: Awaitable[None], ended: Ended
@@ -353,8 +430,12 @@ class Connection:
         interval = max(0.05, min(1.0, self.options.stale_floor_s / 4))
         while True:
             await asyncio.sleep(interval)
-            why = cadence.stale(time.monotonic_ns())
+            now_ns = time.monotonic_ns()
+            why = cadence.stale(now_ns)
             if why is None:
+                self._note_quiet(cadence.quiet_symbols(now_ns), tape)
+                if not run.rotate.is_set():
+                    await self._check_subscriptions(tape, run, cadence, now_ns)
                 continue
             self.stats.stale_detected += 1
             run.stale_reason = f"stale: {why}"
@@ -373,6 +454,56 @@ class Connection:
             await self._put(self._marker(tape.conn, event, tape.seq))
             await ws.close(1011, f"stale: {why}"[:120])
             return
+
+    def _note_quiet(self, symbols: list[str], tape: ConnectionTape) -> None:
+        """Log each symbol that goes quiet (every stream of it) or flows again."""
+        now = {s.upper() for s in symbols}
+        for symbol in sorted(now - self.quiet_symbols):
+            self.stats.symbols_quiet += 1
+            log.warning(
+                "%s is quiet: its trade and book streams stopped while other symbols flow "
+                "(a halt?); its data is stale until they resume",
+                symbol,
+                extra={"conn": tape.conn, "symbol": symbol},
+            )
+        for symbol in sorted(self.quiet_symbols - now):
+            log.info("%s flows again", symbol, extra={"conn": tape.conn, "symbol": symbol})
+        self.quiet_symbols = now
+
+    async def _check_subscriptions(
+        self, tape: ConnectionTape, run: Run, cadence: Cadence, now_ns: int
+    ) -> None:
+        """Record each subscription silent while its siblings flow, then rotate the connection.
+
+        A ``gap`` marker of kind ``silence`` names the stream (the trades it missed are
+        backfilled once the new session shows the hole in the ids). Rotation is
+        make-before-break, so the streams that still flow lose nothing.
+        """
+        silent = cadence.silent_streams(now_ns)
+        if not silent:
+            return
+        for name, silent_ns in silent:
+            self.stats.streams_silent += 1
+            log.warning(
+                "stream %s on connection %s is silent for %.1f s while the others flow; "
+                "rotating the connection",
+                name,
+                self.link.label,
+                silent_ns / 1e9,
+                extra={"conn": tape.conn, "stream": name},
+            )
+            event = {
+                "event": MarkerEvent.GAP,
+                "kind": "silence",
+                "stream": name,
+                "conn": tape.conn,
+                "silent_s": round(silent_ns / 1e9, 3),
+                "reason": "subscription silent while its connection flows",
+            }
+            await self._put(self._marker(tape.conn, event, tape.seq))
+        self.stats.last_error = f"{self.link.label}: stream {silent[0][0]} silent"
+        names = ", ".join(name for name, _ in silent)
+        self._want_rotation(run, f"silent stream {names}")
 
     async def _read(
         self, ws: ClientConnection, tape: ConnectionTape, run: Run, cadence: Cadence

@@ -45,6 +45,7 @@ from tickpipe.common.names import Partition
 from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis
 from tickpipe.common.settings import Settings
 from tickpipe.common.tls import trust_ca_file
+from tickpipe.common.venue_clock import DEFAULT_RECV_WINDOW_MS, VenueClock
 from tickpipe.ingestor.adapter import adapter_slots
 from tickpipe.ingestor.adapter_control import AdapterControl
 from tickpipe.ingestor.connection import Connection, WsOptions
@@ -92,6 +93,8 @@ class Ingestor:
         self.stats = IngestorStats()
         self.queue: WriteQueue = asyncio.Queue(maxsize=queue_max)
         self.venue = venue(settings.venue)
+        #: The venue's clock offset, measured by the private slot before it signs (if any).
+        self.venue_clock = VenueClock()
         self.venue.check_keys(settings)
         self.links = self.venue.plan_links(settings)
         self._halt = asyncio.Event()
@@ -149,6 +152,8 @@ class Ingestor:
             protocol=self.venue.combined_streams,
             on_frame=self.gaps.on_frame,
             on_delivered=self.gaps.on_delivered,
+            server_time=self.venue.server_time if link.private else None,
+            venue_clock=self.venue_clock,
         )
 
     def _on_snapshot(self, partition: Partition, symbol: str, reason: str) -> None:
@@ -401,6 +406,10 @@ class Ingestor:
             "dropped_at_stop": s.dropped_at_stop,
             "rotations": s.rotations,
             "stale_detected": s.stale_detected,
+            "streams_silent": s.streams_silent,
+            "symbols_quiet": s.symbols_quiet,
+            "quiet_symbols": sorted({q for c in self.connections for q in c.quiet_symbols}),
+            **self.venue_clock.figures(DEFAULT_RECV_WINDOW_MS),
             "journal_spilled": s.journal_spilled,
             "journal_drained": s.journal_drained,
             "journal_dropped": s.journal_dropped,

@@ -67,6 +67,8 @@ class IngestorStats:
     reconnects: int = 0
     rotations: int = 0
     stale_detected: int = 0
+    streams_silent: int = 0
+    symbols_quiet: int = 0
     subscriptions_refused: int = 0
     rest_snapshots: int = 0
     rest_backfilled: int = 0

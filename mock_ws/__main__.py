@@ -12,7 +12,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PEM",
         help="with --tls-cert: the CA file to name in the ready file (default: --tls-cert)",
     )
+    parser.add_argument(
+        "--clock-offset-ms",
+        type=int,
+        default=0,
+        metavar="MS",
+        help=(
+            "run the venue's clock MS milliseconds ahead of this host's (negative: behind): "
+            "event times, server time and the recvWindow check all follow it (default 0)"
+        ),
+    )
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
     return parser
 
@@ -339,6 +350,7 @@ async def _serve(
             "penalty_s": args.ibkr_penalty,
             "md_expiry_s": args.ibkr_md_expiry,
         },
+        clock=_skewed_clock(args.clock_offset_ms),
     )
     try:
         log.info(
@@ -365,6 +377,14 @@ async def _serve(
         log.info("stopping")
     finally:
         await mock.close()
+
+
+def _skewed_clock(offset_ms: int) -> Callable[[], int] | None:
+    """Return the venue's wall clock, ``offset_ms`` off this host's (None: the host's own)."""
+    if not offset_ms:
+        return None
+    offset_ns = offset_ms * 1_000_000
+    return lambda: time.time_ns() + offset_ns
 
 
 def _load_faults(path: str | None) -> list[dict[str, Any]]:

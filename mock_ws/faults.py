@@ -8,7 +8,8 @@ stream name of the affected frames; ``"user"`` = user-data events). Types:
 
 * ``drop``: close matching connections at once (abort without a close frame, or ``code``).
 * ``stall``: data frames of matching connections are discarded for ``duration`` (default 5) s;
-  pings and answers to requests still flow.
+  pings and answers to requests still flow. With ``stream`` it silences that one stream on a
+  live connection while the connection's other streams flow (a lost subscription).
 * ``delay``: each data frame waits ``ms`` plus a uniform ``jitter_ms`` before it is sent. With
   ``kind: "api"`` every WS-API answer waits too, one after the other (a slow venue).
 * ``duplicate`` / ``reorder`` / ``malformed``: the next ``count`` (default 1) data frames are

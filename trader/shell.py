@@ -97,8 +97,9 @@ class TraderHealth(HealthReporter):
 class _Process:
     """What outlives a term: counters, alarms, the market view, the current term."""
 
-    def __init__(self, lease: Lease) -> None:
+    def __init__(self, lease: Lease, venue: Any = None) -> None:
         self.lease = lease
+        self.venue = venue  # the order connection: its venue clock figures go into health
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.alarms: list[str] = []
         self.market = MarketView()
@@ -110,8 +111,10 @@ class _Process:
     def stats(self) -> dict[str, Any]:
         stats = self.term.stats() if self.term is not None else {**self.counts}
         refused = self.lease.fence.link.scripts_refused  # the trader's one seam to Redis
+        clock = getattr(self.venue, "clock_figures", None)
         return {
             **stats,
+            **(clock() if callable(clock) else {}),
             "scripts_refused": refused,
             "lease": self.lease.token,
             "alarms": list(self.alarms),
@@ -210,7 +213,7 @@ async def run(
         lease_ms=settings.trader_lease_ms,
         monotonic=monotonic or time.monotonic,
     )
-    process = _Process(lease)
+    process = _Process(lease, venue)
     health = TraderHealth(
         redis,
         settings.keys,

@@ -10,7 +10,6 @@ Adding a venue is one package under :mod:`venues` and one entry in :data:`VENUES
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,6 @@ from tickpipe.common.links import Link, Reply
 from tickpipe.common.messages import MarketItem, MessageItem
 from tickpipe.common.schema import OrderUpdate, RawFrame
 from tickpipe.common.settings import Secret, Settings
-from tickpipe.common.units import MS
 from tickpipe.venues.alpaca import ingest as alpaca_ingest
 from tickpipe.venues.alpaca import market as alpaca_market
 from tickpipe.venues.alpaca import private as alpaca_private
@@ -30,14 +28,26 @@ from tickpipe.venues.binance import private as binance_private
 from tickpipe.venues.binance import session as binance_session
 from tickpipe.venues.binance.orders import logon_params
 from tickpipe.venues.binance.session import plan_links as binance_links
-from tickpipe.venues.binance.session import user_data_subscribe_request
+from tickpipe.venues.binance.session import (
+    server_time_of,
+    time_request,
+    user_data_subscribe_request,
+)
 from tickpipe.venues.binance.signing import Signer
 from tickpipe.venues.binance.wire import stream_name as binance_stream_name
 from tickpipe.venues.ibkr import market as ibkr_market
 from tickpipe.venues.ibkr import private as ibkr_private
 from tickpipe.venues.ibkr import session as ibkr_session
 
-__all__ = ["VENUES", "CombinedStreams", "OrderLink", "OrderOptions", "Venue", "venue"]
+__all__ = [
+    "VENUES",
+    "CombinedStreams",
+    "OrderLink",
+    "OrderOptions",
+    "ServerTime",
+    "Venue",
+    "venue",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +69,16 @@ class CombinedStreams:
     max_url_chars: int
     #: Streams per subscribe message.
     subscribe_chunk: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTime:
+    """How a private slot asks the venue for its clock before a signed subscription."""
+
+    #: The request text for a request id.
+    request: Callable[[str], str]
+    #: The venue's time in ms if a frame answers the request with that id, else ``None``.
+    answer: Callable[[str | bytes, str], int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +157,8 @@ class Venue:
     mock_env: Callable[[Mapping[str, int], str, str, Mapping[str, str]], dict[str, str]] = (
         lambda ports, key, secret, env: {}
     )
+    #: The venue's server-time request on a private slot (``None``: its subscription is unsigned).
+    server_time: ServerTime | None = None
 
 
 # -- Binance --------------------------------------------------------------------------------------
@@ -156,8 +178,8 @@ def _binance_order_link(settings: Settings) -> OrderLink:
     session = settings.binance_key_type == "ed25519"  # log on once, then send unsigned
     key = settings.binance_api_key.reveal()
 
-    def logon() -> dict[str, Any]:
-        return logon_params(api_key=key, timestamp_ms=time.time_ns() // MS, signer=signer)
+    def logon(timestamp_ms: int) -> dict[str, Any]:
+        return logon_params(api_key=key, timestamp_ms=timestamp_ms, signer=signer)
 
     def open_ws_api() -> Any:
         return BinanceWsApi(settings.binance_ws_api_url, logon=logon if session else None)
@@ -312,6 +334,7 @@ VENUES: Mapping[str, Venue] = {
         credentials=lambda s: (s.binance_api_key, s.binance_api_secret),
         mock_args=lambda s: ["--symbols", ",".join(s.symbols)],
         mock_env=_binance_mock_env,
+        server_time=ServerTime(time_request, server_time_of),
     ),
     "alpaca": Venue(
         name="alpaca",

@@ -11,10 +11,10 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from tests.e2e.conftest import Processes, RedisServer, drain_and_stop, wait_for
+from tests.e2e.scenario_support import reference_bars
 from tickpipe.common.names import Keys, Partition
 from tickpipe.common.schema import Bar, Signal, Trade, decode_fields
 from tickpipe.common.units import client_order_id_for
@@ -30,26 +30,6 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 def _entries(client, stream: str) -> list[tuple[str, dict[str, str]]]:  # type: ignore[no-untyped-def]
     return [(i.decode(), decode_fields(f)) for i, f in client.xrange(stream)]
-
-
-def _pandas_bars(trades: list[dict]) -> pd.DataFrame:  # type: ignore[type-arg]
-    df = pd.DataFrame(trades)
-    df["trade_id"] = df["trade_id"].astype(int)
-    df = df.sort_values(["symbol", "trade_id"])
-    df["minute"] = (df["T"].astype("int64") // 60_000) * 60_000 * 1_000_000
-    df["price_d"] = df["price"].map(Decimal)
-    df["qty_d"] = df["qty"].map(Decimal)
-    grouped = df.groupby(["symbol", "minute"], sort=True)
-    return pd.DataFrame(
-        {
-            "open": grouped["price"].first(),
-            "high": grouped["price_d"].max().map(str),
-            "low": grouped["price_d"].min().map(str),
-            "close": grouped["price"].last(),
-            "volume": grouped["qty_d"].sum(),
-            "trades": grouped["trade_id"].count(),
-        }
-    )
 
 
 def test_pipeline_end_to_end_against_ground_truth(
@@ -96,7 +76,7 @@ def test_pipeline_end_to_end_against_ground_truth(
     for _, fields in _entries(client, KEYS.bars(P, "1m")):
         bar = Bar.from_fields(fields)
         latest[(bar.symbol, bar.ts_open)] = bar
-    expected_bars = _pandas_bars(sent)
+    expected_bars = reference_bars(sent)
     assert set(latest) == set(expected_bars.index)
     for (symbol, ts_open), row in expected_bars.iterrows():
         bar = latest[(symbol, ts_open)]

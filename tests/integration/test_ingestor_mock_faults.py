@@ -207,3 +207,37 @@ def test_a_frame_over_the_size_limit_is_recorded_and_its_trade_backfilled(
     [gap] = [g for g in events(got, "gap") if g["symbol"] == "ETHUSDT"]
     assert only_backfilled and only_backfilled <= set(range(gap["first_id"], gap["last_id"] + 1))
     assert ingestor.health_stats()["oversized_frames"] == 1
+
+
+def test_one_silenced_stream_is_detected_marked_and_its_trades_recovered() -> None:
+    """One subscription goes silent at the mock while its sibling on the connection flows."""
+
+    async def scenario() -> list[RawFrame]:
+        mock = await start_mock(binance_port=0, trades_per_s=50)
+        async with mock:
+            options = WsOptions(stale_floor_s=0.5, stale_max_s=30.0)
+            ingestor = ingestor_for(settings_for(mock), options=options)
+            stop = asyncio.Event()
+            task = asyncio.create_task(ingestor.run(stop))
+            await until(lambda: ingestor.stats.frames_received >= 100)
+            await mock.inject({"type": "stall", "stream": "btcusdt@trade", "duration": 3.0})
+            await until(lambda: ingestor.stats.streams_silent >= 1)
+            health = ingestor.health_stats()
+            assert health["streams_silent"] >= 1
+            assert health["stale_detected"] == 0  # the connection itself was never mute
+            await until(lambda: ingestor.stats.rotations >= 1)
+            # After the fault ends the stream flows again and its hole is backfilled.
+            await until(lambda: ingestor.stats.rest_backfilled >= 1, timeout_s=20)
+            after = ingestor.stats.frames_received + 50
+            await until(lambda: ingestor.stats.frames_received >= after)
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            return await entries(ingestor.redis, RAW)
+
+    got = asyncio.run(scenario())
+    silence = [g for g in events(got, "gap") if g.get("kind") == "silence"]
+    assert silence and {g["stream"] for g in silence} == {"btcusdt@trade"}
+    rotate = events(got, "rotate")
+    assert rotate and rotate[0]["reason"] == "silent stream btcusdt@trade"
+    ids = sorted(set(trade_ids(got, "BTCUSDT")))
+    assert ids == list(range(ids[0], ids[-1] + 1)), "BTCUSDT: a hole"

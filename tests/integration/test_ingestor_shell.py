@@ -296,6 +296,11 @@ def private_handler(replies: list[Callable[[dict[str, Any]], dict[str, Any]]]) -
             return
         seen.append(time.monotonic())
         request = json.loads(await ws.recv())
+        while request["method"] == "time":  # the ingestor asks the venue's clock first
+            now_ms = time.time_ns() // 1_000_000
+            answer = {"id": request["id"], "status": 200, "result": {"serverTime": now_ms}}
+            await ws.send(orjson.dumps(answer).decode())
+            request = json.loads(await ws.recv())
         assert request["method"] == "userDataStream.subscribe.signature"
         answer = replies[min(len(seen), len(replies)) - 1](request)
         await ws.send(orjson.dumps({"id": request["id"], **answer}).decode())
@@ -314,16 +319,21 @@ def subscribed(request: dict[str, Any]) -> dict[str, Any]:
     return {"status": 200, "result": {"subscriptionId": 0}}
 
 
+def keyed_ingestor(url: str, redis: Any) -> Ingestor:
+    """An ingestor with an API key (so with a private slot) against the venue at ``url``."""
+    settings = settings_for(
+        url, binance_api_key=Secret(API_KEY), binance_api_secret=Secret(API_SECRET)
+    )
+    return Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
+
+
 def test_private_connection_subscribes_and_records_user_data() -> None:
     handler = private_handler([subscribed])
 
     async def scenario() -> tuple[list[RawFrame], Ingestor, list[bytes]]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(handler) as url:
-            settings = settings_for(
-                url, binance_api_key=Secret(API_KEY), binance_api_secret=Secret(API_SECRET)
-            )
-            ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
+            ingestor = keyed_ingestor(url, redis)
             stop = asyncio.Event()
             task = asyncio.create_task(ingestor.run(stop))
             await until(lambda: _xlen_at_least(redis, PRIVATE, 3))
@@ -339,10 +349,12 @@ def test_private_connection_subscribes_and_records_user_data() -> None:
         return await entries(redis, PRIVATE), ingestor, dump
 
     got, ingestor, dump = asyncio.run(scenario())
-    assert [f.kind for f in got] == ["marker", "ws", "ws", "marker"]
+    # The venue's four time answers (the clock offset) come first, recorded like every frame.
+    assert [f.kind for f in got] == ["marker"] + ["ws"] * 6 + ["marker"]
     assert all(f.channel == "private" for f in got)
-    assert json.loads(got[1].data)["result"] == {"subscriptionId": 0}
-    assert json.loads(got[2].data)["event"]["e"] == "outboundAccountPosition"
+    assert all("serverTime" in json.loads(f.data)["result"] for f in got[1:5])
+    assert json.loads(got[5].data)["result"] == {"subscriptionId": 0}
+    assert json.loads(got[6].data)["event"]["e"] == "outboundAccountPosition"
     assert ingestor.stats.connections_up == 0
     assert not any(API_KEY.encode() in d or API_SECRET.encode() in d for d in dump)
 
@@ -387,10 +399,7 @@ def test_rate_limited_subscription_waits_for_retry_after() -> None:
     async def scenario() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(handler) as url:
-            settings = settings_for(
-                url, binance_api_key=Secret(API_KEY), binance_api_secret=Secret(API_SECRET)
-            )
-            ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
+            ingestor = keyed_ingestor(url, redis)
             stop = asyncio.Event()
             task = asyncio.create_task(ingestor.run(stop))
             await until(lambda: ingestor.stats.private_subscribed)
@@ -459,3 +468,37 @@ def test_check_reports_unreachable_redis(
         root.handlers[:], root.level = handlers, level
     assert code == 1
     assert "Redis unreachable" in capsys.readouterr().err
+
+
+def test_a_connection_closed_while_asking_the_venue_time_ends_the_session_cleanly() -> None:
+    """The private slot asks the venue's clock before it signs; a close then is a normal loss."""
+    closes = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal closes
+        assert ws.request is not None
+        if not ws.request.path.startswith("/ws-api/v3"):
+            await ws.send(trade_frame(1))
+            await hold_open(ws)
+            return
+        request = json.loads(await ws.recv())
+        assert request["method"] == "time"
+        closes += 1
+        await ws.close()
+
+    async def scenario() -> tuple[list[RawFrame], Ingestor]:
+        redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        async with venue(handler) as url:
+            ingestor = keyed_ingestor(url, redis)
+            stop = asyncio.Event()
+            task = asyncio.create_task(ingestor.run(stop))
+            await until(lambda: closes >= 2)
+            stop.set()
+            await asyncio.wait_for(task, 10)
+        return await entries(redis, PRIVATE), ingestor
+
+    got, ingestor = asyncio.run(scenario())
+    events = [json.loads(f.data)["event"] for f in got if f.kind == "marker"]
+    assert events.count("connect") >= 2
+    assert events.count("connect") == events.count("disconnect")
+    assert ingestor.stats.connections_up == 0 and not ingestor.stats.private_subscribed

@@ -190,3 +190,21 @@ def test_latency_summary_reports_median_and_p95() -> None:
 
 def test_when_is_utc_milliseconds() -> None:
     assert when(1_700_000_000_123_456_789) == "2023-11-14 22:13:20.123"
+
+
+def test_health_view_shows_the_venue_clock_and_silent_streams() -> None:
+    view = {
+        "health": [
+            {"service": "trader", "instance": "trd", "status": "ok", "updated_ns": 99 * S,
+             "venue_clock_offset_ms": -2512.25, "venue_clock_uncertainty_ms": 0.75,
+             "venue_clock_samples": 4, "venue_clock_state": "beyond"},
+            {"service": "ingestor", "instance": "ing", "status": "ok", "updated_ns": 99 * S,
+             "streams_silent": 2},
+        ],
+        "streams": [],
+    }  # fmt: skip
+    div, _ = health_view(view, None, now_s=100.0)
+    clock = next(c for c in div.children if getattr(c, "id", None) == "venue-clock")
+    assert _text(clock) == "venue clock (trader trd): -2512.2 ms ± 0.8 ms, beyond"
+    assert clock.className == "alarm"
+    assert "streams_silent=2" in _text(div)

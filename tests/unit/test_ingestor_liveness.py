@@ -108,3 +108,111 @@ def test_no_frame_at_all_for_the_maximum_is_stale_even_while_learning() -> None:
     assert why is not None and "no frame" in why
     c.seen(None, 11 * S)  # a reply counts as a frame of the connection
     assert c.stale(12 * S) is None
+
+
+def test_one_silent_stream_among_flowing_ones_is_named() -> None:
+    """A subscription that stops while its siblings on the connection flow is lost, not quiet."""
+    c = cadence()
+    now = 0
+    for _ in range(20):  # both streams learn a 0.1 s cadence
+        now += S // 10
+        c.seen("btcusdt@trade", now)
+        c.seen("btcusdt@depth@100ms", now)
+    silent_at = now
+    for _ in range(100):  # the trade stream goes silent; depth keeps flowing for 10 s
+        now += S // 10
+        c.seen("btcusdt@depth@100ms", now)
+        assert c.stale(now) is None  # the connection as a whole is alive
+        lost = c.silent_streams(now)
+        if now - silent_at <= 2 * S:  # within the floor: no alarm yet
+            assert lost == []
+    assert [name for name, _ in c.silent_streams(now)] == ["btcusdt@trade"]
+    c.seen("btcusdt@trade", now + 1)  # it comes back: no longer silent
+    assert c.silent_streams(now + 1) == []
+
+
+def test_a_stream_that_was_always_irregular_gets_its_longest_gap_as_room() -> None:
+    """Quiet by nature: a symbol that trades in bursts with long pauses raises no false alarm."""
+    c = cadence()
+    now = 0
+    for burst in range(4):  # ten trades 10 ms apart, then a 20 s pause, four times
+        for _ in range(10):
+            now += S // 100
+            c.seen("ethusdt@trade", now)
+        if burst < 3:
+            now += 20 * S
+            c.seen("ethusdt@trade", now)
+    for _ in range(300):  # 30 s with depth flowing and no trade: within 2 x the longest gap
+        now += S // 10
+        c.seen("ethusdt@depth@100ms", now)
+        assert c.silent_streams(now) == []
+
+
+def test_silent_streams_wait_until_the_connection_itself_is_judged() -> None:
+    """When every stream stops, the connection is stale; no stream is singled out."""
+    c = cadence()
+    now = 0
+    for _ in range(20):
+        now += S // 10
+        c.seen("btcusdt@trade", now)
+        c.seen("ethusdt@trade", now)
+    assert c.silent_streams(now + 5 * S) == []
+    assert c.stale(now + 5 * S) is not None
+
+
+def test_every_stream_of_one_symbol_quiet_is_a_quiet_symbol_not_a_lost_one() -> None:
+    """A halted symbol stops trading and its book stops moving: that is the market, not a
+    lost subscription. A lost one leaves the symbol's other streams flowing."""
+    c = cadence()
+    now = 0
+    names = [f"{s}@{k}" for s in ("btcusdt", "ethusdt") for k in ("trade", "depth@100ms")]
+    for _ in range(20):
+        now += S // 10
+        for name in names:
+            c.seen(name, now)
+    for _ in range(100):  # BTCUSDT halts: both of its streams stop; ETHUSDT flows
+        now += S // 10
+        c.seen("ethusdt@trade", now)
+        c.seen("ethusdt@depth@100ms", now)
+    assert c.silent_streams(now) == []
+    assert c.quiet_symbols(now) == ["btcusdt"]
+    c.seen("btcusdt@trade", now + 1)  # trading resumes
+    assert c.quiet_symbols(now + 1) == []
+
+
+def test_a_whole_connection_stalling_singles_out_no_stream() -> None:
+    """Streams with different cadences run past their bounds at different times after a stall;
+    none of them is a lost subscription, since nothing flowed after the first bound ran out."""
+    c = Cadence(0, max_silence_ns=60 * S, floor_ns=S // 2)
+    now = 0
+    for n in range(200):
+        now += S // 50  # 20 ms
+        c.seen("btcusdt@trade", now)
+        if n % 5 == 0:
+            c.seen("ethusdt@trade", now)  # 100 ms
+    for step in range(1, 400):  # silence everywhere, checked every 10 ms
+        assert c.silent_streams(now + step * S // 100) == []
+        assert c.quiet_symbols(now + step * S // 100) == []
+
+
+def test_a_halt_flags_no_stream_while_its_streams_run_past_their_bounds_one_by_one() -> None:
+    """A halted symbol's streams have different bounds (a regular depth stream runs out first);
+    none is a lost subscription while its own siblings are silent too."""
+    c = Cadence(0, max_silence_ns=60 * S, floor_ns=S // 2)
+    now = 0
+    for n in range(300):
+        now += S // 100  # 10 ms
+        c.seen("ethusdt@depth@100ms", now)
+        if n % 10 == 0:
+            c.seen("btcusdt@depth@100ms", now)  # 100 ms, regular
+        if n % 7 == 0 or n in (100, 101, 102):
+            c.seen("btcusdt@trade", now)  # irregular: a 0.7 s longest gap
+        if n % 3 == 0:
+            c.seen("btcusdt@bookTicker", now)
+    quiet_seen = False
+    for step in range(1, 500):  # BTCUSDT halts; ETHUSDT flows
+        now += S // 100
+        c.seen("ethusdt@depth@100ms", now)
+        assert c.silent_streams(now) == [], step
+        quiet_seen = quiet_seen or c.quiet_symbols(now) == ["btcusdt"]
+    assert quiet_seen

@@ -10,6 +10,10 @@ intent's own timestamp, so the venue refuses any of them that arrives later than
 window (``recvWindow``) after the intent was made. An ambiguous outcome is resolved by
 ``order.status`` only; "no such order" is final once that window (plus a margin for clock skew)
 has passed, since no copy of the request can be accepted any more.
+
+Every stamp is local time plus the venue's clock offset as the connection estimates it
+(``clock_offset_ns``, see :mod:`venues.binance.ws_api`), so a host clock that is off does not
+get requests refused with ``-1021``.
 """
 
 from __future__ import annotations
@@ -80,8 +84,13 @@ class BinanceOrders:
         self.session = session  # the connection is logged on: requests carry no signature
         self.venue = venue
 
+    def _offset_ns(self) -> int:
+        """Return the venue's clock minus ours, if the connection estimates it (else 0)."""
+        offset = getattr(self.venue, "clock_offset_ns", 0)
+        return offset if isinstance(offset, int) else 0
+
     def _now_ms(self) -> int:
-        return self.clock() // MS
+        return (self.clock() + self._offset_ns()) // MS
 
     def _auth(self) -> SignOptions:
         return {
@@ -95,7 +104,8 @@ class BinanceOrders:
     # -- place -----------------------------------------------------------------------------------
     def placer(self, intent: OrderIntent) -> Request:
         # Every copy carries the intent's time: the venue refuses one that arrives too late.
-        params = place_params(intent, timestamp_ms=intent.ts_intent // MS, **self._auth())
+        stamp_ms = (intent.ts_intent + self._offset_ns()) // MS
+        params = place_params(intent, timestamp_ms=stamp_ms, **self._auth())
 
         async def place() -> dict[str, Any]:
             return result_of(await self.venue.place(params), now_ms=self._now_ms())

@@ -31,7 +31,9 @@ __all__ = [
     "market_plan",
     "market_streams",
     "plan_links",
+    "server_time_of",
     "subscribe_message",
+    "time_request",
     "user_data_subscribe_request",
 ]
 
@@ -118,6 +120,21 @@ def user_data_subscribe_request(
     params["signature"] = hmac_signature(api_secret, ws_api_payload(params))
     request = {"id": request_id, "method": "userDataStream.subscribe.signature", "params": params}
     return orjson.dumps(request).decode()
+
+
+def time_request(request_id: str) -> str:
+    """Build the WS-API ``time`` request (the venue's clock, for the clock offset)."""
+    return orjson.dumps({"id": request_id, "method": "time"}).decode()
+
+
+def server_time_of(frame: str | bytes, request_id: str) -> int | None:
+    """Return ``serverTime`` (ms) if ``frame`` answers the ``time`` request ``request_id``."""
+    obj = decoded_object(frame)
+    if obj is None or obj.get("id") != request_id:
+        return None
+    result = obj.get("result")
+    server_ms = result.get("serverTime") if isinstance(result, dict) else None
+    return server_ms if isinstance(server_ms, int) and not isinstance(server_ms, bool) else None
 
 
 def is_data_frame(frame: str | bytes) -> bool:

@@ -6,6 +6,12 @@ before the answer, raises :class:`~common.errors.AmbiguousOutcome` (the order ma
 that could not be written at all (no connection) raises :class:`VenueUnavailable`: it certainly
 did not reach the venue. Answers are returned whole (``{"id","status","result"|"error"}``) for
 :func:`venues.binance.orders.result_of` to classify.
+
+It also keeps the venue's clock offset (:class:`~common.venue_clock.VenueClock`): on every
+connect, before the session logs on, it times ``clock_samples`` ``time`` requests, and once every
+``clock_every_s`` (or after a ``-1021`` answer: a stamp outside the receive window) one more in
+the background. :attr:`BinanceWsApi.clock_offset_ns` corrects the stamps of signed requests; an
+offset halfway to the venue's limits is logged as a warning, one past them as an error.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from websockets.exceptions import WebSocketException
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import AmbiguousOutcome, AuthError, VenueUnavailable
 from tickpipe.common.tls import ws_ssl
+from tickpipe.common.units import MS
+from tickpipe.common.venue_clock import ClockSample, VenueClock
 from tickpipe.venues.binance.orders import order_wait_s
 
 __all__ = ["BinanceWsApi", "Venue"]
@@ -58,10 +66,22 @@ class BinanceWsApi:
         request_timeout_s: float = 10.0,
         connect_timeout_s: float = 10.0,
         backoff: Backoff | None = None,
-        logon: Callable[[], dict[str, Any]] | None = None,
+        logon: Callable[[int], dict[str, Any]] | None = None,
+        clock_samples: int = 4,
+        clock_every_s: float = 300.0,
+        recv_window_ms: int = 5000,
     ) -> None:
         self.url = url
-        self.logon = logon  # builds signed session.logon params; None = sign every request
+        # Builds signed session.logon params stamped with the given venue time (ms); None = sign
+        # every request.
+        self.logon = logon
+        self.venue_clock = VenueClock()
+        self.clock_samples = clock_samples
+        self.clock_every_s = clock_every_s
+        self.recv_window_ms = recv_window_ms
+        self._clock_due = 0.0  # monotonic time of the next background sample
+        self._clock_task: asyncio.Task[None] | None = None
+        self._clock_state = "unknown"
         self.request_timeout_s = request_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.backoff = backoff or Backoff(base_s=0.1, cap_s=5.0)
@@ -78,6 +98,50 @@ class BinanceWsApi:
     async def connect(self) -> None:
         """Open the connection now (it is otherwise opened by the first request)."""
         await self._connection()
+
+    @property
+    def clock_offset_ns(self) -> int:
+        """Return the venue's time minus ours, as estimated (0 before the first sample)."""
+        return self.venue_clock.offset_ns
+
+    def clock_figures(self) -> dict[str, Any]:
+        """Return the venue clock estimate as health figures (``venue_clock_*``)."""
+        return self.venue_clock.figures(self.recv_window_ms)
+
+    async def _sample_clock(self, ws: ClientConnection, count: int) -> None:
+        """Time ``count`` ``time`` requests and add them to the venue clock estimate."""
+        self._clock_due = time.monotonic() + self.clock_every_s
+        for _ in range(count):
+            sent_ns = time.time_ns()
+            try:
+                answer = await self._call(ws, "time", {})
+            except AmbiguousOutcome as exc:
+                log.warning("venue time not sampled", extra={"error": str(exc)})
+                return
+            received_ns = time.time_ns()
+            result = answer.get("result")
+            venue_ms = result.get("serverTime") if isinstance(result, dict) else None
+            if isinstance(venue_ms, int):
+                self.venue_clock.add(ClockSample(sent_ns, venue_ms, received_ns))
+        self._judge_clock()
+
+    def _judge_clock(self) -> None:
+        """Log the offset when its state changes: a warning when near the limits, an error past."""
+        state = self.venue_clock.state(self.recv_window_ms)
+        if state == self._clock_state:
+            return
+        self._clock_state = state
+        offset_ms = self.venue_clock.offset_ns / MS
+        extra = {
+            "offset_ms": round(offset_ms, 3),
+            "uncertainty_ms": round(self.venue_clock.uncertainty_ns / MS, 3),
+            "recv_window_ms": self.recv_window_ms,
+        }
+        warning = self.venue_clock.warning(self.recv_window_ms)
+        if warning is None:
+            log.info("venue clock offset %+.1f ms", offset_ms, extra=extra)
+            return
+        log.log(logging.ERROR if state == "beyond" else logging.WARNING, warning, extra=extra)
 
     async def place(self, params: dict[str, Any]) -> dict[str, Any]:
         """Send ``order.place``; return the venue's answer."""
@@ -121,6 +185,10 @@ class BinanceWsApi:
             )
             await asyncio.sleep(hold)
         ws = await self._connection()
+        if time.monotonic() >= self._clock_due and (
+            self._clock_task is None or self._clock_task.done()
+        ):
+            self._clock_task = asyncio.create_task(self._sample_clock(ws, 1), name="venue-clock")
         return await self._call(ws, method, params)
 
     async def _call(
@@ -174,6 +242,7 @@ class BinanceWsApi:
                 self.connects += 1
                 self._reader = asyncio.create_task(self._read(ws), name="ws-api-reader")
                 log.info("venue connected", extra={"url": self.url})
+                await self._sample_clock(ws, self.clock_samples)
                 if self.logon is not None:
                     await self._log_on(ws)
                 return ws
@@ -201,6 +270,9 @@ class BinanceWsApi:
         if not isinstance(answer, dict):
             return
         self._note_limits(answer)
+        error = answer.get("error")
+        if isinstance(error, dict) and error.get("code") == -1021:
+            self._clock_due = 0.0  # a stamp outside the window: sample the clock again
         future = self._pending.get(str(answer.get("id")))
         if future is not None and not future.done():
             future.set_result(answer)
@@ -216,7 +288,8 @@ class BinanceWsApi:
         """Log the session on (``session.logon``); a refusal is an :class:`AuthError`."""
         assert self.logon is not None
         try:
-            answer = await self._call(ws, "session.logon", self.logon())
+            stamp_ms = self.venue_clock.corrected(time.time_ns()) // MS
+            answer = await self._call(ws, "session.logon", self.logon(stamp_ms))
         except AmbiguousOutcome as exc:
             await ws.close()
             raise VenueUnavailable(f"session.logon failed: {exc}") from exc
@@ -250,6 +323,8 @@ class BinanceWsApi:
         """Close the connection; pending requests fail as ambiguous."""
         ws, reader = self._ws, self._reader
         self._ws = self._reader = None
+        if self._clock_task is not None:
+            self._clock_task.cancel()
         if ws is not None:
             await ws.close()
         if reader is not None:
