@@ -14,11 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from tickpipe.common.order_spec import order_problem
 from tickpipe.common.schema import Signal
 from tickpipe.processor.state import PartitionState
 from tickpipe.processor.strategies import TIMER, SignalSpec, Strategy
 
-__all__ = ["advance_timers", "route"]
+__all__ = ["BadSignal", "advance_timers", "route", "spec_problem"]
+
+
+class BadSignal(ValueError):
+    """A strategy answered a signal that breaks the order rules (:mod:`common.order_spec`)."""
+
 
 _SHOWN_CHARS = 300
 
@@ -50,6 +56,10 @@ def route(
             continue
         try:
             specs: list[SignalSpec] = getattr(strategy, hook)(event, ts_now)
+            for spec in specs:
+                problem = spec_problem(spec)
+                if problem is not None:
+                    raise BadSignal(f"signal for {spec.symbol}: {problem}")
         except Exception as exc:  # a plug-in's bug must not stop the partition
             _failed(state, warnings, strategy, exc, kind, event)
             continue
@@ -69,9 +79,23 @@ def route(
                     ts_event=ts_event,
                     ts_recv=ts_recv,
                     ts_signal=ts_now,
+                    order_type=spec.order_type,
+                    time_in_force=spec.time_in_force,
+                    post_only=spec.post_only,
                 )
             )
             state.counters["signals"] += 1
+
+
+def spec_problem(spec: SignalSpec) -> str | None:
+    """Return what is wrong with a strategy's order type and its parameters, or ``None``."""
+    if spec.action == "cancel":
+        return None
+    if not spec.order_type:
+        if spec.time_in_force or spec.post_only:
+            return "time_in_force and post_only need order_type LIMIT"
+        return None
+    return order_problem(spec.order_type, spec.time_in_force, spec.post_only, spec.price)
 
 
 def advance_timers(

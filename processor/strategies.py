@@ -59,7 +59,12 @@ BELOW = "below"
 
 @dataclass(frozen=True, slots=True)
 class SignalSpec:
-    """What a strategy wants: ``action`` ``place`` or ``cancel``, side ``buy`` or ``sell``."""
+    """What a strategy wants: ``action`` ``place`` or ``cancel``, side ``buy`` or ``sell``.
+
+    ``order_type`` ``MARKET`` or ``LIMIT`` (empty: the deployment's ``TICKPIPE_ORDER_TYPE``),
+    ``time_in_force`` ``GTC``/``IOC``/``FOK`` and ``post_only`` for a LIMIT order at ``price``
+    (see :mod:`common.order_spec`). A spec that breaks those rules is the strategy's failure.
+    """
 
     symbol: str
     side: str
@@ -69,6 +74,9 @@ class SignalSpec:
     action: str = "place"
     #: Comma-separated raw entry ids of the events behind the decision; empty = the trade's own.
     cause: str = ""
+    order_type: str = ""
+    time_in_force: str = ""
+    post_only: bool = False
 
 
 class Strategy(ABC):
