@@ -52,6 +52,7 @@ from tickpipe.common.settings import Settings
 from tickpipe.trader.consumer import GroupConsumer
 from tickpipe.trader.control import kill_switch_on
 from tickpipe.trader.core import build_intent, intent_mismatch
+from tickpipe.trader.instruments import Instruments
 from tickpipe.trader.lease import Lease, new_token
 from tickpipe.trader.ledger import Ledger
 from tickpipe.trader.market import MarketView, market_refusal, order_value_price
@@ -69,7 +70,7 @@ COUNTERS = tuple(
     "signals_seen bad_signals orders_sent acks rejects ambiguous unresolved updates "
     "foreign_updates rate_limited cancel_signals cancels_sent cancels reconciles "
     "discrepancies adopted intent_mismatches market_refusals claimed redis_outages "
-    "leases_lost intents_restored".split()
+    "leases_lost intents_restored order_type_refusals".split()
 )
 
 #: Orders that may await the venue's answer at once (the next signal waits for a free slot);
@@ -161,6 +162,8 @@ class Trader:
             ),
         )
         self.router = VenueRouter(settings, self.ledger, orders=orders, **shared)
+        self.instruments = Instruments(orders, list(settings.symbols), counts=self.counts,
+                                       clock=clock)  # fmt: skip
         self.kill_switch = False
         self.slots = asyncio.Semaphore(max_inflight)
         # (signal stream, entry id) -> (symbol, task): ids repeat across the partitions' streams
@@ -393,13 +396,16 @@ class Trader:
         cid = intent.client_order_id
         if cid in self.router.inflight:  # this decision's request is under way here
             return self._after_inflight(signal, cid, entry)
-        reason = await self.refusal(signal, intent)
+        intent, refused = await self.shape(signal, intent)
+        reason = refused or await self.refusal(signal, intent)
         if reason is not None:
             stored = await self.ledger.stored_intent(cid)
             if stored is not None:  # recorded (and maybe sent) by an earlier run
                 return await self._existing(signal, intent, stored, entry)
-            extra = {"reason": reason, "stage": "risk"}
+            extra = {"reason": reason, "stage": "order" if refused else "risk"}
             await self.ledger.record(intent, OrderEvent.REJECTED, extra)
+            if refused is not None:
+                await self.refused_order(signal, intent, refused, entry)
             if reason.startswith(("position limit", "kill switch")):
                 await self.cancel_breaches(signal.symbol)
             return None
@@ -490,6 +496,47 @@ class Trader:
                 "entry_id": entry_id,
                 "signal": orjson.dumps(signal.to_fields()).decode(),
                 "intent": orjson.dumps(stored.to_fields()).decode(),
+            }
+        )
+
+    async def shape(self, signal: Signal, intent: OrderIntent) -> tuple[OrderIntent, str | None]:
+        """Check the intent's order type with the venue and apply its instrument filters.
+
+        Returns the intent to send (rounded where the filters allow) and ``None``, or the
+        intent and why nothing may be sent (:mod:`trader.instruments`).
+        """
+        orders = self.router.orders
+        venue_refusal = getattr(orders, "order_refusal", None)
+        problem = venue_refusal(intent) if venue_refusal is not None else None
+        if problem is not None:
+            self.counts["order_type_refusals"] += 1
+            return intent, f"order type refused: {problem}"
+        await self.instruments.ensure()
+        venue_type = getattr(orders, "venue_order_type", None)
+        market = self.market.price(signal.symbol, signal.side)
+        shaped, refused = self.instruments.shape(
+            intent,
+            venue_type(intent) if venue_type is not None else intent.order_type,
+            market.price if market is not None else None,
+        )
+        return shaped, (str(refused) if refused is not None else None)
+
+    async def refused_order(
+        self, signal: Signal, intent: OrderIntent, reason: str, entry: tuple[str, str] | None
+    ) -> None:
+        """Dead-letter a signal whose order the venue could not take: nothing was sent."""
+        log.warning("order refused before sending: %s", reason,
+                    extra={"client_order_id": intent.client_order_id,
+                           "signal_id": signal.signal_id})  # fmt: skip
+        stream, entry_id = entry if entry is not None else ("", "")
+        await self.ledger.dead_letter(
+            {
+                "reason": reason,
+                "client_order_id": intent.client_order_id,
+                "signal_id": signal.signal_id,
+                "stream": stream,
+                "entry_id": entry_id,
+                "signal": orjson.dumps(signal.to_fields()).decode(),
             }
         )
 
