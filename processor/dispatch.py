@@ -12,14 +12,16 @@ silence gives one call, for the latest interval, not one per interval missed).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from tickpipe.common.order_spec import order_problem
-from tickpipe.common.schema import Signal
+from tickpipe.common.schema import OrderUpdate, Signal
+from tickpipe.processor.own_orders import updates_after
 from tickpipe.processor.state import PartitionState
-from tickpipe.processor.strategies import TIMER, SignalSpec, Strategy
+from tickpipe.processor.strategies import ORDERS, TIMER, SignalSpec, Strategy
 
-__all__ = ["BadSignal", "advance_timers", "route", "spec_problem"]
+__all__ = ["BadSignal", "advance_timers", "route", "route_own_updates", "spec_problem"]
 
 
 class BadSignal(ValueError):
@@ -50,6 +52,7 @@ def route(
     ``ident`` names the causing event (``venue|symbol|t<trade id>`` ...): a signal's id is
     ``ident|strategy|index``, the same on every replay.
     """
+    follows = state.routes[ORDERS]
     for strategy in strategies:
         name = strategy.name
         if state.strategy_failures.get(name, 0) >= state.strategy_max_failures:
@@ -64,27 +67,61 @@ def route(
             _failed(state, warnings, strategy, exc, kind, event)
             continue
         for n, spec in enumerate(specs):
-            signals.append(
-                Signal(
-                    signal_id=f"{ident}|{name}|{n}",
-                    venue=venue,
-                    symbol=spec.symbol,
-                    strategy=name,
-                    action=spec.action,
-                    side=spec.side,
-                    qty=spec.qty,
-                    price=spec.price,
-                    reason=spec.reason,
-                    cause=spec.cause or cause,
-                    ts_event=ts_event,
-                    ts_recv=ts_recv,
-                    ts_signal=ts_now,
-                    order_type=spec.order_type,
-                    time_in_force=spec.time_in_force,
-                    post_only=spec.post_only,
-                )
+            signal = Signal(
+                signal_id=f"{ident}|{name}|{n}",
+                venue=venue,
+                symbol=spec.symbol,
+                strategy=name,
+                action=spec.action,
+                side=spec.side,
+                qty=spec.qty,
+                price=spec.price,
+                reason=spec.reason,
+                cause=spec.cause or cause,
+                ts_event=ts_event,
+                ts_recv=ts_recv,
+                ts_signal=ts_now,
+                order_type=spec.order_type,
+                time_in_force=spec.time_in_force,
+                post_only=spec.post_only,
             )
+            signals.append(signal)
+            if strategy in follows:
+                state.own.remember(signal)
             state.counters["signals"] += 1
+
+
+def route_own_updates(
+    state: PartitionState,
+    signals: list[Signal],
+    warnings: list[str],
+    updates: Sequence[tuple[str, OrderUpdate]],
+    ts_now: int,
+) -> None:
+    """Hand the ``order-updates`` entries after the checkpoint's to the strategies that own them.
+
+    Each update of an order a strategy here placed goes to its ``on_order_update``; a fill also
+    to ``on_fill`` and the position after it to ``on_position`` (:mod:`processor.own_orders`).
+    """
+    own = state.own
+    by_name = {s.name: s for s in state.routes[ORDERS]}
+    for entry_id, update in updates_after(own.last_update_id, updates):
+        own.last_update_id = entry_id
+        found = own.owner(update.client_order_id)
+        strategy = by_name.get(found[0]) if found is not None else None
+        if found is None or strategy is None:
+            continue
+        state.counters["own_updates"] += 1
+        ident = f"{update.venue}|{update.symbol}|o{entry_id}"
+        calls: list[tuple[str, object]] = [("on_order_update", update)]
+        fill = own.fill_of(update, found[0], found[1])
+        if fill is not None:
+            state.counters["own_fills"] += 1
+            calls += [("on_fill", fill), ("on_position", own.apply(fill))]
+        for n, (hook, event) in enumerate(calls):
+            route(state, signals, warnings, [strategy], ORDERS, hook, event,
+                  ident=f"{ident}.{n}", venue=update.venue, cause=entry_id,
+                  ts_event=update.ts_event, ts_recv=update.ts_recv, ts_now=ts_now)  # fmt: skip
 
 
 def spec_problem(spec: SignalSpec) -> str | None:

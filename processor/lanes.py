@@ -15,10 +15,11 @@ import orjson
 
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.names import BAR_INTERVALS, GROUP_PROCESSOR, Partition
-from tickpipe.common.schema import RawFrame, decode_fields
+from tickpipe.common.schema import OrderUpdate, RawFrame, decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.processor.core import BadEntry, PartitionState, process_batch
 from tickpipe.processor.private import VenueState, process_private_batch
+from tickpipe.processor.strategies import ORDERS
 
 __all__ = ["Commit", "Lane", "PartitionLane", "PrivateLane", "decode_entries", "private_lease_key"]
 
@@ -120,6 +121,10 @@ class PartitionLane:
         self.venue_bars_key = keys.venue_bars(partition)
         self.corrections_key = keys.trade_corrections(partition)
         self.status_key = keys.venue_status(partition)
+        #: The venue's order updates, read for strategies that follow their own orders.
+        self.updates_key = keys.order_updates(partition.venue)
+        #: Order updates read since the last batch, handed over with the next one.
+        self.updates: list[tuple[str, OrderUpdate]] = []
         self.retained = [
             ("raw", self.stream, (GROUP_PROCESSOR,)),
             ("trades", self.trades_key, ()),
@@ -141,9 +146,26 @@ class PartitionLane:
 
     def load(self, blob: bytes | None) -> None:
         """Restore the checkpoint (or start afresh); books start missing either way."""
+        self.updates = []
         self.state = PartitionState.from_settings(
             self.settings, self.name, self.partition.venue, blob
         )
+
+    def updates_from(self) -> str | None:
+        """The id after which to read ``order-updates``; ``None``: no strategy follows orders."""
+        if not self.state.routes[ORDERS]:
+            return None
+        return self.state.own.last_update_id or "0"
+
+    def offer_updates(self, entries: Sequence[tuple[Any, Mapping[Any, Any]]]) -> list[str]:
+        """Decode the ``order-updates`` entries read; return a warning per unreadable one."""
+        problems: list[str] = []
+        for raw_id, fields in entries:
+            try:
+                self.updates.append((_text(raw_id), OrderUpdate.from_fields(fields)))
+            except DecodeError as exc:
+                problems.append(f"order update {_text(raw_id)} unreadable, passed over: {exc}")
+        return problems
 
     def process(
         self,
@@ -152,7 +174,8 @@ class PartitionLane:
         *,
         pending: bool = False,
     ) -> Commit:
-        out = process_batch(self.state, entries, ts_now, pending=pending)
+        updates, self.updates = self.updates, []
+        out = process_batch(self.state, entries, ts_now, pending=pending, updates=updates)
         keys = self.settings.keys
         outputs: list[tuple[str, dict[str, str]]] = []
         outputs += [(self.trades_key, t.to_fields()) for t in out.trades]

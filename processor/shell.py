@@ -60,6 +60,8 @@ SERVICE = "processor"
 log = logging.getLogger("tickpipe.processor")
 #: Warning lines (gaps, resolutions, repairs) logged per batch; the rest are counted in one line.
 _WARNINGS_PER_BATCH = 20
+#: Order updates read at most per batch for the strategies that follow their own orders.
+OWN_UPDATES_PAGE = 1000
 
 
 class _Stats:
@@ -252,6 +254,7 @@ class _Runner:
                 ahead = not self.stop.is_set()
                 if ahead:  # Redis reads the next batch while this one is processed
                     await pipe.send_read(cursor, count)
+                await self._own_updates(lane)
                 commit = lane.process(batch, self.clock(), pending=pending)
                 hand, renewed_at = await self._collect(lane, pipe, renewed_at)
                 if ahead and not hand and cursor != ">":
@@ -259,6 +262,23 @@ class _Runner:
                 await pipe.send_commit(commit, loop.time())
             _, renewed_at = await self._collect(lane, pipe, renewed_at)
         await self.link.release(lane, REDIS_ERRORS)
+
+    async def _own_updates(self, lane: Lane) -> None:
+        """Read the order updates a partition's strategies follow (processor.own_orders)."""
+        after = getattr(lane, "updates_from", None)
+        start = after() if after is not None else None
+        if start is None:
+            return
+        buffered = getattr(lane, "updates", None)
+        if buffered:
+            start = buffered[-1][0]
+        page: Any = await self.redis.xrange(
+            lane.updates_key,  # type: ignore[attr-defined]
+            min="(" + start,
+            count=OWN_UPDATES_PAGE,
+        )
+        for line in lane.offer_updates(page):  # type: ignore[attr-defined]
+            log.warning("%s", line, extra={"lane": lane.name})
 
     async def _idle(self, lane: Lane, pipe: Pipe, renewed_at: float) -> float:
         """Wait up to ``block_ms`` for a new entry without claiming it; return the renewal time."""

@@ -2,8 +2,9 @@
 
 A strategy declares the inputs it needs in :attr:`Strategy.inputs` (:data:`INPUTS`) and sees
 those events of its partition, in raw-stream order, once (duplicates are removed before it):
-trades, quotes, top-of-book changes, final bars, revised bars, and a timer on event time. Each
-hook answers with a list of :class:`SignalSpec`. A strategy must be deterministic: the same
+trades, quotes, top-of-book changes, final bars, revised bars, a timer on event time, and its
+own orders' updates, fills and positions (:mod:`processor.own_orders`). Each hook answers with
+a list of :class:`SignalSpec`. A strategy must be deterministic: the same
 events in the same order give the same specs, whatever the batch boundaries, and its whole
 state must survive :meth:`Strategy.to_state` / :meth:`Strategy.load_state` (msgpack-friendly
 values), because the processor saves it in the partition checkpoint and a takeover resumes
@@ -20,18 +21,22 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tickpipe.common.decimals import decimal_of
-from tickpipe.common.schema import Bar, Quote, Trade
+from tickpipe.common.schema import Bar, OrderUpdate, Quote, Trade
 from tickpipe.common.settings import Settings
 from tickpipe.processor.records import BookTop
+
+if TYPE_CHECKING:
+    from tickpipe.processor.own_orders import OwnFill, OwnPosition
 
 __all__ = [
     "BARS",
     "BAR_REVISIONS",
     "BOOK",
     "INPUTS",
+    "ORDERS",
     "QUOTES",
     "STRATEGIES",
     "TIMER",
@@ -50,8 +55,10 @@ BOOK = "book"
 BARS = "bars"
 BAR_REVISIONS = "bar_revisions"
 TIMER = "timer"
+#: The strategy's own order updates, fills and positions (:mod:`processor.own_orders`).
+ORDERS = "orders"
 #: The inputs a strategy may declare; the processor routes only the declared ones to it.
-INPUTS = frozenset({TRADES, QUOTES, BOOK, BARS, BAR_REVISIONS, TIMER})
+INPUTS = frozenset({TRADES, QUOTES, BOOK, BARS, BAR_REVISIONS, TIMER, ORDERS})
 
 ABOVE = "above"
 BELOW = "below"
@@ -129,6 +136,18 @@ class Strategy(ABC):
 
     def on_timer(self, ts_event: int, ts_now: int) -> list[SignalSpec]:
         """Return the signals due at ``ts_event``, a multiple of :attr:`timer_interval_ms`."""
+        return []
+
+    def on_order_update(self, update: OrderUpdate, ts_now: int) -> list[SignalSpec]:
+        """Return the signals a change of one of this strategy's own orders causes."""
+        return []
+
+    def on_fill(self, fill: OwnFill, ts_now: int) -> list[SignalSpec]:
+        """Return the signals a fill of one of this strategy's own orders causes."""
+        return []
+
+    def on_position(self, position: OwnPosition, ts_now: int) -> list[SignalSpec]:
+        """Return the signals this strategy's new position in a symbol (after a fill) causes."""
         return []
 
     @abstractmethod
