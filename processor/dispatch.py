@@ -5,9 +5,13 @@ counted (``strategy_errors``) and reported in the batch's warnings with the even
 it (the first three, then at the 4th, 8th, 16th... failure), and once it has failed
 ``strategy_max_failures`` times it is disabled (``strategies_disabled``) and never called again.
 The failure counts live in the checkpoint, so a replay or a takeover disables it at the same
-event. The timer's clock is the greatest event time of the trades, quotes and book changes
-seen; a strategy's ``on_timer`` runs once each time the clock enters a new interval (a long
-silence gives one call, for the latest interval, not one per interval missed).
+event. A spec whose order type breaks :func:`common.order_spec.order_problem` counts as such a
+failure (:class:`BadSignal`), with the rule it broke in the warning. :func:`route_own_updates`
+hands a strategy the updates, fills and positions of its own orders
+(:mod:`processor.own_orders`). The timer's clock is the greatest event time of the trades,
+quotes and book changes seen; a strategy's ``on_timer`` runs once each time the clock enters a
+new interval (a long silence gives one call, for the latest interval, not one per interval
+missed).
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ are therefore the ones the live pipeline makes from the same raw stream, apart f
 :class:`tools.fill_model.FillModel`, whose assumptions its docstring states.
 
 Each frame is its own batch: the processor's outputs do not depend on batch boundaries, and it
-lets the fill model see every trade and signal in stream order.
+lets the fill model see every trade and signal in stream order. Each simulated fill goes back
+to the strategy that placed the order as the venue's update would (:func:`fill_update`), with
+the partition's next frame, through the same ``orders`` hooks as live.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from typing import TextIO
 
 import orjson
 
-from tickpipe.common.schema import RawFrame, Signal
+from tickpipe.common.schema import OrderUpdate, RawFrame, Signal
 from tickpipe.common.settings import Settings
 from tickpipe.processor.core import PartitionState, process_batch
 from tickpipe.processor.entries import BadEntry
-from tickpipe.tools.fill_model import FillModel
+from tickpipe.tools.fill_model import Fill, FillModel
 from tickpipe.tools.raw_route import LEFT_OUT, RawRouter
 from tickpipe.tools.recordings import Recorded
 
@@ -97,6 +99,8 @@ def run_backtest(
     )
     result = BacktestResult(model)
     states: dict[str, PartitionState] = {}
+    feedback: dict[str, list[tuple[str, OrderUpdate]]] = {}  # partition -> fills to hand over
+    fill_ids = _FillIds()
     started = clock()
     next_report = started + int(progress_s * 1e9)
     for partition, entry_id, frame in entries:
@@ -108,13 +112,16 @@ def run_backtest(
                 settings, partition, partition.split(":", 1)[0]
             )
         ts_now = frame.ts_recv if isinstance(frame, RawFrame) else (result.last_ns or 0)
-        batch = process_batch(state, [(entry_id, frame)], ts_now)
+        updates = feedback.pop(partition, [])
+        batch = process_batch(state, [(entry_id, frame)], ts_now, updates=updates)
         result.frames += 1
         if isinstance(frame, RawFrame):
             result.first_ns = result.first_ns if result.first_ns is not None else frame.ts_recv
             result.last_ns = frame.ts_recv
         for trade in batch.trades:
-            model.on_trade(trade)
+            for fill in model.on_trade(trade):
+                update = fill_update(fill, settings.venue)
+                feedback.setdefault(partition, []).append((fill_ids.next(fill.ts_event), update))
         for signal in batch.signals:
             model.on_signal(signal)
         result.signals += batch.signals
@@ -130,6 +137,30 @@ def run_backtest(
             result.counters[name] = result.counters.get(name, 0) + value
     result.seconds = (clock() - started) / 1e9
     return result
+
+
+class _FillIds:
+    """Increasing stream-like ids (``<ms>-<n>``) for the simulated order updates."""
+
+    def __init__(self) -> None:
+        self.last = (-1, 0)
+
+    def next(self, ts_event: int) -> str:
+        ms = ts_event // 1_000_000
+        self.last = (ms, 0) if ms > self.last[0] else (self.last[0], self.last[1] + 1)
+        return f"{self.last[0]}-{self.last[1]}"
+
+
+def fill_update(fill: Fill, venue: str) -> OrderUpdate:
+    """The order update a venue would send for a simulated fill (a whole fill: FILLED)."""
+    quote = Decimal(fill.qty) * Decimal(fill.price)
+    return OrderUpdate(
+        venue=venue, symbol=fill.symbol, client_order_id=fill.client_order_id,
+        order_id=fill.client_order_id, side=fill.side.upper(), order_type="", status="FILLED",
+        exec_type="TRADE", qty=fill.qty, price=fill.price, filled_qty=fill.qty,
+        last_qty=fill.qty, last_price=fill.price, cum_quote=f"{quote.normalize():f}",
+        trade_id=f"sim-{fill.trade_id}", ts_event=fill.ts_event, ts_recv=fill.ts_event,
+    )  # fmt: skip
 
 
 def _progress(result: BacktestResult, elapsed_ns: int, done: float | None) -> str:

@@ -146,3 +146,23 @@ def test_a_mistake_is_one_line_and_exit_2(
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tickpipe backtest: ") and message in err[0], err
+
+
+def test_simulated_fills_reach_the_strategy_through_its_orders_hooks() -> None:
+    settings = load_settings(
+        {"TICKPIPE_STRATEGIES": "tests.unit.test_processor_own_orders:Follower"},
+        dotenv_path=None,
+    )
+    records = list(read_recording(RECORDING))[:FRAMES]
+    entries = entries_of_records(settings, records, conn="backtest")
+    result = run_backtest(settings, entries, latency_ms=0, out=io.StringIO())
+    entry, *exits = result.signals
+    assert entry.side == "buy" and entry.order_type == "LIMIT"
+    # The entry filled once (whole: 2), so exactly one exit, caused by that fill's update.
+    assert [(s.side, s.qty, s.reason[:5]) for s in exits] == [("sell", "2", "exit ")], exits
+    assert "|o" in exits[0].signal_id
+    fills = result.model.fills
+    assert [f.signal_id for f in fills] == [entry.signal_id, exits[0].signal_id]
+    assert result.model.positions[("follower", "BTCUSDT")].qty == 0  # in and out again
+    assert result.partitions == ["binance:0"]
+    assert result.counters["own_fills"] == 2  # both fills went back to the strategy

@@ -13,7 +13,7 @@ from tickpipe.processor.strategies import ORDERS, TRADES, SignalSpec, Strategy
 
 
 class Follower(Strategy):
-    """Buy 2 on its first trade; on each fill of its own orders sell what was filled."""
+    """Buy 2 on its first trade; on each fill of its own buy orders sell what was filled."""
 
     name: ClassVar[str] = "follower"
     inputs: ClassVar[frozenset[str]] = frozenset({TRADES, ORDERS})
@@ -34,6 +34,8 @@ class Follower(Strategy):
 
     def on_fill(self, fill: OwnFill, ts_now: int) -> list[SignalSpec]:
         self.log.append(["fill", fill.qty, fill.price, fill.signal_id])
+        if fill.side != "buy":
+            return []
         return [SignalSpec(fill.symbol, "sell", fill.qty, fill.price, f"exit {fill.trade_id}")]
 
     def on_position(self, position: OwnPosition, ts_now: int) -> list[SignalSpec]:
