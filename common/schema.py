@@ -329,7 +329,10 @@ class OrderIntent(Event):
 
 @dataclass(frozen=True, slots=True)
 class OrderUpdate(Event):
-    """A change in an order's life as the venue reported it."""
+    """A change in an order's life as the venue reported it.
+
+    ``reason`` says why for an order refused before or by the venue (empty otherwise).
+    """
 
     kind: ClassVar[str] = "order_update"
     venue: str
@@ -350,3 +353,4 @@ class OrderUpdate(Event):
     ts_event: int
     ts_recv: int
     ts_proc: int = 0
+    reason: str = ""

@@ -135,17 +135,19 @@ def process_batch(
     *,
     pending: bool = False,
     updates: Sequence[tuple[str, OrderUpdate]] = (),
+    refusals: Sequence[tuple[str, OrderUpdate]] = (),
 ) -> BatchOutput:
     """Fold ``entries`` (in stream order) into ``state``; return the outputs to write.
 
     ``pending``: the entries were pending in the group (claimed at a takeover, or read before a
     restart), so an entry id at or before the checkpoint does not prove they were committed.
-    ``updates``: ``order-updates`` entries, handed first to the strategies whose orders they
-    are (those at or before the checkpoint's last one are passed over).
+    ``updates``: ``order-updates`` entries, and ``refusals``: the trader's refusals as updates
+    (``{V}:orders`` entries), handed first to the strategies whose orders they are (those at or
+    before the checkpoint's last ones are passed over).
     """
     out = BatchOutput()
-    if updates and state.routes[ORDERS]:
-        route_own_updates(state, out.signals, out.warnings, updates, ts_now)
+    if (updates or refusals) and state.routes[ORDERS]:
+        route_own_updates(state, out.signals, out.warnings, updates, ts_now, refusals=refusals)
     books = BookOutput()
     counters = state.counters
     if state.check_watermark:

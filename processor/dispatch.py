@@ -101,31 +101,49 @@ def route_own_updates(
     warnings: list[str],
     updates: Sequence[tuple[str, OrderUpdate]],
     ts_now: int,
+    *,
+    refusals: Sequence[tuple[str, OrderUpdate]] = (),
 ) -> None:
-    """Hand the ``order-updates`` entries after the checkpoint's to the strategies that own them.
+    """Hand the ``order-updates`` entries (then the trader's refusals) after the checkpoint's
+    to the strategies that own them.
 
     Each update of an order a strategy here placed goes to its ``on_order_update``; a fill also
     to ``on_fill`` and the position after it to ``on_position`` (:mod:`processor.own_orders`).
     """
     own = state.own
-    by_name = {s.name: s for s in state.routes[ORDERS]}
     for entry_id, update in updates_after(own.last_update_id, updates):
         own.last_update_id = entry_id
-        found = own.owner(update.client_order_id)
-        strategy = by_name.get(found[0]) if found is not None else None
-        if found is None or strategy is None:
-            continue
-        state.counters["own_updates"] += 1
-        ident = f"{update.venue}|{update.symbol}|o{entry_id}"
-        calls: list[tuple[str, object]] = [("on_order_update", update)]
-        fill = own.fill_of(update, found[0], found[1])
-        if fill is not None:
-            state.counters["own_fills"] += 1
-            calls += [("on_fill", fill), ("on_position", own.apply(fill))]
-        for n, (hook, event) in enumerate(calls):
-            route(state, signals, warnings, [strategy], ORDERS, hook, event,
-                  ident=f"{ident}.{n}", venue=update.venue, cause=entry_id,
-                  ts_event=update.ts_event, ts_recv=update.ts_recv, ts_now=ts_now)  # fmt: skip
+        _own_update(state, signals, warnings, f"o{entry_id}", entry_id, update, ts_now)
+    for entry_id, update in updates_after(own.last_refusal_id, refusals):
+        own.last_refusal_id = entry_id
+        _own_update(state, signals, warnings, f"r{entry_id}", entry_id, update, ts_now)
+
+
+def _own_update(
+    state: PartitionState,
+    signals: list[Signal],
+    warnings: list[str],
+    name: str,
+    entry_id: str,
+    update: OrderUpdate,
+    ts_now: int,
+) -> None:
+    own = state.own
+    found = own.owner(update.client_order_id)
+    strategy = next((s for s in state.routes[ORDERS] if found and s.name == found[0]), None)
+    if found is None or strategy is None:
+        return
+    state.counters["own_updates"] += 1
+    ident = f"{update.venue}|{update.symbol}|{name}"
+    calls: list[tuple[str, object]] = [("on_order_update", update)]
+    fill = own.fill_of(update, found[0], found[1])
+    if fill is not None:
+        state.counters["own_fills"] += 1
+        calls += [("on_fill", fill), ("on_position", own.apply(fill))]
+    for n, (hook, event) in enumerate(calls):
+        route(state, signals, warnings, [strategy], ORDERS, hook, event,
+              ident=f"{ident}.{n}", venue=update.venue, cause=entry_id,
+              ts_event=update.ts_event, ts_recv=update.ts_recv, ts_now=ts_now)  # fmt: skip
 
 
 def spec_problem(spec: SignalSpec) -> str | None:

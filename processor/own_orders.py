@@ -11,14 +11,18 @@ price of the open quantity).
   (:func:`common.units.client_order_id_for`); the partition remembers the ids of the last
   :data:`MAX_ORDERS` orders its strategies placed, and the strategy of each, in its checkpoint.
   Updates of other orders (another partition's, or placed by hand) are passed over.
-* **Exactly once.** The partition's checkpoint holds the id of the last ``order-updates`` entry
-  it has read; the updates after it are handed over with the next batch and the new id is
-  saved in the same atomic commit as the batch's outputs, so a crash or a takeover neither
-  drops nor repeats one.
+* **Refusals.** An order the trader refused before sending it (risk, order type, instrument
+  filters) or the venue refused in its answer has no venue update: the trader's ``rejected``
+  entry on ``{V}:orders`` becomes an update with status ``REJECTED`` and its ``reason``
+  (:func:`refusal_update`).
+* **Exactly once.** The partition's checkpoint holds the id of the last ``order-updates`` and
+  ``orders`` entry it has read; the entries after them are handed over with the next batch and
+  the new ids are saved in the same atomic commit as the batch's outputs, so a crash or a
+  takeover neither drops nor repeats one.
 * **When.** Updates ride along with the partition's next batch of raw entries (market data is
   continuous; an idle partition delivers them with its next frame), before that batch's
   entries. Signals a hook returns get the id ``venue|symbol|o<entry id>|strategy|n``, named by
-  the update's entry, which never changes.
+  the update's entry, which never changes (``r<entry id>`` for a refusal).
 
 These signals depend on when an update arrived relative to the market data, so unlike the
 others they are not a pure function of ``raw``; the update's stream entry id names each.
@@ -27,7 +31,7 @@ others they are not a pure function of ``raw``; the update's stream entry id nam
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -35,7 +39,8 @@ from typing import Any
 from tickpipe.common.schema import OrderUpdate, Signal
 from tickpipe.common.units import client_order_id_for
 
-__all__ = ["MAX_ORDERS", "OwnFill", "OwnOrders", "OwnPosition"]
+__all__ = ["MAX_ORDERS", "OwnFill", "OwnOrders", "OwnPosition", "later_id", "refusal_update",
+           "updates_after"]  # fmt: skip
 
 #: How many of the partition's most recent orders it can route updates for.
 MAX_ORDERS = 8192
@@ -85,6 +90,8 @@ class OwnOrders:
         self.positions: dict[str, list[str]] = {}
         #: id of the last ``order-updates`` entry handed over ("" = none yet).
         self.last_update_id = ""
+        #: id of the last ``orders`` entry read for refusals ("" = none yet).
+        self.last_refusal_id = ""
 
     def remember(self, signal: Signal) -> None:
         """Note the order a ``place`` signal will cause, for its updates to find the strategy."""
@@ -139,6 +146,7 @@ class OwnOrders:
             "orders": [[cid, *owner] for cid, owner in self.orders.items()],
             "positions": self.positions,
             "last_update_id": self.last_update_id,
+            "last_refusal_id": self.last_refusal_id,
         }
 
     def load_state(self, data: Any) -> None:
@@ -151,6 +159,37 @@ class OwnOrders:
             str(k): [str(v[0]), str(v[1])] for k, v in dict(data.get("positions", {})).items()
         }
         self.last_update_id = str(data.get("last_update_id", ""))
+        self.last_refusal_id = str(data.get("last_refusal_id", ""))
+
+
+def refusal_update(fields: Mapping[str, str], venue: str) -> OrderUpdate | None:
+    """The update a trader's ``rejected`` entry of ``{V}:orders`` stands for, or ``None``."""
+    if fields.get("event") != "rejected":
+        return None
+    try:
+        ts = int(fields.get("ts", "0"))
+    except ValueError:
+        ts = 0
+    return OrderUpdate(
+        venue=venue, symbol=fields.get("symbol", ""),
+        client_order_id=fields.get("client_order_id", ""), order_id="",
+        side=fields.get("side", ""), order_type="", status="REJECTED", exec_type="REJECTED",
+        qty=fields.get("qty", ""), price="", filled_qty="0", last_qty="0", last_price="",
+        cum_quote="0", trade_id="", ts_event=ts, ts_recv=ts,
+        reason=f"{fields.get('stage', 'venue')}: {fields.get('reason', '')}",
+    )  # fmt: skip
+
+
+def _key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def later_id(a: str, b: str) -> str:
+    """The later of two stream entry ids (``""`` is earliest)."""
+    if not a or not b:
+        return a or b
+    return a if _key(a) >= _key(b) else b
 
 
 def updates_after(last_id: str, entries: Sequence[tuple[str, OrderUpdate]]) -> list[
@@ -159,11 +198,5 @@ def updates_after(last_id: str, entries: Sequence[tuple[str, OrderUpdate]]) -> l
     """Keep the entries after ``last_id`` (stream ids compare as ``(ms, seq)``)."""
     if not last_id:
         return list(entries)
-    ms, _, seq = last_id.partition("-")
-    floor = (int(ms), int(seq or 0))
-    kept = []
-    for entry_id, update in entries:
-        a, _, b = entry_id.partition("-")
-        if (int(a), int(b or 0)) > floor:
-            kept.append((entry_id, update))
-    return kept
+    floor = _key(last_id)
+    return [(entry_id, update) for entry_id, update in entries if _key(entry_id) > floor]

@@ -4,7 +4,8 @@ A plug-in (by ``module:Class`` path) buys on its first trade and sells what each
 order filled. The order's updates are written to ``{V}:order-updates`` as the private lane
 writes them; the member is killed after the first fill's exit signal and another member takes
 the partition over. Ground truth: one exit signal per fill, none repeated, and the position in
-the checkpoint equals the fills.
+the checkpoint equals the fills. A refusal the trader records on ``{V}:orders`` behind more
+than a page of other order events reaches the strategy once too.
 """
 
 from __future__ import annotations
@@ -69,6 +70,15 @@ def test_own_fills_reach_the_strategy_once_across_a_crash_and_takeover() -> None
         task.cancel()  # a crash: no lease release, no final batch
         await asyncio.gather(task, return_exceptions=True)
 
+        orders = keys.orders("binance")
+        noise = {"event": "ack", "client_order_id": "tp-other", "ts": "1"}
+        async with redis.pipeline(transaction=False) as pipe:
+            for _ in range(2500):  # more than a page of order events that are not refusals
+                pipe.xadd(orders, noise)
+            pipe.xadd(orders, {"event": "rejected", "client_order_id": cid, "symbol": "BTCUSDT",
+                               "side": "buy", "qty": "2", "ts": "5", "reason": "kill switch",
+                               "stage": "risk"})  # fmt: skip
+            await pipe.execute()
         second = dataclasses.replace(SETTINGS, instance="m2")
         task, stop = start(second, redis, lease_ms=400)
         await write_raw(redis, SETTINGS, frames[1200:])
@@ -89,5 +99,8 @@ def test_own_fills_reach_the_strategy_once_across_a_crash_and_takeover() -> None
         blob = await redis.get(keys.checkpoint(P))
         state = PartitionState.from_settings(SETTINGS, str(P), "binance", blob)
         assert state.own.positions == {"follower|BTCUSDT": ["2", "61725"]}
+        (follower,) = state.strategies
+        refused = [e for e in follower.log if e[0] == "update" and e[2] == "REJECTED"]  # type: ignore[attr-defined]
+        assert refused == [["update", cid, "REJECTED", "risk: kill switch"]]
 
     asyncio.run(scenario())

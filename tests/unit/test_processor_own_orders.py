@@ -8,7 +8,7 @@ from tests.unit.test_processor_core import PARTITION, TS_NOW, real_entries
 from tickpipe.common.schema import OrderUpdate, Trade
 from tickpipe.common.units import client_order_id_for
 from tickpipe.processor.core import BatchOutput, PartitionState, process_batch
-from tickpipe.processor.own_orders import OwnFill, OwnPosition
+from tickpipe.processor.own_orders import OwnFill, OwnPosition, refusal_update
 from tickpipe.processor.strategies import ORDERS, TRADES, SignalSpec, Strategy
 
 
@@ -29,7 +29,8 @@ class Follower(Strategy):
         return [SignalSpec(trade.symbol, "buy", "2", trade.price, "entry", order_type="LIMIT")]
 
     def on_order_update(self, update: OrderUpdate, ts_now: int) -> list[SignalSpec]:
-        self.log.append(["update", update.client_order_id, update.status])
+        reason = [update.reason] if update.reason else []
+        self.log.append(["update", update.client_order_id, update.status, *reason])
         return []
 
     def on_fill(self, fill: OwnFill, ts_now: int) -> list[SignalSpec]:
@@ -137,3 +138,27 @@ def test_a_strategy_that_does_not_follow_orders_gets_none() -> None:
     out = process_batch(state, real_entries()[500:510], TS_NOW, updates=updates)
     assert exits(out) == [] and state.own.orders == {}
     assert state.counters["own_updates"] == 0
+
+
+def test_a_refusal_by_the_trader_reaches_the_strategy_once() -> None:
+    entries = real_entries()
+    state = PartitionState(PARTITION, "binance", [Follower()])
+    (entry,) = process_batch(state, entries[:500], TS_NOW).signals
+    cid = client_order_id_for(entry.signal_id)
+    fields = {
+        "event": "rejected", "client_order_id": cid, "signal_id": entry.signal_id,
+        "symbol": "BTCUSDT", "side": "buy", "qty": "2", "ts": "1723161300000000000",
+        "reason": "filter LOT_SIZE: quantity 2 above the maximum 1", "stage": "order",
+    }  # fmt: skip
+    assert refusal_update({**fields, "event": "ack"}, "binance") is None
+    refusal = refusal_update(fields, "binance")
+    assert refusal is not None
+    refusals = [("1723161300005-0", refusal)]
+    process_batch(state, entries[500:510], TS_NOW, refusals=refusals)
+    state = reload(state)  # a takeover, and the same entry read again
+    process_batch(state, entries[510:520], TS_NOW, refusals=refusals)
+    (follower,) = state.strategies
+    assert isinstance(follower, Follower)
+    assert follower.log == [
+        ["update", cid, "REJECTED", "order: filter LOT_SIZE: quantity 2 above the maximum 1"]
+    ]
