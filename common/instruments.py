@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
-__all__ = ["Accepted", "InstrumentFilters", "Refused", "apply_filters"]
+__all__ = ["Accepted", "InstrumentFilters", "Refused", "apply_filters", "filters_of_fields"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,11 @@ class InstrumentFilters:
     max_notional: str = ""
     order_types: tuple[str, ...] = ()
 
+    def to_fields(self) -> dict[str, str]:
+        """Return the rules as stream fields (``order_types`` comma-separated)."""
+        return {**{k: str(v) for k, v in self.to_dict().items() if k != "order_types"},
+                "order_types": ",".join(self.order_types)}  # fmt: skip
+
     def to_dict(self) -> dict[str, object]:
         """Return the rules as plain values (for a strategy, a log line or JSON)."""
         return {
@@ -55,6 +60,19 @@ class InstrumentFilters:
             "max_notional": self.max_notional,
             "order_types": list(self.order_types),
         }
+
+
+_RULES = ("tick_size", "min_price", "max_price", "step_size", "min_qty", "max_qty",
+          "min_notional", "max_notional")  # fmt: skip
+
+
+def filters_of_fields(fields: dict[str, str]) -> InstrumentFilters | None:
+    """Read :meth:`InstrumentFilters.to_fields` back; ``None`` without a symbol."""
+    symbol = fields.get("symbol", "")
+    if not symbol:
+        return None
+    types = tuple(t for t in fields.get("order_types", "").split(",") if t)
+    return InstrumentFilters(symbol, **{k: fields.get(k, "") for k in _RULES}, order_types=types)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ import orjson
 
 from tickpipe.common.contract import RawKind
 from tickpipe.common.errors import DecodeError
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.messages import (
     BadMessage,
     DepthDiff,
@@ -69,7 +70,16 @@ from tickpipe.processor.records import (
     VenueStatus,
 )
 from tickpipe.processor.state import COUNTERS, PartitionState
-from tickpipe.processor.strategies import BAR_REVISIONS, BARS, BOOK, ORDERS, QUOTES, TIMER, TRADES
+from tickpipe.processor.strategies import (
+    BAR_REVISIONS,
+    BARS,
+    BOOK,
+    INSTRUMENTS,
+    ORDERS,
+    QUOTES,
+    TIMER,
+    TRADES,
+)
 from tickpipe.processor.venue_bars import revise_bar
 from tickpipe.venues.registry import VENUES
 
@@ -135,19 +145,21 @@ def process_batch(
     *,
     pending: bool = False,
     updates: Sequence[tuple[str, OrderUpdate]] = (),
-    refusals: Sequence[tuple[str, OrderUpdate]] = (),
+    order_events: Sequence[tuple[str, OrderUpdate | InstrumentFilters]] = (),
 ) -> BatchOutput:
     """Fold ``entries`` (in stream order) into ``state``; return the outputs to write.
 
     ``pending``: the entries were pending in the group (claimed at a takeover, or read before a
     restart), so an entry id at or before the checkpoint does not prove they were committed.
-    ``updates``: ``order-updates`` entries, and ``refusals``: the trader's refusals as updates
-    (``{V}:orders`` entries), handed first to the strategies whose orders they are (those at or
-    before the checkpoint's last ones are passed over).
+    ``updates``: ``order-updates`` entries, and ``order_events``: the trader's refusals and
+    instrument filters (``{V}:orders`` entries), handed first to the strategies whose orders
+    they are or that follow the filters (those at or before the checkpoint's last ones are
+    passed over).
     """
     out = BatchOutput()
-    if (updates or refusals) and state.routes[ORDERS]:
-        route_own_updates(state, out.signals, out.warnings, updates, ts_now, refusals=refusals)
+    if (updates or order_events) and (state.routes[ORDERS] or state.routes[INSTRUMENTS]):
+        route_own_updates(state, out.signals, out.warnings, updates, ts_now,
+                          order_events=order_events)  # fmt: skip
     books = BookOutput()
     counters = state.counters
     if state.check_watermark:

@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.order_spec import order_problem
 from tickpipe.common.schema import OrderUpdate, Signal
 from tickpipe.processor.own_orders import updates_after
 from tickpipe.processor.state import PartitionState
-from tickpipe.processor.strategies import ORDERS, TIMER, SignalSpec, Strategy
+from tickpipe.processor.strategies import INSTRUMENTS, ORDERS, TIMER, SignalSpec, Strategy
 
 __all__ = ["BadSignal", "advance_timers", "route", "route_own_updates", "spec_problem"]
 
@@ -102,10 +103,10 @@ def route_own_updates(
     updates: Sequence[tuple[str, OrderUpdate]],
     ts_now: int,
     *,
-    refusals: Sequence[tuple[str, OrderUpdate]] = (),
+    order_events: Sequence[tuple[str, OrderUpdate | InstrumentFilters]] = (),
 ) -> None:
-    """Hand the ``order-updates`` entries (then the trader's refusals) after the checkpoint's
-    to the strategies that own them.
+    """Hand the ``order-updates`` entries, then the trader's refusals and filters (``orders``
+    entries), after the checkpoint's to the strategies that own or follow them.
 
     Each update of an order a strategy here placed goes to its ``on_order_update``; a fill also
     to ``on_fill`` and the position after it to ``on_position`` (:mod:`processor.own_orders`).
@@ -114,9 +115,15 @@ def route_own_updates(
     for entry_id, update in updates_after(own.last_update_id, updates):
         own.last_update_id = entry_id
         _own_update(state, signals, warnings, f"o{entry_id}", entry_id, update, ts_now)
-    for entry_id, update in updates_after(own.last_refusal_id, refusals):
-        own.last_refusal_id = entry_id
-        _own_update(state, signals, warnings, f"r{entry_id}", entry_id, update, ts_now)
+    for entry_id, event in updates_after(own.last_order_event_id, order_events):
+        own.last_order_event_id = entry_id
+        if isinstance(event, OrderUpdate):
+            _own_update(state, signals, warnings, f"r{entry_id}", entry_id, event, ts_now)
+        elif state.routes[INSTRUMENTS]:
+            route(state, signals, warnings, state.routes[INSTRUMENTS], INSTRUMENTS,
+                  "on_instruments", event, ident=f"{state.venue}|{event.symbol}|i{entry_id}",
+                  venue=state.venue, cause=entry_id, ts_event=0, ts_recv=0,
+                  ts_now=ts_now)  # fmt: skip
 
 
 def _own_update(

@@ -14,13 +14,14 @@ from typing import Any, Protocol
 import orjson
 
 from tickpipe.common.errors import DecodeError
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.names import BAR_INTERVALS, GROUP_PROCESSOR, Partition
 from tickpipe.common.schema import OrderUpdate, RawFrame, decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.processor.core import BadEntry, PartitionState, process_batch
-from tickpipe.processor.own_orders import later_id, refusal_update
+from tickpipe.processor.own_orders import later_id, order_event
 from tickpipe.processor.private import VenueState, process_private_batch
-from tickpipe.processor.strategies import ORDERS
+from tickpipe.processor.strategies import INSTRUMENTS, ORDERS
 
 __all__ = ["Commit", "Lane", "PartitionLane", "PrivateLane", "decode_entries", "private_lease_key"]
 
@@ -124,13 +125,13 @@ class PartitionLane:
         self.status_key = keys.venue_status(partition)
         #: The venue's order updates, read for strategies that follow their own orders.
         self.updates_key = keys.order_updates(partition.venue)
-        #: The trader's order events, read for its refusals (orders never sent or refused).
+        #: The trader's order events, read for its refusals and the instrument filters.
         self.orders_key = keys.orders(partition.venue)
-        #: Order updates and refusals read since the last batch, handed over with the next one.
+        #: Order updates and events read since the last batch, handed over with the next one.
         self.updates: list[tuple[str, OrderUpdate]] = []
-        self.refusals: list[tuple[str, OrderUpdate]] = []
-        #: id of the last ``orders`` entry read (most are not refusals), "" = none this term.
-        self.refusals_read = ""
+        self.order_events: list[tuple[str, OrderUpdate | InstrumentFilters]] = []
+        #: id of the last ``orders`` entry read (most are of no use here), "" = none this term.
+        self.order_events_read = ""
         self.retained = [
             ("raw", self.stream, (GROUP_PROCESSOR,)),
             ("trades", self.trades_key, ()),
@@ -152,7 +153,7 @@ class PartitionLane:
 
     def load(self, blob: bytes | None) -> None:
         """Restore the checkpoint (or start afresh); books start missing either way."""
-        self.updates, self.refusals, self.refusals_read = [], [], ""
+        self.updates, self.order_events, self.order_events_read = [], [], ""
         self.state = PartitionState.from_settings(
             self.settings, self.name, self.partition.venue, blob
         )
@@ -163,20 +164,20 @@ class PartitionLane:
             return None
         return self.state.own.last_update_id or "0"
 
-    def refusals_from(self) -> str | None:
-        """The id after which to read ``orders`` for refusals (``None`` as :meth:`updates_from`)."""
-        if not self.state.routes[ORDERS]:
+    def order_events_from(self) -> str | None:
+        """The id after which to read ``orders`` (``None``: no strategy follows it)."""
+        if not (self.state.routes[ORDERS] or self.state.routes[INSTRUMENTS]):
             return None
-        return later_id(self.state.own.last_refusal_id, self.refusals_read) or "0"
+        return later_id(self.state.own.last_order_event_id, self.order_events_read) or "0"
 
-    def offer_refusals(self, entries: Sequence[tuple[Any, Mapping[Any, Any]]]) -> None:
-        """Keep the trader's ``rejected`` entries among ``orders`` entries read."""
+    def offer_order_events(self, entries: Sequence[tuple[Any, Mapping[Any, Any]]]) -> None:
+        """Keep the trader's refusals and instrument filters among ``orders`` entries read."""
         for raw_id, fields in entries:
-            update = refusal_update(decode_fields(fields), self.partition.venue)
-            if update is not None:
-                self.refusals.append((_text(raw_id), update))
+            event = order_event(decode_fields(fields), self.partition.venue)
+            if event is not None:
+                self.order_events.append((_text(raw_id), event))
         if entries:  # the entries in between are read past too: remember where
-            self.refusals_read = _text(entries[-1][0])
+            self.order_events_read = _text(entries[-1][0])
 
     def offer_updates(self, entries: Sequence[tuple[Any, Mapping[Any, Any]]]) -> list[str]:
         """Decode the ``order-updates`` entries read; return a warning per unreadable one."""
@@ -196,12 +197,12 @@ class PartitionLane:
         pending: bool = False,
     ) -> Commit:
         updates, self.updates = self.updates, []
-        refusals, self.refusals = self.refusals, []
+        order_events, self.order_events = self.order_events, []
         out = process_batch(
-            self.state, entries, ts_now, pending=pending, updates=updates, refusals=refusals
+            self.state, entries, ts_now, pending=pending, updates=updates, order_events=order_events
         )
-        own = self.state.own  # every refusal read so far was handed over: skip the rest too
-        own.last_refusal_id = later_id(own.last_refusal_id, self.refusals_read)
+        own = self.state.own  # every event read so far was handed over: skip the rest too
+        own.last_order_event_id = later_id(own.last_order_event_id, self.order_events_read)
         keys = self.settings.keys
         outputs: list[tuple[str, dict[str, str]]] = []
         outputs += [(self.trades_key, t.to_fields()) for t in out.trades]

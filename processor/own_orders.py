@@ -15,6 +15,10 @@ price of the open quantity).
   filters) or the venue refused in its answer has no venue update: the trader's ``rejected``
   entry on ``{V}:orders`` becomes an update with status ``REJECTED`` and its ``reason``
   (:func:`refusal_update`).
+* **Instrument filters.** A strategy that declares ``instruments`` gets each symbol's filters
+  (:class:`common.instruments.InstrumentFilters`) in :meth:`Strategy.on_instruments` whenever
+  the trader loads them for a term or they change (its ``instruments`` entries on
+  ``{V}:orders``), with the same cursor and guarantees.
 * **Exactly once.** The partition's checkpoint holds the id of the last ``order-updates`` and
   ``orders`` entry it has read; the entries after them are handed over with the next batch and
   the new ids are saved in the same atomic commit as the batch's outputs, so a crash or a
@@ -34,13 +38,24 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
+from tickpipe.common.instruments import InstrumentFilters, filters_of_fields
 from tickpipe.common.schema import OrderUpdate, Signal
 from tickpipe.common.units import client_order_id_for
 
-__all__ = ["MAX_ORDERS", "OwnFill", "OwnOrders", "OwnPosition", "later_id", "refusal_update",
-           "updates_after"]  # fmt: skip
+__all__ = [
+    "MAX_ORDERS",
+    "OwnFill",
+    "OwnOrders",
+    "OwnPosition",
+    "later_id",
+    "order_event",
+    "refusal_update",
+    "updates_after",
+]
+
+T = TypeVar("T")
 
 #: How many of the partition's most recent orders it can route updates for.
 MAX_ORDERS = 8192
@@ -91,7 +106,7 @@ class OwnOrders:
         #: id of the last ``order-updates`` entry handed over ("" = none yet).
         self.last_update_id = ""
         #: id of the last ``orders`` entry read for refusals ("" = none yet).
-        self.last_refusal_id = ""
+        self.last_order_event_id = ""
 
     def remember(self, signal: Signal) -> None:
         """Note the order a ``place`` signal will cause, for its updates to find the strategy."""
@@ -146,7 +161,7 @@ class OwnOrders:
             "orders": [[cid, *owner] for cid, owner in self.orders.items()],
             "positions": self.positions,
             "last_update_id": self.last_update_id,
-            "last_refusal_id": self.last_refusal_id,
+            "last_order_event_id": self.last_order_event_id,
         }
 
     def load_state(self, data: Any) -> None:
@@ -159,7 +174,15 @@ class OwnOrders:
             str(k): [str(v[0]), str(v[1])] for k, v in dict(data.get("positions", {})).items()
         }
         self.last_update_id = str(data.get("last_update_id", ""))
-        self.last_refusal_id = str(data.get("last_refusal_id", ""))
+        self.last_order_event_id = str(data.get("last_order_event_id", ""))
+
+
+def order_event(fields: Mapping[str, str], venue: str) -> OrderUpdate | InstrumentFilters | None:
+    """What an ``{V}:orders`` entry means to strategies: a refusal, a symbol's filters, or
+    nothing (``None``: the other events, which the venue's updates already tell)."""
+    if fields.get("event") == "instruments":
+        return filters_of_fields(dict(fields))
+    return refusal_update(fields, venue)
 
 
 def refusal_update(fields: Mapping[str, str], venue: str) -> OrderUpdate | None:
@@ -192,9 +215,7 @@ def later_id(a: str, b: str) -> str:
     return a if _key(a) >= _key(b) else b
 
 
-def updates_after(last_id: str, entries: Sequence[tuple[str, OrderUpdate]]) -> list[
-    tuple[str, OrderUpdate]
-]:  # fmt: skip
+def updates_after(last_id: str, entries: Sequence[tuple[str, T]]) -> list[tuple[str, T]]:
     """Keep the entries after ``last_id`` (stream ids compare as ``(ms, seq)``)."""
     if not last_id:
         return list(entries)

@@ -264,23 +264,23 @@ class _Runner:
         await self.link.release(lane, REDIS_ERRORS)
 
     async def _own_updates(self, lane: Lane) -> None:
-        """Read the order updates and refusals a partition's strategies follow (own_orders)."""
-        after = getattr(lane, "updates_from", None)
-        start = after() if after is not None else None
-        if start is None:
+        """Read the order updates and order events a partition's strategies follow."""
+        some: Any = lane  # a partition lane (processor.own_orders); the private lane has none
+        if not hasattr(some, "updates_from"):
             return
-        some: Any = lane
-        if some.updates:
-            start = some.updates[-1][0]
-        page: Any = await self.redis.xrange(
-            some.updates_key, min="(" + start, count=OWN_UPDATES_PAGE
-        )
-        for line in some.offer_updates(page):
-            log.warning("%s", line, extra={"lane": lane.name})
-        page = await self.redis.xrange(
-            some.orders_key, min="(" + some.refusals_from(), count=OWN_UPDATES_PAGE
-        )
-        some.offer_refusals(page)
+        start = some.updates_from()
+        if start is not None:
+            if some.updates:
+                start = some.updates[-1][0]
+            page: Any = await self.redis.xrange(
+                some.updates_key, min="(" + start, count=OWN_UPDATES_PAGE
+            )
+            for line in some.offer_updates(page):
+                log.warning("%s", line, extra={"lane": lane.name})
+        start = some.order_events_from()
+        if start is not None:
+            page = await self.redis.xrange(some.orders_key, min="(" + start, count=OWN_UPDATES_PAGE)
+            some.offer_order_events(page)
 
     async def _idle(self, lane: Lane, pipe: Pipe, renewed_at: float) -> float:
         """Wait up to ``block_ms`` for a new entry without claiming it; return the renewal time."""

@@ -3,7 +3,8 @@
 A strategy declares the inputs it needs in :attr:`Strategy.inputs` (:data:`INPUTS`) and sees
 those events of its partition, in raw-stream order, once (duplicates are removed before it):
 trades, quotes, top-of-book changes, final bars, revised bars, a timer on event time, and its
-own orders' updates, fills and positions (:mod:`processor.own_orders`). Each hook answers with
+own orders' updates, fills and positions, and the venue's instrument filters
+(:mod:`processor.own_orders`). Each hook answers with
 a list of :class:`SignalSpec`. A strategy must be deterministic: the same
 events in the same order give the same specs, whatever the batch boundaries, and its whole
 state must survive :meth:`Strategy.to_state` / :meth:`Strategy.load_state` (msgpack-friendly
@@ -24,6 +25,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tickpipe.common.decimals import decimal_of
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.schema import Bar, OrderUpdate, Quote, Trade
 from tickpipe.common.settings import Settings
 from tickpipe.processor.records import BookTop
@@ -36,6 +38,7 @@ __all__ = [
     "BAR_REVISIONS",
     "BOOK",
     "INPUTS",
+    "INSTRUMENTS",
     "ORDERS",
     "QUOTES",
     "STRATEGIES",
@@ -57,8 +60,10 @@ BAR_REVISIONS = "bar_revisions"
 TIMER = "timer"
 #: The strategy's own order updates, fills and positions (:mod:`processor.own_orders`).
 ORDERS = "orders"
+#: The venue's instrument filters as the trader loaded them (:mod:`processor.own_orders`).
+INSTRUMENTS = "instruments"
 #: The inputs a strategy may declare; the processor routes only the declared ones to it.
-INPUTS = frozenset({TRADES, QUOTES, BOOK, BARS, BAR_REVISIONS, TIMER, ORDERS})
+INPUTS = frozenset({TRADES, QUOTES, BOOK, BARS, BAR_REVISIONS, TIMER, ORDERS, INSTRUMENTS})
 
 ABOVE = "above"
 BELOW = "below"
@@ -148,6 +153,10 @@ class Strategy(ABC):
 
     def on_position(self, position: OwnPosition, ts_now: int) -> list[SignalSpec]:
         """Return the signals this strategy's new position in a symbol (after a fill) causes."""
+        return []
+
+    def on_instruments(self, filters: InstrumentFilters, ts_now: int) -> list[SignalSpec]:
+        """Take note of a symbol's instrument filters (tick, step, minimum notional...)."""
         return []
 
     @abstractmethod

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -33,9 +33,15 @@ REFRESH_S = 300.0
 class Instruments:
     """The filters by symbol, with their loading (see the module docstring)."""
 
-    def __init__(self, adapter: Any, symbols: list[str], *, counts: dict[str, int],
-                 clock: Callable[[], int]) -> None:  # fmt: skip
+    def __init__(
+        self, adapter: Any, symbols: list[str], *, counts: dict[str, int],
+        clock: Callable[[], int],
+        on_change: Callable[[InstrumentFilters], Awaitable[None]] | None = None,
+    ) -> None:  # fmt: skip
         self.adapter = adapter
+        self.on_change = on_change
+        #: the filters told to ``on_change`` this term, by symbol
+        self.announced: dict[str, InstrumentFilters] = {}
         self.symbols = symbols
         self.counts = counts
         self.clock = clock
@@ -65,6 +71,11 @@ class Instruments:
             return
         self.filters.update(found)
         self.loaded_ns = self.clock()
+        if self.on_change is not None:
+            for symbol, rules in sorted(found.items()):
+                if self.announced.get(symbol) != rules:
+                    await self.on_change(rules)
+                    self.announced[symbol] = rules
         self.counts["filters_loaded"] += 1
         self.problem = ""
         missing = sorted(set(self.symbols) - set(found))

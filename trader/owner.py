@@ -45,6 +45,7 @@ import redis.asyncio as aioredis
 
 from tickpipe.common.contract import OrderEvent
 from tickpipe.common.errors import DecodeError, RedisUnavailable
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.names import GROUP_TRADER, Partition
 from tickpipe.common.redis_io import ensure_group, redis_errors
 from tickpipe.common.schema import OrderIntent, Signal
@@ -162,8 +163,10 @@ class Trader:
             ),
         )
         self.router = VenueRouter(settings, self.ledger, orders=orders, **shared)
-        self.instruments = Instruments(orders, list(settings.symbols), counts=self.counts,
-                                       clock=clock)  # fmt: skip
+        self.instruments = Instruments(
+            orders, list(settings.symbols), counts=self.counts, clock=clock,
+            on_change=self._announce_filters,
+        )  # fmt: skip
         self.kill_switch = False
         self.slots = asyncio.Semaphore(max_inflight)
         # (signal stream, entry id) -> (symbol, task): ids repeat across the partitions' streams
@@ -520,6 +523,10 @@ class Trader:
             market.price if market is not None else None,
         )
         return shaped, (str(refused) if refused is not None else None)
+
+    async def _announce_filters(self, filters: InstrumentFilters) -> None:
+        """Write a symbol's filters to ``{V}:orders`` for the strategies that follow them."""
+        await self.ledger.record_event(OrderEvent.INSTRUMENTS, filters.to_fields())
 
     async def refused_order(
         self, signal: Signal, intent: OrderIntent, reason: str, entry: tuple[str, str] | None

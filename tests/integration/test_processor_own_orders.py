@@ -5,7 +5,8 @@ order filled. The order's updates are written to ``{V}:order-updates`` as the pr
 writes them; the member is killed after the first fill's exit signal and another member takes
 the partition over. Ground truth: one exit signal per fill, none repeated, and the position in
 the checkpoint equals the fills. A refusal the trader records on ``{V}:orders`` behind more
-than a page of other order events reaches the strategy once too.
+than a page of other order events reaches the strategy once too, and so do the instrument
+filters the trader records there.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import fakeredis
 
 from tests.integration.test_processor_shell import P, real_frames, start, wait_until, write_raw
 from tests.unit.test_processor_own_orders import update
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.names import GROUP_PROCESSOR
 from tickpipe.common.schema import Signal, decode_fields
 from tickpipe.common.settings import Settings
@@ -75,6 +77,8 @@ def test_own_fills_reach_the_strategy_once_across_a_crash_and_takeover() -> None
         async with redis.pipeline(transaction=False) as pipe:
             for _ in range(2500):  # more than a page of order events that are not refusals
                 pipe.xadd(orders, noise)
+            rules = InstrumentFilters("BTCUSDT", tick_size="0.01", min_notional="5")
+            pipe.xadd(orders, {"event": "instruments", "ts": "4", **rules.to_fields()})
             pipe.xadd(orders, {"event": "rejected", "client_order_id": cid, "symbol": "BTCUSDT",
                                "side": "buy", "qty": "2", "ts": "5", "reason": "kill switch",
                                "stage": "risk"})  # fmt: skip
@@ -102,5 +106,7 @@ def test_own_fills_reach_the_strategy_once_across_a_crash_and_takeover() -> None
         (follower,) = state.strategies
         refused = [e for e in follower.log if e[0] == "update" and e[2] == "REJECTED"]  # type: ignore[attr-defined]
         assert refused == [["update", cid, "REJECTED", "risk: kill switch"]]
+        told = [e for e in follower.log if e[0] == "instruments"]  # type: ignore[attr-defined]
+        assert told == [["instruments", "BTCUSDT", "0.01", "5"]]
 
     asyncio.run(scenario())

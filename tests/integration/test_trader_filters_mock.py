@@ -88,6 +88,9 @@ def test_orders_the_venue_would_reject_are_refused_before_sending(tmp_path: Path
         assert "0.000004 (after rounding 0) below the minimum 0.00001" in tiny_reason
         assert "filter ORDER_TYPES" in letters[cid["f:maker"]]["reason"], letters
         assert "LIMIT_MAKER" in letters[cid["f:maker"]]["reason"]
+        # The filters it applied are on record for the strategies that follow them.
+        (told,) = [e for e in events if e["event"] == "instruments" and e["symbol"] == "ETHUSDT"]
+        assert (told["tick_size"], told["step_size"]) == ("0.01000000", "0.00001000")
         intents = {e["client_order_id"]: e for e in events if e["event"] == "intent"}
         assert intents[cid["f:odd"]]["qty"] == "0.00123"  # 0.0012345678 down to the step
         assert intents[cid["f:ioc"]]["price"] == "1000"  # 1000.009 down to the tick (a buy)

@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from tests.unit.test_processor_core import PARTITION, TS_NOW, real_entries
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.schema import OrderUpdate, Trade
 from tickpipe.common.units import client_order_id_for
 from tickpipe.processor.core import BatchOutput, PartitionState, process_batch
-from tickpipe.processor.own_orders import OwnFill, OwnPosition, refusal_update
-from tickpipe.processor.strategies import ORDERS, TRADES, SignalSpec, Strategy
+from tickpipe.processor.own_orders import OwnFill, OwnPosition, order_event, refusal_update
+from tickpipe.processor.strategies import INSTRUMENTS, ORDERS, TRADES, SignalSpec, Strategy
 
 
 class Follower(Strategy):
     """Buy 2 on its first trade; on each fill of its own buy orders sell what was filled."""
 
     name: ClassVar[str] = "follower"
-    inputs: ClassVar[frozenset[str]] = frozenset({TRADES, ORDERS})
+    inputs: ClassVar[frozenset[str]] = frozenset({TRADES, ORDERS, INSTRUMENTS})
 
     def __init__(self) -> None:
         self.bought = False
@@ -41,6 +42,10 @@ class Follower(Strategy):
 
     def on_position(self, position: OwnPosition, ts_now: int) -> list[SignalSpec]:
         self.log.append(["position", position.qty, position.avg_price])
+        return []
+
+    def on_instruments(self, filters: InstrumentFilters, ts_now: int) -> list[SignalSpec]:
+        self.log.append(["instruments", filters.symbol, filters.tick_size, filters.min_notional])
         return []
 
     def to_state(self) -> list[Any]:
@@ -154,11 +159,30 @@ def test_a_refusal_by_the_trader_reaches_the_strategy_once() -> None:
     refusal = refusal_update(fields, "binance")
     assert refusal is not None
     refusals = [("1723161300005-0", refusal)]
-    process_batch(state, entries[500:510], TS_NOW, refusals=refusals)
+    process_batch(state, entries[500:510], TS_NOW, order_events=refusals)
     state = reload(state)  # a takeover, and the same entry read again
-    process_batch(state, entries[510:520], TS_NOW, refusals=refusals)
+    process_batch(state, entries[510:520], TS_NOW, order_events=refusals)
     (follower,) = state.strategies
     assert isinstance(follower, Follower)
     assert follower.log == [
         ["update", cid, "REJECTED", "order: filter LOT_SIZE: quantity 2 above the maximum 1"]
+    ]
+
+
+def test_instrument_filters_from_the_trader_reach_the_strategies_that_follow_them_once() -> None:
+    entries = real_entries()
+    state = PartitionState(PARTITION, "binance", [Follower()])
+    rules = InstrumentFilters("BTCUSDT", tick_size="0.01", step_size="0.00001",
+                              min_notional="5", order_types=("LIMIT", "MARKET"))  # fmt: skip
+    fields = {"event": "instruments", "ts": "1", **rules.to_fields()}
+    assert order_event(fields, "binance") == rules
+    assert order_event({"event": "ack", "client_order_id": "x"}, "binance") is None
+    events = [("1723161300000-0", rules)]
+    process_batch(state, entries[:10], TS_NOW, order_events=events)
+    state = reload(state)  # a takeover, and the same entry read again
+    process_batch(state, entries[10:20], TS_NOW, order_events=events)
+    (follower,) = state.strategies
+    assert isinstance(follower, Follower)
+    assert [e for e in follower.log if e[0] == "instruments"] == [
+        ["instruments", "BTCUSDT", "0.01", "5"]
     ]
