@@ -166,3 +166,31 @@ def test_simulated_fills_reach_the_strategy_through_its_orders_hooks() -> None:
     assert result.model.positions[("follower", "BTCUSDT")].qty == 0  # in and out again
     assert result.partitions == ["binance:0"]
     assert result.counters["own_fills"] == 2  # both fills went back to the strategy
+
+
+def test_a_redis_range_gives_the_signals_of_the_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = list(read_recording(RECORDING))[:FRAMES]
+    settings = load_settings(
+        {"TICKPIPE_SYMBOLS": "BTCUSDT", "TICKPIPE_HYSTERESIS_BPS": "1"}, dotenv_path=None
+    )
+    redis = fakeredis.FakeAsyncRedis()
+    asyncio.run(replay_file(redis, settings, iter(records), conn="r", out=io.StringIO()))
+    monkeypatch.setattr("tickpipe.tools.cli_backtest.connect_redis", lambda url: redis)
+    env = tmp_path / ".env"
+    env.write_text("TICKPIPE_SYMBOLS=BTCUSDT\nTICKPIPE_HYSTERESIS_BPS=1\n")
+    out = tmp_path / "out"
+    argv = ["--env-file", str(env), "backtest", "--redis", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    from_redis = [
+        Signal.from_fields(orjson.loads(line))
+        for line in (out / "signals.jsonl").read_bytes().splitlines()
+    ]
+    direct = run_backtest(
+        settings, entries_of_records(settings, records, conn="b"), out=io.StringIO()
+    ).signals
+    assert len(direct) > 3 and comparable(from_redis) == comparable(direct)
+    # A range with nothing in it is a mistake in the input: one line, exit 2.
+    assert main([*argv, "--start", "1", "--end", "2"]) == 2
+    assert "no raw entries in 0..0" in capsys.readouterr().err
