@@ -3,7 +3,8 @@
 The input is recording files (the formats ``tickpipe replay`` reads) or, with ``--redis``, the
 ``raw`` streams of every partition of the deployment between ``--start`` and ``--end``. The
 results go to ``--out`` (a directory): ``signals.jsonl`` (one signal's stream fields a line),
-``fills.jsonl``, ``orders.jsonl`` and ``summary.json``; the summary is also printed. A mistake
+``fills.jsonl``, ``orders.jsonl`` and ``summary.json``; the summary is also printed; ``--report``
+draws equity and fills into one HTML page (:mod:`tools.backtest_report`). A mistake
 in the input or the options is one line on stderr and exit code 2.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 
 from tickpipe.common.errors import RedisUnavailable
+from tickpipe.common.extras import need
 from tickpipe.common.redis_io import connect_redis, redis_errors, unavailable_line
 from tickpipe.common.settings import Settings
 from tickpipe.processor.lanes import decode_entries
@@ -61,6 +63,8 @@ def add_backtest_command(sub: argparse._SubParsersAction) -> None:  # type: igno
                    help="event time from a signal to the venue (default 10)")  # fmt: skip
     b.add_argument("--fee-bps", default="0", metavar="BPS", help="fee per fill (default 0)")
     b.add_argument("--limit", type=int, help="process at most this many frames")
+    b.add_argument("--report", type=Path, metavar="FILE.html",
+                   help="also draw equity and fills (dashboard extra: Plotly)")  # fmt: skip
 
 
 def _range_id(text: str | None, default: str) -> str:
@@ -148,6 +152,8 @@ def run_backtest_command(settings: Settings, url: str, args: argparse.Namespace)
     """Run ``tickpipe backtest``; return the exit code (2 for a mistake in the input)."""
     try:
         fee = _options(args)
+        if args.report is not None:
+            need("dashboard", "tickpipe backtest --report")
         stats = RecordingStats()
         entries: Iterator[Entry] | list[Entry]
         if args.redis:
@@ -169,6 +175,10 @@ def run_backtest_command(settings: Settings, url: str, args: argparse.Namespace)
             raise ValueError("the input holds no frame")
         summary = summary_lines(result, latency_ms=args.latency_ms, fee_bps=fee)
         _write(args.out, result, summary)
+        if args.report is not None:
+            from tickpipe.tools.backtest_report import write_report  # Plotly: checked above
+
+            write_report(args.report, result, summary)
     except RedisUnavailable as exc:
         print(f"tickpipe backtest: {unavailable_line(url, exc)}", file=sys.stderr)
         return 1

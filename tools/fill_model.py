@@ -127,6 +127,8 @@ class FillModel:
     refused: list[SimOrder] = field(default_factory=list)
     peak: Decimal = ZERO
     max_drawdown: Decimal = ZERO
+    #: (event time ns, equity) at every fill: the equity curve.
+    curve: list[tuple[int, Decimal]] = field(default_factory=list)
 
     def on_signal(self, signal: Signal) -> None:
         """Send the signal's order (or cancel) to the simulated venue."""
@@ -227,7 +229,7 @@ class FillModel:
             _text(order.qty), _text(price), _text(fee), liquidity, trade.trade_id, trade.ts_event,
         )  # fmt: skip
         self.fills.append(fill)
-        self.sample_equity()
+        self.sample_equity(trade.ts_event)
         return fill
 
     def _positions_of(self, symbol: str) -> list[Position]:
@@ -237,8 +239,10 @@ class FillModel:
         """Realised plus marked PnL of every position."""
         return sum((p.realized + p.unrealized() for p in self.positions.values()), ZERO)
 
-    def sample_equity(self) -> None:
-        """Note the equity now for the drawdown."""
+    def sample_equity(self, ts_event: int | None = None) -> None:
+        """Note the equity now for the drawdown (and, at ``ts_event``, on the curve)."""
         equity = self.equity()
         self.peak = max(self.peak, equity)
         self.max_drawdown = max(self.max_drawdown, self.peak - equity)
+        if ts_event is not None:
+            self.curve.append((ts_event, equity))

@@ -114,8 +114,11 @@ def test_the_command_prints_a_summary_and_writes_signals_and_fills(
     )
     out = tmp_path / "out"
     args = ["--env-file", str(env), "backtest", str(RECORDING), "--out", str(out)]
-    assert main([*args, "--limit", "20000"]) == 0
+    report = tmp_path / "report.html"
+    assert main([*args, "--limit", "20000", "--report", str(report)]) == 0
     printed = capsys.readouterr().out
+    page = report.read_text()
+    assert '"name":"equity"' in page and '"name":"BTCUSDT buy"' in page
     assert "signals: " in printed and "PnL: realised" in printed and "fills: " in printed
     signals = [orjson.loads(line) for line in (out / "signals.jsonl").read_bytes().splitlines()]
     fills = [orjson.loads(line) for line in (out / "fills.jsonl").read_bytes().splitlines()]
@@ -194,3 +197,14 @@ def test_a_redis_range_gives_the_signals_of_the_recording(
     # A range with nothing in it is a mistake in the input: one line, exit 2.
     assert main([*argv, "--start", "1", "--end", "2"]) == 2
     assert "no raw entries in 0..0" in capsys.readouterr().err
+
+
+def test_a_report_without_plotly_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("tickpipe.common.extras._installed", lambda name: False)
+    argv = ["--env-file", "/dev/null", "backtest", str(RECORDING), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--report", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'tickpipe[dashboard]'" in err[0], err
+    assert not (tmp_path / "o").exists()  # refused before reading anything
