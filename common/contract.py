@@ -109,6 +109,7 @@ class OrderEvent(StrEnum):
     CANCEL_SIGNAL = "cancel_signal"
     DISCREPANCY = "discrepancy"
     KILL_SWITCH = "kill_switch"
+    INSTRUMENTS = "instruments"  # a symbol's instrument filters as the trader loaded them
 
 
 #: The fields every order event about one intent carries (after ``event``), in order.

@@ -256,7 +256,12 @@ class Bar(Event):
 
 @dataclass(frozen=True, slots=True)
 class Signal(Event):
-    """A trading decision. ``action`` is ``place`` or ``cancel``; ``cause`` lists event ids."""
+    """A trading decision. ``action`` is ``place`` or ``cancel``; ``cause`` lists event ids.
+
+    ``order_type`` (``MARKET``/``LIMIT``; empty: the deployment's ``TICKPIPE_ORDER_TYPE``),
+    ``time_in_force`` (``GTC``/``IOC``/``FOK``; empty: ``GTC``) and ``post_only`` name the
+    order; :func:`common.order_spec.order_problem` checks them.
+    """
 
     kind: ClassVar[str] = "signal"
     signal_id: str
@@ -272,6 +277,9 @@ class Signal(Event):
     ts_event: int
     ts_recv: int
     ts_signal: int
+    order_type: str = ""
+    time_in_force: str = ""
+    post_only: bool = False
 
     def to_fields(self) -> dict[str, str]:
         # Same fields and values as Event.to_fields, without its per-field type dispatch.
@@ -290,12 +298,19 @@ class Signal(Event):
             "ts_event": str(self.ts_event),
             "ts_recv": str(self.ts_recv),
             "ts_signal": str(self.ts_signal),
+            "order_type": self.order_type,
+            "time_in_force": self.time_in_force,
+            "post_only": "1" if self.post_only else "0",
         }
 
 
 @dataclass(frozen=True, slots=True)
 class OrderIntent(Event):
-    """The trader's decision to send one order, recorded before it is sent."""
+    """The trader's decision to send one order, recorded before it is sent.
+
+    ``time_in_force`` is empty for a MARKET order (``GTC`` for a LIMIT one unless the signal
+    named another); ``post_only`` asks the venue to refuse the order rather than match it.
+    """
 
     kind: ClassVar[str] = "intent"
     client_order_id: str
@@ -308,11 +323,16 @@ class OrderIntent(Event):
     price: str | None
     ts_signal: int
     ts_intent: int
+    time_in_force: str = ""
+    post_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class OrderUpdate(Event):
-    """A change in an order's life as the venue reported it."""
+    """A change in an order's life as the venue reported it.
+
+    ``reason`` says why for an order refused before or by the venue (empty otherwise).
+    """
 
     kind: ClassVar[str] = "order_update"
     venue: str
@@ -333,3 +353,4 @@ class OrderUpdate(Event):
     ts_event: int
     ts_recv: int
     ts_proc: int = 0
+    reason: str = ""

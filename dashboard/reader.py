@@ -206,6 +206,8 @@ async def read_orders(
     orders: dict[str, dict[str, str]] = {}
     for entry_id, fields in reversed(page):
         f = decode_fields(fields or {})
+        if f.get("event") == "instruments":
+            continue  # a symbol's filters on record for strategies, not an order
         coid = f.get("client_order_id", "")
         row = orders.setdefault(coid, {"client_order_id": coid, "first_id": _text(entry_id)})
         event = f.get("event", "")

@@ -44,6 +44,7 @@ import orjson
 
 from tickpipe.common.contract import RawKind
 from tickpipe.common.errors import DecodeError
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.l1 import merge_l1
 from tickpipe.common.messages import (
     BadMessage,
@@ -55,9 +56,9 @@ from tickpipe.common.messages import (
     Trades,
     VenueBar,
 )
-from tickpipe.common.schema import Bar, Quote, RawFrame, Signal, Trade
+from tickpipe.common.schema import Bar, OrderUpdate, Quote, RawFrame, Signal, Trade
 from tickpipe.processor.books import BookOutput
-from tickpipe.processor.dispatch import advance_timers, route
+from tickpipe.processor.dispatch import advance_timers, route, route_own_updates
 from tickpipe.processor.entries import BadEntry, DeadLetter, count, entry_key, fold_entries
 from tickpipe.processor.markers import BackfillDone, Connect, classify_marker
 from tickpipe.processor.plugins import build_strategies
@@ -71,7 +72,16 @@ from tickpipe.processor.records import (
     VenueStatus,
 )
 from tickpipe.processor.state import COUNTERS, PartitionState
-from tickpipe.processor.strategies import BAR_REVISIONS, BARS, BOOK, QUOTES, TIMER, TRADES
+from tickpipe.processor.strategies import (
+    BAR_REVISIONS,
+    BARS,
+    BOOK,
+    INSTRUMENTS,
+    ORDERS,
+    QUOTES,
+    TIMER,
+    TRADES,
+)
 from tickpipe.processor.venue_bars import revise_bar
 from tickpipe.venues.registry import VENUES
 
@@ -136,13 +146,22 @@ def process_batch(
     ts_now: int,
     *,
     pending: bool = False,
+    updates: Sequence[tuple[str, OrderUpdate]] = (),
+    order_events: Sequence[tuple[str, OrderUpdate | InstrumentFilters]] = (),
 ) -> BatchOutput:
     """Fold ``entries`` (in stream order) into ``state``; return the outputs to write.
 
     ``pending``: the entries were pending in the group (claimed at a takeover, or read before a
     restart), so an entry id at or before the checkpoint does not prove they were committed.
+    ``updates``: ``order-updates`` entries, and ``order_events``: the trader's refusals and
+    instrument filters (``{V}:orders`` entries), handed first to the strategies whose orders
+    they are or that follow the filters (those at or before the checkpoint's last ones are
+    passed over).
     """
     out = BatchOutput()
+    if (updates or order_events) and (state.routes[ORDERS] or state.routes[INSTRUMENTS]):
+        route_own_updates(state, out.signals, out.warnings, updates, ts_now,
+                          order_events=order_events)  # fmt: skip
     books = BookOutput()
     counters = state.counters
     if state.check_watermark:

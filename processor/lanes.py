@@ -14,11 +14,14 @@ from typing import Any, Protocol
 import orjson
 
 from tickpipe.common.errors import DecodeError
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.names import BAR_INTERVALS, GROUP_PROCESSOR, Partition
-from tickpipe.common.schema import RawFrame, decode_fields
+from tickpipe.common.schema import OrderUpdate, RawFrame, decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.processor.core import BadEntry, PartitionState, process_batch
+from tickpipe.processor.own_orders import later_id, order_event
 from tickpipe.processor.private import VenueState, process_private_batch
+from tickpipe.processor.strategies import INSTRUMENTS, ORDERS
 
 __all__ = ["Commit", "Lane", "PartitionLane", "PrivateLane", "decode_entries", "private_lease_key"]
 
@@ -120,6 +123,15 @@ class PartitionLane:
         self.venue_bars_key = keys.venue_bars(partition)
         self.corrections_key = keys.trade_corrections(partition)
         self.status_key = keys.venue_status(partition)
+        #: The venue's order updates, read for strategies that follow their own orders.
+        self.updates_key = keys.order_updates(partition.venue)
+        #: The trader's order events, read for its refusals and the instrument filters.
+        self.orders_key = keys.orders(partition.venue)
+        #: Order updates and events read since the last batch, handed over with the next one.
+        self.updates: list[tuple[str, OrderUpdate]] = []
+        self.order_events: list[tuple[str, OrderUpdate | InstrumentFilters]] = []
+        #: id of the last ``orders`` entry read (most are of no use here), "" = none this term.
+        self.order_events_read = ""
         self.retained = [
             ("raw", self.stream, (GROUP_PROCESSOR,)),
             ("trades", self.trades_key, ()),
@@ -141,9 +153,41 @@ class PartitionLane:
 
     def load(self, blob: bytes | None) -> None:
         """Restore the checkpoint (or start afresh); books start missing either way."""
+        self.updates, self.order_events, self.order_events_read = [], [], ""
         self.state = PartitionState.from_settings(
             self.settings, self.name, self.partition.venue, blob
         )
+
+    def updates_from(self) -> str | None:
+        """The id after which to read ``order-updates``; ``None``: no strategy follows orders."""
+        if not self.state.routes[ORDERS]:
+            return None
+        return self.state.own.last_update_id or "0"
+
+    def order_events_from(self) -> str | None:
+        """The id after which to read ``orders`` (``None``: no strategy follows it)."""
+        if not (self.state.routes[ORDERS] or self.state.routes[INSTRUMENTS]):
+            return None
+        return later_id(self.state.own.last_order_event_id, self.order_events_read) or "0"
+
+    def offer_order_events(self, entries: Sequence[tuple[Any, Mapping[Any, Any]]]) -> None:
+        """Keep the trader's refusals and instrument filters among ``orders`` entries read."""
+        for raw_id, fields in entries:
+            event = order_event(decode_fields(fields), self.partition.venue)
+            if event is not None:
+                self.order_events.append((_text(raw_id), event))
+        if entries:  # the entries in between are read past too: remember where
+            self.order_events_read = _text(entries[-1][0])
+
+    def offer_updates(self, entries: Sequence[tuple[Any, Mapping[Any, Any]]]) -> list[str]:
+        """Decode the ``order-updates`` entries read; return a warning per unreadable one."""
+        problems: list[str] = []
+        for raw_id, fields in entries:
+            try:
+                self.updates.append((_text(raw_id), OrderUpdate.from_fields(fields)))
+            except DecodeError as exc:
+                problems.append(f"order update {_text(raw_id)} unreadable, passed over: {exc}")
+        return problems
 
     def process(
         self,
@@ -152,7 +196,13 @@ class PartitionLane:
         *,
         pending: bool = False,
     ) -> Commit:
-        out = process_batch(self.state, entries, ts_now, pending=pending)
+        updates, self.updates = self.updates, []
+        order_events, self.order_events = self.order_events, []
+        out = process_batch(
+            self.state, entries, ts_now, pending=pending, updates=updates, order_events=order_events
+        )
+        own = self.state.own  # every event read so far was handed over: skip the rest too
+        own.last_order_event_id = later_id(own.last_order_event_id, self.order_events_read)
         keys = self.settings.keys
         outputs: list[tuple[str, dict[str, str]]] = []
         outputs += [(self.trades_key, t.to_fields()) for t in out.trades]

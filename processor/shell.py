@@ -60,6 +60,8 @@ SERVICE = "processor"
 log = logging.getLogger("tickpipe.processor")
 #: Warning lines (gaps, resolutions, repairs) logged per batch; the rest are counted in one line.
 _WARNINGS_PER_BATCH = 20
+#: Order updates read at most per batch for the strategies that follow their own orders.
+OWN_UPDATES_PAGE = 1000
 
 
 class _Stats:
@@ -252,6 +254,7 @@ class _Runner:
                 ahead = not self.stop.is_set()
                 if ahead:  # Redis reads the next batch while this one is processed
                     await pipe.send_read(cursor, count)
+                await self._own_updates(lane)
                 commit = lane.process(batch, self.clock(), pending=pending)
                 hand, renewed_at = await self._collect(lane, pipe, renewed_at)
                 if ahead and not hand and cursor != ">":
@@ -259,6 +262,25 @@ class _Runner:
                 await pipe.send_commit(commit, loop.time())
             _, renewed_at = await self._collect(lane, pipe, renewed_at)
         await self.link.release(lane, REDIS_ERRORS)
+
+    async def _own_updates(self, lane: Lane) -> None:
+        """Read the order updates and order events a partition's strategies follow."""
+        some: Any = lane  # a partition lane (processor.own_orders); the private lane has none
+        if not hasattr(some, "updates_from"):
+            return
+        start = some.updates_from()
+        if start is not None:
+            if some.updates:
+                start = some.updates[-1][0]
+            page: Any = await self.redis.xrange(
+                some.updates_key, min="(" + start, count=OWN_UPDATES_PAGE
+            )
+            for line in some.offer_updates(page):
+                log.warning("%s", line, extra={"lane": lane.name})
+        start = some.order_events_from()
+        if start is not None:
+            page = await self.redis.xrange(some.orders_key, min="(" + start, count=OWN_UPDATES_PAGE)
+            some.offer_order_events(page)
 
     async def _idle(self, lane: Lane, pipe: Pipe, renewed_at: float) -> float:
         """Wait up to ``block_ms`` for a new entry without claiming it; return the renewal time."""

@@ -24,6 +24,7 @@ from tickpipe.common.settings import Settings
 from tickpipe.processor.bars import BarBuilder
 from tickpipe.processor.books import BOOK_COUNTERS, BookKeeper
 from tickpipe.processor.holes import Holes
+from tickpipe.processor.own_orders import OwnOrders
 from tickpipe.processor.plausible import DEFAULT_MAX_AGE_MS, DEFAULT_MAX_AHEAD_MS, Plausibility
 from tickpipe.processor.plugins import build_strategies
 from tickpipe.processor.strategies import INPUTS, Strategy
@@ -66,6 +67,8 @@ COUNTERS = (
     "venue_bars",  # bars the venue published (Alpaca b/u/d)
     "corrections",  # trade corrections and cancel/errors the venue reported
     "statuses",  # trading status messages
+    "own_updates",  # updates of the strategies' own orders handed to them
+    "own_fills",  # fills among them
     "venue_errors",  # error messages the venue sent on the data stream
     "l1_incomplete",  # level-1 updates before the view held every field of a quote or trade
     *BOOK_COUNTERS,
@@ -120,6 +123,8 @@ class PartitionState:
         #: symbol -> the last level-1 values of a venue that sends only changed fields (IBKR).
         self.l1: dict[str, dict[str, str]] = {}
         self.last_entry_id = ""
+        #: the strategies' own orders, positions and the last order update read.
+        self.own = OwnOrders()
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.books = BookKeeper(venue, counters=self.counters)
         #: True from loading a checkpoint until the first frame checked its watermark.
@@ -190,6 +195,7 @@ class PartitionState:
             "strategy_failures": self.strategy_failures,
             "strategy_timers": self.strategy_timers,
             "strategy_clock": self.strategy_clock,
+            "own": self.own.to_state(),
         }
         out: bytes = msgpack.packb(data, use_bin_type=True)
         return out
@@ -235,6 +241,7 @@ class PartitionState:
             timers = data.get("strategy_timers", {})
             state.strategy_timers = {str(k): int(v) for k, v in timers.items()}
             state.strategy_clock = int(data.get("strategy_clock", 0))
+            state.own.load_state(data.get("own"))
         except DecodeError:
             raise
         except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:

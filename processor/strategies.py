@@ -2,8 +2,10 @@
 
 A strategy declares the inputs it needs in :attr:`Strategy.inputs` (:data:`INPUTS`) and sees
 those events of its partition, in raw-stream order, once (duplicates are removed before it):
-trades, quotes, top-of-book changes, final bars, revised bars, and a timer on event time. Each
-hook answers with a list of :class:`SignalSpec`. A strategy must be deterministic: the same
+trades, quotes, top-of-book changes, final bars, revised bars, a timer on event time, and its
+own orders' updates, fills and positions, and the venue's instrument filters
+(:mod:`processor.own_orders`). Each hook answers with
+a list of :class:`SignalSpec`. A strategy must be deterministic: the same
 events in the same order give the same specs, whatever the batch boundaries, and its whole
 state must survive :meth:`Strategy.to_state` / :meth:`Strategy.load_state` (msgpack-friendly
 values), because the processor saves it in the partition checkpoint and a takeover resumes
@@ -20,18 +22,24 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tickpipe.common.decimals import decimal_of
-from tickpipe.common.schema import Bar, Quote, Trade
+from tickpipe.common.instruments import InstrumentFilters
+from tickpipe.common.schema import Bar, OrderUpdate, Quote, Trade
 from tickpipe.common.settings import Settings
 from tickpipe.processor.records import BookTop
+
+if TYPE_CHECKING:
+    from tickpipe.processor.own_orders import OwnFill, OwnPosition
 
 __all__ = [
     "BARS",
     "BAR_REVISIONS",
     "BOOK",
     "INPUTS",
+    "INSTRUMENTS",
+    "ORDERS",
     "QUOTES",
     "STRATEGIES",
     "TIMER",
@@ -50,8 +58,12 @@ BOOK = "book"
 BARS = "bars"
 BAR_REVISIONS = "bar_revisions"
 TIMER = "timer"
+#: The strategy's own order updates, fills and positions (:mod:`processor.own_orders`).
+ORDERS = "orders"
+#: The venue's instrument filters as the trader loaded them (:mod:`processor.own_orders`).
+INSTRUMENTS = "instruments"
 #: The inputs a strategy may declare; the processor routes only the declared ones to it.
-INPUTS = frozenset({TRADES, QUOTES, BOOK, BARS, BAR_REVISIONS, TIMER})
+INPUTS = frozenset({TRADES, QUOTES, BOOK, BARS, BAR_REVISIONS, TIMER, ORDERS, INSTRUMENTS})
 
 ABOVE = "above"
 BELOW = "below"
@@ -59,7 +71,12 @@ BELOW = "below"
 
 @dataclass(frozen=True, slots=True)
 class SignalSpec:
-    """What a strategy wants: ``action`` ``place`` or ``cancel``, side ``buy`` or ``sell``."""
+    """What a strategy wants: ``action`` ``place`` or ``cancel``, side ``buy`` or ``sell``.
+
+    ``order_type`` ``MARKET`` or ``LIMIT`` (empty: the deployment's ``TICKPIPE_ORDER_TYPE``),
+    ``time_in_force`` ``GTC``/``IOC``/``FOK`` and ``post_only`` for a LIMIT order at ``price``
+    (see :mod:`common.order_spec`). A spec that breaks those rules is the strategy's failure.
+    """
 
     symbol: str
     side: str
@@ -69,6 +86,9 @@ class SignalSpec:
     action: str = "place"
     #: Comma-separated raw entry ids of the events behind the decision; empty = the trade's own.
     cause: str = ""
+    order_type: str = ""
+    time_in_force: str = ""
+    post_only: bool = False
 
 
 class Strategy(ABC):
@@ -121,6 +141,22 @@ class Strategy(ABC):
 
     def on_timer(self, ts_event: int, ts_now: int) -> list[SignalSpec]:
         """Return the signals due at ``ts_event``, a multiple of :attr:`timer_interval_ms`."""
+        return []
+
+    def on_order_update(self, update: OrderUpdate, ts_now: int) -> list[SignalSpec]:
+        """Return the signals a change of one of this strategy's own orders causes."""
+        return []
+
+    def on_fill(self, fill: OwnFill, ts_now: int) -> list[SignalSpec]:
+        """Return the signals a fill of one of this strategy's own orders causes."""
+        return []
+
+    def on_position(self, position: OwnPosition, ts_now: int) -> list[SignalSpec]:
+        """Return the signals this strategy's new position in a symbol (after a fill) causes."""
+        return []
+
+    def on_instruments(self, filters: InstrumentFilters, ts_now: int) -> list[SignalSpec]:
+        """Take note of a symbol's instrument filters (tick, step, minimum notional...)."""
         return []
 
     @abstractmethod

@@ -1,4 +1,4 @@
-"""Command line entry point: ``tickpipe up|streams|tail|export|replay|...`` and the stages."""
+"""Command line entry point: ``tickpipe up|streams|tail|export|replay|backtest|...``, stages."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from tickpipe.common.logs import setup_logging
 from tickpipe.common.redis_io import connect_redis, redacted, redis_errors, unavailable_line
 from tickpipe.common.settings import Settings, load_settings
 from tickpipe.common.status import read_streams, render_streams
+from tickpipe.tools.cli_backtest import add_backtest_command, run_backtest_command
 from tickpipe.tools.cli_ops import OPERATOR_COMMANDS, add_operator_commands, run_operator_command
 
 __all__ = ["main"]
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, module in TOOL_MODULES.items():
         sub.add_parser(name, help=f"run {module} (see its --help)", add_help=False)
     add_operator_commands(sub)
+    add_backtest_command(sub)
     for name, command in sub.choices.items():  # `tickpipe up --env-file F` works too
         if name not in EXEC_MODULES:
             command.add_argument(
@@ -174,6 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             build_strategies(settings)  # a strategy mistake is reported before anything starts
             return asyncio.run(_up(settings, args))
+        if args.command == "backtest":
+            from tickpipe.processor.plugins import build_strategies
+
+            build_strategies(settings)  # a strategy mistake is reported before reading input
+            return run_backtest_command(settings, url, args)
         if args.command in OPERATOR_COMMANDS:
             return run_operator_command(settings, url, args)
     except ConfigError as exc:

@@ -3,9 +3,10 @@
 Every frame a recording holds is written, in order, as a raw entry of its symbol's partition:
 WebSocket frames as ``ws``, REST depth answers as ``rest``/``depth_snapshot`` (wrapped as the
 ingestor wraps them, ``{"symbol", "request", "reason", "response"}``), and the entries of a
-``tickpipe export raw`` file with their own kind and channel. A frame of no symbol (a
-subscription reply) goes to the partition of the frame before it. Each partition starts with a
-``connect`` marker of the replay's connection id; sequence numbers count per partition.
+``tickpipe export raw`` file with their own kind and channel. The routing
+(:class:`tools.raw_route.RawRouter`) is shared with ``tickpipe backtest``: a frame of no symbol
+(a subscription reply) goes to the partition of the frame before it, each partition starts
+with a ``connect`` marker of the replay's connection id, sequence numbers count per partition.
 
 Writes are pre-encoded XADDs (:func:`common.raw_resp.encode_raw_xadd`: the bytes
 :meth:`RawFrame.to_fields` gives) sent as one pipelined batch on one redis-py connection; the next
@@ -24,16 +25,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import orjson
 import redis.asyncio as aioredis
 
-from tickpipe.common.contract import MarkerEvent, RawKind, marker_data
-from tickpipe.common.names import Partition, shard_for
 from tickpipe.common.raw_resp import encode_raw_xadd
 from tickpipe.common.redis_link import RedisLink
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Settings
-from tickpipe.tools.recordings import REST_BODY, Recorded, symbol_of
+from tickpipe.tools.raw_route import LEFT_OUT, RawRouter
+from tickpipe.tools.recordings import Recorded
 
 __all__ = ["ReplayStats", "encode_raw", "replay_file"]
 
@@ -77,14 +76,6 @@ def encode_raw(
 ) -> bytes:
     """``XADD stream * <RawFrame fields>`` in RESP (:func:`common.raw_resp.encode_raw_xadd`)."""
     return encode_raw_xadd(stream, RawFrame(kind, venue, conn, seq, ts, data, channel))
-
-
-def _wrap_rest(symbol: str, body: str) -> str:
-    """The ingestor's ``rest`` frame around a venue's depth answer (the body kept as is)."""
-    head = orjson.dumps(
-        {"symbol": symbol, "request": {"path": "depth", "symbol": symbol}, "reason": "replay"}
-    )
-    return head[:-1].decode() + ',"response":' + body + "}"
 
 
 def _progress(stats: ReplayStats, done: float | None) -> str:
@@ -150,10 +141,8 @@ async def replay_file(
     if speed < 0:
         raise ValueError(f"speed must be 0 (as fast as possible) or positive, got {speed}")
     out = out or sys.stderr
-    venue, keys = settings.venue, settings.keys
     stats = ReplayStats()
-    seqs: dict[str, int] = {}
-    streams: dict[str | None, str] = {}
+    router = RawRouter(settings, conn)
     pending: list[bytes] = []
     sender = _Sender(redis)
     started = clock()
@@ -161,7 +150,6 @@ async def replay_file(
     first_ts: int | None = None
     prev_ts: int | None = None
     cut_ns = 0  # recorded silences left out of the pacing
-    last_stream: str | None = None
 
     async def flush() -> None:
         if pending:
@@ -173,36 +161,12 @@ async def replay_file(
         for rec in records:
             if limit is not None and stats.frames >= limit:
                 break
-            if type(rec) is not Recorded:
-                rec = Recorded(rec[0], rec[1], "ws", "", symbol_of("ws", rec[1]))
-            ts, data, kind, channel, symbol = rec
-            if symbol is None and kind == "ws":
-                symbol = symbol_of(kind, data)
-            stream = streams.get(symbol)
-            if stream is None:
-                if symbol is None:
-                    stats.no_symbol += 1
-                    stream = last_stream or keys.raw(next(iter(settings.partitions())))
-                else:
-                    stream = streams[symbol] = keys.raw(
-                        Partition(venue, shard_for(symbol, settings.shards))
-                    )
-            if stream not in seqs:
-                seqs[stream] = 0
-                marker = marker_data(MarkerEvent.CONNECT, conn=conn, url="replay")
-                pending.append(encode_raw(stream, RawKind.MARKER, venue, conn, "", 0, ts, marker))
-            last_stream = stream
-            if kind == REST_BODY:
-                if symbol is None:  # a depth answer no frame names: nothing can use it
-                    stats.by_kind["rest of no symbol (left out)"] = (
-                        stats.by_kind.get("rest of no symbol (left out)", 0) + 1
-                    )
-                    continue
-                kind, data = RawKind.REST, _wrap_rest(symbol, data)
-            elif kind == "ws" and not channel:
-                channel = "market"
-            seqs[stream] += 1
-            pending.append(encode_raw(stream, kind, venue, conn, channel, seqs[stream], ts, data))
+            entries, kind = router.route(rec)
+            pending += [encode_raw_xadd(stream, frame) for stream, frame in entries]
+            if kind == LEFT_OUT:
+                stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
+                continue
+            ts = entries[-1][1].ts_recv
             stats.frames += 1
             stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
             first_ts = ts if first_ts is None else first_ts
@@ -231,7 +195,8 @@ async def replay_file(
     finally:
         if sender.channel.held:
             await sender.drop()
-    stats.partitions = len(seqs)
+    stats.partitions = len(router.seqs)
+    stats.no_symbol = router.no_symbol
     stats.seconds = (clock() - started) / 1e9
     out.write(stats.summary() + "\n")
     out.flush()

@@ -77,6 +77,9 @@ class Reject:
 
     intent: OrderIntent
     reason: str
+    #: ``risk`` (a limit of this deployment) or ``order`` (the venue could not take the order:
+    #: its type or its instrument filters; the signal is dead-lettered too).
+    stage: str = "risk"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ module.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -72,6 +72,10 @@ __all__ = [
     "is_own_client_order_id",
 ]
 
+
+#: Fit an intent to the venue: ``(intent, market price or None) -> (intent to send, refusal or
+#: None)``; pure (the filters it applies were loaded beforehand by the shell).
+Shaper = Callable[[OrderIntent, Decimal | None], tuple[OrderIntent, str | None]]
 
 #: A venue's answer after which a request certainly did nothing: try again.
 _NOT_SENT = (VenueUnavailable, RateLimited)
@@ -132,8 +136,10 @@ class TraderCore:
         alarms: list[str] | None = None,
         status_attempts: int = 8,
         recv_window_ms: int = 5000,
+        shaper: Shaper | None = None,
     ) -> None:
-        """``settings`` give the order type, the order rate and the market's age and band."""
+        """``settings`` give the order type, the order rate and the market's age and band;
+        ``shaper`` fits an intent to the venue (order types, instrument filters)."""
         settings = settings if settings is not None else Settings()
         self.limits = limits
         self.tracker = OrderTracker()
@@ -147,6 +153,7 @@ class TraderCore:
         self.band_bps = Decimal(settings.price_band_bps)
         self.status_attempts = status_attempts
         self.recv_window_ms = recv_window_ms
+        self.shaper = shaper
         #: Client order ids with a request under way here (reconciliation leaves them alone).
         self.inflight: set[str] = set()
         self.kill_switch = False
@@ -158,11 +165,17 @@ class TraderCore:
 
     # -- signals ---------------------------------------------------------------------------------
     def on_signal(
-        self, signal: Signal, now_ns: int, *, market_loaded: bool = False
+        self,
+        signal: Signal,
+        now_ns: int,
+        *,
+        market_loaded: bool = False,
+        entry: tuple[str, str] | None = None,
     ) -> list[act.Action]:
         """Decide what ``signal`` becomes: record its intent, refuse it, cancel, or wait.
 
-        ``market_loaded``: the symbol's newest market was just read on a :class:`LoadMarket`.
+        ``market_loaded``: the symbol's newest market was just read on a :class:`LoadMarket`;
+        ``entry`` (signal stream, entry id) names the signal in a dead letter.
         """
         if signal.action == "cancel":
             self._count("cancel_signals")
@@ -182,6 +195,20 @@ class TraderCore:
         cid = intent.client_order_id
         if cid in self.inflight:  # this decision's request is under way here
             return [act.Await(cid)]
+        if self.shaper is not None:  # the venue's order types and instrument filters
+            market = self.market.price(signal.symbol, signal.side)
+            intent, refused = self.shaper(intent, market.price if market is not None else None)
+            if refused is not None:
+                stage = "order"
+                letter = {
+                    "reason": refused,
+                    "client_order_id": cid,
+                    "signal_id": signal.signal_id,
+                    "stream": entry[0] if entry is not None else "",
+                    "entry_id": entry[1] if entry is not None else "",
+                    "signal": orjson.dumps(signal.to_fields()).decode(),
+                }
+                return [act.Reject(intent, refused, stage=stage), act.DeadLetter(letter)]
         reason, load = self._refusal(signal, intent, now_ns, market_loaded=market_loaded)
         if load:
             return [act.LoadMarket(signal.symbol)]

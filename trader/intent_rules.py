@@ -27,20 +27,25 @@ __all__ = ["adopted_intent", "build_intent", "intent_mismatch", "is_own_client_o
 def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") -> OrderIntent:
     """Build the intent for ``signal``; its id is derived from the signal id.
 
-    A ``LIMIT`` intent is priced at the signal's price (good till cancelled).
+    The signal's own order type wins over ``order_type`` (the deployment's default). A ``LIMIT``
+    intent is priced at the signal's price, good till cancelled unless the signal names another
+    time in force; :func:`common.order_spec.order_problem` says whether the result is valid.
     """
-    limit = order_type == "LIMIT"
+    kind = signal.order_type or order_type
+    limit = kind == "LIMIT"
     return OrderIntent(
         client_order_id=client_order_id_for(signal.signal_id),
         signal_id=signal.signal_id,
         venue=signal.venue,
         symbol=signal.symbol,
         side=signal.side,
-        order_type="LIMIT" if limit else "MARKET",
+        order_type=kind,
         qty=signal.qty,
         price=signal.price if limit and signal.price else None,
         ts_signal=signal.ts_signal,
         ts_intent=ts_intent,
+        time_in_force=(signal.time_in_force or "GTC") if limit else signal.time_in_force,
+        post_only=signal.post_only,
     )
 
 

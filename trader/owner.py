@@ -45,6 +45,7 @@ import redis.asyncio as aioredis
 
 from tickpipe.common.contract import OrderEvent
 from tickpipe.common.errors import DecodeError, RedisUnavailable
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.names import GROUP_TRADER, Partition
 from tickpipe.common.redis_io import ensure_group, redis_errors
 from tickpipe.common.schema import OrderIntent, Signal
@@ -53,6 +54,7 @@ from tickpipe.trader import actions as act
 from tickpipe.trader.consumer import GroupConsumer
 from tickpipe.trader.control import kill_switch_on
 from tickpipe.trader.core import TraderCore
+from tickpipe.trader.instruments import Instruments
 from tickpipe.trader.lease import Lease, new_token
 from tickpipe.trader.ledger import Ledger
 from tickpipe.trader.market import MarketView
@@ -70,7 +72,7 @@ COUNTERS = tuple(
     "signals_seen bad_signals orders_sent acks rejects ambiguous unresolved updates "
     "foreign_updates rate_limited cancel_signals cancels_sent cancels reconciles "
     "discrepancies adopted intent_mismatches market_refusals claimed redis_outages "
-    "leases_lost intents_restored".split()
+    "leases_lost intents_restored order_type_refusals".split()
 )
 
 #: Orders that may await the venue's answer at once (the next signal waits for a free slot);
@@ -175,6 +177,11 @@ class Trader:
             confirm_lease=self._confirm_lease,
             core=self.core,
         )
+        self.instruments = Instruments(
+            orders, list(settings.symbols), counts=self.counts, clock=clock,
+            on_change=self._announce_filters,
+        )  # fmt: skip
+        self.core.shaper = self._shape
         self.slots = asyncio.Semaphore(max_inflight)
         # (signal stream, entry id) -> (symbol, task): ids repeat across the partitions' streams
         self.sends: dict[tuple[str, str], tuple[str, asyncio.Task[None]]] = {}
@@ -419,9 +426,10 @@ class Trader:
         the intent. ``None`` means nothing is left to wait for (refused, or recorded as such).
         ``entry`` (signal stream, entry id) names the signal in a dead letter.
         """
+        await self.instruments.ensure()  # the venue's filters, loaded once a term (then refreshed)
         loaded = False
         while True:
-            actions = self.core.on_signal(signal, self.clock(), market_loaded=loaded)
+            actions = self.core.on_signal(signal, self.clock(), market_loaded=loaded, entry=entry)
             first = actions[0]
             if not isinstance(first, act.LoadMarket):
                 break
@@ -434,8 +442,12 @@ class Trader:
             stored = await self.ledger.stored_intent(intent.client_order_id)
             if stored is not None:  # recorded (and maybe sent) by an earlier run
                 return await self._existing(signal, intent, stored, entry)
-            extra = {"reason": first.reason, "stage": "risk"}
+            extra = {"reason": first.reason, "stage": first.stage}
             await self.ledger.record(intent, OrderEvent.REJECTED, extra)
+            if first.stage == "order":
+                log.warning("order refused before sending: %s", first.reason,
+                            extra={"client_order_id": intent.client_order_id,
+                                   "signal_id": signal.signal_id})  # fmt: skip
             await self.execute(actions[1:])
             return None
         assert isinstance(first, act.RecordIntent)
@@ -502,6 +514,32 @@ class Trader:
             await self.router.resolve(lookup.intent, source=lookup.source)
 
         return follow()
+
+    def _shape(
+        self, intent: OrderIntent, market_price: Decimal | None
+    ) -> tuple[OrderIntent, str | None]:
+        """Fit ``intent`` to the venue (the core's shaper): its order types, then its filters.
+
+        Returns the intent to send (rounded where the filters allow) and ``None``, or the
+        intent and why nothing may be sent (:mod:`trader.instruments`).
+        """
+        orders = self.router.orders
+        venue_refusal = getattr(orders, "order_refusal", None)
+        problem = venue_refusal(intent) if venue_refusal is not None else None
+        if problem is not None:
+            self.counts["order_type_refusals"] += 1
+            return intent, f"order type refused: {problem}"
+        venue_type = getattr(orders, "venue_order_type", None)
+        shaped, refused = self.instruments.shape(
+            intent,
+            venue_type(intent) if venue_type is not None else intent.order_type,
+            market_price,
+        )
+        return shaped, (str(refused) if refused is not None else None)
+
+    async def _announce_filters(self, filters: InstrumentFilters) -> None:
+        """Write a symbol's filters to ``{V}:orders`` for the strategies that follow them."""
+        await self.ledger.record_event(OrderEvent.INSTRUMENTS, filters.to_fields())
 
     async def refresh_kill_switch(self) -> bool:
         """Read the kill switch into memory; record and log a change; return whether it is on."""

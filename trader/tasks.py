@@ -235,6 +235,11 @@ class _Background:
     async def claim(self) -> None:
         await self.trader.claim(min_idle_ms=self.trader.lease.lease_ms)
 
+    async def instruments(self) -> None:
+        instruments = self.trader.instruments
+        if instruments.due(self.trader.clock()):
+            await instruments.load()
+
     async def mark(self) -> None:
         trader = self.trader
         symbols = set(trader.settings.symbols)
@@ -295,6 +300,7 @@ def background_tasks(
         ("market", MARKET_EVERY_S, bg.market),
         ("mark", 1.0, bg.mark),
         ("claim", trader.lease.lease_ms / 1000, bg.claim),
+        ("instruments", 60.0, bg.instruments),
     ]
     tasks = [
         asyncio.create_task(

@@ -68,6 +68,7 @@ def test_orders_positions_book_and_health_reads() -> None:
         await r.xadd(orders, {"event": "rejected", "client_order_id": "b", "reason": "risk"})
         await r.xadd(orders, {"event": "update", "client_order_id": "a", "status": "FILLED",
                               "filled_qty": "1", "cum_quote": "5"})  # fmt: skip
+        await r.xadd(orders, {"event": "instruments", "symbol": "BTCUSDT", "tick_size": "0.01"})
         rows = await reader.read_orders(r, SETTINGS)
         assert [(o["client_order_id"], o["state"]) for o in rows] == [
             ("b", "REJECTED"),

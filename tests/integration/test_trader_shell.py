@@ -35,6 +35,9 @@ def make_settings(**overrides: Any) -> Settings:
         "binance_api_secret": Secret(SECRET),
         "health_interval_s": 0.05,
         "trader_lease_ms": 1000,  # a crashed run's lease runs out in a second
+        # No exchangeInfo here (port 1 refuses): a venue fake has no filters, and a mock that
+        # another run left on the default port must not lend it its own.
+        "binance_rest_url": "http://127.0.0.1:1",
     }
     values.update(overrides)
     return Settings(**values)

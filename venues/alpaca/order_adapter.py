@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from tickpipe.common.errors import (
     AmbiguousOutcome,
@@ -25,8 +26,10 @@ from tickpipe.common.errors import (
     RateLimited,
     VenueUnavailable,
 )
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.schema import OrderIntent
-from tickpipe.venues.alpaca.orders import classify, order_body, order_result
+from tickpipe.venues.alpaca.instruments import ASSETS_PATH, filters_of_asset
+from tickpipe.venues.alpaca.orders import classify, order_body, order_refusal, order_result
 from tickpipe.venues.alpaca.rest import AlpacaRest
 
 __all__ = ["AlpacaOrders"]
@@ -81,6 +84,28 @@ class AlpacaOrders:
         if not isinstance(found, dict):
             raise AmbiguousOutcome(f"{method} {path}: the answer holds no order")
         return order_result(found)
+
+    # -- order types and filters -----------------------------------------------------------------
+    def order_refusal(self, intent: OrderIntent) -> str | None:
+        """Why Alpaca cannot take ``intent`` as it is (:func:`orders.order_refusal`)."""
+        return order_refusal(intent)
+
+    def venue_order_type(self, intent: OrderIntent) -> str:
+        """The intent's type as the filters name it (Alpaca has MARKET and LIMIT only)."""
+        return intent.order_type
+
+    async def instruments(self, symbols: list[str]) -> dict[str, InstrumentFilters]:
+        """Load each symbol's filters from ``GET /v2/assets/{symbol}``; unknown ones left out."""
+        out: dict[str, InstrumentFilters] = {}
+        for symbol in symbols:
+            try:
+                asset = await self._call("GET", ASSETS_PATH + quote(symbol, safe=""))
+            except OrderNotFound:
+                continue  # no asset of that name (or a venue without the endpoint)
+            except (OrderRejected, AmbiguousOutcome) as exc:
+                raise VenueUnavailable(f"asset {symbol}: {exc}") from exc
+            out[symbol] = filters_of_asset(symbol, asset)
+        return out
 
     # -- place -----------------------------------------------------------------------------------
     def placer(self, intent: OrderIntent) -> Request:

@@ -1,7 +1,9 @@
 """Build Alpaca Trading API requests and classify its answers (pure: no I/O, no clock).
 
 * :func:`order_body` is the ``POST /v2/orders`` body of an intent (``time_in_force`` ``gtc`` for
-  crypto symbols, which contain ``/``, else ``day``); the client order id is the intent's.
+  crypto symbols, which contain ``/``, else ``day``, unless the intent asks for IOC or FOK);
+  the client order id is the intent's. :func:`order_refusal` says what Alpaca cannot take
+  (post-only, FOK on crypto).
 * :func:`classify` turns an HTTP answer into its body or the error it means: 401 (or a 403 that
   is not about funds) :class:`AuthError`, 429 :class:`RateLimited` (``Retry-After`` seconds or the
   ``X-RateLimit-Reset`` epoch), 5xx :class:`AmbiguousOutcome`, 422 "client_order_id must be
@@ -26,6 +28,7 @@ from tickpipe.common.errors import (
     OrderRejected,
     RateLimited,
 )
+from tickpipe.common.order_spec import order_problem
 from tickpipe.common.schema import OrderIntent
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "classify",
     "map_status",
     "order_body",
+    "order_refusal",
     "order_result",
     "rfc3339_ms",
     "time_in_force_for",
@@ -67,15 +71,38 @@ def time_in_force_for(symbol: str) -> str:
     return "gtc" if "/" in symbol else "day"
 
 
+def order_refusal(intent: OrderIntent) -> str | None:
+    """Return why Alpaca cannot take ``intent`` as it is, or ``None``.
+
+    Alpaca has no post-only orders; crypto takes ``gtc`` and ``ioc``, stocks also ``fok``.
+    """
+    problem = order_problem(intent.order_type, intent.time_in_force, intent.post_only,
+                            intent.price or "")  # fmt: skip
+    if problem is not None:
+        return f"alpaca: {problem}"
+    if intent.post_only:
+        return "alpaca: no post-only orders (Binance's LIMIT_MAKER has no Alpaca equivalent)"
+    if intent.time_in_force == "FOK" and "/" in intent.symbol:
+        return f"alpaca: crypto orders take GTC or IOC, not FOK ({intent.symbol})"
+    return None
+
+
+def _time_in_force(intent: OrderIntent) -> str:
+    """GTC (or none, a MARKET order) keeps the asset's default; IOC and FOK are sent as asked."""
+    if intent.time_in_force in ("IOC", "FOK"):
+        return intent.time_in_force.lower()
+    return time_in_force_for(intent.symbol)
+
+
 def order_body(intent: OrderIntent) -> dict[str, Any]:
-    """Build the ``POST /v2/orders`` body of a MARKET or LIMIT ``intent``."""
+    """Build the ``POST /v2/orders`` body of ``intent`` (checked by :func:`order_refusal`)."""
     limit = intent.order_type == "LIMIT"
     body: dict[str, Any] = {
         "symbol": intent.symbol,
         "qty": intent.qty,
         "side": intent.side.lower(),
         "type": "limit" if limit else "market",
-        "time_in_force": time_in_force_for(intent.symbol),
+        "time_in_force": _time_in_force(intent),
         "client_order_id": intent.client_order_id,
     }
     if limit:

@@ -29,18 +29,22 @@ from tickpipe.common.errors import (
     RateLimited,
     VenueUnavailable,
 )
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.schema import OrderIntent
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import MS
+from tickpipe.venues.binance.instruments import EXCHANGE_INFO_PATH, filters_of_exchange_info
 from tickpipe.venues.binance.orders import (
     SignOptions,
     all_orders_params,
     cancel_params,
     list_result_of,
     open_orders_params,
+    order_refusal,
     place_params,
     result_of,
     status_params,
+    venue_order_type,
 )
 from tickpipe.venues.binance.signing import Signer
 from tickpipe.venues.binance.ws_api import Venue
@@ -100,6 +104,36 @@ class BinanceOrders:
             "signer": self.signer,
             "session": self.session,
         }
+
+    # -- order types and filters -----------------------------------------------------------------
+    def order_refusal(self, intent: OrderIntent) -> str | None:
+        """Why the venue cannot take ``intent`` as it is (:func:`orders.order_refusal`)."""
+        return order_refusal(intent)
+
+    def venue_order_type(self, intent: OrderIntent) -> str:
+        """The venue's name of the intent's type (``LIMIT_MAKER`` for a post-only LIMIT)."""
+        return venue_order_type(intent)
+
+    async def instruments(self, symbols: list[str]) -> dict[str, InstrumentFilters]:
+        """Load the symbols' filters with ``GET /api/v3/exchangeInfo?symbols=[...]``."""
+        import aiohttp  # I/O: only the trader loads filters
+        import orjson
+
+        url = self.settings.binance_rest_url.rstrip("/") + EXCHANGE_INFO_PATH
+        query = {"symbols": orjson.dumps(sorted(symbols)).decode()}
+        timeout = aiohttp.ClientTimeout(total=10)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                http.get(url, params=query) as answer,
+            ):
+                body = orjson.loads(await answer.read() or b"null")
+                status = answer.status
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+            raise VenueUnavailable(f"exchangeInfo: {exc!r}") from exc
+        if status != 200:
+            raise VenueUnavailable(f"exchangeInfo answered HTTP {status}: {str(body)[:200]}")
+        return filters_of_exchange_info(body)
 
     # -- place -----------------------------------------------------------------------------------
     def placer(self, intent: OrderIntent) -> Request:

@@ -22,6 +22,7 @@ from tickpipe.common.errors import (
     OrderRejected,
     RateLimited,
 )
+from tickpipe.common.order_spec import order_problem
 from tickpipe.common.schema import OrderIntent
 from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
@@ -33,11 +34,13 @@ __all__ = [
     "list_result_of",
     "logon_params",
     "open_orders_params",
+    "order_refusal",
     "order_wait_s",
     "place_params",
     "result_of",
     "sign_params",
     "status_params",
+    "venue_order_type",
 ]
 
 DEFAULT_RECV_WINDOW_MS = 5000
@@ -96,6 +99,25 @@ def logon_params(
     return params
 
 
+def venue_order_type(intent: OrderIntent) -> str:
+    """Return Binance's order type for ``intent``: a post-only LIMIT order is ``LIMIT_MAKER``."""
+    if intent.order_type == "LIMIT" and intent.post_only:
+        return "LIMIT_MAKER"
+    return intent.order_type
+
+
+def order_refusal(intent: OrderIntent) -> str | None:
+    """Return why Binance Spot cannot take ``intent`` as it is, or ``None``.
+
+    Spot has MARKET, LIMIT with GTC/IOC/FOK, and LIMIT_MAKER (post-only, which rests or is
+    refused: it takes no time in force). Whether a symbol offers a type is in its
+    ``orderTypes``, checked with the instrument filters.
+    """
+    problem = order_problem(intent.order_type, intent.time_in_force, intent.post_only,
+                            intent.price or "")  # fmt: skip
+    return f"binance: {problem}" if problem is not None else None
+
+
 def place_params(
     intent: OrderIntent,
     *,
@@ -103,20 +125,25 @@ def place_params(
     time_in_force: str = "GTC",
     **sign: Unpack[SignOptions],
 ) -> dict[str, Any]:
-    """Build the signed ``order.place`` params for a MARKET or LIMIT ``intent``.
+    """Build the signed ``order.place`` params of ``intent`` (checked by :func:`order_refusal`).
 
-    A LIMIT order rests as ``time_in_force`` says (``GTC``, ``IOC`` or ``FOK``).
+    MARKET: ``quantity``; LIMIT: ``timeInForce`` (the intent's, else ``time_in_force``: GTC,
+    IOC or FOK) and ``price``; post-only: type ``LIMIT_MAKER`` with ``price`` and no
+    ``timeInForce``.
     """
+    kind = venue_order_type(intent)
     params: dict[str, Any] = {
         "symbol": intent.symbol,
         "side": intent.side.upper(),
-        "type": intent.order_type,
+        "type": kind,
         "quantity": intent.qty,
         "newClientOrderId": intent.client_order_id,
         "newOrderRespType": "RESULT",
     }
-    if intent.order_type == "LIMIT":
-        params["timeInForce"] = time_in_force
+    if kind == "LIMIT":
+        params["timeInForce"] = intent.time_in_force or time_in_force
+        params["price"] = intent.price
+    elif kind == "LIMIT_MAKER":
         params["price"] = intent.price
     return sign_params(params, timestamp_ms=timestamp_ms, **sign)
 
