@@ -14,18 +14,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
+    "ARCHIVED_KINDS",
     "BAR_INTERVALS",
     "EXPORT_KINDS",
+    "GROUP_ARCHIVE",
     "GROUP_PROCESSOR",
     "GROUP_TRADER",
     "Keys",
     "Partition",
+    "archive_watermark",
     "partitions_for",
     "shard_for",
 ]
 
 GROUP_PROCESSOR = "processor"
 GROUP_TRADER = "trader"
+GROUP_ARCHIVE = "archive"
+
+#: Retention kinds of the streams the archive stage copies to Parquet (``raw`` and every
+#: normalised stream). With the archive on, these are trimmed only past what it has archived.
+ARCHIVED_KINDS = frozenset({
+    "raw", "trades", "quotes", "book", "bars", "signals", "gaps", "venue-bars",
+    "trade-corrections", "venue-status", "private-raw", "order-updates", "orders",
+})  # fmt: skip
 
 #: Bar intervals the processor builds, name -> length in nanoseconds.
 BAR_INTERVALS: dict[str, int] = {"1s": 1_000_000_000, "1m": 60_000_000_000}
@@ -62,6 +73,14 @@ def partitions_for(venue: str, symbols: Iterable[str], shards: int) -> dict[Part
     for symbol in symbols:
         out.setdefault(Partition(venue, shard_for(symbol, shards)), []).append(symbol)
     return dict(sorted(out.items()))
+
+
+def archive_watermark(stream: str) -> str:
+    """Name the key holding the last entry id of ``stream`` the archive has written to Parquet.
+
+    It extends the stream's own name, so it shares the stream's hash tag (and node).
+    """
+    return f"{stream}:archived"
 
 
 class Keys:

@@ -14,7 +14,13 @@ from typing import Any, Protocol
 import orjson
 
 from tickpipe.common.errors import DecodeError
-from tickpipe.common.names import BAR_INTERVALS, GROUP_PROCESSOR, Partition
+from tickpipe.common.names import (
+    ARCHIVED_KINDS,
+    BAR_INTERVALS,
+    GROUP_ARCHIVE,
+    GROUP_PROCESSOR,
+    Partition,
+)
 from tickpipe.common.schema import RawFrame, decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.processor.core import BadEntry, PartitionState, process_batch
@@ -38,6 +44,18 @@ class Commit:
     stats: dict[str, int] = field(default_factory=dict)
     gauges: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+
+def _archived(
+    settings: Settings, retained: list[tuple[str, str, tuple[str, ...]]]
+) -> list[tuple[str, str, tuple[str, ...]]]:
+    """With the archive on, its group must read an archived stream before it is trimmed."""
+    if not settings.archive:
+        return retained
+    return [
+        (kind, key, (*groups, GROUP_ARCHIVE) if kind in ARCHIVED_KINDS else groups)
+        for kind, key, groups in retained
+    ]
 
 
 class Lane(Protocol):
@@ -134,6 +152,7 @@ class PartitionLane:
             ("venue-status", self.status_key, ()),
             ("dead-letters", self.dead_letter_key, ()),
         ]
+        self.retained = _archived(settings, self.retained)
         self.state = self._fresh()
 
     def _fresh(self) -> PartitionState:
@@ -216,6 +235,7 @@ class PrivateLane:
             ("order-updates", self.updates_key, ()),
             ("dead-letters", self.dead_letter_key, ()),
         ]
+        self.retained = _archived(settings, self.retained)
         self.state = VenueState(venue)
 
     def load(self, blob: bytes | None) -> None:
