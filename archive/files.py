@@ -40,6 +40,7 @@ __all__ = [
     "finish_segment",
     "intent_files",
     "intent_streams",
+    "load_parquet",
     "read_rows",
     "recover",
     "undo_segment",
@@ -54,6 +55,11 @@ INTENTS = "_intents"
 TMP_SUFFIX = ".tmp"
 #: Rows per Parquet row group: the granularity at which readers skip by time.
 ROW_GROUP = 8192
+
+
+def load_parquet() -> None:
+    """Import pyarrow now (a second or more): a missing extra is a config error at start."""
+    _pyarrow()
 
 
 def _pyarrow() -> tuple[Any, Any]:

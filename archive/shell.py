@@ -40,6 +40,7 @@ import redis.asyncio as aioredis
 from tickpipe.archive.files import (
     finish_segment,
     intent_streams,
+    load_parquet,
     recover,
     undo_segment,
     write_segment,
@@ -289,6 +290,7 @@ async def run(
     ``on_step(step, stream)`` is called after each step of a roll (``written``, ``recorded``,
     ``acked``); ``clock`` gives the time in ns (segment ages).
     """
+    load_parquet()
     root = archive_root(settings)
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     own_redis = redis is None
