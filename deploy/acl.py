@@ -53,7 +53,7 @@ from tickpipe.common.privacy import write_private
 __all__ = ["OPERATOR", "STAGE_USERS", "USERS", "acl_rules", "main", "render_acl", "stage_url"]
 
 #: Redis users, one per stage, in the order they are written.
-STAGE_USERS = ("ingestor", "processor", "trader", "dashboard")
+STAGE_USERS = ("ingestor", "processor", "trader", "dashboard", "archive")
 #: The user of the operator commands (kill switch, subscribe, replay, streams, tail, export).
 OPERATOR = "operator"
 #: Every user the ACL file holds.
@@ -138,9 +138,16 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
         f"({p('kill-switch')} +set +del +exists +get) "
         f"({p('control', 'raw')} +xadd)"
     )
+    archived = p(
+        "raw", "private-raw", "trades", "quotes", "book", "bars:*", "signals", "gaps",
+        "venue-bars", "trade-corrections", "venue-status", "order-updates", "orders",
+    )  # fmt: skip
+    # The archive reads every archived stream through its own group and records its
+    # watermarks (``<stream>:archived``); it appends to no stream.
+    archive = f"{head} ~{_health(keys, 'archive')} {p('*:archived')} ({archived} {_CONSUME})"
     return {
         "ingestor": ingestor, "processor": processor, "trader": trader, "dashboard": dashboard,
-        OPERATOR: operator,
+        "archive": archive, OPERATOR: operator,
     }  # fmt: skip
 
 

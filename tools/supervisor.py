@@ -363,6 +363,8 @@ async def _run_up(
         stages = [_spec("ingestor", "ingestor")]
         stages += [_spec(f"processor-{n + 1}", "processor") for n in range(options.processors)]
         stages.append(_spec("trader", "trader"))
+        if settings.archive:
+            stages.append(_spec("archive", "archive"))
         if options.dashboard and not has_extra("dashboard"):
             print("dashboard: not started (pip install 'tickpipe[dashboard]')", file=out)
         elif options.dashboard:
