@@ -14,7 +14,7 @@ entry ends up in exactly one file, whatever step the process died at.
 
 **Reading** (:func:`read_rows`) walks the ``venue/kind/symbol/date`` directories that can hold the
 range, skips files named by an intent (a segment not yet recorded), and reads only the row groups
-whose ``ts`` statistics overlap the range.
+whose ``_ts`` statistics overlap the range.
 
 Needs the ``parquet`` extra (pyarrow); it is imported when a file is written or read.
 """
@@ -104,7 +104,7 @@ def _table(place: Placed, source: str) -> Any:
     columns: dict[str, Any] = {
         "_id": pa.array(place.ids, pa.string()),
         "_source": pa.array([source] * len(place.ids), pa.string()),
-        "ts": pa.array(place.times, pa.int64()),
+        "_ts": pa.array(place.times, pa.int64()),
     }
     for name in names:
         if name in columns:
@@ -247,8 +247,8 @@ def read_rows(
     """Return the archived entries of ``venue``/``kind`` (of ``symbol``) with ``lo <= ts < hi``.
 
     Each row holds the entry's fields as text and its ``_id`` and ``_source``. Only the files
-    of the days the range covers are opened and only row groups whose ``ts`` range overlaps it
-    are read; ``stats`` (if given) counts ``files`` and ``row_groups`` read and ``skipped``.
+    of the days the range covers are opened and only row groups whose ``_ts`` statistics overlap
+    it are read; ``stats`` (if given) counts ``files`` and ``row_groups`` read and ``skipped``.
     """
     _, pq = _pyarrow()
     pending = intent_files(root)
@@ -260,7 +260,7 @@ def read_rows(
         if str(path.relative_to(root)) in pending:
             continue
         parquet = pq.ParquetFile(path)
-        column = parquet.schema_arrow.get_field_index("ts")
+        column = parquet.schema_arrow.get_field_index("_ts")
         wanted = []
         for n in range(parquet.num_row_groups):
             stat = parquet.metadata.row_group(n).column(column).statistics
@@ -277,7 +277,7 @@ def read_rows(
         counts["files"] += 1
         counts["row_groups"] += len(wanted)
         for row in parquet.read_row_groups(wanted).to_pylist():
-            ts = row.pop("ts")
+            ts = row.pop("_ts")
             if (lo is not None and ts < lo) or (hi is not None and ts >= hi):
                 continue
             out.append({k: v for k, v in row.items() if v is not None})

@@ -13,7 +13,7 @@ name says which stream it came from (``source``: ``binance-0`` or the venue) and
 of the segment it belongs to, so no two segments ever write the same file.
 
 Each file has the columns ``_id`` (the stream entry id), ``_source`` (the partition or venue)
-and ``ts`` (int64 ns: the index time, whose row-group statistics let readers skip what lies
+and ``_ts`` (int64 ns: the index time, whose row-group statistics let readers skip what lies
 outside a range), then every field of the entries as text, as they were in Redis.
 
 A :class:`Segment` collects one stream's entries in order until it reaches its size or age

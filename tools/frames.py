@@ -33,6 +33,13 @@ end of the first page in which the symbol's entries reach ``end``, or which was 
 :data:`LAG_MS` after ``end`` and holds nothing in the range. Reading one minute of a stream of a
 million entries fetches that minute and at most about one page more.
 
+**From the archive, the same call.** Every ``read_*`` coroutine takes, instead of a Redis
+client, an :class:`Archive` (the archive stage's directory): the rows then come from its Parquet
+files, and only from those that can hold the range: the ``date=`` directories the range covers,
+and in each file the row groups whose ``_ts`` statistics overlap it. The synchronous wrappers take
+``source="archive"`` (``tickpipe export --from archive``). The DataFrames are the same as from
+Redis, with the entries' own fields; positions (a hash, not a stream) are not archived.
+
 Prices and quantities stay decimal strings in Redis; they become floats here and nowhere
 earlier. The ``read_*`` coroutines take a redis.asyncio client; :func:`trades`, :func:`quotes`,
 :func:`bars`, :func:`orders`, :func:`positions` and :func:`read` (any kind, e.g.
@@ -44,12 +51,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
 import pandas as pd
 import redis.asyncio as aioredis
 
+from tickpipe.archive.files import read_rows
+from tickpipe.archive.layout import kind_of
+from tickpipe.archive.shell import archive_root
 from tickpipe.common.names import EXPORT_KINDS, Partition, shard_for
 from tickpipe.common.redis_io import connect_redis
 from tickpipe.common.schema import decode_fields
@@ -60,6 +72,7 @@ __all__ = [
     "LAG_MS",
     "PAGE",
     "SKEW_MS",
+    "Archive",
     "bars",
     "orders",
     "positions",
@@ -80,6 +93,20 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Archive:
+    """The archive stage's directory, read in place of Redis (see the module docstring).
+
+    ``stats`` counts the ``files`` and ``row_groups`` read and those ``skipped`` by time.
+    """
+
+    root: Path
+    stats: dict[str, int] = field(default_factory=dict, compare=False)
+
+
+Source: TypeAlias = "aioredis.Redis | Archive"
 TimeLike: TypeAlias = int | str | datetime | None  # pandas.Timestamp is a datetime
 #: Entries fetched per ``XRANGE``.
 PAGE = 5000
@@ -128,8 +155,20 @@ def _time(row: Row, index: str) -> int | None:
         return None
 
 
+def _archived(
+    archive: Archive, stream: str, start: TimeLike, end: TimeLike, symbol: str | None
+) -> list[Row]:
+    """The archived entries of ``stream`` (its partition or venue only) in ``[start, end)``."""
+    tag = stream.partition("{")[2].partition("}")[0]  # ``binance:0`` or ``binance``
+    rows = read_rows(
+        archive.root, tag.partition(":")[0], kind_of(stream), symbol, to_ns(start), to_ns(end),
+        stats=archive.stats,
+    )  # fmt: skip
+    return [r for r in rows if r.pop("_source", tag) == tag]
+
+
 async def _entries(
-    redis: aioredis.Redis, stream: str, index: str, start: TimeLike, end: TimeLike,
+    redis: Source, stream: str, index: str, start: TimeLike, end: TimeLike,
     symbol: str | None = None,
 ) -> list[Row]:  # fmt: skip
     """The entries of ``stream`` that may fall in ``[start, end)`` on ``index``, page by page.
@@ -137,6 +176,8 @@ async def _entries(
     Each row carries its entry id as ``_id``; rows of other symbols are dropped. See the module
     docstring for where reading starts and stops.
     """
+    if isinstance(redis, Archive):
+        return _archived(redis, stream, start, end, symbol)
     lo, hi = to_ns(start), to_ns(end)
     first = "-" if lo is None else f"{max(lo // 1_000_000 - SKEW_MS, 0)}-0"
     hi_ms = None if hi is None else hi // 1_000_000
@@ -188,12 +229,12 @@ def _frame(rows: list[Row], index: str, start: TimeLike, end: TimeLike) -> pd.Da
     for col in frame.columns:
         if col in _TIMES:
             frame[col] = pd.to_datetime(frame[col], unit="ns", utc=True)
-    frame = frame.drop(columns=[c for c in ("v", "_id") if c in frame.columns])
+    frame = frame.drop(columns=[c for c in ("v", "_id", "_source") if c in frame.columns])
     return frame.set_index(index).sort_index(kind="stable")
 
 
 async def _read(
-    redis: aioredis.Redis, streams: list[str], index: str, start: TimeLike, end: TimeLike,
+    redis: Source, streams: list[str], index: str, start: TimeLike, end: TimeLike,
     symbol: str | None,
 ) -> list[Row]:  # fmt: skip
     rows: list[Row] = []
@@ -212,14 +253,14 @@ def _streams(
 
 
 async def _by_event(
-    redis: aioredis.Redis, stream: str, symbol: str, start: TimeLike, end: TimeLike
+    redis: Source, stream: str, symbol: str, start: TimeLike, end: TimeLike
 ) -> pd.DataFrame:
     rows = await _entries(redis, stream, "ts_event", start, end, symbol)
     return _frame(rows, "ts_event", start, end)
 
 
 async def read_trades(
-    redis: aioredis.Redis, settings: Settings, symbol: str, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the trades of ``symbol`` with ``start <= ts_event < end``."""
@@ -229,7 +270,7 @@ async def read_trades(
 
 
 async def read_quotes(
-    redis: aioredis.Redis, settings: Settings, symbol: str, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the best bid/offer updates of ``symbol`` with ``start <= ts_event < end``."""
@@ -239,7 +280,7 @@ async def read_quotes(
 
 
 async def read_book(
-    redis: aioredis.Redis, settings: Settings, symbol: str, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the book tops of ``symbol`` with ``start <= ts_event < end``."""
@@ -249,7 +290,7 @@ async def read_book(
 
 
 async def read_signals(
-    redis: aioredis.Redis, settings: Settings, symbol: str | None = None, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str | None = None, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the signals (of every symbol when ``symbol`` is None) caused in ``[start, end)``."""
@@ -259,7 +300,7 @@ async def read_signals(
 
 
 async def read_gaps(
-    redis: aioredis.Redis, settings: Settings, symbol: str | None = None, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str | None = None, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the gap records and resolutions (every symbol when ``symbol`` is None)."""
@@ -269,7 +310,7 @@ async def read_gaps(
 
 
 async def read_raw(
-    redis: aioredis.Redis, settings: Settings, symbol: str | None = None, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str | None = None, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the raw entries received in ``[start, end)``: of ``symbol``'s partition (all its
@@ -281,7 +322,7 @@ async def read_raw(
 
 
 async def read_bars(
-    redis: aioredis.Redis, settings: Settings, symbol: str, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str, start: TimeLike = None,
     end: TimeLike = None, *, interval: str = "1m",
 ) -> pd.DataFrame:  # fmt: skip
     """Return the bars of ``symbol`` opening in ``[start, end)``, latest revision of each."""
@@ -300,7 +341,7 @@ async def read_bars(
 
 
 async def read_orders(
-    redis: aioredis.Redis, settings: Settings, symbol: str | None = None, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str | None = None, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the ``orders`` log (every symbol when ``symbol`` is None), indexed by ``ts``."""
@@ -311,8 +352,10 @@ async def read_orders(
     return _frame(rows, "ts", start, end)
 
 
-async def read_positions(redis: aioredis.Redis, settings: Settings) -> pd.DataFrame:
+async def read_positions(redis: Source, settings: Settings) -> pd.DataFrame:
     """Return one row per symbol from the positions hash; missing figures are NaN."""
+    if isinstance(redis, Archive):
+        raise ValueError("positions are not archived (a hash, not a stream): read them from Redis")
     raw = decode_fields(await redis.hgetall(settings.keys.positions(settings.venue)))
     table: dict[str, dict[str, float]] = {}
     for name, value in raw.items():
@@ -335,7 +378,7 @@ _ONE_SYMBOL = {"trades": read_trades, "quotes": read_quotes, "book": read_book}
 
 
 async def read_kind(
-    redis: aioredis.Redis, settings: Settings, kind: str, symbol: str | None,
+    redis: Source, settings: Settings, kind: str, symbol: str | None,
     start: TimeLike = None, end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Dispatch on one of :data:`KINDS`."""
@@ -352,7 +395,16 @@ async def read_kind(
     return await read_bars(redis, settings, symbol, start, end, interval=kind[4:])
 
 
-def _sync(settings: Settings, read: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+def _sync(settings: Settings, read: Callable[[Source], Awaitable[T]], source: str = "redis") -> T:
+    if source == "archive":
+
+        async def archived() -> T:
+            return await read(Archive(archive_root(settings)))
+
+        return asyncio.run(archived())
+    if source != "redis":
+        raise ValueError(f"source must be 'redis' or 'archive', got {source!r}")
+
     async def go() -> T:
         redis = connect_redis(settings.redis_url)
         try:
@@ -363,37 +415,47 @@ def _sync(settings: Settings, read: Callable[[aioredis.Redis], Awaitable[T]]) ->
     return asyncio.run(go())
 
 
-def trades(settings: Settings, symbol: str, start: TimeLike = None, end: TimeLike = None) -> Any:
+def trades(
+    settings: Settings, symbol: str, start: TimeLike = None, end: TimeLike = None,
+    *, source: str = "redis",
+) -> Any:  # fmt: skip
     """Return :func:`read_trades` synchronously (not from inside a running event loop)."""
-    return _sync(settings, lambda r: read_trades(r, settings, symbol, start, end))
+    return _sync(settings, lambda r: read_trades(r, settings, symbol, start, end), source)
 
 
-def quotes(settings: Settings, symbol: str, start: TimeLike = None, end: TimeLike = None) -> Any:
+def quotes(
+    settings: Settings, symbol: str, start: TimeLike = None, end: TimeLike = None,
+    *, source: str = "redis",
+) -> Any:  # fmt: skip
     """Return :func:`read_quotes` synchronously."""
-    return _sync(settings, lambda r: read_quotes(r, settings, symbol, start, end))
+    return _sync(settings, lambda r: read_quotes(r, settings, symbol, start, end), source)
 
 
 def bars(
     settings: Settings, symbol: str, start: TimeLike = None, end: TimeLike = None,
-    *, interval: str = "1m",
+    *, interval: str = "1m", source: str = "redis",
 ) -> Any:  # fmt: skip
     """Return :func:`read_bars` synchronously."""
-    return _sync(settings, lambda r: read_bars(r, settings, symbol, start, end, interval=interval))
+    return _sync(
+        settings, lambda r: read_bars(r, settings, symbol, start, end, interval=interval), source
+    )
 
 
 def orders(
-    settings: Settings, symbol: str | None = None, start: TimeLike = None, end: TimeLike = None
-) -> Any:
+    settings: Settings, symbol: str | None = None, start: TimeLike = None, end: TimeLike = None,
+    *, source: str = "redis",
+) -> Any:  # fmt: skip
     """Return :func:`read_orders` synchronously."""
-    return _sync(settings, lambda r: read_orders(r, settings, symbol, start, end))
+    return _sync(settings, lambda r: read_orders(r, settings, symbol, start, end), source)
 
 
 def read(
     settings: Settings, kind: str, symbol: str | None = None, start: TimeLike = None,
-    end: TimeLike = None,
+    end: TimeLike = None, *, source: str = "redis",
 ) -> Any:  # fmt: skip
-    """Return :func:`read_kind` synchronously: any of :data:`KINDS` (``book``, ``raw``...)."""
-    return _sync(settings, lambda r: read_kind(r, settings, kind, symbol, start, end))
+    """Return :func:`read_kind` synchronously: any of :data:`KINDS` (``book``, ``raw``...);
+    ``source="archive"`` reads the archive's files instead of Redis."""
+    return _sync(settings, lambda r: read_kind(r, settings, kind, symbol, start, end), source)
 
 
 def positions(settings: Settings) -> Any:
