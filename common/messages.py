@@ -150,4 +150,4 @@ MessageItem = Trade | Quote | VenueBar | TradeCorrection | VenueStatus | BadMess
 
 #: What a frame of a one-value-a-frame venue carries, or the name of the counter it is passed
 #: over by.
-MarketItem = Trades | Quote | DepthDiff | DepthSnapshot | str
+MarketItem = Trades | Quote | DepthDiff | DepthSnapshot | VenueBar | str

@@ -172,6 +172,8 @@ def process_batch(
             tops = len(books.tops)
             state.books.on_diff(result, ts_now, books)
             _tops_to_strategies(state, out, books.tops[tops:], ts_now)
+        elif isinstance(result, VenueBar):
+            _on_messages(state, out, entry_id, frame, [result], ts_now)
         elif isinstance(result, DepthSnapshot):
             tops = len(books.tops)
             state.books.on_snapshot(result, ts_now, books)
