@@ -1,7 +1,7 @@
 """Name the values a venue's market-data classifier answers besides single trades and quotes.
 
 Trades of one frame (:class:`Trades`), order-book diffs and snapshots (:class:`DepthDiff`,
-:class:`DepthSnapshot`), the venue's own bars, corrections and statuses. A venue package's
+:class:`DepthSnapshot`), the venue's own bars, tickers, corrections and statuses. A venue package's
 classifier (:mod:`venues.binance.market`, :mod:`venues.alpaca.market`) builds them; the processor
 keeps books, bars and ids from them and publishes them. Pure, no I/O.
 """
@@ -21,6 +21,7 @@ __all__ = [
     "Level",
     "MarketItem",
     "MessageItem",
+    "Ticker",
     "TradeCorrection",
     "Trades",
     "VenueBar",
@@ -145,9 +146,41 @@ class VenueStatus(Event):
     ts_proc: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Ticker(Event):
+    """A rolling-window ticker (``window`` ``24h``, ``1h``...) as the venue pushed it.
+
+    A mini ticker leaves the change, average, best bid/ask and trade-id fields empty.
+    """
+
+    kind: ClassVar[str] = "ticker"
+    venue: str
+    symbol: str
+    window: str
+    open: str
+    high: str
+    low: str
+    last: str
+    volume: str
+    quote_volume: str
+    price_change: str
+    price_change_pct: str
+    weighted_avg: str
+    bid_price: str
+    ask_price: str
+    first_trade_id: str
+    last_trade_id: str
+    trades: int
+    ts_open: int
+    ts_close: int
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0
+
+
 #: One message of a many-message frame: a value, or the name of the counter it is passed over by.
-MessageItem = Trade | Quote | VenueBar | TradeCorrection | VenueStatus | BadMessage | str
+MessageItem = Trade | Quote | VenueBar | TradeCorrection | VenueStatus | Ticker | BadMessage | str
 
 #: What a frame of a one-value-a-frame venue carries, or the name of the counter it is passed
 #: over by.
-MarketItem = Trades | Quote | DepthDiff | DepthSnapshot | VenueBar | str
+MarketItem = Trades | Quote | DepthDiff | DepthSnapshot | VenueBar | Ticker | str

@@ -35,7 +35,7 @@ GROUP_ARCHIVE = "archive"
 #: normalised stream). With the archive on, these are trimmed only past what it has archived.
 ARCHIVED_KINDS = frozenset({
     "raw", "trades", "quotes", "book", "bars", "signals", "gaps", "venue-bars",
-    "trade-corrections", "venue-status", "private-raw", "order-updates", "orders",
+    "trade-corrections", "venue-status", "tickers", "private-raw", "order-updates", "orders",
 })  # fmt: skip
 
 #: Bar intervals the processor builds, name -> length in nanoseconds.
@@ -130,6 +130,10 @@ class Keys:
     def venue_bars(self, partition: Partition) -> str:
         """Bars the venue itself publishes (Alpaca ``b``/``u``/``d``), not tickpipe's own."""
         return self._p(partition, "venue-bars")
+
+    def tickers(self, partition: Partition) -> str:
+        """Rolling-window tickers the venue publishes (Binance ``24hrTicker``, mini, 1h/4h/1d)."""
+        return self._p(partition, "tickers")
 
     def trade_corrections(self, partition: Partition) -> str:
         """Trade corrections and cancel/errors the venue reported (Alpaca ``c``/``x``)."""

@@ -50,6 +50,7 @@ from tickpipe.common.messages import (
     DepthSnapshot,
     MarketItem,
     MessageItem,
+    Ticker,
     Trades,
     VenueBar,
 )
@@ -113,6 +114,7 @@ class BatchOutput:
     venue_bars: list[Bar] = field(default_factory=list)
     corrections: list[TradeCorrection] = field(default_factory=list)
     statuses: list[VenueStatus] = field(default_factory=list)
+    tickers: list[Ticker] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
     frames: int = 0
@@ -172,7 +174,7 @@ def process_batch(
             tops = len(books.tops)
             state.books.on_diff(result, ts_now, books)
             _tops_to_strategies(state, out, books.tops[tops:], ts_now)
-        elif isinstance(result, VenueBar):
+        elif isinstance(result, VenueBar | Ticker):
             _on_messages(state, out, entry_id, frame, [result], ts_now)
         elif isinstance(result, DepthSnapshot):
             tops = len(books.tops)
@@ -465,5 +467,8 @@ def _on_messages(
         elif isinstance(item, VenueStatus):
             out.statuses.append(dataclasses.replace(item, ts_proc=ts_now))
             counters["statuses"] += 1
+        elif isinstance(item, Ticker):
+            out.tickers.append(dataclasses.replace(item, ts_proc=ts_now))
+            counters["tickers"] += 1
         elif isinstance(item, BadMessage):
             out.dead_letters.append(DeadLetter(entry_id, item.reason, frame.data))

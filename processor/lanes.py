@@ -136,6 +136,7 @@ class PartitionLane:
         self.gaps_key = keys.gaps(partition)
         self.control_key = keys.control(partition)
         self.venue_bars_key = keys.venue_bars(partition)
+        self.tickers_key = keys.tickers(partition)
         self.corrections_key = keys.trade_corrections(partition)
         self.status_key = keys.venue_status(partition)
         self.retained = [
@@ -148,6 +149,7 @@ class PartitionLane:
             ("gaps", self.gaps_key, ()),
             ("control", self.control_key, ()),
             ("venue-bars", self.venue_bars_key, ()),
+            ("tickers", self.tickers_key, ()),
             ("trade-corrections", self.corrections_key, ()),
             ("venue-status", self.status_key, ()),
             ("dead-letters", self.dead_letter_key, ()),
@@ -186,6 +188,7 @@ class PartitionLane:
         outputs += [(self.venue_bars_key, b.to_fields()) for b in out.venue_bars]
         outputs += [(self.corrections_key, c.to_fields()) for c in out.corrections]
         outputs += [(self.status_key, s.to_fields()) for s in out.statuses]
+        outputs += [(self.tickers_key, t.to_fields()) for t in out.tickers]
         outputs += [(self.dead_letter_key, d.to_fields()) for d in out.dead_letters]
         return Commit(
             outputs=outputs,
@@ -205,6 +208,7 @@ class PartitionLane:
                 "venue_bars": len(out.venue_bars),
                 "corrections": len(out.corrections),
                 "statuses": len(out.statuses),
+                "tickers": len(out.tickers),
                 "dead_letters": len(out.dead_letters),
             },
             gauges={

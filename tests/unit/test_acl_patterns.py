@@ -30,6 +30,7 @@ WRITERS: dict[str, set[str]] = {
     K.venue_bars(P): {"processor", "archive"},
     K.trade_corrections(P): {"processor", "archive"},
     K.venue_status(P): {"processor", "archive"},
+    K.tickers(P): {"processor", "archive"},
     K.venue_dead_letters(V): {"processor"},
     K.control(P): {"processor", OPERATOR},
     K.checkpoint(P): {"processor"},

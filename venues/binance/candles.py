@@ -18,7 +18,7 @@ from tickpipe.common.messages import VenueBar
 from tickpipe.common.schema import Bar
 from tickpipe.common.units import MS
 
-__all__ = ["INTERVALS", "parse_kline"]
+__all__ = ["INTERVALS", "decimal_field", "int_field", "parse_kline"]
 
 #: The kline intervals Binance Spot offers.
 INTERVALS = frozenset(
@@ -27,24 +27,34 @@ INTERVALS = frozenset(
 )  # fmt: skip
 
 
-def _text(candle: Mapping[str, Any], key: str) -> str:
-    value = candle.get(key)
+def decimal_field(data: Mapping[str, Any], key: str, what: str, *, signed: bool = False) -> str:
+    """Return ``data[key]``, a finite decimal string (non-negative unless ``signed``), as sent."""
+    value = data.get(key)
     if not isinstance(value, str):
-        raise DecodeError(f"kline field {key!r} must be a decimal string, got {value!r}")
+        raise DecodeError(f"{what} field {key!r} must be a decimal string, got {value!r}")
     try:
         number = float(value)
     except ValueError:
-        raise DecodeError(f"kline field {key!r} is not a number: {value!r}") from None
-    if not 0 <= number < float("inf"):
-        raise DecodeError(f"kline field {key!r} must be finite and non-negative: {value!r}")
+        raise DecodeError(f"{what} field {key!r} is not a number: {value!r}") from None
+    if not (signed or number >= 0) or abs(number) == float("inf"):
+        raise DecodeError(f"{what} field {key!r} is out of range: {value!r}")
     return value
+
+
+def int_field(data: Mapping[str, Any], key: str, what: str) -> int:
+    """Return ``data[key]``, an integer of at least -1 (Binance's "none" id)."""
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+        raise DecodeError(f"{what} field {key!r} must be an integer, got {value!r}")
+    return value
+
+
+def _text(candle: Mapping[str, Any], key: str) -> str:
+    return decimal_field(candle, key, "kline")
 
 
 def _whole(data: Mapping[str, Any], key: str) -> int:
-    value = data.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
-        raise DecodeError(f"kline field {key!r} must be an integer, got {value!r}")
-    return value
+    return int_field(data, key, "kline")
 
 
 def parse_kline(data: Any) -> VenueBar:
