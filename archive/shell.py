@@ -91,7 +91,10 @@ def archived_streams(settings: Settings) -> list[list[tuple[str, str, str]]]:
         ]  # fmt: skip
         out.append([(name, p.venue, source) for name in names])
     venue = settings.venue
-    names = [keys.private_raw(venue), keys.order_updates(venue), keys.orders(venue)]
+    names = [
+        keys.private_raw(venue), keys.order_updates(venue), keys.orders(venue),
+        keys.balances(venue),
+    ]  # fmt: skip
     out.append([(name, venue, venue) for name in names])
     return out
 

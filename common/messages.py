@@ -16,6 +16,7 @@ from tickpipe.common.schema import SCHEMA_VERSION, Bar, Event, Quote, Trade
 
 __all__ = [
     "BadMessage",
+    "Balance",
     "DepthDiff",
     "DepthSnapshot",
     "Level",
@@ -173,6 +174,29 @@ class Ticker(Event):
     trades: int
     ts_open: int
     ts_close: int
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Balance(Event):
+    """One asset of the account as the venue reported it.
+
+    ``event`` ``position``: the asset's ``free`` and ``locked`` amounts after a change (Binance
+    ``outboundAccountPosition``, one entry per asset it lists); ``update``: a deposit,
+    withdrawal or transfer of ``delta`` (Binance ``balanceUpdate``; free and locked empty).
+    ``ts_event`` is the venue's event time, ``ts_account`` the account-update or clear time.
+    """
+
+    kind: ClassVar[str] = "balance"
+    venue: str
+    event: str
+    asset: str
+    free: str
+    locked: str
+    delta: str
+    ts_account: int
     ts_event: int
     ts_recv: int
     ts_proc: int = 0

@@ -36,6 +36,7 @@ GROUP_ARCHIVE = "archive"
 ARCHIVED_KINDS = frozenset({
     "raw", "trades", "quotes", "book", "bars", "signals", "gaps", "venue-bars",
     "trade-corrections", "venue-status", "tickers", "private-raw", "order-updates", "orders",
+    "balances",
 })  # fmt: skip
 
 #: Bar intervals the processor builds, name -> length in nanoseconds.
@@ -164,6 +165,10 @@ class Keys:
 
     def order_updates(self, venue: str) -> str:
         return self._v(venue, "order-updates")
+
+    def balances(self, venue: str) -> str:
+        """The account's balances as the venue reported them (positions and balance updates)."""
+        return self._v(venue, "balances")
 
     def orders(self, venue: str) -> str:
         return self._v(venue, "orders")

@@ -101,6 +101,7 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
     outputs = p(
         "trades", "quotes", "book", "bars:*", "signals", "dead-letters", "gaps",
         "order-updates", "control", "venue-bars", "trade-corrections", "venue-status", "tickers",
+        "balances",
     )  # fmt: skip
     processor = (
         f"{head} ~{_health(keys, 'processor')} {p('checkpoint', 'lease', 'fence:*')} "
@@ -141,6 +142,7 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
     archived = p(
         "raw", "private-raw", "trades", "quotes", "book", "bars:*", "signals", "gaps",
         "venue-bars", "trade-corrections", "venue-status", "tickers", "order-updates", "orders",
+        "balances",
     )  # fmt: skip
     # The archive reads every archived stream through its own group and records its
     # watermarks (``<stream>:archived``); it appends to no stream.

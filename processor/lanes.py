@@ -234,9 +234,11 @@ class PrivateLane:
         self.checkpoint_key = keys.venue_checkpoint(venue)
         self.dead_letter_key = keys.venue_dead_letters(venue)
         self.updates_key = keys.order_updates(venue)
+        self.balances_key = keys.balances(venue)
         self.retained = [
             ("private-raw", self.stream, (GROUP_PROCESSOR,)),
             ("order-updates", self.updates_key, ()),
+            ("balances", self.balances_key, ()),
             ("dead-letters", self.dead_letter_key, ()),
         ]
         self.retained = _archived(settings, self.retained)
@@ -256,11 +258,16 @@ class PrivateLane:
     ) -> Commit:
         out = process_private_batch(self.state, entries, ts_now, pending=pending)
         outputs = [(self.updates_key, u.to_fields()) for u in out.order_updates]
+        outputs += [(self.balances_key, b.to_fields()) for b in out.balances]
         outputs += [(self.dead_letter_key, d.to_fields()) for d in out.dead_letters]
         return Commit(
             outputs=outputs,
             checkpoint=self.state.to_bytes(),
             acked=out.acked,
             frames=out.frames,
-            stats={"order_updates": len(out.order_updates), "dead_letters": len(out.dead_letters)},
+            stats={
+                "order_updates": len(out.order_updates),
+                "balances": len(out.balances),
+                "dead_letters": len(out.dead_letters),
+            },
         )

@@ -31,6 +31,7 @@ WRITERS: dict[str, set[str]] = {
     K.trade_corrections(P): {"processor", "archive"},
     K.venue_status(P): {"processor", "archive"},
     K.tickers(P): {"processor", "archive"},
+    K.balances(V): {"processor", "archive"},
     K.venue_dead_letters(V): {"processor"},
     K.control(P): {"processor", OPERATOR},
     K.checkpoint(P): {"processor"},
