@@ -17,6 +17,7 @@ from tickpipe.common.schema import SCHEMA_VERSION, Bar, Event, Quote, Trade
 __all__ = [
     "BadMessage",
     "Balance",
+    "BookUpdate",
     "DepthDiff",
     "DepthSnapshot",
     "Level",
@@ -80,6 +81,22 @@ class DepthSnapshot:
     asks: tuple[Level, ...]
     ts_recv: int
     entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BookUpdate:
+    """Absolute price levels of ``symbol``'s book as a venue without update ids pushes them.
+
+    ``reset``: the whole book (Alpaca sends one on subscribing); otherwise the levels that
+    changed, a zero quantity removing the level.
+    """
+
+    symbol: str
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    reset: bool
+    ts_event: int
+    ts_recv: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +220,17 @@ class Balance(Event):
 
 
 #: One message of a many-message frame: a value, or the name of the counter it is passed over by.
-MessageItem = Trade | Quote | VenueBar | TradeCorrection | VenueStatus | Ticker | BadMessage | str
+MessageItem = (
+    Trade
+    | Quote
+    | VenueBar
+    | TradeCorrection
+    | VenueStatus
+    | Ticker
+    | BookUpdate
+    | BadMessage
+    | str
+)
 
 #: What a frame of a one-value-a-frame venue carries, or the name of the counter it is passed
 #: over by.

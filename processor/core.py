@@ -46,6 +46,7 @@ from tickpipe.common.contract import RawKind
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.messages import (
     BadMessage,
+    BookUpdate,
     DepthDiff,
     DepthSnapshot,
     MarketItem,
@@ -161,7 +162,7 @@ def process_batch(
             for reason, data in result.rejected:
                 _reject(state, out, entry_id, reason, data)
         elif isinstance(result, list):
-            _on_messages(state, out, entry_id, frame, result, ts_now)
+            _on_messages(state, out, books, entry_id, frame, result, ts_now)
         elif isinstance(result, Quote):
             _on_quote(state, out, entry_id, dataclasses.replace(result, ts_proc=ts_now))
         elif isinstance(result, DepthDiff):
@@ -175,7 +176,7 @@ def process_batch(
             state.books.on_diff(result, ts_now, books)
             _tops_to_strategies(state, out, books.tops[tops:], ts_now)
         elif isinstance(result, VenueBar | Ticker):
-            _on_messages(state, out, entry_id, frame, [result], ts_now)
+            _on_messages(state, out, books, entry_id, frame, [result], ts_now)
         elif isinstance(result, DepthSnapshot):
             tops = len(books.tops)
             state.books.on_snapshot(result, ts_now, books)
@@ -443,6 +444,7 @@ def _on_trade(
 def _on_messages(
     state: PartitionState,
     out: BatchOutput,
+    books: BookOutput,
     entry_id: str,
     frame: RawFrame,
     items: list[MessageItem],
@@ -467,6 +469,10 @@ def _on_messages(
         elif isinstance(item, VenueStatus):
             out.statuses.append(dataclasses.replace(item, ts_proc=ts_now))
             counters["statuses"] += 1
+        elif isinstance(item, BookUpdate):
+            tops = len(books.tops)
+            state.books.on_update(item, ts_now, books)
+            _tops_to_strategies(state, out, books.tops[tops:], ts_now)
         elif isinstance(item, Ticker):
             out.tickers.append(dataclasses.replace(item, ts_proc=ts_now))
             counters["tickers"] += 1
