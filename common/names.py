@@ -223,5 +223,5 @@ class Keys:
 #: ``tickpipe export`` kinds (read by :func:`tickpipe.tools.frames.read_kind`).
 EXPORT_KINDS = (
     "trades", "quotes", *(f"bars{i}" for i in BAR_INTERVALS), "book", "signals", "gaps",
-    "orders", "positions", "raw",
+    "orders", "positions", "raw", "tickers", "balances",
 )  # fmt: skip

@@ -21,6 +21,10 @@ named after the time it is ordered by:
   ``client_order_id``, ``status``, ``side``, ``qty``, ``price``, ``filled_qty``, ``last_price``...
 * :func:`read_raw` — index ``ts_recv``; raw entries as stored (``kind``, ``conn``, ``seq``,
   ``channel``, ``data``): the ``tickpipe export raw`` format that ``tickpipe replay`` reads back.
+* :func:`read_tickers` — index ``ts_event``; the venue's rolling-window tickers (``window``,
+  ``open high low last volume quote_volume``...).
+* :func:`read_balances` — index ``ts_event``; the account's ``position`` and ``update`` entries
+  (``asset``, ``free``, ``locked``, ``delta``); ``symbol`` filters by asset.
 * :func:`read_positions` — one row per symbol: ``position``, ``avg_cost``, ``realized_pnl``,
   ``unrealized_pnl``, ``mark_price``.
 
@@ -78,6 +82,7 @@ __all__ = [
     "positions",
     "quotes",
     "read",
+    "read_balances",
     "read_bars",
     "read_book",
     "read_gaps",
@@ -87,6 +92,7 @@ __all__ = [
     "read_quotes",
     "read_raw",
     "read_signals",
+    "read_tickers",
     "read_trades",
     "to_ns",
     "trades",
@@ -117,7 +123,8 @@ LAG_MS = 60_000
 
 _FLOATS = {
     "price", "qty", "bid_price", "bid_qty", "ask_price", "ask_qty", "open", "high", "low",
-    "close", "volume", "filled_qty", "last_qty", "last_price", "cum_quote",
+    "close", "volume", "filled_qty", "last_qty", "last_price", "cum_quote", "last",
+    "quote_volume", "price_change", "price_change_pct", "weighted_avg", "free", "locked", "delta",
 }  # fmt: skip
 _INTS = {"trades", "revision", "seq", "depth"}
 _TIMES = {"ts_event", "ts_recv", "ts_proc", "ts_signal", "ts_intent", "ts_open", "ts"}
@@ -309,6 +316,27 @@ async def read_gaps(
     return _frame(rows, "ts_event", start, end)
 
 
+async def read_tickers(
+    redis: Source, settings: Settings, symbol: str, start: TimeLike = None,
+    end: TimeLike = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the tickers of ``symbol`` pushed in ``[start, end)``."""
+    return await _by_event(
+        redis, settings.keys.tickers(_partition(settings, symbol)), symbol, start, end
+    )
+
+
+async def read_balances(
+    redis: Source, settings: Settings, asset: str | None = None, start: TimeLike = None,
+    end: TimeLike = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the balance entries (of ``asset``, or every asset) reported in ``[start, end)``."""
+    rows = await _entries(redis, settings.keys.balances(settings.venue), "ts_event", start, end)
+    if asset is not None:
+        rows = [r for r in rows if r.get("asset") == asset]
+    return _frame(rows, "ts_event", start, end)
+
+
 async def read_raw(
     redis: Source, settings: Settings, symbol: str | None = None, start: TimeLike = None,
     end: TimeLike = None,
@@ -373,8 +401,13 @@ async def read_positions(redis: Source, settings: Settings) -> pd.DataFrame:
 #: ``tickpipe export`` kinds → reader.
 KINDS = EXPORT_KINDS
 #: Kinds read from every partition when no symbol is given.
-_ANY_SYMBOL = {"signals": read_signals, "gaps": read_gaps, "raw": read_raw, "orders": read_orders}
-_ONE_SYMBOL = {"trades": read_trades, "quotes": read_quotes, "book": read_book}
+_ANY_SYMBOL = {
+    "signals": read_signals, "gaps": read_gaps, "raw": read_raw, "orders": read_orders,
+    "balances": read_balances,
+}  # fmt: skip
+_ONE_SYMBOL = {
+    "trades": read_trades, "quotes": read_quotes, "book": read_book, "tickers": read_tickers,
+}  # fmt: skip
 
 
 async def read_kind(

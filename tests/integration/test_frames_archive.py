@@ -17,9 +17,11 @@ from tickpipe.common.names import Partition
 from tickpipe.common.settings import Settings
 from tickpipe.tools.frames import (
     Archive,
+    read_balances,
     read_bars,
     read_orders,
     read_raw,
+    read_tickers,
     read_trades,
 )
 
@@ -58,6 +60,14 @@ async def _fill(redis: Any, settings: Settings) -> None:
                     "open": "1", "high": "2", "low": "1", "close": str(1 + revision), "volume": "3",
                     "trades": "4", "revision": str(revision), "final": str(revision),
                 })  # fmt: skip
+        for n in range(5):  # tickers and balances have readers too
+            ts = str(START_NS + n * 10**9)
+            ticker = {"v": "1", "venue": "binance", "symbol": "BTCUSDT", "window": "24h",
+                      "last": f"{n}.5", "ts_event": ts}  # fmt: skip
+            pipe.xadd(keys.tickers(P), ticker)
+            pipe.xadd(keys.balances("binance"), {"v": "1", "event": "position",
+                                                 "asset": ("BTC", "USDT")[n % 2], "free": str(n),
+                                                 "locked": "0", "ts_event": ts})  # fmt: skip
         pipe.xadd(keys.orders("binance"), {
             "v": "1", "event": "intent", "symbol": "BTCUSDT", "client_order_id": "tp-1",
             "side": "BUY", "qty": "1", "ts": str(START_NS + 10**9),
@@ -74,7 +84,7 @@ async def _archived(settings: Settings) -> Any:
     task = asyncio.create_task(run(settings, stop, redis=redis, block_ms=20, stats=stats))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
-    while stats.open_entries < 2 * TRADES + 7:
+    while stats.open_entries < 2 * TRADES + 17:
         assert loop.time() < deadline, "the archive did not read every entry in time"
         await asyncio.sleep(0.02)
     stop.set()
@@ -98,10 +108,13 @@ def test_every_reader_gives_the_same_frame_from_the_archive(
             from_archive = await read_trades(archive, settings, "BTCUSDT", lo, hi)
             assert len(from_redis) > 0
             pd.testing.assert_frame_equal(from_archive, from_redis)
-        for reader in (read_bars, read_orders):
+        for reader in (read_bars, read_orders, read_tickers):
             pd.testing.assert_frame_equal(
                 await reader(archive, settings, "BTCUSDT"), await reader(redis, settings, "BTCUSDT")
             )
+        btc = await read_balances(archive, settings, "BTC")
+        pd.testing.assert_frame_equal(btc, await read_balances(redis, settings, "BTC"))
+        assert list(btc["free"]) == [0.0, 2.0, 4.0]
         pd.testing.assert_frame_equal(
             await read_raw(archive, settings, "BTCUSDT", *minute),
             await read_raw(redis, settings, "BTCUSDT", *minute),
