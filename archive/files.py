@@ -58,8 +58,13 @@ ROW_GROUP = 8192
 
 
 def load_parquet() -> None:
-    """Import pyarrow now (a second or more): a missing extra is a config error at start."""
-    _pyarrow()
+    """Import pyarrow now (a second or more): a missing extra is a config error at start.
+
+    Building a first table also imports what pyarrow loads lazily (pandas), so the first roll
+    does not pay for it.
+    """
+    pa, _ = _pyarrow()
+    pa.table({"_ts": pa.array([0], pa.int64())}).to_pylist()
 
 
 def _pyarrow() -> tuple[Any, Any]:

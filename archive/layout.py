@@ -43,6 +43,9 @@ __all__ = [
 
 #: The ``symbol=`` directory of entries that name no symbol.
 NO_SYMBOL = "_"
+_COMBINED = '{"stream":"'
+_DAY_NS = 86_400_000_000_000
+_DAYS: dict[int, str] = {}
 _RAW_KINDS = frozenset({"raw", "private-raw"})
 
 
@@ -110,16 +113,29 @@ def raw_symbol(fields: Mapping[str, str]) -> str | None:
     data = fields.get("data", "")
     if fields.get("kind") not in ("ws", "rest") or not data.startswith(("{", "[")):
         return None
+    if data.startswith(_COMBINED):  # the common case, read without decoding the frame
+        name, at, _ = data[len(_COMBINED) : len(_COMBINED) + 40].partition("@")
+        if at and name.isalnum():
+            return name.upper()
     try:
         return _symbol_in(orjson.loads(data))
     except orjson.JSONDecodeError:
         return None
 
 
+def _day(ts_ns: int) -> str:
+    number = ts_ns // _DAY_NS
+    day = _DAYS.get(number)
+    if day is None:
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        day = _DAYS[number] = dt.date.fromordinal(719_163 + number).isoformat()  # 1970-01-01
+    return day
+
+
 def directory(venue: str, kind: str, symbol: str, ts_ns: int) -> str:
     """The directory (relative to the archive root) of an entry."""
-    day = dt.datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=dt.UTC).date().isoformat()
-    return f"venue={venue}/kind={kind}/symbol={path_symbol(symbol)}/date={day}"
+    return f"venue={venue}/kind={kind}/symbol={path_symbol(symbol)}/date={_day(ts_ns)}"
 
 
 def file_name(source: str, first_id: str, last_id: str) -> str:

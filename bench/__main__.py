@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from bench.archive import run_archive
 from bench.ingest import run_ingest, run_reconnect
 from bench.latency import run_latency
 from bench.process import run_process, run_takeover
@@ -35,6 +36,7 @@ BENCHES: dict[str, Bench] = {
     "recovery": _recovery,
     "soak": lambda a: run_soak(a.quick, a.soak_minutes),
     "replay": lambda a: run_replay(a.quick),
+    "archive": lambda a: run_archive(a.quick),
 }
 
 
