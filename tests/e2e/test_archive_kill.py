@@ -4,7 +4,8 @@ A real ``redis-server`` and the archive as a real process. In the first test a s
 the stage with a hook that SIGKILLs its own process right after a given step (write, record,
 ack) of its second roll; in the second the stage (``python -m tickpipe.archive``) is killed at
 random moments (the seed is printed) while entries keep arriving. After a clean final run every
-entry added is in exactly one Parquet file, in stream order, and nothing is pending.
+entry added is in exactly one Parquet file, in stream order, and nothing is pending. Last,
+``tickpipe up`` with the archive on runs it as a stage of its own.
 """
 
 from __future__ import annotations
@@ -161,3 +162,28 @@ def test_kill_9_at_random_times_while_entries_arrive(tmp_path: Path) -> None:
         client.close()
         server.proc.kill()
         server.proc.wait()
+
+
+def test_tickpipe_up_runs_the_archive_when_it_is_on(tmp_path: Path) -> None:
+    # The archive runs as its own process under its own Redis user; what the processor wrote
+    # while it ran is in the archive's files when everything has stopped.
+    data = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TICKPIPE_", "BINANCE_"))}
+    env.pop("REDIS_URL", None)
+    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", TICKPIPE_ARCHIVE="on",
+               TICKPIPE_ARCHIVE_ROLL_S="2")  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "tickpipe", "up", "--duration", "15", "--data-dir", str(data),
+         "--rate", "50", "--no-dashboard"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    final = out[out.rindex("final status") :]
+    assert "archive[up-archive" in final and "archive_entries=" in final, final
+    log = (data / "logs" / "archive.log").read_text()
+    assert '"level":"error"' not in log and "NOPERM" not in log, log[-2000:]
+    trades = read_rows(data / "archive", "binance", "trades", None, None, None)
+    assert len(trades) > 50, f"{len(trades)} trades archived"
+    ids = [(r["_source"], r["_id"]) for r in trades]
+    assert len(ids) == len(set(ids))
