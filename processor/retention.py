@@ -112,16 +112,14 @@ def decide_trim(
     if safe is None:
         missing = ", ".join(sorted(set(required)))
         return TrimDecision(None, f"over {maxlen} entries but group(s) {missing} not reading yet")
+    why = "read by every consumer group"
     if archive_on:
         if archived is None:
             return TrimDecision(None, f"over {maxlen} entries but nothing archived yet")
         bound = id_after(archived)
         if safe == "" or _key(bound) < _key(safe):
-            safe = bound
+            safe, why = bound, "archived"
     if safe == "" or _key(first_kept) <= _key(safe):
         return TrimDecision(first_kept)
-    alarm = (
-        f"over {maxlen} entries ({length}) but entries from {safe} on are not read by every "
-        f"consumer group; kept them"
-    )
+    alarm = f"over {maxlen} entries ({length}) but entries from {safe} on are not {why}; kept them"
     return TrimDecision(safe, alarm)

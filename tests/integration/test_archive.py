@@ -202,6 +202,7 @@ def test_retention_trims_only_what_the_archive_has_recorded(tmp_path: Path) -> N
             await trim_streams(redis, lane.retained, settings.retention_maxlen, retention)
         kept = [e[0].decode() for e in await redis.xrange(keys.trades(P))]
         assert kept == trades[40:], "entries not yet archived were trimmed"
+        assert "not archived" in retention.alarms[keys.trades(P)]
         await redis.set(archive_watermark(keys.trades(P)), trades[-1])
         for _ in range(3):
             await trim_streams(redis, lane.retained, settings.retention_maxlen, retention)
