@@ -185,7 +185,7 @@ class Segment:
             self.first_id = entry_id
         self.last_id = entry_id
         self.entries += 1
-        self.size += sum(len(k) + len(v) for k, v in fields.items()) + len(entry_id) + 16
+        self.size += sum(map(len, fields.values())) + 16 * len(fields) + 32
 
     def due(self, now_ns: int, max_bytes: int, max_age_ns: int) -> bool:
         """Tell whether the segment should be written now: big enough, or open long enough."""

@@ -125,6 +125,17 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _decoded(fields: dict[Any, Any]) -> dict[str, str]:
+    """The entry's fields as text (redis-py answers bytes): the hot path of the stage."""
+    try:
+        return {k.decode(): v.decode() for k, v in fields.items()}
+    except AttributeError:  # text already
+        return decode_fields(fields)
+    except UnicodeDecodeError:  # Parquet text must be UTF-8: keep what can be read
+        return {_text(k): v.decode(errors="replace") if isinstance(v, bytes) else v
+                for k, v in fields.items()}  # fmt: skip
+
+
 class _Group:
     """The streams of one hash tag: read together, each with its own open segment."""
 
@@ -206,13 +217,18 @@ class _Group:
             return
         mark, seen = self.marks[name], self.seen.get(name)
         venue, source = self.streams[name]
+        # Entries delivered anew (">") come after everything delivered before; only pending
+        # ones read again (after a restart or a Redis error) may be archived or held already.
+        again = self.cursors[name] != ">"
+        mark_key = _id_key(mark) if again and mark is not None else None
+        seen_key = _id_key(seen) if again and seen is not None else None
         for raw_id, fields in entries:
             entry_id = _text(raw_id)
-            key = _id_key(entry_id)
-            if mark is not None and key <= _id_key(mark):
+            key = _id_key(entry_id) if again else None
+            if key is not None and mark_key is not None and key <= mark_key:
                 acks.setdefault(name, []).append(entry_id)  # archived before a crash, not acked
                 self.stats.reacked += 1
-            elif seen is not None and key <= _id_key(seen):
+            elif key is not None and seen_key is not None and key <= seen_key:
                 pass  # already held in the open segment (read again after a Redis error)
             elif not fields:  # pending, but trimmed away before it was archived
                 log.warning(
@@ -223,7 +239,7 @@ class _Group:
                 segment = self.segments.get(name)
                 if segment is None:
                     segment = self.segments[name] = Segment(name, venue, source, self.clock())
-                segment.add(entry_id, decode_fields(fields))
+                segment.add(entry_id, _decoded(fields))
                 self.stats.open_entries += 1
                 seen = entry_id
             if self.cursors[name] != ">":

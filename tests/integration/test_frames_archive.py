@@ -84,7 +84,7 @@ async def _archived(settings: Settings) -> Any:
     task = asyncio.create_task(run(settings, stop, redis=redis, block_ms=20, stats=stats))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
-    while stats.open_entries < 2 * TRADES + 17:
+    while stats.open_entries + stats.entries < 2 * TRADES + 17:
         assert loop.time() < deadline, "the archive did not read every entry in time"
         await asyncio.sleep(0.02)
     stop.set()
