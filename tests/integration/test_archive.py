@@ -11,6 +11,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis.exceptions as redis_errors
 
 from tickpipe.archive.files import INTENTS, read_rows
 from tickpipe.archive.shell import ArchiveStats, run
@@ -247,5 +248,38 @@ def test_the_archive_replays_as_the_raw_stream_it_archived(tmp_path: Path) -> No
         assert any(kind == b"rest" for kind, _, _ in original), (
             "the capture's REST snapshot is part of what is compared"
         )
+
+    asyncio.run(scenario())
+
+
+def test_a_redis_error_mid_segment_holds_nothing_twice(tmp_path: Path) -> None:
+    # Redis drops the connection after the archive has read (and holds) some entries: it reads
+    # its pending entries again and must not hold those twice.
+    settings = _settings(tmp_path, batch_size=20)
+
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        keys = settings.keys
+        added = await _fill(redis, settings, 60)
+        real = redis.xreadgroup
+        calls = {"n": 0}
+
+        async def flaky(group: str, consumer: str, streams: dict, **kwargs: Any) -> Any:
+            if keys.trades(P) in streams:  # the partition's read: its third one fails
+                calls["n"] += 1
+                if calls["n"] == 3:
+                    raise redis_errors.ConnectionError("connection reset by peer")
+            return await real(group, consumer, streams, **kwargs)
+
+        redis.xreadgroup = flaky  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        stats = ArchiveStats()
+        task = asyncio.create_task(run(settings, stop, redis=redis, block_ms=20, stats=stats))
+        await _wait(lambda: _caught_up(redis, added))
+        stop.set()
+        await task
+        assert stats.redis_errors == 1 and calls["n"] > 3
+        _expect_once(_archived(tmp_path / "archive", "trades"), added[keys.trades(P)])
+        _expect_once(_archived(tmp_path / "archive", "raw"), added[keys.raw(P)])
 
     asyncio.run(scenario())
