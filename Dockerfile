@@ -11,6 +11,7 @@ COPY ingestor ./ingestor
 COPY processor ./processor
 COPY trader ./trader
 COPY dashboard ./dashboard
+COPY archive ./archive
 COPY deploy ./deploy
 COPY venues ./venues
 COPY tools ./tools

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from bench.archive import run_archive
 from bench.ingest import run_ingest, run_reconnect
 from bench.latency import run_latency
 from bench.peer import run_peer
@@ -37,6 +38,7 @@ BENCHES: dict[str, Bench] = {
     "soak": lambda a: run_soak(a.quick, a.soak_minutes),
     "replay": lambda a: run_replay(a.quick),
     "peer": lambda a: run_peer(a.quick, count=a.peer_trades, reps=a.peer_reps),
+    "archive": lambda a: run_archive(a.quick),
 }
 
 

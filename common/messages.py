@@ -1,7 +1,7 @@
 """Name the values a venue's market-data classifier answers besides single trades and quotes.
 
 Trades of one frame (:class:`Trades`), order-book diffs and snapshots (:class:`DepthDiff`,
-:class:`DepthSnapshot`), the venue's own bars, corrections and statuses. A venue package's
+:class:`DepthSnapshot`), the venue's own bars, tickers, corrections and statuses. A venue package's
 classifier (:mod:`venues.binance.market`, :mod:`venues.alpaca.market`) builds them; the processor
 keeps books, bars and ids from them and publishes them. Pure, no I/O.
 """
@@ -16,11 +16,14 @@ from tickpipe.common.schema import SCHEMA_VERSION, Bar, Event, Quote, Trade
 
 __all__ = [
     "BadMessage",
+    "Balance",
+    "BookUpdate",
     "DepthDiff",
     "DepthSnapshot",
     "Level",
     "MarketItem",
     "MessageItem",
+    "Ticker",
     "TradeCorrection",
     "Trades",
     "VenueBar",
@@ -78,6 +81,22 @@ class DepthSnapshot:
     asks: tuple[Level, ...]
     ts_recv: int
     entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BookUpdate:
+    """Absolute price levels of ``symbol``'s book as a venue without update ids pushes them.
+
+    ``reset``: the whole book (Alpaca sends one on subscribing); otherwise the levels that
+    changed, a zero quantity removing the level.
+    """
+
+    symbol: str
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    reset: bool
+    ts_event: int
+    ts_recv: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +185,75 @@ class VenueStatus(Event):
     ts_proc: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Ticker(Event):
+    """A rolling-window ticker (``window`` ``24h``, ``1h``...) as the venue pushed it.
+
+    A mini ticker leaves the change, average, best bid/ask and trade-id fields empty.
+    """
+
+    kind: ClassVar[str] = "ticker"
+    venue: str
+    symbol: str
+    window: str
+    open: str
+    high: str
+    low: str
+    last: str
+    volume: str
+    quote_volume: str
+    price_change: str
+    price_change_pct: str
+    weighted_avg: str
+    bid_price: str
+    ask_price: str
+    first_trade_id: str
+    last_trade_id: str
+    trades: int
+    ts_open: int
+    ts_close: int
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Balance(Event):
+    """One asset of the account as the venue reported it.
+
+    ``event`` ``position``: the asset's ``free`` and ``locked`` amounts after a change (Binance
+    ``outboundAccountPosition``, one entry per asset it lists); ``update``: a deposit,
+    withdrawal or transfer of ``delta`` (Binance ``balanceUpdate``; free and locked empty).
+    ``ts_event`` is the venue's event time, ``ts_account`` the account-update or clear time.
+    """
+
+    kind: ClassVar[str] = "balance"
+    venue: str
+    event: str
+    asset: str
+    free: str
+    locked: str
+    delta: str
+    ts_account: int
+    ts_event: int
+    ts_recv: int
+    ts_proc: int = 0
+
+
 #: One message of a many-message frame: a value, or the name of the counter it is passed over by.
-MessageItem = Trade | Quote | VenueBar | TradeCorrection | VenueStatus | L1Update | BadMessage | str
+MessageItem = (
+    Trade
+    | Quote
+    | VenueBar
+    | TradeCorrection
+    | VenueStatus
+    | L1Update
+    | Ticker
+    | BookUpdate
+    | BadMessage
+    | str
+)
 
 #: What a frame of a one-value-a-frame venue carries, or the name of the counter it is passed
 #: over by.
-MarketItem = Trades | Quote | DepthDiff | DepthSnapshot | str
+MarketItem = Trades | Quote | DepthDiff | DepthSnapshot | VenueBar | Ticker | str

@@ -14,18 +14,30 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
+    "ARCHIVED_KINDS",
     "BAR_INTERVALS",
     "EXPORT_KINDS",
+    "GROUP_ARCHIVE",
     "GROUP_PROCESSOR",
     "GROUP_TRADER",
     "Keys",
     "Partition",
+    "archive_watermark",
     "partitions_for",
     "shard_for",
 ]
 
 GROUP_PROCESSOR = "processor"
 GROUP_TRADER = "trader"
+GROUP_ARCHIVE = "archive"
+
+#: Retention kinds of the streams the archive stage copies to Parquet (``raw`` and every
+#: normalised stream). With the archive on, these are trimmed only past what it has archived.
+ARCHIVED_KINDS = frozenset({
+    "raw", "trades", "quotes", "book", "bars", "signals", "gaps", "venue-bars",
+    "trade-corrections", "venue-status", "tickers", "private-raw", "order-updates", "orders",
+    "balances",
+})  # fmt: skip
 
 #: Bar intervals the processor builds, name -> length in nanoseconds.
 BAR_INTERVALS: dict[str, int] = {"1s": 1_000_000_000, "1m": 60_000_000_000}
@@ -62,6 +74,14 @@ def partitions_for(venue: str, symbols: Iterable[str], shards: int) -> dict[Part
     for symbol in symbols:
         out.setdefault(Partition(venue, shard_for(symbol, shards)), []).append(symbol)
     return dict(sorted(out.items()))
+
+
+def archive_watermark(stream: str) -> str:
+    """Name the key holding the last entry id of ``stream`` the archive has written to Parquet.
+
+    It extends the stream's own name, so it shares the stream's hash tag (and node).
+    """
+    return f"{stream}:archived"
 
 
 class Keys:
@@ -112,6 +132,10 @@ class Keys:
         """Bars the venue itself publishes (Alpaca ``b``/``u``/``d``), not tickpipe's own."""
         return self._p(partition, "venue-bars")
 
+    def tickers(self, partition: Partition) -> str:
+        """Rolling-window tickers the venue publishes (Binance ``24hrTicker``, mini, 1h/4h/1d)."""
+        return self._p(partition, "tickers")
+
     def trade_corrections(self, partition: Partition) -> str:
         """Trade corrections and cancel/errors the venue reported (Alpaca ``c``/``x``)."""
         return self._p(partition, "trade-corrections")
@@ -141,6 +165,10 @@ class Keys:
 
     def order_updates(self, venue: str) -> str:
         return self._v(venue, "order-updates")
+
+    def balances(self, venue: str) -> str:
+        """The account's balances as the venue reported them (positions and balance updates)."""
+        return self._v(venue, "balances")
 
     def orders(self, venue: str) -> str:
         return self._v(venue, "orders")
@@ -195,5 +223,5 @@ class Keys:
 #: ``tickpipe export`` kinds (read by :func:`tickpipe.tools.frames.read_kind`).
 EXPORT_KINDS = (
     "trades", "quotes", *(f"bars{i}" for i in BAR_INTERVALS), "book", "signals", "gaps",
-    "orders", "positions", "raw",
+    "orders", "positions", "raw", "tickers", "balances",
 )  # fmt: skip

@@ -147,6 +147,11 @@ class Settings:
     reconcile_lookback_s: float = 86_400.0
     price_band_bps: str = "100"
     max_price_age_s: float = 10.0
+    #: The archive stage (``tickpipe archive``): on/off, where, and when its files roll.
+    archive: bool = False
+    archive_dir: str = ""  # "" = <data_dir>/archive
+    archive_roll_mb: int = 64
+    archive_roll_s: float = 60.0
 
     @property
     def keys(self) -> Keys:
@@ -226,6 +231,15 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise ValueError("must be a positive integer")
     return value
+
+
+def _on_off(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected on or off, got {text!r}")
 
 
 def _positive_float(text: str) -> float:
@@ -479,6 +493,10 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_RECONCILE_LOOKBACK_S": ("reconcile_lookback_s", _positive_float),
     "TICKPIPE_PRICE_BAND_BPS": ("price_band_bps", _decimal),
     "TICKPIPE_MAX_PRICE_AGE_S": ("max_price_age_s", _positive_float),
+    "TICKPIPE_ARCHIVE": ("archive", _on_off),
+    "TICKPIPE_ARCHIVE_DIR": ("archive_dir", _str),
+    "TICKPIPE_ARCHIVE_ROLL_MB": ("archive_roll_mb", _positive_int),
+    "TICKPIPE_ARCHIVE_ROLL_S": ("archive_roll_s", _positive_float),
 }
 
 _SUPPORTED_VENUES = {"binance", "alpaca", "ibkr"}

@@ -109,7 +109,8 @@ def render_streams(streams: list[StreamInfo]) -> list[str]:
 _SHOWN_STATS = (
     "frames_per_s", "frames", "connections", "reconnects", "queue_depth", "trades", "bars",
     "signals", "dead_letters", "partitions_owned", "orders_sent", "acks", "rejects", "updates",
-    "last_order_latency_ms",
+    "last_order_latency_ms", "archive_entries", "archive_open_entries", "archive_files",
+    "archive_write_errors",
 )  # fmt: skip
 
 

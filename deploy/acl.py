@@ -53,7 +53,7 @@ from tickpipe.common.privacy import write_private
 __all__ = ["OPERATOR", "STAGE_USERS", "USERS", "acl_rules", "main", "render_acl", "stage_url"]
 
 #: Redis users, one per stage, in the order they are written.
-STAGE_USERS = ("ingestor", "processor", "trader", "dashboard")
+STAGE_USERS = ("ingestor", "processor", "trader", "dashboard", "archive")
 #: The user of the operator commands (kill switch, subscribe, replay, streams, tail, export).
 OPERATOR = "operator"
 #: Every user the ACL file holds.
@@ -100,7 +100,8 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
     )
     outputs = p(
         "trades", "quotes", "book", "bars:*", "signals", "dead-letters", "gaps",
-        "order-updates", "control", "venue-bars", "trade-corrections", "venue-status",
+        "order-updates", "control", "venue-bars", "trade-corrections", "venue-status", "tickers",
+        "balances",
     )  # fmt: skip
     processor = (
         f"{head} ~{_health(keys, 'processor')} {p('checkpoint', 'lease', 'fence:*')} "
@@ -138,9 +139,17 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
         f"({p('kill-switch')} +set +del +exists +get) "
         f"({p('control', 'raw')} +xadd)"
     )
+    archived = p(
+        "raw", "private-raw", "trades", "quotes", "book", "bars:*", "signals", "gaps",
+        "venue-bars", "trade-corrections", "venue-status", "tickers", "order-updates", "orders",
+        "balances",
+    )  # fmt: skip
+    # The archive reads every archived stream through its own group and records its
+    # watermarks (``<stream>:archived``); it appends to no stream.
+    archive = f"{head} ~{_health(keys, 'archive')} {p('*:archived')} ({archived} {_CONSUME})"
     return {
         "ingestor": ingestor, "processor": processor, "trader": trader, "dashboard": dashboard,
-        OPERATOR: operator,
+        "archive": archive, OPERATOR: operator,
     }  # fmt: skip
 
 

@@ -25,7 +25,7 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tickpipe.common.messages import DepthDiff, DepthSnapshot, Level
+from tickpipe.common.messages import BookUpdate, DepthDiff, DepthSnapshot, Level
 from tickpipe.processor.records import BookTop, GapRecord, SnapshotRequest, format_levels
 
 __all__ = [
@@ -56,6 +56,8 @@ BOOK_COUNTERS = (
     "snapshots_too_old",  # snapshots that did not reach the buffered diffs
     "snapshots_ignored",  # snapshots that came while the book was live
     "snapshot_requests",  # control entries asking for a snapshot
+    "book_updates",  # absolute-level updates of venues without update ids (Alpaca crypto)
+    "book_updates_unsynced",  # such updates before the venue's full book: dropped
 )
 
 
@@ -208,6 +210,31 @@ class BookKeeper:
             if entry.book is None:  # a gap inside the buffer: the rest waits for a snapshot
                 entry.buffer.extend(pending[n + 1 :])
                 return
+
+    def on_update(self, update: BookUpdate, ts_now: int, out: BookOutput) -> None:
+        """Feed absolute levels of a venue without update ids (Alpaca crypto order books).
+
+        A ``reset`` replaces the book; other updates change the levels they name. The book's
+        id counts the updates since its last reset. Updates before any reset (a takeover
+        between two of them) are dropped and counted: the venue resends the whole book when it
+        is subscribed again.
+        """
+        self.counters["book_updates"] += 1
+        entry = self.symbols.setdefault(update.symbol, _Symbol())
+        if update.reset:
+            entry.book = OrderBook(0, update.bids, update.asks)
+            entry.synced = True
+        elif entry.book is None:
+            self.counters["book_updates_unsynced"] += 1
+            return
+        else:
+            book = entry.book
+            for price, qty in update.bids:
+                book.bids.set(price, qty)
+            for price, qty in update.asks:
+                book.asks.set(price, qty)
+            book.last_update_id += 1
+        self._emit_top(entry, update.symbol, update.ts_event, update.ts_recv, ts_now, out)
 
     def _buffer(self, entry: _Symbol, diff: DepthDiff, ts_now: int, out: BookOutput) -> None:
         entry.buffer.append(diff)

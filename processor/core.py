@@ -48,11 +48,13 @@ from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.l1 import merge_l1
 from tickpipe.common.messages import (
     BadMessage,
+    BookUpdate,
     DepthDiff,
     DepthSnapshot,
     L1Update,
     MarketItem,
     MessageItem,
+    Ticker,
     Trades,
     VenueBar,
 )
@@ -125,6 +127,7 @@ class BatchOutput:
     venue_bars: list[Bar] = field(default_factory=list)
     corrections: list[TradeCorrection] = field(default_factory=list)
     statuses: list[VenueStatus] = field(default_factory=list)
+    tickers: list[Ticker] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
     frames: int = 0
@@ -180,7 +183,7 @@ def process_batch(
             for reason, data in result.rejected:
                 _reject(state, out, entry_id, reason, data)
         elif isinstance(result, list):
-            _on_messages(state, out, entry_id, frame, result, ts_now)
+            _on_messages(state, out, books, entry_id, frame, result, ts_now)
         elif isinstance(result, Quote):
             _on_quote(state, out, entry_id, dataclasses.replace(result, ts_proc=ts_now))
         elif isinstance(result, DepthDiff):
@@ -193,6 +196,8 @@ def process_batch(
             tops = len(books.tops)
             state.books.on_diff(result, ts_now, books)
             _tops_to_strategies(state, out, books.tops[tops:], ts_now)
+        elif isinstance(result, VenueBar | Ticker):
+            _on_messages(state, out, books, entry_id, frame, [result], ts_now)
         elif isinstance(result, DepthSnapshot):
             tops = len(books.tops)
             state.books.on_snapshot(result, ts_now, books)
@@ -484,6 +489,7 @@ def _on_l1(
 def _on_messages(
     state: PartitionState,
     out: BatchOutput,
+    books: BookOutput,
     entry_id: str,
     frame: RawFrame,
     items: list[MessageItem],
@@ -510,5 +516,12 @@ def _on_messages(
             counters["statuses"] += 1
         elif isinstance(item, L1Update):
             _on_l1(state, out, entry_id, frame, item, ts_now)
+        elif isinstance(item, BookUpdate):
+            tops = len(books.tops)
+            state.books.on_update(item, ts_now, books)
+            _tops_to_strategies(state, out, books.tops[tops:], ts_now)
+        elif isinstance(item, Ticker):
+            out.tickers.append(dataclasses.replace(item, ts_proc=ts_now))
+            counters["tickers"] += 1
         elif isinstance(item, BadMessage):
             out.dead_letters.append(DeadLetter(entry_id, item.reason, frame.data))

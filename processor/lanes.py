@@ -15,7 +15,13 @@ import orjson
 
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.instruments import InstrumentFilters
-from tickpipe.common.names import BAR_INTERVALS, GROUP_PROCESSOR, Partition
+from tickpipe.common.names import (
+    ARCHIVED_KINDS,
+    BAR_INTERVALS,
+    GROUP_ARCHIVE,
+    GROUP_PROCESSOR,
+    Partition,
+)
 from tickpipe.common.schema import OrderUpdate, RawFrame, decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.processor.core import BadEntry, PartitionState, process_batch
@@ -41,6 +47,18 @@ class Commit:
     stats: dict[str, int] = field(default_factory=dict)
     gauges: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+
+def _archived(
+    settings: Settings, retained: list[tuple[str, str, tuple[str, ...]]]
+) -> list[tuple[str, str, tuple[str, ...]]]:
+    """With the archive on, its group must read an archived stream before it is trimmed."""
+    if not settings.archive:
+        return retained
+    return [
+        (kind, key, (*groups, GROUP_ARCHIVE) if kind in ARCHIVED_KINDS else groups)
+        for kind, key, groups in retained
+    ]
 
 
 class Lane(Protocol):
@@ -121,6 +139,7 @@ class PartitionLane:
         self.gaps_key = keys.gaps(partition)
         self.control_key = keys.control(partition)
         self.venue_bars_key = keys.venue_bars(partition)
+        self.tickers_key = keys.tickers(partition)
         self.corrections_key = keys.trade_corrections(partition)
         self.status_key = keys.venue_status(partition)
         #: The venue's order updates, read for strategies that follow their own orders.
@@ -142,10 +161,12 @@ class PartitionLane:
             ("gaps", self.gaps_key, ()),
             ("control", self.control_key, ()),
             ("venue-bars", self.venue_bars_key, ()),
+            ("tickers", self.tickers_key, ()),
             ("trade-corrections", self.corrections_key, ()),
             ("venue-status", self.status_key, ()),
             ("dead-letters", self.dead_letter_key, ()),
         ]
+        self.retained = _archived(settings, self.retained)
         self.state = self._fresh()
 
     def _fresh(self) -> PartitionState:
@@ -217,6 +238,7 @@ class PartitionLane:
         outputs += [(self.venue_bars_key, b.to_fields()) for b in out.venue_bars]
         outputs += [(self.corrections_key, c.to_fields()) for c in out.corrections]
         outputs += [(self.status_key, s.to_fields()) for s in out.statuses]
+        outputs += [(self.tickers_key, t.to_fields()) for t in out.tickers]
         outputs += [(self.dead_letter_key, d.to_fields()) for d in out.dead_letters]
         return Commit(
             outputs=outputs,
@@ -236,6 +258,7 @@ class PartitionLane:
                 "venue_bars": len(out.venue_bars),
                 "corrections": len(out.corrections),
                 "statuses": len(out.statuses),
+                "tickers": len(out.tickers),
                 "dead_letters": len(out.dead_letters),
             },
             gauges={
@@ -261,11 +284,14 @@ class PrivateLane:
         self.checkpoint_key = keys.venue_checkpoint(venue)
         self.dead_letter_key = keys.venue_dead_letters(venue)
         self.updates_key = keys.order_updates(venue)
+        self.balances_key = keys.balances(venue)
         self.retained = [
             ("private-raw", self.stream, (GROUP_PROCESSOR,)),
             ("order-updates", self.updates_key, ()),
+            ("balances", self.balances_key, ()),
             ("dead-letters", self.dead_letter_key, ()),
         ]
+        self.retained = _archived(settings, self.retained)
         self.state = VenueState(venue)
 
     def load(self, blob: bytes | None) -> None:
@@ -282,11 +308,16 @@ class PrivateLane:
     ) -> Commit:
         out = process_private_batch(self.state, entries, ts_now, pending=pending)
         outputs = [(self.updates_key, u.to_fields()) for u in out.order_updates]
+        outputs += [(self.balances_key, b.to_fields()) for b in out.balances]
         outputs += [(self.dead_letter_key, d.to_fields()) for d in out.dead_letters]
         return Commit(
             outputs=outputs,
             checkpoint=self.state.to_bytes(),
             acked=out.acked,
             frames=out.frames,
-            stats={"order_updates": len(out.order_updates), "dead_letters": len(out.dead_letters)},
+            stats={
+                "order_updates": len(out.order_updates),
+                "balances": len(out.balances),
+                "dead_letters": len(out.dead_letters),
+            },
         )

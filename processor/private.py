@@ -10,6 +10,9 @@ are processed again and recognised by their execution ids. An ``executionReport`
 execution id ``I`` was already seen (the same event over a second connection, or replayed by the
 venue after a reconnect) is dropped; the last :data:`SEEN_EXECUTIONS` ids are checkpointed.
 
+Balance reports (Binance ``outboundAccountPosition``, ``balanceUpdate``) become
+:class:`common.messages.Balance` entries of the venue's ``balances`` stream, in the same commit.
+
 Each venue's parser (``parse_private`` of its :mod:`venues` package, found through
 :func:`venues.registry.venue`) turns a frame into an update and its identity: Alpaca's
 ``trade_updates`` map to order updates the same way, identified by ``execution_id``, else by
@@ -27,6 +30,7 @@ import msgpack
 
 from tickpipe.common.contract import RawKind
 from tickpipe.common.errors import ConfigError, DecodeError
+from tickpipe.common.messages import Balance
 from tickpipe.common.schema import OrderUpdate, RawFrame
 from tickpipe.processor.entries import BadEntry, DeadLetter, fold_entries
 from tickpipe.venues.registry import venue
@@ -40,6 +44,7 @@ SEEN_EXECUTIONS = 4096
 PRIVATE_COUNTERS = (
     "frames",
     "order_updates",
+    "balances",
     "markers",
     "replies",
     "ignored",
@@ -55,6 +60,7 @@ class PrivateOutput:
     """What one private batch produced; ``acked`` lists every input entry id, in order."""
 
     order_updates: list[OrderUpdate] = field(default_factory=list)
+    balances: list[Balance] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
     frames: int = 0
@@ -115,7 +121,9 @@ class VenueState:
         return state
 
 
-def _classify(entry_id: str, frame: RawFrame) -> tuple[OrderUpdate, int | str | None] | str:
+def _classify(
+    entry_id: str, frame: RawFrame
+) -> tuple[OrderUpdate, int | str | None] | list[Balance] | str:
     """Classify a private frame: an order update and its identity, or a counter's name."""
     if frame.kind == RawKind.MARKER:
         return "markers"
@@ -137,7 +145,14 @@ def process_private_batch(
     out = PrivateOutput()
     counters = state.counters
     folded = fold_entries(state, out, entries, _classify, pending=pending)
-    for _, _, (update, execution_id) in folded:
+    for _, _, result in folded:
+        if not isinstance(result, tuple):
+            balances = [b for b in result if isinstance(b, Balance)]
+            out.balances += [dataclasses.replace(b, ts_proc=ts_now) for b in balances]
+            counters["balances"] += len(balances)
+            continue
+        update: OrderUpdate = result[0]
+        execution_id: int | str | None = result[1]
         if execution_id is not None and state.seen(execution_id):
             counters["duplicate_executions"] += 1
             continue

@@ -6,6 +6,10 @@ entries after its last-delivered id are unread, and entries from its oldest pend
 delivered but not acknowledged; both are kept. A stream whose readers must include some group
 (the processor's group for ``raw``) is not trimmed at all until that group exists.
 
+With the archive on, an archived stream is also never trimmed past the archive's watermark (the
+last entry id it has written to Parquet and recorded): entries not yet archived stay in Redis,
+and until the archive has recorded anything the stream is not trimmed at all.
+
 When keeping only ``maxlen`` entries would remove unread ones, the trim stops at the oldest
 entry someone still needs and the decision carries an alarm, which the shell reports (health
 field, log line, counter).
@@ -92,11 +96,15 @@ def decide_trim(
     first_kept: str | None,
     groups: Iterable[GroupView],
     required: Iterable[str] = (),
+    archived: str | None = None,
+    archive_on: bool = False,
 ) -> TrimDecision:
     """Decide the trim of one stream.
 
     ``first_kept`` is the id of the entry ``length - maxlen`` (0-based) from the start: the
     oldest one the length policy keeps (``None`` when the stream is within its length).
+    ``archive_on``: the stream is archived, and ``archived`` is the last entry id the archive
+    has recorded (``None``: nothing yet).
     """
     if length <= maxlen or first_kept is None:
         return TrimDecision(None)
@@ -104,10 +112,14 @@ def decide_trim(
     if safe is None:
         missing = ", ".join(sorted(set(required)))
         return TrimDecision(None, f"over {maxlen} entries but group(s) {missing} not reading yet")
+    why = "read by every consumer group"
+    if archive_on:
+        if archived is None:
+            return TrimDecision(None, f"over {maxlen} entries but nothing archived yet")
+        bound = id_after(archived)
+        if safe == "" or _key(bound) < _key(safe):
+            safe, why = bound, "archived"
     if safe == "" or _key(first_kept) <= _key(safe):
         return TrimDecision(first_kept)
-    alarm = (
-        f"over {maxlen} entries ({length}) but entries from {safe} on are not read by every "
-        f"consumer group; kept them"
-    )
+    alarm = f"over {maxlen} entries ({length}) but entries from {safe} on are not {why}; kept them"
     return TrimDecision(safe, alarm)

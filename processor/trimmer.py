@@ -1,7 +1,8 @@
 """Apply the retention policy to a lane's streams in Redis (the I/O half of retention).
 
 :func:`trim_streams` reads each stream's ``XINFO STREAM`` (length, entries ever added, first and
-last id) and its consumer groups (``XINFO GROUPS`` and ``XPENDING``), asks
+last id) and its consumer groups (``XINFO GROUPS`` and ``XPENDING``) and, for a stream the
+archive must see first (its group is required), the archive's watermark key; asks
 :func:`processor.retention.decide_trim`, and runs ``XTRIM MINID`` (exact). Alarms are collected
 in a :class:`Retention` the health record shows.
 
@@ -31,6 +32,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
+from tickpipe.common.names import GROUP_ARCHIVE, archive_watermark
 from tickpipe.processor.retention import GroupView, decide_trim, maxlen_for
 
 __all__ = ["MAX_MARKS", "NTH_ID_SCRIPT", "TRIM_STEP", "Retention", "nth_id", "trim_streams"]
@@ -163,8 +165,16 @@ async def trim_streams(
             retention.lookups += 1
             first_kept = await nth_id(redis, key, min(length - maxlen, TRIM_STEP) + 1)
         groups = await _groups(redis, key)
+        archive_on = GROUP_ARCHIVE in required
+        archived: Any = await redis.get(archive_watermark(key)) if archive_on else None
         decision = decide_trim(
-            length=length, maxlen=maxlen, first_kept=first_kept, groups=groups, required=required
+            length=length,
+            maxlen=maxlen,
+            first_kept=first_kept,
+            groups=groups,
+            required=required,
+            archived=None if archived is None else _text(archived),
+            archive_on=archive_on,
         )
         if decision.minid is not None:
             retention.trimmed += int(

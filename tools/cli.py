@@ -24,7 +24,7 @@ __all__ = ["main"]
 STAGE_MODULES = {
     "mock": "tickpipe.mock_ws", "ingest": "tickpipe.ingestor", "process": "tickpipe.processor",
     "trade": "tickpipe.trader",
-    "dashboard": "tickpipe.dashboard",
+    "dashboard": "tickpipe.dashboard", "archive": "tickpipe.archive",
 }  # fmt: skip
 #: Tools that, like the stages, run as their own module with their own flags.
 TOOL_MODULES = {"bench": "bench", "acl": "tickpipe.deploy.acl"}
@@ -37,6 +37,7 @@ stages (each also runs alone as `python -m <module>`; pass --help after the stag
   tickpipe process   a processor member (python -m processor)
   tickpipe trade     the trader (python -m trader)
   tickpipe dashboard the live dashboard (python -m dashboard; TICKPIPE_DASHBOARD_PORT, default 8050)
+  tickpipe archive   streams to partitioned Parquet (python -m archive; TICKPIPE_ARCHIVE=on)
 
 tools:
   tickpipe bench     the benchmarks (python -m bench; --quick for a short run)

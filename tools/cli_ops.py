@@ -97,6 +97,10 @@ def add_operator_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     e.add_argument("--start", help="first time, e.g. 2024-08-09T00:00:00 (UTC)")
     e.add_argument("--end", help="end time (exclusive)")
     e.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    e.add_argument(
+        "--from", dest="source", choices=("redis", "archive"), default="redis",
+        help="read Redis (default) or the archive's Parquet files (TICKPIPE_ARCHIVE_DIR)",
+    )  # fmt: skip
     e.add_argument("--out", type=Path, required=True, metavar="FILE")
 
 
@@ -160,11 +164,13 @@ async def _command(
         symbol = args.symbol.upper() if args.symbol else None
         parquet = args.format == "parquet"
         need("parquet" if parquet else "pandas", f"tickpipe export --format {args.format}")
-        from tickpipe.tools.frames import read_kind  # pandas: only once it is known to be there
+        from tickpipe.archive.shell import archive_root
+        from tickpipe.tools.frames import Archive, read_kind  # pandas: only now it is there
 
-        print(f"reading {args.kind} ...", file=sys.stderr)
+        source = Archive(archive_root(settings)) if args.source == "archive" else redis
+        print(f"reading {args.kind} from {args.source} ...", file=sys.stderr)
         frame = await read_kind(
-            redis, settings, args.kind, symbol, _time(args.start), _time(args.end)
+            source, settings, args.kind, symbol, _time(args.start), _time(args.end)
         )
         if parquet:
             frame.to_parquet(args.out)

@@ -21,6 +21,10 @@ named after the time it is ordered by:
   ``client_order_id``, ``status``, ``side``, ``qty``, ``price``, ``filled_qty``, ``last_price``...
 * :func:`read_raw` — index ``ts_recv``; raw entries as stored (``kind``, ``conn``, ``seq``,
   ``channel``, ``data``): the ``tickpipe export raw`` format that ``tickpipe replay`` reads back.
+* :func:`read_tickers` — index ``ts_event``; the venue's rolling-window tickers (``window``,
+  ``open high low last volume quote_volume``...).
+* :func:`read_balances` — index ``ts_event``; the account's ``position`` and ``update`` entries
+  (``asset``, ``free``, ``locked``, ``delta``); ``symbol`` filters by asset.
 * :func:`read_positions` — one row per symbol: ``position``, ``avg_cost``, ``realized_pnl``,
   ``unrealized_pnl``, ``mark_price``.
 
@@ -33,6 +37,13 @@ end of the first page in which the symbol's entries reach ``end``, or which was 
 :data:`LAG_MS` after ``end`` and holds nothing in the range. Reading one minute of a stream of a
 million entries fetches that minute and at most about one page more.
 
+**From the archive, the same call.** Every ``read_*`` coroutine takes, instead of a Redis
+client, an :class:`Archive` (the archive stage's directory): the rows then come from its Parquet
+files, and only from those that can hold the range: the ``date=`` directories the range covers,
+and in each file the row groups whose ``_ts`` statistics overlap it. The synchronous wrappers take
+``source="archive"`` (``tickpipe export --from archive``). The DataFrames are the same as from
+Redis, with the entries' own fields; positions (a hash, not a stream) are not archived.
+
 Prices and quantities stay decimal strings in Redis; they become floats here and nowhere
 earlier. The ``read_*`` coroutines take a redis.asyncio client; :func:`trades`, :func:`quotes`,
 :func:`bars`, :func:`orders`, :func:`positions` and :func:`read` (any kind, e.g.
@@ -44,12 +55,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
 import pandas as pd
 import redis.asyncio as aioredis
 
+from tickpipe.archive.files import read_rows
+from tickpipe.archive.layout import kind_of
+from tickpipe.archive.shell import archive_root
 from tickpipe.common.names import EXPORT_KINDS, Partition, shard_for
 from tickpipe.common.redis_io import connect_redis
 from tickpipe.common.schema import decode_fields
@@ -60,11 +76,13 @@ __all__ = [
     "LAG_MS",
     "PAGE",
     "SKEW_MS",
+    "Archive",
     "bars",
     "orders",
     "positions",
     "quotes",
     "read",
+    "read_balances",
     "read_bars",
     "read_book",
     "read_gaps",
@@ -74,12 +92,27 @@ __all__ = [
     "read_quotes",
     "read_raw",
     "read_signals",
+    "read_tickers",
     "read_trades",
     "to_ns",
     "trades",
 ]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Archive:
+    """The archive stage's directory, read in place of Redis (see the module docstring).
+
+    ``stats`` counts the ``files`` and ``row_groups`` read and those ``skipped`` by time.
+    """
+
+    root: Path
+    stats: dict[str, int] = field(default_factory=dict, compare=False)
+
+
+Source: TypeAlias = "aioredis.Redis | Archive"
 TimeLike: TypeAlias = int | str | datetime | None  # pandas.Timestamp is a datetime
 #: Entries fetched per ``XRANGE``.
 PAGE = 5000
@@ -90,7 +123,8 @@ LAG_MS = 60_000
 
 _FLOATS = {
     "price", "qty", "bid_price", "bid_qty", "ask_price", "ask_qty", "open", "high", "low",
-    "close", "volume", "filled_qty", "last_qty", "last_price", "cum_quote",
+    "close", "volume", "filled_qty", "last_qty", "last_price", "cum_quote", "last",
+    "quote_volume", "price_change", "price_change_pct", "weighted_avg", "free", "locked", "delta",
 }  # fmt: skip
 _INTS = {"trades", "revision", "seq", "depth"}
 _TIMES = {"ts_event", "ts_recv", "ts_proc", "ts_signal", "ts_intent", "ts_open", "ts"}
@@ -128,8 +162,20 @@ def _time(row: Row, index: str) -> int | None:
         return None
 
 
+def _archived(
+    archive: Archive, stream: str, start: TimeLike, end: TimeLike, symbol: str | None
+) -> list[Row]:
+    """The archived entries of ``stream`` (its partition or venue only) in ``[start, end)``."""
+    tag = stream.partition("{")[2].partition("}")[0]  # ``binance:0`` or ``binance``
+    rows = read_rows(
+        archive.root, tag.partition(":")[0], kind_of(stream), symbol, to_ns(start), to_ns(end),
+        stats=archive.stats,
+    )  # fmt: skip
+    return [r for r in rows if r.pop("_source", tag) == tag]
+
+
 async def _entries(
-    redis: aioredis.Redis, stream: str, index: str, start: TimeLike, end: TimeLike,
+    redis: Source, stream: str, index: str, start: TimeLike, end: TimeLike,
     symbol: str | None = None,
 ) -> list[Row]:  # fmt: skip
     """The entries of ``stream`` that may fall in ``[start, end)`` on ``index``, page by page.
@@ -137,6 +183,8 @@ async def _entries(
     Each row carries its entry id as ``_id``; rows of other symbols are dropped. See the module
     docstring for where reading starts and stops.
     """
+    if isinstance(redis, Archive):
+        return _archived(redis, stream, start, end, symbol)
     lo, hi = to_ns(start), to_ns(end)
     first = "-" if lo is None else f"{max(lo // 1_000_000 - SKEW_MS, 0)}-0"
     hi_ms = None if hi is None else hi // 1_000_000
@@ -188,12 +236,12 @@ def _frame(rows: list[Row], index: str, start: TimeLike, end: TimeLike) -> pd.Da
     for col in frame.columns:
         if col in _TIMES:
             frame[col] = pd.to_datetime(frame[col], unit="ns", utc=True)
-    frame = frame.drop(columns=[c for c in ("v", "_id") if c in frame.columns])
+    frame = frame.drop(columns=[c for c in ("v", "_id", "_source") if c in frame.columns])
     return frame.set_index(index).sort_index(kind="stable")
 
 
 async def _read(
-    redis: aioredis.Redis, streams: list[str], index: str, start: TimeLike, end: TimeLike,
+    redis: Source, streams: list[str], index: str, start: TimeLike, end: TimeLike,
     symbol: str | None,
 ) -> list[Row]:  # fmt: skip
     rows: list[Row] = []
@@ -212,14 +260,14 @@ def _streams(
 
 
 async def _by_event(
-    redis: aioredis.Redis, stream: str, symbol: str, start: TimeLike, end: TimeLike
+    redis: Source, stream: str, symbol: str, start: TimeLike, end: TimeLike
 ) -> pd.DataFrame:
     rows = await _entries(redis, stream, "ts_event", start, end, symbol)
     return _frame(rows, "ts_event", start, end)
 
 
 async def read_trades(
-    redis: aioredis.Redis, settings: Settings, symbol: str, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the trades of ``symbol`` with ``start <= ts_event < end``."""
@@ -229,7 +277,7 @@ async def read_trades(
 
 
 async def read_quotes(
-    redis: aioredis.Redis, settings: Settings, symbol: str, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the best bid/offer updates of ``symbol`` with ``start <= ts_event < end``."""
@@ -239,7 +287,7 @@ async def read_quotes(
 
 
 async def read_book(
-    redis: aioredis.Redis, settings: Settings, symbol: str, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the book tops of ``symbol`` with ``start <= ts_event < end``."""
@@ -249,7 +297,7 @@ async def read_book(
 
 
 async def read_signals(
-    redis: aioredis.Redis, settings: Settings, symbol: str | None = None, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str | None = None, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the signals (of every symbol when ``symbol`` is None) caused in ``[start, end)``."""
@@ -259,7 +307,7 @@ async def read_signals(
 
 
 async def read_gaps(
-    redis: aioredis.Redis, settings: Settings, symbol: str | None = None, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str | None = None, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the gap records and resolutions (every symbol when ``symbol`` is None)."""
@@ -268,8 +316,29 @@ async def read_gaps(
     return _frame(rows, "ts_event", start, end)
 
 
+async def read_tickers(
+    redis: Source, settings: Settings, symbol: str, start: TimeLike = None,
+    end: TimeLike = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the tickers of ``symbol`` pushed in ``[start, end)``."""
+    return await _by_event(
+        redis, settings.keys.tickers(_partition(settings, symbol)), symbol, start, end
+    )
+
+
+async def read_balances(
+    redis: Source, settings: Settings, asset: str | None = None, start: TimeLike = None,
+    end: TimeLike = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the balance entries (of ``asset``, or every asset) reported in ``[start, end)``."""
+    rows = await _entries(redis, settings.keys.balances(settings.venue), "ts_event", start, end)
+    if asset is not None:
+        rows = [r for r in rows if r.get("asset") == asset]
+    return _frame(rows, "ts_event", start, end)
+
+
 async def read_raw(
-    redis: aioredis.Redis, settings: Settings, symbol: str | None = None, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str | None = None, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the raw entries received in ``[start, end)``: of ``symbol``'s partition (all its
@@ -281,7 +350,7 @@ async def read_raw(
 
 
 async def read_bars(
-    redis: aioredis.Redis, settings: Settings, symbol: str, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str, start: TimeLike = None,
     end: TimeLike = None, *, interval: str = "1m",
 ) -> pd.DataFrame:  # fmt: skip
     """Return the bars of ``symbol`` opening in ``[start, end)``, latest revision of each."""
@@ -300,7 +369,7 @@ async def read_bars(
 
 
 async def read_orders(
-    redis: aioredis.Redis, settings: Settings, symbol: str | None = None, start: TimeLike = None,
+    redis: Source, settings: Settings, symbol: str | None = None, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the ``orders`` log (every symbol when ``symbol`` is None), indexed by ``ts``."""
@@ -311,8 +380,10 @@ async def read_orders(
     return _frame(rows, "ts", start, end)
 
 
-async def read_positions(redis: aioredis.Redis, settings: Settings) -> pd.DataFrame:
+async def read_positions(redis: Source, settings: Settings) -> pd.DataFrame:
     """Return one row per symbol from the positions hash; missing figures are NaN."""
+    if isinstance(redis, Archive):
+        raise ValueError("positions are not archived (a hash, not a stream): read them from Redis")
     raw = decode_fields(await redis.hgetall(settings.keys.positions(settings.venue)))
     table: dict[str, dict[str, float]] = {}
     for name, value in raw.items():
@@ -330,12 +401,17 @@ async def read_positions(redis: aioredis.Redis, settings: Settings) -> pd.DataFr
 #: ``tickpipe export`` kinds → reader.
 KINDS = EXPORT_KINDS
 #: Kinds read from every partition when no symbol is given.
-_ANY_SYMBOL = {"signals": read_signals, "gaps": read_gaps, "raw": read_raw, "orders": read_orders}
-_ONE_SYMBOL = {"trades": read_trades, "quotes": read_quotes, "book": read_book}
+_ANY_SYMBOL = {
+    "signals": read_signals, "gaps": read_gaps, "raw": read_raw, "orders": read_orders,
+    "balances": read_balances,
+}  # fmt: skip
+_ONE_SYMBOL = {
+    "trades": read_trades, "quotes": read_quotes, "book": read_book, "tickers": read_tickers,
+}  # fmt: skip
 
 
 async def read_kind(
-    redis: aioredis.Redis, settings: Settings, kind: str, symbol: str | None,
+    redis: Source, settings: Settings, kind: str, symbol: str | None,
     start: TimeLike = None, end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Dispatch on one of :data:`KINDS`."""
@@ -352,7 +428,16 @@ async def read_kind(
     return await read_bars(redis, settings, symbol, start, end, interval=kind[4:])
 
 
-def _sync(settings: Settings, read: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+def _sync(settings: Settings, read: Callable[[Source], Awaitable[T]], source: str = "redis") -> T:
+    if source == "archive":
+
+        async def archived() -> T:
+            return await read(Archive(archive_root(settings)))
+
+        return asyncio.run(archived())
+    if source != "redis":
+        raise ValueError(f"source must be 'redis' or 'archive', got {source!r}")
+
     async def go() -> T:
         redis = connect_redis(settings.redis_url)
         try:
@@ -363,37 +448,47 @@ def _sync(settings: Settings, read: Callable[[aioredis.Redis], Awaitable[T]]) ->
     return asyncio.run(go())
 
 
-def trades(settings: Settings, symbol: str, start: TimeLike = None, end: TimeLike = None) -> Any:
+def trades(
+    settings: Settings, symbol: str, start: TimeLike = None, end: TimeLike = None,
+    *, source: str = "redis",
+) -> Any:  # fmt: skip
     """Return :func:`read_trades` synchronously (not from inside a running event loop)."""
-    return _sync(settings, lambda r: read_trades(r, settings, symbol, start, end))
+    return _sync(settings, lambda r: read_trades(r, settings, symbol, start, end), source)
 
 
-def quotes(settings: Settings, symbol: str, start: TimeLike = None, end: TimeLike = None) -> Any:
+def quotes(
+    settings: Settings, symbol: str, start: TimeLike = None, end: TimeLike = None,
+    *, source: str = "redis",
+) -> Any:  # fmt: skip
     """Return :func:`read_quotes` synchronously."""
-    return _sync(settings, lambda r: read_quotes(r, settings, symbol, start, end))
+    return _sync(settings, lambda r: read_quotes(r, settings, symbol, start, end), source)
 
 
 def bars(
     settings: Settings, symbol: str, start: TimeLike = None, end: TimeLike = None,
-    *, interval: str = "1m",
+    *, interval: str = "1m", source: str = "redis",
 ) -> Any:  # fmt: skip
     """Return :func:`read_bars` synchronously."""
-    return _sync(settings, lambda r: read_bars(r, settings, symbol, start, end, interval=interval))
+    return _sync(
+        settings, lambda r: read_bars(r, settings, symbol, start, end, interval=interval), source
+    )
 
 
 def orders(
-    settings: Settings, symbol: str | None = None, start: TimeLike = None, end: TimeLike = None
-) -> Any:
+    settings: Settings, symbol: str | None = None, start: TimeLike = None, end: TimeLike = None,
+    *, source: str = "redis",
+) -> Any:  # fmt: skip
     """Return :func:`read_orders` synchronously."""
-    return _sync(settings, lambda r: read_orders(r, settings, symbol, start, end))
+    return _sync(settings, lambda r: read_orders(r, settings, symbol, start, end), source)
 
 
 def read(
     settings: Settings, kind: str, symbol: str | None = None, start: TimeLike = None,
-    end: TimeLike = None,
+    end: TimeLike = None, *, source: str = "redis",
 ) -> Any:  # fmt: skip
-    """Return :func:`read_kind` synchronously: any of :data:`KINDS` (``book``, ``raw``...)."""
-    return _sync(settings, lambda r: read_kind(r, settings, kind, symbol, start, end))
+    """Return :func:`read_kind` synchronously: any of :data:`KINDS` (``book``, ``raw``...);
+    ``source="archive"`` reads the archive's files instead of Redis."""
+    return _sync(settings, lambda r: read_kind(r, settings, kind, symbol, start, end), source)
 
 
 def positions(settings: Settings) -> Any:

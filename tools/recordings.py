@@ -12,6 +12,9 @@ Three formats are recognised from the file's content, not its name:
   ``depth_snapshot`` of the URL's ``symbol``; other REST answers are counted and left out.
 * **tickpipe** ``export raw`` files (Parquet or CSV): every raw entry as it was stored (``ws``,
   ``rest`` and ``marker``), with its kind, channel, data and receive time.
+* **the archive**: a directory holding ``venue=<venue>/kind=raw`` (``TICKPIPE_ARCHIVE_DIR``):
+  every archived raw entry of every partition, each partition in its stream order, merged by
+  receive time.
 
 Several files (or directories of them) are merged by receive time; frames with the same time
 keep the order of the files given. Each reader yields :class:`Recorded` tuples.
@@ -34,6 +37,7 @@ __all__ = [
     "Recorded",
     "RecordingStats",
     "detect_format",
+    "is_archive",
     "read_recording",
     "read_recordings",
     "symbol_of",
@@ -262,16 +266,39 @@ def read_recording(path: Path, stats: RecordingStats | None = None) -> Iterator[
     )
 
 
+def is_archive(path: Path) -> bool:
+    """Tell whether ``path`` is an archive directory (it holds ``venue=*/kind=raw``)."""
+    return path.is_dir() and any(path.glob("venue=*/kind=raw"))
+
+
+def _archive(root: Path) -> Iterator[Recorded]:
+    """Every archived raw entry under ``root``, by receive time (stream order among equals)."""
+    from tickpipe.archive.files import read_rows  # pyarrow: only archives need it
+
+    sources = []
+    for folder in sorted(root.glob("venue=*")):
+        rows = read_rows(root, folder.name.removeprefix("venue="), "raw", None, None, None)
+        rows.sort(key=lambda r: int(r.get("ts_recv") or 0))  # stable: stream order kept
+        sources.append(
+            Recorded(int(r.get("ts_recv") or 0), r.get("data", ""), r.get("kind", "ws"),
+                     r.get("channel", ""), symbol_of(r.get("kind", "ws"), r.get("data", "")))
+            for r in rows
+        )  # fmt: skip
+    return heapq.merge(*sources, key=lambda r: r.ts_recv)
+
+
 def _expand(paths: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
+        if is_archive(path):
+            continue
         if path.is_dir():
             files += [p for p in sorted(path.iterdir()) if p.is_file() and detect_format(p)]
         elif path.is_file():
             files.append(path)
         else:
             raise ValueError(f"{path}: no such file or directory")
-    if not files:
+    if not files and not any(is_archive(p) for p in paths):
         raise ValueError("no recording found in " + ", ".join(str(p) for p in paths))
     return files
 
@@ -281,7 +308,9 @@ def read_recordings(
 ) -> Iterator[Recorded]:
     """Merge the frames of several recordings (files or directories) by receive time."""
     stats = stats or RecordingStats()
-    sources = [read_recording(p, stats) for p in _expand(paths)]
+    paths = list(paths)
+    sources = [_archive(p) for p in paths if is_archive(p)]
+    sources += [read_recording(p, stats) for p in _expand(paths)]
     if len(sources) == 1:
         return sources[0]
     return heapq.merge(*sources, key=lambda r: r.ts_recv)

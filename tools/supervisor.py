@@ -301,6 +301,8 @@ def _venue_stages(settings: Settings, options: UpOptions) -> list[StageSpec]:
             for n in range(options.processors)
         ]
         stages.append(_spec(f"trader{tag}", "trader", dict(env)))
+        if settings.archive:  # the venue's streams to Parquet, its own consumer group
+            stages.append(_spec(f"archive{tag}", "archive", dict(env)))
     return stages
 
 

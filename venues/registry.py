@@ -16,7 +16,7 @@ from typing import Any
 
 from tickpipe.common.errors import AuthError, ConfigError
 from tickpipe.common.links import Link, Reply
-from tickpipe.common.messages import MarketItem, MessageItem
+from tickpipe.common.messages import Balance, MarketItem, MessageItem
 from tickpipe.common.schema import OrderUpdate, RawFrame
 from tickpipe.common.settings import Secret, Settings
 from tickpipe.venues.alpaca import ingest as alpaca_ingest
@@ -133,7 +133,7 @@ class Venue:
     #: The signed request that subscribes a private slot to user data (``None``: none needed).
     user_data_request: Callable[[Settings, int, int], str] | None
     #: A private-stream frame as an order update and its identity, or a counter's name.
-    parse_private: Callable[[RawFrame], tuple[OrderUpdate, int | str | None] | str]
+    parse_private: Callable[[RawFrame], tuple[OrderUpdate, int | str | None] | list[Balance] | str]
     #: The trader's order connection; raises :class:`ConfigError` for missing credentials.
     order_link: Callable[[Settings], OrderLink]
     #: The trader's order adapter over the connection (``trader.venue_router.OrderAdapter``).

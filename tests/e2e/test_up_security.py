@@ -31,7 +31,7 @@ K = Keys("tp")
 P = Partition("binance", 0)
 SPARE = Partition("binance", 9)  # a partition nothing reads: where allowed writes are tried
 V = "binance"
-STAGE_USERS = ("ingestor", "processor", "trader", "dashboard")
+STAGE_USERS = ("ingestor", "processor", "trader", "dashboard", "archive")
 ONCE = Retry(NoBackoff(), 0)
 
 

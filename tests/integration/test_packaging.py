@@ -56,7 +56,7 @@ def test_the_wheel_adds_tickpipe_and_nothing_else(wheel: Path) -> None:
     assert info.startswith("tickpipe-") and info.endswith(".dist-info")
     for package in ("common", "venues", "tools", "deploy"):
         assert f"tickpipe/{package}/__init__.py" in names, package
-    for stage in ("ingestor", "processor", "trader", "mock_ws", "dashboard"):
+    for stage in ("ingestor", "processor", "trader", "mock_ws", "dashboard", "archive"):
         assert f"tickpipe/{stage}/__main__.py" in names, stage
     assert "tickpipe/py.typed" in names
     assert not [n for n in names if n.startswith(("tickpipe/tests", "tickpipe/bench"))]

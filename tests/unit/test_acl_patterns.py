@@ -7,7 +7,7 @@ from fnmatch import fnmatchcase
 
 import pytest
 
-from tickpipe.common.names import BAR_INTERVALS, Keys, Partition
+from tickpipe.common.names import BAR_INTERVALS, Keys, Partition, archive_watermark
 from tickpipe.deploy.acl import OPERATOR, STAGE_USERS, USERS, acl_rules, render_acl
 
 NS = "tp"
@@ -16,33 +16,39 @@ P = Partition("binance", 3)
 V = "binance"
 
 #: Every key a stage writes, and who writes it (the dashboard writes only its health; the
-#: operator the kill switch, control entries and raw replays).
+#: archive only acks through its group and writes its watermarks; the operator the kill
+#: switch, control entries and raw replays).
 WRITERS: dict[str, set[str]] = {
-    K.raw(P): {"ingestor", "processor", OPERATOR},  # the processor only acks through its group
-    K.private_raw(V): {"ingestor", "processor"},
-    K.gaps(P): {"ingestor", "processor"},
-    K.trades(P): {"processor"},
-    K.quotes(P): {"processor"},
-    K.book(P): {"processor"},
-    K.signals(P): {"processor", "trader"},  # the trader only acks through its group
+    K.raw(P): {"ingestor", "processor", OPERATOR, "archive"},  # consumers only ack
+    K.private_raw(V): {"ingestor", "processor", "archive"},
+    K.gaps(P): {"ingestor", "processor", "archive"},
+    K.trades(P): {"processor", "archive"},
+    K.quotes(P): {"processor", "archive"},
+    K.book(P): {"processor", "archive"},
+    K.signals(P): {"processor", "trader", "archive"},  # the trader only acks through its group
     K.dead_letters(P): {"processor"},
-    K.venue_bars(P): {"processor"},
-    K.trade_corrections(P): {"processor"},
-    K.venue_status(P): {"processor"},
+    K.venue_bars(P): {"processor", "archive"},
+    K.trade_corrections(P): {"processor", "archive"},
+    K.venue_status(P): {"processor", "archive"},
+    K.tickers(P): {"processor", "archive"},
+    K.balances(V): {"processor", "archive"},
     K.venue_dead_letters(V): {"processor"},
     K.control(P): {"processor", OPERATOR},
     K.checkpoint(P): {"processor"},
     K.venue_checkpoint(V): {"processor"},
     K.lease(P): {"processor"},
     K.venue_lease(V): {"processor"},
-    K.order_updates(V): {"processor", "trader"},  # the trader only acks through its group
-    K.orders(V): {"trader"},
+    K.order_updates(V): {"processor", "trader", "archive"},  # the trader only acks
+    K.orders(V): {"trader", "archive"},
     K.positions(V): {"trader"},
     K.intent(V, "tp-0123"): {"trader"},
     K.working_orders(V): {"trader"},
     K.kill_switch(V): {OPERATOR},
     f"{NS}:{{{V}}}:trader-lease": {"trader"},
-    **{K.bars(P, i): {"processor"} for i in BAR_INTERVALS},
+    **{K.bars(P, i): {"processor", "archive"} for i in BAR_INTERVALS},
+    archive_watermark(K.trades(P)): {"archive"},
+    # processor: its ``bars:*`` selector matches, for stream appends only (a string key refuses)
+    archive_watermark(K.bars(P, "1m")): {"archive", "processor"},
     **{K.health(s, "host-1"): {s} for s in STAGE_USERS},
 }
 

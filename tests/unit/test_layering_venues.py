@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("ingestor", "processor", "trader", "dashboard")
+STAGES = ("ingestor", "processor", "trader", "dashboard", "archive")
 #: Modules under ``venues`` that hold no venue's code.
 VENUE_NEUTRAL = frozenset({"registry", "clients", "books"})
 

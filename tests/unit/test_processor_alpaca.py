@@ -265,7 +265,7 @@ def test_control_messages_and_unhandled_types_are_counted() -> None:
         '[{"T":"success","msg":"connected"}]',
         '[{"T":"subscription","trades":["FAKEPACA"],"quotes":[],"bars":[]}]',
         '[{"T":"error","code":406,"msg":"connection limit exceeded"}]',
-        '[{"T":"o","S":"BTC/USD","t":"2024-03-12T10:38:50.79613221Z","b":[],"a":[],"r":true}]',
+        '[{"T":"l","S":"AAPL","u":1,"d":1,"i":"A","t":"2024-08-08T23:54:15Z","z":"C"}]',
     ]
     st = state()
     out = run([raw(f) for f in frames] + [RawFrame("marker", "alpaca", "c1", 9, 1, "{}")], st)

@@ -46,20 +46,17 @@ def test_a_frame_of_an_unknown_channel_is_a_dead_letter_with_the_reason(
 
 def test_channels_read_but_not_normalised_are_counted_per_channel() -> None:
     frames = [
-        '{"stream":"btcusdt@kline_1m","data":{"e":"kline","s":"BTCUSDT"}}',
-        '{"stream":"btcusdt@kline_1m","data":{"e":"kline","s":"BTCUSDT"}}',
-        '{"stream":"btcusdt@ticker","data":{"e":"24hrTicker","s":"BTCUSDT"}}',
+        '{"stream":"btcusdt@avgPrice","data":{"e":"avgPrice","s":"BTCUSDT"}}',
         '{"stream":"btcusdt@depth20@100ms","data":{"lastUpdateId":1,"bids":[],"asks":[]}}',
-        '{"e":"24hrMiniTicker","E":1,"s":"BTCUSDT"}',
+        '{"e":"avgPrice","E":1,"s":"BTCUSDT"}',
         '{"lastUpdateId":1,"bids":[],"asks":[]}',
     ]
     state = PartitionState("binance:0", "binance")
     out = process_batch(state, entries(frames), 1)
     assert out.dead_letters == []
     c = state.counters
-    assert c["ignored"] == 6
-    assert (c["ignored:kline_1m"], c["ignored:ticker"], c["ignored:depth20"]) == (2, 1, 1)
-    assert (c["ignored:24hrMiniTicker"], c["ignored:partial_depth"]) == (1, 1)
+    assert c["ignored"] == 4
+    assert (c["ignored:avgPrice"], c["ignored:depth20"], c["ignored:partial_depth"]) == (2, 1, 1)
 
 
 def test_alpaca_message_types_unknown_are_dead_letters_and_known_ones_counted() -> None:

@@ -67,7 +67,7 @@ def test_other_frames_are_passed_over_or_dead_lettered() -> None:
     entries: list[tuple[str, RawFrame | BadEntry]] = [
         ("1-0", raw('{"event":"connect"}', kind="marker")),
         ("1-1", raw('{"id":"d3","status":200,"result":{"subscriptionId":0}}')),
-        ("1-2", raw('{"subscriptionId":0,"event":{"e":"outboundAccountPosition","E":1,"B":[]}}')),
+        ("1-2", raw('{"subscriptionId":0,"event":{"e":"listStatus","E":1}}')),
         ("1-3", raw('{"subscriptionId":0,"event":{"e":"eventStreamTerminated","E":1}}')),
         ("1-4", raw("{oops")),
         ("1-5", raw('{"subscriptionId":0,"event":{"e":"executionReport","E":1}}')),

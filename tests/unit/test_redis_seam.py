@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[2]
 SEAM = REPO / "common" / "redis_link.py"
 #: Names that reach into redis-py's connections: only the seam may use them.
 PRIVATE = {"send_packed_command", "read_response", "direct_pool", "get_connection"}
-PACKAGES = ("common", "ingestor", "processor", "trader", "mock_ws", "bench", "dashboard")
+PACKAGES = ("common", "ingestor", "processor", "trader", "mock_ws", "bench", "dashboard", "archive")
 
 
 def _uses(path: Path) -> set[str]:

@@ -7,7 +7,8 @@ names itself), a :class:`Quote`, a :class:`VenueBar`, a :class:`TradeCorrection`
 :class:`VenueStatus`, a :class:`BadMessage` (one message failed validation; the others still
 count), or the name of the counter under which the message is passed over (``replies`` for
 success/subscription, ``venue_errors`` for errors, ``ignored:<type>`` for types read but not
-normalised: order books, LULD bands, imbalances, news). A message of a type nobody knows is a
+normalised: LULD bands, imbalances, news). A crypto order book message (``o``) is a
+:class:`BookUpdate` (``r: true``: the whole book). A message of a type nobody knows is a
 :class:`BadMessage`. A frame that does not decode at all raises :class:`DecodeError`.
 """
 
@@ -17,7 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from tickpipe.common.errors import DecodeError
-from tickpipe.common.messages import BadMessage, MessageItem, TradeCorrection, VenueBar, VenueStatus
+from tickpipe.common.messages import (
+    BadMessage,
+    BookUpdate,
+    MessageItem,
+    TradeCorrection,
+    VenueBar,
+    VenueStatus,
+)
 from tickpipe.common.schema import RawFrame
 from tickpipe.venues.alpaca import wire as alpaca
 
@@ -26,7 +34,7 @@ __all__ = ["classify_messages"]
 _CONTROL = {"success": "replies", "subscription": "replies", "error": "venue_errors"}
 #: Message types read but not normalised yet, and the counter of each.
 _UNNORMALISED = {
-    "o": "ignored:orderbooks", "l": "ignored:lulds", "i": "ignored:imbalances",
+    "l": "ignored:lulds", "i": "ignored:imbalances",
     "n": "ignored:news",
 }  # fmt: skip
 
@@ -106,6 +114,35 @@ def _status(msg: Mapping[str, Any], *, ts_recv: int, entry_id: str) -> VenueStat
     )
 
 
+def _levels(msg: Mapping[str, Any], key: str) -> tuple[tuple[str, str], ...]:
+    value = msg.get(key, [])
+    if not isinstance(value, list):
+        raise DecodeError(f"order book side {key!r} must be a list, got {value!r}")
+    out = []
+    for level in value:
+        if not isinstance(level, Mapping):
+            raise DecodeError(f"order book level must be an object, got {level!r}")
+        out.append(
+            (alpaca.decimal_text(level.get("p"), "level price"),
+             alpaca.decimal_text(level.get("s"), "level size"))
+        )  # fmt: skip
+    return tuple(out)
+
+
+def _book(msg: Mapping[str, Any], *, ts_recv: int) -> BookUpdate:
+    reset = msg.get("r", False)
+    if not isinstance(reset, bool):
+        raise DecodeError(f"order book field 'r' must be true or false, got {reset!r}")
+    return BookUpdate(
+        symbol=_symbol(msg),
+        bids=_levels(msg, "b"),
+        asks=_levels(msg, "a"),
+        reset=reset,
+        ts_event=alpaca.parse_time(msg.get("t"), "order book time"),
+        ts_recv=ts_recv,
+    )
+
+
 def _message(n: int, msg: Any, entry_id: str, ts_recv: int) -> MessageItem:
     if not isinstance(msg, Mapping):
         raise DecodeError("message is not an object")
@@ -120,6 +157,8 @@ def _message(n: int, msg: Any, entry_id: str, ts_recv: int) -> MessageItem:
         return _correction(msg, ts_recv=ts_recv, entry_id=entry_id)
     if t == "s":
         return _status(msg, ts_recv=ts_recv, entry_id=entry_id)
+    if t == "o":
+        return _book(msg, ts_recv=ts_recv)
     if isinstance(t, str) and t in _CONTROL:
         return _CONTROL[t]
     if not isinstance(t, str) or not t:

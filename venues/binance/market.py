@@ -1,9 +1,10 @@
 """Classify one Binance market-data frame into the value it carries (pure, no I/O).
 
 :func:`classify` answers with :class:`Trades` (live or backfilled), a :class:`Quote`, a
-:class:`DepthDiff`, a :class:`DepthSnapshot`, or the name of the counter under which the frame is
-passed over (request replies, channels not handled; the processor reads markers itself). A frame
-that cannot be parsed or fails validation raises :class:`DecodeError`.
+:class:`DepthDiff`, a :class:`DepthSnapshot`, a :class:`VenueBar` (a ``kline``), a
+:class:`Ticker`, or the name of the counter under which the frame is passed over (request
+replies, channels not handled; the processor reads markers itself). A frame that cannot be
+parsed or fails validation raises :class:`DecodeError`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tickpipe.common.messages import MarketItem, Trades
 from tickpipe.common.schema import RawFrame, Trade
 from tickpipe.common.units import MS
 from tickpipe.venues.binance import wire as binance
+from tickpipe.venues.binance.candles import parse_kline
 from tickpipe.venues.binance.marketdata import (
     REST_DEPTH,
     REST_TRADES,
@@ -27,6 +29,7 @@ from tickpipe.venues.binance.marketdata import (
     parse_depth_diff,
     parse_rest,
 )
+from tickpipe.venues.binance.tickers import TICKER_EVENTS, parse_ticker
 from tickpipe.venues.binance.wire import is_reply
 
 __all__ = ["classify"]
@@ -34,11 +37,9 @@ __all__ = ["classify"]
 
 #: Binance event types (``e``) and stream channels read but not normalised yet (and the
 #: connection notice ``serverShutdown``, which the ingestor acts on).
-_UNNORMALISED_EVENTS = {
-    "kline", "24hrTicker", "24hrMiniTicker", "avgPrice", "1hTicker", "4hTicker", "1dTicker",
-    "serverShutdown",
-}  # fmt: skip
-_UNNORMALISED_CHANNELS = {"ticker", "miniTicker", "avgPrice", "depth5", "depth10", "depth20"}
+_UNNORMALISED_EVENTS = {"avgPrice", "serverShutdown"}
+_UNNORMALISED_CHANNELS = {"avgPrice", "depth5", "depth10", "depth20"}
+_TICKER_CHANNELS = {"ticker", "miniTicker", "ticker_1h", "ticker_4h", "ticker_1d"}
 
 _INF = float("inf")
 # (stream, symbol) pairs, prices and quantities already found valid in a trade: checked once each.
@@ -129,7 +130,7 @@ def _check_stream(stream: str | None, symbol: str) -> None:
 def _unnormalised(channel: str) -> str | None:
     """Return the counter of a channel read but not normalised, ``None`` for unknown ones."""
     name = channel.partition("@")[0]
-    if name.startswith(("kline_", "ticker_")) or name in _UNNORMALISED_CHANNELS:
+    if name in _UNNORMALISED_CHANNELS:
         return f"ignored:{name}"
     return None
 
@@ -152,6 +153,14 @@ def _event(
         diff = parse_depth_diff(payload, ts_recv=frame.ts_recv, entry_id=entry_id)
         _check_stream(stream, diff.symbol)
         return diff
+    if (channel or "").startswith("kline_") or (channel is None and kind == "kline"):
+        bar = parse_kline(payload)
+        _check_stream(stream, bar.bar.symbol)
+        return bar
+    if channel in _TICKER_CHANNELS or (channel is None and kind in TICKER_EVENTS):
+        ticker = parse_ticker(payload, ts_recv=frame.ts_recv)
+        _check_stream(stream, ticker.symbol)
+        return ticker
     raw_ticker = channel is None and kind is None and isinstance(payload, Mapping)
     if channel == "bookTicker" or (raw_ticker and "u" in payload and "b" in payload):
         quote = parse_book_ticker(payload, ts_recv=frame.ts_recv)

@@ -1,0 +1,1 @@
+"""Copy raw and normalised streams into partitioned Parquet files (the archive stage)."""

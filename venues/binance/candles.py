@@ -1,0 +1,89 @@
+"""Parse Binance ``kline`` events into the venue's own bars (pure, no I/O).
+
+A ``<symbol>@kline_<interval>`` stream pushes the current candle of every interval Binance
+offers (``1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M``) about every second or two, and
+a last time with ``x: true`` when it closes. Each push becomes a :class:`common.messages.VenueBar`
+(``final`` = ``x``); the processor numbers the pushes of one candle as revisions and writes them
+to the partition's ``venue-bars`` stream, next to Alpaca's own bars. Malformed payloads raise
+:class:`common.errors.DecodeError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tickpipe.common.errors import DecodeError
+from tickpipe.common.messages import VenueBar
+from tickpipe.common.schema import Bar
+from tickpipe.common.units import MS
+
+__all__ = ["INTERVALS", "decimal_field", "int_field", "parse_kline"]
+
+#: The kline intervals Binance Spot offers.
+INTERVALS = frozenset(
+    {"1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w",
+     "1M"}
+)  # fmt: skip
+
+
+def decimal_field(data: Mapping[str, Any], key: str, what: str, *, signed: bool = False) -> str:
+    """Return ``data[key]``, a finite decimal string (non-negative unless ``signed``), as sent."""
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise DecodeError(f"{what} field {key!r} must be a decimal string, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise DecodeError(f"{what} field {key!r} is not a number: {value!r}") from None
+    if not (signed or number >= 0) or abs(number) == float("inf"):
+        raise DecodeError(f"{what} field {key!r} is out of range: {value!r}")
+    return value
+
+
+def int_field(data: Mapping[str, Any], key: str, what: str) -> int:
+    """Return ``data[key]``, an integer of at least -1 (Binance's "none" id)."""
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+        raise DecodeError(f"{what} field {key!r} must be an integer, got {value!r}")
+    return value
+
+
+def _text(candle: Mapping[str, Any], key: str) -> str:
+    return decimal_field(candle, key, "kline")
+
+
+def _whole(data: Mapping[str, Any], key: str) -> int:
+    return int_field(data, key, "kline")
+
+
+def parse_kline(data: Any) -> VenueBar:
+    """Return the bar of one ``kline`` event (``{"e": "kline", "E", "s", "k": {...}}``)."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("k"), Mapping):
+        raise DecodeError("kline event without its candle 'k'")
+    candle = data["k"]
+    symbol, interval = candle.get("s"), candle.get("i")
+    if not isinstance(symbol, str) or not symbol.isalnum() or symbol != data.get("s", symbol):
+        raise DecodeError(f"kline symbol is invalid: {symbol!r}")
+    if interval not in INTERVALS:
+        raise DecodeError(f"kline interval {interval!r} is not one Binance offers")
+    closed = candle.get("x")
+    if not isinstance(closed, bool):
+        raise DecodeError(f"kline field 'x' must be true or false, got {closed!r}")
+    bar = Bar(
+        venue="binance",
+        symbol=symbol,
+        interval=interval,
+        ts_open=_whole(candle, "t") * MS,
+        open=_text(candle, "o"),
+        high=_text(candle, "h"),
+        low=_text(candle, "l"),
+        close=_text(candle, "c"),
+        volume=_text(candle, "v"),
+        trades=_whole(candle, "n"),
+        first_trade_id=str(_whole(candle, "f")),
+        last_trade_id=str(_whole(candle, "L")),
+        final=closed,
+        ts_event=_whole(data, "E") * MS,
+    )
+    return VenueBar(bar, updated=False)
