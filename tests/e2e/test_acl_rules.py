@@ -11,7 +11,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.e2e.acl_support import acl_redis, stage_passwords
-from tickpipe.common.names import Keys, Partition
+from tickpipe.common.names import Keys, Partition, archive_watermark
 from tickpipe.deploy.acl import OPERATOR, STAGE_USERS, USERS, main
 from tickpipe.processor.trimmer import NTH_ID_SCRIPT
 from tickpipe.processor.wire import GATE_SCRIPT, READ_SCRIPT, read_call
@@ -38,8 +38,20 @@ def _refused(call) -> bool:  # type: ignore[no-untyped-def]
 
 def test_each_user_writes_only_its_own_streams(tmp_path: Path) -> None:
     with acl_redis(tmp_path / "redis", NS, stage_passwords()) as server:
-        ing, proc, trd, dash = (server.client(u) for u in STAGE_USERS)
+        ing, proc, trd, dash, arch = (server.client(u) for u in STAGE_USERS)
         admin = server.client()
+        # The archive consumes the streams it copies through its own group and records its
+        # watermark; it appends to no stream and deletes nothing.
+        admin.xadd(K.trades(P), ENTRY)
+        arch.xgroup_create(K.trades(P), "archive", id="0")
+        [[_, copied]] = arch.xreadgroup("archive", "archive-1", {K.trades(P): ">"})
+        arch.xack(K.trades(P), "archive", copied[0][0])
+        arch.set(archive_watermark(K.trades(P)), copied[0][0])
+        assert _refused(lambda: arch.xadd(K.trades(P), ENTRY))
+        assert _refused(lambda: arch.xadd(K.raw(P), ENTRY))
+        assert _refused(lambda: arch.delete(K.trades(P)))
+        assert _refused(lambda: arch.set(K.checkpoint(P), b"state"))
+        admin.delete(K.trades(P))
         # The ingestor appends raw frames, and nothing downstream.
         ing.xadd(K.raw(P), ENTRY)
         ing.xadd(K.private_raw(V), ENTRY)
