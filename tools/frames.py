@@ -66,6 +66,7 @@ import redis.asyncio as aioredis
 from tickpipe.archive.files import read_rows
 from tickpipe.archive.layout import kind_of
 from tickpipe.archive.shell import archive_root
+from tickpipe.common.contract import OrderEvent
 from tickpipe.common.names import EXPORT_KINDS, Partition, shard_for
 from tickpipe.common.redis_io import connect_redis
 from tickpipe.common.schema import decode_fields
@@ -372,8 +373,13 @@ async def read_orders(
     redis: Source, settings: Settings, symbol: str | None = None, start: TimeLike = None,
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
-    """Return the ``orders`` log (every symbol when ``symbol`` is None), indexed by ``ts``."""
+    """Return the ``orders`` log (every symbol when ``symbol`` is None), indexed by ``ts``.
+
+    The log's ``instruments`` entries (the venue's filters as the trader loaded them) are not
+    orders and are left out; the trader keeps them readable in ``{V}:instruments`` too.
+    """
     rows = await _entries(redis, settings.keys.orders(settings.venue), "ts", start, end, symbol)
+    rows = [row for row in rows if row.get("event") != OrderEvent.INSTRUMENTS]
     for row in rows:
         if not row.get("ts"):
             row["ts"] = row.get("ts_intent") or str(_id_ms(row) * 1_000_000)
