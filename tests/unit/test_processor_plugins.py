@@ -206,6 +206,8 @@ def test_the_example_is_found_by_its_entry_point(
     target = tmp_path / "site"
     install_example(target)
     monkeypatch.syspath_prepend(str(target))
+    for name in [m for m in sys.modules if m.partition(".")[0] == "tickpipe_momentum"]:
+        monkeypatch.delitem(sys.modules, name)  # imported from examples/ by an earlier test
     env = {
         "TICKPIPE_STRATEGIES": "momentum",
         "TICKPIPE_STRATEGY_MOMENTUM_LOOKBACK": "3",
