@@ -178,15 +178,14 @@ class Strategy(ABC):
 
 @dataclass(frozen=True)
 class ThresholdParams:
-    """``TICKPIPE_STRATEGY_THRESHOLD_CROSS_TAKE_PROFIT_BPS``: 0 (default) = MARKET entries only."""
+    """``TICKPIPE_STRATEGY_THRESHOLD_CROSS_PASSIVE_BPS``: 0 (default) = MARKET entries only."""
 
-    take_profit_bps: Decimal = Decimal(0)
+    passive_bps: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
-        if not Decimal(0) <= self.take_profit_bps < _BPS:
+        if not Decimal(0) <= self.passive_bps < _BPS:
             raise ValueError(
-                "TICKPIPE_STRATEGY_THRESHOLD_CROSS_TAKE_PROFIT_BPS must be at least 0 and below "
-                "10000"
+                "TICKPIPE_STRATEGY_THRESHOLD_CROSS_PASSIVE_BPS must be at least 0 and below 10000"
             )
 
 
@@ -200,10 +199,11 @@ class ThresholdCross(Strategy):
     emits nothing.
 
     Each order has the symbol's size (``order_qty``: one size, or symbol -> size with ``*`` for
-    the others). With ``take_profit_bps`` above 0 each crossing is a MARKET entry followed by a
-    resting LIMIT GTC order on the other side, ``take_profit_bps`` away from the crossing price
-    (a buy's sell above, a sell's buy below): a working order that a rapid move's cancel
-    (:class:`RapidMove`) takes off the book if the market runs before it fills.
+    the others). With ``passive_bps`` above 0 each crossing is a MARKET entry followed by a
+    passive LIMIT GTC order on the same side, ``passive_bps`` behind the crossing price (a buy's
+    bid below it, a sell's offer above it): it adds to the position if the market comes back,
+    and rests while the market runs away, until a rapid move's cancel (:class:`RapidMove`) takes
+    it off the book.
     """
 
     name: ClassVar[str] = "threshold_cross"
@@ -211,12 +211,12 @@ class ThresholdCross(Strategy):
 
     @classmethod
     def create(cls, settings: Settings, params: Any) -> Strategy:
-        take_profit = params.take_profit_bps if params is not None else Decimal(0)
+        passive = params.passive_bps if params is not None else Decimal(0)
         return cls(
             dict(settings.thresholds),
             hysteresis_bps=settings.hysteresis_bps,
             order_qty=order_quantities(settings.order_qty),
-            take_profit_bps=take_profit,
+            passive_bps=passive,
         )
 
     def __init__(
@@ -225,14 +225,14 @@ class ThresholdCross(Strategy):
         *,
         hysteresis_bps: str,
         order_qty: str | Mapping[str, str],
-        take_profit_bps: Decimal = Decimal(0),
+        passive_bps: Decimal = Decimal(0),
     ) -> None:
         self.levels = dict(levels)
         self.hysteresis_bps = hysteresis_bps
         sizes = {ANY_SYMBOL: order_qty} if isinstance(order_qty, str) else dict(order_qty)
         self.order_qty = sizes
-        self.take_profit_bps = take_profit_bps
-        self._tp = _CTX.divide(take_profit_bps, _BPS)
+        self.passive_bps = passive_bps
+        self._passive = _CTX.divide(passive_bps, _BPS)
         self._h = _CTX.divide(Decimal(hysteresis_bps), _BPS)
         # symbol -> [level, state]; state is "" (unknown), ABOVE or BELOW.
         self.symbols: dict[str, list[str]] = {}
@@ -282,26 +282,27 @@ class ThresholdCross(Strategy):
             price=trade.price,
             reason=f"price {trade.price} {why}",
         )
-        if self._tp <= 0:
+        if self._passive <= 0:
             return [entry]
         price = decimal_of(trade.price)
-        factor = _CTX.add(1, self._tp) if side == "buy" else _CTX.subtract(1, self._tp)
-        # The crossing price's decimals; the trader rounds to the tick away from the market.
-        target = _CTX.multiply(price, factor).quantize(price)
-        other = "sell" if side == "buy" else "buy"
-        take_profit = SignalSpec(
+        behind = _CTX.subtract(1, self._passive) if side == "buy" else _CTX.add(1, self._passive)
+        # The crossing price's decimals, rounded away from the market (the trader then rounds
+        # to the venue's tick the same way).
+        away = decimal.ROUND_FLOOR if side == "buy" else decimal.ROUND_CEILING
+        target = _CTX.multiply(price, behind).quantize(price, rounding=away)
+        passive = SignalSpec(
             symbol=trade.symbol,
-            side=other,
+            side=side,
             qty=qty,
-            price=f"{target:f}",
+            price=f"{target.normalize():f}",
             reason=(
-                f"take profit {self.take_profit_bps} bps from {trade.price} after the {side} "
-                "entry: resting LIMIT"
+                f"passive {side} {self.passive_bps} bps {'below' if side == 'buy' else 'above'} "
+                f"the crossing price {trade.price}: resting LIMIT"
             ),
             order_type="LIMIT",
             time_in_force="GTC",
         )
-        return [entry, take_profit]
+        return [entry, passive]
 
     def to_state(self) -> dict[str, list[str]]:
         return {symbol: list(entry) for symbol, entry in self.symbols.items()}

@@ -1,4 +1,4 @@
-"""ThresholdCross with a take profit: a MARKET entry, then a resting LIMIT on the other side."""
+"""ThresholdCross with a passive order: a MARKET entry, then a resting LIMIT behind the price."""
 
 from __future__ import annotations
 
@@ -22,22 +22,22 @@ def _strategy(**env: str) -> ThresholdCross:
     return next(s for s in build_strategies(settings) if isinstance(s, ThresholdCross))
 
 
-def test_each_crossing_is_a_market_entry_and_a_resting_limit_take_profit() -> None:
-    strategy = _strategy(TICKPIPE_STRATEGY_THRESHOLD_CROSS_TAKE_PROFIT_BPS="70")
+def test_each_crossing_is_a_market_entry_and_a_passive_limit_behind_it() -> None:
+    strategy = _strategy(TICKPIPE_STRATEGY_THRESHOLD_CROSS_PASSIVE_BPS="40")
     specs = [strategy.on_trade(trade(p, tid=n), ts_now=0) for n, p in enumerate(
         ["99.00", "101.00", "98.00"])]  # fmt: skip
     assert specs[0] == []  # the first state reached emits nothing
-    (buy, sell_tp), (sell, buy_tp) = specs[1], specs[2]
+    (buy, bid), (sell, offer) = specs[1], specs[2]
     assert (buy.side, buy.order_type, buy.action) == ("buy", "", "place")  # the deployment's
-    assert (sell_tp.side, sell_tp.order_type, sell_tp.time_in_force) == ("sell", "LIMIT", "GTC")
-    assert Decimal(sell_tp.price) == Decimal("101.71") and sell_tp.qty == buy.qty == "0.001"
-    assert (sell.side, buy_tp.side, buy_tp.order_type) == ("sell", "buy", "LIMIT")
-    assert Decimal(buy_tp.price) == Decimal("97.31")  # 98.00 x 0.993, the crossing's decimals
-    for spec in (sell_tp, buy_tp):
+    assert (bid.side, bid.order_type, bid.time_in_force) == ("buy", "LIMIT", "GTC")
+    assert Decimal(bid.price) == Decimal("100.59") and bid.qty == buy.qty == "0.001"
+    assert (sell.side, offer.side, offer.order_type) == ("sell", "sell", "LIMIT")
+    assert Decimal(offer.price) == Decimal("98.40")  # 98.392 rounded up: away from the market
+    for spec in (bid, offer):
         assert (
             order_problem(spec.order_type, spec.time_in_force, spec.post_only, spec.price) is None
         )
-        assert "take profit 70 bps" in spec.reason
+        assert "passive" in spec.reason and "40 bps" in spec.reason
 
 
 def test_without_a_take_profit_a_crossing_is_one_order() -> None:
@@ -48,5 +48,5 @@ def test_without_a_take_profit_a_crossing_is_one_order() -> None:
 
 @pytest.mark.parametrize("value", ["-1", "10000", "x"])
 def test_a_bad_take_profit_is_a_configuration_error(value: str) -> None:
-    with pytest.raises(ConfigError, match="TICKPIPE_STRATEGY_THRESHOLD_CROSS_TAKE_PROFIT_BPS"):
-        _strategy(TICKPIPE_STRATEGY_THRESHOLD_CROSS_TAKE_PROFIT_BPS=value)
+    with pytest.raises(ConfigError, match="TICKPIPE_STRATEGY_THRESHOLD_CROSS_PASSIVE_BPS"):
+        _strategy(TICKPIPE_STRATEGY_THRESHOLD_CROSS_PASSIVE_BPS=value)
