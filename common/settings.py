@@ -33,6 +33,8 @@ from tickpipe.common.errors import ConfigError
 from tickpipe.common.names import Keys, Partition, partitions_for
 
 __all__ = [
+    "ANY_SYMBOL",
+    "DEFAULT_ORDER_QTY",
     "KNOWN_KEYS",
     "MIN_SECRET_CHARS",
     "STRATEGY_PREFIX",
@@ -40,9 +42,18 @@ __all__ = [
     "Settings",
     "did_you_mean",
     "load_settings",
+    "order_quantities",
 ]
 
 PREFIX = "TICKPIPE_"
+
+#: The key of :func:`order_quantities` for every symbol not named.
+ANY_SYMBOL = "*"
+#: The order size of a symbol that neither the bare value nor its own names.
+FALLBACK_ORDER_QTY = "0.001"
+#: ``TICKPIPE_ORDER_QTY`` unset: ETHUSDT at ~2,680 USDT needs 0.01 (26.8 USDT) to clear a
+#: 5 USDT minimum notional with margin; BTCUSDT at ~61,800 clears it with 0.001 (61.8 USDT).
+DEFAULT_ORDER_QTY = "0.001,ETHUSDT=0.01"
 
 #: Shortest secret accepted: anything shorter cannot be masked in logs without false matches.
 MIN_SECRET_CHARS = 8
@@ -113,7 +124,9 @@ class Settings:
     ibkr_penalty_s: float = 600.0
     thresholds: tuple[tuple[str, str], ...] = ()
     hysteresis_bps: str = "5"
-    order_qty: str = "0.001"
+    #: Order sizes: a bare value for every symbol, ``SYMBOL=QTY`` for one (see
+    #: :func:`order_quantities`); the default keeps the mock's symbols above its 5 USDT minimum.
+    order_qty: str = DEFAULT_ORDER_QTY
     batch_size: int = 500
     health_interval_s: float = 1.0
     data_dir: str = ".tickpipe"
@@ -186,6 +199,11 @@ class Settings:
     def threshold_for(self, symbol: str) -> str | None:
         return dict(self.thresholds).get(symbol)
 
+    def order_qty_for(self, symbol: str) -> str:
+        """The order size of ``symbol`` (its own ``SYMBOL=QTY``, else the bare value)."""
+        sizes = order_quantities(self.order_qty)
+        return sizes.get(symbol, sizes[ANY_SYMBOL])
+
     def secrets(self) -> list[str]:
         """Secret values to mask in every log line."""
         out = [
@@ -257,6 +275,36 @@ def _decimal(text: str) -> str:
     if not value.is_finite() or value < 0:
         raise ValueError(f"{text!r} must be a finite, non-negative number")
     return text.strip()
+
+
+def order_quantities(text: str) -> dict[str, str]:
+    """Parse ``TICKPIPE_ORDER_QTY``: ``QTY`` (every symbol) and ``SYMBOL=QTY`` parts.
+
+    Returns symbol -> quantity with :data:`ANY_SYMBOL` for the others (the bare value, else
+    :data:`FALLBACK_ORDER_QTY`). Raises ``ValueError`` naming the part that is wrong.
+    """
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
+        symbol, sep, qty = part.rpartition("=")
+        key = symbol.strip().upper() if sep else ANY_SYMBOL
+        if sep and not key:
+            raise ValueError(f"{part!r} should look like QTY or SYMBOL=QTY, e.g. ETHUSDT=0.01")
+        if key in out:
+            raise ValueError(f"{part!r}: {'every symbol' if key == ANY_SYMBOL else key} "
+                             "is given twice")  # fmt: skip
+        value = _decimal(qty)
+        if not Decimal(value) > 0:
+            raise ValueError(f"{part!r}: the quantity must be positive")
+        out[key] = value
+    if not out:
+        raise ValueError("give QTY or SYMBOL=QTY pairs, e.g. 0.001,ETHUSDT=0.01")
+    out.setdefault(ANY_SYMBOL, FALLBACK_ORDER_QTY)
+    return out
+
+
+def _order_qty(text: str) -> str:
+    sizes = order_quantities(text)
+    return ",".join(q if s == ANY_SYMBOL else f"{s}={q}" for s, q in sizes.items())
 
 
 def _thresholds(text: str) -> tuple[tuple[str, str], ...]:
@@ -461,7 +509,7 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_IBKR_PENALTY_S": ("ibkr_penalty_s", _positive_float),
     "TICKPIPE_THRESHOLDS": ("thresholds", _thresholds),
     "TICKPIPE_HYSTERESIS_BPS": ("hysteresis_bps", _decimal),
-    "TICKPIPE_ORDER_QTY": ("order_qty", _decimal),
+    "TICKPIPE_ORDER_QTY": ("order_qty", _order_qty),
     "TICKPIPE_BATCH_SIZE": ("batch_size", _positive_int),
     "TICKPIPE_HEALTH_INTERVAL_S": ("health_interval_s", _positive_float),
     "TICKPIPE_DATA_DIR": ("data_dir", _str),
@@ -574,6 +622,10 @@ def load_settings(
         raise ConfigError(
             f"TICKPIPE_THRESHOLDS names {unknown_levels} which are not in TICKPIPE_SYMBOLS"
         )
+    if "order_qty" in values:  # the built-in sizes may name symbols this deployment does not trade
+        sized = sorted(set(order_quantities(settings.order_qty)) - {ANY_SYMBOL} - every_symbol)
+        if sized:
+            raise ConfigError(f"TICKPIPE_ORDER_QTY names {sized} which are not in TICKPIPE_SYMBOLS")
     return settings
 
 

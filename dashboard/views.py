@@ -213,9 +213,11 @@ def _avg_price(order: dict[str, str]) -> str:
 
 def orders_view(orders: list[dict[str, str]]) -> html.Table | html.Div:
     """The latest orders with their live state."""
-    columns = ["client order id", "symbol", "side", "qty", "state", "filled", "avg price", "reason"]
+    columns = ["client order id", "symbol", "side", "type", "qty", "state", "filled", "avg price",
+               "reason"]  # fmt: skip
     rows = [[o.get("client_order_id", ""), o.get("symbol", ""), o.get("side", ""),
-             _num(o.get("qty", "")), o.get("state", ""), _num(o.get("filled_qty", "")),
+             o.get("order_type", ""), _num(o.get("qty", "")), o.get("state", ""),
+             _num(o.get("filled_qty", "")),
              _avg_price(o), o.get("reason", "")[:60]] for o in orders]  # fmt: skip
     return table(columns, rows, table_id="orders-table", empty="no orders yet", first_class="coid")
 

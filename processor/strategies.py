@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from tickpipe.common.decimals import decimal_of
 from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.schema import Bar, OrderUpdate, Quote, Trade
-from tickpipe.common.settings import Settings
+from tickpipe.common.settings import ANY_SYMBOL, Settings, order_quantities
 from tickpipe.processor.records import BookTop
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ __all__ = [
     "SignalSpec",
     "Strategy",
     "ThresholdCross",
+    "ThresholdParams",
 ]
 
 _CTX = decimal.Context(prec=40)
@@ -175,6 +176,19 @@ class Strategy(ABC):
         return None  # an optional hook: most strategies keep no event times
 
 
+@dataclass(frozen=True)
+class ThresholdParams:
+    """``TICKPIPE_STRATEGY_THRESHOLD_CROSS_PASSIVE_BPS``: 0 (default) = MARKET entries only."""
+
+    passive_bps: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        if not Decimal(0) <= self.passive_bps < _BPS:
+            raise ValueError(
+                "TICKPIPE_STRATEGY_THRESHOLD_CROSS_PASSIVE_BPS must be at least 0 and below 10000"
+            )
+
+
 class ThresholdCross(Strategy):
     """Buy when the price crosses up through a level, sell when it crosses down, with hysteresis.
 
@@ -183,22 +197,42 @@ class ThresholdCross(Strategy):
     ``price <= level * (1 - h)``, with ``h = hysteresis_bps / 10000``; prices inside the band keep
     the state. Going below -> above emits a buy, above -> below a sell; the first state reached
     emits nothing.
+
+    Each order has the symbol's size (``order_qty``: one size, or symbol -> size with ``*`` for
+    the others). With ``passive_bps`` above 0 each crossing is a MARKET entry followed by a
+    passive LIMIT GTC order on the same side, ``passive_bps`` behind the crossing price (a buy's
+    bid below it, a sell's offer above it): it adds to the position if the market comes back,
+    and rests while the market runs away, until a rapid move's cancel (:class:`RapidMove`) takes
+    it off the book.
     """
 
     name: ClassVar[str] = "threshold_cross"
+    params: ClassVar[type[Any] | None] = ThresholdParams
 
     @classmethod
     def create(cls, settings: Settings, params: Any) -> Strategy:
+        passive = params.passive_bps if params is not None else Decimal(0)
         return cls(
             dict(settings.thresholds),
             hysteresis_bps=settings.hysteresis_bps,
-            order_qty=settings.order_qty,
+            order_qty=order_quantities(settings.order_qty),
+            passive_bps=passive,
         )
 
-    def __init__(self, levels: Mapping[str, str], *, hysteresis_bps: str, order_qty: str) -> None:
+    def __init__(
+        self,
+        levels: Mapping[str, str],
+        *,
+        hysteresis_bps: str,
+        order_qty: str | Mapping[str, str],
+        passive_bps: Decimal = Decimal(0),
+    ) -> None:
         self.levels = dict(levels)
         self.hysteresis_bps = hysteresis_bps
-        self.order_qty = order_qty
+        sizes = {ANY_SYMBOL: order_qty} if isinstance(order_qty, str) else dict(order_qty)
+        self.order_qty = sizes
+        self.passive_bps = passive_bps
+        self._passive = _CTX.divide(passive_bps, _BPS)
         self._h = _CTX.divide(Decimal(hysteresis_bps), _BPS)
         # symbol -> [level, state]; state is "" (unknown), ABOVE or BELOW.
         self.symbols: dict[str, list[str]] = {}
@@ -234,21 +268,41 @@ class ThresholdCross(Strategy):
             return []
         entry[1] = new_state
         if state == BELOW and new_state == ABOVE:
-            return [self._spec(trade, "buy", f"crossed above {level} (+{self.hysteresis_bps} bps)")]
+            return self._spec(trade, "buy", f"crossed above {level} (+{self.hysteresis_bps} bps)")
         if state == ABOVE and new_state == BELOW:
-            return [
-                self._spec(trade, "sell", f"crossed below {level} (-{self.hysteresis_bps} bps)")
-            ]
+            return self._spec(trade, "sell", f"crossed below {level} (-{self.hysteresis_bps} bps)")
         return []
 
-    def _spec(self, trade: Trade, side: str, why: str) -> SignalSpec:
-        return SignalSpec(
+    def _spec(self, trade: Trade, side: str, why: str) -> list[SignalSpec]:
+        qty = self.order_qty.get(trade.symbol) or self.order_qty[ANY_SYMBOL]
+        entry = SignalSpec(
             symbol=trade.symbol,
             side=side,
-            qty=self.order_qty,
+            qty=qty,
             price=trade.price,
             reason=f"price {trade.price} {why}",
         )
+        if self._passive <= 0:
+            return [entry]
+        price = decimal_of(trade.price)
+        behind = _CTX.subtract(1, self._passive) if side == "buy" else _CTX.add(1, self._passive)
+        # The crossing price's decimals, rounded away from the market (the trader then rounds
+        # to the venue's tick the same way).
+        away = decimal.ROUND_FLOOR if side == "buy" else decimal.ROUND_CEILING
+        target = _CTX.multiply(price, behind).quantize(price, rounding=away)
+        passive = SignalSpec(
+            symbol=trade.symbol,
+            side=side,
+            qty=qty,
+            price=f"{target.normalize():f}",
+            reason=(
+                f"passive {side} {self.passive_bps} bps {'below' if side == 'buy' else 'above'} "
+                f"the crossing price {trade.price}: resting LIMIT"
+            ),
+            order_type="LIMIT",
+            time_in_force="GTC",
+        )
+        return [entry, passive]
 
     def to_state(self) -> dict[str, list[str]]:
         return {symbol: list(entry) for symbol, entry in self.symbols.items()}

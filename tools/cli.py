@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
         "CA generated under the data directory, as the venues only speak TLS)",
     )  # fmt: skip
     up.add_argument(
+        "--no-demo", action="store_true",
+        help="on the mock, schedule no market moves and add no demo strategies (default: a "
+        "spike, a crash and a recovery every 75 s, rapid_move and a passive LIMIT; see README)",
+    )  # fmt: skip
+    up.add_argument(
         "--ground-truth", type=Path, metavar="FILE",
         help="have the mock log every frame it sends and every order it gets (JSON lines)",
     )  # fmt: skip
@@ -131,6 +136,7 @@ async def _up(settings: Settings, args: argparse.Namespace) -> int:
         mock_seed=args.seed,
         mock_tls=not args.no_tls,
         ground_truth=args.ground_truth,
+        demo=not args.no_demo,
         dashboard=not args.no_dashboard,
         data_dir=data_dir,
         env_file=args.env_file,

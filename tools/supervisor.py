@@ -42,9 +42,10 @@ from tickpipe.common.extras import has_extra
 from tickpipe.common.privacy import PRIVATE_UMASK, make_private, write_private
 from tickpipe.common.procs import start_redis_server, wait_for_redis
 from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis, redacted, redis_reason
-from tickpipe.common.settings import Settings
+from tickpipe.common.settings import Settings, read_dotenv
 from tickpipe.common.status import StatusSnapshot, read_status, render_status
 from tickpipe.deploy.acl import OPERATOR
+from tickpipe.tools.demo import ROUND_S, demo_scenarios, demo_settings
 from tickpipe.venues.registry import venue
 
 __all__ = ["StageSpec", "Supervisor", "UpOptions", "config_error_in", "run_up"]
@@ -67,6 +68,8 @@ class UpOptions:
     mock_tls: bool = True
     #: the mock's log of every frame it sent (grows with the run: off unless asked for)
     ground_truth: Path | None = None
+    #: on the mock: scheduled market moves and the strategies that trade them (tools.demo)
+    demo: bool = True
     dashboard: bool = True
     status_interval_s: float = 1.0
     data_dir: Path = Path(".tickpipe")
@@ -174,6 +177,25 @@ def _stage_env(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _demo_extra(options: UpOptions, env: dict[str, str], out: TextIO) -> dict[str, str]:
+    """Print the demo's plan; return its settings for what the user left unset."""
+    dotenv = Path(options.env_file)
+    given = {**(read_dotenv(dotenv) if dotenv.is_file() else {}), **env}
+    extra, notes = demo_settings(given)
+    moves = demo_scenarios(options.mock_seed)
+    first = ", ".join(f"{m['name']} {m['pct']:g} % at +{m['at']:g} s" for m in moves[:2])
+    shown = " ".join(f"{k}={v}" for k, v in extra.items()) or "none (all set by you)"
+    print(
+        f"demo: market moves on the mock every {ROUND_S:g} s ({first}, ...); settings added: "
+        f"{shown} (--no-demo: none of it)",
+        file=out,
+    )
+    for note in notes:
+        log.warning("demo: %s", note)
+        print(f"demo: {note}", file=out)
+    return extra
+
+
 async def _start_mock(
     options: UpOptions, settings: Settings, env: dict[str, str], log_dir: Path
 ) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
@@ -189,6 +211,8 @@ async def _start_mock(
     ]  # fmt: skip
     if options.ground_truth is not None:
         argv += ["--ground-truth", str(options.ground_truth)]
+    if options.demo:
+        argv += ["--scenario", json.dumps(demo_scenarios(options.mock_seed))]
     if options.mock_tls:
         argv += ["--tls", "--tls-dir", str(options.data_dir / "mock-tls")]
     for name in settings.all_venues():  # a Binance market always runs beside the others
@@ -391,6 +415,8 @@ async def _run_up(
             )
         if start_mock:
             extra.update(await _mock_extra(options, settings, env, extra, log_dir, helpers, out))
+            if options.demo:
+                extra.update(_demo_extra(options, env, out))
         stages = _venue_stages(settings, options)
         if options.dashboard and not has_extra("dashboard"):
             print("dashboard: not started (pip install 'tickpipe[dashboard]')", file=out)

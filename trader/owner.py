@@ -49,7 +49,7 @@ from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.names import GROUP_TRADER, Partition
 from tickpipe.common.redis_io import ensure_group, redis_errors
 from tickpipe.common.schema import OrderIntent, Signal
-from tickpipe.common.settings import Settings
+from tickpipe.common.settings import Settings, order_quantities
 from tickpipe.trader import actions as act
 from tickpipe.trader.consumer import GroupConsumer
 from tickpipe.trader.control import kill_switch_on
@@ -83,9 +83,11 @@ CANCEL_WAIT_S = 30.0
 
 
 def default_limits(settings: Settings) -> RiskLimits:
-    """Build the limits from settings: position, notional, ten times the order size, symbols."""
+    """Build the limits from settings: position, notional, ten times the largest order size,
+    symbols."""
+    sizes = order_quantities(settings.order_qty).values()
     return RiskLimits(
-        max_order_qty=Decimal(settings.order_qty) * 10,
+        max_order_qty=max(Decimal(q) for q in sizes) * 10,
         max_position=Decimal(settings.max_position),
         max_notional=Decimal(settings.max_notional),
         symbols=frozenset(settings.symbols),

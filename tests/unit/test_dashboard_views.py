@@ -175,11 +175,15 @@ def test_tables_show_no_data_gracefully() -> None:
     assert "Book (live)" in text and "1 9 10 3" in text and "2 8" in text
 
 
-def test_orders_view_shows_state_and_average_fill_price() -> None:
+def test_orders_view_shows_type_state_and_average_fill_price() -> None:
     table = orders_view([{"client_order_id": "tp-1", "symbol": "BTCUSDT", "side": "buy",
-                          "qty": "0.00100000", "state": "FILLED", "filled_qty": "0.002",
-                          "cum_quote": "200"}])  # fmt: skip
-    assert "tp-1 BTCUSDT buy 0.001 FILLED 0.002 100000.00" in _text(table)
+                          "order_type": "MARKET", "qty": "0.00100000", "state": "FILLED",
+                          "filled_qty": "0.002", "cum_quote": "200"},
+                         {"client_order_id": "tp-2", "symbol": "BTCUSDT", "side": "buy",
+                          "order_type": "LIMIT", "qty": "0.001", "state": "CANCELED",
+                          "filled_qty": "0", "price": "61500"}])  # fmt: skip
+    assert "tp-1 BTCUSDT buy MARKET 0.001 FILLED 0.002 100000.00" in _text(table)
+    assert "tp-2 BTCUSDT buy LIMIT 0.001 CANCELED 0" in _text(table)
 
 
 def test_latency_summary_reports_median_and_p95() -> None:

@@ -119,12 +119,15 @@ class BinanceOrders:
         import aiohttp  # I/O: only the trader loads filters
         import orjson
 
+        from tickpipe.common.tls import http_connector
+
         url = self.settings.binance_rest_url.rstrip("/") + EXCHANGE_INFO_PATH
         query = {"symbols": orjson.dumps(sorted(symbols)).decode()}
         timeout = aiohttp.ClientTimeout(total=10)
         try:
             async with (
-                aiohttp.ClientSession(timeout=timeout) as http,
+                # The process's TLS context: it trusts TICKPIPE_CA_FILE (the mock's CA) too.
+                aiohttp.ClientSession(timeout=timeout, connector=http_connector()) as http,
                 http.get(url, params=query) as answer,
             ):
                 body = orjson.loads(await answer.read() or b"null")
