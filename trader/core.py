@@ -350,8 +350,19 @@ class TraderCore:
             late_ms = intent.ts_intent // MS + self.recv_window_ms + SKEW_MARGIN_MS
             now_ms = now_ns // MS
             if now_ms >= late_ms:
-                extra = {"reason": f"the venue has no such order: {answer}", "source": source}
-                return [act.Record(intent, OrderEvent.NOT_FOUND, extra, settle=True)]
+                reason = f"the venue has no such order: {answer}"
+                extra = {"reason": reason, "source": source}
+                self._count("not_executed")
+                letter = {
+                    "reason": f"decision not executed ({source}): {reason}; it is not sent again",
+                    "client_order_id": intent.client_order_id,
+                    "signal_id": intent.signal_id,
+                    "intent": orjson.dumps(intent.to_fields()).decode(),
+                }
+                return [
+                    act.Record(intent, OrderEvent.NOT_FOUND, extra, settle=True),
+                    act.DeadLetter(letter),
+                ]
             wait_s = min(2.0, (late_ms - now_ms) / 1000 + 0.01)
             return [act.Retry(at_least_s=wait_s, backoff=False)]
         if isinstance(answer, _SAYS_NOTHING):

@@ -210,6 +210,10 @@ class VenueRouter:
                     extra={"client_order_id": intent.client_order_id, "source": action.source},
                 )
                 state = await self._resolve(action.intent, source=action.source)
+            elif isinstance(action, act.DeadLetter):
+                log.warning(action.fields.get("reason", "dead letter"),
+                            extra={"client_order_id": intent.client_order_id})  # fmt: skip
+                await self.ledger.dead_letter(action.fields)
             elif isinstance(action, act.Fail):
                 raise action.error
         return state

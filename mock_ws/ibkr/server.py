@@ -418,6 +418,8 @@ class IbkrMock:
         fault = None
         if method == "POST":
             fault = self.faults.order_fault(path, now, kind="rest")
+        if fault is not None:
+            self._fault_hit(fault, path, body, now)
         if (
             fault is not None
             and fault.spec.get("mode") in ("error", "timeout")
@@ -444,6 +446,18 @@ class IbkrMock:
             await asyncio.sleep(float(fault.spec.get("hang", 10.0)))
             return 504, {"error": "Gateway Timeout"}
         return outcome.status, outcome.body
+
+    def _fault_hit(self, fault: Fault, path: str, body: Any, now: int) -> None:
+        """Log an order fault and write it to the ground truth with the order's ``cOID``."""
+        orders = body.get("orders") if isinstance(body, dict) else None
+        ticket = orders[0] if isinstance(orders, list) and orders else None
+        cooid = str(ticket.get("cOID") or "") if isinstance(ticket, dict) else ""
+        mode = str(fault.spec.get("mode", ""))
+        log.warning("order_error fault %s on POST %s (cOID %r)", mode, path, cooid)
+        self.ground_truth.write(
+            "fault_hit", ts=now, id=fault.fault_id, type=fault.type, mode=mode, path=path,
+            client_order_id=cooid,
+        )  # fmt: skip
 
     # ---- control ---------------------------------------------------------------------------------
     async def _status(self, request: web.Request) -> web.Response:

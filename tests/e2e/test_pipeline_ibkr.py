@@ -31,6 +31,16 @@ KEYS = Keys(NS)
 P = Partition("ibkr", 0)
 
 
+def gateway_env(port: int) -> dict[str, str]:
+    """The settings that point the stages at the gateway mock on ``port`` (``o10151`` allowed)."""
+    return {
+        "TICKPIPE_IBKR_REST_URL": f"http://127.0.0.1:{port}/v1/api",
+        "TICKPIPE_IBKR_WS_URL": f"ws://127.0.0.1:{port}/v1/api/ws",
+        "TICKPIPE_IBKR_ACCOUNT": "DU1234567",
+        "TICKPIPE_IBKR_ALLOW_QUESTIONS": "o10151",
+    }
+
+
 def _gateway_positions(port: int) -> dict[str, Decimal]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/_mock/ibkr/status", timeout=5) as r:
         status = json.loads(r.read())
@@ -60,10 +70,7 @@ def test_ibkr_pipeline_end_to_end_against_ground_truth(
         TICKPIPE_NAMESPACE=NS,
         TICKPIPE_VENUE="ibkr",
         TICKPIPE_SYMBOLS="AAPL",
-        TICKPIPE_IBKR_REST_URL=f"http://127.0.0.1:{port}/v1/api",
-        TICKPIPE_IBKR_WS_URL=f"ws://127.0.0.1:{port}/v1/api/ws",
-        TICKPIPE_IBKR_ACCOUNT="DU1234567",
-        TICKPIPE_IBKR_ALLOW_QUESTIONS="o10151",
+        **gateway_env(port),
         TICKPIPE_HYSTERESIS_BPS="1",
         TICKPIPE_ORDER_QTY="1",
         TICKPIPE_RECONCILE_EVERY_S="2",

@@ -289,3 +289,29 @@ def test_keepalive_holds_a_session_that_would_expire_without_tickle() -> None:
         assert mock.ibkr is not None and mock.ibkr.status()["session"]["expirations"] == 0
 
     run(scenario, session_timeout_s=2.5, hb_interval_s=0.2)
+
+
+def test_an_order_refused_for_an_expired_session_waits_for_it_and_is_placed_once() -> None:
+    """The session expires with nobody else to re-authenticate it: the order's 401 placed
+    nothing, so the adapter brings the session back and sends the order again, once."""
+
+    async def scenario(mock: MockExchange) -> None:
+        assert mock.ibkr is not None and mock.ibkr_rest_url is not None
+        adapter, letters = orders(mock, "o10151")
+        await adapter.rest.conids_of(["AAPL"])
+        base = mock.ibkr_rest_url.removesuffix("/v1/api")
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/_mock/ibkr/expire") as answer:
+                assert (await answer.json())["authenticated"] is False
+        order = intent("tp-expired")
+        placed = await adapter.placer(order)()
+        assert placed["status"] == "NEW" and placed["orderId"]
+        found = await filled(adapter, order)
+        assert found["executedQty"] == "2"
+        assert adapter.counts["session_waits"] == 1 and letters == []
+        status = mock.ibkr.status()
+        assert status["session"]["authenticated"] and status["session"]["expirations"] == 1
+        assert status["orders"] == 1 and status["positions"] == {"AAPL": "2"}
+        await adapter.rest.aclose()
+
+    run(scenario)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 
 from tickpipe.common.errors import (
@@ -573,8 +574,18 @@ def test_no_such_order_settles_only_once_no_copy_can_arrive() -> None:
             "not_found",
             {"reason": "the venue has no such order: unknown order", "source": "ambiguous"},
             settle=True,
-        )
+        ),
+        act.DeadLetter(
+            {
+                "reason": "decision not executed (ambiguous): the venue has no such order: "
+                "unknown order; it is not sent again",
+                "client_order_id": INTENT.client_order_id,
+                "signal_id": INTENT.signal_id,
+                "intent": orjson.dumps(INTENT.to_fields()).decode(),
+            }
+        ),
     ]
+    assert core.counts["not_executed"] == 1
 
 
 def test_lookups_that_say_nothing_end_as_unknown_after_the_attempts() -> None:

@@ -9,7 +9,9 @@ gateway drops the ticket), logged, dead-lettered with the question's text, and t
 rejected (:class:`~venues.ibkr.orders.QuestionDeclined`). A timeout, a dropped connection or a
 5xx on the order or on a reply means the order may exist: it is resolved by looking it up by
 ``cOID`` (``order_ref``) in ``/iserver/account/orders``, then in ``/iserver/account/trades``,
-never by sending again. Cancel is ``DELETE /iserver/account/{acct}/order/{orderId}``.
+never by sending again. A 401 (the brokerage session expired or was taken) means the gateway
+did nothing: the request waits for the session to be authenticated again and is sent once more
+(counter ``session_waits``). Cancel is ``DELETE /iserver/account/{acct}/order/{orderId}``.
 ``/iserver/account/orders`` is paced by the gateway (1 request per 5 s): lookups share one
 answer while it is fresh, but a lookup reads only an answer fetched after the order (or its
 last reply) was sent, never one that could predate the order at the gateway.
@@ -17,12 +19,14 @@ last reply) was sent, never one that could predate the order at the gateway.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from tickpipe.common.errors import (
     AmbiguousOutcome,
+    AuthError,
     DuplicateOrder,
     OrderNotFound,
     OrderRejected,
@@ -53,6 +57,8 @@ DeadLetter = Callable[[Mapping[str, str]], Awaitable[None]]
 MAX_QUESTIONS = 10
 #: How long one ``/iserver/account/orders`` answer serves lookups (the gateway's pace: 5 s).
 ORDERS_FRESH_NS = 5_500_000_000
+#: Seconds a request refused with 401 waits for the session to be authenticated again.
+SESSION_WAIT_S = 20
 
 
 class IbkrOrders:
@@ -79,11 +85,33 @@ class IbkrOrders:
         self._listed: tuple[int, list[dict[str, Any]]] | None = None
         #: client order id -> when its order request last left (a lookup must be newer).
         self._sent_at: dict[str, int] = {}
-        self.counts = {"questions_confirmed": 0, "questions_declined": 0}
+        self.counts = {"questions_confirmed": 0, "questions_declined": 0, "session_waits": 0}
 
     async def _call(self, method: str, path: str, *, body: Any = None) -> Any:
         answer = await self.rest.request(method, path, body=body)
+        if answer.status == 401:  # refused before anything was done: wait for the session
+            await self._session_back(f"{method} {path}")
+            answer = await self.rest.request(method, path, body=body)
         return classify(answer.status, answer.body, retry_after_s=1.0)
+
+    async def _session_back(self, what: str) -> None:
+        """Wait until the brokerage session is authenticated again (re-authenticate once).
+
+        A 401 means the gateway acted on nothing (its session expired, or a competing login took
+        it): the request is safe to send again once the session is back. One that stays
+        unauthenticated for :data:`SESSION_WAIT_S` raises :class:`AuthError` (the user must log
+        in in the gateway's page).
+        """
+        self.counts["session_waits"] += 1
+        log.warning("IBKR session not authenticated; waiting for it", extra={"request": what})
+        for attempt in range(SESSION_WAIT_S):
+            if (await self.rest.auth_status()).get("authenticated"):
+                await self.rest.accounts()  # the gateway wants it again before orders
+                return
+            if attempt == 0:
+                await self.rest.reauthenticate()
+            await asyncio.sleep(1.0)
+        raise AuthError("the IBKR gateway session stays unauthenticated: log in in its web page")
 
     async def _account(self) -> str:
         if not self.account:  # not /iserver/accounts: the ingestor calls that one at its start

@@ -1,0 +1,316 @@
+"""Chaos end to end on IBKR: session expiry, a lost order answer, a trader killed mid-flow.
+
+A real ``redis-server``, the mock's Client Portal gateway (``--ibkr-port``) and the three stages
+as real processes trade AAPL and MSFT for ``TICKPIPE_CHAOS_IBKR_S`` seconds (default 45) with
+LIMIT orders (the order ``POST`` itself places them), a position limit low enough that the risk
+check refuses a signal now and then, and the market-order question ``o10151`` allow-listed. On a
+schedule drawn from ``TICKPIPE_CHAOS_SEED`` (random unless set; it and every drawn timing are
+printed, so that a failure can be replayed), in this order (:data:`PHASES`):
+
+* the brokerage session expires (``POST /_mock/ibkr/expire``, as when nothing tickled it): the
+  gateway answers ``/iserver`` with 401 and ends every market-data subscription until someone
+  re-authenticates;
+* the answer to an order ``POST`` is lost after the gateway placed the order (the fault plan's
+  ``order_error`` ``lost``: a 504 after a drawn hang); the trader must settle it by looking the
+  ``cOID`` up, never by placing it again;
+* the trader is killed (SIGKILL) right after it wrote an order intent (so the order is in
+  flight), dead for a drawn while, and restarted.
+
+Then the kill switch cancels every working order, the input stops, everything drains, and at
+the mock's ground truth: every cOID was placed at most once; every placing signal was placed
+once, refused by the risk check, or refused with a dead letter (never two of these); every
+order the gateway placed ends known to the trader with the gateway's filled quantity; the
+trader's positions equal the gateway account's positions and the fills the gateway made; every
+last-trade update the gateway sent (before and after the expiry) is in the trades stream once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+import urllib.request
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.e2e.conftest import Processes, RedisServer, group_idle, wait_for
+from tests.e2e.test_chaos import Chaos, _entries, _kill_switch, _safely
+from tests.e2e.test_pipeline_ibkr import gateway_env
+from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
+from tickpipe.common.schema import Signal, Trade, decode_fields
+from tickpipe.common.settings import load_settings
+from tickpipe.common.units import client_order_id_for
+from tickpipe.mock_ws.ground_truth import read_ground_truth
+from tickpipe.trader.core import TERMINAL
+
+pytestmark = pytest.mark.e2e
+
+NS = "chaos-ibkr"
+KEYS = Keys(NS)
+VENUE = "ibkr"
+SYMBOLS = ("AAPL", "MSFT")
+P = Partition(VENUE, 0)
+DURATION_S = float(os.environ.get("TICKPIPE_CHAOS_IBKR_S", "45"))
+SEED = int(os.environ.get("TICKPIPE_CHAOS_SEED", str(random.randrange(1 << 30))))
+# What is done when, as drawn fractions of the run: (phase, earliest, latest).
+PHASES = (
+    ("expire", 0.15, 0.25),  # the brokerage session expires
+    ("lost", 0.35, 0.45),  # the next order POST's answer is lost after the order is placed
+    ("trader", 0.65, 0.75),  # kill -9 the trader right after it wrote an intent
+)
+ONLY = (
+    set(os.environ["TICKPIPE_CHAOS_PHASES"].split(","))
+    if "TICKPIPE_CHAOS_PHASES" in os.environ
+    else None
+)
+STAGES = ("ingestor", "processor", "trader")
+
+
+def _mock(port: int, path: str, *, post: bool = False) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", method="POST" if post else "GET"
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+def _nonzero(positions: dict[str, Any]) -> dict[str, Decimal]:
+    out = {s: Decimal(str(q)) for s, q in positions.items() if ":" not in s}
+    return {s: q for s, q in out.items() if q}
+
+
+def _trader_positions(client: Any) -> dict[str, Decimal]:
+    return _nonzero(decode_fields(client.hgetall(KEYS.positions(VENUE))))
+
+
+class IbkrChaos(Chaos):
+    """The running IBKR pipeline (one processor, one partition) and what was done to it."""
+
+    def __init__(
+        self, server: RedisServer, procs: Processes, ports: tuple[int, int], truth: Path
+    ) -> None:
+        super().__init__(server, procs)
+        self.port, self.control_port = ports  # the gateway's; the fault plan's (/_mock/faults)
+        self.truth = truth
+        self.lost: dict[str, Any] = {}
+
+    def start(self, name: str) -> None:
+        self.stages[name] = self.procs.start(
+            name, "-m", f"tickpipe.{name}", env={"TICKPIPE_INSTANCE": name[:4]}
+        )
+
+    def signal_count(self) -> int:
+        return _safely(lambda: self.client.xlen(KEYS.signals(P))) or 0
+
+    def intent_count(self) -> int:
+        orders = _safely(lambda: self.client.xrange(KEYS.orders(VENUE), "-", "+")) or []
+        return sum(decode_fields(f).get("event") == "intent" for _, f in orders)
+
+    def truth_events(self, ev: str) -> list[dict[str, Any]]:
+        return read_ground_truth(self.truth).events(ev) if self.truth.exists() else []
+
+    def expire(self) -> None:
+        """Expire the session; wait until it is re-authenticated and market data flows again."""
+        expired = _mock(self.port, "/_mock/ibkr/expire", post=True)
+        assert expired["authenticated"] is False, expired
+        self.note("brokerage session expired")
+        sent = len(self.truth_events("ibkr_last_sent"))
+
+        def flowing() -> bool:
+            session = _mock(self.port, "/_mock/ibkr/status")["session"]
+            return session["authenticated"] and len(self.truth_events("ibkr_last_sent")) > sent
+
+        wait_for(flowing, timeout_s=30, what="re-authentication and market data again")
+        self.note("session re-authenticated, market data flows again")
+
+    def lose_answer(self, rng: random.Random) -> None:
+        """Lose the answer to the next order POST (placed at the gateway, then a 504)."""
+        hang_s = rng.uniform(0.5, 3.0)
+        fault = {"type": "order_error", "kind": "rest", "path": "/orders", "mode": "lost",
+                 "hang": hang_s}  # fmt: skip
+        _mock_post(self.control_port, "/_mock/faults", fault)
+        self.note(f"the next order POST's answer is lost (504 after {hang_s:.2f} s)")
+        hits = len(self.truth_events("fault_hit"))
+        wait_for(lambda: len(self.truth_events("fault_hit")) > hits, timeout_s=30,
+                 what="an order POST to lose")  # fmt: skip
+        self.lost = self.truth_events("fault_hit")[-1]
+        self.note(f"lost the answer to {self.lost.get('client_order_id', self.lost)}")
+
+    def kill_mid_flow(self, rng: random.Random) -> None:
+        """SIGKILL the trader a drawn 0-50 ms after it wrote an intent; restart it later."""
+        delay_s, dead_s = rng.uniform(0.0, 0.05), rng.uniform(0.2, 1.5)
+        before = self.intent_count()
+        wait_for(lambda: self.intent_count() > before, timeout_s=30, what="an order intent",
+                 poll_s=0.005)  # fmt: skip
+        time.sleep(delay_s)  # the drawn moment inside the order's flow
+        self.kill("trader")
+        self.note(f"trader killed {delay_s * 1000:.0f} ms after an intent, dead {dead_s:.2f} s")
+        time.sleep(dead_s)  # the drawn outage itself
+        self.start("trader")
+
+
+def _mock_post(port: int, path: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+@pytest.mark.timeout(DURATION_S + 180)
+def test_ibkr_chaos_expiry_lost_answer_and_trader_kill_keep_every_guarantee(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    rng = random.Random(SEED)
+    truth_path = tmp_path / "ground-truth.jsonl"
+    _, control_port = processes.start_mock(
+        "--ibkr-port", "0", "--seed", str(SEED), "--rate", "30",
+        "--ground-truth", str(truth_path),
+    )  # fmt: skip
+    port = json.loads((tmp_path / "mock.ready.json").read_text())["ibkr_port"]
+    processes.env.update(
+        REDIS_URL=redis_server.url,
+        TICKPIPE_NAMESPACE=NS,
+        TICKPIPE_VENUE=VENUE,
+        TICKPIPE_SYMBOLS=",".join(SYMBOLS),
+        **gateway_env(port),
+        TICKPIPE_HYSTERESIS_BPS="1",
+        TICKPIPE_ORDER_QTY="1",
+        TICKPIPE_ORDER_TYPE="LIMIT",
+        TICKPIPE_MAX_POSITION="2",
+        TICKPIPE_RECONCILE_EVERY_S="2",
+    )
+    chaos = IbkrChaos(redis_server, processes, (port, control_port), truth_path)
+    plan = [(what, rng.uniform(low, high)) for what, low, high in PHASES]
+    plan = [(what, at) for what, at in plan if ONLY is None or what in ONLY]
+    chaos.note(
+        f"TICKPIPE_CHAOS_SEED={SEED} TICKPIPE_CHAOS_IBKR_S={DURATION_S:g}: "
+        + ", ".join(f"{what} at {at * DURATION_S:.1f} s" for what, at in plan)
+    )
+    for name in STAGES:
+        chaos.start(name)
+    client = chaos.client
+    began = time.monotonic()
+    try:
+        wait_for(lambda: chaos.signal_count() >= 1, timeout_s=60, what="a first signal")
+        for what, at in plan:
+            delay = began + at * DURATION_S - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if what == "expire":
+                chaos.expire()
+            elif what == "lost":
+                chaos.lose_answer(rng)
+            else:
+                chaos.kill_mid_flow(rng)
+        rest = began + DURATION_S - time.monotonic()
+        if rest > 0:
+            time.sleep(rest)
+        for name in STAGES:
+            stage = chaos.stages[name]
+            assert stage.proc.poll() is None, f"{name} died on its own:\n{stage.tail()}"
+        settings = load_settings(processes.env, dotenv_path=None)
+        asyncio.run(_kill_switch(settings))
+        wait_for(lambda: _safely(lambda: client.scard(KEYS.working_orders(VENUE)) == 0),
+                 timeout_s=30, what="the kill switch to cancel every working order")  # fmt: skip
+        assert chaos.stages["ingestor"].stop() == 0, chaos.stages["ingestor"].tail()
+        for stream, group in (
+            (KEYS.raw(P), GROUP_PROCESSOR),
+            (KEYS.private_raw(VENUE), GROUP_PROCESSOR),
+            (KEYS.signals(P), GROUP_TRADER),
+            (KEYS.order_updates(VENUE), GROUP_TRADER),
+        ):
+            wait_for(lambda s=stream, g=group: group_idle(client, s, g), timeout_s=60,
+                     what=f"{group} to drain {stream}")  # fmt: skip
+        gateway = _nonzero(_mock(port, "/_mock/ibkr/status")["positions"])
+        wait_for(lambda: _trader_positions(client) == gateway, timeout_s=40,
+                 what="the trader's positions to equal the gateway's account")  # fmt: skip
+        for name in ("processor", "trader"):
+            assert chaos.stages[name].stop() == 0, chaos.stages[name].tail()
+    except AssertionError:
+        print(processes.dump_logs())
+        raise
+    print(f"ibkr chaos run: {time.monotonic() - began:.1f} s, seed {SEED}")
+
+    truth = read_ground_truth(truth_path)
+    placed = Counter(str(o["cOID"]) for o in truth.events("ibkr_order"))
+    # No order twice: the gateway placed each cOID once.
+    assert {c: n for c, n in placed.items() if n > 1} == {}, "an order was placed twice"
+
+    # Every signal's decision executed once, or refused (risk check, or a dead letter).
+    signals = [Signal.from_fields(f) for _, f in _entries(client, KEYS.signals(P))]
+    by_cid = {client_order_id_for(s.signal_id): s for s in signals if s.action == "place"}
+    assert len(by_cid) >= 3, "too few decisions to judge"
+    order_events = [e for _, e in _entries(client, KEYS.orders(VENUE))]
+    refused = {
+        e["client_order_id"] for e in order_events
+        if e["event"] == "rejected" and e.get("stage") == "risk"
+    }  # fmt: skip
+    dead = {
+        e.get("client_order_id", "") for _, e in _entries(client, KEYS.trader_dead_letters(VENUE))
+    }
+    assert sorted(set(placed) - set(by_cid)) == [], "an order the signals do not explain"
+    assert sorted(set(placed) & refused) == [], "refused by the risk check, yet placed"
+    assert sorted(set(placed) & dead) == [], "dead-lettered, yet placed"
+    dropped = set(by_cid) - set(placed) - refused - dead
+    unexplained = [
+        (e["client_order_id"], e["event"], e.get("stage"), e.get("source"), e.get("reason"))
+        for e in order_events
+        if e.get("client_order_id") in dropped
+    ]
+    assert unexplained == [], "decisions neither placed nor refused (dropped silently)"
+    assert placed, "no order reached the gateway"
+    not_found = {e["client_order_id"] for e in order_events if e["event"] == "not_found"}
+    assert sorted(not_found - dead) == [], "a decision settled not executed without a dead letter"
+
+    # Every placed order ends known to the trader with the gateway's filled quantity.
+    fills: dict[str, Decimal] = {}
+    positions: dict[str, Decimal] = {}
+    for fill in truth.events("ibkr_fill"):
+        size = Decimal(str(fill["size"]))
+        fills[fill["order_ref"]] = fills.get(fill["order_ref"], Decimal(0)) + size
+        signed = size if fill["side"] == "B" else -size
+        positions[fill["symbol"]] = positions.get(fill["symbol"], Decimal(0)) + signed
+    for cid in placed:
+        raw = client.get(KEYS.intent(VENUE, cid))
+        assert raw is not None, f"an order at the gateway the trader does not know: {cid}"
+        state = orjson.loads(raw)["state"]
+        assert state["status"] in TERMINAL, (cid, state)
+        assert Decimal(state["filled_qty"]) == fills.get(cid, Decimal(0)), (cid, state)
+    trader = _trader_positions(client)
+    assert trader == gateway == {s: q for s, q in positions.items() if q}
+
+    # The faults happened, and each was survived: data after the expiry, the lost answer settled.
+    expiries = truth.events("ibkr_session_expired")
+    if any(what == "expire" for what, _ in plan):
+        assert expiries, "the session never expired"
+        after = [o for o in truth.events("ibkr_order") if o["ts"] > expiries[0]["ts"]]
+        assert after, "no order placed after the session expired"
+    if any(what == "lost" for what, _ in plan):
+        lost = str(chaos.lost["client_order_id"])
+        assert placed.get(lost) == 1, (lost, placed.get(lost))
+        events = [e["event"] for e in order_events if e.get("client_order_id") == lost]
+        assert not {"rejected", "not_found", "unknown"} & set(events), (lost, events)
+    trades = [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(P))]
+    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
+    assert [k for k, n in seen.items() if n > 1] == []
+    sent = {
+        (e["symbol"], int(e["updated"]))
+        for e in truth.events("ibkr_last_sent")
+        if not str(e["price"]).startswith("C")
+    }
+    assert sorted(sent - set(seen)) == [], "last-trade updates the gateway sent are missing"
+    outcomes = Counter((e["event"], e.get("source", "")) for e in order_events)
+    print(
+        f"seed {SEED}: signals {len(signals)}, placing {len(by_cid)}, placed {len(placed)}, "
+        f"risk refusals {len(refused)}, dead letters {len(dead)}, expiries {len(expiries)}, "
+        f"outcomes {dict(outcomes)}, positions {trader}"
+    )
