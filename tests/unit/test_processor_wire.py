@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.test_processor_shell import real_frames
@@ -214,6 +214,7 @@ def _slow(entry_id: str, frame: RawFrame, stream: str | None, payload: Any) -> A
         return str(exc)
 
 
+@example(changes={"e": [1]}, removed=set(), stream=None)  # an unhashable event type
 @given(
     st.dictionaries(st.sampled_from(sorted(PAYLOAD)), st.sampled_from(ODD_VALUES), max_size=3),
     st.sets(st.sampled_from(sorted(PAYLOAD)), max_size=2),

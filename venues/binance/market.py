@@ -141,6 +141,8 @@ def _event(
     """Parse one market-data event, chosen by its stream name or, in raw form, by ``e``."""
     channel = stream.partition("@")[2] if stream is not None else None
     kind = payload.get("e") if isinstance(payload, Mapping) else None
+    if not isinstance(kind, str):
+        kind = None  # a malformed event type (a list, say) names no event
     if channel == "trade" or (channel is None and kind == "trade"):
         trade = _fast_trade(entry_id, frame, stream, payload, ts_proc)
         return Trades((trade or _parse_trade(entry_id, frame, stream, payload),))
