@@ -60,10 +60,15 @@ async def frozen_market(tmp_path: Path) -> AsyncIterator[tuple[MockExchange, int
         feed = mock.feed
 
         def traded() -> bool:
-            if all(feed.tickers[s].trades for s in feed.books):
-                return True
-            clock.ns += 500_000_000
-            return False
+            # Every symbol traded (the clock moves until then), and the market's 1-second tick
+            # has caught up with the clock: no candle opens later on its own, so the answers and
+            # the ground truth read after them stay equal.
+            if not all(feed.tickers[s].trades for s in feed.books):
+                clock.ns += 500_000_000
+                return False
+            now_ms = clock() // NS_PER_MS
+            candles = [feed.candles[(s, "1s")].current for s in feed.books]
+            return all(c is not None and c.open_ms <= now_ms <= c.close_ms for c in candles)
 
         await wait_for(traded, "trades")
         yield mock, clock() // NS_PER_MS
