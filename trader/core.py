@@ -243,8 +243,14 @@ class TraderCore:
             max_age_ns=self.max_price_age_ns,
             band_bps=self.band_bps,
         )
-        if reason is not None and reason.startswith("no market price") and not market_loaded:
-            return None, True  # the view may lag the signal's own trade: read it once first
+        if (
+            reason is not None
+            and not market_loaded
+            and (market is None or market.ts_recv < signal.ts_recv)
+        ):
+            # The view (refreshed in the background) is older than the signal's own trade, so
+            # it may lag a fast move: read the symbol's newest market once, then decide.
+            return None, True
         if reason is not None or market is None:
             self._count("market_refusals")
             return reason, False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import pytest
@@ -251,16 +251,18 @@ def _fills(truth: GroundTruth) -> dict[str, Decimal]:
 def test_crash_and_spike_place_and_cancel_limit_orders(
     redis_server: RedisServer, processes: Processes, tmp_path: Path
 ) -> None:
-    """BTCUSDT crashes and ETHUSDT spikes: threshold orders as LIMIT, rapid moves cancel them."""
+    """BTCUSDT crashes and ETHUSDT spikes: each threshold crossing is a MARKET entry and a
+    passive LIMIT behind it, which rests while the market runs away; rapid moves cancel it."""
     rng = draw_seed("crash-spike")
     crash_at, crash_s = rng.uniform(0.5, 2), rng.uniform(5, 8)
     crash_pct = rng.uniform(5, 8)
     spike_at, spike_pct = rng.uniform(0.5, 4), rng.uniform(4, 6)
     levels = {"BTCUSDT": "61200", "ETHUSDT": "2720"}  # 1 % below and 1.5 % above the start
-    max_position = "0.01"
+    max_position = "0.025"  # an entry and its passive order (0.01 each), not a third order
+    passive_bps = Decimal(rng.choice([30, 40, 60]))  # the crash runs 5-8 %: the offer rests
     print(f"once trades flow: crash BTCUSDT {crash_pct:.1f} % at +{crash_at:.1f} s over "
           f"{crash_s:.1f} s; spike ETHUSDT +{spike_pct:.1f} % at +{spike_at:.1f} s; "
-          f"levels {levels}")  # fmt: skip
+          f"levels {levels}; passive orders {passive_bps} bps behind")  # fmt: skip
     scenarios = [
         {"name": "crash", "symbol": "BTCUSDT", "at": crash_at, "duration": crash_s,
          "pct": crash_pct},
@@ -272,7 +274,7 @@ def test_crash_and_spike_place_and_cancel_limit_orders(
         env={
             "TICKPIPE_STRATEGIES": "threshold_cross,rapid_move",
             "TICKPIPE_THRESHOLDS": ",".join(f"{s}={p}" for s, p in levels.items()),
-            "TICKPIPE_ORDER_TYPE": "LIMIT",
+            "TICKPIPE_STRATEGY_THRESHOLD_CROSS_PASSIVE_BPS": str(passive_bps),
             "TICKPIPE_RAPID_MOVE_PCT": "0.4",
             "TICKPIPE_RAPID_MOVE_WINDOW_MS": "1000",
             "TICKPIPE_MAX_POSITION": max_position,
@@ -298,24 +300,38 @@ def test_crash_and_spike_place_and_cancel_limit_orders(
     trades = assert_trades_exactly_once(client, truth)
     signals = [Signal.from_fields(f) for _, f in entries(client, KEYS.signals(PARTITION))]
     # 1. The threshold strategy's signals equal a reference computed from ground-truth prices.
-    crossings = [(s.symbol, s.side, s.price) for s in signals if s.strategy == "threshold_cross"]
+    threshold = [s for s in signals if s.strategy == "threshold_cross"]
+    crossings = [(s.symbol, s.side, s.price) for s in threshold if s.order_type != "LIMIT"]
     records = [{"symbol": t.symbol, "trade_id": t.trade_id, "price": t.price} for t in trades]
     expected = threshold_reference(records, levels, "1")
     by_symbol = sorted(crossings, key=lambda c: c[0])  # stable: each symbol's own order kept
     print(f"threshold signals {crossings}")
     assert by_symbol == expected
     assert {c[0] for c in crossings} == {"BTCUSDT", "ETHUSDT"}
+    # Each crossing is followed by its passive LIMIT, passive_bps behind the crossing price.
+    behind = passive_bps / Decimal(10_000)
+    passive = sorted(
+        ((s.symbol, s.side, Decimal(s.price)) for s in threshold if s.order_type == "LIMIT"),
+        key=lambda c: c[0],
+    )
+    assert passive == [
+        (symbol, side, _behind(Decimal(price), side, behind)) for symbol, side, price in expected
+    ]
     # 2. The rapid-move strategy fired, and a resting LIMIT order was cancelled at the mock.
     cancels = [s for s in signals if s.strategy == "rapid_move"]
     assert cancels and all(s.action == "cancel" for s in cancels)
     placed = {client_order_id_for(s.signal_id) for s in signals if s.action == "place"}
     orders = {o["client_order_id"]: o for o in truth.orders()}
-    assert set(orders) <= placed and all(o["type"] == "LIMIT" for o in orders.values())
+    limits = {client_order_id_for(s.signal_id) for s in threshold if s.order_type == "LIMIT"}
+    assert set(orders) <= placed
+    assert all(o["type"] == ("LIMIT" if c in limits else "MARKET") for c, o in orders.items())
     reports = truth.events("execution_report")
     ours = {r["order_id"] for r in reports if r["client_order_id"] in placed}
     cancelled = [r for r in reports if r["X"] == "CANCELED" and r["order_id"] in ours]
-    print(f"{len(cancels)} rapid-move cancels; {len(orders)} LIMIT orders at the mock, "
-          f"{len(cancelled)} cancelled there")  # fmt: skip
+    resting = {r["order_id"] for r in reports if r["client_order_id"] in limits}
+    assert {r["order_id"] for r in cancelled} <= resting  # only passive orders rest
+    print(f"{len(cancels)} rapid-move cancels; {len(orders)} orders at the mock "
+          f"({len(set(orders) & limits)} LIMIT), {len(cancelled)} cancelled there")  # fmt: skip
     assert cancelled
     # 3. The risk limits held: the venue's net fills never exceed the position limit, and every
     # placing signal is an order at the mock or a refusal with its reason.
@@ -326,6 +342,13 @@ def test_crash_and_spike_place_and_cancel_limit_orders(
                if f.get("event") == "rejected" and f.get("stage") == "risk"}  # fmt: skip
     assert placed == set(orders) | refused and not set(orders) & refused
     assert all(f.get("reason") for _, f in outcomes if f.get("event") == "rejected")
+
+
+def _behind(price: Decimal, side: str, fraction: Decimal) -> Decimal:
+    """The passive order's price: ``fraction`` behind ``price``, rounded away from the market."""
+    if side == "buy":
+        return (price * (1 - fraction)).quantize(price, rounding=ROUND_FLOOR)
+    return (price * (1 + fraction)).quantize(price, rounding=ROUND_CEILING)
 
 
 def _last_trade_ms(client: redis.Redis) -> int:

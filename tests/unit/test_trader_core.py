@@ -432,6 +432,26 @@ def test_no_market_price_reads_the_market_once_then_refuses() -> None:
     ]
 
 
+def test_a_view_older_than_the_signal_is_read_again_before_a_band_refusal() -> None:
+    # A spike: the signal's trade is 170 bps above the last price the background read saw.
+    core = fresh_core(settings=Settings(price_band_bps="100"))
+    signal = make_signal(price="62851", ts_recv=T0)
+    assert core.on_signal(signal, T0) == [act.LoadMarket("BTCUSDT")]
+    core.market.see_trade("BTCUSDT", "62851", T0)  # what the read finds: the signal's own trade
+    assert core.on_signal(signal, T0, market_loaded=True) == [
+        act.RecordIntent(build_intent(signal, ts_intent=T0))
+    ]
+    # Read and still off the band (a made-up price): refused, once.
+    core = fresh_core(settings=Settings(price_band_bps="100"))
+    assert core.on_signal(signal, T0) == [act.LoadMarket("BTCUSDT")]
+    [reject] = core.on_signal(signal, T0, market_loaded=True)
+    assert isinstance(reject, act.Reject) and reject.reason.startswith("price band")
+    # A signal older than the view is judged on the view at once.
+    core = fresh_core(settings=Settings(price_band_bps="100"))
+    [reject] = core.on_signal(make_signal(price="62851", ts_recv=T0 - 2 * S), T0)
+    assert isinstance(reject, act.Reject) and reject.reason.startswith("price band")
+
+
 def test_a_stale_market_or_a_price_off_the_band_is_refused() -> None:
     core = fresh_core(settings=Settings(max_price_age_s=10.0, price_band_bps="100"))
     [reject] = core.on_signal(make_signal(price="70000"), T0, market_loaded=True)
