@@ -290,6 +290,11 @@ async def _wait(stop: asyncio.Event, delay_s: float) -> None:
         pass
 
 
+async def _relay(stop: asyncio.Event, halt: asyncio.Event) -> None:
+    await stop.wait()
+    halt.set()
+
+
 def _no_step(step: str, stream: str) -> None:
     return None
 
@@ -334,13 +339,28 @@ async def run(
         health_stop = asyncio.Event()
         health_task = asyncio.create_task(health.run(health_stop))
         log.info("archive started", extra={"root": str(root), "groups": len(groups)})
+        # ``halt`` ends every group's loop on ``stop`` or when one group fails: the task group
+        # cancels the others then, but on Python 3.11 a cancellation that meets a wait finishing
+        # at the same moment is lost (``asyncio.wait_for``), and a group would read on forever.
+        halt = asyncio.Event()
+        relay = asyncio.create_task(_relay(stop, halt))
+
+        async def guarded(group: _Group) -> None:
+            try:
+                await group.run(halt)
+            except BaseException:
+                halt.set()
+                raise
+
         try:
             async with asyncio.TaskGroup() as tasks:
                 for group in groups:
-                    tasks.create_task(group.run(stop))
+                    tasks.create_task(guarded(group))
         except BaseException:
             health_task.cancel()
             raise
+        finally:
+            relay.cancel()
         health_stop.set()
         await health_task
         log.info("archive stopped", extra=stats.snapshot())
