@@ -119,7 +119,7 @@ def test_an_order_lost_while_running_is_adopted_after_a_redis_reconnect(
 
             await wait_for(noticed)
             server.connected = True
-            await wait_for(lambda: _has(h, "adopted"), timeout_s=10)
+            await wait_for(lambda: _has(h, "adopted"), timeout_s=30)  # backoff reaches 5 s
         await h.finish()
         adopted = (await _events(h, "adopted"))[0]
         assert adopted["client_order_id"] == cid and adopted["reason"] == "redis-reconnect"
