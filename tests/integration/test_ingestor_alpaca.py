@@ -16,6 +16,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.integration.ingestor_support import running
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.names import Partition, shard_for
@@ -249,13 +250,10 @@ def test_connection_limit_waits_until_the_other_session_closes() -> None:
             settings = settings_for(mock, alpaca_encoding="json")
             holder = await connect(settings.alpaca_data_stream_url(), additional_headers=HEADERS)
             ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: "connection limit" in ingestor.stats.last_error)
-            await holder.close()
-            await until(lambda: ingestor.stats.frames_received >= 15)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            async with running(ingestor):
+                await until(lambda: "connection limit" in ingestor.stats.last_error)
+                await holder.close()
+                await until(lambda: ingestor.stats.frames_received >= 15)
         finally:
             await mock.close()
         return ingestor, await entries(redis, settings.keys.raw(Partition("alpaca", 0)))

@@ -7,15 +7,15 @@ import json
 import time
 from pathlib import Path
 
-import fakeredis
 import pytest
-from websockets.asyncio.server import ServerConnection
 
-from tests.integration.test_ingestor_shell import (
+from tests.integration.ingestor_support import (
     RAW,
     entries,
     fast_backoff,
-    hold_open,
+    redis_down,
+    running,
+    sending,
     settings_for,
     trade_frame,
     until,
@@ -99,9 +99,7 @@ def test_a_second_ingestor_cannot_share_the_journal(tmp_path: Path) -> None:
 
 def test_writer_spills_beyond_the_queue_and_drains_in_order(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[int], IngestorStats]:
-        server = fakeredis.FakeServer()
-        redis = fakeredis.FakeAsyncRedis(server=server)
-        server.connected = False
+        server, redis = redis_down()
         queue: WriteQueue = asyncio.Queue(maxsize=20)
         stats = IngestorStats()
         journal = Journal(tmp_path, max_bytes=10_000_000)
@@ -135,9 +133,7 @@ def test_frames_beyond_the_disk_cap_become_a_gap_marker_when_redis_is_back(
     tmp_path: Path,
 ) -> None:
     async def scenario() -> list[RawFrame]:
-        server = fakeredis.FakeServer()
-        redis = fakeredis.FakeAsyncRedis(server=server)
-        server.connected = False
+        server, redis = redis_down()
         queue: WriteQueue = asyncio.Queue(maxsize=10)
         stats = IngestorStats()
         journal = Journal(tmp_path, max_bytes=4000)
@@ -174,24 +170,16 @@ def test_ingestor_stopped_during_an_outage_keeps_the_journal_and_drains_it_next_
 ) -> None:
     total = 300
 
-    async def handler(ws: ServerConnection) -> None:
-        for n in range(1, total + 1):
-            await ws.send(trade_frame(n))
-        await hold_open(ws)
+    handler = sending(trade_frame(n) for n in range(1, total + 1))
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
-        server = fakeredis.FakeServer()
-        redis = fakeredis.FakeAsyncRedis(server=server)
-        server.connected = False
+        server, redis = redis_down()
         async with venue(handler) as url:
             settings = settings_for(url, data_dir=str(tmp_path), ingestor_journal_max_mb=16)
             first = Ingestor(settings, redis=redis, queue_max=20, backoff_factory=fast_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(first.run(stop))
-            await until(lambda: first.stats.frames_received == total)
-            assert first.stats.queue_full_waits < total  # the reader was not held back
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            async with running(first):
+                await until(lambda: first.stats.frames_received == total)
+                assert first.stats.queue_full_waits < total  # the reader was not held back
         assert first.stats.dropped_at_stop == 0 and first.stats.journal_spilled == total + 2
         server.connected = True
         second = Ingestor(
@@ -199,11 +187,8 @@ def test_ingestor_stopped_during_an_outage_keeps_the_journal_and_drains_it_next_
             redis=redis,
             backoff_factory=fast_backoff,
         )
-        stop = asyncio.Event()
-        task = asyncio.create_task(second.run(stop))
-        await until(lambda: second.stats.journal_drained == total + 2)
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        async with running(second):
+            await until(lambda: second.stats.journal_drained == total + 2)
         return await entries(redis, RAW), second
 
     got, _ = asyncio.run(scenario())

@@ -15,11 +15,13 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.integration.test_ingestor_shell import (
+from tests.integration.ingestor_support import (
     RAW,
     entries,
     fast_backoff,
     hold_open,
+    running,
+    sending,
     settings_for,
     trade_frame,
     until,
@@ -67,13 +69,10 @@ def test_a_connection_that_goes_mute_is_marked_stale_and_replaced() -> None:
             ingestor = Ingestor(
                 settings_for(url), redis=redis, backoff_factory=fast_backoff, options=FAST
             )
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            started = time.monotonic()
-            await until(lambda: connections >= 2 and ingestor.stats.frames_received >= 30)
-            took = time.monotonic() - started
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            async with running(ingestor):
+                started = time.monotonic()
+                await until(lambda: connections >= 2 and ingestor.stats.frames_received >= 30)
+                took = time.monotonic() - started
         return await entries(redis, RAW), ingestor, took
 
     got, ingestor, took = asyncio.run(scenario())
@@ -115,16 +114,13 @@ def test_server_shutdown_rotates_make_before_break() -> None:
             ingestor = Ingestor(
                 settings_for(url), redis=redis, backoff_factory=fast_backoff, options=FAST
             )
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: ingestor.stats.rotations == 1)
+            async with running(ingestor):
+                await until(lambda: ingestor.stats.rotations == 1)
 
-            async def has_new_frames() -> bool:
-                return 1004 in trade_ids(await entries(redis, RAW))
+                async def has_new_frames() -> bool:
+                    return 1004 in trade_ids(await entries(redis, RAW))
 
-            await until(has_new_frames)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+                await until(has_new_frames)
         return await entries(redis, RAW), ingestor
 
     got, ingestor = asyncio.run(scenario())
@@ -164,11 +160,8 @@ def test_the_lifetime_limit_rotates_before_the_venue_cuts() -> None:
             ingestor = Ingestor(
                 settings_for(url), redis=redis, backoff_factory=fast_backoff, options=options
             )
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: ingestor.stats.rotations >= 2)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            async with running(ingestor):
+                await until(lambda: ingestor.stats.rotations >= 2)
         return await entries(redis, RAW)
 
     got = asyncio.run(scenario())
@@ -195,11 +188,8 @@ def test_a_connection_dropped_soon_after_opening_keeps_backing_off() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(handler) as url:
             ingestor = Ingestor(settings_for(url), redis=redis, backoff_factory=recording_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: connections >= 5)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            async with running(ingestor):
+                await until(lambda: connections >= 5)
 
     asyncio.run(scenario())
     assert backoffs[0].attempt >= 4  # never reset by the short-lived connections
@@ -215,9 +205,7 @@ def test_a_418_handshake_waits_for_retry_after() -> None:
             return Response(418, "I'm a teapot", headers, b"")
         return None
 
-    async def handler(ws: ServerConnection) -> None:
-        await ws.send(trade_frame(1))
-        await hold_open(ws)
+    handler = sending([trade_frame(1)])
 
     async def scenario() -> list[RawFrame]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
@@ -226,11 +214,8 @@ def test_a_418_handshake_waits_for_retry_after() -> None:
             ingestor = Ingestor(
                 settings_for(f"ws://127.0.0.1:{port}"), redis=redis, backoff_factory=fast_backoff
             )
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: ingestor.stats.frames_received >= 1)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            async with running(ingestor):
+                await until(lambda: ingestor.stats.frames_received >= 1)
         return await entries(redis, RAW)
 
     got = asyncio.run(scenario())

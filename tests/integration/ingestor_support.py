@@ -1,0 +1,145 @@
+"""Helpers for the ingestor's integration tests: an in-test venue, settings, waits and a runner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import fakeredis
+import orjson
+from websockets.asyncio.server import ServerConnection, serve
+
+from tickpipe.common.backoff import Backoff
+from tickpipe.common.schema import RawFrame
+from tickpipe.common.settings import Settings
+from tickpipe.ingestor.shell import Ingestor
+
+__all__ = [
+    "PRIVATE",
+    "RAW",
+    "Handler",
+    "entries",
+    "fast_backoff",
+    "hold_open",
+    "redis_down",
+    "running",
+    "sending",
+    "settings_for",
+    "trade_frame",
+    "until",
+    "venue",
+    "xlen_at_least",
+]
+
+Handler = Callable[[ServerConnection], Awaitable[None]]
+RAW = "it:{binance:0}:raw"
+PRIVATE = "it:{binance}:private-raw"
+
+
+def trade_frame(trade_id: int, symbol: str = "BTCUSDT") -> str:
+    """Return one combined-stream Binance trade frame as the venue sends it."""
+    data = {
+        "e": "trade",
+        "E": 1_723_161_255_343,
+        "s": symbol,
+        "t": trade_id,
+        "p": "61837.63000000",
+        "q": "0.02000000",
+        "T": 1_723_161_255_342,
+        "m": True,
+        "M": True,
+    }
+    return orjson.dumps({"stream": f"{symbol.lower()}@trade", "data": data}).decode()
+
+
+@contextlib.asynccontextmanager
+async def venue(handler: Handler) -> AsyncIterator[str]:
+    """Serve ``handler`` as the venue's WebSocket endpoint; yield its ``ws://`` URL."""
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}"
+
+
+def settings_for(url: str, **extra: Any) -> Settings:
+    """Return settings of one BTCUSDT trade stream against the venue at ``url``."""
+    values: dict[str, Any] = {
+        "namespace": "it",
+        "symbols": ("BTCUSDT",),
+        "binance_ws_url": url,
+        "binance_ws_api_url": f"{url}/ws-api/v3",
+        "instance": "test-1",
+        "health_interval_s": 0.05,
+        "ingestor_journal_max_mb": 0,
+        "channels": ("trade",),
+    }
+    values.update(extra)
+    return Settings(**values)
+
+
+def fast_backoff() -> Backoff:
+    """Return a reconnect backoff in tens of milliseconds."""
+    return Backoff(base_s=0.01, cap_s=0.05, healthy_after_s=10.0)
+
+
+async def until(condition: Callable[[], Any], timeout_s: float = 5.0) -> None:
+    """Poll ``condition`` (plain or awaitable) until true; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.01)
+
+
+def redis_down() -> tuple[fakeredis.FakeServer, fakeredis.FakeAsyncRedis]:
+    """Return a fakeredis server and client that refuse commands until ``server.connected``."""
+    server = fakeredis.FakeServer()
+    server.connected = False
+    return server, fakeredis.FakeAsyncRedis(server=server)
+
+
+async def xlen_at_least(redis: Any, stream: str, count: int) -> bool:
+    """Tell whether ``stream`` holds ``count`` entries or more."""
+    return bool(await redis.xlen(stream) >= count)
+
+
+async def entries(redis: Any, stream: str) -> list[RawFrame]:
+    """Return every raw entry of ``stream``, decoded."""
+    return [RawFrame.from_fields(fields) for _, fields in await redis.xrange(stream)]
+
+
+async def hold_open(ws: ServerConnection) -> None:
+    """Keep the venue's side of a connection open until the client closes it."""
+    with contextlib.suppress(Exception):
+        await ws.wait_closed()
+
+
+def sending(frames: Iterable[str]) -> Handler:
+    """Return a venue handler that sends ``frames`` on each connection, then holds it open."""
+    batch = list(frames)
+
+    async def handler(ws: ServerConnection) -> None:
+        for frame in batch:
+            await ws.send(frame)
+        await hold_open(ws)
+
+    return handler
+
+
+@contextlib.asynccontextmanager
+async def running(ingestor: Ingestor, stop_timeout_s: float = 10) -> AsyncIterator[Ingestor]:
+    """Run ``ingestor`` for the body of the block, then stop it and wait for its clean exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(ingestor.run(stop))
+    try:
+        yield ingestor
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, stop_timeout_s)
