@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
+
+from tests.waits import until
 
 
 class ManualClock:
@@ -19,7 +20,4 @@ class ManualClock:
 
 async def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
     """Poll ``condition`` until true; fail naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+    await until(condition, timeout_s, what)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -29,7 +28,6 @@ __all__ = [
     "sending",
     "settings_for",
     "trade_frame",
-    "until",
     "venue",
     "xlen_at_least",
 ]
@@ -82,20 +80,6 @@ def settings_for(url: str, **extra: Any) -> Settings:
 def fast_backoff() -> Backoff:
     """Return a reconnect backoff in tens of milliseconds."""
     return Backoff(base_s=0.01, cap_s=0.05, healthy_after_s=10.0)
-
-
-async def until(condition: Callable[[], Any], timeout_s: float = 5.0) -> None:
-    """Poll ``condition`` (plain or awaitable) until true; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
 
 
 def redis_down() -> tuple[fakeredis.FakeServer, fakeredis.FakeAsyncRedis]:

@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.integration.ingestor_support import running
+from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.names import Partition, shard_for
@@ -52,14 +53,6 @@ def settings_for(mock: MockExchange, **overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(**values)
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 6.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.02)
 
 
 def decode(frame: RawFrame) -> Any:

@@ -17,8 +17,9 @@ import fakeredis
 import pytest
 from aiohttp import web
 
-from tests.integration.ingestor_support import RAW, entries, sending, trade_frame, until
+from tests.integration.ingestor_support import RAW, entries, sending, trade_frame
 from tests.integration.test_ingestor_rest import ingesting_with_rest, rest_frames
+from tests.waits import until
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.gapwatch import GapWatch
 from tickpipe.ingestor.rest import RestFetcher

@@ -19,9 +19,9 @@ from tests.integration.ingestor_support import (
     fast_backoff,
     running,
     settings_for,
-    until,
     venue,
 )
+from tests.waits import until
 from tickpipe.common.names import Partition, shard_for
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.control import request_subscription_change

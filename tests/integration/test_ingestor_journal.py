@@ -18,9 +18,9 @@ from tests.integration.ingestor_support import (
     sending,
     settings_for,
     trade_frame,
-    until,
     venue,
 )
+from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.journal import Journal, JournalLocked

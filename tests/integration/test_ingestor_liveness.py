@@ -24,9 +24,9 @@ from tests.integration.ingestor_support import (
     sending,
     settings_for,
     trade_frame,
-    until,
     venue,
 )
+from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.connection import WsOptions

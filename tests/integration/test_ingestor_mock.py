@@ -11,7 +11,8 @@ import fakeredis
 import orjson
 import pytest
 
-from tests.integration.ingestor_support import running, until
+from tests.integration.ingestor_support import running
+from tests.waits import until
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Secret, Settings

@@ -12,7 +12,8 @@ from typing import Any
 import fakeredis
 import pytest
 
-from tests.integration.ingestor_support import entries, running, until
+from tests.integration.ingestor_support import entries, running
+from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Settings

@@ -16,8 +16,9 @@ from typing import Any
 
 import fakeredis
 
-from tests.integration.ingestor_support import entries, running, until
+from tests.integration.ingestor_support import entries, running
 from tests.integration.test_ingestor_mock_faults import RAW, events, settings_for, trade_ids
+from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.shell import Ingestor

@@ -22,9 +22,9 @@ from tests.integration.ingestor_support import (
     sending,
     settings_for,
     trade_frame,
-    until,
     venue,
 )
+from tests.waits import until
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.shell import Ingestor

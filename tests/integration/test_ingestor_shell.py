@@ -28,10 +28,10 @@ from tests.integration.ingestor_support import (
     sending,
     settings_for,
     trade_frame,
-    until,
     venue,
     xlen_at_least,
 )
+from tests.waits import until
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Secret

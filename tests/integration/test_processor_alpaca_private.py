@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.waits import until
 from tickpipe.common.schema import OrderUpdate, RawFrame
 from tickpipe.common.settings import Settings
 from tickpipe.mock_ws import read_ground_truth, start_mock
@@ -25,14 +25,6 @@ from tickpipe.venues.alpaca.wire import map_status
 HEADERS = {"APCA-API-KEY-ID": "mock-key", "APCA-API-SECRET-KEY": "mock-secret"}
 AUTH = {"action": "auth", "key": "mock-key", "secret": "mock-secret"}
 LISTEN = {"action": "listen", "data": {"streams": ["trade_updates"]}}
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], deadline_s: float = 6.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not await condition():
-        assert loop.time() < end, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
 
 
 def decode(frame: bytes, use_msgpack: bool) -> Any:
@@ -120,7 +112,7 @@ def test_trade_updates_become_order_updates(tmp_path: Path, use_msgpack: bool) -
             return pending["pending"] == 0 and int(await redis.xlen(updates_key)) >= len(truth)
 
         try:
-            await wait_until(all_read)
+            await until(all_read)
         finally:
             stop.set()
             await asyncio.wait_for(task, 5)

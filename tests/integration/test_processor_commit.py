@@ -18,9 +18,9 @@ from tests.integration.test_processor_shell import (
     make_settings,
     real_frames,
     start,
-    wait_until,
     write_raw,
 )
+from tests.waits import until
 from tickpipe.common.names import GROUP_PROCESSOR
 from tickpipe.common.schema import RawFrame, decode_fields
 from tickpipe.common.settings import Settings
@@ -197,7 +197,7 @@ def _outputs_of(
             await redis.xadd(keys.raw(P), entry, id=f"{1_700_000_000_000 + n // 3}-{n % 3}")
         task, stop = start(settings, redis, direct=direct)
 
-        await wait_until(lambda: _drained(redis, settings))
+        await until(lambda: _drained(redis, settings))
         health: dict[str, Any] = {}
 
         async def reported() -> bool:
@@ -205,7 +205,7 @@ def _outputs_of(
             health.update(orjson.loads(raw) if raw else {})
             return "scripts_refused" in health and health.get("frames", 0) > 0
 
-        await wait_until(reported)
+        await until(reported)
         stop.set()
         await asyncio.wait_for(task, 5)
         await assert_all_processed(redis, settings)
@@ -241,7 +241,7 @@ def test_a_partition_lane_gives_its_connection_back_to_the_pool() -> None:
         settings = make_settings()
         await write_raw(redis, settings, real_frames()[:300])
         task, stop = start(settings, redis)
-        await wait_until(lambda: _drained(redis, settings))
+        await until(lambda: _drained(redis, settings))
         stop.set()
         await asyncio.wait_for(task, 5)
         assert not redis.connection_pool._in_use_connections

@@ -18,7 +18,8 @@ import fakeredis
 import orjson
 import pytest
 
-from tests.integration.test_processor_shell import P, start, wait_until
+from tests.integration.test_processor_shell import P, start
+from tests.waits import until
 from tickpipe.common.names import GROUP_PROCESSOR
 from tickpipe.common.schema import RawFrame, Trade, decode_fields
 from tickpipe.common.settings import Settings
@@ -128,7 +129,7 @@ def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost
             async def a_done() -> bool:
                 return await redis.xlen(keys.trades(P)) == 30
 
-            await wait_until(a_done)
+            await until(a_done)
             # A freezes in front of its next read; its lease runs out (deleted: expired).
             gate_a.armed = True
             await asyncio.wait_for(gate_a.held.wait(), 8)
@@ -147,7 +148,7 @@ def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost
             async def a_fenced() -> bool:
                 return lost.count >= 1
 
-            await wait_until(a_fenced)
+            await until(a_fenced)
             gate_b.released.set()
             last_raw = (await redis.xrevrange(keys.raw(P), count=1))[0][0].decode()
 
@@ -157,7 +158,7 @@ def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost
                 b_pending = sum(c["pending"] for c in consumers if c["name"] == b"b")
                 return group["last-delivered-id"].decode() == last_raw and b_pending == 0
 
-            await wait_until(everything_read_and_b_committed)
+            await until(everything_read_and_b_committed)
             stop_b.set()
             await asyncio.wait_for(task_b, 8)
 
@@ -166,7 +167,7 @@ def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost
                 pending = await redis.xpending(keys.raw(P), GROUP_PROCESSOR)
                 return await redis.get(keys.lease(P)) == b"a" and pending["pending"] == 0
 
-            await wait_until(a_owns_and_idle)
+            await until(a_owns_and_idle)
             await asyncio.sleep(0)  # let A finish the batch it may be committing
             stop_a.set()
             await asyncio.wait_for(task_a, 8)
@@ -203,7 +204,7 @@ def test_entries_a_reader_took_past_the_checkpoint_are_processed_at_the_takeover
         async def a_done() -> bool:
             return await redis.xlen(keys.trades(P)) == 10
 
-        await wait_until(a_done)
+        await until(a_done)
         gate_a.armed = True
         await asyncio.wait_for(gate_a.held.wait(), 8)
         await _write(redis, first, _trade_frames(11, 10))
@@ -215,7 +216,7 @@ def test_entries_a_reader_took_past_the_checkpoint_are_processed_at_the_takeover
             blob = await redis.get(keys.checkpoint(P))
             return PartitionState.from_bytes(blob, str(P), "binance").last_entry_id == last_raw
 
-        await wait_until(a_committed_past_the_ghost)
+        await until(a_committed_past_the_ghost)
         stop_a.set()
         await asyncio.wait_for(task_a, 8)
         assert (await redis.xpending(keys.raw(P), GROUP_PROCESSOR))["pending"] == 5
@@ -226,7 +227,7 @@ def test_entries_a_reader_took_past_the_checkpoint_are_processed_at_the_takeover
             pending = await redis.xpending(keys.raw(P), GROUP_PROCESSOR)
             return await redis.get(keys.lease(P)) == b"b" and pending["pending"] == 0
 
-        await wait_until(b_idle)
+        await until(b_idle)
         stop_b.set()
         await asyncio.wait_for(task_b, 8)
         ids = [int(decode_fields(f)["trade_id"]) for _, f in await redis.xrange(keys.trades(P))]

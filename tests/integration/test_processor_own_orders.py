@@ -16,8 +16,9 @@ import dataclasses
 
 import fakeredis
 
-from tests.integration.test_processor_shell import P, real_frames, start, wait_until, write_raw
+from tests.integration.test_processor_shell import P, real_frames, start, write_raw
 from tests.unit.test_processor_own_orders import update
+from tests.waits import until
 from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.names import GROUP_PROCESSOR
 from tickpipe.common.schema import Signal, decode_fields
@@ -55,7 +56,7 @@ def test_own_fills_reach_the_strategy_once_across_a_crash_and_takeover() -> None
         async def entry_signalled() -> bool:
             return bool(await signals(redis))
 
-        await wait_until(entry_signalled)
+        await until(entry_signalled)
         (entry,) = await signals(redis)
         cid = client_order_id_for(entry.signal_id)
         updates = keys.order_updates("binance")
@@ -67,7 +68,7 @@ def test_own_fills_reach_the_strategy_once_across_a_crash_and_takeover() -> None
         async def first_exit() -> bool:
             return len(await exits(redis)) == 1
 
-        await wait_until(first_exit)
+        await until(first_exit)
         await redis.xadd(updates, update(cid, "FILLED", "1.5", "61700", "102").to_fields())
         task.cancel()  # a crash: no lease release, no final batch
         await asyncio.gather(task, return_exceptions=True)
@@ -93,7 +94,7 @@ def test_own_fills_reach_the_strategy_once_across_a_crash_and_takeover() -> None
             group = next(g for g in groups if g["name"] == GROUP_PROCESSOR.encode())
             return bool(group["pending"] == 0 and group["last-delivered-id"] == last)
 
-        await wait_until(all_read, deadline_s=30)
+        await until(all_read, timeout_s=30)
         stop.set()
         await asyncio.wait_for(task, 10)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gzip
-from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import fakeredis
 import orjson
 
+from tests.waits import until
 from tickpipe.common.names import GROUP_PROCESSOR, Partition
 from tickpipe.common.schema import OrderUpdate, RawFrame, Signal, Trade, decode_fields
 from tickpipe.common.settings import Settings
@@ -76,14 +76,6 @@ async def read_stream(redis: Any, key: str) -> list[dict[str, str]]:
     return [decode_fields(fields) for _, fields in await redis.xrange(key)]
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], deadline_s: float = 8.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not await condition():
-        assert loop.time() < end, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
-
-
 def start(settings: Settings, redis: Any, **kw: Any) -> tuple[asyncio.Task[None], asyncio.Event]:
     stop = asyncio.Event()
     task = asyncio.create_task(run(settings, stop, redis=redis, clock=lambda: 42, **kw))
@@ -133,13 +125,13 @@ def test_processes_raw_into_outputs_acks_and_stops_cleanly() -> None:
                 await redis.xlen(keys.order_updates("binance"))
             )
 
-        await wait_until(done)
+        await until(done)
 
         async def healthy() -> bool:
             raw = await redis.get(keys.health("processor", "m1"))
             return bool(raw) and orjson.loads(raw)["frames"] == FRAMES + 3
 
-        await wait_until(healthy)
+        await until(healthy)
         health = orjson.loads(await redis.get(keys.health("processor", "m1")))
         assert health["status"] == "ok" and health["partitions_owned"] == 1
         assert health["owned"] == ["binance:0", "binance:private"]
@@ -180,7 +172,7 @@ def test_pending_entries_of_a_dead_consumer_are_claimed_and_processed() -> None:
         async def done() -> bool:
             return await redis.xlen(keys.trades(P)) >= len(trades)
 
-        await wait_until(done)
+        await until(done)
         stop.set()
         await asyncio.wait_for(task, 5)
         await assert_all_processed(redis, settings)
@@ -201,7 +193,7 @@ def _kill_and_restart(second_instance: str) -> None:
         async def some() -> bool:
             return await redis.xlen(keys.trades(P)) > 0
 
-        await wait_until(some)
+        await until(some)
         task.cancel()  # a crash: no lease release, no final batch
         await asyncio.gather(task, return_exceptions=True)
         assert 0 < await redis.xlen(keys.trades(P)) < len(trades)
@@ -212,7 +204,7 @@ def _kill_and_restart(second_instance: str) -> None:
         async def done() -> bool:
             return await redis.xlen(keys.trades(P)) >= len(trades)
 
-        await wait_until(done)
+        await until(done)
         stop.set()
         await asyncio.wait_for(task, 5)
         await assert_all_processed(redis, settings)
@@ -240,20 +232,20 @@ def test_a_second_member_stands_by_then_takes_over() -> None:
         async def owned_by_m1() -> bool:
             return await redis.get(keys.lease(P)) == b"m1"
 
-        await wait_until(owned_by_m1)
+        await until(owned_by_m1)
         task2, stop2 = start(second, redis, lease_ms=600)
 
         async def m2_reports_standby() -> bool:
             raw = await redis.get(keys.health("processor", "m2"))
             return bool(raw) and orjson.loads(raw)["partitions_owned"] == 0
 
-        await wait_until(m2_reports_standby)
+        await until(m2_reports_standby)
         trades, _ = await expected_outputs(redis, first)
 
         async def all_done() -> bool:
             return await redis.xlen(keys.trades(P)) >= len(trades)
 
-        await wait_until(all_done)
+        await until(all_done)
         assert await redis.get(keys.lease(P)) == b"m1"
         m2 = orjson.loads(await redis.get(keys.health("processor", "m2")))
         assert (m2["partitions_owned"], m2["frames"]) == (0, 0)
@@ -265,9 +257,9 @@ def test_a_second_member_stands_by_then_takes_over() -> None:
         async def owned_by_m2() -> bool:
             return await redis.get(keys.lease(P)) == b"m2"
 
-        await wait_until(owned_by_m2)
+        await until(owned_by_m2)
         trades, _ = await expected_outputs(redis, first)
-        await wait_until(all_done)
+        await until(all_done)
         stop2.set()
         await asyncio.wait_for(task2, 5)
         await assert_all_processed(redis, first)
@@ -324,7 +316,7 @@ def test_a_plugin_by_path_runs_in_the_shell_and_its_failures_show_in_health(
             raw = await redis.get(keys.health("processor", "m1"))
             return bool(raw) and orjson.loads(raw)["frames"] == FRAMES
 
-        await wait_until(healthy)
+        await until(healthy)
         health = orjson.loads(await redis.get(keys.health("processor", "m1")))
         assert (health["strategy_errors"], health["strategies_disabled"]) == (4, 1)
         stop.set()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests.integration.test_trader_shell import seed_market
+from tests.waits import until
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import OrderUpdate, Signal, decode_fields
@@ -66,16 +66,6 @@ def make_signal(signal_id: str = "threshold:FAKEPACA:1", **changes: Any) -> Sign
     return replace(signal, **changes)
 
 
-async def wait_until(check: Callable[[], Awaitable[Any]], what: str, timeout_s: float = 8) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = await check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 async def order_events(redis: Any, settings: Settings) -> list[dict[str, str]]:
     return [decode_fields(f) for _, f in await redis.xrange(settings.keys.orders("alpaca"))]
 
@@ -85,7 +75,7 @@ async def wait_event(redis: Any, settings: Settings, event: str, n: int = 1) -> 
         hits = [e for e in await order_events(redis, settings) if e["event"] == event]
         return hits if len(hits) >= n else []
 
-    hits = await wait_until(found, f"{n} {event!r} entries")
+    hits = await until(found, what=f"{n} {event!r} entries")
     return dict(hits[n - 1])
 
 
@@ -189,7 +179,7 @@ def test_signal_places_exactly_one_order_and_records_the_ack(tmp_path: Path) -> 
             async def position() -> bool:
                 return decode_fields(await redis.hgetall(positions)).get("FAKEPACA") == "1"
 
-            await wait_until(position, "the position")
+            await until(position, what="the position")
             stop.set()
             await asyncio.wait_for(task, 5)
         finally:
@@ -227,7 +217,7 @@ def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> Non
             async def sent() -> bool:
                 return proxy.held == 1 and bool(placed(truth, cid))
 
-            await wait_until(sent, "the order at the venue")
+            await until(sent, what="the order at the venue")
             task.cancel()  # the crash: intent recorded, order sent, no answer recorded
             with pytest.raises(asyncio.CancelledError):
                 await task

@@ -22,9 +22,9 @@ from tests.integration.test_trader_alpaca import (
     make_signal,
     order_events,
     placed,
-    wait_until,
 )
 from tests.integration.test_trader_shell import seed_market
+from tests.waits import until
 from tickpipe.common.schema import decode_fields
 from tickpipe.common.units import client_order_id_for
 from tickpipe.mock_ws import start_mock
@@ -57,7 +57,7 @@ def test_each_order_type_is_sent_as_alpaca_has_it_or_refused_with_a_reason(
                 done = {e["client_order_id"] for e in events if e["event"] in ("ack", "rejected")}
                 return set(cids.values()) <= done
 
-            await wait_until(settled, "an answer for every signal")
+            await until(settled, what="an answer for every signal")
             stop.set()
             await asyncio.wait_for(task, 5)
             dead = settings.keys.trader_dead_letters("alpaca")

@@ -13,8 +13,8 @@ from tests.integration.test_trader_shell import (
     make_signal,
     pending,
     signal_stream,
-    wait_for,
 )
+from tests.waits import until
 from tickpipe.common.units import client_order_id_for
 from tickpipe.trader.control import kill_switch_on, set_kill_switch
 
@@ -44,7 +44,7 @@ def test_limit_orders_rest_until_a_cancel_signal_cancels_that_symbols_orders() -
         for s in (btc1, btc2, eth):
             await h.add_signal(s)
         h.start()
-        await wait_for(lambda: _has(h, "ack", 3))
+        await until(lambda: _has(h, "ack", 3))
         assert {o["type"] for o in venue.orders.values()} == {"LIMIT"}
         assert venue.place_calls[0]["price"] == "61800.5"
         assert venue.place_calls[0]["timeInForce"] == "GTC"
@@ -52,8 +52,8 @@ def test_limit_orders_rest_until_a_cancel_signal_cancels_that_symbols_orders() -
         assert len(working) == 3
 
         await h.add_signal(make_signal(9, action="cancel", side="", qty="0", reason="rapid move"))
-        await wait_for(lambda: _has(h, "canceled", 2))
-        await wait_for(lambda: _zero_pending(h))
+        await until(lambda: _has(h, "canceled", 2))
+        await until(lambda: _zero_pending(h))
         await h.finish()
         canceled = {c["origClientOrderId"] for c in venue.cancel_calls}
         assert canceled == {client_order_id_for(s.signal_id) for s in (btc1, btc2)}
@@ -79,12 +79,12 @@ def test_a_cancel_that_times_out_is_settled_by_status_and_one_that_lost_the_race
         await h.add_signal(make_signal(1))
         await h.add_signal(make_signal(2))
         h.start()
-        await wait_for(lambda: _has(h, "ack", 2))
+        await until(lambda: _has(h, "ack", 2))
         first, second = (client_order_id_for(make_signal(n).signal_id) for n in (1, 2))
         venue.fill(second, "0.001", "61.8")  # filled before the cancel arrives
         venue.cancel_times_out = True
         await h.add_signal(make_signal(3, action="cancel"))
-        await wait_for(lambda: _has(h, "ack", 4))
+        await until(lambda: _has(h, "ack", 4))
         await h.finish()
         acks = {e["client_order_id"]: e for e in await _events(h, "ack") if e["source"] != "place"}
         assert acks[first]["status"] == "CANCELED" and acks[first]["source"] == "status:cancel"
@@ -101,21 +101,21 @@ def test_kill_switch_refuses_orders_and_cancels_every_working_order() -> None:
         h = limit_harness(venue)
         await h.add_signal(make_signal(1))
         h.start()
-        await wait_for(lambda: _has(h, "ack"))
+        await until(lambda: _has(h, "ack"))
         cid = client_order_id_for(make_signal(1).signal_id)
         await set_kill_switch(h.redis, h.settings, True)
         assert await kill_switch_on(h.redis, h.settings)
-        await wait_for(lambda: _status(venue, cid, "CANCELED"))
+        await until(lambda: _status(venue, cid, "CANCELED"))
         await h.add_signal(make_signal(2))
-        await wait_for(lambda: _has(h, "rejected"))
+        await until(lambda: _has(h, "rejected"))
         rejected = (await _events(h, "rejected"))[0]
         assert rejected["reason"] == "kill switch is on" and rejected["stage"] == "risk"
         assert len(venue.place_calls) == 1
 
         await set_kill_switch(h.redis, h.settings, False)
-        await wait_for(lambda: _has(h, "kill_switch", 2))
+        await until(lambda: _has(h, "kill_switch", 2))
         await h.add_signal(make_signal(3))
-        await wait_for(lambda: _has(h, "ack", 2))
+        await until(lambda: _has(h, "ack", 2))
         await h.finish()
         assert len(venue.place_calls) == 2
         switches = [e["on"] for e in await _events(h, "kill_switch")]
@@ -137,8 +137,8 @@ def test_position_notional_and_rate_limits_refuse_with_reasons() -> None:
         await h.add_signal(make_signal(4, side="sell"))  # passes: position 0
         await h.add_signal(make_signal(5, side="sell"))  # third order in the same second
         h.start()
-        await wait_for(lambda: _has(h, "rejected", 3))
-        await wait_for(lambda: _zero_pending(h))
+        await until(lambda: _has(h, "rejected", 3))
+        await until(lambda: _zero_pending(h))
         await h.finish()
         reasons = [e["reason"] for e in await _events(h, "rejected")]
         assert reasons[0].startswith("position limit: BTCUSDT would reach 0.002")
@@ -157,13 +157,13 @@ def test_working_orders_past_the_position_limit_are_cancelled() -> None:
         h = limit_harness(venue, max_position="0.0015")
         await h.add_signal(make_signal(1))
         h.start()
-        await wait_for(lambda: _has(h, "ack"))
+        await until(lambda: _has(h, "ack"))
         cid = client_order_id_for(make_signal(1).signal_id)
         # A fill from outside this order pushes the position to its limit: the order must go.
         await h.redis.hset(h.settings.keys.positions("binance"), "BTCUSDT", "0.0015")
         await h.finish()
         h.start()
-        await wait_for(lambda: _status(venue, cid, "CANCELED"))
+        await until(lambda: _status(venue, cid, "CANCELED"))
         await h.finish()
         requested = (await _events(h, "cancel_requested"))[0]
         assert requested["reason"] == "position limit"

@@ -17,8 +17,8 @@ from tests.integration.test_trader_shell import (
     make_settings,
     make_signal,
     seed_market,
-    wait_for,
 )
+from tests.waits import until
 from tickpipe.common.errors import AuthError
 from tickpipe.common.settings import Secret
 from tickpipe.trader.shell import run
@@ -90,7 +90,7 @@ def test_ed25519_session_logs_on_once_then_orders_go_unsigned() -> None:
             h = Harness(None, settings)  # type: ignore[arg-type]  # the trader's own client
             await h.add_signal(make_signal(1))
             h.start()
-            await wait_for(lambda: _acked(h))
+            await until(lambda: _acked(h))
             await h.finish()
         methods = [m for m in venue.methods if m != "time"]  # venue clock samples
         assert methods[0] == "session.logon" and methods.count("session.logon") == 1

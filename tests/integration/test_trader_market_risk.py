@@ -20,8 +20,8 @@ from tests.integration.test_trader_shell import (
     pending,
     seed_market,
     signal_stream,
-    wait_for,
 )
+from tests.waits import until
 from tickpipe.common.schema import Quote
 
 
@@ -38,7 +38,7 @@ async def _settled(h: Harness) -> bool:
 async def _run_one(h: Harness, signal: Any) -> list[dict[str, str]]:
     await h.redis.xadd(signal_stream(h.settings), signal.to_fields())
     h.start()
-    await wait_for(lambda: _settled(h))
+    await until(lambda: _settled(h))
     await h.finish()
     return await _events(h, "rejected")
 
