@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests.integration.test_trader_shell import seed_market
+from tests.stages import stage_running
 from tests.waits import until
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.names import Partition
@@ -64,6 +65,22 @@ def make_signal(signal_id: str = "threshold:FAKEPACA:1", **changes: Any) -> Sign
         ts_signal=now,
     )
     return replace(signal, **changes)
+
+
+async def alpaca_mock(truth: Path) -> MockExchange:
+    """Start the mock's Alpaca venue with this module's key; it records to ``truth``."""
+    return await start_mock(
+        alpaca_port=0, api_key=KEY, api_secret=SECRET, ground_truth_path=str(truth)
+    )
+
+
+async def signalled(settings: Settings, *signals: Signal) -> Any:
+    """Return a fresh fakeredis with FAKEPACA's market at 100 and ``signals`` to be read."""
+    redis = fakeredis.FakeAsyncRedis()
+    await seed_market(redis, settings, "FAKEPACA", "100")
+    for signal in signals:
+        await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
+    return redis
 
 
 async def order_events(redis: Any, settings: Settings) -> list[dict[str, str]]:
@@ -158,30 +175,23 @@ class HoldingProxy:
 def test_signal_places_exactly_one_order_and_records_the_ack(tmp_path: Path) -> None:
     async def scenario() -> None:
         truth = tmp_path / "truth.jsonl"
-        mock = await start_mock(
-            alpaca_port=0, api_key=KEY, api_secret=SECRET, ground_truth_path=str(truth)
-        )
+        mock = await alpaca_mock(truth)
         try:
             settings = make_settings(mock)
-            redis = fakeredis.FakeAsyncRedis()
             signal = make_signal()
-            await seed_market(redis, settings, "FAKEPACA", "100")
-            await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            ack = await wait_event(redis, settings, "ack")
-            cid = client_order_id_for(signal.signal_id)
-            # The fill arrives as the processor writes it: an OrderUpdate with Binance statuses.
-            fill = filled_update(cid, ack["order_id"])
-            await redis.xadd(settings.keys.order_updates("alpaca"), fill.to_fields())
-            positions = settings.keys.positions("alpaca")
+            redis = await signalled(settings, signal)
+            async with stage_running(run, settings, redis=redis):
+                ack = await wait_event(redis, settings, "ack")
+                cid = client_order_id_for(signal.signal_id)
+                # The fill arrives as the processor writes it: an OrderUpdate with Binance statuses.
+                fill = filled_update(cid, ack["order_id"])
+                await redis.xadd(settings.keys.order_updates("alpaca"), fill.to_fields())
+                positions = settings.keys.positions("alpaca")
 
-            async def position() -> bool:
-                return decode_fields(await redis.hgetall(positions)).get("FAKEPACA") == "1"
+                async def position() -> bool:
+                    return decode_fields(await redis.hgetall(positions)).get("FAKEPACA") == "1"
 
-            await until(position, what="the position")
-            stop.set()
-            await asyncio.wait_for(task, 5)
+                await until(position, what="the position")
         finally:
             await mock.close()
         assert ack["client_order_id"] == cid and ack["source"] == "place"
@@ -198,9 +208,7 @@ def test_signal_places_exactly_one_order_and_records_the_ack(tmp_path: Path) -> 
 def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> None:
     async def scenario() -> None:
         truth = tmp_path / "truth.jsonl"
-        mock = await start_mock(
-            alpaca_port=0, api_key=KEY, api_secret=SECRET, ground_truth_path=str(truth)
-        )
+        mock = await alpaca_mock(truth)
         assert mock.alpaca_rest_url is not None
         proxy = HoldingProxy(mock.alpaca_rest_url)
         await proxy.start()
@@ -208,9 +216,7 @@ def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> Non
         cid = client_order_id_for(signal.signal_id)
         try:
             settings = make_settings(mock)
-            redis = fakeredis.FakeAsyncRedis()
-            await seed_market(redis, settings, "FAKEPACA", "100")
-            await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
+            redis = await signalled(settings, signal)
             rest = AlpacaRest(proxy.url, api_key=KEY, api_secret=SECRET, request_timeout_s=60)
             task = asyncio.create_task(run(settings, asyncio.Event(), redis=redis, venue=rest))
 
@@ -225,11 +231,9 @@ def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> Non
             events = [e["event"] for e in await order_events(redis, settings)]
             assert [e for e in events if e != "instruments"] == ["intent"]  # filters: not orders
 
-            stop = asyncio.Event()  # the restart reads the unacknowledged signal again
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            ack = await wait_event(redis, settings, "ack")
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            # The restart reads the unacknowledged signal again.
+            async with stage_running(run, settings, redis=redis):
+                ack = await wait_event(redis, settings, "ack")
         finally:
             await proxy.close()
             await mock.close()
@@ -243,9 +247,7 @@ def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> Non
 def test_first_post_times_out_and_is_resolved_by_query(tmp_path: Path) -> None:
     async def scenario() -> None:
         truth = tmp_path / "truth.jsonl"
-        mock = await start_mock(
-            alpaca_port=0, api_key=KEY, api_secret=SECRET, ground_truth_path=str(truth)
-        )
+        mock = await alpaca_mock(truth)
         assert mock.alpaca_rest_url is not None
         proxy = HoldingProxy(mock.alpaca_rest_url)
         await proxy.start()
@@ -253,14 +255,9 @@ def test_first_post_times_out_and_is_resolved_by_query(tmp_path: Path) -> None:
         rest = AlpacaRest(proxy.url, api_key=KEY, api_secret=SECRET, request_timeout_s=0.5)
         try:
             settings = make_settings(mock)
-            redis = fakeredis.FakeAsyncRedis()
-            await seed_market(redis, settings, "FAKEPACA", "100")
-            await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis, venue=rest))
-            ack = await wait_event(redis, settings, "ack")
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            redis = await signalled(settings, signal)
+            async with stage_running(run, settings, redis=redis, venue=rest):
+                ack = await wait_event(redis, settings, "ack")
         finally:
             await rest.aclose()
             await proxy.close()
@@ -274,29 +271,19 @@ def test_first_post_times_out_and_is_resolved_by_query(tmp_path: Path) -> None:
 
 def test_cancel_signal_cancels_a_resting_limit_order(tmp_path: Path) -> None:
     async def scenario() -> None:
-        mock = await start_mock(
-            alpaca_port=0,
-            api_key=KEY,
-            api_secret=SECRET,
-            ground_truth_path=str(tmp_path / "truth.jsonl"),
-        )
+        mock = await alpaca_mock(tmp_path / "truth.jsonl")
         try:
             # Far below the market, so it rests: a band wide enough to let it through.
             settings = make_settings(mock, order_type="LIMIT", price_band_bps="10000")
-            redis = fakeredis.FakeAsyncRedis()
             signals = settings.keys.signals(PARTITION)
             resting = make_signal("threshold:FAKEPACA:limit", price="1.00")
-            await seed_market(redis, settings, "FAKEPACA", "100")
-            await redis.xadd(signals, resting.to_fields())
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            ack = await wait_event(redis, settings, "ack")
-            assert ack["status"] == "NEW"
-            cancel = make_signal("threshold:FAKEPACA:cancel", action="cancel")
-            await redis.xadd(signals, cancel.to_fields())
-            canceled = await wait_event(redis, settings, "canceled")
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            redis = await signalled(settings, resting)
+            async with stage_running(run, settings, redis=redis):
+                ack = await wait_event(redis, settings, "ack")
+                assert ack["status"] == "NEW"
+                cancel = make_signal("threshold:FAKEPACA:cancel", action="cancel")
+                await redis.xadd(signals, cancel.to_fields())
+                canceled = await wait_event(redis, settings, "canceled")
             assert mock.alpaca is not None
             cid = client_order_id_for(resting.signal_id)
             assert mock.alpaca.broker.by_client_order_id(cid).status == "canceled"

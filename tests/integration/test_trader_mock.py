@@ -11,10 +11,11 @@ from typing import Any
 import fakeredis
 
 from tests.integration.test_trader_shell import seed_market
+from tests.stages import stage_running
 from tickpipe.common.schema import Signal, decode_fields
 from tickpipe.common.settings import Secret, Settings
 from tickpipe.common.units import client_order_id_for
-from tickpipe.mock_ws import start_mock
+from tickpipe.mock_ws import MockExchange, start_mock
 from tickpipe.mock_ws.ground_truth import read_ground_truth
 from tickpipe.trader.shell import run
 
@@ -36,6 +37,23 @@ def make_signal() -> Signal:
         ts_recv=now,
         ts_signal=now,
     )
+
+
+def mock_settings(mock: MockExchange, **values: Any) -> Settings:
+    """Return settings of a trader that trades at ``mock`` with the mock's test key."""
+    return Settings(
+        binance_ws_api_url=mock.ws_api_url,
+        binance_rest_url=mock.rest_url,
+        binance_api_key=Secret("mock-key"),
+        binance_api_secret=Secret("mock-secret"),
+        **values,
+    )
+
+
+def eth_streams(settings: Settings) -> tuple[str, str]:
+    """Return the signals stream that carries ETHUSDT and the venue's orders stream."""
+    partition = next(p for p, symbols in settings.partitions().items() if "ETHUSDT" in symbols)
+    return settings.keys.signals(partition), settings.keys.orders("binance")
 
 
 async def wait_for_events(redis: Any, stream: str, event: str, n: int) -> list[dict[str, str]]:
@@ -65,39 +83,23 @@ def test_signal_places_exactly_one_order_at_the_mock_even_when_replayed(tmp_path
         truth = tmp_path / "ground-truth.jsonl"
         mock = await start_mock(seed=1, ground_truth_path=str(truth))
         try:
-            settings = Settings(
-                namespace="tm",
-                instance="trader-mock-test",
-                binance_ws_api_url=mock.ws_api_url,
-                binance_rest_url=mock.rest_url,
-                binance_api_key=Secret("mock-key"),
-                binance_api_secret=Secret("mock-secret"),
-            )
+            settings = mock_settings(mock, namespace="tm", instance="trader-mock-test")
             redis = fakeredis.FakeAsyncRedis()
-            signals = settings.keys.signals(
-                next(p for p, symbols in settings.partitions().items() if "ETHUSDT" in symbols)
-            )
-            orders = settings.keys.orders("binance")
+            signals, orders = eth_streams(settings)
             signal = make_signal()
             await seed_market(redis, settings, "ETHUSDT", signal.price)
             await redis.xadd(signals, signal.to_fields())
 
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            events = await wait_for_events(redis, orders, "ack", 1)
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            async with stage_running(run, settings, redis=redis):
+                events = await wait_for_events(redis, orders, "ack", 1)
             ack = next(e for e in events if e["event"] == "ack")
             assert ack["source"] == "place" and ack["order_id"] and ack["status"]
 
             # The same signal again, read by a fresh trader: its outcome is known, never resent.
             await seed_market(redis, settings, "ETHUSDT", signal.price)
             await redis.xadd(signals, signal.to_fields())
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            await wait_idle(redis, signals)
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            async with stage_running(run, settings, redis=redis):
+                await wait_idle(redis, signals)
             events = [decode_fields(f) for _, f in await redis.xrange(orders)]
             orders_events = [e["event"] for e in events if e["event"] != "instruments"]
             assert orders_events == ["intent", "ack"]  # the filters are on record too
@@ -119,40 +121,32 @@ def test_limit_order_rests_at_the_mock_until_a_cancel_signal_and_restarts_reconc
     async def scenario() -> None:
         mock = await start_mock(seed=2, ground_truth_path=str(tmp_path / "truth.jsonl"))
         try:
-            settings = Settings(
+            settings = mock_settings(
+                mock,
                 namespace="tl",
                 instance="trader-limit-test",
                 order_type="LIMIT",
                 price_band_bps="10000",  # a buy far below the market, so it rests
-                binance_ws_api_url=mock.ws_api_url,
-                binance_rest_url=mock.rest_url,
-                binance_api_key=Secret("mock-key"),
-                binance_api_secret=Secret("mock-secret"),
             )
             redis = fakeredis.FakeAsyncRedis()
-            partition = next(p for p, s in settings.partitions().items() if "ETHUSDT" in s)
-            signals, orders = settings.keys.signals(partition), settings.keys.orders("binance")
+            signals, orders = eth_streams(settings)
             # Far below the market, yet inside the venue's PERCENT_PRICE_BY_SIDE (0.2x) and
             # NOTIONAL (5 USDT) filters, which refuse a 0.01 ETH buy at 1.00.
             resting = replace(make_signal(), price="1000.00", signal_id="threshold:ETHUSDT:limit")
             await seed_market(redis, settings, "ETHUSDT", "3000")
             await redis.xadd(signals, resting.to_fields())
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            events = await wait_for_events(redis, orders, "ack", 1)
-            ack = next(e for e in events if e["event"] == "ack")
-            assert ack["status"] == "NEW"  # resting far below the market
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            async with stage_running(run, settings, redis=redis):
+                events = await wait_for_events(redis, orders, "ack", 1)
+                ack = next(e for e in events if e["event"] == "ack")
+                assert ack["status"] == "NEW"  # resting far below the market
 
             # A restart reconciles against openOrders.status: the open order matches, no news.
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            cancel = replace(make_signal(), action="cancel", qty="0", signal_id="rapid:ETHUSDT:1")
-            await redis.xadd(signals, cancel.to_fields())
-            events = await wait_for_events(redis, orders, "canceled", 1)
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            async with stage_running(run, settings, redis=redis):
+                cancel = replace(
+                    make_signal(), action="cancel", qty="0", signal_id="rapid:ETHUSDT:1"
+                )
+                await redis.xadd(signals, cancel.to_fields())
+                events = await wait_for_events(redis, orders, "canceled", 1)
         finally:
             await mock.close()
         canceled = next(e for e in events if e["event"] == "canceled")
