@@ -13,6 +13,7 @@ import fakeredis
 import pytest
 from aiohttp import web
 
+from tests.builders import build_signal
 from tests.integration.test_trader_shell import seed_market
 from tests.stages import stage_running
 from tests.waits import until
@@ -48,23 +49,9 @@ def make_settings(mock: MockExchange, **changes: Any) -> Settings:
 
 
 def make_signal(signal_id: str = "threshold:FAKEPACA:1", **changes: Any) -> Signal:
-    now = time.time_ns()
-    signal = Signal(
-        signal_id=signal_id,
-        venue="alpaca",
-        symbol="FAKEPACA",
-        strategy="threshold",
-        action="place",
-        side="buy",
-        qty="1",
-        price="100",  # values the order for the risk limits
-        reason="test",
-        cause="1-0",
-        ts_event=now,
-        ts_recv=now,
-        ts_signal=now,
-    )
-    return replace(signal, **changes)
+    # The price values the order for the risk limits.
+    fields = {"venue": "alpaca", "symbol": "FAKEPACA", "qty": "1", "price": "100"}
+    return build_signal(signal_id=signal_id, **(fields | changes))
 
 
 async def alpaca_mock(truth: Path) -> MockExchange:

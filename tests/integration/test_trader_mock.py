@@ -10,6 +10,7 @@ from typing import Any
 
 import fakeredis
 
+from tests.builders import build_signal
 from tests.integration.test_trader_shell import seed_market
 from tests.stages import stage_running
 from tickpipe.common.schema import Signal, decode_fields
@@ -21,21 +22,8 @@ from tickpipe.trader.shell import run
 
 
 def make_signal() -> Signal:
-    now = time.time_ns()
-    return Signal(
-        signal_id="threshold:ETHUSDT:mock-test",
-        venue="binance",
-        symbol="ETHUSDT",
-        strategy="threshold",
-        action="place",
-        side="buy",
-        qty="0.01",
-        price="3000",
-        reason="test",
-        cause="1-0",
-        ts_event=now,
-        ts_recv=now,
-        ts_signal=now,
+    return build_signal(
+        signal_id="threshold:ETHUSDT:mock-test", symbol="ETHUSDT", qty="0.01", price="3000"
     )
 
 

@@ -13,6 +13,7 @@ import fakeredis
 import orjson
 import pytest
 
+from tests.builders import build_signal
 from tests.waits import until
 from tickpipe.common.errors import AmbiguousOutcome, ConfigError
 from tickpipe.common.names import GROUP_TRADER
@@ -48,21 +49,11 @@ def make_signal(n: int = 1, **overrides: Any) -> Signal:
     now = time.time_ns()
     fields: dict[str, Any] = {
         "signal_id": f"threshold:BTCUSDT:{n}",
-        "venue": "binance",
-        "symbol": "BTCUSDT",
-        "strategy": "threshold",
-        "action": "place",
-        "side": "buy",
-        "qty": "0.001",
-        "price": "61800.5",
-        "reason": "test",
-        "cause": "1-0",
         "ts_event": now - 5_000_000,
         "ts_recv": now - 4_000_000,
         "ts_signal": now - 3_000_000,
     }
-    fields.update(overrides)
-    return Signal(**fields)
+    return build_signal(**(fields | overrides))
 
 
 class FakeVenue:

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.builders import build_signal
 from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
@@ -58,21 +59,12 @@ DOC_SIGNATURE = "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db2
 def make_signal(**overrides: Any) -> Signal:
     fields: dict[str, Any] = {
         "signal_id": "threshold:BTCUSDT:1700000000000000000:up",
-        "venue": "binance",
-        "symbol": "BTCUSDT",
-        "strategy": "threshold",
-        "action": "place",
-        "side": "buy",
-        "qty": "0.001",
-        "price": "61800.5",
         "reason": "crossed 61800 upwards",
-        "cause": "1-0",
         "ts_event": 1_700_000_000_000_000_000,
         "ts_recv": 1_700_000_000_001_000_000,
         "ts_signal": 1_700_000_000_002_000_000,
     }
-    fields.update(overrides)
-    return Signal(**fields)
+    return build_signal(**(fields | overrides))
 
 
 # -- intents and risk ------------------------------------------------------------------------------
