@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["until"]
+__all__ = ["until", "xlen_at_least"]
 
 
 async def until(
@@ -28,3 +28,8 @@ async def until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+async def xlen_at_least(redis: Any, stream: str, count: int) -> bool:
+    """Tell whether ``stream`` holds ``count`` entries or more (a condition for :func:`until`)."""
+    return bool(await redis.xlen(stream) >= count)

@@ -29,7 +29,6 @@ __all__ = [
     "settings_for",
     "trade_frame",
     "venue",
-    "xlen_at_least",
 ]
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
@@ -87,11 +86,6 @@ def redis_down() -> tuple[fakeredis.FakeServer, fakeredis.FakeAsyncRedis]:
     server = fakeredis.FakeServer()
     server.connected = False
     return server, fakeredis.FakeAsyncRedis(server=server)
-
-
-async def xlen_at_least(redis: Any, stream: str, count: int) -> bool:
-    """Tell whether ``stream`` holds ``count`` entries or more."""
-    return bool(await redis.xlen(stream) >= count)
 
 
 async def entries(redis: Any, stream: str) -> list[RawFrame]:

@@ -29,9 +29,8 @@ from tests.integration.ingestor_support import (
     settings_for,
     trade_frame,
     venue,
-    xlen_at_least,
 )
-from tests.waits import until
+from tests.waits import until, xlen_at_least
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Secret

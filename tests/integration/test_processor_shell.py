@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gzip
 from functools import cache
@@ -12,7 +13,8 @@ from typing import Any
 import fakeredis
 import orjson
 
-from tests.waits import until
+from tests.stages import stage_running
+from tests.waits import until, xlen_at_least
 from tickpipe.common.names import GROUP_PROCESSOR, Partition
 from tickpipe.common.schema import OrderUpdate, RawFrame, Signal, Trade, decode_fields
 from tickpipe.common.settings import Settings
@@ -82,6 +84,13 @@ def start(settings: Settings, redis: Any, **kw: Any) -> tuple[asyncio.Task[None]
     return task, stop
 
 
+def processing(
+    settings: Settings, redis: Any, **kw: Any
+) -> contextlib.AbstractAsyncContextManager[asyncio.Task[Any]]:
+    """Run a processor (its clock at 42) for the block, then stop it and await its exit."""
+    return stage_running(run, settings, redis=redis, clock=lambda: 42, **kw)
+
+
 def without_stamps(trades: list[Trade]) -> list[Trade]:
     return [dataclasses.replace(t, ts_proc=0) for t in trades]
 
@@ -118,28 +127,26 @@ def test_processes_raw_into_outputs_acks_and_stops_cleanly() -> None:
         trades, _ = await expected_outputs(redis, settings)
         assert len(trades) > 400
 
-        task, stop = start(settings, redis)
+        async with processing(settings, redis):
 
-        async def done() -> bool:
-            return await redis.xlen(keys.trades(P)) == len(trades) and bool(
-                await redis.xlen(keys.order_updates("binance"))
-            )
+            async def done() -> bool:
+                return await redis.xlen(keys.trades(P)) == len(trades) and bool(
+                    await redis.xlen(keys.order_updates("binance"))
+                )
 
-        await until(done)
+            await until(done)
 
-        async def healthy() -> bool:
-            raw = await redis.get(keys.health("processor", "m1"))
-            return bool(raw) and orjson.loads(raw)["frames"] == FRAMES + 3
+            async def healthy() -> bool:
+                raw = await redis.get(keys.health("processor", "m1"))
+                return bool(raw) and orjson.loads(raw)["frames"] == FRAMES + 3
 
-        await until(healthy)
-        health = orjson.loads(await redis.get(keys.health("processor", "m1")))
-        assert health["status"] == "ok" and health["partitions_owned"] == 1
-        assert health["owned"] == ["binance:0", "binance:private"]
-        assert health["trades"] == len(trades) and health["dead_letters"] == 2
-        assert await redis.get(keys.lease(P)) == b"m1"
+            await until(healthy)
+            health = orjson.loads(await redis.get(keys.health("processor", "m1")))
+            assert health["status"] == "ok" and health["partitions_owned"] == 1
+            assert health["owned"] == ["binance:0", "binance:private"]
+            assert health["trades"] == len(trades) and health["dead_letters"] == 2
+            assert await redis.get(keys.lease(P)) == b"m1"
 
-        stop.set()
-        await asyncio.wait_for(task, 5)
         await assert_all_processed(redis, settings)
         letters = await read_stream(redis, keys.dead_letters(P))
         assert [set(d) for d in letters] == [{"reason", "entry_id", "data"}] * 2
@@ -166,15 +173,10 @@ def test_pending_entries_of_a_dead_consumer_are_claimed_and_processed() -> None:
         await redis.xgroup_create(keys.raw(P), GROUP_PROCESSOR, id="0")
         # A member that read 100 entries and died before processing them.
         await redis.xreadgroup(GROUP_PROCESSOR, "ghost", {keys.raw(P): ">"}, count=100)
-        task, stop = start(settings, redis)
-        trades, _ = await expected_outputs(redis, settings)
+        async with processing(settings, redis):
+            trades, _ = await expected_outputs(redis, settings)
 
-        async def done() -> bool:
-            return await redis.xlen(keys.trades(P)) >= len(trades)
-
-        await until(done)
-        stop.set()
-        await asyncio.wait_for(task, 5)
+            await until(lambda: xlen_at_least(redis, keys.trades(P), len(trades)))
         await assert_all_processed(redis, settings)
 
     asyncio.run(scenario())
@@ -199,14 +201,8 @@ def _kill_and_restart(second_instance: str) -> None:
         assert 0 < await redis.xlen(keys.trades(P)) < len(trades)
 
         second = dataclasses.replace(settings, instance=second_instance)
-        task, stop = start(second, redis, lease_ms=400)
-
-        async def done() -> bool:
-            return await redis.xlen(keys.trades(P)) >= len(trades)
-
-        await until(done)
-        stop.set()
-        await asyncio.wait_for(task, 5)
+        async with processing(second, redis, lease_ms=400):
+            await until(lambda: xlen_at_least(redis, keys.trades(P), len(trades)))
         await assert_all_processed(redis, settings)
 
     asyncio.run(scenario())
@@ -310,17 +306,15 @@ def test_a_plugin_by_path_runs_in_the_shell_and_its_failures_show_in_health(
         await write_raw(redis, settings, real_frames())
         _, expected = await expected_outputs(redis, settings)
         assert any(s.strategy == "flaky" for s in expected)
-        task, stop = start(settings, redis)
+        async with processing(settings, redis):
 
-        async def healthy() -> bool:
-            raw = await redis.get(keys.health("processor", "m1"))
-            return bool(raw) and orjson.loads(raw)["frames"] == FRAMES
+            async def healthy() -> bool:
+                raw = await redis.get(keys.health("processor", "m1"))
+                return bool(raw) and orjson.loads(raw)["frames"] == FRAMES
 
-        await until(healthy)
-        health = orjson.loads(await redis.get(keys.health("processor", "m1")))
-        assert (health["strategy_errors"], health["strategies_disabled"]) == (4, 1)
-        stop.set()
-        await asyncio.wait_for(task, 5)
+            await until(healthy)
+            health = orjson.loads(await redis.get(keys.health("processor", "m1")))
+            assert (health["strategy_errors"], health["strategies_disabled"]) == (4, 1)
         await assert_all_processed(redis, settings)
         logged = [r.getMessage() for r in caplog.records if "strategy flaky raised" in r.message]
         assert len(logged) == 4 and "disabled after 4 failures" in logged[-1]

@@ -33,7 +33,7 @@ from tests.integration.test_trader_shell import (
     pending,
     signal_stream,
 )
-from tests.waits import until
+from tests.waits import until, xlen_at_least
 from tickpipe.common.backpressure import RedisFigures
 from tickpipe.common.health import HealthReporter
 from tickpipe.common.names import Keys, Partition
@@ -126,7 +126,7 @@ def test_ingestor_writer_keeps_frames_through_oom_and_quotes_the_server(
         writer.backoff.base_s = writer.backoff.cap_s = 0.01
         task = asyncio.create_task(writer.run())
         await queue.put((stream, _frame(1)))
-        await until(lambda: _xlen(redis, stream, 1))
+        await until(lambda: xlen_at_least(redis, stream, 1))
         refusals.on = True
         for seq in range(2, 40):
             await queue.put((stream, _frame(seq)))
@@ -134,7 +134,7 @@ def test_ingestor_writer_keeps_frames_through_oom_and_quotes_the_server(
         assert stats.redis_up is False and OOM_TEXT in stats.last_error
         assert await redis.xlen(stream) == 1  # refused: nothing written twice meanwhile
         refusals.on = False
-        await until(lambda: _xlen(redis, stream, 39))
+        await until(lambda: xlen_at_least(redis, stream, 39))
         await queue.put(None)
         await asyncio.wait_for(task, 5)
         seqs = [RawFrame.from_fields(f).seq for _, f in await redis.xrange(stream)]
@@ -146,10 +146,6 @@ def test_ingestor_writer_keeps_frames_through_oom_and_quotes_the_server(
     assert stats.redis_up and stats.redis_outages == 1
     assert len(_lines(caplog, OOM_TEXT)) == 1
     assert _lines(caplog, "server:ResponseError") == []
-
-
-async def _xlen(redis: Any, stream: str, n: int) -> bool:
-    return bool(await redis.xlen(stream) >= n)
 
 
 def test_processor_waits_out_oom_acks_nothing_and_loses_nothing(
@@ -164,7 +160,7 @@ def test_processor_waits_out_oom_acks_nothing_and_loses_nothing(
         await write_raw(redis, settings, frames[:half])
         task, stop = start(settings, redis, direct=False)
         health = keys.health("processor", "m1")
-        await until(lambda: _xlen(redis, keys.trades(P), 1))
+        await until(lambda: xlen_at_least(redis, keys.trades(P), 1))
         refusals.on = True
         await write_raw_unrefused(refusals, redis, settings, frames[half:])
         await until(lambda: _refused_at_least(refusals, 30))
@@ -175,7 +171,7 @@ def test_processor_waits_out_oom_acks_nothing_and_loses_nothing(
         await until(lambda: _missing(redis, health))  # its TTL ran out meanwhile
         refusals.on = False
         trades, _ = await expected_outputs(redis, settings)
-        await until(lambda: _xlen(redis, keys.trades(P), len(trades)))
+        await until(lambda: xlen_at_least(redis, keys.trades(P), len(trades)))
         await until(lambda: redis.exists(health))  # back without a restart
         record = await _record(redis, health)
         assert record["status"] == "ok" and record["redis_retries"]["OOM"] >= 60

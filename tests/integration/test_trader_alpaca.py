@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import fakeredis
 import pytest
 from aiohttp import web
 
-from tests.builders import build_signal
+from tests.builders import build_order_update, build_signal
 from tests.integration.test_trader_shell import seed_market
 from tests.stages import stage_running
 from tests.waits import until
@@ -84,25 +85,17 @@ async def wait_event(redis: Any, settings: Settings, event: str, n: int = 1) -> 
 
 
 def filled_update(cid: str, order_id: str) -> OrderUpdate:
-    now = time.time_ns()
-    return OrderUpdate(
+    return build_order_update(
         venue="alpaca",
         symbol="FAKEPACA",
         client_order_id=cid,
         order_id=order_id,
-        side="buy",
-        order_type="MARKET",
-        status="FILLED",
-        exec_type="TRADE",
         qty="1",
-        price="0",
         filled_qty="1",
         last_qty="1",
         last_price="100",
         cum_quote="100",
         trade_id="e-1",
-        ts_event=now,
-        ts_recv=now,
     )
 
 
@@ -159,6 +152,20 @@ class HoldingProxy:
             await self.runner.cleanup()
 
 
+@contextlib.asynccontextmanager
+async def proxied_mock(truth: Path) -> AsyncIterator[tuple[MockExchange, HoldingProxy]]:
+    """Start the Alpaca mock with a HoldingProxy in front of its REST API; close both after."""
+    mock = await alpaca_mock(truth)
+    assert mock.alpaca_rest_url is not None
+    proxy = HoldingProxy(mock.alpaca_rest_url)
+    await proxy.start()
+    try:
+        yield mock, proxy
+    finally:
+        await proxy.close()
+        await mock.close()
+
+
 def test_signal_places_exactly_one_order_and_records_the_ack(tmp_path: Path) -> None:
     async def scenario() -> None:
         truth = tmp_path / "truth.jsonl"
@@ -195,13 +202,9 @@ def test_signal_places_exactly_one_order_and_records_the_ack(tmp_path: Path) -> 
 def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> None:
     async def scenario() -> None:
         truth = tmp_path / "truth.jsonl"
-        mock = await alpaca_mock(truth)
-        assert mock.alpaca_rest_url is not None
-        proxy = HoldingProxy(mock.alpaca_rest_url)
-        await proxy.start()
         signal = make_signal("threshold:FAKEPACA:crash")
         cid = client_order_id_for(signal.signal_id)
-        try:
+        async with proxied_mock(truth) as (mock, proxy):
             settings = make_settings(mock)
             redis = await signalled(settings, signal)
             rest = AlpacaRest(proxy.url, api_key=KEY, api_secret=SECRET, request_timeout_s=60)
@@ -221,9 +224,6 @@ def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> Non
             # The restart reads the unacknowledged signal again.
             async with stage_running(run, settings, redis=redis):
                 ack = await wait_event(redis, settings, "ack")
-        finally:
-            await proxy.close()
-            await mock.close()
         # Looked up by the reconciliation at start, before the signal is read again.
         assert ack["source"] == "status:reconcile:start" and ack["status"] == "FILLED"
         assert len(placed(truth, cid)) == 1
@@ -234,21 +234,16 @@ def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> Non
 def test_first_post_times_out_and_is_resolved_by_query(tmp_path: Path) -> None:
     async def scenario() -> None:
         truth = tmp_path / "truth.jsonl"
-        mock = await alpaca_mock(truth)
-        assert mock.alpaca_rest_url is not None
-        proxy = HoldingProxy(mock.alpaca_rest_url)
-        await proxy.start()
         signal = make_signal("threshold:FAKEPACA:timeout")
-        rest = AlpacaRest(proxy.url, api_key=KEY, api_secret=SECRET, request_timeout_s=0.5)
-        try:
-            settings = make_settings(mock)
-            redis = await signalled(settings, signal)
-            async with stage_running(run, settings, redis=redis, venue=rest):
-                ack = await wait_event(redis, settings, "ack")
-        finally:
-            await rest.aclose()
-            await proxy.close()
-            await mock.close()
+        async with proxied_mock(truth) as (mock, proxy):
+            rest = AlpacaRest(proxy.url, api_key=KEY, api_secret=SECRET, request_timeout_s=0.5)
+            try:
+                settings = make_settings(mock)
+                redis = await signalled(settings, signal)
+                async with stage_running(run, settings, redis=redis, venue=rest):
+                    ack = await wait_event(redis, settings, "ack")
+            finally:
+                await rest.aclose()
         assert proxy.held == 1
         assert ack["source"] == "status:ambiguous" and ack["status"] == "FILLED"
         assert len(placed(truth, client_order_id_for(signal.signal_id))) == 1

@@ -13,7 +13,7 @@ import fakeredis
 import orjson
 import pytest
 
-from tests.builders import build_signal
+from tests.builders import build_order_update, build_signal
 from tests.waits import until
 from tickpipe.common.errors import AmbiguousOutcome, ConfigError
 from tickpipe.common.names import GROUP_TRADER
@@ -435,20 +435,12 @@ def test_refused_signals_are_recorded_and_acknowledged(
 
 
 def update_for(cid: str, status: str, filled: str, seq: int) -> OrderUpdate:
-    return OrderUpdate(
-        venue="binance",
-        symbol="BTCUSDT",
+    return build_order_update(
         client_order_id=cid,
-        order_id="1",
-        side="buy",
-        order_type="MARKET",
         status=status,
         exec_type="TRADE" if filled != "0" else "NEW",
-        qty="0.001",
-        price="0",
         filled_qty=filled,
         last_qty=filled,
-        last_price="61800",
         cum_quote="0",
         trade_id=str(seq),
         ts_event=1_700_000_000_000_000_000 + seq,

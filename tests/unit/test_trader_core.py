@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.builders import build_signal
+from tests.builders import build_order_update, build_signal
 from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
@@ -22,7 +22,7 @@ from tickpipe.common.errors import (
     RateLimited,
     VenueUnavailable,
 )
-from tickpipe.common.schema import OrderIntent, OrderUpdate, RawFrame, Signal
+from tickpipe.common.schema import OrderIntent, RawFrame, Signal
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import client_order_id_for
 from tickpipe.trader import actions as act
@@ -618,12 +618,9 @@ def test_the_venues_answer_to_a_cancel_becomes_actions() -> None:
 
 def test_an_order_update_is_applied_or_recorded_as_is() -> None:
     core = fresh_core(counts={})
-    update = OrderUpdate(
-        venue="binance", symbol="BTCUSDT", client_order_id=INTENT.client_order_id, order_id="7",
-        side="buy", order_type="MARKET", status="FILLED", exec_type="TRADE", qty="0.001",
-        price="0", filled_qty="0.001", last_qty="0.001", last_price="61800", cum_quote="61.8",
-        trade_id="99", ts_event=T0, ts_recv=T0,
-    )  # fmt: skip
+    update = build_order_update(
+        client_order_id=INTENT.client_order_id, order_id="7", trade_id="99", ts_event=T0, ts_recv=T0
+    )
     fields = {k.encode(): v.encode() for k, v in update.to_fields().items()}
     [apply] = core.on_update(fields)
     assert isinstance(apply, act.ApplyUpdate) and apply.update == update
