@@ -12,12 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.server import ServerConnection, serve
 
-from tests.integration.test_trader_shell import (
-    Harness,
-    make_settings,
-    make_signal,
-    seed_market,
-)
+from tests.integration.test_trader_shell import Harness, make_settings, make_signal, seed_market
 from tests.waits import until
 from tickpipe.common.errors import AuthError
 from tickpipe.common.settings import Secret

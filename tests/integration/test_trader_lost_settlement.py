@@ -18,12 +18,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_trader_adopt import _lose_the_tail
-from tests.integration.test_trader_shell import (
-    FakeVenue,
-    Harness,
-    make_signal,
-    signal_stream,
-)
+from tests.integration.test_trader_shell import FakeVenue, Harness, make_signal, signal_stream
 from tests.waits import until
 from tickpipe.common.errors import AmbiguousOutcome
 from tickpipe.common.names import GROUP_TRADER

@@ -20,14 +20,6 @@ from tickpipe.common.schema import OrderIntent, RawFrame, Trade, decode_fields
 from tickpipe.common.units import client_order_id_for
 
 
-async def _events(h: Harness, name: str) -> list[dict[str, str]]:
-    return [e for e in await h.events() if e["event"] == name]
-
-
-async def _has(h: Harness, name: str, n: int = 1) -> bool:
-    return len(await _events(h, name)) >= n
-
-
 async def _position(h: Harness) -> dict[str, str]:
     return decode_fields(await h.redis.hgetall(h.settings.keys.positions("binance")))
 
@@ -38,7 +30,7 @@ def test_start_reconciles_fills_missed_while_down_orphans_and_unknown_orders() -
         h = Harness(venue, make_settings(order_type="LIMIT"))
         await h.add_signal(make_signal(1))
         h.start()
-        await until(lambda: _has(h, "ack"))
+        await until(lambda: h.has_event("ack"))
         await h.finish()
         cid = client_order_id_for(make_signal(1).signal_id)
         venue.fill(cid, "0.001", "61.8")  # filled while the trader was down
@@ -61,16 +53,16 @@ def test_start_reconciles_fills_missed_while_down_orphans_and_unknown_orders() -
         await ledger.lease.release()  # the trader started now takes the account
 
         h.start()
-        await until(lambda: _has(h, "discrepancy", 4))
+        await until(lambda: h.has_event("discrepancy", 4))
         await h.finish()
-        kinds = {e["client_order_id"]: e["kind"] for e in await _events(h, "discrepancy")}
+        kinds = {e["client_order_id"]: e["kind"] for e in await h.events_named("discrepancy")}
         assert kinds == {
             cid: "state_changed",
             "tp-orphan": "orphan_intent",
             "someone-elses": "unknown_open_order",
             "tp-settled": "settled_here_open_at_venue",
         }
-        assert (await _events(h, "not_found"))[1]["client_order_id"] == "tp-orphan"
+        assert (await h.events_named("not_found"))[1]["client_order_id"] == "tp-orphan"
         assert (await _position(h))["BTCUSDT"] == "0.001"
         assert await h.redis.scard(h.settings.keys.working_orders("binance")) == 0
         assert len(venue.place_calls) == 1 and venue.open_orders_calls >= 1
@@ -86,7 +78,7 @@ def test_a_private_stream_reconnect_or_venue_reconnect_triggers_reconciliation()
         await h.add_signal(make_signal(1))
         await h.add_signal(make_signal(2))
         h.start()
-        await until(lambda: _has(h, "ack", 2))
+        await until(lambda: h.has_event("ack", 2))
         first, second = (client_order_id_for(make_signal(n).signal_id) for n in (1, 2))
         venue.fill(first, "0.0004", "24.72")  # missed while the private stream was down
         marker = RawFrame("marker", "binance", "user/x.2", 0, time.time_ns(),
@@ -100,7 +92,7 @@ def test_a_private_stream_reconnect_or_venue_reconnect_triggers_reconciliation()
         venue.connects = 2  # the trader's own WebSocket API connection came back
         await until(lambda: _position_is(h, "0.0014"))
         await h.finish()
-        sources = {e["source"] for e in await _events(h, "ack")}
+        sources = {e["source"] for e in await h.events_named("ack")}
         assert "status:reconcile:private-reconnect" in sources
         assert "status:reconcile:venue-reconnect" in sources
         assert len(venue.place_calls) == 2
@@ -119,7 +111,7 @@ def test_positions_carry_average_cost_realised_and_unrealised_profit() -> None:
         await h.add_signal(make_signal(1))  # buy 0.001 for 61.8: average cost 61800
         await h.add_signal(make_signal(2, side="sell", qty="0.0004"))  # 0.0004 for 61.8
         h.start()
-        await until(lambda: _has(h, "ack", 2))
+        await until(lambda: h.has_event("ack", 2))
         partition = next(iter(h.settings.partitions()))
         trade = Trade("binance", "BTCUSDT", "7", "62000", "0.1", "buy", 1, 1)
         await h.redis.xadd(h.settings.keys.trades(partition), trade.to_fields())
@@ -159,12 +151,12 @@ def test_an_unknown_outcome_is_settled_by_a_later_reconciliation() -> None:
         h = Harness(venue, unresolved_every_s=0.05)
         await h.add_signal(make_signal(1))
         h.start()
-        await until(lambda: _has(h, "unknown"))
+        await until(lambda: h.has_event("unknown"))
         assert await h.redis.scard(h.settings.keys.working_orders("binance")) == 1
         venue.status = answers  # type: ignore[method-assign]
-        await until(lambda: _has(h, "ack"))
+        await until(lambda: h.has_event("ack"))
         await h.finish()
-        ack = (await _events(h, "ack"))[0]
+        ack = (await h.events_named("ack"))[0]
         assert ack["source"] == "status:reconcile:unresolved" and ack["status"] == "FILLED"
         assert (await _position(h))["BTCUSDT"] == "0.001"
         assert await h.redis.scard(h.settings.keys.working_orders("binance")) == 0

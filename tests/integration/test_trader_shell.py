@@ -278,8 +278,16 @@ class Harness:
     async def events(self) -> list[dict[str, str]]:
         return await order_events(self.redis, self.settings)
 
-    async def has_event(self, name: str) -> bool:
-        return any(e["event"] == name for e in await self.events())
+    async def events_named(self, name: str) -> list[dict[str, str]]:
+        return [e for e in await self.events() if e["event"] == name]
+
+    async def has_event(self, name: str, n: int = 1) -> bool:
+        """Tell whether the orders stream holds ``n`` or more ``name`` entries."""
+        return len(await self.events_named(name)) >= n
+
+    async def signals_read(self) -> bool:
+        """Tell whether the trader has read and acknowledged every signal so far."""
+        return await pending(self.redis, signal_stream(self.settings)) == 0
 
 
 def test_one_signal_becomes_one_order_then_ack_position_and_health() -> None:
@@ -301,7 +309,7 @@ def test_one_signal_becomes_one_order_then_ack_position_and_health() -> None:
         assert health["status"] == "ok" and health["orders_sent"] == 1
         assert health["signals_seen"] == 1 and health["positions"] == {"BTCUSDT": "0.001"}
         assert health["last_order_latency_ms"] >= 5.0
-        await until(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(lambda: h.signals_read())
         await h.finish()
 
         cid = client_order_id_for(signal.signal_id)
@@ -357,7 +365,7 @@ def test_crash_after_send_then_restart_places_no_second_order() -> None:
         venue.hang_after_accept = False
         h.start()
         await until(lambda: h.has_event("ack"))
-        await until(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(lambda: h.signals_read())
         await h.finish()
         assert len(venue.place_calls) == 1 and len(venue.orders) == 1
         # The reconciliation at start looks the order up before the signal is read again; the
@@ -382,7 +390,7 @@ def test_crash_before_the_venue_got_it_records_not_found_and_never_sends() -> No
         venue.hang_before_accept = False
         h.start()
         await until(lambda: h.has_event("not_found"))
-        await until(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(lambda: h.signals_read())
         await h.finish()
         assert len(venue.place_calls) == 1 and venue.orders == {}
         events = [e["event"] for e in await h.events() if e["event"] != "discrepancy"]
@@ -425,7 +433,7 @@ def test_refused_signals_are_recorded_and_acknowledged(
         await h.add_signal(make_signal())
         h.start()
         await until(lambda: h.has_event("rejected"))
-        await until(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(lambda: h.signals_read())
         await h.finish()
         rejected = [e for e in await h.events() if e["event"] == "rejected"]
         assert len(rejected) == 1 and rejected[0]["stage"] == stage and rejected[0]["reason"]
@@ -463,7 +471,7 @@ def test_order_updates_move_state_and_position_once() -> None:
         ):
             await h.redis.xadd(updates, update_for(cid, status, filled, n).to_fields())
         await h.redis.xadd(updates, update_for("someone-else", "FILLED", "5", 9).to_fields())
-        await until(lambda: _count(h, "update", 4))
+        await until(lambda: h.has_event("update", 4))
         await until(lambda: _zero(pending(h.redis, updates)))
         await h.finish()
         assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
@@ -473,15 +481,11 @@ def test_order_updates_move_state_and_position_once() -> None:
         # A restart loads positions and order state: a replayed update counts nothing twice.
         await h.redis.xadd(updates, update_for(cid, "FILLED", "0.001", 10).to_fields())
         h.start()
-        await until(lambda: _count(h, "update", 5))
+        await until(lambda: h.has_event("update", 5))
         await h.finish()
         assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
 
     asyncio.run(scenario())
-
-
-async def _count(h: Harness, event: str, n: int) -> bool:
-    return sum(e["event"] == event for e in await h.events()) >= n
 
 
 def test_two_signals_across_a_restart_make_two_orders_and_add_up() -> None:
@@ -490,13 +494,13 @@ def test_two_signals_across_a_restart_make_two_orders_and_add_up() -> None:
         h = Harness(venue)
         await h.add_signal(make_signal(1))
         h.start()
-        await until(lambda: _count(h, "ack", 1))
+        await until(lambda: h.has_event("ack", 1))
         await h.finish()
         await h.add_signal(make_signal(2, side="sell", qty="0.0004"))
         await h.add_signal(make_signal(1))  # a duplicate signal entry: no second order
         h.start()
-        await until(lambda: _count(h, "ack", 2))
-        await until(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(lambda: h.has_event("ack", 2))
+        await until(lambda: h.signals_read())
         await h.finish()
         assert len(venue.place_calls) == 2
         position = await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT")
