@@ -20,11 +20,14 @@ __all__ = [
     "PRIVATE",
     "RAW",
     "Handler",
+    "Numbered",
     "entries",
     "fast_backoff",
+    "fast_ingestor",
     "hold_open",
     "redis_down",
     "running",
+    "send_trades",
     "sending",
     "settings_for",
     "trade_frame",
@@ -32,6 +35,7 @@ __all__ = [
 ]
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
+Serve = Callable[[ServerConnection, int], Awaitable[None]]
 RAW = "it:{binance:0}:raw"
 PRIVATE = "it:{binance}:private-raw"
 
@@ -88,6 +92,11 @@ def redis_down() -> tuple[fakeredis.FakeServer, fakeredis.FakeAsyncRedis]:
     return server, fakeredis.FakeAsyncRedis(server=server)
 
 
+def fast_ingestor(settings: Settings, redis: Any, **kw: Any) -> Ingestor:
+    """Return an ingestor writing to ``redis`` that reconnects within tens of milliseconds."""
+    return Ingestor(settings, redis=redis, backoff_factory=fast_backoff, **kw)
+
+
 async def entries(redis: Any, stream: str) -> list[RawFrame]:
     """Return every raw entry of ``stream``, decoded."""
     return [RawFrame.from_fields(fields) for _, fields in await redis.xrange(stream)]
@@ -97,6 +106,26 @@ async def hold_open(ws: ServerConnection) -> None:
     """Keep the venue's side of a connection open until the client closes it."""
     with contextlib.suppress(Exception):
         await ws.wait_closed()
+
+
+async def send_trades(ws: ServerConnection, ids: Iterable[int], every_s: float = 0) -> None:
+    """Send a BTCUSDT trade frame for each of ``ids``, ``every_s`` apart."""
+    for trade_id in ids:
+        await ws.send(trade_frame(trade_id))
+        if every_s:
+            await asyncio.sleep(every_s)
+
+
+class Numbered:
+    """A venue handler that tells ``serve`` which connection it serves (1 for the first)."""
+
+    def __init__(self, serve: Serve) -> None:
+        self.serve = serve
+        self.connections = 0
+
+    async def __call__(self, ws: ServerConnection) -> None:
+        self.connections += 1
+        await self.serve(ws, self.connections)
 
 
 def sending(frames: Iterable[str]) -> Handler:

@@ -16,7 +16,7 @@ from websockets.asyncio.server import ServerConnection
 from tests.integration.ingestor_support import (
     RAW,
     entries,
-    fast_backoff,
+    fast_ingestor,
     running,
     settings_for,
     venue,
@@ -79,7 +79,7 @@ def test_two_thousand_streams_are_spread_within_the_caps() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(fake.handler) as url:
             settings = settings_for(url, symbols=symbols, channels=("trade", "bookTicker"))
-            ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
+            ingestor = fast_ingestor(settings, redis)
             async with running(ingestor):
                 await until(lambda: sum(len(s) for s in fake.streams.values()) == 2000, 10)
         return ingestor
@@ -109,7 +109,7 @@ def test_runtime_subscribe_and_unsubscribe_through_the_control_stream() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(fake.handler) as url:
             settings = settings_for(url, channels=("trade", "bookTicker"))
-            ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
+            ingestor = fast_ingestor(settings, redis)
             async with running(ingestor):
                 await until(lambda: ingestor.stats.frames_received >= 2)
                 await request_subscription_change(redis, settings, "subscribe", "ethusdt,NOPEUSDT")
@@ -144,7 +144,7 @@ def test_subscriptions_added_at_runtime_survive_a_restart() -> None:
         async with venue(handler) as url:
             settings = settings_for(url)
             await request_subscription_change(redis, settings, "subscribe", "ETHUSDT")
-            ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
+            ingestor = fast_ingestor(settings, redis)
             async with running(ingestor):
                 await until(lambda: ingestor.stats.frames_received >= 2)
 

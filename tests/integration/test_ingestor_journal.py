@@ -13,6 +13,7 @@ from tests.integration.ingestor_support import (
     RAW,
     entries,
     fast_backoff,
+    fast_ingestor,
     redis_down,
     running,
     sending,
@@ -174,7 +175,7 @@ def test_ingestor_stopped_during_an_outage_keeps_the_journal_and_drains_it_next_
         server, redis = redis_down()
         async with venue(handler) as url:
             settings = settings_for(url, data_dir=str(tmp_path), ingestor_journal_max_mb=16)
-            first = Ingestor(settings, redis=redis, queue_max=20, backoff_factory=fast_backoff)
+            first = fast_ingestor(settings, redis, queue_max=20)
             async with running(first):
                 await until(lambda: first.stats.frames_received == total)
                 assert first.stats.queue_full_waits < total  # the reader was not held back

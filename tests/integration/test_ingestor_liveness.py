@@ -17,10 +17,12 @@ from websockets.http11 import Request, Response
 
 from tests.integration.ingestor_support import (
     RAW,
+    Numbered,
     entries,
-    fast_backoff,
+    fast_ingestor,
     hold_open,
     running,
+    send_trades,
     sending,
     settings_for,
     trade_frame,
@@ -51,27 +53,23 @@ def trade_ids(got: list[RawFrame]) -> list[int]:
 
 
 def test_a_connection_that_goes_mute_is_marked_stale_and_replaced() -> None:
-    connections = 0
-
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        base = connections * 1000
+    @Numbered
+    async def handler(ws: ServerConnection, connection: int) -> None:
+        base = connection * 1000
         with contextlib.suppress(ConnectionClosed):
-            for n in range(20):  # a 20 ms cadence, then silence with pings still answered
-                await ws.send(trade_frame(base + n))
-                await asyncio.sleep(0.02)
+            # A 20 ms cadence, then silence with pings still answered.
+            await send_trades(ws, range(base, base + 20), every_s=0.02)
         await hold_open(ws)
 
     async def scenario() -> tuple[list[RawFrame], Ingestor, float]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(handler) as url:
-            ingestor = Ingestor(
-                settings_for(url), redis=redis, backoff_factory=fast_backoff, options=FAST
-            )
+            ingestor = fast_ingestor(settings_for(url), redis, options=FAST)
             async with running(ingestor):
                 started = time.monotonic()
-                await until(lambda: connections >= 2 and ingestor.stats.frames_received >= 30)
+                await until(
+                    lambda: handler.connections >= 2 and ingestor.stats.frames_received >= 30
+                )
                 took = time.monotonic() - started
         return await entries(redis, RAW), ingestor, took
 
@@ -86,14 +84,10 @@ def test_a_connection_that_goes_mute_is_marked_stale_and_replaced() -> None:
 
 
 def test_server_shutdown_rotates_make_before_break() -> None:
-    connections = 0
-
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        if connections == 1:
-            for n in range(1, 4):
-                await ws.send(trade_frame(n))
+    @Numbered
+    async def handler(ws: ServerConnection, connection: int) -> None:
+        if connection == 1:
+            await send_trades(ws, range(1, 4))
             shutdown = {"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": 1}}
             await ws.send(orjson.dumps(shutdown).decode())
             n = 4
@@ -104,16 +98,13 @@ def test_server_shutdown_rotates_make_before_break() -> None:
                     await asyncio.sleep(0.01)
             return
         await asyncio.sleep(0.1)
-        for n in range(1000, 1005):
-            await ws.send(trade_frame(n))
+        await send_trades(ws, range(1000, 1005))
         await hold_open(ws)
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(handler) as url:
-            ingestor = Ingestor(
-                settings_for(url), redis=redis, backoff_factory=fast_backoff, options=FAST
-            )
+            ingestor = fast_ingestor(settings_for(url), redis, options=FAST)
             async with running(ingestor):
                 await until(lambda: ingestor.stats.rotations == 1)
 
@@ -142,24 +133,17 @@ def test_server_shutdown_rotates_make_before_break() -> None:
 
 
 def test_the_lifetime_limit_rotates_before_the_venue_cuts() -> None:
-    connections = 0
-
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        base = connections * 1000
+    @Numbered
+    async def handler(ws: ServerConnection, connection: int) -> None:
+        base = connection * 1000
         with contextlib.suppress(ConnectionClosed):
-            for n in range(1000):
-                await ws.send(trade_frame(base + n))
-                await asyncio.sleep(0.01)
+            await send_trades(ws, range(base, base + 1000), every_s=0.01)
 
     async def scenario() -> list[RawFrame]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         options = WsOptions(lifetime_s=0.5, stale_floor_s=1.0, rotate_timeout_s=3.0)
         async with venue(handler) as url:
-            ingestor = Ingestor(
-                settings_for(url), redis=redis, backoff_factory=fast_backoff, options=options
-            )
+            ingestor = fast_ingestor(settings_for(url), redis, options=options)
             async with running(ingestor):
                 await until(lambda: ingestor.stats.rotations >= 2)
         return await entries(redis, RAW)
@@ -171,17 +155,15 @@ def test_the_lifetime_limit_rotates_before_the_venue_cuts() -> None:
 
 
 def test_a_connection_dropped_soon_after_opening_keeps_backing_off() -> None:
-    connections = 0
     backoffs: list[Backoff] = []
 
     def recording_backoff() -> Backoff:
         backoffs.append(Backoff(base_s=0.001, cap_s=0.01, healthy_after_s=10.0))
         return backoffs[-1]
 
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        await ws.send(trade_frame(connections))
+    @Numbered
+    async def handler(ws: ServerConnection, connection: int) -> None:
+        await ws.send(trade_frame(connection))
         await ws.close(1001, "going away")
 
     async def scenario() -> None:
@@ -189,7 +171,7 @@ def test_a_connection_dropped_soon_after_opening_keeps_backing_off() -> None:
         async with venue(handler) as url:
             ingestor = Ingestor(settings_for(url), redis=redis, backoff_factory=recording_backoff)
             async with running(ingestor):
-                await until(lambda: connections >= 5)
+                await until(lambda: handler.connections >= 5)
 
     asyncio.run(scenario())
     assert backoffs[0].attempt >= 4  # never reset by the short-lived connections
@@ -211,9 +193,7 @@ def test_a_418_handshake_waits_for_retry_after() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with serve(handler, "127.0.0.1", 0, process_request=refuse_first) as server:
             port = next(iter(server.sockets)).getsockname()[1]
-            ingestor = Ingestor(
-                settings_for(f"ws://127.0.0.1:{port}"), redis=redis, backoff_factory=fast_backoff
-            )
+            ingestor = fast_ingestor(settings_for(f"ws://127.0.0.1:{port}"), redis)
             async with running(ingestor):
                 await until(lambda: ingestor.stats.frames_received >= 1)
         return await entries(redis, RAW)

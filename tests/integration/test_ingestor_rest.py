@@ -15,13 +15,14 @@ from websockets.asyncio.server import ServerConnection
 from tests.integration.ingestor_support import (
     RAW,
     Handler,
+    Numbered,
     entries,
-    fast_backoff,
+    fast_ingestor,
     hold_open,
     running,
+    send_trades,
     sending,
     settings_for,
-    trade_frame,
     venue,
 )
 from tests.waits import until
@@ -81,21 +82,16 @@ async def ingesting_with_rest(
     """Run an ingestor against the venue ``handler`` with ``fake`` as its REST API."""
     async with venue(handler) as url, rest_server(fake) as rest_url:
         settings = settings_for(url, binance_rest_url=rest_url, **extra)
-        ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
+        ingestor = fast_ingestor(settings, redis)
         async with running(ingestor):
             yield ingestor
 
 
 def test_a_reconnect_that_skipped_trades_is_backfilled_over_rest() -> None:
-    connections = 0
-
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        ids = range(1, 4) if connections == 1 else range(2500, 2503)
-        for n in ids:
-            await ws.send(trade_frame(n))
-        if connections == 1:
+    @Numbered
+    async def handler(ws: ServerConnection, connection: int) -> None:
+        await send_trades(ws, range(1, 4) if connection == 1 else range(2500, 2503))
+        if connection == 1:
             await ws.close(1001, "going away")
             return
         await hold_open(ws)

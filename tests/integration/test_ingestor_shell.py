@@ -20,11 +20,14 @@ from tests.integration.ingestor_support import (
     PRIVATE,
     RAW,
     Handler,
+    Numbered,
     entries,
     fast_backoff,
+    fast_ingestor,
     hold_open,
     redis_down,
     running,
+    send_trades,
     sending,
     settings_for,
     trade_frame,
@@ -52,7 +55,7 @@ def test_frames_land_in_order_with_markers_in_natural_batches() -> None:
     async def scenario() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(handler) as url:
-            ingestor = Ingestor(settings_for(url), redis=redis, backoff_factory=fast_backoff)
+            ingestor = fast_ingestor(settings_for(url), redis)
             async with running(ingestor):
                 await until(lambda: xlen_at_least(redis, RAW, 501))
                 health_key = "it:health:ingestor:test-1"
@@ -90,24 +93,19 @@ def test_frames_land_in_order_with_markers_in_natural_batches() -> None:
 
 
 def test_reconnects_after_the_venue_drops_the_connection() -> None:
-    connections = 0
-
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        if connections == 1:
-            for n in range(1, 4):
-                await ws.send(trade_frame(n))
+    @Numbered
+    async def handler(ws: ServerConnection, connection: int) -> None:
+        if connection == 1:
+            await send_trades(ws, range(1, 4))
             await ws.close(1001, "going away")
             return
-        for n in range(4, 6):
-            await ws.send(trade_frame(n))
+        await send_trades(ws, range(4, 6))
         await hold_open(ws)
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(handler) as url:
-            ingestor = Ingestor(settings_for(url), redis=redis, backoff_factory=fast_backoff)
+            ingestor = fast_ingestor(settings_for(url), redis)
             async with running(ingestor):
                 await until(lambda: xlen_at_least(redis, RAW, 8))
         return await entries(redis, RAW), ingestor
@@ -146,9 +144,7 @@ def test_redis_outage_applies_back_pressure_and_loses_nothing(
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         server, redis = redis_down()
         async with venue(handler) as url:
-            ingestor = Ingestor(
-                settings_for(url), redis=redis, queue_max=20, backoff_factory=fast_backoff
-            )
+            ingestor = fast_ingestor(settings_for(url), redis, queue_max=20)
             async with running(ingestor):
                 await until(lambda: ingestor.stats.queue_full_waits > 0)
                 writer = ingestor.writer
@@ -181,9 +177,7 @@ def test_stop_while_redis_is_down_gives_up_after_the_flush_timeout(
     async def scenario() -> tuple[Ingestor, float]:
         _, redis = redis_down()
         async with venue(handler) as url:
-            ingestor = Ingestor(
-                settings_for(url), redis=redis, flush_timeout_s=0.3, backoff_factory=fast_backoff
-            )
+            ingestor = fast_ingestor(settings_for(url), redis, flush_timeout_s=0.3)
             async with running(ingestor):
                 await until(lambda: ingestor.stats.frames_received == 50)
                 started = time.monotonic()
@@ -243,7 +237,7 @@ def keyed_ingestor(url: str, redis: Any) -> Ingestor:
     settings = settings_for(
         url, binance_api_key=Secret(API_KEY), binance_api_secret=Secret(API_SECRET)
     )
-    return Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
+    return fast_ingestor(settings, redis)
 
 
 def test_private_connection_subscribes_and_records_user_data() -> None:
@@ -346,9 +340,7 @@ def test_long_symbol_lists_are_subscribed_by_message_and_refusals_do_not_stop_it
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(handler) as url:
-            ingestor = Ingestor(
-                settings_for(url, symbols=symbols), redis=redis, backoff_factory=fast_backoff
-            )
+            ingestor = fast_ingestor(settings_for(url, symbols=symbols), redis)
             async with running(ingestor):
                 await until(lambda: xlen_at_least(redis, RAW, 4))
         return await entries(redis, RAW), ingestor

@@ -13,6 +13,7 @@ import fakeredis
 import msgpack
 from websockets.asyncio.client import connect
 
+from tests.stages import stage_running
 from tests.waits import until
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import Bar, RawFrame, Trade, decode_fields
@@ -86,8 +87,6 @@ def test_mock_trades_come_out_exactly_once(tmp_path: Path) -> None:
             if e["feed"] == "/v2/test"
         ]
         assert len(sent) >= WANTED_TRADES
-        stop = asyncio.Event()
-        task = asyncio.create_task(run(settings, stop, redis=redis, clock=lambda: 42))
         trades_key = settings.keys.trades(P)
 
         async def all_trades_out() -> bool:
@@ -99,11 +98,8 @@ def test_mock_trades_come_out_exactly_once(tmp_path: Path) -> None:
             pending = await redis.xpending(settings.keys.raw(P), "processor")
             return pending["pending"] == 0 and await all_trades_out()
 
-        try:
+        async with stage_running(run, settings, redis=redis, clock=lambda: 42):
             await until(all_read)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 5)
         trades = [Trade.from_fields(f) for _, f in await redis.xrange(trades_key)]
         got = sorted((int(t.trade_id), Decimal(t.price), Decimal(t.qty)) for t in trades)
         want = sorted(

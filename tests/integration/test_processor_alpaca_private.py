@@ -15,6 +15,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.stages import stage_running
 from tests.waits import until
 from tickpipe.common.schema import OrderUpdate, RawFrame
 from tickpipe.common.settings import Settings
@@ -102,8 +103,6 @@ def test_trade_updates_become_order_updates(tmp_path: Path, use_msgpack: bool) -
         truth = read_ground_truth(truth_path).events("alpaca_trade_update")
         assert [e["event"] for e in truth] == ["new", "canceled", "new", "fill"]
         updates_key = settings.keys.order_updates("alpaca")
-        stop = asyncio.Event()
-        task = asyncio.create_task(run(settings, stop, redis=redis, clock=lambda: 42))
 
         async def all_read() -> bool:
             if await redis.get(settings.keys.venue_checkpoint("alpaca")) is None:
@@ -111,11 +110,8 @@ def test_trade_updates_become_order_updates(tmp_path: Path, use_msgpack: bool) -
             pending = await redis.xpending(settings.keys.private_raw("alpaca"), "processor")
             return pending["pending"] == 0 and int(await redis.xlen(updates_key)) >= len(truth)
 
-        try:
+        async with stage_running(run, settings, redis=redis, clock=lambda: 42):
             await until(all_read)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 5)
         updates = [OrderUpdate.from_fields(f) for _, f in await redis.xrange(updates_key)]
         assert [(u.client_order_id, u.order_id, u.status) for u in updates] == [
             (e["client_order_id"], e["order_id"], map_status(e["status"])) for e in truth
