@@ -25,10 +25,12 @@ __all__ = [
     "fast_backoff",
     "fast_ingestor",
     "hold_open",
+    "ingesting",
     "redis_down",
     "running",
     "send_trades",
     "sending",
+    "sending_trades",
     "settings_for",
     "trade_frame",
     "venue",
@@ -140,6 +142,11 @@ def sending(frames: Iterable[str]) -> Handler:
     return handler
 
 
+def sending_trades(ids: Iterable[int]) -> Handler:
+    """Return a venue handler that sends a trade frame for each of ``ids``, then holds on."""
+    return sending(trade_frame(trade_id) for trade_id in ids)
+
+
 @contextlib.asynccontextmanager
 async def running(ingestor: Ingestor, stop_timeout_s: float = 10) -> AsyncIterator[Ingestor]:
     """Run ``ingestor`` for the body of the block, then stop it and wait for its clean exit."""
@@ -150,3 +157,17 @@ async def running(ingestor: Ingestor, stop_timeout_s: float = 10) -> AsyncIterat
     finally:
         stop.set()
         await asyncio.wait_for(task, stop_timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def ingesting(
+    handler: Handler, redis: Any, *, settings: dict[str, Any] | None = None, **kw: Any
+) -> AsyncIterator[Ingestor]:
+    """Serve ``handler`` as the venue and run a :func:`fast_ingestor` on it for the block.
+
+    ``settings`` change :func:`settings_for`; ``kw`` go to the ingestor.
+    """
+    async with venue(handler) as url:
+        ingestor = fast_ingestor(settings_for(url, **(settings or {})), redis, **kw)
+        async with running(ingestor):
+            yield ingestor

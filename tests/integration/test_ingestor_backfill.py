@@ -17,7 +17,7 @@ import fakeredis
 import pytest
 from aiohttp import web
 
-from tests.integration.ingestor_support import RAW, entries, sending, trade_frame
+from tests.integration.ingestor_support import RAW, entries, sending_trades, trade_frame
 from tests.integration.test_ingestor_rest import ingesting_with_rest, rest_frames
 from tests.waits import until
 from tickpipe.common.schema import RawFrame
@@ -79,7 +79,7 @@ async def run_ingestor(
     before: list[dict[str, str]] | None = None,
 ) -> tuple[list[RawFrame], Ingestor]:
     """Run an ingestor whose venue sends the ``live`` trade ids; ``steps(ingestor, redis)``."""
-    handler = sending(trade_frame(n) for n in live)
+    handler = sending_trades(live)
     redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
     for fields in before or ():
         await redis.xadd(CONTROL, fields)  # type: ignore[arg-type]

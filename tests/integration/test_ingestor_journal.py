@@ -16,9 +16,8 @@ from tests.integration.ingestor_support import (
     fast_ingestor,
     redis_down,
     running,
-    sending,
+    sending_trades,
     settings_for,
-    trade_frame,
     venue,
 )
 from tests.waits import until, xlen_at_least
@@ -169,7 +168,7 @@ def test_ingestor_stopped_during_an_outage_keeps_the_journal_and_drains_it_next_
 ) -> None:
     total = 300
 
-    handler = sending(trade_frame(n) for n in range(1, total + 1))
+    handler = sending_trades(range(1, total + 1))
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         server, redis = redis_down()

@@ -21,9 +21,10 @@ from tests.integration.ingestor_support import (
     entries,
     fast_ingestor,
     hold_open,
+    ingesting,
     running,
     send_trades,
-    sending,
+    sending_trades,
     settings_for,
     trade_frame,
     venue,
@@ -63,14 +64,10 @@ def test_a_connection_that_goes_mute_is_marked_stale_and_replaced() -> None:
 
     async def scenario() -> tuple[list[RawFrame], Ingestor, float]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url:
-            ingestor = fast_ingestor(settings_for(url), redis, options=FAST)
-            async with running(ingestor):
-                started = time.monotonic()
-                await until(
-                    lambda: handler.connections >= 2 and ingestor.stats.frames_received >= 30
-                )
-                took = time.monotonic() - started
+        async with ingesting(handler, redis, options=FAST) as ingestor:
+            started = time.monotonic()
+            await until(lambda: handler.connections >= 2 and ingestor.stats.frames_received >= 30)
+            took = time.monotonic() - started
         return await entries(redis, RAW), ingestor, took
 
     got, ingestor, took = asyncio.run(scenario())
@@ -103,15 +100,13 @@ def test_server_shutdown_rotates_make_before_break() -> None:
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url:
-            ingestor = fast_ingestor(settings_for(url), redis, options=FAST)
-            async with running(ingestor):
-                await until(lambda: ingestor.stats.rotations == 1)
+        async with ingesting(handler, redis, options=FAST) as ingestor:
+            await until(lambda: ingestor.stats.rotations == 1)
 
-                async def has_new_frames() -> bool:
-                    return 1004 in trade_ids(await entries(redis, RAW))
+            async def has_new_frames() -> bool:
+                return 1004 in trade_ids(await entries(redis, RAW))
 
-                await until(has_new_frames)
+            await until(has_new_frames)
         return await entries(redis, RAW), ingestor
 
     got, ingestor = asyncio.run(scenario())
@@ -142,10 +137,8 @@ def test_the_lifetime_limit_rotates_before_the_venue_cuts() -> None:
     async def scenario() -> list[RawFrame]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         options = WsOptions(lifetime_s=0.5, stale_floor_s=1.0, rotate_timeout_s=3.0)
-        async with venue(handler) as url:
-            ingestor = fast_ingestor(settings_for(url), redis, options=options)
-            async with running(ingestor):
-                await until(lambda: ingestor.stats.rotations >= 2)
+        async with ingesting(handler, redis, options=options) as ingestor:
+            await until(lambda: ingestor.stats.rotations >= 2)
         return await entries(redis, RAW)
 
     got = asyncio.run(scenario())
@@ -187,7 +180,7 @@ def test_a_418_handshake_waits_for_retry_after() -> None:
             return Response(418, "I'm a teapot", headers, b"")
         return None
 
-    handler = sending([trade_frame(1)])
+    handler = sending_trades([1])
 
     async def scenario() -> list[RawFrame]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())

@@ -25,10 +25,11 @@ from tests.integration.ingestor_support import (
     fast_backoff,
     fast_ingestor,
     hold_open,
+    ingesting,
     redis_down,
     running,
     send_trades,
-    sending,
+    sending_trades,
     settings_for,
     trade_frame,
     venue,
@@ -104,10 +105,8 @@ def test_reconnects_after_the_venue_drops_the_connection() -> None:
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url:
-            ingestor = fast_ingestor(settings_for(url), redis)
-            async with running(ingestor):
-                await until(lambda: xlen_at_least(redis, RAW, 8))
+        async with ingesting(handler, redis) as ingestor:
+            await until(lambda: xlen_at_least(redis, RAW, 8))
         return await entries(redis, RAW), ingestor
 
     got, ingestor = asyncio.run(scenario())
@@ -139,22 +138,20 @@ def test_redis_outage_applies_back_pressure_and_loses_nothing(
 ) -> None:
     total = 300
 
-    handler = sending(trade_frame(n) for n in range(1, total + 1))
+    handler = sending_trades(range(1, total + 1))
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         server, redis = redis_down()
-        async with venue(handler) as url:
-            ingestor = fast_ingestor(settings_for(url), redis, queue_max=20)
-            async with running(ingestor):
-                await until(lambda: ingestor.stats.queue_full_waits > 0)
-                writer = ingestor.writer
-                assert writer is not None
-                await until(lambda: writer.backoff.attempt >= 3)  # several retries, one outage
-                assert ingestor.queue.qsize() <= 20
-                assert ingestor.stats.redis_up is False
-                assert ingestor.stats.frames_received < total  # the reader is held back
-                server.connected = True
-                await until(lambda: xlen_at_least(redis, RAW, total + 1))
+        async with ingesting(handler, redis, queue_max=20) as ingestor:
+            await until(lambda: ingestor.stats.queue_full_waits > 0)
+            writer = ingestor.writer
+            assert writer is not None
+            await until(lambda: writer.backoff.attempt >= 3)  # several retries, one outage
+            assert ingestor.queue.qsize() <= 20
+            assert ingestor.stats.redis_up is False
+            assert ingestor.stats.frames_received < total  # the reader is held back
+            server.connected = True
+            await until(lambda: xlen_at_least(redis, RAW, total + 1))
         return await entries(redis, RAW), ingestor
 
     with caplog.at_level(logging.WARNING, logger="tickpipe.ingestor"):
@@ -172,7 +169,7 @@ def test_redis_outage_applies_back_pressure_and_loses_nothing(
 def test_stop_while_redis_is_down_gives_up_after_the_flush_timeout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    handler = sending(trade_frame(n) for n in range(1, 51))
+    handler = sending_trades(range(1, 51))
 
     async def scenario() -> tuple[Ingestor, float]:
         _, redis = redis_down()
@@ -339,10 +336,8 @@ def test_long_symbol_lists_are_subscribed_by_message_and_refusals_do_not_stop_it
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url:
-            ingestor = fast_ingestor(settings_for(url, symbols=symbols), redis)
-            async with running(ingestor):
-                await until(lambda: xlen_at_least(redis, RAW, 4))
+        async with ingesting(handler, redis, settings={"symbols": symbols}) as ingestor:
+            await until(lambda: xlen_at_least(redis, RAW, 4))
         return await entries(redis, RAW), ingestor
 
     with caplog.at_level(logging.ERROR, logger="tickpipe.ingestor"):
