@@ -20,7 +20,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from tests.e2e.conftest import Processes, free_port, wait_for
+from tests.e2e.conftest import Processes, free_port, mock_binance_env, wait_for
 from tickpipe.common.names import Keys, Partition
 from tickpipe.common.redis_io import connect_redis, is_cluster_url
 
@@ -134,9 +134,7 @@ def test_pipeline_runs_on_a_three_master_cluster(processes: Processes, tmp_path:
             TICKPIPE_NAMESPACE=NS,
             TICKPIPE_SYMBOLS=",".join(SYMBOLS),
             TICKPIPE_SHARDS="2",
-            TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
-            TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
-            TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
+            **mock_binance_env(port),
             TICKPIPE_HYSTERESIS_BPS="1",
             TICKPIPE_ORDER_QTY="0.01",
         )

@@ -22,7 +22,14 @@ import pytest
 import redis
 
 from tests.e2e.chaos_support import crash_with_aof_cut, mark_aof
-from tests.e2e.conftest import Processes, RedisServer, start_redis, wait_for
+from tests.e2e.conftest import (
+    Processes,
+    RedisServer,
+    Stage,
+    mock_binance_env,
+    start_redis,
+    wait_for,
+)
 from tickpipe.common.names import Keys, Partition
 from tickpipe.common.schema import RawFrame, Trade
 
@@ -42,9 +49,7 @@ def start(processes: Processes, redis_url: str, *extra: str, **env: str) -> tupl
         TICKPIPE_NAMESPACE=NS,
         TICKPIPE_SYMBOLS=",".join(SYMBOLS),
         TICKPIPE_CHANNELS="trade",
-        TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
-        TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
-        TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
+        **mock_binance_env(port),
         **env,
     )
     ingestor = processes.start(
@@ -85,6 +90,17 @@ def markers(frames: list[RawFrame], event: str) -> list[RawFrame]:
     return [f for f in frames if f.kind == "marker" and json.loads(f.data)["event"] == event]
 
 
+def more_trades_then_drain(
+    client: redis.Redis, ingestor: Stage, processor: Stage, *, more: int
+) -> None:
+    """Wait for ``more`` trades, stop the ingestor, let the processor drain raw, stop it."""
+    after = client.xlen(KEYS.trades(P)) + more
+    wait_for(lambda: client.xlen(KEYS.trades(P)) >= after, timeout_s=15, what="more trades")
+    assert ingestor.stop() == 0, ingestor.tail()
+    wait_for(lambda: processor_idle(client), timeout_s=15, what="the processor to drain raw")
+    assert processor.stop() == 0, processor.tail()
+
+
 def test_dropped_connection_is_back_and_missed_trades_are_backfilled_exactly_once(
     redis_server: RedisServer, processes: Processes
 ) -> None:
@@ -101,11 +117,7 @@ def test_dropped_connection_is_back_and_missed_trades_are_backfilled_exactly_onc
     wait_for(lambda: health(client).get("rest_backfilled", 0) >= 5, timeout_s=15,
              what="missed trades backfilled")  # fmt: skip
     # ... and a few seconds more of live trades after the reconnect
-    after = client.xlen(KEYS.trades(P)) + 60
-    wait_for(lambda: client.xlen(KEYS.trades(P)) >= after, timeout_s=15, what="more trades")
-    assert ingestor.stop() == 0, ingestor.tail()
-    wait_for(lambda: processor_idle(client), timeout_s=15, what="the processor to drain raw")
-    assert processor.stop() == 0, processor.tail()
+    more_trades_then_drain(client, ingestor, processor, more=60)
     ids: dict[str, list[int]] = defaultdict(list)
     for _, fields in client.xrange(KEYS.trades(P)):
         trade = Trade.from_fields(fields)
