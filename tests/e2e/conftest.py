@@ -83,9 +83,9 @@ def start_redis(data_dir: Path, port: int | None = None) -> RedisServer:
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
     """Terminate ``proc``; kill it when it has not exited within ``timeout_s``."""
     proc.terminate()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
+    if proc.poll() is None:
         proc.kill()
         proc.wait()
 
