@@ -59,9 +59,12 @@ def trade_frame(trade_id: int, symbol: str = "BTCUSDT") -> str:
 
 
 @contextlib.asynccontextmanager
-async def venue(handler: Handler) -> AsyncIterator[str]:
-    """Serve ``handler`` as the venue's WebSocket endpoint; yield its ``ws://`` URL."""
-    async with serve(handler, "127.0.0.1", 0) as server:
+async def venue(handler: Handler, **serve_kw: Any) -> AsyncIterator[str]:
+    """Serve ``handler`` as the venue's WebSocket endpoint; yield its ``ws://`` URL.
+
+    ``serve_kw`` go to :func:`websockets.asyncio.server.serve` (``process_request``, ...).
+    """
+    async with serve(handler, "127.0.0.1", 0, **serve_kw) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         yield f"ws://127.0.0.1:{port}"
 
@@ -95,8 +98,11 @@ def redis_down() -> tuple[fakeredis.FakeServer, fakeredis.FakeAsyncRedis]:
 
 
 def fast_ingestor(settings: Settings, redis: Any, **kw: Any) -> Ingestor:
-    """Return an ingestor writing to ``redis`` that reconnects within tens of milliseconds."""
-    return Ingestor(settings, redis=redis, backoff_factory=fast_backoff, **kw)
+    """Return an ingestor writing to ``redis`` that reconnects within tens of milliseconds.
+
+    ``kw`` go to :class:`Ingestor`; a ``backoff_factory`` among them replaces the fast one.
+    """
+    return Ingestor(settings, redis=redis, **({"backoff_factory": fast_backoff} | kw))
 
 
 async def entries(redis: Any, stream: str) -> list[RawFrame]:
@@ -161,13 +167,19 @@ async def running(ingestor: Ingestor, stop_timeout_s: float = 10) -> AsyncIterat
 
 @contextlib.asynccontextmanager
 async def ingesting(
-    handler: Handler, redis: Any, *, settings: dict[str, Any] | None = None, **kw: Any
+    handler: Handler,
+    redis: Any,
+    *,
+    settings: dict[str, Any] | None = None,
+    serve_kw: dict[str, Any] | None = None,
+    **kw: Any,
 ) -> AsyncIterator[Ingestor]:
     """Serve ``handler`` as the venue and run a :func:`fast_ingestor` on it for the block.
 
-    ``settings`` change :func:`settings_for`; ``kw`` go to the ingestor.
+    ``settings`` change :func:`settings_for`, ``serve_kw`` go to :func:`venue`, ``kw`` to the
+    ingestor.
     """
-    async with venue(handler) as url:
+    async with venue(handler, **(serve_kw or {})) as url:
         ingestor = fast_ingestor(settings_for(url, **(settings or {})), redis, **kw)
         async with running(ingestor):
             yield ingestor

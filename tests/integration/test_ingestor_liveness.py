@@ -10,7 +10,7 @@ from typing import Any
 
 import fakeredis
 import orjson
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -19,15 +19,11 @@ from tests.integration.ingestor_support import (
     RAW,
     Numbered,
     entries,
-    fast_ingestor,
     hold_open,
     ingesting,
-    running,
     send_trades,
     sending_trades,
-    settings_for,
     trade_frame,
-    venue,
 )
 from tests.waits import until
 from tickpipe.common.backoff import Backoff
@@ -161,10 +157,8 @@ def test_a_connection_dropped_soon_after_opening_keeps_backing_off() -> None:
 
     async def scenario() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url:
-            ingestor = Ingestor(settings_for(url), redis=redis, backoff_factory=recording_backoff)
-            async with running(ingestor):
-                await until(lambda: handler.connections >= 5)
+        async with ingesting(handler, redis, backoff_factory=recording_backoff):
+            await until(lambda: handler.connections >= 5)
 
     asyncio.run(scenario())
     assert backoffs[0].attempt >= 4  # never reset by the short-lived connections
@@ -184,11 +178,9 @@ def test_a_418_handshake_waits_for_retry_after() -> None:
 
     async def scenario() -> list[RawFrame]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with serve(handler, "127.0.0.1", 0, process_request=refuse_first) as server:
-            port = next(iter(server.sockets)).getsockname()[1]
-            ingestor = fast_ingestor(settings_for(f"ws://127.0.0.1:{port}"), redis)
-            async with running(ingestor):
-                await until(lambda: ingestor.stats.frames_received >= 1)
+        serve_kw = {"process_request": refuse_first}
+        async with ingesting(handler, redis, serve_kw=serve_kw) as ingestor:
+            await until(lambda: ingestor.stats.frames_received >= 1)
         return await entries(redis, RAW)
 
     got = asyncio.run(scenario())
