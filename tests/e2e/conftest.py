@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,18 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+def post_to_mock(port: int, path: str, body: object, timeout_s: float = 10) -> None:
+    """POST ``body`` as JSON to the running mock's ``/_mock/<path>`` (``faults``, ``scenario``)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/_mock/{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+        assert answer.status == 200, answer.read()
 
 
 def mock_binance_env(port: int) -> dict[str, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.e2e.conftest import (
     RedisServer,
     Stage,
     mock_binance_env,
+    post_to_mock,
     start_redis,
     wait_for,
 )
@@ -59,14 +59,7 @@ def start(processes: Processes, redis_url: str, *extra: str, **env: str) -> tupl
 
 
 def add_fault(port: int, fault: dict[str, Any]) -> None:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/_mock/faults",
-        data=json.dumps(fault).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
+    post_to_mock(port, "faults", fault, timeout_s=5)
 
 
 def raw(client: redis.Redis) -> list[RawFrame]:
