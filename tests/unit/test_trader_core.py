@@ -13,6 +13,14 @@ import orjson
 import pytest
 
 from tests.builders import build_order_update, build_signal
+from tests.doc_vectors import (
+    BINANCE_KEY,
+    BINANCE_SECRET,
+    WS_API_ORDER,
+    WS_API_RECV_WINDOW_MS,
+    WS_API_SIGNATURE,
+    WS_API_TIMESTAMP_MS,
+)
 from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
@@ -51,9 +59,6 @@ from tickpipe.venues.binance.orders import (
 from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
 # protocols.md §2.1, WebSocket API test vector.
-DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
-DOC_API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
-DOC_SIGNATURE = "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"
 
 
 def make_signal(**overrides: Any) -> Signal:
@@ -114,22 +119,15 @@ def test_risk_refuses_with_a_reason(signal: Signal, limits: RiskLimits, words: s
 
 # -- signing ---------------------------------------------------------------------------------------
 def test_signing_matches_the_binance_doc_vector() -> None:
-    params = {
-        "symbol": "BTCUSDT",
-        "side": "SELL",
-        "type": "LIMIT",
-        "timeInForce": "GTC",
-        "quantity": "0.01000000",
-        "price": "52000.00",
-    }
+    params = dict(WS_API_ORDER)
     signed = sign_params(
         params,
-        api_key=DOC_API_KEY,
-        api_secret=DOC_SECRET,
-        timestamp_ms=1645423376532,
-        recv_window_ms=100,
+        api_key=BINANCE_KEY,
+        api_secret=BINANCE_SECRET,
+        timestamp_ms=WS_API_TIMESTAMP_MS,
+        recv_window_ms=WS_API_RECV_WINDOW_MS,
     )
-    assert signed["signature"] == DOC_SIGNATURE
+    assert signed["signature"] == WS_API_SIGNATURE
     assert "signature" not in params  # the caller's params are not modified
 
 
