@@ -6,35 +6,28 @@ from typing import Any
 
 import pytest
 
-from tests.doc_vectors import (
-    BINANCE_KEY,
-    BINANCE_SECRET,
-    WS_API_ORDER,
-    WS_API_RECV_WINDOW_MS,
-    WS_API_SIGNATURE,
-    WS_API_TIMESTAMP_MS,
-)
+from tests import doc_vectors as doc
 from tickpipe.mock_ws.binance.auth import check_signed
 from tickpipe.mock_ws.matching import OrderRejected
 from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
 # Binance's WS-API signing example (protocols.md section 2.1).
 DOC_PARAMS: dict[str, Any] = {
-    **WS_API_ORDER,
-    "recvWindow": WS_API_RECV_WINDOW_MS,
-    "timestamp": WS_API_TIMESTAMP_MS,
-    "apiKey": BINANCE_KEY,
-    "signature": WS_API_SIGNATURE,
+    **doc.WS_API_ORDER,
+    "recvWindow": doc.WS_API_RECV_WINDOW_MS,
+    "timestamp": doc.WS_API_TIMESTAMP_MS,
+    "apiKey": doc.BINANCE_KEY,
+    "signature": doc.WS_API_SIGNATURE,
 }
 DOC_NOW_NS = (1645423376532 + 50) * 1_000_000
 
 
-def check(params: dict[str, Any], now_ns: int = DOC_NOW_NS, key: str = BINANCE_KEY) -> None:
-    check_signed(params, api_key=key, api_secret=BINANCE_SECRET, now_ns=now_ns)
+def check(params: dict[str, Any], now_ns: int = DOC_NOW_NS, key: str = doc.BINANCE_KEY) -> None:
+    check_signed(params, api_key=key, api_secret=doc.BINANCE_SECRET, now_ns=now_ns)
 
 
 def error(
-    params: dict[str, Any], now_ns: int = DOC_NOW_NS, key: str = BINANCE_KEY
+    params: dict[str, Any], now_ns: int = DOC_NOW_NS, key: str = doc.BINANCE_KEY
 ) -> tuple[int, int]:
     with pytest.raises(OrderRejected) as info:
         check(params, now_ns, key)
@@ -44,10 +37,10 @@ def error(
 def test_doc_vector_payload_and_signature() -> None:
     payload = ws_api_payload(DOC_PARAMS)
     assert payload == (
-        f"apiKey={BINANCE_KEY}&price=52000.00&quantity=0.01000000&recvWindow=100&side=SELL"
+        f"apiKey={doc.BINANCE_KEY}&price=52000.00&quantity=0.01000000&recvWindow=100&side=SELL"
         "&symbol=BTCUSDT&timeInForce=GTC&timestamp=1645423376532&type=LIMIT"
     )
-    assert hmac_signature(BINANCE_SECRET, payload) == DOC_PARAMS["signature"]
+    assert hmac_signature(doc.BINANCE_SECRET, payload) == DOC_PARAMS["signature"]
 
 
 def test_doc_vector_is_accepted_inside_its_recv_window() -> None:
@@ -75,21 +68,23 @@ def test_timestamp_window() -> None:
 
 def test_recv_window_default_and_maximum() -> None:
     params: dict[str, Any] = {"apiKey": "k", "timestamp": 1_000_000}
-    params["signature"] = hmac_signature(BINANCE_SECRET, ws_api_payload(params))
-    check_signed(params, api_key="k", api_secret=BINANCE_SECRET, now_ns=(1_000_000 + 5000) * 10**6)
+    params["signature"] = hmac_signature(doc.BINANCE_SECRET, ws_api_payload(params))
+    check_signed(
+        params, api_key="k", api_secret=doc.BINANCE_SECRET, now_ns=(1_000_000 + 5000) * 10**6
+    )
     with pytest.raises(OrderRejected) as info:
         check_signed(
-            params, api_key="k", api_secret=BINANCE_SECRET, now_ns=(1_000_000 + 5001) * 10**6
+            params, api_key="k", api_secret=doc.BINANCE_SECRET, now_ns=(1_000_000 + 5001) * 10**6
         )
     assert info.value.code == -1021
     params = {"apiKey": "k", "timestamp": 1_000_000, "recvWindow": 60001}
-    params["signature"] = hmac_signature(BINANCE_SECRET, ws_api_payload(params))
+    params["signature"] = hmac_signature(doc.BINANCE_SECRET, ws_api_payload(params))
     with pytest.raises(OrderRejected) as info:
-        check_signed(params, api_key="k", api_secret=BINANCE_SECRET, now_ns=1_000_000 * 10**6)
+        check_signed(params, api_key="k", api_secret=doc.BINANCE_SECRET, now_ns=1_000_000 * 10**6)
     assert info.value.code == -1131
 
 
 def test_microsecond_timestamps() -> None:
     params: dict[str, Any] = {"apiKey": "k", "timestamp": 1645423376532000}
-    params["signature"] = hmac_signature(BINANCE_SECRET, ws_api_payload(params))
-    check_signed(params, api_key="k", api_secret=BINANCE_SECRET, now_ns=DOC_NOW_NS)
+    params["signature"] = hmac_signature(doc.BINANCE_SECRET, ws_api_payload(params))
+    check_signed(params, api_key="k", api_secret=doc.BINANCE_SECRET, now_ns=DOC_NOW_NS)

@@ -12,15 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
+from tests import doc_vectors as doc
 from tests.builders import build_order_update, build_signal
-from tests.doc_vectors import (
-    BINANCE_KEY,
-    BINANCE_SECRET,
-    WS_API_ORDER,
-    WS_API_RECV_WINDOW_MS,
-    WS_API_SIGNATURE,
-    WS_API_TIMESTAMP_MS,
-)
 from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
@@ -119,15 +112,15 @@ def test_risk_refuses_with_a_reason(signal: Signal, limits: RiskLimits, words: s
 
 # -- signing ---------------------------------------------------------------------------------------
 def test_signing_matches_the_binance_doc_vector() -> None:
-    params = dict(WS_API_ORDER)
+    params = dict(doc.WS_API_ORDER)
     signed = sign_params(
         params,
-        api_key=BINANCE_KEY,
-        api_secret=BINANCE_SECRET,
-        timestamp_ms=WS_API_TIMESTAMP_MS,
-        recv_window_ms=WS_API_RECV_WINDOW_MS,
+        api_key=doc.BINANCE_KEY,
+        api_secret=doc.BINANCE_SECRET,
+        timestamp_ms=doc.WS_API_TIMESTAMP_MS,
+        recv_window_ms=doc.WS_API_RECV_WINDOW_MS,
     )
-    assert signed["signature"] == WS_API_SIGNATURE
+    assert signed["signature"] == doc.WS_API_SIGNATURE
     assert "signature" not in params  # the caller's params are not modified
 
 
