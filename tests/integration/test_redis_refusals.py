@@ -237,7 +237,7 @@ def test_trader_sends_nothing_whose_intent_redis_refused_then_exactly_once(
 
 
 async def _acked_signal(h: Harness) -> bool:
-    return await h.has_event("ack") and await pending(h.redis, signal_stream(h.settings)) == 0
+    return await h.has_event("ack") and await h.signals_read()
 
 
 async def _trader_ok(redis: Any, key: str) -> bool:

@@ -6,14 +6,7 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from tests.integration.test_trader_shell import (
-    FakeVenue,
-    Harness,
-    make_settings,
-    make_signal,
-    pending,
-    signal_stream,
-)
+from tests.integration.test_trader_shell import FakeVenue, Harness, make_settings, make_signal
 from tests.waits import until
 from tickpipe.common.units import client_order_id_for
 from tickpipe.trader.control import kill_switch_on, set_kill_switch
@@ -45,7 +38,7 @@ def test_limit_orders_rest_until_a_cancel_signal_cancels_that_symbols_orders() -
 
         await h.add_signal(make_signal(9, action="cancel", side="", qty="0", reason="rapid move"))
         await until(lambda: h.has_event("canceled", 2))
-        await until(lambda: _zero_pending(h))
+        await until(h.signals_read)
         await h.finish()
         canceled = {c["origClientOrderId"] for c in venue.cancel_calls}
         assert canceled == {client_order_id_for(s.signal_id) for s in (btc1, btc2)}
@@ -58,10 +51,6 @@ def test_limit_orders_rest_until_a_cancel_signal_cancels_that_symbols_orders() -
         assert len(venue.place_calls) == 3  # a cancel signal places nothing
 
     asyncio.run(scenario())
-
-
-async def _zero_pending(h: Harness) -> bool:
-    return await pending(h.redis, signal_stream(h.settings)) == 0
 
 
 def test_a_cancel_that_times_out_is_settled_by_status_and_one_that_lost_the_race_too() -> None:
@@ -132,7 +121,7 @@ def test_position_notional_and_rate_limits_refuse_with_reasons() -> None:
         await h.add_signal(make_signal(5, side="sell"))  # third order in the same second
         h.start()
         await until(lambda: h.has_event("rejected", 3))
-        await until(lambda: _zero_pending(h))
+        await until(h.signals_read)
         await h.finish()
         reasons = [e["reason"] for e in await h.events_named("rejected")]
         assert reasons[0].startswith("position limit: BTCUSDT would reach 0.002")

@@ -17,7 +17,6 @@ from tests.integration.test_trader_shell import (
     Harness,
     make_settings,
     make_signal,
-    pending,
     seed_market,
     signal_stream,
 )
@@ -28,7 +27,7 @@ from tickpipe.common.schema import Quote
 async def _settled(h: Harness) -> bool:
     if not (await h.events_named("rejected") or await h.events_named("ack")):
         return False
-    return await pending(h.redis, signal_stream(h.settings)) == 0
+    return await h.signals_read()
 
 
 async def _run_one(h: Harness, signal: Any) -> list[dict[str, str]]:

@@ -15,14 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.test_trader_shell import (
-    FakeVenue,
-    Harness,
-    make_settings,
-    make_signal,
-    pending,
-    signal_stream,
-)
+from tests.integration.test_trader_shell import FakeVenue, Harness, make_settings, make_signal
 from tests.waits import until
 from tickpipe.common.schema import decode_fields
 from tickpipe.common.units import client_order_id_for
@@ -86,7 +79,7 @@ def test_a_signal_that_differs_from_its_existing_intent_is_dead_lettered_and_ala
 
 
 async def _none_pending(h: Harness) -> bool:
-    return await pending(h.redis, signal_stream(h.settings)) == 0 and bool(await _dead_letters(h))
+    return await h.signals_read() and bool(await _dead_letters(h))
 
 
 def test_a_refused_signal_meeting_another_intent_is_dead_lettered_too() -> None:
@@ -134,4 +127,4 @@ def test_the_same_decision_read_again_is_no_mismatch() -> None:
 
 async def _acked_all(h: Harness) -> bool:
     acks = [e for e in await h.events() if e["event"] == "ack"]
-    return len(acks) >= 1 and await pending(h.redis, signal_stream(h.settings)) == 0
+    return len(acks) >= 1 and await h.signals_read()
