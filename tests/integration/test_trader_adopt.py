@@ -160,7 +160,7 @@ def test_a_pending_signal_whose_intent_was_lost_is_not_sent_again() -> None:
         h.start()
         await until(lambda: h.has_event("adopted"))
         await until(lambda: h.has_event("ack"))
-        await until(lambda: h.signals_read())
+        await until(h.signals_read)
         await h.finish()
         assert [p["newClientOrderId"] for p in venue.place_calls] == [
             cid,

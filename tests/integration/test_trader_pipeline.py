@@ -58,7 +58,7 @@ def test_orders_leave_before_the_previous_answers_and_each_is_acknowledged_once(
         assert not await h.has_event("ack")
         assert await pending(h.redis, signal_stream(h.settings)) == 3  # none acknowledged
         venue.release.set()
-        await until(lambda: h.signals_read())
+        await until(h.signals_read)
         await h.finish()
         cids = [client_order_id_for(s.signal_id) for s in signals]
         assert [p["newClientOrderId"] for p in venue.place_calls] == cids
@@ -84,7 +84,7 @@ def test_at_most_max_inflight_orders_await_their_answers() -> None:
         assert len(venue.place_calls) == 2
         venue.release.set()
         await until(lambda: _placed(venue, 3))
-        await until(lambda: h.signals_read())
+        await until(h.signals_read)
         await h.finish()
 
     asyncio.run(scenario())
@@ -101,7 +101,7 @@ def test_a_cancel_signal_waits_for_its_symbols_orders_in_flight_and_cancels_them
         await until(lambda: _placed(venue, 1))
         assert venue.cancel_calls == []  # its order has not answered yet
         venue.release.set()
-        await until(lambda: h.signals_read())
+        await until(h.signals_read)
         await h.finish()
         cid = client_order_id_for(place.signal_id)
         assert [c["origClientOrderId"] for c in venue.cancel_calls] == [cid]

@@ -309,7 +309,7 @@ def test_one_signal_becomes_one_order_then_ack_position_and_health() -> None:
         assert health["status"] == "ok" and health["orders_sent"] == 1
         assert health["signals_seen"] == 1 and health["positions"] == {"BTCUSDT": "0.001"}
         assert health["last_order_latency_ms"] >= 5.0
-        await until(lambda: h.signals_read())
+        await until(h.signals_read)
         await h.finish()
 
         cid = client_order_id_for(signal.signal_id)
@@ -349,23 +349,28 @@ def test_timeout_on_place_is_resolved_by_status_never_by_resending() -> None:
     asyncio.run(scenario())
 
 
+async def crashed_once_placed(venue: FakeVenue) -> Harness:
+    """Start a trader with one signal and crash it once ``venue`` got the place request."""
+    h = Harness(venue)
+    await h.add_signal(make_signal())
+    h.start()
+    await until(lambda: len(venue.place_calls) == 1)
+    await h.crash()
+    return h
+
+
 def test_crash_after_send_then_restart_places_no_second_order() -> None:
     async def scenario() -> None:
         venue = FakeVenue()
         venue.hang_after_accept = True
-        h = Harness(venue)
-        signal = make_signal()
-        await h.add_signal(signal)
-        h.start()
-        await until(lambda: len(venue.place_calls) == 1)
-        await h.crash()  # the intent is recorded, the order exists, no ack was written
+        h = await crashed_once_placed(venue)  # the intent is recorded, the order exists, no ack
         assert [e["event"] for e in await h.events()] == ["intent"]
         assert await pending(h.redis, signal_stream(h.settings)) == 1
 
         venue.hang_after_accept = False
         h.start()
         await until(lambda: h.has_event("ack"))
-        await until(lambda: h.signals_read())
+        await until(h.signals_read)
         await h.finish()
         assert len(venue.place_calls) == 1 and len(venue.orders) == 1
         # The reconciliation at start looks the order up before the signal is read again; the
@@ -382,15 +387,11 @@ def test_crash_before_the_venue_got_it_records_not_found_and_never_sends() -> No
     async def scenario() -> None:
         venue = FakeVenue()
         venue.hang_before_accept = True
-        h = Harness(venue)
-        await h.add_signal(make_signal())
-        h.start()
-        await until(lambda: len(venue.place_calls) == 1)
-        await h.crash()
+        h = await crashed_once_placed(venue)
         venue.hang_before_accept = False
         h.start()
         await until(lambda: h.has_event("not_found"))
-        await until(lambda: h.signals_read())
+        await until(h.signals_read)
         await h.finish()
         assert len(venue.place_calls) == 1 and venue.orders == {}
         events = [e["event"] for e in await h.events() if e["event"] != "discrepancy"]
@@ -433,7 +434,7 @@ def test_refused_signals_are_recorded_and_acknowledged(
         await h.add_signal(make_signal())
         h.start()
         await until(lambda: h.has_event("rejected"))
-        await until(lambda: h.signals_read())
+        await until(h.signals_read)
         await h.finish()
         rejected = [e for e in await h.events() if e["event"] == "rejected"]
         assert len(rejected) == 1 and rejected[0]["stage"] == stage and rejected[0]["reason"]
@@ -500,7 +501,7 @@ def test_two_signals_across_a_restart_make_two_orders_and_add_up() -> None:
         await h.add_signal(make_signal(1))  # a duplicate signal entry: no second order
         h.start()
         await until(lambda: h.has_event("ack", 2))
-        await until(lambda: h.signals_read())
+        await until(h.signals_read)
         await h.finish()
         assert len(venue.place_calls) == 2
         position = await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT")
