@@ -95,6 +95,23 @@ class _LeaseLostLog(logging.Handler):
             self.count += 1
 
 
+async def _run_then_freeze(
+    gates: dict[str, _Gate], redis: Any, settings: Settings, count: int, **kw: Any
+) -> tuple[asyncio.Task[None], asyncio.Event, _Gate]:
+    """Run member a over ``count`` trades, then freeze it in front of its next read."""
+    await _write(redis, settings, _trade_frames(1, count))
+    gate = gates["a"] = _Gate()
+    task, stop = start(settings, redis, **kw)
+
+    async def done() -> bool:
+        return await redis.xlen(settings.keys.trades(P)) == count
+
+    await until(done)
+    gate.armed = True
+    await asyncio.wait_for(gate.held.wait(), 8)
+    return task, stop, gate
+
+
 @pytest.mark.parametrize(
     "direct,scripted",
     [(True, True), (False, True), (True, False)],
@@ -122,17 +139,8 @@ def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost
             "direct": direct,
         }  # fmt: skip
         try:
-            await _write(redis, first, _trade_frames(1, 30))
-            gate_a = gates["a"] = _Gate()
-            task_a, stop_a = start(first, redis, **kw)
-
-            async def a_done() -> bool:
-                return await redis.xlen(keys.trades(P)) == 30
-
-            await until(a_done)
             # A freezes in front of its next read; its lease runs out (deleted: expired).
-            gate_a.armed = True
-            await asyncio.wait_for(gate_a.held.wait(), 8)
+            task_a, stop_a, gate_a = await _run_then_freeze(gates, redis, first, 30, **kw)
             await redis.delete(keys.lease(P))
 
             gate_b = gates["b"] = _Gate()
@@ -197,16 +205,7 @@ def test_entries_a_reader_took_past_the_checkpoint_are_processed_at_the_takeover
         first, second = _settings("a"), _settings("b")
         keys = first.keys
         kw = {"lease_ms": LEASE_MS, "renew_s": 0.05, "retry_s": 0.05, "block_ms": 50}
-        await _write(redis, first, _trade_frames(1, 10))
-        gate_a = gates["a"] = _Gate()
-        task_a, stop_a = start(first, redis, **kw)
-
-        async def a_done() -> bool:
-            return await redis.xlen(keys.trades(P)) == 10
-
-        await until(a_done)
-        gate_a.armed = True
-        await asyncio.wait_for(gate_a.held.wait(), 8)
+        task_a, stop_a, gate_a = await _run_then_freeze(gates, redis, first, 10, **kw)
         await _write(redis, first, _trade_frames(11, 10))
         await redis.xreadgroup(GROUP_PROCESSOR, "ghost", {keys.raw(P): ">"}, count=5)
         gate_a.released.set()
