@@ -9,7 +9,6 @@ rounded. The mock's ground truth says what it received.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import fakeredis
 from tests.integration.test_trader_mock import eth_streams, make_signal, mock_settings, wait_idle
 from tests.integration.test_trader_shell import seed_market
 from tests.stages import stage_running
+from tests.waits import until
 from tickpipe.common.schema import decode_fields
 from tickpipe.common.units import client_order_id_for
 from tickpipe.mock_ws import start_mock
@@ -27,14 +27,13 @@ from tickpipe.trader.shell import run
 
 
 async def _wait_acks(redis: Any, stream: str, cids: set[str]) -> list[dict[str, str]]:
-    deadline = time.monotonic() + 8
-    while True:
+    async def acked() -> list[dict[str, str]]:
         events = [decode_fields(f) for _, f in await redis.xrange(stream)]
-        acked = {e["client_order_id"] for e in events if e["event"] == "ack"}
-        if cids <= acked:
-            return events
-        assert time.monotonic() < deadline, f"no ack for {cids - acked} in {events}"
-        await asyncio.sleep(0.02)
+        done = {e["client_order_id"] for e in events if e["event"] == "ack"}
+        return events if cids <= done else []
+
+    events: list[dict[str, str]] = await until(acked, 8, what=f"an ack for each of {cids}")
+    return events
 
 
 def test_orders_the_venue_would_reject_are_refused_before_sending(tmp_path: Path) -> None:

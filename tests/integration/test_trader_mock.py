@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import fakeredis
 from tests.builders import build_signal
 from tests.integration.test_trader_shell import seed_market
 from tests.stages import stage_running
+from tests.waits import until
 from tickpipe.common.schema import Signal, decode_fields
 from tickpipe.common.settings import Secret, Settings
 from tickpipe.common.units import client_order_id_for
@@ -45,25 +45,25 @@ def eth_streams(settings: Settings) -> tuple[str, str]:
 
 
 async def wait_for_events(redis: Any, stream: str, event: str, n: int) -> list[dict[str, str]]:
-    deadline = time.monotonic() + 8
-    while True:
+    """Wait until ``stream`` holds ``n`` ``event`` entries; return all its entries."""
+
+    async def found() -> list[dict[str, str]]:
         events = [decode_fields(f) for _, f in await redis.xrange(stream)]
-        if sum(e["event"] == event for e in events) >= n:
-            return events
-        assert time.monotonic() < deadline, f"no {event!r} in {events}"
-        await asyncio.sleep(0.02)
+        return events if sum(e["event"] == event for e in events) >= n else []
+
+    events: list[dict[str, str]] = await until(found, 8, what=f"{n} {event!r} in {stream}")
+    return events
 
 
 async def wait_idle(redis: Any, stream: str) -> None:
     """Wait until the trader group has read and acknowledged every entry of ``stream``."""
-    deadline = time.monotonic() + 8
-    while True:
+
+    async def idle() -> bool:
         groups = await redis.xinfo_groups(stream)
         last = (await redis.xrevrange(stream, count=1))[0][0]
-        if groups and groups[0]["pending"] == 0 and groups[0]["last-delivered-id"] == last:
-            return
-        assert time.monotonic() < deadline, f"{stream} not handled: {groups}"
-        await asyncio.sleep(0.02)
+        return bool(groups and groups[0]["pending"] == 0 and groups[0]["last-delivered-id"] == last)
+
+    await until(idle, 8, what=f"the trader to handle every entry of {stream}")
 
 
 def test_signal_places_exactly_one_order_at_the_mock_even_when_replayed(tmp_path: Path) -> None:
