@@ -1,4 +1,4 @@
-"""Helpers for the ingestor's integration tests: an in-test venue, settings, waits and a runner."""
+"""Helpers for the ingestor's integration tests: an in-test venue, settings and runners."""
 
 from __future__ import annotations
 
