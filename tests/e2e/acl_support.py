@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from tests.e2e.conftest import free_port, wait_for
+from tests.e2e.conftest import free_port, stop_process, wait_for
 from tickpipe.deploy.acl import USERS, render_acl, stage_url
 
 ADMIN_PASSWORD = "admin-Adm1nPass-Q7"
@@ -61,12 +61,7 @@ def acl_redis(data_dir: Path, namespace: str, passwords: dict[str, str]) -> Iter
         client.close()
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def stage_passwords(tag: str = "") -> dict[str, str]:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,15 +81,42 @@ def start_redis(data_dir: Path, port: int | None = None) -> RedisServer:
     return server
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
+    """Terminate ``proc``; kill it when it has not exited within ``timeout_s``."""
+    proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout_s)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def post_to_mock(port: int, path: str, body: object, timeout_s: float = 10) -> None:
+    """POST ``body`` as JSON to the running mock's ``/_mock/<path>`` (``faults``, ``scenario``)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/_mock/{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+        assert answer.status == 200, answer.read()
+
+
+def mock_binance_env(port: int) -> dict[str, str]:
+    """Return the settings that point a stage at the mock's Binance venue on ``port``."""
+    return {
+        "TICKPIPE_BINANCE_WS_URL": f"ws://127.0.0.1:{port}",
+        "TICKPIPE_BINANCE_WS_API_URL": f"ws://127.0.0.1:{port}/ws-api/v3",
+        "TICKPIPE_BINANCE_REST_URL": f"http://127.0.0.1:{port}",
+    }
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = start_redis(tmp_path / "redis")
     yield server
-    server.proc.terminate()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        server.proc.wait(10)
-    if server.proc.poll() is None:
-        server.proc.kill()
+    stop_process(server.proc)
 
 
 @dataclass
@@ -159,9 +187,7 @@ class Processes:
             REDIS_URL=redis_url,
             TICKPIPE_NAMESPACE=namespace,
             TICKPIPE_SYMBOLS=",".join(symbols),
-            TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
-            TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
-            TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
+            **mock_binance_env(port),
             TICKPIPE_HYSTERESIS_BPS="1",
             TICKPIPE_ORDER_QTY="0.01",
         )

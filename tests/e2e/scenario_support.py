@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import urllib.request
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +27,7 @@ import orjson
 import pandas as pd
 import redis
 
-from tests.e2e.conftest import Processes, RedisServer, Stage, drain_and_stop
+from tests.e2e.conftest import Processes, RedisServer, Stage, drain_and_stop, post_to_mock
 from tickpipe.common.names import Keys, Partition
 from tickpipe.common.schema import Bar, Trade, decode_fields
 from tickpipe.mock_ws.ground_truth import GroundTruth, read_ground_truth
@@ -89,14 +88,7 @@ def start_scenario(
 def inject(tmp_path: Path, what: str, body: object) -> None:
     """POST ``body`` to the running mock's ``/_mock/faults`` or ``/_mock/scenario`` (``what``)."""
     port = json.loads((tmp_path / "mock.ready.json").read_text())["binance_port"]
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/_mock/{what}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        assert answer.status == 200, answer.read()
+    post_to_mock(port, what, body)
 
 
 def finish(client: redis.Redis, stages: tuple[Stage, Stage, Stage], tmp_path: Path) -> GroundTruth:

@@ -125,25 +125,10 @@ def test_pipeline_runs_on_a_three_master_cluster(processes: Processes, tmp_path:
         nodes = {client.get_node_from_key(KEYS.raw(p)).port for p in partitions}
         assert len(nodes) == 2, nodes
 
-        processes.env.update(BINANCE_API_KEY="clu-key-1", BINANCE_API_SECRET="clu-secret")
-        _, port = processes.start_mock(
-            "--seed", "3", "--rate", "60", "--symbols", ",".join(SYMBOLS)
-        )
         processes.env.update(
-            REDIS_URL=url,
-            TICKPIPE_NAMESPACE=NS,
-            TICKPIPE_SYMBOLS=",".join(SYMBOLS),
-            TICKPIPE_SHARDS="2",
-            TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
-            TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
-            TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
-            TICKPIPE_HYSTERESIS_BPS="1",
-            TICKPIPE_ORDER_QTY="0.01",
+            BINANCE_API_KEY="clu-key-1", BINANCE_API_SECRET="clu-secret", TICKPIPE_SHARDS="2"
         )
-        stages = [
-            processes.start(name, "-m", f"tickpipe.{name}", env={"TICKPIPE_INSTANCE": name[:3]})
-            for name in ("ingestor", "processor", "trader")
-        ]
+        stages = processes.start_binance_pipeline(url, NS, SYMBOLS, "--seed", "3", "--rate", "60")
         try:
             for p in partitions:
                 wait_for(lambda p=p: client.xlen(KEYS.trades(p)) >= 50, timeout_s=40,

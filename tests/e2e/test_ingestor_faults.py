@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,15 @@ import pytest
 import redis
 
 from tests.e2e.chaos_support import crash_with_aof_cut, mark_aof
-from tests.e2e.conftest import Processes, RedisServer, start_redis, wait_for
+from tests.e2e.conftest import (
+    Processes,
+    RedisServer,
+    Stage,
+    mock_binance_env,
+    post_to_mock,
+    start_redis,
+    wait_for,
+)
 from tickpipe.common.names import Keys, Partition
 from tickpipe.common.schema import RawFrame, Trade
 
@@ -42,9 +49,7 @@ def start(processes: Processes, redis_url: str, *extra: str, **env: str) -> tupl
         TICKPIPE_NAMESPACE=NS,
         TICKPIPE_SYMBOLS=",".join(SYMBOLS),
         TICKPIPE_CHANNELS="trade",
-        TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
-        TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
-        TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
+        **mock_binance_env(port),
         **env,
     )
     ingestor = processes.start(
@@ -54,14 +59,7 @@ def start(processes: Processes, redis_url: str, *extra: str, **env: str) -> tupl
 
 
 def add_fault(port: int, fault: dict[str, Any]) -> None:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/_mock/faults",
-        data=json.dumps(fault).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
+    post_to_mock(port, "faults", fault, timeout_s=5)
 
 
 def raw(client: redis.Redis) -> list[RawFrame]:
@@ -85,6 +83,17 @@ def markers(frames: list[RawFrame], event: str) -> list[RawFrame]:
     return [f for f in frames if f.kind == "marker" and json.loads(f.data)["event"] == event]
 
 
+def more_trades_then_drain(
+    client: redis.Redis, ingestor: Stage, processor: Stage, *, more: int
+) -> None:
+    """Wait for ``more`` trades, stop the ingestor, let the processor drain raw, stop it."""
+    after = client.xlen(KEYS.trades(P)) + more
+    wait_for(lambda: client.xlen(KEYS.trades(P)) >= after, timeout_s=15, what="more trades")
+    assert ingestor.stop() == 0, ingestor.tail()
+    wait_for(lambda: processor_idle(client), timeout_s=15, what="the processor to drain raw")
+    assert processor.stop() == 0, processor.tail()
+
+
 def test_dropped_connection_is_back_and_missed_trades_are_backfilled_exactly_once(
     redis_server: RedisServer, processes: Processes
 ) -> None:
@@ -101,11 +110,7 @@ def test_dropped_connection_is_back_and_missed_trades_are_backfilled_exactly_onc
     wait_for(lambda: health(client).get("rest_backfilled", 0) >= 5, timeout_s=15,
              what="missed trades backfilled")  # fmt: skip
     # ... and a few seconds more of live trades after the reconnect
-    after = client.xlen(KEYS.trades(P)) + 60
-    wait_for(lambda: client.xlen(KEYS.trades(P)) >= after, timeout_s=15, what="more trades")
-    assert ingestor.stop() == 0, ingestor.tail()
-    wait_for(lambda: processor_idle(client), timeout_s=15, what="the processor to drain raw")
-    assert processor.stop() == 0, processor.tail()
+    more_trades_then_drain(client, ingestor, processor, more=60)
     ids: dict[str, list[int]] = defaultdict(list)
     for _, fields in client.xrange(KEYS.trades(P)):
         trade = Trade.from_fields(fields)

@@ -14,16 +14,17 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Processes, RedisServer, wait_for
+from tests.e2e.pipeline_support import trades_once
 from tests.e2e.test_ingestor_faults import (
     KEYS,
     P,
     add_fault,
     health,
     markers,
-    processor_idle,
+    more_trades_then_drain,
     start,
 )
-from tickpipe.common.schema import RawFrame, Trade
+from tickpipe.common.schema import RawFrame
 from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
@@ -47,22 +48,16 @@ def test_lifetime_rotation_and_server_shutdown_leave_no_gap_and_no_duplicate(
     add_fault(port, {"type": "server_shutdown", "kind": "stream"})
     wait_for(lambda: health(client).get("rotations", 0) > before, timeout_s=15,
              what="a rotation on serverShutdown")  # fmt: skip
-    after = client.xlen(KEYS.trades(P)) + 40
-    wait_for(lambda: client.xlen(KEYS.trades(P)) >= after, timeout_s=15, what="more trades")
-    assert ingestor.stop() == 0, ingestor.tail()
-    wait_for(lambda: processor_idle(client), timeout_s=15, what="the processor to drain raw")
-    assert processor.stop() == 0, processor.tail()
+    more_trades_then_drain(client, ingestor, processor, more=40)
 
     frames = [RawFrame.from_fields(f) for _, f in client.xrange(KEYS.raw(P))]
     reasons = Counter(json.loads(m.data).get("reason") for m in markers(frames, "rotate"))
     assert reasons["serverShutdown"] >= 1 and sum(reasons.values()) >= 3, reasons
     assert markers(frames, "gap") == []
 
-    trades = [Trade.from_fields(f) for _, f in client.xrange(KEYS.trades(P))]
-    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
-    assert [k for k, n in seen.items() if n > 1] == []
+    trades = trades_once(client, KEYS, P)
     sent = {(t["symbol"], int(t["trade_id"])) for t in read_ground_truth(truth_path).trades_sent()}
-    assert sent == set(seen)
+    assert sent == {(t.symbol, int(t.trade_id)) for t in trades}
     for symbol in {s for s, _ in sent}:
         ids = sorted(i for s, i in sent if s == symbol)
         assert ids == list(range(ids[0], ids[-1] + 1)), f"{symbol}: the mock skipped trades"

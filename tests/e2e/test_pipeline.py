@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Processes, RedisServer, drain_and_stop, wait_for
+from tests.e2e.conftest import Processes, RedisServer
+from tests.e2e.pipeline_support import entries, placed_ids, run_to_orders, trades_once
+from tests.e2e.pipeline_support import entries as _entries  # noqa: F401  (other tests import it)
 from tests.e2e.scenario_support import reference_bars
 from tickpipe.common.names import Keys, Partition
-from tickpipe.common.schema import Bar, Signal, Trade, decode_fields
-from tickpipe.common.units import client_order_id_for
+from tickpipe.common.schema import Bar
 from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
@@ -26,10 +27,6 @@ NS = "e2e"
 KEYS = Keys(NS)
 P = Partition("binance", 0)
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
-
-
-def _entries(client, stream: str) -> list[tuple[str, dict[str, str]]]:  # type: ignore[no-untyped-def]
-    return [(i.decode(), decode_fields(f)) for i, f in client.xrange(stream)]
 
 
 def test_pipeline_end_to_end_against_ground_truth(
@@ -43,28 +40,16 @@ def test_pipeline_end_to_end_against_ground_truth(
         "--ground-truth", str(truth_path),
     )  # fmt: skip
     client = redis_server.client()
-    try:
-        wait_for(lambda: client.xlen(KEYS.trades(P)) >= 300, timeout_s=40,
-                 what="300 trades in the trades stream")  # fmt: skip
-        wait_for(lambda: client.xlen(KEYS.signals(P)) >= 2, timeout_s=40, what="two signals")
-        wait_for(lambda: client.xlen(KEYS.order_updates("binance")) >= 2, timeout_s=30,
-                 what="order updates from the private stream")  # fmt: skip
-        # Stop the input, then let the processor and the trader drain what is buffered.
-        drain_and_stop(client, KEYS, P, stages)
-    except AssertionError:
-        print(processes.dump_logs())
-        raise
+    run_to_orders(processes, client, KEYS, P, stages, trades=300)
 
     truth = read_ground_truth(truth_path)
 
     # 1. Every trade the mock sent is in the trades stream exactly once.
-    trades = [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(P))]
-    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
-    assert [k for k, n in seen.items() if n > 1] == []
+    trades = trades_once(client, KEYS, P)
     sent = truth.trades_sent()
     sent_ids = {(t["symbol"], int(t["trade_id"])) for t in sent}
     assert len(sent_ids) >= 300
-    assert sent_ids == set(seen)
+    assert sent_ids == {(t.symbol, int(t.trade_id)) for t in trades}
     by_id = {(t["symbol"], int(t["trade_id"])): t for t in sent}
     for t in trades:
         expected = by_id[(t.symbol, int(t.trade_id))]
@@ -73,7 +58,7 @@ def test_pipeline_end_to_end_against_ground_truth(
 
     # 2. The 1-minute bars (latest revision of each) equal bars computed with pandas.
     latest: dict[tuple[str, int], Bar] = {}
-    for _, fields in _entries(client, KEYS.bars(P, "1m")):
+    for _, fields in entries(client, KEYS.bars(P, "1m")):
         bar = Bar.from_fields(fields)
         latest[(bar.symbol, bar.ts_open)] = bar
     expected_bars = reference_bars(sent)
@@ -89,10 +74,9 @@ def test_pipeline_end_to_end_against_ground_truth(
         assert Decimal(bar.volume) == row["volume"] and bar.trades == row["trades"]
 
     # 3. Each signal produced exactly one order at the mock, and nothing else was ordered.
-    signals = [Signal.from_fields(f) for _, f in _entries(client, KEYS.signals(P))]
-    assert len(signals) >= 2
+    assert client.xlen(KEYS.signals(P)) >= 2
     orders = Counter(o["client_order_id"] for o in truth.orders())
-    expected_ids = {client_order_id_for(s.signal_id) for s in signals if s.action == "place"}
+    expected_ids = placed_ids(client, KEYS, P)
     assert dict(orders) == dict.fromkeys(expected_ids, 1)
-    recorded = {f.get("client_order_id") for _, f in _entries(client, KEYS.orders("binance"))}
+    recorded = {f.get("client_order_id") for _, f in entries(client, KEYS.orders("binance"))}
     assert expected_ids <= recorded

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Processes, RedisServer, drain_and_stop, wait_for
-from tests.e2e.test_pipeline import _entries
+from tests.e2e.conftest import Processes, RedisServer
+from tests.e2e.pipeline_support import placed_ids, run_to_orders, trades_once
 from tickpipe.common.names import Keys, Partition
-from tickpipe.common.schema import Signal, Trade
-from tickpipe.common.units import client_order_id_for
 from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
@@ -53,32 +51,20 @@ def test_alpaca_pipeline_end_to_end_against_ground_truth(
     )
     stages = processes.start_pipeline()
     client = redis_server.client()
-    try:
-        wait_for(lambda: client.xlen(KEYS.trades(P)) >= 150, timeout_s=40,
-                 what="150 trades in the trades stream")  # fmt: skip
-        wait_for(lambda: client.xlen(KEYS.signals(P)) >= 2, timeout_s=40, what="two signals")
-        wait_for(lambda: client.xlen(KEYS.order_updates("alpaca")) >= 2, timeout_s=30,
-                 what="order updates from the trading stream")  # fmt: skip
-        drain_and_stop(client, KEYS, P, stages)
-    except AssertionError:
-        print(processes.dump_logs())
-        raise
+    run_to_orders(processes, client, KEYS, P, stages, trades=150)
 
     truth = read_ground_truth(truth_path)
-    trades = [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(P))]
-    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
-    assert [k for k, n in seen.items() if n > 1] == []
+    trades = trades_once(client, KEYS, P)
     sent = {(e["symbol"], int(e["trade_id"])): e for e in truth.events("alpaca_trade_sent")}
     assert len(sent) >= 150
-    assert set(sent) == set(seen)
+    assert set(sent) == {(t.symbol, int(t.trade_id)) for t in trades}
     for t in trades:
         expected = sent[(t.symbol, int(t.trade_id))]
         assert Decimal(t.price) == Decimal(str(expected["price"]))
         assert Decimal(t.qty) == Decimal(str(expected["size"]))
         assert t.ts_event == expected["t"]
 
-    signals = [Signal.from_fields(f) for _, f in _entries(client, KEYS.signals(P))]
     orders = Counter(o["client_order_id"] for o in truth.events("alpaca_order"))
-    expected_ids = {client_order_id_for(s.signal_id) for s in signals if s.action == "place"}
+    expected_ids = placed_ids(client, KEYS, P)
     assert len(expected_ids) >= 2
     assert dict(orders) == dict.fromkeys(expected_ids, 1)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.acl_support import acl_redis, dump_redis, forms, stage_passwords
-from tests.e2e.conftest import Processes, free_port, wait_for
+from tests.e2e.conftest import Processes, free_port, mock_binance_env, wait_for
 from tickpipe.common.names import Keys, Partition
 
 pytestmark = pytest.mark.e2e
@@ -46,9 +46,7 @@ def test_stages_run_under_their_acl_users_and_leak_no_secret(
         processes.env.update(
             TICKPIPE_NAMESPACE=NS,
             TICKPIPE_SYMBOLS="BTCUSDT",
-            TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
-            TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
-            TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
+            **mock_binance_env(port),
             TICKPIPE_HYSTERESIS_BPS="1",
             TICKPIPE_ORDER_QTY="0.01",
             TICKPIPE_LOG_LEVEL="DEBUG",

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 import redis.exceptions as rexc
 
-from tests.e2e.conftest import REPO, free_port, wait_for
+from tests.e2e.conftest import REPO, free_port, stop_process, wait_for
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.health import HealthReporter, read_health
 from tickpipe.common.names import Keys
@@ -63,12 +63,7 @@ def _tls_redis(d: Path) -> Iterator[int]:
     try:
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def test_rediss_url_with_ca_connects_and_runs_commands(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import RedisServer, wait_for
-from tests.e2e.test_pipeline import _entries
+from tests.e2e.pipeline_support import entries as _entries
 from tickpipe.common.names import Keys, Partition
 from tickpipe.common.schema import Signal
 from tickpipe.common.units import client_order_id_for

@@ -9,12 +9,12 @@ without a trace.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import VenueError
 from tickpipe.common.schema import Event, Trade
@@ -38,14 +38,6 @@ class GivingUpClient(BinanceClient):
     def handle_websocket_error(self, error: BaseException) -> float:
         self.gave_up = True
         raise GiveUp(f"giving up after {error}")
-
-
-async def wait_until(condition: object, timeout_s: float = 30.0) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def backlog_full(client: BinanceClient) -> bool:
@@ -75,7 +67,7 @@ def test_close_completes_while_the_buffer_is_full() -> None:
         async with await start_mock(binance_port=0, trades_per_s=RATE) as mock:
             client = client_for(mock)
             await started(mock, client)
-            await wait_until(lambda: backlog_full(client))
+            await until(lambda: backlog_full(client), timeout_s=30)
             await asyncio.wait_for(client.close(), 10)
             got = [e async for e in client.process_incoming_data()]
             assert got == [], "after close() the iteration ends at once"
@@ -91,10 +83,10 @@ def test_a_fatal_error_with_a_full_buffer_reaches_the_consumer(policy: Policy) -
             assert isinstance(client, GivingUpClient)
             try:
                 await started(mock, client)
-                await wait_until(lambda: backlog_full(client))
+                await until(lambda: backlog_full(client), timeout_s=30)
                 await mock.inject({"type": "drop", "kind": "stream"})
                 if policy == "drop":  # the reader keeps reading: the error meets a full buffer
-                    await wait_until(lambda: client.gave_up)
+                    await until(lambda: client.gave_up, timeout_s=30)
                 got: list[Event] = []
 
                 async def consume() -> None:
@@ -125,7 +117,7 @@ def test_a_slow_consumer_loses_no_trade_by_default(tmp_path: Path) -> None:
             client = client_for(mock)
             try:
                 await started(mock, client)
-                await wait_until(lambda: backlog_full(client))
+                await until(lambda: backlog_full(client), timeout_s=30)
                 got: list[Event] = []
                 # read the whole backlog and some more
                 async for event in client.process_incoming_data():
@@ -152,8 +144,8 @@ def test_a_slow_consumer_with_policy_drop_sees_every_drop_counted(tmp_path: Path
             client = client_for(mock, policy="drop")
             try:
                 await started(mock, client)
-                await wait_until(lambda: backlog_full(client))
-                await wait_until(lambda: client.dropped >= 100)  # the reader kept reading
+                await until(lambda: backlog_full(client), timeout_s=30)
+                await until(lambda: client.dropped >= 100, timeout_s=30)  # the reader kept reading
                 got: list[Event] = []
                 async for event in client.process_incoming_data():
                     got.append(event)

@@ -16,6 +16,8 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.integration.ingestor_support import running
+from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.names import Partition, shard_for
@@ -51,14 +53,6 @@ def settings_for(mock: MockExchange, **overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(**values)
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 6.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.02)
 
 
 def decode(frame: RawFrame) -> Any:
@@ -249,13 +243,10 @@ def test_connection_limit_waits_until_the_other_session_closes() -> None:
             settings = settings_for(mock, alpaca_encoding="json")
             holder = await connect(settings.alpaca_data_stream_url(), additional_headers=HEADERS)
             ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: "connection limit" in ingestor.stats.last_error)
-            await holder.close()
-            await until(lambda: ingestor.stats.frames_received >= 15)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            async with running(ingestor):
+                await until(lambda: "connection limit" in ingestor.stats.last_error)
+                await holder.close()
+                await until(lambda: ingestor.stats.frames_received >= 15)
         finally:
             await mock.close()
         return ingestor, await entries(redis, settings.keys.raw(Partition("alpaca", 0)))

@@ -16,19 +16,10 @@ from typing import Any
 import fakeredis
 import pytest
 from aiohttp import web
-from websockets.asyncio.server import ServerConnection
 
-from tests.integration.test_ingestor_rest import rest_frames, rest_server
-from tests.integration.test_ingestor_shell import (
-    RAW,
-    entries,
-    fast_backoff,
-    hold_open,
-    settings_for,
-    trade_frame,
-    until,
-    venue,
-)
+from tests.integration.ingestor_support import RAW, entries, sending_trades, trade_frame
+from tests.integration.test_ingestor_rest import ingesting_with_rest, rest_frames
+from tests.waits import until
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.gapwatch import GapWatch
 from tickpipe.ingestor.rest import RestFetcher
@@ -88,25 +79,13 @@ async def run_ingestor(
     before: list[dict[str, str]] | None = None,
 ) -> tuple[list[RawFrame], Ingestor]:
     """Run an ingestor whose venue sends the ``live`` trade ids; ``steps(ingestor, redis)``."""
-
-    async def handler(ws: ServerConnection) -> None:
-        for n in live:
-            await ws.send(trade_frame(n))
-        await hold_open(ws)
-
+    handler = sending_trades(live)
     redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
     for fields in before or ():
         await redis.xadd(CONTROL, fields)  # type: ignore[arg-type]
-    async with venue(handler) as url, rest_server(fake) as rest_url:  # type: ignore[arg-type]
-        ingestor = Ingestor(
-            settings_for(url, binance_rest_url=rest_url), redis=redis, backoff_factory=fast_backoff
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(ingestor.run(stop))
+    async with ingesting_with_rest(handler, fake, redis) as ingestor:  # type: ignore[arg-type]
         await until(lambda: ingestor.stats.frames_received >= len(live))
         await steps(ingestor, redis)
-        stop.set()
-        await asyncio.wait_for(task, 10)
     return await entries(redis, RAW), ingestor
 
 

@@ -13,14 +13,15 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from tests.integration.test_ingestor_shell import (
+from tests.integration.ingestor_support import (
     RAW,
     entries,
-    fast_backoff,
+    fast_ingestor,
+    running,
     settings_for,
-    until,
     venue,
 )
+from tests.waits import until
 from tickpipe.common.names import Partition, shard_for
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.control import request_subscription_change
@@ -78,12 +79,9 @@ def test_two_thousand_streams_are_spread_within_the_caps() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(fake.handler) as url:
             settings = settings_for(url, symbols=symbols, channels=("trade", "bookTicker"))
-            ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: sum(len(s) for s in fake.streams.values()) == 2000, 10)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            ingestor = fast_ingestor(settings, redis)
+            async with running(ingestor):
+                await until(lambda: sum(len(s) for s in fake.streams.values()) == 2000, 10)
         return ingestor
 
     ingestor = asyncio.run(scenario())
@@ -111,17 +109,14 @@ def test_runtime_subscribe_and_unsubscribe_through_the_control_stream() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(fake.handler) as url:
             settings = settings_for(url, channels=("trade", "bookTicker"))
-            ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: ingestor.stats.frames_received >= 2)
-            await request_subscription_change(redis, settings, "subscribe", "ethusdt,NOPEUSDT")
-            await until(lambda: "ethusdt@bookTicker" in fake.streams[0])
-            await until(lambda: ingestor.stats.subscriptions_refused == 2)
-            await request_subscription_change(redis, settings, "unsubscribe", ["BTCUSDT"])
-            await until(lambda: fake.streams[0] == {"ethusdt@trade", "ethusdt@bookTicker"})
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            ingestor = fast_ingestor(settings, redis)
+            async with running(ingestor):
+                await until(lambda: ingestor.stats.frames_received >= 2)
+                await request_subscription_change(redis, settings, "subscribe", "ethusdt,NOPEUSDT")
+                await until(lambda: "ethusdt@bookTicker" in fake.streams[0])
+                await until(lambda: ingestor.stats.subscriptions_refused == 2)
+                await request_subscription_change(redis, settings, "unsubscribe", ["BTCUSDT"])
+                await until(lambda: fake.streams[0] == {"ethusdt@trade", "ethusdt@bookTicker"})
             control = await redis.xrange(settings.keys.control(Partition("binance", 0)))
             assert len(control) == 2
         return await entries(redis, RAW), ingestor
@@ -149,12 +144,9 @@ def test_subscriptions_added_at_runtime_survive_a_restart() -> None:
         async with venue(handler) as url:
             settings = settings_for(url)
             await request_subscription_change(redis, settings, "subscribe", "ETHUSDT")
-            ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: ingestor.stats.frames_received >= 2)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            ingestor = fast_ingestor(settings, redis)
+            async with running(ingestor):
+                await until(lambda: ingestor.stats.frames_received >= 2)
 
     asyncio.run(scenario())
     assert paths == ["/stream?streams=btcusdt@trade/ethusdt@trade"]

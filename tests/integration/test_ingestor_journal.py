@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
+from typing import Any
 
-import fakeredis
 import pytest
-from websockets.asyncio.server import ServerConnection
 
-from tests.integration.test_ingestor_shell import (
+from tests.integration.ingestor_support import (
     RAW,
     entries,
     fast_backoff,
-    hold_open,
+    fast_ingestor,
+    redis_down,
+    running,
+    sending_trades,
     settings_for,
-    trade_frame,
-    until,
     venue,
 )
+from tests.waits import until, xlen_at_least
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.journal import Journal, JournalLocked
@@ -97,16 +97,23 @@ def test_a_second_ingestor_cannot_share_the_journal(tmp_path: Path) -> None:
     Journal(tmp_path, max_bytes=1000).close()
 
 
+def spilling_writer(
+    redis: Any, tmp_path: Path, *, queue_max: int, journal_bytes: int
+) -> tuple[WriteQueue, IngestorStats, Journal, BatchWriter]:
+    """Return a batch writer over a ``queue_max`` queue that spills into a journal."""
+    queue: WriteQueue = asyncio.Queue(maxsize=queue_max)
+    stats = IngestorStats()
+    journal = Journal(tmp_path, max_bytes=journal_bytes)
+    retry = Backoff(base_s=0.01, cap_s=0.05)
+    writer = BatchWriter(redis, queue, stats, journal=journal, retry_backoff=retry)
+    return queue, stats, journal, writer
+
+
 def test_writer_spills_beyond_the_queue_and_drains_in_order(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[int], IngestorStats]:
-        server = fakeredis.FakeServer()
-        redis = fakeredis.FakeAsyncRedis(server=server)
-        server.connected = False
-        queue: WriteQueue = asyncio.Queue(maxsize=20)
-        stats = IngestorStats()
-        journal = Journal(tmp_path, max_bytes=10_000_000)
-        writer = BatchWriter(
-            redis, queue, stats, journal=journal, retry_backoff=Backoff(base_s=0.01, cap_s=0.05)
+        server, redis = redis_down()
+        queue, stats, journal, writer = spilling_writer(
+            redis, tmp_path, queue_max=20, journal_bytes=10_000_000
         )
         task = asyncio.create_task(writer.run())
         for seq in range(1, 1001):  # 50 times what the queue holds; the producer never blocks long
@@ -115,10 +122,7 @@ def test_writer_spills_beyond_the_queue_and_drains_in_order(tmp_path: Path) -> N
         server.connected = True
         for seq in range(1001, 1101):  # newer frames while the journal drains
             await queue.put(item(seq))
-        deadline = time.monotonic() + 5
-        while await redis.xlen(STREAM) < 1100:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await until(lambda: xlen_at_least(redis, STREAM, 1100))
         await queue.put(None)
         await asyncio.wait_for(task, 5)
         journal.close()
@@ -135,26 +139,16 @@ def test_frames_beyond_the_disk_cap_become_a_gap_marker_when_redis_is_back(
     tmp_path: Path,
 ) -> None:
     async def scenario() -> list[RawFrame]:
-        server = fakeredis.FakeServer()
-        redis = fakeredis.FakeAsyncRedis(server=server)
-        server.connected = False
-        queue: WriteQueue = asyncio.Queue(maxsize=10)
-        stats = IngestorStats()
-        journal = Journal(tmp_path, max_bytes=4000)
-        writer = BatchWriter(
-            redis, queue, stats, journal=journal, retry_backoff=Backoff(base_s=0.01, cap_s=0.05)
+        server, redis = redis_down()
+        queue, stats, journal, writer = spilling_writer(
+            redis, tmp_path, queue_max=10, journal_bytes=4000
         )
         task = asyncio.create_task(writer.run())
         for seq in range(1, 501):
             await asyncio.wait_for(queue.put(item(seq)), 2)
-        deadline = time.monotonic() + 5
-        while stats.journal_dropped + stats.journal_spilled < 495:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await until(lambda: stats.journal_dropped + stats.journal_spilled >= 495)
         server.connected = True
-        while not stats.redis_up or writer.spilling:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await until(lambda: stats.redis_up and not writer.spilling)
         await queue.put(None)
         await asyncio.wait_for(task, 5)
         journal.close()
@@ -174,24 +168,16 @@ def test_ingestor_stopped_during_an_outage_keeps_the_journal_and_drains_it_next_
 ) -> None:
     total = 300
 
-    async def handler(ws: ServerConnection) -> None:
-        for n in range(1, total + 1):
-            await ws.send(trade_frame(n))
-        await hold_open(ws)
+    handler = sending_trades(range(1, total + 1))
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
-        server = fakeredis.FakeServer()
-        redis = fakeredis.FakeAsyncRedis(server=server)
-        server.connected = False
+        server, redis = redis_down()
         async with venue(handler) as url:
             settings = settings_for(url, data_dir=str(tmp_path), ingestor_journal_max_mb=16)
-            first = Ingestor(settings, redis=redis, queue_max=20, backoff_factory=fast_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(first.run(stop))
-            await until(lambda: first.stats.frames_received == total)
-            assert first.stats.queue_full_waits < total  # the reader was not held back
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            first = fast_ingestor(settings, redis, queue_max=20)
+            async with running(first):
+                await until(lambda: first.stats.frames_received == total)
+                assert first.stats.queue_full_waits < total  # the reader was not held back
         assert first.stats.dropped_at_stop == 0 and first.stats.journal_spilled == total + 2
         server.connected = True
         second = Ingestor(
@@ -199,11 +185,8 @@ def test_ingestor_stopped_during_an_outage_keeps_the_journal_and_drains_it_next_
             redis=redis,
             backoff_factory=fast_backoff,
         )
-        stop = asyncio.Event()
-        task = asyncio.create_task(second.run(stop))
-        await until(lambda: second.stats.journal_drained == total + 2)
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        async with running(second):
+            await until(lambda: second.stats.journal_drained == total + 2)
         return await entries(redis, RAW), second
 
     got, _ = asyncio.run(scenario())

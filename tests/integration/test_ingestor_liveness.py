@@ -10,21 +10,22 @@ from typing import Any
 
 import fakeredis
 import orjson
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.integration.test_ingestor_shell import (
+from tests.integration.ingestor_support import (
     RAW,
+    Numbered,
     entries,
-    fast_backoff,
     hold_open,
-    settings_for,
+    ingesting,
+    send_trades,
+    sending_trades,
     trade_frame,
-    until,
-    venue,
 )
+from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.connection import WsOptions
@@ -49,31 +50,20 @@ def trade_ids(got: list[RawFrame]) -> list[int]:
 
 
 def test_a_connection_that_goes_mute_is_marked_stale_and_replaced() -> None:
-    connections = 0
-
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        base = connections * 1000
+    @Numbered
+    async def handler(ws: ServerConnection, connection: int) -> None:
+        base = connection * 1000
         with contextlib.suppress(ConnectionClosed):
-            for n in range(20):  # a 20 ms cadence, then silence with pings still answered
-                await ws.send(trade_frame(base + n))
-                await asyncio.sleep(0.02)
+            # A 20 ms cadence, then silence with pings still answered.
+            await send_trades(ws, range(base, base + 20), every_s=0.02)
         await hold_open(ws)
 
     async def scenario() -> tuple[list[RawFrame], Ingestor, float]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url:
-            ingestor = Ingestor(
-                settings_for(url), redis=redis, backoff_factory=fast_backoff, options=FAST
-            )
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        async with ingesting(handler, redis, options=FAST) as ingestor:
             started = time.monotonic()
-            await until(lambda: connections >= 2 and ingestor.stats.frames_received >= 30)
+            await until(lambda: handler.connections >= 2 and ingestor.stats.frames_received >= 30)
             took = time.monotonic() - started
-            stop.set()
-            await asyncio.wait_for(task, 10)
         return await entries(redis, RAW), ingestor, took
 
     got, ingestor, took = asyncio.run(scenario())
@@ -87,14 +77,10 @@ def test_a_connection_that_goes_mute_is_marked_stale_and_replaced() -> None:
 
 
 def test_server_shutdown_rotates_make_before_break() -> None:
-    connections = 0
-
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        if connections == 1:
-            for n in range(1, 4):
-                await ws.send(trade_frame(n))
+    @Numbered
+    async def handler(ws: ServerConnection, connection: int) -> None:
+        if connection == 1:
+            await send_trades(ws, range(1, 4))
             shutdown = {"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": 1}}
             await ws.send(orjson.dumps(shutdown).decode())
             n = 4
@@ -105,26 +91,18 @@ def test_server_shutdown_rotates_make_before_break() -> None:
                     await asyncio.sleep(0.01)
             return
         await asyncio.sleep(0.1)
-        for n in range(1000, 1005):
-            await ws.send(trade_frame(n))
+        await send_trades(ws, range(1000, 1005))
         await hold_open(ws)
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url:
-            ingestor = Ingestor(
-                settings_for(url), redis=redis, backoff_factory=fast_backoff, options=FAST
-            )
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        async with ingesting(handler, redis, options=FAST) as ingestor:
             await until(lambda: ingestor.stats.rotations == 1)
 
             async def has_new_frames() -> bool:
                 return 1004 in trade_ids(await entries(redis, RAW))
 
             await until(has_new_frames)
-            stop.set()
-            await asyncio.wait_for(task, 10)
         return await entries(redis, RAW), ingestor
 
     got, ingestor = asyncio.run(scenario())
@@ -146,29 +124,17 @@ def test_server_shutdown_rotates_make_before_break() -> None:
 
 
 def test_the_lifetime_limit_rotates_before_the_venue_cuts() -> None:
-    connections = 0
-
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        base = connections * 1000
+    @Numbered
+    async def handler(ws: ServerConnection, connection: int) -> None:
+        base = connection * 1000
         with contextlib.suppress(ConnectionClosed):
-            for n in range(1000):
-                await ws.send(trade_frame(base + n))
-                await asyncio.sleep(0.01)
+            await send_trades(ws, range(base, base + 1000), every_s=0.01)
 
     async def scenario() -> list[RawFrame]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         options = WsOptions(lifetime_s=0.5, stale_floor_s=1.0, rotate_timeout_s=3.0)
-        async with venue(handler) as url:
-            ingestor = Ingestor(
-                settings_for(url), redis=redis, backoff_factory=fast_backoff, options=options
-            )
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        async with ingesting(handler, redis, options=options) as ingestor:
             await until(lambda: ingestor.stats.rotations >= 2)
-            stop.set()
-            await asyncio.wait_for(task, 10)
         return await entries(redis, RAW)
 
     got = asyncio.run(scenario())
@@ -178,28 +144,21 @@ def test_the_lifetime_limit_rotates_before_the_venue_cuts() -> None:
 
 
 def test_a_connection_dropped_soon_after_opening_keeps_backing_off() -> None:
-    connections = 0
     backoffs: list[Backoff] = []
 
     def recording_backoff() -> Backoff:
         backoffs.append(Backoff(base_s=0.001, cap_s=0.01, healthy_after_s=10.0))
         return backoffs[-1]
 
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        await ws.send(trade_frame(connections))
+    @Numbered
+    async def handler(ws: ServerConnection, connection: int) -> None:
+        await ws.send(trade_frame(connection))
         await ws.close(1001, "going away")
 
     async def scenario() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url:
-            ingestor = Ingestor(settings_for(url), redis=redis, backoff_factory=recording_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: connections >= 5)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+        async with ingesting(handler, redis, backoff_factory=recording_backoff):
+            await until(lambda: handler.connections >= 5)
 
     asyncio.run(scenario())
     assert backoffs[0].attempt >= 4  # never reset by the short-lived connections
@@ -215,22 +174,13 @@ def test_a_418_handshake_waits_for_retry_after() -> None:
             return Response(418, "I'm a teapot", headers, b"")
         return None
 
-    async def handler(ws: ServerConnection) -> None:
-        await ws.send(trade_frame(1))
-        await hold_open(ws)
+    handler = sending_trades([1])
 
     async def scenario() -> list[RawFrame]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with serve(handler, "127.0.0.1", 0, process_request=refuse_first) as server:
-            port = next(iter(server.sockets)).getsockname()[1]
-            ingestor = Ingestor(
-                settings_for(f"ws://127.0.0.1:{port}"), redis=redis, backoff_factory=fast_backoff
-            )
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        serve_kw = {"process_request": refuse_first}
+        async with ingesting(handler, redis, serve_kw=serve_kw) as ingestor:
             await until(lambda: ingestor.stats.frames_received >= 1)
-            stop.set()
-            await asyncio.wait_for(task, 10)
         return await entries(redis, RAW)
 
     got = asyncio.run(scenario())

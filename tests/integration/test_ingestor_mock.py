@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 import fakeredis
 import orjson
 import pytest
 
+from tests.integration.ingestor_support import running
+from tests.waits import until
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Secret, Settings
@@ -37,14 +38,6 @@ def settings_for(mock: Any, api_key: str, shards: int = 2) -> Settings:
     )
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.02)
-
-
 def test_trade_ids_in_raw_are_contiguous_per_symbol_and_user_data_is_subscribed() -> None:
     async def scenario() -> tuple[dict[str, list[RawFrame]], list[RawFrame], Ingestor, Any]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
@@ -52,13 +45,10 @@ def test_trade_ids_in_raw_are_contiguous_per_symbol_and_user_data_is_subscribed(
         try:
             settings = settings_for(mock, "mock-key")
             ingestor = Ingestor(settings, redis=redis)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: ingestor.stats.private_subscribed)
-            await until(lambda: ingestor.stats.frames_received >= 100)
-            status = mock.status()
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            async with running(ingestor):
+                await until(lambda: ingestor.stats.private_subscribed)
+                await until(lambda: ingestor.stats.frames_received >= 100)
+                status = mock.status()
         finally:
             await mock.close()
         raw = {

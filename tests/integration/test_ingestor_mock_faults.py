@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import fakeredis
 import pytest
 
-from tests.integration.test_ingestor_shell import entries, until
+from tests.integration.ingestor_support import entries, running
+from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Settings
@@ -46,6 +49,19 @@ def ingestor_for(settings: Settings, **kw: Any) -> Ingestor:
     )
 
 
+@contextlib.asynccontextmanager
+async def ingesting(
+    options: WsOptions | None = None, **mock_kw: Any
+) -> AsyncIterator[tuple[MockExchange, Ingestor]]:
+    """Run an ingestor against a mock trading 50 a second until the block ends."""
+    mock = await start_mock(binance_port=0, trades_per_s=50, **mock_kw)
+    async with mock:
+        extra = {"symbols": mock_kw["symbols"]} if "symbols" in mock_kw else {}
+        ingestor = ingestor_for(settings_for(mock, **extra), options=options)
+        async with running(ingestor):
+            yield mock, ingestor
+
+
 def events(got: list[RawFrame], event: str) -> list[dict[str, Any]]:
     out = [json.loads(f.data) for f in got if f.kind == "marker"]
     return [m for m in out if m["event"] == event]
@@ -67,20 +83,14 @@ def trade_ids(got: list[RawFrame], symbol: str) -> list[int]:
 
 def test_server_shutdown_rotates_without_losing_a_trade() -> None:
     async def scenario() -> list[RawFrame]:
-        mock = await start_mock(binance_port=0, trades_per_s=50)
-        async with mock:
-            ingestor = ingestor_for(settings_for(mock))
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        async with ingesting() as (mock, ingestor):
             await until(lambda: ingestor.stats.frames_received >= 20)
             await mock.inject({"type": "server_shutdown", "kind": "stream", "grace": 1.0})
             await until(lambda: ingestor.stats.rotations == 1)
             after = ingestor.stats.frames_received + 20
             await until(lambda: ingestor.stats.frames_received >= after)
-            stop.set()
-            await asyncio.wait_for(task, 10)
-            assert ingestor.stats.trade_gaps == 0
-            return await entries(ingestor.redis, RAW)
+        assert ingestor.stats.trade_gaps == 0
+        return await entries(ingestor.redis, RAW)
 
     got = asyncio.run(scenario())
     rotate = events(got, "rotate")
@@ -92,17 +102,11 @@ def test_server_shutdown_rotates_without_losing_a_trade() -> None:
 
 def test_a_trade_gap_is_backfilled_from_the_mock_rest_api() -> None:
     async def scenario() -> list[RawFrame]:
-        mock = await start_mock(binance_port=0, trades_per_s=50)
-        async with mock:
-            ingestor = ingestor_for(settings_for(mock))
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        async with ingesting() as (mock, ingestor):
             await until(lambda: ingestor.stats.frames_received >= 10)
             await mock.inject({"type": "trade_gap", "symbol": "ETHUSDT", "count": 4})
             await until(lambda: ingestor.stats.rest_backfilled >= 4)
-            stop.set()
-            await asyncio.wait_for(task, 10)
-            return await entries(ingestor.redis, RAW)
+        return await entries(ingestor.redis, RAW)
 
     got = asyncio.run(scenario())
     ids = trade_ids(got, "ETHUSDT")
@@ -114,19 +118,13 @@ def test_a_trade_gap_is_backfilled_from_the_mock_rest_api() -> None:
 
 def test_a_stalled_mock_connection_is_replaced() -> None:
     async def scenario() -> Ingestor:
-        mock = await start_mock(binance_port=0, trades_per_s=50)
-        async with mock:
-            options = WsOptions(stale_floor_s=0.5, stale_max_s=10.0)
-            ingestor = ingestor_for(settings_for(mock), options=options)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        options = WsOptions(stale_floor_s=0.5, stale_max_s=10.0)
+        async with ingesting(options) as (mock, ingestor):
             await until(lambda: ingestor.stats.frames_received >= 50)
             await mock.inject({"type": "stall", "kind": "stream", "duration": 1.5})
             await until(lambda: ingestor.stats.stale_detected >= 1)
             await until(lambda: ingestor.stats.reconnects >= 1)
-            stop.set()
-            await asyncio.wait_for(task, 10)
-            return ingestor
+        return ingestor
 
     ingestor = asyncio.run(scenario())
     assert ingestor.stats.stale_detected >= 1
@@ -137,22 +135,15 @@ def test_frames_a_proxy_re_encodes_still_feed_gap_detection_and_liveness(style: 
     """``{"stream": "`` with a space (or indented, or keys reordered) is still a data frame."""
 
     async def scenario() -> list[RawFrame]:
-        mock = await start_mock(
-            binance_port=0, trades_per_s=50, faults=[{"type": "reformat", "style": style}]
-        )
-        async with mock:
-            options = WsOptions(stale_floor_s=0.5, stale_max_s=60.0)
-            ingestor = ingestor_for(settings_for(mock), options=options)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        options = WsOptions(stale_floor_s=0.5, stale_max_s=60.0)
+        faults = [{"type": "reformat", "style": style}]
+        async with ingesting(options, faults=faults) as (mock, ingestor):
             await until(lambda: ingestor.stats.frames_received >= 20)
             await mock.inject({"type": "trade_gap", "symbol": "ETHUSDT", "count": 4})
             await until(lambda: ingestor.stats.rest_backfilled >= 4, 10)
             await mock.inject({"type": "stall", "kind": "stream", "duration": 3})
             await until(lambda: ingestor.stats.stale_detected >= 1, 10)
-            stop.set()
-            await asyncio.wait_for(task, 10)
-            return await entries(ingestor.redis, RAW)
+        return await entries(ingestor.redis, RAW)
 
     got = asyncio.run(scenario())
     trades = [f for f in got if f.kind == "ws" and '"trade"' in f.data]
@@ -172,21 +163,17 @@ def test_a_frame_over_the_size_limit_is_recorded_and_its_trade_backfilled(
     truth_file = tmp_path / "truth.jsonl"
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
-        mock = await start_mock(
-            binance_port=0, trades_per_s=50, symbols=symbols, ground_truth_path=str(truth_file)
-        )
-        async with mock:
-            options = WsOptions(max_frame_bytes=64 * 1024)
-            ingestor = ingestor_for(settings_for(mock, symbols=symbols), options=options)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        options = WsOptions(max_frame_bytes=64 * 1024)
+        truth_path = str(truth_file)
+        async with ingesting(options, symbols=symbols, ground_truth_path=truth_path) as (
+            mock,
+            ingestor,
+        ):
             await until(lambda: ingestor.stats.frames_received >= 20)
             await mock.inject({"type": "oversized", "stream": "ethusdt@trade", "bytes": 100_000})
             await until(lambda: ingestor.stats.oversized_frames == 1, 10)
             await until(lambda: ingestor.stats.backfills_complete >= 1, 10)
-            stop.set()
-            await asyncio.wait_for(task, 10)
-            return await entries(ingestor.redis, RAW), ingestor
+        return await entries(ingestor.redis, RAW), ingestor
 
     got, ingestor = asyncio.run(scenario())
     [marker] = events(got, "oversized_frame")
@@ -213,12 +200,8 @@ def test_one_silenced_stream_is_detected_marked_and_its_trades_recovered() -> No
     """One subscription goes silent at the mock while its sibling on the connection flows."""
 
     async def scenario() -> list[RawFrame]:
-        mock = await start_mock(binance_port=0, trades_per_s=50)
-        async with mock:
-            options = WsOptions(stale_floor_s=0.5, stale_max_s=30.0)
-            ingestor = ingestor_for(settings_for(mock), options=options)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        options = WsOptions(stale_floor_s=0.5, stale_max_s=30.0)
+        async with ingesting(options) as (mock, ingestor):
             await until(lambda: ingestor.stats.frames_received >= 100)
             await mock.inject({"type": "stall", "stream": "btcusdt@trade", "duration": 3.0})
             await until(lambda: ingestor.stats.streams_silent >= 1)
@@ -230,9 +213,7 @@ def test_one_silenced_stream_is_detected_marked_and_its_trades_recovered() -> No
             await until(lambda: ingestor.stats.rest_backfilled >= 1, timeout_s=20)
             after = ingestor.stats.frames_received + 50
             await until(lambda: ingestor.stats.frames_received >= after)
-            stop.set()
-            await asyncio.wait_for(task, 10)
-            return await entries(ingestor.redis, RAW)
+        return await entries(ingestor.redis, RAW)
 
     got = asyncio.run(scenario())
     silence = [g for g in events(got, "gap") if g.get("kind") == "silence"]

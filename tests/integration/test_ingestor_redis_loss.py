@@ -16,8 +16,9 @@ from typing import Any
 
 import fakeredis
 
+from tests.integration.ingestor_support import entries, running
 from tests.integration.test_ingestor_mock_faults import RAW, events, settings_for, trade_ids
-from tests.integration.test_ingestor_shell import entries, until
+from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.shell import Ingestor
@@ -45,23 +46,20 @@ def test_trades_redis_lost_in_an_outage_are_marked_and_backfilled(tmp_path: Path
                 settings_for(mock), redis=redis,
                 backoff_factory=lambda: Backoff(base_s=0.01, cap_s=0.05),
             )  # fmt: skip
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: ingestor.stats.entries_written >= 80, 10)
-            server.connected = False
-            await until(lambda: not ingestor.stats.redis_up)
-            # Redis comes back without the last 30 entries it had acknowledged.
-            sync = fakeredis.FakeRedis(server=server)
-            server.connected = True
-            cut = sync.xrevrange(RAW, count=30)
-            sync.xdel(RAW, *[entry_id for entry_id, _ in cut])
-            lost = live_trades([RawFrame.from_fields(f) for _, f in cut])
-            await until(lambda: ingestor.stats.redis_up)
-            await until(lambda: ingestor.stats.backfills_complete >= len(lost), 10)
-            after = ingestor.stats.frames_received + 40
-            await until(lambda: ingestor.stats.frames_received >= after, 10)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            async with running(ingestor):
+                await until(lambda: ingestor.stats.entries_written >= 80, 10)
+                server.connected = False
+                await until(lambda: not ingestor.stats.redis_up)
+                # Redis comes back without the last 30 entries it had acknowledged.
+                sync = fakeredis.FakeRedis(server=server)
+                server.connected = True
+                cut = sync.xrevrange(RAW, count=30)
+                sync.xdel(RAW, *[entry_id for entry_id, _ in cut])
+                lost = live_trades([RawFrame.from_fields(f) for _, f in cut])
+                await until(lambda: ingestor.stats.redis_up)
+                await until(lambda: ingestor.stats.backfills_complete >= len(lost), 10)
+                after = ingestor.stats.frames_received + 40
+                await until(lambda: ingestor.stats.frames_received >= after, 10)
             return await entries(redis, RAW), lost, ingestor
 
     got, lost, ingestor = asyncio.run(scenario())

@@ -12,19 +12,25 @@ import fakeredis
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection
 
-from tests.integration.test_ingestor_shell import (
+from tests.integration.ingestor_support import (
     RAW,
+    Handler,
+    Numbered,
     entries,
-    fast_backoff,
+    fast_ingestor,
     hold_open,
+    running,
+    send_trades,
+    sending,
     settings_for,
-    trade_frame,
-    until,
     venue,
 )
+from tests.waits import until
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.shell import Ingestor
+
+DEPTH = ("depth@100ms",)
 
 
 class FakeRest:
@@ -69,16 +75,23 @@ def rest_frames(got: list[RawFrame], channel: str) -> list[dict[str, Any]]:
     return [json.loads(f.data) for f in got if f.kind == "rest" and f.channel == channel]
 
 
-def test_a_reconnect_that_skipped_trades_is_backfilled_over_rest() -> None:
-    connections = 0
+@contextlib.asynccontextmanager
+async def ingesting_with_rest(
+    handler: Handler, fake: FakeRest, redis: Any, **extra: Any
+) -> AsyncIterator[Ingestor]:
+    """Run an ingestor against the venue ``handler`` with ``fake`` as its REST API."""
+    async with venue(handler) as url, rest_server(fake) as rest_url:
+        settings = settings_for(url, binance_rest_url=rest_url, **extra)
+        ingestor = fast_ingestor(settings, redis)
+        async with running(ingestor):
+            yield ingestor
 
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        ids = range(1, 4) if connections == 1 else range(2500, 2503)
-        for n in ids:
-            await ws.send(trade_frame(n))
-        if connections == 1:
+
+def test_a_reconnect_that_skipped_trades_is_backfilled_over_rest() -> None:
+    @Numbered
+    async def handler(ws: ServerConnection, connection: int) -> None:
+        await send_trades(ws, range(1, 4) if connection == 1 else range(2500, 2503))
+        if connection == 1:
             await ws.close(1001, "going away")
             return
         await hold_open(ws)
@@ -86,16 +99,10 @@ def test_a_reconnect_that_skipped_trades_is_backfilled_over_rest() -> None:
     async def scenario() -> list[RawFrame]:
         fake = FakeRest()
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url, rest_server(fake) as rest_url:
-            settings = settings_for(url, binance_rest_url=rest_url)
-            ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        async with ingesting_with_rest(handler, fake, redis) as ingestor:
             await until(lambda: ingestor.stats.rest_backfilled == 2496)
-            stop.set()
-            await asyncio.wait_for(task, 10)
-            assert [c[1]["fromId"] for c in fake.calls] == ["4", "1004", "2004"]
-            assert ingestor.stats.trade_gaps == 1
+        assert [c[1]["fromId"] for c in fake.calls] == ["4", "1004", "2004"]
+        assert ingestor.stats.trade_gaps == 1
         return await entries(redis, RAW)
 
     got = asyncio.run(scenario())
@@ -110,25 +117,17 @@ def test_a_reconnect_that_skipped_trades_is_backfilled_over_rest() -> None:
 
 
 def test_depth_snapshots_at_connect_and_on_request_wait_for_retry_after() -> None:
-    async def handler(ws: ServerConnection) -> None:
-        frame = {"stream": "btcusdt@depth@100ms", "data": {"e": "depthUpdate", "u": 1}}
-        await ws.send(json.dumps(frame, separators=(",", ":")))
-        await hold_open(ws)
+    frame = {"stream": "btcusdt@depth@100ms", "data": {"e": "depthUpdate", "u": 1}}
+    handler = sending([json.dumps(frame, separators=(",", ":"))])
 
     async def scenario() -> tuple[list[RawFrame], FakeRest]:
         fake = FakeRest(throttle_first=True)
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url, rest_server(fake) as rest_url:
-            settings = settings_for(url, binance_rest_url=rest_url, channels=("depth@100ms",))
-            ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        async with ingesting_with_rest(handler, fake, redis, channels=DEPTH) as ingestor:
             await until(lambda: ingestor.stats.rest_snapshots == 1)
-            control = settings.keys.control(Partition("binance", 0))
+            control = ingestor.settings.keys.control(Partition("binance", 0))
             await redis.xadd(control, {"action": "snapshot", "symbol": "BTCUSDT", "reason": "gap"})
             await until(lambda: ingestor.stats.rest_snapshots == 2)
-            stop.set()
-            await asyncio.wait_for(task, 10)
         return await entries(redis, RAW), fake
 
     got, fake = asyncio.run(scenario())
@@ -156,16 +155,10 @@ def test_a_depth_gap_is_marked_and_a_fresh_snapshot_fetched() -> None:
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         fake = FakeRest()
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url, rest_server(fake) as rest_url:
-            settings = settings_for(url, binance_rest_url=rest_url, channels=("depth@100ms",))
-            ingestor = Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        async with ingesting_with_rest(handler, fake, redis, channels=DEPTH) as ingestor:
             await until(lambda: ingestor.stats.rest_snapshots == 1)
             snapshot_taken.set()
             await until(lambda: ingestor.stats.rest_snapshots == 2)
-            stop.set()
-            await asyncio.wait_for(task, 10)
         return await entries(redis, RAW), ingestor
 
     got, ingestor = asyncio.run(scenario())

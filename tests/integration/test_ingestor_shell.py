@@ -3,95 +3,44 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import fakeredis
 import orjson
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 
-from tickpipe.common.backoff import Backoff
+from tests.integration.ingestor_support import (
+    PRIVATE,
+    RAW,
+    Handler,
+    Numbered,
+    entries,
+    fast_backoff,
+    fast_ingestor,
+    hold_open,
+    ingesting,
+    redis_down,
+    running,
+    send_trades,
+    sending_trades,
+    settings_for,
+    trade_frame,
+    venue,
+)
+from tests.waits import until, xlen_at_least
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.schema import RawFrame
-from tickpipe.common.settings import Secret, Settings
+from tickpipe.common.settings import Secret
 from tickpipe.ingestor.shell import Ingestor, run
 
-Handler = Callable[[ServerConnection], Awaitable[None]]
 API_KEY, API_SECRET = "it-key-5f2c", "it-secret-9a7e"
-
-
-def trade_frame(trade_id: int, symbol: str = "BTCUSDT") -> str:
-    data = {
-        "e": "trade",
-        "E": 1_723_161_255_343,
-        "s": symbol,
-        "t": trade_id,
-        "p": "61837.63000000",
-        "q": "0.02000000",
-        "T": 1_723_161_255_342,
-        "m": True,
-        "M": True,
-    }
-    return orjson.dumps({"stream": f"{symbol.lower()}@trade", "data": data}).decode()
-
-
-@contextlib.asynccontextmanager
-async def venue(handler: Handler) -> AsyncIterator[str]:
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        yield f"ws://127.0.0.1:{port}"
-
-
-def settings_for(url: str, **extra: Any) -> Settings:
-    values: dict[str, Any] = {
-        "namespace": "it",
-        "symbols": ("BTCUSDT",),
-        "binance_ws_url": url,
-        "binance_ws_api_url": f"{url}/ws-api/v3",
-        "instance": "test-1",
-        "health_interval_s": 0.05,
-        "ingestor_journal_max_mb": 0,
-        "channels": ("trade",),
-    }
-    values.update(extra)
-    return Settings(**values)
-
-
-def fast_backoff() -> Backoff:
-    return Backoff(base_s=0.01, cap_s=0.05, healthy_after_s=10.0)
-
-
-async def until(condition: Callable[[], Any], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
-
-
-async def entries(redis: Any, stream: str) -> list[RawFrame]:
-    return [RawFrame.from_fields(fields) for _, fields in await redis.xrange(stream)]
-
-
-async def hold_open(ws: ServerConnection) -> None:
-    with contextlib.suppress(Exception):
-        await ws.wait_closed()
-
-
-RAW = "it:{binance:0}:raw"
-PRIVATE = "it:{binance}:private-raw"
 
 
 def test_frames_land_in_order_with_markers_in_natural_batches() -> None:
@@ -107,23 +56,20 @@ def test_frames_land_in_order_with_markers_in_natural_batches() -> None:
     async def scenario() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(handler) as url:
-            ingestor = Ingestor(settings_for(url), redis=redis, backoff_factory=fast_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: _xlen_at_least(redis, RAW, 501))
-            health_key = "it:health:ingestor:test-1"
+            ingestor = fast_ingestor(settings_for(url), redis)
+            async with running(ingestor):
+                await until(lambda: xlen_at_least(redis, RAW, 501))
+                health_key = "it:health:ingestor:test-1"
 
-            async def health_shows_all_frames() -> bool:
-                raw = await redis.get(health_key)
-                return raw is not None and orjson.loads(raw)["entries_written"] == 501
+                async def health_shows_all_frames() -> bool:
+                    raw = await redis.get(health_key)
+                    return raw is not None and orjson.loads(raw)["entries_written"] == 501
 
-            await until(health_shows_all_frames)
-            health = orjson.loads(await redis.get(health_key))
-            assert health["status"] == "ok"
-            assert health["connections_up"] == 1 and health["connections"] == 1
-            assert health["frames_received"] == 500 and health["queue_depth"] == 0
-            stop.set()
-            await asyncio.wait_for(task, 10)
+                await until(health_shows_all_frames)
+                health = orjson.loads(await redis.get(health_key))
+                assert health["status"] == "ok"
+                assert health["connections_up"] == 1 and health["connections"] == 1
+                assert health["frames_received"] == 500 and health["queue_depth"] == 0
             assert not await redis.exists(health_key)
 
         assert paths == ["/stream?streams=btcusdt@trade"]
@@ -147,34 +93,20 @@ def test_frames_land_in_order_with_markers_in_natural_batches() -> None:
     asyncio.run(scenario())
 
 
-async def _xlen_at_least(redis: Any, stream: str, count: int) -> bool:
-    return bool(await redis.xlen(stream) >= count)
-
-
 def test_reconnects_after_the_venue_drops_the_connection() -> None:
-    connections = 0
-
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        if connections == 1:
-            for n in range(1, 4):
-                await ws.send(trade_frame(n))
+    @Numbered
+    async def handler(ws: ServerConnection, connection: int) -> None:
+        if connection == 1:
+            await send_trades(ws, range(1, 4))
             await ws.close(1001, "going away")
             return
-        for n in range(4, 6):
-            await ws.send(trade_frame(n))
+        await send_trades(ws, range(4, 6))
         await hold_open(ws)
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url:
-            ingestor = Ingestor(settings_for(url), redis=redis, backoff_factory=fast_backoff)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: _xlen_at_least(redis, RAW, 8))
-            stop.set()
-            await asyncio.wait_for(task, 10)
+        async with ingesting(handler, redis) as ingestor:
+            await until(lambda: xlen_at_least(redis, RAW, 8))
         return await entries(redis, RAW), ingestor
 
     got, ingestor = asyncio.run(scenario())
@@ -206,21 +138,11 @@ def test_redis_outage_applies_back_pressure_and_loses_nothing(
 ) -> None:
     total = 300
 
-    async def handler(ws: ServerConnection) -> None:
-        for n in range(1, total + 1):
-            await ws.send(trade_frame(n))
-        await hold_open(ws)
+    handler = sending_trades(range(1, total + 1))
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
-        server = fakeredis.FakeServer()
-        redis = fakeredis.FakeAsyncRedis(server=server)
-        server.connected = False
-        async with venue(handler) as url:
-            ingestor = Ingestor(
-                settings_for(url), redis=redis, queue_max=20, backoff_factory=fast_backoff
-            )
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
+        server, redis = redis_down()
+        async with ingesting(handler, redis, queue_max=20) as ingestor:
             await until(lambda: ingestor.stats.queue_full_waits > 0)
             writer = ingestor.writer
             assert writer is not None
@@ -229,9 +151,7 @@ def test_redis_outage_applies_back_pressure_and_loses_nothing(
             assert ingestor.stats.redis_up is False
             assert ingestor.stats.frames_received < total  # the reader is held back
             server.connected = True
-            await until(lambda: _xlen_at_least(redis, RAW, total + 1))
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            await until(lambda: xlen_at_least(redis, RAW, total + 1))
         return await entries(redis, RAW), ingestor
 
     with caplog.at_level(logging.WARNING, logger="tickpipe.ingestor"):
@@ -249,25 +169,15 @@ def test_redis_outage_applies_back_pressure_and_loses_nothing(
 def test_stop_while_redis_is_down_gives_up_after_the_flush_timeout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def handler(ws: ServerConnection) -> None:
-        for n in range(1, 51):
-            await ws.send(trade_frame(n))
-        await hold_open(ws)
+    handler = sending_trades(range(1, 51))
 
     async def scenario() -> tuple[Ingestor, float]:
-        server = fakeredis.FakeServer()
-        redis = fakeredis.FakeAsyncRedis(server=server)
-        server.connected = False
+        _, redis = redis_down()
         async with venue(handler) as url:
-            ingestor = Ingestor(
-                settings_for(url), redis=redis, flush_timeout_s=0.3, backoff_factory=fast_backoff
-            )
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: ingestor.stats.frames_received == 50)
-            started = time.monotonic()
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            ingestor = fast_ingestor(settings_for(url), redis, flush_timeout_s=0.3)
+            async with running(ingestor):
+                await until(lambda: ingestor.stats.frames_received == 50)
+                started = time.monotonic()
             return ingestor, time.monotonic() - started
 
     with caplog.at_level(logging.ERROR, logger="tickpipe.ingestor"):
@@ -324,7 +234,7 @@ def keyed_ingestor(url: str, redis: Any) -> Ingestor:
     settings = settings_for(
         url, binance_api_key=Secret(API_KEY), binance_api_secret=Secret(API_SECRET)
     )
-    return Ingestor(settings, redis=redis, backoff_factory=fast_backoff)
+    return fast_ingestor(settings, redis)
 
 
 def test_private_connection_subscribes_and_records_user_data() -> None:
@@ -334,12 +244,9 @@ def test_private_connection_subscribes_and_records_user_data() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(handler) as url:
             ingestor = keyed_ingestor(url, redis)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: _xlen_at_least(redis, PRIVATE, 3))
-            await until(lambda: ingestor.stats.private_subscribed)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            async with running(ingestor):
+                await until(lambda: xlen_at_least(redis, PRIVATE, 3))
+                await until(lambda: ingestor.stats.private_subscribed)
         dump = [
             b"".join(k + b"=" + v for k, v in fields.items())
             for stream in (RAW, PRIVATE)
@@ -400,11 +307,8 @@ def test_rate_limited_subscription_waits_for_retry_after() -> None:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(handler) as url:
             ingestor = keyed_ingestor(url, redis)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: ingestor.stats.private_subscribed)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            async with running(ingestor):
+                await until(lambda: ingestor.stats.private_subscribed)
 
     asyncio.run(scenario())
     seen = handler.seen  # type: ignore[attr-defined]
@@ -432,15 +336,8 @@ def test_long_symbol_lists_are_subscribed_by_message_and_refusals_do_not_stop_it
 
     async def scenario() -> tuple[list[RawFrame], Ingestor]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        async with venue(handler) as url:
-            ingestor = Ingestor(
-                settings_for(url, symbols=symbols), redis=redis, backoff_factory=fast_backoff
-            )
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: _xlen_at_least(redis, RAW, 4))
-            stop.set()
-            await asyncio.wait_for(task, 10)
+        async with ingesting(handler, redis, settings={"symbols": symbols}) as ingestor:
+            await until(lambda: xlen_at_least(redis, RAW, 4))
         return await entries(redis, RAW), ingestor
 
     with caplog.at_level(logging.ERROR, logger="tickpipe.ingestor"):
@@ -490,11 +387,8 @@ def test_a_connection_closed_while_asking_the_venue_time_ends_the_session_cleanl
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with venue(handler) as url:
             ingestor = keyed_ingestor(url, redis)
-            stop = asyncio.Event()
-            task = asyncio.create_task(ingestor.run(stop))
-            await until(lambda: closes >= 2)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            async with running(ingestor):
+                await until(lambda: closes >= 2)
         return await entries(redis, PRIVATE), ingestor
 
     got, ingestor = asyncio.run(scenario())

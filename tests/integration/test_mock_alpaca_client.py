@@ -10,25 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import msgpack
 import pytest
 
+from tests.waits import until
 from tickpipe.mock_ws import MockExchange, start_mock
 
 KEY, SECRET = "mock-key", "mock-secret"
-
-
-async def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def _name(value: Any) -> str:
@@ -92,17 +83,17 @@ def test_alpaca_py_streams_and_trading_client() -> None:
             thread.start()
         client = TradingClient(KEY, SECRET, paper=True, url_override=mock.alpaca_rest_url)
         try:
-            await wait_for(lambda: len(trades) >= 3 and len(quotes) >= 3, 6, "FAKEPACA data")
+            await until(lambda: len(trades) >= 3 and len(quotes) >= 3, 6, "FAKEPACA data")
             assert {t.symbol for t in trades} == {"FAKEPACA"}
             assert mock.alpaca is not None
             paths = {c.path for c in mock.alpaca.connections.values() if c.use_msgpack}
             assert {"/v2/test", "/v2/iex"} <= paths  # alpaca-py asked for msgpack frames
             assert trades[0].timestamp.tzinfo is not None and trades[0].price > 0
             assert quotes[0].ask_price > quotes[0].bid_price
-            await wait_for(lambda: len(raw) >= 1, 6, "raw AAPL trades")
+            await until(lambda: len(raw) >= 1, 6, "raw AAPL trades")
             assert raw[0]["S"] == "AAPL" and isinstance(raw[0]["t"], msgpack.Timestamp)
 
-            await wait_for(lambda: _listening(mock), 5, "trading stream listening")
+            await until(lambda: _listening(mock), 5, "trading stream listening")
             client_id = f"it-{uuid.uuid4()}"
             limit = LimitOrderRequest(
                 symbol="FAKEPACA",
@@ -115,7 +106,7 @@ def test_alpaca_py_streams_and_trading_client() -> None:
             order = await asyncio.to_thread(client.submit_order, limit)
             order_id = str(order.id)  # type: ignore[union-attr]
             await asyncio.to_thread(client.cancel_order_by_id, order_id)
-            await wait_for(lambda: "canceled" in events_of(order_id), 5, "canceled update")
+            await until(lambda: "canceled" in events_of(order_id), 5, "canceled update")
             assert events_of(order_id) == ["new", "canceled"]
             fetched = await asyncio.to_thread(client.get_order_by_client_id, client_id)
             assert _name(fetched.status) == "canceled"  # type: ignore[union-attr]
@@ -128,7 +119,7 @@ def test_alpaca_py_streams_and_trading_client() -> None:
             )
             filled = await asyncio.to_thread(client.submit_order, market)
             filled_id = str(filled.id)  # type: ignore[union-attr]
-            await wait_for(lambda: "fill" in events_of(filled_id), 5, "fill update")
+            await until(lambda: "fill" in events_of(filled_id), 5, "fill update")
             fill = next(u for u in updates if _name(u.event) == "fill")
             assert fill.qty == 2 and fill.position_qty == 2 and fill.price is not None
             positions = await asyncio.to_thread(client.get_all_positions)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,27 +13,17 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tickpipe.mock_ws import MockExchange, read_ground_truth, start_mock
+from tests.mock_support import Scenario, run_scenario
+from tickpipe.mock_ws import MockExchange, read_ground_truth
 
 AUTH = {"action": "auth", "key": "mock-key", "secret": "mock-secret"}
 MSGPACK = {"Content-Type": "application/msgpack"}
-Scenario = Callable[[MockExchange], Awaitable[None]]
 
 
 def run(scenario: Scenario, **kwargs: Any) -> None:
-    async def main() -> None:
-        mock = await start_mock(
-            alpaca_hours="always",  # AAPL trades at any hour here (default: NYSE session)
-            alpaca_port=0,
-            trades_per_s=kwargs.pop("trades_per_s", 40.0),
-            **kwargs,
-        )
-        try:
-            await asyncio.wait_for(scenario(mock), 8)
-        finally:
-            await mock.close()
-
-    asyncio.run(main())
+    # AAPL trades at any hour here (the mock's default: the NYSE session).
+    mock_kw = {"alpaca_hours": "always", "alpaca_port": 0, "trades_per_s": 40.0} | kwargs
+    run_scenario(scenario, timeout_s=8, **mock_kw)
 
 
 def url(mock: MockExchange, path: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from tickpipe.mock_ws import MockExchange, read_ground_truth, start_mock
+from tests.mock_support import Scenario, run_scenario
+from tickpipe.mock_ws import MockExchange, read_ground_truth
 from tickpipe.venues.binance.wire import (
     hmac_signature,
     parse_execution_report,
@@ -23,18 +24,9 @@ from tickpipe.venues.binance.wire import (
     ws_api_payload,
 )
 
-Scenario = Callable[[MockExchange], Awaitable[None]]
-
 
 def run(scenario: Scenario, **kwargs: Any) -> None:
-    async def main() -> None:
-        mock = await start_mock(trades_per_s=kwargs.pop("trades_per_s", 50.0), **kwargs)
-        try:
-            await asyncio.wait_for(scenario(mock), 8)
-        finally:
-            await mock.close()
-
-    asyncio.run(main())
+    run_scenario(scenario, timeout_s=8, **({"trades_per_s": 50.0} | kwargs))
 
 
 async def recv_json(ws: ClientConnection) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +14,13 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tickpipe.mock_ws import FaultError, MockExchange, read_ground_truth, start_mock
+from tests.mock_support import Scenario, run_scenario
+from tickpipe.mock_ws import FaultError, MockExchange, read_ground_truth
 from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
-
-Scenario = Callable[[MockExchange], Awaitable[None]]
 
 
 def run(scenario: Scenario, **kwargs: Any) -> None:
-    async def main() -> None:
-        mock = await start_mock(trades_per_s=kwargs.pop("trades_per_s", 80.0), **kwargs)
-        try:
-            await asyncio.wait_for(scenario(mock), 9)
-        finally:
-            await mock.close()
-
-    asyncio.run(main())
+    run_scenario(scenario, timeout_s=9, **({"trades_per_s": 80.0} | kwargs))
 
 
 async def recv_json(ws: ClientConnection, wait: float = 3.0) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -11,34 +10,18 @@ import aiohttp
 import orjson
 from websockets.asyncio.client import connect
 
-from tickpipe.mock_ws import MockExchange, start_mock
+from tests.mock_support import Scenario, apply_levels, run_scenario
+from tickpipe.mock_ws import MockExchange
 from tickpipe.mock_ws.binance.candles import INTERVALS
-
-Scenario = Callable[[MockExchange], Awaitable[None]]
 
 
 def run(scenario: Scenario, **kwargs: Any) -> None:
-    async def main() -> None:
-        mock = await start_mock(trades_per_s=kwargs.pop("trades_per_s", 60.0), **kwargs)
-        try:
-            await asyncio.wait_for(scenario(mock), 9)
-        finally:
-            await mock.close()
-
-    asyncio.run(main())
+    run_scenario(scenario, timeout_s=9, **({"trades_per_s": 60.0} | kwargs))
 
 
 async def get(mock: MockExchange, path: str) -> tuple[int, Any, dict[str, str]]:
     async with aiohttp.ClientSession() as http, http.get(f"{mock.rest_url}{path}") as resp:
         return resp.status, await resp.json(), dict(resp.headers)
-
-
-def apply(book: dict[Decimal, Decimal], levels: list[list[str]]) -> None:
-    for price, qty in levels:
-        if Decimal(qty) == 0:
-            book.pop(Decimal(price), None)
-        else:
-            book[Decimal(price)] = Decimal(qty)
 
 
 def test_depth_snapshot_syncs_with_diff_stream_and_partials_agree() -> None:
@@ -53,8 +36,8 @@ def test_depth_snapshot_syncs_with_diff_stream_and_partials_agree() -> None:
             status, snap, headers = await get(mock, "/api/v3/depth?symbol=BTCUSDT&limit=1000")
             assert status == 200 and headers["X-MBX-USED-WEIGHT-1M"] == "50"
             bids, asks = {}, {}
-            apply(bids, snap["bids"])
-            apply(asks, snap["asks"])
+            apply_levels(bids, snap["bids"])
+            apply_levels(asks, snap["asks"])
             last = snap["lastUpdateId"]
             synced = compared = 0
             kinds: set[str] = set()
@@ -71,8 +54,8 @@ def test_depth_snapshot_syncs_with_diff_stream_and_partials_agree() -> None:
                     assert data["U"] <= last + 1 <= data["u"]
                     if synced:
                         assert data["U"] == last + 1
-                    apply(bids, data["b"])
-                    apply(asks, data["a"])
+                    apply_levels(bids, data["b"])
+                    apply_levels(asks, data["a"])
                     last = data["u"]
                     synced += 1
                     assert max(bids) < min(asks)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -13,22 +12,15 @@ import aiohttp
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from tickpipe.mock_ws import MockExchange, start_mock
+from tests.mock_support import Scenario, run_scenario
+from tickpipe.mock_ws import MockExchange
 from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
-Scenario = Callable[[MockExchange], Awaitable[None]]
 KEY, SECRET = "mock-key", "mock-secret"
 
 
 def run(scenario: Scenario, **kwargs: Any) -> None:
-    async def main() -> None:
-        mock = await start_mock(trades_per_s=kwargs.pop("trades_per_s", 50.0), **kwargs)
-        try:
-            await asyncio.wait_for(scenario(mock), 9)
-        finally:
-            await mock.close()
-
-    asyncio.run(main())
+    run_scenario(scenario, timeout_s=9, **({"trades_per_s": 50.0} | kwargs))
 
 
 async def rest(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ import fakeredis
 import msgpack
 from websockets.asyncio.client import connect
 
+from tests.stages import stage_running
+from tests.waits import until
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import Bar, RawFrame, Trade, decode_fields
 from tickpipe.common.settings import Settings
@@ -25,14 +26,6 @@ AUTH = {"action": "auth", "key": "mock-key", "secret": "mock-secret"}
 SUBSCRIBE = {"action": "subscribe", "trades": ["FAKEPACA"], "quotes": ["FAKEPACA"]}
 MSGPACK = {"Content-Type": "application/msgpack"}
 WANTED_TRADES = 25
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], deadline_s: float = 6.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not await condition():
-        assert loop.time() < end, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
 
 
 async def capture(url: str) -> list[bytes]:
@@ -94,8 +87,6 @@ def test_mock_trades_come_out_exactly_once(tmp_path: Path) -> None:
             if e["feed"] == "/v2/test"
         ]
         assert len(sent) >= WANTED_TRADES
-        stop = asyncio.Event()
-        task = asyncio.create_task(run(settings, stop, redis=redis, clock=lambda: 42))
         trades_key = settings.keys.trades(P)
 
         async def all_trades_out() -> bool:
@@ -107,11 +98,8 @@ def test_mock_trades_come_out_exactly_once(tmp_path: Path) -> None:
             pending = await redis.xpending(settings.keys.raw(P), "processor")
             return pending["pending"] == 0 and await all_trades_out()
 
-        try:
-            await wait_until(all_read)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 5)
+        async with stage_running(run, settings, redis=redis, clock=lambda: 42):
+            await until(all_read)
         trades = [Trade.from_fields(f) for _, f in await redis.xrange(trades_key)]
         got = sorted((int(t.trade_id), Decimal(t.price), Decimal(t.qty)) for t in trades)
         want = sorted(

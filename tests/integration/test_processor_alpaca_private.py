@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,8 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.stages import stage_running
+from tests.waits import until
 from tickpipe.common.schema import OrderUpdate, RawFrame
 from tickpipe.common.settings import Settings
 from tickpipe.mock_ws import read_ground_truth, start_mock
@@ -25,14 +26,6 @@ from tickpipe.venues.alpaca.wire import map_status
 HEADERS = {"APCA-API-KEY-ID": "mock-key", "APCA-API-SECRET-KEY": "mock-secret"}
 AUTH = {"action": "auth", "key": "mock-key", "secret": "mock-secret"}
 LISTEN = {"action": "listen", "data": {"streams": ["trade_updates"]}}
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], deadline_s: float = 6.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not await condition():
-        assert loop.time() < end, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
 
 
 def decode(frame: bytes, use_msgpack: bool) -> Any:
@@ -110,8 +103,6 @@ def test_trade_updates_become_order_updates(tmp_path: Path, use_msgpack: bool) -
         truth = read_ground_truth(truth_path).events("alpaca_trade_update")
         assert [e["event"] for e in truth] == ["new", "canceled", "new", "fill"]
         updates_key = settings.keys.order_updates("alpaca")
-        stop = asyncio.Event()
-        task = asyncio.create_task(run(settings, stop, redis=redis, clock=lambda: 42))
 
         async def all_read() -> bool:
             if await redis.get(settings.keys.venue_checkpoint("alpaca")) is None:
@@ -119,11 +110,8 @@ def test_trade_updates_become_order_updates(tmp_path: Path, use_msgpack: bool) -
             pending = await redis.xpending(settings.keys.private_raw("alpaca"), "processor")
             return pending["pending"] == 0 and int(await redis.xlen(updates_key)) >= len(truth)
 
-        try:
-            await wait_until(all_read)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 5)
+        async with stage_running(run, settings, redis=redis, clock=lambda: 42):
+            await until(all_read)
         updates = [OrderUpdate.from_fields(f) for _, f in await redis.xrange(updates_key)]
         assert [(u.client_order_id, u.order_id, u.status) for u in updates] == [
             (e["client_order_id"], e["order_id"], map_status(e["status"])) for e in truth

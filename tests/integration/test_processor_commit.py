@@ -16,11 +16,11 @@ from tests.integration.test_processor_shell import (
     P,
     assert_all_processed,
     make_settings,
+    processing,
     real_frames,
-    start,
-    wait_until,
     write_raw,
 )
+from tests.waits import until
 from tickpipe.common.names import GROUP_PROCESSOR
 from tickpipe.common.schema import RawFrame, decode_fields
 from tickpipe.common.settings import Settings
@@ -195,19 +195,16 @@ def _outputs_of(
         fields += [RawFrame("ws", "binance", "c1", 1, 1, "garbage").to_fields(), {"only": "junk"}]
         for n, entry in enumerate(fields, start=1):  # the same entry ids in every run
             await redis.xadd(keys.raw(P), entry, id=f"{1_700_000_000_000 + n // 3}-{n % 3}")
-        task, stop = start(settings, redis, direct=direct)
+        async with processing(settings, redis, direct=direct):
+            await until(lambda: _drained(redis, settings))
+            health: dict[str, Any] = {}
 
-        await wait_until(lambda: _drained(redis, settings))
-        health: dict[str, Any] = {}
+            async def reported() -> bool:
+                raw = await redis.get(keys.health("processor", settings.instance))
+                health.update(orjson.loads(raw) if raw else {})
+                return "scripts_refused" in health and health.get("frames", 0) > 0
 
-        async def reported() -> bool:
-            raw = await redis.get(keys.health("processor", settings.instance))
-            health.update(orjson.loads(raw) if raw else {})
-            return "scripts_refused" in health and health.get("frames", 0) > 0
-
-        await wait_until(reported)
-        stop.set()
-        await asyncio.wait_for(task, 5)
+            await until(reported)
         await assert_all_processed(redis, settings)
         streams = [keys.trades(P), keys.signals(P), keys.bars(P, "1s"), keys.bars(P, "1m")]
         streams += [keys.dead_letters(P), keys.book(P), keys.control(P), keys.gaps(P)]
@@ -240,10 +237,8 @@ def test_a_partition_lane_gives_its_connection_back_to_the_pool() -> None:
         redis = fakeredis.FakeAsyncRedis()
         settings = make_settings()
         await write_raw(redis, settings, real_frames()[:300])
-        task, stop = start(settings, redis)
-        await wait_until(lambda: _drained(redis, settings))
-        stop.set()
-        await asyncio.wait_for(task, 5)
+        async with processing(settings, redis):
+            await until(lambda: _drained(redis, settings))
         assert not redis.connection_pool._in_use_connections
 
     asyncio.run(scenario())

@@ -18,7 +18,8 @@ import fakeredis
 import orjson
 import pytest
 
-from tests.integration.test_processor_shell import P, start, wait_until
+from tests.integration.test_processor_shell import P, start
+from tests.waits import until
 from tickpipe.common.names import GROUP_PROCESSOR
 from tickpipe.common.schema import RawFrame, Trade, decode_fields
 from tickpipe.common.settings import Settings
@@ -94,6 +95,23 @@ class _LeaseLostLog(logging.Handler):
             self.count += 1
 
 
+async def _run_then_freeze(
+    gates: dict[str, _Gate], redis: Any, settings: Settings, count: int, **kw: Any
+) -> tuple[asyncio.Task[None], asyncio.Event, _Gate]:
+    """Run member a over ``count`` trades, then freeze it in front of its next read."""
+    await _write(redis, settings, _trade_frames(1, count))
+    gate = gates["a"] = _Gate()
+    task, stop = start(settings, redis, **kw)
+
+    async def done() -> bool:
+        return await redis.xlen(settings.keys.trades(P)) == count
+
+    await until(done)
+    gate.armed = True
+    await asyncio.wait_for(gate.held.wait(), 8)
+    return task, stop, gate
+
+
 @pytest.mark.parametrize(
     "direct,scripted",
     [(True, True), (False, True), (True, False)],
@@ -121,17 +139,8 @@ def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost
             "direct": direct,
         }  # fmt: skip
         try:
-            await _write(redis, first, _trade_frames(1, 30))
-            gate_a = gates["a"] = _Gate()
-            task_a, stop_a = start(first, redis, **kw)
-
-            async def a_done() -> bool:
-                return await redis.xlen(keys.trades(P)) == 30
-
-            await wait_until(a_done)
             # A freezes in front of its next read; its lease runs out (deleted: expired).
-            gate_a.armed = True
-            await asyncio.wait_for(gate_a.held.wait(), 8)
+            task_a, stop_a, gate_a = await _run_then_freeze(gates, redis, first, 30, **kw)
             await redis.delete(keys.lease(P))
 
             gate_b = gates["b"] = _Gate()
@@ -147,7 +156,7 @@ def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost
             async def a_fenced() -> bool:
                 return lost.count >= 1
 
-            await wait_until(a_fenced)
+            await until(a_fenced)
             gate_b.released.set()
             last_raw = (await redis.xrevrange(keys.raw(P), count=1))[0][0].decode()
 
@@ -157,7 +166,7 @@ def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost
                 b_pending = sum(c["pending"] for c in consumers if c["name"] == b"b")
                 return group["last-delivered-id"].decode() == last_raw and b_pending == 0
 
-            await wait_until(everything_read_and_b_committed)
+            await until(everything_read_and_b_committed)
             stop_b.set()
             await asyncio.wait_for(task_b, 8)
 
@@ -166,7 +175,7 @@ def test_a_member_that_thaws_after_a_takeover_reads_nothing_and_no_trade_is_lost
                 pending = await redis.xpending(keys.raw(P), GROUP_PROCESSOR)
                 return await redis.get(keys.lease(P)) == b"a" and pending["pending"] == 0
 
-            await wait_until(a_owns_and_idle)
+            await until(a_owns_and_idle)
             await asyncio.sleep(0)  # let A finish the batch it may be committing
             stop_a.set()
             await asyncio.wait_for(task_a, 8)
@@ -196,16 +205,7 @@ def test_entries_a_reader_took_past_the_checkpoint_are_processed_at_the_takeover
         first, second = _settings("a"), _settings("b")
         keys = first.keys
         kw = {"lease_ms": LEASE_MS, "renew_s": 0.05, "retry_s": 0.05, "block_ms": 50}
-        await _write(redis, first, _trade_frames(1, 10))
-        gate_a = gates["a"] = _Gate()
-        task_a, stop_a = start(first, redis, **kw)
-
-        async def a_done() -> bool:
-            return await redis.xlen(keys.trades(P)) == 10
-
-        await wait_until(a_done)
-        gate_a.armed = True
-        await asyncio.wait_for(gate_a.held.wait(), 8)
+        task_a, stop_a, gate_a = await _run_then_freeze(gates, redis, first, 10, **kw)
         await _write(redis, first, _trade_frames(11, 10))
         await redis.xreadgroup(GROUP_PROCESSOR, "ghost", {keys.raw(P): ">"}, count=5)
         gate_a.released.set()
@@ -215,7 +215,7 @@ def test_entries_a_reader_took_past_the_checkpoint_are_processed_at_the_takeover
             blob = await redis.get(keys.checkpoint(P))
             return PartitionState.from_bytes(blob, str(P), "binance").last_entry_id == last_raw
 
-        await wait_until(a_committed_past_the_ghost)
+        await until(a_committed_past_the_ghost)
         stop_a.set()
         await asyncio.wait_for(task_a, 8)
         assert (await redis.xpending(keys.raw(P), GROUP_PROCESSOR))["pending"] == 5
@@ -226,7 +226,7 @@ def test_entries_a_reader_took_past_the_checkpoint_are_processed_at_the_takeover
             pending = await redis.xpending(keys.raw(P), GROUP_PROCESSOR)
             return await redis.get(keys.lease(P)) == b"b" and pending["pending"] == 0
 
-        await wait_until(b_idle)
+        await until(b_idle)
         stop_b.set()
         await asyncio.wait_for(task_b, 8)
         ids = [int(decode_fields(f)["trade_id"]) for _, f in await redis.xrange(keys.trades(P))]

@@ -13,8 +13,9 @@ import fakeredis
 import orjson
 import pytest
 
-from tests.integration.test_processor_shell import P, start, wait_until
+from tests.integration.test_processor_shell import P, start
 from tests.unit.test_processor_holes import Raw
+from tests.waits import until
 from tickpipe.common.schema import RawFrame, decode_fields
 from tickpipe.common.settings import Settings
 
@@ -51,7 +52,7 @@ def test_a_hole_is_asked_for_shown_in_health_logged_and_resolved(
                 and (await _health(redis, settings)).get("open_gaps") == 1
             )
 
-        await wait_until(asked)
+        await until(asked)
         (request,) = await _read(redis, keys.control(P))
         assert {k: request[k] for k in ("action", "symbol", "first_id", "last_id", "stream")} == {
             "action": "backfill", "symbol": "BTCUSDT", "first_id": "3", "last_id": "6",
@@ -70,7 +71,7 @@ def test_a_hole_is_asked_for_shown_in_health_logged_and_resolved(
                 and (await _health(redis, settings)).get("open_gaps") == 0
             )
 
-        await wait_until(resolved)
+        await until(resolved)
         stop.set()
         await asyncio.wait_for(task, 5)
         resolution = (await _read(redis, keys.gaps(P)))[1]

@@ -8,6 +8,7 @@ from typing import Any
 import fakeredis
 import orjson
 
+from tests.stages import stage_running
 from tests.unit.test_processor_books import hftbacktest
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import Quote, RawFrame, decode_fields
@@ -48,11 +49,8 @@ async def write(redis: Any, settings: Settings, frames: list[RawFrame]) -> None:
 
 
 async def run_until(settings: Settings, redis: Any, key: str, count: int) -> None:
-    stop = asyncio.Event()
-    task = asyncio.create_task(run(settings, stop, redis=redis, clock=lambda: 42, lease_ms=600))
-    await wait_until(redis, key, count)
-    stop.set()
-    await asyncio.wait_for(task, 5)
+    async with stage_running(run, settings, redis=redis, clock=lambda: 42, lease_ms=600):
+        await wait_until(redis, key, count)
 
 
 def test_quotes_books_and_snapshot_requests_reach_their_streams() -> None:

@@ -16,8 +16,9 @@ import dataclasses
 
 import fakeredis
 
-from tests.integration.test_processor_shell import P, real_frames, start, wait_until, write_raw
+from tests.integration.test_processor_shell import P, processing, real_frames, start, write_raw
 from tests.unit.test_processor_own_orders import update
+from tests.waits import until
 from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.names import GROUP_PROCESSOR
 from tickpipe.common.schema import Signal, decode_fields
@@ -55,7 +56,7 @@ def test_own_fills_reach_the_strategy_once_across_a_crash_and_takeover() -> None
         async def entry_signalled() -> bool:
             return bool(await signals(redis))
 
-        await wait_until(entry_signalled)
+        await until(entry_signalled)
         (entry,) = await signals(redis)
         cid = client_order_id_for(entry.signal_id)
         updates = keys.order_updates("binance")
@@ -67,7 +68,7 @@ def test_own_fills_reach_the_strategy_once_across_a_crash_and_takeover() -> None
         async def first_exit() -> bool:
             return len(await exits(redis)) == 1
 
-        await wait_until(first_exit)
+        await until(first_exit)
         await redis.xadd(updates, update(cid, "FILLED", "1.5", "61700", "102").to_fields())
         task.cancel()  # a crash: no lease release, no final batch
         await asyncio.gather(task, return_exceptions=True)
@@ -84,18 +85,16 @@ def test_own_fills_reach_the_strategy_once_across_a_crash_and_takeover() -> None
                                "stage": "risk"})  # fmt: skip
             await pipe.execute()
         second = dataclasses.replace(SETTINGS, instance="m2")
-        task, stop = start(second, redis, lease_ms=400)
-        await write_raw(redis, SETTINGS, frames[1200:])
-        last = (await redis.xrevrange(keys.raw(P), count=1))[0][0]
+        async with processing(second, redis, lease_ms=400, stop_timeout_s=10):
+            await write_raw(redis, SETTINGS, frames[1200:])
+            last = (await redis.xrevrange(keys.raw(P), count=1))[0][0]
 
-        async def all_read() -> bool:
-            groups = await redis.xinfo_groups(keys.raw(P))
-            group = next(g for g in groups if g["name"] == GROUP_PROCESSOR.encode())
-            return bool(group["pending"] == 0 and group["last-delivered-id"] == last)
+            async def all_read() -> bool:
+                groups = await redis.xinfo_groups(keys.raw(P))
+                group = next(g for g in groups if g["name"] == GROUP_PROCESSOR.encode())
+                return bool(group["pending"] == 0 and group["last-delivered-id"] == last)
 
-        await wait_until(all_read, deadline_s=30)
-        stop.set()
-        await asyncio.wait_for(task, 10)
+            await until(all_read, timeout_s=30)
 
         got = [(s.qty, s.price, s.reason) for s in await exits(redis)]
         assert got == [("0.5", "61800", "exit 101"), ("1.5", "61700", "exit 102")], got

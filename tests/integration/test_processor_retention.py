@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import fakeredis
 import orjson
 
 from tests.unit.test_processor_books import hftbacktest
+from tests.waits import until
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Settings
@@ -17,14 +17,6 @@ from tickpipe.processor.shell import run
 
 P = Partition("binance", 0)
 KEEP = 50
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], deadline_s: float = 8.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not await condition():
-        assert loop.time() < end, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
 
 
 def _entry_id(raw: bytes) -> tuple[int, int]:
@@ -67,8 +59,8 @@ def test_streams_are_trimmed_but_unread_entries_are_kept_with_an_alarm() -> None
         async def alarmed() -> bool:
             return keys.trades(P) in (await health()).get("retention_alarms", [])
 
-        await wait_until(raw_trimmed)  # read and acknowledged by the processor group
-        await wait_until(alarmed)
+        await until(raw_trimmed)  # read and acknowledged by the processor group
+        await until(alarmed)
         assert await redis.xlen(keys.trades(P)) == 300  # nothing read by "slow": all kept
         assert (await health())["retention_blocked"] > 0
 
@@ -80,7 +72,7 @@ def test_streams_are_trimmed_but_unread_entries_are_kept_with_an_alarm() -> None
         async def trimmed_to_read_point() -> bool:
             return await redis.xlen(keys.trades(P)) == 100
 
-        await wait_until(trimmed_to_read_point)
+        await until(trimmed_to_read_point)
         first: Any = await redis.xrange(keys.trades(P), count=1)
         assert _entry_id(first[0][0]) > _entry_id(entries[-1][0])  # ids compare as numbers
 
@@ -91,7 +83,7 @@ def test_streams_are_trimmed_but_unread_entries_are_kept_with_an_alarm() -> None
         async def cleared() -> bool:
             return not await alarmed() and await redis.xlen(keys.trades(P)) == KEEP
 
-        await wait_until(cleared)
+        await until(cleared)
         stop.set()
         await asyncio.wait_for(task, 5)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gzip
-from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,8 @@ from typing import Any
 import fakeredis
 import orjson
 
+from tests.stages import stage_running
+from tests.waits import until, xlen_at_least
 from tickpipe.common.names import GROUP_PROCESSOR, Partition
 from tickpipe.common.schema import OrderUpdate, RawFrame, Signal, Trade, decode_fields
 from tickpipe.common.settings import Settings
@@ -76,18 +78,17 @@ async def read_stream(redis: Any, key: str) -> list[dict[str, str]]:
     return [decode_fields(fields) for _, fields in await redis.xrange(key)]
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], deadline_s: float = 8.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not await condition():
-        assert loop.time() < end, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
-
-
 def start(settings: Settings, redis: Any, **kw: Any) -> tuple[asyncio.Task[None], asyncio.Event]:
     stop = asyncio.Event()
     task = asyncio.create_task(run(settings, stop, redis=redis, clock=lambda: 42, **kw))
     return task, stop
+
+
+def processing(
+    settings: Settings, redis: Any, **kw: Any
+) -> contextlib.AbstractAsyncContextManager[asyncio.Task[Any]]:
+    """Run a processor (its clock at 42) for the block, then stop it and await its exit."""
+    return stage_running(run, settings, redis=redis, clock=lambda: 42, **kw)
 
 
 def without_stamps(trades: list[Trade]) -> list[Trade]:
@@ -126,28 +127,26 @@ def test_processes_raw_into_outputs_acks_and_stops_cleanly() -> None:
         trades, _ = await expected_outputs(redis, settings)
         assert len(trades) > 400
 
-        task, stop = start(settings, redis)
+        async with processing(settings, redis):
 
-        async def done() -> bool:
-            return await redis.xlen(keys.trades(P)) == len(trades) and bool(
-                await redis.xlen(keys.order_updates("binance"))
-            )
+            async def done() -> bool:
+                return await redis.xlen(keys.trades(P)) == len(trades) and bool(
+                    await redis.xlen(keys.order_updates("binance"))
+                )
 
-        await wait_until(done)
+            await until(done)
 
-        async def healthy() -> bool:
-            raw = await redis.get(keys.health("processor", "m1"))
-            return bool(raw) and orjson.loads(raw)["frames"] == FRAMES + 3
+            async def healthy() -> bool:
+                raw = await redis.get(keys.health("processor", "m1"))
+                return bool(raw) and orjson.loads(raw)["frames"] == FRAMES + 3
 
-        await wait_until(healthy)
-        health = orjson.loads(await redis.get(keys.health("processor", "m1")))
-        assert health["status"] == "ok" and health["partitions_owned"] == 1
-        assert health["owned"] == ["binance:0", "binance:private"]
-        assert health["trades"] == len(trades) and health["dead_letters"] == 2
-        assert await redis.get(keys.lease(P)) == b"m1"
+            await until(healthy)
+            health = orjson.loads(await redis.get(keys.health("processor", "m1")))
+            assert health["status"] == "ok" and health["partitions_owned"] == 1
+            assert health["owned"] == ["binance:0", "binance:private"]
+            assert health["trades"] == len(trades) and health["dead_letters"] == 2
+            assert await redis.get(keys.lease(P)) == b"m1"
 
-        stop.set()
-        await asyncio.wait_for(task, 5)
         await assert_all_processed(redis, settings)
         letters = await read_stream(redis, keys.dead_letters(P))
         assert [set(d) for d in letters] == [{"reason", "entry_id", "data"}] * 2
@@ -174,15 +173,10 @@ def test_pending_entries_of_a_dead_consumer_are_claimed_and_processed() -> None:
         await redis.xgroup_create(keys.raw(P), GROUP_PROCESSOR, id="0")
         # A member that read 100 entries and died before processing them.
         await redis.xreadgroup(GROUP_PROCESSOR, "ghost", {keys.raw(P): ">"}, count=100)
-        task, stop = start(settings, redis)
-        trades, _ = await expected_outputs(redis, settings)
+        async with processing(settings, redis):
+            trades, _ = await expected_outputs(redis, settings)
 
-        async def done() -> bool:
-            return await redis.xlen(keys.trades(P)) >= len(trades)
-
-        await wait_until(done)
-        stop.set()
-        await asyncio.wait_for(task, 5)
+            await until(lambda: xlen_at_least(redis, keys.trades(P), len(trades)))
         await assert_all_processed(redis, settings)
 
     asyncio.run(scenario())
@@ -201,20 +195,14 @@ def _kill_and_restart(second_instance: str) -> None:
         async def some() -> bool:
             return await redis.xlen(keys.trades(P)) > 0
 
-        await wait_until(some)
+        await until(some)
         task.cancel()  # a crash: no lease release, no final batch
         await asyncio.gather(task, return_exceptions=True)
         assert 0 < await redis.xlen(keys.trades(P)) < len(trades)
 
         second = dataclasses.replace(settings, instance=second_instance)
-        task, stop = start(second, redis, lease_ms=400)
-
-        async def done() -> bool:
-            return await redis.xlen(keys.trades(P)) >= len(trades)
-
-        await wait_until(done)
-        stop.set()
-        await asyncio.wait_for(task, 5)
+        async with processing(second, redis, lease_ms=400):
+            await until(lambda: xlen_at_least(redis, keys.trades(P), len(trades)))
         await assert_all_processed(redis, settings)
 
     asyncio.run(scenario())
@@ -240,20 +228,20 @@ def test_a_second_member_stands_by_then_takes_over() -> None:
         async def owned_by_m1() -> bool:
             return await redis.get(keys.lease(P)) == b"m1"
 
-        await wait_until(owned_by_m1)
+        await until(owned_by_m1)
         task2, stop2 = start(second, redis, lease_ms=600)
 
         async def m2_reports_standby() -> bool:
             raw = await redis.get(keys.health("processor", "m2"))
             return bool(raw) and orjson.loads(raw)["partitions_owned"] == 0
 
-        await wait_until(m2_reports_standby)
+        await until(m2_reports_standby)
         trades, _ = await expected_outputs(redis, first)
 
         async def all_done() -> bool:
             return await redis.xlen(keys.trades(P)) >= len(trades)
 
-        await wait_until(all_done)
+        await until(all_done)
         assert await redis.get(keys.lease(P)) == b"m1"
         m2 = orjson.loads(await redis.get(keys.health("processor", "m2")))
         assert (m2["partitions_owned"], m2["frames"]) == (0, 0)
@@ -265,9 +253,9 @@ def test_a_second_member_stands_by_then_takes_over() -> None:
         async def owned_by_m2() -> bool:
             return await redis.get(keys.lease(P)) == b"m2"
 
-        await wait_until(owned_by_m2)
+        await until(owned_by_m2)
         trades, _ = await expected_outputs(redis, first)
-        await wait_until(all_done)
+        await until(all_done)
         stop2.set()
         await asyncio.wait_for(task2, 5)
         await assert_all_processed(redis, first)
@@ -318,17 +306,15 @@ def test_a_plugin_by_path_runs_in_the_shell_and_its_failures_show_in_health(
         await write_raw(redis, settings, real_frames())
         _, expected = await expected_outputs(redis, settings)
         assert any(s.strategy == "flaky" for s in expected)
-        task, stop = start(settings, redis)
+        async with processing(settings, redis):
 
-        async def healthy() -> bool:
-            raw = await redis.get(keys.health("processor", "m1"))
-            return bool(raw) and orjson.loads(raw)["frames"] == FRAMES
+            async def healthy() -> bool:
+                raw = await redis.get(keys.health("processor", "m1"))
+                return bool(raw) and orjson.loads(raw)["frames"] == FRAMES
 
-        await wait_until(healthy)
-        health = orjson.loads(await redis.get(keys.health("processor", "m1")))
-        assert (health["strategy_errors"], health["strategies_disabled"]) == (4, 1)
-        stop.set()
-        await asyncio.wait_for(task, 5)
+            await until(healthy)
+            health = orjson.loads(await redis.get(keys.health("processor", "m1")))
+            assert (health["strategy_errors"], health["strategies_disabled"]) == (4, 1)
         await assert_all_processed(redis, settings)
         logged = [r.getMessage() for r in caplog.records if "strategy flaky raised" in r.message]
         assert len(logged) == 4 and "disabled after 4 failures" in logged[-1]

@@ -23,7 +23,6 @@ from tests.integration.test_processor_shell import (
     expected_outputs,
     real_frames,
     start,
-    wait_until,
     write_raw,
 )
 from tests.integration.test_processor_shell import make_settings as processor_settings
@@ -34,6 +33,7 @@ from tests.integration.test_trader_shell import (
     pending,
     signal_stream,
 )
+from tests.waits import until, xlen_at_least
 from tickpipe.common.backpressure import RedisFigures
 from tickpipe.common.health import HealthReporter
 from tickpipe.common.names import Keys, Partition
@@ -78,15 +78,15 @@ def test_health_reporter_outlives_a_refusal_and_writes_its_key_again(
         key = KEYS.health("stage", "one")
         stop = asyncio.Event()
         task = asyncio.create_task(reporter.run(stop))
-        await wait_until(lambda: redis.exists(key))
+        await until(lambda: redis.exists(key))
         refusals.on = True
-        await wait_until(lambda: _refused_at_least(refusals, 20))  # many retries...
+        await until(lambda: _refused_at_least(refusals, 20))  # many retries...
         assert not task.done()  # ... and the reporter is still there
         code = reply.split(" ")[0]
         assert figures.snapshot()["redis_condition"] == code
         refusals.on = False
         back_ns = time.time_ns()
-        await wait_until(lambda: _written_after(redis, key, back_ns))  # at the next intervals
+        await until(lambda: _written_after(redis, key, back_ns))  # at the next intervals
         record = await _record(redis, key)
         assert record["status"] == "ok" and record["redis_retries"][code] >= 20
         stop.set()
@@ -126,15 +126,15 @@ def test_ingestor_writer_keeps_frames_through_oom_and_quotes_the_server(
         writer.backoff.base_s = writer.backoff.cap_s = 0.01
         task = asyncio.create_task(writer.run())
         await queue.put((stream, _frame(1)))
-        await wait_until(lambda: _xlen(redis, stream, 1))
+        await until(lambda: xlen_at_least(redis, stream, 1))
         refusals.on = True
         for seq in range(2, 40):
             await queue.put((stream, _frame(seq)))
-        await wait_until(lambda: _refused_at_least(refusals, 10))
+        await until(lambda: _refused_at_least(refusals, 10))
         assert stats.redis_up is False and OOM_TEXT in stats.last_error
         assert await redis.xlen(stream) == 1  # refused: nothing written twice meanwhile
         refusals.on = False
-        await wait_until(lambda: _xlen(redis, stream, 39))
+        await until(lambda: xlen_at_least(redis, stream, 39))
         await queue.put(None)
         await asyncio.wait_for(task, 5)
         seqs = [RawFrame.from_fields(f).seq for _, f in await redis.xrange(stream)]
@@ -146,10 +146,6 @@ def test_ingestor_writer_keeps_frames_through_oom_and_quotes_the_server(
     assert stats.redis_up and stats.redis_outages == 1
     assert len(_lines(caplog, OOM_TEXT)) == 1
     assert _lines(caplog, "server:ResponseError") == []
-
-
-async def _xlen(redis: Any, stream: str, n: int) -> bool:
-    return bool(await redis.xlen(stream) >= n)
 
 
 def test_processor_waits_out_oom_acks_nothing_and_loses_nothing(
@@ -164,19 +160,19 @@ def test_processor_waits_out_oom_acks_nothing_and_loses_nothing(
         await write_raw(redis, settings, frames[:half])
         task, stop = start(settings, redis, direct=False)
         health = keys.health("processor", "m1")
-        await wait_until(lambda: _xlen(redis, keys.trades(P), 1))
+        await until(lambda: xlen_at_least(redis, keys.trades(P), 1))
         refusals.on = True
         await write_raw_unrefused(refusals, redis, settings, frames[half:])
-        await wait_until(lambda: _refused_at_least(refusals, 30))
+        await until(lambda: _refused_at_least(refusals, 30))
         acked = await _acked(redis, keys.raw(P))
-        await wait_until(lambda: _refused_at_least(refusals, 60))
+        await until(lambda: _refused_at_least(refusals, 60))
         assert await _acked(redis, keys.raw(P)) == acked  # no ack while the outputs are refused
         assert not task.done()
-        await wait_until(lambda: _missing(redis, health))  # its TTL ran out meanwhile
+        await until(lambda: _missing(redis, health))  # its TTL ran out meanwhile
         refusals.on = False
         trades, _ = await expected_outputs(redis, settings)
-        await wait_until(lambda: _xlen(redis, keys.trades(P), len(trades)))
-        await wait_until(lambda: redis.exists(health))  # back without a restart
+        await until(lambda: xlen_at_least(redis, keys.trades(P), len(trades)))
+        await until(lambda: redis.exists(health))  # back without a restart
         record = await _record(redis, health)
         assert record["status"] == "ok" and record["redis_retries"]["OOM"] >= 60
         stop.set()
@@ -217,19 +213,19 @@ def test_trader_sends_nothing_whose_intent_redis_refused_then_exactly_once(
         h = Harness(venue, redis=redis)
         h.start()
         health = h.settings.keys.health("trader", h.settings.instance)
-        await wait_until(lambda: redis.exists(health))
+        await until(lambda: redis.exists(health))
         signal = make_signal(7)
         refusals.on = True
         refusals.on = False
         await h.add_signal(signal)  # written before the refusal starts...
         refusals.on = True  # ... and read while Redis refuses the intent
-        await wait_until(lambda: _refused_at_least(refusals, 30))
+        await until(lambda: _refused_at_least(refusals, 30))
         assert venue.place_calls == []  # no order without its recorded intent
         assert h.task is not None and not h.task.done()
         assert await pending(redis, signal_stream(h.settings)) == 1
         refusals.on = False
-        await wait_until(lambda: _acked_signal(h))
-        await wait_until(lambda: _trader_ok(redis, health))
+        await until(lambda: _acked_signal(h))
+        await until(lambda: _trader_ok(redis, health))
         await h.finish()  # a clean stop after the outage
         cid = client_order_id_for(signal.signal_id)
         assert [p["newClientOrderId"] for p in venue.place_calls] == [cid]
@@ -241,7 +237,7 @@ def test_trader_sends_nothing_whose_intent_redis_refused_then_exactly_once(
 
 
 async def _acked_signal(h: Harness) -> bool:
-    return await h.has_event("ack") and await pending(h.redis, signal_stream(h.settings)) == 0
+    return await h.has_event("ack") and await h.signals_read()
 
 
 async def _trader_ok(redis: Any, key: str) -> bool:
@@ -261,7 +257,7 @@ def test_dashboard_skips_updates_and_keeps_its_health_through_busy() -> None:
         task = asyncio.create_task(
             dashboard_run(settings, stop, redis=redis, port=0, on_ready=ready.append)
         )
-        await wait_until(lambda: _dashboard_up(ready, redis, health))
+        await until(lambda: _dashboard_up(ready, redis, health))
         server = ready[0]
 
         def read_streams() -> object:
@@ -271,12 +267,12 @@ def test_dashboard_skips_updates_and_keeps_its_health_through_busy() -> None:
         with pytest.raises(PreventUpdate):  # this update is skipped, the page stays up
             await asyncio.to_thread(read_streams)
         assert server.read_errors == 1
-        await wait_until(lambda: _refused_at_least(refusals, 10))
+        await until(lambda: _refused_at_least(refusals, 10))
         assert not task.done()
         refusals.on = False
         assert await asyncio.to_thread(read_streams) == 0
         back_ns = time.time_ns()
-        await wait_until(lambda: _written_after(redis, health, back_ns))
+        await until(lambda: _written_after(redis, health, back_ns))
         stop.set()
         await asyncio.wait_for(task, 10)
 
@@ -300,11 +296,11 @@ def test_trader_waits_while_its_term_cannot_start_then_trades(
         signal = make_signal(3)
         await h.add_signal(signal)
         h.start()
-        await wait_until(lambda: _refused_at_least(refusals, 3))
+        await until(lambda: _refused_at_least(refusals, 3))
         assert h.task is not None and not h.task.done() and venue.place_calls == []
         refusals.on = False
-        await wait_until(lambda: _acked_signal(h))
-        await wait_until(lambda: _trader_ok(redis, h.settings.keys.health("trader", "trader-test")))
+        await until(lambda: _acked_signal(h))
+        await until(lambda: _trader_ok(redis, h.settings.keys.health("trader", "trader-test")))
         await h.finish()
         assert [p["newClientOrderId"] for p in venue.place_calls] == [
             client_order_id_for(signal.signal_id)

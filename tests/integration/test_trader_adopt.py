@@ -17,26 +17,10 @@ import fakeredis
 import orjson
 import pytest
 
-from tests.integration.test_trader_shell import (
-    FakeVenue,
-    Harness,
-    _zero,
-    make_settings,
-    make_signal,
-    pending,
-    signal_stream,
-    wait_for,
-)
+from tests.integration.test_trader_shell import FakeVenue, Harness, make_settings, make_signal
+from tests.waits import until
 from tickpipe.common.schema import decode_fields
 from tickpipe.common.units import client_order_id_for
-
-
-async def _events(h: Harness, name: str) -> list[dict[str, str]]:
-    return [e for e in await h.events() if e["event"] == name]
-
-
-async def _has(h: Harness, name: str, n: int = 1) -> bool:
-    return len(await _events(h, name)) >= n
 
 
 async def _lose_the_tail(h: Harness, cids: list[str], position: dict[str, str]) -> None:
@@ -66,7 +50,7 @@ def test_an_order_whose_intent_was_lost_is_adopted_at_start(
         await h.add_signal(make_signal(1))
         await h.add_signal(make_signal(2, side="sell", qty="0.0004"))
         h.start()
-        await wait_for(lambda: _has(h, "ack", 2))
+        await until(lambda: h.has_event("ack", 2))
         await h.finish()
         lost = client_order_id_for(make_signal(2).signal_id)
         await _lose_the_tail(h, [lost], {"BTCUSDT": "0.001", "BTCUSDT:avg_cost": "61800"})
@@ -74,17 +58,17 @@ def test_an_order_whose_intent_was_lost_is_adopted_at_start(
 
         with caplog.at_level(logging.WARNING, logger="tickpipe.trader"):
             h.start()
-            await wait_for(lambda: _has(h, "adopted"))
+            await until(lambda: h.has_event("adopted"))
             health = h.settings.keys.health("trader", h.settings.instance)
 
             async def counted() -> bool:
                 raw = await h.redis.get(health)
                 return raw is not None and orjson.loads(raw).get("adopted") == 1
 
-            await wait_for(counted)
+            await until(counted)
             await h.finish()
 
-        adopted = await _events(h, "adopted")
+        adopted = await h.events_named("adopted")
         assert [a["client_order_id"] for a in adopted] == [lost]  # not someone else's order
         assert adopted[0]["status"] == "FILLED" and adopted[0]["executed_qty"] == "0.0004"
         stored = orjson.loads(await h.redis.get(h.settings.keys.intent("binance", lost)))
@@ -106,7 +90,7 @@ def test_an_order_lost_while_running_is_adopted_after_a_redis_reconnect(
         h = Harness(venue, settings, redis=fakeredis.FakeAsyncRedis(server=server))
         await h.add_signal(make_signal(1))
         h.start()
-        await wait_for(lambda: _has(h, "ack"))
+        await until(lambda: h.has_event("ack"))
         cid = client_order_id_for(make_signal(1).signal_id)
         # The order fills; Redis restarts without its last writes (the intent among them).
         venue.fill(cid, "0.001", "61.8")
@@ -114,14 +98,17 @@ def test_an_order_lost_while_running_is_adopted_after_a_redis_reconnect(
         with caplog.at_level(logging.WARNING, logger="tickpipe.trader"):
             server.connected = False
 
-            async def noticed() -> bool:
-                return any("Redis cannot take it now" in r.getMessage() for r in caplog.records)
+            async def noticed() -> bool:  # by the trader's signal reader, not only its health
+                return any(
+                    "trader reading" in r.getMessage() and "cannot take it now" in r.getMessage()
+                    for r in caplog.records
+                )
 
-            await wait_for(noticed)
+            await until(noticed)
             server.connected = True
-            await wait_for(lambda: _has(h, "adopted"), timeout_s=30)  # backoff reaches 5 s
+            await until(lambda: h.has_event("adopted"), timeout_s=30)  # backoff reaches 5 s
         await h.finish()
-        adopted = (await _events(h, "adopted"))[0]
+        adopted = (await h.events_named("adopted"))[0]
         assert adopted["client_order_id"] == cid and adopted["reason"] == "redis-reconnect"
         assert (await _positions(h))["BTCUSDT"] == "0.001"
         assert not await h.redis.sismember(settings.keys.working_orders("binance"), cid)
@@ -137,13 +124,13 @@ def test_a_lost_working_order_is_adopted_by_the_periodic_reconciliation() -> Non
         h = Harness(venue, settings)
         await h.add_signal(make_signal(1))
         h.start()
-        await wait_for(lambda: _has(h, "ack"))
+        await until(lambda: h.has_event("ack"))
         cid = client_order_id_for(make_signal(1).signal_id)
         await _lose_the_tail(h, [cid], {})
         venue.fill(cid, "0.0004", "24.72")  # partly filled, still working
-        await wait_for(lambda: _has(h, "adopted"))
+        await until(lambda: h.has_event("adopted"))
         await h.finish()
-        adopted: dict[str, Any] = (await _events(h, "adopted"))[0]
+        adopted: dict[str, Any] = (await h.events_named("adopted"))[0]
         assert adopted["status"] == "PARTIALLY_FILLED" and adopted["reason"] == "periodic"
         assert await h.redis.sismember(settings.keys.working_orders("binance"), cid)
         assert (await _positions(h))["BTCUSDT"] == "0.0004"
@@ -168,15 +155,15 @@ def test_a_pending_signal_whose_intent_was_lost_is_not_sent_again() -> None:
         cid = client_order_id_for(signal.signal_id)
         await h.add_signal(signal)
         h.start()
-        await wait_for(lambda: _true(len(venue.place_calls) == 1))
+        await until(lambda: len(venue.place_calls) == 1)
         await h.crash()  # the signal stays pending
         venue.hang_after_accept = False
         await _lose_the_tail(h, [cid], {})  # and Redis lost the intent
         await h.add_signal(make_signal(2))  # the market, and a signal after it
         h.start()
-        await wait_for(lambda: _has(h, "adopted"))
-        await wait_for(lambda: _has(h, "ack"))
-        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(lambda: h.has_event("adopted"))
+        await until(lambda: h.has_event("ack"))
+        await until(h.signals_read)
         await h.finish()
         assert [p["newClientOrderId"] for p in venue.place_calls] == [
             cid,
@@ -185,7 +172,3 @@ def test_a_pending_signal_whose_intent_was_lost_is_not_sent_again() -> None:
         assert (await _positions(h))["BTCUSDT"] == "0.002"
 
     asyncio.run(scenario())
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,10 @@ import fakeredis
 import pytest
 from aiohttp import web
 
+from tests.builders import build_order_update, build_signal
 from tests.integration.test_trader_shell import seed_market
+from tests.stages import stage_running
+from tests.waits import until
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import OrderUpdate, Signal, decode_fields
@@ -47,33 +50,25 @@ def make_settings(mock: MockExchange, **changes: Any) -> Settings:
 
 
 def make_signal(signal_id: str = "threshold:FAKEPACA:1", **changes: Any) -> Signal:
-    now = time.time_ns()
-    signal = Signal(
-        signal_id=signal_id,
-        venue="alpaca",
-        symbol="FAKEPACA",
-        strategy="threshold",
-        action="place",
-        side="buy",
-        qty="1",
-        price="100",  # values the order for the risk limits
-        reason="test",
-        cause="1-0",
-        ts_event=now,
-        ts_recv=now,
-        ts_signal=now,
+    # The price values the order for the risk limits.
+    fields = {"venue": "alpaca", "symbol": "FAKEPACA", "qty": "1", "price": "100"}
+    return build_signal(signal_id=signal_id, **(fields | changes))
+
+
+async def alpaca_mock(truth: Path) -> MockExchange:
+    """Start the mock's Alpaca venue with this module's key; it records to ``truth``."""
+    return await start_mock(
+        alpaca_port=0, api_key=KEY, api_secret=SECRET, ground_truth_path=str(truth)
     )
-    return replace(signal, **changes)
 
 
-async def wait_until(check: Callable[[], Awaitable[Any]], what: str, timeout_s: float = 8) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = await check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+async def signalled(settings: Settings, *signals: Signal) -> Any:
+    """Return a fresh fakeredis with FAKEPACA's market at 100 and ``signals`` to be read."""
+    redis = fakeredis.FakeAsyncRedis()
+    await seed_market(redis, settings, "FAKEPACA", "100")
+    for signal in signals:
+        await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
+    return redis
 
 
 async def order_events(redis: Any, settings: Settings) -> list[dict[str, str]]:
@@ -85,30 +80,22 @@ async def wait_event(redis: Any, settings: Settings, event: str, n: int = 1) -> 
         hits = [e for e in await order_events(redis, settings) if e["event"] == event]
         return hits if len(hits) >= n else []
 
-    hits = await wait_until(found, f"{n} {event!r} entries")
+    hits = await until(found, what=f"{n} {event!r} entries")
     return dict(hits[n - 1])
 
 
 def filled_update(cid: str, order_id: str) -> OrderUpdate:
-    now = time.time_ns()
-    return OrderUpdate(
+    return build_order_update(
         venue="alpaca",
         symbol="FAKEPACA",
         client_order_id=cid,
         order_id=order_id,
-        side="buy",
-        order_type="MARKET",
-        status="FILLED",
-        exec_type="TRADE",
         qty="1",
-        price="0",
         filled_qty="1",
         last_qty="1",
         last_price="100",
         cum_quote="100",
         trade_id="e-1",
-        ts_event=now,
-        ts_recv=now,
     )
 
 
@@ -165,33 +152,40 @@ class HoldingProxy:
             await self.runner.cleanup()
 
 
+@contextlib.asynccontextmanager
+async def proxied_mock(truth: Path) -> AsyncIterator[tuple[MockExchange, HoldingProxy]]:
+    """Start the Alpaca mock with a HoldingProxy in front of its REST API; close both after."""
+    mock = await alpaca_mock(truth)
+    assert mock.alpaca_rest_url is not None
+    proxy = HoldingProxy(mock.alpaca_rest_url)
+    await proxy.start()
+    try:
+        yield mock, proxy
+    finally:
+        await proxy.close()
+        await mock.close()
+
+
 def test_signal_places_exactly_one_order_and_records_the_ack(tmp_path: Path) -> None:
     async def scenario() -> None:
         truth = tmp_path / "truth.jsonl"
-        mock = await start_mock(
-            alpaca_port=0, api_key=KEY, api_secret=SECRET, ground_truth_path=str(truth)
-        )
+        mock = await alpaca_mock(truth)
         try:
             settings = make_settings(mock)
-            redis = fakeredis.FakeAsyncRedis()
             signal = make_signal()
-            await seed_market(redis, settings, "FAKEPACA", "100")
-            await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            ack = await wait_event(redis, settings, "ack")
-            cid = client_order_id_for(signal.signal_id)
-            # The fill arrives as the processor writes it: an OrderUpdate with Binance statuses.
-            fill = filled_update(cid, ack["order_id"])
-            await redis.xadd(settings.keys.order_updates("alpaca"), fill.to_fields())
-            positions = settings.keys.positions("alpaca")
+            redis = await signalled(settings, signal)
+            async with stage_running(run, settings, redis=redis):
+                ack = await wait_event(redis, settings, "ack")
+                cid = client_order_id_for(signal.signal_id)
+                # The fill arrives as the processor writes it: an OrderUpdate with Binance statuses.
+                fill = filled_update(cid, ack["order_id"])
+                await redis.xadd(settings.keys.order_updates("alpaca"), fill.to_fields())
+                positions = settings.keys.positions("alpaca")
 
-            async def position() -> bool:
-                return decode_fields(await redis.hgetall(positions)).get("FAKEPACA") == "1"
+                async def position() -> bool:
+                    return decode_fields(await redis.hgetall(positions)).get("FAKEPACA") == "1"
 
-            await wait_until(position, "the position")
-            stop.set()
-            await asyncio.wait_for(task, 5)
+                await until(position, what="the position")
         finally:
             await mock.close()
         assert ack["client_order_id"] == cid and ack["source"] == "place"
@@ -208,26 +202,18 @@ def test_signal_places_exactly_one_order_and_records_the_ack(tmp_path: Path) -> 
 def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> None:
     async def scenario() -> None:
         truth = tmp_path / "truth.jsonl"
-        mock = await start_mock(
-            alpaca_port=0, api_key=KEY, api_secret=SECRET, ground_truth_path=str(truth)
-        )
-        assert mock.alpaca_rest_url is not None
-        proxy = HoldingProxy(mock.alpaca_rest_url)
-        await proxy.start()
         signal = make_signal("threshold:FAKEPACA:crash")
         cid = client_order_id_for(signal.signal_id)
-        try:
+        async with proxied_mock(truth) as (mock, proxy):
             settings = make_settings(mock)
-            redis = fakeredis.FakeAsyncRedis()
-            await seed_market(redis, settings, "FAKEPACA", "100")
-            await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
+            redis = await signalled(settings, signal)
             rest = AlpacaRest(proxy.url, api_key=KEY, api_secret=SECRET, request_timeout_s=60)
             task = asyncio.create_task(run(settings, asyncio.Event(), redis=redis, venue=rest))
 
             async def sent() -> bool:
                 return proxy.held == 1 and bool(placed(truth, cid))
 
-            await wait_until(sent, "the order at the venue")
+            await until(sent, what="the order at the venue")
             task.cancel()  # the crash: intent recorded, order sent, no answer recorded
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -235,14 +221,9 @@ def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> Non
             events = [e["event"] for e in await order_events(redis, settings)]
             assert [e for e in events if e != "instruments"] == ["intent"]  # filters: not orders
 
-            stop = asyncio.Event()  # the restart reads the unacknowledged signal again
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            ack = await wait_event(redis, settings, "ack")
-            stop.set()
-            await asyncio.wait_for(task, 5)
-        finally:
-            await proxy.close()
-            await mock.close()
+            # The restart reads the unacknowledged signal again.
+            async with stage_running(run, settings, redis=redis):
+                ack = await wait_event(redis, settings, "ack")
         # Looked up by the reconciliation at start, before the signal is read again.
         assert ack["source"] == "status:reconcile:start" and ack["status"] == "FILLED"
         assert len(placed(truth, cid)) == 1
@@ -253,28 +234,16 @@ def test_crash_after_sending_then_restart_keeps_one_order(tmp_path: Path) -> Non
 def test_first_post_times_out_and_is_resolved_by_query(tmp_path: Path) -> None:
     async def scenario() -> None:
         truth = tmp_path / "truth.jsonl"
-        mock = await start_mock(
-            alpaca_port=0, api_key=KEY, api_secret=SECRET, ground_truth_path=str(truth)
-        )
-        assert mock.alpaca_rest_url is not None
-        proxy = HoldingProxy(mock.alpaca_rest_url)
-        await proxy.start()
         signal = make_signal("threshold:FAKEPACA:timeout")
-        rest = AlpacaRest(proxy.url, api_key=KEY, api_secret=SECRET, request_timeout_s=0.5)
-        try:
-            settings = make_settings(mock)
-            redis = fakeredis.FakeAsyncRedis()
-            await seed_market(redis, settings, "FAKEPACA", "100")
-            await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis, venue=rest))
-            ack = await wait_event(redis, settings, "ack")
-            stop.set()
-            await asyncio.wait_for(task, 5)
-        finally:
-            await rest.aclose()
-            await proxy.close()
-            await mock.close()
+        async with proxied_mock(truth) as (mock, proxy):
+            rest = AlpacaRest(proxy.url, api_key=KEY, api_secret=SECRET, request_timeout_s=0.5)
+            try:
+                settings = make_settings(mock)
+                redis = await signalled(settings, signal)
+                async with stage_running(run, settings, redis=redis, venue=rest):
+                    ack = await wait_event(redis, settings, "ack")
+            finally:
+                await rest.aclose()
         assert proxy.held == 1
         assert ack["source"] == "status:ambiguous" and ack["status"] == "FILLED"
         assert len(placed(truth, client_order_id_for(signal.signal_id))) == 1
@@ -284,29 +253,19 @@ def test_first_post_times_out_and_is_resolved_by_query(tmp_path: Path) -> None:
 
 def test_cancel_signal_cancels_a_resting_limit_order(tmp_path: Path) -> None:
     async def scenario() -> None:
-        mock = await start_mock(
-            alpaca_port=0,
-            api_key=KEY,
-            api_secret=SECRET,
-            ground_truth_path=str(tmp_path / "truth.jsonl"),
-        )
+        mock = await alpaca_mock(tmp_path / "truth.jsonl")
         try:
             # Far below the market, so it rests: a band wide enough to let it through.
             settings = make_settings(mock, order_type="LIMIT", price_band_bps="10000")
-            redis = fakeredis.FakeAsyncRedis()
             signals = settings.keys.signals(PARTITION)
             resting = make_signal("threshold:FAKEPACA:limit", price="1.00")
-            await seed_market(redis, settings, "FAKEPACA", "100")
-            await redis.xadd(signals, resting.to_fields())
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            ack = await wait_event(redis, settings, "ack")
-            assert ack["status"] == "NEW"
-            cancel = make_signal("threshold:FAKEPACA:cancel", action="cancel")
-            await redis.xadd(signals, cancel.to_fields())
-            canceled = await wait_event(redis, settings, "canceled")
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            redis = await signalled(settings, resting)
+            async with stage_running(run, settings, redis=redis):
+                ack = await wait_event(redis, settings, "ack")
+                assert ack["status"] == "NEW"
+                cancel = make_signal("threshold:FAKEPACA:cancel", action="cancel")
+                await redis.xadd(signals, cancel.to_fields())
+                canceled = await wait_event(redis, settings, "canceled")
             assert mock.alpaca is not None
             cid = client_order_id_for(resting.signal_id)
             assert mock.alpaca.broker.by_client_order_id(cid).status == "canceled"

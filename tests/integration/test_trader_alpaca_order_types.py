@@ -11,23 +11,20 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import fakeredis
 import pytest
 
 from tests.integration.test_trader_alpaca import (
-    KEY,
-    PARTITION,
-    SECRET,
+    alpaca_mock,
     make_settings,
     make_signal,
     order_events,
     placed,
-    wait_until,
+    signalled,
 )
-from tests.integration.test_trader_shell import seed_market
+from tests.stages import stage_running
+from tests.waits import until
 from tickpipe.common.schema import decode_fields
 from tickpipe.common.units import client_order_id_for
-from tickpipe.mock_ws import start_mock
 from tickpipe.trader.shell import run
 
 
@@ -36,30 +33,24 @@ def test_each_order_type_is_sent_as_alpaca_has_it_or_refused_with_a_reason(
 ) -> None:
     async def scenario() -> None:
         truth = tmp_path / "truth.jsonl"
-        mock = await start_mock(
-            alpaca_port=0, api_key=KEY, api_secret=SECRET, ground_truth_path=str(truth)
-        )
+        mock = await alpaca_mock(truth)
         try:
             settings = make_settings(mock, price_band_bps="10000")
-            redis = fakeredis.FakeAsyncRedis()
             maker = make_signal("t:maker", order_type="LIMIT", post_only=True, price="90")
             fok = make_signal("t:fok", order_type="LIMIT", time_in_force="FOK", price="90")
             ioc = make_signal("t:ioc", order_type="LIMIT", time_in_force="IOC", price="90")
-            await seed_market(redis, settings, "FAKEPACA", "100")
-            for signal in (maker, fok, ioc):
-                await redis.xadd(settings.keys.signals(PARTITION), signal.to_fields())
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            cids = {s.signal_id: client_order_id_for(s.signal_id) for s in (maker, fok, ioc)}
+            redis = await signalled(settings, maker, fok, ioc)
+            async with stage_running(run, settings, redis=redis):
+                cids = {s.signal_id: client_order_id_for(s.signal_id) for s in (maker, fok, ioc)}
 
-            async def settled() -> bool:
-                events = await order_events(redis, settings)
-                done = {e["client_order_id"] for e in events if e["event"] in ("ack", "rejected")}
-                return set(cids.values()) <= done
+                async def settled() -> bool:
+                    events = await order_events(redis, settings)
+                    done = {
+                        e["client_order_id"] for e in events if e["event"] in ("ack", "rejected")
+                    }
+                    return set(cids.values()) <= done
 
-            await wait_until(settled, "an answer for every signal")
-            stop.set()
-            await asyncio.wait_for(task, 5)
+                await until(settled, what="an answer for every signal")
             dead = settings.keys.trader_dead_letters("alpaca")
             letters = [decode_fields(f) for _, f in await redis.xrange(dead)]
             events = await order_events(redis, settings)

@@ -13,13 +13,20 @@ import fakeredis
 import pytest
 from aiohttp import web
 
-from tests.integration.test_trader_alpaca import KEY, SECRET, make_settings, make_signal, wait_event
+from tests.integration.test_trader_alpaca import (
+    KEY,
+    SECRET,
+    alpaca_mock,
+    make_settings,
+    make_signal,
+    wait_event,
+)
 from tests.integration.test_trader_shell import owned_ledger
+from tests.stages import stage_running
 from tickpipe.common.errors import AmbiguousOutcome, VenueUnavailable
 from tickpipe.common.schema import decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import client_order_id_for
-from tickpipe.mock_ws import start_mock
 from tickpipe.trader.core import build_intent
 from tickpipe.trader.shell import run
 from tickpipe.trader.venue_router import VenueRouter
@@ -147,12 +154,7 @@ def test_server_errors_never_resend_and_not_found_settles_after_the_window() -> 
 
 def test_start_reconciles_open_orders_and_orphan_intents_at_the_mock(tmp_path: Path) -> None:
     async def scenario() -> None:
-        mock = await start_mock(
-            alpaca_port=0,
-            api_key=KEY,
-            api_secret=SECRET,
-            ground_truth_path=str(tmp_path / "truth.jsonl"),
-        )
+        mock = await alpaca_mock(tmp_path / "truth.jsonl")
         try:
             settings = make_settings(mock, order_type="LIMIT")
             redis = fakeredis.FakeAsyncRedis()
@@ -172,13 +174,10 @@ def test_start_reconciles_open_orders_and_orphan_intents_at_the_mock(tmp_path: P
                     async with http.post(url, json={**body, "client_order_id": cid}) as answer:
                         assert answer.status == 200, await answer.text()
             await ledger.lease.release()  # the trader started now takes the account
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            not_found = await wait_event(redis, settings, "not_found")
-            reconciled = await wait_event(redis, settings, "reconciled")
-            unknown = await wait_event(redis, settings, "discrepancy")
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            async with stage_running(run, settings, redis=redis):
+                not_found = await wait_event(redis, settings, "not_found")
+                reconciled = await wait_event(redis, settings, "reconciled")
+                unknown = await wait_event(redis, settings, "discrepancy")
         finally:
             await mock.close()
         assert not_found["client_order_id"] == orphan.client_order_id

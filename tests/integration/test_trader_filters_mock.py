@@ -9,17 +9,17 @@ rounded. The mock's ground truth says what it received.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import fakeredis
 
-from tests.integration.test_trader_mock import make_signal, wait_idle
+from tests.integration.test_trader_mock import eth_streams, make_signal, mock_settings, wait_idle
 from tests.integration.test_trader_shell import seed_market
+from tests.stages import stage_running
+from tests.waits import until
 from tickpipe.common.schema import decode_fields
-from tickpipe.common.settings import Secret, Settings
 from tickpipe.common.units import client_order_id_for
 from tickpipe.mock_ws import start_mock
 from tickpipe.mock_ws.ground_truth import read_ground_truth
@@ -27,14 +27,13 @@ from tickpipe.trader.shell import run
 
 
 async def _wait_acks(redis: Any, stream: str, cids: set[str]) -> list[dict[str, str]]:
-    deadline = time.monotonic() + 8
-    while True:
+    async def acked() -> list[dict[str, str]]:
         events = [decode_fields(f) for _, f in await redis.xrange(stream)]
-        acked = {e["client_order_id"] for e in events if e["event"] == "ack"}
-        if cids <= acked:
-            return events
-        assert time.monotonic() < deadline, f"no ack for {cids - acked} in {events}"
-        await asyncio.sleep(0.02)
+        done = {e["client_order_id"] for e in events if e["event"] == "ack"}
+        return events if cids <= done else []
+
+    events: list[dict[str, str]] = await until(acked, 8, what=f"an ack for each of {cids}")
+    return events
 
 
 def test_orders_the_venue_would_reject_are_refused_before_sending(tmp_path: Path) -> None:
@@ -42,18 +41,11 @@ def test_orders_the_venue_would_reject_are_refused_before_sending(tmp_path: Path
         truth = tmp_path / "ground-truth.jsonl"
         mock = await start_mock(seed=3, ground_truth_path=str(truth))
         try:
-            settings = Settings(
-                namespace="tf",
-                instance="trader-filters-test",
-                price_band_bps="10000",
-                binance_ws_api_url=mock.ws_api_url,
-                binance_rest_url=mock.rest_url,
-                binance_api_key=Secret("mock-key"),
-                binance_api_secret=Secret("mock-secret"),
+            settings = mock_settings(
+                mock, namespace="tf", instance="trader-filters-test", price_band_bps="10000"
             )
             redis = fakeredis.FakeAsyncRedis()
-            partition = next(p for p, s in settings.partitions().items() if "ETHUSDT" in s)
-            signals, orders = settings.keys.signals(partition), settings.keys.orders("binance")
+            signals, orders = eth_streams(settings)
             base = make_signal()
             tiny = replace(base, signal_id="f:tiny", qty="0.000004")  # LOT_SIZE minimum 0.00001
             odd = replace(base, signal_id="f:odd", qty="0.0022345678")  # step 0.00001: rounded
@@ -64,13 +56,12 @@ def test_orders_the_venue_would_reject_are_refused_before_sending(tmp_path: Path
             await seed_market(redis, settings, "ETHUSDT", base.price)
             for signal in (tiny, odd, maker, ioc):
                 await redis.xadd(signals, signal.to_fields())
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            cid = {s.signal_id: client_order_id_for(s.signal_id) for s in (tiny, odd, maker, ioc)}
-            await _wait_acks(redis, orders, {cid["f:odd"], cid["f:ioc"], cid["f:maker"]})
-            await wait_idle(redis, signals)
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            async with stage_running(run, settings, redis=redis):
+                cid = {
+                    s.signal_id: client_order_id_for(s.signal_id) for s in (tiny, odd, maker, ioc)
+                }
+                await _wait_acks(redis, orders, {cid["f:odd"], cid["f:ioc"], cid["f:maker"]})
+                await wait_idle(redis, signals)
             dead = settings.keys.trader_dead_letters("binance")
             letters = {
                 e["client_order_id"]: e

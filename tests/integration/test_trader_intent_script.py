@@ -22,8 +22,8 @@ from tests.integration.test_trader_shell import (
     make_signal,
     owned_ledger,
     seed_market,
-    wait_for,
 )
+from tests.waits import until
 from tickpipe.common.names import Keys
 from tickpipe.common.schema import OrderIntent, decode_fields
 from tickpipe.common.units import client_order_id_for
@@ -205,7 +205,7 @@ def test_a_kill_switch_set_before_start_refuses_the_first_signal() -> None:
         await set_kill_switch(h.redis, h.settings, True)
         await h.add_signal(make_signal(1))
         h.start()
-        await wait_for(lambda: h.has_event("rejected"))
+        await until(lambda: h.has_event("rejected"))
         await h.finish()
         events = await h.events()
         assert [e["on"] for e in events if e["event"] == "kill_switch"] == ["1"]
@@ -226,13 +226,13 @@ def test_a_kill_switch_set_while_running_stops_orders_within_the_refresh_period(
         async def running() -> bool:
             return bool(await h.redis.exists(health))
 
-        await wait_for(running)
+        await until(running)
         await set_kill_switch(h.redis, h.settings, True)
         switched = time.monotonic()
-        await wait_for(lambda: h.has_event("kill_switch"), timeout_s=2.0)
+        await until(lambda: h.has_event("kill_switch"), timeout_s=2.0)
         assert time.monotonic() - switched < 1.0  # 0.05 s period, with room for a slow machine
         await h.add_signal(make_signal(1))
-        await wait_for(lambda: h.has_event("rejected"))
+        await until(lambda: h.has_event("rejected"))
         await h.finish()
         assert venue.place_calls == []
 

@@ -27,8 +27,8 @@ from tests.integration.test_trader_shell import (
     seed_market,
     signal_stream,
     update_for,
-    wait_for,
 )
+from tests.waits import until
 from tickpipe.common.schema import decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import client_order_id_for
@@ -66,10 +66,6 @@ async def _has(redis: Any, settings: Settings, name: str, n: int = 1) -> bool:
     return len(await _events(redis, settings, name)) >= n
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 def test_a_second_trader_stands_by_then_takes_over_and_claims_the_pending_signal() -> None:
     async def scenario() -> None:
         server = fakeredis.FakeServer()
@@ -82,22 +78,22 @@ def test_a_second_trader_stands_by_then_takes_over_and_claims_the_pending_signal
         )
         redis, settings = first.redis, first.settings
         first.start()
-        await wait_for(lambda: _status_is(redis, settings, "trd-a", "ok"))
+        await until(lambda: _status_is(redis, settings, "trd-a", "ok"))
         second.start()
-        await wait_for(lambda: _status_is(redis, settings, "trd-b.standby", "standby"))
+        await until(lambda: _status_is(redis, settings, "trd-b.standby", "standby"))
 
         venue.hang_after_accept = True  # the order is at the venue, its answer never comes
         await first.add_signal(make_signal(1))
-        await wait_for(lambda: _true(len(venue.place_calls) == 1))
+        await until(lambda: len(venue.place_calls) == 1)
         await first.crash()  # dead: no release, the lease runs out
         venue.hang_after_accept = False
 
         # The standby takes over, claims the dead owner's pending signal and looks it up.
-        await wait_for(lambda: _status_is(redis, settings, "trd-b", "ok"), timeout_s=10)
-        await wait_for(lambda: _has(redis, settings, "ack"))
+        await until(lambda: _status_is(redis, settings, "trd-b", "ok"), timeout_s=10)
+        await until(lambda: _has(redis, settings, "ack"))
         await second.add_signal(make_signal(2, side="sell", qty="0.0004"))
-        await wait_for(lambda: _has(redis, settings, "ack", 2))
-        await wait_for(lambda: _zero(pending(redis, signal_stream(settings))))
+        await until(lambda: _has(redis, settings, "ack", 2))
+        await until(lambda: _zero(pending(redis, signal_stream(settings))))
         await second.finish()
 
         cids = [p["newClientOrderId"] for p in venue.place_calls]
@@ -186,29 +182,29 @@ def test_an_owner_frozen_after_its_intent_thaws_without_sending_or_writing(
         standby = Harness(venue, settings, redis=fakeredis.FakeAsyncRedis(server=server), **RUN_KW)
         redis = standby.redis
         owner.start()
-        await wait_for(lambda: _status_is(redis, settings, "trd", "ok"))
+        await until(lambda: _status_is(redis, settings, "trd", "ok"))
         standby.start()
-        await wait_for(lambda: _status_is(redis, settings, "trd.standby", "standby"))
+        await until(lambda: _status_is(redis, settings, "trd.standby", "standby"))
 
         owner.redis.freeze_after = "EVALSHA"  # frozen right after the intent is recorded
         first = make_signal(1)
         await standby.add_signal(first)
-        await wait_for(lambda: _true(owner.redis.frozen.is_set()))
+        await until(lambda: owner.redis.frozen.is_set())
         cid = client_order_id_for(first.signal_id)
         assert await redis.exists(settings.keys.intent("binance", cid))
         assert venue.place_calls == []
 
         # The standby takes over; the intent exists, so it only looks the order up: none.
-        await wait_for(lambda: _has(redis, settings, "not_found"), timeout_s=10)
+        await until(lambda: _has(redis, settings, "not_found"), timeout_s=10)
         second = make_signal(2, side="sell", qty="0.0004")
         await standby.add_signal(second)
-        await wait_for(lambda: _has(redis, settings, "ack"))
+        await until(lambda: _has(redis, settings, "ack"))
         before = await redis.xlen(settings.keys.orders("binance"))
 
         owner.redis.thawed.set()  # SIGCONT: the old owner must notice before it sends
-        await wait_for(lambda: _status_is(redis, settings, "trd.standby", "standby"))
+        await until(lambda: _status_is(redis, settings, "trd.standby", "standby"))
         await seed_market(redis, settings, "BTCUSDT", "61800.5")
-        await wait_for(lambda: _zero(pending(redis, signal_stream(settings))))
+        await until(lambda: _zero(pending(redis, signal_stream(settings))))
         owner.finish()
         await standby.finish()
 
@@ -232,17 +228,17 @@ def test_positions_move_from_the_stored_value_by_each_fill_once() -> None:
         cid = client_order_id_for(signal.signal_id)
         await h.add_signal(signal)
         h.start()
-        await wait_for(lambda: _has(h.redis, h.settings, "ack"))
+        await until(lambda: _has(h.redis, h.settings, "ack"))
         positions = h.settings.keys.positions("binance")
         updates = h.settings.keys.order_updates("binance")
         await h.redis.xadd(updates, update_for(cid, "PARTIALLY_FILLED", "0.0004", 1).to_fields())
-        await wait_for(lambda: _field_is(h.redis, positions, "BTCUSDT", "0.0004"))
+        await until(lambda: _field_is(h.redis, positions, "BTCUSDT", "0.0004"))
         # Another writer (an operator's correction, an earlier owner) changed the position.
         await h.redis.hset(positions, "BTCUSDT", "0.0104")
         # The next fill moves the stored position; the same fill (same trade id) again does not.
         await h.redis.xadd(updates, update_for(cid, "PARTIALLY_FILLED", "0.0007", 2).to_fields())
         await h.redis.xadd(updates, update_for(cid, "PARTIALLY_FILLED", "0.0007", 2).to_fields())
-        await wait_for(lambda: _zero(pending(h.redis, updates)))
+        await until(lambda: _zero(pending(h.redis, updates)))
         await h.finish()
         assert await h.redis.hget(positions, "BTCUSDT") == b"0.0107"
         stored = orjson.loads(await h.redis.get(h.settings.keys.intent("binance", cid)))
@@ -284,10 +280,10 @@ def test_a_trader_whose_lease_was_taken_writes_nothing(path: str, scripts: bool)
         cid = client_order_id_for(signal.signal_id)
         await h.add_signal(signal)
         h.start()
-        await wait_for(lambda: _has(redis, settings, "ack"))
-        await wait_for(lambda: _zero(pending(redis, signal_stream(settings))))
+        await until(lambda: _has(redis, settings, "ack"))
+        await until(lambda: _zero(pending(redis, signal_stream(settings))))
         # One refusal of the trader's scripts, noted once, in its health record.
-        await wait_for(lambda: _scripts_refused_is(redis, settings, 0 if scripts else 1))
+        await until(lambda: _scripts_refused_is(redis, settings, 0 if scripts else 1))
         # Someone else holds the account now (as after a takeover while this one was frozen);
         # this trader renewed a moment ago, so it still believes it owns the account.
         keys = settings.keys
@@ -312,7 +308,7 @@ def test_a_trader_whose_lease_was_taken_writes_nothing(path: str, scripts: bool)
             standby = await _status_is(redis, settings, "trader-test.standby", "standby")
             return standby or await _dump(redis, settings) != snapshot
 
-        await wait_for(refused_or_written)
+        await until(refused_or_written)
         after = await _dump(redis, settings)
         await h.finish()
 

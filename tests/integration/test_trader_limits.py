@@ -6,29 +6,14 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from tests.integration.test_trader_shell import (
-    FakeVenue,
-    Harness,
-    make_settings,
-    make_signal,
-    pending,
-    signal_stream,
-    wait_for,
-)
+from tests.integration.test_trader_shell import FakeVenue, Harness, make_settings, make_signal
+from tests.waits import until
 from tickpipe.common.units import client_order_id_for
 from tickpipe.trader.control import kill_switch_on, set_kill_switch
 
 
 def limit_harness(venue: FakeVenue, **settings: Any) -> Harness:
     return Harness(venue, make_settings(order_type="LIMIT", **settings))
-
-
-async def _events(h: Harness, name: str) -> list[dict[str, str]]:
-    return [e for e in await h.events() if e["event"] == name]
-
-
-async def _has(h: Harness, name: str, n: int = 1) -> bool:
-    return len(await _events(h, name)) >= n
 
 
 async def _status(venue: FakeVenue, cid: str, status: str) -> bool:
@@ -44,7 +29,7 @@ def test_limit_orders_rest_until_a_cancel_signal_cancels_that_symbols_orders() -
         for s in (btc1, btc2, eth):
             await h.add_signal(s)
         h.start()
-        await wait_for(lambda: _has(h, "ack", 3))
+        await until(lambda: h.has_event("ack", 3))
         assert {o["type"] for o in venue.orders.values()} == {"LIMIT"}
         assert venue.place_calls[0]["price"] == "61800.5"
         assert venue.place_calls[0]["timeInForce"] == "GTC"
@@ -52,8 +37,8 @@ def test_limit_orders_rest_until_a_cancel_signal_cancels_that_symbols_orders() -
         assert len(working) == 3
 
         await h.add_signal(make_signal(9, action="cancel", side="", qty="0", reason="rapid move"))
-        await wait_for(lambda: _has(h, "canceled", 2))
-        await wait_for(lambda: _zero_pending(h))
+        await until(lambda: h.has_event("canceled", 2))
+        await until(h.signals_read)
         await h.finish()
         canceled = {c["origClientOrderId"] for c in venue.cancel_calls}
         assert canceled == {client_order_id_for(s.signal_id) for s in (btc1, btc2)}
@@ -61,15 +46,11 @@ def test_limit_orders_rest_until_a_cancel_signal_cancels_that_symbols_orders() -
         assert venue.orders[eth_cid]["status"] == "NEW"
         working = await h.redis.smembers(h.settings.keys.working_orders("binance"))
         assert working == {eth_cid.encode()}
-        signal_entry = (await _events(h, "cancel_signal"))[0]
+        signal_entry = (await h.events_named("cancel_signal"))[0]
         assert signal_entry["symbol"] == "BTCUSDT" and signal_entry["reason"] == "rapid move"
         assert len(venue.place_calls) == 3  # a cancel signal places nothing
 
     asyncio.run(scenario())
-
-
-async def _zero_pending(h: Harness) -> bool:
-    return await pending(h.redis, signal_stream(h.settings)) == 0
 
 
 def test_a_cancel_that_times_out_is_settled_by_status_and_one_that_lost_the_race_too() -> None:
@@ -79,14 +60,16 @@ def test_a_cancel_that_times_out_is_settled_by_status_and_one_that_lost_the_race
         await h.add_signal(make_signal(1))
         await h.add_signal(make_signal(2))
         h.start()
-        await wait_for(lambda: _has(h, "ack", 2))
+        await until(lambda: h.has_event("ack", 2))
         first, second = (client_order_id_for(make_signal(n).signal_id) for n in (1, 2))
         venue.fill(second, "0.001", "61.8")  # filled before the cancel arrives
         venue.cancel_times_out = True
         await h.add_signal(make_signal(3, action="cancel"))
-        await wait_for(lambda: _has(h, "ack", 4))
+        await until(lambda: h.has_event("ack", 4))
         await h.finish()
-        acks = {e["client_order_id"]: e for e in await _events(h, "ack") if e["source"] != "place"}
+        acks = {
+            e["client_order_id"]: e for e in await h.events_named("ack") if e["source"] != "place"
+        }
         assert acks[first]["status"] == "CANCELED" and acks[first]["source"] == "status:cancel"
         assert acks[second]["status"] == "FILLED"
         assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
@@ -101,24 +84,24 @@ def test_kill_switch_refuses_orders_and_cancels_every_working_order() -> None:
         h = limit_harness(venue)
         await h.add_signal(make_signal(1))
         h.start()
-        await wait_for(lambda: _has(h, "ack"))
+        await until(lambda: h.has_event("ack"))
         cid = client_order_id_for(make_signal(1).signal_id)
         await set_kill_switch(h.redis, h.settings, True)
         assert await kill_switch_on(h.redis, h.settings)
-        await wait_for(lambda: _status(venue, cid, "CANCELED"))
+        await until(lambda: _status(venue, cid, "CANCELED"))
         await h.add_signal(make_signal(2))
-        await wait_for(lambda: _has(h, "rejected"))
-        rejected = (await _events(h, "rejected"))[0]
+        await until(lambda: h.has_event("rejected"))
+        rejected = (await h.events_named("rejected"))[0]
         assert rejected["reason"] == "kill switch is on" and rejected["stage"] == "risk"
         assert len(venue.place_calls) == 1
 
         await set_kill_switch(h.redis, h.settings, False)
-        await wait_for(lambda: _has(h, "kill_switch", 2))
+        await until(lambda: h.has_event("kill_switch", 2))
         await h.add_signal(make_signal(3))
-        await wait_for(lambda: _has(h, "ack", 2))
+        await until(lambda: h.has_event("ack", 2))
         await h.finish()
         assert len(venue.place_calls) == 2
-        switches = [e["on"] for e in await _events(h, "kill_switch")]
+        switches = [e["on"] for e in await h.events_named("kill_switch")]
         assert switches == ["1", "0"]
 
     asyncio.run(scenario())
@@ -137,10 +120,10 @@ def test_position_notional_and_rate_limits_refuse_with_reasons() -> None:
         await h.add_signal(make_signal(4, side="sell"))  # passes: position 0
         await h.add_signal(make_signal(5, side="sell"))  # third order in the same second
         h.start()
-        await wait_for(lambda: _has(h, "rejected", 3))
-        await wait_for(lambda: _zero_pending(h))
+        await until(lambda: h.has_event("rejected", 3))
+        await until(h.signals_read)
         await h.finish()
-        reasons = [e["reason"] for e in await _events(h, "rejected")]
+        reasons = [e["reason"] for e in await h.events_named("rejected")]
         assert reasons[0].startswith("position limit: BTCUSDT would reach 0.002")
         assert reasons[1].startswith("notional limit: 123.601 exceeds 100")
         assert reasons[2].startswith("order rate limit")
@@ -157,15 +140,15 @@ def test_working_orders_past_the_position_limit_are_cancelled() -> None:
         h = limit_harness(venue, max_position="0.0015")
         await h.add_signal(make_signal(1))
         h.start()
-        await wait_for(lambda: _has(h, "ack"))
+        await until(lambda: h.has_event("ack"))
         cid = client_order_id_for(make_signal(1).signal_id)
         # A fill from outside this order pushes the position to its limit: the order must go.
         await h.redis.hset(h.settings.keys.positions("binance"), "BTCUSDT", "0.0015")
         await h.finish()
         h.start()
-        await wait_for(lambda: _status(venue, cid, "CANCELED"))
+        await until(lambda: _status(venue, cid, "CANCELED"))
         await h.finish()
-        requested = (await _events(h, "cancel_requested"))[0]
+        requested = (await h.events_named("cancel_requested"))[0]
         assert requested["reason"] == "position limit"
 
     asyncio.run(scenario())

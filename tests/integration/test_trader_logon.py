@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import fakeredis
 import orjson
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from websockets.asyncio.server import ServerConnection, serve
 
-from tests.integration.test_trader_shell import (
-    Harness,
-    make_settings,
-    make_signal,
-    seed_market,
-    wait_for,
-)
+from tests.integration.test_trader_shell import Harness, make_settings, make_signal, seed_market
+from tests.waits import until
 from tickpipe.common.errors import AuthError
-from tickpipe.common.settings import Secret
+from tickpipe.common.settings import Secret, Settings
 from tickpipe.trader.shell import run
 from tickpipe.venues.binance.wire import ws_api_payload
 
@@ -77,20 +74,29 @@ class LogonVenue:
             await ws.send(orjson.dumps(answer).decode())
 
 
-def test_ed25519_session_logs_on_once_then_orders_go_unsigned() -> None:
-    async def scenario() -> None:
-        venue = LogonVenue(PRIVATE.public_key())
-        async with serve(venue.handler, "127.0.0.1", 0) as srv:
-            port = srv.sockets[0].getsockname()[1]
-            settings = make_settings(
+@contextlib.asynccontextmanager
+async def ed25519_venue(public_key: Ed25519PublicKey) -> AsyncIterator[tuple[LogonVenue, Settings]]:
+    """Serve a LogonVenue that knows ``public_key``; yield it and a trader's settings for it."""
+    venue = LogonVenue(public_key)
+    async with serve(venue.handler, "127.0.0.1", 0) as srv:
+        port = srv.sockets[0].getsockname()[1]
+        yield (
+            venue,
+            make_settings(
                 binance_key_type="ed25519",
                 binance_api_secret=Secret(SEED_B64),
                 binance_ws_api_url=f"ws://127.0.0.1:{port}/ws-api/v3",
-            )
+            ),
+        )
+
+
+def test_ed25519_session_logs_on_once_then_orders_go_unsigned() -> None:
+    async def scenario() -> None:
+        async with ed25519_venue(PRIVATE.public_key()) as (venue, settings):
             h = Harness(None, settings)  # type: ignore[arg-type]  # the trader's own client
             await h.add_signal(make_signal(1))
             h.start()
-            await wait_for(lambda: _acked(h))
+            await until(lambda: h.has_event("ack"))
             await h.finish()
         methods = [m for m in venue.methods if m != "time"]  # venue clock samples
         assert methods[0] == "session.logon" and methods.count("session.logon") == 1
@@ -99,20 +105,10 @@ def test_ed25519_session_logs_on_once_then_orders_go_unsigned() -> None:
     asyncio.run(scenario())
 
 
-async def _acked(h: Harness) -> bool:
-    return any(e["event"] == "ack" for e in await h.events())
-
-
 def test_a_key_the_venue_refuses_stops_the_trader_with_a_clear_error() -> None:
     async def scenario() -> None:
-        venue = LogonVenue(Ed25519PrivateKey.generate().public_key())  # another key
-        async with serve(venue.handler, "127.0.0.1", 0) as srv:
-            port = srv.sockets[0].getsockname()[1]
-            settings = make_settings(
-                binance_key_type="ed25519",
-                binance_api_secret=Secret(SEED_B64),
-                binance_ws_api_url=f"ws://127.0.0.1:{port}/ws-api/v3",
-            )
+        another_key = Ed25519PrivateKey.generate().public_key()
+        async with ed25519_venue(another_key) as (_, settings):
             redis = fakeredis.FakeAsyncRedis()
             await seed_market(redis, settings, "BTCUSDT", make_signal(1).price)
             await redis.xadd(

@@ -18,13 +18,8 @@ from typing import Any
 import pytest
 
 from tests.integration.test_trader_adopt import _lose_the_tail
-from tests.integration.test_trader_shell import (
-    FakeVenue,
-    Harness,
-    make_signal,
-    signal_stream,
-    wait_for,
-)
+from tests.integration.test_trader_shell import FakeVenue, Harness, make_signal, signal_stream
+from tests.waits import until
 from tickpipe.common.errors import AmbiguousOutcome
 from tickpipe.common.names import GROUP_TRADER
 from tickpipe.common.units import client_order_id_for
@@ -80,9 +75,9 @@ def test_a_decision_settled_after_its_intent_was_lost_is_not_sent_again() -> Non
         venue = LostRequestVenue()
         h, cid = await _lose_the_intent_during_the_lookup(venue)
         venue.answer.set()
-        await wait_for(lambda: h.has_event("not_found"))
+        await until(lambda: h.has_event("not_found"))
         await h.add_signal(make_signal(1))  # the same decision, read again
-        await wait_for(lambda: _consumed(h))
+        await until(lambda: _consumed(h))
         await h.finish()
         assert [p["newClientOrderId"] for p in venue.place_calls] == [cid]
 
@@ -104,10 +99,10 @@ def test_the_same_decision_read_while_its_lost_request_is_looked_up_waits_for_it
                 waiting = any("under way" in r.getMessage() for r in caplog.records)
                 return waiting or len(venue.place_calls) > 1
 
-            await wait_for(handled)
+            await until(handled)
             venue.answer.set()
-            await wait_for(lambda: h.has_event("not_found"))
-            await wait_for(lambda: _consumed(h))
+            await until(lambda: h.has_event("not_found"))
+            await until(lambda: _consumed(h))
         await h.finish()
         assert [p["newClientOrderId"] for p in venue.place_calls] == [cid]
 

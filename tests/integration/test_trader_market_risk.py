@@ -17,30 +17,25 @@ from tests.integration.test_trader_shell import (
     Harness,
     make_settings,
     make_signal,
-    pending,
     seed_market,
     signal_stream,
-    wait_for,
 )
+from tests.waits import until
 from tickpipe.common.schema import Quote
 
 
-async def _events(h: Harness, name: str) -> list[dict[str, str]]:
-    return [e for e in await h.events() if e["event"] == name]
-
-
 async def _settled(h: Harness) -> bool:
-    if not (await _events(h, "rejected") or await _events(h, "ack")):
+    if not (await h.events_named("rejected") or await h.events_named("ack")):
         return False
-    return await pending(h.redis, signal_stream(h.settings)) == 0
+    return await h.signals_read()
 
 
 async def _run_one(h: Harness, signal: Any) -> list[dict[str, str]]:
     await h.redis.xadd(signal_stream(h.settings), signal.to_fields())
     h.start()
-    await wait_for(lambda: _settled(h))
+    await until(lambda: _settled(h))
     await h.finish()
-    return await _events(h, "rejected")
+    return await h.events_named("rejected")
 
 
 def test_a_forged_signal_with_a_made_up_price_does_not_reach_the_venue() -> None:

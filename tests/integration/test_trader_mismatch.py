@@ -15,15 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.test_trader_shell import (
-    FakeVenue,
-    Harness,
-    make_settings,
-    make_signal,
-    pending,
-    signal_stream,
-    wait_for,
-)
+from tests.integration.test_trader_shell import FakeVenue, Harness, make_settings, make_signal
+from tests.waits import until
 from tickpipe.common.schema import decode_fields
 from tickpipe.common.units import client_order_id_for
 from tickpipe.trader.control import set_kill_switch
@@ -64,8 +57,8 @@ def test_a_signal_that_differs_from_its_existing_intent_is_dead_lettered_and_ala
             async def alarmed() -> bool:
                 return bool((await _health(h)).get("alarms"))
 
-            await wait_for(alarmed)
-            await wait_for(lambda: _none_pending(h))
+            await until(alarmed)
+            await until(lambda: _none_pending(h))
             health = await _health(h)
             await h.finish()
 
@@ -86,7 +79,7 @@ def test_a_signal_that_differs_from_its_existing_intent_is_dead_lettered_and_ala
 
 
 async def _none_pending(h: Harness) -> bool:
-    return await pending(h.redis, signal_stream(h.settings)) == 0 and bool(await _dead_letters(h))
+    return await h.signals_read() and bool(await _dead_letters(h))
 
 
 def test_a_refused_signal_meeting_another_intent_is_dead_lettered_too() -> None:
@@ -97,12 +90,12 @@ def test_a_refused_signal_meeting_another_intent_is_dead_lettered_too() -> None:
         h = Harness(venue, make_settings(order_type="LIMIT"))
         await h.add_signal(make_signal(1))
         h.start()
-        await wait_for(lambda: _acked(h))
+        await until(lambda: _acked(h))
         await h.finish()
         await set_kill_switch(h.redis, h.settings, True)
         await h.add_signal(make_signal(1, side="sell"))
         h.start()
-        await wait_for(lambda: _none_pending(h))
+        await until(lambda: _none_pending(h))
         await h.finish()
         [dead] = await _dead_letters(h)
         assert dead["reason"] == "intent mismatch: side buy != sell"
@@ -124,7 +117,7 @@ def test_the_same_decision_read_again_is_no_mismatch() -> None:
         await h.add_signal(make_signal(1))
         await h.add_signal(make_signal(1, qty="0.0010", price="61800.50"))  # same numbers
         h.start()
-        await wait_for(lambda: _acked_all(h))
+        await until(lambda: _acked_all(h))
         await h.finish()
         assert await _dead_letters(h) == []
         assert len(venue.place_calls) == 1  # recognised (or looked up while in flight), not sent
@@ -134,4 +127,4 @@ def test_the_same_decision_read_again_is_no_mismatch() -> None:
 
 async def _acked_all(h: Harness) -> bool:
     acks = [e for e in await h.events() if e["event"] == "ack"]
-    return len(acks) >= 1 and await pending(h.redis, signal_stream(h.settings)) == 0
+    return len(acks) >= 1 and await h.signals_read()

@@ -17,8 +17,8 @@ from tests.integration.test_trader_shell import (
     pending,
     seed_market,
     signal_stream,
-    wait_for,
 )
+from tests.waits import until
 from tickpipe.common.errors import AuthError
 from tickpipe.common.units import client_order_id_for
 
@@ -34,10 +34,6 @@ class HeldVenue(FakeVenue):
         answer = await super().place(params)
         await self.release.wait()
         return answer
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _placed(venue: FakeVenue, n: int) -> bool:
@@ -58,11 +54,11 @@ def test_orders_leave_before_the_previous_answers_and_each_is_acknowledged_once(
         for signal in signals:
             await h.add_signal(signal)
         h.start()
-        await wait_for(lambda: _placed(venue, 3))  # all three out, none answered yet
+        await until(lambda: _placed(venue, 3))  # all three out, none answered yet
         assert not await h.has_event("ack")
         assert await pending(h.redis, signal_stream(h.settings)) == 3  # none acknowledged
         venue.release.set()
-        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(h.signals_read)
         await h.finish()
         cids = [client_order_id_for(s.signal_id) for s in signals]
         assert [p["newClientOrderId"] for p in venue.place_calls] == cids
@@ -81,14 +77,14 @@ def test_at_most_max_inflight_orders_await_their_answers() -> None:
         for n in range(1, 4):
             await h.add_signal(make_signal(n))
         h.start()
-        await wait_for(lambda: _placed(venue, 2))
+        await until(lambda: _placed(venue, 2))
         # The health record counts a signal once decoded, just before it waits for a slot: once it
         # shows the third, that signal is waiting, and it stays waiting until an answer comes.
-        await wait_for(lambda: _health_shows(h, signals_seen=3, orders_in_flight=2))
+        await until(lambda: _health_shows(h, signals_seen=3, orders_in_flight=2))
         assert len(venue.place_calls) == 2
         venue.release.set()
-        await wait_for(lambda: _placed(venue, 3))
-        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(lambda: _placed(venue, 3))
+        await until(h.signals_read)
         await h.finish()
 
     asyncio.run(scenario())
@@ -102,10 +98,10 @@ def test_a_cancel_signal_waits_for_its_symbols_orders_in_flight_and_cancels_them
         await h.add_signal(place)
         await h.add_signal(make_signal(2, action="cancel", side="", qty="", price=""))
         h.start()
-        await wait_for(lambda: _placed(venue, 1))
+        await until(lambda: _placed(venue, 1))
         assert venue.cancel_calls == []  # its order has not answered yet
         venue.release.set()
-        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(h.signals_read)
         await h.finish()
         cid = client_order_id_for(place.signal_id)
         assert [c["origClientOrderId"] for c in venue.cancel_calls] == [cid]
@@ -139,7 +135,7 @@ def test_a_stop_waits_for_the_orders_in_flight_and_acknowledges_each() -> None:
         for n in range(1, 5):
             await h.add_signal(make_signal(n))
         h.start()
-        await wait_for(lambda: _placed(venue, 2))
+        await until(lambda: _placed(venue, 2))
         h.stop.set()  # before any answer: the third signal waits for a slot, then sees the stop
         venue.release.set()
         await asyncio.wait_for(h.task, 5)
@@ -165,10 +161,10 @@ def test_signals_with_the_same_entry_id_in_two_partitions_are_both_placed() -> N
         for n, stream in enumerate(streams, start=1):
             await h.redis.xadd(stream, make_signal(n).to_fields(), id="1700000000000-0")
         h.start()
-        await wait_for(lambda: _placed(venue, 2))  # both in flight at once
+        await until(lambda: _placed(venue, 2))  # both in flight at once
         venue.release.set()
         for stream in streams:
-            await wait_for(lambda s=stream: _zero(pending(h.redis, s)))
+            await until(lambda s=stream: _zero(pending(h.redis, s)))
         await h.finish()
         acks = [e for e in await h.events() if e["event"] == "ack"]
         assert len(acks) == 2
@@ -196,9 +192,9 @@ def test_redis_trouble_after_an_order_left_rereads_the_signal_and_never_resends(
         h.redis.evalsha = ack_failing_once  # type: ignore[method-assign]
         await h.add_signal(make_signal(1))
         h.start()
-        await wait_for(lambda: _placed(venue, 1))
-        await wait_for(lambda: _true(bool(failed)))
-        await wait_for(lambda: _zero(pending(h.redis, stream)))
+        await until(lambda: _placed(venue, 1))
+        await until(lambda: bool(failed))
+        await until(lambda: _zero(pending(h.redis, stream)))
         await h.finish()
         assert failed and len(venue.place_calls) == 1  # read again, not sent again
         events = [e["event"] for e in await h.events()]

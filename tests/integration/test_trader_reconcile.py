@@ -13,19 +13,11 @@ from tests.integration.test_trader_shell import (
     make_settings,
     make_signal,
     owned_ledger,
-    wait_for,
 )
+from tests.waits import until
 from tickpipe.common.errors import AmbiguousOutcome
 from tickpipe.common.schema import OrderIntent, RawFrame, Trade, decode_fields
 from tickpipe.common.units import client_order_id_for
-
-
-async def _events(h: Harness, name: str) -> list[dict[str, str]]:
-    return [e for e in await h.events() if e["event"] == name]
-
-
-async def _has(h: Harness, name: str, n: int = 1) -> bool:
-    return len(await _events(h, name)) >= n
 
 
 async def _position(h: Harness) -> dict[str, str]:
@@ -38,7 +30,7 @@ def test_start_reconciles_fills_missed_while_down_orphans_and_unknown_orders() -
         h = Harness(venue, make_settings(order_type="LIMIT"))
         await h.add_signal(make_signal(1))
         h.start()
-        await wait_for(lambda: _has(h, "ack"))
+        await until(lambda: h.has_event("ack"))
         await h.finish()
         cid = client_order_id_for(make_signal(1).signal_id)
         venue.fill(cid, "0.001", "61.8")  # filled while the trader was down
@@ -61,16 +53,16 @@ def test_start_reconciles_fills_missed_while_down_orphans_and_unknown_orders() -
         await ledger.lease.release()  # the trader started now takes the account
 
         h.start()
-        await wait_for(lambda: _has(h, "discrepancy", 4))
+        await until(lambda: h.has_event("discrepancy", 4))
         await h.finish()
-        kinds = {e["client_order_id"]: e["kind"] for e in await _events(h, "discrepancy")}
+        kinds = {e["client_order_id"]: e["kind"] for e in await h.events_named("discrepancy")}
         assert kinds == {
             cid: "state_changed",
             "tp-orphan": "orphan_intent",
             "someone-elses": "unknown_open_order",
             "tp-settled": "settled_here_open_at_venue",
         }
-        assert (await _events(h, "not_found"))[1]["client_order_id"] == "tp-orphan"
+        assert (await h.events_named("not_found"))[1]["client_order_id"] == "tp-orphan"
         assert (await _position(h))["BTCUSDT"] == "0.001"
         assert await h.redis.scard(h.settings.keys.working_orders("binance")) == 0
         assert len(venue.place_calls) == 1 and venue.open_orders_calls >= 1
@@ -86,30 +78,26 @@ def test_a_private_stream_reconnect_or_venue_reconnect_triggers_reconciliation()
         await h.add_signal(make_signal(1))
         await h.add_signal(make_signal(2))
         h.start()
-        await wait_for(lambda: _has(h, "ack", 2))
+        await until(lambda: h.has_event("ack", 2))
         first, second = (client_order_id_for(make_signal(n).signal_id) for n in (1, 2))
         venue.fill(first, "0.0004", "24.72")  # missed while the private stream was down
         marker = RawFrame("marker", "binance", "user/x.2", 0, time.time_ns(),
                           '{"event":"connect","conn":"user/x.2"}', "user")  # fmt: skip
         queried = len(venue.status_calls)
         await h.redis.xadd(h.settings.keys.private_raw("binance"), marker.to_fields())
-        await wait_for(lambda: _position_is(h, "0.0004"))
-        await wait_for(lambda: _true(len(venue.status_calls) >= queried + 2))  # both looked up
+        await until(lambda: _position_is(h, "0.0004"))
+        await until(lambda: len(venue.status_calls) >= queried + 2)  # both looked up
 
         venue.fill(second, "0.001", "61.8")
         venue.connects = 2  # the trader's own WebSocket API connection came back
-        await wait_for(lambda: _position_is(h, "0.0014"))
+        await until(lambda: _position_is(h, "0.0014"))
         await h.finish()
-        sources = {e["source"] for e in await _events(h, "ack")}
+        sources = {e["source"] for e in await h.events_named("ack")}
         assert "status:reconcile:private-reconnect" in sources
         assert "status:reconcile:venue-reconnect" in sources
         assert len(venue.place_calls) == 2
 
     asyncio.run(scenario())
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _position_is(h: Harness, qty: str) -> bool:
@@ -123,11 +111,11 @@ def test_positions_carry_average_cost_realised_and_unrealised_profit() -> None:
         await h.add_signal(make_signal(1))  # buy 0.001 for 61.8: average cost 61800
         await h.add_signal(make_signal(2, side="sell", qty="0.0004"))  # 0.0004 for 61.8
         h.start()
-        await wait_for(lambda: _has(h, "ack", 2))
+        await until(lambda: h.has_event("ack", 2))
         partition = next(iter(h.settings.partitions()))
         trade = Trade("binance", "BTCUSDT", "7", "62000", "0.1", "buy", 1, 1)
         await h.redis.xadd(h.settings.keys.trades(partition), trade.to_fields())
-        await wait_for(lambda: _field_is(h, "BTCUSDT:mark_price", "62000"))
+        await until(lambda: _field_is(h, "BTCUSDT:mark_price", "62000"))
         await h.finish()
         fields = await _position(h)
         assert fields["BTCUSDT"] == "0.0006"
@@ -163,12 +151,12 @@ def test_an_unknown_outcome_is_settled_by_a_later_reconciliation() -> None:
         h = Harness(venue, unresolved_every_s=0.05)
         await h.add_signal(make_signal(1))
         h.start()
-        await wait_for(lambda: _has(h, "unknown"))
+        await until(lambda: h.has_event("unknown"))
         assert await h.redis.scard(h.settings.keys.working_orders("binance")) == 1
         venue.status = answers  # type: ignore[method-assign]
-        await wait_for(lambda: _has(h, "ack"))
+        await until(lambda: h.has_event("ack"))
         await h.finish()
-        ack = (await _events(h, "ack"))[0]
+        ack = (await h.events_named("ack"))[0]
         assert ack["source"] == "status:reconcile:unresolved" and ack["status"] == "FILLED"
         assert (await _position(h))["BTCUSDT"] == "0.001"
         assert await h.redis.scard(h.settings.keys.working_orders("binance")) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +13,8 @@ import fakeredis
 import orjson
 import pytest
 
+from tests.builders import build_order_update, build_signal
+from tests.waits import until
 from tickpipe.common.errors import AmbiguousOutcome, ConfigError
 from tickpipe.common.names import GROUP_TRADER
 from tickpipe.common.schema import OrderUpdate, Signal, Trade, decode_fields
@@ -47,21 +49,11 @@ def make_signal(n: int = 1, **overrides: Any) -> Signal:
     now = time.time_ns()
     fields: dict[str, Any] = {
         "signal_id": f"threshold:BTCUSDT:{n}",
-        "venue": "binance",
-        "symbol": "BTCUSDT",
-        "strategy": "threshold",
-        "action": "place",
-        "side": "buy",
-        "qty": "0.001",
-        "price": "61800.5",
-        "reason": "test",
-        "cause": "1-0",
         "ts_event": now - 5_000_000,
         "ts_recv": now - 4_000_000,
         "ts_signal": now - 3_000_000,
     }
-    fields.update(overrides)
-    return Signal(**fields)
+    return build_signal(**(fields | overrides))
 
 
 class FakeVenue:
@@ -192,14 +184,6 @@ class FakeVenue:
         self.closed = True
 
 
-async def wait_for(condition: Callable[[], Awaitable[bool]], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
 async def order_events(redis: Any, settings: Settings) -> list[dict[str, str]]:
     entries = await redis.xrange(settings.keys.orders("binance"))
     return [decode_fields(fields) for _, fields in entries]
@@ -294,8 +278,16 @@ class Harness:
     async def events(self) -> list[dict[str, str]]:
         return await order_events(self.redis, self.settings)
 
-    async def has_event(self, name: str) -> bool:
-        return any(e["event"] == name for e in await self.events())
+    async def events_named(self, name: str) -> list[dict[str, str]]:
+        return [e for e in await self.events() if e["event"] == name]
+
+    async def has_event(self, name: str, n: int = 1) -> bool:
+        """Tell whether the orders stream holds ``n`` or more ``name`` entries."""
+        return len(await self.events_named(name)) >= n
+
+    async def signals_read(self) -> bool:
+        """Tell whether the trader has read and acknowledged every signal so far."""
+        return await pending(self.redis, signal_stream(self.settings)) == 0
 
 
 def test_one_signal_becomes_one_order_then_ack_position_and_health() -> None:
@@ -305,19 +297,19 @@ def test_one_signal_becomes_one_order_then_ack_position_and_health() -> None:
         signal = make_signal()
         await h.add_signal(signal)
         h.start()
-        await wait_for(lambda: h.has_event("ack"))
+        await until(lambda: h.has_event("ack"))
         health_key = h.settings.keys.health("trader", "trader-test")
 
         async def health_shows_the_ack() -> bool:
             raw = await h.redis.get(health_key)
             return raw is not None and orjson.loads(raw)["acks"] == 1
 
-        await wait_for(health_shows_the_ack)
+        await until(health_shows_the_ack)
         health = orjson.loads(await h.redis.get(health_key))
         assert health["status"] == "ok" and health["orders_sent"] == 1
         assert health["signals_seen"] == 1 and health["positions"] == {"BTCUSDT": "0.001"}
         assert health["last_order_latency_ms"] >= 5.0
-        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(h.signals_read)
         await h.finish()
 
         cid = client_order_id_for(signal.signal_id)
@@ -346,7 +338,7 @@ def test_timeout_on_place_is_resolved_by_status_never_by_resending() -> None:
         h = Harness(venue)
         await h.add_signal(make_signal())
         h.start()
-        await wait_for(lambda: h.has_event("ack"))
+        await until(lambda: h.has_event("ack"))
         await h.finish()
         assert len(venue.place_calls) == 1 and len(venue.orders) == 1
         assert len(venue.status_calls) >= 1
@@ -357,23 +349,28 @@ def test_timeout_on_place_is_resolved_by_status_never_by_resending() -> None:
     asyncio.run(scenario())
 
 
+async def crashed_once_placed(venue: FakeVenue) -> Harness:
+    """Start a trader with one signal and crash it once ``venue`` got the place request."""
+    h = Harness(venue)
+    await h.add_signal(make_signal())
+    h.start()
+    await until(lambda: len(venue.place_calls) == 1)
+    await h.crash()
+    return h
+
+
 def test_crash_after_send_then_restart_places_no_second_order() -> None:
     async def scenario() -> None:
         venue = FakeVenue()
         venue.hang_after_accept = True
-        h = Harness(venue)
-        signal = make_signal()
-        await h.add_signal(signal)
-        h.start()
-        await wait_for(lambda: _true(len(venue.place_calls) == 1))
-        await h.crash()  # the intent is recorded, the order exists, no ack was written
+        h = await crashed_once_placed(venue)  # the intent is recorded, the order exists, no ack
         assert [e["event"] for e in await h.events()] == ["intent"]
         assert await pending(h.redis, signal_stream(h.settings)) == 1
 
         venue.hang_after_accept = False
         h.start()
-        await wait_for(lambda: h.has_event("ack"))
-        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(lambda: h.has_event("ack"))
+        await until(h.signals_read)
         await h.finish()
         assert len(venue.place_calls) == 1 and len(venue.orders) == 1
         # The reconciliation at start looks the order up before the signal is read again; the
@@ -386,23 +383,15 @@ def test_crash_after_send_then_restart_places_no_second_order() -> None:
     asyncio.run(scenario())
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 def test_crash_before_the_venue_got_it_records_not_found_and_never_sends() -> None:
     async def scenario() -> None:
         venue = FakeVenue()
         venue.hang_before_accept = True
-        h = Harness(venue)
-        await h.add_signal(make_signal())
-        h.start()
-        await wait_for(lambda: _true(len(venue.place_calls) == 1))
-        await h.crash()
+        h = await crashed_once_placed(venue)
         venue.hang_before_accept = False
         h.start()
-        await wait_for(lambda: h.has_event("not_found"))
-        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(lambda: h.has_event("not_found"))
+        await until(h.signals_read)
         await h.finish()
         assert len(venue.place_calls) == 1 and venue.orders == {}
         events = [e["event"] for e in await h.events() if e["event"] != "discrepancy"]
@@ -419,7 +408,7 @@ def test_duplicate_answer_is_resolved_by_status() -> None:
         venue.orders[cid] = {"orderId": 77, "status": "NEW", "executedQty": "0", "origQty": "0.001"}
         await h.add_signal(make_signal())
         h.start()
-        await wait_for(lambda: h.has_event("ack"))
+        await until(lambda: h.has_event("ack"))
         await h.finish()
         assert len(venue.place_calls) == 1 and len(venue.status_calls) == 1
         ack = next(e for e in await h.events() if e["event"] == "ack")
@@ -444,8 +433,8 @@ def test_refused_signals_are_recorded_and_acknowledged(
         h = Harness(venue, limits=limits)
         await h.add_signal(make_signal())
         h.start()
-        await wait_for(lambda: h.has_event("rejected"))
-        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(lambda: h.has_event("rejected"))
+        await until(h.signals_read)
         await h.finish()
         rejected = [e for e in await h.events() if e["event"] == "rejected"]
         assert len(rejected) == 1 and rejected[0]["stage"] == stage and rejected[0]["reason"]
@@ -455,20 +444,12 @@ def test_refused_signals_are_recorded_and_acknowledged(
 
 
 def update_for(cid: str, status: str, filled: str, seq: int) -> OrderUpdate:
-    return OrderUpdate(
-        venue="binance",
-        symbol="BTCUSDT",
+    return build_order_update(
         client_order_id=cid,
-        order_id="1",
-        side="buy",
-        order_type="MARKET",
         status=status,
         exec_type="TRADE" if filled != "0" else "NEW",
-        qty="0.001",
-        price="0",
         filled_qty=filled,
         last_qty=filled,
-        last_price="61800",
         cum_quote="0",
         trade_id=str(seq),
         ts_event=1_700_000_000_000_000_000 + seq,
@@ -484,15 +465,15 @@ def test_order_updates_move_state_and_position_once() -> None:
         cid = client_order_id_for(signal.signal_id)
         await h.add_signal(signal)
         h.start()
-        await wait_for(lambda: h.has_event("ack"))
+        await until(lambda: h.has_event("ack"))
         updates = h.settings.keys.order_updates("binance")
         for n, (status, filled) in enumerate(
             [("PARTIALLY_FILLED", "0.0004"), ("FILLED", "0.001"), ("FILLED", "0.001")]
         ):
             await h.redis.xadd(updates, update_for(cid, status, filled, n).to_fields())
         await h.redis.xadd(updates, update_for("someone-else", "FILLED", "5", 9).to_fields())
-        await wait_for(lambda: _count(h, "update", 4))
-        await wait_for(lambda: _zero(pending(h.redis, updates)))
+        await until(lambda: h.has_event("update", 4))
+        await until(lambda: _zero(pending(h.redis, updates)))
         await h.finish()
         assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
         intent = orjson.loads(await h.redis.get(h.settings.keys.intent("binance", cid)))
@@ -501,15 +482,11 @@ def test_order_updates_move_state_and_position_once() -> None:
         # A restart loads positions and order state: a replayed update counts nothing twice.
         await h.redis.xadd(updates, update_for(cid, "FILLED", "0.001", 10).to_fields())
         h.start()
-        await wait_for(lambda: _count(h, "update", 5))
+        await until(lambda: h.has_event("update", 5))
         await h.finish()
         assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
 
     asyncio.run(scenario())
-
-
-async def _count(h: Harness, event: str, n: int) -> bool:
-    return sum(e["event"] == event for e in await h.events()) >= n
 
 
 def test_two_signals_across_a_restart_make_two_orders_and_add_up() -> None:
@@ -518,13 +495,13 @@ def test_two_signals_across_a_restart_make_two_orders_and_add_up() -> None:
         h = Harness(venue)
         await h.add_signal(make_signal(1))
         h.start()
-        await wait_for(lambda: _count(h, "ack", 1))
+        await until(lambda: h.has_event("ack", 1))
         await h.finish()
         await h.add_signal(make_signal(2, side="sell", qty="0.0004"))
         await h.add_signal(make_signal(1))  # a duplicate signal entry: no second order
         h.start()
-        await wait_for(lambda: _count(h, "ack", 2))
-        await wait_for(lambda: _zero(pending(h.redis, signal_stream(h.settings))))
+        await until(lambda: h.has_event("ack", 2))
+        await until(h.signals_read)
         await h.finish()
         assert len(venue.place_calls) == 2
         position = await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT")

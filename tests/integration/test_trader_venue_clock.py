@@ -18,6 +18,7 @@ import pytest
 
 from tests.integration.test_trader_mock import make_signal, wait_for_events
 from tests.integration.test_trader_shell import seed_market
+from tests.stages import stage_running
 from tickpipe.common.schema import decode_fields
 from tickpipe.common.settings import Secret, Settings
 from tickpipe.common.units import MS, client_order_id_for
@@ -70,23 +71,20 @@ def test_orders_are_accepted_by_a_venue_whose_clock_is_off(
             signal = make_signal()
             await seed_market(redis, settings, "ETHUSDT", signal.price)
             await redis.xadd(settings.keys.signals(partition), signal.to_fields())
-            stop = asyncio.Event()
-            task = asyncio.create_task(run(settings, stop, redis=redis))
-            orders = settings.keys.orders("binance")
-            try:
-                events = await wait_for_events(redis, orders, "ack", 1)
-            except AssertionError:
-                got = [decode_fields(f) for _, f in await redis.xrange(orders)]
-                raise AssertionError(f"no ack: {got}") from None
-            health_key = settings.keys.health("trader", settings.instance)
-            deadline = time.monotonic() + 8
-            while True:  # the next health record after the order carries the estimate
-                health = orjson.loads(await redis.get(health_key) or b"{}")
-                if "venue_clock_offset_ms" in health or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.05)
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            async with stage_running(run, settings, redis=redis):
+                orders = settings.keys.orders("binance")
+                try:
+                    events = await wait_for_events(redis, orders, "ack", 1)
+                except AssertionError:
+                    got = [decode_fields(f) for _, f in await redis.xrange(orders)]
+                    raise AssertionError(f"no ack: {got}") from None
+                health_key = settings.keys.health("trader", settings.instance)
+                deadline = time.monotonic() + 8
+                while True:  # the next health record after the order carries the estimate
+                    health = orjson.loads(await redis.get(health_key) or b"{}")
+                    if "venue_clock_offset_ms" in health or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.05)
         finally:
             await mock.close()
         assert next(e for e in events if e["event"] == "ack")["status"] != "REJECTED"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -53,12 +55,22 @@ def client(url: str, **kw: Any) -> BinanceWsApi:
     return BinanceWsApi(url, backoff=Backoff(base_s=0.01, cap_s=0.05), **kw)
 
 
+@contextlib.asynccontextmanager
+async def served(path: str = "", **kw: Any) -> AsyncIterator[tuple[Server, BinanceWsApi]]:
+    """Serve a :class:`Server` and yield it with a client of its URL (``path`` appended)."""
+    server = Server()
+    async with serve(server.handler, "127.0.0.1", 0) as srv:
+        port = srv.sockets[0].getsockname()[1]
+        api = client(f"ws://127.0.0.1:{port}{path}", **kw)
+        try:
+            yield server, api
+        finally:
+            await api.aclose()
+
+
 def test_answers_are_matched_to_requests_by_id_on_one_connection() -> None:
     async def scenario() -> None:
-        server = Server()
-        async with serve(server.handler, "127.0.0.1", 0) as srv:
-            port = srv.sockets[0].getsockname()[1]
-            api = client(f"ws://127.0.0.1:{port}/ws-api/v3")
+        async with served("/ws-api/v3") as (server, api):
             held = asyncio.create_task(api.status({"do": "hold", "n": 1}))
             await asyncio.wait_for(server.got_one.wait(), 5)
             first = await api.place({"do": "echo", "n": 2})
@@ -70,36 +82,27 @@ def test_answers_are_matched_to_requests_by_id_on_one_connection() -> None:
             assert methods[4:] == ["order.status", "order.place"]
             assert len({r["id"] for r in server.received}) == 6
             assert api.connects == 1
-            await api.aclose()
 
     asyncio.run(scenario())
 
 
 def test_no_answer_in_time_is_ambiguous() -> None:
     async def scenario() -> None:
-        server = Server()
-        async with serve(server.handler, "127.0.0.1", 0) as srv:
-            port = srv.sockets[0].getsockname()[1]
-            api = client(f"ws://127.0.0.1:{port}", request_timeout_s=0.2)
+        async with served(request_timeout_s=0.2) as (_, api):
             with pytest.raises(AmbiguousOutcome, match="no answer"):
                 await api.place({"do": "silent"})
             assert (await api.place({"do": "echo"}))["status"] == 200  # still usable
-            await api.aclose()
 
     asyncio.run(scenario())
 
 
 def test_dropped_connection_is_ambiguous_and_the_next_request_reconnects() -> None:
     async def scenario() -> None:
-        server = Server()
-        async with serve(server.handler, "127.0.0.1", 0) as srv:
-            port = srv.sockets[0].getsockname()[1]
-            api = client(f"ws://127.0.0.1:{port}", request_timeout_s=5)
+        async with served(request_timeout_s=5) as (_, api):
             with pytest.raises(AmbiguousOutcome):
                 await api.place({"do": "drop"})
             assert (await api.status({"do": "echo"}))["status"] == 200
             assert api.connects == 2
-            await api.aclose()
 
     asyncio.run(scenario())
 
@@ -119,10 +122,7 @@ def test_unreachable_venue_means_not_sent() -> None:
 
 def test_full_order_window_holds_orders_and_a_429_holds_every_request() -> None:
     async def scenario() -> None:
-        server = Server()
-        async with serve(server.handler, "127.0.0.1", 0) as srv:
-            port = srv.sockets[0].getsockname()[1]
-            api = client(f"ws://127.0.0.1:{port}")
+        async with served() as (_, api):
             orders = {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
                       "limit": 50, "count": 50}  # fmt: skip
             await api.place({"do": "limits", "limits": [orders]})
@@ -135,6 +135,5 @@ def test_full_order_window_holds_orders_and_a_429_holds_every_request() -> None:
             started = time.monotonic()
             assert (await api.status({"do": "echo"}))["status"] == 200
             assert time.monotonic() - started >= 0.2  # waited before sending
-            await api.aclose()
 
     asyncio.run(scenario())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.doc_vectors import BINANCE_SECRET
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.units import client_order_id_for
 from tickpipe.venues.binance.wire import (
@@ -19,13 +20,12 @@ from tickpipe.venues.binance.wire import (
 )
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
-DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
 
 
 def test_rest_signature_test_vector() -> None:
     payload = ("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1"
                "&recvWindow=5000&timestamp=1499827319559")  # fmt: skip
-    assert hmac_signature(DOC_SECRET, payload) == (
+    assert hmac_signature(BINANCE_SECRET, payload) == (
         "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
     )
 
@@ -38,7 +38,7 @@ def test_ws_api_signature_test_vector_from_unsorted_params() -> None:
         "apiKey": "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
         "signature": "ignored",
     }  # fmt: skip
-    assert hmac_signature(DOC_SECRET, ws_api_payload(params)) == (
+    assert hmac_signature(BINANCE_SECRET, ws_api_payload(params)) == (
         "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"
     )
 

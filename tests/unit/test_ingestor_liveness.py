@@ -15,6 +15,18 @@ def cadence(**extra: int) -> Cadence:
     return Cadence(0, max_silence_ns=extra.pop("max_silence_ns", 60 * S), floor_ns=2 * S, **extra)
 
 
+def feed(c: Cadence, streams: list[str], times: int, every_ns: int, now: int = 0) -> int:
+    """Let each of ``streams`` deliver ``times`` frames ``every_ns`` apart after ``now``.
+
+    Returns the time of the last frames.
+    """
+    for _ in range(times):
+        now += every_ns
+        for name in streams:
+            c.seen(name, now)
+    return now
+
+
 def test_stream_of_reads_the_stream_name_without_decoding() -> None:
     assert stream_of('{"stream":"btcusdt@trade","data":{}}') == "btcusdt@trade"
     assert stream_of(b'{"stream":"!serverShutdown","data":{}}') == "!serverShutdown"
@@ -69,10 +81,8 @@ def test_stream_of_reads_real_combined_frames_and_a_real_session_is_never_stale(
 
 def test_a_quiet_symbol_on_a_busy_connection_is_not_stale() -> None:
     c = cadence()
-    now = 0
-    for _ in range(5):  # the quiet stream learns a 0.1 s cadence, then stops
-        now += S // 10
-        c.seen("ethusdt@trade", now)
+    # The quiet stream learns a 0.1 s cadence, then stops.
+    now = feed(c, ["ethusdt@trade"], 5, S // 10)
     for _ in range(600):  # the busy stream keeps going for 60 s
         now += S // 10
         c.seen("btcusdt@trade", now)
@@ -81,11 +91,7 @@ def test_a_quiet_symbol_on_a_busy_connection_is_not_stale() -> None:
 
 def test_all_streams_far_past_their_cadence_is_stale() -> None:
     c = cadence()
-    now = 0
-    for _ in range(10):
-        now += S // 10
-        c.seen("btcusdt@trade", now)
-        c.seen("ethusdt@trade", now)
+    now = feed(c, ["btcusdt@trade", "ethusdt@trade"], 10, S // 10)
     assert c.stale(now + S) is None  # within the 2 s floor
     why = c.stale(now + 3 * S)
     assert why is not None and "all 2 streams" in why
@@ -93,10 +99,7 @@ def test_all_streams_far_past_their_cadence_is_stale() -> None:
 
 def test_slow_streams_get_proportionally_more_room() -> None:
     c = cadence()
-    now = 0
-    for _ in range(5):
-        now += 5 * S  # one frame every 5 s
-        c.seen("btcusdt@kline_1m", now)
+    now = feed(c, ["btcusdt@kline_1m"], 5, 5 * S)  # one frame every 5 s
     assert c.stale(now + 40 * S) is None  # 10 x 5 s = 50 s allowed
     assert c.stale(now + 55 * S) is not None
 
@@ -113,11 +116,8 @@ def test_no_frame_at_all_for_the_maximum_is_stale_even_while_learning() -> None:
 def test_one_silent_stream_among_flowing_ones_is_named() -> None:
     """A subscription that stops while its siblings on the connection flow is lost, not quiet."""
     c = cadence()
-    now = 0
-    for _ in range(20):  # both streams learn a 0.1 s cadence
-        now += S // 10
-        c.seen("btcusdt@trade", now)
-        c.seen("btcusdt@depth@100ms", now)
+    # Both streams learn a 0.1 s cadence.
+    now = feed(c, ["btcusdt@trade", "btcusdt@depth@100ms"], 20, S // 10)
     silent_at = now
     for _ in range(100):  # the trade stream goes silent; depth keeps flowing for 10 s
         now += S // 10
@@ -136,9 +136,7 @@ def test_a_stream_that_was_always_irregular_gets_its_longest_gap_as_room() -> No
     c = cadence()
     now = 0
     for burst in range(4):  # ten trades 10 ms apart, then a 20 s pause, four times
-        for _ in range(10):
-            now += S // 100
-            c.seen("ethusdt@trade", now)
+        now = feed(c, ["ethusdt@trade"], 10, S // 100, now)
         if burst < 3:
             now += 20 * S
             c.seen("ethusdt@trade", now)
@@ -151,11 +149,7 @@ def test_a_stream_that_was_always_irregular_gets_its_longest_gap_as_room() -> No
 def test_silent_streams_wait_until_the_connection_itself_is_judged() -> None:
     """When every stream stops, the connection is stale; no stream is singled out."""
     c = cadence()
-    now = 0
-    for _ in range(20):
-        now += S // 10
-        c.seen("btcusdt@trade", now)
-        c.seen("ethusdt@trade", now)
+    now = feed(c, ["btcusdt@trade", "ethusdt@trade"], 20, S // 10)
     assert c.silent_streams(now + 5 * S) == []
     assert c.stale(now + 5 * S) is not None
 
@@ -164,16 +158,10 @@ def test_every_stream_of_one_symbol_quiet_is_a_quiet_symbol_not_a_lost_one() -> 
     """A halted symbol stops trading and its book stops moving: that is the market, not a
     lost subscription. A lost one leaves the symbol's other streams flowing."""
     c = cadence()
-    now = 0
     names = [f"{s}@{k}" for s in ("btcusdt", "ethusdt") for k in ("trade", "depth@100ms")]
-    for _ in range(20):
-        now += S // 10
-        for name in names:
-            c.seen(name, now)
-    for _ in range(100):  # BTCUSDT halts: both of its streams stop; ETHUSDT flows
-        now += S // 10
-        c.seen("ethusdt@trade", now)
-        c.seen("ethusdt@depth@100ms", now)
+    now = feed(c, names, 20, S // 10)
+    # BTCUSDT halts: both of its streams stop; ETHUSDT flows.
+    now = feed(c, ["ethusdt@trade", "ethusdt@depth@100ms"], 100, S // 10, now)
     assert c.silent_streams(now) == []
     assert c.quiet_symbols(now) == ["btcusdt"]
     c.seen("btcusdt@trade", now + 1)  # trading resumes

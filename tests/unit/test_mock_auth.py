@@ -6,33 +6,29 @@ from typing import Any
 
 import pytest
 
+from tests import doc_vectors as doc
 from tickpipe.mock_ws.binance.auth import check_signed
 from tickpipe.mock_ws.matching import OrderRejected
 from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
 # Binance's WS-API signing example (protocols.md section 2.1).
-SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
-KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
 DOC_PARAMS: dict[str, Any] = {
-    "symbol": "BTCUSDT",
-    "side": "SELL",
-    "type": "LIMIT",
-    "timeInForce": "GTC",
-    "quantity": "0.01000000",
-    "price": "52000.00",
-    "recvWindow": 100,
-    "timestamp": 1645423376532,
-    "apiKey": KEY,
-    "signature": "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24",
+    **doc.WS_API_ORDER,
+    "recvWindow": doc.WS_API_RECV_WINDOW_MS,
+    "timestamp": doc.WS_API_TIMESTAMP_MS,
+    "apiKey": doc.BINANCE_KEY,
+    "signature": doc.WS_API_SIGNATURE,
 }
 DOC_NOW_NS = (1645423376532 + 50) * 1_000_000
 
 
-def check(params: dict[str, Any], now_ns: int = DOC_NOW_NS, key: str = KEY) -> None:
-    check_signed(params, api_key=key, api_secret=SECRET, now_ns=now_ns)
+def check(params: dict[str, Any], now_ns: int = DOC_NOW_NS, key: str = doc.BINANCE_KEY) -> None:
+    check_signed(params, api_key=key, api_secret=doc.BINANCE_SECRET, now_ns=now_ns)
 
 
-def error(params: dict[str, Any], now_ns: int = DOC_NOW_NS, key: str = KEY) -> tuple[int, int]:
+def error(
+    params: dict[str, Any], now_ns: int = DOC_NOW_NS, key: str = doc.BINANCE_KEY
+) -> tuple[int, int]:
     with pytest.raises(OrderRejected) as info:
         check(params, now_ns, key)
     return info.value.code, info.value.status
@@ -41,10 +37,10 @@ def error(params: dict[str, Any], now_ns: int = DOC_NOW_NS, key: str = KEY) -> t
 def test_doc_vector_payload_and_signature() -> None:
     payload = ws_api_payload(DOC_PARAMS)
     assert payload == (
-        f"apiKey={KEY}&price=52000.00&quantity=0.01000000&recvWindow=100&side=SELL"
+        f"apiKey={doc.BINANCE_KEY}&price=52000.00&quantity=0.01000000&recvWindow=100&side=SELL"
         "&symbol=BTCUSDT&timeInForce=GTC&timestamp=1645423376532&type=LIMIT"
     )
-    assert hmac_signature(SECRET, payload) == DOC_PARAMS["signature"]
+    assert hmac_signature(doc.BINANCE_SECRET, payload) == DOC_PARAMS["signature"]
 
 
 def test_doc_vector_is_accepted_inside_its_recv_window() -> None:
@@ -72,19 +68,23 @@ def test_timestamp_window() -> None:
 
 def test_recv_window_default_and_maximum() -> None:
     params: dict[str, Any] = {"apiKey": "k", "timestamp": 1_000_000}
-    params["signature"] = hmac_signature(SECRET, ws_api_payload(params))
-    check_signed(params, api_key="k", api_secret=SECRET, now_ns=(1_000_000 + 5000) * 10**6)
+    params["signature"] = hmac_signature(doc.BINANCE_SECRET, ws_api_payload(params))
+    check_signed(
+        params, api_key="k", api_secret=doc.BINANCE_SECRET, now_ns=(1_000_000 + 5000) * 10**6
+    )
     with pytest.raises(OrderRejected) as info:
-        check_signed(params, api_key="k", api_secret=SECRET, now_ns=(1_000_000 + 5001) * 10**6)
+        check_signed(
+            params, api_key="k", api_secret=doc.BINANCE_SECRET, now_ns=(1_000_000 + 5001) * 10**6
+        )
     assert info.value.code == -1021
     params = {"apiKey": "k", "timestamp": 1_000_000, "recvWindow": 60001}
-    params["signature"] = hmac_signature(SECRET, ws_api_payload(params))
+    params["signature"] = hmac_signature(doc.BINANCE_SECRET, ws_api_payload(params))
     with pytest.raises(OrderRejected) as info:
-        check_signed(params, api_key="k", api_secret=SECRET, now_ns=1_000_000 * 10**6)
+        check_signed(params, api_key="k", api_secret=doc.BINANCE_SECRET, now_ns=1_000_000 * 10**6)
     assert info.value.code == -1131
 
 
 def test_microsecond_timestamps() -> None:
     params: dict[str, Any] = {"apiKey": "k", "timestamp": 1645423376532000}
-    params["signature"] = hmac_signature(SECRET, ws_api_payload(params))
-    check_signed(params, api_key="k", api_secret=SECRET, now_ns=DOC_NOW_NS)
+    params["signature"] = hmac_signature(doc.BINANCE_SECRET, ws_api_payload(params))
+    check_signed(params, api_key="k", api_secret=doc.BINANCE_SECRET, now_ns=DOC_NOW_NS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from tests.mock_support import apply_levels
 from tickpipe.mock_ws.binance.feed import MarketFeed
 from tickpipe.mock_ws.book import SimBook
 from tickpipe.mock_ws.market import MarketSim
@@ -13,14 +14,6 @@ S = 1_000_000_000
 
 def as_dict(levels: list[list[str]]) -> dict[Decimal, Decimal]:
     return {Decimal(p): Decimal(q) for p, q in levels}
-
-
-def apply(book: dict[Decimal, Decimal], levels: list[list[str]]) -> None:
-    for p, q in levels:
-        if Decimal(q) == 0:
-            book.pop(Decimal(p), None)
-        else:
-            book[Decimal(p)] = Decimal(q)
 
 
 def test_book_straddles_each_trade_and_never_crosses() -> None:
@@ -48,13 +41,13 @@ def test_snapshot_plus_diffs_rebuilds_the_book() -> None:
             continue
         diff = book.diff_since(last)
         assert diff is not None and diff.first_id == last + 1
-        apply(bids, diff.bids)
-        apply(asks, diff.asks)
+        apply_levels(bids, diff.bids)
+        apply_levels(asks, diff.asks)
         last = diff.last_id
     diff = book.diff_since(last)
     if diff is not None:
-        apply(bids, diff.bids)
-        apply(asks, diff.asks)
+        apply_levels(bids, diff.bids)
+        apply_levels(asks, diff.asks)
     assert book.diff_since(book.update_id) is None
     final = book.snapshot(1000)
     assert bids == as_dict(final["bids"]) and asks == as_dict(final["asks"])
@@ -137,8 +130,8 @@ def test_incremental_moves_keep_the_level_layout() -> None:
         assert set(book.bids) == want_bids and set(book.asks) == want_asks, step
         diff = book.diff_since(last)
         assert diff is not None and diff.first_id == last + 1
-        apply(bids, diff.bids)
-        apply(asks, diff.asks)
+        apply_levels(bids, diff.bids)
+        apply_levels(asks, diff.asks)
         last = diff.last_id
     final = book.snapshot(10_000)
     assert bids == as_dict(final["bids"]) and asks == as_dict(final["asks"])

@@ -30,6 +30,17 @@ def trade_at(price: Decimal, trade_id: int = 10**9) -> SimTrade:
     return SimTrade("BTCUSDT", trade_id, f"{price:.2f}", "0.5", LATER // 10**6, False)
 
 
+def trigger_at(eng: MatchingEngine, factor: str) -> Decimal:
+    """Return the last BTCUSDT price times ``factor``, to the cent: a stop price."""
+    return (last(eng) * Decimal(factor)).quantize(Decimal("0.01"))
+
+
+def place_triggered(eng: MatchingEngine, side: str, kind: str, stop: Decimal, **extra: str) -> Any:
+    """Place a ``kind`` order of 0.01 BTCUSDT that waits for a trade at ``stop``."""
+    params = {"symbol": "BTCUSDT", "side": side, "type": kind, "quantity": "0.01"}
+    return eng.place(params | {"stopPrice": f"{stop:.2f}"} | extra, NOW).order
+
+
 def refusal(eng: MatchingEngine, **params: Any) -> tuple[int, str]:
     with pytest.raises(OrderRejected) as info:
         eng.place({"symbol": "BTCUSDT", "side": "BUY", **params}, NOW)
@@ -38,12 +49,9 @@ def refusal(eng: MatchingEngine, **params: Any) -> tuple[int, str]:
 
 def test_stop_loss_limit_waits_then_works_when_the_market_falls_to_its_stop() -> None:
     eng = engine()
-    stop = (last(eng) * Decimal("0.98")).quantize(Decimal("0.01"))
-    placed = eng.place(
-        {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_LOSS_LIMIT", "quantity": "0.01",
-         "price": f"{stop - 5:.2f}", "stopPrice": f"{stop:.2f}", "timeInForce": "GTC"},
-        NOW,
-    ).order  # fmt: skip
+    stop = trigger_at(eng, "0.98")
+    limit = {"price": f"{stop - 5:.2f}", "timeInForce": "GTC"}
+    placed = place_triggered(eng, "SELL", "STOP_LOSS_LIMIT", stop, **limit)
     assert placed.status == "NEW" and not placed.working
     assert placed.query_result()["isWorking"] is False
     assert eng.locked["BTC"] == Decimal("0.01")  # the base it would sell is held
@@ -59,12 +67,8 @@ def test_stop_loss_limit_waits_then_works_when_the_market_falls_to_its_stop() ->
 
 def test_stop_loss_market_fills_at_the_trigger_trade() -> None:
     eng = engine()
-    stop = (last(eng) * Decimal("1.02")).quantize(Decimal("0.01"))
-    placed = eng.place(
-        {"symbol": "BTCUSDT", "side": "BUY", "type": "STOP_LOSS", "quantity": "0.01",
-         "stopPrice": f"{stop:.2f}"},
-        NOW,
-    ).order  # fmt: skip
+    stop = trigger_at(eng, "1.02")
+    placed = place_triggered(eng, "BUY", "STOP_LOSS", stop)
     events = eng.on_market_trade(trade_at(stop + 2), LATER)
     assert placed.status == "FILLED" and placed.fills[0].price == stop + 2
     reports = [e for e in events if e.get("e") == "executionReport"]
@@ -74,12 +78,8 @@ def test_stop_loss_market_fills_at_the_trigger_trade() -> None:
 
 def test_take_profit_triggers_the_other_way() -> None:
     eng = engine()
-    target = (last(eng) * Decimal("1.02")).quantize(Decimal("0.01"))
-    placed = eng.place(
-        {"symbol": "BTCUSDT", "side": "SELL", "type": "TAKE_PROFIT", "quantity": "0.01",
-         "stopPrice": f"{target:.2f}"},
-        NOW,
-    ).order  # fmt: skip
+    target = trigger_at(eng, "1.02")
+    placed = place_triggered(eng, "SELL", "TAKE_PROFIT", target)
     eng.on_market_trade(trade_at(target - 1), LATER)
     assert placed.status == "NEW"
     eng.on_market_trade(trade_at(target, 10**9 + 1), LATER)

@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.doc_vectors import BINANCE_KEY, BINANCE_SECRET
 from tickpipe.mock_ws.binance.auth import (
     check_rest_signed,
     check_signed,
@@ -21,8 +22,6 @@ from tickpipe.mock_ws.market import MarketSim
 from tickpipe.mock_ws.matching import MatchingEngine, OrderRejected
 from tickpipe.venues.binance.wire import ws_api_payload
 
-DOC_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
-DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
 DOC_NS = 1_499_827_319_559 * 1_000_000
 QUERY = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC"
 BODY = "quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559"
@@ -37,14 +36,14 @@ PEM = (
 ED_KEYS = {"ed-key": load_ed25519_key(PEM)}
 
 
-def rest_check(query: str, body: str, signature: str, key: str = DOC_KEY) -> None:
+def rest_check(query: str, body: str, signature: str, key: str = BINANCE_KEY) -> None:
     check_rest_signed(
         query,
         body,
         {**PARAMS, "signature": signature},
         key,
-        api_key=DOC_KEY,
-        api_secret=DOC_SECRET,
+        api_key=BINANCE_KEY,
+        api_secret=BINANCE_SECRET,
         now_ns=DOC_NS,
         ed25519_keys=ED_KEYS,
     )

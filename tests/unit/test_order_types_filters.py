@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from tests.builders import build_signal
 from tests.unit.test_processor_core import PARTITION, TS_NOW, real_entries
 from tickpipe.common.instruments import Accepted, InstrumentFilters, Refused, apply_filters
 from tickpipe.common.order_spec import order_problem
@@ -43,11 +44,10 @@ SIGN = {"api_key": "k", "api_secret": "s"}
 
 def signal(**changes: Any) -> Signal:
     base: dict[str, Any] = {
-        "signal_id": "binance|BTCUSDT|t1|s|0", "venue": "binance", "symbol": "BTCUSDT",
-        "strategy": "s", "action": "place", "side": "buy", "qty": "0.5", "price": "100.5",
-        "reason": "r", "cause": "1-0", "ts_event": 1, "ts_recv": 2, "ts_signal": 3,
+        "signal_id": "binance|BTCUSDT|t1|s|0", "strategy": "s", "qty": "0.5", "price": "100.5",
+        "reason": "r", "ts_event": 1, "ts_recv": 2, "ts_signal": 3,
     }  # fmt: skip
-    return Signal(**(base | changes))
+    return build_signal(**(base | changes))
 
 
 def intent(**changes: Any) -> OrderIntent:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from tests.builders import build_order_update
 from tests.unit.test_processor_core import PARTITION, TS_NOW, real_entries
 from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.schema import OrderUpdate, Trade
@@ -56,12 +57,11 @@ class Follower(Strategy):
 
 
 def update(cid: str, status: str, last_qty: str, last_price: str, trade_id: str) -> OrderUpdate:
-    return OrderUpdate(
-        venue="binance", symbol="BTCUSDT", client_order_id=cid, order_id="7", side="BUY",
-        order_type="LIMIT", status=status, exec_type="TRADE" if last_qty != "0" else "NEW",
-        qty="2", price="61800", filled_qty="0", last_qty=last_qty, last_price=last_price,
-        cum_quote="0", trade_id=trade_id, ts_event=1_723_161_300_000_000_000,
-        ts_recv=1_723_161_300_000_000_000,
+    return build_order_update(
+        client_order_id=cid, order_id="7", side="BUY", order_type="LIMIT", status=status,
+        exec_type="TRADE" if last_qty != "0" else "NEW", qty="2", price="61800", filled_qty="0",
+        last_qty=last_qty, last_price=last_price, cum_quote="0", trade_id=trade_id,
+        ts_event=1_723_161_300_000_000_000, ts_recv=1_723_161_300_000_000_000,
     )  # fmt: skip
 
 

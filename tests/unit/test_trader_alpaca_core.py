@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.builders import build_signal
 from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
@@ -14,7 +15,7 @@ from tickpipe.common.errors import (
     OrderRejected,
     RateLimited,
 )
-from tickpipe.common.schema import OrderIntent, Signal
+from tickpipe.common.schema import OrderIntent
 from tickpipe.common.units import client_order_id_for
 from tickpipe.trader.core import build_intent
 from tickpipe.venues.alpaca.orders import (
@@ -29,17 +30,12 @@ from tickpipe.venues.alpaca.orders import (
 
 
 def intent(symbol: str = "FAKEPACA", order_type: str = "MARKET", price: str = "") -> OrderIntent:
-    signal = Signal(
+    signal = build_signal(
         signal_id=f"threshold:{symbol}:1",
         venue="alpaca",
         symbol=symbol,
-        strategy="threshold",
-        action="place",
-        side="buy",
         qty="2",
         price=price,
-        reason="test",
-        cause="1-0",
         ts_event=1,
         ts_recv=1,
         ts_signal=1,

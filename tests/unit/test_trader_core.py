@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
+from tests import doc_vectors as doc
+from tests.builders import build_order_update, build_signal
 from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
@@ -21,7 +23,7 @@ from tickpipe.common.errors import (
     RateLimited,
     VenueUnavailable,
 )
-from tickpipe.common.schema import OrderIntent, OrderUpdate, RawFrame, Signal
+from tickpipe.common.schema import OrderIntent, RawFrame, Signal
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import client_order_id_for
 from tickpipe.trader import actions as act
@@ -50,29 +52,17 @@ from tickpipe.venues.binance.orders import (
 from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
 # protocols.md §2.1, WebSocket API test vector.
-DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
-DOC_API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
-DOC_SIGNATURE = "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"
 
 
 def make_signal(**overrides: Any) -> Signal:
     fields: dict[str, Any] = {
         "signal_id": "threshold:BTCUSDT:1700000000000000000:up",
-        "venue": "binance",
-        "symbol": "BTCUSDT",
-        "strategy": "threshold",
-        "action": "place",
-        "side": "buy",
-        "qty": "0.001",
-        "price": "61800.5",
         "reason": "crossed 61800 upwards",
-        "cause": "1-0",
         "ts_event": 1_700_000_000_000_000_000,
         "ts_recv": 1_700_000_000_001_000_000,
         "ts_signal": 1_700_000_000_002_000_000,
     }
-    fields.update(overrides)
-    return Signal(**fields)
+    return build_signal(**(fields | overrides))
 
 
 # -- intents and risk ------------------------------------------------------------------------------
@@ -122,22 +112,15 @@ def test_risk_refuses_with_a_reason(signal: Signal, limits: RiskLimits, words: s
 
 # -- signing ---------------------------------------------------------------------------------------
 def test_signing_matches_the_binance_doc_vector() -> None:
-    params = {
-        "symbol": "BTCUSDT",
-        "side": "SELL",
-        "type": "LIMIT",
-        "timeInForce": "GTC",
-        "quantity": "0.01000000",
-        "price": "52000.00",
-    }
+    params = dict(doc.WS_API_ORDER)
     signed = sign_params(
         params,
-        api_key=DOC_API_KEY,
-        api_secret=DOC_SECRET,
-        timestamp_ms=1645423376532,
-        recv_window_ms=100,
+        api_key=doc.BINANCE_KEY,
+        api_secret=doc.BINANCE_SECRET,
+        timestamp_ms=doc.WS_API_TIMESTAMP_MS,
+        recv_window_ms=doc.WS_API_RECV_WINDOW_MS,
     )
-    assert signed["signature"] == DOC_SIGNATURE
+    assert signed["signature"] == doc.WS_API_SIGNATURE
     assert "signature" not in params  # the caller's params are not modified
 
 
@@ -646,12 +629,9 @@ def test_the_venues_answer_to_a_cancel_becomes_actions() -> None:
 
 def test_an_order_update_is_applied_or_recorded_as_is() -> None:
     core = fresh_core(counts={})
-    update = OrderUpdate(
-        venue="binance", symbol="BTCUSDT", client_order_id=INTENT.client_order_id, order_id="7",
-        side="buy", order_type="MARKET", status="FILLED", exec_type="TRADE", qty="0.001",
-        price="0", filled_qty="0.001", last_qty="0.001", last_price="61800", cum_quote="61.8",
-        trade_id="99", ts_event=T0, ts_recv=T0,
-    )  # fmt: skip
+    update = build_order_update(
+        client_order_id=INTENT.client_order_id, order_id="7", trade_id="99", ts_event=T0, ts_recv=T0
+    )
     fields = {k.encode(): v.encode() for k, v in update.to_fields().items()}
     [apply] = core.on_update(fields)
     assert isinstance(apply, act.ApplyUpdate) and apply.update == update

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.builders import build_signal
 from tickpipe.common.schema import Signal
 from tickpipe.trader.risk import RiskLimits, TokenBucket, WorkingOrder, breach_cancels, check_signal
 
@@ -14,23 +15,8 @@ S = 1_000_000_000
 
 
 def make_signal(**overrides: Any) -> Signal:
-    fields: dict[str, Any] = {
-        "signal_id": "threshold:BTCUSDT:1:up",
-        "venue": "binance",
-        "symbol": "BTCUSDT",
-        "strategy": "threshold",
-        "action": "place",
-        "side": "buy",
-        "qty": "0.4",
-        "price": "100",
-        "reason": "test",
-        "cause": "1-0",
-        "ts_event": 1,
-        "ts_recv": 2,
-        "ts_signal": 3,
-    }
-    fields.update(overrides)
-    return Signal(**fields)
+    fields: dict[str, Any] = {"signal_id": "threshold:BTCUSDT:1:up", "qty": "0.4", "price": "100"}
+    return build_signal(**(fields | {"ts_event": 1, "ts_recv": 2, "ts_signal": 3} | overrides))
 
 
 LIMITS = RiskLimits(max_position=Decimal("1"), max_notional=Decimal("50"))

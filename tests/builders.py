@@ -1,0 +1,37 @@
+"""Builders of the records tests feed the stages: a plain signal, a plain order update."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tickpipe.common.schema import OrderUpdate, Signal
+
+__all__ = ["build_order_update", "build_signal"]
+
+# A buy of 0.001 BTCUSDT at 61800.5 on Binance, as a threshold strategy decides it.
+SIGNAL: dict[str, Any] = {
+    "signal_id": "threshold:BTCUSDT:1", "venue": "binance", "symbol": "BTCUSDT",
+    "strategy": "threshold", "action": "place", "side": "buy", "qty": "0.001",
+    "price": "61800.5", "reason": "test", "cause": "1-0",
+}  # fmt: skip
+
+# Its market order filled at once at 61800.
+ORDER_UPDATE: dict[str, Any] = {
+    "venue": "binance", "symbol": "BTCUSDT", "client_order_id": "tp-1", "order_id": "1",
+    "side": "buy", "order_type": "MARKET", "status": "FILLED", "exec_type": "TRADE",
+    "qty": "0.001", "price": "0", "filled_qty": "0.001", "last_qty": "0.001",
+    "last_price": "61800", "cum_quote": "61.8", "trade_id": "1",
+}  # fmt: skip
+
+
+def build_signal(**fields: Any) -> Signal:
+    """Return :data:`SIGNAL` stamped now; a test names the fields its assertions depend on."""
+    now = time.time_ns()
+    return Signal(**(SIGNAL | {"ts_event": now, "ts_recv": now, "ts_signal": now} | fields))
+
+
+def build_order_update(**fields: Any) -> OrderUpdate:
+    """Return :data:`ORDER_UPDATE` stamped now; a test names the fields it depends on."""
+    now = time.time_ns()
+    return OrderUpdate(**(ORDER_UPDATE | {"ts_event": now, "ts_recv": now} | fields))
