@@ -218,6 +218,8 @@ async def _pipeline_trades(
             if not entry:
                 continue
             _, payload = binance.unwrap(entry[0][1][b"data"])
+            if not isinstance(payload, dict) or "s" not in payload or "t" not in payload:
+                continue  # a signal caused by something other than a trade frame: not timed
             coid = client_order_id_for(fields[b"signal_id"].decode())
             trade_of[coid] = (payload["s"], int(payload["t"]))
             stamps[coid] = (int(fields[b"ts_recv"]), int(fields[b"ts_signal"]))
@@ -395,7 +397,9 @@ async def _one_rate(
     await wait_until(healthy, timeout_s=30, what="the stages to report health", every_s=0.05)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     window = (time.time_ns() + int(warm_s * 1e9), time.time_ns() + int((warm_s + seconds) * 1e9))
+    calls = await _calls(redis)
     pipe_cpu = await _window_cpu(rig, [f"mock-{rate}", *stages], warm_s, seconds)
+    calls = _calls_since(calls, await _calls(redis))
     rig.stop_all([*stages, f"mock-{rate}"])
     held = (rig.tmp / f"trader-{rate}.log").read_text().count(VENUE_LIMIT_HOLD)
     if held:  # the figures then measure the venue's order limit, not the pipeline
@@ -407,6 +411,12 @@ async def _one_rate(
     notes.append(f"load average before the pipeline window {load}")
     notes.append(
         f"CPU in the window, % of one core: pipeline run {pipe_cpu}; floor run {floor_cpu}"
+    )
+    per = 1000 / max(1.0, pipe_rate * (seconds + warm_s))
+    top = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
+    notes.append(
+        "Redis commands per 1,000 trades sent (scripts' inner calls included): "
+        + ", ".join(f"{name} {n * per:.1f}" for name, n in top)
     )
     if gc_probe:
         notes.append(f"GC pauses, CPU/wall ms, and loop lag: {gc_pauses(probe_dir)}")
@@ -434,6 +444,16 @@ async def _window_cpu(rig: Rig, names: list[str], warm_s: float, seconds: float)
         f"{name} {100 * (cpu_seconds(pid) - before[name]) / seconds:.0f}"
         for name, pid in pids.items()
     )
+
+
+async def _calls(redis: aioredis.Redis) -> dict[str, int]:
+    """Return Redis's count of calls per command (``INFO commandstats``)."""
+    stats: Any = await redis.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def _calls_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
 
 
 def _fmt(summary: dict[str, float]) -> str:
