@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from bench.archive import run_archive
 from bench.ingest import run_ingest, run_reconnect
-from bench.latency import run_latency
+from bench.latency import RATES, run_latency
 from bench.peer import run_peer
 from bench.process import run_process, run_takeover
 from bench.replay import run_replay
@@ -33,7 +33,9 @@ async def _recovery(args: argparse.Namespace) -> list[Row]:
 BENCHES: dict[str, Bench] = {
     "ingest": lambda a: run_ingest(a.quick),
     "processor": lambda a: run_process(a.quick),
-    "latency": lambda a: run_latency(a.quick, a.latency_seconds, gc_probe=a.gc_probe),
+    "latency": lambda a: run_latency(
+        a.quick, a.latency_seconds, gc_probe=a.gc_probe, rates=a.latency_rates
+    ),
     "recovery": _recovery,
     "soak": lambda a: run_soak(a.quick, a.soak_minutes),
     "replay": lambda a: run_replay(a.quick),
@@ -55,6 +57,16 @@ def machine() -> str:
         f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}, "
         f"{platform.system()}, load average at the end {load}"
     )
+
+
+def _rates(text: str) -> tuple[int, ...]:
+    try:
+        rates = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of whole trades/s: {text!r}") from None
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError(f"rates must be positive: {text!r}")
+    return rates
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="measured window per rate of the latency benchmark (default 30; --quick: 3)",
+    )
+    parser.add_argument(
+        "--latency-rates",
+        type=_rates,
+        default=RATES,
+        metavar="R[,R...]",
+        help="trade rates (trades/s) of the latency benchmark (default 1000,5000,10000)",
     )
     parser.add_argument(
         "--gc-probe",

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.rig import GC_PROBE_ENV, Rig, gc_pauses, temp_dir, wait_until
+from bench.peer import cpu_seconds
+from bench.rig import GC_PROBE_ENV, Rig, gc_pauses, stalls_during, temp_dir, wait_until
 from bench.stats import Row, summarize_ms
 from tickpipe.common.names import Keys
 from tickpipe.common.units import client_order_id_for
@@ -62,6 +64,8 @@ BACKGROUND_SYMBOLS = ("BNBUSDT", "SOLUSDT")
 #: around 100), so the strategy runs on them but never signals. Otherwise their orders would
 #: exceed the venue's limit and the trader would hold every order, the measured ones included.
 BACKGROUND_LEVEL = "1000000"
+#: An order slower than this (the p99 target at 5k/s) is set against the probed stalls.
+SLOW_NS = 10_000_000
 #: The trader's log line for an order held back by the venue's rate limit.
 VENUE_LIMIT_HOLD = "holding request for the venue's rate limit"
 
@@ -83,8 +87,10 @@ def _latencies(
     window: tuple[int, int],
     *,
     blasted: bool = False,
-) -> tuple[list[int], float]:
-    """Return the latencies (ns) of orders received in ``window`` and the trades/s sent in it.
+) -> tuple[list[tuple[int, int]], float]:
+    """Return the orders received in ``window`` and the trades/s sent in it.
+
+    Each order is its span ``(trade sent, order received)`` in the mock's wall ns.
 
     With ``blasted`` the rate adds the blasted trades' mean rate (the mock records one summary
     per connection for them, not each trade).
@@ -103,7 +109,7 @@ def _latencies(
             continue
         key = trade_of.get(e.get("client_order_id") or "")
         if key is not None and key in sent:
-            out.append(e["ts"] - sent[key])
+            out.append((sent[key], e["ts"]))
     return out, count / ((until - after) / 1e9) + extra
 
 
@@ -212,6 +218,8 @@ async def _pipeline_trades(
             if not entry:
                 continue
             _, payload = binance.unwrap(entry[0][1][b"data"])
+            if not isinstance(payload, dict) or "s" not in payload or "t" not in payload:
+                continue  # a signal caused by something other than a trade frame: not timed
             coid = client_order_id_for(fields[b"signal_id"].decode())
             trade_of[coid] = (payload["s"], int(payload["t"]))
             stamps[coid] = (int(fields[b"ts_recv"]), int(fields[b"ts_signal"]))
@@ -341,13 +349,16 @@ async def _one_rate(
         floor_client(url, f"{url}/ws-api/v3", stop, dropped, bps, background)
     )
     window = (time.time_ns() + int(warm_s * 1e9), time.time_ns() + int((warm_s + seconds) * 1e9))
-    await asyncio.sleep(seconds + warm_s)
+    floor_cpu = await _window_cpu(rig, [f"mock-floor-{rate}"], warm_s, seconds)
     stop.set()
     placed = await task
     rig.stop_all([f"mock-floor-{rate}"])
-    for path in probe_dir.glob("gc-*.json"):  # the floor's mock: not part of the pipeline's run
-        path.unlink()
-    floor, floor_rate = _latencies(_gt(gt_floor), placed, window, blasted=bool(background))
+    floor_probe = probe_dir / "floor"
+    if gc_probe:  # the floor's mock: the harness alone, kept apart from the pipeline's run
+        floor_probe.mkdir()
+        for path in probe_dir.glob("gc-*.json"):
+            path.rename(floor_probe / path.name)
+    floor_spans, floor_rate = _latencies(_gt(gt_floor), placed, window, blasted=bool(background))
     notes += [f"the mock closed the floor's stream: {d}" for d in dropped]
     # Pipeline.
     gt = rig.tmp / f"gt-pipe-{rate}.jsonl"
@@ -384,19 +395,65 @@ async def _one_rate(
         return len([k async for k in redis.scan_iter(match=f"{ns}:health:*")]) >= 3
 
     await wait_until(healthy, timeout_s=30, what="the stages to report health", every_s=0.05)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     window = (time.time_ns() + int(warm_s * 1e9), time.time_ns() + int((warm_s + seconds) * 1e9))
-    await asyncio.sleep(seconds + warm_s)
+    calls = await _calls(redis)
+    pipe_cpu = await _window_cpu(rig, [f"mock-{rate}", *stages], warm_s, seconds)
+    calls = _calls_since(calls, await _calls(redis))
     rig.stop_all([*stages, f"mock-{rate}"])
     held = (rig.tmp / f"trader-{rate}.log").read_text().count(VENUE_LIMIT_HOLD)
     if held:  # the figures then measure the venue's order limit, not the pipeline
         notes.append(f"the trader held {held} orders for the venue's rate limit")
     trade_of, stamps = await _pipeline_trades(redis, Keys(ns))
     events = _gt(gt)
-    pipe, pipe_rate = _latencies(events, trade_of, window, blasted=bool(background))
+    spans, pipe_rate = _latencies(events, trade_of, window, blasted=bool(background))
     every = await _trade_hops(redis, Keys(ns), events, window)
+    notes.append(f"load average before the pipeline window {load}")
+    notes.append(
+        f"CPU in the window, % of one core: pipeline run {pipe_cpu}; floor run {floor_cpu}"
+    )
+    per = 1000 / max(1.0, pipe_rate * (seconds + warm_s))
+    top = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
+    notes.append(
+        "Redis commands per 1,000 trades sent (scripts' inner calls included): "
+        + ", ".join(f"{name} {n * per:.1f}" for name, n in top)
+    )
     if gc_probe:
-        notes.append(f"GC pauses, CPU ms: {gc_pauses(probe_dir)}")
+        notes.append(f"GC pauses, CPU/wall ms, and loop lag: {gc_pauses(probe_dir)}")
+        notes.append(f"the floor run's mock: {gc_pauses(floor_probe)}")
+        slow = [(a, b) for a, b in spans if b - a > SLOW_NS]
+        notes.append(f"orders over {SLOW_NS / 1e6:.0f} ms: {stalls_during(probe_dir, slow)}")
+    floor = [b - a for a, b in floor_spans]
+    pipe = [b - a for a, b in spans]
     return floor, floor_rate, pipe, pipe_rate, _hops(events, trade_of, stamps, window), every
+
+
+async def _window_cpu(rig: Rig, names: list[str], warm_s: float, seconds: float) -> str:
+    """Wait out the warm-up and the window; return each child's CPU in the window (% of a core).
+
+    Redis is included. A process's CPU time moves less with other jobs' load than its latency,
+    so this says what each process costs at the rate (the mock's share is the harness's own).
+    """
+    await asyncio.sleep(warm_s)
+    pids = {name.rsplit("-", 1)[0]: rig.children[name].pid for name in names}
+    if rig.redis_proc is not None:
+        pids["redis"] = rig.redis_proc.pid
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    await asyncio.sleep(seconds)
+    return ", ".join(
+        f"{name} {100 * (cpu_seconds(pid) - before[name]) / seconds:.0f}"
+        for name, pid in pids.items()
+    )
+
+
+async def _calls(redis: aioredis.Redis) -> dict[str, int]:
+    """Return Redis's count of calls per command (``INFO commandstats``)."""
+    stats: Any = await redis.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def _calls_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
 
 
 def _fmt(summary: dict[str, float]) -> str:
@@ -410,16 +467,21 @@ RATES = (1000, 5000, 10000)
 
 
 async def run_latency(
-    quick: bool, seconds: float | None = None, *, gc_probe: bool = False
+    quick: bool,
+    seconds: float | None = None,
+    *,
+    gc_probe: bool = False,
+    rates: tuple[int, ...] = RATES,
 ) -> list[Row]:
-    """Return tick-to-order latency of the pipeline and of the floor at each of :data:`RATES`."""
+    """Return tick-to-order latency of the pipeline and of the floor at each rate (trades/s)."""
     seconds = seconds or (3.0 if quick else 30.0)
     rows: list[Row] = []
     with temp_dir("tp-bench-latency-") as tmp:
         rig = Rig(tmp)
         try:
             redis = await rig.start_redis()
-            for n, rate in enumerate(RATES, start=1):
+            for rate in rates:
+                n = RATES.index(rate) + 1 if rate in RATES else rate  # the market's seed
                 notes: list[str] = []
                 floor, floor_rate, pipe, pipe_rate, hops, every = await _one_rate(
                     rig, redis, rate, seconds, n, notes, gc_probe
@@ -454,7 +516,7 @@ async def run_latency(
                         every,
                     )
                 )
-                rows += [Row("tick-to-order", f"@ {rate:,}/s", note[:400]) for note in notes]
+                rows += [Row("tick-to-order", f"@ {rate:,}/s", note) for note in notes]
             await redis.aclose()
         finally:
             await rig.close()

@@ -20,7 +20,15 @@ import redis.asyncio as aioredis
 
 from tickpipe.common.procs import start_redis_server
 
-__all__ = ["GC_PROBE_ENV", "Rig", "gc_pauses", "rss_bytes", "temp_dir", "wait_until"]
+__all__ = [
+    "GC_PROBE_ENV",
+    "Rig",
+    "gc_pauses",
+    "rss_bytes",
+    "stalls_during",
+    "temp_dir",
+    "wait_until",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 #: Set in a child's environment (a directory): the child records its GC pauses there.
@@ -159,19 +167,62 @@ class Rig:
                 await self.redis_proc.wait()
 
 
+def _probe_name(path: Path, data: dict[str, Any]) -> str:
+    argv = data["argv"]
+    return argv[1].rsplit(".", 1)[-1] if len(argv) > 1 and argv[0] == "-m" else path.stem
+
+
 def gc_pauses(directory: Path) -> str:
-    """Summarise the GC pauses the probed children wrote to ``directory`` (CPU ms)."""
+    """Summarise the GC pauses and loop lag the probed children wrote to ``directory`` (ms)."""
     parts = []
     for path in sorted(directory.glob("gc-*.json")):
         data = orjson.loads(path.read_bytes())
-        argv = data["argv"]
-        name = argv[1].rsplit(".", 1)[-1] if len(argv) > 1 and argv[0] == "-m" else path.stem
         gens = " ".join(
-            f"g{n} {g['collections']}x max {g['max_ms']:.1f} (>1 ms: {g['over_1ms']})"
+            f"g{n} {g['collections']}x max {g['max_ms']:.1f}"
+            + (f"/{g['wall_max_ms']:.1f} wall" if "wall_max_ms" in g else "")
+            + f" (>1 ms: {g['over_1ms']})"
             for n, g in enumerate(data["generations"])
         )
-        parts.append(f"{name}: {gens}")
+        loop = data.get("loop")
+        if loop and loop["wakeups"]:
+            gens += (
+                f"; loop lag p99 {loop['p99_ms']:.1f} max {loop['max_ms']:.1f}"
+                f" (>2 ms: {loop['over_2ms']})"
+            )
+        if "cpu_s" in data:
+            gens += f"; CPU {data['cpu_s']:.1f} s"
+        tracked = data.get("tracked")
+        if tracked:
+            top = ", ".join(f"{k} {v:,}" for k, v in list(tracked["top"].items())[:3])
+            big = ", ".join(f"{name} {n:,}" for n, name in tracked.get("largest", [])[:3])
+            gens += f"; tracked {tracked['total']:,} ({top}; largest {big})"
+        parts.append(f"{_probe_name(path, data)}: {gens}")
     return "; ".join(parts) or "no probe output"
+
+
+def stalls_during(directory: Path, spans: list[tuple[int, int]]) -> str:
+    """Name the probed stalls that overlap each span (wall ns): how many spans each kind hit.
+
+    ``spans`` are the slow orders' (trade sent, order received) intervals; a stall of one
+    process (a collection or a late event-loop wake-up, see bench/gcprobe) overlapping a span
+    is a candidate cause of that order's latency.
+    """
+    if not spans:
+        return "no slow orders"
+    hits: dict[str, int] = {}
+    explained = 0
+    for start, end in spans:
+        found = set()
+        for path in sorted(directory.glob("gc-*.json")):
+            data = orjson.loads(path.read_bytes())
+            for kind, at, took in data.get("stalls", []):
+                if at < end and at + took > start:
+                    found.add(f"{_probe_name(path, data)} {kind}")
+        explained += bool(found)
+        for name in found:
+            hits[name] = hits.get(name, 0) + 1
+    named = ", ".join(f"{k} {v}" for k, v in sorted(hits.items(), key=lambda kv: -kv[1]))
+    return f"{explained} of {len(spans)} overlap a stall: {named or 'none'}"
 
 
 @contextlib.contextmanager

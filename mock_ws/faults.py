@@ -24,7 +24,8 @@ stream name of the affected frames; ``"user"`` = user-data events). Types:
   client refuses them; the trade a padded frame carries is sent, and stays in REST history.
 * ``trade_gap``: the next ``count`` (default 1) trades of ``symbol`` are not sent to anyone;
   they exist in the market and in REST. ``depth_gap``: the next ``count`` depth diff events of
-  ``symbol`` are not sent (the next one's ``U`` is not the previous ``u`` + 1).
+  ``symbol`` on a subscribed diff stream are not sent (the next one's ``U`` is not the previous
+  ``u`` + 1); diffs nobody subscribes to are not built, so they do not use the fault up.
 * ``slow_reader``: a matching connection with more than ``max_queue`` (default 100) frames
   waiting is disconnected (1008) while the fault is active.
 * ``rate_limit``: requests are answered ``status`` 429 (default) or 418 for ``duration``

@@ -110,18 +110,36 @@ class MarketFeed:
         return out
 
     def depth_events(
-        self, interval_ms: int, now_ms: int, wanted: set[str] | None = None
+        self,
+        interval_ms: int,
+        now_ms: int,
+        wanted: set[str] | None = None,
+        *,
+        diffs_wanted_only: bool = False,
     ) -> list[FeedEvent]:
         """Return the diff and partial-depth events of one ``interval_ms`` (100 or 1000) tick.
 
-        Partial depth is only built for streams in ``wanted`` (None = all).
+        Partial depth is only built for streams in ``wanted`` (None = all). With
+        ``diffs_wanted_only`` a symbol's diff is built only when one of its diff streams of this
+        interval is in ``wanted``; otherwise the diff is passed over as if it had been sent, so a
+        client subscribing later gets the updates from then on, contiguous as always. (Merging
+        100 ms of book updates per symbol held the server's loop for milliseconds every tick,
+        for streams nobody read.)
         """
         out: list[FeedEvent] = []
         suffixes = ("@100ms",) if interval_ms == 100 else ("", "@1000ms")
         for symbol, book in self.books.items():
             low = symbol.lower()
             key = (symbol, interval_ms)
-            diff = book.diff_since(self._emitted.get(key, book.update_id - 1))
+            if (
+                diffs_wanted_only
+                and wanted is not None
+                and not any(f"{low}@depth{suffix}" in wanted for suffix in suffixes)
+            ):
+                self._emitted[key] = book.update_id
+                diff = None
+            else:
+                diff = book.diff_since(self._emitted.get(key, book.update_id - 1))
             if diff is not None:
                 self._emitted[key] = diff.last_id
                 payload = {

@@ -234,7 +234,8 @@ class BinanceMock:
             now_ms = self.clock() // NS_PER_MS
             skipped: set[int] = set()
             for interval_ms in (100, 1000) if tick % 10 == 9 else (100,):
-                for stream, payload, _ in self.feed.depth_events(interval_ms, now_ms, wanted):
+                events = self.feed.depth_events(interval_ms, now_ms, wanted, diffs_wanted_only=True)
+                for stream, payload, _ in events:
                     if payload.get("e") == "depthUpdate" and self.faults.skip_depth(
                         payload, skipped
                     ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from tests.mock_support import apply_levels
 from tickpipe.mock_ws.binance.feed import MarketFeed
@@ -162,3 +163,39 @@ def test_the_history_and_the_book_log_leave_the_collectors_scans() -> None:
     assert not any(gc.is_tracked(entry) for entry in book.log)
     diff = book.diff_since(book.update_id - 3)
     assert diff is not None and diff.first_id == book.update_id - 2
+
+
+def test_diffs_nobody_reads_are_not_built_and_later_ones_stay_contiguous() -> None:
+    # The server's depth tick builds a symbol's diff only for a subscribed diff stream: merging
+    # 100 ms of updates for streams nobody read held its event loop every tick.
+    market = MarketSim(["BTCUSDT"], seed=4, trades_per_s=50.0)
+    feed = MarketFeed(market, 4)
+    market.trades_due(0)
+    book = feed.books["BTCUSDT"]
+    merged: list[int] = []
+    original = book.diff_since
+
+    def spy(after_id: int) -> Any:
+        merged.append(after_id)
+        return original(after_id)
+
+    book.diff_since = spy  # type: ignore[method-assign]
+    seen_u = 0
+    for step in range(1, 12):
+        feed.on_trades(market.trades_due(step * S // 10), step * 100)
+        wanted = {"btcusdt@trade"} if step < 6 else {"btcusdt@depth@100ms"}
+        before = book.update_id
+        events = feed.depth_events(100, step * 100, wanted, diffs_wanted_only=True)
+        diffs = [p for name, p, _ in events if p.get("e") == "depthUpdate"]
+        if step < 6:
+            assert diffs == [] and merged == [], (step, merged)
+            skipped_to = before
+            continue
+        if step == 6:  # the first diff a new subscriber gets starts after what was passed over
+            assert diffs and diffs[0]["U"] == skipped_to + 1, (diffs, skipped_to)
+        elif diffs:
+            assert diffs[0]["U"] == seen_u + 1
+        if diffs:
+            seen_u = diffs[0]["u"]
+            assert seen_u == book.update_id
+    assert merged, "the subscribed diff stream was never built"
