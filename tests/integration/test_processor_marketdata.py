@@ -49,7 +49,7 @@ async def write(redis: Any, settings: Settings, frames: list[RawFrame]) -> None:
 
 
 async def run_until(settings: Settings, redis: Any, key: str, count: int) -> None:
-    async with stage_running(run, settings, redis=redis, clock=lambda: 42, lease_ms=600):
+    async with stage_running(run, settings, redis=redis, clock=lambda: 42, lease_ms=10_000):
         await wait_until(redis, key, count)
 
 
