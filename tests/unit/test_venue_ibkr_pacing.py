@@ -41,3 +41,12 @@ def test_paced_endpoints_keep_their_intervals() -> None:
     budget.sent("POST", "/tickle", T0)
     assert budget.delay_ns("POST", "/tickle", T0 + S // 2) > 0
     assert budget.delay_ns("POST", "/iserver/auth/status", T0 + S // 2) == 0
+
+
+def test_a_budget_that_starts_waits_out_each_endpoints_interval_once() -> None:
+    # A restarted trader cannot know that the one it replaces listed the orders a moment ago.
+    budget = RestBudget(per_s=4, penalty_s=600)
+    budget.assume_used(T0)
+    assert budget.delay_ns("GET", "/iserver/account/orders", T0) == int(5.5 * S)
+    assert budget.delay_ns("GET", "/iserver/auth/status", T0) == 0
+    assert budget.delay_ns("GET", "/iserver/account/orders", T0 + int(5.5 * S)) == 0

@@ -1,13 +1,16 @@
 """Pace the requests to an IBKR gateway so that it never answers 429 (pure: time is an argument).
 
-The Client Portal docs limit every client to 10 requests a second across the gateway, and some
-endpoints further (``/tickle`` 1 a second; ``/iserver/account/orders``,
-``/iserver/account/trades``, ``/iserver/accounts`` and ``/portfolio/accounts`` 1 per 5
-seconds). Going over puts the
-client's address in a penalty box for 10 minutes, and repeat offenders are blocked. The budget
-keeps a lower global rate (``TICKPIPE_IBKR_REST_PER_S``, default 4) and a margin on each
-endpoint's interval, and after any 429 sends nothing at all until ``TICKPIPE_IBKR_PENALTY_S``
-has passed: a request sent during the penalty only earns the client a longer one.
+The Client Portal docs ("Pacing Limitations") limit every client to 10 requests a second across
+the gateway, and some endpoints further (``/tickle`` 1 a second; the live orders and trades,
+``/iserver/account/orders`` and ``/iserver/account/trades``, and ``/portfolio/accounts`` 1 per 5
+seconds). Going over may put the client's address in a penalty box for 10 minutes, and repeat
+offenders are blocked. The budget keeps a lower global rate (``TICKPIPE_IBKR_REST_PER_S``,
+default 4) and a margin on each endpoint's interval, and after any 429 sends nothing at all until
+``TICKPIPE_IBKR_PENALTY_S`` has passed: a request sent during the penalty only earns the client
+a longer one. A process that starts cannot know what the process before it (a trader killed and
+restarted) sent from the same address: :meth:`RestBudget.assume_used` counts every paced
+endpoint as used at the start, so its first request waits out the interval instead of earning a
+429.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ ENDPOINT_INTERVALS_S: dict[tuple[str, str], float] = {
     ("*", "/tickle"): 1.2,
     ("GET", "/iserver/account/orders"): 5.5,
     ("GET", "/iserver/account/trades"): 5.5,
-    ("GET", "/iserver/accounts"): 5.5,
     ("GET", "/portfolio/accounts"): 5.5,
 }
 
@@ -45,6 +47,11 @@ class RestBudget:
             if verb in ("*", method) and path.startswith(prefix):
                 return key
         return None
+
+    def assume_used(self, now_ns: int) -> None:
+        """Count every paced endpoint as used at ``now_ns`` (a process starting up)."""
+        for key in ENDPOINT_INTERVALS_S:
+            self._last[key] = now_ns
 
     def delay_ns(self, method: str, path: str, now_ns: int) -> int:
         """Return how long ``method path`` must wait before it may leave (0: now)."""

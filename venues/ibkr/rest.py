@@ -173,4 +173,5 @@ def _stock_conid(entries: Any) -> int | None:
 def rest_from_settings(settings: Settings) -> IbkrRest:
     """Build the client from settings (the gateway holds the login: nothing secret here)."""
     budget = RestBudget(settings.ibkr_rest_per_s, settings.ibkr_penalty_s)
+    budget.assume_used(time.monotonic_ns())  # an earlier process may have just used them
     return IbkrRest(settings.ibkr_rest_url, verify_tls=settings.ibkr_verify_tls, budget=budget)
