@@ -16,12 +16,14 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 
-from tickpipe.common.errors import AmbiguousOutcome, OrderRejected, RateLimited
+from tickpipe.common.errors import AmbiguousOutcome, OrderNotFound, OrderRejected, RateLimited
 from tickpipe.common.links import Link, Step
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import OrderIntent
 from tickpipe.common.settings import load_settings
 from tickpipe.mock_ws import MockExchange, start_mock
+from tickpipe.trader import actions as act
+from tickpipe.trader.core import RiskLimits, TraderCore
 from tickpipe.venues.ibkr.ingest import IbkrAdapter
 from tickpipe.venues.ibkr.order_adapter import IbkrOrders
 from tickpipe.venues.ibkr.orders import QuestionDeclined
@@ -126,6 +128,32 @@ def test_a_lookup_never_reads_an_order_list_older_than_the_order() -> None:
         assert [o for o in await listing if o.get("order_ref") == "tp-race"] == []
         found = await adapter.lookup(order)  # not the list fetched while the order was sent
         assert found["clientOrderId"] == "tp-race" and found["status"] == "FILLED"
+        await adapter.rest.aclose()
+
+    run(scenario)
+
+
+def test_intents_the_gateway_never_got_are_placed_once_each_after_one_order_list() -> None:
+    async def scenario(mock: MockExchange) -> None:
+        assert mock.ibkr is not None
+        adapter, _ = orders(mock, "o10151")
+        core = TraderCore(RiskLimits())  # what the trader's router does on a restart
+        core.unique_client_ids = adapter.unique_client_ids
+        queued = [intent(f"tp-queued-{n}", qty="1") for n in range(3)]  # a killed trader's
+        for order in queued:
+            with pytest.raises(OrderNotFound) as missing:
+                await adapter.lookup(order)
+            actions = core.on_lookup(
+                order, missing.value, now_ns=time.time_ns(), source="restart", failures=0
+            )
+            assert actions[-1] == act.Send(order), actions
+            await adapter.placer(order)()
+        placed = [o.client_order_id for o in mock.ibkr.broker.engine.orders]
+        assert sorted(placed) == sorted(o.client_order_id for o in queued)
+        # One list, fetched after every queued intent was made, answered every lookup: a
+        # placement in between does not make the next lookup wait out the gateway's 1 per 5 s.
+        lists = [r for r in mock.ibkr.requests if r[2] == "/v1/api/iserver/account/orders"]
+        assert len(lists) == 1 and core.counts["placed_again"] == 3
         await adapter.rest.aclose()
 
     run(scenario)
