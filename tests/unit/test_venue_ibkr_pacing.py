@@ -50,3 +50,6 @@ def test_a_budget_that_starts_waits_out_each_endpoints_interval_once() -> None:
     assert budget.delay_ns("GET", "/iserver/account/orders", T0) == int(5.5 * S)
     assert budget.delay_ns("GET", "/iserver/auth/status", T0) == 0
     assert budget.delay_ns("GET", "/iserver/account/orders", T0 + int(5.5 * S)) == 0
+    # The endpoint's own wait alone (taken without holding up other requests).
+    assert budget.endpoint_delay_ns("GET", "/iserver/account/orders", T0 + S) == int(4.5 * S)
+    assert budget.endpoint_delay_ns("POST", "/iserver/account/DU1/orders", T0) == 0

@@ -53,6 +53,13 @@ class RestBudget:
         for key in ENDPOINT_INTERVALS_S:
             self._last[key] = now_ns
 
+    def endpoint_delay_ns(self, method: str, path: str, now_ns: int) -> int:
+        """Return how long ``method path`` must wait for its endpoint's own limit alone."""
+        key = self._endpoint(method, path)
+        if key is None or key not in self._last:
+            return 0
+        return max(0, self._last[key] + int(ENDPOINT_INTERVALS_S[key] * NS_PER_S) - now_ns)
+
     def delay_ns(self, method: str, path: str, now_ns: int) -> int:
         """Return how long ``method path`` must wait before it may leave (0: now)."""
         waits = [self.penalty_until_ns - now_ns]

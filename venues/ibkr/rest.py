@@ -67,7 +67,11 @@ class IbkrRest:
         query: dict[str, str] | None = None,
         body: Any = None,
     ) -> Answer:
-        """Send one request when the budget allows; return the answer (429: raise)."""
+        """Send one request when the budget allows; return the answer (429: raise).
+
+        The wait for an endpoint's own limit (the order list's 1 per 5 s) is taken before the
+        turn, so it holds up no request to another endpoint (an order waiting behind it)."""
+        await asyncio.sleep(self.budget.endpoint_delay_ns(method, path, self.clock()) / 1e9)
         async with self._turn:
             await self._wait_turn(method, path)
             self.budget.sent(method, path, self.clock())
