@@ -340,7 +340,12 @@ def test_ibkr_chaos_expiry_lost_answer_and_trader_kill_keep_every_guarantee(
         # Every decision the kill left recorded but unplaced was placed once after the restart.
         assert chaos.held in chaos.unplaced_at_kill, (chaos.held, chaos.unplaced_at_kill)
         counts = {cid: placed.get(cid, 0) for cid in sorted(chaos.unplaced_at_kill)}
-        assert set(counts.values()) == {1}, f"decisions not placed exactly once: {counts}"
+        why = {
+            cid: [(e["event"], e.get("stage"), e.get("source"), e.get("reason")) for e in
+                  order_events if e.get("client_order_id") == cid]
+            for cid, n in counts.items() if n != 1
+        }  # fmt: skip
+        assert set(counts.values()) == {1}, f"decisions not placed exactly once: {counts} {why}"
     trades = [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(P))]
     seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
     assert [k for k, n in seen.items() if n > 1] == []
