@@ -350,13 +350,14 @@ class TraderCore:
         (``unique_client_ids``) means the decision was never placed (a trader killed with it
         queued, a request refused unexecuted): it is placed now under the same id, once, if it
         is still valid (no older than ``max_price_age_s``, the age past which the trader acts on
-        no market) and the kill switch is off. Otherwise "no such order" settles it once no copy
+        no market), the kill switch is off and no cancel of it asked (a decision the trader
+        cancels is not placed). Otherwise "no such order" settles it once no copy
         can be accepted any more: the receive window (plus a margin for clock skew) after the
         intent. Answers that say nothing are tried ``status_attempts`` times (``failures`` so
         far); then the intent stays working (an ``unknown`` entry) for the next reconciliation.
         """
         if isinstance(answer, OrderNotFound):
-            if self._may_place_again(intent, now_ns):
+            if source != "cancel" and self._may_place_again(intent, now_ns):
                 self.placed_again.add(intent.client_order_id)
                 self._count("placed_again")
                 reason = f"the venue never got the decision ({answer}): placing it now, once"

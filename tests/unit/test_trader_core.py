@@ -593,6 +593,9 @@ def test_a_decision_the_venue_never_got_is_placed_once_while_it_is_still_valid()
     core.unique_client_ids = True  # the venue refuses a second order under one id (IBKR)
     missing = OrderNotFound("no order with cOID")
     at = INTENT.ts_intent + 7 * S  # a restart after a kill: past the receive window
+    cancelling = core.on_lookup(INTENT, OrderNotFound("x"), now_ns=at, source="cancel", failures=0)
+    assert act.Send(INTENT) not in cancelling  # a decision the trader cancels is not placed
+    core.counts.clear()
     reason = "the venue never got the decision (no order with cOID): placing it now, once"
     assert core.on_lookup(INTENT, missing, now_ns=at, source="restart", failures=0) == [
         act.Record(INTENT, "placed_again", {"reason": reason, "source": "restart"}),
