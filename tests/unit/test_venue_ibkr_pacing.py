@@ -43,13 +43,19 @@ def test_paced_endpoints_keep_their_intervals() -> None:
     assert budget.delay_ns("POST", "/iserver/auth/status", T0 + S // 2) == 0
 
 
-def test_a_budget_that_starts_waits_out_each_endpoints_interval_once() -> None:
-    # A restarted trader cannot know that the one it replaces listed the orders a moment ago.
+def test_a_first_429_to_a_kept_endpoint_limit_waits_that_endpoint_then_the_penalty() -> None:
+    # A restarted trader's first order list: the one it replaced listed them a moment ago.
     budget = RestBudget(per_s=4, penalty_s=600)
-    budget.assume_used(T0)
-    assert budget.delay_ns("GET", "/iserver/account/orders", T0) == int(5.5 * S)
-    assert budget.delay_ns("GET", "/iserver/auth/status", T0) == 0
-    assert budget.delay_ns("GET", "/iserver/account/orders", T0 + int(5.5 * S)) == 0
-    # The endpoint's own wait alone (taken without holding up other requests).
-    assert budget.endpoint_delay_ns("GET", "/iserver/account/orders", T0 + S) == int(4.5 * S)
-    assert budget.endpoint_delay_ns("POST", "/iserver/account/DU1/orders", T0) == 0
+    orders = ("GET", "/iserver/account/orders")
+    assert budget.delay_ns(*orders, T0) == 0
+    budget.sent(*orders, T0)
+    assert budget.refused(T0, *orders) == 5.5  # that endpoint waits its interval
+    assert budget.penalties == 0
+    assert budget.delay_ns("GET", "/iserver/auth/status", T0) == 0  # nothing else waits
+    assert budget.endpoint_delay_ns(*orders, T0 + S) == int(4.5 * S)  # taken outside the turn
+    assert budget.delay_ns(*orders, T0 + int(5.5 * S)) == 0
+    budget.sent(*orders, T0 + int(5.5 * S))
+    assert budget.refused(T0 + int(5.5 * S), *orders) == 600.0  # twice in a row: the penalty box
+    assert budget.penalties == 1
+    budget.answered()
+    assert budget.refused(T0 + 700 * S, *orders) == 5.5  # served in between: a first one again

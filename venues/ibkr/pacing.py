@@ -7,10 +7,10 @@ seconds). Going over may put the client's address in a penalty box for 10 minute
 offenders are blocked. The budget keeps a lower global rate (``TICKPIPE_IBKR_REST_PER_S``,
 default 4) and a margin on each endpoint's interval, and after any 429 sends nothing at all until
 ``TICKPIPE_IBKR_PENALTY_S`` has passed: a request sent during the penalty only earns the client
-a longer one. A process that starts cannot know what the process before it (a trader killed and
-restarted) sent from the same address: :meth:`RestBudget.assume_used` counts every paced
-endpoint as used at the start, so its first request waits out the interval instead of earning a
-429.
+a longer one. One exception: a 429 to an endpoint with a limit of its own, when this budget has
+kept that limit, means another client of the same address used it (the process before this one,
+a trader killed and restarted): that endpoint alone waits its interval, once
+(:meth:`RestBudget.refused`); a second 429 in a row is the penalty box.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class RestBudget:
         self.penalties = 0
         self._recent: deque[int] = deque()
         self._last: dict[tuple[str, str], int] = {}
+        self._endpoint_refused = False  # the last answer was a 429 to an endpoint's own limit
 
     def _endpoint(self, method: str, path: str) -> tuple[str, str] | None:
         for key in ENDPOINT_INTERVALS_S:
@@ -47,11 +48,6 @@ class RestBudget:
             if verb in ("*", method) and path.startswith(prefix):
                 return key
         return None
-
-    def assume_used(self, now_ns: int) -> None:
-        """Count every paced endpoint as used at ``now_ns`` (a process starting up)."""
-        for key in ENDPOINT_INTERVALS_S:
-            self._last[key] = now_ns
 
     def endpoint_delay_ns(self, method: str, path: str, now_ns: int) -> int:
         """Return how long ``method path`` must wait for its endpoint's own limit alone."""
@@ -73,6 +69,10 @@ class RestBudget:
             waits.append(self._last[key] + int(ENDPOINT_INTERVALS_S[key] * NS_PER_S) - now_ns)
         return max(0, *waits)
 
+    def answered(self) -> None:
+        """The gateway served a request: a later 429 is a first one again."""
+        self._endpoint_refused = False
+
     def sent(self, method: str, path: str, now_ns: int) -> None:
         """Count a request that leaves now."""
         self._recent.append(now_ns)
@@ -80,8 +80,15 @@ class RestBudget:
         if key is not None:
             self._last[key] = now_ns
 
-    def refused(self, now_ns: int) -> float:
-        """The gateway answered 429: nothing leaves for the penalty; return its seconds."""
+    def refused(self, now_ns: int, method: str = "", path: str = "") -> float:
+        """The gateway answered 429 to ``method path``: return the seconds nothing (or, for an
+        endpoint's own limit the first time, that endpoint alone) may leave."""
+        key = self._endpoint(method, path)
+        if key is not None and not self._endpoint_refused:
+            self._endpoint_refused = True  # another client's use: wait the interval, once
+            self._last[key] = now_ns
+            return ENDPOINT_INTERVALS_S[key]
+        self._endpoint_refused = False
         self.penalties += 1
         self.penalty_until_ns = max(self.penalty_until_ns, now_ns + self.penalty_ns)
         return (self.penalty_until_ns - now_ns) / NS_PER_S

@@ -78,13 +78,17 @@ class IbkrRest:
             answer = await self._send(method, path, query, body)
             if answer.status == 429:
                 self.refused += 1
-                penalty_s = self.budget.refused(self.clock())
+                penalty_s = self.budget.refused(self.clock(), method, path)
                 log.warning(
-                    "the gateway answered 429: nothing is sent for %.0f s",
+                    "the gateway answered 429: %s for %.1f s",
+                    "the endpoint waits"
+                    if penalty_s < self.budget.penalty_ns / 1e9
+                    else "nothing is sent",
                     penalty_s,
                     extra={"method": method, "path": path, "penalties": self.budget.penalties},
                 )
                 raise RateLimited(f"{method} {path}: 429 from the gateway", retry_after_s=penalty_s)
+            self.budget.answered()
             return answer
 
     async def _wait_turn(self, method: str, path: str) -> None:
@@ -177,5 +181,4 @@ def _stock_conid(entries: Any) -> int | None:
 def rest_from_settings(settings: Settings) -> IbkrRest:
     """Build the client from settings (the gateway holds the login: nothing secret here)."""
     budget = RestBudget(settings.ibkr_rest_per_s, settings.ibkr_penalty_s)
-    budget.assume_used(time.monotonic_ns())  # an earlier process may have just used them
     return IbkrRest(settings.ibkr_rest_url, verify_tls=settings.ibkr_verify_tls, budget=budget)
