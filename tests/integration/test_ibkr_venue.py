@@ -305,6 +305,24 @@ def test_a_lost_reply_is_settled_by_lookup_and_never_sent_again() -> None:
     run(scenario)
 
 
+def test_a_restarted_client_waits_out_its_predecessors_order_list_not_the_penalty() -> None:
+    async def scenario(mock: MockExchange) -> None:
+        assert mock.ibkr is not None and mock.ibkr_rest_url is not None
+        before = IbkrRest(mock.ibkr_rest_url)  # the trader that was killed
+        await before.request("GET", "/iserver/accounts")
+        assert (await before.request("GET", "/iserver/account/orders")).status == 200
+        after = IbkrRest(mock.ibkr_rest_url)  # its successor, a moment later, same address
+        with pytest.raises(RateLimited) as refused:
+            await after.request("GET", "/iserver/account/orders")
+        assert refused.value.retry_after_s == 5.5  # that endpoint's interval, not 600 s
+        assert (await after.request("GET", "/iserver/auth/status")).status == 200  # not silent
+        listed = await after.request("GET", "/iserver/account/orders")  # waits 5.5 s, once
+        assert listed.status == 200 and after.budget.penalties == 0
+        assert mock.ibkr.status()["pacing"]["penalties"] == 0
+
+    run(scenario)
+
+
 def test_keepalive_holds_a_session_that_would_expire_without_tickle() -> None:
     async def scenario(mock: MockExchange) -> None:
         adapter, _ = await market_slot(mock)
