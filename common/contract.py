@@ -100,6 +100,7 @@ class OrderEvent(StrEnum):
     UPDATE = "update"
     REJECTED = "rejected"
     NOT_FOUND = "not_found"
+    PLACED_AGAIN = "placed_again"  # the venue never got the decision: it is placed now, once
     UNKNOWN = "unknown"
     ADOPTED = "adopted"
     RECONCILED = "reconciled"

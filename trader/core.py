@@ -154,6 +154,11 @@ class TraderCore:
         self.status_attempts = status_attempts
         self.recv_window_ms = recv_window_ms
         self.shaper = shaper
+        #: The venue refuses a second order under a client order id it has seen (IBKR's
+        #: ``cOID``): an intent it has no order of may then be placed, it cannot become two.
+        self.unique_client_ids = False
+        #: Intents this run placed again after the venue said it never got them (at most once).
+        self.placed_again: set[str] = set()
         #: Client order ids with a request under way here (reconciliation leaves them alone).
         self.inflight: set[str] = set()
         self.kill_switch = False
@@ -347,16 +352,30 @@ class TraderCore:
     ) -> list[act.Action]:
         """Decide what the venue's answer to looking ``intent`` up means.
 
-        "No such order" settles it once no copy can be accepted any more: the receive window
-        (plus a margin for clock skew) after the intent. Answers that say nothing are tried
-        ``status_attempts`` times (``failures`` so far); then the intent stays working (an
-        ``unknown`` entry) for the next reconciliation.
+        "No such order" from a venue that refuses a second order under one client order id
+        (``unique_client_ids``) means the decision was never placed (a trader killed with it
+        queued, a request refused unexecuted): it is placed now under the same id, once, if it
+        is still valid (no older than ``max_price_age_s``, the age past which the trader acts on
+        no market), the kill switch is off and no cancel of it asked (a decision the trader
+        cancels is not placed). Otherwise "no such order" settles it once no copy
+        can be accepted any more: the receive window (plus a margin for clock skew) after the
+        intent. Answers that say nothing are tried ``status_attempts`` times (``failures`` so
+        far); then the intent stays working (an ``unknown`` entry) for the next reconciliation.
         """
         if isinstance(answer, OrderNotFound):
+            if source != "cancel" and self._may_place_again(intent, now_ns):
+                self.placed_again.add(intent.client_order_id)
+                self._count("placed_again")
+                reason = f"the venue never got the decision ({answer}): placing it now, once"
+                extra = {"reason": reason, "source": source}
+                return [act.Record(intent, OrderEvent.PLACED_AGAIN, extra), act.Send(intent)]
             late_ms = intent.ts_intent // MS + self.recv_window_ms + SKEW_MARGIN_MS
             now_ms = now_ns // MS
             if now_ms >= late_ms:
                 reason = f"the venue has no such order: {answer}"
+                if self.unique_client_ids and intent.client_order_id not in self.placed_again:
+                    age_s = (now_ns - intent.ts_intent) / 1e9
+                    reason += f"; the decision is too old to place ({age_s:.1f} s)"
                 extra = {"reason": reason, "source": source}
                 self._count("not_executed")
                 letter = {
@@ -381,6 +400,15 @@ class TraderCore:
         if isinstance(answer, Exception):
             return [act.Fail(answer)]
         return [act.RecordResult(intent, answer, source=f"status:{source}")]
+
+    def _may_place_again(self, intent: OrderIntent, now_ns: int) -> bool:
+        """Whether an intent the venue has no order of may be placed now (see ``on_lookup``)."""
+        cid = intent.client_order_id
+        if not self.unique_client_ids or cid in self.placed_again or self.kill_switch:
+            return False
+        if len(self.placed_again) >= 10_000:
+            self.placed_again.clear()
+        return now_ns - intent.ts_intent <= self.max_price_age_ns
 
     def may_cancel(self, client_order_id: str, now_ns: int) -> bool:
         """Whether a cancel of ``client_order_id`` may leave now (not under way, not just tried)."""

@@ -159,6 +159,7 @@ class VenueRouter:
             )  # fmt: skip
             core.tracker = ledger.tracker
         self.core = core
+        core.unique_client_ids = bool(getattr(orders, "unique_client_ids", False))
         self.counts = core.counts  # one set of counters: the core's
         self.retry_base_s = retry_base_s
         self.confirm_lease = confirm_lease
@@ -210,6 +211,12 @@ class VenueRouter:
                     extra={"client_order_id": intent.client_order_id, "source": action.source},
                 )
                 state = await self._resolve(action.intent, source=action.source)
+            elif isinstance(action, act.Send):  # never placed (see TraderCore.on_lookup)
+                log.warning(
+                    "the venue never got this decision; placing it now, once",
+                    extra={"client_order_id": intent.client_order_id},
+                )
+                state = await self._send(action.intent, None, ts_event=action.intent.ts_intent)
             elif isinstance(action, act.DeadLetter):
                 log.warning(action.fields.get("reason", "dead letter"),
                             extra={"client_order_id": intent.client_order_id})  # fmt: skip
@@ -232,11 +239,13 @@ class VenueRouter:
         """
         self.inflight.add(intent.client_order_id)
         try:
-            await self._send(signal, intent, request)
+            await self._send(intent, request, ts_event=signal.ts_event)
         finally:
             self.inflight.discard(intent.client_order_id)
 
-    async def _send(self, signal: Signal, intent: OrderIntent, request: Request | None) -> None:
+    async def _send(
+        self, intent: OrderIntent, request: Request | None, *, ts_event: int
+    ) -> OrderState | None:
         backoff = Backoff(base_s=self.retry_base_s, cap_s=5.0)
         place = request if request is not None else self.orders.placer(intent)
         while True:
@@ -247,16 +256,16 @@ class VenueRouter:
                 answer = await place()
             except Exception as exc:  # the core decides what each error means
                 answer = exc
-            actions = self.core.on_answer(intent, answer, sent_ns=sent_ns, ts_event=signal.ts_event)
+            actions = self.core.on_answer(intent, answer, sent_ns=sent_ns, ts_event=ts_event)
             if isinstance(actions[0], act.Retry):
                 log.warning("order not placed; trying again", extra={"error": str(answer)})
                 await self._pause(actions[0], backoff)
                 continue
-            await self._settle(intent, actions)
-            return
+            return await self._settle(intent, actions)
 
     async def resolve(self, intent: OrderIntent, *, source: str) -> OrderState | None:
-        """Look the order up until the venue says what happened; never send it again."""
+        """Look the order up until the venue says what happened; send it again only as the core
+        decides for a decision the venue never got (``TraderCore.on_lookup``)."""
         self.inflight.add(intent.client_order_id)
         try:
             return await self._resolve(intent, source=source)

@@ -8,33 +8,75 @@ data stops, ``/iserver`` answers 401). A competing login elsewhere (``/_mock/ibk
 this session out with ``competing: true``; ``POST /iserver/reauthenticate`` takes it back. After
 every (re-)authentication ``GET /iserver/accounts`` must be called before market data and orders.
 
-Pacing (docs, "Pacing limitations"): at most ``global_per_s`` requests a second per client
-address, and per-endpoint limits (``/tickle`` 1/s, ``/iserver/account/orders`` and
-``/iserver/account/trades`` 1 per 5 s, ``/iserver/accounts`` 1 per 5 s). A request over an
+Pacing (Web API docs, "Pacing Limitations"): at most ``global_per_s`` requests a second per
+client address ("Users making requests via the CP Gateway tool are restricted to 10 requests per
+second"), and the per-endpoint limits of the docs' table, each for the method the table names
+(:data:`ENDPOINT_LIMITS`): ``GET /iserver/marketdata/snapshot`` 10 a second, ``GET /tickle`` 1
+a second, ``GET /portfolio/accounts`` and the live orders and trades (the table's
+``/iserver/orders`` and ``/iserver/trades``) 1 per 5 s. Each is a count over a sliding window,
+so a burst up to the count is served at once and the next one waits for the window. ``POST
+/tickle`` (the keep-alive the reference documents, which clients send) has no row of its own and
+counts only towards the global limit; neither has ``/iserver/accounts``. A request over an
 endpoint's limit is answered 429 on its own; going over the global limit puts the address in the
-penalty box: every request answers 429 for ``penalty_s`` (10 minutes at the venue). Requests sent
-during the penalty are refused and counted as ``penalty_violations``.
+penalty box ("violator IP addresses may be put in a penalty box for 10 minutes"): every request
+answers 429 for ``penalty_s``. Requests sent during the penalty are refused and counted as
+``penalty_violations``.
+
+WebSocket authentication (Web API docs, "Websockets"; ``../shared/protocols.md`` §4): the
+``session`` value of ``POST /tickle`` authenticates a socket either as the ``api`` cookie of the
+upgrade or as ``{"session": ...}``, the first message. Clients written from the docs send the
+cookie in both forms, the bare token and the JSON object ``api={"session":"<token>"}`` (ibind's
+``IbkrWsClient._get_cookie``; its maintainer cites the docs' WebSocket connection guide in
+ibind issue #25): :func:`session_of_cookie` reads every one of them.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
-__all__ = ["ENDPOINT_LIMITS", "Gateway", "Pacer"]
+__all__ = ["ENDPOINT_LIMITS", "Gateway", "Pacer", "session_of_cookie"]
 
 NS_PER_S = 1_000_000_000
 
-#: (method or "*", path prefix) -> (requests, window seconds).
+#: (method, path prefix) -> (requests, window seconds): the docs' per-endpoint table, for the
+#: endpoints the mock serves (``/iserver/orders`` and ``/iserver/trades`` there are the live
+#: orders and trades of ``/iserver/account/orders`` and ``/iserver/account/trades``).
 ENDPOINT_LIMITS: dict[tuple[str, str], tuple[int, float]] = {
-    ("*", "/v1/api/tickle"): (1, 1.0),
+    ("GET", "/v1/api/iserver/marketdata/snapshot"): (10, 1.0),
+    ("GET", "/v1/api/tickle"): (1, 1.0),
     ("GET", "/v1/api/iserver/account/orders"): (1, 5.0),
     ("GET", "/v1/api/iserver/account/trades"): (1, 5.0),
-    ("GET", "/v1/api/iserver/accounts"): (1, 5.0),
     ("GET", "/v1/api/portfolio/accounts"): (1, 5.0),
 }
+
+
+def session_of_cookie(header: str) -> str | None:
+    """Return the session the ``api`` cookie of a ``Cookie`` header names (``None``: none).
+
+    The value is the bare token or the JSON ``{"session": "<token>"}``, as sent or
+    percent-encoded.
+    """
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if not sep or name.strip() != "api":
+            continue
+        value = value.strip()
+        if value[:3].upper() == "%7B":
+            value = unquote(value)
+        if value.startswith("{"):
+            try:
+                body = json.loads(value)
+            except ValueError:
+                return None
+            session = body.get("session") if isinstance(body, dict) else None
+            return session if isinstance(session, str) and session else None
+        return value.strip('"') or None
+    return None
 
 
 @dataclass
@@ -69,7 +111,7 @@ class Pacer:
             recent.clear()
             return "global rate limit exceeded: penalty box"
         for (verb, prefix), (count, window_s) in ENDPOINT_LIMITS.items():
-            if verb in ("*", method) and path.startswith(prefix):
+            if verb == method and path.startswith(prefix):
                 key = (address, verb, prefix)
                 times = self._endpoint.setdefault(key, deque())
                 while times and times[0] <= now_ns - int(window_s * NS_PER_S):

@@ -14,11 +14,18 @@ interval show as one last price, and a trade at the same price and size as the o
 as nothing). The first update after a subscription carries only ``conid``/``_updated``, the next
 one every requested field. A subscription ends ``expiry_s`` after it was (re-)sent (10 minutes at
 the venue since 2026-04-14) without any message: the client must send ``smd`` again.
+
+``GET /iserver/marketdata/snapshot`` (:meth:`L1Feed.snapshot`; Web API docs, "Top-of-Book
+Snapshots"): the first request for a conid is the "pre-flight" that opens the gateway's stream
+for it and answers only ``conid`` and ``conidEx``; every later one answers the current value of
+each field requested so far (by this request or an earlier one, so later requests need not
+repeat ``fields``), with ``6509``, ``6119``/``server_id``, ``_updated``, ``conid`` and
+``conidEx``. A field with no value yet (no trade: no ``7059``) is left out, as the docs allow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -173,6 +180,39 @@ class L1Feed:
         sub = Subscription(conid, symbol, wanted, now_ns, server_id)
         subs[conid] = sub
         return sub
+
+    def snapshot(
+        self,
+        streams: dict[int, Subscription],
+        conids: Iterable[int],
+        fields: Iterable[str],
+        now_ns: int,
+        server_id: Callable[[], str],
+    ) -> list[dict[str, Any]]:
+        """Answer a snapshot request for ``conids`` (unknown ones are left out); ``streams`` are
+        the gateway's open snapshot streams, ``server_id`` names a new one."""
+        wanted = tuple(dict.fromkeys(f for f in fields if f in KNOWN_FIELDS))
+        out: list[dict[str, Any]] = []
+        for conid in dict.fromkeys(conids):
+            symbol = self.contracts.by_conid.get(conid)
+            if symbol is None:
+                continue
+            stream = streams.get(conid)
+            if stream is None:  # the pre-flight: the stream opens, no data yet
+                streams[conid] = Subscription(conid, symbol, wanted, now_ns, server_id())
+                out.append({"conid": conid, "conidEx": str(conid)})
+                continue
+            stream.fields = tuple(dict.fromkeys(stream.fields + wanted))
+            values = self.values[symbol]
+            entry: dict[str, Any] = {
+                k: values[k] for k in stream.fields if values.get(k) is not None
+            }
+            entry["6509"] = values["6509"]
+            entry["6119"] = entry["server_id"] = stream.server_id
+            entry["_updated"] = now_ns // NS_PER_MS
+            entry["conid"], entry["conidEx"] = conid, str(conid)
+            out.append(entry)
+        return out
 
     def due(self, subs: dict[int, Subscription], now_ns: int) -> list[dict[str, Any]]:
         """Return the updates due now to one connection's subscriptions; drop expired ones."""

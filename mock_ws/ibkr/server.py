@@ -5,11 +5,14 @@ REST under ``/v1/api``: ``POST /tickle``, ``GET|POST /iserver/auth/status``, ``P
 /iserver/secdef/search``, ``GET /trsrv/stocks``, ``POST /iserver/account/{acct}/orders``,
 ``POST /iserver/reply/{id}``, ``DELETE /iserver/account/{acct}/order/{id}``, ``GET
 /iserver/account/orders``, ``GET /iserver/account/trades``, ``GET /portfolio/accounts``, ``GET
-/portfolio/{acct}/positions/{page}``; every request paced by :class:`~mock_ws.ibkr.gateway.Pacer`
-(429 ``{"error": "Too many requests"}``, the penalty box). ``/iserver`` answers 401 while the
-brokerage session is not authenticated; market data and orders need ``/iserver/accounts`` first.
+/portfolio/{acct}/positions/{page}``, ``GET /iserver/marketdata/snapshot`` (pre-flight first,
+then the fields: :meth:`~mock_ws.ibkr.marketdata.L1Feed.snapshot`); every request paced by
+:class:`~mock_ws.ibkr.gateway.Pacer` (429 ``{"error": "Too many requests"}``, the penalty box).
+``/iserver`` answers 401 while the brokerage session is not authenticated; market data and
+orders need ``/iserver/accounts`` first.
 
-WebSocket ``/v1/api/ws``: authenticated by the ``api`` cookie on the upgrade or by
+WebSocket ``/v1/api/ws``: authenticated by the ``api`` cookie on the upgrade (the bare token
+or ``{"session": ...}``: :func:`~mock_ws.ibkr.gateway.session_of_cookie`) or by
 ``{"session": "<token from /tickle>"}`` as the first message (until then ``{"message": "waiting
 for session"}``); then ``system`` (``success``), ``act`` and ``sts``; ``system`` heartbeats
 (``hb``) every ``hb_interval_s``; ``tic`` keeps the session alive; ``smd``/``umd`` level-1 data
@@ -44,7 +47,7 @@ from tickpipe.mock_ws.faults import Fault, FaultPlan
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter
 from tickpipe.mock_ws.ibkr.broker import IbkrBroker, Outcome
 from tickpipe.mock_ws.ibkr.contracts import ContractTable
-from tickpipe.mock_ws.ibkr.gateway import Gateway, Pacer
+from tickpipe.mock_ws.ibkr.gateway import Gateway, Pacer, session_of_cookie
 from tickpipe.mock_ws.ibkr.marketdata import L1Feed, Subscription
 from tickpipe.mock_ws.market import MarketSim
 from tickpipe.mock_ws.serving import cancel_task, listen
@@ -104,6 +107,8 @@ class IbkrMock:
         self.faults.listeners.append(self._on_fault)
         self.hb_interval_ns = int(hb_interval_s * NS_PER_S)
         self.connections: dict[int, _Conn] = {}
+        #: The gateway's snapshot streams, opened by a first snapshot request per conid.
+        self.snapshot_streams: dict[int, Subscription] = {}
         self.requests: list[tuple[int, str, str, int]] = []  # (ts, method, path, status)
         self._ids = itertools.count(1)
         self._server_ids = itertools.count(1)
@@ -190,6 +195,7 @@ class IbkrMock:
         return [c for c in self.connections.values() if c.authenticated]
 
     def _logged_out(self, args: dict[str, Any]) -> None:
+        self.snapshot_streams.clear()
         for conn in self._authed():
             conn.subs.clear()
             self._send(conn, {"topic": "sts", "args": args})
@@ -263,7 +269,8 @@ class IbkrMock:
         self.connections[conn.conn_id] = conn
         self.ground_truth.write("ibkr_connect", conn=conn.conn_id, ts=self.clock())
         writer = asyncio.create_task(self._writer(conn), name=f"ibkr-writer-{conn.conn_id}")
-        if request.cookies.get("api") == self.gateway.session and self.gateway.authenticated:
+        cookie = session_of_cookie(request.headers.get("Cookie", ""))
+        if cookie == self.gateway.session and self.gateway.authenticated:
             self._greet(conn)
         else:
             self._send(conn, {"message": "waiting for session"})
@@ -400,6 +407,8 @@ class IbkrMock:
             return 200, gw.accounts()
         if path == "/v1/api/iserver/secdef/search":
             return self.contracts.secdef_search(query)
+        if path == "/v1/api/iserver/marketdata/snapshot" and method == "GET":
+            return self._snapshot(query, now)
         if path == "/v1/api/iserver/account/trades":
             return 200, self.broker.trades()
         if path == "/v1/api/iserver/account/orders" and method == "GET":
@@ -413,6 +422,20 @@ class IbkrMock:
         if not gw.accounts_queried:
             return 400, {"error": "Please query /accounts first"}
         return await self._order_request(method, path, body, now)
+
+    def _snapshot(self, query: Any, now: int) -> tuple[int, Any]:
+        """``GET /iserver/marketdata/snapshot?conids=...&fields=...`` (``/accounts`` first)."""
+        if not self.gateway.accounts_queried:
+            return 400, {"error": "Please query /accounts first"}
+        try:
+            conids = [int(c) for c in str(query.get("conids", "")).split(",") if c.strip()]
+        except ValueError:
+            return 400, {"error": "conids must be a comma-separated list of integers"}
+        if not conids:
+            return 400, {"error": "conids is required"}
+        fields = [f.strip() for f in str(query.get("fields", "")).split(",") if f.strip()]
+        server_id = lambda: f"q{next(self._server_ids)}"  # noqa: E731
+        return 200, self.feed.snapshot(self.snapshot_streams, conids, fields, now, server_id)
 
     async def _order_request(self, method: str, path: str, body: Any, now: int) -> tuple[int, Any]:
         fault = None

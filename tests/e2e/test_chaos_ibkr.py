@@ -13,8 +13,11 @@ printed, so that a failure can be replayed), in this order (:data:`PHASES`):
 * the answer to an order ``POST`` is lost after the gateway placed the order (the fault plan's
   ``order_error`` ``lost``: a 504 after a drawn hang); the trader must settle it by looking the
   ``cOID`` up, never by placing it again;
-* the trader is killed (SIGKILL) right after it wrote an order intent (so the order is in
-  flight), dead for a drawn while, and restarted.
+* the trader is killed (SIGKILL) while the gateway holds an order ``POST`` unanswered and
+  unexecuted (``order_error`` ``timeout``), a drawn 0-50 ms after it wrote a further intent (so
+  orders are in flight and queued behind the gateway's pace), dead for a drawn while, and
+  restarted. Every intent it had recorded that the gateway had not placed is a decision the
+  restarted trader must place, under its ``cOID``, exactly once (the gateway's ground truth).
 
 Then the kill switch cancels every working order, the input stops, everything drains, and at
 the mock's ground truth: every cOID was placed at most once; every placing signal was placed
@@ -100,6 +103,9 @@ class IbkrChaos(Chaos):
         self.port, self.control_port = ports  # the gateway's; the fault plan's (/_mock/faults)
         self.truth = truth
         self.lost: dict[str, Any] = {}
+        #: cOIDs of the intents recorded but not placed at the gateway when the trader died.
+        self.unplaced_at_kill: set[str] = set()
+        self.held: str = ""  # the cOID whose POST the gateway held unexecuted at the kill
 
     def start(self, name: str) -> None:
         self.stages[name] = self.procs.start(
@@ -143,15 +149,40 @@ class IbkrChaos(Chaos):
         self.lost = self.truth_events("fault_hit")[-1]
         self.note(f"lost the answer to {self.lost.get('client_order_id', self.lost)}")
 
+    def with_event(self, *events: str) -> set[str]:
+        """The client order ids with an ``{V}:orders`` entry of one of ``events``."""
+        orders = _safely(lambda: self.client.xrange(KEYS.orders(VENUE), "-", "+")) or []
+        fields = [decode_fields(f) for _, f in orders]
+        return {f["client_order_id"] for f in fields if f.get("event") in events}
+
+    def settled(self, cids: set[str]) -> bool:
+        """Whether each of ``cids`` is placed at the gateway or settled without an order."""
+        placed = {str(o["cOID"]) for o in self.truth_events("ibkr_order")}
+        return cids <= placed | self.with_event("not_found", "rejected")
+
     def kill_mid_flow(self, rng: random.Random) -> None:
-        """SIGKILL the trader a drawn 0-50 ms after it wrote an intent; restart it later."""
+        """Hold the next order POST unexecuted; SIGKILL the trader a drawn 0-50 ms after it
+        wrote a further intent (or once the hold is 3 s old); restart it after a drawn while."""
         delay_s, dead_s = rng.uniform(0.0, 0.05), rng.uniform(0.2, 1.5)
+        fault = {"type": "order_error", "kind": "rest", "path": "/orders", "mode": "timeout",
+                 "hang": 8.0}  # fmt: skip
+        hits = len(self.truth_events("fault_hit"))
+        _mock_post(self.control_port, "/_mock/faults", fault)
+        wait_for(lambda: len(self.truth_events("fault_hit")) > hits, timeout_s=30,
+                 what="an order POST to hold")  # fmt: skip
+        self.held = str(self.truth_events("fault_hit")[-1].get("client_order_id", ""))
         before = self.intent_count()
-        wait_for(lambda: self.intent_count() > before, timeout_s=30, what="an order intent",
-                 poll_s=0.005)  # fmt: skip
-        time.sleep(delay_s)  # the drawn moment inside the order's flow
+        deadline = time.monotonic() + 3.0
+        while self.intent_count() <= before and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(delay_s)  # the drawn moment inside the next order's flow
         self.kill("trader")
-        self.note(f"trader killed {delay_s * 1000:.0f} ms after an intent, dead {dead_s:.2f} s")
+        placed = {str(o["cOID"]) for o in self.truth_events("ibkr_order")}
+        self.unplaced_at_kill = self.with_event("intent") - placed
+        self.note(
+            f"trader killed {delay_s * 1000:.0f} ms after an intent with {self.held} held, "
+            f"dead {dead_s:.2f} s; recorded, not placed: {sorted(self.unplaced_at_kill)}"
+        )
         time.sleep(dead_s)  # the drawn outage itself
         self.start("trader")
 
@@ -187,6 +218,9 @@ def test_ibkr_chaos_expiry_lost_answer_and_trader_kill_keep_every_guarantee(
         TICKPIPE_ORDER_TYPE="LIMIT",
         TICKPIPE_MAX_POSITION="2",
         TICKPIPE_RECONCILE_EVERY_S="2",
+        # A decision is placed only while it is no older than this (the kill's restart, the
+        # lease's expiry and the held POST take several seconds on a loaded machine).
+        TICKPIPE_MAX_PRICE_AGE_S="30",
     )
     chaos = IbkrChaos(redis_server, processes, (port, control_port), truth_path)
     plan = [(what, rng.uniform(low, high)) for what, low, high in PHASES]
@@ -211,6 +245,9 @@ def test_ibkr_chaos_expiry_lost_answer_and_trader_kill_keep_every_guarantee(
                 chaos.lose_answer(rng)
             else:
                 chaos.kill_mid_flow(rng)
+        if chaos.unplaced_at_kill:  # the restarted trader settles them before the kill switch
+            wait_for(lambda: chaos.settled(chaos.unplaced_at_kill), timeout_s=90,
+                     what="the restarted trader to settle the decisions the kill left")  # fmt: skip
         rest = began + DURATION_S - time.monotonic()
         if rest > 0:
             time.sleep(rest)
@@ -299,6 +336,23 @@ def test_ibkr_chaos_expiry_lost_answer_and_trader_kill_keep_every_guarantee(
         assert placed.get(lost) == 1, (lost, placed.get(lost))
         events = [e["event"] for e in order_events if e.get("client_order_id") == lost]
         assert not {"rejected", "not_found", "unknown"} & set(events), (lost, events)
+    if any(what == "trader" for what, _ in plan):
+        # Every decision the kill left recorded but unplaced was placed once after the restart.
+        assert chaos.held in chaos.unplaced_at_kill, (chaos.held, chaos.unplaced_at_kill)
+        # ... or cancelled by the trader itself first (a position-limit breach cancels the
+        # working orders of the symbol, queued ones included), and then never placed.
+        cancelled = {e["client_order_id"] for e in order_events if e["event"] == "cancel_requested"}
+        counts = {
+            cid: placed.get(cid, 0) or (-1 if cid in cancelled else 0)
+            for cid in sorted(chaos.unplaced_at_kill)
+        }
+        assert 1 in counts.values(), f"no decision the kill left was placed: {counts}"
+        why = {
+            cid: [(e["event"], e.get("stage"), e.get("source"), e.get("reason")) for e in
+                  order_events if e.get("client_order_id") == cid]
+            for cid, n in counts.items() if n not in (1, -1)
+        }  # fmt: skip
+        assert set(counts.values()) <= {1, -1}, f"not placed exactly once: {counts} {why}"
     trades = [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(P))]
     seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
     assert [k for k, n in seen.items() if n > 1] == []

@@ -7,11 +7,9 @@ session (``tickle``, auth status), the accounts, the contract search, an order w
 confirmation question answered through ibind's own question handling, the live orders, a cancel.
 The client is synchronous; it runs in a thread while the mock serves on the event loop.
 
-Not covered: ibind's ``IbkrWsClient`` (``smd`` streaming). Against the mock it sends the ``api``
-cookie as ``{"session": token}`` (the mock accepts the bare token) and calls ``/tickle`` twice
-within a second of each connect, which the mock's documented ``/tickle`` pace (1/s) refuses with
-429, so it never authenticates; which side the real gateway agrees with is still to be settled
-from IBKR's documentation. The market-data snapshot endpoint is not served by the mock.
+The market-data snapshot (``live_marketdata_snapshot``) is checked here too: the first request
+for a conid is the documented pre-flight (ids only), the next one has the fields. ibind's
+WebSocket client has its own tests in ``test_ibkr_ibind_ws.py``.
 """
 
 from __future__ import annotations
@@ -122,5 +120,24 @@ def test_a_resting_limit_order_is_cancelled() -> None:
         assert not order.is_open and order.executed_qty == 0
         [listed] = [o for o in client.live_orders().data["orders"] if o["order_ref"] == "ibind-lmt"]
         assert listed["status"] == "Cancelled"
+
+    run(flow)
+
+
+def test_live_marketdata_snapshot_answers_the_pre_flight_then_the_fields() -> None:
+    def flow(client: Any, mock: MockExchange) -> None:
+        assert mock.ibkr is not None
+        conid = mock.ibkr.contracts.by_symbol["AAPL"]
+        client.receive_brokerage_accounts()  # the gateway wants it before market data
+        fields = ["55", "31", "84", "86"]
+        first = client.live_marketdata_snapshot(str(conid), fields).data
+        assert first == [{"conid": conid, "conidEx": str(conid)}]
+        assert list(mock.ibkr.snapshot_streams) == [conid]  # the stream is open now
+        [entry] = client.live_marketdata_snapshot(str(conid), fields).data
+        stream = mock.ibkr.snapshot_streams[conid]
+        assert entry["conid"] == conid and entry["server_id"] == entry["6119"] == stream.server_id
+        assert entry["55"] == "AAPL" and entry["6509"] == "RpB"
+        bid, ask = Decimal(entry["84"]), Decimal(entry["86"])
+        assert Decimal(entry["31"].lstrip("C")) > 0 and 0 < bid < ask
 
     run(flow)

@@ -16,12 +16,14 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 
-from tickpipe.common.errors import AmbiguousOutcome, OrderRejected, RateLimited
+from tickpipe.common.errors import AmbiguousOutcome, OrderNotFound, OrderRejected, RateLimited
 from tickpipe.common.links import Link, Step
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import OrderIntent
 from tickpipe.common.settings import load_settings
 from tickpipe.mock_ws import MockExchange, start_mock
+from tickpipe.trader import actions as act
+from tickpipe.trader.core import RiskLimits, TraderCore
 from tickpipe.venues.ibkr.ingest import IbkrAdapter
 from tickpipe.venues.ibkr.order_adapter import IbkrOrders
 from tickpipe.venues.ibkr.orders import QuestionDeclined
@@ -126,6 +128,32 @@ def test_a_lookup_never_reads_an_order_list_older_than_the_order() -> None:
         assert [o for o in await listing if o.get("order_ref") == "tp-race"] == []
         found = await adapter.lookup(order)  # not the list fetched while the order was sent
         assert found["clientOrderId"] == "tp-race" and found["status"] == "FILLED"
+        await adapter.rest.aclose()
+
+    run(scenario)
+
+
+def test_intents_the_gateway_never_got_are_placed_once_each_after_one_order_list() -> None:
+    async def scenario(mock: MockExchange) -> None:
+        assert mock.ibkr is not None
+        adapter, _ = orders(mock, "o10151")
+        core = TraderCore(RiskLimits())  # what the trader's router does on a restart
+        core.unique_client_ids = adapter.unique_client_ids
+        queued = [intent(f"tp-queued-{n}", qty="1") for n in range(3)]  # a killed trader's
+        for order in queued:
+            with pytest.raises(OrderNotFound) as missing:
+                await adapter.lookup(order)
+            actions = core.on_lookup(
+                order, missing.value, now_ns=time.time_ns(), source="restart", failures=0
+            )
+            assert actions[-1] == act.Send(order), actions
+            await adapter.placer(order)()
+        placed = [o.client_order_id for o in mock.ibkr.broker.engine.orders]
+        assert sorted(placed) == sorted(o.client_order_id for o in queued)
+        # One list, fetched after every queued intent was made, answered every lookup: a
+        # placement in between does not make the next lookup wait out the gateway's 1 per 5 s.
+        lists = [r for r in mock.ibkr.requests if r[2] == "/v1/api/iserver/account/orders"]
+        assert len(lists) == 1 and core.counts["placed_again"] == 3
         await adapter.rest.aclose()
 
     run(scenario)
@@ -273,6 +301,24 @@ def test_a_lost_reply_is_settled_by_lookup_and_never_sent_again() -> None:
         found = await filled(adapter, order)  # what the router does with an ambiguous outcome
         assert found["executedQty"] == "2"
         assert mock.ibkr is not None and mock.ibkr.status()["orders"] == 1
+
+    run(scenario)
+
+
+def test_a_restarted_client_waits_out_its_predecessors_order_list_not_the_penalty() -> None:
+    async def scenario(mock: MockExchange) -> None:
+        assert mock.ibkr is not None and mock.ibkr_rest_url is not None
+        before = IbkrRest(mock.ibkr_rest_url)  # the trader that was killed
+        await before.request("GET", "/iserver/accounts")
+        assert (await before.request("GET", "/iserver/account/orders")).status == 200
+        after = IbkrRest(mock.ibkr_rest_url)  # its successor, a moment later, same address
+        with pytest.raises(RateLimited) as refused:
+            await after.request("GET", "/iserver/account/orders")
+        assert refused.value.retry_after_s == 5.5  # that endpoint's interval, not 600 s
+        assert (await after.request("GET", "/iserver/auth/status")).status == 200  # not silent
+        listed = await after.request("GET", "/iserver/account/orders")  # waits 5.5 s, once
+        assert listed.status == 200 and after.budget.penalties == 0
+        assert mock.ibkr.status()["pacing"]["penalties"] == 0
 
     run(scenario)
 

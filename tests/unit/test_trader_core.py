@@ -591,6 +591,40 @@ def test_no_such_order_settles_only_once_no_copy_can_arrive() -> None:
     assert core.counts["not_executed"] == 1
 
 
+def test_a_decision_the_venue_never_got_is_placed_once_while_it_is_still_valid() -> None:
+    core = fresh_core(counts={}, recv_window_ms=5000)  # max_price_age_s: 10 (the default)
+    core.unique_client_ids = True  # the venue refuses a second order under one id (IBKR)
+    missing = OrderNotFound("no order with cOID")
+    at = INTENT.ts_intent + 7 * S  # a restart after a kill: past the receive window
+    cancelling = core.on_lookup(INTENT, OrderNotFound("x"), now_ns=at, source="cancel", failures=0)
+    assert act.Send(INTENT) not in cancelling  # a decision the trader cancels is not placed
+    core.counts.clear()
+    reason = "the venue never got the decision (no order with cOID): placing it now, once"
+    assert core.on_lookup(INTENT, missing, now_ns=at, source="restart", failures=0) == [
+        act.Record(INTENT, "placed_again", {"reason": reason, "source": "restart"}),
+        act.Send(INTENT),
+    ]
+    assert core.counts["placed_again"] == 1
+    # Once: the same answer after that settles it as it always did.
+    again = core.on_lookup(INTENT, missing, now_ns=at, source="ambiguous", failures=0)
+    assert [type(a) for a in again] == [act.Record, act.DeadLetter]
+    assert isinstance(again[0], act.Record) and again[0].event == "not_found"
+    assert core.counts["placed_again"] == 1 and core.counts["not_executed"] == 1
+
+
+def test_a_decision_older_than_the_market_age_limit_is_not_placed_but_dead_lettered() -> None:
+    core = fresh_core(counts={}, recv_window_ms=5000)
+    core.unique_client_ids = True
+    missing = OrderNotFound("no order with cOID")
+    late = core.on_lookup(
+        INTENT, missing, now_ns=INTENT.ts_intent + 11 * S, source="restart", failures=0
+    )
+    assert [type(a) for a in late] == [act.Record, act.DeadLetter]
+    assert isinstance(late[1], act.DeadLetter)
+    assert "too old to place (11.0 s)" in late[1].fields["reason"]
+    assert "placed_again" not in core.counts
+
+
 def test_lookups_that_say_nothing_end_as_unknown_after_the_attempts() -> None:
     core = fresh_core(counts={}, status_attempts=3)
     nothing = AmbiguousOutcome("timeout")

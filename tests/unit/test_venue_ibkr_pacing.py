@@ -41,3 +41,21 @@ def test_paced_endpoints_keep_their_intervals() -> None:
     budget.sent("POST", "/tickle", T0)
     assert budget.delay_ns("POST", "/tickle", T0 + S // 2) > 0
     assert budget.delay_ns("POST", "/iserver/auth/status", T0 + S // 2) == 0
+
+
+def test_a_first_429_to_a_kept_endpoint_limit_waits_that_endpoint_then_the_penalty() -> None:
+    # A restarted trader's first order list: the one it replaced listed them a moment ago.
+    budget = RestBudget(per_s=4, penalty_s=600)
+    orders = ("GET", "/iserver/account/orders")
+    assert budget.delay_ns(*orders, T0) == 0
+    budget.sent(*orders, T0)
+    assert budget.refused(T0, *orders) == 5.5  # that endpoint waits its interval
+    assert budget.penalties == 0
+    assert budget.delay_ns("GET", "/iserver/auth/status", T0) == 0  # nothing else waits
+    assert budget.endpoint_delay_ns(*orders, T0 + S) == int(4.5 * S)  # taken outside the turn
+    assert budget.delay_ns(*orders, T0 + int(5.5 * S)) == 0
+    budget.sent(*orders, T0 + int(5.5 * S))
+    assert budget.refused(T0 + int(5.5 * S), *orders) == 600.0  # twice in a row: the penalty box
+    assert budget.penalties == 1
+    budget.answered()
+    assert budget.refused(T0 + 700 * S, *orders) == 5.5  # served in between: a first one again

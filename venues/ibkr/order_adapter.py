@@ -2,19 +2,23 @@
 
 At most one order per intent: ``POST /iserver/account/{acct}/orders`` once, with ``cOID`` = the
 intent's client order id, which the gateway keeps unique ("Local order ID ... is already
-registered": the order exists, query it). The gateway may answer with confirmation questions;
-each is answered ``{"confirmed": true}`` on ``/iserver/reply/{id}`` only when every message id
-it names is in ``TICKPIPE_IBKR_ALLOW_QUESTIONS``; otherwise it is answered ``false`` (so the
-gateway drops the ticket), logged, dead-lettered with the question's text, and the intent is
-rejected (:class:`~venues.ibkr.orders.QuestionDeclined`). A timeout, a dropped connection or a
-5xx on the order or on a reply means the order may exist: it is resolved by looking it up by
-``cOID`` (``order_ref``) in ``/iserver/account/orders``, then in ``/iserver/account/trades``,
-never by sending again. A 401 (the brokerage session expired or was taken) means the gateway
-did nothing: the request waits for the session to be authenticated again and is sent once more
-(counter ``session_waits``). Cancel is ``DELETE /iserver/account/{acct}/order/{orderId}``.
-``/iserver/account/orders`` is paced by the gateway (1 request per 5 s): lookups share one
-answer while it is fresh, but a lookup reads only an answer fetched after the order (or its
-last reply) was sent, never one that could predate the order at the gateway.
+registered": the order exists, query it). The gateway may answer with confirmation questions; each
+is answered ``{"confirmed": true}`` on ``/iserver/reply/{id}`` only when every message id it names
+is in ``TICKPIPE_IBKR_ALLOW_QUESTIONS``; otherwise it is answered ``false`` (so the gateway drops
+the ticket), logged, dead-lettered with the question's text, and the intent is rejected
+(:class:`~venues.ibkr.orders.QuestionDeclined`). A timeout, a dropped connection or a 5xx on the
+order or on a reply means the order may exist: it is resolved by looking it up by ``cOID``
+(``order_ref``) in ``/iserver/account/orders``, then in ``/iserver/account/trades``, never by
+sending again while it may exist. An intent the gateway has no order of (never placed: a trader
+killed with it queued behind the gateway's pace, a request refused unexecuted) is placed under its
+``cOID`` once by the trader's core (``unique_client_ids``: a copy that did arrive makes the gateway
+refuse the second), unless it is older than ``TICKPIPE_MAX_PRICE_AGE_S``. A 401 (the brokerage
+session expired or was taken) means the gateway did nothing: the request waits for the session to
+be authenticated again and is sent once more (counter ``session_waits``). Cancel is ``DELETE
+/iserver/account/{acct}/order/{orderId}``. ``/iserver/account/orders`` is paced by the gateway (1
+request per 5 s): lookups share one answer while it is fresh, but a lookup reads only an answer
+fetched after the order (or its last reply) was sent, never one that could predate the order at the
+gateway.
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ class IbkrOrders:
     """The trader's requests to the gateway (see the module docstring)."""
 
     cancel_unclear = (OrderNotFound, AmbiguousOutcome, DuplicateOrder, OrderRejected)
+    #: The gateway refuses a second order under a ``cOID`` it has ("already registered"): an
+    #: intent it has no order of is placed again by the trader's core, never twice.
+    unique_client_ids = True
     list_failed = (OrderRejected, OrderNotFound, AmbiguousOutcome, VenueUnavailable, RateLimited)
 
     def __init__(
@@ -128,7 +135,6 @@ class IbkrOrders:
             conid = (await self.rest.conids_of([intent.symbol]))[intent.symbol]
             body = order_body(intent, conid=conid, account=account)
             path = f"/iserver/account/{account}/orders"
-            self._listed = None  # a lookup after this attempt must see the gateway anew
             self._sent_at[intent.client_order_id] = self.clock()
             try:
                 answer = await self._call("POST", path, body=body)
@@ -228,8 +234,8 @@ class IbkrOrders:
             if not order_id:
                 order_id = str((await self.lookup(intent)).get("orderId", ""))
             account = await self._account()
+            self._sent_at[intent.client_order_id] = self.clock()  # its lookup must be newer
             await self._call("DELETE", f"/iserver/account/{account}/order/{order_id}")
-            self._listed = None
             return await self.lookup(intent)
 
         return cancel

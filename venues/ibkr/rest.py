@@ -67,20 +67,28 @@ class IbkrRest:
         query: dict[str, str] | None = None,
         body: Any = None,
     ) -> Answer:
-        """Send one request when the budget allows; return the answer (429: raise)."""
+        """Send one request when the budget allows; return the answer (429: raise).
+
+        The wait for an endpoint's own limit (the order list's 1 per 5 s) is taken before the
+        turn, so it holds up no request to another endpoint (an order waiting behind it)."""
+        await asyncio.sleep(self.budget.endpoint_delay_ns(method, path, self.clock()) / 1e9)
         async with self._turn:
             await self._wait_turn(method, path)
             self.budget.sent(method, path, self.clock())
             answer = await self._send(method, path, query, body)
             if answer.status == 429:
                 self.refused += 1
-                penalty_s = self.budget.refused(self.clock())
+                penalty_s = self.budget.refused(self.clock(), method, path)
                 log.warning(
-                    "the gateway answered 429: nothing is sent for %.0f s",
+                    "the gateway answered 429: %s for %.1f s",
+                    "the endpoint waits"
+                    if penalty_s < self.budget.penalty_ns / 1e9
+                    else "nothing is sent",
                     penalty_s,
                     extra={"method": method, "path": path, "penalties": self.budget.penalties},
                 )
                 raise RateLimited(f"{method} {path}: 429 from the gateway", retry_after_s=penalty_s)
+            self.budget.answered()
             return answer
 
     async def _wait_turn(self, method: str, path: str) -> None:
