@@ -75,7 +75,7 @@ def pipeline(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     assert f"dashboard: {url}" in text, text
 
 
-def _placed_orders(data: Path) -> set[str]:
+def _recorded_orders(data: Path) -> set[str]:
     # The embedded default admits only its users: read as the operator, as `tickpipe` does.
     password = read_passwords(data / PASSWORDS_FILE)["operator"]
     url = user_url((data / "redis.url").read_text().strip(), "operator", password)
@@ -84,8 +84,9 @@ def _placed_orders(data: Path) -> set[str]:
         entries = client.xrange(Keys("tp").orders("binance"))
     finally:
         client.close()
+    # Every decision the trader recorded: sent (``intent``) or refused before (``rejected``).
     return {f["client_order_id"] for f in map(decode_fields, (e[1] for e in entries))
-            if f.get("event") == "intent"}  # fmt: skip
+            if f.get("event") in ("intent", "rejected")}  # fmt: skip
 
 
 def title(page: Page) -> str:
@@ -126,8 +127,8 @@ def test_dashboard_shows_candles_orders_and_health(pipeline: tuple[str, Path]) -
             wait_for(lambda: chart.locator("g.trace.boxes path").count() > before, timeout_s=20,
                      what="a new candle")  # fmt: skip
             shown = {t.strip() for t in page.locator("#orders-table td.coid").all_inner_texts()}
-            placed = _placed_orders(data)
-            assert shown and shown <= placed, (shown, placed)
+            recorded = _recorded_orders(data)
+            assert shown and shown <= recorded, shown - recorded
             page.locator("#interval").get_by_text("1m").click()
             wait_for(lambda: "BTCUSDT 1m" in title(page), timeout_s=10,
                      what="the 1m chart")  # fmt: skip
