@@ -119,12 +119,7 @@ class BinanceMock:
         self.transports = Transports()
         self.app.on_response_prepare.append(self.transports.on_prepare)
         self.trading = RestTrading(
-            self,
-            self.faults.plan,
-            api_key=api_key,
-            api_secret=api_secret,
-            ed25519_keys=ed25519_keys,
-            listen_key_retired_ns=listen_key_retired_ns,
+            self, self.faults.plan, self.api.keys, listen_key_retired_ns=listen_key_retired_ns
         )
         self.faults.add_routes(self.app)
         self.rest.add_routes(self.app)
