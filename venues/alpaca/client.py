@@ -26,6 +26,7 @@ slow-consumer policy, reconnects and ``close()`` are :mod:`venues.clients`'s.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -57,13 +58,11 @@ from tickpipe.venues.alpaca.session import (
     Fail,
     Ready,
     Refused,
-    Send,
-    SendAuth,
     TradingSession,
     auth_message,
     channels_for,
     decode_frame,
-    encode_client,
+    encode_sends,
     upgrade_headers,
 )
 from tickpipe.venues.books import LocalBook
@@ -198,13 +197,11 @@ class AlpacaClient(VenueClient):
     async def _act(self, ws: ClientConnection, actions: list[Action]) -> bool:
         """Carry out a session's actions; return whether one said the session is ready."""
         ready = False
+        auth = functools.partial(auth_message, self.api_key, self.api_secret)
+        for message in encode_sends(actions, auth, use_msgpack=self.use_msgpack):
+            await ws.send(message)
         for action in actions:
-            if isinstance(action, SendAuth):
-                message = auth_message(self.api_key, self.api_secret)
-                await ws.send(encode_client(message, use_msgpack=self.use_msgpack))
-            elif isinstance(action, Send):
-                await ws.send(encode_client(action.message, use_msgpack=self.use_msgpack))
-            elif isinstance(action, Ready):
+            if isinstance(action, Ready):
                 ready = True
             elif isinstance(action, Refused):
                 self.refusals += 1
