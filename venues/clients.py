@@ -10,6 +10,10 @@ typed events to one consumer through an :class:`EventBuffer`. The buffer is boun
 * ``"drop"``: events that find the buffer full are dropped and counted (``dropped``), and the
   consumer receives one :class:`Dropped` event in their place, saying how many and when.
 
+Orders are named alike on every venue (:meth:`VenueClient._order_intent`: a LIMIT order needs a
+price, an order without a client id gets a fresh one) and an unclear outcome is settled by
+looking the client id up, never by sending again (:meth:`VenueClient._settle`).
+
 :meth:`VenueClient.close` always completes and ends the iteration at once. An error the client
 cannot recover from (a refused key, or whatever the client's ``handle_websocket_error`` decides
 is fatal) is raised to the consumer after the events buffered before it.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -38,7 +43,8 @@ from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import AuthError, ConfigError, OrderNotFound, RateLimited, VenueError
 from tickpipe.common.links import retry_after_from_header
 from tickpipe.common.messages import Level
-from tickpipe.common.schema import Event
+from tickpipe.common.schema import Event, OrderIntent
+from tickpipe.common.tls import trust_ca_file
 
 __all__ = [
     "BookUpdate",
@@ -241,10 +247,20 @@ class VenueClient:
     cancel_closed: ClassVar[tuple[type[Exception], ...]] = (OrderNotFound,)
 
     def __init__(
-        self, *, max_events: int = 10_000, policy: Policy = "block", backoff: Backoff | None = None
+        self,
+        max_events: int = 10_000,
+        policy: Policy = "block",
+        backoff: Backoff | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        book_depth: int = 10,
+        ca_file: str | None = None,
     ) -> None:
+        if ca_file is not None:  # e.g. the mock's ca.pem: trusted on top of the system store
+            trust_ca_file(ca_file)
         self._events = EventBuffer(self.venue, max_events, policy)
         self.backoff = backoff or Backoff()
+        self.clock = clock
+        self.book_depth = book_depth  # levels of each local book a BookUpdate carries
         self._tasks: list[asyncio.Task[None]] = []
         #: The open connections by role (``None`` while one is being reopened).
         self._conns: dict[str, ClientConnection | None] = {}
@@ -299,6 +315,49 @@ class VenueClient:
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
         raise NotImplementedError
+
+    async def order_status(self, symbol: str, client_order_id: str) -> OrderState:
+        raise NotImplementedError
+
+    def _order_intent(
+        self,
+        symbol: str,
+        client_order_id: str | None,
+        *,
+        side: str = "",
+        qty: str = "0",
+        order_type: str = "MARKET",
+        price: str | None = None,
+    ) -> OrderIntent:
+        """Name an order the way the trader does: a LIMIT order needs a price (ConfigError),
+        and an order without a client id gets a fresh one (its idempotency key)."""
+        order_type = order_type.upper()
+        if order_type == "LIMIT" and not price:
+            raise ConfigError("a LIMIT order needs a price")
+        client_id = client_order_id or f"tp-{uuid.uuid4().hex[:24]}"
+        now = self.clock()
+        return OrderIntent(
+            client_order_id=client_id,
+            signal_id=client_id,
+            venue=self.venue,
+            symbol=symbol,
+            side=side.lower(),
+            order_type=order_type,
+            qty=qty,
+            price=price,
+            ts_signal=now,
+            ts_intent=now,
+        )
+
+    async def _settle(self, unclear: VenueError, intent: OrderIntent) -> OrderState:
+        """Settle an unclear place by looking its client id up, never by sending it again;
+        re-raise ``unclear`` when the venue has no such order."""
+        client_id = {"client_order_id": intent.client_order_id}
+        log.warning("order outcome unclear: looking it up", extra=client_id)
+        try:
+            return await self.order_status(intent.symbol, intent.client_order_id)
+        except OrderNotFound:
+            raise unclear from None
 
     async def cancel_all(self, symbol: str | None = None) -> list[OrderState]:
         """Cancel every open order (of ``symbol``); return the cancelled orders.
