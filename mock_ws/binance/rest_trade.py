@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from tickpipe.mock_ws.binance.auth import AccountKeys
+from tickpipe.mock_ws.binance.control import order_error
 from tickpipe.mock_ws.binance.rest_market import unknown_path
 from tickpipe.mock_ws.binance.ws_api import order_record, record_placed
 from tickpipe.mock_ws.faults import FaultPlan
@@ -116,11 +117,7 @@ class RestTrading:
         if executes:
             response = self._execute(params, now_ns)
         if fault is not None:
-            body = {
-                "code": int(fault.spec.get("code", -1007)),
-                "msg": "Timeout waiting for response from backend server. Send status unknown; "
-                "execution status unknown.",
-            }
+            body = order_error(fault)
             if fault.spec["mode"] == "error":
                 return web.json_response(body, status=int(fault.spec.get("status", 503)))
             await asyncio.sleep(float(fault.spec.get("hang", 10.0)))

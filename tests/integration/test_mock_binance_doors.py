@@ -54,3 +54,19 @@ def test_an_order_query_without_a_symbol_is_refused_alike() -> None:
         assert (status, answer["code"]) == (400, -1102), answer
 
     run(scenario)
+
+
+def test_an_order_error_fault_answers_its_message_through_either_door() -> None:
+    """An ``order_error`` fault's ``msg`` and ``code`` reach the client over REST as over WS."""
+    fault = {"type": "order_error", "mode": "error", "code": -1006, "msg": "backend says no"}
+
+    async def scenario(mock: MockExchange) -> None:
+        await mock.inject({**fault, "kind": "rest"})
+        status, answer = await rest(mock, "POST", "/api/v3/order", {**ORDER})
+        await mock.inject({**fault, "kind": "api"})
+        async with connect(mock.ws_api_url) as ws:
+            reply = await ws_call(ws, "1", "order.place", signed_ws({**ORDER}))
+        assert reply["error"] == {"code": -1006, "msg": "backend says no"}, reply
+        assert (status, answer) == (503, {"code": -1006, "msg": "backend says no"}), answer
+
+    run(scenario)
