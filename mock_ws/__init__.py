@@ -243,33 +243,23 @@ async def start_mock(
         server.ground_truth.close()
         raise
     exchange = MockExchange(server, host, port, ground_truth_path, tls)
-    if alpaca_port is not None:
-        alpaca = build_alpaca(
-            seed=seed,
-            trades_per_s=trades_per_s,
-            api_key=api_key,
-            api_secret=api_secret,
-            ground_truth=server.ground_truth,
-            clock=clock,
-            hours=alpaca_hours,
-        )
-        try:
+    # every venue's twin shares the market's seed and rate, the ground truth and the clock
+    shared: dict[str, Any] = {
+        "seed": seed,
+        "trades_per_s": trades_per_s,
+        "ground_truth": server.ground_truth,
+        "clock": clock,
+    }
+    try:
+        if alpaca_port is not None:
+            alpaca = build_alpaca(
+                **shared, api_key=api_key, api_secret=api_secret, hours=alpaca_hours
+            )
             await exchange.attach_alpaca(alpaca, alpaca_port)
-        except BaseException:
-            await exchange.close()
-            raise
-    if ibkr_port is not None:
-        ibkr = build_ibkr(
-            seed=seed,
-            trades_per_s=trades_per_s,
-            ground_truth=server.ground_truth,
-            clock=clock,
-            faults=plan,
-            **dict(ibkr_options or {}),
-        )
-        try:
+        if ibkr_port is not None:
+            ibkr = build_ibkr(**shared, faults=plan, **dict(ibkr_options or {}))
             await exchange.attach_ibkr(ibkr, ibkr_port)
-        except BaseException:
-            await exchange.close()
-            raise
+    except BaseException:
+        await exchange.close()
+        raise
     return exchange
