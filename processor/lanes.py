@@ -25,6 +25,7 @@ from tickpipe.common.names import (
 from tickpipe.common.schema import OrderUpdate, RawFrame, decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.processor.core import BadEntry, PartitionState, process_batch
+from tickpipe.processor.entries import Entries
 from tickpipe.processor.own_orders import later_id, order_event
 from tickpipe.processor.private import VenueState, process_private_batch
 from tickpipe.processor.strategies import INSTRUMENTS, ORDERS
@@ -102,13 +103,7 @@ class Lane(Protocol):
 
     def load(self, blob: bytes | None) -> None: ...
 
-    def process(
-        self,
-        entries: Sequence[tuple[str, RawFrame | BadEntry]],
-        ts_now: int,
-        *,
-        pending: bool = False,
-    ) -> Commit: ...
+    def process(self, entries: Entries, ts_now: int, *, pending: bool = False) -> Commit: ...
 
 
 def private_lease_key(settings: Settings, venue: str) -> str:
@@ -236,13 +231,7 @@ class PartitionLane:
                 problems.append(f"order update {_text(raw_id)} unreadable, passed over: {exc}")
         return problems
 
-    def process(
-        self,
-        entries: Sequence[tuple[str, RawFrame | BadEntry]],
-        ts_now: int,
-        *,
-        pending: bool = False,
-    ) -> Commit:
+    def process(self, entries: Entries, ts_now: int, *, pending: bool = False) -> Commit:
         updates, self.updates = self.updates, []
         order_events, self.order_events = self.order_events, []
         out = process_batch(
@@ -309,13 +298,7 @@ class PrivateLane:
             VenueState(self.venue) if blob is None else VenueState.from_bytes(blob, self.venue)
         )
 
-    def process(
-        self,
-        entries: Sequence[tuple[str, RawFrame | BadEntry]],
-        ts_now: int,
-        *,
-        pending: bool = False,
-    ) -> Commit:
+    def process(self, entries: Entries, ts_now: int, *, pending: bool = False) -> Commit:
         out = process_private_batch(self.state, entries, ts_now, pending=pending)
         return Commit.of(
             [
