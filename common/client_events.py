@@ -3,7 +3,8 @@
 :class:`EventQueue` holds normalised events for the consumer (the oldest dropped when the
 consumer falls 10 000 behind) and ends with :meth:`EventQueue.end`, raising the fatal error
 that ended it, if any. :func:`reconnect_delay` says what a connection error means: a rejected
-key (:class:`AuthError`) is raised, a rate limit waits at least its ``retry_after_s``, any error
+key (:class:`AuthError`) is raised, a rate limit (or a 418/429 handshake) waits at least its
+``Retry-After``, any error
 a connection can suffer backs off (capped, jittered), anything else is raised.
 """
 
@@ -12,16 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Self
 
-from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import AuthError, RateLimited, VenueError
+from tickpipe.common.links import retry_after_from_header
 from tickpipe.common.schema import Event
 
-__all__ = ["EventQueue", "reconnect_delay"]
+__all__ = ["ClientContext", "EventQueue", "reconnect_delay"]
 
-log = logging.getLogger("tickpipe.ingestor.client")
+log = logging.getLogger("tickpipe.client")
 
 _END = object()
 
@@ -64,16 +68,44 @@ class EventQueue:
             yield item
 
 
-def reconnect_delay(error: BaseException, backoff: Backoff) -> float:
-    """Return the delay before reconnecting after ``error``, or raise it if it is fatal."""
+class ClientContext:
+    """``async with client:`` connects on entry and closes on exit (every venue's client)."""
+
+    async def connect_to_websocket(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.connect_to_websocket()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+def reconnect_delay(error: BaseException, backoff: Backoff, venue: str = "") -> float:
+    """Return the delay before reconnecting after ``error``, or raise it if it is fatal.
+
+    A 418/429 handshake waits at least the venue's ``Retry-After``, as a rate limit does.
+    """
     if isinstance(error, AuthError):
         raise error
     if isinstance(error, RateLimited):
         backoff.wait_at_least(error.retry_after_s)
+    elif isinstance(error, InvalidStatus) and error.response.status_code in (418, 429):
+        header = error.response.headers.get("Retry-After")
+        backoff.wait_at_least(retry_after_from_header(header) or 0.0)
     elif not isinstance(
         error, OSError | TimeoutError | WebSocketException | VenueError | ConnectionClosed
     ):
         raise error
     delay = backoff.next_delay_s()
-    log.warning("venue connection lost (%s); reconnecting in %.2f s", error, delay)
+    log.warning(
+        "venue connection lost; reconnecting",
+        extra={"venue": venue, "error": str(error), "delay_s": round(delay, 3)},
+    )
     return delay

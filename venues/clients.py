@@ -33,15 +33,14 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import WebSocketException
 
 from tickpipe.common.backoff import Backoff
-from tickpipe.common.errors import AuthError, ConfigError, OrderNotFound, RateLimited, VenueError
-from tickpipe.common.links import retry_after_from_header
+from tickpipe.common.client_events import ClientContext, reconnect_delay
+from tickpipe.common.errors import ConfigError, OrderNotFound, RateLimited, VenueError
 from tickpipe.common.messages import Level
 from tickpipe.common.schema import Event, OrderIntent
 from tickpipe.common.tls import trust_ca_file
@@ -239,7 +238,7 @@ async def close_quickly(ws: ClientConnection) -> None:
         ws.transport.abort()
 
 
-class VenueClient:
+class VenueClient(ClientContext):
     """The venue-neutral half of a client: buffer, iteration, callbacks, tasks and close."""
 
     venue: ClassVar[str] = ""
@@ -274,18 +273,6 @@ class VenueClient:
     def dropped(self) -> int:
         """Events dropped because the consumer was behind (policy ``drop`` only)."""
         return self._events.dropped
-
-    async def connect_to_websocket(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        await self.connect_to_websocket()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self.process_incoming_data()
@@ -448,23 +435,7 @@ class VenueClient:
         jittered); anything else is raised. Override it for another policy.
         """
         self.errors += 1
-        if isinstance(error, AuthError):
-            raise error
-        if isinstance(error, RateLimited):
-            self.backoff.wait_at_least(error.retry_after_s)
-        elif isinstance(error, InvalidStatus) and error.response.status_code in (418, 429):
-            header = error.response.headers.get("Retry-After")
-            self.backoff.wait_at_least(retry_after_from_header(header) or 0.0)
-        elif not isinstance(
-            error, OSError | TimeoutError | WebSocketException | VenueError | ConnectionClosed
-        ):
-            raise error
-        delay = self.backoff.next_delay_s()
-        log.warning(
-            "venue connection lost; reconnecting",
-            extra={"venue": self.venue, "error": str(error), "delay_s": round(delay, 3)},
-        )
-        return delay
+        return reconnect_delay(error, self.backoff, self.venue)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(coro)

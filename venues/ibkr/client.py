@@ -26,14 +26,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tickpipe.common.backoff import Backoff
-from tickpipe.common.client_events import EventQueue, reconnect_delay
+from tickpipe.common.client_events import ClientContext, EventQueue, reconnect_delay
 from tickpipe.common.errors import AuthError, DecodeError
 from tickpipe.common.l1 import merge_l1
 from tickpipe.common.links import decoded_object
@@ -54,10 +53,10 @@ from tickpipe.venues.ibkr.wire import order_update, parse_smd
 
 __all__ = ["IbkrClient"]
 
-log = logging.getLogger("tickpipe.ingestor.client")
+log = logging.getLogger("tickpipe.client")
 
 
-class IbkrClient:
+class IbkrClient(ClientContext):
     """A self-healing IBKR gateway connection that yields normalised events."""
 
     def __init__(
@@ -87,15 +86,6 @@ class IbkrClient:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._authenticated = asyncio.Event()
-
-    async def __aenter__(self) -> IbkrClient:
-        await self.connect_to_websocket()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     # -- connecting ----------------------------------------------------------------------------
     async def connect_to_websocket(self) -> None:
@@ -255,7 +245,7 @@ class IbkrClient:
         penalty; anything else a connection can suffer backs off (capped, jittered).
         """
         self.errors += 1
-        return reconnect_delay(error, self.backoff)
+        return reconnect_delay(error, self.backoff, "ibkr")
 
     async def close(self) -> None:
         """Close the socket and end :meth:`process_incoming_data`."""
