@@ -309,34 +309,41 @@ class AlpacaMock:
         return ws, use_msgpack
 
     async def _handle_data(self, request: web.Request) -> web.StreamResponse:
-        prepared = await self._prepare(request)
-        if prepared is None:
-            return web.Response(status=503)
-        ws, use_msgpack = prepared
-        conn_id = next(self._ids)
         feed = FEEDS[request.path]
-        session = DataSession(
-            feed,
-            conn_id,
-            self.clock(),
-            credentials=self.credentials,
-            registry=self.registry,
-            entitled=feed.path in self.entitled_feeds,
-            auth_timeout_s=self.auth_timeout_s,
-            header_key=request.headers.get("APCA-API-KEY-ID"),
-            header_secret=request.headers.get("APCA-API-SECRET-KEY"),
-        )
-        conn = _Conn(conn_id, request.path, ws, use_msgpack, data=session)
-        return await self._serve(request, conn)
+
+        def session(conn_id: int) -> dict[str, Any]:
+            data = DataSession(
+                feed,
+                conn_id,
+                self.clock(),
+                credentials=self.credentials,
+                registry=self.registry,
+                entitled=feed.path in self.entitled_feeds,
+                auth_timeout_s=self.auth_timeout_s,
+                header_key=request.headers.get("APCA-API-KEY-ID"),
+                header_secret=request.headers.get("APCA-API-SECRET-KEY"),
+            )
+            return {"data": data}
+
+        return await self._accept(request, session)
 
     async def _handle_trading(self, request: web.Request) -> web.StreamResponse:
+        return await self._accept(
+            request,
+            lambda conn_id: {"trading": TradingSession(conn_id, credentials=self.credentials)},
+        )
+
+    async def _accept(
+        self, request: web.Request, session: Callable[[int], dict[str, Any]]
+    ) -> web.StreamResponse:
+        """Upgrade the request (503 while refused), number the connection, start its
+        ``session`` (the ``data`` or ``trading`` one, given the connection id) and serve it."""
         prepared = await self._prepare(request)
         if prepared is None:
             return web.Response(status=503)
         ws, use_msgpack = prepared
         conn_id = next(self._ids)
-        session = TradingSession(conn_id, credentials=self.credentials)
-        conn = _Conn(conn_id, request.path, ws, use_msgpack, trading=session)
+        conn = _Conn(conn_id, request.path, ws, use_msgpack, **session(conn_id))
         return await self._serve(request, conn)
 
     # ---- REST -------------------------------------------------------------------------------
