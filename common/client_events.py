@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from tickpipe.common.backoff import Backoff
@@ -23,7 +25,7 @@ from tickpipe.common.errors import AuthError, RateLimited, VenueError
 from tickpipe.common.links import retry_after_from_header
 from tickpipe.common.schema import Event
 
-__all__ = ["ClientContext", "EventQueue", "reconnect_delay"]
+__all__ = ["ClientContext", "EventQueue", "read_forever", "reconnect_delay"]
 
 log = logging.getLogger("tickpipe.client")
 
@@ -109,3 +111,47 @@ def reconnect_delay(error: BaseException, backoff: Backoff, venue: str = "") -> 
         extra={"venue": venue, "error": str(error), "delay_s": round(delay, 3)},
     )
     return delay
+
+
+async def read_forever(
+    current: Callable[[], ClientConnection | None],
+    reopen: Callable[[], Awaitable[ClientConnection]],
+    take: Callable[[str | bytes], Awaitable[None]],
+    *,
+    closed: Callable[[], bool],
+    verdict: Callable[[BaseException], float],
+    backoff: Backoff,
+    dropped: Callable[[], None],
+    fail: Callable[[BaseException], None],
+) -> None:
+    """Hand every frame of one connection to ``take`` until ``closed()``, reopening it.
+
+    ``current()`` is the open connection (``None``: ``reopen()`` opens the next one). After an
+    error ``verdict`` gives the delay before reopening (``dropped()`` is called first, to forget
+    the connection and what it carried) or raises a fatal error, which goes to ``fail``. How long
+    each connection lasted tells ``backoff`` whether it was worth resetting.
+    """
+    while not closed():
+        ws = current()
+        opened: float | None = None
+        try:
+            if ws is None:
+                ws = await reopen()
+            opened = time.monotonic()
+            async for frame in ws:
+                await take(frame)
+            raise ConnectionError(f"closed by the venue: code {ws.close_code}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if closed():
+                return
+            try:
+                delay = verdict(exc)
+            except Exception as fatal:
+                fail(fatal)
+                return
+            if opened is not None:
+                backoff.connection_ended(time.monotonic() - opened)
+            dropped()
+            await asyncio.sleep(delay)

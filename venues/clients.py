@@ -39,7 +39,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import WebSocketException
 
 from tickpipe.common.backoff import Backoff
-from tickpipe.common.client_events import ClientContext, reconnect_delay
+from tickpipe.common.client_events import ClientContext, read_forever, reconnect_delay
 from tickpipe.common.errors import ConfigError, OrderNotFound, RateLimited, VenueError
 from tickpipe.common.messages import Level
 from tickpipe.common.schema import Event, OrderIntent
@@ -399,33 +399,26 @@ class VenueClient(ClientContext):
         take: Callable[[str | bytes], Awaitable[None]],
         lost: Callable[[], None],
     ) -> None:
-        while not self._closed:
-            ws = self._conns.get(role)
-            opened: float | None = None
-            try:
-                if ws is None:
-                    ws = self._conns[role] = await reopen()
-                    self.reconnects += 1
-                    log.info("venue connection reopened", extra={"connection": role})
-                opened = time.monotonic()
-                async for frame in ws:
-                    await take(frame)
-                raise ConnectionError(f"closed by the venue: code {ws.close_code}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._closed:
-                    return
-                try:
-                    delay = self.handle_websocket_error(exc)
-                except Exception as fatal:
-                    self._fail(fatal)
-                    return
-                if opened is not None:
-                    self.backoff.connection_ended(time.monotonic() - opened)
-                self._conns[role] = None
-                lost()
-                await asyncio.sleep(delay)
+        async def reopened() -> ClientConnection:
+            ws = self._conns[role] = await reopen()
+            self.reconnects += 1
+            log.info("venue connection reopened", extra={"connection": role})
+            return ws
+
+        def dropped() -> None:
+            self._conns[role] = None
+            lost()
+
+        await read_forever(
+            lambda: self._conns.get(role),
+            reopened,
+            take,
+            closed=lambda: self._closed,
+            verdict=self.handle_websocket_error,
+            backoff=self.backoff,
+            dropped=dropped,
+            fail=self._fail,
+        )
 
     def handle_websocket_error(self, error: BaseException) -> float:
         """Decide what an error means: return the delay before reconnecting, or raise if fatal.

@@ -32,7 +32,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tickpipe.common.backoff import Backoff
-from tickpipe.common.client_events import ClientContext, EventQueue, reconnect_delay
+from tickpipe.common.client_events import (
+    ClientContext,
+    EventQueue,
+    read_forever,
+    reconnect_delay,
+)
 from tickpipe.common.errors import AuthError, DecodeError
 from tickpipe.common.l1 import merge_l1
 from tickpipe.common.links import decoded_object
@@ -178,29 +183,23 @@ class IbkrClient(ClientContext):
         return self._events.events(callback)
 
     async def _read_forever(self) -> None:
-        while not self._closed:
-            opened: float | None = None
-            try:
-                if self._ws is None:
-                    self._ws = await self._open()
-                opened = time.monotonic()
-                async for frame in self._ws:
-                    await self._take(frame)
-                raise ConnectionError(f"closed by the gateway: code {self._ws.close_code}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._closed:
-                    return
-                try:
-                    delay = self.handle_websocket_error(exc)
-                except Exception as fatal:
-                    self._events.end(fatal)
-                    return
-                if opened is not None:
-                    self.backoff.connection_ended(time.monotonic() - opened)
-                self._ws = None
-                await asyncio.sleep(delay)
+        async def reopen() -> ClientConnection:
+            self._ws = await self._open()
+            return self._ws
+
+        def dropped() -> None:
+            self._ws = None
+
+        await read_forever(
+            lambda: self._ws,
+            reopen,
+            self._take,
+            closed=lambda: self._closed,
+            verdict=self.handle_websocket_error,
+            backoff=self.backoff,
+            dropped=dropped,
+            fail=self._events.end,
+        )
 
     async def _take(self, frame: str | bytes) -> None:
         now = self.clock()
