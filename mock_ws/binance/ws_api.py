@@ -61,6 +61,22 @@ _WEIGHTS = {
 }
 
 
+#: Methods that need a signature (or a session.logon): checked before they run.
+_SIGNED = frozenset(
+    {
+        "order.status",
+        "order.cancel",
+        "openOrders.status",
+        "allOrders",
+        "myTrades",
+        "order.test",
+        "openOrders.cancelAll",
+        "account.status",
+        "userDataStream.subscribe.signature",
+    }
+)
+
+
 @dataclass
 class ApiSession:
     """State of one WebSocket API connection."""
@@ -192,6 +208,8 @@ class WsApi:
         try:
             if method == "order.place":
                 return self._order_place(session, request_id, params, now_ns)
+            if method in _SIGNED:
+                self._check(session, params, now_ns)
             if market:
                 assert self.feed is not None
                 result: Any = market_result(self.feed, method, params, now_ns // NS_PER_MS)
@@ -200,35 +218,26 @@ class WsApi:
             elif method == "time":
                 result = {"serverTime": now_ns // NS_PER_MS}
             elif method == "order.status":
-                self._check(session, params, now_ns)
                 result = order_status(self.engine, params)
             elif method == "order.cancel":
-                self._check(session, params, now_ns)
                 result, events = self.engine.cancel(params, now_ns)
                 deliveries = self.fanout(events)
             elif method == "openOrders.status":
-                self._check(session, params, now_ns)
                 result = open_orders(self.engine, params)
             elif method in ("allOrders", "myTrades"):
-                self._check(session, params, now_ns)
                 history = all_orders if method == "allOrders" else my_trades
                 result = history(self.engine.orders, params, self.engine.market.symbols)
             elif method == "order.test":
-                self._check(session, params, now_ns)
                 result = test_order_result(self.engine, params, now_ns)
             elif method == "openOrders.cancelAll":
-                self._check(session, params, now_ns)
                 result, events = self.engine.cancel_all(params, now_ns)
                 deliveries = self.fanout(events)
             elif method == "account.status":
-                self._check(session, params, now_ns)
                 result = self.engine.account(now_ns)
             elif method in ("session.logon", "session.status", "session.logout"):
                 result = self._session(session, method, params, now_ns)
             elif method.startswith("userDataStream.subscribe"):
-                if method.endswith(".signature"):
-                    self._check(session, params, now_ns)
-                elif session.logon_key is None:
+                if not method.endswith(".signature") and session.logon_key is None:
                     raise OrderRejected(
                         -2015, "Invalid API-key, IP, or permissions for action.", 401
                     )
