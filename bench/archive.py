@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import io
-import statistics
 import time
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench.ingest import ingestor_rate
+from bench.ingest import versus_ingestor
 from bench.replay import CAPTURES, FILES
-from bench.rig import Rig, temp_dir
-from bench.stats import Row, rate, ratio
+from bench.stats import Row, rate
 from tickpipe.archive.files import read_rows
 from tickpipe.archive.shell import ArchiveStats, run
 from tickpipe.common.settings import Settings
@@ -70,37 +68,5 @@ async def run_archive(quick: bool) -> list[Row]:
     missing = [name for name in FILES if not (CAPTURES / name).is_file()]
     if missing:
         return [Row("archive", "archive entries/s", "not run", f"missing {', '.join(missing)}")]
-    reps = 1 if quick else 3
-    count = 150_000 if quick else 300_000
-    with temp_dir("tp-bench-archive-") as tmp:
-        rig = Rig(tmp)
-        try:
-            redis = await rig.start_redis()
-            port = await rig.start_ready(
-                "blast", ["-m", "bench.blast", "--count", str(count)], "port"
-            )
-            archives: list[float] = []
-            ingests: list[float] = []
-            entries = 0
-            for n in range(reps):
-                value, entries = await _archive_run(redis, rig.redis_url, str(n), tmp)
-                archives.append(value)
-                ingests.append(await ingestor_rate(redis, rig.redis_url, port, count, f"ai{n}"))
-            await redis.aclose()
-        finally:
-            await rig.close()
-    a, i = statistics.median(archives), statistics.median(ingests)
-    q = ratio(a, i)
-    return [
-        Row(
-            "archive",
-            f"archive entries/s ({entries:,} raw entries to Parquet, each once)",
-            f"{a:,.0f}",
-            f"ingestor {i:,.0f} frames/s",
-            "",
-            None,
-        ),
-        Row(
-            "archive", "archive / ingestor", f"{q:.2f}x", f"median of {reps}", ">= 1.00x", q >= 1.0
-        ),
-    ]
+    label = "archive entries/s ({amount} raw entries to Parquet, each once)"
+    return await versus_ingestor("archive", quick, _archive_run, label)

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import statistics
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -37,7 +40,15 @@ from tickpipe.ingestor.shell import Ingestor
 from tickpipe.ingestor.shell import run as run_ingestor
 from tickpipe.ingestor.writer import encode_append, encode_raw_xadd
 
-__all__ = ["bare_client", "count_kind", "ingestor_rate", "run_ingest", "run_reconnect"]
+__all__ = [
+    "bare_client",
+    "blast_rig",
+    "count_kind",
+    "ingestor_rate",
+    "run_ingest",
+    "run_reconnect",
+    "versus_ingestor",
+]
 
 BATCH_MAX = 5000
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -177,30 +188,64 @@ async def ingestor_rate(
     return value
 
 
-async def run_ingest(quick: bool) -> list[Row]:
-    """Compare the ingestor's sustained frames/s with the bare client's, alternating runs."""
-    count = 150_000 if quick else 600_000
-    reps = 1 if quick else 3
-    with temp_dir("tp-bench-ingest-") as tmp:
+@contextlib.asynccontextmanager
+async def blast_rig(name: str, count: int) -> AsyncIterator[tuple[Rig, aioredis.Redis, int]]:
+    """Start a redis-server and a blast server of ``count`` frames; yield rig, client, port."""
+    with temp_dir(f"tp-bench-{name}-") as tmp:
         rig = Rig(tmp)
         try:
             redis = await rig.start_redis()
             port = await rig.start_ready(
                 "blast", ["-m", "bench.blast", "--count", str(count)], "port"
             )
-            bare: list[float] = []
-            bare_script: list[float] = []
-            real: list[float] = []
-            problems: list[str] = []
-            for n in range(reps):
-                bare.append(await _bare_run(redis, port, count, f"b{n}"))
-                bare_script.append(await _bare_run(redis, port, count, f"s{n}", script=True))
-                value, problem = await _ingestor_run(redis, rig.redis_url, port, count, f"bi{n}")
-                real.append(value)
-                problems += [problem] if problem else []
+            yield rig, redis, port
             await redis.aclose()
         finally:
             await rig.close()
+
+
+OneRun = Callable[[aioredis.Redis, str, str, Path], Awaitable[tuple[float, int]]]
+
+
+async def versus_ingestor(name: str, quick: bool, one_run: OneRun, label: str) -> list[Row]:
+    """Alternate ``one_run`` with the ingestor's reference run; rows comparing their medians.
+
+    ``one_run(redis, redis_url, tag, tmp)`` measures once and returns its rate and the amount it
+    moved; ``label`` names the rate, with ``{amount}`` standing for that amount.
+    """
+    reps = 1 if quick else 3
+    count = 150_000 if quick else 300_000
+    values: list[float] = []
+    ingests: list[float] = []
+    amount = 0
+    async with blast_rig(name, count) as (rig, redis, port):
+        for n in range(reps):
+            value, amount = await one_run(redis, rig.redis_url, str(n), rig.tmp)
+            values.append(value)
+            ingests.append(await ingestor_rate(redis, rig.redis_url, port, count, f"{name[0]}i{n}"))
+    v, i = statistics.median(values), statistics.median(ingests)
+    q = ratio(v, i)
+    return [
+        Row(name, label.format(amount=f"{amount:,}"), f"{v:,.0f}", f"ingestor {i:,.0f} frames/s"),
+        Row(name, f"{name} / ingestor", f"{q:.2f}x", f"median of {reps}", ">= 1.00x", q >= 1.0),
+    ]
+
+
+async def run_ingest(quick: bool) -> list[Row]:
+    """Compare the ingestor's sustained frames/s with the bare client's, alternating runs."""
+    count = 150_000 if quick else 600_000
+    reps = 1 if quick else 3
+    bare: list[float] = []
+    bare_script: list[float] = []
+    real: list[float] = []
+    problems: list[str] = []
+    async with blast_rig("ingest", count) as (rig, redis, port):
+        for n in range(reps):
+            bare.append(await _bare_run(redis, port, count, f"b{n}"))
+            bare_script.append(await _bare_run(redis, port, count, f"s{n}", script=True))
+            value, problem = await _ingestor_run(redis, rig.redis_url, port, count, f"bi{n}")
+            real.append(value)
+            problems += [problem] if problem else []
     b, r = statistics.median(bare), statistics.median(real)
     bs = statistics.median(bare_script)
     q, qs = ratio(r, b), ratio(r, bs)

@@ -1,9 +1,10 @@
 """Compare tickpipe with cryptofeed on the same loopback feed and the same redis-server.
 
-One blast server (``python -m bench.blast --hold``, ``wss://`` with a self-signed certificate
-that both sides trust through ``SSL_CERT_FILE``) sends every client the same ``count`` Binance
-trades: tickpipe subscribes to ``<symbol>@trade`` and gets trade frames, cryptofeed (which
-subscribes to ``<symbol>@aggTrade`` for trades) gets the same trades as aggregate-trade frames.
+One blast server (``python -m bench.blast --hold``, ``wss://`` with a loopback certificate from
+:func:`mock_ws.tls.generate`, whose CA both sides trust through ``SSL_CERT_FILE``) sends every
+client the same ``count`` Binance trades: tickpipe subscribes to ``<symbol>@trade`` and gets
+trade frames, cryptofeed (which subscribes to ``<symbol>@aggTrade`` for trades) gets the same
+trades as aggregate-trade frames.
 One redis-server takes both. Three runs per repetition, their order rotating so that no side
 always runs first:
 
@@ -23,6 +24,7 @@ run is reported: the trades stream must hold each trade once.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import math
 import os
 import signal
@@ -39,8 +41,8 @@ import redis.asyncio as aioredis
 from bench.ingest import count_kind
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, rate
-from bench.tls import self_signed_cert
 from tickpipe.common.settings import Settings
+from tickpipe.mock_ws.tls import generate
 
 __all__ = ["SIDES", "cpu_seconds", "run_peer"]
 
@@ -342,8 +344,9 @@ async def run_peer(quick: bool, *, count: int | None = None, reps: int | None = 
     reps = reps or (1 if quick else 5)
     with temp_dir("tp-bench-peer-") as tmp:
         rig = Rig(tmp)
-        cert, key = self_signed_cert(tmp)
-        os.environ["SSL_CERT_FILE"] = str(cert)  # children inherit it through Rig.env
+        tls = generate(tmp / "tls", [], datetime.datetime.now(datetime.UTC))  # loopback names
+        cert, key = tls.cert, tls.key
+        os.environ["SSL_CERT_FILE"] = str(tls.ca)  # children inherit it through Rig.env
         events = tmp / "blast-events.jsonl"
         runs: list[Run] = []
         try:

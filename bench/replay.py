@@ -12,15 +12,14 @@ on the same redis-server.
 from __future__ import annotations
 
 import io
-import statistics
 import time
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench.ingest import ingestor_rate
-from bench.rig import REPO, Rig, temp_dir
-from bench.stats import Row, rate, ratio
+from bench.ingest import versus_ingestor
+from bench.rig import REPO
+from bench.stats import Row, rate
 from tickpipe.common.settings import Settings
 from tickpipe.tools.recordings import read_recordings
 from tickpipe.tools.replay import replay_file
@@ -59,35 +58,10 @@ async def run_replay(quick: bool) -> list[Row]:
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         return [Row("replay", "replay frames/s", "not run", f"missing {', '.join(missing)}")]
-    reps = 1 if quick else 3
-    count = 150_000 if quick else 300_000
-    with temp_dir("tp-bench-replay-") as tmp:
-        rig = Rig(tmp)
-        try:
-            redis = await rig.start_redis()
-            port = await rig.start_ready(
-                "blast", ["-m", "bench.blast", "--count", str(count)], "port"
-            )
-            replays: list[float] = []
-            ingests: list[float] = []
-            frames = 0
-            for n in range(reps):
-                value, frames = await _replay_run(redis, rig.redis_url, str(n), files)
-                replays.append(value)
-                ingests.append(await ingestor_rate(redis, rig.redis_url, port, count, f"ri{n}"))
-            await redis.aclose()
-        finally:
-            await rig.close()
-    r, i = statistics.median(replays), statistics.median(ingests)
-    q = ratio(r, i)
-    return [
-        Row(
-            "replay",
-            f"replay frames/s ({frames:,} real frames, zero loss)",
-            f"{r:,.0f}",
-            f"ingestor {i:,.0f} frames/s",
-            "",
-            None,
-        ),
-        Row("replay", "replay / ingestor", f"{q:.2f}x", f"median of {reps}", ">= 1.00x", q >= 1.0),
-    ]
+
+    async def one_run(redis: aioredis.Redis, url: str, tag: str, tmp: Path) -> tuple[float, int]:
+        del tmp
+        return await _replay_run(redis, url, tag, files)
+
+    label = "replay frames/s ({amount} real frames, zero loss)"
+    return await versus_ingestor("replay", quick, one_run, label)

@@ -24,6 +24,7 @@ __all__ = [
     "Link",
     "Reply",
     "Step",
+    "changed_symbols",
     "connection_id",
     "decoded_object",
     "retry_after_from_header",
@@ -70,6 +71,13 @@ def retry_after_from_header(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+def changed_symbols(current: list[str], action: str, symbols: list[str]) -> list[str]:
+    """Return the symbols an adapter wants after ``action`` (subscribe or unsubscribe)."""
+    if action == "subscribe":
+        return current + [s for s in dict.fromkeys(symbols) if s not in current]
+    return [s for s in current if s not in symbols]
 
 
 def run_token(ts_ns: int) -> str:

@@ -41,6 +41,7 @@ __all__ = [
     "EXIT_CONFIG",
     "EXIT_FAILURE",
     "EXIT_OK",
+    "add_env_file",
     "base_parser",
     "install_event_loop",
     "stage_main",
@@ -55,6 +56,11 @@ RunFn = Callable[[Settings, asyncio.Event], Awaitable[None]]
 HEALTHY = frozenset({"ok", "standby"})
 
 
+def add_env_file(parser: argparse.ArgumentParser) -> None:
+    """Add ``--env-file``, the dotenv file every command reads its settings from."""
+    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
+
+
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
@@ -62,7 +68,7 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 if every live instance of this stage reports healthy in Redis, else 1",
     )
-    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
+    add_env_file(parser)
     return parser
 
 

@@ -19,16 +19,14 @@ import redis.asyncio as aioredis
 
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.names import Partition
-from tickpipe.common.redis_io import REDIS_DOWN
 from tickpipe.common.settings import Settings
+from tickpipe.ingestor.control import follow_control, replay_control
 from tickpipe.ingestor.subscriptions import parse_control
 from tickpipe.venues.registry import venue
 
 __all__ = ["AdapterControl", "Changes"]
 
 log = logging.getLogger("tickpipe.ingestor")
-
-_REPLAY_MAX = 100_000
 
 
 class Changes(Protocol):
@@ -68,24 +66,5 @@ class AdapterControl:
 
     async def run(self, redis: aioredis.Redis, halt: asyncio.Event) -> None:
         """Replay the history, then follow new entries until ``halt`` is set."""
-        last: dict[str, bytes | str] = {key: "0-0" for key in self.keys}
-        for key in self.keys:
-            try:
-                entries: Any = await redis.xrange(key, count=_REPLAY_MAX)
-            except REDIS_DOWN as exc:
-                log.warning("control history of %s not replayed yet: %s", key, exc)
-                continue
-            for entry_id, fields in entries:
-                self._handle(key, fields)
-                last[key] = entry_id
-        while not halt.is_set():
-            try:
-                reply: Any = await redis.xread(last, count=100, block=200)  # type: ignore[arg-type]
-            except REDIS_DOWN:
-                await asyncio.sleep(0.5)
-                continue
-            for key, entries in reply or []:
-                name = key.decode() if isinstance(key, bytes) else key
-                for entry_id, fields in entries:
-                    last[name] = entry_id
-                    self._handle(name, fields)
+        last = await replay_control(redis, self.keys, self._handle)
+        await follow_control(redis, last, halt, self._handle)

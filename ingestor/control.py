@@ -47,7 +47,12 @@ from tickpipe.ingestor.subscriptions import (
 )
 from tickpipe.venues.registry import venue
 
-__all__ = ["Subscriptions", "request_subscription_change"]
+__all__ = [
+    "Subscriptions",
+    "follow_control",
+    "replay_control",
+    "request_subscription_change",
+]
 
 log = logging.getLogger("tickpipe.ingestor")
 
@@ -170,19 +175,10 @@ class Subscriptions:
 
     async def replay(self, redis: aioredis.Redis) -> dict[str, bytes | str]:
         """Apply the subscribe/unsubscribe history; return the ids to follow from."""
-        keys = self.settings.keys
-        last: dict[str, bytes | str] = {}
-        for partition in self.subs:
-            key = keys.control(partition)
-            last[key] = "0-0"
-            try:
-                entries: Any = await redis.xrange(key, count=_REPLAY_MAX)
-            except REDIS_ERRORS as exc:
-                log.warning("control history of %s not replayed yet: %s", partition, exc)
-                continue
-            for entry_id, fields in entries:
-                self._handle(partition, fields, live=False)
-                last[key] = entry_id
+        by_key = {self.settings.keys.control(p): p for p in self.subs}
+        last = await replay_control(
+            redis, by_key, lambda key, fields: self._handle(by_key[key], fields, live=False)
+        )
         if self.replay_skipped:
             log.info(
                 "replayed the control history without its %d snapshot and backfill requests",
@@ -196,17 +192,49 @@ class Subscriptions:
     ) -> None:
         """Apply new control entries until ``halt`` is set."""
         by_key = {self.settings.keys.control(p): p for p in self.subs}
-        with RedisOutage(log, "ingestor following control requests") as outage:
-            while not halt.is_set():
-                try:
-                    reply: Any = await redis.xread(last, count=100, block=200)  # type: ignore[arg-type]
-                except REDIS_ERRORS as exc:  # unreachable, BUSY, LOADING...: read again later
-                    outage.failed(exc)
-                    await asyncio.sleep(0.5)
-                    continue
-                outage.recovered()
-                for key, entries in reply or []:
-                    name = key.decode() if isinstance(key, bytes) else key
-                    for entry_id, fields in entries:
-                        last[name] = entry_id
-                        self._handle(by_key[name], fields, live=True)
+        await follow_control(
+            redis, last, halt, lambda key, fields: self._handle(by_key[key], fields, live=True)
+        )
+
+
+async def replay_control(
+    redis: aioredis.Redis, keys: Iterable[str], handle: Callable[[str, Any], None]
+) -> dict[str, bytes | str]:
+    """Hand each control stream's history to ``handle(key, fields)``; return the ids to follow
+    from (``0-0`` for a stream Redis could not read now: its history comes with the follow)."""
+    last: dict[str, bytes | str] = {}
+    for key in keys:
+        last[key] = "0-0"
+        try:
+            entries: Any = await redis.xrange(key, count=_REPLAY_MAX)
+        except REDIS_ERRORS as exc:
+            log.warning("control history of %s not replayed yet: %s", key, exc)
+            continue
+        for entry_id, fields in entries:
+            handle(key, fields)
+            last[key] = entry_id
+    return last
+
+
+async def follow_control(
+    redis: aioredis.Redis,
+    last: dict[str, bytes | str],
+    halt: asyncio.Event,
+    handle: Callable[[str, Any], None],
+) -> None:
+    """Hand new control entries to ``handle(key, fields)`` until ``halt`` is set; ride out a
+    Redis that cannot answer now (unreachable, BUSY, LOADING...), logged and counted."""
+    with RedisOutage(log, "ingestor following control requests") as outage:
+        while not halt.is_set():
+            try:
+                reply: Any = await redis.xread(last, count=100, block=200)  # type: ignore[arg-type]
+            except REDIS_ERRORS as exc:
+                outage.failed(exc)
+                await asyncio.sleep(0.5)
+                continue
+            outage.recovered()
+            for key, entries in reply or []:
+                name = key.decode() if isinstance(key, bytes) else key
+                for entry_id, fields in entries:
+                    last[name] = entry_id
+                    handle(name, fields)

@@ -59,10 +59,9 @@ class MockExchange:
         self.ca_file: str | None = None if tls is None else str(tls.ca)
         self._ssl_context = None if tls is None else server_context(tls)
         self._ws, self._http = ("wss", "https") if tls is not None else ("ws", "http")
-        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.ws_url = f"{self._ws}://{netloc}"
+        self.ws_url = self._url(self._ws, port)
         self.ws_api_url = f"{self.ws_url}/ws-api/v3"
-        self.rest_url = f"{self._http}://{netloc}"
+        self.rest_url = self._url(self._http, port)
         self.alpaca: AlpacaMock | None = None
         self.alpaca_port: int | None = None
         self.alpaca_data_url: str | None = None  # + /v2/test, /v2/iex, /v1beta3/crypto/us
@@ -73,22 +72,25 @@ class MockExchange:
         self.ibkr_rest_url: str | None = None  # the gateway's REST base, .../v1/api
         self.ibkr_ws_url: str | None = None  # .../v1/api/ws
 
+    def _url(self, scheme: str, port: int) -> str:
+        """Return ``scheme://host:port`` for this mock's host (an IPv6 one in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{port}"
+
     async def attach_alpaca(self, alpaca: AlpacaMock, port: int) -> None:
         """Start the Alpaca venue on ``port`` (0 = a free port) and record its URLs."""
         self.alpaca_port = await alpaca.start(self.host, port, self._ssl_context)
         self.alpaca = alpaca
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.alpaca_data_url = f"{self._ws}://{host}:{self.alpaca_port}"
+        self.alpaca_data_url = self._url(self._ws, self.alpaca_port)
         self.alpaca_trading_url = f"{self.alpaca_data_url}/stream"
-        self.alpaca_rest_url = f"{self._http}://{host}:{self.alpaca_port}"
+        self.alpaca_rest_url = self._url(self._http, self.alpaca_port)
 
     async def attach_ibkr(self, ibkr: IbkrMock, port: int) -> None:
         """Start the IBKR gateway on ``port`` (0 = a free port) and record its URLs."""
         self.ibkr_port = await ibkr.start(self.host, port, self._ssl_context)
         self.ibkr = ibkr
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.ibkr_rest_url = f"{self._http}://{host}:{self.ibkr_port}/v1/api"
-        self.ibkr_ws_url = f"{self._ws}://{host}:{self.ibkr_port}/v1/api/ws"
+        self.ibkr_rest_url = self._url(self._http, self.ibkr_port) + "/v1/api"
+        self.ibkr_ws_url = self._url(self._ws, self.ibkr_port) + "/v1/api/ws"
 
     @property
     def market(self) -> MarketSim:
@@ -243,33 +245,23 @@ async def start_mock(
         server.ground_truth.close()
         raise
     exchange = MockExchange(server, host, port, ground_truth_path, tls)
-    if alpaca_port is not None:
-        alpaca = build_alpaca(
-            seed=seed,
-            trades_per_s=trades_per_s,
-            api_key=api_key,
-            api_secret=api_secret,
-            ground_truth=server.ground_truth,
-            clock=clock,
-            hours=alpaca_hours,
-        )
-        try:
+    # every venue's twin shares the market's seed and rate, the ground truth and the clock
+    shared: dict[str, Any] = {
+        "seed": seed,
+        "trades_per_s": trades_per_s,
+        "ground_truth": server.ground_truth,
+        "clock": clock,
+    }
+    try:
+        if alpaca_port is not None:
+            alpaca = build_alpaca(
+                **shared, api_key=api_key, api_secret=api_secret, hours=alpaca_hours
+            )
             await exchange.attach_alpaca(alpaca, alpaca_port)
-        except BaseException:
-            await exchange.close()
-            raise
-    if ibkr_port is not None:
-        ibkr = build_ibkr(
-            seed=seed,
-            trades_per_s=trades_per_s,
-            ground_truth=server.ground_truth,
-            clock=clock,
-            faults=plan,
-            **dict(ibkr_options or {}),
-        )
-        try:
+        if ibkr_port is not None:
+            ibkr = build_ibkr(**shared, faults=plan, **dict(ibkr_options or {}))
             await exchange.attach_ibkr(ibkr, ibkr_port)
-        except BaseException:
-            await exchange.close()
-            raise
+    except BaseException:
+        await exchange.close()
+        raise
     return exchange

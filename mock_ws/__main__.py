@@ -23,6 +23,7 @@ from tickpipe.common.errors import ConfigError
 from tickpipe.common.logs import setup_logging
 from tickpipe.common.procs import check_port
 from tickpipe.common.settings import load_settings
+from tickpipe.common.stage import add_env_file
 from tickpipe.mock_ws import start_mock
 from tickpipe.mock_ws.binance.auth import load_ed25519_key
 from tickpipe.mock_ws.faults import FaultError, FaultPlan, load_fault_file
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
             "event times, server time and the recvWindow check all follow it (default 0)"
         ),
     )
-    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
+    add_env_file(parser)
     return parser
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from tickpipe.mock_ws.matching import MatchingEngine
 from tickpipe.mock_ws.order_model import EIGHT, Order, OrderRejected, d8
 
-__all__ = ["all_orders", "my_trades", "test_order_result"]
+__all__ = ["all_orders", "my_trades", "open_orders", "order_status", "test_order_result"]
 
 DAY_MS = 86_400_000
 
@@ -129,6 +129,33 @@ def _trade(order: Order, fill: Any) -> dict[str, Any]:
         "isMaker": fill.maker,
         "isBestMatch": True,
     }
+
+
+def order_status(engine: MatchingEngine, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Answer a query of one order (``GET /api/v3/order``, ``order.status``).
+
+    ``symbol`` is mandatory and must be listed; the order is found by ``orderId`` or
+    ``origClientOrderId`` and must be of that symbol (-2013 otherwise).
+    """
+    if not params.get("symbol"):
+        raise _mandatory("symbol")
+    symbol = str(params["symbol"]).upper()
+    if not engine.market.has_symbol(symbol):
+        raise OrderRejected(-1121, "Invalid symbol.")
+    order = engine.find(
+        order_id=params.get("orderId"), client_order_id=params.get("origClientOrderId")
+    )
+    if order.symbol != symbol:
+        raise OrderRejected(-2013, "Order does not exist.")
+    return order.query_result()
+
+
+def open_orders(engine: MatchingEngine, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Answer the open orders of one listed ``symbol``, or of every symbol without one."""
+    symbol = str(params.get("symbol") or "").upper() or None
+    if symbol is not None and not engine.market.has_symbol(symbol):
+        raise OrderRejected(-1121, "Invalid symbol.")
+    return [o.query_result() for o in engine.open_orders(symbol)]
 
 
 def test_order_result(

@@ -82,13 +82,9 @@ class Order:
     def is_open(self) -> bool:
         return self.status in ("NEW", "PARTIALLY_FILLED")
 
-    def query_result(self) -> dict[str, Any]:
-        """Return the ``order.status`` result shape."""
+    def _terms(self) -> dict[str, Any]:
+        """The order's terms and progress, as every order answer of the venue shows them."""
         return {
-            "symbol": self.symbol,
-            "orderId": self.order_id,
-            "orderListId": -1,
-            "clientOrderId": self.client_order_id,
             "price": d8(self.price),
             "origQty": d8(self.orig_qty),
             "executedQty": d8(self.executed_qty),
@@ -98,6 +94,16 @@ class Order:
             "timeInForce": self.time_in_force,
             "type": self.type,
             "side": self.side,
+        }
+
+    def query_result(self) -> dict[str, Any]:
+        """Return the ``order.status`` result shape."""
+        return {
+            "symbol": self.symbol,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "clientOrderId": self.client_order_id,
+            **self._terms(),
             "stopPrice": d8(self.stop_price),
             "icebergQty": "0.00000000",
             "time": self.time_ms,
@@ -118,19 +124,7 @@ class Order:
         }
         if resp_type == "ACK":
             return out
-        out.update(
-            price=d8(self.price),
-            origQty=d8(self.orig_qty),
-            executedQty=d8(self.executed_qty),
-            origQuoteOrderQty=d8(self.orig_quote_qty),
-            cummulativeQuoteQty=d8(self.cum_quote),
-            status=self.status,
-            timeInForce=self.time_in_force,
-            type=self.type,
-            side=self.side,
-            workingTime=self.time_ms,
-            selfTradePreventionMode="NONE",
-        )
+        out.update(self._terms(), workingTime=self.time_ms, selfTradePreventionMode="NONE")
         if resp_type == "FULL":  # fills of this request only (resting fills come later)
             out["fills"] = [
                 {
@@ -153,15 +147,7 @@ class Order:
             "orderListId": -1,
             "clientOrderId": cancel_client_id,
             "transactTime": self.update_time_ms,
-            "price": d8(self.price),
-            "origQty": d8(self.orig_qty),
-            "executedQty": d8(self.executed_qty),
-            "origQuoteOrderQty": d8(self.orig_quote_qty),
-            "cummulativeQuoteQty": d8(self.cum_quote),
-            "status": self.status,
-            "timeInForce": self.time_in_force,
-            "type": self.type,
-            "side": self.side,
+            **self._terms(),
             "selfTradePreventionMode": "NONE",
         }
 

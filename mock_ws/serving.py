@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-__all__ = ["cancel_task", "listen"]
+__all__ = ["cancel_task", "going_away", "listen", "step_market"]
 
 
 async def listen(
@@ -37,3 +38,20 @@ async def cancel_task(task: asyncio.Task[None] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def going_away(sockets: Iterable[web.WebSocketResponse], timeout_s: float = 2.0) -> None:
+    """Close each WebSocket with 1001 (going away), waiting ``timeout_s`` at most for each."""
+    for ws in list(sockets):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(code=1001, message=b"server shutdown"), timeout_s)
+
+
+async def step_market(
+    step: Callable[[int], None], clock: Callable[[], int], trades_per_s: float
+) -> None:
+    """Call ``step(now_ns)`` for ever, at a pace that follows the trade rate (5 to 50 ms)."""
+    interval_s = min(0.05, max(0.005, 1.0 / trades_per_s))
+    while True:
+        step(clock())
+        await asyncio.sleep(interval_s)

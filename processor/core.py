@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -227,21 +228,38 @@ def _tops_to_strategies(
         if state.routes[TIMER]:
             advance_timers(state, out.signals, out.warnings, top.ts_event, ts_now)
         if state.routes[BOOK]:
-            route(
-                state,
-                out.signals,
-                out.warnings,
-                state.routes[BOOK],
-                BOOK,
-                "on_book",
-                top,
-                ident=f"{top.venue}|{top.symbol}|d{top.update_id}",
-                venue=top.venue,
-                cause="",
-                ts_event=top.ts_event,
-                ts_recv=top.ts_recv,
-                ts_now=ts_now,
-            )
+            ident = f"{top.venue}|{top.symbol}|d{top.update_id}"
+            _route(state, out, BOOK, "on_book", top, ident, "", top.ts_recv, ts_now)
+
+
+def _route(
+    state: PartitionState,
+    out: BatchOutput,
+    kind: str,
+    hook: str,
+    event: Any,
+    ident: str,
+    cause: str,
+    ts_recv: int,
+    ts_now: int,
+) -> None:
+    """Hand ``event`` (a market event with ``venue`` and ``ts_event``) to the strategies that
+    route ``kind``, through their ``hook``; ``ident`` names it in their signals' ids."""
+    route(
+        state,
+        out.signals,
+        out.warnings,
+        state.routes[kind],
+        kind,
+        hook,
+        event,
+        ident=ident,
+        venue=event.venue,
+        cause=cause,
+        ts_event=event.ts_event,
+        ts_recv=ts_recv,
+        ts_now=ts_now,
+    )
 
 
 def _check_watermark(
@@ -303,21 +321,7 @@ def _quote_to_strategies(state: PartitionState, out: BatchOutput, entry_id: str,
         advance_timers(state, out.signals, out.warnings, q.ts_event, q.ts_proc)
     if state.routes[QUOTES]:
         ident = f"{q.venue}|{q.symbol}|q{q.update_id or entry_id}"
-        route(
-            state,
-            out.signals,
-            out.warnings,
-            state.routes[QUOTES],
-            QUOTES,
-            "on_quote",
-            q,
-            ident=ident,
-            venue=q.venue,
-            cause=entry_id,
-            ts_event=q.ts_event,
-            ts_recv=q.ts_recv,
-            ts_now=q.ts_proc,
-        )
+        _route(state, out, QUOTES, "on_quote", q, ident, entry_id, q.ts_recv, q.ts_proc)
 
 
 def _add_finals(
@@ -332,21 +336,8 @@ def _add_finals(
     for i, bar in enumerate(bars):
         kind, hook = (BARS, "on_bar") if i < first_revision else (BAR_REVISIONS, "on_bar_revision")
         if state.routes[kind]:
-            route(
-                state,
-                out.signals,
-                out.warnings,
-                state.routes[kind],
-                kind,
-                hook,
-                bar,
-                ident=f"{bar.venue}|{bar.symbol}|b{bar.interval}@{bar.ts_open}r{bar.revision}",
-                venue=bar.venue,
-                cause="",
-                ts_event=bar.ts_event,
-                ts_recv=bar.ts_event,
-                ts_now=ts_now,
-            )
+            ident = f"{bar.venue}|{bar.symbol}|b{bar.interval}@{bar.ts_open}r{bar.revision}"
+            _route(state, out, kind, hook, bar, ident, "", bar.ts_event, ts_now)
 
 
 def _request_backfills(
@@ -444,22 +435,8 @@ def _on_trade(
     if state.routes[TIMER]:
         advance_timers(state, out.signals, out.warnings, trade.ts_event, ts_now)
     if state.routes[TRADES]:
-        space = "a" if aggregate else "t"
-        route(
-            state,
-            out.signals,
-            out.warnings,
-            state.routes[TRADES],
-            TRADES,
-            "on_trade",
-            trade,
-            ident=f"{trade.venue}|{trade.symbol}|{space}{trade.trade_id}",
-            venue=trade.venue,
-            cause=trade.src,
-            ts_event=trade.ts_event,
-            ts_recv=trade.ts_recv,
-            ts_now=ts_now,
-        )
+        ident = f"{trade.venue}|{trade.symbol}|{'a' if aggregate else 't'}{trade.trade_id}"
+        _route(state, out, TRADES, "on_trade", trade, ident, trade.src, trade.ts_recv, ts_now)
 
 
 def _on_l1(

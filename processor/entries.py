@@ -18,7 +18,7 @@ execution ids), so nothing is acknowledged only because of where its id falls.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -28,6 +28,7 @@ from tickpipe.common.schema import RawFrame
 __all__ = [
     "BadEntry",
     "DeadLetter",
+    "Entries",
     "EntryBatch",
     "EntryState",
     "count",
@@ -50,6 +51,10 @@ class BadEntry:
 
     reason: str
     data: str
+
+
+#: A batch read from a stream: ``(entry id, frame or bad entry)`` in stream order.
+Entries = Sequence[tuple[str, RawFrame | BadEntry]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ checkpoint to SET and the ids to XACK, all written by the shell in one ``MULTI``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,11 +25,17 @@ from tickpipe.common.names import (
 from tickpipe.common.schema import OrderUpdate, RawFrame, decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.processor.core import BadEntry, PartitionState, process_batch
+from tickpipe.processor.entries import Entries
 from tickpipe.processor.own_orders import later_id, order_event
 from tickpipe.processor.private import VenueState, process_private_batch
 from tickpipe.processor.strategies import INSTRUMENTS, ORDERS
 
 __all__ = ["Commit", "Lane", "PartitionLane", "PrivateLane", "decode_entries", "private_lease_key"]
+
+
+#: One kind of output of a batch: its name in the stats, its stream (or the stream of each
+#: record), and its records.
+OutputKind = tuple[str, str | Callable[[Any], str], Sequence[Any]]
 
 
 @dataclass
@@ -47,6 +53,27 @@ class Commit:
     stats: dict[str, int] = field(default_factory=dict)
     gauges: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls,
+        kinds: Sequence[OutputKind],
+        *,
+        checkpoint: bytes,
+        acked: list[str],
+        frames: int,
+        **levels: Any,
+    ) -> Commit:
+        """Write each kind's records to its stream, in the order given, and count them."""
+        outputs: list[tuple[str, dict[str, str]]] = []
+        stats: dict[str, int] = {}
+        for name, stream, records in kinds:
+            if isinstance(stream, str):
+                outputs += [(stream, r.to_fields()) for r in records]
+            else:
+                outputs += [(stream(r), r.to_fields()) for r in records]
+            stats[name] = len(records)
+        return cls(outputs, checkpoint, acked, frames, stats, **levels)
 
 
 def _archived(
@@ -76,13 +103,7 @@ class Lane(Protocol):
 
     def load(self, blob: bytes | None) -> None: ...
 
-    def process(
-        self,
-        entries: Sequence[tuple[str, RawFrame | BadEntry]],
-        ts_now: int,
-        *,
-        pending: bool = False,
-    ) -> Commit: ...
+    def process(self, entries: Entries, ts_now: int, *, pending: bool = False) -> Commit: ...
 
 
 def private_lease_key(settings: Settings, venue: str) -> str:
@@ -210,13 +231,7 @@ class PartitionLane:
                 problems.append(f"order update {_text(raw_id)} unreadable, passed over: {exc}")
         return problems
 
-    def process(
-        self,
-        entries: Sequence[tuple[str, RawFrame | BadEntry]],
-        ts_now: int,
-        *,
-        pending: bool = False,
-    ) -> Commit:
+    def process(self, entries: Entries, ts_now: int, *, pending: bool = False) -> Commit:
         updates, self.updates = self.updates, []
         order_events, self.order_events = self.order_events, []
         out = process_batch(
@@ -224,43 +239,27 @@ class PartitionLane:
         )
         own = self.state.own  # every event read so far was handed over: skip the rest too
         own.last_order_event_id = later_id(own.last_order_event_id, self.order_events_read)
-        keys = self.settings.keys
-        outputs: list[tuple[str, dict[str, str]]] = []
-        outputs += [(self.trades_key, t.to_fields()) for t in out.trades]
-        outputs += [(keys.bars(self.partition, b.interval), b.to_fields()) for b in out.bars]
-        outputs += [(self.signals_key, s.to_fields()) for s in out.signals]
-        outputs += [(self.quotes_key, q.to_fields()) for q in out.quotes]
-        outputs += [(self.book_key, b.to_fields()) for b in out.book_tops]
-        outputs += [(self.gaps_key, g.to_fields()) for g in out.gaps]
-        outputs += [(self.gaps_key, r.to_fields()) for r in out.resolutions]
-        outputs += [(self.control_key, r.to_fields()) for r in out.snapshot_requests]
-        outputs += [(self.control_key, r.to_fields()) for r in out.backfill_requests]
-        outputs += [(self.venue_bars_key, b.to_fields()) for b in out.venue_bars]
-        outputs += [(self.corrections_key, c.to_fields()) for c in out.corrections]
-        outputs += [(self.status_key, s.to_fields()) for s in out.statuses]
-        outputs += [(self.tickers_key, t.to_fields()) for t in out.tickers]
-        outputs += [(self.dead_letter_key, d.to_fields()) for d in out.dead_letters]
-        return Commit(
-            outputs=outputs,
+        keys, partition = self.settings.keys, self.partition
+        return Commit.of(
+            [
+                ("trades", self.trades_key, out.trades),
+                ("bars", lambda b: keys.bars(partition, b.interval), out.bars),
+                ("signals", self.signals_key, out.signals),
+                ("quotes", self.quotes_key, out.quotes),
+                ("book_tops", self.book_key, out.book_tops),
+                ("gaps", self.gaps_key, out.gaps),
+                ("gap_resolutions", self.gaps_key, out.resolutions),
+                ("snapshot_requests", self.control_key, out.snapshot_requests),
+                ("backfill_requests", self.control_key, out.backfill_requests),
+                ("venue_bars", self.venue_bars_key, out.venue_bars),
+                ("corrections", self.corrections_key, out.corrections),
+                ("statuses", self.status_key, out.statuses),
+                ("tickers", self.tickers_key, out.tickers),
+                ("dead_letters", self.dead_letter_key, out.dead_letters),
+            ],
             checkpoint=self.state.to_bytes(),
             acked=out.acked,
             frames=out.frames,
-            stats={
-                "trades": len(out.trades),
-                "bars": len(out.bars),
-                "signals": len(out.signals),
-                "quotes": len(out.quotes),
-                "book_tops": len(out.book_tops),
-                "gaps": len(out.gaps),
-                "gap_resolutions": len(out.resolutions),
-                "snapshot_requests": len(out.snapshot_requests),
-                "backfill_requests": len(out.backfill_requests),
-                "venue_bars": len(out.venue_bars),
-                "corrections": len(out.corrections),
-                "statuses": len(out.statuses),
-                "tickers": len(out.tickers),
-                "dead_letters": len(out.dead_letters),
-            },
             gauges={
                 "open_gaps": len(self.state.holes.open),
                 # since the partition began (checkpointed): a strategy's errors and disabling
@@ -299,25 +298,15 @@ class PrivateLane:
             VenueState(self.venue) if blob is None else VenueState.from_bytes(blob, self.venue)
         )
 
-    def process(
-        self,
-        entries: Sequence[tuple[str, RawFrame | BadEntry]],
-        ts_now: int,
-        *,
-        pending: bool = False,
-    ) -> Commit:
+    def process(self, entries: Entries, ts_now: int, *, pending: bool = False) -> Commit:
         out = process_private_batch(self.state, entries, ts_now, pending=pending)
-        outputs = [(self.updates_key, u.to_fields()) for u in out.order_updates]
-        outputs += [(self.balances_key, b.to_fields()) for b in out.balances]
-        outputs += [(self.dead_letter_key, d.to_fields()) for d in out.dead_letters]
-        return Commit(
-            outputs=outputs,
+        return Commit.of(
+            [
+                ("order_updates", self.updates_key, out.order_updates),
+                ("balances", self.balances_key, out.balances),
+                ("dead_letters", self.dead_letter_key, out.dead_letters),
+            ],
             checkpoint=self.state.to_bytes(),
             acked=out.acked,
             frames=out.frames,
-            stats={
-                "order_updates": len(out.order_updates),
-                "balances": len(out.balances),
-                "dead_letters": len(out.dead_letters),
-            },
         )

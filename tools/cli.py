@@ -15,6 +15,7 @@ from tickpipe.common.errors import ConfigError, RedisUnavailable
 from tickpipe.common.logs import setup_logging
 from tickpipe.common.redis_io import connect_redis, redacted, redis_errors, unavailable_line
 from tickpipe.common.settings import Settings, load_settings
+from tickpipe.common.stage import add_env_file
 from tickpipe.common.status import read_streams, render_streams
 from tickpipe.tools.cli_backtest import add_backtest_command, run_backtest_command
 from tickpipe.tools.cli_ops import OPERATOR_COMMANDS, add_operator_commands, run_operator_command
@@ -54,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
+    add_env_file(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     up = sub.add_parser(

@@ -261,9 +261,16 @@ def _streams(
 
 
 async def _by_event(
-    redis: Source, stream: str, symbol: str, start: TimeLike, end: TimeLike
+    redis: Source,
+    settings: Settings,
+    stream: Callable[[Partition], str],
+    symbol: str | None,
+    start: TimeLike,
+    end: TimeLike,
 ) -> pd.DataFrame:
-    rows = await _entries(redis, stream, "ts_event", start, end, symbol)
+    """Read ``stream`` of ``symbol``'s partition (of every partition when ``symbol`` is None)
+    with ``start <= ts_event < end``."""
+    rows = await _read(redis, _streams(settings, symbol, stream), "ts_event", start, end, symbol)
     return _frame(rows, "ts_event", start, end)
 
 
@@ -272,9 +279,7 @@ async def read_trades(
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the trades of ``symbol`` with ``start <= ts_event < end``."""
-    return await _by_event(
-        redis, settings.keys.trades(_partition(settings, symbol)), symbol, start, end
-    )
+    return await _by_event(redis, settings, settings.keys.trades, symbol, start, end)
 
 
 async def read_quotes(
@@ -282,9 +287,7 @@ async def read_quotes(
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the best bid/offer updates of ``symbol`` with ``start <= ts_event < end``."""
-    return await _by_event(
-        redis, settings.keys.quotes(_partition(settings, symbol)), symbol, start, end
-    )
+    return await _by_event(redis, settings, settings.keys.quotes, symbol, start, end)
 
 
 async def read_book(
@@ -292,9 +295,7 @@ async def read_book(
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the book tops of ``symbol`` with ``start <= ts_event < end``."""
-    return await _by_event(
-        redis, settings.keys.book(_partition(settings, symbol)), symbol, start, end
-    )
+    return await _by_event(redis, settings, settings.keys.book, symbol, start, end)
 
 
 async def read_signals(
@@ -302,9 +303,7 @@ async def read_signals(
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the signals (of every symbol when ``symbol`` is None) caused in ``[start, end)``."""
-    streams = _streams(settings, symbol, settings.keys.signals)
-    rows = await _read(redis, streams, "ts_event", start, end, symbol)
-    return _frame(rows, "ts_event", start, end)
+    return await _by_event(redis, settings, settings.keys.signals, symbol, start, end)
 
 
 async def read_gaps(
@@ -312,9 +311,7 @@ async def read_gaps(
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the gap records and resolutions (every symbol when ``symbol`` is None)."""
-    streams = _streams(settings, symbol, settings.keys.gaps)
-    rows = await _read(redis, streams, "ts_event", start, end, symbol)
-    return _frame(rows, "ts_event", start, end)
+    return await _by_event(redis, settings, settings.keys.gaps, symbol, start, end)
 
 
 async def read_tickers(
@@ -322,9 +319,7 @@ async def read_tickers(
     end: TimeLike = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Return the tickers of ``symbol`` pushed in ``[start, end)``."""
-    return await _by_event(
-        redis, settings.keys.tickers(_partition(settings, symbol)), symbol, start, end
-    )
+    return await _by_event(redis, settings, settings.keys.tickers, symbol, start, end)
 
 
 async def read_balances(

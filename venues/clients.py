@@ -10,6 +10,10 @@ typed events to one consumer through an :class:`EventBuffer`. The buffer is boun
 * ``"drop"``: events that find the buffer full are dropped and counted (``dropped``), and the
   consumer receives one :class:`Dropped` event in their place, saying how many and when.
 
+Orders are named alike on every venue (:meth:`VenueClient._order_intent`: a LIMIT order needs a
+price, an order without a client id gets a fresh one) and an unclear outcome is settled by
+looking the client id up, never by sending again (:meth:`VenueClient._settle`).
+
 :meth:`VenueClient.close` always completes and ends the iteration at once. An error the client
 cannot recover from (a refused key, or whatever the client's ``handle_websocket_error`` decides
 is fatal) is raised to the consumer after the events buffered before it.
@@ -25,20 +29,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import WebSocketException
 
 from tickpipe.common.backoff import Backoff
-from tickpipe.common.errors import AuthError, ConfigError, OrderNotFound, RateLimited, VenueError
-from tickpipe.common.links import retry_after_from_header
+from tickpipe.common.client_events import ClientContext, read_forever, reconnect_delay
+from tickpipe.common.errors import ConfigError, OrderNotFound, RateLimited, VenueError
 from tickpipe.common.messages import Level
-from tickpipe.common.schema import Event
+from tickpipe.common.schema import Event, OrderIntent
+from tickpipe.common.tls import trust_ca_file
 
 __all__ = [
     "BookUpdate",
@@ -233,7 +238,7 @@ async def close_quickly(ws: ClientConnection) -> None:
         ws.transport.abort()
 
 
-class VenueClient:
+class VenueClient(ClientContext):
     """The venue-neutral half of a client: buffer, iteration, callbacks, tasks and close."""
 
     venue: ClassVar[str] = ""
@@ -241,10 +246,20 @@ class VenueClient:
     cancel_closed: ClassVar[tuple[type[Exception], ...]] = (OrderNotFound,)
 
     def __init__(
-        self, *, max_events: int = 10_000, policy: Policy = "block", backoff: Backoff | None = None
+        self,
+        max_events: int = 10_000,
+        policy: Policy = "block",
+        backoff: Backoff | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        book_depth: int = 10,
+        ca_file: str | None = None,
     ) -> None:
+        if ca_file is not None:  # e.g. the mock's ca.pem: trusted on top of the system store
+            trust_ca_file(ca_file)
         self._events = EventBuffer(self.venue, max_events, policy)
         self.backoff = backoff or Backoff()
+        self.clock = clock
+        self.book_depth = book_depth  # levels of each local book a BookUpdate carries
         self._tasks: list[asyncio.Task[None]] = []
         #: The open connections by role (``None`` while one is being reopened).
         self._conns: dict[str, ClientConnection | None] = {}
@@ -258,18 +273,6 @@ class VenueClient:
     def dropped(self) -> int:
         """Events dropped because the consumer was behind (policy ``drop`` only)."""
         return self._events.dropped
-
-    async def connect_to_websocket(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        await self.connect_to_websocket()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self.process_incoming_data()
@@ -299,6 +302,49 @@ class VenueClient:
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
         raise NotImplementedError
+
+    async def order_status(self, symbol: str, client_order_id: str) -> OrderState:
+        raise NotImplementedError
+
+    def _order_intent(
+        self,
+        symbol: str,
+        client_order_id: str | None,
+        *,
+        side: str = "",
+        qty: str = "0",
+        order_type: str = "MARKET",
+        price: str | None = None,
+    ) -> OrderIntent:
+        """Name an order the way the trader does: a LIMIT order needs a price (ConfigError),
+        and an order without a client id gets a fresh one (its idempotency key)."""
+        order_type = order_type.upper()
+        if order_type == "LIMIT" and not price:
+            raise ConfigError("a LIMIT order needs a price")
+        client_id = client_order_id or f"tp-{uuid.uuid4().hex[:24]}"
+        now = self.clock()
+        return OrderIntent(
+            client_order_id=client_id,
+            signal_id=client_id,
+            venue=self.venue,
+            symbol=symbol,
+            side=side.lower(),
+            order_type=order_type,
+            qty=qty,
+            price=price,
+            ts_signal=now,
+            ts_intent=now,
+        )
+
+    async def _settle(self, unclear: VenueError, intent: OrderIntent) -> OrderState:
+        """Settle an unclear place by looking its client id up, never by sending it again;
+        re-raise ``unclear`` when the venue has no such order."""
+        client_id = {"client_order_id": intent.client_order_id}
+        log.warning("order outcome unclear: looking it up", extra=client_id)
+        try:
+            return await self.order_status(intent.symbol, intent.client_order_id)
+        except OrderNotFound:
+            raise unclear from None
 
     async def cancel_all(self, symbol: str | None = None) -> list[OrderState]:
         """Cancel every open order (of ``symbol``); return the cancelled orders.
@@ -353,33 +399,26 @@ class VenueClient:
         take: Callable[[str | bytes], Awaitable[None]],
         lost: Callable[[], None],
     ) -> None:
-        while not self._closed:
-            ws = self._conns.get(role)
-            opened: float | None = None
-            try:
-                if ws is None:
-                    ws = self._conns[role] = await reopen()
-                    self.reconnects += 1
-                    log.info("venue connection reopened", extra={"connection": role})
-                opened = time.monotonic()
-                async for frame in ws:
-                    await take(frame)
-                raise ConnectionError(f"closed by the venue: code {ws.close_code}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._closed:
-                    return
-                try:
-                    delay = self.handle_websocket_error(exc)
-                except Exception as fatal:
-                    self._fail(fatal)
-                    return
-                if opened is not None:
-                    self.backoff.connection_ended(time.monotonic() - opened)
-                self._conns[role] = None
-                lost()
-                await asyncio.sleep(delay)
+        async def reopened() -> ClientConnection:
+            ws = self._conns[role] = await reopen()
+            self.reconnects += 1
+            log.info("venue connection reopened", extra={"connection": role})
+            return ws
+
+        def dropped() -> None:
+            self._conns[role] = None
+            lost()
+
+        await read_forever(
+            lambda: self._conns.get(role),
+            reopened,
+            take,
+            closed=lambda: self._closed,
+            verdict=self.handle_websocket_error,
+            backoff=self.backoff,
+            dropped=dropped,
+            fail=self._fail,
+        )
 
     def handle_websocket_error(self, error: BaseException) -> float:
         """Decide what an error means: return the delay before reconnecting, or raise if fatal.
@@ -389,23 +428,7 @@ class VenueClient:
         jittered); anything else is raised. Override it for another policy.
         """
         self.errors += 1
-        if isinstance(error, AuthError):
-            raise error
-        if isinstance(error, RateLimited):
-            self.backoff.wait_at_least(error.retry_after_s)
-        elif isinstance(error, InvalidStatus) and error.response.status_code in (418, 429):
-            header = error.response.headers.get("Retry-After")
-            self.backoff.wait_at_least(retry_after_from_header(header) or 0.0)
-        elif not isinstance(
-            error, OSError | TimeoutError | WebSocketException | VenueError | ConnectionClosed
-        ):
-            raise error
-        delay = self.backoff.next_delay_s()
-        log.warning(
-            "venue connection lost; reconnecting",
-            extra={"venue": self.venue, "error": str(error), "delay_s": round(delay, 3)},
-        )
-        return delay
+        return reconnect_delay(error, self.backoff, self.venue)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(coro)

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from tickpipe.mock_ws.alpaca.session import FEEDS, ConnectionRegistry, DataSessi
 from tickpipe.mock_ws.alpaca.trading_stream import TradingSession
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter
 from tickpipe.mock_ws.market import MarketSim
+from tickpipe.mock_ws.serving import cancel_task, going_away, listen, step_market
 from tickpipe.mock_ws.tls import Transports
 
 __all__ = ["TEST_SYMBOL", "AlpacaMock"]
@@ -123,42 +123,21 @@ class AlpacaMock:
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
         """Listen on ``host:port`` (0 = any free port), start the market loop; return the port."""
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-            self._runner = web.AppRunner(
-                self.app, handle_signals=False, access_log=None, shutdown_timeout=1.0
-            )
-            await self._runner.setup()
-            await web.SockSite(self._runner, sock, ssl_context=ssl_context).start()
-        except BaseException:
-            sock.close()
-            raise
-        self._loop_task = asyncio.create_task(self._market_loop(), name="alpaca-market")
-        return int(sock.getsockname()[1])
+        self._runner, bound = await listen(self.app, host, port, ssl_context)
+        market = step_market(self.step, self.clock, self.sim.trades_per_s)
+        self._loop_task = asyncio.create_task(market, name="alpaca-market")
+        return bound
 
     async def close(self) -> None:
         """Stop the market loop, close every connection (1001) and the listener."""
         self._closing = True
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-        for conn in list(self.connections.values()):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.ws.close(code=1001, message=b"server shutdown"), 2.0)
+        await cancel_task(self._loop_task)
+        await going_away(conn.ws for conn in list(self.connections.values()))
         if self._runner is not None:
             await self._runner.cleanup()
         await self.transports.abort()
 
     # ---- market loop ------------------------------------------------------------------------
-
-    async def _market_loop(self) -> None:
-        interval_s = min(0.05, max(0.005, 1.0 / self.sim.trades_per_s))
-        while True:
-            self.step(self.clock())
-            await asyncio.sleep(interval_s)
 
     def step(self, now_ns: int) -> None:
         """Advance the market to ``now_ns``: route data, fill limits, enforce auth windows."""
@@ -330,34 +309,41 @@ class AlpacaMock:
         return ws, use_msgpack
 
     async def _handle_data(self, request: web.Request) -> web.StreamResponse:
-        prepared = await self._prepare(request)
-        if prepared is None:
-            return web.Response(status=503)
-        ws, use_msgpack = prepared
-        conn_id = next(self._ids)
         feed = FEEDS[request.path]
-        session = DataSession(
-            feed,
-            conn_id,
-            self.clock(),
-            credentials=self.credentials,
-            registry=self.registry,
-            entitled=feed.path in self.entitled_feeds,
-            auth_timeout_s=self.auth_timeout_s,
-            header_key=request.headers.get("APCA-API-KEY-ID"),
-            header_secret=request.headers.get("APCA-API-SECRET-KEY"),
-        )
-        conn = _Conn(conn_id, request.path, ws, use_msgpack, data=session)
-        return await self._serve(request, conn)
+
+        def session(conn_id: int) -> dict[str, Any]:
+            data = DataSession(
+                feed,
+                conn_id,
+                self.clock(),
+                credentials=self.credentials,
+                registry=self.registry,
+                entitled=feed.path in self.entitled_feeds,
+                auth_timeout_s=self.auth_timeout_s,
+                header_key=request.headers.get("APCA-API-KEY-ID"),
+                header_secret=request.headers.get("APCA-API-SECRET-KEY"),
+            )
+            return {"data": data}
+
+        return await self._accept(request, session)
 
     async def _handle_trading(self, request: web.Request) -> web.StreamResponse:
+        return await self._accept(
+            request,
+            lambda conn_id: {"trading": TradingSession(conn_id, credentials=self.credentials)},
+        )
+
+    async def _accept(
+        self, request: web.Request, session: Callable[[int], dict[str, Any]]
+    ) -> web.StreamResponse:
+        """Upgrade the request (503 while refused), number the connection, start its
+        ``session`` (the ``data`` or ``trading`` one, given the connection id) and serve it."""
         prepared = await self._prepare(request)
         if prepared is None:
             return web.Response(status=503)
         ws, use_msgpack = prepared
         conn_id = next(self._ids)
-        session = TradingSession(conn_id, credentials=self.credentials)
-        conn = _Conn(conn_id, request.path, ws, use_msgpack, trading=session)
+        conn = _Conn(conn_id, request.path, ws, use_msgpack, **session(conn_id))
         return await self._serve(request, conn)
 
     # ---- REST -------------------------------------------------------------------------------

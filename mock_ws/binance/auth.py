@@ -11,6 +11,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,6 +25,7 @@ from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 __all__ = [
     "DEFAULT_RECV_WINDOW_MS",
     "MAX_RECV_WINDOW_MS",
+    "AccountKeys",
     "check_rest_signed",
     "check_signed",
     "check_time",
@@ -128,6 +130,47 @@ def check_rest_signed(
         return "&".join(p for p in raw.split("&") if p and not p.startswith("signature="))
 
     _verify(params.get("signature"), strip(query) + strip(body), api_secret, ed_key)
+
+
+@dataclass(frozen=True)
+class AccountKeys:
+    """One account's keys, shared by its REST and WebSocket API doors.
+
+    The HMAC key and secret, and more API keys registered with an Ed25519 public key.
+    """
+
+    api_key: str
+    api_secret: str = field(repr=False)
+    ed25519_keys: Mapping[str, Ed25519PublicKey] = field(default_factory=dict)
+
+    def known(self, key: str | None) -> bool:
+        """Tell whether ``key`` is one of the account's API keys."""
+        return bool(key) and (key == self.api_key or key in self.ed25519_keys)
+
+    def check(self, params: Mapping[str, Any], now_ns: int) -> None:
+        """Check a signed WebSocket API request (:func:`check_signed`)."""
+        check_signed(
+            params,
+            api_key=self.api_key,
+            api_secret=self.api_secret,
+            now_ns=now_ns,
+            ed25519_keys=self.ed25519_keys,
+        )
+
+    def check_rest(
+        self, query: str, body: str, params: Mapping[str, Any], header_key: str | None, now_ns: int
+    ) -> None:
+        """Check a signed REST request (:func:`check_rest_signed`)."""
+        check_rest_signed(
+            query,
+            body,
+            params,
+            header_key,
+            api_key=self.api_key,
+            api_secret=self.api_secret,
+            now_ns=now_ns,
+            ed25519_keys=self.ed25519_keys,
+        )
 
 
 def check_time(params: Mapping[str, Any], now_ns: int) -> None:

@@ -20,13 +20,14 @@ import orjson
 from aiohttp import web
 
 from tickpipe.mock_ws.binance.connection import Connection, close
+from tickpipe.mock_ws.binance.rest_market import too_much_weight
 from tickpipe.mock_ws.faults import Fault, FaultError, FaultPlan, fault_list
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter
 from tickpipe.mock_ws.market import MarketSim, SimTrade
 from tickpipe.mock_ws.scenarios import ScenarioError
 from tickpipe.mock_ws.scenarios import regime_from as regime_from_check
 
-__all__ = ["FaultRunner"]
+__all__ = ["FaultRunner", "order_error"]
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -46,16 +47,18 @@ class _Host(Protocol):
     ) -> None: ...
 
 
-def _too_much(status: int, until_ms: int) -> str:
-    if status == 418:
-        return (
-            f"Way too much request weight used; IP banned until {until_ms}. "
-            "Please use WebSocket Streams for live updates to avoid bans."
-        )
-    return (
-        "Too much request weight used; current limit is 6000 request weight per 1 MINUTE. "
-        "Please use WebSocket Streams for live updates to avoid polling the API."
-    )
+def order_error(fault: Fault) -> dict[str, Any]:
+    """Return the ``{"code", "msg"}`` error of an ``order_error`` fault (REST and WS-API)."""
+    return {
+        "code": int(fault.spec.get("code", -1007)),
+        "msg": str(
+            fault.spec.get(
+                "msg",
+                "Timeout waiting for response from backend server. Send status unknown; "
+                "execution status unknown.",
+            )
+        ),
+    }
 
 
 class FaultRunner:
@@ -211,7 +214,7 @@ class FaultRunner:
             until_ms = now_ns // NS_PER_MS + int(float(limited.spec["retry_after"]) * 1000)
             error = {
                 "code": -1003,
-                "msg": _too_much(status, until_ms),
+                "msg": too_much_weight(status, until_ms),
                 "data": {"serverTime": now_ns // NS_PER_MS, "retryAfter": until_ms},
             }
             answer = {"id": request_id, "status": status, "error": error}
@@ -247,17 +250,8 @@ class FaultRunner:
     @staticmethod
     def error_answer(fault: Fault, request_id: Any) -> dict[str, Any]:
         """Return the 5xx answer of an ``order_error`` fault in mode ``error``."""
-        error = {
-            "code": int(fault.spec.get("code", -1007)),
-            "msg": str(
-                fault.spec.get(
-                    "msg",
-                    "Timeout waiting for response from backend server. Send status unknown; "
-                    "execution status unknown.",
-                )
-            ),
-        }
-        return {"id": request_id, "status": int(fault.spec.get("status", 503)), "error": error}
+        status = int(fault.spec.get("status", 503))
+        return {"id": request_id, "status": status, "error": order_error(fault)}
 
     @web.middleware
     async def rest_middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -271,7 +265,7 @@ class FaultRunner:
                 until_ms = now_ns // NS_PER_MS + int(retry_s * 1000)
                 self._hit(limited, now_ns, path=request.path)
                 return web.json_response(
-                    {"code": -1003, "msg": _too_much(status, until_ms)},
+                    {"code": -1003, "msg": too_much_weight(status, until_ms)},
                     status=status,
                     headers={"Retry-After": str(max(1, round(retry_s)))},
                 )

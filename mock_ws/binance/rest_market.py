@@ -24,7 +24,14 @@ from tickpipe.mock_ws.binance.tickers import (
 )
 from tickpipe.mock_ws.order_model import OrderRejected
 
-__all__ = ["RestMarket", "int_param", "json_errors", "request_weight", "unknown_path"]
+__all__ = [
+    "RestMarket",
+    "int_param",
+    "json_errors",
+    "request_weight",
+    "too_much_weight",
+    "unknown_path",
+]
 
 NS_PER_MINUTE = 60_000_000_000
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -87,6 +94,19 @@ def int_param(query: Any, name: str, default: int | None, low: int, high: int) -
     if not low <= value <= high:
         raise OrderRejected(-1100, f"Illegal characters found in parameter '{name}'.")
     return value
+
+
+def too_much_weight(status: int, until_ms: int, limit: int = 6000) -> str:
+    """Return the venue's -1003 text: over the weight limit (429), or banned until (418)."""
+    if status == 418:
+        return (
+            f"Way too much request weight used; IP banned until {until_ms}. "
+            "Please use WebSocket Streams for live updates to avoid bans."
+        )
+    return (
+        f"Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
+        "Please use WebSocket Streams for live updates to avoid polling the API."
+    )
 
 
 def unknown_path(method: str, path: str) -> web.Response:
@@ -152,14 +172,7 @@ class RestMarket:
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         if used > self.weight_limit:
             retry_s = max(1, -(-((minute + 1) * NS_PER_MINUTE - now_ns) // 1_000_000_000))
-            body = {
-                "code": -1003,
-                "msg": (
-                    f"Too much request weight used; current limit is {self.weight_limit} "
-                    "request weight per 1 MINUTE. Please use WebSocket Streams for live "
-                    "updates to avoid polling the API."
-                ),
-            }
+            body = {"code": -1003, "msg": too_much_weight(429, 0, self.weight_limit)}
             headers["Retry-After"] = str(retry_s)
             return web.json_response(body, status=429, headers=headers)
         response = await handler(request)

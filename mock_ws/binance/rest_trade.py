@@ -13,17 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tickpipe.mock_ws.binance.auth import check_rest_signed
+from tickpipe.mock_ws.binance.auth import AccountKeys
+from tickpipe.mock_ws.binance.control import order_error
 from tickpipe.mock_ws.binance.rest_market import unknown_path
+from tickpipe.mock_ws.binance.ws_api import order_record, record_placed
 from tickpipe.mock_ws.faults import FaultPlan
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter
-from tickpipe.mock_ws.history import all_orders, my_trades, test_order_result
+from tickpipe.mock_ws.history import (
+    all_orders,
+    my_trades,
+    open_orders,
+    order_status,
+    test_order_result,
+)
 from tickpipe.mock_ws.matching import MatchingEngine, OrderRejected
 
 __all__ = ["RestTrading"]
@@ -51,19 +58,15 @@ class RestTrading:
         self,
         host: _Host,
         plan: FaultPlan,
+        keys: AccountKeys,
         *,
-        api_key: str,
-        api_secret: str,
-        ed25519_keys: Mapping[str, Ed25519PublicKey] | None = None,
         listen_key_retired_ns: int | None = None,
     ) -> None:
         self.host = host
         #: from this time on the legacy listenKey endpoints are gone (unknown path, 404)
         self.listen_key_retired_ns = listen_key_retired_ns
-        self.ed25519_keys = dict(ed25519_keys or {})
+        self.keys = keys
         self.plan = plan
-        self._api_key = api_key
-        self._api_secret = api_secret
         self.listen_keys: set[str] = set()
 
     def add_routes(self, app: web.Application) -> None:
@@ -86,15 +89,9 @@ class RestTrading:
         params: dict[str, Any] = dict(request.query)
         if body:
             params.update((await request.post()).items())
-        check_rest_signed(
-            request.rel_url.raw_query_string,
-            body,
-            params,
-            request.headers.get("X-MBX-APIKEY"),
-            api_key=self._api_key,
-            api_secret=self._api_secret,
-            now_ns=self.host.clock(),
-            ed25519_keys=self.ed25519_keys,
+        header_key = request.headers.get("X-MBX-APIKEY")
+        self.keys.check_rest(
+            request.rel_url.raw_query_string, body, params, header_key, self.host.clock()
         )
         return params
 
@@ -120,11 +117,7 @@ class RestTrading:
         if executes:
             response = self._execute(params, now_ns)
         if fault is not None:
-            body = {
-                "code": int(fault.spec.get("code", -1007)),
-                "msg": "Timeout waiting for response from backend server. Send status unknown; "
-                "execution status unknown.",
-            }
+            body = order_error(fault)
             if fault.spec["mode"] == "error":
                 return web.json_response(body, status=int(fault.spec.get("status", 503)))
             await asyncio.sleep(float(fault.spec.get("hang", 10.0)))
@@ -133,31 +126,14 @@ class RestTrading:
         return response
 
     def _execute(self, params: dict[str, Any], now_ns: int) -> web.Response:
-        record: dict[str, Any] = {
-            "client_order_id": params.get("newClientOrderId"),
-            "order_id": None,
-            "symbol": params.get("symbol"),
-            "side": params.get("side"),
-            "type": params.get("type"),
-            "qty": params.get("quantity"),
-            "status": "REJECTED",
-            "price": params.get("price"),
-            "ts": now_ns,
-            "conn": "rest",
-        }
+        record = order_record(params, now_ns, "rest")
         try:
             outcome = self.host.engine.place(params, now_ns)
         except OrderRejected as exc:
             record.update(code=exc.code, msg=exc.msg)
             self.host.ground_truth.write("order", **record)
             return _error(exc)
-        order = outcome.order
-        record.update(
-            client_order_id=order.client_order_id,
-            order_id=order.order_id,
-            status=order.status,
-            trade_ids=[f.trade_id for f in order.fills],
-        )
+        record_placed(record, outcome.order)
         self.host.ground_truth.write("order", **record)
         self.host.publish_user_events(outcome.events)
         return web.json_response(outcome.result)
@@ -181,59 +157,42 @@ class RestTrading:
         return web.json_response(result)
 
     async def _query(self, request: web.Request) -> web.Response:
-        try:
-            params = await self._signed(request)
-            symbol = str(params.get("symbol") or "").upper()
-            if not self.host.engine.market.has_symbol(symbol):
-                raise OrderRejected(-1121, "Invalid symbol.")
-            order = self.host.engine.find(
-                order_id=params.get("orderId"), client_order_id=params.get("origClientOrderId")
-            )
-            if order.symbol != symbol:
-                raise OrderRejected(-2013, "Order does not exist.")
-        except OrderRejected as exc:
-            return _error(exc)
-        return web.json_response(order.query_result())
+        return await self._answer(request, lambda p: order_status(self.host.engine, p))
 
     async def _open_orders(self, request: web.Request) -> web.Response:
-        try:
-            params = await self._signed(request)
-            symbol = str(params.get("symbol") or "").upper() or None
-            if symbol is not None and not self.host.engine.market.has_symbol(symbol):
-                raise OrderRejected(-1121, "Invalid symbol.")
-        except OrderRejected as exc:
-            return _error(exc)
-        return web.json_response([o.query_result() for o in self.host.engine.open_orders(symbol)])
+        return await self._answer(request, lambda p: open_orders(self.host.engine, p))
 
     async def _all_orders(self, request: web.Request) -> web.Response:
-        return await self._history(request, all_orders)
+        engine = self.host.engine
+        return await self._answer(
+            request, lambda p: all_orders(engine.orders, p, engine.market.symbols)
+        )
 
     async def _my_trades(self, request: web.Request) -> web.Response:
-        return await self._history(request, my_trades)
-
-    async def _history(self, request: web.Request, query: Callable[..., Any]) -> web.Response:
         engine = self.host.engine
-        try:
-            params = await self._signed(request)
-            return web.json_response(query(engine.orders, params, engine.market.symbols))
-        except OrderRejected as exc:
-            return _error(exc)
+        return await self._answer(
+            request, lambda p: my_trades(engine.orders, p, engine.market.symbols)
+        )
 
     async def _test_order(self, request: web.Request) -> web.Response:
         """Check an order as ``POST /api/v3/order`` would, without placing it (Spot API)."""
+        return await self._answer(
+            request, lambda p: test_order_result(self.host.engine, p, self.host.clock())
+        )
+
+    async def _account(self, request: web.Request) -> web.Response:
+        return await self._answer(request, lambda p: self.host.engine.account(self.host.clock()))
+
+    async def _answer(
+        self, request: web.Request, query: Callable[[dict[str, Any]], Any]
+    ) -> web.Response:
+        """Answer a signed read: ``query`` of the request's parameters, or its error."""
         try:
             params = await self._signed(request)
-            result = test_order_result(self.host.engine, params, self.host.clock())
+            result = query(params)
         except OrderRejected as exc:
             return _error(exc)
         return web.json_response(result)
-
-    async def _account(self, request: web.Request) -> web.Response:
-        try:
-            await self._signed(request)
-        except OrderRejected as exc:
-            return _error(exc)
-        return web.json_response(self.host.engine.account(self.host.clock()))
 
     async def _balance(self, request: web.Request) -> web.Response:
         """Apply ``{"asset": "USDT", "delta": "-10.5"}``: a balanceUpdate to every subscriber."""
@@ -253,7 +212,7 @@ class RestTrading:
             # userDataStream.subscribe: past the date the path is simply gone.
             return unknown_path(request.method, request.path)
         key = request.headers.get("X-MBX-APIKEY")
-        if not key or (key != self._api_key and key not in self.ed25519_keys):
+        if not self.keys.known(key):
             return _error(OrderRejected(-2015, "Invalid API-key, IP, or permissions for action."))
         if request.method == "POST":
             listen_key = secrets.token_urlsafe(45)[:60]

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import socket
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -55,6 +54,7 @@ from tickpipe.mock_ws.faults import FaultPlan
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter, trade_record, user_event_record
 from tickpipe.mock_ws.market import MarketSim, SimTrade
 from tickpipe.mock_ws.matching import MatchingEngine
+from tickpipe.mock_ws.serving import cancel_task, going_away, listen
 from tickpipe.mock_ws.tls import Transports
 
 __all__ = ["BinanceMock"]
@@ -119,12 +119,7 @@ class BinanceMock:
         self.transports = Transports()
         self.app.on_response_prepare.append(self.transports.on_prepare)
         self.trading = RestTrading(
-            self,
-            self.faults.plan,
-            api_key=api_key,
-            api_secret=api_secret,
-            ed25519_keys=ed25519_keys,
-            listen_key_retired_ns=listen_key_retired_ns,
+            self, self.faults.plan, self.api.keys, listen_key_retired_ns=listen_key_retired_ns
         )
         self.faults.add_routes(self.app)
         self.rest.add_routes(self.app)
@@ -137,37 +132,17 @@ class BinanceMock:
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
         """Listen on ``host:port`` (0 = any free port), start the trade loop; return the port."""
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
-        try:
-            self._runner = web.AppRunner(
-                self.app, handle_signals=False, access_log=None, shutdown_timeout=1.0
-            )
-            await self._runner.setup()
-            await web.SockSite(self._runner, sock, ssl_context=ssl_context).start()
-        except BaseException:
-            sock.close()
-            raise
+        self._runner, bound = await listen(self.app, host, port, ssl_context)
         self._trade_task = asyncio.create_task(self._market_loop(), name="mock-market")
         self._fault_task = asyncio.create_task(self.faults.run(), name="mock-faults")
-        return int(sock.getsockname()[1])
+        return bound
 
     async def close(self) -> None:
         """Stop the trade loop, close every connection (1001 going away) and the listener."""
         self._closing = True
         for task in (self._trade_task, self._fault_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        for conn in list(self.connections.values()):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.ws.close(code=1001, message=b"server shutdown"), 2.0)
+            await cancel_task(task)
+        await going_away(conn.ws for conn in list(self.connections.values()))
         if self._runner is not None:
             await self._runner.cleanup()
         await self.transports.abort()

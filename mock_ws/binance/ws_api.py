@@ -23,13 +23,20 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tickpipe.mock_ws.binance.auth import check_signed, check_time
+from tickpipe.mock_ws.binance.auth import AccountKeys, check_time
 from tickpipe.mock_ws.binance.feed import MarketFeed
 from tickpipe.mock_ws.binance.ws_market import MARKET_METHODS, market_result, market_weight
-from tickpipe.mock_ws.history import all_orders, my_trades, test_order_result
+from tickpipe.mock_ws.history import (
+    all_orders,
+    my_trades,
+    open_orders,
+    order_status,
+    test_order_result,
+)
 from tickpipe.mock_ws.matching import MatchingEngine, OrderRejected
+from tickpipe.mock_ws.order_model import Order
 
-__all__ = ["ApiReply", "ApiSession", "WsApi"]
+__all__ = ["ApiReply", "ApiSession", "WsApi", "order_record", "record_placed"]
 
 NS_PER_MS = 1_000_000
 _WEIGHTS = {
@@ -52,6 +59,22 @@ _WEIGHTS = {
     "session.logout": 2,
     "userDataStream.subscribe": 2,
 }
+
+
+#: Methods that need a signature (or a session.logon): checked before they run.
+_SIGNED = frozenset(
+    {
+        "order.status",
+        "order.cancel",
+        "openOrders.status",
+        "allOrders",
+        "myTrades",
+        "order.test",
+        "openOrders.cancelAll",
+        "account.status",
+        "userDataStream.subscribe.signature",
+    }
+)
 
 
 @dataclass
@@ -81,6 +104,41 @@ class ApiReply:
     events: list[dict[str, Any]] = field(default_factory=list)  # account events, unaddressed
 
 
+def order_record(params: Mapping[str, Any], now_ns: int, conn: int | str) -> dict[str, Any]:
+    """Start the ground-truth record of an order request, as a rejected one until placed.
+
+    ``conn`` is the WebSocket API connection's id, or ``"rest"``.
+    """
+    qty = params.get("quantity")
+    return {
+        "client_order_id": params.get("newClientOrderId"),
+        "order_id": None,
+        "symbol": params.get("symbol"),
+        "side": params.get("side"),
+        "type": params.get("type"),
+        "qty": None if qty is None else str(qty),
+        "status": "REJECTED",
+        "price": None,
+        "ts": now_ns,
+        "conn": conn,
+    }
+
+
+def record_placed(record: dict[str, Any], order: Order) -> None:
+    """Complete ``record`` with the order the engine placed: ids, status, last fill price."""
+    record.update(
+        client_order_id=order.client_order_id,
+        order_id=order.order_id,
+        symbol=order.symbol,
+        side=order.side,
+        type=order.type,
+        qty=f"{order.orig_qty:f}",
+        status=order.status,
+        price=f"{order.fills[-1].price:f}" if order.fills else None,
+        trade_ids=[f.trade_id for f in order.fills],
+    )
+
+
 class WsApi:
     """Dispatch WebSocket API requests for one account (one API key)."""
 
@@ -95,9 +153,7 @@ class WsApi:
     ) -> None:
         self.engine = engine
         self.feed = feed
-        self.ed25519_keys = dict(ed25519_keys or {})
-        self._api_key = api_key
-        self._api_secret = api_secret
+        self.keys = AccountKeys(api_key, api_secret, dict(ed25519_keys or {}))
         self.sessions: dict[int, ApiSession] = {}
 
     def open(
@@ -152,6 +208,8 @@ class WsApi:
         try:
             if method == "order.place":
                 return self._order_place(session, request_id, params, now_ns)
+            if method in _SIGNED:
+                self._check(session, params, now_ns)
             if market:
                 assert self.feed is not None
                 result: Any = market_result(self.feed, method, params, now_ns // NS_PER_MS)
@@ -160,50 +218,26 @@ class WsApi:
             elif method == "time":
                 result = {"serverTime": now_ns // NS_PER_MS}
             elif method == "order.status":
-                self._check(session, params, now_ns)
-                if not params.get("symbol"):
-                    raise OrderRejected(
-                        -1102,
-                        "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
-                    )
-                if not self.engine.market.has_symbol(str(params["symbol"])):
-                    raise OrderRejected(-1121, "Invalid symbol.")
-                order = self.engine.find(
-                    order_id=params.get("orderId"), client_order_id=params.get("origClientOrderId")
-                )
-                if order.symbol != str(params["symbol"]).upper():
-                    raise OrderRejected(-2013, "Order does not exist.")
-                result = order.query_result()
+                result = order_status(self.engine, params)
             elif method == "order.cancel":
-                self._check(session, params, now_ns)
                 result, events = self.engine.cancel(params, now_ns)
                 deliveries = self.fanout(events)
             elif method == "openOrders.status":
-                self._check(session, params, now_ns)
-                symbol = str(params.get("symbol") or "").upper() or None
-                if symbol is not None and not self.engine.market.has_symbol(symbol):
-                    raise OrderRejected(-1121, "Invalid symbol.")
-                result = [o.query_result() for o in self.engine.open_orders(symbol)]
+                result = open_orders(self.engine, params)
             elif method in ("allOrders", "myTrades"):
-                self._check(session, params, now_ns)
                 history = all_orders if method == "allOrders" else my_trades
                 result = history(self.engine.orders, params, self.engine.market.symbols)
             elif method == "order.test":
-                self._check(session, params, now_ns)
                 result = test_order_result(self.engine, params, now_ns)
             elif method == "openOrders.cancelAll":
-                self._check(session, params, now_ns)
                 result, events = self.engine.cancel_all(params, now_ns)
                 deliveries = self.fanout(events)
             elif method == "account.status":
-                self._check(session, params, now_ns)
                 result = self.engine.account(now_ns)
             elif method in ("session.logon", "session.status", "session.logout"):
                 result = self._session(session, method, params, now_ns)
             elif method.startswith("userDataStream.subscribe"):
-                if method.endswith(".signature"):
-                    self._check(session, params, now_ns)
-                elif session.logon_key is None:
+                if not method.endswith(".signature") and session.logon_key is None:
                     raise OrderRejected(
                         -2015, "Invalid API-key, IP, or permissions for action.", 401
                     )
@@ -242,13 +276,7 @@ class WsApi:
         if session.logon_key is not None and not params.get("signature"):
             check_time(params, now_ns)
             return
-        check_signed(
-            params,
-            api_key=self._api_key,
-            api_secret=self._api_secret,
-            now_ns=now_ns,
-            ed25519_keys=self.ed25519_keys,
-        )
+        self.keys.check(params, now_ns)
 
     def _session(
         self, session: ApiSession, method: str, params: Mapping[str, Any], now_ns: int
@@ -256,15 +284,9 @@ class WsApi:
         """Apply session.logon / session.logout; return the session status result."""
         if method == "session.logon":
             key = params.get("apiKey")
-            if key == self._api_key and key not in self.ed25519_keys:
+            if key == self.keys.api_key and key not in self.keys.ed25519_keys:
                 raise OrderRejected(-4056, "HMAC_SHA256 API key is not supported.")
-            check_signed(
-                params,
-                api_key=self._api_key,
-                api_secret=self._api_secret,
-                now_ns=now_ns,
-                ed25519_keys=self.ed25519_keys,
-            )
+            self.keys.check(params, now_ns)
             session.logon_key = str(key)
             session.authorized_since = now_ns // NS_PER_MS
         elif method == "session.logout":
@@ -281,36 +303,14 @@ class WsApi:
     def _order_place(
         self, session: ApiSession, request_id: Any, params: Mapping[str, Any], now_ns: int
     ) -> ApiReply:
-        record: dict[str, Any] = {
-            "client_order_id": params.get("newClientOrderId"),
-            "order_id": None,
-            "symbol": params.get("symbol"),
-            "side": params.get("side"),
-            "type": params.get("type"),
-            "qty": None if params.get("quantity") is None else str(params.get("quantity")),
-            "status": "REJECTED",
-            "price": None,
-            "ts": now_ns,
-            "conn": session.conn_id,
-        }
+        record = order_record(params, now_ns, session.conn_id)
         try:
             self._check(session, params, now_ns)
             outcome = self.engine.place(params, now_ns)
         except OrderRejected as exc:
             record.update(code=exc.code, msg=exc.msg)
             return self._error(session, request_id, exc, record)
-        order = outcome.order
-        record.update(
-            client_order_id=order.client_order_id,
-            order_id=order.order_id,
-            symbol=order.symbol,
-            side=order.side,
-            type=order.type,
-            qty=f"{order.orig_qty:f}",
-            status=order.status,
-            price=f"{order.fills[-1].price:f}" if order.fills else None,
-            trade_ids=[f.trade_id for f in order.fills],
-        )
+        record_placed(record, outcome.order)
         deliveries = self.fanout(outcome.events)
         reply = self._ok(session, request_id, outcome.result)
         return ApiReply(reply, deliveries, record, outcome.events)

@@ -50,7 +50,7 @@ from tickpipe.mock_ws.ibkr.contracts import ContractTable
 from tickpipe.mock_ws.ibkr.gateway import Gateway, Pacer, session_of_cookie
 from tickpipe.mock_ws.ibkr.marketdata import L1Feed, Subscription
 from tickpipe.mock_ws.market import MarketSim
-from tickpipe.mock_ws.serving import cancel_task, listen
+from tickpipe.mock_ws.serving import cancel_task, listen, step_market
 
 __all__ = ["IbkrMock"]
 
@@ -129,7 +129,8 @@ class IbkrMock:
         """Listen on ``host:port`` (0 = any free port, TLS with ``ssl_context``), start the market
         loop; return the port."""
         self._runner, bound = await listen(self.app, host, port, ssl_context)
-        self._loop_task = asyncio.create_task(self._market_loop(), name="ibkr-market")
+        market = step_market(self.step, self.clock, self.sim.trades_per_s)
+        self._loop_task = asyncio.create_task(market, name="ibkr-market")
         return bound
 
     async def close(self) -> None:
@@ -142,12 +143,6 @@ class IbkrMock:
             await self._runner.cleanup()
 
     # ---- market loop -----------------------------------------------------------------------------
-    async def _market_loop(self) -> None:
-        interval_s = min(0.05, max(0.005, 1.0 / self.sim.trades_per_s))
-        while True:
-            self.step(self.clock())
-            await asyncio.sleep(interval_s)
-
     def step(self, now_ns: int) -> None:
         """Advance the market to ``now_ns``: fills, session expiry, heartbeats, L1 updates."""
         trades = self.sim.trades_due(now_ns)

@@ -26,9 +26,9 @@ slow-consumer policy, reconnects and ``close()`` are :mod:`venues.clients`'s.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -45,8 +45,8 @@ from tickpipe.common.errors import (
     VenueError,
 )
 from tickpipe.common.messages import Level
-from tickpipe.common.schema import Event, OrderIntent
-from tickpipe.common.tls import trust_ca_file, ws_ssl
+from tickpipe.common.schema import Event
+from tickpipe.common.tls import ws_ssl
 from tickpipe.venues.alpaca import wire
 from tickpipe.venues.alpaca.order_adapter import ORDERS, AlpacaOrders
 from tickpipe.venues.alpaca.orders import classify, order_body, order_result
@@ -57,13 +57,11 @@ from tickpipe.venues.alpaca.session import (
     Fail,
     Ready,
     Refused,
-    Send,
-    SendAuth,
     TradingSession,
     auth_message,
     channels_for,
     decode_frame,
-    encode_client,
+    encode_sends,
     upgrade_headers,
 )
 from tickpipe.venues.books import LocalBook
@@ -120,9 +118,7 @@ class AlpacaClient(VenueClient):
         request_timeout_s: float = 10.0,
         ca_file: str | None = None,
     ) -> None:
-        super().__init__(max_events=max_events, policy=policy, backoff=backoff)
-        if ca_file is not None:  # e.g. the mock's ca.pem: trusted on top of the system store
-            trust_ca_file(ca_file)
+        super().__init__(max_events, policy, backoff, clock, book_depth, ca_file)
         if not (api_key and api_secret):
             raise ConfigError("AlpacaClient needs api_key and api_secret (every stream needs them)")
         self.data_url = data_url.rstrip("/") + feed_path(feed)
@@ -133,8 +129,6 @@ class AlpacaClient(VenueClient):
             c for c in channels_for(feed) if c not in ("dailyBars", "statuses")
         )
         self.use_msgpack = use_msgpack
-        self.clock = clock
-        self.book_depth = book_depth
         self.symbols: list[str] = []
         self.books: dict[str, LocalBook] = {}
         self.refusals = 0  # non-fatal errors the venue reported (each logged)
@@ -198,13 +192,11 @@ class AlpacaClient(VenueClient):
     async def _act(self, ws: ClientConnection, actions: list[Action]) -> bool:
         """Carry out a session's actions; return whether one said the session is ready."""
         ready = False
+        auth = functools.partial(auth_message, self.api_key, self.api_secret)
+        for message in encode_sends(actions, auth, use_msgpack=self.use_msgpack):
+            await ws.send(message)
         for action in actions:
-            if isinstance(action, SendAuth):
-                message = auth_message(self.api_key, self.api_secret)
-                await ws.send(encode_client(message, use_msgpack=self.use_msgpack))
-            elif isinstance(action, Send):
-                await ws.send(encode_client(action.message, use_msgpack=self.use_msgpack))
-            elif isinstance(action, Ready):
+            if isinstance(action, Ready):
                 ready = True
             elif isinstance(action, Refused):
                 self.refusals += 1
@@ -294,21 +286,6 @@ class AlpacaClient(VenueClient):
             log.warning("skipping a malformed trade update", extra={"error": str(exc)})
 
     # -- trading -------------------------------------------------------------------------------
-    def _intent(self, symbol: str, client_order_id: str, **fields: Any) -> OrderIntent:
-        now = self.clock()
-        return OrderIntent(
-            client_order_id=client_order_id,
-            signal_id=client_order_id,
-            venue=self.venue,
-            symbol=symbol,
-            side=fields.get("side", ""),
-            order_type=fields.get("order_type", "MARKET"),
-            qty=fields.get("qty", "0"),
-            price=fields.get("price"),
-            ts_signal=now,
-            ts_intent=now,
-        )
-
     async def place_order(
         self,
         symbol: str,
@@ -327,12 +304,8 @@ class AlpacaClient(VenueClient):
         a timeout, a dropped connection or a repeated id is answered by looking that id up.
         Raises :class:`OrderRejected` when the venue refuses the order.
         """
-        order_type = order_type.upper()
-        if order_type == "LIMIT" and not price:
-            raise ConfigError("a LIMIT order needs a price")
-        client_id = client_order_id or f"tp-{uuid.uuid4().hex[:24]}"
-        intent = self._intent(
-            symbol, client_id, side=side.lower(), order_type=order_type, qty=qty, price=price
+        intent = self._order_intent(
+            symbol, client_order_id, side=side, qty=qty, order_type=order_type, price=price
         )
         body = order_body(intent)
         if time_in_force:
@@ -348,16 +321,11 @@ class AlpacaClient(VenueClient):
         try:
             return OrderState.from_result(self.venue, await self._retrying(post, "place"))
         except (AmbiguousOutcome, DuplicateOrder) as unclear:
-            unclear_id = {"client_order_id": client_id}
-            log.warning("order outcome unclear: looking it up", extra=unclear_id)
-            try:
-                return await self.order_status(symbol, client_id)
-            except OrderNotFound:
-                raise unclear from None
+            return await self._settle(unclear, intent)
 
     async def order_status(self, symbol: str, client_order_id: str) -> OrderState:
         """Look an order up by its client id; raise :class:`OrderNotFound` if the venue has none."""
-        intent = self._intent(symbol, client_order_id)
+        intent = self._order_intent(symbol, client_order_id)
         result = await self._retrying(lambda: self._orders.lookup(intent), "status")
         return OrderState.from_result(self.venue, result)
 
@@ -367,7 +335,7 @@ class AlpacaClient(VenueClient):
         Raises :class:`OrderNotFound` for an id the venue does not know, and
         :class:`OrderRejected` for an order that is no longer open.
         """
-        cancel = await self._orders.canceller(self._intent(symbol, client_order_id))
+        cancel = await self._orders.canceller(self._order_intent(symbol, client_order_id))
         return OrderState.from_result(self.venue, await self._retrying(cancel, "cancel"))
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderState]:

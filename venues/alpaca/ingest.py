@@ -20,7 +20,7 @@ from typing import Any
 
 from tickpipe.common.contract import MarkerEvent
 from tickpipe.common.errors import DecodeError
-from tickpipe.common.links import ConnectionTape, Item, Link, Step
+from tickpipe.common.links import ConnectionTape, Item, Link, Step, changed_symbols
 from tickpipe.common.names import Partition
 from tickpipe.common.settings import Settings
 from tickpipe.venues.alpaca.session import (
@@ -31,13 +31,11 @@ from tickpipe.venues.alpaca.session import (
     Fail,
     Ready,
     Refused,
-    Send,
-    SendAuth,
     TradingSession,
     auth_message,
     channels_for,
     decode_frame,
-    encode_client,
+    encode_sends,
     route_frame,
     upgrade_headers,
 )
@@ -51,14 +49,28 @@ __all__ = [
 log = logging.getLogger("tickpipe.ingestor")
 
 
-def _auth(settings: Settings, use_msgpack: bool) -> str | bytes:
-    message = auth_message(settings.alpaca_api_key.reveal(), settings.alpaca_api_secret.reveal())
-    return encode_client(message, use_msgpack=use_msgpack)
+class _Adapter:
+    """What both slots share: settings, link, frame encoding and the outboxes of live sessions."""
 
-
-class _Outboxes:
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings, link: Link) -> None:
+        self.settings = settings
+        self.link = link
+        self.url = link.url
+        self.use_msgpack = settings.alpaca_encoding == "msgpack"
         self._outboxes: set[asyncio.Queue[str | bytes]] = set()
+
+    def headers(self) -> dict[str, str]:
+        return upgrade_headers(self.settings.alpaca_encoding)
+
+    def sends(self, actions: list[Action]) -> list[str | bytes]:
+        """Encode the messages ``actions`` ask for (the key pair is revealed only here)."""
+        settings = self.settings
+
+        def auth() -> dict[str, str]:
+            key, secret = settings.alpaca_api_key.reveal(), settings.alpaca_api_secret.reveal()
+            return auth_message(key, secret)
+
+        return encode_sends(actions, auth, use_msgpack=self.use_msgpack)
 
     def outboxes(self) -> set[asyncio.Queue[str | bytes]]:
         return self._outboxes
@@ -69,7 +81,7 @@ class _Outboxes:
                 outbox.put_nowait(message)
 
 
-class AlpacaDataAdapter(_Outboxes):
+class AlpacaDataAdapter(_Adapter):
     """The market-data slot: one connection for the whole feed."""
 
     watch_liveness = True
@@ -79,18 +91,11 @@ class AlpacaDataAdapter(_Outboxes):
     verify_tls = True
 
     def __init__(self, settings: Settings, link: Link) -> None:
-        super().__init__()
-        self.settings = settings
-        self.link = link
-        self.url = link.url
-        self.use_msgpack = settings.alpaca_encoding == "msgpack"
+        super().__init__(settings, link)
         self.channels = channels_for(settings.alpaca_feed)
         self.symbols = list(settings.symbols)
         self.partitions = list(settings.partitions()) or [Partition(VENUE, 0)]
         self.current: _DataSessionShell | None = None
-
-    def headers(self) -> dict[str, str]:
-        return upgrade_headers(self.settings.alpaca_encoding)
 
     def new_session(self, conn: str) -> _DataSessionShell:
         self.current = _DataSessionShell(self, conn)
@@ -98,26 +103,9 @@ class AlpacaDataAdapter(_Outboxes):
 
     def change(self, action: str, symbols: list[str]) -> None:
         """Subscribe or unsubscribe ``symbols`` now and on every later session."""
-        if action == "subscribe":
-            self.symbols.extend(s for s in symbols if s not in self.symbols)
-        else:
-            self.symbols = [s for s in self.symbols if s not in symbols]
+        self.symbols = changed_symbols(self.symbols, action, symbols)
         if self.current is not None:
-            sends = _sends(
-                self.current.core.change(action, symbols), self.settings, self.use_msgpack
-            )
-            self.broadcast(sends)
-
-
-def _sends(actions: list[Action], settings: Settings, use_msgpack: bool) -> list[str | bytes]:
-    """Encode the messages ``actions`` ask for (the key pair is revealed only here)."""
-    out: list[str | bytes] = []
-    for action in actions:
-        if isinstance(action, SendAuth):
-            out.append(_auth(settings, use_msgpack))
-        elif isinstance(action, Send):
-            out.append(encode_client(action.message, use_msgpack=use_msgpack))
-    return out
+            self.broadcast(self.sends(self.current.core.change(action, symbols)))
 
 
 class _DataSessionShell:
@@ -191,7 +179,7 @@ class _DataSessionShell:
                 log.error(
                     "Alpaca reported error %s %s (the stream carries on)", action.code, action.text
                 )
-        step.send.extend(_sends(actions, settings, self.adapter.use_msgpack))
+        step.send.extend(self.adapter.sends(actions))
         return step
 
 
@@ -200,22 +188,12 @@ def _refused_marker(action: Refused) -> dict[str, object]:
     return {"event": event, "code": action.code, "error": f"{action.code} {action.text}"}
 
 
-class AlpacaTradingAdapter(_Outboxes):
+class AlpacaTradingAdapter(_Adapter):
     """The trading-stream slot: auth, listen to ``trade_updates``, record into private raw."""
 
     watch_liveness = False
     max_silence_s: float | None = None
     verify_tls = True
-
-    def __init__(self, settings: Settings, link: Link) -> None:
-        super().__init__()
-        self.settings = settings
-        self.link = link
-        self.url = link.url
-        self.use_msgpack = settings.alpaca_encoding == "msgpack"
-
-    def headers(self) -> dict[str, str]:
-        return upgrade_headers(self.settings.alpaca_encoding)
 
     def new_session(self, conn: str) -> _TradingSessionShell:
         return _TradingSessionShell(self, conn)
@@ -234,7 +212,7 @@ class _TradingSessionShell:
         return [(self.adapter.link.stream, self.tape.disconnect_marker(ts_recv, reason))]
 
     def opening(self) -> list[str | bytes]:
-        return _sends(self.core.opening(), self.adapter.settings, self.adapter.use_msgpack)
+        return self.adapter.sends(self.core.opening())
 
     def receive(self, message: str | bytes, ts_recv: int) -> Step:
         step = Step(items=[(self.adapter.link.stream, self.tape.frame(message, ts_recv))])
@@ -244,7 +222,7 @@ class _TradingSessionShell:
             log.warning("Alpaca trading frame not understood, kept as received: %s", exc)
             return step
         actions = self.core.receive(decoded)
-        step.send = _sends(actions, self.adapter.settings, self.adapter.use_msgpack)
+        step.send = self.adapter.sends(actions)
         for action in actions:
             if isinstance(action, Fail):
                 step.error = action.error

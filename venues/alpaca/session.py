@@ -21,7 +21,7 @@ spans or msgpack element bytes), so numbers keep their text and timestamps their
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,7 @@ __all__ = [
     "decode_frame",
     "element_spans",
     "encode_client",
+    "encode_sends",
     "listen_message",
     "plan_links",
     "route_frame",
@@ -164,6 +165,23 @@ class Fail:
 
 
 Action = SendAuth | Send | Ready | Refused | Fail
+
+
+def encode_sends(
+    actions: Iterable[Action], auth: Callable[[], Mapping[str, Any]], *, use_msgpack: bool
+) -> list[str | bytes]:
+    """Encode the messages ``actions`` ask for, in order.
+
+    ``auth`` builds the auth message when one is asked for, so the key pair is revealed in the
+    shell that holds it and never stored here.
+    """
+    out: list[str | bytes] = []
+    for action in actions:
+        if isinstance(action, SendAuth):
+            out.append(encode_client(auth(), use_msgpack=use_msgpack))
+        elif isinstance(action, Send):
+            out.append(encode_client(action.message, use_msgpack=use_msgpack))
+    return out
 
 
 def data_error(code: Any, text: str) -> Action:

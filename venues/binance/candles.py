@@ -17,6 +17,7 @@ from tickpipe.common.errors import DecodeError
 from tickpipe.common.messages import VenueBar
 from tickpipe.common.schema import Bar
 from tickpipe.common.units import MS
+from tickpipe.venues.binance.wire import decimal_text
 
 __all__ = ["INTERVALS", "decimal_field", "int_field", "parse_kline"]
 
@@ -29,16 +30,7 @@ INTERVALS = frozenset(
 
 def decimal_field(data: Mapping[str, Any], key: str, what: str, *, signed: bool = False) -> str:
     """Return ``data[key]``, a finite decimal string (non-negative unless ``signed``), as sent."""
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise DecodeError(f"{what} field {key!r} must be a decimal string, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise DecodeError(f"{what} field {key!r} is not a number: {value!r}") from None
-    if not (signed or number >= 0) or abs(number) == float("inf"):
-        raise DecodeError(f"{what} field {key!r} is out of range: {value!r}")
-    return value
+    return decimal_text(data.get(key), f"{what} field {key!r}", signed=signed)
 
 
 def int_field(data: Mapping[str, Any], key: str, what: str) -> int:

@@ -30,7 +30,6 @@ import contextlib
 import itertools
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,14 +43,13 @@ from tickpipe.common.errors import (
     ConfigError,
     DecodeError,
     DuplicateOrder,
-    OrderNotFound,
     RateLimited,
     VenueError,
 )
 from tickpipe.common.links import retry_after_from_header
 from tickpipe.common.messages import DepthDiff, DepthSnapshot
-from tickpipe.common.schema import Event, OrderIntent
-from tickpipe.common.tls import http_connector, trust_ca_file, ws_ssl
+from tickpipe.common.schema import Event
+from tickpipe.common.tls import http_connector, ws_ssl
 from tickpipe.common.units import MS
 from tickpipe.venues.binance.events import normalise
 from tickpipe.venues.binance.marketdata import REST_DEPTH, parse_rest
@@ -97,17 +95,13 @@ class BinanceClient(VenueClient):
         request_timeout_s: float = 10.0,
         ca_file: str | None = None,
     ) -> None:
-        super().__init__(max_events=max_events, policy=policy, backoff=backoff)
-        if ca_file is not None:  # e.g. the mock's ca.pem: trusted on top of the system store
-            trust_ca_file(ca_file)
+        super().__init__(max_events, policy, backoff, clock, book_depth, ca_file)
         self.ws_url = ws_url.rstrip("/")
         self.ws_api_url = ws_api_url
         self.rest_url = rest_url.rstrip("/")
         self.api_key = api_key or ""
         self.api_secret = api_secret or ""
         self.channels = channels
-        self.clock = clock
-        self.book_depth = book_depth
         self.recv_window_ms = recv_window_ms
         self.streams: list[str] = []
         self.books: dict[str, SequencedBook] = {}
@@ -309,23 +303,10 @@ class BinanceClient(VenueClient):
         keeps client ids unique among open orders only). Raises :class:`OrderRejected` when the
         venue refuses the order, :class:`AmbiguousOutcome` when the lookup cannot settle it.
         """
-        order_type = order_type.upper()
-        if order_type == "LIMIT" and not price:
-            raise ConfigError("a LIMIT order needs a price")
-        client_id = client_order_id or f"tp-{uuid.uuid4().hex[:24]}"
-        now = self.clock()
-        intent = OrderIntent(
-            client_order_id=client_id,
-            signal_id=client_id,
-            venue=self.venue,
-            symbol=symbol,
-            side=side.lower(),
-            order_type=order_type,
-            qty=qty,
-            price=price,
-            ts_signal=now,
-            ts_intent=now,
+        intent = self._order_intent(
+            symbol, client_order_id, side=side, qty=qty, order_type=order_type, price=price
         )
+        client_id = intent.client_order_id
 
         def send() -> Awaitable[dict[str, Any]]:
             params = place_params(
@@ -342,13 +323,7 @@ class BinanceClient(VenueClient):
             log.info("order id already placed: answering it", extra={"client_order_id": client_id})
             return await self.order_status(symbol, client_id)
         except AmbiguousOutcome as unclear:
-            log.warning(
-                "order outcome unclear: looking it up", extra={"client_order_id": client_id}
-            )
-            try:
-                return await self.order_status(symbol, client_id)
-            except OrderNotFound:
-                raise unclear from None
+            return await self._settle(unclear, intent)
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
         """Cancel an open order by its client id; raise :class:`OrderNotFound` if not open."""

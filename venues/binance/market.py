@@ -49,13 +49,15 @@ _GOOD_QTYS: set[str] = set()
 
 
 def _amount_ok(text: str, *, positive: bool) -> bool:
-    """Tell whether ``text`` is a finite, non-negative (or positive) decimal Decimal reads."""
+    """Tell whether ``text`` is a finite, non-negative (or positive) decimal Decimal reads
+    (without ``_``: :func:`venues.binance.wire.decimal_text` refuses it, as the venue never
+    writes one)."""
     try:
         number = float(text)
         decimal_of(text)
     except (ValueError, InvalidOperation):
         return False
-    return (number > 0 if positive else number >= 0) and number < _INF
+    return (number > 0 if positive else number >= 0) and number < _INF and "_" not in text
 
 
 def _remember(good: set[Any], value: Any) -> None:

@@ -19,6 +19,7 @@ from tickpipe.common.errors import DecodeError
 from tickpipe.common.messages import DepthDiff, DepthSnapshot, Trades
 from tickpipe.common.schema import Quote, Trade
 from tickpipe.common.units import MS
+from tickpipe.venues.binance.wire import decimal_text
 
 __all__ = [
     "REST_DEPTH",
@@ -33,20 +34,7 @@ __all__ = [
 
 REST_DEPTH = "depth_snapshot"
 REST_TRADES = "trades_backfill"
-_INF = float("inf")
-
-
-def _decimal(value: Any, what: str) -> str:
-    """Check a venue decimal string (finite, non-negative) and return it unchanged."""
-    if not isinstance(value, str):
-        raise DecodeError(f"{what} must be a decimal string, got {value!r}")
-    try:
-        number = float(value)  # far cheaper than Decimal; the text is kept as sent
-    except ValueError:
-        raise DecodeError(f"{what} is not a number: {value!r}") from None
-    if not 0 <= number < _INF or "_" in value:
-        raise DecodeError(f"{what} must be a finite, non-negative decimal: {value!r}")
-    return value
+_decimal = decimal_text  # a venue decimal string, checked and kept as sent
 
 
 def _int(data: Mapping[str, Any], key: str, what: str) -> int:

@@ -18,6 +18,7 @@ from tickpipe.common.schema import OrderUpdate, Trade
 from tickpipe.common.units import MS
 
 __all__ = [
+    "decimal_text",
     "hmac_signature",
     "is_reply",
     "parse_execution_report",
@@ -74,15 +75,24 @@ def _req(data: Mapping[str, Any], key: str, kind: str) -> Any:
         raise DecodeError(f"{kind} is missing field {key!r}") from None
 
 
-def _decimal_text(value: Any, what: str) -> str:
+_INF = float("inf")
+
+
+def decimal_text(value: Any, what: str, *, signed: bool = False) -> str:
+    """Return ``value``, a finite decimal string (non-negative unless ``signed``), as sent.
+
+    ``float`` checks it (far cheaper than ``Decimal``; the text is kept as sent); it also reads
+    ``1_000``, ``inf`` and ``nan``, which are no venue decimals and are refused here.
+    """
     if not isinstance(value, str):
         raise DecodeError(f"{what} must be a decimal string, got {value!r}")
     try:
         number = float(value)
     except ValueError:
         raise DecodeError(f"{what} is not a number: {value!r}") from None
-    if not number >= 0 or number == float("inf"):
-        raise DecodeError(f"{what} must be finite and non-negative: {value!r}")
+    if not (-_INF < number < _INF if signed else 0 <= number < _INF) or "_" in value:
+        kind = "a finite decimal" if signed else "a finite, non-negative decimal"
+        raise DecodeError(f"{what} must be {kind}: {value!r}")
     return value
 
 
@@ -90,8 +100,8 @@ def parse_trade(data: Mapping[str, Any], *, ts_recv: int, src: str = "") -> Trad
     """Convert a ``<symbol>@trade`` payload into a :class:`Trade`."""
     if not isinstance(data, Mapping) or data.get("e") != "trade":
         raise DecodeError("not a trade payload")
-    price = _decimal_text(_req(data, "p", "trade"), "trade price")
-    qty = _decimal_text(_req(data, "q", "trade"), "trade quantity")
+    price = decimal_text(_req(data, "p", "trade"), "trade price")
+    qty = decimal_text(_req(data, "q", "trade"), "trade quantity")
     if float(price) <= 0:
         raise DecodeError(f"trade price must be positive: {price!r}")
     trade_time = _req(data, "T", "trade")

@@ -26,14 +26,18 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tickpipe.common.backoff import Backoff
-from tickpipe.common.client_events import EventQueue, reconnect_delay
+from tickpipe.common.client_events import (
+    ClientContext,
+    EventQueue,
+    read_forever,
+    reconnect_delay,
+)
 from tickpipe.common.errors import AuthError, DecodeError
 from tickpipe.common.l1 import merge_l1
 from tickpipe.common.links import decoded_object
@@ -54,10 +58,10 @@ from tickpipe.venues.ibkr.wire import order_update, parse_smd
 
 __all__ = ["IbkrClient"]
 
-log = logging.getLogger("tickpipe.ingestor.client")
+log = logging.getLogger("tickpipe.client")
 
 
-class IbkrClient:
+class IbkrClient(ClientContext):
     """A self-healing IBKR gateway connection that yields normalised events."""
 
     def __init__(
@@ -87,15 +91,6 @@ class IbkrClient:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._authenticated = asyncio.Event()
-
-    async def __aenter__(self) -> IbkrClient:
-        await self.connect_to_websocket()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     # -- connecting ----------------------------------------------------------------------------
     async def connect_to_websocket(self) -> None:
@@ -188,29 +183,23 @@ class IbkrClient:
         return self._events.events(callback)
 
     async def _read_forever(self) -> None:
-        while not self._closed:
-            opened: float | None = None
-            try:
-                if self._ws is None:
-                    self._ws = await self._open()
-                opened = time.monotonic()
-                async for frame in self._ws:
-                    await self._take(frame)
-                raise ConnectionError(f"closed by the gateway: code {self._ws.close_code}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._closed:
-                    return
-                try:
-                    delay = self.handle_websocket_error(exc)
-                except Exception as fatal:
-                    self._events.end(fatal)
-                    return
-                if opened is not None:
-                    self.backoff.connection_ended(time.monotonic() - opened)
-                self._ws = None
-                await asyncio.sleep(delay)
+        async def reopen() -> ClientConnection:
+            self._ws = await self._open()
+            return self._ws
+
+        def dropped() -> None:
+            self._ws = None
+
+        await read_forever(
+            lambda: self._ws,
+            reopen,
+            self._take,
+            closed=lambda: self._closed,
+            verdict=self.handle_websocket_error,
+            backoff=self.backoff,
+            dropped=dropped,
+            fail=self._events.end,
+        )
 
     async def _take(self, frame: str | bytes) -> None:
         now = self.clock()
@@ -255,7 +244,7 @@ class IbkrClient:
         penalty; anything else a connection can suffer backs off (capped, jittered).
         """
         self.errors += 1
-        return reconnect_delay(error, self.backoff)
+        return reconnect_delay(error, self.backoff, "ibkr")
 
     async def close(self) -> None:
         """Close the socket and end :meth:`process_incoming_data`."""

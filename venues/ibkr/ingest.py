@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from tickpipe.common.errors import VenueError
-from tickpipe.common.links import ConnectionTape, Item, Link, Step, decoded_object
+from tickpipe.common.links import ConnectionTape, Item, Link, Step, changed_symbols, decoded_object
 from tickpipe.common.names import Partition, shard_for
 from tickpipe.common.settings import Settings
 from tickpipe.venues.ibkr.rest import IbkrRest, rest_from_settings
@@ -134,10 +134,7 @@ class IbkrAdapter:
 
     def change(self, action: str, symbols: list[str]) -> None:
         """Subscribe or unsubscribe ``symbols`` now and on every later session."""
-        if action == "subscribe":
-            self.symbols.extend(s for s in symbols if s not in self.symbols)
-        else:
-            self.symbols = [s for s in self.symbols if s not in symbols]
+        self.symbols = changed_symbols(self.symbols, action, symbols)
         self._spawn(self._change(action, symbols))
 
     async def _change(self, action: str, symbols: list[str]) -> None:
