@@ -158,7 +158,9 @@ class TraderCore:
         #: ``cOID``): an intent it has no order of may then be placed, it cannot become two.
         self.unique_client_ids = False
         #: Intents this run placed again after the venue said it never got them (at most once).
-        self.placed_again: set[str] = set()
+        #: client order id -> when it was placed again (ns): "no such order" soon after is no
+        #: proof yet.
+        self.placed_again: dict[str, int] = {}
         #: Client order ids with a request under way here (reconciliation leaves them alone).
         self.inflight: set[str] = set()
         self.kill_switch = False
@@ -364,12 +366,13 @@ class TraderCore:
         """
         if isinstance(answer, OrderNotFound):
             if source != "cancel" and self._may_place_again(intent, now_ns):
-                self.placed_again.add(intent.client_order_id)
+                self.placed_again[intent.client_order_id] = now_ns
                 self._count("placed_again")
                 reason = f"the venue never got the decision ({answer}): placing it now, once"
                 extra = {"reason": reason, "source": source}
                 return [act.Record(intent, OrderEvent.PLACED_AGAIN, extra), act.Send(intent)]
-            late_ms = intent.ts_intent // MS + self.recv_window_ms + SKEW_MARGIN_MS
+            sent_ns = max(intent.ts_intent, self.placed_again.get(intent.client_order_id, 0))
+            late_ms = sent_ns // MS + self.recv_window_ms + SKEW_MARGIN_MS
             now_ms = now_ns // MS
             if now_ms >= late_ms:
                 reason = f"the venue has no such order: {answer}"

@@ -25,9 +25,10 @@ from tickpipe.common.errors import (
 )
 from tickpipe.common.schema import OrderIntent, RawFrame, Signal
 from tickpipe.common.settings import Settings
-from tickpipe.common.units import client_order_id_for
+from tickpipe.common.units import MS, client_order_id_for
 from tickpipe.trader import actions as act
 from tickpipe.trader.core import (
+    SKEW_MARGIN_MS,
     OrderState,
     OrderTracker,
     RiskLimits,
@@ -605,8 +606,13 @@ def test_a_decision_the_venue_never_got_is_placed_once_while_it_is_still_valid()
         act.Send(INTENT),
     ]
     assert core.counts["placed_again"] == 1
-    # Once: the same answer after that settles it as it always did.
-    again = core.on_lookup(INTENT, missing, now_ns=at, source="ambiguous", failures=0)
+    # The same answer while the new order may still be on its way (within the receive window
+    # after placing it again) waits: settling it now would dead-letter an order being placed.
+    soon = core.on_lookup(INTENT, missing, now_ns=at + S, source="ambiguous", failures=0)
+    assert [type(a) for a in soon] == [act.Retry] and "not_executed" not in core.counts
+    # Once: past that window, the same answer settles it as it always did.
+    late = at + 5 * S + SKEW_MARGIN_MS * MS + 1
+    again = core.on_lookup(INTENT, missing, now_ns=late, source="ambiguous", failures=0)
     assert [type(a) for a in again] == [act.Record, act.DeadLetter]
     assert isinstance(again[0], act.Record) and again[0].event == "not_found"
     assert core.counts["placed_again"] == 1 and core.counts["not_executed"] == 1
