@@ -14,14 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Required, TypedDict, Unpack
 
-from tickpipe.common.errors import (
-    AmbiguousOutcome,
-    AuthError,
-    DuplicateOrder,
-    OrderNotFound,
-    OrderRejected,
-    RateLimited,
-)
+from tickpipe.common.errors import AmbiguousOutcome, OrderRejected, venue_refusal
 from tickpipe.common.order_spec import order_problem
 from tickpipe.common.schema import OrderIntent
 from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
@@ -221,19 +214,17 @@ def result_of(response: Mapping[str, Any], *, now_ms: int | None = None) -> dict
     code = code if isinstance(code, int) else None
     msg = str(error.get("msg", ""))
     text = f"{msg} (code {code}, status {status})"
-    if status == 401 or code in _AUTH_CODES:
-        raise AuthError(text, code=code, status=status)
-    if status in (429, 418) or code in _RATE_CODES:
-        raise RateLimited(
-            text, retry_after_s=_retry_after_s(error, now_ms), code=code, status=status
-        )
-    if status >= 500 or code in _UNKNOWN_OUTCOME_CODES:
-        raise AmbiguousOutcome(text, code=code, status=status)
-    if code == _DUPLICATE_CODE and "duplicate" in msg.lower():
-        raise DuplicateOrder(text, code=code, status=status)
-    if code in (_NO_SUCH_ORDER_CODE, _UNKNOWN_ORDER_CODE):
-        raise OrderNotFound(text, code=code, status=status)
-    raise OrderRejected(text, code=code, status=status)
+    rate_limited = status in (429, 418) or code in _RATE_CODES
+    raise venue_refusal(
+        text,
+        code=code,
+        status=status,
+        auth=status == 401 or code in _AUTH_CODES,
+        retry_after_s=_retry_after_s(error, now_ms) if rate_limited else None,
+        ambiguous=status >= 500 or code in _UNKNOWN_OUTCOME_CODES,
+        duplicate=code == _DUPLICATE_CODE and "duplicate" in msg.lower(),
+        not_found=code in (_NO_SUCH_ORDER_CODE, _UNKNOWN_ORDER_CODE),
+    )
 
 
 def list_result_of(response: Mapping[str, Any], *, now_ms: int | None = None) -> list[Any]:
