@@ -44,7 +44,6 @@ from tickpipe.common.errors import (
     OrderRejected,
     VenueError,
 )
-from tickpipe.common.messages import Level
 from tickpipe.common.schema import Event
 from tickpipe.common.tls import ws_ssl
 from tickpipe.venues.alpaca import wire
@@ -78,18 +77,6 @@ HANDSHAKE_S = 10.0
 def feed_path(feed: str) -> str:
     """Return the stream path of ``feed``: ``iex``, ``sip``, ``test`` or ``crypto``."""
     return "/v1beta3/crypto/us" if feed == "crypto" else f"/v2/{feed}"
-
-
-def _levels(value: Any, what: str) -> tuple[Level, ...]:
-    if not isinstance(value, list):
-        raise DecodeError(f"orderbook {what} must be a list")
-    out = []
-    for level in value:
-        if not isinstance(level, Mapping):
-            raise DecodeError(f"orderbook {what} level must be an object")
-        price = wire.decimal_text(level.get("p"), f"orderbook {what} price")
-        out.append((price, wire.decimal_text(level.get("s"), f"orderbook {what} size")))
-    return tuple(out)
 
 
 class AlpacaClient(VenueClient):
@@ -257,7 +244,8 @@ class AlpacaClient(VenueClient):
 
     def _book(self, message: Mapping[str, Any], ts_recv: int) -> BookUpdate | None:
         symbol = str(message.get("S", ""))
-        bids, asks = _levels(message.get("b"), "bid"), _levels(message.get("a"), "ask")
+        bids = wire.book_levels(message.get("b"), "bids")
+        asks = wire.book_levels(message.get("a"), "asks")
         reset = bool(message.get("r"))
         book = self.books.get(symbol)
         if reset:
