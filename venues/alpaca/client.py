@@ -47,8 +47,7 @@ from tickpipe.common.errors import (
 from tickpipe.common.schema import Event
 from tickpipe.common.tls import ws_ssl
 from tickpipe.venues.alpaca import wire
-from tickpipe.venues.alpaca.order_adapter import ORDERS, AlpacaOrders
-from tickpipe.venues.alpaca.orders import classify, order_body, order_result
+from tickpipe.venues.alpaca.order_adapter import AlpacaOrders
 from tickpipe.venues.alpaca.rest import AlpacaRest
 from tickpipe.venues.alpaca.session import (
     Action,
@@ -295,17 +294,7 @@ class AlpacaClient(VenueClient):
         intent = self._order_intent(
             symbol, client_order_id, side=side, qty=qty, order_type=order_type, price=price
         )
-        body = order_body(intent)
-        if time_in_force:
-            body["time_in_force"] = time_in_force.lower()
-
-        async def post() -> dict[str, Any]:
-            answer = await self._rest.request("POST", ORDERS, body=body)
-            found = classify(answer.status, answer.body, answer.headers, now_s=self.clock() / 1e9)
-            if not isinstance(found, dict):
-                raise AmbiguousOutcome("POST /v2/orders: the answer holds no order")
-            return order_result(found)
-
+        post = self._orders.placer(intent, time_in_force=time_in_force)
         try:
             return OrderState.from_result(self.venue, await self._retrying(post, "place"))
         except (AmbiguousOutcome, DuplicateOrder) as unclear:
