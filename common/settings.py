@@ -22,13 +22,14 @@ import socket
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 from dotenv.parser import Binding, parse_stream
 
+from tickpipe.common.decimals import finite_decimal
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.names import Keys, Partition, partitions_for
 
@@ -310,11 +311,10 @@ def _positive_float(text: str) -> float:
 
 
 def _decimal(text: str) -> str:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not value.is_finite() or value < 0:
+    value = finite_decimal(text)
+    if value is None:
+        raise ValueError(f"{text!r} is not a number: give a finite, non-negative decimal")
+    if value < 0:
         raise ValueError(f"{text!r} must be a finite, non-negative number")
     return text.strip()
 

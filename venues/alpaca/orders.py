@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from tickpipe.common.decimals import finite_decimal
 from tickpipe.common.errors import venue_refusal
 from tickpipe.common.order_spec import order_problem
 from tickpipe.common.schema import OrderIntent
@@ -174,11 +175,7 @@ def rfc3339_ms(text: Any) -> int:
 def _decimal(value: Any) -> Decimal | None:
     if value is None or isinstance(value, bool):
         return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
+    return finite_decimal(str(value))
 
 
 def order_result(order: Mapping[str, Any]) -> dict[str, Any]:
