@@ -3,13 +3,15 @@
 A partition's trades repeat the same few prices and quantities; the bar builder, the strategies
 and the trade validation all need them as :class:`~decimal.Decimal`. ``Decimal`` values are
 immutable, so handing out the same object for the same text changes nothing but the cost.
+:func:`finite_decimal` is the one lenient reading: a finite number, or ``None``.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
-__all__ = ["MAX_CACHED", "decimal_of"]
+__all__ = ["MAX_CACHED", "decimal_of", "finite_decimal"]
 
 #: The cache is emptied when it holds this many texts (a bound, not a working-set guess).
 MAX_CACHED = 4096
@@ -26,3 +28,15 @@ def decimal_of(text: str) -> Decimal:
             _cache.clear()
         _cache[text] = value
     return value
+
+
+def finite_decimal(text: Any) -> Decimal | None:
+    """Return the finite ``Decimal`` of ``text`` (a string, an int or a Decimal); ``None`` when
+    it is missing, unreadable, infinite or NaN."""
+    if text is None or isinstance(text, bool):
+        return None
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, TypeError, ValueError):
+        return None
+    return value if value.is_finite() else None

@@ -17,7 +17,9 @@
         └── OrderNotFound      the venue has no (open) order with this client order id
 
 Outside exceptions (redis-py, websockets, aiohttp) are translated into these at one boundary per
-dependency, so callers only ever catch ``TickpipeError`` subclasses.
+dependency, so callers only ever catch ``TickpipeError`` subclasses. :func:`venue_refusal` is
+the one order in which every venue's refusal is read: each venue module only says which of its
+codes, statuses and messages mean what.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "TickpipeError",
     "VenueError",
     "VenueUnavailable",
+    "venue_refusal",
 ]
 
 
@@ -105,3 +108,35 @@ class DuplicateOrder(VenueError):
 
 class OrderNotFound(VenueError):
     """The venue has no (open) order with this client order id (``-2013``, 404)."""
+
+
+def venue_refusal(
+    text: str,
+    *,
+    code: int | None = None,
+    status: int | None = None,
+    auth: bool = False,
+    retry_after_s: float | None = None,
+    ambiguous: bool = False,
+    duplicate: bool = False,
+    not_found: bool = False,
+    otherwise: type[OrderRejected] = OrderRejected,
+) -> VenueError:
+    """Return the error a venue's refusal means, read in the same order for every venue.
+
+    A bad key or signature (``auth``) wins, then a rate limit (``retry_after_s`` is not ``None``),
+    then an outcome that may have happened (``ambiguous``: 5xx, a timeout code), then an order
+    that already exists (``duplicate``), then an unknown order (``not_found``); any other refusal
+    is ``otherwise`` (:class:`OrderRejected` or a venue's subclass of it), final.
+    """
+    if auth:
+        return AuthError(text, code=code, status=status)
+    if retry_after_s is not None:
+        return RateLimited(text, retry_after_s=retry_after_s, code=code, status=status)
+    if ambiguous:
+        return AmbiguousOutcome(text, code=code, status=status)
+    if duplicate:
+        return DuplicateOrder(text, code=code, status=status)
+    if not_found:
+        return OrderNotFound(text, code=code, status=status)
+    return otherwise(text, code=code, status=status)

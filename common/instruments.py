@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
+from tickpipe.common.decimals import finite_decimal
+
 __all__ = ["Accepted", "InstrumentFilters", "Refused", "apply_filters", "filters_of_fields"]
 
 
@@ -97,13 +99,8 @@ class Refused:
 
 def _rule(text: str) -> Decimal | None:
     """A rule's value, ``None`` when the venue sets none (empty, or ``0`` as Binance writes)."""
-    if not text:
-        return None
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        return None
-    return value if value.is_finite() and value > 0 else None
+    value = finite_decimal(text) if text else None
+    return value if value is not None and value > 0 else None
 
 
 def _text(value: Decimal) -> str:

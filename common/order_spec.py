@@ -12,7 +12,7 @@ cannot do (``order_refusal`` of :mod:`venues.binance.orders`, :mod:`venues.alpac
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from tickpipe.common.decimals import finite_decimal
 
 __all__ = [
     "FOK",
@@ -35,11 +35,8 @@ TIMES_IN_FORCE = (GTC, IOC, FOK)
 
 
 def _positive(text: str) -> bool:
-    try:
-        value = Decimal(text)
-    except (InvalidOperation, ValueError):
-        return False
-    return value.is_finite() and value > 0
+    value = finite_decimal(text)
+    return value is not None and value > 0
 
 
 def order_problem(order_type: str, time_in_force: str, post_only: bool, price: str) -> str | None:

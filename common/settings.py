@@ -20,15 +20,16 @@ import os
 import re
 import socket
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 from dotenv.parser import Binding, parse_stream
 
+from tickpipe.common.decimals import finite_decimal
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.names import Keys, Partition, partitions_for
 
@@ -244,20 +245,62 @@ def _venues(text: str) -> tuple[str, ...]:
     return out
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
+def _int_in(minimum: int, maximum: int | None, wording: str) -> Callable[[str], int]:
+    """An integer from ``minimum`` (to ``maximum``); else ``must be <wording>``."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ValueError(f"must be {wording}")
+        return value
+
+    return parse
 
 
-def _on_off(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected on or off, got {text!r}")
+_positive_int = _int_in(1, None, "a positive integer")
+_non_negative_int = _int_in(0, None, "a non-negative integer")
+_lease_ms = _int_in(300, None, "at least 300 (milliseconds)")
+
+
+def _port(minimum: int) -> Callable[[str], int]:
+    return _int_in(minimum, 65535, f"a port number from {minimum} to 65535")
+
+
+def _one_of(*choices: str, case: Callable[[str], str] | None = None) -> Callable[[str], str]:
+    """One of ``choices`` (the value stripped, then ``case``-folded if given)."""
+    wording = f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+    def parse(text: str) -> str:
+        value = case(text.strip()) if case else text.strip()
+        if value not in choices:
+            raise ValueError(f"must be {wording}")
+        return value
+
+    return parse
+
+
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off")
+
+
+def _switch(*, empty: bool | None) -> Callable[[str], bool]:
+    """1/0, true/false, yes/no or on/off; an empty value means ``empty`` (``None``: refused)."""
+
+    def parse(text: str) -> bool:
+        word = text.strip().lower()
+        if word in _ON:
+            return True
+        if word in _OFF:
+            return False
+        if not word and empty is not None:
+            return empty
+        raise ValueError(f"must be 1/0, true/false, yes/no or on/off, got {text!r}")
+
+    return parse
+
+
+_on_off = _switch(empty=False)
+_yes_no = _switch(empty=None)
 
 
 def _positive_float(text: str) -> float:
@@ -268,11 +311,10 @@ def _positive_float(text: str) -> float:
 
 
 def _decimal(text: str) -> str:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not value.is_finite() or value < 0:
+    value = finite_decimal(text)
+    if value is None:
+        raise ValueError(f"{text!r} is not a number: give a finite, non-negative decimal")
+    if value < 0:
         raise ValueError(f"{text!r} must be a finite, non-negative number")
     return text.strip()
 
@@ -342,11 +384,7 @@ def _redis_url(text: str) -> str:
     return text.rstrip("/")
 
 
-def _level(text: str) -> str:
-    level = text.upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
-    return level
+_level = _one_of("DEBUG", "INFO", "WARNING", "ERROR", case=str.upper)
 
 
 def _namespace(text: str) -> str:
@@ -358,28 +396,7 @@ def _str(text: str) -> str:
     return text
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must be a non-negative integer")
-    return value
-
-
-def _port(minimum: int):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> int:
-        value = int(text)
-        if not minimum <= value <= 65535:
-            raise ValueError(f"must be a port number from {minimum} to 65535")
-        return value
-
-    return parse
-
-
-def _empty_bars(text: str) -> str:
-    policy = text.strip().lower()
-    if policy not in {"skip", "carry"}:
-        raise ValueError("must be skip or carry")
-    return policy
+_empty_bars = _one_of("skip", "carry", case=str.lower)
 
 
 def _retention(text: str) -> tuple[tuple[str, int], ...]:
@@ -411,18 +428,8 @@ def _strategy_names(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _key_type(text: str) -> str:
-    value = text.strip().lower()
-    if value not in {"hmac", "ed25519"}:
-        raise ValueError("must be hmac or ed25519")
-    return value
-
-
-def _order_type(text: str) -> str:
-    value = text.strip().upper()
-    if value not in {"MARKET", "LIMIT"}:
-        raise ValueError("must be MARKET or LIMIT")
-    return value
+_key_type = _one_of("hmac", "ed25519", case=str.lower)
+_order_type = _one_of("MARKET", "LIMIT", case=str.upper)
 
 
 CHANNEL_NAMES = ("trade", "aggTrade", "bookTicker", "depth@100ms", "kline_1m", "ticker")
@@ -436,23 +443,13 @@ def _channels(text: str) -> tuple[str, ...]:
     return names
 
 
-def _lease_ms(text: str) -> int:
-    value = int(text)
-    if value < 300:
-        raise ValueError("must be at least 300 (milliseconds)")
-    return value
-
-
 #: Alpaca market-data feeds and their stream paths.
 ALPACA_FEEDS = {
     "iex": "/v2/iex", "sip": "/v2/sip", "test": "/v2/test", "crypto": "/v1beta3/crypto/us",
 }  # fmt: skip
 
 
-def _alpaca_feed(text: str) -> str:
-    if text not in ALPACA_FEEDS:
-        raise ValueError(f"must be one of {', '.join(ALPACA_FEEDS)}")
-    return text
+_alpaca_feed = _one_of(*ALPACA_FEEDS)
 
 
 def _question_ids(text: str) -> tuple[str, ...]:
@@ -463,19 +460,7 @@ def _question_ids(text: str) -> tuple[str, ...]:
     return ids
 
 
-def _yes_no(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("must be 1/0, true/false, yes/no or on/off")
-
-
-def _alpaca_encoding(text: str) -> str:
-    if text not in ("json", "msgpack"):
-        raise ValueError("must be json or msgpack")
-    return text
+_alpaca_encoding = _one_of("json", "msgpack")
 
 
 KNOWN_KEYS: dict[str, tuple[str, object]] = {

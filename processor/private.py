@@ -25,13 +25,13 @@ import dataclasses
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import msgpack
+from typing import Any
 
 from tickpipe.common.contract import RawKind
 from tickpipe.common.errors import ConfigError, DecodeError
 from tickpipe.common.messages import Balance
 from tickpipe.common.schema import OrderUpdate, RawFrame
+from tickpipe.processor import checkpoint
 from tickpipe.processor.entries import BadEntry, DeadLetter, fold_entries
 from tickpipe.venues.registry import venue
 
@@ -88,25 +88,21 @@ class VenueState:
 
     def to_bytes(self) -> bytes:
         """Serialise the state with msgpack (the checkpoint)."""
-        data = {
-            "v": CHECKPOINT_VERSION,
-            "venue": self.venue,
-            "last_entry_id": self.last_entry_id,
-            "counters": self.counters,
-            "executions": list(self.executions),
-        }
-        out: bytes = msgpack.packb(data, use_bin_type=True)
-        return out
+        return checkpoint.dump(
+            CHECKPOINT_VERSION,
+            {
+                "venue": self.venue,
+                "last_entry_id": self.last_entry_id,
+                "counters": self.counters,
+                "executions": list(self.executions),
+            },
+        )
 
     @classmethod
     def from_bytes(cls, blob: bytes, venue: str) -> VenueState:
         """Rebuild a state saved by :meth:`to_bytes`."""
-        try:
-            data = msgpack.unpackb(blob, raw=False)
-            if not isinstance(data, dict) or data.get("v") != CHECKPOINT_VERSION:
-                raise DecodeError("private checkpoint has an unknown version")
-            if data["venue"] != venue:
-                raise DecodeError(f"checkpoint belongs to {data['venue']!r}, not {venue!r}")
+
+        def read(data: dict[Any, Any]) -> VenueState:
             state = cls(venue)
             state.last_entry_id = str(data["last_entry_id"])
             state.counters.update({str(k): int(v) for k, v in data["counters"].items()})
@@ -114,11 +110,16 @@ class VenueState:
                 i if isinstance(i, str) else int(i) for i in data["executions"]
             )
             state._executions = set(state.executions)
-        except DecodeError:
-            raise
-        except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
-            raise DecodeError(f"private checkpoint is malformed: {exc!r}") from exc
-        return state
+            return state
+
+        return checkpoint.load(
+            blob,
+            read,
+            what="private checkpoint",
+            versions=(CHECKPOINT_VERSION,),
+            owner_key="venue",
+            owner=venue,
+        )
 
 
 def _classify(

@@ -17,10 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import msgpack
-
-from tickpipe.common.errors import DecodeError
 from tickpipe.common.settings import Settings
+from tickpipe.processor import checkpoint
 from tickpipe.processor.bars import BarBuilder
 from tickpipe.processor.books import BOOK_COUNTERS, BookKeeper
 from tickpipe.processor.holes import Holes
@@ -180,7 +178,6 @@ class PartitionState:
     def to_bytes(self) -> bytes:
         """Serialise the state with msgpack (the checkpoint)."""
         data = {
-            "v": CHECKPOINT_VERSION,
             "partition": self.partition,
             "venue": self.venue,
             "last_entry_id": self.last_entry_id,
@@ -198,8 +195,7 @@ class PartitionState:
             "strategy_clock": self.strategy_clock,
             "own": self.own.to_state(),
         }
-        out: bytes = msgpack.packb(data, use_bin_type=True)
-        return out
+        return checkpoint.dump(CHECKPOINT_VERSION, data)
 
     @classmethod
     def from_bytes(
@@ -211,12 +207,8 @@ class PartitionState:
         **kwargs: Any,
     ) -> PartitionState:
         """Rebuild a state saved by :meth:`to_bytes`; strategies get their saved state back."""
-        try:
-            data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
-            if not isinstance(data, dict) or data.get("v") not in (1, 2, CHECKPOINT_VERSION):
-                raise DecodeError("checkpoint has an unknown version")
-            if data["partition"] != partition:
-                raise DecodeError(f"checkpoint belongs to {data['partition']!r}, not {partition!r}")
+
+        def read(data: dict[Any, Any]) -> PartitionState:
             state = cls(partition, venue, strategies, **kwargs)
             state.last_entry_id = str(data["last_entry_id"])
             if data["v"] == 1:  # before quotes and backfills: only the highest trade ids
@@ -243,9 +235,15 @@ class PartitionState:
             state.strategy_timers = {str(k): int(v) for k, v in timers.items()}
             state.strategy_clock = int(data.get("strategy_clock", 0))
             state.own.load_state(data.get("own"))
-        except DecodeError:
-            raise
-        except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
-            raise DecodeError(f"checkpoint is malformed: {exc!r}") from exc
+            return state
+
+        state = checkpoint.load(
+            blob,
+            read,
+            what="checkpoint",
+            versions=(1, 2, CHECKPOINT_VERSION),
+            owner_key="partition",
+            owner=partition,
+        )
         state.check_watermark = True
         return state

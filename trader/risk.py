@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
+from tickpipe.common.decimals import finite_decimal
 from tickpipe.common.schema import Signal
 
 __all__ = [
@@ -28,13 +29,7 @@ NS_PER_S = 1_000_000_000
 
 def to_decimal(text: str | None) -> Decimal | None:
     """Parse a finite decimal, or return ``None``."""
-    if text is None:
-        return None
-    try:
-        value = Decimal(text)
-    except (InvalidOperation, ValueError):
-        return None
-    return value if value.is_finite() else None
+    return finite_decimal(text)
 
 
 @dataclass(frozen=True, slots=True)

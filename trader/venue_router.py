@@ -100,6 +100,14 @@ async def _no_lease() -> None:
     return None
 
 
+async def _answer_of(request: Request) -> dict[str, Any] | Exception:
+    """The request's answer, or the error it raised: the core decides what each error means."""
+    try:
+        return await request()
+    except Exception as exc:
+        return exc
+
+
 class InFlight:
     """The core's client order ids with a request under way; a caller may wait for one to end."""
 
@@ -251,11 +259,7 @@ class VenueRouter:
         while True:
             await self._leave(f"order {intent.client_order_id}")
             sent_ns = self.clock()
-            answer: dict[str, Any] | Exception
-            try:
-                answer = await place()
-            except Exception as exc:  # the core decides what each error means
-                answer = exc
+            answer = await _answer_of(place)
             actions = self.core.on_answer(intent, answer, sent_ns=sent_ns, ts_event=ts_event)
             if isinstance(actions[0], act.Retry):
                 log.warning("order not placed; trying again", extra={"error": str(answer)})
@@ -277,11 +281,7 @@ class VenueRouter:
         backoff = Backoff(base_s=self.retry_base_s, cap_s=2.0)
         failures = 0
         while True:
-            answer: dict[str, Any] | Exception
-            try:
-                answer = await self.orders.lookup(intent)
-            except Exception as exc:  # the core decides what each error means
-                answer = exc
+            answer = await _answer_of(lambda: self.orders.lookup(intent))
             actions = self.core.on_lookup(
                 intent, answer, now_ns=self.clock(), source=source, failures=failures
             )
@@ -315,11 +315,7 @@ class VenueRouter:
         backoff = Backoff(base_s=self.retry_base_s, cap_s=5.0)
         for _ in range(self.core.status_attempts):
             await self._leave(f"cancel of {intent.client_order_id}")
-            answer: dict[str, Any] | Exception
-            try:
-                answer = await request()
-            except Exception as exc:  # the core decides what each error means
-                answer = exc
+            answer = await _answer_of(request)
             actions = self.core.on_cancel_answer(intent, answer, unclear=self.orders.cancel_unclear)
             if isinstance(actions[0], act.Retry):
                 await self._pause(actions[0], backoff)

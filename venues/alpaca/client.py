@@ -44,12 +44,10 @@ from tickpipe.common.errors import (
     OrderRejected,
     VenueError,
 )
-from tickpipe.common.messages import Level
 from tickpipe.common.schema import Event
 from tickpipe.common.tls import ws_ssl
 from tickpipe.venues.alpaca import wire
-from tickpipe.venues.alpaca.order_adapter import ORDERS, AlpacaOrders
-from tickpipe.venues.alpaca.orders import classify, order_body, order_result
+from tickpipe.venues.alpaca.order_adapter import AlpacaOrders
 from tickpipe.venues.alpaca.rest import AlpacaRest
 from tickpipe.venues.alpaca.session import (
     Action,
@@ -78,18 +76,6 @@ HANDSHAKE_S = 10.0
 def feed_path(feed: str) -> str:
     """Return the stream path of ``feed``: ``iex``, ``sip``, ``test`` or ``crypto``."""
     return "/v1beta3/crypto/us" if feed == "crypto" else f"/v2/{feed}"
-
-
-def _levels(value: Any, what: str) -> tuple[Level, ...]:
-    if not isinstance(value, list):
-        raise DecodeError(f"orderbook {what} must be a list")
-    out = []
-    for level in value:
-        if not isinstance(level, Mapping):
-            raise DecodeError(f"orderbook {what} level must be an object")
-        price = wire.decimal_text(level.get("p"), f"orderbook {what} price")
-        out.append((price, wire.decimal_text(level.get("s"), f"orderbook {what} size")))
-    return tuple(out)
 
 
 class AlpacaClient(VenueClient):
@@ -257,7 +243,8 @@ class AlpacaClient(VenueClient):
 
     def _book(self, message: Mapping[str, Any], ts_recv: int) -> BookUpdate | None:
         symbol = str(message.get("S", ""))
-        bids, asks = _levels(message.get("b"), "bid"), _levels(message.get("a"), "ask")
+        bids = wire.book_levels(message.get("b"), "bids")
+        asks = wire.book_levels(message.get("a"), "asks")
         reset = bool(message.get("r"))
         book = self.books.get(symbol)
         if reset:
@@ -307,17 +294,7 @@ class AlpacaClient(VenueClient):
         intent = self._order_intent(
             symbol, client_order_id, side=side, qty=qty, order_type=order_type, price=price
         )
-        body = order_body(intent)
-        if time_in_force:
-            body["time_in_force"] = time_in_force.lower()
-
-        async def post() -> dict[str, Any]:
-            answer = await self._rest.request("POST", ORDERS, body=body)
-            found = classify(answer.status, answer.body, answer.headers, now_s=self.clock() / 1e9)
-            if not isinstance(found, dict):
-                raise AmbiguousOutcome("POST /v2/orders: the answer holds no order")
-            return order_result(found)
-
+        post = self._orders.placer(intent, time_in_force=time_in_force)
         try:
             return OrderState.from_result(self.venue, await self._retrying(post, "place"))
         except (AmbiguousOutcome, DuplicateOrder) as unclear:

@@ -114,29 +114,14 @@ def _status(msg: Mapping[str, Any], *, ts_recv: int, entry_id: str) -> VenueStat
     )
 
 
-def _levels(msg: Mapping[str, Any], key: str) -> tuple[tuple[str, str], ...]:
-    value = msg.get(key, [])
-    if not isinstance(value, list):
-        raise DecodeError(f"order book side {key!r} must be a list, got {value!r}")
-    out = []
-    for level in value:
-        if not isinstance(level, Mapping):
-            raise DecodeError(f"order book level must be an object, got {level!r}")
-        out.append(
-            (alpaca.decimal_text(level.get("p"), "level price"),
-             alpaca.decimal_text(level.get("s"), "level size"))
-        )  # fmt: skip
-    return tuple(out)
-
-
 def _book(msg: Mapping[str, Any], *, ts_recv: int) -> BookUpdate:
     reset = msg.get("r", False)
     if not isinstance(reset, bool):
         raise DecodeError(f"order book field 'r' must be true or false, got {reset!r}")
     return BookUpdate(
         symbol=_symbol(msg),
-        bids=_levels(msg, "b"),
-        asks=_levels(msg, "a"),
+        bids=alpaca.book_levels(msg.get("b", []), "bids"),
+        asks=alpaca.book_levels(msg.get("a", []), "asks"),
         reset=reset,
         ts_event=alpaca.parse_time(msg.get("t"), "order book time"),
         ts_recv=ts_recv,

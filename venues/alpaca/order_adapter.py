@@ -108,8 +108,12 @@ class AlpacaOrders:
         return out
 
     # -- place -----------------------------------------------------------------------------------
-    def placer(self, intent: OrderIntent) -> Request:
+    def placer(self, intent: OrderIntent, *, time_in_force: str | None = None) -> Request:
+        """``POST /v2/orders`` of ``intent`` (``time_in_force``: the embeddable client's choice,
+        ``day``, ``gtc``, ``ioc``...; default :func:`orders.order_body`'s)."""
         body = order_body(intent)
+        if time_in_force:
+            body["time_in_force"] = time_in_force.lower()
 
         async def place() -> dict[str, Any]:
             return await self._order("POST", ORDERS, body=body)

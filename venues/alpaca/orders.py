@@ -17,17 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from tickpipe.common.errors import (
-    AmbiguousOutcome,
-    AuthError,
-    DuplicateOrder,
-    OrderNotFound,
-    OrderRejected,
-    RateLimited,
-)
+from tickpipe.common.decimals import finite_decimal
+from tickpipe.common.errors import venue_refusal
 from tickpipe.common.order_spec import order_problem
 from tickpipe.common.schema import OrderIntent
 
@@ -144,19 +138,17 @@ def classify(
     code = code if isinstance(code, int) else None
     message = str(fields.get("message", "")) or f"HTTP {status}"
     text = f"{message} (code {code}, status {status})"
-    if status == 401 or (status == 403 and code != _FUNDS_CODE and "insufficient" not in message):
-        raise AuthError(text, code=code, status=status)
-    if status == 429:
-        raise RateLimited(
-            text, retry_after_s=_retry_after_s(headers, now_s), code=code, status=status
-        )
-    if status >= 500:
-        raise AmbiguousOutcome(text, code=code, status=status)
-    if status == 422 and DUPLICATE_MESSAGE in message:
-        raise DuplicateOrder(text, code=code, status=status)
-    if status == 404:
-        raise OrderNotFound(text, code=code, status=status)
-    raise OrderRejected(text, code=code, status=status)
+    raise venue_refusal(
+        text,
+        code=code,
+        status=status,
+        auth=status == 401
+        or (status == 403 and code != _FUNDS_CODE and "insufficient" not in message),
+        retry_after_s=_retry_after_s(headers, now_s) if status == 429 else None,
+        ambiguous=status >= 500,
+        duplicate=status == 422 and DUPLICATE_MESSAGE in message,
+        not_found=status == 404,
+    )
 
 
 def rfc3339_ms(text: Any) -> int:
@@ -183,11 +175,7 @@ def rfc3339_ms(text: Any) -> int:
 def _decimal(value: Any) -> Decimal | None:
     if value is None or isinstance(value, bool):
         return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
+    return finite_decimal(str(value))
 
 
 def order_result(order: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from tickpipe.common.schema import Bar, OrderUpdate, Quote, Trade
 
 __all__ = [
     "BAR_INTERVAL",
+    "book_levels",
     "decimal_text",
     "decode_payload",
     "map_status",
@@ -110,6 +111,20 @@ def decimal_text(value: Any, what: str) -> str:
             raise DecodeError(f"{what} exponent is out of range: {value!r}")
         text = format(number, "f")
     return text
+
+
+def book_levels(value: Any, what: str) -> tuple[tuple[str, str], ...]:
+    """Read one side of an order book (``o``) message, ``[{"p": price, "s": size}...]``, as
+    (price, size) decimal strings; a malformed side raises :class:`DecodeError` naming ``what``."""
+    if not isinstance(value, list):
+        raise DecodeError(f"order book {what} must be a list, got {value!r}")
+    out = []
+    for level in value:
+        if not isinstance(level, Mapping):
+            raise DecodeError(f"order book {what} level must be an object, got {level!r}")
+        price = decimal_text(level.get("p"), f"order book {what} level price")
+        out.append((price, decimal_text(level.get("s"), f"order book {what} level size")))
+    return tuple(out)
 
 
 def _int_text(value: Any, what: str) -> str:

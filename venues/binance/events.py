@@ -2,7 +2,9 @@
 
 Handles combined-stream ``trade``, ``bookTicker``, ``depthUpdate`` (a :class:`DepthDiff` for the
 client's book) and ``kline`` frames and user-data ``executionReport`` events; everything else
-(replies, other channels, account updates) gives ``None``.
+(replies, other channels, account updates) gives ``None``. The parsers are the processor's
+(:mod:`venues.binance.marketdata`, :mod:`venues.binance.candles`, :mod:`venues.binance.wire`),
+so the client and the pipeline read a frame the same way.
 """
 
 from __future__ import annotations
@@ -10,65 +12,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tickpipe.common.errors import DecodeError
 from tickpipe.common.messages import DepthDiff
-from tickpipe.common.schema import Bar, Event, Quote
-from tickpipe.common.units import MS
-from tickpipe.venues.binance.marketdata import parse_depth_diff
+from tickpipe.common.schema import Bar, Event
+from tickpipe.venues.binance import candles
+from tickpipe.venues.binance.marketdata import parse_book_ticker, parse_depth_diff
 from tickpipe.venues.binance.wire import parse_execution_report, parse_trade, unwrap
 
 __all__ = ["normalise", "parse_book_ticker", "parse_kline"]
 
 
-def _text(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise DecodeError(f"field {key!r} must be a decimal string, got {value!r}")
-    return value
-
-
-def parse_book_ticker(data: Mapping[str, Any], *, ts_recv: int) -> Quote:
-    """Convert a ``bookTicker`` payload into a :class:`Quote` (``ts_event`` = ``E`` if sent)."""
-    if "u" not in data or "s" not in data:
-        raise DecodeError("not a bookTicker payload")
-    event_ms = data.get("E")
-    return Quote(
-        venue="binance",
-        symbol=str(data["s"]),
-        bid_price=_text(data, "b"),
-        bid_qty=_text(data, "B"),
-        ask_price=_text(data, "a"),
-        ask_qty=_text(data, "A"),
-        update_id=str(data["u"]),
-        ts_event=event_ms * MS if isinstance(event_ms, int) else ts_recv,
-        ts_recv=ts_recv,
-    )
-
-
-def parse_kline(data: Mapping[str, Any]) -> Bar:
-    """Convert a ``kline`` payload into a :class:`Bar` (``final`` once the venue closed it)."""
-    k = data.get("k")
-    if not isinstance(k, Mapping):
-        raise DecodeError("kline payload has no k object")
-    try:
-        return Bar(
-            venue="binance",
-            symbol=str(k["s"]),
-            interval=str(k["i"]),
-            ts_open=int(k["t"]) * MS,
-            open=_text(k, "o"),
-            high=_text(k, "h"),
-            low=_text(k, "l"),
-            close=_text(k, "c"),
-            volume=_text(k, "v"),
-            trades=int(k["n"]),
-            first_trade_id=str(k["f"]),
-            last_trade_id=str(k["L"]),
-            final=bool(k["x"]),
-            ts_event=int(data["E"]) * MS,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DecodeError(f"kline field missing or invalid: {exc}") from None
+def parse_kline(data: Any) -> Bar:
+    """Convert a ``kline`` payload into a :class:`Bar` (``final`` once the venue closed it):
+    the processor's reading (:func:`venues.binance.candles.parse_kline`), without its flag."""
+    return candles.parse_kline(data).bar
 
 
 def normalise(frame: str | bytes, *, ts_recv: int) -> Event | DepthDiff | None:

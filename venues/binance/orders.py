@@ -14,17 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Required, TypedDict, Unpack
 
-from tickpipe.common.errors import (
-    AmbiguousOutcome,
-    AuthError,
-    DuplicateOrder,
-    OrderNotFound,
-    OrderRejected,
-    RateLimited,
-)
+from tickpipe.common.errors import AmbiguousOutcome, OrderRejected, venue_refusal
 from tickpipe.common.order_spec import order_problem
 from tickpipe.common.schema import OrderIntent
-from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
+from tickpipe.venues.binance.wire import (
+    AUTH_ERROR_CODES,
+    RATE_LIMIT_CODES,
+    hmac_signature,
+    retry_after_s,
+    ws_api_payload,
+)
 
 __all__ = [
     "DEFAULT_RECV_WINDOW_MS",
@@ -47,8 +46,6 @@ DEFAULT_RECV_WINDOW_MS = 5000
 
 
 # Binance error codes (protocols.md §2.3, §2.5).
-_AUTH_CODES = frozenset({-2014, -2015, -1022})
-_RATE_CODES = frozenset({-1003, -1015})
 _UNKNOWN_OUTCOME_CODES = frozenset({-1007, -1006})
 _DUPLICATE_CODE = -2010
 _NO_SUCH_ORDER_CODE = -2013
@@ -190,14 +187,6 @@ def all_orders_params(
 
 
 # -- answers ------------------------------------------------------------------------------------
-def _retry_after_s(error: Mapping[str, Any], now_ms: int | None) -> float:
-    data = error.get("data")
-    retry_at = data.get("retryAfter") if isinstance(data, Mapping) else None
-    if isinstance(retry_at, int) and now_ms is not None:
-        return max(0.0, (retry_at - now_ms) / 1000)
-    return 1.0
-
-
 def result_of(response: Mapping[str, Any], *, now_ms: int | None = None) -> dict[str, Any]:
     """Return the ``result`` of a WebSocket API answer, or raise what the answer means.
 
@@ -221,19 +210,17 @@ def result_of(response: Mapping[str, Any], *, now_ms: int | None = None) -> dict
     code = code if isinstance(code, int) else None
     msg = str(error.get("msg", ""))
     text = f"{msg} (code {code}, status {status})"
-    if status == 401 or code in _AUTH_CODES:
-        raise AuthError(text, code=code, status=status)
-    if status in (429, 418) or code in _RATE_CODES:
-        raise RateLimited(
-            text, retry_after_s=_retry_after_s(error, now_ms), code=code, status=status
-        )
-    if status >= 500 or code in _UNKNOWN_OUTCOME_CODES:
-        raise AmbiguousOutcome(text, code=code, status=status)
-    if code == _DUPLICATE_CODE and "duplicate" in msg.lower():
-        raise DuplicateOrder(text, code=code, status=status)
-    if code in (_NO_SUCH_ORDER_CODE, _UNKNOWN_ORDER_CODE):
-        raise OrderNotFound(text, code=code, status=status)
-    raise OrderRejected(text, code=code, status=status)
+    rate_limited = status in (429, 418) or code in RATE_LIMIT_CODES
+    raise venue_refusal(
+        text,
+        code=code,
+        status=status,
+        auth=status == 401 or code in AUTH_ERROR_CODES,
+        retry_after_s=retry_after_s(error, now_ms, unknown_s=1.0) if rate_limited else None,
+        ambiguous=status >= 500 or code in _UNKNOWN_OUTCOME_CODES,
+        duplicate=code == _DUPLICATE_CODE and "duplicate" in msg.lower(),
+        not_found=code in (_NO_SUCH_ORDER_CODE, _UNKNOWN_ORDER_CODE),
+    )
 
 
 def list_result_of(response: Mapping[str, Any], *, now_ms: int | None = None) -> list[Any]:

@@ -18,7 +18,14 @@ import orjson
 from tickpipe.common.errors import AuthError, ConfigError, RateLimited, VenueError
 from tickpipe.common.links import Link, Reply, decoded_object
 from tickpipe.common.settings import Settings
-from tickpipe.venues.binance.wire import hmac_signature, stream_name, ws_api_payload
+from tickpipe.venues.binance.wire import (
+    AUTH_ERROR_CODES,
+    RATE_LIMIT_CODES,
+    hmac_signature,
+    retry_after_s,
+    stream_name,
+    ws_api_payload,
+)
 
 __all__ = [
     "AUTH_ERROR_CODES",
@@ -41,8 +48,6 @@ __all__ = [
 MAX_URL_CHARS = 2000
 #: Streams per ``SUBSCRIBE`` message when the list does not fit in the URL.
 SUBSCRIBE_CHUNK = 200
-#: Binance error codes that mean the API key or its signature is wrong (never retried).
-AUTH_ERROR_CODES = frozenset({-2014, -2015, -1022})
 AUTH_HINT = "check BINANCE_API_KEY and BINANCE_API_SECRET (a key pair valid for this venue)"
 
 # Binance always puts these keys first in a data frame, so a prefix test tells data from a reply
@@ -193,10 +198,8 @@ def _venue_error(error: Any, status: int | None, now_ms: int) -> VenueError:
             code=code,
             status=status,
         )
-    if status in (429, 418) or code == -1003:
-        data = err.get("data")
-        retry_at = data.get("retryAfter") if isinstance(data, Mapping) else None
-        wait_s = max(0.0, (retry_at - now_ms) / 1000) if isinstance(retry_at, int) else 0.0
+    if status in (429, 418) or code in RATE_LIMIT_CODES:
+        wait_s = retry_after_s(err, now_ms, unknown_s=0.0)
         return RateLimited(
             f"Binance rate limit ({described})", retry_after_s=wait_s, code=code, status=status
         )

@@ -18,15 +18,34 @@ from tickpipe.common.schema import OrderUpdate, Trade
 from tickpipe.common.units import MS
 
 __all__ = [
+    "AUTH_ERROR_CODES",
+    "RATE_LIMIT_CODES",
     "decimal_text",
     "hmac_signature",
     "is_reply",
     "parse_execution_report",
     "parse_trade",
+    "retry_after_s",
     "stream_name",
     "unwrap",
     "ws_api_payload",
 ]
+
+
+#: Error codes of a wrong API key or signature (never retried; protocols.md §2.3).
+AUTH_ERROR_CODES = frozenset({-2014, -2015, -1022})
+#: Error codes of a rate limit: too many requests, too many new orders (protocols.md §2.5).
+RATE_LIMIT_CODES = frozenset({-1003, -1015})
+
+
+def retry_after_s(error: Mapping[str, Any], now_ms: int | None, *, unknown_s: float) -> float:
+    """Seconds until the ``retryAfter`` (epoch ms) of a rate-limit error's ``data``;
+    ``unknown_s`` when the error names no time (or ``now_ms`` is not known)."""
+    data = error.get("data")
+    retry_at = data.get("retryAfter") if isinstance(data, Mapping) else None
+    if isinstance(retry_at, int) and not isinstance(retry_at, bool) and now_ms is not None:
+        return max(0.0, (retry_at - now_ms) / 1000)
+    return unknown_s
 
 
 def stream_name(symbol: str, channel: str) -> str:

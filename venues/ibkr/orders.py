@@ -23,14 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tickpipe.common.errors import (
-    AmbiguousOutcome,
-    AuthError,
-    DuplicateOrder,
-    OrderNotFound,
-    OrderRejected,
-    RateLimited,
-)
+from tickpipe.common.errors import AmbiguousOutcome, OrderRejected, venue_refusal
 from tickpipe.common.schema import OrderIntent
 
 __all__ = [
@@ -101,19 +94,17 @@ def classify(status: int, body: Any, *, retry_after_s: float) -> Any:
             raise OrderRejected(f"{text} (status {status})", status=status)
         return body
     described = f"{text or 'HTTP ' + str(status)} (status {status})"
-    if status == 401:
-        raise AuthError(f"gateway session not authenticated: {described}", status=status)
-    if status == 429:
-        raise RateLimited(described, retry_after_s=retry_after_s, status=status)
-    if status >= 500:
-        raise AmbiguousOutcome(described, status=status)
-    if "already registered" in text:
-        raise DuplicateOrder(described, status=status)
-    if "/accounts first" in text:
-        raise AccountsFirst(described, status=status)
-    if status == 404 or "doesn't exist" in text:
-        raise OrderNotFound(described, status=status)
-    raise OrderRejected(described, status=status)
+    accounts_first = "/accounts first" in text
+    raise venue_refusal(
+        f"gateway session not authenticated: {described}" if status == 401 else described,
+        status=status,
+        auth=status == 401,
+        retry_after_s=retry_after_s if status == 429 else None,
+        ambiguous=status >= 500,
+        duplicate="already registered" in text,
+        not_found=(status == 404 or "doesn't exist" in text) and not accounts_first,
+        otherwise=AccountsFirst if accounts_first else OrderRejected,
+    )
 
 
 def read_answer(body: Any) -> Placed | Asked:

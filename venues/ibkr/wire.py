@@ -16,9 +16,10 @@ Binance-shaped dict the trader records, :func:`order_update` the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from tickpipe.common.decimals import finite_decimal
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.messages import L1Update
 from tickpipe.common.schema import OrderUpdate
@@ -63,11 +64,10 @@ def symbol_channel(symbol: str) -> str:
 
 
 def _decimal(text: str, what: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise DecodeError(f"{what} is not a number: {text!r}") from None
-    if not value.is_finite() or value < 0:
+    value = finite_decimal(text)
+    if value is None:
+        raise DecodeError(f"{what} is not a number: {text!r}")
+    if value < 0:
         raise DecodeError(f"{what} must be a finite non-negative number: {text!r}")
     return value
 
@@ -133,11 +133,7 @@ def map_status(status: str, filled: Decimal) -> str:
 def _number(value: Any) -> Decimal:
     if value is None or value == "" or isinstance(value, bool):
         return Decimal(0)
-    try:
-        number = Decimal(str(value).replace(",", ""))
-    except InvalidOperation:
-        return Decimal(0)
-    return number if number.is_finite() else Decimal(0)
+    return finite_decimal(str(value).replace(",", "")) or Decimal(0)
 
 
 def _text(value: Any) -> str:
