@@ -1,14 +1,16 @@
-"""Helpers for the ingestor's integration tests: an in-test venue, settings and runners."""
+"""Helpers of the ingestor's integration tests: in-test venues (WebSocket, REST), runners."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import fakeredis
 import orjson
+from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
 from tickpipe.common.backoff import Backoff
@@ -21,12 +23,16 @@ __all__ = [
     "RAW",
     "Handler",
     "Numbered",
+    "RestVenue",
     "entries",
     "fast_backoff",
     "fast_ingestor",
     "hold_open",
     "ingesting",
+    "ingesting_with_rest",
     "redis_down",
+    "rest_frames",
+    "rest_venue",
     "running",
     "send_trades",
     "sending",
@@ -181,5 +187,50 @@ async def ingesting(
     """
     async with venue(handler, **(serve_kw or {})) as url:
         ingestor = fast_ingestor(settings_for(url, **(settings or {})), redis, **kw)
+        async with running(ingestor):
+            yield ingestor
+
+
+class RestVenue:
+    """The venue's REST API in the test: ``routes`` maps each GET path it serves to the name of
+    the method that answers it."""
+
+    routes: ClassVar[dict[str, str]] = {}
+
+    def app(self) -> web.Application:
+        """Return the aiohttp application that serves :attr:`routes`."""
+        app = web.Application()
+        for path, method in self.routes.items():
+            app.router.add_get(path, getattr(self, method))
+        return app
+
+
+@contextlib.asynccontextmanager
+async def rest_venue(fake: RestVenue) -> AsyncIterator[str]:
+    """Serve ``fake`` on a free loopback port for the block; yield its ``http://`` URL."""
+    runner = web.AppRunner(fake.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def rest_frames(got: list[RawFrame], channel: str) -> list[dict[str, Any]]:
+    """Return the decoded REST answers of ``channel`` among the raw entries ``got``."""
+    return [json.loads(f.data) for f in got if f.kind == "rest" and f.channel == channel]
+
+
+@contextlib.asynccontextmanager
+async def ingesting_with_rest(
+    handler: Handler, fake: RestVenue, redis: Any, **extra: Any
+) -> AsyncIterator[Ingestor]:
+    """Run an ingestor against the venue ``handler`` with ``fake`` as its REST API."""
+    async with venue(handler) as url, rest_venue(fake) as rest_url:
+        settings = settings_for(url, binance_rest_url=rest_url, **extra)
+        ingestor = fast_ingestor(settings, redis)
         async with running(ingestor):
             yield ingestor
