@@ -12,6 +12,7 @@ import fakeredis
 import orjson
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
@@ -37,6 +38,7 @@ __all__ = [
     "send_trades",
     "sending",
     "sending_trades",
+    "sending_trades_per_connection",
     "settings_for",
     "trade_frame",
     "venue",
@@ -157,6 +159,20 @@ def sending(frames: Iterable[str]) -> Handler:
 def sending_trades(ids: Iterable[int]) -> Handler:
     """Return a venue handler that sends a trade frame for each of ``ids``, then holds on."""
     return sending(trade_frame(trade_id) for trade_id in ids)
+
+
+def sending_trades_per_connection(count: int, every_s: float, *, hold: bool = False) -> Numbered:
+    """Return a venue handler that sends ``count`` trades ``every_s`` apart on each connection,
+    numbered from 1000 times the connection's number; then holds it open if ``hold``."""
+
+    async def serve(ws: ServerConnection, connection: int) -> None:
+        base = connection * 1000
+        with contextlib.suppress(ConnectionClosed):
+            await send_trades(ws, range(base, base + count), every_s=every_s)
+        if hold:
+            await hold_open(ws)
+
+    return Numbered(serve)
 
 
 @contextlib.asynccontextmanager
