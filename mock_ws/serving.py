@@ -1,4 +1,9 @@
-"""Listen with an aiohttp application on one loopback port, and stop it (shared by venues)."""
+"""Listen with an aiohttp application on one loopback port, and stop it (shared by venues).
+
+:class:`MarketServer` is the start and stop of a venue mock that is an aiohttp application
+driven by a market loop (Alpaca, IBKR): listen, step the market, and on close stop the loop,
+let the connections go and stop listening.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,13 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Callable, Iterable
+from typing import ClassVar
 
 from aiohttp import web
 
-__all__ = ["cancel_task", "going_away", "listen", "step_market"]
+from tickpipe.mock_ws.market import MarketSim
+
+__all__ = ["MarketServer", "cancel_task", "going_away", "listen", "step_market"]
 
 
 async def listen(
@@ -55,3 +63,43 @@ async def step_market(
     while True:
         step(clock())
         await asyncio.sleep(interval_s)
+
+
+class MarketServer:
+    """A venue mock's aiohttp ``app`` and its market loop, which calls ``step`` at the trade pace.
+
+    A subclass sets ``app``, ``sim`` and ``clock``, names its loop task and says how its
+    connections are let go (:meth:`release_connections`).
+    """
+
+    market_task_name: ClassVar[str]
+    app: web.Application
+    sim: MarketSim
+    clock: Callable[[], int]
+    _runner: web.AppRunner | None = None
+    _loop_task: asyncio.Task[None] | None = None
+    _closing = False
+
+    def step(self, now_ns: int) -> None:
+        """Advance the market to ``now_ns``."""
+        raise NotImplementedError
+
+    async def release_connections(self) -> None:
+        """Let every open connection go while the server closes."""
+        raise NotImplementedError
+
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Listen on ``host:port`` (0 = any free port, TLS with ``ssl_context``), start the market
+        loop; return the port."""
+        self._runner, bound = await listen(self.app, host, port, ssl_context)
+        market = step_market(self.step, self.clock, self.sim.trades_per_s)
+        self._loop_task = asyncio.create_task(market, name=self.market_task_name)
+        return bound
+
+    async def close(self) -> None:
+        """Stop the market loop, let every connection go and stop listening."""
+        self._closing = True
+        await cancel_task(self._loop_task)
+        await self.release_connections()
+        if self._runner is not None:
+            await self._runner.cleanup()

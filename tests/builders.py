@@ -1,19 +1,25 @@
-"""Builders of the records tests feed the stages: a plain signal, a plain order update."""
+"""Builders of the records tests feed the stages: a plain signal, order intent, order update."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from tickpipe.common.schema import OrderUpdate, Signal
+from tickpipe.common.schema import OrderIntent, OrderUpdate, Signal
 
-__all__ = ["build_order_update", "build_signal"]
+__all__ = ["build_order_intent", "build_order_update", "build_signal"]
 
 # A buy of 0.001 BTCUSDT at 61800.5 on Binance, as a threshold strategy decides it.
 SIGNAL: dict[str, Any] = {
     "signal_id": "threshold:BTCUSDT:1", "venue": "binance", "symbol": "BTCUSDT",
     "strategy": "threshold", "action": "place", "side": "buy", "qty": "0.001",
     "price": "61800.5", "reason": "test", "cause": "1-0",
+}  # fmt: skip
+
+# The trader's market order for it, before it is sent.
+ORDER_INTENT: dict[str, Any] = {
+    "client_order_id": "tp-1", "signal_id": "threshold:BTCUSDT:1", "venue": "binance",
+    "symbol": "BTCUSDT", "side": "buy", "order_type": "MARKET", "qty": "0.001", "price": None,
 }  # fmt: skip
 
 # Its market order filled at once at 61800.
@@ -35,3 +41,9 @@ def build_order_update(**fields: Any) -> OrderUpdate:
     """Return :data:`ORDER_UPDATE` stamped now; a test names the fields it depends on."""
     now = time.time_ns()
     return OrderUpdate(**(ORDER_UPDATE | {"ts_event": now, "ts_recv": now} | fields))
+
+
+def build_order_intent(**fields: Any) -> OrderIntent:
+    """Return :data:`ORDER_INTENT` stamped now; a test names the fields it depends on."""
+    now = time.time_ns()
+    return OrderIntent(**(ORDER_INTENT | {"ts_signal": now, "ts_intent": now} | fields))

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +32,7 @@ from tickpipe.mock_ws.alpaca.session import FEEDS, ConnectionRegistry, DataSessi
 from tickpipe.mock_ws.alpaca.trading_stream import TradingSession
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter
 from tickpipe.mock_ws.market import MarketSim
-from tickpipe.mock_ws.serving import cancel_task, going_away, listen, step_market
+from tickpipe.mock_ws.serving import MarketServer, going_away
 from tickpipe.mock_ws.tls import Transports
 
 __all__ = ["TEST_SYMBOL", "AlpacaMock"]
@@ -70,8 +69,10 @@ async def _json_errors(
         return web.json_response({"code": 40410000, "message": "endpoint not found"}, status=404)
 
 
-class AlpacaMock:
+class AlpacaMock(MarketServer):
     """The Alpaca venue's aiohttp application and its market loop; see the module docstring."""
+
+    market_task_name = "alpaca-market"
 
     def __init__(
         self,
@@ -104,9 +105,6 @@ class AlpacaMock:
         self.connections: dict[int, _Conn] = {}
         self.frames_sent = 0
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._loop_task: asyncio.Task[None] | None = None
-        self._closing = False
         app = web.Application(middlewares=[_json_errors])
         self.transports = Transports()
         app.on_response_prepare.append(self.transports.on_prepare)
@@ -121,20 +119,13 @@ class AlpacaMock:
         app.router.add_get("/v1beta3/crypto/us/{tail:.+}", self._rest)  # REST data
         self.app = app
 
-    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
-        """Listen on ``host:port`` (0 = any free port), start the market loop; return the port."""
-        self._runner, bound = await listen(self.app, host, port, ssl_context)
-        market = step_market(self.step, self.clock, self.sim.trades_per_s)
-        self._loop_task = asyncio.create_task(market, name="alpaca-market")
-        return bound
+    async def release_connections(self) -> None:
+        """Close every connection with 1001 (going away)."""
+        await going_away(conn.ws for conn in list(self.connections.values()))
 
     async def close(self) -> None:
-        """Stop the market loop, close every connection (1001) and the listener."""
-        self._closing = True
-        await cancel_task(self._loop_task)
-        await going_away(conn.ws for conn in list(self.connections.values()))
-        if self._runner is not None:
-            await self._runner.cleanup()
+        """Stop the market loop, close every connection (1001), the listener and its sockets."""
+        await super().close()
         await self.transports.abort()
 
     # ---- market loop ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from tickpipe.mock_ws.binance.connection import Connection, close
-from tickpipe.mock_ws.binance.rest_market import too_much_weight
+from tickpipe.mock_ws.binance.weights import too_much_weight
 from tickpipe.mock_ws.faults import Fault, FaultError, FaultPlan, fault_list
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter
 from tickpipe.mock_ws.market import MarketSim, SimTrade

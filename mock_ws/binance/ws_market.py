@@ -1,9 +1,10 @@
-"""Answer the WebSocket API's market-data methods from the seeded market (pure).
+"""Answer the market-data requests of the WebSocket API and of REST from the seeded market (pure).
 
 ``depth``, ``trades.recent``, ``trades.historical``, ``trades.aggregate``, ``klines``,
 ``uiKlines``, ``avgPrice``, ``ticker.24hr``, ``ticker.price``, ``ticker.book`` and
 ``exchangeInfo`` return the same bodies as their REST twins (Spot WebSocket API, "Market data
 requests"): parameters arrive as JSON values (``symbols`` as a list) instead of query strings.
+The REST handlers (:mod:`mock_ws.binance.rest_market`) answer through :func:`market_result` too.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ import orjson
 from tickpipe.mock_ws.binance.candles import INTERVALS
 from tickpipe.mock_ws.binance.feed import MarketFeed
 from tickpipe.mock_ws.binance.rest import exchange_info
-from tickpipe.mock_ws.binance.rest_market import int_param, request_weight
 from tickpipe.mock_ws.binance.tickers import (
     avg_price,
     book_tickers,
     price_tickers,
     tickers_24hr,
 )
+from tickpipe.mock_ws.binance.weights import request_weight
 from tickpipe.mock_ws.order_model import OrderRejected
 
-__all__ = ["MARKET_METHODS", "market_result", "market_weight"]
+__all__ = ["MARKET_METHODS", "int_param", "market_result", "market_weight"]
 
 #: method -> the REST path whose weight and body it shares
 MARKET_METHODS = {
@@ -56,6 +57,29 @@ def _query(params: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def _mandatory(name: str) -> OrderRejected:
+    return OrderRejected(
+        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+    )
+
+
+def int_param(query: Any, name: str, default: int | None, low: int, high: int) -> int | None:
+    """Parse an integer parameter in ``low..high`` (-1100 otherwise); ``default`` if absent."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise OrderRejected(
+            -1100,
+            f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.",
+        ) from None
+    if not low <= value <= high:
+        raise OrderRejected(-1100, f"Illegal characters found in parameter '{name}'.")
+    return value
+
+
 def market_weight(method: str, params: Mapping[str, Any]) -> int:
     """Return the request weight of a market-data method (that of its REST twin)."""
     return request_weight("GET", MARKET_METHODS[method], _query(params))
@@ -64,9 +88,7 @@ def market_weight(method: str, params: Mapping[str, Any]) -> int:
 def _symbol(feed: MarketFeed, query: Mapping[str, str]) -> str:
     symbol = query.get("symbol", "").upper()
     if not symbol:
-        raise OrderRejected(
-            -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
-        )
+        raise _mandatory("symbol")
     if symbol not in feed.books:
         raise OrderRejected(-1121, "Invalid symbol.")
     return symbol
@@ -107,9 +129,7 @@ def market_result(feed: MarketFeed, method: str, params: Mapping[str, Any], now_
         )
     interval = query.get("interval", "")  # klines, uiKlines
     if not interval:
-        raise OrderRejected(
-            -1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed."
-        )
+        raise _mandatory("interval")
     if interval not in INTERVALS:
         raise OrderRejected(-1120, "Invalid interval.")
     start, end = (

@@ -35,7 +35,6 @@ import contextlib
 import itertools
 import logging
 import re
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +49,7 @@ from tickpipe.mock_ws.ibkr.contracts import ContractTable
 from tickpipe.mock_ws.ibkr.gateway import Gateway, Pacer, session_of_cookie
 from tickpipe.mock_ws.ibkr.marketdata import L1Feed, Subscription
 from tickpipe.mock_ws.market import MarketSim
-from tickpipe.mock_ws.serving import cancel_task, listen, step_market
+from tickpipe.mock_ws.serving import MarketServer
 
 __all__ = ["IbkrMock"]
 
@@ -75,8 +74,10 @@ class _Conn:
     outbox: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
 
 
-class IbkrMock:
+class IbkrMock(MarketServer):
     """The gateway's aiohttp application and its market loop; see the module docstring."""
+
+    market_task_name = "ibkr-market"
 
     def __init__(
         self,
@@ -112,10 +113,7 @@ class IbkrMock:
         self.requests: list[tuple[int, str, str, int]] = []  # (ts, method, path, status)
         self._ids = itertools.count(1)
         self._server_ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._loop_task: asyncio.Task[None] | None = None
         self._last_hb = 0
-        self._closing = False
         app = web.Application()
         app.router.add_get(WS_PATH, self._handle_ws)
         app.router.add_get("/_mock/ibkr/status", self._status)
@@ -125,22 +123,10 @@ class IbkrMock:
         app.router.add_route("*", "/v1/api/{tail:.*}", self._rest)
         self.app = app
 
-    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
-        """Listen on ``host:port`` (0 = any free port, TLS with ``ssl_context``), start the market
-        loop; return the port."""
-        self._runner, bound = await listen(self.app, host, port, ssl_context)
-        market = step_market(self.step, self.clock, self.sim.trades_per_s)
-        self._loop_task = asyncio.create_task(market, name="ibkr-market")
-        return bound
-
-    async def close(self) -> None:
-        """Stop the market loop, close every connection (1001) and the listener."""
-        self._closing = True
-        await cancel_task(self._loop_task)
+    async def release_connections(self) -> None:
+        """Tell every connection's writer to close it (1001, since the server is closing)."""
         for conn in list(self.connections.values()):
             conn.outbox.put_nowait(None)
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     # ---- market loop -----------------------------------------------------------------------------
     def step(self, now_ns: int) -> None:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,6 +175,28 @@ class Processes:
         assert stage.proc.poll() is None, stage.tail()
         return stage, int(json.loads(ready.read_text())["binance_port"])
 
+    def start_venue_mock(self, venue: str, *args: str) -> int:
+        """Start the mock with ``venue``'s listener open too (``--<venue>-port 0``, ``args``
+        added); return that listener's port."""
+        self.start_mock(f"--{venue}-port", "0", *args)
+        return int(json.loads((self.tmp / "mock.ready.json").read_text())[f"{venue}_port"])
+
+    def point_stages(
+        self, redis_url: str, namespace: str, venue: str, symbols: Sequence[str], **env: str
+    ) -> None:
+        """Point the stages at Redis and ``namespace``, trading ``symbols`` on ``venue`` with a
+        signal on every 1 bp cross; ``env`` adds to that or overrides it."""
+        self.env.update(
+            {
+                "REDIS_URL": redis_url,
+                "TICKPIPE_NAMESPACE": namespace,
+                "TICKPIPE_VENUE": venue,
+                "TICKPIPE_SYMBOLS": ",".join(symbols),
+                "TICKPIPE_HYSTERESIS_BPS": "1",
+            }
+            | env
+        )
+
     def dump_logs(self) -> str:
         return "\n".join(f"--- {s.name} (exit {s.proc.poll()})\n{s.tail()}" for s in self.stages)
 
@@ -183,12 +205,12 @@ class Processes:
     ) -> tuple[Stage, Stage, Stage]:
         """Start the mock (Binance, ``mock_args`` added) and the three stages wired to it."""
         _, port = self.start_mock("--symbols", ",".join(symbols), *mock_args)
-        self.env.update(
-            REDIS_URL=redis_url,
-            TICKPIPE_NAMESPACE=namespace,
-            TICKPIPE_SYMBOLS=",".join(symbols),
+        self.point_stages(
+            redis_url,
+            namespace,
+            "binance",
+            symbols,
             **mock_binance_env(port),
-            TICKPIPE_HYSTERESIS_BPS="1",
             TICKPIPE_ORDER_QTY="0.01",
         )
         return self.start_pipeline()

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.e2e.conftest import REPO, start_redis, wait_for
+from tests.e2e.conftest import REPO, RedisServer, wait_for
 from tickpipe.archive.files import read_rows
 from tickpipe.common.names import GROUP_ARCHIVE, Keys, Partition
 
@@ -111,43 +111,39 @@ def _finish(url: str, root: Path, client: redis.Redis, stream: str, ids: list[st
 
 
 @pytest.mark.parametrize("step", ["written", "recorded", "acked"])
-def test_kill_9_right_after_each_step_loses_and_repeats_nothing(tmp_path: Path, step: str) -> None:
-    server = start_redis(tmp_path / "redis")
-    client = server.client()
+def test_kill_9_right_after_each_step_loses_and_repeats_nothing(
+    redis_server: RedisServer, tmp_path: Path, step: str
+) -> None:
     root = tmp_path / "archive"
     stream = Keys("ak").trades(P)
-    try:
+    with redis_server.client() as client:
         ids = _add(client, stream, 0, 120)
         # Rolls every 0.05 s: the first roll completes, the driver adds entries, and its
         # second roll is killed right after ``step``.
         proc = subprocess.run(
             [sys.executable, "-c", DRIVER, step, stream],
-            env=_env(server.url, root, "0.05"), cwd=REPO, timeout=60, check=False,
+            env=_env(redis_server.url, root, "0.05"), cwd=REPO, timeout=60, check=False,
         )  # fmt: skip
         assert proc.returncode == -signal.SIGKILL, "the driver was not killed at the step"
         ids = [e[0].decode() for e in client.xrange(stream)]  # the driver added some too
         ids += _add(client, stream, 180, 80)
-        _finish(server.url, root, client, stream, ids)
-    finally:
-        client.close()
-        server.proc.kill()
-        server.proc.wait()
+        _finish(redis_server.url, root, client, stream, ids)
 
 
-def test_kill_9_at_random_times_while_entries_arrive(tmp_path: Path) -> None:
+def test_kill_9_at_random_times_while_entries_arrive(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
     seed = random.randrange(1 << 30)
     print(f"seed={seed}")
     rng = random.Random(seed)
-    server = start_redis(tmp_path / "redis")
-    client = server.client()
     root = tmp_path / "archive"
     stream = Keys("ak").trades(P)
     ids: list[str] = []
-    try:
+    with redis_server.client() as client:
         for _ in range(4):
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tickpipe.archive", "--env-file", "/dev/null"],
-                env=_env(server.url, root, "0.1"), cwd=REPO,
+                env=_env(redis_server.url, root, "0.1"), cwd=REPO,
             )  # fmt: skip
             ids += _add(client, stream, len(ids), 50)
             wait_for(lambda: _rolled(client), timeout_s=60, what="a roll of this run")
@@ -157,11 +153,7 @@ def test_kill_9_at_random_times_while_entries_arrive(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
             client.delete(*client.keys("ak:health:archive:*"))  # the killed one's record
-        _finish(server.url, root, client, stream, ids)
-    finally:
-        client.close()
-        server.proc.kill()
-        server.proc.wait()
+        _finish(redis_server.url, root, client, stream, ids)
 
 
 def test_tickpipe_up_runs_the_archive_when_it_is_on(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ and size, and each signal produced exactly one order at the venue.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -32,23 +31,19 @@ def test_alpaca_pipeline_end_to_end_against_ground_truth(
     truth_path = tmp_path / "ground-truth.jsonl"
     key, secret = "e2e-alpaca-key", "e2e-alpaca-secret"
     processes.env.update(BINANCE_API_KEY=key, BINANCE_API_SECRET=secret)
-    processes.start_mock("--alpaca-port", "0", "--seed", "3", "--rate", "30",
-                                "--ground-truth", str(truth_path))  # fmt: skip
-    alpaca_port = json.loads((tmp_path / "mock.ready.json").read_text())["alpaca_port"]
-    processes.env.update(
-        REDIS_URL=redis_server.url,
-        TICKPIPE_NAMESPACE=NS,
-        TICKPIPE_VENUE="alpaca",
-        TICKPIPE_SYMBOLS="FAKEPACA",
+    port = processes.start_venue_mock(
+        "alpaca", "--seed", "3", "--rate", "30", "--ground-truth", str(truth_path)
+    )
+    processes.point_stages(
+        redis_server.url, NS, "alpaca", ["FAKEPACA"],
         ALPACA_API_KEY=key,
         ALPACA_API_SECRET=secret,
-        TICKPIPE_ALPACA_DATA_URL=f"ws://127.0.0.1:{alpaca_port}",
+        TICKPIPE_ALPACA_DATA_URL=f"ws://127.0.0.1:{port}",
         TICKPIPE_ALPACA_FEED="test",
-        TICKPIPE_ALPACA_TRADING_URL=f"ws://127.0.0.1:{alpaca_port}/stream",
-        TICKPIPE_ALPACA_REST_URL=f"http://127.0.0.1:{alpaca_port}",
-        TICKPIPE_HYSTERESIS_BPS="1",
+        TICKPIPE_ALPACA_TRADING_URL=f"ws://127.0.0.1:{port}/stream",
+        TICKPIPE_ALPACA_REST_URL=f"http://127.0.0.1:{port}",
         TICKPIPE_ORDER_QTY="1",
-    )
+    )  # fmt: skip
     stages = processes.start_pipeline()
     client = redis_server.client()
     run_to_orders(processes, client, KEYS, P, stages, trades=150)

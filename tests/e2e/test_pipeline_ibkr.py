@@ -61,20 +61,13 @@ def test_ibkr_pipeline_end_to_end_against_ground_truth(
     redis_server: RedisServer, processes: Processes, tmp_path: Path
 ) -> None:
     truth_path = tmp_path / "ground-truth.jsonl"
-    processes.start_mock(
-        "--ibkr-port", "0", "--seed", "3", "--rate", "30", "--ground-truth", str(truth_path)
+    port = processes.start_venue_mock(
+        "ibkr", "--seed", "3", "--rate", "30", "--ground-truth", str(truth_path)
     )
-    port = json.loads((tmp_path / "mock.ready.json").read_text())["ibkr_port"]
-    processes.env.update(
-        REDIS_URL=redis_server.url,
-        TICKPIPE_NAMESPACE=NS,
-        TICKPIPE_VENUE="ibkr",
-        TICKPIPE_SYMBOLS="AAPL",
-        **gateway_env(port),
-        TICKPIPE_HYSTERESIS_BPS="1",
-        TICKPIPE_ORDER_QTY="1",
-        TICKPIPE_RECONCILE_EVERY_S="2",
-    )
+    processes.point_stages(
+        redis_server.url, NS, "ibkr", ["AAPL"],
+        **gateway_env(port), TICKPIPE_ORDER_QTY="1", TICKPIPE_RECONCILE_EVERY_S="2",
+    )  # fmt: skip
     ingestor, processor, trader = processes.start_pipeline()
     client = redis_server.client()
     try:

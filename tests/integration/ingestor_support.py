@@ -1,15 +1,18 @@
-"""Helpers for the ingestor's integration tests: an in-test venue, settings and runners."""
+"""Helpers of the ingestor's integration tests: in-test venues (WebSocket, REST), runners."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import fakeredis
 import orjson
+from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
@@ -21,16 +24,21 @@ __all__ = [
     "RAW",
     "Handler",
     "Numbered",
+    "RestVenue",
     "entries",
     "fast_backoff",
     "fast_ingestor",
     "hold_open",
     "ingesting",
+    "ingesting_with_rest",
     "redis_down",
+    "rest_frames",
+    "rest_venue",
     "running",
     "send_trades",
     "sending",
     "sending_trades",
+    "sending_trades_per_connection",
     "settings_for",
     "trade_frame",
     "venue",
@@ -153,6 +161,20 @@ def sending_trades(ids: Iterable[int]) -> Handler:
     return sending(trade_frame(trade_id) for trade_id in ids)
 
 
+def sending_trades_per_connection(count: int, every_s: float, *, hold: bool = False) -> Numbered:
+    """Return a venue handler that sends ``count`` trades ``every_s`` apart on each connection,
+    numbered from 1000 times the connection's number; then holds it open if ``hold``."""
+
+    async def serve(ws: ServerConnection, connection: int) -> None:
+        base = connection * 1000
+        with contextlib.suppress(ConnectionClosed):
+            await send_trades(ws, range(base, base + count), every_s=every_s)
+        if hold:
+            await hold_open(ws)
+
+    return Numbered(serve)
+
+
 @contextlib.asynccontextmanager
 async def running(ingestor: Ingestor, stop_timeout_s: float = 10) -> AsyncIterator[Ingestor]:
     """Run ``ingestor`` for the body of the block, then stop it and wait for its clean exit."""
@@ -181,5 +203,50 @@ async def ingesting(
     """
     async with venue(handler, **(serve_kw or {})) as url:
         ingestor = fast_ingestor(settings_for(url, **(settings or {})), redis, **kw)
+        async with running(ingestor):
+            yield ingestor
+
+
+class RestVenue:
+    """The venue's REST API in the test: ``routes`` maps each GET path it serves to the name of
+    the method that answers it."""
+
+    routes: ClassVar[dict[str, str]] = {}
+
+    def app(self) -> web.Application:
+        """Return the aiohttp application that serves :attr:`routes`."""
+        app = web.Application()
+        for path, method in self.routes.items():
+            app.router.add_get(path, getattr(self, method))
+        return app
+
+
+@contextlib.asynccontextmanager
+async def rest_venue(fake: RestVenue) -> AsyncIterator[str]:
+    """Serve ``fake`` on a free loopback port for the block; yield its ``http://`` URL."""
+    runner = web.AppRunner(fake.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def rest_frames(got: list[RawFrame], channel: str) -> list[dict[str, Any]]:
+    """Return the decoded REST answers of ``channel`` among the raw entries ``got``."""
+    return [json.loads(f.data) for f in got if f.kind == "rest" and f.channel == channel]
+
+
+@contextlib.asynccontextmanager
+async def ingesting_with_rest(
+    handler: Handler, fake: RestVenue, redis: Any, **extra: Any
+) -> AsyncIterator[Ingestor]:
+    """Run an ingestor against the venue ``handler`` with ``fake`` as its REST API."""
+    async with venue(handler) as url, rest_venue(fake) as rest_url:
+        settings = settings_for(url, binance_rest_url=rest_url, **extra)
+        ingestor = fast_ingestor(settings, redis)
         async with running(ingestor):
             yield ingestor

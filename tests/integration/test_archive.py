@@ -13,6 +13,7 @@ import fakeredis
 import pytest
 import redis.exceptions as redis_errors
 
+from tests.realdata import BTCUSDT_CAPTURE
 from tickpipe.archive.files import INTENTS, read_rows
 from tickpipe.archive.shell import ArchiveStats, run
 from tickpipe.common.names import GROUP_ARCHIVE, Partition, archive_watermark
@@ -255,14 +256,13 @@ def test_retention_trims_only_what_the_archive_has_recorded(tmp_path: Path) -> N
 def test_the_archive_replays_as_the_raw_stream_it_archived(tmp_path: Path) -> None:
     # A real capture (REST snapshot included) replayed into Redis, archived, then replayed from
     # the archive into another namespace: the same raw entries, in the same order.
-    capture = Path(__file__).parents[3] / "shared/realdata/hftbacktest/spot/btcusdt_20240808.gz"
     first = _settings(tmp_path, symbols=("BTCUSDT",))
     second = dataclasses.replace(first, namespace="ar2")
 
     async def scenario() -> None:
         redis = fakeredis.FakeAsyncRedis()
         quiet = io.StringIO()
-        await replay_file(redis, first, read_recordings([capture]), conn="rec", out=quiet,
+        await replay_file(redis, first, read_recordings([BTCUSDT_CAPTURE]), conn="rec", out=quiet,
                           limit=3000)  # fmt: skip
         stop = asyncio.Event()
         stats = ArchiveStats()

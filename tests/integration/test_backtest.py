@@ -21,7 +21,7 @@ import fakeredis
 import orjson
 import pytest
 
-from tests.integration.test_cli_ops import RECORDING
+from tests.realdata import BTCUSDT_CAPTURE
 from tickpipe.common.names import GROUP_PROCESSOR
 from tickpipe.common.schema import Signal, decode_fields
 from tickpipe.common.settings import Settings, load_settings
@@ -79,7 +79,7 @@ async def live_signals(settings: Settings, records: list[Any]) -> list[Signal]:
 
 def test_the_backtest_signals_are_the_live_pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(EXAMPLE))
-    records = list(read_recording(RECORDING))[:FRAMES]
+    records = list(read_recording(BTCUSDT_CAPTURE))[:FRAMES]
     settings = make_settings("bt")
     live = asyncio.run(live_signals(settings, records))
     entries = entries_of_records(settings, records, conn="backtest")
@@ -113,7 +113,7 @@ def test_the_command_prints_a_summary_and_writes_signals_and_fills(
         "TICKPIPE_HYSTERESIS_BPS=1\nTICKPIPE_SYMBOLS=BTCUSDT\n"
     )
     out = tmp_path / "out"
-    args = ["--env-file", str(env), "backtest", str(RECORDING), "--out", str(out)]
+    args = ["--env-file", str(env), "backtest", str(BTCUSDT_CAPTURE), "--out", str(out)]
     report = tmp_path / "report.html"
     assert main([*args, "--limit", "20000", "--report", str(report)]) == 0
     printed = capsys.readouterr().out
@@ -144,7 +144,7 @@ def test_a_mistake_is_one_line_and_exit_2(
 ) -> None:
     junk = tmp_path / "junk.txt"
     junk.write_text("hello\n")
-    names = {"RECORDING": str(RECORDING), "NOT_A_RECORDING": str(junk)}
+    names = {"RECORDING": str(BTCUSDT_CAPTURE), "NOT_A_RECORDING": str(junk)}
     argv = ["--env-file", "/dev/null", "backtest", *[names.get(a, a) for a in extra]]
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -156,7 +156,7 @@ def test_simulated_fills_reach_the_strategy_through_its_orders_hooks() -> None:
         {"TICKPIPE_STRATEGIES": "tests.unit.test_processor_own_orders:Follower"},
         dotenv_path=None,
     )
-    records = list(read_recording(RECORDING))[:FRAMES]
+    records = list(read_recording(BTCUSDT_CAPTURE))[:FRAMES]
     entries = entries_of_records(settings, records, conn="backtest")
     result = run_backtest(settings, entries, latency_ms=0, out=io.StringIO())
     entry, *exits = result.signals
@@ -174,7 +174,7 @@ def test_simulated_fills_reach_the_strategy_through_its_orders_hooks() -> None:
 def test_a_redis_range_gives_the_signals_of_the_recording(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    records = list(read_recording(RECORDING))[:FRAMES]
+    records = list(read_recording(BTCUSDT_CAPTURE))[:FRAMES]
     settings = load_settings(
         {"TICKPIPE_SYMBOLS": "BTCUSDT", "TICKPIPE_HYSTERESIS_BPS": "1"}, dotenv_path=None
     )
@@ -203,7 +203,8 @@ def test_a_report_without_plotly_is_one_line_and_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr("tickpipe.common.extras._installed", lambda name: False)
-    argv = ["--env-file", "/dev/null", "backtest", str(RECORDING), "--out", str(tmp_path / "o")]
+    argv = ["--env-file", "/dev/null", "backtest", str(BTCUSDT_CAPTURE)]
+    argv += ["--out", str(tmp_path / "o")]
     assert main([*argv, "--report", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'tickpipe[dashboard]'" in err[0], err

@@ -10,6 +10,7 @@ import fakeredis
 import pandas as pd
 import pytest
 
+from tests.realdata import BTCUSDT_CAPTURE
 from tickpipe.common.names import Partition, shard_for
 from tickpipe.common.schema import RawFrame, decode_fields
 from tickpipe.common.settings import Settings
@@ -24,8 +25,6 @@ from tickpipe.tools.ops import (
     tail,
 )
 
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
-RECORDING = REALDATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz"
 SETTINGS = Settings(namespace="ops", symbols=("BTCUSDT", "ETHUSDT"), shards=2, instance="t")
 K = SETTINGS.keys
 
@@ -102,7 +101,7 @@ def test_kill_switch_turns_on_off_and_reports() -> None:
 
 
 def test_replay_writes_real_frames_as_raw_entries_per_partition() -> None:
-    frames = list(read_recording(RECORDING))[:3000]
+    frames = list(read_recording(BTCUSDT_CAPTURE))[:3000]
     assert frames[0][0] > 10**18  # nanoseconds
     ticks = iter(range(0, 10**15, 250_000_000))  # an injected clock: 0.25 s per reading
 

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import redis.asyncio as aioredis
 
+from tests.realdata import REALDATA
 from tickpipe.common.names import Partition, shard_for
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Settings
@@ -29,7 +30,6 @@ K = SETTINGS.keys
 P = Partition("binance", 0)
 MS = 1_000_000
 T0_MS = 1_723_161_600_000
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 CRYPTOFEED = REALDATA / "cryptofeed" / "20210814_4fe0297"
 
 

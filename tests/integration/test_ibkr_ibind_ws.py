@@ -26,6 +26,7 @@ from ibind import events, subscriptions
 
 from tickpipe.mock_ws import MockExchange, start_mock
 from tickpipe.mock_ws.ground_truth import read_ground_truth
+from tickpipe.mock_ws.ibkr.server import IbkrMock
 
 ACCOUNT = "DU1234567"
 WAIT_S = 20.0
@@ -61,14 +62,16 @@ def _gather(sink: ibind.QueueSink, kind: type, enough: Callable[[list[Any]], boo
 
 
 def run(
-    flow: Callable[[Any, Any, ibind.QueueSink, MockExchange], None],
+    flow: Callable[[Any, Any, ibind.QueueSink, IbkrMock], None],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Start the mock, hand ``flow`` ibind's REST and started WebSocket clients, shut down."""
+    """Start the mock, hand ``flow`` ibind's REST and started WebSocket clients, the sink of
+    its events and the gateway mock; shut down."""
     monkeypatch.setattr(ibind.var, "IBIND_WS_TIMEOUT", WAIT_S)  # a loaded machine is slow
 
     def in_thread(mock: MockExchange) -> None:
+        assert mock.ibkr is not None
         assert mock.ibkr_rest_url is not None and mock.ibkr_ws_url is not None
         client = ibind.IbkrClient(
             url=mock.ibkr_rest_url + "/", account_id=ACCOUNT, cacert=False,
@@ -81,7 +84,7 @@ def run(
         )  # fmt: skip
         try:
             assert ws.start() is True, "ibind did not authenticate its socket"
-            flow(client, ws, sink, mock)
+            flow(client, ws, sink, mock.ibkr)
         finally:
             ws.shutdown()
 
@@ -100,14 +103,13 @@ def run(
 def test_ibind_authenticates_its_socket_with_the_tickle_session_cookie(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def flow(client: Any, ws: Any, sink: ibind.QueueSink, mock: MockExchange) -> None:
-        assert mock.ibkr is not None
+    def flow(client: Any, ws: Any, sink: ibind.QueueSink, gateway: IbkrMock) -> None:
         assert ws.is_authenticated()
-        [conn] = mock.ibkr.connections.values()
+        [conn] = gateway.connections.values()
         assert conn.authenticated
-        tickles = [r for r in mock.ibkr.requests if r[2] == "/v1/api/tickle"]
+        tickles = [r for r in gateway.requests if r[2] == "/v1/api/tickle"]
         assert len(tickles) >= 2 and {r[3] for r in tickles} == {200}  # cookie, then its check
-        assert mock.ibkr.pacer.refused == 0
+        assert gateway.pacer.refused == 0
 
     run(flow, tmp_path, monkeypatch)
 
@@ -115,10 +117,9 @@ def test_ibind_authenticates_its_socket_with_the_tickle_session_cookie(
 def test_ibind_receives_smd_field_updates_the_mock_sent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def flow(client: Any, ws: Any, sink: ibind.QueueSink, mock: MockExchange) -> None:
-        assert mock.ibkr is not None
+    def flow(client: Any, ws: Any, sink: ibind.QueueSink, gateway: IbkrMock) -> None:
         client.receive_brokerage_accounts()  # the gateway wants it before market data
-        conid = mock.ibkr.contracts.by_symbol["AAPL"]
+        conid = gateway.contracts.by_symbol["AAPL"]
         wanted = ["31", "84", "86", "7059"]
         _subscribe(ws, subscriptions.MarketDataSubscription(conid=str(conid), fields=wanted))
         received = _gather(
@@ -131,7 +132,7 @@ def test_ibind_receives_smd_field_updates_the_mock_sent(
         sent = {e["price"] for e in truth.events("ibkr_last_sent") if e["conid"] == conid}
         got = {e.data["last_price"] for e in received if "last_price" in e.data}
         assert got and got <= sent, (got, sent)
-        [conn] = mock.ibkr.connections.values()
+        [conn] = gateway.connections.values()
         assert sorted(conn.subs) == [conid]
 
     run(flow, tmp_path, monkeypatch)
@@ -140,13 +141,12 @@ def test_ibind_receives_smd_field_updates_the_mock_sent(
 def test_ibind_receives_the_sor_update_of_an_order_placed_through_its_rest_client(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def flow(client: Any, ws: Any, sink: ibind.QueueSink, mock: MockExchange) -> None:
-        assert mock.ibkr is not None
+    def flow(client: Any, ws: Any, sink: ibind.QueueSink, gateway: IbkrMock) -> None:
         _subscribe(ws, subscriptions.OrdersSubscription())
-        _until(lambda: "sor" in next(iter(mock.ibkr.connections.values())).topics, "sor")
+        _until(lambda: "sor" in next(iter(gateway.connections.values())).topics, "sor")
         client.receive_brokerage_accounts()
         request = ibind.OrderRequest(
-            conid=mock.ibkr.contracts.by_symbol["AAPL"], side="BUY", quantity=1,
+            conid=gateway.contracts.by_symbol["AAPL"], side="BUY", quantity=1,
             acct_id=ACCOUNT, coid="ibind-ws-sor", order_type="MKT",
         )  # fmt: skip
         answers = {"You are about to submit a market order": True}
@@ -159,7 +159,7 @@ def test_ibind_receives_the_sor_update_of_an_order_placed_through_its_rest_clien
             sink, events.Orders, lambda got: any(o.get("status") == "Filled" for o in _orders(got))
         )
         orders = _orders(updates)
-        [order] = [o for o in mock.ibkr.broker.engine.orders if o.client_order_id == "ibind-ws-sor"]
+        [order] = [o for o in gateway.broker.engine.orders if o.client_order_id == "ibind-ws-sor"]
         mine = [o for o in orders if str(o.get("orderId")) == str(placed["order_id"])]
         assert mine and all(o["orderId"] == order.order_id for o in mine)
         last = mine[-1]
@@ -171,12 +171,11 @@ def test_ibind_receives_the_sor_update_of_an_order_placed_through_its_rest_clien
 def test_ibind_shuts_down_cleanly_and_the_mock_sees_the_socket_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def flow(client: Any, ws: Any, sink: ibind.QueueSink, mock: MockExchange) -> None:
-        assert mock.ibkr is not None
-        assert len(mock.ibkr.connections) == 1
+    def flow(client: Any, ws: Any, sink: ibind.QueueSink, gateway: IbkrMock) -> None:
+        assert len(gateway.connections) == 1
         assert ws.shutdown() is True
         assert not ws.is_running()
-        _until(lambda: not mock.ibkr.connections, "the mock to see the socket close")
+        _until(lambda: not gateway.connections, "the mock to see the socket close")
         truth = read_ground_truth(tmp_path / "truth.jsonl")
         assert len(truth.events("ibkr_connect")) == len(truth.events("ibkr_disconnect")) == 1
 

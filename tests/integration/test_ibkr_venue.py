@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.builders import build_order_intent
 from tickpipe.common.errors import AmbiguousOutcome, OrderNotFound, OrderRejected, RateLimited
 from tickpipe.common.links import Link, Step
 from tickpipe.common.names import Partition
@@ -44,18 +45,14 @@ def run(scenario: Callable[[MockExchange], Awaitable[None]], **options: Any) -> 
 
 
 def intent(cid: str, qty: str = "2") -> OrderIntent:
-    now = time.time_ns()
-    return OrderIntent(
+    """A market buy of ``qty`` AAPL on IBKR."""
+    return build_order_intent(
         client_order_id=cid,
         signal_id=f"sig-{cid}",
         venue="ibkr",
         symbol="AAPL",
         side="BUY",
-        order_type="MARKET",
         qty=qty,
-        price=None,
-        ts_signal=now,
-        ts_intent=now,
     )
 
 

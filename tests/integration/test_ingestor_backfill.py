@@ -11,14 +11,21 @@ import asyncio
 import json
 import logging
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import fakeredis
 import pytest
 from aiohttp import web
 
-from tests.integration.ingestor_support import RAW, entries, sending_trades, trade_frame
-from tests.integration.test_ingestor_rest import ingesting_with_rest, rest_frames
+from tests.integration.ingestor_support import (
+    RAW,
+    RestVenue,
+    entries,
+    ingesting_with_rest,
+    rest_frames,
+    sending_trades,
+    trade_frame,
+)
 from tests.waits import until
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.gapwatch import GapWatch
@@ -29,18 +36,17 @@ from tickpipe.ingestor.writer import IngestorStats, WriteQueue
 CONTROL = "it:{binance:0}:control"
 
 
-class FakeHistory:
+class FakeHistory(RestVenue):
     """Serve historicalTrades and aggTrades for ids ``floor..ceiling``; or refuse every call."""
+
+    routes: ClassVar[dict[str, str]] = {
+        "/api/v3/historicalTrades": "serve",
+        "/api/v3/aggTrades": "serve",
+    }
 
     def __init__(self, *, floor: int = 1, ceiling: int = 100_000, refuse: bool = False) -> None:
         self.floor, self.ceiling, self.refuse = floor, ceiling, refuse
         self.calls: list[tuple[str, str, str]] = []
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/api/v3/historicalTrades", self.serve)
-        app.router.add_get("/api/v3/aggTrades", self.serve)
-        return app
 
     async def serve(self, request: web.Request) -> web.Response:
         query = request.query
@@ -83,7 +89,7 @@ async def run_ingestor(
     redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
     for fields in before or ():
         await redis.xadd(CONTROL, fields)  # type: ignore[arg-type]
-    async with ingesting_with_rest(handler, fake, redis) as ingestor:  # type: ignore[arg-type]
+    async with ingesting_with_rest(handler, fake, redis) as ingestor:
         await until(lambda: ingestor.stats.frames_received >= len(live))
         await steps(ingestor, redis)
     return await entries(redis, RAW), ingestor

@@ -23,6 +23,7 @@ from tests.integration.ingestor_support import (
     ingesting,
     send_trades,
     sending_trades,
+    sending_trades_per_connection,
     trade_frame,
 )
 from tests.waits import until
@@ -50,13 +51,8 @@ def trade_ids(got: list[RawFrame]) -> list[int]:
 
 
 def test_a_connection_that_goes_mute_is_marked_stale_and_replaced() -> None:
-    @Numbered
-    async def handler(ws: ServerConnection, connection: int) -> None:
-        base = connection * 1000
-        with contextlib.suppress(ConnectionClosed):
-            # A 20 ms cadence, then silence with pings still answered.
-            await send_trades(ws, range(base, base + 20), every_s=0.02)
-        await hold_open(ws)
+    # A 20 ms cadence, then silence with pings still answered.
+    handler = sending_trades_per_connection(20, every_s=0.02, hold=True)
 
     async def scenario() -> tuple[list[RawFrame], Ingestor, float]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
@@ -124,11 +120,7 @@ def test_server_shutdown_rotates_make_before_break() -> None:
 
 
 def test_the_lifetime_limit_rotates_before_the_venue_cuts() -> None:
-    @Numbered
-    async def handler(ws: ServerConnection, connection: int) -> None:
-        base = connection * 1000
-        with contextlib.suppress(ConnectionClosed):
-            await send_trades(ws, range(base, base + 1000), every_s=0.01)
+    handler = sending_trades_per_connection(1000, every_s=0.01)
 
     async def scenario() -> list[RawFrame]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import ClassVar
 
 import fakeredis
 from aiohttp import web
@@ -14,16 +12,14 @@ from websockets.asyncio.server import ServerConnection
 
 from tests.integration.ingestor_support import (
     RAW,
-    Handler,
     Numbered,
+    RestVenue,
     entries,
-    fast_ingestor,
     hold_open,
-    running,
+    ingesting_with_rest,
+    rest_frames,
     send_trades,
     sending,
-    settings_for,
-    venue,
 )
 from tests.waits import until
 from tickpipe.common.names import Partition
@@ -33,18 +29,17 @@ from tickpipe.ingestor.shell import Ingestor
 DEPTH = ("depth@100ms",)
 
 
-class FakeRest:
+class FakeRest(RestVenue):
     """Serve /api/v3/depth and /api/v3/historicalTrades; the first call can answer 429."""
+
+    routes: ClassVar[dict[str, str]] = {
+        "/api/v3/depth": "depth",
+        "/api/v3/historicalTrades": "historical",
+    }
 
     def __init__(self, *, throttle_first: bool = False) -> None:
         self.calls: list[tuple[str, dict[str, str]]] = []
         self.throttle_first = throttle_first
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/api/v3/depth", self.depth)
-        app.router.add_get("/api/v3/historicalTrades", self.historical)
-        return app
 
     async def depth(self, request: web.Request) -> web.Response:
         self.calls.append((request.path, dict(request.query)))
@@ -56,35 +51,6 @@ class FakeRest:
         self.calls.append((request.path, dict(request.query)))
         first, limit = int(request.query["fromId"]), int(request.query["limit"])
         return web.json_response([{"id": n, "price": "1.0"} for n in range(first, first + limit)])
-
-
-@contextlib.asynccontextmanager
-async def rest_server(fake: FakeRest) -> AsyncIterator[str]:
-    runner = web.AppRunner(fake.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-def rest_frames(got: list[RawFrame], channel: str) -> list[dict[str, Any]]:
-    return [json.loads(f.data) for f in got if f.kind == "rest" and f.channel == channel]
-
-
-@contextlib.asynccontextmanager
-async def ingesting_with_rest(
-    handler: Handler, fake: FakeRest, redis: Any, **extra: Any
-) -> AsyncIterator[Ingestor]:
-    """Run an ingestor against the venue ``handler`` with ``fake`` as its REST API."""
-    async with venue(handler) as url, rest_server(fake) as rest_url:
-        settings = settings_for(url, binance_rest_url=rest_url, **extra)
-        ingestor = fast_ingestor(settings, redis)
-        async with running(ingestor):
-            yield ingestor
 
 
 def test_a_reconnect_that_skipped_trades_is_backfilled_over_rest() -> None:

@@ -74,8 +74,9 @@ async def frozen_market(tmp_path: Path) -> AsyncIterator[tuple[MockExchange, int
         yield mock, clock() // NS_PER_MS
 
 
-def ccxt_binance(mock: MockExchange) -> Any:
-    exchange = ccxt.binance(
+def ccxt_binance(mock: MockExchange, module: Any = ccxt) -> Any:
+    """Return ``module.binance`` (ccxt's async or its pro flavour) pointed at the mock's REST."""
+    exchange = module.binance(
         {
             "apiKey": "mock-key",
             "secret": "mock-secret",
@@ -92,7 +93,11 @@ def ccxt_binance(mock: MockExchange) -> Any:
     return exchange
 
 
-def binance_client(mock: MockExchange, monkeypatch: pytest.MonkeyPatch) -> AsyncClient:
+@asynccontextmanager
+async def python_binance(
+    mock: MockExchange, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[AsyncClient]:
+    """Hold a python-binance client pointed at the mock's REST and WebSocket API; close it after."""
     assert mock.ca_file is not None
     monkeypatch.setenv("SSL_CERT_FILE", mock.ca_file)  # websockets reads it per connection
     context = ssl.create_default_context(cafile=mock.ca_file)
@@ -100,7 +105,10 @@ def binance_client(mock: MockExchange, monkeypatch: pytest.MonkeyPatch) -> Async
     client.API_URL = f"{mock.rest_url}/api"
     client.ws_api = WebsocketAPI(url=mock.ws_api_url)
     client.ws_api.TIMEOUT = 1
-    return client
+    try:
+        yield client
+    finally:
+        await client.close_connection()
 
 
 def test_ccxt_tickers_equal_the_mock_market(tmp_path: Path) -> None:
@@ -131,16 +139,13 @@ def test_python_binance_tickers_equal_the_mock_market(
     async def scenario() -> None:
         async with frozen_market(tmp_path) as (mock, now_ms):
             feed = mock.feed
-            client = binance_client(mock, monkeypatch)
-            try:
+            async with python_binance(mock, monkeypatch) as client:
                 day = await client.get_ticker(symbol="ETHUSDT")
                 price = await client.get_symbol_ticker(symbol="ETHUSDT")
                 prices = await client.get_symbol_ticker()
                 book = await client.get_orderbook_ticker(symbol="ETHUSDT")
                 average = await client.get_avg_price(symbol="ETHUSDT")
                 ui = await client.get_ui_klines(symbol="ETHUSDT", interval="1m")
-            finally:
-                await client.close_connection()
         assert day == tickers_24hr(feed, {"symbol": "ETHUSDT"}, now_ms)
         assert Decimal(price["price"]) == Decimal(mock.market.last_price("ETHUSDT"))
         assert {p["symbol"] for p in prices} == {"BTCUSDT", "ETHUSDT"}
@@ -273,8 +278,7 @@ def test_python_binance_websocket_api_market_data(
     async def scenario() -> None:
         async with frozen_market(tmp_path) as (mock, now_ms):
             feed = mock.feed
-            client = binance_client(mock, monkeypatch)
-            try:
+            async with python_binance(mock, monkeypatch) as client:
                 depth = await client.ws_get_order_book(symbol="BTCUSDT", limit=10)
                 recent = await client.ws_get_recent_trades(symbol="BTCUSDT", limit=20)
                 klines = await client.ws_get_klines(symbol="BTCUSDT", interval="1s")
@@ -283,8 +287,6 @@ def test_python_binance_websocket_api_market_data(
                 price = await client.ws_get_symbol_ticker(symbol="BTCUSDT")
                 book = await client.ws_get_orderbook_ticker(symbol="BTCUSDT")
                 average = await client.ws_get_avg_price(symbol="BTCUSDT")
-            finally:
-                await client.close_connection()
         assert depth == feed.depth("BTCUSDT", 10) and len(depth["bids"]) == 10
         assert recent == feed.recent_trades("BTCUSDT", 20) and recent
         assert klines == feed.klines("BTCUSDT", "1s", None, None, 500) and klines
@@ -303,8 +305,7 @@ def test_python_binance_websocket_api_account_methods(
     async def scenario() -> None:
         async with tls_mock(tmp_path, trades_per_s=20.0) as mock:
             engine = mock.engine
-            client = binance_client(mock, monkeypatch)
-            try:
+            async with python_binance(mock, monkeypatch) as client:
                 tested = await client.ws_create_test_order(
                     symbol="ETHUSDT", side="BUY", type="MARKET", quantity="0.01"
                 )
@@ -325,8 +326,6 @@ def test_python_binance_websocket_api_account_methods(
                 mine = await client.ws_get_my_trades(symbol="ETHUSDT")
                 every = await client.ws_get_all_orders(symbol="ETHUSDT")
                 cancelled = await client.ws_cancel_all_open_orders(symbol="ETHUSDT")
-            finally:
-                await client.close_connection()
         filled = engine.find(order_id=bought["orderId"])
         assert [t["id"] for t in mine] == [f.trade_id for f in filled.fills]
         assert all(t["orderId"] == filled.order_id and t["isBuyer"] for t in mine)
@@ -346,9 +345,8 @@ def test_unknown_paths_and_the_retired_listen_key_answer_json(
         async with tls_mock(
             tmp_path, clock=clock, alpaca_port=0, listen_key_retired_ns=retired
         ) as mock:
-            client = binance_client(mock, monkeypatch)
             context = ssl.create_default_context(cafile=mock.ca_file)
-            try:
+            async with python_binance(mock, monkeypatch) as client:
                 key = await client.stream_get_listen_key()
                 assert key and key in mock._server.trading.listen_keys
                 clock.ns = retired  # the changelog's retirement date has come
@@ -367,8 +365,6 @@ def test_unknown_paths_and_the_retired_listen_key_answer_json(
                             assert response.content_type == "application/json", url
                             body = await response.json()
                             assert set(body) in ({"code", "msg"}, {"code", "message"}), body
-            finally:
-                await client.close_connection()
 
     asyncio.run(scenario())
 
@@ -378,20 +374,7 @@ def test_ccxt_pro_streams_and_trades_over_wss(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with tls_mock(tmp_path, trades_per_s=50.0) as mock:
-            exchange = ccxtpro.binance(
-                {
-                    "apiKey": "mock-key",
-                    "secret": "mock-secret",
-                    "cafile": mock.ca_file,
-                    "options": {
-                        "fetchMarkets": {"types": ["spot"]},
-                        "fetchCurrencies": False,
-                        "fetchMargins": False,
-                    },
-                }
-            )
-            for name in ("public", "private"):
-                exchange.urls["api"][name] = f"{mock.rest_url}/api/v3"
+            exchange = ccxt_binance(mock, ccxtpro)
             exchange.urls["api"]["ws"]["spot"] = f"{mock.ws_url}/ws"
             exchange.urls["api"]["ws"]["ws-api"]["spot"] = mock.ws_api_url
             try:

@@ -11,9 +11,8 @@ import aiohttp
 import orjson
 from websockets.asyncio.client import connect
 
+from tests.realdata import REALDATA
 from tickpipe.mock_ws import MockExchange, read_ground_truth, start_mock
-
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 
 
 async def get(mock: MockExchange, path: str) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import fakeredis
 
-from tests.integration.test_cli_ops import RECORDING
+from tests.realdata import BTCUSDT_CAPTURE
 from tickpipe.common.names import Partition, shard_for
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Settings
@@ -25,7 +25,7 @@ SETTINGS = Settings(namespace="rp", symbols=("BTCUSDT",), instance="t")
 
 
 def test_a_replayed_recording_gives_every_trade_and_no_time_dead_letter() -> None:
-    frames = [f for f in list(read_recording(RECORDING))[:4000] if '"stream"' in f[1]]
+    frames = [f for f in list(read_recording(BTCUSDT_CAPTURE))[:4000] if '"stream"' in f[1]]
     trades_sent = sum(1 for f in frames if '@trade"' in f[1])
 
     async def go() -> list[tuple[str, RawFrame | BadEntry]]:

@@ -13,6 +13,7 @@ from typing import Any
 import fakeredis
 import orjson
 
+from tests.realdata import BTCUSDT_CAPTURE, REALDATA
 from tests.stages import stage_running
 from tests.waits import until, xlen_at_least
 from tickpipe.common.names import GROUP_PROCESSOR, Partition
@@ -22,8 +23,6 @@ from tickpipe.processor.core import PartitionState, build_strategies, process_ba
 from tickpipe.processor.lanes import decode_entries, private_lease_key
 from tickpipe.processor.shell import run
 
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
-BTC_FILE = REALDATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz"
 REAL_REPORT = REALDATA / "nautilus_trader" / "ws_spot_execution_report_binance_us.json"
 P = Partition("binance", 0)
 FRAMES = 2500
@@ -32,7 +31,7 @@ FRAMES = 2500
 @cache
 def real_frames() -> tuple[RawFrame, ...]:
     out = []
-    with gzip.open(BTC_FILE, "rt") as lines:
+    with gzip.open(BTCUSDT_CAPTURE, "rt") as lines:
         for seq, line in enumerate(lines):
             if seq == FRAMES:
                 break

@@ -18,20 +18,19 @@ import heapq
 import io
 from collections import defaultdict
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import fakeredis
 import orjson
 import pytest
 
+from tests.realdata import REALDATA
 from tickpipe.common.names import Partition
 from tickpipe.common.settings import Settings
 from tickpipe.processor.core import PartitionState, process_batch
 from tickpipe.processor.lanes import decode_entries
 from tickpipe.tools.ops import read_recording, read_recordings, replay_file
 
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 SPOT = REALDATA / "hftbacktest" / "spot"
 HFT = [SPOT / f"{s}_{d}.gz" for s in ("btcusdt", "ethusdt") for d in ("20240808", "20240809")]
 

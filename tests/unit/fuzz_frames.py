@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 from hypothesis import strategies as st
 
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
+from tests.realdata import REALDATA
+
 SPOT = REALDATA / "hftbacktest" / "spot"
 EXEC_REPORT = REALDATA / "nautilus_trader" / "ws_spot_execution_report_binance_us.json"
 

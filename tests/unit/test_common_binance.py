@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-from pathlib import Path
 
 import pytest
 
 from tests.doc_vectors import BINANCE_SECRET
+from tests.realdata import REALDATA, capture_frames
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.units import client_order_id_for
 from tickpipe.venues.binance.wire import (
@@ -18,8 +17,6 @@ from tickpipe.venues.binance.wire import (
     unwrap,
     ws_api_payload,
 )
-
-REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 
 
 def test_rest_signature_test_vector() -> None:
@@ -52,13 +49,11 @@ def test_client_order_id_is_deterministic_and_valid() -> None:
 
 def _real_trade_lines(limit: int) -> list[tuple[int, str]]:
     out = []
-    with gzip.open(REALDATA / "hftbacktest/spot/btcusdt_20240808.gz", "rt") as fh:
-        for line in fh:
-            ts, frame = line.rstrip("\n").split(" ", 1)
-            if '"@trade"' in frame or "@trade" in frame.split(",", 1)[0]:
-                out.append((int(ts), frame))
-            if len(out) >= limit:
-                break
+    for ts, frame in capture_frames():
+        if '"@trade"' in frame or "@trade" in frame.split(",", 1)[0]:
+            out.append((ts, frame))
+        if len(out) >= limit:
+            break
     return out
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-from itertools import islice
-from pathlib import Path
 
+from tests.realdata import REALDATA, first_frames
 from tickpipe.common.schema import OrderUpdate, Quote, Trade
 from tickpipe.ingestor.gaps import (
     DepthIds,
@@ -19,18 +17,10 @@ from tickpipe.ingestor.gaps import (
 from tickpipe.venues.binance.events import normalise
 
 S = 1_000_000_000
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
-
-
-def real_trades(limit: int = 2000) -> list[str]:
-    path = REALDATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz"
-    with gzip.open(path, "rt") as f:
-        lines = (line.split(" ", 1)[1].strip() for line in f if "@trade" in line)
-        return list(islice(lines, limit))
 
 
 def test_real_trade_frames_have_contiguous_ids_and_no_gap_is_reported() -> None:
-    frames = real_trades()
+    frames = first_frames(2000, "@trade")
     ids = TradeIds()
     holes = []
     for frame in frames:
@@ -65,7 +55,7 @@ def test_weight_budget_spends_and_refills_per_minute() -> None:
 
 
 def test_normalise_turns_real_frames_into_events() -> None:
-    trade = normalise(real_trades(1)[0], ts_recv=7)
+    trade = normalise(first_frames(1, "@trade")[0], ts_recv=7)
     assert isinstance(trade, Trade) and trade.trade_id == "3735683259" and trade.side == "sell"
     book = (
         '{"stream":"ftmusdt@bookTicker","data":{"u":800360982,"s":"FTMUSDT",'

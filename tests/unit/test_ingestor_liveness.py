@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from tests.realdata import REALDATA
 from tickpipe.ingestor.liveness import Cadence, stream_of
 
 S = 1_000_000_000
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 
 
 def cadence(**extra: int) -> Cadence:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import hmac
-import itertools
 import json
-from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.realdata import first_frames
 from tickpipe.common.errors import AuthError, ConfigError, RateLimited, VenueError
 from tickpipe.common.links import ConnectionTape, connection_id, retry_after_from_header, run_token
 from tickpipe.common.schema import RawFrame
@@ -28,15 +26,7 @@ from tickpipe.venues.binance.session import (
     user_data_subscribe_request,
 )
 
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 NOW_MS = 1_700_000_000_000
-
-
-def real_frames(limit: int = 300) -> list[str]:
-    """Frames exactly as Binance sent them (hftbacktest capture: '<ts_ns> <frame>' per line)."""
-    path = REALDATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz"
-    with gzip.open(path, "rt") as fh:
-        return [line.rstrip("\n").split(" ", 1)[1] for line in itertools.islice(fh, limit)]
 
 
 # -- streams, URL, SUBSCRIBE -------------------------------------------------------------------
@@ -93,7 +83,7 @@ def test_user_data_request_is_signed_over_sorted_params() -> None:
 
 
 def test_real_binance_frames_are_data_not_replies() -> None:
-    frames = real_frames()
+    frames = first_frames(300)
     streamed = [f for f in frames if f.startswith('{"stream"')]
     assert len(streamed) > 200
     assert all(is_data_frame(f) for f in streamed)
@@ -103,7 +93,7 @@ def test_real_binance_frames_are_data_not_replies() -> None:
 
 
 def test_data_frames_are_told_from_replies_whatever_their_whitespace() -> None:
-    spaced = [json.dumps(json.loads(f)) for f in real_frames() if f.startswith('{"stream"')]
+    spaced = [json.dumps(json.loads(f)) for f in first_frames(300) if f.startswith('{"stream"')]
     assert len(spaced) > 200 and spaced[0].startswith('{"stream": "')
     assert all(is_data_frame(f) for f in spaced)
     assert all(is_data_frame(json.dumps(json.loads(f), indent=2).encode()) for f in spaced[:20])
@@ -229,7 +219,7 @@ def test_connection_ids_differ_per_attempt_and_per_run() -> None:
 
 def test_tape_numbers_frames_from_one_and_keeps_them_as_received() -> None:
     tape = ConnectionTape("binance:0/x.1", "binance", "market", "ws://h/stream?streams=a")
-    frames = real_frames(5)
+    frames = first_frames(5)
     stamped = [tape.frame(f, 100 + n) for n, f in enumerate(frames)]
     assert [f.seq for f in stamped] == [1, 2, 3, 4, 5]
     assert [f.data for f in stamped] == frames

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.realdata import REALDATA
 from tickpipe.mock_ws.market import MarketSim
 from tickpipe.mock_ws.matching import MatchingEngine, OrderRejected, split_symbol
 from tickpipe.venues.binance.wire import parse_execution_report
 
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 NOW = 1_700_000_000_000_000_000
 
 

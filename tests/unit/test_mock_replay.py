@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.realdata import BTCUSDT_CAPTURE, REALDATA
 from tickpipe.mock_ws.binance.replay import ReplayBook, load_recording
 from tickpipe.mock_ws.binance.replay_shell import Replayer, replay_symbols
-
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 
 
 def test_cryptofeed_directory_loads_frames_and_snapshots() -> None:
@@ -33,7 +32,7 @@ def test_hftbacktest_formats_and_time_units() -> None:
 
 
 def test_replay_book_syncs_like_a_client_and_never_crosses() -> None:
-    events, snaps = load_recording(REALDATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz")
+    events, snaps = load_recording(BTCUSDT_CAPTURE)
     replayer = Replayer(events, snaps)
     book = replayer.books["BTCUSDT"]
     assert book.last_update_id == 50093239218

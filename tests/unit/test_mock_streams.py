@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from tests.realdata import first_frames
 from tickpipe.mock_ws.binance.streams import (
     StreamSession,
     frame,
@@ -18,7 +17,6 @@ from tickpipe.mock_ws.binance.streams import (
 from tickpipe.mock_ws.market import SimTrade
 from tickpipe.venues.binance.wire import parse_trade, unwrap
 
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 
@@ -116,16 +114,8 @@ def test_streams_from_path() -> None:
     assert streams_from_path("btcusdt@trade/ethusdt@trade") == ["btcusdt@trade", "ethusdt@trade"]
 
 
-def real_trade_frame() -> str:
-    with gzip.open(REALDATA / "hftbacktest/spot/btcusdt_20240808.gz", "rt") as f:
-        for line in f:
-            if "@trade" in line:
-                return line.split(" ", 1)[1].strip()
-    raise AssertionError("no trade frame in the recording")
-
-
 def test_frames_have_the_shape_of_a_real_binance_frame() -> None:
-    real = orjson.loads(real_trade_frame())
+    real = orjson.loads(first_frames(1, "@trade")[0])
     trade = SimTrade("BTCUSDT", 5, "61837.63000000", "0.02000000", 1723161255342, True)
     combined = frame("btcusdt@trade", trade.payload(1723161255343), combined=True)
     ours = orjson.loads(combined)

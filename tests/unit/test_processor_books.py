@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gzip
 from functools import cache
-from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.realdata import REALDATA
 from tickpipe.common.messages import DepthDiff, DepthSnapshot
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.units import MS
@@ -16,7 +16,6 @@ from tickpipe.processor.books import MAX_BUFFERED, SNAPSHOT_RETRY_NS, BookKeeper
 from tickpipe.processor.core import BatchOutput, PartitionState, process_batch
 from tickpipe.processor.records import BookTop, GapRecord
 
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 HFT = REALDATA / "hftbacktest" / "spot"
 CRYPTOFEED = REALDATA / "cryptofeed"
 PARTITION = "binance:0"

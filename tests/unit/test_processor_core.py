@@ -8,11 +8,11 @@ import itertools
 from collections.abc import Sequence
 from decimal import Decimal
 from functools import cache
-from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.realdata import BTCUSDT_CAPTURE
 from tickpipe.common.schema import Bar, RawFrame
 from tickpipe.common.units import MS
 from tickpipe.processor.core import (
@@ -24,8 +24,6 @@ from tickpipe.processor.core import (
 )
 from tickpipe.processor.strategies import ThresholdCross
 
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
-BTC_FILE = REALDATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz"
 TRADES_WANTED = 2000
 PARTITION = "binance:0"
 TS_NOW = 1_800_000_000_000_000_000
@@ -47,7 +45,7 @@ def real_entries() -> tuple[tuple[str, RawFrame], ...]:
     """Every frame of the capture up to its 2000th trade, as raw entries with stream ids."""
     out: list[tuple[str, RawFrame]] = []
     trades = 0
-    with gzip.open(BTC_FILE, "rt") as lines:
+    with gzip.open(BTCUSDT_CAPTURE, "rt") as lines:
         for seq, line in enumerate(lines):
             recv, _, frame = line.rstrip("\n").partition(" ")
             if frame.startswith('{"stream"'):

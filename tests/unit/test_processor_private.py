@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests.realdata import REALDATA
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.units import MS
 from tickpipe.processor.core import BadEntry
 from tickpipe.processor.private import VenueState, process_private_batch
 
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 REAL_REPORT = REALDATA / "nautilus_trader" / "ws_spot_execution_report_binance_us.json"
 
 # protocols.md 2.6: the WS-API user-data form.

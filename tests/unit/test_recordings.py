@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.realdata import BTCUSDT_CAPTURE, REALDATA
 from tickpipe.common.resp import encode_xadd
 from tickpipe.common.schema import RawFrame
 from tickpipe.tools.recordings import (
@@ -19,13 +20,12 @@ from tickpipe.tools.recordings import (
 )
 from tickpipe.tools.replay import encode_raw
 
-REALDATA = Path(__file__).parents[3] / "shared" / "realdata"
 TRADE = '{"stream":"ethusdt@trade","data":{"e":"trade","s":"ETHUSDT","t":1}}'
 SNAP = '{"lastUpdateId":7,"bids":[["1.0","2.0"]],"asks":[]}'
 
 
 def test_the_real_captures_are_recognised() -> None:
-    assert detect_format(REALDATA / "hftbacktest/spot/btcusdt_20240808.gz") == "hftbacktest"
+    assert detect_format(BTCUSDT_CAPTURE) == "hftbacktest"
     assert detect_format(REALDATA / "hftbacktest/spot/btcusdt_20230405.dat.gz") == "hftbacktest"
     cf = REALDATA / "cryptofeed/20210417_3525dc8"
     assert detect_format(cf / "BINANCE.ws.1.0") == "cryptofeed-ws"

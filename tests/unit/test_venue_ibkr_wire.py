@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.builders import build_order_intent
 from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
@@ -108,7 +109,8 @@ def test_sor_entry_is_an_order_update_with_its_cumulative_fill() -> None:
 
 
 def intent(order_type: str = "MARKET", qty: str = "2") -> OrderIntent:
-    return OrderIntent(
+    """A buy of ``qty`` AAPL on IBKR (a LIMIT one at 190.5)."""
+    return build_order_intent(
         client_order_id="tp-abc",
         signal_id="s1",
         venue="ibkr",
