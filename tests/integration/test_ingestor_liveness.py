@@ -54,21 +54,19 @@ def test_a_connection_that_goes_mute_is_marked_stale_and_replaced() -> None:
     # A 20 ms cadence, then silence with pings still answered.
     handler = sending_trades_per_connection(20, every_s=0.02, hold=True)
 
-    async def scenario() -> tuple[list[RawFrame], Ingestor, float]:
+    async def scenario() -> tuple[list[RawFrame], Ingestor]:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         async with ingesting(handler, redis, options=FAST) as ingestor:
-            started = time.monotonic()
             await until(lambda: handler.connections >= 2 and ingestor.stats.frames_received >= 30)
-            took = time.monotonic() - started
-        return await entries(redis, RAW), ingestor, took
+        return await entries(redis, RAW), ingestor
 
-    got, ingestor, took = asyncio.run(scenario())
+    got, ingestor = asyncio.run(scenario())
     stale = markers(got, "stale")
+    # Found by the learned cadence: past the hard limit the reason would be "no frame for".
     assert len(stale) >= 1 and "streams past their expected gap" in stale[0]["reason"]
     gone = markers(got, "disconnect")
     assert gone[0]["reason"].startswith("stale: ")
     assert ingestor.stats.stale_detected >= 1 and ingestor.stats.reconnects >= 1
-    assert took < 4.0  # 0.4 s of frames + the 0.3 s floor, not the 5 s hard limit
     assert trade_ids(got)[:20] == list(range(1000, 1020))
 
 
