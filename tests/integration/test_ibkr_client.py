@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import aiohttp
@@ -74,12 +73,10 @@ def test_client_yields_quotes_trades_and_order_updates_and_heals_a_drop() -> Non
                 filled = [e for e in updates if isinstance(e, OrderUpdate) and e.status == "FILLED"]
                 assert filled[0].client_order_id == "ext-1" and filled[0].filled_qty == "3"
                 await mock.inject({"type": "drop", "path": "/v1/api/ws"})
-                dropped_at = time.monotonic()
                 after = await events_until(
                     client, lambda s: any(isinstance(e, Trade) for e in s), timeout_s=20
                 )
                 assert after and client.errors >= 1, "the drop was not noticed"
-                assert time.monotonic() - dropped_at < 20
         finally:
             await mock.close()
 

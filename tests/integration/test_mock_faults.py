@@ -228,9 +228,7 @@ def test_an_api_delay_holds_each_ws_api_answer_in_turn() -> None:
 def test_lifetime_closes_connections() -> None:
     async def scenario(mock: MockExchange) -> None:
         async with connect(f"{mock.ws_url}/ws/btcusdt@trade") as ws:
-            started = time.monotonic()
-            assert await wait_closed(ws) == 1000
-            assert time.monotonic() - started < 2
+            assert await wait_closed(ws) == 1000  # by the lifetime, before wait_closed's deadline
 
     run(scenario, lifetime_s=0.5)
 
