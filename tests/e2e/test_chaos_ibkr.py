@@ -256,7 +256,11 @@ def test_ibkr_chaos_expiry_lost_answer_and_trader_kill_keep_every_guarantee(
             assert stage.proc.poll() is None, f"{name} died on its own:\n{stage.tail()}"
         settings = load_settings(processes.env, dotenv_path=None)
         asyncio.run(_kill_switch(settings))
-        wait_for(lambda: _safely(lambda: client.scard(KEYS.working_orders(VENUE)) == 0),
+        # Every signal read first: a decision taken just before the switch is an order to cancel
+        # (checked before, the set could be empty only because those orders were still on
+        # their way, and the input stopped before their fills could stream in).
+        wait_for(lambda: _safely(lambda: group_idle(client, KEYS.signals(P), GROUP_TRADER)
+                                 and client.scard(KEYS.working_orders(VENUE)) == 0),
                  timeout_s=30, what="the kill switch to cancel every working order")  # fmt: skip
         assert chaos.stages["ingestor"].stop() == 0, chaos.stages["ingestor"].tail()
         for stream, group in (
