@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["until", "xlen_at_least"]
+__all__ = ["until", "wait_for", "xlen_at_least"]
 
 
 async def until(
@@ -28,6 +28,20 @@ async def until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+def wait_for(
+    condition: Callable[[], object], *, timeout_s: float, what: str, poll_s: float = 0.05
+) -> object:
+    """:func:`until` for code that is not async (real processes, threaded clients)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(poll_s)
 
 
 async def xlen_at_least(redis: Any, stream: str, count: int) -> bool:

@@ -10,15 +10,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.waits import wait_for
 from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,20 +28,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(
-    condition: Callable[[], object], *, timeout_s: float, what: str, poll_s: float = 0.05
-) -> object:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(poll_s)
 
 
 @dataclass

@@ -15,7 +15,6 @@ while the mock serves on the event loop; every wait has a deadline.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,23 +23,13 @@ import ibind
 import pytest
 from ibind import events, subscriptions
 
+from tests.waits import wait_for
 from tickpipe.mock_ws import MockExchange, start_mock
 from tickpipe.mock_ws.ground_truth import read_ground_truth
 from tickpipe.mock_ws.ibkr.server import IbkrMock
 
 ACCOUNT = "DU1234567"
 WAIT_S = 20.0
-
-
-def _until(condition: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
-    """Poll ``condition`` until it returns something true; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _subscribe(ws: Any, subscription: Any) -> None:
@@ -57,7 +46,7 @@ def _gather(sink: ibind.QueueSink, kind: type, enough: Callable[[list[Any]], boo
             taken.append(event)
         return enough(taken)
 
-    _until(done, f"{kind.__name__} events")
+    wait_for(done, timeout_s=WAIT_S, what=f"{kind.__name__} events")
     return taken
 
 
@@ -143,7 +132,11 @@ def test_ibind_receives_the_sor_update_of_an_order_placed_through_its_rest_clien
 ) -> None:
     def flow(client: Any, ws: Any, sink: ibind.QueueSink, gateway: IbkrMock) -> None:
         _subscribe(ws, subscriptions.OrdersSubscription())
-        _until(lambda: "sor" in next(iter(gateway.connections.values())).topics, "sor")
+        wait_for(
+            lambda: "sor" in next(iter(gateway.connections.values())).topics,
+            timeout_s=WAIT_S,
+            what="sor",
+        )
         client.receive_brokerage_accounts()
         request = ibind.OrderRequest(
             conid=gateway.contracts.by_symbol["AAPL"], side="BUY", quantity=1,
@@ -175,7 +168,11 @@ def test_ibind_shuts_down_cleanly_and_the_mock_sees_the_socket_close(
         assert len(gateway.connections) == 1
         assert ws.shutdown() is True
         assert not ws.is_running()
-        _until(lambda: not gateway.connections, "the mock to see the socket close")
+        wait_for(
+            lambda: not gateway.connections,
+            timeout_s=WAIT_S,
+            what="the mock to see the socket close",
+        )
         truth = read_ground_truth(tmp_path / "truth.jsonl")
         assert len(truth.events("ibkr_connect")) == len(truth.events("ibkr_disconnect")) == 1
 

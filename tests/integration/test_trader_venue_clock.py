@@ -19,6 +19,7 @@ import pytest
 from tests.integration.test_trader_mock import make_signal, wait_for_events
 from tests.integration.test_trader_shell import seed_market
 from tests.stages import stage_running
+from tests.waits import until
 from tickpipe.common.schema import decode_fields
 from tickpipe.common.settings import Secret, Settings
 from tickpipe.common.units import MS, client_order_id_for
@@ -79,12 +80,13 @@ def test_orders_are_accepted_by_a_venue_whose_clock_is_off(
                     got = [decode_fields(f) for _, f in await redis.xrange(orders)]
                     raise AssertionError(f"no ack: {got}") from None
                 health_key = settings.keys.health("trader", settings.instance)
-                deadline = time.monotonic() + 8
-                while True:  # the next health record after the order carries the estimate
+
+                async def estimated() -> dict[str, object] | None:
                     health = orjson.loads(await redis.get(health_key) or b"{}")
-                    if "venue_clock_offset_ms" in health or time.monotonic() > deadline:
-                        break
-                    await asyncio.sleep(0.05)
+                    return health if "venue_clock_offset_ms" in health else None
+
+                # The next health record after the order carries the estimate.
+                health = await until(estimated, timeout_s=30, what="the venue clock estimate")
         finally:
             await mock.close()
         assert next(e for e in events if e["event"] == "ack")["status"] != "REJECTED"
