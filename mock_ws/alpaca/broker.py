@@ -108,24 +108,32 @@ class AlpacaBroker:
         )
         self.orders[order.id] = order
         self._client_ids[client_id] = order.id
-        if not self.trades_now(symbol, now_ns):
+        if not self.works_now(order, now_ns):
             # Alpaca, "Orders submitted outside of eligible trading hours": held as accepted,
-            # queued for the next session's open.
+            # queued for the next session's open (or the pre-market, for extended_hours).
             return order.to_json(), []
         response = order.to_json()
         return response, self._start(order, now_ns)
 
+    def _always(self, symbol: str) -> bool:
+        return self.hours == "always" or is_crypto(symbol) or symbol in self.around_the_clock
+
     def trades_now(self, symbol: str, now_ns: int) -> bool:
-        """Tell whether ``symbol`` trades at ``now_ns`` (crypto 24/7, stocks in session)."""
-        if self.hours == "always" or is_crypto(symbol) or symbol in self.around_the_clock:
+        """Tell whether ``symbol`` prints trades at ``now_ns`` (crypto 24/7, stocks IEX's hours)."""
+        return self._always(symbol) or calendar.prints_now(now_ns)
+
+    def works_now(self, order: AlpacaOrder, now_ns: int) -> bool:
+        """Tell whether ``order`` may fill at ``now_ns``: in the regular session, or in the
+        pre-market and after-hours when it was sent with ``extended_hours``."""
+        if self._always(order.symbol) or calendar.is_open(now_ns):
             return True
-        return calendar.is_open(now_ns)
+        return order.extended_hours and calendar.in_extended_hours(now_ns)
 
     def tick(self, now_ns: int) -> list[Event]:
         """Release held orders at the open; expire DAY stock orders at the close."""
         events: list[Event] = []
         for order in list(self.orders.values()):
-            if not order.is_open or not self.trades_now(order.symbol, now_ns):
+            if not order.is_open or not self.works_now(order, now_ns):
                 if (
                     order.is_open
                     and order.status != "accepted"
@@ -134,7 +142,8 @@ class AlpacaBroker:
                     and self.hours == "venue"
                     and order.symbol not in self.around_the_clock
                 ):
-                    # "day": canceled automatically at the end of regular trading hours.
+                    # "day": canceled automatically at the end of regular trading hours (of
+                    # the after-hours session for an extended_hours order).
                     events.append(self._finish(order, "expired", now_ns))
                 continue
             if order.status == "accepted" and order.replaces is None:
@@ -222,6 +231,8 @@ class AlpacaBroker:
                 if available <= 0:
                     break
                 if not order.is_open or order.symbol != trade.symbol or order.type != "limit":
+                    continue
+                if order.status == "accepted":  # held until its hours (or the replace) start it
                     continue
                 if order.created_ns > trade_ns or order.limit_price is None:
                     continue

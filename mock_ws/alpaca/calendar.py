@@ -6,6 +6,12 @@ every weekday as a full session). Alpaca's ``GET /v2/clock`` answers ``timestamp
 ``is_open``, ``next_open`` and ``next_close`` with the New York offset; ``GET /v2/calendar``
 one entry per trading day with ``open``/``close`` (``HH:MM``), ``session_open``/``session_close``
 (the 04:00-20:00 extended session, ``HHMM``) and ``settlement_date`` (T+1 trading days).
+
+Outside the regular session, two more windows matter (Alpaca, "Extended Hours Trading": the
+pre-market 04:00-09:30 and the after-hours 16:00-20:00, 17:00 on early-close days): an order
+with ``extended_hours`` may work in them (:func:`in_extended_hours`). Stock trades print in
+IEX's hours (IEX Exchange, "Trading Hours": pre-market 08:00-09:30, post-market to one hour after
+the close), which the mock uses for both of its stock feeds (:func:`prints_now`).
 Time comes in as integer nanoseconds.
 """
 
@@ -15,10 +21,21 @@ import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-__all__ = ["NEW_YORK", "Session", "calendar", "clock", "is_open", "session_of"]
+__all__ = [
+    "NEW_YORK",
+    "Session",
+    "calendar",
+    "clock",
+    "in_extended_hours",
+    "is_open",
+    "prints_now",
+    "session_of",
+]
 
 NEW_YORK = ZoneInfo("America/New_York")
 _OPEN, _CLOSE, _EARLY_CLOSE = datetime.time(9, 30), datetime.time(16, 0), datetime.time(13, 0)
+_EXTENDED_OPEN, _PRINTS_OPEN = datetime.time(4, 0), datetime.time(8, 0)
+_EXTENDED_CLOSE, _EARLY_EXTENDED_CLOSE = datetime.time(20, 0), datetime.time(17, 0)
 _HOLIDAYS = {
     datetime.date.fromisoformat(d)
     for d in (
@@ -76,6 +93,30 @@ def is_open(now_ns: int) -> bool:
     now = _local(now_ns)
     session = session_of(now.date())
     return session is not None and session.open <= now < session.close
+
+
+def in_extended_hours(now_ns: int) -> bool:
+    """Tell whether an ``extended_hours`` order may work at ``now_ns`` (04:00 to 20:00)."""
+    now = _local(now_ns)
+    session = session_of(now.date())
+    if session is None:
+        return False
+    early = now.date() in _EARLY_CLOSES
+    start = datetime.datetime.combine(now.date(), _EXTENDED_OPEN, NEW_YORK)
+    end = datetime.datetime.combine(
+        now.date(), _EARLY_EXTENDED_CLOSE if early else _EXTENDED_CLOSE, NEW_YORK
+    )
+    return start <= now < end
+
+
+def prints_now(now_ns: int) -> bool:
+    """Tell whether stocks print trades at ``now_ns`` (08:00 to an hour after the close)."""
+    now = _local(now_ns)
+    session = session_of(now.date())
+    if session is None:
+        return False
+    start = datetime.datetime.combine(now.date(), _PRINTS_OPEN, NEW_YORK)
+    return start <= now < session.close + datetime.timedelta(hours=1)
 
 
 def _next_session(after: datetime.datetime) -> Session:

@@ -25,7 +25,9 @@ NS_PER_MIN = 60_000_000_000
 NS_PER_DAY = 86_400_000_000_000
 HISTORY_TRADES = 20_000
 HISTORY_BARS = 2_000
-BOOK_LEVELS = 5
+#: levels per side of a crypto order-book snapshot (Alpaca, "Real-time crypto data",
+#: orderbooks: the first message of a subscription is the whole book, then changes)
+BOOK_LEVELS = 40
 
 #: Subscription channel of each message type.
 CHANNEL_OF = {

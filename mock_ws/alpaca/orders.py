@@ -128,6 +128,9 @@ def parse_order_request(body: Any, *, crypto: bool) -> OrderRequest:
     extended = body.get("extended_hours", False)
     if not isinstance(extended, bool):
         raise _invalid("invalid extended_hours")
+    if extended and not crypto and (order_type != "limit" or tif != "day"):
+        # Alpaca, "Extended Hours Trading": only limit orders with time_in_force day
+        raise _invalid("extended hours order must be DAY limit orders")
     return OrderRequest(
         symbol=symbol,
         side=side,

@@ -130,6 +130,64 @@ def test_stock_day_orders_are_held_while_closed_fill_at_the_open_and_expire_at_t
     asyncio.run(scenario())
 
 
+def test_extended_hours_orders_work_in_the_pre_market_and_after_hours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alpaca.common.exceptions import APIError
+    from alpaca.trading.enums import OrderSide, TimeInForce
+    from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
+
+    def limit(price: float, *, extended: bool) -> LimitOrderRequest:
+        return LimitOrderRequest(
+            symbol="AAPL", qty=1, side=OrderSide.BUY, limit_price=price,
+            time_in_force=TimeInForce.DAY, extended_hours=extended,
+        )  # fmt: skip
+
+    async def scenario() -> None:
+        clock = ManualClock(utc_ns("2026-01-06T12:30:00"))  # Tuesday 07:30 in New York
+        async with alpaca_mock(tmp_path, monkeypatch, clock=clock, trades_per_s=20.0) as mock:
+            assert mock.alpaca is not None
+            client, market, broker = trading(mock), mock.alpaca.market, mock.alpaca.broker
+            last = float(broker.market.last_price("AAPL"))
+            with pytest.raises(APIError) as refused:
+                await asyncio.to_thread(
+                    client.submit_order,
+                    MarketOrderRequest(symbol="AAPL", qty=1, side=OrderSide.BUY,
+                                       time_in_force=TimeInForce.DAY, extended_hours=True),
+                )  # fmt: skip
+            assert refused.value.status_code == 422
+            assert "extended hours order must be DAY limit orders" in str(refused.value)
+            early = await asyncio.to_thread(client.submit_order, limit(last * 2, extended=True))
+            regular = await asyncio.to_thread(client.submit_order, limit(last * 2, extended=False))
+            await wait_for(lambda: broker.get(str(early.id)).status == "filled", "pre-market")
+            assert broker.get(str(regular.id)).status == "accepted"  # held for the open
+            clock.ns += 5_000_000_000
+            await wait_for(lambda: bool(market.history_trades("FAKEPACA")), "the test stream")
+            assert market.history_trades("AAPL") == []  # IEX prints nothing before 08:00
+
+            clock.ns = utc_ns("2026-01-06T13:30:00")  # 08:30: IEX's pre-market prints
+            await wait_for(lambda: bool(market.history_trades("AAPL")), "pre-market trades")
+            assert broker.get(str(regular.id)).status == "accepted"  # still not its hours
+            clock.ns = utc_ns("2026-01-06T14:31:00")  # 09:31: the open starts it
+            await wait_for(lambda: broker.get(str(regular.id)).status == "filled", "the open")
+
+            clock.ns = utc_ns("2026-01-06T21:30:00")  # 16:30: after-hours
+            late = await asyncio.to_thread(client.submit_order, limit(last / 2, extended=True))
+            held = await asyncio.to_thread(client.submit_order, limit(last / 2, extended=False))
+            await wait_for(lambda: broker.get(str(late.id)).status == "new", "after-hours")
+            assert broker.get(str(held.id)).status == "accepted"
+            seen = len(market.history_trades("FAKEPACA"))
+            clock.ns = utc_ns("2026-01-07T00:59:30")  # 19:59:30: the after-hours still runs
+            await wait_for(lambda: len(market.history_trades("FAKEPACA")) > seen, "a step")
+            assert broker.get(str(late.id)).status == "new"
+            clock.ns = utc_ns("2026-01-07T01:00:01")  # 20:00:01: the extended DAY order ends
+            await wait_for(lambda: broker.get(str(late.id)).status == "expired", "20:00")
+            assert broker.get(str(held.id)).status == "accepted"  # tomorrow's order
+            close(client)
+
+    asyncio.run(scenario())
+
+
 def test_assets_positions_closing_and_activities(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -105,7 +105,11 @@ def test_crypto_stream_with_orderbook_snapshot_then_updates() -> None:
             await ws.send('{"action":"subscribe","orderbooks":["BTC/USD"]}')
             await recv_until(ws, lambda m: m["T"] == "subscription")
             snapshot = await recv_until(ws, lambda m: m["T"] == "o")
-            assert snapshot["r"] is True and len(snapshot["b"]) == 5
+            # the first message is the whole book (40 levels a side), not a top of book
+            assert snapshot["r"] is True and len(snapshot["b"]) == len(snapshot["a"]) == 40
+            bids, asks = [b["p"] for b in snapshot["b"]], [a["p"] for a in snapshot["a"]]
+            assert bids == sorted(bids, reverse=True) and asks == sorted(asks)
+            assert bids[0] < asks[0] and len(set(bids)) == len(set(asks)) == 40
             update = await recv_until(ws, lambda m: m["T"] == "o")
             assert update["r"] is False
 

@@ -42,7 +42,7 @@ def test_crypto_trade_has_taker_side_and_an_orderbook_update() -> None:
     assert set(quote) == {"T", "S", "bp", "bs", "ap", "as", "t"}
     assert book["T"] == "o" and book["r"] is False and len(book["b"]) == len(book["a"]) == 1
     snapshot = market.orderbook_snapshot("BTC/USD", T0)
-    assert snapshot is not None and snapshot["r"] is True and len(snapshot["b"]) == 5
+    assert snapshot is not None and snapshot["r"] is True and len(snapshot["b"]) == 40
     assert all(level["p"] < 61800 for level in snapshot["b"])
     assert market.orderbook_snapshot("AAPL", T0) is None
 
