@@ -8,7 +8,9 @@ import errno
 import os
 import shutil
 import socket
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,10 +26,39 @@ __all__ = [
     "free_port",
     "listen_socket",
     "start_redis_server",
+    "tied_to_parent",
     "wait_for_redis",
 ]
 
 REDIS_INSTALL_HINT = "install it with: sudo apt-get install -y redis-server"
+
+#: Run in the child before the real program: ask the kernel for SIGTERM when the parent dies
+#: (Linux ``prctl(PR_SET_PDEATHSIG)``, option 1, kept across ``exec``), leave at once if the
+#: parent is already gone, then become the program (same pid).
+_TIED = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def tied_to_parent(argv: Sequence[str]) -> list[str]:
+    """Return ``argv`` wrapped so that its process gets SIGTERM when this process dies.
+
+    A supervisor starts its children in sessions of their own (a terminal's Ctrl-C reaches the
+    supervisor alone, which stops them in order); should the supervisor be killed outright, its
+    children would run on as orphans, holding ports, data directories and venue sessions. The
+    wrapper is a short ``python -c`` that sets the parent-death signal and ``exec``s the program
+    (not a ``preexec_fn``: the supervisor has threads). The signal follows the thread that
+    spawns the child, so spawn from the thread that lives as long as the process (the event
+    loop's). Elsewhere than Linux ``argv`` is returned as it is.
+    """
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    program = shutil.which(argv[0]) or argv[0]
+    return [sys.executable, "-c", _TIED, str(os.getpid()), program, *argv[1:]]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,13 +108,14 @@ def redis_server_binary() -> str:
 
 async def start_redis_server(
     data_dir: Path, *, port: int | None = None, appendonly: bool = True,
-    aclfile: Path | None = None, login: tuple[str, str] | None = None,
+    aclfile: Path | None = None, login: tuple[str, str] | None = None, tied: bool = False,
 ) -> tuple[asyncio.subprocess.Process, str]:  # fmt: skip
     """Start ``redis-server`` on loopback with its data in ``data_dir``; return (process, url).
 
     With ``aclfile`` the server loads its users from that file, and ``login`` (user, password)
     is who checks that it answers. Passwords never go on the command line (``ps`` shows it to
-    every user). The server runs under umask 077: its AOF, RDB and log are private.
+    every user). The server runs under umask 077: its AOF, RDB and log are private. ``tied``:
+    the server stops (SIGTERM, its data saved) when this process dies (:func:`tied_to_parent`).
     """
     binary = redis_server_binary()
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -107,7 +139,9 @@ async def start_redis_server(
     old_umask = os.umask(PRIVATE_UMASK)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+            *(tied_to_parent(args) if tied else args),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
     finally:
         os.umask(old_umask)

@@ -40,7 +40,7 @@ from tickpipe.common.embedded import (
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.extras import has_extra
 from tickpipe.common.privacy import PRIVATE_UMASK, make_private, write_private
-from tickpipe.common.procs import start_redis_server, wait_for_redis
+from tickpipe.common.procs import start_redis_server, tied_to_parent, wait_for_redis
 from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis, redacted, redis_reason
 from tickpipe.common.settings import Settings, read_dotenv
 from tickpipe.common.status import StatusSnapshot, read_status, render_status
@@ -105,7 +105,7 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{stage.name}.log", "ab") as logfile:
             stage.proc = await asyncio.create_subprocess_exec(
-                *stage.argv, env=stage.env, stdout=logfile, stderr=logfile,
+                *tied_to_parent(stage.argv), env=stage.env, stdout=logfile, stderr=logfile,
                 start_new_session=True,
             )  # fmt: skip
         stage.started_at = time.monotonic()
@@ -220,8 +220,9 @@ async def _start_mock(
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "mock_ws.log", "ab") as logfile:
         proc = await asyncio.create_subprocess_exec(
-            *argv, env=env, stdout=logfile, stderr=logfile, start_new_session=True
-        )
+            *tied_to_parent(argv), env=env, stdout=logfile, stderr=logfile,
+            start_new_session=True,
+        )  # fmt: skip
     deadline = time.monotonic() + 15
     while not ready.exists():
         if proc.returncode is not None or time.monotonic() > deadline:
@@ -349,7 +350,7 @@ async def _start_embedded_redis(
     aclfile = data_dir / ACL_FILE
     write_acl(aclfile, settings.namespace, passwords)
     proc, url = await start_redis_server(
-        data_dir / "redis", aclfile=aclfile, login=(OPERATOR, passwords[OPERATOR])
+        data_dir / "redis", aclfile=aclfile, login=(OPERATOR, passwords[OPERATOR]), tied=True
     )
     write_private(data_dir / URL_FILE, url + "\n")
     print(
