@@ -115,7 +115,9 @@ async def start_redis_server(
     With ``aclfile`` the server loads its users from that file, and ``login`` (user, password)
     is who checks that it answers. Passwords never go on the command line (``ps`` shows it to
     every user). The server runs under umask 077: its AOF, RDB and log are private. ``tied``:
-    the server stops (SIGTERM, its data saved) when this process dies (:func:`tied_to_parent`).
+    the server runs in a session of its own (a terminal's Ctrl-C does not reach it: the parent
+    stops it when done) and stops (SIGTERM, its data saved) when this process dies
+    (:func:`tied_to_parent`).
     """
     binary = redis_server_binary()
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -142,6 +144,7 @@ async def start_redis_server(
             *(tied_to_parent(args) if tied else args),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=tied,  # a terminal's Ctrl-C reaches the parent, which stops it
         )
     finally:
         os.umask(old_umask)
