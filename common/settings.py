@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
@@ -55,6 +56,10 @@ FALLBACK_ORDER_QTY = "0.001"
 #: ``TICKPIPE_ORDER_QTY`` unset: ETHUSDT at ~2,680 USDT needs 0.01 (26.8 USDT) to clear a
 #: 5 USDT minimum notional with margin; BTCUSDT at ~61,800 clears it with 0.001 (61.8 USDT).
 DEFAULT_ORDER_QTY = "0.001,ETHUSDT=0.01"
+#: Settings a venue sizes its own way when the user left them unset. IBKR takes whole shares
+#: (its Client Portal refuses a fraction): an order is one share and a position up to 100, where
+#: the crypto-sized defaults would refuse every order, then every second one.
+VENUE_DEFAULTS: dict[str, dict[str, str]] = {"ibkr": {"order_qty": "1", "max_position": "100"}}
 
 #: Shortest secret accepted: anything shorter cannot be masked in logs without false matches.
 MIN_SECRET_CHARS = 8
@@ -92,6 +97,7 @@ class Settings:
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_url_set: bool = False
+    given: frozenset[str] = frozenset()  # the fields the user set (the others: defaults)
     namespace: str = "tp"
     venue: str = "binance"
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
@@ -195,6 +201,7 @@ class Settings:
             symbols=symbols,
             venue_symbols=(),
             thresholds=thresholds,
+            **_venue_defaults(name, self.given),
         )
 
     def threshold_for(self, symbol: str) -> str | None:
@@ -538,6 +545,16 @@ _DEFAULT_SYMBOLS = {
 }  # fmt: skip
 
 
+def _venue_defaults(venue: str, given: frozenset[str]) -> dict[str, Any]:
+    """The values of :data:`VENUE_DEFAULTS`' fields the user did not set, for ``venue``."""
+    fields = {name for defaults in VENUE_DEFAULTS.values() for name in defaults} - given
+    own = VENUE_DEFAULTS.get(venue, {})
+    return {
+        name: own[name] if name in own else Settings.__dataclass_fields__[name].default
+        for name in fields
+    }
+
+
 def _namespaced(key: str) -> bool:
     """Tell whether ``key`` is a strategy's own setting (checked when strategies are built)."""
     return key.startswith(STRATEGY_PREFIX) and key not in KNOWN_KEYS
@@ -596,10 +613,13 @@ def load_settings(
         except ValueError as exc:
             raise ConfigError(f"{key}={_shown(key, text)}: {exc}") from None
     _check_secret_lengths(merged)
+    given = frozenset(values)
     if "redis_url" in values:
         values["redis_url_set"] = True
     values["strategy_settings"] = tuple(sorted(namespaced.items()))
     _venues_and_symbols(values)
+    values["given"] = given
+    values.update(_venue_defaults(str(values["venue"]), given))
     settings = Settings(**values)  # type: ignore[arg-type]
     every_symbol = {s for _, symbols in settings.venue_symbols for s in symbols}
     unknown_levels = [s for s, _ in settings.thresholds if s not in every_symbol]
@@ -607,7 +627,7 @@ def load_settings(
         raise ConfigError(
             f"TICKPIPE_THRESHOLDS names {unknown_levels} which are not in TICKPIPE_SYMBOLS"
         )
-    if "order_qty" in values:  # the built-in sizes may name symbols this deployment does not trade
+    if "order_qty" in settings.given:  # the built-in sizes may name symbols not traded here
         sized = sorted(set(order_quantities(settings.order_qty)) - {ANY_SYMBOL} - every_symbol)
         if sized:
             raise ConfigError(f"TICKPIPE_ORDER_QTY names {sized} which are not in TICKPIPE_SYMBOLS")

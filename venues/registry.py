@@ -251,10 +251,15 @@ def _ibkr_mock_env(
     ports: Mapping[str, int], key: str, secret: str, env: Mapping[str, str]
 ) -> dict[str, str]:
     gateway = f"127.0.0.1:{ports['ibkr_port']}"  # a gateway session needs no key
-    return {
+    out = {
         "TICKPIPE_IBKR_REST_URL": f"http://{gateway}/v1/api",
         "TICKPIPE_IBKR_WS_URL": f"ws://{gateway}/v1/api/ws",
     }
+    if "TICKPIPE_IBKR_ALLOW_QUESTIONS" not in env:
+        # the mock asks o10151 ("You are about to submit a market order") of every market
+        # order; against the mock (only) it is answered "yes" unless the user chose otherwise
+        out["TICKPIPE_IBKR_ALLOW_QUESTIONS"] = "o10151"
+    return out
 
 
 def _alpaca_order_link(settings: Settings) -> OrderLink:

@@ -22,9 +22,9 @@ def test_up_on_ibkr_trades_through_the_gateway_without_a_429(tmp_path: Path) -> 
     env.pop("REDIS_URL", None)
     env.update(
         PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", TICKPIPE_VENUE="ibkr",
-        TICKPIPE_IBKR_ALLOW_QUESTIONS="o10151", TICKPIPE_HYSTERESIS_BPS="1",
-        TICKPIPE_ORDER_QTY="1",
+        TICKPIPE_HYSTERESIS_BPS="1",
     )  # fmt: skip
+    # No order size and no allowed question: the defaults a user starts with must trade.
     # The gateway path alone, at the threshold strategy's pace: the demo's market moves and its
     # extra strategies are checked on Binance by test_up_demo.py.
     data, truth = tmp_path / "state", tmp_path / "truth.jsonl"
@@ -44,5 +44,6 @@ def test_up_on_ibkr_trades_through_the_gateway_without_a_429(tmp_path: Path) -> 
     orders = Counter(e["cOID"] for e in events if e["ev"] == "ibkr_order")
     assert orders and set(orders.values()) == {1}, orders
     assert len(orders) == int(trader["acks"]), (orders, final)
+    assert int(trader["rejects"]) == 0, final  # whole shares, the market-order question allowed
     mock_log = (data / "logs" / "mock_ws.log").read_text()
     assert " 429 " not in mock_log and '"429 ' not in mock_log, "the gateway had to refuse"

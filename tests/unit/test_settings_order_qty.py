@@ -28,6 +28,22 @@ def test_default_sizes_clear_the_mock_minimum_notional_with_margin() -> None:
         assert notional >= 4 * MIN_NOTIONAL, symbol
 
 
+def test_ibkr_takes_whole_shares_unless_the_user_sized_the_orders() -> None:
+    ibkr = _load(VENUE="ibkr", SYMBOLS="AAPL,MSFT")
+    assert ibkr.order_qty_for("AAPL") == ibkr.order_qty_for("MSFT") == "1"
+    assert ibkr.max_position == "100"  # a position of shares, not of bitcoin
+    both = _load(VENUES="binance,ibkr", SYMBOLS="BTCUSDT,ibkr:AAPL")
+    assert both.for_venue("ibkr").order_qty_for("AAPL") == "1"
+    assert both.for_venue("binance").order_qty_for("BTCUSDT") == "0.001"
+    first = _load(VENUES="ibkr,binance", SYMBOLS="AAPL,binance:BTCUSDT")
+    assert (first.order_qty_for("AAPL"), first.max_position) == ("1", "100")
+    binance = first.for_venue("binance")
+    assert (binance.order_qty_for("BTCUSDT"), binance.max_position) == ("0.001", "1")
+    sized = _load(VENUE="ibkr", SYMBOLS="AAPL", ORDER_QTY="5", MAX_POSITION="7")
+    assert (sized.order_qty_for("AAPL"), sized.max_position) == ("5", "7")
+    assert sized.for_venue("ibkr").max_position == "7"
+
+
 def test_per_symbol_sizes_and_a_bare_value_for_the_others() -> None:
     settings = _load(ORDER_QTY="btcusdt=0.002, ETHUSDT=0.05", SYMBOLS="BTCUSDT,ETHUSDT,BNBUSDT")
     assert settings.order_qty_for("BTCUSDT") == "0.002"
