@@ -3,7 +3,9 @@
 #   docs/logs/<venue>/        `tickpipe up` against the mock exchange, nothing going wrong
 #   docs/logs/<venue>-fault/  the same with faults injected mid-run (Binance: the market stream
 #                             dropped, the WebSocket API rate-limited, an order answered 503;
-#                             Alpaca: an order rejected, the ingestor killed and restarted)
+#                             Alpaca: an order rejected, the ingestor killed and restarted;
+#                             IBKR: the socket dropped, the brokerage session expired, an order
+#                             POST's answer lost after the gateway placed it)
 #   docs/logs/clients.log     both embeddable clients (scripts/client_session.py): a reconnect,
 #                             a rate-limit wait, a rejected order, a cancel
 #   scripts/collect_logs.sh            DURATION=40 scripts/collect_logs.sh
@@ -42,23 +44,38 @@ port() {  # port DIR KEY: a port from the mock's ready file
     "$1/mock.ready.json" "$2"
 }
 
-binance_faults() {
-  local p; p=$(port "$1" binance_port)
-  curl -sS -X POST "http://127.0.0.1:$p/_mock/faults" -H 'Content-Type: application/json' -d '[
-    {"type": "drop", "kind": "stream"},
-    {"type": "rate_limit", "scope": "ws_api", "retry_after": 2, "duration": 8, "at": 3},
-    {"type": "order_error", "mode": "error", "kind": "api", "at": 6}]' >&2
+mock_post() {  # mock_post DIR PORT-KEY PATH [JSON]: POST to the mock's control API (TLS or not)
+  local dir=$1 body=${4:-'{}'} url opts=()
+  url="http://127.0.0.1:$(port "$dir" "$2")$3"
+  if [ "$(port "$dir" tls)" = "True" ]; then
+    url="https${url#http}"
+    opts=(--cacert "$dir/mock-tls/ca.pem")
+  fi
+  curl -sS "${opts[@]}" -X POST "$url" -H 'Content-Type: application/json' -d "$body" >&2
   echo >&2
 }
 
+binance_faults() {
+  mock_post "$1" binance_port /_mock/faults '[
+    {"type": "drop", "kind": "stream"},
+    {"type": "rate_limit", "scope": "ws_api", "retry_after": 2, "duration": 8, "at": 3},
+    {"type": "order_error", "mode": "error", "kind": "api", "at": 6}]'
+}
+
 alpaca_faults() {
-  local p; p=$(port "$1" alpaca_port)
-  curl -sS -X POST "http://127.0.0.1:$p/_mock/alpaca/reject_next" >&2
-  echo >&2
+  mock_post "$1" alpaca_port /_mock/alpaca/reject_next
   # the ingestor dies (SIGKILL); tickpipe up restarts it and it reconnects
   local pid
   pid=$(pgrep -P "$2" -f 'tickpipe[.]ingestor' | head -1 || true)
   if [ -n "$pid" ]; then kill -9 "$pid"; echo "killed the ingestor ($pid)" >&2; fi
+}
+
+ibkr_faults() {
+  mock_post "$1" binance_port /_mock/faults '[
+    {"type": "drop", "kind": "stream", "path": "/v1/api/ws"},
+    {"type": "order_error", "kind": "rest", "path": "/orders", "mode": "lost", "at": 6}]'
+  sleep 3
+  mock_post "$1" ibkr_port /_mock/ibkr/expire  # the brokerage session ends
 }
 
 want() {  # want NAME: whether this run was asked for (every one when none was named)
@@ -71,6 +88,8 @@ want binance && run_up binance binance
 want binance-fault && run_up binance binance-fault binance_faults
 want alpaca && run_up alpaca alpaca
 want alpaca-fault && run_up alpaca alpaca-fault alpaca_faults
+want ibkr && run_up ibkr ibkr
+want ibkr-fault && run_up ibkr ibkr-fault ibkr_faults
 rm -f docs/logs/up.txt docs/logs/dashboard.log docs/logs/ingestor.log \
   docs/logs/mock_ws.log docs/logs/processor-1.log docs/logs/trader.log  # the old flat layout
 if want clients; then
