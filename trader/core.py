@@ -39,6 +39,7 @@ from tickpipe.common.errors import (
     RateLimited,
     VenueUnavailable,
 )
+from tickpipe.common.order_spec import LIMIT_PRICED
 from tickpipe.common.schema import OrderIntent, OrderUpdate, Signal, decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import MS
@@ -231,8 +232,11 @@ class TraderCore:
         self, signal: Signal, intent: OrderIntent, now_ns: int, *, market_loaded: bool
     ) -> tuple[str | None, bool]:
         """Return why ``signal`` may not become an order (or None) and whether to load prices."""
-        if intent.order_type == "LIMIT" and not (to_decimal(signal.price) or 0) > 0:
-            return f"a LIMIT order needs the signal's price, got {signal.price!r}", False
+        if intent.order_type in LIMIT_PRICED and not (to_decimal(signal.price) or 0) > 0:
+            return (
+                f"a {intent.order_type} order needs the signal's price, got {signal.price!r}",
+                False,
+            )
         position = self.tracker.position(signal.symbol)
         working = [o.working() for o in self.tracker.working(signal.symbol)]
         unpriced = dataclasses.replace(self.limits, max_notional=None)
@@ -242,14 +246,21 @@ class TraderCore:
         if reason is not None:
             return reason, False
         market = self.market.price(signal.symbol, signal.side)
-        reason = market_refusal(
-            signal.symbol,
-            signal.price,
-            market,
-            now_ns=now_ns,
-            max_age_ns=self.max_price_age_ns,
-            band_bps=self.band_bps,
-        )
+        # The signal's price, and a stop order's trigger too, must lie in the band.
+        banded = [(signal.price, "signal price")]
+        if signal.stop_price:
+            banded.append((signal.stop_price, "stop price"))
+        reason = None
+        for price, what in banded:
+            reason = reason or market_refusal(
+                signal.symbol,
+                price,
+                market,
+                now_ns=now_ns,
+                max_age_ns=self.max_price_age_ns,
+                band_bps=self.band_bps,
+                what=what,
+            )
         if (
             reason is not None
             and not market_loaded
@@ -261,7 +272,7 @@ class TraderCore:
         if reason is not None or market is None:
             self._count("market_refusals")
             return reason, False
-        value = order_value_price(market, intent.order_type, intent.price)
+        value = order_value_price(market, intent.order_type, intent.price, intent.stop_price)
         reason = check_signal(signal, self.limits, position=position, working=working, price=value)
         if reason is None and not self.bucket.take(now_ns):
             reason = f"order rate limit: more than {self.max_orders_per_s:g} per second"

@@ -96,22 +96,30 @@ def logon_params(
     return params
 
 
+#: Binance's names of the stop types: a stop-loss triggers as the market moves against the order
+#: (a buy when the last price rises to ``stopPrice``, a sell when it falls to it).
+_STOP_TYPES = {"STOP": "STOP_LOSS", "STOP_LIMIT": "STOP_LOSS_LIMIT"}
+
+
 def venue_order_type(intent: OrderIntent) -> str:
-    """Return Binance's order type for ``intent``: a post-only LIMIT order is ``LIMIT_MAKER``."""
+    """Return Binance's order type for ``intent``: a post-only LIMIT order is ``LIMIT_MAKER``,
+    a STOP one ``STOP_LOSS``, a STOP_LIMIT one ``STOP_LOSS_LIMIT``."""
     if intent.order_type == "LIMIT" and intent.post_only:
         return "LIMIT_MAKER"
-    return intent.order_type
+    return _STOP_TYPES.get(intent.order_type, intent.order_type)
 
 
 def order_refusal(intent: OrderIntent) -> str | None:
     """Return why Binance Spot cannot take ``intent`` as it is, or ``None``.
 
-    Spot has MARKET, LIMIT with GTC/IOC/FOK, and LIMIT_MAKER (post-only, which rests or is
-    refused: it takes no time in force). Whether a symbol offers a type is in its
+    Spot has MARKET (by ``quantity`` or ``quoteOrderQty``), LIMIT with GTC/IOC/FOK, LIMIT_MAKER
+    (post-only, which rests or is refused: it takes no time in force), STOP_LOSS and
+    STOP_LOSS_LIMIT (with ``stopPrice``). Whether a symbol offers a type is in its
     ``orderTypes``, checked with the instrument filters.
     """
     problem = order_problem(intent.order_type, intent.time_in_force, intent.post_only,
-                            intent.price or "")  # fmt: skip
+                            intent.price or "", qty=intent.qty, quote_qty=intent.quote_qty,
+                            stop_price=intent.stop_price)  # fmt: skip
     return f"binance: {problem}" if problem is not None else None
 
 
@@ -124,24 +132,30 @@ def place_params(
 ) -> dict[str, Any]:
     """Build the signed ``order.place`` params of ``intent`` (checked by :func:`order_refusal`).
 
-    MARKET: ``quantity``; LIMIT: ``timeInForce`` (the intent's, else ``time_in_force``: GTC,
-    IOC or FOK) and ``price``; post-only: type ``LIMIT_MAKER`` with ``price`` and no
-    ``timeInForce``.
+    MARKET: ``quantity``, or ``quoteOrderQty`` for a quote-quantity order; LIMIT and
+    STOP_LOSS_LIMIT: ``timeInForce`` (the intent's, else ``time_in_force``: GTC, IOC or FOK) and
+    ``price``; post-only: type ``LIMIT_MAKER`` with ``price`` and no ``timeInForce``; STOP_LOSS
+    and STOP_LOSS_LIMIT: ``stopPrice``.
     """
     kind = venue_order_type(intent)
     params: dict[str, Any] = {
         "symbol": intent.symbol,
         "side": intent.side.upper(),
         "type": kind,
-        "quantity": intent.qty,
         "newClientOrderId": intent.client_order_id,
         "newOrderRespType": "RESULT",
     }
-    if kind == "LIMIT":
+    if intent.quote_qty:
+        params["quoteOrderQty"] = intent.quote_qty
+    else:
+        params["quantity"] = intent.qty
+    if kind in ("LIMIT", "STOP_LOSS_LIMIT"):
         params["timeInForce"] = intent.time_in_force or time_in_force
         params["price"] = intent.price
     elif kind == "LIMIT_MAKER":
         params["price"] = intent.price
+    if kind in ("STOP_LOSS", "STOP_LOSS_LIMIT"):
+        params["stopPrice"] = intent.stop_price
     return sign_params(params, timestamp_ms=timestamp_ms, **sign)
 
 
