@@ -193,6 +193,7 @@ _RECORD_FIELDS = (
     "qty",
     "notional",
     "limit_price",
+    "stop_price",
     "time_in_force",
 )
 

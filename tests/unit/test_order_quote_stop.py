@@ -18,6 +18,8 @@ from tickpipe.trader import actions as act
 from tickpipe.trader.core import TraderCore, build_intent, intent_mismatch
 from tickpipe.trader.market import MarketPrice, market_refusal, order_value_price
 from tickpipe.trader.risk import RiskLimits, check_signal
+from tickpipe.venues.alpaca.orders import order_body
+from tickpipe.venues.alpaca.orders import order_refusal as alpaca_refusal
 from tickpipe.venues.binance.orders import order_refusal as binance_refusal
 from tickpipe.venues.binance.orders import place_params, venue_order_type
 
@@ -162,6 +164,27 @@ def test_binance_sends_quote_order_qty_and_stop_loss_types() -> None:
     assert binance_refusal(intent(order_type="STOP")) == (
         "binance: a STOP order needs a positive stop_price, got ''"
     )
+
+
+def test_alpaca_sends_notional_stop_and_stop_limit_and_refuses_the_rest() -> None:
+    body = order_body(intent(symbol="AAPL", qty="", quote_qty="25"))
+    assert body["notional"] == "25" and "qty" not in body and body["type"] == "market"
+    assert body["time_in_force"] == "day"
+    stop = order_body(intent(symbol="AAPL", side="sell", order_type="STOP", stop_price="90"))
+    assert (stop["type"], stop["stop_price"], stop["qty"]) == ("stop", "90", "0.5")
+    assert "limit_price" not in stop
+    both = intent(symbol="BTC/USD", order_type="STOP_LIMIT", price="91", stop_price="90")
+    body = order_body(both)
+    assert (body["type"], body["limit_price"], body["stop_price"], body["time_in_force"]) == (
+        "stop_limit", "91", "90", "gtc"
+    )  # fmt: skip
+    assert alpaca_refusal(both) is None
+    assert alpaca_refusal(intent(symbol="BTC/USD", order_type="STOP", stop_price="9")) == (
+        "alpaca: crypto has no stop-market orders, use STOP_LIMIT (BTC/USD)"
+    )
+    ioc = intent(symbol="AAPL", order_type="STOP_LIMIT", price="9", stop_price="9",
+                 time_in_force="IOC")  # fmt: skip
+    assert alpaca_refusal(ioc) == "alpaca: a stop order rests until triggered: GTC, not IOC"
 
 
 def test_the_trader_core_bands_a_stop_and_values_a_quote_order_at_its_amount() -> None:

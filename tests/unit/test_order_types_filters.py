@@ -146,7 +146,7 @@ def test_alpaca_filters_are_read_from_a_crypto_asset() -> None:
              "min_trade_increment": "0.000000001", "price_increment": "1"}  # fmt: skip
     rules = filters_of_asset("BTC/USD", asset)
     assert (rules.min_qty, rules.step_size, rules.tick_size) == ("0.0001", "0.000000001", "1")
-    assert rules.order_types == ("MARKET", "LIMIT")
+    assert rules.order_types == ("MARKET", "LIMIT", "STOP_LIMIT")
 
 
 RULES = filters_of_exchange_info(EXCHANGE_INFO)["ETHBTC"]

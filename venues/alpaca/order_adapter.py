@@ -91,7 +91,7 @@ class AlpacaOrders:
         return order_refusal(intent)
 
     def venue_order_type(self, intent: OrderIntent) -> str:
-        """The intent's type as the filters name it (Alpaca has MARKET and LIMIT only)."""
+        """The intent's type as the filters name it (MARKET, LIMIT, STOP, STOP_LIMIT)."""
         return intent.order_type
 
     async def instruments(self, symbols: list[str]) -> dict[str, InstrumentFilters]:
