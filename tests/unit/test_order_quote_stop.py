@@ -22,6 +22,8 @@ from tickpipe.venues.alpaca.orders import order_body
 from tickpipe.venues.alpaca.orders import order_refusal as alpaca_refusal
 from tickpipe.venues.binance.orders import order_refusal as binance_refusal
 from tickpipe.venues.binance.orders import place_params, venue_order_type
+from tickpipe.venues.ibkr.orders import order_body as ibkr_body
+from tickpipe.venues.ibkr.orders import order_refusal as ibkr_refusal
 
 SIGN = {"api_key": "k", "api_secret": "s"}
 
@@ -200,3 +202,23 @@ def test_the_trader_core_bands_a_stop_and_values_a_quote_order_at_its_amount() -
     big = signal(signal_id="x|3", ts_recv=now, qty="", quote_qty="1500", order_type="MARKET")
     [reject] = core.on_signal(big, now)
     assert isinstance(reject, act.Reject) and reject.reason == "notional limit: 1500 exceeds 1000"
+
+
+def test_ibkr_sends_stp_and_stop_limit_and_refuses_what_the_gateway_lacks() -> None:
+    stop = intent(symbol="AAPL", qty="2", side="sell", order_type="STOP", stop_price="90.5")
+    (ticket,) = ibkr_body(stop, conid=1, account="DU1")["orders"]
+    assert (ticket["orderType"], ticket["price"], ticket["tif"]) == ("STP", 90.5, "DAY")
+    assert "auxPrice" not in ticket
+    both = intent(symbol="AAPL", qty="2", order_type="STOP_LIMIT", price="91", stop_price="90",
+                  time_in_force="IOC")  # fmt: skip
+    (ticket,) = ibkr_body(both, conid=1, account="DU1")["orders"]
+    assert (ticket["orderType"], ticket["price"], ticket["auxPrice"], ticket["tif"]) == (
+        "STOP_LIMIT", 91, 90, "IOC"
+    )  # fmt: skip
+    assert ibkr_refusal(both) is None
+    assert ibkr_refusal(intent(order_type="LIMIT", price="1", post_only=True)) == (
+        "ibkr: no post-only orders (Binance's LIMIT_MAKER has no gateway equivalent)"
+    )
+    assert ibkr_refusal(intent(order_type="STOP")) == (
+        "ibkr: a STOP order needs a positive stop_price, got ''"
+    )
