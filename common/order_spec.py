@@ -24,7 +24,12 @@ with a reason, what the venue cannot do (``order_refusal`` of :mod:`venues.binan
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tickpipe.common.decimals import finite_decimal
+
+if TYPE_CHECKING:
+    from tickpipe.common.schema import OrderIntent
 
 __all__ = [
     "FOK",
@@ -38,6 +43,7 @@ __all__ = [
     "STOP_LIMIT",
     "STOP_TYPES",
     "TIMES_IN_FORCE",
+    "intent_problem",
     "order_problem",
 ]
 
@@ -109,3 +115,11 @@ def order_problem(
             f"a post_only order rests on the book: time_in_force must be GTC, not {time_in_force}"
         )
     return None
+
+
+def intent_problem(intent: OrderIntent, venue: str) -> str | None:
+    """Return :func:`order_problem` of ``intent``'s order, prefixed with ``venue``, or ``None``."""
+    problem = order_problem(intent.order_type, intent.time_in_force, intent.post_only,
+                            intent.price or "", qty=intent.qty, quote_qty=intent.quote_qty,
+                            stop_price=intent.stop_price)  # fmt: skip
+    return f"{venue}: {problem}" if problem is not None else None

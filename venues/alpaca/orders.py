@@ -24,7 +24,7 @@ from typing import Any
 
 from tickpipe.common.decimals import finite_decimal
 from tickpipe.common.errors import venue_refusal
-from tickpipe.common.order_spec import order_problem
+from tickpipe.common.order_spec import intent_problem
 from tickpipe.common.schema import OrderIntent
 
 __all__ = [
@@ -76,11 +76,9 @@ def order_refusal(intent: OrderIntent) -> str | None:
     (quote-quantity) order is a market order (fractional shares; the venue refuses a
     non-fractionable asset).
     """
-    problem = order_problem(intent.order_type, intent.time_in_force, intent.post_only,
-                            intent.price or "", qty=intent.qty, quote_qty=intent.quote_qty,
-                            stop_price=intent.stop_price)  # fmt: skip
+    problem = intent_problem(intent, "alpaca")
     if problem is not None:
-        return f"alpaca: {problem}"
+        return problem
     if intent.post_only:
         return "alpaca: no post-only orders (Binance's LIMIT_MAKER has no Alpaca equivalent)"
     crypto = "/" in intent.symbol

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Required, TypedDict, Unpack
 
 from tickpipe.common.errors import AmbiguousOutcome, OrderRejected, venue_refusal
-from tickpipe.common.order_spec import order_problem
+from tickpipe.common.order_spec import intent_problem
 from tickpipe.common.schema import OrderIntent
 from tickpipe.venues.binance.wire import (
     AUTH_ERROR_CODES,
@@ -117,10 +117,7 @@ def order_refusal(intent: OrderIntent) -> str | None:
     STOP_LOSS_LIMIT (with ``stopPrice``). Whether a symbol offers a type is in its
     ``orderTypes``, checked with the instrument filters.
     """
-    problem = order_problem(intent.order_type, intent.time_in_force, intent.post_only,
-                            intent.price or "", qty=intent.qty, quote_qty=intent.quote_qty,
-                            stop_price=intent.stop_price)  # fmt: skip
-    return f"binance: {problem}" if problem is not None else None
+    return intent_problem(intent, "binance")
 
 
 def place_params(

@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from tickpipe.common.errors import AmbiguousOutcome, OrderRejected, venue_refusal
-from tickpipe.common.order_spec import order_problem
+from tickpipe.common.order_spec import intent_problem
 from tickpipe.common.schema import OrderIntent
 
 __all__ = [
@@ -76,11 +76,9 @@ _ORDER_TYPES = {"MARKET": "MKT", "LIMIT": "LMT", "STOP": "STP", "STOP_LIMIT": "S
 
 def order_refusal(intent: OrderIntent) -> str | None:
     """Return why the gateway cannot take ``intent`` as it is, or ``None``."""
-    problem = order_problem(intent.order_type, intent.time_in_force, intent.post_only,
-                            intent.price or "", qty=intent.qty, quote_qty=intent.quote_qty,
-                            stop_price=intent.stop_price)  # fmt: skip
+    problem = intent_problem(intent, "ibkr")
     if problem is not None:
-        return f"ibkr: {problem}"
+        return problem
     if intent.quote_qty:
         return "ibkr: no quote-quantity orders (no cash quantity in the gateway protocol): use qty"
     if intent.post_only:
