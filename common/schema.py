@@ -262,7 +262,9 @@ class Signal(Event):
     ``TICKPIPE_ORDER_TYPE``), ``time_in_force`` (``GTC``/``IOC``/``FOK``; empty: ``GTC``),
     ``post_only``, ``quote_qty`` (a MARKET order's amount of the quote asset, ``qty`` then empty)
     and ``stop_price`` (a stop order's trigger) name the order;
-    :func:`common.order_spec.order_problem` checks them.
+    :func:`common.order_spec.order_problem` checks them. ``replaces`` names a working order of
+    the same strategy (its client order id, or the signal id that placed it) that this signal's
+    order replaces: the trader cancels it, and places this one once the cancel is confirmed.
     """
 
     kind: ClassVar[str] = "signal"
@@ -284,6 +286,7 @@ class Signal(Event):
     post_only: bool = False
     quote_qty: str = ""
     stop_price: str = ""
+    replaces: str = ""
 
     def to_fields(self) -> dict[str, str]:
         # Same fields and values as Event.to_fields, without its per-field type dispatch.
@@ -307,6 +310,7 @@ class Signal(Event):
             "post_only": "1" if self.post_only else "0",
             "quote_qty": self.quote_qty,
             "stop_price": self.stop_price,
+            "replaces": self.replaces,
         }
 
 
@@ -318,6 +322,8 @@ class OrderIntent(Event):
     one unless the signal named another); ``post_only`` asks the venue to refuse the order
     rather than match it; ``quote_qty`` is a MARKET order's quote amount (``qty`` then empty);
     ``stop_price`` a STOP or STOP_LIMIT order's trigger (``price`` is a STOP_LIMIT's limit).
+    ``strategy`` is the signal's; ``replaces`` the client order id of the order this one
+    replaces (cancelled, and confirmed so, before this one was sent).
     """
 
     kind: ClassVar[str] = "intent"
@@ -335,6 +341,8 @@ class OrderIntent(Event):
     post_only: bool = False
     quote_qty: str = ""
     stop_price: str = ""
+    strategy: str = ""
+    replaces: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,7 @@ def route(
                 post_only=spec.post_only,
                 quote_qty=spec.quote_qty,
                 stop_price=spec.stop_price,
+                replaces=spec.replaces,
             )
             signals.append(signal)
             if strategy in follows:
@@ -158,6 +159,8 @@ def _own_update(
 def spec_problem(spec: SignalSpec) -> str | None:
     """Return what is wrong with a strategy's order type and its parameters, or ``None``."""
     if spec.action == "cancel":
+        if spec.replaces:
+            return "replaces is for a place signal (a cancel signal cancels the symbol's orders)"
         return None
     if not spec.order_type:
         if spec.time_in_force or spec.post_only:

@@ -78,7 +78,9 @@ class SignalSpec:
     ``TICKPIPE_ORDER_TYPE``), ``time_in_force`` ``GTC``/``IOC``/``FOK`` and ``post_only`` for a
     LIMIT order at ``price``, ``quote_qty`` for a MARKET order that names the quote amount to
     spend or receive (``qty`` empty), ``stop_price`` for a stop order's trigger (see
-    :mod:`common.order_spec`). A spec that breaks those rules is the strategy's failure.
+    :mod:`common.order_spec`), ``replaces`` for a working order of this strategy (its client
+    order id, as :meth:`on_order_update` tells it) to be replaced by this one. A spec that
+    breaks those rules is the strategy's failure.
     """
 
     symbol: str
@@ -94,6 +96,7 @@ class SignalSpec:
     post_only: bool = False
     quote_qty: str = ""
     stop_price: str = ""
+    replaces: str = ""
 
 
 class Strategy(ABC):

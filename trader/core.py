@@ -62,6 +62,7 @@ __all__ = [
     "OrderRejected",
     "OrderState",
     "OrderTracker",
+    "Replaced",
     "RiskLimits",
     "TraderCore",
     "adopted_intent",
@@ -77,6 +78,17 @@ __all__ = [
 #: Fit an intent to the venue: ``(intent, market price or None) -> (intent to send, refusal or
 #: None)``; pure (the filters it applies were loaded beforehand by the shell).
 Shaper = Callable[[OrderIntent, Decimal | None], tuple[OrderIntent, str | None]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Replaced:
+    """What the ledger holds of the order a signal ``replaces``: its intent and state, and
+    whether its cancel was tried already (then it must have ended)."""
+
+    intent: OrderIntent | None = None
+    state: OrderState | None = None
+    cancel_tried: bool = False
+
 
 #: A venue's answer after which a request certainly did nothing: try again.
 _NOT_SENT = (VenueUnavailable, RateLimited)
@@ -179,11 +191,14 @@ class TraderCore:
         *,
         market_loaded: bool = False,
         entry: tuple[str, str] | None = None,
+        replaced: Replaced | None = None,
     ) -> list[act.Action]:
         """Decide what ``signal`` becomes: record its intent, refuse it, cancel, or wait.
 
         ``market_loaded``: the symbol's newest market was just read on a :class:`LoadMarket`;
-        ``entry`` (signal stream, entry id) names the signal in a dead letter.
+        ``entry`` (signal stream, entry id) names the signal in a dead letter; ``replaced`` is
+        what the ledger holds of the order a ``replaces`` signal names (see
+        :meth:`_replacing`).
         """
         if signal.action == "cancel":
             self._count("cancel_signals")
@@ -203,20 +218,20 @@ class TraderCore:
         cid = intent.client_order_id
         if cid in self.inflight:  # this decision's request is under way here
             return [act.Await(cid)]
+        if signal.replaces:
+            refused = self._replacing(signal, intent, replaced or Replaced())
+            if refused is not None:
+                if isinstance(refused, act.CancelFirst):
+                    return [refused]
+                self._count("replace_refusals")
+                return [act.Reject(intent, refused, stage="replace"),
+                        self._letter(signal, intent, refused, entry)]  # fmt: skip
         if self.shaper is not None:  # the venue's order types and instrument filters
             market = self.market.price(signal.symbol, signal.side)
             intent, refused = self.shaper(intent, market.price if market is not None else None)
             if refused is not None:
-                stage = "order"
-                letter = {
-                    "reason": refused,
-                    "client_order_id": cid,
-                    "signal_id": signal.signal_id,
-                    "stream": entry[0] if entry is not None else "",
-                    "entry_id": entry[1] if entry is not None else "",
-                    "signal": orjson.dumps(signal.to_fields()).decode(),
-                }
-                return [act.Reject(intent, refused, stage=stage), act.DeadLetter(letter)]
+                letter = self._letter(signal, intent, refused, entry)
+                return [act.Reject(intent, refused, stage="order"), letter]
         reason, load = self._refusal(signal, intent, now_ns, market_loaded=market_loaded)
         if load:
             return [act.LoadMarket(signal.symbol)]
@@ -227,6 +242,54 @@ class TraderCore:
             return [act.Reject(intent, reason), *cancels]
         self.inflight.add(cid)
         return [act.RecordIntent(intent)]
+
+    @staticmethod
+    def _letter(
+        signal: Signal, intent: OrderIntent, reason: str, entry: tuple[str, str] | None
+    ) -> act.DeadLetter:
+        return act.DeadLetter(
+            {
+                "reason": reason,
+                "client_order_id": intent.client_order_id,
+                "signal_id": signal.signal_id,
+                "stream": entry[0] if entry is not None else "",
+                "entry_id": entry[1] if entry is not None else "",
+                "signal": orjson.dumps(signal.to_fields()).decode(),
+            }
+        )
+
+    def _replacing(
+        self, signal: Signal, intent: OrderIntent, replaced: Replaced
+    ) -> str | act.CancelFirst | None:
+        """Decide about a signal that replaces an order: go on (``None``), cancel that order
+        first, or why not (the reason names the order).
+
+        The order must be this trader's, of the signal's strategy and symbol. A working one is
+        cancelled first (:class:`~trader.actions.CancelFirst`); the new order is placed only once
+        the old one has ended without filling whole: cancelled, expired or rejected (what it
+        filled before stays filled, and in the positions). A filled one is not replaced, and one
+        whose cancel is not confirmed (``replaced.cancel_tried``) is not replaced either: never
+        two live orders where the strategy wanted one.
+        """
+        old_cid = intent.replaces
+        what = f"replaces {signal.replaces}"
+        old, state = replaced.intent, replaced.state
+        if old is None:
+            return f"{what}: no order of that id here"
+        if old.symbol != signal.symbol or old.side.lower() != signal.side.lower():
+            return f"{what}: that order is a {old.side} of {old.symbol}, not a {signal.side} of "\
+                   f"{signal.symbol}"  # fmt: skip
+        if old.strategy != signal.strategy:
+            return f"{what}: that order is strategy {old.strategy or 'unknown'}'s, not " \
+                   f"{signal.strategy}'s"  # fmt: skip
+        if state is None or not state.terminal:
+            if replaced.cancel_tried:
+                status = state.status if state is not None else "unknown"
+                return f"{what}: its cancel is not confirmed (still {status}); nothing placed"
+            return act.CancelFirst(old_cid, f"replaced by signal {signal.signal_id}")
+        if state.status == "FILLED":
+            return f"{what}: that order filled before it could be replaced; nothing placed"
+        return None
 
     def _refusal(
         self, signal: Signal, intent: OrderIntent, now_ns: int, *, market_loaded: bool

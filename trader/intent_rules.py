@@ -22,7 +22,13 @@ from tickpipe.common.units import client_order_id_for
 from tickpipe.trader.positions import qty_text
 from tickpipe.trader.risk import to_decimal
 
-__all__ = ["adopted_intent", "build_intent", "intent_mismatch", "is_own_client_order_id"]
+__all__ = [
+    "adopted_intent",
+    "build_intent",
+    "intent_mismatch",
+    "is_own_client_order_id",
+    "replaced_client_order_id",
+]
 
 
 def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") -> OrderIntent:
@@ -51,6 +57,8 @@ def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") 
         post_only=signal.post_only,
         quote_qty=signal.quote_qty,
         stop_price=signal.stop_price,
+        strategy=signal.strategy,
+        replaces=replaced_client_order_id(signal.replaces) if signal.replaces else "",
     )
 
 
@@ -61,6 +69,11 @@ _OWN_ID = re.compile(r"tp-[0-9a-f]{32}")
 def is_own_client_order_id(client_order_id: str) -> bool:
     """Tell whether ``client_order_id`` is one this pipeline derives from a signal id."""
     return _OWN_ID.fullmatch(client_order_id) is not None
+
+
+def replaced_client_order_id(replaces: str) -> str:
+    """Return the client order id a signal's ``replaces`` names (itself, or its signal id's)."""
+    return replaces if is_own_client_order_id(replaces) else client_order_id_for(replaces)
 
 
 def _same_number(a: str | None, b: str | None) -> bool:

@@ -22,6 +22,7 @@ from tests.integration.test_trader_alpaca import (
     placed,
     signalled,
 )
+from tests.integration.test_trader_quote_stop_binance import dead_letter_reasons
 from tests.stages import stage_running
 from tests.waits import until
 from tickpipe.common.schema import decode_fields
@@ -88,11 +89,7 @@ def test_quote_quantity_and_stop_orders_reach_their_end_at_the_alpaca_mock(
                 await until(settled, 20, what="both stop orders triggered, filled and followed")
                 positions = decode_fields(await redis.hgetall(settings.keys.positions("alpaca")))
             events = await order_events(redis, settings)
-            dead = settings.keys.trader_dead_letters("alpaca")
-            letters = {
-                e["client_order_id"]: e["reason"]
-                for e in (decode_fields(f) for _, f in await redis.xrange(dead))
-            }
+            letters = await dead_letter_reasons(redis, settings, "alpaca")
         finally:
             await mock.close()
 
