@@ -323,7 +323,8 @@ class OrderIntent(Event):
     rather than match it; ``quote_qty`` is a MARKET order's quote amount (``qty`` then empty);
     ``stop_price`` a STOP or STOP_LIMIT order's trigger (``price`` is a STOP_LIMIT's limit).
     ``strategy`` is the signal's; ``replaces`` the client order id of the order this one
-    replaces (cancelled, and confirmed so, before this one was sent).
+    replaces: cancelled, and confirmed so, before this one was sent, or (``in_place``) replaced
+    by it in one step at the venue (Alpaca's ``PATCH``).
     """
 
     kind: ClassVar[str] = "intent"
@@ -343,6 +344,7 @@ class OrderIntent(Event):
     stop_price: str = ""
     strategy: str = ""
     replaces: str = ""
+    in_place: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,11 @@ class Replaced:
     cancel_tried: bool = False
 
 
+class InPlace:
+    """:meth:`TraderCore._replacing`'s answer when the venue replaces the order in one step."""
+
+
+IN_PLACE = InPlace()
 #: A venue's answer after which a request certainly did nothing: try again.
 _NOT_SENT = (VenueUnavailable, RateLimited)
 #: Lookup answers that say nothing about the order (counted against ``status_attempts``).
@@ -170,6 +175,9 @@ class TraderCore:
         #: The venue refuses a second order under a client order id it has seen (IBKR's
         #: ``cOID``): an intent it has no order of may then be placed, it cannot become two.
         self.unique_client_ids = False
+        #: The order types the venue replaces in one step (Alpaca's ``PATCH``): a working order
+        #: of such a type replaced by one of the same type is not cancelled first.
+        self.replaces_in_place: frozenset[str] = frozenset()
         #: Intents this run placed again after the venue said it never got them (at most once).
         #: client order id -> when it was placed again (ns): "no such order" soon after is no
         #: proof yet.
@@ -220,9 +228,11 @@ class TraderCore:
             return [act.Await(cid)]
         if signal.replaces:
             refused = self._replacing(signal, intent, replaced or Replaced())
-            if refused is not None:
-                if isinstance(refused, act.CancelFirst):
-                    return [refused]
+            if isinstance(refused, InPlace):
+                intent = dataclasses.replace(intent, in_place=True)
+            elif isinstance(refused, act.CancelFirst):
+                return [refused]
+            elif refused is not None:
                 self._count("replace_refusals")
                 return [act.Reject(intent, refused, stage="replace"),
                         self._letter(signal, intent, refused, entry)]  # fmt: skip
@@ -260,12 +270,14 @@ class TraderCore:
 
     def _replacing(
         self, signal: Signal, intent: OrderIntent, replaced: Replaced
-    ) -> str | act.CancelFirst | None:
+    ) -> str | act.CancelFirst | InPlace | None:
         """Decide about a signal that replaces an order: go on (``None``), cancel that order
         first, or why not (the reason names the order).
 
         The order must be this trader's, of the signal's strategy and symbol. A working one is
-        cancelled first (:class:`~trader.actions.CancelFirst`); the new order is placed only once
+        replaced in one step where the venue can (``replaces_in_place``: the placer sends the
+        venue's replace), else cancelled first (:class:`~trader.actions.CancelFirst`); the new
+        order is placed only once
         the old one has ended without filling whole: cancelled, expired or rejected (what it
         filled before stays filled, and in the positions). A filled one is not replaced, and one
         whose cancel is not confirmed (``replaced.cancel_tried``) is not replaced either: never
@@ -283,6 +295,13 @@ class TraderCore:
             return f"{what}: that order is strategy {old.strategy or 'unknown'}'s, not " \
                    f"{signal.strategy}'s"  # fmt: skip
         if state is None or not state.terminal:
+            if (
+                state is not None
+                and old.order_type == intent.order_type
+                and intent.order_type in self.replaces_in_place
+                and not replaced.cancel_tried
+            ):
+                return IN_PLACE  # the venue replaces it in one step (the placer sends it)
             if replaced.cancel_tried:
                 status = state.status if state is not None else "unknown"
                 return f"{what}: its cancel is not confirmed (still {status}); nothing placed"
@@ -301,7 +320,11 @@ class TraderCore:
                 False,
             )
         position = self.tracker.position(signal.symbol)
-        working = [o.working() for o in self.tracker.working(signal.symbol)]
+        working = [  # the order this one replaces will not work alongside it
+            o.working()
+            for o in self.tracker.working(signal.symbol)
+            if o.client_order_id != intent.replaces
+        ]
         unpriced = dataclasses.replace(self.limits, max_notional=None)
         reason = check_signal(
             signal, unpriced, position=position, working=working, kill_switch=self.kill_switch

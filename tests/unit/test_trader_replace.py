@@ -14,6 +14,7 @@ from tickpipe.processor.strategies import SignalSpec
 from tickpipe.trader import actions as act
 from tickpipe.trader.core import Replaced, RiskLimits, TraderCore, build_intent
 from tickpipe.trader.orders import OrderState
+from tickpipe.venues.alpaca.orders import replace_body
 
 NOW = 10**18
 OLD = "grid|ETHUSDT|t1|grid|0"
@@ -83,3 +84,17 @@ def test_replaces_travels_in_the_stream_fields_and_is_for_place_signals_only() -
     assert spec_problem(spec) == (
         "replaces is for a place signal (a cancel signal cancels the symbol's orders)"
     )
+
+
+def test_a_venue_that_replaces_in_one_step_gets_the_new_intent_at_once() -> None:
+    trader = core()
+    trader.replaces_in_place = frozenset({"LIMIT"})
+    new = signal("grid|ETHUSDT|t2|grid|0", qty="0.02", price="2001", replaces=OLD)
+    [record] = trader.on_signal(new, NOW, replaced=old("PARTIALLY_FILLED", "0.004"))
+    assert isinstance(record, act.RecordIntent) and record.intent.in_place
+    # Another type, or a cancel already tried: cancel first, as elsewhere.
+    market = signal("grid|ETHUSDT|t3|grid|0", order_type="MARKET", price="", replaces=OLD)
+    assert isinstance(trader.on_signal(market, NOW, replaced=old("NEW"))[0], act.CancelFirst)
+    body = replace_body(build_intent(new, ts_intent=NOW))
+    assert body == {"qty": "0.02", "limit_price": "2001", "time_in_force": "day",
+                    "client_order_id": client_order_id_for(new.signal_id)}  # fmt: skip

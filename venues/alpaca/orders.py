@@ -35,6 +35,7 @@ __all__ = [
     "order_body",
     "order_refusal",
     "order_result",
+    "replace_body",
     "rfc3339_ms",
     "time_in_force_for",
 ]
@@ -115,6 +116,17 @@ def order_body(intent: OrderIntent) -> dict[str, Any]:
         body["limit_price"] = intent.price
     if intent.order_type in ("STOP", "STOP_LIMIT"):
         body["stop_price"] = intent.stop_price
+    return body
+
+
+def replace_body(intent: OrderIntent) -> dict[str, Any]:
+    """Build the ``PATCH /v2/orders/{id}`` body that gives a working order ``intent``'s terms.
+
+    Alpaca keeps the symbol, side and type; the quantity, prices and time in force are the new
+    order's, and so is the client order id (the intent's).
+    """
+    body = {k: v for k, v in order_body(intent).items() if k not in ("symbol", "side", "type")}
+    body.pop("notional", None)
     return body
 
 
