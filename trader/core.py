@@ -16,7 +16,10 @@ module.
   every decision of a term: ``on_signal``, ``on_recorded``/``on_stored`` (what Redis answered
   to an intent), ``on_answer`` (what the venue answered to a place, lookup or cancel),
   ``on_update``, ``on_kill_switch`` and ``on_tick`` return the actions of
-  :mod:`trader.actions`, which the async shell executes in order.
+  :mod:`trader.actions`, which the async shell executes in order. A signal that ``replaces``
+  a working order gets a ``CancelFirst`` (the shell cancels it, waits for its end and asks
+  again with :class:`Replaced`), is placed (in one step where the venue replaces in place),
+  or is refused with the reason.
 """
 
 from __future__ import annotations
