@@ -9,7 +9,8 @@ rounding is safe, or the name of the filter it breaks and why:
 * a limit price is rounded to the tick size **away from the market**: a buy down, a sell up (never
   pay more, or sell for less, than the strategy asked; a post-only order stays passive);
 * a stop price is rounded to the tick size so that it never triggers earlier than asked: a buy
-  stop (triggered from below) up, a sell stop (triggered from above) down;
+  stop (triggered from below) up, a sell stop (triggered from above) down; a take-profit order
+  (``TAKE_PROFIT*``, triggered the other way) a buy down, a sell up;
 * a quote-quantity MARKET order (``quote_qty``, no base quantity) has no quantity to round: its
   notional is its quote amount, checked against the minimum and maximum notional;
 * everything else is refused, never stretched: a quantity below the minimum (also after
@@ -208,7 +209,8 @@ def apply_filters(
         if refused is not None:
             return refused
     if stop is not None:
-        stop = _on_tick(rules, "stop price", stop_price, stop, up=buy, notes=notes)
+        take_profit = order_type.startswith("TAKE_PROFIT")  # triggered the other way
+        stop = _on_tick(rules, "stop price", stop_price, stop, up=buy != take_profit, notes=notes)
         refused = _price_band(rules, "stop price", stop)
         if refused is not None:
             return refused

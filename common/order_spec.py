@@ -6,15 +6,17 @@ order:
 * ``order_type`` ``MARKET``, ``LIMIT``, ``STOP`` (stop-market: rests until the market trades
   through ``stop_price``, then executes as a market order) or ``STOP_LIMIT`` (then becomes a
   limit order at ``price``). A buy stop triggers when the last trade reaches ``stop_price`` from
-  below, a sell stop from above. An empty ``order_type`` means the deployment's
-  ``TICKPIPE_ORDER_TYPE``.
-* ``time_in_force`` ``GTC``, ``IOC`` or ``FOK`` (LIMIT and STOP_LIMIT only; empty means ``GTC``).
+  below, a sell stop from above. ``TAKE_PROFIT`` and ``TAKE_PROFIT_LIMIT`` are the same the
+  other way round: a buy triggers when the price falls to ``stop_price``, a sell when it rises
+  to it. An empty ``order_type`` means the deployment's ``TICKPIPE_ORDER_TYPE``.
+* ``time_in_force`` ``GTC``, ``IOC`` or ``FOK`` (LIMIT and the ``_LIMIT`` stops only; empty
+  means ``GTC``).
 * ``post_only`` (a LIMIT order that must rest on the book and is refused rather than matched at
   once: Binance ``LIMIT_MAKER``).
 * ``quote_qty``: a MARKET order that spends (buy) or receives (sell) this amount of the quote
   asset instead of a base ``qty`` (Binance ``quoteOrderQty``, Alpaca ``notional``); ``qty`` is
   then empty.
-* ``stop_price``: the trigger of a STOP or STOP_LIMIT order (no other type takes one).
+* ``stop_price``: the trigger of a stop or take-profit order (no other type takes one).
 
 :func:`order_problem` is the one check, run where a strategy's answer becomes a signal and again
 where the trader reads it; each venue's order adapter then maps the checked order or refuses,
@@ -38,10 +40,14 @@ __all__ = [
     "LIMIT",
     "LIMIT_PRICED",
     "MARKET",
+    "MARKET_LIKE",
     "ORDER_TYPES",
     "STOP",
     "STOP_LIMIT",
     "STOP_TYPES",
+    "TAKE_PROFIT",
+    "TAKE_PROFIT_LIMIT",
+    "TAKE_PROFIT_TYPES",
     "TIMES_IN_FORCE",
     "intent_problem",
     "order_problem",
@@ -51,11 +57,17 @@ MARKET = "MARKET"
 LIMIT = "LIMIT"
 STOP = "STOP"
 STOP_LIMIT = "STOP_LIMIT"
-ORDER_TYPES = (MARKET, LIMIT, STOP, STOP_LIMIT)
+TAKE_PROFIT = "TAKE_PROFIT"
+TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
+ORDER_TYPES = (MARKET, LIMIT, STOP, STOP_LIMIT, TAKE_PROFIT, TAKE_PROFIT_LIMIT)
+#: The types that trigger as the market moves towards the order's favour (the other way).
+TAKE_PROFIT_TYPES = frozenset({TAKE_PROFIT, TAKE_PROFIT_LIMIT})
 #: The types that rest untriggered until the market reaches their ``stop_price``.
-STOP_TYPES = frozenset({STOP, STOP_LIMIT})
+STOP_TYPES = frozenset({STOP, STOP_LIMIT}) | TAKE_PROFIT_TYPES
 #: The types that carry a limit price (and a time in force).
-LIMIT_PRICED = frozenset({LIMIT, STOP_LIMIT})
+LIMIT_PRICED = frozenset({LIMIT, STOP_LIMIT, TAKE_PROFIT_LIMIT})
+#: The types that execute as a market order (once triggered): no limit price, no time in force.
+MARKET_LIKE = frozenset({MARKET, STOP, TAKE_PROFIT})
 GTC = "GTC"
 IOC = "IOC"
 FOK = "FOK"
@@ -95,21 +107,23 @@ def order_problem(
         if qty:
             return f"a quote_qty order names no qty (got qty {qty!r} and quote_qty {quote_qty!r})"
     if stop_price and order_type not in STOP_TYPES:
-        return f"stop_price is for STOP and STOP_LIMIT orders only, not {order_type}"
+        return f"stop_price is for stop and take-profit orders only, not {order_type}"
     if order_type in STOP_TYPES and not _positive(stop_price):
         return f"a {order_type} order needs a positive stop_price, got {stop_price!r}"
-    if order_type in (MARKET, STOP):
+    if order_type in MARKET_LIKE:
         if time_in_force:
             return f"a {order_type} order takes no time_in_force (got {time_in_force})"
         if post_only:
             return f"a {order_type} order cannot be post_only"
-        if order_type == STOP and price:
-            return f"a STOP order takes no limit price (got {price!r}): use STOP_LIMIT"
+        if order_type != MARKET and price:
+            return (
+                f"a {order_type} order takes no limit price (got {price!r}): use {order_type}_LIMIT"
+            )
         return None
     if not _positive(price):
         return f"a {order_type} order needs a positive limit price, got {price!r}"
-    if order_type == STOP_LIMIT and post_only:
-        return "a STOP_LIMIT order cannot be post_only"
+    if order_type != LIMIT and post_only:
+        return f"a {order_type} order cannot be post_only"
     if post_only and time_in_force not in ("", GTC):
         return (
             f"a post_only order rests on the book: time_in_force must be GTC, not {time_in_force}"

@@ -258,8 +258,9 @@ class Bar(Event):
 class Signal(Event):
     """A trading decision. ``action`` is ``place`` or ``cancel``; ``cause`` lists event ids.
 
-    ``order_type`` (``MARKET``/``LIMIT``/``STOP``/``STOP_LIMIT``; empty: the deployment's
-    ``TICKPIPE_ORDER_TYPE``), ``time_in_force`` (``GTC``/``IOC``/``FOK``; empty: ``GTC``),
+    ``order_type`` (``MARKET``/``LIMIT``/``STOP``/``STOP_LIMIT``/``TAKE_PROFIT``/
+    ``TAKE_PROFIT_LIMIT``; empty: the deployment's ``TICKPIPE_ORDER_TYPE``),
+    ``time_in_force`` (``GTC``/``IOC``/``FOK``; empty: ``GTC``),
     ``post_only``, ``quote_qty`` (a MARKET order's amount of the quote asset, ``qty`` then empty)
     and ``stop_price`` (a stop order's trigger) name the order;
     :func:`common.order_spec.order_problem` checks them. ``replaces`` names a working order of

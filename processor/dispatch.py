@@ -166,7 +166,7 @@ def spec_problem(spec: SignalSpec) -> str | None:
         if spec.time_in_force or spec.post_only:
             return "time_in_force and post_only need order_type LIMIT"
         if spec.stop_price:
-            return "stop_price needs order_type STOP or STOP_LIMIT"
+            return "stop_price needs a stop or take-profit order_type (STOP, STOP_LIMIT...)"
         if spec.quote_qty:
             return "quote_qty needs order_type MARKET"
         return None

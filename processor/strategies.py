@@ -74,7 +74,8 @@ BELOW = "below"
 class SignalSpec:
     """What a strategy wants: ``action`` ``place`` or ``cancel``, side ``buy`` or ``sell``.
 
-    ``order_type`` ``MARKET``, ``LIMIT``, ``STOP`` or ``STOP_LIMIT`` (empty: the deployment's
+    ``order_type`` ``MARKET``, ``LIMIT``, ``STOP``, ``STOP_LIMIT``, ``TAKE_PROFIT`` or
+    ``TAKE_PROFIT_LIMIT`` (empty: the deployment's
     ``TICKPIPE_ORDER_TYPE``), ``time_in_force`` ``GTC``/``IOC``/``FOK`` and ``post_only`` for a
     LIMIT order at ``price``, ``quote_qty`` for a MARKET order that names the quote amount to
     spend or receive (``qty`` empty), ``stop_price`` for a stop order's trigger (see

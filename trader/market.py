@@ -120,13 +120,14 @@ def order_value_price(
 ) -> Decimal:
     """Return the price an order is valued at: the market's, or a higher limit price.
 
-    A STOP order is valued at its stop price and a STOP_LIMIT one at its limit price: that is
-    the price they execute at once triggered, not the market's of now.
+    A STOP (or TAKE_PROFIT) order is valued at its stop price and a STOP_LIMIT (or
+    TAKE_PROFIT_LIMIT) one at its limit price: that is the price they execute at once
+    triggered, not the market's of now.
     """
-    if order_type == "STOP":
+    if order_type in ("STOP", "TAKE_PROFIT"):
         stop = to_decimal(stop_price)
         return stop if stop is not None and stop > 0 else market.price
-    if order_type == "STOP_LIMIT":
+    if order_type in ("STOP_LIMIT", "TAKE_PROFIT_LIMIT"):
         limit = to_decimal(limit_price)
         return limit if limit is not None and limit > 0 else market.price
     limit = to_decimal(limit_price) if order_type == "LIMIT" else None

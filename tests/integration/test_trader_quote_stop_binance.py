@@ -1,11 +1,11 @@
 """Quote-quantity and stop orders per signal at the Binance mock, followed to their end state.
 
 A MARKET signal with ``quote_qty`` goes out as ``quoteOrderQty`` (no ``quantity``) and fills
-at once; a STOP signal goes out as ``STOP_LOSS`` and a STOP_LIMIT one as ``STOP_LOSS_LIMIT``,
-both with ``stopPrice``: they rest untriggered until the mock's market crashes through their
-stop, then fill. The trader follows them by reconciliation (no ingestor here), and its
-positions must equal the venue's fills. A STOP signal with a time in force is refused before
-anything is sent, dead-lettered with the reason.
+at once; a STOP signal goes out as ``STOP_LOSS``, a STOP_LIMIT one as ``STOP_LOSS_LIMIT`` and a
+TAKE_PROFIT buy as ``TAKE_PROFIT``, all with ``stopPrice``: they rest untriggered until the
+mock's market crashes through their stop, then fill. The trader follows them by
+reconciliation (no ingestor here), and its positions must equal the venue's fills. A STOP
+signal with a time in force is refused before anything is sent, dead-lettered with the reason.
 """
 
 from __future__ import annotations
@@ -71,9 +71,13 @@ def test_quote_quantity_and_stop_orders_reach_their_end_at_the_binance_mock(
                 stop_price=str((last * Decimal("0.97")).quantize(CENT)),
                 price=str((last * Decimal("0.90")).quantize(CENT)),
             )  # fmt: skip
+            take_profit = _signal(
+                "takeprofit", side="buy", qty="0.01", order_type="TAKE_PROFIT",
+                stop_price=str((last * Decimal("0.98")).quantize(CENT)),
+            )  # fmt: skip
             wrong = _signal("wrong", side="sell", qty="0.01", order_type="STOP",
                             time_in_force="IOC", stop_price="1")  # fmt: skip
-            kinds = (quote, stop, stop_limit, wrong)
+            kinds = (quote, stop, stop_limit, take_profit, wrong)
             cid = {s.signal_id.rsplit(":", 1)[1]: client_order_id_for(s.signal_id) for s in kinds}
             await seed_market(redis, settings, "ETHUSDT", str(last))
             for signal in kinds:
@@ -86,7 +90,7 @@ def test_quote_quantity_and_stop_orders_reach_their_end_at_the_binance_mock(
 
                 async def answered() -> bool:
                     seen = {(e.get("client_order_id"), e["event"]) for e in await entries()}
-                    acks = {(cid[n], "ack") for n in ("quote", "stop", "stoplimit")}
+                    acks = {(cid[n], "ack") for n in ("quote", "stop", "stoplimit", "takeprofit")}
                     return acks | {(cid["wrong"], "rejected")} <= seen
 
                 await until(answered, 10, what="an answer for every signal")
@@ -98,7 +102,7 @@ def test_quote_quantity_and_stop_orders_reach_their_end_at_the_binance_mock(
                 async def settled() -> bool:
                     return await redis.scard(settings.keys.working_orders("binance")) == 0
 
-                await until(settled, 20, what="both stop orders triggered, filled and followed")
+                await until(settled, 20, what="the stop orders triggered, filled and followed")
                 positions = decode_fields(await redis.hgetall(settings.keys.positions("binance")))
             events = await entries()
             letters = await dead_letter_reasons(redis, settings, "binance")
@@ -108,12 +112,13 @@ def test_quote_quantity_and_stop_orders_reach_their_end_at_the_binance_mock(
         venue = {o.client_order_id: o for o in mock.engine.orders}
         placed = {o["client_order_id"]: o for o in read_ground_truth(truth).orders()}
         # Sent as the venue names them, at most once each; the refused one never.
-        assert set(placed) == {cid["quote"], cid["stop"], cid["stoplimit"]}, placed
+        assert set(placed) == {cid[n] for n in ("quote", "stop", "stoplimit", "takeprofit")}, placed
         assert venue[cid["quote"]].type == "MARKET"
         assert venue[cid["quote"]].orig_quote_qty == Decimal("60")
         assert venue[cid["stop"]].type == "STOP_LOSS"
         assert venue[cid["stoplimit"]].type == "STOP_LOSS_LIMIT"
         assert venue[cid["stoplimit"]].price == Decimal(stop_limit.price)
+        assert venue[cid["takeprofit"]].type == "TAKE_PROFIT"  # a buy: triggered by the fall
         assert all(venue[c].status == "FILLED" for c in placed), {c: venue[c] for c in venue}
         # Positions equal the venue's fills.
         signed = sum(

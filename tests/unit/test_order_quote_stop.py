@@ -43,13 +43,17 @@ def intent(**changes: Any) -> OrderIntent:
         ("MARKET", "", "", {"qty": "", "quote_qty": "25"}, None),
         ("STOP", "", "", {"stop_price": "90"}, None),
         ("STOP_LIMIT", "IOC", "89", {"stop_price": "90"}, None),
+        ("TAKE_PROFIT", "", "", {"stop_price": "90"}, None),
+        ("TAKE_PROFIT_LIMIT", "", "91", {"stop_price": "90"}, None),
+        ("TAKE_PROFIT", "", "9", {"stop_price": "9"},
+         "a TAKE_PROFIT order takes no limit price (got '9'): use TAKE_PROFIT_LIMIT"),
         ("LIMIT", "", "1", {"quote_qty": "25"}, "quote_qty is for MARKET orders only, not LIMIT"),
         ("MARKET", "", "", {"quote_qty": "-5"},
          "quote_qty must be a positive amount of the quote asset, got '-5'"),
         ("MARKET", "", "", {"qty": "1", "quote_qty": "5"},
          "a quote_qty order names no qty (got qty '1' and quote_qty '5')"),
         ("LIMIT", "", "1", {"stop_price": "2"},
-         "stop_price is for STOP and STOP_LIMIT orders only, not LIMIT"),
+         "stop_price is for stop and take-profit orders only, not LIMIT"),
         ("STOP", "", "", {}, "a STOP order needs a positive stop_price, got ''"),
         ("STOP", "GTC", "", {"stop_price": "9"}, "a STOP order takes no time_in_force (got GTC)"),
         ("STOP", "", "8", {"stop_price": "9"},
@@ -66,7 +70,9 @@ def test_order_problem_names_the_field(
 
 def test_a_strategy_spec_needs_the_order_type_its_fields_belong_to() -> None:
     spec = SignalSpec("BTCUSDT", "sell", "1", "", "r", stop_price="90")
-    assert spec_problem(spec) == "stop_price needs order_type STOP or STOP_LIMIT"
+    assert spec_problem(spec) == (
+        "stop_price needs a stop or take-profit order_type (STOP, STOP_LIMIT...)"
+    )
     spec = SignalSpec("BTCUSDT", "buy", "", "", "r", quote_qty="90")
     assert spec_problem(spec) == "quote_qty needs order_type MARKET"
     spec = SignalSpec("BTCUSDT", "buy", "", "", "r", order_type="MARKET", quote_qty="90")
@@ -120,6 +126,7 @@ def test_a_stop_order_is_valued_and_banded_at_its_own_prices() -> None:
     assert order_value_price(market, "STOP", None, "120") == Decimal(120)
     assert order_value_price(market, "STOP", None, "80") == Decimal(80)
     assert order_value_price(market, "STOP_LIMIT", "70", "80") == Decimal(70)
+    assert order_value_price(market, "TAKE_PROFIT", None, "90") == Decimal(90)
     far = market_refusal("BTCUSDT", "80", market, now_ns=5, max_age_ns=10,
                          band_bps=Decimal(500), what="stop price")  # fmt: skip
     assert far is not None and far.startswith("price band: stop price 80 is 2000 bps")
@@ -128,7 +135,7 @@ def test_a_stop_order_is_valued_and_banded_at_its_own_prices() -> None:
 RULES = InstrumentFilters(
     "BTCUSDT", tick_size="0.01", min_price="0.01", max_price="1000000", step_size="0.0001",
     min_qty="0.0001", min_notional="5", max_notional="10000",
-    order_types=("MARKET", "LIMIT", "STOP_LOSS", "STOP_LOSS_LIMIT"),
+    order_types=("MARKET", "LIMIT", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT"),
 )  # fmt: skip
 
 
@@ -145,6 +152,9 @@ def test_filters_round_a_stop_so_it_never_triggers_earlier_and_value_a_quote_amo
     fine = apply_filters(RULES, side="buy", order_type="MARKET", qty="", price=None,
                          quote_qty="50")  # fmt: skip
     assert isinstance(fine, Accepted) and fine.qty == ""
+    take = apply_filters(RULES, side="buy", order_type="TAKE_PROFIT", qty="0.1", price=None,
+                         stop_price="100.009")  # fmt: skip  # a buy take-profit: from above
+    assert isinstance(take, Accepted) and take.stop_price == "100"
     refused = apply_filters(RULES, side="sell", order_type="STOP_LOSS", qty="0.1", price=None,
                             stop_price="0.001")  # fmt: skip
     assert isinstance(refused, Refused) and refused.filter == "PRICE_FILTER"
@@ -163,6 +173,11 @@ def test_binance_sends_quote_order_qty_and_stop_loss_types() -> None:
         "STOP_LOSS_LIMIT", "91", "90", "FOK"
     )  # fmt: skip
     assert venue_order_type(limit) == "STOP_LOSS_LIMIT"
+    take = intent(order_type="TAKE_PROFIT_LIMIT", price="91", stop_price="90")
+    params = place_params(take, timestamp_ms=1, **SIGN)
+    assert (params["type"], params["price"], params["stopPrice"], params["timeInForce"]) == (
+        "TAKE_PROFIT_LIMIT", "91", "90", "GTC"
+    )  # fmt: skip
     assert binance_refusal(intent(order_type="STOP")) == (
         "binance: a STOP order needs a positive stop_price, got ''"
     )
@@ -183,6 +198,9 @@ def test_alpaca_sends_notional_stop_and_stop_limit_and_refuses_the_rest() -> Non
     assert alpaca_refusal(both) is None
     assert alpaca_refusal(intent(symbol="BTC/USD", order_type="STOP", stop_price="9")) == (
         "alpaca: crypto has no stop-market orders, use STOP_LIMIT (BTC/USD)"
+    )
+    assert alpaca_refusal(intent(order_type="TAKE_PROFIT", stop_price="9")) == (
+        "alpaca: no take-profit orders outside a bracket (use a LIMIT order)"
     )
     ioc = intent(symbol="AAPL", order_type="STOP_LIMIT", price="9", stop_price="9",
                  time_in_force="IOC")  # fmt: skip
@@ -218,6 +236,9 @@ def test_ibkr_sends_stp_and_stop_limit_and_refuses_what_the_gateway_lacks() -> N
     assert ibkr_refusal(both) is None
     assert ibkr_refusal(intent(order_type="LIMIT", price="1", post_only=True)) == (
         "ibkr: no post-only orders (Binance's LIMIT_MAKER has no gateway equivalent)"
+    )
+    assert ibkr_refusal(intent(order_type="TAKE_PROFIT", stop_price="9")) == (
+        "ibkr: no TAKE_PROFIT orders in the gateway protocol spoken here"
     )
     assert ibkr_refusal(intent(order_type="STOP")) == (
         "ibkr: a STOP order needs a positive stop_price, got ''"

@@ -65,7 +65,8 @@ def intent(**changes: Any) -> OrderIntent:
             "",
             False,
             "1",
-            "order_type 'TRAILING_STOP' is not one of MARKET, LIMIT, STOP, STOP_LIMIT",
+            "order_type 'TRAILING_STOP' is not one of MARKET, LIMIT, STOP, STOP_LIMIT, "
+            "TAKE_PROFIT, TAKE_PROFIT_LIMIT",
         ),
         ("LIMIT", "DAY", False, "1", "time_in_force 'DAY' is not one of GTC, IOC, FOK"),
         ("MARKET", "IOC", False, "", "a MARKET order takes no time_in_force (got IOC)"),

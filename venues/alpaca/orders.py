@@ -82,6 +82,8 @@ def order_refusal(intent: OrderIntent) -> str | None:
         return problem
     if intent.post_only:
         return "alpaca: no post-only orders (Binance's LIMIT_MAKER has no Alpaca equivalent)"
+    if intent.order_type.startswith("TAKE_PROFIT"):
+        return "alpaca: no take-profit orders outside a bracket (use a LIMIT order)"
     crypto = "/" in intent.symbol
     if intent.time_in_force == "FOK" and crypto:
         return f"alpaca: crypto orders take GTC or IOC, not FOK ({intent.symbol})"

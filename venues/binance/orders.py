@@ -97,13 +97,17 @@ def logon_params(
 
 
 #: Binance's names of the stop types: a stop-loss triggers as the market moves against the order
-#: (a buy when the last price rises to ``stopPrice``, a sell when it falls to it).
+#: (a buy when the last price rises to ``stopPrice``, a sell when it falls to it), a take-profit
+#: the other way; both keep their names otherwise.
 _STOP_TYPES = {"STOP": "STOP_LOSS", "STOP_LIMIT": "STOP_LOSS_LIMIT"}
+_LIMIT_TYPES = frozenset({"LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"})
+_TRIGGERED = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
 
 
 def venue_order_type(intent: OrderIntent) -> str:
     """Return Binance's order type for ``intent``: a post-only LIMIT order is ``LIMIT_MAKER``,
-    a STOP one ``STOP_LOSS``, a STOP_LIMIT one ``STOP_LOSS_LIMIT``."""
+    a STOP one ``STOP_LOSS``, a STOP_LIMIT one ``STOP_LOSS_LIMIT``; TAKE_PROFIT(_LIMIT) keep
+    their names."""
     if intent.order_type == "LIMIT" and intent.post_only:
         return "LIMIT_MAKER"
     return _STOP_TYPES.get(intent.order_type, intent.order_type)
@@ -113,9 +117,9 @@ def order_refusal(intent: OrderIntent) -> str | None:
     """Return why Binance Spot cannot take ``intent`` as it is, or ``None``.
 
     Spot has MARKET (by ``quantity`` or ``quoteOrderQty``), LIMIT with GTC/IOC/FOK, LIMIT_MAKER
-    (post-only, which rests or is refused: it takes no time in force), STOP_LOSS and
-    STOP_LOSS_LIMIT (with ``stopPrice``). Whether a symbol offers a type is in its
-    ``orderTypes``, checked with the instrument filters.
+    (post-only, which rests or is refused: it takes no time in force), STOP_LOSS,
+    STOP_LOSS_LIMIT, TAKE_PROFIT and TAKE_PROFIT_LIMIT (with ``stopPrice``). Whether a symbol
+    offers a type is in its ``orderTypes``, checked with the instrument filters.
     """
     return intent_problem(intent, "binance")
 
@@ -129,10 +133,10 @@ def place_params(
 ) -> dict[str, Any]:
     """Build the signed ``order.place`` params of ``intent`` (checked by :func:`order_refusal`).
 
-    MARKET: ``quantity``, or ``quoteOrderQty`` for a quote-quantity order; LIMIT and
-    STOP_LOSS_LIMIT: ``timeInForce`` (the intent's, else ``time_in_force``: GTC, IOC or FOK) and
-    ``price``; post-only: type ``LIMIT_MAKER`` with ``price`` and no ``timeInForce``; STOP_LOSS
-    and STOP_LOSS_LIMIT: ``stopPrice``.
+    MARKET: ``quantity``, or ``quoteOrderQty`` for a quote-quantity order; LIMIT and the
+    ``_LIMIT`` stops: ``timeInForce`` (the intent's, else ``time_in_force``: GTC, IOC or FOK) and
+    ``price``; post-only: type ``LIMIT_MAKER`` with ``price`` and no ``timeInForce``; the stop
+    and take-profit types: ``stopPrice``.
     """
     kind = venue_order_type(intent)
     params: dict[str, Any] = {
@@ -146,12 +150,12 @@ def place_params(
         params["quoteOrderQty"] = intent.quote_qty
     else:
         params["quantity"] = intent.qty
-    if kind in ("LIMIT", "STOP_LOSS_LIMIT"):
+    if kind in _LIMIT_TYPES:
         params["timeInForce"] = intent.time_in_force or time_in_force
         params["price"] = intent.price
     elif kind == "LIMIT_MAKER":
         params["price"] = intent.price
-    if kind in ("STOP_LOSS", "STOP_LOSS_LIMIT"):
+    if kind in _TRIGGERED:
         params["stopPrice"] = intent.stop_price
     return sign_params(params, timestamp_ms=timestamp_ms, **sign)
 

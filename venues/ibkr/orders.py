@@ -79,6 +79,8 @@ def order_refusal(intent: OrderIntent) -> str | None:
     problem = intent_problem(intent, "ibkr")
     if problem is not None:
         return problem
+    if intent.order_type not in _ORDER_TYPES:
+        return f"ibkr: no {intent.order_type} orders in the gateway protocol spoken here"
     if intent.quote_qty:
         return "ibkr: no quote-quantity orders (no cash quantity in the gateway protocol): use qty"
     if intent.post_only:
