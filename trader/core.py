@@ -232,8 +232,10 @@ class TraderCore:
         if signal.replaces:
             refused = self._replacing(signal, intent, replaced or Replaced())
             if isinstance(refused, InPlace):
+                self._count("replaces")
                 intent = dataclasses.replace(intent, in_place=True)
             elif isinstance(refused, act.CancelFirst):
+                self._count("replaces")
                 return [refused]
             elif refused is not None:
                 self._count("replace_refusals")

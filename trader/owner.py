@@ -431,7 +431,6 @@ class Trader:
         with a pause, until it is terminal or :data:`REPLACE_WAIT_S` has passed (the core then
         refuses the replacement: the old order may still be live).
         """
-        self.counts["replaces"] += 1
         cid = cancel.client_order_id
         await self.router.cancel(cid, reason=cancel.reason, wait_s=CANCEL_WAIT_S)
         deadline_ns = self.clock() + int(REPLACE_WAIT_S * 1e9)

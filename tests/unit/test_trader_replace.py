@@ -92,6 +92,7 @@ def test_a_venue_that_replaces_in_one_step_gets_the_new_intent_at_once() -> None
     new = signal("grid|ETHUSDT|t2|grid|0", qty="0.02", price="2001", replaces=OLD)
     [record] = trader.on_signal(new, NOW, replaced=old("PARTIALLY_FILLED", "0.004"))
     assert isinstance(record, act.RecordIntent) and record.intent.in_place
+    assert trader.counts["replaces"] == 1
     # Another type, or a cancel already tried: cancel first, as elsewhere.
     market = signal("grid|ETHUSDT|t3|grid|0", order_type="MARKET", price="", replaces=OLD)
     assert isinstance(trader.on_signal(market, NOW, replaced=old("NEW"))[0], act.CancelFirst)
