@@ -8,6 +8,11 @@ rounding is safe, or the name of the filter it breaks and why:
 * the quantity is rounded **down** to the step size (never trade more than asked);
 * a limit price is rounded to the tick size **away from the market**: a buy down, a sell up (never
   pay more, or sell for less, than the strategy asked; a post-only order stays passive);
+* a stop price is rounded to the tick size so that it never triggers earlier than asked: a buy
+  stop (triggered from below) up, a sell stop (triggered from above) down; a take-profit order
+  (``TAKE_PROFIT*``, triggered the other way) a buy down, a sell up;
+* a quote-quantity MARKET order (``quote_qty``, no base quantity) has no quantity to round: its
+  notional is its quote amount, checked against the minimum and maximum notional;
 * everything else is refused, never stretched: a quantity below the minimum (also after
   rounding) or above the maximum (``LOT_SIZE``), a price outside its band (``PRICE_FILTER``), a
   notional (quantity x limit price, or x the market price for a MARKET order) below the minimum
@@ -84,6 +89,7 @@ class Accepted:
     qty: str
     price: str | None
     notes: tuple[str, ...] = ()
+    stop_price: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,42 @@ def _round(value: Decimal, step: Decimal, *, up: bool) -> Decimal:
     return units * step
 
 
+def _price_band(rules: InstrumentFilters, what: str, value: Decimal) -> Refused | None:
+    low, high = _rule(rules.min_price), _rule(rules.max_price)
+    if value <= 0 or (low is not None and value < low):
+        return Refused("PRICE_FILTER", f"{what} {_text(value)} below the minimum {rules.min_price}")
+    if high is not None and value > high:
+        return Refused("PRICE_FILTER", f"{what} {_text(value)} above the maximum {rules.max_price}")
+    return None
+
+
+def _on_tick(
+    rules: InstrumentFilters, what: str, text: str, value: Decimal, *, up: bool, notes: list[str]
+) -> Decimal:
+    tick = _rule(rules.tick_size)
+    if tick is None:
+        return value
+    rounded = _round(value, tick, up=up)
+    if rounded != value:
+        direction = "up" if up else "down"
+        notes.append(f"{what} {text} rounded {direction} to {_text(rounded)} "
+                     f"(tick {rules.tick_size})")  # fmt: skip
+    return rounded
+
+
+def _notional(rules: InstrumentFilters, notional: Decimal, how: str) -> Refused | None:
+    low, high = _rule(rules.min_notional), _rule(rules.max_notional)
+    if low is not None and notional < low:
+        return Refused(
+            "NOTIONAL", f"notional {_text(notional)} ({how}) below the minimum {rules.min_notional}"
+        )
+    if high is not None and notional > high:
+        return Refused(
+            "NOTIONAL", f"notional {_text(notional)} ({how}) above the maximum {rules.max_notional}"
+        )
+    return None
+
+
 def apply_filters(
     rules: InstrumentFilters,
     *,
@@ -120,21 +162,31 @@ def apply_filters(
     qty: str,
     price: str | None,
     market_price: Decimal | None = None,
+    quote_qty: str = "",
+    stop_price: str = "",
 ) -> Accepted | Refused:
-    """Round ``qty`` and ``price`` where safe; refuse what breaks a rule (see the module doc).
+    """Round ``qty``, ``price`` and ``stop_price`` where safe; refuse what breaks a rule.
 
-    ``order_type`` is the venue's name for it (``MARKET``, ``LIMIT``, ``LIMIT_MAKER``);
-    ``market_price`` values a MARKET order's notional (no check without one).
+    ``order_type`` is the venue's name for it (``MARKET``, ``LIMIT``, ``LIMIT_MAKER``,
+    ``STOP_LOSS``...); ``market_price`` values a MARKET order's notional (no check without one);
+    ``quote_qty`` is a MARKET order's quote amount (``qty`` then empty). See the module doc.
     """
     if rules.order_types and order_type not in rules.order_types:
         allowed = ", ".join(rules.order_types)
         return Refused("ORDER_TYPES", f"{order_type} not offered for {rules.symbol} ({allowed})")
     notes: list[str] = []
     try:
-        amount = Decimal(qty)
         limit = Decimal(price) if price else None
+        stop = Decimal(stop_price) if stop_price else None
+        spend = Decimal(quote_qty) if quote_qty else None
+        amount = Decimal(qty) if spend is None else Decimal(0)
     except InvalidOperation:
         return Refused("LOT_SIZE", f"quantity {qty!r} or price {price!r} is not a number")
+    if spend is not None:  # a quote amount: no base quantity to round; its value is the amount
+        refused = _notional(rules, spend, f"quote_qty {quote_qty}")
+        if refused is not None:
+            return refused
+        return Accepted("", None, ())
     step = _rule(rules.step_size)
     if step is not None:
         rounded = _round(amount, step, up=False)
@@ -150,40 +202,26 @@ def apply_filters(
         return Refused("LOT_SIZE", f"quantity {shown} below the minimum {floor}")
     if max_qty is not None and amount > max_qty:
         return Refused("LOT_SIZE", f"quantity {qty} above the maximum {rules.max_qty}")
+    buy = side.lower() != "sell"
     if limit is not None:
-        tick = _rule(rules.tick_size)
-        if tick is not None:
-            rounded = _round(limit, tick, up=side.lower() == "sell")
-            if rounded != limit:
-                direction = "up" if side.lower() == "sell" else "down"
-                notes.append(
-                    f"price {price} rounded {direction} to {_text(rounded)} "
-                    f"(tick {rules.tick_size})"
-                )
-                limit = rounded
-        low, high = _rule(rules.min_price), _rule(rules.max_price)
-        if limit <= 0 or (low is not None and limit < low):
-            return Refused(
-                "PRICE_FILTER", f"price {_text(limit)} below the minimum {rules.min_price}"
-            )
-        if high is not None and limit > high:
-            return Refused(
-                "PRICE_FILTER", f"price {_text(limit)} above the maximum {rules.max_price}"
-            )
-    valued_at = limit if limit is not None else market_price
+        limit = _on_tick(rules, "price", str(price), limit, up=not buy, notes=notes)
+        refused = _price_band(rules, "price", limit)
+        if refused is not None:
+            return refused
+    if stop is not None:
+        take_profit = order_type.startswith("TAKE_PROFIT")  # triggered the other way
+        stop = _on_tick(rules, "stop price", stop_price, stop, up=buy != take_profit, notes=notes)
+        refused = _price_band(rules, "stop price", stop)
+        if refused is not None:
+            return refused
+    valued_at = limit if limit is not None else stop if stop is not None else market_price
     if valued_at is not None:
-        notional = amount * valued_at
-        low, high = _rule(rules.min_notional), _rule(rules.max_notional)
-        if low is not None and notional < low:
-            return Refused(
-                "NOTIONAL",
-                f"notional {_text(notional)} ({_text(amount)} x {_text(valued_at)}) below the "
-                f"minimum {rules.min_notional}",
-            )
-        if high is not None and notional > high:
-            return Refused(
-                "NOTIONAL",
-                f"notional {_text(notional)} ({_text(amount)} x {_text(valued_at)}) above the "
-                f"maximum {rules.max_notional}",
-            )
-    return Accepted(_text(amount), _text(limit) if limit is not None else None, tuple(notes))
+        refused = _notional(rules, amount * valued_at, f"{_text(amount)} x {_text(valued_at)}")
+        if refused is not None:
+            return refused
+    return Accepted(
+        _text(amount),
+        _text(limit) if limit is not None else None,
+        tuple(notes),
+        _text(stop) if stop is not None else "",
+    )

@@ -258,9 +258,14 @@ class Bar(Event):
 class Signal(Event):
     """A trading decision. ``action`` is ``place`` or ``cancel``; ``cause`` lists event ids.
 
-    ``order_type`` (``MARKET``/``LIMIT``; empty: the deployment's ``TICKPIPE_ORDER_TYPE``),
-    ``time_in_force`` (``GTC``/``IOC``/``FOK``; empty: ``GTC``) and ``post_only`` name the
-    order; :func:`common.order_spec.order_problem` checks them.
+    ``order_type`` (``MARKET``/``LIMIT``/``STOP``/``STOP_LIMIT``/``TAKE_PROFIT``/
+    ``TAKE_PROFIT_LIMIT``; empty: the deployment's ``TICKPIPE_ORDER_TYPE``),
+    ``time_in_force`` (``GTC``/``IOC``/``FOK``; empty: ``GTC``),
+    ``post_only``, ``quote_qty`` (a MARKET order's amount of the quote asset, ``qty`` then empty)
+    and ``stop_price`` (a stop order's trigger) name the order;
+    :func:`common.order_spec.order_problem` checks them. ``replaces`` names a working order of
+    the same strategy (its client order id, or the signal id that placed it) that this signal's
+    order replaces: the trader cancels it, and places this one once the cancel is confirmed.
     """
 
     kind: ClassVar[str] = "signal"
@@ -280,6 +285,9 @@ class Signal(Event):
     order_type: str = ""
     time_in_force: str = ""
     post_only: bool = False
+    quote_qty: str = ""
+    stop_price: str = ""
+    replaces: str = ""
 
     def to_fields(self) -> dict[str, str]:
         # Same fields and values as Event.to_fields, without its per-field type dispatch.
@@ -301,6 +309,9 @@ class Signal(Event):
             "order_type": self.order_type,
             "time_in_force": self.time_in_force,
             "post_only": "1" if self.post_only else "0",
+            "quote_qty": self.quote_qty,
+            "stop_price": self.stop_price,
+            "replaces": self.replaces,
         }
 
 
@@ -308,8 +319,13 @@ class Signal(Event):
 class OrderIntent(Event):
     """The trader's decision to send one order, recorded before it is sent.
 
-    ``time_in_force`` is empty for a MARKET order (``GTC`` for a LIMIT one unless the signal
-    named another); ``post_only`` asks the venue to refuse the order rather than match it.
+    ``time_in_force`` is empty for a MARKET or STOP order (``GTC`` for a LIMIT or STOP_LIMIT
+    one unless the signal named another); ``post_only`` asks the venue to refuse the order
+    rather than match it; ``quote_qty`` is a MARKET order's quote amount (``qty`` then empty);
+    ``stop_price`` a STOP or STOP_LIMIT order's trigger (``price`` is a STOP_LIMIT's limit).
+    ``strategy`` is the signal's; ``replaces`` the client order id of the order this one
+    replaces: cancelled, and confirmed so, before this one was sent, or (``in_place``) replaced
+    by it in one step at the venue (Alpaca's ``PATCH``).
     """
 
     kind: ClassVar[str] = "intent"
@@ -325,6 +341,11 @@ class OrderIntent(Event):
     ts_intent: int
     time_in_force: str = ""
     post_only: bool = False
+    quote_qty: str = ""
+    stop_price: str = ""
+    strategy: str = ""
+    replaces: str = ""
+    in_place: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,9 @@ def route(
                 order_type=spec.order_type,
                 time_in_force=spec.time_in_force,
                 post_only=spec.post_only,
+                quote_qty=spec.quote_qty,
+                stop_price=spec.stop_price,
+                replaces=spec.replaces,
             )
             signals.append(signal)
             if strategy in follows:
@@ -156,12 +159,20 @@ def _own_update(
 def spec_problem(spec: SignalSpec) -> str | None:
     """Return what is wrong with a strategy's order type and its parameters, or ``None``."""
     if spec.action == "cancel":
+        if spec.replaces:
+            return "replaces is for a place signal (a cancel signal cancels the symbol's orders)"
         return None
     if not spec.order_type:
         if spec.time_in_force or spec.post_only:
             return "time_in_force and post_only need order_type LIMIT"
+        if spec.stop_price:
+            return "stop_price needs a stop or take-profit order_type (STOP, STOP_LIMIT...)"
+        if spec.quote_qty:
+            return "quote_qty needs order_type MARKET"
         return None
-    return order_problem(spec.order_type, spec.time_in_force, spec.post_only, spec.price)
+    return order_problem(spec.order_type, spec.time_in_force, spec.post_only, spec.price,
+                         qty=spec.qty, quote_qty=spec.quote_qty,
+                         stop_price=spec.stop_price)  # fmt: skip
 
 
 def advance_timers(

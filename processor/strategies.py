@@ -74,9 +74,14 @@ BELOW = "below"
 class SignalSpec:
     """What a strategy wants: ``action`` ``place`` or ``cancel``, side ``buy`` or ``sell``.
 
-    ``order_type`` ``MARKET`` or ``LIMIT`` (empty: the deployment's ``TICKPIPE_ORDER_TYPE``),
-    ``time_in_force`` ``GTC``/``IOC``/``FOK`` and ``post_only`` for a LIMIT order at ``price``
-    (see :mod:`common.order_spec`). A spec that breaks those rules is the strategy's failure.
+    ``order_type`` ``MARKET``, ``LIMIT``, ``STOP``, ``STOP_LIMIT``, ``TAKE_PROFIT`` or
+    ``TAKE_PROFIT_LIMIT`` (empty: the deployment's
+    ``TICKPIPE_ORDER_TYPE``), ``time_in_force`` ``GTC``/``IOC``/``FOK`` and ``post_only`` for a
+    LIMIT order at ``price``, ``quote_qty`` for a MARKET order that names the quote amount to
+    spend or receive (``qty`` empty), ``stop_price`` for a stop order's trigger (see
+    :mod:`common.order_spec`), ``replaces`` for a working order of this strategy (its client
+    order id, as :meth:`on_order_update` tells it) to be replaced by this one. A spec that
+    breaks those rules is the strategy's failure.
     """
 
     symbol: str
@@ -90,6 +95,9 @@ class SignalSpec:
     order_type: str = ""
     time_in_force: str = ""
     post_only: bool = False
+    quote_qty: str = ""
+    stop_price: str = ""
+    replaces: str = ""
 
 
 class Strategy(ABC):

@@ -14,6 +14,8 @@ The assumptions, stated once (``tickpipe backtest`` prints them with its summary
 * **Resting.** A resting order is at the back of the queue at its price: it fills, whole and
   at its limit price (a maker), only when a later trade prints *through* it (below a buy's
   limit, above a sell's); a trade at exactly its price fills the queue ahead of it first.
+* **Order types.** MARKET and LIMIT orders by base quantity; a STOP, STOP_LIMIT or
+  quote-quantity order is refused (counted, with the reason) rather than filled by a guess.
 * **Cancel.** A ``cancel`` signal cancels every working order of its symbol, as the trader does.
 * **Costs.** ``fee_bps`` of each fill's notional is charged; positions are per strategy and
   symbol, marked at the last trade price; PnL = realised + marked; the drawdown is the largest
@@ -151,7 +153,13 @@ class FillModel:
         if order.client_order_id in self.orders:
             return  # the same decision twice: one order, as the trader guarantees
         self.orders[order.client_order_id] = order
-        problem = order_problem(kind, signal.time_in_force, signal.post_only, signal.price)
+        problem = order_problem(kind, signal.time_in_force, signal.post_only, signal.price,
+                                qty=signal.qty, quote_qty=signal.quote_qty,
+                                stop_price=signal.stop_price)  # fmt: skip
+        if problem is None and (kind not in ("MARKET", "LIMIT") or signal.quote_qty):
+            problem = f"the backtest fills MARKET and LIMIT orders by base qty only, not {kind}" + (
+                " by quote_qty" if signal.quote_qty else ""
+            )
         if problem is None and qty <= 0:
             problem = f"quantity {signal.qty!r} is not positive"
         if problem is not None:

@@ -21,6 +21,7 @@ __all__ = [
     "ApplyUpdate",
     "Await",
     "Cancel",
+    "CancelFirst",
     "DeadLetter",
     "Fail",
     "LoadMarket",
@@ -143,6 +144,14 @@ class Await:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelFirst:
+    """Cancel the order a signal replaces and wait until its end is known, then ask again."""
+
+    client_order_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class LoadMarket:
     """Read the symbol's newest trades and quotes into the market view, then ask again."""
 
@@ -169,6 +178,7 @@ Action = (
     | Send
     | Resolve
     | Cancel
+    | CancelFirst
     | Reject
     | Record
     | RecordResult

@@ -16,7 +16,10 @@ module.
   every decision of a term: ``on_signal``, ``on_recorded``/``on_stored`` (what Redis answered
   to an intent), ``on_answer`` (what the venue answered to a place, lookup or cancel),
   ``on_update``, ``on_kill_switch`` and ``on_tick`` return the actions of
-  :mod:`trader.actions`, which the async shell executes in order.
+  :mod:`trader.actions`, which the async shell executes in order. A signal that ``replaces``
+  a working order gets a ``CancelFirst`` (the shell cancels it, waits for its end and asks
+  again with :class:`Replaced`), is placed (in one step where the venue replaces in place),
+  or is refused with the reason.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from tickpipe.common.errors import (
     RateLimited,
     VenueUnavailable,
 )
+from tickpipe.common.order_spec import LIMIT_PRICED
 from tickpipe.common.schema import OrderIntent, OrderUpdate, Signal, decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import MS
@@ -61,6 +65,7 @@ __all__ = [
     "OrderRejected",
     "OrderState",
     "OrderTracker",
+    "Replaced",
     "RiskLimits",
     "TraderCore",
     "adopted_intent",
@@ -77,6 +82,22 @@ __all__ = [
 #: None)``; pure (the filters it applies were loaded beforehand by the shell).
 Shaper = Callable[[OrderIntent, Decimal | None], tuple[OrderIntent, str | None]]
 
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Replaced:
+    """What the ledger holds of the order a signal ``replaces``: its intent and state, and
+    whether its cancel was tried already (then it must have ended)."""
+
+    intent: OrderIntent | None = None
+    state: OrderState | None = None
+    cancel_tried: bool = False
+
+
+class InPlace:
+    """:meth:`TraderCore._replacing`'s answer when the venue replaces the order in one step."""
+
+
+IN_PLACE = InPlace()
 #: A venue's answer after which a request certainly did nothing: try again.
 _NOT_SENT = (VenueUnavailable, RateLimited)
 #: Lookup answers that say nothing about the order (counted against ``status_attempts``).
@@ -157,6 +178,9 @@ class TraderCore:
         #: The venue refuses a second order under a client order id it has seen (IBKR's
         #: ``cOID``): an intent it has no order of may then be placed, it cannot become two.
         self.unique_client_ids = False
+        #: The order types the venue replaces in one step (Alpaca's ``PATCH``): a working order
+        #: of such a type replaced by one of the same type is not cancelled first.
+        self.replaces_in_place: frozenset[str] = frozenset()
         #: Intents this run placed again after the venue said it never got them (at most once).
         #: client order id -> when it was placed again (ns): "no such order" soon after is no
         #: proof yet.
@@ -178,11 +202,14 @@ class TraderCore:
         *,
         market_loaded: bool = False,
         entry: tuple[str, str] | None = None,
+        replaced: Replaced | None = None,
     ) -> list[act.Action]:
         """Decide what ``signal`` becomes: record its intent, refuse it, cancel, or wait.
 
         ``market_loaded``: the symbol's newest market was just read on a :class:`LoadMarket`;
-        ``entry`` (signal stream, entry id) names the signal in a dead letter.
+        ``entry`` (signal stream, entry id) names the signal in a dead letter; ``replaced`` is
+        what the ledger holds of the order a ``replaces`` signal names (see
+        :meth:`_replacing`).
         """
         if signal.action == "cancel":
             self._count("cancel_signals")
@@ -202,20 +229,24 @@ class TraderCore:
         cid = intent.client_order_id
         if cid in self.inflight:  # this decision's request is under way here
             return [act.Await(cid)]
+        if signal.replaces:
+            refused = self._replacing(signal, intent, replaced or Replaced())
+            if isinstance(refused, InPlace):
+                self._count("replaces")
+                intent = dataclasses.replace(intent, in_place=True)
+            elif isinstance(refused, act.CancelFirst):
+                self._count("replaces")
+                return [refused]
+            elif refused is not None:
+                self._count("replace_refusals")
+                return [act.Reject(intent, refused, stage="replace"),
+                        self._letter(signal, intent, refused, entry)]  # fmt: skip
         if self.shaper is not None:  # the venue's order types and instrument filters
             market = self.market.price(signal.symbol, signal.side)
             intent, refused = self.shaper(intent, market.price if market is not None else None)
             if refused is not None:
-                stage = "order"
-                letter = {
-                    "reason": refused,
-                    "client_order_id": cid,
-                    "signal_id": signal.signal_id,
-                    "stream": entry[0] if entry is not None else "",
-                    "entry_id": entry[1] if entry is not None else "",
-                    "signal": orjson.dumps(signal.to_fields()).decode(),
-                }
-                return [act.Reject(intent, refused, stage=stage), act.DeadLetter(letter)]
+                letter = self._letter(signal, intent, refused, entry)
+                return [act.Reject(intent, refused, stage="order"), letter]
         reason, load = self._refusal(signal, intent, now_ns, market_loaded=market_loaded)
         if load:
             return [act.LoadMarket(signal.symbol)]
@@ -227,14 +258,78 @@ class TraderCore:
         self.inflight.add(cid)
         return [act.RecordIntent(intent)]
 
+    @staticmethod
+    def _letter(
+        signal: Signal, intent: OrderIntent, reason: str, entry: tuple[str, str] | None
+    ) -> act.DeadLetter:
+        return act.DeadLetter(
+            {
+                "reason": reason,
+                "client_order_id": intent.client_order_id,
+                "signal_id": signal.signal_id,
+                "stream": entry[0] if entry is not None else "",
+                "entry_id": entry[1] if entry is not None else "",
+                "signal": orjson.dumps(signal.to_fields()).decode(),
+            }
+        )
+
+    def _replacing(
+        self, signal: Signal, intent: OrderIntent, replaced: Replaced
+    ) -> str | act.CancelFirst | InPlace | None:
+        """Decide about a signal that replaces an order: go on (``None``), cancel that order
+        first, or why not (the reason names the order).
+
+        The order must be this trader's, of the signal's strategy and symbol. A working one is
+        replaced in one step where the venue can (``replaces_in_place``: the placer sends the
+        venue's replace), else cancelled first (:class:`~trader.actions.CancelFirst`); the new
+        order is placed only once
+        the old one has ended without filling whole: cancelled, expired or rejected (what it
+        filled before stays filled, and in the positions). A filled one is not replaced, and one
+        whose cancel is not confirmed (``replaced.cancel_tried``) is not replaced either: never
+        two live orders where the strategy wanted one.
+        """
+        old_cid = intent.replaces
+        what = f"replaces {signal.replaces}"
+        old, state = replaced.intent, replaced.state
+        if old is None:
+            return f"{what}: no order of that id here"
+        if old.symbol != signal.symbol or old.side.lower() != signal.side.lower():
+            return f"{what}: that order is a {old.side} of {old.symbol}, not a {signal.side} of "\
+                   f"{signal.symbol}"  # fmt: skip
+        if old.strategy != signal.strategy:
+            return f"{what}: that order is strategy {old.strategy or 'unknown'}'s, not " \
+                   f"{signal.strategy}'s"  # fmt: skip
+        if state is None or not state.terminal:
+            if (
+                state is not None
+                and old.order_type == intent.order_type
+                and intent.order_type in self.replaces_in_place
+                and not replaced.cancel_tried
+            ):
+                return IN_PLACE  # the venue replaces it in one step (the placer sends it)
+            if replaced.cancel_tried:
+                status = state.status if state is not None else "unknown"
+                return f"{what}: its cancel is not confirmed (still {status}); nothing placed"
+            return act.CancelFirst(old_cid, f"replaced by signal {signal.signal_id}")
+        if state.status == "FILLED":
+            return f"{what}: that order filled before it could be replaced; nothing placed"
+        return None
+
     def _refusal(
         self, signal: Signal, intent: OrderIntent, now_ns: int, *, market_loaded: bool
     ) -> tuple[str | None, bool]:
         """Return why ``signal`` may not become an order (or None) and whether to load prices."""
-        if intent.order_type == "LIMIT" and not (to_decimal(signal.price) or 0) > 0:
-            return f"a LIMIT order needs the signal's price, got {signal.price!r}", False
+        if intent.order_type in LIMIT_PRICED and not (to_decimal(signal.price) or 0) > 0:
+            return (
+                f"a {intent.order_type} order needs the signal's price, got {signal.price!r}",
+                False,
+            )
         position = self.tracker.position(signal.symbol)
-        working = [o.working() for o in self.tracker.working(signal.symbol)]
+        working = [  # the order this one replaces will not work alongside it
+            o.working()
+            for o in self.tracker.working(signal.symbol)
+            if o.client_order_id != intent.replaces
+        ]
         unpriced = dataclasses.replace(self.limits, max_notional=None)
         reason = check_signal(
             signal, unpriced, position=position, working=working, kill_switch=self.kill_switch
@@ -242,14 +337,21 @@ class TraderCore:
         if reason is not None:
             return reason, False
         market = self.market.price(signal.symbol, signal.side)
-        reason = market_refusal(
-            signal.symbol,
-            signal.price,
-            market,
-            now_ns=now_ns,
-            max_age_ns=self.max_price_age_ns,
-            band_bps=self.band_bps,
-        )
+        # The signal's price, and a stop order's trigger too, must lie in the band.
+        banded = [(signal.price, "signal price")]
+        if signal.stop_price:
+            banded.append((signal.stop_price, "stop price"))
+        reason = None
+        for price, what in banded:
+            reason = reason or market_refusal(
+                signal.symbol,
+                price,
+                market,
+                now_ns=now_ns,
+                max_age_ns=self.max_price_age_ns,
+                band_bps=self.band_bps,
+                what=what,
+            )
         if (
             reason is not None
             and not market_loaded
@@ -261,7 +363,7 @@ class TraderCore:
         if reason is not None or market is None:
             self._count("market_refusals")
             return reason, False
-        value = order_value_price(market, intent.order_type, intent.price)
+        value = order_value_price(market, intent.order_type, intent.price, intent.stop_price)
         reason = check_signal(signal, self.limits, position=position, working=working, price=value)
         if reason is None and not self.bucket.take(now_ns):
             reason = f"order rate limit: more than {self.max_orders_per_s:g} per second"

@@ -105,7 +105,9 @@ class Instruments:
         if rules is None:
             return intent, None
         answer = apply_filters(rules, side=intent.side, order_type=venue_type, qty=intent.qty,
-                               price=intent.price, market_price=market_price)  # fmt: skip
+                               price=intent.price, market_price=market_price,
+                               quote_qty=intent.quote_qty,
+                               stop_price=intent.stop_price)  # fmt: skip
         if isinstance(answer, Refused):
             self.counts["filter_refusals"] += 1
             return intent, answer
@@ -114,4 +116,9 @@ class Instruments:
             self.counts["filter_roundings"] += 1
             log.info("order rounded to the venue's filters: %s", "; ".join(answer.notes),
                      extra={"client_order_id": intent.client_order_id})  # fmt: skip
-        return dataclasses.replace(intent, qty=answer.qty, price=answer.price), None
+        if intent.quote_qty:
+            return intent, None  # nothing to round: the quote amount goes as asked
+        shaped = dataclasses.replace(
+            intent, qty=answer.qty, price=answer.price, stop_price=answer.stop_price
+        )
+        return shaped, None

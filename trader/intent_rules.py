@@ -16,23 +16,32 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from tickpipe.common.order_spec import LIMIT_PRICED
 from tickpipe.common.schema import OrderIntent, Signal
 from tickpipe.common.units import client_order_id_for
 from tickpipe.trader.positions import qty_text
 from tickpipe.trader.risk import to_decimal
 
-__all__ = ["adopted_intent", "build_intent", "intent_mismatch", "is_own_client_order_id"]
+__all__ = [
+    "adopted_intent",
+    "build_intent",
+    "intent_mismatch",
+    "is_own_client_order_id",
+    "replaced_client_order_id",
+]
 
 
 def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") -> OrderIntent:
     """Build the intent for ``signal``; its id is derived from the signal id.
 
     The signal's own order type wins over ``order_type`` (the deployment's default). A ``LIMIT``
-    intent is priced at the signal's price, good till cancelled unless the signal names another
-    time in force; :func:`common.order_spec.order_problem` says whether the result is valid.
+    or ``STOP_LIMIT`` intent is priced at the signal's price, good till cancelled unless the
+    signal names another time in force; a stop intent carries the signal's ``stop_price``, a
+    quote-quantity MARKET intent its ``quote_qty``; :func:`common.order_spec.order_problem` says
+    whether the result is valid.
     """
     kind = signal.order_type or order_type
-    limit = kind == "LIMIT"
+    limit = kind in LIMIT_PRICED
     return OrderIntent(
         client_order_id=client_order_id_for(signal.signal_id),
         signal_id=signal.signal_id,
@@ -46,6 +55,10 @@ def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") 
         ts_intent=ts_intent,
         time_in_force=(signal.time_in_force or "GTC") if limit else signal.time_in_force,
         post_only=signal.post_only,
+        quote_qty=signal.quote_qty,
+        stop_price=signal.stop_price,
+        strategy=signal.strategy,
+        replaces=replaced_client_order_id(signal.replaces) if signal.replaces else "",
     )
 
 
@@ -58,6 +71,11 @@ def is_own_client_order_id(client_order_id: str) -> bool:
     return _OWN_ID.fullmatch(client_order_id) is not None
 
 
+def replaced_client_order_id(replaces: str) -> str:
+    """Return the client order id a signal's ``replaces`` names (itself, or its signal id's)."""
+    return replaces if is_own_client_order_id(replaces) else client_order_id_for(replaces)
+
+
 def _same_number(a: str | None, b: str | None) -> bool:
     x, y = to_decimal(a), to_decimal(b)
     return x == y if x is not None and y is not None else a == b
@@ -66,8 +84,8 @@ def _same_number(a: str | None, b: str | None) -> bool:
 def intent_mismatch(stored: OrderIntent, wanted: OrderIntent) -> str | None:
     """Return how ``wanted`` differs from the ``stored`` intent of its client order id, or None.
 
-    Symbol, side and quantity must agree, and the price where both intents have one (a LIMIT
-    order); numbers are compared as decimals (``0.0010`` is ``0.001``).
+    Symbol, side, quantity and quote quantity must agree, and the limit and stop prices where
+    both intents have one; numbers are compared as decimals (``0.0010`` is ``0.001``).
     """
     differences = []
     if stored.symbol != wanted.symbol:
@@ -75,9 +93,17 @@ def intent_mismatch(stored: OrderIntent, wanted: OrderIntent) -> str | None:
     if stored.side.lower() != wanted.side.lower():
         differences.append(f"side {stored.side} != {wanted.side}")
     if not _same_number(stored.qty, wanted.qty):
-        differences.append(f"qty {stored.qty} != {wanted.qty}")
+        differences.append(f"qty {stored.qty or '-'} != {wanted.qty or '-'}")
+    if not _same_number(stored.quote_qty, wanted.quote_qty):
+        differences.append(f"quote_qty {stored.quote_qty or '-'} != {wanted.quote_qty or '-'}")
     if stored.price and wanted.price and not _same_number(stored.price, wanted.price):
         differences.append(f"price {stored.price} != {wanted.price}")
+    if (
+        stored.stop_price
+        and wanted.stop_price
+        and not _same_number(stored.stop_price, wanted.stop_price)
+    ):
+        differences.append(f"stop_price {stored.stop_price} != {wanted.stop_price}")
     return ", ".join(differences) or None
 
 

@@ -87,8 +87,13 @@ def market_refusal(
     now_ns: int,
     max_age_ns: int,
     band_bps: Decimal,
+    what: str = "signal price",
 ) -> str | None:
-    """Return why an order of ``symbol`` must not be sent at this market, or ``None``."""
+    """Return why an order of ``symbol`` must not be sent at this market, or ``None``.
+
+    ``what`` names the price checked against the band in the reason (a stop order's
+    ``stop price`` is checked as well as its limit price).
+    """
     if market is None:
         return f"no market price for {symbol}: no trade or quote seen"
     age_ns = now_ns - market.ts_recv
@@ -103,15 +108,28 @@ def market_refusal(
     distance = abs(price - market.price) / market.price * BPS
     if price <= 0 or distance > band_bps:
         return (
-            f"price band: signal price {signal_price} is {distance.quantize(Decimal(1)):f} bps "
+            f"price band: {what} {signal_price} is {distance.quantize(Decimal(1)):f} bps "
             f"from the market {market.price.normalize():f} ({market.source}), "
             f"outside the band of {band_bps.normalize():f} bps"
         )
     return None
 
 
-def order_value_price(market: MarketPrice, order_type: str, limit_price: str | None) -> Decimal:
-    """Return the price an order is valued at: the market's, or a higher limit price."""
+def order_value_price(
+    market: MarketPrice, order_type: str, limit_price: str | None, stop_price: str = ""
+) -> Decimal:
+    """Return the price an order is valued at: the market's, or a higher limit price.
+
+    A STOP (or TAKE_PROFIT) order is valued at its stop price and a STOP_LIMIT (or
+    TAKE_PROFIT_LIMIT) one at its limit price: that is the price they execute at once
+    triggered, not the market's of now.
+    """
+    if order_type in ("STOP", "TAKE_PROFIT"):
+        stop = to_decimal(stop_price)
+        return stop if stop is not None and stop > 0 else market.price
+    if order_type in ("STOP_LIMIT", "TAKE_PROFIT_LIMIT"):
+        limit = to_decimal(limit_price)
+        return limit if limit is not None and limit > 0 else market.price
     limit = to_decimal(limit_price) if order_type == "LIMIT" else None
     if limit is not None and limit > market.price:
         return limit

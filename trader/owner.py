@@ -53,8 +53,9 @@ from tickpipe.common.settings import Settings, order_quantities
 from tickpipe.trader import actions as act
 from tickpipe.trader.consumer import GroupConsumer
 from tickpipe.trader.control import kill_switch_on
-from tickpipe.trader.core import TraderCore
+from tickpipe.trader.core import Replaced, TraderCore
 from tickpipe.trader.instruments import Instruments
+from tickpipe.trader.intent_rules import replaced_client_order_id
 from tickpipe.trader.lease import Lease, new_token
 from tickpipe.trader.ledger import Ledger
 from tickpipe.trader.market import MarketView
@@ -72,7 +73,7 @@ COUNTERS = tuple(
     "signals_seen bad_signals orders_sent acks rejects ambiguous unresolved updates "
     "foreign_updates rate_limited cancel_signals cancels_sent cancels reconciles "
     "discrepancies adopted intent_mismatches market_refusals claimed redis_outages "
-    "leases_lost intents_restored order_type_refusals".split()
+    "leases_lost intents_restored order_type_refusals replaces replace_refusals".split()
 )
 
 #: Orders that may await the venue's answer at once (the next signal waits for a free slot);
@@ -80,6 +81,8 @@ COUNTERS = tuple(
 MAX_INFLIGHT = 32
 #: How long a cancel signal waits for a request under way about an order it cancels.
 CANCEL_WAIT_S = 30.0
+#: How long a replacing signal waits for the venue to show the replaced order's end.
+REPLACE_WAIT_S = 10.0
 
 
 def default_limits(settings: Settings) -> RiskLimits:
@@ -330,6 +333,8 @@ class Trader:
             await self.cancel_symbol(signal)
             await self.ack(stream, entry_id)
             return
+        if signal.replaces:  # the order it replaces may still be on its way: know its answer
+            await self.settle_sends(signal.symbol)
         await self.slots.acquire()
         if self.stopping.is_set():  # stopped while waiting for a slot: left for the next run
             self.slots.release()
@@ -412,6 +417,34 @@ class Trader:
             else:
                 raise TypeError(f"not an action to execute here: {action!r}")
 
+    async def _replaced(self, signal: Signal, *, cancel_tried: bool = False) -> Replaced:
+        """Read what the ledger holds of the order ``signal`` replaces."""
+        cid = replaced_client_order_id(signal.replaces)
+        intent = await self.ledger.stored_intent(cid)
+        state = await self.ledger.order_state(cid) if intent is not None else None
+        return Replaced(intent, state, cancel_tried)
+
+    async def _cancel_first(self, cancel: act.CancelFirst, replaced: Replaced) -> None:
+        """Cancel the order a signal replaces; wait (bounded) until the venue shows its end.
+
+        The cancel's answer usually settles it; otherwise the order is looked up, a few times
+        with a pause, until it is terminal or :data:`REPLACE_WAIT_S` has passed (the core then
+        refuses the replacement: the old order may still be live).
+        """
+        cid = cancel.client_order_id
+        await self.router.cancel(cid, reason=cancel.reason, wait_s=CANCEL_WAIT_S)
+        deadline_ns = self.clock() + int(REPLACE_WAIT_S * 1e9)
+        pause_s = 0.05
+        while True:
+            state = await self.ledger.order_state(cid)
+            if (state is not None and state.terminal) or self.clock() >= deadline_ns:
+                return
+            await asyncio.sleep(pause_s)  # the venue has the cancel; give it a moment
+            pause_s = min(1.0, pause_s * 2)
+            if replaced.intent is not None and cid not in self.router.inflight:
+                # source "cancel": a lookup that finds no order never places it again
+                await self.router.resolve(replaced.intent, source="cancel")
+
     async def place(self, signal: Signal) -> None:
         """Send one order for ``signal`` unless its intent exists or a limit refuses it."""
         follow = await self.start_place(signal)
@@ -430,9 +463,15 @@ class Trader:
         """
         await self.instruments.ensure()  # the venue's filters, loaded once a term (then refreshed)
         loaded = False
+        replaced = await self._replaced(signal) if signal.replaces else None
         while True:
-            actions = self.core.on_signal(signal, self.clock(), market_loaded=loaded, entry=entry)
+            actions = self.core.on_signal(signal, self.clock(), market_loaded=loaded, entry=entry,
+                                          replaced=replaced)  # fmt: skip
             first = actions[0]
+            if isinstance(first, act.CancelFirst) and replaced is not None:
+                await self._cancel_first(first, replaced)
+                replaced = await self._replaced(signal, cancel_tried=True)
+                continue
             if not isinstance(first, act.LoadMarket):
                 break
             await self.feed.load(first.symbol)  # the view may lag the signal's own trade
@@ -446,7 +485,7 @@ class Trader:
                 return await self._existing(signal, intent, stored, entry)
             extra = {"reason": first.reason, "stage": first.stage}
             await self.ledger.record(intent, OrderEvent.REJECTED, extra)
-            if first.stage == "order":
+            if first.stage in ("order", "replace"):
                 log.warning("order refused before sending: %s", first.reason,
                             extra={"client_order_id": intent.client_order_id,
                                    "signal_id": signal.signal_id})  # fmt: skip

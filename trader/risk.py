@@ -70,7 +70,9 @@ def check_signal(
 
     ``position`` is the symbol's current position, ``working`` its orders that may still fill
     (their remaining quantity counts towards the position limit in the direction of the order),
-    ``price`` the price to value the order at (the signal's, else the last trade's).
+    ``price`` the price to value the order at (the signal's, else the last trade's). A
+    quote-quantity order (``quote_qty``) is valued at its quote amount; its base quantity, for
+    the quantity and position limits, is that amount at ``price`` (unchecked without one).
     """
     if signal.action != "place":
         return f"action {signal.action!r} is not an order"
@@ -78,14 +80,25 @@ def check_signal(
         return f"side must be 'buy' or 'sell', got {signal.side!r}"
     if limits.symbols is not None and signal.symbol not in limits.symbols:
         return f"symbol {signal.symbol!r} is not configured"
-    qty = to_decimal(signal.qty)
-    if qty is None or qty <= 0:
-        return f"quantity must be a positive number, got {signal.qty!r}"
+    quote = None
+    if signal.quote_qty:
+        quote = to_decimal(signal.quote_qty)
+        if quote is None or quote <= 0:
+            return f"quote_qty must be a positive amount, got {signal.quote_qty!r}"
+        if signal.qty:
+            return f"a quote_qty order names no qty, got qty {signal.qty!r}"
+        # The base quantity it buys or sells is only known at the price it is valued at.
+        qty = quote / price if price is not None and price > 0 else None
+    else:
+        qty = to_decimal(signal.qty)
+        if qty is None or qty <= 0:
+            return f"quantity must be a positive number, got {signal.qty!r}"
     if kill_switch or limits.kill_switch:
         return "kill switch is on"
-    if limits.max_order_qty is not None and qty > limits.max_order_qty:
-        return f"quantity {signal.qty} exceeds the limit {limits.max_order_qty}"
-    if limits.max_position is not None:
+    shown = signal.qty if quote is None else f"~{_text(qty)} ({signal.quote_qty} quote)"
+    if qty is not None and limits.max_order_qty is not None and qty > limits.max_order_qty:
+        return f"quantity {shown} exceeds the limit {limits.max_order_qty}"
+    if qty is not None and limits.max_position is not None:
         change = _signed(signal.side, qty)
         pending = sum(
             (_signed(w.side, w.remaining) for w in working if w.symbol == signal.symbol),
@@ -94,17 +107,24 @@ def check_signal(
         worst = position + pending + change
         if abs(worst) > limits.max_position and abs(worst) > abs(position + pending):
             return (
-                f"position limit: {signal.symbol} would reach {worst.normalize():f} "
+                f"position limit: {signal.symbol} would reach {_text(worst)} "
                 f"(limit {limits.max_position})"
             )
     if limits.max_notional is not None:
-        value = price if price is not None and price > 0 else to_decimal(signal.price)
-        if value is None or value <= 0:
-            return "notional limit: no price to value the order at"
-        notional = qty * value
+        if quote is not None:
+            notional = quote  # a quote-quantity order's value is its quote amount
+        else:
+            value = price if price is not None and price > 0 else to_decimal(signal.price)
+            if value is None or value <= 0:
+                return "notional limit: no price to value the order at"
+            notional = (qty or Decimal(0)) * value
         if notional > limits.max_notional:
-            return f"notional limit: {notional.normalize():f} exceeds {limits.max_notional}"
+            return f"notional limit: {_text(notional)} exceeds {limits.max_notional}"
     return None
+
+
+def _text(value: Decimal | None) -> str:
+    return "?" if value is None else f"{value.normalize():f}"
 
 
 def breach_cancels(

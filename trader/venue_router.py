@@ -168,6 +168,7 @@ class VenueRouter:
             core.tracker = ledger.tracker
         self.core = core
         core.unique_client_ids = bool(getattr(orders, "unique_client_ids", False))
+        core.replaces_in_place = frozenset(getattr(orders, "replaces_in_place", ()))
         self.counts = core.counts  # one set of counters: the core's
         self.retry_base_s = retry_base_s
         self.confirm_lease = confirm_lease

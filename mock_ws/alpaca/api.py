@@ -120,7 +120,9 @@ class AlpacaApi:
                 return ApiResult(204, None, broker.cancel(order_id, now_ns))
             if method == "PATCH":
                 order, events = broker.replace_order(order_id, _json_body(body), now_ns)
-                return ApiResult(200, order, events)
+                record = {"accepted": True, **{k: order[k] for k in _RECORD_FIELDS},
+                          "replaces": order_id}  # fmt: skip
+                return ApiResult(200, order, events, record)
         elif path == "/v2/account" and method == "GET":
             return ApiResult(200, broker.account_json())
         elif path == "/v2/positions" and method == "GET":
@@ -193,6 +195,7 @@ _RECORD_FIELDS = (
     "qty",
     "notional",
     "limit_price",
+    "stop_price",
     "time_in_force",
 )
 

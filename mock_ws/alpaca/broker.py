@@ -3,10 +3,14 @@
 Market orders (and limits marketable on arrival) fill at once at the symbol's current price
 and are booked as public trades in the market. Resting limits fill at their limit price as
 simulated trades print through it, up to each trade's size, so a large order fills in
-``partial_fill`` steps. IOC/FOK limits that cannot fill at once are canceled. Every change
-returns ``trade_updates`` payloads (the ``data`` object): ``new``, ``fill``, ``partial_fill``,
-``canceled``, ``expired``, ``rejected``, ``replaced``. ``reject_next`` makes the next
-accepted orders end ``rejected`` (a venue-side rejection after acceptance).
+``partial_fill`` steps. Stop and stop-limit orders rest untriggered until a trade printed after
+they arrived reaches the stop price (a buy at or above it, a sell at or below it; already
+reached on arrival: at once); then a stop order fills at that trade's price as a market order
+and a stop-limit order works as a limit order at its limit price. IOC/FOK limits that cannot
+fill at once are canceled. Every change returns ``trade_updates`` payloads (the ``data``
+object): ``new``, ``fill``, ``partial_fill``, ``canceled``, ``expired``, ``rejected``,
+``replaced``. ``reject_next`` makes the next accepted orders end ``rejected`` (a venue-side
+rejection after acceptance).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from tickpipe.mock_ws.alpaca.account import Position, account_json, asset_id, po
 from tickpipe.mock_ws.alpaca.codec import rfc3339
 from tickpipe.mock_ws.alpaca.marketdata import is_crypto
 from tickpipe.mock_ws.alpaca.orders import (
+    STOP_TYPES,
     AlpacaOrder,
     TradingError,
     decimal_text,
@@ -88,7 +93,8 @@ class AlpacaBroker:
         client_id = request.client_order_id or self._uuid()
         if client_id in self._client_ids:
             raise TradingError(422, CODE_DUPLICATE, "client_order_id must be unique")
-        self._check_funds(symbol, request.side, request.qty, request.notional, request.limit_price)
+        self._check_funds(symbol, request.side, request.qty, request.notional,
+                          request.limit_price or request.stop_price)  # fmt: skip
         order = AlpacaOrder(
             id=self._uuid(),
             client_order_id=client_id,
@@ -105,6 +111,8 @@ class AlpacaBroker:
             created_ns=now_ns,
             status="accepted",
             updated_ns=now_ns,
+            stop_price=request.stop_price,
+            triggered=request.type not in STOP_TYPES,
         )
         self.orders[order.id] = order
         self._client_ids[client_id] = order.id
@@ -219,7 +227,8 @@ class AlpacaBroker:
         ]
 
     def on_trades(self, trades: list[SimTrade], now_ns: int) -> list[Event]:
-        """Fill resting limit orders against simulated trades printed after they arrived."""
+        """Trigger stop orders and fill resting limit orders against simulated trades printed
+        after they arrived."""
         events: list[Event] = []
         for trade in trades:
             trade_ns = trade.trade_time_ms * NS_PER_MS
@@ -230,11 +239,20 @@ class AlpacaBroker:
             for order in list(self.orders.values()):
                 if available <= 0:
                     break
-                if not order.is_open or order.symbol != trade.symbol or order.type != "limit":
+                if not order.is_open or order.symbol != trade.symbol:
                     continue
                 if order.status == "accepted":  # held until its hours (or the replace) start it
                     continue
-                if order.created_ns > trade_ns or order.limit_price is None:
+                if order.created_ns > trade_ns:
+                    continue
+                if not order.triggered:
+                    if not _reaches(order, price):
+                        continue
+                    order.triggered = True
+                    if order.type == "stop":  # now a market order: fills at this trade
+                        events.append(self._market_fill(order, price, now_ns))
+                        continue
+                if order.type not in ("limit", "stop_limit") or order.limit_price is None:
                     continue
                 crosses = (
                     price <= order.limit_price
@@ -389,21 +407,31 @@ class AlpacaBroker:
         order.status, order.updated_ns = "new", now_ns
         events = [self._event("new", order, now_ns)]
         price = Decimal(self.market.last_price(order.symbol))
-        marketable = order.type == "market" or (
+        if not order.triggered:
+            if not _reaches(order, price):
+                return events  # rests until a trade reaches the stop price
+            order.triggered = True
+        marketable = order.type in ("market", "stop") or (
             order.limit_price is not None
             and (price <= order.limit_price if order.side == "buy" else price >= order.limit_price)
         )
         if marketable:
-            qty = order.remaining()
-            if qty is None:  # notional
-                qty = ((order.notional or Decimal(0)) / price).quantize(QTY_QUANTUM, ROUND_DOWN)
-            if qty > 0:
-                events.append(self._fill(order, qty, price, now_ns, total=qty))
-                if qty >= SIM_MIN_QTY:
-                    self.market.record_fill(order.symbol, f"{qty:f}", order.side == "sell", now_ns)
+            events.append(self._market_fill(order, price, now_ns))
         elif order.time_in_force in ("ioc", "fok"):
             events.append(self._finish(order, "canceled", now_ns))
         return events
+
+    def _market_fill(self, order: AlpacaOrder, price: Decimal, now_ns: int) -> Event:
+        """Fill what is left of ``order`` at ``price`` and book it as a public trade."""
+        qty = order.remaining()
+        if qty is None:  # notional
+            qty = ((order.notional or Decimal(0)) / price).quantize(QTY_QUANTUM, ROUND_DOWN)
+        if qty <= 0:
+            return self._finish(order, "canceled", now_ns)  # a notional too small for one unit
+        event = self._fill(order, qty, price, now_ns, total=qty)
+        if qty >= SIM_MIN_QTY:
+            self.market.record_fill(order.symbol, f"{qty:f}", order.side == "sell", now_ns)
+        return event
 
     def _fill(
         self,
@@ -464,3 +492,11 @@ class AlpacaBroker:
 
     def _event(self, name: str, order: AlpacaOrder, now_ns: int) -> Event:
         return {"event": name, "timestamp": rfc3339(now_ns), "order": order.to_json()}
+
+
+def _reaches(order: AlpacaOrder, price: Decimal) -> bool:
+    """Whether a trade at ``price`` triggers the stop ``order`` (a buy from below, a sell above)."""
+    stop = order.stop_price
+    if stop is None:
+        return True
+    return price >= stop if order.side == "buy" else price <= stop

@@ -1,7 +1,8 @@
 """Validate Alpaca order requests and render the REST order object (pure, no I/O).
 
-Supported: ``type`` market and limit, ``qty`` or ``notional`` (notional only for market
-orders), ``time_in_force`` day/gtc/opg/cls/ioc/fok for stocks and gtc/ioc for crypto,
+Supported: ``type`` market, limit, stop and stop_limit (crypto: no stop), ``qty`` or
+``notional`` (notional only for market orders), ``stop_price`` (stop types only; they take
+day or gtc), ``time_in_force`` day/gtc/opg/cls/ioc/fok for stocks and gtc/ioc for crypto,
 ``client_order_id`` up to 128 characters. Other order types and classes are refused with
 422, as the venue refuses invalid parameters. Times are integer nanoseconds rendered as
 RFC 3339 strings; quantities and prices are decimal strings.
@@ -18,6 +19,7 @@ from tickpipe.mock_ws.alpaca.codec import rfc3339
 
 __all__ = [
     "OPEN_STATUSES",
+    "STOP_TYPES",
     "AlpacaOrder",
     "OrderRequest",
     "TradingError",
@@ -86,6 +88,11 @@ class OrderRequest:
     limit_price: Decimal | None
     client_order_id: str | None
     extended_hours: bool
+    stop_price: Decimal | None = None
+
+
+STOP_TYPES = frozenset({"stop", "stop_limit"})
+_LIMIT_TYPES = frozenset({"limit", "stop_limit"})
 
 
 def parse_order_request(body: Any, *, crypto: bool) -> OrderRequest:
@@ -99,8 +106,10 @@ def parse_order_request(body: Any, *, crypto: bool) -> OrderRequest:
     if side not in ("buy", "sell"):
         raise _invalid("invalid side")
     order_type = body.get("type", body.get("order_type"))
-    if order_type not in ("market", "limit"):
+    if order_type not in ("market", "limit", "stop", "stop_limit"):
         raise _invalid(f"order type {order_type!r} is not supported")
+    if crypto and order_type == "stop":
+        raise _invalid("invalid order type for crypto order")
     order_class = body.get("order_class") or "simple"
     if order_class != "simple":
         raise _invalid(f"order_class {order_class!r} is not supported")
@@ -115,10 +124,18 @@ def parse_order_request(body: Any, *, crypto: bool) -> OrderRequest:
     if notional is not None and order_type != "market":
         raise _invalid("notional orders must be market orders")
     limit_price = _decimal(body, "limit_price")
-    if order_type == "limit" and limit_price is None:
-        raise _invalid("limit orders require limit_price")
-    if order_type == "market" and limit_price is not None:
-        raise _invalid("market orders must not have limit_price")
+    if order_type in _LIMIT_TYPES and limit_price is None:
+        raise _invalid(f"{order_type} orders require limit_price")
+    if order_type not in _LIMIT_TYPES and limit_price is not None:
+        raise _invalid(f"{order_type} orders must not have limit_price")
+    stop_price = _decimal(body, "stop_price")
+    if order_type in STOP_TYPES:
+        if stop_price is None:
+            raise _invalid(f"{order_type} orders require stop_price")
+        if tif not in ("day", "gtc"):
+            raise _invalid(f"invalid time_in_force for {order_type} orders")
+    elif stop_price is not None:
+        raise _invalid(f"{order_type} orders must not have stop_price")
     client_order_id = body.get("client_order_id")
     if client_order_id is not None:
         if not isinstance(client_order_id, str) or not client_order_id:
@@ -141,6 +158,7 @@ def parse_order_request(body: Any, *, crypto: bool) -> OrderRequest:
         limit_price=limit_price,
         client_order_id=client_order_id,
         extended_hours=extended,
+        stop_price=stop_price,
     )
 
 
@@ -176,6 +194,9 @@ class AlpacaOrder:
     replaced_ns: int | None = None
     replaced_by: str | None = None
     replaces: str | None = None
+    stop_price: Decimal | None = None
+    #: False while a stop order waits for the market to reach its stop price
+    triggered: bool = True
 
     @property
     def is_open(self) -> bool:
@@ -220,7 +241,7 @@ class AlpacaOrder:
             "position_intent": None,
             "time_in_force": self.time_in_force,
             "limit_price": decimal_text(self.limit_price),
-            "stop_price": None,
+            "stop_price": decimal_text(self.stop_price),
             "status": self.status,
             "extended_hours": self.extended_hours,
             "legs": None,

@@ -1,21 +1,23 @@
 """Orders of the IBKR mock: the reply-confirmation flow over the shared matching engine (pure).
 
 ``POST /iserver/account/{acct}/orders`` with ``{"orders": [{conid, cOID, orderType, side,
-quantity, tif, price?}]}`` answers either the order (``[{"order_id", "order_status",
-"encrypt_message"}]``) or a question (``[{"id": <reply id>, "message": [...], "isSuppressed":
-false, "messageIds": [...]}]``). ``POST /iserver/reply/{id}`` with ``{"confirmed": true}``
-answers the next question or the order; ``false`` drops the order. The questions asked (ids and
-texts after the Client Portal docs' examples): every market order ``o10151`` (market order
-confirmation), an order over ``size_limit`` shares ``o383`` (size limit), a limit price more
-than 3% from the last price ``o163`` (price percentage constraint). ``cOID`` is unique per
-account: a second order with the same one is refused ("Local order ID ... is already
-registered").
+quantity, tif, price?, auxPrice?}]}`` (``orderType`` ``MKT``, ``LMT``, ``STP`` with ``price``
+the stop price, ``STOP_LIMIT`` with ``price`` the limit and ``auxPrice`` the stop) answers
+either the order (``[{"order_id", "order_status", "encrypt_message"}]``) or a question
+(``[{"id": <reply id>, "message": [...], "isSuppressed": false, "messageIds": [...]}]``).
+``POST /iserver/reply/{id}`` with ``{"confirmed": true}`` answers the next question or the
+order; ``false`` drops the order. The questions asked (ids and texts after the Client Portal
+docs' examples): every market order ``o10151`` (market order confirmation), an order over
+``size_limit`` shares ``o383`` (size limit), a limit (or stop) price more than 3% from the last
+price ``o163`` (price percentage constraint). ``cOID`` is unique per account: a second order
+with the same one is refused ("Local order ID ... is already registered").
 
 Orders match in :class:`~mock_ws.matching.MatchingEngine` against the seeded market (fills are
-booked as public trades); IBKR statuses: ``PreSubmitted`` on acceptance, ``Submitted`` while
-working, ``Filled``, ``Cancelled``, ``Inactive`` (rejected). Every change yields a ``sor`` order
-object and every fill a ``str`` execution, in the shapes of ``/iserver/account/orders`` and
-``/iserver/account/trades``.
+booked as public trades; a stop rests untriggered until a trade reaches its stop price, then
+executes as a market or limit order); IBKR statuses: ``PreSubmitted`` on acceptance,
+``Submitted`` while working, ``Filled``, ``Cancelled``, ``Inactive`` (rejected). Every change
+yields a ``sor`` order object and every fill a ``str`` execution, in the shapes of
+``/iserver/account/orders`` and ``/iserver/account/trades``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,20 @@ from tickpipe.mock_ws.matching import MatchingEngine, Order, OrderRejected
 __all__ = ["IbkrBroker", "Outcome", "Question"]
 
 NS_PER_MS = 1_000_000
+#: The gateway's order types -> the matching engine's.
+_ENGINE_TYPES = {
+    "MKT": "MARKET",
+    "LMT": "LIMIT",
+    "STP": "STOP_LOSS",
+    "STOP_LIMIT": "STOP_LOSS_LIMIT",
+}
+#: The engine's order types -> the order entry's ``orderType`` and ``origOrderType``.
+_SHOWN_TYPES = {
+    "MARKET": ("Market", "MARKET"),
+    "LIMIT": ("Limit", "LIMIT"),
+    "STOP_LOSS": ("Stop", "STOP"),
+    "STOP_LOSS_LIMIT": ("Stop Limit", "STOP_LIMIT"),
+}
 _STATUS = {
     "NEW": "Submitted",
     "PARTIALLY_FILLED": "Submitted",
@@ -160,8 +176,10 @@ class IbkrBroker:
         if symbol is None:
             raise ValueError(f"Contract {conid} not found")
         order_type = str(ticket.get("orderType") or "")
-        if order_type not in ("MKT", "LMT"):
-            raise ValueError(f"orderType {order_type!r} is not supported (MKT, LMT)")
+        if order_type not in _ENGINE_TYPES:
+            raise ValueError(
+                f"orderType {order_type!r} is not supported (MKT, LMT, STP, STOP_LIMIT)"
+            )
         side = str(ticket.get("side") or "").upper()
         if side not in ("BUY", "SELL"):
             raise ValueError("side must be BUY or SELL")
@@ -171,9 +189,11 @@ class IbkrBroker:
             raise ValueError("quantity must be a number") from None
         if not qty.is_finite() or qty <= 0 or qty != qty.to_integral_value():
             raise ValueError("quantity must be a positive whole number of shares")
-        price = ticket.get("price")
-        if order_type == "LMT" and price is None:
-            raise ValueError("price required for LMT orders")
+        price, aux = ticket.get("price"), ticket.get("auxPrice")
+        if order_type != "MKT" and price is None:
+            raise ValueError(f"price required for {order_type} orders")
+        if order_type == "STOP_LIMIT" and aux is None:
+            raise ValueError("auxPrice (the stop price) required for STOP_LIMIT orders")
         return {
             "conid": conid,
             "symbol": symbol,
@@ -181,6 +201,7 @@ class IbkrBroker:
             "orderType": order_type,
             "quantity": qty,
             "price": None if price is None else Decimal(str(price)),
+            "aux": None if aux is None else Decimal(str(aux)),
             "tif": str(ticket.get("tif") or "DAY"),
             "cOID": str(ticket.get("cOID") or ""),
         }
@@ -225,14 +246,18 @@ class IbkrBroker:
         binance = {
             "symbol": params["symbol"],
             "side": params["side"],
-            "type": "MARKET" if params["orderType"] == "MKT" else "LIMIT",
+            "type": _ENGINE_TYPES[params["orderType"]],
             "quantity": f"{params['quantity']:f}",
         }
         if params["cOID"]:
             binance["newClientOrderId"] = params["cOID"]
-        if params["orderType"] == "LMT":
+        if params["orderType"] in ("LMT", "STOP_LIMIT"):
             binance["price"] = f"{params['price']:.2f}"
             binance["timeInForce"] = "IOC" if params["tif"] == "IOC" else "GTC"
+        if params["orderType"] == "STP":
+            binance["stopPrice"] = f"{params['price']:.2f}"
+        elif params["orderType"] == "STOP_LIMIT":
+            binance["stopPrice"] = f"{params['aux']:.2f}"
         try:
             order = self.engine.accept(binance, now_ns)
         except OrderRejected as exc:
@@ -388,7 +413,7 @@ class IbkrBroker:
         meta = self._meta.get(order.order_id, {})
         filled = order.executed_qty
         average = order.cum_quote / filled if filled else Decimal(0)
-        kind = "Market" if order.type == "MARKET" else "Limit"
+        kind, original = _SHOWN_TYPES[order.type]
         body: dict[str, Any] = {
             "acct": self.account_id,
             "conidex": str(meta.get("conid", "")),
@@ -406,7 +431,7 @@ class IbkrBroker:
             "totalSize": float(order.orig_qty),
             "companyName": self.contracts.name(order.symbol),
             "status": status or self._status(order),
-            "origOrderType": order.type,
+            "origOrderType": original,
             "supportsTaxOpt": "1",
             "lastExecutionTime": _time_text(order.update_time_ms),
             "lastExecutionTime_r": order.update_time_ms,
@@ -416,6 +441,10 @@ class IbkrBroker:
             "side": order.side,
             "avgPrice": f"{average:.2f}" if filled else "",
         }
-        if order.type == "LIMIT":
+        if order.type in ("LIMIT", "STOP_LOSS_LIMIT"):
             body["price"] = f"{order.price:.2f}"
+        if order.type == "STOP_LOSS":
+            body["price"] = f"{order.stop_price:.2f}"
+        if order.type == "STOP_LOSS_LIMIT":
+            body["auxPrice"] = f"{order.stop_price:.2f}"
         return body

@@ -122,7 +122,8 @@ def test_notional_order_fills_the_amount_at_the_price() -> None:
         ({"qty": None}, "qty or notional is required"),
         ({"notional": "5"}, "only one of qty or notional may be given"),
         ({"type": "limit"}, "limit orders require limit_price"),
-        ({"type": "stop"}, "order type 'stop' is not supported"),
+        ({"type": "trailing_stop"}, "order type 'trailing_stop' is not supported"),
+        ({"type": "stop"}, "stop orders require stop_price"),
         ({"side": "hold"}, "invalid side"),
         ({"qty": "-1"}, "qty must be > 0"),
         ({"qty": "ten"}, "invalid qty"),
@@ -209,3 +210,36 @@ def test_short_sale_and_cover_keep_cash_and_position_consistent() -> None:
     b.submit(order(qty="4"), T0 + 1)
     assert b.positions["AAPL"].qty == 0 and b.cash == Decimal(100000)
     assert b.positions_json() == []
+
+
+def test_stop_orders_rest_until_a_trade_reaches_the_stop_then_execute() -> None:
+    b = broker()
+    b.submit(order(qty="10"), T0)  # 10 AAPL held, to sell
+    stop, events = b.submit(
+        order(side="sell", type="stop", stop_price="95", qty="4", client_order_id="s"), T0
+    )
+    assert names(events) == ["new"] and stop["stop_price"] == "95"
+    assert b.on_trades([trade("96", "50", T0 + MS)], T0 + MS) == []  # above a sell stop
+    fired = b.on_trades([trade("94.80", "50", T0 + 2 * MS)], T0 + 2 * MS)
+    assert names(fired) == ["fill"] and (fired[0]["qty"], fired[0]["price"]) == ("4", "94.8")
+    buy, _ = b.submit(
+        order(type="stop_limit", stop_price="105", limit_price="106", qty="2", client_order_id="l"),
+        T0 + 3 * MS,
+    )
+    assert b.on_trades([trade("104", "50", T0 + 4 * MS)], T0 + 4 * MS) == []  # below a buy stop
+    # Reached at 107: now a limit buy at 106, which that trade does not cross; 105.5 fills it.
+    assert b.on_trades([trade("107", "50", T0 + 5 * MS)], T0 + 5 * MS) == []
+    assert b.get(buy["id"]).triggered and b.get(buy["id"]).status == "new"
+    filled = b.on_trades([trade("105.50", "50", T0 + 6 * MS)], T0 + 6 * MS)
+    assert names(filled) == ["fill"] and filled[0]["price"] == "106"
+    assert b.positions["AAPL"].qty == 10 - 4 + 2
+
+
+def test_a_stop_already_reached_on_arrival_executes_at_once_and_crypto_has_no_stop() -> None:
+    b = broker()
+    _, events = b.submit(order(type="stop", stop_price="90", qty="1"), T0)  # buy stop, at 100
+    assert names(events) == ["new", "fill"]
+    with pytest.raises(TradingError, match="invalid order type for crypto order"):
+        b.submit(order(symbol="BTC/USD", type="stop", stop_price="1", time_in_force="gtc"), T0)
+    with pytest.raises(TradingError, match="invalid time_in_force for stop orders"):
+        b.submit(order(type="stop", stop_price="90", time_in_force="ioc"), T0)

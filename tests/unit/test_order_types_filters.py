@@ -60,7 +60,14 @@ def intent(**changes: Any) -> OrderIntent:
         ("MARKET", "", False, "", None),
         ("LIMIT", "IOC", False, "1", None),
         ("LIMIT", "", True, "1", None),
-        ("STOP", "", False, "1", "order_type 'STOP' is not one of MARKET, LIMIT"),
+        (
+            "TRAILING_STOP",
+            "",
+            False,
+            "1",
+            "order_type 'TRAILING_STOP' is not one of MARKET, LIMIT, STOP, STOP_LIMIT, "
+            "TAKE_PROFIT, TAKE_PROFIT_LIMIT",
+        ),
         ("LIMIT", "DAY", False, "1", "time_in_force 'DAY' is not one of GTC, IOC, FOK"),
         ("MARKET", "IOC", False, "", "a MARKET order takes no time_in_force (got IOC)"),
         ("MARKET", "", True, "", "a MARKET order cannot be post_only"),
@@ -140,7 +147,7 @@ def test_alpaca_filters_are_read_from_a_crypto_asset() -> None:
              "min_trade_increment": "0.000000001", "price_increment": "1"}  # fmt: skip
     rules = filters_of_asset("BTC/USD", asset)
     assert (rules.min_qty, rules.step_size, rules.tick_size) == ("0.0001", "0.000000001", "1")
-    assert rules.order_types == ("MARKET", "LIMIT")
+    assert rules.order_types == ("MARKET", "LIMIT", "STOP_LIMIT")
 
 
 RULES = filters_of_exchange_info(EXCHANGE_INFO)["ETHBTC"]

@@ -6,7 +6,10 @@ means the order exists, and a timeout, a dropped connection or a 5xx means it ma
 resolved by ``GET /v2/orders:by_client_order_id`` only, never by sending again. "No such order" is
 final once ``recv_window_ms`` (plus a margin) has passed since the intent, time enough for any
 copy of the request still on its way; a later copy would show up at reconciliation as an open
-order settled here. Cancel is ``DELETE /v2/orders/{id}``; reconciliation lists
+order settled here. An intent that replaces a working LIMIT order in place (``in_place``) is sent as
+``PATCH /v2/orders/{id}`` of that order, with the intent's own client order id: Alpaca ends the
+old order (``replaced``) and answers the new one, so the two never both work; the same
+lookups settle an unclear answer. Cancel is ``DELETE /v2/orders/{id}``; reconciliation lists
 ``GET /v2/orders?status=open``, and ``GET /v2/orders?status=all&after=...`` for the orders to
 adopt.
 """
@@ -29,7 +32,13 @@ from tickpipe.common.errors import (
 from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.schema import OrderIntent
 from tickpipe.venues.alpaca.instruments import ASSETS_PATH, filters_of_asset
-from tickpipe.venues.alpaca.orders import classify, order_body, order_refusal, order_result
+from tickpipe.venues.alpaca.orders import (
+    classify,
+    order_body,
+    order_refusal,
+    order_result,
+    replace_body,
+)
 from tickpipe.venues.alpaca.rest import AlpacaRest
 
 __all__ = ["AlpacaOrders"]
@@ -52,6 +61,8 @@ def rfc3339(epoch_ms: int) -> str:
 class AlpacaOrders:
     """The trader's requests to Alpaca's Trading API (see the module docstring)."""
 
+    #: The order types Alpaca replaces in one step (``PATCH``); others are cancelled, then placed.
+    replaces_in_place = frozenset({"LIMIT"})
     # 404/422 on cancel: not open any more (filled first?); else unclear: ask what it is now.
     cancel_unclear = (OrderNotFound, AmbiguousOutcome, DuplicateOrder, OrderRejected)
     list_failed = (OrderRejected, OrderNotFound, AmbiguousOutcome, VenueUnavailable, RateLimited)
@@ -91,7 +102,7 @@ class AlpacaOrders:
         return order_refusal(intent)
 
     def venue_order_type(self, intent: OrderIntent) -> str:
-        """The intent's type as the filters name it (Alpaca has MARKET and LIMIT only)."""
+        """The intent's type as the filters name it (MARKET, LIMIT, STOP, STOP_LIMIT)."""
         return intent.order_type
 
     async def instruments(self, symbols: list[str]) -> dict[str, InstrumentFilters]:
@@ -111,6 +122,8 @@ class AlpacaOrders:
     def placer(self, intent: OrderIntent, *, time_in_force: str | None = None) -> Request:
         """``POST /v2/orders`` of ``intent`` (``time_in_force``: the embeddable client's choice,
         ``day``, ``gtc``, ``ioc``...; default :func:`orders.order_body`'s)."""
+        if intent.in_place:
+            return self._replacer(intent)
         body = order_body(intent)
         if time_in_force:
             body["time_in_force"] = time_in_force.lower()
@@ -119,6 +132,20 @@ class AlpacaOrders:
             return await self._order("POST", ORDERS, body=body)
 
         return place
+
+    def _replacer(self, intent: OrderIntent) -> Request:
+        """``PATCH /v2/orders/{id}`` of the order ``intent`` replaces, with its new terms."""
+        body = replace_body(intent)
+
+        async def replace() -> dict[str, Any]:
+            order_id = await self.order_id_of(intent.replaces)
+            if not order_id:  # never acknowledged here: learn the venue's id first
+                old = await self._order("GET", BY_CLIENT_ID,
+                                        query={"client_order_id": intent.replaces})  # fmt: skip
+                order_id = str(old.get("orderId", ""))
+            return await self._order("PATCH", f"{ORDERS}/{order_id}", body=body)
+
+        return replace
 
     # -- status ----------------------------------------------------------------------------------
     async def lookup(self, intent: OrderIntent) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 * :func:`order_body` is the ``POST /v2/orders`` body of an intent (``time_in_force`` ``gtc`` for
   crypto symbols, which contain ``/``, else ``day``, unless the intent asks for IOC or FOK);
-  the client order id is the intent's. :func:`order_refusal` says what Alpaca cannot take
-  (post-only, FOK on crypto).
+  the client order id is the intent's; a quote-quantity MARKET order is sent as ``notional``, a
+  STOP order as type ``stop`` and a STOP_LIMIT one as ``stop_limit``, with ``stop_price``.
+  :func:`order_refusal` says what Alpaca cannot take (post-only, FOK on crypto, a stop-market
+  order on crypto, IOC/FOK on a stop order).
 * :func:`classify` turns an HTTP answer into its body or the error it means: 401 (or a 403 that
   is not about funds) :class:`AuthError`, 429 :class:`RateLimited` (``Retry-After`` seconds or the
   ``X-RateLimit-Reset`` epoch), 5xx :class:`AmbiguousOutcome`, 422 "client_order_id must be
@@ -22,7 +24,7 @@ from typing import Any
 
 from tickpipe.common.decimals import finite_decimal
 from tickpipe.common.errors import venue_refusal
-from tickpipe.common.order_spec import order_problem
+from tickpipe.common.order_spec import intent_problem
 from tickpipe.common.schema import OrderIntent
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "order_body",
     "order_refusal",
     "order_result",
+    "replace_body",
     "rfc3339_ms",
     "time_in_force_for",
 ]
@@ -69,15 +72,25 @@ def order_refusal(intent: OrderIntent) -> str | None:
     """Return why Alpaca cannot take ``intent`` as it is, or ``None``.
 
     Alpaca has no post-only orders; crypto takes ``gtc`` and ``ioc``, stocks also ``fok``.
+    Crypto has market, limit and stop_limit orders, no stop-market ones; a stop order is
+    sent good for the day (stocks) or till cancelled (crypto), never IOC or FOK. A ``notional``
+    (quote-quantity) order is a market order (fractional shares; the venue refuses a
+    non-fractionable asset).
     """
-    problem = order_problem(intent.order_type, intent.time_in_force, intent.post_only,
-                            intent.price or "")  # fmt: skip
+    problem = intent_problem(intent, "alpaca")
     if problem is not None:
-        return f"alpaca: {problem}"
+        return problem
     if intent.post_only:
         return "alpaca: no post-only orders (Binance's LIMIT_MAKER has no Alpaca equivalent)"
-    if intent.time_in_force == "FOK" and "/" in intent.symbol:
+    if intent.order_type.startswith("TAKE_PROFIT"):
+        return "alpaca: no take-profit orders outside a bracket (use a LIMIT order)"
+    crypto = "/" in intent.symbol
+    if intent.time_in_force == "FOK" and crypto:
         return f"alpaca: crypto orders take GTC or IOC, not FOK ({intent.symbol})"
+    if intent.order_type == "STOP" and crypto:
+        return f"alpaca: crypto has no stop-market orders, use STOP_LIMIT ({intent.symbol})"
+    if intent.order_type == "STOP_LIMIT" and intent.time_in_force in ("IOC", "FOK"):
+        return f"alpaca: a stop order rests until triggered: GTC, not {intent.time_in_force}"
     return None
 
 
@@ -90,18 +103,37 @@ def _time_in_force(intent: OrderIntent) -> str:
 
 def order_body(intent: OrderIntent) -> dict[str, Any]:
     """Build the ``POST /v2/orders`` body of ``intent`` (checked by :func:`order_refusal`)."""
-    limit = intent.order_type == "LIMIT"
     body: dict[str, Any] = {
         "symbol": intent.symbol,
-        "qty": intent.qty,
         "side": intent.side.lower(),
-        "type": "limit" if limit else "market",
+        "type": _TYPES[intent.order_type],
         "time_in_force": _time_in_force(intent),
         "client_order_id": intent.client_order_id,
     }
-    if limit:
+    if intent.quote_qty:
+        body["notional"] = intent.quote_qty
+    else:
+        body["qty"] = intent.qty
+    if intent.order_type in ("LIMIT", "STOP_LIMIT"):
         body["limit_price"] = intent.price
+    if intent.order_type in ("STOP", "STOP_LIMIT"):
+        body["stop_price"] = intent.stop_price
     return body
+
+
+def replace_body(intent: OrderIntent) -> dict[str, Any]:
+    """Build the ``PATCH /v2/orders/{id}`` body that gives a working order ``intent``'s terms.
+
+    Alpaca keeps the symbol, side and type; the quantity, prices and time in force are the new
+    order's, and so is the client order id (the intent's).
+    """
+    body = {k: v for k, v in order_body(intent).items() if k not in ("symbol", "side", "type")}
+    body.pop("notional", None)
+    return body
+
+
+#: The intent's order type as Alpaca names it.
+_TYPES = {"MARKET": "market", "LIMIT": "limit", "STOP": "stop", "STOP_LIMIT": "stop_limit"}
 
 
 def map_status(status: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Required, TypedDict, Unpack
 
 from tickpipe.common.errors import AmbiguousOutcome, OrderRejected, venue_refusal
-from tickpipe.common.order_spec import order_problem
+from tickpipe.common.order_spec import intent_problem
 from tickpipe.common.schema import OrderIntent
 from tickpipe.venues.binance.wire import (
     AUTH_ERROR_CODES,
@@ -96,23 +96,32 @@ def logon_params(
     return params
 
 
+#: Binance's names of the stop types: a stop-loss triggers as the market moves against the order
+#: (a buy when the last price rises to ``stopPrice``, a sell when it falls to it), a take-profit
+#: the other way; both keep their names otherwise.
+_STOP_TYPES = {"STOP": "STOP_LOSS", "STOP_LIMIT": "STOP_LOSS_LIMIT"}
+_LIMIT_TYPES = frozenset({"LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"})
+_TRIGGERED = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
+
+
 def venue_order_type(intent: OrderIntent) -> str:
-    """Return Binance's order type for ``intent``: a post-only LIMIT order is ``LIMIT_MAKER``."""
+    """Return Binance's order type for ``intent``: a post-only LIMIT order is ``LIMIT_MAKER``,
+    a STOP one ``STOP_LOSS``, a STOP_LIMIT one ``STOP_LOSS_LIMIT``; TAKE_PROFIT(_LIMIT) keep
+    their names."""
     if intent.order_type == "LIMIT" and intent.post_only:
         return "LIMIT_MAKER"
-    return intent.order_type
+    return _STOP_TYPES.get(intent.order_type, intent.order_type)
 
 
 def order_refusal(intent: OrderIntent) -> str | None:
     """Return why Binance Spot cannot take ``intent`` as it is, or ``None``.
 
-    Spot has MARKET, LIMIT with GTC/IOC/FOK, and LIMIT_MAKER (post-only, which rests or is
-    refused: it takes no time in force). Whether a symbol offers a type is in its
-    ``orderTypes``, checked with the instrument filters.
+    Spot has MARKET (by ``quantity`` or ``quoteOrderQty``), LIMIT with GTC/IOC/FOK, LIMIT_MAKER
+    (post-only, which rests or is refused: it takes no time in force), STOP_LOSS,
+    STOP_LOSS_LIMIT, TAKE_PROFIT and TAKE_PROFIT_LIMIT (with ``stopPrice``). Whether a symbol
+    offers a type is in its ``orderTypes``, checked with the instrument filters.
     """
-    problem = order_problem(intent.order_type, intent.time_in_force, intent.post_only,
-                            intent.price or "")  # fmt: skip
-    return f"binance: {problem}" if problem is not None else None
+    return intent_problem(intent, "binance")
 
 
 def place_params(
@@ -124,24 +133,30 @@ def place_params(
 ) -> dict[str, Any]:
     """Build the signed ``order.place`` params of ``intent`` (checked by :func:`order_refusal`).
 
-    MARKET: ``quantity``; LIMIT: ``timeInForce`` (the intent's, else ``time_in_force``: GTC,
-    IOC or FOK) and ``price``; post-only: type ``LIMIT_MAKER`` with ``price`` and no
-    ``timeInForce``.
+    MARKET: ``quantity``, or ``quoteOrderQty`` for a quote-quantity order; LIMIT and the
+    ``_LIMIT`` stops: ``timeInForce`` (the intent's, else ``time_in_force``: GTC, IOC or FOK) and
+    ``price``; post-only: type ``LIMIT_MAKER`` with ``price`` and no ``timeInForce``; the stop
+    and take-profit types: ``stopPrice``.
     """
     kind = venue_order_type(intent)
     params: dict[str, Any] = {
         "symbol": intent.symbol,
         "side": intent.side.upper(),
         "type": kind,
-        "quantity": intent.qty,
         "newClientOrderId": intent.client_order_id,
         "newOrderRespType": "RESULT",
     }
-    if kind == "LIMIT":
+    if intent.quote_qty:
+        params["quoteOrderQty"] = intent.quote_qty
+    else:
+        params["quantity"] = intent.qty
+    if kind in _LIMIT_TYPES:
         params["timeInForce"] = intent.time_in_force or time_in_force
         params["price"] = intent.price
     elif kind == "LIMIT_MAKER":
         params["price"] = intent.price
+    if kind in _TRIGGERED:
+        params["stopPrice"] = intent.stop_price
     return sign_params(params, timestamp_ms=timestamp_ms, **sign)
 
 

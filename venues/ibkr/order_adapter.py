@@ -46,6 +46,7 @@ from tickpipe.venues.ibkr.orders import (
     classify,
     declined,
     order_body,
+    order_refusal,
     read_answer,
 )
 from tickpipe.venues.ibkr.rest import IbkrRest
@@ -127,6 +128,11 @@ class IbkrOrders:
                 raise OrderRejected("the gateway lists no account: set TICKPIPE_IBKR_ACCOUNT")
             self.account = accounts[0]
         return self.account
+
+    # -- order types -----------------------------------------------------------------------------
+    def order_refusal(self, intent: OrderIntent) -> str | None:
+        """Why the gateway cannot take ``intent`` as it is (:func:`orders.order_refusal`)."""
+        return order_refusal(intent)
 
     # -- place -----------------------------------------------------------------------------------
     def placer(self, intent: OrderIntent) -> Request:

@@ -2,7 +2,11 @@
 
 * :func:`order_body` is the ``POST /iserver/account/{acct}/orders`` body of an intent: one
   ticket with the contract id, ``cOID`` = the intent's client order id (the gateway refuses a
-  second order with the same one), ``MKT`` or ``LMT``, ``tif`` ``DAY``.
+  second order with the same one), ``orderType`` ``MKT``, ``LMT``, ``STP`` (``price`` is the
+  stop price) or ``STOP_LIMIT`` (``price`` the limit, ``auxPrice`` the stop), ``tif`` ``DAY``
+  (``IOC`` when the intent asks for it). :func:`order_refusal` says what it cannot take: a
+  quote-quantity order (the gateway protocol this speaks documents no cash quantity), post-only,
+  FOK.
 * :func:`read_answer` reads what the gateway answers to an order or to a reply: the order
   (:class:`Placed`) or a confirmation question (:class:`Asked`, with its reply id and message
   ids); :func:`declined` names the questions that the allow-list
@@ -24,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from tickpipe.common.errors import AmbiguousOutcome, OrderRejected, venue_refusal
+from tickpipe.common.order_spec import intent_problem
 from tickpipe.common.schema import OrderIntent
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "classify",
     "declined",
     "order_body",
+    "order_refusal",
     "read_answer",
 ]
 
@@ -64,19 +70,44 @@ def _number(text: str) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
+#: The intent's order type as the gateway names it.
+_ORDER_TYPES = {"MARKET": "MKT", "LIMIT": "LMT", "STOP": "STP", "STOP_LIMIT": "STOP_LIMIT"}
+
+
+def order_refusal(intent: OrderIntent) -> str | None:
+    """Return why the gateway cannot take ``intent`` as it is, or ``None``."""
+    problem = intent_problem(intent, "ibkr")
+    if problem is not None:
+        return problem
+    if intent.order_type not in _ORDER_TYPES:
+        return f"ibkr: no {intent.order_type} orders in the gateway protocol spoken here"
+    if intent.quote_qty:
+        return "ibkr: no quote-quantity orders (no cash quantity in the gateway protocol): use qty"
+    if intent.post_only:
+        return "ibkr: no post-only orders (Binance's LIMIT_MAKER has no gateway equivalent)"
+    if intent.time_in_force == "FOK":
+        return "ibkr: orders take GTC (sent as DAY) or IOC, not FOK"
+    return None
+
+
 def order_body(intent: OrderIntent, *, conid: int, account: str) -> dict[str, Any]:
-    """Build the order body of a MARKET or LIMIT ``intent`` for contract ``conid``."""
+    """Build the order body of ``intent`` (checked by :func:`order_refusal`) for ``conid``."""
+    kind = _ORDER_TYPES[intent.order_type]
     ticket: dict[str, Any] = {
         "acctId": account,
         "conid": conid,
         "cOID": intent.client_order_id,
-        "orderType": "LMT" if intent.order_type == "LIMIT" else "MKT",
+        "orderType": kind,
         "side": intent.side.upper(),
         "quantity": _number(intent.qty),
-        "tif": "DAY",
+        "tif": "IOC" if intent.time_in_force == "IOC" else "DAY",
     }
-    if intent.order_type == "LIMIT" and intent.price is not None:
+    if kind == "STP":
+        ticket["price"] = _number(intent.stop_price)
+    elif kind in ("LMT", "STOP_LIMIT") and intent.price is not None:
         ticket["price"] = _number(intent.price)
+    if kind == "STOP_LIMIT":
+        ticket["auxPrice"] = _number(intent.stop_price)
     return {"orders": [ticket]}
 
 

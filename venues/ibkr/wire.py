@@ -140,6 +140,10 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+#: The gateway's order type names (``orderType`` and ``origOrderType``) -> the intent's.
+_ORDER_TYPES = {"MKT": "MARKET", "LMT": "LIMIT", "STP": "STOP", "STOP LIMIT": "STOP_LIMIT"}
+
+
 def order_result(order: Mapping[str, Any]) -> dict[str, Any]:
     """Convert one IBKR order entry into the Binance-shaped order dict the ledger records."""
     filled = _number(order.get("filledQuantity"))
@@ -157,7 +161,7 @@ def order_result(order: Mapping[str, Any]) -> dict[str, Any]:
         "cummulativeQuoteQty": f"{(filled * average).normalize():f}",
         "price": _text(order.get("price") or "0"),
         "side": _text(order.get("side")).upper(),
-        "type": {"MKT": "MARKET", "LMT": "LIMIT"}.get(kind, kind),
+        "type": _ORDER_TYPES.get(kind, kind),
         "updateTime": int(_number(order.get("lastExecutionTime_r"))),
     }
 
