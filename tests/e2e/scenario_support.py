@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,9 @@ import pandas as pd
 import redis
 
 from tests.e2e.conftest import Processes, RedisServer, Stage, drain_and_stop, post_to_mock
+from tests.e2e.pipeline_support import entries, trades_once
 from tickpipe.common.names import Keys, Partition
-from tickpipe.common.schema import Bar, Trade, decode_fields
+from tickpipe.common.schema import Bar, Trade
 from tickpipe.mock_ws.ground_truth import GroundTruth, read_ground_truth
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "assert_bars_equal_reference",
     "assert_trades_exactly_once",
     "draw_seed",
-    "entries",
     "finish",
     "health",
     "inject",
@@ -59,10 +58,6 @@ def draw_seed(name: str) -> random.Random:
     seed = int(os.environ.get("TICKPIPE_SCENARIO_SEED") or random.randrange(2**31))
     print(f"{name}: seed {seed} (replay with TICKPIPE_SCENARIO_SEED={seed})")
     return random.Random(seed)
-
-
-def entries(client: redis.Redis, stream: str) -> list[tuple[str, dict[str, str]]]:
-    return [(i.decode(), decode_fields(f)) for i, f in client.xrange(stream)]
 
 
 def start_scenario(
@@ -116,11 +111,10 @@ def markers(client: redis.Redis, event: str) -> list[dict[str, Any]]:
 
 def assert_trades_exactly_once(client: redis.Redis, truth: GroundTruth) -> list[Trade]:
     """Every trade the mock sent is in the trades stream once, as sent; return them."""
-    trades = [Trade.from_fields(f) for _, f in entries(client, KEYS.trades(PARTITION))]
-    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
-    assert [k for k, n in seen.items() if n > 1] == [], "a trade twice"
+    trades = trades_once(client, KEYS, PARTITION)
+    seen = {(t.symbol, int(t.trade_id)) for t in trades}
     sent = {(t["symbol"], int(t["trade_id"])): t for t in truth.trades_sent()}
-    assert set(sent) <= set(seen), f"missing: {sorted(set(sent) - set(seen))[:10]}"
+    assert set(sent) <= seen, f"missing: {sorted(set(sent) - seen)[:10]}"
     for t in trades:
         expected = sent.get((t.symbol, int(t.trade_id)))
         if expected is not None:

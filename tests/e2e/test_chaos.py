@@ -75,6 +75,7 @@ from tests.e2e.conftest import (
     start_redis,
     wait_for,
 )
+from tests.e2e.pipeline_support import entries
 from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
 from tickpipe.common.schema import Bar, Signal, Trade, decode_fields
 from tickpipe.common.settings import load_settings
@@ -123,10 +124,6 @@ KEY, SECRET = "chaos-key-123", "chaos-secret-456"
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _entries(client: redis.Redis, stream: str) -> list[tuple[str, dict[str, str]]]:
-    return [(_text(i), decode_fields(f)) for i, f in client.xrange(stream)]
 
 
 def _safely(fn: Any) -> Any:
@@ -515,7 +512,7 @@ def test_chaos_kills_a_freeze_and_redis_crashes_keep_every_guarantee(
 
     # 1. Every trade the mock sent is in the trades streams exactly once.
     live_trades = {
-        p: [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(p))] for p in PARTITIONS
+        p: [Trade.from_fields(f) for _, f in entries(client, KEYS.trades(p))] for p in PARTITIONS
     }
     seen = Counter((t.symbol, int(t.trade_id)) for ts in live_trades.values() for t in ts)
     assert [k for k, n in seen.items() if n > 1] == []
@@ -531,16 +528,16 @@ def test_chaos_kills_a_freeze_and_redis_crashes_keep_every_guarantee(
         ], p
         live_bars: list[Bar] = []
         for interval in ("1s", "1m"):
-            live_bars += [Bar.from_fields(f) for _, f in _entries(client, KEYS.bars(p, interval))]
+            live_bars += [Bar.from_fields(f) for _, f in entries(client, KEYS.bars(p, interval))]
         assert _final_bars(live_bars) == _final_bars(bars), p
-        live_signals = [Signal.from_fields(f) for _, f in _entries(client, KEYS.signals(p))]
+        live_signals = [Signal.from_fields(f) for _, f in entries(client, KEYS.signals(p))]
         assert [s.signal_id for s in live_signals] == [s.signal_id for s in signals], p
 
     # 3. Every decision executed once. A signal id names one decision; after an AOF cut the
     # streams hold what Redis kept plus what was derived again, so "signal entries" are the
     # entries of the final signals streams, and each id must appear once among them.
     signals = [
-        Signal.from_fields(f) for p in PARTITIONS for _, f in _entries(client, KEYS.signals(p))
+        Signal.from_fields(f) for p in PARTITIONS for _, f in entries(client, KEYS.signals(p))
     ]
     assert len(signals) >= 2
     ids = Counter(s.signal_id for s in signals)
@@ -555,7 +552,7 @@ def test_chaos_kills_a_freeze_and_redis_crashes_keep_every_guarantee(
     twice = {cid: n for cid, n in requests.items() if n > 1 and cid not in chaos.cut_intents}
     assert twice == {}, "an order was sent twice"
     assert sorted(set(requests) - set(by_cid)) == [], "an order the signals do not explain"
-    order_events = [e for _, e in _entries(client, KEYS.orders(VENUE))]
+    order_events = [e for _, e in entries(client, KEYS.orders(VENUE))]
     refused = {
         e["client_order_id"]: e.get("reason", "") for e in order_events
         if e["event"] == "rejected" and e.get("stage") == "risk"
@@ -571,7 +568,7 @@ def test_chaos_kills_a_freeze_and_redis_crashes_keep_every_guarantee(
     assert sorted(cancel_ids - cancels_done) == [], "a cancel signal without an outcome"
     not_found = {e["client_order_id"] for e in order_events if e["event"] == "not_found"}
     dead = [
-        e for _, e in _entries(client, KEYS.trader_dead_letters(VENUE))
+        e for _, e in entries(client, KEYS.trader_dead_letters(VENUE))
         if e.get("client_order_id") not in not_found  # a decision the venue never got: reported
     ]  # fmt: skip
     assert dead == [], "the trader dead-lettered signals (an intent of another decision)"

@@ -43,10 +43,11 @@ import orjson
 import pytest
 
 from tests.e2e.conftest import Processes, RedisServer, wait_for
-from tests.e2e.test_chaos import SEED, Chaos, _entries, _safely
+from tests.e2e.pipeline_support import entries, trades_once
+from tests.e2e.test_chaos import SEED, Chaos, _safely
 from tests.e2e.test_pipeline_ibkr import gateway_env
 from tickpipe.common.names import Keys, Partition
-from tickpipe.common.schema import Signal, Trade, decode_fields
+from tickpipe.common.schema import Signal, decode_fields
 from tickpipe.common.units import client_order_id_for
 from tickpipe.mock_ws.ground_truth import read_ground_truth
 from tickpipe.trader.core import TERMINAL
@@ -245,16 +246,16 @@ def test_ibkr_chaos_expiry_lost_answer_and_trader_kill_keep_every_guarantee(
     assert {c: n for c, n in placed.items() if n > 1} == {}, "an order was placed twice"
 
     # Every signal's decision executed once, or refused (risk check, or a dead letter).
-    signals = [Signal.from_fields(f) for _, f in _entries(client, KEYS.signals(P))]
+    signals = [Signal.from_fields(f) for _, f in entries(client, KEYS.signals(P))]
     by_cid = {client_order_id_for(s.signal_id): s for s in signals if s.action == "place"}
     assert len(by_cid) >= 3, "too few decisions to judge"
-    order_events = [e for _, e in _entries(client, KEYS.orders(VENUE))]
+    order_events = [e for _, e in entries(client, KEYS.orders(VENUE))]
     refused = {
         e["client_order_id"] for e in order_events
         if e["event"] == "rejected" and e.get("stage") == "risk"
     }  # fmt: skip
     dead = {
-        e.get("client_order_id", "") for _, e in _entries(client, KEYS.trader_dead_letters(VENUE))
+        e.get("client_order_id", "") for _, e in entries(client, KEYS.trader_dead_letters(VENUE))
     }
     assert sorted(set(placed) - set(by_cid)) == [], "an order the signals do not explain"
     assert sorted(set(placed) & refused) == [], "refused by the risk check, yet placed"
@@ -315,15 +316,13 @@ def test_ibkr_chaos_expiry_lost_answer_and_trader_kill_keep_every_guarantee(
             for cid, n in counts.items() if n not in (1, -1)
         }  # fmt: skip
         assert set(counts.values()) <= {1, -1}, f"not placed exactly once: {counts} {why}"
-    trades = [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(P))]
-    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
-    assert [k for k, n in seen.items() if n > 1] == []
+    seen = {(t.symbol, int(t.trade_id)) for t in trades_once(client, KEYS, P)}
     sent = {
         (e["symbol"], int(e["updated"]))
         for e in truth.events("ibkr_last_sent")
         if not str(e["price"]).startswith("C")
     }
-    assert sorted(sent - set(seen)) == [], "last-trade updates the gateway sent are missing"
+    assert sorted(sent - seen) == [], "last-trade updates the gateway sent are missing"
     outcomes = Counter((e["event"], e.get("source", "")) for e in order_events)
     print(
         f"seed {SEED}: signals {len(signals)}, placing {len(by_cid)}, placed {len(placed)}, "

@@ -15,7 +15,6 @@ import pytest
 
 from tests.e2e.conftest import Processes, RedisServer
 from tests.e2e.pipeline_support import entries, placed_ids, run_to_orders, trades_once
-from tests.e2e.pipeline_support import entries as _entries  # noqa: F401  (other tests import it)
 from tests.e2e.scenario_support import reference_bars
 from tickpipe.common.names import Keys, Partition
 from tickpipe.common.schema import Bar

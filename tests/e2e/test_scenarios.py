@@ -18,13 +18,13 @@ import pytest
 import redis
 
 from tests.e2e.conftest import Processes, RedisServer, wait_for
+from tests.e2e.pipeline_support import entries
 from tests.e2e.scenario_support import (
     KEYS,
     PARTITION,
     assert_bars_equal_reference,
     assert_trades_exactly_once,
     draw_seed,
-    entries,
     finish,
     health,
     inject,
