@@ -1,7 +1,8 @@
 """What the pipeline scenario tests share: a run against the mock, and references from its truth.
 
 * :func:`draw_seed` draws the run's seed (``TICKPIPE_SCENARIO_SEED`` replays one) and prints it;
-* :func:`start_scenario` starts the mock (ground truth on, the given flags) and the three stages;
+* :func:`start_scenario` starts the mock (ground truth on, seeded from the run's random source,
+  the given flags) and the three stages;
 * :func:`inject` POSTs faults or market scenarios to the running mock once the pipeline flows, so
   their timing is relative to a live pipeline, however slowly the processes started;
 * :func:`finish` stops the input, lets the processor and trader drain, stops them, and returns the
@@ -64,10 +65,12 @@ def start_scenario(
     processes: Processes,
     redis_server: RedisServer,
     tmp_path: Path,
+    rng: random.Random,
     *mock_args: str,
     env: dict[str, str] | None = None,
-) -> tuple[Stage, Stage, Stage]:
-    """Start the mock (with a ground-truth log) and the three stages, with ``env`` added."""
+) -> tuple[tuple[Stage, Stage, Stage], redis.Redis]:
+    """Start the mock (a ground-truth log, its market seeded from the run's ``rng``, the flags
+    ``mock_args``) and the three stages with ``env`` added; return them and a Redis client."""
     processes.env.update(
         BINANCE_API_KEY="scenario-key",
         BINANCE_API_SECRET="scenario-secret",
@@ -75,9 +78,12 @@ def start_scenario(
         **(env or {}),
     )
     truth = tmp_path / "ground-truth.jsonl"
-    return processes.start_binance_pipeline(
-        redis_server.url, NAMESPACE, SYMBOLS, "--ground-truth", str(truth), *mock_args
-    )
+    seed = str(rng.randrange(10**6))
+    stages = processes.start_binance_pipeline(
+        redis_server.url, NAMESPACE, SYMBOLS, "--ground-truth", str(truth), "--seed", seed,
+        *mock_args,
+    )  # fmt: skip
+    return stages, redis_server.client()
 
 
 def inject(tmp_path: Path, what: str, body: object) -> None:
