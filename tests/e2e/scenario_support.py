@@ -8,8 +8,9 @@
 * :func:`finish` stops the input, lets the processor and trader drain, stops them, and returns the
   mock's ground truth;
 * :func:`assert_trades_exactly_once`, :func:`assert_bars_equal_reference` compare the pipeline's
-  outputs with the trades the mock sent; :func:`reference_bars` computes 1-minute bars from those
-  trades with pandas, independently of the processor's bar builder;
+  outputs with the trades the mock sent (:func:`assert_bars_equal` with any trade records);
+  :func:`reference_bars` computes 1-minute bars from those trades with pandas, independently of
+  the processor's bar builder;
 * :func:`threshold_reference` computes the threshold strategy's decisions from ground-truth
   prices, independently of :class:`processor.strategies.ThresholdCross`.
 """
@@ -36,6 +37,7 @@ from tickpipe.mock_ws.ground_truth import GroundTruth, read_ground_truth
 __all__ = [
     "KEYS",
     "PARTITION",
+    "assert_bars_equal",
     "assert_bars_equal_reference",
     "assert_trades_exactly_once",
     "draw_seed",
@@ -164,16 +166,24 @@ def assert_bars_equal_reference(client: redis.Redis, trades: list[Trade]) -> int
     ``trades`` are the pipeline's trades once each (checked against the ground truth first), so
     trades fetched from REST history count too.
     """
-    latest: dict[tuple[str, int], Bar] = {}
-    for _, fields in entries(client, KEYS.bars(PARTITION, "1m")):
-        bar = Bar.from_fields(fields)
-        latest[(bar.symbol, bar.ts_open)] = bar
     records = [
         {"symbol": t.symbol, "trade_id": t.trade_id, "price": t.price, "qty": t.qty,
          "T": t.ts_event // 1_000_000}
         for t in trades
     ]  # fmt: skip
-    expected = reference_bars(records)
+    return assert_bars_equal(client, KEYS, PARTITION, records)
+
+
+def assert_bars_equal(
+    client: redis.Redis, keys: Keys, partition: Partition, trades: list[dict[str, Any]]
+) -> int:
+    """The latest revision of every 1-minute bar of ``partition`` equals :func:`reference_bars`
+    of the trade records ``trades`` (``symbol trade_id price qty T``); return how many."""
+    latest: dict[tuple[str, int], Bar] = {}
+    for _, fields in entries(client, keys.bars(partition, "1m")):
+        bar = Bar.from_fields(fields)
+        latest[(bar.symbol, bar.ts_open)] = bar
+    expected = reference_bars(trades)
     assert set(latest) == set(expected.index)
     for (symbol, ts_open), row in expected.iterrows():
         bar = latest[(symbol, ts_open)]
