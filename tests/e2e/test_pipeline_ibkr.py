@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Processes, RedisServer, group_idle, wait_for
+from tests.e2e.conftest import Processes, RedisServer, drain, wait_for
 from tests.e2e.pipeline_support import placed_ids, trades_once
-from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
+from tickpipe.common.names import Keys, Partition
 from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
@@ -85,13 +85,7 @@ def test_ibkr_pipeline_end_to_end_against_ground_truth(
         health = json.loads(blob) if blob else {}
         assert health.get("venue_reauthentications") == 0, health
         assert health.get("venue_rest_failures") == 0, health
-        assert ingestor.stop() == 0, ingestor.tail()
-        for stream, group, what in (
-            (KEYS.raw(P), GROUP_PROCESSOR, "the processor to drain raw"),
-            (KEYS.private_raw("ibkr"), GROUP_PROCESSOR, "the processor to drain private raw"),
-            (KEYS.signals(P), GROUP_TRADER, "the trader to handle every signal"),
-        ):
-            wait_for(lambda s=stream, g=group: group_idle(client, s, g), timeout_s=30, what=what)
+        drain(client, KEYS, P, ingestor)
         wait_for(
             lambda: _trader_positions(client) == _gateway_positions(port),
             timeout_s=40,
