@@ -1,13 +1,19 @@
-"""Builders of the records tests feed the stages: a plain signal, order intent, order update."""
+"""Builders of the records tests feed the stages: a trade, signal, order intent, order update."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from tickpipe.common.schema import OrderIntent, OrderUpdate, Signal
+from tickpipe.common.schema import OrderIntent, OrderUpdate, Signal, Trade
 
-__all__ = ["build_order_intent", "build_order_update", "build_signal"]
+__all__ = ["build_order_intent", "build_order_update", "build_signal", "build_trade"]
+
+# Trade 1 of BTCUSDT on Binance: 1 at 61800.5, the buyer the aggressor.
+TRADE: dict[str, Any] = {
+    "venue": "binance", "symbol": "BTCUSDT", "trade_id": "1", "price": "61800.5", "qty": "1",
+    "side": "buy",
+}  # fmt: skip
 
 # A buy of 0.001 BTCUSDT at 61800.5 on Binance, as a threshold strategy decides it.
 SIGNAL: dict[str, Any] = {
@@ -29,6 +35,12 @@ ORDER_UPDATE: dict[str, Any] = {
     "qty": "0.001", "price": "0", "filled_qty": "0.001", "last_qty": "0.001",
     "last_price": "61800", "cum_quote": "61.8", "trade_id": "1",
 }  # fmt: skip
+
+
+def build_trade(**fields: Any) -> Trade:
+    """Return :data:`TRADE` stamped now; a test names the fields its assertions depend on."""
+    now = time.time_ns()
+    return Trade(**(TRADE | {"ts_event": now, "ts_recv": now} | fields))
 
 
 def build_signal(**fields: Any) -> Signal:

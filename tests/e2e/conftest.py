@@ -225,6 +225,17 @@ def group_idle(client: redis.Redis, stream: str, group: str) -> bool:
     return False
 
 
+def drain(client: redis.Redis, keys: Keys, partition: Partition, ingestor: Stage) -> None:
+    """Stop the ingestor; wait until the processor and trader handled what is buffered."""
+    assert ingestor.stop() == 0, ingestor.tail()
+    for stream, group, what in (
+        (keys.raw(partition), GROUP_PROCESSOR, "the processor to drain raw"),
+        (keys.private_raw(partition.venue), GROUP_PROCESSOR, "the processor to drain private raw"),
+        (keys.signals(partition), GROUP_TRADER, "the trader to handle every signal"),
+    ):
+        wait_for(lambda s=stream, g=group: group_idle(client, s, g), timeout_s=30, what=what)
+
+
 def drain_and_stop(
     client: redis.Redis,
     keys: Keys,
@@ -233,13 +244,7 @@ def drain_and_stop(
 ) -> None:
     """Stop the ingestor, let the processor and trader handle what is buffered, stop them."""
     ingestor, processor, trader = stages
-    assert ingestor.stop() == 0, ingestor.tail()
-    for stream, group, what in (
-        (keys.raw(partition), GROUP_PROCESSOR, "the processor to drain raw"),
-        (keys.private_raw(partition.venue), GROUP_PROCESSOR, "the processor to drain private raw"),
-        (keys.signals(partition), GROUP_TRADER, "the trader to handle every signal"),
-    ):
-        wait_for(lambda s=stream, g=group: group_idle(client, s, g), timeout_s=30, what=what)
+    drain(client, keys, partition, ingestor)
     assert processor.stop() == 0, processor.tail()
     assert trader.stop() == 0, trader.tail()
 

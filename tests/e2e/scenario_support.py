@@ -1,14 +1,16 @@
 """What the pipeline scenario tests share: a run against the mock, and references from its truth.
 
 * :func:`draw_seed` draws the run's seed (``TICKPIPE_SCENARIO_SEED`` replays one) and prints it;
-* :func:`start_scenario` starts the mock (ground truth on, the given flags) and the three stages;
+* :func:`start_scenario` starts the mock (ground truth on, seeded from the run's random source,
+  the given flags) and the three stages;
 * :func:`inject` POSTs faults or market scenarios to the running mock once the pipeline flows, so
   their timing is relative to a live pipeline, however slowly the processes started;
 * :func:`finish` stops the input, lets the processor and trader drain, stops them, and returns the
   mock's ground truth;
 * :func:`assert_trades_exactly_once`, :func:`assert_bars_equal_reference` compare the pipeline's
-  outputs with the trades the mock sent; :func:`reference_bars` computes 1-minute bars from those
-  trades with pandas, independently of the processor's bar builder;
+  outputs with the trades the mock sent (:func:`assert_bars_equal` with any trade records);
+  :func:`reference_bars` computes 1-minute bars from those trades with pandas, independently of
+  the processor's bar builder;
 * :func:`threshold_reference` computes the threshold strategy's decisions from ground-truth
   prices, independently of :class:`processor.strategies.ThresholdCross`.
 """
@@ -18,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,17 +29,18 @@ import pandas as pd
 import redis
 
 from tests.e2e.conftest import Processes, RedisServer, Stage, drain_and_stop, post_to_mock
+from tests.e2e.pipeline_support import entries, trades_once
 from tickpipe.common.names import Keys, Partition
-from tickpipe.common.schema import Bar, Trade, decode_fields
+from tickpipe.common.schema import Bar, Trade
 from tickpipe.mock_ws.ground_truth import GroundTruth, read_ground_truth
 
 __all__ = [
     "KEYS",
     "PARTITION",
+    "assert_bars_equal",
     "assert_bars_equal_reference",
     "assert_trades_exactly_once",
     "draw_seed",
-    "entries",
     "finish",
     "health",
     "inject",
@@ -61,18 +63,16 @@ def draw_seed(name: str) -> random.Random:
     return random.Random(seed)
 
 
-def entries(client: redis.Redis, stream: str) -> list[tuple[str, dict[str, str]]]:
-    return [(i.decode(), decode_fields(f)) for i, f in client.xrange(stream)]
-
-
 def start_scenario(
     processes: Processes,
     redis_server: RedisServer,
     tmp_path: Path,
+    rng: random.Random,
     *mock_args: str,
     env: dict[str, str] | None = None,
-) -> tuple[Stage, Stage, Stage]:
-    """Start the mock (with a ground-truth log) and the three stages, with ``env`` added."""
+) -> tuple[tuple[Stage, Stage, Stage], redis.Redis]:
+    """Start the mock (a ground-truth log, its market seeded from the run's ``rng``, the flags
+    ``mock_args``) and the three stages with ``env`` added; return them and a Redis client."""
     processes.env.update(
         BINANCE_API_KEY="scenario-key",
         BINANCE_API_SECRET="scenario-secret",
@@ -80,9 +80,12 @@ def start_scenario(
         **(env or {}),
     )
     truth = tmp_path / "ground-truth.jsonl"
-    return processes.start_binance_pipeline(
-        redis_server.url, NAMESPACE, SYMBOLS, "--ground-truth", str(truth), *mock_args
-    )
+    seed = str(rng.randrange(10**6))
+    stages = processes.start_binance_pipeline(
+        redis_server.url, NAMESPACE, SYMBOLS, "--ground-truth", str(truth), "--seed", seed,
+        *mock_args,
+    )  # fmt: skip
+    return stages, redis_server.client()
 
 
 def inject(tmp_path: Path, what: str, body: object) -> None:
@@ -116,11 +119,10 @@ def markers(client: redis.Redis, event: str) -> list[dict[str, Any]]:
 
 def assert_trades_exactly_once(client: redis.Redis, truth: GroundTruth) -> list[Trade]:
     """Every trade the mock sent is in the trades stream once, as sent; return them."""
-    trades = [Trade.from_fields(f) for _, f in entries(client, KEYS.trades(PARTITION))]
-    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
-    assert [k for k, n in seen.items() if n > 1] == [], "a trade twice"
+    trades = trades_once(client, KEYS, PARTITION)
+    seen = {(t.symbol, int(t.trade_id)) for t in trades}
     sent = {(t["symbol"], int(t["trade_id"])): t for t in truth.trades_sent()}
-    assert set(sent) <= set(seen), f"missing: {sorted(set(sent) - set(seen))[:10]}"
+    assert set(sent) <= seen, f"missing: {sorted(set(sent) - seen)[:10]}"
     for t in trades:
         expected = sent.get((t.symbol, int(t.trade_id)))
         if expected is not None:
@@ -164,16 +166,24 @@ def assert_bars_equal_reference(client: redis.Redis, trades: list[Trade]) -> int
     ``trades`` are the pipeline's trades once each (checked against the ground truth first), so
     trades fetched from REST history count too.
     """
-    latest: dict[tuple[str, int], Bar] = {}
-    for _, fields in entries(client, KEYS.bars(PARTITION, "1m")):
-        bar = Bar.from_fields(fields)
-        latest[(bar.symbol, bar.ts_open)] = bar
     records = [
         {"symbol": t.symbol, "trade_id": t.trade_id, "price": t.price, "qty": t.qty,
          "T": t.ts_event // 1_000_000}
         for t in trades
     ]  # fmt: skip
-    expected = reference_bars(records)
+    return assert_bars_equal(client, KEYS, PARTITION, records)
+
+
+def assert_bars_equal(
+    client: redis.Redis, keys: Keys, partition: Partition, trades: list[dict[str, Any]]
+) -> int:
+    """The latest revision of every 1-minute bar of ``partition`` equals :func:`reference_bars`
+    of the trade records ``trades`` (``symbol trade_id price qty T``); return how many."""
+    latest: dict[tuple[str, int], Bar] = {}
+    for _, fields in entries(client, keys.bars(partition, "1m")):
+        bar = Bar.from_fields(fields)
+        latest[(bar.symbol, bar.ts_open)] = bar
+    expected = reference_bars(trades)
     assert set(latest) == set(expected.index)
     for (symbol, ts_open), row in expected.iterrows():
         bar = latest[(symbol, ts_open)]

@@ -50,6 +50,7 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,16 @@ from tests.e2e.chaos_support import (
     freeze_through_takeover,
     mark_aof,
 )
-from tests.e2e.conftest import Processes, RedisServer, Stage, group_idle, start_redis, wait_for
+from tests.e2e.conftest import (
+    Processes,
+    RedisServer,
+    Stage,
+    group_idle,
+    mock_binance_env,
+    start_redis,
+    wait_for,
+)
+from tests.e2e.pipeline_support import entries
 from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
 from tickpipe.common.schema import Bar, Signal, Trade, decode_fields
 from tickpipe.common.settings import load_settings
@@ -116,10 +126,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _entries(client: redis.Redis, stream: str) -> list[tuple[str, dict[str, str]]]:
-    return [(_text(i), decode_fields(f)) for i, f in client.xrange(stream)]
-
-
 def _safely(fn: Any) -> Any:
     """Call ``fn``; a Redis that is (re)starting reads as "not yet"."""
     try:
@@ -129,7 +135,15 @@ def _safely(fn: Any) -> Any:
 
 
 class Chaos:
-    """The running pipeline and what was done to it."""
+    """The running pipeline and what was done to it.
+
+    Its namespace's keys, its venue and partitions are class attributes, so that a subclass
+    (another venue's pipeline) reads its own.
+    """
+
+    keys = KEYS
+    venue = VENUE
+    partitions = PARTITIONS
 
     def __init__(self, server: RedisServer, procs: Processes) -> None:
         self.server = server
@@ -152,6 +166,63 @@ class Chaos:
         """Log one thing done (or drawn), with the moment, for the replay of a failure."""
         self.log.append(f"{time.monotonic():.1f} {line}")
         print(self.log[-1], flush=True)
+
+    def plan(
+        self,
+        rng: random.Random,
+        phases: Sequence[tuple[str, float, float]],
+        duration_s: float,
+        knob: str,
+    ) -> list[tuple[str, float]]:
+        """Draw the moment of each of ``phases`` (fractions of the run) from ``rng``; note the
+        plan and return it in seconds into the run. Only the phases ``TICKPIPE_CHAOS_PHASES``
+        names are kept (every one when it is unset); ``knob`` names the run length's setting."""
+        drawn = [(what, rng.uniform(low, high) * duration_s) for what, low, high in phases]
+        plan = [(what, at) for what, at in drawn if ONLY is None or what in ONLY]
+        self.note(
+            f"TICKPIPE_CHAOS_SEED={SEED} {knob}={duration_s:g}: "
+            + ", ".join(f"{what} at {at:.1f} s" for what, at in plan)
+        )
+        return plan
+
+    def play(
+        self, plan: list[tuple[str, float]], began: float, duration_s: float, act: Any
+    ) -> None:
+        """Call ``act(phase)`` at each moment of ``plan`` after ``began`` (monotonic); then
+        wait out the run's ``duration_s``."""
+        for what, at in plan:
+            delay = began + at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            act(what)
+        rest = began + duration_s - time.monotonic()
+        if rest > 0:
+            time.sleep(rest)
+
+    def wind_down(self) -> None:
+        """Check that every stage still runs; turn the kill switch on and wait until the trader
+        read every signal and cancelled every working order; stop the input (the ingestor) and
+        wait until the processors and the trader handled everything buffered."""
+        for name, stage in self.stages.items():
+            assert stage.proc.poll() is None, f"{name} died on its own:\n{stage.tail()}"
+        keys, venue = self.keys, self.venue
+        signals = [keys.signals(p) for p in self.partitions]
+        asyncio.run(_kill_switch(load_settings(self.procs.env, dotenv_path=None)))
+        # Every signal read first: a decision taken just before the switch is an order to cancel
+        # (checked before, the set could be empty only because those orders were still on
+        # their way, and the input stopped before their fills could stream in).
+        wait_for(lambda: _safely(lambda: all(group_idle(self.client, s, GROUP_TRADER)
+                                             for s in signals)
+                                 and self.client.scard(keys.working_orders(venue)) == 0),
+                 timeout_s=30, what="the kill switch to cancel every working order")  # fmt: skip
+        assert self.stages["ingestor"].stop() == 0, self.stages["ingestor"].tail()
+        streams = [(keys.raw(p), GROUP_PROCESSOR) for p in self.partitions]
+        streams += [(keys.private_raw(venue), GROUP_PROCESSOR)]
+        streams += [(s, GROUP_TRADER) for s in signals]
+        streams += [(keys.order_updates(venue), GROUP_TRADER)]
+        for stream, group in streams:
+            wait_for(lambda s=stream, g=group: _safely(lambda: group_idle(self.client, s, g)),
+                     timeout_s=60, what=f"{group} to drain {stream}")  # fmt: skip
 
     def kill(self, name: str) -> None:
         stage = self.stages[name]
@@ -185,7 +256,10 @@ class Chaos:
         self.start(victim)
 
     def signal_count(self) -> int:
-        return sum(_safely(lambda p=p: self.client.xlen(KEYS.signals(p))) or 0 for p in PARTITIONS)
+        return sum(
+            _safely(lambda p=p: self.client.xlen(self.keys.signals(p))) or 0
+            for p in self.partitions
+        )
 
     def restart(self, name: str, rng: random.Random) -> None:
         if name == "trader":  # kill it as a signal arrives, so an order is likely in flight
@@ -280,7 +354,7 @@ class Chaos:
         self.note(f"redis started after {down_s:.2f} s, {self.raw_count()} raw entries held")
 
     def intent_count(self) -> int:
-        orders = _safely(lambda: self.client.xrange(KEYS.orders(VENUE), "-", "+")) or []
+        orders = _safely(lambda: self.client.xrange(self.keys.orders(self.venue), "-", "+")) or []
         return sum(decode_fields(f).get("event") == "intent" for _, f in orders)
 
     def intent_ids(self) -> set[str]:
@@ -389,79 +463,56 @@ def test_chaos_kills_a_freeze_and_redis_crashes_keep_every_guarantee(
         "--seed", str(SEED), "--rate", "25", "--symbols", ",".join(SYMBOLS),
         "--ground-truth", str(truth_path), "--faults", str(faults),
     )  # fmt: skip
-    processes.env.update(
-        REDIS_URL=redis_server.url,
-        TICKPIPE_NAMESPACE=NS,
-        TICKPIPE_SYMBOLS=",".join(SYMBOLS),
+    processes.point_stages(
+        redis_server.url, NS, VENUE, SYMBOLS,
+        **mock_binance_env(port),
         TICKPIPE_SHARDS=str(SHARDS),
-        TICKPIPE_BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
-        TICKPIPE_BINANCE_WS_API_URL=f"ws://127.0.0.1:{port}/ws-api/v3",
-        TICKPIPE_BINANCE_REST_URL=f"http://127.0.0.1:{port}",
-        TICKPIPE_HYSTERESIS_BPS="1",
         TICKPIPE_ORDER_QTY="0.01",
         TICKPIPE_MAX_POSITION=MAX_POSITION,
         TICKPIPE_MAX_ORDERS_PER_S="50",
         TICKPIPE_ORDER_TYPE=ORDER_TYPE,
         TICKPIPE_STRATEGIES="threshold_cross,rapid_move",
         TICKPIPE_RAPID_MOVE_PCT="0.05",
-    )
+    )  # fmt: skip
     chaos = Chaos(redis_server, processes)
-    plan = [(what, rng.uniform(low, high)) for what, low, high in PHASES]
-    plan = [(what, at) for what, at in plan if ONLY is None or what in ONLY]
-    chaos.note(
-        f"TICKPIPE_CHAOS_SEED={SEED} TICKPIPE_CHAOS_S={DURATION_S:g}: "
-        + ", ".join(f"{what} at {at * DURATION_S:.1f} s" for what, at in plan)
-    )
+    plan = chaos.plan(rng, PHASES, DURATION_S, "TICKPIPE_CHAOS_S")
+
+    def act(what: str) -> None:
+        if what == "processor":
+            chaos.kill_processor(rng)
+        elif what == "all":
+            chaos.kill_all(rng)
+        elif what == "freeze":
+            chaos.freeze_processor(rng)
+        elif what in ("redis", "aof"):
+            chaos.stop_redis(rng, cut_tail=what == "aof")
+        else:
+            chaos.restart(what, rng)
+
     for name in ("ingestor", "proc-1", "proc-2", "trader"):
         chaos.start(name)
     began = time.monotonic()
     try:
         wait_for(lambda: len(chaos.leases()) == SHARDS + 1, timeout_s=30,
                  what="every lane to be leased")  # fmt: skip
-        for what, at in plan:
-            delay = began + at * DURATION_S - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            if what == "processor":
-                chaos.kill_processor(rng)
-            elif what == "all":
-                chaos.kill_all(rng)
-            elif what == "freeze":
-                chaos.freeze_processor(rng)
-            elif what in ("redis", "aof"):
-                chaos.stop_redis(rng, cut_tail=what == "aof")
-            else:
-                chaos.restart(what, rng)
-        rest = began + DURATION_S - time.monotonic()
-        if rest > 0:
-            time.sleep(rest)
-        client = chaos.client
+        chaos.play(plan, began, DURATION_S, act)
         # The kill switch: no new order, every working one cancelled; then nothing changes at
         # the venue any more, and the input stops while the processors and trader drain.
-        settings = load_settings(processes.env, dotenv_path=None)
-        asyncio.run(_kill_switch(settings))
-        wait_for(lambda: _safely(lambda: client.scard(KEYS.working_orders(VENUE)) == 0),
-                 timeout_s=30, what="the kill switch to cancel every working order")  # fmt: skip
-        assert chaos.stages["ingestor"].stop() == 0, chaos.stages["ingestor"].tail()
-        streams = [(KEYS.raw(p), GROUP_PROCESSOR) for p in PARTITIONS]
-        streams += [(KEYS.private_raw(VENUE), GROUP_PROCESSOR)]
-        streams += [(KEYS.signals(p), GROUP_TRADER) for p in PARTITIONS]
-        streams += [(KEYS.order_updates(VENUE), GROUP_TRADER)]
-        for stream, group in streams:
-            wait_for(lambda s=stream, g=group: _safely(lambda: group_idle(client, s, g)),
-                     timeout_s=60, what=f"{group} to drain {stream}")  # fmt: skip
+        chaos.wind_down()
+        client = chaos.client
         for name in ("proc-1", "proc-2", "trader"):
             assert chaos.stages[name].stop() == 0, chaos.stages[name].tail()
     except AssertionError:
         print(processes.dump_logs())
         raise
     print(f"chaos run: {time.monotonic() - began:.1f} s, seed {SEED}")
+    settings = load_settings(processes.env, dotenv_path=None)
 
     truth = read_ground_truth(truth_path)
 
     # 1. Every trade the mock sent is in the trades streams exactly once.
     live_trades = {
-        p: [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(p))] for p in PARTITIONS
+        p: [Trade.from_fields(f) for _, f in entries(client, KEYS.trades(p))] for p in PARTITIONS
     }
     seen = Counter((t.symbol, int(t.trade_id)) for ts in live_trades.values() for t in ts)
     assert [k for k, n in seen.items() if n > 1] == []
@@ -477,16 +528,16 @@ def test_chaos_kills_a_freeze_and_redis_crashes_keep_every_guarantee(
         ], p
         live_bars: list[Bar] = []
         for interval in ("1s", "1m"):
-            live_bars += [Bar.from_fields(f) for _, f in _entries(client, KEYS.bars(p, interval))]
+            live_bars += [Bar.from_fields(f) for _, f in entries(client, KEYS.bars(p, interval))]
         assert _final_bars(live_bars) == _final_bars(bars), p
-        live_signals = [Signal.from_fields(f) for _, f in _entries(client, KEYS.signals(p))]
+        live_signals = [Signal.from_fields(f) for _, f in entries(client, KEYS.signals(p))]
         assert [s.signal_id for s in live_signals] == [s.signal_id for s in signals], p
 
     # 3. Every decision executed once. A signal id names one decision; after an AOF cut the
     # streams hold what Redis kept plus what was derived again, so "signal entries" are the
     # entries of the final signals streams, and each id must appear once among them.
     signals = [
-        Signal.from_fields(f) for p in PARTITIONS for _, f in _entries(client, KEYS.signals(p))
+        Signal.from_fields(f) for p in PARTITIONS for _, f in entries(client, KEYS.signals(p))
     ]
     assert len(signals) >= 2
     ids = Counter(s.signal_id for s in signals)
@@ -501,7 +552,7 @@ def test_chaos_kills_a_freeze_and_redis_crashes_keep_every_guarantee(
     twice = {cid: n for cid, n in requests.items() if n > 1 and cid not in chaos.cut_intents}
     assert twice == {}, "an order was sent twice"
     assert sorted(set(requests) - set(by_cid)) == [], "an order the signals do not explain"
-    order_events = [e for _, e in _entries(client, KEYS.orders(VENUE))]
+    order_events = [e for _, e in entries(client, KEYS.orders(VENUE))]
     refused = {
         e["client_order_id"]: e.get("reason", "") for e in order_events
         if e["event"] == "rejected" and e.get("stage") == "risk"
@@ -517,7 +568,7 @@ def test_chaos_kills_a_freeze_and_redis_crashes_keep_every_guarantee(
     assert sorted(cancel_ids - cancels_done) == [], "a cancel signal without an outcome"
     not_found = {e["client_order_id"] for e in order_events if e["event"] == "not_found"}
     dead = [
-        e for _, e in _entries(client, KEYS.trader_dead_letters(VENUE))
+        e for _, e in entries(client, KEYS.trader_dead_letters(VENUE))
         if e.get("client_order_id") not in not_found  # a decision the venue never got: reported
     ]  # fmt: skip
     assert dead == [], "the trader dead-lettered signals (an intent of another decision)"

@@ -29,7 +29,6 @@ last-trade update the gateway sent (before and after the expiry) is in the trade
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -43,12 +42,12 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.e2e.conftest import Processes, RedisServer, group_idle, wait_for
-from tests.e2e.test_chaos import Chaos, _entries, _kill_switch, _safely
+from tests.e2e.conftest import Processes, RedisServer, wait_for
+from tests.e2e.pipeline_support import entries, trades_once
+from tests.e2e.test_chaos import SEED, Chaos, _safely
 from tests.e2e.test_pipeline_ibkr import gateway_env
-from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
-from tickpipe.common.schema import Signal, Trade, decode_fields
-from tickpipe.common.settings import load_settings
+from tickpipe.common.names import Keys, Partition
+from tickpipe.common.schema import Signal, decode_fields
 from tickpipe.common.units import client_order_id_for
 from tickpipe.mock_ws.ground_truth import read_ground_truth
 from tickpipe.trader.core import TERMINAL
@@ -61,17 +60,11 @@ VENUE = "ibkr"
 SYMBOLS = ("AAPL", "MSFT")
 P = Partition(VENUE, 0)
 DURATION_S = float(os.environ.get("TICKPIPE_CHAOS_IBKR_S", "45"))
-SEED = int(os.environ.get("TICKPIPE_CHAOS_SEED", str(random.randrange(1 << 30))))
 # What is done when, as drawn fractions of the run: (phase, earliest, latest).
 PHASES = (
     ("expire", 0.15, 0.25),  # the brokerage session expires
     ("lost", 0.35, 0.45),  # the next order POST's answer is lost after the order is placed
     ("trader", 0.65, 0.75),  # kill -9 the trader right after it wrote an intent
-)
-ONLY = (
-    set(os.environ["TICKPIPE_CHAOS_PHASES"].split(","))
-    if "TICKPIPE_CHAOS_PHASES" in os.environ
-    else None
 )
 STAGES = ("ingestor", "processor", "trader")
 
@@ -96,6 +89,10 @@ def _trader_positions(client: Any) -> dict[str, Decimal]:
 class IbkrChaos(Chaos):
     """The running IBKR pipeline (one processor, one partition) and what was done to it."""
 
+    keys = KEYS
+    venue = VENUE
+    partitions = [P]
+
     def __init__(
         self, server: RedisServer, procs: Processes, ports: tuple[int, int], truth: Path
     ) -> None:
@@ -111,13 +108,6 @@ class IbkrChaos(Chaos):
         self.stages[name] = self.procs.start(
             name, "-m", f"tickpipe.{name}", env={"TICKPIPE_INSTANCE": name[:4]}
         )
-
-    def signal_count(self) -> int:
-        return _safely(lambda: self.client.xlen(KEYS.signals(P))) or 0
-
-    def intent_count(self) -> int:
-        orders = _safely(lambda: self.client.xrange(KEYS.orders(VENUE), "-", "+")) or []
-        return sum(decode_fields(f).get("event") == "intent" for _, f in orders)
 
     def truth_events(self, ev: str) -> list[dict[str, Any]]:
         return read_ground_truth(self.truth).events(ev) if self.truth.exists() else []
@@ -207,13 +197,9 @@ def test_ibkr_chaos_expiry_lost_answer_and_trader_kill_keep_every_guarantee(
         "--ground-truth", str(truth_path),
     )  # fmt: skip
     port = json.loads((tmp_path / "mock.ready.json").read_text())["ibkr_port"]
-    processes.env.update(
-        REDIS_URL=redis_server.url,
-        TICKPIPE_NAMESPACE=NS,
-        TICKPIPE_VENUE=VENUE,
-        TICKPIPE_SYMBOLS=",".join(SYMBOLS),
+    processes.point_stages(
+        redis_server.url, NS, VENUE, SYMBOLS,
         **gateway_env(port),
-        TICKPIPE_HYSTERESIS_BPS="1",
         TICKPIPE_ORDER_QTY="1",
         TICKPIPE_ORDER_TYPE="LIMIT",
         TICKPIPE_MAX_POSITION="2",
@@ -221,56 +207,29 @@ def test_ibkr_chaos_expiry_lost_answer_and_trader_kill_keep_every_guarantee(
         # A decision is placed only while it is no older than this (the kill's restart, the
         # lease's expiry and the held POST take several seconds on a loaded machine).
         TICKPIPE_MAX_PRICE_AGE_S="30",
-    )
+    )  # fmt: skip
     chaos = IbkrChaos(redis_server, processes, (port, control_port), truth_path)
-    plan = [(what, rng.uniform(low, high)) for what, low, high in PHASES]
-    plan = [(what, at) for what, at in plan if ONLY is None or what in ONLY]
-    chaos.note(
-        f"TICKPIPE_CHAOS_SEED={SEED} TICKPIPE_CHAOS_IBKR_S={DURATION_S:g}: "
-        + ", ".join(f"{what} at {at * DURATION_S:.1f} s" for what, at in plan)
-    )
+    plan = chaos.plan(rng, PHASES, DURATION_S, "TICKPIPE_CHAOS_IBKR_S")
+
+    def act(what: str) -> None:
+        if what == "expire":
+            chaos.expire()
+        elif what == "lost":
+            chaos.lose_answer(rng)
+        else:
+            chaos.kill_mid_flow(rng)
+
     for name in STAGES:
         chaos.start(name)
     client = chaos.client
     began = time.monotonic()
     try:
         wait_for(lambda: chaos.signal_count() >= 1, timeout_s=60, what="a first signal")
-        for what, at in plan:
-            delay = began + at * DURATION_S - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            if what == "expire":
-                chaos.expire()
-            elif what == "lost":
-                chaos.lose_answer(rng)
-            else:
-                chaos.kill_mid_flow(rng)
+        chaos.play(plan, began, DURATION_S, act)
         if chaos.unplaced_at_kill:  # the restarted trader settles them before the kill switch
             wait_for(lambda: chaos.settled(chaos.unplaced_at_kill), timeout_s=90,
                      what="the restarted trader to settle the decisions the kill left")  # fmt: skip
-        rest = began + DURATION_S - time.monotonic()
-        if rest > 0:
-            time.sleep(rest)
-        for name in STAGES:
-            stage = chaos.stages[name]
-            assert stage.proc.poll() is None, f"{name} died on its own:\n{stage.tail()}"
-        settings = load_settings(processes.env, dotenv_path=None)
-        asyncio.run(_kill_switch(settings))
-        # Every signal read first: a decision taken just before the switch is an order to cancel
-        # (checked before, the set could be empty only because those orders were still on
-        # their way, and the input stopped before their fills could stream in).
-        wait_for(lambda: _safely(lambda: group_idle(client, KEYS.signals(P), GROUP_TRADER)
-                                 and client.scard(KEYS.working_orders(VENUE)) == 0),
-                 timeout_s=30, what="the kill switch to cancel every working order")  # fmt: skip
-        assert chaos.stages["ingestor"].stop() == 0, chaos.stages["ingestor"].tail()
-        for stream, group in (
-            (KEYS.raw(P), GROUP_PROCESSOR),
-            (KEYS.private_raw(VENUE), GROUP_PROCESSOR),
-            (KEYS.signals(P), GROUP_TRADER),
-            (KEYS.order_updates(VENUE), GROUP_TRADER),
-        ):
-            wait_for(lambda s=stream, g=group: group_idle(client, s, g), timeout_s=60,
-                     what=f"{group} to drain {stream}")  # fmt: skip
+        chaos.wind_down()
         gateway = _nonzero(_mock(port, "/_mock/ibkr/status")["positions"])
         wait_for(lambda: _trader_positions(client) == gateway, timeout_s=40,
                  what="the trader's positions to equal the gateway's account")  # fmt: skip
@@ -287,16 +246,16 @@ def test_ibkr_chaos_expiry_lost_answer_and_trader_kill_keep_every_guarantee(
     assert {c: n for c, n in placed.items() if n > 1} == {}, "an order was placed twice"
 
     # Every signal's decision executed once, or refused (risk check, or a dead letter).
-    signals = [Signal.from_fields(f) for _, f in _entries(client, KEYS.signals(P))]
+    signals = [Signal.from_fields(f) for _, f in entries(client, KEYS.signals(P))]
     by_cid = {client_order_id_for(s.signal_id): s for s in signals if s.action == "place"}
     assert len(by_cid) >= 3, "too few decisions to judge"
-    order_events = [e for _, e in _entries(client, KEYS.orders(VENUE))]
+    order_events = [e for _, e in entries(client, KEYS.orders(VENUE))]
     refused = {
         e["client_order_id"] for e in order_events
         if e["event"] == "rejected" and e.get("stage") == "risk"
     }  # fmt: skip
     dead = {
-        e.get("client_order_id", "") for _, e in _entries(client, KEYS.trader_dead_letters(VENUE))
+        e.get("client_order_id", "") for _, e in entries(client, KEYS.trader_dead_letters(VENUE))
     }
     assert sorted(set(placed) - set(by_cid)) == [], "an order the signals do not explain"
     assert sorted(set(placed) & refused) == [], "refused by the risk check, yet placed"
@@ -357,15 +316,13 @@ def test_ibkr_chaos_expiry_lost_answer_and_trader_kill_keep_every_guarantee(
             for cid, n in counts.items() if n not in (1, -1)
         }  # fmt: skip
         assert set(counts.values()) <= {1, -1}, f"not placed exactly once: {counts} {why}"
-    trades = [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(P))]
-    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
-    assert [k for k, n in seen.items() if n > 1] == []
+    seen = {(t.symbol, int(t.trade_id)) for t in trades_once(client, KEYS, P)}
     sent = {
         (e["symbol"], int(e["updated"]))
         for e in truth.events("ibkr_last_sent")
         if not str(e["price"]).startswith("C")
     }
-    assert sorted(sent - set(seen)) == [], "last-trade updates the gateway sent are missing"
+    assert sorted(sent - seen) == [], "last-trade updates the gateway sent are missing"
     outcomes = Counter((e["event"], e.get("source", "")) for e in order_events)
     print(
         f"seed {SEED}: signals {len(signals)}, placing {len(by_cid)}, placed {len(placed)}, "

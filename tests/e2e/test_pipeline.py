@@ -8,17 +8,14 @@ one order at the mock.
 from __future__ import annotations
 
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import Processes, RedisServer
 from tests.e2e.pipeline_support import entries, placed_ids, run_to_orders, trades_once
-from tests.e2e.pipeline_support import entries as _entries  # noqa: F401  (other tests import it)
-from tests.e2e.scenario_support import reference_bars
+from tests.e2e.scenario_support import assert_bars_equal
 from tickpipe.common.names import Keys, Partition
-from tickpipe.common.schema import Bar
 from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
@@ -57,21 +54,7 @@ def test_pipeline_end_to_end_against_ground_truth(
                                                 expected["T"] * 1_000_000)  # fmt: skip
 
     # 2. The 1-minute bars (latest revision of each) equal bars computed with pandas.
-    latest: dict[tuple[str, int], Bar] = {}
-    for _, fields in entries(client, KEYS.bars(P, "1m")):
-        bar = Bar.from_fields(fields)
-        latest[(bar.symbol, bar.ts_open)] = bar
-    expected_bars = reference_bars(sent)
-    assert set(latest) == set(expected_bars.index)
-    for (symbol, ts_open), row in expected_bars.iterrows():
-        bar = latest[(symbol, ts_open)]
-        assert (bar.open, bar.high, bar.low, bar.close) == (
-            row["open"],
-            row["high"],
-            row["low"],
-            row["close"],
-        ), (symbol, ts_open)
-        assert Decimal(bar.volume) == row["volume"] and bar.trades == row["trades"]
+    assert_bars_equal(client, KEYS, P, sent)
 
     # 3. Each signal produced exactly one order at the mock, and nothing else was ordered.
     assert client.xlen(KEYS.signals(P)) >= 2

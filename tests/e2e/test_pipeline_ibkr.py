@@ -17,11 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Processes, RedisServer, group_idle, wait_for
-from tests.e2e.test_pipeline import _entries
-from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
-from tickpipe.common.schema import Signal, Trade
-from tickpipe.common.units import client_order_id_for
+from tests.e2e.conftest import Processes, RedisServer, drain, wait_for
+from tests.e2e.pipeline_support import placed_ids, trades_once
+from tickpipe.common.names import Keys, Partition
 from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
@@ -87,13 +85,7 @@ def test_ibkr_pipeline_end_to_end_against_ground_truth(
         health = json.loads(blob) if blob else {}
         assert health.get("venue_reauthentications") == 0, health
         assert health.get("venue_rest_failures") == 0, health
-        assert ingestor.stop() == 0, ingestor.tail()
-        for stream, group, what in (
-            (KEYS.raw(P), GROUP_PROCESSOR, "the processor to drain raw"),
-            (KEYS.private_raw("ibkr"), GROUP_PROCESSOR, "the processor to drain private raw"),
-            (KEYS.signals(P), GROUP_TRADER, "the trader to handle every signal"),
-        ):
-            wait_for(lambda s=stream, g=group: group_idle(client, s, g), timeout_s=30, what=what)
+        drain(client, KEYS, P, ingestor)
         wait_for(
             lambda: _trader_positions(client) == _gateway_positions(port),
             timeout_s=40,
@@ -128,24 +120,22 @@ def test_ibkr_pipeline_end_to_end_against_ground_truth(
         raise
 
     truth = read_ground_truth(truth_path)
-    trades = [Trade.from_fields(f) for _, f in _entries(client, KEYS.trades(P))]
-    seen = Counter((t.symbol, int(t.trade_id)) for t in trades)
-    assert [k for k, n in seen.items() if n > 1] == []
+    trades = trades_once(client, KEYS, P)
+    seen = {(t.symbol, int(t.trade_id)) for t in trades}
     sent = {
         (e["symbol"], int(e["updated"])): e
         for e in truth.events("ibkr_last_sent")
         if not str(e["price"]).startswith("C")
     }
     assert len(sent) >= 40
-    assert set(sent) == set(seen)
+    assert set(sent) == seen
     for t in trades:
         expected = sent[(t.symbol, int(t.trade_id))]
         assert Decimal(t.price) == Decimal(expected["price"])
         assert Decimal(t.qty) == Decimal(expected["size"])
 
-    signals = [Signal.from_fields(f) for _, f in _entries(client, KEYS.signals(P))]
     orders = Counter(o["cOID"] for o in truth.events("ibkr_order"))
-    expected_ids = {client_order_id_for(s.signal_id) for s in signals if s.action == "place"}
+    expected_ids = placed_ids(client, KEYS, P)
     assert len(expected_ids) >= 2
     assert dict(orders) == dict.fromkeys(expected_ids, 1)
     fills: dict[str, Decimal] = {}

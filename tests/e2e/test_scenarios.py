@@ -18,13 +18,13 @@ import pytest
 import redis
 
 from tests.e2e.conftest import Processes, RedisServer, wait_for
+from tests.e2e.pipeline_support import entries
 from tests.e2e.scenario_support import (
     KEYS,
     PARTITION,
     assert_bars_equal_reference,
     assert_trades_exactly_once,
     draw_seed,
-    entries,
     finish,
     health,
     inject,
@@ -62,13 +62,11 @@ def test_delay_and_jitter_on_market_frames(
     delay_ms, jitter_ms = rng.randint(50, 100), rng.randint(20, 100)
     print(f"delay {delay_ms} ms + uniform(0, {jitter_ms}) ms per market frame")
     faults = [{"type": "delay", "kind": "stream", "ms": delay_ms, "jitter_ms": jitter_ms}]
-    stages = start_scenario(
-        processes, redis_server, tmp_path,
-        "--seed", str(rng.randrange(10**6)), "--rate", "1.5",
+    stages, client = start_scenario(
+        processes, redis_server, tmp_path, rng, "--rate", "1.5",
         "--faults", _fault_file(tmp_path, faults),
         env={"TICKPIPE_CHANNELS": "trade"},
     )  # fmt: skip
-    client = redis_server.client()
     wait_for(lambda: client.xlen(KEYS.trades(PARTITION)) >= 60, timeout_s=90,
              what="60 trades through the delayed connection")  # fmt: skip
     ingestor = health(client, "ingestor", "ing")
@@ -107,10 +105,7 @@ def test_duplicated_reordered_and_malformed_frames(
         {"type": "malformed", "kind": "stream", "count": bad, "at": rng.uniform(0, 2)},
         {"type": "depth_gap", "symbol": "ETHUSDT", "count": 1, "at": rng.uniform(1, 3)},
     ]
-    stages = start_scenario(
-        processes, redis_server, tmp_path, "--seed", str(rng.randrange(10**6)), "--rate", "10"
-    )
-    client = redis_server.client()
+    stages, client = start_scenario(processes, redis_server, tmp_path, rng, "--rate", "10")
     _flowing(client)
     inject(tmp_path, "faults", faults)
     dead_letters = KEYS.dead_letters(PARTITION)
@@ -168,12 +163,10 @@ def test_a_connection_dropped_in_the_middle_of_a_burst(
     in_flight = {"BTCUSDT": rng.randint(2, 6), "ETHUSDT": rng.randint(0, 4)}
     print(f"burst x10 for {burst_s:.1f} s once trades flow; the connection dropped "
           f"{drop_at:.2f} s into it, losing the trades in flight {in_flight}")  # fmt: skip
-    stages = start_scenario(
-        processes, redis_server, tmp_path,
-        "--seed", str(rng.randrange(10**6)), "--rate", "10",
+    stages, client = start_scenario(
+        processes, redis_server, tmp_path, rng, "--rate", "10",
         env={"TICKPIPE_CHANNELS": "trade"},
     )  # fmt: skip
-    client = redis_server.client()
     _flowing(client)
     inject(tmp_path, "scenario", {"name": "burst", "duration": burst_s, "factor": 10})
     lost = [{"type": "trade_gap", "symbol": symbol, "count": n, "at": drop_at - 0.05}
@@ -206,11 +199,8 @@ def test_a_burst_of_ten_times_the_rate(
     rng = draw_seed("burst")
     burst_s = rng.uniform(5, 8)
     print(f"burst x10 for {burst_s:.1f} s once trades flow (20 -> 200 trades/s per symbol)")
-    stages = start_scenario(
-        processes, redis_server, tmp_path, "--seed", str(rng.randrange(10**6)), "--rate", "20"
-    )
+    stages, client = start_scenario(processes, redis_server, tmp_path, rng, "--rate", "20")
     ingestor_stage, processor_stage, _ = stages
-    client = redis_server.client()
     before = _flowing(client, 50)
     baseline = {s.name: _rss_mb(s.proc.pid) for s in (ingestor_stage, processor_stage)}
     inject(tmp_path, "scenario", {"name": "burst", "duration": burst_s, "factor": 10})
@@ -273,9 +263,8 @@ def test_crash_and_spike_place_and_cancel_limit_orders(
          "pct": crash_pct},
         {"name": "spike", "symbol": "ETHUSDT", "at": spike_at, "duration": 10, "pct": spike_pct},
     ]  # fmt: skip
-    stages = start_scenario(
-        processes, redis_server, tmp_path,
-        "--seed", str(rng.randrange(10**6)), "--rate", "20",
+    stages, client = start_scenario(
+        processes, redis_server, tmp_path, rng, "--rate", "20",
         env={
             "TICKPIPE_STRATEGIES": "threshold_cross,rapid_move",
             "TICKPIPE_THRESHOLDS": ",".join(f"{s}={p}" for s, p in levels.items()),
@@ -286,7 +275,6 @@ def test_crash_and_spike_place_and_cancel_limit_orders(
             "TICKPIPE_CHANNELS": "trade,bookTicker",
         },
     )  # fmt: skip
-    client = redis_server.client()
     truth_path = tmp_path / "ground-truth.jsonl"
     _flowing(client)
     inject(tmp_path, "scenario", scenarios)
@@ -369,13 +357,11 @@ def test_a_venue_whose_clock_is_off(
     rng = draw_seed("venue-clock")
     skew_ms = -rng.randint(1500, 4000)
     print(f"the venue's clock is off by {skew_ms} ms")
-    stages = start_scenario(
-        processes, redis_server, tmp_path,
-        "--seed", str(rng.randrange(10**6)), "--rate", "20",
+    stages, client = start_scenario(
+        processes, redis_server, tmp_path, rng, "--rate", "20",
         "--clock-offset-ms", str(skew_ms),
         env={"TICKPIPE_CHANNELS": "trade"},
     )  # fmt: skip
-    client = redis_server.client()
     wait_for(lambda: health(client, "ingestor", "ing").get("private_subscribed"), timeout_s=30,
              what="the ingestor's user-data subscription")  # fmt: skip
     wait_for(lambda: client.xlen(KEYS.signals(PARTITION)) >= 2, timeout_s=60, what="two signals")
@@ -413,10 +399,7 @@ def test_one_subscription_silenced_while_its_connection_flows(
     rng = draw_seed("silent-subscription")
     silent_s = rng.uniform(4, 8)
     print(f"btcusdt@trade silenced for {silent_s:.1f} s once trades flow")
-    stages = start_scenario(
-        processes, redis_server, tmp_path, "--seed", str(rng.randrange(10**6)), "--rate", "20"
-    )
-    client = redis_server.client()
+    stages, client = start_scenario(processes, redis_server, tmp_path, rng, "--rate", "20")
     _flowing(client)
     inject(tmp_path, "faults", {"type": "stall", "stream": "btcusdt@trade", "duration": silent_s})
     wait_for(lambda: health(client, "ingestor", "ing").get("streams_silent", 0) >= 1,
@@ -470,12 +453,10 @@ def test_a_halt_then_resume(
     rng = draw_seed("halt")
     halt_s = rng.uniform(8, 12)
     print(f"BTCUSDT halted for {halt_s:.1f} s once trades flow")
-    stages = start_scenario(
-        processes, redis_server, tmp_path,
-        "--seed", str(rng.randrange(10**6)), "--rate", "20",
+    stages, client = start_scenario(
+        processes, redis_server, tmp_path, rng, "--rate", "20",
         env={"TICKPIPE_MAX_PRICE_AGE_S": "1.5"},
     )  # fmt: skip
-    client = redis_server.client()
     _flowing(client)
     inject(tmp_path, "scenario", {"name": "halt", "symbol": "BTCUSDT", "duration": halt_s})
     quiet = wait_for(lambda: health(client, "ingestor", "ing").get("quiet_symbols"),

@@ -4,68 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.mock_support import Scenario, run_scenario
+from tests.mock_support import (
+    Scenario,
+    market_order,
+    recv_json,
+    recv_until,
+    request,
+    run_scenario,
+    signed,
+)
 from tickpipe.mock_ws import MockExchange, read_ground_truth
 from tickpipe.venues.binance.wire import (
-    hmac_signature,
     parse_execution_report,
     parse_trade,
     unwrap,
-    ws_api_payload,
 )
 
 
 def run(scenario: Scenario, **kwargs: Any) -> None:
     run_scenario(scenario, timeout_s=8, **({"trades_per_s": 50.0} | kwargs))
-
-
-async def recv_json(ws: ClientConnection) -> Any:
-    return orjson.loads(await asyncio.wait_for(ws.recv(), 3.0))
-
-
-async def recv_until(ws: ClientConnection, accept: Callable[[Any], bool]) -> Any:
-    """Read frames until one satisfies ``accept`` (the caller's wait_for bounds it)."""
-    while True:
-        message = await recv_json(ws)
-        if accept(message):
-            return message
-
-
-def signed(
-    params: dict[str, Any], *, key: str = "mock-key", secret: str = "mock-secret", age_ms: int = 0
-) -> dict[str, Any]:
-    out = {"apiKey": key, "timestamp": time.time_ns() // 1_000_000 - age_ms, **params}
-    out["signature"] = hmac_signature(secret, ws_api_payload(out))
-    return out
-
-
-async def request(ws: ClientConnection, rid: Any, method: str, params: Any = None) -> Any:
-    body: dict[str, Any] = {"id": rid, "method": method}
-    if params is not None:
-        body["params"] = params
-    await ws.send(orjson.dumps(body).decode())
-    return await recv_until(ws, lambda m: isinstance(m, dict) and m.get("id") == rid)
-
-
-def market_order(cid: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "symbol": "BTCUSDT",
-        "side": "BUY",
-        "type": "MARKET",
-        "quantity": "0.001",
-        "newClientOrderId": cid,
-        **extra,
-    }
 
 
 def test_raw_stream_sends_bare_contiguous_trades() -> None:

@@ -14,11 +14,11 @@ import asyncio
 import datetime
 import ssl
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -37,6 +37,7 @@ with warnings.catch_warnings():
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 NS_PER_MS = 1_000_000
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -111,6 +112,23 @@ async def python_binance(
         await client.close_connection()
 
 
+def python_binance_on_frozen_market(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ask: Callable[[AsyncClient], Awaitable[T]],
+) -> tuple[MockExchange, int, T]:
+    """Run ``ask`` with a python-binance client on a :func:`frozen_market`; return the mock, the
+    time its clock holds (ms) and what ``ask`` returned. The closed mock's market state stays
+    as the client saw it, for the test to compare with."""
+
+    async def main() -> tuple[MockExchange, int, T]:
+        async with frozen_market(tmp_path) as (mock, now_ms):
+            async with python_binance(mock, monkeypatch) as client:
+                return mock, now_ms, await ask(client)
+
+    return asyncio.run(main())
+
+
 def test_ccxt_tickers_equal_the_mock_market(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with frozen_market(tmp_path) as (mock, now_ms):
@@ -136,29 +154,30 @@ def test_ccxt_tickers_equal_the_mock_market(tmp_path: Path) -> None:
 def test_python_binance_tickers_equal_the_mock_market(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def scenario() -> None:
-        async with frozen_market(tmp_path) as (mock, now_ms):
-            feed = mock.feed
-            async with python_binance(mock, monkeypatch) as client:
-                day = await client.get_ticker(symbol="ETHUSDT")
-                price = await client.get_symbol_ticker(symbol="ETHUSDT")
-                prices = await client.get_symbol_ticker()
-                book = await client.get_orderbook_ticker(symbol="ETHUSDT")
-                average = await client.get_avg_price(symbol="ETHUSDT")
-                ui = await client.get_ui_klines(symbol="ETHUSDT", interval="1m")
-        assert day == tickers_24hr(feed, {"symbol": "ETHUSDT"}, now_ms)
-        assert Decimal(price["price"]) == Decimal(mock.market.last_price("ETHUSDT"))
-        assert {p["symbol"] for p in prices} == {"BTCUSDT", "ETHUSDT"}
-        assert book == book_tickers(feed, {"symbol": "ETHUSDT"})
-        assert average == avg_price(feed, "ETHUSDT", now_ms) and average["mins"] == 5
-        # The 5-minute average over every trade the market made (all inside the window).
-        trades = [t for _, t in feed.trades["ETHUSDT"]]
-        volume = sum(Decimal(t.qty) for t in trades)
-        vwap = sum(Decimal(t.price) * Decimal(t.qty) for t in trades) / volume
-        assert Decimal(average["price"]) == vwap.quantize(Decimal("0.00000001"))
-        assert ui == feed.klines("ETHUSDT", "1m", None, None, 500) and ui
+    async def ask(client: AsyncClient) -> list[Any]:
+        return [
+            await client.get_ticker(symbol="ETHUSDT"),
+            await client.get_symbol_ticker(symbol="ETHUSDT"),
+            await client.get_symbol_ticker(),
+            await client.get_orderbook_ticker(symbol="ETHUSDT"),
+            await client.get_avg_price(symbol="ETHUSDT"),
+            await client.get_ui_klines(symbol="ETHUSDT", interval="1m"),
+        ]
 
-    asyncio.run(scenario())
+    mock, now_ms, answers = python_binance_on_frozen_market(tmp_path, monkeypatch, ask)
+    day, price, prices, book, average, ui = answers
+    feed = mock.feed
+    assert day == tickers_24hr(feed, {"symbol": "ETHUSDT"}, now_ms)
+    assert Decimal(price["price"]) == Decimal(mock.market.last_price("ETHUSDT"))
+    assert {p["symbol"] for p in prices} == {"BTCUSDT", "ETHUSDT"}
+    assert book == book_tickers(feed, {"symbol": "ETHUSDT"})
+    assert average == avg_price(feed, "ETHUSDT", now_ms) and average["mins"] == 5
+    # The 5-minute average over every trade the market made (all inside the window).
+    trades = [t for _, t in feed.trades["ETHUSDT"]]
+    volume = sum(Decimal(t.qty) for t in trades)
+    vwap = sum(Decimal(t.price) * Decimal(t.qty) for t in trades) / volume
+    assert Decimal(average["price"]) == vwap.quantize(Decimal("0.00000001"))
+    assert ui == feed.klines("ETHUSDT", "1m", None, None, 500) and ui
 
 
 def test_ccxt_order_history_bulk_cancel_and_test_orders(tmp_path: Path) -> None:
@@ -275,28 +294,29 @@ def test_ccxt_meets_the_venue_filters_and_order_types(tmp_path: Path) -> None:
 def test_python_binance_websocket_api_market_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def scenario() -> None:
-        async with frozen_market(tmp_path) as (mock, now_ms):
-            feed = mock.feed
-            async with python_binance(mock, monkeypatch) as client:
-                depth = await client.ws_get_order_book(symbol="BTCUSDT", limit=10)
-                recent = await client.ws_get_recent_trades(symbol="BTCUSDT", limit=20)
-                klines = await client.ws_get_klines(symbol="BTCUSDT", interval="1s")
-                day = await client.ws_get_ticker(symbol="BTCUSDT")
-                every = await client.ws_get_ticker(symbols=["BTCUSDT", "ETHUSDT"])
-                price = await client.ws_get_symbol_ticker(symbol="BTCUSDT")
-                book = await client.ws_get_orderbook_ticker(symbol="BTCUSDT")
-                average = await client.ws_get_avg_price(symbol="BTCUSDT")
-        assert depth == feed.depth("BTCUSDT", 10) and len(depth["bids"]) == 10
-        assert recent == feed.recent_trades("BTCUSDT", 20) and recent
-        assert klines == feed.klines("BTCUSDT", "1s", None, None, 500) and klines
-        assert day == tickers_24hr(feed, {"symbol": "BTCUSDT"}, now_ms)
-        assert every == tickers_24hr(feed, {}, now_ms)
-        assert Decimal(price["price"]) == Decimal(mock.market.last_price("BTCUSDT"))
-        assert book == book_tickers(feed, {"symbol": "BTCUSDT"})
-        assert average == avg_price(feed, "BTCUSDT", now_ms)
+    async def ask(client: AsyncClient) -> list[Any]:
+        return [
+            await client.ws_get_order_book(symbol="BTCUSDT", limit=10),
+            await client.ws_get_recent_trades(symbol="BTCUSDT", limit=20),
+            await client.ws_get_klines(symbol="BTCUSDT", interval="1s"),
+            await client.ws_get_ticker(symbol="BTCUSDT"),
+            await client.ws_get_ticker(symbols=["BTCUSDT", "ETHUSDT"]),
+            await client.ws_get_symbol_ticker(symbol="BTCUSDT"),
+            await client.ws_get_orderbook_ticker(symbol="BTCUSDT"),
+            await client.ws_get_avg_price(symbol="BTCUSDT"),
+        ]
 
-    asyncio.run(scenario())
+    mock, now_ms, answers = python_binance_on_frozen_market(tmp_path, monkeypatch, ask)
+    depth, recent, klines, day, every, price, book, average = answers
+    feed = mock.feed
+    assert depth == feed.depth("BTCUSDT", 10) and len(depth["bids"]) == 10
+    assert recent == feed.recent_trades("BTCUSDT", 20) and recent
+    assert klines == feed.klines("BTCUSDT", "1s", None, None, 500) and klines
+    assert day == tickers_24hr(feed, {"symbol": "BTCUSDT"}, now_ms)
+    assert every == tickers_24hr(feed, {}, now_ms)
+    assert Decimal(price["price"]) == Decimal(mock.market.last_price("BTCUSDT"))
+    assert book == book_tickers(feed, {"symbol": "BTCUSDT"})
+    assert average == avg_price(feed, "BTCUSDT", now_ms)
 
 
 def test_python_binance_websocket_api_account_methods(

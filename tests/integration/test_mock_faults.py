@@ -14,46 +14,16 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.mock_support import Scenario, run_scenario
+from tests.mock_support import Scenario, market_order, recv_json, request, run_scenario, signed
 from tickpipe.mock_ws import FaultError, MockExchange, read_ground_truth
-from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
 
 def run(scenario: Scenario, **kwargs: Any) -> None:
     run_scenario(scenario, timeout_s=9, **({"trades_per_s": 80.0} | kwargs))
 
 
-async def recv_json(ws: ClientConnection, wait: float = 3.0) -> Any:
-    return orjson.loads(await asyncio.wait_for(ws.recv(), wait))
-
-
-async def request(ws: ClientConnection, rid: Any, method: str, params: Any = None) -> Any:
-    body: dict[str, Any] = {"id": rid, "method": method}
-    if params is not None:
-        body["params"] = params
-    await ws.send(orjson.dumps(body).decode())
-    while True:
-        message = await recv_json(ws)
-        if message.get("id") == rid:
-            return message
-
-
-def signed(params: dict[str, Any]) -> dict[str, Any]:
-    out = {"apiKey": "mock-key", "timestamp": time.time_ns() // 1_000_000, **params}
-    out["signature"] = hmac_signature("mock-secret", ws_api_payload(out))
-    return out
-
-
 def order(cid: str) -> dict[str, Any]:
-    return signed(
-        {
-            "symbol": "BTCUSDT",
-            "side": "BUY",
-            "type": "MARKET",
-            "quantity": "0.001",
-            "newClientOrderId": cid,
-        }
-    )
+    return signed(market_order(cid))
 
 
 async def wait_closed(ws: ClientConnection) -> int | None:
@@ -115,10 +85,10 @@ def test_stall_stops_data_but_pings_are_answered(tmp_path: Path) -> None:
             drained = first
             with pytest.raises(TimeoutError):
                 while True:
-                    drained = await recv_json(ws, wait=0.5)
+                    drained = await recv_json(ws, wait_s=0.5)
             pong = await ws.ping()
             await asyncio.wait_for(pong, 1)
-            after = await recv_json(ws, wait=3)
+            after = await recv_json(ws, wait_s=3)
             assert after["t"] > drained["t"] + 1  # trades generated during the stall are lost
 
     run(scenario, ground_truth_path=str(gt))

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.mock_support import Scenario, run_scenario
+from tests.mock_support import Scenario, recv_json, request, run_scenario, signed
 from tickpipe.mock_ws import MockExchange
 from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
@@ -51,23 +49,9 @@ async def rest(
             return resp.status, await resp.json()
 
 
-def signed_ws(params: dict[str, Any]) -> dict[str, Any]:
-    out = {"apiKey": KEY, "timestamp": time.time_ns() // 1_000_000, **params}
-    out["signature"] = hmac_signature(SECRET, ws_api_payload(out))
-    return out
-
-
-async def ws_call(ws: ClientConnection, rid: str, method: str, params: Any) -> Any:
-    await ws.send(orjson.dumps({"id": rid, "method": method, "params": params}).decode())
-    while True:
-        message = orjson.loads(await asyncio.wait_for(ws.recv(), 3))
-        if message.get("id") == rid:
-            return message
-
-
 async def next_report(ws: ClientConnection) -> dict[str, Any]:
     while True:
-        message = orjson.loads(await asyncio.wait_for(ws.recv(), 3))
+        message = await recv_json(ws)
         event = message.get("event", message)
         if event.get("e") == "executionReport":
             return dict(event)
@@ -89,7 +73,7 @@ def far_buy(mock: MockExchange, cid: str) -> dict[str, Any]:
 def test_rest_place_query_list_cancel_with_user_data() -> None:
     async def scenario(mock: MockExchange) -> None:
         async with connect(mock.ws_api_url) as ws:
-            sub = await ws_call(ws, "s", "userDataStream.subscribe.signature", signed_ws({}))
+            sub = await request(ws, "s", "userDataStream.subscribe.signature", signed({}))
             assert sub["status"] == 200
             status, placed = await rest(
                 mock, "POST", "/api/v3/order", far_buy(mock, "r-1"), in_body=True
@@ -125,23 +109,23 @@ def test_rest_place_query_list_cancel_with_user_data() -> None:
 def test_ws_api_cancel_open_orders_and_account() -> None:
     async def scenario(mock: MockExchange) -> None:
         async with connect(mock.ws_api_url) as ws:
-            placed = await ws_call(ws, "p", "order.place", signed_ws(far_buy(mock, "w-1")))
+            placed = await request(ws, "p", "order.place", signed(far_buy(mock, "w-1")))
             assert placed["status"] == 200 and placed["result"]["status"] == "NEW"
-            listed = await ws_call(ws, "l", "openOrders.status", signed_ws({"symbol": "BTCUSDT"}))
+            listed = await request(ws, "l", "openOrders.status", signed({"symbol": "BTCUSDT"}))
             assert [o["clientOrderId"] for o in listed["result"]] == ["w-1"]
-            account = await ws_call(ws, "a", "account.status", signed_ws({}))
+            account = await request(ws, "a", "account.status", signed({}))
             assert account["status"] == 200 and account["result"]["accountType"] == "SPOT"
-            cancel = signed_ws({"symbol": "BTCUSDT", "origClientOrderId": "w-1"})
-            done = await ws_call(ws, "c", "order.cancel", cancel)
+            cancel = signed({"symbol": "BTCUSDT", "origClientOrderId": "w-1"})
+            done = await request(ws, "c", "order.cancel", cancel)
             assert done["status"] == 200 and done["result"]["status"] == "CANCELED"
-            again = await ws_call(
+            again = await request(
                 ws,
                 "c2",
                 "order.cancel",
-                signed_ws({"symbol": "BTCUSDT", "origClientOrderId": "w-1"}),
+                signed({"symbol": "BTCUSDT", "origClientOrderId": "w-1"}),
             )
             assert again["error"] == {"code": -2011, "msg": "Unknown order sent."}
-            empty = await ws_call(ws, "l2", "openOrders.status", signed_ws({}))
+            empty = await request(ws, "l2", "openOrders.status", signed({}))
             assert empty["result"] == []
 
     run(scenario)
@@ -150,10 +134,10 @@ def test_ws_api_cancel_open_orders_and_account() -> None:
 def test_resting_order_fills_when_the_market_moves() -> None:
     async def scenario(mock: MockExchange) -> None:
         async with connect(mock.ws_api_url) as ws:
-            await ws_call(ws, "s", "userDataStream.subscribe.signature", signed_ws({}))
+            await request(ws, "s", "userDataStream.subscribe.signature", signed({}))
             last = Decimal(mock.market.last_price("BTCUSDT"))
             params = {**far_buy(mock, "m-1"), "price": f"{last - 2:.2f}"}
-            placed = await ws_call(ws, "p", "order.place", signed_ws(params))
+            placed = await request(ws, "p", "order.place", signed(params))
             assert placed["status"] == 200
             reports = []
             while not reports or reports[-1]["X"] != "FILLED":
@@ -175,7 +159,7 @@ def test_listen_key_stream_gets_raw_events() -> None:
                 key = (await resp.json())["listenKey"]
             async with connect(f"{mock.ws_url}/ws/{key}") as ws:
                 await rest(mock, "POST", "/api/v3/order", far_buy(mock, "k-1"), in_body=True)
-                event = orjson.loads(await asyncio.wait_for(ws.recv(), 3))
+                event = await recv_json(ws)
                 assert event["e"] == "executionReport" and event["c"] == "k-1"
             async with http.put(url, params={"listenKey": key}, headers=headers) as resp:
                 assert resp.status == 200 and await resp.json() == {}
@@ -204,7 +188,7 @@ def test_rest_order_entry_faults() -> None:
 def test_balance_update_reaches_subscribers() -> None:
     async def scenario(mock: MockExchange) -> None:
         async with connect(mock.ws_api_url) as ws:
-            await ws_call(ws, "s", "userDataStream.subscribe.signature", signed_ws({}))
+            await request(ws, "s", "userDataStream.subscribe.signature", signed({}))
             async with aiohttp.ClientSession() as http:
                 body = {"asset": "usdt", "delta": "-10.5"}
                 async with http.post(f"{mock.rest_url}/_mock/balance", json=body) as resp:
@@ -212,15 +196,15 @@ def test_balance_update_reaches_subscribers() -> None:
                     assert (await resp.json())["free"] == "999989.50000000"
                 async with http.post(f"{mock.rest_url}/_mock/balance", json={}) as resp:
                     assert resp.status == 400
-            update = orjson.loads(await asyncio.wait_for(ws.recv(), 3))["event"]
+            update = (await recv_json(ws))["event"]
             assert update["e"] == "balanceUpdate" and (update["a"], update["d"]) == (
                 "USDT",
                 "-10.5",
             )
-            position = orjson.loads(await asyncio.wait_for(ws.recv(), 3))["event"]
+            position = (await recv_json(ws))["event"]
             assert position["e"] == "outboundAccountPosition"
             mock.adjust_balance("BTC", "1")
-            update = orjson.loads(await asyncio.wait_for(ws.recv(), 3))["event"]
+            update = (await recv_json(ws))["event"]
             assert (update["a"], update["d"]) == ("BTC", "1")
 
     run(scenario)
@@ -251,10 +235,10 @@ def test_ed25519_rest_signature_and_ws_api_session_logon() -> None:
         async with connect(mock.ws_api_url) as ws:
             params: dict[str, Any] = {"apiKey": "ed-key", "timestamp": time.time_ns() // 10**6}
             params["signature"] = ed25519_signature(private, ws_api_payload(params))
-            logon = await ws_call(ws, "l", "session.logon", params)
+            logon = await request(ws, "l", "session.logon", params)
             assert logon["status"] == 200 and logon["result"]["apiKey"] == "ed-key"
             order = {**far_buy(mock, "ed-1"), "timestamp": time.time_ns() // 10**6}
-            placed = await ws_call(ws, "p", "order.place", order)
+            placed = await request(ws, "p", "order.place", order)
             assert placed["status"] == 200 and placed["result"]["clientOrderId"] == "ed-1"
 
     run(scenario, ed25519_keys={"ed-key": pem})

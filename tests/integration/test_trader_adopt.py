@@ -47,10 +47,7 @@ def test_an_order_whose_intent_was_lost_is_adopted_at_start(
     async def scenario() -> None:
         venue = FakeVenue()
         h = Harness(venue)
-        await h.add_signal(make_signal(1))
-        await h.add_signal(make_signal(2, side="sell", qty="0.0004"))
-        h.start()
-        await until(lambda: h.has_event("ack", 2))
+        await h.start_acked(make_signal(1), make_signal(2, side="sell", qty="0.0004"))
         await h.finish()
         lost = client_order_id_for(make_signal(2).signal_id)
         await _lose_the_tail(h, [lost], {"BTCUSDT": "0.001", "BTCUSDT:avg_cost": "61800"})
@@ -88,9 +85,7 @@ def test_an_order_lost_while_running_is_adopted_after_a_redis_reconnect(
         venue = FakeVenue(status="NEW")  # a LIMIT order rests at the venue
         settings = make_settings(order_type="LIMIT", reconcile_every_s=3600.0)
         h = Harness(venue, settings, redis=fakeredis.FakeAsyncRedis(server=server))
-        await h.add_signal(make_signal(1))
-        h.start()
-        await until(lambda: h.has_event("ack"))
+        await h.start_acked(make_signal(1))
         cid = client_order_id_for(make_signal(1).signal_id)
         # The order fills; Redis restarts without its last writes (the intent among them).
         venue.fill(cid, "0.001", "61.8")
@@ -122,9 +117,7 @@ def test_a_lost_working_order_is_adopted_by_the_periodic_reconciliation() -> Non
         venue = FakeVenue(status="NEW")
         settings = make_settings(order_type="LIMIT", reconcile_every_s=0.2)
         h = Harness(venue, settings)
-        await h.add_signal(make_signal(1))
-        h.start()
-        await until(lambda: h.has_event("ack"))
+        await h.start_acked(make_signal(1))
         cid = client_order_id_for(make_signal(1).signal_id)
         await _lose_the_tail(h, [cid], {})
         venue.fill(cid, "0.0004", "24.72")  # partly filled, still working

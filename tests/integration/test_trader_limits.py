@@ -26,10 +26,7 @@ def test_limit_orders_rest_until_a_cancel_signal_cancels_that_symbols_orders() -
         h = limit_harness(venue, symbols=("BTCUSDT", "ETHUSDT"))
         btc1, btc2 = make_signal(1), make_signal(2, side="sell")
         eth = make_signal(3, symbol="ETHUSDT", signal_id="threshold:ETHUSDT:3", price="3000")
-        for s in (btc1, btc2, eth):
-            await h.add_signal(s)
-        h.start()
-        await until(lambda: h.has_event("ack", 3))
+        await h.start_acked(btc1, btc2, eth)
         assert {o["type"] for o in venue.orders.values()} == {"LIMIT"}
         assert venue.place_calls[0]["price"] == "61800.5"
         assert venue.place_calls[0]["timeInForce"] == "GTC"
@@ -57,10 +54,7 @@ def test_a_cancel_that_times_out_is_settled_by_status_and_one_that_lost_the_race
     async def scenario() -> None:
         venue = FakeVenue()
         h = limit_harness(venue)
-        await h.add_signal(make_signal(1))
-        await h.add_signal(make_signal(2))
-        h.start()
-        await until(lambda: h.has_event("ack", 2))
+        await h.start_acked(make_signal(1), make_signal(2))
         first, second = (client_order_id_for(make_signal(n).signal_id) for n in (1, 2))
         venue.fill(second, "0.001", "61.8")  # filled before the cancel arrives
         venue.cancel_times_out = True
@@ -82,9 +76,7 @@ def test_kill_switch_refuses_orders_and_cancels_every_working_order() -> None:
     async def scenario() -> None:
         venue = FakeVenue()
         h = limit_harness(venue)
-        await h.add_signal(make_signal(1))
-        h.start()
-        await until(lambda: h.has_event("ack"))
+        await h.start_acked(make_signal(1))
         cid = client_order_id_for(make_signal(1).signal_id)
         await set_kill_switch(h.redis, h.settings, True)
         assert await kill_switch_on(h.redis, h.settings)
@@ -138,9 +130,7 @@ def test_working_orders_past_the_position_limit_are_cancelled() -> None:
     async def scenario() -> None:
         venue = FakeVenue()
         h = limit_harness(venue, max_position="0.0015")
-        await h.add_signal(make_signal(1))
-        h.start()
-        await until(lambda: h.has_event("ack"))
+        await h.start_acked(make_signal(1))
         cid = client_order_id_for(make_signal(1).signal_id)
         # A fill from outside this order pushes the position to its limit: the order must go.
         await h.redis.hset(h.settings.keys.positions("binance"), "BTCUSDT", "0.0015")

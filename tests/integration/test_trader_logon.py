@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests.integration.test_trader_shell import Harness, make_settings, make_signal, seed_market
-from tests.waits import until
 from tickpipe.common.errors import AuthError
 from tickpipe.common.settings import Secret, Settings
 from tickpipe.trader.shell import run
@@ -94,9 +93,7 @@ def test_ed25519_session_logs_on_once_then_orders_go_unsigned() -> None:
     async def scenario() -> None:
         async with ed25519_venue(PRIVATE.public_key()) as (venue, settings):
             h = Harness(None, settings)  # type: ignore[arg-type]  # the trader's own client
-            await h.add_signal(make_signal(1))
-            h.start()
-            await until(lambda: h.has_event("ack"))
+            await h.start_acked(make_signal(1))
             await h.finish()
         methods = [m for m in venue.methods if m != "time"]  # venue clock samples
         assert methods[0] == "session.logon" and methods.count("session.logon") == 1

@@ -28,9 +28,7 @@ def test_start_reconciles_fills_missed_while_down_orphans_and_unknown_orders() -
     async def scenario() -> None:
         venue = FakeVenue()
         h = Harness(venue, make_settings(order_type="LIMIT"))
-        await h.add_signal(make_signal(1))
-        h.start()
-        await until(lambda: h.has_event("ack"))
+        await h.start_acked(make_signal(1))
         await h.finish()
         cid = client_order_id_for(make_signal(1).signal_id)
         venue.fill(cid, "0.001", "61.8")  # filled while the trader was down
@@ -75,10 +73,7 @@ def test_a_private_stream_reconnect_or_venue_reconnect_triggers_reconciliation()
         venue = FakeVenue()
         venue.lists_open_orders = False  # an older venue: every working order is queried
         h = Harness(venue, make_settings(order_type="LIMIT"))
-        await h.add_signal(make_signal(1))
-        await h.add_signal(make_signal(2))
-        h.start()
-        await until(lambda: h.has_event("ack", 2))
+        await h.start_acked(make_signal(1), make_signal(2))
         first, second = (client_order_id_for(make_signal(n).signal_id) for n in (1, 2))
         venue.fill(first, "0.0004", "24.72")  # missed while the private stream was down
         marker = RawFrame("marker", "binance", "user/x.2", 0, time.time_ns(),
@@ -108,10 +103,10 @@ def test_positions_carry_average_cost_realised_and_unrealised_profit() -> None:
     async def scenario() -> None:
         venue = FakeVenue()  # fills MARKET orders at once for 61.8 quote
         h = Harness(venue)
-        await h.add_signal(make_signal(1))  # buy 0.001 for 61.8: average cost 61800
-        await h.add_signal(make_signal(2, side="sell", qty="0.0004"))  # 0.0004 for 61.8
-        h.start()
-        await until(lambda: h.has_event("ack", 2))
+        await h.start_acked(
+            make_signal(1),  # buy 0.001 for 61.8: average cost 61800
+            make_signal(2, side="sell", qty="0.0004"),  # 0.0004 for 61.8
+        )
         partition = next(iter(h.settings.partitions()))
         trade = Trade("binance", "BTCUSDT", "7", "62000", "0.1", "buy", 1, 1)
         await h.redis.xadd(h.settings.keys.trades(partition), trade.to_fields())

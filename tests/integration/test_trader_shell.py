@@ -275,6 +275,13 @@ class Harness:
             await seed_market(self.redis, self.settings, signal.symbol, signal.price)
         await self.redis.xadd(signal_stream(self.settings), signal.to_fields())
 
+    async def start_acked(self, *signals: Signal) -> None:
+        """Add ``signals``, start the trader and wait until it acknowledged an order for each."""
+        for signal in signals:
+            await self.add_signal(signal)
+        self.start()
+        await until(lambda: self.has_event("ack", len(signals)))
+
     async def events(self) -> list[dict[str, str]]:
         return await order_events(self.redis, self.settings)
 
@@ -295,9 +302,7 @@ def test_one_signal_becomes_one_order_then_ack_position_and_health() -> None:
         venue = FakeVenue()
         h = Harness(venue)
         signal = make_signal()
-        await h.add_signal(signal)
-        h.start()
-        await until(lambda: h.has_event("ack"))
+        await h.start_acked(signal)
         health_key = h.settings.keys.health("trader", "trader-test")
 
         async def health_shows_the_ack() -> bool:
@@ -336,9 +341,7 @@ def test_timeout_on_place_is_resolved_by_status_never_by_resending() -> None:
         venue = FakeVenue()
         venue.timeouts_after_accept = 1
         h = Harness(venue)
-        await h.add_signal(make_signal())
-        h.start()
-        await until(lambda: h.has_event("ack"))
+        await h.start_acked(make_signal())
         await h.finish()
         assert len(venue.place_calls) == 1 and len(venue.orders) == 1
         assert len(venue.status_calls) >= 1
@@ -406,9 +409,7 @@ def test_duplicate_answer_is_resolved_by_status() -> None:
         h = Harness(venue)
         cid = client_order_id_for(make_signal().signal_id)
         venue.orders[cid] = {"orderId": 77, "status": "NEW", "executedQty": "0", "origQty": "0.001"}
-        await h.add_signal(make_signal())
-        h.start()
-        await until(lambda: h.has_event("ack"))
+        await h.start_acked(make_signal())
         await h.finish()
         assert len(venue.place_calls) == 1 and len(venue.status_calls) == 1
         ack = next(e for e in await h.events() if e["event"] == "ack")
@@ -463,9 +464,7 @@ def test_order_updates_move_state_and_position_once() -> None:
         h = Harness(venue)
         signal = make_signal()
         cid = client_order_id_for(signal.signal_id)
-        await h.add_signal(signal)
-        h.start()
-        await until(lambda: h.has_event("ack"))
+        await h.start_acked(signal)
         updates = h.settings.keys.order_updates("binance")
         for n, (status, filled) in enumerate(
             [("PARTIALLY_FILLED", "0.0004"), ("FILLED", "0.001"), ("FILLED", "0.001")]
@@ -493,9 +492,7 @@ def test_two_signals_across_a_restart_make_two_orders_and_add_up() -> None:
     async def scenario() -> None:
         venue = FakeVenue()
         h = Harness(venue)
-        await h.add_signal(make_signal(1))
-        h.start()
-        await until(lambda: h.has_event("ack", 1))
+        await h.start_acked(make_signal(1))
         await h.finish()
         await h.add_signal(make_signal(2, side="sell", qty="0.0004"))
         await h.add_signal(make_signal(1))  # a duplicate signal entry: no second order

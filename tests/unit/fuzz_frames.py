@@ -1,4 +1,5 @@
-"""Real Binance frames from ../shared/realdata and hypothesis strategies that damage them."""
+"""Real Binance frames from ../shared/realdata, hypothesis strategies that damage them, and the
+fuzz tests' hypothesis settings."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from tests.realdata import REALDATA
@@ -22,6 +24,17 @@ BAD_NUMBERS = ["NaN", "nan", "-1", "-0.00000001", "Infinity", "-inf", "1e999", "
 #: Replacement values of any type, for type swaps.
 ANY_VALUES = [None, True, 0, -1, 10**40, 1.5, float("nan"), "", "x", "NaN", "-1", [], {}, [1],
               {"a": 1}, "1e999", "9" * 400]  # fmt: skip
+
+
+def fuzz_settings(max_examples: int) -> settings:
+    """Return the fuzz tests' settings: ``max_examples`` examples, the same ones on every run (CI
+    does not flake on a new find), no deadline, and large real frames welcome."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example],
+    )
 
 
 def _lines(path: Path, limit: int) -> list[str]:

@@ -28,6 +28,17 @@ def _outage(figures: RedisFigures, clock: Clock) -> RedisOutage:
     )
 
 
+Lane = tuple[RedisFigures, Clock, RedisOutage]
+
+
+@pytest.fixture
+def lane(caplog: pytest.LogCaptureFixture) -> Lane:
+    """Return one lane's figures, manual clock and outage, its warnings captured by ``caplog``."""
+    caplog.set_level(logging.WARNING, "tickpipe.test")
+    figures, clock = RedisFigures(), Clock()
+    return figures, clock, _outage(figures, clock)
+
+
 def _said(caplog: pytest.LogCaptureFixture) -> list[str]:
     lines = [r.getMessage() for r in caplog.records]
     caplog.clear()
@@ -35,11 +46,9 @@ def _said(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_an_outage_is_told_once_then_reminded_then_cleared(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, lane: Lane
 ) -> None:
-    caplog.set_level(logging.WARNING, "tickpipe.test")
-    figures, clock = RedisFigures(), Clock()
-    outage = _outage(figures, clock)
+    figures, clock, outage = lane
     for _ in range(50):  # many retries within the first 29 s: one line
         outage.failed(BaseParser.parse_error(OOM))
         clock.now_s += 0.5
@@ -59,11 +68,9 @@ def test_an_outage_is_told_once_then_reminded_then_cleared(
 
 
 def test_an_outage_that_comes_and_goes_is_counted_not_repeated(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, lane: Lane
 ) -> None:
-    caplog.set_level(logging.WARNING, "tickpipe.test")
-    figures, clock = RedisFigures(), Clock()
-    outage = _outage(figures, clock)
+    figures, clock, outage = lane
     for _ in range(20):  # Redis right at maxmemory: refused, accepted, refused...
         outage.failed(BaseParser.parse_error(OOM))
         clock.now_s += 0.5

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.unit.fuzz_frames import (
@@ -16,17 +16,13 @@ from tests.unit.fuzz_frames import (
     BAD_NUMBERS,
     damaged_frames,
     execution_report,
+    fuzz_settings,
     real_trade_frames,
 )
 from tickpipe.common.errors import DecodeError
 from tickpipe.venues.binance import wire as binance
 
-FUZZ = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,  # the same examples on every run: CI does not flake on a new find
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example],
-)
+FUZZ = fuzz_settings(300)
 
 
 def _valid_number(text: str, *, positive: bool) -> bool:

@@ -11,22 +11,23 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.unit.fuzz_frames import BAD_NUMBERS, damaged_frames, execution_report, real_frames
+from tests.unit.fuzz_frames import (
+    BAD_NUMBERS,
+    damaged_frames,
+    execution_report,
+    fuzz_settings,
+    real_frames,
+)
 from tickpipe.common.schema import RawFrame
 from tickpipe.processor.core import BadEntry, PartitionState, process_batch
 from tickpipe.processor.lanes import decode_entries
 from tickpipe.processor.private import VenueState, process_private_batch
 from tickpipe.processor.strategies import ThresholdCross
 
-FUZZ = settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,  # the same examples on every run: CI does not flake on a new find
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example],
-)
+FUZZ = fuzz_settings(150)
 TS_NOW = 1_800_000_000_000_000_000
 #: When the capture's first frames were received (their trade times lie within seconds of it).
 RECV_NS = 1_723_161_256_000_000_000

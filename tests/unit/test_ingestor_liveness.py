@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from tests.realdata import REALDATA
 from tickpipe.ingestor.liveness import Cadence, stream_of
@@ -11,7 +12,7 @@ S = 1_000_000_000
 
 
 def cadence(**extra: int) -> Cadence:
-    return Cadence(0, max_silence_ns=extra.pop("max_silence_ns", 60 * S), floor_ns=2 * S, **extra)
+    return Cadence(0, **({"max_silence_ns": 60 * S, "floor_ns": 2 * S} | extra))
 
 
 def feed(c: Cadence, streams: list[str], times: int, every_ns: int, now: int = 0) -> int:
@@ -24,6 +25,24 @@ def feed(c: Cadence, streams: list[str], times: int, every_ns: int, now: int = 0
         for name in streams:
             c.seen(name, now)
     return now
+
+
+def feed_mixed(
+    c: Cadence, ticks: int, tick_ns: int, streams: dict[str, Callable[[int], bool]]
+) -> int:
+    """Let ``ticks`` ticks pass ``tick_ns`` apart from 0; at tick n, each of ``streams`` whose
+    test passes n delivers a frame. Returns the time of the last tick."""
+    now = 0
+    for n in range(ticks):
+        now += tick_ns
+        for name, delivers in streams.items():
+            if delivers(n):
+                c.seen(name, now)
+    return now
+
+
+def every(ticks: int) -> Callable[[int], bool]:
+    return lambda n: n % ticks == 0
 
 
 def test_stream_of_reads_the_stream_name_without_decoding() -> None:
@@ -170,13 +189,9 @@ def test_every_stream_of_one_symbol_quiet_is_a_quiet_symbol_not_a_lost_one() -> 
 def test_a_whole_connection_stalling_singles_out_no_stream() -> None:
     """Streams with different cadences run past their bounds at different times after a stall;
     none of them is a lost subscription, since nothing flowed after the first bound ran out."""
-    c = Cadence(0, max_silence_ns=60 * S, floor_ns=S // 2)
-    now = 0
-    for n in range(200):
-        now += S // 50  # 20 ms
-        c.seen("btcusdt@trade", now)
-        if n % 5 == 0:
-            c.seen("ethusdt@trade", now)  # 100 ms
+    c = cadence(floor_ns=S // 2)
+    streams = {"btcusdt@trade": every(1), "ethusdt@trade": every(5)}  # 20 ms and 100 ms
+    now = feed_mixed(c, 200, S // 50, streams)
     for step in range(1, 400):  # silence everywhere, checked every 10 ms
         assert c.silent_streams(now + step * S // 100) == []
         assert c.quiet_symbols(now + step * S // 100) == []
@@ -185,17 +200,14 @@ def test_a_whole_connection_stalling_singles_out_no_stream() -> None:
 def test_a_halt_flags_no_stream_while_its_streams_run_past_their_bounds_one_by_one() -> None:
     """A halted symbol's streams have different bounds (a regular depth stream runs out first);
     none is a lost subscription while its own siblings are silent too."""
-    c = Cadence(0, max_silence_ns=60 * S, floor_ns=S // 2)
-    now = 0
-    for n in range(300):
-        now += S // 100  # 10 ms
-        c.seen("ethusdt@depth@100ms", now)
-        if n % 10 == 0:
-            c.seen("btcusdt@depth@100ms", now)  # 100 ms, regular
-        if n % 7 == 0 or n in (100, 101, 102):
-            c.seen("btcusdt@trade", now)  # irregular: a 0.7 s longest gap
-        if n % 3 == 0:
-            c.seen("btcusdt@bookTicker", now)
+    c = cadence(floor_ns=S // 2)
+    streams = {
+        "ethusdt@depth@100ms": every(1),  # 10 ms
+        "btcusdt@depth@100ms": every(10),  # 100 ms, regular
+        "btcusdt@trade": lambda n: n % 7 == 0 or n in (100, 101, 102),  # a 0.7 s longest gap
+        "btcusdt@bookTicker": every(3),
+    }
+    now = feed_mixed(c, 300, S // 100, streams)
     quiet_seen = False
     for step in range(1, 500):  # BTCUSDT halts; ETHUSDT flows
         now += S // 100

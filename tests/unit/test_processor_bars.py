@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import msgpack
 
+from tests.builders import build_trade
 from tickpipe.common.schema import Bar, Trade
 from tickpipe.common.units import MS
 from tickpipe.processor.bars import BarBuilder, bucket_start
@@ -14,15 +15,9 @@ S = 1000  # milliseconds per second
 
 
 def trade(tid: int, price: str, qty: str = "1", ts_ms: int = 0, symbol: str = "BTCUSDT") -> Trade:
-    return Trade(
-        venue="binance",
-        symbol=symbol,
-        trade_id=str(tid),
-        price=price,
-        qty=qty,
-        side="buy",
-        ts_event=ts_ms * MS,
-        ts_recv=ts_ms * MS + 5,
+    at_ns = ts_ms * MS
+    return build_trade(
+        symbol=symbol, trade_id=str(tid), price=price, qty=qty, ts_event=at_ns, ts_recv=at_ns + 5
     )
 
 

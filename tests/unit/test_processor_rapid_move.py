@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
+from tests.builders import build_trade
 from tests.unit.test_processor_books import hftbacktest
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.schema import Trade
@@ -16,7 +17,7 @@ from tickpipe.processor.strategies import RapidMove, SignalSpec, ThresholdCross
 
 
 def trade(price: str, ts_ms: int, src: str, symbol: str = "BTCUSDT") -> Trade:
-    return Trade("binance", symbol, "1", price, "1", "buy", ts_ms * MS, 0, src=src)
+    return build_trade(symbol=symbol, price=price, ts_event=ts_ms * MS, ts_recv=0, src=src)
 
 
 def feed(

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import msgpack
 
+from tests.builders import build_trade
 from tickpipe.common.schema import Trade
 from tickpipe.processor.strategies import SignalSpec, Strategy, ThresholdCross
 
 
 def trade(price: str, symbol: str = "BTCUSDT", tid: int = 1) -> Trade:
-    return Trade(
-        venue="binance",
-        symbol=symbol,
-        trade_id=str(tid),
-        price=price,
-        qty="1",
-        side="buy",
-        ts_event=0,
-        ts_recv=0,
-    )
+    return build_trade(symbol=symbol, trade_id=str(tid), price=price, ts_event=0, ts_recv=0)
 
 
 def sides(strategy: Strategy, prices: list[str], symbol: str = "BTCUSDT") -> list[str]:
