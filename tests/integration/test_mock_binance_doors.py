@@ -6,7 +6,8 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from tests.integration.test_mock_trading import rest, run, signed_ws, ws_call
+from tests.integration.test_mock_trading import rest, run
+from tests.mock_support import request, signed
 from tickpipe.mock_ws import MockExchange, read_ground_truth
 
 ORDER = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"}
@@ -24,8 +25,8 @@ def test_an_order_placed_over_rest_is_recorded_as_over_the_ws_api(tmp_path: Path
         assert status == 200, answer
         placed["r"] = answer
         async with connect(mock.ws_api_url) as ws:
-            reply = await ws_call(
-                ws, "1", "order.place", signed_ws({**ORDER, "newClientOrderId": "w"})
+            reply = await request(
+                ws, "1", "order.place", signed({**ORDER, "newClientOrderId": "w"})
             )
         assert reply["status"] == 200, reply
         placed["w"] = reply["result"]
@@ -49,7 +50,7 @@ def test_an_order_query_without_a_symbol_is_refused_alike() -> None:
     async def scenario(mock: MockExchange) -> None:
         status, answer = await rest(mock, "GET", "/api/v3/order", {"origClientOrderId": "x"})
         async with connect(mock.ws_api_url) as ws:
-            reply = await ws_call(ws, "1", "order.status", signed_ws({"origClientOrderId": "x"}))
+            reply = await request(ws, "1", "order.status", signed({"origClientOrderId": "x"}))
         assert reply["error"]["code"] == -1102, reply
         assert (status, answer["code"]) == (400, -1102), answer
 
@@ -65,7 +66,7 @@ def test_an_order_error_fault_answers_its_message_through_either_door() -> None:
         status, answer = await rest(mock, "POST", "/api/v3/order", {**ORDER})
         await mock.inject({**fault, "kind": "api"})
         async with connect(mock.ws_api_url) as ws:
-            reply = await ws_call(ws, "1", "order.place", signed_ws({**ORDER}))
+            reply = await request(ws, "1", "order.place", signed({**ORDER}))
         assert reply["error"] == {"code": -1006, "msg": "backend says no"}, reply
         assert (status, answer) == (503, {"code": -1006, "msg": "backend says no"}), answer
 
