@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +23,8 @@ from tickpipe.common.decimals import finite_decimal
 from tickpipe.common.errors import venue_refusal
 from tickpipe.common.order_spec import order_problem
 from tickpipe.common.schema import OrderIntent
+from tickpipe.common.units import MS
+from tickpipe.venues.alpaca.wire import parse_rfc3339
 
 __all__ = [
     "DUPLICATE_MESSAGE",
@@ -153,23 +154,12 @@ def classify(
 
 def rfc3339_ms(text: Any) -> int:
     """Return epoch milliseconds of an RFC 3339 time (up to ns digits); 0 if unreadable."""
-    if not isinstance(text, str) or "T" not in text:
+    if not isinstance(text, str):
         return 0
-    zone = "+00:00"
-    main = text
-    if main.endswith(("Z", "z")):
-        main = main[:-1]
-    elif len(main) > 6 and main[-6] in "+-" and main[-3] == ":":
-        main, zone = main[:-6], main[-6:]
-    fraction = ""
-    if "." in main:
-        main, fraction = main.split(".", 1)
     try:
-        moment = datetime.fromisoformat(main + zone)
+        return parse_rfc3339(text) // MS
     except ValueError:
         return 0
-    millis = int((fraction + "000")[:3]) if fraction.isdigit() else 0
-    return int(moment.timestamp()) * 1000 + millis
 
 
 def _decimal(value: Any) -> Decimal | None:

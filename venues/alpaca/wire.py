@@ -36,6 +36,7 @@ __all__ = [
     "parse_time",
     "parse_trade",
     "parse_trade_update",
+    "rfc3339",
     "trade_update_key",
 ]
 
@@ -134,6 +135,15 @@ def _int_text(value: Any, what: str) -> str:
     if not (text.isascii() and text.isdigit() and len(text) <= 20) or int(text) >= _MAX_ID:
         raise DecodeError(f"{what} must be an integer in [0, 2**64), got {value!r}")
     return str(int(text))
+
+
+def rfc3339(ns: int) -> str:
+    """Write nanoseconds since the epoch as an RFC 3339 UTC time (trailing zeros dropped)."""
+    seconds, frac = divmod(ns, NS_PER_S)
+    base = (_EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac == 0:
+        return base + "Z"
+    return f"{base}.{frac:09d}".rstrip("0") + "Z"
 
 
 def parse_rfc3339(text: str) -> int:
