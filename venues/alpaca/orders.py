@@ -24,7 +24,7 @@ from tickpipe.common.errors import venue_refusal
 from tickpipe.common.order_spec import order_problem
 from tickpipe.common.schema import OrderIntent
 from tickpipe.common.units import MS
-from tickpipe.venues.alpaca.wire import parse_rfc3339
+from tickpipe.venues.alpaca.wire import map_status, parse_rfc3339
 
 __all__ = [
     "DUPLICATE_MESSAGE",
@@ -39,20 +39,6 @@ __all__ = [
 ]
 
 DUPLICATE_MESSAGE = "client_order_id must be unique"
-_STATUS = {
-    "new": "NEW",
-    "accepted": "NEW",
-    "pending_new": "NEW",
-    "accepted_for_bidding": "NEW",
-    "partially_filled": "PARTIALLY_FILLED",
-    "filled": "FILLED",
-    "canceled": "CANCELED",
-    "done_for_day": "CANCELED",
-    "replaced": "CANCELED",
-    "expired": "EXPIRED",
-    "rejected": "REJECTED",
-    "pending_cancel": "PENDING_CANCEL",
-}
 _FUNDS_CODE = 40310000
 
 
@@ -103,11 +89,6 @@ def order_body(intent: OrderIntent) -> dict[str, Any]:
     if limit:
         body["limit_price"] = intent.price
     return body
-
-
-def map_status(status: str) -> str:
-    """Map an Alpaca order status to the Binance-style status the state machine uses."""
-    return _STATUS.get(status, status.upper())
 
 
 def _number(value: Any) -> float | None:

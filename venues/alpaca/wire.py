@@ -46,17 +46,20 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: Bar message type -> interval of the :class:`Bar` it becomes.
 BAR_INTERVAL = {"b": "1m", "u": "1m", "d": "1d"}
 
+#: Alpaca order status -> the trader's (Binance-style) status; any other is upper-cased.
 _STATUS = {
     "new": "NEW",
     "accepted": "NEW",
     "pending_new": "NEW",
+    "accepted_for_bidding": "NEW",
     "partially_filled": "PARTIALLY_FILLED",
     "filled": "FILLED",
     "canceled": "CANCELED",
     "done_for_day": "CANCELED",
+    "replaced": "CANCELED",
     "expired": "EXPIRED",
     "rejected": "REJECTED",
-    "replaced": "CANCELED",
+    "pending_cancel": "PENDING_CANCEL",
 }
 _EXEC_TYPE = {"fill": "TRADE", "partial_fill": "TRADE", "new": "NEW", "canceled": "CANCELED"}
 _CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
