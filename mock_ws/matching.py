@@ -42,6 +42,7 @@ from tickpipe.mock_ws.order_rules import (
     check_percent_price,
     market_qty,
     parse_order,
+    symbol_param,
 )
 
 __all__ = [
@@ -75,12 +76,6 @@ def _triggers(order_type: str, side: str, stop_price: Decimal, price: Decimal) -
     """
     falling = (side == "SELL") == order_type.startswith("STOP_LOSS")
     return price <= stop_price if falling else price >= stop_price
-
-
-def _mandatory(name: str) -> OrderRejected:
-    return OrderRejected(
-        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-    )
 
 
 @dataclass(frozen=True)
@@ -231,11 +226,7 @@ class MatchingEngine:
         self, params: Mapping[str, Any], now_ns: int
     ) -> tuple[list[dict[str, Any]], list[Event]]:
         """Cancel every open order of a symbol (``DELETE /api/v3/openOrders``); -2011 if none."""
-        symbol = str(params.get("symbol") or "").upper()
-        if not symbol:
-            raise _mandatory("symbol")
-        if not self.market.has_symbol(symbol):
-            raise OrderRejected(-1121, "Invalid symbol.")
+        symbol = symbol_param(params, self.market.symbols)
         orders = self.open_orders(symbol)
         if not orders:
             raise OrderRejected(-2011, "Unknown order sent.")
@@ -249,11 +240,7 @@ class MatchingEngine:
 
     def cancel(self, params: Mapping[str, Any], now_ns: int) -> tuple[dict[str, Any], list[Event]]:
         """Cancel an open order; return the cancel result and events (-2011 if not open)."""
-        symbol = str(params.get("symbol") or "").upper()
-        if not symbol:
-            raise _mandatory("symbol")
-        if not self.market.has_symbol(symbol):
-            raise OrderRejected(-1121, "Invalid symbol.")
+        symbol = symbol_param(params, self.market.symbols)
         try:
             order = self.find(
                 order_id=params.get("orderId"), client_order_id=params.get("origClientOrderId")

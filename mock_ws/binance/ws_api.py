@@ -35,6 +35,7 @@ from tickpipe.mock_ws.history import (
 )
 from tickpipe.mock_ws.matching import MatchingEngine, OrderRejected
 from tickpipe.mock_ws.order_model import Order
+from tickpipe.mock_ws.order_rules import mandatory
 
 __all__ = ["ApiReply", "ApiSession", "WsApi", "order_record", "record_placed"]
 
@@ -184,10 +185,7 @@ class WsApi:
         method = request.get("method")
         params = request.get("params") or {}
         if not isinstance(method, str) or not method:
-            error = OrderRejected(
-                -1102, "Mandatory parameter 'method' was not sent, was empty/null, or malformed."
-            )
-            return self._error(session, request_id, error, None)
+            return self._error(session, request_id, mandatory("method"), None)
         method = method.removeprefix("v3/")
         if not isinstance(params, dict):
             return self._error(
