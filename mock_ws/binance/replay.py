@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 
+from tickpipe.venues.books import LocalBook
+
 __all__ = ["ReplayBook", "ReplayEvent", "Snapshot", "load_recording"]
 
 _CRYPTOFEED_HTTP = re.compile(r"^(?P<url>\S+) -> (?P<t>[0-9.]+): (?P<body>.*)$")
@@ -113,41 +115,29 @@ def load_recording(path: str | Path) -> tuple[list[ReplayEvent], list[Snapshot]]
     return events, snaps
 
 
-def _key(price: str) -> Decimal:
-    return Decimal(price)
-
-
 class ReplayBook:
     """The order book of one replayed symbol, built from a snapshot and the diffs sent."""
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
-        self.bids: dict[str, str] = {}
-        self.asks: dict[str, str] = {}
+        self.book = LocalBook()
         self.last_update_id = 0
 
     def apply_snapshot(self, body: dict[str, Any]) -> None:
-        self.bids = {p: q for p, q in body["bids"]}
-        self.asks = {p: q for p, q in body["asks"]}
+        self.book.replace(body["bids"], body["asks"])
         self.last_update_id = int(body["lastUpdateId"])
 
     def apply_diff(self, payload: dict[str, Any]) -> bool:
         """Apply a depthUpdate unless it is older than the book; tell whether it applied."""
         if int(payload["u"]) <= self.last_update_id:
             return False
-        for side, levels in ((self.bids, payload["b"]), (self.asks, payload["a"])):
-            for price, qty in levels:
-                if Decimal(qty) == 0:
-                    side.pop(price, None)
-                else:
-                    side[price] = qty
+        self.book.apply(payload["b"], payload["a"])
         self.last_update_id = int(payload["u"])
         return True
 
     def snapshot(self, limit: int) -> dict[str, Any]:
         """Return the ``GET /api/v3/depth`` body at the replay position."""
-        bids = sorted(self.bids.items(), key=lambda kv: _key(kv[0]), reverse=True)[:limit]
-        asks = sorted(self.asks.items(), key=lambda kv: _key(kv[0]))[:limit]
+        bids, asks = self.book.top(limit)
         return {
             "lastUpdateId": self.last_update_id,
             "bids": [[p, q] for p, q in bids],
