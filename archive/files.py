@@ -75,7 +75,8 @@ def _pyarrow() -> tuple[Any, Any]:
     return pa, pq
 
 
-def _sync_dir(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file, or a directory's entries) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -88,13 +89,9 @@ def _write_atomic(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + TMP_SUFFIX)
     write(tmp)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(tmp)
     os.replace(tmp, path)
-    _sync_dir(path.parent)
+    _fsync(path.parent)
 
 
 def _intent_path(root: Path, stream: str) -> Path:
