@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from tickpipe.common.units import MS
 from tickpipe.mock_ws.book import SimBook
 from tickpipe.mock_ws.market import QTY_UNITS, TICKS_PER_UNIT, MarketSim, SimTrade
 from tickpipe.mock_ws.order_model import (
@@ -55,7 +56,6 @@ __all__ = [
     "split_symbol",
 ]
 
-NS_PER_MS = 1_000_000
 _QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY", "USD")
 Event = dict[str, Any]
 
@@ -180,7 +180,7 @@ class MatchingEngine:
             raise OrderRejected(-2010, "Account has insufficient balance for requested action.")
         if side == "SELL" and self.balances.get(base, Decimal(0)) < qty:
             raise OrderRejected(-2010, "Account has insufficient balance for requested action.")
-        now_ms = now_ns // NS_PER_MS
+        now_ms = now_ns // MS
         order = Order(
             symbol=symbol,
             order_id=self._next_order_id,
@@ -265,7 +265,7 @@ class MatchingEngine:
         events: list[Event] = []
         price = Decimal(trade.price)
         for order in self.open_orders(trade.symbol):
-            if order.type == "MARKET" or order.time_ms * NS_PER_MS > now_ns:
+            if order.type == "MARKET" or order.time_ms * MS > now_ns:
                 continue
             if not order.working:
                 if not _triggers(order.type, order.side, order.stop_price, price):
@@ -288,7 +288,7 @@ class MatchingEngine:
         """Deposit (or withdraw, negative) ``delta``; return balanceUpdate + account events."""
         amount = Decimal(delta)
         self._credit(asset, amount)
-        now_ms = now_ns // NS_PER_MS
+        now_ms = now_ns // MS
         update = {"e": "balanceUpdate", "E": now_ms, "a": asset, "d": f"{amount:f}", "T": now_ms}
         return [update, account_position(self.balances, self.locked, [asset], now_ns)]
 
@@ -345,21 +345,19 @@ class MatchingEngine:
             commission_asset = quote
             self._credit(base, -qty)
             self._credit(quote, quote_qty - commission)
-        fill = Fill(
-            price, qty, commission, commission_asset, trade.trade_id, now_ns // NS_PER_MS, maker
-        )
+        fill = Fill(price, qty, commission, commission_asset, trade.trade_id, now_ns // MS, maker)
         order.fills.append(fill)
         order.executed_qty += qty
         order.cum_quote += quote_qty
         order.status = "FILLED" if order.remaining <= 0 else "PARTIALLY_FILLED"
-        order.update_time_ms = now_ns // NS_PER_MS
+        order.update_time_ms = now_ns // MS
         self._pending.append(self._report(order, "TRADE", now_ns, fill=fill, maker=maker))
 
     def _close(self, order: Order, status: str, now_ns: int) -> None:
         if order.lock_price and order.remaining > 0:
             self._unlock(order, order.remaining)
         order.status = status
-        order.update_time_ms = now_ns // NS_PER_MS
+        order.update_time_ms = now_ns // MS
         self._pending.append(self._report(order, status, now_ns))
 
     def _flush(self, order: Order, now_ns: int, *, force: bool = False) -> list[Event]:

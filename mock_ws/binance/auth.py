@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from tickpipe.common.units import MS
 from tickpipe.mock_ws.matching import OrderRejected
 from tickpipe.mock_ws.order_rules import mandatory
 from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
@@ -36,7 +37,6 @@ __all__ = [
 
 DEFAULT_RECV_WINDOW_MS = Decimal(5000)
 MAX_RECV_WINDOW_MS = Decimal(60000)
-NS_PER_MS = 1_000_000
 
 
 def load_ed25519_key(key: str | bytes) -> Ed25519PublicKey:
@@ -187,7 +187,7 @@ def check_time(params: Mapping[str, Any], now_ns: int) -> None:
             raise mandatory("recvWindow") from None
         if window > MAX_RECV_WINDOW_MS or window <= 0:
             raise OrderRejected(-1131, "recvWindow must be less than 60000")
-    now_ms = Decimal(now_ns) / NS_PER_MS
+    now_ms = Decimal(now_ns) / MS
     if timestamp >= now_ms + 1000:
         raise OrderRejected(
             -1021, "Timestamp for this request was 1000ms ahead of the server's time."

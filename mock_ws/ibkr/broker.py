@@ -33,7 +33,6 @@ from tickpipe.mock_ws.matching import MatchingEngine, Order, OrderRejected
 
 __all__ = ["IbkrBroker", "Outcome", "Question"]
 
-NS_PER_MS = 1_000_000
 _STATUS = {
     "NEW": "Submitted",
     "PARTIALLY_FILLED": "Submitted",

@@ -23,6 +23,7 @@ import msgpack
 
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.schema import Bar, OrderUpdate, Quote, Trade
+from tickpipe.common.units import NS_PER_S
 
 __all__ = [
     "BAR_INTERVAL",
@@ -40,7 +41,6 @@ __all__ = [
     "trade_update_key",
 ]
 
-NS_PER_S = 1_000_000_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 #: Bar message type -> interval of the :class:`Bar` it becomes.
