@@ -20,7 +20,7 @@ from typing import Any
 
 from tickpipe.common.contract import MarkerEvent
 from tickpipe.common.errors import DecodeError
-from tickpipe.common.links import ConnectionTape, Item, Link, Step, StreamTapes, changed_symbols
+from tickpipe.common.links import ConnectionTape, Link, Step, StreamTapes, changed_symbols
 from tickpipe.common.names import Partition
 from tickpipe.common.settings import Settings
 from tickpipe.venues.alpaca.session import (
@@ -123,12 +123,6 @@ class _DataSessionShell:
     def tape(self) -> ConnectionTape:
         return self.tapes[self.streams[self.first]]
 
-    def connect_markers(self, ts_recv: int) -> list[Item]:
-        return self.tapes.connect_markers(ts_recv)
-
-    def disconnect_markers(self, ts_recv: int, reason: str) -> list[Item]:
-        return self.tapes.disconnect_markers(ts_recv, reason)
-
     def opening(self) -> list[str | bytes]:
         return []
 
@@ -193,13 +187,9 @@ class _TradingSessionShell:
     def __init__(self, adapter: AlpacaTradingAdapter, conn: str) -> None:
         self.adapter = adapter
         self.core = TradingSession()
-        self.tape = ConnectionTape(conn, VENUE, "private", adapter.url)
-
-    def connect_markers(self, ts_recv: int) -> list[Item]:
-        return [(self.adapter.link.stream, self.tape.connect_marker(ts_recv))]
-
-    def disconnect_markers(self, ts_recv: int, reason: str) -> list[Item]:
-        return [(self.adapter.link.stream, self.tape.disconnect_marker(ts_recv, reason))]
+        stream = adapter.link.stream
+        self.tapes = StreamTapes(conn, VENUE, "private", adapter.url, [stream])
+        self.tape = self.tapes[stream]
 
     def opening(self) -> list[str | bytes]:
         return self.adapter.sends(self.core.opening())

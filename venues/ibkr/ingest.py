@@ -29,7 +29,6 @@ import orjson
 from tickpipe.common.errors import VenueError
 from tickpipe.common.links import (
     ConnectionTape,
-    Item,
     Link,
     Step,
     StreamTapes,
@@ -204,12 +203,6 @@ class _Session:
         if self.adapter.private:
             return self.tapes[self.private_stream]
         return self.tapes[self.streams[self.first]]
-
-    def connect_markers(self, ts_recv: int) -> list[Item]:
-        return self.tapes.connect_markers(ts_recv)
-
-    def disconnect_markers(self, ts_recv: int, reason: str) -> list[Item]:
-        return self.tapes.disconnect_markers(ts_recv, reason)
 
     def opening(self) -> list[str | bytes]:
         return [orjson.dumps({"session": self.adapter.token}).decode()]
