@@ -47,6 +47,7 @@ from tickpipe.archive.files import (
 )
 from tickpipe.archive.layout import Segment
 from tickpipe.common.backoff import Backoff
+from tickpipe.common.contract import entry_key
 from tickpipe.common.health import HealthReporter
 from tickpipe.common.names import BAR_INTERVALS, GROUP_ARCHIVE, archive_watermark
 from tickpipe.common.redis_io import (
@@ -114,11 +115,6 @@ class ArchiveStats:
 
     def snapshot(self) -> dict[str, Any]:
         return {f"archive_{k}": v for k, v in self.__dict__.items()}
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _text(value: bytes | str) -> str:
@@ -220,11 +216,11 @@ class _Group:
         # Entries delivered anew (">") come after everything delivered before; only pending
         # ones read again (after a restart or a Redis error) may be archived or held already.
         again = self.cursors[name] != ">"
-        mark_key = _id_key(mark) if again and mark is not None else None
-        seen_key = _id_key(seen) if again and seen is not None else None
+        mark_key = entry_key(mark) if again and mark is not None else None
+        seen_key = entry_key(seen) if again and seen is not None else None
         for raw_id, fields in entries:
             entry_id = _text(raw_id)
-            key = _id_key(entry_id) if again else None
+            key = entry_key(entry_id) if again else None
             if key is not None and mark_key is not None and key <= mark_key:
                 acks.setdefault(name, []).append(entry_id)  # archived before a crash, not acked
                 self.stats.reacked += 1

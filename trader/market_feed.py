@@ -16,6 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from tickpipe.common.contract import entry_key
 from tickpipe.common.schema import decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.trader.market import MarketView
@@ -30,12 +31,6 @@ DEPTH = 2000
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    """Order stream entry ids (``ms-seq``) as numbers."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms or 0), int(seq or 0)
 
 
 class MarketFeed:
@@ -79,7 +74,7 @@ class MarketFeed:
             ):
                 since = None if fresh else self.last_ids.get(stream)
                 newest, found = await self._newest(stream, set(symbols), since)
-                if newest is not None and _id_key(newest) > _id_key(
+                if newest is not None and entry_key(newest) > entry_key(
                     self.last_ids.get(stream, "0-0")
                 ):
                     self.last_ids[stream] = newest
