@@ -9,6 +9,7 @@ Client frames may be JSON text or msgpack binary.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -25,6 +26,7 @@ __all__ = [
     "encode_data_frame",
     "encode_trading_frame",
     "parse_rfc3339",
+    "rest_object",
     "rfc3339",
 ]
 
@@ -57,6 +59,14 @@ def parse_rfc3339(text: str) -> int:
     if len(value) == 10:  # a date: its midnight UTC
         value += "T00:00:00Z"
     return parse_rfc3339_time(value)
+
+
+def rest_object(message: Mapping[str, Any]) -> dict[str, Any]:
+    """Render a stream message as the REST market-data API answers it: without its ``T`` and
+    ``S`` keys, times as RFC 3339 strings."""
+    return {
+        k: rfc3339(v.ns) if isinstance(v, Ts) else v for k, v in message.items() if k not in "TS"
+    }
 
 
 def _json_default(value: Any) -> Any:
