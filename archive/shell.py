@@ -57,7 +57,7 @@ from tickpipe.common.redis_io import (
     redis_reason,
     xreadgroup_streams,
 )
-from tickpipe.common.schema import decode_fields
+from tickpipe.common.schema import decode_fields, text_of
 from tickpipe.common.settings import Settings
 
 __all__ = ["CONSUMER", "SERVICE", "ArchiveStats", "archive_root", "archived_streams", "run"]
@@ -117,10 +117,6 @@ class ArchiveStats:
         return {f"archive_{k}": v for k, v in self.__dict__.items()}
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _decoded(fields: dict[Any, Any]) -> dict[str, str]:
     """The entry's fields as text (redis-py answers bytes): the hot path of the stage."""
     try:
@@ -128,7 +124,7 @@ def _decoded(fields: dict[Any, Any]) -> dict[str, str]:
     except AttributeError:  # text already
         return decode_fields(fields)
     except UnicodeDecodeError:  # Parquet text must be UTF-8: keep what can be read
-        return {_text(k): v.decode(errors="replace") if isinstance(v, bytes) else v
+        return {text_of(k): v.decode(errors="replace") if isinstance(v, bytes) else v
                 for k, v in fields.items()}  # fmt: skip
 
 
@@ -166,7 +162,7 @@ class _Group:
         for name in self.streams:
             await ensure_group(self.redis, name, GROUP_ARCHIVE)
             mark: Any = await self.redis.get(archive_watermark(name))
-            self.marks[name] = None if mark is None else _text(mark)
+            self.marks[name] = None if mark is None else text_of(mark)
             self.cursors[name] = "0"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -196,7 +192,7 @@ class _Group:
         acks: dict[str, list[str]] = {}
         delivered = set()
         for raw_name, entries in reply or []:
-            name = _text(raw_name)
+            name = text_of(raw_name)
             delivered.add(name)
             self._hold(name, entries, acks)
         for name, cursor in self.cursors.items():
@@ -219,7 +215,7 @@ class _Group:
         mark_key = entry_key(mark) if again and mark is not None else None
         seen_key = entry_key(seen) if again and seen is not None else None
         for raw_id, fields in entries:
-            entry_id = _text(raw_id)
+            entry_id = text_of(raw_id)
             key = entry_key(entry_id) if again else None
             if key is not None and mark_key is not None and key <= mark_key:
                 acks.setdefault(name, []).append(entry_id)  # archived before a crash, not acked
@@ -320,7 +316,7 @@ async def run(
         marks: dict[str, str | None] = {}
         for name in intent_streams(root):
             mark: Any = await client.get(archive_watermark(name))
-            marks[name] = None if mark is None else _text(mark)
+            marks[name] = None if mark is None else text_of(mark)
         stats.removed_files += recover(root, marks)
         groups = [
             _Group(client, settings, streams, root, stats, clock or time.time_ns,

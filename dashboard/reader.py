@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from tickpipe.common.contract import OrderEvent
 from tickpipe.common.health import read_health
 from tickpipe.common.names import Partition, shard_for
-from tickpipe.common.schema import decode_fields
+from tickpipe.common.schema import decode_fields, text_of
 from tickpipe.common.settings import Settings
 from tickpipe.common.status import read_streams
 
@@ -56,10 +56,6 @@ _ORDER_STATES: dict[str, str] = {
     OrderEvent.ACK: "ACKED",
     OrderEvent.REJECTED: "REJECTED",
 }
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def partition_of(settings: Settings, symbol: str) -> Partition:
@@ -113,7 +109,7 @@ async def _after(redis: aioredis.Redis, stream: str, last_id: str | None, window
         page.reverse()
     else:
         page = list(await redis.xrange(stream, min=f"({last_id}", max="+", count=READ_LIMIT) or [])
-    return [(_text(i), decode_fields(f or {})) for i, f in page]
+    return [(text_of(i), decode_fields(f or {})) for i, f in page]
 
 
 @dataclass
@@ -209,7 +205,7 @@ async def read_orders(
         if f.get("event") == "instruments":
             continue  # a symbol's filters on record for strategies, not an order
         coid = f.get("client_order_id", "")
-        row = orders.setdefault(coid, {"client_order_id": coid, "first_id": _text(entry_id)})
+        row = orders.setdefault(coid, {"client_order_id": coid, "first_id": text_of(entry_id)})
         event = f.get("event", "")
         row.update({k: v for k, v in f.items() if v and k in _ORDER_FIELDS})
         row["event"] = event

@@ -48,6 +48,7 @@ from tickpipe.common.health import HealthReporter
 from tickpipe.common.names import GROUP_PROCESSOR
 from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis, ensure_group
 from tickpipe.common.redis_link import RedisLink
+from tickpipe.common.schema import text_of
 from tickpipe.common.settings import Settings
 from tickpipe.processor.lanes import Lane, PartitionLane, PrivateLane
 from tickpipe.processor.link import Entries, LeaseLost, Link, Pipe
@@ -130,10 +131,6 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class _Runner:
@@ -339,7 +336,7 @@ class _Runner:
                     "pending entries were deleted before processing",
                     extra={"lane": lane.name, "count": len(deleted)},
                 )
-            if _text(cursor) == "0-0":
+            if text_of(cursor) == "0-0":
                 return claimed
             start = cursor
 

@@ -24,6 +24,7 @@ from tickpipe.common.backpressure import RedisOutage
 from tickpipe.common.errors import RedisUnavailable
 from tickpipe.common.names import GROUP_TRADER
 from tickpipe.common.redis_io import redis_errors, xreadgroup_streams
+from tickpipe.common.schema import text_of
 from tickpipe.common.settings import Settings
 from tickpipe.trader.fence import Change
 from tickpipe.trader.lease import Lease
@@ -33,10 +34,6 @@ __all__ = ["GroupConsumer", "Handler"]
 log = logging.getLogger("tickpipe.trader")
 
 Handler = Callable[[str, str, dict[bytes, bytes]], Coroutine[Any, Any, None]]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class GroupConsumer:
@@ -121,13 +118,13 @@ class GroupConsumer:
         got = 0
         # RESP2 reply: [(stream, [(entry id, fields, or None if trimmed while pending), ...]), ...]
         for raw_stream, entries in reply or []:
-            stream = _text(raw_stream)
+            stream = text_of(raw_stream)
             if not entries and cursors[stream] != ">":
                 cursors[stream] = ">"  # pending entries done
             for raw_id, fields in entries:
                 if stop.is_set():
                     return
-                entry_id = _text(raw_id)
+                entry_id = text_of(raw_id)
                 got += 1
                 if cursors[stream] != ">":
                     cursors[stream] = entry_id
@@ -163,7 +160,7 @@ class GroupConsumer:
                     count=self.settings.batch_size,
                 )
                 total += len(reply[1])
-                if _text(reply[0]) == "0-0":
+                if text_of(reply[0]) == "0-0":
                     break
                 start = reply[0]
         return total

@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tickpipe.common.contract import entry_key
-from tickpipe.common.schema import decode_fields
+from tickpipe.common.schema import decode_fields, text_of
 from tickpipe.common.settings import Settings
 from tickpipe.trader.market import MarketView
 
@@ -27,10 +27,6 @@ __all__ = ["DEPTH", "MarketFeed"]
 PAGE = 32
 #: Entries read from the end of a stream at most per read.
 DEPTH = 2000
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class MarketFeed:
@@ -53,13 +49,13 @@ class MarketFeed:
         while read < DEPTH and not symbols <= found.keys():
             page: Any = await self.redis.xrevrange(stream, max=top, min=low, count=PAGE)
             for entry_id, fields in page or []:
-                newest = newest or _text(entry_id)
+                newest = newest or text_of(entry_id)
                 data = decode_fields(fields)
                 found.setdefault(data.get("symbol", ""), data)
             read += len(page or [])
             if not page or len(page) < PAGE:
                 break
-            top = f"({_text(page[-1][0])}"
+            top = f"({text_of(page[-1][0])}"
         return newest, found
 
     async def _read(self, symbol: str | None, *, fresh: bool) -> None:

@@ -41,7 +41,7 @@ from tickpipe.common.backpressure import RedisOutage
 from tickpipe.common.contract import MarkerEvent, RawKind
 from tickpipe.common.errors import DecodeError, RedisUnavailable, VenueUnavailable
 from tickpipe.common.redis_io import redis_errors
-from tickpipe.common.schema import RawFrame
+from tickpipe.common.schema import RawFrame, text_of
 
 if TYPE_CHECKING:
     from tickpipe.trader.owner import Trader
@@ -110,10 +110,6 @@ async def keep_lease(trader: Trader, done: asyncio.Event) -> None:
             except RedisUnavailable as exc:  # not fresh for long: reads and orders pause
                 outage.failed(exc)
                 trader.redis_outage()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def connect_markers(entries: Any) -> list[str]:
@@ -220,12 +216,12 @@ class _Background:
         stream = trader.keys.private_raw(trader.venue_name)
         if self.private_last_id is None:
             last: Any = await trader.redis.xrevrange(stream, count=1)
-            self.private_last_id = _text(last[0][0]) if last else "0-0"
+            self.private_last_id = text_of(last[0][0]) if last else "0-0"
         reply: Any = await trader.redis.xread({stream: self.private_last_id}, count=500)
         for _, entries in reply or []:
             if entries:
                 last_id = entries[-1][0]
-                self.private_last_id = _text(last_id)
+                self.private_last_id = text_of(last_id)
             if connect_markers(entries):
                 self.request_reconcile("private-reconnect")
 
