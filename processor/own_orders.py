@@ -41,6 +41,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from tickpipe.common.contract import entry_key
+from tickpipe.common.decimals import plain_text as _text
 from tickpipe.common.instruments import InstrumentFilters, filters_of_fields
 from tickpipe.common.schema import OrderUpdate, Signal
 from tickpipe.common.units import client_order_id_for
@@ -62,10 +63,6 @@ T = TypeVar("T")
 MAX_ORDERS = 8192
 
 _ZERO = Decimal(0)
-
-
-def _text(value: Decimal) -> str:
-    return "0" if value == 0 else format(value.normalize(), "f")
 
 
 @dataclass(frozen=True, slots=True)
