@@ -59,6 +59,7 @@ from tickpipe.common.redis_io import (
 )
 from tickpipe.common.schema import decode_fields, text_of
 from tickpipe.common.settings import Settings
+from tickpipe.common.stopping import wait_stop
 
 __all__ = ["CONSUMER", "SERVICE", "ArchiveStats", "archive_root", "archived_streams", "run"]
 
@@ -179,7 +180,7 @@ class _Group:
                 log.warning("archive: Redis %s; retrying", redis_reason(exc))
                 for name in self.streams:  # read pending entries again; ``seen`` skips held ones
                     self.cursors[name] = "0"
-                await _wait(stop, backoff.next_delay_s())
+                await wait_stop(stop, backoff.next_delay_s())
         await self.flush(stop_now=True)
 
     async def step(self, stop: asyncio.Event) -> None:
@@ -273,13 +274,6 @@ class _Group:
     async def _ack(self, name: str, ids: list[str]) -> None:
         for n in range(0, len(ids), ACK_CHUNK):
             await self.redis.xack(name, GROUP_ARCHIVE, *ids[n : n + ACK_CHUNK])
-
-
-async def _wait(stop: asyncio.Event, delay_s: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), delay_s)
-    except TimeoutError:
-        pass
 
 
 async def _relay(stop: asyncio.Event, halt: asyncio.Event) -> None:

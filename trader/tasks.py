@@ -42,6 +42,7 @@ from tickpipe.common.contract import MarkerEvent, RawKind
 from tickpipe.common.errors import DecodeError, RedisUnavailable, VenueUnavailable
 from tickpipe.common.redis_io import redis_errors
 from tickpipe.common.schema import RawFrame, text_of
+from tickpipe.common.stopping import wait_stop
 
 if TYPE_CHECKING:
     from tickpipe.trader.owner import Trader
@@ -63,12 +64,6 @@ KILL_SWITCH_EVERY_S = 0.1
 MARKET_EVERY_S = 0.1
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-
-
 async def _loop(
     name: str,
     stop: asyncio.Event,
@@ -85,14 +80,14 @@ async def _loop(
                     await step()
                 backoff.attempt = 0
                 outage.recovered()
-                await _wait(stop, interval_s)
+                await wait_stop(stop, interval_s)
             except RedisUnavailable as exc:
                 outage.failed(exc)
                 on_outage("redis-reconnect")
-                await _wait(stop, backoff.next_delay_s())
+                await wait_stop(stop, backoff.next_delay_s())
             except VenueUnavailable as exc:
                 log.warning("%s: waiting for an outage to end", name, extra={"error": str(exc)})
-                await _wait(stop, backoff.next_delay_s())
+                await wait_stop(stop, backoff.next_delay_s())
 
 
 async def keep_lease(trader: Trader, done: asyncio.Event) -> None:
@@ -100,7 +95,7 @@ async def keep_lease(trader: Trader, done: asyncio.Event) -> None:
     lease = trader.lease
     with RedisOutage(log, "trader lease renewal") as outage:
         while not done.is_set():
-            await _wait(done, lease.renew_s)
+            await wait_stop(done, lease.renew_s)
             if done.is_set():
                 return
             try:
@@ -194,7 +189,7 @@ class _Background:
                 else:
                     log.warning("reconcile postponed", extra={"error": str(exc)})
                 self.request_reconcile(reason)
-                await _wait(self.stop, 1.0)
+                await wait_stop(self.stop, 1.0)
 
     async def _wait_wanted(self) -> None:
         stopping = asyncio.ensure_future(self.stop.wait())
