@@ -16,7 +16,6 @@ import redis.asyncio as aioredis
 
 from tickpipe.common.contract import OrderEvent
 from tickpipe.common.health import read_health
-from tickpipe.common.names import Partition, shard_for
 from tickpipe.common.schema import decode_fields, text_of
 from tickpipe.common.settings import Settings
 from tickpipe.common.status import read_streams
@@ -56,10 +55,6 @@ _ORDER_STATES: dict[str, str] = {
     OrderEvent.ACK: "ACKED",
     OrderEvent.REJECTED: "REJECTED",
 }
-
-
-def partition_of(settings: Settings, symbol: str) -> Partition:
-    return Partition(settings.venue, shard_for(symbol, settings.shards))
 
 
 def symbol_choices(settings: Settings) -> list[tuple[str, str]]:
@@ -157,7 +152,7 @@ async def read_chart(
 ) -> ChartUpdate:  # fmt: skip
     """Read bars, trades and the trader's orders of ``symbol`` newer than ``ids``."""
     ids = dict(ids or {})
-    part = partition_of(settings, symbol)
+    part = settings.partition_of(symbol)
     keys = settings.keys
     out = ChartUpdate(ids=ids)
     bars = await _after(redis, keys.bars(part, interval), ids.get("bars"), MAX_BARS * 6)
@@ -226,7 +221,7 @@ async def read_positions(redis: aioredis.Redis, settings: Settings) -> dict[str,
 
 async def read_book(redis: aioredis.Redis, settings: Settings, symbol: str) -> dict[str, Any]:
     """The latest quote and book entry of ``symbol`` (empty dicts when there is none)."""
-    part = partition_of(settings, symbol)
+    part = settings.partition_of(symbol)
     found: dict[str, Any] = {"quote": {}, "book": {}}
     for name, stream in (("quote", settings.keys.quotes(part)), ("book", settings.keys.book(part))):
         page: list[Any] = list(await redis.xrevrange(stream, count=50) or [])

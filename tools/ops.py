@@ -15,7 +15,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from tickpipe.common.contract import subscription_entry
-from tickpipe.common.names import BAR_INTERVALS, Partition, shard_for
+from tickpipe.common.names import BAR_INTERVALS, Partition
 from tickpipe.common.schema import decode_fields, text_of
 from tickpipe.common.settings import Settings
 from tickpipe.tools.recordings import read_recording, read_recordings
@@ -107,7 +107,7 @@ async def change_subscription(
         name = name.lower() or settings.venue
         if name not in settings.all_venues():
             raise ValueError(f"{entry}: {name} is not a venue of this deployment")
-        part = Partition(name, shard_for(symbol.upper(), settings.shards))
+        part = settings.partition_of(symbol.upper(), name)
         by_partition.setdefault(part, []).append(symbol.upper())
     try:
         request = importlib.import_module("tickpipe.ingestor.control").request_subscription_change
