@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from tickpipe.archive.layout import Placed, Segment, path_symbol
+from tickpipe.common.contract import entry_key
 from tickpipe.common.extras import need
 
 __all__ = [
@@ -75,7 +76,8 @@ def _pyarrow() -> tuple[Any, Any]:
     return pa, pq
 
 
-def _sync_dir(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file, or a directory's entries) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -88,13 +90,9 @@ def _write_atomic(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + TMP_SUFFIX)
     write(tmp)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(tmp)
     os.replace(tmp, path)
-    _sync_dir(path.parent)
+    _fsync(path.parent)
 
 
 def _intent_path(root: Path, stream: str) -> Path:
@@ -138,11 +136,6 @@ def finish_segment(root: Path, stream: str) -> None:
     _intent_path(root, stream).unlink(missing_ok=True)
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def _intents(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     folder = root / INTENTS
     if not folder.is_dir():
@@ -170,7 +163,7 @@ def recover(root: Path, watermarks: dict[str, str | None]) -> int:
         tmp.unlink(missing_ok=True)
     for path, intent in _intents(root):
         mark = watermarks.get(intent["stream"])
-        recorded = mark is not None and _id_key(mark) >= _id_key(intent["last"])
+        recorded = mark is not None and entry_key(mark) >= entry_key(intent["last"])
         if not recorded:
             removed += _remove(root, intent)
             log.warning(
@@ -286,5 +279,5 @@ def read_rows(
             if (lo is not None and ts < lo) or (hi is not None and ts >= hi):
                 continue
             out.append({k: v for k, v in row.items() if v is not None})
-    out.sort(key=lambda r: (r["_source"], _id_key(r["_id"])))
+    out.sort(key=lambda r: (r["_source"], entry_key(r["_id"])))
     return out

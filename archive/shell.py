@@ -47,6 +47,7 @@ from tickpipe.archive.files import (
 )
 from tickpipe.archive.layout import Segment
 from tickpipe.common.backoff import Backoff
+from tickpipe.common.contract import entry_key
 from tickpipe.common.health import HealthReporter
 from tickpipe.common.names import BAR_INTERVALS, GROUP_ARCHIVE, archive_watermark
 from tickpipe.common.redis_io import (
@@ -56,8 +57,9 @@ from tickpipe.common.redis_io import (
     redis_reason,
     xreadgroup_streams,
 )
-from tickpipe.common.schema import decode_fields
+from tickpipe.common.schema import decode_fields, text_of
 from tickpipe.common.settings import Settings
+from tickpipe.common.stopping import wait_stop
 
 __all__ = ["CONSUMER", "SERVICE", "ArchiveStats", "archive_root", "archived_streams", "run"]
 
@@ -116,15 +118,6 @@ class ArchiveStats:
         return {f"archive_{k}": v for k, v in self.__dict__.items()}
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _decoded(fields: dict[Any, Any]) -> dict[str, str]:
     """The entry's fields as text (redis-py answers bytes): the hot path of the stage."""
     try:
@@ -132,7 +125,7 @@ def _decoded(fields: dict[Any, Any]) -> dict[str, str]:
     except AttributeError:  # text already
         return decode_fields(fields)
     except UnicodeDecodeError:  # Parquet text must be UTF-8: keep what can be read
-        return {_text(k): v.decode(errors="replace") if isinstance(v, bytes) else v
+        return {text_of(k): v.decode(errors="replace") if isinstance(v, bytes) else v
                 for k, v in fields.items()}  # fmt: skip
 
 
@@ -170,7 +163,7 @@ class _Group:
         for name in self.streams:
             await ensure_group(self.redis, name, GROUP_ARCHIVE)
             mark: Any = await self.redis.get(archive_watermark(name))
-            self.marks[name] = None if mark is None else _text(mark)
+            self.marks[name] = None if mark is None else text_of(mark)
             self.cursors[name] = "0"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -187,7 +180,7 @@ class _Group:
                 log.warning("archive: Redis %s; retrying", redis_reason(exc))
                 for name in self.streams:  # read pending entries again; ``seen`` skips held ones
                     self.cursors[name] = "0"
-                await _wait(stop, backoff.next_delay_s())
+                await wait_stop(stop, backoff.next_delay_s())
         await self.flush(stop_now=True)
 
     async def step(self, stop: asyncio.Event) -> None:
@@ -200,7 +193,7 @@ class _Group:
         acks: dict[str, list[str]] = {}
         delivered = set()
         for raw_name, entries in reply or []:
-            name = _text(raw_name)
+            name = text_of(raw_name)
             delivered.add(name)
             self._hold(name, entries, acks)
         for name, cursor in self.cursors.items():
@@ -220,11 +213,11 @@ class _Group:
         # Entries delivered anew (">") come after everything delivered before; only pending
         # ones read again (after a restart or a Redis error) may be archived or held already.
         again = self.cursors[name] != ">"
-        mark_key = _id_key(mark) if again and mark is not None else None
-        seen_key = _id_key(seen) if again and seen is not None else None
+        mark_key = entry_key(mark) if again and mark is not None else None
+        seen_key = entry_key(seen) if again and seen is not None else None
         for raw_id, fields in entries:
-            entry_id = _text(raw_id)
-            key = _id_key(entry_id) if again else None
+            entry_id = text_of(raw_id)
+            key = entry_key(entry_id) if again else None
             if key is not None and mark_key is not None and key <= mark_key:
                 acks.setdefault(name, []).append(entry_id)  # archived before a crash, not acked
                 self.stats.reacked += 1
@@ -283,13 +276,6 @@ class _Group:
             await self.redis.xack(name, GROUP_ARCHIVE, *ids[n : n + ACK_CHUNK])
 
 
-async def _wait(stop: asyncio.Event, delay_s: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), delay_s)
-    except TimeoutError:
-        pass
-
-
 async def _relay(stop: asyncio.Event, halt: asyncio.Event) -> None:
     await stop.wait()
     halt.set()
@@ -324,7 +310,7 @@ async def run(
         marks: dict[str, str | None] = {}
         for name in intent_streams(root):
             mark: Any = await client.get(archive_watermark(name))
-            marks[name] = None if mark is None else _text(mark)
+            marks[name] = None if mark is None else text_of(mark)
         stats.removed_files += recover(root, marks)
         groups = [
             _Group(client, settings, streams, root, stats, clock or time.time_ns,

@@ -20,6 +20,8 @@ kind or an event is spelled in one place (pure: no I/O).
   (:func:`order_entry`); an order's later events carry ``client_order_id signal_id symbol side
   qty ts`` (:data:`ORDER_FIELDS`) and what the event adds; free-form events (``discrepancy``,
   ``kill_switch``, ``cancel_signal``) carry ``ts`` and their own fields.
+* **Entry ids**: :func:`entry_key` turns a stream entry id ``ms-seq`` into a pair that sorts
+  as Redis orders the entries.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ __all__ = [
     "OrderEvent",
     "OrderRecord",
     "RawKind",
+    "entry_key",
     "marker_data",
     "order_entry",
     "raw_constants",
@@ -159,6 +162,12 @@ class OrderRecord:
             "ts": str(self.ts),
             **self.extra,
         }
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """Return a stream entry id ``ms-seq`` as a comparable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def raw_constants(frame: RawFrame) -> dict[str, str]:

@@ -3,7 +3,8 @@
 A partition's trades repeat the same few prices and quantities; the bar builder, the strategies
 and the trade validation all need them as :class:`~decimal.Decimal`. ``Decimal`` values are
 immutable, so handing out the same object for the same text changes nothing but the cost.
-:func:`finite_decimal` is the one lenient reading: a finite number, or ``None``.
+:func:`finite_decimal` is the one lenient reading: a finite number, or ``None``;
+:func:`plain_text` the one writing of a computed amount.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["MAX_CACHED", "decimal_of", "finite_decimal"]
+__all__ = ["MAX_CACHED", "decimal_of", "finite_decimal", "plain_text"]
 
 #: The cache is emptied when it holds this many texts (a bound, not a working-set guess).
 MAX_CACHED = 4096
@@ -40,3 +41,8 @@ def finite_decimal(text: Any) -> Decimal | None:
     except (InvalidOperation, TypeError, ValueError):
         return None
     return value if value.is_finite() else None
+
+
+def plain_text(value: Decimal) -> str:
+    """Write ``value`` without exponent or trailing zeros (``1.50`` -> ``1.5``, zero -> ``0``)."""
+    return "0" if value == 0 else format(value.normalize(), "f")

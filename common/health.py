@@ -23,6 +23,7 @@ from tickpipe.common.backpressure import PROCESS_FIGURES, RedisFigures, RedisOut
 from tickpipe.common.extras import need
 from tickpipe.common.names import Keys
 from tickpipe.common.redis_io import REDIS_ERRORS
+from tickpipe.common.stopping import wait_stop
 
 if TYPE_CHECKING:
     from tickpipe.common.metrics import MetricsServer
@@ -125,10 +126,7 @@ class HealthReporter:
         with self.outage:
             while not stop.is_set():
                 await self.publish()
-                try:
-                    await asyncio.wait_for(stop.wait(), self.interval_s)
-                except TimeoutError:
-                    pass
+                await wait_stop(stop, self.interval_s)
         try:
             await self.redis.delete(self.key)
         except REDIS_ERRORS as exc:  # it expires by itself

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 from tickpipe.common.decimals import finite_decimal
+from tickpipe.common.decimals import plain_text as _text
 
 __all__ = ["Accepted", "InstrumentFilters", "Refused", "apply_filters", "filters_of_fields"]
 
@@ -107,10 +108,6 @@ def _rule(text: str) -> Decimal | None:
     """A rule's value, ``None`` when the venue sets none (empty, or ``0`` as Binance writes)."""
     value = finite_decimal(text) if text else None
     return value if value is not None and value > 0 else None
-
-
-def _text(value: Decimal) -> str:
-    return "0" if value == 0 else format(value.normalize(), "f")
 
 
 def _round(value: Decimal, step: Decimal, *, up: bool) -> Decimal:

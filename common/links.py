@@ -1,7 +1,8 @@
 """Describe venue connections in venue-neutral terms (pure: no I/O, no clock).
 
 Every venue package plans its connections as :class:`Link` values, numbers the frames of one
-connection with a :class:`ConnectionTape` and answers its own requests as :class:`Reply` values;
+connection with a :class:`ConnectionTape` (one per raw stream it writes: :class:`StreamTapes`)
+and answers its own requests as :class:`Reply` values;
 a venue whose sessions an adapter runs turns each received frame into a :class:`Step`; the
 ingestor's connection slots run them without knowing which venue they talk to.
 """
@@ -9,6 +10,7 @@ ingestor's connection slots run them without knowing which venue they talk to.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,7 @@ __all__ = [
     "Link",
     "Reply",
     "Step",
+    "StreamTapes",
     "changed_symbols",
     "connection_id",
     "decoded_object",
@@ -146,6 +149,39 @@ class ConnectionTape:
         return RawFrame(
             RawKind.MARKER, self.venue, self.conn, self.seq, ts_recv, data, self.channel
         )
+
+
+class StreamTapes:
+    """One connection's tapes, one per raw stream it writes, each numbering its own frames.
+
+    ``(conn, seq)`` thus stays a contiguous run in every stream; connect and disconnect markers
+    go to every stream the connection has written to.
+    """
+
+    __slots__ = ("by_stream", "channel", "conn", "url", "venue")
+
+    def __init__(self, conn: str, venue: str, channel: str, url: str, streams: Iterable[str]):
+        self.conn, self.venue, self.channel, self.url = conn, venue, channel, url
+        self.by_stream = {s: ConnectionTape(conn, venue, channel, url) for s in streams}
+
+    def __getitem__(self, stream: str) -> ConnectionTape:
+        return self.by_stream[stream]
+
+    def of(self, stream: str, step: Step, ts_recv: int) -> ConnectionTape:
+        """Return ``stream``'s tape; a stream first written now (a symbol added at runtime on a
+        partition without configured ones) gets one, its connect marker going into ``step``."""
+        tape = self.by_stream.get(stream)
+        if tape is None:
+            tape = ConnectionTape(self.conn, self.venue, self.channel, self.url)
+            self.by_stream[stream] = tape
+            step.items.append((stream, tape.connect_marker(ts_recv)))
+        return tape
+
+    def connect_markers(self, ts_recv: int) -> list[Item]:
+        return [(s, t.connect_marker(ts_recv)) for s, t in self.by_stream.items()]
+
+    def disconnect_markers(self, ts_recv: int, reason: str) -> list[Item]:
+        return [(s, t.disconnect_marker(ts_recv, reason)) for s, t in self.by_stream.items()]
 
 
 def decoded_object(frame: str | bytes) -> dict[str, Any] | None:

@@ -35,13 +35,14 @@ SCHEMA_VERSION = "1"
 E = TypeVar("E", bound="Event")
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def text_of(value: Any) -> str:
+    """Return a Redis reply value as text (bytes decoded as UTF-8, anything else ``str()``)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def decode_fields(fields: Mapping[Any, Any]) -> dict[str, str]:
     """Turn a redis-py field mapping (bytes or str) into ``str -> str``."""
-    return {_text(k): _text(v) for k, v in fields.items()}
+    return {text_of(k): text_of(v) for k, v in fields.items()}
 
 
 class Event:

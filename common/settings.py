@@ -32,7 +32,7 @@ from dotenv.parser import Binding, parse_stream
 
 from tickpipe.common.decimals import finite_decimal
 from tickpipe.common.errors import ConfigError
-from tickpipe.common.names import Keys, Partition, partitions_for
+from tickpipe.common.names import Keys, Partition, partitions_for, shard_for
 
 __all__ = [
     "ANY_SYMBOL",
@@ -183,6 +183,10 @@ class Settings:
 
     def partitions(self) -> dict[Partition, list[str]]:
         return partitions_for(self.venue, self.symbols, self.shards)
+
+    def partition_of(self, symbol: str, venue: str | None = None) -> Partition:
+        """The partition ``symbol`` of ``venue`` (default: the primary venue) belongs to."""
+        return Partition(venue or self.venue, shard_for(symbol, self.shards))
 
     def all_venues(self) -> tuple[str, ...]:
         """Every venue of the deployment, ``venue`` first when it is one of them."""

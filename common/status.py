@@ -9,6 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tickpipe.common.health import read_health
+from tickpipe.common.schema import text_of
 from tickpipe.common.settings import Settings
 
 __all__ = [
@@ -54,33 +55,29 @@ class StatusSnapshot:
         return sum(s.length for s in self.streams if s.kind == kind)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def read_streams(redis: aioredis.Redis, settings: Settings) -> list[StreamInfo]:
     """Every stream of the namespace with its length and consumer groups."""
     out = []
     names = sorted(
-        {_text(k) async for k in redis.scan_iter(match=settings.keys.pattern(), _type="stream")}
+        {text_of(k) async for k in redis.scan_iter(match=settings.keys.pattern(), _type="stream")}
     )
     for name in names:
         length = int(await redis.xlen(name))
         last = await redis.xrevrange(name, count=1)
         groups = []
         for g in await redis.xinfo_groups(name):
-            g = {_text(k): v for k, v in g.items()}
+            g = {text_of(k): v for k, v in g.items()}
             lag = g.get("lag")
             groups.append(
                 GroupInfo(
-                    name=_text(g["name"]),
+                    name=text_of(g["name"]),
                     consumers=int(g.get("consumers", 0)),
                     pending=int(g.get("pending", 0)),
                     lag=None if lag is None else int(lag),
-                    last_delivered=_text(g.get("last-delivered-id", "")),
+                    last_delivered=text_of(g.get("last-delivered-id", "")),
                 )
             )
-        out.append(StreamInfo(name, length, _text(last[0][0]) if last else "-", groups))
+        out.append(StreamInfo(name, length, text_of(last[0][0]) if last else "-", groups))
     return out
 
 

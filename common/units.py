@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["MS", "client_order_id_for"]
+__all__ = ["MS", "NS_PER_S", "client_order_id_for"]
 
 MS = 1_000_000  # nanoseconds per millisecond
+NS_PER_S = 1_000_000_000  # nanoseconds per second
 
 
 def client_order_id_for(signal_id: str) -> str:

@@ -16,8 +16,7 @@ import redis.asyncio as aioredis
 
 from tickpipe.common.contract import OrderEvent
 from tickpipe.common.health import read_health
-from tickpipe.common.names import Partition, shard_for
-from tickpipe.common.schema import decode_fields
+from tickpipe.common.schema import decode_fields, text_of
 from tickpipe.common.settings import Settings
 from tickpipe.common.status import read_streams
 
@@ -56,14 +55,6 @@ _ORDER_STATES: dict[str, str] = {
     OrderEvent.ACK: "ACKED",
     OrderEvent.REJECTED: "REJECTED",
 }
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def partition_of(settings: Settings, symbol: str) -> Partition:
-    return Partition(settings.venue, shard_for(symbol, settings.shards))
 
 
 def symbol_choices(settings: Settings) -> list[tuple[str, str]]:
@@ -113,7 +104,7 @@ async def _after(redis: aioredis.Redis, stream: str, last_id: str | None, window
         page.reverse()
     else:
         page = list(await redis.xrange(stream, min=f"({last_id}", max="+", count=READ_LIMIT) or [])
-    return [(_text(i), decode_fields(f or {})) for i, f in page]
+    return [(text_of(i), decode_fields(f or {})) for i, f in page]
 
 
 @dataclass
@@ -161,7 +152,7 @@ async def read_chart(
 ) -> ChartUpdate:  # fmt: skip
     """Read bars, trades and the trader's orders of ``symbol`` newer than ``ids``."""
     ids = dict(ids or {})
-    part = partition_of(settings, symbol)
+    part = settings.partition_of(symbol)
     keys = settings.keys
     out = ChartUpdate(ids=ids)
     bars = await _after(redis, keys.bars(part, interval), ids.get("bars"), MAX_BARS * 6)
@@ -209,7 +200,7 @@ async def read_orders(
         if f.get("event") == "instruments":
             continue  # a symbol's filters on record for strategies, not an order
         coid = f.get("client_order_id", "")
-        row = orders.setdefault(coid, {"client_order_id": coid, "first_id": _text(entry_id)})
+        row = orders.setdefault(coid, {"client_order_id": coid, "first_id": text_of(entry_id)})
         event = f.get("event", "")
         row.update({k: v for k, v in f.items() if v and k in _ORDER_FIELDS})
         row["event"] = event
@@ -230,7 +221,7 @@ async def read_positions(redis: aioredis.Redis, settings: Settings) -> dict[str,
 
 async def read_book(redis: aioredis.Redis, settings: Settings, symbol: str) -> dict[str, Any]:
     """The latest quote and book entry of ``symbol`` (empty dicts when there is none)."""
-    part = partition_of(settings, symbol)
+    part = settings.partition_of(symbol)
     found: dict[str, Any] = {"quote": {}, "book": {}}
     for name, stream in (("quote", settings.keys.quotes(part)), ("book", settings.keys.book(part))):
         page: list[Any] = list(await redis.xrevrange(stream, count=50) or [])

@@ -5,8 +5,9 @@ reconnect loop, backoff, outcome rules (a rejected key is fatal, a rate limit wa
 the shared write queue, and replaces the one session with a loop driven by a
 :class:`VenueAdapter`: the adapter names the URL and upgrade headers and, per session, a
 :class:`SessionAdapter` that turns each received frame into a :class:`Step` (raw entries to queue,
-messages to send, the liveness key, delivered, an error that ends the session). The venue's
-package builds the adapters (``ingest_adapters`` of :func:`venues.registry.venue`);
+messages to send, the liveness key, delivered, an error that ends the session) and keeps the
+:class:`~common.links.StreamTapes` the slot's connect and disconnect markers come from. The
+venue's package builds the adapters (``ingest_adapters`` of :func:`venues.registry.venue`);
 :func:`adapter_slots` binds one slot to each.
 """
 
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from tickpipe.common.links import ConnectionTape, Link, Step
+from tickpipe.common.links import ConnectionTape, Link, Step, StreamTapes
 from tickpipe.ingestor.connection import Connection, Ended
 from tickpipe.ingestor.liveness import Cadence
 from tickpipe.ingestor.slot import Run
@@ -33,17 +34,16 @@ __all__ = ["AdapterConnection", "SessionAdapter", "Step", "VenueAdapter", "adapt
 class SessionAdapter(Protocol):
     """One WebSocket session of an adapter-driven slot."""
 
+    #: The tapes of every stream the session writes (connect and disconnect markers go to each).
+    tapes: StreamTapes
+
     @property
     def tape(self) -> ConnectionTape:
         """Return the tape of the slot's own stream (markers of stale/rotate go there)."""
 
-    def connect_markers(self, ts_recv: int) -> list[Item]: ...
-
     def opening(self) -> list[str | bytes]: ...
 
     def receive(self, message: str | bytes, ts_recv: int) -> Step: ...
-
-    def disconnect_markers(self, ts_recv: int, reason: str) -> list[Item]: ...
 
 
 class VenueAdapter(Protocol):
@@ -87,7 +87,7 @@ class AdapterConnection(Connection):
         session = adapter.new_session(attempt.conn)
         async with opts.connect(adapter.url, adapter.headers(), adapter.verify_tls) as ws:
             attempt.connected_at = time.monotonic()
-            for item in session.connect_markers(self.clock()):
+            for item in session.tapes.connect_markers(self.clock()):
                 await self._put_item(item)
             self.stats.connections_up += 1
             outbox: asyncio.Queue[str | bytes] = asyncio.Queue()
@@ -118,7 +118,7 @@ class AdapterConnection(Connection):
                 self.stats.connections_up -= 1
                 if self.link.private:
                     self.stats.private_subscribed = False
-                for item in session.disconnect_markers(self.clock(), reason):
+                for item in session.tapes.disconnect_markers(self.clock(), reason):
                     if reason == "cancelled":
                         with contextlib.suppress(asyncio.QueueFull):
                             self.queue.put_nowait(item)

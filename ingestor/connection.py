@@ -30,6 +30,7 @@ from tickpipe.common.contract import MarkerEvent, RawKind
 from tickpipe.common.errors import AuthError, RateLimited, VenueError
 from tickpipe.common.links import ConnectionTape, Link, Reply, connection_id
 from tickpipe.common.schema import RawFrame
+from tickpipe.common.stopping import wait_stop
 from tickpipe.common.units import MS
 from tickpipe.common.venue_clock import DEFAULT_RECV_WINDOW_MS, ClockSample, VenueClock
 from tickpipe.ingestor.liveness import Cadence, stream_of
@@ -178,8 +179,7 @@ class Connection:
                     delay,
                     extra={"url": self.link.url, "failures_in_row": streak},
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.halt.wait(), delay)
+                await wait_stop(self.halt, delay)
         finally:
             halted.cancel()
             if current is not None and current.task is not None:

@@ -1,9 +1,10 @@
 """Find holes in trade ids and budget REST weight (pure: no I/O, no clock).
 
-:class:`TradeIds` remembers the last trade id seen per symbol across every connection of the
-ingestor; a live trade whose id jumps past ``last + 1`` (after a reconnect, or a venue-side gap)
-reveals a hole to backfill over REST. Ids at or below the last one (the overlap of a rotation, a
-duplicate) reveal nothing; aggregate trade ids (``@aggTrade``) are an id space of their own.
+:class:`SeenIds` (as :data:`TradeIds`) remembers the last trade id seen per symbol across every
+connection of the ingestor; a live trade whose id jumps past ``last + 1`` (after a reconnect, or a
+venue-side gap) reveals a hole to backfill over REST. Ids at or below the last one (the overlap of
+a rotation, a duplicate) reveal nothing; aggregate trade ids (``@aggTrade``) are an id space of
+their own, and depth diffs' update ids (:data:`DepthIds`) follow the same rule.
 :class:`WeightBudget` spends Binance's per-minute REST weight evenly.
 """
 
@@ -15,6 +16,7 @@ import orjson
 
 __all__ = [
     "DepthIds",
+    "SeenIds",
     "TradeIds",
     "WeightBudget",
     "backfill_ids_of",
@@ -71,37 +73,28 @@ def depth_ids_of(frame: str | bytes) -> tuple[str, int, int] | None:
 
 
 @dataclass(slots=True)
-class DepthIds:
-    """The last depth update id ``u`` seen per symbol; a diff must start at ``u + 1``."""
+class SeenIds:
+    """The last id seen per symbol: a trade id, or the last update id ``u`` of a depth diff."""
 
     last: dict[str, int] = field(default_factory=dict)
 
-    def seen(self, symbol: str, first: int, last: int) -> tuple[int, int] | None:
-        """Record a diff ``U..u``; return the skipped update ids if it does not follow on."""
+    def seen(self, symbol: str, first: int, last: int | None = None) -> tuple[int, int] | None:
+        """Record ids ``first..last`` (a trade: ``first`` alone); return the missing id range
+        ``(first, last)`` if they do not follow on from the last one seen."""
+        end = first if last is None else last
         before = self.last.get(symbol)
-        if before is not None and last <= before:
+        if before is not None and end <= before:
             return None  # an overlap or a duplicate
-        self.last[symbol] = last
+        self.last[symbol] = end
         if before is not None and first > before + 1:
             return before + 1, first - 1
         return None
 
 
-@dataclass(slots=True)
-class TradeIds:
-    """The last trade id seen per symbol."""
-
-    last: dict[str, int] = field(default_factory=dict)
-
-    def seen(self, symbol: str, trade_id: int) -> tuple[int, int] | None:
-        """Record a live trade; return the missing id range ``(first, last)`` if it skipped any."""
-        before = self.last.get(symbol)
-        if before is not None and trade_id <= before:
-            return None
-        self.last[symbol] = trade_id
-        if before is not None and trade_id > before + 1:
-            return before + 1, trade_id - 1
-        return None
+#: Trade ids (and aggregate trade ids, an id space of their own) per symbol.
+TradeIds = SeenIds
+#: Depth update ids per symbol: a diff ``U..u`` must start at the last ``u`` + 1.
+DepthIds = SeenIds
 
 
 def depth_weight(limit: int) -> int:

@@ -52,6 +52,8 @@ from typing import Any
 
 import orjson
 
+from tickpipe.common.units import NS_PER_S
+
 __all__ = [
     "FAULT_TYPES",
     "FRAME_TYPES",
@@ -65,7 +67,6 @@ __all__ = [
     "restyle",
 ]
 
-NS_PER_S = 1_000_000_000
 FRAME_TYPES = ("stall", "delay", "duplicate", "reorder", "malformed", "reformat", "oversized")
 ACTION_TYPES = ("drop", "server_shutdown", "lifetime")
 FAULT_TYPES = (

@@ -16,40 +16,20 @@ from typing import Any
 
 from tickpipe.mock_ws.matching import MatchingEngine
 from tickpipe.mock_ws.order_model import EIGHT, Order, OrderRejected, d8
+from tickpipe.mock_ws.order_rules import int_param, symbol_param
 
 __all__ = ["all_orders", "my_trades", "open_orders", "order_status", "test_order_result"]
 
 DAY_MS = 86_400_000
-
-
-def _mandatory(name: str) -> OrderRejected:
-    return OrderRejected(
-        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-    )
-
-
-def _int(params: Mapping[str, Any], name: str) -> int | None:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise OrderRejected(
-            -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]+$'."
-        ) from None
+_LONG = (1 << 63) - 1  # the venue's ids and times are signed 64-bit
 
 
 def _window(params: Mapping[str, Any]) -> tuple[int | None, int | None, int]:
-    start, end = _int(params, "startTime"), _int(params, "endTime")
+    start = int_param(params, "startTime", None, 0, _LONG)
+    end = int_param(params, "endTime", None, 0, _LONG)
     if start is not None and end is not None and end - start > DAY_MS:
         raise OrderRejected(-1127, "More than 24 hours between startTime and endTime.")
-    limit = _int(params, "limit")
-    if limit is None:
-        limit = 500
-    if not 1 <= limit <= 1000:
-        raise OrderRejected(-1100, "Illegal characters found in parameter 'limit'.")
-    return start, end, limit
+    return start, end, int_param(params, "limit", 500, 1, 1000) or 500
 
 
 def _pick(
@@ -69,21 +49,12 @@ def _pick(
     return [r for _, _, r in rows][-limit:]
 
 
-def _symbol(params: Mapping[str, Any], listed: Iterable[str]) -> str:
-    symbol = str(params.get("symbol") or "").upper()
-    if not symbol:
-        raise _mandatory("symbol")
-    if symbol not in set(listed):
-        raise OrderRejected(-1121, "Invalid symbol.")
-    return symbol
-
-
 def all_orders(
     orders: Iterable[Order], params: Mapping[str, Any], listed: Iterable[str]
 ) -> list[dict[str, Any]]:
     """Answer ``allOrders``: a symbol's orders, open or closed, in the order-query shape."""
-    symbol = _symbol(params, listed)
-    from_id = _int(params, "orderId")
+    symbol = symbol_param(params, set(listed))
+    from_id = int_param(params, "orderId", None, 0, _LONG)
     start, end, limit = _window(params)
     rows = sorted(
         ((o.order_id, o.time_ms, o) for o in orders if o.symbol == symbol), key=lambda r: r[0]
@@ -95,8 +66,9 @@ def my_trades(
     orders: Iterable[Order], params: Mapping[str, Any], listed: Iterable[str]
 ) -> list[dict[str, Any]]:
     """Answer ``myTrades``: the account's fills of a symbol (of one ``orderId`` if given)."""
-    symbol = _symbol(params, listed)
-    order_id, from_id = _int(params, "orderId"), _int(params, "fromId")
+    symbol = symbol_param(params, set(listed))
+    order_id = int_param(params, "orderId", None, 0, _LONG)
+    from_id = int_param(params, "fromId", None, 0, _LONG)
     start, end, limit = _window(params)
     if from_id is not None and (start is not None or end is not None):
         raise OrderRejected(-1128, "Combination of optional parameters invalid.")
@@ -137,11 +109,7 @@ def order_status(engine: MatchingEngine, params: Mapping[str, Any]) -> dict[str,
     ``symbol`` is mandatory and must be listed; the order is found by ``orderId`` or
     ``origClientOrderId`` and must be of that symbol (-2013 otherwise).
     """
-    if not params.get("symbol"):
-        raise _mandatory("symbol")
-    symbol = str(params["symbol"]).upper()
-    if not engine.market.has_symbol(symbol):
-        raise OrderRejected(-1121, "Invalid symbol.")
+    symbol = symbol_param(params, engine.market.symbols)
     order = engine.find(
         order_id=params.get("orderId"), client_order_id=params.get("origClientOrderId")
     )

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from tickpipe.common.units import MS, NS_PER_S
 from tickpipe.mock_ws.scenarios import FOLLOW_REVERSION, Regime, regime_from
 
 __all__ = [
@@ -26,8 +27,6 @@ __all__ = [
     "format_units",
 ]
 
-NS_PER_MS = 1_000_000
-NS_PER_S = 1_000_000_000
 #: Start price of a symbol not listed in START_PRICES.
 DEFAULT_START_PRICE = "100"
 START_PRICES: dict[str, str] = {"BTCUSDT": "61800", "ETHUSDT": "2680"}
@@ -177,7 +176,7 @@ class MarketSim:
             trade_id=state.next_trade_id,
             price=format_units(state.ticks, TICKS_PER_UNIT),
             qty=format_units(units, QTY_UNITS),
-            trade_time_ms=now_ns // NS_PER_MS,
+            trade_time_ms=now_ns // MS,
             buyer_is_maker=buyer_is_maker,
         )
         state.next_trade_id += 1
@@ -247,7 +246,7 @@ class MarketSim:
             trade_id=state.next_trade_id,
             price=format_units(ticks, TICKS_PER_UNIT),
             qty=format_units(units, QTY_UNITS),
-            trade_time_ms=due_ns // NS_PER_MS,
+            trade_time_ms=due_ns // MS,
             buyer_is_maker=buyer_is_maker,
         )
         state.next_trade_id += 1

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from tickpipe.common.units import MS
 from tickpipe.mock_ws.book import SimBook
 from tickpipe.mock_ws.market import QTY_UNITS, TICKS_PER_UNIT, MarketSim, SimTrade
 from tickpipe.mock_ws.order_model import (
@@ -42,6 +43,7 @@ from tickpipe.mock_ws.order_rules import (
     check_percent_price,
     market_qty,
     parse_order,
+    symbol_param,
 )
 
 __all__ = [
@@ -54,7 +56,6 @@ __all__ = [
     "split_symbol",
 ]
 
-NS_PER_MS = 1_000_000
 _QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY", "USD")
 Event = dict[str, Any]
 
@@ -75,12 +76,6 @@ def _triggers(order_type: str, side: str, stop_price: Decimal, price: Decimal) -
     """
     falling = (side == "SELL") == order_type.startswith("STOP_LOSS")
     return price <= stop_price if falling else price >= stop_price
-
-
-def _mandatory(name: str) -> OrderRejected:
-    return OrderRejected(
-        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-    )
 
 
 @dataclass(frozen=True)
@@ -185,7 +180,7 @@ class MatchingEngine:
             raise OrderRejected(-2010, "Account has insufficient balance for requested action.")
         if side == "SELL" and self.balances.get(base, Decimal(0)) < qty:
             raise OrderRejected(-2010, "Account has insufficient balance for requested action.")
-        now_ms = now_ns // NS_PER_MS
+        now_ms = now_ns // MS
         order = Order(
             symbol=symbol,
             order_id=self._next_order_id,
@@ -231,11 +226,7 @@ class MatchingEngine:
         self, params: Mapping[str, Any], now_ns: int
     ) -> tuple[list[dict[str, Any]], list[Event]]:
         """Cancel every open order of a symbol (``DELETE /api/v3/openOrders``); -2011 if none."""
-        symbol = str(params.get("symbol") or "").upper()
-        if not symbol:
-            raise _mandatory("symbol")
-        if not self.market.has_symbol(symbol):
-            raise OrderRejected(-1121, "Invalid symbol.")
+        symbol = symbol_param(params, self.market.symbols)
         orders = self.open_orders(symbol)
         if not orders:
             raise OrderRejected(-2011, "Unknown order sent.")
@@ -249,11 +240,7 @@ class MatchingEngine:
 
     def cancel(self, params: Mapping[str, Any], now_ns: int) -> tuple[dict[str, Any], list[Event]]:
         """Cancel an open order; return the cancel result and events (-2011 if not open)."""
-        symbol = str(params.get("symbol") or "").upper()
-        if not symbol:
-            raise _mandatory("symbol")
-        if not self.market.has_symbol(symbol):
-            raise OrderRejected(-1121, "Invalid symbol.")
+        symbol = symbol_param(params, self.market.symbols)
         try:
             order = self.find(
                 order_id=params.get("orderId"), client_order_id=params.get("origClientOrderId")
@@ -278,7 +265,7 @@ class MatchingEngine:
         events: list[Event] = []
         price = Decimal(trade.price)
         for order in self.open_orders(trade.symbol):
-            if order.type == "MARKET" or order.time_ms * NS_PER_MS > now_ns:
+            if order.type == "MARKET" or order.time_ms * MS > now_ns:
                 continue
             if not order.working:
                 if not _triggers(order.type, order.side, order.stop_price, price):
@@ -301,7 +288,7 @@ class MatchingEngine:
         """Deposit (or withdraw, negative) ``delta``; return balanceUpdate + account events."""
         amount = Decimal(delta)
         self._credit(asset, amount)
-        now_ms = now_ns // NS_PER_MS
+        now_ms = now_ns // MS
         update = {"e": "balanceUpdate", "E": now_ms, "a": asset, "d": f"{amount:f}", "T": now_ms}
         return [update, account_position(self.balances, self.locked, [asset], now_ns)]
 
@@ -358,21 +345,19 @@ class MatchingEngine:
             commission_asset = quote
             self._credit(base, -qty)
             self._credit(quote, quote_qty - commission)
-        fill = Fill(
-            price, qty, commission, commission_asset, trade.trade_id, now_ns // NS_PER_MS, maker
-        )
+        fill = Fill(price, qty, commission, commission_asset, trade.trade_id, now_ns // MS, maker)
         order.fills.append(fill)
         order.executed_qty += qty
         order.cum_quote += quote_qty
         order.status = "FILLED" if order.remaining <= 0 else "PARTIALLY_FILLED"
-        order.update_time_ms = now_ns // NS_PER_MS
+        order.update_time_ms = now_ns // MS
         self._pending.append(self._report(order, "TRADE", now_ns, fill=fill, maker=maker))
 
     def _close(self, order: Order, status: str, now_ns: int) -> None:
         if order.lock_price and order.remaining > 0:
             self._unlock(order, order.remaining)
         order.status = status
-        order.update_time_ms = now_ns // NS_PER_MS
+        order.update_time_ms = now_ns // MS
         self._pending.append(self._report(order, status, now_ns))
 
     def _flush(self, order: Order, now_ns: int, *, force: bool = False) -> list[Event]:

@@ -12,7 +12,7 @@ price where the venue uses the ``avgPriceMins`` average.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
@@ -30,9 +30,12 @@ __all__ = [
     "check_notional",
     "check_percent_price",
     "decimal_param",
+    "int_param",
+    "mandatory",
     "market_qty",
     "parse_order",
     "symbol_filters",
+    "symbol_param",
 ]
 
 QTY_STEP = Decimal("0.00001")
@@ -112,10 +115,40 @@ class OrderSpec:
     client_order_id: str
 
 
-def _mandatory(name: str) -> OrderRejected:
+def mandatory(name: str) -> OrderRejected:
+    """The venue's -1102: parameter ``name`` is missing, empty or malformed."""
     return OrderRejected(
         -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
     )
+
+
+def symbol_param(params: Mapping[str, Any], listed: Container[str]) -> str:
+    """Read the mandatory ``symbol`` (upper-cased): -1102 when missing, -1121 when not listed."""
+    symbol = str(params.get("symbol") or "").upper()
+    if not symbol:
+        raise mandatory("symbol")
+    if symbol not in listed:
+        raise OrderRejected(-1121, "Invalid symbol.")
+    return symbol
+
+
+def int_param(
+    params: Mapping[str, Any], name: str, default: int | None, low: int, high: int
+) -> int | None:
+    """Parse an integer parameter in ``low..high`` (-1100 otherwise); ``default`` if absent."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise OrderRejected(
+            -1100,
+            f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.",
+        ) from None
+    if not low <= value <= high:
+        raise OrderRejected(-1100, f"Illegal characters found in parameter '{name}'.")
+    return value
 
 
 def _filter(name: str) -> OrderRejected:
@@ -133,7 +166,7 @@ def _not_required(name: str) -> OrderRejected:
 def decimal_param(raw: Any, name: str) -> Decimal:
     """Parse a decimal parameter as the venue does (-1102 missing, -1100 malformed)."""
     if raw is None or raw == "":
-        raise _mandatory(name)
+        raise mandatory(name)
     text = raw if isinstance(raw, str) else repr(raw) if isinstance(raw, float) else str(raw)
     if isinstance(raw, bool) or not _DECIMAL_RE.match(text):
         raise OrderRejected(
@@ -144,7 +177,7 @@ def decimal_param(raw: Any, name: str) -> Decimal:
     try:
         return Decimal(text)
     except InvalidOperation:  # pragma: no cover - the regex admits only decimals
-        raise _mandatory(name) from None
+        raise mandatory(name) from None
 
 
 def _check_price(price: Decimal) -> None:
@@ -172,19 +205,15 @@ def _price_param(params: Mapping[str, Any], name: str, needed: bool) -> Decimal:
 
 def parse_order(params: Mapping[str, Any], listed: tuple[str, ...]) -> OrderSpec:
     """Check an order's parameters, types and PRICE_FILTER/LOT_SIZE; return what it asks."""
-    symbol = str(params.get("symbol") or "").upper()
-    if not symbol:
-        raise _mandatory("symbol")
-    if symbol not in listed:
-        raise OrderRejected(-1121, "Invalid symbol.")
+    symbol = symbol_param(params, listed)
     side = str(params.get("side") or "").upper()
     if not side:
-        raise _mandatory("side")
+        raise mandatory("side")
     if side not in {"BUY", "SELL"}:
         raise OrderRejected(-1117, "Invalid side.")
     order_type = str(params.get("type") or "").upper()
     if not order_type:
-        raise _mandatory("type")
+        raise mandatory("type")
     if order_type not in ORDER_TYPES:
         raise OrderRejected(-1116, "Invalid orderType.")
     market = order_type == "MARKET"
@@ -211,7 +240,7 @@ def parse_order(params: Mapping[str, Any], listed: tuple[str, ...]) -> OrderSpec
     if order_type in _TIF_TYPES:
         tif = str(params.get("timeInForce") or "").upper()
         if not tif:
-            raise _mandatory("timeInForce")
+            raise mandatory("timeInForce")
         if tif not in _TIFS:
             raise OrderRejected(-1115, "Invalid timeInForce.")
     elif _given(params, "timeInForce"):

@@ -26,9 +26,10 @@ from typing import Any
 
 import orjson
 
+from tickpipe.common.units import NS_PER_S
+
 __all__ = ["DEFAULTS", "SCENARIOS", "Regime", "ScenarioError", "parse_scenarios", "regime_from"]
 
-NS_PER_S = 1_000_000_000
 SCENARIOS = ("calm", "trend", "crash", "spike", "halt", "burst")
 #: name -> (default duration s, default pct, default factor)
 DEFAULTS: dict[str, tuple[float, float, float]] = {

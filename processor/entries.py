@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from tickpipe.common.contract import entry_key
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.schema import RawFrame
 
@@ -37,12 +38,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-def entry_key(entry_id: str) -> tuple[int, int]:
-    """Return a stream entry id ``ms-seq`` as a comparable pair."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from tickpipe.common.names import (
     GROUP_PROCESSOR,
     Partition,
 )
-from tickpipe.common.schema import OrderUpdate, RawFrame, decode_fields
+from tickpipe.common.schema import OrderUpdate, RawFrame, decode_fields, text_of
 from tickpipe.common.settings import Settings
 from tickpipe.processor.core import BadEntry, PartitionState, process_batch
 from tickpipe.processor.entries import Entries
@@ -111,17 +111,13 @@ def private_lease_key(settings: Settings, venue: str) -> str:
     return settings.keys.venue_lease(venue)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def decode_entries(
     entries: Sequence[tuple[Any, Mapping[Any, Any] | None]],
 ) -> list[tuple[str, RawFrame | BadEntry]]:
     """Turn redis-py stream entries into ``(entry id, RawFrame or BadEntry)`` pairs."""
     out: list[tuple[str, RawFrame | BadEntry]] = []
     for raw_id, fields in entries:
-        entry_id = _text(raw_id)
+        entry_id = text_of(raw_id)
         if not fields:
             out.append((entry_id, BadEntry("entry was deleted before it was processed", "")))
             continue
@@ -217,18 +213,18 @@ class PartitionLane:
         for raw_id, fields in entries:
             event = order_event(decode_fields(fields), self.partition.venue)
             if event is not None:
-                self.order_events.append((_text(raw_id), event))
+                self.order_events.append((text_of(raw_id), event))
         if entries:  # the entries in between are read past too: remember where
-            self.order_events_read = _text(entries[-1][0])
+            self.order_events_read = text_of(entries[-1][0])
 
     def offer_updates(self, entries: Sequence[tuple[Any, Mapping[Any, Any]]]) -> list[str]:
         """Decode the ``order-updates`` entries read; return a warning per unreadable one."""
         problems: list[str] = []
         for raw_id, fields in entries:
             try:
-                self.updates.append((_text(raw_id), OrderUpdate.from_fields(fields)))
+                self.updates.append((text_of(raw_id), OrderUpdate.from_fields(fields)))
             except DecodeError as exc:
-                problems.append(f"order update {_text(raw_id)} unreadable, passed over: {exc}")
+                problems.append(f"order update {text_of(raw_id)} unreadable, passed over: {exc}")
         return problems
 
     def process(self, entries: Entries, ts_now: int, *, pending: bool = False) -> Commit:

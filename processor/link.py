@@ -34,7 +34,7 @@ import redis.exceptions as rexc
 from tickpipe.common.names import GROUP_PROCESSOR
 from tickpipe.common.redis_link import Channel, Contended, RedisLink, Script, ScriptsRefused
 from tickpipe.common.resp import encode_command
-from tickpipe.common.schema import RawFrame
+from tickpipe.common.schema import RawFrame, text_of
 from tickpipe.processor.entries import BadEntry
 from tickpipe.processor.lanes import Commit, Lane, decode_entries
 from tickpipe.processor.wire import (
@@ -142,7 +142,7 @@ class Link:
                 reply, newest = await pipe.execute()
         except Contended as exc:
             raise LeaseLost from exc
-        newest_id = _text(newest[0][0]) if newest else "0-0"
+        newest_id = text_of(newest[0][0]) if newest else "0-0"
         return decode_entries(stream_entries(reply)), newest_id
 
     async def renew(self, lane: Lane) -> bool:
@@ -169,10 +169,6 @@ class Link:
             log.warning("lease not released: %s", exc, extra={"lane": lane.name})
         except errors as exc:
             log.warning("lease not released: %s", exc, extra={"lane": lane.name})
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass
@@ -356,7 +352,7 @@ class Pipe:
         if reply == LEASE_LOST:
             raise LeaseLost
         if isinstance(reply, bytes | str):
-            self.newest = _text(reply)
+            self.newest = text_of(reply)
             return []
         return decode_flat_entries(reply)
 
@@ -390,7 +386,7 @@ class Pipe:
         found, newest = executed
         entries = decode_flat_entries(stream_entries(found))
         if not entries:
-            self.newest = _text(newest[0][0]) if newest else "0-0"
+            self.newest = text_of(newest[0][0]) if newest else "0-0"
         return entries
 
     def _refused(self, reply: Exception) -> None:

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from tickpipe.common.contract import entry_key
+from tickpipe.common.decimals import plain_text as _text
 from tickpipe.common.instruments import InstrumentFilters, filters_of_fields
 from tickpipe.common.schema import OrderUpdate, Signal
 from tickpipe.common.units import client_order_id_for
@@ -61,10 +63,6 @@ T = TypeVar("T")
 MAX_ORDERS = 8192
 
 _ZERO = Decimal(0)
-
-
-def _text(value: Decimal) -> str:
-    return "0" if value == 0 else format(value.normalize(), "f")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,21 +201,16 @@ def refusal_update(fields: Mapping[str, str], venue: str) -> OrderUpdate | None:
     )  # fmt: skip
 
 
-def _key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def later_id(a: str, b: str) -> str:
     """The later of two stream entry ids (``""`` is earliest)."""
     if not a or not b:
         return a or b
-    return a if _key(a) >= _key(b) else b
+    return a if entry_key(a) >= entry_key(b) else b
 
 
 def updates_after(last_id: str, entries: Sequence[tuple[str, T]]) -> list[tuple[str, T]]:
     """Keep the entries after ``last_id`` (stream ids compare as ``(ms, seq)``)."""
     if not last_id:
         return list(entries)
-    floor = _key(last_id)
-    return [(entry_id, update) for entry_id, update in entries if _key(entry_id) > floor]
+    floor = entry_key(last_id)
+    return [(entry_id, update) for entry_id, update in entries if entry_key(entry_id) > floor]

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tickpipe.common.schema import Quote, Trade
+from tickpipe.common.units import MS
 
 __all__ = ["DEFAULT_MAX_AGE_MS", "DEFAULT_MAX_AHEAD_MS", "Plausibility"]
 
-MS_NS = 1_000_000
 #: Defaults of ``TICKPIPE_MAX_EVENT_AHEAD_MS`` and ``TICKPIPE_MAX_EVENT_AGE_MS``.
 DEFAULT_MAX_AHEAD_MS = 10_000
 DEFAULT_MAX_AGE_MS = 3_600_000
@@ -46,27 +46,27 @@ def _positive(text: str) -> bool:
 class Plausibility:
     """The bounds an event's time must keep from its receive time, in nanoseconds."""
 
-    ahead_ns: int = DEFAULT_MAX_AHEAD_MS * MS_NS
-    age_ns: int = DEFAULT_MAX_AGE_MS * MS_NS
+    ahead_ns: int = DEFAULT_MAX_AHEAD_MS * MS
+    age_ns: int = DEFAULT_MAX_AGE_MS * MS
 
     @classmethod
     def from_ms(cls, ahead_ms: int, age_ms: int) -> Plausibility:
         """Build the bounds from milliseconds (the settings' unit)."""
-        return cls(ahead_ms * MS_NS, age_ms * MS_NS)
+        return cls(ahead_ms * MS, age_ms * MS)
 
     def time_problem(self, ts_event: int, ts_recv: int, *, live: bool) -> str | None:
         """Return why ``ts_event`` cannot be believed for an event received at ``ts_recv``."""
         lead = ts_event - ts_recv
         if lead > self.ahead_ns:
             return (
-                f"event time {ts_event} ns is {lead // MS_NS} ms ahead of its receive time "
-                f"{ts_recv} ns (at most {self.ahead_ns // MS_NS} ms allowed, "
+                f"event time {ts_event} ns is {lead // MS} ms ahead of its receive time "
+                f"{ts_recv} ns (at most {self.ahead_ns // MS} ms allowed, "
                 "TICKPIPE_MAX_EVENT_AHEAD_MS)"
             )
         if live and -lead > self.age_ns:
             return (
-                f"event time {ts_event} ns is {-lead // MS_NS} ms older than its receive time "
-                f"{ts_recv} ns in a live frame (at most {self.age_ns // MS_NS} ms allowed, "
+                f"event time {ts_event} ns is {-lead // MS} ms older than its receive time "
+                f"{ts_recv} ns in a live frame (at most {self.age_ns // MS} ms allowed, "
                 "TICKPIPE_MAX_EVENT_AGE_MS)"
             )
         return None

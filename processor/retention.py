@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from tickpipe.common.contract import entry_key
+
 __all__ = [
     "DEFAULT_KIND",
     "DEFAULT_MAXLEN",
@@ -35,14 +37,9 @@ DEFAULT_KIND = "*"
 DEFAULT_MAXLEN = 1_000_000
 
 
-def _key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def id_after(entry_id: str) -> str:
     """Return the smallest stream id greater than ``entry_id``."""
-    ms, seq = _key(entry_id)
+    ms, seq = entry_key(entry_id)
     return f"{ms}-{seq + 1}"
 
 
@@ -83,10 +80,10 @@ def safe_minid(groups: Iterable[GroupView], required: Iterable[str] = ()) -> str
     bounds = []
     for group in views:
         bound = id_after(group.last_delivered)
-        if group.oldest_pending is not None and _key(group.oldest_pending) < _key(bound):
+        if group.oldest_pending is not None and entry_key(group.oldest_pending) < entry_key(bound):
             bound = group.oldest_pending
         bounds.append(bound)
-    return min(bounds, key=_key) if bounds else ""
+    return min(bounds, key=entry_key) if bounds else ""
 
 
 def decide_trim(
@@ -117,9 +114,9 @@ def decide_trim(
         if archived is None:
             return TrimDecision(None, f"over {maxlen} entries but nothing archived yet")
         bound = id_after(archived)
-        if safe == "" or _key(bound) < _key(safe):
+        if safe == "" or entry_key(bound) < entry_key(safe):
             safe, why = bound, "archived"
-    if safe == "" or _key(first_kept) <= _key(safe):
+    if safe == "" or entry_key(first_kept) <= entry_key(safe):
         return TrimDecision(first_kept)
     alarm = f"over {maxlen} entries ({length}) but entries from {safe} on are not {why}; kept them"
     return TrimDecision(safe, alarm)

@@ -33,7 +33,6 @@ lane logs the outage rate-limited with the server's text (:mod:`common.backpress
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -48,7 +47,9 @@ from tickpipe.common.health import HealthReporter
 from tickpipe.common.names import GROUP_PROCESSOR
 from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis, ensure_group
 from tickpipe.common.redis_link import RedisLink
+from tickpipe.common.schema import text_of
 from tickpipe.common.settings import Settings
+from tickpipe.common.stopping import wait_stop
 from tickpipe.processor.lanes import Lane, PartitionLane, PrivateLane
 from tickpipe.processor.link import Entries, LeaseLost, Link, Pipe
 from tickpipe.processor.plugins import build_strategies
@@ -112,14 +113,6 @@ class _Stats:
         }
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    """Wait ``seconds`` or until ``stop`` is set."""
-    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-
-
 def _raise_if_cancelled() -> None:
     """Re-raise a cancellation that a library swallowed.
 
@@ -130,10 +123,6 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class _Runner:
@@ -185,7 +174,7 @@ class _Runner:
                 try:
                     if not await self._acquire(lane):
                         outage.recovered()
-                        await _wait(self.stop, self.retry_s)
+                        await wait_stop(self.stop, self.retry_s)
                         continue
                     await self._own(lane, outage)
                 except LeaseLost:
@@ -193,7 +182,7 @@ class _Runner:
                 except REDIS_ERRORS as exc:  # OOM, BUSY, unreachable...: nothing was acked
                     backoff.connection_ended(time.monotonic() - started)
                     outage.failed(exc)
-                    await _wait(self.stop, backoff.next_delay_s())
+                    await wait_stop(self.stop, backoff.next_delay_s())
                 finally:
                     self.stats.owned.discard(lane.name)
                     self.stats.gauges.pop(lane.name, None)
@@ -289,7 +278,7 @@ class _Runner:
         await pipe.send_wait(pipe.newest, self.block_ms)
         _, renewed_at = await self._collect(lane, pipe, renewed_at)
         if not pipe.woken and loop.time() - began < self.block_ms / 2000:
-            await _wait(self.stop, self.block_ms / 1000)  # the server did not block
+            await wait_stop(self.stop, self.block_ms / 1000)  # the server did not block
         return renewed_at
 
     async def _collect(
@@ -339,7 +328,7 @@ class _Runner:
                     "pending entries were deleted before processing",
                     extra={"lane": lane.name, "count": len(deleted)},
                 )
-            if _text(cursor) == "0-0":
+            if text_of(cursor) == "0-0":
                 return claimed
             start = cursor
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tickpipe.common.settings import Settings
+from tickpipe.common.units import MS
 from tickpipe.processor import checkpoint
 from tickpipe.processor.bars import BarBuilder
 from tickpipe.processor.books import BOOK_COUNTERS, BookKeeper
@@ -31,8 +32,6 @@ from tickpipe.processor.tradeids import RecentIds, TradeIds
 __all__ = ["CHECKPOINT_VERSION", "COUNTERS", "PartitionState"]
 
 CHECKPOINT_VERSION = 3
-MS_NS = 1_000_000
-
 #: Counters every partition keeps (in its checkpoint, so they survive takeovers). Frames of
 #: channels read but not normalised yet are also counted per channel, as ``ignored:<channel>``.
 COUNTERS = (
@@ -97,8 +96,8 @@ class PartitionState:
         self.venue = venue
         self.bars = BarBuilder(
             venue,
-            lateness_ns=lateness_ms * MS_NS,
-            horizon_ns=horizon_ms * MS_NS,
+            lateness_ns=lateness_ms * MS,
+            horizon_ns=horizon_ms * MS,
             empty=empty_bars,
         )
         self.plausible = Plausibility.from_ms(max_event_ahead_ms, max_event_age_ms)
@@ -171,7 +170,7 @@ class PartitionState:
         self.counters["watermark_repairs"] += 1
         return (
             f"checkpoint watermark repaired: its newest event time {before} ns was "
-            f"{(before - ts_recv) // MS_NS} ms ahead of the first frame's receive time "
+            f"{(before - ts_recv) // MS} ms ahead of the first frame's receive time "
             f"{ts_recv} ns; now {self.bars.max_ts_event} ns, {dropped} bars beyond it dropped"
         )
 

@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from tickpipe.common.names import GROUP_ARCHIVE, archive_watermark
+from tickpipe.common.schema import text_of
 from tickpipe.processor.retention import GroupView, decide_trim, maxlen_for
 
 __all__ = ["MAX_MARKS", "NTH_ID_SCRIPT", "TRIM_STEP", "Retention", "nth_id", "trim_streams"]
@@ -49,10 +50,6 @@ if entry then return entry[1] end
 return false
 """
 log = logging.getLogger("tickpipe.processor")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass
@@ -83,9 +80,9 @@ class Retention:
         first, last = info.get("first-entry"), info.get("last-generated-id")
         start = added - length + 1  # position of the stream's first entry
         if first:
-            _add_mark(marks, (start, _text(first[0])))
+            _add_mark(marks, (start, text_of(first[0])))
         if last:
-            _add_mark(marks, (added, _text(last)))
+            _add_mark(marks, (added, text_of(last)))
         if length <= maxlen:
             return "under", None
         keep_from = added - maxlen + 1  # position of the oldest entry the policy keeps
@@ -116,20 +113,20 @@ def _add_mark(marks: list[tuple[int, str]], mark: tuple[int, str]) -> None:
 async def nth_id(redis: aioredis.Redis, key: str, position: int) -> str | None:
     """Return the id of entry ``position`` (1 = the first) of stream ``key``, found in Redis."""
     found: Any = await redis.eval(NTH_ID_SCRIPT, 1, key, position)
-    return None if found is None else _text(found)
+    return None if found is None else text_of(found)
 
 
 async def _groups(redis: aioredis.Redis, key: str) -> list[GroupView]:
     out = []
     for info in await redis.xinfo_groups(key):
-        info = {_text(k): v for k, v in info.items()}
-        name = _text(info["name"])
+        info = {text_of(k): v for k, v in info.items()}
+        name = text_of(info["name"])
         oldest = None
         if int(info.get("pending", 0)):
             summary: Any = await redis.xpending(key, name)
             if summary and summary.get("min"):
-                oldest = _text(summary["min"])
-        out.append(GroupView(name, _text(info["last-delivered-id"]), oldest))
+                oldest = text_of(summary["min"])
+        out.append(GroupView(name, text_of(info["last-delivered-id"]), oldest))
     return out
 
 
@@ -153,7 +150,7 @@ async def trim_streams(
             continue
         if isinstance(raw, Exception):
             raise raw
-        info = {_text(k): v for k, v in raw.items()}
+        info = {text_of(k): v for k, v in raw.items()}
         length = int(info["length"])
         action, first_kept = retention.first_kept(key, info, maxlen)
         if action == "under":
@@ -173,7 +170,7 @@ async def trim_streams(
             first_kept=first_kept,
             groups=groups,
             required=required,
-            archived=None if archived is None else _text(archived),
+            archived=None if archived is None else text_of(archived),
             archive_on=archive_on,
         )
         if decision.minid is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from tickpipe.common.decimals import plain_text as _text
 from tickpipe.common.order_spec import order_problem
 from tickpipe.common.schema import Signal, Trade
 from tickpipe.common.units import client_order_id_for
@@ -35,10 +36,6 @@ __all__ = ["Fill", "FillModel", "Position", "SimOrder"]
 
 ZERO = Decimal(0)
 _BPS = Decimal(10_000)
-
-
-def _text(value: Decimal) -> str:
-    return "0" if value == 0 else format(value.normalize(), "f")
 
 
 @dataclass

@@ -67,7 +67,7 @@ from tickpipe.archive.files import read_rows
 from tickpipe.archive.layout import kind_of
 from tickpipe.archive.shell import archive_root
 from tickpipe.common.contract import OrderEvent
-from tickpipe.common.names import EXPORT_KINDS, Partition, shard_for
+from tickpipe.common.names import EXPORT_KINDS, Partition
 from tickpipe.common.redis_io import connect_redis
 from tickpipe.common.schema import decode_fields
 from tickpipe.common.settings import Settings
@@ -142,10 +142,6 @@ def to_ns(value: TimeLike) -> int | None:
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
     return int(stamp.value)
-
-
-def _partition(settings: Settings, symbol: str) -> Partition:
-    return Partition(settings.venue, shard_for(symbol, settings.shards))
 
 
 def _id_ms(row: Row) -> int:
@@ -256,7 +252,7 @@ def _streams(
 ) -> list[str]:
     """The stream of ``symbol``'s partition, or of every partition when ``symbol`` is None."""
     if symbol is not None:
-        return [stream(_partition(settings, symbol))]
+        return [stream(settings.partition_of(symbol))]
     return [stream(p) for p in settings.partitions()]
 
 
@@ -350,7 +346,7 @@ async def read_bars(
     end: TimeLike = None, *, interval: str = "1m",
 ) -> pd.DataFrame:  # fmt: skip
     """Return the bars of ``symbol`` opening in ``[start, end)``, latest revision of each."""
-    stream = settings.keys.bars(_partition(settings, symbol), interval)
+    stream = settings.keys.bars(settings.partition_of(symbol), interval)
     rows = await _entries(redis, stream, "ts_open", start, end, symbol)
     latest: dict[str, Row] = {}
     for row in rows:

@@ -15,8 +15,8 @@ import orjson
 import redis.asyncio as aioredis
 
 from tickpipe.common.contract import subscription_entry
-from tickpipe.common.names import BAR_INTERVALS, Partition, shard_for
-from tickpipe.common.schema import decode_fields
+from tickpipe.common.names import BAR_INTERVALS, Partition
+from tickpipe.common.schema import decode_fields, text_of
 from tickpipe.common.settings import Settings
 from tickpipe.tools.recordings import read_recording, read_recordings
 from tickpipe.tools.replay import replay_file
@@ -60,10 +60,6 @@ def resolve_streams(settings: Settings, name: str) -> list[str]:
     raise ValueError(f"unknown stream {name!r}: give a full stream name or one of {known}")
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def format_entry(stream: str, entry_id: str, fields: dict[str, str]) -> str:
     """One readable line: id, stream, then ``field=value`` pairs (``v`` left out)."""
     body = " ".join(f"{k}={v}" for k, v in fields.items() if k != "v")
@@ -82,17 +78,17 @@ async def tail(
     if not from_start:
         for stream in streams:
             newest = await redis.xrevrange(stream, count=1)
-            last[stream] = _text(newest[0][0]) if newest else "0-0"
+            last[stream] = text_of(newest[0][0]) if newest else "0-0"
     if on_ready is not None:
         on_ready()
     shown = 0
     while count is None or shown < count:
         answer: list[Any] = list(await redis.xread(last, block=block_ms, count=500) or [])
         for stream_name, entries in answer:
-            stream = _text(stream_name)
+            stream = text_of(stream_name)
             for entry_id, fields in entries:
-                last[stream] = _text(entry_id)
-                out.write(format_entry(stream, _text(entry_id), decode_fields(fields)) + "\n")
+                last[stream] = text_of(entry_id)
+                out.write(format_entry(stream, text_of(entry_id), decode_fields(fields)) + "\n")
                 shown += 1
                 if count is not None and shown >= count:
                     break
@@ -111,7 +107,7 @@ async def change_subscription(
         name = name.lower() or settings.venue
         if name not in settings.all_venues():
             raise ValueError(f"{entry}: {name} is not a venue of this deployment")
-        part = Partition(name, shard_for(symbol.upper(), settings.shards))
+        part = settings.partition_of(symbol.upper(), name)
         by_partition.setdefault(part, []).append(symbol.upper())
     try:
         request = importlib.import_module("tickpipe.ingestor.control").request_subscription_change

@@ -14,7 +14,7 @@ from __future__ import annotations
 import orjson
 
 from tickpipe.common.contract import MarkerEvent, RawKind, marker_data
-from tickpipe.common.names import Partition, shard_for
+from tickpipe.common.names import Partition
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Settings
 from tickpipe.tools.recordings import REST_BODY, Recorded, symbol_of
@@ -62,7 +62,7 @@ class RawRouter:
                 self.no_symbol += 1
                 stream = self._last or self._stream(next(iter(self.settings.partitions())))
             else:
-                part = Partition(self.venue, shard_for(symbol, self.settings.shards))
+                part = self.settings.partition_of(symbol, self.venue)
                 stream = self._streams[symbol] = self._stream(part)
         out: list[tuple[str, RawFrame]] = []
         if stream not in self.seqs:

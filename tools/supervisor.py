@@ -44,6 +44,7 @@ from tickpipe.common.procs import start_redis_server, tied_to_parent, wait_for_r
 from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis, redacted, redis_reason
 from tickpipe.common.settings import Settings, read_dotenv
 from tickpipe.common.status import StatusSnapshot, read_status, render_status
+from tickpipe.common.stopping import wait_stop
 from tickpipe.deploy.acl import OPERATOR
 from tickpipe.tools.demo import ROUND_S, demo_scenarios, demo_settings
 from tickpipe.venues.registry import venue
@@ -129,8 +130,7 @@ class Supervisor:
             delay = stage.backoff.next_delay_s()
             stage.restarts += 1
             log.warning("%s exited with code %s; restarting in %.1f s", stage.name, code, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await wait_stop(stop, delay)
 
     async def terminate(self, grace_s: float = 10.0) -> None:
         """SIGTERM every stage, wait up to ``grace_s``, then SIGKILL what is left."""
@@ -520,7 +520,6 @@ async def _status_loop(
                 out.write("\n".join(lines) + "\n")
                 last_print = time.monotonic()
             out.flush()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), options.status_interval_s)
+            await wait_stop(stop, options.status_interval_s)
     finally:
         await redis.aclose()

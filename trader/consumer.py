@@ -11,7 +11,6 @@ owner, or a read that arrived as the lease was lost) to this consumer with ``XAU
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -24,7 +23,9 @@ from tickpipe.common.backpressure import RedisOutage
 from tickpipe.common.errors import RedisUnavailable
 from tickpipe.common.names import GROUP_TRADER
 from tickpipe.common.redis_io import redis_errors, xreadgroup_streams
+from tickpipe.common.schema import text_of
 from tickpipe.common.settings import Settings
+from tickpipe.common.stopping import wait_stop
 from tickpipe.trader.fence import Change
 from tickpipe.trader.lease import Lease
 
@@ -33,10 +34,6 @@ __all__ = ["GroupConsumer", "Handler"]
 log = logging.getLogger("tickpipe.trader")
 
 Handler = Callable[[str, str, dict[bytes, bytes]], Coroutine[Any, Any, None]]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class GroupConsumer:
@@ -89,8 +86,7 @@ class GroupConsumer:
                 if reread is not None and reread():
                     cursors = dict.fromkeys(streams, "0")
                 if not self.lease.fresh() or (ready is not None and not ready()):  # wait a moment
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), min(0.05, self.idle_s))
+                    await wait_stop(stop, min(0.05, self.idle_s))
                     continue
                 try:
                     await self._consume_once(cursors, handle, stop, count)
@@ -101,8 +97,7 @@ class GroupConsumer:
                     self.counts["redis_outages"] += 1
                     self.on_outage("redis-reconnect")
                     cursors = dict.fromkeys(streams, "0")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), backoff.next_delay_s())
+                    await wait_stop(stop, backoff.next_delay_s())
 
     async def _consume_once(
         self, cursors: dict[str, str], handle: Handler, stop: asyncio.Event, count: int
@@ -121,13 +116,13 @@ class GroupConsumer:
         got = 0
         # RESP2 reply: [(stream, [(entry id, fields, or None if trimmed while pending), ...]), ...]
         for raw_stream, entries in reply or []:
-            stream = _text(raw_stream)
+            stream = text_of(raw_stream)
             if not entries and cursors[stream] != ">":
                 cursors[stream] = ">"  # pending entries done
             for raw_id, fields in entries:
                 if stop.is_set():
                     return
-                entry_id = _text(raw_id)
+                entry_id = text_of(raw_id)
                 got += 1
                 if cursors[stream] != ">":
                     cursors[stream] = entry_id
@@ -138,8 +133,7 @@ class GroupConsumer:
                     await handle(stream, entry_id, fields)
         waited = time.monotonic() - started
         if not got and idle and waited < self.idle_s / 2:  # a client that does not block
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.idle_s - waited)
+            await wait_stop(stop, self.idle_s - waited)
 
     async def ack(self, stream: str, entry_id: str) -> None:
         """Acknowledge an entry of ``stream``, fenced by the lease of its hash slot."""
@@ -163,7 +157,7 @@ class GroupConsumer:
                     count=self.settings.batch_size,
                 )
                 total += len(reply[1])
-                if _text(reply[0]) == "0-0":
+                if text_of(reply[0]) == "0-0":
                     break
                 start = reply[0]
         return total

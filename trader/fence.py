@@ -25,6 +25,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from tickpipe.common.redis_link import Contended, RedisLink, Script, ScriptsRefused
+from tickpipe.common.schema import text_of
 
 __all__ = [
     "FENCE_SCRIPT",
@@ -127,7 +128,7 @@ def encode_change(change: Change, token: str) -> tuple[list[str], list[str]]:
 def _text(value: Any) -> str | None:
     if value is None:
         return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return text_of(value)
 
 
 class Fence:

@@ -32,7 +32,7 @@ import redis.asyncio as aioredis
 from tickpipe.common.contract import OrderEvent, OrderRecord
 from tickpipe.common.errors import RedisUnavailable
 from tickpipe.common.names import GROUP_TRADER, Keys
-from tickpipe.common.schema import OrderIntent, OrderUpdate, decode_fields
+from tickpipe.common.schema import OrderIntent, OrderUpdate, decode_fields, text_of
 from tickpipe.common.units import MS
 from tickpipe.trader.actions import ApplyUpdate
 from tickpipe.trader.fence import Change, Fence, Stale
@@ -60,7 +60,7 @@ _ATTEMPTS = 5
 def _text(value: bytes | str | None) -> str | None:
     if value is None:
         return None
-    return value.decode() if isinstance(value, bytes) else value
+    return text_of(value)
 
 
 def _intent_of(data: Mapping[str, Any]) -> OrderIntent:

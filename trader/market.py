@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from tickpipe.common.units import NS_PER_S
 from tickpipe.trader.risk import to_decimal
 
 __all__ = ["MarketPrice", "MarketView", "market_refusal", "order_value_price"]
 
-NS_PER_S = 1_000_000_000
 BPS = Decimal(10_000)
 
 

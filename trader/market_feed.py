@@ -16,7 +16,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from tickpipe.common.schema import decode_fields
+from tickpipe.common.contract import entry_key
+from tickpipe.common.schema import decode_fields, text_of
 from tickpipe.common.settings import Settings
 from tickpipe.trader.market import MarketView
 
@@ -26,16 +27,6 @@ __all__ = ["DEPTH", "MarketFeed"]
 PAGE = 32
 #: Entries read from the end of a stream at most per read.
 DEPTH = 2000
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    """Order stream entry ids (``ms-seq``) as numbers."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms or 0), int(seq or 0)
 
 
 class MarketFeed:
@@ -58,13 +49,13 @@ class MarketFeed:
         while read < DEPTH and not symbols <= found.keys():
             page: Any = await self.redis.xrevrange(stream, max=top, min=low, count=PAGE)
             for entry_id, fields in page or []:
-                newest = newest or _text(entry_id)
+                newest = newest or text_of(entry_id)
                 data = decode_fields(fields)
                 found.setdefault(data.get("symbol", ""), data)
             read += len(page or [])
             if not page or len(page) < PAGE:
                 break
-            top = f"({_text(page[-1][0])}"
+            top = f"({text_of(page[-1][0])}"
         return newest, found
 
     async def _read(self, symbol: str | None, *, fresh: bool) -> None:
@@ -79,7 +70,7 @@ class MarketFeed:
             ):
                 since = None if fresh else self.last_ids.get(stream)
                 newest, found = await self._newest(stream, set(symbols), since)
-                if newest is not None and _id_key(newest) > _id_key(
+                if newest is not None and entry_key(newest) > entry_key(
                     self.last_ids.get(stream, "0-0")
                 ):
                     self.last_ids[stream] = newest

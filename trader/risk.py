@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from tickpipe.common.decimals import finite_decimal
 from tickpipe.common.schema import Signal
+from tickpipe.common.units import NS_PER_S
 
 __all__ = [
     "RiskLimits",
@@ -23,8 +24,6 @@ __all__ = [
     "check_signal",
     "to_decimal",
 ]
-
-NS_PER_S = 1_000_000_000
 
 
 def to_decimal(text: str | None) -> Decimal | None:

@@ -37,6 +37,7 @@ from tickpipe.common.health import HealthReporter
 from tickpipe.common.names import Keys
 from tickpipe.common.redis_io import REDIS_ERRORS, connect_redis, redis_errors
 from tickpipe.common.settings import Settings
+from tickpipe.common.stopping import wait_stop
 from tickpipe.common.tls import trust_ca_file
 from tickpipe.trader.fence import LeaseLost
 from tickpipe.trader.lease import Lease, new_token
@@ -141,8 +142,7 @@ async def _stand_by(lease: Lease, stop: asyncio.Event) -> bool:
             except RedisUnavailable as exc:
                 outage.failed(exc)
                 delay = backoff.next_delay_s()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await wait_stop(stop, delay)
     return False
 
 
@@ -266,8 +266,7 @@ async def run(
                 log.warning("lease lost; standing by", extra={"error": str(exc)})
             except RedisUnavailable as exc:  # refused or lost while the term was starting:
                 starting.failed(exc)  # wait a little, then take the lease again
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), start_backoff.next_delay_s())
+                await wait_stop(stop, start_backoff.next_delay_s())
             finally:
                 process.term = None
                 await trader.ledger.intents.close()

@@ -41,7 +41,8 @@ from tickpipe.common.backpressure import RedisOutage
 from tickpipe.common.contract import MarkerEvent, RawKind
 from tickpipe.common.errors import DecodeError, RedisUnavailable, VenueUnavailable
 from tickpipe.common.redis_io import redis_errors
-from tickpipe.common.schema import RawFrame
+from tickpipe.common.schema import RawFrame, text_of
+from tickpipe.common.stopping import wait_stop
 
 if TYPE_CHECKING:
     from tickpipe.trader.owner import Trader
@@ -63,12 +64,6 @@ KILL_SWITCH_EVERY_S = 0.1
 MARKET_EVERY_S = 0.1
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-
-
 async def _loop(
     name: str,
     stop: asyncio.Event,
@@ -85,14 +80,14 @@ async def _loop(
                     await step()
                 backoff.attempt = 0
                 outage.recovered()
-                await _wait(stop, interval_s)
+                await wait_stop(stop, interval_s)
             except RedisUnavailable as exc:
                 outage.failed(exc)
                 on_outage("redis-reconnect")
-                await _wait(stop, backoff.next_delay_s())
+                await wait_stop(stop, backoff.next_delay_s())
             except VenueUnavailable as exc:
                 log.warning("%s: waiting for an outage to end", name, extra={"error": str(exc)})
-                await _wait(stop, backoff.next_delay_s())
+                await wait_stop(stop, backoff.next_delay_s())
 
 
 async def keep_lease(trader: Trader, done: asyncio.Event) -> None:
@@ -100,7 +95,7 @@ async def keep_lease(trader: Trader, done: asyncio.Event) -> None:
     lease = trader.lease
     with RedisOutage(log, "trader lease renewal") as outage:
         while not done.is_set():
-            await _wait(done, lease.renew_s)
+            await wait_stop(done, lease.renew_s)
             if done.is_set():
                 return
             try:
@@ -110,10 +105,6 @@ async def keep_lease(trader: Trader, done: asyncio.Event) -> None:
             except RedisUnavailable as exc:  # not fresh for long: reads and orders pause
                 outage.failed(exc)
                 trader.redis_outage()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def connect_markers(entries: Any) -> list[str]:
@@ -198,7 +189,7 @@ class _Background:
                 else:
                     log.warning("reconcile postponed", extra={"error": str(exc)})
                 self.request_reconcile(reason)
-                await _wait(self.stop, 1.0)
+                await wait_stop(self.stop, 1.0)
 
     async def _wait_wanted(self) -> None:
         stopping = asyncio.ensure_future(self.stop.wait())
@@ -220,12 +211,12 @@ class _Background:
         stream = trader.keys.private_raw(trader.venue_name)
         if self.private_last_id is None:
             last: Any = await trader.redis.xrevrange(stream, count=1)
-            self.private_last_id = _text(last[0][0]) if last else "0-0"
+            self.private_last_id = text_of(last[0][0]) if last else "0-0"
         reply: Any = await trader.redis.xread({stream: self.private_last_id}, count=500)
         for _, entries in reply or []:
             if entries:
                 last_id = entries[-1][0]
-                self.private_last_id = _text(last_id)
+                self.private_last_id = text_of(last_id)
             if connect_markers(entries):
                 self.request_reconcile("private-reconnect")
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from tickpipe.mock_ws.alpaca.broker import AlpacaBroker
-from tickpipe.mock_ws.alpaca.codec import Ts, parse_rfc3339, rfc3339
+from tickpipe.mock_ws.alpaca.codec import parse_rfc3339, rest_object
 from tickpipe.mock_ws.alpaca.marketdata import AlpacaMarket
 from tickpipe.mock_ws.alpaca.orders import TradingError
 from tickpipe.mock_ws.alpaca.reference import reference_route
@@ -40,14 +40,6 @@ class ApiResult:
     body: Any = None
     events: list[dict[str, Any]] = field(default_factory=list)
     order_record: dict[str, Any] | None = None
-
-
-def _plain(message: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: rfc3339(v.ns) if isinstance(v, Ts) else v
-        for k, v in message.items()
-        if k not in ("T", "S")
-    }
 
 
 def _invalid(message: str) -> TradingError:
@@ -171,7 +163,7 @@ class AlpacaApi:
             for message in history:
                 t = message["t"].ns
                 if (start is None or t >= start) and (end is None or t <= end):
-                    rows.append((symbol, _plain(message)))
+                    rows.append((symbol, rest_object(message)))
         if query.get("sort") == "desc":
             rows.reverse()
         page = rows[offset : offset + limit]

@@ -21,6 +21,7 @@ from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from tickpipe.common.units import MS
 from tickpipe.mock_ws.alpaca import calendar
 from tickpipe.mock_ws.alpaca.account import Position, account_json, asset_id, positions_json
 from tickpipe.mock_ws.alpaca.codec import rfc3339
@@ -36,7 +37,6 @@ from tickpipe.mock_ws.market import MarketSim, SimTrade
 
 __all__ = ["AlpacaBroker"]
 
-NS_PER_MS = 1_000_000
 QTY_QUANTUM = Decimal("0.000000001")
 SIM_MIN_QTY = Decimal("0.00001")
 CODE_NOT_FOUND = 40410000
@@ -231,7 +231,7 @@ class AlpacaBroker:
         after they arrived."""
         events: list[Event] = []
         for trade in trades:
-            trade_ns = trade.trade_time_ms * NS_PER_MS
+            trade_ns = trade.trade_time_ms * MS
             price = Decimal(trade.price)
             available = Decimal(trade.qty)
             if not is_crypto(trade.symbol):

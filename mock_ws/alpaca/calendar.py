@@ -21,6 +21,8 @@ import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tickpipe.common.units import NS_PER_S
+
 __all__ = [
     "NEW_YORK",
     "Session",
@@ -52,7 +54,6 @@ _EARLY_CLOSES = {
     datetime.date.fromisoformat(d)
     for d in ("2025-07-03", "2025-11-28", "2025-12-24", "2026-11-27", "2026-12-24", "2027-11-26")
 }
-_NS = 1_000_000_000
 
 
 class Session(tuple[datetime.datetime, datetime.datetime]):
@@ -85,7 +86,7 @@ def session_of(day: datetime.date) -> Session | None:
 
 
 def _local(now_ns: int) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(now_ns / _NS, NEW_YORK)
+    return datetime.datetime.fromtimestamp(now_ns / NS_PER_S, NEW_YORK)
 
 
 def is_open(now_ns: int) -> bool:
@@ -137,12 +138,12 @@ def next_open_ns(now_ns: int) -> int:
     session = _next_session(now)
     if session.open <= now:  # only during a session, handled above
         session = _next_session(session.close)  # pragma: no cover
-    return int(session.open.timestamp()) * _NS
+    return int(session.open.timestamp()) * NS_PER_S
 
 
 def close_ns(now_ns: int) -> int:
     """Return when the current (or next) regular session closes."""
-    return int(_next_session(_local(now_ns)).close.timestamp()) * _NS
+    return int(_next_session(_local(now_ns)).close.timestamp()) * NS_PER_S
 
 
 def _iso(moment: datetime.datetime) -> str:

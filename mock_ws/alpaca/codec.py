@@ -9,13 +9,16 @@ Client frames may be JSON text or msgpack binary.
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
 import orjson
 
+from tickpipe.common.errors import DecodeError
+from tickpipe.venues.alpaca.session import decode_frame
 from tickpipe.venues.alpaca.wire import parse_rfc3339 as parse_rfc3339_time
+from tickpipe.venues.alpaca.wire import rfc3339
 
 __all__ = [
     "Ts",
@@ -23,11 +26,9 @@ __all__ = [
     "encode_data_frame",
     "encode_trading_frame",
     "parse_rfc3339",
+    "rest_object",
     "rfc3339",
 ]
-
-NS_PER_S = 1_000_000_000
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class Ts:
@@ -52,22 +53,20 @@ class Ts:
         return f"Ts({self.ns})"
 
 
-def rfc3339(ns: int) -> str:
-    """Format nanoseconds since the epoch as an RFC 3339 UTC string (trailing zeros dropped)."""
-    seconds, frac = divmod(ns, NS_PER_S)
-    base = (_EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
-    if frac == 0:
-        return base + "Z"
-    return f"{base}.{frac:09d}".rstrip("0") + "Z"
-
-
 def parse_rfc3339(text: str) -> int:
     """Parse an RFC 3339 time or a ``YYYY-MM-DD`` date into nanoseconds; raise ``ValueError``."""
     value = text.strip()
-    if len(value) == 10:
-        day = dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.UTC)
-        return int((day - _EPOCH).total_seconds()) * NS_PER_S
+    if len(value) == 10:  # a date: its midnight UTC
+        value += "T00:00:00Z"
     return parse_rfc3339_time(value)
+
+
+def rest_object(message: Mapping[str, Any]) -> dict[str, Any]:
+    """Render a stream message as the REST market-data API answers it: without its ``T`` and
+    ``S`` keys, times as RFC 3339 strings."""
+    return {
+        k: rfc3339(v.ns) if isinstance(v, Ts) else v for k, v in message.items() if k not in "TS"
+    }
 
 
 def _json_default(value: Any) -> Any:
@@ -99,17 +98,9 @@ def encode_trading_frame(message: dict[str, Any], *, use_msgpack: bool) -> bytes
 
 
 def decode_client(data: str | bytes) -> Any:
-    """Decode a client frame: text as JSON, binary as msgpack (or JSON); raise ``ValueError``."""
-    if isinstance(data, str):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"invalid JSON: {exc}") from None
+    """Decode a client frame by the venue's rule (:func:`venues.alpaca.session.decode_frame`:
+    text as JSON, binary as JSON or msgpack); raise ``ValueError``."""
     try:
-        return msgpack.unpackb(data, raw=False, timestamp=0)
-    except Exception:
-        pass
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise ValueError("frame is neither msgpack nor JSON") from None
+        return decode_frame(data)
+    except DecodeError as exc:
+        raise ValueError(str(exc)) from None

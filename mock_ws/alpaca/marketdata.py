@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from tickpipe.common.units import MS
 from tickpipe.mock_ws.alpaca.codec import Ts
 from tickpipe.mock_ws.market import SimTrade
 
 __all__ = ["CHANNEL_OF", "AlpacaMarket", "Outgoing", "is_crypto"]
 
-NS_PER_MS = 1_000_000
 NS_PER_MIN = 60_000_000_000
 NS_PER_DAY = 86_400_000_000_000
 HISTORY_TRADES = 20_000
@@ -128,7 +128,7 @@ class AlpacaMarket:
             feed = self._feeds.get(trade.symbol)
             if feed is None:
                 continue
-            trade_ns = trade.trade_time_ms * NS_PER_MS
+            trade_ns = trade.trade_time_ms * MS
             out.extend(self._close_minute(feed, trade_ns))
             price, size = float(Decimal(trade.price)), self.size_of(trade)
             message = self._trade_message(trade, price, size)
@@ -242,7 +242,7 @@ class AlpacaMarket:
     # ---- internals --------------------------------------------------------------------------
 
     def _trade_message(self, trade: SimTrade, price: float, size: float | int) -> dict[str, Any]:
-        t = Ts(trade.trade_time_ms * NS_PER_MS)
+        t = Ts(trade.trade_time_ms * MS)
         if is_crypto(trade.symbol):
             taker = "S" if trade.buyer_is_maker else "B"
             return {"T": "t", "S": trade.symbol, "p": price, "s": size, "t": t,

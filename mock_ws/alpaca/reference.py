@@ -17,7 +17,7 @@ from typing import Any
 from tickpipe.mock_ws.alpaca import calendar
 from tickpipe.mock_ws.alpaca.account import asset_id
 from tickpipe.mock_ws.alpaca.broker import AlpacaBroker
-from tickpipe.mock_ws.alpaca.codec import Ts, rfc3339
+from tickpipe.mock_ws.alpaca.codec import rest_object
 from tickpipe.mock_ws.alpaca.marketdata import AlpacaMarket, is_crypto
 from tickpipe.mock_ws.alpaca.orders import TradingError
 
@@ -52,11 +52,7 @@ def asset_json(symbol: str) -> dict[str, Any]:
 
 
 def _plain(message: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if message is None:
-        return None
-    return {
-        k: rfc3339(v.ns) if isinstance(v, Ts) else v for k, v in message.items() if k not in "TS"
-    }
+    return None if message is None else rest_object(message)
 
 
 def _date(query: Mapping[str, str], name: str, default: datetime.date) -> datetime.date:

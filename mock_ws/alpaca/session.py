@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tickpipe.common.units import NS_PER_S
 from tickpipe.mock_ws.alpaca.codec import decode_client
 
 __all__ = [
@@ -33,8 +34,6 @@ __all__ = [
     "Reply",
     "error_message",
 ]
-
-NS_PER_S = 1_000_000_000
 
 ERRORS: dict[int, str] = {
     400: "invalid syntax",

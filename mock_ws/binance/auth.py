@@ -19,7 +19,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from tickpipe.common.units import MS
 from tickpipe.mock_ws.matching import OrderRejected
+from tickpipe.mock_ws.order_rules import mandatory
 from tickpipe.venues.binance.wire import hmac_signature, ws_api_payload
 
 __all__ = [
@@ -35,13 +37,6 @@ __all__ = [
 
 DEFAULT_RECV_WINDOW_MS = Decimal(5000)
 MAX_RECV_WINDOW_MS = Decimal(60000)
-NS_PER_MS = 1_000_000
-
-
-def _missing(name: str) -> OrderRejected:
-    return OrderRejected(
-        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-    )
 
 
 def load_ed25519_key(key: str | bytes) -> Ed25519PublicKey:
@@ -62,7 +57,7 @@ def ed25519_signature(private_key: Ed25519PrivateKey, payload: str) -> str:
 
 def _verify(signature: Any, payload: str, api_secret: str, ed_key: Ed25519PublicKey | None) -> None:
     if not signature:
-        raise _missing("signature")
+        raise mandatory("signature")
     bad = OrderRejected(-1022, "Signature for this request is not valid.")
     if not isinstance(signature, str):
         raise bad
@@ -99,7 +94,7 @@ def check_signed(
     """Raise :class:`OrderRejected` unless ``params`` are a valid signed request for the key."""
     key = params.get("apiKey")
     if not key:
-        raise _missing("apiKey")
+        raise mandatory("apiKey")
     ed_key = _key(key, api_key, ed25519_keys)
     check_time(params, now_ns)
     _verify(params.get("signature"), ws_api_payload(params), api_secret, ed_key)
@@ -177,11 +172,11 @@ def check_time(params: Mapping[str, Any], now_ns: int) -> None:
     """Raise -1021 / -1131 unless ``timestamp`` is inside ``recvWindow`` of the server time."""
     raw_ts = params.get("timestamp")
     if raw_ts is None or raw_ts == "":
-        raise _missing("timestamp")
+        raise mandatory("timestamp")
     try:
         timestamp = Decimal(str(raw_ts))
     except InvalidOperation:
-        raise _missing("timestamp") from None
+        raise mandatory("timestamp") from None
     if timestamp > 10**14:  # microseconds
         timestamp /= 1000
     window = DEFAULT_RECV_WINDOW_MS
@@ -189,10 +184,10 @@ def check_time(params: Mapping[str, Any], now_ns: int) -> None:
         try:
             window = Decimal(str(params["recvWindow"]))
         except InvalidOperation:
-            raise _missing("recvWindow") from None
+            raise mandatory("recvWindow") from None
         if window > MAX_RECV_WINDOW_MS or window <= 0:
             raise OrderRejected(-1131, "recvWindow must be less than 60000")
-    now_ms = Decimal(now_ns) / NS_PER_MS
+    now_ms = Decimal(now_ns) / MS
     if timestamp >= now_ms + 1000:
         raise OrderRejected(
             -1021, "Timestamp for this request was 1000ms ahead of the server's time."

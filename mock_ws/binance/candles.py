@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from tickpipe.mock_ws.order_model import d8
+
 __all__ = ["INTERVALS", "Candle", "CandleSeries", "RollingTicker", "period_start"]
 
 SECOND_MS = 1000
@@ -122,16 +124,16 @@ class Candle:
             "i": interval,
             "f": self.first_id,
             "L": self.last_id,
-            "o": _s(self.open),
-            "c": _s(self.close),
-            "h": _s(self.high),
-            "l": _s(self.low),
-            "v": _s(self.volume),
+            "o": d8(self.open),
+            "c": d8(self.close),
+            "h": d8(self.high),
+            "l": d8(self.low),
+            "v": d8(self.volume),
             "n": self.trades,
             "x": closed,
-            "q": _s(self.quote),
-            "V": _s(self.taker_volume),
-            "Q": _s(self.taker_quote),
+            "q": d8(self.quote),
+            "V": d8(self.taker_volume),
+            "Q": d8(self.taker_quote),
             "B": "0",
         }
 
@@ -139,22 +141,18 @@ class Candle:
         """Return the ``GET /api/v3/klines`` row."""
         return [
             self.open_ms,
-            _s(self.open),
-            _s(self.high),
-            _s(self.low),
-            _s(self.close),
-            _s(self.volume),
+            d8(self.open),
+            d8(self.high),
+            d8(self.low),
+            d8(self.close),
+            d8(self.volume),
             self.close_ms,
-            _s(self.quote),
+            d8(self.quote),
             self.trades,
-            _s(self.taker_volume),
-            _s(self.taker_quote),
+            d8(self.taker_volume),
+            d8(self.taker_quote),
             "0",
         ]
-
-
-def _s(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.00000001')):f}"
 
 
 class CandleSeries:
@@ -288,12 +286,12 @@ class RollingTicker:
             "e": "24hrMiniTicker",
             "E": now_ms,
             "s": symbol,
-            "c": _s(self.trades[-1][1]),
-            "o": _s(self.trades[0][1]),
-            "h": _s(self._highs[0][1]),
-            "l": _s(self._lows[0][1]),
-            "v": _s(self.volume),
-            "q": _s(self.quote),
+            "c": d8(self.trades[-1][1]),
+            "o": d8(self.trades[0][1]),
+            "h": d8(self._highs[0][1]),
+            "l": d8(self._lows[0][1]),
+            "v": d8(self.volume),
+            "q": d8(self.quote),
         }
 
     def full(self, symbol: str, now_ms: int, bbo: dict[str, Any]) -> dict[str, Any] | None:
@@ -309,12 +307,12 @@ class RollingTicker:
             "e": "24hrTicker",
             "E": now_ms,
             "s": symbol,
-            "p": _s(change),
+            "p": d8(change),
             "P": f"{percent:f}",
-            "w": _s(vwap),
-            "x": _s(first[1]),
+            "w": d8(vwap),
+            "x": d8(first[1]),
             "c": mini["c"],
-            "Q": _s(self.last_qty),
+            "Q": d8(self.last_qty),
             "b": bbo["b"],
             "B": bbo["B"],
             "a": bbo["a"],

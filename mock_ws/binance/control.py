@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from tickpipe.common.units import MS, NS_PER_S
 from tickpipe.mock_ws.binance.connection import Connection, close
 from tickpipe.mock_ws.binance.weights import too_much_weight
 from tickpipe.mock_ws.faults import Fault, FaultError, FaultPlan, fault_list
@@ -29,8 +30,6 @@ from tickpipe.mock_ws.scenarios import regime_from as regime_from_check
 
 __all__ = ["FaultRunner", "order_error"]
 
-NS_PER_MS = 1_000_000
-NS_PER_S = 1_000_000_000
 TICK_S = 0.05
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -137,7 +136,7 @@ class FaultRunner:
                 self._shutdown(conn, float(fault.spec.get("grace", 0.2)), now_ns)
 
     def _shutdown(self, conn: Connection, grace_s: float, now_ns: int) -> None:
-        event = {"e": "serverShutdown", "E": now_ns // NS_PER_MS}
+        event = {"e": "serverShutdown", "E": now_ns // MS}
         body: dict[str, Any]
         if conn.api is not None:
             body = {"event": event}
@@ -211,11 +210,11 @@ class FaultRunner:
         limited = self.plan.rate_limited("ws_api", now_ns)
         if limited is not None:
             status = int(limited.spec["status"])
-            until_ms = now_ns // NS_PER_MS + int(float(limited.spec["retry_after"]) * 1000)
+            until_ms = now_ns // MS + int(float(limited.spec["retry_after"]) * 1000)
             error = {
                 "code": -1003,
                 "msg": too_much_weight(status, until_ms),
-                "data": {"serverTime": now_ns // NS_PER_MS, "retryAfter": until_ms},
+                "data": {"serverTime": now_ns // MS, "retryAfter": until_ms},
             }
             answer = {"id": request_id, "status": status, "error": error}
             self.host.offer(conn, orjson.dumps(answer).decode(), None, None)
@@ -262,7 +261,7 @@ class FaultRunner:
             if limited is not None:
                 status = int(limited.spec["status"])
                 retry_s = float(limited.spec["retry_after"])
-                until_ms = now_ns // NS_PER_MS + int(retry_s * 1000)
+                until_ms = now_ns // MS + int(retry_s * 1000)
                 self._hit(limited, now_ns, path=request.path)
                 return web.json_response(
                     {"code": -1003, "msg": too_much_weight(status, until_ms)},

@@ -19,6 +19,7 @@ from typing import Any
 from tickpipe.mock_ws.binance.candles import INTERVALS, Candle, CandleSeries, RollingTicker
 from tickpipe.mock_ws.book import SimBook
 from tickpipe.mock_ws.market import QTY_UNITS, TICKS_PER_UNIT, MarketSim, SimTrade
+from tickpipe.mock_ws.order_model import d8
 
 __all__ = ["FeedEvent", "MarketFeed", "TradeHistory"]
 
@@ -302,7 +303,7 @@ class MarketFeed:
             "id": trade.trade_id,
             "price": trade.price,
             "qty": trade.qty,
-            "quoteQty": f"{quote.quantize(Decimal('0.00000001')):f}",
+            "quoteQty": d8(quote),
             "time": trade.trade_time_ms,
             "isBuyerMaker": trade.buyer_is_maker,
             "isBestMatch": True,

@@ -35,7 +35,6 @@ from tickpipe.mock_ws.matching import MatchingEngine, OrderRejected
 
 __all__ = ["RestTrading"]
 
-NS_PER_MS = 1_000_000
 Events = list[dict[str, Any]]
 
 

@@ -26,6 +26,7 @@ import orjson
 from aiohttp import WSMsgType, web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tickpipe.common.units import MS
 from tickpipe.mock_ws.binance.blast import blast_encoders
 from tickpipe.mock_ws.binance.connection import (
     Connection,
@@ -60,8 +61,6 @@ from tickpipe.mock_ws.tls import Transports
 __all__ = ["BinanceMock"]
 
 log = logging.getLogger("tickpipe.mock_ws")
-
-NS_PER_MS = 1_000_000
 
 
 class BinanceMock:
@@ -168,7 +167,7 @@ class BinanceMock:
 
     def _broadcast(self, trades: list[SimTrade], now_ns: int) -> None:
         skipped = self.faults.skipped_trades(trades, now_ns)
-        for stream, payload, done in self.feed.on_trades(trades, now_ns // NS_PER_MS):
+        for stream, payload, done in self.feed.on_trades(trades, now_ns // MS):
             if done is not None and (done.symbol, done.trade_id) in skipped:
                 continue
             traded = done is not None and payload["e"] == "trade"
@@ -206,7 +205,7 @@ class BinanceMock:
         for tick in itertools.count():
             await asyncio.sleep(0.1)
             wanted = {n for c in self.connections.values() if c.stream for n in c.stream.streams}
-            now_ms = self.clock() // NS_PER_MS
+            now_ms = self.clock() // MS
             skipped: set[int] = set()
             for interval_ms in (100, 1000) if tick % 10 == 9 else (100,):
                 events = self.feed.depth_events(interval_ms, now_ms, wanted, diffs_wanted_only=True)
@@ -374,7 +373,7 @@ class BinanceMock:
 
         def setup(conn: Connection) -> None:
             conn.api = self.api.open(
-                conn.conn_id, return_rate_limits=show, connected_ms=conn.connected_ns // NS_PER_MS
+                conn.conn_id, return_rate_limits=show, connected_ms=conn.connected_ns // MS
             )
 
         return await self._serve(request, "api", setup)

@@ -18,7 +18,7 @@ import orjson
 
 from tickpipe.mock_ws.binance.candles import RollingTicker
 from tickpipe.mock_ws.binance.feed import MarketFeed
-from tickpipe.mock_ws.order_model import OrderRejected
+from tickpipe.mock_ws.order_model import OrderRejected, d8
 
 __all__ = [
     "AVG_PRICE_MINS",
@@ -32,10 +32,6 @@ __all__ = [
 
 AVG_PRICE_MINS = 5
 _ZERO = "0.00000000"
-
-
-def _s(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.00000001')):f}"
 
 
 def symbols_of(listed: tuple[str, ...], query: Mapping[str, str]) -> tuple[list[str], bool]:
@@ -106,7 +102,7 @@ def _ticker(feed: MarketFeed, symbol: str, now_ms: int, mini: bool) -> dict[str,
     bbo = feed.books[symbol].book_ticker()
     stats = ticker.full(symbol, now_ms, bbo)
     if stats is None:  # no trade in the window: zero statistics
-        last = _s(Decimal(feed.market.last_price(symbol)))
+        last = d8(Decimal(feed.market.last_price(symbol)))
         body: dict[str, Any] = {
             "symbol": symbol,
             "priceChange": _ZERO,
@@ -174,7 +170,7 @@ def price_tickers(feed: MarketFeed, query: Mapping[str, str]) -> Any:
     """Answer ``GET /api/v3/ticker/price``: the last traded price."""
     symbols, one = symbols_of(feed.market.symbols, query)
     return _single(
-        [{"symbol": s, "price": _s(Decimal(feed.market.last_price(s)))} for s in symbols], one
+        [{"symbol": s, "price": d8(Decimal(feed.market.last_price(s)))} for s in symbols], one
     )
 
 
@@ -215,4 +211,4 @@ def avg_price(feed: MarketFeed, symbol: str, now_ms: int) -> dict[str, Any]:
     else:
         price = Decimal(feed.market.last_price(symbol))
         close_ms = history[-1][1].trade_time_ms if len(history) else now_ms
-    return {"mins": AVG_PRICE_MINS, "price": _s(price), "closeTime": close_ms}
+    return {"mins": AVG_PRICE_MINS, "price": d8(price), "closeTime": close_ms}

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tickpipe.common.units import MS
 from tickpipe.mock_ws.binance.auth import AccountKeys, check_time
 from tickpipe.mock_ws.binance.feed import MarketFeed
 from tickpipe.mock_ws.binance.ws_market import MARKET_METHODS, market_result, market_weight
@@ -35,10 +36,10 @@ from tickpipe.mock_ws.history import (
 )
 from tickpipe.mock_ws.matching import MatchingEngine, OrderRejected
 from tickpipe.mock_ws.order_model import Order
+from tickpipe.mock_ws.order_rules import mandatory
 
 __all__ = ["ApiReply", "ApiSession", "WsApi", "order_record", "record_placed"]
 
-NS_PER_MS = 1_000_000
 _WEIGHTS = {
     "ping": 1,
     "time": 1,
@@ -184,10 +185,7 @@ class WsApi:
         method = request.get("method")
         params = request.get("params") or {}
         if not isinstance(method, str) or not method:
-            error = OrderRejected(
-                -1102, "Mandatory parameter 'method' was not sent, was empty/null, or malformed."
-            )
-            return self._error(session, request_id, error, None)
+            return self._error(session, request_id, mandatory("method"), None)
         method = method.removeprefix("v3/")
         if not isinstance(params, dict):
             return self._error(
@@ -212,11 +210,11 @@ class WsApi:
                 self._check(session, params, now_ns)
             if market:
                 assert self.feed is not None
-                result: Any = market_result(self.feed, method, params, now_ns // NS_PER_MS)
+                result: Any = market_result(self.feed, method, params, now_ns // MS)
             elif method == "ping":
                 result = {}
             elif method == "time":
-                result = {"serverTime": now_ns // NS_PER_MS}
+                result = {"serverTime": now_ns // MS}
             elif method == "order.status":
                 result = order_status(self.engine, params)
             elif method == "order.cancel":
@@ -252,7 +250,7 @@ class WsApi:
                 if wanted is not None and wanted != active:
                     raise OrderRejected(-2036, "User Data Stream subscription not active.")
                 if active is not None:
-                    event = {"e": "eventStreamTerminated", "E": now_ns // NS_PER_MS}
+                    event = {"e": "eventStreamTerminated", "E": now_ns // MS}
                     deliveries.append((session, {"subscriptionId": active, "event": event}))
                 session.subscription_id = None
                 result = {}
@@ -288,7 +286,7 @@ class WsApi:
                 raise OrderRejected(-4056, "HMAC_SHA256 API key is not supported.")
             self.keys.check(params, now_ns)
             session.logon_key = str(key)
-            session.authorized_since = now_ns // NS_PER_MS
+            session.authorized_since = now_ns // MS
         elif method == "session.logout":
             session.logon_key = session.authorized_since = None
         return {
@@ -296,7 +294,7 @@ class WsApi:
             "authorizedSince": session.authorized_since,
             "connectedSince": session.connected_ms,
             "returnRateLimits": session.return_rate_limits,
-            "serverTime": now_ns // NS_PER_MS,
+            "serverTime": now_ns // MS,
             "userDataStream": session.subscription_id is not None,
         }
 

@@ -25,6 +25,7 @@ from tickpipe.mock_ws.binance.tickers import (
 )
 from tickpipe.mock_ws.binance.weights import request_weight
 from tickpipe.mock_ws.order_model import OrderRejected
+from tickpipe.mock_ws.order_rules import int_param, mandatory, symbol_param
 
 __all__ = ["MARKET_METHODS", "int_param", "market_result", "market_weight"]
 
@@ -57,41 +58,9 @@ def _query(params: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def _mandatory(name: str) -> OrderRejected:
-    return OrderRejected(
-        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-    )
-
-
-def int_param(query: Any, name: str, default: int | None, low: int, high: int) -> int | None:
-    """Parse an integer parameter in ``low..high`` (-1100 otherwise); ``default`` if absent."""
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise OrderRejected(
-            -1100,
-            f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.",
-        ) from None
-    if not low <= value <= high:
-        raise OrderRejected(-1100, f"Illegal characters found in parameter '{name}'.")
-    return value
-
-
 def market_weight(method: str, params: Mapping[str, Any]) -> int:
     """Return the request weight of a market-data method (that of its REST twin)."""
     return request_weight("GET", MARKET_METHODS[method], _query(params))
-
-
-def _symbol(feed: MarketFeed, query: Mapping[str, str]) -> str:
-    symbol = query.get("symbol", "").upper()
-    if not symbol:
-        raise _mandatory("symbol")
-    if symbol not in feed.books:
-        raise OrderRejected(-1121, "Invalid symbol.")
-    return symbol
 
 
 def market_result(feed: MarketFeed, method: str, params: Mapping[str, Any], now_ms: int) -> Any:
@@ -108,7 +77,7 @@ def market_result(feed: MarketFeed, method: str, params: Mapping[str, Any], now_
         return price_tickers(feed, query)
     if method == "ticker.book":
         return book_tickers(feed, query)
-    symbol = _symbol(feed, query)
+    symbol = symbol_param(query, feed.books)
     big = 1 << 62
     if method == "depth":
         return feed.depth(symbol, int_param(query, "limit", 100, 1, 5000) or 100)
@@ -129,7 +98,7 @@ def market_result(feed: MarketFeed, method: str, params: Mapping[str, Any], now_
         )
     interval = query.get("interval", "")  # klines, uiKlines
     if not interval:
-        raise _mandatory("interval")
+        raise mandatory("interval")
     if interval not in INTERVALS:
         raise OrderRejected(-1120, "Invalid interval.")
     start, end = (

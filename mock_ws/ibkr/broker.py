@@ -35,7 +35,6 @@ from tickpipe.mock_ws.matching import MatchingEngine, Order, OrderRejected
 
 __all__ = ["IbkrBroker", "Outcome", "Question"]
 
-NS_PER_MS = 1_000_000
 #: The gateway's order types -> the matching engine's.
 _ENGINE_TYPES = {
     "MKT": "MARKET",

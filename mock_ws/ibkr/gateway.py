@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["ENDPOINT_LIMITS", "Gateway", "Pacer", "session_of_cookie"]
+from tickpipe.common.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
+__all__ = ["ENDPOINT_LIMITS", "Gateway", "Pacer", "session_of_cookie"]
 
 #: (method, path prefix) -> (requests, window seconds): the docs' per-endpoint table, for the
 #: endpoints the mock serves (``/iserver/orders`` and ``/iserver/trades`` there are the live

@@ -30,14 +30,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from tickpipe.common.units import MS, NS_PER_S
 from tickpipe.mock_ws.book import SimBook
 from tickpipe.mock_ws.ibkr.contracts import ContractTable
 from tickpipe.mock_ws.market import TICKS_PER_UNIT, MarketSim, SimTrade
 
 __all__ = ["DEFAULT_FIELDS", "L1Feed", "Subscription"]
 
-NS_PER_MS = 1_000_000
-NS_PER_S = 1_000_000_000
 DEFAULT_FIELDS = (
     "31",
     "55",
@@ -209,7 +208,7 @@ class L1Feed:
             }
             entry["6509"] = values["6509"]
             entry["6119"] = entry["server_id"] = stream.server_id
-            entry["_updated"] = now_ns // NS_PER_MS
+            entry["_updated"] = now_ns // MS
             entry["conid"], entry["conidEx"] = conid, str(conid)
             out.append(entry)
         return out
@@ -222,10 +221,8 @@ class L1Feed:
                 del subs[conid]
                 self.expired += 1
                 continue
-            now_ms = max(now_ns // NS_PER_MS, sub.last_updated_ms + 1)
-            if sub.last_updated_ms and (now_ms - sub.last_updated_ms) * NS_PER_MS < (
-                self.interval_ns
-            ):
+            now_ms = max(now_ns // MS, sub.last_updated_ms + 1)
+            if sub.last_updated_ms and (now_ms - sub.last_updated_ms) * MS < self.interval_ns:
                 continue
             message: dict[str, Any] = {}
             if sub.stage >= 1:

@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from tickpipe.common.units import NS_PER_S
 from tickpipe.mock_ws.faults import Fault, FaultPlan
 from tickpipe.mock_ws.ground_truth import GroundTruthWriter
 from tickpipe.mock_ws.ibkr.broker import IbkrBroker, Outcome
@@ -55,7 +56,6 @@ __all__ = ["IbkrMock"]
 
 log = logging.getLogger("tickpipe.mock_ws.ibkr")
 
-NS_PER_S = 1_000_000_000
 WS_PATH = "/v1/api/ws"
 _TOPIC = re.compile(r"^([a-z]{3})(?:\+([^+{]*))?(?:\+?(\{.*\}))?$", re.S)
 _ORDERS = re.compile(r"^/v1/api/iserver/account/([^/]+)/orders$")

@@ -20,7 +20,7 @@ from typing import Any
 
 from tickpipe.common.contract import MarkerEvent
 from tickpipe.common.errors import DecodeError
-from tickpipe.common.links import ConnectionTape, Item, Link, Step, changed_symbols
+from tickpipe.common.links import ConnectionTape, Link, Step, StreamTapes, changed_symbols
 from tickpipe.common.names import Partition
 from tickpipe.common.settings import Settings
 from tickpipe.venues.alpaca.session import (
@@ -116,28 +116,12 @@ class _DataSessionShell:
         self.core = DataSession(adapter.symbols, adapter.channels)
         keys, url = adapter.settings.keys, adapter.url
         self.streams = {p: keys.raw(p) for p in adapter.partitions}
-        self.tapes: dict[str, ConnectionTape] = {
-            s: ConnectionTape(conn, VENUE, "market", url) for s in self.streams.values()
-        }
+        self.tapes = StreamTapes(conn, VENUE, "market", url, self.streams.values())
         self.first = adapter.partitions[0]
 
     @property
     def tape(self) -> ConnectionTape:
         return self.tapes[self.streams[self.first]]
-
-    def _tape(self, stream: str, step: Step, ts_recv: int) -> ConnectionTape:
-        tape = self.tapes.get(stream)
-        if tape is None:  # a symbol added at runtime on a partition without configured ones
-            first = self.tape
-            tape = self.tapes[stream] = ConnectionTape(first.conn, VENUE, "market", first.url)
-            step.items.append((stream, tape.connect_marker(ts_recv)))
-        return tape
-
-    def connect_markers(self, ts_recv: int) -> list[Item]:
-        return [(s, t.connect_marker(ts_recv)) for s, t in self.tapes.items()]
-
-    def disconnect_markers(self, ts_recv: int, reason: str) -> list[Item]:
-        return [(s, t.disconnect_marker(ts_recv, reason)) for s, t in self.tapes.items()]
 
     def opening(self) -> list[str | bytes]:
         return []
@@ -157,7 +141,7 @@ class _DataSessionShell:
             return step
         for part in routed:
             stream = settings.keys.raw(part.partition)
-            frame = self._tape(stream, step, ts_recv).frame(part.data, ts_recv)
+            frame = self.tapes.of(stream, step, ts_recv).frame(part.data, ts_recv)
             if part.split:
                 frame = dataclasses.replace(frame, channel="market-split")
             step.items.append((stream, frame))
@@ -203,13 +187,9 @@ class _TradingSessionShell:
     def __init__(self, adapter: AlpacaTradingAdapter, conn: str) -> None:
         self.adapter = adapter
         self.core = TradingSession()
-        self.tape = ConnectionTape(conn, VENUE, "private", adapter.url)
-
-    def connect_markers(self, ts_recv: int) -> list[Item]:
-        return [(self.adapter.link.stream, self.tape.connect_marker(ts_recv))]
-
-    def disconnect_markers(self, ts_recv: int, reason: str) -> list[Item]:
-        return [(self.adapter.link.stream, self.tape.disconnect_marker(ts_recv, reason))]
+        stream = adapter.link.stream
+        self.tapes = StreamTapes(conn, VENUE, "private", adapter.url, [stream])
+        self.tape = self.tapes[stream]
 
     def opening(self) -> list[str | bytes]:
         return self.adapter.sends(self.core.opening())

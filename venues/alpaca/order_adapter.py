@@ -17,7 +17,6 @@ adopt.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +30,7 @@ from tickpipe.common.errors import (
 )
 from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.schema import OrderIntent
+from tickpipe.common.units import MS
 from tickpipe.venues.alpaca.instruments import ASSETS_PATH, filters_of_asset
 from tickpipe.venues.alpaca.orders import (
     classify,
@@ -40,6 +40,7 @@ from tickpipe.venues.alpaca.orders import (
     replace_body,
 )
 from tickpipe.venues.alpaca.rest import AlpacaRest
+from tickpipe.venues.alpaca.wire import rfc3339
 
 __all__ = ["AlpacaOrders"]
 
@@ -50,12 +51,6 @@ BY_CLIENT_ID = "/v2/orders:by_client_order_id"
 #: ``GET /v2/orders`` answers at most this many orders; a full page asks for older ones.
 PAGE = 500
 MAX_PAGES = 50
-
-
-def rfc3339(epoch_ms: int) -> str:
-    """Write epoch milliseconds as an RFC 3339 UTC time (``2024-05-01T14:00:00.123Z``)."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
 class AlpacaOrders:
@@ -182,7 +177,7 @@ class AlpacaOrders:
         until = ""
         for _ in range(MAX_PAGES):
             query = {"status": "all", "limit": str(PAGE), "direction": "desc",
-                     "after": rfc3339(since_ms)}  # fmt: skip
+                     "after": rfc3339(since_ms * MS)}  # fmt: skip
             if until:
                 query["until"] = until
             listed = await self._call("GET", ORDERS, query=query)

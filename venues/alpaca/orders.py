@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +25,8 @@ from tickpipe.common.decimals import finite_decimal
 from tickpipe.common.errors import venue_refusal
 from tickpipe.common.order_spec import intent_problem
 from tickpipe.common.schema import OrderIntent
+from tickpipe.common.units import MS
+from tickpipe.venues.alpaca.wire import map_status, parse_rfc3339
 
 __all__ = [
     "DUPLICATE_MESSAGE",
@@ -41,20 +42,6 @@ __all__ = [
 ]
 
 DUPLICATE_MESSAGE = "client_order_id must be unique"
-_STATUS = {
-    "new": "NEW",
-    "accepted": "NEW",
-    "pending_new": "NEW",
-    "accepted_for_bidding": "NEW",
-    "partially_filled": "PARTIALLY_FILLED",
-    "filled": "FILLED",
-    "canceled": "CANCELED",
-    "done_for_day": "CANCELED",
-    "replaced": "CANCELED",
-    "expired": "EXPIRED",
-    "rejected": "REJECTED",
-    "pending_cancel": "PENDING_CANCEL",
-}
 _FUNDS_CODE = 40310000
 
 
@@ -136,11 +123,6 @@ def replace_body(intent: OrderIntent) -> dict[str, Any]:
 _TYPES = {"MARKET": "market", "LIMIT": "limit", "STOP": "stop", "STOP_LIMIT": "stop_limit"}
 
 
-def map_status(status: str) -> str:
-    """Map an Alpaca order status to the Binance-style status the state machine uses."""
-    return _STATUS.get(status, status.upper())
-
-
 def _number(value: Any) -> float | None:
     try:
         return float(value)
@@ -185,23 +167,12 @@ def classify(
 
 def rfc3339_ms(text: Any) -> int:
     """Return epoch milliseconds of an RFC 3339 time (up to ns digits); 0 if unreadable."""
-    if not isinstance(text, str) or "T" not in text:
+    if not isinstance(text, str):
         return 0
-    zone = "+00:00"
-    main = text
-    if main.endswith(("Z", "z")):
-        main = main[:-1]
-    elif len(main) > 6 and main[-6] in "+-" and main[-3] == ":":
-        main, zone = main[:-6], main[-6:]
-    fraction = ""
-    if "." in main:
-        main, fraction = main.split(".", 1)
     try:
-        moment = datetime.fromisoformat(main + zone)
+        return parse_rfc3339(text) // MS
     except ValueError:
         return 0
-    millis = int((fraction + "000")[:3]) if fraction.isdigit() else 0
-    return int(moment.timestamp()) * 1000 + millis
 
 
 def _decimal(value: Any) -> Decimal | None:

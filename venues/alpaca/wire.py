@@ -23,6 +23,7 @@ import msgpack
 
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.schema import Bar, OrderUpdate, Quote, Trade
+from tickpipe.common.units import NS_PER_S
 
 __all__ = [
     "BAR_INTERVAL",
@@ -36,26 +37,29 @@ __all__ = [
     "parse_time",
     "parse_trade",
     "parse_trade_update",
+    "rfc3339",
     "trade_update_key",
 ]
 
-NS_PER_S = 1_000_000_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 #: Bar message type -> interval of the :class:`Bar` it becomes.
 BAR_INTERVAL = {"b": "1m", "u": "1m", "d": "1d"}
 
+#: Alpaca order status -> the trader's (Binance-style) status; any other is upper-cased.
 _STATUS = {
     "new": "NEW",
     "accepted": "NEW",
     "pending_new": "NEW",
+    "accepted_for_bidding": "NEW",
     "partially_filled": "PARTIALLY_FILLED",
     "filled": "FILLED",
     "canceled": "CANCELED",
     "done_for_day": "CANCELED",
+    "replaced": "CANCELED",
     "expired": "EXPIRED",
     "rejected": "REJECTED",
-    "replaced": "CANCELED",
+    "pending_cancel": "PENDING_CANCEL",
 }
 _EXEC_TYPE = {"fill": "TRADE", "partial_fill": "TRADE", "new": "NEW", "canceled": "CANCELED"}
 _CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
@@ -134,6 +138,15 @@ def _int_text(value: Any, what: str) -> str:
     if not (text.isascii() and text.isdigit() and len(text) <= 20) or int(text) >= _MAX_ID:
         raise DecodeError(f"{what} must be an integer in [0, 2**64), got {value!r}")
     return str(int(text))
+
+
+def rfc3339(ns: int) -> str:
+    """Write nanoseconds since the epoch as an RFC 3339 UTC time (trailing zeros dropped)."""
+    seconds, frac = divmod(ns, NS_PER_S)
+    base = (_EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac == 0:
+        return base + "Z"
+    return f"{base}.{frac:09d}".rstrip("0") + "Z"
 
 
 def parse_rfc3339(text: str) -> int:

@@ -27,7 +27,14 @@ from typing import Any
 import orjson
 
 from tickpipe.common.errors import VenueError
-from tickpipe.common.links import ConnectionTape, Item, Link, Step, changed_symbols, decoded_object
+from tickpipe.common.links import (
+    ConnectionTape,
+    Link,
+    Step,
+    StreamTapes,
+    changed_symbols,
+    decoded_object,
+)
 from tickpipe.common.names import Partition, shard_for
 from tickpipe.common.settings import Settings
 from tickpipe.venues.ibkr.rest import IbkrRest, rest_from_settings
@@ -185,11 +192,10 @@ class _Session:
         self.first = adapter.partitions[0]
         self.streams = {p: settings.keys.raw(p) for p in adapter.partitions}
         self.private_stream = settings.keys.private_raw(VENUE)
-        self.tapes: dict[str, ConnectionTape] = {
-            s: ConnectionTape(conn, VENUE, "market", adapter.url) for s in self.streams.values()
-        }
         if adapter.private:
-            self.tapes = {self.private_stream: ConnectionTape(conn, VENUE, "private", adapter.url)}
+            self.tapes = StreamTapes(conn, VENUE, "private", adapter.url, [self.private_stream])
+        else:
+            self.tapes = StreamTapes(conn, VENUE, "market", adapter.url, self.streams.values())
         self.symbol_of = {c: s for s, c in adapter.rest.conids.items()}
 
     @property
@@ -197,12 +203,6 @@ class _Session:
         if self.adapter.private:
             return self.tapes[self.private_stream]
         return self.tapes[self.streams[self.first]]
-
-    def connect_markers(self, ts_recv: int) -> list[Item]:
-        return [(s, t.connect_marker(ts_recv)) for s, t in self.tapes.items()]
-
-    def disconnect_markers(self, ts_recv: int, reason: str) -> list[Item]:
-        return [(s, t.disconnect_marker(ts_recv, reason)) for s, t in self.tapes.items()]
 
     def opening(self) -> list[str | bytes]:
         return [orjson.dumps({"session": self.adapter.token}).decode()]
@@ -237,12 +237,7 @@ class _Session:
         step = Step()
         decoded = decoded_object(message)
         stream, channel, liveness = self._stream_of(decoded)
-        tape = self.tapes.get(stream)
-        if tape is None:  # a symbol added at runtime on a partition without configured ones
-            tape = self.tapes[stream] = ConnectionTape(
-                self.tape.conn, VENUE, "market", self.adapter.url
-            )
-            step.items.append((stream, tape.connect_marker(ts_recv)))
+        tape = self.tapes.of(stream, step, ts_recv)
         frame = tape.frame(message, ts_recv)
         if channel != tape.channel:
             frame = dataclasses.replace(frame, channel=channel)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["ENDPOINT_INTERVALS_S", "RestBudget"]
+from tickpipe.common.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
+__all__ = ["ENDPOINT_INTERVALS_S", "RestBudget"]
 
 #: (method or "*", path prefix under /v1/api) -> least seconds between two requests.
 ENDPOINT_INTERVALS_S: dict[tuple[str, str], float] = {

@@ -28,6 +28,7 @@ from tickpipe.common.errors import VenueError
 from tickpipe.common.links import Link
 from tickpipe.common.names import Partition
 from tickpipe.common.settings import Settings
+from tickpipe.common.units import NS_PER_S
 from tickpipe.venues.ibkr.wire import MARKET_FIELDS
 
 __all__ = [
@@ -52,7 +53,6 @@ KEEPALIVE_S = 55.0
 #: Send ``smd`` again this long after the last time (the gateway ends it after 600 s).
 RESUBSCRIBE_S = 540.0
 PRIVATE_TOPICS = ("sor", "str", "spl")
-NS_PER_S = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
