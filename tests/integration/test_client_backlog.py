@@ -15,117 +15,28 @@ ground truth to compare a consumer's trades with.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.client_venues import GiveUp, GivingUp, Venue, venues
 from tests.waits import until
 from tickpipe.common.backoff import Backoff
-from tickpipe.common.errors import VenueError
 from tickpipe.common.schema import Event, Trade
-from tickpipe.mock_ws import GroundTruth, MockExchange, read_ground_truth, start_mock
-from tickpipe.venues.alpaca.client import AlpacaClient
-from tickpipe.venues.binance.client import BinanceClient
+from tickpipe.mock_ws import MockExchange, start_mock
 from tickpipe.venues.clients import Dropped, Policy, VenueClient
 
 RATE = 500.0  # trades per second and symbol: the buffer fills within a second or two
 MAX_EVENTS = 500
 
 
-class GiveUp(VenueError):
-    """The user's own policy decided to stop after a dropped connection."""
-
-
-class GivingUp:
-    """A user's error policy that treats any lost connection as fatal."""
-
-    gave_up = False
-
-    def handle_websocket_error(self, error: BaseException) -> float:
-        self.gave_up = True
-        raise GiveUp(f"giving up after {error}")
-
-
-class GivingUpBinance(GivingUp, BinanceClient):
-    pass
-
-
-class GivingUpAlpaca(GivingUp, AlpacaClient):
-    pass
-
-
-@dataclass(frozen=True)
-class Venue:
-    """How one venue's client, its fast symbol and the mock's record of it are reached."""
-
-    name: str
-    symbol: str
-    mock_options: dict[str, Any]
-    make: Callable[[MockExchange, bool, dict[str, Any]], VenueClient]
-    drop: Callable[[MockExchange], Awaitable[None]]
-    sent: Callable[[GroundTruth, str], list[str]]  # trade ids sent, in order
-
-
-def _binance(mock: MockExchange, giving_up: bool, options: dict[str, Any]) -> VenueClient:
-    cls = GivingUpBinance if giving_up else BinanceClient
-    return cls(mock.ws_url, mock.ws_api_url, mock.rest_url, **options)
-
-
-async def _drop_binance(mock: MockExchange) -> None:
-    await mock.inject({"type": "drop", "kind": "stream"})
-
-
-def _binance_sent(truth: GroundTruth, symbol: str) -> list[str]:
-    return [str(r["trade_id"]) for r in truth.trades_sent() if r["symbol"] == symbol]
-
-
-def _alpaca(mock: MockExchange, giving_up: bool, options: dict[str, Any]) -> VenueClient:
-    cls = GivingUpAlpaca if giving_up else AlpacaClient
-    assert mock.alpaca_data_url and mock.alpaca_trading_url and mock.alpaca_rest_url
-    urls = (mock.alpaca_data_url, mock.alpaca_trading_url, mock.alpaca_rest_url)
-    return cls(*urls, "mock-key", "mock-secret", feed="crypto", **options)
-
-
-async def _drop_alpaca(mock: MockExchange) -> None:
-    """Close the data connections (1011) without waiting: a blocked client answers late."""
-    assert mock.alpaca is not None
-    for conn in list(mock.alpaca.connections.values()):
-        if conn.data is not None:
-            task = asyncio.ensure_future(conn.ws.close(code=1011, message=b"test drop"))
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
-
-
-_closing: set[asyncio.Future[bool]] = set()
-
-
-def _alpaca_sent(truth: GroundTruth, symbol: str) -> list[str]:
-    records = truth.events("alpaca_trade_sent")
-    return [str(r["trade_id"]) for r in records if r["symbol"] == symbol]
-
-
-VENUES = [
-    Venue("binance", "BTCUSDT", {"binance_port": 0}, _binance, _drop_binance, _binance_sent),
-    Venue(
-        "alpaca",
-        "BTC/USD",
-        {"alpaca_port": 0},
-        _alpaca,
-        _drop_alpaca,
-        _alpaca_sent,
-    ),
-]
-venues = pytest.mark.parametrize("venue", VENUES, ids=[v.name for v in VENUES])
-
-
 def client_for(
     venue: Venue, mock: MockExchange, *, giving_up: bool = False, **options: Any
 ) -> VenueClient:
     options = {"backoff": Backoff(base_s=0.01), "max_events": MAX_EVENTS, **options}
-    return venue.make(mock, giving_up, options)
+    client: VenueClient = venue.client(mock, giving_up=giving_up, **options)
+    return client
 
 
 async def fast_mock(venue: Venue, truth: Path | None = None) -> MockExchange:
@@ -137,28 +48,12 @@ def backlog_full(client: VenueClient) -> bool:
     return bool(client._events.full())
 
 
-async def started(venue: Venue, client: VenueClient) -> None:
-    await client.connect_to_websocket()
-    await client.subscribe_to_ticker(venue.symbol)  # type: ignore[attr-defined]
-
-
-async def sent_at_least(truth: Path, venue: Venue, count: int) -> list[str]:
-    """The trade ids the mock recorded as sent, once it recorded ``count`` (each is written
-    just after its frame went out)."""
-
-    def read() -> list[str]:
-        return venue.sent(read_ground_truth(truth), venue.symbol)
-
-    await until(lambda: len(read()) >= count, timeout_s=10, what=f"{count} trades recorded")
-    return read()
-
-
 @venues
 def test_close_completes_while_the_buffer_is_full(venue: Venue) -> None:
     async def scenario() -> None:
         async with await fast_mock(venue) as mock:
             client = client_for(venue, mock)
-            await started(venue, client)
+            await venue.start(client)
             await until(lambda: backlog_full(client), timeout_s=30)
             await asyncio.wait_for(client.close(), 10)
             got = [e async for e in client.process_incoming_data()]
@@ -177,7 +72,7 @@ def test_a_fatal_error_with_a_full_buffer_reaches_the_consumer(
             client = client_for(venue, mock, giving_up=True, policy=policy)
             assert isinstance(client, GivingUp)
             try:
-                await started(venue, client)
+                await venue.start(client)
                 await until(lambda: backlog_full(client), timeout_s=30)
                 await venue.drop(mock)
                 if policy == "drop":  # the reader keeps reading: the error meets a full buffer
@@ -211,7 +106,7 @@ def test_a_slow_consumer_loses_no_trade_by_default(venue: Venue, tmp_path: Path)
         async with await fast_mock(venue, truth) as mock:
             client = client_for(venue, mock)
             try:
-                await started(venue, client)
+                await venue.start(client)
                 await until(lambda: backlog_full(client), timeout_s=30)
                 got: list[Event] = []
                 # read the whole backlog and some more
@@ -220,7 +115,7 @@ def test_a_slow_consumer_loses_no_trade_by_default(venue: Venue, tmp_path: Path)
                     if len(got) >= 3 * MAX_EVENTS:
                         break
                 count = sum(isinstance(e, Trade) for e in got)
-                return got, await sent_at_least(truth, venue, count)
+                return got, await venue.sent_at_least(truth, count)
             finally:
                 await client.close()
 
@@ -241,7 +136,7 @@ def test_a_slow_consumer_with_policy_drop_sees_every_drop_counted(
         async with await fast_mock(venue, truth) as mock:
             client = client_for(venue, mock, policy="drop")
             try:
-                await started(venue, client)
+                await venue.start(client)
                 await until(lambda: backlog_full(client), timeout_s=30)
                 await until(lambda: client.dropped >= 100, timeout_s=30)  # the reader kept reading
                 got: list[Event] = []
@@ -250,7 +145,7 @@ def test_a_slow_consumer_with_policy_drop_sees_every_drop_counted(
                     if len(got) >= 3 * MAX_EVENTS:
                         break
                 count = sum(isinstance(e, Trade) for e in got)
-                return got, client.dropped, await sent_at_least(truth, venue, count)
+                return got, client.dropped, await venue.sent_at_least(truth, count)
             finally:
                 await client.close()
 
