@@ -1,8 +1,9 @@
-"""The embeddable IBKR client against the gateway mock: events out, a dropped socket healed."""
+"""The embeddable IBKR client against the gateway mock: events, orders, iteration, TLS, a drop."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +14,9 @@ import pytest
 
 from tickpipe.common.errors import ConfigError, OrderNotFound
 from tickpipe.common.schema import Event, OrderUpdate, Quote, Trade
+from tickpipe.common.tls import trust_ca_file
 from tickpipe.mock_ws import MockExchange, read_ground_truth, start_mock
+from tickpipe.mock_ws.tls import generate
 from tickpipe.venues.ibkr.client import IbkrClient
 from tickpipe.venues.ibkr.orders import QuestionDeclined
 from tickpipe.venues.ibkr.pacing import RestBudget
@@ -221,5 +224,26 @@ def test_client_iterates_and_runs_a_callback_that_can_stop_it() -> None:
             assert len(trades) == 2 and all(e.symbol == "AAPL" for e in trades)
             assert int(trades[1].trade_id) > int(trades[0].trade_id), "in order"
         assert client._closed, "async with closed the client"
+
+    asyncio.run(main())
+
+
+def test_client_reaches_a_tls_gateway_trusting_its_ca_file(tmp_path: Path) -> None:
+    files = generate(tmp_path / "tls", ["127.0.0.1"], datetime.datetime.now(datetime.UTC))
+
+    async def main() -> None:
+        mock = await start_mock(ibkr_port=0, tls=files, ibkr_options={"md_interval_s": 0.05})
+        assert mock.ibkr_rest_url and mock.ibkr_ws_url and mock.ca_file
+        assert mock.ibkr_ws_url.startswith("wss://")
+        try:
+            async with (
+                mock,
+                IbkrClient(mock.ibkr_rest_url, mock.ibkr_ws_url, ca_file=mock.ca_file) as client,
+            ):
+                await client.subscribe_to_ticker("AAPL")
+                seen = await events_until(client, lambda s: any(isinstance(e, Trade) for e in s))
+                assert any(isinstance(e, Trade) and e.symbol == "AAPL" for e in seen)
+        finally:
+            trust_ca_file(None)  # the process trusts the system store only again
 
     asyncio.run(main())

@@ -100,8 +100,9 @@ class IbkrClient(AdapterClient):
         clock: Callable[[], int] = time.time_ns,
         max_events: int = 10_000,
         policy: Policy = "block",
+        ca_file: str | None = None,
     ) -> None:
-        super().__init__(max_events, policy, backoff, clock)
+        super().__init__(max_events, policy, backoff, clock, ca_file=ca_file)
         self.ws_url = ws_url
         self.verify_tls = verify_tls
         self.rest = IbkrRest(rest_url, verify_tls=verify_tls, budget=budget, clock=clock)
