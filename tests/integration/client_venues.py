@@ -23,7 +23,7 @@ from tickpipe.venues.binance.client import BinanceClient
 from tickpipe.venues.clients import VenueClient
 from tickpipe.venues.ibkr.client import IbkrClient
 
-__all__ = ["RECORDED", "VENUES", "GiveUp", "GivingUp", "Venue", "recorded_venues", "venues"]
+__all__ = ["VENUES", "GiveUp", "GivingUp", "Venue", "venues"]
 
 
 class GiveUp(VenueError):
@@ -61,8 +61,7 @@ class Venue:
     mock_options: dict[str, Any]
     make: Callable[[MockExchange, bool, dict[str, Any]], VenueClient]
     drop: Callable[[MockExchange], Awaitable[None]]
-    #: The trade ids the mock sent, in order (None: the mock does not record them).
-    sent: Callable[[GroundTruth, str], list[str]] | None = None
+    sent: Callable[[GroundTruth, str], list[str]]  # trade ids sent, in order
 
     def client(self, mock: MockExchange, *, giving_up: bool = False, **options: Any) -> Any:
         """Build the venue's client on ``mock`` (``giving_up``: the :class:`GivingUp` one)."""
@@ -77,11 +76,8 @@ class Venue:
         """Return the trade ids the mock recorded as sent, once it recorded ``count`` (each is
         written just after its frame went out, so a client may hold it a moment earlier)."""
 
-        sent = self.sent
-        assert sent is not None, f"the mock records no trade sent on {self.name}"
-
         def read() -> list[str]:
-            return sent(read_ground_truth(truth), self.symbol)
+            return self.sent(read_ground_truth(truth), self.symbol)
 
         await until(lambda: len(read()) >= count, timeout_s=10, what=f"{count} trades recorded")
         return read()
@@ -135,18 +131,24 @@ async def _drop_ibkr(mock: MockExchange) -> None:
     await mock.inject({"type": "drop", "path": "/v1/api/ws"})
 
 
+def _ibkr_sent(truth: GroundTruth, symbol: str) -> list[str]:
+    """The ``_updated`` time of each level-1 update with a last price or size: a Trade's id
+    (a last price ``C...`` is the prior close, sent before the symbol's first trade: no trade)."""
+    records = truth.events("ibkr_last_sent")
+    return [
+        str(r["updated"])
+        for r in records
+        if r["symbol"] == symbol and not str(r["price"]).startswith("C")
+    ]
+
+
 #: The gateway mock's level-1 updates of a conid, as often as its market loop steps.
 IBKR_OPTIONS = {"ibkr_port": 0, "ibkr_options": {"md_interval_s": 0.001}}
 
 VENUES = [
     Venue("binance", "BTCUSDT", {"binance_port": 0}, _binance, _drop_binance, _binance_sent),
     Venue("alpaca", "BTC/USD", {"alpaca_port": 0}, _alpaca, _drop_alpaca, _alpaca_sent),
-    Venue("ibkr", "AAPL", IBKR_OPTIONS, _ibkr, _drop_ibkr),
+    Venue("ibkr", "AAPL", IBKR_OPTIONS, _ibkr, _drop_ibkr, _ibkr_sent),
 ]
 #: Run a test once per venue client, as ``venue``.
 venues = pytest.mark.parametrize("venue", VENUES, ids=[v.name for v in VENUES])
-#: The venues whose mock records every trade it sent (IBKR's level-1 stream is sampled: its
-#: trades are the last price of each update, with no trade id to record).
-RECORDED = [v for v in VENUES if v.sent is not None]
-#: Run a test once per venue client whose trades the mock records, as ``venue``.
-recorded_venues = pytest.mark.parametrize("venue", RECORDED, ids=[v.name for v in RECORDED])

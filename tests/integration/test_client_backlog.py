@@ -4,9 +4,8 @@ A client's event buffer is bounded (``max_events``; 10,000 by default, 500 here)
 let it fill while the consumer does not read, then check what a user relies on: ``close()``
 completes, a fatal error reaches the consumer instead of leaving it waiting, and no trade is lost
 without a trace. Each runs for the Binance client (``BTCUSDT``), the Alpaca client (crypto
-``BTC/USD``) and the IBKR client (``AAPL``); the slow-consumer tests compare what the consumer got
-with the trades the mock recorded as sent, which it does for Binance and Alpaca only (IBKR's
-level-1 stream is sampled: a trade there is the last price of an update, with no id to record).
+``BTC/USD``) and the IBKR client (``AAPL``), against the trades the mock recorded as sent
+(IBKR's: each level-1 update with a last price or size, whose time is the trade's id).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.client_venues import GiveUp, GivingUp, Venue, recorded_venues, venues
+from tests.integration.client_venues import GiveUp, GivingUp, Venue, venues
 from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import Event, Trade
@@ -97,7 +96,7 @@ def test_a_fatal_error_with_a_full_buffer_reaches_the_consumer(
         assert not dropped
 
 
-@recorded_venues
+@venues
 def test_a_slow_consumer_loses_no_trade_by_default(venue: Venue, tmp_path: Path) -> None:
     truth = tmp_path / "truth.jsonl"
 
@@ -125,7 +124,7 @@ def test_a_slow_consumer_loses_no_trade_by_default(venue: Venue, tmp_path: Path)
     assert not any(isinstance(e, Dropped) for e in got)
 
 
-@recorded_venues
+@venues
 def test_a_slow_consumer_with_policy_drop_sees_every_drop_counted(
     venue: Venue, tmp_path: Path
 ) -> None:

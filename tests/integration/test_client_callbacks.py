@@ -2,9 +2,8 @@
 
 ``run(callback)`` and ``process_incoming_data(callback)`` hand each event to the user's callback
 (plain or async): every trade the mock sent reaches it, in order; an exception the callback
-raises ends ``run`` with that exception; ``close()`` ends a running ``run`` and completes. The
-first test compares with the trades the mock recorded as sent (Binance, Alpaca); the second runs
-for every client.
+raises ends ``run`` with that exception; ``close()`` ends a running ``run`` and completes. Each
+runs for every client, against the trades the mock recorded as sent.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.client_venues import Venue, recorded_venues, venues
+from tests.integration.client_venues import Venue, venues
 from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import Event, Trade
@@ -32,7 +31,7 @@ def trade_ids(events: list[Event]) -> list[str]:
     return [e.trade_id for e in events if isinstance(e, Trade)]
 
 
-@recorded_venues
+@venues
 def test_run_hands_every_trade_to_an_async_callback_in_order_and_raises_its_error(
     venue: Venue, tmp_path: Path
 ) -> None:
