@@ -486,6 +486,8 @@ class VenueClient(ClientContext):
 
 
 Answer = Callable[[], Awaitable[dict[str, Any]]]
+#: Order statuses (the Binance-shaped ones the adapters answer) a cancel still has to end.
+STILL_OPEN = frozenset({"NEW", "PARTIALLY_FILLED"})
 
 
 class Orders(Protocol):
@@ -521,11 +523,30 @@ class AdapterClient(VenueClient):
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
         """Cancel an open order by its client id; return it as the venue shows it afterwards.
 
-        Raises :class:`OrderNotFound` for an id the venue does not know, and
+        A cancel is a request and then a lookup of its outcome: when the venue refuses a step
+        for its rate limit, the next try looks the order up first and cancels only an order
+        still open, never sending a cancel that may have gone through again. Raises
+        :class:`OrderNotFound` for an id the venue does not know, and
         :class:`~common.errors.OrderRejected` for an order that is no longer open.
         """
-        cancel = await self._orders.canceller(self._order_intent(symbol, client_order_id))
-        return OrderState.from_result(self.venue, await self._retrying(cancel, "cancel"))
+        intent = self._order_intent(symbol, client_order_id)
+        cancel = await self._orders.canceller(intent)
+        tried = False
+
+        async def once() -> dict[str, Any]:
+            nonlocal tried
+            if tried:  # an earlier try met the rate limit, perhaps after its cancel was done
+                found = await self._orders.lookup(intent)
+                if found.get("status") not in STILL_OPEN:
+                    log.info(
+                        "cancel settled by its lookup",
+                        extra={"client_order_id": intent.client_order_id},
+                    )
+                    return found
+            tried = True
+            return await cancel()
+
+        return OrderState.from_result(self.venue, await self._retrying(once, "cancel"))
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
         """List the open orders (of ``symbol``, or every symbol)."""

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.waits import until
 from tickpipe.common.errors import ConfigError, OrderNotFound
 from tickpipe.common.schema import Event, OrderUpdate, Quote, Trade
 from tickpipe.common.tls import trust_ca_file
@@ -118,6 +119,20 @@ class FastBudget(RestBudget):
     def endpoint_delay_ns(self, method: str, path: str, now_ns: int) -> int:
         return super().endpoint_delay_ns(method, path, now_ns) // FACTOR
 
+    def refused(self, now_ns: int, method: str = "", path: str = "") -> float:
+        return super().refused(now_ns, method, path) / FACTOR
+
+
+def fast_client(mock: MockExchange, clock: FastClock) -> IbkrClient:
+    assert mock.ibkr_rest_url is not None and mock.ibkr_ws_url is not None
+    return IbkrClient(
+        mock.ibkr_rest_url,
+        mock.ibkr_ws_url,
+        clock=clock,
+        budget=FastBudget(penalty_s=5.0),
+        allow_questions=("o10151",),
+    )
+
 
 def broker_order(mock: MockExchange, client_order_id: str) -> Any:
     """The mock's own order of ``client_order_id`` (the ground truth)."""
@@ -135,16 +150,7 @@ def test_client_trades_looks_up_and_cancels_against_the_gateway(tmp_path: Path) 
             ibkr_port=0, trades_per_s=40.0, clock=clock, ground_truth_path=str(truth)
         )
         assert mock.ibkr_rest_url is not None and mock.ibkr_ws_url is not None
-        async with (
-            mock,
-            IbkrClient(
-                mock.ibkr_rest_url,
-                mock.ibkr_ws_url,
-                clock=clock,
-                budget=FastBudget(),
-                allow_questions=("o10151",),
-            ) as client,
-        ):
+        async with mock, fast_client(mock, clock) as client:
             await client.subscribe_to_ticker("AAPL")
             await client.subscribe_to_order_updates()
             await client.authenticate_websocket()
@@ -245,5 +251,48 @@ def test_client_reaches_a_tls_gateway_trusting_its_ca_file(tmp_path: Path) -> No
                 assert any(isinstance(e, Trade) and e.symbol == "AAPL" for e in seen)
         finally:
             trust_ca_file(None)  # the process trusts the system store only again
+
+    asyncio.run(main())
+
+
+def test_a_cancel_whose_lookup_meets_the_rate_limit_is_not_sent_again() -> None:
+    """The cancel went through but the lookup that reads its outcome is refused (429): the
+    client waits and looks again; it never sends the cancel a second time."""
+
+    async def main() -> None:
+        clock = FastClock()
+        mock = await start_mock(ibkr_port=0, trades_per_s=40.0, clock=clock)
+        assert mock.ibkr is not None and mock.ibkr_rest_url is not None
+        requests = mock.ibkr.requests
+
+        def deletes() -> int:
+            return sum(r[1] == "DELETE" and r[3] == 200 for r in requests)
+
+        def refused_after_delete() -> bool:
+            first = next(n for n, r in enumerate(requests) if r[1] == "DELETE")
+            return any(r[1] == "GET" and r[3] == 429 for r in requests[first:])
+
+        async with mock, fast_client(mock, clock) as client:
+            await client.subscribe_to_ticker("AAPL")
+            await client.authenticate_websocket()
+            seen = await events_until(client, lambda s: any(isinstance(e, Trade) for e in s))
+            [trade] = [e for e in seen if isinstance(e, Trade)]
+            low = (Decimal(trade.price) * Decimal("0.98")).quantize(Decimal("0.01"))
+            await client.place_order(
+                "AAPL", "BUY", "1", order_type="LIMIT", price=str(low), client_order_id="c-1"
+            )
+            cancelling = asyncio.ensure_future(client.cancel_order("AAPL", "c-1"))
+            await until(lambda: deletes() == 1, what="the cancel sent")
+            # the gateway refuses every request until the cancel's lookup has met the refusal
+            await mock.inject({"type": "rate_limit", "scope": "rest", "duration": 600})
+            await until(lambda: refused_after_delete(), what="the cancel's lookup refused")
+            async with aiohttp.ClientSession() as http:
+                async with http.delete(f"{mock.rest_url}/_mock/faults") as answer:
+                    assert answer.status == 200
+            cancelled = await asyncio.wait_for(cancelling, 30)
+            assert (cancelled.client_order_id, cancelled.status) == ("c-1", "CANCELED")
+            assert broker_order(mock, "c-1").status == "CANCELED"
+            assert client.rate_limit_waits >= 1
+            assert deletes() == 1, "the cancel was sent once"
 
     asyncio.run(main())
