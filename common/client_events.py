@@ -1,11 +1,10 @@
-"""What every embeddable venue client shares: its event queue and its reconnect verdicts.
+"""Share what every venue client does with its connections: enter, read, judge an error.
 
-:class:`EventQueue` holds normalised events for the consumer (the oldest dropped when the
-consumer falls 10 000 behind) and ends with :meth:`EventQueue.end`, raising the fatal error
-that ended it, if any. :func:`reconnect_delay` says what a connection error means: a rejected
-key (:class:`AuthError`) is raised, a rate limit (or a 418/429 handshake) waits at least its
-``Retry-After``, any error
-a connection can suffer backs off (capped, jittered), anything else is raised.
+The consumer's bounded buffer and its slow-consumer policy are :mod:`venues.clients`'s
+(:class:`~venues.clients.EventBuffer`). :func:`reconnect_delay` says what a connection error
+means: a rejected key (:class:`AuthError`) is raised, a rate limit (or a 418/429 handshake) waits
+at least its ``Retry-After``, any error a connection can suffer backs off (capped, jittered),
+anything else is raised.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
@@ -23,51 +22,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import AuthError, RateLimited, VenueError
 from tickpipe.common.links import retry_after_from_header
-from tickpipe.common.schema import Event
 
-__all__ = ["ClientContext", "EventQueue", "read_forever", "reconnect_delay"]
+__all__ = ["ClientContext", "read_forever", "reconnect_delay"]
 
 log = logging.getLogger("tickpipe.client")
-
-_END = object()
-
-
-class EventQueue:
-    """Events for one consumer, ended once (see the module docstring)."""
-
-    def __init__(self, maxsize: int = 10_000) -> None:
-        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=maxsize)
-        self.fatal: BaseException | None = None
-
-    def put(self, event: Event) -> None:
-        if self._queue.full():
-            self._queue.get_nowait()  # the consumer is behind: drop the oldest
-        self._queue.put_nowait(event)
-
-    def end(self, fatal: BaseException | None = None) -> None:
-        """End the iteration (raising ``fatal`` there, if given)."""
-        if fatal is not None:
-            self.fatal = fatal
-        if self._queue.full():
-            self._queue.get_nowait()
-        self._queue.put_nowait(_END)
-
-    async def events(
-        self, callback: Callable[[Event], Awaitable[None] | None] | None = None
-    ) -> AsyncIterator[Event]:
-        """Yield events until :meth:`end` (each also passed to ``callback``)."""
-        while True:
-            item = await self._queue.get()
-            if item is _END:
-                if self.fatal is not None:
-                    raise self.fatal
-                return
-            assert isinstance(item, Event)
-            if callback is not None:
-                result = callback(item)
-                if result is not None:
-                    await result
-            yield item
 
 
 class ClientContext:

@@ -1,8 +1,9 @@
 """Share what every venue client does besides speaking its venue: buffer, iterate, close.
 
 A venue client (:class:`venues.binance.client.BinanceClient`,
-:class:`venues.alpaca.client.AlpacaClient`) reads its connections in background tasks and hands
-typed events to one consumer through an :class:`EventBuffer`. The buffer is bounded
+:class:`venues.alpaca.client.AlpacaClient`, :class:`venues.ibkr.client.IbkrClient`) reads its
+connections in background tasks and hands typed events to one consumer through an
+:class:`EventBuffer`. The buffer is bounded
 (``max_events``) and its policy for a consumer that falls behind is explicit:
 
 * ``"block"`` (the default): the readers wait for room, so nothing is lost; the venue's socket
@@ -12,7 +13,9 @@ typed events to one consumer through an :class:`EventBuffer`. The buffer is boun
 
 Orders are named alike on every venue (:meth:`VenueClient._order_intent`: a LIMIT order needs a
 price, an order without a client id gets a fresh one) and an unclear outcome is settled by
-looking the client id up, never by sending again (:meth:`VenueClient._settle`).
+looking the client id up, never by sending again (:meth:`VenueClient._settle`). The clients of
+REST venues (Alpaca, IBKR) trade through their venue's order adapter, the trader's own requests
+(:class:`AdapterClient`).
 
 :meth:`VenueClient.close` always completes and ends the iteration at once. An error the client
 cannot recover from (a refused key, or whatever the client's ``handle_websocket_error`` decides
@@ -33,19 +36,27 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import WebSocketException
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.client_events import ClientContext, read_forever, reconnect_delay
-from tickpipe.common.errors import ConfigError, OrderNotFound, RateLimited, VenueError
+from tickpipe.common.errors import (
+    AmbiguousOutcome,
+    ConfigError,
+    DuplicateOrder,
+    OrderNotFound,
+    RateLimited,
+    VenueError,
+)
 from tickpipe.common.messages import Level
 from tickpipe.common.schema import Event, OrderIntent
 from tickpipe.common.tls import trust_ca_file
 
 __all__ = [
+    "AdapterClient",
     "BookUpdate",
     "Dropped",
     "EventBuffer",
@@ -472,3 +483,73 @@ class VenueClient(ClientContext):
             _, pending = await asyncio.wait(tasks, timeout=CLOSE_WAIT_S)
             if pending:
                 log.warning("client tasks still ending after close", extra={"tasks": len(pending)})
+
+
+Answer = Callable[[], Awaitable[dict[str, Any]]]
+#: Order statuses (the Binance-shaped ones the adapters answer) a cancel still has to end.
+STILL_OPEN = frozenset({"NEW", "PARTIALLY_FILLED"})
+
+
+class Orders(Protocol):
+    """The part of a venue's order adapter (the trader's, over REST) a client trades with."""
+
+    async def lookup(self, intent: OrderIntent) -> dict[str, Any]: ...
+
+    async def canceller(self, intent: OrderIntent) -> Answer: ...
+
+    async def list_open(self) -> list[dict[str, Any]] | None: ...
+
+
+class AdapterClient(VenueClient):
+    """A client whose orders go through its venue's order adapter (Alpaca, IBKR): the same
+    requests the trader sends, answered as :class:`OrderState`."""
+
+    _orders: Orders
+
+    async def _place(self, intent: OrderIntent, place: Answer) -> OrderState:
+        """Send ``place``; settle an unclear outcome or a client id the venue already has by
+        looking the id up (:meth:`_settle`), never by a second order."""
+        try:
+            return OrderState.from_result(self.venue, await self._retrying(place, "place"))
+        except (AmbiguousOutcome, DuplicateOrder) as unclear:
+            return await self._settle(unclear, intent)
+
+    async def order_status(self, symbol: str, client_order_id: str) -> OrderState:
+        """Look an order up by its client id; raise :class:`OrderNotFound` if the venue has none."""
+        intent = self._order_intent(symbol, client_order_id)
+        result = await self._retrying(lambda: self._orders.lookup(intent), "status")
+        return OrderState.from_result(self.venue, result)
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
+        """Cancel an open order by its client id; return it as the venue shows it afterwards.
+
+        A cancel is a request and then a lookup of its outcome: when the venue refuses a step
+        for its rate limit, the next try looks the order up first and cancels only an order
+        still open, never sending a cancel that may have gone through again. Raises
+        :class:`OrderNotFound` for an id the venue does not know, and
+        :class:`~common.errors.OrderRejected` for an order that is no longer open.
+        """
+        intent = self._order_intent(symbol, client_order_id)
+        cancel = await self._orders.canceller(intent)
+        tried = False
+
+        async def once() -> dict[str, Any]:
+            nonlocal tried
+            if tried:  # an earlier try met the rate limit, perhaps after its cancel was done
+                found = await self._orders.lookup(intent)
+                if found.get("status") not in STILL_OPEN:
+                    log.info(
+                        "cancel settled by its lookup",
+                        extra={"client_order_id": intent.client_order_id},
+                    )
+                    return found
+            tried = True
+            return await cancel()
+
+        return OrderState.from_result(self.venue, await self._retrying(once, "cancel"))
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        """List the open orders (of ``symbol``, or every symbol)."""
+        listed = await self._retrying(self._orders.list_open, "open orders") or []
+        orders = [OrderState.from_result(self.venue, o) for o in listed]
+        return [o for o in orders if symbol is None or o.symbol == symbol.upper()]

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import AuthError, OrderNotFound
 from tickpipe.common.schema import Bar, Event, OrderUpdate, Quote, Trade
@@ -70,6 +71,10 @@ def test_stock_trades_quotes_and_a_market_order_that_fills(tmp_path: Path) -> No
         assert order.client_order_id == "aapl-1" and order.side == "BUY"
         fill = await next_event(client, OrderUpdate, lambda u: u.status == "FILLED")
         assert fill.client_order_id == "aapl-1" and Decimal(fill.filled_qty) == 2
+        assert mock.alpaca is not None
+        venue_order = mock.alpaca.broker.by_client_order_id("aapl-1")
+        assert (venue_order.status, venue_order.filled_qty) == ("filled", Decimal(2))
+        assert mock.alpaca.broker.positions["AAPL"].qty == Decimal(2), "the venue's position"
         # the same client id again: Alpaca refuses a second order, the client answers the first
         again = await client.place_order("AAPL", "buy", "2", client_order_id="aapl-1")
         assert again.order_id == order.order_id and again.status == "FILLED"
@@ -103,6 +108,18 @@ def test_limit_order_rests_is_looked_up_and_cancelled_and_cancel_all() -> None:
         rest = await client.cancel_all()
         assert sorted(o.client_order_id for o in rest) == ["lim-1", "lim-2"]
         assert await client.open_orders() == []
+        assert mock.alpaca is not None
+        broker = mock.alpaca.broker
+        assert [broker.by_client_order_id(f"lim-{n}").status for n in range(3)] == ["canceled"] * 3
+        # time in force: an IOC limit that cannot fill is not left working at the venue
+        ioc = await client.place_order(
+            "AAPL", "buy", "1", order_type="LIMIT", price="1.00", time_in_force="ioc",
+            client_order_id="ioc-1",
+        )  # fmt: skip
+        assert ioc.client_order_id == "ioc-1"
+        await until(lambda: not broker.by_client_order_id("ioc-1").is_open, what="IOC closed")
+        assert broker.by_client_order_id("ioc-1").time_in_force == "ioc"
+        assert (await client.order_status("AAPL", "ioc-1")).status in ("CANCELED", "EXPIRED")
         with pytest.raises(OrderNotFound):
             await client.order_status("AAPL", "never-placed")
 

@@ -44,7 +44,7 @@ def run(scenario: Callable[[MockExchange, BinanceClient], Awaitable[None]], **mo
 
 async def next_event(client: BinanceClient, cls: type[E], test: Callable[[E], bool]) -> E:
     """Read events until one of ``cls`` passes ``test`` (bounded by the caller's timeout)."""
-    async for event in client.process_incoming_data():
+    async for event in client:  # the client iterates as process_incoming_data() does
         if isinstance(event, cls) and test(event):
             return event
     raise AssertionError("the client ended before the expected event")
@@ -67,6 +67,8 @@ def test_market_order_fills_and_its_updates_arrive(tmp_path: Path) -> None:
         )
         update = await next_event(client, OrderUpdate, lambda u: u.status == "FILLED")
         assert update.client_order_id == "mkt-1" and Decimal(update.filled_qty) == Decimal("0.002")
+        venue_order = mock.engine.find(client_order_id="mkt-1")
+        assert (venue_order.status, venue_order.executed_qty) == ("FILLED", Decimal("0.002"))
 
     run(scenario, ground_truth_path=str(truth))
     assert [o["client_order_id"] for o in read_ground_truth(truth).orders()] == ["mkt-1"]
@@ -91,6 +93,8 @@ def test_limit_order_rests_is_looked_up_and_cancelled() -> None:
         assert [o.client_order_id for o in await client.open_orders("BTCUSDT")] == ["lim-1"]
         cancelled = await client.cancel_order("BTCUSDT", "lim-1")
         assert cancelled.status == "CANCELED"
+        assert mock.engine.find(client_order_id="lim-1").status == "CANCELED"
+        assert [o.client_order_id for o in mock.engine.orders].count("lim-1") == 1, "placed once"
         update = await next_event(client, OrderUpdate, lambda u: u.status == "CANCELED")
         assert update.client_order_id == "lim-1"
         with pytest.raises(OrderNotFound):
@@ -117,7 +121,8 @@ def test_cancel_all_cancels_every_open_order_and_ioc_does_not_rest() -> None:
         cancelled = await client.cancel_all("ETHUSDT")
         assert sorted(o.client_order_id for o in cancelled) == ["all-0", "all-1", "all-2"]
         assert all(o.status == "CANCELED" for o in cancelled)
-        assert await client.open_orders() == []
+        assert await client.open_orders() == [] and mock.engine.open_orders() == []
+        assert mock.engine.find(client_order_id=ioc.client_order_id).status == "EXPIRED"
         with pytest.raises(OrderRejected):
             await client.place_order("ETHUSDT", "BUY", "-1")
 

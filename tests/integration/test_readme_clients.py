@@ -32,14 +32,15 @@ def run_snippet(code: str, tmp_path: Path) -> str:
 
 def test_the_readme_shows_one_example_per_venue() -> None:
     found = snippets()
-    assert len(found) == 2
-    assert "BinanceClient" in found[0] and "AlpacaClient" in found[1]
+    assert len(found) == 3
+    assert "BinanceClient" in found[0] and "AlpacaClient" in found[1] and "IbkrClient" in found[2]
 
 
 def test_the_readme_examples_trade_and_cancel_on_the_mock(tmp_path: Path) -> None:
-    with mock_process(tmp_path, "--binance-port", "0", "--alpaca-port", "0") as mock:
+    ports = ("--binance-port", "0", "--alpaca-port", "0", "--ibkr-port", "0")
+    with mock_process(tmp_path, *ports) as mock:
         binance_port, alpaca_port = mock.ready["binance_port"], mock.ready["alpaca_port"]
-        binance, alpaca = snippets()
+        binance, alpaca, ibkr = snippets()
         out = run_snippet(binance.replace("127.0.0.1:9443", f"127.0.0.1:{binance_port}"), tmp_path)
         lines = out.splitlines()
         assert lines[0].startswith("trade BTCUSDT ")
@@ -49,3 +50,10 @@ def test_the_readme_examples_trade_and_cancel_on_the_mock(tmp_path: Path) -> Non
         out = run_snippet(alpaca.replace("127.0.0.1:9444", f"127.0.0.1:{alpaca_port}"), tmp_path)
         assert "market order" in out and "limit order NEW" in out
         assert out.splitlines()[-1] == "order update readme-limit-2 CANCELED"
+        out = run_snippet(
+            ibkr.replace("127.0.0.1:9445", f"127.0.0.1:{mock.ready['ibkr_port']}"), tmp_path
+        )
+        lines = out.splitlines()
+        assert lines[0].startswith("quote AAPL ")
+        assert lines[1:3] == ["market order NEW", "limit order NEW"]
+        assert lines[-1] == "order update readme-limit-3 CANCELED"

@@ -36,10 +36,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import (
-    AmbiguousOutcome,
     ConfigError,
     DecodeError,
-    DuplicateOrder,
     OrderNotFound,
     OrderRejected,
     VenueError,
@@ -63,7 +61,7 @@ from tickpipe.venues.alpaca.session import (
     upgrade_headers,
 )
 from tickpipe.venues.books import LocalBook
-from tickpipe.venues.clients import BookUpdate, OrderState, Policy, VenueClient
+from tickpipe.venues.clients import AdapterClient, BookUpdate, OrderState, Policy
 
 __all__ = ["AlpacaClient", "feed_path"]
 
@@ -78,12 +76,13 @@ def feed_path(feed: str) -> str:
     return "/v1beta3/crypto/us" if feed == "crypto" else f"/v2/{feed}"
 
 
-class AlpacaClient(VenueClient):
+class AlpacaClient(AdapterClient):
     """A self-healing Alpaca market-data + trading-stream connection that trades over REST."""
 
     venue = "alpaca"
     # Alpaca answers 422 for an order no longer open, 404 for one it does not know.
     cancel_closed = (OrderNotFound, OrderRejected)
+    _orders: AlpacaOrders
 
     def __init__(
         self,
@@ -294,32 +293,7 @@ class AlpacaClient(VenueClient):
         intent = self._order_intent(
             symbol, client_order_id, side=side, qty=qty, order_type=order_type, price=price
         )
-        post = self._orders.placer(intent, time_in_force=time_in_force)
-        try:
-            return OrderState.from_result(self.venue, await self._retrying(post, "place"))
-        except (AmbiguousOutcome, DuplicateOrder) as unclear:
-            return await self._settle(unclear, intent)
-
-    async def order_status(self, symbol: str, client_order_id: str) -> OrderState:
-        """Look an order up by its client id; raise :class:`OrderNotFound` if the venue has none."""
-        intent = self._order_intent(symbol, client_order_id)
-        result = await self._retrying(lambda: self._orders.lookup(intent), "status")
-        return OrderState.from_result(self.venue, result)
-
-    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
-        """Cancel an open order by its client id; return it as the venue shows it afterwards.
-
-        Raises :class:`OrderNotFound` for an id the venue does not know, and
-        :class:`OrderRejected` for an order that is no longer open.
-        """
-        cancel = await self._orders.canceller(self._order_intent(symbol, client_order_id))
-        return OrderState.from_result(self.venue, await self._retrying(cancel, "cancel"))
-
-    async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
-        """List the open orders (of ``symbol``, or every symbol)."""
-        listed = await self._retrying(self._orders.list_open, "open orders") or []
-        orders = [OrderState.from_result(self.venue, o) for o in listed]
-        return [o for o in orders if symbol is None or o.symbol == symbol]
+        return await self._place(intent, self._orders.placer(intent, time_in_force=time_in_force))
 
     # -- closing -------------------------------------------------------------------------------
     async def _close_connections(self) -> None:

@@ -1,22 +1,35 @@
-"""Embed the IBKR gateway connection in another program: no Redis, events in, events out.
+"""Embed the IBKR gateway connection in another program: events in, orders out, no Redis.
 
 :class:`IbkrClient` keeps the gateway session (``/tickle``, re-authentication,
 ``/iserver/accounts``), opens its WebSocket, subscribes level-1 data of symbols (conids looked
-up once) and live orders, and yields normalised :mod:`common.schema` events:
-:class:`~common.schema.Quote` and :class:`~common.schema.Trade` (IBKR's sampled last trade,
-merged from changed-fields updates by :func:`common.l1.merge_l1`) and
-:class:`~common.schema.OrderUpdate` (``sor``). The pure session
-(:mod:`venues.ibkr.session`) re-sends ``smd`` before the gateway's 10-minute expiry and keeps
-the session alive; a dropped socket is reopened with capped, jittered backoff and every
-subscription sent again; REST goes through the pacing budget::
+up once) and live orders, and yields typed events: :class:`~common.schema.Quote` and
+:class:`~common.schema.Trade` (IBKR's sampled last trade, merged from changed-fields updates by
+:func:`common.l1.merge_l1`) and :class:`~common.schema.OrderUpdate` (``sor``). The gateway's
+level-1 stream has no depth and no bars: this client yields no :class:`~venues.clients.BookUpdate`
+and no :class:`~common.schema.Bar`. The pure session (:mod:`venues.ibkr.session`) re-sends
+``smd`` before the gateway's 10-minute expiry and keeps the session alive; a dropped socket is
+reopened with capped, jittered backoff and every subscription sent again; REST goes through the
+pacing budget (:mod:`venues.ibkr.pacing`).
+
+Orders go over REST through :class:`~venues.ibkr.order_adapter.IbkrOrders`, the trader's adapter:
+``cOID`` is the client order id, which the gateway keeps unique, so an unclear outcome is
+settled by looking it up, never by sending again. The gateway asks confirmation questions (every
+market order: ``o10151``); only the message ids in ``allow_questions`` are answered "yes", any
+other rejects the order (:class:`~venues.ibkr.orders.QuestionDeclined`). Orders are ``DAY``
+orders. Lookups read ``/iserver/account/orders``, which the gateway serves once per 5 s: a lookup
+right after another waits its turn::
 
     async with IbkrClient("https://localhost:5000/v1/api", "wss://localhost:5000/v1/api/ws",
-                          verify_tls=False) as client:
+                          verify_tls=False, allow_questions=("o10151",)) as client:
         await client.authenticate_websocket()
         await client.subscribe_to_ticker("AAPL")
         await client.subscribe_to_order_updates()
-        async for event in client.process_incoming_data():
+        order = await client.place_order("AAPL", "BUY", "1")
+        async for event in client:
             print(event)
+
+The bounded buffer and its slow-consumer policy, ``run(callback)``, ``close()`` and the default
+``handle_websocket_error`` are :mod:`venues.clients`'s.
 """
 
 from __future__ import annotations
@@ -25,24 +38,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tickpipe.common.backoff import Backoff
-from tickpipe.common.client_events import (
-    ClientContext,
-    EventQueue,
-    read_forever,
-    reconnect_delay,
+from tickpipe.common.errors import (
+    AuthError,
+    ConfigError,
+    DecodeError,
+    OrderNotFound,
+    OrderRejected,
 )
-from tickpipe.common.errors import AuthError, DecodeError
 from tickpipe.common.l1 import merge_l1
 from tickpipe.common.links import decoded_object
-from tickpipe.common.schema import Event
+from tickpipe.common.settings import Settings
 from tickpipe.common.tls import ws_ssl
+from tickpipe.venues.clients import AdapterClient, OrderState, Policy
+from tickpipe.venues.ibkr.order_adapter import IbkrOrders
 from tickpipe.venues.ibkr.pacing import RestBudget
 from tickpipe.venues.ibkr.rest import IbkrRest
 from tickpipe.venues.ibkr.session import (
@@ -60,9 +75,17 @@ __all__ = ["IbkrClient"]
 
 log = logging.getLogger("tickpipe.client")
 
+#: Seconds :meth:`IbkrClient.authenticate_websocket` waits for the gateway's ``sts``.
+AUTHENTICATE_WAIT_S = 15.0
 
-class IbkrClient(ClientContext):
-    """A self-healing IBKR gateway connection that yields normalised events."""
+
+class IbkrClient(AdapterClient):
+    """A self-healing IBKR gateway connection that yields typed events and trades."""
+
+    venue = "ibkr"
+    # The gateway refuses the cancel of an order that is no longer working (filled, cancelled).
+    cancel_closed = (OrderNotFound, OrderRejected)
+    _orders: IbkrOrders
 
     def __init__(
         self,
@@ -70,33 +93,41 @@ class IbkrClient(ClientContext):
         ws_url: str,
         *,
         verify_tls: bool = True,
+        account: str = "",
+        allow_questions: Iterable[str] = (),
         budget: RestBudget | None = None,
         backoff: Backoff | None = None,
         clock: Callable[[], int] = time.time_ns,
+        max_events: int = 10_000,
+        policy: Policy = "block",
+        ca_file: str | None = None,
     ) -> None:
+        super().__init__(max_events, policy, backoff, clock, ca_file=ca_file)
         self.ws_url = ws_url
         self.verify_tls = verify_tls
-        self.rest = IbkrRest(rest_url, verify_tls=verify_tls, budget=budget)
-        self.backoff = backoff or Backoff()
-        self.clock = clock
+        self.rest = IbkrRest(rest_url, verify_tls=verify_tls, budget=budget, clock=clock)
         self.symbols: list[str] = []
         self.order_updates = False
-        self.errors = 0
         self.token = ""
         self.session: GatewaySession | None = None
-        self._ws: ClientConnection | None = None
         self._views: dict[str, dict[str, str]] = {}
-        self._events = EventQueue()
-        self._reader: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
+        self._rest_tasks: set[asyncio.Task[None]] = set()
         self._authenticated = asyncio.Event()
+        settings = Settings(ibkr_account=account, ibkr_allow_questions=tuple(allow_questions))
+        self._orders = IbkrOrders(settings, self.rest, clock=clock, order_id_of=self._no_order_id)
+
+    def __repr__(self) -> str:
+        return f"IbkrClient({self.ws_url!r}, symbols={len(self.symbols)})"
+
+    @staticmethod
+    async def _no_order_id(client_order_id: str) -> str:
+        return ""  # the adapter then learns the gateway's id by the client id
 
     # -- connecting ----------------------------------------------------------------------------
     async def connect_to_websocket(self) -> None:
         """Prepare the session over REST, open the socket and start reading it."""
-        self._ws = await self._open()
-        self._reader = asyncio.create_task(self._read_forever())
+        ws = await self._open()
+        self._read("gateway", ws, self._open, self._take)
 
     async def _prepare(self) -> None:
         tickle = await self.rest.tickle()
@@ -129,7 +160,7 @@ class IbkrClient(ClientContext):
 
     async def authenticate_websocket(self) -> None:
         """Wait until the gateway says the socket's session is authenticated (``sts``)."""
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(AUTHENTICATE_WAIT_S):
             await self._authenticated.wait()
 
     # -- subscribing ---------------------------------------------------------------------------
@@ -152,18 +183,19 @@ class IbkrClient(ClientContext):
                 await self._perform([Send(f"{t}+{{}}") for t in PRIVATE_TOPICS])
 
     async def _perform(self, actions: list[Action]) -> None:
+        ws = self._conns.get("gateway")
         for action in actions:
-            if isinstance(action, Send) and self._ws is not None:
+            if isinstance(action, Send) and ws is not None:
                 with contextlib.suppress(ConnectionClosed):
-                    await self._ws.send(action.text)
+                    await ws.send(action.text)
             elif isinstance(action, Tickle):
-                self._spawn(self.rest.tickle())
+                self._background(self.rest.tickle())
             elif isinstance(action, Reauthenticate):
-                self._spawn(self._reauthenticate())
+                self._background(self._reauthenticate())
             elif isinstance(action, Fail):
                 raise action.error
 
-    def _spawn(self, work: Awaitable[object]) -> None:
+    def _background(self, work: Awaitable[object]) -> None:
         async def guarded() -> None:
             try:
                 await work
@@ -171,36 +203,11 @@ class IbkrClient(ClientContext):
                 self.errors += 1
                 log.warning("IBKR REST call failed: %s", exc)
 
-        task = asyncio.create_task(guarded())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = asyncio.ensure_future(guarded())
+        self._rest_tasks.add(task)
+        task.add_done_callback(self._rest_tasks.discard)
 
     # -- reading -------------------------------------------------------------------------------
-    def process_incoming_data(
-        self, callback: Callable[[Event], Awaitable[None] | None] | None = None
-    ) -> AsyncIterator[Event]:
-        """Yield normalised events until :meth:`close` (each also passed to ``callback``)."""
-        return self._events.events(callback)
-
-    async def _read_forever(self) -> None:
-        async def reopen() -> ClientConnection:
-            self._ws = await self._open()
-            return self._ws
-
-        def dropped() -> None:
-            self._ws = None
-
-        await read_forever(
-            lambda: self._ws,
-            reopen,
-            self._take,
-            closed=lambda: self._closed,
-            verdict=self.handle_websocket_error,
-            backoff=self.backoff,
-            dropped=dropped,
-            fail=self._events.end,
-        )
-
     async def _take(self, frame: str | bytes) -> None:
         now = self.clock()
         message = decoded_object(frame)
@@ -212,15 +219,16 @@ class IbkrClient(ClientContext):
         topic = message.get("topic")
         try:
             if isinstance(topic, str) and topic.startswith("smd+") and "error" not in message:
-                self._market(message, now)
+                await self._market(message, now)
             elif topic == "sor" and isinstance(message.get("args"), list):
                 for entry in message["args"]:
                     if isinstance(entry, dict):
-                        self._put(order_update(entry, now))
+                        await self._events.put(order_update(entry, now), now)
         except DecodeError as exc:
+            self.malformed += 1
             log.warning("skipping a malformed message: %s", exc)
 
-    def _market(self, message: dict[str, object], now: int) -> None:
+    async def _market(self, message: dict[str, object], now: int) -> None:
         symbols = {c: s for s, c in self.rest.conids.items()}
         symbol = symbols.get(int(str(message.get("conid", "0"))))
         if symbol is None:
@@ -232,29 +240,41 @@ class IbkrClient(ClientContext):
         quote, trade, _ = merge_l1(view, update, venue="ibkr", src=str(update.update_ms))
         for event in (quote, trade):
             if event is not None:
-                self._put(event)
+                await self._events.put(event, now)
 
-    def _put(self, event: Event) -> None:
-        self._events.put(event)
+    # -- trading -------------------------------------------------------------------------------
+    async def place_order(
+        self,
+        symbol: str,
+        side: str,
+        qty: str,
+        *,
+        order_type: str = "MARKET",
+        price: str | None = None,
+        time_in_force: str = "DAY",
+        client_order_id: str | None = None,
+    ) -> OrderState:
+        """Place a MARKET or LIMIT ``DAY`` order; return it as the gateway accepted it (``NEW``:
+        its fills come as order updates and lookups).
 
-    def handle_websocket_error(self, error: BaseException) -> float:
-        """Decide what an error means: return the delay before reconnecting, or raise if fatal.
-
-        An unauthenticated session that stays so (:class:`AuthError`) is raised; a 429 waits the
-        penalty; anything else a connection can suffer backs off (capped, jittered).
+        ``client_order_id`` (``cOID``; default: a fresh one) is the idempotency key: an unclear
+        outcome or an id the gateway already has is answered by looking the id up. Raises
+        :class:`OrderRejected` when the gateway refuses the order (or asks a question not in
+        ``allow_questions``), :class:`ConfigError` for a time in force other than ``DAY``.
         """
-        self.errors += 1
-        return reconnect_delay(error, self.backoff, "ibkr")
+        if time_in_force.upper() != "DAY":
+            raise ConfigError(f"IBKR orders here are DAY orders, not {time_in_force!r}")
+        intent = self._order_intent(
+            symbol, client_order_id, side=side, qty=qty, order_type=order_type, price=price
+        )
+        return await self._place(intent, self._orders.placer(intent))
 
-    async def close(self) -> None:
-        """Close the socket and end :meth:`process_incoming_data`."""
-        self._closed = True
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
-        tasks = [t for t in (self._reader, *self._tasks) if t is not None]
+    # -- closing -------------------------------------------------------------------------------
+    async def _close_connections(self) -> None:
+        await super()._close_connections()
+        tasks = list(self._rest_tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-        self._events.end()
+        await self.rest.aclose()
