@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tickpipe.common.errors import ConfigError
 from tickpipe.common.names import Partition
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import CHANNEL_NAMES, load_settings
@@ -233,3 +234,52 @@ def test_every_diff_of_a_diff_channel_is_applied_and_the_book_equals_the_mocks(
     assert (tops[-1]["bids"], tops[-1]["asks"]) == (
         _levels(truth["bids"]), _levels(truth["asks"]),
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("klines_1m", "unknown channel(s) klines_1m (did you mean kline_1m?)"),
+        ("trade,depht5", "unknown channel(s) depht5 (did you mean depth5?)"),
+        ("depth,depth@100ms", "depth and depth@100ms both feed the order book from diffs"),
+        (" , ", "name at least one channel"),
+    ],
+)
+def test_a_wrong_channel_is_one_line_naming_the_setting_and_the_fix(
+    value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"TICKPIPE_CHANNELS": value}, dotenv_path=None)
+    text = str(caught.value)
+    assert text.startswith("TICKPIPE_CHANNELS=") and message in text and "\n" not in text
+
+
+def test_utc_and_utc8_klines_of_one_interval_stay_two_series() -> None:
+    """Both series of ``1m`` open on the same minutes: they must not share revisions."""
+    frames = SESSION[0]
+    both = sorted(frames["kline_1m"] + frames["kline_1m@+08:00"], key=lambda f: f[0])
+    commit, _ = _run("kline_1m,kline_1m@+08:00", both)
+    rows = _outputs(commit, "venue-bars")
+    assert len(rows) == len(both)
+    for interval in ("1m", "1m@+08:00"):
+        mine = [r for r in rows if r["interval"] == interval]
+        sent = [f["data"]["k"] for _, f in both if f["stream"].endswith("@kline_" + interval)]
+        assert [(r["ts_open"], r["close"]) for r in mine] == [
+            (str(k["t"] * MS), k["c"]) for k in sent
+        ]
+        opened: dict[str, int] = {}
+        for row in mine:  # 0, 1, 2... per candle of this series alone
+            assert row["revision"] == str(opened.get(row["ts_open"], -1) + 1)
+            opened[row["ts_open"]] = int(row["revision"])
+    assert {r["ts_open"] for r in rows if r["interval"] == "1m"} & {
+        r["ts_open"] for r in rows if r["interval"] == "1m@+08:00"
+    }, "the two series should share open times for this test to mean anything"
+
+
+def test_a_kline_of_another_interval_than_its_stream_is_a_dead_letter() -> None:
+    _, frame = SESSION[0]["kline_5m"][0]
+    wrong = {"stream": frame["stream"].replace("kline_5m", "kline_15m"), "data": frame["data"]}
+    commit, _ = _run("kline_15m", [(T0_MS * MS, wrong)])
+    (letter,) = _outputs(commit, "dead-letters")
+    assert "kline of interval 5m arrived on channel kline_15m" in letter["reason"]
+    assert _outputs(commit, "venue-bars") == []
