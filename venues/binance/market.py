@@ -160,17 +160,17 @@ def _event(
         ticker = parse_ticker(payload, ts_recv=frame.ts_recv)
         _check_stream(stream, ticker.symbol)
         return ticker
+    raw_ticker = channel is None and kind is None and isinstance(payload, Mapping)
+    if channel == "bookTicker" or (raw_ticker and "u" in payload and "b" in payload):
+        quote = parse_book_ticker(payload, ts_recv=frame.ts_recv)
+        _check_stream(stream, quote.symbol)
+        return quote
     if channel == "avgPrice" or (channel is None and kind == "avgPrice"):
         average = parse_avg_price(payload, ts_recv=frame.ts_recv)
         _check_stream(stream, average.symbol)
         return average
     if stream is not None and channel is not None and channel.partition("@")[0] in _PARTIAL_DEPTH:
         return parse_partial_depth(stream, payload, ts_recv=frame.ts_recv, entry_id=entry_id)
-    raw_ticker = channel is None and kind is None and isinstance(payload, Mapping)
-    if channel == "bookTicker" or (raw_ticker and "u" in payload and "b" in payload):
-        quote = parse_book_ticker(payload, ts_recv=frame.ts_recv)
-        _check_stream(stream, quote.symbol)
-        return quote
     if channel is not None:
         raise DecodeError(f"unknown channel {channel!r} (stream {stream})")
     if isinstance(kind, str) and kind in _UNNORMALISED_EVENTS:
