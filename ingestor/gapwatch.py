@@ -64,7 +64,8 @@ class GapWatch:
     def on_frame(self, connection: Connection, stream: str, message: str | bytes) -> None:
         """Check one data frame of ``stream`` for a trade-id or depth-id hole."""
         if "@depth" in stream:
-            self._on_depth(connection, message)
+            if "@depth@" in stream or stream.endswith("@depth"):  # diffs; not depth5/10/20
+                self._on_depth(connection, message)
             return
         if not stream.endswith(("@trade", "@aggTrade")):
             return

@@ -38,7 +38,8 @@ OUTPUT = {"depth5@100ms": "partial-depth", "kline_1m@+08:00": "venue-bars", "tic
 def _settings(mock: Any) -> Settings:
     return Settings(
         namespace="bch", symbols=("BTCUSDT",), shards=1, binance_ws_url=mock.ws_url,
-        binance_ws_api_url=mock.ws_api_url, instance="bch-1", health_interval_s=0.1,
+        binance_ws_api_url=mock.ws_api_url, binance_rest_url=mock.rest_url, instance="bch-1",
+        health_interval_s=0.1,
         ingestor_journal_max_mb=0, channels=CHANNELS,
     )  # fmt: skip
 
@@ -96,6 +97,9 @@ def test_new_channels_flow_from_the_mock_into_their_streams_once_each() -> None:
         }
         dead = await _stream(redis, keys.dead_letters(P))
         assert dead == [], dead
+        # Partial depth is whole in every message: no REST snapshot asked, no book built from it.
+        assert [r.channel for r in raws if "depth_snapshot" in (r.channel, r.data)] == []
+        assert await redis.xlen(keys.book(P)) == 0
         return raws, out
 
     raws, out = asyncio.run(collect())
