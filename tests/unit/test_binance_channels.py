@@ -283,3 +283,12 @@ def test_a_kline_of_another_interval_than_its_stream_is_a_dead_letter() -> None:
     (letter,) = _outputs(commit, "dead-letters")
     assert "kline of interval 5m arrived on channel kline_15m" in letter["reason"]
     assert _outputs(commit, "venue-bars") == []
+
+
+def test_a_ticker_of_another_window_than_its_stream_is_a_dead_letter() -> None:
+    _, frame = SESSION[0]["ticker_4h"][0]
+    wrong = {"stream": frame["stream"].replace("ticker_4h", "ticker_1h"), "data": frame["data"]}
+    commit, _ = _run("ticker_1h", [(T0_MS * MS, wrong)])
+    (letter,) = _outputs(commit, "dead-letters")
+    assert "4hTicker event arrived on channel ticker_1h" in letter["reason"]
+    assert _outputs(commit, "tickers") == []

@@ -159,6 +159,8 @@ def _event(
     if channel in _TICKER_CHANNELS or (channel is None and kind in TICKER_EVENTS):
         ticker = parse_ticker(payload, ts_recv=frame.ts_recv)
         _check_stream(stream, ticker.symbol)
+        if channel is not None and ticker.channel != channel:
+            raise DecodeError(f"{payload['e']} event arrived on channel {channel}")
         return ticker
     raw_ticker = channel is None and kind is None and isinstance(payload, Mapping)
     if channel == "bookTicker" or (raw_ticker and "u" in payload and "b" in payload):
