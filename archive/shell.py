@@ -90,6 +90,7 @@ def archived_streams(settings: Settings) -> list[list[tuple[str, str, str]]]:
             keys.raw(p), keys.trades(p), keys.quotes(p), keys.book(p),
             *(keys.bars(p, i) for i in BAR_INTERVALS), keys.signals(p), keys.gaps(p),
             keys.venue_bars(p), keys.trade_corrections(p), keys.venue_status(p), keys.tickers(p),
+            keys.partial_depth(p),
         ]  # fmt: skip
         out.append([(name, p.venue, source) for name in names])
     venue = settings.venue

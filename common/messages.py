@@ -9,6 +9,7 @@ keeps books, bars and ids from them and publishes them. Pure, no I/O.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -23,11 +24,13 @@ __all__ = [
     "Level",
     "MarketItem",
     "MessageItem",
+    "PartialDepth",
     "Ticker",
     "TradeCorrection",
     "Trades",
     "VenueBar",
     "VenueStatus",
+    "format_levels",
     "readable",
 ]
 
@@ -42,6 +45,11 @@ def readable(record: object, head: dict[str, str]) -> dict[str, str]:
 
 #: One price level: (price, quantity) as the venue wrote them.
 Level = tuple[str, str]
+
+
+def format_levels(levels: Sequence[Level]) -> str:
+    """Render ``[(price, qty), ...]`` as ``price:qty,price:qty``."""
+    return ",".join(f"{price}:{qty}" for price, qty in levels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,34 @@ class DepthSnapshot:
     asks: tuple[Level, ...]
     ts_recv: int
     entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartialDepth(Event):
+    """The best ``depth`` levels of a symbol's book as the venue pushed them whole.
+
+    Binance ``depth5/10/20`` every ``update_ms`` (100 or 1000): a snapshot of the top of the
+    venue's book as of ``update_id`` (its ``lastUpdateId``), not a diff. ``bids``/``asks`` are
+    ``price:qty,...`` best first, as in the book stream. The venue sends no event time: the
+    receive time stands in for ``ts_event``. ``src`` is the raw entry id.
+    """
+
+    kind: ClassVar[str] = "partial_depth"
+    venue: str
+    symbol: str
+    update_id: str
+    depth: int
+    update_ms: int
+    bid_price: str
+    bid_qty: str
+    ask_price: str
+    ask_qty: str
+    bids: str
+    asks: str
+    ts_event: int
+    ts_recv: int
+    src: str
+    ts_proc: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +223,12 @@ class VenueStatus(Event):
 
 @dataclass(frozen=True, slots=True)
 class Ticker(Event):
-    """A rolling-window ticker (``window`` ``24h``, ``1h``...) as the venue pushed it.
+    """A rolling-window statistic (``window`` ``24h``, ``1h``, ``5m``...) as the venue pushed it.
 
-    A mini ticker leaves the change, average, best bid/ask and trade-id fields empty.
+    ``channel`` names the venue's channel it came from (Binance ``ticker``, ``miniTicker``,
+    ``ticker_1h``, ``avgPrice``...). A mini ticker leaves the change, average, best bid/ask
+    and trade-id fields empty; an average price (``avgPrice``) has only ``weighted_avg`` over
+    its ``window`` and ``ts_close``, the time of the last trade it averages.
     """
 
     kind: ClassVar[str] = "ticker"
@@ -215,6 +254,7 @@ class Ticker(Event):
     ts_event: int
     ts_recv: int
     ts_proc: int = 0
+    channel: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,4 +296,4 @@ MessageItem = (
 
 #: What a frame of a one-value-a-frame venue carries, or the name of the counter it is passed
 #: over by.
-MarketItem = Trades | Quote | DepthDiff | DepthSnapshot | VenueBar | Ticker | str
+MarketItem = Trades | Quote | DepthDiff | DepthSnapshot | PartialDepth | VenueBar | Ticker | str

@@ -35,8 +35,8 @@ GROUP_ARCHIVE = "archive"
 #: normalised stream). With the archive on, these are trimmed only past what it has archived.
 ARCHIVED_KINDS = frozenset({
     "raw", "trades", "quotes", "book", "bars", "signals", "gaps", "venue-bars",
-    "trade-corrections", "venue-status", "tickers", "private-raw", "order-updates", "orders",
-    "balances",
+    "trade-corrections", "venue-status", "tickers", "partial-depth", "private-raw",
+    "order-updates", "orders", "balances",
 })  # fmt: skip
 
 #: Bar intervals the processor builds, name -> length in nanoseconds.
@@ -136,6 +136,11 @@ class Keys:
         """Rolling-window tickers the venue publishes (Binance ``24hrTicker``, mini, 1h/4h/1d)."""
         return self._p(partition, "tickers")
 
+    def partial_depth(self, partition: Partition) -> str:
+        """The venue's own top-of-book snapshots (Binance ``depth5/10/20``), apart from the book
+        that diffs maintain (``book``)."""
+        return self._p(partition, "partial-depth")
+
     def trade_corrections(self, partition: Partition) -> str:
         """Trade corrections and cancel/errors the venue reported (Alpaca ``c``/``x``)."""
         return self._p(partition, "trade-corrections")
@@ -223,5 +228,5 @@ class Keys:
 #: ``tickpipe export`` kinds (read by :func:`tickpipe.tools.frames.read_kind`).
 EXPORT_KINDS = (
     "trades", "quotes", *(f"bars{i}" for i in BAR_INTERVALS), "book", "signals", "gaps",
-    "orders", "positions", "raw", "tickers", "balances",
+    "orders", "positions", "raw", "tickers", "balances", "venue-bars", "partial-depth",
 )  # fmt: skip

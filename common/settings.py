@@ -30,12 +30,14 @@ from urllib.parse import unquote, urlsplit
 from dotenv import dotenv_values
 from dotenv.parser import Binding, parse_stream
 
+from tickpipe.common.channels import CHANNEL_FAMILIES, CHANNEL_NAMES, DIFF_DEPTH_CHANNELS
 from tickpipe.common.decimals import finite_decimal
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.names import Keys, Partition, partitions_for, shard_for
 
 __all__ = [
     "ANY_SYMBOL",
+    "CHANNEL_NAMES",
     "DEFAULT_ORDER_QTY",
     "KNOWN_KEYS",
     "MIN_SECRET_CHARS",
@@ -443,14 +445,20 @@ _key_type = _one_of("hmac", "ed25519", case=str.lower)
 _order_type = _one_of("MARKET", "LIMIT", case=str.upper)
 
 
-CHANNEL_NAMES = ("trade", "aggTrade", "bookTicker", "depth@100ms", "kline_1m", "ticker")
-
-
 def _channels(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(c.strip() for c in text.split(",") if c.strip()))
+    if not names:
+        raise ValueError(f"name at least one channel of: {CHANNEL_FAMILIES}")
     unknown = [n for n in names if n not in CHANNEL_NAMES]
-    if unknown or not names:
-        raise ValueError(f"unknown channels {unknown}; known: {', '.join(CHANNEL_NAMES)}")
+    if unknown:
+        shown = ", ".join(did_you_mean(n, CHANNEL_NAMES) for n in unknown)
+        raise ValueError(f"unknown channel(s) {shown}; known: {CHANNEL_FAMILIES}")
+    diffs = [n for n in names if n in DIFF_DEPTH_CHANNELS]
+    if len(diffs) > 1:
+        raise ValueError(
+            f"{' and '.join(diffs)} both feed the order book from diffs; keep one of them "
+            "(partial depth, depth5/10/20, may be added to either)"
+        )
     return names
 
 

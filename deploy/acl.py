@@ -101,7 +101,7 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
     outputs = p(
         "trades", "quotes", "book", "bars:*", "signals", "dead-letters", "gaps",
         "order-updates", "control", "venue-bars", "trade-corrections", "venue-status", "tickers",
-        "balances",
+        "partial-depth", "balances",
     )  # fmt: skip
     processor = (
         f"{head} ~{_health(keys, 'processor')} {p('checkpoint', 'lease', 'fence:*')} "
@@ -141,8 +141,8 @@ def acl_rules(namespace: str = "tp") -> dict[str, str]:
     )
     archived = p(
         "raw", "private-raw", "trades", "quotes", "book", "bars:*", "signals", "gaps",
-        "venue-bars", "trade-corrections", "venue-status", "tickers", "order-updates", "orders",
-        "balances",
+        "venue-bars", "trade-corrections", "venue-status", "tickers", "partial-depth",
+        "order-updates", "orders", "balances",
     )  # fmt: skip
     # The archive reads every archived stream through its own group and records its
     # watermarks (``<stream>:archived``); it appends to no stream.

@@ -64,7 +64,8 @@ class GapWatch:
     def on_frame(self, connection: Connection, stream: str, message: str | bytes) -> None:
         """Check one data frame of ``stream`` for a trade-id or depth-id hole."""
         if "@depth" in stream:
-            self._on_depth(connection, message)
+            if "@depth@" in stream or stream.endswith("@depth"):  # diffs; not depth5/10/20
+                self._on_depth(connection, message)
             return
         if not stream.endswith(("@trade", "@aggTrade")):
             return
@@ -109,10 +110,11 @@ class GapWatch:
             task.add_done_callback(self._waiting.discard)
 
     def on_delivered(self, connection: Connection) -> None:
-        """Ask for a snapshot of every depth stream of a connection that started delivering."""
+        """Ask for a snapshot of every diff-depth stream of a connection that started delivering
+        (partial depth, ``depth5/10/20``, is whole in every message: it needs none)."""
         for stream in connection.streams or ():
             symbol, _, channel = stream.partition("@")
-            if channel.startswith("depth"):
+            if channel.partition("@")[0] == "depth":
                 self.rest.snapshot(connection.link.stream, symbol.upper(), "connected")
 
     def on_lost(self, stream: str, frames: list[RawFrame], whole: bool) -> list[Item]:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import time
+from urllib.parse import quote
 
 import orjson
 from websockets.asyncio.client import ClientConnection
@@ -40,7 +41,10 @@ class StreamRequests:
 
     def plan(self) -> tuple[str, list[str]]:
         """Return the URL and the SUBSCRIBE messages that open a session with every stream."""
-        url = f"{self.ws_base}/stream?streams={'/'.join(self.streams)}"
+        # quoted: the ``+`` of ``kline_1d@+08:00`` would read as a space in a query
+        url = (
+            f"{self.ws_base}/stream?streams={'/'.join(quote(s, safe='@!:') for s in self.streams)}"
+        )
         if self.streams and len(url) <= self.max_url_chars:
             return url, []
         return f"{self.ws_base}/stream", self.messages("SUBSCRIBE", list(self.streams))

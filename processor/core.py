@@ -55,6 +55,7 @@ from tickpipe.common.messages import (
     L1Update,
     MarketItem,
     MessageItem,
+    PartialDepth,
     Ticker,
     Trades,
     VenueBar,
@@ -129,6 +130,7 @@ class BatchOutput:
     corrections: list[TradeCorrection] = field(default_factory=list)
     statuses: list[VenueStatus] = field(default_factory=list)
     tickers: list[Ticker] = field(default_factory=list)
+    partial_depths: list[PartialDepth] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
     frames: int = 0
@@ -199,6 +201,9 @@ def process_batch(
             _tops_to_strategies(state, out, books.tops[tops:], ts_now)
         elif isinstance(result, VenueBar | Ticker):
             _on_messages(state, out, books, entry_id, frame, [result], ts_now)
+        elif isinstance(result, PartialDepth):  # the venue's top levels: not the diffs' book
+            out.partial_depths.append(dataclasses.replace(result, ts_proc=ts_now))
+            counters["partial_depths"] += 1
         elif isinstance(result, DepthSnapshot):
             tops = len(books.tops)
             state.books.on_snapshot(result, ts_now, books)

@@ -157,6 +157,7 @@ class PartitionLane:
         self.control_key = keys.control(partition)
         self.venue_bars_key = keys.venue_bars(partition)
         self.tickers_key = keys.tickers(partition)
+        self.partial_depth_key = keys.partial_depth(partition)
         self.corrections_key = keys.trade_corrections(partition)
         self.status_key = keys.venue_status(partition)
         #: The venue's order updates, read for strategies that follow their own orders.
@@ -179,6 +180,7 @@ class PartitionLane:
             ("control", self.control_key, ()),
             ("venue-bars", self.venue_bars_key, ()),
             ("tickers", self.tickers_key, ()),
+            ("partial-depth", self.partial_depth_key, ()),
             ("trade-corrections", self.corrections_key, ()),
             ("venue-status", self.status_key, ()),
             ("dead-letters", self.dead_letter_key, ()),
@@ -251,6 +253,7 @@ class PartitionLane:
                 ("corrections", self.corrections_key, out.corrections),
                 ("statuses", self.status_key, out.statuses),
                 ("tickers", self.tickers_key, out.tickers),
+                ("partial_depths", self.partial_depth_key, out.partial_depths),
                 ("dead_letters", self.dead_letter_key, out.dead_letters),
             ],
             checkpoint=self.state.to_bytes(),

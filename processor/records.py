@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from tickpipe.common.contract import ControlAction
-from tickpipe.common.messages import TradeCorrection, VenueStatus, readable
+from tickpipe.common.messages import TradeCorrection, VenueStatus, format_levels, readable
 from tickpipe.common.schema import SCHEMA_VERSION, Event
 
 __all__ = [
@@ -26,11 +26,6 @@ __all__ = [
     "VenueStatus",
     "format_levels",
 ]
-
-
-def format_levels(levels: list[tuple[str, str]]) -> str:
-    """Render ``[(price, qty), ...]`` as ``price:qty,price:qty``."""
-    return ",".join(f"{price}:{qty}" for price, qty in levels)
 
 
 @dataclass(frozen=True, slots=True)

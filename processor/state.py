@@ -55,14 +55,15 @@ COUNTERS = (
     "gaps",  # gap records written (depth and trades)
     "markers",  # connect / disconnect / gap markers passed over
     "replies",  # request replies passed over
-    "ignored",  # frames of channels read but not normalised (partial depth, avgPrice)
+    "ignored",  # frames passed over (a partial depth without its stream name, serverShutdown)
     "dead_letters",
     "signals",
     "final_bars",
     "replayed",  # new entries at or before the checkpoint (a rewound group): no output
     "reprocessed",  # pending entries at or before the checkpoint, checked again by content
     "venue_bars",  # bars the venue published (Alpaca b/u/d, Binance klines)
-    "tickers",  # rolling-window tickers the venue published (Binance 24h, mini, 1h/4h/1d)
+    "tickers",  # rolling-window tickers the venue published (Binance 24h, mini, 1h/4h/1d, avg)
+    "partial_depths",  # top-of-book snapshots the venue pushed (Binance depth5/10/20)
     "corrections",  # trade corrections and cancel/errors the venue reported
     "statuses",  # trading status messages
     "own_updates",  # updates of the strategies' own orders handed to them

@@ -21,8 +21,14 @@ named after the time it is ordered by:
   ``client_order_id``, ``status``, ``side``, ``qty``, ``price``, ``filled_qty``, ``last_price``...
 * :func:`read_raw` — index ``ts_recv``; raw entries as stored (``kind``, ``conn``, ``seq``,
   ``channel``, ``data``): the ``tickpipe export raw`` format that ``tickpipe replay`` reads back.
-* :func:`read_tickers` — index ``ts_event``; the venue's rolling-window tickers (``window``,
-  ``open high low last volume quote_volume``...).
+* :func:`read_tickers` — index ``ts_event``; the venue's rolling-window tickers and average
+  prices (``channel``, ``window``, ``open high low last volume quote_volume weighted_avg``...).
+* :func:`read_venue_bars` — index ``ts_open``; the bars the venue published (Binance klines of
+  every interval, ``1d@+08:00`` for UTC+8 candles; Alpaca's bars), latest revision of each
+  ``(interval, ts_open)``; ``interval`` picks one series.
+* :func:`read_partial_depth` — index ``ts_event`` (the receive time: the venue sends none); the
+  venue's top-of-book snapshots (``depth`` 5/10/20, ``update_ms``, ``update_id``, best
+  ``bid_price``/``bid_qty``/``ask_price``/``ask_qty`` and ``bids``/``asks`` as written).
 * :func:`read_balances` — index ``ts_event``; the account's ``position`` and ``update`` entries
   (``asset``, ``free``, ``locked``, ``delta``); ``symbol`` filters by asset.
 * :func:`read_positions` — one row per symbol: ``position``, ``avg_cost``, ``realized_pnl``,
@@ -89,12 +95,14 @@ __all__ = [
     "read_gaps",
     "read_kind",
     "read_orders",
+    "read_partial_depth",
     "read_positions",
     "read_quotes",
     "read_raw",
     "read_signals",
     "read_tickers",
     "read_trades",
+    "read_venue_bars",
     "to_ns",
     "trades",
 ]
@@ -127,8 +135,10 @@ _FLOATS = {
     "close", "volume", "filled_qty", "last_qty", "last_price", "cum_quote", "last",
     "quote_volume", "price_change", "price_change_pct", "weighted_avg", "free", "locked", "delta",
 }  # fmt: skip
-_INTS = {"trades", "revision", "seq", "depth"}
-_TIMES = {"ts_event", "ts_recv", "ts_proc", "ts_signal", "ts_intent", "ts_open", "ts"}
+_INTS = {"trades", "revision", "seq", "depth", "update_ms"}
+_TIMES = {
+    "ts_event", "ts_recv", "ts_proc", "ts_signal", "ts_intent", "ts_open", "ts", "ts_close",
+}  # fmt: skip
 Row: TypeAlias = dict[str, str]
 
 
@@ -318,6 +328,14 @@ async def read_tickers(
     return await _by_event(redis, settings, settings.keys.tickers, symbol, start, end)
 
 
+async def read_partial_depth(
+    redis: Source, settings: Settings, symbol: str, start: TimeLike = None,
+    end: TimeLike = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the venue's top-of-book snapshots of ``symbol`` received in ``[start, end)``."""
+    return await _by_event(redis, settings, settings.keys.partial_depth, symbol, start, end)
+
+
 async def read_balances(
     redis: Source, settings: Settings, asset: str | None = None, start: TimeLike = None,
     end: TimeLike = None,
@@ -348,16 +366,59 @@ async def read_bars(
     """Return the bars of ``symbol`` opening in ``[start, end)``, latest revision of each."""
     stream = settings.keys.bars(settings.partition_of(symbol), interval)
     rows = await _entries(redis, stream, "ts_open", start, end, symbol)
-    latest: dict[str, Row] = {}
+    return _latest_bars(rows, start, end)
+
+
+def _latest_bars(rows: list[Row], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+    """Keep the greatest ``(revision, final)`` of each ``(interval, ts_open)``; index by it."""
+    latest: dict[tuple[str, str], Row] = {}
     for row in rows:
+        key = (row.get("interval", ""), row["ts_open"])
         rank = (int(row.get("revision") or 0), row.get("final") == "1")
-        held = latest.get(row["ts_open"])
+        held = latest.get(key)
         if held is None or rank >= (int(held.get("revision") or 0), held.get("final") == "1"):
-            latest[row["ts_open"]] = row
+            latest[key] = row
     frame = _frame(list(latest.values()), "ts_open", start, end)
     if "final" in frame.columns:
         frame["final"] = frame["final"] == "1"
     return frame
+
+
+_UNIT_NS = {
+    "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000,
+    "w": 7 * 86_400_000_000_000, "M": 31 * 86_400_000_000_000,
+}  # fmt: skip
+
+
+def _interval_ns(interval: str | None) -> int:
+    """The length of a bar interval (``5m``, ``1M``, ``1d@+08:00``); a month if unknown."""
+    text = (interval or "").partition("@")[0]
+    digits = len(text) - len(text.lstrip("0123456789"))
+    unit = _UNIT_NS.get(text[digits:])
+    if not digits or unit is None:
+        return _UNIT_NS["M"]
+    return int(text[:digits]) * unit
+
+
+async def read_venue_bars(
+    redis: Source, settings: Settings, symbol: str, start: TimeLike = None,
+    end: TimeLike = None, *, interval: str | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the venue's own bars of ``symbol`` opening in ``[start, end)`` (of ``interval``
+    only, e.g. ``1m`` or ``1d@+08:00``, when given), latest revision of each.
+
+    Their entries are stored while the bar forms, up to its interval after it opened, so the
+    read runs on event time from ``start`` to ``end`` plus the interval (plus a month, the
+    longest, when no interval is given) and keeps the bars that opened in the range.
+    """
+    stream = settings.keys.venue_bars(_partition(settings, symbol))
+    hi = to_ns(end)
+    if hi is not None:
+        hi += _interval_ns(interval) + LAG_MS * 1_000_000
+    rows = await _entries(redis, stream, "ts_event", to_ns(start), hi, symbol)
+    if interval is not None:
+        rows = [r for r in rows if r.get("interval") == interval]
+    return _latest_bars(rows, start, end)
 
 
 async def read_orders(
@@ -404,6 +465,7 @@ _ANY_SYMBOL = {
 }  # fmt: skip
 _ONE_SYMBOL = {
     "trades": read_trades, "quotes": read_quotes, "book": read_book, "tickers": read_tickers,
+    "venue-bars": read_venue_bars, "partial-depth": read_partial_depth,
 }  # fmt: skip
 
 

@@ -36,9 +36,10 @@ __all__ = [
 
 PARTITION_KINDS = (
     "raw", "trades", "quotes", "book", "signals", "control", "dead-letters", "gaps",
-    *(f"bars:{i}" for i in BAR_INTERVALS),
+    *(f"bars:{i}" for i in BAR_INTERVALS), "venue-bars", "tickers", "partial-depth",
+    "trade-corrections", "venue-status",
 )  # fmt: skip
-VENUE_KINDS = ("orders", "order-updates", "private-raw", "venue-dead-letters")
+VENUE_KINDS = ("orders", "order-updates", "private-raw", "venue-dead-letters", "balances")
 
 
 def resolve_streams(settings: Settings, name: str) -> list[str]:

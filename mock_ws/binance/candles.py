@@ -241,6 +241,9 @@ class CandleSeries:
         return [c.row() for c in picked]
 
 
+_NO_BOOK = {"b": "", "B": "", "a": "", "A": ""}
+
+
 class RollingTicker:
     """Rolling 24-hour statistics of one symbol's trades."""
 
@@ -293,6 +296,17 @@ class RollingTicker:
             "v": d8(self.volume),
             "q": d8(self.quote),
         }
+
+    def rolling(self, symbol: str, now_ms: int, event: str) -> dict[str, Any] | None:
+        """Return a rolling-window ``<window>Ticker`` payload (``event``): the full ticker's
+        statistics without last quantity and book, opening on a whole minute as the venue's."""
+        full = self.full(symbol, now_ms, _NO_BOOK)
+        if full is None:
+            return None
+        out = {k: v for k, v in full.items() if k not in _NO_BOOK and k not in ("x", "Q")}
+        out["e"] = event
+        out["O"] = (now_ms - self.window_ms) // MINUTE_MS * MINUTE_MS
+        return out
 
     def full(self, symbol: str, now_ms: int, bbo: dict[str, Any]) -> dict[str, Any] | None:
         """Return the ``24hrTicker`` payload; ``bbo`` is the symbol's bookTicker."""

@@ -5,8 +5,10 @@ One :class:`~mock_ws.book.SimBook` per symbol moves with each trade; each trade 
 diffs (``@depth`` every 1000 ms, ``@depth@100ms``) and partial depth (``@depth5/10/20``) are
 built per interval by :meth:`MarketFeed.depth_events`. The last ``history`` trades per symbol are
 kept for ``/api/v3/trades``, ``historicalTrades`` and ``aggTrades``. Klines of every interval
-and rolling 24-hour tickers are built by :mod:`mock_ws.binance.candles` and sent by
-:meth:`MarketFeed.second_events` once a second (klines of intervals above 1s every 2 s).
+and rolling tickers (24 h, mini, and the 1h/4h/1d windows) are built by
+:mod:`mock_ws.binance.candles` and sent by :meth:`MarketFeed.second_events` once a second
+(klines of intervals above 1s every 2 s), with the ``avgPrice`` of the last five minutes. A
+1h or 4h window starts with the trades of the 24-hour one when first subscribed.
 """
 
 from __future__ import annotations
@@ -16,12 +18,18 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from tickpipe.mock_ws.binance.candles import INTERVALS, Candle, CandleSeries, RollingTicker
+from tickpipe.mock_ws.binance.candles import (
+    HOUR_MS,
+    INTERVALS,
+    Candle,
+    CandleSeries,
+    RollingTicker,
+)
 from tickpipe.mock_ws.book import SimBook
 from tickpipe.mock_ws.market import QTY_UNITS, TICKS_PER_UNIT, MarketSim, SimTrade
 from tickpipe.mock_ws.order_model import d8
 
-__all__ = ["FeedEvent", "MarketFeed", "TradeHistory"]
+__all__ = ["AVG_PRICE_MINS", "FeedEvent", "MarketFeed", "TradeHistory"]
 
 HISTORY = 100_000
 
@@ -30,6 +38,11 @@ PARTIAL_LEVELS = (5, 10, 20)
 #: (stream, payload, the trade it reports or None)
 FeedEvent = tuple[str, Any, SimTrade | None]
 PLUS8_MS = 8 * 3_600_000
+#: The minutes ``avgPrice`` averages over.
+AVG_PRICE_MINS = 5
+#: Rolling-window ticker streams (``ticker_<window>``) below a day: window -> length.
+_WINDOWS_MS = {"1h": HOUR_MS, "4h": 4 * HOUR_MS}
+_WINDOWS = ("1h", "4h", "1d")
 
 
 class TradeHistory:
@@ -79,6 +92,9 @@ class MarketFeed:
             (s, name): CandleSeries(name) for s in market.symbols for name in INTERVALS
         }
         self.tickers = {s: RollingTicker() for s in market.symbols}
+        #: (symbol, window) -> the 1h/4h window's ticker, from when it is first wanted.
+        self.windows: dict[tuple[str, str], RollingTicker] = {}
+        self._windows_of: dict[str, list[RollingTicker]] = {}
         self._plus8: dict[str, list[str]] = {}
         self.depth_override: Callable[[str, int], dict[str, Any]] | None = None
         self._emitted: dict[tuple[str, int], int] = {}
@@ -104,6 +120,8 @@ class MarketFeed:
             self._fold(symbol, seconds.roll(trade.trade_time_ms))
             seconds.add(trade.trade_time_ms, price, qty, trade.trade_id, trade.buyer_is_maker)
             self.tickers[symbol].add(trade.trade_time_ms, price, qty, trade.trade_id)
+            for window in self._windows_of.get(symbol, ()):
+                window.add(trade.trade_time_ms, price, qty, trade.trade_id)
             out.append((f"{low}@trade", trade.payload(event_ms), trade))
             agg = {"e": "aggTrade", "E": event_ms, "s": symbol, **self._agg(agg_id, trade)}
             out.append((f"{low}@aggTrade", agg, trade))
@@ -201,9 +219,53 @@ class MarketFeed:
             if f"{low}@ticker" in wanted:
                 full = ticker.full(symbol, now_ms, self.books[symbol].book_ticker())
                 out.append((f"{low}@ticker", full, None))
+            for window in _WINDOWS:
+                if f"{low}@ticker_{window}" in wanted:
+                    stats = self._window(symbol, window).rolling(symbol, now_ms, f"{window}Ticker")
+                    if stats is not None:
+                        out.append((f"{low}@ticker_{window}", stats, None))
+            if f"{low}@avgPrice" in wanted:
+                price, close_ms = self.average_price(symbol, now_ms)
+                average = {"e": "avgPrice", "E": now_ms, "s": symbol,
+                           "i": f"{AVG_PRICE_MINS}m", "w": price, "T": close_ms}  # fmt: skip
+                out.append((f"{low}@avgPrice", average, None))
         if minis and "!miniTicker@arr" in wanted:
             out.append(("!miniTicker@arr", minis, None))
         return out
+
+    def _window(self, symbol: str, window: str) -> RollingTicker:
+        """The ticker of a rolling window (1d is the 24-hour one), seeded when first wanted."""
+        if window not in _WINDOWS_MS:
+            return self.tickers[symbol]
+        ticker = self.windows.get((symbol, window))
+        if ticker is None:
+            ticker = self.windows[(symbol, window)] = RollingTicker(_WINDOWS_MS[window])
+            for ms, price, qty, trade_id in self.tickers[symbol].trades:
+                ticker.add(ms, price, qty, trade_id)
+            self._windows_of.setdefault(symbol, []).append(ticker)
+        return ticker
+
+    def average_price(self, symbol: str, now_ms: int) -> tuple[str, int]:
+        """The volume-weighted price of the last :data:`AVG_PRICE_MINS` minutes' trades and the
+        last trade's time (the last price and trade time when none traded in the window)."""
+        history = self.trades[symbol]
+        since_ms = now_ms - AVG_PRICE_MINS * 60_000
+        volume = quote = Decimal(0)
+        close_ms = 0
+        for index in range(len(history) - 1, -1, -1):
+            trade = history[index][1]
+            if trade.trade_time_ms < since_ms:
+                break
+            qty = Decimal(trade.qty)
+            volume += qty
+            quote += Decimal(trade.price) * qty
+            close_ms = max(close_ms, trade.trade_time_ms)
+        if volume:
+            price = quote / volume
+        else:
+            price = Decimal(self.market.last_price(symbol))
+            close_ms = history[-1][1].trade_time_ms if len(history) else now_ms
+        return f"{price.quantize(Decimal('0.00000001')):f}", close_ms
 
     def klines(
         self, symbol: str, interval: str, start: int | None, end: int | None, limit: int

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 from tickpipe.mock_ws.binance.candles import RollingTicker
-from tickpipe.mock_ws.binance.feed import MarketFeed
-from tickpipe.mock_ws.order_model import OrderRejected, d8
+from tickpipe.mock_ws.binance.feed import AVG_PRICE_MINS, MarketFeed
+from tickpipe.mock_ws.order_model import OrderRejected
 
 __all__ = [
     "AVG_PRICE_MINS",
@@ -30,7 +30,6 @@ __all__ = [
     "tickers_24hr",
 ]
 
-AVG_PRICE_MINS = 5
 _ZERO = "0.00000000"
 
 
@@ -194,21 +193,5 @@ def book_tickers(feed: MarketFeed, query: Mapping[str, str]) -> Any:
 
 def avg_price(feed: MarketFeed, symbol: str, now_ms: int) -> dict[str, Any]:
     """Answer ``GET /api/v3/avgPrice``: the last five minutes' volume-weighted price."""
-    history = feed.trades[symbol]
-    since_ms = now_ms - AVG_PRICE_MINS * 60_000
-    volume = quote = Decimal(0)
-    close_ms = 0
-    for index in range(len(history) - 1, -1, -1):
-        trade = history[index][1]
-        if trade.trade_time_ms < since_ms:
-            break
-        qty = Decimal(trade.qty)
-        volume += qty
-        quote += Decimal(trade.price) * qty
-        close_ms = max(close_ms, trade.trade_time_ms)
-    if volume:
-        price = quote / volume
-    else:
-        price = Decimal(feed.market.last_price(symbol))
-        close_ms = history[-1][1].trade_time_ms if len(history) else now_ms
-    return {"mins": AVG_PRICE_MINS, "price": d8(price), "closeTime": close_ms}
+    price, close_ms = feed.average_price(symbol, now_ms)
+    return {"mins": AVG_PRICE_MINS, "price": price, "closeTime": close_ms}

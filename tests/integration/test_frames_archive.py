@@ -20,9 +20,11 @@ from tickpipe.tools.frames import (
     read_balances,
     read_bars,
     read_orders,
+    read_partial_depth,
     read_raw,
     read_tickers,
     read_trades,
+    read_venue_bars,
 )
 
 P = Partition("binance", 0)
@@ -65,6 +67,12 @@ async def _fill(redis: Any, settings: Settings) -> None:
             ticker = {"v": "1", "venue": "binance", "symbol": "BTCUSDT", "window": "24h",
                       "last": f"{n}.5", "ts_event": ts}  # fmt: skip
             pipe.xadd(keys.tickers(P), ticker)
+            depth = {"v": "1", "symbol": "BTCUSDT", "update_id": ts, "depth": "5", "bids": "1:2",
+                     "ts_event": ts}  # fmt: skip
+            pipe.xadd(keys.partial_depth(P), depth)
+            bar = {"v": "1", "symbol": "BTCUSDT", "interval": "1d@+08:00", "ts_open": str(START_NS),
+                   "close": f"{n}.5", "revision": str(n), "final": "0", "ts_event": ts}  # fmt: skip
+            pipe.xadd(keys.venue_bars(P), bar)
             pipe.xadd(keys.balances("binance"), {"v": "1", "event": "position",
                                                  "asset": ("BTC", "USDT")[n % 2], "free": str(n),
                                                  "locked": "0", "ts_event": ts})  # fmt: skip
@@ -84,7 +92,7 @@ async def _archived(settings: Settings) -> Any:
     task = asyncio.create_task(run(settings, stop, redis=redis, block_ms=20, stats=stats))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
-    while stats.open_entries + stats.entries < 2 * TRADES + 17:
+    while stats.open_entries + stats.entries < 2 * TRADES + 27:
         assert loop.time() < deadline, "the archive did not read every entry in time"
         await asyncio.sleep(0.02)
     stop.set()
@@ -108,10 +116,13 @@ def test_every_reader_gives_the_same_frame_from_the_archive(
             from_archive = await read_trades(archive, settings, "BTCUSDT", lo, hi)
             assert len(from_redis) > 0
             pd.testing.assert_frame_equal(from_archive, from_redis)
-        for reader in (read_bars, read_orders, read_tickers):
+        for reader in (read_bars, read_orders, read_tickers, read_partial_depth, read_venue_bars):
             pd.testing.assert_frame_equal(
                 await reader(archive, settings, "BTCUSDT"), await reader(redis, settings, "BTCUSDT")
             )
+        bars = await read_venue_bars(archive, settings, "BTCUSDT", interval="1d@+08:00")
+        assert (list(bars["close"]), list(bars["revision"])) == ([4.5], [4])
+        assert len(await read_partial_depth(archive, settings, "BTCUSDT")) == 5
         btc = await read_balances(archive, settings, "BTC")
         pd.testing.assert_frame_equal(btc, await read_balances(redis, settings, "BTC"))
         assert list(btc["free"]) == [0.0, 2.0, 4.0]

@@ -28,6 +28,7 @@ WRITERS: dict[str, set[str]] = {
     K.signals(P): {"processor", "trader", "archive"},  # the trader only acks through its group
     K.dead_letters(P): {"processor"},
     K.venue_bars(P): {"processor", "archive"},
+    K.partial_depth(P): {"processor", "archive"},
     K.trade_corrections(P): {"processor", "archive"},
     K.venue_status(P): {"processor", "archive"},
     K.tickers(P): {"processor", "archive"},

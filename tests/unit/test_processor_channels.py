@@ -1,4 +1,4 @@
-"""Frames of unknown channels are dead letters; known ones not normalised are counted per channel.
+"""Frames of unknown channels are dead letters; a frame that cannot be normalised is counted.
 
 And the processor tells frames apart by their decoded JSON: a venue or proxy that writes the same
 frame with other whitespace gets the same outputs.
@@ -44,19 +44,21 @@ def test_a_frame_of_an_unknown_channel_is_a_dead_letter_with_the_reason(
     assert state.counters["ignored"] == 0
 
 
-def test_channels_read_but_not_normalised_are_counted_per_channel() -> None:
+def test_partial_depth_without_its_stream_is_counted_and_the_channels_are_normalised() -> None:
     frames = [
-        '{"stream":"btcusdt@avgPrice","data":{"e":"avgPrice","s":"BTCUSDT"}}',
+        '{"stream":"btcusdt@avgPrice","data":{"e":"avgPrice","E":1,"s":"BTCUSDT","i":"5m",'
+        '"w":"1.5","T":1}}',
         '{"stream":"btcusdt@depth20@100ms","data":{"lastUpdateId":1,"bids":[],"asks":[]}}',
-        '{"e":"avgPrice","E":1,"s":"BTCUSDT"}',
+        '{"e":"avgPrice","E":1,"s":"BTCUSDT","i":"5m","w":"1.5","T":1}',
         '{"lastUpdateId":1,"bids":[],"asks":[]}',
     ]
     state = PartitionState("binance:0", "binance")
     out = process_batch(state, entries(frames), 1)
     assert out.dead_letters == []
     c = state.counters
-    assert c["ignored"] == 4
-    assert (c["ignored:avgPrice"], c["ignored:depth20"], c["ignored:partial_depth"]) == (2, 1, 1)
+    assert (c["ignored"], c["ignored:partial_depth"]) == (1, 1)
+    assert [t.channel for t in out.tickers] == ["avgPrice", "avgPrice"]
+    assert [(d.depth, d.update_ms) for d in out.partial_depths] == [(20, 100)]
 
 
 def test_alpaca_message_types_unknown_are_dead_letters_and_known_ones_counted() -> None:

@@ -305,7 +305,7 @@ def test_markers_replies_and_other_channels_are_passed_over_and_counted() -> Non
         ("1-2", raw('{"id":"a","status":200,"result":{"x":1}}')),
         ("1-3", raw('{"id":2,"status":400,"error":{"code":-1,"msg":"bad"}}')),
         ("1-4", raw('{"e":"serverShutdown","E":1770123456789}')),
-        ("1-5", raw('{"stream":"btcusdt@avgPrice","data":{"e":"avgPrice","s":"BTCUSDT"}}')),
+        ("1-5", raw('{"lastUpdateId":1,"bids":[],"asks":[]}')),  # partial depth, no stream
         ("1-6", raw('{"lastUpdateId":1,"bids":[],"asks":[]}', kind="rest")),  # no known channel
         ("1-7", raw(GOOD.replace('{"stream":"btcusdt@trade","data":', "")[:-1])),  # raw form
     ]
@@ -314,7 +314,7 @@ def test_markers_replies_and_other_channels_are_passed_over_and_counted() -> Non
     assert [t.src for t in out.trades] == ["1-7"]
     c = state.counters
     assert (c["markers"], c["replies"], c["ignored"], c["dead_letters"]) == (1, 3, 2, 1)
-    assert (c["ignored:serverShutdown"], c["ignored:avgPrice"]) == (1, 1)
+    assert (c["ignored:serverShutdown"], c["ignored:partial_depth"]) == (1, 1)
     assert [(d.entry_id, d.reason) for d in out.dead_letters] == [
         ("1-6", "unknown REST channel ''")
     ]

@@ -4,7 +4,10 @@ A ``<symbol>@kline_<interval>`` stream pushes the current candle of every interv
 offers (``1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M``) about every second or two, and
 a last time with ``x: true`` when it closes. Each push becomes a :class:`common.messages.VenueBar`
 (``final`` = ``x``); the processor numbers the pushes of one candle as revisions and writes them
-to the partition's ``venue-bars`` stream, next to Alpaca's own bars. Malformed payloads raise
+to the partition's ``venue-bars`` stream, next to Alpaca's own bars. The bar's ``interval`` is the
+candle's ``i``; a ``kline_<interval>@+08:00`` stream's candles open and close in UTC+8, so their
+bars keep the stream's suffix (``1d@+08:00``): the two series of one interval never share a name,
+nor a revision count. A candle whose interval is not its stream's, and malformed payloads, raise
 :class:`common.errors.DecodeError`.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tickpipe.common.channels import KLINE_INTERVALS, KLINE_TZ_SUFFIX
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.messages import VenueBar
 from tickpipe.common.schema import Bar
@@ -22,10 +26,7 @@ from tickpipe.venues.binance.wire import decimal_text
 __all__ = ["INTERVALS", "decimal_field", "int_field", "parse_kline"]
 
 #: The kline intervals Binance Spot offers.
-INTERVALS = frozenset(
-    {"1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w",
-     "1M"}
-)  # fmt: skip
+INTERVALS = frozenset(KLINE_INTERVALS)
 
 
 def decimal_field(data: Mapping[str, Any], key: str, what: str, *, signed: bool = False) -> str:
@@ -49,8 +50,11 @@ def _whole(data: Mapping[str, Any], key: str) -> int:
     return int_field(data, key, "kline")
 
 
-def parse_kline(data: Any) -> VenueBar:
-    """Return the bar of one ``kline`` event (``{"e": "kline", "E", "s", "k": {...}}``)."""
+def parse_kline(data: Any, channel: str | None = None) -> VenueBar:
+    """Return the bar of one ``kline`` event (``{"e": "kline", "E", "s", "k": {...}}``).
+
+    ``channel`` is the stream's (``kline_1d@+08:00``), ``None`` for a frame without one.
+    """
     if not isinstance(data, Mapping) or not isinstance(data.get("k"), Mapping):
         raise DecodeError("kline event without its candle 'k'")
     candle = data["k"]
@@ -59,6 +63,11 @@ def parse_kline(data: Any) -> VenueBar:
         raise DecodeError(f"kline symbol is invalid: {symbol!r}")
     if interval not in INTERVALS:
         raise DecodeError(f"kline interval {interval!r} is not one Binance offers")
+    if channel is not None:
+        if channel.removesuffix(KLINE_TZ_SUFFIX) != f"kline_{interval}":
+            raise DecodeError(f"kline of interval {interval} arrived on channel {channel}")
+        if channel.endswith(KLINE_TZ_SUFFIX):
+            interval += KLINE_TZ_SUFFIX
     closed = candle.get("x")
     if not isinstance(closed, bool):
         raise DecodeError(f"kline field 'x' must be true or false, got {closed!r}")

@@ -1,10 +1,12 @@
 """Classify one Binance market-data frame into the value it carries (pure, no I/O).
 
 :func:`classify` answers with :class:`Trades` (live or backfilled), a :class:`Quote`, a
-:class:`DepthDiff`, a :class:`DepthSnapshot`, a :class:`VenueBar` (a ``kline``), a
-:class:`Ticker`, or the name of the counter under which the frame is passed over (request
-replies, channels not handled; the processor reads markers itself). A frame that cannot be
-parsed or fails validation raises :class:`DecodeError`.
+:class:`DepthDiff`, a :class:`DepthSnapshot`, a :class:`PartialDepth` (``depth5/10/20``), a
+:class:`VenueBar` (a ``kline``), a :class:`Ticker` (every ticker kind and ``avgPrice``), or
+the name of the counter under which the frame is passed over (request replies, and a
+partial-depth payload without its stream name, whose symbol is unknowable; the processor reads
+markers itself). Every channel ``TICKPIPE_CHANNELS`` accepts is normalised. A frame that cannot
+be parsed or fails validation, or whose channel is unknown, raises :class:`DecodeError`.
 """
 
 from __future__ import annotations
@@ -27,18 +29,19 @@ from tickpipe.venues.binance.marketdata import (
     parse_agg_trade,
     parse_book_ticker,
     parse_depth_diff,
+    parse_partial_depth,
     parse_rest,
 )
-from tickpipe.venues.binance.tickers import TICKER_EVENTS, parse_ticker
+from tickpipe.venues.binance.tickers import TICKER_EVENTS, parse_avg_price, parse_ticker
 from tickpipe.venues.binance.wire import is_reply
 
 __all__ = ["classify"]
 
 
-#: Binance event types (``e``) and stream channels read but not normalised yet (and the
-#: connection notice ``serverShutdown``, which the ingestor acts on).
-_UNNORMALISED_EVENTS = {"avgPrice", "serverShutdown"}
-_UNNORMALISED_CHANNELS = {"avgPrice", "depth5", "depth10", "depth20"}
+#: Binance event types (``e``) read but not normalised: the connection notice
+#: ``serverShutdown``, which the ingestor acts on.
+_UNNORMALISED_EVENTS = {"serverShutdown"}
+_PARTIAL_DEPTH = {"depth5", "depth10", "depth20"}
 _TICKER_CHANNELS = {"ticker", "miniTicker", "ticker_1h", "ticker_4h", "ticker_1d"}
 
 _INF = float("inf")
@@ -129,14 +132,6 @@ def _check_stream(stream: str | None, symbol: str) -> None:
         raise DecodeError(f"event of {symbol} arrived on stream {stream}")
 
 
-def _unnormalised(channel: str) -> str | None:
-    """Return the counter of a channel read but not normalised, ``None`` for unknown ones."""
-    name = channel.partition("@")[0]
-    if name in _UNNORMALISED_CHANNELS:
-        return f"ignored:{name}"
-    return None
-
-
 def _event(
     entry_id: str, frame: RawFrame, stream: str | None, payload: Any, ts_proc: int = 0
 ) -> MarketItem:
@@ -158,23 +153,28 @@ def _event(
         _check_stream(stream, diff.symbol)
         return diff
     if (channel or "").startswith("kline_") or (channel is None and kind == "kline"):
-        bar = parse_kline(payload)
+        bar = parse_kline(payload, channel)
         _check_stream(stream, bar.bar.symbol)
         return bar
     if channel in _TICKER_CHANNELS or (channel is None and kind in TICKER_EVENTS):
         ticker = parse_ticker(payload, ts_recv=frame.ts_recv)
         _check_stream(stream, ticker.symbol)
+        if channel is not None and ticker.channel != channel:
+            raise DecodeError(f"{payload['e']} event arrived on channel {channel}")
         return ticker
     raw_ticker = channel is None and kind is None and isinstance(payload, Mapping)
     if channel == "bookTicker" or (raw_ticker and "u" in payload and "b" in payload):
         quote = parse_book_ticker(payload, ts_recv=frame.ts_recv)
         _check_stream(stream, quote.symbol)
         return quote
+    if channel == "avgPrice" or (channel is None and kind == "avgPrice"):
+        average = parse_avg_price(payload, ts_recv=frame.ts_recv)
+        _check_stream(stream, average.symbol)
+        return average
+    if stream is not None and channel is not None and channel.partition("@")[0] in _PARTIAL_DEPTH:
+        return parse_partial_depth(stream, payload, ts_recv=frame.ts_recv, entry_id=entry_id)
     if channel is not None:
-        counter = _unnormalised(channel)
-        if counter is None:
-            raise DecodeError(f"unknown channel {channel!r} (stream {stream})")
-        return counter
+        raise DecodeError(f"unknown channel {channel!r} (stream {stream})")
     if isinstance(kind, str) and kind in _UNNORMALISED_EVENTS:
         return f"ignored:{kind}"
     raise DecodeError(f"unknown event type {kind!r}")
@@ -196,6 +196,6 @@ def classify(entry_id: str, frame: RawFrame, ts_proc: int = 0) -> MarketItem:
         return "replies"
     if stream is None and not (isinstance(payload, Mapping) and ("e" in payload or "u" in payload)):
         if isinstance(payload, Mapping) and "lastUpdateId" in payload:
-            return "ignored:partial_depth"  # a partial-depth snapshot: not used
+            return "ignored:partial_depth"  # partial depth without its stream: no symbol
         raise DecodeError("unrecognised frame: neither a stream event nor a reply")
     return _event(entry_id, frame, stream, payload, ts_proc)

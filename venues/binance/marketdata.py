@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from tickpipe.common.errors import DecodeError
-from tickpipe.common.messages import DepthDiff, DepthSnapshot, Trades
+from tickpipe.common.messages import DepthDiff, DepthSnapshot, PartialDepth, Trades, format_levels
 from tickpipe.common.schema import Quote, Trade
 from tickpipe.common.units import MS
 from tickpipe.venues.binance.wire import decimal_text
@@ -29,6 +29,7 @@ __all__ = [
     "parse_backfill",
     "parse_book_ticker",
     "parse_depth_diff",
+    "parse_partial_depth",
     "parse_rest",
 ]
 
@@ -92,6 +93,34 @@ def parse_depth_diff(data: Any, *, ts_recv: int, entry_id: str) -> DepthDiff:
         ts_event=_int(data, "E", "depthUpdate") * MS,
         ts_recv=ts_recv,
         entry_id=entry_id,
+    )
+
+
+def parse_partial_depth(stream: str, data: Any, *, ts_recv: int, entry_id: str) -> PartialDepth:
+    """Convert a partial-depth payload of ``stream`` (``btcusdt@depth5@100ms``) into a
+    :class:`PartialDepth`: its symbol, levels and speed come from the stream's name."""
+    name, _, channel = stream.partition("@")
+    levels, _, speed = channel.removeprefix("depth").partition("@")
+    if not isinstance(data, Mapping) or not levels.isdigit():
+        raise DecodeError(f"not a partial-depth payload of stream {stream}")
+    bids, asks = _levels(data.get("bids"), "bid"), _levels(data.get("asks"), "ask")
+    update_id = _int(data, "lastUpdateId", "partial depth")
+    best_bid, best_ask = bids[0] if bids else ("", ""), asks[0] if asks else ("", "")
+    return PartialDepth(
+        venue="binance",
+        symbol=name.upper(),
+        update_id=str(update_id),
+        depth=int(levels),
+        update_ms=100 if speed == "100ms" else 1000,
+        bid_price=best_bid[0],
+        bid_qty=best_bid[1],
+        ask_price=best_ask[0],
+        ask_qty=best_ask[1],
+        bids=format_levels(bids),
+        asks=format_levels(asks),
+        ts_event=ts_recv,
+        ts_recv=ts_recv,
+        src=entry_id,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -85,7 +86,7 @@ def market_plan(ws_url: str, symbols: Iterable[str], *, first_request_id: int = 
     """
     streams = tuple(market_streams(symbols))
     base = ws_url.rstrip("/")
-    url = f"{base}/stream?streams={'/'.join(streams)}"
+    url = f"{base}/stream?streams={'/'.join(quote(s, safe='@!:') for s in streams)}"
     if len(url) <= MAX_URL_CHARS:
         return MarketPlan(url, streams)
     chunks = [streams[i : i + SUBSCRIBE_CHUNK] for i in range(0, len(streams), SUBSCRIBE_CHUNK)]
