@@ -22,8 +22,9 @@ from typing import Any
 
 import orjson
 
-from tickpipe.common.errors import RedisUnavailable
+from tickpipe.common.errors import DecodeError, RedisUnavailable
 from tickpipe.common.extras import need
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.redis_io import connect_redis, redis_errors, unavailable_line
 from tickpipe.common.settings import Settings
 from tickpipe.processor.lanes import decode_entries
@@ -36,6 +37,7 @@ from tickpipe.tools.backtest import (
     summary_lines,
 )
 from tickpipe.tools.recordings import RecordingStats, read_recordings
+from tickpipe.venues.binance.instruments import filters_of_exchange_info
 
 __all__ = ["add_backtest_command", "run_backtest_command"]
 
@@ -62,6 +64,9 @@ def add_backtest_command(sub: argparse._SubParsersAction) -> None:  # type: igno
     b.add_argument("--latency-ms", type=int, default=10, metavar="MS",
                    help="event time from a signal to the venue (default 10)")  # fmt: skip
     b.add_argument("--fee-bps", default="0", metavar="BPS", help="fee per fill (default 0)")
+    b.add_argument("--filters", type=Path, metavar="FILE",
+                   help="the venue's exchangeInfo answer (JSON) for the instrument filters "
+                   "(default: the mock's)")  # fmt: skip
     b.add_argument("--limit", type=int, help="process at most this many frames")
     b.add_argument("--report", type=Path, metavar="FILE.html",
                    help="also draw equity and fills (dashboard extra: Plotly)")  # fmt: skip
@@ -126,6 +131,16 @@ def _write(out_dir: Path, result: BacktestResult, summary: list[str]) -> None:
     )
 
 
+def _filters(path: Path | None) -> dict[str, InstrumentFilters] | None:
+    """The instrument filters of a saved ``exchangeInfo`` answer (``None``: the mock's)."""
+    if path is None:
+        return None
+    try:
+        return filters_of_exchange_info(orjson.loads(path.read_bytes()))
+    except (orjson.JSONDecodeError, DecodeError) as exc:
+        raise ValueError(f"--filters {path}: not an exchangeInfo answer ({exc})") from None
+
+
 def _options(args: argparse.Namespace) -> Decimal:
     if args.latency_ms < 0:
         raise ValueError(f"--latency-ms must be 0 or more, got {args.latency_ms}")
@@ -152,6 +167,7 @@ def run_backtest_command(settings: Settings, url: str, args: argparse.Namespace)
     """Run ``tickpipe backtest``; return the exit code (2 for a mistake in the input)."""
     try:
         fee = _options(args)
+        filters = _filters(args.filters)  # a missing FILE: OSError, one line
         if args.report is not None:
             need("dashboard", "tickpipe backtest --report")
         stats = RecordingStats()
@@ -169,7 +185,7 @@ def run_backtest_command(settings: Settings, url: str, args: argparse.Namespace)
             fraction = stats.fraction
         result = run_backtest(
             settings, entries, latency_ms=args.latency_ms, fee_bps=fee, limit=args.limit,
-            fraction=fraction,
+            fraction=fraction, filters=filters,
         )  # fmt: skip
         if result.frames == 0:
             raise ValueError("the input holds no frame")
