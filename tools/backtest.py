@@ -134,6 +134,8 @@ def run_backtest(
         if isinstance(frame, RawFrame):
             result.first_ns = result.first_ns if result.first_ns is not None else frame.ts_recv
             result.last_ns = frame.ts_recv
+        for quote in batch.quotes:
+            model.on_quote(quote)
         fills = [fill for trade in batch.trades for fill in model.on_trade(trade)]
         fills += [
             fill for top in batch.book_tops for fill in model.on_book(top.symbol, top.ts_event)

@@ -22,6 +22,7 @@ stated once (``tickpipe backtest`` prints them with its summary):
   (LIMIT_MAKER) that would take is refused. Liquidity a simulated order took stays gone until
   the recording updates that level. Without a live book (none yet, a gap, no depth in the
   capture) the last recorded trade price stands in, with any size (``fills_without_book``).
+  A quote (``bookTicker``) newer than the book gives its top: levels it moved past are gone.
 * **Queue position.** A resting order queues behind the visible quantity at its price when it
   arrives (nothing if it improves the best price). Recorded trades at its price consume that
   queue first and fill the order only beyond it (partially, as a maker, at its price); a level
@@ -45,7 +46,7 @@ from decimal import Decimal, InvalidOperation
 
 from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.order_spec import order_problem
-from tickpipe.common.schema import OrderIntent, Signal, Trade
+from tickpipe.common.schema import OrderIntent, Quote, Signal, Trade
 from tickpipe.mock_ws.binance.rest import symbol_info
 from tickpipe.mock_ws.matching import Order, OrderRejected
 from tickpipe.processor.books import OrderBook
@@ -166,9 +167,9 @@ class FillModel:
     #: the processor's live book of a symbol (``None`` while it has none)
     book_of: Callable[[str], OrderBook | None] = lambda symbol: None
     orders: dict[str, SimOrder] = field(default_factory=dict)
-    pending: dict[str, list[SimOrder]] = field(default_factory=dict)  # symbol -> not arrived
+    #: symbol -> what is on its way to the venue: (arrival ns, sequence, order or None: a cancel)
+    inbound: dict[str, list[tuple[int, int, SimOrder | None]]] = field(default_factory=dict)
     live: dict[str, list[SimOrder]] = field(default_factory=dict)  # symbol -> at the venue
-    cancels: dict[str, list[int]] = field(default_factory=dict)  # symbol -> effective times
     positions: dict[tuple[str, str], Position] = field(default_factory=dict)
     fills: list[Fill] = field(default_factory=list)
     refused: list[SimOrder] = field(default_factory=list)
@@ -184,13 +185,14 @@ class FillModel:
                                   clock=lambda: 0)  # fmt: skip
         self.shaper.filters = dict(self.filters or {})
         self.now: dict[str, int] = {}
+        self.sent = 0
         self.counters.setdefault("fills_without_book", 0)
 
     def on_signal(self, signal: Signal) -> None:
         """Send the signal's order (or cancel) to the simulated venue."""
         arrive = signal.ts_event + self.latency_ns
         if signal.action == "cancel":
-            self.cancels.setdefault(signal.symbol, []).append(arrive)
+            self._send(signal.symbol, arrive, None)
             return
         intent = build_intent(signal, ts_intent=signal.ts_event,
                               order_type=self.default_order_type)  # fmt: skip
@@ -214,7 +216,12 @@ class FillModel:
         if problem is not None:
             self._refuse(order, f"order type refused: {problem}")
             return
-        self.pending.setdefault(order.symbol, []).append(order)
+        self._send(order.symbol, arrive, order)
+
+    def _send(self, symbol: str, arrive_ns: int, order: SimOrder | None) -> None:
+        """Put an order (``None``: a cancel) on its way; same arrival time: in signal order."""
+        self.sent += 1
+        self.inbound.setdefault(symbol, []).append((arrive_ns, self.sent, order))
 
     def on_trade(self, trade: Trade) -> list[Fill]:
         """Let ``trade`` reach the venue: due orders arrive, then it meets the resting ones."""
@@ -225,6 +232,11 @@ class FillModel:
         self.engine.on_recorded_trade(trade.symbol, price, Decimal(trade.qty), trade.ts_event)
         made += self._book_fills(trade.symbol, trade.ts_event)
         return made
+
+    def on_quote(self, quote: Quote) -> None:
+        """Note the newest best bid and ask of its symbol (newer than the book: on top of it)."""
+        self.engine.list_symbol(quote.symbol)
+        self.engine.recorded[quote.symbol].quote = quote
 
     def on_book(self, symbol: str, ts_event: int) -> list[Fill]:
         """The recorded book of ``symbol`` changed at ``ts_event``: arrivals, queue sizes."""
@@ -244,17 +256,11 @@ class FillModel:
         ts_event = max(ts_event, self.now.get(symbol, ts_event))
         self.now[symbol] = ts_event
         self.engine.set_book(symbol, self.book_of(symbol))
-        waiting = self.pending.get(symbol)
-        cuts = self.cancels.get(symbol)
-        if not waiting and not cuts:
+        waiting = self.inbound.get(symbol)
+        if not waiting or min(item[0] for item in waiting) > ts_event:
             return []
-        due = sorted([(o.arrive_ns, 0, o) for o in waiting or () if o.arrive_ns <= ts_event]
-                     + [(t, 1, None) for t in cuts or () if t <= ts_event],
-                     key=lambda item: (item[0], item[1]))  # fmt: skip
-        if not due:
-            return []
-        self.pending[symbol] = [o for o in waiting or () if o.arrive_ns > ts_event]
-        self.cancels[symbol] = [t for t in cuts or () if t > ts_event]
+        due = sorted((item for item in waiting if item[0] <= ts_event), key=lambda i: i[:2])
+        self.inbound[symbol] = [item for item in waiting if item[0] > ts_event]
         made: list[Fill] = []
         for at, _, order in due:
             if order is None:

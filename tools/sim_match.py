@@ -14,7 +14,9 @@ mock exchange runs live:
   updates that level again (the recording knows nothing of the backtest's orders; this keeps
   two orders from taking the same liquidity). Without a live book (before the first snapshot,
   after a gap, a capture without depth) it answers as the engine does without a book: the last
-  trade price, any size.
+  trade price, any size. The best bid and ask of a quote (``bookTicker``) newer than the book
+  (a higher update id) stand in for the book's top: depth diffs come every 100 ms, quotes at
+  once, so levels the quote has moved past are taken as gone and its levels have its sizes.
 
 :class:`RecordedEngine` adds to the engine what a recorded market needs: a MARKET order walks
 the book (what the book cannot fill expires, as on the venue), and a resting order has a
@@ -32,6 +34,7 @@ from collections.abc import Callable, Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
+from tickpipe.common.schema import Quote
 from tickpipe.mock_ws.market import QTY_UNITS, TICKS_PER_UNIT, SimTrade
 from tickpipe.mock_ws.matching import MatchingEngine, Order, split_symbol
 from tickpipe.processor.books import OrderBook
@@ -84,19 +87,32 @@ class RecordedBook:
         self.symbol = symbol
         self.market = market
         self.book: OrderBook | None = None
+        #: the newest best bid and ask (bookTicker); it leads the depth book by up to 100 ms
+        self.quote: Quote | None = None
         #: (side "a"/"b", price text) -> (the recorded quantity when taken, units taken)
         self.taken: dict[tuple[str, str], tuple[str, int]] = {}
         self.without_book = 0
 
+    def _best(self, asks: bool) -> tuple[float, str, str] | None:
+        """The side's best level from a quote newer than the book: (sort key, price, qty)."""
+        quote, book = self.quote, self.book
+        if quote is None or book is None or not quote.update_id.isdigit():
+            return None
+        if int(quote.update_id) <= book.last_update_id:
+            return None  # the book has caught up with it
+        price, qty = (quote.ask_price, quote.ask_qty) if asks else (quote.bid_price, quote.bid_qty)
+        return (float(price) if asks else -float(price)), price, qty
+
     def _levels(self, asks: bool) -> list[tuple[str, str]]:
-        """The side's levels best first, less what simulated orders took since the recording."""
+        """The side's levels best first (with a newer quote's best level on top)."""
         assert self.book is not None
         side = self.book.asks if asks else self.book.bids
-        out = []
-        for key in sorted(side.levels):
-            price, qty = side.levels[key]
-            out.append((price, qty))
-        return out
+        best = self._best(asks)
+        keys = sorted(side.levels)
+        if best is None:
+            return [side.levels[key] for key in keys]
+        # Levels better than the quoted best are gone; the quoted level has the quote's size.
+        return [(best[1], best[2])] + [side.levels[k] for k in keys if k > best[0]]
 
     def _left(self, name: str, price: str, qty: str) -> int:
         units = _units(qty)
@@ -113,7 +129,11 @@ class RecordedBook:
         if self.book is None:
             return Decimal(0)
         side = self.book.bids if buy else self.book.asks
-        found = side.levels.get((-1.0 if buy else 1.0) * float(price))
+        key = (-1.0 if buy else 1.0) * float(price)
+        best = self._best(asks=not buy)
+        found = side.levels.get(key)
+        if best is not None and key <= best[0]:
+            found = (best[1], best[2]) if key == best[0] else None
         if found is None:
             return Decimal(0)
         return Decimal(self._left("b" if buy else "a", found[0], found[1])) / _UNITS
