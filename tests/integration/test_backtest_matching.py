@@ -8,6 +8,8 @@
 * The venue's instrument filters shape an order exactly as the trader does: the same signals
   go to the trader (against the in-process mock) and to the backtest, and are rounded or
   refused alike.
+* The example strategy's post-only orders rest or are refused, and its cancels cancel them, on
+  a real capture.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import fakeredis
+import pytest
 
 from tests.builders import build_signal
 from tests.integration.test_trader_filters_mock import _wait_acks
@@ -40,6 +43,7 @@ from tickpipe.tools.fill_model import FillModel
 from tickpipe.tools.ops import read_recording
 from tickpipe.trader.shell import run
 
+EXAMPLE = Path(__file__).parents[2] / "examples" / "momentum"
 SWEEP_QTY = Decimal(12)
 
 
@@ -199,3 +203,38 @@ def test_filters_round_and_refuse_as_the_trader_does(tmp_path: Path) -> None:
     assert model.orders[cids["f:odd"]].qty == Decimal("0.00223")
     assert model.orders[cids["f:maker"]].price == Decimal("2000")
     assert model.orders[cids["f:sell"]].price == Decimal("4000.01")
+
+
+def test_the_example_quotes_post_only_and_cancels_in_a_backtest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    settings = load_settings(
+        {"TICKPIPE_STRATEGIES": "tickpipe_momentum:Momentum", "TICKPIPE_SYMBOLS": "BTCUSDT",
+         "TICKPIPE_STRATEGY_MOMENTUM_LOOKBACK": "2",
+         "TICKPIPE_STRATEGY_MOMENTUM_THRESHOLD_BPS": "0.5",
+         "TICKPIPE_STRATEGY_MOMENTUM_CANCEL_AFTER_BARS": "3"}, dotenv_path=None,
+    )  # fmt: skip
+    records = list(read_recording(BTCUSDT_CAPTURE))[:20_000]
+    entries = entries_of_records(settings, records, conn="backtest")
+    result = run_backtest(settings, entries, latency_ms=10, out=io.StringIO())
+    model = result.model
+    orders = list(model.orders.values())
+    assert orders and all(o.order_type == "LIMIT" and o.post_only for o in orders)
+    # Post-only: it rests or the venue refuses it; it never takes.
+    assert model.fills and {f.liquidity for f in model.fills} == {"maker"}
+    for order in orders:
+        if order.status == "REJECTED":
+            assert order.reason == "venue -2010: Order would immediately match and take."
+    # Cancels cancel: no order that reached the venue before a cancel of its symbol (that
+    # reached it within the recording) is still working; each cancelled one had a cancel after it.
+    cancels = [s.ts_event + 10_000_000 for s in result.signals if s.action == "cancel"]
+    end = model.now["BTCUSDT"]
+    canceled = [o for o in orders if o.status == "CANCELED"]
+    assert cancels and canceled
+    for order in orders:
+        later = [c for c in cancels if order.arrive_ns <= c <= end]
+        if order.status in ("RESTING", "PARTIALLY_FILLED"):
+            assert not later, (order, later)
+        if order.status == "CANCELED":
+            assert later, order
