@@ -242,7 +242,8 @@ def summary_lines(result: BacktestResult, *, latency_ms: int, fee_bps: Decimal) 
         f"assumptions: latency {latency_ms} ms, fee {fee_bps} bps, the trader's filters, the "
         "mock's matching engine on the recorded book (market orders walk it), resting limits "
         "behind the visible queue at their price; "
-        f"{c.get('fills_without_book', 0):,} orders met no live book (docs/strategies.md)"
+        f"{c.get('fills_without_book', 0):,} orders met no live book, "
+        f"{c.get('late_trades_passed', 0):,} late trades met no order (docs/strategies.md)"
     )
     return lines
 

@@ -28,6 +28,8 @@ stated once (``tickpipe backtest`` prints them with its summary):
   queue first and fill the order only beyond it (partially, as a maker, at its price); a level
   that shrinks below the queue ahead shortens it (cancellations leave from behind first); a
   recorded trade through its price fills what is left of it.
+* **Late trades.** A trade older than the last trade of its symbol (a REST backfill after a
+  gap) meets no order (``late_trades_passed``): it happened before the orders working now.
 * **Cancel.** A ``cancel`` signal cancels every working order of its symbol that reached the
   venue before it, as the trader does.
 * **Account.** The account holds ample funds of every asset (no balance refusals); the mock's
@@ -185,8 +187,10 @@ class FillModel:
                                   clock=lambda: 0)  # fmt: skip
         self.shaper.filters = dict(self.filters or {})
         self.now: dict[str, int] = {}
+        self.last_trade_ns: dict[str, int] = {}
         self.sent = 0
         self.counters.setdefault("fills_without_book", 0)
+        self.counters.setdefault("late_trades_passed", 0)
 
     def on_signal(self, signal: Signal) -> None:
         """Send the signal's order (or cancel) to the simulated venue."""
@@ -225,6 +229,12 @@ class FillModel:
 
     def on_trade(self, trade: Trade) -> list[Fill]:
         """Let ``trade`` reach the venue: due orders arrive, then it meets the resting ones."""
+        if trade.ts_event < self.last_trade_ns.get(trade.symbol, trade.ts_event):
+            # Older than the symbol's last trade (a REST backfill after a gap): too late to
+            # meet the orders working now.
+            self.counters["late_trades_passed"] += 1
+            return []
+        self.last_trade_ns[trade.symbol] = trade.ts_event
         price = Decimal(trade.price)
         made = self._advance(trade.symbol, trade.ts_event)
         for position in self._positions_of(trade.symbol):

@@ -204,8 +204,7 @@ class RecordedEngine(MatchingEngine):
             events = super().execute(order, now_ns)
             if order.is_open and order.working:
                 book = self.recorded[order.symbol]
-                inside = book.visible(order.side == "BUY", order.price)
-                self.ahead[order.order_id] = inside
+                self.ahead[order.order_id] = book.visible(order.side == "BUY", order.price)
             return events
         book = self.recorded[order.symbol]
         buy = order.side == "BUY"
@@ -223,6 +222,7 @@ class RecordedEngine(MatchingEngine):
         """Let a recorded trade reach the resting orders of ``symbol`` (queue first)."""
         self.list_symbol(symbol)
         self.recorded_market.last[symbol] = format(price, "f")
+        self._own_trades.clear()  # the engine's own prints never come back here as trades
         events: list[Event] = []
         spare = qty
         for order in self.open_orders(symbol):

@@ -147,6 +147,20 @@ def test_a_resting_limit_waits_behind_the_queue_at_its_price() -> None:
     assert model.positions[("threshold", "BTCUSDT")].qty == Decimal("0.4")
 
 
+def test_a_trade_older_than_the_last_one_meets_no_order() -> None:
+    book = OrderBook(1, [("100.00", "1.0")], [("100.01", "2")])
+    model = FillModel(latency_ns=0)
+    model.book_of = lambda symbol: book
+    model.on_trade(_trade("100.00", "0.01", 10, 1))
+    model.on_signal(_limit("late:buy", "buy", "0.5", "100.00", 10))
+    assert model.on_book("BTCUSDT", 11) == []
+    # A REST backfill after a gap: through the order's price, but before it arrived.
+    assert model.on_trade(_trade("99.00", "5", 5, 0)) == []
+    assert model.counters["late_trades_passed"] == 1
+    (fill,) = model.on_trade(_trade("99.99", "1", 12, 2))  # a live one fills it
+    assert (fill.qty, fill.status) == ("0.5", "FILLED")
+
+
 def test_filters_round_and_refuse_as_the_trader_does(tmp_path: Path) -> None:
     base = make_signal()
     signals = [
