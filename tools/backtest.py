@@ -179,7 +179,8 @@ def fill_update(fill: Fill, venue: str) -> OrderUpdate:
     return OrderUpdate(
         venue=venue, symbol=fill.symbol, client_order_id=fill.client_order_id,
         order_id=fill.client_order_id, side=fill.side.upper(), order_type="", status=fill.status,
-        exec_type="TRADE", qty=fill.qty, price=fill.price, filled_qty=fill.filled_qty or fill.qty,
+        exec_type="TRADE", qty=fill.order_qty or fill.qty, price=fill.price,
+        filled_qty=fill.filled_qty or fill.qty,
         last_qty=fill.qty, last_price=fill.price, cum_quote=f"{quote.normalize():f}",
         trade_id=f"sim-{fill.trade_id}", ts_event=fill.ts_event, ts_recv=fill.ts_event,
     )  # fmt: skip

@@ -117,6 +117,7 @@ class Fill:
     ts_event: int
     status: str = "FILLED"
     filled_qty: str = ""
+    order_qty: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -356,7 +357,7 @@ class FillModel:
         fill = Fill(
             order.client_order_id, order.signal_id, order.strategy, order.symbol, order.side,
             _text(qty), _text(price), _text(fee), "maker" if maker else "taker",
-            f"sim{trade_id}", ts_event, status, _text(order.filled_qty),
+            f"sim{trade_id}", ts_event, status, _text(order.filled_qty), _text(order.qty),
         )  # fmt: skip
         self.fills.append(fill)
         self.sample_equity(ts_event)

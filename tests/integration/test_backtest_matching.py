@@ -81,18 +81,25 @@ def test_a_market_order_walks_the_recorded_book() -> None:
     result = run_backtest(settings, entries, latency_ms=10, out=io.StringIO())
     (signal,) = result.signals
     # Ground truth from the recording: the processor's book at the first event of the symbol
-    # at or after the order's arrival (10 ms of event time after the top that caused it).
+    # at or after the order's arrival (10 ms of event time after the top that caused it), its
+    # top replaced by the last quote when that quote is newer than the book.
     arrive = signal.ts_event + 10_000_000
     state = PartitionState.from_settings(settings, "binance:0", "binance")
     asks: list[tuple[str, str]] = []
-    caused = False
+    caused, quote = False, None
     for _, entry_id, frame in entries:
         out = process_batch(state, [(entry_id, frame)], 0)
+        quote = out.quotes[-1] if out.quotes else quote
         times = [t.ts_event for t in out.trades] + [t.ts_event for t in out.book_tops]
         if caused and any(t >= arrive for t in times):
             book = state.books.book("BTCUSDT")
             assert book is not None
             asks = [book.asks.levels[key] for key in sorted(book.asks.levels)]
+            if quote is not None and int(quote.update_id) > book.last_update_id:
+                best = Decimal(quote.ask_price)
+                asks = [(quote.ask_price, quote.ask_qty)] + [
+                    (p, q) for p, q in asks if Decimal(p) > best
+                ]
             break
         caused = caused or any(s.signal_id == signal.signal_id for s in out.signals)
     assert Decimal(asks[0][1]) < SWEEP_QTY  # larger than the best level: it must walk
