@@ -15,7 +15,8 @@ stated once (``tickpipe backtest`` prints them with its summary):
 * **Latency.** An order reaches the venue ``latency_ns`` of event time after the event behind
   its signal; a cancel the same. It is matched at the first event of its symbol (a recorded
   trade or book change) at or after that time, against the book as the processor rebuilt it
-  from the recording (REST snapshot + depth diffs) at that moment.
+  from the recording (REST snapshot + depth diffs) at that moment. One that arrives before
+  the recording's first trade of its symbol is refused (no price to check it against).
 * **Taking.** A MARKET order walks the book's levels best first (one fill a level, at the
   level's price; what the book cannot fill expires). A LIMIT order takes the levels it crosses,
   then rests (GTC) or expires (IOC; FOK fills whole or not at all). A post-only order
@@ -41,7 +42,6 @@ stated once (``tickpipe backtest`` prints them with its summary):
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -60,7 +60,6 @@ from tickpipe.venues.binance.orders import order_refusal, venue_order_type
 
 __all__ = ["Fill", "FillModel", "Position", "SimOrder", "mock_filters"]
 
-log = logging.getLogger("tickpipe.backtest")
 
 ZERO = Decimal(0)
 _BPS = Decimal(10_000)
@@ -334,8 +333,9 @@ class FillModel:
             assert venue is not None
             for fill in venue.fills[order.booked :]:
                 order.filled_qty += fill.qty
+                done = "FILLED" if order.filled_qty >= venue.orig_qty else "PARTIALLY_FILLED"
                 made.append(self._fill(order, fill.price, fill.qty, fill.maker, fill.trade_id,
-                                       now_ns, venue.status))  # fmt: skip
+                                       now_ns, done))  # fmt: skip
             order.booked = len(venue.fills)
             order.status = {"NEW": "RESTING"}.get(venue.status, venue.status)
         self.live[symbol] = [o for o in live if o.status in WORKING]
