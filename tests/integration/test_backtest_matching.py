@@ -7,7 +7,7 @@
   through its price fills the rest.
 * The venue's instrument filters shape an order exactly as the trader does: the same signals
   go to the trader (against the in-process mock) and to the backtest, and are rounded or
-  refused alike.
+  refused alike; ``--filters`` takes them from a saved ``exchangeInfo``.
 * The example strategy's post-only orders rest or are refused, and its cancels cancel them, on
   a real capture.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import fakeredis
+import orjson
 import pytest
 
 from tests.builders import build_signal
@@ -34,11 +35,13 @@ from tickpipe.common.schema import Signal, Trade, decode_fields
 from tickpipe.common.settings import load_settings
 from tickpipe.common.units import client_order_id_for
 from tickpipe.mock_ws import start_mock
+from tickpipe.mock_ws.binance.rest import symbol_info
 from tickpipe.processor.books import OrderBook
 from tickpipe.processor.core import PartitionState, process_batch
 from tickpipe.processor.records import BookTop
 from tickpipe.processor.strategies import BOOK, SignalSpec, Strategy
 from tickpipe.tools.backtest import entries_of_records, run_backtest
+from tickpipe.tools.cli import main
 from tickpipe.tools.fill_model import FillModel
 from tickpipe.tools.ops import read_recording
 from tickpipe.trader.shell import run
@@ -260,3 +263,26 @@ def test_the_example_quotes_post_only_and_cancels_in_a_backtest(
             assert not later, (order, later)
         if order.status == "CANCELED":
             assert later, order
+
+
+def test_filters_from_a_file_shape_the_backtests_orders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    info = symbol_info("BTCUSDT")
+    for rule in info["filters"]:
+        if rule["filterType"] == "LOT_SIZE":  # a coarser step than the mock's
+            rule.update(stepSize="0.01000000", minQty="0.01000000")
+    saved = tmp_path / "exchange-info.json"
+    saved.write_bytes(orjson.dumps({"symbols": [info]}))
+    env = tmp_path / ".env"
+    env.write_text(
+        "TICKPIPE_SYMBOLS=BTCUSDT\nTICKPIPE_STRATEGIES=tickpipe_momentum:Momentum\n"
+        "TICKPIPE_STRATEGY_MOMENTUM_QTY=0.015\n"
+    )
+    out = tmp_path / "out"
+    argv = ["--env-file", str(env), "backtest", str(BTCUSDT_CAPTURE), "--limit", "20000"]
+    assert main([*argv, "--filters", str(saved), "--out", str(out)]) == 0, capsys.readouterr()
+    orders = [orjson.loads(line) for line in (out / "orders.jsonl").read_bytes().splitlines()]
+    sent = [o for o in orders if o["status"] != "REJECTED"]
+    assert sent and {o["qty"] for o in sent} == {"0.01"}, orders  # 0.015 down to the step
