@@ -3,7 +3,8 @@
 The input is recording files (the formats ``tickpipe replay`` reads) or, with ``--redis``, the
 ``raw`` streams of every partition of the deployment between ``--start`` and ``--end``. The
 results go to ``--out`` (a directory): ``signals.jsonl`` (one signal's stream fields a line),
-``fills.jsonl``, ``orders.jsonl`` and ``summary.json``; the summary is also printed; ``--report``
+``fills.jsonl``, ``orders.jsonl`` and ``summary.json``; the summary is also printed; ``--filters``
+reads the venue's instrument filters from a saved ``exchangeInfo`` answer; ``--report``
 draws equity and fills into one HTML page (:mod:`tools.backtest_report`). A mistake
 in the input or the options is one line on stderr and exit code 2.
 """
@@ -50,10 +51,11 @@ def add_backtest_command(sub: argparse._SubParsersAction) -> None:  # type: igno
         "backtest", help="run the strategies over a recording (or a Redis range) with fills",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run TICKPIPE_STRATEGIES over recorded raw frames through the processor's "
-        "own code (the signals\nare the live pipeline's on the same frames), fill their orders "
-        "with a simulated venue, print a\nsummary (signals, orders, fills, positions, PnL) and "
-        "write signals, orders and fills to --out.\nInput: recording FILEs (as `tickpipe "
-        "replay` reads them) or --redis with --start/--end.",
+        "own code (the signals\nare the live pipeline's on the same frames), shape their "
+        "orders with the trader's instrument\nfilters and fill them with the mock's matching "
+        "engine against the recorded book, print a\nsummary (signals, orders, fills, "
+        "positions, PnL) and write signals, orders and fills to --out.\nInput: recording "
+        "FILEs (as `tickpipe replay` reads them) or --redis with --start/--end.",
     )  # fmt: skip
     b.add_argument("files", type=Path, nargs="*", metavar="FILE")
     b.add_argument("--redis", action="store_true", help="read the raw streams from Redis")
