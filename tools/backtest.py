@@ -8,7 +8,8 @@ each goes through :func:`processor.core.process_batch` with a
 are therefore the ones the live pipeline makes from the same raw stream, apart from ``cause``
 (raw entry ids, which Redis assigns when the frames are written) and the ``ts_signal`` stamp
 (processing time; here the frame's receive time). Their orders are filled by
-:class:`tools.fill_model.FillModel`, whose assumptions its docstring states.
+:class:`tools.fill_model.FillModel` (the mock's matching engine on the recorded book, after
+the trader's instrument filters), whose assumptions its docstring states.
 
 Each frame is its own batch: the processor's outputs do not depend on batch boundaries, and it
 lets the fill model see every trade and signal in stream order. Each simulated fill goes back
@@ -20,15 +21,17 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TextIO
 
 import orjson
 
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.schema import OrderUpdate, RawFrame, Signal
 from tickpipe.common.settings import Settings
+from tickpipe.processor.books import OrderBook
 from tickpipe.processor.core import PartitionState, process_batch
 from tickpipe.processor.entries import BadEntry
 from tickpipe.tools.fill_model import Fill, FillModel
@@ -83,6 +86,7 @@ def entries_of_records(
 def run_backtest(
     settings: Settings, entries: Iterable[Entry], *, latency_ms: int = 0,
     fee_bps: Decimal = Decimal(0), out: TextIO | None = None, progress_s: float = 5.0,
+    filters: Mapping[str, InstrumentFilters] | None = None,
     fraction: Callable[[], float | None] | None = None, limit: int | None = None,
     clock: Callable[[], int] = time.monotonic_ns,
 ) -> BacktestResult:  # fmt: skip
@@ -90,15 +94,27 @@ def run_backtest(
 
     Progress goes to ``out`` every ``progress_s`` seconds of ``clock`` (ns); ``fraction`` says
     how far through its input the reader is; ``limit`` stops after that many frames.
+    ``filters``: the venue's instrument filters by symbol (default: the mock's).
     """
     out = out or sys.stderr
+    states: dict[str, PartitionState] = {}
+
+    def book_of(symbol: str) -> OrderBook | None:
+        for state in states.values():
+            book = state.books.book(symbol)
+            if book is not None:
+                return book
+        return None
+
     model = FillModel(
+        tuple(settings.symbols),
         latency_ns=latency_ms * 1_000_000,
         default_order_type=settings.order_type,
         fee_bps=fee_bps,
+        filters=filters,
+        book_of=book_of,
     )
     result = BacktestResult(model)
-    states: dict[str, PartitionState] = {}
     feedback: dict[str, list[tuple[str, OrderUpdate]]] = {}  # partition -> fills to hand over
     fill_ids = _FillIds()
     started = clock()
@@ -118,10 +134,16 @@ def run_backtest(
         if isinstance(frame, RawFrame):
             result.first_ns = result.first_ns if result.first_ns is not None else frame.ts_recv
             result.last_ns = frame.ts_recv
-        for trade in batch.trades:
-            for fill in model.on_trade(trade):
-                update = fill_update(fill, settings.venue)
-                feedback.setdefault(partition, []).append((fill_ids.next(fill.ts_event), update))
+        for quote in batch.quotes:
+            model.on_quote(quote)
+        fills = [fill for trade in batch.trades for fill in model.on_trade(trade)]
+        fills += [
+            fill for top in batch.book_tops for fill in model.on_book(top.symbol, top.ts_event)
+        ]
+        model.sync_queues()
+        for fill in fills:
+            update = fill_update(fill, settings.venue)
+            feedback.setdefault(partition, []).append((fill_ids.next(fill.ts_event), update))
         for signal in batch.signals:
             model.on_signal(signal)
         result.signals += batch.signals
@@ -132,8 +154,8 @@ def run_backtest(
             out.flush()
     model.sample_equity()
     result.partitions = sorted(states)
-    for state in states.values():
-        for name, value in state.counters.items():
+    for counts in [*(state.counters for state in states.values()), model.counters]:
+        for name, value in counts.items():
             result.counters[name] = result.counters.get(name, 0) + value
     result.seconds = (clock() - started) / 1e9
     return result
@@ -152,12 +174,13 @@ class _FillIds:
 
 
 def fill_update(fill: Fill, venue: str) -> OrderUpdate:
-    """The order update a venue would send for a simulated fill (a whole fill: FILLED)."""
+    """The order update a venue would send for a simulated fill (FILLED or PARTIALLY_FILLED)."""
     quote = Decimal(fill.qty) * Decimal(fill.price)
     return OrderUpdate(
         venue=venue, symbol=fill.symbol, client_order_id=fill.client_order_id,
-        order_id=fill.client_order_id, side=fill.side.upper(), order_type="", status="FILLED",
-        exec_type="TRADE", qty=fill.qty, price=fill.price, filled_qty=fill.qty,
+        order_id=fill.client_order_id, side=fill.side.upper(), order_type="", status=fill.status,
+        exec_type="TRADE", qty=fill.order_qty or fill.qty, price=fill.price,
+        filled_qty=fill.filled_qty or fill.qty,
         last_qty=fill.qty, last_price=fill.price, cum_quote=f"{quote.normalize():f}",
         trade_id=f"sim-{fill.trade_id}", ts_event=fill.ts_event, ts_recv=fill.ts_event,
     )  # fmt: skip
@@ -217,9 +240,11 @@ def summary_lines(result: BacktestResult, *, latency_ms: int, fee_bps: Decimal) 
     for order in model.refused[:5]:
         lines.append(f"refused {order.signal_id}: {order.reason}")
     lines.append(
-        f"assumptions: latency {latency_ms} ms, fee {fee_bps} bps, market orders fill whole at "
-        "the next trade, resting limits at the back of the queue fill when a trade prints "
-        "through them (docs/strategies.md)"
+        f"assumptions: latency {latency_ms} ms, fee {fee_bps} bps, the trader's filters, the "
+        "mock's matching engine on the recorded book (market orders walk it), resting limits "
+        "behind the visible queue at their price; "
+        f"{c.get('fills_without_book', 0):,} orders met no live book, "
+        f"{c.get('late_trades_passed', 0):,} late trades met no order (docs/strategies.md)"
     )
     return lines
 

@@ -3,7 +3,8 @@
 The input is recording files (the formats ``tickpipe replay`` reads) or, with ``--redis``, the
 ``raw`` streams of every partition of the deployment between ``--start`` and ``--end``. The
 results go to ``--out`` (a directory): ``signals.jsonl`` (one signal's stream fields a line),
-``fills.jsonl``, ``orders.jsonl`` and ``summary.json``; the summary is also printed; ``--report``
+``fills.jsonl``, ``orders.jsonl`` and ``summary.json``; the summary is also printed; ``--filters``
+reads the venue's instrument filters from a saved ``exchangeInfo`` answer; ``--report``
 draws equity and fills into one HTML page (:mod:`tools.backtest_report`). A mistake
 in the input or the options is one line on stderr and exit code 2.
 """
@@ -22,8 +23,9 @@ from typing import Any
 
 import orjson
 
-from tickpipe.common.errors import RedisUnavailable
+from tickpipe.common.errors import DecodeError, RedisUnavailable
 from tickpipe.common.extras import need
+from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.redis_io import connect_redis, redis_errors, unavailable_line
 from tickpipe.common.settings import Settings
 from tickpipe.processor.lanes import decode_entries
@@ -36,6 +38,7 @@ from tickpipe.tools.backtest import (
     summary_lines,
 )
 from tickpipe.tools.recordings import RecordingStats, read_recordings
+from tickpipe.venues.binance.instruments import filters_of_exchange_info
 
 __all__ = ["add_backtest_command", "run_backtest_command"]
 
@@ -48,10 +51,11 @@ def add_backtest_command(sub: argparse._SubParsersAction) -> None:  # type: igno
         "backtest", help="run the strategies over a recording (or a Redis range) with fills",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run TICKPIPE_STRATEGIES over recorded raw frames through the processor's "
-        "own code (the signals\nare the live pipeline's on the same frames), fill their orders "
-        "with a simulated venue, print a\nsummary (signals, orders, fills, positions, PnL) and "
-        "write signals, orders and fills to --out.\nInput: recording FILEs (as `tickpipe "
-        "replay` reads them) or --redis with --start/--end.",
+        "own code (the signals\nare the live pipeline's on the same frames), shape their "
+        "orders with the trader's instrument\nfilters and fill them with the mock's matching "
+        "engine against the recorded book, print a\nsummary (signals, orders, fills, "
+        "positions, PnL) and write signals, orders and fills to --out.\nInput: recording "
+        "FILEs (as `tickpipe replay` reads them) or --redis with --start/--end.",
     )  # fmt: skip
     b.add_argument("files", type=Path, nargs="*", metavar="FILE")
     b.add_argument("--redis", action="store_true", help="read the raw streams from Redis")
@@ -62,6 +66,9 @@ def add_backtest_command(sub: argparse._SubParsersAction) -> None:  # type: igno
     b.add_argument("--latency-ms", type=int, default=10, metavar="MS",
                    help="event time from a signal to the venue (default 10)")  # fmt: skip
     b.add_argument("--fee-bps", default="0", metavar="BPS", help="fee per fill (default 0)")
+    b.add_argument("--filters", type=Path, metavar="FILE",
+                   help="the venue's exchangeInfo answer (JSON) for the instrument filters "
+                   "(default: the mock's)")  # fmt: skip
     b.add_argument("--limit", type=int, help="process at most this many frames")
     b.add_argument("--report", type=Path, metavar="FILE.html",
                    help="also draw equity and fills (dashboard extra: Plotly)")  # fmt: skip
@@ -126,6 +133,16 @@ def _write(out_dir: Path, result: BacktestResult, summary: list[str]) -> None:
     )
 
 
+def _filters(path: Path | None) -> dict[str, InstrumentFilters] | None:
+    """The instrument filters of a saved ``exchangeInfo`` answer (``None``: the mock's)."""
+    if path is None:
+        return None
+    try:
+        return filters_of_exchange_info(orjson.loads(path.read_bytes()))
+    except (orjson.JSONDecodeError, DecodeError) as exc:
+        raise ValueError(f"--filters {path}: not an exchangeInfo answer ({exc})") from None
+
+
 def _options(args: argparse.Namespace) -> Decimal:
     if args.latency_ms < 0:
         raise ValueError(f"--latency-ms must be 0 or more, got {args.latency_ms}")
@@ -152,6 +169,7 @@ def run_backtest_command(settings: Settings, url: str, args: argparse.Namespace)
     """Run ``tickpipe backtest``; return the exit code (2 for a mistake in the input)."""
     try:
         fee = _options(args)
+        filters = _filters(args.filters)  # a missing FILE: OSError, one line
         if args.report is not None:
             need("dashboard", "tickpipe backtest --report")
         stats = RecordingStats()
@@ -169,7 +187,7 @@ def run_backtest_command(settings: Settings, url: str, args: argparse.Namespace)
             fraction = stats.fraction
         result = run_backtest(
             settings, entries, latency_ms=args.latency_ms, fee_bps=fee, limit=args.limit,
-            fraction=fraction,
+            fraction=fraction, filters=filters,
         )  # fmt: skip
         if result.frames == 0:
             raise ValueError("the input holds no frame")

@@ -411,7 +411,7 @@ async def read_venue_bars(
     read runs on event time from ``start`` to ``end`` plus the interval (plus a month, the
     longest, when no interval is given) and keeps the bars that opened in the range.
     """
-    stream = settings.keys.venue_bars(_partition(settings, symbol))
+    stream = settings.keys.venue_bars(settings.partition_of(symbol))
     hi = to_ns(end)
     if hi is not None:
         hi += _interval_ns(interval) + LAG_MS * 1_000_000

@@ -18,7 +18,7 @@ import orjson
 
 from tickpipe.mock_ws.binance.candles import RollingTicker
 from tickpipe.mock_ws.binance.feed import AVG_PRICE_MINS, MarketFeed
-from tickpipe.mock_ws.order_model import OrderRejected
+from tickpipe.mock_ws.order_model import OrderRejected, d8
 
 __all__ = [
     "AVG_PRICE_MINS",

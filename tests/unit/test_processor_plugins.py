@@ -220,7 +220,9 @@ def test_the_example_is_found_by_its_entry_point(
     # It trades quotes against bars on the real capture, the same whatever the batches.
     entries = list(real_entries())
     whole = process_batch(PartitionState(PARTITION, "binance", [strategy]), entries, TS_NOW)
-    assert whole.signals and all("|q" in s.signal_id for s in whole.signals)
+    places = [s for s in whole.signals if s.action == "place"]
+    assert places and all("|q" in s.signal_id and s.post_only for s in places)
+    assert any(s.action == "cancel" for s in whole.signals)  # reversals and unfilled orders
     (fresh,) = build_strategies(settings_of(env))
     state, halves = PartitionState(PARTITION, "binance", [fresh]), []
     for batch in (entries[: len(entries) // 2], entries[len(entries) // 2 :]):
