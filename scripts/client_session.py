@@ -1,9 +1,10 @@
-"""Run both embeddable venue clients through a real session against the mock; log JSON lines.
+"""Run the embeddable venue clients through a real session against the mock; log JSON lines.
 
-Each client subscribes, trades (a market order, a limit order cancelled by its client id), meets
-a rate-limit refusal and waits, has an order rejected, loses its market-data connection and
-reconnects. Every step is a log line on stdout (``scripts/collect_logs.sh`` keeps them in
-``docs/logs/clients.log``); the key pairs never appear in them.
+Each client (Binance, Alpaca, IBKR) subscribes, trades (a market order, a limit order cancelled
+by its client id), has an order rejected, loses its market-data connection and reconnects; the
+Binance and IBKR ones also meet a rate-limit refusal and wait. Every step is a log line on
+stdout (``scripts/collect_logs.sh`` keeps them in ``docs/logs/clients.log``); the key pairs
+never appear in them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from tickpipe.mock_ws import MockExchange, start_mock
 from tickpipe.venues.alpaca.client import AlpacaClient
 from tickpipe.venues.binance.client import BinanceClient
 from tickpipe.venues.clients import BookUpdate, OrderState, VenueClient
+from tickpipe.venues.ibkr.client import IbkrClient
+from tickpipe.venues.ibkr.pacing import RestBudget
 
 KEY, SECRET = "session-key-0001", "session-secret-0001"
 log = logging.getLogger("tickpipe.client.session")
@@ -121,13 +124,52 @@ async def alpaca(mock: MockExchange) -> None:
         )
 
 
+async def ibkr(mock: MockExchange) -> None:
+    assert mock.ibkr_rest_url and mock.ibkr_ws_url
+    client = IbkrClient(
+        mock.ibkr_rest_url, mock.ibkr_ws_url, allow_questions=("o10151",),
+        budget=RestBudget(penalty_s=3.0),  # the gateway's own penalty is minutes long
+        backoff=Backoff(base_s=0.2, cap_s=1.0),
+    )  # fmt: skip
+    async with client:
+        await client.subscribe_to_ticker("AAPL")
+        await client.subscribe_to_order_updates()
+        log.info("subscribed", extra={"venue": "ibkr", "symbols": client.symbols})
+        trade = await until(client, lambda e: isinstance(e, Trade))
+        assert isinstance(trade, Trade)
+        answered("market order", await client.place_order("AAPL", "BUY", "1"))
+        # 2 % below: within the gateway's 3 % price limit, which would ask a question (o163)
+        low = str((Decimal(trade.price) * Decimal("0.98")).quantize(Decimal("0.01")))
+        answered(
+            "limit order",
+            await client.place_order(
+                "AAPL", "BUY", "1", order_type="LIMIT", price=low, client_order_id="s-lim-3"
+            ),
+        )
+        answered("cancelled", await client.cancel_order("AAPL", "s-lim-3"))
+        await mock.inject({"type": "rate_limit", "scope": "rest", "duration": 1})
+        answered("market order after a rate limit", await client.place_order("AAPL", "SELL", "1"))
+        try:
+            await client.place_order("AAPL", "BUY", "0.5")  # not a whole share
+        except OrderRejected as exc:
+            log.warning("order rejected", extra={"venue": "ibkr", "error": str(exc)})
+        await mock.inject({"type": "drop", "path": "/v1/api/ws"})
+        await until(client, lambda e: isinstance(e, Trade) and client.reconnects > 0)
+        log.info(
+            "trading again after the reconnect",
+            extra={"venue": "ibkr", "reconnects": client.reconnects},
+        )
+
+
 async def main() -> None:
     mock = await start_mock(
-        binance_port=0, alpaca_port=0, trades_per_s=20, api_key=KEY, api_secret=SECRET
-    )
+        binance_port=0, alpaca_port=0, ibkr_port=0, trades_per_s=20, api_key=KEY,
+        api_secret=SECRET,
+    )  # fmt: skip
     async with mock:
         await asyncio.wait_for(binance(mock), 120)
         await asyncio.wait_for(alpaca(mock), 120)
+        await asyncio.wait_for(ibkr(mock), 120)
 
 
 if __name__ == "__main__":
