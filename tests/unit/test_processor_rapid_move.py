@@ -131,7 +131,9 @@ def test_the_documented_example_strategy_runs() -> None:
         assert rule.on_bar(bar, 0) == []
     quote = Quote("binance", "BTCUSDT", "103", "1", "103.2", "1", "7", 0, 0)
     (spec,) = rule.on_quote(quote, 0)
-    assert (spec.side, spec.price, spec.qty) == ("buy", "103.2", "0.001")
+    # a post-only buy at its own side of the quote, the bid: it makes, never takes
+    assert (spec.side, spec.price, spec.qty) == ("buy", "103", "0.001")
+    assert (spec.order_type, spec.post_only, spec.action) == ("LIMIT", True, "place")
     assert rule.on_quote(quote, 0) == []  # once per crossing
     again = cls(namespace["MomentumSettings"](lookback=2))
     again.load_state(rule.to_state())
