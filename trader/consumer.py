@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -39,29 +40,24 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+@dataclass(eq=False)
 class GroupConsumer:
     """This trader's reads and acknowledgements of its consumer-group streams."""
 
-    def __init__(
-        self,
-        redis: aioredis.Redis,
-        settings: Settings,
-        lease: Lease,
-        counts: dict[str, int],
-        *,
-        idle_s: float,
-        failure: Callable[[], BaseException | None],
-        on_outage: Callable[[str], None],
-    ) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.lease = lease
-        self.counts = counts
-        self.idle_s = idle_s
-        self.failure = failure  # an error a follow-up task left: raised by the reading loop
-        self.on_outage = on_outage
-        keys = settings.keys
-        self.signals_lease = {keys.signals(p): k for p, k in lease.signals_keys.items()}
+    redis: aioredis.Redis
+    settings: Settings
+    lease: Lease
+    counts: dict[str, int]
+    _: KW_ONLY
+    idle_s: float
+    #: An error a follow-up task left: raised by the reading loop.
+    failure: Callable[[], BaseException | None]
+    on_outage: Callable[[str], None]
+    signals_lease: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        keys = self.settings.keys
+        self.signals_lease = {keys.signals(p): k for p, k in self.lease.signals_keys.items()}
 
     async def consume(
         self,
