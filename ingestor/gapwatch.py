@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import orjson
@@ -34,6 +35,7 @@ __all__ = ["GapWatch"]
 _WS, _REST = RawKind.WS.value, RawKind.REST.value
 
 
+@dataclass(eq=False)
 class GapWatch:
     """Watch live trade and depth ids for holes; mark them and ask :class:`RestFetcher` to fill.
 
@@ -43,23 +45,15 @@ class GapWatch:
     marker. :meth:`on_lost` does the same for what Redis lost of what was written.
     """
 
-    def __init__(
-        self,
-        rest: RestFetcher,
-        queue: WriteQueue,
-        stats: IngestorStats,
-        venue: str,
-        clock: Callable[[], int],
-    ) -> None:
-        self.rest = rest
-        self.queue = queue
-        self.stats = stats
-        self.venue = venue
-        self.clock = clock
-        self.trade_ids = TradeIds()
-        self.agg_ids = TradeIds()
-        self.depth_ids = DepthIds()
-        self._waiting: set[asyncio.Task[None]] = set()
+    rest: RestFetcher
+    queue: WriteQueue
+    stats: IngestorStats
+    venue: str
+    clock: Callable[[], int]
+    trade_ids: TradeIds = field(init=False, default_factory=TradeIds)
+    agg_ids: TradeIds = field(init=False, default_factory=TradeIds)
+    depth_ids: DepthIds = field(init=False, default_factory=DepthIds)
+    _waiting: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def on_frame(self, connection: Connection, stream: str, message: str | bytes) -> None:
         """Check one data frame of ``stream`` for a trade-id or depth-id hole."""

@@ -36,6 +36,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -125,35 +126,28 @@ def _raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
+@dataclass(eq=False)
 class _Runner:
     """Run the lane loops of one member."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        redis: aioredis.Redis,
-        stop: asyncio.Event,
-        clock: Callable[[], int],
-        *,
-        lease_ms: int,
-        renew_s: float,
-        retry_s: float,
-        block_ms: int,
-        retention_s: float,
-        direct: bool = True,
-    ) -> None:
-        self.settings = settings
-        self.retention_s = retention_s
-        self.redis = redis
-        self.stop = stop
-        self.clock = clock
-        self.instance = settings.instance
-        self.lease_ms = lease_ms
-        self.renew_s = renew_s
-        self.retry_s = retry_s
-        self.block_ms = block_ms
-        self.stats = _Stats()
-        self.link = Link(redis, settings.instance, lease_ms, direct=direct)
+    settings: Settings
+    redis: aioredis.Redis
+    stop: asyncio.Event
+    clock: Callable[[], int]
+    _: KW_ONLY
+    lease_ms: int
+    renew_s: float
+    retry_s: float
+    block_ms: int
+    retention_s: float
+    direct: InitVar[bool] = True
+    instance: str = field(init=False)
+    stats: _Stats = field(init=False, default_factory=_Stats)
+    link: Link = field(init=False)
+
+    def __post_init__(self, direct: bool) -> None:
+        self.instance = self.settings.instance
+        self.link = Link(self.redis, self.instance, self.lease_ms, direct=direct)
         self.stats.seam = self.link.seam
 
     # -- lease -----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -36,29 +37,24 @@ log = logging.getLogger("tickpipe.trader")
 Handler = Callable[[str, str, dict[bytes, bytes]], Coroutine[Any, Any, None]]
 
 
+@dataclass(eq=False)
 class GroupConsumer:
     """This trader's reads and acknowledgements of its consumer-group streams."""
 
-    def __init__(
-        self,
-        redis: aioredis.Redis,
-        settings: Settings,
-        lease: Lease,
-        counts: dict[str, int],
-        *,
-        idle_s: float,
-        failure: Callable[[], BaseException | None],
-        on_outage: Callable[[str], None],
-    ) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.lease = lease
-        self.counts = counts
-        self.idle_s = idle_s
-        self.failure = failure  # an error a follow-up task left: raised by the reading loop
-        self.on_outage = on_outage
-        keys = settings.keys
-        self.signals_lease = {keys.signals(p): k for p, k in lease.signals_keys.items()}
+    redis: aioredis.Redis
+    settings: Settings
+    lease: Lease
+    counts: dict[str, int]
+    _: KW_ONLY
+    idle_s: float
+    #: An error a follow-up task left: raised by the reading loop.
+    failure: Callable[[], BaseException | None]
+    on_outage: Callable[[str], None]
+    signals_lease: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        keys = self.settings.keys
+        self.signals_lease = {keys.signals(p): k for p, k in self.lease.signals_keys.items()}
 
     async def consume(
         self,

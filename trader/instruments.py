@@ -30,32 +30,31 @@ log = logging.getLogger("tickpipe.trader")
 REFRESH_S = 300.0
 
 
+@dataclasses.dataclass(eq=False)
 class Instruments:
     """The filters by symbol, with their loading (see the module docstring)."""
 
-    def __init__(
-        self, adapter: Any, symbols: list[str], *, counts: dict[str, int],
-        clock: Callable[[], int],
-        on_change: Callable[[InstrumentFilters], Awaitable[None]] | None = None,
-    ) -> None:  # fmt: skip
-        self.adapter = adapter
-        self.on_change = on_change
-        #: the filters told to ``on_change`` this term, by symbol
-        self.announced: dict[str, InstrumentFilters] = {}
-        self.symbols = symbols
-        self.counts = counts
-        self.clock = clock
-        self.filters: dict[str, InstrumentFilters] = {}
-        self.loaded_ns = 0
-        self.attempted = False
-        self.problem = ""
+    adapter: Any
+    symbols: list[str]
+    _: dataclasses.KW_ONLY
+    counts: dict[str, int]
+    clock: Callable[[], int]
+    on_change: Callable[[InstrumentFilters], Awaitable[None]] | None = None
+    #: the filters told to ``on_change`` this term, by symbol
+    announced: dict[str, InstrumentFilters] = dataclasses.field(init=False, default_factory=dict)
+    filters: dict[str, InstrumentFilters] = dataclasses.field(init=False, default_factory=dict)
+    loaded_ns: int = dataclasses.field(init=False, default=0)
+    attempted: bool = dataclasses.field(init=False, default=False)
+    problem: str = dataclasses.field(init=False, default="")
+
+    def __post_init__(self) -> None:
         for name in (
             "filters_loaded",
             "filters_unavailable",
             "filter_refusals",
             "filter_roundings",
         ):
-            counts.setdefault(name, 0)
+            self.counts.setdefault(name, 0)
 
     async def load(self) -> None:
         """Load the filters now; on failure keep what was loaded before and say so."""

@@ -78,36 +78,35 @@ def _field(symbol: str, part: str) -> str:
     return f"{symbol}:{part}" if part else symbol
 
 
+@dataclasses.dataclass(eq=False)
 class Ledger:
     """Write and read the trader's records for one venue, fenced by ``lease``."""
 
-    def __init__(
-        self,
-        redis: aioredis.Redis,
-        keys: Keys,
-        venue: str,
-        *,
-        clock: Callable[[], int],
-        counts: dict[str, int],
-        lease: Lease,
-        tracker: OrderTracker | None = None,
-    ) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.venue = venue
-        self.clock = clock
-        self.counts = counts
-        self.lease = lease
-        self.fence: Fence = lease.fence
+    redis: aioredis.Redis
+    keys: Keys
+    venue: str
+    _: dataclasses.KW_ONLY
+    clock: Callable[[], int]
+    counts: dict[str, int]
+    lease: Lease
+    #: The core's orders and positions (its own when none is given).
+    tracker: OrderTracker = dataclasses.field(default_factory=OrderTracker)
+    fence: Fence = dataclasses.field(init=False)
+    lease_key: str = dataclasses.field(init=False)
+    #: Each symbol's checked position fields as Redis holds them (``None``: absent).
+    stored: dict[str, dict[str, str | None]] = dataclasses.field(init=False, default_factory=dict)
+    #: Serialises each order-state read-modify-write.
+    lock: asyncio.Lock = dataclasses.field(init=False, default_factory=asyncio.Lock)
+    intents: IntentRecorder = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        lease = self.lease
+        self.fence = lease.fence
         self.lease_key = lease.account_key
-        self.tracker = tracker if tracker is not None else OrderTracker()  # the core's
-        #: Each symbol's checked position fields as Redis holds them (``None``: absent).
-        self.stored: dict[str, dict[str, str | None]] = {}
-        self.lock = asyncio.Lock()  # serialises each order-state read-modify-write
         self.intents = IntentRecorder(
-            redis,
-            keys,
-            venue,
+            self.redis,
+            self.keys,
+            self.venue,
             token=lease.token,
             lease_key=lease.account_key,
             link=lease.fence.link,

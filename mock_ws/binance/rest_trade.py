@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -50,23 +51,17 @@ def _error(exc: OrderRejected) -> web.Response:
     return web.json_response({"code": exc.code, "msg": exc.msg}, status=exc.status)
 
 
+@dataclass(eq=False)
 class RestTrading:
     """Signed REST order entry and account endpoints over the mock's matching engine."""
 
-    def __init__(
-        self,
-        host: _Host,
-        plan: FaultPlan,
-        keys: AccountKeys,
-        *,
-        listen_key_retired_ns: int | None = None,
-    ) -> None:
-        self.host = host
-        #: from this time on the legacy listenKey endpoints are gone (unknown path, 404)
-        self.listen_key_retired_ns = listen_key_retired_ns
-        self.keys = keys
-        self.plan = plan
-        self.listen_keys: set[str] = set()
+    host: _Host
+    plan: FaultPlan
+    keys: AccountKeys
+    _: KW_ONLY
+    #: from this time on the legacy listenKey endpoints are gone (unknown path, 404)
+    listen_key_retired_ns: int | None = None
+    listen_keys: set[str] = field(init=False, default_factory=set)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/api/v3/order", self._place)

@@ -17,6 +17,7 @@ adopt.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -53,6 +54,7 @@ PAGE = 500
 MAX_PAGES = 50
 
 
+@dataclass(eq=False)
 class AlpacaOrders:
     """The trader's requests to Alpaca's Trading API (see the module docstring)."""
 
@@ -62,16 +64,11 @@ class AlpacaOrders:
     cancel_unclear = (OrderNotFound, AmbiguousOutcome, DuplicateOrder, OrderRejected)
     list_failed = (OrderRejected, OrderNotFound, AmbiguousOutcome, VenueUnavailable, RateLimited)
 
-    def __init__(
-        self,
-        rest: AlpacaRest,
-        *,
-        clock: Callable[[], int],
-        order_id_of: Callable[[str], Awaitable[str]],
-    ) -> None:
-        self.rest = rest
-        self.clock = clock
-        self.order_id_of = order_id_of  # the venue's order id recorded for a client order id
+    rest: AlpacaRest
+    _: KW_ONLY
+    clock: Callable[[], int]
+    #: The venue's order id recorded for a client order id.
+    order_id_of: Callable[[str], Awaitable[str]]
 
     async def _call(
         self,

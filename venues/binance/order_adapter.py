@@ -19,7 +19,8 @@ get requests refused with ``-1021``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, ClassVar
 
 from tickpipe.common.errors import (
     AmbiguousOutcome,
@@ -58,35 +59,33 @@ PAGE = 1000
 MAX_PAGES = 50
 
 
+@dataclass(eq=False)
 class BinanceOrders:
     """The trader's requests to the venue, one method per kind of request."""
 
     # Errors that make a cancel unclear (settled by a query); any other OrderRejected is final.
-    cancel_unclear: tuple[type[Exception], ...] = (OrderNotFound, AmbiguousOutcome, DuplicateOrder)
+    cancel_unclear: ClassVar[tuple[type[Exception], ...]] = (
+        OrderNotFound,
+        AmbiguousOutcome,
+        DuplicateOrder,
+    )
     # Errors on listing the open orders after which each working order is queried instead.
-    list_failed: tuple[type[Exception], ...] = (
+    list_failed: ClassVar[tuple[type[Exception], ...]] = (
         OrderRejected,
         AmbiguousOutcome,
         VenueUnavailable,
         RateLimited,
     )
 
-    def __init__(
-        self,
-        settings: Settings,
-        venue: Venue,
-        *,
-        clock: Callable[[], int],
-        recv_window_ms: int,
-        signer: Signer | None = None,
-        session: bool = False,
-    ) -> None:
-        self.settings = settings
-        self.clock = clock
-        self.recv_window_ms = recv_window_ms
-        self.signer = signer  # None: HMAC with the API secret
-        self.session = session  # the connection is logged on: requests carry no signature
-        self.venue = venue
+    settings: Settings
+    venue: Venue
+    _: KW_ONLY
+    clock: Callable[[], int]
+    recv_window_ms: int
+    #: Signs a request payload (``None``: HMAC with the API secret).
+    signer: Signer | None = None
+    #: The connection is logged on: requests carry no signature.
+    session: bool = False
 
     def _offset_ns(self) -> int:
         """Return the venue's clock minus ours, if the connection estimates it (else 0)."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from typing import Any
 
 from tickpipe.common.errors import (
@@ -66,6 +67,7 @@ ORDERS_FRESH_NS = 5_500_000_000
 SESSION_WAIT_S = 20
 
 
+@dataclass(eq=False)
 class IbkrOrders:
     """The trader's requests to the gateway (see the module docstring)."""
 
@@ -75,24 +77,22 @@ class IbkrOrders:
     unique_client_ids = True
     list_failed = (OrderRejected, OrderNotFound, AmbiguousOutcome, VenueUnavailable, RateLimited)
 
-    def __init__(
-        self,
-        settings: Settings,
-        rest: IbkrRest,
-        *,
-        clock: Callable[[], int],
-        order_id_of: Callable[[str], Awaitable[str]],
-        dead_letter: DeadLetter | None = None,
-    ) -> None:
-        self.rest = rest
-        self.clock = clock
-        self.order_id_of = order_id_of
-        self.dead_letter = dead_letter
+    settings: InitVar[Settings]
+    rest: IbkrRest
+    _: KW_ONLY
+    clock: Callable[[], int]
+    order_id_of: Callable[[str], Awaitable[str]]
+    dead_letter: DeadLetter | None = None
+    allow: tuple[str, ...] = field(init=False)
+    account: str = field(init=False)
+    _listed: tuple[int, list[dict[str, Any]]] | None = field(init=False, default=None)
+    #: client order id -> when its order request last left (a lookup must be newer).
+    _sent_at: dict[str, int] = field(init=False, default_factory=dict)
+    counts: dict[str, int] = field(init=False)
+
+    def __post_init__(self, settings: Settings) -> None:
         self.allow = tuple(settings.ibkr_allow_questions)
         self.account = settings.ibkr_account
-        self._listed: tuple[int, list[dict[str, Any]]] | None = None
-        #: client order id -> when its order request last left (a lookup must be newer).
-        self._sent_at: dict[str, int] = {}
         self.counts = {"questions_confirmed": 0, "questions_declined": 0, "session_waits": 0}
 
     async def _call(self, method: str, path: str, *, body: Any = None) -> Any:
