@@ -49,28 +49,41 @@ def answered(what: str, order: OrderState) -> None:
     )
 
 
+async def subscribed(client: VenueClient, symbol: str, shown: str) -> Trade:
+    """Subscribe ``symbol`` and the order updates; return the first trade."""
+    await client.subscribe_to_ticker(symbol)
+    await client.subscribe_to_order_updates()
+    log.info("subscribed", extra={"venue": client.venue, shown: getattr(client, shown)})
+    trade = await until(client, lambda e: isinstance(e, Trade))
+    assert isinstance(trade, Trade)
+    return trade
+
+
+async def market_then_cancelled_limit(
+    client: VenueClient, symbol: str, qty: str, last_price: str, below: str, cid: str
+) -> None:
+    """A market buy, then a limit buy ``below`` x the last price, cancelled by its client id."""
+    answered("market order", await client.place_order(symbol, "BUY", qty))
+    low = str((Decimal(last_price) * Decimal(below)).quantize(Decimal("0.01")))
+    answered(
+        "limit order",
+        await client.place_order(
+            symbol, "BUY", qty, order_type="LIMIT", price=low, client_order_id=cid
+        ),
+    )
+    answered("cancelled", await client.cancel_order(symbol, cid))
+
+
 async def binance(mock: MockExchange) -> None:
     client = BinanceClient(
         mock.ws_url, mock.ws_api_url, mock.rest_url, KEY, SECRET,
         channels=("trade", "depth@100ms"), backoff=Backoff(base_s=0.2, cap_s=1.0),
     )  # fmt: skip
     async with client:
-        await client.subscribe_to_ticker("BTCUSDT")
-        await client.subscribe_to_order_updates()
-        log.info("subscribed", extra={"venue": "binance", "streams": client.streams})
-        trade = await until(client, lambda e: isinstance(e, Trade))
-        assert isinstance(trade, Trade)
+        trade = await subscribed(client, "BTCUSDT", "streams")
         book = await until(client, lambda e: isinstance(e, BookUpdate))
         log.info("book ready", extra={"venue": "binance", "best_bid": book.bids[0][0]})  # type: ignore[attr-defined]
-        answered("market order", await client.place_order("BTCUSDT", "BUY", "0.001"))
-        low = str((Decimal(trade.price) * Decimal("0.9")).quantize(Decimal("0.01")))
-        answered(
-            "limit order",
-            await client.place_order(
-                "BTCUSDT", "BUY", "0.001", order_type="LIMIT", price=low, client_order_id="s-lim-1"
-            ),
-        )
-        answered("cancelled", await client.cancel_order("BTCUSDT", "s-lim-1"))
+        await market_then_cancelled_limit(client, "BTCUSDT", "0.001", trade.price, "0.9", "s-lim-1")
         await until(client, lambda e: isinstance(e, OrderUpdate) and e.status == "CANCELED")
         await mock.inject({"type": "rate_limit", "scope": "ws_api", "retry_after": 1})
         answered(
@@ -96,18 +109,8 @@ async def alpaca(mock: MockExchange) -> None:
         backoff=Backoff(base_s=0.2, cap_s=1.0),
     )  # fmt: skip
     async with client:
-        await client.subscribe_to_ticker("AAPL")
-        await client.subscribe_to_order_updates()
-        log.info("subscribed", extra={"venue": "alpaca", "symbols": client.symbols})
-        await until(client, lambda e: isinstance(e, Trade))
-        answered("market order", await client.place_order("AAPL", "buy", "1"))
-        answered(
-            "limit order",
-            await client.place_order(
-                "AAPL", "buy", "1", order_type="LIMIT", price="1.00", client_order_id="s-lim-2"
-            ),
-        )
-        answered("cancelled", await client.cancel_order("AAPL", "s-lim-2"))
+        trade = await subscribed(client, "AAPL", "symbols")
+        await market_then_cancelled_limit(client, "AAPL", "1", trade.price, "0.9", "s-lim-2")
         await until(client, lambda e: isinstance(e, OrderUpdate) and e.status == "CANCELED")
         mock.alpaca.broker.reject_next += 1  # accepted, then rejected on the trading stream
         answered("market order", await client.place_order("AAPL", "buy", "1"))
@@ -132,21 +135,9 @@ async def ibkr(mock: MockExchange) -> None:
         backoff=Backoff(base_s=0.2, cap_s=1.0),
     )  # fmt: skip
     async with client:
-        await client.subscribe_to_ticker("AAPL")
-        await client.subscribe_to_order_updates()
-        log.info("subscribed", extra={"venue": "ibkr", "symbols": client.symbols})
-        trade = await until(client, lambda e: isinstance(e, Trade))
-        assert isinstance(trade, Trade)
-        answered("market order", await client.place_order("AAPL", "BUY", "1"))
+        trade = await subscribed(client, "AAPL", "symbols")
         # 2 % below: within the gateway's 3 % price limit, which would ask a question (o163)
-        low = str((Decimal(trade.price) * Decimal("0.98")).quantize(Decimal("0.01")))
-        answered(
-            "limit order",
-            await client.place_order(
-                "AAPL", "BUY", "1", order_type="LIMIT", price=low, client_order_id="s-lim-3"
-            ),
-        )
-        answered("cancelled", await client.cancel_order("AAPL", "s-lim-3"))
+        await market_then_cancelled_limit(client, "AAPL", "1", trade.price, "0.98", "s-lim-3")
         await mock.inject({"type": "rate_limit", "scope": "rest", "duration": 1})
         answered("market order after a rate limit", await client.place_order("AAPL", "SELL", "1"))
         try:

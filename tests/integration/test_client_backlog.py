@@ -96,6 +96,16 @@ def test_a_fatal_error_with_a_full_buffer_reaches_the_consumer(
         assert not dropped
 
 
+async def read_backlog_and_more(client: VenueClient) -> list[Event]:
+    """Read the whole backlog and some more: three buffers' worth of events."""
+    got: list[Event] = []
+    async for event in client.process_incoming_data():
+        got.append(event)
+        if len(got) >= 3 * MAX_EVENTS:
+            break
+    return got
+
+
 @venues
 def test_a_slow_consumer_loses_no_trade_by_default(venue: Venue, tmp_path: Path) -> None:
     truth = tmp_path / "truth.jsonl"
@@ -106,12 +116,7 @@ def test_a_slow_consumer_loses_no_trade_by_default(venue: Venue, tmp_path: Path)
             try:
                 await venue.start(client)
                 await until(lambda: backlog_full(client), timeout_s=30)
-                got: list[Event] = []
-                # read the whole backlog and some more
-                async for event in client.process_incoming_data():
-                    got.append(event)
-                    if len(got) >= 3 * MAX_EVENTS:
-                        break
+                got = await read_backlog_and_more(client)
                 count = sum(isinstance(e, Trade) for e in got)
                 return got, await venue.sent_at_least(truth, count)
             finally:
@@ -137,11 +142,7 @@ def test_a_slow_consumer_with_policy_drop_sees_every_drop_counted(
                 await venue.start(client)
                 await until(lambda: backlog_full(client), timeout_s=30)
                 await until(lambda: client.dropped >= 100, timeout_s=30)  # the reader kept reading
-                got: list[Event] = []
-                async for event in client.process_incoming_data():
-                    got.append(event)
-                    if len(got) >= 3 * MAX_EVENTS:
-                        break
+                got = await read_backlog_and_more(client)
                 count = sum(isinstance(e, Trade) for e in got)
                 return got, client.dropped, await venue.sent_at_least(truth, count)
             finally:
