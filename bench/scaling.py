@@ -185,6 +185,7 @@ class Result:
     #: CPU microseconds per trade, the stages and Redis together (not the feed).
     us_per_trade: float = 0.0
     machine_pct: float = 0.0
+    checkpoint_bytes: int = 0
     latency: str = ""
     paced_per_s: float = 0.0
     problem: str = ""
@@ -209,12 +210,13 @@ def format_scaling(results: Sequence[Result], paced_rate: float, cores: int) -> 
         f"latency at {paced_rate:,.0f}/s, p50/p99 ms: feed->ingestor, ->processor batch",
         "CPU, % of one core",
         "CPU µs per trade (stages + Redis)",
+        "checkpoint bytes",
         f"limit hit ({cores} cores)",
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         if r.problem:
-            cells = (r.setup.label, "FAILED", r.problem, _cpu_text(r.cpu_pct), "", r.limit)
+            cells = (r.setup.label, "FAILED", r.problem, _cpu_text(r.cpu_pct), "", "", r.limit)
         else:
             paced = f" (sent {r.paced_per_s:,.0f}/s)" if r.paced_per_s else ""
             cells = (
@@ -223,6 +225,7 @@ def format_scaling(results: Sequence[Result], paced_rate: float, cores: int) -> 
                 r.latency + paced,
                 f"{_cpu_text(r.cpu_pct)}; machine {r.machine_pct:.0f}",
                 f"{r.us_per_trade:.0f}",
+                f"{r.checkpoint_bytes:,}",
                 r.limit,
             )
         lines.append("| " + " | ".join(cells) + " |")
@@ -254,6 +257,8 @@ class Phase:
     stamps: list[tuple[str, int, int, int]]
     #: The machine's busy % of one core over the run (every process, other jobs' too).
     machine_pct: float
+    #: The partitions' checkpoints at the end, in bytes (each commit writes its partition's).
+    checkpoint_bytes: int
 
 
 def _events(path: Path) -> list[dict[str, Any]]:
@@ -365,10 +370,11 @@ async def _run_phase(
             problem = f"{frames:,} raw frames ({replies} answers), {stored:,} trades of {count:,}"
         first = min(int(e["ts"]) for e in feed if e["ev"] == "first_frame")
         stamps = await _trade_stamps(redis, trades) if paced_rate else []
+        saved = sum([int(await redis.strlen(keys.checkpoint(p))) for p in parts])
         for key in (*raws, *trades):  # one key per call: a cluster allows no cross-slot DEL
             await redis.delete(key)
         named = {_short(name, ns): s for name, s in cpu.items()}
-        return Phase(first, end, named, feed, problem, stamps, machine)
+        return Phase(first, end, named, feed, problem, stamps, machine, saved)
     finally:
         rig.stop_all([name for name in started if name in rig.children])
 
@@ -402,6 +408,18 @@ async def _trade_stamps(
     return out
 
 
+async def _placement(client: aioredis.Redis, cluster: Cluster) -> str:
+    """Say which node holds each partition of the cluster rows, and its symbols."""
+    settings = Settings(symbols=symbol_names(CLUSTER_SYMBOLS), shards=CLUSTER_SHARDS)
+    await client.ping()  # a cluster client learns the slots' owners on its first command
+    node_of = {port: name for name, port in zip(cluster.pids, cluster.ports, strict=True)}
+    where = []
+    for part, symbols in settings.partitions().items():
+        node: Any = client.get_node_from_key(settings.keys.raw(part))  # type: ignore[attr-defined]
+        where.append(f"{part} ({len(symbols)} symbols) on {node_of[node.port]}")
+    return "partitions: " + ", ".join(where)
+
+
 def _collapse_processors(cpu_pct: dict[str, float], members: int) -> dict[str, float]:
     if members == 1 and "processor 1" in cpu_pct:
         return {("processor" if k == "processor 1" else k): v for k, v in cpu_pct.items()}
@@ -426,6 +444,7 @@ async def _row(
         pct = {name: 100 * s / span_s for name, s in run.cpu_s.items()}
         result.cpu_pct = _collapse_processors(pct, setup.members)
         result.machine_pct = run.machine_pct
+        result.checkpoint_bytes = run.checkpoint_bytes
         result.us_per_trade = 1e6 * sum(v for k, v in run.cpu_s.items() if k != "feed") / count
         result.limit = limit_hit(result.cpu_pct, cores, machine_pct=run.machine_pct)
         result.problem = run.problem
@@ -461,6 +480,7 @@ async def run_scaling(
     paced_rate = paced_rate or DEFAULT_RATE
     seconds = seconds or (3.0 if quick else 10.0)
     results: list[Result] = []
+    notes: list[str] = []
     cores = os.cpu_count() or 1
     with temp_dir("tp-bench-scaling-") as tmp:
         rig = Rig(tmp)
@@ -474,6 +494,7 @@ async def run_scaling(
                 if setup.cluster and not cluster.procs:
                     await cluster.start()
                     backend = Backend(cluster.url, connect_redis(cluster.url), cluster.pids)
+                    notes.append(await _placement(backend.client, cluster))
                 elif not setup.cluster:
                     backend = single
                 results.append(await _row(rig, backend, setup, str(n), count, paced_rate, seconds))
@@ -488,10 +509,10 @@ async def run_scaling(
     table = format_scaling(results, paced_rate, cores)
     print(
         f"\nScaling ({count:,} trades per throughput run; latency at {paced_rate:,.0f}/s for "
-        f"{seconds:.0f} s):\n\n{table}\n",
+        f"{seconds:.0f} s):\n\n{table}\n\n" + "".join(f"{note}\n" for note in notes),
         flush=True,
     )
-    rows_out = []
+    rows_out = [Row("scaling", "Cluster", note) for note in notes]
     for r in results:
         if r.problem:
             rows_out.append(Row("scaling", "FAILED", f"{r.setup.label}: {r.problem}"))
@@ -502,7 +523,7 @@ async def run_scaling(
                 f"{r.setup.label}: trades/s end to end",
                 f"{r.trades_per_s:,.0f}",
                 f"limit: {r.limit}; CPU % of a core: {_cpu_text(r.cpu_pct)}; "
-                f"{r.us_per_trade:.0f} CPU µs per trade",
+                f"{r.us_per_trade:.0f} CPU µs per trade; checkpoints {r.checkpoint_bytes:,} bytes",
             )
         )
         rows_out.append(

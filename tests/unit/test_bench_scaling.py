@@ -140,6 +140,7 @@ def test_the_table_has_one_line_per_row_and_shows_a_failed_row() -> None:
         limit="none saturated",
         us_per_trade=55.2,
         machine_pct=120.0,
+        checkpoint_bytes=4_321,
         latency="0.10/1.00, 0.50/5.00 (n=6,000)",
         paced_per_s=2000.0,
     )
@@ -149,7 +150,7 @@ def test_the_table_has_one_line_per_row_and_shows_a_failed_row() -> None:
     assert "latency at 2,000/s" in table[0]
     assert "| 10 symbols, 1 partition, 1 member, 1 redis-server | 12,346 |" in table[2]
     assert "feed 3, ingestor 40; machine 120" in table[2]
-    assert "| 55 |" in table[2]
+    assert "| 55 | 4,321 |" in table[2]
     assert "4 members, 3-master Cluster | FAILED | TimeoutError: stages ready" in table[3]
 
 
