@@ -129,7 +129,8 @@ def limit_hit(
     busy = total if machine_pct is None else max(machine_pct, total)
     if busy >= saturated * cores:
         return (
-            f"the machine's {cores} cores ({busy:.0f} % busy, this run's processes {total:.0f} %)"
+            f"the machine's {cores} cores ({busy:.0f} % busy; this run's processes {total:.0f} %, "
+            f"the most {name} {top:.0f} %)"
         )
     return f"none saturated: waits (busiest {name} {top:.0f} %, machine {busy:.0f} %)"
 
@@ -356,7 +357,10 @@ async def _run_phase(
             alive()
             return sum([int(await redis.xlen(t)) for t in trades]) >= count
 
-        await wait_until(done, timeout_s=600, what=f"{setup.label}: every trade", every_s=0.005)
+        # A paced run lasts count / rate; a stall past that (a lost connection the feed holds)
+        # fails the row instead of the whole benchmark waiting.
+        limit_s = 600.0 if not paced_rate else 120.0 + 3 * count / paced_rate
+        await wait_until(done, timeout_s=limit_s, what=f"{setup.label}: every trade", every_s=0.005)
         end = time.time_ns()
         cpu = {name: cpu_seconds(pid) - before[name] for name, pid in every.items()}
         machine = machine_busy_pct(ticks, _stat_ticks(), os.cpu_count() or 1)

@@ -1,5 +1,6 @@
 """The scaling benchmark's pure parts: symbols, their spreading over the feed's connections,
-the members' leases, the hop latencies, the "limit hit" verdict and the table."""
+the members' leases, the hop latencies, the "limit hit" verdict, the table, and the processor
+lane's cost probe."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from bench.__main__ import BENCHES, main
 from bench.blast import BlastServer
 from bench.frames import streams_symbols, symbol_names, trade_frames, trade_key
+from bench.lane_cost import lane_cost
 from bench.scaling import (
     Result,
     Setup,
@@ -160,3 +162,13 @@ def test_scaling_is_a_bench_and_its_sizes_must_be_positive(
     assert "scaling" in BENCHES
     assert main(["--scaling-trades", "0", "scaling"]) == 2
     assert "must be positive" in capsys.readouterr().err
+
+
+def test_lane_cost_counts_one_bar_per_symbol_touched_per_batch_and_the_checkpoint() -> None:
+    few = lane_cost(symbols=3, trades=30, batch=10)
+    many = lane_cost(symbols=30, trades=30, batch=10)
+    assert few.outputs_per_trade["trades"] == many.outputs_per_trade["trades"] == 1.0
+    # Each batch flushes the open bar of every symbol it touched, per interval.
+    assert few.outputs_per_trade["bars:1s"] == pytest.approx(3 * 3 / 30)
+    assert many.outputs_per_trade["bars:1s"] == pytest.approx(1.0)
+    assert many.checkpoint_bytes > few.checkpoint_bytes > 0
