@@ -40,7 +40,6 @@ import redis.asyncio as aioredis
 
 from bench.cluster import Cluster
 from bench.frames import symbol_names, trade_key
-from bench.ingest import count_kind
 from bench.peer import cpu_seconds, wait_idle
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, rate, summarize_ms
@@ -364,14 +363,18 @@ async def _run_phase(
         end = time.time_ns()
         cpu = {name: cpu_seconds(pid) - before[name] for name, pid in every.items()}
         machine = machine_busy_pct(ticks, _stat_ticks(), os.cpu_count() or 1)
-        feed = _events(events)
-        # The raw streams also hold the feed's answers to SUBSCRIBE messages, as a venue's.
-        replies = sum(1 for e in feed if e["ev"] == "subscribed")
-        frames = sum([await count_kind(redis, raw, b"ws") for raw in raws])
+
+        async def logged() -> list[dict[str, Any]]:  # the feed logs a send after writing it
+            feed = _events(events)
+            began = {e["conn"] for e in feed if e["ev"] == "first_frame"}
+            return feed if began <= {e["conn"] for e in feed if e["ev"] == "sent_all"} else []
+
+        feed = await wait_until(logged, timeout_s=60, what="the feed's log of its sends")
+        frames = sum([await _trade_frames(redis, raw) for raw in raws])
         stored = sum([int(await redis.xlen(t)) for t in trades])
         problem = ""
-        if frames != count + replies or stored != count:
-            problem = f"{frames:,} raw frames ({replies} answers), {stored:,} trades of {count:,}"
+        if frames != count or stored != count:
+            problem = f"{frames:,} raw trade frames, {stored:,} trades of {count:,}"
         first = min(int(e["ts"]) for e in feed if e["ev"] == "first_frame")
         stamps = await _trade_stamps(redis, trades) if paced_rate else []
         saved = sum([int(await redis.strlen(keys.checkpoint(p))) for p in parts])
@@ -381,6 +384,23 @@ async def _run_phase(
         return Phase(first, end, named, feed, problem, stamps, machine, saved)
     finally:
         rig.stop_all([name for name in started if name in rig.children])
+
+
+async def _trade_frames(redis: aioredis.Redis, stream: str) -> int:
+    """Count the venue data frames in a raw stream: not markers, not answers to SUBSCRIBE
+    (the ingestor reconnects a connection that fell silent after the feed's last trade, and
+    subscribes again)."""
+    start, total = "-", 0
+    while True:
+        chunk: Any = await redis.xrange(stream, start, "+", count=20_000)
+        total += sum(
+            1
+            for _, f in chunk
+            if f.get(b"kind") == b"ws" and f.get(b"data", b"").startswith(b'{"stream":')
+        )
+        if len(chunk) < 20_000:
+            return total
+        start = "(" + chunk[-1][0].decode()
 
 
 def _short(name: str, ns: str) -> str:
