@@ -26,6 +26,7 @@ at the end of its run, also when a run fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -54,6 +55,7 @@ __all__ = [
     "hop_latencies",
     "limit_hit",
     "member_leases",
+    "read_feed_log",
     "run_scaling",
     "setups",
 ]
@@ -261,10 +263,15 @@ class Phase:
     checkpoint_bytes: int
 
 
-def _events(path: Path) -> list[dict[str, Any]]:
+def read_feed_log(path: Path) -> list[dict[str, Any]]:
+    """Read the feed's log; a line still being written (a long send log) is left for later."""
     if not path.exists():
         return []
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
+    out = []
+    for line in path.read_bytes().splitlines():
+        with contextlib.suppress(orjson.JSONDecodeError):
+            out.append(orjson.loads(line))
+    return out
 
 
 def _subscribed(events: list[dict[str, Any]]) -> int:
@@ -335,7 +342,7 @@ async def _run_phase(
 
         async def ready() -> bool:
             alive()
-            if _subscribed(_events(events)) < len(symbols):
+            if _subscribed(read_feed_log(events)) < len(symbols):
                 return False
             for raw in raws:  # the connect marker is in, and the owner has read it
                 if not await redis.xlen(raw):
@@ -365,7 +372,7 @@ async def _run_phase(
         machine = machine_busy_pct(ticks, _stat_ticks(), os.cpu_count() or 1)
 
         async def logged() -> list[dict[str, Any]]:  # the feed logs a send after writing it
-            feed = _events(events)
+            feed = read_feed_log(events)
             began = {e["conn"] for e in feed if e["ev"] == "first_frame"}
             return feed if began <= {e["conn"] for e in feed if e["ev"] == "sent_all"} else []
 

@@ -4,6 +4,8 @@ lane's cost probe."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
@@ -20,6 +22,7 @@ from bench.scaling import (
     limit_hit,
     machine_busy_pct,
     member_leases,
+    read_feed_log,
     setups,
 )
 from tickpipe.common.names import Partition, partitions_for
@@ -172,3 +175,10 @@ def test_lane_cost_counts_one_bar_per_symbol_touched_per_batch_and_the_checkpoin
     assert few.outputs_per_trade["bars:1s"] == pytest.approx(3 * 3 / 30)
     assert many.outputs_per_trade["bars:1s"] == pytest.approx(1.0)
     assert many.checkpoint_bytes > few.checkpoint_bytes > 0
+
+
+def test_the_feed_log_leaves_a_line_still_being_written_for_later(tmp_path: Path) -> None:
+    log = tmp_path / "feed.jsonl"
+    assert read_feed_log(log) == []
+    log.write_bytes(b'{"ev":"first_frame","conn":1}\n{"ev":"sent_all","conn":1,"sent":[[0,')
+    assert read_feed_log(log) == [{"ev": "first_frame", "conn": 1}]
