@@ -17,6 +17,7 @@ from bench.latency import RATES, run_latency
 from bench.peer import run_peer
 from bench.process import run_process, run_takeover
 from bench.replay import run_replay
+from bench.scaling import run_scaling
 from bench.soak import run_soak
 from bench.stats import Row, format_table
 from tickpipe.common.stage import install_event_loop
@@ -41,6 +42,9 @@ BENCHES: dict[str, Bench] = {
     "replay": lambda a: run_replay(a.quick),
     "peer": lambda a: run_peer(a.quick, count=a.peer_trades, reps=a.peer_reps),
     "archive": lambda a: run_archive(a.quick),
+    "scaling": lambda a: run_scaling(
+        a.quick, count=a.scaling_trades, paced_rate=a.scaling_rate, seconds=a.scaling_seconds
+    ),
 }
 
 
@@ -118,6 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="repetitions of the peer benchmark (default 5; --quick: 1)",
     )
+    parser.add_argument(
+        "--scaling-trades",
+        type=int,
+        default=None,
+        help="trades per throughput run of the scaling benchmark (default 200,000; --quick: "
+        "30,000)",
+    )
+    parser.add_argument(
+        "--scaling-rate",
+        type=int,
+        default=None,
+        help="trades/s of the scaling benchmark's latency runs (default 2,000)",
+    )
+    parser.add_argument(
+        "--scaling-seconds",
+        type=float,
+        default=None,
+        help="length of each scaling latency run (default 10; --quick: 3)",
+    )
     return parser
 
 
@@ -144,9 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.soak_minutes <= 0:
         print("--soak-minutes must be positive", file=sys.stderr)
         return 2
-    sizes = (args.peer_trades, args.peer_reps, args.latency_seconds)
+    sizes = [args.peer_trades, args.peer_reps, args.latency_seconds, args.scaling_trades]
+    sizes += [args.scaling_rate, args.scaling_seconds]
     if any(n is not None and n <= 0 for n in sizes):
-        print("--peer-trades, --peer-reps and --latency-seconds must be positive", file=sys.stderr)
+        print(
+            "--peer-trades, --peer-reps, --latency-seconds and --scaling-* must be positive",
+            file=sys.stderr,
+        )
         return 2
     logging.basicConfig(level=logging.ERROR)
     # The in-process stages log what the blast server does not serve (REST snapshots); the table

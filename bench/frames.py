@@ -9,7 +9,15 @@ import orjson
 
 from tickpipe.common.schema import RawFrame
 
-__all__ = ["PRICES", "raw_entries", "trade_frames", "ws_text_frame"]
+__all__ = [
+    "PRICES",
+    "raw_entries",
+    "streams_symbols",
+    "symbol_names",
+    "trade_frames",
+    "trade_key",
+    "ws_text_frame",
+]
 
 #: Start prices of the benchmark symbols (the mock's start prices).
 PRICES: dict[str, int] = {"BTCUSDT": 6_180_000, "ETHUSDT": 268_000}  # in 0.01 ticks
@@ -34,8 +42,7 @@ def trade_frames(
         raise ValueError(f"event must be trade or aggTrade, got {event!r}")
     out: list[str] = []
     for n in range(count):
-        symbol = symbols[n % len(symbols)]
-        trade_id = first_id + n // len(symbols)
+        symbol, trade_id = trade_key(n, symbols, first_id=first_id)
         ticks = PRICES.get(symbol, 10_000) + (1 if trade_id % 2 else -1)
         ms = start_ms + n // 100
         ids: dict[str, int] = (
@@ -55,6 +62,25 @@ def trade_frames(
         stream = f"{symbol.lower()}@{event}"
         out.append(orjson.dumps({"stream": stream, "data": payload}).decode())
     return out
+
+
+def symbol_names(count: int) -> tuple[str, ...]:
+    """Return ``count`` distinct symbols: the mock's ``BTCUSDT`` and ``ETHUSDT`` first, then
+    ``S0003USDT``, ``S0004USDT``... (valid Binance-shaped names, priced by ``trade_frames``)."""
+    if count < 1:
+        raise ValueError(f"need at least one symbol, got {count}")
+    real = tuple(PRICES)[:count]
+    return real + tuple(f"S{n:04d}USDT" for n in range(len(real) + 1, count + 1))
+
+
+def trade_key(index: int, symbols: Sequence[str], *, first_id: int = 1) -> tuple[str, int]:
+    """Return ``(symbol, trade id)`` of frame ``index`` (from 0) of :func:`trade_frames`."""
+    return symbols[index % len(symbols)], first_id + index // len(symbols)
+
+
+def streams_symbols(names: Sequence[str]) -> set[str]:
+    """Return the symbols of stream names such as ``btcusdt@trade`` (upper case)."""
+    return {name.partition("@")[0].upper() for name in names if "@" in name}
 
 
 def ws_text_frame(text: str) -> bytes:

@@ -44,7 +44,7 @@ from bench.stats import Row, rate
 from tickpipe.common.settings import Settings
 from tickpipe.mock_ws.tls import generate
 
-__all__ = ["SIDES", "cpu_seconds", "run_peer"]
+__all__ = ["SIDES", "cpu_seconds", "run_peer", "wait_idle"]
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 SIDES = ("cryptofeed", "tickpipe raw", "tickpipe end to end")
@@ -114,7 +114,7 @@ class Feed:
         )
 
 
-async def _idle(procs: dict[str, int], *, still_s: float = 0.2, timeout_s: float = 30) -> None:
+async def wait_idle(procs: dict[str, int], *, still_s: float = 0.2, timeout_s: float = 30) -> None:
     """Wait until no process in ``procs`` used CPU for ``still_s`` (start-up work is over)."""
     deadline = time.monotonic() + timeout_s
     last = sum(cpu_seconds(p) for p in procs.values())
@@ -143,7 +143,7 @@ async def _measure(
         return await ready()
 
     await wait_until(is_ready, timeout_s=60, what=f"{side} to be ready")
-    await _idle(started)
+    await wait_idle(started)
     pids = {**started, "redis-server": feed.rig.redis_proc.pid if feed.rig.redis_proc else 0}
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     feed.rig.kill("blast", signal.SIGUSR1)
