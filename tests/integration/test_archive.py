@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 import redis.exceptions as redis_errors
 
 from tests.realdata import BTCUSDT_CAPTURE
+from tests.waits import until
 from tickpipe.archive.files import INTENTS, read_rows
 from tickpipe.archive.shell import ArchiveStats, run
 from tickpipe.common.names import GROUP_ARCHIVE, Partition, archive_watermark
@@ -65,14 +65,6 @@ def _archived(root: Path, kind: str) -> list[dict[str, str]]:
     return read_rows(root, "binance", kind, None, None, None)
 
 
-async def _wait(condition: Callable[[], Awaitable[bool]], deadline_s: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not await condition():
-        assert loop.time() < end, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
-
-
 def _expect_once(rows: list[dict[str, str]], added: list[tuple[str, dict[str, str]]]) -> None:
     ids = [r["_id"] for r in rows]
     assert len(ids) == len(set(ids)), "an entry was archived twice"
@@ -95,7 +87,7 @@ def test_every_entry_lands_once_in_its_partition_directory(tmp_path: Path) -> No
         async def all_held() -> bool:
             return stats.open_entries == 202
 
-        await _wait(all_held)
+        await until(all_held, 20, "every group to hold its segment")
         stop.set()  # a stop writes the open segments
         await task
         keys = settings.keys
@@ -153,7 +145,7 @@ def test_a_crash_at_each_step_leaves_every_entry_in_exactly_one_file(
             added[stream] += more[stream]
         stats = ArchiveStats()
         task = asyncio.create_task(run(settings, stop, redis=redis, block_ms=20, stats=stats))
-        await _wait(lambda: _caught_up(redis, added))
+        await until(lambda: _caught_up(redis, added), 20, "the archive to catch up")
         # What the restart found: files of an unrecorded segment, or recorded entries not acked.
         if step == "written":
             assert stats.removed_files >= 1
@@ -268,7 +260,8 @@ def test_the_archive_replays_as_the_raw_stream_it_archived(tmp_path: Path) -> No
         stats = ArchiveStats()
         task = asyncio.create_task(run(first, stop, redis=redis, block_ms=20, stats=stats))
         last = await _last(redis, first)
-        await _wait(lambda: _caught_up(redis, {first.keys.raw(P): [(last, {})]}))
+        await until(lambda: _caught_up(redis, {first.keys.raw(P): [(last, {})]}), 20,
+                    "the archive to catch up")  # fmt: skip
         stop.set()
         await task
         root = tmp_path / "archive"
@@ -315,7 +308,7 @@ def test_a_redis_error_mid_segment_holds_nothing_twice(tmp_path: Path) -> None:
         stop = asyncio.Event()
         stats = ArchiveStats()
         task = asyncio.create_task(run(settings, stop, redis=redis, block_ms=20, stats=stats))
-        await _wait(lambda: _caught_up(redis, added))
+        await until(lambda: _caught_up(redis, added), 20, "the archive to catch up")
         stop.set()
         await task
         assert stats.redis_errors == 1 and calls["n"] > 3
