@@ -19,14 +19,9 @@ get requests refused with ``-1021``.
 from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from tickpipe.common.errors import (
-    AmbiguousOutcome,
-    DuplicateOrder,
-    OrderNotFound,
-    OrderRejected,
-    RateLimited,
     VenueUnavailable,
 )
 from tickpipe.common.instruments import InstrumentFilters
@@ -60,20 +55,6 @@ MAX_PAGES = 50
 @dataclass(eq=False)
 class BinanceOrders(VenueOrders):
     """The trader's requests to the venue, one method per kind of request."""
-
-    # Errors that make a cancel unclear (settled by a query); any other OrderRejected is final.
-    cancel_unclear: ClassVar[tuple[type[Exception], ...]] = (
-        OrderNotFound,
-        AmbiguousOutcome,
-        DuplicateOrder,
-    )
-    # Errors on listing the open orders after which each working order is queried instead.
-    list_failed: ClassVar[tuple[type[Exception], ...]] = (
-        OrderRejected,
-        AmbiguousOutcome,
-        VenueUnavailable,
-        RateLimited,
-    )
 
     settings: Settings
     venue: Venue
