@@ -50,6 +50,7 @@ from tickpipe.common.errors import (
     ConfigError,
     DuplicateOrder,
     OrderNotFound,
+    OrderRejected,
     RateLimited,
     VenueError,
 )
@@ -545,6 +546,9 @@ class AdapterClient(VenueClient):
     """A client whose orders go through its venue's order adapter (Alpaca, IBKR): the same
     requests the trader sends, answered as :class:`OrderState`."""
 
+    # A REST venue refuses the cancel of an order no longer open (Alpaca: 422; the IBKR gateway:
+    # not working any more) and answers 404 for one it does not know.
+    cancel_closed = (OrderNotFound, OrderRejected)
     _orders: Orders
 
     async def order_status(self, symbol: str, client_order_id: str) -> OrderState:

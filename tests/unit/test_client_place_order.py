@@ -1,7 +1,8 @@
 """The clients' one ``place_order``: naming, the venue's default time in force, unclear outcomes.
 
 A fake venue supplies only the hook every client fills (``_send_order``) and a lookup; the public
-method is :class:`venues.clients.VenueClient`'s, the same on Binance, Alpaca and IBKR.
+method is :class:`venues.clients.VenueClient`'s, the same on Binance, Alpaca and IBKR. Also the
+REST clients' shared reading of a refused cancel (:class:`venues.clients.AdapterClient`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,17 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tickpipe.common.errors import AmbiguousOutcome, ConfigError, DuplicateOrder, OrderNotFound
+from tickpipe.common.errors import (
+    AmbiguousOutcome,
+    ConfigError,
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRejected,
+)
 from tickpipe.common.schema import OrderIntent
 from tickpipe.venues.alpaca.client import AlpacaClient
 from tickpipe.venues.binance.client import BinanceClient
-from tickpipe.venues.clients import OrderState, VenueClient
+from tickpipe.venues.clients import AdapterClient, OrderState, VenueClient
 from tickpipe.venues.ibkr.client import IbkrClient
 
 
@@ -102,3 +109,26 @@ def test_an_unclear_place_the_venue_does_not_know_raises_the_original_error() ->
     with pytest.raises(AmbiguousOutcome, match="timeout"):
         run(client, client_order_id="c-2")
     assert len(client.sent) == 1 and client.looked_up == ["c-2"]
+
+
+class FakeRestVenue(AdapterClient):
+    """Lists two open orders; the venue refuses the cancel of the first (filled meanwhile)."""
+
+    venue = "fake-rest"
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        found = [{"clientOrderId": f"o-{n}", "symbol": "AAPL", "status": "NEW"} for n in (1, 2)]
+        return [OrderState.from_result(self.venue, o) for o in found]
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
+        if client_order_id == "o-1":
+            raise OrderRejected("order is not open any more")
+        return OrderState.from_result(self.venue, {"clientOrderId": client_order_id,
+                                                   "status": "CANCELED"})  # fmt: skip
+
+
+def test_a_rest_client_skips_an_order_closed_before_its_cancel() -> None:
+    for cls in (AlpacaClient, IbkrClient):
+        assert cls.cancel_closed is AdapterClient.cancel_closed, cls.__name__
+    cancelled = asyncio.run(FakeRestVenue().cancel_all("AAPL"))
+    assert [(o.client_order_id, o.status) for o in cancelled] == [("o-2", "CANCELED")]

@@ -38,8 +38,6 @@ from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import (
     ConfigError,
     DecodeError,
-    OrderNotFound,
-    OrderRejected,
     VenueError,
 )
 from tickpipe.common.schema import Event, OrderIntent
@@ -80,8 +78,6 @@ class AlpacaClient(AdapterClient):
     """A self-healing Alpaca market-data + trading-stream connection that trades over REST."""
 
     venue = "alpaca"
-    # Alpaca answers 422 for an order no longer open, 404 for one it does not know.
-    cancel_closed = (OrderNotFound, OrderRejected)
     _orders: AlpacaOrders
 
     def __init__(

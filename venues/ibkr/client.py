@@ -50,8 +50,6 @@ from tickpipe.common.errors import (
     AuthError,
     ConfigError,
     DecodeError,
-    OrderNotFound,
-    OrderRejected,
 )
 from tickpipe.common.l1 import merge_l1
 from tickpipe.common.links import decoded_object
@@ -86,8 +84,6 @@ class IbkrClient(AdapterClient):
 
     venue = "ibkr"
     default_time_in_force = "DAY"
-    # The gateway refuses the cancel of an order that is no longer working (filled, cancelled).
-    cancel_closed = (OrderNotFound, OrderRejected)
     _orders: IbkrOrders
 
     def __init__(
