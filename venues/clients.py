@@ -551,6 +551,12 @@ class AdapterClient(VenueClient):
     cancel_closed = (OrderNotFound, OrderRejected)
     _orders: Orders
 
+    @staticmethod
+    async def _no_order_id(client_order_id: str) -> str:
+        """The adapter's ``order_id_of``: a client records no venue ids, so the adapter learns
+        the venue's id of an order by its client id when it needs one."""
+        return ""
+
     async def order_status(self, symbol: str, client_order_id: str) -> OrderState:
         """Look an order up by its client id; raise :class:`OrderNotFound` if the venue has none."""
         intent = self._order_intent(symbol, client_order_id)

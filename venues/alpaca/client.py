@@ -123,10 +123,6 @@ class AlpacaClient(AdapterClient):
     def __repr__(self) -> str:  # the key pair never shows
         return f"AlpacaClient({self.data_url!r}, symbols={len(self.symbols)})"
 
-    @staticmethod
-    async def _no_order_id(client_order_id: str) -> str:
-        return ""  # the adapter then learns the venue's id by the client id
-
     # -- connecting ----------------------------------------------------------------------------
     async def connect_to_websocket(self) -> None:
         """Open the market-data stream, authenticate and subscribe; start reading it.

@@ -118,10 +118,6 @@ class IbkrClient(AdapterClient):
     def __repr__(self) -> str:
         return f"IbkrClient({self.ws_url!r}, symbols={len(self.symbols)})"
 
-    @staticmethod
-    async def _no_order_id(client_order_id: str) -> str:
-        return ""  # the adapter then learns the gateway's id by the client id
-
     # -- connecting ----------------------------------------------------------------------------
     async def connect_to_websocket(self) -> None:
         """Prepare the session over REST, open the socket and start reading it."""
