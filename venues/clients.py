@@ -11,11 +11,13 @@ connections in background tasks and hands typed events to one consumer through a
 * ``"drop"``: events that find the buffer full are dropped and counted (``dropped``), and the
   consumer receives one :class:`Dropped` event in their place, saying how many and when.
 
-Orders are named alike on every venue (:meth:`VenueClient._order_intent`: a LIMIT order needs a
-price, an order without a client id gets a fresh one) and an unclear outcome is settled by
-looking the client id up, never by sending again (:meth:`VenueClient._settle`). The clients of
-REST venues (Alpaca, IBKR) trade through their venue's order adapter, the trader's own requests
-(:class:`AdapterClient`).
+:meth:`VenueClient.place_order` is defined once for every venue: orders are named alike
+(:meth:`VenueClient._order_intent`: a LIMIT order needs a price, an order without a client id
+gets a fresh one), an order without a time in force takes the client's
+``default_time_in_force``, and an unclear outcome is settled by looking the client id up, never
+by sending again (:meth:`VenueClient._settle`); a venue supplies only the sending
+(``_send_order``). The clients of REST venues (Alpaca, IBKR) trade through their venue's order
+adapter, the trader's own requests (:class:`AdapterClient`).
 
 :meth:`VenueClient.close` always completes and ends the iteration at once. An error the client
 cannot recover from (a refused key, or whatever the client's ``handle_websocket_error`` decides
@@ -48,6 +50,7 @@ from tickpipe.common.errors import (
     ConfigError,
     DuplicateOrder,
     OrderNotFound,
+    OrderRejected,
     RateLimited,
     VenueError,
 )
@@ -253,6 +256,8 @@ class VenueClient(ClientContext):
     """The venue-neutral half of a client: buffer, iteration, callbacks, tasks and close."""
 
     venue: ClassVar[str] = ""
+    #: The time in force of an order placed without one (``None``: the venue adapter's choice).
+    default_time_in_force: ClassVar[str | None] = None
     #: Errors of a cancel that mean the order is no longer open (``cancel_all`` skips it).
     cancel_closed: ClassVar[tuple[type[Exception], ...]] = (OrderNotFound,)
 
@@ -309,6 +314,43 @@ class VenueClient(ClientContext):
             pass
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        raise NotImplementedError
+
+    async def place_order(
+        self,
+        symbol: str,
+        side: str,
+        qty: str,
+        *,
+        order_type: str = "MARKET",
+        price: str | None = None,
+        time_in_force: str | None = None,
+        client_order_id: str | None = None,
+    ) -> OrderState:
+        """Place a MARKET or LIMIT order; return it as the venue answered.
+
+        ``time_in_force`` (default: the client's :attr:`default_time_in_force`): ``GTC``,
+        ``IOC``, ``FOK`` on Binance (default ``GTC``); ``day``, ``gtc``, ``ioc``, ``fok``... on
+        Alpaca (default ``gtc`` for crypto, ``day`` for stocks); ``DAY`` only on IBKR (any other
+        raises :class:`ConfigError`, nothing sent). ``client_order_id`` (default: a fresh one;
+        Binance's ``newClientOrderId``, IBKR's ``cOID``) names the order and is its idempotency
+        key: an unclear outcome (timeout, dropped connection) or an id the venue already has is
+        settled by looking the id up (:meth:`_settle`), never by sending again. Raises
+        :class:`ConfigError` for a LIMIT order without a price, :class:`OrderRejected` when the
+        venue refuses the order, and the unclear error when the lookup finds no such order.
+        """
+        intent = self._order_intent(
+            symbol, client_order_id, side=side, qty=qty, order_type=order_type, price=price
+        )
+        try:
+            answer = await self._send_order(intent, time_in_force or self.default_time_in_force)
+        except (AmbiguousOutcome, DuplicateOrder) as unclear:
+            return await self._settle(unclear, intent)
+        return OrderState.from_result(self.venue, answer)
+
+    async def _send_order(self, intent: OrderIntent, time_in_force: str | None) -> dict[str, Any]:
+        """Send the order ``intent`` names (a refusal for the rate limit tried again, see
+        :meth:`_retrying`); return the venue's answer, Binance-shaped. Each venue fills this."""
         raise NotImplementedError
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
@@ -504,15 +546,16 @@ class AdapterClient(VenueClient):
     """A client whose orders go through its venue's order adapter (Alpaca, IBKR): the same
     requests the trader sends, answered as :class:`OrderState`."""
 
+    # A REST venue refuses the cancel of an order no longer open (Alpaca: 422; the IBKR gateway:
+    # not working any more) and answers 404 for one it does not know.
+    cancel_closed = (OrderNotFound, OrderRejected)
     _orders: Orders
 
-    async def _place(self, intent: OrderIntent, place: Answer) -> OrderState:
-        """Send ``place``; settle an unclear outcome or a client id the venue already has by
-        looking the id up (:meth:`_settle`), never by a second order."""
-        try:
-            return OrderState.from_result(self.venue, await self._retrying(place, "place"))
-        except (AmbiguousOutcome, DuplicateOrder) as unclear:
-            return await self._settle(unclear, intent)
+    @staticmethod
+    async def _no_order_id(client_order_id: str) -> str:
+        """The adapter's ``order_id_of``: a client records no venue ids, so the adapter learns
+        the venue's id of an order by its client id when it needs one."""
+        return ""
 
     async def order_status(self, symbol: str, client_order_id: str) -> OrderState:
         """Look an order up by its client id; raise :class:`OrderNotFound` if the venue has none."""

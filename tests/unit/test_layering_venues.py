@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("ingestor", "processor", "trader", "dashboard", "archive")
 #: Modules under ``venues`` that hold no venue's code.
-VENUE_NEUTRAL = frozenset({"registry", "clients", "books"})
+VENUE_NEUTRAL = frozenset({"registry", "clients", "adapters", "books"})
 
 #: (importing module, imported venue module) pairs still to move behind the registry: none (the
 #: combined-stream slot reaches Binance's protocol through ``venues.registry.CombinedStreams``).

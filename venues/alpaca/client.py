@@ -38,11 +38,9 @@ from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import (
     ConfigError,
     DecodeError,
-    OrderNotFound,
-    OrderRejected,
     VenueError,
 )
-from tickpipe.common.schema import Event
+from tickpipe.common.schema import Event, OrderIntent
 from tickpipe.common.tls import ws_ssl
 from tickpipe.venues.alpaca import wire
 from tickpipe.venues.alpaca.order_adapter import AlpacaOrders
@@ -61,7 +59,7 @@ from tickpipe.venues.alpaca.session import (
     upgrade_headers,
 )
 from tickpipe.venues.books import LocalBook
-from tickpipe.venues.clients import AdapterClient, BookUpdate, OrderState, Policy
+from tickpipe.venues.clients import AdapterClient, BookUpdate, Policy
 
 __all__ = ["AlpacaClient", "feed_path"]
 
@@ -80,8 +78,6 @@ class AlpacaClient(AdapterClient):
     """A self-healing Alpaca market-data + trading-stream connection that trades over REST."""
 
     venue = "alpaca"
-    # Alpaca answers 422 for an order no longer open, 404 for one it does not know.
-    cancel_closed = (OrderNotFound, OrderRejected)
     _orders: AlpacaOrders
 
     def __init__(
@@ -126,10 +122,6 @@ class AlpacaClient(AdapterClient):
 
     def __repr__(self) -> str:  # the key pair never shows
         return f"AlpacaClient({self.data_url!r}, symbols={len(self.symbols)})"
-
-    @staticmethod
-    async def _no_order_id(client_order_id: str) -> str:
-        return ""  # the adapter then learns the venue's id by the client id
 
     # -- connecting ----------------------------------------------------------------------------
     async def connect_to_websocket(self) -> None:
@@ -272,28 +264,10 @@ class AlpacaClient(AdapterClient):
             log.warning("skipping a malformed trade update", extra={"error": str(exc)})
 
     # -- trading -------------------------------------------------------------------------------
-    async def place_order(
-        self,
-        symbol: str,
-        side: str,
-        qty: str,
-        *,
-        order_type: str = "MARKET",
-        price: str | None = None,
-        time_in_force: str | None = None,
-        client_order_id: str | None = None,
-    ) -> OrderState:
-        """Place a MARKET or LIMIT order; return it as the venue answered.
-
-        ``time_in_force``: ``day``, ``gtc``, ``ioc``, ``fok``... (default: ``gtc`` for crypto,
-        ``day`` for stocks). ``client_order_id`` (default: a fresh one) is the idempotency key:
-        a timeout, a dropped connection or a repeated id is answered by looking that id up.
-        Raises :class:`OrderRejected` when the venue refuses the order.
-        """
-        intent = self._order_intent(
-            symbol, client_order_id, side=side, qty=qty, order_type=order_type, price=price
-        )
-        return await self._place(intent, self._orders.placer(intent, time_in_force=time_in_force))
+    async def _send_order(self, intent: OrderIntent, time_in_force: str | None) -> dict[str, Any]:
+        """``POST /v2/orders`` through the adapter (no time in force: its choice by symbol)."""
+        placer = self._orders.placer(intent, time_in_force=time_in_force)
+        return await self._retrying(placer, "place")
 
     # -- closing -------------------------------------------------------------------------------
     async def _close_connections(self) -> None:

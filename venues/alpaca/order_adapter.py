@@ -16,22 +16,20 @@ adopt.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from tickpipe.common.errors import (
     AmbiguousOutcome,
-    DuplicateOrder,
     OrderNotFound,
     OrderRejected,
-    RateLimited,
     VenueUnavailable,
 )
 from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.schema import OrderIntent
 from tickpipe.common.units import MS
+from tickpipe.venues.adapters import Request, RestOrders
 from tickpipe.venues.alpaca.instruments import ASSETS_PATH, filters_of_asset
 from tickpipe.venues.alpaca.orders import (
     classify,
@@ -45,8 +43,6 @@ from tickpipe.venues.alpaca.wire import rfc3339
 
 __all__ = ["AlpacaOrders"]
 
-Request = Callable[[], Awaitable[dict[str, Any]]]
-
 ORDERS = "/v2/orders"
 BY_CLIENT_ID = "/v2/orders:by_client_order_id"
 #: ``GET /v2/orders`` answers at most this many orders; a full page asks for older ones.
@@ -55,20 +51,13 @@ MAX_PAGES = 50
 
 
 @dataclass(eq=False)
-class AlpacaOrders:
+class AlpacaOrders(RestOrders):
     """The trader's requests to Alpaca's Trading API (see the module docstring)."""
 
     #: The order types Alpaca replaces in one step (``PATCH``); others are cancelled, then placed.
     replaces_in_place = frozenset({"LIMIT"})
-    # 404/422 on cancel: not open any more (filled first?); else unclear: ask what it is now.
-    cancel_unclear = (OrderNotFound, AmbiguousOutcome, DuplicateOrder, OrderRejected)
-    list_failed = (OrderRejected, OrderNotFound, AmbiguousOutcome, VenueUnavailable, RateLimited)
 
     rest: AlpacaRest
-    _: KW_ONLY
-    clock: Callable[[], int]
-    #: The venue's order id recorded for a client order id.
-    order_id_of: Callable[[str], Awaitable[str]]
 
     async def _call(
         self,

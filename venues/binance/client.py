@@ -39,16 +39,14 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import (
-    AmbiguousOutcome,
     ConfigError,
     DecodeError,
-    DuplicateOrder,
     RateLimited,
     VenueError,
 )
 from tickpipe.common.links import retry_after_from_header
 from tickpipe.common.messages import DepthDiff, DepthSnapshot
-from tickpipe.common.schema import Event
+from tickpipe.common.schema import Event, OrderIntent
 from tickpipe.common.tls import http_connector, ws_ssl
 from tickpipe.common.units import MS
 from tickpipe.venues.binance.events import normalise
@@ -76,6 +74,7 @@ class BinanceClient(VenueClient):
     """A self-healing Binance market + user-data connection that yields typed events and trades."""
 
     venue = "binance"
+    default_time_in_force = "GTC"
 
     def __init__(
         self,
@@ -284,46 +283,20 @@ class BinanceClient(VenueClient):
 
         return await self._retrying(call, what)
 
-    async def place_order(
-        self,
-        symbol: str,
-        side: str,
-        qty: str,
-        *,
-        order_type: str = "MARKET",
-        price: str | None = None,
-        time_in_force: str = "GTC",
-        client_order_id: str | None = None,
-    ) -> OrderState:
-        """Place a MARKET or LIMIT order; return it as the venue answered.
-
-        ``client_order_id`` (``newClientOrderId``; default: a fresh one) names the order: an
-        unclear outcome (timeout, dropped connection) is settled by looking the id up, never by
-        sending again, and placing the id of an order still open answers that order (Binance
-        keeps client ids unique among open orders only). Raises :class:`OrderRejected` when the
-        venue refuses the order, :class:`AmbiguousOutcome` when the lookup cannot settle it.
-        """
-        intent = self._order_intent(
-            symbol, client_order_id, side=side, qty=qty, order_type=order_type, price=price
-        )
-        client_id = intent.client_order_id
+    async def _send_order(self, intent: OrderIntent, time_in_force: str | None) -> dict[str, Any]:
+        """Send ``order.place`` (Binance keeps client ids unique among open orders only: the
+        id of an order still open is refused as a duplicate, and the lookup answers it)."""
 
         def send() -> Awaitable[dict[str, Any]]:
             params = place_params(
                 intent,
                 timestamp_ms=self.clock() // MS,
-                time_in_force=time_in_force.upper(),
+                time_in_force=(time_in_force or "GTC").upper(),
                 **self._auth(),
             )
             return self._api.place(params)
 
-        try:
-            return OrderState.from_result(self.venue, await self._request(send, "order.place"))
-        except DuplicateOrder:
-            log.info("order id already placed: answering it", extra={"client_order_id": client_id})
-            return await self.order_status(symbol, client_id)
-        except AmbiguousOutcome as unclear:
-            return await self._settle(unclear, intent)
+        return await self._request(send, "order.place")
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
         """Cancel an open order by its client id; raise :class:`OrderNotFound` if not open."""

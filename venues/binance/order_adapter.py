@@ -18,22 +18,17 @@ get requests refused with ``-1021``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from tickpipe.common.errors import (
-    AmbiguousOutcome,
-    DuplicateOrder,
-    OrderNotFound,
-    OrderRejected,
-    RateLimited,
     VenueUnavailable,
 )
 from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.schema import OrderIntent
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import MS
+from tickpipe.venues.adapters import Request, VenueOrders
 from tickpipe.venues.binance.instruments import EXCHANGE_INFO_PATH, filters_of_exchange_info
 from tickpipe.venues.binance.orders import (
     SignOptions,
@@ -52,35 +47,18 @@ from tickpipe.venues.binance.ws_api import Venue
 
 __all__ = ["BinanceOrders"]
 
-Request = Callable[[], Awaitable[dict[str, Any]]]
-
 #: ``allOrders`` answers at most this many orders; a full page asks for the next one.
 PAGE = 1000
 MAX_PAGES = 50
 
 
 @dataclass(eq=False)
-class BinanceOrders:
+class BinanceOrders(VenueOrders):
     """The trader's requests to the venue, one method per kind of request."""
-
-    # Errors that make a cancel unclear (settled by a query); any other OrderRejected is final.
-    cancel_unclear: ClassVar[tuple[type[Exception], ...]] = (
-        OrderNotFound,
-        AmbiguousOutcome,
-        DuplicateOrder,
-    )
-    # Errors on listing the open orders after which each working order is queried instead.
-    list_failed: ClassVar[tuple[type[Exception], ...]] = (
-        OrderRejected,
-        AmbiguousOutcome,
-        VenueUnavailable,
-        RateLimited,
-    )
 
     settings: Settings
     venue: Venue
     _: KW_ONLY
-    clock: Callable[[], int]
     recv_window_ms: int
     #: Signs a request payload (``None``: HMAC with the API secret).
     signer: Signer | None = None

@@ -39,6 +39,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -49,14 +50,13 @@ from tickpipe.common.errors import (
     AuthError,
     ConfigError,
     DecodeError,
-    OrderNotFound,
-    OrderRejected,
 )
 from tickpipe.common.l1 import merge_l1
 from tickpipe.common.links import decoded_object
+from tickpipe.common.schema import OrderIntent
 from tickpipe.common.settings import Settings
 from tickpipe.common.tls import ws_ssl
-from tickpipe.venues.clients import AdapterClient, OrderState, Policy
+from tickpipe.venues.clients import AdapterClient, Policy
 from tickpipe.venues.ibkr.order_adapter import IbkrOrders
 from tickpipe.venues.ibkr.pacing import RestBudget
 from tickpipe.venues.ibkr.rest import IbkrRest
@@ -83,8 +83,7 @@ class IbkrClient(AdapterClient):
     """A self-healing IBKR gateway connection that yields typed events and trades."""
 
     venue = "ibkr"
-    # The gateway refuses the cancel of an order that is no longer working (filled, cancelled).
-    cancel_closed = (OrderNotFound, OrderRejected)
+    default_time_in_force = "DAY"
     _orders: IbkrOrders
 
     def __init__(
@@ -118,10 +117,6 @@ class IbkrClient(AdapterClient):
 
     def __repr__(self) -> str:
         return f"IbkrClient({self.ws_url!r}, symbols={len(self.symbols)})"
-
-    @staticmethod
-    async def _no_order_id(client_order_id: str) -> str:
-        return ""  # the adapter then learns the gateway's id by the client id
 
     # -- connecting ----------------------------------------------------------------------------
     async def connect_to_websocket(self) -> None:
@@ -243,31 +238,11 @@ class IbkrClient(AdapterClient):
                 await self._events.put(event, now)
 
     # -- trading -------------------------------------------------------------------------------
-    async def place_order(
-        self,
-        symbol: str,
-        side: str,
-        qty: str,
-        *,
-        order_type: str = "MARKET",
-        price: str | None = None,
-        time_in_force: str = "DAY",
-        client_order_id: str | None = None,
-    ) -> OrderState:
-        """Place a MARKET or LIMIT ``DAY`` order; return it as the gateway accepted it (``NEW``:
-        its fills come as order updates and lookups).
-
-        ``client_order_id`` (``cOID``; default: a fresh one) is the idempotency key: an unclear
-        outcome or an id the gateway already has is answered by looking the id up. Raises
-        :class:`OrderRejected` when the gateway refuses the order (or asks a question not in
-        ``allow_questions``), :class:`ConfigError` for a time in force other than ``DAY``.
-        """
-        if time_in_force.upper() != "DAY":
+    async def _send_order(self, intent: OrderIntent, time_in_force: str | None) -> dict[str, Any]:
+        """Place a ``DAY`` order through the adapter; its fills come as order updates."""
+        if str(time_in_force).upper() != "DAY":
             raise ConfigError(f"IBKR orders here are DAY orders, not {time_in_force!r}")
-        intent = self._order_intent(
-            symbol, client_order_id, side=side, qty=qty, order_type=order_type, price=price
-        )
-        return await self._place(intent, self._orders.placer(intent))
+        return await self._retrying(self._orders.placer(intent), "place")
 
     # -- closing -------------------------------------------------------------------------------
     async def _close_connections(self) -> None:

@@ -32,14 +32,13 @@ from typing import Any
 from tickpipe.common.errors import (
     AmbiguousOutcome,
     AuthError,
-    DuplicateOrder,
     OrderNotFound,
     OrderRejected,
-    RateLimited,
     VenueUnavailable,
 )
 from tickpipe.common.schema import OrderIntent
 from tickpipe.common.settings import Settings
+from tickpipe.venues.adapters import Request, RestOrders
 from tickpipe.venues.ibkr.orders import (
     AccountsFirst,
     Asked,
@@ -57,7 +56,6 @@ __all__ = ["IbkrOrders"]
 
 log = logging.getLogger("tickpipe.trader")
 
-Request = Callable[[], Awaitable[dict[str, Any]]]
 DeadLetter = Callable[[Mapping[str, str]], Awaitable[None]]
 #: Questions answered for one order at most (the gateway asks one at a time).
 MAX_QUESTIONS = 10
@@ -68,20 +66,16 @@ SESSION_WAIT_S = 20
 
 
 @dataclass(eq=False)
-class IbkrOrders:
+class IbkrOrders(RestOrders):
     """The trader's requests to the gateway (see the module docstring)."""
 
-    cancel_unclear = (OrderNotFound, AmbiguousOutcome, DuplicateOrder, OrderRejected)
     #: The gateway refuses a second order under a ``cOID`` it has ("already registered"): an
     #: intent it has no order of is placed again by the trader's core, never twice.
     unique_client_ids = True
-    list_failed = (OrderRejected, OrderNotFound, AmbiguousOutcome, VenueUnavailable, RateLimited)
 
     settings: InitVar[Settings]
     rest: IbkrRest
     _: KW_ONLY
-    clock: Callable[[], int]
-    order_id_of: Callable[[str], Awaitable[str]]
     dead_letter: DeadLetter | None = None
     allow: tuple[str, ...] = field(init=False)
     account: str = field(init=False)
