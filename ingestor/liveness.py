@@ -28,6 +28,9 @@ fan-out). :meth:`Cadence.silent_streams` names it, by this rule:
   one by one, singles out none), else any stream of the connection. A whole connection that
   stalls stops every stream at once, so no stream is singled out: the connection goes stale
   instead (:meth:`Cadence.stale`);
+* its bound counts from its own last frame, or from the moment its symbol resumed if later: when
+  a halt ends the symbol's streams come back one by one (trades before the next depth diff), and
+  each gets its whole bound again before the first back can single it out;
 * not every learned stream of its symbol (the name before ``@``) is overdue. A symbol whose
   trades, depth and book ticker all stopped while other symbols flow is *quiet* (a halt, a
   market with nothing happening), not lost: :meth:`Cadence.quiet_symbols` names it. A lost
@@ -99,6 +102,9 @@ class Cadence:
     warmup: int = 3
     last_any_ns: int = 0
     streams: dict[str, StreamCadence] = field(default_factory=dict)
+    #: per symbol, when one of its streams last delivered again after running past its bound
+    #: (a halt's end): from then on each of its streams gets its bound anew
+    resumed: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.last_any_ns = self.started_ns
@@ -113,6 +119,10 @@ class Cadence:
             self.streams[stream] = StreamCadence(now_ns)
             return
         gap = now_ns - state.last_ns
+        if gap > self.floor_ns:  # rare on a busy stream: was it past its bound (resuming)?
+            bound = self.silent_bound_ns(stream)
+            if bound is not None and gap > bound:
+                self.resumed[stream.partition("@")[0]] = now_ns
         state.ewma_ns = (
             gap if state.gaps == 0 else state.ewma_ns + self.alpha * (gap - state.ewma_ns)
         )
@@ -144,8 +154,9 @@ class Cadence:
             bound = self.silent_bound_ns(name)
             if bound is None:
                 continue
-            by_symbol.setdefault(name.partition("@")[0], []).append(name)
-            deadline = state.last_ns + int(bound)
+            symbol = name.partition("@")[0]
+            by_symbol.setdefault(symbol, []).append(name)
+            deadline = max(state.last_ns, self.resumed.get(symbol, 0)) + int(bound)
             if now_ns > deadline:
                 overdue[name] = deadline
         return overdue, by_symbol

@@ -215,3 +215,29 @@ def test_a_halt_flags_no_stream_while_its_streams_run_past_their_bounds_one_by_o
         assert c.silent_streams(now) == [], step
         quiet_seen = quiet_seen or c.quiet_symbols(now) == ["btcusdt"]
     assert quiet_seen
+
+
+def test_a_halts_streams_resume_one_by_one_and_none_is_flagged() -> None:
+    """When a halt ends, the symbol's trades resume before its next depth diff: the depth stream,
+    long past its bound, must get its bound again from the moment its symbol resumed. A stream
+    that stays silent for that long after its siblings resumed is still a lost subscription."""
+    c = cadence(floor_ns=S // 2)
+    names = ["btcusdt@trade", "btcusdt@bookTicker", "btcusdt@depth@100ms", "ethusdt@trade"]
+    now = feed(c, names, 30, S // 10)
+    # BTCUSDT halts for 9 s; ETHUSDT flows.
+    now = feed(c, ["ethusdt@trade"], 90, S // 10, now)
+    assert c.quiet_symbols(now) == ["btcusdt"] and c.silent_streams(now) == []
+    # The halt ends: a trade and a book ticker first, the depth diff some time later.
+    resumed = now + S // 100
+    c.seen("btcusdt@trade", resumed)
+    c.seen("btcusdt@bookTicker", resumed)
+    for step in range(1, 50):  # 0.49 s with no depth diff yet, while the rest flows
+        t = resumed + step * S // 100
+        c.seen("ethusdt@trade", t)
+        c.seen("btcusdt@trade", t)
+        assert c.silent_streams(t) == [], step
+    # The depth stream never comes back: past its bound after the resumption, it is named.
+    later = resumed + 3 * S
+    c.seen("btcusdt@trade", later)
+    c.seen("ethusdt@trade", later)
+    assert [name for name, _ in c.silent_streams(later)] == ["btcusdt@depth@100ms"]
