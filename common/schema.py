@@ -298,7 +298,9 @@ def order_terms(source: OrderTerms) -> dict[str, Any]:
 class Signal(Event, OrderTerms):
     """A trading decision. ``action`` is ``place`` or ``cancel``; ``cause`` lists event ids.
 
-    The order it asks for is named by the inherited :class:`OrderTerms` (keyword-only).
+    The order it asks for is named by the inherited :class:`OrderTerms` (keyword-only). Its
+    entry is :meth:`Event.to_fields`' (signals are rare): the terms follow ``ts_signal``, so a
+    term declared in :class:`OrderTerms` reaches ``{P}:signals`` with nothing else to edit.
     """
 
     kind: ClassVar[str] = "signal"
@@ -315,31 +317,6 @@ class Signal(Event, OrderTerms):
     ts_event: int
     ts_recv: int
     ts_signal: int
-
-    def to_fields(self) -> dict[str, str]:
-        # Same fields and values as Event.to_fields, without its per-field type dispatch.
-        return {
-            "v": SCHEMA_VERSION,
-            "signal_id": self.signal_id,
-            "venue": self.venue,
-            "symbol": self.symbol,
-            "strategy": self.strategy,
-            "action": self.action,
-            "side": self.side,
-            "qty": self.qty,
-            "price": self.price,
-            "reason": self.reason,
-            "cause": self.cause,
-            "ts_event": str(self.ts_event),
-            "ts_recv": str(self.ts_recv),
-            "ts_signal": str(self.ts_signal),
-            "order_type": self.order_type,
-            "time_in_force": self.time_in_force,
-            "post_only": "1" if self.post_only else "0",
-            "quote_qty": self.quote_qty,
-            "stop_price": self.stop_price,
-            "replaces": self.replaces,
-        }
 
 
 @dataclass(frozen=True, slots=True)
