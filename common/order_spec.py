@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from tickpipe.common.decimals import finite_decimal
 
 if TYPE_CHECKING:
-    from tickpipe.common.schema import OrderIntent
+    from tickpipe.common.schema import OrderIntent, OrderTerms
 
 __all__ = [
     "FOK",
@@ -51,6 +51,7 @@ __all__ = [
     "TIMES_IN_FORCE",
     "intent_problem",
     "order_problem",
+    "terms_problem",
 ]
 
 MARKET = "MARKET"
@@ -131,9 +132,20 @@ def order_problem(
     return None
 
 
+def terms_problem(
+    terms: OrderTerms | OrderIntent, price: str, *, qty: str | None = None, order_type: str = ""
+) -> str | None:
+    """Return :func:`order_problem` of the order ``terms`` name at ``price``, or ``None``.
+
+    ``terms`` is a holder of :class:`common.schema.OrderTerms` (a signal or a strategy's spec)
+    or an intent; ``order_type`` (the resolved type) stands in for the terms' own when given.
+    """
+    return order_problem(order_type or terms.order_type, terms.time_in_force, terms.post_only,
+                         price, qty=qty, quote_qty=terms.quote_qty,
+                         stop_price=terms.stop_price)  # fmt: skip
+
+
 def intent_problem(intent: OrderIntent, venue: str) -> str | None:
     """Return :func:`order_problem` of ``intent``'s order, prefixed with ``venue``, or ``None``."""
-    problem = order_problem(intent.order_type, intent.time_in_force, intent.post_only,
-                            intent.price or "", qty=intent.qty, quote_qty=intent.quote_qty,
-                            stop_price=intent.stop_price)  # fmt: skip
+    problem = terms_problem(intent, intent.price or "", qty=intent.qty)
     return f"{venue}: {problem}" if problem is not None else None

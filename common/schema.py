@@ -18,16 +18,19 @@ from typing import Any, ClassVar, TypeVar
 from tickpipe.common.errors import DecodeError
 
 __all__ = [
+    "ORDER_TERMS",
     "SCHEMA_VERSION",
     "Bar",
     "Event",
     "OrderIntent",
+    "OrderTerms",
     "OrderUpdate",
     "Quote",
     "RawFrame",
     "Signal",
     "Trade",
     "decode_fields",
+    "order_terms",
 ]
 
 SCHEMA_VERSION = "1"
@@ -55,7 +58,9 @@ class Event:
         cached = cls.__dict__.get("_types_cache")
         if cached is None:
             hints = typing.get_type_hints(cls)
-            cached = {f.name: hints[f.name] for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+            # Keyword-only fields (inherited terms such as OrderTerms') go last, as declared.
+            ordered = sorted(dataclasses.fields(cls), key=lambda f: f.kw_only is True)  # type: ignore[arg-type]
+            cached = {f.name: hints[f.name] for f in ordered}
             cls._types_cache = cached  # type: ignore[attr-defined]
         return cached
 
@@ -255,18 +260,47 @@ class Bar(Event):
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Signal(Event):
-    """A trading decision. ``action`` is ``place`` or ``cancel``; ``cause`` lists event ids.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderTerms:
+    """Name the order a decision asks for: the terms a strategy's spec and its signal share.
 
     ``order_type`` (``MARKET``/``LIMIT``/``STOP``/``STOP_LIMIT``/``TAKE_PROFIT``/
     ``TAKE_PROFIT_LIMIT``; empty: the deployment's ``TICKPIPE_ORDER_TYPE``),
     ``time_in_force`` (``GTC``/``IOC``/``FOK``; empty: ``GTC``),
     ``post_only``, ``quote_qty`` (a MARKET order's amount of the quote asset, ``qty`` then empty)
     and ``stop_price`` (a stop order's trigger) name the order;
-    :func:`common.order_spec.order_problem` checks them. ``replaces`` names a working order of
-    the same strategy (its client order id, or the signal id that placed it) that this signal's
-    order replaces: the trader cancels it, and places this one once the cancel is confirmed.
+    :func:`common.order_spec.terms_problem` checks them. ``replaces`` names a working order of
+    the same strategy (its client order id, or the signal id that placed it) that this order
+    replaces: the trader cancels it, and places this one once the cancel is confirmed.
+
+    The fields are keyword-only, so a class that inherits them keeps its own positional
+    parameters; a new term is declared here once and :func:`order_terms` carries it along.
+    """
+
+    order_type: str = ""
+    time_in_force: str = ""
+    post_only: bool = False
+    quote_qty: str = ""
+    stop_price: str = ""
+    replaces: str = ""
+
+
+#: The names of :class:`OrderTerms`' fields, in declaration order.
+ORDER_TERMS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(OrderTerms))
+
+
+def order_terms(source: OrderTerms) -> dict[str, Any]:
+    """Return ``source``'s order terms as keyword arguments for another holder's constructor."""
+    return {name: getattr(source, name) for name in ORDER_TERMS}
+
+
+@dataclass(frozen=True, slots=True)
+class Signal(Event, OrderTerms):
+    """A trading decision. ``action`` is ``place`` or ``cancel``; ``cause`` lists event ids.
+
+    The order it asks for is named by the inherited :class:`OrderTerms` (keyword-only). Its
+    entry is :meth:`Event.to_fields`' (signals are rare): the terms follow ``ts_signal``, so a
+    term declared in :class:`OrderTerms` reaches ``{P}:signals`` with nothing else to edit.
     """
 
     kind: ClassVar[str] = "signal"
@@ -283,37 +317,6 @@ class Signal(Event):
     ts_event: int
     ts_recv: int
     ts_signal: int
-    order_type: str = ""
-    time_in_force: str = ""
-    post_only: bool = False
-    quote_qty: str = ""
-    stop_price: str = ""
-    replaces: str = ""
-
-    def to_fields(self) -> dict[str, str]:
-        # Same fields and values as Event.to_fields, without its per-field type dispatch.
-        return {
-            "v": SCHEMA_VERSION,
-            "signal_id": self.signal_id,
-            "venue": self.venue,
-            "symbol": self.symbol,
-            "strategy": self.strategy,
-            "action": self.action,
-            "side": self.side,
-            "qty": self.qty,
-            "price": self.price,
-            "reason": self.reason,
-            "cause": self.cause,
-            "ts_event": str(self.ts_event),
-            "ts_recv": str(self.ts_recv),
-            "ts_signal": str(self.ts_signal),
-            "order_type": self.order_type,
-            "time_in_force": self.time_in_force,
-            "post_only": "1" if self.post_only else "0",
-            "quote_qty": self.quote_qty,
-            "stop_price": self.stop_price,
-            "replaces": self.replaces,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +330,11 @@ class OrderIntent(Event):
     ``strategy`` is the signal's; ``replaces`` the client order id of the order this one
     replaces: cancelled, and confirmed so, before this one was sent, or (``in_place``) replaced
     by it in one step at the venue (Alpaca's ``PATCH``).
+
+    These are :class:`OrderTerms`' fields, built from the signal's by
+    :func:`trader.intent_rules.build_intent` through :func:`order_terms`. They are declared here
+    rather than inherited because ``order_type`` is positional and required (resolved by then),
+    and the fields' order is the intent entry's layout on ``{V}:orders``.
     """
 
     kind: ClassVar[str] = "intent"

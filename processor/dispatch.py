@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from tickpipe.common.instruments import InstrumentFilters
-from tickpipe.common.order_spec import order_problem
-from tickpipe.common.schema import OrderUpdate, Signal
+from tickpipe.common.order_spec import terms_problem
+from tickpipe.common.schema import OrderUpdate, Signal, order_terms
 from tickpipe.processor.own_orders import updates_after
 from tickpipe.processor.state import PartitionState
 from tickpipe.processor.strategies import INSTRUMENTS, ORDERS, TIMER, SignalSpec, Strategy
@@ -86,12 +86,7 @@ def route(
                 ts_event=ts_event,
                 ts_recv=ts_recv,
                 ts_signal=ts_now,
-                order_type=spec.order_type,
-                time_in_force=spec.time_in_force,
-                post_only=spec.post_only,
-                quote_qty=spec.quote_qty,
-                stop_price=spec.stop_price,
-                replaces=spec.replaces,
+                **order_terms(spec),
             )
             signals.append(signal)
             if strategy in follows:
@@ -170,9 +165,7 @@ def spec_problem(spec: SignalSpec) -> str | None:
         if spec.quote_qty:
             return "quote_qty needs order_type MARKET"
         return None
-    return order_problem(spec.order_type, spec.time_in_force, spec.post_only, spec.price,
-                         qty=spec.qty, quote_qty=spec.quote_qty,
-                         stop_price=spec.stop_price)  # fmt: skip
+    return terms_problem(spec, spec.price, qty=spec.qty)
 
 
 def advance_timers(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from tickpipe.common.decimals import decimal_of
 from tickpipe.common.instruments import InstrumentFilters
-from tickpipe.common.schema import Bar, OrderUpdate, Quote, Trade
+from tickpipe.common.schema import Bar, OrderTerms, OrderUpdate, Quote, Trade
 from tickpipe.common.settings import ANY_SYMBOL, Settings, order_quantities
 from tickpipe.processor.records import BookTop
 
@@ -71,9 +71,10 @@ BELOW = "below"
 
 
 @dataclass(frozen=True, slots=True)
-class SignalSpec:
+class SignalSpec(OrderTerms):
     """What a strategy wants: ``action`` ``place`` or ``cancel``, side ``buy`` or ``sell``.
 
+    The order's terms are the keyword-only fields of :class:`common.schema.OrderTerms`:
     ``order_type`` ``MARKET``, ``LIMIT``, ``STOP``, ``STOP_LIMIT``, ``TAKE_PROFIT`` or
     ``TAKE_PROFIT_LIMIT`` (empty: the deployment's
     ``TICKPIPE_ORDER_TYPE``), ``time_in_force`` ``GTC``/``IOC``/``FOK`` and ``post_only`` for a
@@ -81,7 +82,8 @@ class SignalSpec:
     spend or receive (``qty`` empty), ``stop_price`` for a stop order's trigger (see
     :mod:`common.order_spec`), ``replaces`` for a working order of this strategy (its client
     order id, as :meth:`on_order_update` tells it) to be replaced by this one. A spec that
-    breaks those rules is the strategy's failure.
+    breaks those rules is the strategy's failure. The signal built from it carries the same
+    terms (:func:`common.schema.order_terms`).
     """
 
     symbol: str
@@ -92,12 +94,6 @@ class SignalSpec:
     action: str = "place"
     #: Comma-separated raw entry ids of the events behind the decision; empty = the trade's own.
     cause: str = ""
-    order_type: str = ""
-    time_in_force: str = ""
-    post_only: bool = False
-    quote_qty: str = ""
-    stop_price: str = ""
-    replaces: str = ""
 
 
 class Strategy(ABC):

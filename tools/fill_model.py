@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from tickpipe.common.instruments import InstrumentFilters
-from tickpipe.common.order_spec import order_problem
+from tickpipe.common.order_spec import terms_problem
 from tickpipe.common.schema import OrderIntent, Quote, Signal, Trade
 from tickpipe.mock_ws.binance.rest import symbol_info
 from tickpipe.mock_ws.matching import Order, OrderRejected
@@ -216,9 +216,7 @@ class FillModel:
         if order.client_order_id in self.orders:
             return  # the same decision twice: one order, as the trader guarantees
         self.orders[order.client_order_id] = order
-        problem = order_problem(intent.order_type, signal.time_in_force, signal.post_only,
-                                signal.price, qty=signal.qty, quote_qty=signal.quote_qty,
-                                stop_price=signal.stop_price)  # fmt: skip
+        problem = terms_problem(signal, signal.price, qty=signal.qty, order_type=intent.order_type)
         if problem is None:
             problem = order_refusal(intent)
         if problem is None and (intent.order_type not in ("MARKET", "LIMIT") or signal.quote_qty):

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from tickpipe.common.order_spec import LIMIT_PRICED
-from tickpipe.common.schema import OrderIntent, Signal
+from tickpipe.common.schema import OrderIntent, Signal, order_terms
 from tickpipe.common.units import client_order_id_for
 from tickpipe.trader.positions import qty_text
 from tickpipe.trader.risk import to_decimal
@@ -42,23 +42,23 @@ def build_intent(signal: Signal, *, ts_intent: int, order_type: str = "MARKET") 
     """
     kind = signal.order_type or order_type
     limit = kind in LIMIT_PRICED
+    terms = order_terms(signal) | {
+        "order_type": kind,
+        "time_in_force": (signal.time_in_force or "GTC") if limit else signal.time_in_force,
+        "replaces": replaced_client_order_id(signal.replaces) if signal.replaces else "",
+    }
     return OrderIntent(
         client_order_id=client_order_id_for(signal.signal_id),
         signal_id=signal.signal_id,
         venue=signal.venue,
         symbol=signal.symbol,
         side=signal.side,
-        order_type=kind,
         qty=signal.qty,
         price=signal.price if limit and signal.price else None,
         ts_signal=signal.ts_signal,
         ts_intent=ts_intent,
-        time_in_force=(signal.time_in_force or "GTC") if limit else signal.time_in_force,
-        post_only=signal.post_only,
-        quote_qty=signal.quote_qty,
-        stop_price=signal.stop_price,
         strategy=signal.strategy,
-        replaces=replaced_client_order_id(signal.replaces) if signal.replaces else "",
+        **terms,
     )
 
 
