@@ -132,11 +132,12 @@ async def _bare_run(
 
 
 async def _ingestor_run(
-    redis: aioredis.Redis, redis_url: str, port: int, count: int, ns: str
+    redis: aioredis.Redis, rig: Rig, port: int, count: int, ns: str
 ) -> tuple[float, str]:
     """Return the ingestor's frames/s and, when the count in Redis is off, why."""
     settings = Settings(
-        redis_url=redis_url,
+        redis_url=rig.redis_url,
+        data_dir=str(rig.tmp / "data"),  # its spill journal: the rig's, not the working dir's
         namespace=ns,
         symbols=SYMBOLS,
         binance_ws_url=f"ws://127.0.0.1:{port}",
@@ -178,11 +179,9 @@ async def _ingestor_run(
     return rate(count, (finished - opened) / 1e9), problem
 
 
-async def ingestor_rate(
-    redis: aioredis.Redis, redis_url: str, port: int, count: int, ns: str
-) -> float:
+async def ingestor_rate(redis: aioredis.Redis, rig: Rig, port: int, count: int, ns: str) -> float:
     """Return the ingestor's frames/s on the blast server at ``port``; a count off raises."""
-    value, problem = await _ingestor_run(redis, redis_url, port, count, ns)
+    value, problem = await _ingestor_run(redis, rig, port, count, ns)
     if problem:
         raise RuntimeError(f"ingestor reference run: {problem}")
     return value
@@ -222,7 +221,7 @@ async def versus_ingestor(name: str, quick: bool, one_run: OneRun, label: str) -
         for n in range(reps):
             value, amount = await one_run(redis, rig.redis_url, str(n), rig.tmp)
             values.append(value)
-            ingests.append(await ingestor_rate(redis, rig.redis_url, port, count, f"{name[0]}i{n}"))
+            ingests.append(await ingestor_rate(redis, rig, port, count, f"{name[0]}i{n}"))
     v, i = statistics.median(values), statistics.median(ingests)
     q = ratio(v, i)
     return [
@@ -243,7 +242,7 @@ async def run_ingest(quick: bool) -> list[Row]:
         for n in range(reps):
             bare.append(await _bare_run(redis, port, count, f"b{n}"))
             bare_script.append(await _bare_run(redis, port, count, f"s{n}", script=True))
-            value, problem = await _ingestor_run(redis, rig.redis_url, port, count, f"bi{n}")
+            value, problem = await _ingestor_run(redis, rig, port, count, f"bi{n}")
             real.append(value)
             problems += [problem] if problem else []
     b, r = statistics.median(bare), statistics.median(real)

@@ -1,7 +1,9 @@
-"""`python -m bench --quick ingest` runs from the checkout and prints its table (no thresholds)."""
+"""`python -m bench --quick ingest` runs from the checkout's code and prints its table (no
+thresholds), leaving nothing in the directory it runs from."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +15,11 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_quick_ingest_bench_prints_its_table_with_every_frame_counted() -> None:
+def test_quick_ingest_bench_prints_its_table_with_every_frame_counted(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "ingest"],
-        cwd=REPO,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=110,
@@ -27,3 +30,5 @@ def test_quick_ingest_bench_prints_its_table_with_every_frame_counted() -> None:
     assert "ingestor frames/s (150,000 frames, zero loss)" in metrics, proc.stdout
     assert "ingestor / bare" in metrics
     assert not any("FAILED" in row or "exact count" in row for row in rows), proc.stdout
+    # its processes keep their data (the ingestor's spill journal) in the bench's own directory
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.rglob("*"))
