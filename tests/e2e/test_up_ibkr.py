@@ -44,6 +44,13 @@ def test_up_on_ibkr_trades_through_the_gateway_without_a_429(tmp_path: Path) -> 
     orders = Counter(e["cOID"] for e in events if e["ev"] == "ibkr_order")
     assert orders and set(orders.values()) == {1}, orders
     assert len(orders) == int(trader["acks"]), (orders, final)
-    assert int(trader["rejects"]) == 0, final  # whole shares, the market-order question allowed
+    # whole shares and the market-order question allowed: the gateway refuses none of them (a
+    # refusal of the trader's own risk checks, a market view gone stale under load, may happen)
+    lines = (data / "logs" / "trader.log").read_text().splitlines()
+    trader_log = [json.loads(line) for line in lines if line.startswith("{")]
+    refused = [
+        e for e in trader_log if e.get("msg") == "order rejected" and e.get("stage") == "venue"
+    ]
+    assert refused == [], refused
     mock_log = (data / "logs" / "mock_ws.log").read_text()
     assert " 429 " not in mock_log and '"429 ' not in mock_log, "the gateway had to refuse"
