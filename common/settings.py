@@ -207,7 +207,7 @@ class Settings:
             symbols=symbols,
             venue_symbols=(),
             thresholds=thresholds,
-            **_venue_defaults(name, self.given),
+            **_venue_defaults(name, self.given, self),
         )
 
     def threshold_for(self, symbol: str) -> str | None:
@@ -557,13 +557,26 @@ _DEFAULT_SYMBOLS = {
 }  # fmt: skip
 
 
-def _venue_defaults(venue: str, given: frozenset[str]) -> dict[str, Any]:
-    """The values of :data:`VENUE_DEFAULTS`' fields the user did not set, for ``venue``."""
-    fields = {name for defaults in VENUE_DEFAULTS.values() for name in defaults} - given
+def _default_of(venue: str, name: str) -> Any:
+    """The value of setting ``name`` on ``venue`` when nobody set it."""
     own = VENUE_DEFAULTS.get(venue, {})
+    return own[name] if name in own else Settings.__dataclass_fields__[name].default
+
+
+def _venue_defaults(
+    venue: str, given: frozenset[str], current: Settings | None = None
+) -> dict[str, Any]:
+    """The values of :data:`VENUE_DEFAULTS`' fields the user did not set, for ``venue``.
+
+    With ``current`` (settings moving to another venue), a field keeps a value that is not its
+    venue's default: one set in code (``Settings(order_qty=...)``) rather than read from the
+    environment is kept as given, too.
+    """
+    fields = {name for defaults in VENUE_DEFAULTS.values() for name in defaults} - given
     return {
-        name: own[name] if name in own else Settings.__dataclass_fields__[name].default
+        name: _default_of(venue, name)
         for name in fields
+        if current is None or getattr(current, name) == _default_of(current.venue, name)
     }
 
 

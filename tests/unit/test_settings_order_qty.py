@@ -8,7 +8,7 @@ import pytest
 
 from tests.unit.test_processor_strategies import trade
 from tickpipe.common.errors import ConfigError
-from tickpipe.common.settings import load_settings
+from tickpipe.common.settings import Settings, load_settings
 from tickpipe.mock_ws.market import START_PRICES
 from tickpipe.mock_ws.order_rules import MIN_NOTIONAL
 from tickpipe.processor.plugins import build_strategies
@@ -42,6 +42,11 @@ def test_ibkr_takes_whole_shares_unless_the_user_sized_the_orders() -> None:
     sized = _load(VENUE="ibkr", SYMBOLS="AAPL", ORDER_QTY="5", MAX_POSITION="7")
     assert (sized.order_qty_for("AAPL"), sized.max_position) == ("5", "7")
     assert sized.for_venue("ibkr").max_position == "7"
+    # settings built in code keep what the code set; only the defaults follow the venue
+    coded = Settings(order_qty="5", max_position="7").for_venue("ibkr")
+    assert (coded.order_qty_for("AAPL"), coded.max_position) == ("5", "7")
+    plain = Settings().for_venue("ibkr")
+    assert (plain.order_qty_for("AAPL"), plain.max_position) == ("1", "100")
 
 
 def test_per_symbol_sizes_and_a_bare_value_for_the_others() -> None:
