@@ -1,7 +1,7 @@
 """The README's client examples run as written against the mock exchange, as real processes.
 
-The mock listens on free ports here, not the README's 9443/9444 (other tests may hold those):
-the only change made to each snippet is that host:port.
+The mock runs with the README's command line, on free ports rather than 9443-9445 (other tests
+may hold those): the only change made to each snippet is that host:port.
 """
 
 from __future__ import annotations
@@ -21,6 +21,15 @@ def snippets() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
 
 
+def mock_args() -> list[str]:
+    """The mock's options from the README's command line, with every port made free (``0``)."""
+    text = (REPO / "README.md").read_text()
+    command = re.search(r"`python -m tickpipe\.mock_ws (--binance-port 9443[^`]*)`", text)
+    assert command is not None, "the README no longer shows the mock's command"
+    args = command.group(1).split()
+    return ["0" if arg in ("9443", "9444", "9445") else arg for arg in args]
+
+
 def run_snippet(code: str, tmp_path: Path) -> str:
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=mock_env(), capture_output=True,
@@ -37,8 +46,7 @@ def test_the_readme_shows_one_example_per_venue() -> None:
 
 
 def test_the_readme_examples_trade_and_cancel_on_the_mock(tmp_path: Path) -> None:
-    ports = ("--binance-port", "0", "--alpaca-port", "0", "--ibkr-port", "0")
-    with mock_process(tmp_path, *ports) as mock:
+    with mock_process(tmp_path, *mock_args()) as mock:
         binance_port, alpaca_port = mock.ready["binance_port"], mock.ready["alpaca_port"]
         binance, alpaca, ibkr = snippets()
         out = run_snippet(binance.replace("127.0.0.1:9443", f"127.0.0.1:{binance_port}"), tmp_path)
