@@ -10,10 +10,12 @@ handshake is left out and other jobs on the machine move it little), the range, 
 websockets. The clients hand every frame to the reader as a ``str``, as the ingestor reads it:
 
 * ``websockets``: ``async for message in ws`` on a connection opened by
-  :meth:`tickpipe.ingestor.slot.WsOptions.connect` (the ingestor's options today);
+  :meth:`tickpipe.ingestor.slot.WsOptions.connect` with ``client="websockets"`` (the ingestor's
+  options; its client before picows);
 * ``picows``: picows' native listener feeding a small ``recv`` queue (``PicowsReader`` below,
   paused reading past ``WS_MAX_QUEUE`` frames), awaited once per frame: what a seam would cost;
-* ``picows-compat``: picows' websockets-compatible ``connect`` (``picows.websockets``);
+* ``picows-compat``: the same with ``client="picows"``: picows' websockets-compatible client
+  (``picows.websockets``), what the ingestor uses by default;
 * ``picows-callback``: the native listener counting frames in its callback, no await per frame
   (a floor, not something the ingestor could use as it stands).
 
@@ -86,7 +88,7 @@ def summarize(samples: Sequence[Sample], reference: str = "websockets") -> list[
 
 
 async def _websockets(url: str, frames: int) -> float:
-    async with WsOptions().connect(url) as ws:
+    async with WsOptions(client="websockets").connect(url) as ws:
         return await _drain(ws, frames)
 
 
@@ -104,11 +106,7 @@ async def _drain(ws: Any, frames: int) -> float:
 
 
 async def _picows_compat(url: str, frames: int) -> float:
-    from picows.websockets.asyncio.client import connect
-
-    async with connect(
-        url, ssl=ssl_for(url), max_size=WsOptions().max_frame_bytes, max_queue=WS_MAX_QUEUE
-    ) as ws:
+    async with WsOptions(client="picows").connect(url) as ws:
         return await _drain(ws, frames)
 
 
