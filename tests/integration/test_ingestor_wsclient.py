@@ -117,6 +117,32 @@ def test_a_message_over_the_cap_closes_with_1009(ws_client: str) -> None:
     asyncio.run(scenario())
 
 
+def test_pings_are_answered_and_a_mute_peer_is_closed_with_1011(ws_client: str) -> None:
+    async def scenario() -> None:
+        client_gone = asyncio.Event()
+
+        async def ping_then_go_mute(ws: ServerConnection) -> None:
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, 10)  # the client answered
+            await ws.send("ponged")
+            assert ws.transport is not None
+            ws.transport.pause_reading()  # from now on the client's pings go unanswered
+            await client_gone.wait()
+            ws.transport.abort()
+
+        options = WsOptions(ping_interval_s=0.1, ping_timeout_s=0.3, close_timeout_s=0.5)
+        async with venue(ping_then_go_mute) as url:
+            async with options.connect(url) as ws:
+                assert await ws.recv() == "ponged"
+                with pytest.raises(wsclient.ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 30)
+            client_gone.set()
+        assert closed.value.sent is not None and closed.value.sent.code == 1011
+        assert "ping" in closed.value.sent.reason
+
+    asyncio.run(scenario())
+
+
 def test_an_unknown_or_missing_client_is_a_one_line_config_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
