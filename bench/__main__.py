@@ -20,6 +20,7 @@ from bench.replay import run_replay
 from bench.scaling import run_scaling
 from bench.soak import run_soak
 from bench.stats import Row, format_table
+from bench.ws_client_cost import run_ws_client
 from tickpipe.common.stage import install_event_loop
 
 __all__ = ["BENCHES", "machine", "main"]
@@ -42,6 +43,7 @@ BENCHES: dict[str, Bench] = {
     "replay": lambda a: run_replay(a.quick),
     "peer": lambda a: run_peer(a.quick, count=a.peer_trades, reps=a.peer_reps),
     "archive": lambda a: run_archive(a.quick),
+    "ws-client": lambda a: run_ws_client(a.quick),
     "scaling": lambda a: run_scaling(
         a.quick, count=a.scaling_trades, paced_rate=a.scaling_rate, seconds=a.scaling_seconds
     ),

@@ -3,9 +3,10 @@
 Both clients read the same blast server (a child process sending pre-encoded trade frames) and
 append to a real redis-server in this process's event loop:
 
-* **bare** (the reference): a minimal websockets client whose reader appends to a deque and
-  whose writer takes everything queued (up to ``batch_max``) and sends one pipelined batch of
-  XADDs of the same raw-stream fields, pre-encoded in RESP
+* **bare** (the reference): a minimal client on the ingestor's WebSocket client
+  (:meth:`ingestor.slot.WsOptions.connect`: picows when installed, else websockets) whose reader
+  appends to a deque and whose writer takes everything queued (up to ``batch_max``) and sends
+  one pipelined batch of XADDs of the same raw-stream fields, pre-encoded in RESP
   (:func:`ingestor.writer.encode_raw_xadd`), the ingestor's batch policy with nothing else;
 * **bare, script writes**: the same client writing each batch as the ingestor does, one call of
   its append script (:func:`ingestor.writer.encode_append`), shown so the share of the gain that
@@ -29,7 +30,6 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from websockets.asyncio.client import connect
 
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, rate, ratio
@@ -38,6 +38,7 @@ from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Settings
 from tickpipe.ingestor.shell import Ingestor
 from tickpipe.ingestor.shell import run as run_ingestor
+from tickpipe.ingestor.slot import WsOptions
 from tickpipe.ingestor.writer import encode_append, encode_raw_xadd
 
 __all__ = [
@@ -91,7 +92,7 @@ async def bare_client(
             written += len(frames)
         done.set()
 
-    async with connect(url, max_size=4 << 20, max_queue=256, compression=None) as ws:
+    async with WsOptions().connect(url) as ws:  # the ingestor's client and options
         opened = time.time_ns()
         task = asyncio.create_task(writer())
         seq = 0

@@ -22,7 +22,7 @@ EXTRAS = {
     "pandas": ("pandas",),
     "parquet": ("pandas", "pyarrow"),
     "metrics": ("prometheus_client",),
-    "fast": ("uvloop",),
+    "fast": ("uvloop", "picows"),
 }
 
 

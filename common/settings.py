@@ -162,6 +162,8 @@ class Settings:
     metrics_port: int = 0
     binance_conn_lifetime_s: float = 82_800.0
     ingestor_stale_max_s: float = 60.0
+    #: The ingestor's WebSocket client, ``picows`` or ``websockets``; empty: picows if installed.
+    ws_client: str = ""
     ingestor_journal_max_mb: int = 1024
     channels: tuple[str, ...] = ("trade", "bookTicker", "depth@100ms")
     trader_lease_ms: int = 5000
@@ -482,6 +484,9 @@ def _question_ids(text: str) -> tuple[str, ...]:
 _alpaca_encoding = _one_of("json", "msgpack")
 
 
+_ws_client = _one_of("picows", "websockets", case=str.lower)
+
+
 KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "REDIS_URL": ("redis_url", _redis_url),
     "TICKPIPE_NAMESPACE": ("namespace", _namespace),
@@ -538,6 +543,7 @@ KNOWN_KEYS: dict[str, tuple[str, object]] = {
     "TICKPIPE_METRICS_PORT": ("metrics_port", _port(0)),
     "TICKPIPE_BINANCE_CONN_LIFETIME_S": ("binance_conn_lifetime_s", _positive_float),
     "TICKPIPE_INGESTOR_STALE_MAX_S": ("ingestor_stale_max_s", _positive_float),
+    "TICKPIPE_WS_CLIENT": ("ws_client", _ws_client),
     "TICKPIPE_INGESTOR_JOURNAL_MAX_MB": ("ingestor_journal_max_mb", _non_negative_int),
     "TICKPIPE_CHANNELS": ("channels", _channels),
     "TICKPIPE_TRADER_LEASE_MS": ("trader_lease_ms", _lease_ms),

@@ -19,14 +19,12 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
-
 from tickpipe.common.links import ConnectionTape, Link, Step, StreamTapes
 from tickpipe.ingestor.connection import Connection, Ended
 from tickpipe.ingestor.liveness import Cadence
 from tickpipe.ingestor.slot import Run
 from tickpipe.ingestor.writer import Item
+from tickpipe.ingestor.wsclient import ConnectionClosed, WsConnection
 
 __all__ = ["AdapterConnection", "SessionAdapter", "Step", "VenueAdapter", "adapter_slots"]
 
@@ -127,7 +125,7 @@ class AdapterConnection(Connection):
 
     async def _read_steps(
         self,
-        ws: ClientConnection,
+        ws: WsConnection,
         session: SessionAdapter,
         run: Run,
         cadence: Cadence,
@@ -157,10 +155,10 @@ class AdapterConnection(Connection):
         await self.queue.put(item)
 
 
-async def _send_all(ws: ClientConnection, outbox: asyncio.Queue[str | bytes]) -> None:
+async def _send_all(ws: WsConnection, outbox: asyncio.Queue[str | bytes]) -> None:
     while True:
         message = await outbox.get()
-        with contextlib.suppress(ConnectionClosed):
+        with contextlib.suppress(*ConnectionClosed):
             await ws.send(message)
 
 

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.contract import MarkerEvent, RawKind
@@ -45,6 +43,7 @@ from tickpipe.ingestor.slot import (
     session_outcome,
 )
 from tickpipe.ingestor.writer import IngestorStats, WriteQueue
+from tickpipe.ingestor.wsclient import ConnectionClosed, WsConnection
 from tickpipe.venues.registry import CombinedStreams
 
 if TYPE_CHECKING:
@@ -58,6 +57,8 @@ log = logging.getLogger("tickpipe.ingestor")
 CLOCK_SAMPLES = 4
 #: How long one server-time answer may take before the slot signs with what it knows.
 CLOCK_ANSWER_TIMEOUT_S = 5.0
+#: What ends the clock sampling early: a missing answer or a closed connection.
+CLOCK_SAMPLING_ENDS: tuple[type[Exception], ...] = (TimeoutError, *ConnectionClosed)
 
 
 @dataclass(slots=True)
@@ -300,7 +301,7 @@ class Connection:
                 else:
                     await self._put(marker)
 
-    async def _sample_clock(self, ws: ClientConnection, tape: ConnectionTape) -> None:
+    async def _sample_clock(self, ws: WsConnection, tape: ConnectionTape) -> None:
         """Time :data:`CLOCK_SAMPLES` server-time requests into :attr:`venue_clock`.
 
         Runs before the read loop; every message received meanwhile (the answers too) is
@@ -313,7 +314,7 @@ class Connection:
                 if self.halt.is_set():
                     return
                 await self._clock_sample(ws, tape, f"clock-{tape.conn}-{n}")
-        except (TimeoutError, ConnectionClosed) as exc:
+        except CLOCK_SAMPLING_ENDS as exc:
             log.warning(
                 "the venue did not tell its time: %s",
                 type(exc).__name__,
@@ -322,9 +323,7 @@ class Connection:
             return
         self._judge_clock(tape.conn)
 
-    async def _clock_sample(
-        self, ws: ClientConnection, tape: ConnectionTape, request_id: str
-    ) -> None:
+    async def _clock_sample(self, ws: WsConnection, tape: ConnectionTape, request_id: str) -> None:
         """Send one server-time request and wait for its answer, recording what arrives."""
         assert self.server_time is not None
         sent_ns = self.clock()
@@ -354,7 +353,7 @@ class Connection:
             log.warning(warning, extra=extra)
 
     async def _read_to_end(
-        self, ws: ClientConnection, run: Run, reading: Awaitable[None], ended: Ended
+        self, ws: WsConnection, run: Run, reading: Awaitable[None], ended: Ended
     ) -> None:
         """Await ``reading`` (a session's read loop) and record in ``ended`` why it stopped.
 
@@ -413,7 +412,7 @@ class Connection:
             run.rotate_reason = reason
             run.rotate.set()
 
-    async def _close_when_retired(self, ws: ClientConnection, run: Run) -> None:
+    async def _close_when_retired(self, ws: WsConnection, run: Run) -> None:
         halted = asyncio.create_task(self.halt.wait())
         retired = asyncio.create_task(run.retire.wait())
         try:
@@ -424,7 +423,7 @@ class Connection:
         await ws.close()
 
     async def _watch(
-        self, ws: ClientConnection, tape: ConnectionTape, run: Run, cadence: Cadence
+        self, ws: WsConnection, tape: ConnectionTape, run: Run, cadence: Cadence
     ) -> None:
         """Check liveness a few times per floor period; close a stale connection with 1011."""
         interval = max(0.05, min(1.0, self.options.stale_floor_s / 4))
@@ -506,7 +505,7 @@ class Connection:
         self._want_rotation(run, f"silent stream {names}")
 
     async def _read(
-        self, ws: ClientConnection, tape: ConnectionTape, run: Run, cadence: Cadence
+        self, ws: WsConnection, tape: ConnectionTape, run: Run, cadence: Cadence
     ) -> None:
         queue, stats, clock, stream = self.queue, self.stats, self.clock, self.link.stream
         async for message in ws:

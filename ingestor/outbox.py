@@ -15,12 +15,11 @@ import time
 from urllib.parse import quote
 
 import orjson
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
 from tickpipe.common.errors import VenueError
 from tickpipe.common.links import Reply
 from tickpipe.ingestor.subscriptions import TokenBucket, chunked
+from tickpipe.ingestor.wsclient import ConnectionClosed, WsConnection
 
 __all__ = ["StreamRequests", "send_paced"]
 
@@ -104,7 +103,7 @@ class StreamRequests:
         return method, stream, reply.error
 
 
-async def send_paced(ws: ClientConnection, outbox: asyncio.Queue[str]) -> None:
+async def send_paced(ws: WsConnection, outbox: asyncio.Queue[str]) -> None:
     """Send queued control messages under the per-connection message rate (token bucket)."""
     bucket = TokenBucket()
     while True:
@@ -113,5 +112,5 @@ async def send_paced(ws: ClientConnection, outbox: asyncio.Queue[str]) -> None:
         if delay_ns:
             await asyncio.sleep(delay_ns / 1e9 + 0.001)
             bucket.wait_ns(time.monotonic_ns())  # the token is there now: take it
-        with contextlib.suppress(ConnectionClosed):
+        with contextlib.suppress(*ConnectionClosed):
             await ws.send(message)

@@ -56,6 +56,7 @@ from tickpipe.ingestor.journal import Journal, JournalLocked
 from tickpipe.ingestor.rest import RestFetcher
 from tickpipe.ingestor.subscriptions import MAX_STREAMS_PER_CONN, ControlRequest
 from tickpipe.ingestor.writer import BatchWriter, IngestorStats, WriteQueue
+from tickpipe.ingestor.wsclient import check_client, default_client
 from tickpipe.venues.registry import venue
 
 __all__ = ["Ingestor", "run"]
@@ -87,8 +88,12 @@ class Ingestor:
         self.queue_max = queue_max
         self.batch_max = batch_max
         self.flush_timeout_s = flush_timeout_s
+        if settings.ws_client:
+            check_client(settings.ws_client)  # not installed: one line, exit 2
         self.options = options or WsOptions(
-            stale_max_s=settings.ingestor_stale_max_s, lifetime_s=settings.binance_conn_lifetime_s
+            stale_max_s=settings.ingestor_stale_max_s,
+            lifetime_s=settings.binance_conn_lifetime_s,
+            client=settings.ws_client,
         )
         self.stats = IngestorStats()
         self.queue: WriteQueue = asyncio.Queue(maxsize=queue_max)
@@ -261,6 +266,7 @@ class Ingestor:
             extra={
                 "connections": [c.link.label for c in self.connections],
                 "queue_max": self.queue_max,
+                "ws_client": self.options.client or default_client(),
             },
         )
         try:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
+import websockets.exceptions
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import AuthError, ConfigError, RateLimited, VenueError
 from tickpipe.common.links import retry_after_from_header
 from tickpipe.common.tls import ws_ssl
+from tickpipe.ingestor import wsclient
+from tickpipe.ingestor.wsclient import InvalidStatus, InvalidURI, WebSocketException, WsConnection
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -30,7 +32,7 @@ __all__ = [
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
-#: Messages websockets buffers per connection before it stops reading the socket.
+#: Messages the client buffers per connection before it stops reading the socket.
 WS_MAX_QUEUE = 256
 
 
@@ -53,27 +55,30 @@ class WsOptions:
     #: Largest message accepted; a larger one closes the connection (1009) and is recorded.
     max_frame_bytes: int = MAX_FRAME_BYTES
 
+    #: The WebSocket client (:data:`ingestor.wsclient.WS_CLIENTS`); empty: picows if installed.
+    client: str = ""
+
     def connect(
         self, url: str, headers: Mapping[str, str] | None = None, verify_tls: bool = True
-    ) -> connect:
+    ) -> AbstractAsyncContextManager[WsConnection]:
         """Open ``url`` with these options: pings, close timeout, frame cap, no compression.
 
-        websockets buffers at most ``WS_MAX_QUEUE`` messages before it stops reading the socket.
+        The client buffers at most ``WS_MAX_QUEUE`` messages before it stops reading the socket.
         """
-        return connect(
+        return wsclient.connect(
+            self.client or wsclient.default_client(),
             url,
-            ssl=ws_ssl(url, verify_tls),
-            additional_headers=headers or None,
-            ping_interval=self.ping_interval_s,
-            ping_timeout=self.ping_timeout_s,
-            close_timeout=self.close_timeout_s,
+            ssl_context=ws_ssl(url, verify_tls),
+            headers=headers,
+            ping_interval_s=self.ping_interval_s,
+            ping_timeout_s=self.ping_timeout_s,
+            close_timeout_s=self.close_timeout_s,
             max_size=self.max_frame_bytes,
             max_queue=WS_MAX_QUEUE,
-            compression=None,
         )
 
 
-class StaleConnection(WebSocketException):
+class StaleConnection(websockets.exceptions.WebSocketException):
     """The connection is open but mute: nothing arrived within its liveness limits."""
 
 
@@ -122,7 +127,7 @@ def session_outcome(run: Run, url: str, backoff: Backoff) -> tuple[str, float | 
             header = exc.response.headers.get("Retry-After")
             backoff.wait_at_least(retry_after_from_header(header) or 0.0)
         return f"handshake refused with HTTP {status}", uptime
-    if isinstance(exc, OSError | TimeoutError | WebSocketException | VenueError):
+    if isinstance(exc, (OSError, TimeoutError, VenueError, *WebSocketException)):
         return f"{type(exc).__name__}: {exc}", uptime
     raise exc
 

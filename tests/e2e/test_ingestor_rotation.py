@@ -25,18 +25,20 @@ from tests.e2e.test_ingestor_faults import (
     start,
 )
 from tickpipe.common.schema import RawFrame
+from tickpipe.ingestor.wsclient import WS_CLIENTS
 from tickpipe.mock_ws.ground_truth import read_ground_truth
 
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.parametrize("ws_client", WS_CLIENTS)
 def test_lifetime_rotation_and_server_shutdown_leave_no_gap_and_no_duplicate(
-    redis_server: RedisServer, processes: Processes, tmp_path: Path
+    redis_server: RedisServer, processes: Processes, tmp_path: Path, ws_client: str
 ) -> None:
     truth_path = tmp_path / "ground-truth.jsonl"
     ingestor, port = start(
         processes, redis_server.url, "--ground-truth", str(truth_path),
-        TICKPIPE_BINANCE_CONN_LIFETIME_S="4",
+        TICKPIPE_BINANCE_CONN_LIFETIME_S="4", TICKPIPE_WS_CLIENT=ws_client,
     )  # fmt: skip
     processor = processes.start(
         "processor", "-m", "tickpipe.processor", env={"TICKPIPE_INSTANCE": "proc"}

@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 #: What ``pip install tickpipe`` brings without extras (see pyproject.toml for why each is core).
 CORE = {"websockets", "redis", "msgpack", "python-dotenv", "orjson", "aiohttp", "cryptography"}
 #: Packages only extras bring; the core must run without any of them.
-EXTRA_ONLY = ("pandas", "pyarrow", "dash", "plotly", "flask", "prometheus_client", "uvloop")
+EXTRA_ONLY = (
+    "pandas", "pyarrow", "dash", "plotly", "flask", "prometheus_client", "uvloop", "picows",
+)  # fmt: skip
 #: Modules that need an extra (they are imported only when that feature is used).
 NEEDS_EXTRA = ("tickpipe.dashboard", "tickpipe.tools.frames", "tickpipe.common.metrics")
 

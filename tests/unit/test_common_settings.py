@@ -165,3 +165,12 @@ def test_venue_mistakes_are_one_line_config_errors(env: dict[str, str], words: s
     with pytest.raises(ConfigError) as info:
         load_settings(env, dotenv_path=None)
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_websocket_client_setting_names_one_of_the_two() -> None:
+    assert load_settings({"TICKPIPE_WS_CLIENT": "WebSockets"}, dotenv_path=None).ws_client == (
+        "websockets"
+    )
+    assert load_settings({}, dotenv_path=None).ws_client == ""
+    with pytest.raises(ConfigError, match="TICKPIPE_WS_CLIENT"):
+        load_settings({"TICKPIPE_WS_CLIENT": "aiohttp"}, dotenv_path=None)
