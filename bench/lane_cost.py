@@ -3,28 +3,44 @@
 ``python -m bench.lane_cost [--trades N] [--batch B] [--symbols 1,10,200,1000]`` feeds the same
 trade frames as the blast server (round-robin over :func:`bench.frames.symbol_names`) through one
 :class:`processor.lanes.PartitionLane` in batches of ``B`` (the processor's default read size),
-decoding the entries as the shell does, and prints per symbol count: the lane's CPU time per
-trade (``time.process_time``, so other jobs on the machine move it little), the part of it spent
-encoding the checkpoint, the checkpoint's size at the end (each commit writes it), and the output
-entries per trade by stream kind. No Redis, no sockets: it explains the scaling table's
-processor column, it does not replace it.
+the way a member on its own connection does (:class:`processor.link.Pipe`): each batch arrives
+as the RESP bytes of an ``XREADGROUP`` reply, parsed by hiredis (redis-py's parser), decoded by
+:func:`processor.wire.decode_flat_entries`, processed, and its commit encoded as the ``EVAL`` the
+member writes. It prints per symbol count the lane's CPU time per trade (``time.process_time``,
+so other jobs on the machine move it little) and its parts: reading the reply (parse and decode),
+processing (the checkpoint's encoding included, also shown on its own) and encoding the commit;
+the checkpoint's size at the end (each commit writes it), and the output entries per trade by
+stream kind. No Redis, no sockets, no event loop: it explains the scaling table's processor
+column, it does not replace it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import hiredis
+
 from bench.frames import raw_entries, symbol_names, trade_frames
-from tickpipe.common.names import Partition
+from tickpipe.common.names import GROUP_PROCESSOR, Partition
+from tickpipe.common.redis_link import Script
 from tickpipe.common.settings import Settings
-from tickpipe.processor.lanes import PartitionLane, decode_entries
+from tickpipe.processor.lanes import PartitionLane
+from tickpipe.processor.wire import (
+    COMMIT_SCRIPT,
+    commit_call,
+    decode_flat_entries,
+    stream_entries,
+)
 
 __all__ = ["LaneCost", "lane_cost", "main"]
+
+_COMMIT = Script(COMMIT_SCRIPT)
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,9 @@ class LaneCost:
     symbols: int
     trades: int
     cpu_us_per_trade: float
+    read_us_per_trade: float
+    process_us_per_trade: float
+    encode_us_per_trade: float
     checkpoint_us_per_trade: float
     checkpoint_bytes: int
     outputs_per_trade: dict[str, float]
@@ -48,30 +67,66 @@ def lane_cost(symbols: int, trades: int, batch: int) -> LaneCost:
     now_ns = time.time_ns()
     # Every trade lies in the past when received (1 ms per 100 frames), as the blast server's.
     frames = trade_frames(names, trades, start_ms=now_ns // 1_000_000 - trades // 100 - 1)
-    entries = [
-        (f"{n}-0".encode(), {k.encode(): v.encode() for k, v in fields.items()})
-        for n, fields in enumerate(raw_entries(frames, conn="lc", ts_recv=now_ns), start=1)
+    fields = raw_entries(frames, conn="lc", ts_recv=now_ns)
+    replies = [
+        _xreadgroup_reply(lane.stream, start, fields[start : start + batch])
+        for start in range(0, trades, batch)
     ]
-    cpu_s = checkpoint_s = 0.0
+    read_s = process_s = encode_s = checkpoint_s = 0.0
     outputs: Counter[str] = Counter()
     size = 0
-    for start in range(0, trades, batch):
+    for reply in replies:
         began = time.process_time()
-        commit = lane.process(decode_entries(entries[start : start + batch]), now_ns)
-        cpu_s += time.process_time() - began
-        began = time.process_time()
+        reader = hiredis.Reader()
+        reader.feed(reply)
+        entries = decode_flat_entries(stream_entries(reader.gets()))
+        read = time.process_time()
+        commit = lane.process(entries, now_ns)
+        processed = time.process_time()
+        keys, args = commit_call(
+            lease_key=lane.lease_key,
+            checkpoint_key=lane.checkpoint_key,
+            stream=lane.stream,
+            group=GROUP_PROCESSOR,
+            instance=settings.instance,
+            lease_ms=10_000,
+            commit=commit,
+        )
+        _COMMIT.eval(keys, args)
+        encoded = time.process_time()
         lane.state.to_bytes()  # what process() did once for this commit, timed on its own
-        checkpoint_s += time.process_time() - began
+        checkpoint_s += time.process_time() - encoded
+        read_s += read - began
+        process_s += processed - read
+        encode_s += encoded - processed
         size = len(commit.checkpoint)
         outputs.update(_kind(stream) for stream, _ in commit.outputs)
+    per_trade = 1e6 / trades
     return LaneCost(
         symbols,
         trades,
-        1e6 * cpu_s / trades,
-        1e6 * checkpoint_s / trades,
+        per_trade * (read_s + process_s + encode_s),
+        per_trade * read_s,
+        per_trade * process_s,
+        per_trade * encode_s,
+        per_trade * checkpoint_s,
         size,
         {kind: n / trades for kind, n in sorted(outputs.items())},
     )
+
+
+def _xreadgroup_reply(stream: str, first: int, entries: Sequence[dict[str, str]]) -> bytes:
+    """Return the RESP2 bytes Redis answers ``XREADGROUP`` with for ``entries`` of ``stream``."""
+
+    def bulk(text: str) -> bytes:
+        data = text.encode()
+        return b"$%d\r\n%s\r\n" % (len(data), data)
+
+    parts = [b"*1\r\n*2\r\n", bulk(stream), b"*%d\r\n" % len(entries)]
+    for n, fields in enumerate(entries, start=first + 1):
+        parts.append(b"*2\r\n" + bulk(f"{n}-0") + b"*%d\r\n" % (2 * len(fields)))
+        parts.extend(bulk(key) + bulk(value) for key, value in fields.items())
+    return b"".join(parts)
 
 
 def _kind(stream: str) -> str:
@@ -92,18 +147,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--symbols {args.symbols!r}: give whole numbers, e.g. 1,10,200")
     if min(counts) < 1 or args.trades < 1 or args.batch < 1:
         parser.error("--symbols, --trades and --batch must be positive")
-    print(f"{args.trades:,} trades per row, batches of {args.batch}; CPU is process time\n")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        "| symbols | lane CPU µs per trade | of which the checkpoint | checkpoint bytes "
-        "| output entries per trade |"
+        f"{args.trades:,} trades per row, batches of {args.batch}; CPU is process time; "
+        f"load average {load}\n"
     )
-    print("|---|---|---|---|---|")
+    print(
+        "| symbols | lane CPU µs per trade | read reply | process | of which the checkpoint "
+        "| encode commit | checkpoint bytes | output entries per trade |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for count in counts:
         cost = lane_cost(count, args.trades, args.batch)
         kinds = ", ".join(f"{k} {v:.2f}" for k, v in cost.outputs_per_trade.items())
         print(
-            f"| {count:,} | {cost.cpu_us_per_trade:.1f} | {cost.checkpoint_us_per_trade:.1f} "
-            f"| {cost.checkpoint_bytes:,} | {kinds} |",
+            f"| {count:,} | {cost.cpu_us_per_trade:.1f} | {cost.read_us_per_trade:.1f} "
+            f"| {cost.process_us_per_trade:.1f} | {cost.checkpoint_us_per_trade:.1f} "
+            f"| {cost.encode_us_per_trade:.1f} | {cost.checkpoint_bytes:,} | {kinds} |",
             flush=True,
         )
     return 0
