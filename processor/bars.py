@@ -96,10 +96,10 @@ class OpenBar:
         Open and close follow trade ids (the venue's time order), not arrival order, so a late
         trade revises a bar to what it would have been had the trade come on time.
         """
-        self.fold(trade, decimal_of(trade.price), int(trade.trade_id))
+        self.fold(trade, decimal_of(trade.price), int(trade.trade_id), decimal_of(trade.qty))
 
-    def fold(self, trade: Trade, price: Decimal, trade_id: int) -> None:
-        """Do :meth:`add` with the trade's price and id already parsed."""
+    def fold(self, trade: Trade, price: Decimal, trade_id: int, qty: Decimal) -> None:
+        """Do :meth:`add` with the trade's price, id and quantity already parsed."""
         if price > self._high:
             self.high, self._high = trade.price, price
         if price < self._low:
@@ -114,7 +114,7 @@ class OpenBar:
             last_id = self._last_id = int(self.last_trade_id)
         if trade_id >= last_id:
             self.close, self.last_trade_id, self._last_id = trade.price, trade.trade_id, trade_id
-        self.volume = _SUM.add(self.volume, decimal_of(trade.qty))
+        self.volume = _SUM.add(self.volume, qty)
         self.trades += 1
         if trade.ts_event > self.ts_event:
             self.ts_event = trade.ts_event
@@ -222,17 +222,19 @@ class BarBuilder:
         out = self.advance(ts_event) if ts_event > self.max_ts_event else []
         watermark = self.max_ts_event - self.lateness_ns
         hot = self._hot.get(symbol)
-        if hot is not None and all(
-            ts_event - ts_event % length_ns == ts_open and end > watermark
-            for length_ns, ts_open, end, _, _ in hot
-        ):  # the same buckets as this symbol's last trade: fold into its open bars
-            price, trade_id = decimal_of(trade.price), int(trade.trade_id)
-            for _, _, _, hot_bar, hot_key in hot:
-                hot_bar.fold(trade, price, trade_id)
-                self._touched[hot_key] = None
-            return out, []
+        if hot is not None:
+            for length_ns, ts_open, end, _, _ in hot:
+                if ts_event - ts_event % length_ns != ts_open or end <= watermark:
+                    break
+            else:  # the same buckets as this symbol's last trade: fold into its open bars
+                price, trade_id = decimal_of(trade.price), int(trade.trade_id)
+                qty, touched_keys = decimal_of(trade.qty), self._touched
+                for _, _, _, hot_bar, hot_key in hot:
+                    hot_bar.fold(trade, price, trade_id, qty)
+                    touched_keys[hot_key] = None
+                return out, []
         too_late: list[str] = []
-        parsed: tuple[Decimal, int] | None = None
+        parsed: tuple[Decimal, int, Decimal] | None = None
         warm: list[tuple[int, int, int, OpenBar, tuple[str, str, int]]] = []
         for interval, length_ns in self.intervals.items():
             key = (symbol, interval)
@@ -249,7 +251,11 @@ class BarBuilder:
                         self._next_due = end
                 else:
                     if parsed is None:
-                        parsed = (decimal_of(trade.price), int(trade.trade_id))
+                        parsed = (
+                            decimal_of(trade.price),
+                            int(trade.trade_id),
+                            decimal_of(trade.qty),
+                        )
                     bar.fold(trade, *parsed)
                 touched = (symbol, interval, ts_open)
                 self._touched[touched] = None
