@@ -1,8 +1,9 @@
 """Build the hot path's frozen events without their generated ``__init__`` (pure, no I/O).
 
-A frozen dataclass sets every field through ``object.__setattr__`` by name; for the two objects
-made per raw frame (the :class:`~common.schema.RawFrame` read and the
-:class:`~common.schema.Trade` parsed from it) that is a visible share of the processor's time.
+A frozen dataclass sets every field through ``object.__setattr__`` by name; for the three objects
+made per raw frame (the :class:`~common.schema.RawFrame` read, the
+:class:`~common.schema.Trade` parsed from it and the :class:`~common.messages.Trades` that
+carries it) that is a visible share of the processor's time.
 These builders set the same slots through their descriptors: the objects are equal to the ones
 the constructors make (a unit test checks it, and the field order is checked at import, so a
 schema change cannot silently shift a value into the wrong field).
@@ -13,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tickpipe.common.messages import Trades
 from tickpipe.common.schema import RawFrame, Trade
 
-__all__ = ["new_raw_frame", "new_trade"]
+__all__ = ["new_raw_frame", "new_trade", "one_trade"]
 
 _RAW_FIELDS = ("kind", "venue", "conn", "seq", "ts_recv", "data", "channel")
 _TRADE_FIELDS = (
@@ -42,6 +44,7 @@ def _setters(cls: type, names: tuple[str, ...]) -> list[Any]:
 _new = object.__new__
 _r0, _r1, _r2, _r3, _r4, _r5, _r6 = _setters(RawFrame, _RAW_FIELDS)
 _t0, _t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8, _t9 = _setters(Trade, _TRADE_FIELDS)
+_s0, _s1, _s2 = _setters(Trades, ("items", "aggregate", "rejected"))
 
 
 def new_raw_frame(
@@ -85,3 +88,12 @@ def new_trade(
     _t8(trade, ts_proc)
     _t9(trade, src)
     return trade
+
+
+def one_trade(trade: Trade) -> Trades:
+    """Return ``Trades((trade,))``: one live trade of a frame, not aggregate, none rejected."""
+    trades: Trades = _new(Trades)
+    _s0(trades, (trade,))
+    _s1(trades, False)
+    _s2(trades, ())
+    return trades

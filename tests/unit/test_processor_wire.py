@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from tests.integration.test_processor_shell import real_frames
 from tickpipe.common import decimals
-from tickpipe.common.builders import new_raw_frame, new_trade
+from tickpipe.common.builders import new_raw_frame, new_trade, one_trade
 from tickpipe.common.errors import DecodeError
+from tickpipe.common.messages import Trades
 from tickpipe.common.schema import Bar, Event, Quote, RawFrame, Signal, Trade
 from tickpipe.processor.bars import BarBuilder
 from tickpipe.processor.lanes import Commit, decode_entries
@@ -192,6 +193,7 @@ def test_builders_make_objects_equal_to_the_constructors() -> None:
         built.price = "9"  # type: ignore[misc]
     raw_args = ("ws", "binance", "c1", 1, 2, "{}", "market")
     assert new_raw_frame(*raw_args) == RawFrame(*raw_args)
+    assert one_trade(built) == Trades((built,)) and hash(one_trade(built)) == hash(Trades((built,)))
 
 
 def test_decimal_cache_gives_equal_values_and_stays_bounded() -> None:

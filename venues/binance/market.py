@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tickpipe.common.builders import new_trade
+from tickpipe.common.builders import new_trade, one_trade
 from tickpipe.common.decimals import decimal_of
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.messages import MarketItem, Trades
@@ -192,6 +192,11 @@ def classify(entry_id: str, frame: RawFrame, ts_proc: int = 0) -> MarketItem:
     if frame.kind != "ws":
         raise DecodeError(f"unknown raw frame kind {frame.kind!r}")
     stream, payload = binance.unwrap(frame.data)
+    if stream is not None and stream.partition("@")[2] == "trade":
+        # The hot shape, a combined-stream trade: what _event answers, without its dispatch.
+        trade = _fast_trade(entry_id, frame, stream, payload, ts_proc)
+        if trade is not None:
+            return one_trade(trade)
     if stream is None and is_reply(payload):
         return "replies"
     if stream is None and not (isinstance(payload, Mapping) and ("e" in payload or "u" in payload)):
