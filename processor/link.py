@@ -200,6 +200,8 @@ class Pipe:
         self.lane = lane
         self._channel: Channel | None = link.seam.channel() if link.direct else None
         self._sent: deque[_Sent] = deque()
+        #: The encoded fenced read of new entries (cursor ``>``), by count: the same every batch.
+        self._new_reads: dict[int, bytes] = {}
         self.newest = "0-0"
         self.woken = False
 
@@ -232,16 +234,21 @@ class Pipe:
         if not link.seam.scripted:
             sent.reply = _Decoded(await self._read_transaction(cursor, count))
         elif link.direct:
-            commands = fenced_read_commands(
-                lease_key=lane.lease_key,
-                fence_key=lane.fence_key,
-                stream=lane.stream,
-                group=GROUP_PROCESSOR,
-                instance=link.instance,
-                cursor=cursor,
-                count=count,
-            )
-            await self._send(b"".join(encode_command(c) for c in commands))
+            payload = self._new_reads.get(count) if cursor == ">" else None
+            if payload is None:
+                commands = fenced_read_commands(
+                    lease_key=lane.lease_key,
+                    fence_key=lane.fence_key,
+                    stream=lane.stream,
+                    group=GROUP_PROCESSOR,
+                    instance=link.instance,
+                    cursor=cursor,
+                    count=count,
+                )
+                payload = b"".join(encode_command(c) for c in commands)
+                if cursor == ">":
+                    self._new_reads[count] = payload
+            await self._send(payload)
         else:
             keys, args = read_call(
                 lease_key=lane.lease_key,
