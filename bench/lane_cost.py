@@ -10,13 +10,15 @@ member writes. It prints per symbol count the lane's CPU time per trade (``time.
 so other jobs on the machine move it little) and its parts: reading the reply (parse and decode),
 processing (the checkpoint's encoding included, also shown on its own) and encoding the commit;
 the checkpoint's size at the end (each commit writes it), and the output entries per trade by
-stream kind. No Redis, no sockets, no event loop: it explains the scaling table's processor
+stream kind. The collector runs as in the stage (its thresholds, and what was built before the
+run frozen). No Redis, no sockets, no event loop: it explains the scaling table's processor
 column, it does not replace it.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -30,6 +32,7 @@ from bench.frames import raw_entries, symbol_names, trade_frames
 from tickpipe.common.names import GROUP_PROCESSOR, Partition
 from tickpipe.common.redis_link import Script
 from tickpipe.common.settings import Settings
+from tickpipe.processor.__main__ import GC_THRESHOLDS
 from tickpipe.processor.lanes import PartitionLane
 from tickpipe.processor.wire import (
     COMMIT_SCRIPT,
@@ -72,6 +75,26 @@ def lane_cost(symbols: int, trades: int, batch: int) -> LaneCost:
         _xreadgroup_reply(lane.stream, start, fields[start : start + batch])
         for start in range(0, trades, batch)
     ]
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()  # the stage freezes what import and set-up made; here also the inputs
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        return _run(lane, settings, replies, symbols, trades, now_ns)
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+def _run(
+    lane: PartitionLane,
+    settings: Settings,
+    replies: list[bytes],
+    symbols: int,
+    trades: int,
+    now_ns: int,
+) -> LaneCost:
+    """Feed ``replies`` through ``lane``; return what it spent per trade."""
     read_s = process_s = encode_s = checkpoint_s = 0.0
     outputs: Counter[str] = Counter()
     size = 0
