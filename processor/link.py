@@ -32,7 +32,14 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from tickpipe.common.names import GROUP_PROCESSOR
-from tickpipe.common.redis_link import Channel, Contended, RedisLink, Script, ScriptsRefused
+from tickpipe.common.redis_link import (
+    Channel,
+    Contended,
+    RedisLink,
+    RedisLost,
+    Script,
+    ScriptsRefused,
+)
 from tickpipe.common.resp import encode_command
 from tickpipe.common.schema import RawFrame, text_of
 from tickpipe.processor.entries import BadEntry
@@ -337,10 +344,24 @@ class Pipe:
         return entries, confirmed
 
     async def _read_replies(self, count: int) -> Any:
-        """Read ``count`` replies off the held connection; one is returned as it is."""
-        assert self._channel is not None
-        replies = await self._channel.replies(count)
-        return replies[0] if count == 1 else _Fenced(replies)
+        """Read ``count`` replies off the held connection; one is returned as it is.
+
+        Redis answers a fenced read's six commands at once, so one deadline (the connection's
+        ``socket_timeout``) covers them all rather than a timer armed per reply, a share of the
+        processor's CPU per batch when batches are small. Past it the connection is discarded
+        and :class:`RedisLost` raised, as a reply timed out on its own would.
+        """
+        channel = self._channel
+        assert channel is not None
+        if count == 1:
+            return (await channel.replies(1))[0]
+        timeout_s = getattr(channel.connection, "socket_timeout", None)
+        try:
+            replies = await channel.replies(count, timeout_s=timeout_s or None)
+        except TimeoutError as exc:
+            await channel.discard()
+            raise RedisLost(f"Redis did not answer a read within {timeout_s} s") from exc
+        return _Fenced(replies)
 
     async def _read_transaction(self, cursor: str, count: int) -> Entries:
         entries, self.newest = await self.link.read_transaction(self.lane, cursor, count)

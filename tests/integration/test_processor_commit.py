@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from typing import Any
 
 import fakeredis
 import orjson
 import pytest
+import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from tests.integration.test_common_redis_link import NoScripts
@@ -22,6 +24,7 @@ from tests.integration.test_processor_shell import (
 )
 from tests.waits import until
 from tickpipe.common.names import GROUP_PROCESSOR
+from tickpipe.common.redis_link import RedisLost
 from tickpipe.common.schema import RawFrame, decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.processor import link as link_module
@@ -275,5 +278,47 @@ def test_through_redis_py_a_refused_script_reads_and_commits_by_transaction() ->
             assert await _read_stream(redis, key) == rows
         assert await redis.get(settings.keys.checkpoint(P)) == commit.checkpoint
         assert (await redis.xpending(settings.keys.raw(P), GROUP_PROCESSOR))["pending"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_read_redis_never_answers_is_lost_within_the_socket_timeout() -> None:
+    """The six replies of a fenced read share one deadline: past it, Redis is lost (and the
+    connection dropped), as when each reply had its own."""
+
+    async def scenario() -> None:
+        heard: list[bytes] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            silent = False
+            try:
+                while data := await reader.read(65536):
+                    heard.append(data)
+                    silent = silent or b"WATCH" in data  # the fenced read: never answered
+                    if not silent:  # the client's set-up commands: answer each
+                        commands = len(re.findall(rb"(?:^|\r\n)\*\d+\r\n", data))
+                        writer.write(b"+OK\r\n" * commands)
+                        await writer.drain()
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        redis = aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=0.3, protocol=2)
+        link = Link(redis, "m1", 5000)
+        lane = PartitionLane(make_settings(), P)
+        try:
+            async with link.pipe(lane) as pipe:
+                await pipe.send_read(">", 10)
+                began = asyncio.get_running_loop().time()
+                with pytest.raises(RedisLost):
+                    await pipe.collect()
+                assert asyncio.get_running_loop().time() - began >= 0.3
+                assert pipe._channel is not None and not pipe._channel.held
+            assert any(b"WATCH" in data for data in heard)
+        finally:
+            await redis.aclose()
+            server.close()
+            await server.wait_closed()
 
     asyncio.run(scenario())
