@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import hiredis
 
 from bench.frames import raw_entries, symbol_names, trade_frames
+from bench.stats import positive_counts
 from tickpipe.common.names import GROUP_PROCESSOR, Partition
 from tickpipe.common.redis_link import Script
 from tickpipe.common.settings import Settings
@@ -164,12 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500, help="entries per batch (default 500)")
     parser.add_argument("--symbols", default="1,10,200,1000", help="symbol counts to run")
     args = parser.parse_args(argv)
-    try:
-        counts = [int(part) for part in args.symbols.split(",")]
-    except ValueError:
-        parser.error(f"--symbols {args.symbols!r}: give whole numbers, e.g. 1,10,200")
-    if min(counts) < 1 or args.trades < 1 or args.batch < 1:
-        parser.error("--symbols, --trades and --batch must be positive")
+    counts = positive_counts(parser, "--symbols", args.symbols)
+    if args.trades < 1 or args.batch < 1:
+        parser.error("--trades and --batch must be positive")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"{args.trades:,} trades per row, batches of {args.batch}; CPU is process time; "

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Row", "drift", "format_table", "percentile", "rate", "ratio", "summarize_ms"]
+__all__ = [
+    "Row",
+    "drift",
+    "format_table",
+    "percentile",
+    "positive_counts",
+    "rate",
+    "ratio",
+    "summarize_ms",
+]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -104,3 +114,15 @@ def format_table(rows: Sequence[Row]) -> str:
         "| " + " | ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) + " |" for b in body
     ]
     return "\n".join(lines)
+
+
+def positive_counts(parser: argparse.ArgumentParser, option: str, text: str) -> list[int]:
+    """Return the comma-separated whole numbers of ``option`` (``1,10,200``), each at least 1;
+    anything else is the parser's usage error (exit code 2)."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        parser.error(f"{option} {text!r}: give whole numbers, e.g. 1,10,200")
+    if min(counts) < 1:
+        parser.error(f"{option} must be positive")
+    return counts

@@ -25,6 +25,7 @@ from bench.scaling import (
     read_feed_log,
     setups,
 )
+from bench.stage_cost import main as stage_cost_main
 from tickpipe.common.names import Partition, partitions_for
 from tickpipe.ingestor.subscriptions import parse_symbols
 
@@ -182,3 +183,10 @@ def test_the_feed_log_leaves_a_line_still_being_written_for_later(tmp_path: Path
     assert read_feed_log(log) == []
     log.write_bytes(b'{"ev":"first_frame","conn":1}\n{"ev":"sent_all","conn":1,"sent":[[0,')
     assert read_feed_log(log) == [{"ev": "first_frame", "conn": 1}]
+
+
+@pytest.mark.parametrize("argv", [["--batch", "0"], ["--batch", "ten"], ["--runs", "0"]])
+def test_stage_cost_refuses_sizes_that_are_not_positive_whole_numbers(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        stage_cost_main(argv)
+    assert stopped.value.code == 2
