@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import socket
@@ -31,6 +32,10 @@ __all__ = [
 ]
 
 REDIS_INSTALL_HINT = "install it with: sudo apt-get install -y redis-server"
+#: How many ports :func:`start_redis_server` tries when it chooses the port itself.
+_PORT_TRIES = 3
+
+log = logging.getLogger("tickpipe.redis")
 
 #: Run in the child before the real program: ask the kernel for SIGTERM when the parent dies
 #: (Linux ``prctl(PR_SET_PDEATHSIG)``, option 1, kept across ``exec``), leave at once if the
@@ -121,7 +126,36 @@ async def start_redis_server(
     """
     binary = redis_server_binary()
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    port = port or free_port()
+    for attempt in range(1, _PORT_TRIES + 1):
+        chosen = port or free_port()
+        proc = await _spawn_redis(binary, data_dir, chosen, appendonly, aclfile, tied)
+        url = f"redis://127.0.0.1:{chosen}/0"
+        check = url
+        if login is not None:
+            user, password = (quote(part, safe="") for part in login)
+            check = f"redis://{user}:{password}@127.0.0.1:{chosen}/0"
+        try:
+            await wait_for_redis(check, timeout_s=15, proc=proc)
+        except ConfigError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            # A port found free can be taken before the server binds it (another program
+            # starting at the same moment): the server exits at once. Choose another.
+            if port or attempt == _PORT_TRIES or proc.returncode is None:
+                raise
+            log.warning("redis-server exited at start on port %d (taken?); trying another", chosen)
+            continue
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise
+        return proc, url
+    raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+async def _spawn_redis(
+    binary: str, data_dir: Path, port: int, appendonly: bool, aclfile: Path | None, tied: bool
+) -> asyncio.subprocess.Process:
     args = [
         binary,
         "--bind", "127.0.0.1",
@@ -140,7 +174,7 @@ async def start_redis_server(
     # benchmarks run under it) refuses that argument. The child inherits it at fork.
     old_umask = os.umask(PRIVATE_UMASK)
     try:
-        proc = await asyncio.create_subprocess_exec(
+        return await asyncio.create_subprocess_exec(
             *(tied_to_parent(args) if tied else args),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
@@ -148,18 +182,6 @@ async def start_redis_server(
         )
     finally:
         os.umask(old_umask)
-    url = f"redis://127.0.0.1:{port}/0"
-    check = url
-    if login is not None:
-        user, password = (quote(part, safe="") for part in login)
-        check = f"redis://{user}:{password}@127.0.0.1:{port}/0"
-    try:
-        await wait_for_redis(check, timeout_s=15, proc=proc)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        raise
-    return proc, url
 
 
 async def wait_for_redis(
@@ -167,7 +189,8 @@ async def wait_for_redis(
 ) -> None:
     """Wait until Redis at ``url`` answers PING (and has finished loading its data)."""
     deadline = time.monotonic() + timeout_s
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=1)
+    # Bounded per PING: a port taken by a program that never answers must not hang the wait.
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
     try:
         while True:
             if proc is not None and proc.returncode is not None:

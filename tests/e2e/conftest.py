@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -18,16 +17,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.ports import free_port
 from tests.waits import wait_for
 from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

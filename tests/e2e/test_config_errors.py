@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REPO, free_port
+from tests.e2e.conftest import REPO
+from tests.ports import free_port, free_run
 
 pytestmark = pytest.mark.e2e
 
@@ -153,27 +154,12 @@ def test_a_taken_mock_port_is_named(taken_port: int, tmp_path: Path) -> None:
     assert f"--binance-port {taken_port}" in message and "in use" in message, message
 
 
-def _free_run(n: int) -> int:
-    """Return a port p such that p .. p+n-1 are free on loopback right now."""
-    while True:
-        base = free_port()
-        if base + n > 65535:
-            continue
-        try:
-            for port in range(base, base + n):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-
-
 UP_STAGES = ("ingestor", "processor-1", "trader", "dashboard")
 
 
 @pytest.mark.parametrize("stage", UP_STAGES)
 def test_up_stops_with_the_reason_when_a_stage_exits_2(stage: str, tmp_path: Path) -> None:
-    base = _free_run(len(UP_STAGES))
+    base = free_run(len(UP_STAGES))
     env = _env(TICKPIPE_METRICS_PORT=str(base), TICKPIPE_DASHBOARD_PORT=str(free_port()))
     del env["REDIS_URL"], env["TICKPIPE_BINANCE_WS_URL"]  # the embedded default, with the mock
     # Stage N serves /metrics on base + N; the dashboard is tried on its own port instead.

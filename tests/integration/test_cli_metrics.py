@@ -8,6 +8,7 @@ import urllib.request
 import fakeredis
 import pytest
 
+from tests.ports import free_port
 from tickpipe.common.health import HealthReporter
 from tickpipe.common.metrics import MetricsServer, StatsCollector, metric_name
 from tickpipe.common.names import Keys
@@ -57,11 +58,7 @@ def test_metrics_server_reads_the_stats_at_each_scrape() -> None:
 
 
 def test_metrics_port_setting_turns_the_endpoint_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("TICKPIPE_METRICS_PORT", str(port))
 
     async def go() -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +12,7 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from tests.ports import free_port
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import AmbiguousOutcome, VenueUnavailable
 from tickpipe.venues.binance.ws_api import BinanceWsApi
@@ -109,9 +109,7 @@ def test_dropped_connection_is_ambiguous_and_the_next_request_reconnects() -> No
 
 def test_unreachable_venue_means_not_sent() -> None:
     async def scenario() -> None:
-        with socket.socket() as sock:  # a port with nothing listening
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()  # nothing listens there
         api = client(f"ws://127.0.0.1:{port}", connect_timeout_s=0.3)
         with pytest.raises(VenueUnavailable, match="cannot connect"):
             await api.place({"do": "echo"})
