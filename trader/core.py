@@ -456,31 +456,42 @@ class TraderCore:
     ) -> list[act.Action]:
         """Decide what the venue's answer to looking ``intent`` up means.
 
-        "No such order" from a venue that refuses a second order under one client order id
-        (``unique_client_ids``) means the decision was never placed (a trader killed with it
-        queued, a request refused unexecuted): it is placed now under the same id, once, if it
-        is still valid (no older than ``max_price_age_s``, the age past which the trader acts on
-        no market), the kill switch is off and no cancel of it asked (a decision the trader
-        cancels is not placed). Otherwise "no such order" settles it once no copy
-        can be accepted any more: the receive window (plus a margin for clock skew) after the
-        intent. Answers that say nothing are tried ``status_attempts`` times (``failures`` so
-        far); then the intent stays working (an ``unknown`` entry) for the next reconciliation.
+        "No such order" means the decision was never placed (a trader killed with it queued, a
+        request lost or refused unexecuted) once no copy of a request for it can still be
+        accepted: at once on a venue that refuses a second order under one client order id
+        (``unique_client_ids``), elsewhere (Binance) once the receive window (plus a margin for
+        clock skew) after the intent has passed; before that the lookup is tried again. A
+        decision never placed is placed now under the same id, once (``placed_again``, kept
+        with the intent in Redis so that a restarted trader knows it), if it is still valid (no
+        older than ``max_price_age_s``, the age past which the trader acts on no market), the
+        kill switch is off and no cancel of it was asked (a decision the trader cancels is not
+        placed). Otherwise "no such order" settles it, once past the receive window after the
+        last request. Answers that say nothing are tried ``status_attempts`` times
+        (``failures`` so far); then the intent stays working (an ``unknown`` entry) for the
+        next reconciliation.
         """
         if isinstance(answer, OrderNotFound):
-            if source != "cancel" and self._may_place_again(intent, now_ns):
-                self.placed_again[intent.client_order_id] = now_ns
-                self._count("placed_again")
-                reason = f"the venue never got the decision ({answer}): placing it now, once"
-                extra = {"reason": reason, "source": source}
-                return [act.Record(intent, OrderEvent.PLACED_AGAIN, extra), act.Send(intent)]
             sent_ns = max(intent.ts_intent, self.placed_again.get(intent.client_order_id, 0))
             late_ms = sent_ns // MS + self.recv_window_ms + SKEW_MARGIN_MS
             now_ms = now_ns // MS
+            never_got = self.unique_client_ids or now_ms >= late_ms
+            if source != "cancel" and never_got and self._may_place_again(intent, now_ns):
+                self.placed_again[intent.client_order_id] = now_ns
+                self._count("placed_again")
+                reason = f"the venue never got the decision ({answer}): placing it now, once"
+                extra = {"reason": reason, "source": source, "placed_again_ns": str(now_ns)}
+                # The new request carries the time it is made: a venue that stamps requests
+                # with their intent's time (Binance) would refuse the intent's own, too old.
+                again = dataclasses.replace(intent, ts_intent=now_ns)
+                return [act.Record(intent, OrderEvent.PLACED_AGAIN, extra), act.Send(again)]
             if now_ms >= late_ms:
                 reason = f"the venue has no such order: {answer}"
-                if self.unique_client_ids and intent.client_order_id not in self.placed_again:
-                    age_s = (now_ns - intent.ts_intent) / 1e9
-                    reason += f"; the decision is too old to place ({age_s:.1f} s)"
+                if source != "cancel" and intent.client_order_id not in self.placed_again:
+                    if self.kill_switch:
+                        reason += "; the kill switch is on"
+                    else:
+                        age_s = (now_ns - intent.ts_intent) / 1e9
+                        reason += f"; the decision is too old to place ({age_s:.1f} s)"
                 extra = {"reason": reason, "source": source}
                 self._count("not_executed")
                 letter = {
@@ -509,7 +520,7 @@ class TraderCore:
     def _may_place_again(self, intent: OrderIntent, now_ns: int) -> bool:
         """Whether an intent the venue has no order of may be placed now (see ``on_lookup``)."""
         cid = intent.client_order_id
-        if not self.unique_client_ids or cid in self.placed_again or self.kill_switch:
+        if cid in self.placed_again or self.kill_switch:
             return False
         if len(self.placed_again) >= 10_000:
             self.placed_again.clear()

@@ -55,6 +55,8 @@ _INTENT_FIELDS = frozenset(f.name for f in dataclasses.fields(OrderIntent))
 #: Position fields a fill changes, checked before each change: ``SYMBOL``, ``SYMBOL:avg_cost``...
 _CHECKED = ("", "avg_cost", "realized_pnl")
 _ATTEMPTS = 5
+#: The intent key's field (and the ``placed_again`` entry's) saying when it was placed again.
+_PLACED_AGAIN = "placed_again_ns"
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -139,6 +141,12 @@ class Ledger:
         raw = await self.redis.get(self.keys.intent(self.venue, client_order_id))
         return _intent_of(orjson.loads(raw)) if raw else None
 
+    async def placed_again_at(self, client_order_id: str) -> int:
+        """Return when the order was placed again after the venue had none (ns), or 0."""
+        raw = await self.redis.get(self.keys.intent(self.venue, client_order_id))
+        stored: dict[str, Any] = orjson.loads(raw) if raw else {}
+        return int(stored.get(_PLACED_AGAIN) or 0)
+
     async def unknown_intents(self, client_order_ids: list[str]) -> list[str]:
         """Return the ids among ``client_order_ids`` that have no intent key (one round trip)."""
         if not client_order_ids:
@@ -197,6 +205,12 @@ class Ledger:
         self.counts["rejects"] += event == OrderEvent.REJECTED
         log.info("order %s", event, extra={"client_order_id": intent.client_order_id, **extra})
         key = self.keys.intent(self.venue, intent.client_order_id)
+        # What the intent key keeps of this entry: a settlement, or when it was placed again
+        # (a restarted trader must not place it a third time: ``TraderCore.on_lookup``).
+        mark: dict[str, str] = {"resolution": event} if settle else {}
+        if event == OrderEvent.PLACED_AGAIN:
+            mark[_PLACED_AGAIN] = extra[_PLACED_AGAIN]
+        raw = None
         for _ in range(_ATTEMPTS):
             change = Change(self.lease_key)
             change.write(
@@ -204,10 +218,11 @@ class Ledger:
             )
             if settle:
                 change.write("SREM", self.keys.working_orders(self.venue), intent.client_order_id)
+            if mark:
                 raw = _text(await self.redis.get(key))
                 change.check(key, raw)
                 base = orjson.loads(raw) if raw else intent.to_fields()
-                change.write("SET", key, orjson.dumps({**base, "resolution": event}).decode())
+                change.write("SET", key, orjson.dumps({**base, **mark}).decode())
             try:
                 await self.fence.apply(change)
                 break

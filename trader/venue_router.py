@@ -225,7 +225,7 @@ class VenueRouter:
                     "the venue never got this decision; placing it now, once",
                     extra={"client_order_id": intent.client_order_id},
                 )
-                state = await self._send(action.intent, None, ts_event=action.intent.ts_intent)
+                state = await self._send(action.intent, None, ts_event=intent.ts_intent)
             elif isinstance(action, act.DeadLetter):
                 log.warning(action.fields.get("reason", "dead letter"),
                             extra={"client_order_id": intent.client_order_id})  # fmt: skip
@@ -281,6 +281,11 @@ class VenueRouter:
         """Look the order up until the core settles it (see ``TraderCore.on_lookup``)."""
         backoff = Backoff(base_s=self.retry_base_s, cap_s=2.0)
         failures = 0
+        cid = intent.client_order_id
+        if cid not in self.core.placed_again:  # placed again by an earlier run of the trader?
+            at = await self.ledger.placed_again_at(cid)
+            if at:
+                self.core.placed_again[cid] = at
         while True:
             answer = await _answer_of(lambda: self.orders.lookup(intent))
             actions = self.core.on_lookup(

@@ -174,7 +174,9 @@ def test_a_frozen_owner_and_a_standby_place_each_order_once_within_the_limits(
     positions = decode_fields(client.hgetall(KEYS.positions(V)))
     assert Decimal(positions.get("BTCUSDT", "0")) == filled, (positions, orders)
     # Eleven buys were offered; the limit allows five (a signal whose intent the frozen owner
-    # recorded but never sent is settled "not_found", and a later one takes its place).
+    # recorded but never sent is placed again by the new owner once no copy of the owner's
+    # request can be accepted, or, too old by then, settled "not_found", and a later one takes
+    # its place).
     assert len(orders) == int(LIMIT / Decimal(QTY)) and filled == LIMIT, orders
     outcomes = _outcomes(client)
     refused = [n for n in range(1, 12)

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import fakeredis
+import orjson
 import pytest
 from aiohttp import web
 
@@ -124,14 +125,19 @@ def test_duplicate_answer_is_resolved_by_query_and_rate_limit_waits_then_sends()
     asyncio.run(scenario())
 
 
-def test_server_errors_never_resend_and_not_found_settles_after_the_window() -> None:
+def test_server_errors_never_resend_blindly_a_decision_never_got_is_placed_once() -> None:
     async def scenario() -> None:
         settings = scripted_settings()
         redis = fakeredis.FakeAsyncRedis()
         signal = make_signal("threshold:FAKEPACA:lost")
+        intent = build_intent(signal, ts_intent=time.time_ns() - 2_000_000_000)
+        cid = intent.client_order_id
         rest = ScriptedRest(
             {
-                ("POST", "/v2/orders"): [Answer(503, {"message": "unavailable"})],
+                ("POST", "/v2/orders"): [
+                    Answer(503, {"message": "unavailable"}),
+                    Answer(200, {**ORDER, "client_order_id": cid}),
+                ],
                 ("GET", "/v2/orders:by_client_order_id"): [
                     Answer(500, None),
                     Answer(404, {"code": 40410000, "message": "order not found"}),
@@ -140,13 +146,43 @@ def test_server_errors_never_resend_and_not_found_settles_after_the_window() -> 
         )
         router = await make_router(rest, redis, settings)
         router.recv_window_ms = 0  # no copy of the request can arrive any more
-        intent = build_intent(signal, ts_intent=time.time_ns() - 2_000_000_000)
         assert await router.ledger.record_intent(intent) is None
         await router.send(signal, intent)
         events = [decode_fields(f) for _, f in await redis.xrange(settings.keys.orders("alpaca"))]
-        assert [c[0] for c in rest.calls] == ["POST", "GET", "GET"]
-        assert events[-1]["event"] == "not_found"
-        assert router.counts["ambiguous"] == 1
+        # Not resent on the 503: looked up until the venue said it has no such order, then
+        # placed again, once, under the same id.
+        assert [c[0] for c in rest.calls] == ["POST", "GET", "GET", "POST"]
+        assert [e["event"] for e in events] == ["intent", "placed_again", "ack"]
+        assert router.counts["ambiguous"] == 1 and router.counts["placed_again"] == 1
+        stored = orjson.loads(await redis.get(settings.keys.intent("alpaca", cid)))
+        assert int(stored["placed_again_ns"]) == int(events[1]["placed_again_ns"]) > 0
+        assert await router.ledger.placed_again_at(cid) == int(stored["placed_again_ns"])
+
+    asyncio.run(scenario())
+
+
+def test_a_decision_too_old_to_place_again_settles_after_the_window() -> None:
+    async def scenario() -> None:
+        settings = scripted_settings()
+        redis = fakeredis.FakeAsyncRedis()
+        signal = make_signal("threshold:FAKEPACA:old")
+        rest = ScriptedRest(
+            {
+                ("POST", "/v2/orders"): [Answer(503, {"message": "unavailable"})],
+                ("GET", "/v2/orders:by_client_order_id"): [
+                    Answer(404, {"code": 40410000, "message": "order not found"}),
+                ],
+            }
+        )
+        router = await make_router(rest, redis, settings)
+        router.recv_window_ms = 0
+        old = time.time_ns() - int((settings.max_price_age_s + 1) * 1e9)
+        intent = build_intent(signal, ts_intent=old)
+        assert await router.ledger.record_intent(intent) is None
+        await router.send(signal, intent)
+        events = [decode_fields(f) for _, f in await redis.xrange(settings.keys.orders("alpaca"))]
+        assert [c[0] for c in rest.calls] == ["POST", "GET"]
+        assert events[-1]["event"] == "not_found" and "too old to place" in events[-1]["reason"]
         assert not await redis.smembers(settings.keys.working_orders("alpaca"))
 
     asyncio.run(scenario())

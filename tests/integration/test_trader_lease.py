@@ -194,11 +194,13 @@ def test_an_owner_frozen_after_its_intent_thaws_without_sending_or_writing(
         assert await redis.exists(settings.keys.intent("binance", cid))
         assert venue.place_calls == []
 
-        # The standby takes over; the intent exists, so it only looks the order up: none.
-        await until(lambda: _has(redis, settings, "not_found"), timeout_s=10)
+        # The standby takes over; the intent exists, so it looks the order up: none. Past the
+        # receive window no copy of the owner's request can be accepted: it places it, once.
+        await until(lambda: _has(redis, settings, "placed_again"), timeout_s=10)
+        await until(lambda: _has(redis, settings, "ack"))
         second = make_signal(2, side="sell", qty="0.0004")
         await standby.add_signal(second)
-        await until(lambda: _has(redis, settings, "ack"))
+        await until(lambda: _has(redis, settings, "ack", 2))
         before = await redis.xlen(settings.keys.orders("binance"))
 
         owner.redis.thawed.set()  # SIGCONT: the old owner must notice before it sends
@@ -209,11 +211,12 @@ def test_an_owner_frozen_after_its_intent_thaws_without_sending_or_writing(
         await standby.finish()
 
         assert [p["newClientOrderId"] for p in venue.place_calls] == [
-            client_order_id_for(second.signal_id)
+            client_order_id_for(first.signal_id),  # by the standby, not by the thawed owner
+            client_order_id_for(second.signal_id),
         ]
         assert await redis.xlen(settings.keys.orders("binance")) == before  # nothing after thaw
         positions = decode_fields(await redis.hgetall(settings.keys.positions("binance")))
-        assert Decimal(positions["BTCUSDT"]) == Decimal("-0.0004")  # the venue's only fill
+        assert Decimal(positions["BTCUSDT"]) == Decimal("0.0006")  # the venue's two fills
 
     asyncio.run(scenario())
 

@@ -32,10 +32,11 @@ def test_start_reconciles_fills_missed_while_down_orphans_and_unknown_orders() -
         await h.finish()
         cid = client_order_id_for(make_signal(1).signal_id)
         venue.fill(cid, "0.001", "61.8")  # filled while the trader was down
-        # An intent recorded by a run that died before sending it: the venue never got it.
+        # An intent recorded by a run that died before sending it: the venue never got it, and
+        # it is too old to place now (older than max_price_age_s).
         ledger = await owned_ledger(h.redis, h.settings)
         orphan = OrderIntent("tp-orphan", "sig-x", "binance", "BTCUSDT", "buy", "MARKET",
-                             "0.001", None, 1, time.time_ns() - 10**9)  # fmt: skip
+                             "0.001", None, 1, time.time_ns() - 20 * 10**9)  # fmt: skip
         assert await ledger.record_intent(orphan) is None
         venue.orders["someone-elses"] = {"clientOrderId": "someone-elses", "symbol": "BTCUSDT",
                                          "status": "NEW", "executedQty": "0"}  # fmt: skip

@@ -85,6 +85,10 @@ class FakeVenue:
         self.place_calls.append(params)
         if self.hang_before_accept:
             await asyncio.Event().wait()
+        if int(params["timestamp"]) < time.time_ns() // 1_000_000 - int(params["recvWindow"]):
+            # As Binance: a request stamped longer than its receive window ago is refused.
+            return {"id": "1", "status": 400, "error": {"code": -1021, "msg": "Timestamp for "
+                    "this request is outside of the recvWindow."}}  # fmt: skip
         if self.place_error is not None:
             return {"id": "1", "status": 400, "error": self.place_error}
         cid = params["newClientOrderId"]
@@ -386,19 +390,50 @@ def test_crash_after_send_then_restart_places_no_second_order() -> None:
     asyncio.run(scenario())
 
 
-def test_crash_before_the_venue_got_it_records_not_found_and_never_sends() -> None:
+def test_crash_before_the_venue_got_it_places_the_decision_once_on_restart() -> None:
+    async def scenario() -> None:
+        venue = FakeVenue()
+        venue.hang_before_accept = True
+        h = await crashed_once_placed(venue)  # the venue never got it: no order there
+        venue.hang_before_accept = False
+        h.start()
+        await until(lambda: h.has_event("ack"))
+        await until(h.signals_read)
+        await h.finish()
+        # The decision is executed once: looked up at start, found missing past the receive
+        # window (no copy can arrive), placed again under the same id, once.
+        assert len(venue.place_calls) == 2 and list(venue.orders) == [
+            client_order_id_for(make_signal().signal_id)
+        ]
+        events = [e["event"] for e in await h.events() if e["event"] != "discrepancy"]
+        assert events == ["intent", "placed_again", "ack"]
+        assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
+
+    asyncio.run(scenario())
+
+
+def test_a_decision_placed_again_then_lost_again_is_not_placed_a_third_time() -> None:
+    """The mark that it was placed again lives with the intent in Redis, not in one process."""
+
     async def scenario() -> None:
         venue = FakeVenue()
         venue.hang_before_accept = True
         h = await crashed_once_placed(venue)
+        h.start()  # the venue still never gets it: placed again, then the trader dies again
+        await until(lambda: len(venue.place_calls) == 2, timeout_s=15)
+        await h.crash()
         venue.hang_before_accept = False
         h.start()
-        await until(lambda: h.has_event("not_found"))
+        await until(lambda: h.has_event("not_found"), timeout_s=15)
         await until(h.signals_read)
         await h.finish()
-        assert len(venue.place_calls) == 1 and venue.orders == {}
+        assert len(venue.place_calls) == 2 and venue.orders == {}
         events = [e["event"] for e in await h.events() if e["event"] != "discrepancy"]
-        assert events == ["intent", "not_found"]  # settled once, by the start's reconciliation
+        assert events == ["intent", "placed_again", "not_found"]
+        [letter] = [decode_fields(f) for _, f in await h.redis.xrange(
+            h.settings.keys.trader_dead_letters("binance"))]  # fmt: skip
+        assert letter["client_order_id"] == client_order_id_for(make_signal().signal_id)
+        assert "decision not executed" in letter["reason"]
 
     asyncio.run(scenario())
 

@@ -6,6 +6,7 @@ or the venue answered, an order update, a tick), the way websockets' tests asser
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from typing import Any
 
@@ -562,17 +563,35 @@ def test_a_refused_key_settles_the_order_and_stops_the_stage() -> None:
     ]
 
 
-def test_no_such_order_settles_only_once_no_copy_can_arrive() -> None:
-    core = fresh_core(recv_window_ms=5000)
+def _places_again_once(core: TraderCore, answer: OrderNotFound, at: int, source: str) -> None:
+    """``answer`` to a lookup at ``at`` places INTENT again, once, stamped ``at``."""
+    reason = f"the venue never got the decision ({answer}): placing it now, once"
+    extra = {"reason": reason, "source": source, "placed_again_ns": str(at)}
+    assert core.on_lookup(INTENT, answer, now_ns=at, source=source, failures=0) == [
+        act.Record(INTENT, "placed_again", extra),
+        act.Send(dataclasses.replace(INTENT, ts_intent=at)),
+    ]
+    assert core.counts["placed_again"] == 1
+
+
+def test_no_such_order_where_ids_repeat_waits_for_the_window_then_places_it_once() -> None:
+    """Binance takes a second order under a client id once the first is gone: "no such order"
+    proves the decision never placed only when no copy of its request can still arrive."""
+    core = fresh_core(counts={}, recv_window_ms=5000)  # max_price_age_s: 10 (the default)
+    assert not core.unique_client_ids
     missing = OrderNotFound("unknown order")
     early = core.on_lookup(
         INTENT, missing, now_ns=INTENT.ts_intent + S, source="ambiguous", failures=0
     )
     assert early == [act.Retry(at_least_s=2.0, backoff=False)]
-    late = core.on_lookup(
-        INTENT, missing, now_ns=INTENT.ts_intent + 6 * S, source="ambiguous", failures=0
-    )
-    assert late == [
+    # Past the receive window (+ the skew margin): the venue never got it; it is still valid.
+    at = INTENT.ts_intent + 6 * S
+    _places_again_once(core, missing, at, "ambiguous")
+    # Its own request may be on its way for a receive window: wait, do not place a third time.
+    soon = core.on_lookup(INTENT, missing, now_ns=at + 3 * S, source="ambiguous", failures=0)
+    assert [type(a) for a in soon] == [act.Retry] and "not_executed" not in core.counts
+    late = at + 5 * S + SKEW_MARGIN_MS * MS
+    assert core.on_lookup(INTENT, missing, now_ns=late, source="ambiguous", failures=0) == [
         act.Record(
             INTENT,
             "not_found",
@@ -589,7 +608,36 @@ def test_no_such_order_settles_only_once_no_copy_can_arrive() -> None:
             }
         ),
     ]
-    assert core.counts["not_executed"] == 1
+    assert core.counts == {"placed_again": 1, "not_executed": 1}
+
+
+@pytest.mark.parametrize("unique", [False, True])
+def test_a_decision_placed_again_by_an_earlier_run_is_not_placed_a_third_time(
+    unique: bool,
+) -> None:
+    core = fresh_core(counts={}, recv_window_ms=5000)
+    core.unique_client_ids = unique
+    at = INTENT.ts_intent + 6 * S
+    core.placed_again[INTENT.client_order_id] = at  # what the router reads from the intent key
+    missing = OrderNotFound("unknown order")
+    soon = core.on_lookup(INTENT, missing, now_ns=at + S, source="restart", failures=0)
+    assert [type(a) for a in soon] == [act.Retry]
+    late = at + 6 * S
+    settled = core.on_lookup(INTENT, missing, now_ns=late, source="restart", failures=0)
+    assert [type(a) for a in settled] == [act.Record, act.DeadLetter]
+    assert "placed_again" not in core.counts
+
+
+def test_with_the_kill_switch_on_a_decision_never_placed_is_settled_not_placed() -> None:
+    core = fresh_core(counts={}, recv_window_ms=5000)
+    core.kill_switch = True
+    missing = OrderNotFound("unknown order")
+    at = INTENT.ts_intent + 6 * S
+    settled = core.on_lookup(INTENT, missing, now_ns=at, source="restart", failures=0)
+    assert [type(a) for a in settled] == [act.Record, act.DeadLetter]
+    assert isinstance(settled[1], act.DeadLetter)
+    assert settled[1].fields["reason"].endswith("; the kill switch is on; it is not sent again")
+    assert "placed_again" not in core.counts
 
 
 def test_a_decision_the_venue_never_got_is_placed_once_while_it_is_still_valid() -> None:
@@ -600,12 +648,7 @@ def test_a_decision_the_venue_never_got_is_placed_once_while_it_is_still_valid()
     cancelling = core.on_lookup(INTENT, OrderNotFound("x"), now_ns=at, source="cancel", failures=0)
     assert act.Send(INTENT) not in cancelling  # a decision the trader cancels is not placed
     core.counts.clear()
-    reason = "the venue never got the decision (no order with cOID): placing it now, once"
-    assert core.on_lookup(INTENT, missing, now_ns=at, source="restart", failures=0) == [
-        act.Record(INTENT, "placed_again", {"reason": reason, "source": "restart"}),
-        act.Send(INTENT),
-    ]
-    assert core.counts["placed_again"] == 1
+    _places_again_once(core, missing, at, "restart")
     # The same answer while the new order may still be on its way (within the receive window
     # after placing it again) waits: settling it now would dead-letter an order being placed.
     soon = core.on_lookup(INTENT, missing, now_ns=at + S, source="ambiguous", failures=0)
@@ -618,9 +661,12 @@ def test_a_decision_the_venue_never_got_is_placed_once_while_it_is_still_valid()
     assert core.counts["placed_again"] == 1 and core.counts["not_executed"] == 1
 
 
-def test_a_decision_older_than_the_market_age_limit_is_not_placed_but_dead_lettered() -> None:
+@pytest.mark.parametrize("unique", [False, True])
+def test_a_decision_older_than_the_market_age_limit_is_not_placed_but_dead_lettered(
+    unique: bool,
+) -> None:
     core = fresh_core(counts={}, recv_window_ms=5000)
-    core.unique_client_ids = True
+    core.unique_client_ids = unique
     missing = OrderNotFound("no order with cOID")
     late = core.on_lookup(
         INTENT, missing, now_ns=INTENT.ts_intent + 11 * S, source="restart", failures=0

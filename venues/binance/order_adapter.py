@@ -8,8 +8,9 @@ recording; this adapter only speaks the venue's requests. Alpaca's REST counterp
 At most one order per intent: ``order.place`` requests of one intent are all signed with the
 intent's own timestamp, so the venue refuses any of them that arrives later than the receive
 window (``recvWindow``) after the intent was made. An ambiguous outcome is resolved by
-``order.status`` only; "no such order" is final once that window (plus a margin for clock skew)
-has passed, since no copy of the request can be accepted any more.
+``order.status``; "no such order" is conclusive once that window (plus a margin for clock skew)
+has passed, since no copy of the request can be accepted any more. The trader's core then places
+the decision again, once, with the time it does so as the intent's (``TraderCore.on_lookup``).
 
 Every stamp is local time plus the venue's clock offset as the connection estimates it
 (``clock_offset_ns``, see :mod:`venues.binance.ws_api`), so a host clock that is off does not
