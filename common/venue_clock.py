@@ -27,12 +27,21 @@ from typing import Any
 
 from tickpipe.common.units import MS
 
-__all__ = ["AHEAD_LIMIT_MS", "DEFAULT_RECV_WINDOW_MS", "ClockSample", "VenueClock"]
+__all__ = [
+    "AHEAD_LIMIT_MS",
+    "DEFAULT_RECV_WINDOW_MS",
+    "SKEW_MARGIN_MS",
+    "ClockSample",
+    "VenueClock",
+]
 
 #: The venue refuses a request stamped this far ahead of its own clock (Binance: 1000 ms).
 AHEAD_LIMIT_MS = 1000
 #: The receive window of a signed request that names none (Binance: 5000 ms).
 DEFAULT_RECV_WINDOW_MS = 5000
+#: The margin for clock skew after a receive window: past the window and this margin after a
+#: request's stamp, no copy of that request can be accepted any more.
+SKEW_MARGIN_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from tickpipe.common.order_spec import LIMIT_PRICED
 from tickpipe.common.schema import OrderIntent, OrderUpdate, Signal, decode_fields
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import MS
+from tickpipe.common.venue_clock import SKEW_MARGIN_MS
 from tickpipe.trader import actions as act
 from tickpipe.trader.intent_rules import (
     adopted_intent,
@@ -104,8 +105,6 @@ _NOT_SENT = (VenueUnavailable, RateLimited)
 _SAYS_NOTHING = (AmbiguousOutcome, VenueUnavailable, OrderRejected, DuplicateOrder, RateLimited)
 #: A cancel of the same order is not sent again within this long (the guard repeats itself).
 CANCEL_RETRY_NS = 2_000_000_000
-#: The margin for clock skew after the receive window before "no such order" settles one.
-SKEW_MARGIN_MS = 1000
 #: The alarms kept in the health record (the newest ones).
 MAX_ALARMS = 10
 

@@ -412,6 +412,30 @@ def test_crash_before_the_venue_got_it_places_the_decision_once_on_restart() -> 
     asyncio.run(scenario())
 
 
+def test_an_unanswered_request_is_looked_up_after_the_window_and_placed_once() -> None:
+    """The venue never executes nor answers the first request; the trader stays up."""
+
+    async def scenario() -> None:
+        venue = FakeVenue()
+        venue.hang_before_accept = True
+        h = Harness(venue)  # recv_window_ms 100: no copy is accepted 1.1 s after its stamp
+        await h.add_signal(make_signal())
+        h.start()
+        await until(lambda: len(venue.place_calls) == 1)
+        venue.hang_before_accept = False  # the first request stays unanswered for ever
+        await until(lambda: h.has_event("ack"), timeout_s=15)
+        await until(h.signals_read)
+        await h.finish()
+        assert len(venue.place_calls) == 2 and list(venue.orders) == [
+            client_order_id_for(make_signal().signal_id)
+        ]
+        events = [e["event"] for e in await h.events() if e["event"] != "discrepancy"]
+        assert events == ["intent", "placed_again", "ack"]
+        assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
+
+    asyncio.run(scenario())
+
+
 def test_a_decision_placed_again_then_lost_again_is_not_placed_a_third_time() -> None:
     """The mark that it was placed again lives with the intent in Redis, not in one process."""
 

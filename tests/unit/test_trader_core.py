@@ -27,9 +27,9 @@ from tickpipe.common.errors import (
 from tickpipe.common.schema import OrderIntent, RawFrame, Signal
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import MS, client_order_id_for
+from tickpipe.common.venue_clock import SKEW_MARGIN_MS
 from tickpipe.trader import actions as act
 from tickpipe.trader.core import (
-    SKEW_MARGIN_MS,
     OrderState,
     OrderTracker,
     RiskLimits,

@@ -7,9 +7,10 @@ recording; this adapter only speaks the venue's requests. Alpaca's REST counterp
 
 At most one order per intent: ``order.place`` requests of one intent are all signed with the
 intent's own timestamp, so the venue refuses any of them that arrives later than the receive
-window (``recvWindow``) after the intent was made. An ambiguous outcome is resolved by
-``order.status``; "no such order" is conclusive once that window (plus a margin for clock skew)
-has passed, since no copy of the request can be accepted any more. The trader's core then places
+window (``recvWindow``) after the intent was made. An ambiguous outcome (an answer not come
+within that window and its margin for clock skew, a lost connection) is resolved by
+``order.status``; "no such order" is conclusive once the window and margin have passed, since no
+copy of the request can be accepted any more. The trader's core then places
 the decision again, once, with the time it does so as the intent's (``TraderCore.on_lookup``).
 
 Every stamp is local time plus the venue's clock offset as the connection estimates it
@@ -19,16 +20,19 @@ get requests refused with ``-1021``.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from tickpipe.common.errors import (
+    AmbiguousOutcome,
     VenueUnavailable,
 )
 from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.schema import OrderIntent
 from tickpipe.common.settings import Settings
 from tickpipe.common.units import MS
+from tickpipe.common.venue_clock import SKEW_MARGIN_MS
 from tickpipe.venues.adapters import Request, VenueOrders
 from tickpipe.venues.binance.instruments import EXCHANGE_INFO_PATH, filters_of_exchange_info
 from tickpipe.venues.binance.orders import (
@@ -122,8 +126,19 @@ class BinanceOrders(VenueOrders):
         stamp_ms = (intent.ts_intent + self._offset_ns()) // MS
         params = place_params(intent, timestamp_ms=stamp_ms, **self._auth())
 
+        # Past the receive window and its margin after the stamp no copy can be accepted, so a
+        # lookup then settles what became of it: waiting longer for an answer only ages the
+        # decision (the trader places one the venue never got while it is still fresh).
+        deadline_s = (self.recv_window_ms + SKEW_MARGIN_MS) / 1000
+
         async def place() -> dict[str, Any]:
-            return result_of(await self.venue.place(params), now_ms=self._now_ms())
+            try:
+                answer = await asyncio.wait_for(self.venue.place(params), deadline_s)
+            except TimeoutError:
+                raise AmbiguousOutcome(
+                    f"order.place: no answer within {deadline_s:g} s (the receive window)"
+                ) from None
+            return result_of(answer, now_ms=self._now_ms())
 
         return place
 
