@@ -390,6 +390,19 @@ def test_crash_after_send_then_restart_places_no_second_order() -> None:
     asyncio.run(scenario())
 
 
+async def _executed_once_placed_again(h: Harness, venue: FakeVenue) -> None:
+    """Wait for the ack; then: two requests, one order at the venue, the position its fill."""
+    await until(lambda: h.has_event("ack"), timeout_s=15)
+    await until(h.signals_read)
+    await h.finish()
+    assert len(venue.place_calls) == 2 and list(venue.orders) == [
+        client_order_id_for(make_signal().signal_id)
+    ]
+    events = [e["event"] for e in await h.events() if e["event"] != "discrepancy"]
+    assert events == ["intent", "placed_again", "ack"]
+    assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
+
+
 def test_crash_before_the_venue_got_it_places_the_decision_once_on_restart() -> None:
     async def scenario() -> None:
         venue = FakeVenue()
@@ -397,17 +410,9 @@ def test_crash_before_the_venue_got_it_places_the_decision_once_on_restart() -> 
         h = await crashed_once_placed(venue)  # the venue never got it: no order there
         venue.hang_before_accept = False
         h.start()
-        await until(lambda: h.has_event("ack"))
-        await until(h.signals_read)
-        await h.finish()
         # The decision is executed once: looked up at start, found missing past the receive
         # window (no copy can arrive), placed again under the same id, once.
-        assert len(venue.place_calls) == 2 and list(venue.orders) == [
-            client_order_id_for(make_signal().signal_id)
-        ]
-        events = [e["event"] for e in await h.events() if e["event"] != "discrepancy"]
-        assert events == ["intent", "placed_again", "ack"]
-        assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
+        await _executed_once_placed_again(h, venue)
 
     asyncio.run(scenario())
 
@@ -423,15 +428,7 @@ def test_an_unanswered_request_is_looked_up_after_the_window_and_placed_once() -
         h.start()
         await until(lambda: len(venue.place_calls) == 1)
         venue.hang_before_accept = False  # the first request stays unanswered for ever
-        await until(lambda: h.has_event("ack"), timeout_s=15)
-        await until(h.signals_read)
-        await h.finish()
-        assert len(venue.place_calls) == 2 and list(venue.orders) == [
-            client_order_id_for(make_signal().signal_id)
-        ]
-        events = [e["event"] for e in await h.events() if e["event"] != "discrepancy"]
-        assert events == ["intent", "placed_again", "ack"]
-        assert await h.redis.hget(h.settings.keys.positions("binance"), "BTCUSDT") == b"0.001"
+        await _executed_once_placed_again(h, venue)
 
     asyncio.run(scenario())
 
