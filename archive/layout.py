@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from tickpipe.common.contract import RAW_FRAMES, raw_entry_frames
+
 __all__ = [
     "NO_SYMBOL",
     "Placed",
@@ -171,7 +173,16 @@ class Segment:
         self.kind = self.kind or kind_of(self.stream)
 
     def add(self, entry_id: str, fields: Mapping[str, str]) -> None:
-        """Hold one entry (ids must arrive in stream order)."""
+        """Hold one entry (ids must arrive in stream order): one row, or one row per frame of a
+        packed raw entry, each with its frame id (:func:`common.contract.raw_entry_frames`)."""
+        if self.kind in _RAW_KINDS and RAW_FRAMES in fields:
+            for frame_id, one in raw_entry_frames(entry_id, fields):
+                self._add_row(frame_id, one)
+            self.last_id = entry_id
+            return
+        self._add_row(entry_id, fields)
+
+    def _add_row(self, entry_id: str, fields: Mapping[str, str]) -> None:
         ts = index_time(self.kind, entry_id, fields)
         if self.kind in _RAW_KINDS:
             symbol = raw_symbol(fields) or NO_SYMBOL

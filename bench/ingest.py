@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, rate, ratio
+from tickpipe.common.contract import raw_entry_frames
 from tickpipe.common.redis_link import RedisLink
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Settings
@@ -108,11 +109,16 @@ async def bare_client(
 
 
 async def count_kind(redis: aioredis.Redis, stream: str, kind: bytes) -> int:
-    """Count the entries of ``stream`` whose ``kind`` field is ``kind`` (reads it in chunks)."""
+    """Count the frames of ``stream`` whose ``kind`` field is ``kind`` (reads it in chunks)."""
     start, total = "-", 0
     while True:
         chunk: Any = await redis.xrange(stream, start, "+", count=20_000)
-        total += sum(1 for _, fields in chunk if fields.get(b"kind") == kind)
+        total += sum(
+            1
+            for entry_id, whole in chunk
+            for _, fields in raw_entry_frames(entry_id, whole)
+            if fields.get(b"kind") == kind
+        )
         if len(chunk) < 20_000:
             return total
         start = "(" + chunk[-1][0].decode()

@@ -11,6 +11,14 @@ kind or an event is spelled in one place (pure: no I/O).
   processor's fast decoder (:func:`processor.wire.decode_flat_entries`) are built from.
   ``kind`` is a :class:`RawKind`; a ``marker`` entry's ``data`` is a JSON object whose ``event``
   is a :class:`MarkerEvent` (:func:`marker_data`).
+* **Packed raw entries**: consecutive WebSocket frames (``ws``, ``ws-binary``) of one
+  connection's channel that the ingestor writes in one go may share an entry (at most
+  :data:`RAW_PACK_MAX` frames), which saves Redis one entry, one read and one acknowledgement
+  per frame. Such an entry holds the first frame's fields as above, then ``frames`` (how many
+  frames it holds, n >= 2), then ``seq.k ts_recv.k data.k`` for each further frame k = 1..n-1.
+  Frame k's id is the entry id with ``.k`` appended (``1700000000000-3.2``; the first frame's id
+  is the entry's own). Read raw entries through :func:`raw_entry_frames` (one ``(id, fields)``
+  per frame, each with exactly the fields of a one-frame entry), never by taking ``data`` alone.
 * **Control entries** (``{P}:control``): ``action`` is a :class:`ControlAction`;
   ``subscribe``/``unsubscribe`` carry ``symbols`` (comma-separated), ``snapshot`` carries
   ``symbol`` and ``reason``, ``backfill`` carries ``symbol``, ``stream``, ``first_id``,
@@ -20,8 +28,9 @@ kind or an event is spelled in one place (pure: no I/O).
   (:func:`order_entry`); an order's later events carry ``client_order_id signal_id symbol side
   qty ts`` (:data:`ORDER_FIELDS`) and what the event adds; free-form events (``discrepancy``,
   ``kill_switch``, ``cancel_signal``) carry ``ts`` and their own fields.
-* **Entry ids**: :func:`entry_key` turns a stream entry id ``ms-seq`` into a pair that sorts
-  as Redis orders the entries.
+* **Entry ids**: :func:`entry_key` turns a stream entry id ``ms-seq`` (or a packed frame's
+  ``ms-seq.k``) into a tuple that sorts as Redis orders the entries and their frames;
+  :func:`base_entry_id` gives the entry id of a frame id.
 """
 
 from __future__ import annotations
@@ -39,16 +48,21 @@ __all__ = [
     "CONTROL_ACTIONS",
     "ORDER_FIELDS",
     "RAW_FIELDS",
+    "RAW_FRAMES",
+    "RAW_PACK_MAX",
     "RAW_PER_FRAME",
     "ControlAction",
     "MarkerEvent",
     "OrderEvent",
     "OrderRecord",
     "RawKind",
+    "base_entry_id",
     "entry_key",
+    "frame_id",
     "marker_data",
     "order_entry",
     "raw_constants",
+    "raw_entry_frames",
     "subscription_entry",
 ]
 
@@ -56,6 +70,10 @@ __all__ = [
 RAW_FIELDS = ("v", "kind", "venue", "conn", "seq", "ts_recv", "channel", "data")
 #: The fields of a raw entry that change with every frame (the rest: per connection's channel).
 RAW_PER_FRAME = ("seq", "ts_recv", "data")
+#: The field of a packed raw entry that says how many frames it holds (absent: one).
+RAW_FRAMES = "frames"
+#: The most frames one raw entry holds.
+RAW_PACK_MAX = 64
 
 
 class RawKind(StrEnum):
@@ -164,10 +182,75 @@ class OrderRecord:
         }
 
 
-def entry_key(entry_id: str) -> tuple[int, int]:
-    """Return a stream entry id ``ms-seq`` as a comparable pair."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+def entry_key(entry_id: str) -> tuple[int, int, int]:
+    """Return a stream entry id ``ms-seq`` (or a packed frame's ``ms-seq.k``) as a comparable
+    triple ``(ms, seq, k)``, ``k`` 0 for an entry's own id."""
+    ms, _, rest = entry_id.partition("-")
+    seq, _, k = rest.partition(".")
+    return int(ms), int(seq or 0), int(k or 0)
+
+
+def frame_id(entry_id: str, k: int) -> str:
+    """Return the id of frame ``k`` (0 for the first) of raw entry ``entry_id``."""
+    return f"{entry_id}.{k}" if k else entry_id
+
+
+def base_entry_id(frame: str) -> str:
+    """Return the id of the stream entry that holds the frame with id ``frame``."""
+    return frame.partition(".")[0]
+
+
+#: The names of frame k's fields in a packed entry, by k (built as needed).
+_PACKED_NAMES: list[tuple[str, str, str]] = [("seq", "ts_recv", "data")]
+
+
+def _packed_names(k: int) -> tuple[str, str, str]:
+    while len(_PACKED_NAMES) <= k:
+        n = len(_PACKED_NAMES)
+        _PACKED_NAMES.append((f"seq.{n}", f"ts_recv.{n}", f"data.{n}"))
+    return _PACKED_NAMES[k]
+
+
+def raw_entry_frames(
+    entry_id: str | bytes, fields: Mapping[Any, Any]
+) -> list[tuple[str, dict[Any, Any]]]:
+    """Return one ``(frame id, fields)`` per frame of a raw entry, in order.
+
+    A one-frame entry comes back as it is; each frame of a packed entry comes back with exactly
+    the fields of a one-frame entry (the shared ones and its own ``seq ts_recv data``), keys of
+    the same type as ``fields``' (redis-py answers bytes). A packed entry whose frames are not
+    all there comes back whole, as one item: :meth:`RawFrame.from_fields` refuses it (a dead
+    letter), so no frame of it is lost silently.
+    """
+    if isinstance(entry_id, bytes):
+        entry_id = entry_id.decode()
+    as_bytes = bool(fields) and isinstance(next(iter(fields)), bytes)
+    key = RAW_FRAMES.encode() if as_bytes else RAW_FRAMES
+    count = fields.get(key) if fields else None
+    if count is None:
+        return [(entry_id, dict(fields) if fields is not None else {})]
+    try:
+        n = int(count)
+    except ValueError:
+        n = 0
+    shared = {
+        k: v
+        for k, v in fields.items()
+        if (k.decode() if as_bytes else k) in RAW_FIELDS
+        and (k.decode() if as_bytes else k) not in RAW_PER_FRAME
+    }
+    out: list[tuple[str, dict[Any, Any]]] = []
+    for k in range(max(n, 1)):
+        names = _packed_names(k)
+        own = {}
+        for plain, name in zip(RAW_PER_FRAME, names, strict=True):
+            at = name.encode() if as_bytes else name
+            if at in fields:
+                own[plain.encode() if as_bytes else plain] = fields[at]
+        if len(own) < len(RAW_PER_FRAME) or n < 2:  # malformed: hand it on whole, as one frame
+            return [(entry_id, dict(fields))]
+        out.append((frame_id(entry_id, k), {**shared, **own}))
+    return out
 
 
 def raw_constants(frame: RawFrame) -> dict[str, str]:

@@ -138,6 +138,10 @@ class RawFrame:
     def from_fields(cls, fields: Mapping[Any, Any]) -> RawFrame:
         try:
             d = decode_fields(fields)
+            if "frames" in d:  # common.contract.RAW_FRAMES: read through raw_entry_frames
+                raise DecodeError(
+                    f"raw entry holds {d['frames']!r} frames, not all of them readable"
+                )
             return cls(
                 kind=d["kind"],
                 venue=d["venue"],

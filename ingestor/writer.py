@@ -15,7 +15,13 @@ import redis.exceptions as rexc
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.backpressure import RedisOutage
-from tickpipe.common.contract import RAW_FIELDS
+from tickpipe.common.contract import (
+    RAW_FIELDS,
+    RAW_FRAMES,
+    RAW_PACK_MAX,
+    RawKind,
+    raw_entry_frames,
+)
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.raw_resp import CHANNEL_FIELDS, FRAME_FIELDS, channel_values, encode_raw_xadd
 from tickpipe.common.redis_io import REDIS_ERRORS, refusal_error
@@ -53,6 +59,9 @@ WRITTEN_KEPT = 20_000
 WRITTEN_KEPT_BYTES = 64 * 1024 * 1024
 #: Entries read back per call while looking for the newest frame Redis still holds.
 _READ_BACK = 500
+#: The kinds of frame that share entries, and at most how much data one entry holds.
+PACKABLE_KINDS = (RawKind.WS.value, RawKind.WS_BINARY.value)
+RAW_PACK_BYTES = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -412,11 +421,12 @@ class BatchWriter:
             if not entries:
                 return False
             frames = []
-            for _, fields in entries:
-                try:
-                    frames.append(RawFrame.from_fields(fields))
-                except DecodeError:
-                    continue
+            for entry_id, fields in entries:  # newest first, and so each entry's frames
+                for _, one in reversed(raw_entry_frames(entry_id, fields or {})):
+                    try:
+                        frames.append(RawFrame.from_fields(one))
+                    except DecodeError:
+                        continue
             if tail.find(frames):
                 return True
             read += len(entries)
@@ -447,33 +457,68 @@ def _append_script() -> bytes:
     header = ", ".join(f"ARGV[i + {k + 1}]" for k in range(len(CHANNEL_FIELDS)))
     value = {name: f"c_{name}" for name in CHANNEL_FIELDS}
     value.update({name: f"ARGV[i + {k}]" for k, name in enumerate(FRAME_FIELDS)})
-    fields = ", ".join(f"'{name}', {value[name]}" for name in RAW_FIELDS)
+    first = ", ".join(f"'{name}', {value[name]}" for name in RAW_FIELDS)
+    width = 2 * len(RAW_FIELDS)  # the first frame's fields; ``frames n`` follow when packed
+    more = "\n      ".join(
+        f"args[m + {2 * k + 1}], args[m + {2 * k + 2}] = '{name}.' .. n, ARGV[i + {k}]"
+        for k, name in enumerate(FRAME_FIELDS)
+    )
+    packable = " or ".join(f"c_kind == '{kind}'" for kind in PACKABLE_KINDS)
     return f"""local key, refused = KEYS[1], {{}}
 local {names}
-local i, n, k = 1, #ARGV, 0
-while i <= n do
-  if ARGV[i] == 'h' then
-    {names} = {header}
-    i = i + {len(CHANNEL_FIELDS) + 1}
+local packs = false
+local args, n, first, size = nil, 0, 0, 0
+local function flush()
+  if n == 0 then return end
+  local r
+  if n == 1 then
+    r = redis.pcall('XADD', key, '*', unpack(args, 1, {width}))
   else
-    local r = redis.pcall('XADD', key, '*', {fields})
-    if type(r) == 'table' and r.err then
-      refused[#refused + 1] = k
+    args[{width + 1}], args[{width + 2}] = '{RAW_FRAMES}', tostring(n)
+    r = redis.pcall('XADD', key, '*', unpack(args))
+  end
+  if type(r) == 'table' and r.err then
+    for j = first, first + n - 1 do
+      refused[#refused + 1] = j
       refused[#refused + 1] = r.err
     end
+  end
+  n = 0
+end
+local i, count, k = 1, #ARGV, 0
+while i <= count do
+  if ARGV[i] == 'h' then
+    flush()
+    {names} = {header}
+    packs = {packable}
+    i = i + {len(CHANNEL_FIELDS) + 1}
+  else
+    if n == 0 then
+      args = {{{first}}}
+      first, size, n = k, 0, 1
+    else
+      local m = {width + 2} + {2 * len(FRAME_FIELDS)} * (n - 1)
+      {more}
+      n = n + 1
+    end
+    size = size + #ARGV[i + {len(FRAME_FIELDS) - 1}]
+    if not packs or n >= {RAW_PACK_MAX} or size >= {RAW_PACK_BYTES} then flush() end
     k = k + 1
     i = i + {len(FRAME_FIELDS)}
   end
 end
+flush()
 return refused
 """.encode()
 
 
 #: Append one stream's frames in one call (atomic, one reply). ``ARGV`` is a run of records:
 #: ``h`` and the constant fields' values (``v kind venue conn channel``) set the fields of the
-#: entries that follow, and each ``seq ts_recv data`` appends one entry with the fields in
-#: :data:`common.contract.RAW_FIELDS` order. The reply lists ``position, error`` of every entry
-#: Redis refused (e.g. OOM).
+#: entries that follow, and each ``seq ts_recv data`` is one frame. Consecutive WebSocket frames
+#: after one ``h`` share an entry (up to :data:`common.contract.RAW_PACK_MAX` frames or
+#: :data:`RAW_PACK_BYTES` of data: the packed layout of :mod:`common.contract`); any other frame
+#: is an entry of its own, with the fields in :data:`common.contract.RAW_FIELDS` order. The reply
+#: lists ``position, error`` of every frame Redis refused (e.g. OOM): all of an entry's frames.
 APPEND_SCRIPT = _append_script()
 _EVAL_HEAD = Script(APPEND_SCRIPT).eval_head + b"$1\r\n1\r\n"
 
@@ -604,8 +649,9 @@ async def _not_yet_written(redis: Any, batch: list[Item]) -> list[Item]:
         newest = await redis.xrevrange(stream, count=1)
         if not newest:
             continue
-        try:
-            last = RawFrame.from_fields(newest[0][1])
+        entry_id, fields = newest[0]
+        try:  # the entry's last frame (a packed entry holds several)
+            last = RawFrame.from_fields(raw_entry_frames(entry_id, fields or {})[-1][1])
         except DecodeError:
             continue
         positions = [i for i, (s, frame) in enumerate(batch) if s == stream]

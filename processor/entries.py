@@ -98,7 +98,8 @@ def fold_entries(
 ) -> Iterator[tuple[str, RawFrame, T]]:
     """Yield ``(entry_id, frame, value)`` for each entry that ``classify`` turns into a value.
 
-    Everything else is accounted for here, in stream order: ids go to ``out.acked``, replays to
+    Everything else is accounted for here, in stream order: entry ids go to ``out.acked`` (a
+    packed entry's once, with its first frame; its other frames' ids are ``id.k``), replays to
     the ``replayed`` counter, processed entries to ``frames`` and ``state.last_entry_id`` (before
     the caller sees them), bad entries and :class:`DecodeError` to ``out.dead_letters``, and a
     counter name returned by ``classify`` to that counter (see :func:`count`). ``pending``: the
@@ -107,9 +108,10 @@ def fold_entries(
     done.
     """
     counters = state.counters
-    last_key = entry_key(state.last_entry_id) if state.last_entry_id else (-1, -1)
+    last_key = entry_key(state.last_entry_id) if state.last_entry_id else (-1, -1, -1)
     for entry_id, frame in entries:
-        out.acked.append(entry_id)
+        if "." not in entry_id:  # an entry's first frame (a packed entry's others: ``id.k``)
+            out.acked.append(entry_id)
         key = entry_key(entry_id)
         if key <= last_key:
             if not pending:

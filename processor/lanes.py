@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from tickpipe.common.contract import raw_entry_frames
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.instruments import InstrumentFilters
 from tickpipe.common.names import (
@@ -114,21 +115,22 @@ def private_lease_key(settings: Settings, venue: str) -> str:
 def decode_entries(
     entries: Sequence[tuple[Any, Mapping[Any, Any] | None]],
 ) -> list[tuple[str, RawFrame | BadEntry]]:
-    """Turn redis-py stream entries into ``(entry id, RawFrame or BadEntry)`` pairs."""
+    """Turn redis-py stream entries into ``(frame id, RawFrame or BadEntry)`` pairs, one per
+    frame (a packed entry holds several: :func:`common.contract.raw_entry_frames`)."""
     out: list[tuple[str, RawFrame | BadEntry]] = []
-    for raw_id, fields in entries:
-        entry_id = text_of(raw_id)
-        if not fields:
-            out.append((entry_id, BadEntry("entry was deleted before it was processed", "")))
+    for raw_id, whole in entries:
+        if not whole:
+            out.append((text_of(raw_id), BadEntry("entry was deleted before it was processed", "")))
             continue
-        try:
-            out.append((entry_id, RawFrame.from_fields(fields)))
-        except DecodeError as exc:
+        for entry_id, fields in raw_entry_frames(text_of(raw_id), whole):
             try:
-                data = orjson.dumps(decode_fields(fields)).decode()
-            except (UnicodeDecodeError, TypeError):
-                data = repr(fields)
-            out.append((entry_id, BadEntry(str(exc), data)))
+                out.append((entry_id, RawFrame.from_fields(fields)))
+            except DecodeError as exc:
+                try:
+                    data = orjson.dumps(decode_fields(fields)).decode()
+                except (UnicodeDecodeError, TypeError):
+                    data = repr(fields)
+                out.append((entry_id, BadEntry(str(exc), data)))
     return out
 
 

@@ -39,7 +39,7 @@ DEFAULT_MAXLEN = 1_000_000
 
 def id_after(entry_id: str) -> str:
     """Return the smallest stream id greater than ``entry_id``."""
-    ms, seq = entry_key(entry_id)
+    ms, seq, _ = entry_key(entry_id)
     return f"{ms}-{seq + 1}"
 
 

@@ -43,6 +43,7 @@ import redis.asyncio as aioredis
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.backpressure import RedisOutage
+from tickpipe.common.contract import base_entry_id
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.health import HealthReporter
 from tickpipe.common.names import GROUP_PROCESSOR
@@ -56,7 +57,7 @@ from tickpipe.processor.link import Entries, LeaseLost, Link, Pipe
 from tickpipe.processor.plugins import build_strategies
 from tickpipe.processor.trimmer import Retention, trim_streams
 
-__all__ = ["SERVICE", "run"]
+__all__ = ["SERVICE", "read_count", "run"]
 
 SERVICE = "processor"
 log = logging.getLogger("tickpipe.processor")
@@ -64,6 +65,20 @@ log = logging.getLogger("tickpipe.processor")
 _WARNINGS_PER_BATCH = 20
 #: Order updates read at most per batch for the strategies that follow their own orders.
 OWN_UPDATES_PAGE = 1000
+
+
+def read_count(batch_size: int, batch: Entries | None, count: int) -> int:
+    """Return how many entries to read next so that a batch holds about ``batch_size`` frames.
+
+    A raw entry may hold several frames (:mod:`common.contract`); the last batch read tells how
+    many an entry held on average. An empty batch keeps ``count``.
+    """
+    if not batch:
+        return count
+    entries = sum(1 for entry_id, _ in batch if "." not in entry_id)
+    if not entries:
+        return count
+    return max(1, min(batch_size, batch_size * entries // len(batch)))
 
 
 class _Stats:
@@ -224,6 +239,7 @@ class _Runner:
                 if not hand:
                     await pipe.send_read(cursor, count)
                     hand, renewed_at = await self._collect(lane, pipe, renewed_at)
+                    count = read_count(self.settings.batch_size, hand, count)
                     if not hand:
                         if cursor != ">":
                             cursor = ">"
@@ -233,13 +249,14 @@ class _Runner:
                 batch, hand = hand, None
                 pending = cursor != ">"  # claimed or left by an earlier life: check by content
                 if pending:
-                    cursor = batch[-1][0]
+                    cursor = base_entry_id(batch[-1][0])
                 ahead = not self.stop.is_set()
                 if ahead:  # Redis reads the next batch while this one is processed
                     await pipe.send_read(cursor, count)
                 await self._own_updates(lane)
                 commit = lane.process(batch, self.clock(), pending=pending)
                 hand, renewed_at = await self._collect(lane, pipe, renewed_at)
+                count = read_count(self.settings.batch_size, hand, count)
                 if ahead and not hand and cursor != ">":
                     cursor = ">"
                 await pipe.send_commit(commit, loop.time())

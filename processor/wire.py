@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from tickpipe.common.builders import new_raw_frame
-from tickpipe.common.contract import RAW_FIELDS
+from tickpipe.common.contract import RAW_FIELDS, RAW_FRAMES, RAW_PER_FRAME
 from tickpipe.common.schema import RawFrame
 from tickpipe.processor.entries import BadEntry
 from tickpipe.processor.lanes import Commit, decode_entries
@@ -133,6 +133,50 @@ _AT = {name: 2 * i + 1 for i, name in enumerate(RAW_FIELDS)}
 _V, _KIND, _VENUE, _CONN = _AT["v"], _AT["kind"], _AT["venue"], _AT["conn"]
 _SEQ, _TS_RECV, _CHANNEL, _DATA = _AT["seq"], _AT["ts_recv"], _AT["channel"], _AT["data"]
 _FLAT_LEN = 2 * len(RAW_FIELDS)
+_FRAMES = RAW_FRAMES.encode()
+#: The field names of a packed entry's further frames, by how many frames it holds.
+_PACKED_ORDER: dict[int, list[bytes]] = {}
+
+
+def _packed_order(n: int) -> list[bytes]:
+    names = _PACKED_ORDER.get(n)
+    if names is None:
+        names = [f"{name}.{k}".encode() for k in range(1, n) for name in RAW_PER_FRAME]
+        if len(_PACKED_ORDER) < 1024:
+            _PACKED_ORDER[n] = names
+    return names
+
+
+def _packed(entry_id: str, flat: list[Any]) -> list[tuple[str, RawFrame | BadEntry]]:
+    """Decode a packed entry of exactly the layout the ingestor writes; raise ValueError if not."""
+    n = int(flat[_FLAT_LEN + 1])
+    rest = flat[_FLAT_LEN + 2 :]
+    if n < 2 or len(rest) != 6 * (n - 1) or rest[::2] != _packed_order(n):
+        raise ValueError("not the packed layout")
+    flat[_V].decode()
+    kind, venue, conn = flat[_KIND].decode(), flat[_VENUE].decode(), flat[_CONN].decode()
+    channel = flat[_CHANNEL].decode()
+    out: list[tuple[str, RawFrame | BadEntry]] = [
+        (
+            entry_id,
+            new_raw_frame(
+                kind, venue, conn, int(flat[_SEQ]), int(flat[_TS_RECV]), flat[_DATA].decode(),
+                channel,
+            ),
+        )
+    ]  # fmt: skip
+    for k in range(1, n):
+        at = 6 * (k - 1)
+        out.append(
+            (
+                f"{entry_id}.{k}",
+                new_raw_frame(
+                    kind, venue, conn, int(rest[at + 1]), int(rest[at + 3]),
+                    rest[at + 5].decode(), channel,
+                ),
+            )
+        )  # fmt: skip
+    return out
 
 
 def commit_call(
@@ -221,8 +265,9 @@ def stream_entries(reply: Any) -> list[Any]:
 def decode_flat_entries(entries: Sequence[Any]) -> list[tuple[str, RawFrame | BadEntry]]:
     """Turn wire entries ``[id, [field, value, ...]]`` into ``(entry id, RawFrame or BadEntry)``.
 
-    The usual entry (exactly the fields :meth:`RawFrame.to_fields` writes) is decoded here;
-    anything else goes through :func:`processor.lanes.decode_entries`, so the result is the same.
+    The usual entries (exactly the fields :meth:`RawFrame.to_fields` writes, or a packed entry of
+    several frames, each given its frame id: :mod:`common.contract`) are decoded here; anything
+    else goes through :func:`processor.lanes.decode_entries`, so the result is the same.
     """
     out: list[tuple[str, RawFrame | BadEntry]] = []
     append = out.append
@@ -231,7 +276,9 @@ def decode_flat_entries(entries: Sequence[Any]) -> list[tuple[str, RawFrame | Ba
         _V, _KIND, _VENUE, _CONN, _SEQ, _TS_RECV, _CHANNEL, _DATA
     )  # fmt: skip
     for raw_id, flat in entries:
-        if flat and len(flat) == size and flat[::2] == order and type(raw_id) is bytes:
+        if not flat or type(raw_id) is not bytes:
+            pass
+        elif len(flat) == size and flat[::2] == order:
             # exactly the fields of common.contract.RAW_FIELDS, in that order
             try:
                 flat[v].decode()
@@ -248,6 +295,15 @@ def decode_flat_entries(entries: Sequence[Any]) -> list[tuple[str, RawFrame | Ba
                 pass  # the general path below gives the exact reason
             else:
                 append((raw_id.decode(), frame))
+                continue
+        elif len(flat) > size + 2 and flat[size] == _FRAMES and flat[:size:2] == order:
+            # a packed entry: the first frame's fields, ``frames n``, then n-1 more frames
+            try:
+                frames = _packed(raw_id.decode(), flat)
+            except (ValueError, AttributeError, IndexError):
+                pass
+            else:
+                out += frames
                 continue
         fields = None
         if flat:

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from tickpipe.common.contract import base_entry_id
 from tickpipe.common.errors import DecodeError, RedisUnavailable
 from tickpipe.common.extras import need
 from tickpipe.common.instruments import InstrumentFilters
@@ -106,7 +107,7 @@ async def _redis_entries(settings: Settings, url: str, start: str, end: str) -> 
                     got += [(part, i, f) for i, f in decode_entries(page)]
                     if len(page) < PAGE:
                         break
-                    lower = "(" + got[-1][1]
+                    lower = "(" + base_entry_id(got[-1][1])  # a packed entry's last frame
                 streams.append(got)
     finally:
         await redis.aclose()

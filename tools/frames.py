@@ -72,7 +72,7 @@ import redis.asyncio as aioredis
 from tickpipe.archive.files import read_rows
 from tickpipe.archive.layout import kind_of
 from tickpipe.archive.shell import archive_root
-from tickpipe.common.contract import OrderEvent
+from tickpipe.common.contract import OrderEvent, base_entry_id, raw_entry_frames
 from tickpipe.common.names import EXPORT_KINDS, Partition
 from tickpipe.common.redis_io import connect_redis
 from tickpipe.common.schema import decode_fields
@@ -199,15 +199,16 @@ async def _entries(
     while True:
         page: list[Any] = list(await redis.xrange(stream, min=first, max="+", count=PAGE) or [])
         rows: list[Row] = []
-        for entry_id, fields in page:
-            row = decode_fields(fields or {})
-            row["_id"] = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            rows.append(row)
+        for entry_id, whole in page:  # a packed raw entry: one row per frame
+            for frame_id, fields in raw_entry_frames(entry_id, whole or {}):
+                row = decode_fields(fields)
+                row["_id"] = frame_id
+                rows.append(row)
         mine = [r for r in rows if symbol is None or r.get("symbol") == symbol]
         out += mine
         if len(page) < PAGE:
             return out
-        first = "(" + rows[-1]["_id"]
+        first = "(" + base_entry_id(rows[-1]["_id"])
         if hi is None or hi_ms is None or _id_ms(rows[-1]) < hi_ms:
             continue
         times = [_time(r, index) for r in mine]

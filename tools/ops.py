@@ -14,7 +14,7 @@ from typing import Any, TextIO
 import orjson
 import redis.asyncio as aioredis
 
-from tickpipe.common.contract import subscription_entry
+from tickpipe.common.contract import raw_entry_frames, subscription_entry
 from tickpipe.common.names import BAR_INTERVALS, Partition
 from tickpipe.common.schema import decode_fields, text_of
 from tickpipe.common.settings import Settings
@@ -71,7 +71,10 @@ async def tail(
     redis: aioredis.Redis, streams: list[str], out: TextIO, *, from_start: bool = False,
     count: int | None = None, block_ms: int = 1000, on_ready: Callable[[], object] | None = None,
 ) -> int:  # fmt: skip
-    """Print new entries of ``streams`` as they arrive; stop after ``count`` entries if given.
+    """Print new entries of ``streams`` as they arrive; stop after ``count`` lines if given.
+
+    A packed raw entry is printed as one line per frame, each with its frame id
+    (:func:`common.contract.raw_entry_frames`).
 
     ``on_ready`` is called once the starting point is fixed: an entry added after it is shown.
     """
@@ -87,10 +90,11 @@ async def tail(
         answer: list[Any] = list(await redis.xread(last, block=block_ms, count=500) or [])
         for stream_name, entries in answer:
             stream = text_of(stream_name)
-            for entry_id, fields in entries:
+            for entry_id, whole in entries:
                 last[stream] = text_of(entry_id)
-                out.write(format_entry(stream, text_of(entry_id), decode_fields(fields)) + "\n")
-                shown += 1
+                for frame_id, fields in raw_entry_frames(entry_id, whole or {}):  # one per frame
+                    out.write(format_entry(stream, frame_id, decode_fields(fields)) + "\n")
+                    shown += 1
                 if count is not None and shown >= count:
                     break
         out.flush()

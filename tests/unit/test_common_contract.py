@@ -6,22 +6,31 @@ import ast
 import random
 from pathlib import Path
 
+import fakeredis
+import hiredis
 import orjson
+import pytest
 
 from tickpipe.common.contract import (
     CONTROL_ACTIONS,
     RAW_FIELDS,
+    RAW_FRAMES,
+    RAW_PACK_MAX,
     RAW_PER_FRAME,
     ControlAction,
     MarkerEvent,
     OrderEvent,
     OrderRecord,
     RawKind,
+    base_entry_id,
+    entry_key,
     marker_data,
     order_entry,
     raw_constants,
+    raw_entry_frames,
     subscription_entry,
 )
+from tickpipe.common.errors import DecodeError
 from tickpipe.common.resp import encode_xadd
 from tickpipe.common.schema import OrderIntent, RawFrame
 from tickpipe.ingestor.subscriptions import parse_control
@@ -59,13 +68,78 @@ def test_raw_entries_round_trip_through_the_fast_encoder_and_decoder() -> None:
         assert decode_flat_entries([(b"1-%d" % n, flat)]) == [(f"1-{n}", frame)]
 
 
-def test_the_append_script_writes_every_raw_field_in_order_from_the_layout() -> None:
-    script = APPEND_SCRIPT.decode()
-    xadd = script[script.index("'XADD'") :].split(")")[0]
-    names = [part.strip().strip("'") for part in xadd.split(",")[3::2]]
-    assert names == list(RAW_FIELDS)
-    frames = [RawFrame("ws", "binance", "c1", 1, 2, "x", "market")]
-    assert encode_append("s", frames).count(b"$1\r\nh\r\n") == 1
+def _append_argv(stream: str, frames: list[RawFrame]) -> list[bytes]:
+    """The arguments after ``numkeys`` of the ``EVAL`` that :func:`encode_append` writes."""
+    reader = hiredis.Reader()
+    reader.feed(encode_append(stream, frames))
+    command = reader.gets()
+    assert command[0] == b"EVAL" and command[1] == APPEND_SCRIPT and command[2] == b"1"
+    assert command[3] == stream.encode()
+    return list(command[4:])
+
+
+def _runs(rng: random.Random, count: int) -> list[RawFrame]:
+    """Frames as an ingestor writes them: runs of one connection's channel, markers between."""
+    frames: list[RawFrame] = []
+    while len(frames) < count:
+        kind = rng.choice([RawKind.WS] * 4 + [RawKind.WS_BINARY, RawKind.REST, RawKind.MARKER])
+        conn, channel = f"c{rng.randrange(3)}", rng.choice(["market", "trade", ""])
+        for _ in range(rng.choice([1, 2, 3, 63, 64, 65, 130, rng.randrange(1, 200)])):
+            size = rng.choice([0, 5, 300, 70_000])
+            data = "".join(rng.choice('ab{}":,é') for _ in range(min(size, 40))) + "x" * size
+            frames.append(RawFrame(kind, "binance", conn, len(frames), rng.randrange(1 << 62),
+                                   data, channel))  # fmt: skip
+    return frames
+
+
+def test_the_append_script_packs_websocket_runs_and_every_reader_gets_every_frame_back() -> None:
+    seed = random.randrange(1 << 30)
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    server = fakeredis.FakeServer()
+    redis = fakeredis.FakeRedis(server=server)
+    frames = _runs(rng, 600)
+    assert redis.eval(APPEND_SCRIPT, 1, "raw", *_append_argv("raw", frames)) == []
+    entries = redis.xrange("raw")
+    # every frame back, in order, through the redis-py reader and through the wire decoder
+    read = [
+        (i, RawFrame.from_fields(f)) for e, whole in entries for i, f in raw_entry_frames(e, whole)
+    ]
+    assert [f for _, f in read] == frames
+    flat = redis.eval("return redis.call('XRANGE', KEYS[1], '-', '+')", 1, "raw")
+    assert decode_flat_entries(flat) == read
+    # frame ids: the entry's own id, then ``id.k``; they sort in stream order
+    keys = [entry_key(i) for i, _ in read]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert [base_entry_id(i) for i, _ in read if "." not in i] == [e.decode() for e, _ in entries]
+    # what shares an entry: consecutive WebSocket frames of one channel, at most RAW_PACK_MAX
+    for entry_id, whole in entries:
+        names = [k.decode() for k in whole]
+        frames_in = raw_entry_frames(entry_id, whole)
+        if len(frames_in) == 1:
+            assert tuple(names) == RAW_FIELDS  # one frame: the layout of old, unchanged
+            continue
+        assert len(frames_in) <= RAW_PACK_MAX and whole[RAW_FRAMES.encode()] == b"%d" % len(
+            frames_in
+        )
+        kinds = {f[b"kind"] for _, f in frames_in}
+        assert kinds <= {b"ws", b"ws-binary"} and len(kinds) == 1
+        assert len({(f[b"conn"], f[b"channel"]) for _, f in frames_in}) == 1
+    runs_of_ws = [f for f in frames if f.kind in (RawKind.WS, RawKind.WS_BINARY)]
+    assert len(entries) < len(frames) - len(runs_of_ws) // 2  # packing did happen
+
+
+def test_a_packed_entry_read_as_one_frame_is_refused_not_cut_short() -> None:
+    fields = {**RawFrame("ws", "binance", "c1", 1, 2, "a", "m").to_fields(),
+              "frames": "2", "seq.1": "2", "ts_recv.1": "3", "data.1": "b"}  # fmt: skip
+    assert [f["data"] for _, f in raw_entry_frames("5-1", fields)] == ["a", "b"]
+    with pytest.raises(DecodeError, match="frames"):
+        RawFrame.from_fields(fields)
+    broken = {k: v for k, v in fields.items() if k != "data.1"}
+    [(entry_id, whole)] = raw_entry_frames("5-1", broken)
+    assert entry_id == "5-1"
+    with pytest.raises(DecodeError):
+        RawFrame.from_fields(whole)  # a dead letter in the processor, not half an entry
 
 
 def test_markers_and_control_entries_are_spelled_by_the_contract() -> None:
