@@ -35,7 +35,7 @@ kind or an event is spelled in one place (pure: no I/O).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -63,6 +63,7 @@ __all__ = [
     "order_entry",
     "raw_constants",
     "raw_entry_frames",
+    "raw_frames_of",
     "subscription_entry",
 ]
 
@@ -274,6 +275,17 @@ def marker_data(event: MarkerEvent, **fields: Any) -> str:
 def order_entry(intent: OrderIntent) -> dict[str, str]:
     """Return the ``intent`` entry of ``{V}:orders`` for ``intent`` (its fields plus ``event``)."""
     return {**intent.to_fields(), "event": OrderEvent.INTENT.value}
+
+
+def raw_frames_of(
+    entries: Iterable[tuple[Any, Mapping[Any, Any] | None]] | None,
+) -> list[tuple[str, dict[Any, Any]]]:
+    """Return one ``(frame id, fields)`` per frame of raw stream entries, in stream order."""
+    return [
+        one
+        for entry_id, fields in entries or ()
+        for one in raw_entry_frames(entry_id, fields or {})
+    ]
 
 
 def _check() -> None:

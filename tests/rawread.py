@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from tickpipe.common.contract import raw_entry_frames
+from tickpipe.common.contract import raw_frames_of
 from tickpipe.common.schema import RawFrame
 
 __all__ = ["frames_of", "raw_frames", "raw_frames_sync", "raw_len", "raw_len_sync", "rawframes"]
@@ -17,11 +17,7 @@ __all__ = ["frames_of", "raw_frames", "raw_frames_sync", "raw_len", "raw_len_syn
 
 def frames_of(entries: Iterable[tuple[Any, Any]] | None) -> list[tuple[str, dict[Any, Any]]]:
     """One ``(frame id, fields)`` per frame of redis-py stream entries, in order."""
-    return [
-        one
-        for entry_id, fields in entries or ()
-        for one in raw_entry_frames(entry_id, fields or {})
-    ]
+    return raw_frames_of(entries)
 
 
 def rawframes(entries: Iterable[tuple[Any, Any]] | None) -> list[RawFrame]:

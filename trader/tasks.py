@@ -38,7 +38,7 @@ import orjson
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.backpressure import RedisOutage
-from tickpipe.common.contract import MarkerEvent, RawKind
+from tickpipe.common.contract import MarkerEvent, RawKind, raw_frames_of
 from tickpipe.common.errors import DecodeError, RedisUnavailable, VenueUnavailable
 from tickpipe.common.redis_io import redis_errors
 from tickpipe.common.schema import RawFrame, text_of
@@ -110,7 +110,7 @@ async def keep_lease(trader: Trader, done: asyncio.Event) -> None:
 def connect_markers(entries: Any) -> list[str]:
     """Return the connection ids of the ``connect`` markers among raw stream entries."""
     out = []
-    for _, fields in entries or []:
+    for _, fields in raw_frames_of(entries):
         try:
             frame = RawFrame.from_fields(fields)
         except DecodeError:
