@@ -14,6 +14,7 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from tests.rawread import rawframes
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Settings
@@ -114,8 +115,8 @@ def fast_ingestor(settings: Settings, redis: Any, **kw: Any) -> Ingestor:
 
 
 async def entries(redis: Any, stream: str) -> list[RawFrame]:
-    """Return every raw entry of ``stream``, decoded."""
-    return [RawFrame.from_fields(fields) for _, fields in await redis.xrange(stream)]
+    """Return every raw frame of ``stream``, decoded (a packed entry holds several)."""
+    return rawframes(await redis.xrange(stream))
 
 
 async def hold_open(ws: ServerConnection) -> None:

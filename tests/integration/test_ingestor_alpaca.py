@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.integration.ingestor_support import running
+from tests.rawread import rawframes
 from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.errors import ConfigError
@@ -63,7 +64,7 @@ def decode(frame: RawFrame) -> Any:
 
 
 async def entries(redis: Any, key: str) -> list[RawFrame]:
-    return [RawFrame.from_fields(f) for _, f in await redis.xrange(key)]
+    return rawframes(await redis.xrange(key))
 
 
 def run_ingestor(

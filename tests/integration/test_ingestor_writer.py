@@ -10,6 +10,7 @@ from typing import Any
 import fakeredis
 import pytest
 
+from tests.rawread import rawframes
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.writer import BatchWriter, IngestorStats, Item, WriteQueue
@@ -196,7 +197,7 @@ def test_nothing_is_reported_when_redis_kept_everything() -> None:
 
 
 async def entries_of(redis: Any) -> list[RawFrame]:
-    return [RawFrame.from_fields(f) for _, f in await redis.xrange(STREAM)]
+    return rawframes(await redis.xrange(STREAM))
 
 
 def test_the_frames_kept_for_the_check_are_bounded_by_count_and_bytes() -> None:
