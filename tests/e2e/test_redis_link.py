@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.e2e.conftest import RedisServer
+from tests.rawread import raw_frames_sync
 from tickpipe.common.errors import TickpipeError
 from tickpipe.common.names import Keys
 from tickpipe.common.redis_link import RedisLink, Script, ScriptsRefused
@@ -106,7 +107,7 @@ def test_a_link_cut_mid_batch_loses_and_doubles_nothing(redis_server: RedisServe
         await asyncio.wait_for(writer.run(), 60)
         plain = redis_server.client()
         found = {
-            s: [int(f[b"seq"]) for _, f in plain.xrange(s)]  # type: ignore[union-attr]
+            s: [int(f[b"seq"]) for _, f in raw_frames_sync(plain, s)]  # every frame, in order
             for s in streams
         }
         plain.close()

@@ -126,7 +126,7 @@ def test_writer_spills_beyond_the_queue_and_drains_in_order(tmp_path: Path) -> N
         await queue.put(None)
         await asyncio.wait_for(task, 5)
         journal.close()
-        seqs = [RawFrame.from_fields(f).seq for _, f in await redis.xrange(STREAM)]
+        seqs = [f.seq for f in await entries(redis, STREAM)]
         return seqs, stats
 
     seqs, stats = asyncio.run(scenario())
@@ -152,7 +152,7 @@ def test_frames_beyond_the_disk_cap_become_a_gap_marker_when_redis_is_back(
         await queue.put(None)
         await asyncio.wait_for(task, 5)
         journal.close()
-        return [RawFrame.from_fields(f) for _, f in await redis.xrange(STREAM)]
+        return await entries(redis, STREAM)
 
     got = asyncio.run(scenario())
     frames = [f for f in got if f.kind == "ws"]

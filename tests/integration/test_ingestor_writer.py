@@ -10,8 +10,9 @@ from typing import Any
 import fakeredis
 import pytest
 
-from tests.rawread import rawframes
+from tests.rawread import raw_frames_sync, raw_len, rawframes
 from tickpipe.common.backoff import Backoff
+from tickpipe.common.contract import base_entry_id
 from tickpipe.common.schema import RawFrame
 from tickpipe.ingestor.writer import BatchWriter, IngestorStats, Item, WriteQueue
 
@@ -31,7 +32,7 @@ def test_batches_take_what_is_queued_up_to_the_cap() -> None:
         queue.put_nowait(None)
         stats = IngestorStats()
         await asyncio.wait_for(BatchWriter(redis, queue, stats, batch_max=300).run(), 10)
-        seqs = [RawFrame.from_fields(f).seq for _, f in await redis.xrange(STREAM)]
+        seqs = [f.seq for f in rawframes(await redis.xrange(STREAM))]
         return stats, seqs
 
     stats, seqs = asyncio.run(scenario())
@@ -52,6 +53,7 @@ def test_entries_redis_refuses_are_retried_until_accepted(
         for seq in range(1, 4):
             queue.put_nowait(item(seq))
         queue.put_nowait(item(4, other))
+        queue.put_nowait(item(5, other))  # 4 and 5 share an entry: refused (and retried) whole
         queue.put_nowait(None)
         stats = IngestorStats()
         writer = BatchWriter(redis, queue, stats, retry_backoff=Backoff(base_s=0.01, cap_s=0.02))
@@ -63,15 +65,16 @@ def test_entries_redis_refuses_are_retried_until_accepted(
         assert not task.done() and stats.redis_up is False
         await redis.delete(other)
         await asyncio.wait_for(task, 5)
-        ok = [RawFrame.from_fields(f).seq for _, f in await redis.xrange(STREAM)]
-        late = [RawFrame.from_fields(f).seq for _, f in await redis.xrange(other)]
+        ok = [f.seq for f in rawframes(await redis.xrange(STREAM))]
+        late = [f.seq for f in rawframes(await redis.xrange(other))]
+        assert await redis.xlen(other) == 1  # 4 and 5 in one (packed) entry
         return ok, late, stats
 
     with caplog.at_level(logging.WARNING, logger="tickpipe.ingestor"):
         ok, late, stats = asyncio.run(scenario())
     assert ok == [1, 2, 3]  # written once, not again with each retry
-    assert late == [4]
-    assert stats.entries_written == 4 and stats.redis_up
+    assert late == [4, 5]
+    assert stats.entries_written == 5 and stats.redis_up
     assert sum("Redis cannot take it now" in r.getMessage() for r in caplog.records) == 1
 
 
@@ -98,14 +101,19 @@ class LossRig:
         marker = RawFrame("marker", "binance", "", 0, 1, '{"event":"redis_lost"}', "market")
         return [(stream, marker)]
 
-    async def write(self, count: int) -> None:
+    async def write(self, *groups: int) -> None:
+        """Write ``seq`` 1..n in ``groups`` of frames, one batch (and so one entry) per group."""
         self.task = asyncio.create_task(self.writer.run())
-        for seq in range(1, count + 1):
-            self.queue.put_nowait(item(seq))
-        deadline = time.monotonic() + 5
-        while await self.redis.xlen(STREAM) < count:
-            assert time.monotonic() < deadline, f"fewer than {count} entries written"
-            await asyncio.sleep(0.01)
+        count = 0
+        for n, size in enumerate(groups, 1):
+            for seq in range(count + 1, count + size + 1):
+                self.queue.put_nowait(item(seq))
+            count += size
+            deadline = time.monotonic() + 5
+            while await raw_len(self.redis, STREAM) < count:
+                assert time.monotonic() < deadline, f"fewer than {count} frames written"
+                await asyncio.sleep(0.01)
+            assert await self.redis.xlen(STREAM) == n  # the group's frames share one entry
 
     async def outage(self, queued: int) -> None:
         """Take Redis away and let the writer fail on ``item(queued)``."""
@@ -117,11 +125,18 @@ class LossRig:
             await asyncio.sleep(0.01)
 
     def cut_tail(self, count: int) -> None:
-        """Drop the newest ``count`` entries, as an AOF cut does (synchronously: nothing runs)."""
+        """Drop the newest ``count`` frames, as an AOF cut does (synchronously: nothing runs).
+
+        A cut drops whole entries: ``count`` must end on an entry's boundary (a packed entry
+        holds several frames).
+        """
         sync = fakeredis.FakeRedis(server=self.server)
         self.server.connected = True
-        newest = sync.xrevrange(STREAM, count=count)
-        sync.xdel(STREAM, *[entry_id for entry_id, _ in newest])
+        frames = raw_frames_sync(sync, STREAM)
+        cut = {base_entry_id(frame) for frame, _ in frames[len(frames) - count :]}
+        kept = {base_entry_id(frame) for frame, _ in frames[: len(frames) - count]}
+        assert not cut & kept, f"the newest {count} frames do not end on an entry's boundary"
+        sync.xdel(STREAM, *cut)
 
     async def finish(self, *more: int) -> list[tuple[str, int]]:
         for seq in more:
@@ -136,7 +151,7 @@ def test_after_an_outage_the_frames_redis_lost_are_found_before_anything_new_is_
     rig = LossRig()
 
     async def scenario() -> list[tuple[str, int]]:
-        await rig.write(10)
+        await rig.write(7, 3)  # two entries: frames 1..7, then 8..10
         await rig.outage(11)
         rig.cut_tail(3)  # Redis comes back without 8, 9, 10
         return await rig.finish(12)
@@ -156,7 +171,7 @@ def test_a_restart_that_no_write_saw_is_found_when_the_connection_is_made_again(
     rig = LossRig()
 
     async def scenario() -> list[tuple[str, int]]:
-        await rig.write(5)
+        await rig.write(3, 2)  # two entries: frames 1..3, then 4, 5
         rig.cut_tail(2)
         await rig.redis.connection_pool.disconnect()  # Redis went away and came back
         return await rig.finish(6)

@@ -33,6 +33,7 @@ from tests.integration.test_trader_shell import (
     pending,
     signal_stream,
 )
+from tests.rawread import raw_len, rawframes
 from tests.waits import until, xlen_at_least
 from tickpipe.common.backpressure import RedisFigures
 from tickpipe.common.health import HealthReporter
@@ -132,12 +133,12 @@ def test_ingestor_writer_keeps_frames_through_oom_and_quotes_the_server(
             await queue.put((stream, _frame(seq)))
         await until(lambda: _refused_at_least(refusals, 10))
         assert stats.redis_up is False and OOM_TEXT in stats.last_error
-        assert await redis.xlen(stream) == 1  # refused: nothing written twice meanwhile
+        assert await raw_len(redis, stream) == 1  # refused: nothing written twice meanwhile
         refusals.on = False
         await until(lambda: xlen_at_least(redis, stream, 39))
         await queue.put(None)
         await asyncio.wait_for(task, 5)
-        seqs = [RawFrame.from_fields(f).seq for _, f in await redis.xrange(stream)]
+        seqs = [f.seq for f in rawframes(await redis.xrange(stream))]
         return seqs, stats
 
     with caplog.at_level(logging.WARNING, logger="tickpipe.ingestor"):
