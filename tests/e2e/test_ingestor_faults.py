@@ -30,6 +30,7 @@ from tests.e2e.conftest import (
     start_redis,
     wait_for,
 )
+from tests.rawread import raw_len_sync, rawframes
 from tickpipe.common.names import Keys, Partition
 from tickpipe.common.schema import RawFrame, Trade
 
@@ -63,7 +64,7 @@ def add_fault(port: int, fault: dict[str, Any]) -> None:
 
 
 def raw(client: redis.Redis) -> list[RawFrame]:
-    return [RawFrame.from_fields(f) for _, f in client.xrange(KEYS.raw(P))]
+    return rawframes(client.xrange(KEYS.raw(P)))
 
 
 def health(client: redis.Redis) -> dict[str, Any]:
@@ -145,7 +146,7 @@ def test_redis_stopped_for_ten_seconds_loses_no_frame(
 ) -> None:
     ingestor, _ = start(processes, redis_server.url)
     client = redis_server.client()
-    wait_for(lambda: client.xlen(KEYS.raw(P)) >= 100, timeout_s=20, what="100 raw entries")
+    wait_for(lambda: raw_len_sync(client, KEYS.raw(P)) >= 100, timeout_s=20, what="100 raw frames")
     redis_server.proc.send_signal(signal.SIGTERM)
     redis_server.proc.wait(10)
     time.sleep(10)  # the outage itself (nothing to poll: Redis is down on purpose)
@@ -155,7 +156,7 @@ def test_redis_stopped_for_ten_seconds_loses_no_frame(
         wait_for(lambda: health(client).get("redis_up") is True, timeout_s=15,
                  what="the ingestor to see Redis again")  # fmt: skip
         written = health(client)["frames_received"]
-        wait_for(lambda: client.xlen(KEYS.raw(P)) >= written, timeout_s=15,
+        wait_for(lambda: raw_len_sync(client, KEYS.raw(P)) >= written, timeout_s=15,
                  what="the buffered frames in Redis")  # fmt: skip
         assert ingestor.stop() == 0, ingestor.tail()
         frames = raw(client)
@@ -179,22 +180,23 @@ def test_redis_restarted_without_its_aof_tail_gets_the_lost_trades_back(
     truth_file = tmp_path / "truth.jsonl"
     ingestor, _ = start(processes, redis_server.url, "--ground-truth", str(truth_file))
     client = redis_server.client()
-    wait_for(lambda: client.xlen(KEYS.raw(P)) >= 100, timeout_s=20, what="100 raw entries")
+    wait_for(lambda: raw_len_sync(client, KEYS.raw(P)) >= 100, timeout_s=20, what="100 raw frames")
     mark = mark_aof(redis_server)
-    held = client.xlen(KEYS.raw(P))
-    wait_for(lambda: client.xlen(KEYS.raw(P)) >= held + 60, timeout_s=20,
-             what="60 more raw entries after the cut point")  # fmt: skip
+    held = raw_len_sync(client, KEYS.raw(P))
+    wait_for(lambda: raw_len_sync(client, KEYS.raw(P)) >= held + 60, timeout_s=20,
+             what="60 more raw frames after the cut point")  # fmt: skip
     crash_with_aof_cut(redis_server, mark)
     restarted = start_redis(redis_server.data_dir, redis_server.port)
     try:
         client = restarted.client()
-        assert client.xlen(KEYS.raw(P)) < held + 60, "the AOF cut lost nothing"
+        assert raw_len_sync(client, KEYS.raw(P)) < held + 60, "the AOF cut lost nothing"
         wait_for(lambda: health(client).get("redis_losses", 0) >= 1, timeout_s=20,
                  what="the ingestor to find what Redis lost")  # fmt: skip
         wait_for(lambda: markers(raw(client), "backfill_done"), timeout_s=20,
                  what="the lost trades backfilled")  # fmt: skip
-        more = client.xlen(KEYS.raw(P)) + 40
-        wait_for(lambda: client.xlen(KEYS.raw(P)) >= more, timeout_s=20, what="live frames again")
+        more = raw_len_sync(client, KEYS.raw(P)) + 40
+        wait_for(lambda: raw_len_sync(client, KEYS.raw(P)) >= more, timeout_s=20,
+                 what="live frames again")  # fmt: skip
         assert ingestor.stop() == 0, ingestor.tail()
         frames = raw(client)
     finally:

@@ -24,7 +24,7 @@ from tests.e2e.test_ingestor_faults import (
     more_trades_then_drain,
     start,
 )
-from tickpipe.common.schema import RawFrame
+from tests.rawread import rawframes
 from tickpipe.ingestor.wsclient import WS_CLIENTS
 from tickpipe.mock_ws.ground_truth import read_ground_truth
 
@@ -52,7 +52,7 @@ def test_lifetime_rotation_and_server_shutdown_leave_no_gap_and_no_duplicate(
              what="a rotation on serverShutdown")  # fmt: skip
     more_trades_then_drain(client, ingestor, processor, more=40)
 
-    frames = [RawFrame.from_fields(f) for _, f in client.xrange(KEYS.raw(P))]
+    frames = rawframes(client.xrange(KEYS.raw(P)))
     reasons = Counter(json.loads(m.data).get("reason") for m in markers(frames, "rotate"))
     assert reasons["serverShutdown"] >= 1 and sum(reasons.values()) >= 3, reasons
     assert markers(frames, "gap") == []

@@ -17,6 +17,7 @@ import fakeredis
 import orjson
 
 from tests.integration.ingestor_support import running
+from tests.rawread import rawframes
 from tests.stages import stage_running
 from tests.waits import until
 from tickpipe.common.names import Partition
@@ -65,7 +66,7 @@ def test_new_channels_flow_from_the_mock_into_their_streams_once_each() -> None:
             keys = settings.keys
 
             async def every_channel_seen() -> bool:
-                raws = [RawFrame.from_fields(f) for _, f in await redis.xrange(keys.raw(P))]
+                raws = rawframes(await redis.xrange(keys.raw(P)))
                 seen = Counter(_channel_of(r) for r in raws)
                 return all(seen[c] >= 2 for c in OUTPUT)
 
@@ -89,7 +90,7 @@ def test_new_channels_flow_from_the_mock_into_their_streams_once_each() -> None:
     keys = settings.keys
 
     async def collect() -> tuple[list[RawFrame], dict[str, list[dict[str, str]]]]:
-        raws = [RawFrame.from_fields(f) for _, f in await redis.xrange(keys.raw(P))]
+        raws = rawframes(await redis.xrange(keys.raw(P)))
         out = {
             "partial-depth": [f for _, f in await _stream(redis, keys.partial_depth(P))],
             "venue-bars": [f for _, f in await _stream(redis, keys.venue_bars(P))],

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tests.integration.ingestor_support import running
+from tests.rawread import rawframes
 from tests.waits import until
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.schema import RawFrame
@@ -52,15 +53,10 @@ def test_trade_ids_in_raw_are_contiguous_per_symbol_and_user_data_is_subscribed(
         finally:
             await mock.close()
         raw = {
-            str(partition): [
-                RawFrame.from_fields(f) for _, f in await redis.xrange(settings.keys.raw(partition))
-            ]
+            str(partition): rawframes(await redis.xrange(settings.keys.raw(partition)))
             for partition in settings.partitions()
         }
-        private = [
-            RawFrame.from_fields(f)
-            for _, f in await redis.xrange(settings.keys.private_raw("binance"))
-        ]
+        private = rawframes(await redis.xrange(settings.keys.private_raw("binance")))
         return raw, private, ingestor, status
 
     raw, private, ingestor, status = asyncio.run(scenario())

@@ -18,6 +18,7 @@ import fakeredis
 
 from tests.integration.ingestor_support import entries, running
 from tests.integration.test_ingestor_mock_faults import RAW, events, settings_for, trade_ids
+from tests.rawread import frames_of, rawframes
 from tests.waits import until
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.schema import RawFrame
@@ -37,7 +38,7 @@ def live_trades(frames: list[RawFrame]) -> dict[str, list[int]]:
 def test_trades_redis_lost_in_an_outage_are_marked_and_backfilled(tmp_path: Path) -> None:
     truth_file = tmp_path / "truth.jsonl"
 
-    async def scenario() -> tuple[list[RawFrame], dict[str, list[int]], Ingestor]:
+    async def scenario() -> tuple[list[RawFrame], dict[str, list[int]], int, Ingestor]:
         mock = await start_mock(binance_port=0, trades_per_s=50, ground_truth_path=str(truth_file))
         async with mock:
             server = fakeredis.FakeServer()
@@ -50,19 +51,26 @@ def test_trades_redis_lost_in_an_outage_are_marked_and_backfilled(tmp_path: Path
                 await until(lambda: ingestor.stats.entries_written >= 80, 10)
                 server.connected = False
                 await until(lambda: not ingestor.stats.redis_up)
-                # Redis comes back without the last 30 entries it had acknowledged.
+                # Redis comes back without the last 30 frames it had acknowledged (and the
+                # rest of the packed entry the 30th is in: an entry goes whole).
                 sync = fakeredis.FakeRedis(server=server)
                 server.connected = True
-                cut = sync.xrevrange(RAW, count=30)
+                cut: list[tuple[Any, Any]] = []
+                for entry in sync.xrevrange(RAW, count=30):
+                    if len(frames_of(cut)) >= 30:
+                        break
+                    cut.append(entry)
                 sync.xdel(RAW, *[entry_id for entry_id, _ in cut])
-                lost = live_trades([RawFrame.from_fields(f) for _, f in cut])
+                cut_frames = rawframes(cut)
+                assert len(cut_frames) >= 30
+                lost = live_trades(cut_frames)
                 await until(lambda: ingestor.stats.redis_up)
                 await until(lambda: ingestor.stats.backfills_complete >= len(lost), 10)
                 after = ingestor.stats.frames_received + 40
                 await until(lambda: ingestor.stats.frames_received >= after, 10)
-            return await entries(redis, RAW), lost, ingestor
+            return await entries(redis, RAW), lost, len(cut_frames), ingestor
 
-    got, lost, ingestor = asyncio.run(scenario())
+    got, lost, cut, ingestor = asyncio.run(scenario())
     assert lost and all(lost.values()), "the cut held no trade: nothing was tested"
     truth = read_ground_truth(truth_file).trades_sent()
     for symbol, lost_ids in lost.items():
@@ -81,6 +89,6 @@ def test_trades_redis_lost_in_an_outage_are_marked_and_backfilled(tmp_path: Path
             (min(lost_ids), max(lost_ids), "complete")
         ]
     summary = events(got, "redis_lost")
-    assert len(summary) == 1 and summary[0]["frames"] == 30 and not summary[0]["whole"]
+    assert len(summary) == 1 and summary[0]["frames"] == cut and not summary[0]["whole"]
     health: dict[str, Any] = ingestor.health_stats()
-    assert health["redis_losses"] == 1 and health["frames_lost_by_redis"] == 30
+    assert health["redis_losses"] == 1 and health["frames_lost_by_redis"] == cut
