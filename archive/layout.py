@@ -168,6 +168,7 @@ class Segment:
     entries: int = 0
     size: int = 0  # bytes of field names and values held
     places: dict[str, Placed] = field(default_factory=dict)
+    stream_ids: list[str] = field(default_factory=list)  # the stream entries held, in order
 
     def __post_init__(self) -> None:
         self.kind = self.kind or kind_of(self.stream)
@@ -175,6 +176,7 @@ class Segment:
     def add(self, entry_id: str, fields: Mapping[str, str]) -> None:
         """Hold one entry (ids must arrive in stream order): one row, or one row per frame of a
         packed raw entry, each with its frame id (:func:`common.contract.raw_entry_frames`)."""
+        self.stream_ids.append(entry_id)
         if self.kind in _RAW_KINDS and RAW_FRAMES in fields:
             for frame_id, one in raw_entry_frames(entry_id, fields):
                 self._add_row(frame_id, one)
@@ -205,8 +207,9 @@ class Segment:
         return self.size >= max_bytes or now_ns - self.opened_ns >= max_age_ns
 
     def ids(self) -> list[str]:
-        """Every entry id the segment holds."""
-        return [entry_id for place in self.places.values() for entry_id in place.ids]
+        """Every stream entry id the segment holds, in stream order (what is acknowledged): a
+        packed raw entry's once, never its frames' ids (``ms-seq.k``, which Redis refuses)."""
+        return list(self.stream_ids)
 
     def files(self) -> dict[str, Placed]:
         """Each file the segment becomes (path relative to the root) and its rows."""

@@ -233,8 +233,9 @@ class _Group:
                 segment = self.segments.get(name)
                 if segment is None:
                     segment = self.segments[name] = Segment(name, venue, source, self.clock())
+                rows = segment.entries
                 segment.add(entry_id, _decoded(fields))
-                self.stats.open_entries += 1
+                self.stats.open_entries += segment.entries - rows  # a packed entry: its frames
                 seen = entry_id
             if self.cursors[name] != ">":
                 self.cursors[name] = entry_id

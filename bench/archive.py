@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench.ingest import versus_ingestor
+from bench.ingest import count_frames, versus_ingestor
 from bench.replay import CAPTURES, FILES
 from bench.stats import Row, rate
 from tickpipe.archive.files import read_rows
@@ -31,14 +31,15 @@ __all__ = ["run_archive"]
 
 
 async def _archive_run(redis: aioredis.Redis, url: str, tag: str, root: Path) -> tuple[float, int]:
-    """Fill ``raw`` from the captures, archive it all; return entries/s and the entries."""
+    """Fill ``raw`` from the captures, archive it all; return rows/s and the rows (one per
+    frame: a packed raw entry is one row per frame, :class:`archive.layout.Segment`)."""
     settings = Settings(
         redis_url=url, namespace=f"ab{tag}", symbols=("BTCUSDT", "ETHUSDT"), shards=2,
         archive=True, archive_dir=str(root / tag), batch_size=2000,
     )  # fmt: skip
     files = [CAPTURES / name for name in FILES]
     await replay_file(redis, settings, read_recordings(files), conn=f"ab-{tag}", out=io.StringIO())
-    total = sum([int(await redis.xlen(settings.keys.raw(p))) for p in settings.partitions()])
+    total = sum([await count_frames(redis, settings.keys.raw(p)) for p in settings.partitions()])
     stats = ArchiveStats()
     stop = asyncio.Event()
     started = time.perf_counter()

@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, rate, ratio
-from tickpipe.common.contract import raw_entry_frames
+from tickpipe.common.contract import RAW_FRAMES, raw_entry_frames
 from tickpipe.common.redis_link import RedisLink
 from tickpipe.common.schema import RawFrame
 from tickpipe.common.settings import Settings
@@ -43,8 +43,10 @@ from tickpipe.ingestor.slot import WsOptions
 from tickpipe.ingestor.writer import encode_append, encode_raw_xadd
 
 __all__ = [
+    "FrameCounter",
     "bare_client",
     "blast_rig",
+    "count_frames",
     "count_kind",
     "ingestor_rate",
     "run_ingest",
@@ -124,6 +126,52 @@ async def count_kind(redis: aioredis.Redis, stream: str, kind: bytes) -> int:
         start = "(" + chunk[-1][0].decode()
 
 
+#: Sum the frames of the raw entries of ``KEYS[1]`` from ``ARGV[1]`` (``-``, or ``(id``: after
+#: it), at most ``ARGV[2]`` entries: a packed entry counts its ``frames``, any other one 1.
+#: Returns the frames, the entries read and the last entry id read.
+_SUM_FRAMES = f"""local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+local total, last = 0, ''
+for _, entry in ipairs(entries) do
+  local fields, n = entry[2], 1
+  for j = 1, #fields, 2 do
+    if fields[j] == '{RAW_FRAMES}' then n = tonumber(fields[j + 1]) or 1; break end
+  end
+  total = total + n
+  last = entry[1]
+end
+return {{total, #entries, last}}
+"""
+_SUM_CHUNK = 10_000
+
+
+class FrameCounter:
+    """Count the frames of a raw stream as it grows (``XLEN`` counts entries, and a packed
+    entry holds several frames): each call reads only the entries added since the last one,
+    in Redis (:data:`_SUM_FRAMES`), so polling it stays cheap however long the stream gets."""
+
+    def __init__(self, redis: aioredis.Redis, stream: str) -> None:
+        self.script = redis.register_script(_SUM_FRAMES)
+        self.stream = stream
+        self.start = "-"
+        self.frames = 0
+
+    async def __call__(self) -> int:
+        """Return how many frames the stream has held so far (trimmed ones included)."""
+        while True:
+            reply: Any = await self.script(keys=[self.stream], args=[self.start, _SUM_CHUNK])
+            frames, read, last = int(reply[0]), int(reply[1]), reply[2]
+            self.frames += frames
+            if read:
+                self.start = "(" + (last.decode() if isinstance(last, bytes) else last)
+            if read < _SUM_CHUNK:
+                return self.frames
+
+
+async def count_frames(redis: aioredis.Redis, stream: str) -> int:
+    """Return how many frames raw ``stream`` holds (every kind; :class:`FrameCounter`)."""
+    return await FrameCounter(redis, stream)()
+
+
 async def _bare_run(
     redis: aioredis.Redis, port: int, count: int, tag: str, *, script: bool = False
 ) -> float:
@@ -131,7 +179,7 @@ async def _bare_run(
     url = f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade/ethusdt@trade"
     opened = await bare_client(url, redis, stream, count=count, script=script)
     finished = time.time_ns()
-    length = await redis.xlen(stream)
+    length = await count_frames(redis, stream)  # the script writes pack frames into entries
     if length != count:
         raise RuntimeError(f"bare client lost frames: {length} of {count} in Redis")
     await redis.delete(stream)
@@ -156,12 +204,13 @@ async def _ingestor_run(
     stop = asyncio.Event()
     ingestor = Ingestor(settings)
     task = asyncio.create_task(ingestor.run(stop))
+    frames_in = FrameCounter(redis, stream)
 
     async def all_in() -> bool:
         if task.done():
             task.result()
             raise RuntimeError("ingestor stopped early")
-        return int(await redis.xlen(stream)) >= count + 1
+        return await frames_in() >= count + 1
 
     # Every frame and the connect marker; other entries (e.g. REST snapshot markers) may add more.
     await wait_until(all_in, timeout_s=300, what="the ingestor to write every frame")

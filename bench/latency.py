@@ -40,6 +40,7 @@ from websockets.exceptions import ConnectionClosed
 from bench.peer import cpu_seconds
 from bench.rig import GC_PROBE_ENV, Rig, gc_pauses, stalls_during, temp_dir, wait_until
 from bench.stats import Row, summarize_ms
+from tickpipe.common.contract import base_entry_id, raw_frames_of
 from tickpipe.common.names import Keys
 from tickpipe.common.units import client_order_id_for
 from tickpipe.mock_ws.market import MarketSim
@@ -213,11 +214,13 @@ async def _pipeline_trades(
         raw_key = key.decode().rsplit(":", 1)[0] + ":raw"
         signals: Any = await redis.xrange(key)
         for _, fields in signals:
-            cause = fields[b"cause"].decode()
-            entry: Any = await redis.xrange(raw_key, cause, cause)
-            if not entry:
+            cause = fields[b"cause"].decode()  # a frame id: ``ms-seq.k`` in a packed entry
+            base = base_entry_id(cause)
+            entry: Any = await redis.xrange(raw_key, base, base)
+            frame = [f for i, f in raw_frames_of(entry) if i == cause]
+            if not frame:
                 continue
-            _, payload = binance.unwrap(entry[0][1][b"data"])
+            _, payload = binance.unwrap(frame[0][b"data"])
             if not isinstance(payload, dict) or "s" not in payload or "t" not in payload:
                 continue  # a signal caused by something other than a trade frame: not timed
             coid = client_order_id_for(fields[b"signal_id"].decode())

@@ -10,7 +10,8 @@ always runs first:
 
 * **cryptofeed**: its Binance feed and ``TradeStream`` Redis backend (``bench.cryptofeed_side``,
   one process): one stream entry per trade;
-* **tickpipe raw**: ``python -m tickpipe.ingestor`` alone: one raw-stream entry per frame;
+* **tickpipe raw**: ``python -m tickpipe.ingestor`` alone: every frame in the raw stream (several
+  frames may share an entry: counted as frames, :class:`bench.ingest.FrameCounter`);
 * **tickpipe end to end**: the ingestor and ``python -m tickpipe.processor``: one entry per trade
   in the trades stream.
 
@@ -38,7 +39,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from bench.ingest import count_kind
+from bench.ingest import FrameCounter, count_kind
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, rate
 from tickpipe.common.settings import Settings
@@ -237,10 +238,12 @@ async def _tickpipe(feed: Feed, redis: aioredis.Redis, rep: int, *, end_to_end: 
                 return False
         return True
 
+    counters = [FrameCounter(redis, raw) for raw in raws]  # XLEN counts entries, not frames
+
     async def done() -> bool:
         if end_to_end:
             return await _total_len(redis, trades) >= feed.count
-        return await _total_len(redis, raws) >= feed.count + 1
+        return sum([await frames() for frames in counters]) >= feed.count + 1
 
     side = "tickpipe end to end" if end_to_end else "tickpipe raw"
     value, cpu = await _measure(feed, redis, started, ready, done, side, since)

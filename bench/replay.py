@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench.ingest import versus_ingestor
+from bench.ingest import count_frames, versus_ingestor
 from bench.rig import REPO
 from bench.stats import Row, rate
 from tickpipe.common.settings import Settings
@@ -45,7 +45,7 @@ async def _replay_run(
     stored = 0
     for part in settings.partitions():
         stream = settings.keys.raw(part)
-        stored += int(await redis.xlen(stream)) - 1  # less the connect marker
+        stored += await count_frames(redis, stream) - 1  # less the connect marker
         await redis.delete(stream)
     if stored != stats.frames:
         raise RuntimeError(f"replay lost frames: {stored:,} of {stats.frames:,} in Redis")

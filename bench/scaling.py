@@ -44,6 +44,7 @@ from bench.frames import symbol_names, trade_key
 from bench.peer import cpu_seconds, wait_idle
 from bench.rig import Rig, temp_dir, wait_until
 from bench.stats import Row, rate, summarize_ms
+from tickpipe.common.contract import raw_frames_of
 from tickpipe.common.names import Partition
 from tickpipe.common.redis_io import connect_redis
 from tickpipe.common.settings import Settings
@@ -402,7 +403,7 @@ async def _trade_frames(redis: aioredis.Redis, stream: str) -> int:
         chunk: Any = await redis.xrange(stream, start, "+", count=20_000)
         total += sum(
             1
-            for _, f in chunk
+            for _, f in raw_frames_of(chunk)  # a packed entry holds several frames
             if f.get(b"kind") == b"ws" and f.get(b"data", b"").startswith(b'{"stream":')
         )
         if len(chunk) < 20_000:

@@ -17,6 +17,7 @@ import asyncio
 import time
 from typing import Any
 
+from bench.ingest import count_frames
 from bench.latency import HYSTERESIS_BPS, KEY, LEVELS, QTY, SECRET
 from bench.rig import Rig, rss_bytes, temp_dir, wait_until
 from bench.stats import Row, drift
@@ -79,7 +80,7 @@ async def run_soak(quick: bool, minutes: float, rate: int = 2000) -> list[Row]:
                 await asyncio.sleep(every)
             raw = longest = 0
             async for key in redis.scan_iter(match="soak:*:raw"):
-                raw += int(await redis.xlen(key))
+                raw += await count_frames(redis, key)  # frames: an entry may hold several
             async for key in redis.scan_iter(match="soak:*", _type="stream"):
                 longest = max(longest, int(await redis.xlen(key)))
             await redis.aclose()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Processes, RedisServer, Stage, wait_for
+from tests.rawread import raw_frames_sync, raw_len_sync
 from tickpipe.common.names import GROUP_PROCESSOR, GROUP_TRADER, Keys, Partition
 from tickpipe.common.schema import RawFrame, Signal, Trade, decode_fields
 from tickpipe.common.settings import KNOWN_KEYS
@@ -76,12 +77,12 @@ def test_ingestor_sigterm_flushes_every_frame(
     _venue(processes, port)
     ingestor = processes.start("ingestor", "-m", "tickpipe.ingestor")
     client = redis_server.client()
-    _until(ingestor, lambda: client.xlen(KEYS.raw(P)) >= 1500, "1500 raw frames")
+    _until(ingestor, lambda: raw_len_sync(client, KEYS.raw(P)) >= 1500, "1500 raw frames")
     assert ingestor.stop() == 0, ingestor.tail()
     seqs: dict[str, list[int]] = defaultdict(list)
     last: dict[str, RawFrame] = {}
     for stream in (KEYS.raw(P), KEYS.private_raw("binance")):
-        for _, fields in client.xrange(stream):
+        for _, fields in raw_frames_sync(client, stream):
             frame = RawFrame.from_fields(fields)
             if frame.kind == "rest":  # one-shot requests (snapshots) have no connection life
                 continue
