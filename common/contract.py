@@ -187,6 +187,8 @@ def entry_key(entry_id: str) -> tuple[int, int, int]:
     """Return a stream entry id ``ms-seq`` (or a packed frame's ``ms-seq.k``) as a comparable
     triple ``(ms, seq, k)``, ``k`` 0 for an entry's own id."""
     ms, _, rest = entry_id.partition("-")
+    if "." not in rest:
+        return int(ms), int(rest or 0), 0
     seq, _, k = rest.partition(".")
     return int(ms), int(seq or 0), int(k or 0)
 

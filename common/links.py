@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from tickpipe.common.builders import new_raw_frame
 from tickpipe.common.contract import MarkerEvent, RawKind
 from tickpipe.common.errors import VenueError
 from tickpipe.common.schema import RawFrame
@@ -128,7 +129,7 @@ class ConnectionTape:
                 text = data.decode()
             except UnicodeDecodeError:
                 kind, text = "ws-binary", base64.b64encode(data).decode()
-        return RawFrame(kind, self.venue, self.conn, self.seq, ts_recv, text, self.channel)
+        return new_raw_frame(kind, self.venue, self.conn, self.seq, ts_recv, text, self.channel)
 
     def connect_marker(self, ts_recv: int) -> RawFrame:
         return self._marker(

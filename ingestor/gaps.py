@@ -10,6 +10,7 @@ their own, and depth diffs' update ids (:data:`DepthIds`) follow the same rule.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import orjson
@@ -35,9 +36,21 @@ def trade_of(frame: str | bytes) -> tuple[str, int] | None:
     return found[0], found[2]
 
 
+#: A combined ``@trade`` frame as Binance writes it, up to its trade id: read without decoding
+#: the whole frame (any other spelling goes through the JSON decoder).
+_TRADE_TEXT = re.compile(
+    r'\{"stream":"[a-z0-9]+@trade","data":\{"e":"trade","E":\d+,"s":"([A-Z0-9]+)","t":(\d+)[,}]'
+)
+_TRADE_BYTES = re.compile(_TRADE_TEXT.pattern.encode())
+
+
 def trade_id_of(frame: str | bytes) -> tuple[str, str, int] | None:
     """Return ``(symbol, id space, id)`` of a combined ``@trade`` (id space ``trades``) or
     ``@aggTrade`` (``aggTrades``) frame, else ``None``."""
+    found = (_TRADE_TEXT if isinstance(frame, str) else _TRADE_BYTES).match(frame)  # type: ignore[arg-type]
+    if found is not None:
+        symbol, trade_id = found.groups()
+        return (symbol if isinstance(symbol, str) else symbol.decode()), "trades", int(trade_id)
     try:
         data = orjson.loads(frame)["data"]
         kind = data.get("e")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
+
+import orjson
 
 from tests.realdata import REALDATA, first_frames
 from tickpipe.common.schema import OrderUpdate, Quote, Trade
@@ -12,6 +15,7 @@ from tickpipe.ingestor.gaps import (
     WeightBudget,
     depth_ids_of,
     depth_weight,
+    trade_id_of,
     trade_of,
 )
 from tickpipe.venues.binance.events import normalise
@@ -30,6 +34,29 @@ def test_real_trade_frames_have_contiguous_ids_and_no_gap_is_reported() -> None:
     assert not any(holes)
     assert trade_of('{"stream":"x@depth","data":{"e":"depthUpdate"}}') is None
     assert trade_of("not json") is None
+
+
+def test_the_trade_id_read_without_decoding_equals_the_decoded_one() -> None:
+    seed = random.randrange(1 << 30)
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    frames = first_frames(500, "@trade")
+    for frame in frames:
+        obj = orjson.loads(frame)
+        data = obj["data"]
+        truth = (data["s"], "trades", data["t"])
+        assert trade_id_of(frame) == trade_id_of(frame.encode()) == truth
+        # other spellings of the same frame go through the decoder, with the same answer
+        data["t"] = rng.randrange(1 << 62)
+        truth = (data["s"], "trades", data["t"])
+        spaced = json.dumps(obj, separators=(", ", ": "))
+        reordered = orjson.dumps({"data": {"t": data["t"], **data}, "stream": obj["stream"]})
+        tight = orjson.dumps(obj)
+        assert trade_id_of(spaced) == trade_id_of(reordered) == trade_id_of(tight) == truth
+    assert (
+        trade_id_of('{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":x}}')
+        is None
+    )
 
 
 def test_a_skipped_range_is_reported_once_and_old_ids_are_ignored() -> None:
