@@ -109,17 +109,22 @@ def fold_entries(
     """
     counters = state.counters
     last_key = entry_key(state.last_entry_id) if state.last_entry_id else (-1, -1, -1)
+    old = False  # whether the current entry was processed before (all its frames were)
     for entry_id, frame in entries:
         if "." not in entry_id:  # an entry's first frame (a packed entry's others: ``id.k``)
             out.acked.append(entry_id)
-        key = entry_key(entry_id)
-        if key <= last_key:
+            # A batch holds whole entries, so a checkpoint ends with an entry's last frame:
+            # the entry's own id decides for all its frames.
+            key = entry_key(entry_id)
+            old = key <= last_key
+            if not old:
+                last_key = key
+        if old:
             if not pending:
                 counters["replayed"] += 1
                 continue
             counters["reprocessed"] = counters.get("reprocessed", 0) + 1
         else:
-            last_key = key
             state.last_entry_id = entry_id
         counters["frames"] += 1
         out.frames += 1
