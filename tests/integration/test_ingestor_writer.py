@@ -10,7 +10,8 @@ from typing import Any
 import fakeredis
 import pytest
 
-from tests.rawread import raw_frames_sync, raw_len, rawframes
+from tests.rawread import raw_frames_sync, rawframes
+from tests.waits import until, xlen_at_least
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.contract import base_entry_id
 from tickpipe.common.schema import RawFrame
@@ -109,10 +110,7 @@ class LossRig:
             for seq in range(count + 1, count + size + 1):
                 self.queue.put_nowait(item(seq))
             count += size
-            deadline = time.monotonic() + 5
-            while await raw_len(self.redis, STREAM) < count:
-                assert time.monotonic() < deadline, f"fewer than {count} frames written"
-                await asyncio.sleep(0.01)
+            await until(lambda c=count: xlen_at_least(self.redis, STREAM, c), 30, f"{count} frames")
             assert await self.redis.xlen(STREAM) == n  # the group's frames share one entry
 
     async def outage(self, queued: int) -> None:
