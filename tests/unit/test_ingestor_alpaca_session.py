@@ -136,6 +136,40 @@ def test_runtime_changes_wait_for_streaming_and_persist() -> None:
         session.change("listen", ["X"])
 
 
+def test_a_change_asked_while_the_first_subscription_is_in_flight_is_sent_once_it_lands() -> None:
+    session = DataSession(["ETH/USD"], ("trades", "quotes"))
+    session.receive(CONNECTED)
+    assert session.receive(AUTHENTICATED) == [
+        Send({"action": "subscribe", "trades": ["ETH/USD"], "quotes": ["ETH/USD"]})
+    ]
+    # the venue has not answered the subscription yet: the changes wait for it
+    assert session.change("subscribe", ["BTC/USD"]) == []
+    assert session.change("unsubscribe", ["ETH/USD"]) == []
+    landed = [{"T": "subscription", "trades": ["ETH/USD"], "quotes": ["ETH/USD"], "bars": []}]
+    assert session.receive(landed) == [
+        Ready({"trades": ["ETH/USD"], "quotes": ["ETH/USD"], "bars": []}),
+        Send({"action": "subscribe", "trades": ["BTC/USD"], "quotes": ["BTC/USD"]}),
+        Send({"action": "unsubscribe", "trades": ["ETH/USD"], "quotes": ["ETH/USD"]}),
+    ]
+    # once streaming, the venue's answers to those changes ask for nothing more
+    both = [{"T": "subscription", "trades": ["BTC/USD"], "quotes": ["BTC/USD"]}]
+    assert session.receive(both) == []
+    # a refused first subscription releases the waiting changes too
+    refused = DataSession(["ETH/USD"], ("trades",))
+    refused.receive(CONNECTED)
+    refused.receive(AUTHENTICATED)
+    assert refused.change("subscribe", ["BTC/USD"]) == []
+    answer = refused.receive([{"T": "error", "code": 405, "msg": "symbol limit exceeded"}])
+    assert answer[1:] == [Send({"action": "subscribe", "trades": ["BTC/USD"]})]
+    # what the venue confirmed as asked gives no extra message
+    quiet = DataSession(["AAPL"], ("trades",))
+    quiet.receive(CONNECTED)
+    quiet.receive(AUTHENTICATED)
+    assert quiet.receive([{"T": "subscription", "trades": ["AAPL"]}]) == [
+        Ready({"trades": ["AAPL"]})
+    ]
+
+
 def test_trading_session_auth_listen_and_refusals() -> None:
     session = TradingSession()
     assert session.opening() == [SendAuth()]

@@ -214,6 +214,8 @@ class DataSession:
         self.state = "connecting"
         #: The venue's last full subscription set.
         self.subscribed: dict[str, list[str]] = {}
+        #: Changes asked for while the first subscription was in flight, sent once it lands.
+        self.deferred: list[Action] = []
 
     def receive(self, messages: Any) -> list[Action]:
         """Digest one decoded frame (an array); return the actions it calls for."""
@@ -231,6 +233,8 @@ class DataSession:
             action = data_error(message.get("code"), str(message.get("msg", "")))
             if isinstance(action, Refused) and self.state == "subscribing":
                 self.state = "streaming"  # the set is unchanged; later changes may still work
+                deferred, self.deferred = self.deferred, []
+                return [action, *deferred]
             return [action]
         if kind == "subscription":
             self.subscribed = {
@@ -238,7 +242,11 @@ class DataSession:
             }
             was = self.state
             self.state = "streaming"
-            return [Ready(dict(self.subscribed))] if was != "streaming" else []
+            if was == "streaming":
+                return []
+            # changes asked for while the first subscription was in flight go out now
+            deferred, self.deferred = self.deferred, []
+            return [Ready(dict(self.subscribed)), *deferred]
         text = message.get("msg")
         if text == "connected" and self.state == "connecting":
             self.state = "authenticating"
@@ -262,9 +270,13 @@ class DataSession:
             self.symbols = [s for s in self.symbols if s not in names]
         else:
             raise ValueError(f"action must be subscribe or unsubscribe, got {action!r}")
-        if not names or self.state != "streaming":
+        if not names or self.state not in ("subscribing", "streaming"):
+            return []  # the first subscription message will carry self.symbols
+        send = Send(subscription_message(action, names, self.channels))
+        if self.state == "subscribing":  # the set sent before this change is not confirmed yet
+            self.deferred.append(send)
             return []
-        return [Send(subscription_message(action, names, self.channels))]
+        return [send]
 
 
 class TradingSession:
