@@ -46,6 +46,7 @@ from tickpipe.common.schema import SCHEMA_VERSION, OrderIntent, RawFrame
 
 __all__ = [
     "CONTROL_ACTIONS",
+    "FRAME_SEP",
     "ORDER_FIELDS",
     "RAW_FIELDS",
     "RAW_FRAMES",
@@ -59,8 +60,10 @@ __all__ = [
     "base_entry_id",
     "entry_key",
     "frame_id",
+    "is_entry_id",
     "marker_data",
     "order_entry",
+    "packed_field",
     "raw_constants",
     "raw_entry_frames",
     "raw_frames_of",
@@ -75,6 +78,9 @@ RAW_PER_FRAME = ("seq", "ts_recv", "data")
 RAW_FRAMES = "frames"
 #: The most frames one raw entry holds.
 RAW_PACK_MAX = 64
+#: What joins an entry id and a frame's index (``ms-seq.k``), and a field name and a frame's
+#: index in a packed entry (``data.k``).
+FRAME_SEP = "."
 
 
 class RawKind(StrEnum):
@@ -187,20 +193,30 @@ def entry_key(entry_id: str) -> tuple[int, int, int]:
     """Return a stream entry id ``ms-seq`` (or a packed frame's ``ms-seq.k``) as a comparable
     triple ``(ms, seq, k)``, ``k`` 0 for an entry's own id."""
     ms, _, rest = entry_id.partition("-")
-    if "." not in rest:
+    if FRAME_SEP not in rest:
         return int(ms), int(rest or 0), 0
-    seq, _, k = rest.partition(".")
+    seq, _, k = rest.partition(FRAME_SEP)
     return int(ms), int(seq or 0), int(k or 0)
 
 
 def frame_id(entry_id: str, k: int) -> str:
     """Return the id of frame ``k`` (0 for the first) of raw entry ``entry_id``."""
-    return f"{entry_id}.{k}" if k else entry_id
+    return f"{entry_id}{FRAME_SEP}{k}" if k else entry_id
 
 
 def base_entry_id(frame: str) -> str:
     """Return the id of the stream entry that holds the frame with id ``frame``."""
-    return frame.partition(".")[0]
+    return frame.partition(FRAME_SEP)[0]
+
+
+def is_entry_id(frame: str) -> bool:
+    """Tell whether a frame id is its entry's own id (the entry's first frame)."""
+    return FRAME_SEP not in frame
+
+
+def packed_field(name: str, k: int) -> str:
+    """Return the name of field ``name`` of frame ``k`` (>= 1) in a packed raw entry."""
+    return f"{name}{FRAME_SEP}{k}"
 
 
 #: The names of frame k's fields in a packed entry, by k (built as needed).
@@ -210,7 +226,8 @@ _PACKED_NAMES: list[tuple[str, str, str]] = [("seq", "ts_recv", "data")]
 def _packed_names(k: int) -> tuple[str, str, str]:
     while len(_PACKED_NAMES) <= k:
         n = len(_PACKED_NAMES)
-        _PACKED_NAMES.append((f"seq.{n}", f"ts_recv.{n}", f"data.{n}"))
+        seq, ts_recv, data = (packed_field(name, n) for name in RAW_PER_FRAME)
+        _PACKED_NAMES.append((seq, ts_recv, data))
     return _PACKED_NAMES[k]
 
 

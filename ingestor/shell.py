@@ -37,7 +37,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tickpipe.common.backoff import Backoff
-from tickpipe.common.contract import RawKind, raw_entry_frames
+from tickpipe.common.contract import RawKind, raw_frames_of
 from tickpipe.common.errors import ConfigError
 from tickpipe.common.health import HealthReporter
 from tickpipe.common.links import Link, run_token
@@ -204,8 +204,7 @@ class Ingestor:
         try:
             for partition in self.settings.partitions():
                 entries: Any = await redis.xrevrange(keys.raw(partition), count=scan)
-                frames = [f for i, e in entries or () for _, f in raw_entry_frames(i, e or {})]
-                for fields in frames:
+                for _, fields in raw_frames_of(entries):
                     if not fields or fields.get(b"kind") != RawKind.WS.encode():
                         continue
                     trade = trade_id_of(fields.get(b"data", b""))

@@ -16,6 +16,7 @@ import redis.exceptions as rexc
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.backpressure import RedisOutage
 from tickpipe.common.contract import (
+    FRAME_SEP,
     RAW_FIELDS,
     RAW_FRAMES,
     RAW_PACK_MAX,
@@ -460,7 +461,7 @@ def _append_script() -> bytes:
     first = ", ".join(f"'{name}', {value[name]}" for name in RAW_FIELDS)
     width = 2 * len(RAW_FIELDS)  # the first frame's fields; ``frames n`` follow when packed
     more = "\n      ".join(
-        f"args[m + {2 * k + 1}], args[m + {2 * k + 2}] = '{name}.' .. n, ARGV[i + {k}]"
+        f"args[m + {2 * k + 1}], args[m + {2 * k + 2}] = '{name}{FRAME_SEP}' .. n, ARGV[i + {k}]"
         for k, name in enumerate(FRAME_FIELDS)
     )
     packable = " or ".join(f"c_kind == '{kind}'" for kind in PACKABLE_KINDS)

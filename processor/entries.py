@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from tickpipe.common.contract import entry_key
+from tickpipe.common.contract import FRAME_SEP, entry_key
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.schema import RawFrame
 
@@ -111,7 +111,7 @@ def fold_entries(
     last_key = entry_key(state.last_entry_id) if state.last_entry_id else (-1, -1, -1)
     old = False  # whether the current entry was processed before (all its frames were)
     for entry_id, frame in entries:
-        if "." not in entry_id:  # an entry's first frame (a packed entry's others: ``id.k``)
+        if FRAME_SEP not in entry_id:  # an entry's first frame (a packed entry's others: id.k)
             out.acked.append(entry_id)
             # A batch holds whole entries, so a checkpoint ends with an entry's last frame:
             # the entry's own id decides for all its frames.

@@ -43,7 +43,7 @@ import redis.asyncio as aioredis
 
 from tickpipe.common.backoff import Backoff
 from tickpipe.common.backpressure import RedisOutage
-from tickpipe.common.contract import base_entry_id
+from tickpipe.common.contract import base_entry_id, is_entry_id
 from tickpipe.common.errors import DecodeError
 from tickpipe.common.health import HealthReporter
 from tickpipe.common.names import GROUP_PROCESSOR
@@ -75,7 +75,7 @@ def read_count(batch_size: int, batch: Entries | None, count: int) -> int:
     """
     if not batch:
         return count
-    entries = sum(1 for entry_id, _ in batch if "." not in entry_id)
+    entries = sum(1 for entry_id, _ in batch if is_entry_id(entry_id))
     if not entries:
         return count
     return max(1, min(batch_size, batch_size * entries // len(batch)))

@@ -38,7 +38,13 @@ from typing import Any
 import orjson
 
 from tickpipe.common.builders import new_raw_frame
-from tickpipe.common.contract import RAW_FIELDS, RAW_FRAMES, RAW_PER_FRAME
+from tickpipe.common.contract import (
+    RAW_FIELDS,
+    RAW_FRAMES,
+    RAW_PER_FRAME,
+    frame_id,
+    packed_field,
+)
 from tickpipe.common.schema import RawFrame
 from tickpipe.processor.entries import BadEntry
 from tickpipe.processor.lanes import Commit, decode_entries
@@ -141,7 +147,7 @@ _PACKED_ORDER: dict[int, list[bytes]] = {}
 def _packed_order(n: int) -> list[bytes]:
     names = _PACKED_ORDER.get(n)
     if names is None:
-        names = [f"{name}.{k}".encode() for k in range(1, n) for name in RAW_PER_FRAME]
+        names = [packed_field(name, k).encode() for k in range(1, n) for name in RAW_PER_FRAME]
         if len(_PACKED_ORDER) < 1024:
             _PACKED_ORDER[n] = names
     return names
@@ -169,7 +175,7 @@ def _packed(entry_id: str, flat: list[Any]) -> list[tuple[str, RawFrame | BadEnt
         at = 6 * (k - 1)
         out.append(
             (
-                f"{entry_id}.{k}",
+                frame_id(entry_id, k),
                 new_raw_frame(
                     kind, venue, conn, int(rest[at + 1]), int(rest[at + 3]),
                     rest[at + 5].decode(), channel,
